@@ -1,0 +1,646 @@
+//! Live capture with libpcap: one thread per interface, a bounded hand-over queue.
+//!
+//! Each interface gets its own libpcap handle (read timeout [`LiveConfig::read_timeout_ms`],
+//! nanosecond timestamps) and its own thread, which calls `pcap_dispatch` in a loop, copies
+//! the packets of one dispatch into a batch and hands the batch to the consumer through an
+//! `mpsc` channel. The queue is bounded in *packets* ([`LiveConfig::queue_capacity`]): a
+//! capture thread reserves room before sending and drops (and counts) whatever does not
+//! fit, so it never waits for the consumer. Packets of different interfaces are not
+//! ordered with respect to each other.
+//!
+//! [`LiveCapture::stop`] sets a flag, calls `pcap_breakloop` on every handle (libpcap 1.10
+//! wakes a thread blocked in `poll` through an eventfd) and joins the threads; the read
+//! timeout bounds the wait even where breakloop cannot wake the thread.
+//!
+//! Loopback duplicates: on `lo` libpcap itself discards the outgoing copy of each packet
+//! (it would see every packet twice otherwise). On the `any` device the frames are Linux
+//! cooked (DLT 113, or 276 when SLL2 is selected); as a second line of defence, a cooked
+//! frame whose hardware type is loopback (`ARPHRD_LOOPBACK`, 772) and whose packet type is
+//! "outgoing" (4) is dropped here and counted in
+//! [`CaptureStats::loopback_outgoing_skipped`], so each loopback packet is delivered once.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pcap::{Active, BreakLoop, Capture, Device, Precision};
+
+use crate::{CaptureError, InterfaceInfo, OwnedPacket};
+
+const DLT_LINUX_SLL: u32 = 113;
+const DLT_LINUX_SLL2: u32 = 276;
+const ARPHRD_LOOPBACK: u16 = 772;
+const PACKET_OUTGOING: u8 = 4;
+
+/// How often a capture thread refreshes the libpcap counters behind [`LiveCapture::stats`].
+const STATS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What to capture and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveConfig {
+    /// Interfaces to capture on, one thread each. `"any"` (or `"all"`) captures every
+    /// interface through libpcap's `any` device (Linux cooked frames, DLT 113) and must
+    /// then be the only entry.
+    pub interfaces: Vec<String>,
+    /// BPF filter expression (tcpdump syntax), compiled by libpcap for each interface.
+    pub filter: Option<String>,
+    /// Put the interfaces in promiscuous mode (default `false`).
+    pub promisc: bool,
+    /// Snapshot length in bytes (default 262144).
+    pub snaplen: i32,
+    /// Kernel buffer size in bytes (`None` = libpcap's default, 2 MiB on Linux).
+    pub buffer_size: Option<i32>,
+    /// Maximum number of packets waiting for the consumer, over all interfaces (default
+    /// 65536). Packets beyond it are dropped and counted in
+    /// [`CaptureStats::queue_dropped`].
+    pub queue_capacity: usize,
+    /// libpcap immediate mode: deliver each packet as soon as it arrives instead of in
+    /// kernel blocks (lower latency, more CPU). Default `false`.
+    pub immediate_mode: bool,
+    /// libpcap read timeout in milliseconds (default 100): the longest a packet waits in
+    /// a kernel block outside immediate mode, and the longest a capture thread can take to
+    /// notice [`LiveCapture::stop`] if `pcap_breakloop` cannot wake it.
+    pub read_timeout_ms: i32,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            interfaces: Vec::new(),
+            filter: None,
+            promisc: false,
+            snaplen: 262_144,
+            buffer_size: None,
+            queue_capacity: 65_536,
+            immediate_mode: false,
+            read_timeout_ms: 100,
+        }
+    }
+}
+
+impl LiveConfig {
+    /// The default configuration for these interfaces.
+    pub fn new<I, S>(interfaces: I) -> LiveConfig
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        LiveConfig {
+            interfaces: interfaces.into_iter().map(Into::into).collect(),
+            ..LiveConfig::default()
+        }
+    }
+}
+
+/// Counters of a [`LiveCapture`], summed over its interfaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Packets libpcap handed to the capture threads (after the BPF filter), including
+    /// those later dropped at the queue or skipped as loopback duplicates.
+    pub received: u64,
+    /// Packets that reached the queue (`received - queue_dropped - loopback_outgoing_skipped`).
+    pub queued: u64,
+    /// Packets dropped because the queue to the consumer was full.
+    pub queue_dropped: u64,
+    /// Outgoing loopback copies skipped on the `any` device (see the module docs).
+    pub loopback_outgoing_skipped: u64,
+    /// libpcap `ps_recv`: packets the kernel passed to the capture socket (refreshed about
+    /// every 250 ms and when a thread ends).
+    pub kernel_received: u64,
+    /// libpcap `ps_drop`: packets the kernel dropped because the capture buffer was full.
+    pub kernel_dropped: u64,
+    /// libpcap `ps_ifdrop`: packets dropped by the interface or its driver.
+    pub interface_dropped: u64,
+}
+
+impl CaptureStats {
+    /// Every packet lost on the way: kernel, interface and queue drops.
+    pub fn total_dropped(&self) -> u64 {
+        self.kernel_dropped + self.interface_dropped + self.queue_dropped
+    }
+}
+
+/// Lists the interface names libpcap can capture on (including `any` on Linux).
+pub fn list_interfaces() -> Result<Vec<String>, CaptureError> {
+    Device::list()
+        .map(|devs| devs.into_iter().map(|d| d.name).collect())
+        .map_err(|e| CaptureError::Live {
+            interface: "*".into(),
+            message: format!("cannot list interfaces: {e}"),
+        })
+}
+
+enum Msg {
+    Batch(Vec<OwnedPacket>),
+    Error(CaptureError),
+}
+
+#[derive(Default)]
+struct IfaceCounters {
+    kernel_received: AtomicU64,
+    kernel_dropped: AtomicU64,
+    interface_dropped: AtomicU64,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    queued_now: AtomicUsize,
+    capacity: usize,
+    received: AtomicU64,
+    queued: AtomicU64,
+    queue_dropped: AtomicU64,
+    skipped: AtomicU64,
+    per_iface: Vec<IfaceCounters>,
+}
+
+struct Consumer {
+    rx: Receiver<Msg>,
+    current: std::vec::IntoIter<OwnedPacket>,
+}
+
+/// A running capture on one or more interfaces. Dropping it stops it.
+pub struct LiveCapture {
+    interfaces: Vec<InterfaceInfo>,
+    shared: Arc<Shared>,
+    consumer: Mutex<Consumer>,
+    breakers: Vec<BreakLoop>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for LiveCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCapture")
+            .field("interfaces", &self.interfaces)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_permission_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("permission") || m.contains("not permitted")
+}
+
+fn is_no_such_device(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("no such device") || m.contains("doesn't exist")
+}
+
+/// Whether a cooked (SLL/SLL2) frame is the outgoing copy of a loopback packet.
+fn is_loopback_outgoing(link_type: u32, data: &[u8]) -> bool {
+    match link_type {
+        DLT_LINUX_SLL if data.len() >= 4 => {
+            let pkttype = u16::from_be_bytes([data[0], data[1]]);
+            let hatype = u16::from_be_bytes([data[2], data[3]]);
+            pkttype == u16::from(PACKET_OUTGOING) && hatype == ARPHRD_LOOPBACK
+        }
+        DLT_LINUX_SLL2 if data.len() >= 11 => {
+            let hatype = u16::from_be_bytes([data[8], data[9]]);
+            data[10] == PACKET_OUTGOING && hatype == ARPHRD_LOOPBACK
+        }
+        _ => false,
+    }
+}
+
+impl LiveCapture {
+    /// Opens every interface of `config` (all of them, before any thread starts, so a bad
+    /// name, filter or missing privilege is reported here) and starts the capture threads.
+    pub fn start(config: LiveConfig) -> Result<LiveCapture, CaptureError> {
+        let names = Self::check_config(&config)?;
+        let devices = Device::list().map_err(|e| CaptureError::Live {
+            interface: names.join(","),
+            message: format!("cannot list interfaces: {e}"),
+        })?;
+        let known: Vec<String> = devices.iter().map(|d| d.name.clone()).collect();
+        let unknown = |name: &str| {
+            let mut available = known.clone();
+            if !available.iter().any(|n| n == "any") {
+                available.push("any".into());
+            }
+            CaptureError::UnknownInterface {
+                name: name.to_owned(),
+                available,
+            }
+        };
+        for name in &names {
+            if name != "any" && !known.contains(name) {
+                return Err(unknown(name));
+            }
+        }
+
+        let mut opened = Vec::with_capacity(names.len());
+        for name in &names {
+            let mut cap = Self::open_one(name, &config).map_err(|e| match e {
+                CaptureError::Live { ref message, .. } if is_no_such_device(message) => {
+                    unknown(name)
+                }
+                other => other,
+            })?;
+            if let Some(filter) = &config.filter {
+                cap.filter(filter, true).map_err(|e| CaptureError::BadFilter {
+                    interface: name.clone(),
+                    filter: filter.clone(),
+                    message: match e {
+                        pcap::Error::PcapError(m) => m,
+                        other => other.to_string(),
+                    },
+                })?;
+            }
+            let link_type = cap.get_datalink().0 as u32;
+            opened.push((name.clone(), link_type, cap));
+        }
+
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            queued_now: AtomicUsize::new(0),
+            capacity: config.queue_capacity,
+            received: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            queue_dropped: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            per_iface: opened.iter().map(|_| IfaceCounters::default()).collect(),
+        });
+        let (tx, rx) = mpsc::channel();
+        let mut interfaces = Vec::with_capacity(opened.len());
+        let mut breakers = Vec::with_capacity(opened.len());
+        let mut threads = Vec::with_capacity(opened.len());
+        for (index, (name, link_type, mut cap)) in opened.into_iter().enumerate() {
+            interfaces.push(InterfaceInfo {
+                name: name.clone(),
+                link_type,
+                snaplen: config.snaplen.max(0) as u32,
+            });
+            breakers.push(cap.breakloop_handle());
+            let worker = Worker {
+                name: name.clone(),
+                index: index as u32,
+                link_type,
+                shared: Arc::clone(&shared),
+                tx: tx.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("capture-{name}"))
+                .spawn(move || worker.run(&mut cap));
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    shared.stop.store(true, Ordering::SeqCst);
+                    for b in &breakers {
+                        b.breakloop();
+                    }
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(CaptureError::Live {
+                        interface: name,
+                        message: format!("cannot start the capture thread: {e}"),
+                    });
+                }
+            }
+        }
+        drop(tx);
+        tracing::debug!(interfaces = ?interfaces, "live capture started");
+        Ok(LiveCapture {
+            interfaces,
+            shared,
+            consumer: Mutex::new(Consumer {
+                rx,
+                current: Vec::new().into_iter(),
+            }),
+            breakers,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    fn check_config(config: &LiveConfig) -> Result<Vec<String>, CaptureError> {
+        if config.interfaces.is_empty() {
+            return Err(CaptureError::Config("no interface given".into()));
+        }
+        let names: Vec<String> = config
+            .interfaces
+            .iter()
+            .map(|n| {
+                if n == "all" {
+                    "any".to_owned()
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        if names.len() > 1 && names.iter().any(|n| n == "any") {
+            return Err(CaptureError::Config(
+                "\"any\"/\"all\" already captures every interface; give it alone".into(),
+            ));
+        }
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() {
+                return Err(CaptureError::Config("empty interface name".into()));
+            }
+            if names[..i].contains(n) {
+                return Err(CaptureError::Config(format!("interface {n} given twice")));
+            }
+        }
+        if config.queue_capacity == 0 {
+            return Err(CaptureError::Config("queue_capacity must be at least 1".into()));
+        }
+        if config.snaplen <= 0 {
+            return Err(CaptureError::Config("snaplen must be positive".into()));
+        }
+        if config.read_timeout_ms <= 0 {
+            return Err(CaptureError::Config(
+                "read_timeout_ms must be positive".into(),
+            ));
+        }
+        Ok(names)
+    }
+
+    fn open_one(name: &str, config: &LiveConfig) -> Result<Capture<Active>, CaptureError> {
+        let live_err = |e: pcap::Error| {
+            let message = match e {
+                pcap::Error::PcapError(m) => m,
+                other => other.to_string(),
+            };
+            if is_permission_error(&message) {
+                CaptureError::PermissionDenied {
+                    interface: name.to_owned(),
+                    message,
+                }
+            } else {
+                CaptureError::Live {
+                    interface: name.to_owned(),
+                    message,
+                }
+            }
+        };
+        let mut inactive = Capture::from_device(name)
+            .map_err(live_err)?
+            .promisc(config.promisc)
+            .snaplen(config.snaplen)
+            .timeout(config.read_timeout_ms)
+            .immediate_mode(config.immediate_mode)
+            .precision(Precision::Nano);
+        if let Some(size) = config.buffer_size {
+            inactive = inactive.buffer_size(size);
+        }
+        inactive.open().map_err(live_err)
+    }
+
+    /// Waits up to `timeout` for the next packet: `Ok(None)` on timeout,
+    /// `Err(CaptureError::Closed)` after [`LiveCapture::stop`] or once every capture thread
+    /// has ended; an error that ended a capture thread is returned once before that.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<OwnedPacket>, CaptureError> {
+        if self.shared.stop.load(Ordering::SeqCst) {
+            return Err(CaptureError::Closed);
+        }
+        let mut consumer = match self.consumer.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(p) = consumer.current.next() {
+                self.shared.queued_now.fetch_sub(1, Ordering::AcqRel);
+                return Ok(Some(p));
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match consumer.rx.recv_timeout(wait) {
+                Ok(Msg::Batch(batch)) => consumer.current = batch.into_iter(),
+                Ok(Msg::Error(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Err(CaptureError::Closed),
+            }
+        }
+    }
+
+    /// Current counters (libpcap's are refreshed about every 250 ms and when a thread ends).
+    pub fn stats(&self) -> CaptureStats {
+        let s = &self.shared;
+        let mut stats = CaptureStats {
+            received: s.received.load(Ordering::Relaxed),
+            queued: s.queued.load(Ordering::Relaxed),
+            queue_dropped: s.queue_dropped.load(Ordering::Relaxed),
+            loopback_outgoing_skipped: s.skipped.load(Ordering::Relaxed),
+            ..CaptureStats::default()
+        };
+        for c in &s.per_iface {
+            stats.kernel_received += c.kernel_received.load(Ordering::Relaxed);
+            stats.kernel_dropped += c.kernel_dropped.load(Ordering::Relaxed);
+            stats.interface_dropped += c.interface_dropped.load(Ordering::Relaxed);
+        }
+        stats
+    }
+
+    /// Stops capturing: wakes every capture thread and waits for it to end. Idempotent;
+    /// afterwards [`LiveCapture::recv_timeout`] returns [`CaptureError::Closed`].
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for b in &self.breakers {
+            b.breakloop();
+        }
+        let threads = match self.threads.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("a capture thread panicked");
+            }
+        }
+    }
+
+    /// The interfaces being captured; [`OwnedPacket::interface_index`] indexes this list.
+    pub fn interfaces(&self) -> &[InterfaceInfo] {
+        &self.interfaces
+    }
+}
+
+impl Drop for LiveCapture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What one capture thread needs.
+struct Worker {
+    name: String,
+    index: u32,
+    link_type: u32,
+    shared: Arc<Shared>,
+    tx: Sender<Msg>,
+}
+
+/// libpcap's cumulative 32-bit counters, widened.
+#[derive(Default)]
+struct StatTracker {
+    last: Option<pcap::Stat>,
+}
+
+impl Worker {
+    fn run(self, cap: &mut Capture<Active>) {
+        let mut batch: Vec<OwnedPacket> = Vec::with_capacity(256);
+        let mut tracker = StatTracker::default();
+        let mut last_stats = Instant::now();
+        let mut received = 0u64;
+        let mut skipped = 0u64;
+        let loopback_check = matches!(self.link_type, DLT_LINUX_SLL | DLT_LINUX_SLL2);
+        let (index, link_type) = (self.index, self.link_type);
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let result = cap.dispatch(None, |pkt| {
+                received += 1;
+                if loopback_check && is_loopback_outgoing(link_type, pkt.data) {
+                    skipped += 1;
+                    return;
+                }
+                // With nanosecond precision `tv_usec` holds nanoseconds.
+                let secs = u64::try_from(pkt.header.ts.tv_sec).unwrap_or(0);
+                let nanos = u64::try_from(pkt.header.ts.tv_usec).unwrap_or(0);
+                batch.push(OwnedPacket {
+                    timestamp_ns: secs.saturating_mul(1_000_000_000).saturating_add(nanos),
+                    link_type,
+                    interface_index: index,
+                    original_len: pkt.header.len,
+                    data: pkt.data.to_vec(),
+                });
+            });
+            self.shared.received.fetch_add(received, Ordering::Relaxed);
+            self.shared.skipped.fetch_add(skipped, Ordering::Relaxed);
+            received = 0;
+            skipped = 0;
+            let receiver_alive = self.flush(&mut batch);
+            if let Err(e) = result {
+                if !self.shared.stop.load(Ordering::Relaxed) {
+                    let message = match e {
+                        pcap::Error::PcapError(m) => m,
+                        other => other.to_string(),
+                    };
+                    tracing::error!(interface = %self.name, %message, "capture thread ends");
+                    let _ = self.tx.send(Msg::Error(CaptureError::Live {
+                        interface: self.name.clone(),
+                        message,
+                    }));
+                }
+                break;
+            }
+            if !receiver_alive {
+                break;
+            }
+            if last_stats.elapsed() >= STATS_INTERVAL {
+                self.update_stats(cap, &mut tracker);
+                last_stats = Instant::now();
+            }
+        }
+        self.update_stats(cap, &mut tracker);
+    }
+
+    /// Hands the batch to the consumer, keeping the queue within its capacity (the excess
+    /// is dropped and counted). Returns false when the consumer is gone.
+    fn flush(&self, batch: &mut Vec<OwnedPacket>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let n = batch.len();
+        let cap = self.shared.capacity;
+        let reserved = match self.shared.queued_now.fetch_update(
+            Ordering::AcqRel,
+            Ordering::Acquire,
+            |q| Some(q + n.min(cap.saturating_sub(q))),
+        ) {
+            Ok(prev) | Err(prev) => n.min(cap.saturating_sub(prev)),
+        };
+        if reserved < n {
+            self.shared
+                .queue_dropped
+                .fetch_add((n - reserved) as u64, Ordering::Relaxed);
+            batch.truncate(reserved);
+        }
+        if batch.is_empty() {
+            return true;
+        }
+        self.shared
+            .queued
+            .fetch_add(reserved as u64, Ordering::Relaxed);
+        let full = std::mem::replace(batch, Vec::with_capacity(256));
+        self.tx.send(Msg::Batch(full)).is_ok()
+    }
+
+    fn update_stats(&self, cap: &mut Capture<Active>, tracker: &mut StatTracker) {
+        let Ok(now) = cap.stats() else {
+            return;
+        };
+        let prev = tracker.last.unwrap_or(pcap::Stat {
+            received: 0,
+            dropped: 0,
+            if_dropped: 0,
+        });
+        let c = &self.shared.per_iface[self.index as usize];
+        c.kernel_received.fetch_add(
+            u64::from(now.received.wrapping_sub(prev.received)),
+            Ordering::Relaxed,
+        );
+        c.kernel_dropped.fetch_add(
+            u64::from(now.dropped.wrapping_sub(prev.dropped)),
+            Ordering::Relaxed,
+        );
+        c.interface_dropped.fetch_add(
+            u64::from(now.if_dropped.wrapping_sub(prev.if_dropped)),
+            Ordering::Relaxed,
+        );
+        tracker.last = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_outgoing_detection() {
+        // SLL: pkttype(2) hatype(2) ...
+        let mut sll = vec![0u8; 16];
+        sll[1] = PACKET_OUTGOING;
+        sll[2..4].copy_from_slice(&ARPHRD_LOOPBACK.to_be_bytes());
+        assert!(is_loopback_outgoing(DLT_LINUX_SLL, &sll));
+        sll[1] = 0; // PACKET_HOST
+        assert!(!is_loopback_outgoing(DLT_LINUX_SLL, &sll));
+        sll[1] = PACKET_OUTGOING;
+        sll[2..4].copy_from_slice(&1u16.to_be_bytes()); // ARPHRD_ETHER
+        assert!(!is_loopback_outgoing(DLT_LINUX_SLL, &sll));
+        // SLL2: proto(2) reserved(2) ifindex(4) hatype(2) pkttype(1) ...
+        let mut sll2 = vec![0u8; 20];
+        sll2[8..10].copy_from_slice(&ARPHRD_LOOPBACK.to_be_bytes());
+        sll2[10] = PACKET_OUTGOING;
+        assert!(is_loopback_outgoing(DLT_LINUX_SLL2, &sll2));
+        sll2[10] = 0;
+        assert!(!is_loopback_outgoing(DLT_LINUX_SLL2, &sll2));
+        // Other link types and short frames never match.
+        assert!(!is_loopback_outgoing(1, &sll));
+        assert!(!is_loopback_outgoing(DLT_LINUX_SLL, &sll[..3]));
+    }
+
+    #[test]
+    fn config_checks() {
+        let err = |c: LiveConfig| LiveCapture::check_config(&c).expect_err("must fail");
+        assert!(matches!(err(LiveConfig::new(Vec::<String>::new())), CaptureError::Config(_)));
+        assert!(matches!(err(LiveConfig::new(["any", "lo"])), CaptureError::Config(_)));
+        assert!(matches!(err(LiveConfig::new(["lo", "lo"])), CaptureError::Config(_)));
+        let mut c = LiveConfig::new(["lo"]);
+        c.queue_capacity = 0;
+        assert!(matches!(err(c), CaptureError::Config(_)));
+        let names = LiveCapture::check_config(&LiveConfig::new(["all"])).expect("ok");
+        assert_eq!(names, ["any"]);
+        let d = LiveConfig::default();
+        assert_eq!((d.snaplen, d.promisc), (262_144, false));
+    }
+
+    #[test]
+    fn error_classification() {
+        assert!(is_permission_error(
+            "You don't have permission to perform this capture on that device (socket: \
+             Operation not permitted)"
+        ));
+        assert!(!is_permission_error("No such device exists"));
+        assert!(is_no_such_device("No such device exists (SIOCGIFHWADDR: No such device)"));
+    }
+}

@@ -1,0 +1,264 @@
+"""Write netdumplings chefs in Python.
+
+A chef is a class, as in the original Python netdumplings::
+
+    from netdumplings_chef import DumplingChef, Interest
+
+    class HelloChef(DumplingChef):
+        \"\"\"Says hello to every DNS lookup.\"\"\"
+        interest = Interest(transport=["udp"], ports=[53])
+
+        def packet_handler(self, packet):
+            return {"hello": packet.dns.qname} if packet.dns else None
+
+Build it with ``tools/nd-chef build DIR`` (DIR holds ``chef.py``); the result is a
+WebAssembly component for the kitchen's chef folder. The kitchen calls the chef in batches
+of packets; this layer hides that and calls ``packet_handler`` once per packet.
+
+Differences from the original ``netdumplings.DumplingChef``:
+
+* ``packet`` is a :class:`~netdumplings_chef.packet.Packet` (parsed headers, scapy-style
+  names), not a scapy object;
+* a chef that does not override ``packet_handler`` receives no packets (the original's
+  default made a summary-string dumpling for every packet);
+* ``interval_handler(interval)`` gets the poke interval in float seconds, and
+  ``self.now`` holds the kitchen's clock (capture time when replaying a file);
+* there is no ``kitchen`` argument, and one component holds exactly one chef.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .packet import (  # noqa: F401  (re-exported)
+    ARP,
+    DNS,
+    ICMP,
+    IP,
+    TCP,
+    UDP,
+    CookedLinux,
+    DNSParseError,
+    DNSQuestion,
+    Dot1Q,
+    Ether,
+    IPv6,
+    Packet,
+    ipv4_str,
+    ipv6_str,
+    mac_str,
+)
+
+__all__ = [
+    "DumplingChef",
+    "Interest",
+    "Packet",
+    "log",
+    "mac_str",
+    "ipv4_str",
+    "ipv6_str",
+]
+
+__version__ = "0.1.0"
+
+_NETWORK = ("arp", "ipv4", "ipv6", "other")
+_TRANSPORT = ("tcp", "udp", "icmpv4", "icmpv6")
+_LEVELS = ("trace", "debug", "info", "warn", "error")
+
+
+class Interest:
+    """Which packets a chef wants (see ``interest`` in ``wit/chef.wit``).
+
+    Every non-empty list must match; an empty list means "any":
+    ``Interest(transport=["udp"], ports=[53])`` is "UDP with port 53 on either side".
+    ``network`` takes ``"arp"``, ``"ipv4"``, ``"ipv6"``, ``"other"``; ``transport`` takes
+    ``"tcp"``, ``"udp"``, ``"icmpv4"``, ``"icmpv6"``; ``link_types`` takes pcap DLT numbers.
+    """
+
+    __slots__ = ("link_types", "network", "transport", "ports")
+
+    def __init__(self, network=(), transport=(), ports=(), link_types=()):
+        for n in network:
+            if n not in _NETWORK:
+                raise ValueError("unknown network protocol %r (expected one of %s)" % (n, ", ".join(_NETWORK)))
+        for t in transport:
+            if t not in _TRANSPORT:
+                raise ValueError("unknown transport protocol %r (expected one of %s)" % (t, ", ".join(_TRANSPORT)))
+        for p in ports:
+            if not (isinstance(p, int) and 0 <= p <= 0xFFFF):
+                raise ValueError("port %r is not a number in 0..65535" % (p,))
+        for lt in link_types:
+            if not (isinstance(lt, int) and 0 <= lt <= 0xFFFFFFFF):
+                raise ValueError("link type %r is not a u32" % (lt,))
+        self.network = list(network)
+        self.transport = list(transport)
+        self.ports = list(ports)
+        self.link_types = list(link_types)
+
+    def __repr__(self) -> str:
+        return "Interest(network=%r, transport=%r, ports=%r, link_types=%r)" % (
+            self.network,
+            self.transport,
+            self.ports,
+            self.link_types,
+        )
+
+
+def log(message, level: str = "info") -> None:
+    """Write ``message`` to the kitchen's log (tagged with the chef's name).
+
+    ``level`` is one of ``trace``, ``debug``, ``info``, ``warn``, ``error``. Outside a
+    component (unit tests) the message goes to ``netdumplings_chef.LOG_SINK`` if set.
+    """
+    if level not in _LEVELS:
+        level = "info"
+    _log_impl(level, str(message))
+
+
+LOG_SINK = None  # unit tests set a callable(level, message)
+
+
+def _log_impl(level: str, message: str) -> None:
+    sink = LOG_SINK
+    if sink is not None:
+        sink(level, message)
+        return
+    try:
+        from wit_world.imports import log as wit_log  # only exists inside the component
+    except ImportError:
+        return
+    wit_log.log(getattr(wit_log.Level, level.upper()), message)
+
+
+class DumplingChef:
+    """Base class of a Python chef.
+
+    Override ``packet_handler(self, packet)`` and/or ``interval_handler(self, interval)``;
+    each returns a JSON-serialisable value (the dumpling payload) or ``None`` (no dumpling).
+    Class attributes: ``interest`` (an :class:`Interest`; default: every packet),
+    ``description`` (default: the docstring's first line), ``version``, and
+    ``catch_errors`` (default ``True``: an exception in a handler is logged and the packet
+    skipped, as the original kitchen did; ``False`` lets it trap the component, which the
+    kitchen then reports and restarts).
+    """
+
+    assignable_to_kitchen = True
+    interest = Interest()
+    description = None
+    version = "0.1.0"
+    catch_errors = True
+
+    def __init__(self):
+        self.name = type(self).__name__
+        self.now = 0.0
+
+    def packet_handler(self, packet):
+        """Called for every packet matching ``interest``; return a payload or ``None``."""
+        return None
+
+    def interval_handler(self, interval=None):
+        """Called on the kitchen's timer (``interval`` seconds); return a payload or ``None``."""
+        return None
+
+    # --- used by the component glue ---------------------------------------------------
+    @classmethod
+    def _drivers(cls):
+        """(wants packets, wants pokes): a handler counts when the subclass overrides it."""
+        return (
+            cls.packet_handler is not DumplingChef.packet_handler,
+            cls.interval_handler is not DumplingChef.interval_handler,
+        )
+
+    @classmethod
+    def _description(cls) -> str:
+        if cls.description:
+            return str(cls.description)
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else cls.__name__
+
+
+def find_chef_class(module):
+    """The one assignable ``DumplingChef`` subclass defined or imported in ``module``.
+
+    Raises ``ValueError`` when there is none or more than one (a component is one chef).
+    """
+    found = []
+    for attr in sorted(vars(module)):
+        obj = getattr(module, attr)
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, DumplingChef)
+            and obj is not DumplingChef
+            and obj.__dict__.get("assignable_to_kitchen", obj.assignable_to_kitchen)
+        ):
+            found.append(obj)
+    if not found:
+        raise ValueError("%s defines no DumplingChef subclass" % module.__name__)
+    if len(found) > 1:
+        names = ", ".join(c.__name__ for c in found)
+        raise ValueError(
+            "%s defines %d chefs (%s); one component is one chef: set "
+            "`assignable_to_kitchen = False` on base classes" % (module.__name__, len(found), names)
+        )
+    return found[0]
+
+
+def encode_payload(value) -> str:
+    """The JSON text of a handler's return value (strict JSON: no NaN/Infinity)."""
+    return json.dumps(value, allow_nan=False)
+
+
+class Runner:
+    """Drives one chef instance: the batching and error policy, independent of the bindings."""
+
+    def __init__(self, chef: DumplingChef):
+        self.chef = chef
+        cls = type(chef)
+        self.wants_packets, self.wants_interval = cls._drivers()
+        self.catch = bool(cls.catch_errors)
+
+    def packets(self, packets, arena, make_dumpling) -> list:
+        """Run ``packet_handler`` over a batch; return ``make_dumpling(index, json)`` items."""
+        chef = self.chef
+        handler = chef.packet_handler
+        out = []
+        catch = self.catch
+        for i, wit in enumerate(packets):
+            pk = Packet(wit, arena)
+            if catch:
+                try:
+                    value = handler(pk)
+                    if value is None:
+                        continue
+                    text = encode_payload(value)
+                except Exception as exc:  # the original kitchen logged and went on
+                    log("Error invoking packet handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
+                    continue
+            else:
+                value = handler(pk)
+                if value is None:
+                    continue
+                text = encode_payload(value)
+            out.append(make_dumpling(i, text))
+        return out
+
+    def interval(self, now_ns: int, interval_ns: int) -> list:
+        """Run ``interval_handler``; return the list of JSON payloads (zero or one)."""
+        chef = self.chef
+        chef.now = now_ns / 1e9
+        if self.catch:
+            try:
+                value = chef.interval_handler(interval_ns / 1e9)
+                if value is None:
+                    return []
+                return [encode_payload(value)]
+            except Exception as exc:
+                log("Error invoking interval handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
+                return []
+        value = chef.interval_handler(interval_ns / 1e9)
+        return [] if value is None else [encode_payload(value)]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__

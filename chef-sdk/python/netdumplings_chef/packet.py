@@ -1,0 +1,766 @@
+"""A read-only, scapy-flavoured view of one packet handed to a chef.
+
+The kitchen parses every packet before a chef sees it and passes the headers as WIT
+records plus one shared byte arena per batch (see ``wit/chef.wit``). :class:`Packet`
+wraps one such record: every layer is decoded lazily, on first access, so a chef pays
+only for what it reads.
+
+Names follow scapy where the original netdumplings chefs used them (``packet.arp.psrc``,
+``packet.ip.src``, ``packet.udp.dport``, ``packet.dns.qd``...), and the WIT names work too
+(``packet.arp.sender_protocol``). Addresses are strings (``"127.0.0.1"``,
+``"02:00:00:00:00:01"``).
+
+This module imports nothing from the component bindings, so it also runs (and is unit
+tested) under plain CPython with duck-typed records.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+__all__ = [
+    "Packet",
+    "Ether",
+    "CookedLinux",
+    "Dot1Q",
+    "ARP",
+    "IP",
+    "IPv6",
+    "TCP",
+    "UDP",
+    "ICMP",
+    "DNS",
+    "DNSQuestion",
+    "DNSParseError",
+    "mac_str",
+    "ipv4_str",
+    "ipv6_str",
+]
+
+# UDP/TCP ports on which scapy 2.4.5 (what the original used) decodes a DNS layer.
+DNS_UDP_PORTS = frozenset((53, 5353))
+DNS_TCP_PORTS = frozenset((53,))
+NTP_UDP_PORT = 123
+
+# ICMPv4 types whose body quotes the offending IP datagram (scapy's "IP in ICMP").
+_ICMP_ERROR_TYPES = frozenset((3, 4, 5, 11, 12))
+
+# scapy's display names for the ICMPv6 message classes it decodes.
+_ICMPV6_NAMES = {
+    1: "ICMPv6 Destination Unreachable",
+    2: "ICMPv6 Packet Too Big",
+    3: "ICMPv6 Time Exceeded",
+    4: "ICMPv6 Parameter Problem",
+    128: "ICMPv6 Echo Request",
+    129: "ICMPv6 Echo Reply",
+    130: "MLD - Multicast Listener Query",
+    131: "MLD - Multicast Listener Report",
+    132: "MLD - Multicast Listener Done",
+    133: "ICMPv6 Neighbor Discovery - Router Solicitation",
+    134: "ICMPv6 Neighbor Discovery - Router Advertisement",
+    135: "ICMPv6 Neighbor Discovery - Neighbor Solicitation",
+    136: "ICMPv6 Neighbor Discovery - Neighbor Advertisement",
+    137: "ICMPv6 Neighbor Discovery - Redirect",
+    143: "MLDv2 - Multicast Listener Report",
+}
+
+_TCP_FLAG_LETTERS = "FSRPAUEC"  # bit order of the WIT `tcp-flags` (fin first), as scapy prints
+
+
+def mac_str(value: int) -> str:
+    """A MAC address number (six bytes big-endian in the low 48 bits) as ``aa:bb:cc:dd:ee:ff``."""
+    return ":".join("%02x" % ((value >> shift) & 0xFF) for shift in (40, 32, 24, 16, 8, 0))
+
+
+def ipv4_str(value: int) -> str:
+    """An IPv4 address number (big-endian) as dotted quad."""
+    return "%d.%d.%d.%d" % ((value >> 24) & 0xFF, (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF)
+
+
+def ipv6_str(value) -> str:
+    """An IPv6 address given as (high 64 bits, low 64 bits), in compressed form."""
+    high, low = value
+    return str(ipaddress.IPv6Address((high << 64) | low))
+
+
+def _flag_set(flags, name: str) -> bool:
+    """Whether a WIT flags value (a Python ``enum.Flag`` in the component) has ``name``."""
+    member = getattr(type(flags), name.upper(), None)
+    if member is not None:
+        return bool(flags & member)
+    # Duck-typed test doubles: a set of names or an object with boolean attributes.
+    if isinstance(flags, (set, frozenset)):
+        return name in flags
+    return bool(getattr(flags, name, False))
+
+
+class _Layer:
+    """Base of the layer views: keeps the WIT record as ``wit``."""
+
+    __slots__ = ("wit",)
+    name = "?"
+
+    def __init__(self, wit):
+        self.wit = wit
+
+    def __repr__(self) -> str:
+        fields = ", ".join("%s=%r" % (k, getattr(self, k)) for k in self._show)
+        return "<%s %s>" % (self.name, fields)
+
+    _show: tuple = ()
+
+
+class Ether(_Layer):
+    """Ethernet II header: ``src``, ``dst`` (MAC strings) and ``type`` (EtherType)."""
+
+    __slots__ = ()
+    name = "Ethernet"
+    _show = ("src", "dst", "type")
+
+    @property
+    def src(self) -> str:
+        return mac_str(self.wit.source)
+
+    @property
+    def dst(self) -> str:
+        return mac_str(self.wit.destination)
+
+    @property
+    def type(self) -> int:
+        return self.wit.ether_type
+
+
+class CookedLinux(_Layer):
+    """Linux "cooked" capture header (SLL/SLL2)."""
+
+    __slots__ = ()
+    name = "cooked linux"
+    _show = ("pkttype", "proto")
+
+    @property
+    def pkttype(self) -> int:
+        return self.wit.packet_type
+
+    @property
+    def proto(self) -> int:
+        return self.wit.protocol_type
+
+    @property
+    def src(self) -> str:
+        n = self.wit.source_len
+        raw = self.wit.source.to_bytes(8, "big")[: min(n, 8)]
+        return ":".join("%02x" % b for b in raw)
+
+
+class Dot1Q(_Layer):
+    """One 802.1Q VLAN tag: ``vlan``, ``prio``, ``type``."""
+
+    __slots__ = ()
+    name = "802.1Q"
+    _show = ("vlan", "prio", "type")
+
+    @property
+    def vlan(self) -> int:
+        return self.wit.id
+
+    @property
+    def prio(self) -> int:
+        return self.wit.priority
+
+    @property
+    def type(self) -> int:
+        return self.wit.ether_type
+
+
+class ARP(_Layer):
+    """ARP packet with scapy's field names: ``op``, ``hwsrc``, ``psrc``, ``hwdst``, ``pdst``."""
+
+    __slots__ = ()
+    name = "ARP"
+    _show = ("op", "hwsrc", "psrc", "hwdst", "pdst")
+
+    @property
+    def op(self) -> int:
+        return self.wit.operation
+
+    @property
+    def hwtype(self) -> int:
+        return self.wit.hardware_type
+
+    @property
+    def ptype(self) -> int:
+        return self.wit.protocol_type
+
+    @property
+    def hwsrc(self) -> str:
+        return mac_str(self.wit.sender_hardware)
+
+    @property
+    def psrc(self) -> str:
+        return ipv4_str(self.wit.sender_protocol)
+
+    @property
+    def hwdst(self) -> str:
+        return mac_str(self.wit.target_hardware)
+
+    @property
+    def pdst(self) -> str:
+        return ipv4_str(self.wit.target_protocol)
+
+
+class IP(_Layer):
+    """IPv4 header: ``src``, ``dst`` (strings), ``proto``, ``ttl``, ``tos``, ``len``, ``id``."""
+
+    __slots__ = ()
+    name = "IP"
+    version = 4
+    _show = ("src", "dst", "proto")
+
+    @property
+    def src(self) -> str:
+        return ipv4_str(self.wit.source)
+
+    @property
+    def dst(self) -> str:
+        return ipv4_str(self.wit.destination)
+
+    @property
+    def proto(self) -> int:
+        return self.wit.protocol
+
+    @property
+    def ttl(self) -> int:
+        return self.wit.ttl
+
+    @property
+    def tos(self) -> int:
+        return self.wit.tos
+
+    @property
+    def len(self) -> int:
+        return self.wit.total_len
+
+    @property
+    def id(self) -> int:
+        return self.wit.identification
+
+    @property
+    def frag(self) -> int:
+        """Fragment offset in bytes."""
+        return self.wit.fragment_offset
+
+
+class IPv6(_Layer):
+    """IPv6 header: ``src``, ``dst`` (strings), ``nh``, ``hlim``, ``tc``, ``fl``, ``plen``."""
+
+    __slots__ = ()
+    name = "IPv6"
+    version = 6
+    _show = ("src", "dst", "nh")
+
+    @property
+    def src(self) -> str:
+        return ipv6_str(self.wit.source)
+
+    @property
+    def dst(self) -> str:
+        return ipv6_str(self.wit.destination)
+
+    @property
+    def nh(self) -> int:
+        return self.wit.next_header
+
+    proto = nh
+
+    @property
+    def hlim(self) -> int:
+        return self.wit.hop_limit
+
+    ttl = hlim
+
+    @property
+    def tc(self) -> int:
+        return self.wit.traffic_class
+
+    @property
+    def fl(self) -> int:
+        return self.wit.flow_label
+
+    @property
+    def plen(self) -> int:
+        return self.wit.payload_len
+
+
+class TCP(_Layer):
+    """TCP header: ``sport``, ``dport``, ``seq``, ``ack``, ``flags`` (scapy letters, e.g. ``"SA"``)."""
+
+    __slots__ = ()
+    name = "TCP"
+    _show = ("sport", "dport", "flags")
+
+    @property
+    def sport(self) -> int:
+        return self.wit.source_port
+
+    @property
+    def dport(self) -> int:
+        return self.wit.destination_port
+
+    @property
+    def seq(self) -> int:
+        return self.wit.sequence
+
+    @property
+    def ack(self) -> int:
+        return self.wit.acknowledgment
+
+    @property
+    def window(self) -> int:
+        return self.wit.window
+
+    @property
+    def flags(self) -> str:
+        f = self.wit.flags
+        names = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
+        return "".join(letter for letter, n in zip(_TCP_FLAG_LETTERS, names) if _flag_set(f, n))
+
+
+class UDP(_Layer):
+    """UDP header: ``sport``, ``dport``, ``len``."""
+
+    __slots__ = ()
+    name = "UDP"
+    _show = ("sport", "dport", "len")
+
+    @property
+    def sport(self) -> int:
+        return self.wit.source_port
+
+    @property
+    def dport(self) -> int:
+        return self.wit.destination_port
+
+    @property
+    def len(self) -> int:
+        return self.wit.length
+
+
+class ICMP(_Layer):
+    """ICMPv4 or ICMPv6 header: ``type``, ``code``, ``rest`` (bytes 4..8), ``version``."""
+
+    __slots__ = ("version",)
+    _show = ("type", "code")
+
+    def __init__(self, wit, version: int):
+        super().__init__(wit)
+        self.version = version
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        if self.version == 4:
+            return "ICMP"
+        return _ICMPV6_NAMES.get(self.wit.icmp_type, "ICMPv6 Unknown")
+
+    @property
+    def type(self) -> int:
+        return self.wit.icmp_type
+
+    @property
+    def code(self) -> int:
+        return self.wit.code
+
+    @property
+    def rest(self) -> int:
+        return self.wit.rest
+
+
+class DNSParseError(ValueError):
+    """The bytes on a DNS port are not a DNS message this parser can read."""
+
+
+class DNSQuestion:
+    """One DNS question: ``qname`` (bytes, with the trailing dot, as scapy), ``qtype``, ``qclass``."""
+
+    __slots__ = ("qname", "qtype", "qclass")
+
+    def __init__(self, qname: bytes, qtype: int, qclass: int):
+        self.qname = qname
+        self.qtype = qtype
+        self.qclass = qclass
+
+    @property
+    def name(self) -> str:
+        """The name as text, UTF-8 decoded (strict), with one trailing dot removed."""
+        text = self.qname.decode("utf-8")
+        return text[:-1] if text.endswith(".") else text
+
+    def __repr__(self) -> str:
+        return "<DNSQuestion %r qtype=%d qclass=%d>" % (self.qname, self.qtype, self.qclass)
+
+
+def _read_name(msg: bytes, pos: int) -> tuple:
+    """Read a (possibly compressed) domain name at ``pos``; return (name bytes, next pos)."""
+    labels = []
+    end = None
+    jumps = 0
+    while True:
+        if pos >= len(msg):
+            raise DNSParseError("name runs past the end of the message")
+        length = msg[pos]
+        if length == 0:
+            pos += 1
+            break
+        if length & 0xC0 == 0xC0:
+            if pos + 1 >= len(msg):
+                raise DNSParseError("truncated compression pointer")
+            jumps += 1
+            if jumps > 32:
+                raise DNSParseError("compression loop")
+            if end is None:
+                end = pos + 2
+            pos = ((length & 0x3F) << 8) | msg[pos + 1]
+            continue
+        if length & 0xC0:
+            raise DNSParseError("bad label type")
+        pos += 1
+        if pos + length > len(msg):
+            raise DNSParseError("label runs past the end of the message")
+        labels.append(msg[pos : pos + length])
+        pos += length
+    name = b".".join(labels) + b"."
+    return name, (end if end is not None else pos)
+
+
+class DNS:
+    """A DNS message decoded from a packet's payload (header and question section).
+
+    ``qd`` is the list of questions (scapy's name), ``qname`` the first question's name as
+    text without the trailing dot (``None`` when there is no question).
+    """
+
+    __slots__ = ("id", "qr", "opcode", "rcode", "qdcount", "ancount", "nscount", "arcount", "qd", "raw")
+    name = "DNS"
+
+    def __init__(self, msg: bytes):
+        if len(msg) < 12:
+            raise DNSParseError("shorter than a DNS header")
+        self.raw = msg
+        self.id = (msg[0] << 8) | msg[1]
+        self.qr = msg[2] >> 7
+        self.opcode = (msg[2] >> 3) & 0x0F
+        self.rcode = msg[3] & 0x0F
+        self.qdcount = (msg[4] << 8) | msg[5]
+        self.ancount = (msg[6] << 8) | msg[7]
+        self.nscount = (msg[8] << 8) | msg[9]
+        self.arcount = (msg[10] << 8) | msg[11]
+        questions = []
+        pos = 12
+        for _ in range(self.qdcount):
+            qname, pos = _read_name(msg, pos)
+            if pos + 4 > len(msg):
+                raise DNSParseError("question runs past the end of the message")
+            qtype = (msg[pos] << 8) | msg[pos + 1]
+            qclass = (msg[pos + 2] << 8) | msg[pos + 3]
+            pos += 4
+            questions.append(DNSQuestion(qname, qtype, qclass))
+        self.qd = questions
+
+    @property
+    def qname(self):
+        """First question's name (text, trailing dot removed), or ``None``."""
+        return self.qd[0].name if self.qd else None
+
+    def __repr__(self) -> str:
+        return "<DNS id=%d qr=%d qd=%r>" % (self.id, self.qr, self.qd)
+
+
+_MISSING = object()
+
+
+class Packet:
+    """One captured packet as the kitchen parsed it.
+
+    Layers are ``None`` when absent: ``ether``, ``sll``, ``vlan`` (outer tag), ``arp``, ``ip``
+    (an :class:`IP` or :class:`IPv6`), ``ipv4``, ``ipv6``, ``tcp``, ``udp``, ``icmp``, ``dns``.
+    Bytes: ``frame`` (whole capture), ``payload`` (after the last parsed header), ``padding``.
+    Time: ``time`` (float seconds since the epoch, capture time), ``timestamp_ns``.
+    The raw WIT record is ``wit``.
+    """
+
+    __slots__ = ("wit", "_arena", "_dns")
+
+    def __init__(self, wit, arena: bytes):
+        self.wit = wit
+        self._arena = arena
+        self._dns = _MISSING
+
+    # --- metadata -------------------------------------------------------------------
+    @property
+    def time(self) -> float:
+        """Capture time in float seconds since the Unix epoch (what scapy's ``.time`` was)."""
+        return self.wit.timestamp_ns / 1e9
+
+    @property
+    def timestamp_ns(self) -> int:
+        return self.wit.timestamp_ns
+
+    @property
+    def link_type(self) -> int:
+        return self.wit.link_type
+
+    @property
+    def interface_index(self) -> int:
+        return self.wit.interface_index
+
+    def __len__(self) -> int:
+        return self.wit.original_len
+
+    @property
+    def wirelen(self) -> int:
+        return self.wit.original_len
+
+    @property
+    def caplen(self) -> int:
+        return self.wit.captured_len
+
+    # --- bytes ----------------------------------------------------------------------
+    def _span(self, span) -> bytes:
+        return self._arena[span.offset : span.offset + span.len]
+
+    @property
+    def frame(self) -> bytes:
+        return self._span(self.wit.frame)
+
+    @property
+    def payload(self) -> bytes:
+        return self._span(self.wit.payload)
+
+    @property
+    def padding(self) -> bytes:
+        return self._span(self.wit.padding)
+
+    # --- layers ---------------------------------------------------------------------
+    @property
+    def ether(self):
+        e = self.wit.ethernet
+        return Ether(e) if e is not None else None
+
+    @property
+    def sll(self):
+        s = self.wit.linux_sll
+        return CookedLinux(s) if s is not None else None
+
+    @property
+    def vlan(self):
+        v = self.wit.vlan_outer
+        return Dot1Q(v) if v is not None else None
+
+    @property
+    def vlan_inner(self):
+        v = self.wit.vlan_inner
+        return Dot1Q(v) if v is not None else None
+
+    @property
+    def arp(self):
+        a = self.wit.arp
+        return ARP(a) if a is not None else None
+
+    @property
+    def ip(self):
+        """The network layer: an :class:`IP` (v4) or :class:`IPv6`, or ``None``."""
+        h = self.wit.ip
+        if h is None:
+            return None
+        return IP(h.value) if _tag(h) == "v4" else IPv6(h.value)
+
+    @property
+    def ipv4(self):
+        h = self.wit.ip
+        return IP(h.value) if h is not None and _tag(h) == "v4" else None
+
+    @property
+    def ipv6(self):
+        h = self.wit.ip
+        return IPv6(h.value) if h is not None and _tag(h) == "v6" else None
+
+    @property
+    def tcp(self):
+        t = self.wit.transport
+        return TCP(t.value) if t is not None and _tag(t) == "tcp" else None
+
+    @property
+    def udp(self):
+        t = self.wit.transport
+        return UDP(t.value) if t is not None and _tag(t) == "udp" else None
+
+    @property
+    def icmp(self):
+        t = self.wit.transport
+        if t is None:
+            return None
+        tag = _tag(t)
+        if tag == "icmpv4":
+            return ICMP(t.value, 4)
+        if tag == "icmpv6":
+            return ICMP(t.value, 6)
+        return None
+
+    @property
+    def sport(self):
+        """TCP/UDP source port, or ``None``."""
+        t = self.wit.transport
+        if t is None or _tag(t) not in ("tcp", "udp"):
+            return None
+        return t.value.source_port
+
+    @property
+    def dport(self):
+        """TCP/UDP destination port, or ``None``."""
+        t = self.wit.transport
+        if t is None or _tag(t) not in ("tcp", "udp"):
+            return None
+        return t.value.destination_port
+
+    @property
+    def dns(self):
+        """The DNS message, decoded where scapy would (UDP 53/5353, TCP 53, non-empty
+        payload), or ``None``. A payload on those ports that is not valid DNS also gives ``None``
+        (use :meth:`dns_or_raise` to see why)."""
+        if self._dns is _MISSING:
+            try:
+                self._dns = self.dns_or_raise()
+            except DNSParseError:
+                self._dns = None
+        return self._dns
+
+    def dns_or_raise(self):
+        """Like :attr:`dns` but raises :class:`DNSParseError` for a bad message on a DNS port."""
+        t = self.wit.transport
+        if t is None:
+            return None
+        tag = _tag(t)
+        if tag == "udp":
+            ports = DNS_UDP_PORTS
+        elif tag == "tcp":
+            ports = DNS_TCP_PORTS
+        else:
+            return None
+        h = t.value
+        if h.source_port not in ports and h.destination_port not in ports:
+            return None
+        data = self.payload
+        if not data:
+            return None
+        if tag == "tcp":
+            data = data[2:]  # DNS over TCP: two-byte length prefix
+        return DNS(data)
+
+    def haslayer(self, name: str) -> bool:
+        """Whether the scapy-style layer ``name`` (e.g. ``"DNS"``, ``"ARP"``, ``"IP"``) is present."""
+        return name in self.layers()
+
+    def __contains__(self, name: str) -> bool:
+        return self.haslayer(name)
+
+    def layers(self) -> list:
+        """The scapy-style display names of this packet's layers, outermost first.
+
+        ``["Ethernet", "IP", "UDP", "DNS"]``, ``["Ethernet", "ARP"]``,
+        ``["Ethernet", "IP", "ICMP", "IP in ICMP", "UDP in ICMP", "Raw"]``... (what the
+        original ``PacketCountChef`` counted). Application layers decoded: DNS and NTP by
+        port, and the datagram quoted in an ICMPv4 error; any other payload is ``"Raw"``,
+        bytes after the datagram are ``"Padding"``.
+        """
+        w = self.wit
+        names = []
+        if w.ethernet is not None:
+            names.append("Ethernet")
+        elif w.linux_sll is not None:
+            names.append("cooked linux")
+        if w.vlan_outer is not None:
+            names.append("802_1AD" if w.ethernet is not None and w.ethernet.ether_type == 0x88A8 else "802.1Q")
+        if w.vlan_inner is not None:
+            names.append("802.1Q")
+        if w.arp is not None:
+            names.append("ARP")
+        ip = w.ip
+        if ip is not None:
+            names.append("IP" if _tag(ip) == "v4" else "IPv6")
+        payload_len = w.payload.len
+        t = w.transport
+        app_done = False
+        if t is not None:
+            tag = _tag(t)
+            h = t.value
+            if tag == "tcp":
+                names.append("TCP")
+                if payload_len and (h.source_port in DNS_TCP_PORTS or h.destination_port in DNS_TCP_PORTS):
+                    names.append("DNS")
+                    app_done = True
+            elif tag == "udp":
+                names.append("UDP")
+                if payload_len:
+                    sp, dp = h.source_port, h.destination_port
+                    if sp in DNS_UDP_PORTS or dp in DNS_UDP_PORTS:
+                        names.append("DNS")
+                        app_done = True
+                    elif sp == NTP_UDP_PORT or dp == NTP_UDP_PORT:
+                        names.append("NTP")
+                        app_done = True
+            elif tag == "icmpv4":
+                names.append("ICMP")
+                if payload_len and h.icmp_type in _ICMP_ERROR_TYPES:
+                    names.extend(_icmp_quote_layers(self.payload))
+                    app_done = True
+            else:
+                names.append(_ICMPV6_NAMES.get(h.icmp_type, "ICMPv6 Unknown"))
+        if payload_len and not app_done:
+            names.append("Raw")
+        if w.padding.len:
+            names.append("Padding")
+        return names
+
+    def __repr__(self) -> str:
+        return "<Packet %s>" % " / ".join(self.layers())
+
+
+def _icmp_quote_layers(quote: bytes) -> list:
+    """Layer names of the IP datagram quoted inside an ICMPv4 error, as scapy names them."""
+    names = ["IP in ICMP"]
+    if len(quote) < 20 or quote[0] >> 4 != 4:
+        if len(quote) > 20:
+            names.append("Raw")
+        return names
+    ihl = (quote[0] & 0x0F) * 4
+    proto = quote[9]
+    rest = quote[ihl:]
+    if not rest:
+        return names
+    inner = {6: ("TCP in ICMP", 20), 17: ("UDP in ICMP", 8), 1: ("ICMP in ICMP", 8)}.get(proto)
+    if inner is None:
+        names.append("Raw")
+        return names
+    names.append(inner[0])
+    if proto == 6 and len(rest) >= 13:
+        hdr = max(20, (rest[12] >> 4) * 4)
+    else:
+        hdr = inner[1]
+    if len(rest) > hdr:
+        names.append("Raw")
+    return names
+
+
+_TAGS: dict = {}
+
+
+def _tag(variant) -> str:
+    """The case name of a WIT variant value (componentize-py class ``IpHeader_V4`` -> ``"v4"``)."""
+    cls = type(variant)
+    tag = _TAGS.get(cls)
+    if tag is None:
+        tag = getattr(variant, "tag", None)
+        if tag is None:
+            name = cls.__name__
+            tag = name[name.rfind("_") + 1 :].lower()
+            _TAGS[cls] = tag
+    return tag

@@ -1,0 +1,379 @@
+//! The netdumplings wire protocol, shared by the kitchen, the hub, the eaters and the tests.
+//!
+//! Everything here is compatible with the Python original (netdumplings 0.5.1): the
+//! dumpling envelope `{"metadata": {"chef", "kitchen", "creation_time", "driver"},
+//! "payload"}`, the kitchen and eater hellos (unknown keys kept), the default ports and the
+//! client close codes. See `shared/docs/netdumplings-original.md` §3 for the contract.
+//!
+//! Architecture invariant: this crate knows nothing of tokio, WebSockets or wasm. It is
+//! serde and plain data, so any part of the system (and any fuzzer) can use it cheaply.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// Port the hub listens on for kitchens (the original's default).
+pub const DEFAULT_IN_PORT: u16 = 11347;
+/// Port the hub listens on for eaters (the original's default).
+pub const DEFAULT_OUT_PORT: u16 = 11348;
+/// Default hub status period, in seconds.
+pub const DEFAULT_STATUS_FREQ_SECS: u64 = 5;
+/// Default kitchen interval ("poke") period, in seconds.
+pub const DEFAULT_POKE_INTERVAL_SECS: f64 = 5.0;
+/// Largest message the hub accepts from a kitchen, in bytes (websockets' default, 2^20).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Chef name of the hub's own status dumplings.
+pub const SYSTEM_STATUS_CHEF: &str = "SystemStatusChef";
+/// Chef name of the hub's notices to one eater (e.g. how many dumplings it missed).
+pub const HUB_NOTICE_CHEF: &str = "HubNoticeChef";
+/// Chef name of a kitchen's own periodic status dumplings.
+pub const KITCHEN_STATUS_CHEF: &str = "KitchenStatusChef";
+
+/// WebSocket close codes used by netdumplings clients.
+pub mod close_code {
+    /// A client (eater or kitchen) was cancelled, e.g. by Ctrl-C. Reason "connection cancelled".
+    pub const CANCELLED: u16 = 4101;
+    /// Reason text sent with [`CANCELLED`].
+    pub const CANCELLED_REASON: &str = "connection cancelled";
+    /// An eater reached its dumpling count. Reason "dumpling eater is full".
+    pub const EATER_FULL: u16 = 4102;
+    /// Reason text sent with [`EATER_FULL`].
+    pub const EATER_FULL_REASON: &str = "dumpling eater is full";
+    /// Sent by the hub to an eater that made no write progress for too long (it was too
+    /// slow to keep up). Reconnecting is allowed.
+    pub const EATER_TOO_SLOW: u16 = 4201;
+    /// Reason text sent with [`EATER_TOO_SLOW`].
+    pub const EATER_TOO_SLOW_REASON: &str = "eater too slow: no write progress";
+    /// Sent by the hub when a peer's hello is bad or late (RFC 6455 "policy violation").
+    /// Retrying with the same hello cannot help.
+    pub const BAD_HELLO: u16 = 1008;
+    /// Sent by the hub on shutdown (RFC 6455 "going away").
+    pub const GOING_AWAY: u16 = 1001;
+    /// Sent by the hub when a message is over its size cap (RFC 6455 "message too big").
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// Which chef handler made a dumpling. On the wire: `"packet"` or `"interval"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// Made in answer to a packet.
+    Packet,
+    /// Made on the kitchen's timer.
+    Interval,
+}
+
+impl Driver {
+    /// The wire name: `"packet"` or `"interval"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Packet => "packet",
+            Driver::Interval => "interval",
+        }
+    }
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The metadata the kitchen (or hub) puts on every dumpling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The chef's bare name, e.g. `DNSLookupChef`.
+    pub chef: String,
+    /// The kitchen's name; `null` for the hub's own dumplings.
+    pub kitchen: Option<String>,
+    /// Unix epoch seconds, with a fraction (the original's `time.time()`).
+    pub creation_time: f64,
+    /// Which handler made it.
+    pub driver: Driver,
+}
+
+/// A dumpling as eaters see it: metadata plus any JSON payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dumpling {
+    /// Filled in by the kitchen.
+    pub metadata: Metadata,
+    /// Whatever the chef returned.
+    pub payload: Value,
+}
+
+/// Why a message is not a valid dumpling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidDumpling {
+    /// Not JSON at all (the original's wording).
+    #[error("Could not interpret dumpling JSON")]
+    NotJson,
+    /// JSON, but `metadata.chef` is missing or not a string (the original's wording).
+    #[error("Could not determine chef name")]
+    NoChef,
+    /// `metadata.driver` is missing or is not `"packet"` / `"interval"`.
+    #[error("Dumpling driver was not 'packet' or 'interval'")]
+    BadDriver,
+    /// `metadata.creation_time` is missing or not a number.
+    #[error("Dumpling creation_time is missing or not a number")]
+    BadCreationTime,
+    /// JSON that is not an object with a `metadata` object.
+    #[error("Dumpling is not an object with a metadata object")]
+    NotAnObject,
+}
+
+/// What [`check_dumpling`] learned about a valid dumpling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedDumpling {
+    /// `metadata.chef`.
+    pub chef: String,
+    /// `metadata.driver`.
+    pub driver: Driver,
+}
+
+/// Check a message a kitchen sent: JSON, an object with `metadata.chef` (a string),
+/// `metadata.driver` of `packet`/`interval`, and a numeric `metadata.creation_time`.
+///
+/// This is stricter than the original hub (which needed only `metadata.chef`) so that
+/// every forwarded dumpling is one the original eaters can parse.
+pub fn check_dumpling(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling> {
+    // First: is it JSON at all? (Distinguishes the original's two error messages.)
+    let value: Value = serde_json::from_slice(message).map_err(|_| InvalidDumpling::NotJson)?;
+    let metadata = value
+        .as_object()
+        .and_then(|o| o.get("metadata"))
+        .and_then(Value::as_object)
+        .ok_or(InvalidDumpling::NotAnObject)?;
+    let chef = metadata
+        .get("chef")
+        .and_then(Value::as_str)
+        .ok_or(InvalidDumpling::NoChef)?;
+    let driver = match metadata.get("driver").and_then(Value::as_str) {
+        Some("packet") => Driver::Packet,
+        Some("interval") => Driver::Interval,
+        _ => return Err(InvalidDumpling::BadDriver),
+    };
+    if !metadata.get("creation_time").is_some_and(Value::is_number) {
+        return Err(InvalidDumpling::BadCreationTime);
+    }
+    Ok(CheckedDumpling {
+        chef: chef.to_owned(),
+        driver,
+    })
+}
+
+/// Build the JSON text of a dumpling from a payload that is already JSON.
+///
+/// Key order follows the original: `metadata{chef, kitchen, creation_time, driver}` then
+/// `payload`. The payload is inserted verbatim, so the caller must have validated it
+/// (see [`validate_payload`]).
+pub fn encode_dumpling(
+    chef: &str,
+    kitchen: Option<&str>,
+    creation_time: f64,
+    driver: Driver,
+    payload_json: &RawValue,
+) -> String {
+    #[derive(Serialize)]
+    struct Meta<'a> {
+        chef: &'a str,
+        kitchen: Option<&'a str>,
+        creation_time: f64,
+        driver: Driver,
+    }
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        metadata: Meta<'a>,
+        payload: &'a RawValue,
+    }
+    let envelope = Envelope {
+        metadata: Meta {
+            chef,
+            kitchen,
+            creation_time,
+            driver,
+        },
+        payload: payload_json,
+    };
+    // Serializing plain strings, an f64 and a RawValue cannot fail, except for a
+    // non-finite f64, which serde_json writes as `null` rather than failing.
+    serde_json::to_string(&envelope).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// Check that a chef's payload text is exactly one valid JSON value (no NaN, no trailing
+/// garbage) and return it as a raw JSON value ready for [`encode_dumpling`].
+pub fn validate_payload(payload: &str) -> Result<&RawValue, serde_json::Error> {
+    serde_json::from_str::<&RawValue>(payload)
+}
+
+/// Seconds since the Unix epoch as the float the wire uses, from nanoseconds.
+pub fn epoch_seconds_from_nanos(nanos: u64) -> f64 {
+    nanos as f64 / 1e9
+}
+
+/// The hello a kitchen sends first. Only `kitchen_name` is required; every other key is
+/// kept verbatim (the hub republishes the whole object as `info_from_kitchen`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KitchenHello {
+    /// The kitchen's name.
+    pub kitchen_name: String,
+    /// Every other key, in order (`interface`, `filter`, `chefs`, `poke_interval`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The hello an eater sends first. Only `eater_name` is required; other keys are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EaterHello {
+    /// The eater's name.
+    pub eater_name: String,
+    /// Every other key, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Where the hub saw a peer connect from (`info_from_hub`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Peer IP address as text.
+    pub host: String,
+    /// Peer TCP port.
+    pub port: u16,
+}
+
+/// The payload of a hub `SystemStatusChef` dumpling, as eaters read it.
+///
+/// The keys are the original's. Lists may be capped by our hub (the counts stay exact);
+/// our hub adds per-peer counters inside each `info_from_hub`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemStatus {
+    /// Valid dumplings received from all kitchens since the hub started.
+    pub total_dumplings_in: u64,
+    /// Frames sent to eaters (each dumpling once per eater, status dumplings included).
+    pub total_dumplings_out: u64,
+    /// Seconds since the hub started.
+    pub server_uptime: f64,
+    /// Number of connected kitchens (exact, even when the list is capped).
+    pub dumpling_kitchen_count: u64,
+    /// Number of connected eaters (exact, even when the list is capped).
+    pub dumpling_eater_count: u64,
+    /// Connected kitchens, in connection order (possibly capped).
+    #[serde(default)]
+    pub dumpling_kitchens: Vec<KitchenStatus>,
+    /// Connected eaters, in connection order (possibly capped).
+    #[serde(default)]
+    pub dumpling_eaters: Vec<EaterStatus>,
+}
+
+/// One kitchen in a [`SystemStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KitchenStatus {
+    /// The kitchen's hello, verbatim.
+    pub info_from_kitchen: Value,
+    /// Where the hub saw it connect from, plus counters.
+    pub info_from_hub: HubPeerInfo,
+}
+
+/// One eater in a [`SystemStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EaterStatus {
+    /// The eater's hello, verbatim.
+    pub info_from_eater: Value,
+    /// Where the hub saw it connect from, plus counters.
+    pub info_from_hub: HubPeerInfo,
+}
+
+/// `info_from_hub`: the peer address (as the original) plus our hub's counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HubPeerInfo {
+    /// Peer IP address as text.
+    pub host: String,
+    /// Peer TCP port.
+    pub port: u16,
+    /// Kitchens: valid dumplings received from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumplings_in: Option<u64>,
+    /// Kitchens: invalid messages received from it (dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumplings_invalid: Option<u64>,
+    /// Eaters: frames delivered to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumplings_delivered: Option<u64>,
+    /// Eaters: dumplings it missed because it fell behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumplings_dropped: Option<u64>,
+}
+
+/// The payload of a `HubNoticeChef` dumpling: a notice from the hub to one eater.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HubNotice {
+    /// How many dumplings this eater missed (dropped by the hub) since the last notice.
+    pub lagged: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_matches_original_key_order() {
+        let payload = validate_payload(r#"{"packet_counts": {"IP": 1}}"#).unwrap();
+        let text = encode_dumpling(
+            "PacketCountChef",
+            Some("k"),
+            1.5,
+            Driver::Interval,
+            payload,
+        );
+        assert_eq!(
+            text,
+            r#"{"metadata":{"chef":"PacketCountChef","kitchen":"k","creation_time":1.5,"driver":"interval"},"payload":{"packet_counts": {"IP": 1}}}"#
+        );
+        let back: Dumpling = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.metadata.driver, Driver::Interval);
+        assert_eq!(back.payload["packet_counts"]["IP"], 1);
+    }
+
+    #[test]
+    fn payload_validation_rejects_non_json() {
+        assert!(validate_payload("NaN").is_err());
+        assert!(validate_payload("{\"a\":1} trailing").is_err());
+        assert!(validate_payload("").is_err());
+        assert!(validate_payload("\"ok\"").is_ok());
+    }
+
+    #[test]
+    fn check_dumpling_reports_the_original_errors() {
+        assert_eq!(check_dumpling(b"not json"), Err(InvalidDumpling::NotJson));
+        assert_eq!(check_dumpling(b"[1]"), Err(InvalidDumpling::NotAnObject));
+        assert_eq!(
+            check_dumpling(br#"{"metadata": {}}"#),
+            Err(InvalidDumpling::NoChef)
+        );
+        assert_eq!(
+            check_dumpling(br#"{"metadata": {"chef": "C", "driver": "x", "creation_time": 1}}"#),
+            Err(InvalidDumpling::BadDriver)
+        );
+        assert_eq!(
+            check_dumpling(br#"{"metadata": {"chef": "C", "driver": "packet"}}"#),
+            Err(InvalidDumpling::BadCreationTime)
+        );
+        let ok = check_dumpling(
+            br#"{"metadata": {"chef": "C", "kitchen": null, "driver": "packet", "creation_time": 1.0}, "payload": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.chef, "C");
+        assert_eq!(ok.driver, Driver::Packet);
+    }
+
+    #[test]
+    fn hello_keeps_unknown_keys_in_order() {
+        let text = r#"{"kitchen_name": "k", "interface": "lo", "filter": "udp", "chefs": ["a"], "poke_interval": 2.0}"#;
+        let hello: KitchenHello = serde_json::from_str(text).unwrap();
+        assert_eq!(hello.kitchen_name, "k");
+        assert_eq!(hello.extra["interface"], "lo");
+        let eater: EaterHello =
+            serde_json::from_str(r#"{"eater_name": "chatty", "extra": [1, 2]}"#).unwrap();
+        assert_eq!(eater.extra["extra"], serde_json::json!([1, 2]));
+    }
+}

@@ -1,0 +1,137 @@
+//! Command-line flags of `nd-hub` (the original's `-a/-i/-o/-f`, plus tuning flags) and
+//! their conversion into a validated [`hub::Config`].
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// nd-hub: receives dumplings from kitchens and sends them to every eater.
+#[derive(Debug, Parser)]
+#[command(name = "nd-hub", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Address to listen on (both servers). `localhost` binds every address it resolves to.
+    #[arg(short = 'a', long, value_name = "HOSTNAME", default_value = "localhost")]
+    pub address: String,
+    /// Port for dumpling kitchens.
+    #[arg(short = 'i', long, value_name = "PORT", default_value_t = dumpling::DEFAULT_IN_PORT)]
+    pub in_port: u16,
+    /// Port for dumpling eaters.
+    #[arg(short = 'o', long, value_name = "PORT", default_value_t = dumpling::DEFAULT_OUT_PORT)]
+    pub out_port: u16,
+    /// Seconds between SystemStatusChef dumplings (must be > 0).
+    #[arg(short = 'f', long, value_name = "SECONDS", default_value_t = dumpling::DEFAULT_STATUS_FREQ_SECS as f64)]
+    pub status_freq: f64,
+    /// Largest dumpling accepted from a kitchen, in bytes (1 MiB like the original).
+    #[arg(long, value_name = "BYTES", default_value_t = dumpling::MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+    /// Dumplings kept in the shared fan-out ring (how far an eater may fall behind).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub ring_capacity: usize,
+    /// Bytes an eater may fall behind before its oldest dumplings are dropped.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub eater_queue_bytes: u64,
+    /// Seconds without write progress before a slow eater is disconnected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub write_timeout: f64,
+    /// Seconds allowed for the WebSocket handshake plus the hello.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub hello_timeout: f64,
+    /// Seconds between WebSocket pings (an eater silent for twice this is dropped).
+    #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
+    pub ping_interval: f64,
+    /// At most this many kitchens and eaters listed in a status dumpling (counts stay exact).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub status_list_max: usize,
+}
+
+/// Why the flags do not make a valid configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A duration flag was zero, negative or not finite.
+    #[error("--{0} must be a number of seconds > 0 (got {1})")]
+    BadSeconds(&'static str, f64),
+    /// A size flag was zero.
+    #[error("--{0} must be > 0")]
+    Zero(&'static str),
+}
+
+fn seconds(flag: &'static str, value: f64) -> Result<Duration, CliError> {
+    if value.is_finite() && value > 0.0 && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(CliError::BadSeconds(flag, value))
+    }
+}
+
+impl Cli {
+    /// Check the flags and build the hub's [`hub::Config`].
+    pub fn config(&self) -> Result<hub::Config, CliError> {
+        if self.max_message_bytes == 0 {
+            return Err(CliError::Zero("max-message-bytes"));
+        }
+        if self.ring_capacity == 0 {
+            return Err(CliError::Zero("ring-capacity"));
+        }
+        if self.eater_queue_bytes == 0 {
+            return Err(CliError::Zero("eater-queue-bytes"));
+        }
+        let ping = seconds("ping-interval", self.ping_interval)?;
+        Ok(hub::Config {
+            status_freq: seconds("status-freq", self.status_freq)?,
+            max_message_bytes: self.max_message_bytes,
+            ring_capacity: self.ring_capacity,
+            eater_queue_bytes: self.eater_queue_bytes,
+            write_timeout: seconds("write-timeout", self.write_timeout)?,
+            hello_timeout: seconds("hello-timeout", self.hello_timeout)?,
+            ping_interval: ping,
+            ping_timeout: ping,
+            status_list_max: self.status_list_max,
+            ..hub::Config::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn original_flags_and_defaults() {
+        let cli = Cli::try_parse_from(["nd-hub"]).unwrap();
+        assert_eq!(cli.address, "localhost");
+        assert_eq!(cli.in_port, 11347);
+        assert_eq!(cli.out_port, 11348);
+        assert_eq!(cli.config().unwrap().status_freq, Duration::from_secs(5));
+        let cli =
+            Cli::try_parse_from(["nd-hub", "-a", "127.0.0.1", "-i", "1", "-o", "2", "-f", "3"])
+                .unwrap();
+        assert_eq!((cli.address.as_str(), cli.in_port, cli.out_port), ("127.0.0.1", 1, 2));
+        let cli = Cli::try_parse_from([
+            "nd-hub",
+            "--address",
+            "::1",
+            "--in-port",
+            "5",
+            "--out-port",
+            "6",
+            "--status-freq",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(cli.config().unwrap().status_freq, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn status_freq_must_be_positive() {
+        let cli = Cli::try_parse_from(["nd-hub", "-f", "0"]).unwrap();
+        assert!(cli.config().is_err());
+        let cli = Cli::try_parse_from(["nd-hub", "-f", "-1"]).unwrap();
+        assert!(cli.config().is_err());
+    }
+}

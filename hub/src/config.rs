@@ -1,0 +1,85 @@
+//! The hub's validated settings ([`Config`]) and the WebSocket settings derived from them.
+
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Validated hub settings. Build with [`Config::default`] and adjust the fields; the CLI
+/// checks ranges before building one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Period of the `SystemStatusChef` dumplings (the original's `--status-freq`).
+    pub status_freq: Duration,
+    /// Largest message accepted from a kitchen, in bytes (the original's 1 MiB).
+    pub max_message_bytes: usize,
+    /// Largest message accepted from an eater (only hellos are expected).
+    pub max_eater_message_bytes: usize,
+    /// Capacity of the shared fan-out ring, in dumplings. An eater that falls further
+    /// behind than this loses its oldest dumplings.
+    pub ring_capacity: usize,
+    /// How many bytes an eater may fall behind before its oldest dumplings are dropped.
+    pub eater_queue_bytes: u64,
+    /// An eater whose socket makes no write progress for this long is disconnected.
+    pub write_timeout: Duration,
+    /// Time allowed for the WebSocket handshake plus the hello.
+    pub hello_timeout: Duration,
+    /// Period of WebSocket pings to every peer.
+    pub ping_interval: Duration,
+    /// An eater silent (not even a pong) for `ping_interval + ping_timeout` is dropped.
+    pub ping_timeout: Duration,
+    /// A kitchen silent for this long is dropped (kitchens may not answer pings if they
+    /// never read, so this is longer than the eater limit).
+    pub kitchen_idle_timeout: Duration,
+    /// At most this many kitchens and eaters are listed in a status dumpling (the counts
+    /// stay exact), so status traffic grows linearly with the number of eaters.
+    pub status_list_max: usize,
+    /// Per-connection WebSocket read buffer (tungstenite's default is 128 KiB, eagerly
+    /// allocated; small keeps idle eaters cheap).
+    pub read_buffer_bytes: usize,
+    /// Eater write batching: up to this many dumplings per flush.
+    pub batch_max: usize,
+    /// Eater write batching: up to about this many bytes per flush.
+    pub batch_max_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            status_freq: Duration::from_secs(dumpling::DEFAULT_STATUS_FREQ_SECS),
+            max_message_bytes: dumpling::MAX_MESSAGE_BYTES,
+            max_eater_message_bytes: 64 * 1024,
+            ring_capacity: 4096,
+            eater_queue_bytes: 4 << 20,
+            write_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(20),
+            ping_timeout: Duration::from_secs(20),
+            kitchen_idle_timeout: Duration::from_secs(120),
+            status_list_max: 100,
+            read_buffer_bytes: 4096,
+            batch_max: 64,
+            batch_max_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// WebSocket settings for kitchen connections.
+    pub fn kitchen_ws_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_bytes.max(1024))
+            .write_buffer_size(0)
+            .max_message_size(Some(self.max_message_bytes))
+            .max_frame_size(Some(self.max_message_bytes))
+    }
+
+    /// WebSocket settings for eater connections. The write buffer target is the batch
+    /// size, so one flush writes one batch in few syscalls.
+    pub fn eater_ws_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_bytes.max(1024))
+            .write_buffer_size(self.batch_max_bytes)
+            .max_message_size(Some(self.max_eater_message_bytes))
+            .max_frame_size(Some(self.max_eater_message_bytes))
+    }
+}

@@ -1,0 +1,197 @@
+//! The eater side: handshake, hello, a welcome status, then the drain-then-flush loop
+//! over the fan-out ring.
+//!
+//! Invariants: an eater never slows the kitchens or other eaters (it reads the shared ring
+//! at its own pace); one that falls behind by more than the ring or
+//! [`crate::Config::eater_queue_bytes`] loses its oldest dumplings and gets a
+//! `HubNoticeChef` `{"lagged": n}` notice before its next dumpling; one whose socket makes
+//! no write progress for [`crate::Config::write_timeout`] is closed with
+//! [`dumpling::close_code::EATER_TOO_SLOW`]. Eater loss is seen at once because the task
+//! always polls the socket for reading too.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dumpling::close_code;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::Receiver;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{info, warn};
+
+use crate::kitchen::{accept_with_hello, close};
+use crate::state::{Frame, Peer, Shared};
+use crate::status;
+use crate::Side;
+
+/// How a batch ended.
+enum BatchEnd {
+    /// Written; keep going.
+    Written,
+    /// The ring is closed (the hub is stopping).
+    RingClosed,
+}
+
+/// Feed up to one batch from the ring (starting with `first`) into the socket, then flush.
+async fn write_batch(
+    ws: &mut WebSocketStream<TcpStream>,
+    rx: &mut Receiver<Frame>,
+    first: Result<Frame, RecvError>,
+    shared: &Shared,
+    peer: &Peer,
+    pending_lag: &mut u64,
+) -> Result<BatchEnd, WsError> {
+    let config = &shared.config;
+    let mut next = Some(first);
+    let mut sent = 0u64;
+    let mut bytes = 0usize;
+    let mut end = BatchEnd::Written;
+    while let Some(item) = next.take() {
+        match item {
+            Ok(frame) => {
+                let behind = shared
+                    .published_bytes
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(frame.end_offset)
+                    + frame.len();
+                if behind > config.eater_queue_bytes {
+                    // Too far behind in bytes: drop the oldest (this one).
+                    *pending_lag += 1;
+                    peer.bad.fetch_add(1, Ordering::Relaxed);
+                    shared.total_dropped.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    if *pending_lag > 0 {
+                        ws.feed(status::lag_notice(*pending_lag)).await?;
+                        *pending_lag = 0;
+                        sent += 1;
+                    }
+                    bytes += frame.message.len();
+                    ws.feed(frame.message).await?;
+                    sent += 1;
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                *pending_lag += missed;
+                peer.bad.fetch_add(missed, Ordering::Relaxed);
+                shared.total_dropped.fetch_add(missed, Ordering::Relaxed);
+            }
+            Err(RecvError::Closed) => {
+                end = BatchEnd::RingClosed;
+                break;
+            }
+        }
+        if sent as usize >= config.batch_max || bytes >= config.batch_max_bytes {
+            break;
+        }
+        next = match rx.try_recv() {
+            Ok(frame) => Some(Ok(frame)),
+            Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+            Err(TryRecvError::Empty) => None,
+        };
+    }
+    if sent > 0 {
+        ws.flush().await?;
+        peer.good.fetch_add(sent, Ordering::Relaxed);
+        shared.total_out.fetch_add(sent, Ordering::Relaxed);
+    }
+    Ok(end)
+}
+
+/// The eater connection task.
+pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let Some((mut ws, hello)) = accept_with_hello(stream, addr, &shared, Side::Eater).await else {
+        return;
+    };
+    let name = hello.name.clone();
+    // Subscribe before registering: everything published from now on reaches this eater.
+    let mut rx = shared.ring.subscribe();
+    let registration = shared.register(Side::Eater, hello.raw, addr);
+    let peer = registration.peer.clone();
+    info!(eater = %name, %addr, "Received dumpling eater connection from {name} at {addr}");
+
+    let config = &shared.config;
+    let mut shutdown = shared.shutdown.clone();
+    let mut pending_lag = 0u64;
+
+    // A new eater gets the current status at once (the original made it wait up to
+    // status_freq seconds), and is listed in it.
+    let welcome = status::build_status(&shared, Some(registration.id));
+    let mut reason: Option<String> =
+        match timeout(config.write_timeout, ws.send(Message::text(welcome))).await {
+            Ok(Ok(())) => {
+                peer.good.fetch_add(1, Ordering::Relaxed);
+                shared.total_out.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some("welcome status could not be written".into()),
+        };
+
+    let mut ping = tokio::time::interval(config.ping_interval);
+    ping.reset();
+    let mut last_seen = Instant::now();
+    while reason.is_none() {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => {
+                close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
+                reason = Some("hub shutting down".into());
+            }
+            message = ws.next() => {
+                last_seen = Instant::now();
+                match message {
+                    // The original ignores whatever an eater sends after its hello.
+                    Some(Ok(Message::Close(frame))) => {
+                        close(&mut ws, close_code::GOING_AWAY, "").await;
+                        reason = Some(match frame {
+                            Some(frame) => format!("received {} {}", u16::from(frame.code), frame.reason),
+                            None => "received close".into(),
+                        });
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => reason = Some(error.to_string()),
+                    None => reason = Some("connection ended".into()),
+                }
+            }
+            first = rx.recv() => {
+                let batch = write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag);
+                tokio::select! {
+                    written = timeout(config.write_timeout, batch) => match written {
+                        Ok(Ok(BatchEnd::Written)) => {}
+                        Ok(Ok(BatchEnd::RingClosed)) => reason = Some("hub stopping".into()),
+                        Ok(Err(error)) => reason = Some(error.to_string()),
+                        Err(_) => {
+                            warn!(eater = %name, %addr, "eater made no write progress for {:?}; disconnecting", config.write_timeout);
+                            close(&mut ws, close_code::EATER_TOO_SLOW, close_code::EATER_TOO_SLOW_REASON).await;
+                            reason = Some(close_code::EATER_TOO_SLOW_REASON.into());
+                        }
+                    },
+                    _ = shutdown.wait_for(|stop| *stop) => {
+                        close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
+                        reason = Some("hub shutting down".into());
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > config.ping_interval + config.ping_timeout {
+                    reason = Some("no pong from eater (dead peer)".into());
+                } else if timeout(config.write_timeout, ws.send(Message::Ping(Default::default()))).await.is_err() {
+                    close(&mut ws, close_code::EATER_TOO_SLOW, close_code::EATER_TOO_SLOW_REASON).await;
+                    reason = Some(close_code::EATER_TOO_SLOW_REASON.into());
+                }
+            }
+        }
+    }
+    let delivered = peer.good.load(Ordering::Relaxed);
+    let dropped = peer.bad.load(Ordering::Relaxed);
+    drop(registration);
+    let reason = reason.unwrap_or_default();
+    info!(eater = %name, delivered, dropped, "Dumpling eater {name} connection closed: {reason}");
+}

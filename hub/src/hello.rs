@@ -1,0 +1,100 @@
+//! Hello parsing for kitchens and eaters (pure functions; fuzzed by `fuzz/`).
+//!
+//! A hello must be a JSON object with the name key (`kitchen_name` or `eater_name`). The
+//! whole object is kept verbatim (key order and unknown keys included) to be republished
+//! in status dumplings as `info_from_kitchen` / `info_from_eater`.
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// Why a hello was refused. The `Display` text is the close reason sent to the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HelloError {
+    /// Not JSON at all.
+    #[error("bad hello: not JSON")]
+    NotJson,
+    /// JSON, but not an object.
+    #[error("bad hello: not a JSON object")]
+    NotAnObject,
+    /// An object without the name key.
+    #[error("bad hello: no {0}")]
+    NoName(&'static str),
+    /// No hello arrived in time.
+    #[error("bad hello: none within {0} s")]
+    Timeout(u64),
+    /// A control or close frame came where the hello should be.
+    #[error("bad hello: connection closed first")]
+    Closed,
+}
+
+/// A valid hello.
+#[derive(Debug, Clone)]
+pub struct Hello {
+    /// The name, for logs: the string value, or the JSON text of a non-string value.
+    pub name: String,
+    /// The whole hello object, verbatim.
+    pub raw: Box<RawValue>,
+}
+
+/// Parse a hello whose name lives under `name_key`.
+pub fn parse_hello(message: &[u8], name_key: &'static str) -> Result<Hello, HelloError> {
+    let raw: Box<RawValue> = serde_json::from_slice(message).map_err(|_| HelloError::NotJson)?;
+    let value: Value = serde_json::from_str(raw.get()).map_err(|_| HelloError::NotJson)?;
+    let object = value.as_object().ok_or(HelloError::NotAnObject)?;
+    let name = match object.get(name_key) {
+        None | Some(Value::Null) => return Err(HelloError::NoName(name_key)),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    // Keep the raw text without surrounding whitespace (RawValue already trims it).
+    Ok(Hello { name, raw })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_unknown_keys_in_order() {
+        let hello = parse_hello(
+            br#" {"kitchen_name": "k", "zeta": 1, "alpha": [1, 2]} "#,
+            "kitchen_name",
+        )
+        .unwrap();
+        assert_eq!(hello.name, "k");
+        assert_eq!(
+            hello.raw.get(),
+            r#"{"kitchen_name": "k", "zeta": 1, "alpha": [1, 2]}"#
+        );
+    }
+
+    #[test]
+    fn refuses_bad_hellos() {
+        assert_eq!(
+            parse_hello(b"nope", "eater_name").unwrap_err(),
+            HelloError::NotJson
+        );
+        assert_eq!(
+            parse_hello(b"[1]", "eater_name").unwrap_err(),
+            HelloError::NotAnObject
+        );
+        assert_eq!(
+            parse_hello(br#"{"name": "x"}"#, "eater_name").unwrap_err(),
+            HelloError::NoName("eater_name")
+        );
+        assert_eq!(
+            parse_hello(br#"{"eater_name": null}"#, "eater_name").unwrap_err(),
+            HelloError::NoName("eater_name")
+        );
+        assert_eq!(
+            HelloError::NoName("eater_name").to_string(),
+            "bad hello: no eater_name"
+        );
+    }
+
+    #[test]
+    fn non_string_names_are_accepted_like_the_original() {
+        let hello = parse_hello(br#"{"eater_name": 7}"#, "eater_name").unwrap();
+        assert_eq!(hello.name, "7");
+    }
+}

@@ -1,0 +1,236 @@
+//! The kitchen side: handshake, hello, then every valid dumpling into the fan-out ring,
+//! byte for byte and in arrival order.
+//!
+//! [`classify`] is the pure per-message decision (fuzzed by `fuzz/`); [`serve_kitchen`]
+//! is the connection task.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dumpling::{check_dumpling, close_code, InvalidDumpling};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, error, info, warn};
+
+use crate::hello::{parse_hello, Hello, HelloError};
+use crate::state::Shared;
+use crate::Side;
+
+/// What to do with one message from a kitchen.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// A valid dumpling: forward it unchanged (text stays text, binary stays binary).
+    Forward {
+        /// The dumpling's chef, for debug logs.
+        chef: String,
+    },
+    /// Not a valid dumpling: drop it, count it and log it; keep the connection.
+    Invalid(InvalidDumpling),
+    /// A ping, pong or raw frame: nothing to forward.
+    Ignore,
+    /// The kitchen is closing.
+    Close,
+}
+
+/// Decide what to do with one message from a kitchen. Binary frames are checked and
+/// forwarded like text frames, as the original does (its `json.loads` accepts bytes).
+pub fn classify(message: &Message) -> Action {
+    match message {
+        Message::Text(text) => check(text.as_bytes()),
+        Message::Binary(bytes) => check(bytes),
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Action::Ignore,
+        Message::Close(_) => Action::Close,
+    }
+}
+
+fn check(bytes: &[u8]) -> Action {
+    match check_dumpling(bytes) {
+        Ok(checked) => Action::Forward { chef: checked.chef },
+        Err(invalid) => Action::Invalid(invalid),
+    }
+}
+
+/// Read the first data message and parse it as a hello with `name_key`.
+pub(crate) async fn read_hello(
+    ws: &mut WebSocketStream<TcpStream>,
+    name_key: &'static str,
+) -> Result<Hello, HelloError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return parse_hello(text.as_bytes(), name_key),
+            Some(Ok(Message::Binary(bytes))) => return parse_hello(&bytes, name_key),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(HelloError::Closed),
+        }
+    }
+}
+
+/// Handshake plus hello, both within `hello_timeout`. On a bad hello the connection is
+/// closed with 1008 and a reason saying what was wrong; nothing is registered.
+pub(crate) async fn accept_with_hello(
+    stream: TcpStream,
+    addr: SocketAddr,
+    shared: &Shared,
+    side: Side,
+) -> Option<(WebSocketStream<TcpStream>, Hello)> {
+    let (ws_config, name_key, what) = match side {
+        Side::Kitchen => (shared.config.kitchen_ws_config(), "kitchen_name", "kitchen"),
+        Side::Eater => (shared.config.eater_ws_config(), "eater_name", "eater"),
+    };
+    let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
+    let accepted = tokio::time::timeout_at(
+        deadline,
+        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)),
+    )
+    .await;
+    let mut ws = match accepted {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(error)) => {
+            debug!(%addr, %error, "{what} WebSocket handshake failed");
+            return None;
+        }
+        Err(_) => {
+            debug!(%addr, "{what} WebSocket handshake timed out");
+            return None;
+        }
+    };
+    let hello = match tokio::time::timeout_at(deadline, read_hello(&mut ws, name_key)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(HelloError::Closed)) => {
+            debug!(%addr, "{what} left before its hello");
+            return None;
+        }
+        Ok(Err(refused)) => {
+            warn!(%addr, reason = %refused, "refused dumpling {what} connection");
+            close(&mut ws, close_code::BAD_HELLO, &refused.to_string()).await;
+            return None;
+        }
+        Err(_) => {
+            let refused = HelloError::Timeout(shared.config.hello_timeout.as_secs());
+            warn!(%addr, reason = %refused, "refused dumpling {what} connection");
+            close(&mut ws, close_code::BAD_HELLO, &refused.to_string()).await;
+            return None;
+        }
+    };
+    Some((ws, hello))
+}
+
+/// Send a close frame and wait briefly for the peer's; never blocks for long.
+pub(crate) async fn close(ws: &mut WebSocketStream<TcpStream>, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let closing = async {
+        ws.close(Some(frame)).await?;
+        // Drain until the peer's close arrives (or the stream ends).
+        while let Some(message) = ws.next().await {
+            message?;
+        }
+        Ok::<(), WsError>(())
+    };
+    let _ = timeout(std::time::Duration::from_secs(1), closing).await;
+}
+
+/// The kitchen connection task.
+pub async fn serve_kitchen(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let Some((mut ws, hello)) = accept_with_hello(stream, addr, &shared, Side::Kitchen).await
+    else {
+        return;
+    };
+    let name = hello.name.clone();
+    let hello_text = hello.raw.get().to_owned();
+    let registration = shared.register(Side::Kitchen, hello.raw, addr);
+    let peer = registration.peer.clone();
+    info!(kitchen = %name, %addr, "Received dumpling kitchen connection from {name} at {addr}");
+
+    let mut shutdown = shared.shutdown.clone();
+    let mut ping = tokio::time::interval(shared.config.ping_interval);
+    ping.reset();
+    let mut last_seen = Instant::now();
+    let reason: String = loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => {
+                close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
+                break "hub shutting down".into();
+            }
+            message = ws.next() => {
+                last_seen = Instant::now();
+                match message {
+                    Some(Ok(message)) => match classify(&message) {
+                        Action::Forward { chef } => {
+                            debug!(kitchen = %name, %chef, bytes = message.len(), "Received {chef} dumpling from {name}");
+                            peer.good.fetch_add(1, Ordering::Relaxed);
+                            shared.total_in.fetch_add(1, Ordering::Relaxed);
+                            shared.publish(message);
+                        }
+                        Action::Invalid(invalid) => {
+                            peer.bad.fetch_add(1, Ordering::Relaxed);
+                            shared.total_invalid.fetch_add(1, Ordering::Relaxed);
+                            error!(kitchen = %name, %addr, "Received invalid dumpling: {invalid}; kitchen: {hello_text}");
+                        }
+                        Action::Ignore => {}
+                        Action::Close => break match message {
+                            Message::Close(Some(frame)) => format!("received {} {}", u16::from(frame.code), frame.reason),
+                            _ => "received close".into(),
+                        },
+                    },
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                        warn!(kitchen = %name, size, max_size, "kitchen message over the size cap; closing with 1009");
+                        close(&mut ws, close_code::TOO_BIG, "message too big").await;
+                        break format!("message of {size} bytes over the {max_size}-byte cap");
+                    }
+                    Some(Err(error)) => break error.to_string(),
+                    None => break "connection ended".into(),
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > shared.config.kitchen_idle_timeout {
+                    break "no traffic from kitchen (dead peer?)".into();
+                }
+                // A kitchen that never reads will not answer; its dumplings count as life.
+                if timeout(shared.config.write_timeout, ws.send(Message::Ping(Default::default()))).await.is_err() {
+                    break "ping could not be written".into();
+                }
+            }
+        }
+    };
+    drop(registration);
+    info!(kitchen = %name, "Dumpling kitchen {name} connection closed: {reason}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_forwards_text_and_binary_and_flags_invalid() {
+        let good = r#"{"metadata": {"chef": "C", "kitchen": "k", "creation_time": 1.5, "driver": "packet"}, "payload": 1}"#;
+        assert_eq!(
+            classify(&Message::text(good)),
+            Action::Forward { chef: "C".into() }
+        );
+        assert_eq!(
+            classify(&Message::binary(good.as_bytes().to_vec())),
+            Action::Forward { chef: "C".into() }
+        );
+        assert_eq!(
+            classify(&Message::text("not json")),
+            Action::Invalid(InvalidDumpling::NotJson)
+        );
+        assert_eq!(
+            classify(&Message::text(r#"{"metadata": {"chef": "MinimalChef"}}"#)),
+            Action::Invalid(InvalidDumpling::BadDriver)
+        );
+        assert_eq!(classify(&Message::Ping(Default::default())), Action::Ignore);
+        assert_eq!(classify(&Message::Close(None)), Action::Close);
+    }
+}

@@ -1,0 +1,222 @@
+//! `nd-hub` as a library: the kitchen side, the eater side, the fan-out ring, the status
+//! dumplings and shutdown.
+//!
+//! Entry point: [`run`], which takes already-bound listeners (tests bind port 0), a
+//! validated [`Config`] and a shutdown future, in the style of mini-redis.
+//!
+//! Architecture invariant: ingest never waits on an eater. Kitchens publish into one
+//! bounded broadcast ring ([`state::Shared::publish`]); each eater task drains the ring at
+//! its own pace, batches writes, drops its oldest dumplings when it falls behind (and is
+//! told so with a `HubNoticeChef` notice) and is disconnected when its socket makes no
+//! write progress for [`Config::write_timeout`].
+
+pub mod config;
+pub mod eater;
+pub mod hello;
+pub mod kitchen;
+pub mod state;
+pub mod status;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use state::Shared;
+
+/// Errors from [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No listener was given for one side.
+    #[error("no {0} listener given")]
+    NoListener(&'static str),
+}
+
+/// The listeners the hub serves: kitchens on one set, eaters on the other.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Kitchen-facing ("in") listeners.
+    pub kitchens: Vec<TcpListener>,
+    /// Eater-facing ("out") listeners.
+    pub eaters: Vec<TcpListener>,
+}
+
+/// Which side a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A kitchen (producer).
+    Kitchen,
+    /// An eater (consumer).
+    Eater,
+}
+
+/// How long [`run`] waits for connections to close after shutdown before giving up on
+/// them (a stuck eater cannot take a close frame).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Serve kitchens and eaters until `shutdown` completes, then close every connection
+/// with 1001 ("going away") and return.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    if listeners.kitchens.is_empty() {
+        return Err(Error::NoListener("kitchen"));
+    }
+    if listeners.eaters.is_empty() {
+        return Err(Error::NoListener("eater"));
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Every connection task holds a clone of `done_tx`; when all are dropped, `done_rx`
+    // returns `None` and every connection has finished (mini-redis's pattern).
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let shared = Arc::new(Shared::new(config, shutdown_rx));
+
+    info!("Dumpling hub initiated; waiting for connections");
+    for listener in &listeners.kitchens {
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "Dumplings in: ws://{addr}");
+        }
+    }
+    for listener in &listeners.eaters {
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "Dumplings out: ws://{addr}");
+        }
+    }
+
+    let mut tasks = Vec::new();
+    for listener in listeners.kitchens {
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            Side::Kitchen,
+            shared.clone(),
+            done_tx.clone(),
+        )));
+    }
+    for listener in listeners.eaters {
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            Side::Eater,
+            shared.clone(),
+            done_tx.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(status::status_loop(shared.clone())));
+    drop(done_tx);
+
+    shutdown.await;
+    info!("shutting down: closing every connection with 1001");
+    // Ignore the error: it only means no task is listening any more.
+    let _ = shutdown_tx.send(true);
+    for task in &tasks {
+        task.abort();
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
+        .await
+        .is_err()
+    {
+        warn!("some connections did not close within {SHUTDOWN_GRACE:?}; dropping them");
+    }
+    info!("Dumpling hub signing off.  Thanks!");
+    Ok(())
+}
+
+/// Accept connections on one listener until shutdown, one task per connection.
+async fn accept_loop(
+    listener: TcpListener,
+    side: Side,
+    shared: Arc<Shared>,
+    done: mpsc::Sender<()>,
+) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(error) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(%error, ?side, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            serve(stream, addr, side, shared).await;
+            drop(done);
+        });
+    }
+}
+
+async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shared>) {
+    // Small frames matter for latency; batching is done by the eater loop, not Nagle.
+    let _ = stream.set_nodelay(true);
+    match side {
+        Side::Kitchen => kitchen::serve_kitchen(stream, addr, shared).await,
+        Side::Eater => eater::serve_eater(stream, addr, shared).await,
+    }
+}
+
+/// Resolve `address` and bind one listener per resolved address on `port`.
+///
+/// Like the original, `localhost` binds every address it resolves to. An IPv6 address
+/// that cannot be bound (IPv6 disabled) is skipped when another address was bound.
+pub async fn bind_all(address: &str, port: u16) -> std::io::Result<Vec<TcpListener>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((address, port)).await?.collect();
+    let mut listeners = Vec::new();
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => listeners.push(listener),
+            Err(error) if addr.is_ipv6() => last_error = Some((addr, error)),
+            Err(error) => {
+                return Err(std::io::Error::new(
+                    error.kind(),
+                    format!("cannot bind {addr}: {error}"),
+                ))
+            }
+        }
+    }
+    if listeners.is_empty() {
+        return Err(match last_error {
+            Some((addr, error)) => {
+                std::io::Error::new(error.kind(), format!("cannot bind {addr}: {error}"))
+            }
+            None => std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{address} resolved to no address"),
+            ),
+        });
+    }
+    Ok(listeners)
+}
+
+/// Resolves when the process gets Ctrl-C or (on Unix) SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!("Caught keyboard interrupt; attempting graceful shutdown..."),
+        _ = term => info!("Caught SIGTERM; attempting graceful shutdown..."),
+    }
+}

@@ -1,0 +1,182 @@
+//! State shared by every connection task: the fan-out ring, the registry of kitchens and
+//! eaters, and the counters.
+//!
+//! Invariant: a peer is in the registry only between a valid hello and the end of its
+//! task ([`Registration`] removes it on drop, whatever the exit path), so a bad hello can
+//! never leave a ghost.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::config::Config;
+use crate::Side;
+
+/// One message in the fan-out ring.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The message as it goes to eaters (text or binary, shared bytes).
+    pub message: Message,
+    /// Bytes published into the ring up to and including this frame; lets an eater work
+    /// out how many bytes it is behind.
+    pub end_offset: u64,
+}
+
+impl Frame {
+    /// Payload length in bytes.
+    pub fn len(&self) -> u64 {
+        self.message.len() as u64
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.message.len() == 0
+    }
+}
+
+/// A registered kitchen or eater.
+#[derive(Debug)]
+pub struct Peer {
+    /// The hello, verbatim.
+    pub hello: Box<RawValue>,
+    /// Where it connected from.
+    pub addr: SocketAddr,
+    /// Kitchens: valid dumplings in. Eaters: frames delivered.
+    pub good: AtomicU64,
+    /// Kitchens: invalid messages. Eaters: dumplings dropped (lag).
+    pub bad: AtomicU64,
+}
+
+/// Kitchens and eaters in connection order (ids only grow).
+#[derive(Debug, Default)]
+pub struct Registry {
+    next_id: u64,
+    /// Connected kitchens.
+    pub kitchens: BTreeMap<u64, Arc<Peer>>,
+    /// Connected eaters.
+    pub eaters: BTreeMap<u64, Arc<Peer>>,
+}
+
+/// Everything the connection tasks share.
+#[derive(Debug)]
+pub struct Shared {
+    /// Validated settings.
+    pub config: Config,
+    /// When the hub started (for `server_uptime`).
+    pub started: Instant,
+    /// The fan-out ring. Kitchens and the status loop send; each eater task holds a
+    /// receiver. Sending never waits.
+    pub ring: broadcast::Sender<Frame>,
+    /// Total bytes published into the ring.
+    pub published_bytes: AtomicU64,
+    /// Valid dumplings received from all kitchens.
+    pub total_in: AtomicU64,
+    /// Frames delivered to eaters (status and notices included).
+    pub total_out: AtomicU64,
+    /// Invalid messages received from all kitchens.
+    pub total_invalid: AtomicU64,
+    /// Dumplings dropped for slow eaters.
+    pub total_dropped: AtomicU64,
+    registry: Mutex<Registry>,
+    /// Becomes `true` once on shutdown; every connection task watches it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// New state with an empty registry.
+    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Self {
+        let (ring, _) = broadcast::channel(config.ring_capacity.max(16));
+        Shared {
+            config,
+            started: Instant::now(),
+            ring,
+            published_bytes: AtomicU64::new(0),
+            total_in: AtomicU64::new(0),
+            total_out: AtomicU64::new(0),
+            total_invalid: AtomicU64::new(0),
+            total_dropped: AtomicU64::new(0),
+            registry: Mutex::new(Registry::default()),
+            shutdown,
+        }
+    }
+
+    /// Put a message into the fan-out ring. Never waits; with no eater it is dropped.
+    pub fn publish(&self, message: Message) {
+        let len = message.len() as u64;
+        let end_offset = self.published_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        // An error only means no eater is subscribed right now.
+        let _ = self.ring.send(Frame {
+            message,
+            end_offset,
+        });
+    }
+
+    /// Lock the registry. A poisoned lock is recovered: the registry holds plain maps
+    /// that a panicking holder cannot leave half-updated.
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Register a peer after a valid hello. Dropping the returned guard unregisters it.
+    pub fn register(
+        self: &Arc<Self>,
+        side: Side,
+        hello: Box<RawValue>,
+        addr: SocketAddr,
+    ) -> Registration {
+        let peer = Arc::new(Peer {
+            hello,
+            addr,
+            good: AtomicU64::new(0),
+            bad: AtomicU64::new(0),
+        });
+        let mut registry = self.registry();
+        let id = registry.next_id;
+        registry.next_id += 1;
+        match side {
+            Side::Kitchen => registry.kitchens.insert(id, peer.clone()),
+            Side::Eater => registry.eaters.insert(id, peer.clone()),
+        };
+        Registration {
+            shared: self.clone(),
+            side,
+            id,
+            peer,
+        }
+    }
+
+    /// Numbers of connected kitchens and eaters.
+    pub fn counts(&self) -> (usize, usize) {
+        let registry = self.registry();
+        (registry.kitchens.len(), registry.eaters.len())
+    }
+}
+
+/// A peer's place in the registry; removes it when dropped.
+#[derive(Debug)]
+pub struct Registration {
+    shared: Arc<Shared>,
+    side: Side,
+    /// Registry id (connection order).
+    pub id: u64,
+    /// The registered peer and its counters.
+    pub peer: Arc<Peer>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut registry = self.shared.registry();
+        match self.side {
+            Side::Kitchen => registry.kitchens.remove(&self.id),
+            Side::Eater => registry.eaters.remove(&self.id),
+        };
+    }
+}

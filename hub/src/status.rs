@@ -1,0 +1,154 @@
+//! `SystemStatusChef` dumplings (the original's payload keys) and `HubNoticeChef` notices.
+//!
+//! The status lists are capped at [`crate::Config::status_list_max`] entries while the
+//! counts stay exact, so a status costs O(cap) to build and status traffic grows linearly
+//! with the number of eaters (the original's grew with its square).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dumpling::Driver;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::state::{Peer, Shared};
+
+#[derive(Serialize)]
+struct PeerInfo {
+    host: String,
+    port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dumplings_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dumplings_invalid: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dumplings_delivered: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dumplings_dropped: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct KitchenEntry<'a> {
+    info_from_kitchen: &'a RawValue,
+    info_from_hub: PeerInfo,
+}
+
+#[derive(Serialize)]
+struct EaterEntry<'a> {
+    info_from_eater: &'a RawValue,
+    info_from_hub: PeerInfo,
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    total_dumplings_in: u64,
+    total_dumplings_out: u64,
+    server_uptime: f64,
+    dumpling_kitchen_count: usize,
+    dumpling_eater_count: usize,
+    dumpling_kitchens: Vec<KitchenEntry<'a>>,
+    dumpling_eaters: Vec<EaterEntry<'a>>,
+}
+
+/// Seconds since the Unix epoch, as the wire's float.
+pub fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn kitchen_entry(peer: &Peer) -> KitchenEntry<'_> {
+    KitchenEntry {
+        info_from_kitchen: &peer.hello,
+        info_from_hub: PeerInfo {
+            host: peer.addr.ip().to_string(),
+            port: peer.addr.port(),
+            dumplings_in: Some(peer.good.load(Ordering::Relaxed)),
+            dumplings_invalid: Some(peer.bad.load(Ordering::Relaxed)),
+            dumplings_delivered: None,
+            dumplings_dropped: None,
+        },
+    }
+}
+
+fn eater_entry(peer: &Peer) -> EaterEntry<'_> {
+    EaterEntry {
+        info_from_eater: &peer.hello,
+        info_from_hub: PeerInfo {
+            host: peer.addr.ip().to_string(),
+            port: peer.addr.port(),
+            dumplings_in: None,
+            dumplings_invalid: None,
+            dumplings_delivered: Some(peer.good.load(Ordering::Relaxed)),
+            dumplings_dropped: Some(peer.bad.load(Ordering::Relaxed)),
+        },
+    }
+}
+
+/// Build one status dumpling. `must_list` is an eater id that must appear in the list
+/// even past the cap (a new eater is listed in the status it is welcomed with, as the
+/// original lists the receiving eater).
+pub fn build_status(shared: &Shared, must_list: Option<u64>) -> String {
+    let cap = shared.config.status_list_max;
+    let registry = shared.registry();
+    let kitchens: Vec<Arc<Peer>> = registry.kitchens.values().take(cap).cloned().collect();
+    let mut eaters: Vec<Arc<Peer>> = registry.eaters.values().take(cap).cloned().collect();
+    if let Some(id) = must_list {
+        let listed = registry.eaters.keys().take(cap).any(|k| *k == id);
+        if !listed {
+            if let Some(peer) = registry.eaters.get(&id) {
+                if eaters.len() >= cap && !eaters.is_empty() {
+                    eaters.pop();
+                }
+                eaters.push(peer.clone());
+            }
+        }
+    }
+    let kitchen_count = registry.kitchens.len();
+    let eater_count = registry.eaters.len();
+    drop(registry);
+
+    let uptime = shared.started.elapsed().as_secs_f64();
+    let payload = Payload {
+        total_dumplings_in: shared.total_in.load(Ordering::Relaxed),
+        total_dumplings_out: shared.total_out.load(Ordering::Relaxed),
+        // Microsecond precision, as the original.
+        server_uptime: (uptime * 1e6).round() / 1e6,
+        dumpling_kitchen_count: kitchen_count,
+        dumpling_eater_count: eater_count,
+        dumpling_kitchens: kitchens.iter().map(|p| kitchen_entry(p)).collect(),
+        dumpling_eaters: eaters.iter().map(|p| eater_entry(p)).collect(),
+    };
+    let payload_text = serde_json::to_string(&payload).unwrap_or_else(|_| "{}".to_owned());
+    envelope(dumpling::SYSTEM_STATUS_CHEF, &payload_text)
+}
+
+/// A `HubNoticeChef` dumpling telling an eater it missed `lagged` dumplings.
+pub fn lag_notice(lagged: u64) -> Message {
+    let payload = format!("{{\"lagged\":{lagged}}}");
+    Message::text(envelope(dumpling::HUB_NOTICE_CHEF, &payload))
+}
+
+fn envelope(chef: &str, payload_text: &str) -> String {
+    match dumpling::validate_payload(payload_text) {
+        Ok(raw) => dumpling::encode_dumpling(chef, None, now_epoch(), Driver::Interval, raw),
+        // Cannot happen: the payload was serialised by serde_json just above.
+        Err(_) => String::from("{}"),
+    }
+}
+
+/// Publish a status dumpling every `status_freq`, the first one at once (as the original).
+pub async fn status_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.status_freq);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.ring.receiver_count() > 0 {
+            let status = build_status(&shared, None);
+            shared.publish(Message::text(status));
+        }
+    }
+}

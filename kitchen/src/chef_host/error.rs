@@ -1,0 +1,124 @@
+//! Typed errors of the chef host, so the kitchen can choose a policy per failure
+//! (skip a chef that does not load; restart a chef that traps; quarantine a crash loop).
+
+use std::path::PathBuf;
+
+/// Why a chef could not be loaded. The chef is skipped; the kitchen and the other chefs
+/// carry on.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The chef file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A 0-byte file.
+    #[error("the file is empty (0 bytes), not a WebAssembly component")]
+    Empty,
+    /// No `\0asm` magic: not WebAssembly at all.
+    #[error("not a WebAssembly file (no \\0asm header)")]
+    NotWasm,
+    /// A core module, not a component.
+    #[error(
+        "a core WebAssembly module, not a component: build chefs for wasm32-wasip2 \
+         (or wrap the module with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    /// A WebAssembly binary of a version/layer this host does not know.
+    #[error("unsupported WebAssembly binary version {0:#010x}")]
+    UnknownBinaryVersion(u32),
+    /// The component did not validate or compile.
+    #[error("invalid WebAssembly component: {0}")]
+    Compile(String),
+    /// The component imports an interface chefs may not use.
+    #[error("the chef imports `{import}` ({why}); chefs are sandboxed and may not use it")]
+    ForbiddenImport {
+        /// The full import name, e.g. `wasi:filesystem/types@0.2.6`.
+        import: String,
+        /// What the import would give the chef.
+        why: &'static str,
+    },
+    /// The component was built against another version of `wit/chef.wit`.
+    #[error(
+        "the chef was built for `{found}`, but this kitchen implements `{expected}`; \
+         rebuild it against wit/chef.wit 0.1.x"
+    )]
+    WrongWitVersion {
+        /// What the chef exports or imports.
+        found: String,
+        /// What the kitchen implements.
+        expected: &'static str,
+    },
+    /// The component is not a chef at all.
+    #[error("the component does not export `netdumplings:chef/handler` (it exports: {exports})")]
+    NotAChef {
+        /// Its exports, comma-separated.
+        exports: String,
+    },
+    /// Import resolution failed (e.g. a function signature differs from the WIT).
+    #[error("cannot link the chef: {0}")]
+    Link(String),
+    /// Instantiation or `describe` failed.
+    #[error("the chef failed to start: {0}")]
+    Start(#[source] CallError),
+    /// `describe` returned an unusable name.
+    #[error("invalid chef name {name:?}: {why}")]
+    BadName {
+        /// The name the chef gave.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The engine could not be created (a wasmtime configuration problem, not the chef's).
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// Why a call into a chef failed. Every variant except [`CallError::Quarantined`] and
+/// [`CallError::BackingOff`] poisoned the instance: it was dropped (its state is lost) and
+/// will be re-instantiated.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The call ran past its epoch deadline.
+    #[error("ran past its {deadline_ms} ms deadline")]
+    Timeout {
+        /// The deadline, in milliseconds.
+        deadline_ms: u64,
+    },
+    /// The chef tried to grow its memory past its limit (and then trapped).
+    #[error("hit its memory limit of {limit_mib} MiB")]
+    MemoryLimit {
+        /// The limit, in MiB.
+        limit_mib: u64,
+    },
+    /// Any other trap: a panic, `unreachable`, an out-of-bounds access, a stack overflow.
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The chef's output broke the contract (e.g. `describe` changed the chef's name).
+    #[error("returned invalid output: {0}")]
+    InvalidOutput(String),
+    /// The chef failed too often in a row and is not called any more.
+    #[error("is quarantined after {0} consecutive failures")]
+    Quarantined(u32),
+    /// The chef failed recently and waits for its restart backoff to pass.
+    #[error("is waiting to be restarted")]
+    BackingOff,
+}
+
+impl CallError {
+    /// Short label for counters and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Timeout { .. } => "timeout",
+            CallError::MemoryLimit { .. } => "memory",
+            CallError::Trap(_) => "trap",
+            CallError::InvalidOutput(_) => "invalid-output",
+            CallError::Quarantined(_) => "quarantined",
+            CallError::BackingOff => "backing-off",
+        }
+    }
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what building netdumplings needs, or says exactly what to run.
+# Sourced by ./demo.sh and ./test.sh; safe to run on its own and to run again.
+#   - the wasm32-wasip2 Rust target (the sample chefs are built for it)
+#   - libpcap headers (live capture links against libpcap)
+#   - python3 with venv (the Python eater package's tests; test.sh only)
+set -euo pipefail
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo not found. Install Rust with rustup (https://rustup.rs), then re-run."
+
+if command -v rustup >/dev/null; then
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    say "adding the wasm32-wasip2 Rust target (chefs are WebAssembly components)"
+    rustup target add wasm32-wasip2
+  fi
+else
+  rustc --print target-list | grep -qx wasm32-wasip2 \
+    || die "the wasm32-wasip2 target is missing and rustup is not installed; install rustup, then: rustup target add wasm32-wasip2"
+fi
+
+apt_install() {
+  # Installs Debian packages when we are root; otherwise says what to run.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing $* (apt-get)"
+    if [ -z "${ND_APT_UPDATED:-}" ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+      export ND_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    die "missing system packages: $*. Run: sudo apt-get install -y $*"
+  fi
+}
+
+if ! { [ -e /usr/include/pcap.h ] || [ -e /usr/include/pcap/pcap.h ]; }; then
+  apt_install libpcap-dev
+fi
+
+if [ "${ND_SETUP_PYTHON:-0}" = 1 ]; then
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+fi

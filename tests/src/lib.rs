@@ -1,0 +1,197 @@
+//! Helpers for the end-to-end tests in `tests/tests/`: find the workspace's release
+//! binaries and data, run processes that are killed when the test ends (by PID, never by
+//! name), pick free loopback ports, and wait with a deadline.
+//!
+//! The binaries are the ones `cargo build --release --workspace` produced; the README's
+//! test command builds them before running the tests.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root (the folder holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a release binary of this workspace, e.g. `bin("nd-sniff")`.
+///
+/// Panics with the command to run when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let path = workspace_root().join("target/release").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// The shared material folder (`ND_SHARED`, default `../shared` beside the checkout).
+///
+/// Returns `None` (and says so on stderr) when it is absent outside CI; in CI (`CI` set)
+/// its absence is a failure, since CI always has it.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("ND_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"));
+    if dir.join("pcaps/MANIFEST.tsv").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "shared material not found at {} (set ND_SHARED)",
+        dir.display()
+    );
+    eprintln!(
+        "SKIP: shared material not found at {} (set ND_SHARED to run this test)",
+        dir.display()
+    );
+    None
+}
+
+/// A capture from the shared corpus, or `None` when the corpus is absent (see [`shared_dir`]).
+pub fn shared_pcap(name: &str) -> Option<PathBuf> {
+    shared_dir().map(|d| d.join("pcaps").join(name))
+}
+
+/// A file under `tests/data/`.
+pub fn test_data(rel: &str) -> PathBuf {
+    workspace_root().join("tests/data").join(rel)
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released; good enough for tests that start
+/// their server right away).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A child process that is killed (by its PID) and reaped when dropped.
+pub struct ChildGuard {
+    /// The running process.
+    pub child: Child,
+    /// A name for messages.
+    pub name: String,
+}
+
+impl ChildGuard {
+    /// Start `cmd` with stdout and stderr piped.
+    pub fn spawn(name: &str, cmd: &mut Command) -> ChildGuard {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        ChildGuard {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Send SIGINT (as Ctrl-C would) to this process only.
+    pub fn interrupt(&self) {
+        signal(self.child.id(), "INT");
+    }
+
+    /// Send SIGTERM to this process only.
+    pub fn terminate(&self) {
+        signal(self.child.id(), "TERM");
+    }
+
+    /// Wait for the process to end within `limit`; returns its output, or panics (after
+    /// killing it) when it is still running.
+    pub fn wait_output(mut self, limit: Duration) -> Output {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let out = collect(&mut self.child);
+                    panic!(
+                        "{} did not end within {limit:?}; stderr:\n{}",
+                        self.name,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+        }
+        collect(&mut self.child)
+    }
+}
+
+fn collect(child: &mut Child) -> Output {
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_end(&mut stdout);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_end(&mut stderr);
+    }
+    let status = child.wait().expect("wait for child");
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Wait until something accepts TCP connections at `addr`, for at most `limit`.
+pub fn wait_for_port(addr: SocketAddr, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// Parse JSON lines (one dumpling per line) into values; panics on a non-JSON line.
+pub fn json_lines(text: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Read a tab-separated ground-truth file from `tests/data/truth/`; a missing file means
+/// "no rows" (the generator deletes empty files).
+pub fn truth_rows(file: &str) -> Vec<Vec<String>> {
+    let path = test_data(&format!("truth/{file}"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
