@@ -20,15 +20,19 @@
 //! packet block carries no timestamp: it gets the timestamp of the previous packet of the
 //! file (0 if none). All other blocks (name resolution, statistics, secrets, custom, unknown)
 //! are skipped without being parsed.
+//!
+//! Link types are reported as libpcap on Linux reports them (DLT numbering, the same as
+//! live capture): the few historical LINKTYPE_ values that differ are mapped, e.g.
+//! LINKTYPE_RAW (101) becomes DLT_RAW (12), and the FCS bits of a legacy header are masked.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{
-    parse_block_be, parse_block_le, parse_sectionheaderblock, Block, LegacyPcapReader,
+    parse_block_be, parse_block_le, parse_sectionheaderblock, Block, LegacyPcapReader, OptionCode,
     PcapBlockOwned, PcapError, PcapNGReader,
 };
 
@@ -123,6 +127,16 @@ struct LegacyState {
     snaplen: u32,
     max_caplen: usize,
     link_type: u32,
+    lengths: Lengths,
+}
+
+/// Whether a legacy file's record headers have caplen and len swapped (as libpcap decides
+/// from the file's version: files older than 2.3 wrote them swapped, 2.3 files may have).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lengths {
+    Normal,
+    Swapped,
+    MaybeSwapped,
 }
 
 struct NgState {
@@ -153,14 +167,39 @@ struct Located {
 }
 
 /// `File` wrapper that retries `Interrupted` and keeps the real I/O error, which
-/// `pcap-parser` would otherwise flatten to `PcapError::ReadError`.
+/// `pcap-parser` would otherwise flatten to `PcapError::ReadError`. It first replays the
+/// magic number that `open` read, so the file is never seeked and a pipe works too.
 struct Source {
     file: File,
+    prefix: [u8; 4],
+    prefix_left: usize,
     error: Arc<Mutex<Option<io::Error>>>,
 }
 
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.prefix_left > 0 {
+            // The readers parse the file header from their first read: return the magic
+            // plus as much of the rest as one buffer holds (several reads for a pipe).
+            let from = self.prefix.len() - self.prefix_left;
+            let n = self.prefix_left.min(buf.len());
+            buf[..n].copy_from_slice(&self.prefix[from..from + n]);
+            self.prefix_left -= n;
+            let mut filled = n;
+            while filled < buf.len() && filled < header_bytes_needed(&buf[..filled]) {
+                match self.read_file(&mut buf[filled..])? {
+                    0 => break,
+                    k => filled += k,
+                }
+            }
+            return Ok(filled);
+        }
+        self.read_file(buf)
+    }
+}
+
+impl Source {
+    fn read_file(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.file.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -175,6 +214,24 @@ impl Read for Source {
             }
         }
     }
+}
+
+/// How many bytes the readers' first read must hold to parse the file header: 24 for
+/// legacy pcap; for pcapng, the whole section header block (its length follows the
+/// byte-order magic). Keeps the first read of a pipe from waiting for a full buffer.
+fn header_bytes_needed(start: &[u8]) -> usize {
+    if start.get(..4) != Some(&[0x0a, 0x0d, 0x0d, 0x0a][..]) {
+        return 24;
+    }
+    let Some(b) = start.get(4..12) else {
+        return 12;
+    };
+    let len = [b[0], b[1], b[2], b[3]];
+    let len = match [b[4], b[5], b[6], b[7]] {
+        [0x1a, 0x2b, 0x3c, 0x4d] => u32::from_be_bytes(len),
+        _ => u32::from_le_bytes(len),
+    };
+    (len as usize).clamp(12, MAX_RECORD_SIZE)
 }
 
 /// Outcome of making a number of bytes available in the buffer.
@@ -245,6 +302,31 @@ fn ts_to_ns(units: u64, p: TsParams) -> u64 {
     u64::try_from(total).unwrap_or(u64::MAX)
 }
 
+/// Maps a file's LINKTYPE_ value to the DLT_ value libpcap on Linux reports for it (the
+/// same numbering live capture uses): they differ only for a few historical values, e.g.
+/// LINKTYPE_RAW (101) is DLT_RAW (12).
+fn linktype_to_dlt(linktype: u32) -> u32 {
+    match linktype {
+        100 => 11, // ATM_RFC1483
+        101 => 12, // RAW
+        102 => 15, // SLIP_BSDOS
+        103 => 16, // PPP_BSDOS
+        106 => 19, // ATM_CLIP (Linux)
+        other => other,
+    }
+}
+
+/// Timestamp units per second for an `if_tsresol` value: `10^-n` seconds when the top bit
+/// is clear, `2^-n` when it is set. `None` when the unit is finer than what fits a `u64`.
+fn units_per_sec(tsresol: u8) -> Option<u64> {
+    let n = u32::from(tsresol & 0x7f);
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        1u64.checked_shl(n).filter(|_| n < 64)
+    }
+}
+
 fn describe_magic(bytes: &[u8]) -> String {
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("unknown magic number {}", hex.join(" "))
@@ -303,10 +385,11 @@ impl FileReader {
             }
             other => return Err(not_capture(describe_magic(&other))),
         };
-        file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         let io_error = Arc::new(Mutex::new(None));
         let source = Source {
             file,
+            prefix: magic,
+            prefix_left: magic.len(),
             error: Arc::clone(&io_error),
         };
         let buffer_size = buffer_size.max(64);
@@ -392,13 +475,17 @@ impl FileReader {
             }
         };
         legacy.consume(consumed);
-        let link_type = (header.network.0 as u32) & LINKTYPE_MASK;
+        let link_type = linktype_to_dlt((header.network.0 as u32) & LINKTYPE_MASK);
         let snaplen = header.snaplen;
         let nanos = header.is_nanosecond_precision();
         let modified = header.is_modified_format();
-        let max_caplen = (snaplen as usize)
-            .max(LEGACY_MAX_SNAPLEN)
-            .min(MAX_RECORD_SIZE - 24);
+        let lengths = match (header.version_major, header.version_minor) {
+            (2, minor) if minor < 3 => Lengths::Swapped,
+            (2, 3) => Lengths::MaybeSwapped,
+            (543, _) => Lengths::Swapped,
+            _ => Lengths::Normal,
+        };
+        let max_caplen = (snaplen as usize).clamp(LEGACY_MAX_SNAPLEN, MAX_RECORD_SIZE - 24);
         Ok(FileReader {
             path: path.to_path_buf(),
             format,
@@ -410,6 +497,7 @@ impl FileReader {
                 snaplen,
                 max_caplen,
                 link_type,
+                lengths,
             }),
             interfaces: vec![InterfaceInfo {
                 name: String::new(),
@@ -532,7 +620,9 @@ impl FileReader {
             interface_index: loc.interface_index,
             original_len: loc.original_len,
             // `ensure` made the whole record available; `get` keeps this panic-free anyway.
-            data: data.get(loc.start..loc.start + loc.caplen).unwrap_or_default(),
+            data: data
+                .get(loc.start..loc.start + loc.caplen)
+                .unwrap_or_default(),
         }))
     }
 
@@ -596,7 +686,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn fill<R: PcapReaderIterator>(&self, reader: &mut R, need: usize) -> Result<Fill, CaptureError> {
+    fn fill<R: PcapReaderIterator>(
+        &self,
+        reader: &mut R,
+        need: usize,
+    ) -> Result<Fill, CaptureError> {
         ensure(reader, need).map_err(|ReadFailed| self.read_failed())
     }
 }
@@ -615,8 +709,16 @@ fn legacy_locate(l: &mut LegacyState, ctx: &mut Ctx<'_>) -> Result<Option<Locate
     let d = l.reader.data();
     let ts_sec = u32_at(d, 0, l.big_endian);
     let ts_frac = u32_at(d, 4, l.big_endian);
-    let caplen = u32_at(d, 8, l.big_endian);
-    let origlen = u32_at(d, 12, l.big_endian);
+    let mut caplen = u32_at(d, 8, l.big_endian);
+    let mut origlen = u32_at(d, 12, l.big_endian);
+    let swap = match l.lengths {
+        Lengths::Normal => false,
+        Lengths::Swapped => true,
+        Lengths::MaybeSwapped => caplen > origlen,
+    };
+    if swap {
+        std::mem::swap(&mut caplen, &mut origlen);
+    }
     if caplen as usize > l.max_caplen {
         return Err(ctx.damaged(format!(
             "invalid packet capture length {caplen}, bigger than the snapshot length {} \
@@ -702,7 +804,7 @@ fn ng_locate(
             return Ok(None);
         }
         let block_len = u32_at(ng.reader.data(), 4, big_endian) as usize;
-        if block_len < 12 || block_len > MAX_RECORD_SIZE {
+        if !(12..=MAX_RECORD_SIZE).contains(&block_len) {
             return Err(ctx.damaged(format!(
                 "block of type {block_type:#x} has an implausible length {block_len}"
             )));
@@ -743,34 +845,49 @@ fn ng_locate(
                     Ok((_, Block::InterfaceDescription(idb))) => idb,
                     Ok(_) => return Err(ctx.damaged("unexpected interface block".into())),
                     Err(e) => {
-                        return Err(
-                            ctx.damaged(format!("invalid interface description block: {e}"))
-                        )
+                        return Err(ctx.damaged(format!("invalid interface description block: {e}")))
                     }
                 };
-                let units_per_sec = match idb.ts_resolution() {
-                    Some(r) if r > 0 => r,
-                    _ => {
+                // pcap-parser 0.17's `ts_resolution()` rejects every power-of-two
+                // resolution and its `if_tsoffset` ignores the section's byte order, so
+                // both are decoded here from the raw options.
+                let units_per_sec = match units_per_sec(idb.if_tsresol) {
+                    Some(r) => r,
+                    None => {
                         tracing::warn!(
                             path = %ctx.path.display(),
                             if_tsresol = idb.if_tsresol,
-                            "invalid if_tsresol; assuming microseconds"
+                            "unusable if_tsresol; assuming microseconds"
                         );
                         1_000_000
                     }
                 };
+                let offset_secs = idb
+                    .options
+                    .iter()
+                    .find(|o| o.code == OptionCode::IfTsoffset)
+                    .and_then(|o| o.value.get(..8))
+                    .map(|v| {
+                        let b = [v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]];
+                        if big_endian {
+                            i64::from_be_bytes(b)
+                        } else {
+                            i64::from_le_bytes(b)
+                        }
+                    })
+                    .unwrap_or(0);
                 let name = match idb.if_name() {
                     Some(Ok(name)) => name.to_owned(),
                     _ => String::new(),
                 };
                 ctx.interfaces.push(InterfaceInfo {
                     name,
-                    link_type: u32::from(idb.linktype.0 as u16),
+                    link_type: linktype_to_dlt(u32::from(idb.linktype.0 as u16)),
                     snaplen: idb.snaplen,
                 });
                 ctx.ts_params.push(TsParams {
                     units_per_sec,
-                    offset_secs: idb.if_tsoffset,
+                    offset_secs,
                 });
             }
             EPB_TYPE | OBSOLETE_PB_TYPE => {
@@ -819,9 +936,9 @@ fn ng_locate(
                 }
                 let index = ng.section_base;
                 let Some(iface) = ctx.interfaces.get(index) else {
-                    return Err(ctx.damaged(
-                        "simple packet block in a section without an interface".into(),
-                    ));
+                    return Err(
+                        ctx.damaged("simple packet block in a section without an interface".into())
+                    );
                 };
                 let origlen = u32_at(body, 0, big_endian);
                 let mut caplen = (origlen as usize).min(body.len() - 4);
@@ -854,10 +971,8 @@ mod tests {
     struct TempFile(PathBuf);
     impl TempFile {
         fn new(name: &str, bytes: &[u8]) -> TempFile {
-            let path = std::env::temp_dir().join(format!(
-                "capture-unit-{}-{name}",
-                std::process::id()
-            ));
+            let path =
+                std::env::temp_dir().join(format!("capture-unit-{}-{name}", std::process::id()));
             let mut f = File::create(&path).expect("create temp file");
             f.write_all(bytes).expect("write temp file");
             TempFile(path)
@@ -872,11 +987,19 @@ mod tests {
     fn pcap_header(magic: u32, big_endian: bool, snaplen: u32, dlt: u32) -> Vec<u8> {
         let mut v = Vec::new();
         let w32 = |v: &mut Vec<u8>, x: u32| {
-            v.extend_from_slice(&if big_endian { x.to_be_bytes() } else { x.to_le_bytes() })
+            v.extend_from_slice(&if big_endian {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
         };
         w32(&mut v, magic);
         let w16 = |v: &mut Vec<u8>, x: u16| {
-            v.extend_from_slice(&if big_endian { x.to_be_bytes() } else { x.to_le_bytes() })
+            v.extend_from_slice(&if big_endian {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
         };
         w16(&mut v, 2);
         w16(&mut v, 4);
@@ -889,7 +1012,11 @@ mod tests {
 
     fn pcap_record(v: &mut Vec<u8>, big_endian: bool, sec: u32, frac: u32, data: &[u8], orig: u32) {
         for x in [sec, frac, data.len() as u32, orig] {
-            v.extend_from_slice(&if big_endian { x.to_be_bytes() } else { x.to_le_bytes() });
+            v.extend_from_slice(&if big_endian {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            });
         }
         v.extend_from_slice(data);
     }
@@ -963,7 +1090,11 @@ mod tests {
         let mut v = pcap_header(0xa1b2c3d4, false, 262_144, 1);
         let big = vec![0x5au8; 200_000];
         for i in 0..50u32 {
-            let len = if i % 10 == 3 { big.len() } else { (i as usize * 37) % 1500 };
+            let len = if i % 10 == 3 {
+                big.len()
+            } else {
+                (i as usize * 37) % 1500
+            };
             pcap_record(&mut v, false, i, 0, &big[..len], len as u32);
         }
         let f = TempFile::new("grow.pcap", &v);
@@ -972,7 +1103,11 @@ mod tests {
         assert!(err.is_none(), "{err:?}");
         assert_eq!(pkts.len(), 50);
         for (i, p) in pkts.iter().enumerate() {
-            let len = if i % 10 == 3 { big.len() } else { (i * 37) % 1500 };
+            let len = if i % 10 == 3 {
+                big.len()
+            } else {
+                (i * 37) % 1500
+            };
             assert_eq!(p.data.len(), len);
             assert_eq!(p.ts, i as u64 * 1_000_000_000);
         }
@@ -1015,6 +1150,38 @@ mod tests {
     }
 
     #[test]
+    fn reads_from_a_pipe() {
+        let mut v = pcap_header(0xa1b2c3d4, false, 65535, 1);
+        for i in 0..1000u32 {
+            pcap_record(&mut v, false, i, 0, &[i as u8; 300], 300);
+        }
+        let fifo = std::env::temp_dir().join(format!("capture-unit-{}-fifo", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !matches!(made, Ok(s) if s.success()) {
+            return; // no mkfifo: nothing to test here
+        }
+        let path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            let mut f = File::create(&path).expect("open fifo for writing");
+            // Small writes, so the reader sees short reads.
+            for chunk in v.chunks(1000) {
+                f.write_all(chunk).expect("write fifo");
+            }
+        });
+        let mut r = FileReader::open(&fifo).expect("open fifo");
+        let (pkts, err) = read_all(&mut r);
+        writer.join().expect("writer");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(pkts.len(), 1000);
+        assert!(pkts
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.data == [i as u8; 300]));
+    }
+
+    #[test]
     fn bogus_caplen_is_damage() {
         let mut v = pcap_header(0xa1b2c3d4, false, 65535, 1);
         pcap_record(&mut v, false, 1, 0, &[1u8; 10], 10);
@@ -1038,7 +1205,10 @@ mod tests {
         let e = FileReader::open(&f.0).expect_err("must fail");
         let msg = e.to_string();
         assert!(matches!(e, CaptureError::NotCapture { .. }));
-        assert!(msg.contains("text.pcap") && msg.contains("not a pcap or pcapng"), "{msg}");
+        assert!(
+            msg.contains("text.pcap") && msg.contains("not a pcap or pcapng"),
+            "{msg}"
+        );
         let f = TempFile::new("empty.pcap", b"");
         let e = FileReader::open(&f.0).expect_err("must fail");
         assert!(e.to_string().contains("empty file"), "{e}");
@@ -1064,13 +1234,33 @@ mod tests {
         let mut body = Vec::new();
         let w32 = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
         body.extend_from_slice(&w32(0x1A2B_3C4D));
-        body.extend_from_slice(&(if be { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() }));
-        body.extend_from_slice(&(if be { 0u16.to_be_bytes() } else { 0u16.to_le_bytes() }));
+        body.extend_from_slice(
+            &(if be {
+                1u16.to_be_bytes()
+            } else {
+                1u16.to_le_bytes()
+            }),
+        );
+        body.extend_from_slice(
+            &(if be {
+                0u16.to_be_bytes()
+            } else {
+                0u16.to_le_bytes()
+            }),
+        );
         body.extend_from_slice(&(-1i64).to_le_bytes());
         ng_block(v, be, SHB_TYPE, &body);
     }
 
-    fn idb(v: &mut Vec<u8>, be: bool, dlt: u16, snaplen: u32, tsresol: Option<u8>, name: &str) {
+    fn idb(
+        v: &mut Vec<u8>,
+        be: bool,
+        dlt: u16,
+        snaplen: u32,
+        tsresol: Option<u8>,
+        name: &str,
+        tsoffset: i64,
+    ) {
         let w16 = |x: u16| if be { x.to_be_bytes() } else { x.to_le_bytes() };
         let w32 = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
         let mut body = Vec::new();
@@ -1081,13 +1271,26 @@ mod tests {
             body.extend_from_slice(&w16(code));
             body.extend_from_slice(&w16(val.len() as u16));
             body.extend_from_slice(val);
-            body.extend(std::iter::repeat_n(0u8, val.len().div_ceil(4) * 4 - val.len()));
+            body.extend(std::iter::repeat_n(
+                0u8,
+                val.len().div_ceil(4) * 4 - val.len(),
+            ));
         };
         if !name.is_empty() {
             opt(2, name.as_bytes());
         }
         if let Some(r) = tsresol {
             opt(9, &[r]);
+        }
+        if tsoffset != 0 {
+            opt(
+                14,
+                &(if be {
+                    tsoffset.to_be_bytes()
+                } else {
+                    tsoffset.to_le_bytes()
+                }),
+            );
         }
         opt(0, &[]);
         ng_block(v, be, IDB_TYPE, &body);
@@ -1100,7 +1303,10 @@ mod tests {
             body.extend_from_slice(&w32(x));
         }
         body.extend_from_slice(data);
-        body.extend(std::iter::repeat_n(0u8, data.len().div_ceil(4) * 4 - data.len()));
+        body.extend(std::iter::repeat_n(
+            0u8,
+            data.len().div_ceil(4) * 4 - data.len(),
+        ));
         ng_block(v, be, EPB_TYPE, &body);
     }
 
@@ -1109,8 +1315,8 @@ mod tests {
         let mut v = Vec::new();
         // Section 1, little-endian: eth (µs default) and raw IP at ns resolution.
         shb(&mut v, false);
-        idb(&mut v, false, 1, 65535, None, "eth0");
-        idb(&mut v, false, 101, 8192, Some(9), "tun0");
+        idb(&mut v, false, 1, 65535, None, "eth0", 0);
+        idb(&mut v, false, 101, 8192, Some(9), "tun0", 0);
         epb(&mut v, false, 0, 1_500_000, b"first", 100);
         ng_block(&mut v, false, 4, &[0u8; 8]); // name resolution block: skipped
         epb(&mut v, false, 1, 2_000_000_123, b"second!", 7);
@@ -1120,7 +1326,7 @@ mod tests {
         ng_block(&mut v, false, SPB_TYPE, &spb);
         // Section 2, big-endian: SLL with 2^-10 resolution.
         shb(&mut v, true);
-        idb(&mut v, true, 113, 0, Some(0x80 | 10), "");
+        idb(&mut v, true, 113, 0, Some(0x80 | 10), "", 100);
         epb(&mut v, true, 0, 3 * 1024 + 512, b"third", 5);
         // Obsolete packet block in section 2.
         let mut pb = Vec::new();
@@ -1138,11 +1344,41 @@ mod tests {
         let (pkts, err) = read_all(&mut r);
         assert!(err.is_none(), "{err:?}");
         let want = vec![
-            OwnedPkt { ts: 1_500_000_000, dlt: 1, ifx: 0, orig: 100, data: b"first".to_vec() },
-            OwnedPkt { ts: 2_000_000_123, dlt: 101, ifx: 1, orig: 7, data: b"second!".to_vec() },
-            OwnedPkt { ts: 2_000_000_123, dlt: 1, ifx: 0, orig: 3, data: b"spb".to_vec() },
-            OwnedPkt { ts: 3_500_000_000, dlt: 113, ifx: 2, orig: 5, data: b"third".to_vec() },
-            OwnedPkt { ts: 1_000_000_000, dlt: 113, ifx: 2, orig: 2, data: b"pb".to_vec() },
+            OwnedPkt {
+                ts: 1_500_000_000,
+                dlt: 1,
+                ifx: 0,
+                orig: 100,
+                data: b"first".to_vec(),
+            },
+            OwnedPkt {
+                ts: 2_000_000_123,
+                dlt: 12,
+                ifx: 1,
+                orig: 7,
+                data: b"second!".to_vec(),
+            },
+            OwnedPkt {
+                ts: 2_000_000_123,
+                dlt: 1,
+                ifx: 0,
+                orig: 3,
+                data: b"spb".to_vec(),
+            },
+            OwnedPkt {
+                ts: 103_500_000_000,
+                dlt: 113,
+                ifx: 2,
+                orig: 5,
+                data: b"third".to_vec(),
+            },
+            OwnedPkt {
+                ts: 101_000_000_000,
+                dlt: 113,
+                ifx: 2,
+                orig: 2,
+                data: b"pb".to_vec(),
+            },
         ];
         assert_eq!(pkts, want);
         let names: Vec<&str> = r.interfaces().iter().map(|i| i.name.as_str()).collect();
@@ -1165,7 +1401,7 @@ mod tests {
     fn pcapng_bad_interface_and_bad_lengths() {
         let mut v = Vec::new();
         shb(&mut v, false);
-        idb(&mut v, false, 1, 65535, None, "");
+        idb(&mut v, false, 1, 65535, None, "", 0);
         epb(&mut v, false, 0, 1, b"ok", 2);
         epb(&mut v, false, 5, 1, b"bad", 3);
         let f = TempFile::new("badif.pcapng", &v);
@@ -1178,7 +1414,7 @@ mod tests {
         // Corrupt every byte of a valid file in turn: never a panic.
         let mut base = Vec::new();
         shb(&mut base, false);
-        idb(&mut base, false, 1, 65535, Some(9), "x");
+        idb(&mut base, false, 1, 65535, Some(9), "x", 0);
         epb(&mut base, false, 0, 1, b"hello", 5);
         epb(&mut base, false, 0, 2, b"world", 5);
         for i in 0..base.len() {
@@ -1194,6 +1430,20 @@ mod tests {
     }
 
     #[test]
+    fn linktype_mapping() {
+        assert_eq!(linktype_to_dlt(101), 12);
+        assert_eq!(linktype_to_dlt(1), 1);
+        assert_eq!(linktype_to_dlt(228), 228);
+        // A legacy header with LINKTYPE_RAW and FCS bits set reads as DLT 12.
+        let mut v = pcap_header(0xa1b2c3d4, false, 65535, 101 | 0x1000_0000);
+        pcap_record(&mut v, false, 1, 0, b"\x45", 1);
+        let f = TempFile::new("raw.pcap", &v);
+        let mut r = FileReader::open(&f.0).expect("open");
+        assert_eq!(r.next_packet().expect("ok").expect("packet").link_type, 12);
+        assert_eq!(r.interfaces()[0].link_type, 12);
+    }
+
+    #[test]
     fn timestamp_conversion() {
         let p = |u, o| TsParams {
             units_per_sec: u,
@@ -1206,5 +1456,32 @@ mod tests {
         assert_eq!(ts_to_ns(5_000_000, p(1_000_000, -100)), 0);
         assert_eq!(ts_to_ns(u64::MAX, p(1, 0)), u64::MAX);
         assert_eq!(ts_to_ns(512, p(1024, 0)), 500_000_000);
+        assert_eq!(units_per_sec(6), Some(1_000_000));
+        assert_eq!(units_per_sec(9), Some(1_000_000_000));
+        assert_eq!(units_per_sec(0x80 | 10), Some(1024));
+        assert_eq!(units_per_sec(0x80 | 63), Some(1 << 63));
+        assert_eq!(units_per_sec(0x80 | 64), None);
+        assert_eq!(units_per_sec(20), None);
+    }
+
+    #[test]
+    fn swapped_lengths_of_old_pcap_versions() {
+        // Version 2.2 header: libpcap reads caplen and len swapped.
+        let mut v = pcap_header(0xa1b2c3d4, false, 65535, 1);
+        v[6] = 2; // version_minor = 2
+        for x in [1u32, 0, 1500, 4] {
+            // "caplen" 1500 is really len, "len" 4 is really caplen
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(b"abcd");
+        let f = TempFile::new("swapped.pcap", &v);
+        let mut r = FileReader::open(&f.0).expect("open");
+        let (pkts, err) = read_all(&mut r);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(pkts.len(), 1);
+        assert_eq!(
+            (pkts[0].data.as_slice(), pkts[0].orig),
+            (&b"abcd"[..], 1500)
+        );
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Each interface gets its own libpcap handle (read timeout [`LiveConfig::read_timeout_ms`],
 //! nanosecond timestamps) and its own thread, which calls `pcap_dispatch` in a loop, copies
-//! the packets of one dispatch into a batch and hands the batch to the consumer through an
-//! `mpsc` channel. The queue is bounded in *packets* ([`LiveConfig::queue_capacity`]): a
+//! the packets of one dispatch back to back into one reusable buffer (no allocation per
+//! packet while the kernel block is held) and hands that batch to the consumer through an
+//! `mpsc` channel; [`LiveCapture::recv_timeout`] then copies each packet into its
+//! [`OwnedPacket`] on the consumer's thread and returns emptied buffers for reuse. The queue is bounded in *packets* ([`LiveConfig::queue_capacity`]): a
 //! capture thread reserves room before sending and drops (and counts) whatever does not
 //! fit, so it never waits for the consumer. Packets of different interfaces are not
 //! ordered with respect to each other.
@@ -20,7 +22,7 @@
 //! [`CaptureStats::loopback_outgoing_skipped`], so each loopback packet is delivered once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -133,9 +135,41 @@ pub fn list_interfaces() -> Result<Vec<String>, CaptureError> {
 }
 
 enum Msg {
-    Batch(Vec<OwnedPacket>),
+    Batch(Batch),
     Error(CaptureError),
 }
+
+/// The packets of one `pcap_dispatch` call: their bytes back to back in one buffer, so the
+/// capture thread only copies (no allocation per packet) while it holds a kernel block.
+/// Buffers go back to their capture thread for reuse once the consumer has emptied them.
+struct Batch {
+    worker: usize,
+    data: Vec<u8>,
+    packets: Vec<Meta>,
+}
+
+#[derive(Clone, Copy)]
+struct Meta {
+    timestamp_ns: u64,
+    original_len: u32,
+    start: usize,
+    len: usize,
+}
+
+impl Batch {
+    fn new(worker: usize) -> Batch {
+        Batch {
+            worker,
+            data: Vec::with_capacity(BATCH_BYTES),
+            packets: Vec::with_capacity(256),
+        }
+    }
+}
+
+/// Initial capacity of a batch buffer (grows for bigger dispatches, then is reused).
+const BATCH_BYTES: usize = 256 * 1024;
+/// Emptied batch buffers kept for reuse per capture thread.
+const RECYCLED_BATCHES: usize = 8;
 
 #[derive(Default)]
 struct IfaceCounters {
@@ -157,7 +191,35 @@ struct Shared {
 
 struct Consumer {
     rx: Receiver<Msg>,
-    current: std::vec::IntoIter<OwnedPacket>,
+    /// The batch being handed out, with the next index in it.
+    current: Option<(Batch, usize)>,
+    /// Per capture thread: where emptied batch buffers go back.
+    recycle: Vec<SyncSender<Batch>>,
+    /// Link type and interface index per capture thread.
+    iface: Vec<(u32, u32)>,
+}
+
+impl Consumer {
+    fn next_packet(&mut self) -> Option<OwnedPacket> {
+        let (batch, at) = self.current.as_mut()?;
+        if let Some(m) = batch.packets.get(*at).copied() {
+            *at += 1;
+            let (link_type, interface_index) = self.iface[batch.worker];
+            return Some(OwnedPacket {
+                timestamp_ns: m.timestamp_ns,
+                link_type,
+                interface_index,
+                original_len: m.original_len,
+                data: batch.data[m.start..m.start + m.len].to_vec(),
+            });
+        }
+        if let Some((mut batch, _)) = self.current.take() {
+            batch.data.clear();
+            batch.packets.clear();
+            let _ = self.recycle[batch.worker].try_send(batch);
+        }
+        None
+    }
 }
 
 /// A running capture on one or more interfaces. Dropping it stops it.
@@ -209,6 +271,23 @@ impl LiveCapture {
     /// name, filter or missing privilege is reported here) and starts the capture threads.
     pub fn start(config: LiveConfig) -> Result<LiveCapture, CaptureError> {
         let names = Self::check_config(&config)?;
+        // Syntax errors in the filter are reported before any privilege is needed: compile
+        // it once for Ethernet on a dead handle. Only a *syntax* error counts here (a filter
+        // may be valid only for the interface's own link type, e.g. `wlan ...`); the real
+        // compile per interface follows after opening.
+        if let Some(filter) = &config.filter {
+            if let Ok(dead) = Capture::dead(pcap::Linktype::ETHERNET) {
+                if let Err(pcap::Error::PcapError(message)) = dead.compile(filter, true) {
+                    if message.contains("syntax error") {
+                        return Err(CaptureError::BadFilter {
+                            interface: names.join(","),
+                            filter: filter.clone(),
+                            message,
+                        });
+                    }
+                }
+            }
+        }
         let devices = Device::list().map_err(|e| CaptureError::Live {
             interface: names.join(","),
             message: format!("cannot list interfaces: {e}"),
@@ -239,14 +318,15 @@ impl LiveCapture {
                 other => other,
             })?;
             if let Some(filter) = &config.filter {
-                cap.filter(filter, true).map_err(|e| CaptureError::BadFilter {
-                    interface: name.clone(),
-                    filter: filter.clone(),
-                    message: match e {
-                        pcap::Error::PcapError(m) => m,
-                        other => other.to_string(),
-                    },
-                })?;
+                cap.filter(filter, true)
+                    .map_err(|e| CaptureError::BadFilter {
+                        interface: name.clone(),
+                        filter: filter.clone(),
+                        message: match e {
+                            pcap::Error::PcapError(m) => m,
+                            other => other.to_string(),
+                        },
+                    })?;
             }
             let link_type = cap.get_datalink().0 as u32;
             opened.push((name.clone(), link_type, cap));
@@ -266,7 +346,12 @@ impl LiveCapture {
         let mut interfaces = Vec::with_capacity(opened.len());
         let mut breakers = Vec::with_capacity(opened.len());
         let mut threads = Vec::with_capacity(opened.len());
+        let mut recycle = Vec::with_capacity(opened.len());
+        let mut iface = Vec::with_capacity(opened.len());
         for (index, (name, link_type, mut cap)) in opened.into_iter().enumerate() {
+            let (recycle_tx, recycle_rx) = mpsc::sync_channel(RECYCLED_BATCHES);
+            recycle.push(recycle_tx);
+            iface.push((link_type, index as u32));
             interfaces.push(InterfaceInfo {
                 name: name.clone(),
                 link_type,
@@ -275,10 +360,11 @@ impl LiveCapture {
             breakers.push(cap.breakloop_handle());
             let worker = Worker {
                 name: name.clone(),
-                index: index as u32,
+                index,
                 link_type,
                 shared: Arc::clone(&shared),
                 tx: tx.clone(),
+                recycled: recycle_rx,
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("capture-{name}"))
@@ -307,7 +393,9 @@ impl LiveCapture {
             shared,
             consumer: Mutex::new(Consumer {
                 rx,
-                current: Vec::new().into_iter(),
+                current: None,
+                recycle,
+                iface,
             }),
             breakers,
             threads: Mutex::new(threads),
@@ -343,7 +431,9 @@ impl LiveCapture {
             }
         }
         if config.queue_capacity == 0 {
-            return Err(CaptureError::Config("queue_capacity must be at least 1".into()));
+            return Err(CaptureError::Config(
+                "queue_capacity must be at least 1".into(),
+            ));
         }
         if config.snaplen <= 0 {
             return Err(CaptureError::Config("snaplen must be positive".into()));
@@ -400,13 +490,13 @@ impl LiveCapture {
         };
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(p) = consumer.current.next() {
+            if let Some(p) = consumer.next_packet() {
                 self.shared.queued_now.fetch_sub(1, Ordering::AcqRel);
                 return Ok(Some(p));
             }
             let wait = deadline.saturating_duration_since(Instant::now());
             match consumer.rx.recv_timeout(wait) {
-                Ok(Msg::Batch(batch)) => consumer.current = batch.into_iter(),
+                Ok(Msg::Batch(batch)) => consumer.current = Some((batch, 0)),
                 Ok(Msg::Error(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => return Ok(None),
                 Err(RecvTimeoutError::Disconnected) => return Err(CaptureError::Closed),
@@ -465,10 +555,11 @@ impl Drop for LiveCapture {
 /// What one capture thread needs.
 struct Worker {
     name: String,
-    index: u32,
+    index: usize,
     link_type: u32,
     shared: Arc<Shared>,
     tx: Sender<Msg>,
+    recycled: Receiver<Batch>,
 }
 
 /// libpcap's cumulative 32-bit counters, widened.
@@ -479,13 +570,13 @@ struct StatTracker {
 
 impl Worker {
     fn run(self, cap: &mut Capture<Active>) {
-        let mut batch: Vec<OwnedPacket> = Vec::with_capacity(256);
+        let mut batch = Batch::new(self.index);
         let mut tracker = StatTracker::default();
         let mut last_stats = Instant::now();
         let mut received = 0u64;
         let mut skipped = 0u64;
         let loopback_check = matches!(self.link_type, DLT_LINUX_SLL | DLT_LINUX_SLL2);
-        let (index, link_type) = (self.index, self.link_type);
+        let link_type = self.link_type;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let result = cap.dispatch(None, |pkt| {
                 received += 1;
@@ -496,12 +587,13 @@ impl Worker {
                 // With nanosecond precision `tv_usec` holds nanoseconds.
                 let secs = u64::try_from(pkt.header.ts.tv_sec).unwrap_or(0);
                 let nanos = u64::try_from(pkt.header.ts.tv_usec).unwrap_or(0);
-                batch.push(OwnedPacket {
+                let start = batch.data.len();
+                batch.data.extend_from_slice(pkt.data);
+                batch.packets.push(Meta {
                     timestamp_ns: secs.saturating_mul(1_000_000_000).saturating_add(nanos),
-                    link_type,
-                    interface_index: index,
                     original_len: pkt.header.len,
-                    data: pkt.data.to_vec(),
+                    start,
+                    len: pkt.data.len(),
                 });
             });
             self.shared.received.fetch_add(received, Ordering::Relaxed);
@@ -535,33 +627,42 @@ impl Worker {
     }
 
     /// Hands the batch to the consumer, keeping the queue within its capacity (the excess
-    /// is dropped and counted). Returns false when the consumer is gone.
-    fn flush(&self, batch: &mut Vec<OwnedPacket>) -> bool {
-        if batch.is_empty() {
+    /// is dropped and counted), and replaces it with a recycled or new buffer. Returns
+    /// false when the consumer is gone.
+    fn flush(&self, batch: &mut Batch) -> bool {
+        let n = batch.packets.len();
+        if n == 0 {
+            batch.data.clear();
             return true;
         }
-        let n = batch.len();
         let cap = self.shared.capacity;
-        let reserved = match self.shared.queued_now.fetch_update(
-            Ordering::AcqRel,
-            Ordering::Acquire,
-            |q| Some(q + n.min(cap.saturating_sub(q))),
-        ) {
-            Ok(prev) | Err(prev) => n.min(cap.saturating_sub(prev)),
-        };
+        let reserved =
+            match self
+                .shared
+                .queued_now
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                    Some(q + n.min(cap.saturating_sub(q)))
+                }) {
+                Ok(prev) | Err(prev) => n.min(cap.saturating_sub(prev)),
+            };
         if reserved < n {
             self.shared
                 .queue_dropped
                 .fetch_add((n - reserved) as u64, Ordering::Relaxed);
-            batch.truncate(reserved);
+            batch.packets.truncate(reserved);
         }
-        if batch.is_empty() {
+        if reserved == 0 {
+            batch.data.clear();
             return true;
         }
         self.shared
             .queued
             .fetch_add(reserved as u64, Ordering::Relaxed);
-        let full = std::mem::replace(batch, Vec::with_capacity(256));
+        let fresh = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Batch::new(self.index));
+        let full = std::mem::replace(batch, fresh);
         self.tx.send(Msg::Batch(full)).is_ok()
     }
 
@@ -574,7 +675,7 @@ impl Worker {
             dropped: 0,
             if_dropped: 0,
         });
-        let c = &self.shared.per_iface[self.index as usize];
+        let c = &self.shared.per_iface[self.index];
         c.kernel_received.fetch_add(
             u64::from(now.received.wrapping_sub(prev.received)),
             Ordering::Relaxed,
@@ -622,9 +723,18 @@ mod tests {
     #[test]
     fn config_checks() {
         let err = |c: LiveConfig| LiveCapture::check_config(&c).expect_err("must fail");
-        assert!(matches!(err(LiveConfig::new(Vec::<String>::new())), CaptureError::Config(_)));
-        assert!(matches!(err(LiveConfig::new(["any", "lo"])), CaptureError::Config(_)));
-        assert!(matches!(err(LiveConfig::new(["lo", "lo"])), CaptureError::Config(_)));
+        assert!(matches!(
+            err(LiveConfig::new(Vec::<String>::new())),
+            CaptureError::Config(_)
+        ));
+        assert!(matches!(
+            err(LiveConfig::new(["any", "lo"])),
+            CaptureError::Config(_)
+        ));
+        assert!(matches!(
+            err(LiveConfig::new(["lo", "lo"])),
+            CaptureError::Config(_)
+        ));
         let mut c = LiveConfig::new(["lo"]);
         c.queue_capacity = 0;
         assert!(matches!(err(c), CaptureError::Config(_)));
@@ -641,6 +751,8 @@ mod tests {
              Operation not permitted)"
         ));
         assert!(!is_permission_error("No such device exists"));
-        assert!(is_no_such_device("No such device exists (SIOCGIFHWADDR: No such device)"));
+        assert!(is_no_such_device(
+            "No such device exists (SIOCGIFHWADDR: No such device)"
+        ));
     }
 }

@@ -1,4 +1,68 @@
-//! stub
+//! Write netdumplings **chefs** in Rust.
+//!
+//! A chef is a WebAssembly component implementing the `chef` world of `wit/chef.wit`
+//! (package `netdumplings:chef@0.1.0`). The kitchen hands it packets in batches; the chef
+//! answers with JSON payloads ("dumplings"). This crate hides the WIT plumbing and the
+//! batching:
+//!
+//! * implement [`Chef`] on a `Default` struct (its fields are the chef's state);
+//! * call [`export_chef!`] once;
+//! * build with `cargo build --release --target wasm32-wasip2`.
+//!
+//! ```
+//! use chef_sdk::{Chef, ChefInfo, Drivers, Interest, Packet, Tick};
+//!
+//! #[derive(Default)]
+//! struct PortCounter { seen: u64 }
+//!
+//! impl Chef for PortCounter {
+//!     fn info() -> ChefInfo {
+//!         ChefInfo::new("PortCounter", "Counts packets to or from port 443")
+//!             .drivers(Drivers::PACKET | Drivers::INTERVAL)
+//!             .interest(Interest::ANY.ports(&[443]))
+//!     }
+//!     fn on_packet(&mut self, _packet: &Packet<'_>) -> impl chef_sdk::Dumplings {
+//!         self.seen += 1;
+//!     }
+//!     fn on_interval(&mut self, _tick: Tick) -> impl chef_sdk::Dumplings {
+//!         Some(serde_json::json!({ "https_packets": self.seen }))
+//!     }
+//! }
+//! chef_sdk::export_chef!(PortCounter);
+//! # fn main() {}
+//! ```
+//!
+//! Return values: anything implementing [`Dumplings`]: `()` (no dumpling), `Option<T>`,
+//! `Vec<T>`, `[T; N]` or an iterator wrapped in [`Each`], where `T: serde::Serialize`.
+//! Each `T` becomes one dumpling whose payload is `T` serialised to JSON.
+//!
+//! The [`parse`] module has hostile-input-safe parsers for what chefs usually need (DNS,
+//! TLS ClientHello SNI, HTTP/1 requests, DHCP), and [`bounded`] has small bounded
+//! collections so a chef's state cannot grow without limit.
+
+pub mod bounded;
+mod info;
+pub mod log;
+mod packet;
+pub mod parse;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+mod time;
+
+pub use info::{ChefInfo, Interest};
+pub use packet::{ipv4_addr, ipv6_addr, Mac, Packet};
+pub use time::{Tick, Timestamp};
+
+/// Serde, re-exported so chefs can `#[derive(chef_sdk::serde::Serialize)]` without naming
+/// their own dependency (they usually do add `serde` themselves for the derive macro).
+pub use serde;
+/// `serde_json`, re-exported for `json!` and `Value`.
+pub use serde_json;
+
+/// The raw bindings generated from `wit/chef.wit` (once, here).
+///
+/// Chef authors rarely need these: [`Packet`] wraps [`wit::Packet`], and [`ChefInfo`]
+/// converts into [`wit::ChefInfo`].
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -7,4 +71,211 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "chef_sdk::bindings",
     });
+}
+
+/// The WIT record and enum types (`packet`, `ipv4-header`, `tcp-flags`, ...), as generated.
+pub mod wit {
+    pub use crate::bindings::exports::netdumplings::chef::handler::PacketDumpling;
+    pub use crate::bindings::netdumplings::chef::types::*;
+}
+
+pub use wit::{Drivers, NetworkProtocol, TransportProtocol};
+
+/// A chef: state in `self`, handlers called by the kitchen.
+///
+/// The state is created with `Default::default()` when the chef is loaded (and again if the
+/// kitchen restarts it after a trap). Keep it **bounded**: a chef lives as long as the
+/// kitchen, and runs under a memory limit.
+pub trait Chef: Default + 'static {
+    /// Who the chef is and what it wants; asked once, at load.
+    fn info() -> ChefInfo;
+
+    /// Called for each packet that matches the chef's [`Interest`], in capture order (only
+    /// when `info().drivers` contains [`Drivers::PACKET`]). Return the dumplings the
+    /// packet makes, usually `None` / `()`.
+    #[allow(unused_variables)]
+    fn on_packet(&mut self, packet: &Packet<'_>) -> impl Dumplings {}
+
+    /// Called on every poke of the kitchen's timer (only when `info().drivers` contains
+    /// [`Drivers::INTERVAL`]). Return the interval dumplings (often exactly one).
+    #[allow(unused_variables)]
+    fn on_interval(&mut self, tick: Tick) -> impl Dumplings {}
+}
+
+/// Zero, one or several dumpling payloads: what the [`Chef`] handlers return.
+///
+/// Implemented for `()` (none), `Option<T>`, `Vec<T>`, `[T; N]` and [`Each`], where each
+/// `T: Serialize` is one payload. A payload that fails to serialise (e.g. a map with
+/// non-string keys) is dropped and logged, never sent half-made.
+pub trait Dumplings {
+    /// Calls `emit` with each payload, serialised to JSON.
+    fn for_each_json(self, emit: impl FnMut(String));
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Option<String> {
+    match serde_json::to_string(value) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::error(&format!("dropping a dumpling that does not serialise: {e}"));
+            None
+        }
+    }
+}
+
+impl Dumplings for () {
+    #[inline]
+    fn for_each_json(self, _emit: impl FnMut(String)) {}
+}
+
+impl<T: serde::Serialize> Dumplings for Option<T> {
+    #[inline]
+    fn for_each_json(self, mut emit: impl FnMut(String)) {
+        if let Some(s) = self.as_ref().and_then(to_json) {
+            emit(s);
+        }
+    }
+}
+
+impl<T: serde::Serialize> Dumplings for Vec<T> {
+    fn for_each_json(self, mut emit: impl FnMut(String)) {
+        self.iter().filter_map(to_json).for_each(&mut emit);
+    }
+}
+
+impl<T: serde::Serialize, const N: usize> Dumplings for [T; N] {
+    fn for_each_json(self, mut emit: impl FnMut(String)) {
+        self.iter().filter_map(to_json).for_each(&mut emit);
+    }
+}
+
+/// Wraps an iterator of payloads so it can be returned from a handler without collecting:
+/// `Each(names.iter().map(|n| json!({"name": n})))`.
+pub struct Each<I>(pub I);
+
+impl<I> Dumplings for Each<I>
+where
+    I: IntoIterator,
+    I::Item: serde::Serialize,
+{
+    fn for_each_json(self, mut emit: impl FnMut(String)) {
+        for item in self.0 {
+            if let Some(s) = to_json(&item) {
+                emit(s);
+            }
+        }
+    }
+}
+
+/// A JSON text that is already serialised, sent as the payload verbatim.
+///
+/// Use it when a chef builds its JSON by hand for speed. The kitchen validates every
+/// payload, so an invalid text is rejected there (and the chef reported).
+pub struct RawJson(pub String);
+
+impl Dumplings for RawJson {
+    #[inline]
+    fn for_each_json(self, mut emit: impl FnMut(String)) {
+        emit(self.0);
+    }
+}
+
+/// The glue behind [`export_chef!`]. Not part of the stable API.
+#[doc(hidden)]
+pub mod __private {
+    use super::{Chef, Dumplings, Packet, Tick, Timestamp};
+    use crate::wit;
+    use std::time::Duration;
+
+    /// `describe`: the chef's info, converted to the WIT record.
+    pub fn describe<C: Chef>(default_version: &str) -> wit::ChefInfo {
+        C::info().to_wit(default_version)
+    }
+
+    /// `on-packets`: run `on_packet` over the batch. Allocates only for dumplings made.
+    #[inline]
+    pub fn on_packets<C: Chef>(
+        chef: &mut C,
+        packets: &[wit::Packet],
+        arena: &[u8],
+    ) -> Vec<wit::PacketDumpling> {
+        let mut out = Vec::new();
+        for (index, raw) in packets.iter().enumerate() {
+            let packet = Packet::new(raw, arena);
+            let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
+            chef.on_packet(&packet).for_each_json(|payload| {
+                out.push(wit::PacketDumpling {
+                    packet_index,
+                    payload,
+                })
+            });
+        }
+        out
+    }
+
+    /// `on-interval`: run `on_interval` once.
+    pub fn on_interval<C: Chef>(chef: &mut C, now_ns: u64, interval_ns: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        let tick = Tick {
+            now: Timestamp::from_nanos(now_ns),
+            interval: Duration::from_nanos(interval_ns),
+        };
+        chef.on_interval(tick)
+            .for_each_json(|payload| out.push(payload));
+        out
+    }
+
+    pub use crate::bindings::exports::netdumplings::chef::handler::Guest;
+}
+
+/// Exports a [`Chef`] as the component's `handler`.
+///
+/// Use it once per chef crate, at the crate root: `chef_sdk::export_chef!(MyChef);`.
+/// The chef's state is one `MyChef::default()`, created on first use and kept for the
+/// life of the component instance (wasm is single-threaded, so a thread-local is the
+/// whole instance).
+#[macro_export]
+macro_rules! export_chef {
+    ($chef:ty) => {
+        #[doc(hidden)]
+        #[allow(unsafe_code, missing_docs)]
+        mod __netdumplings_chef_export {
+            #[allow(unused_imports)]
+            use super::*;
+
+            ::std::thread_local! {
+                static STATE: ::core::cell::RefCell<::core::option::Option<$chef>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+
+            fn with_chef<R>(f: impl FnOnce(&mut $chef) -> R) -> R {
+                STATE.with_borrow_mut(|state| {
+                    f(state.get_or_insert_with(<$chef as ::core::default::Default>::default))
+                })
+            }
+
+            pub struct NetdumplingsChefGuest;
+
+            impl $crate::__private::Guest for NetdumplingsChefGuest {
+                fn describe() -> $crate::wit::ChefInfo {
+                    $crate::__private::describe::<$chef>(::core::env!("CARGO_PKG_VERSION"))
+                }
+
+                fn on_packets(
+                    packets: ::std::vec::Vec<$crate::wit::Packet>,
+                    arena: ::std::vec::Vec<u8>,
+                ) -> ::std::vec::Vec<$crate::wit::PacketDumpling> {
+                    with_chef(|chef| $crate::__private::on_packets(chef, &packets, &arena))
+                }
+
+                fn on_interval(now_ns: u64, interval_ns: u64) -> ::std::vec::Vec<::std::string::String> {
+                    with_chef(|chef| $crate::__private::on_interval(chef, now_ns, interval_ns))
+                }
+            }
+
+            // Only wasm gets the exported symbols: their names (`netdumplings:chef/...`) do
+            // not link into a native cdylib, and natively the chef is only unit-tested.
+            #[cfg(target_family = "wasm")]
+            $crate::bindings::export!(NetdumplingsChefGuest with_types_in $crate::bindings);
+        }
+    };
 }

@@ -202,8 +202,20 @@ pub fn encode_dumpling(
 
 /// Check that a chef's payload text is exactly one valid JSON value (no NaN, no trailing
 /// garbage) and return it as a raw JSON value ready for [`encode_dumpling`].
-pub fn validate_payload(payload: &str) -> Result<&RawValue, serde_json::Error> {
-    serde_json::from_str::<&RawValue>(payload)
+///
+/// The payload is re-written compactly on the way through (a transcode, not a tree: key
+/// order and number spelling are kept), so a dumpling is always one line, and anything
+/// serde_json would refuse downstream is refused here instead: nesting deeper than 128,
+/// lone UTF-16 surrogates in escapes, numbers out of `f64` range, trailing garbage.
+pub fn validate_payload(payload: &str) -> Result<Box<RawValue>, serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_str(payload);
+    let mut compact = Vec::with_capacity(payload.len());
+    serde_transcode::transcode(&mut reader, &mut serde_json::Serializer::new(&mut compact))?;
+    reader.end()?;
+    // serde_json only writes UTF-8, so this conversion cannot fail; map it anyway.
+    let text = String::from_utf8(compact)
+        .map_err(|e| <serde_json::Error as serde::de::Error>::custom(e))?;
+    RawValue::from_string(text)
 }
 
 /// Seconds since the Unix epoch as the float the wire uses, from nanoseconds.
@@ -323,11 +335,11 @@ mod tests {
             Some("k"),
             1.5,
             Driver::Interval,
-            payload,
+            &payload,
         );
         assert_eq!(
             text,
-            r#"{"metadata":{"chef":"PacketCountChef","kitchen":"k","creation_time":1.5,"driver":"interval"},"payload":{"packet_counts": {"IP": 1}}}"#
+            r#"{"metadata":{"chef":"PacketCountChef","kitchen":"k","creation_time":1.5,"driver":"interval"},"payload":{"packet_counts":{"IP":1}}}"#
         );
         let back: Dumpling = serde_json::from_str(&text).unwrap();
         assert_eq!(back.metadata.driver, Driver::Interval);
@@ -340,6 +352,17 @@ mod tests {
         assert!(validate_payload("{\"a\":1} trailing").is_err());
         assert!(validate_payload("").is_err());
         assert!(validate_payload("\"ok\"").is_ok());
+        // Refused here because serde_json (hub, eaters) would refuse them later.
+        assert!(validate_payload(r#""\ud800""#).is_err(), "lone surrogate");
+        assert!(validate_payload("1e400").is_err(), "out of f64 range");
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(validate_payload(&deep).is_err(), "nesting deeper than 128");
+        // Pretty-printed input becomes one compact line, key order kept.
+        let pretty = "{\n  \"b\": 1,\n  \"a\": [1, 2.50]\n}";
+        assert_eq!(
+            validate_payload(pretty).unwrap().get(),
+            r#"{"b":1,"a":[1,2.5]}"#
+        );
     }
 
     #[test]

@@ -1,1 +1,484 @@
-//! stub
+//! The Rust eater library: connect to `nd-hub`'s eater port, send the hello, and read an
+//! async stream of typed [`Event`]s: dumplings (filtered by chef, kitchen and driver), lag
+//! notices from the hub, invalid messages, and connection changes. Reconnects with
+//! exponential backoff when the hub goes away.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), eater::Error> {
+//! let mut eater = eater::Eater::new(eater::EaterConfig::new("localhost:11348", "myeater"))?;
+//! loop {
+//!     match eater.next_event().await? {
+//!         eater::Event::Dumpling(d) => println!("{}", d.raw),
+//!         other => eprintln!("{other:?}"),
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! Compatible with both our hub and the original: the hello is `{"eater_name": name}` and
+//! the filters work on the client side as the original `DumplingEater` does.
+
+use std::time::Duration;
+
+use dumpling::{close_code, Driver, Dumpling, HubNotice};
+use futures_util::{SinkExt, Stream, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Errors that end an eater: retrying cannot fix them (or retries ran out).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The hub address does not make a valid `ws://` URI.
+    #[error("invalid hub address {0:?}: {1}")]
+    BadHubAddress(String, String),
+    /// Something answered that is not a WebSocket server (an HTTP error status).
+    #[error("{uri} is not a dumpling hub: {detail}")]
+    NotAHub {
+        /// The URI tried.
+        uri: String,
+        /// What it answered.
+        detail: String,
+    },
+    /// The hub refused this eater (e.g. its hello), which retrying cannot fix.
+    #[error("the hub refused this eater: {0}")]
+    Refused(String),
+    /// The connection was lost (or could not be made) and no more retries are allowed.
+    #[error("lost connection to the dumpling hub: {0}")]
+    GaveUp(String),
+}
+
+/// Which dumplings to pass on. Empty lists mean "all".
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// Only dumplings from these chefs (the original's `chef_filter`).
+    pub chefs: Vec<String>,
+    /// Only dumplings from these kitchens (hub status dumplings have no kitchen, so any
+    /// kitchen filter hides them, as in the original `nd-print`).
+    pub kitchens: Vec<String>,
+    /// Pass packet-driven dumplings.
+    pub packet: bool,
+    /// Pass interval-driven dumplings.
+    pub interval: bool,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Filter {
+            chefs: Vec::new(),
+            kitchens: Vec::new(),
+            packet: true,
+            interval: true,
+        }
+    }
+}
+
+impl Filter {
+    /// Does this dumpling pass?
+    pub fn accepts(&self, dumpling: &Dumpling) -> bool {
+        let driver_ok = match dumpling.metadata.driver {
+            Driver::Packet => self.packet,
+            Driver::Interval => self.interval,
+        };
+        let chef_ok = self.chefs.is_empty() || self.chefs.contains(&dumpling.metadata.chef);
+        let kitchen_ok = self.kitchens.is_empty()
+            || dumpling
+                .metadata
+                .kitchen
+                .as_ref()
+                .is_some_and(|k| self.kitchens.contains(k));
+        driver_ok && chef_ok && kitchen_ok
+    }
+}
+
+/// Reconnect policy: exponential backoff from `initial` up to `max`.
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    /// Reconnect at all?
+    pub enabled: bool,
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// Give up after this many failed attempts in a row (`None`: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            enabled: true,
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(10),
+            max_attempts: None,
+        }
+    }
+}
+
+/// Settings of one eater.
+#[derive(Debug, Clone)]
+pub struct EaterConfig {
+    /// The hub's eater port: `HOST:PORT` (as the original) or a full `ws://` URI.
+    pub hub: String,
+    /// The name sent in the hello.
+    pub name: String,
+    /// Which dumplings to pass on.
+    pub filter: Filter,
+    /// Reconnect policy.
+    pub reconnect: Reconnect,
+    /// Time allowed to connect and send the hello.
+    pub connect_timeout: Duration,
+}
+
+impl EaterConfig {
+    /// Defaults: no filter, reconnect forever.
+    pub fn new(hub: impl Into<String>, name: impl Into<String>) -> Self {
+        EaterConfig {
+            hub: hub.into(),
+            name: name.into(),
+            filter: Filter::default(),
+            reconnect: Reconnect::default(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A dumpling as received: typed, plus the exact text the hub sent.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The parsed dumpling.
+    pub dumpling: Dumpling,
+    /// The message exactly as received.
+    pub raw: String,
+    /// It came in a binary frame (a kitchen sent it so).
+    pub binary: bool,
+}
+
+/// Something that happened to the eater.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Connected (or reconnected) and the hello was sent.
+    Connected {
+        /// The hub URI.
+        uri: String,
+        /// True on a reconnect.
+        reconnected: bool,
+    },
+    /// A dumpling that passed the filter.
+    Dumpling(Box<Received>),
+    /// The hub dropped this many dumplings because the eater fell behind.
+    Lagged {
+        /// Dumplings missed.
+        missed: u64,
+    },
+    /// A message that is not a valid dumpling (skipped).
+    Invalid {
+        /// Why.
+        error: String,
+    },
+    /// The connection was lost or could not be made; the eater retries after `retry_in`.
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+}
+
+/// Build the hub URI from `HOST:PORT` (the original prefixes `ws://`) or a `ws://` URI.
+pub fn hub_uri(hub: &str) -> Result<String, Error> {
+    let uri = if hub.starts_with("ws://") || hub.starts_with("wss://") {
+        hub.to_owned()
+    } else {
+        format!("ws://{hub}")
+    };
+    uri.as_str()
+        .into_client_request()
+        .map_err(|e| Error::BadHubAddress(hub.to_owned(), e.to_string()))?;
+    Ok(uri)
+}
+
+/// Why one message was not passed on as a dumpling.
+enum Parsed {
+    Pass(Box<Received>),
+    Lagged(u64),
+    Filtered,
+    Invalid(String),
+}
+
+/// An eater: call [`Eater::next_event`] in a loop, or use [`Eater::into_stream`].
+#[derive(Debug)]
+pub struct Eater {
+    config: EaterConfig,
+    uri: String,
+    ws: Option<Ws>,
+    connected_once: bool,
+    failures: u32,
+    retry_delay: Option<Duration>,
+}
+
+impl Eater {
+    /// Check the configuration. Nothing connects until the first [`Eater::next_event`].
+    pub fn new(config: EaterConfig) -> Result<Self, Error> {
+        let uri = hub_uri(&config.hub)?;
+        Ok(Eater {
+            config,
+            uri,
+            ws: None,
+            connected_once: false,
+            failures: 0,
+            retry_delay: None,
+        })
+    }
+
+    /// The hub URI (`ws://HOST:PORT`).
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The eater's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Wait for the next event. `Err` means the eater cannot go on.
+    pub async fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            let Some(ws) = self.ws.as_mut() else {
+                if let Some(delay) = self.retry_delay.take() {
+                    tokio::time::sleep(delay).await;
+                }
+                match self.connect().await {
+                    Ok(ws) => {
+                        self.ws = Some(ws);
+                        self.failures = 0;
+                        let reconnected = self.connected_once;
+                        self.connected_once = true;
+                        return Ok(Event::Connected {
+                            uri: self.uri.clone(),
+                            reconnected,
+                        });
+                    }
+                    Err(ConnectError::Fatal(error)) => return Err(error),
+                    Err(ConnectError::Retry(reason)) => return self.lost(reason),
+                }
+            };
+            let message = ws.next().await;
+            let parsed = match message {
+                Some(Ok(Message::Text(text))) => self.parse(text.as_str(), false),
+                Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
+                    Ok(text) => self.parse(text, true),
+                    Err(_) => Parsed::Invalid("binary message is not UTF-8".into()),
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    self.ws = None;
+                    let (code, reason) = match frame {
+                        Some(f) => (u16::from(f.code), f.reason.to_string()),
+                        None => (1005, String::new()),
+                    };
+                    if code == close_code::BAD_HELLO {
+                        return Err(Error::Refused(format!("{code} {reason}")));
+                    }
+                    return self.lost(format!("hub closed the connection: {code} {reason}"));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => {
+                    self.ws = None;
+                    return self.lost(error.to_string());
+                }
+                None => {
+                    self.ws = None;
+                    return self.lost("connection ended".into());
+                }
+            };
+            match parsed {
+                Parsed::Pass(received) => return Ok(Event::Dumpling(received)),
+                Parsed::Lagged(missed) => return Ok(Event::Lagged { missed }),
+                Parsed::Invalid(error) => return Ok(Event::Invalid { error }),
+                Parsed::Filtered => continue,
+            }
+        }
+    }
+
+    /// Close the connection with `code` and `reason` (e.g. 4101 on Ctrl-C, 4102 when
+    /// full), waiting briefly for the hub's answer.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        if let Some(mut ws) = self.ws.take() {
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            let closing = async {
+                ws.close(Some(frame)).await?;
+                while let Some(message) = ws.next().await {
+                    message?;
+                }
+                Ok::<(), WsError>(())
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+        }
+    }
+
+    /// The events as a stream, ending after the first error.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Event, Error>> {
+        futures_util::stream::unfold(Some(self), |state| async move {
+            let mut eater = state?;
+            match eater.next_event().await {
+                Ok(event) => Some((Ok(event), Some(eater))),
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+    }
+
+    fn lost(&mut self, reason: String) -> Result<Event, Error> {
+        let policy = &self.config.reconnect;
+        self.failures += 1;
+        if !policy.enabled || policy.max_attempts.is_some_and(|max| self.failures > max) {
+            return Err(Error::GaveUp(reason));
+        }
+        let shift = self.failures.saturating_sub(1).min(16);
+        let delay = policy.initial.saturating_mul(1 << shift).min(policy.max);
+        self.retry_delay = Some(delay);
+        Ok(Event::Disconnected {
+            reason,
+            retry_in: delay,
+        })
+    }
+
+    fn parse(&self, text: &str, binary: bool) -> Parsed {
+        let dumpling: Dumpling = match serde_json::from_str(text) {
+            Ok(d) => d,
+            Err(error) => return Parsed::Invalid(error.to_string()),
+        };
+        if dumpling.metadata.chef == dumpling::HUB_NOTICE_CHEF {
+            return match serde_json::from_value::<HubNotice>(dumpling.payload) {
+                Ok(notice) => Parsed::Lagged(notice.lagged),
+                Err(error) => Parsed::Invalid(error.to_string()),
+            };
+        }
+        if !self.config.filter.accepts(&dumpling) {
+            return Parsed::Filtered;
+        }
+        Parsed::Pass(Box::new(Received {
+            dumpling,
+            raw: text.to_owned(),
+            binary,
+        }))
+    }
+
+    async fn connect(&self) -> Result<Ws, ConnectError> {
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(64 * 1024)
+            .write_buffer_size(0);
+        let attempt = async {
+            let (mut ws, _response) = tokio_tungstenite::connect_async_with_config(
+                self.uri.as_str(),
+                Some(ws_config),
+                true,
+            )
+            .await
+            .map_err(|error| classify_connect_error(&self.uri, error))?;
+            let hello = serde_json::json!({ "eater_name": self.config.name }).to_string();
+            ws.send(Message::text(hello))
+                .await
+                .map_err(|e| ConnectError::Retry(e.to_string()))?;
+            Ok(ws)
+        };
+        match tokio::time::timeout(self.config.connect_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::Retry(format!(
+                "no connection to {} within {:?}",
+                self.uri, self.config.connect_timeout
+            ))),
+        }
+    }
+}
+
+enum ConnectError {
+    Fatal(Error),
+    Retry(String),
+}
+
+fn classify_connect_error(uri: &str, error: WsError) -> ConnectError {
+    match error {
+        WsError::Http(response) => ConnectError::Fatal(Error::NotAHub {
+            uri: uri.to_owned(),
+            detail: format!("HTTP {}", response.status()),
+        }),
+        WsError::Url(e) => ConnectError::Fatal(Error::BadHubAddress(uri.to_owned(), e.to_string())),
+        WsError::Io(e) => ConnectError::Retry(format!("cannot connect to {uri}: {e}")),
+        other => ConnectError::Retry(format!("cannot connect to {uri}: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dumpling(chef: &str, kitchen: Option<&str>, driver: Driver) -> Dumpling {
+        Dumpling {
+            metadata: dumpling::Metadata {
+                chef: chef.into(),
+                kitchen: kitchen.map(Into::into),
+                creation_time: 1.0,
+                driver,
+            },
+            payload: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn hub_uri_prefixes_ws_like_the_original() {
+        assert_eq!(hub_uri("localhost:11348").unwrap(), "ws://localhost:11348");
+        assert_eq!(hub_uri("ws://h:1/x").unwrap(), "ws://h:1/x");
+        assert!(hub_uri("bad host:99999999").is_err());
+    }
+
+    #[test]
+    fn filter_by_chef_kitchen_and_driver() {
+        let mut f = Filter::default();
+        assert!(f.accepts(&dumpling("A", None, Driver::Packet)));
+        f.kitchens = vec!["k".into()];
+        assert!(!f.accepts(&dumpling("A", None, Driver::Packet)));
+        assert!(f.accepts(&dumpling("A", Some("k"), Driver::Packet)));
+        f.packet = false;
+        assert!(!f.accepts(&dumpling("A", Some("k"), Driver::Packet)));
+        assert!(f.accepts(&dumpling("A", Some("k"), Driver::Interval)));
+        f.chefs = vec!["B".into()];
+        assert!(!f.accepts(&dumpling("A", Some("k"), Driver::Interval)));
+    }
+
+    #[test]
+    fn backoff_grows_and_gives_up() {
+        let mut config = EaterConfig::new("127.0.0.1:1", "t");
+        config.reconnect.max_attempts = Some(3);
+        let mut eater = Eater::new(config).unwrap();
+        let delays: Vec<Duration> = (0..3)
+            .map(|_| match eater.lost("x".into()) {
+                Ok(Event::Disconnected { retry_in, .. }) => retry_in,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            delays,
+            [500, 1000, 2000].map(Duration::from_millis).to_vec()
+        );
+        assert!(matches!(eater.lost("x".into()), Err(Error::GaveUp(_))));
+    }
+
+    #[test]
+    fn notices_become_lag_events_and_bad_messages_are_invalid() {
+        let eater = Eater::new(EaterConfig::new("127.0.0.1:1", "t")).unwrap();
+        let notice = r#"{"metadata":{"chef":"HubNoticeChef","kitchen":null,"creation_time":1.0,"driver":"interval"},"payload":{"lagged":7}}"#;
+        assert!(matches!(eater.parse(notice, false), Parsed::Lagged(7)));
+        assert!(matches!(
+            eater.parse(r#"{"metadata": {"chef": "MinimalChef"}}"#, false),
+            Parsed::Invalid(_)
+        ));
+    }
+}

@@ -1,1 +1,134 @@
-//! stub
+//! Shared code of the eater CLIs (`nd-print`, `nd-hubdetails`, `nd-hubstatus`): the
+//! original's output formats (Python-style pretty JSON, local ISO times, colours) and the
+//! event loop that handles Ctrl-C (close 4101), reconnect messages and exit codes.
+
+pub mod format;
+
+use std::io::Write;
+
+use dumpling::close_code;
+use eater::{Eater, Event};
+
+/// What the per-event callback wants next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep eating.
+    Continue,
+    /// Enough: close with 4102 "dumpling eater is full".
+    Full,
+}
+
+/// How [`eat`] ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The callback said [`Flow::Full`]; closed with 4102.
+    Full,
+    /// Ctrl-C or SIGTERM; closed with 4101.
+    Cancelled,
+    /// An error retrying cannot fix (or retries ran out).
+    Fatal(eater::Error),
+}
+
+impl Outcome {
+    /// Exit status: 0 for full or cancelled, 1 for a fatal error.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        match self {
+            Outcome::Full | Outcome::Cancelled => std::process::ExitCode::SUCCESS,
+            Outcome::Fatal(_) => std::process::ExitCode::FAILURE,
+        }
+    }
+}
+
+async fn cancelled() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Run an eater until `on_event` says [`Flow::Full`], Ctrl-C, or a fatal error.
+/// Reconnects, lag notices and invalid dumplings are reported on stderr with the eater's
+/// name, as the original's eaters log (`<name>: ...`); `on_event` sees every event.
+pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) -> Outcome {
+    let name = eater.name().to_owned();
+    let cancel = cancelled();
+    tokio::pin!(cancel);
+    let outcome = loop {
+        let event = tokio::select! {
+            _ = &mut cancel => {
+                let _ = std::io::stdout().flush();
+                eprintln!("\n{name}: Connection to dumpling hub cancelled; closing...");
+                eater.close(close_code::CANCELLED, close_code::CANCELLED_REASON).await;
+                break Outcome::Cancelled;
+            }
+            event = eater.next_event() => event,
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                eprintln!("{name}: {error}");
+                break Outcome::Fatal(error);
+            }
+        };
+        match &event {
+            Event::Connected {
+                uri,
+                reconnected: true,
+            } => eprintln!("{name}: Reconnected to dumpling hub at {uri}"),
+            Event::Disconnected { reason, retry_in } => eprintln!(
+                "{name}: Lost connection to dumpling hub: {reason}; retrying in {:.1} s",
+                retry_in.as_secs_f64()
+            ),
+            Event::Lagged { missed } => {
+                eprintln!("{name}: the hub dropped {missed} dumplings (this eater fell behind)")
+            }
+            Event::Invalid { error } => eprintln!("{name}: Invalid dumpling: {error}"),
+            _ => {}
+        }
+        if on_event(&event) == Flow::Full {
+            let _ = std::io::stdout().flush();
+            eater
+                .close(close_code::EATER_FULL, close_code::EATER_FULL_REASON)
+                .await;
+            break Outcome::Full;
+        }
+    };
+    let _ = std::io::stdout().flush();
+    eprintln!("{name}: Done eating dumplings.");
+    outcome
+}
+
+/// `--color` / `--no-color` resolution: forced either way, else on only for a terminal.
+pub fn use_color(color: bool, no_color: bool) -> bool {
+    use std::io::IsTerminal;
+    if no_color {
+        false
+    } else if color {
+        true
+    } else {
+        std::io::stdout().is_terminal()
+    }
+}
+
+/// A runtime for the eater CLIs (one thread is plenty).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

@@ -10,7 +10,12 @@ use clap::Parser;
 #[command(name = "nd-hub", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Address to listen on (both servers). `localhost` binds every address it resolves to.
-    #[arg(short = 'a', long, value_name = "HOSTNAME", default_value = "localhost")]
+    #[arg(
+        short = 'a',
+        long,
+        value_name = "HOSTNAME",
+        default_value = "localhost"
+    )]
     pub address: String,
     /// Port for dumpling kitchens.
     #[arg(short = 'i', long, value_name = "PORT", default_value_t = dumpling::DEFAULT_IN_PORT)]
@@ -40,7 +45,7 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = 20.0)]
     pub ping_interval: f64,
     /// At most this many kitchens and eaters listed in a status dumpling (counts stay exact).
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = 25)]
     pub status_list_max: usize,
 }
 
@@ -111,7 +116,10 @@ mod tests {
         let cli =
             Cli::try_parse_from(["nd-hub", "-a", "127.0.0.1", "-i", "1", "-o", "2", "-f", "3"])
                 .unwrap();
-        assert_eq!((cli.address.as_str(), cli.in_port, cli.out_port), ("127.0.0.1", 1, 2));
+        assert_eq!(
+            (cli.address.as_str(), cli.in_port, cli.out_port),
+            ("127.0.0.1", 1, 2)
+        );
         let cli = Cli::try_parse_from([
             "nd-hub",
             "--address",
@@ -124,7 +132,10 @@ mod tests {
             "0.5",
         ])
         .unwrap();
-        assert_eq!(cli.config().unwrap().status_freq, Duration::from_millis(500));
+        assert_eq!(
+            cli.config().unwrap().status_freq,
+            Duration::from_millis(500)
+        );
     }
 
     #[test]

@@ -33,9 +33,11 @@ pub struct Config {
     /// At most this many kitchens and eaters are listed in a status dumpling (the counts
     /// stay exact), so status traffic grows linearly with the number of eaters.
     pub status_list_max: usize,
-    /// Per-connection WebSocket read buffer (tungstenite's default is 128 KiB, eagerly
-    /// allocated; small keeps idle eaters cheap).
+    /// Per-eater WebSocket read buffer (tungstenite's default is 128 KiB, eagerly
+    /// allocated; eaters only send a hello, so small keeps idle eaters cheap).
     pub read_buffer_bytes: usize,
+    /// Per-kitchen WebSocket read buffer (kitchens are few and send a lot).
+    pub kitchen_read_buffer_bytes: usize,
     /// Eater write batching: up to this many dumplings per flush.
     pub batch_max: usize,
     /// Eater write batching: up to about this many bytes per flush.
@@ -55,8 +57,9 @@ impl Default for Config {
             ping_interval: Duration::from_secs(20),
             ping_timeout: Duration::from_secs(20),
             kitchen_idle_timeout: Duration::from_secs(120),
-            status_list_max: 100,
-            read_buffer_bytes: 4096,
+            status_list_max: 25,
+            read_buffer_bytes: 2048,
+            kitchen_read_buffer_bytes: 64 * 1024,
             batch_max: 64,
             batch_max_bytes: 256 * 1024,
         }
@@ -67,7 +70,7 @@ impl Config {
     /// WebSocket settings for kitchen connections.
     pub fn kitchen_ws_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_bytes.max(1024))
+            .read_buffer_size(self.kitchen_read_buffer_bytes.max(1024))
             .write_buffer_size(0)
             .max_message_size(Some(self.max_message_bytes))
             .max_frame_size(Some(self.max_message_bytes))

@@ -140,7 +140,7 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
     while reason.is_none() {
         tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stop| *stop) => {
+            _ = crate::state::stopped(&mut shutdown) => {
                 close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
                 reason = Some("hub shutting down".into());
             }
@@ -149,7 +149,8 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
                 match message {
                     // The original ignores whatever an eater sends after its hello.
                     Some(Ok(Message::Close(frame))) => {
-                        close(&mut ws, close_code::GOING_AWAY, "").await;
+                        // tungstenite queued the echo of the eater's close; send it.
+                        let _ = timeout(std::time::Duration::from_secs(1), ws.flush()).await;
                         reason = Some(match frame {
                             Some(frame) => format!("received {} {}", u16::from(frame.code), frame.reason),
                             None => "received close".into(),
@@ -173,7 +174,7 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
                             reason = Some(close_code::EATER_TOO_SLOW_REASON.into());
                         }
                     },
-                    _ = shutdown.wait_for(|stop| *stop) => {
+                    _ = crate::state::stopped(&mut shutdown) => {
                         close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
                         reason = Some("hub shutting down".into());
                     }

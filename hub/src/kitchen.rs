@@ -158,7 +158,7 @@ pub async fn serve_kitchen(stream: TcpStream, addr: SocketAddr, shared: Arc<Shar
     let mut last_seen = Instant::now();
     let reason: String = loop {
         tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => {
+            _ = crate::state::stopped(&mut shutdown) => {
                 close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
                 break "hub shutting down".into();
             }
@@ -178,10 +178,13 @@ pub async fn serve_kitchen(stream: TcpStream, addr: SocketAddr, shared: Arc<Shar
                             error!(kitchen = %name, %addr, "Received invalid dumpling: {invalid}; kitchen: {hello_text}");
                         }
                         Action::Ignore => {}
-                        Action::Close => break match message {
+                        Action::Close => {
+                            // tungstenite queued the echo of the kitchen's close; send it.
+                            let _ = timeout(std::time::Duration::from_secs(1), ws.flush()).await;
+                            break match message {
                             Message::Close(Some(frame)) => format!("received {} {}", u16::from(frame.code), frame.reason),
                             _ => "received close".into(),
-                        },
+                        }},
                     },
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                         warn!(kitchen = %name, size, max_size, "kitchen message over the size cap; closing with 1009");

@@ -180,3 +180,10 @@ impl Drop for Registration {
         };
     }
 }
+
+/// Resolves once the hub is shutting down (or its shutdown sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard returned by `wait_for` is dropped here, so callers can hold this across
+    // awaits in Send futures.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -134,7 +134,7 @@ pub fn lag_notice(lagged: u64) -> Message {
 
 fn envelope(chef: &str, payload_text: &str) -> String {
     match dumpling::validate_payload(payload_text) {
-        Ok(raw) => dumpling::encode_dumpling(chef, None, now_epoch(), Driver::Interval, raw),
+        Ok(raw) => dumpling::encode_dumpling(chef, None, now_epoch(), Driver::Interval, &raw),
         // Cannot happen: the payload was serialised by serde_json just above.
         Err(_) => String::from("{}"),
     }

@@ -1,1 +1,27 @@
-//! stub
+//! The netdumplings kitchen: captures packets, parses them, runs sandboxed WebAssembly
+//! chefs on them, and sends the dumplings they make to the hub (`nd-sniff`).
+//!
+//! # Layout
+//!
+//! * [`packet`]: capture record → WIT `packet` record + arena (etherparse, never panics).
+//! * [`chef_host`]: the wasmtime host: engine, limits, cache, admission, instances, logs.
+//! * [`chefs`]: finding chefs (built-in and `--chef-dir`), selecting them by name.
+//! * [`builtin`]: the sample chefs embedded at build time by `build.rs`.
+//! * [`dispatch`]: batches, interest filtering, pokes, payload validation, encoding.
+//! * [`file_filter`]: the BPF `--filter` applied to replayed files.
+//! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
+//!
+//! The binary (`src/main.rs`, `src/cli.rs`, `src/app.rs`) parses arguments and wires these
+//! together; the benchmark is `src/bin/nd-kitchen-bench.rs`.
+//!
+//! Architecture invariant: nothing a chef does (trap, loop, allocate, return garbage) can
+//! stop the kitchen or affect another chef; see [`chef_host`].
+
+pub mod builtin;
+pub mod chef_host;
+pub mod chefs;
+pub mod dispatch;
+pub mod file_filter;
+pub mod hub_client;
+pub mod output;
+pub mod packet;

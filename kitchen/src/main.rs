@@ -1,1 +1,40 @@
-fn main() {}
+//! `nd-sniff`: the netdumplings kitchen. Parses arguments, sets up logging, runs, and maps
+//! the result to the exit status (0 clean, 1 failure, 2 usage error).
+
+mod app;
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing();
+    let config = match cli::Config::from_cli(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nd-sniff: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match app::run(config) {
+        Ok(app::Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(app::Outcome::Failed) => ExitCode::from(1),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `RUST_LOG` on stderr; default: info for everything (chef logs included).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

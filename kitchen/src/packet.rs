@@ -618,7 +618,9 @@ fn sub8(s: &[u8]) -> [u8; 8] {
 
 /// Six bytes big-endian in the low 48 bits.
 fn mac(b: &[u8]) -> u64 {
-    b.iter().take(6).fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
+    b.iter()
+        .take(6)
+        .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
 #[cfg(test)]
@@ -673,7 +675,10 @@ mod tests {
         }
         match p.transport {
             Some(TransportHeader::Udp(u)) => {
-                assert_eq!((u.source_port, u.destination_port, u.length), (5353, 53, 13))
+                assert_eq!(
+                    (u.source_port, u.destination_port, u.length),
+                    (5353, 53, 13)
+                )
             }
             other => panic!("expected UDP, got {other:?}"),
         }
@@ -702,7 +707,10 @@ mod tests {
         let p = parse_frame(dlt::ETHERNET, &f);
         assert_eq!(p.stopped, None, "{p:?}");
         let outer = p.vlan_outer.unwrap();
-        assert_eq!((outer.priority, outer.id, outer.ether_type), (5, 10, 0x8100));
+        assert_eq!(
+            (outer.priority, outer.id, outer.ether_type),
+            (5, 10, 0x8100)
+        );
         let inner = p.vlan_inner.unwrap();
         assert!(inner.drop_eligible);
         assert_eq!((inner.id, inner.ether_type), (20, 0x0800));

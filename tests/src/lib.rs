@@ -73,25 +73,44 @@ pub fn free_port() -> u16 {
 }
 
 /// A child process that is killed (by its PID) and reaped when dropped.
+///
+/// Its stdout and stderr are drained by two threads from the start, so a child that
+/// writes more than a pipe holds never blocks on a full pipe while the test waits.
 pub struct ChildGuard {
-    /// The running process.
+    /// The running process (its stdout/stderr are taken by the drain threads).
     pub child: Child,
     /// A name for messages.
     pub name: String,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+    pipe.map(|mut p| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = p.read_to_end(&mut buf);
+            buf
+        })
+    })
 }
 
 impl ChildGuard {
     /// Start `cmd` with stdout and stderr piped.
     pub fn spawn(name: &str, cmd: &mut Command) -> ChildGuard {
-        let child = cmd
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
         ChildGuard {
             child,
             name: name.to_owned(),
+            stdout,
+            stderr,
         }
     }
 
@@ -117,7 +136,7 @@ impl ChildGuard {
                 }
                 _ => {
                     let _ = self.child.kill();
-                    let out = collect(&mut self.child);
+                    let out = self.collect();
                     panic!(
                         "{} did not end within {limit:?}; stderr:\n{}",
                         self.name,
@@ -126,24 +145,20 @@ impl ChildGuard {
                 }
             }
         }
-        collect(&mut self.child)
+        self.collect()
     }
-}
 
-fn collect(child: &mut Child) -> Output {
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_end(&mut stdout);
-    }
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_end(&mut stderr);
-    }
-    let status = child.wait().expect("wait for child");
-    Output {
-        status,
-        stdout,
-        stderr,
+    /// Reap the process and join the drain threads.
+    fn collect(&mut self) -> Output {
+        let status = self.child.wait().expect("wait for child");
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+        };
+        Output {
+            status,
+            stdout: join(self.stdout.take()),
+            stderr: join(self.stderr.take()),
+        }
     }
 }
 

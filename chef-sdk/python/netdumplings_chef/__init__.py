@@ -50,6 +50,7 @@ from .packet import (  # noqa: F401  (re-exported)
 )
 
 __all__ = [
+    "BoundedDict",
     "DumplingChef",
     "Interest",
     "Packet",
@@ -102,6 +103,43 @@ class Interest:
             self.ports,
             self.link_types,
         )
+
+
+class BoundedDict(dict):
+    """A dict holding at most ``capacity`` keys, so that chef state cannot grow without limit.
+
+    Keys keep their first-seen order (JSON output order). Adding a new key to a full dict
+    first evicts the key touched least recently; ``d[k] = v`` and :meth:`touch` count as
+    touching, reading does not. The same policy as the Rust chef SDK's ``BoundedMap``.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = max(1, int(capacity))
+        self.evicted = 0
+        self._clock = 0
+        self._touched = {}
+
+    def touch(self, key, make):
+        """The value for ``key``, inserting ``make()`` first if absent (maybe evicting)."""
+        self._clock += 1
+        if not dict.__contains__(self, key):
+            if len(self) >= self.capacity:
+                victim = min(self._touched, key=self._touched.__getitem__)
+                dict.__delitem__(self, victim)
+                del self._touched[victim]
+                self.evicted += 1
+            dict.__setitem__(self, key, make())
+        self._touched[key] = self._clock
+        return dict.__getitem__(self, key)
+
+    def __setitem__(self, key, value):
+        self.touch(key, lambda: value)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key):
+        dict.__delitem__(self, key)
+        del self._touched[key]
 
 
 def log(message, level: str = "info") -> None:

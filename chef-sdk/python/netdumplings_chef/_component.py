@@ -11,10 +11,48 @@ The chef instance is created when the module is imported, i.e. at build time: co
 snapshots the initialised interpreter, so loading the component does not re-run it.
 """
 
+import sys
+
 from wit_world import exports
 from wit_world.imports import types
 
-from . import Runner, find_chef_class
+from . import Runner, _log_impl, find_chef_class
+
+
+class _LogWriter:
+    """A text stream that sends each line to the kitchen's log (stdio is not wired: the
+    component is built with ``--stub-wasi``, where a real write would trap)."""
+
+    def __init__(self, level):
+        self.level = level
+        self.buf = ""
+
+    def write(self, text):
+        self.buf += str(text)
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            self._emit(line)
+        if len(self.buf) > 4096:
+            self.flush()
+        return len(text)
+
+    def flush(self):
+        if self.buf:
+            line, self.buf = self.buf, ""
+            self._emit(line)
+
+    def _emit(self, line):
+        try:
+            _log_impl(self.level, line)
+        except Exception:  # at build time (pre-initialisation) there is no kitchen to log to
+            pass
+
+    def isatty(self):
+        return False
+
+
+sys.stdout = _LogWriter("info")
+sys.stderr = _LogWriter("warn")
 
 _NETWORK = {
     "arp": types.NetworkProtocol.ARP,
@@ -54,9 +92,12 @@ def chef_info(chef) -> "types.ChefInfo":
     )
 
 
-def make_handler(module):
-    """The ``Handler`` class componentize-py exports, driving the chef found in ``module``."""
+def make_handler(module, name=None):
+    """The ``Handler`` class componentize-py exports, driving the chef found in ``module``
+    (renamed to ``name`` when given: ``nd-chef build --name``)."""
     chef = find_chef_class(module)()
+    if name:
+        chef.name = name
     runner = Runner(chef)
     info = chef_info(chef)
     make_dumpling = types.PacketDumpling

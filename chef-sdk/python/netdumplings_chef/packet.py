@@ -40,12 +40,11 @@ __all__ = [
 # UDP/TCP ports on which scapy 2.4.5 (what the original used) decodes a DNS layer.
 DNS_UDP_PORTS = frozenset((53, 5353))
 DNS_TCP_PORTS = frozenset((53,))
-NTP_UDP_PORT = 123
 
 # ICMPv4 types whose body quotes the offending IP datagram (scapy's "IP in ICMP").
 _ICMP_ERROR_TYPES = frozenset((3, 4, 5, 11, 12))
 
-# scapy's display names for the ICMPv6 message classes it decodes.
+# scapy 2.4.5's ICMPv6 class names by type (as the Rust PacketCountChef names them).
 _ICMPV6_NAMES = {
     1: "ICMPv6 Destination Unreachable",
     2: "ICMPv6 Packet Too Big",
@@ -61,8 +60,40 @@ _ICMPV6_NAMES = {
     135: "ICMPv6 Neighbor Discovery - Neighbor Solicitation",
     136: "ICMPv6 Neighbor Discovery - Neighbor Advertisement",
     137: "ICMPv6 Neighbor Discovery - Redirect",
+    141: "ICMPv6 Inverse Neighbor Discovery Solicitation",
+    142: "ICMPv6 Inverse Neighbor Discovery Advertisement",
     143: "MLDv2 - Multicast Listener Report",
+    144: "ICMPv6 Home Agent Address Discovery Request",
+    145: "ICMPv6 Home Agent Address Discovery Reply",
+    146: "ICMPv6 Mobile Prefix Solicitation",
+    147: "ICMPv6 Mobile Prefix Advertisement",
+    151: "ICMPv6 Multicast Router Discovery Advertisement",
+    152: "ICMPv6 Multicast Router Discovery Solicitation",
+    153: "ICMPv6 Multicast Router Discovery Termination",
+    155: "RPL",
 }
+_ICMPV6_FALLBACK = "Scapy6 ICMPv6 fallback class"
+
+# scapy's DHCPv6 message class names by message type.
+_DHCPV6_NAMES = {
+    1: "DHCPv6 Solicit Message",
+    2: "DHCPv6 Advertise Message",
+    3: "DHCPv6 Request Message",
+    4: "DHCPv6 Confirm Message",
+    5: "DHCPv6 Renew Message",
+    6: "DHCPv6 Rebind Message",
+    7: "DHCPv6 Reply Message",
+    8: "DHCPv6 Release Message",
+    9: "DHCPv6 Decline Message",
+    10: "DHCPv6 Reconfigure Message",
+    11: "DHCPv6 Information Request Message",
+    12: "DHCPv6 Relay Forward Message (Relay Agent/Server Message)",
+    13: "DHCPv6 Relay Reply Message (Relay Agent/Server Message)",
+}
+
+_DHCP_MAGIC = b"\x63\x82\x53\x63"
+_DLT_LINUX_SLL2 = 276
+_DLT_NULL_LOOP = (0, 108)
 
 _TCP_FLAG_LETTERS = "FSRPAUEC"  # bit order of the WIT `tcp-flags` (fin first), as scapy prints
 
@@ -359,7 +390,7 @@ class ICMP(_Layer):
     def name(self) -> str:  # type: ignore[override]
         if self.version == 4:
             return "ICMP"
-        return _ICMPV6_NAMES.get(self.wit.icmp_type, "ICMPv6 Unknown")
+        return _ICMPV6_NAMES.get(self.wit.icmp_type, _ICMPV6_FALLBACK)
 
     @property
     def type(self) -> int:
@@ -379,66 +410,76 @@ class DNSParseError(ValueError):
 
 
 class DNSQuestion:
-    """One DNS question: ``qname`` (bytes, with the trailing dot, as scapy), ``qtype``, ``qclass``."""
+    """One DNS question: ``qname`` (bytes, with the trailing dot, as scapy), ``qtype``, ``qclass``.
 
-    __slots__ = ("qname", "qtype", "qclass")
+    ``name`` is the text form: labels decoded as UTF-8 with invalid bytes replaced (U+FFFD),
+    joined with ``.``, no trailing dot -- exactly what the Rust chef SDK gives.
+    """
 
-    def __init__(self, qname: bytes, qtype: int, qclass: int):
-        self.qname = qname
+    __slots__ = ("labels", "qtype", "qclass")
+
+    def __init__(self, labels: list, qtype: int, qclass: int):
+        self.labels = labels
         self.qtype = qtype
         self.qclass = qclass
 
     @property
+    def qname(self) -> bytes:
+        return b".".join(self.labels) + b"."
+
+    @property
     def name(self) -> str:
-        """The name as text, UTF-8 decoded (strict), with one trailing dot removed."""
-        text = self.qname.decode("utf-8")
-        return text[:-1] if text.endswith(".") else text
+        return ".".join(label.decode("utf-8", "replace") for label in self.labels)
 
     def __repr__(self) -> str:
         return "<DNSQuestion %r qtype=%d qclass=%d>" % (self.qname, self.qtype, self.qclass)
 
 
-def _read_name(msg: bytes, pos: int) -> tuple:
-    """Read a (possibly compressed) domain name at ``pos``; return (name bytes, next pos)."""
+MAX_NAME_LEN = 255  # wire bytes of a name, as in the Rust SDK's parser
+MAX_POINTERS = 16
+
+
+def _read_name(msg: bytes, pos: int):
+    """Read a (possibly compressed) name at ``pos``: (labels, position after it), or None."""
     labels = []
     end = None
-    jumps = 0
+    pointers = 0
+    wire = 0
+    n = len(msg)
     while True:
-        if pos >= len(msg):
-            raise DNSParseError("name runs past the end of the message")
+        if pos >= n:
+            return None
         length = msg[pos]
-        if length == 0:
-            pos += 1
-            break
-        if length & 0xC0 == 0xC0:
-            if pos + 1 >= len(msg):
-                raise DNSParseError("truncated compression pointer")
-            jumps += 1
-            if jumps > 32:
-                raise DNSParseError("compression loop")
+        kind = length & 0xC0
+        if kind == 0:
+            if length == 0:
+                return labels, (end if end is not None else pos + 1)
+            if pos + 1 + length > n:
+                return None
+            wire += 1 + length
+            if wire > MAX_NAME_LEN:
+                return None
+            labels.append(msg[pos + 1 : pos + 1 + length])
+            pos += 1 + length
+        elif kind == 0xC0:
+            pointers += 1
+            if pointers > MAX_POINTERS or pos + 1 >= n:
+                return None
             if end is None:
                 end = pos + 2
             pos = ((length & 0x3F) << 8) | msg[pos + 1]
-            continue
-        if length & 0xC0:
-            raise DNSParseError("bad label type")
-        pos += 1
-        if pos + length > len(msg):
-            raise DNSParseError("label runs past the end of the message")
-        labels.append(msg[pos : pos + length])
-        pos += length
-    name = b".".join(labels) + b"."
-    return name, (end if end is not None else pos)
+        else:
+            return None
 
 
 class DNS:
-    """A DNS message decoded from a packet's payload (header and question section).
+    """A DNS message: header fields and the question section.
 
-    ``qd`` is the list of questions (scapy's name), ``qname`` the first question's name as
-    text without the trailing dot (``None`` when there is no question).
+    ``qd`` lists the questions that parse (scapy's name; parsing stops at the first bad one),
+    ``qname`` is the first question's name as text, or ``None``.
     """
 
-    __slots__ = ("id", "qr", "opcode", "rcode", "qdcount", "ancount", "nscount", "arcount", "qd", "raw")
+    __slots__ = ("id", "qr", "opcode", "rcode", "qdcount", "ancount", "nscount", "arcount", "raw", "_qd")
     name = "DNS"
 
     def __init__(self, msg: bytes):
@@ -453,22 +494,35 @@ class DNS:
         self.ancount = (msg[6] << 8) | msg[7]
         self.nscount = (msg[8] << 8) | msg[9]
         self.arcount = (msg[10] << 8) | msg[11]
-        questions = []
-        pos = 12
-        for _ in range(self.qdcount):
-            qname, pos = _read_name(msg, pos)
-            if pos + 4 > len(msg):
-                raise DNSParseError("question runs past the end of the message")
-            qtype = (msg[pos] << 8) | msg[pos + 1]
-            qclass = (msg[pos + 2] << 8) | msg[pos + 3]
-            pos += 4
-            questions.append(DNSQuestion(qname, qtype, qclass))
-        self.qd = questions
+        self._qd = None
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.qr)
+
+    @property
+    def qd(self) -> list:
+        if self._qd is None:
+            msg = self.raw
+            questions = []
+            pos = 12
+            for _ in range(self.qdcount):
+                got = _read_name(msg, pos)
+                if got is None or got[1] + 4 > len(msg):
+                    break
+                labels, pos = got
+                qtype = (msg[pos] << 8) | msg[pos + 1]
+                qclass = ((msg[pos + 2] << 8) | msg[pos + 3]) & 0x7FFF
+                pos += 4
+                questions.append(DNSQuestion(labels, qtype, qclass))
+            self._qd = questions
+        return self._qd
 
     @property
     def qname(self):
-        """First question's name (text, trailing dot removed), or ``None``."""
-        return self.qd[0].name if self.qd else None
+        """First question's name (text, no trailing dot), or ``None``."""
+        qd = self.qd
+        return qd[0].name if qd else None
 
     def __repr__(self) -> str:
         return "<DNS id=%d qr=%d qd=%r>" % (self.id, self.qr, self.qd)
@@ -623,36 +677,38 @@ class Packet:
 
     @property
     def dns(self):
-        """The DNS message, decoded where scapy would (UDP 53/5353, TCP 53, non-empty
-        payload), or ``None``. A payload on those ports that is not valid DNS also gives ``None``
-        (use :meth:`dns_or_raise` to see why)."""
+        """The DNS message where scapy decoded one (UDP 53/5353, TCP 53, non-empty payload),
+        or ``None`` (also for a payload too short for a DNS header)."""
         if self._dns is _MISSING:
-            try:
-                self._dns = self.dns_or_raise()
-            except DNSParseError:
-                self._dns = None
+            self._dns = None
+            t = self.wit.transport
+            if t is not None:
+                tag = _tag(t)
+                ports = DNS_UDP_PORTS if tag == "udp" else DNS_TCP_PORTS if tag == "tcp" else None
+                if ports is not None and (t.value.source_port in ports or t.value.destination_port in ports):
+                    self._dns = self.parse_dns()
         return self._dns
 
-    def dns_or_raise(self):
-        """Like :attr:`dns` but raises :class:`DNSParseError` for a bad message on a DNS port."""
+    def parse_dns(self):
+        """The payload decoded as a DNS message whatever the ports (over TCP, after the
+        two-byte length prefix, which must fit), or ``None``. For chefs whose ``interest``
+        already names the DNS ports."""
         t = self.wit.transport
         if t is None:
             return None
         tag = _tag(t)
-        if tag == "udp":
-            ports = DNS_UDP_PORTS
-        elif tag == "tcp":
-            ports = DNS_TCP_PORTS
-        else:
-            return None
-        h = t.value
-        if h.source_port not in ports and h.destination_port not in ports:
+        if tag not in ("udp", "tcp"):
             return None
         data = self.payload
-        if not data:
-            return None
         if tag == "tcp":
-            data = data[2:]  # DNS over TCP: two-byte length prefix
+            if len(data) < 2:
+                return None
+            length = (data[0] << 8) | data[1]
+            if len(data) < 2 + length:
+                return None
+            data = data[2 : 2 + length]
+        if len(data) < 12:
+            return None
         return DNS(data)
 
     def haslayer(self, name: str) -> bool:
@@ -667,54 +723,62 @@ class Packet:
 
         ``["Ethernet", "IP", "UDP", "DNS"]``, ``["Ethernet", "ARP"]``,
         ``["Ethernet", "IP", "ICMP", "IP in ICMP", "UDP in ICMP", "Raw"]``... (what the
-        original ``PacketCountChef`` counted). Application layers decoded: DNS and NTP by
-        port, and the datagram quoted in an ICMPv4 error; any other payload is ``"Raw"``,
-        bytes after the datagram are ``"Padding"``.
+        original ``PacketCountChef`` counted). The same table as the Rust chef SDK's sample
+        chef: link, VLAN tags, ARP/IP, transport, the application layers scapy binds to
+        well-known UDP ports (DNS, BOOTP/DHCP, DHCPv6, ISAKMP, LLMNR, NTP, RADIUS, RIP, SNMP,
+        TFTP), the datagram quoted in ICMP errors, then ``Raw`` and ``Padding``.
         """
         w = self.wit
         names = []
+        ether_type = None
         if w.ethernet is not None:
             names.append("Ethernet")
+            ether_type = w.ethernet.ether_type
         elif w.linux_sll is not None:
-            names.append("cooked linux")
-        if w.vlan_outer is not None:
-            names.append("802_1AD" if w.ethernet is not None and w.ethernet.ether_type == 0x88A8 else "802.1Q")
-        if w.vlan_inner is not None:
-            names.append("802.1Q")
+            names.append("cooked linux v2" if w.link_type == _DLT_LINUX_SLL2 else "cooked linux")
+            ether_type = w.linux_sll.protocol_type
+        elif w.link_type in _DLT_NULL_LOOP:
+            names.append("Loopback")
+        outer = w.vlan_outer
+        if outer is not None:
+            names.append("802_1AD" if ether_type == 0x88A8 else "802.1Q")
+            if w.vlan_inner is not None:
+                names.append("802_1AD" if outer.ether_type == 0x88A8 else "802.1Q")
         if w.arp is not None:
             names.append("ARP")
         ip = w.ip
         if ip is not None:
-            names.append("IP" if _tag(ip) == "v4" else "IPv6")
-        payload_len = w.payload.len
+            if _tag(ip) == "v4":
+                names.append("IP")
+            else:
+                names.append("IPv6")
+                if ip.value.fragment is not None:
+                    names.append("IPv6 Extension Header - Fragmentation header")
+        has_payload = w.payload.len > 0
         t = w.transport
-        app_done = False
         if t is not None:
             tag = _tag(t)
             h = t.value
             if tag == "tcp":
                 names.append("TCP")
-                if payload_len and (h.source_port in DNS_TCP_PORTS or h.destination_port in DNS_TCP_PORTS):
-                    names.append("DNS")
-                    app_done = True
+                if has_payload:
+                    names.append("DNS" if h.source_port == 53 or h.destination_port == 53 else "Raw")
             elif tag == "udp":
                 names.append("UDP")
-                if payload_len:
-                    sp, dp = h.source_port, h.destination_port
-                    if sp in DNS_UDP_PORTS or dp in DNS_UDP_PORTS:
-                        names.append("DNS")
-                        app_done = True
-                    elif sp == NTP_UDP_PORT or dp == NTP_UDP_PORT:
-                        names.append("NTP")
-                        app_done = True
+                if has_payload:
+                    _udp_application(h.source_port, h.destination_port, self.payload, names)
             elif tag == "icmpv4":
                 names.append("ICMP")
-                if payload_len and h.icmp_type in _ICMP_ERROR_TYPES:
-                    names.extend(_icmp_quote_layers(self.payload))
-                    app_done = True
+                if has_payload:
+                    if h.icmp_type in _ICMP_ERROR_TYPES:
+                        _icmp_quote(self.payload, False, names)
+                    else:
+                        names.append("Raw")
             else:
-                names.append(_ICMPV6_NAMES.get(h.icmp_type, "ICMPv6 Unknown"))
-        if payload_len and not app_done:
+                names.append(_ICMPV6_NAMES.get(h.icmp_type, _ICMPV6_FALLBACK))
+                if has_payload and 1 <= h.icmp_type <= 4:
+                    _icmp_quote(self.payload, True, names)
+        elif has_payload:
             names.append("Raw")
         if w.padding.len:
             names.append("Padding")
@@ -724,30 +788,67 @@ class Packet:
         return "<Packet %s>" % " / ".join(self.layers())
 
 
-def _icmp_quote_layers(quote: bytes) -> list:
-    """Layer names of the IP datagram quoted inside an ICMPv4 error, as scapy names them."""
-    names = ["IP in ICMP"]
-    if len(quote) < 20 or quote[0] >> 4 != 4:
-        if len(quote) > 20:
+def _udp_application(sport: int, dport: int, payload: bytes, names: list) -> None:
+    """scapy's UDP port bindings (those decidable from the header and the first bytes)."""
+    if (sport, dport) in ((68, 67), (67, 68), (67, 67)):
+        names.append("BOOTP")
+        if payload[236:240] == _DHCP_MAGIC:
+            names.append("DHCP options")
+        elif len(payload) > 236:
             names.append("Raw")
-        return names
-    ihl = (quote[0] & 0x0F) * 4
-    proto = quote[9]
-    rest = quote[ihl:]
-    if not rest:
-        return names
-    inner = {6: ("TCP in ICMP", 20), 17: ("UDP in ICMP", 8), 1: ("ICMP in ICMP", 8)}.get(proto)
-    if inner is None:
-        names.append("Raw")
-        return names
-    names.append(inner[0])
-    if proto == 6 and len(rest) >= 13:
-        hdr = max(20, (rest[12] >> 4) * 4)
+    elif sport in (53, 5353) or dport in (53, 5353):
+        names.append("DNS")
+    elif dport in (546, 547):
+        names.append(_DHCPV6_NAMES.get(payload[0], "DHCPv6 Generic Message"))
+    elif sport == 500 or dport == 500:
+        names.append("ISAKMP")
+    elif sport == 5355 or dport == 5355:
+        response = len(payload) > 2 and payload[2] & 0x80
+        names.append(
+            "Link Local Multicast Node Resolution - Response" if response else "Link Local Multicast Node Resolution - Query"
+        )
+    elif sport == 123 or dport == 123:
+        names.append("NTPHeader")
+    elif sport in (1812, 1813, 3799) or dport in (1812, 1813, 3799):
+        names.append("RADIUS")
+    elif sport == 520 or dport == 520:
+        names.append("RIP header")
+    elif sport in (161, 162) or dport in (161, 162):
+        names.append("SNMP")
+    elif dport == 69:
+        names.append("TFTP opcode")
     else:
-        hdr = inner[1]
+        names.append("Raw")
+
+
+def _icmp_quote(quote: bytes, v6: bool, names: list) -> None:
+    """The datagram quoted in an ICMP error: ``IP in ICMP`` / ``IPv6 in ICMPv6``, the quoted
+    transport (``UDP in ICMP``, ``TCP in ICMP``, ``ICMP in ICMP``), then ``Raw``."""
+    if v6:
+        names.append("IPv6 in ICMPv6")
+        ip_len = 40
+        proto = quote[6] if len(quote) > 6 else None
+    else:
+        names.append("IP in ICMP")
+        ip_len = max(20, (quote[0] & 0x0F) * 4 if quote else 20)
+        proto = quote[9] if len(quote) > 9 else None
+    rest = quote[ip_len:]
+    if not rest:
+        return
+    if proto == 17:
+        name, hdr = "UDP in ICMP", 8
+    elif proto == 6:
+        name, hdr = "TCP in ICMP", max(20, (rest[12] >> 4) * 4 if len(rest) > 12 else 20)
+    elif proto == 1 and not v6:
+        name, hdr = "ICMP in ICMP", 8
+    elif proto == 58 and v6:
+        name, hdr = "ICMPv6 in ICMPv6", 8
+    else:
+        names.append("Raw")
+        return
+    names.append(name)
     if len(rest) > hdr:
         names.append("Raw")
-    return names
 
 
 _TAGS: dict = {}

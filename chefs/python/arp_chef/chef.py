@@ -4,19 +4,20 @@ Payload per ARP packet (keys in the original's order): operation ("request"/"rep
 number), src_hw, src_ip, dst_hw, dst_ip, time (capture time, float seconds), notes.
 """
 
-from netdumplings_chef import DumplingChef, Interest
+from netdumplings_chef import BoundedDict, DumplingChef, Interest
 
 OPERATIONS = {1: "request", 2: "reply"}
+MAX_DEVICES = 4096
 
 
 class ARPChef(DumplingChef):
-    """Reports ARP requests and replies; notes new devices and changed MAC addresses."""
+    """One dumpling per ARP packet; notes new devices and changed MACs."""
 
     interest = Interest(network=["arp"])
 
     def __init__(self):
         super().__init__()
-        self.ip_mac = {}  # IP -> MAC, learnt from replies only (as the original)
+        self.ip_mac = BoundedDict(MAX_DEVICES)  # IP -> MAC, learnt from replies only
 
     def packet_handler(self, packet):
         arp = packet.arp

@@ -1,30 +1,35 @@
-"""DNSLookupChef: the original netdumplings sample chef, ported to the Python chef SDK.
+"""DNSLookupChef: the netdumplings sample chef, ported to the Python chef SDK.
 
-Packet payload: {"lookup": {"hostname", "when"}} for every DNS message (query or response)
-with at least one question; interval payload: {"lookups_seen": {hostname: {"count",
-"latest"}}}, sent on every poke, even when empty. Times are capture times (float seconds).
+Same payloads and rules as the Rust sample chef (chefs/dns-lookup-chef):
+packet payload {"lookup": {"hostname", "when"}} for every DNS *query* with a question
+(responses are skipped, so each lookup counts once; the original counted both);
+interval payload {"lookups_seen": {hostname: {"count", "latest"}}}, sent on every poke,
+even when empty, holding at most 1000 hostnames (least recently seen evicted).
+Times are capture times (float seconds).
 """
 
-from netdumplings_chef import DumplingChef, Interest
+from netdumplings_chef import BoundedDict, DumplingChef, Interest
+
+MAX_HOSTNAMES = 1000
 
 
 class DNSLookupChef(DumplingChef):
-    """Reports DNS lookups (first question name) and a running count per hostname."""
+    """One dumpling per DNS query; every poke, the host names looked up so far."""
 
-    # DNS on UDP/TCP 53 and mDNS on UDP 5353, as scapy decoded it for the original.
+    # DNS on UDP/TCP 53 and mDNS on 5353.
     interest = Interest(transport=["udp", "tcp"], ports=[53, 5353])
 
     def __init__(self):
         super().__init__()
-        self.lookups_seen = {}
+        self.lookups_seen = BoundedDict(MAX_HOSTNAMES)
 
     def packet_handler(self, packet):
-        dns = packet.dns
-        if dns is None or not dns.qd:
+        dns = packet.parse_dns()  # the interest already picked the DNS ports
+        if dns is None or dns.is_response or not dns.qd:
             return None
-        hostname = dns.qd[0].name  # UTF-8, one trailing dot removed
+        hostname = dns.qd[0].name  # labels joined with ".", invalid UTF-8 replaced
         when = packet.time
-        seen = self.lookups_seen.setdefault(hostname, {"count": 0, "latest": when})
+        seen = self.lookups_seen.touch(hostname, lambda: {"count": 0, "latest": when})
         seen["count"] += 1
         seen["latest"] = when
         return {"lookup": {"hostname": hostname, "when": when}}

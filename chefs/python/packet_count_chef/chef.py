@@ -9,7 +9,7 @@ from netdumplings_chef import DumplingChef
 
 
 class PacketCountChef(DumplingChef):
-    """Counts packets per protocol layer and reports the totals on every poke."""
+    """Counts packet layers by scapy-style name; sends the cumulative counts every poke."""
 
     def __init__(self):
         super().__init__()

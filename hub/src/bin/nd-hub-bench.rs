@@ -1,1 +1,647 @@
-fn main() {}
+//! `nd-hub-bench`: loopback benchmark of `nd-hub` (issue #4). Bounded in count and time.
+//!
+//! Starts a fresh `nd-hub` process (next to this binary) per measurement, drives it with
+//! in-process kitchens and eaters on 127.0.0.1, and prints medians over `--reps` runs:
+//!
+//! 1. burst: P kitchens (1-4) send 500-byte dumplings as fast as they can to C eaters
+//!    (1, 10, 100, 1000); delivered dumplings/s, hub CPU-seconds, deliveries per hub
+//!    CPU-second, p50/p99 latency (queueing included), and losses (must be 0);
+//! 2. fixed rate: 1000 eaters x 100 dumplings/s, p50/p99 latency;
+//! 3. RSS per idle eater (1000 idle eaters);
+//! 4. one slow eater among 100 fast ones, against the run without it;
+//! 5. the original Python hub, if installed (`--original PATH` or
+//!    `target/ndorig/bin/nd-hub`), in the same run, with the ratio.
+//!
+//! Run: `cargo build --release -p hub && target/release/nd-hub-bench` (`--quick` for a
+//! shorter run).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// nd-hub-bench: loopback benchmark of nd-hub.
+#[derive(Debug, Parser)]
+#[command(name = "nd-hub-bench", about)]
+struct Cli {
+    /// Repetitions per measurement (medians are printed).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Fewer cells and smaller counts.
+    #[arg(long)]
+    quick: bool,
+    /// The original hub's `nd-hub` executable (default: target/ndorig/bin/nd-hub if present).
+    #[arg(long)]
+    original: Option<PathBuf>,
+    /// Deliveries per burst cell (dumplings x eaters).
+    #[arg(long, default_value_t = 1_000_000)]
+    deliveries: u64,
+}
+
+const SIZE: usize = 500;
+
+/// Nanoseconds since the bench started (all timestamps share this base).
+fn now_ns(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}
+
+/// A 500-byte dumpling whose payload starts with a fixed-width send timestamp, so eaters
+/// can read it without parsing JSON: `..."payload": {"t":              123, "pad": "xx"}}`
+/// (space-padded: JSON forbids leading zeros).
+fn make_dumpling(prefix: &str, t: u64) -> String {
+    let head = format!("{prefix}{t:>16}, \"pad\": \"");
+    let pad = SIZE.saturating_sub(head.len() + 3);
+    format!("{head}{}\"}}}}", "x".repeat(pad))
+}
+
+fn prefix(kitchen: &str) -> String {
+    format!(
+        r#"{{"metadata": {{"chef": "BenchChef", "kitchen": "{kitchen}", "creation_time": 1.5, "driver": "packet"}}, "payload": {{"t": "#
+    )
+}
+
+/// Read the timestamp back, or `None` for a non-bench message (status, notice).
+fn timestamp(text: &str) -> Option<u64> {
+    let i = text.find("\"payload\": {\"t\": ")? + "\"payload\": {\"t\": ".len();
+    text.get(i..i + 16)?.trim_start().parse().ok()
+}
+
+struct HubProcess {
+    child: Child,
+    kitchens: SocketAddr,
+    eaters: SocketAddr,
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_port(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Which {
+    Ours,
+    Original,
+}
+
+fn start_hub(exe: &Path, which: Which) -> anyhow::Result<HubProcess> {
+    let (i, o) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "-a",
+        "127.0.0.1",
+        "-i",
+        &i.to_string(),
+        "-o",
+        &o.to_string(),
+    ]);
+    if which == Which::Ours {
+        // Lossless bursts: the ring and byte cap hold a whole burst.
+        cmd.args([
+            "-f",
+            "5",
+            "--ring-capacity",
+            "262144",
+            "--eater-queue-bytes",
+            "1073741824",
+            "--write-timeout",
+            "60",
+        ])
+        .env("RUST_LOG", "warn");
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let hub = HubProcess {
+        child,
+        kitchens: ([127, 0, 0, 1], i).into(),
+        eaters: ([127, 0, 0, 1], o).into(),
+    };
+    if !wait_port(hub.kitchens) || !wait_port(hub.eaters) {
+        bail!("{} did not start", exe.display());
+    }
+    Ok(hub)
+}
+
+fn proc_cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3; utime and stime are fields 14 and 15.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: SocketAddr, hello: String) -> anyhow::Result<Ws> {
+    let config = WebSocketConfig::default().write_buffer_size(64 * 1024);
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), Some(config), true),
+    )
+    .await
+    .context("connect timed out")??;
+    ws.send(Message::text(hello)).await?;
+    Ok(ws)
+}
+
+/// What one eater saw.
+struct EaterResult {
+    received: u64,
+    lagged: u64,
+    last: Option<Instant>,
+    latencies_us: Vec<u32>,
+}
+
+/// Read until `expected` bench dumplings arrived or `deadline`.
+async fn run_eater(
+    mut ws: Ws,
+    expected: u64,
+    base: Instant,
+    deadline: tokio::time::Instant,
+    sample_every: u64,
+) -> EaterResult {
+    let mut r = EaterResult {
+        received: 0,
+        lagged: 0,
+        last: None,
+        latencies_us: Vec::new(),
+    };
+    while r.received + r.lagged < expected {
+        let message = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(m))) => m,
+            _ => break,
+        };
+        let Message::Text(text) = message else {
+            continue;
+        };
+        if let Some(t) = timestamp(&text) {
+            r.received += 1;
+            if r.received.is_multiple_of(sample_every) {
+                let lat = now_ns(base).saturating_sub(t) / 1000;
+                r.latencies_us.push(lat.min(u32::MAX as u64) as u32);
+            }
+            r.last = Some(Instant::now());
+        } else if text.contains("\"HubNoticeChef\"") {
+            if let Some(n) = text
+                .split("\"lagged\":")
+                .nth(1)
+                .and_then(|s| s.trim_end_matches('}').trim().parse::<u64>().ok())
+            {
+                r.lagged += n;
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+    r
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// One measurement's figures.
+#[derive(Clone, Copy, Default)]
+struct Figures {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    hub_cpu: f64,
+    per_cpu_s: f64,
+    lost: u64,
+    complete: f64,
+}
+
+/// Connect `eaters` eaters (hello sent, welcome status read for ours), with bounded waits.
+async fn connect_eaters(addr: SocketAddr, n: usize, tag: &str) -> anyhow::Result<Vec<Ws>> {
+    let mut all = Vec::with_capacity(n);
+    for chunk in 0..n.div_ceil(100) {
+        let mut set = tokio::task::JoinSet::new();
+        for i in chunk * 100..((chunk + 1) * 100).min(n) {
+            set.spawn(connect(addr, format!(r#"{{"eater_name": "{tag}{i}"}}"#)));
+        }
+        while let Some(ws) = set.join_next().await {
+            all.push(ws??);
+        }
+    }
+    Ok(all)
+}
+
+/// Kitchens send `per_kitchen` dumplings each: as fast as possible (`rate` None) or at
+/// `rate` dumplings/s per kitchen.
+async fn run_kitchens(
+    addr: SocketAddr,
+    kitchens: usize,
+    per_kitchen: u64,
+    rate: Option<u64>,
+    base: Instant,
+) -> anyhow::Result<Vec<Ws>> {
+    let mut set = tokio::task::JoinSet::new();
+    for k in 0..kitchens {
+        let name = format!("bench{k}");
+        let mut ws = connect(addr, format!(r#"{{"kitchen_name": "{name}"}}"#)).await?;
+        set.spawn(async move {
+            let prefix = prefix(&name);
+            match rate {
+                None => {
+                    for i in 0..per_kitchen {
+                        ws.feed(Message::text(make_dumpling(&prefix, now_ns(base))))
+                            .await?;
+                        if i % 64 == 63 {
+                            ws.flush().await?;
+                        }
+                    }
+                    ws.flush().await?;
+                }
+                Some(rate) => {
+                    // Send in 10 ms ticks.
+                    let per_tick = (rate / 100).max(1);
+                    let mut tick = tokio::time::interval(Duration::from_millis(10));
+                    let mut sent = 0;
+                    while sent < per_kitchen {
+                        tick.tick().await;
+                        for _ in 0..per_tick.min(per_kitchen - sent) {
+                            ws.feed(Message::text(make_dumpling(&prefix, now_ns(base))))
+                                .await?;
+                            sent += 1;
+                        }
+                        ws.flush().await?;
+                    }
+                }
+            }
+            Ok::<Ws, anyhow::Error>(ws)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(ws) = set.join_next().await {
+        out.push(ws??);
+    }
+    Ok(out)
+}
+
+/// One run: C eaters (plus optional never-reading slow eaters), P kitchens.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    exe: &Path,
+    which: Which,
+    eaters: usize,
+    kitchens: usize,
+    per_kitchen: u64,
+    rate: Option<u64>,
+    slow_eaters: usize,
+    limit: Duration,
+) -> anyhow::Result<Figures> {
+    let hub = start_hub(exe, which)?;
+    let pid = hub.child.id();
+    let base = Instant::now();
+    let conns = connect_eaters(hub.eaters, eaters, "e").await?;
+    let slow = connect_eaters(hub.eaters, slow_eaters, "slow").await?;
+    // Let every eater register (the original sends nothing on connect).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let expected = per_kitchen * kitchens as u64;
+    let deadline = tokio::time::Instant::now() + limit;
+    let sample_every = (expected * eaters as u64 / 200_000).max(1);
+    let cpu0 = proc_cpu_secs(pid);
+    let start = Instant::now();
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|ws| tokio::spawn(run_eater(ws, expected, base, deadline, sample_every)))
+        .collect();
+    let _kitchen_conns = run_kitchens(hub.kitchens, kitchens, per_kitchen, rate, base).await?;
+    let mut received = 0u64;
+    let mut lagged = 0u64;
+    let mut last = start;
+    let mut lat = Vec::new();
+    for r in readers {
+        let r = r.await?;
+        received += r.received;
+        lagged += r.lagged;
+        if let Some(t) = r.last {
+            last = last.max(t);
+        }
+        lat.extend(r.latencies_us);
+    }
+    let cpu = proc_cpu_secs(pid) - cpu0;
+    drop(slow);
+    let secs = last.duration_since(start).as_secs_f64().max(1e-6);
+    lat.sort_unstable();
+    let total = expected * eaters as u64;
+    Ok(Figures {
+        rate: received as f64 / secs,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+        hub_cpu: cpu,
+        per_cpu_s: if cpu > 0.0 {
+            received as f64 / cpu
+        } else {
+            f64::NAN
+        },
+        lost: total.saturating_sub(received).max(lagged),
+        complete: received as f64 / total.max(1) as f64,
+    })
+}
+
+fn med(runs: &[Figures], f: impl Fn(&Figures) -> f64) -> f64 {
+    median(runs.iter().map(f).collect())
+}
+
+async fn repeat(
+    reps: usize,
+    mut f: impl AsyncFnMut() -> anyhow::Result<Figures>,
+) -> anyhow::Result<Vec<Figures>> {
+    let mut runs = Vec::new();
+    for _ in 0..reps {
+        runs.push(f().await?);
+    }
+    Ok(runs)
+}
+
+fn print_row(label: &str, runs: &[Figures]) {
+    println!(
+        "{label:<34} {:>12.0} {:>8.2} {:>8.2} {:>7.2} {:>12.0} {:>7} {:>6.1}%",
+        med(runs, |r| r.rate),
+        med(runs, |r| r.p50_ms),
+        med(runs, |r| r.p99_ms),
+        med(runs, |r| r.hub_cpu),
+        med(runs, |r| r.per_cpu_s),
+        runs.iter().map(|r| r.lost).max().unwrap_or(0),
+        med(runs, |r| r.complete * 100.0),
+    );
+}
+
+fn header() {
+    println!(
+        "{:<34} {:>12} {:>8} {:>8} {:>7} {:>12} {:>7} {:>7}",
+        "scenario", "delivered/s", "p50 ms", "p99 ms", "hubCPU", "per hub CPU-s", "lost", "done"
+    );
+}
+
+async fn idle_rss(exe: &Path, which: Which, n: usize) -> anyhow::Result<f64> {
+    let hub = start_hub(exe, which)?;
+    let pid = hub.child.id();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    let conns = connect_eaters(hub.eaters, n, "idle").await?;
+    // Let the hub see every hello and settle (one status round for the original).
+    tokio::time::sleep(Duration::from_millis(if which == Which::Ours {
+        1000
+    } else {
+        6000
+    }))
+    .await;
+    let after = rss_kib(pid);
+    drop(conns);
+    Ok(after.saturating_sub(before) as f64 / n as f64)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let exe = std::env::current_exe()?
+        .parent()
+        .context("no exe dir")?
+        .join("nd-hub");
+    if !exe.exists() {
+        bail!("{} not found: cargo build --release -p hub", exe.display());
+    }
+    let original = cli.original.clone().or_else(|| {
+        let p = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .map(|t| t.join("ndorig/bin/nd-hub"))?;
+        p.exists().then_some(p)
+    });
+    let reps = cli.reps.max(1);
+    println!("nd-hub-bench: 500-byte dumplings on 127.0.0.1, medians of {reps} runs");
+    println!("hub: {}", exe.display());
+    header();
+
+    // 1. Burst throughput.
+    let eater_counts: &[usize] = if cli.quick {
+        &[10, 100]
+    } else {
+        &[1, 10, 100, 1000]
+    };
+    let kitchen_counts: &[usize] = if cli.quick { &[1] } else { &[1, 2, 4] };
+    let mut at100 = None;
+    for &c in eater_counts {
+        for &p in kitchen_counts {
+            let total = (cli.deliveries / c as u64).clamp(1000, 200_000);
+            let per_kitchen = total / p as u64;
+            let runs = repeat(reps, async || {
+                measure(
+                    &exe,
+                    Which::Ours,
+                    c,
+                    p,
+                    per_kitchen,
+                    None,
+                    0,
+                    Duration::from_secs(60),
+                )
+                .await
+            })
+            .await?;
+            print_row(&format!("burst C={c} P={p} ({} each)", per_kitchen), &runs);
+            if c == 100 && p == 1 {
+                at100 = Some(med(&runs, |r| r.rate));
+            }
+        }
+    }
+
+    // 2. Fixed rate: 1000 eaters x 100 dumplings/s for 3 s.
+    let fixed = repeat(reps, async || {
+        measure(
+            &exe,
+            Which::Ours,
+            1000,
+            1,
+            300,
+            Some(100),
+            0,
+            Duration::from_secs(30),
+        )
+        .await
+    })
+    .await?;
+    print_row("fixed 100/s x C=1000, 3 s", &fixed);
+
+    // 3. Slow eater among 100 fast ones: 1000 dumplings/s for 3 s.
+    let base_runs = repeat(reps, async || {
+        measure(
+            &exe,
+            Which::Ours,
+            100,
+            1,
+            3000,
+            Some(1000),
+            0,
+            Duration::from_secs(30),
+        )
+        .await
+    })
+    .await?;
+    print_row("fixed 1000/s x C=100", &base_runs);
+    let slow_runs = repeat(reps, async || {
+        measure(
+            &exe,
+            Which::Ours,
+            100,
+            1,
+            3000,
+            Some(1000),
+            1,
+            Duration::from_secs(30),
+        )
+        .await
+    })
+    .await?;
+    print_row("fixed 1000/s x C=100 + 1 stuck", &slow_runs);
+
+    // 4. Idle eaters.
+    let mut per_eater = Vec::new();
+    for _ in 0..reps {
+        per_eater.push(idle_rss(&exe, Which::Ours, 1000).await?);
+    }
+    let rss = median(per_eater);
+
+    // 5. The original.
+    let mut orig_rows = Vec::new();
+    if let Some(orig) = &original {
+        println!("original hub: {}", orig.display());
+        for &c in &[10usize, 100] {
+            let per_kitchen = (100_000 / c as u64).max(500);
+            let ours = repeat(reps, async || {
+                measure(
+                    &exe,
+                    Which::Ours,
+                    c,
+                    1,
+                    per_kitchen,
+                    None,
+                    0,
+                    Duration::from_secs(60),
+                )
+                .await
+            })
+            .await?;
+            let theirs = repeat(reps, async || {
+                measure(
+                    orig,
+                    Which::Original,
+                    c,
+                    1,
+                    per_kitchen,
+                    None,
+                    0,
+                    Duration::from_secs(90),
+                )
+                .await
+            })
+            .await?;
+            print_row(&format!("ours     burst C={c} P=1 ({per_kitchen})"), &ours);
+            print_row(
+                &format!("original burst C={c} P=1 ({per_kitchen})"),
+                &theirs,
+            );
+            orig_rows.push((c, med(&ours, |r| r.rate), med(&theirs, |r| r.rate)));
+        }
+        let orig_rss = idle_rss(orig, Which::Original, 200).await?;
+        println!("RSS per idle eater, original hub (200 eaters): {orig_rss:.1} KiB");
+    } else {
+        println!("original hub not installed (python/setup-original.sh); skipping the comparison");
+    }
+
+    println!();
+    println!("summary");
+    if let Some(rate) = at100 {
+        println!(
+            "  delivered/s at 100 eaters (burst, P=1): {rate:.0}  (target >= 1,000,000: {})",
+            if rate >= 1e6 { "met" } else { "NOT met" }
+        );
+    }
+    let p99 = med(&fixed, |r| r.p99_ms);
+    println!(
+        "  p99 at 1000 eaters x 100/s: {p99:.2} ms  (target < 50 ms: {})",
+        if p99 < 50.0 { "met" } else { "NOT met" }
+    );
+    println!(
+        "  RSS per idle eater (1000 eaters): {rss:.1} KiB  (target <= 16 KiB: {})",
+        if rss <= 16.0 { "met" } else { "NOT met" }
+    );
+    let (r0, r1) = (med(&base_runs, |r| r.rate), med(&slow_runs, |r| r.rate));
+    let (p0, p1) = (med(&base_runs, |r| r.p99_ms), med(&slow_runs, |r| r.p99_ms));
+    println!(
+        "  one stuck eater among 100: fast rate {:.1}% of baseline, fast p99 {p1:.2} ms vs {p0:.2} ms (within 10%: {})",
+        100.0 * r1 / r0,
+        if r1 >= 0.9 * r0 && p1 <= 1.1 * p0.max(1.0) { "yes" } else { "NO" }
+    );
+    for (c, ours, theirs) in orig_rows {
+        println!(
+            "  vs original at C={c}: {ours:.0} vs {theirs:.0} delivered/s = {:.1}x",
+            ours / theirs
+        );
+    }
+    Ok(())
+}

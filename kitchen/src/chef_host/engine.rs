@@ -41,7 +41,9 @@ pub fn build_engine() -> Result<Engine, LoadError> {
 pub fn deadline_ticks(deadline: Duration) -> u64 {
     let tick = EPOCH_TICK.as_nanos().max(1);
     let ticks = deadline.as_nanos().div_ceil(tick);
-    u64::try_from(ticks).unwrap_or(u64::MAX / 2).saturating_add(1)
+    u64::try_from(ticks)
+        .unwrap_or(u64::MAX / 2)
+        .saturating_add(1)
 }
 
 /// A thread that increments the engine's epoch every [`EPOCH_TICK`]. Dropping it stops

@@ -40,8 +40,8 @@ for name in "${!files[@]}"; do
   # TLS ClientHello server names (one segment only).
   T -r "$f" -Y 'tls.handshake.type == 1' -T fields -E separator=/t -E occurrence=f \
     -e frame.number -e tls.handshake.extensions_server_name > "$here/$base.sni.tsv"
-  # HTTP requests (one segment only).
-  T -r "$f" -Y 'http.request' -T fields -E separator=/t -E occurrence=f \
+  # HTTP requests over TCP (one segment only; SSDP's HTTP-over-UDP is not HTTP traffic).
+  T -r "$f" -Y 'http.request and tcp' -T fields -E separator=/t -E occurrence=f \
     -e frame.number -e http.request.method -e http.host -e http.request.uri -e http.user_agent > "$here/$base.http.tsv"
   # DHCP (BOOTP) messages.
   T -r "$f" -Y 'dhcp' -T fields -E separator=/t -E occurrence=f \

@@ -1,0 +1,420 @@
+// netdumplings-chef.js: write netdumplings chefs in JavaScript.
+//
+// A chef is an ES module (`chef.js`) that exports `onPacket(packet)` and/or
+// `onInterval(interval)`, each returning a JSON-serialisable value (the dumpling payload) or
+// `undefined`/`null` (no dumpling), plus optional `name`, `description`, `version`,
+// `interest` and `catchErrors`. Or it exports a class as `default`: its name is the chef
+// name and its methods are the handlers. `tools/nd-chef/nd-chef build DIR` wraps it with
+// `makeHandler` below and builds a component with componentize-js.
+//
+// The kitchen calls chefs in batches of packets; this layer hides that and calls
+// `onPacket` once per packet with a `Packet` (below): scapy-style layer views
+// (`packet.arp.psrc`, `packet.ip.src`, `packet.udp.dport`, `packet.dns.qname`...).
+
+import { log as witLog } from 'netdumplings:chef/log@0.1.0';
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
+
+/** Write a message to the kitchen's log (level: trace, debug, info, warn, error). */
+export function log(message, level = 'info') {
+  witLog(LEVELS.includes(level) ? level : 'info', String(message));
+}
+
+const hex2 = (n) => (n < 16 ? '0' : '') + n.toString(16);
+
+/** A MAC address number (u64, BigInt or number) as "aa:bb:cc:dd:ee:ff". */
+export function macStr(v) {
+  const n = BigInt(v);
+  const parts = [];
+  for (let shift = 40n; shift >= 0n; shift -= 8n) parts.push(hex2(Number((n >> shift) & 0xffn)));
+  return parts.join(':');
+}
+
+/** An IPv4 address number (big-endian u32) as a dotted quad. */
+export function ipv4Str(v) {
+  return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
+/** An IPv6 address given as [high u64, low u64] (BigInts), in compressed form. */
+export function ipv6Str([hi, lo]) {
+  const words = [];
+  for (const half of [BigInt(hi), BigInt(lo)]) {
+    for (let shift = 48n; shift >= 0n; shift -= 16n) words.push(Number((half >> shift) & 0xffffn));
+  }
+  // Longest run of zero words (length >= 2) becomes "::".
+  let best = -1, bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const h = (ws) => ws.map((w) => w.toString(16)).join(':');
+  if (best < 0) return h(words);
+  return `${h(words.slice(0, best))}::${h(words.slice(best + bestLen))}`;
+}
+
+const DNS_UDP_PORTS = [53, 5353];
+const DNS_TCP_PORTS = [53];
+const ICMP_ERROR_TYPES = [3, 4, 5, 11, 12];
+// scapy 2.4.5's ICMPv6 class names by type (as the Rust PacketCountChef names them).
+const ICMPV6_NAMES = {
+  1: 'ICMPv6 Destination Unreachable', 2: 'ICMPv6 Packet Too Big', 3: 'ICMPv6 Time Exceeded',
+  4: 'ICMPv6 Parameter Problem', 128: 'ICMPv6 Echo Request', 129: 'ICMPv6 Echo Reply',
+  130: 'MLD - Multicast Listener Query', 131: 'MLD - Multicast Listener Report',
+  132: 'MLD - Multicast Listener Done', 133: 'ICMPv6 Neighbor Discovery - Router Solicitation',
+  134: 'ICMPv6 Neighbor Discovery - Router Advertisement',
+  135: 'ICMPv6 Neighbor Discovery - Neighbor Solicitation',
+  136: 'ICMPv6 Neighbor Discovery - Neighbor Advertisement',
+  137: 'ICMPv6 Neighbor Discovery - Redirect',
+  141: 'ICMPv6 Inverse Neighbor Discovery Solicitation',
+  142: 'ICMPv6 Inverse Neighbor Discovery Advertisement',
+  143: 'MLDv2 - Multicast Listener Report', 144: 'ICMPv6 Home Agent Address Discovery Request',
+  145: 'ICMPv6 Home Agent Address Discovery Reply', 146: 'ICMPv6 Mobile Prefix Solicitation',
+  147: 'ICMPv6 Mobile Prefix Advertisement', 151: 'ICMPv6 Multicast Router Discovery Advertisement',
+  152: 'ICMPv6 Multicast Router Discovery Solicitation',
+  153: 'ICMPv6 Multicast Router Discovery Termination', 155: 'RPL',
+};
+const ICMPV6_FALLBACK = 'Scapy6 ICMPv6 fallback class';
+const DHCPV6_NAMES = {
+  1: 'DHCPv6 Solicit Message', 2: 'DHCPv6 Advertise Message', 3: 'DHCPv6 Request Message',
+  4: 'DHCPv6 Confirm Message', 5: 'DHCPv6 Renew Message', 6: 'DHCPv6 Rebind Message',
+  7: 'DHCPv6 Reply Message', 8: 'DHCPv6 Release Message', 9: 'DHCPv6 Decline Message',
+  10: 'DHCPv6 Reconfigure Message', 11: 'DHCPv6 Information Request Message',
+  12: 'DHCPv6 Relay Forward Message (Relay Agent/Server Message)',
+  13: 'DHCPv6 Relay Reply Message (Relay Agent/Server Message)',
+};
+
+const utf8Lossy = new TextDecoder('utf-8'); // invalid bytes become U+FFFD, as Rust's from_utf8_lossy
+const MAX_NAME_LEN = 255;
+const MAX_POINTERS = 16;
+
+function readName(msg, start) {
+  const labels = [];
+  let pos = start, end = -1, pointers = 0, wire = 0;
+  for (;;) {
+    if (pos >= msg.length) return null;
+    const len = msg[pos];
+    const kind = len & 0xc0;
+    if (kind === 0) {
+      if (len === 0) return [labels, end >= 0 ? end : pos + 1];
+      if (pos + 1 + len > msg.length) return null;
+      wire += 1 + len;
+      if (wire > MAX_NAME_LEN) return null;
+      labels.push(msg.subarray(pos + 1, pos + 1 + len));
+      pos += 1 + len;
+    } else if (kind === 0xc0) {
+      if (++pointers > MAX_POINTERS || pos + 1 >= msg.length) return null;
+      if (end < 0) end = pos + 2;
+      pos = ((len & 0x3f) << 8) | msg[pos + 1];
+    } else {
+      return null;
+    }
+  }
+}
+
+/** Decode a DNS message (header; questions on demand), or null when shorter than a header. */
+export function parseDns(msg) {
+  if (msg.length < 12) return null;
+  const u16 = (i) => (msg[i] << 8) | msg[i + 1];
+  let qd = null;
+  const dns = {
+    raw: msg, id: u16(0), qr: msg[2] >> 7, opcode: (msg[2] >> 3) & 15, rcode: msg[3] & 15,
+    qdcount: u16(4), ancount: u16(6), nscount: u16(8), arcount: u16(10),
+    get isResponse() { return this.qr === 1; },
+    /** The questions that parse (stops at the first bad one). */
+    get qd() {
+      if (qd) return qd;
+      qd = [];
+      let pos = 12;
+      for (let i = 0; i < this.qdcount; i++) {
+        const got = readName(msg, pos);
+        if (!got || got[1] + 4 > msg.length) break;
+        const [labels, next] = got;
+        const qtype = u16(next), qclass = u16(next + 2) & 0x7fff;
+        pos = next + 4;
+        qd.push({
+          labels, qtype, qclass,
+          /** Labels decoded as UTF-8 (invalid bytes replaced) joined with '.', no trailing dot. */
+          get name() { return labels.map((l) => utf8Lossy.decode(l)).join('.'); },
+        });
+      }
+      return qd;
+    },
+    /** First question's name, or null. */
+    get qname() { const q = this.qd; return q.length ? q[0].name : null; },
+  };
+  return dns;
+}
+
+function udpApplication(sport, dport, payload, names) {
+  const either = (port) => sport === port || dport === port;
+  if ((sport === 68 && dport === 67) || (sport === 67 && dport === 68) || (sport === 67 && dport === 67)) {
+    names.push('BOOTP');
+    if (payload.length >= 240 && payload[236] === 99 && payload[237] === 130 && payload[238] === 83 && payload[239] === 99) names.push('DHCP options');
+    else if (payload.length > 236) names.push('Raw');
+  } else if (either(5353) || either(53)) names.push('DNS');
+  else if (dport === 547 || dport === 546) names.push(DHCPV6_NAMES[payload[0]] || 'DHCPv6 Generic Message');
+  else if (either(500)) names.push('ISAKMP');
+  else if (either(5355)) {
+    names.push(payload.length > 2 && payload[2] & 0x80
+      ? 'Link Local Multicast Node Resolution - Response' : 'Link Local Multicast Node Resolution - Query');
+  } else if (either(123)) names.push('NTPHeader');
+  else if (either(1812) || either(1813) || either(3799)) names.push('RADIUS');
+  else if (either(520)) names.push('RIP header');
+  else if (either(161) || either(162)) names.push('SNMP');
+  else if (dport === 69) names.push('TFTP opcode');
+  else names.push('Raw');
+}
+
+function icmpQuote(q, v6, names) {
+  let ipLen, proto;
+  if (v6) {
+    names.push('IPv6 in ICMPv6');
+    ipLen = 40;
+    proto = q.length > 6 ? q[6] : undefined;
+  } else {
+    names.push('IP in ICMP');
+    ipLen = Math.max(20, q.length ? (q[0] & 15) * 4 : 20);
+    proto = q.length > 9 ? q[9] : undefined;
+  }
+  const rest = q.subarray(ipLen);
+  if (!rest.length) return;
+  let name, hdr;
+  if (proto === 17) { name = 'UDP in ICMP'; hdr = 8; }
+  else if (proto === 6) { name = 'TCP in ICMP'; hdr = Math.max(20, rest.length > 12 ? (rest[12] >> 4) * 4 : 20); }
+  else if (proto === 1 && !v6) { name = 'ICMP in ICMP'; hdr = 8; }
+  else if (proto === 58 && v6) { name = 'ICMPv6 in ICMPv6'; hdr = 8; }
+  else { names.push('Raw'); return; }
+  names.push(name);
+  if (rest.length > hdr) names.push('Raw');
+}
+
+/** A Map holding at most `capacity` keys (first-seen order; the least recently touched key is
+ * evicted to make room). `touch(key, make)` and `set` count as touching, `get` does not. The
+ * same policy as the Rust chef SDK's BoundedMap. JSON.stringify gives an object. */
+export class BoundedMap extends Map {
+  constructor(capacity) { super(); this.capacity = Math.max(1, capacity | 0); this.evicted = 0; this.clock = 0; this.touched = new Map(); }
+  touch(key, make) {
+    this.clock += 1;
+    if (!super.has(key)) {
+      if (this.size >= this.capacity) {
+        let victim, least = Infinity;
+        for (const [k, t] of this.touched) if (t < least) { least = t; victim = k; }
+        super.delete(victim);
+        this.touched.delete(victim);
+        this.evicted += 1;
+      }
+      super.set(key, make());
+    }
+    this.touched.set(key, this.clock);
+    return super.get(key);
+  }
+  set(key, value) { if (this.touched) { this.touch(key, () => value); } return super.set(key, value); }
+  delete(key) { this.touched.delete(key); return super.delete(key); }
+  toJSON() { return Object.fromEntries(this); }
+}
+
+/** One packet as the kitchen parsed it; `wit` is the raw record of wit/chef.wit. */
+export class Packet {
+  constructor(wit, arena) { this.wit = wit; this.arena = arena; this._dns = undefined; }
+  /** Capture time, float seconds since the epoch. */
+  get time() { return Number(this.wit.timestampNs) / 1e9; }
+  get timestampNs() { return this.wit.timestampNs; }
+  get linkType() { return this.wit.linkType; }
+  get length() { return this.wit.originalLen; }
+  span(s) { return this.arena.subarray(s.offset, s.offset + s.len); }
+  get frame() { return this.span(this.wit.frame); }
+  get payload() { return this.span(this.wit.payload); }
+  get padding() { return this.span(this.wit.padding); }
+  get ether() {
+    const e = this.wit.ethernet;
+    return e ? { src: macStr(e.source), dst: macStr(e.destination), type: e.etherType } : null;
+  }
+  get vlan() { const v = this.wit.vlanOuter; return v ? { vlan: v.id, prio: v.priority, type: v.etherType } : null; }
+  get arp() {
+    const a = this.wit.arp;
+    if (!a) return null;
+    return {
+      op: a.operation, hwtype: a.hardwareType, ptype: a.protocolType,
+      hwsrc: macStr(a.senderHardware), psrc: ipv4Str(a.senderProtocol),
+      hwdst: macStr(a.targetHardware), pdst: ipv4Str(a.targetProtocol),
+    };
+  }
+  get ip() {
+    const h = this.wit.ip;
+    if (!h) return null;
+    const v = h.val;
+    if (h.tag === 'v4') {
+      return { version: 4, src: ipv4Str(v.source), dst: ipv4Str(v.destination), proto: v.protocol, ttl: v.ttl, tos: v.tos, len: v.totalLen, id: v.identification };
+    }
+    return { version: 6, src: ipv6Str(v.source), dst: ipv6Str(v.destination), nh: v.nextHeader, proto: v.nextHeader, hlim: v.hopLimit, ttl: v.hopLimit, tc: v.trafficClass, fl: v.flowLabel, plen: v.payloadLen };
+  }
+  get tcp() {
+    const t = this.wit.transport;
+    if (!t || t.tag !== 'tcp') return null;
+    const v = t.val, f = v.flags;
+    const flags = [['fin', 'F'], ['syn', 'S'], ['rst', 'R'], ['psh', 'P'], ['ack', 'A'], ['urg', 'U'], ['ece', 'E'], ['cwr', 'C']]
+      .filter(([k]) => f[k]).map(([, l]) => l).join('');
+    return { sport: v.sourcePort, dport: v.destinationPort, seq: v.sequence, ack: v.acknowledgment, window: v.window, flags };
+  }
+  get udp() {
+    const t = this.wit.transport;
+    return t && t.tag === 'udp' ? { sport: t.val.sourcePort, dport: t.val.destinationPort, len: t.val.length } : null;
+  }
+  get icmp() {
+    const t = this.wit.transport;
+    if (!t || (t.tag !== 'icmpv4' && t.tag !== 'icmpv6')) return null;
+    return { version: t.tag === 'icmpv4' ? 4 : 6, type: t.val.icmpType, code: t.val.code, rest: t.val.rest };
+  }
+  /** The DNS message where scapy decoded one (UDP 53/5353, TCP 53), else null. */
+  get dns() {
+    if (this._dns !== undefined) return this._dns;
+    this._dns = null;
+    const t = this.wit.transport;
+    if (t && (t.tag === 'udp' || t.tag === 'tcp')) {
+      const ports = t.tag === 'udp' ? DNS_UDP_PORTS : DNS_TCP_PORTS;
+      if (ports.includes(t.val.sourcePort) || ports.includes(t.val.destinationPort)) this._dns = this.parseDns();
+    }
+    return this._dns;
+  }
+  /** The payload decoded as DNS whatever the ports (TCP: after the 2-byte length prefix,
+   * which must fit), or null. For chefs whose interest already names the DNS ports. */
+  parseDns() {
+    const t = this.wit.transport;
+    if (!t || (t.tag !== 'udp' && t.tag !== 'tcp')) return null;
+    let data = this.payload;
+    if (t.tag === 'tcp') {
+      if (data.length < 2) return null;
+      const len = (data[0] << 8) | data[1];
+      if (data.length < 2 + len) return null;
+      data = data.subarray(2, 2 + len);
+    }
+    return parseDns(data);
+  }
+  /** scapy-style layer names, outermost first (the Rust PacketCountChef's table). */
+  layers() {
+    const w = this.wit, names = [];
+    let etherType;
+    if (w.ethernet) { names.push('Ethernet'); etherType = w.ethernet.etherType; }
+    else if (w.linuxSll) { names.push(w.linkType === 276 ? 'cooked linux v2' : 'cooked linux'); etherType = w.linuxSll.protocolType; }
+    else if (w.linkType === 0 || w.linkType === 108) names.push('Loopback');
+    if (w.vlanOuter) {
+      names.push(etherType === 0x88a8 ? '802_1AD' : '802.1Q');
+      if (w.vlanInner) names.push(w.vlanOuter.etherType === 0x88a8 ? '802_1AD' : '802.1Q');
+    }
+    if (w.arp) names.push('ARP');
+    if (w.ip) {
+      if (w.ip.tag === 'v4') names.push('IP');
+      else {
+        names.push('IPv6');
+        if (w.ip.val.fragment) names.push('IPv6 Extension Header - Fragmentation header');
+      }
+    }
+    const hasPayload = w.payload.len > 0;
+    const t = w.transport;
+    if (t) {
+      const h = t.val;
+      if (t.tag === 'tcp') {
+        names.push('TCP');
+        if (hasPayload) names.push(h.sourcePort === 53 || h.destinationPort === 53 ? 'DNS' : 'Raw');
+      } else if (t.tag === 'udp') {
+        names.push('UDP');
+        if (hasPayload) udpApplication(h.sourcePort, h.destinationPort, this.payload, names);
+      } else if (t.tag === 'icmpv4') {
+        names.push('ICMP');
+        if (hasPayload) {
+          if (ICMP_ERROR_TYPES.includes(h.icmpType)) icmpQuote(this.payload, false, names);
+          else names.push('Raw');
+        }
+      } else {
+        names.push(ICMPV6_NAMES[h.icmpType] || ICMPV6_FALLBACK);
+        if (hasPayload && h.icmpType >= 1 && h.icmpType <= 4) icmpQuote(this.payload, true, names);
+      }
+    } else if (hasPayload) names.push('Raw');
+    if (w.padding.len) names.push('Padding');
+    return names;
+  }
+  haslayer(name) { return this.layers().includes(name); }
+}
+
+const NETWORK = ['arp', 'ipv4', 'ipv6', 'other'];
+const TRANSPORT = ['tcp', 'udp', 'icmpv4', 'icmpv6'];
+
+function checkInterest(i = {}) {
+  const out = { linkTypes: [...(i.linkTypes || [])], network: [...(i.network || [])], transport: [...(i.transport || [])], ports: [...(i.ports || [])] };
+  for (const n of out.network) if (!NETWORK.includes(n)) throw new Error(`unknown network protocol ${n}`);
+  for (const t of out.transport) if (!TRANSPORT.includes(t)) throw new Error(`unknown transport protocol ${t}`);
+  for (const p of out.ports) if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`bad port ${p}`);
+  return out;
+}
+
+function errText(e) { return e && e.message ? `${e.name || 'Error'}: ${e.message}` : String(e); }
+
+/** The `handler` export of the chef world, driving the chef module `mod`. */
+export function makeHandler(mod, options = {}) {
+  // A default-exported class is the chef; otherwise the module's named exports are.
+  let chef = mod, name = mod.name;
+  if (typeof mod.default === 'function') {
+    chef = new mod.default();
+    name = name || mod.default.name;
+  } else if (mod.default && typeof mod.default === 'object') {
+    chef = mod.default;
+  }
+  name = options.name || chef.name || name;
+  if (!name || !/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+    throw new Error(`chef name ${JSON.stringify(name)} must be 1-64 letters, digits, _ or - (export const name = 'MyChef')`);
+  }
+  const onPacket = typeof chef.onPacket === 'function' ? chef.onPacket.bind(chef) : null;
+  const onInterval = typeof chef.onInterval === 'function' ? chef.onInterval.bind(chef) : null;
+  const catchErrors = (chef.catchErrors ?? mod.catchErrors) !== false;
+  const info = {
+    name,
+    description: String(chef.description ?? mod.description ?? name),
+    version: String(chef.version ?? mod.version ?? '0.1.0'),
+    drivers: { packet: !!onPacket, interval: !!onInterval },
+    interest: checkInterest(chef.interest ?? mod.interest),
+  };
+  // console.* goes to the kitchen's log (stdout is not wired to anything).
+  const toLog = (level) => (...args) => log(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '), level);
+  globalThis.console = { log: toLog('info'), info: toLog('info'), warn: toLog('warn'), error: toLog('error'), debug: toLog('debug') };
+
+  return {
+    describe() { return info; },
+    onPackets(packets, arena) {
+      const out = [];
+      if (!onPacket) return out;
+      for (let i = 0; i < packets.length; i++) {
+        const p = new Packet(packets[i], arena);
+        if (catchErrors) {
+          try {
+            const v = onPacket(p);
+            if (v === undefined || v === null) continue;
+            out.push({ packetIndex: i, payload: JSON.stringify(v) });
+          } catch (e) {
+            log(`Error invoking packet handler for chef ${name}: ${errText(e)}`, 'error');
+          }
+        } else {
+          const v = onPacket(p);
+          if (v !== undefined && v !== null) out.push({ packetIndex: i, payload: JSON.stringify(v) });
+        }
+      }
+      return out;
+    },
+    onInterval(nowNs, intervalNs) {
+      if (!onInterval) return [];
+      if (catchErrors) {
+        try {
+          const v = onInterval(Number(intervalNs) / 1e9, Number(nowNs) / 1e9);
+          return v === undefined || v === null ? [] : [JSON.stringify(v)];
+        } catch (e) {
+          log(`Error invoking interval handler for chef ${name}: ${errText(e)}`, 'error');
+          return [];
+        }
+      }
+      const v = onInterval(Number(intervalNs) / 1e9, Number(nowNs) / 1e9);
+      return v === undefined || v === null ? [] : [JSON.stringify(v)];
+    },
+  };
+}

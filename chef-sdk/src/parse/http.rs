@@ -1,0 +1,134 @@
+//! HTTP/1.x requests: the request line and headers, parsed by [`httparse`].
+//!
+//! Works on the first TCP segment of a request. A request whose headers continue in a
+//! later segment still yields the request line and the headers that did arrive.
+
+pub use httparse;
+
+/// Headers examined per request; more than this and the rest are ignored.
+pub const MAX_HEADERS: usize = 48;
+
+/// An HTTP/1.x request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// Method (`GET`, `POST`, ...).
+    pub method: &'a str,
+    /// Request target as sent (`/index.html?q=1`, or absolute form through a proxy).
+    pub path: &'a str,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    /// `Host` header.
+    pub host: Option<&'a str>,
+    /// `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// Whether the head was complete (ended with an empty line) in these bytes.
+    pub complete: bool,
+}
+
+/// Methods we accept as the start of a request (a cheap pre-check before parsing).
+const METHODS: &[&[u8]] = &[
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+    b"PROPFIND ",
+    b"PROPPATCH ",
+    b"MKCOL ",
+    b"COPY ",
+    b"MOVE ",
+    b"LOCK ",
+    b"UNLOCK ",
+];
+
+/// Whether `payload` starts with a known HTTP method and a space.
+#[inline]
+pub fn looks_like_request(payload: &[u8]) -> bool {
+    METHODS.iter().any(|m| payload.starts_with(m))
+}
+
+fn header_str(value: &[u8]) -> Option<&str> {
+    std::str::from_utf8(value).ok().map(str::trim)
+}
+
+/// Parses the request head at the start of `payload`; `None` if it is not an HTTP/1.x
+/// request (or the request line itself is incomplete).
+pub fn request(payload: &[u8]) -> Option<Request<'_>> {
+    if !looks_like_request(payload) {
+        return None;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let complete = match req.parse(payload) {
+        Ok(httparse::Status::Complete(_)) => true,
+        Ok(httparse::Status::Partial) => false,
+        // Too many headers: the request line and the first MAX_HEADERS are still good,
+        // but httparse does not report them; treat it as not parsed.
+        Err(_) => return None,
+    };
+    let (method, path, version) = (req.method?, req.path?, req.version?);
+    let mut host = None;
+    let mut user_agent = None;
+    // On a partial parse the unfilled slots keep an empty name: stop there.
+    for h in req.headers.iter().take_while(|h| !h.name.is_empty()) {
+        if host.is_none() && h.name.eq_ignore_ascii_case("host") {
+            host = header_str(h.value);
+        } else if user_agent.is_none() && h.name.eq_ignore_ascii_case("user-agent") {
+            user_agent = header_str(h.value);
+        }
+    }
+    Some(Request {
+        method,
+        path,
+        version,
+        host,
+        user_agent,
+        complete,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GET: &[u8] =
+        b"GET /menu?x=1 HTTP/1.1\r\nHost: dumpling.test:8080\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\n\r\n";
+
+    #[test]
+    fn reads_request_line_host_and_agent() {
+        let r = request(GET).expect("a request");
+        assert_eq!((r.method, r.path, r.version), ("GET", "/menu?x=1", 1));
+        assert_eq!(r.host, Some("dumpling.test:8080"));
+        assert_eq!(r.user_agent, Some("curl/8.5"));
+        assert!(r.complete);
+    }
+
+    #[test]
+    fn partial_heads_keep_what_arrived() {
+        let cut = &GET[..GET.len() - 20];
+        let r = request(cut).expect("request line complete");
+        assert!(!r.complete);
+        assert_eq!(r.host, Some("dumpling.test:8080"));
+        assert_eq!(request(b"GET /only-the-start"), None, "no version yet");
+        for n in 0..GET.len() {
+            let _ = request(&GET[..n]);
+        }
+    }
+
+    #[test]
+    fn rejects_non_requests_and_garbage() {
+        assert_eq!(request(b"HTTP/1.1 200 OK\r\n\r\n"), None);
+        assert_eq!(request(b"\x16\x03\x01\x02\x00"), None);
+        assert_eq!(request(b"GET \x00\xff HTTP/1.1\r\n\r\n"), None);
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..100 {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(request(&many), None, "more than MAX_HEADERS headers");
+    }
+}

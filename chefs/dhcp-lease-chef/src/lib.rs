@@ -1,0 +1,329 @@
+//! `DHCPLeaseChef`: which devices got which IPv4 address, from DHCP.
+//!
+//! Drivers: packet and interval. Interest: UDP ports 67 and 68.
+//!
+//! Packet payload, one per DHCP ACK (a lease granted or renewed), NAK, RELEASE or
+//! DECLINE:
+//!
+//! ```json
+//! {"dhcp": {"event": "ack", "client_hw": "02:00:00:00:00:07", "ip": "192.168.1.50",
+//!           "hostname": "oven", "server": "192.168.1.1", "lease_seconds": 3600,
+//!           "router": "192.168.1.1", "subnet_mask": "255.255.255.0",
+//!           "dns_servers": ["1.1.1.1"], "time": 1795739862.5}}
+//! ```
+//!
+//! `event` is `ack`, `nak`, `release` or `decline`; `ip` is the leased address (ACK),
+//! the released one (RELEASE: `ciaddr`), the declined one (DECLINE: requested address)
+//! or `null` (NAK). `hostname` comes from the ACK or, since servers often omit it, from
+//! the client's earlier DISCOVER/REQUEST. Absent options are `null` (`dns_servers`: `[]`).
+//!
+//! Interval payload, every poke (`{}` when none), the current leases by client MAC,
+//! expired ones dropped (by the kitchen's clock, i.e. capture time when replaying):
+//!
+//! ```json
+//! {"leases": {"02:00:00:00:00:07": {"ip": "192.168.1.50", "hostname": "oven",
+//!                                   "expires": 1795743462.5}}}
+//! ```
+//!
+//! (`expires` is `null` for an infinite or unknown lease time.)
+//!
+//! State bound: at most [`MAX_LEASES`] leases and [`MAX_HOSTNAMES`] remembered client
+//! host names (least recently seen evicted). DHCPv6 is not decoded.
+
+use std::net::Ipv4Addr;
+
+use chef_sdk::bounded::BoundedMap;
+use chef_sdk::parse::dhcp::{self, MessageType};
+use chef_sdk::{
+    Chef, ChefInfo, Drivers, Dumplings, Interest, Mac, Packet, Tick, Timestamp, TransportProtocol,
+};
+use serde::Serialize;
+
+/// Leases remembered.
+pub const MAX_LEASES: usize = 4096;
+/// Client host names remembered from requests.
+pub const MAX_HOSTNAMES: usize = 4096;
+/// Longest host name kept (bytes).
+const MAX_HOSTNAME_LEN: usize = 255;
+
+/// Packet payload: `{"dhcp": {...}}`.
+#[derive(Debug, Serialize)]
+pub struct DhcpDumpling {
+    /// The event.
+    pub dhcp: Event,
+}
+
+/// One DHCP event.
+#[derive(Debug, Serialize)]
+pub struct Event {
+    /// `ack`, `nak`, `release`, `decline`.
+    pub event: &'static str,
+    /// Client hardware address.
+    pub client_hw: Option<Mac>,
+    /// Address concerned.
+    pub ip: Option<Ipv4Addr>,
+    /// Client host name.
+    pub hostname: Option<String>,
+    /// DHCP server (option 54).
+    pub server: Option<Ipv4Addr>,
+    /// Lease time in seconds (option 51).
+    pub lease_seconds: Option<u32>,
+    /// First router (option 3).
+    pub router: Option<Ipv4Addr>,
+    /// Subnet mask (option 1).
+    pub subnet_mask: Option<Ipv4Addr>,
+    /// DNS servers (option 6).
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Capture time.
+    pub time: Timestamp,
+}
+
+/// A current lease.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lease {
+    /// Leased address.
+    pub ip: Ipv4Addr,
+    /// Client host name, if known.
+    pub hostname: Option<String>,
+    /// When it runs out, if finite.
+    pub expires: Option<Timestamp>,
+}
+
+/// Interval payload.
+#[derive(Serialize)]
+pub struct Leases<'a> {
+    /// Client MAC → lease.
+    pub leases: &'a BoundedMap<Mac, Lease>,
+}
+
+/// The chef: current leases and the host names clients asked with.
+pub struct DhcpLeaseChef {
+    leases: BoundedMap<Mac, Lease>,
+    hostnames: BoundedMap<Mac, String>,
+}
+
+impl Default for DhcpLeaseChef {
+    fn default() -> Self {
+        DhcpLeaseChef {
+            leases: BoundedMap::new(MAX_LEASES),
+            hostnames: BoundedMap::new(MAX_HOSTNAMES),
+        }
+    }
+}
+
+fn bounded_name(s: &str) -> String {
+    let mut end = s.len().min(MAX_HOSTNAME_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+impl DhcpLeaseChef {
+    /// The dumpling for one packet, if it is a DHCP ACK, NAK, RELEASE or DECLINE.
+    pub fn handle(&mut self, packet: &Packet<'_>) -> Option<DhcpDumpling> {
+        let msg = dhcp::parse(packet.payload())?;
+        let kind = msg.message_type()?;
+        let time = packet.timestamp();
+        let mac = msg.client_mac;
+        if let (Some(mac), Some(name)) = (mac, msg.hostname()) {
+            if matches!(
+                kind,
+                MessageType::Discover | MessageType::Request | MessageType::Inform
+            ) {
+                self.hostnames.insert(mac, bounded_name(name));
+            }
+        }
+        let hostname = msg
+            .hostname()
+            .map(bounded_name)
+            .or_else(|| mac.and_then(|m| self.hostnames.get(&m).cloned()));
+        let ip = match kind {
+            MessageType::Ack => Some(msg.your_ip).filter(|ip| !ip.is_unspecified()),
+            MessageType::Release => Some(msg.client_ip),
+            MessageType::Decline => msg.requested_ip(),
+            MessageType::Nak => None,
+            _ => return None,
+        };
+        if let Some(mac) = mac {
+            match (kind, ip) {
+                (MessageType::Ack, Some(ip)) => {
+                    let expires = msg.lease_seconds().filter(|s| *s != u32::MAX).map(|s| {
+                        Timestamp::from_nanos(
+                            time.as_nanos().saturating_add(u64::from(s) * 1_000_000_000),
+                        )
+                    });
+                    self.leases.insert(
+                        mac,
+                        Lease {
+                            ip,
+                            hostname: hostname.clone(),
+                            expires,
+                        },
+                    );
+                }
+                (MessageType::Release | MessageType::Nak | MessageType::Decline, _) => {
+                    self.leases.remove(&mac);
+                }
+                _ => {}
+            }
+        }
+        Some(DhcpDumpling {
+            dhcp: Event {
+                event: kind.name(),
+                client_hw: mac,
+                ip,
+                hostname,
+                server: msg.server_id(),
+                lease_seconds: msg.lease_seconds(),
+                router: msg.router(),
+                subnet_mask: msg.subnet_mask(),
+                dns_servers: msg.dns_servers(),
+                time,
+            },
+        })
+    }
+
+    /// Drops expired leases and returns the interval payload.
+    pub fn current(&mut self, now: Timestamp) -> Leases<'_> {
+        let expired: Vec<Mac> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.expires.is_some_and(|e| e <= now))
+            .map(|(m, _)| *m)
+            .collect();
+        for m in expired {
+            self.leases.remove(&m);
+        }
+        Leases {
+            leases: &self.leases,
+        }
+    }
+}
+
+impl Chef for DhcpLeaseChef {
+    fn info() -> ChefInfo {
+        ChefInfo::new(
+            "DHCPLeaseChef",
+            "DHCP leases granted, refused and released; every poke, the current leases",
+        )
+        .drivers(Drivers::PACKET | Drivers::INTERVAL)
+        .interest(
+            Interest::ANY
+                .transport(&[TransportProtocol::Udp])
+                .ports(&[67, 68]),
+        )
+    }
+
+    fn on_packet(&mut self, packet: &Packet<'_>) -> impl Dumplings {
+        self.handle(packet)
+    }
+
+    fn on_interval(&mut self, tick: Tick) -> impl Dumplings {
+        Some(self.current(tick.now))
+    }
+}
+
+chef_sdk::export_chef!(DhcpLeaseChef);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chef_sdk::testing::{frames, poke_raw, Batch};
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
+
+    fn dhcp(op: u8, kind: u8, yiaddr: [u8; 4], ciaddr: [u8; 4], opts: &[u8]) -> Vec<u8> {
+        let mut m = vec![0u8; 236];
+        m[0] = op;
+        m[1] = 1;
+        m[2] = 6;
+        m[12..16].copy_from_slice(&ciaddr);
+        m[16..20].copy_from_slice(&yiaddr);
+        m[28..34].copy_from_slice(&MAC);
+        m.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
+        m.extend_from_slice(opts);
+        m.push(255);
+        m
+    }
+
+    #[test]
+    fn request_ack_release_cycle() {
+        let mut b = Batch::default();
+        let s = 1_000_000_000u64;
+        let request = dhcp(
+            1,
+            3,
+            [0; 4],
+            [0; 4],
+            &[12, 4, b'o', b'v', b'e', b'n', 50, 4, 192, 168, 1, 50],
+        );
+        b.push_ethernet(10 * s, &frames::udp4([0; 4], [255; 4], 68, 67, &request));
+        let ack = dhcp(
+            2,
+            5,
+            [192, 168, 1, 50],
+            [0; 4],
+            &[54, 4, 192, 168, 1, 1, 51, 4, 0, 0, 0, 60, 6, 4, 9, 9, 9, 9],
+        );
+        b.push_ethernet(
+            11 * s,
+            &frames::udp4([192, 168, 1, 1], [192, 168, 1, 50], 67, 68, &ack),
+        );
+        let mut chef = DhcpLeaseChef::default();
+        let out = b.feed(&mut chef);
+        assert_eq!(out.len(), 1, "the request makes no dumpling");
+        let d = &out[0].1["dhcp"];
+        assert_eq!(d["event"], "ack");
+        assert_eq!(d["client_hw"], "02:00:00:00:00:07");
+        assert_eq!(d["ip"], "192.168.1.50");
+        assert_eq!(d["hostname"], "oven", "remembered from the request");
+        assert_eq!(d["lease_seconds"], 60);
+        assert_eq!(d["dns_servers"], serde_json::json!(["9.9.9.9"]));
+        assert!(d["router"].is_null());
+        assert_eq!(
+            poke_raw(&mut chef, 12 * s),
+            [
+                r#"{"leases":{"02:00:00:00:00:07":{"ip":"192.168.1.50","hostname":"oven","expires":71.0}}}"#
+            ]
+        );
+        assert_eq!(poke_raw(&mut chef, 71 * s), [r#"{"leases":{}}"#], "expired");
+
+        let mut b2 = Batch::default();
+        b2.push_ethernet(
+            80 * s,
+            &frames::udp4([192, 168, 1, 1], [192, 168, 1, 50], 67, 68, &ack),
+        );
+        let release = dhcp(1, 7, [0; 4], [192, 168, 1, 50], &[]);
+        b2.push_ethernet(
+            90 * s,
+            &frames::udp4([192, 168, 1, 50], [192, 168, 1, 1], 68, 67, &release),
+        );
+        let out = b2.feed(&mut chef);
+        assert_eq!(out[1].1["dhcp"]["event"], "release");
+        assert_eq!(out[1].1["dhcp"]["ip"], "192.168.1.50");
+        assert_eq!(poke_raw(&mut chef, 91 * s), [r#"{"leases":{}}"#]);
+    }
+
+    #[test]
+    fn real_dhcp_capture() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/pcaps/arkime__wireshark-dhcp.pcap"
+        );
+        let bytes = std::fs::read(path).expect("the team's pcap corpus beside the repository");
+        let batch = Batch::from_pcap(&bytes).expect("pcap");
+        let mut chef = DhcpLeaseChef::default();
+        let out = batch.feed(&mut chef);
+        assert!(!out.is_empty(), "the capture holds a DHCP ACK");
+        assert!(out
+            .iter()
+            .any(|(_, v)| v["dhcp"]["event"] == "ack" && v["dhcp"]["ip"].is_string()));
+    }
+
+    #[test]
+    fn survives_the_corpus() {
+        // Every capture of the team's pcap corpus: no panic, only valid JSON.
+        assert!(chef_sdk::testing::sweep_corpus::<DhcpLeaseChef>() > 10_000);
+    }
+}

@@ -1,0 +1,124 @@
+//! `nd-hubdetails`: print one `SystemStatusChef` payload and exit (close 4102).
+//!
+//! Our hub sends the current status to every new eater at once, so this answers at once;
+//! against the original hub it waits up to its status period. Exit status 0 on success,
+//! 1 when the hub cannot be reached after a few tries (or refuses us), 2 for usage errors.
+
+use std::io::Write;
+
+use clap::Parser;
+use eater::{EaterConfig, Event, Filter};
+use eaters::format::{colorize_json, python_pretty};
+use eaters::Flow;
+
+/// nd-hubdetails: print the hub's status details once.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nd-hubdetails",
+    version,
+    about,
+    disable_help_flag = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Hub eater address.
+    #[arg(
+        short = 'h',
+        long,
+        value_name = "HOST:PORT",
+        default_value = "localhost:11348"
+    )]
+    hub: String,
+    /// Name sent to the hub.
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "EATER_NAME",
+        default_value = "detailseater"
+    )]
+    eater_name: String,
+    /// Colour output (default: only on a terminal).
+    #[arg(long, overrides_with = "no_color")]
+    color: bool,
+    /// No colour.
+    #[arg(long)]
+    no_color: bool,
+    /// Connection attempts before giving up.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retries: u32,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let mut config = EaterConfig::new(cli.hub.clone(), cli.eater_name.clone());
+    config.filter = Filter {
+        chefs: vec![dumpling::SYSTEM_STATUS_CHEF.into()],
+        ..Filter::default()
+    };
+    config.reconnect.max_attempts = Some(cli.retries);
+    let mut eater = match eater::Eater::new(config) {
+        Ok(eater) => eater,
+        Err(error) => {
+            eprintln!("{}: {error}", cli.eater_name);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let color = eaters::use_color(cli.color, cli.no_color);
+    let runtime = match eaters::runtime() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("{}: cannot start runtime: {error}", cli.eater_name);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let stdout = std::io::stdout();
+    let outcome = runtime.block_on(eaters::eat(&mut eater, |event| {
+        let mut out = stdout.lock();
+        match event {
+            Event::Connected {
+                uri,
+                reconnected: false,
+            } => {
+                let _ = write!(
+                    out,
+                    "Connected to nd-hub at {uri}\nWaiting for a SystemStatus dumpling...\n"
+                );
+                let _ = out.flush();
+                Flow::Continue
+            }
+            Event::Dumpling(received) => {
+                let text = python_pretty(&received.dumpling.payload);
+                let text = if color { colorize_json(&text) } else { text };
+                let _ = write!(out, "\n{text}\n\n");
+                let _ = out.flush();
+                Flow::Full
+            }
+            _ => Flow::Continue,
+        }
+    }));
+    outcome.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["nd-hubdetails", "-h", "h:1", "-n", "x", "--no-color"]).unwrap();
+        assert_eq!(
+            (cli.hub.as_str(), cli.eater_name.as_str(), cli.no_color),
+            ("h:1", "x", true)
+        );
+        assert_eq!(
+            Cli::try_parse_from(["nd-hubdetails"]).unwrap().eater_name,
+            "detailseater"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! `nd-hubstatus`: a one-line live monitor of the hub, redrawn with a carriage return on
+//! every `SystemStatusChef` dumpling (the original's format). Runs until Ctrl-C (close
+//! 4101, exit 0); reconnects when the hub goes away; exit 1 when the hub refuses us.
+
+use std::io::Write;
+
+use clap::Parser;
+use eater::{EaterConfig, Event, Filter};
+use eaters::format::{hms, BOLD, RESET};
+use eaters::Flow;
+
+/// nd-hubstatus: show the hub's status on one live line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nd-hubstatus",
+    version,
+    about,
+    disable_help_flag = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Hub eater address.
+    #[arg(
+        short = 'h',
+        long,
+        value_name = "HOST:PORT",
+        default_value = "localhost:11348"
+    )]
+    hub: String,
+    /// Name sent to the hub.
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "EATER_NAME",
+        default_value = "statuseater"
+    )]
+    eater_name: String,
+    /// Colour output (default: only on a terminal).
+    #[arg(long, overrides_with = "no_color")]
+    color: bool,
+    /// No colour.
+    #[arg(long)]
+    no_color: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// The status line, without the leading carriage return.
+fn status_line(now: &str, status: &dumpling::SystemStatus, color: bool) -> String {
+    let (b, r) = if color { (BOLD, RESET) } else { ("", "") };
+    format!(
+        "{now}  uptime: {b}{}{r}  dumplings in: {b}{}{r}  out: {b}{}{r}  kitchens: {b}{}{r}  eaters: {b}{}{r} ",
+        hms(status.server_uptime),
+        status.total_dumplings_in,
+        status.total_dumplings_out,
+        status.dumpling_kitchen_count,
+        status.dumpling_eater_count,
+    )
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let mut config = EaterConfig::new(cli.hub.clone(), cli.eater_name.clone());
+    config.filter = Filter {
+        chefs: vec![dumpling::SYSTEM_STATUS_CHEF.into()],
+        ..Filter::default()
+    };
+    let mut eater = match eater::Eater::new(config) {
+        Ok(eater) => eater,
+        Err(error) => {
+            eprintln!("{}: {error}", cli.eater_name);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let color = eaters::use_color(cli.color, cli.no_color);
+    let runtime = match eaters::runtime() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("{}: cannot start runtime: {error}", cli.eater_name);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let stdout = std::io::stdout();
+    let outcome = runtime.block_on(eaters::eat(&mut eater, |event| {
+        let mut out = stdout.lock();
+        match event {
+            Event::Connected {
+                uri,
+                reconnected: false,
+            } => {
+                let _ = write!(out, "nd-hub status from {uri}\nWaiting for data... ");
+            }
+            Event::Disconnected { reason, .. } => {
+                let _ = writeln!(out, "\nLost connection to nd-hub: {reason}");
+            }
+            Event::Dumpling(received) => {
+                match serde_json::from_value::<dumpling::SystemStatus>(
+                    received.dumpling.payload.clone(),
+                ) {
+                    Ok(status) => {
+                        let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
+                        let _ = write!(out, "\r{}", status_line(&now, &status, color));
+                    }
+                    Err(error) => eprintln!("{}: bad status dumpling: {error}", cli.eater_name),
+                }
+            }
+            _ => {}
+        }
+        let _ = out.flush();
+        Flow::Continue
+    }));
+    outcome.exit_code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli_and_line_format() {
+        Cli::command().debug_assert();
+        assert_eq!(
+            Cli::try_parse_from(["nd-hubstatus"]).unwrap().eater_name,
+            "statuseater"
+        );
+        let status: dumpling::SystemStatus = serde_json::from_str(r#"{"total_dumplings_in": 2, "total_dumplings_out": 11, "server_uptime": 90.206168, "dumpling_kitchen_count": 1, "dumpling_eater_count": 3, "dumpling_kitchens": [], "dumpling_eaters": []}"#).unwrap();
+        assert_eq!(
+            status_line("2026-11-27 00:37:35", &status, false),
+            "2026-11-27 00:37:35  uptime: 00:01:30  dumplings in: 2  out: 11  kitchens: 1  eaters: 3 "
+        );
+        assert_eq!(
+            status_line("T", &status, true),
+            "T  uptime: \x1b[1m00:01:30\x1b[0m  dumplings in: \x1b[1m2\x1b[0m  out: \x1b[1m11\x1b[0m  kitchens: \x1b[1m1\x1b[0m  eaters: \x1b[1m3\x1b[0m "
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! `nd-print`: print every dumpling from the hub (the original's flags and format), or
+//! one JSON dumpling per line with `--json`.
+//!
+//! Exit status: 0 on Ctrl-C (close 4101) or when `--count` is reached (close 4102); 1 on
+//! errors that retrying cannot fix; 2 for usage errors. Reconnects when the hub goes away.
+
+use std::io::Write;
+
+use clap::Parser;
+use eater::{EaterConfig, Event, Filter};
+use eaters::format::{colorize_json, local_iso, python_pretty, BOLD, RESET};
+use eaters::Flow;
+
+/// nd-print: print dumplings from nd-hub.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nd-print",
+    version,
+    about,
+    disable_help_flag = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Hub eater address.
+    #[arg(
+        short = 'h',
+        long,
+        value_name = "HOST:PORT",
+        default_value = "localhost:11348"
+    )]
+    hub: String,
+    /// Only dumplings from this chef (repeatable).
+    #[arg(short = 'c', long = "chef", value_name = "CHEF_NAME")]
+    chefs: Vec<String>,
+    /// Only dumplings from this kitchen (repeatable; hides hub status dumplings).
+    #[arg(short = 'k', long = "kitchen", value_name = "KITCHEN_NAME")]
+    kitchens: Vec<String>,
+    /// Name sent to the hub.
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "EATER_NAME",
+        default_value = "printereater"
+    )]
+    eater_name: String,
+    /// Show interval-driven dumplings (default).
+    #[arg(long, overrides_with = "no_interval_dumplings")]
+    interval_dumplings: bool,
+    /// Hide interval-driven dumplings.
+    #[arg(long)]
+    no_interval_dumplings: bool,
+    /// Show packet-driven dumplings (default).
+    #[arg(long, overrides_with = "no_packet_dumplings")]
+    packet_dumplings: bool,
+    /// Hide packet-driven dumplings.
+    #[arg(long)]
+    no_packet_dumplings: bool,
+    /// Print the payload (default).
+    #[arg(long, overrides_with = "no_payload")]
+    payload: bool,
+    /// Do not print the payload.
+    #[arg(long)]
+    no_payload: bool,
+    /// Colour output (default: only on a terminal).
+    #[arg(long, overrides_with = "no_color")]
+    color: bool,
+    /// No colour.
+    #[arg(long)]
+    no_color: bool,
+    /// Print each dumpling as received, one JSON document per line (for jq).
+    #[arg(long)]
+    json: bool,
+    /// Exit after this many dumplings (closes with 4102).
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let mut config = EaterConfig::new(cli.hub.clone(), cli.eater_name.clone());
+    config.filter = Filter {
+        chefs: cli.chefs.clone(),
+        kitchens: cli.kitchens.clone(),
+        packet: !cli.no_packet_dumplings,
+        interval: !cli.no_interval_dumplings,
+    };
+    let mut eater = match eater::Eater::new(config) {
+        Ok(eater) => eater,
+        Err(error) => {
+            eprintln!("{}: {error}", cli.eater_name);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let color = eaters::use_color(cli.color, cli.no_color);
+    let runtime = match eaters::runtime() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("{}: cannot start runtime: {error}", cli.eater_name);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut eaten = 0u64;
+    let stdout = std::io::stdout();
+    let outcome = runtime.block_on(eaters::eat(&mut eater, |event| {
+        let mut out = stdout.lock();
+        match event {
+            Event::Connected {
+                uri,
+                reconnected: false,
+            } if !cli.json => {
+                let _ = write!(
+                    out,
+                    "Connected to nd-hub at {uri}\nWaiting for dumplings...\n\n"
+                );
+                let _ = out.flush();
+            }
+            Event::Dumpling(received) => {
+                if cli.json {
+                    if received.raw.contains('\n') {
+                        let _ = writeln!(
+                            out,
+                            "{}",
+                            serde_json::to_string(&received.dumpling).unwrap_or_default()
+                        );
+                    } else {
+                        let _ = writeln!(out, "{}", received.raw);
+                    }
+                } else {
+                    print_dumpling(&mut out, &received.dumpling, !cli.no_payload, color);
+                }
+                let _ = out.flush();
+                eaten += 1;
+                if cli.count.is_some_and(|n| eaten >= n) {
+                    return Flow::Full;
+                }
+            }
+            _ => {}
+        }
+        Flow::Continue
+    }));
+    outcome.exit_code()
+}
+
+fn print_dumpling(out: &mut impl Write, dumpling: &dumpling::Dumpling, payload: bool, color: bool) {
+    let meta = &dumpling.metadata;
+    let kitchen = meta.kitchen.as_deref().unwrap_or("None");
+    let driver = format!("[{:<8}]", meta.driver.as_str());
+    let when = local_iso(meta.creation_time);
+    if color {
+        let _ = writeln!(
+            out,
+            "{when} {driver} {BOLD}{}{RESET} from {BOLD}{kitchen}{RESET}",
+            meta.chef
+        );
+    } else {
+        let _ = writeln!(out, "{when} {driver} {} from {kitchen}", meta.chef);
+    }
+    if payload {
+        let text = python_pretty(&dumpling.payload);
+        let text = if color { colorize_json(&text) } else { text };
+        let _ = write!(out, "\n{text}\n\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn original_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "nd-print",
+            "-h",
+            "127.0.0.1:1",
+            "-c",
+            "A",
+            "-c",
+            "B",
+            "-k",
+            "k",
+            "-n",
+            "me",
+            "--no-interval-dumplings",
+            "--no-payload",
+            "--no-color",
+            "--count",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(cli.hub, "127.0.0.1:1");
+        assert_eq!(cli.chefs, ["A", "B"]);
+        assert_eq!(cli.kitchens, ["k"]);
+        assert_eq!(cli.eater_name, "me");
+        assert!(cli.no_interval_dumplings && !cli.no_packet_dumplings && cli.no_payload);
+        assert_eq!(cli.count, Some(3));
+        let cli = Cli::try_parse_from(["nd-print", "--no-packet-dumplings", "--packet-dumplings"])
+            .unwrap();
+        assert!(
+            !cli.no_packet_dumplings,
+            "the last of --packet-dumplings/--no-... wins"
+        );
+        let cli = Cli::try_parse_from(["nd-print"]).unwrap();
+        assert_eq!(cli.hub, "localhost:11348");
+        assert_eq!(cli.eater_name, "printereater");
+    }
+
+    #[test]
+    fn prints_the_original_format() {
+        let d: dumpling::Dumpling = serde_json::from_str(r#"{"metadata": {"chef": "DNSLookupChef", "kitchen": "default_kitchen", "creation_time": 1.5, "driver": "packet"}, "payload": {"lookup": {"hostname": "example.test", "when": 2.25}}}"#).unwrap();
+        let mut out = Vec::new();
+        print_dumpling(&mut out, &d, true, false);
+        let text = String::from_utf8(out).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.ends_with(".500000 [packet  ] DNSLookupChef from default_kitchen"),
+            "{first}"
+        );
+        assert!(text.ends_with("\n\n{\n    \"lookup\": {\n        \"hostname\": \"example.test\",\n        \"when\": 2.25\n    }\n}\n\n"), "{text}");
+    }
+}

@@ -1,0 +1,509 @@
+//! `nd-sniff`'s run: load chefs, open the packet source, dispatch, report, exit code.
+//!
+//! Exit status: 0 only for a clean end (end of file, Ctrl-C/SIGTERM, `--chef-list`);
+//! 1 for every failure (no valid chefs, unreadable or damaged file, lost dumplings, capture
+//! errors); 2 for usage errors (clap). The original exited 0 on most runtime failures.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use capture::{CaptureError, FileReader, LiveCapture, LiveConfig};
+use serde_json::json;
+
+use kitchen::chef_host::{ChefHost, LoadedChef};
+use kitchen::chefs;
+use kitchen::dispatch::{
+    wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
+};
+use kitchen::file_filter::FileFilter;
+use kitchen::hub_client::{HubClient, HubOptions, HubReport};
+use kitchen::output::{StdoutSink, Tee};
+
+use crate::cli::{Config, Source};
+
+/// How the run ended, for the exit status.
+pub enum Outcome {
+    /// Everything went as planned.
+    Clean,
+    /// The run finished but something was lost or damaged (already logged).
+    Failed,
+}
+
+/// Run `nd-sniff` with validated settings.
+pub fn run(config: Config) -> anyhow::Result<Outcome> {
+    let k = config.kitchen_name.clone();
+    // First thing, so a signal during chef loading also ends the run cleanly.
+    let stop = install_signal_handlers()?;
+    let host = ChefHost::new(config.limits.clone(), config.cache.clone())
+        .context("cannot start the chef host")?;
+    let found = chefs::discover(&host, config.builtin_chefs, config.chef_dir.as_deref())?;
+
+    if config.chef_list {
+        print_chef_list(&found);
+        return Ok(Outcome::Clean);
+    }
+
+    tracing::info!("{k}: Starting network sniffer");
+    match &config.source {
+        Source::File(p) => tracing::info!("{k}: Reading packets from {}", p.display()),
+        Source::Live(_) => tracing::info!("{k}: Interface: {}", config.interface_text),
+    }
+    tracing::info!(
+        "{k}: Requested chefs: {}",
+        if config.chefs.is_empty() {
+            "all".to_owned()
+        } else {
+            config.chefs.join(", ")
+        }
+    );
+    tracing::info!(
+        "{k}: Filter: {}",
+        config.filter.as_deref().unwrap_or("<all packets>")
+    );
+    tracing::info!(
+        "{k}: Chef poke interval (secs): {}",
+        config.poke_interval_secs
+    );
+
+    let loaded = chefs::loaded(found);
+    let (selected, missing) = chefs::select(loaded, &config.chefs);
+    for name in missing {
+        tracing::warn!("{k}: Chef {name} not found");
+    }
+    if selected.is_empty() {
+        bail!("{k}: No valid chefs found. Not starting sniffer.");
+    }
+    let slots: Vec<ChefSlot> = selected.into_iter().map(slot).collect();
+    let mut qualified: Vec<String> = slots.iter().map(|s| s.qualified_name.clone()).collect();
+    qualified.sort();
+    for q in &qualified {
+        tracing::info!("{k}: Registering {q} with kitchen");
+    }
+
+    let mode = match config.source {
+        Source::File(_) => ClockMode::Replay,
+        Source::Live(_) => ClockMode::Live,
+    };
+
+    // Outputs: stdout and/or the hub.
+    let mut tee = Tee::new();
+    if config.stdout {
+        tee.push(Box::new(StdoutSink::new(mode == ClockMode::Live)));
+    }
+    let hub = match &config.hub {
+        Some(addr) => {
+            let hello = hello(&config, &qualified);
+            let mut options = HubOptions::new(addr.clone(), hello.to_string());
+            options.block_when_full = mode == ClockMode::Replay;
+            tracing::info!("{k}: Connecting to the dumpling hub at ws://{addr}");
+            let client = Arc::new(Mutex::new(
+                HubClient::start(options).context("cannot start the hub client thread")?,
+            ));
+            tee.push(Box::new(SharedHub(client.clone())));
+            Some(client)
+        }
+        None => None,
+    };
+
+    let mut dispatcher =
+        Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
+    let started = Instant::now();
+    let result = match &config.source {
+        Source::File(path) => replay(&config, path, &mut dispatcher, &stop),
+        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop),
+    };
+    // Whatever happened, hand what we have to the outputs (the final poke included).
+    let finish = dispatcher.finish();
+    let elapsed = started.elapsed();
+    summary(&k, &dispatcher, elapsed);
+    let chef_failures: u64 = dispatcher
+        .chefs()
+        .iter()
+        .map(|s| s.chef.stats.traps + s.chef.stats.timeouts + s.chef.stats.memory_limits)
+        .sum();
+    drop(dispatcher); // flushes stdout
+
+    let mut outcome = Outcome::Clean;
+    if let Some(hub) = hub {
+        let report = match Arc::try_unwrap(hub) {
+            Ok(m) => m
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .finish(config.flush_timeout),
+            Err(_) => HubReport::default(),
+        };
+        tracing::info!(
+            sent = report.sent,
+            dropped = report.dropped,
+            unsent = report.unsent,
+            connections = report.connections,
+            "{k}: hub delivery"
+        );
+        if report.lost() > 0 {
+            tracing::error!(
+                "{k}: {} dumplings never reached the hub ({} dropped while it was unreachable, \
+                 {} still queued after the {:?} flush timeout)",
+                report.lost(),
+                report.dropped,
+                report.unsent,
+                config.flush_timeout
+            );
+            outcome = Outcome::Failed;
+        }
+    }
+    if chef_failures > 0 {
+        tracing::warn!("{k}: chefs failed {chef_failures} times during the run (see the summary)");
+    }
+    match (result, finish) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(SinkError::Closed)) | (Ok(RunEnd::OutputClosed), _) => Ok(outcome),
+        (Ok(_), Err(e)) => Err(e).context("writing dumplings"),
+        (Ok(RunEnd::Damaged), Ok(())) => Ok(Outcome::Failed),
+        (Ok(_), Ok(())) => Ok(outcome),
+    }
+}
+
+fn slot(chef: LoadedChef) -> ChefSlot {
+    ChefSlot {
+        matcher: InterestMatcher::new(&chef.description().interest),
+        qualified_name: chefs::qualified_name(&chef),
+        chef,
+    }
+}
+
+/// The hub client behind a mutex so `run` can take it back for the final flush.
+struct SharedHub(Arc<Mutex<HubClient>>);
+
+impl DumplingSink for SharedHub {
+    fn send(&mut self, chef: &str, json: String) -> Result<(), SinkError> {
+        let mut hub = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        hub.send(chef, json)
+    }
+}
+
+/// The kitchen hello (§3.3) plus our own keys.
+fn hello(config: &Config, chefs: &[String]) -> serde_json::Value {
+    let mut v = json!({
+        "kitchen_name": config.kitchen_name,
+        "interface": config.interface_text,
+        "filter": config.filter_text,
+        "chefs": chefs,
+        "poke_interval": config.poke_interval_secs,
+        "kitchen_software": format!("netdumplings-rs nd-sniff {}", env!("CARGO_PKG_VERSION")),
+        "source": match &config.source { Source::File(_) => "file", Source::Live(_) => "live" },
+    });
+    if let Source::File(p) = &config.source {
+        v["read_file"] = json!(p.display().to_string());
+    }
+    v
+}
+
+enum RunEnd {
+    /// Input ended or a signal asked to stop.
+    Done,
+    /// The file was damaged part-way (packets before the damage were processed).
+    Damaged,
+    /// The output (stdout) was closed by its reader.
+    OutputClosed,
+}
+
+fn replay(
+    config: &Config,
+    path: &std::path::Path,
+    d: &mut Dispatcher,
+    stop: &AtomicBool,
+) -> anyhow::Result<RunEnd> {
+    let k = &config.kitchen_name;
+    let mut reader =
+        FileReader::open(path).with_context(|| format!("cannot replay {}", path.display()))?;
+    let mut filter = match &config.filter {
+        Some(f) => Some(FileFilter::new(f)?),
+        None => None,
+    };
+    let started = Instant::now();
+    let mut last_progress = started;
+    let mut passed: u64 = 0;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            tracing::warn!("{k}: Caught a signal; stopping the replay");
+            return Ok(RunEnd::Done);
+        }
+        let record = match reader.next_packet() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e @ CaptureError::Damaged { .. }) => {
+                tracing::error!("{k}: {e}; the packets before the damage were processed");
+                return Ok(RunEnd::Damaged);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", path.display()));
+            }
+        };
+        if let Some(f) = filter.as_mut() {
+            if !f.matches(&record) {
+                continue;
+            }
+        }
+        passed += 1;
+        match d.push(&record) {
+            Ok(()) => {}
+            Err(SinkError::Closed) => return Ok(RunEnd::OutputClosed),
+            Err(e) => return Err(e).context("writing dumplings"),
+        }
+        if passed.is_multiple_of(16_384) && last_progress.elapsed() >= Duration::from_secs(5) {
+            last_progress = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                "{k}: replay progress: {} packets read, {} passed the filter, {:.0} packets/s, {} dumplings",
+                reader.packets_read(),
+                passed,
+                reader.packets_read() as f64 / secs,
+                d.stats().dumplings
+            );
+        }
+    }
+    tracing::info!(
+        "{k}: end of {}: {} packets read, {} passed the filter",
+        path.display(),
+        reader.packets_read(),
+        passed
+    );
+    Ok(RunEnd::Done)
+}
+
+fn live(
+    config: &Config,
+    interfaces: &[String],
+    d: &mut Dispatcher,
+    stop: &AtomicBool,
+) -> anyhow::Result<RunEnd> {
+    let k = &config.kitchen_name;
+    let mut lc = LiveConfig::new(interfaces.iter().cloned());
+    lc.filter = config.filter.clone();
+    let capture = LiveCapture::start(lc)
+        .with_context(|| format!("cannot capture on {}", interfaces.join(", ")))?;
+    tracing::info!("{k}: Sniffing started");
+    d.start_live(wall_ns()).map_err(sink_err)?;
+    // Live batches are flushed when the queue goes quiet or after this long, so dumplings
+    // are not held back waiting for 256 packets on a quiet network.
+    const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
+    let mut batch_started: Option<Instant> = None;
+    let end = loop {
+        if stop.load(Ordering::Relaxed) {
+            tracing::warn!("{k}: Caught a signal; exiting.");
+            break RunEnd::Done;
+        }
+        let now = wall_ns();
+        let until_poke = d.next_poke_ns().map_or(Duration::from_millis(100), |t| {
+            Duration::from_nanos(t.saturating_sub(now))
+        });
+        let wait = until_poke.min(MAX_BATCH_AGE);
+        match capture.recv_timeout(wait) {
+            Ok(Some(p)) => {
+                match d.push(&p.as_record()) {
+                    Ok(()) => {}
+                    Err(SinkError::Closed) => break RunEnd::OutputClosed,
+                    Err(e) => return Err(e).context("writing dumplings"),
+                }
+                if d.pending() > 0 {
+                    batch_started.get_or_insert_with(Instant::now);
+                } else {
+                    batch_started = None;
+                }
+                if batch_started.is_some_and(|t| t.elapsed() >= MAX_BATCH_AGE) {
+                    d.flush().map_err(sink_err)?;
+                    batch_started = None;
+                }
+            }
+            Ok(None) => {
+                d.flush().map_err(sink_err)?;
+                batch_started = None;
+            }
+            Err(CaptureError::Closed) => {
+                tracing::info!("{k}: capture ended");
+                break RunEnd::Done;
+            }
+            Err(e) => {
+                capture.stop();
+                return Err(e).context("live capture failed");
+            }
+        }
+        match d.advance_clock(wall_ns()) {
+            Ok(()) => {}
+            Err(SinkError::Closed) => break RunEnd::OutputClosed,
+            Err(e) => return Err(e).context("writing dumplings"),
+        }
+    };
+    capture.stop();
+    let stats = capture.stats();
+    tracing::info!(
+        received = stats.received,
+        dropped = stats.total_dropped(),
+        kernel_dropped = stats.kernel_dropped,
+        queue_dropped = stats.queue_dropped,
+        "{k}: capture statistics"
+    );
+    Ok(end)
+}
+
+fn sink_err(e: SinkError) -> anyhow::Error {
+    anyhow::Error::new(e).context("writing dumplings")
+}
+
+/// SIGINT/SIGTERM set the returned flag (the loops stop, the final poke and flush run);
+/// a second signal exits at once with 130.
+fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal thread")?;
+    std::thread::Builder::new()
+        .name("nd-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                #[cfg(unix)]
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                loop {
+                    #[cfg(unix)]
+                    let got = async {
+                        match term.as_mut() {
+                            Some(t) => {
+                                t.recv().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    #[cfg(not(unix))]
+                    let got = std::future::pending::<()>();
+                    tokio::select! {
+                        r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
+                        _ = got => {}
+                    }
+                    if flag.swap(true, Ordering::SeqCst) {
+                        eprintln!("nd-sniff: second signal; exiting now");
+                        std::process::exit(130);
+                    }
+                }
+            });
+        })
+        .context("cannot start the signal thread")?;
+    Ok(stop)
+}
+
+fn print_chef_list(found: &[chefs::FoundChef]) {
+    use std::fmt::Write as _;
+    let mut out = String::from("\n");
+    for f in found {
+        match &f.result {
+            Ok(c) => {
+                let d = c.description();
+                let _ = writeln!(out, "{}", d.name);
+                let _ = writeln!(out, "  version:  {}", d.version);
+                let _ = writeln!(out, "  drivers:  {}", d.drivers);
+                let _ = writeln!(out, "  interest: {}", interest_text(&d.interest));
+                let _ = writeln!(out, "  source:   {}", c.source());
+                if !d.description.is_empty() {
+                    let _ = writeln!(out, "  about:    {}", d.description);
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{}", f.source);
+                let _ = writeln!(out, "  error loading chef: {e}");
+            }
+        }
+        out.push('\n');
+    }
+    if found.is_empty() {
+        out.push_str("(no chefs found)\n\n");
+    }
+    print!("{out}");
+}
+
+fn interest_text(i: &kitchen::chef_host::bindings::Interest) -> String {
+    use kitchen::chef_host::bindings::{NetworkProtocol as N, TransportProtocol as T};
+    let join = |v: Vec<&str>| format!("[{}]", v.join(","));
+    let mut parts = Vec::new();
+    if !i.link_types.is_empty() {
+        parts.push(format!("link-types={:?}", i.link_types));
+    }
+    if !i.network.is_empty() {
+        let names = i
+            .network
+            .iter()
+            .map(|n| match n {
+                N::Arp => "arp",
+                N::Ipv4 => "ipv4",
+                N::Ipv6 => "ipv6",
+                N::Other => "other",
+            })
+            .collect();
+        parts.push(format!("network={}", join(names)));
+    }
+    if !i.transport.is_empty() {
+        let names = i
+            .transport
+            .iter()
+            .map(|t| match t {
+                T::Tcp => "tcp",
+                T::Udp => "udp",
+                T::Icmpv4 => "icmpv4",
+                T::Icmpv6 => "icmpv6",
+            })
+            .collect();
+        parts.push(format!("transport={}", join(names)));
+    }
+    if !i.ports.is_empty() {
+        parts.push(format!("ports={:?}", i.ports));
+    }
+    if parts.is_empty() {
+        "every packet".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn summary(k: &str, d: &Dispatcher, elapsed: Duration) {
+    let s = d.stats();
+    tracing::info!(
+        "{k}: summary: {} packets in {:.2?} ({:.0} packets/s), {} batches, {} pokes, {} dumplings",
+        s.packets,
+        elapsed,
+        s.packets as f64 / elapsed.as_secs_f64().max(1e-9),
+        s.batches,
+        s.pokes,
+        s.dumplings
+    );
+    for slot in d.chefs() {
+        let c = &slot.chef;
+        let st = &c.stats;
+        let per_packet = if st.packets > 0 {
+            format!("{:.0} ns/packet", st.busy_ns as f64 / st.packets as f64)
+        } else {
+            "-".to_owned()
+        };
+        tracing::info!(
+            "{k}: chef {}: {} packet calls ({} packets), {} interval calls, {} dumplings, \
+             {} invalid, {} oversize, {} over cap, {} traps, {} timeouts, {} memory, {} restarts{}, \
+             {:.1} ms in chef ({per_packet})",
+            c.name(),
+            st.packet_calls,
+            st.packets,
+            st.interval_calls,
+            st.dumplings,
+            st.invalid,
+            st.oversize,
+            st.over_cap,
+            st.traps,
+            st.timeouts,
+            st.memory_limits,
+            st.restarts,
+            if c.is_quarantined() { ", QUARANTINED" } else { "" },
+            st.busy_ns as f64 / 1e6,
+        );
+    }
+}

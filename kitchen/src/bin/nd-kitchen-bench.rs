@@ -1,0 +1,378 @@
+//! Replay throughput of the kitchen against a minimal reader, in the same run.
+//!
+//! Run with:
+//! ```text
+//! cargo run --release --bin nd-kitchen-bench -- [FILE] [--rounds N]
+//! ```
+//! Without FILE (or with `--build-corpus`), it first writes `target/bench/big.pcap`: every
+//! Ethernet frame of at most 1518 bytes from the legacy-pcap and pcapng captures in
+//! `$ND_SHARED_PCAPS` (default `<workspace>/../shared/pcaps`), concatenated and repeated
+//! until it holds at least `--min-packets` (default 1 000 000) packets.
+//!
+//! Variants, interleaved round-robin (load drift hits all of them equally), medians
+//! printed with ratios:
+//! * `minimal`: the same `capture::FileReader` + etherparse `SlicedPacket` + a protocol
+//!   counter (the baseline of `shared/docs/packet-notes.md` §2);
+//! * `kitchen/0 chefs`: reader + WIT-record parsing + batching, no chef;
+//! * `kitchen/noop`: plus one no-op chef interested in every packet;
+//! * `kitchen/samples`: plus the three built-in sample chefs (ARP, DNS, packet count).
+//!
+//! Targets (issue #2): samples ≥ 50 % of minimal's packets/s; per-chef overhead below
+//! 150 ns/packet amortized.
+
+#[path = "../fixtures_build.rs"]
+mod fixtures_build;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use capture::FileReader;
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+use kitchen::builtin::BUILTIN_CHEFS;
+use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, ChefSource, LoadedChef};
+use kitchen::dispatch::{
+    ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
+};
+
+struct Args {
+    file: Option<PathBuf>,
+    rounds: usize,
+    min_packets: u64,
+    build_corpus: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        file: None,
+        rounds: 5,
+        min_packets: 1_000_000,
+        build_corpus: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--rounds" => a.rounds = it.next().context("--rounds N")?.parse()?,
+            "--min-packets" => a.min_packets = it.next().context("--min-packets N")?.parse()?,
+            "--build-corpus" => a.build_corpus = true,
+            "--help" | "-h" => {
+                println!("usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]");
+                std::process::exit(0);
+            }
+            f if !f.starts_with('-') => a.file = Some(PathBuf::from(f)),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if a.rounds == 0 {
+        bail!("--rounds must be > 0");
+    }
+    Ok(a)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let root = fixtures_build::workspace_root();
+    let file = match &args.file {
+        Some(f) if !args.build_corpus => f.clone(),
+        _ => {
+            let out = args
+                .file
+                .clone()
+                .unwrap_or_else(|| root.join("target/bench/big.pcap"));
+            if args.build_corpus || !out.exists() {
+                build_corpus(&root, &out, args.min_packets)?;
+            }
+            out
+        }
+    };
+    let fixtures = fixtures_build::build_fixtures().map_err(anyhow::Error::msg)?;
+    let noop_wasm = std::fs::read(fixtures.join("noop_chef.wasm")).context("noop chef")?;
+    let host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
+    if BUILTIN_CHEFS.is_empty() {
+        bail!("no built-in chefs embedded (chefs/ not built); the sample-chef variant needs them");
+    }
+
+    let n_samples = samples(&host)?.len();
+    if n_samples != 3 {
+        eprintln!("warning: only {n_samples} of the 3 sample chefs are built in; measuring those");
+    }
+    let packets = count_packets(&file)?;
+    println!(
+        "file: {} ({} packets, {:.1} MB), {} rounds",
+        file.display(),
+        packets,
+        std::fs::metadata(&file)?.len() as f64 / 1e6,
+        args.rounds
+    );
+
+    let variants = [
+        "minimal",
+        "kitchen/0 chefs",
+        "kitchen/noop",
+        "kitchen/samples",
+    ];
+    let mut pps: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut chef_ns: Vec<Vec<(String, f64)>> = Vec::new();
+    // One warm-up pass (page cache, compiled-chef cache) before the timed rounds.
+    minimal(&file)?;
+    for round in 0..args.rounds {
+        for (v, name) in variants.iter().enumerate() {
+            let (n, elapsed, per_chef) = match v {
+                0 => {
+                    let t = Instant::now();
+                    let n = minimal(&file)?;
+                    (n, t.elapsed(), Vec::new())
+                }
+                1 => kitchen_run(&file, Vec::new())?,
+                2 => kitchen_run(
+                    &file,
+                    vec![host.load(ChefSource::File("noop_chef.wasm".into()), &noop_wasm)?],
+                )?,
+                _ => kitchen_run(&file, samples(&host)?)?,
+            };
+            let rate = n as f64 / elapsed.as_secs_f64();
+            eprintln!("round {round} {name:>16}: {rate:>12.0} packets/s");
+            pps[v].push(rate);
+            if v == 3 {
+                chef_ns.push(per_chef);
+            }
+        }
+    }
+
+    let med: Vec<f64> = pps.iter().map(|v| median(v)).collect();
+    println!("\nmedian packets/s (ratio to minimal):");
+    for (i, name) in variants.iter().enumerate() {
+        println!(
+            "  {name:>16}: {:>12.0}  ({:>5.1} %)",
+            med[i],
+            100.0 * med[i] / med[0]
+        );
+    }
+    let ns = |rate: f64| 1e9 / rate;
+    let noop_overhead = ns(med[2]) - ns(med[1]);
+    let samples_overhead = ns(med[3]) - ns(med[1]);
+    println!("\nper-packet cost (ns, from the medians):");
+    println!("  minimal reader:              {:>7.1}", ns(med[0]));
+    println!("  kitchen, no chefs:           {:>7.1}", ns(med[1]));
+    println!(
+        "  + one no-op chef:            {:>7.1}  (chef overhead {noop_overhead:.1})",
+        ns(med[2])
+    );
+    println!(
+        "  + {n_samples} sample chef(s):        {:>7.1}  (chef overhead {samples_overhead:.1}, {:.1} per chef)",
+        ns(med[3]),
+        samples_overhead / n_samples as f64
+    );
+    if let Some(last) = chef_ns.last() {
+        println!("\ntime inside each sample chef, last round (ns per packet read):");
+        for (name, v) in last {
+            println!("  {name:>16}: {v:>7.1}");
+        }
+    }
+    let ratio = med[3] / med[0];
+    println!(
+        "\ntarget samples >= 50 % of minimal: {} ({:.1} %); per-chef overhead < 150 ns: {} (noop {:.1}, samples {:.1}/chef)",
+        if ratio >= 0.5 { "MET" } else { "NOT MET" },
+        100.0 * ratio,
+        if noop_overhead < 150.0 && samples_overhead / (n_samples as f64) < 150.0 {
+            "MET"
+        } else {
+            "NOT MET"
+        },
+        noop_overhead,
+        samples_overhead / n_samples as f64
+    );
+    Ok(())
+}
+
+fn samples(host: &ChefHost) -> anyhow::Result<Vec<LoadedChef>> {
+    let mut out = Vec::new();
+    for b in BUILTIN_CHEFS {
+        let chef = host.load(ChefSource::Builtin(b.file), b.bytes)?;
+        if matches!(chef.name(), "ARPChef" | "DNSLookupChef" | "PacketCountChef") {
+            out.push(chef);
+        }
+    }
+    if out.is_empty() {
+        bail!("none of the three sample chefs is among the built-ins");
+    }
+    Ok(out)
+}
+
+/// Counts dumplings, keeps nothing (the bench measures the kitchen, not stdout).
+struct Discard(u64);
+
+impl DumplingSink for Discard {
+    fn send(&mut self, _chef: &str, json: String) -> Result<(), SinkError> {
+        self.0 += json.len() as u64;
+        Ok(())
+    }
+}
+
+/// Packets, elapsed time, and (chef name, ns in chef per packet read).
+type RunResult = (u64, Duration, Vec<(String, f64)>);
+
+fn kitchen_run(file: &Path, chefs: Vec<LoadedChef>) -> anyhow::Result<RunResult> {
+    let slots = chefs
+        .into_iter()
+        .map(|chef| ChefSlot {
+            matcher: InterestMatcher::new(&chef.description().interest),
+            qualified_name: chef.name().to_owned(),
+            chef,
+        })
+        .collect();
+    let mut d = Dispatcher::new(
+        "bench",
+        slots,
+        Duration::from_secs(5),
+        ClockMode::Replay,
+        Box::new(Discard(0)),
+    );
+    let t = Instant::now();
+    let mut reader = FileReader::open(file)?;
+    while let Some(rec) = reader.next_packet()? {
+        d.push(&rec)?;
+    }
+    d.finish()?;
+    let elapsed = t.elapsed();
+    let n = d.stats().packets;
+    let per_chef = d
+        .chefs()
+        .iter()
+        .map(|s| {
+            (
+                s.chef.name().to_owned(),
+                s.chef.stats.busy_ns as f64 / n.max(1) as f64,
+            )
+        })
+        .collect();
+    Ok((n, elapsed, per_chef))
+}
+
+/// The baseline: read + slice + count protocols.
+fn minimal(file: &Path) -> anyhow::Result<u64> {
+    let mut reader = FileReader::open(file)?;
+    let mut counts = [0u64; 8];
+    let mut n = 0u64;
+    while let Some(rec) = reader.next_packet()? {
+        n += 1;
+        let sliced = match rec.link_type {
+            1 => SlicedPacket::from_ethernet(rec.data).ok(),
+            113 => SlicedPacket::from_linux_sll(rec.data).ok(),
+            12 | 14 | 101 | 228 | 229 => SlicedPacket::from_ip(rec.data).ok(),
+            _ => None,
+        };
+        let Some(s) = sliced else {
+            counts[7] += 1;
+            continue;
+        };
+        match &s.net {
+            Some(NetSlice::Ipv4(_)) => counts[0] += 1,
+            Some(NetSlice::Ipv6(_)) => counts[1] += 1,
+            Some(NetSlice::Arp(_)) => counts[2] += 1,
+            None => {}
+        }
+        match &s.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                counts[3] += 1;
+                if t.source_port() == 53 || t.destination_port() == 53 {
+                    counts[6] += 1;
+                }
+            }
+            Some(TransportSlice::Udp(u)) => {
+                counts[4] += 1;
+                if u.source_port() == 53 || u.destination_port() == 53 {
+                    counts[6] += 1;
+                }
+            }
+            Some(_) => counts[5] += 1,
+            None => {}
+        }
+    }
+    std::hint::black_box(&counts);
+    Ok(n)
+}
+
+fn count_packets(file: &Path) -> anyhow::Result<u64> {
+    let mut reader = FileReader::open(file)?;
+    while reader.next_packet()?.is_some() {}
+    Ok(reader.packets_read())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Write a legacy pcap (microsecond, little-endian, DLT 1) of every Ethernet frame
+/// <= 1518 bytes from the shared captures, repeated to at least `min_packets`.
+fn build_corpus(root: &Path, out: &Path, min_packets: u64) -> anyhow::Result<()> {
+    let dir = std::env::var_os("ND_SHARED_PCAPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/pcaps"));
+    let mut frames: Vec<(u64, Vec<u8>, u32)> = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    files.sort();
+    for f in &files {
+        let Ok(mut r) = FileReader::open(f) else {
+            continue;
+        };
+        while let Ok(Some(rec)) = r.next_packet() {
+            if rec.link_type == 1 && rec.data.len() <= 1518 {
+                frames.push((rec.timestamp_ns, rec.data.to_vec(), rec.original_len));
+            }
+        }
+    }
+    if frames.is_empty() {
+        bail!("no Ethernet frames found in {}", dir.display());
+    }
+    let repeats = min_packets.div_ceil(frames.len() as u64).max(1);
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = out.with_extension("pcap.tmp");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    // Global header: magic, v2.4, thiszone, sigfigs, snaplen 65535, DLT 1.
+    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
+    w.write_all(&2u16.to_le_bytes())?;
+    w.write_all(&4u16.to_le_bytes())?;
+    w.write_all(&[0u8; 8])?;
+    w.write_all(&65535u32.to_le_bytes())?;
+    w.write_all(&1u32.to_le_bytes())?;
+    let mut written = 0u64;
+    for _ in 0..repeats {
+        for (ts, data, orig) in &frames {
+            let secs = (ts / 1_000_000_000) as u32;
+            let usecs = ((ts % 1_000_000_000) / 1000) as u32;
+            w.write_all(&secs.to_le_bytes())?;
+            w.write_all(&usecs.to_le_bytes())?;
+            w.write_all(&(data.len() as u32).to_le_bytes())?;
+            w.write_all(&(*orig).max(data.len() as u32).to_le_bytes())?;
+            w.write_all(data)?;
+            written += 1;
+        }
+    }
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, out)?;
+    eprintln!(
+        "wrote {} ({} packets: {} Ethernet frames from {} files, x{repeats})",
+        out.display(),
+        written,
+        frames.len(),
+        files.len()
+    );
+    Ok(())
+}

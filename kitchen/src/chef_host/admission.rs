@@ -1,0 +1,186 @@
+//! Admission: what a file must be before the kitchen instantiates it.
+//!
+//! 1. The bytes: not empty, `\0asm` magic, the component layer (not a core module).
+//! 2. The imports (read from the compiled component's type, before anything runs): only the
+//!    chef's own `netdumplings:chef/{types,log}@0.1.x` and the WASI interfaces a Rust or C
+//!    `wasm32-wasip2` guest needs just to start (`wasi:io`, `wasi:cli` environment/exit/std
+//!    streams/terminals, `wasi:clocks`, `wasi:random`). Filesystem, sockets, HTTP and
+//!    anything unknown are refused by name.
+//! 3. The exports: `netdumplings:chef/handler@0.1.0`; another version is a clear error.
+
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use super::bindings::HANDLER_EXPORT;
+use super::error::LoadError;
+
+/// The WASI interfaces (package/interface, without version) linked for chefs. Each is
+/// backed by a deny-all `WasiCtx`: no environment, no arguments, stdin closed, stdout and
+/// stderr into the chef's log.
+pub const ALLOWED_WASI: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// Interfaces of our own package a chef may import.
+const ALLOWED_OWN: &[&str] = &["netdumplings:chef/types", "netdumplings:chef/log"];
+
+/// Check the raw bytes: a WebAssembly component, not something else.
+pub fn check_binary(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.is_empty() {
+        return Err(LoadError::Empty);
+    }
+    let Some(header) = bytes.get(..8) else {
+        return Err(LoadError::NotWasm);
+    };
+    if &header[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // Bytes 4..8: version (u16 LE) and layer (u16 LE). Core modules are version 1 layer 0;
+    // components are version 0x0d layer 1 (the component-model binary format).
+    let version = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    match version {
+        0x0000_0001 => Err(LoadError::CoreModule),
+        0x0001_000d => Ok(()),
+        other => Err(LoadError::UnknownBinaryVersion(other)),
+    }
+}
+
+/// Split `pkg:ns/iface@1.2.3` into (`pkg:ns/iface`, `Some("1.2.3")`).
+fn split_version(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (name, None),
+    }
+}
+
+/// Same major.minor as 0.1 (0.x versions are compatible only within the same minor).
+fn is_chef_0_1(version: Option<&str>) -> bool {
+    version.is_some_and(|v| v == "0.1" || v.starts_with("0.1."))
+}
+
+fn is_wasi_0_2(version: Option<&str>) -> bool {
+    version.is_some_and(|v| v.starts_with("0.2."))
+}
+
+fn forbidden_reason(iface: &str) -> &'static str {
+    if iface.starts_with("wasi:filesystem/") {
+        "file-system access"
+    } else if iface.starts_with("wasi:sockets/") {
+        "network sockets"
+    } else if iface.starts_with("wasi:http/") {
+        "HTTP requests"
+    } else if iface.starts_with("wasi:") {
+        "a WASI interface the kitchen does not provide to chefs"
+    } else {
+        "an interface the kitchen does not provide"
+    }
+}
+
+/// Check a compiled component's imports and exports against the chef contract.
+pub fn check_component(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    // Exports first: a chef for another WIT version imports that version's `types` too,
+    // and "built for handler@0.2.0" is the clearer message.
+    check_exports(engine, &ty)?;
+    for (name, _) in ty.imports(engine) {
+        let (iface, version) = split_version(name);
+        if ALLOWED_OWN.contains(&iface) {
+            if !is_chef_0_1(version) {
+                return Err(LoadError::WrongWitVersion {
+                    found: name.to_owned(),
+                    expected: HANDLER_EXPORT,
+                });
+            }
+        } else if ALLOWED_WASI.contains(&iface) && is_wasi_0_2(version) {
+            // Linked (semver-compatible within 0.2.x).
+        } else {
+            return Err(LoadError::ForbiddenImport {
+                import: name.to_owned(),
+                why: forbidden_reason(iface),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_exports(
+    engine: &Engine,
+    ty: &wasmtime::component::types::Component,
+) -> Result<(), LoadError> {
+    let exports: Vec<&str> = ty.exports(engine).map(|(n, _)| n).collect();
+    if exports.contains(&HANDLER_EXPORT) {
+        return Ok(());
+    }
+    if let Some(other) = exports
+        .iter()
+        .find(|n| split_version(n).0 == "netdumplings:chef/handler")
+    {
+        return Err(LoadError::WrongWitVersion {
+            found: (*other).to_owned(),
+            expected: HANDLER_EXPORT,
+        });
+    }
+    Err(LoadError::NotAChef {
+        exports: if exports.is_empty() {
+            "nothing".to_owned()
+        } else {
+            exports.join(", ")
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_checks() {
+        assert!(matches!(check_binary(b""), Err(LoadError::Empty)));
+        assert!(matches!(
+            check_binary(b"garbage garbage"),
+            Err(LoadError::NotWasm)
+        ));
+        assert!(matches!(check_binary(b"\0asm"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_binary(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
+        assert!(check_binary(b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(matches!(
+            check_binary(b"\0asm\x0c\0\x01\0"),
+            Err(LoadError::UnknownBinaryVersion(_))
+        ));
+    }
+
+    #[test]
+    fn versions() {
+        assert!(is_chef_0_1(Some("0.1.0")));
+        assert!(is_chef_0_1(Some("0.1.7")));
+        assert!(!is_chef_0_1(Some("0.2.0")));
+        assert!(!is_chef_0_1(Some("0.10.0")));
+        assert!(!is_chef_0_1(None));
+        assert!(is_wasi_0_2(Some("0.2.6")));
+        assert!(!is_wasi_0_2(Some("0.3.0")));
+        assert_eq!(
+            forbidden_reason("wasi:filesystem/types"),
+            "file-system access"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! On-disk cache of compiled chefs (`.cwasm`), so a kitchen restart costs ~0.4 ms per chef
+//! instead of a ~60 ms (Rust) to ~10 s (Python/JS) Cranelift compile.
+//!
+//! Key: `sha256(wasm bytes)` + a hash of `Engine::precompile_compatibility_hash()` (which
+//! covers the wasmtime version, target CPU features and the compile-relevant `Config`).
+//! Location: `$XDG_CACHE_HOME/netdumplings` or `~/.cache/netdumplings`, created `0700`.
+//! Files are written to a temporary name and renamed, so a reader never sees half a file.
+//!
+//! Trust: deserializing a `.cwasm` runs its native code, so this module only ever
+//! deserializes files at the exact path this host computes inside a directory that is not
+//! group/world-writable. Chef files from `--chef-dir` are always compiled from their wasm,
+//! never deserialized.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+use super::error::LoadError;
+
+/// Where a chef's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from the cache.
+    Hit,
+    /// Compiled and written to the cache.
+    Stored,
+    /// Compiled; the cache is disabled or could not be written.
+    Compiled,
+}
+
+/// The compiled-chef cache directory.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+    compat: String,
+}
+
+impl ArtifactCache {
+    /// The default directory: `$XDG_CACHE_HOME/netdumplings`, else `~/.cache/netdumplings`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| PathBuf::from(h).join(".cache"))
+            })?;
+        Some(base.join("netdumplings"))
+    }
+
+    /// Open (creating if needed) a cache in `dir` for `engine`.
+    pub fn open(dir: PathBuf, engine: &Engine) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        secure_dir(&dir)?;
+        let mut h = Sha256Hasher(Sha256::new());
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let compat = hex(&h.0.finalize()[..8]);
+        Ok(ArtifactCache { dir, compat })
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_for(&self, wasm: &[u8]) -> PathBuf {
+        let sha = hex(&Sha256::digest(wasm));
+        self.dir.join(format!("{sha}-{}.cwasm", self.compat))
+    }
+
+    /// Load the compiled form of `wasm` from the cache, or compile and store it.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> Result<(Component, CacheOutcome), LoadError> {
+        let path = self.path_for(wasm);
+        if path.is_file() {
+            // SAFETY: `deserialize_file` maps the file and runs its native code, so the file
+            // must be one wasmtime produced with `Component::serialize` for an engine with
+            // this configuration. It is: the path is `<sha256 of these exact wasm bytes>-
+            // <hash of this engine's precompile compatibility>.cwasm` inside our own cache
+            // directory, which `open` created (or checked to be) not writable by group or
+            // others, and only `store` below writes there (temp file + rename, so the file is
+            // complete). wasmtime additionally checks the header and engine compatibility
+            // and returns an error (handled below) rather than loading a mismatched file.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize_file(engine, &path) };
+            match loaded {
+                Ok(c) => return Ok((c, CacheOutcome::Hit)),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"),
+                        "discarding an unreadable compiled-chef cache entry");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let component = compile(engine, wasm)?;
+        let outcome = match self.store(&path, &component) {
+            Ok(()) => CacheOutcome::Stored,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot write the compiled-chef cache");
+                CacheOutcome::Compiled
+            }
+        };
+        Ok((component, outcome))
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
+        let bytes = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}.cwasm",
+            std::process::id(),
+            random_u64()
+        ));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+/// Compile a component from its wasm bytes (no cache).
+pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, LoadError> {
+    Component::new(engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))
+}
+
+#[cfg(unix)]
+fn secure_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir)?;
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        // Try to fix a directory we probably created with the default umask; refuse to
+        // use one we cannot make private (someone else could plant native code in it).
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} is writable by group or others",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn secure_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Feeds `Hash` output into SHA-256 so the key is stable across processes (std's
+/// `DefaultHasher` is not guaranteed to be).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random number from std's per-process random hash keys (no `rand` dependency needed
+/// for temp-file names and reconnect jitter).
+pub(crate) fn random_u64() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}

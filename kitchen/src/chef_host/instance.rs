@@ -1,0 +1,494 @@
+//! One running chef: its `Store`, its instance, its health, its counters.
+//!
+//! Policy on failure (a trap, a timeout, a refused memory growth): the instance is
+//! poisoned (wasmtime refuses to re-enter it), so it is dropped, with its state; the
+//! failure is counted and logged with the chef's name and reason; the chef is
+//! re-instantiated from the cached `InstancePre` (~20-40 µs for a Rust chef) after a
+//! backoff on the kitchen's clock (capture time when replaying, so replay stays
+//! deterministic); after `quarantine_after` consecutive failures it is not called again.
+//! Nothing here can stop the kitchen or another chef.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Func, ResourceTable};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{
+    self, Chef, ChefPre, Interest, LogLevel, Packet, PacketDumpling, HANDLER_EXPORT,
+};
+use super::chef_log::ChefLog;
+use super::engine::deadline_ticks;
+use super::error::{CallError, LoadError};
+use super::limits::{ChefLimiter, ChefLimits};
+use super::wire::WirePacket;
+
+/// What the store of one chef holds: its WASI context (deny-all), its resource table, its
+/// limiter and its log sink. Kept small on purpose (wasmtime's examples' advice).
+pub struct ChefState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: ChefLimiter,
+    log: ChefLog,
+}
+
+impl ChefState {
+    fn new(limits: &ChefLimits, log: ChefLog) -> Self {
+        // No preopens, no environment, no arguments, stdin closed; stdout/stderr go to the
+        // chef's log. Clocks and randomness are the host's (harmless, and Rust's std
+        // needs them to start).
+        let wasi = WasiCtx::builder()
+            .stdout(log.stdout())
+            .stderr(log.stderr())
+            .build();
+        ChefState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: ChefLimiter::new(limits),
+            log,
+        }
+    }
+}
+
+impl WasiView for ChefState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::netdumplings::chef::log::Host for ChefState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.log.log(level, &message);
+    }
+}
+
+impl bindings::netdumplings::chef::types::Host for ChefState {}
+
+/// Which handlers a chef wants called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverSet {
+    /// `on-packets`.
+    pub packet: bool,
+    /// `on-interval`.
+    pub interval: bool,
+}
+
+impl std::fmt::Display for DriverSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.packet, self.interval) {
+            (true, true) => f.write_str("packet,interval"),
+            (true, false) => f.write_str("packet"),
+            (false, true) => f.write_str("interval"),
+            (false, false) => f.write_str("none"),
+        }
+    }
+}
+
+/// What a chef said about itself in `describe`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChefDescription {
+    /// Validated name (`metadata.chef`).
+    pub name: String,
+    /// One line for `--chef-list`.
+    pub description: String,
+    /// The chef's own version.
+    pub version: String,
+    /// Handlers to call.
+    pub drivers: DriverSet,
+    /// Packets `on-packets` should get.
+    pub interest: Interest,
+}
+
+/// Where a chef was loaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChefSource {
+    /// Built into the binary (file name of the component).
+    Builtin(&'static str),
+    /// Loaded from a file.
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for ChefSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChefSource::Builtin(name) => write!(f, "built-in:{name}"),
+            ChefSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Counters for one chef, reported in the exit summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChefStats {
+    /// Successful `on-packets` calls.
+    pub packet_calls: u64,
+    /// Successful `on-interval` calls.
+    pub interval_calls: u64,
+    /// Packets handed over in successful calls.
+    pub packets: u64,
+    /// Dumplings accepted from this chef.
+    pub dumplings: u64,
+    /// Dumplings dropped: payload not one JSON value, or a bad packet index.
+    pub invalid: u64,
+    /// Dumplings dropped: payload over the size cap.
+    pub oversize: u64,
+    /// Dumplings dropped: over the per-call count cap.
+    pub over_cap: u64,
+    /// Calls that trapped (panics, `unreachable`, out-of-bounds, ...).
+    pub traps: u64,
+    /// Calls stopped at their deadline.
+    pub timeouts: u64,
+    /// Calls that failed after a refused memory growth.
+    pub memory_limits: u64,
+    /// Re-instantiations after a failure.
+    pub restarts: u64,
+    /// Calls skipped because the chef was restarting or quarantined.
+    pub skipped: u64,
+    /// Time spent inside the chef's calls, nanoseconds.
+    pub busy_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    consecutive_failures: u32,
+    quarantined: bool,
+    failed_at_ns: u64,
+    retry_at_ns: u64,
+}
+
+struct Live {
+    store: Store<ChefState>,
+    chef: Chef,
+    /// `on-packets`, called with [`WirePacket`]s (bulk lowering; see `wire`).
+    on_packets: Func,
+}
+
+/// A loaded chef, ready to be called.
+pub struct LoadedChef {
+    description: ChefDescription,
+    source: ChefSource,
+    pre: ChefPre<ChefState>,
+    engine: Engine,
+    limits: ChefLimits,
+    log: ChefLog,
+    live: Option<Live>,
+    health: Health,
+    /// Use wasmtime's generic per-field lowering for `on-packets` instead of `wire`'s
+    /// bulk lowering (a diagnostic fallback; the differential test compares the two).
+    generic_lowering: bool,
+    /// Counters for the exit summary; the dispatcher adds its output counters here.
+    pub stats: ChefStats,
+}
+
+impl LoadedChef {
+    /// Instantiate, call `describe`, validate the name.
+    pub(crate) fn start(
+        engine: &Engine,
+        pre: ChefPre<ChefState>,
+        limits: &ChefLimits,
+        source: ChefSource,
+    ) -> Result<Self, LoadError> {
+        let log = ChefLog::new(&source.to_string());
+        let (live, info) = instantiate(engine, &pre, limits, &log).map_err(LoadError::Start)?;
+        validate_name(&info.name)?;
+        log.set_chef(&info.name);
+        let description = ChefDescription {
+            name: info.name,
+            description: info.description,
+            version: info.version,
+            drivers: DriverSet {
+                packet: info.drivers.contains(bindings::Drivers::PACKET),
+                interval: info.drivers.contains(bindings::Drivers::INTERVAL),
+            },
+            interest: info.interest,
+        };
+        Ok(LoadedChef {
+            description,
+            source,
+            pre,
+            engine: engine.clone(),
+            limits: limits.clone(),
+            log,
+            live: Some(live),
+            health: Health::default(),
+            generic_lowering: false,
+            stats: ChefStats::default(),
+        })
+    }
+
+    /// What the chef said about itself.
+    pub fn description(&self) -> &ChefDescription {
+        &self.description
+    }
+
+    /// The chef's name (`metadata.chef`).
+    pub fn name(&self) -> &str {
+        &self.description.name
+    }
+
+    /// Where the chef came from.
+    pub fn source(&self) -> &ChefSource {
+        &self.source
+    }
+
+    /// The limits this chef runs under.
+    pub fn limits(&self) -> &ChefLimits {
+        &self.limits
+    }
+
+    /// True once the chef failed too often and is no longer called.
+    pub fn is_quarantined(&self) -> bool {
+        self.health.quarantined
+    }
+
+    /// Lower `on-packets` arguments with wasmtime's generic code instead of the bulk
+    /// encoder (slower; for diagnosis and the differential test).
+    pub fn set_generic_lowering(&mut self, on: bool) {
+        self.generic_lowering = on;
+    }
+
+    /// Call `on-packets`. `now_ns` is the kitchen's clock (for restart backoff).
+    pub fn on_packets(
+        &mut self,
+        packets: &[WirePacket],
+        arena: &[u8],
+        now_ns: u64,
+    ) -> Result<Vec<PacketDumpling>, CallError> {
+        let generic = self.generic_lowering;
+        let out = self.call(now_ns, |live| {
+            if generic {
+                let plain: Vec<Packet> = packets.iter().map(|p| p.0).collect();
+                return live.chef.netdumplings_chef_handler().call_on_packets(
+                    &mut live.store,
+                    &plain,
+                    arena,
+                );
+            }
+            // The type check runs per call (~µs per 256-packet batch); storing a typed
+            // function would need `TypedFunc::new_unchecked` (more unsafe) for a lifetime.
+            let f = live
+                .on_packets
+                .typed::<(&[WirePacket], &[u8]), (Vec<PacketDumpling>,)>(&live.store)?;
+            let (out,) = f.call(&mut live.store, (packets, arena))?;
+            Ok(out)
+        })?;
+        self.stats.packet_calls += 1;
+        self.stats.packets += packets.len() as u64;
+        Ok(out)
+    }
+
+    /// Call `on-interval`.
+    pub fn on_interval(&mut self, now_ns: u64, interval_ns: u64) -> Result<Vec<String>, CallError> {
+        let out = self.call(now_ns, |live| {
+            live.chef.netdumplings_chef_handler().call_on_interval(
+                &mut live.store,
+                now_ns,
+                interval_ns,
+            )
+        })?;
+        self.stats.interval_calls += 1;
+        Ok(out)
+    }
+
+    fn call<R>(
+        &mut self,
+        now_ns: u64,
+        f: impl FnOnce(&mut Live) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        if let Err(e) = self.ensure_live(now_ns) {
+            self.stats.skipped += 1;
+            return Err(e);
+        }
+        let Some(live) = self.live.as_mut() else {
+            self.stats.skipped += 1;
+            return Err(CallError::BackingOff);
+        };
+        live.store.data_mut().limiter.hit_limit = false;
+        live.store
+            .set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        let started = Instant::now();
+        let result = f(live);
+        self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        match result {
+            Ok(r) => {
+                self.health.consecutive_failures = 0;
+                Ok(r)
+            }
+            Err(e) => {
+                let hit = live.store.data().limiter.hit_limit;
+                let err = classify(&e, hit, &self.limits, self.limits.deadline);
+                Err(self.fail(err, now_ns))
+            }
+        }
+    }
+
+    fn ensure_live(&mut self, now_ns: u64) -> Result<(), CallError> {
+        if self.health.quarantined {
+            return Err(CallError::Quarantined(self.health.consecutive_failures));
+        }
+        if self.live.is_some() {
+            return Ok(());
+        }
+        // Wait out the backoff, unless the clock went backwards (replayed files can jump).
+        if now_ns < self.health.retry_at_ns && now_ns >= self.health.failed_at_ns {
+            return Err(CallError::BackingOff);
+        }
+        match instantiate(&self.engine, &self.pre, &self.limits, &self.log) {
+            Ok((live, info)) if info.name == self.description.name => {
+                self.live = Some(live);
+                self.stats.restarts += 1;
+                tracing::info!(chef = %self.description.name, "chef restarted (fresh state)");
+                Ok(())
+            }
+            Ok((_, info)) => Err(self.fail(
+                CallError::InvalidOutput(format!(
+                    "describe() changed the chef's name to {:?} on restart",
+                    info.name
+                )),
+                now_ns,
+            )),
+            Err(e) => Err(self.fail(e, now_ns)),
+        }
+    }
+
+    /// Record a failure: drop the instance, count, log, schedule the restart or quarantine.
+    fn fail(&mut self, err: CallError, now_ns: u64) -> CallError {
+        self.live = None;
+        match &err {
+            CallError::Timeout { .. } => self.stats.timeouts += 1,
+            CallError::MemoryLimit { .. } => self.stats.memory_limits += 1,
+            _ => self.stats.traps += 1,
+        }
+        self.health.consecutive_failures += 1;
+        let n = self.health.consecutive_failures;
+        if n >= self.limits.quarantine_after {
+            self.health.quarantined = true;
+            tracing::error!(chef = %self.description.name, reason = %err, failures = n,
+                "chef failed {n} times in a row; quarantined (not called again this run)");
+        } else {
+            let backoff = self.limits.backoff(n);
+            self.health.failed_at_ns = now_ns;
+            self.health.retry_at_ns = now_ns.saturating_add(backoff.as_nanos() as u64);
+            tracing::error!(chef = %self.description.name, reason = %err, failures = n,
+                "chef failed; its instance is dropped and its state lost; restarting after {backoff:?}");
+        }
+        err
+    }
+}
+
+/// Instantiate with the init deadline and call `describe`.
+fn instantiate(
+    engine: &Engine,
+    pre: &ChefPre<ChefState>,
+    limits: &ChefLimits,
+    log: &ChefLog,
+) -> Result<(Live, bindings::ChefInfo), CallError> {
+    let mut store = Store::new(engine, ChefState::new(limits, log.clone()));
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(deadline_ticks(limits.init_deadline));
+    let classify_init = |e: wasmtime::Error, store: &Store<ChefState>| {
+        classify(
+            &e,
+            store.data().limiter.hit_limit,
+            limits,
+            limits.init_deadline,
+        )
+    };
+    let instance = match pre.instance_pre().instantiate(&mut store) {
+        Ok(i) => i,
+        Err(e) => return Err(classify_init(e, &store)),
+    };
+    let chef = match Chef::new(&mut store, &instance) {
+        Ok(c) => c,
+        Err(e) => return Err(classify_init(e, &store)),
+    };
+    let on_packets = instance
+        .get_export_index(&mut store, None, HANDLER_EXPORT)
+        .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-packets"))
+        .and_then(|idx| instance.get_func(&mut store, idx))
+        .ok_or_else(|| CallError::Trap(format!("{HANDLER_EXPORT}#on-packets not found")))?;
+    let info = match chef.netdumplings_chef_handler().call_describe(&mut store) {
+        Ok(i) => i,
+        Err(e) => return Err(classify_init(e, &store)),
+    };
+    Ok((
+        Live {
+            store,
+            chef,
+            on_packets,
+        },
+        info,
+    ))
+}
+
+/// Turn a wasmtime error from a call into a typed failure.
+fn classify(
+    err: &wasmtime::Error,
+    hit_limit: bool,
+    limits: &ChefLimits,
+    deadline: Duration,
+) -> CallError {
+    if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
+        return CallError::Timeout {
+            deadline_ms: deadline.as_millis() as u64,
+        };
+    }
+    if hit_limit {
+        return CallError::MemoryLimit {
+            limit_mib: limits.memory_mib(),
+        };
+    }
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return CallError::Trap(format!("the chef called exit({})", exit.0));
+    }
+    // `{:#}` carries the whole chain plus a wasm backtrace over many lines; the first
+    // line of the trap itself is what an operator needs in a log line.
+    let text = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    let first = text.lines().next().unwrap_or("unknown error");
+    CallError::Trap(first.chars().take(300).collect())
+}
+
+/// Chef names: 1-64 of `A-Z a-z 0-9 _ -` (they become `metadata.chef` and `-c` arguments).
+pub fn validate_name(name: &str) -> Result<(), LoadError> {
+    let bad = |why| {
+        Err(LoadError::BadName {
+            name: name.chars().take(80).collect(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > 64 {
+        return bad("it is longer than 64 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return bad("only letters, digits, '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chef_names() {
+        assert!(validate_name("ARPChef").is_ok());
+        assert!(validate_name("dns_lookup-2").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("has space").is_err());
+        assert!(validate_name("ünïcode").is_err());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+        assert!(validate_name(&"a".repeat(64)).is_ok());
+    }
+}

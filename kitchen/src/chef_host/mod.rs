@@ -1,0 +1,177 @@
+//! The chef host: loads chef components, sandboxes them and calls them.
+//!
+//! One module per concern, as in wasmtime's examples:
+//! * [`bindings`]: the one `bindgen!` of the chef world;
+//! * [`engine`]: the `Engine` configuration and the epoch ticker (deadlines);
+//! * [`limits`]: memory, time and output caps per chef;
+//! * [`cache`]: compiled-chef cache on disk;
+//! * [`admission`]: what a file must be (a component with only allowed imports);
+//! * [`instance`]: a running chef, its failure policy and its counters;
+//! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
+//! * [`wire`]: bulk lowering of `list<packet>` (wasmtime's generic one is per field).
+//!
+//! Architecture invariant: a chef can never stall or crash the kitchen. Every call has an
+//! epoch deadline and a memory cap, a failed instance is dropped and re-instantiated, and a
+//! crash loop ends in quarantine. Errors are typed ([`LoadError`], [`CallError`]) so the
+//! kitchen chooses the policy.
+
+pub mod admission;
+pub mod bindings;
+pub mod cache;
+pub mod chef_log;
+pub mod engine;
+pub mod error;
+pub mod instance;
+pub mod limits;
+pub mod wire;
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
+use wasmtime::Engine;
+use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::random::WasiRandom;
+
+pub use cache::{ArtifactCache, CacheOutcome};
+pub use error::{CallError, LoadError};
+pub use instance::{ChefDescription, ChefSource, ChefStats, DriverSet, LoadedChef};
+pub use limits::ChefLimits;
+pub use wire::WirePacket;
+
+use bindings::{Chef, ChefPre};
+use instance::ChefState;
+
+/// Where compiled chefs are cached.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CacheSetting {
+    /// `$XDG_CACHE_HOME/netdumplings` or `~/.cache/netdumplings`.
+    #[default]
+    Default,
+    /// This directory.
+    Dir(PathBuf),
+    /// Compile every chef at every start.
+    Disabled,
+}
+
+/// The engine, linker, ticker and cache shared by every chef of a kitchen.
+pub struct ChefHost {
+    engine: Engine,
+    linker: Linker<ChefState>,
+    limits: ChefLimits,
+    cache: Option<ArtifactCache>,
+    /// Bumps the epoch for every store of `engine`; stops when the host is dropped.
+    _ticker: engine::EpochTicker,
+}
+
+impl ChefHost {
+    /// Create the host: engine, ticker thread, linker with the chef imports, cache.
+    pub fn new(limits: ChefLimits, cache: CacheSetting) -> Result<Self, LoadError> {
+        let engine = engine::build_engine()?;
+        let ticker = engine::EpochTicker::start(&engine)
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        let linker = build_linker(&engine).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let dir = match cache {
+            CacheSetting::Default => ArtifactCache::default_dir(),
+            CacheSetting::Dir(d) => Some(d),
+            CacheSetting::Disabled => None,
+        };
+        let cache = dir.and_then(|d| match ArtifactCache::open(d.clone(), &engine) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(dir = %d.display(), error = %e,
+                    "compiled-chef cache disabled (chefs are compiled at every start)");
+                None
+            }
+        });
+        Ok(ChefHost {
+            engine,
+            linker,
+            limits,
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine (for benchmarks and tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The limits every chef gets.
+    pub fn limits(&self) -> &ChefLimits {
+        &self.limits
+    }
+
+    /// The cache directory, if caching is on.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.as_ref().map(|c| c.dir())
+    }
+
+    /// Load a chef file.
+    pub fn load_file(&self, path: &Path) -> Result<LoadedChef, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load(ChefSource::File(path.to_owned()), &bytes)
+    }
+
+    /// Load a chef from its component bytes: check, compile (or load from the cache),
+    /// check imports/exports, pre-instantiate, instantiate, `describe`.
+    pub fn load(&self, source: ChefSource, wasm: &[u8]) -> Result<LoadedChef, LoadError> {
+        admission::check_binary(wasm)?;
+        let (component, outcome) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, wasm)?,
+            None => (cache::compile(&self.engine, wasm)?, CacheOutcome::Compiled),
+        };
+        tracing::debug!(source = %source, cache = ?outcome, "chef compiled");
+        admission::check_component(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = ChefPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        LoadedChef::start(&self.engine, pre, &self.limits, source)
+    }
+}
+
+/// `HasData` projection for the `wasi:io` host traits, which are implemented on the
+/// resource table alone (wasmtime-wasi's own equivalent is private).
+struct HasIo;
+
+impl HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// The linker every chef is instantiated with: the chef world's own imports plus only the
+/// WASI interfaces listed in [`admission::ALLOWED_WASI`] (no filesystem, no sockets).
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<ChefState>> {
+    use wasmtime_wasi::p2::bindings::sync;
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::WasiView;
+
+    let mut linker: Linker<ChefState> = Linker::new(engine);
+    Chef::add_to_linker::<ChefState, HasSelf<ChefState>>(&mut linker, |s| s)?;
+
+    let l = &mut linker;
+    sync::io::error::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;
+    sync::io::poll::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;
+    sync::io::streams::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;
+    clocks::wall_clock::add_to_linker::<ChefState, WasiClocks>(l, ChefState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<ChefState, WasiClocks>(l, ChefState::clocks)?;
+    random::random::add_to_linker::<ChefState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure::add_to_linker::<ChefState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure_seed::add_to_linker::<ChefState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    cli::exit::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::environment::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::stdin::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::stdout::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::stderr::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::terminal_input::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::terminal_output::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::terminal_stdin::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::terminal_stdout::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    cli::terminal_stderr::add_to_linker::<ChefState, WasiCli>(l, ChefState::cli)?;
+    Ok(linker)
+}

@@ -1,0 +1,120 @@
+//! Finding chefs: the built-in sample chefs and `*.wasm` files in a chef directory.
+//!
+//! A chef that fails to load is reported (with the file and the typed reason) and skipped;
+//! it never stops the kitchen (the original's rule for chef modules that fail to import).
+
+use std::path::{Path, PathBuf};
+
+use crate::builtin::{BUILTIN_CHEFS, BUILTIN_MODULE};
+use crate::chef_host::{ChefHost, ChefSource, LoadError, LoadedChef};
+
+/// One chef found: where it came from and whether it loaded.
+pub struct FoundChef {
+    /// Where it came from.
+    pub source: ChefSource,
+    /// The loaded chef, or why it did not load.
+    pub result: Result<LoadedChef, LoadError>,
+}
+
+/// The chef directory could not be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot list the chef directory {}: {source}", dir.display())]
+pub struct ChefDirError {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The OS error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Load the built-in chefs (if `builtin`) and every `*.wasm` in `dir` (sorted by file
+/// name, not recursive).
+pub fn discover(
+    host: &ChefHost,
+    builtin: bool,
+    dir: Option<&Path>,
+) -> Result<Vec<FoundChef>, ChefDirError> {
+    let mut found = Vec::new();
+    if builtin {
+        for b in BUILTIN_CHEFS {
+            let source = ChefSource::Builtin(b.file);
+            let result = host.load(source.clone(), b.bytes);
+            found.push(FoundChef { source, result });
+        }
+    }
+    if let Some(dir) = dir {
+        let entries = std::fs::read_dir(dir).map_err(|source| ChefDirError {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .collect();
+        files.sort();
+        for path in files {
+            let result = host.load_file(&path);
+            found.push(FoundChef {
+                source: ChefSource::File(path),
+                result,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The name the hello's `chefs` list uses, in the original's `<module>.<ClassName>` form:
+/// `netdumplings.dumplingchefs.ARPChef` for built-ins, `<path>.<Name>` for files.
+pub fn qualified_name(chef: &LoadedChef) -> String {
+    match chef.source() {
+        ChefSource::Builtin(_) => format!("{BUILTIN_MODULE}.{}", chef.name()),
+        ChefSource::File(p) => format!("{}.{}", p.display(), chef.name()),
+    }
+}
+
+/// The chefs that loaded, without duplicates: a chef from the directory replaces a
+/// built-in of the same name (so a user can override a sample chef); within the directory
+/// the first file (by name) wins. Load failures are logged here.
+pub fn loaded(found: Vec<FoundChef>) -> Vec<LoadedChef> {
+    let mut out: Vec<LoadedChef> = Vec::new();
+    for f in found {
+        match f.result {
+            Ok(chef) => {
+                if let Some(i) = out.iter().position(|c| c.name() == chef.name()) {
+                    let existing_builtin = matches!(out[i].source(), ChefSource::Builtin(_));
+                    let new_file = matches!(chef.source(), ChefSource::File(_));
+                    if existing_builtin && new_file {
+                        tracing::warn!(chef = chef.name(), file = %chef.source(),
+                            "chef file overrides the built-in chef of the same name");
+                        out[i] = chef;
+                    } else {
+                        tracing::warn!(chef = chef.name(), file = %chef.source(), kept = %out[i].source(),
+                            "duplicate chef name; ignoring this one");
+                    }
+                } else {
+                    out.push(chef);
+                }
+            }
+            Err(e) => tracing::error!(source = %f.source, error = %e, "chef not loaded"),
+        }
+    }
+    out
+}
+
+/// Keep the chefs named in `requested` (all if empty). Returns the kept chefs and the
+/// requested names that matched nothing.
+pub fn select(chefs: Vec<LoadedChef>, requested: &[String]) -> (Vec<LoadedChef>, Vec<String>) {
+    if requested.is_empty() {
+        return (chefs, Vec::new());
+    }
+    let missing = requested
+        .iter()
+        .filter(|r| !chefs.iter().any(|c| c.name() == r.as_str()))
+        .cloned()
+        .collect();
+    let kept = chefs
+        .into_iter()
+        .filter(|c| requested.iter().any(|r| r == c.name()))
+        .collect();
+    (kept, missing)
+}

@@ -1,0 +1,336 @@
+//! `nd-sniff` command line: the raw [`Cli`] (clap derive) and the validated [`Config`].
+//!
+//! Compatible with the original's flags (§4.2): `-n/--kitchen-name`, `-h/--hub` (so `-h`
+//! is NOT help; `--help` is), `-i/--interface`, `-f/--filter`, `-c/--chef`, `-l/--chef-list`,
+//! `-p/--poke-interval`. The original's `-m/--chef-module` (Python modules) has no
+//! equivalent: chefs are WebAssembly components, built in or loaded with `-d/--chef-dir`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{ArgAction, Parser};
+
+use kitchen::chef_host::limits::{ChefLimits, DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB};
+use kitchen::chef_host::CacheSetting;
+
+/// nd-sniff: the netdumplings kitchen. Captures packets (or replays a capture file), runs
+/// the chefs on them and sends their dumplings to the hub.
+#[derive(Debug, Parser)]
+#[command(name = "nd-sniff", version, disable_help_flag = true)]
+pub struct Cli {
+    /// Kitchen name, sent in the hello and in every dumpling's `metadata.kitchen`.
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "KITCHEN_NAME",
+        default_value = "default_kitchen"
+    )]
+    pub kitchen_name: String,
+
+    /// Hub to send dumplings to (`ws://HOST:PORT`). `-h` is this flag, not help.
+    #[arg(
+        short = 'h',
+        long,
+        value_name = "HOST:PORT",
+        default_value = "localhost:11347"
+    )]
+    pub hub: String,
+
+    /// Interface to capture on; repeat for several. `all` (the default) means every
+    /// interface.
+    #[arg(short = 'i', long = "interface", value_name = "INTERFACE")]
+    pub interfaces: Vec<String>,
+
+    /// BPF capture filter (tcpdump syntax); an empty string means no filter. Also applied
+    /// to replayed files.
+    #[arg(
+        short = 'f',
+        long,
+        value_name = "PCAP_FILTER",
+        default_value = "tcp or udp or arp"
+    )]
+    pub filter: String,
+
+    /// Run only the chef with this name; repeat for several (default: every chef found).
+    #[arg(short = 'c', long = "chef", value_name = "CHEF_NAME")]
+    pub chefs: Vec<String>,
+
+    /// List every chef found (name, version, drivers, interest, source) and exit.
+    #[arg(short = 'l', long)]
+    pub chef_list: bool,
+
+    /// Seconds between interval pokes (a float > 0).
+    #[arg(short = 'p', long, value_name = "SECONDS", allow_negative_numbers = true,
+          default_value_t = dumpling::DEFAULT_POKE_INTERVAL_SECS)]
+    pub poke_interval: f64,
+
+    /// Replay a pcap or pcapng file instead of capturing live.
+    #[arg(short = 'r', long, value_name = "FILE", conflicts_with = "interfaces")]
+    pub read: Option<PathBuf>,
+
+    /// Also load every `*.wasm` chef component in this directory.
+    #[arg(short = 'd', long, value_name = "DIR")]
+    pub chef_dir: Option<PathBuf>,
+
+    /// Do not load the built-in sample chefs (use only `--chef-dir`).
+    #[arg(long)]
+    pub no_builtin_chefs: bool,
+
+    /// Print every dumpling as one JSON line on stdout (for `jq`).
+    #[arg(long)]
+    pub stdout: bool,
+
+    /// Do not connect to a hub.
+    #[arg(long)]
+    pub no_hub: bool,
+
+    /// Linear-memory limit per chef, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_MIB)]
+    pub chef_memory_mib: u64,
+
+    /// CPU deadline per chef call, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEADLINE_MS)]
+    pub chef_deadline_ms: u64,
+
+    /// At the end, wait at most this many seconds for queued dumplings to reach the hub.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub flush_timeout: f64,
+
+    /// Directory for compiled chefs (default `$XDG_CACHE_HOME/netdumplings` or
+    /// `~/.cache/netdumplings`).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_chef_cache")]
+    pub chef_cache_dir: Option<PathBuf>,
+
+    /// Compile chefs at every start instead of caching them.
+    #[arg(long)]
+    pub no_chef_cache: bool,
+
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// Where packets come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Replay this file.
+    File(PathBuf),
+    /// Capture live on these interfaces (`all` = every interface).
+    Live(Vec<String>),
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `--kitchen-name`.
+    pub kitchen_name: String,
+    /// `HOST:PORT` of the hub, `None` with `--no-hub`.
+    pub hub: Option<String>,
+    /// Packet source.
+    pub source: Source,
+    /// The filter; `None` when empty.
+    pub filter: Option<String>,
+    /// The filter string as given (for the hello).
+    pub filter_text: String,
+    /// `-c` names.
+    pub chefs: Vec<String>,
+    /// `-l`.
+    pub chef_list: bool,
+    /// Poke period.
+    pub poke_interval: Duration,
+    /// Poke period as given (seconds, for the hello).
+    pub poke_interval_secs: f64,
+    /// `--chef-dir`.
+    pub chef_dir: Option<PathBuf>,
+    /// Load built-in chefs.
+    pub builtin_chefs: bool,
+    /// `--stdout`.
+    pub stdout: bool,
+    /// Per-chef limits.
+    pub limits: ChefLimits,
+    /// Compiled-chef cache.
+    pub cache: CacheSetting,
+    /// Flush wait at the end.
+    pub flush_timeout: Duration,
+    /// The interface text for the hello (`all`, or the names joined with `,`).
+    pub interface_text: String,
+}
+
+impl Config {
+    /// Validate the raw arguments.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Config> {
+        if !(cli.poke_interval.is_finite() && cli.poke_interval > 0.0) {
+            bail!(
+                "--poke-interval must be a number of seconds > 0 (got {})",
+                cli.poke_interval
+            );
+        }
+        let poke_interval = Duration::try_from_secs_f64(cli.poke_interval)
+            .context("--poke-interval is too large")?;
+        if poke_interval < Duration::from_millis(1) {
+            bail!("--poke-interval must be at least 0.001 seconds");
+        }
+        if !(cli.flush_timeout.is_finite() && cli.flush_timeout >= 0.0) {
+            bail!("--flush-timeout must be a number of seconds >= 0");
+        }
+        if cli.chef_memory_mib == 0 || cli.chef_memory_mib > 4096 {
+            bail!("--chef-memory-mib must be between 1 and 4096");
+        }
+        if cli.chef_deadline_ms == 0 || cli.chef_deadline_ms > 60_000 {
+            bail!("--chef-deadline-ms must be between 1 and 60000");
+        }
+        if cli.no_builtin_chefs && cli.chef_dir.is_none() && !cli.chef_list {
+            bail!("--no-builtin-chefs needs --chef-dir DIR (there would be no chefs at all)");
+        }
+        if cli.kitchen_name.is_empty() {
+            bail!("--kitchen-name must not be empty");
+        }
+        let hub = if cli.no_hub {
+            None
+        } else {
+            if !cli.hub.contains(':') {
+                bail!("--hub must be HOST:PORT (got {:?})", cli.hub);
+            }
+            Some(cli.hub.clone())
+        };
+        let interfaces: Vec<String> = cli.interfaces.clone();
+        let interface_text = if interfaces.is_empty() {
+            "all".to_owned()
+        } else {
+            interfaces.join(",")
+        };
+        let source = match cli.read {
+            Some(path) => Source::File(path),
+            None => Source::Live(if interfaces.is_empty() {
+                vec!["all".to_owned()]
+            } else {
+                interfaces
+            }),
+        };
+        let limits = ChefLimits {
+            memory_bytes: (cli.chef_memory_mib as usize) << 20,
+            deadline: Duration::from_millis(cli.chef_deadline_ms),
+            ..ChefLimits::default()
+        };
+        let cache = if cli.no_chef_cache {
+            CacheSetting::Disabled
+        } else if let Some(d) = cli.chef_cache_dir {
+            CacheSetting::Dir(d)
+        } else {
+            CacheSetting::Default
+        };
+        let filter = (!cli.filter.trim().is_empty()).then(|| cli.filter.clone());
+        Ok(Config {
+            kitchen_name: cli.kitchen_name,
+            hub,
+            source,
+            filter,
+            filter_text: cli.filter,
+            chefs: cli.chefs,
+            chef_list: cli.chef_list,
+            poke_interval,
+            poke_interval_secs: cli.poke_interval,
+            chef_dir: cli.chef_dir,
+            builtin_chefs: !cli.no_builtin_chefs,
+            stdout: cli.stdout,
+            limits,
+            cache,
+            flush_timeout: Duration::from_secs_f64(cli.flush_timeout),
+            interface_text,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("nd-sniff").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let c = Config::from_cli(parse(&[]).unwrap()).unwrap();
+        assert_eq!(c.kitchen_name, "default_kitchen");
+        assert_eq!(c.hub.as_deref(), Some("localhost:11347"));
+        assert_eq!(c.filter.as_deref(), Some("tcp or udp or arp"));
+        assert_eq!(c.poke_interval, Duration::from_secs(5));
+        assert_eq!(c.source, Source::Live(vec!["all".into()]));
+        assert_eq!(c.interface_text, "all");
+    }
+
+    #[test]
+    fn dash_h_is_hub_and_long_help_is_help() {
+        let c = parse(&["-h", "example:1"]).unwrap();
+        assert_eq!(c.hub, "example:1");
+        let e = parse(&["--help"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn original_short_flags() {
+        let c = parse(&[
+            "-n",
+            "k",
+            "-i",
+            "lo",
+            "-i",
+            "eth0",
+            "-f",
+            "udp port 53",
+            "-c",
+            "ARPChef",
+            "-c",
+            "DNSLookupChef",
+            "-l",
+            "-p",
+            "2.5",
+        ])
+        .unwrap();
+        assert_eq!(c.kitchen_name, "k");
+        assert_eq!(c.interfaces, vec!["lo", "eth0"]);
+        assert_eq!(c.filter, "udp port 53");
+        assert_eq!(c.chefs, vec!["ARPChef", "DNSLookupChef"]);
+        assert!(c.chef_list);
+        assert_eq!(c.poke_interval, 2.5);
+    }
+
+    #[test]
+    fn poke_interval_must_be_positive() {
+        for bad in ["0", "-1", "nan", "inf"] {
+            let cli = parse(&["-p", bad]).unwrap();
+            assert!(Config::from_cli(cli).is_err(), "{bad} accepted");
+        }
+        assert!(parse(&["-p", "soon"]).is_err());
+    }
+
+    #[test]
+    fn empty_filter_means_none_and_read_conflicts_with_interface() {
+        let c = Config::from_cli(parse(&["-f", "", "-r", "x.pcap", "--no-hub"]).unwrap()).unwrap();
+        assert_eq!(c.filter, None);
+        assert_eq!(c.hub, None);
+        assert_eq!(c.source, Source::File("x.pcap".into()));
+        assert!(parse(&["-r", "x.pcap", "-i", "lo"]).is_err());
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert!(Config::from_cli(parse(&["--chef-memory-mib", "0"]).unwrap()).is_err());
+        assert!(Config::from_cli(parse(&["--chef-deadline-ms", "0"]).unwrap()).is_err());
+        let c = Config::from_cli(
+            parse(&["--chef-memory-mib", "64", "--chef-deadline-ms", "20"]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c.limits.memory_mib(), 64);
+        assert_eq!(c.limits.deadline, Duration::from_millis(20));
+        assert!(Config::from_cli(parse(&["--no-builtin-chefs"]).unwrap()).is_err());
+    }
+}

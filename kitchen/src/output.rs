@@ -1,0 +1,84 @@
+//! Dumpling outputs other than the hub: stdout (one JSON line per dumpling, for `jq`) and
+//! a tee over several outputs.
+
+use std::io::{BufWriter, ErrorKind, Stdout, Write};
+
+use crate::dispatch::{DumplingSink, SinkError};
+
+/// Every dumpling as one line on stdout.
+pub struct StdoutSink {
+    out: BufWriter<Stdout>,
+    /// Flush after every line (live capture: an eater piping into `jq` sees dumplings as
+    /// they are made). Replays use block buffering.
+    line_buffered: bool,
+}
+
+impl StdoutSink {
+    /// A stdout sink.
+    pub fn new(line_buffered: bool) -> Self {
+        StdoutSink {
+            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            line_buffered,
+        }
+    }
+
+    /// Flush buffered lines.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(map_io)
+    }
+}
+
+fn map_io(e: std::io::Error) -> SinkError {
+    if e.kind() == ErrorKind::BrokenPipe {
+        SinkError::Closed
+    } else {
+        SinkError::Io(e)
+    }
+}
+
+impl DumplingSink for StdoutSink {
+    fn send(&mut self, _chef: &str, json: String) -> Result<(), SinkError> {
+        self.out.write_all(json.as_bytes()).map_err(map_io)?;
+        self.out.write_all(b"\n").map_err(map_io)?;
+        if self.line_buffered {
+            self.out.flush().map_err(map_io)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StdoutSink {
+    fn drop(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+/// Sends each dumpling to every output, in order.
+#[derive(Default)]
+pub struct Tee {
+    outputs: Vec<Box<dyn DumplingSink>>,
+}
+
+impl Tee {
+    /// An empty tee (dumplings are counted by the dispatcher and dropped).
+    pub fn new() -> Self {
+        Tee::default()
+    }
+
+    /// Add an output.
+    pub fn push(&mut self, sink: Box<dyn DumplingSink>) {
+        self.outputs.push(sink);
+    }
+}
+
+impl DumplingSink for Tee {
+    fn send(&mut self, chef: &str, json: String) -> Result<(), SinkError> {
+        let Some((last, rest)) = self.outputs.split_last_mut() else {
+            return Ok(());
+        };
+        for o in rest {
+            o.send(chef, json.clone())?;
+        }
+        last.send(chef, json)
+    }
+}

@@ -1,0 +1,203 @@
+//! `nd-sniff` as a process: exit codes, `--chef-list`, replay to `--stdout`, and delivery
+//! to a hub (a minimal WebSocket server on 127.0.0.1 inside the test).
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn nd_sniff(args: &[&str]) -> Output {
+    let cache = workspace_root().join("target/kitchen-test-tmp/cli-cache");
+    Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .args(args)
+        .arg("--chef-cache-dir")
+        .arg(&cache)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nd-sniff")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn chef_list_shows_every_chef_and_exits_0() {
+    let dir = fixtures().to_str().unwrap().to_owned();
+    let out = nd_sniff(&["-l", "-d", &dir]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("PortChef"), "{stdout}");
+    assert!(
+        stdout.contains("interest: transport=[udp] ports=[53]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("drivers:  packet,interval"), "{stdout}");
+    // Chefs that do not load are listed with the reason.
+    assert!(stdout.contains("fs_chef.wasm"), "{stdout}");
+    assert!(stdout.contains("wasi:filesystem"), "{stdout}");
+}
+
+#[test]
+fn no_valid_chef_exits_1_with_the_original_message() {
+    let capture = sample_capture();
+    let out = nd_sniff(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--no-hub",
+        "-c",
+        "NoSuchChef",
+        "-n",
+        "k",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("k: Chef NoSuchChef not found"), "{stderr}");
+    assert!(
+        stderr.contains("k: No valid chefs found. Not starting sniffer."),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = nd_sniff(&["-p", "0", "--no-hub"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = nd_sniff(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn missing_capture_file_exits_1_naming_the_file() {
+    let out = nd_sniff(&["-r", "/nonexistent/x.pcap", "--no-hub"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/x.pcap"));
+}
+
+#[test]
+fn replay_to_stdout_is_json_lines_and_deterministic() {
+    let capture = sample_capture();
+    let dir = fixtures().to_str().unwrap().to_owned();
+    let args = [
+        "-r",
+        capture.to_str().unwrap(),
+        "--no-hub",
+        "--stdout",
+        "--no-builtin-chefs",
+        "-d",
+        &dir,
+        "-c",
+        "PortChef",
+        "-n",
+        "cli_kitchen",
+    ];
+    let a = nd_sniff(&args);
+    let b = nd_sniff(&args);
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    assert_eq!(a.stdout, b.stdout);
+    let lines: Vec<String> = text(&a.stdout).lines().map(str::to_owned).collect();
+    assert!(lines.len() > 8);
+    for l in &lines {
+        let v = json(l);
+        assert_eq!(v["metadata"]["chef"], "PortChef");
+        assert_eq!(v["metadata"]["kitchen"], "cli_kitchen");
+    }
+    // The summary reaches stderr.
+    assert!(text(&a.stderr).contains("summary"));
+}
+
+/// A WebSocket server that accepts one kitchen and records its text frames.
+fn hub_server(listener: TcpListener) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use futures_util::StreamExt;
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
+                .await
+                .unwrap()
+                .unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let mut texts = Vec::new();
+            while let Ok(Some(Ok(msg))) =
+                tokio::time::timeout(Duration::from_secs(30), ws.next()).await
+            {
+                match msg {
+                    tokio_tungstenite::tungstenite::Message::Text(t) => texts.push(t.to_string()),
+                    tokio_tungstenite::tungstenite::Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            texts
+        })
+    })
+}
+
+#[test]
+fn replay_delivers_hello_and_dumplings_to_the_hub() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = hub_server(listener);
+    let capture = sample_capture();
+    let dir = fixtures().to_str().unwrap().to_owned();
+    let out = nd_sniff(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "-h",
+        &addr,
+        "--no-builtin-chefs",
+        "-d",
+        &dir,
+        "-c",
+        "PortChef",
+        "-n",
+        "hub_kitchen",
+        "-p",
+        "2.5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let texts = server.join().unwrap();
+    let hello = json(&texts[0]);
+    assert_eq!(hello["kitchen_name"], "hub_kitchen");
+    assert_eq!(hello["poke_interval"], 2.5);
+    assert_eq!(hello["filter"], "tcp or udp or arp");
+    assert!(hello["chefs"][0].as_str().unwrap().ends_with(".PortChef"));
+    assert!(texts.len() > 8);
+    for t in &texts[1..] {
+        assert_eq!(json(t)["metadata"]["chef"], "PortChef");
+    }
+}
+
+#[test]
+fn lost_dumplings_make_the_exit_status_non_zero() {
+    // Nothing listens on this port: every dumpling is lost after the flush timeout.
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let capture = sample_capture();
+    let dir = fixtures().to_str().unwrap().to_owned();
+    let out = nd_sniff(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "-h",
+        &addr,
+        "--no-builtin-chefs",
+        "-d",
+        &dir,
+        "-c",
+        "PortChef",
+        "--flush-timeout",
+        "0.5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("never reached the hub"), "{stderr}");
+}

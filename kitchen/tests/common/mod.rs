@@ -1,0 +1,115 @@
+//! Shared helpers for the kitchen's integration tests: fixture chefs, captures, replays.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+#[path = "../../src/fixtures_build.rs"]
+mod fixtures_build;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use capture::FileReader;
+use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, LoadedChef};
+use kitchen::dispatch::{
+    ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
+};
+use kitchen::file_filter::FileFilter;
+
+pub use fixtures_build::workspace_root;
+
+/// The fixture directory, built once per test binary.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| fixtures_build::build_fixtures().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A fixture component's path, e.g. `fixture("port_chef")`.
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures().join(format!("{name}.wasm"))
+}
+
+/// `ND_SHARED_DOCS`, defaulting to `<workspace>/../shared/docs`.
+pub fn shared_docs() -> PathBuf {
+    std::env::var_os("ND_SHARED_DOCS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/docs"))
+}
+
+/// The original's sample capture (50 packets: DNS, ARP, HTTP on loopback).
+pub fn sample_capture() -> PathBuf {
+    let p = shared_docs().join("netdumplings-captures/loopback_dns_arp_http.pcap");
+    assert!(p.is_file(), "missing {} (set ND_SHARED_DOCS)", p.display());
+    p
+}
+
+/// A host with default limits (or `limits`) and no on-disk cache.
+pub fn host_with(limits: ChefLimits) -> ChefHost {
+    ChefHost::new(limits, CacheSetting::Disabled).expect("chef host")
+}
+
+/// A host with default limits and no cache.
+pub fn host() -> ChefHost {
+    host_with(ChefLimits::default())
+}
+
+/// Load a fixture chef.
+pub fn load_fixture(host: &ChefHost, name: &str) -> LoadedChef {
+    host.load_file(&fixture(name))
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+/// Collects dumplings into a shared vector.
+#[derive(Clone, Default)]
+pub struct Collect(pub Arc<Mutex<Vec<String>>>);
+
+impl DumplingSink for Collect {
+    fn send(&mut self, _chef: &str, json: String) -> Result<(), SinkError> {
+        self.0.lock().unwrap().push(json);
+        Ok(())
+    }
+}
+
+pub fn slot(chef: LoadedChef) -> ChefSlot {
+    ChefSlot {
+        matcher: InterestMatcher::new(&chef.description().interest),
+        qualified_name: kitchen::chefs::qualified_name(&chef),
+        chef,
+    }
+}
+
+/// Replay `path` through `chefs` the way `nd-sniff -r` does; returns the dumplings (JSON
+/// lines) and the dispatcher (for chef counters).
+pub fn replay(
+    path: &Path,
+    chefs: Vec<LoadedChef>,
+    filter: Option<&str>,
+    poke: Duration,
+) -> (Vec<String>, Dispatcher) {
+    let out = Collect::default();
+    let mut d = Dispatcher::new(
+        "test_kitchen",
+        chefs.into_iter().map(slot).collect(),
+        poke,
+        ClockMode::Replay,
+        Box::new(out.clone()),
+    );
+    let mut reader = FileReader::open(path).expect("open capture");
+    let mut filter = filter.map(|f| FileFilter::new(f).expect("filter"));
+    while let Some(rec) = reader.next_packet().expect("read capture") {
+        if let Some(f) = filter.as_mut() {
+            if !f.matches(&rec) {
+                continue;
+            }
+        }
+        d.push(&rec).expect("push");
+    }
+    d.finish().expect("finish");
+    let lines = out.0.lock().unwrap().clone();
+    (lines, d)
+}
+
+/// Parse a dumpling line.
+pub fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).expect("dumpling is JSON")
+}

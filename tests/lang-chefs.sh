@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# tests/lang-chefs.sh: chefs in Python and JavaScript (and C when the toolchain is there),
+# built from source and run in the real kitchen.
+#
+#   bash tests/lang-chefs.sh            # needs python3, node/npm (first run: PyPI + npm)
+#
+# 0. Unit tests of the Python guest layer (plain CPython).
+# 1. Builds chefs/python/{arp,dns_lookup,packet_count}_chef and chefs/js/dns_lookup_chef with
+#    tools/nd-chef/nd-chef (toolchains cached under target/nd-chef-cache; offline afterwards).
+# 2. Replays the loopback capture through nd-sniff three times -- the built-in Rust sample
+#    chefs, the Python chefs (-d), the JS chef (-d) -- and compares each chef's dumplings with
+#    the Rust chef's, timestamps aside (tools/nd-chef/compare_dumplings.py).
+# 3. Sandbox parity: the hostile Python and JS chefs (infinite loop, memory growth, exception)
+#    run next to the Rust DNSLookupChef; each must be stopped and reported, the Rust chef's
+#    dumplings must be unchanged, and the kitchen must exit 0.
+# 4. Refusal: a JS chef built with its HTTP features on (imports wasi:http) and a Python chef
+#    built without --stub-wasi (imports wasi:filesystem, wasi:sockets) are refused at load
+#    with the import named.
+#
+# Ends with an "N passed, N failed" line; exit 1 on any failure. Bounded: every kitchen run
+# is under `timeout`.
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ND_SNIFF="${ND_SNIFF:-$REPO/target/release/nd-sniff}"
+PCAP="${PCAP:-$REPO/../shared/docs/netdumplings-captures/loopback_dns_arp_http.pcap}"
+WORK="${LANG_CHEFS_WORK:-$REPO/target/lang-chefs-test}"
+NDCHEF="$REPO/tools/nd-chef/nd-chef"
+COMPARE="$REPO/tools/nd-chef/compare_dumplings.py"
+RUN_TIMEOUT="${RUN_TIMEOUT:-300}"
+
+passed=0
+failed=0
+ok() { echo "ok   $*"; passed=$((passed + 1)); }
+bad() { echo "FAIL $*"; failed=$((failed + 1)); }
+finish() {
+    echo "lang-chefs: $passed passed, $failed failed"
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit $?
+}
+
+if [ ! -f "$PCAP" ]; then
+    echo "lang-chefs: capture $PCAP not found" >&2
+    exit 1
+fi
+if [ ! -x "$ND_SNIFF" ]; then
+    echo "lang-chefs: building nd-sniff" >&2
+    (cd "$REPO" && cargo build --release -p kitchen --bin nd-sniff) || { bad "cargo build nd-sniff"; finish; }
+fi
+
+rm -rf "$WORK"
+mkdir -p "$WORK"/{py,js,c,rust,hostile,refused}
+
+build() { # build SRC OUTFILE [extra nd-chef args]
+    local src="$1" out="$2"
+    shift 2
+    if "$NDCHEF" build "$@" "$REPO/$src" -o "$out" >"$WORK/build.log" 2>&1; then
+        ok "build $src ($(du -h "$out" | cut -f1))"
+        return 0
+    fi
+    bad "build $src"
+    sed 's/^/     /' "$WORK/build.log" | tail -30
+    return 1
+}
+
+# sniff OUT ERR ARGS...: replay the capture through nd-sniff, dumplings as JSON lines.
+sniff() {
+    local out="$1" err="$2"
+    shift 2
+    timeout "$RUN_TIMEOUT" "$ND_SNIFF" -r "$PCAP" --stdout --no-hub -f "" -n lang_chefs "$@" >"$out" 2>"$err"
+}
+
+# --- 0. the Python guest layer under plain CPython ------------------------------------------
+if python3 -m unittest discover -s "$REPO/chef-sdk/python/tests" >"$WORK/unittest.log" 2>&1; then
+    ok "python guest layer unit tests ($(grep -Eo 'Ran [0-9]+ tests' "$WORK/unittest.log"))"
+else
+    bad "python guest layer unit tests"
+    tail -30 "$WORK/unittest.log"
+fi
+
+# --- 1. build -------------------------------------------------------------------------
+for c in arp_chef dns_lookup_chef packet_count_chef; do
+    build "chefs/python/$c" "$WORK/py/$c.wasm"
+done
+build chefs/js/dns_lookup_chef "$WORK/js/dns_lookup_chef.wasm"
+have_c=0
+if [ -d "$REPO/chefs/c/dns_lookup_chef" ] && "$NDCHEF" setup c >/dev/null 2>&1; then
+    build chefs/c/dns_lookup_chef "$WORK/c/dns_lookup_chef.wasm" && have_c=1
+else
+    echo "lang-chefs: no C toolchain (clang-19 + wasi-libc); C chef skipped" >&2
+fi
+
+# --- 2. same dumplings as the Rust chefs -----------------------------------------------
+RUST_CHEFS=(ARPChef DNSLookupChef PacketCountChef)
+if sniff "$WORK/rust.jsonl" "$WORK/rust.err" -c ARPChef -c DNSLookupChef -c PacketCountChef; then
+    ok "replay through the built-in Rust chefs ($(wc -l <"$WORK/rust.jsonl") dumplings)"
+else
+    bad "replay through the built-in Rust chefs (exit $?)"
+    tail -20 "$WORK/rust.err"
+fi
+
+compare() { # compare LABEL DIR CHEF...
+    local label="$1" dir="$2"
+    shift 2
+    if ! sniff "$WORK/$label.jsonl" "$WORK/$label.err" --no-builtin-chefs -d "$dir"; then
+        bad "replay through the $label chefs (exit $?)"
+        tail -20 "$WORK/$label.err"
+        return
+    fi
+    if python3 "$COMPARE" "$WORK/rust.jsonl" "$WORK/$label.jsonl" "$@" >"$WORK/$label.cmp"; then
+        ok "$label chefs: dumplings equal to the Rust chefs' ($*)"
+    else
+        bad "$label chefs differ from the Rust chefs"
+    fi
+    sed '/passed, .*failed/d; s/^/     /' "$WORK/$label.cmp"
+}
+compare python "$WORK/py" "${RUST_CHEFS[@]}"
+compare js "$WORK/js" DNSLookupChef
+[ "$have_c" = 1 ] && compare c "$WORK/c" DNSLookupChef
+
+# --- 3. hostile chefs are contained ------------------------------------------------------
+hostile() { # hostile LANG KIND CHEFNAME PATTERN [nd-sniff args...]
+    local lang="$1" kind="$2" name="$3" pattern="$4" dir="$WORK/hostile/$1_$2"
+    shift 4
+    mkdir -p "$dir"
+    build "chefs/$lang/hostile/$kind" "$dir/$kind.wasm" || return
+    local rc=0
+    sniff "$dir/out.jsonl" "$dir/err.log" -c DNSLookupChef -c "$name" -d "$dir" "$@" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        bad "$lang $kind: kitchen exited $rc"
+        tail -20 "$dir/err.log"
+        return
+    fi
+    if ! grep -a "$name" "$dir/err.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -Eq "$pattern"; then
+        bad "$lang $kind: no report matching /$pattern/ for $name in the kitchen's log"
+        tail -20 "$dir/err.log"
+        return
+    fi
+    if grep -q "\"chef\": *\"$name\"" "$dir/out.jsonl"; then
+        bad "$lang $kind: the hostile chef made dumplings"
+        return
+    fi
+    if python3 "$COMPARE" "$WORK/rust.jsonl" "$dir/out.jsonl" DNSLookupChef >"$dir/cmp" 2>&1; then
+        ok "$lang $kind: $name stopped and reported; DNSLookupChef unaffected"
+    else
+        bad "$lang $kind: DNSLookupChef's dumplings changed next to $name"
+        cat "$dir/cmp"
+    fi
+}
+# Memory growth runs with a 2 s CPU deadline, so that the memory cap (128 MiB), not the
+# default 50 ms deadline, is what stops it (filling 128 MiB from JS takes longer than 50 ms).
+hostile python infinite_loop PyInfiniteLoopChef 'ran past its [0-9]+ ms deadline'
+hostile python memory_growth PyMemoryGrowthChef 'hit its memory limit' --chef-deadline-ms 2000
+hostile python exception PyExceptionChef 'trapped'
+hostile js infinite_loop JsInfiniteLoopChef 'ran past its [0-9]+ ms deadline'
+hostile js memory_growth JsMemoryGrowthChef 'hit its memory limit' --chef-deadline-ms 2000
+hostile js exception JsExceptionChef 'trapped'
+
+# --- 4. capability imports are refused at load -------------------------------------------
+refused() { # refused LABEL SRC IMPORT_PATTERN ENV...
+    local label="$1" src="$2" pattern="$3" dir="$WORK/refused/$1"
+    shift 3
+    mkdir -p "$dir"
+    if ! env "$@" "$NDCHEF" build --no-check "$REPO/$src" -o "$dir/chef.wasm" >"$dir/build.log" 2>&1; then
+        bad "$label: build failed"
+        tail -20 "$dir/build.log"
+        return
+    fi
+    if "$NDCHEF" imports "$dir/chef.wasm" >"$dir/imports.txt" 2>&1; then
+        bad "$label: nd-chef imports accepted it"
+        return
+    fi
+    timeout 120 "$ND_SNIFF" -l --no-builtin-chefs -d "$dir" >"$dir/list.out" 2>"$dir/list.err" || true
+    if grep -Eq "imports \`$pattern" "$dir/list.err" "$dir/list.out"; then
+        ok "$label: refused at load ($(grep -Eo "imports \`[^\`]*\`" "$dir/list.err" "$dir/list.out" | head -1 | cut -d: -f2-))"
+    else
+        bad "$label: the kitchen did not refuse it by name"
+        tail -10 "$dir/list.err"
+    fi
+}
+refused js-with-http chefs/js/template 'wasi:http' ND_CHEF_JS_DISABLE=fetch-event
+refused python-without-stub-wasi chefs/python/template 'wasi:(filesystem|sockets)' ND_CHEF_PY_STUB_WASI=0
+
+finish

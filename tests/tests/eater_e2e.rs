@@ -1,0 +1,324 @@
+//! The eater CLIs (`nd-print`, `nd-hubdetails`, `nd-hubstatus`) as real processes against
+//! a real `nd-hub`: output formats, `--json` byte-exactness, `--count` (close 4102),
+//! Ctrl-C (close 4101, exit 0), reconnect, and exit 1 on errors retrying cannot fix.
+
+#[path = "hub_support.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e_tests::{bin, ChildGuard};
+use futures_util::SinkExt;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const T: Duration = Duration::from_secs(10);
+
+/// Wait until the hub lists an eater named `name`.
+async fn wait_for_eater(hub: &Hub, name: &str) {
+    let s = status_until(hub.eaters, T, |s| {
+        s["dumpling_eaters"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["info_from_eater"]["eater_name"] == name))
+    })
+    .await;
+    assert!(
+        s["dumpling_eaters"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["info_from_eater"]["eater_name"] == name)),
+        "{name} never connected: {s}"
+    );
+}
+
+#[tokio::test]
+async fn nd_print_json_prints_exactly_the_dumplings_sent_and_stops_at_count() {
+    let hub = Hub::start(&["-f", "60"]);
+    let n = 200;
+    let print = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print")).args([
+            "-h",
+            &hub.eater_hub(),
+            "--json",
+            "-c",
+            "BenchChef",
+            "--count",
+            &n.to_string(),
+        ]),
+    );
+    wait_for_eater(&hub, "printereater").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "k1"}"#).await;
+    let sent: Vec<String> = (0..n).map(|i| dumpling_text("k1", i, 300)).collect();
+    for d in &sent {
+        k.send(Message::text(d.as_str())).await.unwrap();
+    }
+    let out = print.wait_output(T);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines, sent, "count and bytes");
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("printereater connection closed: received 4102 dumpling eater is full"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn nd_print_default_format_filters_and_ctrl_c() {
+    let hub = Hub::start(&["-f", "60"]);
+    let print = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print")).args([
+            "-h",
+            &hub.eater_hub(),
+            "--no-color",
+            "--no-interval-dumplings",
+            "-k",
+            "kitchen_a",
+            "-n",
+            "fmt",
+        ]),
+    );
+    wait_for_eater(&hub, "fmt").await;
+    let mut a = kitchen(hub.kitchens, r#"{"kitchen_name": "kitchen_a"}"#).await;
+    let mut b = kitchen(hub.kitchens, r#"{"kitchen_name": "kitchen_b"}"#).await;
+    let packet = r#"{"metadata": {"chef": "DNSLookupChef", "kitchen": "kitchen_a", "creation_time": 1.5, "driver": "packet"}, "payload": {"lookup": {"hostname": "example.test", "when": 2.25}}}"#;
+    let interval = r#"{"metadata": {"chef": "DNSLookupChef", "kitchen": "kitchen_a", "creation_time": 1.5, "driver": "interval"}, "payload": {"lookups_seen": {}}}"#;
+    let other = r#"{"metadata": {"chef": "ARPChef", "kitchen": "kitchen_b", "creation_time": 1.5, "driver": "packet"}, "payload": {}}"#;
+    b.send(Message::text(other)).await.unwrap();
+    a.send(Message::text(interval)).await.unwrap();
+    a.send(Message::text(packet)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    print.interrupt();
+    let out = print.wait_output(T);
+    assert!(out.status.success(), "Ctrl-C exits 0");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let uri = format!("ws://{}", hub.eater_hub());
+    // The status dumpling (kitchen null) is hidden by -k, the interval one by
+    // --no-interval-dumplings, kitchen_b's by -k.
+    let expected_tail = "[packet  ] DNSLookupChef from kitchen_a\n\n{\n    \"lookup\": {\n        \"hostname\": \"example.test\",\n        \"when\": 2.25\n    }\n}\n\n";
+    assert!(
+        stdout.starts_with(&format!(
+            "Connected to nd-hub at {uri}\nWaiting for dumplings...\n\n"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with(expected_tail), "{stdout:?}");
+    assert_eq!(stdout.matches(" from ").count(), 1, "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("fmt: Connection to dumpling hub cancelled; closing..."));
+    assert!(stderr.contains("fmt: Done eating dumplings."));
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("fmt connection closed: received 4101 connection cancelled"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn nd_hubdetails_answers_at_once() {
+    let hub = Hub::start(&["-f", "60"]);
+    let _k = kitchen(
+        hub.kitchens,
+        r#"{"kitchen_name": "default_kitchen", "interface": "lo"}"#,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let out = ChildGuard::spawn(
+        "nd-hubdetails",
+        Command::new(bin("nd-hubdetails")).args(["-h", &hub.eater_hub(), "--no-color"]),
+    )
+    .wait_output(T);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no wait for the status tick"
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let header = format!(
+        "Connected to nd-hub at ws://{}\nWaiting for a SystemStatus dumpling...\n\n",
+        hub.eater_hub()
+    );
+    assert!(stdout.starts_with(&header), "{stdout}");
+    let payload: serde_json::Value = serde_json::from_str(&stdout[header.len()..]).unwrap();
+    assert_eq!(payload["dumpling_kitchen_count"], 1);
+    assert_eq!(
+        payload["dumpling_kitchens"][0]["info_from_kitchen"]["kitchen_name"],
+        "default_kitchen"
+    );
+    assert_eq!(
+        payload["dumpling_eaters"][0]["info_from_eater"]["eater_name"],
+        "detailseater"
+    );
+    assert!(
+        stdout.contains("\n    \"dumpling_eater_count\": 1,\n"),
+        "sorted keys, indent 4"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("detailseater: Done eating dumplings."));
+}
+
+#[tokio::test]
+async fn nd_hubstatus_draws_one_line_per_status() {
+    let hub = Hub::start(&["-f", "0.3"]);
+    let status = ChildGuard::spawn(
+        "nd-hubstatus",
+        Command::new(bin("nd-hubstatus")).args(["-h", &hub.eater_hub(), "--no-color"]),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    status.terminate();
+    let out = status.wait_output(T);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with(&format!(
+        "nd-hub status from ws://{}\nWaiting for data... \r",
+        hub.eater_hub()
+    )));
+    let redraws: Vec<&str> = stdout.split('\r').skip(1).collect();
+    assert!(redraws.len() >= 3, "{stdout:?}");
+    for line in redraws {
+        assert!(line.contains("  uptime: 00:00:0"), "{line:?}");
+        assert!(line.contains("  kitchens: 0  eaters: 1 "), "{line:?}");
+        assert!(!line.contains('\n'));
+    }
+}
+
+#[tokio::test]
+async fn eaters_reconnect_when_the_hub_comes_back() {
+    let hub = Hub::start(&["-f", "60"]);
+    let (i, o) = (hub.kitchens.port(), hub.eaters.port());
+    let print = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print")).args([
+            "-h",
+            &hub.eater_hub(),
+            "--json",
+            "-c",
+            "BenchChef",
+            "--count",
+            "2",
+        ]),
+    );
+    wait_for_eater(&hub, "printereater").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "k"}"#).await;
+    k.send(Message::text(dumpling_text("k", 1, 200)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stopped, _) = hub.stop();
+    assert!(stopped.success());
+    // Same ports again.
+    let mut cmd = Command::new(bin("nd-hub"));
+    cmd.args([
+        "-a",
+        "127.0.0.1",
+        "-i",
+        &i.to_string(),
+        "-o",
+        &o.to_string(),
+        "-f",
+        "60",
+    ]);
+    let _hub2 = ChildGuard::spawn("nd-hub", &mut cmd);
+    assert!(e2e_tests::wait_for_port(([127, 0, 0, 1], i).into(), T));
+    let deadline = Instant::now() + T;
+    let mut connected = false;
+    while Instant::now() < deadline && !connected {
+        let s = status(([127, 0, 0, 1], o).into()).await;
+        connected = s["dumpling_eater_count"] == 2;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(connected, "nd-print reconnected");
+    let mut k = kitchen(([127, 0, 0, 1], i).into(), r#"{"kitchen_name": "k"}"#).await;
+    k.send(Message::text(dumpling_text("k", 2, 200)))
+        .await
+        .unwrap();
+    let out = print.wait_output(T);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("printereater: Lost connection to dumpling hub"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("printereater: Reconnected to dumpling hub"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn errors_retrying_cannot_fix_exit_1() {
+    // Something that answers HTTP but is not a WebSocket server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let out = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print")).args(["-h", &addr.to_string()]),
+    )
+    .wait_output(T);
+    let _ = server.join();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a dumpling hub"));
+    // A bad address.
+    let out = ChildGuard::spawn(
+        "nd-hubdetails",
+        Command::new(bin("nd-hubdetails")).args(["-h", "bad host:1"]),
+    )
+    .wait_output(T);
+    assert_eq!(out.status.code(), Some(1));
+    // Nothing listening: nd-hubdetails gives up after its retries.
+    let out = ChildGuard::spawn(
+        "nd-hubdetails",
+        Command::new(bin("nd-hubdetails")).args([
+            "-h",
+            &format!("127.0.0.1:{}", e2e_tests::free_port()),
+            "--retries",
+            "1",
+        ]),
+    )
+    .wait_output(T);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn usage_errors_exit_2_and_dash_h_means_hub() {
+    let out = ChildGuard::spawn("nd-print", Command::new(bin("nd-print")).arg("-h")).wait_output(T);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "-h needs a value, as the original"
+    );
+    let out =
+        ChildGuard::spawn("nd-print", Command::new(bin("nd-print")).arg("--help")).wait_output(T);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--hub",
+        "--chef",
+        "--kitchen",
+        "--eater-name",
+        "--no-interval-dumplings",
+        "--no-packet-dumplings",
+        "--no-payload",
+        "--no-color",
+        "--json",
+        "--count",
+    ] {
+        assert!(help.contains(flag), "{flag} in --help");
+    }
+}

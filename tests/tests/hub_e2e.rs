@@ -1,0 +1,573 @@
+//! `nd-hub` end to end, as a real process on 127.0.0.1 driven by raw WebSocket clients:
+//! the original's recorded frames replayed, byte-for-byte forwarding, input checks, bad
+//! hellos without ghosts, size caps, slow and vanishing eaters, churn, shutdown and bind
+//! errors (issue #4).
+
+#[path = "hub_support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const T: Duration = Duration::from_secs(5);
+
+/// Kitchen frames recorded from the original `nd-sniff` (hello first, then dumplings).
+fn recorded_kitchen_frames() -> Option<Vec<String>> {
+    let text =
+        std::fs::read_to_string(captures_dir()?.join("kitchen_to_hub_transcript.txt")).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("MSG "))
+            .filter_map(|l| l.split_once(" TEXT ").map(|(_, m)| m.to_owned()))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn recorded_kitchen_session_reaches_every_eater_byte_for_byte_in_order() {
+    let Some(frames) = recorded_kitchen_frames() else {
+        return;
+    };
+    assert!(frames.len() > 5, "transcript has a hello and dumplings");
+    let hub = Hub::start(&["-f", "60"]);
+    let (mut a, _) = eater(hub.eaters, "a").await;
+    let (mut b, _) = eater(hub.eaters, "b").await;
+    let mut k = kitchen(hub.kitchens, &frames[0]).await;
+    for frame in &frames[1..] {
+        k.send(Message::text(frame.as_str())).await.unwrap();
+    }
+    for ws in [&mut a, &mut b] {
+        for frame in &frames[1..] {
+            let got = next_dumpling(ws, T).await.expect("dumpling");
+            assert_eq!(got.to_text().unwrap(), frame, "byte for byte, in order");
+        }
+    }
+    // The kitchen's hello is republished verbatim, with our per-kitchen counters.
+    let s = status(hub.eaters).await;
+    let hello: serde_json::Value = serde_json::from_str(&frames[0]).unwrap();
+    assert_eq!(s["dumpling_kitchens"][0]["info_from_kitchen"], hello);
+    assert_eq!(s["dumpling_kitchen_count"], 1);
+    assert_eq!(s["total_dumplings_in"], (frames.len() - 1) as u64);
+    assert_eq!(
+        s["dumpling_kitchens"][0]["info_from_hub"]["dumplings_in"],
+        (frames.len() - 1) as u64
+    );
+    assert_eq!(
+        s["dumpling_kitchens"][0]["info_from_hub"]["host"],
+        "127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn recorded_hub_to_eater_frames_replayed_as_kitchen_input() {
+    let Some(dir) = captures_dir() else {
+        return;
+    };
+    let text = std::fs::read_to_string(dir.join("hub_to_eater_transcript.jsonl")).unwrap();
+    let frames: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"SystemStatusChef\""))
+        .collect();
+    let hub = Hub::start(&["-f", "60"]);
+    let (mut e, _) = eater(hub.eaters, "rawtap").await;
+    let mut k = kitchen(
+        hub.kitchens,
+        r#"{"kitchen_name": "replay", "whatever": true}"#,
+    )
+    .await;
+    for frame in &frames {
+        k.send(Message::text(*frame)).await.unwrap();
+    }
+    // MinimalChef (no driver/creation_time) is the one frame our stricter check drops;
+    // FullChef keeps its extra top-level key, byte for byte.
+    let expected: Vec<&str> = frames
+        .iter()
+        .copied()
+        .filter(|f| dumpling::check_dumpling(f.as_bytes()).is_ok())
+        .collect();
+    assert_eq!(
+        expected.len() + 1,
+        frames.len(),
+        "exactly MinimalChef is invalid"
+    );
+    for frame in &expected {
+        let got = next_dumpling(&mut e, T).await.expect("dumpling");
+        assert_eq!(got.to_text().unwrap(), *frame);
+    }
+    assert!(expected
+        .iter()
+        .any(|f| f.contains("\"extra_top\": \"kept?\"")));
+    let s = status(hub.eaters).await;
+    assert_eq!(
+        s["dumpling_kitchens"][0]["info_from_hub"]["dumplings_invalid"],
+        1
+    );
+    assert_eq!(s["total_dumplings_in"], expected.len() as u64);
+}
+
+#[tokio::test]
+async fn garbage_frames_are_dropped_counted_and_the_kitchen_stays() {
+    let hub = Hub::start(&["-f", "60"]);
+    let (mut e, _) = eater(hub.eaters, "e").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "probe_kitchen"}"#).await;
+    let garbage = [
+        "not json",
+        "[1, 2]",
+        r#"{"metadata": {}}"#,
+        r#"{"metadata": {"chef": "MinimalChef"}}"#,
+        r#"{"metadata": {"chef": "C", "driver": "sideways", "creation_time": 1}}"#,
+        r#"{"metadata": {"chef": "C", "driver": "packet", "creation_time": "soon"}}"#,
+        "",
+    ];
+    for g in garbage {
+        k.send(Message::text(g)).await.unwrap();
+    }
+    k.send(Message::binary(vec![0xff, 0x00, 0x7b]))
+        .await
+        .unwrap();
+    let good = dumpling_text("probe_kitchen", 1, 200);
+    k.send(Message::text(good.as_str())).await.unwrap();
+    // A valid dumpling in a binary frame goes out as a binary frame, as the original.
+    k.send(Message::binary(good.clone().into_bytes()))
+        .await
+        .unwrap();
+    let first = next_dumpling(&mut e, T).await.expect("the good dumpling");
+    assert_eq!(first, Message::text(good.as_str()));
+    let second = next_dumpling(&mut e, T).await.expect("the binary dumpling");
+    assert_eq!(second, Message::binary(good.clone().into_bytes()));
+    let s = status(hub.eaters).await;
+    let info = &s["dumpling_kitchens"][0]["info_from_hub"];
+    assert_eq!(info["dumplings_invalid"], 8);
+    assert_eq!(info["dumplings_in"], 2);
+    assert_eq!(
+        s["dumpling_kitchen_count"], 1,
+        "the kitchen is still connected"
+    );
+    drop(k);
+    drop(e);
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("Received invalid dumpling: Could not interpret dumpling JSON; kitchen: {\"kitchen_name\": \"probe_kitchen\"}"),
+        "invalid dumplings are logged with the kitchen: {log}"
+    );
+}
+
+#[tokio::test]
+async fn bad_hellos_are_closed_with_a_reason_and_leave_no_ghost() {
+    let hub = Hub::start(&["-f", "60", "--hello-timeout", "1"]);
+    let cases: [(&str, &str); 4] = [
+        ("not json", "bad hello: not JSON"),
+        (r#"{"name": "nameless"}"#, "bad hello: no kitchen_name"),
+        ("[1]", "bad hello: not a JSON object"),
+        (
+            r#"{"metadata": {"chef": "C", "kitchen": "k", "creation_time": 1, "driver": "packet"}}"#,
+            "bad hello: no kitchen_name",
+        ),
+    ];
+    for (hello, reason) in cases {
+        let mut k = kitchen(hub.kitchens, hello).await;
+        assert_eq!(
+            close_frame(&mut k, T).await,
+            Some((1008, reason.to_owned())),
+            "kitchen hello {hello}"
+        );
+    }
+    let mut e = connect(hub.eaters).await;
+    e.send(Message::text(r#"{"name": "x"}"#)).await.unwrap();
+    assert_eq!(
+        close_frame(&mut e, T).await,
+        Some((1008, "bad hello: no eater_name".to_owned()))
+    );
+    // Silence: closed after the hello timeout.
+    let started = Instant::now();
+    let mut silent = connect(hub.eaters).await;
+    assert_eq!(
+        close_frame(&mut silent, T).await,
+        Some((1008, "bad hello: none within 1 s".to_owned()))
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A raw TCP connection that never even upgrades is dropped too.
+    let mut raw = tokio::net::TcpStream::connect(hub.kitchens).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(T, tokio::io::AsyncReadExt::read(&mut raw, &mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "half-open handshake dropped"
+    );
+
+    let s = status(hub.eaters).await;
+    assert_eq!(s["dumpling_kitchen_count"], 0, "no ghost kitchens: {s}");
+    assert_eq!(s["dumpling_eater_count"], 1, "only the probe itself: {s}");
+}
+
+#[tokio::test]
+async fn oversized_frames_close_the_kitchen_with_1009_and_the_hub_stays_up() {
+    let hub = Hub::start(&["-f", "60", "--max-message-bytes", "4096"]);
+    let (mut e, _) = eater(hub.eaters, "e").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "big"}"#).await;
+    let _ = k.send(Message::text(dumpling_text("big", 1, 10_000))).await;
+    let closed = close_frame(&mut k, T).await;
+    assert_eq!(closed.map(|c| c.0), Some(1009));
+    // The hub still serves: a new kitchen's dumpling reaches the eater.
+    let mut k2 = kitchen(hub.kitchens, r#"{"kitchen_name": "small"}"#).await;
+    let small = dumpling_text("small", 2, 1000);
+    k2.send(Message::text(small.as_str())).await.unwrap();
+    assert_eq!(
+        next_dumpling(&mut e, T).await,
+        Some(Message::text(small.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn new_eaters_get_status_at_once_and_departures_are_seen_at_once() {
+    let hub = Hub::start(&["-f", "60"]);
+    let started = Instant::now();
+    let (mut a, welcome) = eater(hub.eaters, "first").await;
+    assert!(started.elapsed() < Duration::from_secs(2), "status at once");
+    let p = &welcome["payload"];
+    assert_eq!(p["dumpling_eater_count"], 1);
+    assert_eq!(
+        p["dumpling_eaters"][0]["info_from_eater"]["eater_name"],
+        "first"
+    );
+    for key in [
+        "total_dumplings_in",
+        "total_dumplings_out",
+        "server_uptime",
+        "dumpling_kitchen_count",
+        "dumpling_eater_count",
+        "dumpling_kitchens",
+        "dumpling_eaters",
+    ] {
+        assert!(p.get(key).is_some(), "status has the original key {key}");
+    }
+    assert_eq!(welcome["metadata"]["kitchen"], serde_json::Value::Null);
+    assert_eq!(welcome["metadata"]["driver"], "interval");
+    // Extra hello keys survive.
+    let mut chatty = connect(hub.eaters).await;
+    chatty
+        .send(Message::text(
+            r#"{"eater_name": "chatty", "extra": [1, 2]}"#,
+        ))
+        .await
+        .unwrap();
+    let w = next_data(&mut chatty, T).await.unwrap();
+    let w: serde_json::Value = serde_json::from_str(w.to_text().unwrap()).unwrap();
+    assert_eq!(
+        w["payload"]["dumpling_eaters"][1]["info_from_eater"],
+        serde_json::json!({"eater_name": "chatty", "extra": [1, 2]})
+    );
+    // Departures: one closes cleanly, one just drops its TCP connection.
+    a.close(None).await.unwrap();
+    drop(chatty);
+    let s = status_until(hub.eaters, Duration::from_secs(2), |s| {
+        s["dumpling_eater_count"] == 1
+    })
+    .await;
+    assert_eq!(
+        s["dumpling_eater_count"], 1,
+        "departed eaters seen at once: {s}"
+    );
+}
+
+#[tokio::test]
+async fn status_lists_are_capped_but_counts_stay_exact() {
+    let hub = Hub::start(&["-f", "60", "--status-list-max", "3"]);
+    let mut eaters = Vec::new();
+    for i in 0..6 {
+        eaters.push(eater(hub.eaters, &format!("e{i}")).await.0);
+    }
+    let (_last, welcome) = eater(hub.eaters, "newest").await;
+    let p = &welcome["payload"];
+    assert_eq!(p["dumpling_eater_count"], 7);
+    let listed = p["dumpling_eaters"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        listed[2]["info_from_eater"]["eater_name"], "newest",
+        "the receiving eater is listed in its welcome status"
+    );
+}
+
+#[tokio::test]
+async fn periodic_status_reaches_every_eater() {
+    let hub = Hub::start(&["-f", "0.2"]);
+    let (mut a, _) = eater(hub.eaters, "a").await;
+    let mut seen = 0;
+    let deadline = Instant::now() + T;
+    while seen < 3 && Instant::now() < deadline {
+        if let Some(m) = next_data(&mut a, T).await {
+            if is_chef(&m, "SystemStatusChef") {
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 3, "a status dumpling every 0.2 s");
+}
+
+#[tokio::test]
+async fn a_slow_eater_is_told_what_it_missed_and_never_slows_the_fast_one() {
+    // Tiny ring and byte cap so that a paused eater overflows quickly.
+    let hub = Hub::start(&[
+        "-f",
+        "60",
+        "--ring-capacity",
+        "1024",
+        "--eater-queue-bytes",
+        "262144",
+    ]);
+    let mut eater_cfg = eater::EaterConfig::new(hub.eater_hub(), "slowpoke");
+    eater_cfg.reconnect.enabled = false;
+    let mut slow = eater::Eater::new(eater_cfg).unwrap();
+    assert!(matches!(
+        slow.next_event().await.unwrap(),
+        eater::Event::Connected { .. }
+    ));
+    let (mut fast, _) = eater(hub.eaters, "fast").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "flood"}"#).await;
+    let n: u64 = 30_000;
+    let sender = tokio::spawn(async move {
+        // Bursts with short pauses, so the fast eater can keep up on a busy machine.
+        for seq in 0..n {
+            k.feed(Message::text(dumpling_text("flood", seq, 1000)))
+                .await
+                .unwrap();
+            if seq % 50 == 49 {
+                k.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        k.flush().await.unwrap();
+        k
+    });
+    // The fast eater keeps up and gets everything, in order.
+    let mut expect = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while expect < n && Instant::now() < deadline {
+        let Some(m) = next_dumpling(&mut fast, T).await else {
+            break;
+        };
+        let v: serde_json::Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        assert_eq!(
+            v["payload"]["seq"], expect,
+            "fast eater in order, nothing lost"
+        );
+        expect += 1;
+    }
+    assert_eq!(expect, n, "the fast eater got every dumpling");
+    let _k = sender.await.unwrap();
+    // Now the slow eater (which read nothing so far) drains: dumplings + lag = n.
+    let (mut got, mut lagged, mut notices) = (0u64, 0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got + lagged < n && Instant::now() < deadline {
+        match tokio::time::timeout(T, slow.next_event()).await {
+            Ok(Ok(eater::Event::Dumpling(d))) if d.dumpling.metadata.chef == "BenchChef" => {
+                got += 1
+            }
+            Ok(Ok(eater::Event::Lagged { missed })) => {
+                lagged += missed;
+                notices += 1;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("slow eater ended: {other:?}"),
+        }
+    }
+    assert!(notices > 0, "the slow eater was told it lagged");
+    assert_eq!(
+        got + lagged,
+        n,
+        "every dumpling is either delivered or reported missed"
+    );
+    let s = status(hub.eaters).await;
+    let entry = s["dumpling_eaters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["info_from_eater"]["eater_name"] == "slowpoke")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["info_from_hub"]["dumplings_dropped"], lagged);
+}
+
+#[tokio::test]
+async fn a_stuck_eater_is_disconnected_and_its_registration_removed() {
+    let hub = Hub::start(&["-f", "60", "--write-timeout", "1"]);
+    // This eater never reads after the hello: its socket fills up.
+    let (stuck, _) = eater(hub.eaters, "stuck").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "flood"}"#).await;
+    let big = dumpling_text("flood", 0, 60_000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut gone = false;
+    let mut sent = 0;
+    while Instant::now() < deadline {
+        for _ in 0..200 {
+            k.send(Message::text(big.as_str())).await.unwrap();
+            sent += 1;
+        }
+        let s = status(hub.eaters).await;
+        if s["dumpling_eater_count"] == 1 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "stuck eater dropped after {sent} dumplings");
+    drop(stuck);
+    drop(k);
+    let (_, log) = hub.stop();
+    assert!(log.contains("no write progress"), "{log}");
+}
+
+#[tokio::test]
+async fn a_thousand_eaters_come_and_go_without_ghosts_or_leaks() {
+    let hub = Hub::start(&["-f", "60"]);
+    let n = 1000;
+    let mut after_rounds = Vec::new();
+    let idle = hub.rss_kib();
+    for round in 0..3 {
+        let before = hub.rss_kib();
+        let mut eaters = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut ws = connect(hub.eaters).await;
+            ws.send(Message::text(format!(r#"{{"eater_name": "churn{i}"}}"#)))
+                .await
+                .unwrap();
+            eaters.push(ws);
+        }
+        let s = status_until(hub.eaters, Duration::from_secs(20), |s| {
+            s["dumpling_eater_count"] == (n + 1) as u64
+        })
+        .await;
+        assert_eq!(s["dumpling_eater_count"], (n + 1) as u64);
+        assert_eq!(
+            s["dumpling_eaters"].as_array().unwrap().len(),
+            25,
+            "list capped"
+        );
+        let loaded = hub.rss_kib();
+        // Half leave cleanly, half just vanish.
+        for (i, mut ws) in eaters.into_iter().enumerate() {
+            if i % 2 == 0 {
+                let _ = ws.close(None).await;
+            }
+        }
+        let s = status_until(hub.eaters, Duration::from_secs(20), |s| {
+            s["dumpling_eater_count"] == 1
+        })
+        .await;
+        assert_eq!(s["dumpling_eater_count"], 1, "no ghosts after churn: {s}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = hub.rss_kib();
+        eprintln!(
+            "round {round}: {n} eaters; hub RSS before {before} KiB, loaded {loaded} KiB ({:.1} KiB/eater), after {after} KiB (idle hub {idle} KiB)",
+            loaded.saturating_sub(before) as f64 / n as f64
+        );
+        if round == 0 {
+            let per_eater = loaded.saturating_sub(before) as f64 / n as f64;
+            assert!(per_eater < 64.0, "about {per_eater:.1} KiB per idle eater");
+        }
+        after_rounds.push(after);
+    }
+    // Memory returns to the level of the first round (allocator pools kept, no growth).
+    assert!(
+        after_rounds[2] <= after_rounds[0] + 2048,
+        "RSS keeps growing across rounds: {after_rounds:?}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_everyone_with_1001_at_once_and_exits_0() {
+    let hub = Hub::start(&["-f", "60"]);
+    let (mut e, _) = eater(hub.eaters, "e").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "k"}"#).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    hub.guard.terminate();
+    assert_eq!(close_frame(&mut e, T).await.map(|c| c.0), Some(1001));
+    assert_eq!(close_frame(&mut k, T).await.map(|c| c.0), Some(1001));
+    let (status, log) = hub.stop();
+    assert!(status.success(), "exit 0 after SIGTERM: {log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown is prompt"
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_also_shuts_down_cleanly() {
+    let hub = Hub::start(&["-f", "60"]);
+    let (mut e, _) = eater(hub.eaters, "e").await;
+    hub.guard.interrupt();
+    assert_eq!(close_frame(&mut e, T).await.map(|c| c.0), Some(1001));
+    let out = hub.guard.wait_output(T);
+    assert!(out.status.success());
+}
+
+#[test]
+fn a_failed_bind_names_the_address_and_port_and_exits_non_zero() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = e2e_tests::ChildGuard::spawn(
+        "nd-hub",
+        std::process::Command::new(e2e_tests::bin("nd-hub")).args([
+            "-a",
+            "127.0.0.1",
+            "-i",
+            &port.to_string(),
+            "-o",
+            &e2e_tests::free_port().to_string(),
+        ]),
+    )
+    .wait_output(T);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn a_zero_status_freq_is_a_usage_error() {
+    let out = e2e_tests::ChildGuard::spawn(
+        "nd-hub",
+        std::process::Command::new(e2e_tests::bin("nd-hub")).args(["-f", "0"]),
+    )
+    .wait_output(T);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("status-freq"));
+}
+
+#[tokio::test]
+async fn any_request_path_works() {
+    let hub = Hub::start(&["-f", "60"]);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/anything/here", hub.eaters))
+            .await
+            .unwrap();
+    ws.send(Message::text(r#"{"eater_name": "pathy"}"#))
+        .await
+        .unwrap();
+    let m = next_data(&mut ws, T).await.unwrap();
+    assert!(is_chef(&m, "SystemStatusChef"));
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_eater_that_never_answers_pings_is_dropped() {
+    let hub = Hub::start(&["-f", "60", "--ping-interval", "0.5"]);
+    // Sends its hello, then is never polled again: it answers no ping (like a peer whose
+    // host vanished without a FIN).
+    let (_silent, _) = eater(hub.eaters, "silent").await;
+    let s = status_until(hub.eaters, Duration::from_secs(6), |s| {
+        s["dumpling_eater_count"] == 1
+    })
+    .await;
+    assert_eq!(
+        s["dumpling_eater_count"], 1,
+        "the silent eater was dropped: {s}"
+    );
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("silent connection closed: no pong from eater"),
+        "{log}"
+    );
+}

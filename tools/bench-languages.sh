@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# tools/bench-languages.sh: packets/s per chef by language, same kitchen run, Rust as baseline.
+#
+#   bash tools/bench-languages.sh [PACKETS]        # default 100000 packets
+#
+# Builds the Python ports (ARPChef, DNSLookupChef, PacketCountChef), the JS DNSLookupChef
+# (and the C one when clang-19 + wasi-libc are installed) under other names (Py*, Js*, C*),
+# writes a corpus of PACKETS Ethernet frames taken from ../shared/pcaps (timestamps rewritten
+# to increase), and replays it ROUNDS times (default 3) through one nd-sniff holding every
+# chef at once: the built-in Rust sample chefs and the others side by side, so load drift hits
+# all of them equally. Figures come from the kitchen's own per-chef summary (time inside the
+# chef per packet it was handed; interest filtering is the kitchen's, so each chef sees the
+# packets it asked for). Prints medians over rounds and the slowdown against the Rust chef of
+# the same name.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PACKETS="${1:-100000}"
+ROUNDS="${ROUNDS:-3}"
+ND_SNIFF="${ND_SNIFF:-$REPO/target/release/nd-sniff}"
+PCAPS="${ND_SHARED_PCAPS:-$REPO/../shared/pcaps}"
+WORK="$REPO/target/bench-languages"
+NDCHEF="$REPO/tools/nd-chef/nd-chef"
+
+if [ ! -x "$ND_SNIFF" ]; then
+    (cd "$REPO" && cargo build --release -p kitchen --bin nd-sniff)
+fi
+mkdir -p "$WORK/chefs"
+rm -f "$WORK"/chefs/*.wasm
+
+echo "bench-languages: building the corpus ($PACKETS packets from $PCAPS)" >&2
+python3 - "$PCAPS" "$PACKETS" "$WORK/corpus.pcap" <<'EOF'
+import glob, os, struct, sys
+src, want, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+frames = []
+for path in sorted(glob.glob(os.path.join(src, "*.pcap"))):
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        continue
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        e = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        e = ">"
+    else:
+        continue
+    if struct.unpack(e + "I", data[20:24])[0] & 0x0FFFFFFF != 1:
+        continue
+    pos = 24
+    while pos + 16 <= len(data):
+        incl, orig = struct.unpack(e + "II", data[pos + 8 : pos + 16])
+        frame = data[pos + 16 : pos + 16 + incl]
+        pos += 16 + incl
+        if len(frame) == incl and 14 <= incl <= 1518:
+            frames.append((frame, orig))
+if not frames:
+    sys.exit("no Ethernet frames found in " + src)
+with open(out, "wb") as f:
+    f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    t = 1_700_000_000 * 1_000_000
+    for i in range(want):
+        frame, orig = frames[i % len(frames)]
+        t += 10  # 10 us apart: 100k packets span one second of capture time
+        f.write(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(frame), orig))
+        f.write(frame)
+print("bench-languages: %d packets (%d distinct frames) -> %s" % (want, len(frames), out), file=sys.stderr)
+EOF
+
+build() { # build SRC NAME
+    "$NDCHEF" build "$REPO/$1" --name "$2" -o "$WORK/chefs/$2.wasm" 2>&1 | grep -E '^nd-chef: (built|error)' >&2
+}
+build chefs/python/arp_chef PyARPChef
+build chefs/python/dns_lookup_chef PyDNSLookupChef
+build chefs/python/packet_count_chef PyPacketCountChef
+build chefs/js/dns_lookup_chef JsDNSLookupChef
+if [ -d "$REPO/chefs/c/dns_lookup_chef" ] && "$NDCHEF" setup c >/dev/null 2>&1; then
+    build chefs/c/dns_lookup_chef CDNSLookupChef
+fi
+
+for r in $(seq 1 "$ROUNDS"); do
+    echo "bench-languages: round $r/$ROUNDS" >&2
+    RUST_LOG=info "$ND_SNIFF" -r "$WORK/corpus.pcap" --no-hub --stdout -f "" -n bench \
+        -d "$WORK/chefs" --chef-deadline-ms 5000 --chef-memory-mib 512 \
+        >/dev/null 2>"$WORK/round$r.log"
+done
+
+python3 - "$WORK" "$ROUNDS" <<'EOF'
+import re, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+pat = re.compile(r"chef (\S+): (\d+) packet calls \((\d+) packets\).*?([\d.]+) ms in chef")
+ansi = re.compile(r"\x1b\[[0-9;]*m")
+per = {}
+for r in range(1, rounds + 1):
+    for line in open("%s/round%d.log" % (work, r), encoding="utf-8", errors="replace"):
+        m = pat.search(ansi.sub("", line))
+        if m and int(m.group(3)) > 0:
+            name, packets, ms = m.group(1), int(m.group(3)), float(m.group(4))
+            per.setdefault(name, []).append((packets, ms))
+if not per:
+    sys.exit("no per-chef summary lines found in %s/round*.log" % work)
+BUILT = ("PyARPChef", "PyDNSLookupChef", "PyPacketCountChef", "JsDNSLookupChef", "CDNSLookupChef")
+def lang(name):
+    if name in BUILT:
+        for prefix, l in (("Py", "python"), ("Js", "js"), ("C", "c")):
+            if name.startswith(prefix):
+                return l, name[len(prefix):]
+    return "rust", name
+rows = []
+for name, runs in per.items():
+    packets = runs[0][0]
+    ns = statistics.median(ms * 1e6 / p for p, ms in runs)
+    rows.append((name, lang(name), packets, ns))
+rust_ns = {base: ns for name, (l, base), _, ns in rows if l == "rust"}
+print("%-22s %-7s %9s %12s %14s %10s" % ("chef", "lang", "packets", "ns/packet", "packets/s", "vs Rust"))
+for name, (l, base), packets, ns in sorted(rows, key=lambda r: (r[1][1], r[1][0] != "rust", r[3])):
+    ratio = ("%.1fx slower" % (ns / rust_ns[base])) if base in rust_ns and l != "rust" else "baseline" if l == "rust" else "-"
+    print("%-22s %-7s %9d %12.0f %14.0f %12s" % (name, l, packets, ns, 1e9 / ns, ratio))
+print("(median of %d round(s); time inside each chef per packet handed to it, same nd-sniff run)" % rounds)
+EOF
