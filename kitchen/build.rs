@@ -95,7 +95,12 @@ fn main() {
          /// Every chef component built from `chefs/`, sorted by file name.\n\
          pub static BUILTIN_CHEFS: &[BuiltinChef] = &[\n",
     );
-    let mut components = components;
+    // `chefs/template` is the copy-and-edit starting point for chef authors, not a sample
+    // chef: it is built (so it is known to compile) but not embedded.
+    let mut components: Vec<PathBuf> = components
+        .into_iter()
+        .filter(|p| p.file_name().is_none_or(|n| n != "template_chef.wasm"))
+        .collect();
     components.sort();
     components.dedup();
     for path in &components {

@@ -23,7 +23,7 @@ set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ND_SNIFF="${ND_SNIFF:-$REPO/target/release/nd-sniff}"
-PCAP="${PCAP:-$REPO/../shared/docs/netdumplings-captures/loopback_dns_arp_http.pcap}"
+PCAP="${PCAP:-$REPO/tests/data/original/loopback_dns_arp_http.pcap}"
 WORK="${LANG_CHEFS_WORK:-$REPO/target/lang-chefs-test}"
 NDCHEF="$REPO/tools/nd-chef/nd-chef"
 COMPARE="$REPO/tools/nd-chef/compare_dumplings.py"

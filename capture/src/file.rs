@@ -581,7 +581,7 @@ impl FileReader {
             match state {
                 State::Legacy(l) => {
                     if *pending > 0 {
-                        l.reader.consume(*pending);
+                        l.reader.consume_noshift(*pending);
                         *ctx.offset += *pending as u64;
                         *pending = 0;
                     }
@@ -589,7 +589,7 @@ impl FileReader {
                 }
                 State::Ng(ng) => {
                     if *pending > 0 {
-                        ng.reader.consume(*pending);
+                        ng.reader.consume_noshift(*pending);
                         *ctx.offset += *pending as u64;
                         *pending = 0;
                     }
@@ -957,7 +957,7 @@ fn ng_locate(
             }
             _ => {}
         }
-        ng.reader.consume(block_len);
+        ng.reader.consume_noshift(block_len);
         *ctx.offset += block_len as u64;
     }
 }
@@ -1441,6 +1441,48 @@ mod tests {
         let mut r = FileReader::open(&f.0).expect("open");
         assert_eq!(r.next_packet().expect("ok").expect("packet").link_type, 12);
         assert_eq!(r.interfaces()[0].link_type, 12);
+    }
+
+    #[test]
+    fn random_bytes_after_valid_headers_never_panic() {
+        // A small deterministic generator (no extra dependency).
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut ng_head = Vec::new();
+        shb(&mut ng_head, false);
+        idb(&mut ng_head, false, 1, 0, None, "", 0);
+        let heads = [
+            pcap_header(0xa1b2c3d4, false, 65535, 1),
+            pcap_header(0xa1b23c4d, true, 0, 113),
+            ng_head,
+        ];
+        for i in 0..300 {
+            let mut v = heads[i % heads.len()].clone();
+            let len = (next() % 3000) as usize;
+            // Mostly small values, so that lengths are often plausible.
+            v.extend((0..len).map(|_| {
+                let r = next();
+                if r % 4 == 0 {
+                    (r >> 8) as u8
+                } else {
+                    (r >> 8) as u8 & 0x0f
+                }
+            }));
+            let f = TempFile::new(&format!("rand-{i}"), &v);
+            if let Ok(mut r) = FileReader::open(&f.0) {
+                let mut n = 0;
+                while let Ok(Some(p)) = r.next_packet() {
+                    assert!(p.data.len() <= v.len());
+                    n += 1;
+                }
+                assert_eq!(r.packets_read(), n);
+            }
+        }
     }
 
     #[test]

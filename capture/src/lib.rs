@@ -31,9 +31,14 @@
 //! list_interfaces() -> Result<Vec<String>, CaptureError>
 //! ```
 //!
-//! Additions beyond the contract: [`FileReader::format`], [`FileReader::interfaces`],
-//! [`FileReader::path`], [`FileReader::byte_offset`], [`LiveConfig::new`], and
-//! [`LiveConfig`]'s `Default`.
+//! Additions beyond the contract: [`FileReader::open_with_buffer`], [`FileReader::format`],
+//! [`FileReader::interfaces`], [`FileReader::path`], [`FileReader::byte_offset`],
+//! [`PacketRecord::to_owned_packet`], [`LiveConfig::new`], `LiveConfig`'s `Default` and
+//! its `read_timeout_ms` field, [`CaptureStats::total_dropped`], and the constants
+//! [`DEFAULT_BUFFER_SIZE`] and [`MAX_RECORD_SIZE`].
+//!
+//! Link types are DLT numbers as libpcap on Linux reports them, for files too (a file's
+//! LINKTYPE_RAW, 101, reads as DLT_RAW, 12), so replay and live capture agree.
 
 mod error;
 mod file;
@@ -110,4 +115,27 @@ pub struct InterfaceInfo {
     pub link_type: u32,
     /// Snapshot length (0 means "not limited", as pcapng allows).
     pub snaplen: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_can_move_between_threads() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<FileReader>();
+        send_sync::<LiveCapture>();
+        send_sync::<OwnedPacket>();
+        send_sync::<CaptureError>();
+        let p = OwnedPacket {
+            timestamp_ns: 5,
+            link_type: 1,
+            interface_index: 2,
+            original_len: 9,
+            data: vec![1, 2, 3],
+        };
+        assert_eq!(p.as_record().to_owned_packet(), p);
+    }
 }

@@ -148,47 +148,184 @@ export function parseDns(msg) {
   return dns;
 }
 
-function udpApplication(sport, dport, payload, names) {
-  const either = (port) => sport === port || dport === port;
-  if ((sport === 68 && dport === 67) || (sport === 67 && dport === 68) || (sport === 67 && dport === 67)) {
-    names.push('BOOTP');
-    if (payload.length >= 240 && payload[236] === 99 && payload[237] === 130 && payload[238] === 83 && payload[239] === 99) names.push('DHCP options');
-    else if (payload.length > 236) names.push('Raw');
-  } else if (either(5353) || either(53)) names.push('DNS');
-  else if (dport === 547 || dport === 546) names.push(DHCPV6_NAMES[payload[0]] || 'DHCPv6 Generic Message');
-  else if (either(500)) names.push('ISAKMP');
-  else if (either(5355)) {
-    names.push(payload.length > 2 && payload[2] & 0x80
-      ? 'Link Local Multicast Node Resolution - Response' : 'Link Local Multicast Node Resolution - Query');
-  } else if (either(123)) names.push('NTPHeader');
-  else if (either(1812) || either(1813) || either(3799)) names.push('RADIUS');
-  else if (either(520)) names.push('RIP header');
-  else if (either(161) || either(162)) names.push('SNMP');
-  else if (dport === 69) names.push('TFTP opcode');
-  else names.push('Raw');
+// --- scapy-style layer names: a port of chefs/packet-count-chef/src/layers.rs (keep in sync) ---
+const ND_OPTION_NAMES = {
+  1: 'ICMPv6 Neighbor Discovery Option - Source Link-Layer Address',
+  2: 'ICMPv6 Neighbor Discovery Option - Destination Link-Layer Address',
+  3: 'ICMPv6 Neighbor Discovery Option - Prefix Information',
+  4: 'ICMPv6 Neighbor Discovery Option - Redirected Header',
+  5: 'ICMPv6 Neighbor Discovery Option - MTU',
+  6: 'ICMPv6 Neighbor Discovery Option - NBMA Shortcut Limit',
+  7: 'ICMPv6 Neighbor Discovery - Interval Advertisement',
+  8: 'ICMPv6 Neighbor Discovery - Home Agent Information',
+  9: 'ICMPv6 Inverse Neighbor Discovery Option - Source Address List',
+  10: 'ICMPv6 Inverse Neighbor Discovery Option - Target Address List',
+  17: 'ICMPv6 Neighbor Discovery - IP Address Option (FH for MIPv6)',
+  18: 'ICMPv6 Neighbor Discovery - New Router Prefix Information Option (FH for MIPv6)',
+  19: 'ICMPv6 Neighbor Discovery - Link-Layer Address (LLA) Option (FH for MIPv6)',
+  23: 'ICMPv6 Neighbor Discovery - MAP Option',
+  24: 'ICMPv6 Neighbor Discovery Option - Route Information Option',
+  25: 'ICMPv6 Neighbor Discovery Option - Recursive DNS Server Option',
+  26: 'ICMPv6 Neighbor Discovery Option - Expanded Flags Option',
+  31: 'ICMPv6 Neighbor Discovery Option - DNS Search List Option',
+};
+const DHCPV6_OPTION_NAMES = {
+  1: 'DHCP6 Client Identifier Option', 2: 'DHCP6 Server Identifier Option',
+  3: 'DHCP6 Identity Association for Non-temporary Addresses Option',
+  4: 'DHCP6 Identity Association for Temporary Addresses Option',
+  5: 'DHCP6 IA Address Option (IA_TA or IA_NA suboption)', 6: 'DHCP6 Option Request Option',
+  7: 'DHCP6 Preference Option', 8: 'DHCP6 Elapsed Time Option', 9: 'DHCP6 Relay Message Option',
+  11: 'DHCP6 Option - Authentication', 12: 'DHCP6 Server Unicast Option', 13: 'DHCP6 Status Code Option',
+  14: 'DHCP6 Rapid Commit Option', 15: 'DHCP6 User Class Option', 16: 'DHCP6 Vendor Class Option',
+  17: 'DHCP6 Vendor-specific Information Option', 18: 'DHCP6 Interface-Id Option',
+  19: 'DHCP6 Reconfigure Message Option', 20: 'DHCP6 Reconfigure Accept Option',
+  21: 'DHCP6 Option - SIP Servers Domain Name List', 22: 'DHCP6 Option - SIP Servers IPv6 Address List',
+  23: 'DHCP6 Option - DNS Recursive Name Server', 24: 'DHCP6 Option - Domain Search List option',
+  25: 'DHCP6 Option - Identity Association for Prefix Delegation', 26: 'DHCP6 Option - IA Prefix option',
+  27: 'DHCP6 Option - NIS Servers', 28: 'DHCP6 Option - NIS+ Servers', 29: 'DHCP6 Option - NIS Domain Name',
+  30: 'DHCP6 Option - NIS+ Domain Name', 31: 'DHCP6 option - SNTP Servers',
+  32: 'DHCP6 Option - Information Refresh Time', 33: 'DHCP6 Option - BCMCS Domain Name List',
+  34: 'DHCP6 Option - BCMCS Addresses List', 37: 'DHCP6 Option - Relay Agent Remote-ID',
+  38: 'DHCP6 Option - Subscriber ID', 39: 'DHCP6 Option - Client FQDN',
+  40: 'DHCP6 PANA Authentication Agent Option', 41: 'DHCP6 POSIX Timezone Option',
+  42: 'DHCP6 TZDB Timezone Option', 43: 'DHCP6 Option - RelayRequest Option', 48: 'DHCP6 Client Link Option',
+  59: 'DHCP6 Boot File URL Option', 61: 'DHCP6 Client System Architecture Type Option',
+  62: 'DHCP6 Client Network Interface Identifier Option', 65: 'DHCP6 Option - ERP Domain Name List',
+  66: 'DHCP6 Relay-Supplied Options Option', 68: 'DHCP6 Option - Virtual Subnet Selection',
+  79: 'DHCP6 Option - Client Link Layer address', 112: 'DHCP6 Option - MUD URL',
+};
+const TFTP_NAMES = { 1: 'TFTP Read Request', 2: 'TFTP Write Request', 3: 'TFTP Data', 4: 'TFTP Ack', 5: 'TFTP Error', 6: 'TFTP Option Ack' };
+
+const be16 = (b, at) => (at + 1 < b.length ? (b[at] << 8) | b[at + 1] : undefined);
+
+function dissectsAsDns(msg) {
+  if (msg.length < 12) return false;
+  if (be16(msg, 4) === 0) return true;
+  const d = parseDns(msg);
+  return d !== null && d.qd.length > 0;
 }
 
-function icmpQuote(q, v6, names) {
-  let ipLen, proto;
-  if (v6) {
-    names.push('IPv6 in ICMPv6');
-    ipLen = 40;
-    proto = q.length > 6 ? q[6] : undefined;
-  } else {
-    names.push('IP in ICMP');
-    ipLen = Math.max(20, q.length ? (q[0] & 15) * 4 : 20);
-    proto = q.length > 9 ? q[9] : undefined;
+function stripTcpLength(seg) {
+  if (seg.length < 2) return null;
+  const len = (seg[0] << 8) | seg[1];
+  return seg.length >= 2 + len ? seg.subarray(2, 2 + len) : null;
+}
+
+function tcpApplication(sport, dport, payload, f) {
+  let isDns = false;
+  if (sport === 53 || dport === 53) {
+    const msg = stripTcpLength(payload);
+    isDns = msg !== null && dissectsAsDns(msg);
   }
+  f(isDns ? 'DNS' : 'Raw');
+}
+
+function ipv6ExtensionHeaders(ip, f) {
+  if (ip.length <= 6) return;
+  let next = ip[6], pos = 40;
+  for (let i = 0; i < 8; i++) {
+    if (pos + 2 > ip.length) return;
+    const h0 = ip[pos], h1 = ip[pos + 1];
+    let len;
+    if (next === 0) { f('IPv6 Extension Header - Hop-by-Hop Options Header'); len = (h1 + 1) * 8; }
+    else if (next === 60) { f('IPv6 Extension Header - Destination Options Header'); len = (h1 + 1) * 8; }
+    else if (next === 43) {
+      f(pos + 2 < ip.length && ip[pos + 2] === 4 ? 'IPv6 Option Header Segment Routing' : 'IPv6 Option Header Routing');
+      len = (h1 + 1) * 8;
+    } else if (next === 44) { f('IPv6 Extension Header - Fragmentation header'); len = 8; }
+    else return;
+    next = h0;
+    pos += len;
+  }
+}
+
+function llc(payload, len, f) {
+  const data = payload.subarray(0, len);
+  if (!data.length) return;
+  f('LLC');
+  let rest;
+  if (data.length > 3 && data[0] === 0xaa && data[1] === 0xaa) { f('SNAP'); rest = data.subarray(8); }
+  else if (data.length > 3 && data[0] === 0x42 && data[1] === 0x42) { f('Spanning Tree Protocol'); rest = data.subarray(0, 0); }
+  else rest = data.subarray(3);
+  if (rest.length) f('Raw');
+}
+
+function icmpv6(type, payload, f) {
+  f(ICMPV6_NAMES[type] || ICMPV6_FALLBACK);
+  if (type >= 1 && type <= 4) { if (payload.length) icmpErrorQuote(payload, true, f); return; }
+  const at = { 133: 0, 134: 8, 135: 16, 136: 16, 137: 32 }[type];
+  if (at === undefined) return;
+  let opts = payload.subarray(at);
+  for (let i = 0; i < 32; i++) {
+    if (opts.length < 2) return;
+    const len = opts[1] * 8;
+    if (len === 0) { f('Raw'); return; }
+    f(ND_OPTION_NAMES[opts[0]] || 'ICMPv6 Neighbor Discovery Option - Scapy Unimplemented');
+    opts = opts.subarray(len);
+  }
+}
+
+function udpApplication(sport, dport, payload, f) {
+  const either = (port) => sport === port || dport === port;
+  if ((sport === 68 && dport === 67) || (sport === 67 && dport === 68) || (sport === 67 && dport === 67)) {
+    f('BOOTP');
+    if (payload.length >= 240 && payload[236] === 99 && payload[237] === 130 && payload[238] === 83 && payload[239] === 99) f('DHCP options');
+    else if (payload.length > 236) f('Raw');
+  } else if (either(5353) || either(53)) f(dissectsAsDns(payload) ? 'DNS' : 'Raw');
+  else if (dport === 547 || dport === 546) dhcpv6(payload, f);
+  else if (either(4500)) f(payload.length >= 8 ? 'ESP' : 'Raw');
+  else if (either(500)) f('ISAKMP');
+  else if (either(5355)) {
+    f(payload.length > 2 && payload[2] & 0x80
+      ? 'Link Local Multicast Node Resolution - Response' : 'Link Local Multicast Node Resolution - Query');
+  } else if (dport === 137) f('NBNS query request');
+  else if (sport === 137) f('NBNS query response');
+  else if (dport === 138) { f('NBT Datagram Packet'); if (payload.length > 82) f('Raw'); }
+  else if (either(123)) f('NTPHeader');
+  else if (either(1812) || either(1813) || either(3799)) f('RADIUS');
+  else if (either(520)) {
+    f('RIP header');
+    const entries = payload.subarray(4);
+    for (let i = 0; i < Math.min(entries.length, 64 * 20); i += 20) {
+      f(entries.length > i + 1 && entries[i] === 0xff && entries[i + 1] === 0xff ? 'RIP authentication' : 'RIP entry');
+    }
+  } else if (either(161) || either(162)) f('SNMP');
+  else if (dport === 69) {
+    f('TFTP opcode');
+    f(payload.length >= 2 && payload[0] === 0 && TFTP_NAMES[payload[1]] ? TFTP_NAMES[payload[1]] : 'Raw');
+  } else f('Raw');
+}
+
+function dhcpv6(payload, f) {
+  f(DHCPV6_NAMES[payload[0]] || 'DHCPv6 Generic Message');
+  let opts = payload.subarray(payload[0] === 12 || payload[0] === 13 ? 34 : 4);
+  for (let i = 0; i < 64; i++) {
+    const code = be16(opts, 0), len = be16(opts, 2);
+    if (code === undefined || len === undefined) { if (opts.length) f('Raw'); return; }
+    f(DHCPV6_OPTION_NAMES[code] || 'Unknown DHCPv6 Option');
+    opts = opts.subarray(4 + len);
+  }
+}
+
+function icmpErrorQuote(q, v6, f) {
+  let ipLen, proto;
+  if (v6) { f('IPv6 in ICMPv6'); ipLen = 40; proto = q.length > 6 ? q[6] : undefined; }
+  else { f('IP in ICMP'); ipLen = Math.max(20, q.length ? (q[0] & 15) * 4 : 20); proto = q.length > 9 ? q[9] : undefined; }
   const rest = q.subarray(ipLen);
   if (!rest.length) return;
-  let name, hdr;
-  if (proto === 17) { name = 'UDP in ICMP'; hdr = 8; }
-  else if (proto === 6) { name = 'TCP in ICMP'; hdr = Math.max(20, rest.length > 12 ? (rest[12] >> 4) * 4 : 20); }
-  else if (proto === 1 && !v6) { name = 'ICMP in ICMP'; hdr = 8; }
-  else if (proto === 58 && v6) { name = 'ICMPv6 in ICMPv6'; hdr = 8; }
-  else { names.push('Raw'); return; }
-  names.push(name);
-  if (rest.length > hdr) names.push('Raw');
+  const sport = be16(rest, 0) || 0, dport = be16(rest, 2) || 0;
+  if (proto === 17) {
+    f('UDP in ICMP');
+    const app = rest.subarray(8);
+    if (app.length) udpApplication(sport, dport, app, f);
+  } else if (proto === 6) {
+    f('TCP in ICMP');
+    const hdr = Math.max(20, rest.length > 12 ? (rest[12] >> 4) * 4 : 20);
+    const app = rest.subarray(hdr);
+    if (app.length) tcpApplication(sport, dport, app, f);
+  } else if (proto === 1 && !v6) { f('ICMP in ICMP'); if (rest.length > 8) f('Raw'); }
+  else if (proto === 58 && v6) f(ICMPV6_NAMES[rest[0]] || ICMPV6_FALLBACK);
+  else f('Raw');
 }
 
 /** A Map holding at most `capacity` keys (first-seen order; the least recently touched key is
@@ -296,44 +433,46 @@ export class Packet {
   /** scapy-style layer names, outermost first (the Rust PacketCountChef's table). */
   layers() {
     const w = this.wit, names = [];
-    let etherType;
-    if (w.ethernet) { names.push('Ethernet'); etherType = w.ethernet.etherType; }
-    else if (w.linuxSll) { names.push(w.linkType === 276 ? 'cooked linux v2' : 'cooked linux'); etherType = w.linuxSll.protocolType; }
-    else if (w.linkType === 0 || w.linkType === 108) names.push('Loopback');
+    const f = (n) => names.push(n);
+    let etherType, linkLen = 0;
+    if (w.ethernet) {
+      f(w.ethernet.etherType <= 1500 && !w.vlanOuter ? '802.3' : 'Ethernet');
+      etherType = w.ethernet.etherType; linkLen = 14;
+    } else if (w.linuxSll) {
+      const v2 = w.linkType === 276;
+      f(v2 ? 'cooked linux v2' : 'cooked linux'); etherType = w.linuxSll.protocolType; linkLen = v2 ? 20 : 16;
+    } else if (w.linkType === 0 || w.linkType === 108) { f('Loopback'); linkLen = 4; }
+    let lastType = etherType;
     if (w.vlanOuter) {
-      names.push(etherType === 0x88a8 ? '802_1AD' : '802.1Q');
-      if (w.vlanInner) names.push(w.vlanOuter.etherType === 0x88a8 ? '802_1AD' : '802.1Q');
+      f(etherType === 0x88a8 ? '802_1AD' : '802.1Q'); linkLen += 4; lastType = w.vlanOuter.etherType;
+      if (w.vlanInner) { f(w.vlanOuter.etherType === 0x88a8 ? '802_1AD' : '802.1Q'); linkLen += 4; lastType = w.vlanInner.etherType; }
     }
-    if (w.arp) names.push('ARP');
+    if (w.arp) f('ARP');
+    const payload = this.payload;
     if (w.ip) {
-      if (w.ip.tag === 'v4') names.push('IP');
+      if (w.ip.tag === 'v4') f('IP');
       else {
-        names.push('IPv6');
-        if (w.ip.val.fragment) names.push('IPv6 Extension Header - Fragmentation header');
+        f('IPv6');
+        const frame = this.frame;
+        if (frame.length > linkLen && frame[linkLen] >> 4 === 6) ipv6ExtensionHeaders(frame.subarray(linkLen), f);
+        else if (w.ip.val.fragment) f('IPv6 Extension Header - Fragmentation header');
       }
+    } else if ((w.ethernet || w.linuxSll) && lastType !== undefined && lastType <= 1500) {
+      llc(payload, lastType, f);
+      if (payload.length > lastType || w.padding.len) f('Padding');
+      return names;
     }
-    const hasPayload = w.payload.len > 0;
     const t = w.transport;
     if (t) {
       const h = t.val;
-      if (t.tag === 'tcp') {
-        names.push('TCP');
-        if (hasPayload) names.push(h.sourcePort === 53 || h.destinationPort === 53 ? 'DNS' : 'Raw');
-      } else if (t.tag === 'udp') {
-        names.push('UDP');
-        if (hasPayload) udpApplication(h.sourcePort, h.destinationPort, this.payload, names);
-      } else if (t.tag === 'icmpv4') {
-        names.push('ICMP');
-        if (hasPayload) {
-          if (ICMP_ERROR_TYPES.includes(h.icmpType)) icmpQuote(this.payload, false, names);
-          else names.push('Raw');
-        }
-      } else {
-        names.push(ICMPV6_NAMES[h.icmpType] || ICMPV6_FALLBACK);
-        if (hasPayload && h.icmpType >= 1 && h.icmpType <= 4) icmpQuote(this.payload, true, names);
-      }
-    } else if (hasPayload) names.push('Raw');
-    if (w.padding.len) names.push('Padding');
+      if (t.tag === 'tcp') { f('TCP'); if (payload.length) tcpApplication(h.sourcePort, h.destinationPort, payload, f); }
+      else if (t.tag === 'udp') { f('UDP'); if (payload.length) udpApplication(h.sourcePort, h.destinationPort, payload, f); }
+      else if (t.tag === 'icmpv4') {
+        f('ICMP');
+        if (payload.length) { if (ICMP_ERROR_TYPES.includes(h.icmpType)) icmpErrorQuote(payload, false, f); else f('Raw'); }
+      } else icmpv6(h.icmpType, payload, f);
+    } else if (payload.length) f('Raw');
+    if (w.padding.len) f('Padding');
     return names;
   }
   haslayer(name) { return this.layers().includes(name); }

@@ -53,8 +53,8 @@ pub use info::{ChefInfo, Interest};
 pub use packet::{ipv4_addr, ipv6_addr, Mac, Packet};
 pub use time::{Tick, Timestamp};
 
-/// Serde, re-exported so chefs can `#[derive(chef_sdk::serde::Serialize)]` without naming
-/// their own dependency (they usually do add `serde` themselves for the derive macro).
+/// Serde, re-exported for its traits. To `#[derive(Serialize)]`, a chef adds `serde` with
+/// the `derive` feature to its own dependencies (as the sample chefs do).
 pub use serde;
 /// `serde_json`, re-exported for `json!` and `Value`.
 pub use serde_json;

@@ -203,8 +203,8 @@ pub fn corpus() -> Vec<(String, Batch)> {
     out
 }
 
-/// Feeds every corpus capture to a fresh `C` and pokes it after each; returns the number
-/// of packets fed. Panics (failing the test) if the chef panics or makes a payload that
+/// Feeds every corpus capture to a fresh `C`, then the same packets with scrambled bytes,
+/// and pokes it after each capture; returns the number of packets fed (once each). Panics (failing the test) if the chef panics or makes a payload that
 /// is not JSON.
 pub fn sweep_corpus<C: Chef>() -> usize {
     let mut packets = 0;
@@ -215,6 +215,32 @@ pub fn sweep_corpus<C: Chef>() -> usize {
                 assert!(
                     serde_json::from_str::<serde_json::Value>(&d.payload).is_ok(),
                     "{name}: invalid JSON {}",
+                    d.payload
+                );
+            }
+        }
+        // The same packets again with one byte in 16 of the arena scrambled: the headers
+        // still say TCP/UDP/..., but the payloads are now hostile.
+        let mut x: u32 = 0x9e37_79b9;
+        let mangled: Vec<u8> = batch
+            .arena
+            .iter()
+            .map(|b| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                if x.is_multiple_of(16) {
+                    (x >> 8) as u8
+                } else {
+                    *b
+                }
+            })
+            .collect();
+        for chunk in batch.packets.chunks(256) {
+            for d in crate::__private::on_packets(&mut chef, chunk, &mangled) {
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(&d.payload).is_ok(),
+                    "{name} (scrambled): invalid JSON {}",
                     d.payload
                 );
             }

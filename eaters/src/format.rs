@@ -125,9 +125,12 @@ fn pretty_into(out: &mut String, value: &Value, depth: usize) {
         Value::Object(map) if map.is_empty() => out.push_str("{}"),
         Value::Object(map) => {
             out.push('{');
-            // serde_json's map (no preserve_order) iterates in sorted key order, which is
-            // Python's sort_keys order (code points; UTF-8 byte order is the same).
-            for (i, (key, item)) in map.iter().enumerate() {
+            // Python's sort_keys order: code points, which is UTF-8 byte order. Sorted
+            // here explicitly: serde_json's map keeps insertion order when any crate in
+            // the build enables its `preserve_order` feature.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }

@@ -31,7 +31,14 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let config = cli.config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = if cli.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(cli.threads);
+        b
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;

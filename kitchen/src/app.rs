@@ -36,8 +36,10 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let k = config.kitchen_name.clone();
     // First thing, so a signal during chef loading also ends the run cleanly.
     let stop = install_signal_handlers()?;
-    let host = ChefHost::new(config.limits.clone(), config.cache.clone())
+    let mut host = ChefHost::new(config.limits.clone(), config.cache.clone())
         .context("cannot start the chef host")?;
+    // Replays are reproducible: chefs see the capture clock and seeded randomness.
+    host.set_deterministic(matches!(config.source, Source::File(_)));
     let found = chefs::discover(&host, config.builtin_chefs, config.chef_dir.as_deref())?;
 
     if config.chef_list {

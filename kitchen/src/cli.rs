@@ -42,15 +42,11 @@ pub struct Cli {
     #[arg(short = 'i', long = "interface", value_name = "INTERFACE")]
     pub interfaces: Vec<String>,
 
-    /// BPF capture filter (tcpdump syntax); an empty string means no filter. Also applied
-    /// to replayed files.
-    #[arg(
-        short = 'f',
-        long,
-        value_name = "PCAP_FILTER",
-        default_value = "tcp or udp or arp"
-    )]
-    pub filter: String,
+    /// BPF capture filter (tcpdump syntax); an empty string means no filter. Live capture
+    /// defaults to `tcp or udp or arp` (the original's default); a replay (`-r`) reads every
+    /// packet unless a filter is given, as tcpdump and tshark do.
+    #[arg(short = 'f', long, value_name = "PCAP_FILTER")]
+    pub filter: Option<String>,
 
     /// Run only the chef with this name; repeat for several (default: every chef found).
     #[arg(short = 'c', long = "chef", value_name = "CHEF_NAME")]
@@ -119,6 +115,9 @@ pub enum Source {
     /// Capture live on these interfaces (`all` = every interface).
     Live(Vec<String>),
 }
+
+/// The live-capture filter when `-f` is not given (the original's default).
+pub const DEFAULT_LIVE_FILTER: &str = "tcp or udp or arp";
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -220,13 +219,18 @@ impl Config {
         } else {
             CacheSetting::Default
         };
-        let filter = (!cli.filter.trim().is_empty()).then(|| cli.filter.clone());
+        let filter_text = match (&cli.filter, &source) {
+            (Some(f), _) => f.clone(),
+            (None, Source::File(_)) => String::new(),
+            (None, _) => DEFAULT_LIVE_FILTER.to_owned(),
+        };
+        let filter = (!filter_text.trim().is_empty()).then(|| filter_text.clone());
         Ok(Config {
             kitchen_name: cli.kitchen_name,
             hub,
             source,
             filter,
-            filter_text: cli.filter,
+            filter_text,
             chefs: cli.chefs,
             chef_list: cli.chef_list,
             poke_interval,
@@ -297,7 +301,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.kitchen_name, "k");
         assert_eq!(c.interfaces, vec!["lo", "eth0"]);
-        assert_eq!(c.filter, "udp port 53");
+        assert_eq!(c.filter.as_deref(), Some("udp port 53"));
         assert_eq!(c.chefs, vec!["ARPChef", "DNSLookupChef"]);
         assert!(c.chef_list);
         assert_eq!(c.poke_interval, 2.5);
@@ -319,6 +323,14 @@ mod tests {
         assert_eq!(c.hub, None);
         assert_eq!(c.source, Source::File("x.pcap".into()));
         assert!(parse(&["-r", "x.pcap", "-i", "lo"]).is_err());
+    }
+
+    #[test]
+    fn replay_reads_every_packet_unless_a_filter_is_given() {
+        let c = Config::from_cli(parse(&["-r", "x.pcap"]).unwrap()).unwrap();
+        assert_eq!(c.filter, None);
+        let c = Config::from_cli(parse(&["-r", "x.pcap", "-f", "arp"]).unwrap()).unwrap();
+        assert_eq!(c.filter.as_deref(), Some("arp"));
     }
 
     #[test]

@@ -469,3 +469,32 @@ fn wire_lowering_matches_wasmtime() {
     assert!(compared > 10_000, "only {compared} packets compared");
     assert!(kinds.len() >= 5, "too few packet shapes covered: {kinds:?}");
 }
+
+/// In a replay a chef's WASI clock reads the capture clock and its randomness is seeded,
+/// so even a chef that calls `SystemTime::now()` or uses std's `HashMap` is reproducible.
+#[test]
+fn replay_sandbox_clock_and_randomness_are_deterministic() {
+    let run = || {
+        let host = host();
+        replay(
+            &sample_capture(),
+            vec![load_fixture(&host, "clock_chef")],
+            None,
+            POKE,
+        )
+        .0
+    };
+    let a = run();
+    assert!(!a.is_empty());
+    for l in &a {
+        let v = json(l);
+        assert_eq!(v["payload"]["wall"], v["payload"]["now"], "{l}");
+    }
+    assert_eq!(a, run());
+    // A live host keeps real time.
+    let live = ChefHost::new(ChefLimits::default(), CacheSetting::Disabled).unwrap();
+    let mut chef = live.load_file(&fixture("clock_chef")).unwrap();
+    let out = chef.on_interval(1, 1).unwrap();
+    let v = json(&out[0]);
+    assert!(v["wall"].as_u64().unwrap() > 1_700_000_000_000_000_000);
+}

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -317,6 +317,9 @@ async fn a_slow_eater_is_told_what_it_missed_and_never_slows_the_fast_one() {
         "1024",
         "--eater-queue-bytes",
         "262144",
+        // The paused eater must lag, not be evicted, even on a loaded machine.
+        "--write-timeout",
+        "60",
     ]);
     let mut eater_cfg = eater::EaterConfig::new(hub.eater_hub(), "slowpoke");
     eater_cfg.reconnect.enabled = false;
@@ -425,7 +428,11 @@ async fn a_thousand_eaters_come_and_go_without_ghosts_or_leaks() {
     let n = 1000;
     let mut after_rounds = Vec::new();
     let idle = hub.rss_kib();
-    for round in 0..3 {
+    let rounds: usize = std::env::var("ND_CHURN_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    for round in 0..rounds {
         let before = hub.rss_kib();
         let mut eaters = Vec::with_capacity(n);
         for i in 0..n {
@@ -469,9 +476,11 @@ async fn a_thousand_eaters_come_and_go_without_ghosts_or_leaks() {
         }
         after_rounds.push(after);
     }
-    // Memory returns to the level of the first round (allocator pools kept, no growth).
+    // Memory returns to the level of an earlier round (allocator pools are kept, but
+    // nothing grows per connection served).
+    let last = after_rounds[rounds - 1];
     assert!(
-        after_rounds[2] <= after_rounds[0] + 2048,
+        last <= after_rounds[1] + 2048,
         "RSS keeps growing across rounds: {after_rounds:?}"
     );
 }

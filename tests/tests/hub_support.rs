@@ -86,11 +86,6 @@ impl Hub {
         self.eaters.to_string()
     }
 
-    /// The hub's stderr so far.
-    pub fn log(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
     /// Stop the hub with SIGTERM and wait for it; returns its full stderr.
     pub fn stop(self) -> (std::process::ExitStatus, String) {
         self.guard.terminate();
@@ -98,7 +93,9 @@ impl Hub {
         let out = self.guard.wait_output(Duration::from_secs(10));
         // Give the drain thread a moment to read the last lines.
         std::thread::sleep(Duration::from_millis(100));
-        let text = log.lock().map(|l| l.clone()).unwrap_or_default();
+        // Either our drain thread or ChildGuard's own drain holds the text.
+        let mut text = log.lock().map(|l| l.clone()).unwrap_or_default();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
         (out.status, text)
     }
 

@@ -204,6 +204,15 @@ fn build_big_file(o: &Opts) -> Result<(PathBuf, u64)> {
     Ok((path, size))
 }
 
+/// CPU time this thread has spent running, in ns (first field of
+/// `/proc/thread-self/schedstat`); 0 if unavailable.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn read_ours(path: &Path) -> Result<(u64, u64)> {
     let mut r = FileReader::open(path)?;
     let (mut n, mut bytes) = (0u64, 0u64);
@@ -240,45 +249,58 @@ fn file_bench(o: &Opts) -> Result<()> {
         bail!("readers disagree: FileReader {a:?}, libpcap {b:?}");
     }
     let packets = a.0;
+    // Wall time and this thread's CPU time (from /proc/thread-self/schedstat, in ns) per
+    // run: on a shared, loaded machine the CPU time is the steadier of the two.
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());
     for round in 0..o.rounds {
-        let time = |f: fn(&Path) -> Result<(u64, u64)>| -> Result<f64> {
+        let time = |f: fn(&Path) -> Result<(u64, u64)>| -> Result<(f64, f64)> {
+            let c0 = thread_cpu_ns();
             let t = Instant::now();
             let r = f(&path)?;
             let s = t.elapsed().as_secs_f64();
+            let cpu = thread_cpu_ns().saturating_sub(c0) as f64 / 1e9;
             if r != a {
                 bail!("round {round}: result changed");
             }
-            Ok(s)
+            Ok((s, cpu))
         };
-        if round % 2 == 0 {
-            ours.push(time(read_ours)?);
-            theirs.push(time(read_libpcap)?);
+        let (o1, t1) = if round % 2 == 0 {
+            let x = time(read_ours)?;
+            (x, time(read_libpcap)?)
         } else {
-            theirs.push(time(read_libpcap)?);
-            ours.push(time(read_ours)?);
-        }
+            let y = time(read_libpcap)?;
+            (time(read_ours)?, y)
+        };
+        ours.push(o1.0);
+        ours_cpu.push(o1.1);
+        theirs.push(t1.0);
+        theirs_cpu.push(t1.1);
     }
     let (mo, ml) = (median(&mut ours), median(&mut theirs));
-    let show = |name: &str, s: f64| {
+    let (co, cl) = (median(&mut ours_cpu), median(&mut theirs_cpu));
+    let show = |name: &str, s: f64, cpu: f64| {
         println!(
-            "  {name:<34} median {:>7.1} ms  {:>6.2} Mpps  {:>7.0} MB/s",
+            "  {name:<34} wall {:>7.1} ms  {:>6.2} Mpps  {:>6.0} MB/s | CPU {:>7.1} ms  {:>6.2} Mpps/CPU-s",
             s * 1e3,
             packets as f64 / s / 1e6,
-            size as f64 / s / 1e6
+            size as f64 / s / 1e6,
+            cpu * 1e3,
+            packets as f64 / cpu.max(1e-9) / 1e6,
         )
     };
     println!(
-        "  file: {} packets, {:.1} MB, {} rounds (after 1 warm-up), alternating order",
+        "  file: {} packets, {:.1} MB, median of {} rounds (after 1 warm-up), alternating order",
         packets,
         size as f64 / 1e6,
         o.rounds
     );
-    show("capture::FileReader (pcap-parser)", mo);
-    show("pcap::Capture::from_file (libpcap)", ml);
+    show("capture::FileReader (pcap-parser)", mo, co);
+    show("pcap::Capture::from_file (libpcap)", ml, cl);
     println!(
-        "  ratio: FileReader is {:.2}x the speed of libpcap",
-        ml / mo
+        "  ratio (libpcap / FileReader): wall {:.2}x, CPU {:.2}x",
+        ml / mo,
+        cl / co.max(1e-9)
     );
     Ok(())
 }

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from .scapy_names import ICMPV6_FALLBACK, ICMPV6_NAMES, layer_names
+
 __all__ = [
     "Packet",
     "Ether",
@@ -41,59 +43,6 @@ __all__ = [
 DNS_UDP_PORTS = frozenset((53, 5353))
 DNS_TCP_PORTS = frozenset((53,))
 
-# ICMPv4 types whose body quotes the offending IP datagram (scapy's "IP in ICMP").
-_ICMP_ERROR_TYPES = frozenset((3, 4, 5, 11, 12))
-
-# scapy 2.4.5's ICMPv6 class names by type (as the Rust PacketCountChef names them).
-_ICMPV6_NAMES = {
-    1: "ICMPv6 Destination Unreachable",
-    2: "ICMPv6 Packet Too Big",
-    3: "ICMPv6 Time Exceeded",
-    4: "ICMPv6 Parameter Problem",
-    128: "ICMPv6 Echo Request",
-    129: "ICMPv6 Echo Reply",
-    130: "MLD - Multicast Listener Query",
-    131: "MLD - Multicast Listener Report",
-    132: "MLD - Multicast Listener Done",
-    133: "ICMPv6 Neighbor Discovery - Router Solicitation",
-    134: "ICMPv6 Neighbor Discovery - Router Advertisement",
-    135: "ICMPv6 Neighbor Discovery - Neighbor Solicitation",
-    136: "ICMPv6 Neighbor Discovery - Neighbor Advertisement",
-    137: "ICMPv6 Neighbor Discovery - Redirect",
-    141: "ICMPv6 Inverse Neighbor Discovery Solicitation",
-    142: "ICMPv6 Inverse Neighbor Discovery Advertisement",
-    143: "MLDv2 - Multicast Listener Report",
-    144: "ICMPv6 Home Agent Address Discovery Request",
-    145: "ICMPv6 Home Agent Address Discovery Reply",
-    146: "ICMPv6 Mobile Prefix Solicitation",
-    147: "ICMPv6 Mobile Prefix Advertisement",
-    151: "ICMPv6 Multicast Router Discovery Advertisement",
-    152: "ICMPv6 Multicast Router Discovery Solicitation",
-    153: "ICMPv6 Multicast Router Discovery Termination",
-    155: "RPL",
-}
-_ICMPV6_FALLBACK = "Scapy6 ICMPv6 fallback class"
-
-# scapy's DHCPv6 message class names by message type.
-_DHCPV6_NAMES = {
-    1: "DHCPv6 Solicit Message",
-    2: "DHCPv6 Advertise Message",
-    3: "DHCPv6 Request Message",
-    4: "DHCPv6 Confirm Message",
-    5: "DHCPv6 Renew Message",
-    6: "DHCPv6 Rebind Message",
-    7: "DHCPv6 Reply Message",
-    8: "DHCPv6 Release Message",
-    9: "DHCPv6 Decline Message",
-    10: "DHCPv6 Reconfigure Message",
-    11: "DHCPv6 Information Request Message",
-    12: "DHCPv6 Relay Forward Message (Relay Agent/Server Message)",
-    13: "DHCPv6 Relay Reply Message (Relay Agent/Server Message)",
-}
-
-_DHCP_MAGIC = b"\x63\x82\x53\x63"
-_DLT_LINUX_SLL2 = 276
-_DLT_NULL_LOOP = (0, 108)
 
 _TCP_FLAG_LETTERS = "FSRPAUEC"  # bit order of the WIT `tcp-flags` (fin first), as scapy prints
 
@@ -390,7 +339,7 @@ class ICMP(_Layer):
     def name(self) -> str:  # type: ignore[override]
         if self.version == 4:
             return "ICMP"
-        return _ICMPV6_NAMES.get(self.wit.icmp_type, _ICMPV6_FALLBACK)
+        return ICMPV6_NAMES.get(self.wit.icmp_type, ICMPV6_FALLBACK)
 
     @property
     def type(self) -> int:
@@ -723,132 +672,13 @@ class Packet:
 
         ``["Ethernet", "IP", "UDP", "DNS"]``, ``["Ethernet", "ARP"]``,
         ``["Ethernet", "IP", "ICMP", "IP in ICMP", "UDP in ICMP", "Raw"]``... (what the
-        original ``PacketCountChef`` counted). The same table as the Rust chef SDK's sample
-        chef: link, VLAN tags, ARP/IP, transport, the application layers scapy binds to
-        well-known UDP ports (DNS, BOOTP/DHCP, DHCPv6, ISAKMP, LLMNR, NTP, RADIUS, RIP, SNMP,
-        TFTP), the datagram quoted in ICMP errors, then ``Raw`` and ``Padding``.
+        original ``PacketCountChef`` counted): the same table as the Rust sample chef, see
+        :mod:`netdumplings_chef.scapy_names`.
         """
-        w = self.wit
-        names = []
-        ether_type = None
-        if w.ethernet is not None:
-            names.append("Ethernet")
-            ether_type = w.ethernet.ether_type
-        elif w.linux_sll is not None:
-            names.append("cooked linux v2" if w.link_type == _DLT_LINUX_SLL2 else "cooked linux")
-            ether_type = w.linux_sll.protocol_type
-        elif w.link_type in _DLT_NULL_LOOP:
-            names.append("Loopback")
-        outer = w.vlan_outer
-        if outer is not None:
-            names.append("802_1AD" if ether_type == 0x88A8 else "802.1Q")
-            if w.vlan_inner is not None:
-                names.append("802_1AD" if outer.ether_type == 0x88A8 else "802.1Q")
-        if w.arp is not None:
-            names.append("ARP")
-        ip = w.ip
-        if ip is not None:
-            if _tag(ip) == "v4":
-                names.append("IP")
-            else:
-                names.append("IPv6")
-                if ip.value.fragment is not None:
-                    names.append("IPv6 Extension Header - Fragmentation header")
-        has_payload = w.payload.len > 0
-        t = w.transport
-        if t is not None:
-            tag = _tag(t)
-            h = t.value
-            if tag == "tcp":
-                names.append("TCP")
-                if has_payload:
-                    names.append("DNS" if h.source_port == 53 or h.destination_port == 53 else "Raw")
-            elif tag == "udp":
-                names.append("UDP")
-                if has_payload:
-                    _udp_application(h.source_port, h.destination_port, self.payload, names)
-            elif tag == "icmpv4":
-                names.append("ICMP")
-                if has_payload:
-                    if h.icmp_type in _ICMP_ERROR_TYPES:
-                        _icmp_quote(self.payload, False, names)
-                    else:
-                        names.append("Raw")
-            else:
-                names.append(_ICMPV6_NAMES.get(h.icmp_type, _ICMPV6_FALLBACK))
-                if has_payload and 1 <= h.icmp_type <= 4:
-                    _icmp_quote(self.payload, True, names)
-        elif has_payload:
-            names.append("Raw")
-        if w.padding.len:
-            names.append("Padding")
-        return names
+        return layer_names(self)
 
     def __repr__(self) -> str:
         return "<Packet %s>" % " / ".join(self.layers())
-
-
-def _udp_application(sport: int, dport: int, payload: bytes, names: list) -> None:
-    """scapy's UDP port bindings (those decidable from the header and the first bytes)."""
-    if (sport, dport) in ((68, 67), (67, 68), (67, 67)):
-        names.append("BOOTP")
-        if payload[236:240] == _DHCP_MAGIC:
-            names.append("DHCP options")
-        elif len(payload) > 236:
-            names.append("Raw")
-    elif sport in (53, 5353) or dport in (53, 5353):
-        names.append("DNS")
-    elif dport in (546, 547):
-        names.append(_DHCPV6_NAMES.get(payload[0], "DHCPv6 Generic Message"))
-    elif sport == 500 or dport == 500:
-        names.append("ISAKMP")
-    elif sport == 5355 or dport == 5355:
-        response = len(payload) > 2 and payload[2] & 0x80
-        names.append(
-            "Link Local Multicast Node Resolution - Response" if response else "Link Local Multicast Node Resolution - Query"
-        )
-    elif sport == 123 or dport == 123:
-        names.append("NTPHeader")
-    elif sport in (1812, 1813, 3799) or dport in (1812, 1813, 3799):
-        names.append("RADIUS")
-    elif sport == 520 or dport == 520:
-        names.append("RIP header")
-    elif sport in (161, 162) or dport in (161, 162):
-        names.append("SNMP")
-    elif dport == 69:
-        names.append("TFTP opcode")
-    else:
-        names.append("Raw")
-
-
-def _icmp_quote(quote: bytes, v6: bool, names: list) -> None:
-    """The datagram quoted in an ICMP error: ``IP in ICMP`` / ``IPv6 in ICMPv6``, the quoted
-    transport (``UDP in ICMP``, ``TCP in ICMP``, ``ICMP in ICMP``), then ``Raw``."""
-    if v6:
-        names.append("IPv6 in ICMPv6")
-        ip_len = 40
-        proto = quote[6] if len(quote) > 6 else None
-    else:
-        names.append("IP in ICMP")
-        ip_len = max(20, (quote[0] & 0x0F) * 4 if quote else 20)
-        proto = quote[9] if len(quote) > 9 else None
-    rest = quote[ip_len:]
-    if not rest:
-        return
-    if proto == 17:
-        name, hdr = "UDP in ICMP", 8
-    elif proto == 6:
-        name, hdr = "TCP in ICMP", max(20, (rest[12] >> 4) * 4 if len(rest) > 12 else 20)
-    elif proto == 1 and not v6:
-        name, hdr = "ICMP in ICMP", 8
-    elif proto == 58 and v6:
-        name, hdr = "ICMPv6 in ICMPv6", 8
-    else:
-        names.append("Raw")
-        return
-    names.append(name)
-    if len(rest) > hdr:
-        names.append("Raw")
 
 
 _TAGS: dict = {}

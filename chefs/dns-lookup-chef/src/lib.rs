@@ -20,12 +20,16 @@
 //! UTF-8 become U+FFFD); `when` and `latest` are float epoch seconds.
 //!
 //! State bound: at most [`MAX_HOSTNAMES`] names are remembered; a new name beyond that
-//! evicts the least recently looked-up one. That also bounds the interval payload (under
+//! evicts the least recently looked-up one. The retransmission check remembers the last
+//! [`MAX_RECENT_QUERIES`] queries. That also bounds the interval payload (under
 //! about 1 MiB even with 255-byte names).
 //!
 //! Deviations from the original (Python netdumplings 0.5.1):
 //! * Only queries (QR bit 0) count and make dumplings. The original also counted the
 //!   response, so each lookup counted twice (four times on Linux `lo`).
+//! * A retransmitted query (same client address and port, DNS id and name, within
+//!   [`RETRANSMIT_WINDOW_NS`]) is the same lookup and is not counted again. Queries for
+//!   different record types (A and AAAA) are separate messages and each count.
 //! * `when`/`latest` are the packet's **capture** time, not processing time.
 //! * `lookups_seen` is bounded (above); the original's grew until the hub dropped the
 //!   kitchen for a >1 MiB frame.
@@ -41,6 +45,18 @@ use serde::Serialize;
 
 /// How many distinct host names the chef remembers.
 pub const MAX_HOSTNAMES: usize = 1000;
+/// How many recent queries the retransmission check remembers.
+pub const MAX_RECENT_QUERIES: usize = 1024;
+/// A query repeated within this many nanoseconds is a retransmission.
+pub const RETRANSMIT_WINDOW_NS: u64 = 5_000_000_000;
+
+/// What identifies a query message on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct QueryKey {
+    client: Option<(std::net::IpAddr, u16)>,
+    id: u16,
+    name: String,
+}
 
 /// Packet payload: `{"lookup": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,12 +93,14 @@ pub struct LookupsSeen<'a> {
 /// The chef: counts per host name.
 pub struct DnsLookupChef {
     seen: BoundedMap<String, Seen>,
+    recent: BoundedMap<QueryKey, Timestamp>,
 }
 
 impl Default for DnsLookupChef {
     fn default() -> Self {
         DnsLookupChef {
             seen: BoundedMap::new(MAX_HOSTNAMES),
+            recent: BoundedMap::new(MAX_RECENT_QUERIES),
         }
     }
 }
@@ -101,6 +119,16 @@ impl DnsLookupChef {
             return None;
         }
         let when = packet.timestamp();
+        let key = QueryKey {
+            client: packet.src_ip().zip(packet.src_port()),
+            id: question.id,
+            name: question.name.clone(),
+        };
+        if let Some(before) = self.recent.insert(key, when) {
+            if when.since(before).as_nanos() < u128::from(RETRANSMIT_WINDOW_NS) {
+                return None;
+            }
+        }
         let seen = self
             .seen
             .get_or_insert_with(question.name.clone(), || Seen {
@@ -210,6 +238,32 @@ mod tests {
             .into_iter()
             .filter_map(|(_, v)| v["lookup"]["hostname"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    #[test]
+    fn retransmissions_count_once() {
+        let query = [
+            0x00, 0x07, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1,
+        ];
+        let mut b = Batch::default();
+        let s = 1_000_000_000;
+        for t in [0, s, 2 * s, 10 * s] {
+            b.push_ethernet(t, &frames::udp4([1; 4], [2; 4], 40000, 53, &query));
+        }
+        // Another client with the same id is another lookup.
+        b.push_ethernet(3 * s, &frames::udp4([3; 4], [2; 4], 40000, 53, &query));
+        let mut chef = DnsLookupChef::default();
+        let times: Vec<u64> = b
+            .feed(&mut chef)
+            .iter()
+            .map(|(i, _)| u64::from(*i))
+            .collect();
+        assert_eq!(
+            times,
+            [0, 3, 4],
+            "the resends at 1 s and 2 s are the first lookup"
+        );
+        assert_eq!(chef.seen.get("a").map(|x| x.count), Some(3));
     }
 
     #[test]

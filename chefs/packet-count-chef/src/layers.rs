@@ -91,7 +91,9 @@ pub fn for_each_layer(p: &Packet<'_>, mut f: impl FnMut(&'static str)) {
             if p.ethernet().is_some() || p.linux_sll().is_some() {
                 if let Some(len) = last_type.filter(|t| *t <= 1500) {
                     llc(payload, usize::from(len), &mut f);
-                    if !p.padding().is_empty() {
+                    // Bytes past the 802.3 length are padding (the kitchen's parser
+                    // leaves them in the payload, since it does not decode LLC).
+                    if payload.len() > usize::from(len) || !p.padding().is_empty() {
                         f("Padding");
                     }
                     return;
@@ -280,7 +282,7 @@ fn udp_application(sport: u16, dport: u16, payload: &[u8], f: &mut impl FnMut(&'
             f("Raw");
         }
     } else if either(5353) || either(53) {
-        f(if dns::parse(payload).is_some() {
+        f(if dissects_as_dns(payload) {
             "DNS"
         } else {
             "Raw"

@@ -10,24 +10,28 @@
 //!                    "ARP": 4, "ICMP": 1, "IP in ICMP": 1, "UDP in ICMP": 1}}
 //! ```
 //!
-//! Keys are scapy 2.4.5 layer display names (`Ethernet`, `cooked linux`, `802.1Q`,
-//! `802_1AD`, `ARP`, `IP`, `IPv6`, `TCP`, `UDP`, `ICMP`, `IP in ICMP`, `UDP in ICMP`,
-//! `ICMPv6 Echo Request`, `DNS`, `BOOTP`, `DHCP options`, `NTPHeader`, `Raw`, `Padding`,
-//! ...) in first-seen order; counts are cumulative and never reset, as in the original.
-//! See [`layers`] for exactly which layers are recognised.
+//! Keys are scapy 2.4.5 layer display names (`Ethernet`, `802.3`, `LLC`, `cooked linux`,
+//! `802.1Q`, `802_1AD`, `ARP`, `IP`, `IPv6`, `IPv6 Extension Header - ...`, `TCP`, `UDP`,
+//! `ICMP`, `IP in ICMP`, `UDP in ICMP`, `ICMPv6 Echo Request`, ND options, `DNS`, `BOOTP`,
+//! `DHCP options`, `DHCPv6 ... Message`, `NTPHeader`, `Raw`, `Padding`, ...) in first-seen
+//! order; counts are cumulative and never reset, as in the original. See [`layers`] for
+//! exactly which layers are recognised.
 //!
 //! State bound: one counter per distinct layer name, and names come from a fixed table
-//! (under 80 of them), so the state cannot grow.
+//! (about 150 of them), so the state cannot grow.
 //!
 //! Deviations from the original (Python netdumplings 0.5.1):
-//! * Layers are named from the kitchen's parser plus port/first-byte rules, not by a full
-//!   scapy dissection. Application layers scapy would dissect deeper (e.g. the options
-//!   inside ICMPv6 Neighbor Discovery, DNS-over-TCP framing, VXLAN's inner frame, NetBIOS,
-//!   HSRP, L2TP, ...) are counted as their first layer or as `Raw`, and IPv6 extension
-//!   headers other than Fragment are not counted (the parser does not report them).
+//! * Layers are named from the kitchen's parser plus port and first-byte rules, not by a
+//!   full scapy dissection. On the team's 137-capture corpus the counts equal scapy's for
+//!   100 captures; the others differ in protocols this does not decode (SMB and NetBIOS
+//!   sessions, PPPoE, VXLAN inner frames, 802.11/radiotap, 6in4/GRE/Teredo tunnels,
+//!   ISAKMP payload chains, HSRP, L2TP, SCTP chunks, ...), which are counted as their
+//!   first layer or as `Raw`, and in DNS edge cases (a payload on port 53/5353 is `DNS`
+//!   when its header and first question read cleanly, else `Raw`).
 //! * Linux SLL2 (DLT 276), which scapy 2.4.5 does not know, is `cooked linux v2` (the name
 //!   newer scapy uses).
-//! * With libpcap capture, loopback packets are seen once, not twice (kitchen behaviour).
+//! * With libpcap capture, loopback packets are seen once, not twice (kitchen behaviour),
+//!   so counts on `lo` are half the original's.
 
 pub mod layers;
 
@@ -132,6 +136,57 @@ mod tests {
         assert_eq!(again["packet_counts"]["Ethernet"], 100);
     }
 
+    fn names(frame: &[u8]) -> String {
+        let mut b = Batch::default();
+        b.push_ethernet(1, frame);
+        let mut v = Vec::new();
+        layers::for_each_layer(&b.packet(0), |n| v.push(n));
+        v.join("/")
+    }
+
+    #[test]
+    fn names_checked_against_scapy() {
+        // Each expectation below is what scapy 2.4.5 prints for the same bytes.
+        let udp = frames::udp4([1; 4], [2; 4], 1000, 2000, b"xx");
+        let mut qinq = udp[..12].to_vec();
+        qinq.extend_from_slice(&[0x88, 0xa8, 0, 5, 0x81, 0, 0, 6]);
+        qinq.extend_from_slice(&udp[12..]);
+        assert_eq!(names(&qinq), "Ethernet/802_1AD/802.1Q/IP/UDP/Raw");
+
+        let mut stp = vec![0x42, 0x42, 0x03];
+        stp.extend_from_slice(&[0; 35]);
+        let mut dot3 = frames::ethernet([1; 6], [2; 6], stp.len() as u16, &stp);
+        dot3.extend_from_slice(&[0; 8]); // padding to 60 bytes
+        assert_eq!(names(&dot3), "802.3/LLC/Spanning Tree Protocol/Padding");
+
+        // IPv6 Neighbor Solicitation with a source link-layer address option.
+        let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+        ns.extend_from_slice(&[0; 16]);
+        ns.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 1]);
+        let mut v6 = vec![0x60, 0, 0, 0, 0, ns.len() as u8, 58, 255];
+        v6.extend_from_slice(&[0; 32]);
+        v6.extend_from_slice(&ns);
+        let nd = frames::ethernet([1; 6], [2; 6], 0x86dd, &v6);
+        assert_eq!(
+            names(&nd),
+            "Ethernet/IPv6/ICMPv6 Neighbor Discovery - Neighbor Solicitation/\
+             ICMPv6 Neighbor Discovery Option - Source Link-Layer Address"
+        );
+
+        // An ICMP port unreachable quoting a DNS query: the quoted ports pick DNS.
+        let query = [0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1];
+        let inner = frames::udp4([1; 4], [2; 4], 40000, 53, &query);
+        let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&inner[14..]);
+        let err = frames::ethernet(
+            [1; 6],
+            [2; 6],
+            0x0800,
+            &frames::ipv4([2; 4], [1; 4], 1, &icmp),
+        );
+        assert_eq!(names(&err), "Ethernet/IP/ICMP/IP in ICMP/UDP in ICMP/DNS");
+    }
+
     #[test]
     fn names_padding_dhcp_and_truncation() {
         let mut b = Batch::default();
@@ -166,7 +221,11 @@ mod tests {
     }
 }
 
-/// Prints per-capture counts for comparison with scapy (`--ignored --nocapture`).
+/// Prints per-capture counts of the team's pcap corpus, to compare with scapy 2.4.5 run on
+/// the same files (`cargo test ... -- --ignored --nocapture`, then a scapy script that
+/// counts `layer.name` along each packet's payload chain). Last run: 100 of 137 captures
+/// identical; the rest differ in protocols the kitchen's parser does not decode (SMB,
+/// PPPoE, VXLAN, 802.11, 6in4, ISAKMP payloads, ...).
 #[cfg(test)]
 mod corpus_dump {
     #[test]
@@ -179,25 +238,6 @@ mod corpus_dump {
             }
             let out = chef_sdk::testing::poke_raw(&mut chef, 1);
             println!("COUNTS\t{name}\t{}", out[0]);
-        }
-    }
-}
-
-#[cfg(test)]
-mod debug_one {
-    #[test]
-    #[ignore = "debug"]
-    fn one() {
-        for (name, batch) in chef_sdk::testing::corpus() {
-            if name != "tcpdump__dnssec.pcap" {
-                continue;
-            }
-            for p in batch.iter() {
-                let mut v = Vec::new();
-                super::layers::for_each_layer(&p, |n| v.push(n));
-                let q = chef_sdk::parse::dns::question(p.payload());
-                println!("{:?} {} {:?}", v, p.payload().len(), q.map(|q| q.name));
-            }
         }
     }
 }

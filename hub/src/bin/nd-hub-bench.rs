@@ -42,6 +42,15 @@ struct Cli {
     /// Deliveries per burst cell (dumplings x eaters).
     #[arg(long, default_value_t = 1_000_000)]
     deliveries: u64,
+    /// Run only these parts (burst, fixed, slow, idle, original); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Cli {
+    fn wants(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
 }
 
 const SIZE: usize = 500;
@@ -485,6 +494,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let kitchen_counts: &[usize] = if cli.quick { &[1] } else { &[1, 2, 4] };
     let mut at100 = None;
+    let eater_counts = if cli.wants("burst") {
+        eater_counts
+    } else {
+        &[]
+    };
     for &c in eater_counts {
         for &p in kitchen_counts {
             let total = (cli.deliveries / c as u64).clamp(1000, 200_000);
@@ -511,7 +525,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 2. Fixed rate: 1000 eaters x 100 dumplings/s for 3 s.
-    let fixed = repeat(reps, async || {
+    let reps_fixed = if cli.wants("fixed") { reps } else { 0 };
+    let fixed = repeat(reps_fixed, async || {
         measure(
             &exe,
             Which::Ours,
@@ -525,10 +540,13 @@ async fn main() -> anyhow::Result<()> {
         .await
     })
     .await?;
-    print_row("fixed 100/s x C=1000, 3 s", &fixed);
+    if !fixed.is_empty() {
+        print_row("fixed 100/s x C=1000, 3 s", &fixed);
+    }
 
     // 3. Slow eater among 100 fast ones: 1000 dumplings/s for 3 s.
-    let base_runs = repeat(reps, async || {
+    let reps_slow = if cli.wants("slow") { reps } else { 0 };
+    let base_runs = repeat(reps_slow, async || {
         measure(
             &exe,
             Which::Ours,
@@ -542,8 +560,10 @@ async fn main() -> anyhow::Result<()> {
         .await
     })
     .await?;
-    print_row("fixed 1000/s x C=100", &base_runs);
-    let slow_runs = repeat(reps, async || {
+    if !base_runs.is_empty() {
+        print_row("fixed 1000/s x C=100", &base_runs);
+    }
+    let slow_runs = repeat(reps_slow, async || {
         measure(
             &exe,
             Which::Ours,
@@ -557,18 +577,20 @@ async fn main() -> anyhow::Result<()> {
         .await
     })
     .await?;
-    print_row("fixed 1000/s x C=100 + 1 stuck", &slow_runs);
+    if !slow_runs.is_empty() {
+        print_row("fixed 1000/s x C=100 + 1 stuck", &slow_runs);
+    }
 
     // 4. Idle eaters.
     let mut per_eater = Vec::new();
-    for _ in 0..reps {
+    for _ in 0..if cli.wants("idle") { reps } else { 0 } {
         per_eater.push(idle_rss(&exe, Which::Ours, 1000).await?);
     }
     let rss = median(per_eater);
 
     // 5. The original.
     let mut orig_rows = Vec::new();
-    if let Some(orig) = &original {
+    if let Some(orig) = original.as_ref().filter(|_| cli.wants("original")) {
         println!("original hub: {}", orig.display());
         for &c in &[10usize, 100] {
             let per_kitchen = (100_000 / c as u64).max(500);
@@ -622,21 +644,27 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let p99 = med(&fixed, |r| r.p99_ms);
-    println!(
-        "  p99 at 1000 eaters x 100/s: {p99:.2} ms  (target < 50 ms: {})",
-        if p99 < 50.0 { "met" } else { "NOT met" }
-    );
-    println!(
-        "  RSS per idle eater (1000 eaters): {rss:.1} KiB  (target <= 16 KiB: {})",
-        if rss <= 16.0 { "met" } else { "NOT met" }
-    );
-    let (r0, r1) = (med(&base_runs, |r| r.rate), med(&slow_runs, |r| r.rate));
-    let (p0, p1) = (med(&base_runs, |r| r.p99_ms), med(&slow_runs, |r| r.p99_ms));
-    println!(
+    if !fixed.is_empty() {
+        println!(
+            "  p99 at 1000 eaters x 100/s: {p99:.2} ms  (target < 50 ms: {})",
+            if p99 < 50.0 { "met" } else { "NOT met" }
+        );
+    }
+    if rss.is_finite() {
+        println!(
+            "  RSS per idle eater (1000 eaters): {rss:.1} KiB  (target <= 16 KiB: {})",
+            if rss <= 16.0 { "met" } else { "NOT met" }
+        );
+    }
+    if !slow_runs.is_empty() {
+        let (r0, r1) = (med(&base_runs, |r| r.rate), med(&slow_runs, |r| r.rate));
+        let (p0, p1) = (med(&base_runs, |r| r.p99_ms), med(&slow_runs, |r| r.p99_ms));
+        println!(
         "  one stuck eater among 100: fast rate {:.1}% of baseline, fast p99 {p1:.2} ms vs {p0:.2} ms (within 10%: {})",
         100.0 * r1 / r0,
         if r1 >= 0.9 * r0 && p1 <= 1.1 * p0.max(1.0) { "yes" } else { "NO" }
     );
+    }
     for (c, ours, theirs) in orig_rows {
         println!(
             "  vs original at C={c}: {ours:.0} vs {theirs:.0} delivered/s = {:.1}x",

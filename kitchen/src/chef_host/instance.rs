@@ -8,6 +8,8 @@
 //! deterministic); after `quarantine_after` consecutive failures it is not called again.
 //! Nothing here can stop the kitchen or another chef.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Func, ResourceTable};
@@ -32,15 +34,62 @@ pub struct ChefState {
     log: ChefLog,
 }
 
+/// The clocks and randomness a chef sees.
+#[derive(Clone)]
+pub(crate) enum Environment {
+    /// Live capture: the host's clocks and randomness.
+    Live,
+    /// Replay: both clocks read the kitchen's clock (the capture time of the packets being
+    /// handled, set before every call) and randomness is a fixed per-chef sequence, so a
+    /// chef that reads the time or iterates a `HashMap` (randomly seeded in Rust's std)
+    /// still produces the same output on every replay.
+    Replay {
+        /// Kitchen clock, ns since the Unix epoch.
+        clock: Arc<AtomicU64>,
+        /// Seed bytes for the chef's random streams.
+        seed: [u8; 32],
+    },
+}
+
+/// The kitchen clock as a WASI wall and monotonic clock.
+struct KitchenClock(Arc<AtomicU64>);
+
+impl wasmtime_wasi::HostWallClock for KitchenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for KitchenClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 impl ChefState {
-    fn new(limits: &ChefLimits, log: ChefLog) -> Self {
+    fn new(limits: &ChefLimits, log: ChefLog, env: &Environment) -> Self {
         // No preopens, no environment, no arguments, stdin closed; stdout/stderr go to the
-        // chef's log. Clocks and randomness are the host's (harmless, and Rust's std
-        // needs them to start).
-        let wasi = WasiCtx::builder()
-            .stdout(log.stdout())
-            .stderr(log.stderr())
-            .build();
+        // chef's log. Clocks and randomness: see `Environment` (Rust's std needs both to
+        // start, so they are linked, not denied).
+        let mut builder = WasiCtx::builder();
+        builder.stdout(log.stdout()).stderr(log.stderr());
+        if let Environment::Replay { clock, seed } = env {
+            builder
+                .wall_clock(KitchenClock(clock.clone()))
+                .monotonic_clock(KitchenClock(clock.clone()))
+                .secure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
+                .insecure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
+                .insecure_random_seed(u128::from_le_bytes(
+                    seed[..16].try_into().unwrap_or([0; 16]),
+                ));
+        }
+        let wasi = builder.build();
         ChefState {
             wasi,
             table: ResourceTable::new(),
@@ -174,6 +223,7 @@ pub struct LoadedChef {
     engine: Engine,
     limits: ChefLimits,
     log: ChefLog,
+    env: Environment,
     live: Option<Live>,
     health: Health,
     /// Use wasmtime's generic per-field lowering for `on-packets` instead of `wire`'s
@@ -190,9 +240,11 @@ impl LoadedChef {
         pre: ChefPre<ChefState>,
         limits: &ChefLimits,
         source: ChefSource,
+        env: Environment,
     ) -> Result<Self, LoadError> {
         let log = ChefLog::new(&source.to_string());
-        let (live, info) = instantiate(engine, &pre, limits, &log).map_err(LoadError::Start)?;
+        let (live, info) =
+            instantiate(engine, &pre, limits, &log, &env).map_err(LoadError::Start)?;
         validate_name(&info.name)?;
         log.set_chef(&info.name);
         let description = ChefDescription {
@@ -212,6 +264,7 @@ impl LoadedChef {
             engine: engine.clone(),
             limits: limits.clone(),
             log,
+            env,
             live: Some(live),
             health: Health::default(),
             generic_lowering: false,
@@ -267,12 +320,8 @@ impl LoadedChef {
                     arena,
                 );
             }
-            // The type check runs per call (~µs per 256-packet batch); storing a typed
-            // function would need `TypedFunc::new_unchecked` (more unsafe) for a lifetime.
-            let f = live
-                .on_packets
-                .typed::<(&[WirePacket], &[u8]), (Vec<PacketDumpling>,)>(&live.store)?;
-            let (out,) = f.call(&mut live.store, (packets, arena))?;
+            let (out,) =
+                on_packets_typed(live.on_packets).call(&mut live.store, (packets, arena))?;
             Ok(out)
         })?;
         self.stats.packet_calls += 1;
@@ -306,6 +355,9 @@ impl LoadedChef {
             self.stats.skipped += 1;
             return Err(CallError::BackingOff);
         };
+        if let Environment::Replay { clock, .. } = &self.env {
+            clock.store(now_ns, Ordering::Relaxed);
+        }
         live.store.data_mut().limiter.hit_limit = false;
         live.store
             .set_epoch_deadline(deadline_ticks(self.limits.deadline));
@@ -336,7 +388,7 @@ impl LoadedChef {
         if now_ns < self.health.retry_at_ns && now_ns >= self.health.failed_at_ns {
             return Err(CallError::BackingOff);
         }
-        match instantiate(&self.engine, &self.pre, &self.limits, &self.log) {
+        match instantiate(&self.engine, &self.pre, &self.limits, &self.log, &self.env) {
             Ok((live, info)) if info.name == self.description.name => {
                 self.live = Some(live);
                 self.stats.restarts += 1;
@@ -385,8 +437,9 @@ fn instantiate(
     pre: &ChefPre<ChefState>,
     limits: &ChefLimits,
     log: &ChefLog,
+    env: &Environment,
 ) -> Result<(Live, bindings::ChefInfo), CallError> {
-    let mut store = Store::new(engine, ChefState::new(limits, log.clone()));
+    let mut store = Store::new(engine, ChefState::new(limits, log.clone(), env));
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(deadline_ticks(limits.init_deadline));
     let classify_init = |e: wasmtime::Error, store: &Store<ChefState>| {
@@ -410,6 +463,13 @@ fn instantiate(
         .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-packets"))
         .and_then(|idx| instance.get_func(&mut store, idx))
         .ok_or_else(|| CallError::Trap(format!("{HANDLER_EXPORT}#on-packets not found")))?;
+    // Type-check once here; every call then uses `on_packets_typed` without re-checking
+    // (a `typed()` per call compares the whole `packet` record type, ~10 µs per batch).
+    if let Err(e) = on_packets.typed::<(&[WirePacket], &[u8]), (Vec<PacketDumpling>,)>(&store) {
+        return Err(CallError::Trap(format!(
+            "on-packets has an unexpected type: {e:#}"
+        )));
+    }
     let info = match chef.netdumplings_chef_handler().call_describe(&mut store) {
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
@@ -422,6 +482,26 @@ fn instantiate(
         },
         info,
     ))
+}
+
+/// The typed `on-packets` export, taking [`WirePacket`]s.
+type OnPacketsFunc<'a> =
+    wasmtime::component::TypedFunc<(&'a [WirePacket], &'a [u8]), (Vec<PacketDumpling>,)>;
+
+/// `on-packets` as a typed function taking [`WirePacket`]s.
+///
+/// A `TypedFunc` cannot be stored with the borrowed parameter types (their lifetimes
+/// differ per call), so it is rebuilt per call without re-checking, exactly as the
+/// `bindgen!`-generated `call_*` methods do.
+fn on_packets_typed<'a>(func: Func) -> OnPacketsFunc<'a> {
+    // SAFETY: `instantiate` type-checked this very `Func` with
+    // `func.typed::<(&[WirePacket], &[u8]), (Vec<PacketDumpling>,)>()` (lifetimes play no
+    // part in component type checking) and refused the chef if it failed; `Live` keeps the
+    // `Func` and the store that owns it together.
+    #[allow(unsafe_code)]
+    unsafe {
+        wasmtime::component::TypedFunc::new_unchecked(func)
+    }
 }
 
 /// Turn a wasmtime error from a call into a typed failure.

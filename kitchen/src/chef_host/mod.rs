@@ -60,6 +60,8 @@ pub struct ChefHost {
     linker: Linker<ChefState>,
     limits: ChefLimits,
     cache: Option<ArtifactCache>,
+    /// Replay sandboxing: chefs see the capture clock and seeded randomness.
+    deterministic: bool,
     /// Bumps the epoch for every store of `engine`; stops when the host is dropped.
     _ticker: engine::EpochTicker,
 }
@@ -89,8 +91,17 @@ impl ChefHost {
             linker,
             limits,
             cache,
+            deterministic: false,
             _ticker: ticker,
         })
+    }
+
+    /// Make chefs loaded from now on deterministic (for replays): their WASI wall and
+    /// monotonic clocks read the kitchen's clock (capture time) and their randomness is a
+    /// fixed sequence derived from where the chef was loaded from. Live kitchens keep the
+    /// host's clocks and randomness.
+    pub fn set_deterministic(&mut self, on: bool) {
+        self.deterministic = on;
     }
 
     /// The engine (for benchmarks and tests).
@@ -132,7 +143,18 @@ impl ChefHost {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = ChefPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        LoadedChef::start(&self.engine, pre, &self.limits, source)
+        let env = if self.deterministic {
+            use sha2::{Digest, Sha256};
+            let mut seed = [0u8; 32];
+            seed.copy_from_slice(&Sha256::digest(source.to_string().as_bytes()));
+            instance::Environment::Replay {
+                clock: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+                seed,
+            }
+        } else {
+            instance::Environment::Live
+        };
+        LoadedChef::start(&self.engine, pre, &self.limits, source, env)
     }
 }
 

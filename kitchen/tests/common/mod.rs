@@ -44,8 +44,11 @@ pub fn sample_capture() -> PathBuf {
 }
 
 /// A host with default limits (or `limits`) and no on-disk cache.
+/// Deterministic (replay) sandboxing, as `nd-sniff -r` uses.
 pub fn host_with(limits: ChefLimits) -> ChefHost {
-    ChefHost::new(limits, CacheSetting::Disabled).expect("chef host")
+    let mut host = ChefHost::new(limits, CacheSetting::Disabled).expect("chef host");
+    host.set_deterministic(true);
+    host
 }
 
 /// A host with default limits and no cache.

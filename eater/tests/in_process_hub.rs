@@ -1,0 +1,150 @@
+//! The eater library against an in-process hub (`hub::run` on port 0): typed dumplings,
+//! filters, the stream API, and what happens when the hub goes away.
+
+use std::time::Duration;
+
+use eater::{Eater, EaterConfig, Event, Filter};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+struct TestHub {
+    kitchens: std::net::SocketAddr,
+    eaters: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_hub() -> TestHub {
+    let k = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let e = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (kitchens, eaters) = (k.local_addr().unwrap(), e.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = hub::Config {
+        status_freq: Duration::from_secs(60),
+        ..hub::Config::default()
+    };
+    let task = tokio::spawn(async move {
+        let listeners = hub::Listeners {
+            kitchens: vec![k],
+            eaters: vec![e],
+        };
+        hub::run(listeners, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestHub {
+        kitchens,
+        eaters,
+        stop: Some(stop),
+        task,
+    }
+}
+
+fn dumpling(chef: &str, driver: &str, seq: u64) -> String {
+    format!(
+        r#"{{"metadata": {{"chef": "{chef}", "kitchen": "k", "creation_time": 1.5, "driver": "{driver}"}}, "payload": {{"seq": {seq}}}}}"#
+    )
+}
+
+async fn next(eater: &mut Eater) -> Event {
+    tokio::time::timeout(Duration::from_secs(5), eater.next_event())
+        .await
+        .expect("event in time")
+        .expect("no error")
+}
+
+#[tokio::test]
+async fn typed_filtered_stream_and_hub_loss() {
+    let mut hub = start_hub().await;
+    let mut config = EaterConfig::new(hub.eaters.to_string(), "libtest");
+    config.filter = Filter {
+        chefs: vec!["WantedChef".into()],
+        packet: true,
+        interval: false,
+        ..Filter::default()
+    };
+    config.reconnect.enabled = false;
+    let mut eater = Eater::new(config).unwrap();
+    assert!(matches!(
+        next(&mut eater).await,
+        Event::Connected {
+            reconnected: false,
+            ..
+        }
+    ));
+
+    let (mut k, _) = tokio_tungstenite::connect_async(format!("ws://{}", hub.kitchens))
+        .await
+        .unwrap();
+    k.send(Message::text(r#"{"kitchen_name": "k"}"#))
+        .await
+        .unwrap();
+    k.send(Message::text(dumpling("OtherChef", "packet", 1)))
+        .await
+        .unwrap();
+    k.send(Message::text(dumpling("WantedChef", "interval", 2)))
+        .await
+        .unwrap();
+    let wanted = dumpling("WantedChef", "packet", 3);
+    k.send(Message::text(wanted.as_str())).await.unwrap();
+    match next(&mut eater).await {
+        Event::Dumpling(d) => {
+            assert_eq!(d.raw, wanted, "the exact text");
+            assert_eq!(d.dumpling.metadata.chef, "WantedChef");
+            assert_eq!(d.dumpling.metadata.kitchen.as_deref(), Some("k"));
+            assert_eq!(d.dumpling.payload["seq"], 3);
+            assert!(!d.binary);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Hub shutdown: 1001, and without reconnect the eater gives up with an error.
+    let _ = hub.stop.take().map(|s| s.send(()));
+    let end = tokio::time::timeout(Duration::from_secs(5), eater.next_event())
+        .await
+        .unwrap();
+    match end {
+        Err(eater::Error::GaveUp(reason)) => assert!(reason.contains("1001"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    tokio::time::timeout(Duration::from_secs(5), hub.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn stream_api_reports_disconnects_and_reconnects() {
+    let hub = start_hub().await;
+    let mut config = EaterConfig::new(hub.eaters.to_string(), "streamer");
+    config.reconnect.initial = Duration::from_millis(50);
+    let stream = Eater::new(config).unwrap().into_stream();
+    tokio::pin!(stream);
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    assert!(matches!(first, Some(Ok(Event::Connected { .. }))));
+    // The welcome status is a typed dumpling from SystemStatusChef.
+    let status = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    match status {
+        Some(Ok(Event::Dumpling(d))) => {
+            assert_eq!(d.dumpling.metadata.chef, dumpling::SYSTEM_STATUS_CHEF);
+            let s: dumpling::SystemStatus = serde_json::from_value(d.dumpling.payload).unwrap();
+            assert_eq!(s.dumpling_eater_count, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(hub.stop);
+    let lost = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(lost, Some(Ok(Event::Disconnected { .. }))),
+        "{lost:?}"
+    );
+}
