@@ -20,8 +20,10 @@ use kitchen::dispatch::{
 use kitchen::file_filter::FileFilter;
 use kitchen::hub_client::{HubClient, HubOptions, HubReport};
 use kitchen::output::{StdoutSink, Tee};
+use kitchen::reload::{self, ReloadPolicy, Reloader};
+use kitchen::status::{CaptureCounters, HubCounters, StatusDetail};
 
-use crate::cli::{Config, Source};
+use crate::cli::{Config, Source, StatusMode};
 
 /// How the run ended, for the exit status.
 pub enum Outcome {
@@ -69,6 +71,16 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         config.poke_interval_secs
     );
 
+    let load_failures = chefs::load_failures(&found);
+    // Every file of --chef-dir handled at start (loaded or not): hot reload only acts when
+    // one of them changes.
+    let known_files: Vec<std::path::PathBuf> = found
+        .iter()
+        .filter_map(|f| match &f.source {
+            kitchen::chef_host::ChefSource::File(p) => Some(p.clone()),
+            kitchen::chef_host::ChefSource::Builtin(_) => None,
+        })
+        .collect();
     let loaded = chefs::loaded(found);
     let (selected, missing) = chefs::select(loaded, &config.chefs);
     for name in missing {
@@ -111,15 +123,45 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
 
     let mut dispatcher =
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
+    for (source, error) in &load_failures {
+        dispatcher
+            .status_inputs()
+            .record_load_failure(source, error);
+    }
+    setup_status(&config, &mut dispatcher, hub.as_ref());
+    // Hot reload of --chef-dir: the loader thread owns the host from here on (its epoch
+    // ticker must outlive every chef, so `_host`/`reloader` are dropped after the dispatcher).
+    let (reloader, _host) = match &config.chef_dir {
+        Some(dir) if config.watch_chef_dir => {
+            let r = Reloader::start(host, dir, &known_files)
+                .context("cannot watch the chef directory")?;
+            tracing::info!("{k}: Watching {} for chef changes", dir.display());
+            (Some(r), None)
+        }
+        _ => (None, Some(host)),
+    };
+    let hot = Hot {
+        reloader: reloader.as_ref(),
+        policy: ReloadPolicy {
+            only: config.chefs.clone(),
+        },
+    };
     let started = Instant::now();
     let result = match &config.source {
-        Source::File(path) => replay(&config, path, &mut dispatcher, &stop),
-        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop),
+        Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &hot),
+        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &hot),
     };
     // Whatever happened, hand what we have to the outputs (the final poke included).
     let finish = dispatcher.finish();
     let elapsed = started.elapsed();
-    summary(&k, &dispatcher, elapsed);
+    summary(&k, &mut dispatcher, elapsed);
+    for (file, f) in &dispatcher.status_inputs().load_failures {
+        tracing::warn!(
+            "{k}: load failures: {file}: {} (last error: {})",
+            f.count,
+            f.error
+        );
+    }
     let chef_failures: u64 = dispatcher
         .chefs()
         .iter()
@@ -211,11 +253,46 @@ enum RunEnd {
     OutputClosed,
 }
 
+/// Hot-reload state the packet loops need.
+struct Hot<'a> {
+    reloader: Option<&'a Reloader>,
+    policy: ReloadPolicy,
+}
+
+impl Hot<'_> {
+    /// Apply loaded/removed chefs (between batches; cheap when nothing is waiting).
+    fn apply(&self, d: &mut Dispatcher) -> Result<(), SinkError> {
+        reload::apply_pending(self.reloader, d, &self.policy)
+    }
+}
+
+/// Turn the `KitchenStatusChef` dumpling on or off and give it the hub's counters.
+fn setup_status(config: &Config, d: &mut Dispatcher, hub: Option<&Arc<Mutex<HubClient>>>) {
+    let status = d.status_inputs();
+    status.emit = match config.kitchen_status {
+        StatusMode::On => true,
+        StatusMode::Off => false,
+        StatusMode::Auto => matches!(config.source, Source::Live(_)),
+    };
+    if let Some(hub) = hub {
+        let hub = hub.clone();
+        status.hub = Some(Box::new(move || {
+            let r = hub.lock().unwrap_or_else(|e| e.into_inner()).report();
+            HubCounters {
+                sent: r.sent,
+                buffered: r.unsent,
+                dropped: r.dropped,
+            }
+        }));
+    }
+}
+
 fn replay(
     config: &Config,
     path: &std::path::Path,
     d: &mut Dispatcher,
     stop: &AtomicBool,
+    hot: &Hot<'_>,
 ) -> anyhow::Result<RunEnd> {
     let k = &config.kitchen_name;
     let mut reader =
@@ -249,7 +326,7 @@ fn replay(
             }
         }
         passed += 1;
-        match d.push(&record) {
+        match hot.apply(d).and_then(|()| d.push(&record)) {
             Ok(()) => {}
             Err(SinkError::Closed) => return Ok(RunEnd::OutputClosed),
             Err(e) => return Err(e).context("writing dumplings"),
@@ -280,6 +357,7 @@ fn live(
     interfaces: &[String],
     d: &mut Dispatcher,
     stop: &AtomicBool,
+    hot: &Hot<'_>,
 ) -> anyhow::Result<RunEnd> {
     let k = &config.kitchen_name;
     let mut lc = LiveConfig::new(interfaces.iter().cloned());
@@ -332,7 +410,17 @@ fn live(
                 return Err(e).context("live capture failed");
             }
         }
-        match d.advance_clock(wall_ns()) {
+        let now = wall_ns();
+        if d.next_poke_ns().is_some_and(|t| now >= t) {
+            // Fresh capture counters for the status dumpling of this poke.
+            let s = capture.stats();
+            d.status_inputs().capture = Some(CaptureCounters {
+                packets: s.received,
+                kernel_dropped: s.kernel_dropped,
+                queue_dropped: s.queue_dropped,
+            });
+        }
+        match hot.apply(d).and_then(|()| d.advance_clock(now)) {
             Ok(()) => {}
             Err(SinkError::Closed) => break RunEnd::OutputClosed,
             Err(e) => return Err(e).context("writing dumplings"),
@@ -409,6 +497,13 @@ fn print_chef_list(found: &[chefs::FoundChef]) {
                 let _ = writeln!(out, "  drivers:  {}", d.drivers);
                 let _ = writeln!(out, "  interest: {}", interest_text(&d.interest));
                 let _ = writeln!(out, "  source:   {}", c.source());
+                let origin = chef_origin(c.source());
+                let _ = writeln!(
+                    out,
+                    "  language: {} ({})",
+                    origin.language.as_deref().unwrap_or("unknown"),
+                    kitchen::origin::human_size(origin.size)
+                );
                 if !d.description.is_empty() {
                     let _ = writeln!(out, "  about:    {}", d.description);
                 }
@@ -424,6 +519,27 @@ fn print_chef_list(found: &[chefs::FoundChef]) {
         out.push_str("(no chefs found)\n\n");
     }
     print!("{out}");
+}
+
+/// Language and size of a chef's component, read from its bytes.
+fn chef_origin(source: &kitchen::chef_host::ChefSource) -> kitchen::origin::ChefOrigin {
+    use kitchen::chef_host::ChefSource;
+    match source {
+        ChefSource::Builtin(file) => {
+            let mut origin = kitchen::builtin::BUILTIN_CHEFS
+                .iter()
+                .find(|b| b.file == *file)
+                .map(|b| kitchen::origin::inspect(b.bytes))
+                .unwrap_or_default();
+            // The built-in chefs are the Rust crates in `chefs/`, whose release profile
+            // strips custom sections (producers included) to keep them small.
+            origin.language.get_or_insert_with(|| "Rust".to_owned());
+            origin
+        }
+        ChefSource::File(path) => std::fs::read(path)
+            .map(|bytes| kitchen::origin::inspect(&bytes))
+            .unwrap_or_default(),
+    }
 }
 
 fn interest_text(i: &kitchen::chef_host::bindings::Interest) -> String {
@@ -469,7 +585,10 @@ fn interest_text(i: &kitchen::chef_host::bindings::Interest) -> String {
     }
 }
 
-fn summary(k: &str, d: &Dispatcher, elapsed: Duration) {
+/// The exit summary: kitchen totals, then one line per chef. The per-chef figures beyond the
+/// host's counters come from the same `StatusReport` the `KitchenStatusChef` dumpling sends.
+fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
+    let report = d.status_report(StatusDetail::Full);
     let s = d.stats();
     tracing::info!(
         "{k}: summary: {} packets in {:.2?} ({:.0} packets/s), {} batches, {} pokes, {} dumplings",
@@ -507,5 +626,25 @@ fn summary(k: &str, d: &Dispatcher, elapsed: Duration) {
             if c.is_quarantined() { ", QUARANTINED" } else { "" },
             st.busy_ns as f64 / 1e6,
         );
+        if let Some(r) = report.chefs.get(c.name()) {
+            tracing::info!(
+                "{k}: chef {} status: state {}, {} packets offered, {} calls, {} bytes, \
+                 {} batches, {} ns mean per batch, {} ns p99 per batch, {} reloads, \
+                 {} load failures",
+                c.name(),
+                serde_json::to_value(r.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                r.packets_offered,
+                r.calls,
+                r.bytes,
+                r.batches,
+                r.mean_ns.unwrap_or(0),
+                r.p99_ns.unwrap_or(0),
+                r.reloads,
+                r.load_failures,
+            );
+        }
     }
 }

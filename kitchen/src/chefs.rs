@@ -101,6 +101,20 @@ pub fn loaded(found: Vec<FoundChef>) -> Vec<LoadedChef> {
     out
 }
 
+/// The chefs of `found` that did not load, as (source, error) pairs: the source as
+/// `ChefSource` displays it (the file's path, or `built-in:<file>`), the typed reason as
+/// text. The kitchen counts them per file (`StatusInputs::record_load_failure`, shown in
+/// the exit summary and `KitchenStatusChef`).
+pub fn load_failures(found: &[FoundChef]) -> Vec<(String, String)> {
+    found
+        .iter()
+        .filter_map(|f| match &f.result {
+            Ok(_) => None,
+            Err(e) => Some((f.source.to_string(), e.to_string())),
+        })
+        .collect()
+}
+
 /// Keep the chefs named in `requested` (all if empty). Returns the kept chefs and the
 /// requested names that matched nothing.
 pub fn select(chefs: Vec<LoadedChef>, requested: &[String]) -> (Vec<LoadedChef>, Vec<String>) {

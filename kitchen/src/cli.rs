@@ -102,9 +102,31 @@ pub struct Cli {
     #[arg(long)]
     pub no_chef_cache: bool,
 
+    /// Do not watch `--chef-dir` for new, changed or deleted chef files (hot reload is on by
+    /// default, for live capture and replays alike).
+    #[arg(long)]
+    pub no_chef_watch: bool,
+
+    /// Send a `KitchenStatusChef` dumpling (per-chef and capture counters) at every poke:
+    /// `auto` = for live capture only (a replay's output then holds only the chefs'
+    /// dumplings), `on`, `off`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = StatusMode::Auto)]
+    pub kitchen_status: StatusMode,
+
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// When the kitchen sends its `KitchenStatusChef` dumpling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusMode {
+    /// Live capture: yes; replay: no.
+    Auto,
+    /// Always (replays get the deterministic fields only).
+    On,
+    /// Never.
+    Off,
 }
 
 /// Where packets come from.
@@ -154,6 +176,10 @@ pub struct Config {
     pub flush_timeout: Duration,
     /// The interface text for the hello (`all`, or the names joined with `,`).
     pub interface_text: String,
+    /// Hot reload of `--chef-dir` (not `--no-chef-watch`).
+    pub watch_chef_dir: bool,
+    /// `--kitchen-status`.
+    pub kitchen_status: StatusMode,
 }
 
 impl Config {
@@ -242,6 +268,8 @@ impl Config {
             cache,
             flush_timeout: Duration::from_secs_f64(cli.flush_timeout),
             interface_text,
+            watch_chef_dir: !cli.no_chef_watch,
+            kitchen_status: cli.kitchen_status,
         })
     }
 }

@@ -16,7 +16,7 @@
 //!   it is wrapped with `dumpling::encode_dumpling`; bad ones are dropped and counted
 //!   against the chef, never forwarded.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use capture::PacketRecord;
 use dumpling::Driver;
@@ -24,6 +24,9 @@ use dumpling::Driver;
 use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::packet::{parse_into, NetClass, PacketClass, TransportClass};
+use crate::status::{
+    ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
+};
 
 /// Packets per chef call.
 pub const MAX_BATCH_PACKETS: usize = 256;
@@ -196,6 +199,10 @@ pub struct Dispatcher {
     sub: SubBatch,
     sink: Box<dyn DumplingSink>,
     stats: KitchenStats,
+    /// Per-chef measurements for the status report, parallel to `chefs` (same index).
+    runtime: Vec<ChefRuntime>,
+    /// Kitchen-wide status inputs (capture, hub, load failures) and whether to emit it.
+    status: StatusInputs,
 }
 
 impl Dispatcher {
@@ -208,7 +215,10 @@ impl Dispatcher {
         sink: Box<dyn DumplingSink>,
     ) -> Self {
         chefs.sort_by(|a, b| a.chef.name().cmp(b.chef.name()));
+        let runtime = chefs.iter().map(|_| ChefRuntime::default()).collect();
         Dispatcher {
+            runtime,
+            status: StatusInputs::default(),
             kitchen: kitchen.into(),
             chefs,
             mode,
@@ -338,6 +348,7 @@ impl Dispatcher {
                     continue;
                 }
             }
+            let started = Instant::now();
             let result = if everything {
                 slot.chef
                     .on_packets(&self.batch.packets, &self.batch.arena, now_ns)
@@ -345,14 +356,30 @@ impl Dispatcher {
                 slot.chef
                     .on_packets(&self.sub.packets, &self.sub.arena, now_ns)
             };
+            let rt = &mut self.runtime[i];
+            rt.offered += if everything {
+                self.batch.packets.len()
+            } else {
+                self.sub.packets.len()
+            } as u64;
+            if result.is_ok() {
+                // Failed calls are not timed: a skipped call (backoff) takes no time and a
+                // timed-out one is bounded by the deadline; both would blur the histogram.
+                rt.timing.record(started.elapsed().as_nanos() as u64);
+            }
+            rt.state = run_state(result.is_ok(), slot.chef.is_quarantined());
             let Ok(out) = result else { continue };
             let cap = slot.chef.limits().max_dumplings_per_call;
             if out.len() > cap {
-                slot.chef.stats.over_cap += (out.len() - cap) as u64;
-                warn_sparse(
-                    slot.chef.stats.over_cap,
-                    slot.chef.name(),
-                    &format!("more than {cap} dumplings from one call; the rest were dropped"),
+                let over = (out.len() - cap) as u64;
+                slot.chef.stats.over_cap += over;
+                slot.chef.warn_output(
+                    "over-cap",
+                    over,
+                    &format!(
+                        "{} packet dumplings from one call: over the cap of {cap}; {over} dropped",
+                        out.len()
+                    ),
                 );
             }
             let n_given = if everything {
@@ -372,10 +399,10 @@ impl Dispatcher {
                 let Some(batch_idx) = batch_idx else {
                     let slot = &mut self.chefs[i];
                     slot.chef.stats.invalid += 1;
-                    warn_sparse(
-                        slot.chef.stats.invalid,
-                        slot.chef.name(),
-                        &format!("packet-index {idx} is outside the batch of {n_given}"),
+                    slot.chef.warn_output(
+                        "bad-index",
+                        1,
+                        &format!("packet-index {idx} is outside the batch of {n_given}; dropped"),
                     );
                     continue;
                 };
@@ -396,18 +423,165 @@ impl Dispatcher {
             if !slot.chef.description().drivers.interval || slot.chef.is_quarantined() {
                 continue;
             }
-            let Ok(out) = slot.chef.on_interval(now_ns, self.interval_ns) else {
-                continue;
-            };
-            let cap = slot.chef.limits().max_dumplings_per_call;
-            if out.len() > cap {
-                slot.chef.stats.over_cap += (out.len() - cap) as u64;
-            }
-            for payload in out.into_iter().take(cap) {
-                self.emit(i, Driver::Interval, now_ns, &payload)?;
-            }
+            self.poke_one(i, now_ns)?;
+        }
+        if self.status.emit {
+            self.emit_status(now_ns)?;
         }
         Ok(())
+    }
+
+    /// Call chef `i`'s `on-interval` and send what it made.
+    fn poke_one(&mut self, i: usize, now_ns: u64) -> Result<(), SinkError> {
+        let slot = &mut self.chefs[i];
+        let result = slot.chef.on_interval(now_ns, self.interval_ns);
+        self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
+        let Ok(out) = result else {
+            return Ok(());
+        };
+        let cap = slot.chef.limits().max_dumplings_per_call;
+        if out.len() > cap {
+            let over = (out.len() - cap) as u64;
+            slot.chef.stats.over_cap += over;
+            slot.chef.warn_output(
+                "over-cap",
+                over,
+                &format!(
+                    "{} interval dumplings from one poke: over the cap of {cap}; {over} dropped",
+                    out.len()
+                ),
+            );
+        }
+        for payload in out.into_iter().take(cap) {
+            self.emit(i, Driver::Interval, now_ns, &payload)?;
+        }
+        Ok(())
+    }
+
+    /// Add a chef between batches (hot reload): the pending batch is flushed first, so the
+    /// new chef sees packets from the next batch on; it is placed in name order.
+    pub fn add_chef(&mut self, slot: ChefSlot) -> Result<(), SinkError> {
+        self.flush()?;
+        let at = self
+            .chefs
+            .partition_point(|s| s.chef.name() < slot.chef.name());
+        self.chefs.insert(at, slot);
+        self.runtime.insert(at, ChefRuntime::default());
+        Ok(())
+    }
+
+    /// Take chef `i` out between batches (hot reload): the pending batch is flushed (so it
+    /// sees every packet pushed so far), then it gets a final `on-interval` poke (if it is
+    /// an interval chef and not quarantined) whose dumplings are sent before it is removed.
+    /// Returns the chef and its measurements.
+    pub fn retire_chef(&mut self, i: usize) -> Result<(ChefSlot, ChefRuntime), SinkError> {
+        self.flush()?;
+        let slot = &self.chefs[i];
+        if slot.chef.description().drivers.interval && !slot.chef.is_quarantined() {
+            let now = self.clock_ns();
+            self.poke_one(i, now)?;
+        }
+        Ok((self.chefs.remove(i), self.runtime.remove(i)))
+    }
+
+    /// Measurements of chef `i` (same index as [`Dispatcher::chefs`]).
+    pub fn runtime_mut(&mut self, i: usize) -> Option<&mut ChefRuntime> {
+        self.runtime.get_mut(i)
+    }
+
+    /// Status inputs: turn the `KitchenStatusChef` dumpling on, feed capture counters, a
+    /// hub probe and load failures.
+    pub fn status_inputs(&mut self) -> &mut StatusInputs {
+        &mut self.status
+    }
+
+    /// The current status (the `KitchenStatusChef` payload and the exit summary's data).
+    pub fn status_report(&mut self, detail: StatusDetail) -> StatusReport {
+        let full = detail == StatusDetail::Full;
+        let chefs = self
+            .chefs
+            .iter()
+            .zip(&self.runtime)
+            .map(|(slot, rt)| {
+                let c = &slot.chef;
+                let st = &c.stats;
+                let source = c.source().to_string();
+                let load_failures = self
+                    .status
+                    .load_failures
+                    .get(&source)
+                    .map_or(0, |f| f.count);
+                let status = ChefStatus {
+                    source,
+                    version: c.description().version.clone(),
+                    state: if c.is_quarantined() {
+                        ChefRunState::Quarantined
+                    } else {
+                        rt.state
+                    },
+                    packets_offered: rt.offered,
+                    calls: st.packet_calls + st.interval_calls,
+                    dumplings: st.dumplings,
+                    bytes: rt.bytes,
+                    batches: rt.timing.count(),
+                    mean_ns: full.then(|| rt.timing.mean_ns()),
+                    p99_ns: full.then(|| rt.timing.p99_ns()),
+                    traps: st.traps,
+                    timeouts: st.timeouts,
+                    memory_failures: st.memory_limits,
+                    restarts: st.restarts,
+                    reloads: rt.reloads,
+                    load_failures,
+                };
+                (c.name().to_owned(), status)
+            })
+            .collect();
+        let capture = self
+            .status
+            .capture
+            .unwrap_or(crate::status::CaptureCounters {
+                packets: self.stats.packets,
+                ..Default::default()
+            });
+        let hub = if full {
+            self.status.hub.as_mut().map(|probe| probe())
+        } else {
+            None
+        };
+        StatusReport {
+            chefs,
+            capture,
+            hub,
+            load_failures: self.status.load_failures.clone(),
+        }
+    }
+
+    /// Send the `KitchenStatusChef` interval dumpling (replay: only deterministic fields).
+    fn emit_status(&mut self, now_ns: u64) -> Result<(), SinkError> {
+        let detail = match self.mode {
+            ClockMode::Replay => StatusDetail::Deterministic,
+            ClockMode::Live => StatusDetail::Full,
+        };
+        let report = self.status_report(detail);
+        let Ok(payload) = serde_json::to_string(&report) else {
+            return Ok(());
+        };
+        let Ok(raw) = dumpling::validate_payload(&payload) else {
+            return Ok(());
+        };
+        let creation_time = match self.mode {
+            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(now_ns),
+            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
+        };
+        let json = dumpling::encode_dumpling(
+            dumpling::KITCHEN_STATUS_CHEF,
+            Some(&self.kitchen),
+            creation_time,
+            Driver::Interval,
+            &raw,
+        );
+        self.stats.dumplings += 1;
+        self.sink.send(dumpling::KITCHEN_STATUS_CHEF, json)
     }
 
     /// Validate, wrap and send one payload of chef `i`.
@@ -422,24 +596,21 @@ impl Dispatcher {
         let chef = &mut slot.chef;
         if payload.len() > chef.limits().max_dumpling_bytes {
             chef.stats.oversize += 1;
-            warn_sparse(
-                chef.stats.oversize,
-                chef.name(),
-                &format!(
-                    "refused a {}-byte {driver} dumpling: over the {}-byte limit",
-                    payload.len(),
-                    chef.limits().max_dumpling_bytes
-                ),
+            let message = format!(
+                "refused a {}-byte {driver} dumpling: over the {}-byte limit",
+                payload.len(),
+                chef.limits().max_dumpling_bytes
             );
+            chef.warn_output("oversize", 1, &message);
             return Ok(());
         }
         let raw = match dumpling::validate_payload(payload) {
             Ok(raw) => raw,
             Err(e) => {
                 chef.stats.invalid += 1;
-                warn_sparse(
-                    chef.stats.invalid,
-                    chef.name(),
+                chef.warn_output(
+                    "invalid",
+                    1,
                     &format!("dropped a {driver} payload that is not one JSON value: {e}"),
                 );
                 return Ok(());
@@ -458,19 +629,17 @@ impl Dispatcher {
         );
         if json.len() > dumpling::MAX_MESSAGE_BYTES {
             chef.stats.oversize += 1;
-            warn_sparse(
-                chef.stats.oversize,
-                chef.name(),
-                &format!(
-                    "refused a {}-byte dumpling: the hub accepts at most {} bytes",
-                    json.len(),
-                    dumpling::MAX_MESSAGE_BYTES
-                ),
+            let message = format!(
+                "refused a {}-byte dumpling: the hub accepts at most {} bytes",
+                json.len(),
+                dumpling::MAX_MESSAGE_BYTES
             );
+            chef.warn_output("oversize", 1, &message);
             return Ok(());
         }
         chef.stats.dumplings += 1;
         self.stats.dumplings += 1;
+        self.runtime[i].bytes += json.len() as u64;
         self.sink.send(chef.name(), json)
     }
 
@@ -479,6 +648,18 @@ impl Dispatcher {
             ClockMode::Replay => self.last_packet_ns.unwrap_or(0),
             ClockMode::Live => wall_ns(),
         }
+    }
+}
+
+/// A chef's state after a call: quarantined, running (the call worked) or restarting (any
+/// failed or skipped call means its instance is gone until the backoff passes).
+fn run_state(ok: bool, quarantined: bool) -> ChefRunState {
+    if quarantined {
+        ChefRunState::Quarantined
+    } else if ok {
+        ChefRunState::Running
+    } else {
+        ChefRunState::Restarting
     }
 }
 
@@ -507,15 +688,6 @@ fn select(batch: &Batch, m: &InterestMatcher, sub: &mut SubBatch) {
         q.padding.offset -= shift;
         sub.packets.push(WirePacket(q));
         sub.index.push(i as u32);
-    }
-}
-
-/// Log the 1st, 2nd, 4th, 8th... occurrence of a per-chef output problem at WARN.
-fn warn_sparse(count: u64, chef: &str, message: &str) {
-    if count.is_power_of_two() {
-        tracing::warn!(chef, occurrences = count, "{message}");
-    } else {
-        tracing::debug!(chef, occurrences = count, "{message}");
     }
 }
 

@@ -10,6 +10,7 @@
 //! * [`dispatch`]: batches, interest filtering, pokes, payload validation, encoding.
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
+//! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report.
 //!
 //! The binary (`src/main.rs`, `src/cli.rs`, `src/app.rs`) parses arguments and wires these
 //! together; the benchmark is `src/bin/nd-kitchen-bench.rs`.
@@ -23,5 +24,8 @@ pub mod chefs;
 pub mod dispatch;
 pub mod file_filter;
 pub mod hub_client;
+pub mod origin;
 pub mod output;
 pub mod packet;
+pub mod reload;
+pub mod status;

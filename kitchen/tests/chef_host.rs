@@ -285,6 +285,95 @@ fn an_endless_loop_hits_the_deadline() {
 }
 
 #[test]
+fn failures_of_one_driver_quarantine_even_when_the_other_succeeds() {
+    // on-packets always times out, on-interval always succeeds, alternately: never two
+    // failures in a row overall. The failure-rate rule (5 within 60 s of kitchen time)
+    // quarantines it.
+    let limits = ChefLimits {
+        deadline: Duration::from_millis(20),
+        restart_backoff: Duration::ZERO,
+        ..ChefLimits::default()
+    };
+    let host = host_with(limits);
+    let mut chef = load_fixture(&host, "spin_chef");
+    let sec = 1_000_000_000u64;
+    let mut t = 100 * sec;
+    for i in 0..5 {
+        assert!(!chef.is_quarantined(), "quarantined after {i} failures");
+        let err = chef.on_packets(&[], &[], t).unwrap_err();
+        assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
+        t += sec;
+        if i < 4 {
+            chef.on_interval(t, sec).expect("on-interval succeeds");
+        }
+        t += sec;
+    }
+    assert!(chef.is_quarantined(), "{:?}", chef.stats);
+    assert_eq!(chef.stats.timeouts, 5);
+    assert_eq!(chef.stats.interval_calls, 4);
+    assert!(matches!(
+        chef.on_interval(t, sec),
+        Err(CallError::Quarantined(5))
+    ));
+}
+
+#[test]
+fn consecutive_failures_of_one_driver_quarantine_outside_the_window() {
+    // Failures 30 s apart (only 2-3 fall in any 60 s window), interleaved with successful
+    // pokes: the per-driver count in a row still reaches 5.
+    let limits = ChefLimits {
+        deadline: Duration::from_millis(20),
+        restart_backoff: Duration::ZERO,
+        ..ChefLimits::default()
+    };
+    let host = host_with(limits);
+    let mut chef = load_fixture(&host, "spin_chef");
+    let step = 30_000_000_000u64;
+    let mut t = step;
+    for _ in 0..4 {
+        assert!(chef.on_packets(&[], &[], t).is_err());
+        chef.on_interval(t + 1, 1).expect("on-interval succeeds");
+        t += step;
+        assert!(!chef.is_quarantined());
+    }
+    assert!(chef.on_packets(&[], &[], t).is_err());
+    assert!(chef.is_quarantined(), "{:?}", chef.stats);
+}
+
+#[test]
+fn the_first_call_into_a_fresh_instance_gets_a_larger_budget() {
+    // Deadline 50 ms, first-call allowance 10x: the first (endless) call is stopped after
+    // about 500 ms, not 50. After a timeout the restarted instance gets no allowance.
+    let limits = ChefLimits {
+        deadline: Duration::from_millis(50),
+        restart_backoff: Duration::ZERO,
+        ..ChefLimits::default()
+    };
+    assert_eq!(limits.first_call_grace, 10);
+    let host = host_with(limits);
+    let mut chef = load_fixture(&host, "spin_chef");
+    let started = std::time::Instant::now();
+    let err = chef.on_packets(&[], &[], 1).unwrap_err();
+    let first = started.elapsed();
+    assert!(
+        matches!(err, CallError::Timeout { deadline_ms: 50 }),
+        "{err:?}"
+    );
+    assert!(
+        first >= Duration::from_millis(250),
+        "the first call was stopped after {first:?}"
+    );
+    let started = std::time::Instant::now();
+    assert!(chef.on_packets(&[], &[], 2).is_err());
+    let second = started.elapsed();
+    assert!(
+        second < Duration::from_millis(500),
+        "a restart after a timeout must not get the allowance again ({second:?})"
+    );
+    assert_eq!(chef.stats.restarts, 1);
+}
+
+#[test]
 fn a_memory_hog_hits_the_memory_limit() {
     let limits = ChefLimits {
         memory_bytes: 16 << 20,
@@ -306,8 +395,12 @@ fn filesystem_import_is_refused_at_load() {
         .err()
         .expect("refused");
     match &err {
-        LoadError::ForbiddenImport { import, .. } => {
-            assert!(import.starts_with("wasi:filesystem/"), "{import}")
+        LoadError::ForbiddenImport { import, also, .. } => {
+            assert!(import.starts_with("wasi:filesystem/"), "{import}");
+            // Every forbidden import is listed, not just the first.
+            for (name, _) in also {
+                assert!(err.to_string().contains(name.as_str()), "{name} not named");
+            }
         }
         other => panic!("expected ForbiddenImport, got {other:?}"),
     }

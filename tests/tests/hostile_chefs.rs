@@ -14,7 +14,7 @@
 //! `target/hostile-chefs/wasm32-wasip2/release/`. Broken files (garbage, 0 bytes, core
 //! modules) are written at run time under `target/hostile-chefs/run/`.
 
-use e2e_tests::{bin, test_data, workspace_root, ChildGuard};
+use e2e_tests::{bin, test_data, workspace_root};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -147,7 +147,15 @@ fn run_bounded(name: &str, cmd: &mut Command, limit: Duration) -> (Output, Optio
             buf
         })
     }
-    let mut guard = ChildGuard::spawn(name, cmd);
+    // Not `ChildGuard::spawn`: it drains the pipes itself, and this function needs them
+    // (and the PID for `/proc`) while the child runs.
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let mut guard = KillOnDrop { child };
     let stdout = drain(guard.child.stdout.take());
     let stderr = drain(guard.child.stderr.take());
     let deadline = Instant::now() + limit;
@@ -185,6 +193,20 @@ fn run_bounded(name: &str, cmd: &mut Command, limit: Duration) -> (Output, Optio
         stderr: stderr.join().unwrap_or_default(),
     };
     (out, peak_rss_kib)
+}
+
+/// A child killed (by its PID) and reaped when dropped.
+struct KillOnDrop {
+    child: std::process::Child,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// One finished `nd-sniff` run.

@@ -38,24 +38,108 @@ pub mod layers;
 use chef_sdk::{Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// Slots of the name → index cache (a power of two).
+const CACHE_SLOTS: usize = 64;
+
+/// One cache slot: the address and length of a layer-name literal, and the index of its
+/// entry in `counts`. Address 0 marks an empty slot.
+#[derive(Clone, Copy, Default)]
+struct CacheSlot {
+    addr: usize,
+    len: usize,
+    index: usize,
+}
+
+/// `hot` entry of a hot layer not seen yet.
+const UNSEEN: u16 = u16::MAX;
+
 /// The chef: cumulative counts per layer name, in first-seen order.
-#[derive(Default)]
 pub struct PacketCountChef {
-    /// (layer name, count) in first-seen order. A linear scan over a few dozen entries
-    /// is faster than hashing here.
+    /// (layer name, count) in first-seen order.
     counts: Vec<(&'static str, u64)>,
+    /// For each [`layers::Hot`] layer, its entry in `counts` (or [`UNSEEN`]): counting
+    /// the common layers is an array load and an increment.
+    hot: [u16; layers::Hot::COUNT],
+    /// Direct-mapped cache from a name literal's address to its entry in `counts`, so
+    /// the per-layer work is a few integer operations instead of string comparisons.
+    /// A slot is only ever filled after a by-content lookup, so two literals with the same
+    /// text (if the compiler does not merge them) still share one entry.
+    cache: [CacheSlot; CACHE_SLOTS],
+}
+
+impl Default for PacketCountChef {
+    fn default() -> Self {
+        PacketCountChef {
+            counts: Vec::with_capacity(32),
+            hot: [UNSEEN; layers::Hot::COUNT],
+            cache: [CacheSlot::default(); CACHE_SLOTS],
+        }
+    }
 }
 
 impl PacketCountChef {
     /// Counts the layers of one packet.
     pub fn count(&mut self, packet: &Packet<'_>) {
-        layers::for_each_layer(packet, |name| self.bump(name));
+        layers::walk(packet, self);
     }
 
+    #[inline(always)]
+    fn bump_hot(&mut self, layer: layers::Hot) {
+        let index = self.hot[layer as usize];
+        match self.counts.get_mut(usize::from(index)) {
+            Some((_, n)) => *n += 1,
+            None => self.bump_hot_slow(layer),
+        }
+    }
+
+    /// First sighting of a hot layer (by content, so a same-named layer that came by name
+    /// shares its entry).
+    #[cold]
+    #[inline(never)]
+    fn bump_hot_slow(&mut self, layer: layers::Hot) {
+        let index = self.bump_by_content(layer.name());
+        self.hot[layer as usize] = u16::try_from(index).unwrap_or(UNSEEN);
+    }
+
+    #[inline(always)]
     fn bump(&mut self, name: &'static str) {
-        match self.counts.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, c)) => *c += 1,
-            None => self.counts.push((name, 1)),
+        let addr = name.as_ptr() as usize;
+        // Literals are at least byte-aligned and spread over the data section: mix the
+        // address bits so neighbouring names land in different slots.
+        let slot = (addr ^ (addr >> 6) ^ (addr >> 12)) & (CACHE_SLOTS - 1);
+        let c = self.cache[slot];
+        if c.addr == addr && c.len == name.len() {
+            if let Some((_, n)) = self.counts.get_mut(c.index) {
+                *n += 1;
+                return;
+            }
+        }
+        self.bump_slow(name, slot);
+    }
+
+    /// By-content lookup (or insertion in first-seen order), then caches the result.
+    #[cold]
+    #[inline(never)]
+    fn bump_slow(&mut self, name: &'static str, slot: usize) {
+        let index = self.bump_by_content(name);
+        self.cache[slot] = CacheSlot {
+            addr: name.as_ptr() as usize,
+            len: name.len(),
+            index,
+        };
+    }
+
+    /// Counts `name` by content (adding it, last, if new); returns its entry in `counts`.
+    fn bump_by_content(&mut self, name: &'static str) -> usize {
+        match self.counts.iter().position(|(n, _)| *n == name) {
+            Some(i) => {
+                self.counts[i].1 += 1;
+                i
+            }
+            None => {
+                self.counts.push((name, 1));
+                self.counts.len() - 1
+            }
         }
     }
 
@@ -64,6 +148,17 @@ impl PacketCountChef {
         PacketCounts {
             packet_counts: Ordered(&self.counts),
         }
+    }
+}
+
+impl layers::LayerSink for PacketCountChef {
+    #[inline(always)]
+    fn hot(&mut self, layer: layers::Hot) {
+        self.bump_hot(layer);
+    }
+    #[inline(always)]
+    fn name(&mut self, name: &'static str) {
+        self.bump(name);
     }
 }
 

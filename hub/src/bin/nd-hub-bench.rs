@@ -42,6 +42,10 @@ struct Cli {
     /// Deliveries per burst cell (dumplings x eaters).
     #[arg(long, default_value_t = 1_000_000)]
     deliveries: u64,
+    /// Pin each hub process to this CPU (with `taskset`); run the bench itself under
+    /// `taskset -c OTHER` to keep the load generator off the hub's core.
+    #[arg(long, value_name = "CPU")]
+    hub_cpu: Option<usize>,
     /// Run only these parts (burst, fixed, slow, idle, original); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -117,9 +121,19 @@ enum Which {
     Original,
 }
 
+/// CPU to pin hubs to (`--hub-cpu`), set once in `main`.
+static HUB_CPU: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
 fn start_hub(exe: &Path, which: Which) -> anyhow::Result<HubProcess> {
     let (i, o) = (free_port()?, free_port()?);
-    let mut cmd = Command::new(exe);
+    let mut cmd = match HUB_CPU.get().copied().flatten() {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string()]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.args([
         "-a",
         "127.0.0.1",
@@ -482,6 +496,7 @@ async fn main() -> anyhow::Result<()> {
         p.exists().then_some(p)
     });
     let reps = cli.reps.max(1);
+    let _ = HUB_CPU.set(cli.hub_cpu);
     println!("nd-hub-bench: 500-byte dumplings on 127.0.0.1, medians of {reps} runs");
     println!("hub: {}", exe.display());
     header();

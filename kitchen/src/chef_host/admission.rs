@@ -99,6 +99,9 @@ pub fn check_component(engine: &Engine, component: &Component) -> Result<(), Loa
     // Exports first: a chef for another WIT version imports that version's `types` too,
     // and "built for handler@0.2.0" is the clearer message.
     check_exports(engine, &ty)?;
+    // Every forbidden import is collected, so the refusal names all of them (a chef using
+    // `std::net` imports `wasi:filesystem/*` and `wasi:sockets/*`: both matter).
+    let mut forbidden: Vec<(String, &'static str)> = Vec::new();
     for (name, _) in ty.imports(engine) {
         let (iface, version) = split_version(name);
         if ALLOWED_OWN.contains(&iface) {
@@ -111,13 +114,18 @@ pub fn check_component(engine: &Engine, component: &Component) -> Result<(), Loa
         } else if ALLOWED_WASI.contains(&iface) && is_wasi_0_2(version) {
             // Linked (semver-compatible within 0.2.x).
         } else {
-            return Err(LoadError::ForbiddenImport {
-                import: name.to_owned(),
-                why: forbidden_reason(iface),
-            });
+            forbidden.push((name.to_owned(), forbidden_reason(iface)));
         }
     }
-    Ok(())
+    let mut rest = forbidden.into_iter();
+    match rest.next() {
+        None => Ok(()),
+        Some((import, why)) => Err(LoadError::ForbiddenImport {
+            import,
+            why,
+            also: rest.collect(),
+        }),
+    }
 }
 
 fn check_exports(
@@ -182,5 +190,18 @@ mod tests {
             forbidden_reason("wasi:filesystem/types"),
             "file-system access"
         );
+    }
+
+    #[test]
+    fn forbidden_imports_are_all_named() {
+        let e = LoadError::ForbiddenImport {
+            import: "wasi:filesystem/types@0.2.6".into(),
+            why: "file-system access",
+            also: vec![("wasi:sockets/tcp@0.2.6".into(), "network sockets")],
+        };
+        let text = e.to_string();
+        assert!(text.contains("`wasi:filesystem/types@0.2.6` (file-system access)"), "{text}");
+        assert!(text.contains("`wasi:sockets/tcp@0.2.6` (network sockets)"), "{text}");
+        assert!(text.ends_with("may not use them"), "{text}");
     }
 }

@@ -34,13 +34,19 @@ pub enum LoadError {
     /// The component did not validate or compile.
     #[error("invalid WebAssembly component: {0}")]
     Compile(String),
-    /// The component imports an interface chefs may not use.
-    #[error("the chef imports `{import}` ({why}); chefs are sandboxed and may not use it")]
+    /// The component imports interfaces chefs may not use (every one is listed).
+    #[error(
+        "the chef imports {}; chefs are sandboxed and may not use {}",
+        forbidden_list(import, why, also),
+        if also.is_empty() { "it" } else { "them" }
+    )]
     ForbiddenImport {
-        /// The full import name, e.g. `wasi:filesystem/types@0.2.6`.
+        /// The first forbidden import's full name, e.g. `wasi:filesystem/types@0.2.6`.
         import: String,
-        /// What the import would give the chef.
+        /// What that import would give the chef.
         why: &'static str,
+        /// Every further forbidden import, in the component's order, with its reason.
+        also: Vec<(String, &'static str)>,
     },
     /// The component was built against another version of `wit/chef.wit`.
     #[error(
@@ -78,15 +84,26 @@ pub enum LoadError {
     Engine(String),
 }
 
+/// "`a` (why), `b` (why)": every forbidden import of a [`LoadError::ForbiddenImport`].
+fn forbidden_list(import: &str, why: &str, also: &[(String, &'static str)]) -> String {
+    let mut out = format!("`{import}` ({why})");
+    for (name, reason) in also {
+        out.push_str(&format!(", `{name}` ({reason})"));
+    }
+    out
+}
+
 /// Why a call into a chef failed. Every variant except [`CallError::Quarantined`] and
 /// [`CallError::BackingOff`] poisoned the instance: it was dropped (its state is lost) and
 /// will be re-instantiated.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
-    /// The call ran past its epoch deadline.
+    /// The call ran past its deadline (an epoch deadline while guest code ran, or a
+    /// blocking `wasi:io/poll` wait that outlived it).
     #[error("ran past its {deadline_ms} ms deadline")]
     Timeout {
-        /// The deadline, in milliseconds.
+        /// The configured deadline, in milliseconds (the first call into a fresh instance
+        /// is allowed `ChefLimits::first_call_grace` times this).
         deadline_ms: u64,
     },
     /// The chef tried to grow its memory past its limit (and then trapped).
@@ -101,8 +118,9 @@ pub enum CallError {
     /// The chef's output broke the contract (e.g. `describe` changed the chef's name).
     #[error("returned invalid output: {0}")]
     InvalidOutput(String),
-    /// The chef failed too often in a row and is not called any more.
-    #[error("is quarantined after {0} consecutive failures")]
+    /// The chef failed too often (in a row, or within the quarantine window) and is not
+    /// called any more; the number is the count that triggered the quarantine.
+    #[error("is quarantined after {0} failures")]
     Quarantined(u32),
     /// The chef failed recently and waits for its restart backoff to pass.
     #[error("is waiting to be restarted")]

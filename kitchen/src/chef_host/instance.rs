@@ -5,9 +5,18 @@
 //! failure is counted and logged with the chef's name and reason; the chef is
 //! re-instantiated from the cached `InstancePre` (~20-40 µs for a Rust chef) after a
 //! backoff on the kitchen's clock (capture time when replaying, so replay stays
-//! deterministic); after `quarantine_after` consecutive failures it is not called again.
+//! deterministic). Quarantine (never called again this run) comes after
+//! `quarantine_after` failures either in a row of one driver (`on-packets` or
+//! `on-interval`, counted separately, so a chef whose pokes always time out while its
+//! packet calls succeed is still caught) or within `quarantine_window` of the kitchen's
+//! clock, whatever the drivers (a crash loop).
+//!
+//! Deadlines: every call gets `limits.deadline` (epoch ticks, plus a bound on blocking
+//! `wasi:io/poll` waits, see [`super::poll`]); the first call into a fresh instance gets
+//! `first_call_grace` times that, except after a restart caused by a timeout.
 //! Nothing here can stop the kitchen or another chef.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +32,7 @@ use super::chef_log::ChefLog;
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
 use super::limits::{ChefLimiter, ChefLimits};
+use super::poll::DeadlinePoll;
 use super::wire::WirePacket;
 
 /// What the store of one chef holds: its WASI context (deny-all), its resource table, its
@@ -32,6 +42,8 @@ pub struct ChefState {
     table: ResourceTable,
     limiter: ChefLimiter,
     log: ChefLog,
+    /// When the call in progress must end (bounds blocking `wasi:io/poll` waits).
+    call_deadline: Option<Instant>,
 }
 
 /// The clocks and randomness a chef sees.
@@ -39,13 +51,18 @@ pub struct ChefState {
 pub(crate) enum Environment {
     /// Live capture: the host's clocks and randomness.
     Live,
-    /// Replay: both clocks read the kitchen's clock (the capture time of the packets being
-    /// handled, set before every call) and randomness is a fixed per-chef sequence, so a
-    /// chef that reads the time or iterates a `HashMap` (randomly seeded in Rust's std)
-    /// still produces the same output on every replay.
+    /// Replay: the wall clock reads the kitchen's clock (the capture time of the packets
+    /// being handled, set before every call) and randomness is a fixed per-chef sequence,
+    /// so a chef that reads the time or iterates a `HashMap` (randomly seeded in Rust's std)
+    /// still produces the same output on every replay. The monotonic clock starts each
+    /// call at the kitchen's clock and then advances with real time, so durations measured
+    /// inside a call are real (a frozen monotonic clock would make any chef that waits
+    /// for time to pass, e.g. a bounded busy-wait, spin until its deadline).
     Replay {
         /// Kitchen clock, ns since the Unix epoch.
         clock: Arc<AtomicU64>,
+        /// When the call in progress started, ns since [`process_epoch`].
+        call_start: Arc<AtomicU64>,
         /// Seed bytes for the chef's random streams.
         seed: [u8; 32],
     },
@@ -63,12 +80,32 @@ impl wasmtime_wasi::HostWallClock for KitchenClock {
     }
 }
 
-impl wasmtime_wasi::HostMonotonicClock for KitchenClock {
+/// A fixed instant of this process, the origin of [`Environment::Replay`]'s `call_start`.
+pub(crate) fn process_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since [`process_epoch`].
+fn since_process_epoch() -> u64 {
+    process_epoch().elapsed().as_nanos() as u64
+}
+
+/// The replay monotonic clock: the kitchen's clock at the start of the call plus the real
+/// time since (see [`Environment::Replay`]).
+struct ReplayMonotonic {
+    clock: Arc<AtomicU64>,
+    call_start: Arc<AtomicU64>,
+}
+
+impl wasmtime_wasi::HostMonotonicClock for ReplayMonotonic {
     fn resolution(&self) -> u64 {
         1
     }
     fn now(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        let started = self.call_start.load(Ordering::Relaxed);
+        let elapsed = since_process_epoch().saturating_sub(started);
+        self.clock.load(Ordering::Relaxed).saturating_add(elapsed)
     }
 }
 
@@ -79,10 +116,18 @@ impl ChefState {
         // start, so they are linked, not denied).
         let mut builder = WasiCtx::builder();
         builder.stdout(log.stdout()).stderr(log.stderr());
-        if let Environment::Replay { clock, seed } = env {
+        if let Environment::Replay {
+            clock,
+            call_start,
+            seed,
+        } = env
+        {
             builder
                 .wall_clock(KitchenClock(clock.clone()))
-                .monotonic_clock(KitchenClock(clock.clone()))
+                .monotonic_clock(ReplayMonotonic {
+                    clock: clock.clone(),
+                    call_start: call_start.clone(),
+                })
                 .secure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
                 .insecure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
                 .insecure_random_seed(u128::from_le_bytes(
@@ -95,6 +140,15 @@ impl ChefState {
             table: ResourceTable::new(),
             limiter: ChefLimiter::new(limits),
             log,
+            call_deadline: None,
+        }
+    }
+
+    /// The view the deadline-bounded `wasi:io/poll` implementation uses.
+    pub(crate) fn deadline_poll(&mut self) -> DeadlinePoll<'_> {
+        DeadlinePoll {
+            table: &mut self.table,
+            deadline: self.call_deadline,
         }
     }
 }
@@ -200,12 +254,40 @@ pub struct ChefStats {
     pub busy_ns: u64,
 }
 
-#[derive(Debug, Default)]
+/// Which handler a call was for (failures are counted per driver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    Packets = 0,
+    Interval = 1,
+}
+
+#[derive(Debug)]
 struct Health {
-    consecutive_failures: u32,
+    /// Consecutive failures per driver ([`CallKind`] as index).
+    consecutive: [u32; 2],
+    /// Kitchen-clock times of recent failures (within the quarantine window).
+    recent: VecDeque<u64>,
     quarantined: bool,
+    /// The failure count that triggered the quarantine.
+    quarantined_after: u32,
     failed_at_ns: u64,
     retry_at_ns: u64,
+    /// The next fresh instance's first call gets the first-call allowance.
+    grace_next: bool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            consecutive: [0; 2],
+            recent: VecDeque::new(),
+            quarantined: false,
+            quarantined_after: 0,
+            failed_at_ns: 0,
+            retry_at_ns: 0,
+            grace_next: true,
+        }
+    }
 }
 
 struct Live {
@@ -213,6 +295,20 @@ struct Live {
     chef: Chef,
     /// `on-packets`, called with [`WirePacket`]s (bulk lowering; see `wire`).
     on_packets: Func,
+    /// No handler call has been made into this instance yet.
+    fresh: bool,
+}
+
+/// How often the kitchen repeats a warning about one kind of bad output from one chef
+/// (wall clock): the first occurrence is logged at once, then at most one line per this
+/// interval, carrying the count since the previous line. The exit summary has the totals.
+pub const OUTPUT_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate limiter of the kitchen's warnings about a chef's output, per kind.
+#[derive(Debug, Default)]
+struct OutputWarnings {
+    /// (kind, last logged at, occurrences since then that were not logged).
+    kinds: Vec<(&'static str, Instant, u64)>,
 }
 
 /// A loaded chef, ready to be called.
@@ -229,6 +325,7 @@ pub struct LoadedChef {
     /// Use wasmtime's generic per-field lowering for `on-packets` instead of `wire`'s
     /// bulk lowering (a diagnostic fallback; the differential test compares the two).
     generic_lowering: bool,
+    warnings: OutputWarnings,
     /// Counters for the exit summary; the dispatcher adds its output counters here.
     pub stats: ChefStats,
 }
@@ -268,6 +365,7 @@ impl LoadedChef {
             live: Some(live),
             health: Health::default(),
             generic_lowering: false,
+            warnings: OutputWarnings::default(),
             stats: ChefStats::default(),
         })
     }
@@ -303,6 +401,34 @@ impl LoadedChef {
         self.generic_lowering = on;
     }
 
+    /// Report `n` occurrences of a problem with this chef's output (`kind`: a short label
+    /// such as `"over-cap"`; `message` says what happened). The first report of a kind is
+    /// logged at WARN at once; later ones at most every [`OUTPUT_WARN_EVERY`], with the
+    /// number of occurrences since the previous line (the others go to DEBUG).
+    pub fn warn_output(&mut self, kind: &'static str, n: u64, message: &str) {
+        let chef = self.description.name.as_str();
+        let now = Instant::now();
+        let kinds = &mut self.warnings.kinds;
+        match kinds.iter_mut().find(|(k, _, _)| *k == kind) {
+            None => {
+                kinds.push((kind, now, 0));
+                tracing::warn!(chef, kind, occurrences = n, "{message}");
+            }
+            Some((_, last, pending)) => {
+                *pending += n;
+                if now.duration_since(*last) >= OUTPUT_WARN_EVERY {
+                    tracing::warn!(chef, kind, since_last_report = *pending,
+                        "{message} ({} times since the last report {:.0?} ago)",
+                        *pending, now.duration_since(*last));
+                    *last = now;
+                    *pending = 0;
+                } else {
+                    tracing::debug!(chef, kind, occurrences = n, "{message}");
+                }
+            }
+        }
+    }
+
     /// Call `on-packets`. `now_ns` is the kitchen's clock (for restart backoff).
     pub fn on_packets(
         &mut self,
@@ -311,7 +437,7 @@ impl LoadedChef {
         now_ns: u64,
     ) -> Result<Vec<PacketDumpling>, CallError> {
         let generic = self.generic_lowering;
-        let out = self.call(now_ns, |live| {
+        let out = self.call(CallKind::Packets, now_ns, |live| {
             if generic {
                 let plain: Vec<Packet> = packets.iter().map(|p| p.0).collect();
                 return live.chef.netdumplings_chef_handler().call_on_packets(
@@ -331,7 +457,7 @@ impl LoadedChef {
 
     /// Call `on-interval`.
     pub fn on_interval(&mut self, now_ns: u64, interval_ns: u64) -> Result<Vec<String>, CallError> {
-        let out = self.call(now_ns, |live| {
+        let out = self.call(CallKind::Interval, now_ns, |live| {
             live.chef.netdumplings_chef_handler().call_on_interval(
                 &mut live.store,
                 now_ns,
@@ -344,10 +470,11 @@ impl LoadedChef {
 
     fn call<R>(
         &mut self,
+        kind: CallKind,
         now_ns: u64,
         f: impl FnOnce(&mut Live) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        if let Err(e) = self.ensure_live(now_ns) {
+        if let Err(e) = self.ensure_live(kind, now_ns) {
             self.stats.skipped += 1;
             return Err(e);
         }
@@ -355,31 +482,44 @@ impl LoadedChef {
             self.stats.skipped += 1;
             return Err(CallError::BackingOff);
         };
-        if let Environment::Replay { clock, .. } = &self.env {
+        if let Environment::Replay {
+            clock, call_start, ..
+        } = &self.env
+        {
             clock.store(now_ns, Ordering::Relaxed);
+            call_start.store(since_process_epoch(), Ordering::Relaxed);
         }
         live.store.data_mut().limiter.hit_limit = false;
-        live.store
-            .set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        let budget = if live.fresh && self.health.grace_next {
+            self.limits
+                .deadline
+                .saturating_mul(self.limits.first_call_grace.max(1))
+        } else {
+            self.limits.deadline
+        };
+        live.fresh = false;
+        live.store.set_epoch_deadline(deadline_ticks(budget));
         let started = Instant::now();
+        live.store.data_mut().call_deadline = Some(started + budget);
         let result = f(live);
+        live.store.data_mut().call_deadline = None;
         self.stats.busy_ns += started.elapsed().as_nanos() as u64;
         match result {
             Ok(r) => {
-                self.health.consecutive_failures = 0;
+                self.health.consecutive[kind as usize] = 0;
                 Ok(r)
             }
             Err(e) => {
                 let hit = live.store.data().limiter.hit_limit;
                 let err = classify(&e, hit, &self.limits, self.limits.deadline);
-                Err(self.fail(err, now_ns))
+                Err(self.fail(err, kind, now_ns))
             }
         }
     }
 
-    fn ensure_live(&mut self, now_ns: u64) -> Result<(), CallError> {
+    fn ensure_live(&mut self, kind: CallKind, now_ns: u64) -> Result<(), CallError> {
         if self.health.quarantined {
-            return Err(CallError::Quarantined(self.health.consecutive_failures));
+            return Err(CallError::Quarantined(self.health.quarantined_after));
         }
         if self.live.is_some() {
             return Ok(());
@@ -400,31 +540,58 @@ impl LoadedChef {
                     "describe() changed the chef's name to {:?} on restart",
                     info.name
                 )),
+                kind,
                 now_ns,
             )),
-            Err(e) => Err(self.fail(e, now_ns)),
+            Err(e) => Err(self.fail(e, kind, now_ns)),
         }
     }
 
     /// Record a failure: drop the instance, count, log, schedule the restart or quarantine.
-    fn fail(&mut self, err: CallError, now_ns: u64) -> CallError {
+    fn fail(&mut self, err: CallError, kind: CallKind, now_ns: u64) -> CallError {
         self.live = None;
         match &err {
             CallError::Timeout { .. } => self.stats.timeouts += 1,
             CallError::MemoryLimit { .. } => self.stats.memory_limits += 1,
             _ => self.stats.traps += 1,
         }
-        self.health.consecutive_failures += 1;
-        let n = self.health.consecutive_failures;
-        if n >= self.limits.quarantine_after {
-            self.health.quarantined = true;
-            tracing::error!(chef = %self.description.name, reason = %err, failures = n,
-                "chef failed {n} times in a row; quarantined (not called again this run)");
+        // A chef that ran out of time gets no first-call allowance on its next instance.
+        self.health.grace_next = !matches!(err, CallError::Timeout { .. });
+        let h = &mut self.health;
+        h.consecutive[kind as usize] += 1;
+        let in_a_row = h.consecutive[kind as usize];
+        let window = self.limits.quarantine_window.as_nanos() as u64;
+        // Keep failures within the window; a clock that went backwards (replayed files can
+        // jump) keeps them too.
+        h.recent
+            .retain(|&t| t > now_ns || now_ns.saturating_sub(t) <= window);
+        h.recent.push_back(now_ns);
+        let in_window = h.recent.len() as u32;
+        let limit = self.limits.quarantine_after;
+        let driver = match kind {
+            CallKind::Packets => "on-packets",
+            CallKind::Interval => "on-interval",
+        };
+        if in_a_row >= limit || in_window >= limit {
+            h.quarantined = true;
+            let why = if in_a_row >= limit {
+                format!("{in_a_row} {driver} failures in a row")
+            } else {
+                format!(
+                    "{in_window} failures within {:?} of kitchen time",
+                    self.limits.quarantine_window
+                )
+            };
+            h.quarantined_after = in_a_row.max(in_window);
+            tracing::error!(chef = %self.description.name, reason = %err, driver,
+                failures = h.quarantined_after,
+                "chef failed: {why}; quarantined (not called again this run)");
         } else {
-            let backoff = self.limits.backoff(n);
-            self.health.failed_at_ns = now_ns;
-            self.health.retry_at_ns = now_ns.saturating_add(backoff.as_nanos() as u64);
-            tracing::error!(chef = %self.description.name, reason = %err, failures = n,
+            let backoff = self.limits.backoff(in_a_row.max(in_window));
+            h.failed_at_ns = now_ns;
+            h.retry_at_ns = now_ns.saturating_add(backoff.as_nanos() as u64);
+            tracing::error!(chef = %self.description.name, reason = %err, driver,
+                in_a_row, in_window,
                 "chef failed; its instance is dropped and its state lost; restarting after {backoff:?}");
         }
         err
@@ -442,6 +609,7 @@ fn instantiate(
     let mut store = Store::new(engine, ChefState::new(limits, log.clone(), env));
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(deadline_ticks(limits.init_deadline));
+    store.data_mut().call_deadline = Some(Instant::now() + limits.init_deadline);
     let classify_init = |e: wasmtime::Error, store: &Store<ChefState>| {
         classify(
             &e,
@@ -474,11 +642,13 @@ fn instantiate(
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
     };
+    store.data_mut().call_deadline = None;
     Ok((
         Live {
             store,
             chef,
             on_packets,
+            fresh: true,
         },
         info,
     ))

@@ -21,8 +21,22 @@ pub const DEFAULT_MAX_DUMPLINGS_PER_CALL: usize = 1024;
 /// Default cap on one dumpling payload: what fits in the hub's 1 MiB message with room to
 /// spare for the envelope.
 pub const DEFAULT_MAX_DUMPLING_BYTES: usize = dumpling::MAX_MESSAGE_BYTES - 4096;
-/// Consecutive failures after which a chef is quarantined for the rest of the run.
+/// Failures after which a chef is quarantined for the rest of the run: that many in a row
+/// of one driver (`on-packets` or `on-interval`), or that many of any kind within
+/// [`DEFAULT_QUARANTINE_WINDOW`] of the kitchen's clock.
 pub const DEFAULT_QUARANTINE_AFTER: u32 = 5;
+/// The window of the failure-rate rule (kitchen clock: capture time when replaying). A
+/// chef whose `on-interval` always times out while its `on-packets` succeeds never fails
+/// twice in a row overall, but it does fail 5 times a minute with pokes every <= 12 s; with
+/// rarer pokes the per-driver consecutive count catches it.
+pub const DEFAULT_QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
+/// The first call into a fresh instance (after load, reload, or a restart that did not
+/// follow a timeout) may take this many times the call deadline: it faults in the
+/// instance's memory and may run lazy runtime initialisation, which on a loaded box can
+/// take longer than a steady-state call. A restart after a *timeout* gets no allowance, so
+/// a chef that is always slow cannot finish a call by crash-looping (and the allowance
+/// costs at most one long call per load).
+pub const DEFAULT_FIRST_CALL_GRACE: u32 = 10;
 
 /// Limits applied to every chef.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +51,14 @@ pub struct ChefLimits {
     pub max_dumplings_per_call: usize,
     /// Largest payload kept, in bytes.
     pub max_dumpling_bytes: usize,
-    /// Consecutive failures before the chef is quarantined.
+    /// Failures (in a row of one driver, or within `quarantine_window`) before the chef is
+    /// quarantined.
     pub quarantine_after: u32,
+    /// Window of the failure-rate quarantine rule, on the kitchen's clock.
+    pub quarantine_window: Duration,
+    /// Multiplier of `deadline` for the first call into a fresh instance (see
+    /// [`DEFAULT_FIRST_CALL_GRACE`]); 1 disables the allowance.
+    pub first_call_grace: u32,
     /// First restart delay after a failure, on the kitchen's clock; doubles per failure.
     pub restart_backoff: Duration,
     /// Longest restart delay.
@@ -54,6 +74,8 @@ impl Default for ChefLimits {
             max_dumplings_per_call: DEFAULT_MAX_DUMPLINGS_PER_CALL,
             max_dumpling_bytes: DEFAULT_MAX_DUMPLING_BYTES,
             quarantine_after: DEFAULT_QUARANTINE_AFTER,
+            quarantine_window: DEFAULT_QUARANTINE_WINDOW,
+            first_call_grace: DEFAULT_FIRST_CALL_GRACE,
             restart_backoff: Duration::from_millis(100),
             max_restart_backoff: Duration::from_secs(30),
         }

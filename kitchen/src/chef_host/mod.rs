@@ -8,6 +8,8 @@
 //! * [`admission`]: what a file must be (a component with only allowed imports);
 //! * [`instance`]: a running chef, its failure policy and its counters;
 //! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
+//! * [`poll`]: `wasi:io/poll` bounded by the call's deadline (a sleeping chef cannot hold
+//!   the kitchen: epochs do not interrupt host calls);
 //! * [`wire`]: bulk lowering of `list<packet>` (wasmtime's generic one is per field).
 //!
 //! Architecture invariant: a chef can never stall or crash the kitchen. Every call has an
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod instance;
 pub mod limits;
+pub mod poll;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
@@ -96,8 +99,9 @@ impl ChefHost {
         })
     }
 
-    /// Make chefs loaded from now on deterministic (for replays): their WASI wall and
-    /// monotonic clocks read the kitchen's clock (capture time) and their randomness is a
+    /// Make chefs loaded from now on deterministic (for replays): their WASI wall clock
+    /// reads the kitchen's clock (capture time), their monotonic clock starts every call
+    /// there and advances in real time during the call, and their randomness is a
     /// fixed sequence derived from where the chef was loaded from. Live kitchens keep the
     /// host's clocks and randomness.
     pub fn set_deterministic(&mut self, on: bool) {
@@ -149,6 +153,9 @@ impl ChefHost {
             seed.copy_from_slice(&Sha256::digest(source.to_string().as_bytes()));
             instance::Environment::Replay {
                 clock: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+                call_start: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+                    instance::process_epoch().elapsed().as_nanos() as u64,
+                )),
                 seed,
             }
         } else {
@@ -178,7 +185,10 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<ChefState>> {
 
     let l = &mut linker;
     sync::io::error::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;
-    sync::io::poll::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;
+    // Not wasmtime-wasi's poll: ours gives up (as a timeout) at the call's deadline.
+    sync::io::poll::add_to_linker::<ChefState, poll::HasDeadlinePoll>(l, |t| {
+        t.deadline_poll()
+    })?;
     sync::io::streams::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;
     clocks::wall_clock::add_to_linker::<ChefState, WasiClocks>(l, ChefState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<ChefState, WasiClocks>(l, ChefState::clocks)?;

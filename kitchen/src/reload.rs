@@ -1,0 +1,432 @@
+//! Hot reload of `--chef-dir`: new `*.wasm` files start receiving packets, replaced ones
+//! are swapped, deleted ones stop, while the kitchen keeps running.
+//!
+//! Threads (the packet path never waits for a compile):
+//! 1. **watcher**: `notify` (inotify on Linux) through `notify-debouncer-full`
+//!    ([`DEBOUNCE`]): a burst of events for one file (create, several writes, close,
+//!    rename) becomes one batch of paths.
+//! 2. **loader** (`nd-chef-loader`, owns the [`ChefHost`]): for each `*.wasm` path in a
+//!    batch, reads the file, and if its SHA-256 differs from the version it last handled,
+//!    compiles it through the host's compiled-chef cache, instantiates it and calls
+//!    `describe` (all of [`ChefHost::load`]); the ready chef, or the exact load error, goes
+//!    to the dispatch thread over a channel. A path that no longer exists is reported as
+//!    removed. Unchanged content (a `touch`, an editor saving the same bytes) is ignored.
+//! 3. **dispatch** (the kitchen's main loop) calls [`Reloader::try_recv`] between packets
+//!    and [`apply`] between batches: a new chef is added (it sees packets from the next
+//!    batch on); a replaced chef's pending batch is flushed, it gets a final `on-interval`
+//!    poke whose dumplings are sent, and only then the new version takes its place; a
+//!    removed chef gets the same final poke and is dropped. Other chefs see every packet:
+//!    nothing is skipped or re-ordered for them, the swap only moves a batch boundary.
+//!
+//! Failures: a file that does not load (not a component, refused import, trap in
+//! `describe`, a name clash, ...) leaves the previous version of that file running (if any);
+//! the error is logged with the file and the exact reason, and counted in the kitchen
+//! status (`load_failures`). A file written in place slowly enough to outlast the debounce
+//! may be read half-written: that version fails to load (and is reported), and the next
+//! event for the file (the rest of the write) loads the complete one. Writing to a temporary
+//! name and renaming into the directory avoids this.
+//!
+//! A quarantined chef whose file gets new content is replaced by a fresh load, so it gets a
+//! fresh chance. Chef state is not carried across versions (see the design notes, §3.5).
+//!
+//! Names: the file is the identity. A new file whose chef has the name of a built-in chef
+//! replaces the built-in (as at start); one with the name of a chef from another file is
+//! refused (as at start, the running one stays). With `-c NAME`, chefs with other names are
+//! ignored. A deleted file's chef is not replaced by the built-in it once overrode.
+//!
+//! Replay (`-r`): reload works the same (events are applied when the next packet is read,
+//! so with a file on disk it only matters for long replays; with a FIFO it is applied when
+//! the writer sends the next packet). Which packet a new chef starts at then depends on
+//! wall-clock timing, so a replay with reloads is not reproducible; one without reloads is.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use sha2::{Digest, Sha256};
+
+use crate::chef_host::{ChefHost, ChefSource, LoadedChef};
+use crate::chefs::qualified_name;
+use crate::dispatch::{ChefSlot, Dispatcher, InterestMatcher, SinkError};
+
+/// How long a file must be quiet before it is loaded: long enough to merge the events of
+/// one `cp` or `cargo build`, short enough to keep "file lands → first dumpling" well
+/// under half a second (see `nd-reload-bench`).
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// What the loader hands to the dispatch thread.
+pub enum ReloadEvent {
+    /// A new or changed file loaded: add it or swap it in.
+    Ready {
+        /// The file.
+        path: PathBuf,
+        /// The chef, instantiated and described.
+        chef: Box<LoadedChef>,
+        /// Time the loader spent reading, compiling (or loading from cache), instantiating.
+        load_time: Duration,
+    },
+    /// A file that no longer exists: stop its chef.
+    Removed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A new version did not load; the previous one (if any) keeps running.
+    Failed {
+        /// The file.
+        path: PathBuf,
+        /// The exact reason.
+        error: String,
+    },
+}
+
+/// Why the watcher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// `notify` refused the directory.
+    #[error("cannot watch {}: {source}", dir.display())]
+    Watch {
+        /// The chef directory.
+        dir: PathBuf,
+        /// notify's error.
+        #[source]
+        source: notify_debouncer_full::notify::Error,
+    },
+    /// The loader thread could not be spawned.
+    #[error("cannot start the chef loader thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// The watcher and loader of one chef directory. Dropping it stops both (and drops the
+/// [`ChefHost`], so drop it only after the dispatcher's chefs are gone).
+pub struct Reloader {
+    events: Receiver<ReloadEvent>,
+    /// Kept for its `Drop` (stops the watcher, which closes the loader's input).
+    debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+    loader: Option<JoinHandle<()>>,
+}
+
+impl Reloader {
+    /// Watch `dir` and load what changes in it with `host`. `known` are the files already
+    /// running (loaded at start): their current content is hashed now, so an event that
+    /// does not change them does not reload them.
+    pub fn start(host: ChefHost, dir: &Path, known: &[PathBuf]) -> Result<Self, ReloadError> {
+        let (raw_tx, raw_rx) = mpsc::channel::<DebounceEventResult>();
+        let mut debouncer =
+            new_debouncer(DEBOUNCE, None, raw_tx).map_err(|source| ReloadError::Watch {
+                dir: dir.to_owned(),
+                source,
+            })?;
+        debouncer
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|source| ReloadError::Watch {
+                dir: dir.to_owned(),
+                source,
+            })?;
+        let mut versions = HashMap::new();
+        for path in known {
+            if let Ok(bytes) = std::fs::read(path) {
+                versions.insert(path.clone(), sha256(&bytes));
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        // notify reports paths under the absolute form of a relative directory; the kitchen
+        // names chefs by `dir.join(file)` as given (that is what `chefs::discover` does), so
+        // events are mapped back to that form.
+        let abs = if dir.is_absolute() {
+            dir.to_owned()
+        } else {
+            std::env::current_dir()
+                .map(|c| c.join(dir))
+                .unwrap_or_else(|_| dir.to_owned())
+        };
+        let dir = dir.to_owned();
+        let loader = std::thread::Builder::new()
+            .name("nd-chef-loader".into())
+            .spawn(move || {
+                Loader {
+                    host,
+                    dir,
+                    abs,
+                    versions,
+                    out: tx,
+                }
+                .run(raw_rx)
+            })
+            .map_err(ReloadError::Thread)?;
+        Ok(Reloader {
+            events: rx,
+            debouncer: Some(debouncer),
+            loader: Some(loader),
+        })
+    }
+
+    /// A loaded (or failed, or removed) chef, if one is waiting. Never blocks.
+    pub fn try_recv(&self) -> Option<ReloadEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Wait up to `timeout` for the next event (benchmarks and tests).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<ReloadEvent> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        // Stopping the debouncer drops its sender: the loader's `recv` fails and it ends.
+        self.debouncer.take();
+        if let Some(t) = self.loader.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn is_chef_file(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "wasm")
+}
+
+/// The loader thread's state.
+struct Loader {
+    host: ChefHost,
+    /// The chef directory as given.
+    dir: PathBuf,
+    /// Its absolute form, as notify reports it.
+    abs: PathBuf,
+    /// SHA-256 of the content last handled per file (loaded, or failed: a broken version is
+    /// not retried until it changes).
+    versions: HashMap<PathBuf, [u8; 32]>,
+    out: Sender<ReloadEvent>,
+}
+
+impl Loader {
+    fn run(mut self, input: Receiver<DebounceEventResult>) {
+        while let Ok(batch) = input.recv() {
+            let mut paths: Vec<PathBuf> = Vec::new();
+            let mut rescan = false;
+            match batch {
+                Ok(events) => {
+                    for e in events {
+                        rescan |= e.need_rescan();
+                        paths.extend(e.event.paths.iter().cloned());
+                    }
+                }
+                Err(errors) => {
+                    for e in errors {
+                        tracing::warn!(dir = %self.dir.display(), error = %e,
+                            "chef directory watch error; rescanning the directory");
+                    }
+                    rescan = true;
+                }
+            }
+            if rescan {
+                paths.extend(self.versions.keys().cloned());
+                if let Ok(entries) = std::fs::read_dir(&self.dir) {
+                    paths.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+                }
+            }
+            let mut paths: Vec<PathBuf> = paths
+                .into_iter()
+                .filter(|p| {
+                    is_chef_file(p)
+                        && (p.parent() == Some(self.dir.as_path())
+                            || p.parent() == Some(self.abs.as_path()))
+                })
+                .filter_map(|p| p.file_name().map(|n| self.dir.join(n)))
+                .collect();
+            paths.sort();
+            paths.dedup();
+            for path in paths {
+                if !self.handle(path) {
+                    return; // the dispatch side is gone
+                }
+            }
+        }
+    }
+
+    /// Reconcile one path; false when the receiver is gone.
+    fn handle(&mut self, path: PathBuf) -> bool {
+        let started = Instant::now();
+        let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+        if !is_file {
+            if self.versions.remove(&path).is_some() {
+                return self.out.send(ReloadEvent::Removed { path }).is_ok();
+            }
+            return true;
+        }
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            // Gone between the stat and the read: the next event says so.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            Err(e) => {
+                let error = format!("cannot read {}: {e}", path.display());
+                return self.out.send(ReloadEvent::Failed { path, error }).is_ok();
+            }
+        };
+        let sha = sha256(&bytes);
+        if self.versions.get(&path) == Some(&sha) {
+            return true;
+        }
+        self.versions.insert(path.clone(), sha);
+        let event = match self.host.load(ChefSource::File(path.clone()), &bytes) {
+            Ok(chef) => ReloadEvent::Ready {
+                path,
+                chef: Box::new(chef),
+                load_time: started.elapsed(),
+            },
+            Err(e) => ReloadEvent::Failed {
+                path,
+                error: e.to_string(),
+            },
+        };
+        self.out.send(event).is_ok()
+    }
+}
+
+/// Which chefs a kitchen accepts on reload (`-c NAME`; empty = all).
+#[derive(Debug, Clone, Default)]
+pub struct ReloadPolicy {
+    /// Requested chef names; empty = every chef.
+    pub only: Vec<String>,
+}
+
+/// What [`apply`] did, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A new chef started.
+    Added(String),
+    /// A chef was replaced by a new version (old name, new name).
+    Replaced(String, String),
+    /// A chef stopped.
+    Removed(String),
+    /// Nothing changed (load failure, refused name, unknown file).
+    Unchanged,
+}
+
+fn chef_source_is(slot: &ChefSlot, path: &Path) -> bool {
+    matches!(slot.chef.source(), ChefSource::File(p) if p == path)
+}
+
+/// Apply one reload event to the dispatcher, between batches. Errors are only the output's
+/// (a closed stdout); chef problems are logged, counted and leave the running chefs alone.
+pub fn apply(
+    d: &mut Dispatcher,
+    event: ReloadEvent,
+    policy: &ReloadPolicy,
+) -> Result<Applied, SinkError> {
+    match event {
+        ReloadEvent::Failed { path, error } => {
+            let running = d.chefs().iter().find(|s| chef_source_is(s, &path));
+            match running {
+                Some(s) => tracing::error!(file = %path.display(), chef = s.chef.name(),
+                    "chef reload failed: {error}; the previous version keeps running"),
+                None => tracing::error!(file = %path.display(), "chef not loaded: {error}"),
+            }
+            d.status_inputs()
+                .record_load_failure(&path.display().to_string(), &error);
+            Ok(Applied::Unchanged)
+        }
+        ReloadEvent::Removed { path } => {
+            let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, &path)) else {
+                return Ok(Applied::Unchanged);
+            };
+            let (slot, _) = d.retire_chef(i)?;
+            tracing::info!(file = %path.display(), chef = slot.chef.name(),
+                "chef file removed; chef stopped (after its final interval dumpling)");
+            d.status_inputs()
+                .load_failures
+                .remove(&path.display().to_string());
+            Ok(Applied::Removed(slot.chef.name().to_owned()))
+        }
+        ReloadEvent::Ready {
+            path,
+            chef,
+            load_time,
+        } => {
+            let chef = *chef;
+            let name = chef.name().to_owned();
+            let key = path.display().to_string();
+            if !policy.only.is_empty() && !policy.only.contains(&name) {
+                tracing::info!(file = %path.display(), chef = %name,
+                    "chef file ignored: not one of the chefs selected with -c");
+                return Ok(Applied::Unchanged);
+            }
+            let same_file = d.chefs().iter().position(|s| chef_source_is(s, &path));
+            let same_name = d.chefs().iter().position(|s| s.chef.name() == name);
+            // A name used by a chef from another file: refuse (the running chef stays).
+            if let Some(j) = same_name {
+                let other = &d.chefs()[j];
+                if Some(j) != same_file && matches!(other.chef.source(), ChefSource::File(_)) {
+                    let error = format!(
+                        "its chef name {name:?} is already used by {}",
+                        other.chef.source()
+                    );
+                    return apply(d, ReloadEvent::Failed { path, error }, policy);
+                }
+            }
+            let slot = ChefSlot {
+                matcher: InterestMatcher::new(&chef.description().interest),
+                qualified_name: qualified_name(&chef),
+                chef,
+            };
+            let version = slot.chef.description().version.clone();
+            d.status_inputs().load_failures.remove(&key);
+            // Retire the old version of this file, and a built-in of the same name.
+            let mut reloads = 0;
+            let mut old_name = None;
+            if let Some(i) = same_file {
+                let (old, rt) = d.retire_chef(i)?;
+                reloads = rt.reloads + 1;
+                old_name = Some(old.chef.name().to_owned());
+                tracing::info!(file = %path.display(), chef = %name,
+                    old_version = %old.chef.description().version, new_version = %version,
+                    load_ms = load_time.as_secs_f64() * 1e3,
+                    "chef reloaded: new version swapped in");
+            }
+            if let Some(j) = d.chefs().iter().position(|s| {
+                s.chef.name() == name && matches!(s.chef.source(), ChefSource::Builtin(_))
+            }) {
+                d.retire_chef(j)?;
+                tracing::warn!(chef = %name, file = %path.display(),
+                    "chef file overrides the built-in chef of the same name");
+            }
+            d.add_chef(slot)?;
+            if let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, &path)) {
+                if let Some(rt) = d.runtime_mut(i) {
+                    rt.reloads = reloads;
+                }
+            }
+            match old_name {
+                Some(old) => Ok(Applied::Replaced(old, name)),
+                None => {
+                    tracing::info!(file = %path.display(), chef = %name, version = %version,
+                        load_ms = load_time.as_secs_f64() * 1e3,
+                        "chef added from the chef directory");
+                    Ok(Applied::Added(name))
+                }
+            }
+        }
+    }
+}
+
+/// Apply every waiting event (the dispatch loop calls this between packets).
+pub fn apply_pending(
+    reloader: Option<&Reloader>,
+    d: &mut Dispatcher,
+    policy: &ReloadPolicy,
+) -> Result<(), SinkError> {
+    let Some(r) = reloader else {
+        return Ok(());
+    };
+    while let Some(event) = r.try_recv() {
+        apply(d, event, policy)?;
+    }
+    Ok(())
+}

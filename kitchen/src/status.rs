@@ -1,0 +1,305 @@
+//! Kitchen status: per-chef and kitchen-wide counters, reported as a kitchen-made interval
+//! dumpling from [`dumpling::KITCHEN_STATUS_CHEF`] and in `nd-sniff`'s exit summary (both
+//! are rendered from the same [`StatusReport`], so they never disagree).
+//!
+//! What is measured where:
+//! * per chef, by the dispatcher: packets offered (handed to a call, whether or not the call
+//!   succeeded), calls, dumplings and their bytes, time per `on-packets` batch (a fixed
+//!   log-linear histogram, so recording a batch never allocates), state (from the outcome
+//!   of the chef's last call), load failures (from hot reload, per file);
+//! * per chef, by the chef host ([`crate::chef_host::ChefStats`]): traps, timeouts, memory
+//!   failures, restarts;
+//! * kitchen-wide: capture counters (live: `capture::LiveCapture::stats()`), hub counters.
+//!
+//! Determinism: a replay's status dumpling must be byte-for-byte reproducible, so in
+//! [`StatusDetail::Deterministic`] it leaves out everything that depends on wall time
+//! (`mean_ns`, `p99_ns`, the hub's counters). Live dumplings and the exit summary include
+//! them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Sub-buckets per power of two in [`BatchTiming`] (4 = about 19 % bucket width).
+const SUB_BITS: u32 = 2;
+const SUB: usize = 1 << SUB_BITS;
+/// Buckets: 64 powers of two times [`SUB`] sub-buckets.
+const BUCKETS: usize = 64 * SUB;
+
+/// Time per batch: count, sum and a fixed log-linear histogram (no allocation per call;
+/// p99 is the upper bound of the bucket holding the 99th percentile, within ~19 %).
+#[derive(Clone)]
+pub struct BatchTiming {
+    count: u64,
+    sum_ns: u64,
+    buckets: Box<[u32; BUCKETS]>,
+}
+
+impl Default for BatchTiming {
+    fn default() -> Self {
+        BatchTiming {
+            count: 0,
+            sum_ns: 0,
+            buckets: Box::new([0; BUCKETS]),
+        }
+    }
+}
+
+impl std::fmt::Debug for BatchTiming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchTiming")
+            .field("count", &self.count)
+            .field("mean_ns", &self.mean_ns())
+            .field("p99_ns", &self.p99_ns())
+            .finish()
+    }
+}
+
+fn bucket_of(ns: u64) -> usize {
+    if ns < SUB as u64 {
+        return ns as usize;
+    }
+    let msb = 63 - ns.leading_zeros();
+    let sub = (ns >> (msb - SUB_BITS)) as usize & (SUB - 1);
+    (msb as usize) * SUB + sub
+}
+
+/// Largest value that falls in bucket `b`.
+fn bucket_upper(b: usize) -> u64 {
+    if b < SUB {
+        return b as u64;
+    }
+    let msb = (b / SUB) as u32;
+    let sub = (b % SUB) as u64;
+    let base = 1u64 << msb;
+    let width = base >> SUB_BITS;
+    // `base - 1 + (sub + 1) * width`, ordered so the top bucket ends at u64::MAX exactly.
+    (base - 1).saturating_add((sub + 1) * width)
+}
+
+impl BatchTiming {
+    /// Record one batch.
+    pub fn record(&mut self, ns: u64) {
+        self.count += 1;
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+        let b = &mut self.buckets[bucket_of(ns)];
+        *b = b.saturating_add(1);
+    }
+
+    /// Batches recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Mean ns per batch (0 when none).
+    pub fn mean_ns(&self) -> u64 {
+        self.sum_ns.checked_div(self.count).unwrap_or(0)
+    }
+
+    /// 99th percentile ns per batch (bucket upper bound; 0 when none).
+    pub fn p99_ns(&self) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        // Rank of the 99th percentile, 1-based, rounded up.
+        let rank = (self.count * 99).div_ceil(100).max(1);
+        let mut seen = 0u64;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += u64::from(n);
+            if seen >= rank {
+                return bucket_upper(i);
+            }
+        }
+        bucket_upper(BUCKETS - 1)
+    }
+}
+
+/// A chef's state, from the outcome of its last call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChefRunState {
+    /// Its last call succeeded (or it was not called yet).
+    #[default]
+    Running,
+    /// Its last call failed: its instance was dropped and is re-instantiated after a backoff.
+    Restarting,
+    /// It failed too often in a row and is not called any more (until its file changes).
+    Quarantined,
+}
+
+/// What the dispatcher measures per chef, beside the host's [`crate::chef_host::ChefStats`].
+#[derive(Debug, Default, Clone)]
+pub struct ChefRuntime {
+    /// Packets handed to `on-packets` calls (successful or not).
+    pub offered: u64,
+    /// Bytes of the dumplings sent (encoded JSON).
+    pub bytes: u64,
+    /// Time per `on-packets` batch.
+    pub timing: BatchTiming,
+    /// From the last call's outcome.
+    pub state: ChefRunState,
+    /// Times this chef's file was replaced by a new version (hot reload).
+    pub reloads: u64,
+}
+
+/// Capture counters for the status dumpling.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CaptureCounters {
+    /// Packets received (live) or read (replay).
+    pub packets: u64,
+    /// Packets the kernel dropped (live only).
+    pub kernel_dropped: u64,
+    /// Packets dropped at the queue between the capture threads and the kitchen (live only).
+    pub queue_dropped: u64,
+}
+
+/// Hub counters for the status dumpling.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HubCounters {
+    /// Dumplings sent.
+    pub sent: u64,
+    /// Dumplings queued, not yet sent.
+    pub buffered: u64,
+    /// Dumplings dropped (queue full while the hub was unreachable).
+    pub dropped: u64,
+}
+
+/// How much a report says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusDetail {
+    /// Everything (live dumplings, the exit summary).
+    Full,
+    /// Only what a replay reproduces exactly (no wall-clock timings, no hub counters).
+    Deterministic,
+}
+
+/// One chef in a [`StatusReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ChefStatus {
+    /// Where it came from (`built-in:<file>` or the file path).
+    pub source: String,
+    /// Its version (`describe`).
+    pub version: String,
+    /// `running`, `restarting` or `quarantined`.
+    pub state: ChefRunState,
+    /// Packets handed to `on-packets` calls.
+    pub packets_offered: u64,
+    /// Successful calls (packet + interval).
+    pub calls: u64,
+    /// Dumplings sent.
+    pub dumplings: u64,
+    /// Bytes of dumplings sent.
+    pub bytes: u64,
+    /// Batches timed.
+    pub batches: u64,
+    /// Mean ns per batch (wall time; absent from deterministic reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_ns: Option<u64>,
+    /// p99 ns per batch (wall time; absent from deterministic reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ns: Option<u64>,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls past their deadline.
+    pub timeouts: u64,
+    /// Calls that hit the memory limit.
+    pub memory_failures: u64,
+    /// Re-instantiations after a failure.
+    pub restarts: u64,
+    /// Replacements by a new version of its file.
+    pub reloads: u64,
+    /// Failed attempts to load a new version of its file since its last successful load
+    /// (the running version was kept each time).
+    pub load_failures: u64,
+}
+
+/// A file in the chef directory that does not run (its last load failed).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LoadFailure {
+    /// Failed attempts so far.
+    pub count: u64,
+    /// The last reason.
+    pub error: String,
+}
+
+/// The whole status, as sent in the `KitchenStatusChef` dumpling's payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// Per chef, by name.
+    pub chefs: BTreeMap<String, ChefStatus>,
+    /// Capture counters.
+    pub capture: CaptureCounters,
+    /// Hub counters (absent without a hub and from deterministic reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubCounters>,
+    /// Load failures per chef file (hot reload), by path.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub load_failures: BTreeMap<String, LoadFailure>,
+}
+
+/// Supplies the hub's counters when a status report is made.
+pub type HubProbe = Box<dyn FnMut() -> HubCounters + Send>;
+
+/// Kitchen-wide status inputs the dispatcher keeps.
+#[derive(Default)]
+pub struct StatusInputs {
+    /// Emit a `KitchenStatusChef` dumpling at every poke.
+    pub emit: bool,
+    /// Latest capture counters (live: updated by the capture loop).
+    pub capture: Option<CaptureCounters>,
+    /// Hub probe, if there is a hub.
+    pub hub: Option<HubProbe>,
+    /// Load failures per chef file (hot reload).
+    pub load_failures: BTreeMap<String, LoadFailure>,
+}
+
+impl StatusInputs {
+    /// Count a failed load of `path`.
+    pub fn record_load_failure(&mut self, path: &str, error: &str) {
+        let e = self
+            .load_failures
+            .entry(path.to_owned())
+            .or_insert(LoadFailure {
+                count: 0,
+                error: String::new(),
+            });
+        e.count += 1;
+        e.error = error.to_owned();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_cover_their_values() {
+        let mut last = 0;
+        for ns in [0u64, 1, 3, 4, 5, 7, 8, 100, 1000, 12_345, 1 << 40, u64::MAX] {
+            let b = bucket_of(ns);
+            assert!(b >= last, "{ns}");
+            last = b;
+            assert!(bucket_upper(b) >= ns, "{ns} > upper {}", bucket_upper(b));
+            if b > 0 {
+                assert!(bucket_upper(b - 1) < ns, "{ns} in too high a bucket");
+            }
+        }
+    }
+
+    #[test]
+    fn p99_and_mean() {
+        let mut t = BatchTiming::default();
+        for _ in 0..99 {
+            t.record(1000);
+        }
+        t.record(1_000_000);
+        assert_eq!(t.mean_ns(), (99 * 1000 + 1_000_000) / 100);
+        let p99 = t.p99_ns();
+        assert!((1000..1300).contains(&p99), "{p99}");
+        t.record(1_000_000);
+        t.record(1_000_000);
+        let p99 = t.p99_ns();
+        assert!((1_000_000..1_300_000).contains(&p99), "{p99}");
+        assert_eq!(BatchTiming::default().p99_ns(), 0);
+    }
+}

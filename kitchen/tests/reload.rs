@@ -1,0 +1,433 @@
+//! Hot reload of `--chef-dir`, end to end: `nd-sniff` replays from a FIFO that the test
+//! writes packet by packet (so the test controls the pacing, with no root and no live
+//! capture), while the test adds, replaces, breaks and deletes a chef file.
+//!
+//! Packets are Ethernet/IPv4/UDP frames whose 4-byte payload is their sequence number;
+//! the `ReloadChef` fixture echoes it, so the test knows exactly which packets each version
+//! of the chef saw. The built-in `PacketCountChef` runs throughout and must count every
+//! packet written.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Longest wait for one step (a chef compile on a busy 2-core machine included).
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause between packets while waiting for the kitchen.
+const PACE: Duration = Duration::from_millis(5);
+
+fn pcap_header() -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&0i32.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(&65535u32.to_le_bytes());
+    h.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
+    h
+}
+
+/// One pcap record: Ethernet + IPv4 + UDP 40000 → 9999 with `seq` as the payload.
+fn packet(seq: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let total: u16 = 20 + 8 + 4;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&9999u16.to_be_bytes());
+    f.extend_from_slice(&12u16.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    // Capture time: 1 ms apart, all within one poke interval of the run (-p 3600), so
+    // the only interval dumplings are the final pokes.
+    let ts_ms = 1_700_000_000_000u64 + u64::from(seq);
+    let mut r = Vec::new();
+    r.extend_from_slice(&((ts_ms / 1000) as u32).to_le_bytes());
+    r.extend_from_slice(&(((ts_ms % 1000) * 1000) as u32).to_le_bytes());
+    r.extend_from_slice(&(f.len() as u32).to_le_bytes());
+    r.extend_from_slice(&(f.len() as u32).to_le_bytes());
+    r.extend_from_slice(&f);
+    r
+}
+
+/// The test's side of the kitchen: the FIFO writer, stderr as it arrives, the child.
+struct Kitchen {
+    child: Child,
+    fifo: Option<File>,
+    written: u32,
+    stderr: Arc<Mutex<String>>,
+    stdout: std::thread::JoinHandle<String>,
+}
+
+impl Kitchen {
+    /// Start `nd-sniff` in `cwd` (so `dir` may be relative to it).
+    fn start(cwd: &Path, dir: &Path, fifo: &Path, cache: &Path) -> Kitchen {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+            .current_dir(cwd)
+            .arg("-r")
+            .arg(fifo)
+            .arg("-d")
+            .arg(dir)
+            .arg("--chef-cache-dir")
+            .arg(cache)
+            .args([
+                "--no-hub",
+                "--stdout",
+                "-p",
+                "3600",
+                "-c",
+                "PacketCountChef",
+                "-c",
+                "ReloadChef",
+                "--kitchen-status",
+                "on",
+            ])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nd-sniff");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut out = child.stdout.take().expect("stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        // Open the FIFO without blocking (ENXIO until nd-sniff opens its end), bounded.
+        use std::os::unix::fs::OpenOptionsExt;
+        const O_NONBLOCK: i32 = 0o4000;
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let file = loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(O_NONBLOCK)
+                .open(fifo)
+            {
+                Ok(f) => break f,
+                Err(_) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "nd-sniff exited early ({status}): {}",
+                            stderr.lock().unwrap()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("nd-sniff never opened the FIFO: {e}"),
+            }
+        };
+        let mut k = Kitchen {
+            child,
+            fifo: Some(file),
+            written: 0,
+            stderr,
+            stdout,
+        };
+        k.write(&pcap_header());
+        k
+    }
+
+    /// Write all of `bytes` (the FIFO is non-blocking: retry while it is full).
+    fn write(&mut self, mut bytes: &[u8]) {
+        let f = self.fifo.as_mut().expect("fifo open");
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while !bytes.is_empty() {
+            match f.write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("writing to the FIFO: {e}"),
+            }
+        }
+    }
+
+    fn send(&mut self, n: u32) {
+        for _ in 0..n {
+            let p = packet(self.written);
+            self.write(&p);
+            self.written += 1;
+            std::thread::sleep(PACE);
+        }
+    }
+
+    /// Keep sending packets until a stderr line contains every needle; returns the number
+    /// of packets written when it was seen.
+    fn send_until(&mut self, needles: &[&str]) -> u32 {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            {
+                let s = self.stderr.lock().unwrap();
+                if s.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+                    return self.written;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no stderr line with {needles:?} after {STEP_TIMEOUT:?}:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            self.send(1);
+        }
+    }
+
+    /// Close the FIFO (end of the replay), wait for the exit, return (stdout, stderr).
+    fn finish(mut self) -> (String, String) {
+        self.fifo.take();
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("nd-sniff did not exit: {}", self.stderr.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = self.stdout.join().expect("stdout reader");
+        // Let the stderr thread drain the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "nd-sniff failed ({status}):\n{stderr}");
+        (stdout, stderr)
+    }
+}
+
+/// Copy `from` into `dir/name` the recommended way: a temporary name, then a rename.
+fn land(from: &Path, dir: &Path, name: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::copy(from, &tmp).expect("copy chef");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename chef");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = workspace_root()
+        .join("target/kitchen-test-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo")
+        .success();
+    assert!(ok, "mkfifo {} failed", path.display());
+}
+
+/// (seq, version) of ReloadChef's packet dumplings and (packets, version) of its interval
+/// dumplings, with their position in the output.
+#[derive(Debug)]
+struct Seen {
+    pos: usize,
+    version: String,
+    interval: bool,
+    value: u64,
+}
+
+#[test]
+fn add_replace_break_delete_while_packets_flow() {
+    let root = scratch("reload");
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    let v1 = fixture("reload_chef");
+    let v2 = fixture("reload_chef_v2");
+    let target = dir.join("reload_chef.wasm");
+
+    let mut k = Kitchen::start(&root, &dir, &fifo, &root.join("cache"));
+    k.send(20);
+
+    // 1. A new file: its chef starts receiving packets.
+    land(&v1, &dir, "reload_chef.wasm");
+    let added_at = k.send_until(&["chef added from the chef directory", "ReloadChef"]);
+    k.send(30);
+
+    // 2. Replaced: the old version's final interval dumpling, then the new version.
+    land(&v2, &dir, "reload_chef.wasm");
+    let replaced_at = k.send_until(&["chef reloaded", "ReloadChef"]);
+    k.send(30);
+
+    // 3. A broken replacement: refused with the file and the reason; version 2 keeps going.
+    std::fs::write(dir.join(".broken.tmp"), b"this is not wasm at all").unwrap();
+    std::fs::rename(dir.join(".broken.tmp"), &target).unwrap();
+    let broken_at = k.send_until(&["chef reload failed", "reload_chef.wasm"]);
+    k.send(30);
+
+    // 4. Deleted: the chef stops.
+    std::fs::remove_file(&target).unwrap();
+    let removed_at = k.send_until(&["chef file removed", "ReloadChef"]);
+    k.send(30);
+    let total = k.written;
+    let (stdout, stderr) = k.finish();
+
+    let failure = stderr
+        .lines()
+        .find(|l| l.contains("chef reload failed"))
+        .unwrap();
+    assert!(
+        failure.contains(&target.display().to_string())
+            && failure.contains("not a WebAssembly file"),
+        "the failure names the file and the exact reason: {failure}"
+    );
+
+    let lines: Vec<serde_json::Value> = stdout.lines().map(json).collect();
+    let mut seen = Vec::new();
+    for (pos, v) in lines.iter().enumerate() {
+        if v["metadata"]["chef"] != "ReloadChef" {
+            continue;
+        }
+        let p = &v["payload"];
+        let interval = v["metadata"]["driver"] == "interval";
+        seen.push(Seen {
+            pos,
+            version: p["version"].as_str().unwrap_or("?").to_owned(),
+            interval,
+            value: if interval {
+                p["packets"].as_u64().unwrap()
+            } else {
+                p["seq"].as_u64().unwrap()
+            },
+        });
+    }
+    let of = |version: &str, interval: bool| -> Vec<&Seen> {
+        seen.iter()
+            .filter(|s| s.version == version && s.interval == interval)
+            .collect()
+    };
+    let (p1, i1, p2, i2) = (of("1", false), of("1", true), of("2", false), of("2", true));
+    assert!(
+        !p1.is_empty() && !p2.is_empty(),
+        "both versions ran: {seen:?}"
+    );
+
+    // Version 1 saw a contiguous run of packets, starting after it was added.
+    let seqs1: Vec<u64> = p1.iter().map(|s| s.value).collect();
+    let seqs2: Vec<u64> = p2.iter().map(|s| s.value).collect();
+    assert!(seqs1.windows(2).all(|w| w[1] == w[0] + 1), "{seqs1:?}");
+    assert!(seqs2.windows(2).all(|w| w[1] == w[0] + 1), "{seqs2:?}");
+    assert!(seqs1[0] >= 20 && seqs1[0] < u64::from(added_at));
+    // The swap moved no packet: version 2 starts exactly where version 1 stopped.
+    assert_eq!(seqs2[0], seqs1[seqs1.len() - 1] + 1, "gap at the swap");
+    assert!(seqs2[0] < u64::from(replaced_at));
+    // Version 1's final interval dumpling was flushed, once, between the two versions.
+    assert_eq!(i1.len(), 1, "{seen:?}");
+    assert_eq!(i1[0].value, seqs1.len() as u64, "final count of version 1");
+    assert!(p1.iter().all(|s| s.pos < i1[0].pos) && p2.iter().all(|s| s.pos > i1[0].pos));
+    // The broken file did not stop version 2: it saw packets written after the failure.
+    assert!(
+        *seqs2.last().unwrap() >= u64::from(broken_at),
+        "version 2 stopped at the broken file: last seq {:?}, failure seen at {broken_at}",
+        seqs2.last()
+    );
+    // Deleted: version 2's final interval dumpling, then nothing more from ReloadChef.
+    assert_eq!(i2.len(), 1, "{seen:?}");
+    assert_eq!(i2[0].value, seqs2.len() as u64, "final count of version 2");
+    assert!(*seqs2.last().unwrap() < u64::from(removed_at));
+    assert!(seen.iter().all(|s| s.pos <= i2[0].pos));
+    assert!(total > removed_at);
+
+    // The always-on chef missed no packet during any of this.
+    let counts: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["metadata"]["chef"] == "PacketCountChef")
+        .collect();
+    let last = counts
+        .last()
+        .expect("PacketCountChef made its final dumpling");
+    assert_eq!(
+        last["payload"]["packet_counts"]["Ethernet"].as_u64(),
+        Some(u64::from(total)),
+        "{last}"
+    );
+
+    // The kitchen status (final poke) agrees, and says what happened to the chef file.
+    let status = lines
+        .iter()
+        .rev()
+        .find(|v| v["metadata"]["chef"] == "KitchenStatusChef")
+        .expect("a KitchenStatusChef dumpling");
+    let pc = &status["payload"]["chefs"]["PacketCountChef"];
+    assert_eq!(
+        pc["packets_offered"].as_u64(),
+        Some(u64::from(total)),
+        "{status}"
+    );
+    assert_eq!(pc["state"], "running");
+    assert!(
+        pc.get("mean_ns").is_none(),
+        "replay status has no wall-clock timings"
+    );
+    assert!(status["payload"]["chefs"].get("ReloadChef").is_none());
+    assert_eq!(
+        status["payload"]["capture"]["packets"].as_u64(),
+        Some(u64::from(total))
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_broken_new_file_is_reported_and_a_fixed_one_then_runs() {
+    let root = scratch("reload-broken");
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    // A chef loaded at start from a directory given as a relative path: replacing it must
+    // be recognised as a new version of the same file (not a second chef of that name).
+    land(&fixture("reload_chef"), &dir, "early.wasm");
+    let mut k = Kitchen::start(&root, Path::new("chefs"), &fifo, &root.join("cache"));
+    k.send(5);
+    land(&fixture("reload_chef_v2"), &dir, "early.wasm");
+    k.send_until(&["chef reloaded", "ReloadChef", "new_version=2"]);
+    k.send(5);
+    std::fs::remove_file(dir.join("early.wasm")).unwrap();
+    k.send_until(&["chef file removed", "ReloadChef"]);
+    // A core module is refused with the typed reason; nothing is added.
+    std::fs::write(dir.join(".x.tmp"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::rename(dir.join(".x.tmp"), dir.join("late.wasm")).unwrap();
+    k.send_until(&["chef not loaded", "late.wasm", "core WebAssembly module"]);
+    // The same file fixed: the chef starts.
+    land(&fixture("reload_chef"), &dir, "late.wasm");
+    let added = k.send_until(&["chef added from the chef directory", "ReloadChef"]);
+    k.send(10);
+    let total = k.written;
+    let (stdout, _) = k.finish();
+    let seqs: Vec<u64> = stdout
+        .lines()
+        .map(json)
+        .filter(|v| v["metadata"]["chef"] == "ReloadChef" && v["metadata"]["driver"] == "packet")
+        .map(|v| v["payload"]["seq"].as_u64().unwrap())
+        .collect();
+    assert!(!seqs.is_empty());
+    assert!(seqs[0] < u64::from(added));
+    assert_eq!(*seqs.last().unwrap(), u64::from(total) - 1);
+    let _ = std::fs::remove_dir_all(&root);
+}
