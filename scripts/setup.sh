@@ -4,6 +4,7 @@
 #   - the wasm32-wasip2 Rust target (the sample chefs are built for it)
 #   - libpcap headers (live capture links against libpcap)
 #   - python3 with venv (the Python eater package's tests; test.sh only)
+#   - clang-19 + wasi-libc (C chefs; test.sh only, when root; otherwise C chefs are skipped)
 set -euo pipefail
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -42,4 +43,12 @@ fi
 if [ "${ND_SETUP_PYTHON:-0}" = 1 ]; then
   command -v python3 >/dev/null || apt_install python3 python3-venv
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+fi
+
+if [ "${ND_SETUP_C:-0}" = 1 ] && ! command -v clang-19 >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt_install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 || say "C chef toolchain not installed: C chefs will be skipped"
+  else
+    say "clang-19 not found: C chefs are skipped (to build them: sudo apt-get install -y clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32)"
+  fi
 fi

@@ -214,7 +214,7 @@ pub fn validate_payload(payload: &str) -> Result<Box<RawValue>, serde_json::Erro
     reader.end()?;
     // serde_json only writes UTF-8, so this conversion cannot fail; map it anyway.
     let text = String::from_utf8(compact)
-        .map_err(|e| <serde_json::Error as serde::de::Error>::custom(e))?;
+        .map_err(<serde_json::Error as serde::de::Error>::custom)?;
     RawValue::from_string(text)
 }
 

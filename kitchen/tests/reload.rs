@@ -104,6 +104,7 @@ impl Kitchen {
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines() {
                 let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
                 s.push('\n');
@@ -214,6 +215,24 @@ impl Kitchen {
         assert!(status.success(), "nd-sniff failed ({status}):\n{stderr}");
         (stdout, stderr)
     }
+}
+
+/// The line without terminal colour codes (`ESC [ ... m`), so needles like `key=value` match.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Copy `from` into `dir/name` the recommended way: a temporary name, then a rename.
@@ -409,7 +428,7 @@ fn a_broken_new_file_is_reported_and_a_fixed_one_then_runs() {
     k.send_until(&["chef reloaded", "ReloadChef", "new_version=2"]);
     k.send(5);
     std::fs::remove_file(dir.join("early.wasm")).unwrap();
-    k.send_until(&["chef file removed", "ReloadChef"]);
+    let removed = k.send_until(&["chef file removed", "ReloadChef"]);
     // A core module is refused with the typed reason; nothing is added.
     std::fs::write(dir.join(".x.tmp"), b"\0asm\x01\0\0\0").unwrap();
     std::fs::rename(dir.join(".x.tmp"), dir.join("late.wasm")).unwrap();
@@ -425,6 +444,7 @@ fn a_broken_new_file_is_reported_and_a_fixed_one_then_runs() {
         .map(json)
         .filter(|v| v["metadata"]["chef"] == "ReloadChef" && v["metadata"]["driver"] == "packet")
         .map(|v| v["payload"]["seq"].as_u64().unwrap())
+        .filter(|&s| s >= u64::from(removed))
         .collect();
     assert!(!seqs.is_empty());
     assert!(seqs[0] < u64::from(added));

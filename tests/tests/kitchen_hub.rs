@@ -189,7 +189,8 @@ fn start_kitchen(fifo: &Path, hub_port: u16, extra: &[&str]) -> Proc {
             .arg(fifo)
             .args(["--stdout", "-p", "1", "-f", "", "-n", KITCHEN])
             .args(["-h", &format!("127.0.0.1:{hub_port}")])
-            .arg("--no-chef-cache")
+            .arg("--chef-cache-dir")
+            .arg(workspace_root().join("target/kitchen-hub/chef-cache"))
             .args(extra)
             .env("RUST_LOG", "info"),
     )
@@ -240,9 +241,16 @@ impl Feeder {
     }
 }
 
-/// Wait until `count()` has not changed for `quiet` (at most `limit`); returns it.
-fn wait_stable(count: impl Fn() -> usize, quiet: Duration, limit: Duration) -> usize {
+/// Wait until `count()` exceeds `above` and then has not changed for `quiet` (at most
+/// `limit` in all); returns it.
+fn wait_stable(
+    count: impl Fn() -> usize,
+    above: usize,
+    quiet: Duration,
+    limit: Duration,
+) -> usize {
     let deadline = Instant::now() + limit;
+    wait_until(|| count() > above, limit);
     let mut last = count();
     let mut since = Instant::now();
     while Instant::now() < deadline {
@@ -477,6 +485,7 @@ fn hub_down_at_start_then_up_gets_the_hello_then_everything_in_order() {
     feeder.send(&recs[..60]);
     let produced_early = wait_stable(
         || kitchen.stdout_count(),
+        0,
         Duration::from_millis(800),
         Duration::from_secs(30),
     );
@@ -541,6 +550,7 @@ fn hub_killed_and_restarted_mid_run_loses_only_what_the_kitchen_reports() {
     feeder.send(&recs[..50]);
     let n1 = wait_stable(
         || kitchen.stdout_count(),
+        0,
         Duration::from_millis(800),
         Duration::from_secs(30),
     );
@@ -559,6 +569,7 @@ fn hub_killed_and_restarted_mid_run_loses_only_what_the_kitchen_reports() {
     feeder.send(&recs[50..100]);
     let n2 = wait_stable(
         || kitchen.stdout_count(),
+        n1,
         Duration::from_millis(800),
         Duration::from_secs(30),
     );
@@ -646,7 +657,8 @@ fn dumplings_over_1_mib_are_refused_at_the_kitchen() {
         Command::new(bin("nd-sniff"))
             .arg("-r")
             .arg(test_data("original/loopback_dns_arp_http.pcap"))
-            .args(["-p", "1", "-f", "", "-n", KITCHEN, "--no-chef-cache"])
+            .args(["-p", "1", "-f", "", "-n", KITCHEN, "--chef-cache-dir"])
+            .arg(workspace_root().join("target/kitchen-hub/chef-cache"))
             .args(["-h", &format!("127.0.0.1:{hub_in}")])
             .arg("-d")
             .arg(&dir)

@@ -129,12 +129,17 @@ impl DnsLookupChef {
                 return None;
             }
         }
-        let seen = self
-            .seen
-            .get_or_insert_with(question.name.clone(), || Seen {
-                count: 0,
-                latest: when,
-            });
+        // A name seen before is updated in place (no copy of the name); `get_mut` marks it
+        // as just used exactly as `get_or_insert_with` would.
+        let seen = match self.seen.get_mut(question.name.as_str()) {
+            Some(seen) => seen,
+            None => self
+                .seen
+                .get_or_insert_with(question.name.clone(), || Seen {
+                    count: 0,
+                    latest: when,
+                }),
+        };
         seen.count += 1;
         seen.latest = when;
         Some(LookupDumpling {

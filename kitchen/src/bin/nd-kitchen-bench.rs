@@ -15,7 +15,10 @@
 //!   counter (the baseline of `shared/docs/packet-notes.md` §2);
 //! * `kitchen/0 chefs`: reader + WIT-record parsing + batching, no chef;
 //! * `kitchen/noop`: plus one no-op chef interested in every packet;
-//! * `kitchen/samples`: plus the three built-in sample chefs (ARP, DNS, packet count).
+//! * `kitchen/samples`: plus the three built-in sample chefs (ARP, DNS, packet count);
+//! * with `--compare-chefs DIR`, `samples@DIR`: the same three chefs, loaded instead from
+//!   the `arp_chef.wasm`, `dns_lookup_chef.wasm` and `packet_count_chef.wasm` in DIR
+//!   (e.g. an older build), to compare two chef builds in one run.
 //!
 //! Targets (issue #2): samples ≥ 50 % of minimal's packets/s; per-chef overhead below
 //! 150 ns/packet amortized.
@@ -42,6 +45,7 @@ struct Args {
     rounds: usize,
     min_packets: u64,
     build_corpus: bool,
+    compare_chefs: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -50,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
         rounds: 5,
         min_packets: 1_000_000,
         build_corpus: false,
+        compare_chefs: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -57,8 +62,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rounds" => a.rounds = it.next().context("--rounds N")?.parse()?,
             "--min-packets" => a.min_packets = it.next().context("--min-packets N")?.parse()?,
             "--build-corpus" => a.build_corpus = true,
+            "--compare-chefs" => {
+                a.compare_chefs = Some(PathBuf::from(it.next().context("--compare-chefs DIR")?))
+            }
             "--help" | "-h" => {
-                println!("usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]");
+                println!("usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus] [--compare-chefs DIR]");
                 std::process::exit(0);
             }
             f if !f.starts_with('-') => a.file = Some(PathBuf::from(f)),
@@ -108,12 +116,32 @@ fn main() -> anyhow::Result<()> {
         args.rounds
     );
 
-    let variants = [
+    let compare: Option<Vec<(String, Vec<u8>)>> = match &args.compare_chefs {
+        Some(dir) => {
+            let mut v = Vec::new();
+            for f in [
+                "arp_chef.wasm",
+                "dns_lookup_chef.wasm",
+                "packet_count_chef.wasm",
+            ] {
+                let path = dir.join(f);
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                v.push((f.to_owned(), bytes));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let mut variants = vec![
         "minimal",
         "kitchen/0 chefs",
         "kitchen/noop",
         "kitchen/samples",
     ];
+    if compare.is_some() {
+        variants.push("samples@DIR");
+    }
     let mut pps: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut wall: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut chef_ns: Vec<Vec<(String, f64)>> = Vec::new();
@@ -133,7 +161,14 @@ fn main() -> anyhow::Result<()> {
                     &file,
                     vec![host.load(ChefSource::File("noop_chef.wasm".into()), &noop_wasm)?],
                 )?,
-                _ => kitchen_run(&file, samples(&host)?)?,
+                3 => kitchen_run(&file, samples(&host)?)?,
+                _ => {
+                    let mut chefs = Vec::new();
+                    for (f, bytes) in compare.iter().flatten() {
+                        chefs.push(host.load(ChefSource::File(f.into()), bytes)?);
+                    }
+                    kitchen_run(&file, chefs)?
+                }
             };
             let wall_rate = n as f64 / elapsed.as_secs_f64();
             // CPU time of this thread (chefs run on it too) is what the kitchen costs; on a
@@ -182,6 +217,14 @@ fn main() -> anyhow::Result<()> {
         ns(med[3]),
         samples_overhead / n_samples as f64
     );
+    if let Some(dir) = &args.compare_chefs {
+        println!(
+            "  samples@DIR:                 {:>7.1}  (chef overhead {:.1}; DIR = {})",
+            ns(med[4]),
+            ns(med[4]) - ns(med[1]),
+            dir.display()
+        );
+    }
     if let Some(last) = chef_ns.last() {
         println!("\ntime inside each sample chef, last round (ns per packet read):");
         for (name, v) in last {
