@@ -213,8 +213,8 @@ pub fn validate_payload(payload: &str) -> Result<Box<RawValue>, serde_json::Erro
     serde_transcode::transcode(&mut reader, &mut serde_json::Serializer::new(&mut compact))?;
     reader.end()?;
     // serde_json only writes UTF-8, so this conversion cannot fail; map it anyway.
-    let text = String::from_utf8(compact)
-        .map_err(<serde_json::Error as serde::de::Error>::custom)?;
+    let text =
+        String::from_utf8(compact).map_err(<serde_json::Error as serde::de::Error>::custom)?;
     RawValue::from_string(text)
 }
 

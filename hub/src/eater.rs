@@ -130,6 +130,9 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
 
     let config = &shared.config;
     let mut shutdown = shared.shutdown.clone();
+    // One shutdown future for the whole connection: re-creating it on every wake-up cost a
+    // waiter registration and removal per delivery.
+    let mut stop = std::pin::pin!(crate::state::stopped(&mut shutdown));
     let mut pending_lag = 0u64;
 
     // A new eater gets the current status at once (the original made it wait up to
@@ -152,25 +155,35 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
     while reason.is_none() {
         tokio::select! {
             biased;
-            _ = crate::state::stopped(&mut shutdown) => {
+            _ = stop.as_mut() => {
                 close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
                 reason = Some("hub shutting down".into());
             }
-            message = ws.next() => {
-                last_seen = Instant::now();
-                match message {
-                    // The original ignores whatever an eater sends after its hello.
-                    Some(Ok(Message::Close(frame))) => {
-                        // tungstenite queued the echo of the eater's close; send it.
-                        let _ = timeout(std::time::Duration::from_secs(1), ws.flush()).await;
-                        reason = Some(match frame {
-                            Some(frame) => format!("received {} {}", u16::from(frame.code), frame.reason),
-                            None => "received close".into(),
-                        });
+            // Poll the WebSocket for reading only when the socket is readable: tungstenite
+            // zero-fills its read buffer on every read attempt, which at 1000 eaters was
+            // paid on every delivery. Readiness is only cleared by a read that would
+            // block, so frames tungstenite already buffered are never stranded.
+            readable = std::future::poll_fn(|cx| ws.get_ref().poll_read_ready(cx)) => {
+                let message = match readable {
+                    Ok(()) => std::future::poll_fn(|cx| Poll::Ready(ws.poll_next_unpin(cx))).await,
+                    Err(error) => Poll::Ready(Some(Err(WsError::Io(error)))),
+                };
+                if let Poll::Ready(message) = message {
+                    last_seen = Instant::now();
+                    match message {
+                        // The original ignores whatever an eater sends after its hello.
+                        Some(Ok(Message::Close(frame))) => {
+                            // tungstenite queued the echo of the eater's close; send it.
+                            let _ = timeout(std::time::Duration::from_secs(1), ws.flush()).await;
+                            reason = Some(match frame {
+                                Some(frame) => format!("received {} {}", u16::from(frame.code), frame.reason),
+                                None => "received close".into(),
+                            });
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => reason = Some(error.to_string()),
+                        None => reason = Some("connection ended".into()),
                     }
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => reason = Some(error.to_string()),
-                    None => reason = Some("connection ended".into()),
                 }
             }
             first = rx.recv() => {
@@ -185,7 +198,7 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
                                 Ok(result) => Outcome::Done(result),
                                 Err(_) => Outcome::Stuck,
                             },
-                            _ = crate::state::stopped(&mut shutdown) => Outcome::Shutdown,
+                            _ = stop.as_mut() => Outcome::Shutdown,
                         },
                     }
                 };

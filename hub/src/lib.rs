@@ -16,11 +16,13 @@ pub mod hello;
 pub mod kitchen;
 pub mod state;
 pub mod status;
+pub mod trim;
 
 pub use config::Config;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,6 +111,7 @@ pub async fn run(
         )));
     }
     tasks.push(tokio::spawn(status::status_loop(shared.clone())));
+    tasks.push(tokio::spawn(trim::trim_loop(shared.clone())));
     drop(done_tx);
 
     shutdown.await;
@@ -148,7 +151,8 @@ async fn accept_loop(
         let shared = shared.clone();
         let done = done.clone();
         tokio::spawn(async move {
-            serve(stream, addr, side, shared).await;
+            serve(stream, addr, side, shared.clone()).await;
+            shared.connections_ended.fetch_add(1, Ordering::Relaxed);
             drop(done);
         });
     }

@@ -104,7 +104,13 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     // Outputs: stdout and/or the hub.
     let mut tee = Tee::new();
     if config.stdout {
-        tee.push(Box::new(StdoutSink::new(mode == ClockMode::Live)));
+        // Line-buffered when live, and when replaying a pipe or FIFO (paced by its writer,
+        // e.g. `tcpdump -w - | nd-sniff -r /dev/stdin`); block-buffered for regular files.
+        let paced = match &config.source {
+            Source::File(p) => !std::fs::metadata(p).is_ok_and(|m| m.is_file()),
+            Source::Live(_) => true,
+        };
+        tee.push(Box::new(StdoutSink::new(paced)));
     }
     let hub = match &config.hub {
         Some(addr) => {

@@ -85,7 +85,8 @@ pub struct Cli {
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_MIB)]
     pub chef_memory_mib: u64,
 
-    /// CPU deadline per chef call, in milliseconds.
+    /// Deadline per chef call, in milliseconds (CPU time and blocking WASI waits alike);
+    /// the first call into a fresh instance (not one restarted after a timeout) gets 10x.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEADLINE_MS)]
     pub chef_deadline_ms: u64,
 
@@ -372,5 +373,19 @@ mod tests {
         assert_eq!(c.limits.memory_mib(), 64);
         assert_eq!(c.limits.deadline, Duration::from_millis(20));
         assert!(Config::from_cli(parse(&["--no-builtin-chefs"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn chef_watch_and_kitchen_status_flags() {
+        let c = Config::from_cli(parse(&[]).unwrap()).unwrap();
+        assert!(c.watch_chef_dir);
+        assert_eq!(c.kitchen_status, StatusMode::Auto);
+        let c = Config::from_cli(
+            parse(&["--no-chef-watch", "--kitchen-status", "on", "-d", "x"]).unwrap(),
+        )
+        .unwrap();
+        assert!(!c.watch_chef_dir);
+        assert_eq!(c.kitchen_status, StatusMode::On);
+        assert!(parse(&["--kitchen-status", "sometimes"]).is_err());
     }
 }

@@ -15,6 +15,12 @@
 //! * Every payload is checked (`dumpling::validate_payload`, size and count caps) before
 //!   it is wrapped with `dumpling::encode_dumpling`; bad ones are dropped and counted
 //!   against the chef, never forwarded.
+//! * Hot reload ([`crate::reload`]) adds and retires chefs only between batches
+//!   ([`Dispatcher::add_chef`], [`Dispatcher::retire_chef`]): the pending batch is flushed
+//!   first, so every other chef sees every packet, and a retired chef's final interval
+//!   dumplings are sent before it is dropped.
+//! * Per-chef measurements for the kitchen status ([`crate::status`]) are kept beside the
+//!   chefs; with the status on, every poke also sends a `KitchenStatusChef` dumpling.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

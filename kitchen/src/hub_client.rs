@@ -153,8 +153,24 @@ impl HubClient {
         })
     }
 
-    /// Queue one dumpling.
+    /// Queue one dumpling. One over [`dumpling::MAX_MESSAGE_BYTES`] is refused (logged and
+    /// counted as dropped): the hub would close the connection with 1009 and every
+    /// dumpling queued behind it would wait for a reconnect. The dispatcher already refuses
+    /// those; this is the last line of defence for any other producer.
     pub fn enqueue(&self, json: String) {
+        if json.len() > dumpling::MAX_MESSAGE_BYTES {
+            let mut st = self.shared.lock();
+            st.report.dropped += 1;
+            drop(st);
+            tracing::error!(
+                bytes = json.len(),
+                max = dumpling::MAX_MESSAGE_BYTES,
+                "refused a {}-byte dumpling: the hub accepts at most {} bytes",
+                json.len(),
+                dumpling::MAX_MESSAGE_BYTES
+            );
+            return;
+        }
         let mut st = self.shared.lock();
         loop {
             if st.queue.len() < self.options.max_queued
@@ -505,6 +521,24 @@ mod tests {
         assert_eq!(report.lost(), 0, "{report:?}");
         assert_eq!(texts.len(), 11);
         assert_eq!(texts[10], "9");
+    }
+
+    #[test]
+    fn over_size_dumplings_are_refused_not_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = spawn_server(listener);
+        let mut client = HubClient::start(options(addr)).unwrap();
+        client.send("C", "1".into()).unwrap();
+        let huge = format!("\"{}\"", "x".repeat(dumpling::MAX_MESSAGE_BYTES));
+        client.send("C", huge).unwrap();
+        client.send("C", "2".into()).unwrap();
+        let report = client.finish(Duration::from_secs(10));
+        let (texts, code) = server.join().unwrap();
+        assert_eq!(report.sent, 2, "{report:?}");
+        assert_eq!(report.dropped, 1, "{report:?}");
+        assert_eq!(&texts[1..], &["1".to_owned(), "2".to_owned()]);
+        assert_eq!(code, Some(1000));
     }
 
     #[test]

@@ -60,9 +60,7 @@ pub fn inspect(bytes: &[u8]) -> ChefOrigin {
         }
     }
     ChefOrigin {
-        language: top_level
-            .or(tool_language.map(str::to_owned))
-            .or(nested),
+        language: top_level.or(tool_language.map(str::to_owned)).or(nested),
         size: bytes.len(),
     }
 }

@@ -373,6 +373,56 @@ fn the_first_call_into_a_fresh_instance_gets_a_larger_budget() {
     assert_eq!(chef.stats.restarts, 1);
 }
 
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
+#[test]
+fn output_warnings_are_logged_first_then_rate_limited_per_kind() {
+    let host = host();
+    let mut chef = load_fixture(&host, "port_chef");
+    let buf = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buf.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..100 {
+            chef.warn_output("over-cap", 3, "too many dumplings");
+        }
+        chef.warn_output("invalid", 1, "not JSON");
+        chef.warn_output("invalid", 1, "not JSON");
+    });
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    // The first of each kind at once (a power-of-two rule would log 7 of the 100), then
+    // nothing more within OUTPUT_WARN_EVERY.
+    assert_eq!(text.matches("too many dumplings").count(), 1, "{text}");
+    assert_eq!(text.matches("not JSON").count(), 1, "{text}");
+    assert!(text.contains("PortChef"), "{text}");
+    assert_eq!(
+        kitchen::chef_host::instance::OUTPUT_WARN_EVERY,
+        Duration::from_secs(10)
+    );
+}
+
 #[test]
 fn a_memory_hog_hits_the_memory_limit() {
     let limits = ChefLimits {

@@ -168,7 +168,8 @@ fn replay_delivers_hello_and_dumplings_to_the_hub() {
     let hello = json(&texts[0]);
     assert_eq!(hello["kitchen_name"], "hub_kitchen");
     assert_eq!(hello["poke_interval"], 2.5);
-    assert_eq!(hello["filter"], "tcp or udp or arp");
+    // A replay reads every packet unless `-f` is given, and says so in the hello.
+    assert_eq!(hello["filter"], "");
     assert!(hello["chefs"][0].as_str().unwrap().ends_with(".PortChef"));
     assert!(texts.len() > 8);
     for t in &texts[1..] {

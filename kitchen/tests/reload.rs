@@ -451,3 +451,326 @@ fn a_broken_new_file_is_reported_and_a_fixed_one_then_runs() {
     assert_eq!(*seqs.last().unwrap(), u64::from(total) - 1);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The dispatcher side in-process: a chef quarantined for trapping gets a fresh chance when
+/// its file gets new content, and the swap happens between batches.
+#[test]
+fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
+    use kitchen::chef_host::{ChefLimits, ChefSource};
+    use kitchen::dispatch::{ClockMode, Dispatcher};
+    use kitchen::reload::{apply, Applied, ReloadEvent, ReloadPolicy};
+    use kitchen::status::{ChefRunState, StatusDetail};
+
+    let host = host_with(ChefLimits {
+        quarantine_after: 2,
+        ..ChefLimits::default()
+    });
+    let path = PathBuf::from("/nonexistent/chefs/flaky.wasm");
+    let bytes = std::fs::read(fixture("panic_chef")).unwrap();
+    let panicky = host.load(ChefSource::File(path.clone()), &bytes).unwrap();
+    let out = Collect::default();
+    let mut d = Dispatcher::new(
+        "k",
+        vec![slot(panicky)],
+        Duration::from_secs(3600),
+        ClockMode::Replay,
+        Box::new(out.clone()),
+    );
+    let push = |d: &mut Dispatcher, seq: u32| {
+        let rec = packet(seq);
+        let frame = &rec[16..];
+        d.push(&capture::PacketRecord {
+            // A minute apart: past every restart backoff, so each batch is a new attempt.
+            timestamp_ns: 1_700_000_000_000_000_000 + u64::from(seq) * 60_000_000_000,
+            link_type: 1,
+            interface_index: 0,
+            original_len: frame.len() as u32,
+            data: frame,
+        })
+        .unwrap();
+        d.flush().unwrap();
+    };
+    for seq in 0..6 {
+        push(&mut d, seq);
+    }
+    assert!(d.chefs()[0].chef.is_quarantined());
+    let report = d.status_report(StatusDetail::Deterministic);
+    assert_eq!(report.chefs["PanicChef"].state, ChefRunState::Quarantined);
+
+    let bytes = std::fs::read(fixture("reload_chef")).unwrap();
+    let fixed = host.load(ChefSource::File(path.clone()), &bytes).unwrap();
+    let applied = apply(
+        &mut d,
+        ReloadEvent::Ready {
+            path: path.clone(),
+            chef: Box::new(fixed),
+            load_time: Duration::ZERO,
+        },
+        &ReloadPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        applied,
+        Applied::Replaced("PanicChef".into(), "ReloadChef".into())
+    );
+    for seq in 6..9 {
+        push(&mut d, seq);
+    }
+    let seqs: Vec<u64> = out
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| json(l))
+        .filter(|v| v["metadata"]["chef"] == "ReloadChef")
+        .map(|v| v["payload"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![6, 7, 8]);
+    let report = d.status_report(StatusDetail::Full);
+    let r = &report.chefs["ReloadChef"];
+    assert_eq!(
+        (r.state, r.reloads, r.packets_offered),
+        (ChefRunState::Running, 1, 3)
+    );
+    assert!(r.mean_ns.is_some() && r.p99_ns.is_some());
+    assert!(!report.chefs.contains_key("PanicChef"));
+
+    // A broken version of the same file leaves the running one alone and is counted.
+    let applied = apply(
+        &mut d,
+        ReloadEvent::Failed {
+            path: path.clone(),
+            error: "not a WebAssembly file (no \\0asm header)".into(),
+        },
+        &ReloadPolicy::default(),
+    )
+    .unwrap();
+    assert_eq!(applied, Applied::Unchanged);
+    push(&mut d, 9);
+    let report = d.status_report(StatusDetail::Deterministic);
+    assert_eq!(report.chefs["ReloadChef"].load_failures, 1);
+    assert_eq!(report.chefs["ReloadChef"].packets_offered, 4);
+    assert!(report.load_failures[&path.display().to_string()]
+        .error
+        .contains("no \\0asm header"));
+}
+
+/// A replay's `KitchenStatusChef` dumplings are reproducible: on the poke grid plus the
+/// end, with no wall-clock fields.
+#[test]
+fn replay_status_dumplings_are_deterministic() {
+    use kitchen::builtin::BUILTIN_CHEFS;
+    use kitchen::chef_host::ChefSource;
+    use kitchen::dispatch::{ClockMode, Dispatcher};
+
+    let run = || {
+        let host = host();
+        let chefs: Vec<_> = BUILTIN_CHEFS
+            .iter()
+            .map(|b| slot(host.load(ChefSource::Builtin(b.file), b.bytes).unwrap()))
+            .collect();
+        let out = Collect::default();
+        let mut d = Dispatcher::new(
+            "k",
+            chefs,
+            Duration::from_secs(1),
+            ClockMode::Replay,
+            Box::new(out.clone()),
+        );
+        d.status_inputs().emit = true;
+        let mut reader = capture::FileReader::open(&sample_capture()).unwrap();
+        while let Some(rec) = reader.next_packet().unwrap() {
+            d.push(&rec).unwrap();
+        }
+        d.finish().unwrap();
+        let pokes = d.stats().pokes;
+        let lines = out.0.lock().unwrap().clone();
+        (lines, pokes)
+    };
+    let (a, pokes) = run();
+    let (b, _) = run();
+    let status: Vec<&String> = a
+        .iter()
+        .filter(|l| l.contains("KitchenStatusChef"))
+        .collect();
+    assert_eq!(status.len() as u64, pokes, "one status dumpling per poke");
+    assert!(pokes >= 2);
+    let last = json(status.last().unwrap());
+    let chefs = last["payload"]["chefs"].as_object().unwrap();
+    assert_eq!(chefs.len(), BUILTIN_CHEFS.len());
+    for (name, c) in chefs {
+        assert!(
+            c.get("mean_ns").is_none() && c.get("p99_ns").is_none(),
+            "{name}"
+        );
+        assert_eq!(c["state"], "running", "{name}");
+    }
+    assert_eq!(last["payload"]["capture"]["packets"], 50);
+    assert_eq!(
+        last["payload"]["chefs"]["PacketCountChef"]["packets_offered"],
+        50
+    );
+    assert_eq!(a, b, "replay output (status included) is reproducible");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Live capture on `lo` (root only; skipped with a message otherwise): a chef file landing
+/// while datagrams flow starts making dumplings, a replacement swaps versions with no gap,
+/// and `PacketCountChef` counts exactly the datagrams sent.
+#[test]
+fn live_reload_on_lo() {
+    use std::net::UdpSocket;
+    if !is_root() {
+        eprintln!("SKIP live_reload_on_lo: needs root (live capture on lo)");
+        return;
+    }
+    let root = scratch("reload-live");
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .arg("-d")
+        .arg(&dir)
+        .arg("--chef-cache-dir")
+        .arg(root.join("cache"))
+        .args(["-i", "lo", "-f", &format!("udp port {port}")])
+        .args(["--no-hub", "--stdout", "-p", "3600"])
+        .args(["-c", "PacketCountChef", "-c", "ReloadChef"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nd-sniff");
+    let collect = |pipe: Box<dyn Read + Send>| {
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(strip_ansi(&line));
+            }
+        });
+        lines
+    };
+    let out = collect(Box::new(child.stdout.take().unwrap()));
+    let err = collect(Box::new(child.stderr.take().unwrap()));
+    let mut sent: u32 = 0;
+    let mut send = |n: u32| {
+        for _ in 0..n {
+            sender
+                .send_to(&sent.to_be_bytes(), ("127.0.0.1", port))
+                .unwrap();
+            sent += 1;
+            std::thread::sleep(PACE);
+        }
+        sent
+    };
+    let wait = |what: &str, f: &mut dyn FnMut() -> bool, send: &mut dyn FnMut(u32) -> u32| {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} never happened:\n{}",
+                err.lock().unwrap().join("\n")
+            );
+            send(1);
+        }
+    };
+    let has_err = |needle: &str| err.lock().unwrap().iter().any(|l| l.contains(needle));
+    let version_seen = |v: &str| {
+        out.lock().unwrap().iter().any(|l| {
+            let j = json(l);
+            j["metadata"]["chef"] == "ReloadChef" && j["payload"]["version"] == v
+        })
+    };
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while !has_err("Sniffing started") {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            err.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    send(10);
+    land(&fixture("reload_chef"), &dir, "reload_chef.wasm");
+    wait(
+        "a dumpling from version 1",
+        &mut || version_seen("1"),
+        &mut send,
+    );
+    send(10);
+    land(&fixture("reload_chef_v2"), &dir, "reload_chef.wasm");
+    wait(
+        "a dumpling from version 2",
+        &mut || version_seen("2"),
+        &mut send,
+    );
+    send(10);
+    // Let the last datagrams reach the kitchen, then stop it as an operator would.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nd-sniff did not stop: {}", err.lock().unwrap().join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(status.success(), "{}", err.lock().unwrap().join("\n"));
+    let lines: Vec<serde_json::Value> = out.lock().unwrap().iter().map(|l| json(l)).collect();
+    let reload: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["metadata"]["chef"] == "ReloadChef")
+        .collect();
+    let seqs = |version: &str| -> Vec<u64> {
+        reload
+            .iter()
+            .filter(|v| v["payload"]["version"] == version && v["metadata"]["driver"] == "packet")
+            .map(|v| v["payload"]["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let (s1, s2) = (seqs("1"), seqs("2"));
+    assert!(!s1.is_empty() && !s2.is_empty(), "{reload:?}");
+    assert_eq!(s2[0], s1[s1.len() - 1] + 1, "no datagram lost at the swap");
+    let finals1: Vec<&&serde_json::Value> = reload
+        .iter()
+        .filter(|v| v["payload"]["version"] == "1" && v["metadata"]["driver"] == "interval")
+        .collect();
+    assert_eq!(finals1.len(), 1, "version 1's final interval dumpling");
+    assert_eq!(
+        finals1[0]["payload"]["packets"].as_u64(),
+        Some(s1.len() as u64)
+    );
+    let count = lines
+        .iter()
+        .rev()
+        .find(|v| v["metadata"]["chef"] == "PacketCountChef")
+        .expect("PacketCountChef's final dumpling");
+    assert_eq!(
+        count["payload"]["packet_counts"]["UDP"].as_u64(),
+        Some(u64::from(sent)),
+        "{count}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -29,8 +29,8 @@ const DEADLINE_MS: u64 = 200;
 /// Poke interval in seconds of capture time: about 50-65 pokes per capture, so the
 /// interval-driven hostile chefs fire often enough to be restarted and quarantined.
 const POKE_SECS: &str = "1";
-/// Consecutive failures after which the kitchen quarantines a chef (its default; there is
-/// no flag for it).
+/// Failures after which the kitchen quarantines a chef: in a row of one driver, or within
+/// 60 s of kitchen time (its default; there is no flag for it).
 const QUARANTINE_AFTER: u64 = 5;
 /// A bound on every kitchen run (the slowest case, every hostile chef at once, takes ~15 s).
 const RUN_LIMIT: Duration = Duration::from_secs(180);
@@ -735,9 +735,15 @@ fn slow_chef_over_the_deadline_is_stopped_at_the_deadline() {
         "no poke can succeed: {}",
         s.line
     );
-    // Its fast on-packets path keeps working between (and after) restarts.
+    // Its fast on-packets path keeps working between restarts.
     assert!(s.get("packet calls") >= 1, "{}", s.line);
     assert!(s.get("restarts") >= 1, "{}", s.line);
+    // Its successful packet calls must not reset the count of its failing pokes: 5
+    // on-interval timeouts in a row (or 5 within 60 s of capture time) quarantine it, so
+    // it stops stalling every poke for the whole deadline.
+    assert!(s.quarantined, "{}", s.line);
+    assert_eq!(s.get("timeouts"), QUARANTINE_AFTER, "{}", s.line);
+    assert_reported(&run, "SlowOverDeadlineChef", &["quarantined"]);
 }
 
 #[test]
@@ -858,6 +864,8 @@ fn dumpling_flood_is_capped_per_call() {
     // Counted: kept + dropped = returned.
     let kept: u64 = per_call.values().sum();
     assert_eq!(kept + s.get("over cap"), 5000 * calls, "{}", s.line);
+    // And logged (the first time at once, then rate-limited), not only counted.
+    assert_reported(&run, "DumplingFloodChef", &["over the cap", "dropped"]);
     // The chef's own count (from its last poke) agrees: it was never restarted for this.
     let last = run
         .of("DumplingFloodChef")
@@ -1078,6 +1086,12 @@ fn sockets_chef_is_refused_at_load_naming_sockets() {
         "sockets_chef.wasm",
         hostile_wasm("sockets_chef.wasm"),
         &["wasi:sockets"],
+    );
+    // Every forbidden import is named, not just the first one found.
+    assert_reported(
+        &run,
+        "sockets_chef.wasm",
+        &["wasi:sockets", "wasi:filesystem"],
     );
     assert_no_output(&run, "SocketsChef", "sockets_chef_connected");
 }

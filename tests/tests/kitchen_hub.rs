@@ -39,7 +39,11 @@ const KITCHEN: &str = "hub_test_kitchen";
 fn packets(n: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
     let bytes = std::fs::read(test_data("original/loopback_dns_arp_http.pcap"))
         .expect("tests/data/original/loopback_dns_arp_http.pcap");
-    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian µs pcap");
+    assert_eq!(
+        &bytes[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian µs pcap"
+    );
     let header = bytes[..24].to_vec();
     let mut originals = Vec::new();
     let mut at = 24;
@@ -140,7 +144,10 @@ impl Proc {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("process did not end within {limit:?}:\n{}", self.stderr_text());
+                panic!(
+                    "process did not end within {limit:?}:\n{}",
+                    self.stderr_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -174,7 +181,10 @@ fn start_hub(kitchens: u16, eaters: u16) -> Proc {
     );
     for port in [kitchens, eaters] {
         assert!(
-            wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10)),
+            wait_for_port(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(10)
+            ),
             "nd-hub did not listen on {port}"
         );
     }
@@ -243,12 +253,7 @@ impl Feeder {
 
 /// Wait until `count()` exceeds `above` and then has not changed for `quiet` (at most
 /// `limit` in all); returns it.
-fn wait_stable(
-    count: impl Fn() -> usize,
-    above: usize,
-    quiet: Duration,
-    limit: Duration,
-) -> usize {
+fn wait_stable(count: impl Fn() -> usize, above: usize, quiet: Duration, limit: Duration) -> usize {
     let deadline = Instant::now() + limit;
     wait_until(|| count() > above, limit);
     let mut last = count();
@@ -486,7 +491,7 @@ fn hub_down_at_start_then_up_gets_the_hello_then_everything_in_order() {
     let produced_early = wait_stable(
         || kitchen.stdout_count(),
         0,
-        Duration::from_millis(800),
+        Duration::from_millis(1500),
         Duration::from_secs(30),
     );
     assert!(
@@ -528,7 +533,9 @@ fn hub_down_at_start_then_up_gets_the_hello_then_everything_in_order() {
     hub.wait(Duration::from_secs(10));
     let hub_log = hub.stderr_text();
     assert!(
-        hub_log.contains(&format!("Received dumpling kitchen connection from {KITCHEN}")),
+        hub_log.contains(&format!(
+            "Received dumpling kitchen connection from {KITCHEN}"
+        )),
         "{hub_log}"
     );
     assert!(!hub_log.contains("bad hello"), "{hub_log}");
@@ -551,7 +558,7 @@ fn hub_killed_and_restarted_mid_run_loses_only_what_the_kitchen_reports() {
     let n1 = wait_stable(
         || kitchen.stdout_count(),
         0,
-        Duration::from_millis(800),
+        Duration::from_millis(1500),
         Duration::from_secs(30),
     );
     assert!(n1 > 0);
@@ -570,7 +577,7 @@ fn hub_killed_and_restarted_mid_run_loses_only_what_the_kitchen_reports() {
     let n2 = wait_stable(
         || kitchen.stdout_count(),
         n1,
-        Duration::from_millis(800),
+        Duration::from_millis(1500),
         Duration::from_secs(30),
     );
     assert!(n2 > n1, "nothing produced while the hub was down");
@@ -596,7 +603,11 @@ fn hub_killed_and_restarted_mid_run_loses_only_what_the_kitchen_reports() {
         Duration::from_secs(10),
     );
     let received = eater.finish();
-    assert_eq!(summary_dumplings(&stderr), produced.len() as u64, "{stderr}");
+    assert_eq!(
+        summary_dumplings(&stderr),
+        produced.len() as u64,
+        "{stderr}"
+    );
     assert_eq!(
         received.len() as u64,
         produced.len() as u64 - lost,
@@ -616,10 +627,7 @@ fn hub_killed_and_restarted_mid_run_loses_only_what_the_kitchen_reports() {
             let want = &want[chef];
             let mut it = want.iter();
             for d in got {
-                assert!(
-                    it.any(|w| w == d),
-                    "{chef}: out of order or unknown: {d}"
-                );
+                assert!(it.any(|w| w == d), "{chef}: out of order or unknown: {d}");
             }
         }
     }
@@ -669,7 +677,10 @@ fn dumplings_over_1_mib_are_refused_at_the_kitchen() {
     assert!(status.success(), "exit {status:?}:\n{stderr}");
     let sent = delivery(&stderr, "sent") as usize;
     assert!(sent > 0);
-    assert!(wait_until(|| eater.count() >= sent, Duration::from_secs(10)));
+    assert!(wait_until(
+        || eater.count() >= sent,
+        Duration::from_secs(10)
+    ));
     let received = eater.finish();
     assert_eq!(received.len(), sent);
     // A clear log line: the chef, the size, the limit.
@@ -690,7 +701,12 @@ fn dumplings_over_1_mib_are_refused_at_the_kitchen() {
     hub.wait(Duration::from_secs(10));
     let hub_log = hub.stderr_text();
     assert!(!hub_log.contains("over the size cap"), "{hub_log}");
-    assert!(hub_log.contains(&format!("Dumpling kitchen {KITCHEN} connection closed: received 1000")), "{hub_log}");
+    assert!(
+        hub_log.contains(&format!(
+            "Dumpling kitchen {KITCHEN} connection closed: received 1000"
+        )),
+        "{hub_log}"
+    );
 }
 
 /// Stream packets into a FIFO until told to stop (or the reader goes away).
@@ -735,7 +751,11 @@ fn signal_mid_run(sig: &str) {
     stop.store(true, Ordering::Relaxed);
     let _ = writer.join();
     let stderr = kitchen.stderr_text();
-    assert_eq!(status.code(), Some(0), "SIG{sig}: exit {status:?}:\n{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIG{sig}: exit {status:?}:\n{stderr}"
+    );
     let produced = kitchen.stdout.lock().unwrap().clone();
     assert!(wait_until(
         || eater.count() >= produced.len(),

@@ -49,6 +49,16 @@ struct Cli {
     /// Run only these parts (burst, fixed, slow, idle, original); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// The `nd-hub` to measure (default: the one next to this binary).
+    #[arg(long, value_name = "PATH")]
+    hub: Option<PathBuf>,
+    /// Another `nd-hub` build (e.g. the previous one, copied aside) measured in the same
+    /// run for the fixed-rate cell, repetitions interleaved with `--hub`'s.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
+    /// Length of the fixed-rate cell (1000 eaters x 100 dumplings/s), in seconds.
+    #[arg(long, default_value_t = 3)]
+    fixed_secs: u64,
 }
 
 impl Cli {
@@ -294,6 +304,8 @@ struct Figures {
     per_cpu_s: f64,
     lost: u64,
     complete: f64,
+    /// CPU-seconds used by this bench process (eaters and generator) in the same window.
+    bench_cpu: f64,
 }
 
 /// Connect `eaters` eaters (hello sent, welcome status read for ours), with bounded waits.
@@ -338,18 +350,15 @@ async fn run_kitchens(
                     ws.flush().await?;
                 }
                 Some(rate) => {
-                    // Send in 10 ms ticks.
-                    let per_tick = (rate / 100).max(1);
-                    let mut tick = tokio::time::interval(Duration::from_millis(10));
-                    let mut sent = 0;
-                    while sent < per_kitchen {
-                        tick.tick().await;
-                        for _ in 0..per_tick.min(per_kitchen - sent) {
-                            ws.feed(Message::text(make_dumpling(&prefix, now_ns(base))))
-                                .await?;
-                            sent += 1;
-                        }
-                        ws.flush().await?;
+                    // Steady pacing on absolute deadlines (start + i / rate), so a late
+                    // wake-up does not shift every later send; each dumpling carries the
+                    // time it was actually written.
+                    let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+                    let start = tokio::time::Instant::now();
+                    for i in 0..per_kitchen {
+                        tokio::time::sleep_until(start + period * i as u32).await;
+                        ws.send(Message::text(make_dumpling(&prefix, now_ns(base))))
+                            .await?;
                     }
                 }
             }
@@ -361,6 +370,51 @@ async fn run_kitchens(
         out.push(ws??);
     }
     Ok(out)
+}
+
+/// Fixed-rate kitchens on their own thread and single-threaded runtime, so the
+/// generator's pacing does not wait behind the 1000 eater tasks it is measuring. The
+/// kitchens stay connected until the returned sender is dropped.
+fn spawn_paced_kitchens(
+    addr: SocketAddr,
+    kitchens: usize,
+    per_kitchen: u64,
+    rate: u64,
+    base: Instant,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
+) {
+    let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(async move {
+                    let conns = run_kitchens(addr, kitchens, per_kitchen, Some(rate), base).await;
+                    let ok = conns
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| anyhow::anyhow!("{e:#}"));
+                    let _ = done_tx.send(ok);
+                    // Keep the kitchens connected until the measurement is over (bounded).
+                    let _ = tokio::time::timeout(Duration::from_secs(120), hold_rx).await;
+                    drop(conns);
+                    Ok(())
+                })
+            });
+        if let Err(error) = result {
+            eprintln!("paced kitchens: {error:#}");
+        }
+    });
+    (hold_tx, done_rx)
+}
+
+fn self_cpu_secs() -> f64 {
+    proc_cpu_secs(std::process::id())
 }
 
 /// One run: C eaters (plus optional never-reading slow eaters), P kitchens.
@@ -384,14 +438,36 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let expected = per_kitchen * kitchens as u64;
     let deadline = tokio::time::Instant::now() + limit;
-    let sample_every = (expected * eaters as u64 / 200_000).max(1);
+    // Fixed rate: one latency sample per delivered dumpling. Bursts: at most ~200k samples.
+    let sample_every = if rate.is_some() {
+        1
+    } else {
+        (expected * eaters as u64 / 200_000).max(1)
+    };
     let cpu0 = proc_cpu_secs(pid);
+    let bench_cpu0 = self_cpu_secs();
     let start = Instant::now();
     let readers: Vec<_> = conns
         .into_iter()
         .map(|ws| tokio::spawn(run_eater(ws, expected, base, deadline, sample_every)))
         .collect();
-    let _kitchen_conns = run_kitchens(hub.kitchens, kitchens, per_kitchen, rate, base).await?;
+    let mut _kitchen_conns = Vec::new();
+    let mut _hold = None;
+    match rate {
+        None => {
+            _kitchen_conns = run_kitchens(hub.kitchens, kitchens, per_kitchen, None, base).await?
+        }
+        Some(rate) => {
+            let (hold, done) =
+                spawn_paced_kitchens(hub.kitchens, kitchens, per_kitchen, rate, base);
+            _hold = Some(hold);
+            match tokio::time::timeout(limit, done).await {
+                Ok(Ok(result)) => result?,
+                Ok(Err(_)) => bail!("paced kitchen thread failed"),
+                Err(_) => bail!("paced kitchens did not finish within {limit:?}"),
+            }
+        }
+    }
     let mut received = 0u64;
     let mut lagged = 0u64;
     let mut last = start;
@@ -406,6 +482,7 @@ async fn measure(
         lat.extend(r.latencies_us);
     }
     let cpu = proc_cpu_secs(pid) - cpu0;
+    let bench_cpu = self_cpu_secs() - bench_cpu0;
     drop(slow);
     let secs = last.duration_since(start).as_secs_f64().max(1e-6);
     lat.sort_unstable();
@@ -422,6 +499,7 @@ async fn measure(
         },
         lost: total.saturating_sub(received).max(lagged),
         complete: received as f64 / total.max(1) as f64,
+        bench_cpu,
     })
 }
 
@@ -442,7 +520,7 @@ async fn repeat(
 
 fn print_row(label: &str, runs: &[Figures]) {
     println!(
-        "{label:<34} {:>12.0} {:>8.2} {:>8.2} {:>7.2} {:>12.0} {:>7} {:>6.1}%",
+        "{label:<34} {:>12.0} {:>8.2} {:>8.2} {:>7.2} {:>12.0} {:>7} {:>6.1}% {:>8.2}",
         med(runs, |r| r.rate),
         med(runs, |r| r.p50_ms),
         med(runs, |r| r.p99_ms),
@@ -450,13 +528,22 @@ fn print_row(label: &str, runs: &[Figures]) {
         med(runs, |r| r.per_cpu_s),
         runs.iter().map(|r| r.lost).max().unwrap_or(0),
         med(runs, |r| r.complete * 100.0),
+        med(runs, |r| r.bench_cpu),
     );
 }
 
 fn header() {
     println!(
-        "{:<34} {:>12} {:>8} {:>8} {:>7} {:>12} {:>7} {:>7}",
-        "scenario", "delivered/s", "p50 ms", "p99 ms", "hubCPU", "per hub CPU-s", "lost", "done"
+        "{:<34} {:>12} {:>8} {:>8} {:>7} {:>12} {:>7} {:>7} {:>8}",
+        "scenario",
+        "delivered/s",
+        "p50 ms",
+        "p99 ms",
+        "hubCPU",
+        "per hub CPU-s",
+        "lost",
+        "done",
+        "benchCPU"
     );
 }
 
@@ -481,10 +568,13 @@ async fn idle_rss(exe: &Path, which: Which, n: usize) -> anyhow::Result<f64> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let exe = std::env::current_exe()?
-        .parent()
-        .context("no exe dir")?
-        .join("nd-hub");
+    let exe = match cli.hub.clone() {
+        Some(path) => path,
+        None => std::env::current_exe()?
+            .parent()
+            .context("no exe dir")?
+            .join("nd-hub"),
+    };
     if !exe.exists() {
         bail!("{} not found: cargo build --release -p hub", exe.display());
     }
@@ -539,24 +629,48 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    // 2. Fixed rate: 1000 eaters x 100 dumplings/s for 3 s.
+    // 2. Fixed rate: 1000 eaters x 100 dumplings/s for --fixed-secs (default 3 s); with
+    // --baseline, each repetition measures both hubs, alternating which goes first.
     let reps_fixed = if cli.wants("fixed") { reps } else { 0 };
-    let fixed = repeat(reps_fixed, async || {
-        measure(
-            &exe,
-            Which::Ours,
-            1000,
-            1,
-            300,
-            Some(100),
-            0,
-            Duration::from_secs(30),
-        )
-        .await
-    })
-    .await?;
+    let fixed_count = 100 * cli.fixed_secs.clamp(1, 60);
+    let fixed_limit = Duration::from_secs(cli.fixed_secs.clamp(1, 60) + 30);
+    let mut fixed = Vec::new();
+    let mut fixed_base = Vec::new();
+    for rep in 0..reps_fixed {
+        let mut order = vec![(exe.clone(), false)];
+        if let Some(b) = cli.baseline.clone() {
+            order.push((b, true));
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+        }
+        for (path, is_base) in order {
+            let f = measure(
+                &path,
+                Which::Ours,
+                1000,
+                1,
+                fixed_count,
+                Some(100),
+                0,
+                fixed_limit,
+            )
+            .await?;
+            if is_base {
+                fixed_base.push(f);
+            } else {
+                fixed.push(f);
+            }
+        }
+    }
     if !fixed.is_empty() {
-        print_row("fixed 100/s x C=1000, 3 s", &fixed);
+        print_row(
+            &format!("fixed 100/s x C=1000, {} s", cli.fixed_secs),
+            &fixed,
+        );
+    }
+    if !fixed_base.is_empty() {
+        print_row("  baseline hub, same run", &fixed_base);
     }
 
     // 3. Slow eater among 100 fast ones: 1000 dumplings/s for 3 s.
@@ -663,6 +777,19 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "  p99 at 1000 eaters x 100/s: {p99:.2} ms  (target < 50 ms: {})",
             if p99 < 50.0 { "met" } else { "NOT met" }
+        );
+    }
+    if !fixed_base.is_empty() {
+        let (b99, b50) = (
+            med(&fixed_base, |r| r.p99_ms),
+            med(&fixed_base, |r| r.p50_ms),
+        );
+        let (bcpu, cpu) = (med(&fixed_base, |r| r.hub_cpu), med(&fixed, |r| r.hub_cpu));
+        println!(
+            "  baseline hub ({}): p50 {b50:.2} ms, p99 {b99:.2} ms, hub CPU {bcpu:.2} s; this hub: p50 {:.2} ms, p99 {p99:.2} ms, hub CPU {cpu:.2} s ({:.0}% of baseline)",
+            cli.baseline.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            med(&fixed, |r| r.p50_ms),
+            100.0 * cpu / bcpu,
         );
     }
     if rss.is_finite() {

@@ -200,8 +200,14 @@ mod tests {
             also: vec![("wasi:sockets/tcp@0.2.6".into(), "network sockets")],
         };
         let text = e.to_string();
-        assert!(text.contains("`wasi:filesystem/types@0.2.6` (file-system access)"), "{text}");
-        assert!(text.contains("`wasi:sockets/tcp@0.2.6` (network sockets)"), "{text}");
+        assert!(
+            text.contains("`wasi:filesystem/types@0.2.6` (file-system access)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`wasi:sockets/tcp@0.2.6` (network sockets)"),
+            "{text}"
+        );
         assert!(text.ends_with("may not use them"), "{text}");
     }
 }

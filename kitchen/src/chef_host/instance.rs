@@ -417,9 +417,14 @@ impl LoadedChef {
             Some((_, last, pending)) => {
                 *pending += n;
                 if now.duration_since(*last) >= OUTPUT_WARN_EVERY {
-                    tracing::warn!(chef, kind, since_last_report = *pending,
+                    tracing::warn!(
+                        chef,
+                        kind,
+                        since_last_report = *pending,
                         "{message} ({} times since the last report {:.0?} ago)",
-                        *pending, now.duration_since(*last));
+                        *pending,
+                        now.duration_since(*last)
+                    );
                     *last = now;
                     *pending = 0;
                 } else {

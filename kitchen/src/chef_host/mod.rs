@@ -186,9 +186,7 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<ChefState>> {
     let l = &mut linker;
     sync::io::error::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;
     // Not wasmtime-wasi's poll: ours gives up (as a timeout) at the call's deadline.
-    sync::io::poll::add_to_linker::<ChefState, poll::HasDeadlinePoll>(l, |t| {
-        t.deadline_poll()
-    })?;
+    sync::io::poll::add_to_linker::<ChefState, poll::HasDeadlinePoll>(l, |t| t.deadline_poll())?;
     sync::io::streams::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;
     clocks::wall_clock::add_to_linker::<ChefState, WasiClocks>(l, ChefState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<ChefState, WasiClocks>(l, ChefState::clocks)?;

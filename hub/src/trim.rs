@@ -1,0 +1,113 @@
+//! Give memory back to the OS after a burst of connections has ended.
+//!
+//! glibc keeps freed heap pages for reuse, so after 1000 eaters come and go the hub's RSS
+//! stays at its peak (measured: ~4.7 MB idle, ~15 MB after the burst, flat afterwards:
+//! no leak, but not back to the baseline). [`trim_loop`] watches the count of ended
+//! connections; once it has stopped moving for one check period (the burst is over), it
+//! calls `malloc_trim(0)` once, which returns the free pages of every arena. Steady
+//! traffic with no connection ending never trims, so the hot path is untouched.
+//!
+//! On targets without glibc the loop does nothing.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::debug;
+
+use crate::state::Shared;
+
+/// How often the ended-connection count is looked at.
+pub const CHECK_PERIOD: Duration = Duration::from_secs(1);
+
+/// Under constant churn (the count never stops moving), trim anyway after this many
+/// connections have ended since the last trim.
+const CHURN_LIMIT: u64 = 4096;
+
+/// Decides when to trim from successive readings of the ended-connection count.
+#[derive(Debug, Default)]
+pub struct TrimPolicy {
+    last_seen: u64,
+    trimmed_at: u64,
+}
+
+impl TrimPolicy {
+    /// Feed one reading; `true` means "trim now".
+    pub fn observe(&mut self, ended: u64) -> bool {
+        let moving = ended != self.last_seen;
+        self.last_seen = ended;
+        let pending = ended.saturating_sub(self.trimmed_at);
+        if pending > 0 && (!moving || pending >= CHURN_LIMIT) {
+            self.trimmed_at = ended;
+            return true;
+        }
+        false
+    }
+}
+
+/// Release free heap memory to the OS. Returns whether any memory was released.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn release_free_memory() -> bool {
+    // SAFETY: malloc_trim takes no pointers and only works on glibc's own free lists
+    // under glibc's arena locks; it is safe to call from any thread at any time.
+    unsafe { libc::malloc_trim(0) != 0 }
+}
+
+/// Release free heap memory to the OS (no-op without glibc).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() -> bool {
+    false
+}
+
+/// Trim the heap once after each burst of ended connections; runs until aborted.
+pub async fn trim_loop(shared: Arc<Shared>) {
+    let mut policy = TrimPolicy::default();
+    let mut tick = tokio::time::interval(CHECK_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if policy.observe(shared.connections_ended.load(Ordering::Relaxed)) {
+            let started = std::time::Instant::now();
+            let released = release_free_memory();
+            debug!(released, took = ?started.elapsed(), "malloc_trim after connections ended");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_once_after_a_burst_has_settled() {
+        let mut p = TrimPolicy::default();
+        assert!(!p.observe(0), "nothing ended yet");
+        assert!(!p.observe(10), "burst still going");
+        assert!(!p.observe(500), "burst still going");
+        assert!(p.observe(500), "settled: trim");
+        assert!(!p.observe(500), "already trimmed");
+        assert!(!p.observe(501));
+        assert!(p.observe(501));
+    }
+
+    #[test]
+    fn constant_churn_still_trims_now_and_then() {
+        let mut p = TrimPolicy::default();
+        let mut trims = 0;
+        for i in 1..=10u64 {
+            if p.observe(i * 1000) {
+                trims += 1;
+            }
+        }
+        assert!(
+            (2..=3).contains(&trims),
+            "{trims} trims in 10k moving connections"
+        );
+    }
+
+    #[test]
+    fn release_does_not_crash() {
+        let _ = release_free_memory();
+    }
+}

@@ -1,0 +1,217 @@
+//! Live capture through the real `nd-sniff` on `lo` (needs root or CAP_NET_RAW: skipped
+//! with a message otherwise): exactly N UDP datagrams sent by the test to a test-chosen
+//! port on 127.0.0.1 are counted by the built-in `PacketCountChef` (its final interval
+//! dumpling, made by the final poke after SIGINT). Also the two start-up failures an
+//! operator meets first: an unknown interface (non-zero exit, the real interfaces listed)
+//! and a bad filter (libpcap's own message, non-zero exit).
+
+use std::io::{BufRead, Read};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e_tests::bin;
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+fn read_lines(pipe: impl Read + Send + 'static) -> Lines {
+    let lines: Lines = Arc::default();
+    let out = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            out.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// `nd-sniff` with live stdout/stderr lines, killed by its PID when dropped.
+struct Sniff {
+    child: Child,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+impl Sniff {
+    fn start(args: &[&str]) -> Sniff {
+        let mut child = Command::new(bin("nd-sniff"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nd-sniff");
+        let stdout = read_lines(child.stdout.take().expect("stdout"));
+        let stderr = read_lines(child.stderr.take().expect("stderr"));
+        Sniff {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "nd-sniff did not end within {limit:?}:\n{}",
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sniff {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Root (effective uid 0), read from `/proc/self/status`.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn live_capture_on_lo_counts_exactly_the_datagrams_sent() {
+    if !is_root() {
+        eprintln!("SKIP live_capture_on_lo_counts_exactly_the_datagrams_sent: needs root (live capture on lo)");
+        return;
+    }
+    const N: usize = 25;
+    // The receiver owns the port, so no ICMP "port unreachable" is involved.
+    let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+    let port = receiver.local_addr().expect("addr").port();
+    let filter = format!("udp port {port}");
+    let mut sniff = Sniff::start(&[
+        "-i",
+        "lo",
+        "-f",
+        &filter,
+        "--stdout",
+        "--no-hub",
+        "-p",
+        "1",
+        "-n",
+        "live_kitchen",
+        "-c",
+        "PacketCountChef",
+    ]);
+    let ready = |s: &Sniff| {
+        s.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("Sniffing started"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !ready(&sniff) {
+        if let Ok(Some(s)) = sniff.child.try_wait() {
+            panic!(
+                "nd-sniff ended ({s:?}) before sniffing:\n{}",
+                sniff.stderr_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        ready(&sniff),
+        "capture did not start:\n{}",
+        sniff.stderr_text()
+    );
+    // libpcap may take a moment after activation before the ring sees packets.
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    for i in 0..N {
+        sender
+            .send_to(format!("datagram {i}").as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Let the capture thread hand them over (live batches flush within 50 ms).
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(sniff.child.id().to_string())
+        .status();
+    let status = sniff.wait(Duration::from_secs(30));
+    let stderr = sniff.stderr_text();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let lines = sniff.stdout.lock().unwrap().clone();
+    let last = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|d| {
+            d["metadata"]["chef"] == "PacketCountChef" && d["metadata"]["driver"] == "interval"
+        })
+        .unwrap_or_else(|| panic!("no PacketCountChef interval dumpling:\n{stderr}"));
+    assert_eq!(
+        last["payload"]["packet_counts"]["UDP"], N,
+        "the final count must be exactly the {N} datagrams sent: {last}\n{stderr}"
+    );
+    drop(receiver);
+}
+
+#[test]
+fn unknown_interface_fails_and_lists_the_real_ones() {
+    let mut sniff = Sniff::start(&["-i", "nd-no-such-if0", "--stdout", "--no-hub"]);
+    let status = sniff.wait(Duration::from_secs(60));
+    let stderr = sniff.stderr_text();
+    assert_ne!(status.code(), Some(0), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("nd-no-such-if0") && l.contains("interfaces available"))
+        .unwrap_or_else(|| panic!("no line naming the interface and listing others:\n{stderr}"));
+    // Every real interface of this machine is listed (from /sys/class/net, when present).
+    if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(line.contains(&name), "{name} not listed: {line}");
+        }
+    }
+}
+
+#[test]
+fn bad_filter_fails_with_libpcaps_message() {
+    if !is_root() {
+        eprintln!("SKIP bad_filter_fails_with_libpcaps_message: needs root (opens lo)");
+        return;
+    }
+    let mut sniff = Sniff::start(&["-i", "lo", "-f", "udp port and and", "--stdout", "--no-hub"]);
+    let status = sniff.wait(Duration::from_secs(60));
+    let stderr = sniff.stderr_text();
+    assert_ne!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("udp port and and") && l.contains("syntax error")),
+        "libpcap's message (syntax error) with the filter text expected:\n{stderr}"
+    );
+}
