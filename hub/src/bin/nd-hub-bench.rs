@@ -215,7 +215,12 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: SocketAddr, hello: String) -> anyhow::Result<Ws> {
-    let config = WebSocketConfig::default().write_buffer_size(64 * 1024);
+    // tungstenite zero-fills up to `read_buffer_size` bytes before every read; its 128 KiB
+    // default made each 500-byte receipt cost a 128 KiB memset in the eaters, which showed
+    // up as latency on the shared cores. 16 KiB still takes ~30 dumplings per read.
+    let config = WebSocketConfig::default()
+        .write_buffer_size(64 * 1024)
+        .read_buffer_size(16 * 1024);
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/"), Some(config), true),
@@ -232,6 +237,8 @@ struct EaterResult {
     lagged: u64,
     last: Option<Instant>,
     latencies_us: Vec<u32>,
+    /// Send timestamps (ns) of the sampled dumplings, parallel to `latencies_us`.
+    sent_ns: Vec<u64>,
 }
 
 /// Read until `expected` bench dumplings arrived or `deadline`.
@@ -247,6 +254,7 @@ async fn run_eater(
         lagged: 0,
         last: None,
         latencies_us: Vec::new(),
+        sent_ns: Vec::new(),
     };
     while r.received + r.lagged < expected {
         let message = match tokio::time::timeout_at(deadline, ws.next()).await {
@@ -261,6 +269,7 @@ async fn run_eater(
             if r.received.is_multiple_of(sample_every) {
                 let lat = now_ns(base).saturating_sub(t) / 1000;
                 r.latencies_us.push(lat.min(u32::MAX as u64) as u32);
+                r.sent_ns.push(t);
             }
             r.last = Some(Instant::now());
         } else if text.contains("\"HubNoticeChef\"") {
@@ -306,6 +315,11 @@ struct Figures {
     complete: f64,
     /// CPU-seconds used by this bench process (eaters and generator) in the same window.
     bench_cpu: f64,
+    /// Per dumpling, the latency of the first eater to get it: median.
+    first_p50_ms: f64,
+    /// Per dumpling, the latency of the last eater to get it: median and p99.
+    last_p50_ms: f64,
+    last_p99_ms: f64,
 }
 
 /// Connect `eaters` eaters (hello sent, welcome status read for ours), with bounded waits.
@@ -472,12 +486,19 @@ async fn measure(
     let mut lagged = 0u64;
     let mut last = start;
     let mut lat = Vec::new();
+    // Per dumpling: latency of the first and of the last eater to get it.
+    let mut spread = std::collections::HashMap::<u64, (u32, u32)>::new();
     for r in readers {
         let r = r.await?;
         received += r.received;
         lagged += r.lagged;
         if let Some(t) = r.last {
             last = last.max(t);
+        }
+        for (&t, &l) in r.sent_ns.iter().zip(&r.latencies_us) {
+            let e = spread.entry(t).or_insert((u32::MAX, 0));
+            e.0 = e.0.min(l);
+            e.1 = e.1.max(l);
         }
         lat.extend(r.latencies_us);
     }
@@ -487,6 +508,9 @@ async fn measure(
     let secs = last.duration_since(start).as_secs_f64().max(1e-6);
     lat.sort_unstable();
     let total = expected * eaters as u64;
+    let (mut first, mut lastest): (Vec<u32>, Vec<u32>) = spread.values().copied().unzip();
+    first.sort_unstable();
+    lastest.sort_unstable();
     Ok(Figures {
         rate: received as f64 / secs,
         p50_ms: percentile(&lat, 0.5),
@@ -500,6 +524,9 @@ async fn measure(
         lost: total.saturating_sub(received).max(lagged),
         complete: received as f64 / total.max(1) as f64,
         bench_cpu,
+        first_p50_ms: percentile(&first, 0.5),
+        last_p50_ms: percentile(&lastest, 0.5),
+        last_p99_ms: percentile(&lastest, 0.99),
     })
 }
 
@@ -663,14 +690,25 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    let spread_row = |runs: &[Figures]| {
+        println!(
+            "{:<34} per dumpling: first eater p50 {:.2} ms; last eater p50 {:.2} ms, p99 {:.2} ms",
+            "",
+            med(runs, |r| r.first_p50_ms),
+            med(runs, |r| r.last_p50_ms),
+            med(runs, |r| r.last_p99_ms),
+        )
+    };
     if !fixed.is_empty() {
         print_row(
             &format!("fixed 100/s x C=1000, {} s", cli.fixed_secs),
             &fixed,
         );
+        spread_row(&fixed);
     }
     if !fixed_base.is_empty() {
         print_row("  baseline hub, same run", &fixed_base);
+        spread_row(&fixed_base);
     }
 
     // 3. Slow eater among 100 fast ones: 1000 dumplings/s for 3 s.
