@@ -28,7 +28,7 @@ if [ $quick = 0 ]; then
   python/run-tests.sh
 fi
 step "Rust tests (unit and end-to-end)"
-cargo test --release --workspace --locked
+cargo test --release --workspace --locked --no-fail-fast
 step "sample chefs' own unit tests"
 cargo test --release --manifest-path chefs/Cargo.toml --target-dir target/chefs --locked
 if [ $quick = 0 ]; then

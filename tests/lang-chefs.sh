@@ -16,6 +16,8 @@
 # 4. Refusal: a JS chef built with its HTTP features on (imports wasi:http) and a Python chef
 #    built without --stub-wasi (imports wasi:filesystem, wasi:sockets) are refused at load
 #    with the import named.
+# 5. Hot drop (root only): a Python and a JS chef land in a running kitchen's chef folder
+#    and make their first dumpling within a second.
 #
 # Ends with an "N passed, N failed" line; exit 1 on any failure. Bounded: every kitchen run
 # is under `timeout`.
@@ -181,5 +183,50 @@ refused() { # refused LABEL SRC IMPORT_PATTERN ENV...
 }
 refused js-with-http chefs/js/template 'wasi:http' ND_CHEF_JS_DISABLE=fetch-event
 refused python-without-stub-wasi chefs/python/template 'wasi:(filesystem|sockets)' ND_CHEF_PY_STUB_WASI=0
+
+# --- 5. dropped into a running kitchen: dumplings within a second (root: live capture) --
+# The "done when": build with one command, drop the .wasm into a running kitchen's
+# chef folder, see its dumplings within a second. nd-chef compiles the component into the
+# kitchen's cache at build time, so the kitchen only loads it (~50 ms) when it lands.
+hot_drop() { # hot_drop LABEL SRC CHEF_NAME
+    local label="$1" src="$2" name="$3" dir="$WORK/hot/$1" out err pid t0 t1 ms
+    mkdir -p "$dir/chefs"
+    rm -f "$dir/chefs/"*.wasm
+    if ! build "$src" "$dir/chef.wasm"; then
+        return
+    fi
+    out="$dir/kitchen.jsonl"; err="$dir/kitchen.err"
+    timeout 60 "$ND_SNIFF" -i lo -f "udp port 9" -d "$dir/chefs" --stdout --no-hub -p 0.2 -c "$name" \
+        >"$out" 2>"$err" &
+    pid=$!
+    for _ in $(seq 100); do grep -q "Sniffing started\|Capturing on\|sniffer" "$err" 2>/dev/null && break; sleep 0.1; done
+    sleep 0.5
+    cp "$dir/chef.wasm" "$dir/chefs/.landing.tmp"
+    t0=$(date +%s%N)
+    mv "$dir/chefs/.landing.tmp" "$dir/chefs/chef.wasm"   # lands atomically, as nd-chef writes
+    t1=""
+    for _ in $(seq 100); do
+        if grep -q "\"chef\":\"$name\"" "$out"; then t1=$(date +%s%N); break; fi
+        sleep 0.02
+    done
+    kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    if [ -z "$t1" ]; then
+        bad "$label: no $name dumpling within 2 s of the file landing"
+        tail -5 "$err"
+        return
+    fi
+    ms=$(( (t1 - t0) / 1000000 ))
+    if [ "$ms" -lt 1000 ]; then
+        ok "$label: first $name dumpling ${ms} ms after the file landed in a running kitchen"
+    else
+        bad "$label: first $name dumpling after ${ms} ms (want < 1000)"
+    fi
+}
+if [ "$(id -u)" = 0 ]; then
+    hot_drop python-hot-drop chefs/python/template TemplateChef
+    hot_drop js-hot-drop chefs/js/template TemplateJsChef
+else
+    echo "lang-chefs: SKIP hot drop into a live kitchen (needs root for capture on lo)" >&2
+fi
 
 finish

@@ -45,6 +45,9 @@ pub enum Hot {
     Dns,
 }
 
+// `Hot::COUNT` sizes the chef's per-layer table: it must cover every variant.
+const _: () = assert!(Hot::Dns as usize + 1 == Hot::COUNT);
+
 impl Hot {
     /// Number of hot layers.
     pub const COUNT: usize = 11;
@@ -690,7 +693,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                m.push(if x % 5 == 0 {
+                m.push(if x.is_multiple_of(5) {
                     0xc0 | (x >> 8) as u8 & 0xc0
                 } else {
                     (x >> 8) as u8 % 20

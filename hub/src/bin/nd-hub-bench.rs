@@ -56,6 +56,12 @@ struct Cli {
     /// run for the fixed-rate cell, repetitions interleaved with `--hub`'s.
     #[arg(long, value_name = "PATH")]
     baseline: Option<PathBuf>,
+    /// Extra argument for the measured hub (repeatable), e.g. `--hub-arg=--threads=2`.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    hub_arg: Vec<String>,
+    /// Extra argument for the `--baseline` hub (repeatable).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    baseline_arg: Vec<String>,
     /// Length of the fixed-rate cell (1000 eaters x 100 dumplings/s), in seconds.
     #[arg(long, default_value_t = 3)]
     fixed_secs: u64,
@@ -128,8 +134,13 @@ fn wait_port(addr: SocketAddr) -> bool {
 #[derive(Clone, Copy, PartialEq)]
 enum Which {
     Ours,
+    /// Ours, started as the `--baseline` (with `--baseline-arg`s).
+    Baseline,
     Original,
 }
+
+/// Extra arguments for `--hub` and `--baseline` hubs, set once in `main`.
+static HUB_ARGS: std::sync::OnceLock<(Vec<String>, Vec<String>)> = std::sync::OnceLock::new();
 
 /// CPU to pin hubs to (`--hub-cpu`), set once in `main`.
 static HUB_CPU: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
@@ -152,7 +163,7 @@ fn start_hub(exe: &Path, which: Which) -> anyhow::Result<HubProcess> {
         "-o",
         &o.to_string(),
     ]);
-    if which == Which::Ours {
+    if which != Which::Original {
         // Lossless bursts: the ring and byte cap hold a whole burst.
         cmd.args([
             "-f",
@@ -165,6 +176,13 @@ fn start_hub(exe: &Path, which: Which) -> anyhow::Result<HubProcess> {
             "60",
         ])
         .env("RUST_LOG", "warn");
+        if let Some((ours, baseline)) = HUB_ARGS.get() {
+            cmd.args(if which == Which::Baseline {
+                baseline
+            } else {
+                ours
+            });
+        }
     }
     let child = cmd
         .stdin(Stdio::null())
@@ -581,7 +599,7 @@ async fn idle_rss(exe: &Path, which: Which, n: usize) -> anyhow::Result<f64> {
     let before = rss_kib(pid);
     let conns = connect_eaters(hub.eaters, n, "idle").await?;
     // Let the hub see every hello and settle (one status round for the original).
-    tokio::time::sleep(Duration::from_millis(if which == Which::Ours {
+    tokio::time::sleep(Duration::from_millis(if which != Which::Original {
         1000
     } else {
         6000
@@ -614,6 +632,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let reps = cli.reps.max(1);
     let _ = HUB_CPU.set(cli.hub_cpu);
+    let _ = HUB_ARGS.set((cli.hub_arg.clone(), cli.baseline_arg.clone()));
     println!("nd-hub-bench: 500-byte dumplings on 127.0.0.1, medians of {reps} runs");
     println!("hub: {}", exe.display());
     header();
@@ -672,9 +691,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         for (path, is_base) in order {
+            let which = if is_base {
+                Which::Baseline
+            } else {
+                Which::Ours
+            };
             let f = measure(
                 &path,
-                Which::Ours,
+                which,
                 1000,
                 1,
                 fixed_count,
