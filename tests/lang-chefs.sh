@@ -17,7 +17,8 @@
 #    built without --stub-wasi (imports wasi:filesystem, wasi:sockets) are refused at load
 #    with the import named.
 # 5. Hot drop (root only): a Python and a JS chef land in a running kitchen's chef folder
-#    and make their first dumpling within a second.
+#    (live on lo, sending to a real nd-hub) and their first dumpling reaches nd-print
+#    within a second.
 #
 # Ends with an "N passed, N failed" line; exit 1 on any failure. Bounded: every kitchen run
 # is under `timeout`.
@@ -188,38 +189,45 @@ refused python-without-stub-wasi chefs/python/template 'wasi:(filesystem|sockets
 # The issue's "done when": build with one command, drop the .wasm into a running kitchen's
 # chef folder, see its dumplings within a second. nd-chef compiles the component into the
 # kitchen's cache at build time, so the kitchen only loads it (~50 ms) when it lands.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 hot_drop() { # hot_drop LABEL SRC CHEF_NAME
-    local label="$1" src="$2" name="$3" dir="$WORK/hot/$1" out err pid t0 t1 ms
+    local label="$1" src="$2" name="$3" dir="$WORK/hot/$1" out err hub_pid print_pid pid t0 t1 ms in_port out_port
     mkdir -p "$dir/chefs"
     rm -f "$dir/chefs/"*.wasm
     if ! build "$src" "$dir/chef.wasm"; then
         return
     fi
-    out="$dir/kitchen.jsonl"; err="$dir/kitchen.err"
-    timeout 60 "$ND_SNIFF" -i lo -f "udp port 9" -d "$dir/chefs" --stdout --no-hub -p 0.2 -c "$name" \
-        >"$out" 2>"$err" &
+    in_port=$(free_port); out_port=$(free_port)
+    timeout 120 "$REPO/target/release/nd-hub" -a 127.0.0.1 -i "$in_port" -o "$out_port" 2>"$dir/hub.err" &
+    hub_pid=$!
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$out_port") 2>/dev/null && break; sleep 0.05; done
+    out="$dir/nd-print.jsonl"; err="$dir/kitchen.err"
+    timeout 120 "$REPO/target/release/nd-print" -h "127.0.0.1:$out_port" --json -c "$name" >"$out" 2>"$dir/print.err" &
+    print_pid=$!
+    timeout 60 "$ND_SNIFF" -i lo -f "udp port 9" -d "$dir/chefs" -h "127.0.0.1:$in_port" -p 0.2 \
+        >/dev/null 2>"$err" &
     pid=$!
-    for _ in $(seq 100); do grep -q "Sniffing started\|Capturing on\|sniffer" "$err" 2>/dev/null && break; sleep 0.1; done
-    sleep 0.5
+    sleep 1.5  # the kitchen is up and connected (its own dumplings flow through the hub)
     cp "$dir/chef.wasm" "$dir/chefs/.landing.tmp"
     t0=$(date +%s%N)
     mv "$dir/chefs/.landing.tmp" "$dir/chefs/chef.wasm"   # lands atomically, as nd-chef writes
     t1=""
-    for _ in $(seq 100); do
+    for _ in $(seq 150); do
         if grep -q "\"chef\":\"$name\"" "$out"; then t1=$(date +%s%N); break; fi
         sleep 0.02
     done
-    kill -INT "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    kill -INT "$pid" "$print_pid" 2>/dev/null; wait "$pid" "$print_pid" 2>/dev/null
+    kill -INT "$hub_pid" 2>/dev/null; wait "$hub_pid" 2>/dev/null
     if [ -z "$t1" ]; then
-        bad "$label: no $name dumpling within 2 s of the file landing"
+        bad "$label: no $name dumpling in nd-print within 3 s of the file landing"
         tail -5 "$err"
         return
     fi
     ms=$(( (t1 - t0) / 1000000 ))
     if [ "$ms" -lt 1000 ]; then
-        ok "$label: first $name dumpling ${ms} ms after the file landed in a running kitchen"
+        ok "$label: first $name dumpling in nd-print ${ms} ms after the file landed in a running kitchen"
     else
-        bad "$label: first $name dumpling after ${ms} ms (want < 1000)"
+        bad "$label: first $name dumpling in nd-print after ${ms} ms (want < 1000)"
     fi
 }
 if [ "$(id -u)" = 0 ]; then

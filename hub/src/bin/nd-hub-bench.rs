@@ -382,15 +382,22 @@ async fn run_kitchens(
                     ws.flush().await?;
                 }
                 Some(rate) => {
-                    // Steady pacing on absolute deadlines (start + i / rate), so a late
-                    // wake-up does not shift every later send; each dumpling carries the
-                    // time it was actually written.
-                    let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+                    // 10 ms ticks on absolute deadlines (start + k x 10 ms), so a late
+                    // wake-up does not shift every later send; rate/100 dumplings per tick
+                    // (one at 100/s). Each dumpling carries the time it was written.
+                    let per_tick = (rate / 100).max(1);
                     let start = tokio::time::Instant::now();
-                    for i in 0..per_kitchen {
-                        tokio::time::sleep_until(start + period * i as u32).await;
-                        ws.send(Message::text(make_dumpling(&prefix, now_ns(base))))
-                            .await?;
+                    let mut sent = 0;
+                    let mut k = 0u32;
+                    while sent < per_kitchen {
+                        tokio::time::sleep_until(start + Duration::from_millis(10) * k).await;
+                        k += 1;
+                        for _ in 0..per_tick.min(per_kitchen - sent) {
+                            ws.feed(Message::text(make_dumpling(&prefix, now_ns(base))))
+                                .await?;
+                            sent += 1;
+                        }
+                        ws.flush().await?;
                     }
                 }
             }
