@@ -5,10 +5,11 @@
 //! The binaries are the ones `cargo build --release --workspace` produced; the README's
 //! test command builds them before running the tests.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
@@ -209,4 +210,110 @@ pub fn truth_rows(file: &str) -> Vec<Vec<String>> {
     text.lines()
         .map(|l| l.split('\t').map(str::to_owned).collect())
         .collect()
+}
+
+/// Lines read from a child's pipe as they arrive.
+pub type Lines = Arc<Mutex<Vec<String>>>;
+
+fn read_lines(pipe: impl Read + Send + 'static) -> Lines {
+    let lines: Lines = Arc::default();
+    let out = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            out.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
+    lines
+}
+
+/// A child whose stdout and stderr lines can be read while it runs (for tests that act
+/// on what a process has said so far); killed by its PID when dropped.
+pub struct LiveProcess {
+    /// The running process.
+    pub child: Child,
+    /// Its stdout lines so far.
+    pub stdout: Lines,
+    /// Its stderr lines so far.
+    pub stderr: Lines,
+}
+
+impl LiveProcess {
+    /// Start `cmd` (with `NO_COLOR=1`) with both pipes read line by line.
+    pub fn spawn(cmd: &mut Command) -> LiveProcess {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1")
+            .spawn()
+            .expect("spawn");
+        let stdout = read_lines(child.stdout.take().expect("stdout"));
+        let stderr = read_lines(child.stderr.take().expect("stderr"));
+        LiveProcess {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Send a signal (`"INT"`, `"TERM"`, ...) to this process only.
+    pub fn signal(&self, sig: &str) {
+        signal(self.child.id(), sig);
+    }
+
+    /// Wait for the exit within `limit` (panics after killing it otherwise).
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                // Let the reader threads reach the end of the pipes.
+                std::thread::sleep(Duration::from_millis(200));
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "process did not end within {limit:?}:\n{}",
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many stdout lines so far.
+    pub fn stdout_count(&self) -> usize {
+        self.stdout.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Everything on stderr so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+}
+
+impl Drop for LiveProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether this process runs as root (effective uid 0), read from `/proc/self/status`.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }

@@ -17,15 +17,17 @@
 //! after the eater has reconnected (a dumpling forwarded before any eater is connected is
 //! dropped by the hub, by design, which would make the accounting a race).
 
-use std::io::{BufRead, Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, free_port, test_data, wait_for_port, workspace_root};
+use e2e_tests::{
+    bin, free_port, test_data, wait_for_port, workspace_root, Lines, LiveProcess as Proc,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -84,92 +86,6 @@ fn fifo(name: &str) -> PathBuf {
 
 // ---------------------------------------------------------------------------------------
 // Processes.
-
-/// Lines read from a child's pipe, live.
-type Lines = Arc<Mutex<Vec<String>>>;
-
-fn read_lines(pipe: impl Read + Send + 'static) -> Lines {
-    let lines: Lines = Arc::default();
-    let out = lines.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            out.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-/// A child killed (by its PID) when dropped, with live stdout/stderr lines.
-struct Proc {
-    child: Child,
-    stdout: Lines,
-    stderr: Lines,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("NO_COLOR", "1")
-            .spawn()
-            .expect("spawn");
-        let stdout = read_lines(child.stdout.take().expect("stdout"));
-        let stderr = read_lines(child.stderr.take().expect("stderr"));
-        Proc {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status();
-    }
-
-    /// Wait for the exit within `limit` (panics after killing it otherwise).
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                // Let the reader threads reach the end of the pipes.
-                std::thread::sleep(Duration::from_millis(200));
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "process did not end within {limit:?}:\n{}",
-                    self.stderr_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stdout_count(&self) -> usize {
-        self.stdout.lock().unwrap().len()
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// `nd-hub -a 127.0.0.1 -i IN -o OUT -f 60`, waiting until both ports accept.
 fn start_hub(kitchens: u16, eaters: u16) -> Proc {

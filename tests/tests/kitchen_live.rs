@@ -5,98 +5,19 @@
 //! operator meets first: an unknown interface (non-zero exit, the real interfaces listed)
 //! and a bad filter (libpcap's own message, non-zero exit).
 
-use std::io::{BufRead, Read};
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e_tests::bin;
+use e2e_tests::{bin, is_root, LiveProcess};
 
-type Lines = Arc<Mutex<Vec<String>>>;
-
-fn read_lines(pipe: impl Read + Send + 'static) -> Lines {
-    let lines: Lines = Arc::default();
-    let out = lines.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            out.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-/// `nd-sniff` with live stdout/stderr lines, killed by its PID when dropped.
-struct Sniff {
-    child: Child,
-    stdout: Lines,
-    stderr: Lines,
-}
-
-impl Sniff {
-    fn start(args: &[&str]) -> Sniff {
-        let mut child = Command::new(bin("nd-sniff"))
+/// `nd-sniff ARGS` with live output lines (`RUST_LOG=info`).
+fn start_sniff(args: &[&str]) -> LiveProcess {
+    LiveProcess::spawn(
+        Command::new(bin("nd-sniff"))
             .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nd-sniff");
-        let stdout = read_lines(child.stdout.take().expect("stdout"));
-        let stderr = read_lines(child.stderr.take().expect("stderr"));
-        Sniff {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(200));
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "nd-sniff did not end within {limit:?}:\n{}",
-                    self.stderr_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Sniff {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Root (effective uid 0), read from `/proc/self/status`.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
+            .env("RUST_LOG", "info"),
+    )
 }
 
 #[test]
@@ -110,7 +31,7 @@ fn live_capture_on_lo_counts_exactly_the_datagrams_sent() {
     let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
     let port = receiver.local_addr().expect("addr").port();
     let filter = format!("udp port {port}");
-    let mut sniff = Sniff::start(&[
+    let mut sniff = start_sniff(&[
         "-i",
         "lo",
         "-f",
@@ -124,7 +45,7 @@ fn live_capture_on_lo_counts_exactly_the_datagrams_sent() {
         "-c",
         "PacketCountChef",
     ]);
-    let ready = |s: &Sniff| {
+    let ready = |s: &LiveProcess| {
         s.stderr
             .lock()
             .unwrap()
@@ -181,7 +102,7 @@ fn live_capture_on_lo_counts_exactly_the_datagrams_sent() {
 
 #[test]
 fn unknown_interface_fails_and_lists_the_real_ones() {
-    let mut sniff = Sniff::start(&["-i", "nd-no-such-if0", "--stdout", "--no-hub"]);
+    let mut sniff = start_sniff(&["-i", "nd-no-such-if0", "--stdout", "--no-hub"]);
     let status = sniff.wait(Duration::from_secs(60));
     let stderr = sniff.stderr_text();
     assert_ne!(status.code(), Some(0), "{stderr}");
@@ -204,7 +125,7 @@ fn bad_filter_fails_with_libpcaps_message() {
         eprintln!("SKIP bad_filter_fails_with_libpcaps_message: needs root (opens lo)");
         return;
     }
-    let mut sniff = Sniff::start(&["-i", "lo", "-f", "udp port and and", "--stdout", "--no-hub"]);
+    let mut sniff = start_sniff(&["-i", "lo", "-f", "udp port and and", "--stdout", "--no-hub"]);
     let status = sniff.wait(Duration::from_secs(60));
     let stderr = sniff.stderr_text();
     assert_ne!(status.code(), Some(0), "{stderr}");
