@@ -2,7 +2,7 @@
 //! every component it produces into the kitchen, so `nd-sniff` ships with its built-in chefs
 //! and nobody has to run a second build by hand.
 //!
-//! The nested `cargo` is the canonical chef build from `docs/TEAM-NOTES.md`:
+//! The nested `cargo` is the canonical chef build (as in `docs/writing-a-chef.md`):
 //! `cargo build --release --manifest-path chefs/Cargo.toml --target wasm32-wasip2
 //! --target-dir target/chefs`. It runs with a cleaned environment: the outer cargo exports
 //! variables (target dir, rustflags, jobserver, clippy's workspace wrapper, ...) that would
