@@ -114,6 +114,25 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
     outcome
 }
 
+/// The `--color` / `--no-color` pair every eater CLI has (the original's flags), flattened
+/// into each `Cli`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ColorArgs {
+    /// Colour output (default: only on a terminal).
+    #[arg(long, overrides_with = "no_color")]
+    pub color: bool,
+    /// No colour.
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+impl ColorArgs {
+    /// Whether to colour: forced either way, else on only for a terminal.
+    pub fn enabled(&self) -> bool {
+        use_color(self.color, self.no_color)
+    }
+}
+
 /// `--color` / `--no-color` resolution: forced either way, else on only for a terminal.
 pub fn use_color(color: bool, no_color: bool) -> bool {
     use std::io::IsTerminal;

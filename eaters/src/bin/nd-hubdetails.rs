@@ -37,12 +37,8 @@ struct Cli {
         default_value = "detailseater"
     )]
     eater_name: String,
-    /// Colour output (default: only on a terminal).
-    #[arg(long, overrides_with = "no_color")]
-    color: bool,
-    /// No colour.
-    #[arg(long)]
-    no_color: bool,
+    #[command(flatten)]
+    color: eaters::ColorArgs,
     /// Connection attempts before giving up.
     #[arg(long, value_name = "N", default_value_t = 3)]
     retries: u32,
@@ -66,7 +62,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let color = eaters::use_color(cli.color, cli.no_color);
+    let color = cli.color.enabled();
     let runtime = match eaters::runtime() {
         Ok(rt) => rt,
         Err(error) => {
@@ -113,7 +109,11 @@ mod tests {
         let cli =
             Cli::try_parse_from(["nd-hubdetails", "-h", "h:1", "-n", "x", "--no-color"]).unwrap();
         assert_eq!(
-            (cli.hub.as_str(), cli.eater_name.as_str(), cli.no_color),
+            (
+                cli.hub.as_str(),
+                cli.eater_name.as_str(),
+                cli.color.no_color
+            ),
             ("h:1", "x", true)
         );
         assert_eq!(

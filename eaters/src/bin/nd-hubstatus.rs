@@ -35,12 +35,8 @@ struct Cli {
         default_value = "statuseater"
     )]
     eater_name: String,
-    /// Colour output (default: only on a terminal).
-    #[arg(long, overrides_with = "no_color")]
-    color: bool,
-    /// No colour.
-    #[arg(long)]
-    no_color: bool,
+    #[command(flatten)]
+    color: eaters::ColorArgs,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -73,7 +69,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let color = eaters::use_color(cli.color, cli.no_color);
+    let color = cli.color.enabled();
     let runtime = match eaters::runtime() {
         Ok(rt) => rt,
         Err(error) => {

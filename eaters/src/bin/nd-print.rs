@@ -61,12 +61,8 @@ struct Cli {
     /// Do not print the payload.
     #[arg(long)]
     no_payload: bool,
-    /// Colour output (default: only on a terminal).
-    #[arg(long, overrides_with = "no_color")]
-    color: bool,
-    /// No colour.
-    #[arg(long)]
-    no_color: bool,
+    #[command(flatten)]
+    color: eaters::ColorArgs,
     /// Print each dumpling as received, one JSON document per line (for jq).
     #[arg(long)]
     json: bool,
@@ -94,7 +90,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let color = eaters::use_color(cli.color, cli.no_color);
+    let color = cli.color.enabled();
     let runtime = match eaters::runtime() {
         Ok(rt) => rt,
         Err(error) => {
