@@ -17,10 +17,10 @@ use kitchen::chefs;
 use kitchen::dispatch::{
     wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
-use kitchen::file_filter::FileFilter;
 use kitchen::hub_client::{HubClient, HubOptions, HubReport};
 use kitchen::output::{StdoutSink, Tee};
-use kitchen::reload::{self, ReloadPolicy, Reloader};
+use kitchen::reload::{self, ReloadHook, ReloadPolicy, Reloader};
+use kitchen::replay::{self, ReplayCounters, ReplayEnd, ReplayError, ReplayOptions};
 use kitchen::status::{CaptureCounters, HubCounters, StatusDetail};
 
 use crate::cli::{Config, Source, StatusMode};
@@ -297,65 +297,69 @@ fn replay(
     config: &Config,
     path: &std::path::Path,
     d: &mut Dispatcher,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     hot: &Hot<'_>,
 ) -> anyhow::Result<RunEnd> {
-    let k = &config.kitchen_name;
-    let mut reader =
+    let k = config.kitchen_name.clone();
+    let reader =
         FileReader::open(path).with_context(|| format!("cannot replay {}", path.display()))?;
-    let mut filter = match &config.filter {
-        Some(f) => Some(FileFilter::new(f)?),
-        None => None,
-    };
     let started = Instant::now();
-    let mut last_progress = started;
-    let mut passed: u64 = 0;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            tracing::warn!("{k}: Caught a signal; stopping the replay");
-            return Ok(RunEnd::Done);
+    let progress_kitchen = k.clone();
+    let options = ReplayOptions {
+        filter: config.filter.clone(),
+        stop: stop.clone(),
+        progress: Some((
+            Duration::from_secs(5),
+            Box::new(move |c: &ReplayCounters, d: &Dispatcher| {
+                let read = c.read.load(Ordering::Relaxed);
+                tracing::info!(
+                    "{progress_kitchen}: replay progress: {} packets read, {} passed the filter, \
+                     {:.0} packets/s, {} dumplings",
+                    read,
+                    c.passed.load(Ordering::Relaxed),
+                    read as f64 / started.elapsed().as_secs_f64(),
+                    d.stats().dumplings
+                );
+            }),
+        )),
+    };
+    let mut hook = ReloadHook::new(hot.reloader, &hot.policy);
+    let (end, counters) = match replay::replay(reader, d, &mut hook, options) {
+        Ok(r) => r,
+        Err(ReplayError::Sink(SinkError::Closed)) => return Ok(RunEnd::OutputClosed),
+        Err(ReplayError::Capture(e)) => {
+            return Err(e).with_context(|| format!("reading {}", path.display()))
         }
-        let record = match reader.next_packet() {
-            Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e @ CaptureError::Damaged { .. }) => {
-                tracing::error!("{k}: {e}; the packets before the damage were processed");
-                return Ok(RunEnd::Damaged);
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("reading {}", path.display()));
-            }
-        };
-        if let Some(f) = filter.as_mut() {
-            if !f.matches(&record) {
-                continue;
-            }
-        }
-        passed += 1;
-        match hot.apply(d).and_then(|()| d.push(&record)) {
-            Ok(()) => {}
-            Err(SinkError::Closed) => return Ok(RunEnd::OutputClosed),
-            Err(e) => return Err(e).context("writing dumplings"),
-        }
-        if passed.is_multiple_of(16_384) && last_progress.elapsed() >= Duration::from_secs(5) {
-            last_progress = Instant::now();
-            let secs = started.elapsed().as_secs_f64();
-            tracing::info!(
-                "{k}: replay progress: {} packets read, {} passed the filter, {:.0} packets/s, {} dumplings",
-                reader.packets_read(),
-                passed,
-                reader.packets_read() as f64 / secs,
-                d.stats().dumplings
-            );
-        }
-    }
-    tracing::info!(
-        "{k}: end of {}: {} packets read, {} passed the filter",
-        path.display(),
-        reader.packets_read(),
-        passed
+        Err(e) => return Err(e.into()),
+    };
+    let (read, passed) = (
+        counters.read.load(Ordering::Relaxed),
+        counters.passed.load(Ordering::Relaxed),
     );
-    Ok(RunEnd::Done)
+    match end {
+        ReplayEnd::Done => {
+            tracing::info!(
+                "{k}: end of {}: {read} packets read, {passed} passed the filter",
+                path.display(),
+            );
+            Ok(RunEnd::Done)
+        }
+        ReplayEnd::Stopped { left_behind } => {
+            tracing::warn!("{k}: Caught a signal; stopped the replay after {read} packets");
+            if left_behind > 0 {
+                tracing::warn!(
+                    "{k}: the file reader was blocked in a read; {left_behind} packets it had \
+                     read were not handed to the chefs"
+                );
+            }
+            Ok(RunEnd::Done)
+        }
+        ReplayEnd::Damaged(e) => {
+            tracing::error!("{k}: {e}; the packets before the damage were processed");
+            Ok(RunEnd::Damaged)
+        }
+        ReplayEnd::OutputClosed => Ok(RunEnd::OutputClosed),
+    }
 }
 
 fn live(

@@ -2,7 +2,11 @@
 //!
 //! * Packets are parsed into a batch of up to [`MAX_BATCH_PACKETS`] WIT records plus one
 //!   byte arena (the cheapest shape measured: ~50-80 ns/packet for the call, against
-//!   ~150-250 ns for one call per packet; `shared/docs/wasm-host-notes.md` §1.2).
+//!   ~150-250 ns for one call per packet; `shared/docs/wasm-host-notes.md` §1.2) by a
+//!   [`BatchBuilder`], which also places the interval pokes between batches. The
+//!   [`Dispatcher`] runs those [`Step`]s on the chefs, in order: either on the same thread
+//!   ([`Dispatcher::push`], live capture) or fed from a parsing thread
+//!   ([`Dispatcher::run`], replay: see [`crate::replay`]).
 //! * Each chef gets only the packets matching its `interest`, and only if it uses the
 //!   packet driver. A chef interested in everything gets the batch as is (no copy); others
 //!   get a sub-batch with its own compacted arena, so a DNS chef does not pay for copying
@@ -27,30 +31,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use capture::PacketRecord;
 use dumpling::Driver;
 
+pub use crate::batch::{
+    Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
+};
 use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::{LoadedChef, WirePacket};
-use crate::packet::{parse_into, NetClass, PacketClass, TransportClass};
+use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
-
-/// Packets per chef call.
-pub const MAX_BATCH_PACKETS: usize = 256;
-/// Arena bytes per batch: a batch is flushed early rather than grow past this, so a chef's
-/// arguments stay small next to its memory cap even with 256 KiB jumbo captures.
-pub const MAX_BATCH_BYTES: usize = 1 << 20;
-/// More pokes than this inside one gap between packets are collapsed into one (a capture
-/// with a day-long pause must not produce 17 280 pokes per chef at the default 5 s).
-pub const MAX_POKES_PER_GAP: u64 = 1000;
-
-/// Whose clock the kitchen follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClockMode {
-    /// Replaying a file: capture timestamps drive pokes and `creation_time`.
-    Replay,
-    /// Capturing live: wall time.
-    Live,
-}
 
 /// Why the output refused a dumpling.
 #[derive(Debug, thiserror::Error)]
@@ -154,21 +143,6 @@ pub struct ChefSlot {
     pub qualified_name: String,
 }
 
-#[derive(Default)]
-struct Batch {
-    packets: Vec<WirePacket>,
-    classes: Vec<PacketClass>,
-    arena: Vec<u8>,
-}
-
-impl Batch {
-    fn clear(&mut self) {
-        self.packets.clear();
-        self.classes.clear();
-        self.arena.clear();
-    }
-}
-
 /// A chef's share of a batch: records re-pointed into a compacted arena, plus the index of
 /// each record in the full batch (for `packet-index` → capture time).
 #[derive(Default)]
@@ -193,15 +167,16 @@ pub struct KitchenStats {
     pub dumplings: u64,
 }
 
-/// The dispatcher: owns the chefs, the current batch and the poke schedule.
+/// The dispatcher: owns the chefs and runs [`Step`]s on them; it also has a
+/// [`BatchBuilder`] for callers that feed packets on the same thread.
 pub struct Dispatcher {
     kitchen: String,
     chefs: Vec<ChefSlot>,
     mode: ClockMode,
     interval_ns: u64,
-    next_poke_ns: Option<u64>,
+    /// Capture time of the last packet handed to the chefs (the replay clock).
     last_packet_ns: Option<u64>,
-    batch: Batch,
+    builder: BatchBuilder,
     sub: SubBatch,
     sink: Box<dyn DumplingSink>,
     stats: KitchenStats,
@@ -222,16 +197,16 @@ impl Dispatcher {
     ) -> Self {
         chefs.sort_by(|a, b| a.chef.name().cmp(b.chef.name()));
         let runtime = chefs.iter().map(|_| ChefRuntime::default()).collect();
+        let builder = BatchBuilder::new(mode, poke_interval);
         Dispatcher {
             runtime,
             status: StatusInputs::default(),
             kitchen: kitchen.into(),
             chefs,
             mode,
-            interval_ns: (poke_interval.as_nanos() as u64).max(1),
-            next_poke_ns: None,
+            interval_ns: builder.interval_ns(),
             last_packet_ns: None,
-            batch: Batch::default(),
+            builder,
             sub: SubBatch::default(),
             sink,
             stats: KitchenStats::default(),
@@ -248,76 +223,42 @@ impl Dispatcher {
         &self.stats
     }
 
+    /// A builder with this dispatcher's clock mode and poke interval, for a parsing thread
+    /// whose steps come back through [`Dispatcher::run`].
+    pub fn new_builder(&self) -> BatchBuilder {
+        BatchBuilder::new(self.mode, Duration::from_nanos(self.interval_ns))
+    }
+
     /// When the next poke is due (kitchen clock, ns), once the clock has started.
     pub fn next_poke_ns(&self) -> Option<u64> {
-        self.next_poke_ns
+        self.builder.next_poke_ns()
     }
 
     /// Live mode: the first poke, straight away (as the original's poke thread does).
     pub fn start_live(&mut self, now_ns: u64) -> Result<(), SinkError> {
-        self.poke(now_ns)?;
-        self.next_poke_ns = Some(now_ns.saturating_add(self.interval_ns));
-        Ok(())
+        self.builder.start_live(now_ns);
+        self.drain()
     }
 
     /// Fire every poke due at or before `now_ns` (flushing the batch before each, so
     /// packets before a poke are handled before it).
     pub fn advance_clock(&mut self, now_ns: u64) -> Result<(), SinkError> {
-        let Some(next) = self.next_poke_ns else {
-            return Ok(());
-        };
-        if now_ns < next {
-            return Ok(());
-        }
-        let due = (now_ns - next) / self.interval_ns + 1;
-        let mut at = next;
-        if due > MAX_POKES_PER_GAP {
-            // Collapse a long gap: one poke at the last grid point before `now_ns`.
-            at = next + (due - 1) * self.interval_ns;
-            self.stats.pokes_collapsed += due - 1;
-            tracing::info!(
-                skipped = due - 1,
-                "capture gap: collapsed {} interval pokes into one",
-                due - 1
-            );
-        }
-        while at <= now_ns {
-            self.poke(at)?;
-            at = at.saturating_add(self.interval_ns);
-        }
-        self.next_poke_ns = Some(at);
-        Ok(())
+        self.builder.advance_clock(now_ns);
+        self.drain()
     }
 
     /// Take one captured packet.
     pub fn push(&mut self, record: &PacketRecord<'_>) -> Result<(), SinkError> {
-        if self.mode == ClockMode::Replay {
-            match self.next_poke_ns {
-                None => {
-                    self.next_poke_ns = Some(record.timestamp_ns.saturating_add(self.interval_ns))
-                }
-                Some(_) => self.advance_clock(record.timestamp_ns)?,
-            }
-        }
-        if !self.batch.packets.is_empty()
-            && self.batch.arena.len() + record.data.len() > MAX_BATCH_BYTES
-        {
-            self.flush()?;
-        }
-        let (packet, class) = parse_into(record, &mut self.batch.arena);
-        self.batch.packets.push(WirePacket(packet));
-        self.batch.classes.push(class);
-        self.stats.packets += 1;
-        self.last_packet_ns = Some(record.timestamp_ns);
-        if self.batch.packets.len() >= MAX_BATCH_PACKETS {
-            self.flush()?;
+        self.builder.push(record);
+        if self.builder.ready() > 0 {
+            self.drain()?;
         }
         Ok(())
     }
 
     /// Packets waiting in the current batch.
     pub fn pending(&self) -> usize {
-        self.batch.packets.len()
+        self.builder.pending()
     }
 
     /// End of input: flush, then the final poke (replay: at the last packet's time, so
@@ -337,10 +278,45 @@ impl Dispatcher {
 
     /// Hand the current batch to every interested packet chef.
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        if self.batch.packets.is_empty() {
-            return Ok(());
+        self.builder.cut();
+        self.drain()
+    }
+
+    /// Run every step the own builder has ready.
+    fn drain(&mut self) -> Result<(), SinkError> {
+        while let Some(step) = self.builder.next_step() {
+            if let Some(batch) = self.run(step)? {
+                self.builder.recycle(batch);
+            }
         }
+        Ok(())
+    }
+
+    /// Run one step (from [`BatchBuilder::next_step`], possibly on another thread; steps
+    /// must come in the order the builder made them). A packet batch is handed back,
+    /// emptied, for [`BatchBuilder::recycle`].
+    pub fn run(&mut self, step: Step) -> Result<Option<Batch>, SinkError> {
+        match step {
+            Step::Packets(mut batch) => {
+                let result = self.run_batch(&batch);
+                batch.clear();
+                result.map(|()| Some(batch))
+            }
+            Step::Poke { at_ns, collapsed } => {
+                self.stats.pokes_collapsed += collapsed;
+                self.poke_chefs(at_ns).map(|()| None)
+            }
+        }
+    }
+
+    /// Hand `batch` to every interested packet chef.
+    fn run_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let Some(last_ns) = batch.last_timestamp_ns() else {
+            return Ok(());
+        };
+        self.stats.packets += batch.len() as u64;
         self.stats.batches += 1;
+        self.last_packet_ns = Some(last_ns);
         let now_ns = self.clock_ns();
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
@@ -349,22 +325,21 @@ impl Dispatcher {
             }
             let everything = slot.matcher.is_everything();
             if !everything {
-                select(&self.batch, &slot.matcher, &mut self.sub);
+                select(batch, &slot.matcher, &mut self.sub);
                 if self.sub.packets.is_empty() {
                     continue;
                 }
             }
             let started = Instant::now();
             let result = if everything {
-                slot.chef
-                    .on_packets(&self.batch.packets, &self.batch.arena, now_ns)
+                slot.chef.on_packets(&batch.packets, &batch.arena, now_ns)
             } else {
                 slot.chef
                     .on_packets(&self.sub.packets, &self.sub.arena, now_ns)
             };
             let rt = &mut self.runtime[i];
             rt.offered += if everything {
-                self.batch.packets.len()
+                batch.packets.len()
             } else {
                 self.sub.packets.len()
             } as u64;
@@ -389,7 +364,7 @@ impl Dispatcher {
                 );
             }
             let n_given = if everything {
-                self.batch.packets.len()
+                batch.packets.len()
             } else {
                 self.sub.packets.len()
             };
@@ -412,17 +387,21 @@ impl Dispatcher {
                     );
                     continue;
                 };
-                let ts = self.batch.packets[batch_idx].0.timestamp_ns;
+                let ts = batch.packets[batch_idx].0.timestamp_ns;
                 self.emit(i, Driver::Packet, ts, &d.payload)?;
             }
         }
-        self.batch.clear();
         Ok(())
     }
 
     /// Poke every interval chef (after flushing pending packets).
     pub fn poke(&mut self, now_ns: u64) -> Result<(), SinkError> {
         self.flush()?;
+        self.poke_chefs(now_ns)
+    }
+
+    /// Poke every interval chef, then send the kitchen status if it is on.
+    fn poke_chefs(&mut self, now_ns: u64) -> Result<(), SinkError> {
         self.stats.pokes += 1;
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
@@ -708,6 +687,7 @@ pub fn wall_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::parse_into;
 
     fn class(net: NetClass, transport: TransportClass, ports: Option<(u16, u16)>) -> PacketClass {
         PacketClass {

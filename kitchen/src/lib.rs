@@ -7,7 +7,10 @@
 //! * [`chef_host`]: the wasmtime host: engine, limits, cache, admission, instances, logs.
 //! * [`chefs`]: finding chefs (built-in and `--chef-dir`), selecting them by name.
 //! * [`builtin`]: the sample chefs embedded at build time by `build.rs`.
-//! * [`dispatch`]: batches, interest filtering, pokes, payload validation, encoding.
+//! * [`batch`]: parsed packets grouped into batches, with the interval pokes between them.
+//! * [`dispatch`]: runs batches and pokes on the chefs: interest filtering, payload
+//!   validation, encoding.
+//! * [`replay`]: `-r FILE` on two threads (read + parse, chefs).
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
 //! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report.
@@ -18,6 +21,7 @@
 //! Architecture invariant: nothing a chef does (trap, loop, allocate, return garbage) can
 //! stop the kitchen or affect another chef; see [`chef_host`].
 
+pub mod batch;
 pub mod builtin;
 pub mod chef_host;
 pub mod chefs;
@@ -28,4 +32,5 @@ pub mod origin;
 pub mod output;
 pub mod packet;
 pub mod reload;
+pub mod replay;
 pub mod status;

@@ -416,6 +416,41 @@ pub fn apply(
     }
 }
 
+/// Hot reload as a [`crate::replay::BetweenSteps`] hook: an event waiting from the loader
+/// thread asks the replay for a batch boundary, where it is applied (with any others).
+pub struct ReloadHook<'a> {
+    reloader: Option<&'a Reloader>,
+    policy: &'a ReloadPolicy,
+    held: Option<ReloadEvent>,
+}
+
+impl<'a> ReloadHook<'a> {
+    /// A hook for `reloader` (none: nothing ever waits).
+    pub fn new(reloader: Option<&'a Reloader>, policy: &'a ReloadPolicy) -> Self {
+        ReloadHook {
+            reloader,
+            policy,
+            held: None,
+        }
+    }
+}
+
+impl crate::replay::BetweenSteps for ReloadHook<'_> {
+    fn waiting(&mut self) -> bool {
+        if self.held.is_none() {
+            self.held = self.reloader.and_then(Reloader::try_recv);
+        }
+        self.held.is_some()
+    }
+
+    fn apply(&mut self, d: &mut Dispatcher) -> Result<(), SinkError> {
+        if let Some(event) = self.held.take() {
+            apply(d, event, self.policy)?;
+        }
+        apply_pending(self.reloader, d, self.policy)
+    }
+}
+
 /// Apply every waiting event (the dispatch loop calls this between packets).
 pub fn apply_pending(
     reloader: Option<&Reloader>,

@@ -6,6 +6,7 @@
 mod fixtures_build;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, LoadedChef};
 use kitchen::dispatch::{
     ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
-use kitchen::file_filter::FileFilter;
+use kitchen::replay::{NoHooks, ReplayEnd, ReplayOptions};
 
 pub use fixtures_build::workspace_root;
 
@@ -97,16 +98,14 @@ pub fn replay(
         ClockMode::Replay,
         Box::new(out.clone()),
     );
-    let mut reader = FileReader::open(path).expect("open capture");
-    let mut filter = filter.map(|f| FileFilter::new(f).expect("filter"));
-    while let Some(rec) = reader.next_packet().expect("read capture") {
-        if let Some(f) = filter.as_mut() {
-            if !f.matches(&rec) {
-                continue;
-            }
-        }
-        d.push(&rec).expect("push");
-    }
+    let reader = FileReader::open(path).expect("open capture");
+    let options = ReplayOptions {
+        filter: filter.map(str::to_owned),
+        stop: Arc::new(AtomicBool::new(false)),
+        progress: None,
+    };
+    let (end, _) = kitchen::replay::replay(reader, &mut d, &mut NoHooks, options).expect("replay");
+    assert!(matches!(end, ReplayEnd::Done), "{end:?}");
     d.finish().expect("finish");
     let lines = out.0.lock().unwrap().clone();
     (lines, d)

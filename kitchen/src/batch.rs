@@ -1,0 +1,292 @@
+//! The first half of the kitchen's core loop: captured packets in, [`Step`]s out.
+//!
+//! A [`BatchBuilder`] parses each packet into a WIT record (plus one shared byte arena),
+//! groups them into batches of up to [`MAX_BATCH_PACKETS`], and turns the poke schedule
+//! into pokes placed between the batches: in replay the capture clock drives it (t0+p,
+//! t0+2p, ..., each poke placed before the first packet whose timestamp reaches it); live,
+//! the wall clock (at start, then every p). The second half, running the chefs on those
+//! steps in order, is [`crate::dispatch::Dispatcher`].
+//!
+//! The split is what lets a replay use two cores ([`crate::replay`]): reading and parsing
+//! on one thread, chefs on the other, with the steps passed between them in order, so
+//! the output is the same as a single-threaded run, byte for byte.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use capture::PacketRecord;
+
+use crate::chef_host::WirePacket;
+use crate::packet::{parse_into, PacketClass};
+
+/// Packets per chef call.
+pub const MAX_BATCH_PACKETS: usize = 256;
+/// Arena bytes per batch: a batch is cut early rather than grow past this, so a chef's
+/// arguments stay small next to its memory cap even with 256 KiB jumbo captures.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+/// More pokes than this inside one gap between packets are collapsed into one (a capture
+/// with a day-long pause must not produce 17 280 pokes per chef at the default 5 s).
+pub const MAX_POKES_PER_GAP: u64 = 1000;
+
+/// Whose clock the kitchen follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    /// Replaying a file: capture timestamps drive pokes and `creation_time`.
+    Replay,
+    /// Capturing live: wall time.
+    Live,
+}
+
+/// Parsed packets for one chef call: WIT records whose spans point into one byte arena,
+/// and each packet's class for interest matching.
+#[derive(Default)]
+pub struct Batch {
+    pub(crate) packets: Vec<WirePacket>,
+    pub(crate) classes: Vec<PacketClass>,
+    pub(crate) arena: Vec<u8>,
+}
+
+impl Batch {
+    /// Number of packets.
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// True when the batch holds no packet.
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// Capture time of the last packet, ns.
+    pub fn last_timestamp_ns(&self) -> Option<u64> {
+        self.packets.last().map(|p| p.0.timestamp_ns)
+    }
+
+    /// Append one parsed packet.
+    fn push(&mut self, record: &PacketRecord<'_>) {
+        let (packet, class) = parse_into(record, &mut self.arena);
+        self.packets.push(WirePacket(packet));
+        self.classes.push(class);
+    }
+
+    /// Empty it, keeping the allocations.
+    pub(crate) fn clear(&mut self) {
+        self.packets.clear();
+        self.classes.clear();
+        self.arena.clear();
+    }
+}
+
+/// One unit of work for the chefs, in capture order.
+pub enum Step {
+    /// Hand these packets to every interested packet chef.
+    Packets(Batch),
+    /// Poke every interval chef at this kitchen time (ns since the Unix epoch).
+    Poke {
+        /// Kitchen clock of the poke.
+        at_ns: u64,
+        /// Grid points skipped just before this one by [`MAX_POKES_PER_GAP`].
+        collapsed: u64,
+    },
+}
+
+/// Builds [`Step`]s from captured packets and the clock.
+pub struct BatchBuilder {
+    mode: ClockMode,
+    interval_ns: u64,
+    next_poke_ns: Option<u64>,
+    batch: Batch,
+    /// Emptied batches handed back by the chef side, reused to avoid allocating.
+    spare: Vec<Batch>,
+    ready: VecDeque<Step>,
+}
+
+impl BatchBuilder {
+    /// A builder poking every `poke_interval` on `mode`'s clock.
+    pub fn new(mode: ClockMode, poke_interval: Duration) -> Self {
+        BatchBuilder {
+            mode,
+            interval_ns: (poke_interval.as_nanos() as u64).max(1),
+            next_poke_ns: None,
+            batch: Batch::default(),
+            spare: Vec::new(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// The poke interval, ns.
+    pub fn interval_ns(&self) -> u64 {
+        self.interval_ns
+    }
+
+    /// When the next poke is due (kitchen clock, ns), once the clock has started.
+    pub fn next_poke_ns(&self) -> Option<u64> {
+        self.next_poke_ns
+    }
+
+    /// Packets in the batch being built.
+    pub fn pending(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Live mode: the first poke, straight away (as the original's poke thread does).
+    pub fn start_live(&mut self, now_ns: u64) {
+        self.cut();
+        self.ready.push_back(Step::Poke {
+            at_ns: now_ns,
+            collapsed: 0,
+        });
+        self.next_poke_ns = Some(now_ns.saturating_add(self.interval_ns));
+    }
+
+    /// Take one captured packet (replay: first places the pokes due before it).
+    pub fn push(&mut self, record: &PacketRecord<'_>) {
+        if self.mode == ClockMode::Replay {
+            match self.next_poke_ns {
+                None => {
+                    self.next_poke_ns = Some(record.timestamp_ns.saturating_add(self.interval_ns))
+                }
+                Some(_) => self.advance_clock(record.timestamp_ns),
+            }
+        }
+        if !self.batch.is_empty() && self.batch.arena.len() + record.data.len() > MAX_BATCH_BYTES {
+            self.cut();
+        }
+        self.batch.push(record);
+        if self.batch.len() >= MAX_BATCH_PACKETS {
+            self.cut();
+        }
+    }
+
+    /// Queue every poke due at or before `now_ns` (each after the packets before it).
+    pub fn advance_clock(&mut self, now_ns: u64) {
+        let Some(next) = self.next_poke_ns else {
+            return;
+        };
+        if now_ns < next {
+            return;
+        }
+        self.cut();
+        let due = (now_ns - next) / self.interval_ns + 1;
+        let mut at = next;
+        let mut collapsed = 0;
+        if due > MAX_POKES_PER_GAP {
+            // Collapse a long gap: one poke at the last grid point before `now_ns`.
+            at = next + (due - 1) * self.interval_ns;
+            collapsed = due - 1;
+            tracing::info!(
+                skipped = collapsed,
+                "capture gap: collapsed {collapsed} interval pokes into one"
+            );
+        }
+        while at <= now_ns {
+            self.ready.push_back(Step::Poke {
+                at_ns: at,
+                collapsed,
+            });
+            collapsed = 0;
+            at = at.saturating_add(self.interval_ns);
+        }
+        self.next_poke_ns = Some(at);
+    }
+
+    /// Queue the batch being built (if it has packets), e.g. when the input goes quiet.
+    pub fn cut(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let fresh = self.spare.pop().unwrap_or_default();
+        self.ready
+            .push_back(Step::Packets(std::mem::replace(&mut self.batch, fresh)));
+    }
+
+    /// The next step ready for the chefs, oldest first.
+    pub fn next_step(&mut self) -> Option<Step> {
+        self.ready.pop_front()
+    }
+
+    /// Steps queued and not yet taken.
+    pub fn ready(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Give back a batch the chefs are done with, for reuse.
+    pub fn recycle(&mut self, mut batch: Batch) {
+        // A few spares cover the batches in flight; more would only hold memory.
+        if self.spare.len() < 8 {
+            batch.clear();
+            self.spare.push(batch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ts: u64, data: &[u8]) -> PacketRecord<'_> {
+        PacketRecord {
+            timestamp_ns: ts,
+            link_type: 9999,
+            interface_index: 0,
+            original_len: data.len() as u32,
+            data,
+        }
+    }
+
+    /// (packets per batch | poke time) in order.
+    fn drain(b: &mut BatchBuilder) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(s) = b.next_step() {
+            out.push(match s {
+                Step::Packets(batch) => {
+                    let n = batch.len();
+                    b.recycle(batch);
+                    format!("{n}p")
+                }
+                Step::Poke { at_ns, collapsed } => format!("poke@{at_ns}+{collapsed}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn replay_pokes_sit_between_the_packets_around_them() {
+        let mut b = BatchBuilder::new(ClockMode::Replay, Duration::from_nanos(10));
+        for ts in [0, 3, 9, 10, 25] {
+            b.push(&record(ts, b"x"));
+        }
+        b.cut();
+        assert_eq!(drain(&mut b), ["3p", "poke@10+0", "1p", "poke@20+0", "1p"]);
+        assert_eq!(b.next_poke_ns(), Some(30));
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_packet_and_byte_caps() {
+        let mut b = BatchBuilder::new(ClockMode::Live, Duration::from_secs(1));
+        for _ in 0..MAX_BATCH_PACKETS + 1 {
+            b.push(&record(0, b"x"));
+        }
+        assert_eq!(b.pending(), 1);
+        let big = vec![0u8; MAX_BATCH_BYTES / 2 + 1];
+        b.push(&record(0, &big));
+        b.push(&record(0, &big));
+        b.cut();
+        let steps = drain(&mut b);
+        assert_eq!(
+            steps,
+            [format!("{MAX_BATCH_PACKETS}p"), "2p".into(), "1p".into()]
+        );
+    }
+
+    #[test]
+    fn a_long_gap_collapses_into_one_poke() {
+        let mut b = BatchBuilder::new(ClockMode::Replay, Duration::from_nanos(1));
+        b.push(&record(0, b"x"));
+        b.push(&record(5000, b"x"));
+        let steps = drain(&mut b);
+        assert_eq!(steps[0], "1p");
+        assert_eq!(steps[1], "poke@5000+4999");
+        assert_eq!(steps.len(), 2, "{steps:?}");
+    }
+}

@@ -1,0 +1,376 @@
+//! `nd-sniff -r FILE`: a replay on two threads.
+//!
+//! Reading a capture and parsing its packets into WIT records costs about as much as
+//! running the sample chefs on them, so a replay splits the work the way a live capture
+//! already does: a **reading thread** owns the [`FileReader`], the `--filter` and a
+//! [`BatchBuilder`] (batches + the capture-clock pokes), and sends [`Step`]s down a short
+//! bounded channel; the **calling thread** owns the [`Dispatcher`] and runs the steps on
+//! the chefs in the order they were made. The output is therefore the same, byte for byte,
+//! as a single-threaded run; batches come back through a second channel for reuse.
+//!
+//! Hot reload: a reloaded chef must take effect at a batch boundary and only see packets
+//! read after it was noticed, as it does live. When the [`BetweenSteps`] hook says
+//! something is waiting, the calling thread asks the reading thread (an atomic flag checked
+//! per packet) to cut its batch and send a barrier; the hook is applied at the barrier.
+//! This also makes a reload take effect while a slow source (a FIFO) trickles packets.
+//!
+//! Stopping: a signal is seen by the reading thread at its next packet (it cuts its batch
+//! and ends); the calling thread runs everything sent before the end. If the reading thread
+//! is stuck in a read (a stalled FIFO), the calling thread gives up after
+//! [`STOP_GRACE`] and says how many packets were left behind.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capture::{CaptureError, FileReader};
+
+use crate::batch::{Batch, BatchBuilder, Step};
+use crate::dispatch::{Dispatcher, SinkError};
+use crate::file_filter::{FileFilter, FilterError};
+
+/// Messages in flight between the threads: enough to keep both busy, few enough that a
+/// reload or a stop takes effect within a few thousand packets.
+const CHANNEL_MESSAGES: usize = 2;
+/// Packets the reading thread groups into one message. Waking the other thread costs a
+/// few microseconds of system time; per 256-packet batch that was a third of the cost of
+/// parsing, per 1024 packets it is a few ns per packet. Pokes are sent without waiting
+/// (a FIFO replay that trickles packets still gets its pokes on time).
+const MESSAGE_PACKETS: usize = 1024;
+/// How long the calling thread waits for a step before it checks the hook and the stop flag.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+/// After a stop signal, how long to wait for a reading thread stuck in a read.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Work the calling thread does between steps (hot reload in `nd-sniff`).
+pub trait BetweenSteps {
+    /// Is something waiting that should take effect at the next batch boundary? Called
+    /// before each step and when the input is idle; must be cheap.
+    fn waiting(&mut self) -> bool;
+    /// Apply what is waiting; called at a batch boundary after [`BetweenSteps::waiting`]
+    /// returned true.
+    fn apply(&mut self, d: &mut Dispatcher) -> Result<(), SinkError>;
+}
+
+/// Nothing to do between steps.
+pub struct NoHooks;
+
+impl BetweenSteps for NoHooks {
+    fn waiting(&mut self) -> bool {
+        false
+    }
+    fn apply(&mut self, _d: &mut Dispatcher) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Why a replay ended (errors aside).
+#[derive(Debug)]
+pub enum ReplayEnd {
+    /// End of file.
+    Done,
+    /// A stop signal; everything read before it was handed to the chefs (unless
+    /// `left_behind` says otherwise: the reading thread was stuck in a read).
+    Stopped {
+        /// Packets read but never handed to the chefs.
+        left_behind: u64,
+    },
+    /// The file is damaged part-way; every packet before the damage was handed to the chefs.
+    Damaged(CaptureError),
+    /// The output refused a dumpling because its reader went away.
+    OutputClosed,
+}
+
+/// A replay that could not run or went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The `--filter` expression does not compile.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// Reading the file failed (other than damage inside it).
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The output failed.
+    #[error("writing dumplings: {0}")]
+    Sink(#[from] SinkError),
+    /// The reading thread could not start or died.
+    #[error("the replay's reading thread {0}")]
+    Thread(String),
+}
+
+/// Counters of a replay, readable while it runs.
+#[derive(Debug, Default)]
+pub struct ReplayCounters {
+    /// Packets read from the file.
+    pub read: AtomicU64,
+    /// Packets that passed the filter (all, without one).
+    pub passed: AtomicU64,
+}
+
+/// Options of [`replay`].
+pub struct ReplayOptions {
+    /// A BPF expression packets must match (as `tcpdump -r FILE EXPR` would).
+    pub filter: Option<String>,
+    /// Set by a signal handler to stop early.
+    pub stop: Arc<AtomicBool>,
+    /// Called on the calling thread, at most this often, with the counters.
+    pub progress: Option<(Duration, ProgressReport)>,
+}
+
+/// A progress callback of [`replay`].
+pub type ProgressReport = Box<dyn FnMut(&ReplayCounters, &Dispatcher)>;
+
+/// What the reading thread sends.
+enum FromReader {
+    /// Steps in order.
+    Steps(Vec<Step>),
+    /// Every packet read before the cut request was sent before this.
+    Barrier,
+    End(Result<ReplayEnd, CaptureError>),
+}
+
+/// Replay `reader` through `d`'s chefs: reading and parsing on a new thread, chefs on
+/// this one. Returns how it ended and the counters; `d.finish()` is left to the caller.
+pub fn replay(
+    reader: FileReader,
+    d: &mut Dispatcher,
+    hooks: &mut dyn BetweenSteps,
+    mut options: ReplayOptions,
+) -> Result<(ReplayEnd, Arc<ReplayCounters>), ReplayError> {
+    // Compile the filter here first, so a bad expression fails before anything starts;
+    // the reading thread compiles its own copy (libpcap programs are not `Send`).
+    if let Some(f) = &options.filter {
+        FileFilter::new(f)?;
+    }
+    let counters = Arc::new(ReplayCounters::default());
+    let cut_request = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::sync_channel::<FromReader>(CHANNEL_MESSAGES);
+    let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
+    let reading = ReadingThread {
+        reader,
+        filter: options.filter.clone(),
+        stop: options.stop.clone(),
+        cut_request: cut_request.clone(),
+        counters: counters.clone(),
+        out: Outbox {
+            builder: d.new_builder(),
+            tx,
+            spare_rx,
+            steps: Vec::new(),
+            packets: 0,
+        },
+    };
+    // Not joined: if the output closes while the reader is blocked on a FIFO, the process
+    // must still be able to end. The thread ends by itself once the channel is closed.
+    std::thread::Builder::new()
+        .name("nd-replay-reader".into())
+        .spawn(move || reading.run())
+        .map_err(|e| ReplayError::Thread(format!("cannot start: {e}")))?;
+
+    let mut last_progress = Instant::now();
+    let mut cut_asked = false;
+    let mut stop_seen: Option<Instant> = None;
+    let end = loop {
+        if !cut_asked && hooks.waiting() {
+            cut_request.store(true, Ordering::Release);
+            cut_asked = true;
+        }
+        let message = match rx.recv_timeout(IDLE_CHECK) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                if options.stop.load(Ordering::Relaxed) {
+                    let since = *stop_seen.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STOP_GRACE {
+                        let passed = counters.passed.load(Ordering::Relaxed);
+                        let left_behind = passed.saturating_sub(d.stats().packets);
+                        break ReplayEnd::Stopped { left_behind };
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(ReplayError::Thread("stopped unexpectedly".into()));
+            }
+        };
+        match message {
+            FromReader::Steps(steps) => match run_steps(d, steps, &spare_tx) {
+                Ok(()) => {}
+                Err(SinkError::Closed) => break ReplayEnd::OutputClosed,
+                Err(e) => return Err(e.into()),
+            },
+            FromReader::Barrier => {
+                cut_asked = false;
+                match hooks.apply(d) {
+                    Ok(()) => {}
+                    Err(SinkError::Closed) => break ReplayEnd::OutputClosed,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            FromReader::End(end) => break end?,
+        }
+        if let Some((every, report)) = options.progress.as_mut() {
+            if last_progress.elapsed() >= *every {
+                last_progress = Instant::now();
+                report(&counters, d);
+            }
+        }
+    };
+    Ok((end, counters))
+}
+
+/// Run `steps` in order, handing the emptied batches back for reuse.
+fn run_steps(d: &mut Dispatcher, steps: Vec<Step>, spare: &Sender<Batch>) -> Result<(), SinkError> {
+    for step in steps {
+        if let Some(batch) = d.run(step)? {
+            // The reading thread may be gone (it ended): nothing to reuse then.
+            let _ = spare.send(batch);
+        }
+    }
+    Ok(())
+}
+
+/// The reading thread's state.
+struct ReadingThread {
+    reader: FileReader,
+    filter: Option<String>,
+    stop: Arc<AtomicBool>,
+    cut_request: Arc<AtomicBool>,
+    counters: Arc<ReplayCounters>,
+    out: Outbox,
+}
+
+/// The reading thread's sending side: the builder and the steps not sent yet.
+struct Outbox {
+    builder: BatchBuilder,
+    tx: SyncSender<FromReader>,
+    spare_rx: Receiver<Batch>,
+    steps: Vec<Step>,
+    packets: usize,
+}
+
+/// The calling thread went away (it ended early): stop reading.
+struct Gone;
+
+impl ReadingThread {
+    fn run(mut self) {
+        let end = match self.read_all() {
+            Ok(end) => end,
+            Err(Gone) => return,
+        };
+        self.publish();
+        let _ = self.out.send(FromReader::End(end));
+    }
+
+    /// Read to the end (or a stop); `Err(Gone)` when the calling thread is gone.
+    fn read_all(&mut self) -> Result<Result<ReplayEnd, CaptureError>, Gone> {
+        let mut filter = match &self.filter {
+            Some(f) => match FileFilter::new(f) {
+                Ok(f) => Some(f),
+                // Compiled once already by `replay`: cannot fail here, but must not panic.
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return Ok(Ok(ReplayEnd::Done));
+                }
+            },
+            None => None,
+        };
+        let mut passed: u64 = 0;
+        loop {
+            // Published per packet (two uncontended stores): the calling thread reads them for
+            // progress and to say what a stuck read left behind.
+            self.counters.passed.store(passed, Ordering::Relaxed);
+            self.publish();
+            if self.stop.load(Ordering::Relaxed) {
+                self.out.flush()?;
+                return Ok(Ok(ReplayEnd::Stopped { left_behind: 0 }));
+            }
+            let record = match self.reader.next_packet() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e @ CaptureError::Damaged { .. }) => {
+                    self.out.flush()?;
+                    return Ok(Ok(ReplayEnd::Damaged(e)));
+                }
+                Err(e) => {
+                    self.out.flush()?;
+                    return Ok(Err(e));
+                }
+            };
+            // Checked after the read (which may have waited on a slow source), so that a
+            // reload noticed meanwhile sees this packet, as it would live.
+            // A plain load first: the swap is a locked instruction, too dear per packet.
+            if self.cut_request.load(Ordering::Relaxed)
+                && self.cut_request.swap(false, Ordering::AcqRel)
+            {
+                self.out.flush()?;
+                self.out.send(FromReader::Barrier)?;
+            }
+            if let Some(f) = filter.as_mut() {
+                if !f.matches(&record) {
+                    continue;
+                }
+            }
+            passed += 1;
+            self.out.builder.push(&record);
+            if self.out.builder.ready() > 0 {
+                self.out.send_ready()?;
+            }
+        }
+        self.counters.passed.store(passed, Ordering::Relaxed);
+        self.out.flush()?;
+        Ok(Ok(ReplayEnd::Done))
+    }
+
+    fn publish(&self) {
+        self.counters
+            .read
+            .store(self.reader.packets_read(), Ordering::Release);
+    }
+}
+
+impl Outbox {
+    /// Send the batch being built and everything ready, now.
+    fn flush(&mut self) -> Result<(), Gone> {
+        self.builder.cut();
+        self.collect();
+        self.send_steps()
+    }
+
+    /// Move the ready steps to the outbox; send it once it is full or holds a poke.
+    fn send_ready(&mut self) -> Result<(), Gone> {
+        if self.collect() || self.packets >= MESSAGE_PACKETS {
+            self.send_steps()?;
+        }
+        Ok(())
+    }
+
+    /// Move the ready steps to the outbox; true if one of them is a poke.
+    fn collect(&mut self) -> bool {
+        let mut poke = false;
+        while let Some(step) = self.builder.next_step() {
+            match &step {
+                Step::Packets(b) => self.packets += b.len(),
+                Step::Poke { .. } => poke = true,
+            }
+            self.steps.push(step);
+        }
+        poke
+    }
+
+    fn send_steps(&mut self) -> Result<(), Gone> {
+        if !self.steps.is_empty() {
+            let steps = std::mem::take(&mut self.steps);
+            self.packets = 0;
+            self.send(FromReader::Steps(steps))?;
+        }
+        while let Ok(batch) = self.spare_rx.try_recv() {
+            self.builder.recycle(batch);
+        }
+        Ok(())
+    }
+
+    fn send(&self, m: FromReader) -> Result<(), Gone> {
+        self.tx.send(m).map_err(|_| Gone)
+    }
+}
