@@ -71,11 +71,9 @@ fn one_thread(path: &Path, poke: Duration) -> (Vec<String>, u64) {
     let out = Collect::default();
     let mut d = dispatcher(Box::new(out.clone()), poke);
     let mut reader = FileReader::open(path).unwrap();
-    loop {
-        match reader.next_packet() {
-            Ok(Some(rec)) => d.push(&rec).unwrap(),
-            Ok(None) | Err(_) => break,
-        }
+    // Up to the end or the damage.
+    while let Ok(Some(rec)) = reader.next_packet() {
+        d.push(&rec).unwrap();
     }
     d.finish().unwrap();
     let lines = out.0.lock().unwrap().clone();
