@@ -17,7 +17,7 @@ use std::time::Duration;
 use capture::PacketRecord;
 
 use crate::chef_host::WirePacket;
-use crate::packet::{parse_into, PacketClass};
+use crate::packet::{parse_push, PacketClass};
 
 /// Packets per chef call.
 pub const MAX_BATCH_PACKETS: usize = 256;
@@ -64,8 +64,7 @@ impl Batch {
 
     /// Append one parsed packet.
     fn push(&mut self, record: &PacketRecord<'_>) {
-        let (packet, class) = parse_into(record, &mut self.arena);
-        self.packets.push(WirePacket(packet));
+        let class = parse_push(record, &mut self.arena, &mut self.packets);
         self.classes.push(class);
     }
 

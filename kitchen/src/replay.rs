@@ -32,12 +32,12 @@ use crate::file_filter::{FileFilter, FilterError};
 
 /// Messages in flight between the threads: enough to keep both busy, few enough that a
 /// reload or a stop takes effect within a few thousand packets.
-const CHANNEL_MESSAGES: usize = 2;
+const CHANNEL_MESSAGES: usize = 1;
 /// Packets the reading thread groups into one message. Waking the other thread costs a
 /// few microseconds of system time; per 256-packet batch that was a third of the cost of
 /// parsing, per 1024 packets it is a few ns per packet. Pokes are sent without waiting
 /// (a FIFO replay that trickles packets still gets its pokes on time).
-const MESSAGE_PACKETS: usize = 1024;
+const MESSAGE_PACKETS: usize = 512;
 /// How long the calling thread waits for a step before it checks the hook and the stop flag.
 const IDLE_CHECK: Duration = Duration::from_millis(50);
 /// After a stop signal, how long to wait for a reading thread stuck in a read.

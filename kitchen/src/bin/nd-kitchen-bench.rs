@@ -56,6 +56,8 @@ struct Args {
     min_packets: u64,
     build_corpus: bool,
     compare_chefs: Option<PathBuf>,
+    /// Run only the variant with this name (for a profiler); no ratios then.
+    only: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -65,6 +67,7 @@ fn parse_args() -> anyhow::Result<Args> {
         min_packets: 1_000_000,
         build_corpus: false,
         compare_chefs: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,11 +75,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rounds" => a.rounds = it.next().context("--rounds N")?.parse()?,
             "--min-packets" => a.min_packets = it.next().context("--min-packets N")?.parse()?,
             "--build-corpus" => a.build_corpus = true,
+            "--only" => a.only = Some(it.next().context("--only VARIANT")?),
             "--compare-chefs" => {
                 a.compare_chefs = Some(PathBuf::from(it.next().context("--compare-chefs DIR")?))
             }
             "--help" | "-h" => {
-                println!("usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus] [--compare-chefs DIR]");
+                println!("usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus] [--compare-chefs DIR] [--only VARIANT]");
                 std::process::exit(0);
             }
             f if !f.starts_with('-') => a.file = Some(PathBuf::from(f)),
@@ -160,6 +164,9 @@ fn main() -> anyhow::Result<()> {
     minimal(&file)?;
     for round in 0..args.rounds {
         for (v, name) in variants.iter().enumerate() {
+            if args.only.as_deref().is_some_and(|o| o != *name) {
+                continue;
+            }
             let (n, elapsed, cpu, per_chef) = match v {
                 0 => {
                     let t = Instant::now();
@@ -196,6 +203,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    if args.only.is_some() {
+        return Ok(());
+    }
     let med: Vec<f64> = pps.iter().map(|v| median(v)).collect();
     let med_cpu: Vec<f64> = wall.iter().map(|v| median(v)).collect();
     println!(
