@@ -302,3 +302,69 @@ fn a_chef_added_at_a_barrier_sees_every_later_packet() {
     assert_eq!(counts[1], total - before);
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn a_stop_while_the_input_stalls_ends_within_the_grace_and_says_what_it_left() {
+    // A FIFO that gets a header and three packets, then nothing (its writer stays open):
+    // the reading thread is blocked in a read with three packets in its batch.
+    let dir = workspace_root().join("target/kitchen-test-tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join(format!("stall-{}.fifo", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let bytes = std::fs::read(sample_capture()).unwrap();
+    let mut end = 24;
+    for _ in 0..3 {
+        let incl = u32::from_le_bytes(bytes[end + 8..end + 12].try_into().unwrap()) as usize;
+        end += 16 + incl;
+    }
+    let head = bytes[..end].to_vec();
+    let writer_path = fifo.clone();
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&writer_path)
+            .unwrap();
+        f.write_all(&head).unwrap();
+        f.flush().unwrap();
+        opened_tx.send(()).unwrap();
+        // Hold the FIFO open (no end of file) until the test is done.
+        let _ = release_rx.recv_timeout(Duration::from_secs(30));
+    });
+    let reader = FileReader::open(&fifo).unwrap();
+    opened_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let out = Collect::default();
+    let mut d = dispatcher(Box::new(out.clone()), Duration::from_secs(3600));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let started = std::time::Instant::now();
+    let opts = ReplayOptions { stop, ..options() };
+    let (end, _) = replay(reader, &mut d, &mut NoHooks, opts).unwrap();
+    let took = started.elapsed();
+    stopper.join().unwrap();
+    let _ = release_tx.send(());
+    writer.join().unwrap();
+    let _ = std::fs::remove_file(&fifo);
+    match end {
+        ReplayEnd::Stopped { left_behind } => assert_eq!(left_behind, 3),
+        other => panic!("expected Stopped, got {other:?}"),
+    }
+    assert!(
+        took < Duration::from_secs(10),
+        "the stop took {took:?} (grace {:?})",
+        kitchen::replay::STOP_GRACE
+    );
+}
