@@ -7,6 +7,10 @@ use std::path::PathBuf;
 /// File errors name the file; live errors name the interface.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// No packet yet: the input is a pipe with no data for a while (only after
+    /// [`crate::FileReader::report_stalls`]). Nothing is lost; ask again.
+    #[error("no data from the input for now (a stalled pipe or FIFO)")]
+    Stalled,
     /// The file could not be opened or read (permissions, missing file, I/O error).
     #[error("cannot read capture file {}: {source}", path.display())]
     Io {

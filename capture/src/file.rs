@@ -28,7 +28,10 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{
@@ -98,6 +101,9 @@ pub struct FileReader {
     /// Damage found while reading the headers at open time, reported by `next_packet`.
     deferred: Option<CaptureError>,
     io_error: Arc<Mutex<Option<io::Error>>>,
+    stalls: Arc<Stalls>,
+    /// The input is a pipe, FIFO, socket or device (it can stall), not a regular file.
+    is_pipe: bool,
 }
 
 impl std::fmt::Debug for FileReader {
@@ -170,10 +176,89 @@ struct Located {
 /// `pcap-parser` would otherwise flatten to `PcapError::ReadError`. It first replays the
 /// magic number that `open` read, so the file is never seeked and a pipe works too.
 struct Source {
-    file: File,
+    input: Input,
     prefix: [u8; 4],
     prefix_left: usize,
     error: Arc<Mutex<Option<io::Error>>>,
+    stalls: Arc<Stalls>,
+}
+
+/// Where the bytes come from.
+enum Input {
+    /// A regular file: read directly (it never stalls).
+    File(File),
+    /// A FIFO, pipe, socket or device: read on a helper thread (see [`PipeInput`]).
+    Pipe(PipeInput),
+}
+
+/// A non-regular input read by a helper thread into chunks, so the reader can notice that
+/// no data is coming (a stalled writer) instead of blocking in `read` with packets it
+/// could already hand on: see [`FileReader::report_stalls`].
+struct PipeInput {
+    chunks: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+/// Bytes per helper-thread read of a pipe (a Linux pipe holds 64 KiB).
+const PIPE_CHUNK: usize = 64 * 1024;
+/// Chunks the helper thread may read ahead.
+const PIPE_CHUNKS_AHEAD: usize = 16;
+/// How long a read waits for a pipe before it reports a stall (when asked to).
+pub const STALL_WAIT: Duration = Duration::from_millis(5);
+
+/// Stall reporting, shared by a [`FileReader`] and its `Source`.
+#[derive(Default)]
+struct Stalls {
+    /// Report stalls instead of waiting ([`FileReader::report_stalls`]).
+    report: AtomicBool,
+    /// Set by the `Source` when its last read failed because of a stall.
+    stalled: AtomicBool,
+}
+
+impl PipeInput {
+    /// Start the helper thread reading `file`.
+    fn start(mut file: File) -> io::Result<PipeInput> {
+        let (tx, rx) = mpsc::sync_channel(PIPE_CHUNKS_AHEAD);
+        std::thread::Builder::new()
+            .name("nd-pipe-reader".into())
+            .spawn(move || loop {
+                let mut buf = vec![0u8; PIPE_CHUNK];
+                let chunk = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(buf)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = chunk.is_err();
+                // The reader was dropped: stop (a blocked read ends with the writer).
+                if tx.send(chunk).is_err() || failed {
+                    break;
+                }
+            })?;
+        Ok(PipeInput {
+            chunks: rx,
+            chunk: Vec::new(),
+            at: 0,
+            done: false,
+        })
+    }
+
+    /// Copy buffered bytes into `buf`; `None` when a new chunk is needed.
+    fn take(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let left = &self.chunk[self.at..];
+        if left.is_empty() {
+            return None;
+        }
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.at += n;
+        Some(n)
+    }
 }
 
 impl Read for Source {
@@ -187,33 +272,83 @@ impl Read for Source {
             self.prefix_left -= n;
             let mut filled = n;
             while filled < buf.len() && filled < header_bytes_needed(&buf[..filled]) {
-                match self.read_file(&mut buf[filled..])? {
+                match self.read_input(&mut buf[filled..], false)? {
                     0 => break,
                     k => filled += k,
                 }
             }
             return Ok(filled);
         }
-        self.read_file(buf)
+        let report = self.stalls.report.load(Ordering::Relaxed);
+        self.read_input(buf, report)
     }
 }
 
 impl Source {
-    fn read_file(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Read from the input; with `report_stalls`, a pipe with no data for [`STALL_WAIT`]
+    /// gives `WouldBlock` (and sets the stall flag) instead of waiting.
+    fn read_input(&mut self, buf: &mut [u8], report_stalls: bool) -> io::Result<usize> {
+        let pipe = match &mut self.input {
+            Input::File(file) => return read_file(file, buf, &self.error),
+            Input::Pipe(pipe) => pipe,
+        };
         loop {
-            match self.file.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let kind = e.kind();
-                    if let Ok(mut slot) = self.error.lock() {
-                        *slot = Some(e);
+            if let Some(n) = pipe.take(buf) {
+                return Ok(n);
+            }
+            if pipe.done {
+                return Ok(0);
+            }
+            let next = if report_stalls {
+                match pipe.chunks.recv_timeout(STALL_WAIT) {
+                    Ok(chunk) => Some(chunk),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.stalls.stalled.store(true, Ordering::Relaxed);
+                        return Err(io::Error::from(io::ErrorKind::WouldBlock));
                     }
-                    return Err(io::Error::from(kind));
+                    Err(RecvTimeoutError::Disconnected) => None,
                 }
-                ok => return ok,
+            } else {
+                pipe.chunks.recv().ok()
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    pipe.chunk = chunk;
+                    pipe.at = 0;
+                }
+                Some(Err(e)) => {
+                    pipe.done = true;
+                    return Err(keep_error(e, &self.error));
+                }
+                // The helper thread ended: end of input.
+                None => pipe.done = true,
             }
         }
     }
+}
+
+/// Read a regular file, retrying `Interrupted`.
+fn read_file(
+    file: &mut File,
+    buf: &mut [u8],
+    error: &Mutex<Option<io::Error>>,
+) -> io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(keep_error(e, error)),
+            ok => return ok,
+        }
+    }
+}
+
+/// Keep the real error for the caller (pcap-parser flattens it); return its kind.
+fn keep_error(e: io::Error, slot: &Mutex<Option<io::Error>>) -> io::Error {
+    let kind = e.kind();
+    if let Ok(mut slot) = slot.lock() {
+        *slot = Some(e);
+    }
+    io::Error::from(kind)
 }
 
 /// How many bytes the readers' first read must hold to parse the file header: 24 for
@@ -385,18 +520,31 @@ impl FileReader {
             }
             other => return Err(not_capture(describe_magic(&other))),
         };
+        // A FIFO, a pipe (`/dev/stdin`), a socket or a device is read on a helper thread, so
+        // that a reader can learn it has stalled (`report_stalls`); a regular file directly.
+        let is_pipe = file.metadata().map(|m| !m.is_file()).unwrap_or(false);
+        let input = if is_pipe {
+            Input::Pipe(PipeInput::start(file).map_err(io_err)?)
+        } else {
+            Input::File(file)
+        };
         let io_error = Arc::new(Mutex::new(None));
+        let stalls = Arc::new(Stalls::default());
         let source = Source {
-            file,
+            input,
             prefix: magic,
             prefix_left: magic.len(),
             error: Arc::clone(&io_error),
+            stalls: Arc::clone(&stalls),
         };
         let buffer_size = buffer_size.max(64);
         if format != FileFormat::PcapNg {
             let legacy = LegacyPcapReader::new(buffer_size, source)
                 .map_err(|e| Self::header_error(path, &io_error, &e, "pcap"))?;
-            return Self::finish_legacy_open(path, format, legacy, io_error);
+            let mut reader = Self::finish_legacy_open(path, format, legacy, io_error)?;
+            reader.stalls = stalls;
+            reader.is_pipe = is_pipe;
+            return Ok(reader);
         }
         let ng = PcapNGReader::new(buffer_size, source)
             .map_err(|e| Self::header_error(path, &io_error, &e, "pcapng"))?;
@@ -417,6 +565,8 @@ impl FileReader {
             finished: false,
             deferred: None,
             io_error,
+            stalls,
+            is_pipe,
         };
         // Read the section header and the interface blocks right after it now, so that
         // `interfaces()` is filled in; damage found there is reported by the first
@@ -514,6 +664,8 @@ impl FileReader {
             finished: false,
             deferred: None,
             io_error,
+            stalls: Arc::default(),
+            is_pipe: false,
         })
     }
 
@@ -604,6 +756,10 @@ impl FileReader {
                 return Ok(None);
             }
             Err(e) => {
+                if self.stalls.stalled.swap(false, Ordering::Relaxed) {
+                    // Nothing was lost: the next call picks up where this one stopped.
+                    return Err(CaptureError::Stalled);
+                }
                 self.finished = true;
                 return Err(e);
             }
@@ -624,6 +780,17 @@ impl FileReader {
                 .get(loc.start..loc.start + loc.caplen)
                 .unwrap_or_default(),
         }))
+    }
+
+    /// With `on`, [`FileReader::next_packet`] returns [`CaptureError::Stalled`] when the
+    /// input is a pipe (a FIFO, `/dev/stdin`, a socket) that has had no data for
+    /// [`STALL_WAIT`], instead of waiting for more; the next call carries on where it
+    /// stopped. The caller can then act on what it has (a replay hands its partial batch to
+    /// the chefs) and check for a stop request. Returns whether the input can stall at
+    /// all: a regular file never does.
+    pub fn report_stalls(&mut self, on: bool) -> bool {
+        self.stalls.report.store(on, Ordering::Relaxed);
+        self.is_pipe
     }
 
     /// Number of packets returned so far.

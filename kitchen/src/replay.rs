@@ -14,10 +14,16 @@
 //! per packet) to cut its batch and send a barrier; the hook is applied at the barrier.
 //! This also makes a reload take effect while a slow source (a FIFO) trickles packets.
 //!
-//! Stopping: a signal is seen by the reading thread at its next packet (it cuts its batch
-//! and ends); the calling thread runs everything sent before the end. If the reading thread
-//! is stuck in a read (a stalled FIFO), the calling thread gives up after
-//! [`STOP_GRACE`] and says how many packets were left behind.
+//! Slow sources: when the input is a pipe or FIFO that stalls for [`capture::STALL_WAIT`],
+//! the reading thread hands on its partial batch at once (so a trickle gets its dumplings
+//! without waiting for 256 packets) and takes any pending reload barrier. Batch boundaries
+//! then depend on timing, so only a regular file's replay is byte-for-byte repeatable.
+//!
+//! Stopping: a signal is seen by the reading thread at its next packet or stall check (it
+//! cuts its batch and ends); the calling thread runs everything sent before the end, so
+//! nothing read is lost. As a last resort, if the reading thread does not answer (a read
+//! blocked where no stall can be seen), the calling thread gives up after [`STOP_GRACE`]
+//! and says how many packets were left behind.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -278,6 +284,9 @@ impl ReadingThread {
             },
             None => None,
         };
+        // Pipes only: a regular file never stalls, and its batches stay cut by count and
+        // pokes alone, so its replay is the same run after run.
+        self.reader.report_stalls(true);
         let mut passed: u64 = 0;
         loop {
             // Published per packet (two uncontended stores): the calling thread reads them for
@@ -291,6 +300,18 @@ impl ReadingThread {
             let record = match self.reader.next_packet() {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
+                Err(CaptureError::Stalled) => {
+                    // A pipe or FIFO has had no data for a few ms: hand on what was read
+                    // (a trickling source gets its dumplings now, a stop loses nothing),
+                    // and take a reload barrier now rather than at the next packet.
+                    self.out.flush()?;
+                    if self.cut_request.load(Ordering::Relaxed)
+                        && self.cut_request.swap(false, Ordering::AcqRel)
+                    {
+                        self.out.send(FromReader::Barrier)?;
+                    }
+                    continue;
+                }
                 Err(e @ CaptureError::Damaged { .. }) => {
                     self.out.flush()?;
                     return Ok(Ok(ReplayEnd::Damaged(e)));

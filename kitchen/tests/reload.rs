@@ -352,10 +352,13 @@ fn add_replace_break_delete_while_packets_flow() {
     let seqs2: Vec<u64> = p2.iter().map(|s| s.value).collect();
     assert!(seqs1.windows(2).all(|w| w[1] == w[0] + 1), "{seqs1:?}");
     assert!(seqs2.windows(2).all(|w| w[1] == w[0] + 1), "{seqs2:?}");
-    assert!(seqs1[0] >= 20 && seqs1[0] < u64::from(added_at));
+    // It starts with a packet written after it landed, and at the latest with the first
+    // packet written after the kitchen said it was added (a replay of a FIFO applies a
+    // reload as soon as the input pauses, so that can be the very next one).
+    assert!(seqs1[0] >= 20 && seqs1[0] <= u64::from(added_at));
     // The swap moved no packet: version 2 starts exactly where version 1 stopped.
     assert_eq!(seqs2[0], seqs1[seqs1.len() - 1] + 1, "gap at the swap");
-    assert!(seqs2[0] < u64::from(replaced_at));
+    assert!(seqs2[0] <= u64::from(replaced_at));
     // Version 1's final interval dumpling was flushed, once, between the two versions.
     assert_eq!(i1.len(), 1, "{seen:?}");
     assert_eq!(i1[0].value, seqs1.len() as u64, "final count of version 1");
@@ -447,7 +450,7 @@ fn a_broken_new_file_is_reported_and_a_fixed_one_then_runs() {
         .filter(|&s| s >= u64::from(removed))
         .collect();
     assert!(!seqs.is_empty());
-    assert!(seqs[0] < u64::from(added));
+    assert!(seqs[0] <= u64::from(added));
     assert_eq!(*seqs.last().unwrap(), u64::from(total) - 1);
     let _ = std::fs::remove_dir_all(&root);
 }
