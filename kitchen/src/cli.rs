@@ -61,7 +61,9 @@ pub struct Cli {
           default_value_t = dumpling::DEFAULT_POKE_INTERVAL_SECS)]
     pub poke_interval: f64,
 
-    /// Replay a pcap or pcapng file instead of capturing live.
+    /// Replay a pcap or pcapng file instead of capturing live. A FIFO or a pipe works too
+    /// (`tcpdump -w - | nd-sniff -r /dev/stdin`): packets go to the chefs whenever the
+    /// input pauses, not only every 256 packets.
     #[arg(short = 'r', long, value_name = "FILE", conflicts_with = "interfaces")]
     pub read: Option<PathBuf>,
 
