@@ -101,6 +101,25 @@ pub struct PacketClass {
     pub ports: Option<(u16, u16)>,
 }
 
+/// The parser's output fields of a value with the header fields (a `Packet` or a
+/// `ParsedFrame`: the same names and types).
+macro_rules! headers_of {
+    ($p:expr) => {
+        Headers {
+            ethernet: &mut $p.ethernet,
+            linux_sll: &mut $p.linux_sll,
+            vlan_outer: &mut $p.vlan_outer,
+            vlan_inner: &mut $p.vlan_inner,
+            arp: &mut $p.arp,
+            ip: &mut $p.ip,
+            transport: &mut $p.transport,
+            payload: &mut $p.payload,
+            padding: &mut $p.padding,
+            stopped: &mut $p.stopped,
+        }
+    };
+}
+
 /// Parse one capture record, append its frame to `arena`, and return the WIT record (spans
 /// into `arena`) and its class.
 ///
@@ -146,7 +165,7 @@ pub fn parse_push(
     };
     let mut parser = Parser {
         frame: record.data,
-        out: Headers::from_packet(out),
+        out: headers_of!(out),
     };
     parser.link(record.link_type);
     let headers = parser.out;
@@ -174,38 +193,6 @@ struct Headers<'o> {
     payload: &'o mut Span,
     padding: &'o mut Span,
     stopped: &'o mut Option<ParseStop>,
-}
-
-impl<'o> Headers<'o> {
-    fn from_packet(p: &'o mut Packet) -> Self {
-        Headers {
-            ethernet: &mut p.ethernet,
-            linux_sll: &mut p.linux_sll,
-            vlan_outer: &mut p.vlan_outer,
-            vlan_inner: &mut p.vlan_inner,
-            arp: &mut p.arp,
-            ip: &mut p.ip,
-            transport: &mut p.transport,
-            payload: &mut p.payload,
-            padding: &mut p.padding,
-            stopped: &mut p.stopped,
-        }
-    }
-
-    fn from_frame(p: &'o mut ParsedFrame) -> Self {
-        Headers {
-            ethernet: &mut p.ethernet,
-            linux_sll: &mut p.linux_sll,
-            vlan_outer: &mut p.vlan_outer,
-            vlan_inner: &mut p.vlan_inner,
-            arp: &mut p.arp,
-            ip: &mut p.ip,
-            transport: &mut p.transport,
-            payload: &mut p.payload,
-            padding: &mut p.padding,
-            stopped: &mut p.stopped,
-        }
-    }
 }
 
 /// Headers and spans of one frame, spans relative to the start of the frame.
@@ -298,7 +285,7 @@ pub fn parse_frame(link_type: u32, frame: &[u8]) -> ParsedFrame {
     let mut out = ParsedFrame::empty();
     let mut p = Parser {
         frame,
-        out: Headers::from_frame(&mut out),
+        out: headers_of!(out),
     };
     p.link(link_type);
     out
