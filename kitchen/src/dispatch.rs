@@ -173,7 +173,6 @@ pub struct Dispatcher {
     kitchen: String,
     chefs: Vec<ChefSlot>,
     mode: ClockMode,
-    interval_ns: u64,
     /// Capture time of the last packet handed to the chefs (the replay clock).
     last_packet_ns: Option<u64>,
     builder: BatchBuilder,
@@ -204,7 +203,6 @@ impl Dispatcher {
             kitchen: kitchen.into(),
             chefs,
             mode,
-            interval_ns: builder.interval_ns(),
             last_packet_ns: None,
             builder,
             sub: SubBatch::default(),
@@ -226,7 +224,7 @@ impl Dispatcher {
     /// A builder with this dispatcher's clock mode and poke interval, for a parsing thread
     /// whose steps come back through [`Dispatcher::run`].
     pub fn new_builder(&self) -> BatchBuilder {
-        BatchBuilder::new(self.mode, Duration::from_nanos(self.interval_ns))
+        BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()))
     }
 
     /// When the next poke is due (kitchen clock, ns), once the clock has started.
@@ -419,7 +417,7 @@ impl Dispatcher {
     /// Call chef `i`'s `on-interval` and send what it made.
     fn poke_one(&mut self, i: usize, now_ns: u64) -> Result<(), SinkError> {
         let slot = &mut self.chefs[i];
-        let result = slot.chef.on_interval(now_ns, self.interval_ns);
+        let result = slot.chef.on_interval(now_ns, self.builder.interval_ns());
         self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
         let Ok(out) = result else {
             return Ok(());
