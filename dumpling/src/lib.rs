@@ -30,6 +30,20 @@ pub const HUB_NOTICE_CHEF: &str = "HubNoticeChef";
 /// Chef name of a kitchen's own periodic status dumplings.
 pub const KITCHEN_STATUS_CHEF: &str = "KitchenStatusChef";
 
+/// Chef names only the hub emits. A kitchen may not send dumplings under them (the hub
+/// refuses such dumplings from kitchens), so an eater can trust what it reads under them.
+pub const HUB_RESERVED_CHEF_NAMES: &[&str] = &[SYSTEM_STATUS_CHEF, HUB_NOTICE_CHEF];
+
+/// Chef names the kitchen or the hub emit themselves: no chef may take them.
+pub const RESERVED_CHEF_NAMES: &[&str] =
+    &[SYSTEM_STATUS_CHEF, HUB_NOTICE_CHEF, KITCHEN_STATUS_CHEF];
+
+/// Whether `name` is one of `reserved`, ignoring ASCII case (so `systemstatuschef` cannot
+/// pass for the real one in an eater that compares loosely).
+pub fn is_reserved_name(reserved: &[&str], name: &str) -> bool {
+    reserved.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
 /// WebSocket close codes used by netdumplings clients.
 pub mod close_code {
     /// A client (eater or kitchen) was cancelled, e.g. by Ctrl-C. Reason "connection cancelled".
@@ -326,6 +340,21 @@ pub struct HubNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_names_ignore_case_and_kitchen_status_is_kitchen_only() {
+        assert!(is_reserved_name(
+            HUB_RESERVED_CHEF_NAMES,
+            "SystemStatusChef"
+        ));
+        assert!(is_reserved_name(HUB_RESERVED_CHEF_NAMES, "hubnoticechef"));
+        assert!(!is_reserved_name(
+            HUB_RESERVED_CHEF_NAMES,
+            KITCHEN_STATUS_CHEF
+        ));
+        assert!(is_reserved_name(RESERVED_CHEF_NAMES, "KITCHENSTATUSCHEF"));
+        assert!(!is_reserved_name(RESERVED_CHEF_NAMES, "PacketCountChef"));
+    }
 
     #[test]
     fn encode_matches_original_key_order() {
