@@ -141,6 +141,9 @@ pub enum InvalidDumpling {
 pub struct CheckedDumpling {
     /// `metadata.chef`.
     pub chef: String,
+    /// `metadata.kitchen`, when it is a string (the hub checks it against the sender's
+    /// allowed names under `--auth`).
+    pub kitchen: Option<String>,
     /// `metadata.driver`.
     pub driver: Driver,
 }
@@ -172,6 +175,10 @@ pub fn check_dumpling(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling
     }
     Ok(CheckedDumpling {
         chef: chef.to_owned(),
+        kitchen: metadata
+            .get("kitchen")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         driver,
     })
 }

@@ -1,15 +1,21 @@
 //! Command-line flags of `nd-hub` (the original's `-a/-i/-o/-f`, plus tuning flags) and
 //! their conversion into a validated [`hub::Config`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// nd-hub: receives dumplings from kitchens and sends them to every eater.
 #[derive(Debug, Parser)]
 #[command(name = "nd-hub", version, about, max_term_width = 100)]
 pub struct Cli {
+    /// Helper commands (none: run the hub).
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on (both servers). `localhost` binds every address it resolves to.
+    /// The default stays on this machine; a non-loopback address without --tls-cert and
+    /// --auth prints a warning saying what is exposed.
     #[arg(
         short = 'a',
         long,
@@ -52,6 +58,30 @@ pub struct Cli {
     /// At most this many kitchens and eaters listed in a status dumpling (counts stay exact).
     #[arg(long, value_name = "N", default_value_t = 25)]
     pub status_list_max: usize,
+    /// Serve wss:// on both ports with this certificate chain (PEM, leaf first). The file
+    /// is reloaded when it changes or on SIGHUP; open connections are kept.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this CA (PEM) on both ports (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Principals and token hashes (TOML; see README "Deployment"). Every connection must
+    /// then present a known token on the upgrade (else HTTP 401), kitchens may only use
+    /// their kitchen names, and restricted eaters get only their chefs and kitchens.
+    /// Reloaded when the file changes or on SIGHUP; revoked tokens' connections close.
+    #[arg(long, value_name = "FILE")]
+    pub auth: Option<PathBuf>,
+}
+
+/// `nd-hub` helper commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a new random token (give it to the client, e.g. in a --token-file) and the
+    /// `token_sha256` line for the --auth file (only the hash is stored there).
+    Token,
 }
 
 /// Why the flags do not make a valid configuration.

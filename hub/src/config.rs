@@ -42,6 +42,10 @@ pub struct Config {
     pub batch_max: usize,
     /// Eater write batching: up to about this many bytes per flush.
     pub batch_max_bytes: usize,
+    /// `--auth`: principals and tokens (none: every peer is accepted, as the original).
+    pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
+    /// `--tls-cert/--tls-key`: serve `wss://` on both ports.
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
 }
 
 impl Default for Config {
@@ -62,6 +66,8 @@ impl Default for Config {
             kitchen_read_buffer_bytes: 64 * 1024,
             batch_max: 64,
             batch_max_bytes: 256 * 1024,
+            auth: None,
+            tls: None,
         }
     }
 }

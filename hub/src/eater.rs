@@ -18,18 +18,18 @@ use std::time::Instant;
 
 use dumpling::close_code;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tracing::{info, warn};
 
-use crate::kitchen::{accept_with_hello, close};
-use crate::state::{Frame, Peer, Shared};
+use crate::auth::Principal;
+use crate::kitchen::{accept_with_hello, close, HubWs};
+use crate::state::{Frame, Origin, Peer, Shared};
 use crate::status;
+use crate::tls::HubStream;
 use crate::Side;
 
 /// How a batch ended.
@@ -52,12 +52,13 @@ enum Outcome {
 
 /// Feed up to one batch from the ring (starting with `first`) into the socket, then flush.
 async fn write_batch(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut HubWs,
     rx: &mut Receiver<Frame>,
     first: Result<Frame, RecvError>,
     shared: &Shared,
     peer: &Peer,
     pending_lag: &mut u64,
+    principal: Option<&Principal>,
 ) -> Result<BatchEnd, WsError> {
     let config = &shared.config;
     let mut next = Some(first);
@@ -66,6 +67,7 @@ async fn write_batch(
     let mut end = BatchEnd::Written;
     while let Some(item) = next.take() {
         match item {
+            Ok(frame) if !admits(principal, &frame) => {}
             Ok(frame) => {
                 let behind = shared
                     .published_bytes
@@ -116,15 +118,35 @@ async fn write_batch(
     Ok(end)
 }
 
+/// Whether an eater authorised as `principal` gets `frame`. Unrestricted eaters get
+/// everything except the statuses made for restricted principals; restricted ones get
+/// their chefs' and kitchens' dumplings and their own status view.
+pub fn admits(principal: Option<&Principal>, frame: &Frame) -> bool {
+    let Some(origin) = frame.origin.as_deref() else {
+        return true;
+    };
+    match principal.filter(|p| p.is_restricted()) {
+        None => !matches!(origin, Origin::Status(Some(_))),
+        Some(principal) => match origin {
+            Origin::Dumpling { chef, kitchen } => principal.may_see(chef, kitchen.as_deref()),
+            Origin::Status(audience) => audience.as_deref() == Some(principal.name.as_str()),
+        },
+    }
+}
+
 /// The eater connection task.
-pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
-    let Some((mut ws, hello)) = accept_with_hello(stream, addr, &shared, Side::Eater).await else {
+pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let Some((mut ws, hello, session)) =
+        accept_with_hello(stream, addr, &shared, Side::Eater).await
+    else {
         return;
     };
     let name = hello.name.clone();
+    let principal = session.as_ref().map(|s| s.principal.clone());
+    let mut revoked = std::pin::pin!(crate::auth::revoked(session));
     // Subscribe before registering: everything published from now on reaches this eater.
     let mut rx = shared.ring.subscribe();
-    let registration = shared.register(Side::Eater, hello.raw, addr);
+    let registration = shared.register(Side::Eater, hello.raw, addr, principal.clone());
     let peer = registration.peer.clone();
     info!(eater = %name, %addr, "Received dumpling eater connection from {name} at {addr}");
 
@@ -137,7 +159,7 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
 
     // A new eater gets the current status at once (the original made it wait up to
     // status_freq seconds), and is listed in it.
-    let welcome = status::build_status(&shared, Some(registration.id));
+    let welcome = status::build_status_for(&shared, Some(registration.id), principal.as_deref());
     let mut reason: Option<String> =
         match timeout(config.write_timeout, ws.send(Message::text(welcome))).await {
             Ok(Ok(())) => {
@@ -159,16 +181,22 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
                 close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
                 reason = Some("hub shutting down".into());
             }
+            _ = revoked.as_mut() => {
+                warn!(eater = %name, %addr, "token revoked or changed in the auth file; closing");
+                close(&mut ws, crate::auth::REVOKED_CODE, crate::auth::REVOKED_REASON).await;
+                reason = Some(crate::auth::REVOKED_REASON.into());
+            }
             // Poll the WebSocket for reading only when the socket is readable: tungstenite
             // zero-fills its read buffer on every read attempt, which at 1000 eaters was
             // paid on every delivery. Readiness is only cleared by a read that would
             // block, so frames tungstenite already buffered are never stranded.
-            readable = std::future::poll_fn(|cx| ws.get_ref().poll_read_ready(cx)) => {
-                let message = match readable {
-                    Ok(()) => std::future::poll_fn(|cx| Poll::Ready(ws.poll_next_unpin(cx))).await,
-                    Err(error) => Poll::Ready(Some(Err(WsError::Io(error)))),
-                };
-                if let Poll::Ready(message) = message {
+            // A read that would block registers the wake-up itself, so one future does both.
+            message = std::future::poll_fn(|cx| match ws.get_ref().poll_incoming_ready(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(error)) => Poll::Ready(Some(Err(WsError::Io(error)))),
+                Poll::Ready(Ok(())) => ws.poll_next_unpin(cx),
+            }) => {
+                {
                     last_seen = Instant::now();
                     match message {
                         // The original ignores whatever an eater sends after its hello.
@@ -188,7 +216,7 @@ pub async fn serve_eater(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared
             }
             first = rx.recv() => {
                 let outcome = {
-                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag));
+                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, principal.as_deref()));
                     // Fast path: a writable socket takes the whole batch in one poll, so no
                     // timer is armed (a timer per delivery cost measurable CPU at 1000 eaters).
                     match std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await {

@@ -9,20 +9,27 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dumpling::{check_dumpling, close_code, InvalidDumpling};
+use dumpling::{
+    check_dumpling, close_code, is_reserved_name, InvalidDumpling, HUB_RESERVED_CHEF_NAMES,
+};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, error, info, warn};
 
+use crate::auth::Session;
 use crate::hello::{parse_hello, Hello, HelloError};
-use crate::state::Shared;
+use crate::state::{Origin, Shared};
+use crate::tls::HubStream;
 use crate::Side;
+
+/// A hub-side WebSocket over plain TCP or TLS.
+pub type HubWs = WebSocketStream<HubStream>;
 
 /// What to do with one message from a kitchen.
 #[derive(Debug, PartialEq)]
@@ -30,6 +37,15 @@ pub enum Action {
     /// A valid dumpling: forward it unchanged (text stays text, binary stays binary).
     Forward {
         /// The dumpling's chef, for debug logs.
+        chef: String,
+        /// Its `metadata.kitchen` (checked against the principal under `--auth`).
+        kitchen: Option<String>,
+    },
+    /// A valid dumpling under a chef name only the hub may use
+    /// ([`dumpling::HUB_RESERVED_CHEF_NAMES`]): refuse it in every mode, keep the
+    /// connection.
+    Reserved {
+        /// The claimed chef name.
         chef: String,
     },
     /// Not a valid dumpling: drop it, count it and log it; keep the connection.
@@ -53,14 +69,20 @@ pub fn classify(message: &Message) -> Action {
 
 fn check(bytes: &[u8]) -> Action {
     match check_dumpling(bytes) {
-        Ok(checked) => Action::Forward { chef: checked.chef },
+        Ok(checked) if is_reserved_name(HUB_RESERVED_CHEF_NAMES, &checked.chef) => {
+            Action::Reserved { chef: checked.chef }
+        }
+        Ok(checked) => Action::Forward {
+            chef: checked.chef,
+            kitchen: checked.kitchen,
+        },
         Err(invalid) => Action::Invalid(invalid),
     }
 }
 
 /// Read the first data message and parse it as a hello with `name_key`.
 pub(crate) async fn read_hello(
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut HubWs,
     name_key: &'static str,
 ) -> Result<Hello, HelloError> {
     loop {
@@ -73,22 +95,28 @@ pub(crate) async fn read_hello(
     }
 }
 
-/// Handshake plus hello, both within `hello_timeout`. On a bad hello the connection is
-/// closed with 1008 and a reason saying what was wrong; nothing is registered.
+/// Handshake plus hello, both within `hello_timeout`. Under `--auth` the token is checked
+/// on the upgrade (HTTP 401/403, before any hello is read). On a bad hello the connection
+/// is closed with 1008 and a reason saying what was wrong; nothing is registered.
 pub(crate) async fn accept_with_hello(
-    stream: TcpStream,
+    stream: HubStream,
     addr: SocketAddr,
     shared: &Shared,
     side: Side,
-) -> Option<(WebSocketStream<TcpStream>, Hello)> {
+) -> Option<(HubWs, Hello, Option<Session>)> {
     let (ws_config, name_key, what) = match side {
         Side::Kitchen => (shared.config.kitchen_ws_config(), "kitchen_name", "kitchen"),
         Side::Eater => (shared.config.eater_ws_config(), "eater_name", "eater"),
     };
     let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
+    let mut principal = None;
+    let auth = shared.config.auth.as_ref();
+    let check = |request: &Request, response: Response| {
+        crate::auth::check_upgrade(auth, request, response, side, addr, &mut principal)
+    };
     let accepted = tokio::time::timeout_at(
         deadline,
-        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)),
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config)),
     )
     .await;
     let mut ws = match accepted {
@@ -120,11 +148,15 @@ pub(crate) async fn accept_with_hello(
             return None;
         }
     };
-    Some((ws, hello))
+    let session = match (auth, principal) {
+        (Some(auth), Some(principal)) => Some(auth.session(principal)),
+        _ => None,
+    };
+    Some((ws, hello, session))
 }
 
 /// Send a close frame and wait briefly for the peer's; never blocks for long.
-pub(crate) async fn close(ws: &mut WebSocketStream<TcpStream>, code: u16, reason: &str) {
+pub(crate) async fn close(ws: &mut HubWs, code: u16, reason: &str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.into(),
@@ -141,14 +173,18 @@ pub(crate) async fn close(ws: &mut WebSocketStream<TcpStream>, code: u16, reason
 }
 
 /// The kitchen connection task.
-pub async fn serve_kitchen(stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
-    let Some((mut ws, hello)) = accept_with_hello(stream, addr, &shared, Side::Kitchen).await
+pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let Some((mut ws, hello, session)) =
+        accept_with_hello(stream, addr, &shared, Side::Kitchen).await
     else {
         return;
     };
     let name = hello.name.clone();
     let hello_text = hello.raw.get().to_owned();
-    let registration = shared.register(Side::Kitchen, hello.raw, addr);
+    let principal = session.as_ref().map(|s| s.principal.clone());
+    let mut revoked = std::pin::pin!(crate::auth::revoked(session));
+    let tag_origin = shared.config.auth.is_some();
+    let registration = shared.register(Side::Kitchen, hello.raw, addr, principal.clone());
     let peer = registration.peer.clone();
     info!(kitchen = %name, %addr, "Received dumpling kitchen connection from {name} at {addr}");
 
@@ -162,15 +198,35 @@ pub async fn serve_kitchen(stream: TcpStream, addr: SocketAddr, shared: Arc<Shar
                 close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
                 break "hub shutting down".into();
             }
+            _ = revoked.as_mut() => {
+                warn!(kitchen = %name, %addr, "token revoked or changed in the auth file; closing");
+                close(&mut ws, crate::auth::REVOKED_CODE, crate::auth::REVOKED_REASON).await;
+                break crate::auth::REVOKED_REASON.into();
+            }
             message = ws.next() => {
                 last_seen = Instant::now();
                 match message {
                     Some(Ok(message)) => match classify(&message) {
-                        Action::Forward { chef } => {
-                            debug!(kitchen = %name, %chef, bytes = message.len(), "Received {chef} dumpling from {name}");
+                        Action::Forward { chef, kitchen } => {
+                            if let Some(principal) = &principal {
+                                if !principal.may_send_as(kitchen.as_deref()) {
+                                    let why = format!("kitchen name {} not allowed for principal {:?}", crate::auth::shown(kitchen.as_deref()), principal.name);
+                                    refuse(&shared, &peer, &name, addr, &why);
+                                    continue;
+                                }
+                            }
+                            debug!(kitchen = %name, chef = ?chef, bytes = message.len(), "Received dumpling from {name}");
                             peer.good.fetch_add(1, Ordering::Relaxed);
                             shared.total_in.fetch_add(1, Ordering::Relaxed);
-                            shared.publish(message);
+                            let origin = tag_origin.then(|| Arc::new(Origin::Dumpling {
+                                chef: chef.into(),
+                                kitchen: kitchen.map(Into::into),
+                            }));
+                            shared.publish_from(message, origin);
+                        }
+                        Action::Reserved { chef } => {
+                            let why = format!("chef name {} is reserved for the hub", crate::auth::shown(Some(&chef)));
+                            refuse(&shared, &peer, &name, addr, &why);
                         }
                         Action::Invalid(invalid) => {
                             peer.bad.fetch_add(1, Ordering::Relaxed);
@@ -210,6 +266,16 @@ pub async fn serve_kitchen(stream: TcpStream, addr: SocketAddr, shared: Arc<Shar
     info!(kitchen = %name, "Dumpling kitchen {name} connection closed: {reason}");
 }
 
+/// Count a refused dumpling and log it: the first few per connection, then every
+/// 1000th, so a kitchen cannot flood the log.
+fn refuse(shared: &Shared, peer: &crate::state::Peer, name: &str, addr: SocketAddr, why: &str) {
+    let n = peer.refused.fetch_add(1, Ordering::Relaxed) + 1;
+    shared.total_refused.fetch_add(1, Ordering::Relaxed);
+    if n <= 5 || n % 1000 == 0 {
+        warn!(kitchen = %name, %addr, refused = n, "refused dumpling: {why}; connection kept");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,11 +285,24 @@ mod tests {
         let good = r#"{"metadata": {"chef": "C", "kitchen": "k", "creation_time": 1.5, "driver": "packet"}, "payload": 1}"#;
         assert_eq!(
             classify(&Message::text(good)),
-            Action::Forward { chef: "C".into() }
+            Action::Forward {
+                chef: "C".into(),
+                kitchen: Some("k".into())
+            }
         );
         assert_eq!(
             classify(&Message::binary(good.as_bytes().to_vec())),
-            Action::Forward { chef: "C".into() }
+            Action::Forward {
+                chef: "C".into(),
+                kitchen: Some("k".into())
+            }
+        );
+        let forged = good.replace("\"C\"", "\"systemStatusChef\"");
+        assert_eq!(
+            classify(&Message::text(forged)),
+            Action::Reserved {
+                chef: "systemStatusChef".into()
+            }
         );
         assert_eq!(
             classify(&Message::text("not json")),

@@ -10,12 +10,14 @@
 //! told so with a `HubNoticeChef` notice) and is disconnected when its socket makes no
 //! write progress for [`Config::write_timeout`].
 
+pub mod auth;
 pub mod config;
 pub mod eater;
 pub mod hello;
 pub mod kitchen;
 pub mod state;
 pub mod status;
+pub mod tls;
 pub mod trim;
 
 pub use config::Config;
@@ -82,14 +84,19 @@ pub async fn run(
     let shared = Arc::new(Shared::new(config, shutdown_rx));
 
     info!("Dumpling hub initiated; waiting for connections");
+    let scheme = if shared.config.tls.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
     for listener in &listeners.kitchens {
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, "Dumplings in: ws://{addr}");
+            info!(%addr, "Dumplings in: {scheme}://{addr}");
         }
     }
     for listener in &listeners.eaters {
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, "Dumplings out: ws://{addr}");
+            info!(%addr, "Dumplings out: {scheme}://{addr}");
         }
     }
 
@@ -112,6 +119,7 @@ pub async fn run(
     }
     tasks.push(tokio::spawn(status::status_loop(shared.clone())));
     tasks.push(tokio::spawn(trim::trim_loop(shared.clone())));
+    tasks.push(tokio::spawn(reload_loop(shared.clone())));
     drop(done_tx);
 
     shutdown.await;
@@ -161,9 +169,70 @@ async fn accept_loop(
 async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shared>) {
     // Small frames matter for latency; batching is done by the eater loop, not Nagle.
     let _ = stream.set_nodelay(true);
+    let stream = match &shared.config.tls {
+        None => tls::HubStream::Plain(stream),
+        // The TLS handshake shares the hello deadline, so a silent peer costs no more.
+        Some(tls) => {
+            match tokio::time::timeout(shared.config.hello_timeout, tls.acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(stream)) => tls::HubStream::Tls(Box::new(stream)),
+                Ok(Err(error)) => {
+                    tracing::debug!(%addr, %error, ?side, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%addr, ?side, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
     match side {
         Side::Kitchen => kitchen::serve_kitchen(stream, addr, shared).await,
         Side::Eater => eater::serve_eater(stream, addr, shared).await,
+    }
+}
+
+/// How often the auth file and TLS certificate files are checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// Reload `--auth` and the TLS certificate on SIGHUP and when their files change.
+async fn reload_loop(shared: Arc<Shared>) {
+    let (auth, tls) = (shared.config.auth.clone(), shared.config.tls.clone());
+    if auth.is_none() && tls.is_none() {
+        return;
+    }
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(RELOAD_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let forced = tokio::select! {
+            _ = hangup => true,
+            _ = tick.tick() => false,
+        };
+        if let Some(auth) = &auth {
+            if forced {
+                auth.reload("SIGHUP");
+            } else {
+                auth.reload_if_changed();
+            }
+        }
+        if let Some(tls) = &tls {
+            tls.reload(forced);
+        }
     }
 }
 
@@ -199,6 +268,32 @@ pub async fn bind_all(address: &str, port: u16) -> std::io::Result<Vec<TcpListen
         });
     }
     Ok(listeners)
+}
+
+/// The one warning printed when the hub listens beyond loopback without TLS or without
+/// `--auth`, saying what is exposed; `None` when nothing is.
+pub fn exposure_warning(bound: &[SocketAddr], tls: bool, auth: bool) -> Option<String> {
+    let public: Vec<String> = bound
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| a.to_string())
+        .collect();
+    if public.is_empty() || (tls && auth) {
+        return None;
+    }
+    let mut exposed = Vec::new();
+    if !auth {
+        exposed.push("anyone who can reach it may send dumplings under any kitchen name and read every dumpling (no --auth)");
+    }
+    if !tls {
+        exposed
+            .push("all traffic, tokens included, crosses the network unencrypted (no --tls-cert)");
+    }
+    Some(format!(
+        "listening on non-loopback {}: {}. See README \"Deployment\".",
+        public.join(", "),
+        exposed.join("; ")
+    ))
 }
 
 /// Resolves when the process gets Ctrl-C or (on Unix) SIGTERM.

@@ -30,7 +30,24 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
-    let config = cli.config()?;
+    if let Some(cli::Command::Token) = cli.command {
+        let (token, hash) = hub::auth::new_token();
+        println!("token = {token}");
+        println!("token_sha256 = \"{hash}\"");
+        return Ok(());
+    }
+    let mut config = cli.config()?;
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        let files = hub::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: cli.tls_client_ca.clone(),
+        };
+        config.tls = Some(std::sync::Arc::new(hub::tls::Tls::load(files)?));
+    }
+    if let Some(path) = &cli.auth {
+        config.auth = Some(std::sync::Arc::new(hub::auth::Auth::load(path)?));
+    }
     let mut builder = if cli.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -59,6 +76,16 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
                     cli.address, cli.out_port
                 )
             })?;
+        let bound: Vec<std::net::SocketAddr> = kitchens
+            .iter()
+            .chain(&eaters)
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        if let Some(warning) =
+            hub::exposure_warning(&bound, config.tls.is_some(), config.auth.is_some())
+        {
+            tracing::warn!("{warning}");
+        }
         hub::run(
             hub::Listeners { kitchens, eaters },
             config,

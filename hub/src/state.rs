@@ -26,6 +26,24 @@ pub struct Frame {
     /// Bytes published into the ring up to and including this frame; lets an eater work
     /// out how many bytes it is behind.
     pub end_offset: u64,
+    /// Who made it, for eaters restricted to some chefs or kitchens (set only when the
+    /// hub runs with `--auth`, so the plain path clones no extra pointer).
+    pub origin: Option<Arc<Origin>>,
+}
+
+/// Where a frame in the ring came from (see [`crate::auth`]).
+#[derive(Debug)]
+pub enum Origin {
+    /// A kitchen's dumpling.
+    Dumpling {
+        /// `metadata.chef`.
+        chef: Box<str>,
+        /// `metadata.kitchen`, when present.
+        kitchen: Option<Box<str>>,
+    },
+    /// A status dumpling for the eaters of one restricted principal (`Some(name)`), or
+    /// for every unrestricted eater (`None`).
+    Status(Option<Box<str>>),
 }
 
 impl Frame {
@@ -51,6 +69,11 @@ pub struct Peer {
     pub good: AtomicU64,
     /// Kitchens: invalid messages. Eaters: dumplings dropped (lag).
     pub bad: AtomicU64,
+    /// Kitchens: valid dumplings refused (reserved chef name, or a kitchen name its
+    /// principal may not use).
+    pub refused: AtomicU64,
+    /// The auth principal it connected as (`--auth` only).
+    pub principal: Option<Arc<crate::auth::Principal>>,
 }
 
 /// Kitchens and eaters in connection order (ids only grow).
@@ -83,6 +106,8 @@ pub struct Shared {
     pub total_invalid: AtomicU64,
     /// Dumplings dropped for slow eaters.
     pub total_dropped: AtomicU64,
+    /// Valid dumplings refused (reserved chef names, kitchen names not allowed).
+    pub total_refused: AtomicU64,
     /// Connections (either side, registered or not) whose task has ended; the trim loop
     /// watches it to give memory back after a burst.
     pub connections_ended: AtomicU64,
@@ -104,6 +129,7 @@ impl Shared {
             total_out: AtomicU64::new(0),
             total_invalid: AtomicU64::new(0),
             total_dropped: AtomicU64::new(0),
+            total_refused: AtomicU64::new(0),
             connections_ended: AtomicU64::new(0),
             registry: Mutex::new(Registry::default()),
             shutdown,
@@ -112,12 +138,18 @@ impl Shared {
 
     /// Put a message into the fan-out ring. Never waits; with no eater it is dropped.
     pub fn publish(&self, message: Message) {
+        self.publish_from(message, None);
+    }
+
+    /// [`Shared::publish`] with the frame's origin (for filtered eaters).
+    pub fn publish_from(&self, message: Message, origin: Option<Arc<Origin>>) {
         let len = message.len() as u64;
         let end_offset = self.published_bytes.fetch_add(len, Ordering::Relaxed) + len;
         // An error only means no eater is subscribed right now.
         let _ = self.ring.send(Frame {
             message,
             end_offset,
+            origin,
         });
     }
 
@@ -135,12 +167,15 @@ impl Shared {
         side: Side,
         hello: Box<RawValue>,
         addr: SocketAddr,
+        principal: Option<Arc<crate::auth::Principal>>,
     ) -> Registration {
         let peer = Arc::new(Peer {
             hello,
             addr,
             good: AtomicU64::new(0),
             bad: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            principal,
         });
         let mut registry = self.registry();
         let id = registry.next_id;

@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::state::{Peer, Shared};
+use crate::auth::Principal;
+use crate::state::{Origin, Peer, Shared};
 
 #[derive(Serialize)]
 struct PeerInfo {
@@ -92,12 +93,57 @@ fn eater_entry(peer: &Peer) -> EaterEntry<'_> {
 /// even past the cap (a new eater is listed in the status it is welcomed with, as the
 /// original lists the receiving eater).
 pub fn build_status(shared: &Shared, must_list: Option<u64>) -> String {
+    build_status_for(shared, must_list, None)
+}
+
+/// The kitchen name a kitchen's hello declares (for restricted status views).
+fn hello_kitchen_name(peer: &Peer) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(peer.hello.get()).ok()?;
+    value.get("kitchen_name")?.as_str().map(str::to_owned)
+}
+
+/// [`build_status`] as seen by `view`: for an eater principal restricted to some kitchens,
+/// only those kitchens (by their hello's `kitchen_name`) and only the eaters of the same
+/// principal are listed, and the counts are those of the lists.
+pub fn build_status_for(
+    shared: &Shared,
+    must_list: Option<u64>,
+    view: Option<&Principal>,
+) -> String {
     let cap = shared.config.status_list_max;
+    let view = view.filter(|p| p.is_restricted());
     let registry = shared.registry();
-    let kitchens: Vec<Arc<Peer>> = registry.kitchens.values().take(cap).cloned().collect();
-    let mut eaters: Vec<Arc<Peer>> = registry.eaters.values().take(cap).cloned().collect();
+    let kitchen_visible = |peer: &&Arc<Peer>| match view.and_then(|v| v.kitchens.as_ref()) {
+        None => true,
+        Some(allowed) => hello_kitchen_name(peer).is_some_and(|k| allowed.contains(&k)),
+    };
+    let eater_visible = |peer: &&Arc<Peer>| match view {
+        None => true,
+        Some(v) => peer.principal.as_ref().is_some_and(|p| p.name == v.name),
+    };
+    let kitchen_count = registry.kitchens.values().filter(kitchen_visible).count();
+    let eater_count = registry.eaters.values().filter(eater_visible).count();
+    let kitchens: Vec<Arc<Peer>> = registry
+        .kitchens
+        .values()
+        .filter(kitchen_visible)
+        .take(cap)
+        .cloned()
+        .collect();
+    let mut eaters: Vec<Arc<Peer>> = registry
+        .eaters
+        .values()
+        .filter(eater_visible)
+        .take(cap)
+        .cloned()
+        .collect();
     if let Some(id) = must_list {
-        let listed = registry.eaters.keys().take(cap).any(|k| *k == id);
+        let listed = registry
+            .eaters
+            .iter()
+            .filter(|(_, p)| eater_visible(p))
+            .take(cap)
+            .any(|(k, _)| *k == id);
         if !listed {
             if let Some(peer) = registry.eaters.get(&id) {
                 if eaters.len() >= cap && !eaters.is_empty() {
@@ -107,8 +153,6 @@ pub fn build_status(shared: &Shared, must_list: Option<u64>) -> String {
             }
         }
     }
-    let kitchen_count = registry.kitchens.len();
-    let eater_count = registry.eaters.len();
     drop(registry);
 
     let uptime = shared.started.elapsed().as_secs_f64();
@@ -148,7 +192,25 @@ pub async fn status_loop(shared: Arc<Shared>) {
         tick.tick().await;
         if shared.ring.receiver_count() > 0 {
             let status = build_status(&shared, None);
-            shared.publish(Message::text(status));
+            if shared.config.auth.is_none() {
+                shared.publish(Message::text(status));
+                continue;
+            }
+            shared.publish_from(Message::text(status), Some(Arc::new(Origin::Status(None))));
+            // One view per restricted eater principal that is connected.
+            let mut views: Vec<Arc<Principal>> = Vec::new();
+            for peer in shared.registry().eaters.values() {
+                if let Some(p) = peer.principal.as_ref().filter(|p| p.is_restricted()) {
+                    if !views.iter().any(|v| v.name == p.name) {
+                        views.push(p.clone());
+                    }
+                }
+            }
+            for view in views {
+                let status = build_status_for(&shared, None, Some(&view));
+                let origin = Origin::Status(Some(view.name.as_str().into()));
+                shared.publish_from(Message::text(status), Some(Arc::new(origin)));
+            }
         }
     }
 }

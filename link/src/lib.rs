@@ -1,0 +1,462 @@
+//! The client side of a link to `nd-hub`, shared by the kitchen (`nd-sniff -h`), the Rust
+//! eater library and the three eater CLIs, so TLS and tokens behave the same everywhere.
+//!
+//! * `HOST:PORT` means `ws://HOST:PORT` (as the original); `wss://HOST:PORT` uses TLS
+//!   (rustls with the ring provider; no OpenSSL), verified against the system roots or
+//!   against `--tls-ca FILE` alone when given.
+//! * `--tls-client-cert/--tls-client-key` present a client certificate (hubs started with
+//!   `--tls-client-ca` require one).
+//! * The bearer token is read from `--token-file FILE` or the [`TOKEN_ENV`] variable,
+//!   never from a command-line argument (which `ps` shows to every local user), and is
+//!   sent as `Authorization: Bearer ...` on the WebSocket upgrade.
+//!
+//! Errors name the bad thing and what to do ([`LinkError`]); [`LinkError::is_fatal`]
+//! tells reconnect loops which ones retrying cannot fix (a bad certificate, a refused
+//! token).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Response;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+/// The environment variable a token is read from when no `--token-file` is given.
+pub const TOKEN_ENV: &str = "ND_HUB_TOKEN";
+
+/// Longest token accepted from a file or the environment (tokens are ~43 characters; a
+/// bound keeps a wrong file from being sent as a header).
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// A connected hub link (plain or TLS).
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Why a link could not be set up or made.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The hub address does not make a valid `ws://` or `wss://` URI.
+    #[error("invalid hub address {0:?}: {1} (use HOST:PORT, ws://HOST:PORT or wss://HOST:PORT)")]
+    BadAddress(String, String),
+    /// A certificate, key or token file could not be read or parsed.
+    #[error("cannot use {what} {path}: {detail}")]
+    BadFile {
+        /// What the file was meant to hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The token is empty, too long or not a valid header value.
+    #[error("bad hub token from {0}: {1}")]
+    BadToken(String, &'static str),
+    /// The hub's certificate was refused (unknown CA, wrong name, expired...).
+    #[error("TLS: the hub at {uri} presented a certificate this client does not trust: {detail} (pass the hub's CA with --tls-ca FILE, and connect by a name the certificate holds)")]
+    BadCertificate {
+        /// The URI tried.
+        uri: String,
+        /// rustls's reason.
+        detail: String,
+    },
+    /// Another TLS failure (e.g. the hub wants a client certificate).
+    #[error("TLS with {uri} failed: {detail}")]
+    Tls {
+        /// The URI tried.
+        uri: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The hub answered the upgrade with 401: no token, or one it does not know.
+    #[error("the hub at {uri} refused this client's token (HTTP 401): give a valid token with --token-file FILE or {TOKEN_ENV}")]
+    Unauthorized {
+        /// The URI tried.
+        uri: String,
+    },
+    /// The hub answered the upgrade with another HTTP error.
+    #[error("{uri} is not a dumpling hub: HTTP {status}")]
+    NotAHub {
+        /// The URI tried.
+        uri: String,
+        /// The status line's code.
+        status: u16,
+    },
+    /// The connection could not be made or broke during the handshake (worth retrying).
+    #[error("cannot connect to {uri}: {detail}")]
+    Connect {
+        /// The URI tried.
+        uri: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl LinkError {
+    /// Whether retrying cannot help (bad address, files, certificate or token).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, LinkError::Connect { .. })
+    }
+}
+
+/// A bearer token. Its `Debug` form is redacted so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl Token {
+    /// Check and wrap a token (surrounding whitespace, e.g. a file's newline, is trimmed).
+    pub fn new(text: &str, source: &str) -> Result<Token, LinkError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(LinkError::BadToken(source.into(), "it is empty"));
+        }
+        if text.len() > MAX_TOKEN_BYTES {
+            return Err(LinkError::BadToken(source.into(), "it is over 4096 bytes"));
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(LinkError::BadToken(
+                source.into(),
+                "it holds spaces or non-ASCII characters",
+            ));
+        }
+        Ok(Token(text.to_owned()))
+    }
+
+    /// The token text (to put in a header).
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The TLS and token flags every hub client has; flatten into a clap `Cli`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LinkArgs {
+    /// For wss:// hubs: trust only this CA (PEM) instead of the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// For wss:// hubs that require client certificates: this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-client-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+    /// Read the hub token from this file (default: the ND_HUB_TOKEN environment
+    /// variable; a token is never taken on the command line, where `ps` shows it).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl LinkArgs {
+    /// Load the files and the token into a ready [`Link`].
+    pub fn link(&self) -> Result<Link, LinkError> {
+        let token = match &self.token_file {
+            Some(path) => Some(Token::new(
+                &read_file(path, "token file")?,
+                &path.display().to_string(),
+            )?),
+            None => match std::env::var(TOKEN_ENV) {
+                Ok(text) if !text.trim().is_empty() => Some(Token::new(&text, TOKEN_ENV)?),
+                _ => None,
+            },
+        };
+        let client = match (&self.tls_client_cert, &self.tls_client_key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            _ => None,
+        };
+        Link::new(self.tls_ca.as_deref(), client, token)
+    }
+}
+
+fn read_file(path: &Path, what: &'static str) -> Result<String, LinkError> {
+    let bad = |detail: String| LinkError::BadFile {
+        what,
+        path: path.to_owned(),
+        detail,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if meta.len() > 1 << 20 {
+        return Err(bad("over 1 MiB".into()));
+    }
+    std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))
+}
+
+/// Read every certificate of a PEM file (at least one).
+pub fn load_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, LinkError> {
+    let text = read_file(path, what)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(text.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| LinkError::BadFile {
+            what,
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(LinkError::BadFile {
+            what,
+            path: path.to_owned(),
+            detail: "no PEM certificate in it".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Read the first private key of a PEM file.
+pub fn load_key(path: &Path, what: &'static str) -> Result<PrivateKeyDer<'static>, LinkError> {
+    let text = read_file(path, what)?;
+    PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| LinkError::BadFile {
+        what,
+        path: path.to_owned(),
+        detail: format!("no usable PEM private key ({e})"),
+    })
+}
+
+/// A CA file as a root store.
+pub fn load_roots(path: &Path, what: &'static str) -> Result<rustls::RootCertStore, LinkError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(path, what)? {
+        roots.add(cert).map_err(|e| LinkError::BadFile {
+            what,
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The ring crypto provider (the only one compiled in).
+///
+/// rustls 0.23.48 deprecates it for lacking post-quantum key exchange; it is still the
+/// project's choice because aws-lc-rs needs a C/cmake build that CI's cold budget cannot
+/// afford. Revisit when ring gains ML-KEM.
+#[allow(deprecated)]
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Everything a client needs to reach a hub: TLS settings (built once) and the token.
+#[derive(Clone, Default)]
+pub struct Link {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tls_error: Option<String>,
+    token: Option<Token>,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("tls", &self.tls.is_some())
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl Link {
+    /// A link with no CA file, client certificate or token: `ws://` as today, and `wss://`
+    /// against the system roots.
+    pub fn plain() -> Link {
+        Link::default()
+    }
+
+    /// Build the TLS client settings (system roots unless `ca` is given) and keep `token`.
+    pub fn new(
+        ca: Option<&Path>,
+        client: Option<(&Path, &Path)>,
+        token: Option<Token>,
+    ) -> Result<Link, LinkError> {
+        let roots = match ca {
+            Some(path) => Some(load_roots(path, "CA file")?),
+            None => None,
+        };
+        let client = match client {
+            Some((cert, key)) => Some((
+                load_certs(cert, "client certificate")?,
+                load_key(key, "client key")?,
+            )),
+            None => None,
+        };
+        let mut link = Link {
+            tls: None,
+            tls_error: None,
+            token,
+        };
+        // System roots are loaded lazily only when no CA is given: a plain ws:// client
+        // should not fail because the system store is odd.
+        let roots = match roots {
+            Some(roots) => roots,
+            None => {
+                let loaded = rustls_native_certs::load_native_certs();
+                let mut roots = rustls::RootCertStore::empty();
+                let (added, _) = roots.add_parsable_certificates(loaded.certs);
+                if added == 0 {
+                    link.tls_error = Some(
+                        "no system root certificates found; pass the hub's CA with --tls-ca FILE"
+                            .into(),
+                    );
+                    return Ok(link);
+                }
+                roots
+            }
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| LinkError::Tls {
+                uri: String::new(),
+                detail: e.to_string(),
+            })?
+            .with_root_certificates(roots);
+        let config = match client {
+            Some((chain, key)) => {
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| LinkError::Tls {
+                        uri: String::new(),
+                        detail: format!("client certificate and key do not fit: {e}"),
+                    })?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        link.tls = Some(Arc::new(config));
+        Ok(link)
+    }
+
+    /// Use this token (tests and libraries that read it themselves).
+    pub fn with_token(mut self, token: Option<Token>) -> Link {
+        self.token = token;
+        self
+    }
+
+    /// Whether a token will be presented.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Connect to `uri` (`ws://` or `wss://`), presenting the token on the upgrade.
+    pub async fn connect(
+        &self,
+        uri: &str,
+        ws_config: Option<WebSocketConfig>,
+    ) -> Result<(Ws, Response), LinkError> {
+        let mut request = uri
+            .into_client_request()
+            .map_err(|e| LinkError::BadAddress(uri.to_owned(), e.to_string()))?;
+        if let Some(token) = &self.token {
+            let value = HeaderValue::from_str(&format!("Bearer {}", token.secret()))
+                .map_err(|_| LinkError::BadToken("the token".into(), "not a valid header value"))?;
+            request.headers_mut().insert("authorization", value);
+        }
+        let connector = if uri.starts_with("wss://") {
+            match (&self.tls, &self.tls_error) {
+                (Some(config), _) => Some(Connector::Rustls(config.clone())),
+                (None, Some(error)) => {
+                    return Err(LinkError::Tls {
+                        uri: uri.to_owned(),
+                        detail: error.clone(),
+                    })
+                }
+                (None, None) => {
+                    return Err(LinkError::Tls {
+                        uri: uri.to_owned(),
+                        detail: "no TLS settings".into(),
+                    })
+                }
+            }
+        } else {
+            Some(Connector::Plain)
+        };
+        tokio_tungstenite::connect_async_tls_with_config(request, ws_config, true, connector)
+            .await
+            .map_err(|error| classify(uri, error))
+    }
+}
+
+/// Turn a handshake error into a [`LinkError`] that says what to do.
+pub fn classify(uri: &str, error: WsError) -> LinkError {
+    let uri = uri.to_owned();
+    match error {
+        WsError::Http(response) if response.status().as_u16() == 401 => {
+            LinkError::Unauthorized { uri }
+        }
+        WsError::Http(response) => LinkError::NotAHub {
+            uri,
+            status: response.status().as_u16(),
+        },
+        WsError::Url(e) => LinkError::BadAddress(uri, e.to_string()),
+        WsError::Io(e) => match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls::Error::InvalidCertificate(reason)) => LinkError::BadCertificate {
+                uri,
+                detail: format!("{reason:?}"),
+            },
+            Some(other) => LinkError::Tls {
+                uri,
+                detail: other.to_string(),
+            },
+            None => LinkError::Connect {
+                uri,
+                detail: e.to_string(),
+            },
+        },
+        WsError::Tls(e) => LinkError::Tls {
+            uri,
+            detail: e.to_string(),
+        },
+        other => LinkError::Connect {
+            uri,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Build a hub URI from `HOST:PORT` (the original prefixes `ws://`) or a `ws://`/`wss://`
+/// URI.
+pub fn hub_uri(hub: &str) -> Result<String, LinkError> {
+    let uri = if hub.starts_with("ws://") || hub.starts_with("wss://") {
+        hub.to_owned()
+    } else {
+        format!("ws://{hub}")
+    };
+    uri.as_str()
+        .into_client_request()
+        .map_err(|e| LinkError::BadAddress(hub.to_owned(), e.to_string()))?;
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_and_tokens() {
+        assert_eq!(hub_uri("h:1").unwrap(), "ws://h:1");
+        assert_eq!(hub_uri("wss://h:1").unwrap(), "wss://h:1");
+        assert!(hub_uri("h:1:2:3 x").is_err());
+        assert!(Token::new("  \n", "x").is_err());
+        assert!(Token::new("a b", "x").is_err());
+        let token = Token::new("abc\n", "x").unwrap();
+        assert_eq!(token.secret(), "abc");
+        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+    }
+
+    #[test]
+    fn missing_ca_file_is_named() {
+        let error = Link::new(Some(Path::new("/nonexistent/ca.pem")), None, None).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+        assert!(error.is_fatal());
+    }
+}
