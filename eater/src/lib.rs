@@ -23,7 +23,6 @@ use std::time::Duration;
 use dumpling::{close_code, Driver, Dumpling, HubNotice};
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -48,6 +47,10 @@ pub enum Error {
     /// The hub refused this eater (e.g. its hello), which retrying cannot fix.
     #[error("the hub refused this eater: {0}")]
     Refused(String),
+    /// TLS or token trouble retrying cannot fix (bad certificate, token refused, unreadable
+    /// CA file...); the message says what to do.
+    #[error(transparent)]
+    Link(hub_link::LinkError),
     /// The connection was lost (or could not be made) and no more retries are allowed.
     #[error("lost connection to the dumpling hub: {0}")]
     GaveUp(String),
@@ -133,6 +136,9 @@ pub struct EaterConfig {
     pub reconnect: Reconnect,
     /// Time allowed to connect and send the hello.
     pub connect_timeout: Duration,
+    /// TLS settings (CA file, client certificate) and token for `wss://` or `--auth`
+    /// hubs; see the `hub-link` crate.
+    pub link: hub_link::Link,
 }
 
 impl EaterConfig {
@@ -144,6 +150,7 @@ impl EaterConfig {
             filter: Filter::default(),
             reconnect: Reconnect::default(),
             connect_timeout: Duration::from_secs(10),
+            link: hub_link::Link::plain(),
         }
     }
 }
@@ -192,15 +199,10 @@ pub enum Event {
 
 /// Build the hub URI from `HOST:PORT` (the original prefixes `ws://`) or a `ws://` URI.
 pub fn hub_uri(hub: &str) -> Result<String, Error> {
-    let uri = if hub.starts_with("ws://") || hub.starts_with("wss://") {
-        hub.to_owned()
-    } else {
-        format!("ws://{hub}")
-    };
-    uri.as_str()
-        .into_client_request()
-        .map_err(|e| Error::BadHubAddress(hub.to_owned(), e.to_string()))?;
-    Ok(uri)
+    hub_link::hub_uri(hub).map_err(|e| match e {
+        hub_link::LinkError::BadAddress(hub, detail) => Error::BadHubAddress(hub, detail),
+        other => Error::Link(other),
+    })
 }
 
 /// Why one message was not passed on as a dumpling.
@@ -376,13 +378,12 @@ impl Eater {
             .read_buffer_size(64 * 1024)
             .write_buffer_size(0);
         let attempt = async {
-            let (mut ws, _response) = tokio_tungstenite::connect_async_with_config(
-                self.uri.as_str(),
-                Some(ws_config),
-                true,
-            )
-            .await
-            .map_err(|error| classify_connect_error(&self.uri, error))?;
+            let (mut ws, _response) = self
+                .config
+                .link
+                .connect(self.uri.as_str(), Some(ws_config))
+                .await
+                .map_err(classify_connect_error)?;
             let hello = serde_json::json!({ "eater_name": self.config.name }).to_string();
             ws.send(Message::text(hello))
                 .await
@@ -404,15 +405,18 @@ enum ConnectError {
     Retry(String),
 }
 
-fn classify_connect_error(uri: &str, error: WsError) -> ConnectError {
+fn classify_connect_error(error: hub_link::LinkError) -> ConnectError {
+    use hub_link::LinkError;
     match error {
-        WsError::Http(response) => ConnectError::Fatal(Error::NotAHub {
-            uri: uri.to_owned(),
-            detail: format!("HTTP {}", response.status()),
+        LinkError::NotAHub { uri, status } => ConnectError::Fatal(Error::NotAHub {
+            uri,
+            detail: format!("HTTP {status}"),
         }),
-        WsError::Url(e) => ConnectError::Fatal(Error::BadHubAddress(uri.to_owned(), e.to_string())),
-        WsError::Io(e) => ConnectError::Retry(format!("cannot connect to {uri}: {e}")),
-        other => ConnectError::Retry(format!("cannot connect to {uri}: {other}")),
+        LinkError::BadAddress(uri, detail) => {
+            ConnectError::Fatal(Error::BadHubAddress(uri, detail))
+        }
+        retry @ LinkError::Connect { .. } => ConnectError::Retry(retry.to_string()),
+        fatal => ConnectError::Fatal(Error::Link(fatal)),
     }
 }
 

@@ -145,6 +145,22 @@ pub fn use_color(color: bool, no_color: bool) -> bool {
     }
 }
 
+/// An [`eater::EaterConfig`] for `hub` and `name` with the TLS and token settings of
+/// `link`; on a bad CA, certificate or token file, says why on stderr and gives the exit
+/// status to return.
+pub fn eater_config(
+    hub: &str,
+    name: &str,
+    link: &hub_link::LinkArgs,
+) -> Result<eater::EaterConfig, std::process::ExitCode> {
+    let mut config = eater::EaterConfig::new(hub, name);
+    config.link = link.link().map_err(|error| {
+        eprintln!("{name}: {error}");
+        std::process::ExitCode::FAILURE
+    })?;
+    Ok(config)
+}
+
 /// A runtime for the eater CLIs (one thread is plenty).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -117,7 +117,9 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             let hello = hello(&config, &qualified);
             let mut options = HubOptions::new(addr.clone(), hello.to_string());
             options.block_when_full = mode == ClockMode::Replay;
-            tracing::info!("{k}: Connecting to the dumpling hub at ws://{addr}");
+            options.link = config.link.clone();
+            let uri = hub_link::hub_uri(addr)?;
+            tracing::info!("{k}: Connecting to the dumpling hub at {uri}");
             let client = Arc::new(Mutex::new(
                 HubClient::start(options).context("cannot start the hub client thread")?,
             ));

@@ -28,7 +28,8 @@ pub struct Cli {
     )]
     pub kitchen_name: String,
 
-    /// Hub to send dumplings to (`ws://HOST:PORT`). `-h` is this flag, not help.
+    /// Hub to send dumplings to: `HOST:PORT` (ws://) or `wss://HOST:PORT` (TLS; see
+    /// --tls-ca). `-h` is this flag, not help.
     #[arg(
         short = 'h',
         long,
@@ -36,6 +37,10 @@ pub struct Cli {
         default_value = "localhost:11347"
     )]
     pub hub: String,
+
+    /// TLS and token settings for the hub link.
+    #[command(flatten)]
+    pub link: hub_link::LinkArgs,
 
     /// Interface to capture on; repeat for several. `all` (the default) means every
     /// interface.
@@ -149,8 +154,10 @@ pub const DEFAULT_LIVE_FILTER: &str = "tcp or udp or arp";
 pub struct Config {
     /// `--kitchen-name`.
     pub kitchen_name: String,
-    /// `HOST:PORT` of the hub, `None` with `--no-hub`.
+    /// `HOST:PORT` or `ws(s)://HOST:PORT` of the hub, `None` with `--no-hub`.
     pub hub: Option<String>,
+    /// TLS settings and token for the hub link.
+    pub link: hub_link::Link,
     /// Packet source.
     pub source: Source,
     /// The filter; `None` when empty.
@@ -222,6 +229,11 @@ impl Config {
             }
             Some(cli.hub.clone())
         };
+        let link = if cli.no_hub {
+            hub_link::Link::plain()
+        } else {
+            cli.link.link()?
+        };
         let interfaces: Vec<String> = cli.interfaces.clone();
         let interface_text = if interfaces.is_empty() {
             "all".to_owned()
@@ -257,6 +269,7 @@ impl Config {
         Ok(Config {
             kitchen_name: cli.kitchen_name,
             hub,
+            link,
             source,
             filter,
             filter_text,

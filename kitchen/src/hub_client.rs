@@ -31,8 +31,10 @@ use crate::dispatch::{DumplingSink, SinkError};
 /// Settings of the hub client.
 #[derive(Debug, Clone)]
 pub struct HubOptions {
-    /// `HOST:PORT` of the hub's kitchen port.
+    /// `HOST:PORT` (ws://) or `ws(s)://HOST:PORT` of the hub's kitchen port.
     pub hub: String,
+    /// TLS settings and token (see the `hub-link` crate).
+    pub link: hub_link::Link,
     /// The hello object, already serialized.
     pub hello: String,
     /// Dumplings kept while the hub is unreachable.
@@ -52,6 +54,7 @@ impl HubOptions {
     pub fn new(hub: impl Into<String>, hello: impl Into<String>) -> Self {
         HubOptions {
             hub: hub.into(),
+            link: hub_link::Link::plain(),
             hello: hello.into(),
             max_queued: 65_536,
             max_queued_bytes: 64 << 20,
@@ -267,7 +270,13 @@ enum SessionEnd {
 }
 
 async fn run(shared: Arc<Shared>, options: HubOptions) {
-    let url = format!("ws://{}", options.hub);
+    let url = match hub_link::hub_uri(&options.hub) {
+        Ok(url) => url,
+        Err(error) => {
+            tracing::error!(%error, "not connecting to the hub");
+            return;
+        }
+    };
     let mut failures: u32 = 0;
     loop {
         {
@@ -280,7 +289,7 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
         }
         match tokio::time::timeout(
             Duration::from_secs(5),
-            tokio_tungstenite::connect_async(url.as_str()),
+            options.link.connect(url.as_str(), None),
         )
         .await
         {
@@ -306,6 +315,14 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     Ok(SessionEnd::Finished) | Ok(SessionEnd::Abandoned) => return,
                     Err(e) => tracing::warn!(hub = %url, error = %e,
                         "lost the connection to the hub; reconnecting"),
+                }
+            }
+            Ok(Err(e)) if e.is_fatal() => {
+                // A bad certificate or token: say so plainly (retries continue, since the
+                // hub's auth file or certificate may be fixed while the kitchen runs).
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::error!(attempts = failures, "{e}");
                 }
             }
             Ok(Err(e)) => {

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use clap::Parser;
-use eater::{EaterConfig, Event, Filter};
+use eater::{Event, Filter};
 use eaters::format::{hms, BOLD, RESET};
 use eaters::Flow;
 
@@ -24,9 +24,12 @@ struct Cli {
         short = 'h',
         long,
         value_name = "HOST:PORT",
-        default_value = "localhost:11348"
+        default_value = "localhost:11348",
+        long_help = "Hub eater address: HOST:PORT (ws://) or wss://HOST:PORT (TLS; see --tls-ca)"
     )]
     hub: String,
+    #[command(flatten)]
+    link: hub_link::LinkArgs,
     /// Name sent to the hub.
     #[arg(
         short = 'n',
@@ -57,7 +60,10 @@ fn status_line(now: &str, status: &dumpling::SystemStatus, color: bool) -> Strin
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let mut config = EaterConfig::new(cli.hub.clone(), cli.eater_name.clone());
+    let mut config = match eaters::eater_config(&cli.hub, &cli.eater_name, &cli.link) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     config.filter = Filter {
         chefs: vec![dumpling::SYSTEM_STATUS_CHEF.into()],
         ..Filter::default()

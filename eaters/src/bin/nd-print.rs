@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use clap::Parser;
-use eater::{EaterConfig, Event, Filter};
+use eater::{Event, Filter};
 use eaters::format::{colorize_json, local_iso, python_pretty, BOLD, RESET};
 use eaters::Flow;
 
@@ -26,9 +26,12 @@ struct Cli {
         short = 'h',
         long,
         value_name = "HOST:PORT",
-        default_value = "localhost:11348"
+        default_value = "localhost:11348",
+        long_help = "Hub eater address: HOST:PORT (ws://) or wss://HOST:PORT (TLS; see --tls-ca)"
     )]
     hub: String,
+    #[command(flatten)]
+    link: hub_link::LinkArgs,
     /// Only dumplings from this chef (repeatable).
     #[arg(short = 'c', long = "chef", value_name = "CHEF_NAME")]
     chefs: Vec<String>,
@@ -76,7 +79,10 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let mut config = EaterConfig::new(cli.hub.clone(), cli.eater_name.clone());
+    let mut config = match eaters::eater_config(&cli.hub, &cli.eater_name, &cli.link) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
     config.filter = Filter {
         chefs: cli.chefs.clone(),
         kitchens: cli.kitchens.clone(),
