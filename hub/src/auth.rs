@@ -534,7 +534,7 @@ mod tests {
     use super::*;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-    fn request(uri: &str, headers: &[(&str, &str)]) -> Request {
+    fn request(uri: &str, headers: &[(&'static str, &str)]) -> Request {
         let mut request = uri.into_client_request().unwrap();
         for (k, v) in headers {
             request.headers_mut().append(*k, v.parse().unwrap());

@@ -24,6 +24,10 @@ struct PeerInfo {
     dumplings_in: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dumplings_invalid: Option<u64>,
+    /// Only when some were refused (reserved chef or kitchen name not allowed), so the
+    /// original's status shape is unchanged otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dumplings_refused: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dumplings_delivered: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +73,7 @@ fn kitchen_entry(peer: &Peer) -> KitchenEntry<'_> {
             port: peer.addr.port(),
             dumplings_in: Some(peer.good.load(Ordering::Relaxed)),
             dumplings_invalid: Some(peer.bad.load(Ordering::Relaxed)),
+            dumplings_refused: Some(peer.refused.load(Ordering::Relaxed)).filter(|n| *n > 0),
             dumplings_delivered: None,
             dumplings_dropped: None,
         },
@@ -83,6 +88,7 @@ fn eater_entry(peer: &Peer) -> EaterEntry<'_> {
             port: peer.addr.port(),
             dumplings_in: None,
             dumplings_invalid: None,
+            dumplings_refused: None,
             dumplings_delivered: Some(peer.good.load(Ordering::Relaxed)),
             dumplings_dropped: Some(peer.bad.load(Ordering::Relaxed)),
         },

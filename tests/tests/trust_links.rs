@@ -1,0 +1,597 @@
+//! Trust on every link (issue 10, link parts), with real processes on 127.0.0.1 and
+//! certificates made in the test with rcgen: TLS end to end kitchen -> hub -> eaters
+//! (`nd-sniff`, `nd-print`, the Rust eater library), a wrong CA refused with a clear
+//! error, mutual TLS with and without a client certificate, every `--auth` refusal (no
+//! token, wrong token, wrong port, revoked while connected, another kitchen's name), an
+//! eater restricted to some chefs and kitchens, and reserved chef names refused without
+//! auth.
+
+#[path = "hub_support.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e_tests::{bin, test_data, ChildGuard};
+use futures_util::SinkExt;
+use hub_link::{Link, LinkError, Token};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const T: Duration = Duration::from_secs(10);
+
+/// A scratch folder for one test's certificates, tokens and auth file.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nd-trust-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Make a CA (`<name>-ca.pem`) and one certificate it signs for `names`
+/// (`<name>.pem`, `<name>-key.pem`); returns the three paths.
+fn issue(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+        .expect("ca cert");
+    let key = KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let cert = CertificateParams::new(names)
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("cert");
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// A token and its hash, made by `nd-hub token`.
+fn new_token() -> (String, String) {
+    let out = Command::new(bin("nd-hub"))
+        .arg("token")
+        .output()
+        .expect("nd-hub token");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+    };
+    (field("token = "), field("token_sha256 = "))
+}
+
+/// One principal of an auth file: name, role, extra TOML lines.
+struct P {
+    name: &'static str,
+    role: &'static str,
+    extra: &'static str,
+    token: String,
+    hash: String,
+}
+
+fn principal(name: &'static str, role: &'static str, extra: &'static str) -> P {
+    let (token, hash) = new_token();
+    P {
+        name,
+        role,
+        extra,
+        token,
+        hash,
+    }
+}
+
+fn write_auth(path: &Path, principals: &[&P]) {
+    let mut text = String::new();
+    for p in principals {
+        text.push_str(&format!(
+            "[[principal]]\nname = \"{}\"\nrole = \"{}\"\ntoken_sha256 = \"{}\"\n{}\n\n",
+            p.name, p.role, p.hash, p.extra
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn token(p: &P) -> Option<Token> {
+    Some(Token::new(&p.token, "test").unwrap())
+}
+
+fn token_file(dir: &Path, p: &P) -> PathBuf {
+    let path = dir.join(format!("{}.token", p.name));
+    std::fs::write(&path, format!("{}\n", p.token)).unwrap();
+    path
+}
+
+/// Connect through `link`, send `hello`; for eaters also read the welcome status.
+async fn join(link: &Link, uri: &str, hello: serde_json::Value) -> Result<Ws, LinkError> {
+    let (mut ws, _) = tokio::time::timeout(T, link.connect(uri, None))
+        .await
+        .expect("connect in time")?;
+    ws.send(Message::text(hello.to_string()))
+        .await
+        .expect("hello");
+    Ok(ws)
+}
+
+async fn join_eater(link: &Link, uri: &str, name: &str) -> (Ws, serde_json::Value) {
+    let mut ws = join(link, uri, serde_json::json!({ "eater_name": name }))
+        .await
+        .expect("eater joins");
+    let welcome = next_data(&mut ws, T).await.expect("welcome status");
+    let value: serde_json::Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
+    assert_eq!(value["metadata"]["chef"], "SystemStatusChef");
+    (ws, value["payload"].clone())
+}
+
+fn dumpling(chef: &str, kitchen: &str, seq: u64) -> Message {
+    Message::text(
+        serde_json::json!({
+            "metadata": {"chef": chef, "kitchen": kitchen, "creation_time": 1.5, "driver": "packet"},
+            "payload": {"seq": seq}
+        })
+        .to_string(),
+    )
+}
+
+fn meta(message: &Message) -> (String, String, u64) {
+    let v: serde_json::Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+    (
+        v["metadata"]["chef"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        v["metadata"]["kitchen"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        v["payload"]["seq"].as_u64().unwrap_or(u64::MAX),
+    )
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[tokio::test]
+async fn tls_and_tokens_end_to_end_kitchen_hub_eaters() {
+    let capture = test_data("original/loopback_dns_arp_http.pcap");
+    if !capture.exists() {
+        eprintln!("SKIP: {} missing", capture.display());
+        return;
+    }
+    let dir = scratch("e2e");
+    let (ca, cert, key) = issue(&dir, "hub", &["localhost", "127.0.0.1"]);
+    let kitchen_p = principal("sensor", "kitchen", "kitchens = [\"test_kitchen\"]");
+    let eater_p = principal("analysts", "eater", "");
+    let auth = dir.join("auth.toml");
+    write_auth(&auth, &[&kitchen_p, &eater_p]);
+    let hub = Hub::start(&[
+        "-f",
+        "60",
+        "--tls-cert",
+        s(&cert),
+        "--tls-key",
+        s(&key),
+        "--auth",
+        s(&auth),
+    ]);
+    let eater_uri = format!("wss://localhost:{}", hub.eaters.port());
+    let kitchen_uri = format!("wss://localhost:{}", hub.kitchens.port());
+    let eater_token = token_file(&dir, &eater_p);
+
+    // nd-print over wss:// with the CA and a token file.
+    let print = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print"))
+            .args([
+                "-h",
+                &eater_uri,
+                "--json",
+                "-k",
+                "test_kitchen",
+                "--tls-ca",
+                s(&ca),
+            ])
+            .args(["--token-file", s(&eater_token)]),
+    );
+    // The Rust eater library, token from the environment variable's twin (Link).
+    let mut config = eater::EaterConfig::new(eater_uri.clone(), "rust-eater");
+    config.filter.kitchens = vec!["test_kitchen".into()];
+    config.link = Link::new(Some(&ca), None, token(&eater_p)).unwrap();
+    let mut rust_eater = eater::Eater::new(config).unwrap();
+    match tokio::time::timeout(T, rust_eater.next_event()).await {
+        Ok(Ok(eater::Event::Connected { .. })) => {}
+        other => panic!("rust eater did not connect: {other:?}"),
+    }
+    let link = Link::new(Some(&ca), None, token(&eater_p)).unwrap();
+    let deadline = Instant::now() + T;
+    loop {
+        let (mut probe, status) = join_eater(&link, &eater_uri, "probe").await;
+        let _ = probe.close(None).await;
+        if status["dumpling_eater_count"] == 3 || Instant::now() > deadline {
+            assert_eq!(
+                status["dumpling_eater_count"], 3,
+                "nd-print, rust eater, probe"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // nd-sniff replays into the hub over wss:// with its token (from ND_HUB_TOKEN).
+    let kitchen = ChildGuard::spawn(
+        "nd-sniff",
+        Command::new(bin("nd-sniff"))
+            .arg("-r")
+            .arg(&capture)
+            .args([
+                "-h",
+                &kitchen_uri,
+                "--tls-ca",
+                s(&ca),
+                "--stdout",
+                "-p",
+                "3600",
+            ])
+            .args(["-n", "test_kitchen"])
+            .env("ND_HUB_TOKEN", &kitchen_p.token),
+    )
+    .wait_output(Duration::from_secs(60));
+    assert!(
+        kitchen.status.success(),
+        "nd-sniff: {}",
+        String::from_utf8_lossy(&kitchen.stderr)
+    );
+    let produced: Vec<String> = String::from_utf8(kitchen.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(!produced.is_empty(), "the kitchen made dumplings");
+
+    let mut got = Vec::new();
+    while got.len() < produced.len() {
+        match tokio::time::timeout(T, rust_eater.next_event()).await {
+            Ok(Ok(eater::Event::Dumpling(received))) => got.push(received.raw),
+            Ok(Ok(_)) => {}
+            other => panic!("rust eater: {other:?} after {} dumplings", got.len()),
+        }
+    }
+    assert_eq!(got, produced, "rust eater over TLS: count and bytes");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    print.interrupt();
+    let out = print.wait_output(T);
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines,
+        produced,
+        "nd-print over TLS; stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, log) = hub.stop();
+    assert!(log.contains("wss://127.0.0.1:"), "hub announces wss: {log}");
+    assert!(!log.contains("refused"), "nothing refused: {log}");
+}
+
+#[tokio::test]
+async fn wrong_ca_is_refused_with_a_clear_error() {
+    let dir = scratch("wrongca");
+    let (_, cert, key) = issue(&dir, "hub", &["localhost"]);
+    let (other_ca, _, _) = issue(&dir, "other", &["localhost"]);
+    let hub = Hub::start(&["--tls-cert", s(&cert), "--tls-key", s(&key)]);
+    let uri = format!("wss://localhost:{}", hub.eaters.port());
+    let out = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print")).args(["-h", &uri, "--tls-ca", s(&other_ca)]),
+    )
+    .wait_output(T);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(
+        stderr.contains("does not trust") && stderr.contains("--tls-ca"),
+        "clear message: {stderr}"
+    );
+    // The library says the same, and calls it fatal (no retry loop).
+    let error = Link::new(Some(&other_ca), None, None)
+        .unwrap()
+        .connect(&uri, None)
+        .await
+        .expect_err("wrong CA");
+    assert!(matches!(error, LinkError::BadCertificate { .. }), "{error}");
+    assert!(error.is_fatal());
+    // A plain ws:// client gets no WebSocket out of a TLS port.
+    assert!(Link::plain()
+        .connect(&format!("ws://127.0.0.1:{}", hub.eaters.port()), None)
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn mutual_tls_with_and_without_a_client_certificate() {
+    let dir = scratch("mtls");
+    let (ca, cert, key) = issue(&dir, "hub", &["localhost"]);
+    let (client_ca, client_cert, client_key) = issue(&dir, "client", &["sensor-a"]);
+    let hub = Hub::start(&[
+        "--tls-cert",
+        s(&cert),
+        "--tls-key",
+        s(&key),
+        "--tls-client-ca",
+        s(&client_ca),
+    ]);
+    let uri = format!("wss://localhost:{}", hub.eaters.port());
+    let with = Link::new(Some(&ca), Some((&client_cert, &client_key)), None).unwrap();
+    let (_ws, status) = join_eater(&with, &uri, "with-cert").await;
+    assert_eq!(status["dumpling_eater_count"], 1);
+
+    let without = Link::new(Some(&ca), None, None).unwrap();
+    let refused = async {
+        let (mut ws, _) = without.connect(&uri, None).await?;
+        // TLS 1.3 may finish the client side first; then the hub's alert ends the stream.
+        ws.send(Message::text(r#"{"eater_name": "x"}"#)).await.ok();
+        match next_data(&mut ws, T).await {
+            Some(m) => panic!("got data without a client certificate: {m:?}"),
+            None => Ok::<(), LinkError>(()),
+        }
+    }
+    .await;
+    if let Err(error) = refused {
+        assert!(
+            error.to_string().contains("TLS") || error.to_string().contains("certificate"),
+            "{error}"
+        );
+    }
+    let (_ws, status) = join_eater(&with, &uri, "still-fine").await;
+    assert_eq!(
+        status["dumpling_eater_count"], 2,
+        "only the certified eaters: {status}"
+    );
+}
+
+#[tokio::test]
+async fn every_auth_refusal_and_revocation() {
+    let dir = scratch("refusals");
+    let kitchen_p = principal("k1", "kitchen", "kitchens = [\"k1\"]");
+    let eater_p = principal("e1", "eater", "");
+    let admin = principal("root", "admin", "");
+    let auth = dir.join("auth.toml");
+    write_auth(&auth, &[&kitchen_p, &eater_p, &admin]);
+    let hub = Hub::start(&["-f", "60", "--auth", s(&auth)]);
+    let eaters = format!("ws://{}", hub.eaters);
+    let kitchens = format!("ws://{}", hub.kitchens);
+
+    // No token, an unknown token: 401 before any hello, on both ports.
+    for uri in [&eaters, &kitchens] {
+        let error = Link::plain()
+            .connect(uri, None)
+            .await
+            .expect_err("no token");
+        assert!(matches!(error, LinkError::Unauthorized { .. }), "{error}");
+        let wrong = Link::plain().with_token(Some(Token::new("not-a-real-token", "t").unwrap()));
+        let error = wrong.connect(uri, None).await.expect_err("wrong token");
+        assert!(matches!(error, LinkError::Unauthorized { .. }), "{error}");
+        assert!(
+            error.to_string().contains("--token-file"),
+            "says what to do: {error}"
+        );
+    }
+    // A valid token on the wrong port: 403.
+    let error = Link::plain()
+        .with_token(token(&eater_p))
+        .connect(&kitchens, None)
+        .await
+        .expect_err("eater token on the kitchen port");
+    assert!(
+        matches!(error, LinkError::NotAHub { status: 403, .. }),
+        "{error}"
+    );
+    // nd-print without a token exits with the clear message.
+    let out = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print")).args(["-h", &hub.eater_hub()]),
+    )
+    .wait_output(T);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+
+    // Connected with a good token, then revoked: closed with 4401.
+    let link = Link::plain().with_token(token(&eater_p));
+    let (mut ws, status) = join_eater(&link, &eaters, "soon-revoked").await;
+    assert_eq!(status["dumpling_eater_count"], 1);
+    let mut kitchen = join(
+        &Link::plain().with_token(token(&kitchen_p)),
+        &kitchens,
+        serde_json::json!({"kitchen_name": "k1"}),
+    )
+    .await
+    .expect("kitchen joins");
+    kitchen.send(dumpling("A", "k1", 1)).await.unwrap();
+    assert_eq!(
+        meta(&next_dumpling(&mut ws, T).await.expect("dumpling")).2,
+        1
+    );
+    write_auth(&auth, &[&kitchen_p, &admin]);
+    let _ = Command::new("kill")
+        .args(["-HUP", &hub.guard.child.id().to_string()])
+        .status();
+    assert_eq!(
+        close_frame(&mut ws, T).await,
+        Some((4401, "token revoked".into())),
+        "revoked eater closed"
+    );
+    // The kitchen's token is unchanged: it stays connected and still delivers.
+    let (mut ws2, _) = join_eater(&Link::plain().with_token(token(&admin)), &eaters, "admin").await;
+    kitchen.send(dumpling("A", "k1", 2)).await.unwrap();
+    assert_eq!(
+        meta(&next_dumpling(&mut ws2, T).await.expect("after reload")).2,
+        2
+    );
+    let error = link
+        .connect(&eaters, None)
+        .await
+        .expect_err("revoked token");
+    assert!(matches!(error, LinkError::Unauthorized { .. }), "{error}");
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("refused connection") && log.contains("127.0.0.1"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn kitchen_cannot_use_another_kitchens_name() {
+    let dir = scratch("forged");
+    let kitchen_p = principal("k1", "kitchen", "kitchens = [\"k1\"]");
+    let admin = principal("root", "admin", "");
+    let auth = dir.join("auth.toml");
+    write_auth(&auth, &[&kitchen_p, &admin]);
+    let hub = Hub::start(&["-f", "60", "--auth", s(&auth)]);
+    let root = Link::plain().with_token(token(&admin));
+    let (mut ws, _) = join_eater(&root, &format!("ws://{}", hub.eaters), "root").await;
+    let mut kitchen = join(
+        &Link::plain().with_token(token(&kitchen_p)),
+        &format!("ws://{}", hub.kitchens),
+        serde_json::json!({"kitchen_name": "k1"}),
+    )
+    .await
+    .expect("kitchen joins");
+    kitchen.send(dumpling("A", "k2", 1)).await.unwrap();
+    kitchen.send(dumpling("A", "k1", 2)).await.unwrap();
+    let got = next_dumpling(&mut ws, T).await.expect("the allowed one");
+    assert_eq!(
+        meta(&got),
+        ("A".into(), "k1".into(), 2),
+        "forged k2 refused"
+    );
+    let (_probe, status) = join_eater(&root, &format!("ws://{}", hub.eaters), "probe").await;
+    let info = &status["dumpling_kitchens"][0]["info_from_hub"];
+    assert_eq!(info["dumplings_refused"], 1, "{status}");
+    assert_eq!(info["dumplings_in"], 1, "connection stayed: {status}");
+    let (_, log) = hub.stop();
+    assert!(log.contains("kitchen name \"k2\" not allowed"), "{log}");
+}
+
+#[tokio::test]
+async fn restricted_eater_sees_only_its_chefs_and_kitchens() {
+    let dir = scratch("restricted");
+    let admin = principal("root", "admin", "");
+    let narrow = principal("dns", "eater", "chefs = [\"A\"]\nkitchens = [\"k1\"]");
+    let auth = dir.join("auth.toml");
+    write_auth(&auth, &[&admin, &narrow]);
+    let hub = Hub::start(&["-f", "0.3", "--auth", s(&auth)]);
+    let root = Link::plain().with_token(token(&admin));
+    let kitchens = format!("ws://{}", hub.kitchens);
+    let eaters = format!("ws://{}", hub.eaters);
+    let mut k1 = join(&root, &kitchens, serde_json::json!({"kitchen_name": "k1"}))
+        .await
+        .unwrap();
+    let mut k2 = join(&root, &kitchens, serde_json::json!({"kitchen_name": "k2"}))
+        .await
+        .unwrap();
+    let (mut all, _) = join_eater(&root, &eaters, "root").await;
+    let deadline = Instant::now() + T;
+    let (mut ws, view) = loop {
+        let (ws, view) =
+            join_eater(&Link::plain().with_token(token(&narrow)), &eaters, "dns").await;
+        if view["dumpling_kitchen_count"] == 1 || Instant::now() > deadline {
+            break (ws, view);
+        }
+    };
+    assert_eq!(view["dumpling_kitchen_count"], 1, "only k1: {view}");
+    assert_eq!(
+        view["dumpling_kitchens"][0]["info_from_kitchen"]["kitchen_name"],
+        "k1"
+    );
+    assert_eq!(
+        view["dumpling_eater_count"], 1,
+        "only its own eaters: {view}"
+    );
+
+    k1.send(dumpling("B", "k1", 1)).await.unwrap();
+    k2.send(dumpling("A", "k2", 2)).await.unwrap();
+    // Both reach the unrestricted eater first, so the hub has handled them.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(meta(&next_dumpling(&mut all, T).await.expect("admin gets all")).2);
+    }
+    seen.sort();
+    assert_eq!(seen, [1, 2]);
+    k1.send(dumpling("A", "k1", 3)).await.unwrap();
+    let mut statuses = 0;
+    let deadline = Instant::now() + T;
+    loop {
+        let message = next_data(&mut ws, T).await.expect("restricted eater data");
+        if is_chef(&message, "SystemStatusChef") {
+            let v: serde_json::Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
+            assert_eq!(
+                v["payload"]["dumpling_kitchen_count"], 1,
+                "periodic view limited: {v}"
+            );
+            assert_eq!(
+                v["payload"]["dumpling_eater_count"], 1,
+                "periodic view limited: {v}"
+            );
+            statuses += 1;
+            continue;
+        }
+        assert_eq!(
+            meta(&message),
+            ("A".into(), "k1".into(), 3),
+            "B and k2 filtered at the hub"
+        );
+        break;
+    }
+    // The periodic status (every 0.3 s) keeps coming, limited, and only one copy each.
+    while statuses < 2 && Instant::now() < deadline {
+        let message = next_data(&mut ws, T).await.expect("status");
+        assert!(
+            is_chef(&message, "SystemStatusChef"),
+            "nothing else: {message:?}"
+        );
+        statuses += 1;
+    }
+}
+
+#[tokio::test]
+async fn reserved_chef_names_are_refused_without_auth() {
+    let hub = Hub::start(&["-f", "60"]);
+    let (mut ws, _) = eater(hub.eaters, "watcher").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "mallory"}"#).await;
+    for chef in ["SystemStatusChef", "hubnoticechef"] {
+        let forged = format!(
+            r#"{{"metadata": {{"chef": "{chef}", "kitchen": "hub", "creation_time": 1.5, "driver": "interval"}}, "payload": {{"dumpling_kitchen_count": 999}}}}"#
+        );
+        k.send(Message::text(forged)).await.unwrap();
+    }
+    k.send(dumpling("Honest", "mallory", 7)).await.unwrap();
+    let got = next_data(&mut ws, T).await.expect("the honest dumpling");
+    assert_eq!(
+        meta(&got),
+        ("Honest".into(), "mallory".into(), 7),
+        "forgeries refused"
+    );
+    let s = status(hub.eaters).await;
+    assert_eq!(s["dumpling_kitchen_count"], 1, "connection kept: {s}");
+    assert_eq!(
+        s["dumpling_kitchens"][0]["info_from_hub"]["dumplings_refused"],
+        2
+    );
+}
