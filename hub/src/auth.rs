@@ -57,6 +57,8 @@ pub const REVOKED_REASON: &str = "token revoked";
 
 /// The upgrade callback of both ports: under `--auth`, authorise the request (the
 /// principal goes to `principal`); in every mode, echo the [`SUBPROTOCOL`] if offered.
+// The error type is tungstenite's handshake callback's; it is built once per refusal.
+#[allow(clippy::result_large_err)]
 pub fn check_upgrade(
     auth: Option<&Arc<Auth>>,
     request: &Request,
@@ -421,6 +423,7 @@ impl Auth {
     }
 
     /// Check an upgrade request for `side`: the principal, or the HTTP refusal to send.
+    #[allow(clippy::result_large_err)] // tungstenite's refusal type, see check_upgrade
     pub fn authorize(
         &self,
         request: &Request,

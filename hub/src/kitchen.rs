@@ -111,6 +111,7 @@ pub(crate) async fn accept_with_hello(
     let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
     let mut principal = None;
     let auth = shared.config.auth.as_ref();
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let check = |request: &Request, response: Response| {
         crate::auth::check_upgrade(auth, request, response, side, addr, &mut principal)
     };
@@ -271,7 +272,7 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
 fn refuse(shared: &Shared, peer: &crate::state::Peer, name: &str, addr: SocketAddr, why: &str) {
     let n = peer.refused.fetch_add(1, Ordering::Relaxed) + 1;
     shared.total_refused.fetch_add(1, Ordering::Relaxed);
-    if n <= 5 || n % 1000 == 0 {
+    if n <= 5 || n.is_multiple_of(1000) {
         warn!(kitchen = %name, %addr, refused = n, "refused dumpling: {why}; connection kept");
     }
 }

@@ -319,3 +319,21 @@ pub async fn shutdown_signal() {
         _ = term => info!("Caught SIGTERM; attempting graceful shutdown..."),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_warning_only_beyond_loopback_without_tls_and_auth() {
+        let local: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let public: SocketAddr = ([0, 0, 0, 0], 1).into();
+        assert_eq!(exposure_warning(&[local], false, false), None);
+        assert_eq!(exposure_warning(&[public], true, true), None);
+        let warning = exposure_warning(&[local, public], true, false).unwrap();
+        assert!(warning.contains("0.0.0.0:1") && warning.contains("no --auth"));
+        assert!(!warning.contains("unencrypted"));
+        let warning = exposure_warning(&[public], false, true).unwrap();
+        assert!(warning.contains("unencrypted") && !warning.contains("no --auth"));
+    }
+}
