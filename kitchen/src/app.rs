@@ -609,6 +609,17 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         s.pokes,
         s.dumplings
     );
+    let c = &s.clock;
+    if !c.is_empty() {
+        tracing::info!(
+            "{k}: summary: kitchen clock: {} gaps collapsed ({} pokes skipped), {} restarts \
+             after time went back, {} times at the end of its range",
+            c.gaps_collapsed,
+            c.pokes_collapsed,
+            c.restarts,
+            c.ended
+        );
+    }
     for slot in d.chefs() {
         let c = &slot.chef;
         let st = &c.stats;

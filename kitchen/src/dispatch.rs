@@ -37,6 +37,7 @@ pub use crate::batch::{
 use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::packet::{NetClass, PacketClass, TransportClass};
+use crate::poke_clock::ClockAnomalies;
 use crate::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
@@ -161,10 +162,12 @@ pub struct KitchenStats {
     pub batches: u64,
     /// Interval pokes.
     pub pokes: u64,
-    /// Pokes skipped by [`MAX_POKES_PER_GAP`].
+    /// Pokes skipped by collapsed gaps ([`MAX_POKES_PER_GAP`], [`crate::poke_clock`]).
     pub pokes_collapsed: u64,
     /// Dumplings handed to the output.
     pub dumplings: u64,
+    /// The interval clock's anomalies (odd capture times; see [`crate::poke_clock`]).
+    pub clock: ClockAnomalies,
 }
 
 /// The dispatcher: owns the chefs and runs [`Step`]s on them; it also has a
@@ -179,6 +182,8 @@ pub struct Dispatcher {
     sub: SubBatch,
     sink: Box<dyn DumplingSink>,
     stats: KitchenStats,
+    /// Clock anomalies of builders on other threads ([`Dispatcher::add_clock_anomalies`]).
+    other_clocks: ClockAnomalies,
     /// Per-chef measurements for the status report, parallel to `chefs` (same index).
     runtime: Vec<ChefRuntime>,
     /// Kitchen-wide status inputs (capture, hub, load failures) and whether to emit it.
@@ -208,6 +213,7 @@ impl Dispatcher {
             sub: SubBatch::default(),
             sink,
             stats: KitchenStats::default(),
+            other_clocks: ClockAnomalies::default(),
         }
     }
 
@@ -280,8 +286,16 @@ impl Dispatcher {
         self.drain()
     }
 
+    /// Count the clock anomalies of a builder made by [`Dispatcher::new_builder`] (a replay's
+    /// reading thread), for [`KitchenStats::clock`].
+    pub fn add_clock_anomalies(&mut self, a: &ClockAnomalies) {
+        self.other_clocks = self.other_clocks.plus(a);
+        self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
+    }
+
     /// Run every step the own builder has ready.
     fn drain(&mut self) -> Result<(), SinkError> {
+        self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
         while let Some(step) = self.builder.next_step() {
             if let Some(batch) = self.run(step)? {
                 self.builder.recycle(batch);

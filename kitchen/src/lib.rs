@@ -7,7 +7,8 @@
 //! * [`chef_host`]: the wasmtime host: engine, limits, cache, admission, instances, logs.
 //! * [`chefs`]: finding chefs (built-in and `--chef-dir`), selecting them by name.
 //! * [`builtin`]: the sample chefs embedded at build time by `build.rs`.
-//! * [`batch`]: parsed packets grouped into batches, with the interval pokes between them.
+//! * [`batch`]: parsed packets grouped into batches, with the interval pokes between them;
+//!   [`poke_clock`]: when those pokes fall, whatever the capture's times do.
 //! * [`dispatch`]: runs batches and pokes on the chefs: interest filtering, payload
 //!   validation, encoding.
 //! * [`replay`]: `-r FILE` on two threads (read + parse, chefs).
@@ -31,6 +32,7 @@ pub mod hub_client;
 pub mod origin;
 pub mod output;
 pub mod packet;
+pub mod poke_clock;
 pub mod reload;
 pub mod replay;
 pub mod status;
