@@ -114,9 +114,7 @@ fn pcapng(name: &str, tsresol: Option<u8>, tsoffset: Option<i64>, units: &[u64])
 /// A legacy microsecond pcap with these (seconds, microseconds) times.
 fn pcap(name: &str, times: &[(u32, u32)]) -> PathBuf {
     let mut v = Vec::new();
-    for x in [0xa1b2_c3d4u32] {
-        v.extend_from_slice(&x.to_le_bytes());
-    }
+    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     v.extend_from_slice(&2u16.to_le_bytes());
     v.extend_from_slice(&4u16.to_le_bytes());
     for x in [0u32, 0, 65535, 1] {
@@ -162,6 +160,8 @@ fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
 }
 
 /// Replay `path` with the default chefs and a 1 s poke interval (so gaps count).
+// The child is reaped by `reap` (wait4, for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn replay(path: &Path) -> Run {
     let cache = workspace_root().join("target/kitchen-test-tmp/cli-cache");
     let out = tmp(&format!(
