@@ -332,10 +332,24 @@ impl Dispatcher {
         let now_ns = self.clock_ns();
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
-            if !slot.chef.description().drivers.packet || slot.chef.is_quarantined() {
+            if !slot.chef.description().drivers.packet {
                 continue;
             }
             let everything = slot.matcher.is_everything();
+            if slot.chef.is_quarantined() {
+                // Not called, but counted: every packet is offered or counted as dropped.
+                let n = if everything {
+                    batch.len()
+                } else {
+                    batch
+                        .classes
+                        .iter()
+                        .filter(|c| slot.matcher.matches(c))
+                        .count()
+                };
+                self.runtime[i].dropped += n as u64;
+                continue;
+            }
             if !everything {
                 select(batch, &slot.matcher, &mut self.sub);
                 if self.sub.packets.is_empty() {
@@ -350,11 +364,17 @@ impl Dispatcher {
                     .on_packets(&self.sub.packets, &self.sub.arena, now_ns)
             };
             let rt = &mut self.runtime[i];
-            rt.offered += if everything {
+            let n = if everything {
                 batch.packets.len()
             } else {
                 self.sub.packets.len()
             } as u64;
+            rt.offered += n;
+            if result.is_ok() {
+                rt.seen += n;
+            } else {
+                rt.dropped += n;
+            }
             if result.is_ok() {
                 // Failed calls are not timed: a skipped call (backoff) takes no time and a
                 // timed-out one is bounded by the deadline; both would blur the histogram.
@@ -517,6 +537,8 @@ impl Dispatcher {
                         rt.state
                     },
                     packets_offered: rt.offered,
+                    packets_seen: rt.seen,
+                    packets_dropped: rt.dropped,
                     calls: st.packet_calls + st.interval_calls,
                     dumplings: st.dumplings,
                     bytes: rt.bytes,

@@ -132,6 +132,11 @@ pub enum ChefRunState {
 pub struct ChefRuntime {
     /// Packets handed to `on-packets` calls (successful or not).
     pub offered: u64,
+    /// Packets handed to `on-packets` calls that worked (the chef saw them).
+    pub seen: u64,
+    /// Packets of its interest it did not see: calls skipped (restarting) or failed, or the
+    /// chef quarantined. Capture-level losses are in [`CaptureCounters`].
+    pub dropped: u64,
     /// Bytes of the dumplings sent (encoded JSON).
     pub bytes: u64,
     /// Time per `on-packets` batch.
@@ -151,6 +156,9 @@ pub struct CaptureCounters {
     pub kernel_dropped: u64,
     /// Packets dropped at the queue between the capture threads and the kitchen (live only).
     pub queue_dropped: u64,
+    /// Packets still queued when the kitchen stopped and not handed to the chefs (live
+    /// only; the kitchen drains the queue for a bounded time first).
+    pub shutdown_dropped: u64,
 }
 
 /// Hub counters for the status dumpling.
@@ -184,6 +192,10 @@ pub struct ChefStatus {
     pub state: ChefRunState,
     /// Packets handed to `on-packets` calls.
     pub packets_offered: u64,
+    /// Packets handed to calls that worked.
+    pub packets_seen: u64,
+    /// Packets of its interest it did not see (restarting, failed call, quarantined).
+    pub packets_dropped: u64,
     /// Successful calls (packet + interval).
     pub calls: u64,
     /// Dumplings sent.
