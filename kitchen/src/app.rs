@@ -392,6 +392,7 @@ fn live(
         let wait = until_poke.min(MAX_BATCH_AGE);
         match capture.recv_timeout(wait) {
             Ok(Some(p)) => {
+                d.set_behind(capture.queued_now() > kitchen::duty::BEHIND_PACKETS);
                 match d.push(&p.as_record()) {
                     Ok(()) => {}
                     Err(SinkError::Closed) => break RunEnd::OutputClosed,
@@ -689,7 +690,8 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         );
         if let Some(r) = report.chefs.get(c.name()) {
             tracing::info!(
-                "{k}: chef {} status: state {}, {} packets offered, {} seen, {} dropped, \
+                "{k}: chef {} status: state {}, {} packets offered, {} seen, {} dropped \
+                 ({} shed), \
                  {} calls, {} bytes, {} batches, {} ns mean per batch, {} ns p99 per batch, \
                  {} reloads, {} load failures",
                 c.name(),
@@ -700,6 +702,7 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
                 r.packets_offered,
                 r.packets_seen,
                 r.packets_dropped,
+                r.packets_shed,
                 r.calls,
                 r.bytes,
                 r.batches,

@@ -188,6 +188,8 @@ pub struct Dispatcher {
     runtime: Vec<ChefRuntime>,
     /// Kitchen-wide status inputs (capture, hub, load failures) and whether to emit it.
     status: StatusInputs,
+    /// Live: the capture queue is backing up, so chefs over their share shed batches.
+    behind: bool,
 }
 
 impl Dispatcher {
@@ -214,6 +216,7 @@ impl Dispatcher {
             sink,
             stats: KitchenStats::default(),
             other_clocks: ClockAnomalies::default(),
+            behind: false,
         }
     }
 
@@ -258,6 +261,13 @@ impl Dispatcher {
             self.drain()?;
         }
         Ok(())
+    }
+
+    /// Live: whether the kitchen is behind (its capture queue holds more than
+    /// [`crate::duty::BEHIND_PACKETS`]); chefs over their share of the kitchen's time then
+    /// shed batches. Ignored in a replay, which never sheds.
+    pub fn set_behind(&mut self, behind: bool) {
+        self.behind = behind && self.mode == ClockMode::Live;
     }
 
     /// Packets waiting in the current batch.
@@ -330,6 +340,14 @@ impl Dispatcher {
         self.stats.batches += 1;
         self.last_packet_ns = Some(last_ns);
         let now_ns = self.clock_ns();
+        // An equal share of the thread per packet chef (for shedding, live only).
+        let share = 1.0
+            / self
+                .chefs
+                .iter()
+                .filter(|s| s.chef.description().drivers.packet && !s.chef.is_quarantined())
+                .count()
+                .max(1) as f64;
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
             if !slot.chef.description().drivers.packet {
@@ -356,7 +374,18 @@ impl Dispatcher {
                     continue;
                 }
             }
+            let n = if everything {
+                batch.packets.len()
+            } else {
+                self.sub.packets.len()
+            } as u64;
             let started = Instant::now();
+            if self.behind && self.runtime[i].duty.over(started, share) {
+                let rt = &mut self.runtime[i];
+                rt.dropped += n;
+                rt.shed += n;
+                continue;
+            }
             let result = if everything {
                 slot.chef.on_packets(&batch.packets, &batch.arena, now_ns)
             } else {
@@ -364,11 +393,9 @@ impl Dispatcher {
                     .on_packets(&self.sub.packets, &self.sub.arena, now_ns)
             };
             let rt = &mut self.runtime[i];
-            let n = if everything {
-                batch.packets.len()
-            } else {
-                self.sub.packets.len()
-            } as u64;
+            if self.mode == ClockMode::Live {
+                rt.duty.charge(started.elapsed(), Instant::now(), share);
+            }
             rt.offered += n;
             if result.is_ok() {
                 rt.seen += n;
@@ -539,6 +566,7 @@ impl Dispatcher {
                     packets_offered: rt.offered,
                     packets_seen: rt.seen,
                     packets_dropped: rt.dropped,
+                    packets_shed: rt.shed,
                     calls: st.packet_calls + st.interval_calls,
                     dumplings: st.dumplings,
                     bytes: rt.bytes,

@@ -12,6 +12,7 @@
 //! * [`dispatch`]: runs batches and pokes on the chefs: interest filtering, payload
 //!   validation, encoding.
 //! * [`replay`]: `-r FILE` on two threads (read + parse, chefs).
+//! * [`duty`]: live, a chef over its share of the kitchen's time sheds its own batches.
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
 //! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report.
@@ -27,6 +28,7 @@ pub mod builtin;
 pub mod chef_host;
 pub mod chefs;
 pub mod dispatch;
+pub mod duty;
 pub mod file_filter;
 pub mod hub_client;
 pub mod origin;

@@ -134,9 +134,14 @@ pub struct ChefRuntime {
     pub offered: u64,
     /// Packets handed to `on-packets` calls that worked (the chef saw them).
     pub seen: u64,
-    /// Packets of its interest it did not see: calls skipped (restarting) or failed, or the
-    /// chef quarantined. Capture-level losses are in [`CaptureCounters`].
+    /// Packets of its interest it did not see: calls skipped (restarting) or failed, the
+    /// chef quarantined, or batches shed. Capture-level losses are in [`CaptureCounters`].
     pub dropped: u64,
+    /// Of `dropped`: packets in batches shed live because the chef was over its share of
+    /// the kitchen's time while the kitchen was behind ([`crate::duty`]).
+    pub shed: u64,
+    /// Its call time against its share ([`crate::duty`]).
+    pub duty: crate::duty::DutyBucket,
     /// Bytes of the dumplings sent (encoded JSON).
     pub bytes: u64,
     /// Time per `on-packets` batch.
@@ -194,8 +199,10 @@ pub struct ChefStatus {
     pub packets_offered: u64,
     /// Packets handed to calls that worked.
     pub packets_seen: u64,
-    /// Packets of its interest it did not see (restarting, failed call, quarantined).
+    /// Packets of its interest it did not see (restarting, failed call, quarantined, shed).
     pub packets_dropped: u64,
+    /// Of `packets_dropped`: shed live while over its share of the kitchen's time.
+    pub packets_shed: u64,
     /// Successful calls (packet + interval).
     pub calls: u64,
     /// Dumplings sent.

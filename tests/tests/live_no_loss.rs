@@ -63,7 +63,7 @@ fn before(line: &str, what: &str) -> u64 {
         .trim_end()
         .rsplit(' ')
         .next()
-        .and_then(|n| n.parse().ok())
+        .and_then(|n| n.trim_start_matches('(').parse().ok())
         .unwrap_or_else(|| panic!("no number before {what:?} in {line}"))
 }
 
@@ -136,10 +136,26 @@ fn every_received_packet_is_seen_or_counted_as_dropped() {
         .find(|l| l.contains("chef PacketCountChef status:"))
         .unwrap_or_else(|| panic!("no PacketCountChef status line:\n{stderr}"));
     let seen = before(status_line, " seen,");
-    let dropped = before(status_line, " dropped,");
+    let dropped = before(status_line, " dropped (");
+    let shed = before(status_line, " shed)");
     eprintln!(
-        "received {received}: PacketCountChef saw {seen}, dropped {dropped}; queue dropped \
+        "received {received}: PacketCountChef saw {seen}, dropped {dropped} ({shed} shed); queue dropped \
          {queue_dropped}, shutdown dropped {shutdown_dropped}, loopback skipped {loopback}"
+    );
+    // The slow chef too: whatever it shed or missed is counted.
+    let slow_line = stderr
+        .lines()
+        .find(|l| l.contains("chef SlowUnderDeadlineChef status:"))
+        .unwrap_or_else(|| panic!("no SlowUnderDeadlineChef status line:\n{stderr}"));
+    let (slow_seen, slow_dropped) = (before(slow_line, " seen,"), before(slow_line, " dropped ("));
+    eprintln!(
+        "SlowUnderDeadlineChef saw {slow_seen}, dropped {slow_dropped} ({} shed)",
+        before(slow_line, " shed)")
+    );
+    assert_eq!(
+        slow_seen + slow_dropped + queue_dropped + shutdown_dropped + loopback,
+        received,
+        "{slow_line}"
     );
     assert!(received > 0, "nothing captured:\n{stderr}");
     assert!(received <= BURST, "{received} > {BURST} sent");
