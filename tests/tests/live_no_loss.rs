@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, is_root, workspace_root, LiveProcess};
+use e2e_tests::{bin, is_root, log_field as field, workspace_root, LiveProcess};
 
 /// Datagrams in the burst.
 const BURST: u64 = 30_000;
@@ -39,19 +39,6 @@ fn slow_chef() -> PathBuf {
     let wasm = dir.join("slow_under_deadline_chef.wasm");
     assert!(wasm.is_file(), "{} missing", wasm.display());
     wasm
-}
-
-/// The number after `key=` in a tracing line (`key=123`).
-fn field(line: &str, key: &str) -> u64 {
-    let at = line
-        .find(&format!("{key}="))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"));
-    line[at + key.len() + 1..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|e| panic!("{key} in {line}: {e}"))
 }
 
 /// The number before `what` in the summary's status line (`..., 123 seen, ...`).
