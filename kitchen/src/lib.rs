@@ -13,6 +13,7 @@
 //! * [`replay`]: `-r FILE` on two threads (read + parse, chefs).
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
+//! * [`hello`]: the hello's chef list and identities, current across reloads.
 //! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report.
 //!
 //! The binary (`src/main.rs`, `src/cli.rs`, `src/app.rs`) parses arguments and wires these
@@ -27,6 +28,7 @@ pub mod chef_host;
 pub mod chefs;
 pub mod dispatch;
 pub mod file_filter;
+pub mod hello;
 pub mod hub_client;
 pub mod origin;
 pub mod output;
