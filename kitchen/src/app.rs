@@ -152,13 +152,16 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         _ => (None, Some(host)),
     };
     // After a reload the hello (sent on the next reconnection) lists the new chefs.
+    // Weak: `run` takes the client back (`Arc::try_unwrap`) for the final flush and report.
     let on_change: Option<reload::OnChange> = hub.as_ref().map(|hub| {
-        let hub = hub.clone();
+        let hub = Arc::downgrade(hub);
         let hook: reload::OnChange = Arc::new(move |d: &Dispatcher| {
-            let hello = hello_builder.build(d.chefs()).to_string();
-            hub.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_hello(hello);
+            if let Some(hub) = hub.upgrade() {
+                let hello = hello_builder.build(d.chefs()).to_string();
+                hub.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set_hello(hello);
+            }
         });
         hook
     });
