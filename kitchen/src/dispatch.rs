@@ -583,6 +583,8 @@ impl Dispatcher {
                 let status = ChefStatus {
                     source,
                     version: c.description().version.clone(),
+                    sha256: c.provenance().sha256.clone(),
+                    key_id: c.provenance().key_id.clone(),
                     state: if c.is_quarantined() {
                         ChefRunState::Quarantined
                     } else {

@@ -195,6 +195,11 @@ pub struct ChefStatus {
     pub source: String,
     /// Its version (`describe`).
     pub version: String,
+    /// SHA-256 of its component (hex): which exact code made its dumplings.
+    pub sha256: String,
+    /// Id of the key that signed its component (absent when unsigned or built-in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// `running`, `restarting` or `quarantined`.
     pub state: ChefRunState,
     /// Packets handed to `on-packets` calls.
