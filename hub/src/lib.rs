@@ -17,6 +17,7 @@ pub mod kitchen;
 pub mod state;
 pub mod status;
 pub mod trim;
+pub mod web;
 
 pub use config::Config;
 
@@ -163,7 +164,18 @@ async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shar
     let _ = stream.set_nodelay(true);
     match side {
         Side::Kitchen => kitchen::serve_kitchen(stream, addr, shared).await,
-        Side::Eater => eater::serve_eater(stream, addr, shared).await,
+        Side::Eater => match web::route(&stream, shared.config.hello_timeout).await {
+            // A plain GET on the eater port is the web view (see web.rs for why).
+            web::Route::Page {
+                head_only,
+                path,
+                head_len,
+            } => {
+                let limit = shared.config.hello_timeout;
+                web::serve_page(stream, addr, &path, head_only, head_len, limit).await
+            }
+            web::Route::Eater => eater::serve_eater(stream, addr, shared).await,
+        },
     }
 }
 
