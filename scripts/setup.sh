@@ -62,3 +62,12 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     say "chromium/chromedriver not found: the browser tests are skipped (to run them: sudo apt-get install -y chromium chromium-driver)"
   fi
 fi
+
+# promtool (Debian `prometheus`): the /metrics test checks real output with it.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt_install prometheus
+  else
+    say "promtool not found: the /metrics format check is skipped (to run it: sudo apt-get install -y prometheus)"
+  fi
+fi

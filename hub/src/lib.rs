@@ -14,6 +14,7 @@ pub mod config;
 pub mod eater;
 pub mod hello;
 pub mod kitchen;
+pub mod metrics;
 pub mod state;
 pub mod status;
 pub mod trim;
@@ -39,6 +40,9 @@ pub enum Error {
     /// No listener was given for one side.
     #[error("no {0} listener given")]
     NoListener(&'static str),
+    /// `--metrics-address` could not be bound.
+    #[error("cannot listen for metrics on {0}: {1} (choose another --metrics-address)")]
+    MetricsBind(SocketAddr, std::io::Error),
 }
 
 /// The listeners the hub serves: kitchens on one set, eaters on the other.
@@ -80,7 +84,20 @@ pub async fn run(
     // Every connection task holds a clone of `done_tx`; when all are dropped, `done_rx`
     // returns `None` and every connection has finished (mini-redis's pattern).
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let metrics_address = config.metrics_address;
     let shared = Arc::new(Shared::new(config, shutdown_rx));
+    let metrics_listener = match metrics_address {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::MetricsBind(addr, e))?;
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "Metrics: http://{addr}/metrics");
+            }
+            Some(listener)
+        }
+        None => None,
+    };
 
     info!("Dumpling hub initiated; waiting for connections");
     for listener in &listeners.kitchens {
@@ -113,6 +130,9 @@ pub async fn run(
     }
     tasks.push(tokio::spawn(status::status_loop(shared.clone())));
     tasks.push(tokio::spawn(trim::trim_loop(shared.clone())));
+    if let Some(listener) = metrics_listener {
+        tasks.push(tokio::spawn(metrics::serve(listener, shared.clone())));
+    }
     drop(done_tx);
 
     shutdown.await;

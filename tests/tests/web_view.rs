@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    bin, free_port, is_root, truth_rows, wait_for_port, workspace_root, ChildGuard, LiveProcess,
+    bin, free_port, is_root, on_path, truth_rows, wait_for_port, workspace_root, ChildGuard,
+    LiveProcess,
 };
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::SinkExt;
@@ -23,15 +24,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// The capture replayed: bundled with the repository, with DNS, ARP, HTTP and TLS in it.
 const CAPTURE: &str = "captures/ndpi__anyconnect-vpn.pcap";
-
-/// Find an executable on `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
 
 /// chromium and chromedriver, or `None` (with a SKIP message) where they may be missing.
 fn browser_tools() -> Option<(PathBuf, PathBuf)> {
