@@ -108,6 +108,8 @@ pub struct Shared {
     pub total_dropped: AtomicU64,
     /// Valid dumplings refused (reserved chef names, kitchen names not allowed).
     pub total_refused: AtomicU64,
+    /// `HubNoticeChef` lag notices sent (for `/metrics`).
+    pub lag_notices: AtomicU64,
     /// Connections (either side, registered or not) whose task has ended; the trim loop
     /// watches it to give memory back after a burst.
     pub connections_ended: AtomicU64,
@@ -130,6 +132,7 @@ impl Shared {
             total_invalid: AtomicU64::new(0),
             total_dropped: AtomicU64::new(0),
             total_refused: AtomicU64::new(0),
+            lag_notices: AtomicU64::new(0),
             connections_ended: AtomicU64::new(0),
             registry: Mutex::new(Registry::default()),
             shutdown,
