@@ -211,17 +211,26 @@ async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shar
     };
     match side {
         Side::Kitchen => kitchen::serve_kitchen(stream, addr, shared).await,
-        Side::Eater => match web::route(&stream, shared.config.hello_timeout).await {
-            // A plain GET on the eater port is the web view (see web.rs for why).
-            web::Route::Page {
-                head_only,
-                path,
-                head_len,
-            } => {
-                let limit = shared.config.hello_timeout;
-                web::serve_page(stream, addr, &path, head_only, head_len, limit).await
+        // The web view is served on plain connections only for now (it peeks at the TCP
+        // stream); over TLS the eater port is WebSocket-only.
+        Side::Eater => match stream {
+            tls::HubStream::Plain(tcp) => {
+                match web::route(&tcp, shared.config.hello_timeout).await {
+                    // A plain GET on the eater port is the web view (see web.rs for why).
+                    web::Route::Page {
+                        head_only,
+                        path,
+                        head_len,
+                    } => {
+                        let limit = shared.config.hello_timeout;
+                        web::serve_page(tcp, addr, &path, head_only, head_len, limit).await
+                    }
+                    web::Route::Eater => {
+                        eater::serve_eater(tls::HubStream::Plain(tcp), addr, shared).await
+                    }
+                }
             }
-            web::Route::Eater => eater::serve_eater(stream, addr, shared).await,
+            tls_stream => eater::serve_eater(tls_stream, addr, shared).await,
         },
     }
 }
