@@ -149,9 +149,17 @@ fn flow(frame: &mut Vec<u8>, i: u32) {
 fn dns(frame: &mut Vec<u8>, n: u32, response: bool) {
     let mut msg = Vec::with_capacity(96);
     msg.extend_from_slice(&(n as u16).to_be_bytes()); // id
-    msg.extend_from_slice(if response { &[0x81, 0x80] } else { &[0x01, 0x00] });
+    msg.extend_from_slice(if response {
+        &[0x81, 0x80]
+    } else {
+        &[0x01, 0x00]
+    });
     msg.extend_from_slice(&[0, 1, 0, u8::from(response), 0, 0, 0, 0]);
-    for label in [format!("host{n}"), format!("zone{}", n % 97), "test".to_owned()] {
+    for label in [
+        format!("host{n}"),
+        format!("zone{}", n % 97),
+        "test".to_owned(),
+    ] {
         msg.push(label.len() as u8);
         msg.extend_from_slice(label.as_bytes());
     }

@@ -26,9 +26,9 @@
 //!   flags, output discarded;
 //! * `default/hub`: the same sending into a real `nd-hub` (a child process on 127.0.0.1,
 //!   with an `nd-print` eater draining it), time including the final flush;
-//! * with `--compare-chefs DIR`, `samples@DIR`: the three sample chefs loaded instead from
-//!   the `arp_chef.wasm`, `dns_lookup_chef.wasm` and `packet_count_chef.wasm` in DIR
-//!   (e.g. an older build), to compare two chef builds in one run.
+//! * with `--compare-chefs DIR`, `default@DIR`: the default set loaded instead from every
+//!   `*.wasm` in DIR but `template_chef.wasm` (e.g. an older build's
+//!   `target/chefs/wasm32-wasip2/release`), to compare two chef builds in one run.
 //!
 //! The `kitchen/*` and `default/*` variants run exactly what `nd-sniff -r` runs
 //! (`kitchen::replay`: a reading thread and the chefs' thread). Packets/s are by wall
@@ -55,12 +55,12 @@ use capture::FileReader;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
 use kitchen::builtin::BUILTIN_CHEFS;
-use kitchen::chefs;
-use kitchen::hub_client::{HubClient, HubOptions};
 use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, ChefSource, LoadedChef};
+use kitchen::chefs;
 use kitchen::dispatch::{
     ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
+use kitchen::hub_client::{HubClient, HubOptions};
 use kitchen::replay::{replay, NoHooks, ReplayEnd, ReplayOptions};
 
 struct Args {
@@ -99,7 +99,8 @@ usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                        synthesized, deterministic) or both (default)
   --no-hub             skip `default/hub` (the default chef set sending into a real
                        nd-hub on 127.0.0.1 with an nd-print eater draining it)
-  --compare-chefs DIR  also run the three sample chefs loaded from DIR
+  --compare-chefs DIR  also run the default set loaded from the *.wasm in DIR (an
+                       older chef build), output discarded
   --only VARIANT       run only this variant (for a profiler); no ratios";
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -126,9 +127,7 @@ fn parse_args() -> anyhow::Result<Args> {
                     "mixed" => CorpusChoice::Mixed,
                     "high-cardinality" => CorpusChoice::HighCardinality,
                     "both" => CorpusChoice::Both,
-                    other => bail!(
-                        "unknown corpus {other:?}: use mixed, high-cardinality or both"
-                    ),
+                    other => bail!("unknown corpus {other:?}: use mixed, high-cardinality or both"),
                 }
             }
             "--compare-chefs" => {
@@ -173,7 +172,7 @@ impl Variant {
             Variant::SamplesOneThread => "samples/1 thread",
             Variant::Default => "default/discard",
             Variant::DefaultHub => "default/hub",
-            Variant::Compare => "samples@DIR",
+            Variant::Compare => "default@DIR",
         }
     }
 }
@@ -233,16 +232,23 @@ fn main() -> anyhow::Result<()> {
     }
     let compare: Option<Vec<(String, Vec<u8>)>> = match &args.compare_chefs {
         Some(dir) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("listing {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "wasm")
+                        && p.file_name().is_some_and(|n| n != "template_chef.wasm")
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                bail!("no *.wasm chefs in {}", dir.display());
+            }
             let mut v = Vec::new();
-            for f in [
-                "arp_chef.wasm",
-                "dns_lookup_chef.wasm",
-                "packet_count_chef.wasm",
-            ] {
-                let path = dir.join(f);
+            for path in files {
                 let bytes =
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                v.push((f.to_owned(), bytes));
+                v.push((path.display().to_string(), bytes));
             }
             Some(v)
         }
@@ -262,7 +268,7 @@ fn main() -> anyhow::Result<()> {
         hub,
     };
     let mut results = Vec::new();
-    for (label, file) in &corpora {
+    for &(label, ref file) in &corpora {
         if let Some(r) = bench_corpus(&ctx, label, file)? {
             results.push(r);
         }
@@ -275,11 +281,7 @@ fn main() -> anyhow::Result<()> {
     for r in &results {
         let ratio = r.default / r.minimal;
         let hub_ratio = r.default_hub.map(|h| h / r.minimal);
-        let worst = r
-            .chefs
-            .iter()
-            .map(|c| c.1)
-            .fold(0.0f64, f64::max);
+        let worst = r.chefs.iter().map(|c| c.1).fold(0.0f64, f64::max);
         let met = ratio >= 0.5 && hub_ratio.is_none_or(|h| h >= 0.5) && worst <= 300.0;
         all_met &= met;
         println!(
@@ -298,7 +300,11 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_corpus(ctx: &Ctx<'_>, label: &'static str, file: &Path) -> anyhow::Result<Option<CorpusResult>> {
+fn bench_corpus(
+    ctx: &Ctx<'_>,
+    label: &'static str,
+    file: &Path,
+) -> anyhow::Result<Option<CorpusResult>> {
     let args = ctx.args;
     let host = &ctx.host;
     let n_samples = samples(host)?.len();
@@ -335,6 +341,7 @@ fn bench_corpus(ctx: &Ctx<'_>, label: &'static str, file: &Path) -> anyhow::Resu
     let mut sample_ns: Vec<Vec<ChefTime>> = Vec::new();
     // (packets/s, per-chef times) of each default-set round, to report the median round's.
     let mut default_rounds: Vec<(f64, Vec<ChefTime>)> = Vec::new();
+    let mut compare_rounds: Vec<(f64, Vec<ChefTime>)> = Vec::new();
     // One warm-up pass (page cache, compiled-chef cache) before the timed rounds.
     minimal(file)?;
     for round in 0..args.rounds {
@@ -358,9 +365,7 @@ fn bench_corpus(ctx: &Ctx<'_>, label: &'static str, file: &Path) -> anyhow::Resu
                     None,
                 )?,
                 Variant::Samples => kitchen_run(file, samples(host)?, Threads::Two, None)?,
-                Variant::SamplesOneThread => {
-                    kitchen_run(file, samples(host)?, Threads::One, None)?
-                }
+                Variant::SamplesOneThread => kitchen_run(file, samples(host)?, Threads::One, None)?,
                 Variant::Default => kitchen_run(file, default_set(host)?, Threads::Two, None)?,
                 Variant::DefaultHub => {
                     let hub = ctx.hub.as_ref().context("no hub")?;
@@ -389,6 +394,7 @@ fn bench_corpus(ctx: &Ctx<'_>, label: &'static str, file: &Path) -> anyhow::Resu
             match variant {
                 Variant::Samples => sample_ns.push(per_chef),
                 Variant::Default => default_rounds.push((wall_rate, per_chef)),
+                Variant::Compare => compare_rounds.push((wall_rate, per_chef)),
                 _ => {}
             }
         }
@@ -451,7 +457,7 @@ fn bench_corpus(ctx: &Ctx<'_>, label: &'static str, file: &Path) -> anyhow::Resu
     );
     if let (Some(dir), Some(c)) = (&args.compare_chefs, at(Variant::Compare)) {
         println!(
-            "  samples@DIR:                 {:>7.1}  (chef overhead {:.1}; DIR = {})",
+            "  default@DIR:                 {:>7.1}  (chef overhead {:.1}; DIR = {})",
             ns(c.1),
             ns(c.1) - ns(none.1),
             dir.display()
@@ -463,22 +469,12 @@ fn bench_corpus(ctx: &Ctx<'_>, label: &'static str, file: &Path) -> anyhow::Resu
             println!("  {:>16}: {:>7.1}", c.name, c.ns_per_read);
         }
     }
-    // The default set's per-chef times from its median round (by packets/s).
-    default_rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let chefs: Vec<(String, f64, f64)> = default_rounds
-        .get(default_rounds.len() / 2)
-        .map(|(_, v)| {
-            v.iter()
-                .map(|c| (c.name.clone(), c.ns_per_offered, c.ns_per_read))
-                .collect()
-        })
-        .unwrap_or_default();
+    let chefs = median_round(&mut default_rounds);
     println!("time inside each default chef, median round (target: <= 300 ns per packet offered):");
-    for (name, offered, read) in &chefs {
-        println!(
-            "  {name:>20}: {offered:>8.1} ns/packet offered  {read:>7.1} ns/packet read  {}",
-            if *offered <= 300.0 { "ok" } else { "OVER" }
-        );
+    print_chef_times(&chefs);
+    if !compare_rounds.is_empty() {
+        println!("the same for default@DIR (the chefs from --compare-chefs):");
+        print_chef_times(&median_round(&mut compare_rounds));
     }
     let ratio = samp.0 / min.0;
     println!(
@@ -501,6 +497,29 @@ fn bench_corpus(ctx: &Ctx<'_>, label: &'static str, file: &Path) -> anyhow::Resu
         default_hub: at(Variant::DefaultHub).map(|h| h.0),
         chefs,
     }))
+}
+
+/// The per-chef times of the median round (by packets/s): (name, ns per packet offered,
+/// ns per packet read).
+fn median_round(rounds: &mut [(f64, Vec<ChefTime>)]) -> Vec<(String, f64, f64)> {
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    rounds
+        .get(rounds.len() / 2)
+        .map(|(_, v)| {
+            v.iter()
+                .map(|c| (c.name.clone(), c.ns_per_offered, c.ns_per_read))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn print_chef_times(chefs: &[(String, f64, f64)]) {
+    for (name, offered, read) in chefs {
+        println!(
+            "  {name:>20}: {offered:>8.1} ns/packet offered  {read:>7.1} ns/packet read  {}",
+            if *offered <= 300.0 { "ok" } else { "OVER" }
+        );
+    }
 }
 
 /// Every built-in chef: what `nd-sniff -r FILE` runs with no chef flags.
@@ -620,9 +639,10 @@ fn kitchen_run(
             let mut options = HubOptions::new(hub.kitchen_addr.clone(), hello.to_string());
             options.block_when_full = true; // as `nd-sniff -r` does
             let client = Arc::new(Mutex::new(HubClient::start(options)?));
-            (Box::new(SharedHub(client.clone())), Some(client))
+            let sink: Box<dyn DumplingSink> = Box::new(SharedHub(client.clone()));
+            (sink, Some(client))
         }
-        None => (Box::new(Discard(0)), None),
+        None => (Box::new(Discard(0)) as Box<dyn DumplingSink>, None),
     };
     let mut d = Dispatcher::new("bench", slots, POKE, ClockMode::Replay, sink);
     let mut reader = FileReader::open(file)?;
@@ -663,7 +683,10 @@ fn kitchen_run(
             .unwrap_or_else(|e| e.into_inner());
         let report = client.finish(Duration::from_secs(60));
         if report.lost() > 0 {
-            bail!("the hub client lost {} dumplings: {report:?}", report.lost());
+            bail!(
+                "the hub client lost {} dumplings: {report:?}",
+                report.lost()
+            );
         }
     }
     let elapsed = t.elapsed();
