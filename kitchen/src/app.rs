@@ -12,11 +12,12 @@ use anyhow::{bail, Context};
 use capture::{CaptureError, FileReader, LiveCapture, LiveConfig};
 use serde_json::json;
 
-use kitchen::chef_host::{ChefHost, LoadedChef};
+use kitchen::chef_host::{ChefHost, ChefTrust, LoadedChef};
 use kitchen::chefs;
 use kitchen::dispatch::{
     wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
+use kitchen::hello::HelloBuilder;
 use kitchen::hub_client::{HubClient, HubOptions, HubReport};
 use kitchen::output::{StdoutSink, Tee};
 use kitchen::reload::{self, ReloadHook, ReloadPolicy, Reloader};
@@ -40,12 +41,15 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let stop = install_signal_handlers()?;
     let mut host = ChefHost::new(config.limits.clone(), config.cache.clone())
         .context("cannot start the chef host")?;
+    if let Some(dir) = &config.trusted_chef_keys {
+        host.set_trust(trusted_chef_keys(&k, dir)?);
+    }
     // Replays are reproducible: chefs see the capture clock and seeded randomness.
     host.set_deterministic(matches!(config.source, Source::File(_)));
     let found = chefs::discover(&host, config.builtin_chefs, config.chef_dir.as_deref())?;
 
     if config.chef_list {
-        print_chef_list(&found);
+        print_chef_list(&found, host.trust().is_enforcing());
         return Ok(Outcome::Clean);
     }
 
@@ -112,9 +116,10 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         };
         tee.push(Box::new(StdoutSink::new(paced)));
     }
+    let hello_builder = HelloBuilder::new(hello(&config, &qualified));
     let hub = match &config.hub {
         Some(addr) => {
-            let hello = hello(&config, &qualified);
+            let hello = hello_builder.build(&slots);
             let mut options = HubOptions::new(addr.clone(), hello.to_string());
             options.block_when_full = mode == ClockMode::Replay;
             tracing::info!("{k}: Connecting to the dumpling hub at ws://{addr}");
@@ -146,10 +151,25 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         }
         _ => (None, Some(host)),
     };
+    // After a reload the hello (sent on the next reconnection) lists the new chefs.
+    // Weak: `run` takes the client back (`Arc::try_unwrap`) for the final flush and report.
+    let on_change: Option<reload::OnChange> = hub.as_ref().map(|hub| {
+        let hub = Arc::downgrade(hub);
+        let hook: reload::OnChange = Arc::new(move |d: &Dispatcher| {
+            if let Some(hub) = hub.upgrade() {
+                let hello = hello_builder.build(d.chefs()).to_string();
+                hub.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set_hello(hello);
+            }
+        });
+        hook
+    });
     let hot = Hot {
         reloader: reloader.as_ref(),
         policy: ReloadPolicy {
             only: config.chefs.clone(),
+            on_change,
         },
     };
     let started = Instant::now();
@@ -213,6 +233,19 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         (Ok(RunEnd::Damaged), Ok(())) => Ok(Outcome::Failed),
         (Ok(_), Ok(())) => Ok(outcome),
     }
+}
+
+/// `--trusted-chef-keys DIR`: every `*.pub` in DIR, or an error naming the bad file.
+fn trusted_chef_keys(k: &str, dir: &std::path::Path) -> anyhow::Result<ChefTrust> {
+    let keys = chef_trust::TrustedKeys::load_dir(dir)
+        .with_context(|| format!("--trusted-chef-keys {}", dir.display()))?;
+    for (id, file) in keys.list() {
+        tracing::info!(
+            "{k}: trusting chefs signed by key {id} ({})",
+            file.display()
+        );
+    }
+    Ok(ChefTrust::enforcing(keys))
 }
 
 fn slot(chef: LoadedChef) -> ChefSlot {
@@ -392,6 +425,7 @@ fn live(
         let wait = until_poke.min(MAX_BATCH_AGE);
         match capture.recv_timeout(wait) {
             Ok(Some(p)) => {
+                d.set_behind(capture.queued_now() > kitchen::duty::BEHIND_PACKETS);
                 match d.push(&p.as_record()) {
                     Ok(()) => {}
                     Err(SinkError::Closed) => break RunEnd::OutputClosed,
@@ -428,6 +462,7 @@ fn live(
                 packets: s.received,
                 kernel_dropped: s.kernel_dropped,
                 queue_dropped: s.queue_dropped,
+                shutdown_dropped: 0,
             });
         }
         match hot.apply(d).and_then(|()| d.advance_clock(now)) {
@@ -437,15 +472,54 @@ fn live(
         }
     };
     capture.stop();
+    let shutdown_dropped = match end {
+        RunEnd::Done => drain_at_shutdown(k, &capture, d)?,
+        _ => capture.queued_now(),
+    };
     let stats = capture.stats();
+    d.status_inputs().capture = Some(CaptureCounters {
+        packets: stats.received,
+        kernel_dropped: stats.kernel_dropped,
+        queue_dropped: stats.queue_dropped,
+        shutdown_dropped,
+    });
     tracing::info!(
         received = stats.received,
-        dropped = stats.total_dropped(),
+        dropped = stats.total_dropped() + shutdown_dropped,
         kernel_dropped = stats.kernel_dropped,
         queue_dropped = stats.queue_dropped,
+        shutdown_dropped,
+        loopback_skipped = stats.loopback_outgoing_skipped,
         "{k}: capture statistics"
     );
     Ok(end)
+}
+
+/// After a stop: hand the packets still queued to the chefs, for at most
+/// [`SHUTDOWN_DRAIN`] (a slow chef must not hold the exit); returns how many were left.
+fn drain_at_shutdown(k: &str, capture: &LiveCapture, d: &mut Dispatcher) -> anyhow::Result<u64> {
+    /// How long the queue is drained at shutdown (up to 65 536 packets by default).
+    const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+    let started = Instant::now();
+    let mut drained = 0u64;
+    while started.elapsed() < SHUTDOWN_DRAIN {
+        let Some(p) = capture.take_queued() else {
+            break;
+        };
+        match d.push(&p.as_record()) {
+            Ok(()) => drained += 1,
+            Err(SinkError::Closed) => break,
+            Err(e) => return Err(e).context("writing dumplings"),
+        }
+    }
+    let left = capture.queued_now();
+    if drained > 0 || left > 0 {
+        tracing::info!(
+            "{k}: at shutdown, {drained} queued packets were handed to the chefs, {left} \
+             dropped (counted as shutdown_dropped)"
+        );
+    }
+    Ok(left)
 }
 
 fn sink_err(e: SinkError) -> anyhow::Error {
@@ -495,7 +569,7 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn print_chef_list(found: &[chefs::FoundChef]) {
+fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
     use std::fmt::Write as _;
     let mut out = String::from("\n");
     for f in found {
@@ -514,6 +588,17 @@ fn print_chef_list(found: &[chefs::FoundChef]) {
                     origin.language.as_deref().unwrap_or("unknown"),
                     kitchen::origin::human_size(origin.size)
                 );
+                let p = c.provenance();
+                let _ = writeln!(out, "  sha256:   {}", p.sha256);
+                let signed = match (&p.key_id, c.source()) {
+                    (_, kitchen::chef_host::ChefSource::Builtin(_)) => {
+                        "built-in (part of this nd-sniff binary)".to_owned()
+                    }
+                    (Some(id), _) if enforcing => format!("key {id} (trusted)"),
+                    (Some(id), _) => format!("key {id} (not enforced: no --trusted-chef-keys)"),
+                    (None, _) => "no".to_owned(),
+                };
+                let _ = writeln!(out, "  signed:   {signed}");
                 if !d.description.is_empty() {
                     let _ = writeln!(out, "  about:    {}", d.description);
                 }
@@ -609,6 +694,17 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         s.pokes,
         s.dumplings
     );
+    let c = &s.clock;
+    if !c.is_empty() {
+        tracing::info!(
+            "{k}: summary: kitchen clock: {} gaps collapsed ({} pokes skipped), {} restarts \
+             after time went back, {} times at the end of its range",
+            c.gaps_collapsed,
+            c.pokes_collapsed,
+            c.restarts,
+            c.ended
+        );
+    }
     for slot in d.chefs() {
         let c = &slot.chef;
         let st = &c.stats;
@@ -638,15 +734,19 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         );
         if let Some(r) = report.chefs.get(c.name()) {
             tracing::info!(
-                "{k}: chef {} status: state {}, {} packets offered, {} calls, {} bytes, \
-                 {} batches, {} ns mean per batch, {} ns p99 per batch, {} reloads, \
-                 {} load failures",
+                "{k}: chef {} status: state {}, {} packets offered, {} seen, {} dropped \
+                 ({} shed), \
+                 {} calls, {} bytes, {} batches, {} ns mean per batch, {} ns p99 per batch, \
+                 {} reloads, {} load failures",
                 c.name(),
                 serde_json::to_value(r.state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
                 r.packets_offered,
+                r.packets_seen,
+                r.packets_dropped,
+                r.packets_shed,
                 r.calls,
                 r.bytes,
                 r.batches,

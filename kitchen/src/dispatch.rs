@@ -37,6 +37,7 @@ pub use crate::batch::{
 use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::packet::{NetClass, PacketClass, TransportClass};
+use crate::poke_clock::ClockAnomalies;
 use crate::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
@@ -161,10 +162,12 @@ pub struct KitchenStats {
     pub batches: u64,
     /// Interval pokes.
     pub pokes: u64,
-    /// Pokes skipped by [`MAX_POKES_PER_GAP`].
+    /// Pokes skipped by collapsed gaps ([`MAX_POKES_PER_GAP`], [`crate::poke_clock`]).
     pub pokes_collapsed: u64,
     /// Dumplings handed to the output.
     pub dumplings: u64,
+    /// The interval clock's anomalies (odd capture times; see [`crate::poke_clock`]).
+    pub clock: ClockAnomalies,
 }
 
 /// The dispatcher: owns the chefs and runs [`Step`]s on them; it also has a
@@ -179,10 +182,14 @@ pub struct Dispatcher {
     sub: SubBatch,
     sink: Box<dyn DumplingSink>,
     stats: KitchenStats,
+    /// Clock anomalies of builders on other threads ([`Dispatcher::add_clock_anomalies`]).
+    other_clocks: ClockAnomalies,
     /// Per-chef measurements for the status report, parallel to `chefs` (same index).
     runtime: Vec<ChefRuntime>,
     /// Kitchen-wide status inputs (capture, hub, load failures) and whether to emit it.
     status: StatusInputs,
+    /// Live: the capture queue is backing up, so chefs over their share shed batches.
+    behind: bool,
 }
 
 impl Dispatcher {
@@ -208,6 +215,8 @@ impl Dispatcher {
             sub: SubBatch::default(),
             sink,
             stats: KitchenStats::default(),
+            other_clocks: ClockAnomalies::default(),
+            behind: false,
         }
     }
 
@@ -254,6 +263,34 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Live: charge chef `i` the time since `started` (its call and its output).
+    fn charge_duty(&mut self, i: usize, started: Instant, share: f64) {
+        if self.mode == ClockMode::Live {
+            let now = Instant::now();
+            self.runtime[i]
+                .duty
+                .charge(now.saturating_duration_since(started), now, share);
+        }
+    }
+
+    /// Each chef's share of the dispatcher's thread for shedding ([`crate::duty`]): an
+    /// equal part per chef that is called (not quarantined).
+    fn duty_share(&self) -> f64 {
+        let called = self
+            .chefs
+            .iter()
+            .filter(|s| !s.chef.is_quarantined())
+            .count();
+        1.0 / called.max(1) as f64
+    }
+
+    /// Live: whether the kitchen is behind (its capture queue holds more than
+    /// [`crate::duty::BEHIND_PACKETS`]); chefs over their share of the kitchen's time then
+    /// shed batches. Ignored in a replay, which never sheds.
+    pub fn set_behind(&mut self, behind: bool) {
+        self.behind = behind && self.mode == ClockMode::Live;
+    }
+
     /// Packets waiting in the current batch.
     pub fn pending(&self) -> usize {
         self.builder.pending()
@@ -280,8 +317,16 @@ impl Dispatcher {
         self.drain()
     }
 
+    /// Count the clock anomalies of a builder made by [`Dispatcher::new_builder`] (a replay's
+    /// reading thread), for [`KitchenStats::clock`].
+    pub fn add_clock_anomalies(&mut self, a: &ClockAnomalies) {
+        self.other_clocks = self.other_clocks.plus(a);
+        self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
+    }
+
     /// Run every step the own builder has ready.
     fn drain(&mut self) -> Result<(), SinkError> {
+        self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
         while let Some(step) = self.builder.next_step() {
             if let Some(batch) = self.run(step)? {
                 self.builder.recycle(batch);
@@ -316,19 +361,45 @@ impl Dispatcher {
         self.stats.batches += 1;
         self.last_packet_ns = Some(last_ns);
         let now_ns = self.clock_ns();
+        let share = self.duty_share();
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
-            if !slot.chef.description().drivers.packet || slot.chef.is_quarantined() {
+            if !slot.chef.description().drivers.packet {
                 continue;
             }
             let everything = slot.matcher.is_everything();
+            if slot.chef.is_quarantined() {
+                // Not called, but counted: every packet is offered or counted as dropped.
+                let n = if everything {
+                    batch.len()
+                } else {
+                    batch
+                        .classes
+                        .iter()
+                        .filter(|c| slot.matcher.matches(c))
+                        .count()
+                };
+                self.runtime[i].dropped += n as u64;
+                continue;
+            }
             if !everything {
                 select(batch, &slot.matcher, &mut self.sub);
                 if self.sub.packets.is_empty() {
                     continue;
                 }
             }
+            let n = if everything {
+                batch.packets.len()
+            } else {
+                self.sub.packets.len()
+            } as u64;
             let started = Instant::now();
+            if self.behind && self.runtime[i].duty.over(started, share) {
+                let rt = &mut self.runtime[i];
+                rt.dropped += n;
+                rt.shed += n;
+                continue;
+            }
             let result = if everything {
                 slot.chef.on_packets(&batch.packets, &batch.arena, now_ns)
             } else {
@@ -336,18 +407,22 @@ impl Dispatcher {
                     .on_packets(&self.sub.packets, &self.sub.arena, now_ns)
             };
             let rt = &mut self.runtime[i];
-            rt.offered += if everything {
-                batch.packets.len()
+            rt.offered += n;
+            if result.is_ok() {
+                rt.seen += n;
             } else {
-                self.sub.packets.len()
-            } as u64;
+                rt.dropped += n;
+            }
             if result.is_ok() {
                 // Failed calls are not timed: a skipped call (backoff) takes no time and a
                 // timed-out one is bounded by the deadline; both would blur the histogram.
                 rt.timing.record(started.elapsed().as_nanos() as u64);
             }
             rt.state = run_state(result.is_ok(), slot.chef.is_quarantined());
-            let Ok(out) = result else { continue };
+            let Ok(out) = result else {
+                self.charge_duty(i, started, share);
+                continue;
+            };
             let cap = slot.chef.limits().max_dumplings_per_call;
             if out.len() > cap {
                 let over = (out.len() - cap) as u64;
@@ -388,6 +463,9 @@ impl Dispatcher {
                 let ts = batch.packets[batch_idx].0.timestamp_ns;
                 self.emit(i, Driver::Packet, ts, &d.payload)?;
             }
+            // Checking and encoding its dumplings is the chef's time too (a flood of them
+            // costs the thread as much as a slow call).
+            self.charge_duty(i, started, share);
         }
         Ok(())
     }
@@ -401,12 +479,20 @@ impl Dispatcher {
     /// Poke every interval chef, then send the kitchen status if it is on.
     fn poke_chefs(&mut self, now_ns: u64) -> Result<(), SinkError> {
         self.stats.pokes += 1;
+        let share = self.duty_share();
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
             if !slot.chef.description().drivers.interval || slot.chef.is_quarantined() {
                 continue;
             }
+            // Live and behind: a chef over its share of the thread skips this poke too.
+            if self.behind && self.runtime[i].duty.over(Instant::now(), share) {
+                self.runtime[i].pokes_shed += 1;
+                continue;
+            }
+            let started = Instant::now();
             self.poke_one(i, now_ns)?;
+            self.charge_duty(i, started, share);
         }
         if self.status.emit {
             self.emit_status(now_ns)?;
@@ -497,12 +583,18 @@ impl Dispatcher {
                 let status = ChefStatus {
                     source,
                     version: c.description().version.clone(),
+                    sha256: c.provenance().sha256.clone(),
+                    key_id: c.provenance().key_id.clone(),
                     state: if c.is_quarantined() {
                         ChefRunState::Quarantined
                     } else {
                         rt.state
                     },
                     packets_offered: rt.offered,
+                    packets_seen: rt.seen,
+                    packets_dropped: rt.dropped,
+                    packets_shed: rt.shed,
+                    pokes_shed: rt.pokes_shed,
                     calls: st.packet_calls + st.interval_calls,
                     dumplings: st.dumplings,
                     bytes: rt.bytes,

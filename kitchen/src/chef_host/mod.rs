@@ -6,7 +6,9 @@
 //! * [`limits`]: memory, time and output caps per chef;
 //! * [`cache`]: compiled-chef cache on disk;
 //! * [`admission`]: what a file must be (a component with only allowed imports);
-//! * [`instance`]: a running chef, its failure policy and its counters;
+//! * [`instance`]: a running chef and its counters;
+//! * [`failure_policy`]: when a failed chef is restarted or quarantined;
+//! * [`clocks`]: the clocks and randomness a chef sees (live, or replay's capture time);
 //! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
 //! * [`poll`]: `wasi:io/poll` bounded by the call's deadline (a sleeping chef cannot hold
 //!   the kitchen: epochs do not interrupt host calls);
@@ -21,11 +23,14 @@ pub mod admission;
 pub mod bindings;
 pub mod cache;
 pub mod chef_log;
+pub mod clocks;
 pub mod engine;
 pub mod error;
+pub mod failure_policy;
 pub mod instance;
 pub mod limits;
 pub mod poll;
+pub mod signature;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +45,7 @@ pub use cache::{ArtifactCache, CacheOutcome};
 pub use error::{CallError, LoadError};
 pub use instance::{ChefDescription, ChefSource, ChefStats, DriverSet, LoadedChef};
 pub use limits::ChefLimits;
+pub use signature::{ChefTrust, Provenance};
 pub use wire::WirePacket;
 
 use bindings::{Chef, ChefPre};
@@ -65,6 +71,8 @@ pub struct ChefHost {
     cache: Option<ArtifactCache>,
     /// Replay sandboxing: chefs see the capture clock and seeded randomness.
     deterministic: bool,
+    /// Which chef files may run (`--trusted-chef-keys`), checked first in [`Self::load`].
+    trust: ChefTrust,
     /// Bumps the epoch for every store of `engine`; stops when the host is dropped.
     _ticker: engine::EpochTicker,
 }
@@ -95,6 +103,7 @@ impl ChefHost {
             limits,
             cache,
             deterministic: false,
+            trust: ChefTrust::default(),
             _ticker: ticker,
         })
     }
@@ -106,6 +115,16 @@ impl ChefHost {
     /// host's clocks and randomness.
     pub fn set_deterministic(&mut self, on: bool) {
         self.deterministic = on;
+    }
+
+    /// Require chef files to be signed by trusted keys (`--trusted-chef-keys`), from now on.
+    pub fn set_trust(&mut self, trust: ChefTrust) {
+        self.trust = trust;
+    }
+
+    /// Which chef files may run.
+    pub fn trust(&self) -> &ChefTrust {
+        &self.trust
     }
 
     /// The engine (for benchmarks and tests).
@@ -135,6 +154,8 @@ impl ChefHost {
     /// Load a chef from its component bytes: check, compile (or load from the cache),
     /// check imports/exports, pre-instantiate, instantiate, `describe`.
     pub fn load(&self, source: ChefSource, wasm: &[u8]) -> Result<LoadedChef, LoadError> {
+        // Before anything parses the bytes: an untrusted file gets no further.
+        let provenance = self.trust.check(&source, wasm)?;
         admission::check_binary(wasm)?;
         let (component, outcome) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, wasm)?,
@@ -151,17 +172,19 @@ impl ChefHost {
             use sha2::{Digest, Sha256};
             let mut seed = [0u8; 32];
             seed.copy_from_slice(&Sha256::digest(source.to_string().as_bytes()));
-            instance::Environment::Replay {
+            clocks::Environment::Replay {
                 clock: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 call_start: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
-                    instance::process_epoch().elapsed().as_nanos() as u64,
+                    clocks::process_epoch().elapsed().as_nanos() as u64,
                 )),
                 seed,
             }
         } else {
-            instance::Environment::Live
+            clocks::Environment::Live
         };
-        LoadedChef::start(&self.engine, pre, &self.limits, source, env)
+        let mut chef = LoadedChef::start(&self.engine, pre, &self.limits, source, env)?;
+        chef.set_provenance(provenance);
+        Ok(chef)
     }
 }
 
