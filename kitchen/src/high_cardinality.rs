@@ -36,13 +36,7 @@ pub fn write(out: &Path) -> anyhow::Result<()> {
     let mut w = std::io::BufWriter::new(
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
     );
-    // Global header: magic, v2.4, thiszone, sigfigs, snaplen 65535, DLT 1.
-    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    w.write_all(&2u16.to_le_bytes())?;
-    w.write_all(&4u16.to_le_bytes())?;
-    w.write_all(&[0u8; 8])?;
-    w.write_all(&65535u32.to_le_bytes())?;
-    w.write_all(&1u32.to_le_bytes())?;
+    pcap_header(&mut w)?;
     let mut n = 0u64;
     let mut frame = Vec::with_capacity(256);
     let mut put = |w: &mut std::io::BufWriter<std::fs::File>, frame: &[u8]| -> anyhow::Result<()> {
@@ -78,6 +72,17 @@ pub fn write(out: &Path) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The legacy-pcap global header of both bench corpora: magic (microseconds,
+/// little-endian), v2.4, thiszone, sigfigs, snaplen 65535, DLT 1 (Ethernet).
+pub fn pcap_header(w: &mut impl Write) -> std::io::Result<()> {
+    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
+    w.write_all(&2u16.to_le_bytes())?;
+    w.write_all(&4u16.to_le_bytes())?;
+    w.write_all(&[0u8; 8])?;
+    w.write_all(&65535u32.to_le_bytes())?;
+    w.write_all(&1u32.to_le_bytes())
 }
 
 /// A locally administered MAC from a number.

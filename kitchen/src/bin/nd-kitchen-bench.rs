@@ -893,13 +893,7 @@ fn build_corpus(root: &Path, out: &Path, min_packets: u64) -> anyhow::Result<()>
     }
     let tmp = out.with_extension("pcap.tmp");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    // Global header: magic, v2.4, thiszone, sigfigs, snaplen 65535, DLT 1.
-    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    w.write_all(&2u16.to_le_bytes())?;
-    w.write_all(&4u16.to_le_bytes())?;
-    w.write_all(&[0u8; 8])?;
-    w.write_all(&65535u32.to_le_bytes())?;
-    w.write_all(&1u32.to_le_bytes())?;
+    high_cardinality::pcap_header(&mut w)?;
     let mut written = 0u64;
     for _ in 0..repeats {
         for (ts, data, orig) in &frames {
