@@ -52,14 +52,14 @@ pub fn write(out: &Path) -> anyhow::Result<()> {
     for i in 0..FLOWS {
         flow(&mut frame, i);
         put(&mut w, &frame)?;
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             let name = i / 10;
             dns(&mut frame, name, false);
             put(&mut w, &frame)?;
             dns(&mut frame, name, true);
             put(&mut w, &frame)?;
         }
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             arp(&mut frame, i / 20);
             put(&mut w, &frame)?;
         }
@@ -135,7 +135,7 @@ fn flow(frame: &mut Vec<u8>, i: u32) {
     let dst = [192, 0, 2, i as u8];
     let sport = 1024 + (i % 60_000) as u16;
     ethernet(frame, mac(1, i % 4096), mac(2, 0), 0x0800);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         // TCP, ACK|PSH, 32 bytes of payload.
         ipv4(frame, src, dst, 6, 20 + 32);
         frame.extend_from_slice(&sport.to_be_bytes());
