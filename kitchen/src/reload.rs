@@ -49,9 +49,11 @@ use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 use sha2::{Digest, Sha256};
 
+use crate::chef_host::chef_file::{read_chef_file, ChefFileError};
 use crate::chef_host::{ChefHost, ChefSource, LoadedChef};
 use crate::chefs::qualified_name;
 use crate::dispatch::{ChefSlot, Dispatcher, InterestMatcher, SinkError};
+use dumpling::text::{escape_path, Escaped};
 
 /// How long a file must be quiet before it is loaded: long enough to merge the events of
 /// one `cp` or `cargo build`, short enough to keep "file lands → first dumpling" well
@@ -128,7 +130,8 @@ impl Reloader {
             })?;
         let mut versions = HashMap::new();
         for path in known {
-            if let Ok(bytes) = std::fs::read(path) {
+            // Never blocks (a known file swapped for a FIFO since the start is refused).
+            if let Ok(bytes) = read_chef_file(Some(dir), path, host.limits().max_file_bytes) {
                 versions.insert(path.clone(), sha256(&bytes));
             }
         }
@@ -175,12 +178,27 @@ impl Reloader {
     }
 }
 
+/// How long dropping a [`Reloader`] waits for its loader thread to finish the chef it is
+/// loading. A loader busy compiling a huge component is left behind (it ends with the
+/// process): shutdown and end-of-input exit never wait for a compile.
+pub const LOADER_STOP_WAIT: Duration = Duration::from_millis(300);
+
 impl Drop for Reloader {
     fn drop(&mut self) {
         // Stopping the debouncer drops its sender: the loader's `recv` fails and it ends.
         self.debouncer.take();
         if let Some(t) = self.loader.take() {
-            let _ = t.join();
+            let until = Instant::now() + LOADER_STOP_WAIT;
+            while !t.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(
+                    "the chef loader is still loading a chef; not waiting for it (shutdown)"
+                );
+            }
         }
     }
 }
@@ -220,7 +238,7 @@ impl Loader {
                 }
                 Err(errors) => {
                     for e in errors {
-                        tracing::warn!(dir = %self.dir.display(), error = %e,
+                        tracing::warn!(dir = %escape_path(&self.dir), error = %e,
                             "chef directory watch error; rescanning the directory");
                     }
                     rescan = true;
@@ -254,19 +272,27 @@ impl Loader {
     /// Reconcile one path; false when the receiver is gone.
     fn handle(&mut self, path: PathBuf) -> bool {
         let started = Instant::now();
-        let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
-        if !is_file {
+        // `lstat` only: a dangling symlink or any other entry that is there is read (and
+        // refused with its reason) below; only a name that is gone is a removal.
+        if std::fs::symlink_metadata(&path).is_err() {
             if self.versions.remove(&path).is_some() {
                 return self.out.send(ReloadEvent::Removed { path }).is_ok();
             }
             return true;
         }
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_chef_file(Some(&self.dir), &path, self.host.limits().max_file_bytes)
+        {
             Ok(b) => b,
             // Gone between the stat and the read: the next event says so.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            Err(ChefFileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return true,
             Err(e) => {
-                let error = format!("cannot read {}: {e}", path.display());
+                // A refused entry (a FIFO, a directory, a device, a symlink out of the
+                // folder, too big) is named once per reason, not on every event for it.
+                let error = e.to_string();
+                let key = sha256(error.as_bytes());
+                if self.versions.insert(path.clone(), key) == Some(key) {
+                    return true;
+                }
                 return self.out.send(ReloadEvent::Failed { path, error }).is_ok();
             }
         };
@@ -325,12 +351,14 @@ pub fn apply(
         ReloadEvent::Failed { path, error } => {
             let running = d.chefs().iter().find(|s| chef_source_is(s, &path));
             match running {
-                Some(s) => tracing::error!(file = %path.display(), chef = s.chef.name(),
-                    "chef reload failed: {error}; the previous version keeps running"),
-                None => tracing::error!(file = %path.display(), "chef not loaded: {error}"),
+                Some(s) => tracing::error!(file = %escape_path(&path), chef = s.chef.name(),
+                    "chef reload failed: {}; the previous version keeps running",
+                    Escaped::with_max(&error, 1024)),
+                None => tracing::error!(file = %escape_path(&path), "chef not loaded: {}",
+                    Escaped::with_max(&error, 1024)),
             }
             d.status_inputs()
-                .record_load_failure(&path.display().to_string(), &error);
+                .record_load_failure(&escape_path(&path), &error);
             Ok(Applied::Unchanged)
         }
         ReloadEvent::Removed { path } => {
@@ -338,11 +366,9 @@ pub fn apply(
                 return Ok(Applied::Unchanged);
             };
             let (slot, _) = d.retire_chef(i)?;
-            tracing::info!(file = %path.display(), chef = slot.chef.name(),
+            tracing::info!(file = %escape_path(&path), chef = slot.chef.name(),
                 "chef file removed; chef stopped (after its final interval dumpling)");
-            d.status_inputs()
-                .load_failures
-                .remove(&path.display().to_string());
+            d.status_inputs().load_failures.remove(&escape_path(&path));
             Ok(Applied::Removed(slot.chef.name().to_owned()))
         }
         ReloadEvent::Ready {
@@ -352,9 +378,9 @@ pub fn apply(
         } => {
             let chef = *chef;
             let name = chef.name().to_owned();
-            let key = path.display().to_string();
+            let key = escape_path(&path);
             if !policy.only.is_empty() && !policy.only.contains(&name) {
-                tracing::info!(file = %path.display(), chef = %name,
+                tracing::info!(file = %escape_path(&path), chef = %name,
                     "chef file ignored: not one of the chefs selected with -c");
                 return Ok(Applied::Unchanged);
             }
@@ -385,7 +411,7 @@ pub fn apply(
                 let (old, rt) = d.retire_chef(i)?;
                 reloads = rt.reloads + 1;
                 old_name = Some(old.chef.name().to_owned());
-                tracing::info!(file = %path.display(), chef = %name,
+                tracing::info!(file = %escape_path(&path), chef = %name,
                     old_version = %old.chef.description().version, new_version = %version,
                     load_ms = load_time.as_secs_f64() * 1e3,
                     "chef reloaded: new version swapped in");
@@ -394,7 +420,7 @@ pub fn apply(
                 s.chef.name() == name && matches!(s.chef.source(), ChefSource::Builtin(_))
             }) {
                 d.retire_chef(j)?;
-                tracing::warn!(chef = %name, file = %path.display(),
+                tracing::warn!(chef = %name, file = %escape_path(&path),
                     "chef file overrides the built-in chef of the same name");
             }
             d.add_chef(slot)?;
@@ -406,7 +432,7 @@ pub fn apply(
             match old_name {
                 Some(old) => Ok(Applied::Replaced(old, name)),
                 None => {
-                    tracing::info!(file = %path.display(), chef = %name, version = %version,
+                    tracing::info!(file = %escape_path(&path), chef = %name, version = %version,
                         load_ms = load_time.as_secs_f64() * 1e3,
                         "chef added from the chef directory");
                     Ok(Applied::Added(name))

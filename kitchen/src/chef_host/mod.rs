@@ -3,8 +3,10 @@
 //! One module per concern, as in wasmtime's examples:
 //! * [`bindings`]: the one `bindgen!` of the chef world;
 //! * [`engine`]: the `Engine` configuration and the epoch ticker (deadlines);
-//! * [`limits`]: memory, time and output caps per chef;
+//! * [`limits`]: memory, time and output caps per chef, and the kitchen-wide memory budget;
+//! * [`output_budget`]: payload bytes per call and per second, per chef;
 //! * [`cache`]: compiled-chef cache on disk;
+//! * [`chef_file`]: reading a chef file without blocking, within the size cap;
 //! * [`admission`]: what a file must be (a component with only allowed imports);
 //! * [`instance`]: a running chef, its failure policy and its counters;
 //! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
@@ -20,11 +22,13 @@
 pub mod admission;
 pub mod bindings;
 pub mod cache;
+pub mod chef_file;
 pub mod chef_log;
 pub mod engine;
 pub mod error;
 pub mod instance;
 pub mod limits;
+pub mod output_budget;
 pub mod poll;
 pub mod wire;
 
@@ -39,7 +43,7 @@ use wasmtime_wasi::random::WasiRandom;
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use error::{CallError, LoadError};
 pub use instance::{ChefDescription, ChefSource, ChefStats, DriverSet, LoadedChef};
-pub use limits::ChefLimits;
+pub use limits::{ChefLimits, MemoryBudget};
 pub use wire::WirePacket;
 
 use bindings::{Chef, ChefPre};
@@ -123,12 +127,10 @@ impl ChefHost {
         self.cache.as_ref().map(|c| c.dir())
     }
 
-    /// Load a chef file.
+    /// Load a chef file (read with [`chef_file::read_chef_file`]: never blocks, never
+    /// reads more than `limits.max_file_bytes`; a symlink must stay in the file's folder).
     pub fn load_file(&self, path: &Path) -> Result<LoadedChef, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = chef_file::read_chef_file(None, path, self.limits.max_file_bytes)?;
         self.load(ChefSource::File(path.to_owned()), &bytes)
     }
 
