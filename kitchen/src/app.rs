@@ -42,6 +42,18 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         .context("cannot start the chef host")?;
     // Replays are reproducible: chefs see the capture clock and seeded randomness.
     host.set_deterministic(matches!(config.source, Source::File(_)));
+    host.set_cache_max_bytes(config.cache_max_bytes);
+    // Compiles run in a bounded child process of this very binary (a compile bomb costs
+    // one child, not the kitchen's memory or an unbounded wait).
+    match std::env::current_exe() {
+        Ok(exe) => host.set_compiler(kitchen::chef_host::compile_worker::Compiler::Child {
+            exe,
+            timeout: config.compile_limits.0,
+            memory_bytes: config.compile_limits.1,
+        }),
+        Err(e) => tracing::warn!(error = %e,
+            "cannot find this executable; chefs are compiled in-process, without limits"),
+    }
     let found = chefs::discover(&host, config.builtin_chefs, config.chef_dir.as_deref())?;
 
     if config.chef_list {

@@ -97,6 +97,20 @@ pub struct Cli {
     #[arg(long, value_name = "MIB", default_value_t = kitchen::chef_host::chef_file::DEFAULT_MAX_CHEF_FILE_MIB)]
     pub max_chef_file_mib: u64,
 
+    /// Wall-clock limit of one chef compile, in seconds: each compile runs in a child
+    /// process, killed at this limit (the chef is refused with the reason).
+    #[arg(long, value_name = "SECONDS", default_value_t = kitchen::chef_host::compile_worker::DEFAULT_COMPILE_TIMEOUT_SECS)]
+    pub chef_compile_timeout_secs: u64,
+
+    /// Address-space limit of one chef compile child, in MiB (a compile that needs more is
+    /// stopped and the chef refused).
+    #[arg(long, value_name = "MIB", default_value_t = kitchen::chef_host::compile_worker::DEFAULT_COMPILE_MEMORY_MIB)]
+    pub chef_compile_memory_mib: u64,
+
+    /// Compiled-chef cache size, in MiB: least recently used entries are evicted past it.
+    #[arg(long, value_name = "MIB", default_value_t = kitchen::chef_host::cache::DEFAULT_CACHE_MIB)]
+    pub chef_cache_mib: u64,
+
     /// Payload bytes one chef call may return (all its dumplings together); the call's
     /// further dumplings are dropped and counted (`over_budget`).
     #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::limits::DEFAULT_MAX_OUTPUT_BYTES_PER_CALL)]
@@ -195,6 +209,10 @@ pub struct Config {
     pub limits: ChefLimits,
     /// Compiled-chef cache.
     pub cache: CacheSetting,
+    /// Compiled-chef cache size, bytes.
+    pub cache_max_bytes: u64,
+    /// Compile limits: wall time, address space (bytes).
+    pub compile_limits: (Duration, u64),
     /// Flush wait at the end.
     pub flush_timeout: Duration,
     /// The interface text for the hello (`all`, or the names joined with `,`).
@@ -230,6 +248,12 @@ impl Config {
                 "--chefs-memory-mib must be at least --chef-memory-mib ({}) and at most 1048576",
                 cli.chef_memory_mib
             );
+        }
+        if cli.chef_compile_timeout_secs == 0 || cli.chef_compile_timeout_secs > 3600 {
+            bail!("--chef-compile-timeout-secs must be between 1 and 3600");
+        }
+        if cli.chef_compile_memory_mib < 256 || cli.chef_compile_memory_mib > 1 << 20 {
+            bail!("--chef-compile-memory-mib must be between 256 and 1048576");
         }
         if cli.max_chef_file_mib == 0 || cli.max_chef_file_mib > 4096 {
             bail!("--max-chef-file-mib must be between 1 and 4096");
@@ -307,6 +331,11 @@ impl Config {
             stdout: cli.stdout,
             limits,
             cache,
+            cache_max_bytes: cli.chef_cache_mib << 20,
+            compile_limits: (
+                Duration::from_secs(cli.chef_compile_timeout_secs),
+                cli.chef_compile_memory_mib << 20,
+            ),
             flush_timeout: Duration::from_secs_f64(cli.flush_timeout),
             interface_text,
             watch_chef_dir: !cli.no_chef_watch,

@@ -589,6 +589,17 @@ impl Dispatcher {
         let clock = self.clock_ns();
         let slot = &mut self.chefs[i];
         let chef = &mut slot.chef;
+        if payload.len() > chef.limits().max_dumpling_bytes {
+            chef.stats.oversize += 1;
+            let message = format!(
+                "refused a {}-byte {driver} dumpling: over the {}-byte limit",
+                payload.len(),
+                chef.limits().max_dumpling_bytes
+            );
+            chef.warn_output("oversize", 1, &message);
+            return Ok(());
+        }
+        // Budgets count only payloads under the size cap (an oversize one costs nothing).
         if let Err(which) = chef.output_budget.take(payload.len() as u64, clock) {
             chef.stats.over_budget += 1;
             let message = match which {
@@ -606,16 +617,6 @@ impl Dispatcher {
                 ),
             };
             chef.warn_output("over-budget", 1, &message);
-            return Ok(());
-        }
-        if payload.len() > chef.limits().max_dumpling_bytes {
-            chef.stats.oversize += 1;
-            let message = format!(
-                "refused a {}-byte {driver} dumpling: over the {}-byte limit",
-                payload.len(),
-                chef.limits().max_dumpling_bytes
-            );
-            chef.warn_output("oversize", 1, &message);
             return Ok(());
         }
         let raw = match dumpling::validate_payload(payload) {

@@ -6,11 +6,18 @@
 //!    ([`DEBOUNCE`]): a burst of events for one file (create, several writes, close,
 //!    rename) becomes one batch of paths.
 //! 2. **loader** (`nd-chef-loader`, owns the [`ChefHost`]): for each `*.wasm` path in a
-//!    batch, reads the file, and if its SHA-256 differs from the version it last handled,
-//!    compiles it through the host's compiled-chef cache, instantiates it and calls
-//!    `describe` (all of [`ChefHost::load`]); the ready chef, or the exact load error, goes
-//!    to the dispatch thread over a channel. A path that no longer exists is reported as
-//!    removed. Unchanged content (a `touch`, an editor saving the same bytes) is ignored.
+//!    batch, reads the file (never blocking, never more than the size cap: FIFOs,
+//!    devices, directories, `/proc` files, symlinks out of the folder and oversized files
+//!    are refused, each named once with its reason), and if its SHA-256 differs from the
+//!    version it last handled, hands it to a **load worker** (`nd-chef-load`, at most
+//!    [`LOAD_WORKERS`] at once) that compiles it (in a bounded child process when the host
+//!    says so), instantiates it and calls `describe` (all of [`ChefHost::load`]); the ready
+//!    chef, or the exact load error, goes to the dispatch thread over a channel, unless a
+//!    newer event for the same file came meanwhile (so versions never go back). A compile
+//!    bomb holds one worker until its compile timeout; other files keep loading. A path
+//!    that no longer exists is reported as removed. Unchanged content (a `touch`, an
+//!    editor saving the same bytes) is ignored. Dropping the [`Reloader`] waits at most
+//!    [`LOADER_STOP_WAIT`] for the loader (shutdown never waits for a compile).
 //! 3. **dispatch** (the kitchen's main loop) calls [`Reloader::try_recv`] between packets
 //!    and [`apply`] between batches: a new chef is added (it sees packets from the next
 //!    batch on); a replaced chef's pending batch is flushed, it gets a final `on-interval`
@@ -42,6 +49,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -151,7 +159,9 @@ impl Reloader {
             .name("nd-chef-loader".into())
             .spawn(move || {
                 Loader {
-                    host,
+                    host: Arc::new(host),
+                    workers: Workers::new(),
+                    generations: Generations::default(),
                     dir,
                     abs,
                     versions,
@@ -211,9 +221,73 @@ fn is_chef_file(p: &Path) -> bool {
     p.extension().is_some_and(|x| x == "wasm")
 }
 
+/// Chef loads that may run at once (each may hold a compile child for up to the compile
+/// timeout): one compile bomb per worker can delay nothing but its own worker.
+pub const LOAD_WORKERS: usize = 3;
+
+/// A counting semaphore bounding the load workers.
+#[derive(Clone)]
+struct Workers(Arc<(Mutex<usize>, Condvar)>);
+
+impl Workers {
+    fn new() -> Self {
+        Workers(Arc::new((Mutex::new(0), Condvar::new())))
+    }
+
+    fn acquire(&self) {
+        let (lock, cv) = &*self.0;
+        let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= LOAD_WORKERS {
+            busy = cv.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+    }
+
+    fn release(&self) {
+        let (lock, cv) = &*self.0;
+        let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        cv.notify_one();
+    }
+}
+
+/// The latest event number per file: a load finishing after a newer event for its file
+/// (a newer version, a removal) is dropped instead of sent.
+#[derive(Clone, Default)]
+struct Generations(Arc<Mutex<HashMap<PathBuf, u64>>>);
+
+impl Generations {
+    fn bump(&self, path: &Path) -> u64 {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = g.entry(path.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Send `event` if `generation` is still the file's latest (under the lock, so sends
+    /// for one file are in generation order); false only when the receiver is gone.
+    fn send_if_current(
+        &self,
+        path: &Path,
+        generation: u64,
+        out: &Sender<ReloadEvent>,
+        event: ReloadEvent,
+    ) -> bool {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if g.get(path) != Some(&generation) {
+            return true;
+        }
+        out.send(event).is_ok()
+    }
+}
+
 /// The loader thread's state.
 struct Loader {
-    host: ChefHost,
+    host: Arc<ChefHost>,
+    /// Load workers running now.
+    workers: Workers,
+    /// Latest event per file.
+    generations: Generations,
     /// The chef directory as given.
     dir: PathBuf,
     /// Its absolute form, as notify reports it.
@@ -276,7 +350,11 @@ impl Loader {
         // refused with its reason) below; only a name that is gone is a removal.
         if std::fs::symlink_metadata(&path).is_err() {
             if self.versions.remove(&path).is_some() {
-                return self.out.send(ReloadEvent::Removed { path }).is_ok();
+                let generation = self.generations.bump(&path);
+                let event = ReloadEvent::Removed { path: path.clone() };
+                return self
+                    .generations
+                    .send_if_current(&path, generation, &self.out, event);
             }
             return true;
         }
@@ -293,7 +371,14 @@ impl Loader {
                 if self.versions.insert(path.clone(), key) == Some(key) {
                     return true;
                 }
-                return self.out.send(ReloadEvent::Failed { path, error }).is_ok();
+                let generation = self.generations.bump(&path);
+                let event = ReloadEvent::Failed {
+                    path: path.clone(),
+                    error,
+                };
+                return self
+                    .generations
+                    .send_if_current(&path, generation, &self.out, event);
             }
         };
         let sha = sha256(&bytes);
@@ -301,18 +386,39 @@ impl Loader {
             return true;
         }
         self.versions.insert(path.clone(), sha);
-        let event = match self.host.load(ChefSource::File(path.clone()), &bytes) {
-            Ok(chef) => ReloadEvent::Ready {
-                path,
-                chef: Box::new(chef),
-                load_time: started.elapsed(),
-            },
-            Err(e) => ReloadEvent::Failed {
-                path,
-                error: e.to_string(),
-            },
+        // Compile and start on a worker thread (at most `LOAD_WORKERS` at once): a chef
+        // that takes long to compile (up to the compile timeout) holds one worker, not the
+        // loader, so other files keep reloading. A result is sent only if no newer event
+        // for the same file came since (generation check), so versions never go back.
+        let generation = self.generations.bump(&path);
+        self.workers.acquire();
+        let host = Arc::clone(&self.host);
+        let out = self.out.clone();
+        let generations = self.generations.clone();
+        let workers = self.workers.clone();
+        let job = move || {
+            let event = match host.load(ChefSource::File(path.clone()), &bytes) {
+                Ok(chef) => ReloadEvent::Ready {
+                    path: path.clone(),
+                    chef: Box::new(chef),
+                    load_time: started.elapsed(),
+                },
+                Err(e) => ReloadEvent::Failed {
+                    path: path.clone(),
+                    error: e.to_string(),
+                },
+            };
+            generations.send_if_current(&path, generation, &out, event);
+            workers.release();
         };
-        self.out.send(event).is_ok()
+        let spawned = std::thread::Builder::new()
+            .name("nd-chef-load".into())
+            .spawn(job);
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a chef load worker");
+            self.workers.release();
+        }
+        true
     }
 }
 

@@ -156,9 +156,9 @@ fn is_pseudo_fs(file: &std::fs::File) -> bool {
     ty == PROC_SUPER_MAGIC || ty == SYSFS_MAGIC
 }
 
-/// The `*.wasm` entries of a chef folder, sorted, each with a reason if it is not a
-/// candidate chef file (so the caller names every skipped entry once). Only the name and
-/// `lstat`/`stat` are used: nothing is opened here.
+/// Every `*.wasm` entry of a chef folder, sorted, whatever its type (the caller reads each
+/// with [`read_chef_file`], which refuses non-regular ones with a reason, so every
+/// skipped entry is named once). Nothing is opened or stat'ed here.
 pub fn list_chef_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))

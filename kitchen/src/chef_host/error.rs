@@ -38,6 +38,13 @@ pub enum LoadError {
     /// A WebAssembly binary of a version/layer this host does not know.
     #[error("unsupported WebAssembly binary version {0:#010x}")]
     UnknownBinaryVersion(u32),
+    /// Compiling was stopped by a limit (time, memory) or could not run.
+    #[error("compile refused: {0}")]
+    CompileLimit(String),
+    /// The component breaks a load-time limit (data segments, tables), checked before
+    /// compiling.
+    #[error("refused before compiling: {0}")]
+    TooLarge(String),
     /// The component did not validate or compile.
     #[error("invalid WebAssembly component: {0}")]
     Compile(String),

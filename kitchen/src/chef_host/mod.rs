@@ -7,6 +7,8 @@
 //! * [`output_budget`]: payload bytes per call and per second, per chef;
 //! * [`cache`]: compiled-chef cache on disk;
 //! * [`chef_file`]: reading a chef file without blocking, within the size cap;
+//! * [`inspect`]: data segment, memory and table sizes checked before compiling;
+//! * [`compile_worker`]: compiling in a child process bounded in time and memory;
 //! * [`admission`]: what a file must be (a component with only allowed imports);
 //! * [`instance`]: a running chef, its failure policy and its counters;
 //! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
@@ -24,8 +26,10 @@ pub mod bindings;
 pub mod cache;
 pub mod chef_file;
 pub mod chef_log;
+pub mod compile_worker;
 pub mod engine;
 pub mod error;
+pub mod inspect;
 pub mod instance;
 pub mod limits;
 pub mod output_budget;
@@ -67,6 +71,8 @@ pub struct ChefHost {
     linker: Linker<ChefState>,
     limits: ChefLimits,
     cache: Option<ArtifactCache>,
+    /// In-process, or in a bounded child process (`nd-sniff`).
+    compiler: compile_worker::Compiler,
     /// Replay sandboxing: chefs see the capture clock and seeded randomness.
     deterministic: bool,
     /// Bumps the epoch for every store of `engine`; stops when the host is dropped.
@@ -98,6 +104,7 @@ impl ChefHost {
             linker,
             limits,
             cache,
+            compiler: compile_worker::Compiler::InProcess,
             deterministic: false,
             _ticker: ticker,
         })
@@ -110,6 +117,19 @@ impl ChefHost {
     /// host's clocks and randomness.
     pub fn set_deterministic(&mut self, on: bool) {
         self.deterministic = on;
+    }
+
+    /// Compile chefs loaded from now on with `compiler` (`nd-sniff` uses a bounded child
+    /// process; the default compiles in this process).
+    pub fn set_compiler(&mut self, compiler: compile_worker::Compiler) {
+        self.compiler = compiler;
+    }
+
+    /// Bound the compiled-chef cache to `bytes` (oldest entries evicted first).
+    pub fn set_cache_max_bytes(&mut self, bytes: u64) {
+        if let Some(c) = self.cache.as_mut() {
+            c.set_max_bytes(bytes);
+        }
     }
 
     /// The engine (for benchmarks and tests).
@@ -138,9 +158,19 @@ impl ChefHost {
     /// check imports/exports, pre-instantiate, instantiate, `describe`.
     pub fn load(&self, source: ChefSource, wasm: &[u8]) -> Result<LoadedChef, LoadError> {
         admission::check_binary(wasm)?;
+        inspect::check_sizes(wasm, &self.limits)?;
+        // The built-in chefs are part of this binary (trusted, known to compile quickly):
+        // in-process, without a child process per chef at every start.
+        let compiler = match source {
+            ChefSource::Builtin(_) => &compile_worker::Compiler::InProcess,
+            ChefSource::File(_) => &self.compiler,
+        };
         let (component, outcome) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm)?,
-            None => (cache::compile(&self.engine, wasm)?, CacheOutcome::Compiled),
+            Some(cache) => cache.load_or_compile(&self.engine, compiler, wasm)?,
+            None => (
+                compile_worker::compile(compiler, &self.engine, wasm)?,
+                CacheOutcome::Compiled,
+            ),
         };
         tracing::debug!(source = %source, cache = ?outcome, "chef compiled");
         admission::check_component(&self.engine, &component)?;
