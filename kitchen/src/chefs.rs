@@ -51,8 +51,8 @@ pub fn discover(
             source,
         })?;
         for path in files {
-            let result = chef_file::read_chef_file(Some(dir), &path, host.limits().max_file_bytes)
-                .map_err(LoadError::from)
+            let result = host
+                .read_file(Some(dir), &path)
                 .and_then(|bytes| host.load(ChefSource::File(path.clone()), &bytes));
             found.push(FoundChef {
                 source: ChefSource::File(path),

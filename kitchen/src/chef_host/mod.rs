@@ -150,8 +150,21 @@ impl ChefHost {
     /// Load a chef file (read with [`chef_file::read_chef_file`]: never blocks, never
     /// reads more than `limits.max_file_bytes`; a symlink must stay in the file's folder).
     pub fn load_file(&self, path: &Path) -> Result<LoadedChef, LoadError> {
-        let bytes = chef_file::read_chef_file(None, path, self.limits.max_file_bytes)?;
+        let bytes = self.read_file(None, path)?;
         self.load(ChefSource::File(path.to_owned()), &bytes)
+    }
+
+    /// Read a chef file of the folder `dir` (its parent when `None`) with
+    /// [`chef_file::read_chef_file`] and this host's size cap. A file the OS cannot open
+    /// (missing, no permission) is [`LoadError::Io`]; a refused one is [`LoadError::File`].
+    pub fn read_file(&self, dir: Option<&Path>, path: &Path) -> Result<Vec<u8>, LoadError> {
+        chef_file::read_chef_file(dir, path, self.limits.max_file_bytes).map_err(|e| match e {
+            chef_file::ChefFileError::Io(source) => LoadError::Io {
+                path: PathBuf::from(dumpling::text::escape_path(path)),
+                source,
+            },
+            other => LoadError::File(other),
+        })
     }
 
     /// Load a chef from its component bytes: check, compile (or load from the cache),
