@@ -33,6 +33,11 @@
 //! event for the file (the rest of the write) loads the complete one. Writing to a temporary
 //! name and renaming into the directory avoids this.
 //!
+//! Signed chefs (`--trusted-chef-keys`): the host refuses a file without a valid signature
+//! by a trusted key like any other load failure (logged with file, reason and key id; the
+//! previous version keeps running). A change to `x.wasm.sig` re-checks `x.wasm`, so a chef
+//! refused because its new signature had not landed yet loads when it does.
+//!
 //! A quarantined chef whose file gets new content is replaced by a fresh load, so it gets a
 //! fresh chance. Chef state is not carried across versions (see the design notes, §3.5).
 //!
@@ -55,13 +60,13 @@ use std::time::{Duration, Instant};
 
 use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
-use sha2::{Digest, Sha256};
 
 use crate::chef_host::chef_file::{read_chef_file, ChefFileError};
-use crate::chef_host::{ChefHost, ChefSource, LoadedChef};
+use crate::chef_host::{signature, ChefHost, ChefSource, LoadedChef};
 use crate::chefs::qualified_name;
 use crate::dispatch::{ChefSlot, Dispatcher, InterestMatcher, SinkError};
 use dumpling::text::{escape_path, Escaped};
+use sha2::{Digest, Sha256};
 
 /// How long a file must be quiet before it is loaded: long enough to merge the events of
 /// one `cp` or `cargo build`, short enough to keep "file lands → first dumpling" well
@@ -140,7 +145,7 @@ impl Reloader {
         for path in known {
             // Never blocks (a known file swapped for a FIFO since the start is refused).
             if let Ok(bytes) = read_chef_file(Some(dir), path, host.limits().max_file_bytes) {
-                versions.insert(path.clone(), sha256(&bytes));
+                versions.insert(path.clone(), signature::version(path, &bytes));
             }
         }
         let (tx, rx) = mpsc::channel();
@@ -215,10 +220,6 @@ impl Drop for Reloader {
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-fn is_chef_file(p: &Path) -> bool {
-    p.extension().is_some_and(|x| x == "wasm")
 }
 
 /// Chef loads that may run at once (each may hold a compile child for up to the compile
@@ -326,10 +327,10 @@ impl Loader {
             }
             let mut paths: Vec<PathBuf> = paths
                 .into_iter()
+                // A changed `x.wasm.sig` re-checks `x.wasm` (see `signature`).
+                .filter_map(|p| signature::chef_file_of(&p))
                 .filter(|p| {
-                    is_chef_file(p)
-                        && (p.parent() == Some(self.dir.as_path())
-                            || p.parent() == Some(self.abs.as_path()))
+                    p.parent() == Some(self.dir.as_path()) || p.parent() == Some(self.abs.as_path())
                 })
                 .filter_map(|p| p.file_name().map(|n| self.dir.join(n)))
                 .collect();
@@ -381,7 +382,8 @@ impl Loader {
                     .send_if_current(&path, generation, &self.out, event);
             }
         };
-        let sha = sha256(&bytes);
+        // The component and its signature file together (signed chefs, `signature`).
+        let sha = signature::version(&path, &bytes);
         if self.versions.get(&path) == Some(&sha) {
             return true;
         }
@@ -422,11 +424,25 @@ impl Loader {
     }
 }
 
+/// Called after a reload changed the running chefs (the kitchen refreshes its hub hello).
+pub type OnChange = std::sync::Arc<dyn Fn(&Dispatcher) + Send + Sync>;
+
 /// Which chefs a kitchen accepts on reload (`-c NAME`; empty = all).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ReloadPolicy {
     /// Requested chef names; empty = every chef.
     pub only: Vec<String>,
+    /// Told about every added, replaced or removed chef.
+    pub on_change: Option<OnChange>,
+}
+
+impl std::fmt::Debug for ReloadPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadPolicy")
+            .field("only", &self.only)
+            .field("on_change", &self.on_change.is_some())
+            .finish()
+    }
 }
 
 /// What [`apply`] did, for logs and tests.
@@ -449,6 +465,20 @@ fn chef_source_is(slot: &ChefSlot, path: &Path) -> bool {
 /// Apply one reload event to the dispatcher, between batches. Errors are only the output's
 /// (a closed stdout); chef problems are logged, counted and leave the running chefs alone.
 pub fn apply(
+    d: &mut Dispatcher,
+    event: ReloadEvent,
+    policy: &ReloadPolicy,
+) -> Result<Applied, SinkError> {
+    let applied = apply_event(d, event, policy)?;
+    if applied != Applied::Unchanged {
+        if let Some(hook) = &policy.on_change {
+            hook(d);
+        }
+    }
+    Ok(applied)
+}
+
+fn apply_event(
     d: &mut Dispatcher,
     event: ReloadEvent,
     policy: &ReloadPolicy,
@@ -500,7 +530,7 @@ pub fn apply(
                         "its chef name {name:?} is already used by {}",
                         other.chef.source()
                     );
-                    return apply(d, ReloadEvent::Failed { path, error }, policy);
+                    return apply_event(d, ReloadEvent::Failed { path, error }, policy);
                 }
             }
             let slot = ChefSlot {

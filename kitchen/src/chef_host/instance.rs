@@ -225,6 +225,8 @@ pub struct LoadedChef {
     /// bulk lowering (a diagnostic fallback; the differential test compares the two).
     generic_lowering: bool,
     warnings: OutputWarnings,
+    /// Its component's hash and signer (set by `ChefHost::load`).
+    provenance: super::Provenance,
     /// Counters for the exit summary; the dispatcher adds its output counters here.
     pub stats: ChefStats,
     /// Payload bytes this chef may still emit (the dispatcher takes from it per dumpling;
@@ -278,12 +280,22 @@ impl LoadedChef {
             health: Health::default(),
             generic_lowering: false,
             warnings: OutputWarnings::default(),
+            provenance: super::Provenance::default(),
             stats: ChefStats::default(),
             output_budget: super::output_budget::OutputBudget::new(
                 limits.max_output_bytes_per_call,
                 limits.max_output_bytes_per_sec,
             ),
         })
+    }
+
+    /// Its component's SHA-256 and signing key id.
+    pub fn provenance(&self) -> &super::Provenance {
+        &self.provenance
+    }
+
+    pub(crate) fn set_provenance(&mut self, p: super::Provenance) {
+        self.provenance = p;
     }
 
     /// What the chef said about itself.

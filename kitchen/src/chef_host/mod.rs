@@ -38,6 +38,7 @@ pub mod instance;
 pub mod limits;
 pub mod output_budget;
 pub mod poll;
+pub mod signature;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +53,7 @@ pub use cache::{ArtifactCache, CacheOutcome};
 pub use error::{CallError, LoadError};
 pub use instance::{ChefDescription, ChefSource, ChefStats, DriverSet, LoadedChef};
 pub use limits::{ChefLimits, MemoryBudget};
+pub use signature::{ChefTrust, Provenance};
 pub use wire::WirePacket;
 
 use bindings::{Chef, ChefPre};
@@ -79,6 +81,8 @@ pub struct ChefHost {
     compiler: compile_worker::Compiler,
     /// Replay sandboxing: chefs see the capture clock and seeded randomness.
     deterministic: bool,
+    /// Which chef files may run (`--trusted-chef-keys`), checked first in [`Self::load`].
+    trust: ChefTrust,
     /// Bumps the epoch for every store of `engine`; stops when the host is dropped.
     _ticker: engine::EpochTicker,
 }
@@ -110,6 +114,7 @@ impl ChefHost {
             cache,
             compiler: compile_worker::Compiler::InProcess,
             deterministic: false,
+            trust: ChefTrust::default(),
             _ticker: ticker,
         })
     }
@@ -134,6 +139,16 @@ impl ChefHost {
         if let Some(c) = self.cache.as_mut() {
             c.set_max_bytes(bytes);
         }
+    }
+
+    /// Require chef files to be signed by trusted keys (`--trusted-chef-keys`), from now on.
+    pub fn set_trust(&mut self, trust: ChefTrust) {
+        self.trust = trust;
+    }
+
+    /// Which chef files may run.
+    pub fn trust(&self) -> &ChefTrust {
+        &self.trust
     }
 
     /// The engine (for benchmarks and tests).
@@ -174,6 +189,8 @@ impl ChefHost {
     /// Load a chef from its component bytes: check, compile (or load from the cache),
     /// check imports/exports, pre-instantiate, instantiate, `describe`.
     pub fn load(&self, source: ChefSource, wasm: &[u8]) -> Result<LoadedChef, LoadError> {
+        // Before anything parses the bytes: an untrusted file gets no further.
+        let provenance = self.trust.check(&source, wasm)?;
         admission::check_binary(wasm)?;
         inspect::check_sizes(wasm, &self.limits)?;
         // The built-in chefs are part of this binary (trusted, known to compile quickly):
@@ -210,7 +227,9 @@ impl ChefHost {
         } else {
             clocks::Environment::Live
         };
-        LoadedChef::start(&self.engine, pre, &self.limits, source, env)
+        let mut chef = LoadedChef::start(&self.engine, pre, &self.limits, source, env)?;
+        chef.set_provenance(provenance);
+        Ok(chef)
     }
 }
 
