@@ -122,14 +122,14 @@ fn message(component_sha256: &[u8; 32]) -> Vec<u8> {
 /// Problems with key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// The file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// The file could not be read or written. (The OS error is in the message and not a
+    /// `source`, so an error chain does not print it twice.)
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not what it should be.
     #[error("{}: {why}", path.display())]
@@ -173,9 +173,9 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
 }
 
 fn read_text(path: &Path, limit: u64) -> Result<String, KeyError> {
-    let bytes = read_bounded(path, limit).map_err(|source| KeyError::Io {
+    let bytes = read_bounded(path, limit).map_err(|error| KeyError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     String::from_utf8(bytes).map_err(|_| invalid(path, "not a text (PEM) file"))
 }
@@ -217,7 +217,7 @@ pub fn write_key_pair(prefix: &Path, key: &SigningKey) -> Result<(PathBuf, PathB
         .map_err(|e| invalid(&public, format!("cannot encode the public key: {e}")))?;
     let io = |path: &Path| {
         let path = path.to_owned();
-        move |source| KeyError::Io { path, source }
+        move |error| KeyError::Io { path, error }
     };
     // Mode 0600 from creation: there is no moment when the key is readable by others.
     let mut f = std::fs::OpenOptions::new()
@@ -247,9 +247,9 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 /// Read a private key (`nd-chef keygen`'s `.key`). Refused when group or others may read it.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
+    let meta = std::fs::metadata(path).map_err(|error| KeyError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -440,9 +440,9 @@ impl TrustedKeys {
     /// file is an error (a typo in a trust directory must not pass silently), and so is a
     /// directory with no key at all.
     pub fn load_dir(dir: &Path) -> Result<TrustedKeys, KeyError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| KeyError::Io {
+        let entries = std::fs::read_dir(dir).map_err(|error| KeyError::Io {
             path: dir.to_owned(),
-            source,
+            error,
         })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
