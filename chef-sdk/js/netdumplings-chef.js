@@ -330,26 +330,29 @@ function icmpErrorQuote(q, v6, f) {
 
 /** A Map holding at most `capacity` keys (first-seen order; the least recently touched key is
  * evicted to make room). `touch(key, make)` and `set` count as touching, `get` does not. The
- * same policy as the Rust chef SDK's BoundedMap. JSON.stringify gives an object. */
+ * same policy as the Rust chef SDK's BoundedMap. JSON.stringify gives an object.
+ * Every operation is O(1): `recency` is a Set in touch order (re-adding moves a key to the
+ * end), so the victim is its first key, no scan. */
 export class BoundedMap extends Map {
-  constructor(capacity) { super(); this.capacity = Math.max(1, capacity | 0); this.evicted = 0; this.clock = 0; this.touched = new Map(); }
+  constructor(capacity) { super(); this.capacity = Math.max(1, capacity | 0); this.evicted = 0; this.recency = new Set(); }
   touch(key, make) {
-    this.clock += 1;
     if (!super.has(key)) {
       if (this.size >= this.capacity) {
-        let victim, least = Infinity;
-        for (const [k, t] of this.touched) if (t < least) { least = t; victim = k; }
+        const victim = this.recency.values().next().value;
         super.delete(victim);
-        this.touched.delete(victim);
+        this.recency.delete(victim);
         this.evicted += 1;
       }
       super.set(key, make());
+    } else {
+      this.recency.delete(key);
     }
-    this.touched.set(key, this.clock);
+    this.recency.add(key);
     return super.get(key);
   }
-  set(key, value) { if (this.touched) { this.touch(key, () => value); } return super.set(key, value); }
-  delete(key) { this.touched.delete(key); return super.delete(key); }
+  set(key, value) { if (this.recency) { this.touch(key, () => value); } return super.set(key, value); }
+  delete(key) { this.recency.delete(key); return super.delete(key); }
+  clear() { if (this.recency) this.recency.clear(); return super.clear(); }
   toJSON() { return Object.fromEntries(this); }
 }
 

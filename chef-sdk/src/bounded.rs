@@ -6,9 +6,12 @@
 //! import) and fast ([`FastHasher`]); the bound keeps the cost of a crafted collision set
 //! small.
 
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
-use indexmap::IndexMap;
+use hashbrown::HashTable;
+
+/// The key-lookup trait of [`BoundedMap::get`] and friends (`&str` finds a `String` key).
+pub use equivalent::Equivalent;
 
 type Fixed = BuildHasherDefault<FastHasher>;
 
@@ -80,21 +83,56 @@ impl Hasher for FastHasher {
     }
 }
 
-struct Slot<V> {
+/// "No node": the end of a list, or an empty one.
+const NIL: u32 = u32::MAX;
+
+/// One entry, in a slab; linked into two lists by slab index (no moves on removal).
+struct Node<K, V> {
+    key: K,
     value: V,
-    touched: u64,
+    /// The key's hash, kept so the table never rehashes a key (and eviction finds the
+    /// victim's table slot without `Eq`).
+    hash: u64,
+    /// Insertion (first-seen) order: what `iter`, `drain` and serialisation follow.
+    prev: u32,
+    next: u32,
+    /// Recency order: the eviction victim is the oldest.
+    older: u32,
+    newer: u32,
 }
+
+/// Both ends of one doubly linked list.
+#[derive(Clone, Copy)]
+struct Ends {
+    head: u32,
+    tail: u32,
+}
+
+const EMPTY: Ends = Ends {
+    head: NIL,
+    tail: NIL,
+};
 
 /// An insertion-ordered map with at most `capacity` entries (least-recently-touched
 /// eviction).
 ///
-/// Lookups and updates are O(1); inserting a new key into a full map is O(n) (one scan to
-/// find the victim), which is fine for the few-thousand-entry maps chefs keep.
+/// Every operation is O(1) (amortised, as any hash table), including an insert into a full
+/// map: entries live in a slab linked into two lists (first-seen order and recency), and a
+/// hash table maps keys to slab slots. Eviction unlinks the recency list's oldest entry;
+/// removal unlinks an entry from both lists without moving the others, so the survivors
+/// keep their first-seen order.
 pub struct BoundedMap<K, V> {
-    map: IndexMap<K, Slot<V>, Fixed>,
+    table: HashTable<u32>,
+    nodes: Vec<Option<Node<K, V>>>,
+    /// Empty slab slots, reused before the slab grows.
+    free: Vec<u32>,
+    order: Ends,
+    recency: Ends,
     capacity: usize,
-    clock: u64,
     evicted: u64,
+    /// List links rewritten since creation: the work counter the O(1) test reads.
+    #[cfg(test)]
+    links: u64,
 }
 
 /// Capacity of a [`BoundedMap::default()`].
@@ -107,14 +145,22 @@ impl<K: Hash + Eq, V> Default for BoundedMap<K, V> {
     }
 }
 
+/// Slab indices are `u32` (half the link size of `usize`); `NIL` is reserved.
+const MAX_CAPACITY: usize = (u32::MAX - 1) as usize;
+
 impl<K: Hash + Eq, V> BoundedMap<K, V> {
-    /// An empty map holding at most `capacity` entries (at least 1).
+    /// An empty map holding at most `capacity` entries (at least 1, at most 2^32 - 2).
     pub fn new(capacity: usize) -> Self {
         BoundedMap {
-            map: IndexMap::with_hasher(Fixed::default()),
-            capacity: capacity.max(1),
-            clock: 0,
+            table: HashTable::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            order: EMPTY,
+            recency: EMPTY,
+            capacity: capacity.clamp(1, MAX_CAPACITY),
             evicted: 0,
+            #[cfg(test)]
+            links: 0,
         }
     }
 
@@ -125,12 +171,12 @@ impl<K: Hash + Eq, V> BoundedMap<K, V> {
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
     /// Whether the map is empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.table.len() == 0
     }
 
     /// How many entries were evicted to respect the bound, since creation.
@@ -141,109 +187,285 @@ impl<K: Hash + Eq, V> BoundedMap<K, V> {
     /// The value for `key`, without touching it.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
-        Q: Hash + indexmap::Equivalent<K> + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
-        self.map.get(key).map(|s| &s.value)
+        let i = self.find(key)?;
+        Some(&self.node(i).value)
     }
 
     /// The value for `key`, marked as just used; `None` if absent.
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
-        Q: Hash + indexmap::Equivalent<K> + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
-        self.clock += 1;
-        let clock = self.clock;
-        self.map.get_mut(key).map(|s| {
-            s.touched = clock;
-            &mut s.value
-        })
+        let i = self.find(key)?;
+        self.touch(i);
+        Some(&mut self.node_mut(i).value)
     }
 
     /// The value for `key`, inserting `make()` (after evicting the least-recently-touched
     /// entry if full) when absent. Marks the entry as just used.
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        self.clock += 1;
-        let clock = self.clock;
-        // Only a full map needs the extra lookup (one hash per call otherwise).
-        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
-            self.evict_one();
-        }
-        let slot = self.map.entry(key).or_insert_with(|| Slot {
-            value: make(),
-            touched: clock,
-        });
-        slot.touched = clock;
-        &mut slot.value
+        let hash = hash_of(&key);
+        let i = match self.find_hashed(hash, &key) {
+            Some(i) => {
+                self.touch(i);
+                i
+            }
+            None => self.insert_new(hash, key, make()),
+        };
+        &mut self.node_mut(i).value
     }
 
     /// Inserts or replaces `key`'s value (evicting if full and `key` is new); returns the
     /// previous value, so `insert(k, v).is_none()` means "`k` is new".
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.clock += 1;
-        let clock = self.clock;
-        if let Some(slot) = self.map.get_mut(&key) {
-            slot.touched = clock;
-            return Some(std::mem::replace(&mut slot.value, value));
+        let hash = hash_of(&key);
+        match self.find_hashed(hash, &key) {
+            Some(i) => {
+                self.touch(i);
+                Some(std::mem::replace(&mut self.node_mut(i).value, value))
+            }
+            None => {
+                self.insert_new(hash, key, value);
+                None
+            }
         }
-        if self.map.len() >= self.capacity {
-            self.evict_one();
-        }
-        self.map.insert(
-            key,
-            Slot {
-                value,
-                touched: clock,
-            },
-        );
-        None
     }
 
     /// Removes `key`, returning its value.
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
-        Q: Hash + indexmap::Equivalent<K> + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
-        self.map.shift_remove(key).map(|s| s.value)
+        let hash = hash_of(key);
+        let nodes = &self.nodes;
+        let entry = self
+            .table
+            .find_entry(hash, |&i| {
+                nodes[i as usize]
+                    .as_ref()
+                    .is_some_and(|n| key.equivalent(&n.key))
+            })
+            .ok()?;
+        let (i, _) = entry.remove();
+        Some(self.unlink_and_free(i).value)
     }
 
     /// Removes every entry (the eviction count is kept).
     pub fn clear(&mut self) {
-        self.map.clear();
+        self.table.clear();
+        self.nodes.clear();
+        self.free.clear();
+        self.order = EMPTY;
+        self.recency = EMPTY;
     }
 
     /// Entries in insertion (first-seen) order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter().map(|(k, s)| (k, &s.value))
+        let mut at = self.order.head;
+        std::iter::from_fn(move || {
+            if at == NIL {
+                return None;
+            }
+            let n = self.node(at);
+            at = n.next;
+            Some((&n.key, &n.value))
+        })
     }
 
     /// Removes and returns every entry, in insertion order.
     pub fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
-        self.map.drain(..).map(|(k, s)| (k, s.value))
+        let mut out = Vec::with_capacity(self.len());
+        let mut at = self.order.head;
+        while at != NIL {
+            let Some(n) = self.nodes.get_mut(at as usize).and_then(Option::take) else {
+                break;
+            };
+            at = n.next;
+            out.push((n.key, n.value));
+        }
+        self.clear();
+        out.into_iter()
     }
 
+    fn node(&self, i: u32) -> &Node<K, V> {
+        match self.nodes.get(i as usize) {
+            Some(Some(n)) => n,
+            // The table and both lists only hold indices of occupied slots.
+            _ => unreachable!("BoundedMap: dangling slot {i}"),
+        }
+    }
+
+    fn node_mut(&mut self, i: u32) -> &mut Node<K, V> {
+        match self.nodes.get_mut(i as usize) {
+            Some(Some(n)) => n,
+            _ => unreachable!("BoundedMap: dangling slot {i}"),
+        }
+    }
+
+    fn find<Q>(&self, key: &Q) -> Option<u32>
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        self.find_hashed(hash_of(key), key)
+    }
+
+    fn find_hashed<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        Q: Equivalent<K> + ?Sized,
+    {
+        let nodes = &self.nodes;
+        self.table
+            .find(hash, |&i| {
+                nodes[i as usize]
+                    .as_ref()
+                    .is_some_and(|n| n.hash == hash && key.equivalent(&n.key))
+            })
+            .copied()
+    }
+
+    /// Adds a key known to be absent, evicting first when full; returns its slot.
+    fn insert_new(&mut self, hash: u64, key: K, value: V) -> u32 {
+        if self.table.len() >= self.capacity {
+            self.evict_one();
+        }
+        let node = Node {
+            key,
+            value,
+            hash,
+            prev: self.order.tail,
+            next: NIL,
+            older: self.recency.tail,
+            newer: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = Some(node);
+                i
+            }
+            None => {
+                // Bounded by `capacity` (<= MAX_CAPACITY), so the index fits and is not NIL.
+                self.nodes.push(Some(node));
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.link_order_tail(i);
+        self.link_recency_tail(i);
+        let nodes = &self.nodes;
+        self.table.insert_unique(hash, i, |&j| {
+            nodes[j as usize].as_ref().map_or(0, |n| n.hash)
+        });
+        i
+    }
+
+    /// Drops the least recently touched entry.
     fn evict_one(&mut self) {
-        let victim = self
-            .map
-            .values()
-            .enumerate()
-            .min_by_key(|(_, s)| s.touched)
-            .map(|(i, _)| i);
-        if let Some(i) = victim {
-            // shift_remove keeps the first-seen order of the survivors.
-            self.map.shift_remove_index(i);
-            self.evicted += 1;
+        let victim = self.recency.head;
+        if victim == NIL {
+            return;
+        }
+        let hash = self.node(victim).hash;
+        if let Ok(entry) = self.table.find_entry(hash, |&i| i == victim) {
+            entry.remove();
+        }
+        drop(self.unlink_and_free(victim));
+        self.evicted += 1;
+    }
+
+    /// Makes `i` the most recently touched entry.
+    fn touch(&mut self, i: u32) {
+        if self.recency.tail == i {
+            return;
+        }
+        self.unlink_recency(i);
+        let tail = self.recency.tail;
+        let n = self.node_mut(i);
+        n.older = tail;
+        n.newer = NIL;
+        self.link_recency_tail(i);
+    }
+
+    /// Takes `i` out of both lists and the slab (not the table: the caller did that).
+    fn unlink_and_free(&mut self, i: u32) -> Node<K, V> {
+        self.unlink_recency(i);
+        let (prev, next) = {
+            let n = self.node(i);
+            (n.prev, n.next)
+        };
+        self.count_link();
+        match prev {
+            NIL => self.order.head = next,
+            p => self.node_mut(p).next = next,
+        }
+        match next {
+            NIL => self.order.tail = prev,
+            n => self.node_mut(n).prev = prev,
+        }
+        self.free.push(i);
+        match self.nodes[i as usize].take() {
+            Some(n) => n,
+            None => unreachable!("BoundedMap: freeing an empty slot {i}"),
+        }
+    }
+
+    fn unlink_recency(&mut self, i: u32) {
+        let (older, newer) = {
+            let n = self.node(i);
+            (n.older, n.newer)
+        };
+        self.count_link();
+        match older {
+            NIL => self.recency.head = newer,
+            o => self.node_mut(o).newer = newer,
+        }
+        match newer {
+            NIL => self.recency.tail = older,
+            n => self.node_mut(n).older = older,
+        }
+    }
+
+    /// Appends `i` (whose `prev` is already the old tail) to the first-seen list.
+    fn link_order_tail(&mut self, i: u32) {
+        self.count_link();
+        match self.order.tail {
+            NIL => self.order.head = i,
+            t => self.node_mut(t).next = i,
+        }
+        self.order.tail = i;
+    }
+
+    /// Appends `i` (whose `older` is already the old tail) to the recency list.
+    fn link_recency_tail(&mut self, i: u32) {
+        self.count_link();
+        match self.recency.tail {
+            NIL => self.recency.head = i,
+            t => self.node_mut(t).newer = i,
+        }
+        self.recency.tail = i;
+    }
+
+    #[inline]
+    fn count_link(&mut self) {
+        #[cfg(test)]
+        {
+            self.links += 1;
         }
     }
 }
 
+fn hash_of<Q: Hash + ?Sized>(key: &Q) -> u64 {
+    Fixed::default().hash_one(key)
+}
+
 impl<K, V> serde::Serialize for BoundedMap<K, V>
 where
-    K: serde::Serialize,
+    K: serde::Serialize + Hash + Eq,
     V: serde::Serialize,
 {
     /// Serialises as a JSON object (or map) in insertion order.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.map.iter().map(|(k, slot)| (k, &slot.value)))
+        s.collect_map(self.iter())
     }
 }
 
@@ -298,5 +520,169 @@ mod tests {
         assert_eq!(m.drain().collect::<Vec<_>>(), vec![(2, "z")]);
         assert!(m.is_empty());
         assert_eq!(m.capacity(), 1);
+    }
+
+    /// The reference semantics (the map's original, O(n) implementation): a vector in
+    /// first-seen order with a touch clock; eviction scans for the oldest touch.
+    struct Model {
+        entries: Vec<(u32, u32, u64)>,
+        capacity: usize,
+        clock: u64,
+        evicted: u64,
+    }
+
+    impl Model {
+        fn position(&self, k: u32) -> Option<usize> {
+            self.entries.iter().position(|e| e.0 == k)
+        }
+        fn touch_or_insert(&mut self, k: u32, v: Option<u32>) -> Option<u32> {
+            self.clock += 1;
+            if let Some(p) = self.position(k) {
+                self.entries[p].2 = self.clock;
+                return Some(match v {
+                    Some(v) => std::mem::replace(&mut self.entries[p].1, v),
+                    None => self.entries[p].1,
+                });
+            }
+            if self.entries.len() >= self.capacity {
+                let victim = (0..self.entries.len()).min_by_key(|&i| self.entries[i].2);
+                if let Some(i) = victim {
+                    self.entries.remove(i);
+                    self.evicted += 1;
+                }
+            }
+            self.entries.push((k, v.unwrap_or(0), self.clock));
+            None
+        }
+    }
+
+    #[test]
+    fn matches_the_reference_semantics_under_random_operations() {
+        // A fixed xorshift stream: deterministic, no dependency.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for capacity in [1usize, 2, 7, 64] {
+            let mut m = BoundedMap::new(capacity);
+            let mut r = Model {
+                entries: Vec::new(),
+                capacity,
+                clock: 0,
+                evicted: 0,
+            };
+            for step in 0..20_000 {
+                let k = (next() % (capacity as u64 * 3)) as u32;
+                match next() % 6 {
+                    0 => assert_eq!(m.insert(k, step), r.touch_or_insert(k, Some(step))),
+                    1 | 2 => {
+                        let had = r.touch_or_insert(k, None);
+                        let got = *m.get_or_insert_with(k, || 0);
+                        assert_eq!(got, had.unwrap_or(0));
+                    }
+                    3 => {
+                        let want = r.position(k).map(|p| r.entries[p].1);
+                        if want.is_some() {
+                            r.touch_or_insert(k, None);
+                        }
+                        assert_eq!(m.get_mut(&k).map(|v| *v), want);
+                    }
+                    4 => {
+                        let want = r.position(k).map(|p| r.entries.remove(p).1);
+                        assert_eq!(m.remove(&k), want);
+                    }
+                    _ => assert_eq!(m.get(&k), r.position(k).map(|p| &r.entries[p].1)),
+                }
+                if step % 5000 == 4999 {
+                    m.clear();
+                    r.entries.clear();
+                }
+                let got: Vec<(u32, u32)> = m.iter().map(|(k, v)| (*k, *v)).collect();
+                let want: Vec<(u32, u32)> = r.entries.iter().map(|e| (e.0, e.1)).collect();
+                assert_eq!(got, want, "capacity {capacity}, step {step}");
+                assert_eq!(m.evicted(), r.evicted);
+                assert_eq!(m.len(), r.entries.len());
+            }
+            let want: Vec<(u32, u32)> = r.entries.iter().map(|e| (e.0, e.1)).collect();
+            assert_eq!(m.drain().collect::<Vec<_>>(), want);
+            assert!(m.is_empty() && m.iter().next().is_none());
+        }
+    }
+
+    thread_local! {
+        /// `Hash` and `Eq` calls on [`Counted`] keys in this thread.
+        static KEY_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A key that counts how often the map hashes or compares it.
+    #[derive(Debug, Clone, Copy)]
+    struct Counted(u64);
+
+    impl PartialEq for Counted {
+        fn eq(&self, other: &Self) -> bool {
+            KEY_CALLS.with(|c| c.set(c.get() + 1));
+            self.0 == other.0
+        }
+    }
+    impl Eq for Counted {}
+    impl Hash for Counted {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            KEY_CALLS.with(|c| c.set(c.get() + 1));
+            self.0.hash(h);
+        }
+    }
+
+    /// Work per operation on a full map of `capacity`: (list links rewritten, key hash/eq
+    /// calls), per operation, over a mix of new-key inserts (each evicts), hits, removals.
+    fn work_per_op(capacity: usize) -> (f64, f64) {
+        let mut m = BoundedMap::new(capacity);
+        for k in 0..capacity as u64 {
+            m.insert(Counted(k), k);
+        }
+        assert_eq!(m.len(), capacity);
+        let links = m.links;
+        let calls = KEY_CALLS.with(|c| c.get());
+        let ops = 30_000u64;
+        let base = capacity as u64;
+        for j in 0..ops / 3 {
+            // A new key into the full map: evicts the least recently touched.
+            *m.get_or_insert_with(Counted(base + j), || 0) += 1;
+            // A hit on a recent key (moves it to the recency tail).
+            assert!(m.get_mut(&Counted(base + j)).is_some());
+            // A removal and a re-insert in the middle of the first-seen order (a key a
+            // quarter of the map back, always still present: the same work at any size).
+            let mid = base + j - capacity as u64 / 4;
+            let v = m.remove(&Counted(mid));
+            assert!(v.is_some(), "key {mid} was evicted");
+            m.insert(Counted(mid), v.unwrap_or_default());
+        }
+        assert!(m.evicted() >= ops / 3);
+        (
+            (m.links - links) as f64 / ops as f64,
+            (KEY_CALLS.with(|c| c.get()) - calls) as f64 / ops as f64,
+        )
+    }
+
+    #[test]
+    fn every_operation_is_constant_work_at_any_size() {
+        // Counted, not timed: an O(capacity) eviction (a scan for the oldest entry, or a
+        // shift of every later entry to keep first-seen order) makes the work per operation
+        // grow 64x between these sizes; O(1) keeps it equal.
+        let (links_small, calls_small) = work_per_op(1_000);
+        let (links_big, calls_big) = work_per_op(64_000);
+        assert!(links_small < 8.0, "{links_small} links per operation");
+        assert!(
+            links_big <= links_small * 1.1,
+            "links per operation grew from {links_small} to {links_big}"
+        );
+        // Hash-table probes: each compares at most a few keys whatever the size.
+        assert!(calls_small < 4.0, "{calls_small} key calls per operation");
+        assert!(
+            calls_big <= calls_small * 1.5 + 0.5,
+            "key calls per operation grew from {calls_small} to {calls_big}"
+        );
     }
 }

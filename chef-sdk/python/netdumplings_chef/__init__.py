@@ -28,6 +28,7 @@ Differences from the original ``netdumplings.DumplingChef``:
 
 from __future__ import annotations
 
+import collections
 import json
 
 from .packet import (  # noqa: F401  (re-exported)
@@ -117,20 +118,21 @@ class BoundedDict(dict):
         super().__init__()
         self.capacity = max(1, int(capacity))
         self.evicted = 0
-        self._clock = 0
-        self._touched = {}
+        # Keys from least to most recently touched: every operation is O(1) (an
+        # OrderedDict moves a key to the end and pops the oldest in constant time).
+        self._recency = collections.OrderedDict()
 
     def touch(self, key, make):
         """The value for ``key``, inserting ``make()`` first if absent (maybe evicting)."""
-        self._clock += 1
-        if not dict.__contains__(self, key):
+        if dict.__contains__(self, key):
+            self._recency.move_to_end(key)
+        else:
             if len(self) >= self.capacity:
-                victim = min(self._touched, key=self._touched.__getitem__)
+                victim, _ = self._recency.popitem(last=False)
                 dict.__delitem__(self, victim)
-                del self._touched[victim]
                 self.evicted += 1
             dict.__setitem__(self, key, make())
-        self._touched[key] = self._clock
+            self._recency[key] = None
         return dict.__getitem__(self, key)
 
     def __setitem__(self, key, value):
@@ -139,7 +141,7 @@ class BoundedDict(dict):
 
     def __delitem__(self, key):
         dict.__delitem__(self, key)
-        del self._touched[key]
+        del self._recency[key]
 
 
 def log(message, level: str = "info") -> None:

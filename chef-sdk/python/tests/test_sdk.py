@@ -238,6 +238,37 @@ class BoundedDictTests(unittest.TestCase):
         self.assertEqual(d.evicted, 1)
         self.assertEqual(json.dumps(d), '{"a": 1, "c": 3}')
 
+    def test_full_dict_inserts_do_constant_work(self):
+        # Counted, not timed: a key's __eq__/__hash__ calls per insert into a full dict
+        # must not grow with its capacity (a scan for the oldest key makes them grow).
+        calls = [0]
+
+        class Key:
+            def __init__(self, n):
+                self.n = n
+
+            def __hash__(self):
+                calls[0] += 1
+                return hash(self.n)
+
+            def __eq__(self, other):
+                calls[0] += 1
+                return self.n == other.n
+
+        def per_insert(capacity):
+            d = nd.BoundedDict(capacity)
+            for n in range(capacity):
+                d[Key(n)] = n
+            calls[0] = 0
+            for n in range(capacity, capacity + 2000):
+                d.touch(Key(n), lambda: 0)
+            self.assertEqual(len(d), capacity)
+            return calls[0] / 2000
+
+        small, big = per_insert(100), per_insert(10000)
+        self.assertLess(small, 12)
+        self.assertLessEqual(big, small * 1.5 + 1)
+
 
 class SampleChefTests(unittest.TestCase):
     def test_arp_notes(self):

@@ -2,12 +2,16 @@
 //!
 //! Run with:
 //! ```text
-//! cargo run --release --bin nd-kitchen-bench -- [FILE] [--rounds N]
+//! cargo run --release --bin nd-kitchen-bench -- [FILE] [--rounds N] [--corpus WHICH]
 //! ```
-//! Without FILE (or with `--build-corpus`), it first writes `target/bench/big.pcap`: every
-//! Ethernet frame of at most 1518 bytes from the legacy-pcap and pcapng captures in
-//! `$ND_SHARED_PCAPS` (default `<workspace>/../shared/pcaps`), concatenated and repeated
-//! until it holds at least `--min-packets` (default 1 000 000) packets.
+//! (`--help` lists every flag.) Two corpora, each measured on its own:
+//! * `mixed` (FILE, default `target/bench/big.pcap`, written when missing or with
+//!   `--build-corpus`): every Ethernet frame of at most 1518 bytes from the legacy-pcap and
+//!   pcapng captures in `$ND_SHARED_PCAPS` (default `<workspace>/../shared/pcaps`),
+//!   concatenated and repeated until it holds at least `--min-packets` (default 1 000 000);
+//! * `high-cardinality` (`target/bench/high-cardinality.pcap`, synthesized,
+//!   deterministic; see `kitchen/src/high_cardinality.rs`): 1 M distinct flows, 100 k DNS
+//!   names, 50 k ARP devices, so every chef's bounded map is full and evicting.
 //!
 //! Variants, interleaved round-robin (load drift hits all of them equally), medians
 //! printed with ratios:
@@ -15,28 +19,35 @@
 //!   counter (the baseline of `shared/docs/packet-notes.md` §2);
 //! * `kitchen/0 chefs`: reader + WIT-record parsing + batching, no chef;
 //! * `kitchen/noop`: plus one no-op chef interested in every packet;
-//! * `kitchen/samples`: plus the three built-in sample chefs (ARP, DNS, packet count);
+//! * `kitchen/samples`: plus the three original sample chefs (ARP, DNS, packet count);
 //! * `samples/1 thread`: the same, with reading, parsing and chefs on one thread (what
-//!   the kitchen costs in CPU; `nd-sniff -r` reads and parses on a second thread).
+//!   the kitchen costs in CPU; `nd-sniff -r` reads and parses on a second thread);
+//! * `default/discard`: every built-in chef, i.e. what `nd-sniff -r FILE` runs with no
+//!   flags, output discarded;
+//! * `default/hub`: the same sending into a real `nd-hub` (a child process on 127.0.0.1,
+//!   with an `nd-print` eater draining it), time including the final flush;
+//! * with `--compare-chefs DIR`, `default@DIR`: the default set loaded instead from every
+//!   `*.wasm` in DIR but `template_chef.wasm` (e.g. an older build's
+//!   `target/chefs/wasm32-wasip2/release`), to compare two chef builds in one run.
 //!
-//! The `kitchen/*` variants run exactly what `nd-sniff -r` runs (`kitchen::replay`: a
-//! reading thread and the chefs' thread). Packets/s are by wall clock, the figure a user
-//! sees; CPU time per packet (all threads) is printed beside it. Noisy shared machines:
-//! medians of interleaved rounds.
-//! * with `--compare-chefs DIR`, `samples@DIR`: the same three chefs, loaded instead from
-//!   the `arp_chef.wasm`, `dns_lookup_chef.wasm` and `packet_count_chef.wasm` in DIR
-//!   (e.g. an older build), to compare two chef builds in one run.
+//! The `kitchen/*` and `default/*` variants run exactly what `nd-sniff -r` runs
+//! (`kitchen::replay`: a reading thread and the chefs' thread). Packets/s are by wall
+//! clock, the figure a user sees; CPU time per packet (all threads) is printed beside it,
+//! and the time inside each default chef per packet offered to it.
 //!
-//! Targets (issue #2): samples ≥ 50 % of minimal's packets/s; per-chef overhead below
-//! 150 ns/packet amortized.
+//! Targets (issue 9): the default set >= 50 % of minimal's packets/s on both corpora
+//! (into the hub too); no chef over 300 ns per packet offered. Issue 2's: samples >= 50 %
+//! of minimal's packets/s; per-chef overhead below 150 ns/packet amortized.
 
 #[path = "../fixtures_build.rs"]
 mod fixtures_build;
+#[path = "../high_cardinality.rs"]
+mod high_cardinality;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -45,9 +56,11 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
 use kitchen::builtin::BUILTIN_CHEFS;
 use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, ChefSource, LoadedChef};
+use kitchen::chefs;
 use kitchen::dispatch::{
     ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
+use kitchen::hub_client::{HubClient, HubOptions};
 use kitchen::replay::{replay, NoHooks, ReplayEnd, ReplayOptions};
 
 struct Args {
@@ -58,7 +71,37 @@ struct Args {
     compare_chefs: Option<PathBuf>,
     /// Run only the variant with this name (for a profiler); no ratios then.
     only: Option<String>,
+    /// Which corpora to measure.
+    corpus: CorpusChoice,
+    /// Skip the `default/hub` variant (no `nd-hub`/`nd-print` processes).
+    no_hub: bool,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CorpusChoice {
+    Mixed,
+    HighCardinality,
+    Both,
+}
+
+const USAGE: &str = "\
+usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
+                        [--corpus mixed|high-cardinality|both] [--no-hub]
+                        [--compare-chefs DIR] [--only VARIANT]
+
+  FILE                 the mixed corpus to read (default: target/bench/big.pcap, built
+                       from every Ethernet capture in $ND_SHARED_PCAPS)
+  --rounds N           interleaved rounds per corpus; medians are printed (default 5)
+  --min-packets N      packets of the built mixed corpus (default 1000000)
+  --build-corpus       rebuild both corpora even if they exist
+  --corpus WHICH       mixed, high-cardinality (target/bench/high-cardinality.pcap:
+                       1 M distinct flows, 100 k DNS names, 50 k ARP devices;
+                       synthesized, deterministic) or both (default)
+  --no-hub             skip `default/hub` (the default chef set sending into a real
+                       nd-hub on 127.0.0.1 with an nd-print eater draining it)
+  --compare-chefs DIR  also run the default set loaded from the *.wasm in DIR (an
+                       older chef build), output discarded
+  --only VARIANT       run only this variant (for a profiler); no ratios";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -68,6 +111,8 @@ fn parse_args() -> anyhow::Result<Args> {
         build_corpus: false,
         compare_chefs: None,
         only: None,
+        corpus: CorpusChoice::Both,
+        no_hub: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -75,16 +120,25 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rounds" => a.rounds = it.next().context("--rounds N")?.parse()?,
             "--min-packets" => a.min_packets = it.next().context("--min-packets N")?.parse()?,
             "--build-corpus" => a.build_corpus = true,
+            "--no-hub" => a.no_hub = true,
             "--only" => a.only = Some(it.next().context("--only VARIANT")?),
+            "--corpus" => {
+                a.corpus = match it.next().context("--corpus WHICH")?.as_str() {
+                    "mixed" => CorpusChoice::Mixed,
+                    "high-cardinality" => CorpusChoice::HighCardinality,
+                    "both" => CorpusChoice::Both,
+                    other => bail!("unknown corpus {other:?}: use mixed, high-cardinality or both"),
+                }
+            }
             "--compare-chefs" => {
                 a.compare_chefs = Some(PathBuf::from(it.next().context("--compare-chefs DIR")?))
             }
             "--help" | "-h" => {
-                println!("usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus] [--compare-chefs DIR] [--only VARIANT]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             f if !f.starts_with('-') => a.file = Some(PathBuf::from(f)),
-            other => bail!("unknown argument {other}"),
+            other => bail!("unknown argument {other} (see --help)"),
         }
     }
     if a.rounds == 0 {
@@ -93,22 +147,82 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// The variants, in the order they run each round.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Minimal,
+    NoChefs,
+    Noop,
+    Samples,
+    SamplesOneThread,
+    /// Every built-in chef (what `nd-sniff -r FILE` runs with no flags), output discarded.
+    Default,
+    /// The same, sending into a real hub with an eater draining it.
+    DefaultHub,
+    Compare,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Minimal => "minimal",
+            Variant::NoChefs => "kitchen/0 chefs",
+            Variant::Noop => "kitchen/noop",
+            Variant::Samples => "kitchen/samples",
+            Variant::SamplesOneThread => "samples/1 thread",
+            Variant::Default => "default/discard",
+            Variant::DefaultHub => "default/hub",
+            Variant::Compare => "default@DIR",
+        }
+    }
+}
+
+/// Everything a corpus run needs that outlives it.
+struct Ctx<'a> {
+    args: &'a Args,
+    host: ChefHost,
+    noop_wasm: Vec<u8>,
+    compare: Option<Vec<(String, Vec<u8>)>>,
+    hub: Option<Hub>,
+}
+
+/// One corpus's headline figures, for the final summary.
+struct CorpusResult {
+    label: &'static str,
+    minimal: f64,
+    default: f64,
+    default_hub: Option<f64>,
+    /// (chef, ns per packet offered to it, ns per packet read), default set, median round.
+    chefs: Vec<(String, f64, f64)>,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let root = fixtures_build::workspace_root();
-    let file = match &args.file {
-        Some(f) if !args.build_corpus => f.clone(),
-        _ => {
-            let out = args
-                .file
-                .clone()
-                .unwrap_or_else(|| root.join("target/bench/big.pcap"));
-            if args.build_corpus || !out.exists() {
-                build_corpus(&root, &out, args.min_packets)?;
+    let mut corpora: Vec<(&'static str, PathBuf)> = Vec::new();
+    if args.corpus != CorpusChoice::HighCardinality {
+        let file = match &args.file {
+            Some(f) if !args.build_corpus => f.clone(),
+            _ => {
+                let out = args
+                    .file
+                    .clone()
+                    .unwrap_or_else(|| root.join("target/bench/big.pcap"));
+                if args.build_corpus || !out.exists() {
+                    build_corpus(&root, &out, args.min_packets)?;
+                }
+                out
             }
-            out
+        };
+        corpora.push(("mixed", file));
+    }
+    if args.corpus != CorpusChoice::Mixed {
+        let out = root.join("target/bench/high-cardinality.pcap");
+        if args.build_corpus || !out.exists() {
+            high_cardinality::write(&out)?;
         }
-    };
+        corpora.push(("high-cardinality", out));
+    }
     let fixtures = fixtures_build::build_fixtures().map_err(anyhow::Error::msg)?;
     let noop_wasm = std::fs::read(fixtures.join("noop_chef.wasm")).context("noop chef")?;
     let mut host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
@@ -116,78 +230,158 @@ fn main() -> anyhow::Result<()> {
     if BUILTIN_CHEFS.is_empty() {
         bail!("no built-in chefs embedded (chefs/ not built); the sample-chef variant needs them");
     }
-
-    let n_samples = samples(&host)?.len();
-    if n_samples != 3 {
-        eprintln!("warning: only {n_samples} of the 3 sample chefs are built in; measuring those");
-    }
-    let packets = count_packets(&file)?;
-    println!(
-        "file: {} ({} packets, {:.1} MB), {} rounds",
-        file.display(),
-        packets,
-        std::fs::metadata(&file)?.len() as f64 / 1e6,
-        args.rounds
-    );
-
     let compare: Option<Vec<(String, Vec<u8>)>> = match &args.compare_chefs {
         Some(dir) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("listing {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "wasm")
+                        && p.file_name().is_some_and(|n| n != "template_chef.wasm")
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                bail!("no *.wasm chefs in {}", dir.display());
+            }
             let mut v = Vec::new();
-            for f in [
-                "arp_chef.wasm",
-                "dns_lookup_chef.wasm",
-                "packet_count_chef.wasm",
-            ] {
-                let path = dir.join(f);
+            for path in files {
                 let bytes =
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                v.push((f.to_owned(), bytes));
+                v.push((path.display().to_string(), bytes));
             }
             Some(v)
         }
         None => None,
     };
-    let mut variants = vec![
-        "minimal",
-        "kitchen/0 chefs",
-        "kitchen/noop",
-        "kitchen/samples",
-        "samples/1 thread",
-    ];
-    if compare.is_some() {
-        variants.push("samples@DIR");
+    let wants_hub = !args.no_hub
+        && args
+            .only
+            .as_deref()
+            .is_none_or(|o| o == Variant::DefaultHub.name());
+    let hub = if wants_hub { Some(Hub::start()?) } else { None };
+    let ctx = Ctx {
+        args: &args,
+        host,
+        noop_wasm,
+        compare,
+        hub,
+    };
+    let mut results = Vec::new();
+    for &(label, ref file) in &corpora {
+        if let Some(r) = bench_corpus(&ctx, label, file)? {
+            results.push(r);
+        }
     }
+    if results.is_empty() {
+        return Ok(());
+    }
+    println!("\n=== summary (issue 9 targets) ===");
+    let mut all_met = true;
+    for r in &results {
+        let ratio = r.default / r.minimal;
+        let hub_ratio = r.default_hub.map(|h| h / r.minimal);
+        let worst = r.chefs.iter().map(|c| c.1).fold(0.0f64, f64::max);
+        let met = ratio >= 0.5 && hub_ratio.is_none_or(|h| h >= 0.5) && worst <= 300.0;
+        all_met &= met;
+        println!(
+            "{:>16}: default set {:.1} % of minimal, into the hub {}; slowest chef {:.0} ns/packet offered: {}",
+            r.label,
+            100.0 * ratio,
+            hub_ratio.map_or("not measured".to_owned(), |h| format!("{:.1} %", 100.0 * h)),
+            worst,
+            if met { "MET" } else { "NOT MET" }
+        );
+    }
+    println!(
+        "targets (>= 50 % of minimal's packets/s on every corpus, into the hub too; no chef over 300 ns per packet offered): {}",
+        if all_met { "MET" } else { "NOT MET" }
+    );
+    Ok(())
+}
+
+fn bench_corpus(
+    ctx: &Ctx<'_>,
+    label: &'static str,
+    file: &Path,
+) -> anyhow::Result<Option<CorpusResult>> {
+    let args = ctx.args;
+    let host = &ctx.host;
+    let n_samples = samples(host)?.len();
+    if n_samples != 3 {
+        eprintln!("warning: only {n_samples} of the 3 sample chefs are built in; measuring those");
+    }
+    let n_default = default_set(host)?.len();
+    let packets = count_packets(file)?;
+    println!(
+        "\n=== corpus {label}: {} ({} packets, {:.1} MB), {} rounds ===",
+        file.display(),
+        packets,
+        std::fs::metadata(file)?.len() as f64 / 1e6,
+        args.rounds
+    );
+
+    let mut variants = vec![
+        Variant::Minimal,
+        Variant::NoChefs,
+        Variant::Noop,
+        Variant::Samples,
+        Variant::SamplesOneThread,
+        Variant::Default,
+    ];
+    if ctx.hub.is_some() {
+        variants.push(Variant::DefaultHub);
+    }
+    if ctx.compare.is_some() {
+        variants.push(Variant::Compare);
+    }
+    let idx = |v: Variant| variants.iter().position(|x| *x == v);
     let mut pps: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut wall: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    let mut chef_ns: Vec<Vec<(String, f64)>> = Vec::new();
+    let mut sample_ns: Vec<Vec<ChefTime>> = Vec::new();
+    // (packets/s, per-chef times) of each default-set round, to report the median round's.
+    let mut default_rounds: Vec<(f64, Vec<ChefTime>)> = Vec::new();
+    let mut compare_rounds: Vec<(f64, Vec<ChefTime>)> = Vec::new();
     // One warm-up pass (page cache, compiled-chef cache) before the timed rounds.
-    minimal(&file)?;
+    minimal(file)?;
     for round in 0..args.rounds {
-        for (v, name) in variants.iter().enumerate() {
-            if args.only.as_deref().is_some_and(|o| o != *name) {
+        for (v, variant) in variants.iter().enumerate() {
+            let name = variant.name();
+            if args.only.as_deref().is_some_and(|o| o != name) {
                 continue;
             }
-            let (n, elapsed, cpu, per_chef) = match v {
-                0 => {
+            let (n, elapsed, cpu, per_chef) = match variant {
+                Variant::Minimal => {
                     let t = Instant::now();
                     let c = cpu_ns();
-                    let n = minimal(&file)?;
+                    let n = minimal(file)?;
                     (n, t.elapsed(), cpu_since(c), Vec::new())
                 }
-                1 => kitchen_run(&file, Vec::new(), Threads::Two)?,
-                2 => kitchen_run(
-                    &file,
-                    vec![host.load(ChefSource::File("noop_chef.wasm".into()), &noop_wasm)?],
+                Variant::NoChefs => kitchen_run(file, Vec::new(), Threads::Two, None)?,
+                Variant::Noop => kitchen_run(
+                    file,
+                    vec![host.load(ChefSource::File("noop_chef.wasm".into()), &ctx.noop_wasm)?],
                     Threads::Two,
+                    None,
                 )?,
-                3 => kitchen_run(&file, samples(&host)?, Threads::Two)?,
-                4 => kitchen_run(&file, samples(&host)?, Threads::One)?,
-                _ => {
+                Variant::Samples => kitchen_run(file, samples(host)?, Threads::Two, None)?,
+                Variant::SamplesOneThread => kitchen_run(file, samples(host)?, Threads::One, None)?,
+                Variant::Default => kitchen_run(file, default_set(host)?, Threads::Two, None)?,
+                Variant::DefaultHub => {
+                    let hub = ctx.hub.as_ref().context("no hub")?;
+                    kitchen_run(
+                        file,
+                        default_set(host)?,
+                        Threads::Two,
+                        Some((hub, format!("bench-{label}-{round}"))),
+                    )?
+                }
+                Variant::Compare => {
                     let mut chefs = Vec::new();
-                    for (f, bytes) in compare.iter().flatten() {
+                    for (f, bytes) in ctx.compare.iter().flatten() {
                         chefs.push(host.load(ChefSource::File(f.into()), bytes)?);
                     }
-                    kitchen_run(&file, chefs, Threads::Two)?
+                    kitchen_run(file, chefs, Threads::Two, None)?
                 }
             };
             let wall_rate = n as f64 / elapsed.as_secs_f64();
@@ -197,70 +391,97 @@ fn main() -> anyhow::Result<()> {
             );
             pps[v].push(wall_rate);
             wall[v].push(cpu_rate);
-            if v == 3 {
-                chef_ns.push(per_chef);
+            match variant {
+                Variant::Samples => sample_ns.push(per_chef),
+                Variant::Default => default_rounds.push((wall_rate, per_chef)),
+                Variant::Compare => compare_rounds.push((wall_rate, per_chef)),
+                _ => {}
             }
         }
     }
 
     if args.only.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let med: Vec<f64> = pps.iter().map(|v| median(v)).collect();
     let med_cpu: Vec<f64> = wall.iter().map(|v| median(v)).collect();
+    let at = |v: Variant| idx(v).map(|i| (med[i], med_cpu[i]));
+    let (Some(min), Some(none), Some(noop), Some(samp), Some(one), Some(def)) = (
+        at(Variant::Minimal),
+        at(Variant::NoChefs),
+        at(Variant::Noop),
+        at(Variant::Samples),
+        at(Variant::SamplesOneThread),
+        at(Variant::Default),
+    ) else {
+        bail!("a variant did not run");
+    };
     println!(
-        "\nmedian packets/s by wall clock (ratio to minimal); CPU time per packet, all threads:"
+        "median packets/s by wall clock (ratio to minimal); CPU time per packet, all threads:"
     );
-    for (i, name) in variants.iter().enumerate() {
+    for (i, variant) in variants.iter().enumerate() {
         println!(
-            "  {name:>16}: {:>12.0}  ({:>5.1} %)   CPU {:>6.1} ns/packet  ({:>5.1} % of minimal's packets/CPU-s)",
+            "  {:>16}: {:>12.0}  ({:>5.1} %)   CPU {:>6.1} ns/packet  ({:>5.1} % of minimal's packets/CPU-s)",
+            variant.name(),
             med[i],
-            100.0 * med[i] / med[0],
+            100.0 * med[i] / min.0,
             1e9 / med_cpu[i],
-            100.0 * med_cpu[i] / med_cpu[0]
+            100.0 * med_cpu[i] / min.1
         );
     }
     // Per-chef overhead is CPU spent (all threads), the cost a chef adds wherever it runs.
     let ns = |rate: f64| 1e9 / rate;
-    let noop_overhead = ns(med_cpu[2]) - ns(med_cpu[1]);
-    let samples_overhead = ns(med_cpu[3]) - ns(med_cpu[1]);
-    println!("\nCPU per packet (ns, all threads, from the medians):");
-    println!("  minimal reader:              {:>7.1}", ns(med_cpu[0]));
-    println!("  kitchen, no chefs:           {:>7.1}", ns(med_cpu[1]));
+    let noop_overhead = ns(noop.1) - ns(none.1);
+    let samples_overhead = ns(samp.1) - ns(none.1);
+    println!("CPU per packet (ns, all threads, from the medians):");
+    println!("  minimal reader:              {:>7.1}", ns(min.1));
+    println!("  kitchen, no chefs:           {:>7.1}", ns(none.1));
     println!(
         "  + one no-op chef:            {:>7.1}  (chef overhead {noop_overhead:.1})",
-        ns(med_cpu[2])
+        ns(noop.1)
     );
     println!(
         "  + {n_samples} sample chef(s):        {:>7.1}  (chef overhead {samples_overhead:.1}, {:.1} per chef)",
-        ns(med_cpu[3]),
+        ns(samp.1),
         samples_overhead / n_samples as f64
     );
     println!(
         "  the same on one thread:      {:>7.1}  (the cost of handing steps between threads: {:.1})",
-        ns(med_cpu[4]),
-        ns(med_cpu[3]) - ns(med_cpu[4])
+        ns(one.1),
+        ns(samp.1) - ns(one.1)
     );
-    if let Some(dir) = &args.compare_chefs {
+    println!(
+        "  + the {n_default} default chefs:     {:>7.1}  (chef overhead {:.1})",
+        ns(def.1),
+        ns(def.1) - ns(none.1)
+    );
+    if let (Some(dir), Some(c)) = (&args.compare_chefs, at(Variant::Compare)) {
         println!(
-            "  samples@DIR:                 {:>7.1}  (chef overhead {:.1}; DIR = {})",
-            ns(med_cpu[5]),
-            ns(med_cpu[5]) - ns(med_cpu[1]),
+            "  default@DIR:                 {:>7.1}  (chef overhead {:.1}; DIR = {})",
+            ns(c.1),
+            ns(c.1) - ns(none.1),
             dir.display()
         );
     }
-    if let Some(last) = chef_ns.last() {
-        println!("\ntime inside each sample chef, last round (ns per packet read):");
-        for (name, v) in last {
-            println!("  {name:>16}: {v:>7.1}");
+    if let Some(last) = sample_ns.last() {
+        println!("time inside each sample chef, last round (ns per packet read):");
+        for c in last {
+            println!("  {:>16}: {:>7.1}", c.name, c.ns_per_read);
         }
     }
-    let ratio = med[3] / med[0];
+    println!("time inside each default chef, median round (target: <= 300 ns per packet offered):");
+    let chefs = median_round(&mut default_rounds);
+    print_chef_times(&chefs);
+    if !compare_rounds.is_empty() {
+        println!("the same for default@DIR (the chefs from --compare-chefs):");
+        print_chef_times(&median_round(&mut compare_rounds));
+    }
+    let ratio = samp.0 / min.0;
     println!(
-        "\ntarget samples >= 50 % of minimal's packets/s: {} ({:.1} %; one thread {:.1} %); per-chef overhead < 150 ns: {} (noop {:.1}, samples {:.1}/chef)",
+        "target samples >= 50 % of minimal's packets/s: {} ({:.1} %; one thread {:.1} %); per-chef overhead < 150 ns: {} (noop {:.1}, samples {:.1}/chef)",
         if ratio >= 0.5 { "MET" } else { "NOT MET" },
         100.0 * ratio,
-        100.0 * med[4] / med[0],
+        100.0 * one.0 / min.0,
         if noop_overhead < 150.0 && samples_overhead / (n_samples as f64) < 150.0 {
             "MET"
         } else {
@@ -269,7 +490,60 @@ fn main() -> anyhow::Result<()> {
         noop_overhead,
         samples_overhead / n_samples as f64
     );
-    Ok(())
+    Ok(Some(CorpusResult {
+        label,
+        minimal: min.0,
+        default: def.0,
+        default_hub: at(Variant::DefaultHub).map(|h| h.0),
+        chefs,
+    }))
+}
+
+/// Fewer packets than this offered to a chef: its time per packet offered is mostly its
+/// pokes and is not judged against the target.
+const MIN_JUDGED: u64 = 1000;
+
+/// The per-chef times of the median round (by packets/s): (name, ns per packet offered,
+/// ns per packet read); a chef offered fewer than [`MIN_JUDGED`] packets is left out.
+fn median_round(rounds: &mut [(f64, Vec<ChefTime>)]) -> Vec<(String, f64, f64)> {
+    rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    rounds
+        .get(rounds.len() / 2)
+        .map(|(_, v)| {
+            v.iter()
+                .filter(|c| {
+                    let judged = c.offered >= MIN_JUDGED;
+                    if !judged {
+                        println!(
+                            "  {:>20}: only {} packets offered (not judged)",
+                            c.name, c.offered
+                        );
+                    }
+                    judged
+                })
+                .map(|c| (c.name.clone(), c.ns_per_offered, c.ns_per_read))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn print_chef_times(chefs: &[(String, f64, f64)]) {
+    for (name, offered, read) in chefs {
+        println!(
+            "  {name:>20}: {offered:>8.1} ns/packet offered  {read:>7.1} ns/packet read  {}",
+            if *offered <= 300.0 { "ok" } else { "OVER" }
+        );
+    }
+}
+
+/// Every built-in chef: what `nd-sniff -r FILE` runs with no chef flags.
+fn default_set(host: &ChefHost) -> anyhow::Result<Vec<LoadedChef>> {
+    let found = chefs::discover(host, true, None)?;
+    let failed = chefs::load_failures(&found);
+    if let Some((source, error)) = failed.first() {
+        bail!("built-in chef {source:?} did not load: {error}");
+    }
+    Ok(chefs::loaded(found))
 }
 
 fn samples(host: &ChefHost) -> anyhow::Result<Vec<LoadedChef>> {
@@ -296,8 +570,19 @@ impl DumplingSink for Discard {
     }
 }
 
-/// Packets, wall time, thread CPU time, and (chef name, ns in chef per packet read).
-type RunResult = (u64, Duration, Option<Duration>, Vec<(String, f64)>);
+/// Time inside one chef over a run.
+struct ChefTime {
+    name: String,
+    /// Nanoseconds inside the chef per packet handed to it (its interest's share).
+    ns_per_offered: f64,
+    /// Nanoseconds inside the chef per packet read from the file.
+    ns_per_read: f64,
+    /// Packets handed to the chef.
+    offered: u64,
+}
+
+/// Packets, wall time, process CPU time, and the time inside each chef.
+type RunResult = (u64, Duration, Option<Duration>, Vec<ChefTime>);
 
 /// CPU time of the whole process so far (every thread, including ones that ended), ns.
 #[allow(unsafe_code)] // one libc call; /proc's per-process figure only has 10 ms ticks
@@ -328,24 +613,54 @@ enum Threads {
     One,
 }
 
-fn kitchen_run(file: &Path, chefs: Vec<LoadedChef>, threads: Threads) -> anyhow::Result<RunResult> {
-    let slots = chefs
+/// The kitchen's hub client behind a mutex, so the run can take it back for the final
+/// flush (as `nd-sniff` does).
+struct SharedHub(Arc<Mutex<HubClient>>);
+
+impl DumplingSink for SharedHub {
+    fn send(&mut self, chef: &str, json: String) -> Result<(), SinkError> {
+        let mut hub = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        hub.send(chef, json)
+    }
+}
+
+/// Runs `chefs` over `file` the way `nd-sniff -r` does; with `hub`, the dumplings go to
+/// that hub under the given kitchen name and the time includes the final flush.
+fn kitchen_run(
+    file: &Path,
+    chefs: Vec<LoadedChef>,
+    threads: Threads,
+    hub: Option<(&Hub, String)>,
+) -> anyhow::Result<RunResult> {
+    let slots: Vec<ChefSlot> = chefs
         .into_iter()
         .map(|chef| ChefSlot {
             matcher: InterestMatcher::new(&chef.description().interest),
-            qualified_name: chef.name().to_owned(),
+            qualified_name: chefs::qualified_name(&chef),
             chef,
         })
         .collect();
-    let mut d = Dispatcher::new(
-        "bench",
-        slots,
-        Duration::from_secs(5),
-        ClockMode::Replay,
-        Box::new(Discard(0)),
-    );
     let t = Instant::now();
     let c = cpu_ns();
+    let (sink, client): (Box<dyn DumplingSink>, _) = match hub {
+        Some((hub, name)) => {
+            let qualified: Vec<&str> = slots.iter().map(|s| s.qualified_name.as_str()).collect();
+            let hello = serde_json::json!({
+                "kitchen_name": name,
+                "chefs": qualified,
+                "poke_interval": POKE.as_secs_f64(),
+                "kitchen_software": "nd-kitchen-bench",
+                "source": "file",
+            });
+            let mut options = HubOptions::new(hub.kitchen_addr.clone(), hello.to_string());
+            options.block_when_full = true; // as `nd-sniff -r` does
+            let client = Arc::new(Mutex::new(HubClient::start(options)?));
+            let sink: Box<dyn DumplingSink> = Box::new(SharedHub(client.clone()));
+            (sink, Some(client))
+        }
+        None => (Box::new(Discard(0)) as Box<dyn DumplingSink>, None),
+    };
+    let mut d = Dispatcher::new("bench", slots, POKE, ClockMode::Replay, sink);
     let mut reader = FileReader::open(file)?;
     match threads {
         Threads::Two => {
@@ -366,20 +681,123 @@ fn kitchen_run(file: &Path, chefs: Vec<LoadedChef>, threads: Threads) -> anyhow:
         }
     }
     d.finish()?;
-    let elapsed = t.elapsed();
-    let cpu = cpu_since(c);
     let n = d.stats().packets;
     let per_chef = d
         .chefs()
         .iter()
-        .map(|s| {
-            (
-                s.chef.name().to_owned(),
-                s.chef.stats.busy_ns as f64 / n.max(1) as f64,
-            )
+        .map(|s| ChefTime {
+            name: s.chef.name().to_owned(),
+            ns_per_offered: s.chef.stats.busy_ns as f64 / s.chef.stats.packets.max(1) as f64,
+            ns_per_read: s.chef.stats.busy_ns as f64 / n.max(1) as f64,
+            offered: s.chef.stats.packets,
         })
         .collect();
+    drop(d);
+    if let Some(client) = client {
+        let client = Arc::try_unwrap(client)
+            .map_err(|_| anyhow::anyhow!("the hub client is still shared"))?
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let report = client.finish(Duration::from_secs(60));
+        if report.lost() > 0 {
+            bail!(
+                "the hub client lost {} dumplings: {report:?}",
+                report.lost()
+            );
+        }
+    }
+    let elapsed = t.elapsed();
+    let cpu = cpu_since(c);
     Ok((n, elapsed, cpu, per_chef))
+}
+
+/// The poke interval of every kitchen variant (`nd-sniff`'s default).
+const POKE: Duration = Duration::from_secs(5);
+
+/// A real `nd-hub` on 127.0.0.1 with an `nd-print` eater draining it, both child
+/// processes of this bench (killed by PID when it ends).
+struct Hub {
+    kitchen_addr: String,
+    children: Vec<std::process::Child>,
+}
+
+impl Hub {
+    /// Starts `nd-hub` and `nd-print` from this binary's directory (`target/release`).
+    fn start() -> anyhow::Result<Hub> {
+        let dir = std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("no directory for this binary")?;
+        let exe = |name: &str| -> anyhow::Result<PathBuf> {
+            let p = dir.join(name);
+            if !p.exists() {
+                bail!(
+                    "{} not found: build it with `cargo build --release --workspace --all-targets` (or pass --no-hub)",
+                    p.display()
+                );
+            }
+            Ok(p)
+        };
+        let (hub_exe, eater_exe) = (exe("nd-hub")?, exe("nd-print")?);
+        let (in_port, out_port) = (free_port()?, free_port()?);
+        let mut hub = Hub {
+            kitchen_addr: format!("127.0.0.1:{in_port}"),
+            children: Vec::new(),
+        };
+        hub.children.push(
+            std::process::Command::new(hub_exe)
+                .args(["-a", "127.0.0.1", "-i", &in_port.to_string()])
+                .args(["-o", &out_port.to_string()])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting nd-hub")?,
+        );
+        for port in [in_port, out_port] {
+            wait_for_port(port)?;
+        }
+        hub.children.push(
+            std::process::Command::new(eater_exe)
+                .args(["--hub", &format!("127.0.0.1:{out_port}")])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting nd-print")?,
+        );
+        eprintln!("hub: nd-hub on 127.0.0.1:{in_port}/{out_port}, nd-print draining it");
+        Ok(hub)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            // Our own children, by PID.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A port free on 127.0.0.1 right now.
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Waits (at most 10 s) until something accepts on 127.0.0.1:`port`.
+fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on 127.0.0.1:{port} after 10 s (did nd-hub start?)")
 }
 
 /// The baseline: read + slice + count protocols.
@@ -475,13 +893,7 @@ fn build_corpus(root: &Path, out: &Path, min_packets: u64) -> anyhow::Result<()>
     }
     let tmp = out.with_extension("pcap.tmp");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    // Global header: magic, v2.4, thiszone, sigfigs, snaplen 65535, DLT 1.
-    w.write_all(&0xa1b2_c3d4u32.to_le_bytes())?;
-    w.write_all(&2u16.to_le_bytes())?;
-    w.write_all(&4u16.to_le_bytes())?;
-    w.write_all(&[0u8; 8])?;
-    w.write_all(&65535u32.to_le_bytes())?;
-    w.write_all(&1u32.to_le_bytes())?;
+    high_cardinality::pcap_header(&mut w)?;
     let mut written = 0u64;
     for _ in 0..repeats {
         for (ts, data, orig) in &frames {
