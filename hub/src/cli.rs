@@ -52,6 +52,9 @@ pub struct Cli {
     /// At most this many kitchens and eaters listed in a status dumpling (counts stay exact).
     #[arg(long, value_name = "N", default_value_t = 25)]
     pub status_list_max: usize,
+    /// Federation over NATS JetStream (`--nats` and friends).
+    #[command(flatten)]
+    pub fleet: hub::fleet::FleetArgs,
 }
 
 /// Why the flags do not make a valid configuration.
@@ -63,6 +66,9 @@ pub enum CliError {
     /// A size flag was zero.
     #[error("--{0} must be > 0")]
     Zero(&'static str),
+    /// A `--nats*` flag is wrong.
+    #[error(transparent)]
+    Fleet(#[from] hub::fleet::args::FleetArgsError),
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, CliError> {
@@ -99,6 +105,7 @@ impl Cli {
             ping_interval: ping,
             ping_timeout: ping,
             status_list_max: self.status_list_max,
+            fleet: self.fleet.options()?,
             ..hub::Config::default()
         })
     }

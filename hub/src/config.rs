@@ -42,6 +42,8 @@ pub struct Config {
     pub batch_max: usize,
     /// Eater write batching: up to about this many bytes per flush.
     pub batch_max_bytes: usize,
+    /// Federation over NATS JetStream (`--nats`); `None` is the single hub.
+    pub fleet: Option<crate::fleet::FleetOptions>,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             kitchen_read_buffer_bytes: 64 * 1024,
             batch_max: 64,
             batch_max_bytes: 256 * 1024,
+            fleet: None,
         }
     }
 }

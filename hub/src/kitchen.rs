@@ -170,7 +170,16 @@ pub async fn serve_kitchen(stream: TcpStream, addr: SocketAddr, shared: Arc<Shar
                             debug!(kitchen = %name, %chef, bytes = message.len(), "Received {chef} dumpling from {name}");
                             peer.good.fetch_add(1, Ordering::Relaxed);
                             shared.total_in.fetch_add(1, Ordering::Relaxed);
-                            shared.publish(message);
+                            match shared.fleet.get() {
+                                // Federated: stored in JetStream once; every hub (this one
+                                // too) delivers it from the stream.
+                                Some(fleet) => {
+                                    if !fleet.submit(message, &name, &mut shutdown).await {
+                                        break "hub shutting down".into();
+                                    }
+                                }
+                                None => shared.publish(message),
+                            }
                         }
                         Action::Invalid(invalid) => {
                             peer.bad.fetch_add(1, Ordering::Relaxed);

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod eater;
+pub mod fleet;
 pub mod hello;
 pub mod kitchen;
 pub mod state;
@@ -38,6 +39,9 @@ pub enum Error {
     /// No listener was given for one side.
     #[error("no {0} listener given")]
     NoListener(&'static str),
+    /// `--nats` was given but the federation could not start.
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
 }
 
 /// The listeners the hub serves: kitchens on one set, eaters on the other.
@@ -80,6 +84,16 @@ pub async fn run(
     // returns `None` and every connection has finished (mini-redis's pattern).
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let shared = Arc::new(Shared::new(config, shutdown_rx));
+    // Federation starts before any kitchen is accepted, so its consumer sees their first
+    // dumpling. Without --nats nothing here runs.
+    let fleet = match &shared.config.fleet {
+        Some(options) => {
+            let fleet = fleet::start(options, shared.clone()).await?;
+            let _ = shared.fleet.set(fleet.publisher.clone());
+            Some(fleet)
+        }
+        None => None,
+    };
 
     info!("Dumpling hub initiated; waiting for connections");
     for listener in &listeners.kitchens {
@@ -120,6 +134,9 @@ pub async fn run(
     let _ = shutdown_tx.send(true);
     for task in &tasks {
         task.abort();
+    }
+    if let Some(fleet) = &fleet {
+        fleet.stop();
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
         .await

@@ -113,9 +113,15 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         tee.push(Box::new(StdoutSink::new(paced)));
     }
     let hub = match &config.hub {
-        Some(addr) => {
+        Some(hubs) => {
             let hello = hello(&config, &qualified);
-            let mut options = HubOptions::new(addr.clone(), hello.to_string());
+            let addr = hubs.join(",");
+            let mut options = HubOptions::new(hubs[0].clone(), hello.to_string());
+            options.fallbacks = hubs[1..].to_vec();
+            if config.dumpling_ids {
+                options.dumpling_ids = Some(kitchen::hub_client::kitchen_id());
+                options.resend_tail = config.resend_tail;
+            }
             options.block_when_full = mode == ClockMode::Replay;
             tracing::info!("{k}: Connecting to the dumpling hub at ws://{addr}");
             let client = Arc::new(Mutex::new(

@@ -12,6 +12,13 @@
 //! * applies back-pressure instead of dropping while connected and replaying a file
 //!   ([`HubOptions::block_when_full`]): a replay must not lose dumplings just because the
 //!   file reads faster than the network sends;
+//! * fails over: with several hubs ([`HubOptions::fallbacks`]) a lost or unreachable hub
+//!   makes it move to the next one in the list (round robin);
+//! * with [`HubOptions::dumpling_ids`], stamps each dumpling with a stable id
+//!   (`metadata.nd_id` = `<kitchen id>-<sequence>`) and, after every reconnect, re-sends
+//!   its last [`HubOptions::resend_tail`] written dumplings first: a hub killed with
+//!   dumplings in its socket buffers would otherwise lose them. Federated hubs store each
+//!   id once (JetStream dedup), so the re-sent copies are dropped there;
 //! * at the end, flushes with a bounded wait and closes with 1000 (normal closure), and
 //!   reports what was lost so `nd-sniff` can exit non-zero.
 
@@ -45,6 +52,12 @@ pub struct HubOptions {
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// More hubs to fail over to, in order, after [`HubOptions::hub`].
+    pub fallbacks: Vec<String>,
+    /// The kitchen id to stamp dumplings with; `None` leaves dumplings unchanged.
+    pub dumpling_ids: Option<String>,
+    /// With ids: how many of the last written dumplings to re-send after a reconnect.
+    pub resend_tail: usize,
 }
 
 impl HubOptions {
@@ -58,6 +71,9 @@ impl HubOptions {
             block_when_full: false,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
+            fallbacks: Vec::new(),
+            dumpling_ids: None,
+            resend_tail: 0,
         }
     }
 }
@@ -73,6 +89,24 @@ pub struct HubReport {
     pub unsent: u64,
     /// Connections made (1 = no reconnect was needed).
     pub connections: u64,
+    /// Dumplings re-sent after a reconnect (the resend tail; counted in `sent` too).
+    pub resent: u64,
+}
+
+/// A random kitchen id for [`HubOptions::dumpling_ids`]: 16 hex digits, new per run, so
+/// two runs of one kitchen never share ids.
+pub fn kitchen_id() -> String {
+    format!("{:016x}", crate::chef_host::cache::random_u64())
+}
+
+/// Put `"nd_id":"<id>-<seq>"` first in the metadata of a dumpling made by
+/// `dumpling::encode_dumpling` (which always starts `{"metadata":{`); anything else is
+/// left as it is.
+pub fn stamp_id(json: String, kitchen_id: &str, seq: u64) -> String {
+    match json.strip_prefix(r#"{"metadata":{"#) {
+        Some(rest) => format!(r#"{{"metadata":{{"nd_id":"{kitchen_id}-{seq}",{rest}"#),
+        None => json,
+    }
 }
 
 impl HubReport {
@@ -94,6 +128,10 @@ struct State {
     /// The sender task has ended.
     done: bool,
     report: HubReport,
+    /// Next dumpling sequence (with ids).
+    next_seq: u64,
+    /// The last dumplings written to the current hub (with ids), re-sent after a reconnect.
+    tail: VecDeque<String>,
 }
 
 struct Shared {
@@ -176,6 +214,14 @@ impl HubClient {
             if st.queue.len() < self.options.max_queued
                 && st.queued_bytes + json.len() <= self.options.max_queued_bytes
             {
+                let json = match &self.options.dumpling_ids {
+                    Some(id) => {
+                        let seq = st.next_seq;
+                        st.next_seq += 1;
+                        stamp_id(json, id, seq)
+                    }
+                    None => json,
+                };
                 st.queued_bytes += json.len();
                 st.queue.push_back(json);
                 drop(st);
@@ -267,9 +313,14 @@ enum SessionEnd {
 }
 
 async fn run(shared: Arc<Shared>, options: HubOptions) {
-    let url = format!("ws://{}", options.hub);
+    let hubs: Vec<String> = std::iter::once(&options.hub)
+        .chain(&options.fallbacks)
+        .map(|h| format!("ws://{h}"))
+        .collect();
+    let mut current = 0;
     let mut failures: u32 = 0;
     loop {
+        let url = hubs[current].clone();
         {
             let st = shared.lock();
             // Closing with nothing left to send while disconnected: no point connecting
@@ -291,12 +342,20 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     st.connected = true;
                     st.report.connections += 1;
                     if st.report.connections > 1 {
+                        // The previous hub may have died with these unpublished; ids let
+                        // a federated hub drop the copies it already stored.
+                        let tail = std::mem::take(&mut st.tail);
+                        st.report.resent += tail.len() as u64;
+                        for m in tail.into_iter().rev() {
+                            st.queued_bytes += m.len();
+                            st.queue.push_front(m);
+                        }
                         tracing::info!(hub = %url, queued = st.queue.len(), "reconnected to the hub");
                     } else {
                         tracing::info!(hub = %url, "connected to the hub");
                     }
                 }
-                let end = session(ws, &shared, &options.hello).await;
+                let end = session(ws, &shared, &options.hello, options.resend_tail).await;
                 {
                     let mut st = shared.lock();
                     st.connected = false;
@@ -307,14 +366,21 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     Err(e) => tracing::warn!(hub = %url, error = %e,
                         "lost the connection to the hub; reconnecting"),
                 }
+                // Fail over at once: the next hub is probably up.
+                current = (current + 1) % hubs.len();
+                if hubs.len() > 1 {
+                    continue;
+                }
             }
             Ok(Err(e)) => {
                 failures += 1;
                 log_connect_failure(&url, failures, &e.to_string());
+                current = (current + 1) % hubs.len();
             }
             Err(_) => {
                 failures += 1;
                 log_connect_failure(&url, failures, "connection attempt timed out");
+                current = (current + 1) % hubs.len();
             }
         }
         let delay = backoff(failures.max(1), &options);
@@ -356,6 +422,7 @@ async fn session(
     mut ws: Ws,
     shared: &Shared,
     hello: &str,
+    resend_tail: usize,
 ) -> Result<SessionEnd, tokio_tungstenite::tungstenite::Error> {
     ws.send(Message::text(hello)).await?;
     loop {
@@ -377,7 +444,13 @@ async fn session(
                 requeue(shared, batch);
                 return Err(e);
             }
-            shared.lock().report.sent += n;
+            let mut st = shared.lock();
+            st.report.sent += n;
+            if resend_tail > 0 {
+                st.tail.extend(batch);
+                let excess = st.tail.len().saturating_sub(resend_tail);
+                st.tail.drain(..excess);
+            }
             continue;
         }
         if closing {
