@@ -597,6 +597,48 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_stamped_first_in_metadata_and_other_text_is_left_alone() {
+        let d = r#"{"metadata":{"chef":"C","kitchen":"k","creation_time":1.5,"driver":"packet"},"payload":1}"#;
+        assert_eq!(
+            stamp_id(d.to_owned(), "ab12", 7),
+            r#"{"metadata":{"nd_id":"ab12-7","chef":"C","kitchen":"k","creation_time":1.5,"driver":"packet"},"payload":1}"#
+        );
+        assert_eq!(stamp_id("{\"n\":1}".to_owned(), "ab12", 7), "{\"n\":1}");
+        assert_eq!(kitchen_id().len(), 16);
+    }
+
+    #[test]
+    fn fails_over_to_the_next_hub_with_ids_in_order() {
+        // The first hub refuses connections (nothing listens); the second gets everything.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = probe.local_addr().unwrap();
+        drop(probe);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let live = listener.local_addr().unwrap();
+        let server = spawn_server(listener);
+        let mut o = options(dead);
+        o.fallbacks = vec![live.to_string()];
+        o.dumpling_ids = Some("k1".into());
+        o.resend_tail = 16;
+        let mut client = HubClient::start(o).unwrap();
+        for i in 0..20 {
+            let d = format!(r#"{{"metadata":{{"chef":"C","n":{i}}},"payload":{i}}}"#);
+            client.send("C", d).unwrap();
+        }
+        let report = client.finish(Duration::from_secs(10));
+        let (texts, code) = server.join().unwrap();
+        assert_eq!(report.lost(), 0, "{report:?}");
+        assert_eq!(texts.len(), 21);
+        for (i, t) in texts[1..].iter().enumerate() {
+            assert_eq!(
+                t,
+                &format!(r#"{{"metadata":{{"nd_id":"k1-{i}","chef":"C","n":{i}}},"payload":{i}}}"#)
+            );
+        }
+        assert_eq!(code, Some(1000));
+    }
+
+    #[test]
     fn over_size_dumplings_are_refused_not_sent() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -23,9 +23,9 @@ pub fn nats_server() -> Option<PathBuf> {
                 .map(|p| {
                     std::env::split_paths(&p)
                         .map(|d| d.join("nats-server"))
-                        .collect()
+                        .collect::<Vec<_>>()
                 })
-                .unwrap_or_else(Vec::new),
+                .unwrap_or_default(),
         )
         .chain([
             PathBuf::from("/usr/bin/nats-server"),

@@ -627,3 +627,51 @@ pub async fn consume(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publisher() -> (Publisher, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(4);
+        let p = Publisher {
+            tx,
+            prefix: "nd.dumplings".into(),
+            hub_id: "hubX".into(),
+            next_id: Arc::new(AtomicU64::new(0)),
+            stats: Arc::new(FleetStats::default()),
+        };
+        (p, rx)
+    }
+
+    #[test]
+    fn subject_and_id_come_from_the_metadata() {
+        let (p, _rx) = publisher();
+        let text = r#"{"metadata":{"nd_id":"k1-5","chef":"DNS.Chef","kitchen":"site a>1","creation_time":1.5,"driver":"packet"},"payload":{}}"#;
+        let out = p.prepare(Message::text(text), "hello-name");
+        assert_eq!(out.subject, "nd.dumplings.site~20a~3E1.DNS~2EChef.packet");
+        assert_eq!(out.msg_id, "k1-5");
+        assert_eq!(
+            &out.payload[..],
+            text.as_bytes(),
+            "payload is the kitchen's bytes"
+        );
+        assert!(!out.binary);
+    }
+
+    #[test]
+    fn original_kitchens_get_hub_made_ids_and_their_connection_name() {
+        let (p, _rx) = publisher();
+        let text = r#"{"metadata": {"chef": "C", "kitchen": null, "creation_time": 1.5, "driver": "interval"}, "payload": 1}"#;
+        let a = p.prepare(Message::binary(text.as_bytes().to_vec()), "k");
+        let b = p.prepare(Message::text(text), "k");
+        assert_eq!(a.subject, "nd.dumplings.k.C.interval");
+        assert_eq!((a.msg_id.as_str(), b.msg_id.as_str()), ("hubX-0", "hubX-1"));
+        assert!(a.binary && !b.binary);
+        let long_id = format!(
+            r#"{{"metadata":{{"nd_id":"{}","chef":"C","kitchen":"k","creation_time":1,"driver":"packet"}}}}"#,
+            "x".repeat(MAX_ID_BYTES + 1)
+        );
+        assert_eq!(p.prepare(Message::text(long_id), "k").msg_id, "hubX-2");
+    }
+}
