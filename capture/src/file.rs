@@ -151,6 +151,9 @@ struct NgState {
     /// Index in `FileReader::interfaces` of the current section's interface 0.
     section_base: usize,
     last_ts: u64,
+    /// Odd timestamps are logged once per file, not once per packet or interface.
+    warned_tsresol: bool,
+    warned_range: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -418,23 +421,41 @@ fn u16_at(d: &[u8], at: usize, big_endian: bool) -> u16 {
     }
 }
 
+/// Interfaces a pcapng file may describe (over all its sections): each costs memory for
+/// the whole read, so a file of nothing but interface blocks must not grow it unbounded.
+pub const MAX_INTERFACES: usize = 1 << 16;
+
 /// Converts `units` (at `units_per_sec`) plus an offset in seconds to Unix nanoseconds,
 /// saturating instead of overflowing.
+#[cfg(test)]
 fn ts_to_ns(units: u64, p: TsParams) -> u64 {
+    ts_to_ns_clamped(units, p).0
+}
+
+/// [`ts_to_ns`], plus whether the time was out of range (before 1970 or after 2554) and
+/// clamped to 0 or `u64::MAX`.
+fn ts_to_ns_clamped(units: u64, p: TsParams) -> (u64, bool) {
     if p.offset_secs == 0 {
         if p.units_per_sec == 1_000_000 {
-            return units.saturating_mul(1_000);
+            return match units.checked_mul(1_000) {
+                Some(ns) => (ns, false),
+                None => (u64::MAX, true),
+            };
         }
         if p.units_per_sec == 1_000_000_000 {
-            return units;
+            return (units, false);
         }
     }
     let per = u128::from(p.units_per_sec.max(1));
     let units = u128::from(units);
     let secs = (units / per) as i128 + i128::from(p.offset_secs);
     let frac_ns = (units % per) * 1_000_000_000 / per;
-    let total = secs.max(0) * 1_000_000_000 + frac_ns as i128;
-    u64::try_from(total).unwrap_or(u64::MAX)
+    let total = secs * 1_000_000_000 + frac_ns as i128;
+    match u64::try_from(total) {
+        Ok(ns) => (ns, false),
+        Err(_) if total < 0 => (0, true),
+        Err(_) => (u64::MAX, true),
+    }
 }
 
 /// Maps a file's LINKTYPE_ value to the DLT_ value libpcap on Linux reports for it (the
@@ -556,6 +577,8 @@ impl FileReader {
                 big_endian: false,
                 section_base: 0,
                 last_ts: 0,
+                warned_tsresol: false,
+                warned_range: false,
             }),
             interfaces: Vec::new(),
             ts_params: Vec::new(),
@@ -1018,14 +1041,23 @@ fn ng_locate(
                 // pcap-parser 0.17's `ts_resolution()` rejects every power-of-two
                 // resolution and its `if_tsoffset` ignores the section's byte order, so
                 // both are decoded here from the raw options.
+                if ctx.interfaces.len() >= MAX_INTERFACES {
+                    return Err(
+                        ctx.damaged(format!("more than {MAX_INTERFACES} interface descriptions"))
+                    );
+                }
                 let units_per_sec = match units_per_sec(idb.if_tsresol) {
                     Some(r) => r,
                     None => {
-                        tracing::warn!(
-                            path = %ctx.path.display(),
-                            if_tsresol = idb.if_tsresol,
-                            "unusable if_tsresol; assuming microseconds"
-                        );
+                        if !ng.warned_tsresol {
+                            ng.warned_tsresol = true;
+                            tracing::warn!(
+                                path = %ctx.path.display(),
+                                if_tsresol = idb.if_tsresol,
+                                "unusable if_tsresol; assuming microseconds (logged once \
+                                 per file)"
+                            );
+                        }
                         1_000_000
                     }
                 };
@@ -1085,7 +1117,16 @@ fn ng_locate(
                     )));
                 };
                 let units = (u64::from(ts_high) << 32) | u64::from(ts_low);
-                let timestamp_ns = ts_to_ns(units, params);
+                let (timestamp_ns, clamped) = ts_to_ns_clamped(units, params);
+                if clamped && !ng.warned_range {
+                    ng.warned_range = true;
+                    tracing::warn!(
+                        path = %ctx.path.display(),
+                        packet = ctx.packets + 1,
+                        "packet time out of range (before 1970 or after 2554): clamped \
+                         (logged once per file)"
+                    );
+                }
                 ng.last_ts = timestamp_ns;
                 return Ok(Some(Located {
                     start: 28,

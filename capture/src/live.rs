@@ -504,6 +504,34 @@ impl LiveCapture {
         }
     }
 
+    /// After [`LiveCapture::stop`]: the next packet still queued for the consumer, without
+    /// waiting (`None` once the queue is empty). A kitchen drains what was captured before
+    /// the stop instead of losing it uncounted; [`LiveCapture::queued_now`] says how many
+    /// are left if it gives up.
+    pub fn take_queued(&self) -> Option<OwnedPacket> {
+        let mut consumer = match self.consumer.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        loop {
+            if let Some(p) = consumer.next_packet() {
+                self.shared.queued_now.fetch_sub(1, Ordering::AcqRel);
+                return Some(p);
+            }
+            match consumer.rx.try_recv() {
+                Ok(Msg::Batch(batch)) => consumer.current = Some((batch, 0)),
+                // An error that ended a capture thread: nothing queued behind it to lose.
+                Ok(Msg::Error(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Packets captured and queued but not yet taken by the consumer.
+    pub fn queued_now(&self) -> u64 {
+        self.shared.queued_now.load(Ordering::Acquire) as u64
+    }
+
     /// Current counters (libpcap's are refreshed about every 250 ms and when a thread ends).
     pub fn stats(&self) -> CaptureStats {
         let s = &self.shared;

@@ -398,6 +398,7 @@ fn live(
         let wait = until_poke.min(MAX_BATCH_AGE);
         match capture.recv_timeout(wait) {
             Ok(Some(p)) => {
+                d.set_behind(capture.queued_now() > kitchen::duty::BEHIND_PACKETS);
                 match d.push(&p.as_record()) {
                     Ok(()) => {}
                     Err(SinkError::Closed) => break RunEnd::OutputClosed,
@@ -434,6 +435,7 @@ fn live(
                 packets: s.received,
                 kernel_dropped: s.kernel_dropped,
                 queue_dropped: s.queue_dropped,
+                shutdown_dropped: 0,
             });
         }
         match hot.apply(d).and_then(|()| d.advance_clock(now)) {
@@ -443,15 +445,54 @@ fn live(
         }
     };
     capture.stop();
+    let shutdown_dropped = match end {
+        RunEnd::Done => drain_at_shutdown(k, &capture, d)?,
+        _ => capture.queued_now(),
+    };
     let stats = capture.stats();
+    d.status_inputs().capture = Some(CaptureCounters {
+        packets: stats.received,
+        kernel_dropped: stats.kernel_dropped,
+        queue_dropped: stats.queue_dropped,
+        shutdown_dropped,
+    });
     tracing::info!(
         received = stats.received,
-        dropped = stats.total_dropped(),
+        dropped = stats.total_dropped() + shutdown_dropped,
         kernel_dropped = stats.kernel_dropped,
         queue_dropped = stats.queue_dropped,
+        shutdown_dropped,
+        loopback_skipped = stats.loopback_outgoing_skipped,
         "{k}: capture statistics"
     );
     Ok(end)
+}
+
+/// After a stop: hand the packets still queued to the chefs, for at most
+/// [`SHUTDOWN_DRAIN`] (a slow chef must not hold the exit); returns how many were left.
+fn drain_at_shutdown(k: &str, capture: &LiveCapture, d: &mut Dispatcher) -> anyhow::Result<u64> {
+    /// How long the queue is drained at shutdown (up to 65 536 packets by default).
+    const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+    let started = Instant::now();
+    let mut drained = 0u64;
+    while started.elapsed() < SHUTDOWN_DRAIN {
+        let Some(p) = capture.take_queued() else {
+            break;
+        };
+        match d.push(&p.as_record()) {
+            Ok(()) => drained += 1,
+            Err(SinkError::Closed) => break,
+            Err(e) => return Err(e).context("writing dumplings"),
+        }
+    }
+    let left = capture.queued_now();
+    if drained > 0 || left > 0 {
+        tracing::info!(
+            "{k}: at shutdown, {drained} queued packets were handed to the chefs, {left} \
+             dropped (counted as shutdown_dropped)"
+        );
+    }
+    Ok(left)
 }
 
 fn sink_err(e: SinkError) -> anyhow::Error {
@@ -615,6 +656,17 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         s.pokes,
         s.dumplings
     );
+    let c = &s.clock;
+    if !c.is_empty() {
+        tracing::info!(
+            "{k}: summary: kitchen clock: {} gaps collapsed ({} pokes skipped), {} restarts \
+             after time went back, {} times at the end of its range",
+            c.gaps_collapsed,
+            c.pokes_collapsed,
+            c.restarts,
+            c.ended
+        );
+    }
     for slot in d.chefs() {
         let c = &slot.chef;
         let st = &c.stats;
@@ -644,15 +696,19 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         );
         if let Some(r) = report.chefs.get(c.name()) {
             tracing::info!(
-                "{k}: chef {} status: state {}, {} packets offered, {} calls, {} bytes, \
-                 {} batches, {} ns mean per batch, {} ns p99 per batch, {} reloads, \
-                 {} load failures",
+                "{k}: chef {} status: state {}, {} packets offered, {} seen, {} dropped \
+                 ({} shed), \
+                 {} calls, {} bytes, {} batches, {} ns mean per batch, {} ns p99 per batch, \
+                 {} reloads, {} load failures",
                 c.name(),
                 serde_json::to_value(r.state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
                 r.packets_offered,
+                r.packets_seen,
+                r.packets_dropped,
+                r.packets_shed,
                 r.calls,
                 r.bytes,
                 r.batches,

@@ -18,15 +18,14 @@ use capture::PacketRecord;
 
 use crate::chef_host::WirePacket;
 use crate::packet::{parse_push, PacketClass};
+use crate::poke_clock::{ClockAnomalies, DuePokes, PokeClock};
 
 /// Packets per chef call.
 pub const MAX_BATCH_PACKETS: usize = 256;
 /// Arena bytes per batch: a batch is cut early rather than grow past this, so a chef's
 /// arguments stay small next to its memory cap even with 256 KiB jumbo captures.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
-/// More pokes than this inside one gap between packets are collapsed into one (a capture
-/// with a day-long pause must not produce 17 280 pokes per chef at the default 5 s).
-pub const MAX_POKES_PER_GAP: u64 = 1000;
+pub use crate::poke_clock::MAX_POKES_PER_GAP;
 
 /// Whose clock the kitchen follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +83,7 @@ pub enum Step {
     Poke {
         /// Kitchen clock of the poke.
         at_ns: u64,
-        /// Grid points skipped just before this one by [`MAX_POKES_PER_GAP`].
+        /// Grid points skipped just before this one (a collapsed gap, see [`crate::poke_clock`]).
         collapsed: u64,
     },
 }
@@ -92,8 +91,7 @@ pub enum Step {
 /// Builds [`Step`]s from captured packets and the clock.
 pub struct BatchBuilder {
     mode: ClockMode,
-    interval_ns: u64,
-    next_poke_ns: Option<u64>,
+    clock: PokeClock,
     batch: Batch,
     /// Emptied batches handed back by the chef side, reused to avoid allocating.
     spare: Vec<Batch>,
@@ -103,10 +101,13 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// A builder poking every `poke_interval` on `mode`'s clock.
     pub fn new(mode: ClockMode, poke_interval: Duration) -> Self {
+        let clock = match mode {
+            ClockMode::Replay => PokeClock::replay(poke_interval),
+            ClockMode::Live => PokeClock::live(poke_interval),
+        };
         BatchBuilder {
             mode,
-            interval_ns: (poke_interval.as_nanos() as u64).max(1),
-            next_poke_ns: None,
+            clock,
             batch: Batch::default(),
             spare: Vec::new(),
             ready: VecDeque::new(),
@@ -115,12 +116,17 @@ impl BatchBuilder {
 
     /// The poke interval, ns.
     pub fn interval_ns(&self) -> u64 {
-        self.interval_ns
+        self.clock.interval_ns()
     }
 
     /// When the next poke is due (kitchen clock, ns), once the clock has started.
     pub fn next_poke_ns(&self) -> Option<u64> {
-        self.next_poke_ns
+        self.clock.next_ns()
+    }
+
+    /// The interval clock's anomalies so far (gaps collapsed, restarts, ...).
+    pub fn clock_anomalies(&self) -> ClockAnomalies {
+        self.clock.anomalies()
     }
 
     /// Packets in the batch being built.
@@ -135,18 +141,14 @@ impl BatchBuilder {
             at_ns: now_ns,
             collapsed: 0,
         });
-        self.next_poke_ns = Some(now_ns.saturating_add(self.interval_ns));
+        self.clock.start(now_ns);
     }
 
     /// Take one captured packet (replay: first places the pokes due before it).
     pub fn push(&mut self, record: &PacketRecord<'_>) {
         if self.mode == ClockMode::Replay {
-            match self.next_poke_ns {
-                None => {
-                    self.next_poke_ns = Some(record.timestamp_ns.saturating_add(self.interval_ns))
-                }
-                Some(_) => self.advance_clock(record.timestamp_ns),
-            }
+            let due = self.clock.packet(record.timestamp_ns);
+            self.queue_pokes(due);
         }
         if !self.batch.is_empty() && self.batch.arena.len() + record.data.len() > MAX_BATCH_BYTES {
             self.cut();
@@ -159,34 +161,19 @@ impl BatchBuilder {
 
     /// Queue every poke due at or before `now_ns` (each after the packets before it).
     pub fn advance_clock(&mut self, now_ns: u64) {
-        let Some(next) = self.next_poke_ns else {
-            return;
-        };
-        if now_ns < next {
-            return;
-        }
+        let due = self.clock.advance(now_ns);
+        self.queue_pokes(due);
+    }
+
+    /// Queue `due` pokes after the batch being built (at most `MAX_POKES_PER_GAP`).
+    fn queue_pokes(&mut self, due: Option<DuePokes>) {
+        let Some(due) = due else { return };
         self.cut();
-        let due = (now_ns - next) / self.interval_ns + 1;
-        let mut at = next;
-        let mut collapsed = 0;
-        if due > MAX_POKES_PER_GAP {
-            // Collapse a long gap: one poke at the last grid point before `now_ns`.
-            at = next + (due - 1) * self.interval_ns;
-            collapsed = due - 1;
-            tracing::info!(
-                skipped = collapsed,
-                "capture gap: collapsed {collapsed} interval pokes into one"
-            );
-        }
-        while at <= now_ns {
-            self.ready.push_back(Step::Poke {
-                at_ns: at,
-                collapsed,
-            });
+        let mut collapsed = due.collapsed;
+        for at_ns in due.times() {
+            self.ready.push_back(Step::Poke { at_ns, collapsed });
             collapsed = 0;
-            at = at.saturating_add(self.interval_ns);
         }
-        self.next_poke_ns = Some(at);
     }
 
     /// Queue the batch being built (if it has packets), e.g. when the input goes quiet.

@@ -37,6 +37,7 @@ pub use crate::batch::{
 use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::packet::{NetClass, PacketClass, TransportClass};
+use crate::poke_clock::ClockAnomalies;
 use crate::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
@@ -161,10 +162,12 @@ pub struct KitchenStats {
     pub batches: u64,
     /// Interval pokes.
     pub pokes: u64,
-    /// Pokes skipped by [`MAX_POKES_PER_GAP`].
+    /// Pokes skipped by collapsed gaps ([`MAX_POKES_PER_GAP`], [`crate::poke_clock`]).
     pub pokes_collapsed: u64,
     /// Dumplings handed to the output.
     pub dumplings: u64,
+    /// The interval clock's anomalies (odd capture times; see [`crate::poke_clock`]).
+    pub clock: ClockAnomalies,
 }
 
 /// The dispatcher: owns the chefs and runs [`Step`]s on them; it also has a
@@ -179,10 +182,14 @@ pub struct Dispatcher {
     sub: SubBatch,
     sink: Box<dyn DumplingSink>,
     stats: KitchenStats,
+    /// Clock anomalies of builders on other threads ([`Dispatcher::add_clock_anomalies`]).
+    other_clocks: ClockAnomalies,
     /// Per-chef measurements for the status report, parallel to `chefs` (same index).
     runtime: Vec<ChefRuntime>,
     /// Kitchen-wide status inputs (capture, hub, load failures) and whether to emit it.
     status: StatusInputs,
+    /// Live: the capture queue is backing up, so chefs over their share shed batches.
+    behind: bool,
 }
 
 impl Dispatcher {
@@ -208,6 +215,8 @@ impl Dispatcher {
             sub: SubBatch::default(),
             sink,
             stats: KitchenStats::default(),
+            other_clocks: ClockAnomalies::default(),
+            behind: false,
         }
     }
 
@@ -254,6 +263,13 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Live: whether the kitchen is behind (its capture queue holds more than
+    /// [`crate::duty::BEHIND_PACKETS`]); chefs over their share of the kitchen's time then
+    /// shed batches. Ignored in a replay, which never sheds.
+    pub fn set_behind(&mut self, behind: bool) {
+        self.behind = behind && self.mode == ClockMode::Live;
+    }
+
     /// Packets waiting in the current batch.
     pub fn pending(&self) -> usize {
         self.builder.pending()
@@ -280,8 +296,16 @@ impl Dispatcher {
         self.drain()
     }
 
+    /// Count the clock anomalies of a builder made by [`Dispatcher::new_builder`] (a replay's
+    /// reading thread), for [`KitchenStats::clock`].
+    pub fn add_clock_anomalies(&mut self, a: &ClockAnomalies) {
+        self.other_clocks = self.other_clocks.plus(a);
+        self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
+    }
+
     /// Run every step the own builder has ready.
     fn drain(&mut self) -> Result<(), SinkError> {
+        self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
         while let Some(step) = self.builder.next_step() {
             if let Some(batch) = self.run(step)? {
                 self.builder.recycle(batch);
@@ -316,19 +340,52 @@ impl Dispatcher {
         self.stats.batches += 1;
         self.last_packet_ns = Some(last_ns);
         let now_ns = self.clock_ns();
+        // An equal share of the thread per packet chef (for shedding, live only).
+        let share = 1.0
+            / self
+                .chefs
+                .iter()
+                .filter(|s| s.chef.description().drivers.packet && !s.chef.is_quarantined())
+                .count()
+                .max(1) as f64;
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
-            if !slot.chef.description().drivers.packet || slot.chef.is_quarantined() {
+            if !slot.chef.description().drivers.packet {
                 continue;
             }
             let everything = slot.matcher.is_everything();
+            if slot.chef.is_quarantined() {
+                // Not called, but counted: every packet is offered or counted as dropped.
+                let n = if everything {
+                    batch.len()
+                } else {
+                    batch
+                        .classes
+                        .iter()
+                        .filter(|c| slot.matcher.matches(c))
+                        .count()
+                };
+                self.runtime[i].dropped += n as u64;
+                continue;
+            }
             if !everything {
                 select(batch, &slot.matcher, &mut self.sub);
                 if self.sub.packets.is_empty() {
                     continue;
                 }
             }
+            let n = if everything {
+                batch.packets.len()
+            } else {
+                self.sub.packets.len()
+            } as u64;
             let started = Instant::now();
+            if self.behind && self.runtime[i].duty.over(started, share) {
+                let rt = &mut self.runtime[i];
+                rt.dropped += n;
+                rt.shed += n;
+                continue;
+            }
             let result = if everything {
                 slot.chef.on_packets(&batch.packets, &batch.arena, now_ns)
             } else {
@@ -336,11 +393,15 @@ impl Dispatcher {
                     .on_packets(&self.sub.packets, &self.sub.arena, now_ns)
             };
             let rt = &mut self.runtime[i];
-            rt.offered += if everything {
-                batch.packets.len()
+            if self.mode == ClockMode::Live {
+                rt.duty.charge(started.elapsed(), Instant::now(), share);
+            }
+            rt.offered += n;
+            if result.is_ok() {
+                rt.seen += n;
             } else {
-                self.sub.packets.len()
-            } as u64;
+                rt.dropped += n;
+            }
             if result.is_ok() {
                 // Failed calls are not timed: a skipped call (backoff) takes no time and a
                 // timed-out one is bounded by the deadline; both would blur the histogram.
@@ -503,6 +564,9 @@ impl Dispatcher {
                         rt.state
                     },
                     packets_offered: rt.offered,
+                    packets_seen: rt.seen,
+                    packets_dropped: rt.dropped,
+                    packets_shed: rt.shed,
                     calls: st.packet_calls + st.interval_calls,
                     dumplings: st.dumplings,
                     bytes: rt.bytes,

@@ -7,10 +7,12 @@
 //! * [`chef_host`]: the wasmtime host: engine, limits, cache, admission, instances, logs.
 //! * [`chefs`]: finding chefs (built-in and `--chef-dir`), selecting them by name.
 //! * [`builtin`]: the sample chefs embedded at build time by `build.rs`.
-//! * [`batch`]: parsed packets grouped into batches, with the interval pokes between them.
+//! * [`batch`]: parsed packets grouped into batches, with the interval pokes between them;
+//!   [`poke_clock`]: when those pokes fall, whatever the capture's times do.
 //! * [`dispatch`]: runs batches and pokes on the chefs: interest filtering, payload
 //!   validation, encoding.
 //! * [`replay`]: `-r FILE` on two threads (read + parse, chefs).
+//! * [`duty`]: live, a chef over its share of the kitchen's time sheds its own batches.
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
 //! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report.
@@ -26,11 +28,13 @@ pub mod builtin;
 pub mod chef_host;
 pub mod chefs;
 pub mod dispatch;
+pub mod duty;
 pub mod file_filter;
 pub mod hub_client;
 pub mod origin;
 pub mod output;
 pub mod packet;
+pub mod poke_clock;
 pub mod reload;
 pub mod replay;
 pub mod status;

@@ -35,6 +35,7 @@ use capture::{CaptureError, FileReader};
 use crate::batch::{Batch, BatchBuilder, Step};
 use crate::dispatch::{Dispatcher, SinkError};
 use crate::file_filter::{FileFilter, FilterError};
+use crate::poke_clock::ClockAnomalies;
 
 /// Messages queued between the threads (besides the one being run and the one being
 /// built). One is enough to keep both threads busy; more only adds batches in flight, and
@@ -136,7 +137,8 @@ enum FromReader {
     Steps(Vec<Step>),
     /// Every packet read before the cut request was sent before this.
     Barrier,
-    End(Result<ReplayEnd, CaptureError>),
+    /// How reading ended, and the interval clock's anomalies.
+    End(Result<ReplayEnd, CaptureError>, ClockAnomalies),
 }
 
 /// Replay `reader` through `d`'s chefs: reading and parsing on a new thread, chefs on
@@ -216,7 +218,10 @@ pub fn replay(
                     Err(e) => return Err(e.into()),
                 }
             }
-            FromReader::End(end) => break end?,
+            FromReader::End(end, clock) => {
+                d.add_clock_anomalies(&clock);
+                break end?;
+            }
         }
         if let Some((every, report)) = options.progress.as_mut() {
             if last_progress.elapsed() >= *every {
@@ -268,7 +273,8 @@ impl ReadingThread {
             Err(Gone) => return,
         };
         self.publish();
-        let _ = self.out.send(FromReader::End(end));
+        let clock = self.out.builder.clock_anomalies();
+        let _ = self.out.send(FromReader::End(end, clock));
     }
 
     /// Read to the end (or a stop); `Err(Gone)` when the calling thread is gone.

@@ -132,6 +132,16 @@ pub enum ChefRunState {
 pub struct ChefRuntime {
     /// Packets handed to `on-packets` calls (successful or not).
     pub offered: u64,
+    /// Packets handed to `on-packets` calls that worked (the chef saw them).
+    pub seen: u64,
+    /// Packets of its interest it did not see: calls skipped (restarting) or failed, the
+    /// chef quarantined, or batches shed. Capture-level losses are in [`CaptureCounters`].
+    pub dropped: u64,
+    /// Of `dropped`: packets in batches shed live because the chef was over its share of
+    /// the kitchen's time while the kitchen was behind ([`crate::duty`]).
+    pub shed: u64,
+    /// Its call time against its share ([`crate::duty`]).
+    pub duty: crate::duty::DutyBucket,
     /// Bytes of the dumplings sent (encoded JSON).
     pub bytes: u64,
     /// Time per `on-packets` batch.
@@ -151,6 +161,9 @@ pub struct CaptureCounters {
     pub kernel_dropped: u64,
     /// Packets dropped at the queue between the capture threads and the kitchen (live only).
     pub queue_dropped: u64,
+    /// Packets still queued when the kitchen stopped and not handed to the chefs (live
+    /// only; the kitchen drains the queue for a bounded time first).
+    pub shutdown_dropped: u64,
 }
 
 /// Hub counters for the status dumpling.
@@ -184,6 +197,12 @@ pub struct ChefStatus {
     pub state: ChefRunState,
     /// Packets handed to `on-packets` calls.
     pub packets_offered: u64,
+    /// Packets handed to calls that worked.
+    pub packets_seen: u64,
+    /// Packets of its interest it did not see (restarting, failed call, quarantined, shed).
+    pub packets_dropped: u64,
+    /// Of `packets_dropped`: shed live while over its share of the kitchen's time.
+    pub packets_shed: u64,
     /// Successful calls (packet + interval).
     pub calls: u64,
     /// Dumplings sent.

@@ -317,3 +317,17 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The number after `key=` in a `tracing` log line (`... key=123 ...`); panics naming the
+/// key and the line when it is missing.
+pub fn log_field(line: &str, key: &str) -> u64 {
+    let at = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"));
+    line[at + key.len() + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad {key}= in {line}"))
+}

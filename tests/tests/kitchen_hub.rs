@@ -355,15 +355,7 @@ fn delivery(stderr: &str, key: &str) -> u64 {
         .lines()
         .find(|l| l.contains("hub delivery"))
         .unwrap_or_else(|| panic!("no `hub delivery` line in:\n{stderr}"));
-    let at = line
-        .find(&format!("{key}="))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"));
-    line[at + key.len() + 1..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("bad {key}= in {line}"))
+    e2e_tests::log_field(line, key)
 }
 
 /// `N` from the summary's `..., N dumplings`.

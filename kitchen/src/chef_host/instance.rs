@@ -1,24 +1,17 @@
 //! One running chef: its `Store`, its instance, its health, its counters.
 //!
-//! Policy on failure (a trap, a timeout, a refused memory growth): the instance is
-//! poisoned (wasmtime refuses to re-enter it), so it is dropped, with its state; the
-//! failure is counted and logged with the chef's name and reason; the chef is
-//! re-instantiated from the cached `InstancePre` (~20-40 µs for a Rust chef) after a
-//! backoff on the kitchen's clock (capture time when replaying, so replay stays
-//! deterministic). Quarantine (never called again this run) comes after
-//! `quarantine_after` failures either in a row of one driver (`on-packets` or
-//! `on-interval`, counted separately, so a chef whose pokes always time out while its
-//! packet calls succeed is still caught) or within `quarantine_window` of the kitchen's
-//! clock, whatever the drivers (a crash loop).
+//! On failure (a trap, a timeout, a refused memory growth) the instance is poisoned
+//! (wasmtime refuses to re-enter it), so it is dropped, with its state; the failure is
+//! counted and logged with the chef's name and reason, and the chef is re-instantiated
+//! from the cached `InstancePre` (~20-40 µs for a Rust chef) when
+//! [`super::failure_policy`] says so (backoff, quarantine).
 //!
 //! Deadlines: every call gets `limits.deadline` (epoch ticks, plus a bound on blocking
 //! `wasi:io/poll` waits, see [`super::poll`]); the first call into a fresh instance gets
 //! `first_call_grace` times that, except after a restart caused by a timeout.
 //! Nothing here can stop the kitchen or another chef.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Func, ResourceTable};
@@ -29,8 +22,10 @@ use super::bindings::{
     self, Chef, ChefPre, Interest, LogLevel, Packet, PacketDumpling, HANDLER_EXPORT,
 };
 use super::chef_log::ChefLog;
+use super::clocks::{since_process_epoch, Environment, KitchenClock, ReplayMonotonic};
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
+use super::failure_policy::{CallKind, Health};
 use super::limits::{ChefLimiter, ChefLimits};
 use super::poll::DeadlinePoll;
 use super::wire::WirePacket;
@@ -44,69 +39,6 @@ pub struct ChefState {
     log: ChefLog,
     /// When the call in progress must end (bounds blocking `wasi:io/poll` waits).
     call_deadline: Option<Instant>,
-}
-
-/// The clocks and randomness a chef sees.
-#[derive(Clone)]
-pub(crate) enum Environment {
-    /// Live capture: the host's clocks and randomness.
-    Live,
-    /// Replay: the wall clock reads the kitchen's clock (the capture time of the packets
-    /// being handled, set before every call) and randomness is a fixed per-chef sequence,
-    /// so a chef that reads the time or iterates a `HashMap` (randomly seeded in Rust's std)
-    /// still produces the same output on every replay. The monotonic clock starts each
-    /// call at the kitchen's clock and then advances with real time, so durations measured
-    /// inside a call are real (a frozen monotonic clock would make any chef that waits
-    /// for time to pass, e.g. a bounded busy-wait, spin until its deadline).
-    Replay {
-        /// Kitchen clock, ns since the Unix epoch.
-        clock: Arc<AtomicU64>,
-        /// When the call in progress started, ns since [`process_epoch`].
-        call_start: Arc<AtomicU64>,
-        /// Seed bytes for the chef's random streams.
-        seed: [u8; 32],
-    },
-}
-
-/// The kitchen clock as a WASI wall and monotonic clock.
-struct KitchenClock(Arc<AtomicU64>);
-
-impl wasmtime_wasi::HostWallClock for KitchenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_nanos(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
-    }
-}
-
-/// A fixed instant of this process, the origin of [`Environment::Replay`]'s `call_start`.
-pub(crate) fn process_epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Nanoseconds since [`process_epoch`].
-fn since_process_epoch() -> u64 {
-    process_epoch().elapsed().as_nanos() as u64
-}
-
-/// The replay monotonic clock: the kitchen's clock at the start of the call plus the real
-/// time since (see [`Environment::Replay`]).
-struct ReplayMonotonic {
-    clock: Arc<AtomicU64>,
-    call_start: Arc<AtomicU64>,
-}
-
-impl wasmtime_wasi::HostMonotonicClock for ReplayMonotonic {
-    fn resolution(&self) -> u64 {
-        1
-    }
-    fn now(&self) -> u64 {
-        let started = self.call_start.load(Ordering::Relaxed);
-        let elapsed = since_process_epoch().saturating_sub(started);
-        self.clock.load(Ordering::Relaxed).saturating_add(elapsed)
-    }
 }
 
 impl ChefState {
@@ -254,42 +186,6 @@ pub struct ChefStats {
     pub busy_ns: u64,
 }
 
-/// Which handler a call was for (failures are counted per driver).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallKind {
-    Packets = 0,
-    Interval = 1,
-}
-
-#[derive(Debug)]
-struct Health {
-    /// Consecutive failures per driver ([`CallKind`] as index).
-    consecutive: [u32; 2],
-    /// Kitchen-clock times of recent failures (within the quarantine window).
-    recent: VecDeque<u64>,
-    quarantined: bool,
-    /// The failure count that triggered the quarantine.
-    quarantined_after: u32,
-    failed_at_ns: u64,
-    retry_at_ns: u64,
-    /// The next fresh instance's first call gets the first-call allowance.
-    grace_next: bool,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Health {
-            consecutive: [0; 2],
-            recent: VecDeque::new(),
-            quarantined: false,
-            quarantined_after: 0,
-            failed_at_ns: 0,
-            retry_at_ns: 0,
-            grace_next: true,
-        }
-    }
-}
-
 struct Live {
     store: Store<ChefState>,
     chef: Chef,
@@ -392,7 +288,7 @@ impl LoadedChef {
 
     /// True once the chef failed too often and is no longer called.
     pub fn is_quarantined(&self) -> bool {
-        self.health.quarantined
+        self.health.is_quarantined()
     }
 
     /// Lower `on-packets` arguments with wasmtime's generic code instead of the bulk
@@ -495,7 +391,7 @@ impl LoadedChef {
             call_start.store(since_process_epoch(), Ordering::Relaxed);
         }
         live.store.data_mut().limiter.hit_limit = false;
-        let budget = if live.fresh && self.health.grace_next {
+        let budget = if live.fresh && self.health.grace_next() {
             self.limits
                 .deadline
                 .saturating_mul(self.limits.first_call_grace.max(1))
@@ -511,7 +407,7 @@ impl LoadedChef {
         self.stats.busy_ns += started.elapsed().as_nanos() as u64;
         match result {
             Ok(r) => {
-                self.health.consecutive[kind as usize] = 0;
+                self.health.succeeded(kind);
                 Ok(r)
             }
             Err(e) => {
@@ -523,15 +419,11 @@ impl LoadedChef {
     }
 
     fn ensure_live(&mut self, kind: CallKind, now_ns: u64) -> Result<(), CallError> {
-        if self.health.quarantined {
-            return Err(CallError::Quarantined(self.health.quarantined_after));
+        if self.health.is_quarantined() || self.live.is_none() {
+            self.health.may_restart(now_ns)?;
         }
         if self.live.is_some() {
             return Ok(());
-        }
-        // Wait out the backoff, unless the clock went backwards (replayed files can jump).
-        if now_ns < self.health.retry_at_ns && now_ns >= self.health.failed_at_ns {
-            return Err(CallError::BackingOff);
         }
         match instantiate(&self.engine, &self.pre, &self.limits, &self.log, &self.env) {
             Ok((live, info)) if info.name == self.description.name => {
@@ -560,45 +452,8 @@ impl LoadedChef {
             CallError::MemoryLimit { .. } => self.stats.memory_limits += 1,
             _ => self.stats.traps += 1,
         }
-        // A chef that ran out of time gets no first-call allowance on its next instance.
-        self.health.grace_next = !matches!(err, CallError::Timeout { .. });
-        let h = &mut self.health;
-        h.consecutive[kind as usize] += 1;
-        let in_a_row = h.consecutive[kind as usize];
-        let window = self.limits.quarantine_window.as_nanos() as u64;
-        // Keep failures within the window; a clock that went backwards (replayed files can
-        // jump) keeps them too.
-        h.recent
-            .retain(|&t| t > now_ns || now_ns.saturating_sub(t) <= window);
-        h.recent.push_back(now_ns);
-        let in_window = h.recent.len() as u32;
-        let limit = self.limits.quarantine_after;
-        let driver = match kind {
-            CallKind::Packets => "on-packets",
-            CallKind::Interval => "on-interval",
-        };
-        if in_a_row >= limit || in_window >= limit {
-            h.quarantined = true;
-            let why = if in_a_row >= limit {
-                format!("{in_a_row} {driver} failures in a row")
-            } else {
-                format!(
-                    "{in_window} failures within {:?} of kitchen time",
-                    self.limits.quarantine_window
-                )
-            };
-            h.quarantined_after = in_a_row.max(in_window);
-            tracing::error!(chef = %self.description.name, reason = %err, driver,
-                failures = h.quarantined_after,
-                "chef failed: {why}; quarantined (not called again this run)");
-        } else {
-            let backoff = self.limits.backoff(in_a_row.max(in_window));
-            h.failed_at_ns = now_ns;
-            h.retry_at_ns = now_ns.saturating_add(backoff.as_nanos() as u64);
-            tracing::error!(chef = %self.description.name, reason = %err, driver,
-                in_a_row, in_window,
-                "chef failed; its instance is dropped and its state lost; restarting after {backoff:?}");
-        }
+        self.health
+            .failed(&err, kind, now_ns, &self.limits, &self.description.name);
         err
     }
 }

@@ -6,7 +6,9 @@
 //! * [`limits`]: memory, time and output caps per chef;
 //! * [`cache`]: compiled-chef cache on disk;
 //! * [`admission`]: what a file must be (a component with only allowed imports);
-//! * [`instance`]: a running chef, its failure policy and its counters;
+//! * [`instance`]: a running chef and its counters;
+//! * [`failure_policy`]: when a failed chef is restarted or quarantined;
+//! * [`clocks`]: the clocks and randomness a chef sees (live, or replay's capture time);
 //! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
 //! * [`poll`]: `wasi:io/poll` bounded by the call's deadline (a sleeping chef cannot hold
 //!   the kitchen: epochs do not interrupt host calls);
@@ -21,8 +23,10 @@ pub mod admission;
 pub mod bindings;
 pub mod cache;
 pub mod chef_log;
+pub mod clocks;
 pub mod engine;
 pub mod error;
+pub mod failure_policy;
 pub mod instance;
 pub mod limits;
 pub mod poll;
@@ -151,15 +155,15 @@ impl ChefHost {
             use sha2::{Digest, Sha256};
             let mut seed = [0u8; 32];
             seed.copy_from_slice(&Sha256::digest(source.to_string().as_bytes()));
-            instance::Environment::Replay {
+            clocks::Environment::Replay {
                 clock: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 call_start: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
-                    instance::process_epoch().elapsed().as_nanos() as u64,
+                    clocks::process_epoch().elapsed().as_nanos() as u64,
                 )),
                 seed,
             }
         } else {
-            instance::Environment::Live
+            clocks::Environment::Live
         };
         LoadedChef::start(&self.engine, pre, &self.limits, source, env)
     }

@@ -1,0 +1,240 @@
+//! When a failing chef is restarted and when it is quarantined (out of `instance.rs`, which
+//! only reports calls that worked or failed).
+//!
+//! After a failure the instance is dropped; the chef is re-instantiated after a backoff on
+//! the kitchen's clock (capture time when replaying, so a replay stays deterministic) that
+//! doubles per failure. Quarantine (never called again this run) comes from any of three
+//! rules, all on the kitchen's clock:
+//!
+//! 1. `quarantine_after` failures **in a row** of one driver (`on-packets` or
+//!    `on-interval`, counted separately, so a chef whose pokes always time out while its
+//!    packet calls succeed is still caught);
+//! 2. `quarantine_after` failures **within `quarantine_window`**, whatever the drivers (a
+//!    crash loop);
+//! 3. a **failure debt** of `quarantine_after`: each failure adds one, and one is forgiven
+//!    per [`FAILURE_FORGIVENESS`] of kitchen time. Rules 1-2 can be evaded by pacing (a chef
+//!    failing once every 25 s, with successes between, never has 5 in a row nor 5 in a
+//!    minute); rule 3 catches any sustained rate above one failure per
+//!    `FAILURE_FORGIVENESS` (at one per 25 s: the 7th failure, after ~2.5 min), while a
+//!    chef that fails now and then on a loaded box is forgiven.
+//!
+//! Together they bound what restarts cost the kitchen: a chef is restarted at most
+//! `quarantine_after - 1` times per `quarantine_window`, each restart costing at most the
+//! init deadline plus one first call (`first_call_grace` x the deadline).
+//!
+//! When time goes backwards (a replayed file can jump), nothing is forgiven and a pending
+//! backoff is waived (the restart time may lie in a future that never comes).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::error::CallError;
+use super::limits::ChefLimits;
+
+/// Kitchen time that forgives one failure of the failure-debt rule (rule 3).
+pub const FAILURE_FORGIVENESS: Duration = Duration::from_secs(120);
+
+/// Which handler a call was for (failures in a row are counted per driver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    Packets = 0,
+    Interval = 1,
+}
+
+impl CallKind {
+    fn driver(self) -> &'static str {
+        match self {
+            CallKind::Packets => "on-packets",
+            CallKind::Interval => "on-interval",
+        }
+    }
+}
+
+/// A chef's failure history and what it implies.
+#[derive(Debug)]
+pub(crate) struct Health {
+    /// Consecutive failures per driver ([`CallKind`] as index).
+    consecutive: [u32; 2],
+    /// Kitchen-clock times of recent failures (within the quarantine window; at most
+    /// `quarantine_after` are kept, so this stays small whatever the clock does).
+    recent: VecDeque<u64>,
+    /// Failure debt (rule 3), in ns of forgiveness: `FAILURE_FORGIVENESS` per failure.
+    debt_ns: u128,
+    quarantined: bool,
+    /// The failure count that triggered the quarantine.
+    quarantined_after: u32,
+    failed_at_ns: u64,
+    retry_at_ns: u64,
+    /// The next fresh instance's first call gets the first-call allowance.
+    grace_next: bool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            consecutive: [0; 2],
+            recent: VecDeque::new(),
+            debt_ns: 0,
+            quarantined: false,
+            quarantined_after: 0,
+            failed_at_ns: 0,
+            retry_at_ns: 0,
+            grace_next: true,
+        }
+    }
+}
+
+impl Health {
+    /// Quarantined for the rest of the run.
+    pub(crate) fn is_quarantined(&self) -> bool {
+        self.quarantined
+    }
+
+    /// Does the next fresh instance's first call get the first-call allowance?
+    pub(crate) fn grace_next(&self) -> bool {
+        self.grace_next
+    }
+
+    /// May a new instance be made at `now_ns`? (Quarantined, or still backing off.)
+    pub(crate) fn may_restart(&self, now_ns: u64) -> Result<(), CallError> {
+        if self.quarantined {
+            return Err(CallError::Quarantined(self.quarantined_after));
+        }
+        // Wait out the backoff, unless the clock went backwards (replayed files can jump).
+        if now_ns < self.retry_at_ns && now_ns >= self.failed_at_ns {
+            return Err(CallError::BackingOff);
+        }
+        Ok(())
+    }
+
+    /// A call of `kind` worked.
+    pub(crate) fn succeeded(&mut self, kind: CallKind) {
+        self.consecutive[kind as usize] = 0;
+    }
+
+    /// Record a failure at `now_ns`: count it, then schedule the restart or quarantine
+    /// (logged with the chef's `name` and the reason).
+    pub(crate) fn failed(
+        &mut self,
+        err: &CallError,
+        kind: CallKind,
+        now_ns: u64,
+        limits: &ChefLimits,
+        name: &str,
+    ) {
+        // A chef that ran out of time gets no first-call allowance on its next instance.
+        self.grace_next = !matches!(err, CallError::Timeout { .. });
+        self.consecutive[kind as usize] += 1;
+        let in_a_row = self.consecutive[kind as usize];
+        let limit = limits.quarantine_after.max(1);
+        // Rule 2: keep failures within the window; a clock that went backwards (replayed
+        // files can jump) keeps them too.
+        let window = limits.quarantine_window.as_nanos() as u64;
+        self.recent
+            .retain(|&t| t > now_ns || now_ns.saturating_sub(t) <= window);
+        self.recent.push_back(now_ns);
+        while self.recent.len() > limit as usize {
+            self.recent.pop_front();
+        }
+        let in_window = self.recent.len() as u32;
+        // Rule 3: forgive the kitchen time since the last failure, then add this one.
+        let unit = FAILURE_FORGIVENESS.as_nanos();
+        let since = u128::from(now_ns.saturating_sub(self.failed_at_ns));
+        self.debt_ns = self.debt_ns.saturating_sub(since) + unit;
+        let debt = (self.debt_ns / unit) as u32;
+        self.failed_at_ns = now_ns;
+        let driver = kind.driver();
+        let why = if in_a_row >= limit {
+            Some(format!("{in_a_row} {driver} failures in a row"))
+        } else if in_window >= limit {
+            Some(format!(
+                "{in_window} failures within {:?} of kitchen time",
+                limits.quarantine_window
+            ))
+        } else if debt >= limit {
+            Some(format!(
+                "failing faster than once per {FAILURE_FORGIVENESS:?} of kitchen time \
+                 (failure debt {debt})"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.quarantined = true;
+            self.quarantined_after = in_a_row.max(in_window).max(debt);
+            tracing::error!(chef = %name, reason = %err, driver,
+                failures = self.quarantined_after,
+                "chef failed: {why}; quarantined (not called again this run)");
+        } else {
+            let backoff = limits.backoff(in_a_row.max(in_window));
+            self.retry_at_ns = now_ns.saturating_add(backoff.as_nanos() as u64);
+            tracing::error!(chef = %name, reason = %err, driver,
+                in_a_row, in_window, debt,
+                "chef failed; its instance is dropped and its state lost; restarting after {backoff:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn trap() -> CallError {
+        CallError::Trap("unreachable".into())
+    }
+
+    /// Fail every `every` seconds (with successes between) until quarantined or `max`
+    /// failures; the number of failures it took.
+    fn paced(every: u64, max: u32) -> Option<u32> {
+        let limits = ChefLimits::default();
+        let mut h = Health::default();
+        let mut t = 1_700_000_000 * S;
+        for n in 1..=max {
+            h.may_restart(t).expect("may restart after the backoff");
+            h.failed(&trap(), CallKind::Packets, t, &limits, "Paced");
+            if h.is_quarantined() {
+                return Some(n);
+            }
+            h.succeeded(CallKind::Packets);
+            t += every * S;
+        }
+        None
+    }
+
+    #[test]
+    fn a_chef_failing_every_25_s_is_quarantined() {
+        assert_eq!(paced(25, 1000), Some(7));
+    }
+
+    #[test]
+    fn a_chef_failing_now_and_then_is_forgiven() {
+        assert_eq!(paced(130, 1000), None);
+    }
+
+    #[test]
+    fn a_crash_loop_is_quarantined_by_the_window_rule() {
+        let limits = ChefLimits::default();
+        let mut h = Health::default();
+        for i in 0..5 {
+            assert!(!h.is_quarantined());
+            h.failed(&trap(), CallKind::Packets, i * S, &limits, "Loop");
+            h.succeeded(CallKind::Packets);
+        }
+        assert!(h.is_quarantined());
+        assert!(matches!(
+            h.may_restart(10 * S),
+            Err(CallError::Quarantined(5))
+        ));
+    }
+
+    #[test]
+    fn backwards_time_waives_the_backoff_and_forgives_nothing() {
+        let limits = ChefLimits::default();
+        let mut h = Health::default();
+        h.failed(&trap(), CallKind::Interval, 100 * S, &limits, "Back");
+        assert!(matches!(h.may_restart(100 * S), Err(CallError::BackingOff)));
+        assert!(h.may_restart(50 * S).is_ok());
+    }
+}

@@ -1,0 +1,361 @@
+//! `nd-sniff -r` on captures whose packet times do anything (backwards, 50-year jumps,
+//! zero, `u64::MAX`, odd pcapng `if_tsresol`/`if_tsoffset`): each run must end quickly
+//! with a small peak memory, a bounded number of pokes, and one log line per kind of
+//! clock anomaly. The captures are written by the test.
+//!
+//! Peak memory is the child's `ru_maxrss` from `wait4` (and `VmHWM` from `/proc`, sampled
+//! while it runs, to stop a runaway early); a child that
+//! passes [`RSS_LIMIT_KIB`] or [`TIME_LIMIT`] is killed at once (the bug this guards
+//! against grew `nd-sniff` to 8.5 GB in 5 s), so a regression fails fast instead of
+//! taking the machine down.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Packets per synthesized capture.
+const PACKETS: u64 = 4000;
+/// A replay of a few thousand packets takes well under a second; a stuck one is killed.
+const TIME_LIMIT: Duration = Duration::from_secs(60);
+/// Peak resident memory allowed (the kitchen with the default chefs stays near 100 MiB).
+const RSS_LIMIT_KIB: u64 = 600 * 1024;
+/// 2024-01-01 in ns.
+const T2024: u64 = 1_704_067_200_000_000_000;
+/// 50 years, ns.
+const FIFTY_YEARS: u64 = 50 * 365 * 86_400 * 1_000_000_000;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/kitchen-test-tmp/odd-times");
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    dir.join(name)
+}
+
+/// An Ethernet + IPv4 + UDP frame (10.0.0.1:1234 -> 10.0.0.2:9999, 4 bytes of payload),
+/// the source address varied so flow-keyed chefs see several flows.
+fn frame(i: u64) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let total: u16 = 20 + 8 + 4;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+    f.extend_from_slice(&[10, 0, (i >> 8) as u8 & 0x3f, i as u8]);
+    f.extend_from_slice(&[10, 0, 0, 2]);
+    f.extend_from_slice(&1234u16.to_be_bytes());
+    f.extend_from_slice(&9999u16.to_be_bytes());
+    f.extend_from_slice(&12u16.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(b"ping");
+    f
+}
+
+/// A pcapng block (little-endian) with its body padded to 4 bytes.
+fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+    let pad = (4 - body.len() % 4) % 4;
+    let len = (12 + body.len() + pad) as u32;
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(body);
+    out.extend(std::iter::repeat_n(0u8, pad));
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+fn option(out: &mut Vec<u8>, code: u16, value: &[u8]) {
+    out.extend_from_slice(&code.to_le_bytes());
+    out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    out.extend_from_slice(value);
+    out.extend(std::iter::repeat_n(0u8, (4 - value.len() % 4) % 4));
+}
+
+/// A pcapng file: one Ethernet interface with these `if_tsresol`/`if_tsoffset` options,
+/// and one packet per entry of `units` (raw 64-bit timestamps in the interface's unit).
+fn pcapng(name: &str, tsresol: Option<u8>, tsoffset: Option<i64>, units: &[u64]) -> PathBuf {
+    let mut v = Vec::new();
+    let mut shb = Vec::new();
+    shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut v, 0x0a0d_0d0a, &shb);
+    let mut idb = Vec::new();
+    idb.extend_from_slice(&1u16.to_le_bytes()); // Ethernet
+    idb.extend_from_slice(&0u16.to_le_bytes());
+    idb.extend_from_slice(&65535u32.to_le_bytes());
+    if let Some(r) = tsresol {
+        option(&mut idb, 9, &[r]);
+    }
+    if let Some(o) = tsoffset {
+        option(&mut idb, 14, &o.to_le_bytes());
+    }
+    if tsresol.is_some() || tsoffset.is_some() {
+        option(&mut idb, 0, &[]);
+    }
+    block(&mut v, 1, &idb);
+    for (i, &u) in units.iter().enumerate() {
+        let f = frame(i as u64);
+        let mut epb = Vec::new();
+        epb.extend_from_slice(&0u32.to_le_bytes());
+        epb.extend_from_slice(&((u >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(u as u32).to_le_bytes());
+        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&f);
+        block(&mut v, 6, &epb);
+    }
+    let path = tmp(name);
+    std::fs::write(&path, v).expect("write capture");
+    path
+}
+
+/// A legacy microsecond pcap with these (seconds, microseconds) times.
+fn pcap(name: &str, times: &[(u32, u32)]) -> PathBuf {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    for x in [0u32, 0, 65535, 1] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    for (i, &(s, us)) in times.iter().enumerate() {
+        let f = frame(i as u64);
+        for x in [s, us, f.len() as u32, f.len() as u32] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&f);
+    }
+    let path = tmp(name);
+    std::fs::write(&path, v).expect("write capture");
+    path
+}
+
+/// What one replay cost.
+struct Run {
+    elapsed: Duration,
+    peak_kib: u64,
+    dumplings: usize,
+    stderr: String,
+}
+
+/// `wait4(pid, WNOHANG)`: the wait status and the child's exact peak RSS (KiB) once it
+/// has ended. `Child::try_wait` has no rusage, hence the one unsafe call of the kitchen's
+/// tests.
+#[allow(unsafe_code)]
+fn reap(pid: libc::pid_t) -> Option<(i32, u64)> {
+    let mut raw = 0;
+    // SAFETY: rusage is plain data; wait4 on our own child with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut raw, libc::WNOHANG, &mut usage) };
+    assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+    (r == pid).then(|| (raw, usage.ru_maxrss.max(0) as u64))
+}
+
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Replay `path` with the default chefs and a 1 s poke interval (so gaps count).
+// The child is reaped by `reap` (wait4, for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn replay(path: &Path) -> Run {
+    let cache = workspace_root().join("target/kitchen-test-tmp/cli-cache");
+    let out = tmp(&format!(
+        "{}.out",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    let err = tmp(&format!(
+        "{}.err",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .arg("-r")
+        .arg(path)
+        .args(["--no-hub", "--stdout", "-n", "k", "-p", "1"])
+        .arg("--chef-cache-dir")
+        .arg(&cache)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("run nd-sniff");
+    let pid = child.id() as libc::pid_t;
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Some(k) = vm_hwm_kib(pid) {
+            peak_kib = peak_kib.max(k);
+        }
+        if let Some((raw, maxrss_kib)) = reap(pid) {
+            peak_kib = peak_kib.max(maxrss_kib);
+            break raw;
+        }
+        if peak_kib > RSS_LIMIT_KIB || started.elapsed() > TIME_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{}: killed after {:.1?} at {peak_kib} KiB peak RSS; log tail:\n{}",
+                path.display(),
+                started.elapsed(),
+                tail(&std::fs::read_to_string(&err).unwrap_or_default())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = started.elapsed();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{}: wait status {status:#x}\n{}",
+        path.display(),
+        tail(&stderr)
+    );
+    let dumplings = std::fs::read_to_string(&out)
+        .expect("stdout")
+        .lines()
+        .count();
+    Run {
+        elapsed,
+        peak_kib,
+        dumplings,
+        stderr,
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// The checks every odd capture must pass; returns the run for case-specific ones.
+fn bounded(path: &Path) -> Run {
+    let run = replay(path);
+    let name = path.display();
+    assert!(
+        run.peak_kib > 0 && run.peak_kib <= RSS_LIMIT_KIB,
+        "{name}: {} KiB",
+        run.peak_kib
+    );
+    assert!(run.elapsed < TIME_LIMIT, "{name}: {:.1?}", run.elapsed);
+    // Default chefs: a few interval chefs, each at most one dumpling per poke plus a few
+    // per packet; pokes are at most ~17 per packet plus 1000 (see `poke_clock`).
+    let bound = 20 * (1000 + 17 * PACKETS as usize);
+    assert!(
+        run.dumplings <= bound,
+        "{name}: {} dumplings",
+        run.dumplings
+    );
+    for kind in [
+        "collapsed",
+        "poke schedule restarted",
+        "end of its range",
+        "unusable if_tsresol",
+        "out of range",
+    ] {
+        let n = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains(kind) && !l.contains("summary:"))
+            .count();
+        assert!(
+            n <= 1,
+            "{name}: {n} log lines about {kind:?}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        run.stderr.contains("summary:"),
+        "{name}: no summary\n{}",
+        tail(&run.stderr)
+    );
+    eprintln!(
+        "{name}: {:.2?}, peak {} KiB, {} dumplings",
+        run.elapsed, run.peak_kib, run.dumplings
+    );
+    run
+}
+
+#[test]
+fn fifty_year_jumps_forward_and_back() {
+    // Every other packet 50 years ahead (ns resolution): the capture that grew to 8.5 GB.
+    let units: Vec<u64> = (0..PACKETS)
+        .map(|i| T2024 + i * 1_000_000 + if i % 2 == 1 { FIFTY_YEARS } else { 0 })
+        .collect();
+    let run = bounded(&pcapng("jump50.pcapng", Some(9), None, &units));
+    assert!(
+        run.stderr.contains("poke schedule restarted"),
+        "{}",
+        tail(&run.stderr)
+    );
+}
+
+#[test]
+fn times_at_u64_max_and_back() {
+    // ns resolution, raw units at and near u64::MAX (year 2554), then normal times.
+    let units: Vec<u64> = (0..PACKETS)
+        .map(|i| match i % 4 {
+            0 => u64::MAX,
+            1 => u64::MAX - i,
+            _ => T2024 + i * 1_000_000_000,
+        })
+        .collect();
+    let run = bounded(&pcapng("max.pcapng", Some(9), None, &units));
+    assert!(
+        run.stderr.contains("end of its range"),
+        "{}",
+        tail(&run.stderr)
+    );
+}
+
+#[test]
+fn saturating_resolutions_and_offsets() {
+    // Seconds resolution with huge units (saturate), a power-of-two resolution (2^-30 s),
+    // and offsets at both ends of i64.
+    let huge: Vec<u64> = (0..PACKETS).map(|i| u64::MAX - i * 7).collect();
+    bounded(&pcapng("tsresol-0.pcapng", Some(0), None, &huge));
+    let pow2: Vec<u64> = (0..PACKETS)
+        .map(|i| if i % 3 == 0 { u64::MAX } else { i << 30 })
+        .collect();
+    bounded(&pcapng("tsresol-2-30.pcapng", Some(0x80 | 30), None, &pow2));
+    let small: Vec<u64> = (0..PACKETS).map(|i| i * 1_000_000).collect();
+    bounded(&pcapng(
+        "offset-max.pcapng",
+        Some(6),
+        Some(i64::MAX),
+        &small,
+    ));
+    bounded(&pcapng(
+        "offset-min.pcapng",
+        Some(6),
+        Some(i64::MIN),
+        &small,
+    ));
+    // An unusable resolution (10^-20 s): warned once, microseconds assumed.
+    bounded(&pcapng("tsresol-20.pcapng", Some(20), None, &small));
+}
+
+#[test]
+fn zero_backwards_and_spaced_times() {
+    let zero: Vec<(u32, u32)> = (0..PACKETS).map(|_| (0, 0)).collect();
+    bounded(&pcap("zero.pcap", &zero));
+    // Backwards by 10 minutes a packet: held (under the replay tolerance of an hour) ...
+    let back: Vec<(u32, u32)> = (0..PACKETS)
+        .map(|i| (u32::MAX - 600 * i as u32, 0))
+        .collect();
+    bounded(&pcap("backwards.pcap", &back));
+    // ... and by 2 hours a packet: the schedule restarts each time, logged once.
+    let back: Vec<(u32, u32)> = (0..PACKETS)
+        .map(|i| (u32::MAX - 7200 * i as u32, 0))
+        .collect();
+    let run = bounded(&pcap("backwards-far.pcap", &back));
+    assert!(run.stderr.contains("poke schedule restarted"));
+    // Forward by 999 s a packet at 1 s pokes: under the per-gap cap, bounded by credit.
+    let spaced: Vec<(u32, u32)> = (0..PACKETS).map(|i| (999 * i as u32, 0)).collect();
+    let run = bounded(&pcap("spaced.pcap", &spaced));
+    assert!(run.stderr.contains("collapsed"), "{}", tail(&run.stderr));
+}
