@@ -327,6 +327,25 @@ fn failure_context(logs: &[String], cluster: &Cluster) -> String {
     out
 }
 
+/// The run made real traffic and every eater got all of it exactly once; returns the
+/// logs' context for further messages.
+fn assert_fleet_delivered(
+    produced: &[String],
+    eaters: &[(String, Vec<String>)],
+    logs: &[String],
+    cluster: &Cluster,
+) -> String {
+    let context = failure_context(logs, cluster);
+    assert!(
+        produced.len() > 1000,
+        "produced {}: {context}",
+        produced.len()
+    );
+    let result = std::panic::catch_unwind(|| assert_exactly_once(produced, eaters));
+    assert!(result.is_ok(), "{context}");
+    context
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hubs_four_kitchens_every_eater_gets_everything_once_while_a_nats_node_dies() {
     let Some(mut cluster) = Cluster::start(3) else {
@@ -339,14 +358,7 @@ async fn three_hubs_four_kitchens_every_eater_gets_everything_once_while_a_nats_
         &[0, 1, 2],
     )
     .await;
-    let context = failure_context(&logs, &cluster);
-    assert!(
-        produced.len() > 1000,
-        "produced {}: {context}",
-        produced.len()
-    );
-    let result = std::panic::catch_unwind(|| assert_exactly_once(&produced, &eaters));
-    assert!(result.is_ok(), "{context}");
+    assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,19 +386,12 @@ async fn a_killed_hub_its_kitchens_fail_over_and_nothing_is_lost_or_doubled() {
         &[1, 2],
     )
     .await;
-    let context = failure_context(&logs, &cluster);
-    assert!(
-        produced.len() > 1000,
-        "produced {}: {context}",
-        produced.len()
-    );
+    let context = assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
     let failed_over = logs
         .iter()
         .filter(|l| l.contains("reconnected to the hub"))
         .count();
     assert!(failed_over >= 2, "kitchens on hub A failed over: {context}");
-    let result = std::panic::catch_unwind(|| assert_exactly_once(&produced, &eaters));
-    assert!(result.is_ok(), "{context}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,12 +414,5 @@ async fn the_whole_nats_cluster_restarts_and_nothing_acknowledged_is_lost() {
         &[0, 1, 2],
     )
     .await;
-    let context = failure_context(&logs, &cluster);
-    assert!(
-        produced.len() > 1000,
-        "produced {}: {context}",
-        produced.len()
-    );
-    let result = std::panic::catch_unwind(|| assert_exactly_once(&produced, &eaters));
-    assert!(result.is_ok(), "{context}");
+    assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
 }
