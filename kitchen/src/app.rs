@@ -12,11 +12,12 @@ use anyhow::{bail, Context};
 use capture::{CaptureError, FileReader, LiveCapture, LiveConfig};
 use serde_json::json;
 
-use kitchen::chef_host::{ChefHost, LoadedChef};
+use kitchen::chef_host::{ChefHost, ChefTrust, LoadedChef};
 use kitchen::chefs;
 use kitchen::dispatch::{
     wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
+use kitchen::hello::HelloBuilder;
 use kitchen::hub_client::{HubClient, HubOptions, HubReport};
 use kitchen::output::{StdoutSink, Tee};
 use kitchen::reload::{self, ReloadHook, ReloadPolicy, Reloader};
@@ -40,12 +41,15 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let stop = install_signal_handlers()?;
     let mut host = ChefHost::new(config.limits.clone(), config.cache.clone())
         .context("cannot start the chef host")?;
+    if let Some(dir) = &config.trusted_chef_keys {
+        host.set_trust(trusted_chef_keys(&k, dir)?);
+    }
     // Replays are reproducible: chefs see the capture clock and seeded randomness.
     host.set_deterministic(matches!(config.source, Source::File(_)));
     let found = chefs::discover(&host, config.builtin_chefs, config.chef_dir.as_deref())?;
 
     if config.chef_list {
-        print_chef_list(&found);
+        print_chef_list(&found, host.trust().is_enforcing());
         return Ok(Outcome::Clean);
     }
 
@@ -112,9 +116,10 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         };
         tee.push(Box::new(StdoutSink::new(paced)));
     }
+    let hello_builder = HelloBuilder::new(hello(&config, &qualified));
     let hub = match &config.hub {
         Some(hubs) => {
-            let hello = hello(&config, &qualified);
+            let hello = hello_builder.build(&slots);
             let addr = hubs.join(",");
             let mut options = HubOptions::new(hubs[0].clone(), hello.to_string());
             options.fallbacks = hubs[1..].to_vec();
@@ -152,10 +157,25 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         }
         _ => (None, Some(host)),
     };
+    // After a reload the hello (sent on the next reconnection) lists the new chefs.
+    // Weak: `run` takes the client back (`Arc::try_unwrap`) for the final flush and report.
+    let on_change: Option<reload::OnChange> = hub.as_ref().map(|hub| {
+        let hub = Arc::downgrade(hub);
+        let hook: reload::OnChange = Arc::new(move |d: &Dispatcher| {
+            if let Some(hub) = hub.upgrade() {
+                let hello = hello_builder.build(d.chefs()).to_string();
+                hub.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set_hello(hello);
+            }
+        });
+        hook
+    });
     let hot = Hot {
         reloader: reloader.as_ref(),
         policy: ReloadPolicy {
             only: config.chefs.clone(),
+            on_change,
         },
     };
     let started = Instant::now();
@@ -219,6 +239,19 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         (Ok(RunEnd::Damaged), Ok(())) => Ok(Outcome::Failed),
         (Ok(_), Ok(())) => Ok(outcome),
     }
+}
+
+/// `--trusted-chef-keys DIR`: every `*.pub` in DIR, or an error naming the bad file.
+fn trusted_chef_keys(k: &str, dir: &std::path::Path) -> anyhow::Result<ChefTrust> {
+    let keys = chef_trust::TrustedKeys::load_dir(dir)
+        .with_context(|| format!("--trusted-chef-keys {}", dir.display()))?;
+    for (id, file) in keys.list() {
+        tracing::info!(
+            "{k}: trusting chefs signed by key {id} ({})",
+            file.display()
+        );
+    }
+    Ok(ChefTrust::enforcing(keys))
 }
 
 fn slot(chef: LoadedChef) -> ChefSlot {
@@ -542,7 +575,7 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn print_chef_list(found: &[chefs::FoundChef]) {
+fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
     use std::fmt::Write as _;
     let mut out = String::from("\n");
     for f in found {
@@ -561,6 +594,17 @@ fn print_chef_list(found: &[chefs::FoundChef]) {
                     origin.language.as_deref().unwrap_or("unknown"),
                     kitchen::origin::human_size(origin.size)
                 );
+                let p = c.provenance();
+                let _ = writeln!(out, "  sha256:   {}", p.sha256);
+                let signed = match (&p.key_id, c.source()) {
+                    (_, kitchen::chef_host::ChefSource::Builtin(_)) => {
+                        "built-in (part of this nd-sniff binary)".to_owned()
+                    }
+                    (Some(id), _) if enforcing => format!("key {id} (trusted)"),
+                    (Some(id), _) => format!("key {id} (not enforced: no --trusted-chef-keys)"),
+                    (None, _) => "no".to_owned(),
+                };
+                let _ = writeln!(out, "  signed:   {signed}");
                 if !d.description.is_empty() {
                     let _ = writeln!(out, "  about:    {}", d.description);
                 }

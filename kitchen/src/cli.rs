@@ -125,6 +125,13 @@ pub struct Cli {
     #[arg(long)]
     pub no_chef_watch: bool,
 
+    /// Run a chef file only when `CHEF.wasm.sig` beside it is a valid signature (made with
+    /// `nd-chef sign`) by one of the public keys (`*.pub`, from `nd-chef keygen`) in DIR;
+    /// others are refused with a log line naming the file, the reason and the key id, at
+    /// start and on hot reload. Built-in chefs are part of this binary and always run.
+    #[arg(long, value_name = "DIR")]
+    pub trusted_chef_keys: Option<PathBuf>,
+
     /// Send a `KitchenStatusChef` dumpling (per-chef and capture counters) at every poke:
     /// `auto` = for live capture only (a replay's output then holds only the chefs'
     /// dumplings), `on`, `off`.
@@ -202,6 +209,8 @@ pub struct Config {
     pub watch_chef_dir: bool,
     /// `--kitchen-status`.
     pub kitchen_status: StatusMode,
+    /// `--trusted-chef-keys`.
+    pub trusted_chef_keys: Option<PathBuf>,
 }
 
 impl Config {
@@ -304,6 +313,7 @@ impl Config {
             interface_text,
             watch_chef_dir: !cli.no_chef_watch,
             kitchen_status: cli.kitchen_status,
+            trusted_chef_keys: cli.trusted_chef_keys,
         })
     }
 }

@@ -263,6 +263,27 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Live: charge chef `i` the time since `started` (its call and its output).
+    fn charge_duty(&mut self, i: usize, started: Instant, share: f64) {
+        if self.mode == ClockMode::Live {
+            let now = Instant::now();
+            self.runtime[i]
+                .duty
+                .charge(now.saturating_duration_since(started), now, share);
+        }
+    }
+
+    /// Each chef's share of the dispatcher's thread for shedding ([`crate::duty`]): an
+    /// equal part per chef that is called (not quarantined).
+    fn duty_share(&self) -> f64 {
+        let called = self
+            .chefs
+            .iter()
+            .filter(|s| !s.chef.is_quarantined())
+            .count();
+        1.0 / called.max(1) as f64
+    }
+
     /// Live: whether the kitchen is behind (its capture queue holds more than
     /// [`crate::duty::BEHIND_PACKETS`]); chefs over their share of the kitchen's time then
     /// shed batches. Ignored in a replay, which never sheds.
@@ -340,14 +361,7 @@ impl Dispatcher {
         self.stats.batches += 1;
         self.last_packet_ns = Some(last_ns);
         let now_ns = self.clock_ns();
-        // An equal share of the thread per packet chef (for shedding, live only).
-        let share = 1.0
-            / self
-                .chefs
-                .iter()
-                .filter(|s| s.chef.description().drivers.packet && !s.chef.is_quarantined())
-                .count()
-                .max(1) as f64;
+        let share = self.duty_share();
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
             if !slot.chef.description().drivers.packet {
@@ -393,9 +407,6 @@ impl Dispatcher {
                     .on_packets(&self.sub.packets, &self.sub.arena, now_ns)
             };
             let rt = &mut self.runtime[i];
-            if self.mode == ClockMode::Live {
-                rt.duty.charge(started.elapsed(), Instant::now(), share);
-            }
             rt.offered += n;
             if result.is_ok() {
                 rt.seen += n;
@@ -408,7 +419,10 @@ impl Dispatcher {
                 rt.timing.record(started.elapsed().as_nanos() as u64);
             }
             rt.state = run_state(result.is_ok(), slot.chef.is_quarantined());
-            let Ok(out) = result else { continue };
+            let Ok(out) = result else {
+                self.charge_duty(i, started, share);
+                continue;
+            };
             let cap = slot.chef.limits().max_dumplings_per_call;
             if out.len() > cap {
                 let over = (out.len() - cap) as u64;
@@ -449,6 +463,9 @@ impl Dispatcher {
                 let ts = batch.packets[batch_idx].0.timestamp_ns;
                 self.emit(i, Driver::Packet, ts, &d.payload)?;
             }
+            // Checking and encoding its dumplings is the chef's time too (a flood of them
+            // costs the thread as much as a slow call).
+            self.charge_duty(i, started, share);
         }
         Ok(())
     }
@@ -462,12 +479,20 @@ impl Dispatcher {
     /// Poke every interval chef, then send the kitchen status if it is on.
     fn poke_chefs(&mut self, now_ns: u64) -> Result<(), SinkError> {
         self.stats.pokes += 1;
+        let share = self.duty_share();
         for i in 0..self.chefs.len() {
             let slot = &mut self.chefs[i];
             if !slot.chef.description().drivers.interval || slot.chef.is_quarantined() {
                 continue;
             }
+            // Live and behind: a chef over its share of the thread skips this poke too.
+            if self.behind && self.runtime[i].duty.over(Instant::now(), share) {
+                self.runtime[i].pokes_shed += 1;
+                continue;
+            }
+            let started = Instant::now();
             self.poke_one(i, now_ns)?;
+            self.charge_duty(i, started, share);
         }
         if self.status.emit {
             self.emit_status(now_ns)?;
@@ -558,6 +583,8 @@ impl Dispatcher {
                 let status = ChefStatus {
                     source,
                     version: c.description().version.clone(),
+                    sha256: c.provenance().sha256.clone(),
+                    key_id: c.provenance().key_id.clone(),
                     state: if c.is_quarantined() {
                         ChefRunState::Quarantined
                     } else {
@@ -567,6 +594,7 @@ impl Dispatcher {
                     packets_seen: rt.seen,
                     packets_dropped: rt.dropped,
                     packets_shed: rt.shed,
+                    pokes_shed: rt.pokes_shed,
                     calls: st.packet_calls + st.interval_calls,
                     dumplings: st.dumplings,
                     bytes: rt.bytes,

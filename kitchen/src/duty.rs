@@ -4,10 +4,12 @@
 //! Chefs share the dispatcher's thread, so a legal but slow chef (say 45 ms per batch,
 //! under a 200 ms deadline) would otherwise set the pace for every chef. Each chef has a
 //! [`DutyBucket`]: the time it spends in calls is charged to it, and the bucket drains at
-//! `share` x wall time, where the share is an equal part of the thread for every packet
-//! chef. When the live capture queue holds more than [`BEHIND_PACKETS`] (the kitchen is
+//! `share` x wall time, where the share is an equal part of the thread for every chef
+//! still called (not quarantined). Restarts (re-instantiation, `describe`) happen inside
+//! the call and are charged too. When the live capture queue holds more than [`BEHIND_PACKETS`] (the kitchen is
 //! falling behind) and a chef's bucket is over [`DUTY_BURST`], its next batches are shed:
-//! not handed to it, counted per chef (`packets_shed`, also in `packets_dropped`). Once
+//! not handed to it, counted per chef (`packets_shed`, also in `packets_dropped`; pokes
+//! skipped the same way are `pokes_shed`). Once
 //! the bucket drains below the burst it gets batches again, so over time a slow chef gets
 //! its share of the thread and the others get theirs.
 //!

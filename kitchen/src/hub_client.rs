@@ -127,6 +127,9 @@ struct State {
     abandon: bool,
     /// The sender task has ended.
     done: bool,
+    /// A newer hello than `HubOptions::hello` (the chefs changed): sent on the next
+    /// (re)connection.
+    hello: Option<String>,
     report: HubReport,
     /// Next dumpling sequence (with ids).
     next_seq: u64,
@@ -250,6 +253,12 @@ impl HubClient {
         }
     }
 
+    /// Replace the hello sent on the next (re)connection (the running chefs changed). The
+    /// hub takes one hello per connection, so the current connection keeps the old one.
+    pub fn set_hello(&self, hello: String) {
+        self.shared.lock().hello = Some(hello);
+    }
+
     /// Counters so far.
     pub fn report(&self) -> HubReport {
         let st = self.shared.lock();
@@ -355,7 +364,14 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                         tracing::info!(hub = %url, "connected to the hub");
                     }
                 }
-                let end = session(ws, &shared, &options.hello, options.resend_tail).await;
+                let hello = shared.lock().hello.clone();
+                let end = session(
+                    ws,
+                    &shared,
+                    hello.as_deref().unwrap_or(&options.hello),
+                    options.resend_tail,
+                )
+                .await;
                 {
                     let mut st = shared.lock();
                     st.connected = false;

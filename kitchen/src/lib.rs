@@ -15,6 +15,7 @@
 //! * [`duty`]: live, a chef over its share of the kitchen's time sheds its own batches.
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
+//! * [`hello`]: the hello's chef list and identities, current across reloads.
 //! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report.
 //!
 //! The binary (`src/main.rs`, `src/cli.rs`, `src/app.rs`) parses arguments and wires these
@@ -30,6 +31,7 @@ pub mod chefs;
 pub mod dispatch;
 pub mod duty;
 pub mod file_filter;
+pub mod hello;
 pub mod hub_client;
 pub mod origin;
 pub mod output;

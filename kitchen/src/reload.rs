@@ -26,6 +26,11 @@
 //! event for the file (the rest of the write) loads the complete one. Writing to a temporary
 //! name and renaming into the directory avoids this.
 //!
+//! Signed chefs (`--trusted-chef-keys`): the host refuses a file without a valid signature
+//! by a trusted key like any other load failure (logged with file, reason and key id; the
+//! previous version keeps running). A change to `x.wasm.sig` re-checks `x.wasm`, so a chef
+//! refused because its new signature had not landed yet loads when it does.
+//!
 //! A quarantined chef whose file gets new content is replaced by a fresh load, so it gets a
 //! fresh chance. Chef state is not carried across versions (see the design notes, §3.5).
 //!
@@ -47,9 +52,8 @@ use std::time::{Duration, Instant};
 
 use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
-use sha2::{Digest, Sha256};
 
-use crate::chef_host::{ChefHost, ChefSource, LoadedChef};
+use crate::chef_host::{signature, ChefHost, ChefSource, LoadedChef};
 use crate::chefs::qualified_name;
 use crate::dispatch::{ChefSlot, Dispatcher, InterestMatcher, SinkError};
 
@@ -129,7 +133,7 @@ impl Reloader {
         let mut versions = HashMap::new();
         for path in known {
             if let Ok(bytes) = std::fs::read(path) {
-                versions.insert(path.clone(), sha256(&bytes));
+                versions.insert(path.clone(), signature::version(path, &bytes));
             }
         }
         let (tx, rx) = mpsc::channel();
@@ -185,14 +189,6 @@ impl Drop for Reloader {
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-fn is_chef_file(p: &Path) -> bool {
-    p.extension().is_some_and(|x| x == "wasm")
-}
-
 /// The loader thread's state.
 struct Loader {
     host: ChefHost,
@@ -234,10 +230,10 @@ impl Loader {
             }
             let mut paths: Vec<PathBuf> = paths
                 .into_iter()
+                // A changed `x.wasm.sig` re-checks `x.wasm` (see `signature`).
+                .filter_map(|p| signature::chef_file_of(&p))
                 .filter(|p| {
-                    is_chef_file(p)
-                        && (p.parent() == Some(self.dir.as_path())
-                            || p.parent() == Some(self.abs.as_path()))
+                    p.parent() == Some(self.dir.as_path()) || p.parent() == Some(self.abs.as_path())
                 })
                 .filter_map(|p| p.file_name().map(|n| self.dir.join(n)))
                 .collect();
@@ -270,7 +266,8 @@ impl Loader {
                 return self.out.send(ReloadEvent::Failed { path, error }).is_ok();
             }
         };
-        let sha = sha256(&bytes);
+        // The component and its signature file together (signed chefs, `signature`).
+        let sha = signature::version(&path, &bytes);
         if self.versions.get(&path) == Some(&sha) {
             return true;
         }
@@ -290,11 +287,25 @@ impl Loader {
     }
 }
 
+/// Called after a reload changed the running chefs (the kitchen refreshes its hub hello).
+pub type OnChange = std::sync::Arc<dyn Fn(&Dispatcher) + Send + Sync>;
+
 /// Which chefs a kitchen accepts on reload (`-c NAME`; empty = all).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ReloadPolicy {
     /// Requested chef names; empty = every chef.
     pub only: Vec<String>,
+    /// Told about every added, replaced or removed chef.
+    pub on_change: Option<OnChange>,
+}
+
+impl std::fmt::Debug for ReloadPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadPolicy")
+            .field("only", &self.only)
+            .field("on_change", &self.on_change.is_some())
+            .finish()
+    }
 }
 
 /// What [`apply`] did, for logs and tests.
@@ -317,6 +328,20 @@ fn chef_source_is(slot: &ChefSlot, path: &Path) -> bool {
 /// Apply one reload event to the dispatcher, between batches. Errors are only the output's
 /// (a closed stdout); chef problems are logged, counted and leave the running chefs alone.
 pub fn apply(
+    d: &mut Dispatcher,
+    event: ReloadEvent,
+    policy: &ReloadPolicy,
+) -> Result<Applied, SinkError> {
+    let applied = apply_event(d, event, policy)?;
+    if applied != Applied::Unchanged {
+        if let Some(hook) = &policy.on_change {
+            hook(d);
+        }
+    }
+    Ok(applied)
+}
+
+fn apply_event(
     d: &mut Dispatcher,
     event: ReloadEvent,
     policy: &ReloadPolicy,
@@ -368,7 +393,7 @@ pub fn apply(
                         "its chef name {name:?} is already used by {}",
                         other.chef.source()
                     );
-                    return apply(d, ReloadEvent::Failed { path, error }, policy);
+                    return apply_event(d, ReloadEvent::Failed { path, error }, policy);
                 }
             }
             let slot = ChefSlot {

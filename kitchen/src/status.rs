@@ -140,6 +140,8 @@ pub struct ChefRuntime {
     /// Of `dropped`: packets in batches shed live because the chef was over its share of
     /// the kitchen's time while the kitchen was behind ([`crate::duty`]).
     pub shed: u64,
+    /// Interval pokes skipped live for the same reason.
+    pub pokes_shed: u64,
     /// Its call time against its share ([`crate::duty`]).
     pub duty: crate::duty::DutyBucket,
     /// Bytes of the dumplings sent (encoded JSON).
@@ -193,6 +195,11 @@ pub struct ChefStatus {
     pub source: String,
     /// Its version (`describe`).
     pub version: String,
+    /// SHA-256 of its component (hex): which exact code made its dumplings.
+    pub sha256: String,
+    /// Id of the key that signed its component (absent when unsigned or built-in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// `running`, `restarting` or `quarantined`.
     pub state: ChefRunState,
     /// Packets handed to `on-packets` calls.
@@ -203,6 +210,8 @@ pub struct ChefStatus {
     pub packets_dropped: u64,
     /// Of `packets_dropped`: shed live while over its share of the kitchen's time.
     pub packets_shed: u64,
+    /// Interval pokes skipped live while over its share of the kitchen's time.
+    pub pokes_shed: u64,
     /// Successful calls (packet + interval).
     pub calls: u64,
     /// Dumplings sent.

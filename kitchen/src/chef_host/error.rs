@@ -82,6 +82,14 @@ pub enum LoadError {
     /// The engine could not be created (a wasmtime configuration problem, not the chef's).
     #[error("cannot create the WebAssembly engine: {0}")]
     Engine(String),
+    /// `--trusted-chef-keys` is on and the file has no valid signature by a trusted key.
+    #[error("untrusted chef refused: {reason} (key id {key_id})")]
+    Untrusted {
+        /// Why (unsigned, changed after signing, bad signature, untrusted key, ...).
+        reason: String,
+        /// The key the signature names, or `none`.
+        key_id: String,
+    },
 }
 
 /// "`a` (why), `b` (why)": every forbidden import of a [`LoadError::ForbiddenImport`].

@@ -222,6 +222,8 @@ pub struct LoadedChef {
     /// bulk lowering (a diagnostic fallback; the differential test compares the two).
     generic_lowering: bool,
     warnings: OutputWarnings,
+    /// Its component's hash and signer (set by `ChefHost::load`).
+    provenance: super::Provenance,
     /// Counters for the exit summary; the dispatcher adds its output counters here.
     pub stats: ChefStats,
 }
@@ -262,8 +264,18 @@ impl LoadedChef {
             health: Health::default(),
             generic_lowering: false,
             warnings: OutputWarnings::default(),
+            provenance: super::Provenance::default(),
             stats: ChefStats::default(),
         })
+    }
+
+    /// Its component's SHA-256 and signing key id.
+    pub fn provenance(&self) -> &super::Provenance {
+        &self.provenance
+    }
+
+    pub(crate) fn set_provenance(&mut self, p: super::Provenance) {
+        self.provenance = p;
     }
 
     /// What the chef said about itself.

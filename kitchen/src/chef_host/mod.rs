@@ -30,6 +30,7 @@ pub mod failure_policy;
 pub mod instance;
 pub mod limits;
 pub mod poll;
+pub mod signature;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ pub use cache::{ArtifactCache, CacheOutcome};
 pub use error::{CallError, LoadError};
 pub use instance::{ChefDescription, ChefSource, ChefStats, DriverSet, LoadedChef};
 pub use limits::ChefLimits;
+pub use signature::{ChefTrust, Provenance};
 pub use wire::WirePacket;
 
 use bindings::{Chef, ChefPre};
@@ -69,6 +71,8 @@ pub struct ChefHost {
     cache: Option<ArtifactCache>,
     /// Replay sandboxing: chefs see the capture clock and seeded randomness.
     deterministic: bool,
+    /// Which chef files may run (`--trusted-chef-keys`), checked first in [`Self::load`].
+    trust: ChefTrust,
     /// Bumps the epoch for every store of `engine`; stops when the host is dropped.
     _ticker: engine::EpochTicker,
 }
@@ -99,6 +103,7 @@ impl ChefHost {
             limits,
             cache,
             deterministic: false,
+            trust: ChefTrust::default(),
             _ticker: ticker,
         })
     }
@@ -110,6 +115,16 @@ impl ChefHost {
     /// host's clocks and randomness.
     pub fn set_deterministic(&mut self, on: bool) {
         self.deterministic = on;
+    }
+
+    /// Require chef files to be signed by trusted keys (`--trusted-chef-keys`), from now on.
+    pub fn set_trust(&mut self, trust: ChefTrust) {
+        self.trust = trust;
+    }
+
+    /// Which chef files may run.
+    pub fn trust(&self) -> &ChefTrust {
+        &self.trust
     }
 
     /// The engine (for benchmarks and tests).
@@ -139,6 +154,8 @@ impl ChefHost {
     /// Load a chef from its component bytes: check, compile (or load from the cache),
     /// check imports/exports, pre-instantiate, instantiate, `describe`.
     pub fn load(&self, source: ChefSource, wasm: &[u8]) -> Result<LoadedChef, LoadError> {
+        // Before anything parses the bytes: an untrusted file gets no further.
+        let provenance = self.trust.check(&source, wasm)?;
         admission::check_binary(wasm)?;
         let (component, outcome) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, wasm)?,
@@ -165,7 +182,9 @@ impl ChefHost {
         } else {
             clocks::Environment::Live
         };
-        LoadedChef::start(&self.engine, pre, &self.limits, source, env)
+        let mut chef = LoadedChef::start(&self.engine, pre, &self.limits, source, env)?;
+        chef.set_provenance(provenance);
+        Ok(chef)
     }
 }
 
