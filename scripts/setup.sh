@@ -64,3 +64,22 @@ if [ "${ND_SETUP_C:-0}" = 1 ] && ! command -v clang-19 >/dev/null; then
     say "clang-19 not found: C chefs are skipped (to build them: sudo apt-get install -y clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32)"
   fi
 fi
+
+# Headless Chromium and its WebDriver: the web view's browser tests (tests/tests/web_view.rs)
+# skip without them, except in CI and as root, where they must run.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt_install chromium chromium-driver
+  else
+    say "chromium/chromedriver not found: the browser tests are skipped (to run them: sudo apt-get install -y chromium chromium-driver)"
+  fi
+fi
+
+# promtool (Debian `prometheus`): the /metrics test checks real output with it.
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt_install prometheus
+  else
+    say "promtool not found: the /metrics format check is skipped (to run it: sudo apt-get install -y prometheus)"
+  fi
+fi

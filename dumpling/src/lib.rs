@@ -8,6 +8,11 @@
 //! Architecture invariant: this crate knows nothing of tokio, WebSockets or wasm. It is
 //! serde and plain data, so any part of the system (and any fuzzer) can use it cheaply.
 
+pub mod limits;
+pub mod text;
+
+pub use limits::{check_json_depth, check_message_limits, LimitError, MAX_JSON_DEPTH};
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -134,6 +139,10 @@ pub enum InvalidDumpling {
     /// JSON that is not an object with a `metadata` object.
     #[error("Dumpling is not an object with a metadata object")]
     NotAnObject,
+    /// Over the wire's size or nesting limit ([`check_message_limits`], the same check
+    /// the kitchen applies before sending).
+    #[error("{0}")]
+    Limits(#[from] LimitError),
 }
 
 /// What [`check_dumpling`] learned about a valid dumpling.
@@ -151,6 +160,10 @@ pub struct CheckedDumpling {
 /// This is stricter than the original hub (which needed only `metadata.chef`) so that
 /// every forwarded dumpling is one the original eaters can parse.
 pub fn check_dumpling(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling> {
+    // The depth limit the kitchen checked before sending (one shared function), so a
+    // message the kitchen let through is never refused here for its depth. (Size is the
+    // hub's WebSocket frame limit, `--max-message-bytes`; the kitchen checks the default.)
+    limits::check_json_depth(message)?;
     // First: is it JSON at all? (Distinguishes the original's two error messages.)
     let value: Value = serde_json::from_slice(message).map_err(|_| InvalidDumpling::NotJson)?;
     let metadata = value

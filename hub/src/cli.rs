@@ -55,6 +55,10 @@ pub struct Cli {
     /// Federation over NATS JetStream (`--nats` and friends).
     #[command(flatten)]
     pub fleet: hub::fleet::FleetArgs,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (off by default). `ADDR` is
+    /// `HOST:PORT` or a bare `PORT` (on 127.0.0.1); the flag alone means 127.0.0.1:11349.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "11349")]
+    pub metrics_address: Option<String>,
 }
 
 /// Why the flags do not make a valid configuration.
@@ -69,6 +73,20 @@ pub enum CliError {
     /// A `--nats*` flag is wrong.
     #[error(transparent)]
     Fleet(#[from] hub::fleet::args::FleetArgsError),
+    /// `--metrics-address` is neither `HOST:PORT` nor a port.
+    #[error(
+        "--metrics-address {0:?} is not IP:PORT or a port number (e.g. 127.0.0.1:11349 or 11349)"
+    )]
+    BadMetricsAddress(String),
+}
+
+/// `--metrics-address`: a bare port binds loopback; otherwise an `IP:PORT`.
+pub fn metrics_address(text: &str) -> Result<std::net::SocketAddr, CliError> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse()
+        .map_err(|_| CliError::BadMetricsAddress(text.to_owned()))
 }
 
 fn seconds(flag: &'static str, value: f64) -> Result<Duration, CliError> {
@@ -106,6 +124,11 @@ impl Cli {
             ping_timeout: ping,
             status_list_max: self.status_list_max,
             fleet: self.fleet.options()?,
+            metrics_address: self
+                .metrics_address
+                .as_deref()
+                .map(metrics_address)
+                .transpose()?,
             ..hub::Config::default()
         })
     }
@@ -151,6 +174,33 @@ mod tests {
             cli.config().unwrap().status_freq,
             Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_loopback_when_bare() {
+        let config = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("nd-hub").chain(args.iter().copied()))
+                .unwrap()
+                .config()
+        };
+        assert_eq!(config(&[]).unwrap().metrics_address, None);
+        assert_eq!(
+            config(&["--metrics-address"]).unwrap().metrics_address,
+            Some(([127, 0, 0, 1], 11349).into())
+        );
+        assert_eq!(
+            config(&["--metrics-address", "9100"])
+                .unwrap()
+                .metrics_address,
+            Some(([127, 0, 0, 1], 9100).into())
+        );
+        assert_eq!(
+            config(&["--metrics-address=0.0.0.0:9100"])
+                .unwrap()
+                .metrics_address,
+            Some(([0, 0, 0, 0], 9100).into())
+        );
+        assert!(config(&["--metrics-address", "nowhere"]).is_err());
     }
 
     #[test]

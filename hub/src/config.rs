@@ -44,6 +44,8 @@ pub struct Config {
     pub batch_max_bytes: usize,
     /// Federation over NATS JetStream (`--nats`); `None` is the single hub.
     pub fleet: Option<crate::fleet::FleetOptions>,
+    /// Where to serve Prometheus `/metrics` (off when `None`).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             batch_max: 64,
             batch_max_bytes: 256 * 1024,
             fleet: None,
+            metrics_address: None,
         }
     }
 }

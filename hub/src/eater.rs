@@ -80,6 +80,7 @@ async fn write_batch(
                 } else {
                     if *pending_lag > 0 {
                         ws.feed(status::lag_notice(*pending_lag)).await?;
+                        shared.lag_notices.fetch_add(1, Ordering::Relaxed);
                         *pending_lag = 0;
                         sent += 1;
                     }

@@ -15,9 +15,11 @@ pub mod eater;
 pub mod fleet;
 pub mod hello;
 pub mod kitchen;
+pub mod metrics;
 pub mod state;
 pub mod status;
 pub mod trim;
+pub mod web;
 
 pub use config::Config;
 
@@ -42,6 +44,9 @@ pub enum Error {
     /// `--nats` was given but the federation could not start.
     #[error(transparent)]
     Fleet(#[from] fleet::FleetError),
+    /// `--metrics-address` could not be bound.
+    #[error("cannot listen for metrics on {0}: {1} (choose another --metrics-address)")]
+    MetricsBind(SocketAddr, std::io::Error),
 }
 
 /// The listeners the hub serves: kitchens on one set, eaters on the other.
@@ -83,7 +88,20 @@ pub async fn run(
     // Every connection task holds a clone of `done_tx`; when all are dropped, `done_rx`
     // returns `None` and every connection has finished (mini-redis's pattern).
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let metrics_address = config.metrics_address;
     let shared = Arc::new(Shared::new(config, shutdown_rx));
+    let metrics_listener = match metrics_address {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::MetricsBind(addr, e))?;
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "Metrics: http://{addr}/metrics");
+            }
+            Some(listener)
+        }
+        None => None,
+    };
     // Federation starts before any kitchen is accepted, so its consumer sees their first
     // dumpling. Without --nats nothing here runs.
     let fleet = match &shared.config.fleet {
@@ -126,6 +144,9 @@ pub async fn run(
     }
     tasks.push(tokio::spawn(status::status_loop(shared.clone())));
     tasks.push(tokio::spawn(trim::trim_loop(shared.clone())));
+    if let Some(listener) = metrics_listener {
+        tasks.push(tokio::spawn(metrics::serve(listener, shared.clone())));
+    }
     drop(done_tx);
 
     shutdown.await;
@@ -180,7 +201,18 @@ async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shar
     let _ = stream.set_nodelay(true);
     match side {
         Side::Kitchen => kitchen::serve_kitchen(stream, addr, shared).await,
-        Side::Eater => eater::serve_eater(stream, addr, shared).await,
+        Side::Eater => match web::route(&stream, shared.config.hello_timeout).await {
+            // A plain GET on the eater port is the web view (see web.rs for why).
+            web::Route::Page {
+                head_only,
+                path,
+                head_len,
+            } => {
+                let limit = shared.config.hello_timeout;
+                web::serve_page(stream, addr, &path, head_only, head_len, limit).await
+            }
+            web::Route::Eater => eater::serve_eater(stream, addr, shared).await,
+        },
     }
 }
 

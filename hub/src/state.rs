@@ -83,6 +83,8 @@ pub struct Shared {
     pub total_invalid: AtomicU64,
     /// Dumplings dropped for slow eaters.
     pub total_dropped: AtomicU64,
+    /// `HubNoticeChef` lag notices sent (for `/metrics`).
+    pub lag_notices: AtomicU64,
     /// Connections (either side, registered or not) whose task has ended; the trim loop
     /// watches it to give memory back after a burst.
     pub connections_ended: AtomicU64,
@@ -107,6 +109,7 @@ impl Shared {
             total_out: AtomicU64::new(0),
             total_invalid: AtomicU64::new(0),
             total_dropped: AtomicU64::new(0),
+            lag_notices: AtomicU64::new(0),
             connections_ended: AtomicU64::new(0),
             registry: Mutex::new(Registry::default()),
             fleet: std::sync::OnceLock::new(),

@@ -46,6 +46,18 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     }
     // Replays are reproducible: chefs see the capture clock and seeded randomness.
     host.set_deterministic(matches!(config.source, Source::File(_)));
+    host.set_cache_max_bytes(config.cache_max_bytes);
+    // Compiles run in a bounded child process of this very binary (a compile bomb costs
+    // one child, not the kitchen's memory or an unbounded wait).
+    match std::env::current_exe() {
+        Ok(exe) => host.set_compiler(kitchen::chef_host::compile_worker::Compiler::Child {
+            exe,
+            timeout: config.compile_limits.0,
+            memory_bytes: config.compile_limits.1,
+        }),
+        Err(e) => tracing::warn!(error = %e,
+            "cannot find this executable; chefs are compiled in-process, without limits"),
+    }
     let found = chefs::discover(&host, config.builtin_chefs, config.chef_dir.as_deref())?;
 
     if config.chef_list {
@@ -91,7 +103,15 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         tracing::warn!("{k}: Chef {name} not found");
     }
     if selected.is_empty() {
-        bail!("{k}: No valid chefs found. Not starting sniffer.");
+        // A live kitchen watching its chef folder waits for chefs to be dropped in (a
+        // sensor deployed before its chefs); a replay has nothing to wait for.
+        match (&config.source, &config.chef_dir) {
+            (Source::Live(_), Some(dir)) if config.watch_chef_dir => tracing::warn!(
+                "{k}: No chefs yet; waiting for chef files (*.wasm) to be dropped into {}",
+                dumpling::text::escape_path(dir)
+            ),
+            _ => bail!("{k}: No valid chefs found. Not starting sniffer."),
+        }
     }
     let slots: Vec<ChefSlot> = selected.into_iter().map(slot).collect();
     let mut qualified: Vec<String> = slots.iter().map(|s| s.qualified_name.clone()).collect();
@@ -191,7 +211,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         tracing::warn!(
             "{k}: load failures: {file}: {} (last error: {})",
             f.count,
-            f.error
+            dumpling::text::Escaped::with_max(&f.error, 1024)
         );
     }
     let chef_failures: u64 = dispatcher
@@ -576,22 +596,25 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
+    use dumpling::text::Escaped;
     use std::fmt::Write as _;
+    // Every string here comes from a chef or a file name: escaped (a newline cannot forge
+    // a list entry, a terminal escape never reaches the terminal) and length-limited.
     let mut out = String::from("\n");
     for f in found {
         match &f.result {
             Ok(c) => {
                 let d = c.description();
-                let _ = writeln!(out, "{}", d.name);
-                let _ = writeln!(out, "  version:  {}", d.version);
+                let _ = writeln!(out, "{}", Escaped::new(&d.name));
+                let _ = writeln!(out, "  version:  {}", Escaped::new(&d.version));
                 let _ = writeln!(out, "  drivers:  {}", d.drivers);
                 let _ = writeln!(out, "  interest: {}", interest_text(&d.interest));
                 let _ = writeln!(out, "  source:   {}", c.source());
-                let origin = chef_origin(c.source());
+                let origin = chef_origin(c.source(), c.limits().max_file_bytes);
                 let _ = writeln!(
                     out,
                     "  language: {} ({})",
-                    origin.language.as_deref().unwrap_or("unknown"),
+                    Escaped::with_max(origin.language.as_deref().unwrap_or("unknown"), 64),
                     kitchen::origin::human_size(origin.size)
                 );
                 let p = c.provenance();
@@ -606,12 +629,16 @@ fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
                 };
                 let _ = writeln!(out, "  signed:   {signed}");
                 if !d.description.is_empty() {
-                    let _ = writeln!(out, "  about:    {}", d.description);
+                    let _ = writeln!(out, "  about:    {}", Escaped::new(&d.description));
                 }
             }
             Err(e) => {
                 let _ = writeln!(out, "{}", f.source);
-                let _ = writeln!(out, "  error loading chef: {e}");
+                let _ = writeln!(
+                    out,
+                    "  error loading chef: {}",
+                    Escaped::with_max(&e.to_string(), 1024)
+                );
             }
         }
         out.push('\n');
@@ -623,7 +650,10 @@ fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
 }
 
 /// Language and size of a chef's component, read from its bytes.
-fn chef_origin(source: &kitchen::chef_host::ChefSource) -> kitchen::origin::ChefOrigin {
+fn chef_origin(
+    source: &kitchen::chef_host::ChefSource,
+    max_file_bytes: u64,
+) -> kitchen::origin::ChefOrigin {
     use kitchen::chef_host::ChefSource;
     match source {
         ChefSource::Builtin(file) => {
@@ -637,9 +667,11 @@ fn chef_origin(source: &kitchen::chef_host::ChefSource) -> kitchen::origin::Chef
             origin.language.get_or_insert_with(|| "Rust".to_owned());
             origin
         }
-        ChefSource::File(path) => std::fs::read(path)
-            .map(|bytes| kitchen::origin::inspect(&bytes))
-            .unwrap_or_default(),
+        ChefSource::File(path) => {
+            kitchen::chef_host::chef_file::read_chef_file(None, path, max_file_bytes)
+                .map(|bytes| kitchen::origin::inspect(&bytes))
+                .unwrap_or_default()
+        }
     }
 }
 
@@ -721,7 +753,7 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         };
         tracing::info!(
             "{k}: chef {}: {} packet calls ({} packets), {} interval calls, {} dumplings, \
-             {} invalid, {} oversize, {} over cap, {} traps, {} timeouts, {} memory, {} restarts{}, \
+             {} invalid, {} oversize, {} over cap, {} over output budget, {} traps, {} timeouts, {} memory, {} restarts{}, \
              {:.1} ms in chef ({per_packet})",
             c.name(),
             st.packet_calls,
@@ -731,6 +763,7 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             st.invalid,
             st.oversize,
             st.over_cap,
+            st.over_budget,
             st.traps,
             st.timeouts,
             st.memory_limits,

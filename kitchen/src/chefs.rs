@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::builtin::{BUILTIN_CHEFS, BUILTIN_MODULE};
-use crate::chef_host::{ChefHost, ChefSource, LoadError, LoadedChef};
+use crate::chef_host::{chef_file, ChefHost, ChefSource, LoadError, LoadedChef};
 
 /// One chef found: where it came from and whether it loaded.
 pub struct FoundChef {
@@ -43,17 +43,17 @@ pub fn discover(
         }
     }
     if let Some(dir) = dir {
-        let entries = std::fs::read_dir(dir).map_err(|source| ChefDirError {
+        // Every `*.wasm` entry is tried, whatever it is: a FIFO, a directory or a device
+        // named `x.wasm` is refused by `read_chef_file` (without blocking) and so named in
+        // the log with its reason, instead of being skipped without a word.
+        let files = chef_file::list_chef_dir(dir).map_err(|source| ChefDirError {
             dir: dir.to_owned(),
             source,
         })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-            .collect();
-        files.sort();
         for path in files {
-            let result = host.load_file(&path);
+            let result = host
+                .read_file(Some(dir), &path)
+                .and_then(|bytes| host.load(ChefSource::File(path.clone()), &bytes));
             found.push(FoundChef {
                 source: ChefSource::File(path),
                 result,
@@ -68,7 +68,7 @@ pub fn discover(
 pub fn qualified_name(chef: &LoadedChef) -> String {
     match chef.source() {
         ChefSource::Builtin(_) => format!("{BUILTIN_MODULE}.{}", chef.name()),
-        ChefSource::File(p) => format!("{}.{}", p.display(), chef.name()),
+        ChefSource::File(_) => format!("{}.{}", chef.source(), chef.name()),
     }
 }
 
@@ -95,7 +95,8 @@ pub fn loaded(found: Vec<FoundChef>) -> Vec<LoadedChef> {
                     out.push(chef);
                 }
             }
-            Err(e) => tracing::error!(source = %f.source, error = %e, "chef not loaded"),
+            Err(e) => tracing::error!(source = %f.source,
+                error = %dumpling::text::Escaped::with_max(&e.to_string(), 1024), "chef not loaded"),
         }
     }
     out

@@ -102,6 +102,40 @@ pub struct Cli {
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_MIB)]
     pub chef_memory_mib: u64,
 
+    /// Linear memory of ALL chefs together, in MiB: a chef whose memory growth would pass
+    /// it fails that call (counted as a memory failure, logged with the chef's name).
+    #[arg(long, value_name = "MIB", default_value_t = kitchen::chef_host::limits::DEFAULT_CHEFS_MEMORY_MIB)]
+    pub chefs_memory_mib: u64,
+
+    /// Largest chef file read, in MiB: checked on the opened file before reading (a
+    /// larger `*.wasm` is refused with its size, without reading it).
+    #[arg(long, value_name = "MIB", default_value_t = kitchen::chef_host::chef_file::DEFAULT_MAX_CHEF_FILE_MIB)]
+    pub max_chef_file_mib: u64,
+
+    /// Wall-clock limit of one chef compile, in seconds: each compile runs in a child
+    /// process, killed at this limit (the chef is refused with the reason).
+    #[arg(long, value_name = "SECONDS", default_value_t = kitchen::chef_host::compile_worker::DEFAULT_COMPILE_TIMEOUT_SECS)]
+    pub chef_compile_timeout_secs: u64,
+
+    /// Address-space limit of one chef compile child, in MiB (a compile that needs more is
+    /// stopped and the chef refused).
+    #[arg(long, value_name = "MIB", default_value_t = kitchen::chef_host::compile_worker::DEFAULT_COMPILE_MEMORY_MIB)]
+    pub chef_compile_memory_mib: u64,
+
+    /// Compiled-chef cache size, in MiB: least recently used entries are evicted past it.
+    #[arg(long, value_name = "MIB", default_value_t = kitchen::chef_host::cache::DEFAULT_CACHE_MIB)]
+    pub chef_cache_mib: u64,
+
+    /// Payload bytes one chef call may return (all its dumplings together); the call's
+    /// further dumplings are dropped and counted (`over_budget`).
+    #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::limits::DEFAULT_MAX_OUTPUT_BYTES_PER_CALL)]
+    pub chef_output_bytes_per_call: u64,
+
+    /// Payload bytes one chef may emit per second (capture time in a replay, so a replay
+    /// always drops the same dumplings); over it, dumplings are dropped and counted.
+    #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::limits::DEFAULT_MAX_OUTPUT_BYTES_PER_SEC)]
+    pub chef_output_bytes_per_sec: u64,
+
     /// Deadline per chef call, in milliseconds (CPU time and blocking WASI waits alike);
     /// the first call into a fresh instance (not one restarted after a timeout) gets 10x.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEADLINE_MS)]
@@ -201,6 +235,10 @@ pub struct Config {
     pub limits: ChefLimits,
     /// Compiled-chef cache.
     pub cache: CacheSetting,
+    /// Compiled-chef cache size, bytes.
+    pub cache_max_bytes: u64,
+    /// Compile limits: wall time, address space (bytes).
+    pub compile_limits: (Duration, u64),
     /// Flush wait at the end.
     pub flush_timeout: Duration,
     /// The interface text for the hello (`all`, or the names joined with `,`).
@@ -232,6 +270,26 @@ impl Config {
         }
         if cli.chef_memory_mib == 0 || cli.chef_memory_mib > 4096 {
             bail!("--chef-memory-mib must be between 1 and 4096");
+        }
+        if cli.chefs_memory_mib < cli.chef_memory_mib || cli.chefs_memory_mib > 1 << 20 {
+            bail!(
+                "--chefs-memory-mib must be at least --chef-memory-mib ({}) and at most 1048576",
+                cli.chef_memory_mib
+            );
+        }
+        if cli.chef_compile_timeout_secs == 0 || cli.chef_compile_timeout_secs > 3600 {
+            bail!("--chef-compile-timeout-secs must be between 1 and 3600");
+        }
+        if cli.chef_compile_memory_mib < 256 || cli.chef_compile_memory_mib > 1 << 20 {
+            bail!("--chef-compile-memory-mib must be between 256 and 1048576");
+        }
+        if cli.max_chef_file_mib == 0 || cli.max_chef_file_mib > 4096 {
+            bail!("--max-chef-file-mib must be between 1 and 4096");
+        }
+        if cli.chef_output_bytes_per_call == 0 || cli.chef_output_bytes_per_sec == 0 {
+            bail!(
+                "--chef-output-bytes-per-call and --chef-output-bytes-per-sec must be at least 1"
+            );
         }
         if cli.chef_deadline_ms == 0 || cli.chef_deadline_ms > 60_000 {
             bail!("--chef-deadline-ms must be between 1 and 60000");
@@ -277,6 +335,10 @@ impl Config {
         let limits = ChefLimits {
             memory_bytes: (cli.chef_memory_mib as usize) << 20,
             deadline: Duration::from_millis(cli.chef_deadline_ms),
+            kitchen_memory: kitchen::chef_host::MemoryBudget::new(cli.chefs_memory_mib << 20),
+            max_file_bytes: cli.max_chef_file_mib << 20,
+            max_output_bytes_per_call: cli.chef_output_bytes_per_call,
+            max_output_bytes_per_sec: cli.chef_output_bytes_per_sec,
             ..ChefLimits::default()
         };
         let cache = if cli.no_chef_cache {
@@ -309,6 +371,11 @@ impl Config {
             stdout: cli.stdout,
             limits,
             cache,
+            cache_max_bytes: cli.chef_cache_mib << 20,
+            compile_limits: (
+                Duration::from_secs(cli.chef_compile_timeout_secs),
+                cli.chef_compile_memory_mib << 20,
+            ),
             flush_timeout: Duration::from_secs_f64(cli.flush_timeout),
             interface_text,
             watch_chef_dir: !cli.no_chef_watch,

@@ -35,6 +35,7 @@ pub use crate::batch::{
     Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
 };
 use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
+use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
@@ -604,6 +605,7 @@ impl Dispatcher {
                     traps: st.traps,
                     timeouts: st.timeouts,
                     memory_failures: st.memory_limits,
+                    over_budget: st.over_budget,
                     restarts: st.restarts,
                     reloads: rt.reloads,
                     load_failures,
@@ -628,6 +630,8 @@ impl Dispatcher {
             capture,
             hub,
             load_failures: self.status.load_failures.clone(),
+            chefs_omitted: 0,
+            load_failures_omitted: 0,
         }
     }
 
@@ -638,9 +642,16 @@ impl Dispatcher {
             ClockMode::Live => StatusDetail::Full,
         };
         let report = self.status_report(detail);
-        let Ok(payload) = serde_json::to_string(&report) else {
-            return Ok(());
-        };
+        // Room for the envelope (chef, kitchen name <= a few hundred bytes, time, driver).
+        let room = dumpling::MAX_MESSAGE_BYTES - 1024 - self.kitchen.len();
+        let (payload, fitted) = report.fit(room);
+        if fitted.chefs_omitted + fitted.load_failures_omitted > 0 {
+            tracing::warn!(
+                chefs_omitted = fitted.chefs_omitted,
+                load_failures_omitted = fitted.load_failures_omitted,
+                "KitchenStatusChef report cut to fit one hub message"
+            );
+        }
         let Ok(raw) = dumpling::validate_payload(&payload) else {
             return Ok(());
         };
@@ -667,6 +678,7 @@ impl Dispatcher {
         at_ns: u64,
         payload: &str,
     ) -> Result<(), SinkError> {
+        let clock = self.clock_ns();
         let slot = &mut self.chefs[i];
         let chef = &mut slot.chef;
         if payload.len() > chef.limits().max_dumpling_bytes {
@@ -677,6 +689,26 @@ impl Dispatcher {
                 chef.limits().max_dumpling_bytes
             );
             chef.warn_output("oversize", 1, &message);
+            return Ok(());
+        }
+        // Budgets count only payloads under the size cap (an oversize one costs nothing).
+        if let Err(which) = chef.output_budget.take(payload.len() as u64, clock) {
+            chef.stats.over_budget += 1;
+            let message = match which {
+                OverBudget::PerCall => format!(
+                    "dropped a {}-byte {driver} dumpling: over the output budget of {} bytes \
+                     per call (--chef-output-bytes-per-call)",
+                    payload.len(),
+                    chef.limits().max_output_bytes_per_call
+                ),
+                OverBudget::PerSecond => format!(
+                    "dropped a {}-byte {driver} dumpling: over the output budget of {} bytes \
+                     per second (--chef-output-bytes-per-sec)",
+                    payload.len(),
+                    chef.limits().max_output_bytes_per_sec
+                ),
+            };
+            chef.warn_output("over-budget", 1, &message);
             return Ok(());
         }
         let raw = match dumpling::validate_payload(payload) {
@@ -702,15 +734,20 @@ impl Dispatcher {
             driver,
             &raw,
         );
-        if json.len() > dumpling::MAX_MESSAGE_BYTES {
-            chef.stats.oversize += 1;
-            let message = format!(
-                "refused a {}-byte dumpling: the hub accepts at most {} bytes",
-                json.len(),
-                dumpling::MAX_MESSAGE_BYTES
-            );
-            chef.warn_output("oversize", 1, &message);
-            return Ok(());
+        // The hub's own check (`dumpling::check_message_limits`, envelope included), so
+        // what the kitchen sends is exactly what the hub accepts.
+        match dumpling::check_message_limits(json.as_bytes()) {
+            Ok(()) => {}
+            Err(e @ dumpling::LimitError::TooBig { .. }) => {
+                chef.stats.oversize += 1;
+                chef.warn_output("oversize", 1, &format!("refused a {driver} dumpling: {e}"));
+                return Ok(());
+            }
+            Err(e @ dumpling::LimitError::TooDeep { .. }) => {
+                chef.stats.invalid += 1;
+                chef.warn_output("invalid", 1, &format!("refused a {driver} dumpling: {e}"));
+                return Ok(());
+            }
         }
         chef.stats.dumplings += 1;
         self.stats.dumplings += 1;

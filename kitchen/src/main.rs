@@ -9,6 +9,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A compile worker (a child of a kitchen, see `chef_host::compile_worker`): no CLI, no
+    // logging, just the bounded compile.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(kitchen::chef_host::compile_worker::WORKER_ARG) {
+        return kitchen::chef_host::compile_worker::worker_main(&args[2..]);
+    }
     let cli = cli::Cli::parse();
     init_tracing();
     let config = match cli::Config::from_cli(cli) {

@@ -6,11 +6,18 @@
 //!    ([`DEBOUNCE`]): a burst of events for one file (create, several writes, close,
 //!    rename) becomes one batch of paths.
 //! 2. **loader** (`nd-chef-loader`, owns the [`ChefHost`]): for each `*.wasm` path in a
-//!    batch, reads the file, and if its SHA-256 differs from the version it last handled,
-//!    compiles it through the host's compiled-chef cache, instantiates it and calls
-//!    `describe` (all of [`ChefHost::load`]); the ready chef, or the exact load error, goes
-//!    to the dispatch thread over a channel. A path that no longer exists is reported as
-//!    removed. Unchanged content (a `touch`, an editor saving the same bytes) is ignored.
+//!    batch, reads the file (never blocking, never more than the size cap: FIFOs,
+//!    devices, directories, `/proc` files, symlinks out of the folder and oversized files
+//!    are refused, each named once with its reason), and if its SHA-256 differs from the
+//!    version it last handled, hands it to a **load worker** (`nd-chef-load`, at most
+//!    [`LOAD_WORKERS`] at once) that compiles it (in a bounded child process when the host
+//!    says so), instantiates it and calls `describe` (all of [`ChefHost::load`]); the ready
+//!    chef, or the exact load error, goes to the dispatch thread over a channel, unless a
+//!    newer event for the same file came meanwhile (so versions never go back). A compile
+//!    bomb holds one worker until its compile timeout; other files keep loading. A path
+//!    that no longer exists is reported as removed. Unchanged content (a `touch`, an
+//!    editor saving the same bytes) is ignored. Dropping the [`Reloader`] waits at most
+//!    [`LOADER_STOP_WAIT`] for the loader (shutdown never waits for a compile).
 //! 3. **dispatch** (the kitchen's main loop) calls [`Reloader::try_recv`] between packets
 //!    and [`apply`] between batches: a new chef is added (it sees packets from the next
 //!    batch on); a replaced chef's pending batch is flushed, it gets a final `on-interval`
@@ -47,15 +54,19 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
+use crate::chef_host::chef_file::{read_chef_file, ChefFileError};
 use crate::chef_host::{signature, ChefHost, ChefSource, LoadedChef};
 use crate::chefs::qualified_name;
 use crate::dispatch::{ChefSlot, Dispatcher, InterestMatcher, SinkError};
+use dumpling::text::{escape_path, Escaped};
+use sha2::{Digest, Sha256};
 
 /// How long a file must be quiet before it is loaded: long enough to merge the events of
 /// one `cp` or `cargo build`, short enough to keep "file lands → first dumpling" well
@@ -132,7 +143,8 @@ impl Reloader {
             })?;
         let mut versions = HashMap::new();
         for path in known {
-            if let Ok(bytes) = std::fs::read(path) {
+            // Never blocks (a known file swapped for a FIFO since the start is refused).
+            if let Ok(bytes) = read_chef_file(Some(dir), path, host.limits().max_file_bytes) {
                 versions.insert(path.clone(), signature::version(path, &bytes));
             }
         }
@@ -152,7 +164,9 @@ impl Reloader {
             .name("nd-chef-loader".into())
             .spawn(move || {
                 Loader {
-                    host,
+                    host: Arc::new(host),
+                    workers: Workers::new(),
+                    generations: Generations::default(),
                     dir,
                     abs,
                     versions,
@@ -179,19 +193,102 @@ impl Reloader {
     }
 }
 
+/// How long dropping a [`Reloader`] waits for its loader thread to finish the chef it is
+/// loading. A loader busy compiling a huge component is left behind (it ends with the
+/// process): shutdown and end-of-input exit never wait for a compile.
+pub const LOADER_STOP_WAIT: Duration = Duration::from_millis(300);
+
 impl Drop for Reloader {
     fn drop(&mut self) {
         // Stopping the debouncer drops its sender: the loader's `recv` fails and it ends.
         self.debouncer.take();
         if let Some(t) = self.loader.take() {
-            let _ = t.join();
+            let until = Instant::now() + LOADER_STOP_WAIT;
+            while !t.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(
+                    "the chef loader is still loading a chef; not waiting for it (shutdown)"
+                );
+            }
         }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Chef loads that may run at once (each may hold a compile child for up to the compile
+/// timeout): one compile bomb per worker can delay nothing but its own worker.
+pub const LOAD_WORKERS: usize = 3;
+
+/// A counting semaphore bounding the load workers.
+#[derive(Clone)]
+struct Workers(Arc<(Mutex<usize>, Condvar)>);
+
+impl Workers {
+    fn new() -> Self {
+        Workers(Arc::new((Mutex::new(0), Condvar::new())))
+    }
+
+    fn acquire(&self) {
+        let (lock, cv) = &*self.0;
+        let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= LOAD_WORKERS {
+            busy = cv.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+    }
+
+    fn release(&self) {
+        let (lock, cv) = &*self.0;
+        let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        cv.notify_one();
+    }
+}
+
+/// The latest event number per file: a load finishing after a newer event for its file
+/// (a newer version, a removal) is dropped instead of sent.
+#[derive(Clone, Default)]
+struct Generations(Arc<Mutex<HashMap<PathBuf, u64>>>);
+
+impl Generations {
+    fn bump(&self, path: &Path) -> u64 {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = g.entry(path.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Send `event` if `generation` is still the file's latest (under the lock, so sends
+    /// for one file are in generation order); false only when the receiver is gone.
+    fn send_if_current(
+        &self,
+        path: &Path,
+        generation: u64,
+        out: &Sender<ReloadEvent>,
+        event: ReloadEvent,
+    ) -> bool {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if g.get(path) != Some(&generation) {
+            return true;
+        }
+        out.send(event).is_ok()
     }
 }
 
 /// The loader thread's state.
 struct Loader {
-    host: ChefHost,
+    host: Arc<ChefHost>,
+    /// Load workers running now.
+    workers: Workers,
+    /// Latest event per file.
+    generations: Generations,
     /// The chef directory as given.
     dir: PathBuf,
     /// Its absolute form, as notify reports it.
@@ -216,7 +313,7 @@ impl Loader {
                 }
                 Err(errors) => {
                     for e in errors {
-                        tracing::warn!(dir = %self.dir.display(), error = %e,
+                        tracing::warn!(dir = %escape_path(&self.dir), error = %e,
                             "chef directory watch error; rescanning the directory");
                     }
                     rescan = true;
@@ -250,20 +347,39 @@ impl Loader {
     /// Reconcile one path; false when the receiver is gone.
     fn handle(&mut self, path: PathBuf) -> bool {
         let started = Instant::now();
-        let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
-        if !is_file {
+        // `lstat` only: a dangling symlink or any other entry that is there is read (and
+        // refused with its reason) below; only a name that is gone is a removal.
+        if std::fs::symlink_metadata(&path).is_err() {
             if self.versions.remove(&path).is_some() {
-                return self.out.send(ReloadEvent::Removed { path }).is_ok();
+                let generation = self.generations.bump(&path);
+                let event = ReloadEvent::Removed { path: path.clone() };
+                return self
+                    .generations
+                    .send_if_current(&path, generation, &self.out, event);
             }
             return true;
         }
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_chef_file(Some(&self.dir), &path, self.host.limits().max_file_bytes)
+        {
             Ok(b) => b,
             // Gone between the stat and the read: the next event says so.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            Err(ChefFileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return true,
             Err(e) => {
-                let error = format!("cannot read {}: {e}", path.display());
-                return self.out.send(ReloadEvent::Failed { path, error }).is_ok();
+                // A refused entry (a FIFO, a directory, a device, a symlink out of the
+                // folder, too big) is named once per reason, not on every event for it.
+                let error = e.to_string();
+                let key = sha256(error.as_bytes());
+                if self.versions.insert(path.clone(), key) == Some(key) {
+                    return true;
+                }
+                let generation = self.generations.bump(&path);
+                let event = ReloadEvent::Failed {
+                    path: path.clone(),
+                    error,
+                };
+                return self
+                    .generations
+                    .send_if_current(&path, generation, &self.out, event);
             }
         };
         // The component and its signature file together (signed chefs, `signature`).
@@ -272,18 +388,39 @@ impl Loader {
             return true;
         }
         self.versions.insert(path.clone(), sha);
-        let event = match self.host.load(ChefSource::File(path.clone()), &bytes) {
-            Ok(chef) => ReloadEvent::Ready {
-                path,
-                chef: Box::new(chef),
-                load_time: started.elapsed(),
-            },
-            Err(e) => ReloadEvent::Failed {
-                path,
-                error: e.to_string(),
-            },
+        // Compile and start on a worker thread (at most `LOAD_WORKERS` at once): a chef
+        // that takes long to compile (up to the compile timeout) holds one worker, not the
+        // loader, so other files keep reloading. A result is sent only if no newer event
+        // for the same file came since (generation check), so versions never go back.
+        let generation = self.generations.bump(&path);
+        self.workers.acquire();
+        let host = Arc::clone(&self.host);
+        let out = self.out.clone();
+        let generations = self.generations.clone();
+        let workers = self.workers.clone();
+        let job = move || {
+            let event = match host.load(ChefSource::File(path.clone()), &bytes) {
+                Ok(chef) => ReloadEvent::Ready {
+                    path: path.clone(),
+                    chef: Box::new(chef),
+                    load_time: started.elapsed(),
+                },
+                Err(e) => ReloadEvent::Failed {
+                    path: path.clone(),
+                    error: e.to_string(),
+                },
+            };
+            generations.send_if_current(&path, generation, &out, event);
+            workers.release();
         };
-        self.out.send(event).is_ok()
+        let spawned = std::thread::Builder::new()
+            .name("nd-chef-load".into())
+            .spawn(job);
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a chef load worker");
+            self.workers.release();
+        }
+        true
     }
 }
 
@@ -350,12 +487,14 @@ fn apply_event(
         ReloadEvent::Failed { path, error } => {
             let running = d.chefs().iter().find(|s| chef_source_is(s, &path));
             match running {
-                Some(s) => tracing::error!(file = %path.display(), chef = s.chef.name(),
-                    "chef reload failed: {error}; the previous version keeps running"),
-                None => tracing::error!(file = %path.display(), "chef not loaded: {error}"),
+                Some(s) => tracing::error!(file = %escape_path(&path), chef = s.chef.name(),
+                    "chef reload failed: {}; the previous version keeps running",
+                    Escaped::with_max(&error, 1024)),
+                None => tracing::error!(file = %escape_path(&path), "chef not loaded: {}",
+                    Escaped::with_max(&error, 1024)),
             }
             d.status_inputs()
-                .record_load_failure(&path.display().to_string(), &error);
+                .record_load_failure(&escape_path(&path), &error);
             Ok(Applied::Unchanged)
         }
         ReloadEvent::Removed { path } => {
@@ -363,11 +502,9 @@ fn apply_event(
                 return Ok(Applied::Unchanged);
             };
             let (slot, _) = d.retire_chef(i)?;
-            tracing::info!(file = %path.display(), chef = slot.chef.name(),
+            tracing::info!(file = %escape_path(&path), chef = slot.chef.name(),
                 "chef file removed; chef stopped (after its final interval dumpling)");
-            d.status_inputs()
-                .load_failures
-                .remove(&path.display().to_string());
+            d.status_inputs().load_failures.remove(&escape_path(&path));
             Ok(Applied::Removed(slot.chef.name().to_owned()))
         }
         ReloadEvent::Ready {
@@ -377,9 +514,9 @@ fn apply_event(
         } => {
             let chef = *chef;
             let name = chef.name().to_owned();
-            let key = path.display().to_string();
+            let key = escape_path(&path);
             if !policy.only.is_empty() && !policy.only.contains(&name) {
-                tracing::info!(file = %path.display(), chef = %name,
+                tracing::info!(file = %escape_path(&path), chef = %name,
                     "chef file ignored: not one of the chefs selected with -c");
                 return Ok(Applied::Unchanged);
             }
@@ -410,7 +547,7 @@ fn apply_event(
                 let (old, rt) = d.retire_chef(i)?;
                 reloads = rt.reloads + 1;
                 old_name = Some(old.chef.name().to_owned());
-                tracing::info!(file = %path.display(), chef = %name,
+                tracing::info!(file = %escape_path(&path), chef = %name,
                     old_version = %old.chef.description().version, new_version = %version,
                     load_ms = load_time.as_secs_f64() * 1e3,
                     "chef reloaded: new version swapped in");
@@ -419,7 +556,7 @@ fn apply_event(
                 s.chef.name() == name && matches!(s.chef.source(), ChefSource::Builtin(_))
             }) {
                 d.retire_chef(j)?;
-                tracing::warn!(chef = %name, file = %path.display(),
+                tracing::warn!(chef = %name, file = %escape_path(&path),
                     "chef file overrides the built-in chef of the same name");
             }
             d.add_chef(slot)?;
@@ -431,7 +568,7 @@ fn apply_event(
             match old_name {
                 Some(old) => Ok(Applied::Replaced(old, name)),
                 None => {
-                    tracing::info!(file = %path.display(), chef = %name, version = %version,
+                    tracing::info!(file = %escape_path(&path), chef = %name, version = %version,
                         load_ms = load_time.as_secs_f64() * 1e3,
                         "chef added from the chef directory");
                     Ok(Applied::Added(name))

@@ -230,8 +230,10 @@ pub struct ChefStatus {
     pub traps: u64,
     /// Calls past their deadline.
     pub timeouts: u64,
-    /// Calls that hit the memory limit.
+    /// Calls that hit the memory limit (the chef's own, or the kitchen-wide budget).
     pub memory_failures: u64,
+    /// Dumplings dropped for the output byte budget (per call or per second).
+    pub over_budget: u64,
     /// Re-instantiations after a failure.
     pub restarts: u64,
     /// Replacements by a new version of its file.
@@ -263,6 +265,51 @@ pub struct StatusReport {
     /// Load failures per chef file (hot reload), by path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub load_failures: BTreeMap<String, LoadFailure>,
+    /// Chefs left out of this report so it fits in one hub message (see
+    /// [`StatusReport::fit`]); absent when nothing was left out.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub chefs_omitted: u64,
+    /// Load failures left out so the report fits in one hub message.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub load_failures_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Longest load-failure reason kept in a report, in characters.
+pub const MAX_LOAD_ERROR_CHARS: usize = 512;
+
+impl StatusReport {
+    /// Serialize the report in at most `max_bytes`: if the whole report is larger (many
+    /// chefs, many failing files), load failures and then chefs are left out from the end
+    /// (in name order) and counted in `load_failures_omitted` / `chefs_omitted`, so the
+    /// `KitchenStatusChef` dumpling always reaches the hub. Every field of one entry is
+    /// bounded (names 64, versions 64, paths ~256, reasons 512 characters), so halving
+    /// converges in a few steps.
+    pub fn fit(mut self, max_bytes: usize) -> (String, StatusReport) {
+        loop {
+            let text = serde_json::to_string(&self).unwrap_or_else(|_| "{}".to_owned());
+            let nothing_left = self.load_failures.is_empty() && self.chefs.is_empty();
+            if text.len() <= max_bytes || nothing_left {
+                return (text, self);
+            }
+            if !self.load_failures.is_empty() {
+                let keep = self.load_failures.len() / 2;
+                while self.load_failures.len() > keep {
+                    self.load_failures.pop_last();
+                    self.load_failures_omitted += 1;
+                }
+            } else {
+                let keep = self.chefs.len() / 2;
+                while self.chefs.len() > keep {
+                    self.chefs.pop_last();
+                    self.chefs_omitted += 1;
+                }
+            }
+        }
+    }
 }
 
 /// Supplies the hub's counters when a status report is made.
@@ -292,7 +339,12 @@ impl StatusInputs {
                 error: String::new(),
             });
         e.count += 1;
-        e.error = error.to_owned();
+        // Reasons can quote chef output (a trap message): bounded, so one report stays
+        // small (JSON escapes control characters; logs escape them when printing).
+        e.error = match error.char_indices().nth(MAX_LOAD_ERROR_CHARS) {
+            Some((end, _)) => format!("{}…", &error[..end]),
+            None => error.to_owned(),
+        };
     }
 }
 

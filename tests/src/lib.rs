@@ -331,3 +331,12 @@ pub fn log_field(line: &str, key: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("bad {key}= in {line}"))
 }
+
+/// An executable found on `PATH` (for optional system tools such as chromium or promtool).
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}

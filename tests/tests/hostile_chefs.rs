@@ -1279,3 +1279,149 @@ fn every_hostile_chef_at_once() {
     assert_eq!(slow.failures(), 0, "{}", slow.line);
     assert_eq!(slow.get("packets"), capture.packets(), "{}", slow.line);
 }
+
+// ---------------------------------------------------------------------------------------
+// Names, strings and budgets a chef controls (issue 9, items 2 and 6).
+
+#[test]
+fn reserved_chef_names_are_refused_at_load() {
+    let run = assert_refused_at_load(
+        "reserved-name",
+        "reserved_name_chef.wasm",
+        hostile_wasm("reserved_name_chef.wasm"),
+        &["KitchenStatusChef", "reserved"],
+    );
+    assert_no_output(&run, "KitchenStatusChef", "forged_status");
+}
+
+#[test]
+fn chef_strings_are_cut_and_escaped_in_the_log_the_list_and_the_status() {
+    let capture = Capture::Loopback;
+    let file = "forged_strings_chef.wasm";
+    let run = run_hostile("forged-strings", file, capture, &["--kitchen-status", "on"]);
+    assert_kitchen_unharmed(capture, &run, &["KitchenStatusChef"]);
+    // The log message's newline did not start a forged line: the forged text is on the
+    // chef's own line, escaped, and no line starts with it.
+    assert_reported(&run, "ForgedStringsChef", &["FORGED-LOG-LINE", "\\n"]);
+    for line in run.stderr.lines() {
+        assert!(
+            !line.starts_with("2026-12-05T00:00:00.000000Z") && !line.starts_with("FORGED"),
+            "a chef log message forged a kitchen log line: {line}"
+        );
+    }
+    // The terminal escapes arrive as text (`\x1b`), never as ESC (raw ESC sequences are
+    // stripped from `run.stderr`, so the text form proves they were escaped).
+    assert!(run.stderr.contains("\\x1b[31m"), "{}", run.context());
+    // The 2 MB version was cut: the status dumpling (one hub message) carries <= 65 chars.
+    let status = run
+        .of("KitchenStatusChef")
+        .into_iter()
+        .last()
+        .unwrap_or_else(|| panic!("no KitchenStatusChef dumpling; {}", run.context()));
+    let version = status["payload"]["chefs"]["ForgedStringsChef"]["version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ForgedStringsChef in the status: {status}"))
+        .to_owned();
+    assert!(
+        version.chars().count() <= 65,
+        "version not cut: {} chars",
+        version.len()
+    );
+    assert!(run
+        .lines
+        .iter()
+        .all(|l| l.len() <= dumpling::MAX_MESSAGE_BYTES));
+
+    // `nd-sniff -l`: one entry per chef, every string escaped and bounded.
+    let dir = workspace_root().join("target/hostile-chefs/run/forged-strings");
+    let mut cmd = Command::new(bin("nd-sniff"));
+    cmd.args(["-l", "--no-builtin-chefs", "-d"]).arg(&dir);
+    let (out, _) = run_bounded("nd-sniff -l", &mut cmd, Duration::from_secs(120));
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("ForgedStringsChef"), "{list}");
+    assert!(!list.contains('\u{1b}'), "a raw ESC reached the -l output");
+    for line in list.lines() {
+        assert!(
+            !line.starts_with("FakeChef")
+                && !line.starts_with("  version:  forged-entry")
+                && !line.starts_with("FORGED-VERSION-LINE"),
+            "a describe() string forged a -l line: {line}"
+        );
+        assert!(
+            line.len() < 2048,
+            "an unbounded -l line: {} bytes",
+            line.len()
+        );
+    }
+}
+
+#[test]
+fn payload_depth_is_checked_with_the_envelope_exactly_as_the_hub_does() {
+    // 126 deep + envelope = 127: sent; 127 deep + envelope = 128: the hub's parser would
+    // refuse it, so the kitchen refuses and counts it instead of sending it.
+    let capture = Capture::Loopback;
+    let run = run_hostile("deep-json", "deep_json_chef.wasm", capture, &[]);
+    assert_kitchen_unharmed(capture, &run, &["DeepJsonChef"]);
+    let sent = run.lines_of("DeepJsonChef");
+    let s = summary_of(&run, "DeepJsonChef");
+    assert!(!sent.is_empty(), "{}", run.context());
+    assert_eq!(s.get("invalid"), sent.len() as u64, "{}", s.line);
+    for line in &sent {
+        // The hub's own check accepts every dumpling the kitchen sent.
+        assert!(dumpling::check_dumpling(line.as_bytes()).is_ok(), "{line}");
+        assert!(line.contains(&"[".repeat(126)) && !line.contains(&"[".repeat(127)));
+    }
+    assert_reported(&run, "DeepJsonChef", &["deeper than 127"]);
+}
+
+#[test]
+fn output_budget_refusals_are_counted_per_call_and_per_second() {
+    let capture = Capture::AnyConnect;
+    let run = run_hostile(
+        "output-budget-call",
+        "dumpling_flood_chef.wasm",
+        capture,
+        &["--chef-output-bytes-per-call", "2000"],
+    );
+    // The budgets are every chef's (a tight one caps the good chefs too), so only the
+    // kitchen's health is compared here, not the other chefs' output.
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    assert!(run.bad_lines.is_empty(), "{:?}", run.bad_lines);
+    let s = summary_of(&run, "DumplingFloodChef");
+    assert!(s.get("over output budget") > 0, "{}", s.line);
+    let mut per_call: BTreeMap<u64, u64> = BTreeMap::new();
+    for d in run.of("DumplingFloodChef") {
+        if d["metadata"]["driver"] == "packet" {
+            *per_call
+                .entry(d["payload"]["call"].as_u64().expect("call"))
+                .or_default() += d["payload"].to_string().len() as u64;
+        }
+    }
+    assert!(!per_call.is_empty());
+    assert!(per_call.values().all(|&b| b <= 2000), "{per_call:?}");
+    assert_reported(&run, "DumplingFloodChef", &["output budget", "per call"]);
+
+    let run = run_hostile(
+        "output-budget-sec",
+        "dumpling_flood_chef.wasm",
+        capture,
+        &["--chef-output-bytes-per-sec", "1000"],
+    );
+    // The budgets are every chef's (a tight one caps the good chefs too), so only the
+    // kitchen's health is compared here, not the other chefs' output.
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    assert!(run.bad_lines.is_empty(), "{:?}", run.bad_lines);
+    let s = summary_of(&run, "DumplingFloodChef");
+    assert!(s.get("over output budget") > 0, "{}", s.line);
+    let bytes: u64 = run
+        .of("DumplingFloodChef")
+        .iter()
+        .map(|d| d["payload"].to_string().len() as u64)
+        .sum();
+    // 48 s of capture time: at most one second's burst plus 1000 bytes per second.
+    assert!(
+        bytes <= 1000 * 50,
+        "{bytes} payload bytes in 48 s of capture"
+    );
+    assert_reported(&run, "DumplingFloodChef", &["output budget", "per second"]);
+}

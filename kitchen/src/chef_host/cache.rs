@@ -37,7 +37,12 @@ pub enum CacheOutcome {
 pub struct ArtifactCache {
     dir: PathBuf,
     compat: String,
+    /// Total bytes of `.cwasm` files kept; older entries are evicted past it.
+    max_bytes: u64,
 }
+
+/// Default size of the compiled-chef cache, MiB (`--chef-cache-mib`).
+pub const DEFAULT_CACHE_MIB: u64 = 512;
 
 impl ArtifactCache {
     /// The default directory: `$XDG_CACHE_HOME/netdumplings`, else `~/.cache/netdumplings`.
@@ -61,7 +66,52 @@ impl ArtifactCache {
         let mut h = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
         let compat = hex(&h.0.finalize()[..8]);
-        Ok(ArtifactCache { dir, compat })
+        Ok(ArtifactCache {
+            dir,
+            compat,
+            max_bytes: DEFAULT_CACHE_MIB << 20,
+        })
+    }
+
+    /// Bound the cache to `bytes` of `.cwasm` files.
+    pub fn set_max_bytes(&mut self, bytes: u64) {
+        self.max_bytes = bytes;
+    }
+
+    /// Delete the least recently used `.cwasm` entries (by modification time: a hit
+    /// touches its entry) until the cache holds at most `max_bytes`; `keep` is never
+    /// deleted. Other files (temporary ones, foreign ones) are left alone.
+    fn evict(&self, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let p = e.path();
+                let name = p.file_name()?.to_str()?;
+                if !name.ends_with(".cwasm") || name.starts_with('.') {
+                    return None;
+                }
+                let m = e.metadata().ok()?;
+                m.is_file().then_some(())?;
+                Some((m.modified().ok()?, m.len(), p))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path == keep {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                tracing::debug!(path = %path.display(), bytes = len, "compiled-chef cache entry evicted");
+                total = total.saturating_sub(len);
+            }
+        }
     }
 
     /// The cache directory.
@@ -78,6 +128,7 @@ impl ArtifactCache {
     pub fn load_or_compile(
         &self,
         engine: &Engine,
+        compiler: &super::compile_worker::Compiler,
         wasm: &[u8],
     ) -> Result<(Component, CacheOutcome), LoadError> {
         let path = self.path_for(wasm);
@@ -93,7 +144,13 @@ impl ArtifactCache {
             #[allow(unsafe_code)]
             let loaded = unsafe { Component::deserialize_file(engine, &path) };
             match loaded {
-                Ok(c) => return Ok((c, CacheOutcome::Hit)),
+                Ok(c) => {
+                    // Touch it: eviction goes by modification time (least recently used).
+                    if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                        let _ = f.set_modified(std::time::SystemTime::now());
+                    }
+                    return Ok((c, CacheOutcome::Hit));
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %format!("{e:#}"),
                         "discarding an unreadable compiled-chef cache entry");
@@ -101,9 +158,12 @@ impl ArtifactCache {
                 }
             }
         }
-        let component = compile(engine, wasm)?;
+        let component = super::compile_worker::compile(compiler, engine, wasm)?;
         let outcome = match self.store(&path, &component) {
-            Ok(()) => CacheOutcome::Stored,
+            Ok(()) => {
+                self.evict(&path);
+                CacheOutcome::Stored
+            }
             Err(e) => {
                 tracing::debug!(path = %path.display(), error = %e, "cannot write the compiled-chef cache");
                 CacheOutcome::Compiled
@@ -116,6 +176,13 @@ impl ArtifactCache {
         let bytes = component
             .serialize()
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(std::io::Error::other(format!(
+                "the compiled chef ({} bytes) is larger than the whole cache ({} bytes)",
+                bytes.len(),
+                self.max_bytes
+            )));
+        }
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}.cwasm",
             std::process::id(),
@@ -134,9 +201,9 @@ impl ArtifactCache {
     }
 }
 
-/// Compile a component from its wasm bytes (no cache).
+/// Compile a component from its wasm bytes in this process (no cache, no limits).
 pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, LoadError> {
-    Component::new(engine, wasm).map_err(|e| LoadError::Compile(format!("{e:#}")))
+    super::compile_worker::compile(&super::compile_worker::Compiler::InProcess, engine, wasm)
 }
 
 #[cfg(unix)]

@@ -133,7 +133,9 @@ impl Inner {
                 "chef log messages suppressed (rate limit)");
             self.suppressed = 0;
         }
-        let message = truncate(message, MAX_MESSAGE);
+        // Escaped and cut: a newline or a terminal escape in a chef's message must not
+        // forge a kitchen log line or reach the operator's terminal.
+        let message = dumpling::text::escape(truncate(message, MAX_MESSAGE), MAX_MESSAGE);
         match level {
             LogLevel::Trace => tracing::trace!(target: "chef", chef = %chef, stream, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "chef", chef = %chef, stream, "{message}"),

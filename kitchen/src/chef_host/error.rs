@@ -16,6 +16,13 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The chef file was refused before or while reading (not a regular file, too big,
+    /// a symlink out of the folder, ...).
+    #[error("{0}")]
+    File(#[from] super::chef_file::ChefFileError),
+    /// `describe` returned a name the kitchen or the hub emits itself.
+    #[error("the chef calls itself {0:?}, a name reserved for the kitchen's and the hub's own dumplings; rename it")]
+    ReservedName(String),
     /// A 0-byte file.
     #[error("the file is empty (0 bytes), not a WebAssembly component")]
     Empty,
@@ -31,6 +38,13 @@ pub enum LoadError {
     /// A WebAssembly binary of a version/layer this host does not know.
     #[error("unsupported WebAssembly binary version {0:#010x}")]
     UnknownBinaryVersion(u32),
+    /// Compiling was stopped by a limit (time, memory) or could not run.
+    #[error("compile refused: {0}")]
+    CompileLimit(String),
+    /// The component breaks a load-time limit (data segments, tables), checked before
+    /// compiling.
+    #[error("refused before compiling: {0}")]
+    TooLarge(String),
     /// The component did not validate or compile.
     #[error("invalid WebAssembly component: {0}")]
     Compile(String),
@@ -120,6 +134,13 @@ pub enum CallError {
         /// The limit, in MiB.
         limit_mib: u64,
     },
+    /// The chef's memory growth was refused because all chefs together hold the kitchen's
+    /// budget (`--chefs-memory-mib`), not because of its own cap.
+    #[error("was refused memory: all chefs together hold the kitchen's {budget_mib} MiB budget (--chefs-memory-mib)")]
+    KitchenMemory {
+        /// The kitchen-wide budget, in MiB.
+        budget_mib: u64,
+    },
     /// Any other trap: a panic, `unreachable`, an out-of-bounds access, a stack overflow.
     #[error("trapped: {0}")]
     Trap(String),
@@ -141,6 +162,7 @@ impl CallError {
         match self {
             CallError::Timeout { .. } => "timeout",
             CallError::MemoryLimit { .. } => "memory",
+            CallError::KitchenMemory { .. } => "kitchen-memory",
             CallError::Trap(_) => "trap",
             CallError::InvalidOutput(_) => "invalid-output",
             CallError::Quarantined(_) => "quarantined",

@@ -150,7 +150,8 @@ impl std::fmt::Display for ChefSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChefSource::Builtin(name) => write!(f, "built-in:{name}"),
-            ChefSource::File(p) => write!(f, "{}", p.display()),
+            // A file name is outside input: escaped, so it cannot forge a log line.
+            ChefSource::File(p) => f.write_str(&dumpling::text::escape_path(p)),
         }
     }
 }
@@ -172,6 +173,8 @@ pub struct ChefStats {
     pub oversize: u64,
     /// Dumplings dropped: over the per-call count cap.
     pub over_cap: u64,
+    /// Dumplings dropped: over the output byte budget (per call or per second).
+    pub over_budget: u64,
     /// Calls that trapped (panics, `unreachable`, out-of-bounds, ...).
     pub traps: u64,
     /// Calls stopped at their deadline.
@@ -226,6 +229,9 @@ pub struct LoadedChef {
     provenance: super::Provenance,
     /// Counters for the exit summary; the dispatcher adds its output counters here.
     pub stats: ChefStats,
+    /// Payload bytes this chef may still emit (the dispatcher takes from it per dumpling;
+    /// every call starts a fresh per-call budget).
+    pub output_budget: super::output_budget::OutputBudget,
 }
 
 impl LoadedChef {
@@ -241,11 +247,21 @@ impl LoadedChef {
         let (live, info) =
             instantiate(engine, &pre, limits, &log, &env).map_err(LoadError::Start)?;
         validate_name(&info.name)?;
+        if dumpling::is_reserved_name(dumpling::RESERVED_CHEF_NAMES, &info.name) {
+            return Err(LoadError::ReservedName(info.name));
+        }
         log.set_chef(&info.name);
+        let version = cut_chef_text(&info.name, "version", info.version, MAX_VERSION_CHARS);
+        let about = cut_chef_text(
+            &info.name,
+            "description",
+            info.description,
+            MAX_DESCRIPTION_CHARS,
+        );
         let description = ChefDescription {
             name: info.name,
-            description: info.description,
-            version: info.version,
+            description: about,
+            version,
             drivers: DriverSet {
                 packet: info.drivers.contains(bindings::Drivers::PACKET),
                 interval: info.drivers.contains(bindings::Drivers::INTERVAL),
@@ -266,6 +282,10 @@ impl LoadedChef {
             warnings: OutputWarnings::default(),
             provenance: super::Provenance::default(),
             stats: ChefStats::default(),
+            output_budget: super::output_budget::OutputBudget::new(
+                limits.max_output_bytes_per_call,
+                limits.max_output_bytes_per_sec,
+            ),
         })
     }
 
@@ -387,6 +407,7 @@ impl LoadedChef {
         now_ns: u64,
         f: impl FnOnce(&mut Live) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        self.output_budget.start_call();
         if let Err(e) = self.ensure_live(kind, now_ns) {
             self.stats.skipped += 1;
             return Err(e);
@@ -403,6 +424,7 @@ impl LoadedChef {
             call_start.store(since_process_epoch(), Ordering::Relaxed);
         }
         live.store.data_mut().limiter.hit_limit = false;
+        live.store.data_mut().limiter.hit_kitchen_budget = false;
         let budget = if live.fresh && self.health.grace_next() {
             self.limits
                 .deadline
@@ -423,7 +445,8 @@ impl LoadedChef {
                 Ok(r)
             }
             Err(e) => {
-                let hit = live.store.data().limiter.hit_limit;
+                let l = &live.store.data().limiter;
+                let hit = (l.hit_limit, l.hit_kitchen_budget);
                 let err = classify(&e, hit, &self.limits, self.limits.deadline);
                 Err(self.fail(err, kind, now_ns))
             }
@@ -461,7 +484,9 @@ impl LoadedChef {
         self.live = None;
         match &err {
             CallError::Timeout { .. } => self.stats.timeouts += 1,
-            CallError::MemoryLimit { .. } => self.stats.memory_limits += 1,
+            CallError::MemoryLimit { .. } | CallError::KitchenMemory { .. } => {
+                self.stats.memory_limits += 1
+            }
             _ => self.stats.traps += 1,
         }
         self.health
@@ -485,7 +510,10 @@ fn instantiate(
     let classify_init = |e: wasmtime::Error, store: &Store<ChefState>| {
         classify(
             &e,
-            store.data().limiter.hit_limit,
+            (
+                store.data().limiter.hit_limit,
+                store.data().limiter.hit_kitchen_budget,
+            ),
             limits,
             limits.init_deadline,
         )
@@ -549,13 +577,18 @@ fn on_packets_typed<'a>(func: Func) -> OnPacketsFunc<'a> {
 /// Turn a wasmtime error from a call into a typed failure.
 fn classify(
     err: &wasmtime::Error,
-    hit_limit: bool,
+    (hit_limit, hit_kitchen_budget): (bool, bool),
     limits: &ChefLimits,
     deadline: Duration,
 ) -> CallError {
     if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
         return CallError::Timeout {
             deadline_ms: deadline.as_millis() as u64,
+        };
+    }
+    if hit_limit && hit_kitchen_budget {
+        return CallError::KitchenMemory {
+            budget_mib: limits.kitchen_memory.total() >> 20,
         };
     }
     if hit_limit {
@@ -574,6 +607,33 @@ fn classify(
     };
     let first = text.lines().next().unwrap_or("unknown error");
     CallError::Trap(first.chars().take(300).collect())
+}
+
+/// Longest `describe().version` kept, in characters (longer ones are cut, with a warning):
+/// it travels in every `KitchenStatusChef` dumpling and the hello.
+pub const MAX_VERSION_CHARS: usize = 64;
+/// Longest `describe().description` kept, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 256;
+
+/// `text` cut to `max` characters (marked with `…`), with one warning naming the chef
+/// when it was cut. Control characters are kept here (JSON escapes them in status); every
+/// terminal or log print goes through `dumpling::text::escape`.
+fn cut_chef_text(chef: &str, field: &'static str, text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text,
+        Some((end, _)) => {
+            tracing::warn!(
+                chef,
+                field,
+                bytes = text.len(),
+                max_chars = max,
+                "chef describe() field too long; cut"
+            );
+            let mut cut = text[..end].to_owned();
+            cut.push('…');
+            cut
+        }
+    }
 }
 
 /// Chef names: 1-64 of `A-Z a-z 0-9 _ -` (they become `metadata.chef` and `-c` arguments).

@@ -2,8 +2,20 @@
 //!
 //! All limits are per chef (one `Store` each), so one greedy chef cannot starve another.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+
+/// Default total linear memory of all chefs of a kitchen together (`--chefs-memory-mib`).
+/// The default chef set uses a few MiB per chef; 1 GiB leaves room for eight chefs at the
+/// full per-chef cap, and stops a folder of 30 greedy chefs at 1 GiB instead of 3.6 GB.
+pub const DEFAULT_CHEFS_MEMORY_MIB: u64 = 1024;
+/// Default cap on the payload bytes one call may return (all its dumplings together).
+pub const DEFAULT_MAX_OUTPUT_BYTES_PER_CALL: u64 = 4 << 20;
+/// Default cap on the payload bytes one chef may emit per second (kitchen clock); a
+/// one-second burst of [`DEFAULT_MAX_OUTPUT_BYTES_PER_CALL`] × 4 is allowed.
+pub const DEFAULT_MAX_OUTPUT_BYTES_PER_SEC: u64 = 16 << 20;
 
 /// Default linear-memory cap per chef.
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
@@ -63,6 +75,68 @@ pub struct ChefLimits {
     pub restart_backoff: Duration,
     /// Longest restart delay.
     pub max_restart_backoff: Duration,
+    /// Largest chef file read, in bytes (checked on the opened file before reading).
+    pub max_file_bytes: u64,
+    /// The memory budget shared by every chef of the kitchen (all stores together).
+    pub kitchen_memory: MemoryBudget,
+    /// Payload bytes one call may return (all its dumplings together); the rest of the
+    /// call's dumplings are dropped and counted.
+    pub max_output_bytes_per_call: u64,
+    /// Payload bytes one chef may emit per second of the kitchen's clock (token bucket,
+    /// burst = one second's worth); over it, dumplings are dropped and counted.
+    pub max_output_bytes_per_sec: u64,
+}
+
+/// The total linear memory all chefs of a kitchen may hold together. Clones share the
+/// counter; every chef store reserves from it when its memory grows and returns what it
+/// held when it is dropped (a restart, a reload, a removal).
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    total: u64,
+    used: Arc<AtomicU64>,
+}
+
+impl PartialEq for MemoryBudget {
+    fn eq(&self, other: &Self) -> bool {
+        self.total == other.total
+    }
+}
+
+impl MemoryBudget {
+    /// A budget of `total` bytes.
+    pub fn new(total: u64) -> Self {
+        MemoryBudget {
+            total,
+            used: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The budget in bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes held by all chefs now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Reserve `bytes`; false (nothing reserved) if that would exceed the budget.
+    fn reserve(&self, bytes: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(bytes).filter(|n| *n <= self.total)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(bytes))
+            });
+    }
 }
 
 impl Default for ChefLimits {
@@ -78,6 +152,10 @@ impl Default for ChefLimits {
             first_call_grace: DEFAULT_FIRST_CALL_GRACE,
             restart_backoff: Duration::from_millis(100),
             max_restart_backoff: Duration::from_secs(30),
+            max_file_bytes: crate::chef_host::chef_file::DEFAULT_MAX_CHEF_FILE_MIB << 20,
+            kitchen_memory: MemoryBudget::new(DEFAULT_CHEFS_MEMORY_MIB << 20),
+            max_output_bytes_per_call: DEFAULT_MAX_OUTPUT_BYTES_PER_CALL,
+            max_output_bytes_per_sec: DEFAULT_MAX_OUTPUT_BYTES_PER_SEC,
         }
     }
 }
@@ -104,6 +182,17 @@ pub struct ChefLimiter {
     inner: StoreLimits,
     /// Set when a memory or table growth was refused; cleared before each call.
     pub hit_limit: bool,
+    /// Set when the refusal was the kitchen-wide budget's, not this chef's own cap.
+    pub hit_kitchen_budget: bool,
+    budget: MemoryBudget,
+    /// Bytes this store holds from `budget` (returned on drop).
+    charged: u64,
+}
+
+impl Drop for ChefLimiter {
+    fn drop(&mut self) {
+        self.budget.release(self.charged);
+    }
 }
 
 impl ChefLimiter {
@@ -121,6 +210,9 @@ impl ChefLimiter {
         ChefLimiter {
             inner,
             hit_limit: false,
+            hit_kitchen_budget: false,
+            budget: limits.kitchen_memory.clone(),
+            charged: 0,
         }
     }
 }
@@ -135,8 +227,16 @@ impl ResourceLimiter for ChefLimiter {
         let ok = self.inner.memory_growing(current, desired, maximum)?;
         if !ok {
             self.hit_limit = true;
+            return Ok(false);
         }
-        Ok(ok)
+        let more = desired.saturating_sub(current) as u64;
+        if !self.budget.reserve(more) {
+            self.hit_limit = true;
+            self.hit_kitchen_budget = true;
+            return Ok(false);
+        }
+        self.charged += more;
+        Ok(true)
     }
 
     fn table_growing(
@@ -176,5 +276,24 @@ mod tests {
         assert_eq!(l.backoff(2), Duration::from_millis(200));
         assert_eq!(l.backoff(4), Duration::from_millis(800));
         assert_eq!(l.backoff(40), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_kitchen_budget_is_shared_and_returned() {
+        let limits = ChefLimits {
+            kitchen_memory: MemoryBudget::new(100 << 20),
+            ..ChefLimits::default()
+        };
+        let mut a = ChefLimiter::new(&limits);
+        let mut b = ChefLimiter::new(&limits);
+        assert!(a.memory_growing(0, 60 << 20, None).unwrap());
+        assert!(!b.memory_growing(0, 60 << 20, None).unwrap());
+        assert!(b.hit_kitchen_budget);
+        assert!(b.memory_growing(0, 40 << 20, None).unwrap());
+        assert_eq!(limits.kitchen_memory.used(), 100 << 20);
+        drop(a);
+        assert_eq!(limits.kitchen_memory.used(), 40 << 20);
+        drop(b);
+        assert_eq!(limits.kitchen_memory.used(), 0);
     }
 }

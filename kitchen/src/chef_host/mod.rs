@@ -3,8 +3,12 @@
 //! One module per concern, as in wasmtime's examples:
 //! * [`bindings`]: the one `bindgen!` of the chef world;
 //! * [`engine`]: the `Engine` configuration and the epoch ticker (deadlines);
-//! * [`limits`]: memory, time and output caps per chef;
+//! * [`limits`]: memory, time and output caps per chef, and the kitchen-wide memory budget;
+//! * [`output_budget`]: payload bytes per call and per second, per chef;
 //! * [`cache`]: compiled-chef cache on disk;
+//! * [`chef_file`]: reading a chef file without blocking, within the size cap;
+//! * [`inspect`]: data segment, memory and table sizes checked before compiling;
+//! * [`compile_worker`]: compiling in a child process bounded in time and memory;
 //! * [`admission`]: what a file must be (a component with only allowed imports);
 //! * [`instance`]: a running chef and its counters;
 //! * [`failure_policy`]: when a failed chef is restarted or quarantined;
@@ -22,13 +26,17 @@
 pub mod admission;
 pub mod bindings;
 pub mod cache;
+pub mod chef_file;
 pub mod chef_log;
 pub mod clocks;
+pub mod compile_worker;
 pub mod engine;
 pub mod error;
 pub mod failure_policy;
+pub mod inspect;
 pub mod instance;
 pub mod limits;
+pub mod output_budget;
 pub mod poll;
 pub mod signature;
 pub mod wire;
@@ -44,7 +52,7 @@ use wasmtime_wasi::random::WasiRandom;
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use error::{CallError, LoadError};
 pub use instance::{ChefDescription, ChefSource, ChefStats, DriverSet, LoadedChef};
-pub use limits::ChefLimits;
+pub use limits::{ChefLimits, MemoryBudget};
 pub use signature::{ChefTrust, Provenance};
 pub use wire::WirePacket;
 
@@ -69,6 +77,8 @@ pub struct ChefHost {
     linker: Linker<ChefState>,
     limits: ChefLimits,
     cache: Option<ArtifactCache>,
+    /// In-process, or in a bounded child process (`nd-sniff`).
+    compiler: compile_worker::Compiler,
     /// Replay sandboxing: chefs see the capture clock and seeded randomness.
     deterministic: bool,
     /// Which chef files may run (`--trusted-chef-keys`), checked first in [`Self::load`].
@@ -102,6 +112,7 @@ impl ChefHost {
             linker,
             limits,
             cache,
+            compiler: compile_worker::Compiler::InProcess,
             deterministic: false,
             trust: ChefTrust::default(),
             _ticker: ticker,
@@ -115,6 +126,19 @@ impl ChefHost {
     /// host's clocks and randomness.
     pub fn set_deterministic(&mut self, on: bool) {
         self.deterministic = on;
+    }
+
+    /// Compile chefs loaded from now on with `compiler` (`nd-sniff` uses a bounded child
+    /// process; the default compiles in this process).
+    pub fn set_compiler(&mut self, compiler: compile_worker::Compiler) {
+        self.compiler = compiler;
+    }
+
+    /// Bound the compiled-chef cache to `bytes` (oldest entries evicted first).
+    pub fn set_cache_max_bytes(&mut self, bytes: u64) {
+        if let Some(c) = self.cache.as_mut() {
+            c.set_max_bytes(bytes);
+        }
     }
 
     /// Require chef files to be signed by trusted keys (`--trusted-chef-keys`), from now on.
@@ -142,13 +166,24 @@ impl ChefHost {
         self.cache.as_ref().map(|c| c.dir())
     }
 
-    /// Load a chef file.
+    /// Load a chef file (read with [`chef_file::read_chef_file`]: never blocks, never
+    /// reads more than `limits.max_file_bytes`; a symlink must stay in the file's folder).
     pub fn load_file(&self, path: &Path) -> Result<LoadedChef, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = self.read_file(None, path)?;
         self.load(ChefSource::File(path.to_owned()), &bytes)
+    }
+
+    /// Read a chef file of the folder `dir` (its parent when `None`) with
+    /// [`chef_file::read_chef_file`] and this host's size cap. A file the OS cannot open
+    /// (missing, no permission) is [`LoadError::Io`]; a refused one is [`LoadError::File`].
+    pub fn read_file(&self, dir: Option<&Path>, path: &Path) -> Result<Vec<u8>, LoadError> {
+        chef_file::read_chef_file(dir, path, self.limits.max_file_bytes).map_err(|e| match e {
+            chef_file::ChefFileError::Io(source) => LoadError::Io {
+                path: PathBuf::from(dumpling::text::escape_path(path)),
+                source,
+            },
+            other => LoadError::File(other),
+        })
     }
 
     /// Load a chef from its component bytes: check, compile (or load from the cache),
@@ -157,9 +192,19 @@ impl ChefHost {
         // Before anything parses the bytes: an untrusted file gets no further.
         let provenance = self.trust.check(&source, wasm)?;
         admission::check_binary(wasm)?;
+        inspect::check_sizes(wasm, &self.limits)?;
+        // The built-in chefs are part of this binary (trusted, known to compile quickly):
+        // in-process, without a child process per chef at every start.
+        let compiler = match source {
+            ChefSource::Builtin(_) => &compile_worker::Compiler::InProcess,
+            ChefSource::File(_) => &self.compiler,
+        };
         let (component, outcome) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm)?,
-            None => (cache::compile(&self.engine, wasm)?, CacheOutcome::Compiled),
+            Some(cache) => cache.load_or_compile(&self.engine, compiler, wasm)?,
+            None => (
+                compile_worker::compile(compiler, &self.engine, wasm)?,
+                CacheOutcome::Compiled,
+            ),
         };
         tracing::debug!(source = %source, cache = ?outcome, "chef compiled");
         admission::check_component(&self.engine, &component)?;

@@ -1,0 +1,134 @@
+//! Strings an outsider controls (chef `describe` fields and log lines, chef file names,
+//! names from hellos), made safe to print: one escaping helper, used by the kitchen's
+//! logs, `nd-sniff -l`, status dumplings and the hub, so a newline cannot forge a log line
+//! or a list entry and a terminal escape never reaches a terminal.
+//!
+//! Escaped: every control character (C0, DEL, C1: `\n`, `\r`, `\t`, ESC, ...), the
+//! backslash itself (so the output is unambiguous), and the Unicode formatting characters
+//! that reorder or hide text (bidi overrides and isolates, zero-width joiners, BOM, line and
+//! paragraph separators). Everything else, including non-ASCII letters, is kept.
+
+use std::fmt::{self, Write as _};
+
+/// Default number of characters kept by [`escape`] callers that have no better bound:
+/// enough for any real file name or chef description, small enough for one log line.
+pub const DEFAULT_MAX_CHARS: usize = 256;
+
+/// Whether `c` is printed as an escape rather than as itself.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || c == '\\'
+        || matches!(c,
+            '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM/RLM
+            | '\u{2028}'..='\u{202E}' // line/paragraph separators, bidi embeddings/overrides
+            | '\u{2060}'..='\u{2069}' // word joiner, invisible operators, bidi isolates
+            | '\u{FEFF}' // BOM / zero-width no-break space
+            | '\u{FFF9}'..='\u{FFFB}') // interlinear annotation
+}
+
+/// `s` with control and formatting characters escaped (`\n`, `\r`, `\t`, `\\`, `\x1b`,
+/// `\u{202e}`), cut after `max_chars` characters of input; a cut is marked with
+/// `…[+N bytes]` so a reader knows text is missing. The result has no control characters
+/// and at most about `6 * max_chars + 20` bytes.
+pub fn escape(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars.saturating_mul(2)) + 2);
+    let mut kept_bytes = 0;
+    for (n, c) in s.chars().enumerate() {
+        if n == max_chars {
+            let _ = write!(out, "…[+{} bytes]", s.len() - kept_bytes);
+            return out;
+        }
+        kept_bytes += c.len_utf8();
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    if !needs_escape(c) {
+        out.push(c);
+        return;
+    }
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\\' => out.push_str("\\\\"),
+        c if (c as u32) < 0x100 => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+}
+
+/// A `Display` of [`escape`] for `tracing` fields and `format!` (`%Escaped::new(name)`).
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a> {
+    text: &'a str,
+    max_chars: usize,
+}
+
+impl<'a> Escaped<'a> {
+    /// `text`, escaped and cut at [`DEFAULT_MAX_CHARS`].
+    pub fn new(text: &'a str) -> Self {
+        Escaped {
+            text,
+            max_chars: DEFAULT_MAX_CHARS,
+        }
+    }
+
+    /// `text`, escaped and cut at `max_chars` characters.
+    pub fn with_max(text: &'a str, max_chars: usize) -> Self {
+        Escaped { text, max_chars }
+    }
+}
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&escape(self.text, self.max_chars))
+    }
+}
+
+/// A file path (as the OS gave it: not necessarily UTF-8), escaped and cut at
+/// [`DEFAULT_MAX_CHARS`]: invalid UTF-8 shows as U+FFFD.
+pub fn escape_path(path: &std::path::Path) -> String {
+    escape(&path.to_string_lossy(), DEFAULT_MAX_CHARS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_format_characters_are_escaped() {
+        assert_eq!(escape("a\nb\rc\td", 100), "a\\nb\\rc\\td");
+        assert_eq!(escape("\u{1b}[31mred", 100), "\\x1b[31mred");
+        assert_eq!(escape("back\\slash", 100), "back\\\\slash");
+        assert_eq!(escape("\u{202e}evil", 100), "\\u{202e}evil");
+        assert_eq!(escape("\u{85}\u{7f}\0", 100), "\\x85\\x7f\\x00");
+        assert_eq!(escape("ARPChef ünïcode ✓", 100), "ARPChef ünïcode ✓");
+        for c in (0u32..0x110000).filter_map(char::from_u32) {
+            let e = escape(&c.to_string(), 10);
+            assert!(!e.chars().any(|c| c.is_control()), "{c:?} -> {e:?}");
+            assert!(!e.contains('\u{202e}') && !e.contains('\u{2028}'));
+        }
+    }
+
+    #[test]
+    fn long_text_is_cut_and_marked() {
+        let s = "x".repeat(2 << 20);
+        let e = escape(&s, 256);
+        assert!(e.starts_with(&"x".repeat(256)));
+        assert!(
+            e.ends_with(&format!("…[+{} bytes]", (2 << 20) - 256)),
+            "{e}"
+        );
+        assert!(e.len() < 300);
+        // Worst case: every kept character escapes to `\u{10fff}`-like text.
+        let worst = "\u{202e}".repeat(1000);
+        assert!(escape(&worst, 256).len() <= 6 * 256 + 3 * 256 + 20);
+        assert_eq!(Escaped::with_max("a\nb", 1).to_string(), "a…[+2 bytes]");
+    }
+}

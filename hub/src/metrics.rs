@@ -1,0 +1,313 @@
+//! `/metrics` for Prometheus (`nd-hub --metrics-address`): the hub's counters in the
+//! Prometheus text format, encoded by `prometheus-client`.
+//!
+//! The values are read from [`Shared`] at scrape time by a [`Collector`], so the hot paths
+//! (ingest, fan-out) pay nothing for metrics. Per-peer series are capped at
+//! [`MAX_PEER_SERIES`] per side so a crowd of eaters cannot blow up a scrape; totals stay
+//! exact. Off by default; the CLI binds loopback unless given an address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, warn};
+
+use crate::state::{Peer, Shared};
+use crate::web;
+
+/// Per-peer series exported per side (kitchens, eaters); the rest are only in the totals.
+pub const MAX_PEER_SERIES: usize = 100;
+
+/// Reads the hub's counters at scrape time.
+#[derive(Debug)]
+pub struct HubCollector {
+    shared: Arc<Shared>,
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Resident memory of this process, from `/proc/self/status` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// One peer's series: (name from its hello, address, good count, bad count).
+type PeerSeries = (String, String, u64, u64);
+
+fn peer_series(peers: &BTreeMap<u64, Arc<Peer>>) -> Vec<PeerSeries> {
+    peers
+        .values()
+        .take(MAX_PEER_SERIES)
+        .map(|p| {
+            (
+                peer_name(p.hello.get()),
+                p.addr.to_string(),
+                p.good.load(Ordering::Relaxed),
+                p.bad.load(Ordering::Relaxed),
+            )
+        })
+        .collect()
+}
+
+/// The `kitchen_name` or `eater_name` of a hello (as text), cut to 128 characters.
+fn peer_name(hello: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(hello).unwrap_or_default();
+    let name = ["kitchen_name", "eater_name"]
+        .iter()
+        .find_map(|k| value.get(k))
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    name.chars().take(128).collect()
+}
+
+impl Collector for HubCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.shared;
+        let e = &mut encoder;
+        counter(
+            e,
+            "netdumplings_hub_dumplings_in",
+            "Valid dumplings received from kitchens.",
+            s.total_in.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "netdumplings_hub_dumplings_out",
+            "Frames delivered to eaters (status dumplings and notices included).",
+            s.total_out.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "netdumplings_hub_invalid_messages",
+            "Invalid messages received from kitchens (dropped).",
+            s.total_invalid.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "netdumplings_hub_eater_dropped",
+            "Dumplings dropped for eaters that fell behind.",
+            s.total_dropped.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "netdumplings_hub_lag_notices",
+            "HubNoticeChef lag notices sent to eaters that fell behind.",
+            s.lag_notices.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "netdumplings_hub_connections_ended",
+            "Connections (either side) whose task has ended.",
+            s.connections_ended.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            e,
+            "netdumplings_hub_ring_occupancy",
+            "Dumplings in the fan-out ring not yet read by every eater.",
+            s.ring.len() as i64,
+        )?;
+        gauge(
+            e,
+            "netdumplings_hub_ring_capacity",
+            "Capacity of the fan-out ring, in dumplings.",
+            s.config.ring_capacity as i64,
+        )?;
+        gauge(
+            e,
+            "netdumplings_hub_uptime_seconds",
+            "Seconds since the hub started.",
+            s.started.elapsed().as_secs() as i64,
+        )?;
+        if let Some(rss) = resident_bytes() {
+            gauge(
+                e,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                rss,
+            )?;
+        }
+
+        // Copy what the registry holds, then encode without holding its lock.
+        let (kitchen_series, kitchen_count, eater_series, eater_count) = {
+            let registry = s.registry();
+            (
+                peer_series(&registry.kitchens),
+                registry.kitchens.len(),
+                peer_series(&registry.eaters),
+                registry.eaters.len(),
+            )
+        };
+        {
+            let mut family = e.encode_descriptor(
+                "netdumplings_hub_connections",
+                "Registered connections by role.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (role, n) in [("kitchen", kitchen_count), ("eater", eater_count)] {
+                ConstGauge::new(n as i64).encode(family.encode_family(&[("role", role)])?)?;
+            }
+        }
+        let per_peer = |e: &mut DescriptorEncoder,
+                        name: &str,
+                        help: &str,
+                        role: &str,
+                        series: &[PeerSeries],
+                        good: bool|
+         -> Result<(), std::fmt::Error> {
+            let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (peer_name, addr, g, b) in series {
+                let labels = [(role, peer_name.as_str()), ("peer", addr.as_str())];
+                ConstCounter::new(if good { *g } else { *b })
+                    .encode(family.encode_family(&labels)?)?;
+            }
+            Ok(())
+        };
+        per_peer(
+            e,
+            "netdumplings_hub_kitchen_dumplings",
+            "Valid dumplings received, per kitchen connection.",
+            "kitchen",
+            &kitchen_series,
+            true,
+        )?;
+        per_peer(
+            e,
+            "netdumplings_hub_kitchen_invalid_messages",
+            "Invalid messages, per kitchen connection.",
+            "kitchen",
+            &kitchen_series,
+            false,
+        )?;
+        per_peer(
+            e,
+            "netdumplings_hub_eater_delivered",
+            "Frames delivered, per eater connection.",
+            "eater",
+            &eater_series,
+            true,
+        )?;
+        per_peer(
+            e,
+            "netdumplings_hub_eater_dropped_dumplings",
+            "Dumplings dropped for lag, per eater connection.",
+            "eater",
+            &eater_series,
+            false,
+        )?;
+        Ok(())
+    }
+}
+
+/// The registry a scrape encodes: only the hub's collector.
+fn registry(shared: Arc<Shared>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(HubCollector { shared }));
+    registry
+}
+
+/// Encode every metric in the Prometheus text format (version 0.0.4).
+pub fn encode(shared: &Arc<Shared>) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail; an encoder error would be a bug in a name.
+    if let Err(error) =
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry(shared.clone()))
+    {
+        warn!(%error, "cannot encode metrics");
+    }
+    text
+}
+
+/// Serve `GET /metrics` on `listener` until the task is aborted; one request per
+/// connection, head bounded like the web view's.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                tokio::spawn(answer(stream, addr, shared.clone()));
+            }
+            Err(error) => {
+                warn!(%error, "metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let result = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < web::MAX_HEAD_BYTES {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let (status, content_type, body) = match web::classify(&head) {
+            web::Route::Page { path, .. } if path == "/metrics" => (
+                "200 OK",
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                encode(&shared),
+            ),
+            _ => (
+                "404 Not Found",
+                "text/plain; charset=utf-8",
+                "nd-hub serves metrics at GET /metrics\n".to_owned(),
+            ),
+        };
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(reply.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => debug!(%addr, "served metrics"),
+        Ok(Err(error)) => debug!(%addr, %error, "metrics request failed"),
+        Err(_) => debug!(%addr, "metrics request timed out"),
+    }
+}

@@ -1,0 +1,330 @@
+//! What a chef folder can cost the kitchen (issue 9, items 2 and 3), against the real chef
+//! host, the real loader thread and the real `nd-sniff`: the kitchen-wide memory budget,
+//! compile bombs (bounded child compiles that never delay another chef's reload), and
+//! entries that are not regular files or are too big (refused by name, never blocking).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::workspace_root;
+use kitchen::builtin::BUILTIN_CHEFS;
+use kitchen::chef_host::compile_worker::Compiler;
+use kitchen::chef_host::{
+    CacheSetting, CallError, ChefHost, ChefLimits, ChefSource, LoadError, MemoryBudget,
+};
+use kitchen::reload::{ReloadEvent, Reloader};
+
+fn builtin(file: &str) -> &'static [u8] {
+    BUILTIN_CHEFS
+        .iter()
+        .find(|b| b.file == file)
+        .unwrap_or_else(|| panic!("no built-in {file}"))
+        .bytes
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = workspace_root().join("target/chef-folder-tests").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn host(limits: ChefLimits, compiler: Compiler) -> ChefHost {
+    let mut h = ChefHost::new(limits, CacheSetting::Disabled).expect("chef host");
+    h.set_compiler(compiler);
+    h
+}
+
+fn child(timeout: Duration, memory_mib: u64) -> Compiler {
+    Compiler::Child {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_nd-sniff")),
+        timeout,
+        memory_bytes: memory_mib << 20,
+    }
+}
+
+fn leb(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn section(id: u8, payload: &[u8]) -> Vec<u8> {
+    let mut s = vec![id];
+    leb(payload.len(), &mut s);
+    s.extend_from_slice(payload);
+    s
+}
+
+/// A compile bomb: the valid chef `base` plus an (unused) core module whose one function
+/// has `groups` tiny `if` blocks over 1000 locals, so the compiler's SSA construction does
+/// O(blocks × locals) work. 20 000 groups (0.33 MB) took 22 s and 0.5 GB in-process here.
+fn compile_bomb(base: &[u8], groups: usize) -> Vec<u8> {
+    const LOCALS: usize = 1000;
+    let mut body = Vec::new();
+    body.push(1); // one local declaration
+    leb(LOCALS, &mut body);
+    body.push(0x7f); // i32
+    for i in 0..groups {
+        body.push(0x20); // local.get
+        leb(i % LOCALS, &mut body);
+        body.extend_from_slice(&[0x04, 0x40]); // if (empty)
+        body.push(0x20);
+        leb((i * 7 + 3) % LOCALS, &mut body);
+        body.push(0x21); // local.set
+        leb((i * 13 + 5) % LOCALS, &mut body);
+        body.push(0x0b); // end
+    }
+    body.push(0x0b);
+    let mut code = vec![1];
+    leb(body.len(), &mut code);
+    code.extend_from_slice(&body);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.extend(section(1, &[1, 0x60, 0, 0])); // type: () -> ()
+    module.extend(section(3, &[1, 0])); // one function of type 0
+    module.extend(section(10, &code));
+    let mut out = base.to_vec();
+    out.extend(section(1, &module)); // a component's core-module section
+    out
+}
+
+#[test]
+fn many_chefs_share_the_kitchen_memory_budget() {
+    let wasm = builtin("packet_count_chef.wasm");
+    // What one chef holds after `describe`.
+    let probe = host(ChefLimits::default(), Compiler::InProcess);
+    let one = probe
+        .load(ChefSource::File("probe.wasm".into()), wasm)
+        .expect("probe chef");
+    let each = probe.limits().kitchen_memory.used();
+    assert!(each > 0);
+    drop(one);
+    assert_eq!(
+        probe.limits().kitchen_memory.used(),
+        0,
+        "memory not returned"
+    );
+    // Room for two chefs and a half: the third is refused, naming the kitchen budget.
+    let budget = MemoryBudget::new(each * 5 / 2);
+    let limits = ChefLimits {
+        kitchen_memory: budget.clone(),
+        ..ChefLimits::default()
+    };
+    let h = host(limits, Compiler::InProcess);
+    let load = |n: u32| h.load(ChefSource::File(format!("chef{n}.wasm").into()), wasm);
+    let a = load(1).expect("first chef fits");
+    let _b = load(2).expect("second chef fits");
+    let err = match load(3) {
+        Err(e) => e,
+        Ok(_) => panic!("a third chef fitted in a budget for 2.5"),
+    };
+    assert!(
+        matches!(err, LoadError::Start(CallError::KitchenMemory { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--chefs-memory-mib"), "{err}");
+    assert!(budget.used() <= budget.total());
+    // A chef that goes away returns its memory: the third fits now.
+    drop(a);
+    load(3).expect("room after a chef stopped");
+}
+
+#[test]
+fn a_compile_bomb_is_refused_within_its_limits_and_a_real_chef_is_not() {
+    let base = builtin("packet_count_chef.wasm");
+    let limit = Duration::from_secs(10);
+    let h = host(ChefLimits::default(), child(limit, 768));
+    // A real chef compiles within the same limits.
+    h.load(ChefSource::File("ok.wasm".into()), base)
+        .expect("a real chef compiles in a 768 MiB child");
+    let bomb = compile_bomb(base, 60_000);
+    let started = Instant::now();
+    let err = match h.load(ChefSource::File("bomb.wasm".into()), &bomb) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("the compile bomb loaded"),
+    };
+    let took = started.elapsed();
+    eprintln!(
+        "bomb ({} bytes) refused after {took:.1?}: {err}",
+        bomb.len()
+    );
+    assert!(err.contains("compile refused"), "{err}");
+    assert!(
+        err.contains("MiB of memory") || err.contains("longer than") || err.contains("CPU"),
+        "{err}"
+    );
+    assert!(took < limit + Duration::from_secs(5), "{took:?}");
+}
+
+#[test]
+fn a_compile_bomb_dropped_in_does_not_delay_another_chefs_reload() {
+    let dir = fresh_dir("bomb-reload");
+    let timeout = Duration::from_secs(15);
+    let h = host(ChefLimits::default(), child(timeout, 2048));
+    let r = Reloader::start(h, &dir, &[]).expect("reloader");
+    let base = builtin("packet_count_chef.wasm");
+    std::fs::write(dir.join("bomb.wasm"), compile_bomb(base, 40_000)).unwrap();
+    // Let the loader pick the bomb up first.
+    std::thread::sleep(Duration::from_millis(600));
+    let dropped = Instant::now();
+    let tmp = dir.join("good.tmp");
+    std::fs::write(&tmp, builtin("arp_chef.wasm")).unwrap();
+    std::fs::rename(&tmp, dir.join("good.wasm")).unwrap();
+    let mut good_after = None;
+    let mut bomb_error = None;
+    let until = Instant::now() + Duration::from_secs(90);
+    while (good_after.is_none() || bomb_error.is_none()) && Instant::now() < until {
+        match r.recv_timeout(Duration::from_millis(200)) {
+            Some(ReloadEvent::Ready { path, .. }) if path.ends_with("good.wasm") => {
+                assert!(bomb_error.is_none(), "the good chef waited for the bomb");
+                good_after = Some(dropped.elapsed());
+            }
+            Some(ReloadEvent::Failed { path, error }) if path.ends_with("bomb.wasm") => {
+                bomb_error = Some((dropped.elapsed(), error));
+            }
+            Some(ReloadEvent::Ready { path, .. }) => panic!("{} loaded", path.display()),
+            Some(ReloadEvent::Failed { path, error }) => {
+                panic!("{} failed: {error}", path.display())
+            }
+            _ => {}
+        }
+    }
+    let good_after = good_after.expect("the good chef never loaded");
+    let (bomb_after, error) = bomb_error.expect("the bomb was never refused");
+    eprintln!("good chef ready {good_after:.1?} after it was dropped in; bomb refused after {bomb_after:.1?}: {error}");
+    assert!(good_after < timeout, "the good chef took {good_after:?}");
+    assert!(error.contains("compile refused"), "{error}");
+    // Dropping the reloader does not wait for anything.
+    let t = Instant::now();
+    drop(r);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[test]
+fn entries_that_are_not_chef_files_are_refused_by_name_while_running() {
+    let dir = fresh_dir("drop-in-kinds");
+    let h = host(ChefLimits::default(), Compiler::InProcess);
+    let r = Reloader::start(h, &dir, &[]).expect("reloader");
+    mkfifo(&dir.join("fifo.wasm"));
+    std::fs::create_dir(dir.join("dir.wasm")).unwrap();
+    std::os::unix::fs::symlink("/proc/kmsg", dir.join("kmsg.wasm")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.wasm")).unwrap();
+    std::os::unix::fs::symlink(dir.join("fifo.wasm"), dir.join("link.wasm")).unwrap();
+    // Sparse, created under another name and renamed in (one event, already 3 GiB).
+    let tmp = dir.join("huge.tmp");
+    std::fs::File::create(&tmp)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    std::fs::rename(&tmp, dir.join("huge.wasm")).unwrap();
+    let mut want: Vec<(&str, &str)> = vec![
+        ("fifo.wasm", "a FIFO"),
+        ("dir.wasm", "a directory"),
+        ("kmsg.wasm", "outside the chef folder"),
+        ("zero.wasm", "outside the chef folder"),
+        ("link.wasm", "a FIFO"),
+        ("huge.wasm", "not read"),
+    ];
+    let until = Instant::now() + Duration::from_secs(30);
+    while !want.is_empty() && Instant::now() < until {
+        if let Some(ReloadEvent::Failed { path, error }) =
+            r.recv_timeout(Duration::from_millis(200))
+        {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let i = want
+                .iter()
+                .position(|(f, _)| *f == name)
+                .unwrap_or_else(|| panic!("unexpected or repeated refusal of {name}: {error}"));
+            assert!(error.contains(want[i].1), "{name}: {error}");
+            want.remove(i);
+        }
+    }
+    assert!(want.is_empty(), "never refused: {want:?}");
+    // The loader is not stuck: a real chef still loads.
+    std::fs::write(dir.join("good.wasm"), builtin("arp_chef.wasm")).unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < until, "the good chef never loaded");
+        if let Some(ReloadEvent::Ready { path, .. }) = r.recv_timeout(Duration::from_millis(200)) {
+            assert!(path.ends_with("good.wasm"));
+            break;
+        }
+    }
+    let t = Instant::now();
+    drop(r);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn nd_sniff_names_every_refused_entry_at_start_and_never_blocks() {
+    let dir = fresh_dir("start-kinds");
+    mkfifo(&dir.join("fifo.wasm"));
+    std::fs::create_dir(dir.join("dir.wasm")).unwrap();
+    std::os::unix::fs::symlink("/proc/kmsg", dir.join("kmsg.wasm")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.wasm")).unwrap();
+    std::fs::File::create(dir.join("huge.wasm"))
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    std::fs::write(
+        dir.join("evil\nname\u{1b}[31m.wasm"),
+        b"not wasm at all".as_slice(),
+    )
+    .unwrap();
+    let capture = workspace_root().join("tests/data/original/loopback_dns_arp_http.pcap");
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .arg("-r")
+        .arg(&capture)
+        .args(["--no-hub", "--stdout", "-f", "", "--no-chef-cache", "-d"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("nd-sniff");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+    for (file, reason) in [
+        ("fifo.wasm", "a FIFO"),
+        ("dir.wasm", "a directory"),
+        ("kmsg.wasm", "outside the chef folder"),
+        ("zero.wasm", "outside the chef folder"),
+        ("huge.wasm", "3221225472 bytes"),
+        ("evil\\nname\\x1b[31m.wasm", "not a WebAssembly file"),
+    ] {
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains(file) && l.contains(reason) && l.contains("not loaded"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{file} ({reason}) not named once:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "a raw ESC from a file name reached the log"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("name")),
+        "a newline in a file name forged a log line"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success());
+}

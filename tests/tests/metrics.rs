@@ -1,0 +1,165 @@
+//! `nd-hub --metrics-address`: a real hub with a real kitchen and eater connection serves
+//! `/metrics` whose values match what went through it, and which `promtool check metrics`
+//! (Debian `prometheus`) accepts.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{bin, free_port, is_root, on_path, wait_for_port, ChildGuard};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+/// The value of the sample line starting with `series ` (name plus labels).
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_metrics_count_what_passed_and_pass_promtool() {
+    let (in_port, out_port, metrics_port) = (free_port(), free_port(), free_port());
+    let _hub = ChildGuard::spawn(
+        "nd-hub",
+        Command::new(bin("nd-hub")).args([
+            "-a",
+            "127.0.0.1",
+            "-i",
+            &in_port.to_string(),
+            "-o",
+            &out_port.to_string(),
+            "--metrics-address",
+            &metrics_port.to_string(),
+        ]),
+    );
+    let metrics: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
+    assert!(
+        wait_for_port(metrics, Duration::from_secs(10)),
+        "no metrics listener"
+    );
+    assert!(wait_for_port(
+        ([127, 0, 0, 1], in_port).into(),
+        Duration::from_secs(10)
+    ));
+
+    let (mut eater, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{out_port}"))
+        .await
+        .expect("eater");
+    eater
+        .send(Message::text(r#"{"eater_name":"metrics-eater"}"#))
+        .await
+        .expect("eater hello");
+    let (mut kitchen, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{in_port}"))
+        .await
+        .expect("kitchen");
+    kitchen
+        .send(Message::text(
+            r#"{"kitchen_name":"metrics \"quoted\" kitchen"}"#,
+        ))
+        .await
+        .expect("kitchen hello");
+    for n in 0..3 {
+        let d = format!(
+            r#"{{"metadata":{{"chef":"C","kitchen":"k","creation_time":{n},"driver":"packet"}},"payload":{{}}}}"#
+        );
+        kitchen.send(Message::text(d)).await.expect("dumpling");
+    }
+    kitchen
+        .send(Message::text("not json"))
+        .await
+        .expect("invalid");
+    // The eater gets the welcome status and the three dumplings.
+    let mut got = 0;
+    while got < 4 {
+        let m = tokio::time::timeout(Duration::from_secs(5), eater.next())
+            .await
+            .expect("eater message within 5 s");
+        assert!(matches!(m, Some(Ok(_))), "eater stream ended: {m:?}");
+        got += 1;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let response = get(metrics, "/metrics");
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        if sample(body, "netdumplings_hub_invalid_messages_total") == Some(1.0) {
+            break body.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never counted the invalid message:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        sample(&body, "netdumplings_hub_dumplings_in_total"),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "netdumplings_hub_connections{role=\"kitchen\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "netdumplings_hub_connections{role=\"eater\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "netdumplings_hub_kitchen_dumplings_total{kitchen=\"metrics \\\"quoted\\\" kitchen\""
+        ),
+        "per-kitchen series with an escaped label:\n{body}"
+    );
+    assert!(
+        body.contains("netdumplings_hub_eater_delivered_total{eater=\"metrics-eater\""),
+        "{body}"
+    );
+    assert!(sample(&body, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
+    assert!(get(metrics, "/other").starts_with("HTTP/1.1 404"));
+
+    // promtool, on the real output.
+    let Some(promtool) = on_path("promtool") else {
+        assert!(
+            std::env::var_os("CI").is_none() && !is_root(),
+            "promtool missing: scripts/setup.sh installs it (apt-get install prometheus)"
+        );
+        eprintln!("SKIP promtool check: promtool not found (sudo apt-get install -y prometheus)");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool result");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
