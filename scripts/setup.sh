@@ -40,6 +40,18 @@ if ! { [ -e /usr/include/pcap.h ] || [ -e /usr/include/pcap/pcap.h ]; }; then
   apt_install libpcap-dev
 fi
 
+# nats-server (Debian 2.9.10, JetStream included): the fleet tests (tests/tests/fleet_e2e.rs)
+# start real clusters; outside CI and without root they skip with a message.
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt_install nats-server
+  elif [ -n "${CI:-}" ]; then
+    apt_install nats-server
+  else
+    say "nats-server not found: the fleet tests are skipped (to run them: sudo apt-get install -y nats-server)"
+  fi
+fi
+
 if [ "${ND_SETUP_PYTHON:-0}" = 1 ]; then
   command -v python3 >/dev/null || apt_install python3 python3-venv
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv

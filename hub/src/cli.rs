@@ -74,6 +74,9 @@ pub struct Cli {
     /// Reloaded when the file changes or on SIGHUP; revoked tokens' connections close.
     #[arg(long, value_name = "FILE")]
     pub auth: Option<PathBuf>,
+    /// Federation over NATS JetStream (`--nats` and friends).
+    #[command(flatten)]
+    pub fleet: hub::fleet::FleetArgs,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off by default). `ADDR` is
     /// `HOST:PORT` or a bare `PORT` (on 127.0.0.1); the flag alone means 127.0.0.1:11349.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "11349")]
@@ -97,6 +100,9 @@ pub enum CliError {
     /// A size flag was zero.
     #[error("--{0} must be > 0")]
     Zero(&'static str),
+    /// A `--nats*` flag is wrong.
+    #[error(transparent)]
+    Fleet(#[from] hub::fleet::args::FleetArgsError),
     /// `--metrics-address` is neither `HOST:PORT` nor a port.
     #[error(
         "--metrics-address {0:?} is not IP:PORT or a port number (e.g. 127.0.0.1:11349 or 11349)"
@@ -147,6 +153,7 @@ impl Cli {
             ping_interval: ping,
             ping_timeout: ping,
             status_list_max: self.status_list_max,
+            fleet: self.fleet.options()?,
             metrics_address: self
                 .metrics_address
                 .as_deref()

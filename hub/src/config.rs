@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
     /// `--tls-cert/--tls-key`: serve `wss://` on both ports.
     pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
+    /// Federation over NATS JetStream (`--nats`); `None` is the single hub.
+    pub fleet: Option<crate::fleet::FleetOptions>,
     /// Where to serve Prometheus `/metrics` (off when `None`).
     pub metrics_address: Option<std::net::SocketAddr>,
 }
@@ -70,6 +72,7 @@ impl Default for Config {
             batch_max_bytes: 256 * 1024,
             auth: None,
             tls: None,
+            fleet: None,
             metrics_address: None,
         }
     }

@@ -223,7 +223,16 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
                                 chef: chef.into(),
                                 kitchen: kitchen.map(Into::into),
                             }));
-                            shared.publish_from(message, origin);
+                            match shared.fleet.get() {
+                                // Federated: stored in JetStream once; every hub (this one
+                                // too) delivers it from the stream, tagging it there.
+                                Some(fleet) => {
+                                    if !fleet.submit(message, &name, &mut shutdown).await {
+                                        break "hub shutting down".into();
+                                    }
+                                }
+                                None => shared.publish_from(message, origin),
+                            }
                         }
                         Action::Reserved { chef } => {
                             let why = format!("chef name {} is reserved for the hub", crate::auth::shown(Some(&chef)));

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod config;
 pub mod eater;
+pub mod fleet;
 pub mod hello;
 pub mod kitchen;
 pub mod metrics;
@@ -42,6 +43,9 @@ pub enum Error {
     /// No listener was given for one side.
     #[error("no {0} listener given")]
     NoListener(&'static str),
+    /// `--nats` was given but the federation could not start.
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
     /// `--metrics-address` could not be bound.
     #[error("cannot listen for metrics on {0}: {1} (choose another --metrics-address)")]
     MetricsBind(SocketAddr, std::io::Error),
@@ -100,6 +104,16 @@ pub async fn run(
         }
         None => None,
     };
+    // Federation starts before any kitchen is accepted, so its consumer sees their first
+    // dumpling. Without --nats nothing here runs.
+    let fleet = match &shared.config.fleet {
+        Some(options) => {
+            let fleet = fleet::start(options, shared.clone()).await?;
+            let _ = shared.fleet.set(fleet.publisher.clone());
+            Some(fleet)
+        }
+        None => None,
+    };
 
     info!("Dumpling hub initiated; waiting for connections");
     let scheme = if shared.config.tls.is_some() {
@@ -149,6 +163,9 @@ pub async fn run(
     let _ = shutdown_tx.send(true);
     for task in &tasks {
         task.abort();
+    }
+    if let Some(fleet) = &fleet {
+        fleet.stop();
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
         .await

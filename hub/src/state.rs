@@ -114,6 +114,9 @@ pub struct Shared {
     /// watches it to give memory back after a burst.
     pub connections_ended: AtomicU64,
     registry: Mutex<Registry>,
+    /// The NATS publisher when the hub federates (`--nats`); kitchens hand dumplings to
+    /// it instead of the ring, and the fleet consumer fills the ring.
+    pub fleet: std::sync::OnceLock<crate::fleet::Publisher>,
     /// Becomes `true` once on shutdown; every connection task watches it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -135,6 +138,7 @@ impl Shared {
             lag_notices: AtomicU64::new(0),
             connections_ended: AtomicU64::new(0),
             registry: Mutex::new(Registry::default()),
+            fleet: std::sync::OnceLock::new(),
             shutdown,
         }
     }

@@ -138,12 +138,21 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     }
     let hello_builder = HelloBuilder::new(hello(&config, &qualified));
     let hub = match &config.hub {
-        Some(addr) => {
+        Some(hubs) => {
             let hello = hello_builder.build(&slots);
-            let mut options = HubOptions::new(addr.clone(), hello.to_string());
+            let mut options = HubOptions::new(hubs[0].clone(), hello.to_string());
+            options.fallbacks = hubs[1..].to_vec();
+            if config.dumpling_ids {
+                options.dumpling_ids = Some(kitchen::hub_client::kitchen_id());
+                options.resend_tail = config.resend_tail;
+            }
             options.block_when_full = mode == ClockMode::Replay;
             options.link = config.link.clone();
-            let uri = hub_link::hub_uri(addr)?;
+            let uri = hubs
+                .iter()
+                .map(|h| hub_link::hub_uri(h))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", ");
             tracing::info!("{k}: Connecting to the dumpling hub at {uri}");
             let client = Arc::new(Mutex::new(
                 HubClient::start(options).context("cannot start the hub client thread")?,

@@ -29,14 +29,29 @@ pub struct Cli {
     pub kitchen_name: String,
 
     /// Hub to send dumplings to: `HOST:PORT` (ws://) or `wss://HOST:PORT` (TLS; see
-    /// --tls-ca). `-h` is this flag, not help.
+    /// --tls-ca). `-h` is this flag, not help. Several
+    /// hubs (`-h A:1,B:2` or `-h` repeated) make a failover list: when the current hub is
+    /// lost the kitchen moves to the next and re-sends its queue in order, plus its last
+    /// `--resend-tail` dumplings (federated hubs drop the copies by dumpling id).
     #[arg(
         short = 'h',
         long,
-        value_name = "HOST:PORT",
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        value_delimiter = ',',
         default_value = "localhost:11347"
     )]
-    pub hub: String,
+    pub hub: Vec<String>,
+
+    /// Give every dumpling a stable id, `metadata.nd_id` = `<kitchen id>-<sequence>`
+    /// (original eaters ignore the extra key). On by default with several hubs; federated
+    /// hubs (`nd-hub --nats`) use it as JetStream's `Nats-Msg-Id`.
+    #[arg(long)]
+    pub dumpling_ids: bool,
+
+    /// With dumpling ids: after a reconnect, re-send this many of the last dumplings that
+    /// were written to the previous hub (they may have died with it unpublished).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub resend_tail: usize,
 
     /// TLS and token settings for the hub link.
     #[command(flatten)]
@@ -195,10 +210,14 @@ pub const DEFAULT_LIVE_FILTER: &str = "tcp or udp or arp";
 pub struct Config {
     /// `--kitchen-name`.
     pub kitchen_name: String,
-    /// `HOST:PORT` or `ws(s)://HOST:PORT` of the hub, `None` with `--no-hub`.
-    pub hub: Option<String>,
     /// TLS settings and token for the hub link.
     pub link: hub_link::Link,
+    /// `HOST:PORT` or `ws(s)://HOST:PORT` of the hubs in failover order, `None` with `--no-hub`.
+    pub hub: Option<Vec<String>>,
+    /// Stamp dumplings with `metadata.nd_id` (explicit, or several hubs).
+    pub dumpling_ids: bool,
+    /// Dumplings re-sent after a reconnect when ids are on.
+    pub resend_tail: usize,
     /// Packet source.
     pub source: Source,
     /// The filter; `None` when empty.
@@ -291,16 +310,26 @@ impl Config {
         let hub = if cli.no_hub {
             None
         } else {
-            if !cli.hub.contains(':') {
-                bail!("--hub must be HOST:PORT (got {:?})", cli.hub);
+            let hubs: Vec<String> = cli
+                .hub
+                .iter()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect();
+            if hubs.is_empty() {
+                bail!("--hub needs at least one HOST:PORT");
             }
-            Some(cli.hub.clone())
+            if let Some(bad) = hubs.iter().find(|h| !h.contains(':')) {
+                bail!("--hub must be HOST:PORT[,HOST:PORT...] (got {bad:?})");
+            }
+            Some(hubs)
         };
         let link = if cli.no_hub {
             hub_link::Link::plain()
         } else {
             cli.link.link()?
         };
+        let dumpling_ids = cli.dumpling_ids || hub.as_ref().is_some_and(|h| h.len() > 1);
         let interfaces: Vec<String> = cli.interfaces.clone();
         let interface_text = if interfaces.is_empty() {
             "all".to_owned()
@@ -341,6 +370,8 @@ impl Config {
             kitchen_name: cli.kitchen_name,
             hub,
             link,
+            dumpling_ids,
+            resend_tail: cli.resend_tail,
             source,
             filter,
             filter_text,
@@ -385,7 +416,8 @@ mod tests {
     fn defaults_match_the_original() {
         let c = Config::from_cli(parse(&[]).unwrap()).unwrap();
         assert_eq!(c.kitchen_name, "default_kitchen");
-        assert_eq!(c.hub.as_deref(), Some("localhost:11347"));
+        assert_eq!(c.hub, Some(vec!["localhost:11347".to_owned()]));
+        assert!(!c.dumpling_ids);
         assert_eq!(c.filter.as_deref(), Some("tcp or udp or arp"));
         assert_eq!(c.poke_interval, Duration::from_secs(5));
         assert_eq!(c.source, Source::Live(vec!["all".into()]));
@@ -395,7 +427,10 @@ mod tests {
     #[test]
     fn dash_h_is_hub_and_long_help_is_help() {
         let c = parse(&["-h", "example:1"]).unwrap();
-        assert_eq!(c.hub, "example:1");
+        assert_eq!(c.hub, ["example:1"]);
+        let c = Config::from_cli(parse(&["-h", "a:1,b:2", "-h", "c:3"]).unwrap()).unwrap();
+        assert_eq!(c.hub, Some(vec!["a:1".into(), "b:2".into(), "c:3".into()]));
+        assert!(c.dumpling_ids, "several hubs turn dumpling ids on");
         let e = parse(&["--help"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
     }

@@ -12,6 +12,13 @@
 //! * applies back-pressure instead of dropping while connected and replaying a file
 //!   ([`HubOptions::block_when_full`]): a replay must not lose dumplings just because the
 //!   file reads faster than the network sends;
+//! * fails over: with several hubs ([`HubOptions::fallbacks`]) a lost or unreachable hub
+//!   makes it move to the next one in the list (round robin);
+//! * with [`HubOptions::dumpling_ids`], stamps each dumpling with a stable id
+//!   (`metadata.nd_id` = `<kitchen id>-<sequence>`) and, after every reconnect, re-sends
+//!   its last [`HubOptions::resend_tail`] written dumplings first: a hub killed with
+//!   dumplings in its socket buffers would otherwise lose them. Federated hubs store each
+//!   id once (JetStream dedup), so the re-sent copies are dropped there;
 //! * at the end, flushes with a bounded wait and closes with 1000 (normal closure), and
 //!   reports what was lost so `nd-sniff` can exit non-zero.
 
@@ -47,6 +54,12 @@ pub struct HubOptions {
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// More hubs to fail over to, in order, after [`HubOptions::hub`].
+    pub fallbacks: Vec<String>,
+    /// The kitchen id to stamp dumplings with; `None` leaves dumplings unchanged.
+    pub dumpling_ids: Option<String>,
+    /// With ids: how many of the last written dumplings to re-send after a reconnect.
+    pub resend_tail: usize,
 }
 
 impl HubOptions {
@@ -61,6 +74,9 @@ impl HubOptions {
             block_when_full: false,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(10),
+            fallbacks: Vec::new(),
+            dumpling_ids: None,
+            resend_tail: 0,
         }
     }
 }
@@ -76,6 +92,24 @@ pub struct HubReport {
     pub unsent: u64,
     /// Connections made (1 = no reconnect was needed).
     pub connections: u64,
+    /// Dumplings re-sent after a reconnect (the resend tail; counted in `sent` too).
+    pub resent: u64,
+}
+
+/// A random kitchen id for [`HubOptions::dumpling_ids`]: 16 hex digits, new per run, so
+/// two runs of one kitchen never share ids.
+pub fn kitchen_id() -> String {
+    format!("{:016x}", crate::chef_host::cache::random_u64())
+}
+
+/// Put `"nd_id":"<id>-<seq>"` first in the metadata of a dumpling made by
+/// `dumpling::encode_dumpling` (which always starts `{"metadata":{`); anything else is
+/// left as it is.
+pub fn stamp_id(json: String, kitchen_id: &str, seq: u64) -> String {
+    match json.strip_prefix(r#"{"metadata":{"#) {
+        Some(rest) => format!(r#"{{"metadata":{{"nd_id":"{kitchen_id}-{seq}",{rest}"#),
+        None => json,
+    }
 }
 
 impl HubReport {
@@ -100,6 +134,10 @@ struct State {
     /// (re)connection.
     hello: Option<String>,
     report: HubReport,
+    /// Next dumpling sequence (with ids).
+    next_seq: u64,
+    /// The last dumplings written to the current hub (with ids), re-sent after a reconnect.
+    tail: VecDeque<String>,
 }
 
 struct Shared {
@@ -182,6 +220,14 @@ impl HubClient {
             if st.queue.len() < self.options.max_queued
                 && st.queued_bytes + json.len() <= self.options.max_queued_bytes
             {
+                let json = match &self.options.dumpling_ids {
+                    Some(id) => {
+                        let seq = st.next_seq;
+                        st.next_seq += 1;
+                        stamp_id(json, id, seq)
+                    }
+                    None => json,
+                };
                 st.queued_bytes += json.len();
                 st.queue.push_back(json);
                 drop(st);
@@ -279,15 +325,20 @@ enum SessionEnd {
 }
 
 async fn run(shared: Arc<Shared>, options: HubOptions) {
-    let url = match hub_link::hub_uri(&options.hub) {
-        Ok(url) => url,
-        Err(error) => {
-            tracing::error!(%error, "not connecting to the hub");
-            return;
+    let mut hubs: Vec<String> = Vec::new();
+    for hub in std::iter::once(&options.hub).chain(&options.fallbacks) {
+        match hub_link::hub_uri(hub) {
+            Ok(url) => hubs.push(url),
+            Err(error) => {
+                tracing::error!(%error, "not connecting to the hub");
+                return;
+            }
         }
-    };
+    }
+    let mut current = 0;
     let mut failures: u32 = 0;
     loop {
+        let url = hubs[current].clone();
         {
             let st = shared.lock();
             // Closing with nothing left to send while disconnected: no point connecting
@@ -309,13 +360,27 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     st.connected = true;
                     st.report.connections += 1;
                     if st.report.connections > 1 {
+                        // The previous hub may have died with these unpublished; ids let
+                        // a federated hub drop the copies it already stored.
+                        let tail = std::mem::take(&mut st.tail);
+                        st.report.resent += tail.len() as u64;
+                        for m in tail.into_iter().rev() {
+                            st.queued_bytes += m.len();
+                            st.queue.push_front(m);
+                        }
                         tracing::info!(hub = %url, queued = st.queue.len(), "reconnected to the hub");
                     } else {
                         tracing::info!(hub = %url, "connected to the hub");
                     }
                 }
                 let hello = shared.lock().hello.clone();
-                let end = session(ws, &shared, hello.as_deref().unwrap_or(&options.hello)).await;
+                let end = session(
+                    ws,
+                    &shared,
+                    hello.as_deref().unwrap_or(&options.hello),
+                    options.resend_tail,
+                )
+                .await;
                 {
                     let mut st = shared.lock();
                     st.connected = false;
@@ -325,6 +390,11 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     Ok(SessionEnd::Finished) | Ok(SessionEnd::Abandoned) => return,
                     Err(e) => tracing::warn!(hub = %url, error = %e,
                         "lost the connection to the hub; reconnecting"),
+                }
+                // Fail over at once: the next hub is probably up.
+                current = (current + 1) % hubs.len();
+                if hubs.len() > 1 {
+                    continue;
                 }
             }
             Ok(Err(e)) if e.is_fatal() => {
@@ -338,10 +408,12 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
             Ok(Err(e)) => {
                 failures += 1;
                 log_connect_failure(&url, failures, &e.to_string());
+                current = (current + 1) % hubs.len();
             }
             Err(_) => {
                 failures += 1;
                 log_connect_failure(&url, failures, "connection attempt timed out");
+                current = (current + 1) % hubs.len();
             }
         }
         let delay = backoff(failures.max(1), &options);
@@ -383,6 +455,7 @@ async fn session(
     mut ws: Ws,
     shared: &Shared,
     hello: &str,
+    resend_tail: usize,
 ) -> Result<SessionEnd, tokio_tungstenite::tungstenite::Error> {
     ws.send(Message::text(hello)).await?;
     loop {
@@ -404,7 +477,13 @@ async fn session(
                 requeue(shared, batch);
                 return Err(e);
             }
-            shared.lock().report.sent += n;
+            let mut st = shared.lock();
+            st.report.sent += n;
+            if resend_tail > 0 {
+                st.tail.extend(batch);
+                let excess = st.tail.len().saturating_sub(resend_tail);
+                st.tail.drain(..excess);
+            }
             continue;
         }
         if closing {
@@ -548,6 +627,48 @@ mod tests {
         assert_eq!(report.lost(), 0, "{report:?}");
         assert_eq!(texts.len(), 11);
         assert_eq!(texts[10], "9");
+    }
+
+    #[test]
+    fn ids_are_stamped_first_in_metadata_and_other_text_is_left_alone() {
+        let d = r#"{"metadata":{"chef":"C","kitchen":"k","creation_time":1.5,"driver":"packet"},"payload":1}"#;
+        assert_eq!(
+            stamp_id(d.to_owned(), "ab12", 7),
+            r#"{"metadata":{"nd_id":"ab12-7","chef":"C","kitchen":"k","creation_time":1.5,"driver":"packet"},"payload":1}"#
+        );
+        assert_eq!(stamp_id("{\"n\":1}".to_owned(), "ab12", 7), "{\"n\":1}");
+        assert_eq!(kitchen_id().len(), 16);
+    }
+
+    #[test]
+    fn fails_over_to_the_next_hub_with_ids_in_order() {
+        // The first hub refuses connections (nothing listens); the second gets everything.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = probe.local_addr().unwrap();
+        drop(probe);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let live = listener.local_addr().unwrap();
+        let server = spawn_server(listener);
+        let mut o = options(dead);
+        o.fallbacks = vec![live.to_string()];
+        o.dumpling_ids = Some("k1".into());
+        o.resend_tail = 16;
+        let mut client = HubClient::start(o).unwrap();
+        for i in 0..20 {
+            let d = format!(r#"{{"metadata":{{"chef":"C","n":{i}}},"payload":{i}}}"#);
+            client.send("C", d).unwrap();
+        }
+        let report = client.finish(Duration::from_secs(10));
+        let (texts, code) = server.join().unwrap();
+        assert_eq!(report.lost(), 0, "{report:?}");
+        assert_eq!(texts.len(), 21);
+        for (i, t) in texts[1..].iter().enumerate() {
+            assert_eq!(
+                t,
+                &format!(r#"{{"metadata":{{"nd_id":"k1-{i}","chef":"C","n":{i}}},"payload":{i}}}"#)
+            );
+        }
+        assert_eq!(code, Some(1000));
     }
 
     #[test]

@@ -1,0 +1,696 @@
+//! Hub federation over NATS JetStream (`nd-hub --nats URL[,URL...]`).
+//!
+//! Without `--nats` none of this runs: no connection, no task, kitchens publish straight
+//! into the local fan-out ring as before.
+//!
+//! With `--nats`, every valid dumpling a kitchen sends to this hub goes out once
+//! ([`Publisher::submit`]) to the JetStream stream (default `ND_DUMPLINGS`, file storage,
+//! age and byte limits) on the subject `<prefix>.<kitchen>.<chef>.<driver>`
+//! ([`subject`]), with `Nats-Msg-Id` set to the dumpling's stable id (`metadata.nd_id`,
+//! put there by `nd-sniff`; else one the hub makes), so a dumpling re-sent after a
+//! kitchen failover is stored once (JetStream's duplicate window). The publisher task
+//! keeps up to `max_in_flight` publishes waiting for their acks and re-publishes
+//! everything unacknowledged, in order, after an error: at-least-once into the stream,
+//! made exactly-once by the id.
+//!
+//! Every hub, the publishing one included, delivers to its eaters what it reads back
+//! from the stream through one ordered consumer ([`consume`]), so each eater sees each
+//! stored dumpling once and every hub sees the fleet in the same (stream) order. The
+//! consumer starts at the stream's next sequence when the hub starts (before any kitchen
+//! is accepted) and, after any error, is re-created from the last sequence it delivered
+//! plus one: a NATS node or the whole cluster going away delays dumplings but neither
+//! loses nor repeats them. The cost is one NATS round trip for local dumplings too.
+//!
+//! The payload is the kitchen's bytes, unchanged; a binary frame is marked with the
+//! `Nd-Binary` header and goes back out as binary.
+
+pub mod args;
+pub mod subject;
+
+use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tracing::{debug, info, warn};
+
+use crate::state::{stopped, Shared};
+
+pub use args::FleetArgs;
+
+/// Header marking a dumpling that arrived in a binary frame.
+pub const BINARY_HEADER: &str = "Nd-Binary";
+/// Header naming the hub that published a dumpling (for operators; delivery ignores it).
+pub const ORIGIN_HEADER: &str = "Nd-Origin";
+/// Longest `metadata.nd_id` used as `Nats-Msg-Id`; a longer one is ignored (the hub makes
+/// its own id) so an outsider cannot grow the dedup table's keys without bound.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Validated settings of the NATS federation.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// NATS server URLs (`nats://`, `tls://`, with optional `user:pass@`).
+    pub servers: Vec<async_nats::ServerAddr>,
+    /// A NATS `.creds` file (JWT + NKey seed).
+    pub creds: Option<PathBuf>,
+    /// A token for token authentication.
+    pub token: Option<String>,
+    /// User and password.
+    pub user_password: Option<(String, String)>,
+    /// Extra root certificates (PEM) to trust for TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Require TLS even for `nats://` URLs.
+    pub tls_required: bool,
+    /// JetStream stream name.
+    pub stream: String,
+    /// Subject prefix (the stream holds `<prefix>.>`).
+    pub subject_prefix: String,
+    /// Oldest dumpling the stream keeps.
+    pub max_age: Duration,
+    /// Most bytes the stream keeps (oldest dropped first).
+    pub max_bytes: i64,
+    /// Stream replicas (3 on a 3-node cluster survives the loss of one node).
+    pub replicas: usize,
+    /// JetStream duplicate window: how long a dumpling id is remembered.
+    pub duplicate_window: Duration,
+    /// This hub's id in the fleet (`Nd-Origin`, fallback dumpling ids).
+    pub hub_id: String,
+    /// Dumplings waiting to be published before kitchens are slowed down.
+    pub publish_queue: usize,
+    /// Publishes waiting for their JetStream ack at once.
+    pub max_in_flight: usize,
+}
+
+/// Why the federation could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The `.creds` file could not be read.
+    #[error("cannot read the NATS credentials file {path}: {source}")]
+    Creds {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No NATS server answered.
+    #[error(
+        "cannot connect to NATS at {servers} (is nats-server running? check --nats): {source}"
+    )]
+    Connect {
+        /// The URLs tried.
+        servers: String,
+        /// Why.
+        source: async_nats::ConnectError,
+    },
+    /// The stream could not be created or read in time.
+    #[error("JetStream stream {stream} is not available after {secs} s (is JetStream enabled, `nats-server -js`?): {detail}")]
+    Stream {
+        /// The stream name.
+        stream: String,
+        /// How long we tried.
+        secs: u64,
+        /// The last error.
+        detail: String,
+    },
+}
+
+/// One dumpling on its way to JetStream.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    subject: String,
+    msg_id: String,
+    payload: Bytes,
+    binary: bool,
+}
+
+/// Counters of the federation, for logs and status.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    /// Dumplings stored in the stream (acknowledged, new).
+    pub acked: AtomicU64,
+    /// Publishes JetStream acknowledged as duplicates (re-sent dumplings, deduplicated).
+    pub duplicates: AtomicU64,
+    /// Publishes retried after an error.
+    pub retried: AtomicU64,
+    /// Dumplings read from the stream and handed to the local eaters.
+    pub delivered: AtomicU64,
+    /// Consumer (re)creations.
+    pub consumers: AtomicU64,
+}
+
+/// The kitchen-facing handle: hands dumplings to the publisher task.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Outgoing>,
+    prefix: Arc<str>,
+    hub_id: Arc<str>,
+    next_id: Arc<AtomicU64>,
+    /// Shared counters.
+    pub stats: Arc<FleetStats>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    metadata: Meta<'a>,
+}
+
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(borrow)]
+    chef: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    kitchen: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    driver: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    nd_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Publisher {
+    /// Build the outgoing form of a valid dumpling: subject from its metadata (the
+    /// connection's kitchen name when `metadata.kitchen` is null) and its id.
+    pub fn prepare(&self, message: Message, connection_kitchen: &str) -> Outgoing {
+        let binary = matches!(message, Message::Binary(_));
+        let payload = message.into_data();
+        let (subject, id) = match serde_json::from_slice::<Envelope<'_>>(&payload) {
+            Ok(env) => {
+                let m = env.metadata;
+                let kitchen = m.kitchen.as_deref().unwrap_or(connection_kitchen);
+                let id = m
+                    .nd_id
+                    .filter(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES)
+                    .map(|id| id.into_owned());
+                (
+                    subject::dumpling_subject(&self.prefix, Some(kitchen), &m.chef, &m.driver),
+                    id,
+                )
+            }
+            // The kitchen task already checked it; a shape serde cannot borrow (escaped
+            // strings are Cow-owned, so this is only reached for odd input) still goes out.
+            Err(_) => (
+                subject::dumpling_subject(&self.prefix, Some(connection_kitchen), "~", "~"),
+                None,
+            ),
+        };
+        let msg_id = id.unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                self.hub_id,
+                self.next_id.fetch_add(1, Ordering::Relaxed)
+            )
+        });
+        Outgoing {
+            subject,
+            msg_id,
+            payload,
+            binary,
+        }
+    }
+
+    /// Queue one dumpling for JetStream, waiting while the queue is full (back-pressure
+    /// on the kitchen, never on eaters). `false` when the hub is shutting down.
+    pub async fn submit(
+        &self,
+        message: Message,
+        connection_kitchen: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let out = self.prepare(message, connection_kitchen);
+        tokio::select! {
+            sent = self.tx.send(out) => sent.is_ok(),
+            _ = stopped(shutdown) => false,
+        }
+    }
+}
+
+/// A running federation: the publisher handle and the background tasks.
+#[derive(Debug)]
+pub struct Fleet {
+    /// Where kitchens hand their dumplings.
+    pub publisher: Publisher,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Stop the background tasks (called on hub shutdown) and log the counters.
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let s = &self.publisher.stats;
+        info!(
+            stored = s.acked.load(Ordering::Relaxed),
+            duplicates = s.duplicates.load(Ordering::Relaxed),
+            retried = s.retried.load(Ordering::Relaxed),
+            delivered = s.delivered.load(Ordering::Relaxed),
+            "fleet: stopped"
+        );
+    }
+}
+
+/// Connect to NATS with the options' credentials and TLS settings.
+pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, FleetError> {
+    let mut connect = match &options.creds {
+        Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|source| FleetError::Creds {
+                path: path.clone(),
+                source,
+            })?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    if let Some(token) = &options.token {
+        connect = connect.token(token.clone());
+    }
+    if let Some((user, password)) = &options.user_password {
+        connect = connect.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(ca) = &options.tls_ca {
+        connect = connect.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &options.tls_client {
+        connect = connect.add_client_certificate(cert.clone(), key.clone());
+    }
+    connect = connect
+        .require_tls(options.tls_required)
+        .name(format!("nd-hub {}", options.hub_id))
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None)
+        // Keep retrying quickly: a hub with no NATS cannot deliver anything.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((100 * attempts as u64).min(2000))
+        })
+        .event_callback(|event| async move {
+            info!(%event, "fleet: NATS connection event");
+        });
+    connect
+        .connect(options.servers.clone())
+        .await
+        .map_err(|source| FleetError::Connect {
+            servers: options
+                .servers
+                .iter()
+                .map(|s| format!("{}:{}", s.host(), s.port()))
+                .collect::<Vec<_>>()
+                .join(","),
+            source,
+        })
+}
+
+/// The stream configuration for the options.
+pub fn stream_config(options: &FleetOptions) -> stream::Config {
+    stream::Config {
+        name: options.stream.clone(),
+        subjects: vec![format!("{}.>", options.subject_prefix)],
+        max_age: options.max_age,
+        max_bytes: options.max_bytes,
+        storage: stream::StorageType::File,
+        num_replicas: options.replicas,
+        duplicate_window: options.duplicate_window,
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    }
+}
+
+/// Create the stream (or find it), retrying for up to 30 s while a JetStream cluster
+/// elects its leaders. Returns the stream's last sequence.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    options: &FleetOptions,
+) -> Result<u64, FleetError> {
+    let limit = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last_error;
+    loop {
+        match js.get_or_create_stream(stream_config(options)).await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) => return Ok(info.state.last_sequence),
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) => last_error = e.to_string(),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(FleetError::Stream {
+                stream: options.stream.clone(),
+                secs: limit.as_secs(),
+                detail: last_error,
+            });
+        }
+        debug!(error = %last_error, "fleet: stream not ready; retrying");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Connect, make sure the stream exists, and start the publisher and the consumer.
+/// Call before accepting kitchens, so the consumer starts before their first dumpling.
+pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet, FleetError> {
+    let client = connect(options).await?;
+    let js = jetstream::new(client);
+    let last = ensure_stream(&js, options).await?;
+    info!(
+        stream = %options.stream,
+        prefix = %options.subject_prefix,
+        hub_id = %options.hub_id,
+        next_sequence = last + 1,
+        "fleet: federating over NATS JetStream"
+    );
+    let stats = Arc::new(FleetStats::default());
+    let (tx, rx) = mpsc::channel(options.publish_queue.max(1));
+    let publisher = Publisher {
+        tx,
+        prefix: options.subject_prefix.as_str().into(),
+        hub_id: options.hub_id.as_str().into(),
+        next_id: Arc::new(AtomicU64::new(0)),
+        stats: stats.clone(),
+    };
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(publish_loop(
+        js.clone(),
+        rx,
+        options.max_in_flight.max(1),
+        options.hub_id.clone(),
+        stats.clone(),
+    )));
+    let filter = format!("{}.>", options.subject_prefix);
+    let sink_shared = shared.clone();
+    let sink_stats = stats.clone();
+    tasks.push(tokio::spawn(consume(
+        js,
+        options.stream.clone(),
+        filter,
+        last + 1,
+        shared.shutdown.clone(),
+        move |message| {
+            sink_stats.delivered.fetch_add(1, Ordering::Relaxed);
+            // Under --auth restricted eaters are filtered by origin, so a frame read back
+            // from the stream is tagged exactly as a local kitchen's would be.
+            let origin = if sink_shared.config.auth.is_some() {
+                match crate::kitchen::classify(&message) {
+                    crate::kitchen::Action::Forward { chef, kitchen } => {
+                        Some(std::sync::Arc::new(crate::state::Origin::Dumpling {
+                            chef: chef.into(),
+                            kitchen: kitchen.map(Into::into),
+                        }))
+                    }
+                    // Not a kitchen dumpling (cannot happen for what this hub stored):
+                    // restricted eaters do not get it.
+                    _ => Some(std::sync::Arc::new(crate::state::Origin::Status(Some(
+                        "".into(),
+                    )))),
+                }
+            } else {
+                None
+            };
+            sink_shared.publish_from(message, origin);
+            true
+        },
+    )));
+    Ok(Fleet { publisher, tasks })
+}
+
+type AckFuture = Pin<
+    Box<
+        dyn Future<
+                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+            > + Send,
+    >,
+>;
+
+async fn publish_once(
+    js: &jetstream::Context,
+    out: &Outgoing,
+    hub_id: &str,
+) -> Result<AckFuture, jetstream::context::PublishError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, out.msg_id.as_str());
+    headers.insert(ORIGIN_HEADER, hub_id);
+    if out.binary {
+        headers.insert(BINARY_HEADER, "1");
+    }
+    let ack = js
+        .publish_with_headers(out.subject.clone(), headers, out.payload.clone())
+        .await?;
+    Ok(Box::pin(ack.into_future()))
+}
+
+/// Publish with a bounded number of unacknowledged messages; on any error, wait and
+/// re-publish every unacknowledged message in order (the ids make repeats harmless).
+async fn publish_loop(
+    js: jetstream::Context,
+    mut rx: mpsc::Receiver<Outgoing>,
+    max_in_flight: usize,
+    hub_id: String,
+    stats: Arc<FleetStats>,
+) {
+    let mut in_flight: VecDeque<(Outgoing, AckFuture)> = VecDeque::new();
+    // Messages to (re)publish before anything new: filled after an error.
+    let mut retry: VecDeque<Outgoing> = VecDeque::new();
+    let mut failures: u32 = 0;
+    loop {
+        if let Some(out) = retry.pop_front() {
+            match publish_once(&js, &out, &hub_id).await {
+                Ok(ack) => in_flight.push_back((out, ack)),
+                Err(error) => {
+                    retry.push_front(out);
+                    failures += 1;
+                    backoff_log(failures, &error.to_string()).await;
+                }
+            }
+            continue;
+        }
+        tokio::select! {
+            ack = async { match in_flight.front_mut() { Some((_, f)) => f.as_mut().await, None => std::future::pending().await } }, if !in_flight.is_empty() => {
+                match ack {
+                    Ok(ack) => {
+                        failures = 0;
+                        in_flight.pop_front();
+                        if ack.duplicate {
+                            stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            stats.acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        stats.retried.fetch_add(in_flight.len() as u64, Ordering::Relaxed);
+                        retry.extend(in_flight.drain(..).map(|(out, _)| out));
+                        backoff_log(failures, &error.to_string()).await;
+                    }
+                }
+            }
+            next = rx.recv(), if in_flight.len() < max_in_flight => {
+                let Some(out) = next else { return };
+                match publish_once(&js, &out, &hub_id).await {
+                    Ok(ack) => in_flight.push_back((out, ack)),
+                    Err(error) => {
+                        // Keep the order: everything in flight goes before this one.
+                        failures += 1;
+                        retry.extend(in_flight.drain(..).map(|(out, _)| out));
+                        retry.push_back(out);
+                        backoff_log(failures, &error.to_string()).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn backoff_log(failures: u32, error: &str) {
+    if failures == 1 || failures.is_power_of_two() {
+        warn!(
+            attempts = failures,
+            error, "fleet: JetStream publish failed; retrying unacknowledged dumplings"
+        );
+    }
+    let delay = Duration::from_millis((50u64 << failures.min(5)).min(1000));
+    tokio::time::sleep(delay).await;
+}
+
+/// How long a consumer may be silent before the stream is asked whether it is stalled.
+const STALL_CHECK: Duration = Duration::from_secs(1);
+
+async fn stream_last_sequence(js: &jetstream::Context, name: &str) -> Option<u64> {
+    // get_stream fetches the stream's info: one request.
+    let stream = js.get_stream(name).await.ok()?;
+    Some(stream.cached_info().state.last_sequence)
+}
+
+/// Read the stream from `start_sequence` on through an ordered consumer filtered on
+/// `filter`, handing each dumpling to `sink` (which returns `false` to stop). After any
+/// error the consumer is re-created from the last delivered sequence plus one, so the
+/// sink sees each stored message once, in stream order. Ends on shutdown.
+pub async fn consume(
+    js: jetstream::Context,
+    stream_name: String,
+    filter: String,
+    start_sequence: u64,
+    mut shutdown: watch::Receiver<bool>,
+    mut sink: impl FnMut(Message) -> bool + Send,
+) {
+    let mut next = start_sequence.max(1);
+    let mut failures: u32 = 0;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let created = async {
+            let stream = js
+                .get_stream(&stream_name)
+                .await
+                .map_err(|e| e.to_string())?;
+            let consumer = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject: filter.clone(),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: next,
+                    },
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            consumer.messages().await.map_err(|e| e.to_string())
+        };
+        let mut messages = tokio::select! {
+            made = created => match made {
+                Ok(messages) => messages,
+                Err(error) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        warn!(%error, attempts = failures, next_sequence = next, "fleet: cannot create the stream consumer; retrying");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis((100u64 << failures.min(4)).min(1000))) => {}
+                        _ = stopped(&mut shutdown) => return,
+                    }
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => return,
+        };
+        debug!(next_sequence = next, "fleet: consumer reading");
+        loop {
+            let item = tokio::select! {
+                item = tokio::time::timeout(STALL_CHECK, messages.next()) => match item {
+                    Ok(item) => item,
+                    Err(_) => {
+                        // Quiet for a while: fine if the stream has nothing new, but an
+                        // ordered consumer whose server died can hang without an error
+                        // (seen when its node was killed), so ask the stream.
+                        match stream_last_sequence(&js, &stream_name).await {
+                            Some(last) if last >= next => {
+                                warn!(next_sequence = next, last_sequence = last, "fleet: stream consumer stalled; re-creating it");
+                                break;
+                            }
+                            _ => continue,
+                        }
+                    }
+                },
+                _ = stopped(&mut shutdown) => return,
+            };
+            match item {
+                Some(Ok(msg)) => {
+                    failures = 0;
+                    let sequence = match msg.info() {
+                        Ok(info) => info.stream_sequence,
+                        Err(_) => continue,
+                    };
+                    // A re-created consumer never goes back, but be sure: each sequence once.
+                    if sequence < next {
+                        continue;
+                    }
+                    next = sequence + 1;
+                    let binary = msg
+                        .headers
+                        .as_ref()
+                        .is_some_and(|h| h.get(BINARY_HEADER).is_some());
+                    let payload = msg.message.payload.clone();
+                    let message = if binary {
+                        Message::Binary(payload)
+                    } else {
+                        match Utf8Bytes::try_from(payload.clone()) {
+                            Ok(text) => Message::Text(text),
+                            Err(_) => Message::Binary(payload),
+                        }
+                    };
+                    if !sink(message) {
+                        return;
+                    }
+                }
+                Some(Err(error)) => {
+                    failures += 1;
+                    warn!(%error, next_sequence = next, "fleet: stream consumer error; re-creating it");
+                    break;
+                }
+                None => {
+                    failures += 1;
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis((100u64 << failures.min(4)).min(1000))) => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publisher() -> (Publisher, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(4);
+        let p = Publisher {
+            tx,
+            prefix: "nd.dumplings".into(),
+            hub_id: "hubX".into(),
+            next_id: Arc::new(AtomicU64::new(0)),
+            stats: Arc::new(FleetStats::default()),
+        };
+        (p, rx)
+    }
+
+    #[test]
+    fn subject_and_id_come_from_the_metadata() {
+        let (p, _rx) = publisher();
+        let text = r#"{"metadata":{"nd_id":"k1-5","chef":"DNS.Chef","kitchen":"site a>1","creation_time":1.5,"driver":"packet"},"payload":{}}"#;
+        let out = p.prepare(Message::text(text), "hello-name");
+        assert_eq!(out.subject, "nd.dumplings.site~20a~3E1.DNS~2EChef.packet");
+        assert_eq!(out.msg_id, "k1-5");
+        assert_eq!(
+            &out.payload[..],
+            text.as_bytes(),
+            "payload is the kitchen's bytes"
+        );
+        assert!(!out.binary);
+    }
+
+    #[test]
+    fn original_kitchens_get_hub_made_ids_and_their_connection_name() {
+        let (p, _rx) = publisher();
+        let text = r#"{"metadata": {"chef": "C", "kitchen": null, "creation_time": 1.5, "driver": "interval"}, "payload": 1}"#;
+        let a = p.prepare(Message::binary(text.as_bytes().to_vec()), "k");
+        let b = p.prepare(Message::text(text), "k");
+        assert_eq!(a.subject, "nd.dumplings.k.C.interval");
+        assert_eq!((a.msg_id.as_str(), b.msg_id.as_str()), ("hubX-0", "hubX-1"));
+        assert!(a.binary && !b.binary);
+        let long_id = format!(
+            r#"{{"metadata":{{"nd_id":"{}","chef":"C","kitchen":"k","creation_time":1,"driver":"packet"}}}}"#,
+            "x".repeat(MAX_ID_BYTES + 1)
+        );
+        assert_eq!(p.prepare(Message::text(long_id), "k").msg_id, "hubX-2");
+    }
+}
