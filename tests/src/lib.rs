@@ -191,6 +191,23 @@ pub fn wait_for_port(addr: SocketAddr, limit: Duration) -> bool {
     false
 }
 
+/// Start `nd-hub` on 127.0.0.1 with kitchens on `in_port` and eaters on `out_port` (fixed
+/// ports, so a test can restart it on the same ones), plus `extra` arguments; returns once
+/// both ports listen (panics after 10 s).
+pub fn spawn_hub(in_port: u16, out_port: u16, extra: &[&str]) -> ChildGuard {
+    let (in_text, out_text) = (in_port.to_string(), out_port.to_string());
+    let mut args = vec!["-a", "127.0.0.1", "-i", &in_text, "-o", &out_text];
+    args.extend_from_slice(extra);
+    let hub = ChildGuard::spawn("nd-hub", Command::new(bin("nd-hub")).args(&args));
+    for port in [in_port, out_port] {
+        assert!(
+            wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10)),
+            "nd-hub did not listen on 127.0.0.1:{port}"
+        );
+    }
+    hub
+}
+
 /// Parse JSON lines (one dumpling per line) into values; panics on a non-JSON line.
 pub fn json_lines(text: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(text)

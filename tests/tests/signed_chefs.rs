@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, free_port, wait_for_port, workspace_root, ChildGuard, LiveProcess};
+use e2e_tests::{bin, free_port, spawn_hub, workspace_root, ChildGuard, LiveProcess};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -356,26 +356,7 @@ impl Drop for Eater {
 }
 
 fn start_hub(kitchen_port: u16, eater_port: u16) -> ChildGuard {
-    let hub = ChildGuard::spawn(
-        "nd-hub",
-        Command::new(bin("nd-hub")).args([
-            "-a",
-            "127.0.0.1",
-            "-i",
-            &kitchen_port.to_string(),
-            "-o",
-            &eater_port.to_string(),
-            "-f",
-            "0.3",
-        ]),
-    );
-    for port in [kitchen_port, eater_port] {
-        assert!(
-            wait_for_port(([127, 0, 0, 1], port).into(), STEP),
-            "nd-hub did not listen on {port}"
-        );
-    }
-    hub
+    spawn_hub(kitchen_port, eater_port, &["-f", "0.3"])
 }
 
 fn pcap_header() -> Vec<u8> {

@@ -8,14 +8,13 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    bin, free_port, is_root, on_path, truth_rows, wait_for_port, workspace_root, ChildGuard,
-    LiveProcess,
+    bin, free_port, is_root, on_path, spawn_hub, truth_rows, wait_for_port, workspace_root,
+    ChildGuard, LiveProcess,
 };
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::SinkExt;
@@ -42,25 +41,7 @@ fn browser_tools() -> Option<(PathBuf, PathBuf)> {
 
 /// A hub on fixed ports (so it can be restarted on the same ones), status every 0.5 s.
 fn start_hub(in_port: u16, out_port: u16) -> ChildGuard {
-    let hub = ChildGuard::spawn(
-        "nd-hub",
-        Command::new(bin("nd-hub")).args([
-            "-a",
-            "127.0.0.1",
-            "-i",
-            &in_port.to_string(),
-            "-o",
-            &out_port.to_string(),
-            "-f",
-            "0.5",
-        ]),
-    );
-    let addr: SocketAddr = ([127, 0, 0, 1], out_port).into();
-    assert!(
-        wait_for_port(addr, Duration::from_secs(10)),
-        "hub did not listen on {addr}"
-    );
-    hub
+    spawn_hub(in_port, out_port, &["-f", "0.5"])
 }
 
 /// chromedriver on a loopback port plus a WebDriver session with headless Chromium.
