@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         },
     ];
     for message in &messages {
-        if let Action::Forward { chef } = classify(message) {
+        if let Action::Forward { chef, .. } = classify(message) {
             let bytes: &[u8] = match message {
                 Message::Text(t) => t.as_bytes(),
                 Message::Binary(b) => b,
@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
             let v: serde_json::Value = serde_json::from_slice(bytes).expect("forwarded is JSON");
             let meta = &v["metadata"];
             assert_eq!(meta["chef"].as_str(), Some(chef.as_str()));
-            assert!(matches!(meta["driver"].as_str(), Some("packet" | "interval")));
+            assert!(matches!(
+                meta["driver"].as_str(),
+                Some("packet" | "interval")
+            ));
             assert!(meta["creation_time"].is_number());
         }
     }
