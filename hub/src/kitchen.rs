@@ -219,10 +219,6 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
                             debug!(kitchen = %name, chef = ?chef, bytes = message.len(), "Received dumpling from {name}");
                             peer.good.fetch_add(1, Ordering::Relaxed);
                             shared.total_in.fetch_add(1, Ordering::Relaxed);
-                            let origin = tag_origin.then(|| Arc::new(Origin::Dumpling {
-                                chef: chef.into(),
-                                kitchen: kitchen.map(Into::into),
-                            }));
                             match shared.fleet.get() {
                                 // Federated: stored in JetStream once; every hub (this one
                                 // too) delivers it from the stream, tagging it there.
@@ -231,7 +227,13 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
                                         break "hub shutting down".into();
                                     }
                                 }
-                                None => shared.publish_from(message, origin),
+                                None => {
+                                    let origin = tag_origin.then(|| Arc::new(Origin::Dumpling {
+                                        chef: chef.into(),
+                                        kitchen: kitchen.map(Into::into),
+                                    }));
+                                    shared.publish_from(message, origin);
+                                }
                             }
                         }
                         Action::Reserved { chef } => {
