@@ -55,6 +55,10 @@ struct Payload<'a> {
     dumpling_eater_count: usize,
     dumpling_kitchens: Vec<KitchenEntry<'a>>,
     dumpling_eaters: Vec<EaterEntry<'a>>,
+    /// The hubs of the fleet (`--nats` only; absent on a single hub, so the original's
+    /// shape is unchanged there). See [`crate::fleet::status`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<serde_json::Value>,
 }
 
 /// Seconds since the Unix epoch, as the wire's float.
@@ -103,7 +107,7 @@ pub fn build_status(shared: &Shared, must_list: Option<u64>) -> String {
 }
 
 /// The kitchen name a kitchen's hello declares (for restricted status views).
-fn hello_kitchen_name(peer: &Peer) -> Option<String> {
+pub(crate) fn hello_kitchen_name(peer: &Peer) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(peer.hello.get()).ok()?;
     value.get("kitchen_name")?.as_str().map(str::to_owned)
 }
@@ -171,6 +175,7 @@ pub fn build_status_for(
         dumpling_eater_count: eater_count,
         dumpling_kitchens: kitchens.iter().map(|p| kitchen_entry(p)).collect(),
         dumpling_eaters: eaters.iter().map(|p| eater_entry(p)).collect(),
+        fleet: shared.fleet_status.get().map(|board| board.section(view)),
     };
     let payload_text = serde_json::to_string(&payload).unwrap_or_else(|_| "{}".to_owned());
     envelope(dumpling::SYSTEM_STATUS_CHEF, &payload_text)
