@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::{bin, ChildGuard};
 use futures_util::{SinkExt, StreamExt};
 use nats::Cluster;
-use support::{connect, eater, is_chef, kitchen, Hub};
+use support::{connect, eater, is_chef, kitchen, Hub, ORIGINAL_STATUS_KEYS};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Packets per second each kitchen replays.
@@ -419,17 +419,6 @@ async fn the_whole_nats_cluster_restarts_and_nothing_acknowledged_is_lost() {
     .await;
     assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
 }
-
-/// The original `SystemStatusChef` payload keys, in the original's order.
-const ORIGINAL_STATUS_KEYS: [&str; 7] = [
-    "total_dumplings_in",
-    "total_dumplings_out",
-    "server_uptime",
-    "dumpling_kitchen_count",
-    "dumpling_eater_count",
-    "dumpling_kitchens",
-    "dumpling_eaters",
-];
 
 /// A fresh eater's welcome status payload from `hub`.
 async fn welcome_status(hub: &Hub) -> serde_json::Value {
