@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::{bin, free_port, on_path, test_data, wait_for_port, ChildGuard};
 use futures_util::SinkExt;
 use hub_link::{Link, LinkError, Token};
-use support::{is_chef, next_data, Ws};
+use support::{is_chef, nd_hub_token, next_data, Ws};
 use tokio_tungstenite::tungstenite::Message;
 
 const T: Duration = Duration::from_secs(10);
@@ -51,19 +51,6 @@ fn sh(dir: &Path, script: &str) {
         "{script}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// `nd-hub token` -> (token, token_sha256).
-fn nd_hub_token() -> (String, String) {
-    let out = Command::new(bin("nd-hub")).arg("token").output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.trim().trim_matches('"').to_owned())
-            .unwrap_or_else(|| panic!("no {key} in {text}"))
-    };
-    (field("token = "), field("token_sha256 = "))
 }
 
 struct Principal {

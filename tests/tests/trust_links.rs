@@ -57,23 +57,6 @@ fn issue(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) 
     paths
 }
 
-/// A token and its hash, made by `nd-hub token`.
-fn new_token() -> (String, String) {
-    let out = Command::new(bin("nd-hub"))
-        .arg("token")
-        .output()
-        .expect("nd-hub token");
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.trim().trim_matches('"').to_owned())
-            .unwrap_or_else(|| panic!("no {key} in {text}"))
-    };
-    (field("token = "), field("token_sha256 = "))
-}
-
 /// One principal of an auth file: name, role, extra TOML lines.
 struct P {
     name: &'static str,
@@ -84,7 +67,7 @@ struct P {
 }
 
 fn principal(name: &'static str, role: &'static str, extra: &'static str) -> P {
-    let (token, hash) = new_token();
+    let (token, hash) = nd_hub_token();
     P {
         name,
         role,

@@ -18,6 +18,9 @@
 //! Certificates are made with the `openssl` command (parts 1 and 2 are skipped without it).
 //! Run: `cargo build --release --workspace --all-targets && target/release/nd-trust-bench`.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use common::{free_port, proc_cpu_secs, wait_port};
 use futures_util::{SinkExt, StreamExt};
 use hub_link::{Link, Token, Ws};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -84,37 +88,8 @@ impl Drop for HubProcess {
 
 impl HubProcess {
     fn cpu_secs(&self) -> f64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else {
-            return 0.0;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return 0.0;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime, in clock ticks (100 per second on Linux).
-        [11, 12]
-            .iter()
-            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-            .sum::<f64>()
-            / 100.0
+        proc_cpu_secs(self.child.id())
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn wait_port(addr: SocketAddr) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 fn start_hub(exe: &Path, extra: &[String]) -> anyhow::Result<HubProcess> {
