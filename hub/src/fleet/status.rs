@@ -473,7 +473,8 @@ mod tests {
             name: "viewer".into(),
             role: crate::auth::Role::Eater,
             kitchens: Some(["k2".to_owned()].into()),
-            token_sha256: [0; 32],
+            token_sha256: None,
+            cert_name: None,
             chefs: None,
         };
         let s = board.section(Some(&p));
