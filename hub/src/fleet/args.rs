@@ -81,6 +81,18 @@ pub struct FleetArgs {
     /// This hub's name in the fleet (default: a random id).
     #[arg(long, value_name = "ID")]
     pub nats_hub_id: Option<String>,
+    /// JetStream domain of the NATS server this hub talks to (a site's own `nats-server`
+    /// that is a leaf node of the main cluster, with `jetstream { domain: SITE }`). The
+    /// site's stream lives there, so the site keeps working while the leaf link is down.
+    #[arg(long, value_name = "DOMAIN")]
+    pub nats_domain: Option<String>,
+    /// Source the stream of the same name from the JetStream domain DOMAIN into this
+    /// hub's stream (comma-separated or repeated; one per site). Give it to the main
+    /// cluster's hubs: each site's dumplings reach them, once, when the leaf link is up,
+    /// including what the site stored while it was down. Only used when the stream is
+    /// created.
+    #[arg(long, value_name = "DOMAIN[,DOMAIN...]", value_delimiter = ',')]
+    pub nats_source_domain: Vec<String>,
     /// Core NATS subject prefix of the hubs' status reports: each hub publishes to
     /// `PREFIX.<hub id>` and lists every hub it hears from in the `fleet` section of its
     /// SystemStatusChef dumplings. Must lie outside the dumpling prefix.
@@ -173,6 +185,19 @@ impl FleetArgs {
                 extra: ", in dot-separated tokens (no wildcards)",
             });
         }
+        for (flag, domain) in self.nats_domain.iter().map(|d| ("nats-domain", d)).chain(
+            self.nats_source_domain
+                .iter()
+                .map(|d| ("nats-source-domain", d)),
+        ) {
+            if !is_token(domain) {
+                return Err(FleetArgsError::BadName {
+                    flag,
+                    value: domain.clone(),
+                    extra: " (a JetStream domain name)",
+                });
+            }
+        }
         let status_under_dumplings = self.nats_status_prefix == self.nats_subject_prefix
             || self
                 .nats_status_prefix
@@ -228,6 +253,8 @@ impl FleetArgs {
             hub_id,
             publish_queue: 4096,
             max_in_flight: 1024,
+            domain: self.nats_domain.clone(),
+            source_domains: self.nats_source_domain.clone(),
             status_prefix: self.nats_status_prefix.clone(),
             status_period: self.nats_status_period,
         }))

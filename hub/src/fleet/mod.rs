@@ -92,6 +92,10 @@ pub struct FleetOptions {
     pub publish_queue: usize,
     /// Publishes waiting for their JetStream ack at once.
     pub max_in_flight: usize,
+    /// JetStream domain of the server this hub uses (a site behind a leaf node).
+    pub domain: Option<String>,
+    /// JetStream domains whose stream of the same name this hub's stream sources.
+    pub source_domains: Vec<String>,
     /// Core NATS subject prefix of the hubs' status reports ([`status`]).
     pub status_prefix: String,
     /// How often this hub publishes its status report.
@@ -326,6 +330,22 @@ pub fn stream_config(options: &FleetOptions) -> stream::Config {
         num_replicas: options.replicas,
         duplicate_window: options.duplicate_window,
         discard: stream::DiscardPolicy::Old,
+        // Sites behind leaf nodes: their streams are copied in (with their subjects and
+        // Nats-Msg-Id) whenever the leaf link is up, from where the copy left off.
+        sources: (!options.source_domains.is_empty()).then(|| {
+            options
+                .source_domains
+                .iter()
+                .map(|domain| stream::Source {
+                    name: options.stream.clone(),
+                    external: Some(stream::External {
+                        api_prefix: format!("$JS.{domain}.API"),
+                        delivery_prefix: None,
+                    }),
+                    ..Default::default()
+                })
+                .collect()
+        }),
         ..Default::default()
     }
 }
@@ -363,7 +383,10 @@ pub async fn ensure_stream(
 /// Call before accepting kitchens, so the consumer starts before their first dumpling.
 pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet, FleetError> {
     let client = connect(options).await?;
-    let js = jetstream::new(client.clone());
+    let js = match &options.domain {
+        Some(domain) => jetstream::with_domain(client.clone(), domain),
+        None => jetstream::new(client.clone()),
+    };
     let last = ensure_stream(&js, options).await?;
     info!(
         stream = %options.stream,

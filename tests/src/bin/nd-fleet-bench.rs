@@ -1,0 +1,554 @@
+//! `nd-fleet-bench`: loopback benchmark of a fleet of `nd-hub --nats` hubs (issue 11,
+//! item 8), against a single hub measured in the same run.
+//!
+//! It lives with the fleet tests because it drives the same real processes with the same
+//! helpers (`nats_support.rs`: a real `nats-server` with JetStream on disk;
+//! `hub_support.rs`: real `nd-hub` processes): build everything with
+//! `cargo build --release --workspace --all-targets`, then run
+//! `target/release/nd-fleet-bench` (`--help` for the knobs).
+//!
+//! Parts, each repeated `--reps` times with the cells interleaved, medians printed:
+//! 1. **rate**: one kitchen on hub 1 sends `--dumplings` 500-byte dumplings as fast as
+//!    the hub takes them; `--eaters` eaters spread round-robin over the hubs; delivered
+//!    dumplings/s (all eaters together) for one hub alone (no NATS), one hub with
+//!    `--nats`, 2 and 3 federated hubs; ratios against the single hub.
+//! 2. **latency**: a kitchen on hub A at `--latency-rate` dumplings/s (10 k), 10 eaters on
+//!    hub B: p50/p99 from the kitchen's send to the eater's receipt; the same load on one
+//!    hub without NATS as the baseline.
+//! 3. **failover**: a real `nd-sniff -h A,B` kitchen (ARP packets from a FIFO at 1000/s),
+//!    an eater on hub B; hub A is killed (-9) and the time from the kill until the
+//!    eater's stream resumes (end of the largest arrival gap) is the failover time.
+//!
+//! One NATS node (the hubs' stream has one replica): the machine has two cores.
+
+#[path = "../../tests/hub_support.rs"]
+mod support;
+
+#[path = "../../tests/nats_support.rs"]
+mod nats;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use e2e_tests::{bin, ChildGuard};
+use futures_util::{SinkExt, StreamExt};
+use nats::Cluster;
+use support::{Hub, Ws};
+use tokio_tungstenite::tungstenite::Message;
+
+/// nd-fleet-bench: delivered rate, cross-hub latency and failover time of a hub fleet.
+#[derive(Debug, Parser)]
+#[command(name = "nd-fleet-bench", about)]
+struct Cli {
+    /// Repetitions per cell (medians are printed).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Dumplings the kitchen sends per rate cell.
+    #[arg(long, default_value_t = 20_000)]
+    dumplings: u64,
+    /// Eaters per rate cell, spread round-robin over the hubs.
+    #[arg(long, default_value_t = 100)]
+    eaters: usize,
+    /// Kitchen rate of the latency cell, dumplings/s.
+    #[arg(long, default_value_t = 10_000)]
+    latency_rate: u64,
+    /// Length of the latency cell, seconds.
+    #[arg(long, default_value_t = 3)]
+    latency_secs: u64,
+    /// Run only these parts (rate, latency, failover); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Cli {
+    fn wants(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
+}
+
+/// Bytes per bench dumpling.
+const SIZE: usize = 500;
+
+/// Flags that make a hub lossless for a burst (ring and per-eater byte cap hold it all).
+const LOSSLESS: [&str; 8] = [
+    "-f",
+    "5",
+    "--ring-capacity",
+    "262144",
+    "--eater-queue-bytes",
+    "1073741824",
+    "--write-timeout",
+    "60",
+];
+
+/// A dumpling whose payload starts with a fixed-width send time (ns since `base`), so an
+/// eater reads it back without parsing JSON.
+fn bench_dumpling(t: u64) -> String {
+    let head = format!(
+        r#"{{"metadata": {{"chef": "BenchChef", "kitchen": "bench", "creation_time": 1.5, "driver": "packet"}}, "payload": {{"t": {t:>16}, "pad": ""#
+    );
+    let pad = SIZE.saturating_sub(head.len() + 3);
+    format!("{head}{}\"}}}}", "x".repeat(pad))
+}
+
+/// The send time of a bench dumpling; `None` for anything else (status dumplings).
+fn sent_at(text: &str) -> Option<u64> {
+    const KEY: &str = "\"payload\": {\"t\": ";
+    let i = text.find(KEY)? + KEY.len();
+    text.get(i..i + 16)?.trim_start().parse().ok()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
+    sorted_us[i.min(sorted_us.len() - 1)] as f64 / 1000.0
+}
+
+/// Start `n` hubs: without NATS when `cluster` is `None` (then `n` must be 1).
+async fn start_hubs(cluster: Option<&Cluster>, n: usize) -> anyhow::Result<Vec<Hub>> {
+    let mut hubs = Vec::new();
+    for i in 0..n {
+        let mut args: Vec<String> = LOSSLESS.iter().map(|s| s.to_string()).collect();
+        if let Some(cluster) = cluster {
+            args.extend([
+                "--nats".into(),
+                cluster.urls(),
+                "--nats-hub-id".into(),
+                format!("hub{i}"),
+            ]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let hub = Hub::start(&refs);
+        if !hub.wait_accepting(Duration::from_secs(30)).await {
+            bail!("hub {i} did not come up");
+        }
+        hubs.push(hub);
+    }
+    Ok(hubs)
+}
+
+async fn connect(addr: SocketAddr, hello: String) -> anyhow::Result<Ws> {
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(format!("ws://{addr}/")),
+    )
+    .await
+    .context("connect timed out")??;
+    ws.send(Message::text(hello)).await?;
+    Ok(ws)
+}
+
+/// What one eater saw: bench dumplings received, time of the last one, latency samples.
+struct Seen {
+    received: u64,
+    last: Option<Instant>,
+    latencies_us: Vec<u64>,
+}
+
+/// Read bench dumplings until `expected` arrived or `deadline`.
+async fn eat(
+    mut ws: Ws,
+    expected: u64,
+    base: Instant,
+    deadline: tokio::time::Instant,
+    sample_every: u64,
+) -> Seen {
+    let mut seen = Seen {
+        received: 0,
+        last: None,
+        latencies_us: Vec::new(),
+    };
+    while seen.received < expected {
+        let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, ws.next()).await else {
+            break;
+        };
+        let Message::Text(text) = message else {
+            continue;
+        };
+        if let Some(t) = sent_at(&text) {
+            seen.received += 1;
+            seen.last = Some(Instant::now());
+            if seen.received.is_multiple_of(sample_every) {
+                let now = base.elapsed().as_nanos() as u64;
+                seen.latencies_us.push(now.saturating_sub(t) / 1000);
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+    seen
+}
+
+/// Send `count` dumplings: as fast as the hub takes them (`rate` None) or paced at
+/// `rate`/s in 10 ms ticks on absolute deadlines.
+async fn kitchen(
+    addr: SocketAddr,
+    count: u64,
+    rate: Option<u64>,
+    base: Instant,
+) -> anyhow::Result<Ws> {
+    let mut ws = connect(addr, r#"{"kitchen_name": "bench"}"#.into()).await?;
+    let per_tick = rate.map(|r| (r / 100).max(1)).unwrap_or(64);
+    let start = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut tick = 0u32;
+    while sent < count {
+        if rate.is_some() {
+            tokio::time::sleep_until(start + Duration::from_millis(10) * tick).await;
+            tick += 1;
+        }
+        for _ in 0..per_tick.min(count - sent) {
+            let t = base.elapsed().as_nanos() as u64;
+            ws.feed(Message::text(bench_dumpling(t))).await?;
+            sent += 1;
+        }
+        ws.flush().await?;
+    }
+    Ok(ws)
+}
+
+/// Figures of one rate or latency run.
+#[derive(Clone, Copy)]
+struct Run {
+    rate: f64,
+    complete: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// One run: `eaters` eaters round-robin on `hubs[eater_hubs]`, a kitchen on `hubs[0]`.
+async fn run_cell(
+    hubs: &[Hub],
+    eater_hubs: &[usize],
+    eaters: usize,
+    dumplings: u64,
+    rate: Option<u64>,
+) -> anyhow::Result<Run> {
+    let base = Instant::now();
+    let mut conns = Vec::new();
+    for i in 0..eaters {
+        let hub = &hubs[eater_hubs[i % eater_hubs.len()]];
+        conns.push(connect(hub.eaters, format!(r#"{{"eater_name": "bench{i}"}}"#)).await?);
+    }
+    // Let every eater register before the first dumpling.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let limit = Duration::from_secs(120);
+    let deadline = tokio::time::Instant::now() + limit;
+    let sample_every = if rate.is_some() {
+        1
+    } else {
+        (dumplings * eaters as u64 / 100_000).max(1)
+    };
+    let start = Instant::now();
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|ws| tokio::spawn(eat(ws, dumplings, base, deadline, sample_every)))
+        .collect();
+    // The kitchen runs on its own thread and runtime, so its pacing does not wait behind
+    // the eater tasks it is measured with.
+    let addr = hubs[0].kitchens;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let ws = kitchen(addr, dumplings, rate, base).await;
+            let ok = ws.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
+            let _ = done_tx.send(ok);
+            // Stay connected until the eaters are done (bounded).
+            let _ = tokio::time::timeout(limit, hold_rx).await;
+            drop(ws);
+        });
+    });
+    match tokio::time::timeout(limit, done_rx).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => bail!("kitchen: {e}"),
+        _ => bail!("kitchen did not finish"),
+    }
+    let mut received = 0;
+    let mut last = start;
+    let mut lat = Vec::new();
+    for r in readers {
+        let seen = r.await?;
+        received += seen.received;
+        if let Some(t) = seen.last {
+            last = last.max(t);
+        }
+        lat.extend(seen.latencies_us);
+    }
+    drop(hold_tx);
+    lat.sort_unstable();
+    let secs = last.duration_since(start).as_secs_f64().max(1e-6);
+    Ok(Run {
+        rate: received as f64 / secs,
+        complete: received as f64 / (dumplings * eaters as u64).max(1) as f64,
+        p50_ms: percentile_ms(&lat, 0.5),
+        p99_ms: percentile_ms(&lat, 0.99),
+    })
+}
+
+fn stop_all(hubs: Vec<Hub>) {
+    for hub in hubs {
+        let _ = hub.stop();
+    }
+}
+
+/// A rate cell: `n` hubs (0 = one hub without NATS).
+async fn rate_cell(cli: &Cli, n: usize) -> anyhow::Result<Run> {
+    let cluster = if n == 0 {
+        None
+    } else {
+        Some(Cluster::start(1).context("nats-server is needed (apt-get install nats-server)")?)
+    };
+    let hubs = start_hubs(cluster.as_ref(), n.max(1)).await?;
+    let spread: Vec<usize> = (0..n.max(1)).collect();
+    let run = run_cell(&hubs, &spread, cli.eaters, cli.dumplings, None).await;
+    stop_all(hubs);
+    run
+}
+
+/// A latency cell: kitchen on hub A, 10 eaters on hub B (or one hub without NATS).
+async fn latency_cell(cli: &Cli, federated: bool) -> anyhow::Result<Run> {
+    let cluster = if federated {
+        Some(Cluster::start(1).context("nats-server is needed")?)
+    } else {
+        None
+    };
+    let hubs = start_hubs(cluster.as_ref(), if federated { 2 } else { 1 }).await?;
+    let eater_hub = [if federated { 1 } else { 0 }];
+    let count = cli.latency_rate * cli.latency_secs;
+    let run = run_cell(&hubs, &eater_hub, 10, count, Some(cli.latency_rate)).await;
+    stop_all(hubs);
+    run
+}
+
+/// Failover: kill -9 hub A under a real `nd-sniff -h A,B`; seconds until the eater on B
+/// gets dumplings again, plus (received, distinct) at the eater.
+async fn failover_cell() -> anyhow::Result<(f64, u64, u64)> {
+    let cluster = Cluster::start(1).context("nats-server is needed")?;
+    let mut hubs = start_hubs(Some(&cluster), 2).await?;
+    let dir = nats::scratch("fleet-bench");
+    let fifo = dir.join("arp.pcap");
+    nats::mkfifo(&fifo);
+    let hub_list = format!("{},{}", hubs[0].kitchens, hubs[1].kitchens);
+    let sniff = ChildGuard::spawn(
+        "nd-sniff",
+        Command::new(bin("nd-sniff")).arg("-r").arg(&fifo).args([
+            "-h",
+            &hub_list,
+            "-n",
+            "failover",
+            "-p",
+            "3600",
+            "-c",
+            "ARPChef",
+            "--kitchen-status",
+            "off",
+            "--flush-timeout",
+            "40",
+        ]),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = nats::feed_arp_fifo(&fifo, 1000, 7, stop.clone());
+    let mut ws = connect(hubs[1].eaters, r#"{"eater_name": "failover"}"#.into()).await?;
+    let arrivals: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let (a, done) = (arrivals.clone(), Arc::new(AtomicBool::new(false)));
+    let reader_done = done.clone();
+    let reader = tokio::spawn(async move {
+        while !reader_done.load(Ordering::Relaxed) {
+            match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+                Err(_) => continue,
+                Ok(Some(Ok(Message::Text(text)))) if text.contains("\"ARPChef\"") => {
+                    if let Ok(mut a) = a.lock() {
+                        a.push((Instant::now(), text.to_string()));
+                    }
+                }
+                Ok(Some(Ok(_))) => continue,
+                _ => break,
+            }
+        }
+    });
+    // Steady traffic first (the kitchen compiles its chef on start).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrivals.lock().map(|a| a.len()).unwrap_or(0) < 1500 {
+        if Instant::now() > deadline {
+            bail!("no steady traffic through hub A");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut a_hub = hubs.remove(0);
+    let killed = Instant::now();
+    let _ = a_hub.guard.child.kill();
+    let _ = a_hub.guard.child.wait();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = feeder.join();
+    let _ = sniff.wait_output(Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    done.store(true, Ordering::Relaxed);
+    let _ = reader.await;
+    stop_all(hubs);
+    let _ = std::fs::remove_dir_all(&dir);
+    let got = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+    // The stream resumes at the end of the largest gap between arrivals after the kill
+    // (the last arrival before the kill counts as the gap's start).
+    let mut prev: Option<Instant> = None;
+    let mut resumed = killed;
+    let mut largest = Duration::ZERO;
+    for (t, _) in &got {
+        if *t > killed {
+            let from = prev.map(|p| p.max(killed)).unwrap_or(killed);
+            let gap = t.duration_since(from);
+            if gap > largest {
+                largest = gap;
+                resumed = *t;
+            }
+        }
+        prev = Some(*t);
+    }
+    // Distinct dumplings, ids stripped (a re-sent copy has the same id and bytes).
+    let distinct: HashSet<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
+    Ok((
+        resumed.duration_since(killed).as_secs_f64(),
+        got.len() as u64,
+        distinct.len() as u64,
+    ))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if nats::nats_server().is_none() {
+        bail!("nats-server not found (apt-get install nats-server, or set ND_NATS_SERVER)");
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "nd-fleet-bench: reps {}, {} eaters, {} dumplings of {SIZE} B per rate cell; load average {}",
+        cli.reps,
+        cli.eaters,
+        cli.dumplings,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    if cli.wants("rate") {
+        let labels = [
+            "1 hub, no NATS",
+            "1 hub, --nats",
+            "2 hubs, --nats",
+            "3 hubs, --nats",
+        ];
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); 4];
+        for rep in 0..cli.reps {
+            for (cell, n) in [0usize, 1, 2, 3].into_iter().enumerate() {
+                let run = rate_cell(&cli, n).await?;
+                eprintln!(
+                    "  rep {rep} {:<16} {:>10.0}/s complete {:.1}%",
+                    labels[cell],
+                    run.rate,
+                    run.complete * 100.0
+                );
+                runs[cell].push(run);
+            }
+        }
+        let base = median(runs[0].iter().map(|r| r.rate).collect());
+        println!(
+            "\nrate: 1 kitchen on hub 1, {} eaters round-robin over the hubs (medians of {})",
+            cli.eaters, cli.reps
+        );
+        println!(
+            "{:<18} {:>14} {:>10} {:>10} {:>10}",
+            "cell", "delivered/s", "min", "vs 1 hub", "complete"
+        );
+        for (cell, label) in labels.iter().enumerate() {
+            let rates: Vec<f64> = runs[cell].iter().map(|r| r.rate).collect();
+            let m = median(rates.clone());
+            let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+            let complete = median(runs[cell].iter().map(|r| r.complete * 100.0).collect());
+            println!(
+                "{label:<18} {m:>14.0} {min:>10.0} {:>10.2} {complete:>9.1}%",
+                m / base
+            );
+        }
+        let fed = median(runs[1].iter().map(|r| r.rate).collect()) / base;
+        let three = median(runs[3].iter().map(|r| r.rate).collect()) / base;
+        println!(
+            "target: federation costs <= 20% (1 hub --nats / 1 hub >= 0.80): {fed:.2} {}",
+            if fed >= 0.8 { "MET" } else { "MISSED" }
+        );
+        println!(
+            "target: 3 hubs >= 2x one hub: {three:.2}x {}",
+            if three >= 2.0 { "MET" } else { "MISSED" }
+        );
+    }
+    if cli.wants("latency") {
+        let mut single = Vec::new();
+        let mut cross = Vec::new();
+        for _ in 0..cli.reps {
+            single.push(latency_cell(&cli, false).await?);
+            cross.push(latency_cell(&cli, true).await?);
+        }
+        println!(
+            "\nlatency: kitchen at {}/s for {} s, 10 eaters (medians of {})",
+            cli.latency_rate, cli.latency_secs, cli.reps
+        );
+        println!(
+            "{:<28} {:>10} {:>10} {:>10}",
+            "cell", "p50 ms", "p99 ms", "complete"
+        );
+        for (label, runs) in [
+            ("1 hub, no NATS", &single),
+            ("hub A -> NATS -> hub B", &cross),
+        ] {
+            println!(
+                "{label:<28} {:>10.2} {:>10.2} {:>9.1}%",
+                median(runs.iter().map(|r| r.p50_ms).collect()),
+                median(runs.iter().map(|r| r.p99_ms).collect()),
+                median(runs.iter().map(|r| r.complete * 100.0).collect()),
+            );
+        }
+        let p99 = median(cross.iter().map(|r| r.p99_ms).collect());
+        println!(
+            "target: cross-hub p99 < 50 ms: {p99:.2} ms {}",
+            if p99 < 50.0 { "MET" } else { "MISSED" }
+        );
+    }
+    if cli.wants("failover") {
+        let mut times = Vec::new();
+        println!("\nfailover: nd-sniff -h A,B at 1000 ARP dumplings/s, eater on B, kill -9 A");
+        for rep in 0..cli.reps {
+            let (secs, received, distinct) = failover_cell().await?;
+            println!(
+                "  rep {rep}: resumed {:.3} s after the kill; eater got {received} ({} duplicates)",
+                secs,
+                received - distinct
+            );
+            times.push(secs);
+        }
+        let m = median(times);
+        println!(
+            "target: failover < 2 s: median {m:.3} s {}",
+            if m < 2.0 { "MET" } else { "MISSED" }
+        );
+    }
+    Ok(())
+}
