@@ -186,10 +186,12 @@ impl HubStream {
     /// plain connections and clients without a certificate. They can name an auth
     /// principal (`cert_name`, see [`crate::auth`]).
     pub fn client_cert_names(&self) -> Vec<String> {
-        let HubStream::Tls(tls) = self else {
-            return Vec::new();
+        let session = match self {
+            HubStream::Plain(_) => return Vec::new(),
+            HubStream::Tls(tls) => tls.get_ref().1,
+            HubStream::TlsRewound(rewound) => rewound.tls().get_ref().1,
         };
-        let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) else {
             return Vec::new();
         };
         match webpki::EndEntityCert::try_from(leaf) {
