@@ -186,12 +186,12 @@ impl HubStream {
     /// plain connections and clients without a certificate. They can name an auth
     /// principal (`cert_name`, see [`crate::auth`]).
     pub fn client_cert_names(&self) -> Vec<String> {
-        let session = match self {
+        let tls = match self {
+            HubStream::Tls(tls) => tls.as_ref(),
+            HubStream::TlsRewound(rewound) => rewound.tls(),
             HubStream::Plain(_) => return Vec::new(),
-            HubStream::Tls(tls) => tls.get_ref().1,
-            HubStream::TlsRewound(rewound) => rewound.tls().get_ref().1,
         };
-        let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) else {
+        let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
             return Vec::new();
         };
         match webpki::EndEntityCert::try_from(leaf) {

@@ -28,7 +28,7 @@ pub struct Rewind {
 }
 
 impl Rewind {
-    /// The TLS stream underneath (its session: client certificate, protocol).
+    /// The TLS stream (its session: peer certificates and so on).
     pub fn tls(&self) -> &TlsStream<TcpStream> {
         &self.inner
     }
