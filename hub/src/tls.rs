@@ -21,6 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+/// Most client certificate names looked at (a bound on what a peer makes the hub copy).
+pub const MAX_CERT_NAMES: usize = 16;
+
 /// Why TLS cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -156,6 +159,9 @@ pub enum HubStream {
     Plain(TcpStream),
     /// `wss://`.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// `wss://` on the eater port, its request head already read once to route it
+    /// (`web_tls`): those bytes are read again first.
+    TlsRewound(Box<crate::web_tls::Rewind>),
 }
 
 impl HubStream {
@@ -166,13 +172,35 @@ impl HubStream {
     pub fn poll_incoming_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             HubStream::Plain(tcp) => tcp.poll_read_ready(cx),
-            HubStream::Tls(_) => Poll::Ready(Ok(())),
+            HubStream::Tls(_) | HubStream::TlsRewound(_) => Poll::Ready(Ok(())),
         }
     }
 
     /// True for TLS connections.
     pub fn is_tls(&self) -> bool {
-        matches!(self, HubStream::Tls(_))
+        matches!(self, HubStream::Tls(_) | HubStream::TlsRewound(_))
+    }
+
+    /// The subjectAltName DNS names (lowercase, at most [`MAX_CERT_NAMES`]) of the client
+    /// certificate, which rustls has verified against `--tls-client-ca` by now; empty for
+    /// plain connections and clients without a certificate. They can name an auth
+    /// principal (`cert_name`, see [`crate::auth`]).
+    pub fn client_cert_names(&self) -> Vec<String> {
+        let HubStream::Tls(tls) = self else {
+            return Vec::new();
+        };
+        let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+            return Vec::new();
+        };
+        match webpki::EndEntityCert::try_from(leaf) {
+            Ok(cert) => cert
+                .valid_dns_names()
+                .filter(|n| !n.starts_with('*'))
+                .take(MAX_CERT_NAMES)
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
     }
 }
 
@@ -185,6 +213,7 @@ impl AsyncRead for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -198,6 +227,7 @@ impl AsyncWrite for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -209,6 +239,7 @@ impl AsyncWrite for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -216,6 +247,7 @@ impl AsyncWrite for HubStream {
         match self {
             HubStream::Plain(s) => s.is_write_vectored(),
             HubStream::Tls(s) => s.is_write_vectored(),
+            HubStream::TlsRewound(s) => s.is_write_vectored(),
         }
     }
 
@@ -223,6 +255,7 @@ impl AsyncWrite for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_flush(cx),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -230,6 +263,7 @@ impl AsyncWrite for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -5,6 +5,8 @@ The constructor and callbacks are the original's (``name``, ``hub``, ``chef_filt
 Added: reconnect with exponential backoff (``reconnect=True``, on by default) and
 ``on_lag(missed)`` for the hub's ``HubNoticeChef`` notices (the hub dropped ``missed``
 dumplings because this eater fell behind). Close codes: 4101 on cancel, 4102 when full.
+TLS and tokens (``wss://`` hubs, ``tls_ca``, client certificates, ``token_file`` or
+``ND_HUB_TOKEN``) are in :mod:`netdumplings_eater.link`, mirroring the Rust ``hub-link``.
 """
 
 import asyncio
@@ -14,10 +16,15 @@ import time
 
 import websockets
 
+from .link import TOKEN_ENV, HubLinkError, Link
+
 __all__ = [
     "Dumpling",
     "DumplingDriver",
     "DumplingEater",
+    "HubLinkError",
+    "Link",
+    "TOKEN_ENV",
     "InvalidDumpling",
     "NetDumplingsError",
 ]
@@ -99,14 +106,23 @@ class DumplingEater:
     Callbacks must be ``async`` (as the original): ``on_connect(hub_uri, websocket)``,
     ``on_dumpling(dumpling)``, ``on_connection_lost(exc)``, and (new) ``on_lag(missed)``.
     A callback given here overrides the method of the same name.
+
+    ``hub`` may be ``wss://HOST:PORT``: TLS verified against the system roots or only
+    ``tls_ca`` (PEM); ``tls_client_cert``/``tls_client_key`` for hubs requiring client
+    certificates. The hub token is read from ``token_file`` or ``ND_HUB_TOKEN``. Bad files
+    raise :class:`HubLinkError` here; an untrusted hub certificate or a refused token
+    raises it from ``run`` (retrying cannot fix those).
     """
 
     def __init__(self, name="nameless_eater", hub="localhost:11348", *, chef_filter=None,
                  on_connect=None, on_dumpling=None, on_connection_lost=None, on_lag=None,
-                 reconnect=True, backoff_initial=0.5, backoff_max=10.0, max_retries=None):
+                 reconnect=True, backoff_initial=0.5, backoff_max=10.0, max_retries=None,
+                 tls_ca=None, tls_client_cert=None, tls_client_key=None, token_file=None):
         self.name = name
         self.hub = hub
         self.hub_ws = hub if hub.startswith(("ws://", "wss://")) else "ws://" + hub
+        self.link = Link(tls_ca=tls_ca, tls_client_cert=tls_client_cert,
+                         tls_client_key=tls_client_key, token_file=token_file)
         self.chef_filter = chef_filter
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
@@ -157,7 +173,7 @@ class DumplingEater:
         connected_once = False
         while True:
             try:
-                async with websockets.connect(self.hub_ws) as websocket:
+                async with self.link.connect(self.hub_ws) as websocket:
                     await websocket.send(json.dumps({"eater_name": self.name}))
                     failures = 0
                     if connected_once:
@@ -178,15 +194,20 @@ class DumplingEater:
                     self.logger.error("{}: the hub refused this eater: {}".format(self.name, e))
                     return
                 reason = str(e)
-            except (OSError, asyncio.TimeoutError) as e:
+            except (OSError, asyncio.TimeoutError,
+                    websockets.exceptions.InvalidHandshake) as e:
+                fatal = self.link.classify(self.hub_ws, e)
+                if fatal is not None:
+                    self.logger.error("{}: {}".format(self.name, fatal))
+                    raise fatal from e
+                if isinstance(e, websockets.exceptions.InvalidHandshake):
+                    self.logger.error("{}: {} is not a dumpling hub: {}".format(
+                        self.name, self.hub_ws, e))
+                    return
                 reason = str(e)
                 self.logger.warning(
                     "{}: There was a problem with the dumpling hub connection. "
                     "Is nd-hub available?".format(self.name))
-            except websockets.exceptions.InvalidHandshake as e:
-                self.logger.error("{}: {} is not a dumpling hub: {}".format(
-                    self.name, self.hub_ws, e))
-                return
             failures += 1
             if not self.reconnect or (self.max_retries is not None
                                       and failures > self.max_retries):
