@@ -25,6 +25,7 @@
 //! `Nd-Binary` header and goes back out as binary.
 
 pub mod args;
+pub mod status;
 pub mod subject;
 
 use std::collections::VecDeque;
@@ -91,6 +92,10 @@ pub struct FleetOptions {
     pub publish_queue: usize,
     /// Publishes waiting for their JetStream ack at once.
     pub max_in_flight: usize,
+    /// Core NATS subject prefix of the hubs' status reports ([`status`]).
+    pub status_prefix: String,
+    /// How often this hub publishes its status report.
+    pub status_period: Duration,
 }
 
 /// Why the federation could not start.
@@ -358,7 +363,7 @@ pub async fn ensure_stream(
 /// Call before accepting kitchens, so the consumer starts before their first dumpling.
 pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet, FleetError> {
     let client = connect(options).await?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let last = ensure_stream(&js, options).await?;
     info!(
         stream = %options.stream,
@@ -376,7 +381,7 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         next_id: Arc::new(AtomicU64::new(0)),
         stats: stats.clone(),
     };
-    let mut tasks = Vec::new();
+    let mut tasks = status::start(client, shared.clone(), options);
     tasks.push(tokio::spawn(publish_loop(
         js.clone(),
         rx,
