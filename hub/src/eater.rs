@@ -59,7 +59,6 @@ async fn write_batch(
     shared: &Shared,
     peer: &Peer,
     pending_lag: &mut u64,
-    principal: Option<&Principal>,
     plan: &Plan,
 ) -> Result<BatchEnd, WsError> {
     let config = &shared.config;
@@ -69,7 +68,7 @@ async fn write_batch(
     let mut end = BatchEnd::Written;
     while let Some(item) = next.take() {
         match item {
-            Ok(frame) if !admits(principal, &frame) || !plan.admits(&frame) => {}
+            Ok(frame) if !plan.admits(&frame) => {}
             Ok(frame) => {
                 let behind = shared
                     .published_bytes
@@ -251,7 +250,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
             },
             first = rx.recv() => {
                 let outcome = {
-                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, principal.as_deref(), &plan));
+                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, &plan));
                     // Fast path: a writable socket takes the whole batch in one poll, so no
                     // timer is armed (a timer per delivery cost measurable CPU at 1000 eaters).
                     match std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await {

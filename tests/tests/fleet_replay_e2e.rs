@@ -332,7 +332,7 @@ async fn an_eater_whose_hub_is_killed_resumes_on_another_hub_with_nothing_lost_o
 }
 
 fn ab(n: u64) -> &'static str {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         "ChefA"
     } else {
         "ChefB"

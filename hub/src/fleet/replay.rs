@@ -354,15 +354,21 @@ pub struct Plan {
     pub member: Option<Member>,
     /// Notices to send it after the welcome status (bad keys, replay refused...).
     pub notices: Vec<String>,
+    /// The eater's `--auth` principal, if any.
+    pub principal: Option<Arc<Principal>>,
     /// The stream sequence its own consumer starts at, when known: sent in a notice
     /// (`nd_next_seq`) so an eater can resume from there even before its first dumpling.
     pub starts_at: Option<u64>,
 }
 
 impl Plan {
-    /// Does this eater take `frame` from the ring? Not the stream dumplings when it has
-    /// its own consumer; only what its interest names.
+    /// Does this eater take `frame` from the ring? Only what its principal may see
+    /// (`--auth`), not the stream dumplings when it has its own consumer, and only what
+    /// its interest names.
     pub fn admits(&self, frame: &Frame) -> bool {
+        if !crate::eater::admits(self.principal.as_deref(), frame) {
+            return false;
+        }
         if self.replay.is_some() && frame.seq != 0 {
             return false;
         }
@@ -409,7 +415,10 @@ impl Plan {
 
 /// Decide an eater's [`Plan`] from its hello.
 pub async fn plan(shared: &Shared, hello: &RawValue, principal: Option<Arc<Principal>>) -> Plan {
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        principal: principal.clone(),
+        ..Plan::default()
+    };
     match Interest::from_hello(hello) {
         Ok(interest) => plan.interest = interest,
         Err(error) => plan.notices.push(format!("interest ignored: {error}")),
