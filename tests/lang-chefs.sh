@@ -94,6 +94,40 @@ else
     echo "lang-chefs: no C toolchain (clang-19 + wasi-libc); C chef skipped" >&2
 fi
 
+# --- 1b. progress: a spinner per long step on a terminal, nothing of it in a pipe ----------
+# script(1) (util-linux) runs the build on a real pseudo-terminal; the builds above wrote
+# to a file, so build.log must hold plain lines only.
+if python3 - "$WORK/build.log" <<'PY'
+import sys
+log = open(sys.argv[1], "rb").read()
+sys.exit(1 if (b"\r" in log or b"\x1b" in log) else 0)
+PY
+then
+    ok "nd-chef build in a pipe: no spinner bytes"
+else
+    bad "nd-chef build in a pipe wrote spinner bytes"
+fi
+if command -v script >/dev/null; then
+    script -q -e -c "'$NDCHEF' build '$REPO/chefs/python/packet_count_chef' -o '$WORK/py/tty.wasm' --no-precompile" \
+        /dev/null </dev/null >"$WORK/tty.log" 2>&1
+    if python3 - "$WORK/tty.log" <<'PY'
+import re, sys
+log = open(sys.argv[1], "rb").read()
+frames = re.findall(rb"\r\x1b\[2Knd-chef: [|/\\-] componentize-py \d+ s", log)
+# Drawn and redrawn, then erased before the next line ("built ...").
+ok = len(frames) >= 2 and re.search(rb"\r\x1b\[2Knd-chef: built ", log)
+sys.exit(0 if ok else 1)
+PY
+    then
+        ok "nd-chef build on a terminal: a spinner with the elapsed time, erased at the end"
+    else
+        bad "nd-chef build on a terminal: no spinner"
+        tail -c 600 "$WORK/tty.log" | cat -v
+    fi
+else
+    echo "lang-chefs: script (util-linux) not found; terminal spinner check skipped" >&2
+fi
+
 # --- 2. same dumplings as the Rust chefs -----------------------------------------------
 RUST_CHEFS=(ARPChef DNSLookupChef PacketCountChef)
 if sniff "$WORK/rust.jsonl" "$WORK/rust.err" -c ARPChef -c DNSLookupChef -c PacketCountChef; then

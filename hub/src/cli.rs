@@ -112,10 +112,7 @@ pub enum CliError {
 
 /// `--metrics-address`: a bare port binds loopback; otherwise an `IP:PORT`.
 pub fn metrics_address(text: &str) -> Result<std::net::SocketAddr, CliError> {
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    text.parse()
+    hub_link::metrics_http::parse_address(text, 11349)
         .map_err(|_| CliError::BadMetricsAddress(text.to_owned()))
 }
 

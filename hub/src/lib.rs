@@ -22,6 +22,7 @@ pub mod status;
 pub mod tls;
 pub mod trim;
 pub mod web;
+pub mod web_tls;
 
 pub use config::Config;
 
@@ -228,8 +229,8 @@ async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shar
     };
     match side {
         Side::Kitchen => kitchen::serve_kitchen(stream, addr, shared).await,
-        // The web view is served on plain connections only for now (it peeks at the TCP
-        // stream); over TLS the eater port is WebSocket-only.
+        // A plain GET/HEAD on the eater port is the web view (see web.rs for why), over
+        // TLS too (web_tls.rs); anything else is an eater.
         Side::Eater => match stream {
             tls::HubStream::Plain(tcp) => {
                 match web::route(&tcp, shared.config.hello_timeout).await {
@@ -247,7 +248,24 @@ async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shar
                     }
                 }
             }
-            tls_stream => eater::serve_eater(tls_stream, addr, shared).await,
+            tls::HubStream::Tls(tls_stream) => {
+                let limit = shared.config.hello_timeout;
+                match web_tls::route(*tls_stream, limit).await {
+                    (
+                        web::Route::Page {
+                            head_only,
+                            path,
+                            head_len,
+                        },
+                        stream,
+                    ) => web::serve_page(stream, addr, &path, head_only, head_len, limit).await,
+                    (web::Route::Eater, stream) => {
+                        let stream = tls::HubStream::TlsRewound(Box::new(stream));
+                        eater::serve_eater(stream, addr, shared).await
+                    }
+                }
+            }
+            rewound => eater::serve_eater(rewound, addr, shared).await,
         },
     }
 }

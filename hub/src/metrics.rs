@@ -7,10 +7,8 @@
 //! exact. Off by default; the CLI binds loopback unless given an address.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -18,12 +16,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, warn};
+use tokio::net::TcpListener;
+use tracing::warn;
 
 use crate::state::{Peer, Shared};
-use crate::web;
 
 /// Per-peer series exported per side (kitchens, eaters); the rest are only in the totals.
 pub const MAX_PEER_SERIES: usize = 100;
@@ -52,20 +48,6 @@ fn gauge(
 ) -> Result<(), std::fmt::Error> {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
-
-/// Resident memory of this process, from `/proc/self/status` (Linux); `None` elsewhere.
-fn resident_bytes() -> Option<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: i64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
 }
 
 /// One peer's series: (name from its hello, address, good count, bad count).
@@ -158,7 +140,7 @@ impl Collector for HubCollector {
             "Seconds since the hub started.",
             s.started.elapsed().as_secs() as i64,
         )?;
-        if let Some(rss) = resident_bytes() {
+        if let Some(rss) = hub_link::metrics_http::resident_bytes() {
             gauge(
                 e,
                 "process_resident_memory_bytes",
@@ -258,56 +240,15 @@ pub fn encode(shared: &Arc<Shared>) -> String {
     text
 }
 
-/// Serve `GET /metrics` on `listener` until the task is aborted; one request per
-/// connection, head bounded like the web view's.
+/// Serve `GET /metrics` on `listener` until the task is aborted (the HTTP side is
+/// [`hub_link::metrics_http`], shared with `nd-sniff`).
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, addr)) => {
-                tokio::spawn(answer(stream, addr, shared.clone()));
-            }
-            Err(error) => {
-                warn!(%error, "metrics accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn answer(mut stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
-    let result = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut head = Vec::with_capacity(1024);
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < web::MAX_HEAD_BYTES {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        let (status, content_type, body) = match web::classify(&head) {
-            web::Route::Page { path, .. } if path == "/metrics" => (
-                "200 OK",
-                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-                encode(&shared),
-            ),
-            _ => (
-                "404 Not Found",
-                "text/plain; charset=utf-8",
-                "nd-hub serves metrics at GET /metrics\n".to_owned(),
-            ),
-        };
-        let reply = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(reply.as_bytes()).await?;
-        stream.shutdown().await
-    })
+    let render: hub_link::metrics_http::Render = Arc::new(move || encode(&shared));
+    hub_link::metrics_http::serve(
+        listener,
+        render,
+        prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        "nd-hub",
+    )
     .await;
-    match result {
-        Ok(Ok(())) => debug!(%addr, "served metrics"),
-        Ok(Err(error)) => debug!(%addr, %error, "metrics request failed"),
-        Err(_) => debug!(%addr, "metrics request timed out"),
-    }
 }

@@ -156,6 +156,9 @@ pub enum HubStream {
     Plain(TcpStream),
     /// `wss://`.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// `wss://` on the eater port, its request head already read once to route it
+    /// (`web_tls`): those bytes are read again first.
+    TlsRewound(Box<crate::web_tls::Rewind>),
 }
 
 impl HubStream {
@@ -166,13 +169,13 @@ impl HubStream {
     pub fn poll_incoming_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             HubStream::Plain(tcp) => tcp.poll_read_ready(cx),
-            HubStream::Tls(_) => Poll::Ready(Ok(())),
+            HubStream::Tls(_) | HubStream::TlsRewound(_) => Poll::Ready(Ok(())),
         }
     }
 
     /// True for TLS connections.
     pub fn is_tls(&self) -> bool {
-        matches!(self, HubStream::Tls(_))
+        matches!(self, HubStream::Tls(_) | HubStream::TlsRewound(_))
     }
 }
 
@@ -185,6 +188,7 @@ impl AsyncRead for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -198,6 +202,7 @@ impl AsyncWrite for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -209,6 +214,7 @@ impl AsyncWrite for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -216,6 +222,7 @@ impl AsyncWrite for HubStream {
         match self {
             HubStream::Plain(s) => s.is_write_vectored(),
             HubStream::Tls(s) => s.is_write_vectored(),
+            HubStream::TlsRewound(s) => s.is_write_vectored(),
         }
     }
 
@@ -223,6 +230,7 @@ impl AsyncWrite for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_flush(cx),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -230,6 +238,7 @@ impl AsyncWrite for HubStream {
         match self.get_mut() {
             HubStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             HubStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            HubStream::TlsRewound(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

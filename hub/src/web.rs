@@ -181,7 +181,7 @@ pub fn response(path: &str, head_only: bool) -> Vec<u8> {
 
 /// Answer one plain HTTP request: consume its head, write the file, close.
 pub async fn serve_page(
-    mut stream: TcpStream,
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     addr: SocketAddr,
     path: &str,
     head_only: bool,

@@ -19,7 +19,9 @@ use kitchen::dispatch::{
 };
 use kitchen::hello::HelloBuilder;
 use kitchen::hub_client::{HubClient, HubOptions, HubReport};
+use kitchen::metrics::{KitchenMetrics, Snapshot};
 use kitchen::output::{StdoutSink, Tee};
+use kitchen::progress::{ReplayCounts, ReplayProgress};
 use kitchen::reload::{self, ReloadHook, ReloadPolicy, Reloader};
 use kitchen::replay::{self, ReplayCounters, ReplayEnd, ReplayError, ReplayOptions};
 use kitchen::status::{CaptureCounters, HubCounters, StatusDetail};
@@ -171,6 +173,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             .record_load_failure(source, error);
     }
     setup_status(&config, &mut dispatcher, hub.as_ref());
+    let metrics = start_metrics(&config, &mut dispatcher)?;
     // Hot reload of --chef-dir: the loader thread owns the host from here on (its epoch
     // ticker must outlive every chef, so `_host`/`reloader` are dropped after the dispatcher).
     let (reloader, _host) = match &config.chef_dir {
@@ -205,11 +208,14 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     };
     let started = Instant::now();
     let result = match &config.source {
-        Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &hot),
-        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &hot),
+        Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &hot, &metrics),
+        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &hot, &metrics),
     };
     // Whatever happened, hand what we have to the outputs (the final poke included).
     let finish = dispatcher.finish();
+    if let Some(m) = &metrics {
+        m.publish(Snapshot::take(&mut dispatcher, None));
+    }
     let elapsed = started.elapsed();
     summary(&k, &mut dispatcher, elapsed);
     for (file, f) in &dispatcher.status_inputs().load_failures {
@@ -336,6 +342,22 @@ impl Hot<'_> {
     }
 }
 
+/// `--metrics-address`: serve `/metrics` from snapshots published by the packet loops
+/// (the first one now, so a scrape before the first packet already lists the chefs).
+fn start_metrics(
+    config: &Config,
+    d: &mut Dispatcher,
+) -> anyhow::Result<Option<Arc<KitchenMetrics>>> {
+    let Some(addr) = config.metrics_address else {
+        return Ok(None);
+    };
+    let metrics = KitchenMetrics::new(&config.kitchen_name);
+    metrics.publish(Snapshot::take(d, None));
+    let bound = kitchen::metrics::serve(addr, metrics.clone())?;
+    tracing::info!("{}: Metrics: http://{bound}/metrics", config.kitchen_name);
+    Ok(Some(metrics))
+}
+
 /// Turn the `KitchenStatusChef` dumpling on or off and give it the hub's counters.
 fn setup_status(config: &Config, d: &mut Dispatcher, hub: Option<&Arc<Mutex<HubClient>>>) {
     let status = d.status_inputs();
@@ -363,19 +385,40 @@ fn replay(
     d: &mut Dispatcher,
     stop: &Arc<AtomicBool>,
     hot: &Hot<'_>,
+    metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
     let k = config.kitchen_name.clone();
     let reader =
         FileReader::open(path).with_context(|| format!("cannot replay {}", path.display()))?;
     let started = Instant::now();
     let progress_kitchen = k.clone();
+    // Every tick publishes the metrics and redraws the progress line (terminal only); the
+    // log line (every 5 s) is for when there is no progress line.
+    let metrics = metrics.clone();
+    let mut line = config.progress.then(|| ReplayProgress::new(path));
+    let mut last_log = Instant::now();
     let options = ReplayOptions {
         filter: config.filter.clone(),
         stop: stop.clone(),
         progress: Some((
-            Duration::from_secs(5),
-            Box::new(move |c: &ReplayCounters, d: &Dispatcher| {
+            kitchen::metrics::PUBLISH_EVERY,
+            Box::new(move |c: &ReplayCounters, d: &mut Dispatcher| {
+                if let Some(m) = &metrics {
+                    m.publish(Snapshot::take(d, Some(c)));
+                }
                 let read = c.read.load(Ordering::Relaxed);
+                if let Some(line) = line.as_mut() {
+                    line.draw(ReplayCounts {
+                        bytes: c.bytes.load(Ordering::Relaxed),
+                        packets: read,
+                        dumplings: d.stats().dumplings,
+                    });
+                    return;
+                }
+                if last_log.elapsed() < Duration::from_secs(5) {
+                    return;
+                }
+                last_log = Instant::now();
                 tracing::info!(
                     "{progress_kitchen}: replay progress: {} packets read, {} passed the filter, \
                      {:.0} packets/s, {} dumplings",
@@ -432,6 +475,7 @@ fn live(
     d: &mut Dispatcher,
     stop: &AtomicBool,
     hot: &Hot<'_>,
+    metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
     let k = &config.kitchen_name;
     let mut lc = LiveConfig::new(interfaces.iter().cloned());
@@ -444,6 +488,7 @@ fn live(
     // are not held back waiting for 256 packets on a quiet network.
     const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
     let mut batch_started: Option<Instant> = None;
+    let mut last_publish = Instant::now();
     let end = loop {
         if stop.load(Ordering::Relaxed) {
             tracing::warn!("{k}: Caught a signal; exiting.");
@@ -500,6 +545,20 @@ fn live(
             Ok(()) => {}
             Err(SinkError::Closed) => break RunEnd::OutputClosed,
             Err(e) => return Err(e).context("writing dumplings"),
+        }
+        if let Some(m) = metrics
+            .as_ref()
+            .filter(|_| last_publish.elapsed() >= kitchen::metrics::PUBLISH_EVERY)
+        {
+            last_publish = Instant::now();
+            let s = capture.stats();
+            d.status_inputs().capture = Some(CaptureCounters {
+                packets: s.received,
+                kernel_dropped: s.kernel_dropped,
+                queue_dropped: s.queue_dropped,
+                shutdown_dropped: 0,
+            });
+            m.publish(Snapshot::take(d, None));
         }
     };
     capture.stop();

@@ -177,6 +177,18 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = StatusMode::Auto)]
     pub kitchen_status: StatusMode,
 
+    /// Serve Prometheus metrics (per-chef packets, dumplings, call-time histograms,
+    /// failures, memory; capture, queue and hub counters) at `http://ADDR/metrics`, live
+    /// and during `-r` (off by default). `ADDR` is `IP:PORT` or a bare `PORT` (on
+    /// 127.0.0.1); the flag alone means 127.0.0.1:11350.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "11350")]
+    pub metrics_address: Option<String>,
+
+    /// Do not draw the progress line of `-r` (drawn on stderr only when it is a terminal;
+    /// log lines are unchanged).
+    #[arg(long)]
+    pub quiet: bool,
+
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -256,6 +268,10 @@ pub struct Config {
     pub kitchen_status: StatusMode,
     /// `--trusted-chef-keys`.
     pub trusted_chef_keys: Option<PathBuf>,
+    /// `--metrics-address`: where to serve `/metrics` (off when `None`).
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Draw the replay progress line (stderr is a terminal and not `--quiet`).
+    pub progress: bool,
 }
 
 impl Config {
@@ -366,6 +382,13 @@ impl Config {
             (None, _) => DEFAULT_LIVE_FILTER.to_owned(),
         };
         let filter = (!filter_text.trim().is_empty()).then(|| filter_text.clone());
+        let metrics_address = cli
+            .metrics_address
+            .as_deref()
+            .map(|a| {
+                hub_link::metrics_http::parse_address(a, kitchen::metrics::DEFAULT_METRICS_PORT)
+            })
+            .transpose()?;
         Ok(Config {
             kitchen_name: cli.kitchen_name,
             hub,
@@ -394,6 +417,8 @@ impl Config {
             watch_chef_dir: !cli.no_chef_watch,
             kitchen_status: cli.kitchen_status,
             trusted_chef_keys: cli.trusted_chef_keys,
+            metrics_address,
+            progress: kitchen::progress::wanted(cli.quiet),
         })
     }
 }
@@ -422,6 +447,25 @@ mod tests {
         assert_eq!(c.poke_interval, Duration::from_secs(5));
         assert_eq!(c.source, Source::Live(vec!["all".into()]));
         assert_eq!(c.interface_text, "all");
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_loopback_when_bare() {
+        let config = |args: &[&str]| Config::from_cli(parse(args).unwrap());
+        assert_eq!(config(&[]).unwrap().metrics_address, None);
+        let loopback = |port| Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        assert_eq!(
+            config(&["--metrics-address"]).unwrap().metrics_address,
+            loopback(11350)
+        );
+        assert_eq!(
+            config(&["--metrics-address", "9100"])
+                .unwrap()
+                .metrics_address,
+            loopback(9100)
+        );
+        let e = config(&["--metrics-address", "nowhere"]).unwrap_err();
+        assert!(e.to_string().contains("nowhere"), "{e}");
     }
 
     #[test]

@@ -554,6 +554,11 @@ impl Dispatcher {
         Ok((self.chefs.remove(i), self.runtime.remove(i)))
     }
 
+    /// Measurements of every chef (same order as [`Dispatcher::chefs`]).
+    pub fn runtimes(&self) -> &[ChefRuntime] {
+        &self.runtime
+    }
+
     /// Measurements of chef `i` (same index as [`Dispatcher::chefs`]).
     pub fn runtime_mut(&mut self, i: usize) -> Option<&mut ChefRuntime> {
         self.runtime.get_mut(i)

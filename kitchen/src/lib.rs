@@ -16,7 +16,9 @@
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
 //! * [`hello`]: the hello's chef list and identities, current across reloads.
-//! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report.
+//! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report;
+//!   [`metrics`]: `/metrics` from snapshots of the same counters.
+//! * [`progress`]: the replay's progress line on a terminal.
 //!
 //! The binary (`src/main.rs`, `src/cli.rs`, `src/app.rs`) parses arguments and wires these
 //! together; the benchmark is `src/bin/nd-kitchen-bench.rs`.
@@ -33,10 +35,12 @@ pub mod duty;
 pub mod file_filter;
 pub mod hello;
 pub mod hub_client;
+pub mod metrics;
 pub mod origin;
 pub mod output;
 pub mod packet;
 pub mod poke_clock;
+pub mod progress;
 pub mod reload;
 pub mod replay;
 pub mod status;

@@ -40,7 +40,8 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // stderr, erasing the replay's progress line before each log line.
+        .with_writer(kitchen::progress::LogWriter)
         .with_target(false)
         // Colour only on a terminal: logs piped to a file or a CI log stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -116,6 +116,8 @@ pub struct ReplayCounters {
     pub read: AtomicU64,
     /// Packets that passed the filter (all, without one).
     pub passed: AtomicU64,
+    /// Bytes of the file read so far (the end of the last packet read).
+    pub bytes: AtomicU64,
 }
 
 /// Options of [`replay`].
@@ -124,12 +126,13 @@ pub struct ReplayOptions {
     pub filter: Option<String>,
     /// Set by a signal handler to stop early.
     pub stop: Arc<AtomicBool>,
-    /// Called on the calling thread, at most this often, with the counters.
+    /// Called on the calling thread, at most this often, with the counters (also while
+    /// the input is idle, so a paused pipe's progress and metrics stay current).
     pub progress: Option<(Duration, ProgressReport)>,
 }
 
 /// A progress callback of [`replay`].
-pub type ProgressReport = Box<dyn FnMut(&ReplayCounters, &Dispatcher)>;
+pub type ProgressReport = Box<dyn FnMut(&ReplayCounters, &mut Dispatcher)>;
 
 /// What the reading thread sends.
 enum FromReader {
@@ -190,6 +193,12 @@ pub fn replay(
         let message = match rx.recv_timeout(IDLE_CHECK) {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => {
+                if let Some((every, report)) = options.progress.as_mut() {
+                    if last_progress.elapsed() >= *every {
+                        last_progress = Instant::now();
+                        report(&counters, d);
+                    }
+                }
                 if options.stop.load(Ordering::Relaxed) {
                     let since = *stop_seen.get_or_insert_with(Instant::now);
                     if since.elapsed() >= STOP_GRACE {
@@ -356,6 +365,9 @@ impl ReadingThread {
         self.counters
             .read
             .store(self.reader.packets_read(), Ordering::Release);
+        self.counters
+            .bytes
+            .store(self.reader.byte_offset(), Ordering::Relaxed);
     }
 }
 

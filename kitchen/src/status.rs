@@ -91,6 +91,17 @@ impl BatchTiming {
         self.count
     }
 
+    /// Total ns of all batches (saturating).
+    pub fn sum_ns(&self) -> u64 {
+        self.sum_ns
+    }
+
+    /// Batches that took less than `2^pow2` ns (exact: bucket edges fall on powers of two).
+    pub fn count_below_pow2(&self, pow2: u32) -> u64 {
+        let end = (pow2 as usize * SUB).min(BUCKETS);
+        self.buckets[..end].iter().map(|&n| u64::from(n)).sum()
+    }
+
     /// Mean ns per batch (0 when none).
     pub fn mean_ns(&self) -> u64 {
         self.sum_ns.checked_div(self.count).unwrap_or(0)
@@ -381,5 +392,19 @@ mod tests {
         let p99 = t.p99_ns();
         assert!((1_000_000..1_300_000).contains(&p99), "{p99}");
         assert_eq!(BatchTiming::default().p99_ns(), 0);
+    }
+
+    #[test]
+    fn counts_below_powers_of_two_are_exact() {
+        let mut t = BatchTiming::default();
+        for ns in [3u64, 1023, 1024, 5000, 1 << 20] {
+            t.record(ns);
+        }
+        assert_eq!(t.count_below_pow2(0), 0);
+        assert_eq!(t.count_below_pow2(10), 2);
+        assert_eq!(t.count_below_pow2(11), 3);
+        assert_eq!(t.count_below_pow2(20), 4);
+        assert_eq!(t.count_below_pow2(64), 5);
+        assert_eq!(t.sum_ns(), 3 + 1023 + 1024 + 5000 + (1 << 20));
     }
 }

@@ -14,6 +14,8 @@
 //! tells reconnect loops which ones retrying cannot fix (a bad certificate, a refused
 //! token).
 
+pub mod metrics_http;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

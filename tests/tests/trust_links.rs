@@ -607,3 +607,58 @@ async fn reserved_chef_names_are_refused_without_auth() {
         2
     );
 }
+
+/// `curl ARGS` (a real HTTPS client): (exit code, output with headers). `None` without curl.
+fn curl(args: &[&str]) -> Option<(i32, String)> {
+    let Some(curl) = e2e_tests::on_path("curl") else {
+        assert!(
+            std::env::var_os("CI").is_none() && !e2e_tests::is_root(),
+            "curl missing: apt-get install curl"
+        );
+        eprintln!("SKIP HTTPS page check: curl not found (sudo apt-get install -y curl)");
+        return None;
+    };
+    let out = Command::new(curl)
+        .args(["-sS", "-i", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Some((out.status.code().unwrap_or(-1), text))
+}
+
+/// With `--tls-cert`, an HTTPS GET on the eater port gets the web view (its request head is
+/// read from the TLS stream, then handed back), and a `wss://` eater on the same port and
+/// a request that is no HTTP at all still work as before.
+#[tokio::test]
+async fn web_page_over_https_on_the_tls_eater_port() {
+    let dir = scratch("webtls");
+    let (ca, cert, key) = issue(&dir, "hub", &["localhost"]);
+    let hub = Hub::start(&["--tls-cert", s(&cert), "--tls-key", s(&key)]);
+    let base = format!("https://localhost:{}", hub.eaters.port());
+    let Some((code, page)) = curl(&["--cacert", s(&ca), &format!("{base}/")]) else {
+        return;
+    };
+    assert_eq!(code, 0, "{page}");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Content-Security-Policy"), "{page}");
+    assert!(page.contains("<html"), "{page}");
+    let (code, script) = curl(&["--cacert", s(&ca), &format!("{base}/app.js")]).unwrap();
+    assert_eq!(code, 0, "{script}");
+    assert!(script.starts_with("HTTP/1.1 200"), "{script}");
+    assert!(
+        script.contains("wss:"),
+        "the page picks wss on https: {script}"
+    );
+    let (_, missing) = curl(&["--cacert", s(&ca), &format!("{base}/nope")]).unwrap();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    // An eater on the same TLS port: the upgrade it sent is replayed to the handshake.
+    let link = Link::new(Some(&ca), None, None).unwrap();
+    let uri = format!("wss://localhost:{}", hub.eaters.port());
+    let (_eater, welcome) = join_eater(&link, &uri, "tls-eater").await;
+    assert!(welcome.is_object(), "{welcome}");
+    // Plain HTTP to the TLS port is no page (the handshake fails).
+    let (code, _) = curl(&[&format!("http://localhost:{}/", hub.eaters.port())]).unwrap();
+    assert_ne!(code, 0);
+}

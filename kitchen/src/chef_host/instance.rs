@@ -323,6 +323,14 @@ impl LoadedChef {
         self.health.is_quarantined()
     }
 
+    /// Linear memory its current instance holds, in bytes (0 between a failure and the
+    /// re-instantiation).
+    pub fn memory_bytes(&self) -> u64 {
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.store.data().limiter.charged())
+    }
+
     /// Lower `on-packets` arguments with wasmtime's generic code instead of the bulk
     /// encoder (slower; for diagnosis and the differential test).
     pub fn set_generic_lowering(&mut self, on: bool) {

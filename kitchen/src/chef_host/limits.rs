@@ -196,6 +196,11 @@ impl Drop for ChefLimiter {
 }
 
 impl ChefLimiter {
+    /// Linear memory (and tables) this store holds now, in bytes.
+    pub fn charged(&self) -> u64 {
+        self.charged
+    }
+
     /// Limits for one chef store.
     pub fn new(limits: &ChefLimits) -> Self {
         let inner = StoreLimitsBuilder::new()
