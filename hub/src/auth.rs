@@ -18,6 +18,15 @@
 //! kitchens = ["sensor-a"]      # eater, optional: only these kitchens' dumplings
 //! ```
 //!
+//! Certificate names (mutual TLS, `--tls-client-ca`): a principal may carry
+//! `cert_name = "sensor-b"` instead of (or besides) `token_sha256`. A connection that
+//! presents no token but a client certificate, verified against the client CA, whose
+//! subjectAltName holds that DNS name (exact, case-insensitive; wildcards never match) is
+//! that principal. For a kitchen the certificate name is then its identity: `kitchens`
+//! defaults to `[cert_name]`, so it may send only as the name its certificate carries. A
+//! token, when presented, takes precedence (an unknown token is refused even with a good
+//! certificate), so one rule decides each connection.
+//!
 //! Tokens are stored as the SHA-256 of the token. That is enough (no slow password hash)
 //! because tokens are 256-bit random strings made by `nd-hub token`: a stolen file cannot
 //! be brute-forced, and a fast hash lets the check be one map lookup on the upgrade path.
@@ -64,11 +73,11 @@ pub fn check_upgrade(
     request: &Request,
     mut response: Response,
     side: Side,
-    addr: SocketAddr,
+    peer: Peer<'_>,
     principal: &mut Option<Arc<Principal>>,
 ) -> Result<Response, ErrorResponse> {
     if let Some(auth) = auth {
-        *principal = Some(auth.authorize(request, side, addr)?);
+        *principal = Some(auth.authorize_peer(request, side, peer)?);
     }
     if offers_subprotocol(request) {
         response.headers_mut().insert(
@@ -77,6 +86,16 @@ pub fn check_upgrade(
         );
     }
     Ok(response)
+}
+
+/// Who is upgrading: its address and the DNS names of its verified client certificate
+/// (empty without mutual TLS).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    /// Where it connects from.
+    pub addr: SocketAddr,
+    /// Lowercase subjectAltName DNS names of its client certificate.
+    pub cert_names: &'a [String],
 }
 
 /// Resolves when `session`'s token is revoked; never without a session (no `--auth`).
@@ -129,7 +148,10 @@ pub enum Role {
 struct FileEntry {
     name: String,
     role: Role,
-    token_sha256: String,
+    #[serde(default)]
+    token_sha256: Option<String>,
+    #[serde(default)]
+    cert_name: Option<String>,
     #[serde(default)]
     kitchens: Option<Vec<String>>,
     #[serde(default)]
@@ -150,8 +172,10 @@ pub struct Principal {
     pub name: String,
     /// What it may do.
     pub role: Role,
-    /// SHA-256 of its token.
-    pub token_sha256: [u8; 32],
+    /// SHA-256 of its token (none: it connects by certificate name only).
+    pub token_sha256: Option<[u8; 32]>,
+    /// The DNS name (lowercase) its client certificate carries, under mutual TLS.
+    pub cert_name: Option<String>,
     /// Kitchens: the `metadata.kitchen` names it may use. Eaters: if set, only dumplings
     /// from these kitchens.
     pub kitchens: Option<BTreeSet<String>>,
@@ -231,10 +255,22 @@ pub fn new_token() -> (String, String) {
     (token, hash)
 }
 
-/// The principals of one version of the file, by token hash.
+/// The principals of one version of the file, by token hash and by certificate name.
 #[derive(Debug, Default)]
 pub struct Table {
     by_hash: HashMap<[u8; 32], Arc<Principal>>,
+    by_cert: HashMap<String, Arc<Principal>>,
+}
+
+/// A certificate name as written in the file: a DNS name, no wildcard, lowercased.
+fn cert_name(text: &str) -> Option<String> {
+    let name = text.trim().to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    ok.then_some(name)
 }
 
 impl Table {
@@ -243,11 +279,32 @@ impl Table {
         let file: File =
             toml::from_str(text).map_err(|e| AuthError::Parse(path.to_owned(), e.to_string()))?;
         let mut by_hash = HashMap::new();
-        for entry in file.principal {
+        let mut by_cert = HashMap::new();
+        for mut entry in file.principal {
             let bad =
                 |why: &str| AuthError::Principal(path.to_owned(), entry.name.clone(), why.into());
-            let hash = unhex(&entry.token_sha256)
-                .ok_or_else(|| bad("token_sha256 must be 64 hex digits (see `nd-hub token`)"))?;
+            let hash = match &entry.token_sha256 {
+                Some(text) => Some(unhex(text).ok_or_else(|| {
+                    bad("token_sha256 must be 64 hex digits (see `nd-hub token`)")
+                })?),
+                None => None,
+            };
+            let cert = match &entry.cert_name {
+                Some(text) => Some(cert_name(text).ok_or_else(|| {
+                    bad("cert_name must be a DNS name of its client certificate (letters, digits, '-', '.'; no wildcard)")
+                })?),
+                None => None,
+            };
+            if hash.is_none() && cert.is_none() {
+                return Err(bad(
+                    "give token_sha256 (see `nd-hub token`) or cert_name (mutual TLS), or both",
+                ));
+            }
+            // A kitchen known by its certificate sends as the certificate's name unless
+            // the file says otherwise.
+            if let (Role::Kitchen, Some(name), None) = (entry.role, &cert, &entry.kitchens) {
+                entry.kitchens = Some(vec![name.clone()]);
+            }
             match entry.role {
                 Role::Kitchen if entry.kitchens.as_ref().is_none_or(Vec::is_empty) => {
                     return Err(bad(
@@ -262,18 +319,26 @@ impl Table {
                 }
                 _ => {}
             }
-            let principal = Principal {
+            let principal = Arc::new(Principal {
                 name: entry.name.clone(),
                 role: entry.role,
                 token_sha256: hash,
-                kitchens: entry.kitchens.map(|v| v.into_iter().collect()),
-                chefs: entry.chefs.map(|v| v.into_iter().collect()),
-            };
-            if by_hash.insert(hash, Arc::new(principal)).is_some() {
-                return Err(bad("two principals share one token"));
+                cert_name: cert.clone(),
+                kitchens: entry.kitchens.clone().map(|v| v.into_iter().collect()),
+                chefs: entry.chefs.clone().map(|v| v.into_iter().collect()),
+            });
+            if let Some(hash) = hash {
+                if by_hash.insert(hash, principal.clone()).is_some() {
+                    return Err(bad("two principals share one token"));
+                }
+            }
+            if let Some(cert) = cert {
+                if by_cert.insert(cert, principal).is_some() {
+                    return Err(bad("two principals share one cert_name"));
+                }
             }
         }
-        Ok(Table { by_hash })
+        Ok(Table { by_hash, by_cert })
     }
 
     /// The principal holding `token`, if any.
@@ -281,14 +346,41 @@ impl Table {
         self.by_hash.get(&hash_token(token))
     }
 
+    /// The principal whose `cert_name` is one of `names` (a verified client certificate's
+    /// DNS names, lowercase), if any.
+    pub fn lookup_cert(&self, names: &[String]) -> Option<&Arc<Principal>> {
+        names.iter().find_map(|n| self.by_cert.get(n))
+    }
+
+    /// Whether `principal` is still in the table, unchanged (else its connections close).
+    pub fn holds(&self, principal: &Principal) -> bool {
+        let same = |p: &Arc<Principal>| **p == *principal;
+        match (&principal.token_sha256, &principal.cert_name) {
+            (Some(hash), _) => self.by_hash.get(hash).is_some_and(same),
+            (None, Some(name)) => self.by_cert.get(name).is_some_and(same),
+            (None, None) => false,
+        }
+    }
+
+    /// Whether some principal is known by certificate name (then the hub should ask for
+    /// client certificates).
+    pub fn uses_cert_names(&self) -> bool {
+        !self.by_cert.is_empty()
+    }
+
     /// Number of principals.
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        let cert_only = self
+            .by_cert
+            .values()
+            .filter(|p| p.token_sha256.is_none())
+            .count();
+        self.by_hash.len() + cert_only
     }
 
     /// True when no principal is listed (then nobody can connect).
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.len() == 0
     }
 }
 
@@ -430,9 +522,37 @@ impl Auth {
         side: Side,
         addr: SocketAddr,
     ) -> Result<Arc<Principal>, ErrorResponse> {
+        self.authorize_peer(
+            request,
+            side,
+            Peer {
+                addr,
+                cert_names: &[],
+            },
+        )
+    }
+
+    /// [`Auth::authorize`] for a peer that may have presented a client certificate: with
+    /// no token, its certificate names are matched against the `cert_name`s.
+    #[allow(clippy::result_large_err)] // tungstenite's refusal type, see check_upgrade
+    pub fn authorize_peer(
+        &self,
+        request: &Request,
+        side: Side,
+        peer: Peer<'_>,
+    ) -> Result<Arc<Principal>, ErrorResponse> {
+        let addr = peer.addr;
         let table = self.table();
         let (status, reason) = match token_from_request(request) {
-            None => (StatusCode::UNAUTHORIZED, "no token"),
+            None => match table.lookup_cert(peer.cert_names) {
+                Some(principal) if principal.may_use(side) => return Ok(principal.clone()),
+                Some(_) => (StatusCode::FORBIDDEN, "certificate not valid on this port"),
+                None if peer.cert_names.is_empty() => (StatusCode::UNAUTHORIZED, "no token"),
+                None => (
+                    StatusCode::UNAUTHORIZED,
+                    "no token, and no principal has this client certificate's name",
+                ),
+            },
             Some((token, _)) => match table.lookup(token) {
                 None => (StatusCode::UNAUTHORIZED, "unknown token"),
                 Some(principal) if principal.may_use(side) => return Ok(principal.clone()),
@@ -520,12 +640,7 @@ impl Session {
             if self.generation.changed().await.is_err() {
                 return std::future::pending().await;
             }
-            let table = self.auth.table();
-            let same = table
-                .by_hash
-                .get(&self.principal.token_sha256)
-                .is_some_and(|p| **p == *self.principal);
-            if !same {
+            if !self.auth.table().holds(&self.principal) {
                 return;
             }
         }
@@ -593,11 +708,39 @@ mod tests {
     }
 
     #[test]
+    fn certificate_names_identify_principals() {
+        let text = "[[principal]]\nname = \"b\"\nrole = \"kitchen\"\ncert_name = \"Sensor-B\"\n";
+        let table = Table::parse(text, Path::new("f")).unwrap();
+        assert_eq!(table.len(), 1);
+        let p = table.lookup_cert(&["x".into(), "sensor-b".into()]).unwrap();
+        assert!(p.may_send_as(Some("sensor-b")) && !p.may_send_as(Some("sensor-a")));
+        assert!(p.token_sha256.is_none() && table.holds(p));
+        assert!(table.lookup_cert(&["sensor-a".into()]).is_none());
+        for bad in ["*.example", "a b", ""] {
+            let text =
+                format!("[[principal]]\nname = \"b\"\nrole = \"eater\"\ncert_name = \"{bad}\"\n");
+            let error = Table::parse(&text, Path::new("f")).unwrap_err().to_string();
+            assert!(error.contains("cert_name"), "{error}");
+        }
+        let error = Table::parse(
+            "[[principal]]\nname = \"n\"\nrole = \"eater\"\n",
+            Path::new("f"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("token_sha256") && error.contains("cert_name"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn eater_filters() {
         let p = Principal {
             name: "e".into(),
             role: Role::Eater,
-            token_sha256: [0; 32],
+            token_sha256: Some([0; 32]),
+            cert_name: None,
             kitchens: None,
             chefs: Some(["A".to_owned()].into()),
         };

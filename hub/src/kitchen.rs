@@ -111,9 +111,17 @@ pub(crate) async fn accept_with_hello(
     let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
     let mut principal = None;
     let auth = shared.config.auth.as_ref();
+    let cert_names = match auth {
+        Some(_) => stream.client_cert_names(),
+        None => Vec::new(),
+    };
+    let peer = crate::auth::Peer {
+        addr,
+        cert_names: &cert_names,
+    };
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let check = |request: &Request, response: Response| {
-        crate::auth::check_upgrade(auth, request, response, side, addr, &mut principal)
+        crate::auth::check_upgrade(auth, request, response, side, peer, &mut principal)
     };
     let accepted = tokio::time::timeout_at(
         deadline,

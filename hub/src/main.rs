@@ -86,6 +86,11 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         {
             tracing::warn!("{warning}");
         }
+        if let Some(auth) = &config.auth {
+            if auth.table().uses_cert_names() && cli.tls_client_ca.is_none() {
+                tracing::warn!("the auth file names principals by cert_name, but without --tls-client-ca no client certificate is asked for: they can only connect by token");
+            }
+        }
         hub::run(
             hub::Listeners { kitchens, eaters },
             config,

@@ -4,6 +4,7 @@
 //! counts stay exact, so a status costs O(cap) to build and status traffic grows linearly
 //! with the number of eaters (the original's grew with its square).
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,7 +37,7 @@ struct PeerInfo {
 
 #[derive(Serialize)]
 struct KitchenEntry<'a> {
-    info_from_kitchen: &'a RawValue,
+    info_from_kitchen: Cow<'a, RawValue>,
     info_from_hub: PeerInfo,
 }
 
@@ -67,7 +68,7 @@ pub fn now_epoch() -> f64 {
 
 fn kitchen_entry(peer: &Peer) -> KitchenEntry<'_> {
     KitchenEntry {
-        info_from_kitchen: &peer.hello,
+        info_from_kitchen: Cow::Borrowed(&peer.hello),
         info_from_hub: PeerInfo {
             host: peer.addr.ip().to_string(),
             port: peer.addr.port(),
@@ -108,9 +109,44 @@ fn hello_kitchen_name(peer: &Peer) -> Option<String> {
     value.get("kitchen_name")?.as_str().map(str::to_owned)
 }
 
-/// [`build_status`] as seen by `view`: for an eater principal restricted to some kitchens,
-/// only those kitchens (by their hello's `kitchen_name`) and only the eaters of the same
-/// principal are listed, and the counts are those of the lists.
+/// A kitchen's entry as a principal restricted to `chefs` sees it: the hello's `chefs` and
+/// `chef_identities` keep only those chefs, and the per-kitchen counters (which count every
+/// chef's dumplings) are left out.
+fn kitchen_entry_for_chefs<'a>(
+    peer: &'a Peer,
+    chefs: &std::collections::BTreeSet<String>,
+) -> KitchenEntry<'a> {
+    let mut entry = kitchen_entry(peer);
+    entry.info_from_hub.dumplings_in = None;
+    entry.info_from_hub.dumplings_invalid = None;
+    entry.info_from_hub.dumplings_refused = None;
+    let Ok(serde_json::Value::Object(mut hello)) = serde_json::from_str(peer.hello.get()) else {
+        return entry;
+    };
+    // `chefs` holds "<module>.<ClassName>" (original) or bare names.
+    let allowed = |name: &str| chefs.contains(name.rsplit('.').next().unwrap_or(name));
+    if let Some(serde_json::Value::Array(list)) = hello.get_mut("chefs") {
+        list.retain(|c| c.as_str().is_some_and(allowed));
+    }
+    if let Some(serde_json::Value::Object(ids)) = hello.get_mut("chef_identities") {
+        ids.retain(|name, _| chefs.contains(name));
+    }
+    if let Ok(raw) = serde_json::value::to_raw_value(&hello) {
+        entry.info_from_kitchen = Cow::Owned(raw);
+    }
+    entry
+}
+
+/// [`build_status`] as seen by `view`, an eater principal restricted to some chefs or
+/// kitchens; nothing in it counts or names what the principal may not see:
+/// * kitchens: only those it may see (by their hello's `kitchen_name`); for a
+///   chef-restricted principal their hellos list only its chefs and carry no per-kitchen
+///   counters;
+/// * eaters: only the eaters of the same principal;
+/// * counts are those of the lists; `total_dumplings_out` is what the hub delivered to the
+///   principal's connected eaters; `total_dumplings_in` is the sum of the visible kitchens'
+///   `dumplings_in` when the principal sees all their chefs, else (the hub does not count
+///   per chef) the same as `total_dumplings_out`.
 pub fn build_status_for(
     shared: &Shared,
     must_list: Option<u64>,
@@ -159,17 +195,48 @@ pub fn build_status_for(
             }
         }
     }
-    drop(registry);
 
+    let (total_in, total_out) = match view {
+        None => (
+            shared.total_in.load(Ordering::Relaxed),
+            shared.total_out.load(Ordering::Relaxed),
+        ),
+        Some(v) => {
+            let out: u64 = registry
+                .eaters
+                .values()
+                .filter(eater_visible)
+                .map(|p| p.good.load(Ordering::Relaxed))
+                .sum();
+            let seen_in = match v.chefs {
+                Some(_) => out,
+                None => registry
+                    .kitchens
+                    .values()
+                    .filter(kitchen_visible)
+                    .map(|p| p.good.load(Ordering::Relaxed))
+                    .sum(),
+            };
+            (seen_in, out)
+        }
+    };
+    drop(registry);
+    let chef_view = view.and_then(|v| v.chefs.as_ref());
     let uptime = shared.started.elapsed().as_secs_f64();
     let payload = Payload {
-        total_dumplings_in: shared.total_in.load(Ordering::Relaxed),
-        total_dumplings_out: shared.total_out.load(Ordering::Relaxed),
+        total_dumplings_in: total_in,
+        total_dumplings_out: total_out,
         // Microsecond precision, as the original.
         server_uptime: (uptime * 1e6).round() / 1e6,
         dumpling_kitchen_count: kitchen_count,
         dumpling_eater_count: eater_count,
-        dumpling_kitchens: kitchens.iter().map(|p| kitchen_entry(p)).collect(),
+        dumpling_kitchens: kitchens
+            .iter()
+            .map(|p| match chef_view {
+                None => kitchen_entry(p),
+                Some(chefs) => kitchen_entry_for_chefs(p, chefs),
+            })
+            .collect(),
         dumpling_eaters: eaters.iter().map(|p| eater_entry(p)).collect(),
     };
     let payload_text = serde_json::to_string(&payload).unwrap_or_else(|_| "{}".to_owned());

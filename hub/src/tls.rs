@@ -21,6 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+/// Most client certificate names looked at (a bound on what a peer makes the hub copy).
+pub const MAX_CERT_NAMES: usize = 16;
+
 /// Why TLS cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -176,6 +179,28 @@ impl HubStream {
     /// True for TLS connections.
     pub fn is_tls(&self) -> bool {
         matches!(self, HubStream::Tls(_) | HubStream::TlsRewound(_))
+    }
+
+    /// The subjectAltName DNS names (lowercase, at most [`MAX_CERT_NAMES`]) of the client
+    /// certificate, which rustls has verified against `--tls-client-ca` by now; empty for
+    /// plain connections and clients without a certificate. They can name an auth
+    /// principal (`cert_name`, see [`crate::auth`]).
+    pub fn client_cert_names(&self) -> Vec<String> {
+        let HubStream::Tls(tls) = self else {
+            return Vec::new();
+        };
+        let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+            return Vec::new();
+        };
+        match webpki::EndEntityCert::try_from(leaf) {
+            Ok(cert) => cert
+                .valid_dns_names()
+                .filter(|n| !n.starts_with('*'))
+                .take(MAX_CERT_NAMES)
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            Err(_) => Vec::new(),
+        }
     }
 }
 

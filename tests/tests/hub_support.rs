@@ -253,3 +253,20 @@ pub fn dumpling_text(kitchen: &str, seq: u64, size: usize) -> String {
     let pad = size.saturating_sub(head.len() + 3);
     format!("{head}{}\"}}}}", "x".repeat(pad))
 }
+
+/// A token and its hash, made by `nd-hub token`.
+pub fn nd_hub_token() -> (String, String) {
+    let out = Command::new(bin("nd-hub"))
+        .arg("token")
+        .output()
+        .expect("nd-hub token");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("no {key} in {text}"))
+    };
+    (field("token = "), field("token_sha256 = "))
+}

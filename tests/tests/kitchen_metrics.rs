@@ -334,3 +334,79 @@ fn replay_progress_is_drawn_on_a_terminal_only() {
         assert!(drawn.len() <= 12, "{} redraws: {drawn:?}", drawn.len());
     }
 }
+
+/// Live on `lo` (root only): the metrics follow the capture while it runs.
+#[test]
+fn kitchen_metrics_follow_a_live_capture_on_lo() {
+    if !is_root() {
+        eprintln!(
+            "SKIP kitchen_metrics_follow_a_live_capture_on_lo: needs root (live capture on lo)"
+        );
+        return;
+    }
+    const N: u64 = 40;
+    let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+    let port = receiver.local_addr().expect("addr").port();
+    let metrics_port = free_port();
+    let mut sniff = e2e_tests::LiveProcess::spawn(
+        Command::new(bin("nd-sniff"))
+            .args(["-i", "lo", "-f", &format!("udp port {port}"), "--no-hub"])
+            .args(["-n", "live_metrics", "-c", "PacketCountChef", "-p", "1"])
+            .args(["--metrics-address", &metrics_port.to_string()])
+            .env("RUST_LOG", "info"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sniff.stderr_text().contains("Sniffing started") {
+        assert!(
+            Instant::now() < deadline && sniff.child.try_wait().ok().flatten().is_none(),
+            "capture did not start:\n{}",
+            sniff.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // libpcap may take a moment after activation before the ring sees packets.
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    for i in 0..N {
+        sender
+            .send_to(format!("datagram {i}").as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let metrics: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
+    let series =
+        r#"netdumplings_chef_packets_total{kitchen="live_metrics",chef="PacketCountChef"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let response = get(metrics, "/metrics");
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        if sample(body, series) == Some(N as f64) {
+            break body.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never counted {N} packets:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let captured = sample(
+        &body,
+        r#"netdumplings_kitchen_packets_total{kitchen="live_metrics"}"#,
+    );
+    assert!(captured.is_some_and(|c| c >= N as f64), "{body}");
+    assert_eq!(
+        sample(
+            &body,
+            r#"netdumplings_kitchen_kernel_dropped_packets_total{kitchen="live_metrics"}"#
+        ),
+        Some(0.0),
+        "{body}"
+    );
+    assert!(
+        !body.contains("netdumplings_kitchen_replay_"),
+        "no replay series live: {body}"
+    );
+    promtool_check(&body);
+    sniff.signal("INT");
+    assert!(sniff.wait(Duration::from_secs(20)).success());
+}

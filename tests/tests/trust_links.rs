@@ -57,23 +57,6 @@ fn issue(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) 
     paths
 }
 
-/// A token and its hash, made by `nd-hub token`.
-fn new_token() -> (String, String) {
-    let out = Command::new(bin("nd-hub"))
-        .arg("token")
-        .output()
-        .expect("nd-hub token");
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.trim().trim_matches('"').to_owned())
-            .unwrap_or_else(|| panic!("no {key} in {text}"))
-    };
-    (field("token = "), field("token_sha256 = "))
-}
-
 /// One principal of an auth file: name, role, extra TOML lines.
 struct P {
     name: &'static str,
@@ -84,7 +67,7 @@ struct P {
 }
 
 fn principal(name: &'static str, role: &'static str, extra: &'static str) -> P {
-    let (token, hash) = new_token();
+    let (token, hash) = nd_hub_token();
     P {
         name,
         role,
@@ -367,6 +350,107 @@ async fn mutual_tls_with_and_without_a_client_certificate() {
 }
 
 #[tokio::test]
+async fn a_kitchens_certificate_name_is_its_identity() {
+    let dir = scratch("certname");
+    let (ca, cert, key) = issue(&dir, "hub", &["localhost"]);
+    // Two client certificates from two CAs, both trusted through one client CA file.
+    let (ca_b, cert_b, key_b) = issue(&dir, "sensor-b", &["sensor-b"]);
+    let (ca_x, cert_x, key_x) = issue(&dir, "stranger", &["stranger"]);
+    let client_ca = dir.join("client-ca.pem");
+    let both = std::fs::read_to_string(&ca_b).unwrap() + &std::fs::read_to_string(&ca_x).unwrap();
+    std::fs::write(&client_ca, both).unwrap();
+    let admin = principal("root", "admin", "");
+    let auth = dir.join("auth.toml");
+    write_auth(&auth, &[&admin]);
+    // No token for sensor-b: its certificate name is its principal and its kitchen name.
+    let mut text = std::fs::read_to_string(&auth).unwrap();
+    text.push_str(
+        "[[principal]]\nname = \"sensor-b\"\nrole = \"kitchen\"\ncert_name = \"sensor-b\"\n",
+    );
+    std::fs::write(&auth, text).unwrap();
+    let hub = Hub::start(&[
+        "-f",
+        "60",
+        "--tls-cert",
+        s(&cert),
+        "--tls-key",
+        s(&key),
+        "--tls-client-ca",
+        s(&client_ca),
+        "--auth",
+        s(&auth),
+    ]);
+    let kitchens = format!("wss://localhost:{}", hub.kitchens.port());
+    let eaters = format!("wss://localhost:{}", hub.eaters.port());
+    // The admin needs a certificate too (mutual TLS is for every connection); its token
+    // decides who it is.
+    let root = Link::new(Some(&ca), Some((&cert_x, &key_x)), token(&admin)).unwrap();
+    let (mut ws, _) = join_eater(&root, &eaters, "root").await;
+
+    let sensor_b = Link::new(Some(&ca), Some((&cert_b, &key_b)), None).unwrap();
+    let mut kitchen = join(
+        &sensor_b,
+        &kitchens,
+        serde_json::json!({"kitchen_name": "sensor-b"}),
+    )
+    .await
+    .expect("the certificate alone admits sensor-b");
+    kitchen.send(dumpling("A", "sensor-a", 1)).await.unwrap();
+    kitchen.send(dumpling("A", "sensor-b", 2)).await.unwrap();
+    let got = next_dumpling(&mut ws, T).await.expect("the allowed one");
+    assert_eq!(
+        meta(&got),
+        ("A".into(), "sensor-b".into(), 2),
+        "sensor-a is not the certificate's name"
+    );
+
+    // A certificate the client CA signed but no principal names: 401, no registration.
+    let stranger = Link::new(Some(&ca), Some((&cert_x, &key_x)), None).unwrap();
+    let error = join(
+        &stranger,
+        &kitchens,
+        serde_json::json!({"kitchen_name": "stranger"}),
+    )
+    .await
+    .expect_err("an unknown certificate name is refused");
+    assert!(matches!(error, LinkError::Unauthorized { .. }), "{error}");
+    // sensor-b's certificate is a kitchen's: not valid on the eater port (403).
+    let error = join(&sensor_b, &eaters, serde_json::json!({"eater_name": "b"}))
+        .await
+        .expect_err("a kitchen certificate on the eater port");
+    assert!(
+        matches!(error, LinkError::NotAHub { status: 403, .. }),
+        "{error}"
+    );
+    // A token, when given, decides: a wrong token with sensor-b's certificate is refused.
+    let wrong = Link::new(
+        Some(&ca),
+        Some((&cert_b, &key_b)),
+        Token::new("nope", "t").ok(),
+    )
+    .unwrap();
+    let error = join(
+        &wrong,
+        &kitchens,
+        serde_json::json!({"kitchen_name": "sensor-b"}),
+    )
+    .await
+    .expect_err("an unknown token is refused even with a good certificate");
+    assert!(matches!(error, LinkError::Unauthorized { .. }), "{error}");
+
+    let (_probe, status) = join_eater(&root, &eaters, "probe").await;
+    assert_eq!(status["dumpling_kitchen_count"], 1, "{status}");
+    let info = &status["dumpling_kitchens"][0]["info_from_hub"];
+    assert_eq!(info["dumplings_refused"], 1, "{status}");
+    assert_eq!(info["dumplings_in"], 1, "{status}");
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("no principal has this client certificate's name"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn every_auth_refusal_and_revocation() {
     let dir = scratch("refusals");
     let kitchen_p = principal("k1", "kitchen", "kitchens = [\"k1\"]");
@@ -494,15 +578,16 @@ async fn restricted_eater_sees_only_its_chefs_and_kitchens() {
     let dir = scratch("restricted");
     let admin = principal("root", "admin", "");
     let narrow = principal("dns", "eater", "chefs = [\"A\"]\nkitchens = [\"k1\"]");
+    let site = principal("site1", "eater", "kitchens = [\"k1\"]");
     let auth = dir.join("auth.toml");
-    write_auth(&auth, &[&admin, &narrow]);
+    write_auth(&auth, &[&admin, &narrow, &site]);
     let hub = Hub::start(&["-f", "0.3", "--auth", s(&auth)]);
     let root = Link::plain().with_token(token(&admin));
     let kitchens = format!("ws://{}", hub.kitchens);
     let eaters = format!("ws://{}", hub.eaters);
-    let mut k1 = join(&root, &kitchens, serde_json::json!({"kitchen_name": "k1"}))
-        .await
-        .unwrap();
+    let k1_hello = serde_json::json!({"kitchen_name": "k1", "chefs": ["m.A", "m.B"],
+        "chef_identities": {"A": {"sha256": "aa"}, "B": {"sha256": "bb"}}});
+    let mut k1 = join(&root, &kitchens, k1_hello).await.unwrap();
     let mut k2 = join(&root, &kitchens, serde_json::json!({"kitchen_name": "k2"}))
         .await
         .unwrap();
@@ -523,6 +608,21 @@ async fn restricted_eater_sees_only_its_chefs_and_kitchens() {
     assert_eq!(
         view["dumpling_eater_count"], 1,
         "only its own eaters: {view}"
+    );
+    // Restricted to chef A: k1's hello lists only A, and no per-kitchen counters (they
+    // count B's dumplings too).
+    let k1_seen = &view["dumpling_kitchens"][0];
+    assert_eq!(
+        k1_seen["info_from_kitchen"]["chefs"],
+        serde_json::json!(["m.A"])
+    );
+    assert_eq!(
+        k1_seen["info_from_kitchen"]["chef_identities"],
+        serde_json::json!({"A": {"sha256": "aa"}})
+    );
+    assert!(
+        k1_seen["info_from_hub"].get("dumplings_in").is_none(),
+        "{view}"
     );
 
     k1.send(dumpling("B", "k1", 1)).await.unwrap();
@@ -549,6 +649,10 @@ async fn restricted_eater_sees_only_its_chefs_and_kitchens() {
                 v["payload"]["dumpling_eater_count"], 1,
                 "periodic view limited: {v}"
             );
+            assert_eq!(
+                v["payload"]["total_dumplings_in"], v["payload"]["total_dumplings_out"],
+                "a chef-restricted view counts only what reached it: {v}"
+            );
             statuses += 1;
             continue;
         }
@@ -559,6 +663,26 @@ async fn restricted_eater_sees_only_its_chefs_and_kitchens() {
         );
         break;
     }
+    // A principal restricted to k1 (all chefs) sees k1's counters and only k1's share of
+    // the hub's 3 dumplings in; the admin sees the hub-wide total.
+    let (_site_ws, site_view) =
+        join_eater(&Link::plain().with_token(token(&site)), &eaters, "site").await;
+    assert_eq!(site_view["dumpling_kitchen_count"], 1, "{site_view}");
+    assert_eq!(
+        site_view["dumpling_kitchens"][0]["info_from_hub"]["dumplings_in"],
+        2
+    );
+    assert_eq!(
+        site_view["total_dumplings_in"], 2,
+        "k1's 2 of 3: {site_view}"
+    );
+    assert_eq!(
+        site_view["dumpling_kitchens"][0]["info_from_kitchen"]["chefs"],
+        serde_json::json!(["m.A", "m.B"])
+    );
+    let (_root_ws, root_view) = join_eater(&root, &eaters, "root2").await;
+    assert_eq!(root_view["total_dumplings_in"], 3, "{root_view}");
+    assert_eq!(root_view["dumpling_kitchen_count"], 2, "{root_view}");
     // The periodic status (every 0.3 s) keeps coming, limited, and only one copy each.
     while statuses < 2 && Instant::now() < deadline {
         let message = next_data(&mut ws, T).await.expect("status");

@@ -12,6 +12,9 @@ Fleet options (optional hello keys; the original hub ignores them): ``chef_filte
 ``since_seq`` (a JetStream stream sequence) replay from a federated hub (``nd-hub --nats``);
 ``resume=True`` keeps the last ``metadata.nd_seq`` seen and, after a lost connection,
 continues from it on the next hub of ``hub`` (``"A:1,B:2"``), passing nothing on twice.
+
+TLS and tokens (``wss://`` hubs, ``tls_ca``, client certificates, ``token_file`` or
+``ND_HUB_TOKEN``) are in :mod:`netdumplings_eater.link`, mirroring the Rust ``hub-link``.
 """
 
 import asyncio
@@ -21,10 +24,15 @@ import time
 
 import websockets
 
+from .link import TOKEN_ENV, HubLinkError, Link
+
 __all__ = [
     "Dumpling",
     "DumplingDriver",
     "DumplingEater",
+    "HubLinkError",
+    "Link",
+    "TOKEN_ENV",
     "InvalidDumpling",
     "NetDumplingsError",
 ]
@@ -108,11 +116,18 @@ class DumplingEater:
     Callbacks must be ``async`` (as the original): ``on_connect(hub_uri, websocket)``,
     ``on_dumpling(dumpling)``, ``on_connection_lost(exc)``, and (new) ``on_lag(missed)``.
     A callback given here overrides the method of the same name.
+
+    ``hub`` may be ``wss://HOST:PORT``: TLS verified against the system roots or only
+    ``tls_ca`` (PEM); ``tls_client_cert``/``tls_client_key`` for hubs requiring client
+    certificates. The hub token is read from ``token_file`` or ``ND_HUB_TOKEN``. Bad files
+    raise :class:`HubLinkError` here; an untrusted hub certificate or a refused token
+    raises it from ``run`` (retrying cannot fix those).
     """
 
     def __init__(self, name="nameless_eater", hub="localhost:11348", *, chef_filter=None,
                  on_connect=None, on_dumpling=None, on_connection_lost=None, on_lag=None,
                  reconnect=True, backoff_initial=0.5, backoff_max=10.0, max_retries=None,
+                 tls_ca=None, tls_client_cert=None, tls_client_key=None, token_file=None,
                  kitchen_filter=None, send_interest=True, since=None, since_seq=None,
                  resume=False):
         self.name = name
@@ -120,6 +135,8 @@ class DumplingEater:
         self.hubs = [h.strip() if h.strip().startswith(("ws://", "wss://"))
                      else "ws://" + h.strip() for h in hub.split(",") if h.strip()]
         self.hub_ws = self.hubs[0] if self.hubs else "ws://" + hub
+        self.link = Link(tls_ca=tls_ca, tls_client_cert=tls_client_cert,
+                         tls_client_key=tls_client_key, token_file=token_file)
         self.kitchen_filter = kitchen_filter
         self.send_interest = send_interest
         if since is not None and since_seq is not None:
@@ -197,7 +214,7 @@ class DumplingEater:
         connected_once = False
         while True:
             try:
-                async with websockets.connect(self.hub_ws) as websocket:
+                async with self.link.connect(self.hub_ws) as websocket:
                     await websocket.send(json.dumps(self._hello()))
                     failures = 0
                     if connected_once:
@@ -218,15 +235,20 @@ class DumplingEater:
                     self.logger.error("{}: the hub refused this eater: {}".format(self.name, e))
                     return
                 reason = str(e)
-            except (OSError, asyncio.TimeoutError) as e:
+            except (OSError, asyncio.TimeoutError,
+                    websockets.exceptions.InvalidHandshake) as e:
+                fatal = self.link.classify(self.hub_ws, e)
+                if fatal is not None:
+                    self.logger.error("{}: {}".format(self.name, fatal))
+                    raise fatal from e
+                if isinstance(e, websockets.exceptions.InvalidHandshake):
+                    self.logger.error("{}: {} is not a dumpling hub: {}".format(
+                        self.name, self.hub_ws, e))
+                    return
                 reason = str(e)
                 self.logger.warning(
                     "{}: There was a problem with the dumpling hub connection. "
                     "Is nd-hub available?".format(self.name))
-            except websockets.exceptions.InvalidHandshake as e:
-                self.logger.error("{}: {} is not a dumpling hub: {}".format(
-                    self.name, self.hub_ws, e))
-                return
             failures += 1
             if not self.reconnect or (self.max_retries is not None
                                       and failures > self.max_retries):
