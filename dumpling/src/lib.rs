@@ -309,6 +309,10 @@ pub struct SystemStatus {
     /// Connected eaters, in connection order (possibly capped).
     #[serde(default)]
     pub dumpling_eaters: Vec<EaterStatus>,
+    /// The hubs of the fleet (hubs started with `--nats` only; absent otherwise). Kept as
+    /// JSON: its strings come from other hubs, so print them escaped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Value>,
 }
 
 /// One kitchen in a [`SystemStatus`].

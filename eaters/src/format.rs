@@ -234,6 +234,54 @@ pub fn colorize_json(pretty: &str) -> String {
         .join("\n")
 }
 
+/// `text` with every character outside printable ASCII written as a `\uXXXX` escape (as
+/// in JSON), so a name from the network cannot move the cursor or recolour a terminal.
+pub fn escape_terminal(text: &str) -> String {
+    let mut out = String::new();
+    python_string(&mut out, text);
+    // Drop the quotes python_string adds.
+    out[1..out.len() - 1].to_owned()
+}
+
+/// Most hub ids [`fleet_summary`] names before it only counts.
+pub const FLEET_SUMMARY_HUBS: usize = 8;
+
+/// A one-line summary of a status payload's `fleet` section (hubs by id, escaped and cut,
+/// with their kitchen and eater counts), `None` when there is none (a hub without
+/// `--nats`, or the original hub).
+pub fn fleet_summary(fleet: &Value) -> Option<String> {
+    let hubs = fleet.get("hubs")?.as_array()?;
+    let mut parts = Vec::new();
+    let (mut kitchens, mut eaters) = (0u64, 0u64);
+    for hub in hubs {
+        let k = hub["dumpling_kitchen_count"].as_u64().unwrap_or(0);
+        kitchens += k;
+        let e = hub["dumpling_eater_count"].as_u64();
+        eaters += e.unwrap_or(0);
+        if parts.len() < FLEET_SUMMARY_HUBS {
+            let id: String = hub["hub_id"]
+                .as_str()
+                .unwrap_or("?")
+                .chars()
+                .take(32)
+                .collect();
+            let counts = match e {
+                Some(e) => format!("{k}k/{e}e"),
+                None => format!("{k}k"),
+            };
+            parts.push(format!("{} {counts}", escape_terminal(&id)));
+        }
+    }
+    if hubs.len() > FLEET_SUMMARY_HUBS {
+        parts.push(format!("+{} more", hubs.len() - FLEET_SUMMARY_HUBS));
+    }
+    Some(format!(
+        "{} hubs ({}), {kitchens} kitchens, {eaters} eaters",
+        hubs.len(),
+        parts.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

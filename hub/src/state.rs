@@ -121,6 +121,8 @@ pub struct Shared {
     /// The NATS publisher when the hub federates (`--nats`); kitchens hand dumplings to
     /// it instead of the ring, and the fleet consumer fills the ring.
     pub fleet: std::sync::OnceLock<crate::fleet::Publisher>,
+    /// The hubs of the fleet, for the `fleet` section of status dumplings (`--nats` only).
+    pub fleet_status: std::sync::OnceLock<Arc<crate::fleet::status::FleetBoard>>,
     /// Becomes `true` once on shutdown; every connection task watches it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -143,6 +145,7 @@ impl Shared {
             connections_ended: AtomicU64::new(0),
             registry: Mutex::new(Registry::default()),
             fleet: std::sync::OnceLock::new(),
+            fleet_status: std::sync::OnceLock::new(),
             shutdown,
         }
     }

@@ -56,6 +56,10 @@ struct Payload<'a> {
     dumpling_eater_count: usize,
     dumpling_kitchens: Vec<KitchenEntry<'a>>,
     dumpling_eaters: Vec<EaterEntry<'a>>,
+    /// The hubs of the fleet (`--nats` only; absent on a single hub, so the original's
+    /// shape is unchanged there). See [`crate::fleet::status`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<serde_json::Value>,
 }
 
 /// Seconds since the Unix epoch, as the wire's float.
@@ -104,7 +108,7 @@ pub fn build_status(shared: &Shared, must_list: Option<u64>) -> String {
 }
 
 /// The kitchen name a kitchen's hello declares (for restricted status views).
-fn hello_kitchen_name(peer: &Peer) -> Option<String> {
+pub(crate) fn hello_kitchen_name(peer: &Peer) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(peer.hello.get()).ok()?;
     value.get("kitchen_name")?.as_str().map(str::to_owned)
 }
@@ -238,6 +242,7 @@ pub fn build_status_for(
             })
             .collect(),
         dumpling_eaters: eaters.iter().map(|p| eater_entry(p)).collect(),
+        fleet: shared.fleet_status.get().map(|board| board.section(view)),
     };
     let payload_text = serde_json::to_string(&payload).unwrap_or_else(|_| "{}".to_owned());
     envelope(dumpling::SYSTEM_STATUS_CHEF, &payload_text)

@@ -186,8 +186,10 @@ impl HubStream {
     /// plain connections and clients without a certificate. They can name an auth
     /// principal (`cert_name`, see [`crate::auth`]).
     pub fn client_cert_names(&self) -> Vec<String> {
-        let HubStream::Tls(tls) = self else {
-            return Vec::new();
+        let tls = match self {
+            HubStream::Tls(tls) => tls.as_ref(),
+            HubStream::TlsRewound(rewound) => rewound.tls(),
+            HubStream::Plain(_) => return Vec::new(),
         };
         let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
             return Vec::new();

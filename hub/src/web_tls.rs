@@ -27,6 +27,13 @@ pub struct Rewind {
     inner: TlsStream<TcpStream>,
 }
 
+impl Rewind {
+    /// The TLS stream (its session: peer certificates and so on).
+    pub fn tls(&self) -> &TlsStream<TcpStream> {
+        &self.inner
+    }
+}
+
 impl AsyncRead for Rewind {
     fn poll_read(
         self: Pin<&mut Self>,

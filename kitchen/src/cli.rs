@@ -184,8 +184,8 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "11350")]
     pub metrics_address: Option<String>,
 
-    /// Do not draw the progress line of `-r` (drawn on stderr only when it is a terminal;
-    /// log lines are unchanged).
+    /// Do not draw the progress line of `-r` (drawn on stderr only when it is a terminal,
+    /// and not while `--stdout` writes to a terminal; log lines are unchanged).
     #[arg(long)]
     pub quiet: bool,
 
@@ -418,7 +418,10 @@ impl Config {
             kitchen_status: cli.kitchen_status,
             trusted_chef_keys: cli.trusted_chef_keys,
             metrics_address,
-            progress: kitchen::progress::wanted(cli.quiet),
+            // Not when `--stdout` writes dumplings to the same terminal (they would land
+            // in the middle of the line).
+            progress: kitchen::progress::wanted(cli.quiet)
+                && !(cli.stdout && std::io::IsTerminal::is_terminal(&std::io::stdout())),
         })
     }
 }

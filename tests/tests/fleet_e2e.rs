@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::{bin, ChildGuard};
 use futures_util::{SinkExt, StreamExt};
 use nats::Cluster;
-use support::{connect, is_chef, Hub};
+use support::{connect, eater, is_chef, kitchen, Hub, ORIGINAL_STATUS_KEYS};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Packets per second each kitchen replays.
@@ -44,6 +44,9 @@ async fn fleet_hub(cluster: &Cluster, id: &str) -> Hub {
         "3",
         "--nats-hub-id",
         id,
+        // Fleet status every second, so hubs list each other (and age out) quickly.
+        "--nats-status-period",
+        "1",
     ]);
     if nats::handshake_within(hub.eaters, Duration::from_secs(45)).await {
         return hub;
@@ -398,4 +401,155 @@ async fn the_whole_nats_cluster_restarts_and_nothing_acknowledged_is_lost() {
     )
     .await;
     assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
+}
+
+/// A fresh eater's welcome status payload from `hub`.
+async fn welcome_status(hub: &Hub) -> serde_json::Value {
+    let (mut ws, status) = eater(hub.eaters, "fleet-status-probe").await;
+    let _ = ws.close(None).await;
+    status["payload"].clone()
+}
+
+/// `hub id -> sorted kitchen names` of a status payload's fleet section.
+fn fleet_kitchens(payload: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for hub in payload["fleet"]["hubs"].as_array().into_iter().flatten() {
+        let mut names: Vec<String> = hub["kitchens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["kitchen_name"].as_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        out.insert(hub["hub_id"].as_str().unwrap_or("").to_owned(), names);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hub_status_lists_the_whole_fleet_and_a_dead_hub_ages_out() {
+    let Some(cluster) = Cluster::start(3) else {
+        return;
+    };
+    let mut hubs = Vec::new();
+    for id in ["hubA", "hubB", "hubC"] {
+        hubs.push(fleet_hub(&cluster, id).await);
+    }
+    // 4 kitchens: one on A, one on B, two on C; one name needs escaping on a terminal.
+    let placement = [
+        (0, "kitchen.0 *>"),
+        (1, "kitchen.1\\u001b[31m"),
+        (2, "k2"),
+        (2, "k3"),
+    ];
+    let mut kitchens = Vec::new();
+    for (hub, name) in placement {
+        let hello = format!(r#"{{"kitchen_name": "{name}"}}"#);
+        let mut k = kitchen(hubs[hub].kitchens, &hello).await;
+        let dumpling = format!(
+            r#"{{"metadata":{{"chef":"C","kitchen":"{name}","creation_time":1.5,"driver":"packet"}},"payload":1}}"#
+        );
+        k.send(Message::text(dumpling)).await.expect("kitchen send");
+        kitchens.push(k);
+    }
+    let want: BTreeMap<String, Vec<String>> = [
+        ("hubA", vec!["kitchen.0 *>"]),
+        ("hubB", vec!["kitchen.1\u{1b}[31m"]),
+        ("hubC", vec!["k2", "k3"]),
+    ]
+    .into_iter()
+    .map(|(h, k)| (h.to_owned(), k.into_iter().map(str::to_owned).collect()))
+    .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (i, hub) in hubs.iter().enumerate() {
+        let local_kitchens = placement.iter().filter(|(h, _)| *h == i).count();
+        loop {
+            let payload = welcome_status(hub).await;
+            let keys: Vec<&str> = payload
+                .as_object()
+                .map(|o| o.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(
+                &keys[..7],
+                &ORIGINAL_STATUS_KEYS[..],
+                "original keys first, in order"
+            );
+            assert_eq!(
+                keys.get(7),
+                Some(&"fleet"),
+                "then the fleet section: {payload}"
+            );
+            // The original counts stay this hub's own.
+            assert_eq!(payload["dumpling_kitchen_count"], local_kitchens as u64);
+            assert_eq!(payload["fleet"]["hub_id"], ["hubA", "hubB", "hubC"][i]);
+            if fleet_kitchens(&payload) == want {
+                assert_eq!(payload["fleet"]["hub_count"], 3);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hub {i} never listed the whole fleet: {payload}\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // The eater CLIs show it, with the network's names escaped.
+    let details = Command::new(bin("nd-hubdetails"))
+        .args(["-h", &hubs[1].eater_hub(), "--no-color"])
+        .output()
+        .expect("run nd-hubdetails");
+    let text = String::from_utf8_lossy(&details.stdout);
+    assert!(details.status.success(), "nd-hubdetails: {text}");
+    assert!(
+        text.contains("\"fleet\": {")
+            && text.contains("\"hub_id\": \"hubC\"")
+            && text.contains(r#"kitchen.1\u001b[31m"#),
+        "nd-hubdetails shows the fleet, escaped: {text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no raw escape reaches the terminal"
+    );
+    let status = ChildGuard::spawn(
+        "nd-hubstatus",
+        Command::new(bin("nd-hubstatus")).args(["-h", &hubs[0].eater_hub(), "--no-color"]),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    status.interrupt();
+    let out = status.wait_output(Duration::from_secs(10));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.contains("fleet: 3 hubs (hubA 1k/") && line.contains("4 kitchens"),
+        "nd-hubstatus shows the fleet: {line}"
+    );
+
+    // kill -9 hub C (by PID): it stops publishing and leaves A's fleet within 3 periods.
+    let mut dead = hubs.pop().expect("hub C");
+    let _ = dead.guard.child.kill();
+    let _ = dead.guard.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = fleet_kitchens(&welcome_status(&hubs[0]).await);
+        if !listed.contains_key("hubC") {
+            assert!(listed.contains_key("hubA") && listed.contains_key("hubB"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hub C never aged out: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A hub without --nats keeps exactly the original keys.
+    let single = Hub::start(&[]);
+    let payload = welcome_status(&single).await;
+    let keys: Vec<&str> = payload
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ORIGINAL_STATUS_KEYS, "no fleet key without --nats");
+    drop(kitchens);
 }

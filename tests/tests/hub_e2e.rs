@@ -233,15 +233,7 @@ async fn new_eaters_get_status_at_once_and_departures_are_seen_at_once() {
         p["dumpling_eaters"][0]["info_from_eater"]["eater_name"],
         "first"
     );
-    for key in [
-        "total_dumplings_in",
-        "total_dumplings_out",
-        "server_uptime",
-        "dumpling_kitchen_count",
-        "dumpling_eater_count",
-        "dumpling_kitchens",
-        "dumpling_eaters",
-    ] {
+    for key in support::ORIGINAL_STATUS_KEYS {
         assert!(p.get(key).is_some(), "status has the original key {key}");
     }
     assert_eq!(welcome["metadata"]["kitchen"], serde_json::Value::Null);

@@ -15,6 +15,17 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// The original `SystemStatusChef` payload keys, in the original's order.
+pub const ORIGINAL_STATUS_KEYS: [&str; 7] = [
+    "total_dumplings_in",
+    "total_dumplings_out",
+    "server_uptime",
+    "dumpling_kitchen_count",
+    "dumpling_eater_count",
+    "dumpling_kitchens",
+    "dumpling_eaters",
+];
+
 /// A client WebSocket.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

@@ -293,9 +293,12 @@ fn replay_progress_is_drawn_on_a_terminal_only() {
             "the log lines are still there: {out:?}"
         );
     }
-    // --quiet: no line even on a terminal.
-    if let Some(out) = on_a_terminal(&format!("{args} --quiet"), || {}) {
-        assert!(!out.contains("replay: "), "{out:?}");
+    // --quiet: no line even on a terminal; nor when --stdout prints to the same terminal.
+    for flag in ["--quiet", "--stdout"] {
+        if let Some(out) = on_a_terminal(&format!("{args} {flag}"), || {}) {
+            assert!(!out.contains("replay: "), "{flag}: {out:?}");
+            assert!(out.contains("end of"), "{flag}: {out:?}");
+        }
     }
     // A FIFO fed in two parts with a pause: redrawn with real counts while it waits, and
     // no percent or ETA (the size of a pipe is unknown).

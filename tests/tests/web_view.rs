@@ -98,6 +98,8 @@ async fn start_browser(driver_bin: &Path, chromium: &Path, width: u32, height: u
         }),
     );
     caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+    // The TLS test's hub has a self-signed certificate (WebDriver's standard switch).
+    caps.insert("acceptInsecureCerts".into(), json!(true));
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{port}"))
@@ -703,4 +705,56 @@ async fn eater_port_serves_the_page_and_still_speaks_websocket() {
     .expect("not an error");
     let v: Value = serde_json::from_str(first.to_text().expect("text")).expect("JSON");
     assert_eq!(v["metadata"]["chef"], "SystemStatusChef");
+}
+
+/// With `--tls-cert/--tls-key`, the page loads over `https://` from the eater port and its
+/// WebSocket goes `wss://` to the same port (the browser accepts the test's self-signed
+/// certificate through WebDriver's `acceptInsecureCerts`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_view_over_https_on_a_tls_hub() {
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let dir = TempDir::new("tls");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let (cert, key) = (dir.0.join("hub.pem"), dir.0.join("hub-key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let (in_port, out_port) = (free_port(), free_port());
+    let (cert_text, key_text) = (cert.display().to_string(), key.display().to_string());
+    let _hub = spawn_hub(
+        in_port,
+        out_port,
+        &[
+            "-f",
+            "0.5",
+            "--tls-cert",
+            &cert_text,
+            "--tls-key",
+            &key_text,
+        ],
+    );
+    let browser = start_browser(&driver, &chromium, 1280, 900).await;
+    let c = &browser.client;
+    c.goto(&format!("https://localhost:{out_port}/"))
+        .await
+        .expect("open the page over https");
+    wait_js(
+        c,
+        "return ndView.stats().connected && ndView.stats().hubStatuses > 0",
+        Duration::from_secs(15),
+        |v| v == &json!(true),
+    )
+    .await;
+    assert_eq!(js(c, "return location.protocol").await, json!("https:"));
+    // The hub's status, rendered: the eaters table lists the page's own wss connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while column(c, "eaters", 0).await.is_empty() {
+        assert!(Instant::now() < deadline, "the eaters table stayed empty");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    screenshot(c, "over-https").await;
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::Parser;
 use eater::{Event, Filter};
-use eaters::format::{hms, BOLD, RESET};
+use eaters::format::{fleet_summary, hms, BOLD, RESET};
 use eaters::Flow;
 
 /// nd-hubstatus: show the hub's status on one live line.
@@ -48,14 +48,19 @@ struct Cli {
 /// The status line, without the leading carriage return.
 fn status_line(now: &str, status: &dumpling::SystemStatus, color: bool) -> String {
     let (b, r) = if color { (BOLD, RESET) } else { ("", "") };
-    format!(
+    let line = format!(
         "{now}  uptime: {b}{}{r}  dumplings in: {b}{}{r}  out: {b}{}{r}  kitchens: {b}{}{r}  eaters: {b}{}{r} ",
         hms(status.server_uptime),
         status.total_dumplings_in,
         status.total_dumplings_out,
         status.dumpling_kitchen_count,
         status.dumpling_eater_count,
-    )
+    );
+    // A federated hub (`--nats`) adds its fleet; the original's line is unchanged otherwise.
+    match status.fleet.as_ref().and_then(fleet_summary) {
+        Some(fleet) => format!("{line} fleet: {b}{fleet}{r} "),
+        None => line,
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -135,6 +140,17 @@ mod tests {
         assert_eq!(
             status_line("T", &status, true),
             "T  uptime: \x1b[1m00:01:30\x1b[0m  dumplings in: \x1b[1m2\x1b[0m  out: \x1b[1m11\x1b[0m  kitchens: \x1b[1m1\x1b[0m  eaters: \x1b[1m3\x1b[0m "
+        );
+        // A fleet section: hub ids from the network are escaped, restricted views (no
+        // eater counts) still summarise.
+        let mut status = status;
+        status.fleet = Some(serde_json::json!({"hub_id": "a", "hub_count": 2, "hubs": [
+            {"hub_id": "a", "dumpling_kitchen_count": 2, "dumpling_eater_count": 3},
+            {"hub_id": "b\x1b[31mX", "dumpling_kitchen_count": 1}
+        ]}));
+        assert_eq!(
+            status_line("T", &status, false),
+            "T  uptime: 00:01:30  dumplings in: 2  out: 11  kitchens: 1  eaters: 3  fleet: 2 hubs (a 2k/3e, b\\u001b[31mX 1k), 3 kitchens, 3 eaters "
         );
     }
 }

@@ -89,6 +89,15 @@ pub struct FleetArgs {
     /// requests are told so (a HubNoticeChef notice) and served live.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub replay_max_eaters: usize,
+    /// Core NATS subject prefix of the hubs' status reports: each hub publishes to
+    /// `PREFIX.<hub id>` and lists every hub it hears from in the `fleet` section of its
+    /// SystemStatusChef dumplings. Must lie outside the dumpling prefix.
+    #[arg(long, value_name = "PREFIX", default_value = "nd.status")]
+    pub nats_status_prefix: String,
+    /// How often this hub publishes its status report (a hub silent for 3 of its periods
+    /// leaves the other hubs' fleet section): NUMBER[s|m|h|d].
+    #[arg(long, value_name = "AGE", default_value = "5s", value_parser = parse_duration)]
+    pub nats_status_period: Duration,
 }
 
 /// Why the federation flags are not usable.
@@ -117,6 +126,14 @@ pub enum FleetArgsError {
     /// A number out of range.
     #[error("--{0} must be > 0")]
     Zero(&'static str),
+    /// A value out of its range.
+    #[error("--{flag}: {detail}")]
+    Range {
+        /// The flag.
+        flag: &'static str,
+        /// The allowed range.
+        detail: &'static str,
+    },
 }
 
 fn is_token(s: &str) -> bool {
@@ -167,6 +184,27 @@ impl FleetArgs {
         if self.replay_rate == 0 {
             return Err(FleetArgsError::Zero("replay-rate"));
         }
+        let status_under_dumplings = self.nats_status_prefix == self.nats_subject_prefix
+            || self
+                .nats_status_prefix
+                .starts_with(&format!("{}.", self.nats_subject_prefix));
+        if self.nats_status_prefix.is_empty()
+            || self.nats_status_prefix.len() > 128
+            || !self.nats_status_prefix.split('.').all(is_token)
+            || status_under_dumplings
+        {
+            return Err(FleetArgsError::BadName {
+                flag: "nats-status-prefix",
+                value: self.nats_status_prefix.clone(),
+                extra: ", in dot-separated tokens (no wildcards), outside --nats-subject-prefix",
+            });
+        }
+        if self.nats_status_period > Duration::from_secs(3600) {
+            return Err(FleetArgsError::Range {
+                flag: "nats-status-period",
+                detail: "at most 1h (a hub ages out after 3 periods)",
+            });
+        }
         if self.nats_max_bytes <= 0 {
             return Err(FleetArgsError::Zero("nats-max-bytes"));
         }
@@ -203,6 +241,8 @@ impl FleetArgs {
             max_in_flight: 1024,
             replay_rate: self.replay_rate,
             replay_max_eaters: self.replay_max_eaters,
+            status_prefix: self.nats_status_prefix.clone(),
+            status_period: self.nats_status_period,
         }))
     }
 }

@@ -28,6 +28,7 @@ pub mod args;
 pub mod interest;
 pub mod reader;
 pub mod replay;
+pub mod status;
 pub mod subject;
 
 use std::collections::VecDeque;
@@ -97,6 +98,10 @@ pub struct FleetOptions {
     pub replay_rate: u32,
     /// Eaters with their own (replay) consumer at once on this hub.
     pub replay_max_eaters: usize,
+    /// Core NATS subject prefix of the hubs' status reports ([`status`]).
+    pub status_prefix: String,
+    /// How often this hub publishes its status report.
+    pub status_period: Duration,
 }
 
 /// Why the federation could not start.
@@ -366,7 +371,7 @@ pub async fn ensure_stream(
 /// Call before accepting kitchens, so the consumer starts before their first dumpling.
 pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet, FleetError> {
     let client = connect(options).await?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let last = ensure_stream(&js, options).await?;
     info!(
         stream = %options.stream,
@@ -394,7 +399,7 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         stats: stats.clone(),
         service: Some(service),
     };
-    let mut tasks = Vec::new();
+    let mut tasks = status::start(client, shared.clone(), options);
     tasks.push(tokio::spawn(publish_loop(
         js.clone(),
         rx,
