@@ -3,8 +3,9 @@
 //! (`nd-sniff`, `nd-print`, the Rust eater library), a wrong CA refused with a clear
 //! error, mutual TLS with and without a client certificate, every `--auth` refusal (no
 //! token, wrong token, wrong port, revoked while connected, another kitchen's name), an
-//! eater restricted to some chefs and kitchens, and reserved chef names refused without
-//! auth.
+//! eater restricted to some chefs and kitchens (and its limited status view), a kitchen
+//! known by its client certificate's name, certificate hot reload without dropping
+//! connections, and reserved chef names refused without auth.
 
 #[path = "hub_support.rs"]
 mod support;
@@ -448,6 +449,72 @@ async fn a_kitchens_certificate_name_is_its_identity() {
         log.contains("no principal has this client certificate's name"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn certificate_hot_reload_keeps_old_connections() {
+    let dir = scratch("reload");
+    let (ca1, cert1, key1) = issue(&dir, "one", &["localhost"]);
+    let (ca2, cert2, key2) = issue(&dir, "two", &["localhost"]);
+    let (cert, key) = (dir.join("hub.pem"), dir.join("hub-key.pem"));
+    std::fs::copy(&cert1, &cert).unwrap();
+    std::fs::copy(&key1, &key).unwrap();
+    let hub = Hub::start(&["-f", "60", "--tls-cert", s(&cert), "--tls-key", s(&key)]);
+    let eaters = format!("wss://localhost:{}", hub.eaters.port());
+    let kitchens = format!("wss://localhost:{}", hub.kitchens.port());
+    let old_link = Link::new(Some(&ca1), None, None).unwrap();
+    let new_link = Link::new(Some(&ca2), None, None).unwrap();
+    let (mut old_eater, _) = join_eater(&old_link, &eaters, "old").await;
+    let mut old_kitchen = join(
+        &old_link,
+        &kitchens,
+        serde_json::json!({"kitchen_name": "k"}),
+    )
+    .await
+    .unwrap();
+
+    // Replace both files the way an operator (or certbot) does: write aside, rename over.
+    for (from, to) in [(&cert2, &cert), (&key2, &key)] {
+        let aside = dir.join("incoming.tmp");
+        std::fs::copy(from, &aside).unwrap();
+        std::fs::rename(&aside, to).unwrap();
+    }
+    // New connections see the new certificate once the hub noticed (polled every second).
+    let deadline = Instant::now() + T;
+    let (mut new_eater, _) = loop {
+        match new_link.connect(&eaters, None).await {
+            Ok((mut ws, _)) => {
+                ws.send(Message::text(r#"{"eater_name": "new"}"#))
+                    .await
+                    .unwrap();
+                next_data(&mut ws, T).await.expect("welcome");
+                break (ws, ());
+            }
+            Err(LinkError::BadCertificate { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("the new certificate was not served: {error}"),
+        }
+    };
+    // A fresh client (its own TLS session cache: a resumed session would skip the
+    // certificate, as TLS resumption does) trusting only the old CA is refused.
+    let error = Link::new(Some(&ca1), None, None)
+        .unwrap()
+        .connect(&eaters, None)
+        .await
+        .expect_err("the old CA no longer matches new connections");
+    assert!(matches!(error, LinkError::BadCertificate { .. }), "{error}");
+
+    // The connections made before the reload stay up and keep working.
+    old_kitchen.send(dumpling("A", "k", 1)).await.unwrap();
+    for ws in [&mut old_eater, &mut new_eater] {
+        let got = next_dumpling(ws, T)
+            .await
+            .expect("delivered after the reload");
+        assert_eq!(meta(&got), ("A".into(), "k".into(), 1));
+    }
+    let (_, log) = hub.stop();
+    assert!(log.contains("TLS certificate reloaded"), "{log}");
 }
 
 #[tokio::test]
