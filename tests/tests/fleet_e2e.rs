@@ -48,11 +48,11 @@ async fn fleet_hub(cluster: &Cluster, id: &str) -> Hub {
         "--nats-status-period",
         "1",
     ]);
-    if !hub.wait_accepting(Duration::from_secs(45)).await {
-        let (_, log) = hub.stop();
-        panic!("hub {id} did not federate: {log}\n{}", cluster.logs());
+    if nats::handshake_within(hub.eaters, Duration::from_secs(45)).await {
+        return hub;
     }
-    hub
+    let (_, log) = hub.stop();
+    panic!("hub {id} did not federate: {log}\n{}", cluster.logs());
 }
 
 /// A raw eater collecting every non-status dumpling until told to stop (or its hub dies).

@@ -137,7 +137,7 @@ impl Collector {
 /// its stream and consumer exist).
 async fn leaf_hub(args: &[&str]) -> Hub {
     let hub = Hub::start(args);
-    if !hub.wait_accepting(Duration::from_secs(45)).await {
+    if !nats::handshake_within(hub.eaters, Duration::from_secs(45)).await {
         let (_, log) = hub.stop();
         panic!("hub did not federate: {log}");
     }

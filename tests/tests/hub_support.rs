@@ -92,27 +92,6 @@ impl Hub {
         panic!("nd-hub did not start");
     }
 
-    /// Wait until an eater WebSocket handshake completes (a federated hub accepts nobody
-    /// before its stream and consumer exist, so this means "federation is up").
-    pub async fn wait_accepting(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(1),
-                tokio_tungstenite::connect_async(format!("ws://{}/", self.eaters)),
-            )
-            .await;
-            if let Ok(Ok((mut ws, _))) = attempt {
-                let _ = ws.close(None).await;
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// `HOST:PORT` of the eater side.
     pub fn eater_hub(&self) -> String {
         self.eaters.to_string()

@@ -136,7 +136,7 @@ async fn start_hubs(cluster: Option<&Cluster>, n: usize) -> anyhow::Result<Vec<H
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let hub = Hub::start(&refs);
-        if !hub.wait_accepting(Duration::from_secs(30)).await {
+        if !nats::handshake_within(hub.eaters, Duration::from_secs(30)).await {
             bail!("hub {i} did not come up");
         }
         hubs.push(hub);
