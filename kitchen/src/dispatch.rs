@@ -9,10 +9,13 @@
 //!   ([`Dispatcher::run`], replay: see [`crate::replay`]).
 //! * Each chef gets only the packets matching its `interest`, and only if it uses the
 //!   packet driver. A chef interested in everything gets the batch as is (no copy); others
-//!   get a sub-batch with its own compacted arena, so a DNS chef does not pay for copying
-//!   every HTTP payload.
-//! * Chefs run in a fixed order (sorted by name) and their dumplings are emitted in that
-//!   order, batch by batch, so a replay is byte-for-byte reproducible.
+//!   get their packets queued with their own compacted arena ([`crate::chef_queue`]), so a
+//!   DNS chef neither pays for copying every HTTP payload nor for a wasm call per batch
+//!   for its three packets in it: it is called when its queue is full, before each poke,
+//!   on [`Dispatcher::flush`] and, live, when a packet has waited 50 ms.
+//! * Chefs run in a fixed order (sorted by name), and a selective chef's queue is called
+//!   at points fixed by the packets and pokes alone (never by the wall clock in a replay),
+//!   so a replay is byte-for-byte reproducible.
 //! * Interval pokes follow the capture clock when replaying (t0+p, t0+2p, ..., each fired
 //!   before the first packet whose timestamp reaches it, plus a final poke at the last
 //!   packet's time) and the wall clock when live (at start, then every p).
@@ -37,6 +40,7 @@ pub use crate::batch::{
 use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
+use crate::chef_queue::{self, ChefQueue};
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
 use crate::status::{
@@ -145,15 +149,6 @@ pub struct ChefSlot {
     pub qualified_name: String,
 }
 
-/// A chef's share of a batch: records re-pointed into a compacted arena, plus the index of
-/// each record in the full batch (for `packet-index` → capture time).
-#[derive(Default)]
-struct SubBatch {
-    packets: Vec<WirePacket>,
-    arena: Vec<u8>,
-    index: Vec<u32>,
-}
-
 /// Kitchen-wide counters, for the exit summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KitchenStats {
@@ -180,7 +175,8 @@ pub struct Dispatcher {
     /// Capture time of the last packet handed to the chefs (the replay clock).
     last_packet_ns: Option<u64>,
     builder: BatchBuilder,
-    sub: SubBatch,
+    /// Selective chefs' waiting packets, parallel to `chefs` (same index).
+    queues: Vec<ChefQueue>,
     sink: Box<dyn DumplingSink>,
     stats: KitchenStats,
     /// Clock anomalies of builders on other threads ([`Dispatcher::add_clock_anomalies`]).
@@ -204,6 +200,7 @@ impl Dispatcher {
     ) -> Self {
         chefs.sort_by(|a, b| a.chef.name().cmp(b.chef.name()));
         let runtime = chefs.iter().map(|_| ChefRuntime::default()).collect();
+        let queues = chefs.iter().map(|_| ChefQueue::default()).collect();
         let builder = BatchBuilder::new(mode, poke_interval);
         Dispatcher {
             runtime,
@@ -213,7 +210,7 @@ impl Dispatcher {
             mode,
             last_packet_ns: None,
             builder,
-            sub: SubBatch::default(),
+            queues,
             sink,
             stats: KitchenStats::default(),
             other_clocks: ClockAnomalies::default(),
@@ -315,7 +312,8 @@ impl Dispatcher {
     /// Hand the current batch to every interested packet chef.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         self.builder.cut();
-        self.drain()
+        self.drain()?;
+        self.call_all_queued()
     }
 
     /// Count the clock anomalies of a builder made by [`Dispatcher::new_builder`] (a replay's
@@ -353,7 +351,9 @@ impl Dispatcher {
         }
     }
 
-    /// Hand `batch` to every interested packet chef.
+    /// Hand `batch` to every interested packet chef: a chef interested in everything gets
+    /// it as it is; a selective chef gets its matching packets queued
+    /// ([`crate::chef_queue`]) and is called when its queue is full (live: or old).
     fn run_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let Some(last_ns) = batch.last_timestamp_ns() else {
             return Ok(());
@@ -361,10 +361,10 @@ impl Dispatcher {
         self.stats.packets += batch.len() as u64;
         self.stats.batches += 1;
         self.last_packet_ns = Some(last_ns);
-        let now_ns = self.clock_ns();
-        let share = self.duty_share();
+        let live = self.mode == ClockMode::Live;
+        let now = Instant::now();
         for i in 0..self.chefs.len() {
-            let slot = &mut self.chefs[i];
+            let slot = &self.chefs[i];
             if !slot.chef.description().drivers.packet {
                 continue;
             }
@@ -374,100 +374,131 @@ impl Dispatcher {
                 let n = if everything {
                     batch.len()
                 } else {
-                    batch
-                        .classes
-                        .iter()
-                        .filter(|c| slot.matcher.matches(c))
-                        .count()
+                    chef_queue::matching(batch, &slot.matcher).count()
                 };
                 self.runtime[i].dropped += n as u64;
                 continue;
             }
-            if !everything {
-                select(batch, &slot.matcher, &mut self.sub);
-                if self.sub.packets.is_empty() {
+            if everything {
+                self.call_packets(i, &batch.packets, &batch.arena)?;
+                continue;
+            }
+            for at in 0..batch.len() {
+                if !self.chefs[i].matcher.matches(&batch.classes[at]) {
                     continue;
                 }
+                let frame_len = batch.packets[at].0.frame.len as usize;
+                if self.queues[i].cannot_take(frame_len) {
+                    self.call_queued(i)?;
+                }
+                self.queues[i].push(batch, at);
             }
-            let n = if everything {
-                batch.packets.len()
-            } else {
-                self.sub.packets.len()
-            } as u64;
-            let started = Instant::now();
-            if self.behind && self.runtime[i].duty.over(started, share) {
-                let rt = &mut self.runtime[i];
-                rt.dropped += n;
-                rt.shed += n;
-                continue;
+            let queue = &self.queues[i];
+            if queue.is_full() || (live && queue.older_than(chef_queue::MAX_QUEUE_AGE, now)) {
+                self.call_queued(i)?;
             }
-            let result = if everything {
-                slot.chef.on_packets(&batch.packets, &batch.arena, now_ns)
-            } else {
-                slot.chef
-                    .on_packets(&self.sub.packets, &self.sub.arena, now_ns)
-            };
+        }
+        Ok(())
+    }
+
+    /// Call every chef whose queue holds packets (before a poke, at the end, around a
+    /// reload, and live when the capture goes quiet).
+    fn call_all_queued(&mut self) -> Result<(), SinkError> {
+        for i in 0..self.chefs.len() {
+            if !self.queues[i].is_empty() {
+                self.call_queued(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Call chef `i` with its queued packets, then empty its queue.
+    fn call_queued(&mut self, i: usize) -> Result<(), SinkError> {
+        // Taken out for the call, so the chef and the output can be borrowed meanwhile.
+        let mut queue = std::mem::take(&mut self.queues[i]);
+        let result = if self.chefs[i].chef.is_quarantined() {
+            // Quarantined since the packets were queued: counted, not called.
+            self.runtime[i].dropped += queue.len() as u64;
+            Ok(())
+        } else {
+            self.call_packets(i, &queue.packets, &queue.arena)
+        };
+        queue.clear();
+        self.queues[i] = queue;
+        result
+    }
+
+    /// Call chef `i`'s `on-packets` with `packets` (spans into `arena`) and send what it
+    /// made; live and behind, a chef over its share sheds the call instead.
+    fn call_packets(
+        &mut self,
+        i: usize,
+        packets: &[WirePacket],
+        arena: &[u8],
+    ) -> Result<(), SinkError> {
+        let n = packets.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        let now_ns = self.clock_ns();
+        let share = self.duty_share();
+        let started = Instant::now();
+        if self.behind && self.runtime[i].duty.over(started, share) {
             let rt = &mut self.runtime[i];
-            rt.offered += n;
-            if result.is_ok() {
-                rt.seen += n;
-            } else {
-                rt.dropped += n;
-            }
-            if result.is_ok() {
-                // Failed calls are not timed: a skipped call (backoff) takes no time and a
-                // timed-out one is bounded by the deadline; both would blur the histogram.
-                rt.timing.record(started.elapsed().as_nanos() as u64);
-            }
-            rt.state = run_state(result.is_ok(), slot.chef.is_quarantined());
-            let Ok(out) = result else {
-                self.charge_duty(i, started, share);
-                continue;
-            };
-            let cap = slot.chef.limits().max_dumplings_per_call;
-            if out.len() > cap {
-                let over = (out.len() - cap) as u64;
-                slot.chef.stats.over_cap += over;
+            rt.dropped += n;
+            rt.shed += n;
+            return Ok(());
+        }
+        let slot = &mut self.chefs[i];
+        let result = slot.chef.on_packets(packets, arena, now_ns);
+        let rt = &mut self.runtime[i];
+        rt.offered += n;
+        if result.is_ok() {
+            rt.seen += n;
+            // Failed calls are not timed: a skipped call (backoff) takes no time and a
+            // timed-out one is bounded by the deadline; both would blur the histogram.
+            rt.timing.record(started.elapsed().as_nanos() as u64);
+        } else {
+            rt.dropped += n;
+        }
+        rt.state = run_state(result.is_ok(), slot.chef.is_quarantined());
+        let Ok(out) = result else {
+            self.charge_duty(i, started, share);
+            return Ok(());
+        };
+        let cap = slot.chef.limits().max_dumplings_per_call;
+        if out.len() > cap {
+            let over = (out.len() - cap) as u64;
+            slot.chef.stats.over_cap += over;
+            slot.chef.warn_output(
+                "over-cap",
+                over,
+                &format!(
+                    "{} packet dumplings from one call: over the cap of {cap}; {over} dropped",
+                    out.len()
+                ),
+            );
+        }
+        for d in out.into_iter().take(cap) {
+            let idx = d.packet_index as usize;
+            let Some(WirePacket(p)) = packets.get(idx) else {
+                let slot = &mut self.chefs[i];
+                slot.chef.stats.invalid += 1;
                 slot.chef.warn_output(
-                    "over-cap",
-                    over,
+                    "bad-index",
+                    1,
                     &format!(
-                        "{} packet dumplings from one call: over the cap of {cap}; {over} dropped",
-                        out.len()
+                        "packet-index {idx} is outside the batch of {}; dropped",
+                        packets.len()
                     ),
                 );
-            }
-            let n_given = if everything {
-                batch.packets.len()
-            } else {
-                self.sub.packets.len()
+                continue;
             };
-            for d in out.into_iter().take(cap) {
-                let idx = d.packet_index as usize;
-                let batch_idx = if idx >= n_given {
-                    None
-                } else if everything {
-                    Some(idx)
-                } else {
-                    self.sub.index.get(idx).map(|&j| j as usize)
-                };
-                let Some(batch_idx) = batch_idx else {
-                    let slot = &mut self.chefs[i];
-                    slot.chef.stats.invalid += 1;
-                    slot.chef.warn_output(
-                        "bad-index",
-                        1,
-                        &format!("packet-index {idx} is outside the batch of {n_given}; dropped"),
-                    );
-                    continue;
-                };
-                let ts = batch.packets[batch_idx].0.timestamp_ns;
-                self.emit(i, Driver::Packet, ts, &d.payload)?;
-            }
-            // Checking and encoding its dumplings is the chef's time too (a flood of them
-            // costs the thread as much as a slow call).
-            self.charge_duty(i, started, share);
+            self.emit(i, Driver::Packet, p.timestamp_ns, &d.payload)?;
         }
+        // Checking and encoding its dumplings is the chef's time too (a flood of them
+        // costs the thread as much as a slow call).
+        self.charge_duty(i, started, share);
         Ok(())
     }
 
@@ -479,6 +510,8 @@ impl Dispatcher {
 
     /// Poke every interval chef, then send the kitchen status if it is on.
     fn poke_chefs(&mut self, now_ns: u64) -> Result<(), SinkError> {
+        // Every packet before the poke is handled before it (and counted in the status).
+        self.call_all_queued()?;
         self.stats.pokes += 1;
         let share = self.duty_share();
         for i in 0..self.chefs.len() {
@@ -537,6 +570,7 @@ impl Dispatcher {
             .partition_point(|s| s.chef.name() < slot.chef.name());
         self.chefs.insert(at, slot);
         self.runtime.insert(at, ChefRuntime::default());
+        self.queues.insert(at, ChefQueue::default());
         Ok(())
     }
 
@@ -551,6 +585,7 @@ impl Dispatcher {
             let now = self.clock_ns();
             self.poke_one(i, now)?;
         }
+        self.queues.remove(i);
         Ok((self.chefs.remove(i), self.runtime.remove(i)))
     }
 
@@ -780,34 +815,6 @@ fn run_state(ok: bool, quarantined: bool) -> ChefRunState {
     }
 }
 
-/// Copy the packets of `batch` matching `m` into `sub`, re-pointing their spans.
-fn select(batch: &Batch, m: &InterestMatcher, sub: &mut SubBatch) {
-    sub.packets.clear();
-    sub.arena.clear();
-    sub.index.clear();
-    for (i, (WirePacket(p), c)) in batch.packets.iter().zip(&batch.classes).enumerate() {
-        if !m.matches(c) {
-            continue;
-        }
-        let start = p.frame.offset as usize;
-        let end = start + p.frame.len as usize;
-        let Some(bytes) = batch.arena.get(start..end) else {
-            continue;
-        };
-        let base = sub.arena.len() as u32;
-        sub.arena.extend_from_slice(bytes);
-        // The sub-arena holds a subset of the frames in the same order, so every frame
-        // moves down (or stays): subtracting the shift cannot underflow.
-        let shift = p.frame.offset - base;
-        let mut q = *p;
-        q.frame.offset = base;
-        q.payload.offset -= shift;
-        q.padding.offset -= shift;
-        sub.packets.push(WirePacket(q));
-        sub.index.push(i as u32);
-    }
-}
-
 /// Wall time, ns since the Unix epoch.
 pub fn wall_ns() -> u64 {
     SystemTime::now()
@@ -819,7 +826,6 @@ pub fn wall_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::parse_into;
 
     fn class(net: NetClass, transport: TransportClass, ports: Option<(u16, u16)>) -> PacketClass {
         PacketClass {
@@ -876,41 +882,5 @@ mod tests {
             ports: vec![],
         });
         assert!(!sll_only.matches(&class(NetClass::Ipv4, TransportClass::None, None)));
-    }
-
-    #[test]
-    fn select_repoints_spans() {
-        let mut batch = Batch::default();
-        let frames: [&[u8]; 3] = [b"aaaa", b"bbbbbb", b"cc"];
-        for (i, f) in frames.iter().enumerate() {
-            let rec = PacketRecord {
-                timestamp_ns: i as u64,
-                link_type: 9999, // unsupported: payload = whole frame
-                interface_index: 0,
-                original_len: f.len() as u32,
-                data: f,
-            };
-            let (p, mut c) = parse_into(&rec, &mut batch.arena);
-            c.net = if i == 1 {
-                NetClass::Other
-            } else {
-                NetClass::Arp
-            };
-            batch.packets.push(WirePacket(p));
-            batch.classes.push(c);
-        }
-        let m = InterestMatcher::new(&Interest {
-            link_types: vec![],
-            network: vec![NetworkProtocol::Other],
-            transport: vec![],
-            ports: vec![],
-        });
-        let mut sub = SubBatch::default();
-        select(&batch, &m, &mut sub);
-        assert_eq!(sub.index, vec![1]);
-        assert_eq!(sub.arena, b"bbbbbb");
-        assert_eq!(sub.packets[0].0.frame.offset, 0);
-        assert_eq!(sub.packets[0].0.payload.offset, 0);
-        assert_eq!(sub.packets[0].0.payload.len, 6);
     }
 }

@@ -29,6 +29,7 @@
 pub mod batch;
 pub mod builtin;
 pub mod chef_host;
+pub mod chef_queue;
 pub mod chefs;
 pub mod dispatch;
 pub mod duty;

@@ -874,13 +874,28 @@ fn build_corpus(root: &Path, out: &Path, min_packets: u64) -> anyhow::Result<()>
         .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
         .collect();
     files.sort();
+    // One running clock, as in one long capture: each packet follows the one before by
+    // its own capture's spacing, capped to [0, 1 s] (1 ms between files). Kept as they are,
+    // the captures' times jump years back and forth (between files, and inside the corpus's
+    // odd-clock captures), and the replay's interval clock then pokes every chef more often
+    // than packets arrive: a cost of those clocks (bounded, and tested in
+    // `kitchen/tests/odd_times.rs`), not of the packet work this corpus measures.
+    const MAX_STEP_NS: u64 = 1_000_000_000;
+    const FILE_GAP_NS: u64 = 1_000_000;
+    let mut clock_ns = 0u64;
     for f in &files {
         let Ok(mut r) = FileReader::open(f) else {
             continue;
         };
+        let mut prev: Option<u64> = None;
         while let Ok(Some(rec)) = r.next_packet() {
             if rec.link_type == 1 && rec.data.len() <= 1518 {
-                frames.push((rec.timestamp_ns, rec.data.to_vec(), rec.original_len));
+                let step = prev.map_or(FILE_GAP_NS, |p| {
+                    rec.timestamp_ns.saturating_sub(p).min(MAX_STEP_NS)
+                });
+                prev = Some(rec.timestamp_ns);
+                clock_ns += step;
+                frames.push((clock_ns, rec.data.to_vec(), rec.original_len));
             }
         }
     }
@@ -895,8 +910,12 @@ fn build_corpus(root: &Path, out: &Path, min_packets: u64) -> anyhow::Result<()>
     let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     high_cardinality::pcap_header(&mut w)?;
     let mut written = 0u64;
-    for _ in 0..repeats {
+    // A capture-like start time (2020-01-01); each repeat continues where the last ended.
+    let epoch_ns = 1_577_836_800_000_000_000u64;
+    let span = frames.last().map_or(0, |f| f.0 + 1_000_000);
+    for round in 0..repeats {
         for (ts, data, orig) in &frames {
+            let ts = epoch_ns + round * span + ts;
             let secs = (ts / 1_000_000_000) as u32;
             let usecs = ((ts % 1_000_000_000) / 1000) as u32;
             w.write_all(&secs.to_le_bytes())?;
