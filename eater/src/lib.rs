@@ -17,6 +17,15 @@
 //!
 //! Compatible with both our hub and the original: the hello is `{"eater_name": name}` and
 //! the filters work on the client side as the original `DumplingEater` does.
+//!
+//! Optional keys that the original hub ignores ask our hub for more: the filter's chefs
+//! and kitchens (`nd_chefs`, `nd_kitchens`: the hub then sends only those, and a federated
+//! hub does not even pull the rest from NATS), and replay ([`EaterConfig::start`]:
+//! `nd_since_seq`, `nd_since`, or `nd_seq` for live dumplings with stream sequences).
+//! With [`EaterConfig::resume`] the eater remembers the last `metadata.nd_seq` it saw and,
+//! after a lost connection, asks the next hub of its list (`hub` may be `A,B,C`) for
+//! `nd_since_seq = last + 1`; a dumpling at or below the last sequence is never passed on
+//! twice.
 
 use std::time::Duration;
 
@@ -123,10 +132,20 @@ impl Default for Reconnect {
     }
 }
 
+/// Where a replaying eater starts (federated hubs, `nd-hub --nats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAt {
+    /// At this JetStream stream sequence (`nd_since_seq`).
+    Sequence(u64),
+    /// At a time: a duration back from now (`10m`) or an RFC 3339 time (`nd_since`).
+    Since(String),
+}
+
 /// Settings of one eater.
 #[derive(Debug, Clone)]
 pub struct EaterConfig {
-    /// The hub's eater port: `HOST:PORT` (as the original) or a full `ws://` URI.
+    /// The hub's eater port: `HOST:PORT` (as the original) or a full `ws://` URI; several,
+    /// comma-separated, are tried in turn after each lost connection.
     pub hub: String,
     /// The name sent in the hello.
     pub name: String,
@@ -139,6 +158,14 @@ pub struct EaterConfig {
     /// TLS settings (CA file, client certificate) and token for `wss://` or `--auth`
     /// hubs; see the `hub-link` crate.
     pub link: hub_link::Link,
+    /// Tell the hub the filter's chefs and kitchens (`nd_chefs`, `nd_kitchens`), so it
+    /// sends only those. Default on; the filter still runs here too.
+    pub send_interest: bool,
+    /// Replay from here on the first connection (`None`: live, as the original).
+    pub start: Option<StartAt>,
+    /// Resume after a lost connection from the last stream sequence seen (asks for
+    /// sequence numbers from the first connection on).
+    pub resume: bool,
 }
 
 impl EaterConfig {
@@ -151,6 +178,9 @@ impl EaterConfig {
             reconnect: Reconnect::default(),
             connect_timeout: Duration::from_secs(10),
             link: hub_link::Link::plain(),
+            send_interest: true,
+            start: None,
+            resume: false,
         }
     }
 }
@@ -164,6 +194,9 @@ pub struct Received {
     pub raw: String,
     /// It came in a binary frame (a kitchen sent it so).
     pub binary: bool,
+    /// Its JetStream stream sequence (`metadata.nd_seq`), when the eater asked for
+    /// replay or resume from a federated hub.
+    pub seq: Option<u64>,
 }
 
 /// Something that happened to the eater.
@@ -182,6 +215,11 @@ pub enum Event {
     Lagged {
         /// Dumplings missed.
         missed: u64,
+    },
+    /// A notice from the hub (e.g. replay unavailable on a hub without `--nats`).
+    Notice {
+        /// The hub's text.
+        text: String,
     },
     /// A message that is not a valid dumpling (skipped).
     Invalid {
@@ -209,6 +247,7 @@ pub fn hub_uri(hub: &str) -> Result<String, Error> {
 enum Parsed {
     Pass(Box<Received>),
     Lagged(u64),
+    Notice(String),
     Filtered,
     Invalid(String),
 }
@@ -218,6 +257,9 @@ enum Parsed {
 pub struct Eater {
     config: EaterConfig,
     uri: String,
+    uris: Vec<String>,
+    current: usize,
+    last_seq: Option<u64>,
     ws: Option<Ws>,
     connected_once: bool,
     failures: u32,
@@ -227,10 +269,23 @@ pub struct Eater {
 impl Eater {
     /// Check the configuration. Nothing connects until the first [`Eater::next_event`].
     pub fn new(config: EaterConfig) -> Result<Self, Error> {
-        let uri = hub_uri(&config.hub)?;
+        let uris = config
+            .hub
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(hub_uri)
+            .collect::<Result<Vec<_>, _>>()?;
+        let uri = match uris.first() {
+            Some(uri) => uri.clone(),
+            None => hub_uri(&config.hub)?,
+        };
         Ok(Eater {
             config,
             uri,
+            uris,
+            current: 0,
+            last_seq: None,
             ws: None,
             connected_once: false,
             failures: 0,
@@ -246,6 +301,35 @@ impl Eater {
     /// The eater's name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The last stream sequence passed on (resume point minus one), if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// The hello: the name, plus the optional interest and replay keys.
+    pub fn hello(&self) -> serde_json::Value {
+        let mut hello = serde_json::json!({ "eater_name": self.config.name });
+        let filter = &self.config.filter;
+        if self.config.send_interest {
+            if !filter.chefs.is_empty() {
+                hello["nd_chefs"] = serde_json::json!(filter.chefs);
+            }
+            if !filter.kitchens.is_empty() {
+                hello["nd_kitchens"] = serde_json::json!(filter.kitchens);
+            }
+        }
+        match (self.last_seq, &self.config.start) {
+            (Some(last), _) if self.config.resume || self.config.start.is_some() => {
+                hello["nd_since_seq"] = serde_json::json!(last + 1);
+            }
+            (_, Some(StartAt::Sequence(n))) => hello["nd_since_seq"] = serde_json::json!(n),
+            (_, Some(StartAt::Since(since))) => hello["nd_since"] = serde_json::json!(since),
+            (_, None) if self.config.resume => hello["nd_seq"] = serde_json::json!(true),
+            _ => {}
+        }
+        hello
     }
 
     /// Wait for the next event. `Err` means the eater cannot go on.
@@ -301,6 +385,7 @@ impl Eater {
             match parsed {
                 Parsed::Pass(received) => return Ok(Event::Dumpling(received)),
                 Parsed::Lagged(missed) => return Ok(Event::Lagged { missed }),
+                Parsed::Notice(text) => return Ok(Event::Notice { text }),
                 Parsed::Invalid(error) => return Ok(Event::Invalid { error }),
                 Parsed::Filtered => continue,
             }
@@ -338,6 +423,10 @@ impl Eater {
     }
 
     fn lost(&mut self, reason: String) -> Result<Event, Error> {
+        if self.uris.len() > 1 {
+            self.current = (self.current + 1) % self.uris.len();
+            self.uri = self.uris[self.current].clone();
+        }
         let policy = &self.config.reconnect;
         self.failures += 1;
         if !policy.enabled || policy.max_attempts.is_some_and(|max| self.failures > max) {
@@ -352,16 +441,42 @@ impl Eater {
         })
     }
 
-    fn parse(&self, text: &str, binary: bool) -> Parsed {
+    fn parse(&mut self, text: &str, binary: bool) -> Parsed {
         let dumpling: Dumpling = match serde_json::from_str(text) {
             Ok(d) => d,
             Err(error) => return Parsed::Invalid(error.to_string()),
         };
         if dumpling.metadata.chef == dumpling::HUB_NOTICE_CHEF {
-            return match serde_json::from_value::<HubNotice>(dumpling.payload) {
-                Ok(notice) => Parsed::Lagged(notice.lagged),
-                Err(error) => Parsed::Invalid(error.to_string()),
+            let extra: Option<NoticeExtra> = serde_json::from_value(dumpling.payload.clone()).ok();
+            if let Some(extra) = &extra {
+                // Where a live-with-sequences read starts: resume from there even if
+                // nothing arrives before the hub goes away.
+                if let (None, Some(next)) = (self.last_seq, extra.nd_next_seq) {
+                    self.last_seq = Some(next.saturating_sub(1));
+                }
+            }
+            return match (
+                extra.and_then(|e| e.notice),
+                serde_json::from_value::<HubNotice>(dumpling.payload),
+            ) {
+                (Some(text), _) => Parsed::Notice(text),
+                (None, Ok(notice)) => Parsed::Lagged(notice.lagged),
+                (None, Err(error)) => Parsed::Invalid(error.to_string()),
             };
+        }
+        let seq = if self.config.resume || self.config.start.is_some() {
+            serde_json::from_str::<SeqOnly>(text)
+                .ok()
+                .and_then(|s| s.metadata.nd_seq)
+        } else {
+            None
+        };
+        if let Some(seq) = seq {
+            // Already passed on before a reconnect: never twice.
+            if self.last_seq.is_some_and(|last| seq <= last) {
+                return Parsed::Filtered;
+            }
+            self.last_seq = Some(seq);
         }
         if !self.config.filter.accepts(&dumpling) {
             return Parsed::Filtered;
@@ -370,6 +485,7 @@ impl Eater {
             dumpling,
             raw: text.to_owned(),
             binary,
+            seq,
         }))
     }
 
@@ -384,7 +500,7 @@ impl Eater {
                 .connect(self.uri.as_str(), Some(ws_config))
                 .await
                 .map_err(classify_connect_error)?;
-            let hello = serde_json::json!({ "eater_name": self.config.name }).to_string();
+            let hello = self.hello().to_string();
             ws.send(Message::text(hello))
                 .await
                 .map_err(|e| ConnectError::Retry(e.to_string()))?;
@@ -398,6 +514,26 @@ impl Eater {
             ))),
         }
     }
+}
+
+/// The parts of a `HubNoticeChef` payload beyond `lagged`.
+#[derive(serde::Deserialize)]
+struct NoticeExtra {
+    #[serde(default)]
+    notice: Option<String>,
+    #[serde(default)]
+    nd_next_seq: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct SeqOnly {
+    metadata: SeqMeta,
+}
+
+#[derive(serde::Deserialize)]
+struct SeqMeta {
+    #[serde(default)]
+    nd_seq: Option<u64>,
 }
 
 enum ConnectError {
@@ -477,7 +613,7 @@ mod tests {
 
     #[test]
     fn notices_become_lag_events_and_bad_messages_are_invalid() {
-        let eater = Eater::new(EaterConfig::new("127.0.0.1:1", "t")).unwrap();
+        let mut eater = Eater::new(EaterConfig::new("127.0.0.1:1", "t")).unwrap();
         let notice = r#"{"metadata":{"chef":"HubNoticeChef","kitchen":null,"creation_time":1.0,"driver":"interval"},"payload":{"lagged":7}}"#;
         assert!(matches!(eater.parse(notice, false), Parsed::Lagged(7)));
         assert!(matches!(

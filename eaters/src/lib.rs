@@ -99,6 +99,7 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
                 eprintln!("{name}: the hub dropped {missed} dumplings (this eater fell behind)")
             }
             Event::Invalid { error } => eprintln!("{name}: Invalid dumpling: {error}"),
+            Event::Notice { text } => eprintln!("{name}: hub notice: {}", text.escape_debug()),
             _ => {}
         }
         if on_event(&event) == Flow::Full {
@@ -159,6 +160,32 @@ pub fn eater_config(
         std::process::ExitCode::FAILURE
     })?;
     Ok(config)
+}
+
+/// Check a `--since` value: a duration (`NUMBER[s|m|h|d]`) or an RFC 3339 time
+/// (`YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM)`); the hub parses it again.
+pub fn parse_since(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let number = t.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(t);
+    let duration_ok = number
+        .parse::<f64>()
+        .is_ok_and(|n| n.is_finite() && n > 0.0);
+    let b = t.as_bytes();
+    let time_ok = b.len() >= 20
+        && b.len() <= 40
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't')
+        && b[13] == b':'
+        && b[16] == b':'
+        && (t.ends_with(['Z', 'z']) || matches!(b[b.len() - 6], b'+' | b'-'));
+    if duration_ok || time_ok {
+        Ok(t.to_owned())
+    } else {
+        Err(format!(
+            "{t:?}: expected a duration (10m, 90s, 2h, 1.5d) or an RFC 3339 time (2026-12-05T03:00:00Z)"
+        ))
+    }
 }
 
 /// A runtime for the eater CLIs (one thread is plenty).

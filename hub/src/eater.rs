@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
 use crate::auth::Principal;
+use crate::fleet::replay::{notice, start_notice, Plan};
 use crate::kitchen::{accept_with_hello, close, HubWs};
 use crate::state::{Frame, Origin, Peer, Shared};
 use crate::status;
@@ -58,7 +59,7 @@ async fn write_batch(
     shared: &Shared,
     peer: &Peer,
     pending_lag: &mut u64,
-    principal: Option<&Principal>,
+    plan: &Plan,
 ) -> Result<BatchEnd, WsError> {
     let config = &shared.config;
     let mut next = Some(first);
@@ -67,7 +68,7 @@ async fn write_batch(
     let mut end = BatchEnd::Written;
     while let Some(item) = next.take() {
         match item {
-            Ok(frame) if !admits(principal, &frame) => {}
+            Ok(frame) if !plan.admits(&frame) => {}
             Ok(frame) => {
                 let behind = shared
                     .published_bytes
@@ -144,6 +145,8 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
     };
     let name = hello.name.clone();
     let principal = session.as_ref().map(|s| s.principal.clone());
+    // Optional hello keys: interest (nd_chefs/nd_kitchens) and replay (nd_since...).
+    let mut plan = crate::fleet::replay::plan(&shared, &hello.raw, principal.clone()).await;
     let mut revoked = std::pin::pin!(crate::auth::revoked(session));
     // Subscribe before registering: everything published from now on reaches this eater.
     let mut rx = shared.ring.subscribe();
@@ -171,6 +174,19 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
             Ok(Err(error)) => Some(error.to_string()),
             Err(_) => Some("welcome status could not be written".into()),
         };
+    let notices = std::mem::take(&mut plan.notices)
+        .into_iter()
+        .map(|t| notice(&t));
+    for message in notices.chain(plan.starts_at.map(start_notice)) {
+        if reason.is_none()
+            && !matches!(
+                timeout(config.write_timeout, ws.send(message)).await,
+                Ok(Ok(()))
+            )
+        {
+            reason = Some("notice could not be written".into());
+        }
+    }
 
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.reset();
@@ -215,9 +231,26 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
                     }
                 }
             }
+            replayed = plan.next_replayed() => match replayed {
+                Some(first) => match timeout(config.write_timeout, plan.write_replayed(&mut ws, first, config.batch_max)).await {
+                    Ok(Ok(sent)) => {
+                        peer.good.fetch_add(sent, Ordering::Relaxed);
+                        shared.total_out.fetch_add(sent, Ordering::Relaxed);
+                    }
+                    Ok(Err(error)) => reason = Some(error.to_string()),
+                    Err(_) => {
+                        close(&mut ws, close_code::EATER_TOO_SLOW, close_code::EATER_TOO_SLOW_REASON).await;
+                        reason = Some(close_code::EATER_TOO_SLOW_REASON.into());
+                    }
+                },
+                None => {
+                    close(&mut ws, close_code::GOING_AWAY, "replay consumer ended").await;
+                    reason = Some("replay consumer ended".into());
+                }
+            },
             first = rx.recv() => {
                 let outcome = {
-                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, principal.as_deref()));
+                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, &plan));
                     // Fast path: a writable socket takes the whole batch in one poll, so no
                     // timer is armed (a timer per delivery cost measurable CPU at 1000 eaters).
                     match std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await {

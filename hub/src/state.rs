@@ -29,6 +29,10 @@ pub struct Frame {
     /// Who made it, for eaters restricted to some chefs or kitchens (set only when the
     /// hub runs with `--auth`, so the plain path clones no extra pointer).
     pub origin: Option<Arc<Origin>>,
+    /// The dumpling's JetStream stream sequence when a federated hub read it from the
+    /// stream; 0 for everything else (an eater replaying from its own consumer skips
+    /// the ring's copies of stream dumplings).
+    pub seq: u64,
 }
 
 /// Where a frame in the ring came from (see [`crate::auth`]).
@@ -153,6 +157,11 @@ impl Shared {
 
     /// [`Shared::publish`] with the frame's origin (for filtered eaters).
     pub fn publish_from(&self, message: Message, origin: Option<Arc<Origin>>) {
+        self.publish_seq(message, origin, 0);
+    }
+
+    /// [`Shared::publish_from`] for a dumpling read from the stream at sequence `seq`.
+    pub fn publish_seq(&self, message: Message, origin: Option<Arc<Origin>>, seq: u64) {
         let len = message.len() as u64;
         let end_offset = self.published_bytes.fetch_add(len, Ordering::Relaxed) + len;
         // An error only means no eater is subscribed right now.
@@ -160,6 +169,7 @@ impl Shared {
             message,
             end_offset,
             origin,
+            seq,
         });
     }
 

@@ -48,28 +48,11 @@ async fn fleet_hub(cluster: &Cluster, id: &str) -> Hub {
         "--nats-status-period",
         "1",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        let url = format!("ws://{}/", hub.eaters);
-        match tokio::time::timeout(
-            Duration::from_secs(1),
-            tokio_tungstenite::connect_async(url.as_str()),
-        )
-        .await
-        {
-            Ok(Ok((mut ws, _))) => {
-                let _ = ws.close(None).await;
-                return hub;
-            }
-            _ if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            _ => {
-                let (_, log) = hub.stop();
-                panic!("hub {id} did not federate: {log}\n{}", cluster.logs());
-            }
-        }
+    if nats::handshake_within(hub.eaters, Duration::from_secs(45)).await {
+        return hub;
     }
+    let (_, log) = hub.stop();
+    panic!("hub {id} did not federate: {log}\n{}", cluster.logs());
 }
 
 /// A raw eater collecting every non-status dumpling until told to stop (or its hub dies).

@@ -283,3 +283,25 @@ pub fn mkfifo(path: &Path) {
 pub fn scratch(tag: &str) -> PathBuf {
     scratch_dir(tag)
 }
+
+/// Wait until a WebSocket handshake with `addr` completes (a federated hub accepts no
+/// connection before its JetStream stream and consumer exist, so this means "ready").
+pub async fn handshake_within(addr: SocketAddr, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let url = format!("ws://{addr}/");
+    loop {
+        if let Ok(Ok((mut ws, _))) = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        {
+            let _ = ws.close(None).await;
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

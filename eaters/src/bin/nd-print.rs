@@ -27,9 +27,36 @@ struct Cli {
         long,
         value_name = "HOST:PORT",
         default_value = "localhost:11348",
-        long_help = "Hub eater address: HOST:PORT (ws://) or wss://HOST:PORT (TLS; see --tls-ca)"
+        long_help = "Hub eater address: HOST:PORT (ws://) or wss://HOST:PORT (TLS; see --tls-ca). \
+Several, comma-separated (HOST:PORT,HOST:PORT): after a lost connection the next one is \
+tried, and with --resume the eater continues there from the last dumpling it saw"
     )]
     hub: String,
+    /// Replay from a time: a duration back (10m, 90s, 2h) or an RFC 3339 time.
+    #[arg(
+        long,
+        value_name = "DURATION|TIME",
+        conflicts_with = "since_seq",
+        value_parser = eaters::parse_since,
+        long_help = "Replay first, then go on live: start at a time, given as a duration back \
+from now (10m, 90s, 2h, 1.5d) or an RFC 3339 time (2026-12-05T03:00:00Z). Needs a hub \
+started with --nats (the backlog comes from its JetStream stream); another hub sends \
+a notice and serves live dumplings"
+    )]
+    since: Option<String>,
+    /// Replay from a JetStream stream sequence (see --since).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    since_seq: Option<u64>,
+    /// Resume after a lost connection from the last stream sequence seen (default with
+    /// several hubs in -h, or with --since/--since-seq).
+    #[arg(
+        long,
+        long_help = "Resume after a lost connection (to the same or the next hub of -h) from \
+the last stream sequence seen, so nothing is lost or printed twice. Asks the hub for \
+sequence numbers (needs --nats on the hub). On by default with several hubs in -h or \
+with --since/--since-seq"
+    )]
+    resume: bool,
     #[command(flatten)]
     link: hub_link::LinkArgs,
     /// Only dumplings from this chef (repeatable).
@@ -83,6 +110,12 @@ fn main() -> std::process::ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    config.start = match (&cli.since, cli.since_seq) {
+        (_, Some(n)) => Some(eater::StartAt::Sequence(n)),
+        (Some(since), None) => Some(eater::StartAt::Since(since.clone())),
+        (None, None) => None,
+    };
+    config.resume = cli.resume || config.start.is_some() || cli.hub.contains(',');
     config.filter = Filter {
         chefs: cli.chefs.clone(),
         kitchens: cli.kitchens.clone(),
@@ -213,6 +246,12 @@ mod tests {
         let cli = Cli::try_parse_from(["nd-print"]).unwrap();
         assert_eq!(cli.hub, "localhost:11348");
         assert_eq!(cli.eater_name, "printereater");
+        let cli = Cli::try_parse_from(["nd-print", "--since", "10m", "--resume"]).unwrap();
+        assert_eq!(cli.since.as_deref(), Some("10m"));
+        assert!(cli.resume);
+        assert!(Cli::try_parse_from(["nd-print", "--since", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["nd-print", "--since-seq", "0"]).is_err());
+        assert!(Cli::try_parse_from(["nd-print", "--since-seq", "5", "--since", "1h"]).is_err());
     }
 
     #[test]

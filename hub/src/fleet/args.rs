@@ -81,6 +81,14 @@ pub struct FleetArgs {
     /// This hub's name in the fleet (default: a random id).
     #[arg(long, value_name = "ID")]
     pub nats_hub_id: Option<String>,
+    /// Replay (eaters asking for `nd_since`, `nd_since_seq` or `nd_seq`): dumplings per
+    /// second one such eater's own JetStream consumer may deliver (one second of burst).
+    #[arg(long, value_name = "N", default_value_t = 20000)]
+    pub replay_rate: u32,
+    /// Replay: eaters with their own JetStream consumer at once on this hub; further
+    /// requests are told so (a HubNoticeChef notice) and served live.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub replay_max_eaters: usize,
     /// Core NATS subject prefix of the hubs' status reports: each hub publishes to
     /// `PREFIX.<hub id>` and lists every hub it hears from in the `fleet` section of its
     /// SystemStatusChef dumplings. Must lie outside the dumpling prefix.
@@ -173,6 +181,9 @@ impl FleetArgs {
                 extra: ", in dot-separated tokens (no wildcards)",
             });
         }
+        if self.replay_rate == 0 {
+            return Err(FleetArgsError::Zero("replay-rate"));
+        }
         let status_under_dumplings = self.nats_status_prefix == self.nats_subject_prefix
             || self
                 .nats_status_prefix
@@ -228,6 +239,8 @@ impl FleetArgs {
             hub_id,
             publish_queue: 4096,
             max_in_flight: 1024,
+            replay_rate: self.replay_rate,
+            replay_max_eaters: self.replay_max_eaters,
             status_prefix: self.nats_status_prefix.clone(),
             status_period: self.nats_status_period,
         }))

@@ -25,6 +25,9 @@
 //! `Nd-Binary` header and goes back out as binary.
 
 pub mod args;
+pub mod interest;
+pub mod reader;
+pub mod replay;
 pub mod status;
 pub mod subject;
 
@@ -36,13 +39,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use crate::state::{stopped, Shared};
@@ -92,6 +94,10 @@ pub struct FleetOptions {
     pub publish_queue: usize,
     /// Publishes waiting for their JetStream ack at once.
     pub max_in_flight: usize,
+    /// Dumplings per second one replaying eater's consumer may deliver.
+    pub replay_rate: u32,
+    /// Eaters with their own (replay) consumer at once on this hub.
+    pub replay_max_eaters: usize,
     /// Core NATS subject prefix of the hubs' status reports ([`status`]).
     pub status_prefix: String,
     /// How often this hub publishes its status report.
@@ -164,6 +170,8 @@ pub struct Publisher {
     next_id: Arc<AtomicU64>,
     /// Shared counters.
     pub stats: Arc<FleetStats>,
+    /// Replay for eaters and the interest union (`None` only in unit tests).
+    pub service: Option<Arc<replay::Service>>,
 }
 
 #[derive(Deserialize)]
@@ -374,12 +382,22 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
     );
     let stats = Arc::new(FleetStats::default());
     let (tx, rx) = mpsc::channel(options.publish_queue.max(1));
+    let union = interest::Union::new(&options.subject_prefix);
+    let service = Arc::new(replay::Service::new(
+        js.clone(),
+        &options.stream,
+        &options.subject_prefix,
+        union.clone(),
+        options.replay_rate,
+        options.replay_max_eaters,
+    ));
     let publisher = Publisher {
         tx,
         prefix: options.subject_prefix.as_str().into(),
         hub_id: options.hub_id.as_str().into(),
         next_id: Arc::new(AtomicU64::new(0)),
         stats: stats.clone(),
+        service: Some(service),
     };
     let mut tasks = status::start(client, shared.clone(), options);
     tasks.push(tokio::spawn(publish_loop(
@@ -389,16 +407,16 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         options.hub_id.clone(),
         stats.clone(),
     )));
-    let filter = format!("{}.>", options.subject_prefix);
     let sink_shared = shared.clone();
     let sink_stats = stats.clone();
-    tasks.push(tokio::spawn(consume(
+    // The live consumer's filter follows the interests of this hub's eaters.
+    tasks.push(tokio::spawn(interest::consume_live(
         js,
         options.stream.clone(),
-        filter,
         last + 1,
+        union.subscribe(),
         shared.shutdown.clone(),
-        move |message| {
+        move |message, sequence| {
             sink_stats.delivered.fetch_add(1, Ordering::Relaxed);
             // Under --auth restricted eaters are filtered by origin, so a frame read back
             // from the stream is tagged exactly as a local kitchen's would be.
@@ -419,8 +437,8 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
             } else {
                 None
             };
-            sink_shared.publish_from(message, origin);
-            true
+            sink_shared.publish_seq(message, origin, sequence);
+            std::future::ready(true)
         },
     )));
     Ok(Fleet { publisher, tasks })
@@ -524,9 +542,6 @@ async fn backoff_log(failures: u32, error: &str) {
     tokio::time::sleep(delay).await;
 }
 
-/// How long a consumer may be silent before the stream is asked whether it is stalled.
-const STALL_CHECK: Duration = Duration::from_secs(1);
-
 async fn stream_last_sequence(js: &jetstream::Context, name: &str) -> Option<u64> {
     // get_stream fetches the stream's info: one request.
     let stream = js.get_stream(name).await.ok()?;
@@ -545,111 +560,14 @@ pub async fn consume(
     mut shutdown: watch::Receiver<bool>,
     mut sink: impl FnMut(Message) -> bool + Send,
 ) {
-    let mut next = start_sequence.max(1);
-    let mut failures: u32 = 0;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let created = async {
-            let stream = js
-                .get_stream(&stream_name)
-                .await
-                .map_err(|e| e.to_string())?;
-            let consumer = stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: filter.clone(),
-                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: next,
-                    },
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            consumer.messages().await.map_err(|e| e.to_string())
-        };
-        let mut messages = tokio::select! {
-            made = created => match made {
-                Ok(messages) => messages,
-                Err(error) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_power_of_two() {
-                        warn!(%error, attempts = failures, next_sequence = next, "fleet: cannot create the stream consumer; retrying");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis((100u64 << failures.min(4)).min(1000))) => {}
-                        _ = stopped(&mut shutdown) => return,
-                    }
-                    continue;
-                }
-            },
-            _ = stopped(&mut shutdown) => return,
-        };
-        debug!(next_sequence = next, "fleet: consumer reading");
-        loop {
-            let item = tokio::select! {
-                item = tokio::time::timeout(STALL_CHECK, messages.next()) => match item {
-                    Ok(item) => item,
-                    Err(_) => {
-                        // Quiet for a while: fine if the stream has nothing new, but an
-                        // ordered consumer whose server died can hang without an error
-                        // (seen when its node was killed), so ask the stream.
-                        match stream_last_sequence(&js, &stream_name).await {
-                            Some(last) if last >= next => {
-                                warn!(next_sequence = next, last_sequence = last, "fleet: stream consumer stalled; re-creating it");
-                                break;
-                            }
-                            _ => continue,
-                        }
-                    }
-                },
-                _ = stopped(&mut shutdown) => return,
-            };
-            match item {
-                Some(Ok(msg)) => {
-                    failures = 0;
-                    let sequence = match msg.info() {
-                        Ok(info) => info.stream_sequence,
-                        Err(_) => continue,
-                    };
-                    // A re-created consumer never goes back, but be sure: each sequence once.
-                    if sequence < next {
-                        continue;
-                    }
-                    next = sequence + 1;
-                    let binary = msg
-                        .headers
-                        .as_ref()
-                        .is_some_and(|h| h.get(BINARY_HEADER).is_some());
-                    let payload = msg.message.payload.clone();
-                    let message = if binary {
-                        Message::Binary(payload)
-                    } else {
-                        match Utf8Bytes::try_from(payload.clone()) {
-                            Ok(text) => Message::Text(text),
-                            Err(_) => Message::Binary(payload),
-                        }
-                    };
-                    if !sink(message) {
-                        return;
-                    }
-                }
-                Some(Err(error)) => {
-                    failures += 1;
-                    warn!(%error, next_sequence = next, "fleet: stream consumer error; re-creating it");
-                    break;
-                }
-                None => {
-                    failures += 1;
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis((100u64 << failures.min(4)).min(1000))) => {}
-            _ = stopped(&mut shutdown) => return,
-        }
-    }
+    let mut start = reader::Start::Sequence(start_sequence.max(1));
+    let spec = reader::ReadSpec {
+        stream: &stream_name,
+        filter: &filter,
+        until: None,
+    };
+    let mut sink = |message, _sequence| std::future::ready(sink(message));
+    reader::read_stream(&js, spec, &mut start, None, &mut shutdown, &mut sink).await;
 }
 
 #[cfg(test)]
@@ -664,6 +582,7 @@ mod tests {
             hub_id: "hubX".into(),
             next_id: Arc::new(AtomicU64::new(0)),
             stats: Arc::new(FleetStats::default()),
+            service: None,
         };
         (p, rx)
     }

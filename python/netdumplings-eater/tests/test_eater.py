@@ -3,6 +3,7 @@ count and close codes, lag notices, and reconnect."""
 
 import asyncio
 import json
+import os
 
 import websockets
 
@@ -69,7 +70,10 @@ def test_status_arrives_at_once_and_filters_apply(hub):
     asyncio.run(asyncio.wait_for(eater._run(1), 5))
     status = got[0].payload
     assert status["dumpling_eater_count"] == 1
-    assert status["dumpling_eaters"][0]["info_from_eater"] == {"eater_name": "detailseater"}
+    # The chef filter goes to the hub too (nd_chefs, interest pushdown), and the hub
+    # republishes the hello verbatim.
+    assert status["dumpling_eaters"][0]["info_from_eater"] == {
+        "eater_name": "detailseater", "nd_chefs": ["SystemStatusChef"]}
     for key in ("total_dumplings_in", "total_dumplings_out", "server_uptime",
                 "dumpling_kitchen_count", "dumpling_kitchens"):
         assert key in status
@@ -206,3 +210,52 @@ def test_from_json_rejects_what_the_original_rejects():
         raise AssertionError("accepted " + bad)
     d = Dumpling.from_json(dumpling_text(3))
     assert d.chef == d.chef_name == "TestChef"
+
+
+def test_replay_from_a_sequence_and_interest_against_a_federated_hub(tmp_path):
+    """since_seq replays from the hub's JetStream stream (real nats-server), each
+    dumpling carries its sequence, and chef_filter is sent to the hub as nd_chefs."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from conftest import HubProcess, free_port, wait_port
+
+    server = shutil.which("nats-server") or (
+        "/usr/bin/nats-server" if os.path.exists("/usr/bin/nats-server") else None)
+    if server is None:
+        assert "CI" not in os.environ, "nats-server is missing in CI (scripts/setup.sh)"
+        pytest.skip("nats-server not installed (apt-get install nats-server)")
+    port = free_port()
+    nats = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port), "-js",
+                             "-sd", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_port(port), "nats-server did not start"
+        hub = HubProcess(extra=["-f", "60", "--nats", "nats://127.0.0.1:{}".format(port)])
+        try:
+            sent = [dumpling_text(i, chef="ChefA" if i % 2 == 0 else "ChefB")
+                    for i in range(40)]
+            asyncio.run(kitchen(hub.kitchens, sent))
+            got = []
+
+            async def on_dumpling(d):
+                got.append(d)
+
+            # The stream was empty: sequence i+1 holds dumpling i; ChefA has the even ones.
+            eater = DumplingEater(name="replayer", hub=hub.eaters, chef_filter=["ChefA"],
+                                  since_seq=11, on_dumpling=on_dumpling)
+            assert eater._hello() == {"eater_name": "replayer", "nd_chefs": ["ChefA"],
+                                      "nd_since_seq": 11}
+            asyncio.run(eat_while(eater, 15))
+            assert [d.payload["seq"] for d in got] == list(range(10, 40, 2))
+            assert [d.seq for d in got] == list(range(11, 41, 2))
+            assert eater.last_seq == 39
+            # A resumed hello continues after the last sequence seen.
+            assert eater._hello()["nd_since_seq"] == 40
+        finally:
+            hub.stop()
+    finally:
+        nats.terminate()
+        nats.wait(timeout=10)

@@ -5,6 +5,14 @@ The constructor and callbacks are the original's (``name``, ``hub``, ``chef_filt
 Added: reconnect with exponential backoff (``reconnect=True``, on by default) and
 ``on_lag(missed)`` for the hub's ``HubNoticeChef`` notices (the hub dropped ``missed``
 dumplings because this eater fell behind). Close codes: 4101 on cancel, 4102 when full.
+
+Fleet options (optional hello keys; the original hub ignores them): ``chef_filter`` and
+``kitchen_filter`` are sent as ``nd_chefs`` / ``nd_kitchens`` so the hub sends only those
+(``send_interest=False`` to keep them local); ``since`` (``"10m"`` or an RFC 3339 time) or
+``since_seq`` (a JetStream stream sequence) replay from a federated hub (``nd-hub --nats``);
+``resume=True`` keeps the last ``metadata.nd_seq`` seen and, after a lost connection,
+continues from it on the next hub of ``hub`` (``"A:1,B:2"``), passing nothing on twice.
+
 TLS and tokens (``wss://`` hubs, ``tls_ca``, client certificates, ``token_file`` or
 ``ND_HUB_TOKEN``) are in :mod:`netdumplings_eater.link`, mirroring the Rust ``hub-link``.
 """
@@ -63,7 +71,8 @@ class Dumpling:
     ``creation_time`` and ``payload`` (as the original's ``Dumpling.from_json``)."""
 
     def __init__(self, *, chef, driver=DumplingDriver.packet, creation_time=None,
-                 payload=None, kitchen=None, raw=None):
+                 payload=None, kitchen=None, raw=None, seq=None):
+        self.seq = seq
         self.chef = chef
         self.chef_name = chef
         self.kitchen = kitchen
@@ -92,7 +101,8 @@ class Dumpling:
         raw = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
         return cls(chef=meta["chef"], driver=meta["driver"],
                    creation_time=meta["creation_time"], payload=obj["payload"],
-                   kitchen=meta["kitchen"], raw=raw)
+                   kitchen=meta["kitchen"], raw=raw,
+                   seq=meta.get("nd_seq") if isinstance(meta.get("nd_seq"), int) else None)
 
     def __repr__(self):
         return "Dumpling(chef={!r}, driver={}, creation_time={}, payload=<{}>)".format(
@@ -117,12 +127,26 @@ class DumplingEater:
     def __init__(self, name="nameless_eater", hub="localhost:11348", *, chef_filter=None,
                  on_connect=None, on_dumpling=None, on_connection_lost=None, on_lag=None,
                  reconnect=True, backoff_initial=0.5, backoff_max=10.0, max_retries=None,
-                 tls_ca=None, tls_client_cert=None, tls_client_key=None, token_file=None):
+                 tls_ca=None, tls_client_cert=None, tls_client_key=None, token_file=None,
+                 kitchen_filter=None, send_interest=True, since=None, since_seq=None,
+                 resume=False):
         self.name = name
         self.hub = hub
-        self.hub_ws = hub if hub.startswith(("ws://", "wss://")) else "ws://" + hub
+        self.hubs = [h.strip() if h.strip().startswith(("ws://", "wss://"))
+                     else "ws://" + h.strip() for h in hub.split(",") if h.strip()]
+        self.hub_ws = self.hubs[0] if self.hubs else "ws://" + hub
         self.link = Link(tls_ca=tls_ca, tls_client_cert=tls_client_cert,
                          tls_client_key=tls_client_key, token_file=token_file)
+        self.kitchen_filter = kitchen_filter
+        self.send_interest = send_interest
+        if since is not None and since_seq is not None:
+            raise ValueError("give since or since_seq, not both")
+        if since_seq is not None and (not isinstance(since_seq, int) or since_seq < 1):
+            raise ValueError("since_seq must be a stream sequence >= 1")
+        self.since = since
+        self.since_seq = since_seq
+        self.resume = resume or since is not None or since_seq is not None
+        self.last_seq = None
         self.chef_filter = chef_filter
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
@@ -140,6 +164,23 @@ class DumplingEater:
             self.on_connection_lost = on_connection_lost
         if on_lag is not None:
             self.on_lag = on_lag
+
+    def _hello(self):
+        """The hello: the name plus the optional interest and replay keys."""
+        hello = {"eater_name": self.name}
+        if self.send_interest and self.chef_filter:
+            hello["nd_chefs"] = list(self.chef_filter)
+        if self.send_interest and self.kitchen_filter:
+            hello["nd_kitchens"] = list(self.kitchen_filter)
+        if self.last_seq is not None and self.resume:
+            hello["nd_since_seq"] = self.last_seq + 1
+        elif self.since_seq is not None:
+            hello["nd_since_seq"] = self.since_seq
+        elif self.since is not None:
+            hello["nd_since"] = self.since
+        elif self.resume:
+            hello["nd_seq"] = True
+        return hello
 
     # Default callbacks (overridable by subclassing or by constructor arguments).
     async def on_connect(self, hub_uri, websocket):
@@ -174,7 +215,7 @@ class DumplingEater:
         while True:
             try:
                 async with self.link.connect(self.hub_ws) as websocket:
-                    await websocket.send(json.dumps({"eater_name": self.name}))
+                    await websocket.send(json.dumps(self._hello()))
                     failures = 0
                     if connected_once:
                         self.reconnects += 1
@@ -216,6 +257,9 @@ class DumplingEater:
                 if connected_once:
                     self.logger.warning("{}: Done eating dumplings.".format(self.name))
                 return
+            if len(self.hubs) > 1:
+                # Fail over to the next hub of the list (resume continues there).
+                self.hub_ws = self.hubs[(self.hubs.index(self.hub_ws) + 1) % len(self.hubs)]
             delay = min(self.backoff_max, self.backoff_initial * (2 ** (failures - 1)))
             self.logger.warning("{}: Lost connection to dumpling hub: {}; retrying in "
                                 "{:.1f} s".format(self.name, reason, delay))
@@ -231,11 +275,23 @@ class DumplingEater:
                 self.logger.error("{}: Invalid dumpling: {}".format(self.name, e))
                 continue
             if dumpling.chef_name == HUB_NOTICE_CHEF:
-                missed = (dumpling.payload or {}).get("lagged", 0)
+                payload = dumpling.payload if isinstance(dumpling.payload, dict) else {}
+                if isinstance(payload.get("notice"), str):
+                    self.logger.warning("{}: hub notice: {!r}".format(self.name, payload["notice"]))
+                nxt = payload.get("nd_next_seq")
+                if self.last_seq is None and isinstance(nxt, int) and nxt >= 1:
+                    self.last_seq = nxt - 1
+                missed = payload.get("lagged", 0)
                 self.lagged += missed
                 await self.on_lag(missed)
                 continue
+            if self.resume and dumpling.seq is not None:
+                if self.last_seq is not None and dumpling.seq <= self.last_seq:
+                    continue  # already passed on before a reconnect
+                self.last_seq = dumpling.seq
             if self.chef_filter is not None and dumpling.chef_name not in self.chef_filter:
+                continue
+            if self.kitchen_filter is not None and dumpling.kitchen not in self.kitchen_filter:
                 continue
             await self.on_dumpling(dumpling)
             self.dumplings_eaten += 1

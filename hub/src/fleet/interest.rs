@@ -1,0 +1,419 @@
+//! Interest pushdown: an eater may name, in optional hello keys, the chefs and kitchens
+//! it wants (`"nd_chefs": [..]`, `"nd_kitchens": [..]`; the original hub ignores them,
+//! and an eater that sends none gets everything, as before).
+//!
+//! * Every hub (with or without `--nats`) then forwards to that eater only the dumplings
+//!   of those chefs and kitchens ([`Interest::admits`]). Hub status dumplings pass only
+//!   when `SystemStatusChef` is listed and no kitchen is (the rule of `nd-print -c/-k`).
+//!   Under `--auth` the eater's principal is checked as well, so interest only narrows.
+//! * A federated hub pulls from NATS only what its eaters want ([`Union`]): its one live
+//!   consumer's filter subject is re-derived as eaters come and go. nats-server 2.9 allows
+//!   a single filter subject per consumer, so the filter is the narrowest single subject
+//!   covering every eater: `<prefix>.K.C.*` when all want the one kitchen K and/or the one
+//!   chef C (`*` for the other), else `<prefix>.>`. Eaters still filter exactly.
+//! * A filter change hands over without a gap ([`consume_live`]): the old filter is read
+//!   up to the stream's last sequence at the change, then the new one from the next.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use async_nats::jetstream;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::info;
+
+use super::reader::{read_stream, ReadEnd, ReadSpec, Start};
+use super::subject::escape_token;
+use crate::kitchen::{classify, Action};
+use crate::state::{stopped, Frame, Origin};
+
+/// Most names an eater may list per key, and the longest name.
+pub const MAX_NAMES: usize = 64;
+/// Longest chef or kitchen name in an interest list, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// What one eater asked for. `None` in a field means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interest {
+    /// Wanted chefs (`nd_chefs`).
+    pub chefs: Option<BTreeSet<String>>,
+    /// Wanted kitchens (`nd_kitchens`), matched against `metadata.kitchen`.
+    pub kitchens: Option<BTreeSet<String>>,
+}
+
+fn names(value: Option<&Value>, key: &str) -> Result<Option<BTreeSet<String>>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let Value::Array(items) = value else {
+        return Err(format!("{key} must be a list of names"));
+    };
+    if items.is_empty() {
+        return Ok(None);
+    }
+    if items.len() > MAX_NAMES {
+        return Err(format!("{key} lists more than {MAX_NAMES} names"));
+    }
+    let mut set = BTreeSet::new();
+    for item in items {
+        match item {
+            Value::String(s) if s.len() <= MAX_NAME_BYTES => {
+                set.insert(s.clone());
+            }
+            _ => {
+                return Err(format!(
+                    "{key} must hold names of at most {MAX_NAME_BYTES} bytes"
+                ))
+            }
+        }
+    }
+    Ok(Some(set))
+}
+
+impl Interest {
+    /// Read `nd_chefs` / `nd_kitchens` from a hello. `Ok(None)` when neither is there
+    /// (or both are empty); `Err` names the bad key (the hub tells the eater and serves it
+    /// everything it may see, as without the keys).
+    pub fn from_hello(hello: &RawValue) -> Result<Option<Interest>, String> {
+        let value: Value = serde_json::from_str(hello.get()).map_err(|e| e.to_string())?;
+        let chefs = names(value.get("nd_chefs"), "nd_chefs")?;
+        let kitchens = names(value.get("nd_kitchens"), "nd_kitchens")?;
+        if chefs.is_none() && kitchens.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Interest { chefs, kitchens }))
+    }
+
+    /// Does the eater want a dumpling of `chef` from `kitchen`?
+    pub fn wants(&self, chef: &str, kitchen: Option<&str>) -> bool {
+        let chef_ok = self.chefs.as_ref().is_none_or(|c| c.contains(chef));
+        let kitchen_ok = match &self.kitchens {
+            None => true,
+            Some(k) => kitchen.is_some_and(|kitchen| k.contains(kitchen)),
+        };
+        chef_ok && kitchen_ok
+    }
+
+    /// Does the eater want this frame? Frames tagged with their origin are checked
+    /// directly; untagged ones (the plain path tags nothing) are parsed here, a cost only
+    /// eaters with an interest pay.
+    pub fn admits(&self, frame: &Frame) -> bool {
+        match frame.origin.as_deref() {
+            Some(Origin::Dumpling { chef, kitchen }) => self.wants(chef, kitchen.as_deref()),
+            Some(Origin::Status(_)) => self.wants(dumpling::SYSTEM_STATUS_CHEF, None),
+            None => match classify(&frame.message) {
+                Action::Forward { chef, kitchen } => self.wants(&chef, kitchen.as_deref()),
+                Action::Reserved { chef } => self.wants(&chef, None),
+                _ => true,
+            },
+        }
+    }
+
+    /// The single subject covering this interest under `prefix`.
+    pub fn subject(&self, prefix: &str) -> String {
+        let one = |set: &Option<BTreeSet<String>>| match set {
+            Some(s) if s.len() == 1 => s.iter().next().map(|n| escape_token(n)),
+            _ => None,
+        };
+        cover(prefix, one(&self.kitchens), one(&self.chefs))
+    }
+}
+
+fn cover(prefix: &str, kitchen: Option<String>, chef: Option<String>) -> String {
+    match (kitchen, chef) {
+        (None, None) => format!("{prefix}.>"),
+        (k, c) => format!(
+            "{prefix}.{}.{}.*",
+            k.as_deref().unwrap_or("*"),
+            c.as_deref().unwrap_or("*")
+        ),
+    }
+}
+
+/// The narrowest single subject covering every interest (`None` = wants everything).
+pub fn union_subject<'a>(
+    prefix: &str,
+    interests: impl IntoIterator<Item = Option<&'a Interest>>,
+) -> String {
+    let mut kitchen: Option<Option<String>> = None;
+    let mut chef: Option<Option<String>> = None;
+    let mut any = false;
+    for interest in interests {
+        any = true;
+        let Some(interest) = interest else {
+            return format!("{prefix}.>");
+        };
+        let single = |set: &Option<BTreeSet<String>>| match set {
+            Some(s) if s.len() == 1 => s.iter().next().cloned(),
+            _ => None,
+        };
+        let (k, c) = (single(&interest.kitchens), single(&interest.chefs));
+        // Keep a token only while every interest names the same single one.
+        kitchen = Some(match kitchen {
+            None => k,
+            Some(prev) if prev == k => prev,
+            Some(_) => None,
+        });
+        chef = Some(match chef {
+            None => c,
+            Some(prev) if prev == c => prev,
+            Some(_) => None,
+        });
+    }
+    if !any {
+        return format!("{prefix}.>");
+    }
+    cover(
+        prefix,
+        kitchen.flatten().map(|k| escape_token(&k)),
+        chef.flatten().map(|c| escape_token(&c)),
+    )
+}
+
+/// The interests of a hub's live eaters, and the live consumer's filter derived from them.
+#[derive(Debug)]
+pub struct Union {
+    prefix: String,
+    members: Mutex<(u64, BTreeMap<u64, Option<Interest>>)>,
+    filter: watch::Sender<String>,
+}
+
+/// One eater's place in the [`Union`]; leaving re-derives the filter.
+#[derive(Debug)]
+pub struct Member {
+    union: Arc<Union>,
+    id: u64,
+}
+
+impl Union {
+    /// A union with no eater: the filter is the whole stream (`<prefix>.>`).
+    pub fn new(prefix: &str) -> Arc<Union> {
+        let (filter, _) = watch::channel(format!("{prefix}.>"));
+        Arc::new(Union {
+            prefix: prefix.to_owned(),
+            members: Mutex::new((0, BTreeMap::new())),
+            filter,
+        })
+    }
+
+    /// Watch the filter subject.
+    pub fn subscribe(&self) -> watch::Receiver<String> {
+        self.filter.subscribe()
+    }
+
+    /// The current filter subject.
+    pub fn current(&self) -> String {
+        self.filter.borrow().clone()
+    }
+
+    /// Add an eater reading the live ring.
+    pub fn join(self: &Arc<Self>, interest: Option<Interest>) -> Member {
+        let id = {
+            let mut members = self.lock();
+            let id = members.0;
+            members.0 += 1;
+            members.1.insert(id, interest);
+            id
+        };
+        self.recompute();
+        Member {
+            union: self.clone(),
+            id,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, Option<Interest>>)> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recompute(&self) {
+        let subject = {
+            let members = self.lock();
+            // With no eater the filter stays as it is: narrowing to nothing would make
+            // the next eater wait for a consumer switch for no gain on an idle hub.
+            if members.1.is_empty() {
+                return;
+            }
+            union_subject(&self.prefix, members.1.values().map(|i| i.as_ref()))
+        };
+        self.filter.send_if_modified(|current| {
+            if *current == subject {
+                false
+            } else {
+                *current = subject;
+                true
+            }
+        });
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.union.lock().1.remove(&self.id);
+        self.union.recompute();
+    }
+}
+
+/// The hub's live consumer: read the stream from `start_sequence` with the filter the
+/// eaters' interests call for, switching filters without a gap or a repeat for the eaters
+/// that stay. Ends on shutdown or when the sink stops.
+pub async fn consume_live<F, Fut>(
+    js: jetstream::Context,
+    stream: String,
+    start_sequence: u64,
+    mut filter_rx: watch::Receiver<String>,
+    mut shutdown: watch::Receiver<bool>,
+    mut sink: F,
+) where
+    F: FnMut(Message, u64) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut filter = filter_rx.borrow_and_update().clone();
+    let mut start = Start::Sequence(start_sequence.max(1));
+    loop {
+        let spec = ReadSpec {
+            stream: &stream,
+            filter: &filter,
+            until: None,
+        };
+        match read_stream(
+            &js,
+            spec,
+            &mut start,
+            Some(&mut filter_rx),
+            &mut shutdown,
+            &mut sink,
+        )
+        .await
+        {
+            ReadEnd::FilterChanged => {}
+            _ => return,
+        }
+        let new = filter_rx.borrow_and_update().clone();
+        if new == filter {
+            continue;
+        }
+        // Everything stored so far was meant for the old filter's eaters: finish it
+        // up to the stream's last sequence, then read the new filter after that.
+        let last = loop {
+            if let Some(last) = super::stream_last_sequence(&js, &stream).await {
+                break last;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+        };
+        let spec = ReadSpec {
+            stream: &stream,
+            filter: &filter,
+            until: Some(last),
+        };
+        match read_stream(&js, spec, &mut start, None, &mut shutdown, &mut sink).await {
+            ReadEnd::ReachedUntil => {}
+            _ => return,
+        }
+        if let Start::Sequence(next) = start {
+            start = Start::Sequence(next.max(last + 1));
+        }
+        info!(from = %filter, to = %new, ?start, "fleet: live consumer filter changed");
+        filter = new;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interest(chefs: &[&str], kitchens: &[&str]) -> Interest {
+        let set = |v: &[&str]| {
+            (!v.is_empty()).then(|| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
+        };
+        Interest {
+            chefs: set(chefs),
+            kitchens: set(kitchens),
+        }
+    }
+
+    #[test]
+    fn hello_keys_parse_and_bad_ones_are_named() {
+        let raw = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap();
+        assert_eq!(
+            Interest::from_hello(&raw(r#"{"eater_name":"e"}"#)),
+            Ok(None)
+        );
+        assert_eq!(
+            Interest::from_hello(&raw(r#"{"eater_name":"e","nd_chefs":["A"]}"#)),
+            Ok(Some(interest(&["A"], &[])))
+        );
+        assert!(
+            Interest::from_hello(&raw(r#"{"eater_name":"e","nd_kitchens":"k"}"#))
+                .unwrap_err()
+                .contains("nd_kitchens")
+        );
+        let many: Vec<String> = (0..=MAX_NAMES).map(|i| i.to_string()).collect();
+        let text = serde_json::json!({"eater_name": "e", "nd_chefs": many}).to_string();
+        assert!(Interest::from_hello(&raw(&text)).is_err());
+    }
+
+    #[test]
+    fn wants_narrows_by_chef_and_kitchen() {
+        let i = interest(&["A"], &["k"]);
+        assert!(i.wants("A", Some("k")));
+        assert!(!i.wants("A", None));
+        assert!(!i.wants("B", Some("k")));
+        assert!(interest(&["A"], &[]).wants("A", None));
+    }
+
+    #[test]
+    fn frames_are_checked_tagged_or_not() {
+        let i = interest(&["A"], &[]);
+        let text = |chef: &str| {
+            Message::text(format!(
+                r#"{{"metadata":{{"chef":"{chef}","kitchen":"k","creation_time":1.0,"driver":"packet"}},"payload":1}}"#
+            ))
+        };
+        let frame = |message, origin| Frame {
+            message,
+            end_offset: 0,
+            origin,
+            seq: 0,
+        };
+        assert!(i.admits(&frame(text("A"), None)));
+        assert!(!i.admits(&frame(text("B"), None)));
+        let status = Some(Arc::new(Origin::Status(None)));
+        assert!(!i.admits(&frame(text("B"), status.clone())));
+        assert!(interest(&["A", "SystemStatusChef"], &[]).admits(&frame(text("x"), status)));
+    }
+
+    #[test]
+    fn union_is_the_narrowest_single_subject() {
+        let p = "nd.d";
+        let a = interest(&["A"], &[]);
+        let b = interest(&["B"], &[]);
+        let ak = interest(&["A"], &["k 1"]);
+        assert_eq!(union_subject(p, [Some(&a)]), "nd.d.*.A.*");
+        assert_eq!(union_subject(p, [Some(&a), Some(&ak)]), "nd.d.*.A.*");
+        assert_eq!(union_subject(p, [Some(&ak)]), "nd.d.k~201.A.*");
+        assert_eq!(union_subject(p, [Some(&a), Some(&b)]), "nd.d.>");
+        assert_eq!(union_subject(p, [Some(&a), None]), "nd.d.>");
+        assert_eq!(
+            union_subject(p, [Some(&interest(&["A", "B"], &[]))]),
+            "nd.d.>"
+        );
+        assert_eq!(ak.subject(p), "nd.d.k~201.A.*");
+    }
+
+    #[test]
+    fn members_re_derive_the_filter_as_they_come_and_go() {
+        let union = Union::new("nd.d");
+        let all = union.join(None);
+        let one = union.join(Some(interest(&["A"], &[])));
+        assert_eq!(union.current(), "nd.d.>");
+        drop(all);
+        assert_eq!(union.current(), "nd.d.*.A.*");
+        drop(one);
+        assert_eq!(union.current(), "nd.d.*.A.*", "kept while no eater is left");
+    }
+}

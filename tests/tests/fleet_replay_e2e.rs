@@ -1,0 +1,396 @@
+//! Replay, resume and interest pushdown for eaters, with a real `nats-server` (one node,
+//! JetStream on disk) and real `nd-hub --nats` processes on 127.0.0.1; raw WebSocket
+//! kitchens send numbered dumplings so every check is exact.
+//!
+//! * replay from a stream sequence and from a time, while the kitchen keeps sending:
+//!   each replaying eater gets every dumpling from its start on, in order, once (no gap
+//!   or duplicate at the seam between backlog and live), each with `metadata.nd_seq`;
+//! * a hub killed -9 under an eater (Rust eater library and `nd-print -h A,B`): the eater
+//!   resumes on the other hub, nothing lost, duplicates 0;
+//! * interest pushdown: an eater asking for one chef gets only it, and the hub's live
+//!   consumer pulled only that chef's dumplings from NATS (the hub's own count);
+//! * without `--nats`: a replay request gets a notice, interest still filters.
+//!
+//! Skips with a message when `nats-server` is missing (never in CI).
+
+#[path = "hub_support.rs"]
+mod support;
+
+#[path = "nats_support.rs"]
+mod nats;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e_tests::{bin, log_field, ChildGuard};
+use futures_util::SinkExt;
+use nats::Cluster;
+use serde_json::Value;
+use support::{connect, Hub, Ws};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Start `nd-hub --nats` on a one-node cluster; ready once an eater handshake completes
+/// (the hub accepts nothing before its stream and consumer exist).
+async fn fleet_hub(cluster: &Cluster, id: &str, extra: &[&str]) -> Hub {
+    let urls = cluster.urls();
+    let mut args = vec!["-f", "60", "--nats", &urls, "--nats-hub-id", id];
+    args.extend_from_slice(extra);
+    let hub = Hub::start(&args);
+    if nats::handshake_within(hub.eaters, Duration::from_secs(30)).await {
+        return hub;
+    }
+    let (_, log) = hub.stop();
+    panic!("hub {id} did not federate: {log}\n{}", cluster.logs());
+}
+
+/// A dumpling of `chef` numbered `n` (the number is the payload).
+fn numbered(chef: &str, n: u64) -> String {
+    format!(
+        r#"{{"metadata": {{"chef": "{chef}", "kitchen": "rk", "creation_time": 1.5, "driver": "packet"}}, "payload": {{"n": {n}}}}}"#
+    )
+}
+
+/// A kitchen sending dumplings `from..to` (chef by `chef_of`) with `pause` between them;
+/// returns when all are sent (after a short grace for the hub to take them).
+async fn send_range(
+    addr: std::net::SocketAddr,
+    from: u64,
+    to: u64,
+    pause: Duration,
+    chef_of: fn(u64) -> &'static str,
+) {
+    let mut ws = support::kitchen(addr, r#"{"kitchen_name": "rk"}"#).await;
+    for n in from..to {
+        ws.send(Message::text(numbered(chef_of(n), n)))
+            .await
+            .expect("kitchen send");
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = ws.close(None).await;
+}
+
+fn bench(_: u64) -> &'static str {
+    "BenchChef"
+}
+
+/// A raw eater sending `hello` (extra keys merged into `{"eater_name": name}`).
+async fn raw_eater(addr: std::net::SocketAddr, name: &str, extra: Value) -> Ws {
+    let mut ws = connect(addr).await;
+    let mut hello = serde_json::json!({ "eater_name": name });
+    if let (Some(h), Some(e)) = (hello.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            h.insert(k.clone(), v.clone());
+        }
+    }
+    ws.send(Message::text(hello.to_string()))
+        .await
+        .expect("eater hello");
+    ws
+}
+
+/// What an eater read: (payload n, metadata.nd_seq) of each kitchen dumpling, and the
+/// notices' texts.
+#[derive(Default, Debug)]
+struct Read {
+    dumplings: Vec<(u64, Option<u64>, String)>,
+    notices: Vec<Value>,
+}
+
+/// Read until `want` kitchen dumplings arrived or `limit` passed.
+async fn read_n(ws: &mut Ws, want: usize, limit: Duration) -> Read {
+    let mut read = Read::default();
+    let deadline = Instant::now() + limit;
+    while read.dumplings.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(message) = support::next_data(ws, left).await else {
+            break;
+        };
+        let value: Value = match serde_json::from_str(message.to_text().unwrap_or("")) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        match value["metadata"]["chef"].as_str() {
+            Some("SystemStatusChef") => {}
+            Some("HubNoticeChef") => read.notices.push(value["payload"].clone()),
+            Some(chef) => read.dumplings.push((
+                value["payload"]["n"].as_u64().unwrap_or(u64::MAX),
+                value["metadata"]["nd_seq"].as_u64(),
+                chef.to_owned(),
+            )),
+            None => {}
+        }
+    }
+    read
+}
+
+/// `got` is exactly `from..to` in order, and the sequences (when present) rise by one.
+fn assert_exact(name: &str, got: &[(u64, Option<u64>, String)], from: u64, to: u64) {
+    let ns: Vec<u64> = got.iter().map(|g| g.0).collect();
+    let want: Vec<u64> = (from..to).collect();
+    if ns != want {
+        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+        for n in &ns {
+            *count.entry(*n).or_default() += 1;
+        }
+        let missing = want.iter().filter(|n| !count.contains_key(n)).count();
+        let duplicates: usize = count.values().map(|c| c - 1).sum();
+        panic!(
+            "{name}: got {} dumplings, want {} ({from}..{to}); missing {missing}, duplicates {duplicates}; first {:?}",
+            ns.len(),
+            want.len(),
+            &ns[..ns.len().min(10)]
+        );
+    }
+    let seqs: Vec<u64> = got.iter().filter_map(|g| g.1).collect();
+    assert_eq!(
+        seqs.len(),
+        got.len(),
+        "{name}: every dumpling carries nd_seq"
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "{name}: sequences rise by one: {:?}",
+        &seqs[..seqs.len().min(10)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_a_sequence_and_a_time_joins_the_live_stream_without_gap_or_duplicate() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let hub = fleet_hub(&cluster, "hubR", &[]).await;
+    // A backlog of 300, then 700 more sent while the eaters replay and catch up.
+    send_range(hub.kitchens, 0, 300, Duration::ZERO, bench).await;
+    let live = tokio::spawn(send_range(
+        hub.kitchens,
+        300,
+        1000,
+        Duration::from_millis(2),
+        bench,
+    ));
+    // The stream was empty before this test's hub: sequence n+1 holds dumpling n.
+    let mut from_seq = raw_eater(
+        hub.eaters,
+        "from-seq",
+        serde_json::json!({"nd_since_seq": 101}),
+    )
+    .await;
+    let mut from_time = raw_eater(
+        hub.eaters,
+        "from-time",
+        serde_json::json!({"nd_since": "10m"}),
+    )
+    .await;
+    let mut plain = raw_eater(hub.eaters, "plain", serde_json::json!({})).await;
+    let (a, b, c) = tokio::join!(
+        read_n(&mut from_seq, 900, Duration::from_secs(30)),
+        read_n(&mut from_time, 1000, Duration::from_secs(30)),
+        read_n(&mut plain, 1, Duration::from_secs(30)),
+    );
+    live.await.expect("kitchen");
+    assert_exact("from-seq", &a.dumplings, 100, 1000);
+    assert_eq!(a.dumplings[0].1, Some(101), "nd_seq is the stream sequence");
+    assert_exact("from-time", &b.dumplings, 0, 1000);
+    assert!(
+        a.notices.iter().any(|n| n["nd_next_seq"] == 101),
+        "start notice: {:?}",
+        a.notices
+    );
+    // An eater that asked for nothing gets the original bytes (no nd_seq).
+    assert!(
+        c.dumplings.iter().all(|d| d.1.is_none()),
+        "{:?}",
+        c.dumplings
+    );
+    // Nothing more arrives after the last one (no duplicate trailing the seam).
+    let extra = read_n(&mut from_seq, 1, Duration::from_millis(500)).await;
+    assert!(
+        extra.dumplings.is_empty(),
+        "after the end: {:?}",
+        extra.dumplings
+    );
+    let (_, log) = hub.stop();
+    assert!(log.contains("eater replay consumer started"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eater_whose_hub_is_killed_resumes_on_another_hub_with_nothing_lost_or_doubled() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let mut hub_a = fleet_hub(&cluster, "hubA", &[]).await;
+    let hub_b = fleet_hub(&cluster, "hubB", &[]).await;
+    const TOTAL: u64 = 1500;
+    let hubs = format!("{},{}", hub_a.eaters, hub_b.eaters);
+
+    // The Rust eater library: hub list, resume, one chef (interest; hub statuses are
+    // not counted).
+    let mut config = eater::EaterConfig::new(hubs.clone(), "lib-eater");
+    config.resume = true;
+    config.filter.chefs = vec!["BenchChef".into()];
+    config.reconnect.initial = Duration::from_millis(100);
+    config.reconnect.max = Duration::from_millis(400);
+    let mut lib_eater = eater::Eater::new(config).expect("eater config");
+    let lib_task = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut reconnects = 0;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while (got.len() as u64) < TOTAL && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(1), lib_eater.next_event()).await {
+                Ok(Ok(eater::Event::Dumpling(d))) => {
+                    let n = d.dumpling.payload["n"].as_u64().unwrap_or(u64::MAX);
+                    // The stream was empty before: sequence n+1 holds dumpling n.
+                    assert_eq!(d.seq, Some(n + 1), "nd_seq of {}", d.raw);
+                    got.push(n)
+                }
+                Ok(Ok(eater::Event::Connected {
+                    reconnected: true, ..
+                })) => reconnects += 1,
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(error)) => panic!("eater gave up: {error}"),
+            }
+        }
+        (got, reconnects)
+    });
+    // nd-print with the same hub list: resume is on by default with several hubs.
+    let printer = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print"))
+            .args(["--json", "-n", "printer", "-c", "BenchChef", "-h", &hubs])
+            .args(["--count", &TOTAL.to_string()]),
+    );
+    // Both eaters are on hub A; the kitchen sends through hub B (which survives).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let kitchen = tokio::spawn(send_range(
+        hub_b.kitchens,
+        0,
+        TOTAL,
+        Duration::from_millis(2),
+        bench,
+    ));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // kill -9 hub A (by PID) mid-run.
+    let _ = hub_a.guard.child.kill();
+    let _ = hub_a.guard.child.wait();
+    kitchen.await.expect("kitchen");
+    let (got, reconnects) = lib_task.await.expect("eater task");
+    let out = tokio::task::spawn_blocking(move || printer.wait_output(Duration::from_secs(40)))
+        .await
+        .expect("printer");
+    let (_, log_b) = hub_b.stop();
+    let check = |name: &str, ns: &[u64]| {
+        let want: Vec<u64> = (0..TOTAL).collect();
+        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+        for n in ns {
+            *count.entry(*n).or_default() += 1;
+        }
+        let missing = want.iter().filter(|n| !count.contains_key(n)).count();
+        let duplicates: usize = count.values().map(|c| c - 1).sum();
+        assert_eq!(
+            (missing, duplicates, ns.len() as u64),
+            (0, 0, TOTAL),
+            "{name}: (missing, duplicates, received); hub B log:\n{log_b}"
+        );
+        assert_eq!(ns, &want[..], "{name}: in order");
+    };
+    check("eater library", &got);
+    assert!(reconnects >= 1, "the library eater reconnected");
+    let printed: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["payload"]["n"].as_u64())
+        .collect();
+    check("nd-print", &printed);
+    assert!(
+        out.status.success(),
+        "nd-print: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(cluster);
+}
+
+fn ab(n: u64) -> &'static str {
+    if n.is_multiple_of(2) {
+        "ChefA"
+    } else {
+        "ChefB"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eater_asking_for_one_chef_gets_only_it_and_the_hub_pulls_only_it() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let hub = fleet_hub(&cluster, "hubI", &[]).await;
+    let mut one = raw_eater(
+        hub.eaters,
+        "only-a",
+        serde_json::json!({"nd_chefs": ["ChefA"]}),
+    )
+    .await;
+    // The hub switches its live consumer's filter to ChefA's subjects (a few ms; its
+    // log is only readable after it stops, so give it ample time).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    const TOTAL: u64 = 400;
+    send_range(hub.kitchens, 0, TOTAL, Duration::ZERO, ab).await;
+    let read = read_n(&mut one, (TOTAL / 2) as usize, Duration::from_secs(20)).await;
+    let extra = read_n(&mut one, 1, Duration::from_millis(500)).await;
+    assert!(
+        read.dumplings.iter().all(|d| d.2 == "ChefA") && extra.dumplings.is_empty(),
+        "only ChefA: {:?}",
+        extra.dumplings
+    );
+    let ns: Vec<u64> = read.dumplings.iter().map(|d| d.0).collect();
+    assert_eq!(
+        ns,
+        (0..TOTAL).step_by(2).collect::<Vec<_>>(),
+        "every ChefA dumpling once"
+    );
+    let _ = one.close(None).await;
+    let (_, log) = hub.stop();
+    // The hub's count of dumplings its live consumer read from NATS: ChefA's only.
+    let line = log
+        .lines()
+        .find(|l| l.contains("fleet: stopped"))
+        .unwrap_or_else(|| panic!("no fleet stop line: {log}"));
+    assert_eq!(
+        log_field(line, "delivered"),
+        TOTAL / 2,
+        "pulled from NATS: {line}"
+    );
+    assert!(
+        log.contains("live consumer filter changed") && log.contains("nd.dumplings.*.ChefA.*"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nats_a_replay_request_gets_a_notice_and_interest_still_filters() {
+    let hub = Hub::start(&["-f", "60"]);
+    let mut ws = raw_eater(
+        hub.eaters,
+        "no-nats",
+        serde_json::json!({"nd_since": "10m", "nd_chefs": ["ChefB"]}),
+    )
+    .await;
+    let sender = tokio::spawn(send_range(hub.kitchens, 0, 20, Duration::ZERO, ab));
+    let read = read_n(&mut ws, 10, Duration::from_secs(10)).await;
+    sender.await.expect("kitchen");
+    let text = read
+        .notices
+        .iter()
+        .filter_map(|n| n["notice"].as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(text.contains("without --nats"), "notice: {text:?}");
+    let ns: Vec<u64> = read.dumplings.iter().map(|d| d.0).collect();
+    assert_eq!(ns, (1..20).step_by(2).collect::<Vec<_>>(), "ChefB only");
+    assert!(read.dumplings.iter().all(|d| d.1.is_none()));
+    hub.stop();
+}
