@@ -61,6 +61,10 @@ struct Cli {
     /// Length of the latency cell, seconds.
     #[arg(long, default_value_t = 3)]
     latency_secs: u64,
+    /// `--resend-tail` of the failover cell's `nd-sniff` (its default is 4096: after a
+    /// failover those copies go through JetStream's duplicate check before new ones).
+    #[arg(long, default_value_t = 4096)]
+    resend_tail: usize,
     /// Run only these parts (rate, latency, failover); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -345,7 +349,7 @@ async fn latency_cell(cli: &Cli, federated: bool) -> anyhow::Result<Run> {
 
 /// Failover: kill -9 hub A under a real `nd-sniff -h A,B`; seconds until the eater on B
 /// gets dumplings again, plus (received, distinct) at the eater.
-async fn failover_cell() -> anyhow::Result<(f64, u64, u64)> {
+async fn failover_cell(resend_tail: usize) -> anyhow::Result<(f64, u64, u64)> {
     let cluster = Cluster::start(1).context("nats-server is needed")?;
     let mut hubs = start_hubs(Some(&cluster), 2).await?;
     let dir = nats::scratch("fleet-bench");
@@ -367,6 +371,8 @@ async fn failover_cell() -> anyhow::Result<(f64, u64, u64)> {
             "off",
             "--flush-timeout",
             "40",
+            "--resend-tail",
+            &resend_tail.to_string(),
         ]),
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -534,9 +540,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if cli.wants("failover") {
         let mut times = Vec::new();
-        println!("\nfailover: nd-sniff -h A,B at 1000 ARP dumplings/s, eater on B, kill -9 A");
+        println!(
+            "\nfailover: nd-sniff -h A,B --resend-tail {} at 1000 ARP dumplings/s, eater on B, kill -9 A",
+            cli.resend_tail
+        );
         for rep in 0..cli.reps {
-            let (secs, received, distinct) = failover_cell().await?;
+            let (secs, received, distinct) = failover_cell(cli.resend_tail).await?;
             println!(
                 "  rep {rep}: resumed {:.3} s after the kill; eater got {received} ({} duplicates)",
                 secs,
