@@ -143,7 +143,15 @@ pub enum InvalidDumpling {
     /// the kitchen applies before sending).
     #[error("{0}")]
     Limits(#[from] LimitError),
+    /// `metadata` holds a key only the hub may set ([`HUB_ONLY_METADATA_KEYS`]): a kitchen
+    /// could otherwise forge, e.g., the stream sequence a resuming eater trusts.
+    #[error("Dumpling metadata key {0:?} is set only by the hub")]
+    HubOnlyKey(&'static str),
 }
+
+/// Metadata keys only the hub writes (`nd_seq`: a dumpling's JetStream sequence, added for
+/// replaying and resuming eaters); the hub refuses kitchen dumplings that carry them.
+pub const HUB_ONLY_METADATA_KEYS: &[&str] = &["nd_seq"];
 
 /// What [`check_dumpling`] learned about a valid dumpling.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +193,12 @@ pub fn check_dumpling(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling
     };
     if !metadata.get("creation_time").is_some_and(Value::is_number) {
         return Err(InvalidDumpling::BadCreationTime);
+    }
+    if let Some(key) = HUB_ONLY_METADATA_KEYS
+        .iter()
+        .find(|k| metadata.contains_key(**k))
+    {
+        return Err(InvalidDumpling::HubOnlyKey(key));
     }
     Ok(CheckedDumpling {
         chef: chef.to_owned(),
@@ -434,6 +448,18 @@ mod tests {
             check_dumpling(br#"{"metadata": {"chef": "C", "driver": "packet"}}"#),
             Err(InvalidDumpling::BadCreationTime)
         );
+        // A kitchen cannot forge the sequence the hub gives resuming eaters, even as a
+        // duplicate key behind a harmless first one.
+        for forged in [
+            br#"{"metadata": {"chef": "C", "driver": "packet", "creation_time": 1, "nd_seq": 9}}"#
+                .as_slice(),
+            br#"{"metadata": {"nd_seq": 1, "chef": "C", "driver": "packet", "creation_time": 1, "nd_seq": 9}}"#,
+        ] {
+            assert_eq!(
+                check_dumpling(forged),
+                Err(InvalidDumpling::HubOnlyKey("nd_seq"))
+            );
+        }
         let ok = check_dumpling(
             br#"{"metadata": {"chef": "C", "kitchen": null, "driver": "packet", "creation_time": 1.0}, "payload": 1}"#,
         )
