@@ -466,19 +466,7 @@ impl Dispatcher {
             self.charge_duty(i, started, share);
             return Ok(());
         };
-        let cap = slot.chef.limits().max_dumplings_per_call;
-        if out.len() > cap {
-            let over = (out.len() - cap) as u64;
-            slot.chef.stats.over_cap += over;
-            slot.chef.warn_output(
-                "over-cap",
-                over,
-                &format!(
-                    "{} packet dumplings from one call: over the cap of {cap}; {over} dropped",
-                    out.len()
-                ),
-            );
-        }
+        let cap = count_over_cap(&mut slot.chef, out.len(), "packet dumplings from one call");
         for d in out.into_iter().take(cap) {
             let idx = d.packet_index as usize;
             let Some(WirePacket(p)) = packets.get(idx) else {
@@ -542,19 +530,11 @@ impl Dispatcher {
         let Ok(out) = result else {
             return Ok(());
         };
-        let cap = slot.chef.limits().max_dumplings_per_call;
-        if out.len() > cap {
-            let over = (out.len() - cap) as u64;
-            slot.chef.stats.over_cap += over;
-            slot.chef.warn_output(
-                "over-cap",
-                over,
-                &format!(
-                    "{} interval dumplings from one poke: over the cap of {cap}; {over} dropped",
-                    out.len()
-                ),
-            );
-        }
+        let cap = count_over_cap(
+            &mut slot.chef,
+            out.len(),
+            "interval dumplings from one poke",
+        );
         for payload in out.into_iter().take(cap) {
             self.emit(i, Driver::Interval, now_ns, &payload)?;
         }
@@ -801,6 +781,22 @@ impl Dispatcher {
             ClockMode::Live => wall_ns(),
         }
     }
+}
+
+/// The number of a call's `made` dumplings chef may send (its per-call cap); the rest are
+/// counted and reported (`what` names them, e.g. "packet dumplings from one call").
+fn count_over_cap(chef: &mut LoadedChef, made: usize, what: &str) -> usize {
+    let cap = chef.limits().max_dumplings_per_call;
+    if made > cap {
+        let over = (made - cap) as u64;
+        chef.stats.over_cap += over;
+        chef.warn_output(
+            "over-cap",
+            over,
+            &format!("{made} {what}: over the cap of {cap}; {over} dropped"),
+        );
+    }
+    cap
 }
 
 /// A chef's state after a call: quarantined, running (the call worked) or restarting (any

@@ -357,3 +357,44 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// The value of the Prometheus sample line starting with `series ` (name plus labels).
+pub fn metric_sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `promtool check metrics` on `body` (skipped with a message where promtool is missing,
+/// but never in CI or as root: setup.sh installs it there).
+pub fn promtool_check(body: &str) {
+    use std::io::Write;
+    let Some(promtool) = on_path("promtool") else {
+        assert!(
+            std::env::var_os("CI").is_none() && !is_root(),
+            "promtool missing: scripts/setup.sh installs it (apt-get install prometheus)"
+        );
+        eprintln!("SKIP promtool check: promtool not found (sudo apt-get install -y prometheus)");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool result");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -8,11 +8,12 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    bin, free_port, is_root, on_path, spawn_hub, wait_for_port, workspace_root, ChildGuard,
+    bin, free_port, is_root, metric_sample, on_path, promtool_check, spawn_hub, wait_for_port,
+    workspace_root, ChildGuard,
 };
 
 /// The bundled capture and its packet count (`captures/README.md`; tshark agrees).
@@ -68,46 +69,6 @@ fn get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
-/// The value of the sample line starting with `series ` (name plus labels).
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// `promtool check metrics` on `body` (skipped with a message where promtool is missing,
-/// but never in CI or as root: setup.sh installs it there).
-fn promtool_check(body: &str) {
-    let Some(promtool) = on_path("promtool") else {
-        assert!(
-            std::env::var_os("CI").is_none() && !is_root(),
-            "promtool missing: scripts/setup.sh installs it (apt-get install prometheus)"
-        );
-        eprintln!("SKIP promtool check: promtool not found (sudo apt-get install -y prometheus)");
-        return;
-    };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool result");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn kitchen_metrics_count_a_running_replay_and_pass_promtool() {
     let (in_port, out_port, metrics_port) = (free_port(), free_port(), free_port());
@@ -145,15 +106,17 @@ fn kitchen_metrics_count_a_running_replay_and_pass_promtool() {
         let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-        let sent = sample(
+        let sent = metric_sample(
             body,
             &format!("netdumplings_kitchen_hub_sent_dumplings_total{{{label}}}"),
         );
-        let made = sample(
+        let made = metric_sample(
             body,
             &format!("netdumplings_kitchen_dumplings_total{{{label}}}"),
         );
-        if sample(body, &packets) == Some(CAPTURE_PACKETS as f64) && sent.is_some() && sent == made
+        if metric_sample(body, &packets) == Some(CAPTURE_PACKETS as f64)
+            && sent.is_some()
+            && sent == made
         {
             break body.to_owned();
         }
@@ -164,7 +127,7 @@ fn kitchen_metrics_count_a_running_replay_and_pass_promtool() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let value = |series: &str| {
-        sample(&body, series).unwrap_or_else(|| panic!("no sample {series}:\n{body}"))
+        metric_sample(&body, series).unwrap_or_else(|| panic!("no sample {series}:\n{body}"))
     };
     assert_eq!(
         value(&format!("netdumplings_kitchen_packets_total{{{label}}}")),
@@ -203,7 +166,7 @@ fn kitchen_metrics_count_a_running_replay_and_pass_promtool() {
         "netdumplings_chef_batch_duration_seconds_bucket{{{label},chef=\"PacketCountChef\",le=\"+Inf\"}}"
     );
     assert_eq!(
-        sample(&body, &inf).or_else(|| sample(&body, &inf_alt)),
+        metric_sample(&body, &inf).or_else(|| metric_sample(&body, &inf_alt)),
         Some(value(&hist)),
         "{body}"
     );
@@ -225,7 +188,7 @@ fn kitchen_metrics_count_a_running_replay_and_pass_promtool() {
     // The hub received what the kitchen says it sent.
     let hub_body = get(([127, 0, 0, 1], hub_metrics_port).into(), "/metrics");
     assert_eq!(
-        sample(&hub_body, "netdumplings_hub_dumplings_in_total"),
+        metric_sample(&hub_body, "netdumplings_hub_dumplings_in_total"),
         Some(dumplings),
         "{hub_body}"
     );
@@ -383,7 +346,7 @@ fn kitchen_metrics_follow_a_live_capture_on_lo() {
     let body = loop {
         let response = get(metrics, "/metrics");
         let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        if sample(body, series) == Some(N as f64) {
+        if metric_sample(body, series) == Some(N as f64) {
             break body.to_owned();
         }
         assert!(
@@ -392,13 +355,13 @@ fn kitchen_metrics_follow_a_live_capture_on_lo() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let captured = sample(
+    let captured = metric_sample(
         &body,
         r#"netdumplings_kitchen_packets_total{kitchen="live_metrics"}"#,
     );
     assert!(captured.is_some_and(|c| c >= N as f64), "{body}");
     assert_eq!(
-        sample(
+        metric_sample(
             &body,
             r#"netdumplings_kitchen_kernel_dropped_packets_total{kitchen="live_metrics"}"#
         ),

@@ -4,10 +4,9 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{free_port, is_root, on_path, spawn_hub, wait_for_port};
+use e2e_tests::{free_port, metric_sample, promtool_check, spawn_hub, wait_for_port};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -19,13 +18,6 @@ fn get(addr: SocketAddr, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).expect("response");
     out
-}
-
-/// The value of the sample line starting with `series ` (name plus labels).
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +73,7 @@ async fn hub_metrics_count_what_passed_and_pass_promtool() {
         let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-        if sample(body, "netdumplings_hub_invalid_messages_total") == Some(1.0) {
+        if metric_sample(body, "netdumplings_hub_invalid_messages_total") == Some(1.0) {
             break body.to_owned();
         }
         assert!(
@@ -91,17 +83,17 @@ async fn hub_metrics_count_what_passed_and_pass_promtool() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(
-        sample(&body, "netdumplings_hub_dumplings_in_total"),
+        metric_sample(&body, "netdumplings_hub_dumplings_in_total"),
         Some(3.0),
         "{body}"
     );
     assert_eq!(
-        sample(&body, "netdumplings_hub_connections{role=\"kitchen\"}"),
+        metric_sample(&body, "netdumplings_hub_connections{role=\"kitchen\"}"),
         Some(1.0),
         "{body}"
     );
     assert_eq!(
-        sample(&body, "netdumplings_hub_connections{role=\"eater\"}"),
+        metric_sample(&body, "netdumplings_hub_connections{role=\"eater\"}"),
         Some(1.0),
         "{body}"
     );
@@ -115,36 +107,9 @@ async fn hub_metrics_count_what_passed_and_pass_promtool() {
         body.contains("netdumplings_hub_eater_delivered_total{eater=\"metrics-eater\""),
         "{body}"
     );
-    assert!(sample(&body, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
+    assert!(metric_sample(&body, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
     assert!(get(metrics, "/other").starts_with("HTTP/1.1 404"));
 
     // promtool, on the real output.
-    let Some(promtool) = on_path("promtool") else {
-        assert!(
-            std::env::var_os("CI").is_none() && !is_root(),
-            "promtool missing: scripts/setup.sh installs it (apt-get install prometheus)"
-        );
-        eprintln!("SKIP promtool check: promtool not found (sudo apt-get install -y prometheus)");
-        return;
-    };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool result");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&body);
 }
