@@ -149,6 +149,15 @@ pub struct ChefSlot {
     pub qualified_name: String,
 }
 
+/// What every packet call of one batch (or one flush of the queues) shares: the kitchen
+/// clock handed to the chefs and each chef's share of the thread ([`crate::duty`]),
+/// computed once rather than per call.
+#[derive(Debug, Clone, Copy)]
+struct CallContext {
+    now_ns: u64,
+    share: f64,
+}
+
 /// Kitchen-wide counters, for the exit summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KitchenStats {
@@ -363,6 +372,8 @@ impl Dispatcher {
         self.last_packet_ns = Some(last_ns);
         let live = self.mode == ClockMode::Live;
         let now = Instant::now();
+        // Once per batch: the kitchen clock and each chef's share of the thread.
+        let call = self.call_context();
         for i in 0..self.chefs.len() {
             let slot = &self.chefs[i];
             if !slot.chef.description().drivers.packet {
@@ -380,7 +391,7 @@ impl Dispatcher {
                 continue;
             }
             if everything {
-                self.call_packets(i, &batch.packets, &batch.arena)?;
+                self.call_packets(i, &batch.packets, &batch.arena, call)?;
                 continue;
             }
             for at in 0..batch.len() {
@@ -389,31 +400,40 @@ impl Dispatcher {
                 }
                 let frame_len = batch.packets[at].0.frame.len as usize;
                 if self.queues[i].cannot_take(frame_len) {
-                    self.call_queued(i)?;
+                    self.call_queued(i, call)?;
                 }
                 self.queues[i].push(batch, at);
             }
             let queue = &self.queues[i];
             if queue.is_full() || (live && queue.older_than(chef_queue::MAX_QUEUE_AGE, now)) {
-                self.call_queued(i)?;
+                self.call_queued(i, call)?;
             }
         }
         Ok(())
     }
 
+    /// The clock and time share for the packet calls about to be made.
+    fn call_context(&self) -> CallContext {
+        CallContext {
+            now_ns: self.clock_ns(),
+            share: self.duty_share(),
+        }
+    }
+
     /// Call every chef whose queue holds packets (before a poke, at the end, around a
     /// reload, and live when the capture goes quiet).
     fn call_all_queued(&mut self) -> Result<(), SinkError> {
+        let call = self.call_context();
         for i in 0..self.chefs.len() {
             if !self.queues[i].is_empty() {
-                self.call_queued(i)?;
+                self.call_queued(i, call)?;
             }
         }
         Ok(())
     }
 
     /// Call chef `i` with its queued packets, then empty its queue.
-    fn call_queued(&mut self, i: usize) -> Result<(), SinkError> {
+    fn call_queued(&mut self, i: usize, call: CallContext) -> Result<(), SinkError> {
         // Taken out for the call, so the chef and the output can be borrowed meanwhile.
         let mut queue = std::mem::take(&mut self.queues[i]);
         let result = if self.chefs[i].chef.is_quarantined() {
@@ -421,7 +441,7 @@ impl Dispatcher {
             self.runtime[i].dropped += queue.len() as u64;
             Ok(())
         } else {
-            self.call_packets(i, &queue.packets, &queue.arena)
+            self.call_packets(i, &queue.packets, &queue.arena, call)
         };
         queue.clear();
         self.queues[i] = queue;
@@ -435,13 +455,13 @@ impl Dispatcher {
         i: usize,
         packets: &[WirePacket],
         arena: &[u8],
+        call: CallContext,
     ) -> Result<(), SinkError> {
         let n = packets.len() as u64;
         if n == 0 {
             return Ok(());
         }
-        let now_ns = self.clock_ns();
-        let share = self.duty_share();
+        let CallContext { now_ns, share } = call;
         let started = Instant::now();
         if self.behind && self.runtime[i].duty.over(started, share) {
             let rt = &mut self.runtime[i];
