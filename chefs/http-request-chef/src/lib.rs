@@ -1,9 +1,13 @@
 //! `HTTPRequestChef`: one dumpling per plain-text HTTP/1.x request.
 //!
-//! Drivers: packet. Interest: TCP (any port: HTTP runs on many; a method-name check
-//! rejects other segments in nanoseconds).
+//! Drivers: TCP streams only (chef API 0.2): the chef asks the kitchen for the first
+//! [`STREAM_BYTES`] of each direction of every TCP connection (any port: HTTP runs on many;
+//! a method-name check drops other streams at once) and reads the requests from the
+//! client's reassembled bytes, so a request whose headers span several segments (long
+//! cookies), arrive reordered or retransmitted is seen whole, and every request of a
+//! keep-alive connection is seen, not only those starting a segment.
 //!
-//! Packet payload:
+//! Packet payload (driver `packet`: it answers traffic):
 //!
 //! ```json
 //! {"http_request": {"method": "GET", "host": "dumpling.test:18080", "path": "/menu",
@@ -11,18 +15,27 @@
 //!                   "server": "127.0.0.1:18080", "time": 1795739862.000052}}
 //! ```
 //!
-//! `host` and `user_agent` are `null` when absent (or not in the first segment); `path`
-//! is the request target as sent, cut to [`MAX_FIELD`] bytes like the other strings.
+//! `host` and `user_agent` are `null` when absent (or when the stream ended inside the
+//! head); `path` is the request target as sent, cut to [`MAX_FIELD`] bytes like the other
+//! strings. `client`/`server` are the connection's originator and responder; `time` is when
+//! the head's last byte arrived.
 //!
-//! State: none. Limits: requests are recognised only at the start of a TCP segment
-//! (pipelined requests in one segment count once); HTTPS, HTTP/2 and HTTP/3 are not
-//! plain text and are not seen.
+//! State: the connections being followed ([`scan::MAX_CONNECTIONS`], each with at most
+//! [`scan::MAX_HEAD`] bytes of an incomplete head). Limits: see [`scan`] (a connection
+//! stops being followed after missing bytes, a `chunked` request body or its first MiB);
+//! HTTPS, HTTP/2 and HTTP/3 are not plain text and are not seen.
+
+pub mod scan;
+
+pub use scan::{RequestScanner, STREAM_BYTES};
 
 use std::net::SocketAddr;
 
 use chef_sdk::parse::http;
+use chef_sdk::flow::{Direction, FlowKey, IpAddress};
 use chef_sdk::{
-    Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Timestamp, TransportProtocol,
+    ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Timestamp,
+    TransportProtocol,
 };
 use serde::Serialize;
 
@@ -31,22 +44,22 @@ pub const MAX_FIELD: usize = 512;
 
 /// Packet payload: `{"http_request": {...}}`.
 #[derive(Debug, Serialize)]
-pub struct HttpDumpling<'a> {
+pub struct HttpDumpling {
     /// The request.
-    pub http_request: Request<'a>,
+    pub http_request: Request,
 }
 
-/// One request.
+/// One request (owned: a collected head does not outlive the call).
 #[derive(Debug, Serialize)]
-pub struct Request<'a> {
+pub struct Request {
     /// Method.
-    pub method: &'a str,
+    pub method: String,
     /// `Host` header.
-    pub host: Option<&'a str>,
+    pub host: Option<String>,
     /// Request target.
-    pub path: &'a str,
+    pub path: String,
     /// `User-Agent` header.
-    pub user_agent: Option<&'a str>,
+    pub user_agent: Option<String>,
     /// Client address and port.
     pub client: Option<SocketAddr>,
     /// Server address and port.
@@ -55,38 +68,64 @@ pub struct Request<'a> {
     pub time: Timestamp,
 }
 
-fn cut(s: &str) -> &str {
+fn cut(s: &str) -> String {
     if s.len() <= MAX_FIELD {
-        return s;
+        return s.to_owned();
     }
     let mut end = MAX_FIELD;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &s[..end]
+    s[..end].to_owned()
 }
 
-/// The chef (stateless).
+fn ip(addr: &IpAddress) -> std::net::IpAddr {
+    match *addr {
+        IpAddress::V4(a) => std::net::IpAddr::V4(ipv4_addr(a)),
+        IpAddress::V6(a) => std::net::IpAddr::V6(ipv6_addr(a)),
+    }
+}
+
+/// The chef: the client streams it follows.
 #[derive(Default)]
-pub struct HttpRequestChef;
+pub struct HttpRequestChef {
+    scanner: RequestScanner,
+}
+
+/// The dumpling for one request head sent by `key`'s originator.
+pub fn request_dumpling(head: &[u8], key: &FlowKey, time: Timestamp) -> Option<HttpDumpling> {
+    let req = http::request(head)?;
+    Some(HttpDumpling {
+        http_request: Request {
+            method: cut(req.method),
+            host: req.host.map(cut),
+            path: cut(req.path),
+            user_agent: req.user_agent.map(cut),
+            client: Some(SocketAddr::new(ip(&key.originator), key.originator_port)),
+            server: Some(SocketAddr::new(ip(&key.responder), key.responder_port)),
+            time,
+        },
+    })
+}
 
 impl HttpRequestChef {
-    /// The dumpling for one packet, if it starts an HTTP/1.x request.
-    pub fn handle<'p>(&mut self, packet: &Packet<'p>) -> Option<HttpDumpling<'p>> {
-        let req = http::request(packet.payload())?;
-        let endpoint =
-            |ip: Option<std::net::IpAddr>, port: Option<u16>| Some(SocketAddr::new(ip?, port?));
-        Some(HttpDumpling {
-            http_request: Request {
-                method: cut(req.method),
-                host: req.host.map(cut),
-                path: cut(req.path),
-                user_agent: req.user_agent.map(cut),
-                client: endpoint(packet.src_ip(), packet.src_port()),
-                server: endpoint(packet.dst_ip(), packet.dst_port()),
-                time: packet.timestamp(),
-            },
-        })
+    /// The dumplings for the requests a client stream chunk completes.
+    pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Vec<HttpDumpling> {
+        let mut out = Vec::new();
+        let flow = chunk.flow();
+        if flow.direction != Direction::FromOriginator {
+            return out;
+        }
+        let (key, time) = (chunk.key(), chunk.timestamp());
+        self.scanner.push(
+            flow.id,
+            chunk.offset(),
+            chunk.gap_before(),
+            chunk.data(),
+            chunk.is_last(),
+            |head| out.extend(request_dumpling(head, key, time)),
+        );
+        out
     }
 }
 
@@ -96,12 +135,16 @@ impl Chef for HttpRequestChef {
             "HTTPRequestChef",
             "One dumpling per plain-text HTTP/1.x request: method, host, path, user agent",
         )
-        .drivers(Drivers::PACKET)
-        .interest(Interest::ANY.transport(&[TransportProtocol::Tcp]))
+        .drivers(Drivers::empty())
+        .interest(
+            Interest::ANY
+                .transport(&[TransportProtocol::Tcp])
+                .stream_bytes(STREAM_BYTES),
+        )
     }
 
-    fn on_packet(&mut self, packet: &Packet<'_>) -> impl Dumplings {
-        self.handle(packet)
+    fn on_stream(&mut self, chunk: &StreamChunk<'_>) -> impl Dumplings {
+        self.handle_chunk(chunk)
     }
 }
 

@@ -1,10 +1,14 @@
 //! `TLSServerNameChef`: which TLS servers are being contacted, from the ClientHello's
 //! server name (SNI), without decrypting anything.
 //!
-//! Drivers: packet and interval. Interest: TCP (any port: TLS runs on many; a two-byte
-//! check rejects non-TLS segments in nanoseconds).
+//! Drivers: interval, plus TCP streams (chef API 0.2): the chef asks the kitchen for the
+//! first [`STREAM_BYTES`] of each direction of every TCP connection (any port: TLS runs on
+//! many; a two-byte check drops other streams at once) and reads the ClientHello from the
+//! client's reassembled bytes, so a hello split over several segments (a post-quantum key
+//! share makes a browser's hello ~1.9 KB), reordered or retransmitted is seen whole.
 //!
-//! Packet payload, one per ClientHello that carries a server name:
+//! Packet payload (driver `packet`: it answers traffic), one per ClientHello that carries
+//! a server name:
 //!
 //! ```json
 //! {"tls": {"server_name": "example.com", "client": "10.0.0.5:51234",
@@ -14,7 +18,8 @@
 //!
 //! `version` is the highest of `supported_versions` (TLS 1.3 clients), else the
 //! ClientHello's legacy version; `alpn` may be `[]`. `client`/`server` are `ip:port`
-//! (`[v6]:port` for IPv6).
+//! (`[v6]:port` for IPv6): the connection's originator and responder. `time` is when the
+//! hello's last byte arrived.
 //!
 //! Interval payload, every poke (`{}` before the first name):
 //!
@@ -22,19 +27,26 @@
 //! {"server_names_seen": {"example.com": {"count": 3, "latest": 1795739862.5}}}
 //! ```
 //!
-//! State bound: at most [`MAX_NAMES`] names (least recently seen evicted). Server names
+//! State bound: at most [`MAX_NAMES`] names (least recently seen evicted), and at most
+//! [`MAX_PENDING`] hellos being collected (each at most [`STREAM_BYTES`]). Server names
 //! are ASCII and at most 255 bytes here, so the interval payload stays well under 1 MiB.
 //!
-//! Limits: a ClientHello whose SNI extension lies beyond the first TCP segment (very
-//! large hellos, e.g. post-quantum key shares on a small MSS) is not seen; QUIC
-//! (encrypted Initial packets) is not decoded.
+//! Limits: only a hello at the very start of the client's stream is read (not one after
+//! STARTTLS); when bytes of the hello are missing (`gap-before`), what came before the gap
+//! is parsed, as a truncated hello; QUIC (encrypted Initial packets) is not decoded.
+
+mod collect;
+
+pub use collect::{HelloCollector, MAX_PENDING, STREAM_BYTES};
 
 use std::net::{IpAddr, SocketAddr};
 
 use chef_sdk::bounded::BoundedMap;
 use chef_sdk::parse::tls;
+use chef_sdk::flow::{Direction, FlowKey, IpAddress};
 use chef_sdk::{
-    Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick, Timestamp, TransportProtocol,
+    ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Tick,
+    Timestamp, TransportProtocol,
 };
 use serde::Serialize;
 
@@ -43,22 +55,22 @@ pub const MAX_NAMES: usize = 1000;
 
 /// Packet payload: `{"tls": {...}}`.
 #[derive(Debug, Serialize)]
-pub struct TlsDumpling<'a> {
+pub struct TlsDumpling {
     /// The connection attempt.
-    pub tls: Hello<'a>,
+    pub tls: Hello,
 }
 
-/// One ClientHello.
+/// One ClientHello (owned: a collected hello does not outlive the call).
 #[derive(Debug, Serialize)]
-pub struct Hello<'a> {
+pub struct Hello {
     /// SNI host name.
-    pub server_name: &'a str,
+    pub server_name: String,
     /// Client address and port.
     pub client: Option<SocketAddr>,
     /// Server address and port.
     pub server: Option<SocketAddr>,
     /// ALPN protocols offered.
-    pub alpn: Vec<&'a str>,
+    pub alpn: Vec<String>,
     /// `TLS 1.0` ... `TLS 1.3`, or `0x....` for anything else.
     pub version: String,
     /// Capture time.
@@ -91,29 +103,50 @@ fn version_name(v: u16) -> String {
     }
 }
 
-fn endpoint(ip: Option<IpAddr>, port: Option<u16>) -> Option<SocketAddr> {
-    Some(SocketAddr::new(ip?, port?))
+fn ip(addr: &IpAddress) -> IpAddr {
+    match *addr {
+        IpAddress::V4(a) => IpAddr::V4(ipv4_addr(a)),
+        IpAddress::V6(a) => IpAddr::V6(ipv6_addr(a)),
+    }
 }
 
-/// The chef: counts per server name.
+/// The chef: counts per server name, and the hellos being collected.
 pub struct TlsServerNameChef {
     seen: BoundedMap<String, Seen>,
+    hellos: HelloCollector,
 }
 
 impl Default for TlsServerNameChef {
     fn default() -> Self {
         TlsServerNameChef {
             seen: BoundedMap::new(MAX_NAMES),
+            hellos: HelloCollector::default(),
         }
     }
 }
 
 impl TlsServerNameChef {
-    /// The dumpling for one packet, if it starts a TLS ClientHello with a server name.
-    pub fn handle<'p>(&mut self, packet: &Packet<'p>) -> Option<TlsDumpling<'p>> {
-        let hello = tls::client_hello(packet.payload())?;
+    /// The dumpling for a stream chunk, if it completes a client's TLS ClientHello with a
+    /// server name.
+    pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Option<TlsDumpling> {
+        let flow = chunk.flow();
+        if flow.direction != Direction::FromOriginator {
+            return None;
+        }
+        let bytes = self.hellos.push(
+            flow.id,
+            chunk.offset(),
+            chunk.gap_before(),
+            chunk.data(),
+            chunk.is_last(),
+        )?;
+        self.hello(&bytes, chunk.key(), chunk.timestamp())
+    }
+
+    /// The dumpling for a whole (or truncated) ClientHello record sent by `key`'s originator.
+    pub fn hello(&mut self, record: &[u8], key: &FlowKey, time: Timestamp) -> Option<TlsDumpling> {
+        let hello = tls::client_hello(record)?;
         let server_name = hello.server_name?;
-        let time = packet.timestamp();
         let seen = self
             .seen
             .get_or_insert_with(server_name.to_owned(), || Seen {
@@ -124,10 +157,10 @@ impl TlsServerNameChef {
         seen.latest = time;
         Some(TlsDumpling {
             tls: Hello {
-                server_name,
-                client: endpoint(packet.src_ip(), packet.src_port()),
-                server: endpoint(packet.dst_ip(), packet.dst_port()),
-                alpn: hello.alpn,
+                server_name: server_name.to_owned(),
+                client: Some(SocketAddr::new(ip(&key.originator), key.originator_port)),
+                server: Some(SocketAddr::new(ip(&key.responder), key.responder_port)),
+                alpn: hello.alpn.iter().map(|a| (*a).to_owned()).collect(),
                 version: version_name(hello.max_supported_version.unwrap_or(hello.legacy_version)),
                 time,
             },
@@ -141,12 +174,16 @@ impl Chef for TlsServerNameChef {
             "TLSServerNameChef",
             "TLS server names (SNI) from ClientHellos; every poke, the names seen so far",
         )
-        .drivers(Drivers::PACKET | Drivers::INTERVAL)
-        .interest(Interest::ANY.transport(&[TransportProtocol::Tcp]))
+        .drivers(Drivers::INTERVAL)
+        .interest(
+            Interest::ANY
+                .transport(&[TransportProtocol::Tcp])
+                .stream_bytes(STREAM_BYTES),
+        )
     }
 
-    fn on_packet(&mut self, packet: &Packet<'_>) -> impl Dumplings {
-        self.handle(packet)
+    fn on_stream(&mut self, chunk: &StreamChunk<'_>) -> impl Dumplings {
+        self.handle_chunk(chunk)
     }
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {

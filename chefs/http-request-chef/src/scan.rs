@@ -1,0 +1,231 @@
+//! Follows the requests of each client stream: finds each request head (request line,
+//! headers, blank line) in the reassembled bytes, even when it spans several chunks, skips
+//! its body (`Content-Length`), and expects the next request right after (keep-alive and
+//! pipelining).
+//!
+//! A head is read straight from the chunk when one chunk holds it whole (the common case),
+//! else collected in a per-connection buffer of at most [`MAX_HEAD`] bytes. A connection
+//! stops being followed when its bytes stop looking like requests, when bytes are missing
+//! (`gap-before`: the next head cannot be found), after a `chunked` request body, or when
+//! its stream ends.
+
+use chef_sdk::bounded::BoundedMap;
+use chef_sdk::parse::http::{httparse, looks_like_request, MAX_HEADERS};
+
+/// Stream bytes the chef asks for per direction (requests beyond the first MiB of a
+/// connection are not seen).
+pub const STREAM_BYTES: u32 = 1 << 20;
+
+/// Longest request head collected; a longer one is reported as far as it arrived.
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// Connections followed at once (the least recently touched is dropped first).
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// What the bytes at the start of a buffer are.
+enum Head {
+    /// A whole head of `len` bytes; then `body` bytes (None: a chunked body follows).
+    Complete { len: usize, body: Option<u64> },
+    /// The start of a head.
+    Partial,
+    /// Not an HTTP/1.x request head.
+    Invalid,
+}
+
+fn head(bytes: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => {
+            let mut body = Some(0);
+            for h in req.headers.iter() {
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    let n = std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    body = body.and(n);
+                } else if h.name.eq_ignore_ascii_case("transfer-encoding")
+                    && h.value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"))
+                {
+                    body = None;
+                }
+            }
+            Head::Complete { len, body }
+        }
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Err(_) => Head::Invalid,
+    }
+}
+
+/// Could `bytes` begin a request? (A short prefix of a method passes.)
+fn could_start_request(bytes: &[u8]) -> bool {
+    if bytes.len() >= 8 {
+        looks_like_request(bytes)
+    } else {
+        bytes.iter().all(|b| b.is_ascii_uppercase() || *b == b' ')
+    }
+}
+
+/// One followed connection.
+#[derive(Default)]
+struct Conn {
+    /// An incomplete head.
+    head: Vec<u8>,
+    /// Body bytes still to skip.
+    skip: u64,
+}
+
+/// The requests of many client streams.
+pub struct RequestScanner {
+    conns: BoundedMap<u64, Conn>,
+}
+
+impl Default for RequestScanner {
+    fn default() -> Self {
+        RequestScanner {
+            conns: BoundedMap::new(MAX_CONNECTIONS),
+        }
+    }
+}
+
+impl RequestScanner {
+    /// Takes one chunk of a client stream (`flow` id, stream `offset`, bytes missing before
+    /// it, its bytes, whether the stream ends with it) and calls `found` with each request
+    /// head it completes (or, at the end of the stream or past [`MAX_HEAD`], the part of a
+    /// head that arrived).
+    pub fn push(
+        &mut self,
+        flow: u64,
+        offset: u64,
+        gap_before: u64,
+        data: &[u8],
+        last: bool,
+        mut found: impl FnMut(&[u8]),
+    ) {
+        if gap_before > 0 {
+            self.conns.remove(&flow);
+            return;
+        }
+        if offset == 0 {
+            self.conns.insert(flow, Conn::default());
+        }
+        let Some(conn) = self.conns.get_mut(&flow) else {
+            return;
+        };
+        let mut rest = data;
+        let mut follow = true;
+        while follow && !rest.is_empty() {
+            if conn.skip > 0 {
+                let n = rest.len().min(usize::try_from(conn.skip).unwrap_or(usize::MAX));
+                conn.skip -= n as u64;
+                rest = &rest[n..];
+                continue;
+            }
+            if conn.head.is_empty() {
+                if !could_start_request(rest) {
+                    follow = false;
+                    break;
+                }
+                match head(rest) {
+                    Head::Complete { len, body } => {
+                        found(&rest[..len]);
+                        rest = &rest[len..];
+                        match body {
+                            Some(n) => conn.skip = n,
+                            None => follow = false,
+                        }
+                    }
+                    Head::Partial if rest.len() >= MAX_HEAD => {
+                        found(&rest[..MAX_HEAD]);
+                        follow = false;
+                    }
+                    Head::Partial => {
+                        conn.head.extend_from_slice(rest);
+                        rest = &[];
+                    }
+                    Head::Invalid => follow = false,
+                }
+            } else {
+                let old = conn.head.len();
+                let take = rest.len().min(MAX_HEAD - old);
+                conn.head.extend_from_slice(&rest[..take]);
+                match head(&conn.head) {
+                    Head::Complete { len, body } => {
+                        found(&conn.head[..len]);
+                        rest = &rest[len.saturating_sub(old)..];
+                        conn.head.clear();
+                        match body {
+                            Some(n) => conn.skip = n,
+                            None => follow = false,
+                        }
+                    }
+                    Head::Partial if conn.head.len() >= MAX_HEAD => {
+                        found(&conn.head);
+                        follow = false;
+                    }
+                    Head::Partial => rest = &rest[take..],
+                    Head::Invalid => follow = false,
+                }
+            }
+        }
+        if last && follow && !conn.head.is_empty() {
+            // The stream ended inside a head: report what arrived of it.
+            found(&conn.head);
+        }
+        if last || !follow {
+            self.conns.remove(&flow);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heads(scanner: &mut RequestScanner, chunks: &[(u64, u64, &[u8], bool)]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (offset, gap, data, last) in chunks {
+            scanner.push(9, *offset, *gap, data, *last, |h| out.push(h.to_vec()));
+        }
+        out
+    }
+
+    const A: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
+    const B: &[u8] = b"GET /b HTTP/1.1\r\nHost: y\r\n\r\n";
+
+    #[test]
+    fn keep_alive_requests_at_every_split() {
+        let mut stream = A.to_vec();
+        stream.extend_from_slice(b"hello");
+        stream.extend_from_slice(B);
+        for split in 1..stream.len() {
+            let mut s = RequestScanner::default();
+            let got = heads(
+                &mut s,
+                &[
+                    (0, 0, &stream[..split], false),
+                    (split as u64, 0, &stream[split..], true),
+                ],
+            );
+            assert_eq!(got, vec![A.to_vec(), B.to_vec()], "split {split}");
+        }
+    }
+
+    #[test]
+    fn gaps_non_http_and_chunked_bodies_stop_following() {
+        let mut s = RequestScanner::default();
+        let got = heads(&mut s, &[(0, 0, &B[..10], false), (20, 10, &B[20..], false)]);
+        assert!(got.is_empty());
+        let got = heads(&mut s, &[(0, 0, b"\x16\x03\x01hello", false), (8, 0, B, false)]);
+        assert!(got.is_empty());
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        let mut stream = chunked.to_vec();
+        stream.extend_from_slice(B);
+        let got = heads(&mut s, &[(0, 0, &stream, false)]);
+        assert_eq!(got.len(), 1);
+        // A stream ending inside a head reports what arrived.
+        let got = heads(&mut s, &[(0, 0, &B[..20], true)]);
+        assert_eq!(got, vec![B[..20].to_vec()]);
+        assert!(s.conns.is_empty());
+    }
+}

@@ -1,0 +1,179 @@
+//! The stream chefs (`TLSServerNameChef`, `HTTPRequestChef` on chef API 0.2 TCP streams),
+//! as real wasm components inside the real `nd-sniff`, replaying the corpus and the
+//! synthesized captures of `tests/data/streams/synth.py` (a real Chromium ClientHello with
+//! a post-quantum key share split at every byte offset, reordered, duplicated, overlapping,
+//! with a missing segment; long HTTP requests split). Checked against tshark WITH TCP
+//! reassembly on (`tests/data/truth/generate-streams.sh`): the chefs must see every server
+//! name and request tshark sees.
+
+use e2e_tests::{bin, json_lines, shared_pcap, test_data, truth_rows, ChildGuard};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Replays `capture` through the named built-in chefs (no hub); the packet dumplings.
+fn replay(capture: &Path, chefs: &[&str]) -> Vec<Value> {
+    let mut cmd = Command::new(bin("nd-sniff"));
+    cmd.arg("-r").arg(capture).args([
+        "--stdout",
+        "--no-hub",
+        "-p",
+        "3600",
+        "-n",
+        "stream_kitchen",
+        "-f",
+        "",
+    ]);
+    for chef in chefs {
+        cmd.args(["-c", chef]);
+    }
+    let out = ChildGuard::spawn("nd-sniff", &mut cmd).wait_output(Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "nd-sniff failed on {}: {}",
+        capture.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&out.stdout)
+        .into_iter()
+        .filter(|d| d["metadata"]["driver"] == "packet")
+        .collect()
+}
+
+/// The synthesized captures, written once per test process into a temporary folder.
+fn synth_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("nd-stream-synth-{}", std::process::id()));
+        let out = Command::new("python3")
+            .arg(test_data("streams/synth.py"))
+            .arg(&dir)
+            .output()
+            .expect("python3 runs tests/data/streams/synth.py (apt-get install -y python3)");
+        assert!(
+            out.status.success(),
+            "synth.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .clone()
+}
+
+/// The capture a truth file describes (`synth__x` = a synthesized capture), if present.
+fn capture_for(stem: &str) -> Option<PathBuf> {
+    if let Some(name) = stem.strip_prefix("synth__") {
+        return Some(synth_dir().join(format!("{name}.pcap")));
+    }
+    shared_pcap(&format!("{stem}.pcap")).or_else(|| shared_pcap(&format!("{stem}.pcapng")))
+}
+
+/// Truth files with `suffix`, by capture stem.
+fn truth_files(suffix: &str) -> Vec<String> {
+    let mut stems: Vec<String> = std::fs::read_dir(test_data("truth"))
+        .expect("tests/data/truth")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(suffix).map(str::to_owned)
+        })
+        .collect();
+    stems.sort();
+    stems
+}
+
+/// The client port of a dumpling's `client` ("ip:port" or "[v6]:port").
+fn client_port(v: &Value) -> u16 {
+    v["client"]
+        .as_str()
+        .and_then(|s| s.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn tls_chef_sees_every_server_name_tshark_sees_with_reassembly() {
+    let mut checked = 0;
+    for stem in truth_files(".sni-reassembled.tsv") {
+        let Some(path) = capture_for(&stem) else {
+            eprintln!("SKIP {stem}: capture not found (ND_SHARED_PCAPS)");
+            continue;
+        };
+        let want: BTreeSet<(u16, String)> = truth_rows(&format!("{stem}.sni-reassembled.tsv"))
+            .into_iter()
+            .filter(|r| r.len() > 1 && !r[1].is_empty())
+            .map(|r| (r[0].parse().unwrap_or(0), r[1].clone()))
+            .collect();
+        let got: BTreeSet<(u16, String)> = replay(&path, &["TLSServerNameChef"])
+            .iter()
+            .filter(|d| d["metadata"]["chef"] == "TLSServerNameChef")
+            .map(|d| &d["payload"]["tls"])
+            .map(|t| {
+                let name = t["server_name"].as_str().unwrap_or("").to_owned();
+                (client_port(t), name)
+            })
+            .collect();
+        let missing: Vec<_> = want.difference(&got).collect();
+        assert!(missing.is_empty(), "{stem}: not seen: {missing:?}");
+        if stem.starts_with("synth__") {
+            // Synthesized: exactly what tshark sees (one name per connection, nothing
+            // from the hello whose middle segment never came).
+            assert_eq!(got, want, "{stem}");
+        }
+        checked += want.len();
+    }
+    // The every-offset capture alone has 1929 split hellos.
+    assert!(checked > 2000, "checked {checked} server names");
+}
+
+#[test]
+fn http_chef_sees_every_request_tshark_sees_with_reassembly() {
+    let mut checked = 0;
+    for stem in truth_files(".http-reassembled.tsv") {
+        let Some(path) = capture_for(&stem) else {
+            eprintln!("SKIP {stem}: capture not found (ND_SHARED_PCAPS)");
+            continue;
+        };
+        // (client port, method, host); tshark leaves host empty when the request has none.
+        let want: Vec<(u16, String, String)> =
+            truth_rows(&format!("{stem}.http-reassembled.tsv"))
+                .into_iter()
+                .filter(|r| r.len() > 2)
+                .map(|r| (r[0].parse().unwrap_or(0), r[1].clone(), r[2].clone()))
+                .collect();
+        let got: Vec<(u16, String, String)> = replay(&path, &["HTTPRequestChef"])
+            .iter()
+            .filter(|d| d["metadata"]["chef"] == "HTTPRequestChef")
+            .map(|d| &d["payload"]["http_request"])
+            .map(|r| {
+                (
+                    client_port(r),
+                    r["method"].as_str().unwrap_or("").to_owned(),
+                    r["host"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        // Every request tshark sees, as many times as it sees it.
+        let mut left = got.clone();
+        let mut missing = Vec::new();
+        for w in &want {
+            match left.iter().position(|g| g == w) {
+                Some(i) => {
+                    left.swap_remove(i);
+                }
+                None => missing.push(w),
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{stem}: {} of {} requests not seen, e.g. {:?}",
+            missing.len(),
+            want.len(),
+            &missing[..missing.len().min(5)]
+        );
+        checked += want.len();
+    }
+    assert!(checked > 30, "checked {checked} requests");
+}
