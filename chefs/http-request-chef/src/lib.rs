@@ -153,55 +153,55 @@ chef_sdk::export_chef!(HttpRequestChef);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chef_sdk::testing::{frames, sample_capture, Batch};
+    use chef_sdk::wit;
 
-    #[test]
-    fn sample_capture_has_three_requests() {
-        let batch = sample_capture().expect("sample capture");
-        let out = batch.feed(&mut HttpRequestChef);
-        assert_eq!(out.len(), 3, "{out:?}");
-        for (i, v) in &out {
-            let r = &v["http_request"];
-            assert!(
-                r["method"].is_string() && r["path"].as_str().is_some_and(|p| p.starts_with('/')),
-                "{v}"
-            );
-            assert_eq!(r["server"], "127.0.0.1:18080");
-            assert!(batch.packet(*i as usize).dst_port() == Some(18080));
+    fn key() -> wit::FlowKey {
+        wit::FlowKey {
+            transport: TransportProtocol::Tcp,
+            originator: IpAddress::V4(0x0101_0101),
+            responder: IpAddress::V4(0x0202_0202),
+            originator_port: 5555,
+            responder_port: 80,
         }
     }
 
+    /// Client chunks of flow 1 over one arena: (offset, bytes, last).
+    fn feed(chef: &mut HttpRequestChef, chunks: &[(u64, &[u8], bool)]) -> Vec<serde_json::Value> {
+        let mut arena = Vec::new();
+        let mut raws = Vec::new();
+        for (i, (offset, bytes, last)) in chunks.iter().enumerate() {
+            raws.push(wit::StreamChunk {
+                flow: wit::FlowRef {
+                    id: 1,
+                    direction: Direction::FromOriginator,
+                },
+                key: key(),
+                timestamp_ns: (i as u64 + 5) * 1_000_000_000,
+                offset: *offset,
+                gap_before: 0,
+                data: wit::Span {
+                    offset: arena.len() as u32,
+                    len: bytes.len() as u32,
+                },
+                last: *last,
+            });
+            arena.extend_from_slice(bytes);
+        }
+        raws.iter()
+            .flat_map(|raw| chef.handle_chunk(&StreamChunk::new(raw, &arena)))
+            .map(|d| serde_json::to_value(&d).unwrap_or_default())
+            .collect()
+    }
+
     #[test]
-    fn fields_and_limits() {
+    fn fields_limits_and_keep_alive() {
         let long = format!("GET /{} HTTP/1.1\r\nHost: h.test\r\n\r\n", "é".repeat(600));
-        let mut b = Batch::default();
-        b.push_ethernet(
-            5,
-            &frames::tcp4(
-                [1, 1, 1, 1],
-                [2, 2, 2, 2],
-                5555,
-                80,
-                b"POST /order HTTP/1.0\r\nUser-Agent: nd\r\n\r\n",
-            ),
-        );
-        b.push_ethernet(
-            6,
-            &frames::tcp4([1, 1, 1, 1], [2, 2, 2, 2], 5555, 80, long.as_bytes()),
-        );
-        b.push_ethernet(
-            7,
-            &frames::tcp4(
-                [2, 2, 2, 2],
-                [1, 1, 1, 1],
-                80,
-                5555,
-                b"HTTP/1.1 200 OK\r\n\r\n",
-            ),
-        );
-        let out = b.feed(&mut HttpRequestChef);
+        let mut stream = b"POST /order HTTP/1.0\r\nUser-Agent: nd\r\nContent-Length: 3\r\n\r\nabc".to_vec();
+        stream.extend_from_slice(long.as_bytes());
+        let mut chef = HttpRequestChef::default();
+        let out = feed(&mut chef, &[(0, &stream, false)]);
         assert_eq!(out.len(), 2);
-        let r = &out[0].1["http_request"];
+        let r = &out[0]["http_request"];
         assert_eq!(
             (r["method"].as_str(), r["path"].as_str()),
             (Some("POST"), Some("/order"))
@@ -209,14 +209,29 @@ mod tests {
         assert!(r["host"].is_null());
         assert_eq!(r["user_agent"], "nd");
         assert_eq!(r["client"], "1.1.1.1:5555");
-        assert!(out[1].1["http_request"]["path"]
+        assert_eq!(r["server"], "2.2.2.2:80");
+        assert_eq!(r["time"], 5.0);
+        assert!(out[1]["http_request"]["path"]
             .as_str()
             .is_some_and(|p| p.len() <= MAX_FIELD));
     }
 
     #[test]
-    fn survives_the_corpus() {
-        // Every capture of the team's pcap corpus: no panic, only valid JSON.
-        assert!(chef_sdk::testing::sweep_corpus::<HttpRequestChef>() > 10_000);
+    fn a_request_with_a_long_cookie_split_anywhere_is_seen_whole() {
+        let req = format!(
+            "GET /item HTTP/1.1\r\nCookie: {}\r\nHost: split.test\r\nUser-Agent: ua/1\r\n\r\n",
+            "c".repeat(3000)
+        );
+        let req = req.as_bytes();
+        for split in (1..req.len()).step_by(37) {
+            let mut chef = HttpRequestChef::default();
+            let out = feed(
+                &mut chef,
+                &[(0, &req[..split], false), (split as u64, &req[split..], false)],
+            );
+            assert_eq!(out.len(), 1, "split {split}");
+            assert_eq!(out[0]["http_request"]["host"], "split.test");
+            assert_eq!(out[0]["http_request"]["time"], 6.0);
+        }
     }
 }
