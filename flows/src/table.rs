@@ -5,8 +5,8 @@
 //!
 //! * **Key**: transport (TCP, UDP, ICMPv4, ICMPv6), both addresses and both ports, stored in
 //!   canonical order (lower address/port first) so both directions find the same entry.
-//!   ICMP has no ports: echo request/reply use the echo identifier as both ports, every
-//!   other ICMP message uses 0 ([`icmp_ports`]).
+//!   ICMP has no ports: the caller passes 0 for both (one ICMP flow per address pair, as
+//!   the WIT `flow-key` documents).
 //! * **Originator**: the sender of a pure SYN when the first TCP packet seen is one, the
 //!   receiver of a SYN-ACK when that is the first one seen, else the sender of the first
 //!   packet the table sees. It never changes afterwards (a chef saw the earlier
@@ -112,7 +112,7 @@ pub struct FlowKey {
     pub originator: IpAddr,
     /// The responder's address.
     pub responder: IpAddr,
-    /// The originator's port (ICMP: see [`icmp_ports`]).
+    /// The originator's port (ICMP: 0).
     pub originator_port: u16,
     /// The responder's port.
     pub responder_port: u16,
@@ -209,7 +209,7 @@ pub struct PacketMeta {
     pub src: IpAddr,
     /// Destination address.
     pub dst: IpAddr,
-    /// Source port (ICMP: [`icmp_ports`]).
+    /// Source port (ICMP: 0).
     pub src_port: u16,
     /// Destination port.
     pub dst_port: u16,
@@ -311,47 +311,51 @@ pub struct FlowStats {
     pub clock_restarts: u64,
 }
 
-/// The ICMP "ports" of a flow key: echo request/reply (ICMPv4 types 8/0, ICMPv6 128/129)
-/// use the echo identifier (the first two bytes after the checksum) as both ports, so
-/// separate pings are separate flows; every other ICMP message uses 0.
-pub fn icmp_ports(transport: Transport, icmp_type: u8, rest_of_header: [u8; 4]) -> (u16, u16) {
-    let echo = match transport {
-        Transport::Icmpv4 => matches!(icmp_type, 0 | 8),
-        Transport::Icmpv6 => matches!(icmp_type, 128 | 129),
-        Transport::Tcp | Transport::Udp => false,
-    };
-    if echo {
-        let id = u16::from_be_bytes([rest_of_header[0], rest_of_header[1]]);
-        (id, id)
-    } else {
-        (0, 0)
-    }
-}
-
 /// The canonical (direction-free) key: the lower (address, port) first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
-    lo: [u8; 16],
-    hi: [u8; 16],
+    /// Addresses as numbers (IPv4 as IPv4-mapped IPv6): compared and hashed as words.
+    lo: u128,
+    hi: u128,
     lo_port: u16,
     hi_port: u16,
     transport: Transport,
     v6: bool,
 }
 
-fn octets(a: IpAddr) -> ([u8; 16], bool) {
+/// An address as a number, and whether it is IPv6.
+#[inline]
+fn number(a: IpAddr) -> (u128, bool) {
     match a {
-        IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), false),
-        IpAddr::V6(v6) => (v6.octets(), true),
+        // IPv4-mapped (::ffff:a.b.c.d), so the two families never collide.
+        IpAddr::V4(v4) => (0xffff_0000_0000 | u128::from(u32::from(v4)), false),
+        IpAddr::V6(v6) => (u128::from(v6), true),
     }
 }
 
-fn addr_of(o: [u8; 16], v6: bool) -> IpAddr {
-    let v6addr = Ipv6Addr::from(o);
+fn addr_of(n: u128, v6: bool) -> IpAddr {
     if v6 {
-        IpAddr::V6(v6addr)
+        IpAddr::V6(Ipv6Addr::from(n))
     } else {
-        IpAddr::V4(v6addr.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED))
+        IpAddr::V4(Ipv4Addr::from(n as u32))
+    }
+}
+
+impl Hash for Key {
+    /// Five words instead of the derived field-by-field writes: the hash is computed for
+    /// every packet.
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.lo as u64);
+        h.write_u64((self.lo >> 64) as u64);
+        h.write_u64(self.hi as u64);
+        h.write_u64((self.hi >> 64) as u64);
+        h.write_u64(
+            u64::from(self.lo_port)
+                | u64::from(self.hi_port) << 16
+                | (self.transport as u64) << 32
+                | u64::from(self.v6) << 40,
+        );
     }
 }
 
@@ -359,8 +363,8 @@ impl Key {
     /// The key of `p` and whether its source is the `lo` side.
     #[inline]
     fn of(p: &PacketMeta) -> (Key, bool) {
-        let (s, sv6) = octets(p.src);
-        let (d, dv6) = octets(p.dst);
+        let (s, sv6) = number(p.src);
+        let (d, dv6) = number(p.dst);
         // A v4 source with a v6 destination cannot come from one IP header; keep the
         // source's family so such a caller error still gives a stable key.
         let v6 = sv6 || dv6;
@@ -403,6 +407,22 @@ const CLASSES: usize = 5;
 /// "No slot": the end of a list.
 const NIL: u32 = u32::MAX;
 
+/// One class's recency list: oldest first. The oldest entry's last-use time is kept here
+/// too, so the per-packet expiry check reads no flow (no cache miss per class).
+#[derive(Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    /// `touched` of `head` (`u64::MAX` when empty).
+    head_touched: u64,
+}
+
+const EMPTY_LIST: List = List {
+    head: NIL,
+    tail: NIL,
+    head_touched: u64::MAX,
+};
+
 /// Index into per-direction arrays: 0 = originator, 1 = responder.
 const ORIG: usize = 0;
 const RESP: usize = 1;
@@ -442,8 +462,8 @@ pub struct FlowTable {
     index: HashTable<u32>,
     slots: Vec<Flow>,
     free: Vec<u32>,
-    /// Per class: (oldest, newest).
-    lists: [(u32, u32); CLASSES],
+    /// Per class: the recency list.
+    lists: [List; CLASSES],
     timeouts: [u64; CLASSES],
     next_id: u64,
     /// The table clock (sum of forward steps of time).
@@ -471,10 +491,11 @@ impl FlowTable {
         Ok(FlowTable {
             config,
             hasher: foldhash::fast::RandomState::default(),
-            index: HashTable::new(),
+            // Sized for a busy table up front: growing it rehashes every key.
+            index: HashTable::with_capacity(config.max_flows.min(1 << 16)),
             slots: Vec::new(),
             free: Vec::new(),
-            lists: [(NIL, NIL); CLASSES],
+            lists: [EMPTY_LIST; CLASSES],
             timeouts,
             next_id: 1,
             clock: 0,
@@ -586,11 +607,9 @@ impl FlowTable {
     fn expire(&mut self, events: &mut Vec<FlowEvent>) {
         for class in 0..CLASSES {
             let timeout = self.timeouts[class];
-            loop {
-                let head = self.lists[class].0;
-                if head == NIL || self.clock - self.slots[head as usize].touched <= timeout {
-                    break;
-                }
+            // `head_touched` is u64::MAX for an empty list: never expired.
+            while self.clock.saturating_sub(self.lists[class].head_touched) > timeout {
+                let head = self.lists[class].head;
                 let reason = if class == Class::TcpClosing as usize {
                     None
                 } else {
@@ -677,10 +696,10 @@ impl FlowTable {
     fn evict(&mut self, events: &mut Vec<FlowEvent>) {
         let mut victim = NIL;
         let mut oldest = u64::MAX;
-        for &(head, _) in &self.lists {
-            if head != NIL && self.slots[head as usize].touched < oldest {
-                oldest = self.slots[head as usize].touched;
-                victim = head;
+        for l in &self.lists {
+            if l.head != NIL && l.head_touched <= oldest {
+                oldest = l.head_touched;
+                victim = l.head;
             }
         }
         if victim != NIL {
@@ -731,7 +750,15 @@ impl FlowTable {
                 Class::TcpNew
             };
         }
-        // Move to the newest end of its (possibly new) class list.
+        // Move to the newest end of its (possibly new) class list; a flow already there
+        // (the same flow's packets in a row) stays, only its time changes.
+        let old = self.slots[i as usize].class as usize;
+        if class as usize == old && self.lists[old].tail == i {
+            if self.lists[old].head == i {
+                self.lists[old].head_touched = clock;
+            }
+            return;
+        }
         self.unlink(i);
         self.slots[i as usize].class = class;
         self.push_newest(i);
@@ -790,12 +817,17 @@ impl FlowTable {
             (f.prev, f.next, f.class as usize)
         };
         if prev == NIL {
-            self.lists[class].0 = next;
+            self.lists[class].head = next;
+            self.lists[class].head_touched = if next == NIL {
+                u64::MAX
+            } else {
+                self.slots[next as usize].touched
+            };
         } else {
             self.slots[prev as usize].next = next;
         }
         if next == NIL {
-            self.lists[class].1 = prev;
+            self.lists[class].tail = prev;
         } else {
             self.slots[next as usize].prev = prev;
         }
@@ -806,18 +838,20 @@ impl FlowTable {
 
     fn push_newest(&mut self, i: u32) {
         let class = self.slots[i as usize].class as usize;
-        let tail = self.lists[class].1;
-        {
+        let tail = self.lists[class].tail;
+        let touched = {
             let f = &mut self.slots[i as usize];
             f.prev = tail;
             f.next = NIL;
-        }
+            f.touched
+        };
         if tail == NIL {
-            self.lists[class].0 = i;
+            self.lists[class].head = i;
+            self.lists[class].head_touched = touched;
         } else {
             self.slots[tail as usize].next = i;
         }
-        self.lists[class].1 = i;
+        self.lists[class].tail = i;
     }
 }
 
