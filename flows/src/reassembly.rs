@@ -36,21 +36,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// Which side of a flow sent a segment (index 0 = originator, 1 = responder).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Sent by the side that opened the flow.
-    FromOriginator,
-    /// Sent by the other side.
-    FromResponder,
-}
+pub use crate::table::Direction;
 
-impl Direction {
-    fn index(self) -> usize {
-        match self {
-            Direction::FromOriginator => 0,
-            Direction::FromResponder => 1,
-        }
+/// Index of a direction's state (0 = originator, 1 = responder).
+fn index(d: Direction) -> usize {
+    match d {
+        Direction::FromOriginator => 0,
+        Direction::FromResponder => 1,
     }
 }
 
@@ -322,7 +314,7 @@ impl Reassembler {
             }
             return;
         }
-        let d = &mut streams.dirs[direction.index()];
+        let d = &mut streams.dirs[index(direction)];
         if d.done {
             return;
         }

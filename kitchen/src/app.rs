@@ -167,6 +167,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
 
     let mut dispatcher =
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
+    dispatcher.set_stream_limits(config.stream_limits);
     for (source, error) in &load_failures {
         dispatcher
             .status_inputs()

@@ -171,6 +171,10 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub trusted_chef_keys: Option<PathBuf>,
 
+    /// Reassembly memory (used only when a chef asks for TCP stream bytes).
+    #[command(flatten)]
+    pub streams: kitchen::stream_stage::StreamArgs,
+
     /// Send a `KitchenStatusChef` dumpling (per-chef and capture counters) at every poke:
     /// `auto` = for live capture only (a replay's output then holds only the chefs'
     /// dumplings), `on`, `off`.
@@ -272,6 +276,8 @@ pub struct Config {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Draw the replay progress line (stderr is a terminal and not `--quiet`).
     pub progress: bool,
+    /// `--stream-flow-buffer-kib`, `--stream-memory-mib`, checked.
+    pub stream_limits: flowtrack::reassembly::ReassemblyLimits,
 }
 
 impl Config {
@@ -422,6 +428,7 @@ impl Config {
             // in the middle of the line).
             progress: kitchen::progress::wanted(cli.quiet)
                 && !(cli.stdout && std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            stream_limits: cli.streams.limits()?,
         })
     }
 }

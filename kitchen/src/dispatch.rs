@@ -43,6 +43,8 @@ use crate::chef_host::{LoadedChef, WirePacket};
 use crate::chef_queue::{self, ChefQueue};
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
+mod streams;
+
 use crate::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
@@ -196,6 +198,10 @@ pub struct Dispatcher {
     status: StatusInputs,
     /// Live: the capture queue is backing up, so chefs over their share shed batches.
     behind: bool,
+    /// TCP reassembly, while some chef asks for stream bytes ([`crate::stream_stage`]).
+    streams: Option<crate::stream_stage::StreamStage>,
+    /// Memory bounds for reassembly (`--stream-*` flags).
+    stream_limits: flowtrack::reassembly::ReassemblyLimits,
 }
 
 impl Dispatcher {
@@ -211,7 +217,7 @@ impl Dispatcher {
         let runtime = chefs.iter().map(|_| ChefRuntime::default()).collect();
         let queues = chefs.iter().map(|_| ChefQueue::default()).collect();
         let builder = BatchBuilder::new(mode, poke_interval);
-        Dispatcher {
+        let mut d = Dispatcher {
             runtime,
             status: StatusInputs::default(),
             kitchen: kitchen.into(),
@@ -224,7 +230,11 @@ impl Dispatcher {
             stats: KitchenStats::default(),
             other_clocks: ClockAnomalies::default(),
             behind: false,
-        }
+            streams: None,
+            stream_limits: Default::default(),
+        };
+        d.update_stream_stage();
+        d
     }
 
     /// The chefs, in call order.
@@ -365,7 +375,7 @@ impl Dispatcher {
     /// ([`crate::chef_queue`]) and is called when its queue is full (live: or old).
     fn run_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let Some(last_ns) = batch.last_timestamp_ns() else {
-            return Ok(());
+            return self.run_streams(batch);
         };
         self.stats.packets += batch.len() as u64;
         self.stats.batches += 1;
@@ -409,7 +419,7 @@ impl Dispatcher {
                 self.call_queued(i, call)?;
             }
         }
-        Ok(())
+        self.run_streams(batch)
     }
 
     /// The clock and time share for the packet calls about to be made.
@@ -571,6 +581,7 @@ impl Dispatcher {
         self.chefs.insert(at, slot);
         self.runtime.insert(at, ChefRuntime::default());
         self.queues.insert(at, ChefQueue::default());
+        self.update_stream_stage();
         Ok(())
     }
 
@@ -586,7 +597,9 @@ impl Dispatcher {
             self.poke_one(i, now)?;
         }
         self.queues.remove(i);
-        Ok((self.chefs.remove(i), self.runtime.remove(i)))
+        let out = (self.chefs.remove(i), self.runtime.remove(i));
+        self.update_stream_stage();
+        Ok(out)
     }
 
     /// Measurements of every chef (same order as [`Dispatcher::chefs`]).

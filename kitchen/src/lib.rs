@@ -15,6 +15,8 @@
 //! * [`duty`]: live, a chef over its share of the kitchen's time sheds its own batches.
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
 //! * [`flow_stage`]: connection tracking (crate `flowtrack`) when a chef asks for flows.
+//! * [`stream_stage`]: TCP stream reassembly (`flowtrack::reassembly`) when a chef asks
+//!   for stream bytes.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
 //! * [`hello`]: the hello's chef list and identities, current across reloads.
 //! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report;
@@ -47,3 +49,4 @@ pub mod progress;
 pub mod reload;
 pub mod replay;
 pub mod status;
+pub mod stream_stage;

@@ -242,3 +242,185 @@ fn trim(c: &Chunk, want: u64, key: &FlowKey) -> Option<StreamChunk> {
         last,
     })
 }
+
+/// The reassembly memory flags (`nd-sniff --help`, "TCP streams").
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Out-of-order bytes held per direction of a TCP connection while a chef asks for
+    /// stream bytes: a segment arriving further than this past a hole makes the hole a gap
+    /// (reported to the chef as `gap-before`, counted). 0 = hold nothing.
+    #[arg(
+        long,
+        value_name = "KIB",
+        default_value_t = 256,
+        help_heading = "TCP streams"
+    )]
+    pub stream_flow_buffer_kib: u64,
+    /// Out-of-order bytes held over all connections: when full, the hole of the connection
+    /// that needs more becomes a gap.
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 64,
+        help_heading = "TCP streams"
+    )]
+    pub stream_memory_mib: u64,
+}
+
+impl Default for StreamArgs {
+    fn default() -> Self {
+        StreamArgs {
+            stream_flow_buffer_kib: 256,
+            stream_memory_mib: 64,
+        }
+    }
+}
+
+/// A reassembly flag out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag} {value} is too large (at most {max})")]
+pub struct StreamArgsError {
+    flag: &'static str,
+    value: u64,
+    max: u64,
+}
+
+impl StreamArgs {
+    /// The limits (`want` 0: the chefs decide it), checked.
+    pub fn limits(&self) -> Result<ReassemblyLimits, StreamArgsError> {
+        // Bounds that keep the byte counts far from overflow and the defaults sane.
+        const MAX_KIB: u64 = 1 << 30;
+        const MAX_MIB: u64 = 1 << 20;
+        if self.stream_flow_buffer_kib > MAX_KIB {
+            return Err(StreamArgsError {
+                flag: "--stream-flow-buffer-kib",
+                value: self.stream_flow_buffer_kib,
+                max: MAX_KIB,
+            });
+        }
+        if self.stream_memory_mib > MAX_MIB {
+            return Err(StreamArgsError {
+                flag: "--stream-memory-mib",
+                value: self.stream_memory_mib,
+                max: MAX_MIB,
+            });
+        }
+        Ok(ReassemblyLimits {
+            want: 0,
+            flow_window: self.stream_flow_buffer_kib << 10,
+            total_memory: self.stream_memory_mib << 20,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interest(stream_bytes: u32, ports: &[u16]) -> Interest {
+        Interest {
+            link_types: vec![],
+            network: vec![],
+            transport: vec![TransportProtocol::Tcp],
+            ports: ports.to_vec(),
+            flow_events: false,
+            stream_bytes,
+        }
+    }
+
+    /// A TCP packet of flow 7 between 10.0.0.1:40000 (originator) and 10.0.0.2:443, as
+    /// the parser makes it from an Ethernet frame, tagged with its flow.
+    fn packet(
+        arena: &mut Vec<u8>,
+        direction: Direction,
+        seq: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> WirePacket {
+        let (src, dst, sport, dport): ([u8; 4], [u8; 4], u16, u16) = match direction {
+            Direction::FromOriginator => ([10, 0, 0, 1], [10, 0, 0, 2], 40000, 443),
+            Direction::FromResponder => ([10, 0, 0, 2], [10, 0, 0, 1], 443, 40000),
+        };
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+        let total = (40 + payload.len()) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(payload);
+        let record = capture::PacketRecord {
+            timestamp_ns: u64::from(seq),
+            link_type: 1,
+            interface_index: 0,
+            original_len: f.len() as u32,
+            data: &f,
+        };
+        let (mut p, _) = crate::packet::parse_into(&record, arena);
+        assert_eq!(p.payload.len as usize, payload.len());
+        p.flow = Some(FlowRef { id: 7, direction });
+        WirePacket(p)
+    }
+
+    #[test]
+    fn chefs_get_their_own_prefix_and_ports() {
+        let mut stage = StreamStage::new(ReassemblyLimits {
+            want: 1000,
+            ..ReassemblyLimits::default()
+        });
+        let mut arena = Vec::new();
+        let data: Vec<u8> = (0..1500u32).map(|i| i as u8).collect();
+        let packets = vec![
+            packet(&mut arena, Direction::FromOriginator, 99, 0x02, &[]),
+            // Out of order: the second half first.
+            packet(&mut arena, Direction::FromOriginator, 600, 0x10, &data[500..]),
+            packet(&mut arena, Direction::FromOriginator, 100, 0x10, &data[..500]),
+            packet(&mut arena, Direction::FromResponder, 5000, 0x10, b"hi"),
+        ];
+        stage.feed(&packets, &arena);
+        let small = StreamFilter::new(&interest(100, &[])).expect("wants streams");
+        let (chunks, out) = stage.chunks_for(&small);
+        let mine: Vec<_> = chunks.iter().filter(|c| c.flow.direction == Direction::FromOriginator).collect();
+        assert_eq!(mine.len(), 1);
+        assert_eq!((mine[0].offset, mine[0].data.len, mine[0].last), (0, 100, true));
+        let at = mine[0].data.offset as usize;
+        assert_eq!(&out[at..at + 100], &data[..100]);
+        assert_eq!(mine[0].key.originator_port, 40000);
+        assert_eq!(mine[0].key.responder_port, 443);
+        let big = StreamFilter::new(&interest(1000, &[443])).expect("wants streams");
+        let (chunks, _) = stage.chunks_for(&big);
+        let total: u32 = chunks
+            .iter()
+            .filter(|c| c.flow.direction == Direction::FromOriginator)
+            .map(|c| c.data.len)
+            .sum();
+        assert_eq!(total, 1000);
+        let other_port = StreamFilter::new(&interest(1000, &[80])).expect("wants streams");
+        assert!(stage.chunks_for(&other_port).0.is_empty());
+        assert!(StreamFilter::new(&interest(0, &[])).is_none());
+        stage.end_batch();
+        assert!(!stage.has_chunks());
+        stage.end_flow(7, 1);
+        let (chunks, _) = stage.chunks_for(&big);
+        // The responder's direction gets its end marker; the originator's was already last.
+        assert_eq!(chunks.len(), 1);
+        assert!(chunks[0].last && chunks[0].flow.direction == Direction::FromResponder);
+        stage.end_batch();
+        assert!(stage.keys.is_empty());
+    }
+
+    #[test]
+    fn limits_from_flags() {
+        let l = StreamArgs::default().limits().expect("defaults are valid");
+        assert_eq!((l.flow_window, l.total_memory), (256 << 10, 64 << 20));
+        let bad = StreamArgs {
+            stream_memory_mib: u64::MAX,
+            ..StreamArgs::default()
+        };
+        assert!(bad.limits().unwrap_err().to_string().contains("--stream-memory-mib"));
+    }
+}

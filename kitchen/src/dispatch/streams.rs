@@ -1,0 +1,129 @@
+//! The dispatcher's side of TCP streams ([`crate::stream_stage`]): the stage exists only
+//! while some chef's interest asks for `stream-bytes`, is fed each batch's segments after
+//! the packet calls, ends the streams of flows that ended, and calls each stream chef's
+//! `on-stream` with its chunks (ordering in a batch: flow starts, packets, stream chunks,
+//! flow ends; see `wit02-design` in the docs of [`crate::stream_stage`]).
+
+use std::time::Instant;
+
+use dumpling::Driver;
+use flowtrack::reassembly::{ReassemblyLimits, ReassemblyStats};
+
+use flowtrack::table::FlowEvent;
+
+use super::{count_over_cap, run_state, Batch, Dispatcher, SinkError};
+use crate::stream_stage::{StreamFilter, StreamStage};
+
+impl Dispatcher {
+    /// Memory bounds for reassembly (`--stream-flow-buffer-kib`, `--stream-memory-mib`);
+    /// `want` is ignored (the chefs decide it).
+    pub fn set_stream_limits(&mut self, limits: ReassemblyLimits) {
+        self.stream_limits = limits;
+        self.streams = None;
+        self.update_stream_stage();
+    }
+
+    /// Whether some loaded chef wants stream bytes (the flow stage must then tag packets).
+    pub fn wants_streams(&self) -> bool {
+        self.streams.is_some()
+    }
+
+    /// Reassembly counters, while the stage exists.
+    pub fn stream_stats(&self) -> Option<ReassemblyStats> {
+        self.streams.as_ref().map(StreamStage::stats)
+    }
+
+    /// Creates, resizes or drops the stage after the chefs changed: it reassembles the
+    /// largest `stream-bytes` any chef asks for, and does not exist when none asks.
+    pub(super) fn update_stream_stage(&mut self) {
+        let want = self
+            .chefs
+            .iter()
+            .filter_map(|s| StreamFilter::new(&s.chef.description().interest))
+            .map(|f| f.want)
+            .max()
+            .unwrap_or(0);
+        match (&mut self.streams, want) {
+            (_, 0) => self.streams = None,
+            (Some(stage), w) => stage.set_want(w),
+            (None, w) => {
+                self.streams = Some(StreamStage::new(ReassemblyLimits {
+                    want: w,
+                    ..self.stream_limits
+                }))
+            }
+        }
+    }
+
+    /// After a batch's packet calls: feeds its TCP segments (tagged with their flow by the
+    /// flow stage), ends the streams of the flows that ended in it (held bytes flushed,
+    /// holes become gaps) and calls every stream chef's `on-stream` with its part of the
+    /// chunks, before the batch's `ended` flow events are delivered.
+    pub(super) fn run_streams(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        // Taken out for the calls, so the chefs and the output can be borrowed meanwhile.
+        let Some(mut stage) = self.streams.take() else {
+            return Ok(());
+        };
+        stage.feed(&batch.packets, &batch.arena);
+        for e in &batch.flows.ended {
+            if let FlowEvent::Ended(s) = e {
+                stage.end_flow(s.id, s.last_ns);
+            }
+        }
+        let result = self.deliver_chunks(&mut stage);
+        stage.end_batch();
+        self.streams = Some(stage);
+        result
+    }
+
+    fn deliver_chunks(&mut self, stage: &mut StreamStage) -> Result<(), SinkError> {
+        if !stage.has_chunks() {
+            return Ok(());
+        }
+        let now_ns = self.clock_ns();
+        for i in 0..self.chefs.len() {
+            let slot = &self.chefs[i];
+            let Some(filter) = StreamFilter::new(&slot.chef.description().interest) else {
+                continue;
+            };
+            if slot.chef.is_quarantined() {
+                continue;
+            }
+            let (chunks, arena) = stage.chunks_for(&filter);
+            if chunks.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let slot = &mut self.chefs[i];
+            let result = slot.chef.on_stream(chunks, arena, now_ns);
+            let rt = &mut self.runtime[i];
+            if result.is_ok() {
+                rt.timing.record(started.elapsed().as_nanos() as u64);
+            }
+            rt.state = run_state(result.is_ok(), slot.chef.is_quarantined());
+            let Ok(out) = result else {
+                continue;
+            };
+            let cap = count_over_cap(&mut slot.chef, out.len(), "stream dumplings from one call");
+            for d in out.into_iter().take(cap) {
+                let idx = d.packet_index as usize;
+                let Some(chunk) = chunks.get(idx) else {
+                    let chef = &mut self.chefs[i].chef;
+                    chef.stats.invalid += 1;
+                    chef.warn_output(
+                        "bad-index",
+                        1,
+                        &format!(
+                            "packet-index {idx} is outside the {} stream chunks; dropped",
+                            chunks.len()
+                        ),
+                    );
+                    continue;
+                };
+                let at_ns = chunk.timestamp_ns;
+                self.emit(i, Driver::Packet, at_ns, &d.payload)?;
+            }
+        }
+        Ok(())
+    }
+}
