@@ -532,13 +532,7 @@ impl DirState {
     }
 
     /// Holds the parts of `data` at `start` not already held (first data wins).
-    fn hold(
-        &mut self,
-        start: u64,
-        data: &[u8],
-        held_total: &mut u64,
-        stats: &mut ReassemblyStats,
-    ) {
+    fn hold(&mut self, start: u64, data: &[u8], held_total: &mut u64, stats: &mut ReassemblyStats) {
         let end = start + data.len() as u64;
         let mut cur = start;
         let mut conflict = false;
@@ -551,11 +545,7 @@ impl DirState {
             .map(|(k, v)| (*k, v.len()));
         let overlapping = before
             .into_iter()
-            .chain(
-                self.held
-                    .range(start + 1..end)
-                    .map(|(k, v)| (*k, v.len())),
-            )
+            .chain(self.held.range(start + 1..end).map(|(k, v)| (*k, v.len())))
             .collect::<Vec<_>>();
         for (hs, hlen) in overlapping {
             let hend = hs + hlen as u64;
@@ -1013,8 +1003,7 @@ mod tests {
         let isn = u32::MAX - 30_000;
         r.segment(1, O, &syn(isn), &mut out);
         // Pairs swapped, so half of the segments are held across the wrap.
-        let mut segs: Vec<(usize, usize)> =
-            (0..100).map(|i| (i * 1000, i * 1000 + 1000)).collect();
+        let mut segs: Vec<(usize, usize)> = (0..100).map(|i| (i * 1000, i * 1000 + 1000)).collect();
         for pair in segs.chunks_mut(2) {
             pair.swap(0, 1);
         }

@@ -18,13 +18,13 @@
 use std::collections::HashMap;
 
 use flowtrack::reassembly::{
-    Chunk, ChunkBatch, ReassemblyLimits, ReassemblyStats, Reassembler, Segment,
+    Chunk, ChunkBatch, Reassembler, ReassemblyLimits, ReassemblyStats, Segment,
 };
 use flowtrack::table::Direction as TableDirection;
 
 use crate::chef_host::bindings::{
-    Direction, FlowKey, FlowRef, Interest, IpAddress, IpHeader, NetworkProtocol, Span,
-    StreamChunk, TcpFlags, TransportHeader, TransportProtocol,
+    Direction, FlowKey, FlowRef, Interest, IpAddress, IpHeader, NetworkProtocol, Span, StreamChunk,
+    TcpFlags, TransportHeader, TransportProtocol,
 };
 use crate::chef_host::WirePacket;
 
@@ -43,8 +43,8 @@ impl StreamFilter {
     /// The filter for a chef's interest, or `None` when it wants no stream bytes (or its
     /// transport list excludes TCP).
     pub fn new(interest: &Interest) -> Option<Self> {
-        let tcp = interest.transport.is_empty()
-            || interest.transport.contains(&TransportProtocol::Tcp);
+        let tcp =
+            interest.transport.is_empty() || interest.transport.contains(&TransportProtocol::Tcp);
         if interest.stream_bytes == 0 || !tcp {
             return None;
         }
@@ -146,11 +146,10 @@ impl StreamStage {
                     IpHeader::V6(h) => (IpAddress::V6(h.source), IpAddress::V6(h.destination)),
                 };
                 let (sport, dport) = (tcp.source_port, tcp.destination_port);
-                let (originator, responder, originator_port, responder_port) =
-                    match direction {
-                        TableDirection::FromOriginator => (src, dst, sport, dport),
-                        TableDirection::FromResponder => (dst, src, dport, sport),
-                    };
+                let (originator, responder, originator_port, responder_port) = match direction {
+                    TableDirection::FromOriginator => (src, dst, sport, dport),
+                    TableDirection::FromResponder => (dst, src, dport, sport),
+                };
                 FlowKey {
                     transport: TransportProtocol::Tcp,
                     originator,
@@ -224,7 +223,12 @@ fn trim(c: &Chunk, want: u64, key: &FlowKey) -> Option<StreamChunk> {
         (want, want - gap_start, 0, true)
     } else {
         let len = u64::from(c.len).min(want - c.offset);
-        (c.offset, c.gap_before, len, c.last || c.offset + len >= want)
+        (
+            c.offset,
+            c.gap_before,
+            len,
+            c.last || c.offset + len >= want,
+        )
     };
     Some(StreamChunk {
         flow: FlowRef {
@@ -377,16 +381,34 @@ mod tests {
         let packets = vec![
             packet(&mut arena, Direction::FromOriginator, 99, 0x02, &[]),
             // Out of order: the second half first.
-            packet(&mut arena, Direction::FromOriginator, 600, 0x10, &data[500..]),
-            packet(&mut arena, Direction::FromOriginator, 100, 0x10, &data[..500]),
+            packet(
+                &mut arena,
+                Direction::FromOriginator,
+                600,
+                0x10,
+                &data[500..],
+            ),
+            packet(
+                &mut arena,
+                Direction::FromOriginator,
+                100,
+                0x10,
+                &data[..500],
+            ),
             packet(&mut arena, Direction::FromResponder, 5000, 0x10, b"hi"),
         ];
         stage.feed(&packets, &arena);
         let small = StreamFilter::new(&interest(100, &[])).expect("wants streams");
         let (chunks, out) = stage.chunks_for(&small);
-        let mine: Vec<_> = chunks.iter().filter(|c| c.flow.direction == Direction::FromOriginator).collect();
+        let mine: Vec<_> = chunks
+            .iter()
+            .filter(|c| c.flow.direction == Direction::FromOriginator)
+            .collect();
         assert_eq!(mine.len(), 1);
-        assert_eq!((mine[0].offset, mine[0].data.len, mine[0].last), (0, 100, true));
+        assert_eq!(
+            (mine[0].offset, mine[0].data.len, mine[0].last),
+            (0, 100, true)
+        );
         let at = mine[0].data.offset as usize;
         assert_eq!(&out[at..at + 100], &data[..100]);
         assert_eq!(mine[0].key.originator_port, 40000);
@@ -421,6 +443,10 @@ mod tests {
             stream_memory_mib: u64::MAX,
             ..StreamArgs::default()
         };
-        assert!(bad.limits().unwrap_err().to_string().contains("--stream-memory-mib"));
+        assert!(bad
+            .limits()
+            .unwrap_err()
+            .to_string()
+            .contains("--stream-memory-mib"));
     }
 }

@@ -137,12 +137,11 @@ fn http_chef_sees_every_request_tshark_sees_with_reassembly() {
             continue;
         };
         // (client port, method, host); tshark leaves host empty when the request has none.
-        let want: Vec<(u16, String, String)> =
-            truth_rows(&format!("{stem}.http-reassembled.tsv"))
-                .into_iter()
-                .filter(|r| r.len() > 2)
-                .map(|r| (r[0].parse().unwrap_or(0), r[1].clone(), r[2].clone()))
-                .collect();
+        let want: Vec<(u16, String, String)> = truth_rows(&format!("{stem}.http-reassembled.tsv"))
+            .into_iter()
+            .filter(|r| r.len() > 2)
+            .map(|r| (r[0].parse().unwrap_or(0), r[1].clone(), r[2].clone()))
+            .collect();
         let got: Vec<(u16, String, String)> = replay(&path, &["HTTPRequestChef"])
             .iter()
             .filter(|d| d["metadata"]["chef"] == "HTTPRequestChef")

@@ -31,8 +31,8 @@ pub use scan::{RequestScanner, STREAM_BYTES};
 
 use std::net::SocketAddr;
 
-use chef_sdk::parse::http;
 use chef_sdk::flow::{Direction, FlowKey, IpAddress};
+use chef_sdk::parse::http;
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Timestamp,
     TransportProtocol,
@@ -196,7 +196,8 @@ mod tests {
     #[test]
     fn fields_limits_and_keep_alive() {
         let long = format!("GET /{} HTTP/1.1\r\nHost: h.test\r\n\r\n", "é".repeat(600));
-        let mut stream = b"POST /order HTTP/1.0\r\nUser-Agent: nd\r\nContent-Length: 3\r\n\r\nabc".to_vec();
+        let mut stream =
+            b"POST /order HTTP/1.0\r\nUser-Agent: nd\r\nContent-Length: 3\r\n\r\nabc".to_vec();
         stream.extend_from_slice(long.as_bytes());
         let mut chef = HttpRequestChef::default();
         let out = feed(&mut chef, &[(0, &stream, false)]);
@@ -227,7 +228,10 @@ mod tests {
             let mut chef = HttpRequestChef::default();
             let out = feed(
                 &mut chef,
-                &[(0, &req[..split], false), (split as u64, &req[split..], false)],
+                &[
+                    (0, &req[..split], false),
+                    (split as u64, &req[split..], false),
+                ],
             );
             assert_eq!(out.len(), 1, "split {split}");
             assert_eq!(out[0]["http_request"]["host"], "split.test");

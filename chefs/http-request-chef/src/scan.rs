@@ -45,7 +45,9 @@ fn head(bytes: &[u8]) -> Head {
                         .and_then(|v| v.trim().parse::<u64>().ok());
                     body = body.and(n);
                 } else if h.name.eq_ignore_ascii_case("transfer-encoding")
-                    && h.value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"))
+                    && h.value
+                        .windows(7)
+                        .any(|w| w.eq_ignore_ascii_case(b"chunked"))
                 {
                     body = None;
                 }
@@ -62,7 +64,9 @@ fn could_start_request(bytes: &[u8]) -> bool {
     if bytes.len() >= 8 {
         looks_like_request(bytes)
     } else {
-        bytes.iter().all(|b| b.is_ascii_uppercase() || *b == b' ')
+        // A method (upper-case letters), maybe followed by a space and a target's start.
+        let method = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
+        bytes[..method].iter().all(u8::is_ascii_uppercase)
     }
 }
 
@@ -116,7 +120,9 @@ impl RequestScanner {
         let mut follow = true;
         while follow && !rest.is_empty() {
             if conn.skip > 0 {
-                let n = rest.len().min(usize::try_from(conn.skip).unwrap_or(usize::MAX));
+                let n = rest
+                    .len()
+                    .min(usize::try_from(conn.skip).unwrap_or(usize::MAX));
                 conn.skip -= n as u64;
                 rest = &rest[n..];
                 continue;
@@ -214,11 +220,18 @@ mod tests {
     #[test]
     fn gaps_non_http_and_chunked_bodies_stop_following() {
         let mut s = RequestScanner::default();
-        let got = heads(&mut s, &[(0, 0, &B[..10], false), (20, 10, &B[20..], false)]);
+        let got = heads(
+            &mut s,
+            &[(0, 0, &B[..10], false), (20, 10, &B[20..], false)],
+        );
         assert!(got.is_empty());
-        let got = heads(&mut s, &[(0, 0, b"\x16\x03\x01hello", false), (8, 0, B, false)]);
+        let got = heads(
+            &mut s,
+            &[(0, 0, b"\x16\x03\x01hello", false), (8, 0, B, false)],
+        );
         assert!(got.is_empty());
-        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        let chunked =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
         let mut stream = chunked.to_vec();
         stream.extend_from_slice(B);
         let got = heads(&mut s, &[(0, 0, &stream, false)]);

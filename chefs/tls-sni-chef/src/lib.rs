@@ -42,8 +42,8 @@ pub use collect::{HelloCollector, MAX_PENDING, STREAM_BYTES};
 use std::net::{IpAddr, SocketAddr};
 
 use chef_sdk::bounded::BoundedMap;
-use chef_sdk::parse::tls;
 use chef_sdk::flow::{Direction, FlowKey, IpAddress};
+use chef_sdk::parse::tls;
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Tick,
     Timestamp, TransportProtocol,
@@ -203,7 +203,8 @@ mod tests {
 
     /// What Chromium 156 sent to a loopback listener for `www.dumpling-split.test`: 1931
     /// bytes with a 1216-byte X25519MLKEM768 key share (server_name early in this order).
-    const CHROMIUM_HELLO: &[u8] = include_bytes!("../../../tests/data/streams/chromium-client-hello.bin");
+    const CHROMIUM_HELLO: &[u8] =
+        include_bytes!("../../../tests/data/streams/chromium-client-hello.bin");
 
     fn key() -> wit::FlowKey {
         wit::FlowKey {
@@ -254,7 +255,10 @@ mod tests {
             let mut chef = TlsServerNameChef::default();
             let out = feed(
                 &mut chef,
-                &[(1, O, 0, 0, &h[..split], false), (1, O, split as u64, 0, &h[split..], true)],
+                &[
+                    (1, O, 0, 0, &h[..split], false),
+                    (1, O, split as u64, 0, &h[split..], true),
+                ],
             );
             assert_eq!(out.len(), 1, "split {split}");
             let t = &out[0]["tls"];
@@ -274,7 +278,14 @@ mod tests {
             &mut chef,
             &[
                 (1, Direction::FromResponder, 0, 0, CHROMIUM_HELLO, false),
-                (2, Direction::FromOriginator, 0, 0, b"GET / HTTP/1.1\r\n\r\n", false),
+                (
+                    2,
+                    Direction::FromOriginator,
+                    0,
+                    0,
+                    b"GET / HTTP/1.1\r\n\r\n",
+                    false,
+                ),
                 (3, Direction::FromOriginator, 100, 0, CHROMIUM_HELLO, false),
             ],
         );
@@ -290,7 +301,10 @@ mod tests {
         // The name (early in this hello) arrived before the gap: still seen.
         let out = feed(
             &mut chef,
-            &[(1, O, 0, 0, &h[..300], false), (1, O, 400, 100, &h[400..], true)],
+            &[
+                (1, O, 0, 0, &h[..300], false),
+                (1, O, 400, 100, &h[400..], true),
+            ],
         );
         assert_eq!(out.len(), 1);
         let out = feed(&mut chef, &[(2, O, 0, 0, h, false)]);
@@ -320,7 +334,10 @@ mod tests {
             }
         }
         let mut chef = TlsServerNameChef::default();
-        let out = feed(&mut chef, &[(1, Direction::FromOriginator, 0, 0, &stream, true)]);
+        let out = feed(
+            &mut chef,
+            &[(1, Direction::FromOriginator, 0, 0, &stream, true)],
+        );
         assert_eq!(out.len(), 1, "one ClientHello with a name");
     }
 }

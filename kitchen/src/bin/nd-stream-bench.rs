@@ -10,7 +10,7 @@
 
 use anyhow::{ensure, Result};
 use clap::Parser;
-use flowtrack::reassembly::{ChunkBatch, Direction, ReassemblyLimits, Reassembler, Segment};
+use flowtrack::reassembly::{ChunkBatch, Direction, Reassembler, ReassemblyLimits, Segment};
 use std::time::Instant;
 
 /// TCP stream reassembly throughput vs memcpy.
@@ -92,8 +92,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    ensure!(args.flows > 0 && args.segment > 0 && args.stream_kib > 0 && args.runs > 0,
-        "--flows, --segment, --stream-kib and --runs must be at least 1");
+    ensure!(
+        args.flows > 0 && args.segment > 0 && args.stream_kib > 0 && args.runs > 0,
+        "--flows, --segment, --stream-kib and --runs must be at least 1"
+    );
     let per_dir = args.stream_kib * 1024;
     let payload: Vec<u8> = (0..per_dir * args.flows * 2)
         .map(|i| (i * 31 + 7) as u8)
@@ -147,14 +149,23 @@ fn main() -> Result<()> {
         delivered = r.stats().delivered_bytes;
         ensure!(r.stats().gaps == 0, "unexpected gaps: {:?}", r.stats());
     }
-    ensure!(delivered as usize == total, "delivered {delivered} of {total} bytes");
+    ensure!(
+        delivered as usize == total,
+        "delivered {delivered} of {total} bytes"
+    );
     let (c, r) = (median(copy_gbs), median(reasm_gbs));
     println!(
         "flows={} segment={}B stream={}KiB/dir reorder={}% bytes/run={} runs={}",
         args.flows, args.segment, args.stream_kib, args.reorder_percent, total, args.runs
     );
     println!("memcpy baseline    median {c:.2} GB/s");
-    println!("reassembly         median {r:.2} GB/s  ({:.0}% of memcpy)", r / c * 100.0);
-    println!("target >= 1 GB/s: {}", if r >= 1.0 { "met" } else { "NOT met" });
+    println!(
+        "reassembly         median {r:.2} GB/s  ({:.0}% of memcpy)",
+        r / c * 100.0
+    );
+    println!(
+        "target >= 1 GB/s: {}",
+        if r >= 1.0 { "met" } else { "NOT met" }
+    );
     Ok(())
 }
