@@ -172,6 +172,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             .status_inputs()
             .record_load_failure(source, error);
     }
+    dispatcher.set_flows(config.flows)?;
     setup_status(&config, &mut dispatcher, hub.as_ref());
     let metrics = start_metrics(&config, &mut dispatcher)?;
     // Hot reload of --chef-dir: the loader thread owns the host from here on (its epoch
@@ -815,6 +816,9 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             c.restarts,
             c.ended
         );
+    }
+    if let Some(line) = d.flow_summary() {
+        tracing::info!("{k}: summary: {line}");
     }
     for slot in d.chefs() {
         let c = &slot.chef;

@@ -57,6 +57,10 @@ pub struct Cli {
     #[command(flatten)]
     pub link: hub_link::LinkArgs,
 
+    /// Flow table size and idle timeouts (used only when a chef asks for flows or streams).
+    #[command(flatten)]
+    pub flows: kitchen::flow_stage::FlowArgs,
+
     /// Interface to capture on; repeat for several. `all` (the default) means every
     /// interface.
     #[arg(short = 'i', long = "interface", value_name = "INTERFACE")]
@@ -272,6 +276,8 @@ pub struct Config {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Draw the replay progress line (stderr is a terminal and not `--quiet`).
     pub progress: bool,
+    /// `--flow-table-size`, `--flow-idle-*-secs`, checked.
+    pub flows: flowtrack::table::FlowConfig,
 }
 
 impl Config {
@@ -389,7 +395,9 @@ impl Config {
                 hub_link::metrics_http::parse_address(a, kitchen::metrics::DEFAULT_METRICS_PORT)
             })
             .transpose()?;
+        let flows = cli.flows.config()?;
         Ok(Config {
+            flows,
             kitchen_name: cli.kitchen_name,
             hub,
             link,

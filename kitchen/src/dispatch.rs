@@ -41,6 +41,8 @@ use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::chef_queue::{self, ChefQueue};
+
+mod flow_events;
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
 use crate::status::{
@@ -196,6 +198,8 @@ pub struct Dispatcher {
     status: StatusInputs,
     /// Live: the capture queue is backing up, so chefs over their share shed batches.
     behind: bool,
+    /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
+    flows: Option<flow_events::DispatchFlows>,
 }
 
 impl Dispatcher {
@@ -224,6 +228,7 @@ impl Dispatcher {
             stats: KitchenStats::default(),
             other_clocks: ClockAnomalies::default(),
             behind: false,
+            flows: None,
         }
     }
 
@@ -240,7 +245,11 @@ impl Dispatcher {
     /// A builder with this dispatcher's clock mode and poke interval, for a parsing thread
     /// whose steps come back through [`Dispatcher::run`].
     pub fn new_builder(&self) -> BatchBuilder {
-        BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()))
+        let mut b = BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()));
+        if let Some(stage) = self.flow_stage_for_builder() {
+            b.set_flow_stage(stage);
+        }
+        b
     }
 
     /// When the next poke is due (kitchen clock, ns), once the clock has started.
@@ -306,6 +315,8 @@ impl Dispatcher {
     /// End of input: flush, then the final poke (replay: at the last packet's time, so
     /// the output does not depend on when the run ended; live: now).
     pub fn finish(&mut self) -> Result<(), SinkError> {
+        // Every flow ends with the input (`end-of-capture`), before the final poke.
+        self.builder.end_flows();
         self.flush()?;
         let now = match self.mode {
             ClockMode::Replay => match self.last_packet_ns {
@@ -364,8 +375,9 @@ impl Dispatcher {
     /// it as it is; a selective chef gets its matching packets queued
     /// ([`crate::chef_queue`]) and is called when its queue is full (live: or old).
     fn run_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.flows_started(batch)?;
         let Some(last_ns) = batch.last_timestamp_ns() else {
-            return Ok(());
+            return self.flows_ended(batch);
         };
         self.stats.packets += batch.len() as u64;
         self.stats.batches += 1;
@@ -409,7 +421,7 @@ impl Dispatcher {
                 self.call_queued(i, call)?;
             }
         }
-        Ok(())
+        self.flows_ended(batch)
     }
 
     /// The clock and time share for the packet calls about to be made.
@@ -571,6 +583,7 @@ impl Dispatcher {
         self.chefs.insert(at, slot);
         self.runtime.insert(at, ChefRuntime::default());
         self.queues.insert(at, ChefQueue::default());
+        self.update_flow_switch();
         Ok(())
     }
 
@@ -586,7 +599,9 @@ impl Dispatcher {
             self.poke_one(i, now)?;
         }
         self.queues.remove(i);
-        Ok((self.chefs.remove(i), self.runtime.remove(i)))
+        let out = (self.chefs.remove(i), self.runtime.remove(i));
+        self.update_flow_switch();
+        Ok(out)
     }
 
     /// Measurements of every chef (same order as [`Dispatcher::chefs`]).
