@@ -41,6 +41,7 @@ use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::chef_queue::{self, ChefQueue};
+use crate::crash_capsule::CrashCapsules;
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
 use crate::status::{
@@ -196,6 +197,8 @@ pub struct Dispatcher {
     status: StatusInputs,
     /// Live: the capture queue is backing up, so chefs over their share shed batches.
     behind: bool,
+    /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::crash_capsule`]).
+    capsules: Option<CrashCapsules>,
 }
 
 impl Dispatcher {
@@ -224,7 +227,14 @@ impl Dispatcher {
             stats: KitchenStats::default(),
             other_clocks: ClockAnomalies::default(),
             behind: false,
+            capsules: None,
         }
+    }
+
+    /// Save the input of every chef call that traps, times out or runs out of memory
+    /// (`--chef-crash-dir`); `None` turns it off.
+    pub fn set_crash_capsules(&mut self, capsules: Option<CrashCapsules>) {
+        self.capsules = capsules;
     }
 
     /// The chefs, in call order.
@@ -471,6 +481,9 @@ impl Dispatcher {
         }
         let slot = &mut self.chefs[i];
         let result = slot.chef.on_packets(packets, arena, now_ns);
+        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
+            c.packets_failed(&slot.chef, e, packets, arena, now_ns);
+        }
         let rt = &mut self.runtime[i];
         rt.offered += n;
         if result.is_ok() {
@@ -546,6 +559,9 @@ impl Dispatcher {
     fn poke_one(&mut self, i: usize, now_ns: u64) -> Result<(), SinkError> {
         let slot = &mut self.chefs[i];
         let result = slot.chef.on_interval(now_ns, self.builder.interval_ns());
+        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
+            c.interval_failed(&slot.chef, e, now_ns, self.builder.interval_ns());
+        }
         self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
         let Ok(out) = result else {
             return Ok(());
