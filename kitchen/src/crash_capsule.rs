@@ -832,8 +832,11 @@ mod tests {
         }
     }
 
+    /// (time, link type, original length, bytes) of each packet read back.
+    type ReadBack = Vec<(u64, u32, u32, Vec<u8>)>;
+
     /// Read a capture file back with the kitchen's own reader.
-    fn read_back(bytes: &[u8], name: &str) -> Vec<(u64, u32, u32, Vec<u8>)> {
+    fn read_back(bytes: &[u8], name: &str) -> ReadBack {
         let path = std::env::temp_dir().join(format!("nd-capsule-{}-{name}", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
         let mut r = capture::FileReader::open(&path).unwrap();
@@ -845,40 +848,41 @@ mod tests {
         out
     }
 
-    #[test]
-    fn one_link_type_is_a_nanosecond_pcap_that_reads_back() {
+    /// Two frames of `link_types` written and read back: (extension, what was read).
+    fn two_frames(link_types: [u32; 2]) -> (&'static str, ReadBack) {
         let data = b"abcdefghij".to_vec();
         let frames = [
-            frame(1_700_000_000_123_456_789, 1, 0, 4),
-            frame(1_700_000_001_000_000_001, 1, 4, 6),
+            frame(1_700_000_000_123_456_789, link_types[0], 0, 4),
+            frame(1_700_000_001_000_000_001, link_types[1], 4, 6),
         ];
+        let ext = capture_extension(&frames);
         let bytes = capture_bytes(&frames, &data);
-        assert_eq!(&bytes[..4], &0xa1b2_3c4du32.to_le_bytes());
-        let back = read_back(&bytes, "one.pcap");
-        assert_eq!(
-            back,
-            vec![
-                (1_700_000_000_123_456_789, 1, 14, b"abcd".to_vec()),
-                (1_700_000_001_000_000_001, 1, 16, b"efghij".to_vec()),
-            ]
-        );
+        (ext, read_back(&bytes, &format!("two.{ext}")))
     }
 
     #[test]
-    fn mixed_link_types_are_a_pcapng_that_reads_back() {
-        let data = b"abcdefg".to_vec();
-        let frames = [
-            frame(1_700_000_000_000_000_005, 1, 0, 3),
-            frame(1_700_000_000_000_000_007, 113, 3, 4),
-        ];
-        assert_eq!(capture_extension(&frames), "pcapng");
-        let back = read_back(&capture_bytes(&frames, &data), "mixed.pcapng");
+    fn one_link_type_is_a_nanosecond_pcap_and_several_a_pcapng_both_read_back() {
+        for links in [[1, 1], [1, 113]] {
+            let (ext, back) = two_frames(links);
+            assert_eq!(
+                ext,
+                if links[0] == links[1] {
+                    "pcap"
+                } else {
+                    "pcapng"
+                }
+            );
+            assert_eq!(
+                back,
+                vec![
+                    (1_700_000_000_123_456_789, links[0], 14, b"abcd".to_vec()),
+                    (1_700_000_001_000_000_001, links[1], 16, b"efghij".to_vec()),
+                ]
+            );
+        }
         assert_eq!(
-            back,
-            vec![
-                (1_700_000_000_000_000_005, 1, 13, b"abc".to_vec()),
-                (1_700_000_000_000_000_007, 113, 14, b"defg".to_vec()),
-            ]
+            &capture_bytes(&[frame(1, 1, 0, 0)], &[])[..4],
+            &0xa1b2_3c4du32.to_le_bytes()
         );
     }
 

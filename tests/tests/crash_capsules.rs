@@ -10,43 +10,18 @@
 //! `ND_SKIP_HOSTILE_BUILD=1` uses what is there). tshark checks skip with a message when
 //! tshark is missing (it is installed by `scripts/setup.sh`).
 
-use e2e_tests::{bin, on_path, test_data, workspace_root, ChildGuard};
+use e2e_tests::{
+    bin, hostile_release_dir, on_path, sha256_hex, test_data, workspace_root, ChildGuard,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Per-call deadline of every run (the hostile chefs are built around 200 ms).
 const DEADLINE_MS: &str = "200";
 /// Bound of one kitchen run.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// `target/hostile-chefs/wasm32-wasip2/release/`, built once per test process.
-fn hostile_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = workspace_root();
-        let dir = root.join("target/hostile-chefs/wasm32-wasip2/release");
-        if std::env::var_os("ND_SKIP_HOSTILE_BUILD").is_some_and(|v| !v.is_empty() && v != "0") {
-            return dir;
-        }
-        let out = ChildGuard::spawn(
-            "hostile-chefs/build.sh",
-            Command::new("bash")
-                .arg(root.join("tests/hostile-chefs/build.sh"))
-                .arg("--locked")
-                .current_dir(&root),
-        )
-        .wait_output(Duration::from_secs(900));
-        assert!(
-            out.status.success(),
-            "building the hostile chefs failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-}
 
 /// A fresh, empty folder under `target/crash-capsules/`.
 fn fresh(name: &str) -> PathBuf {
@@ -60,7 +35,7 @@ fn fresh(name: &str) -> PathBuf {
 fn chef_folder(name: &str, files: &[&str]) -> PathBuf {
     let dir = fresh(name);
     for f in files {
-        std::fs::copy(hostile_dir().join(f), dir.join(f))
+        std::fs::copy(hostile_release_dir().join(f), dir.join(f))
             .unwrap_or_else(|e| panic!("copy {f}: {e} (run tests/hostile-chefs/build.sh)"));
     }
     dir
@@ -96,19 +71,6 @@ fn capsules(dir: &Path) -> Vec<(Value, PathBuf)> {
             (note, capture)
         })
         .collect()
-}
-
-/// SHA-256 of a file, hex (with `sha256sum`, as an operator would check it).
-fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// (epoch time with ns, captured length) of every frame, as tshark reads the file; `None`
@@ -177,23 +139,7 @@ fn trap_timeout_and_interval_capsules_are_right_and_replay_the_failure() {
         ],
     );
     let crash = fresh("crash");
-    let capture = test_data("original/loopback_dns_arp_http.pcap");
-    let out = sniff(&[
-        "-r",
-        capture.to_str().unwrap(),
-        "--no-hub",
-        "--stdout",
-        "--no-builtin-chefs",
-        "--no-chef-watch",
-        "-p",
-        "1",
-        "-d",
-        chefs.to_str().unwrap(),
-        "--chef-deadline-ms",
-        DEADLINE_MS,
-        "--chef-crash-dir",
-        crash.to_str().unwrap(),
-    ]);
+    let out = run_with_capsules(&chefs, &crash, &["--chef-deadline-ms", DEADLINE_MS]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
     let all = capsules(&crash);
@@ -239,7 +185,7 @@ fn trap_timeout_and_interval_capsules_are_right_and_replay_the_failure() {
         assert_eq!(note["error"]["kind"], kind, "{note:#}");
         assert_eq!(
             note["component_sha256"].as_str(),
-            Some(sha256(&chefs.join(file)).as_str())
+            Some(sha256_hex(&chefs.join(file)).as_str())
         );
         assert_eq!(note["limits"]["deadline_ms"], 200);
         assert_eq!(note["limits"]["memory_mib"], 128);
@@ -313,10 +259,11 @@ fn trap_timeout_and_interval_capsules_are_right_and_replay_the_failure() {
     );
 }
 
-/// Run PanicChef (5 failing pokes, then quarantined) with crash capsules in `crash`.
-fn panic_run(chefs: &Path, crash: &Path, max_files: &str) -> String {
+/// Replay the loopback capture (50 packets over 65 s, `-p 1`) with the chefs of `chefs`
+/// only and crash capsules in `crash`, plus `extra` flags.
+fn run_with_capsules(chefs: &Path, crash: &Path, extra: &[&str]) -> Output {
     let capture = test_data("original/loopback_dns_arp_http.pcap");
-    let out = sniff(&[
+    let mut args = vec![
         "-r",
         capture.to_str().unwrap(),
         "--no-hub",
@@ -329,11 +276,23 @@ fn panic_run(chefs: &Path, crash: &Path, max_files: &str) -> String {
         chefs.to_str().unwrap(),
         "--chef-crash-dir",
         crash.to_str().unwrap(),
-        "--chef-crash-max-files",
-        max_files,
-        "--chef-crash-max-mib",
-        "1",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    sniff(&args)
+}
+
+/// Run PanicChef (5 failing pokes, then quarantined) with crash capsules in `crash`.
+fn panic_run(chefs: &Path, crash: &Path, max_files: &str) -> String {
+    let out = run_with_capsules(
+        chefs,
+        crash,
+        &[
+            "--chef-crash-max-files",
+            max_files,
+            "--chef-crash-max-mib",
+            "1",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
     stderr
