@@ -19,8 +19,8 @@
 //! * Interval pokes follow the capture clock when replaying (t0+p, t0+2p, ..., each fired
 //!   before the first packet whose timestamp reaches it, plus a final poke at the last
 //!   packet's time) and the wall clock when live (at start, then every p).
-//! * Every payload is checked (`dumpling::validate_payload`, size and count caps) before
-//!   it is wrapped with `dumpling::encode_dumpling`; bad ones are dropped and counted
+//! * Every payload is checked (`dumpling::wrap_payload`, size and count caps) as
+//!   it is wrapped in its envelope; bad ones are dropped and counted
 //!   against the chef, never forwarded.
 //! * Hot reload ([`crate::reload`]) adds and retires chefs only between batches
 //!   ([`Dispatcher::add_chef`], [`Dispatcher::retire_chef`]): the pending batch is flushed
@@ -767,8 +767,19 @@ impl Dispatcher {
             chef.warn_output("over-budget", 1, &message);
             return Ok(());
         }
-        let raw = match dumpling::validate_payload(payload) {
-            Ok(raw) => raw,
+        let creation_time = match self.mode {
+            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
+            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
+        };
+        // Checked and compacted straight into the envelope (one copy of the payload).
+        let json = match dumpling::wrap_payload(
+            chef.name(),
+            Some(&self.kitchen),
+            creation_time,
+            driver,
+            payload,
+        ) {
+            Ok(json) => json,
             Err(e) => {
                 chef.stats.invalid += 1;
                 chef.warn_output(
@@ -779,17 +790,6 @@ impl Dispatcher {
                 return Ok(());
             }
         };
-        let creation_time = match self.mode {
-            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
-            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
-        };
-        let json = dumpling::encode_dumpling(
-            chef.name(),
-            Some(&self.kitchen),
-            creation_time,
-            driver,
-            &raw,
-        );
         // The hub's own check (`dumpling::check_message_limits`, envelope included), so
         // what the kitchen sends is exactly what the hub accepts.
         match dumpling::check_message_limits(json.as_bytes()) {
