@@ -145,6 +145,13 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::limits::DEFAULT_MAX_OUTPUT_BYTES_PER_SEC)]
     pub chef_output_bytes_per_sec: u64,
 
+    /// Largest chef state carried across a hot reload, in bytes: when a chef's file is
+    /// replaced, a chef that exports `netdumplings:chef/state` is snapshotted and its new
+    /// version restored from it; a larger snapshot is not copied and the new version starts
+    /// fresh (logged). 0 turns state carrying off.
+    #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::state::DEFAULT_MAX_STATE_BYTES)]
+    pub chef_state_max_bytes: usize,
+
     /// Deadline per chef call, in milliseconds (CPU time and blocking WASI waits alike);
     /// the first call into a fresh instance (not one restarted after a timeout) gets 10x.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEADLINE_MS)]
@@ -380,6 +387,7 @@ impl Config {
             max_file_bytes: cli.max_chef_file_mib << 20,
             max_output_bytes_per_call: cli.chef_output_bytes_per_call,
             max_output_bytes_per_sec: cli.chef_output_bytes_per_sec,
+            max_state_bytes: cli.chef_state_max_bytes,
             ..ChefLimits::default()
         };
         let cache = if cli.no_chef_cache {

@@ -679,6 +679,8 @@ impl Dispatcher {
                     over_budget: st.over_budget,
                     restarts: st.restarts,
                     reloads: rt.reloads,
+                    state_restored: st.state_restored,
+                    state_fresh: st.state_fresh,
                     load_failures,
                 };
                 (c.name().to_owned(), status)
@@ -826,7 +828,8 @@ impl Dispatcher {
         self.sink.send(chef.name(), json)
     }
 
-    fn clock_ns(&self) -> u64 {
+    /// The kitchen's clock: capture time when replaying, wall time when live.
+    pub fn clock_ns(&self) -> u64 {
         match self.mode {
             ClockMode::Replay => self.last_packet_ns.unwrap_or(0),
             ClockMode::Live => wall_ns(),
