@@ -267,8 +267,8 @@ pub enum FlowConfigError {
     /// `max_flows` is 0 or too large.
     #[error("flow table size {0} is out of range: use 1 to {MAX_MAX_FLOWS} (--flow-table-size)")]
     TableSize(usize),
-    /// An idle timeout is zero.
-    #[error("the {0} idle timeout must be at least 1 second")]
+    /// An idle timeout is zero (the flag that sets it).
+    #[error("{0} must be at least 1 second")]
     ZeroTimeout(&'static str),
 }
 
@@ -279,10 +279,10 @@ impl FlowConfig {
             return Err(FlowConfigError::TableSize(self.max_flows));
         }
         for (name, d) in [
-            ("TCP", self.idle_tcp),
-            ("unanswered TCP", self.idle_tcp_new),
-            ("UDP", self.idle_udp),
-            ("ICMP", self.idle_icmp),
+            ("--flow-idle-tcp-secs", self.idle_tcp),
+            ("--flow-idle-tcp-secs (unanswered TCP)", self.idle_tcp_new),
+            ("--flow-idle-udp-secs", self.idle_udp),
+            ("--flow-idle-icmp-secs", self.idle_icmp),
         ] {
             if d.is_zero() {
                 return Err(FlowConfigError::ZeroTimeout(name));

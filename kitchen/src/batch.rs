@@ -69,7 +69,9 @@ impl Batch {
         let class = parse_push(record, &mut self.arena, &mut self.packets);
         self.classes.push(class);
         if let (Some(stage), Some(WirePacket(p))) = (flows, self.packets.last_mut()) {
-            stage.packet(p, &mut self.flows);
+            p.flow = stage
+                .packet(p, &mut self.flows)
+                .map(crate::flow_stage::wit_ref);
         }
     }
 

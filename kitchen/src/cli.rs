@@ -57,6 +57,10 @@ pub struct Cli {
     #[command(flatten)]
     pub link: hub_link::LinkArgs,
 
+    /// Flow table size and idle timeouts (used only when a chef asks for flows or streams).
+    #[command(flatten)]
+    pub flows: kitchen::flow_stage::FlowArgs,
+
     /// Interface to capture on; repeat for several. `all` (the default) means every
     /// interface.
     #[arg(short = 'i', long = "interface", value_name = "INTERFACE")]
@@ -141,6 +145,13 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::limits::DEFAULT_MAX_OUTPUT_BYTES_PER_SEC)]
     pub chef_output_bytes_per_sec: u64,
 
+    /// Largest chef state carried across a hot reload, in bytes: when a chef's file is
+    /// replaced, a chef that exports `netdumplings:chef/state` is snapshotted and its new
+    /// version restored from it; a larger snapshot is not copied and the new version starts
+    /// fresh (logged). 0 turns state carrying off.
+    #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::state::DEFAULT_MAX_STATE_BYTES)]
+    pub chef_state_max_bytes: usize,
+
     /// Deadline per chef call, in milliseconds (CPU time and blocking WASI waits alike);
     /// the first call into a fresh instance (not one restarted after a timeout) gets 10x.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEADLINE_MS)]
@@ -187,6 +198,10 @@ pub struct Cli {
     /// 127.0.0.1); the flag alone means 127.0.0.1:11350.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "11350")]
     pub metrics_address: Option<String>,
+
+    /// Crash capsules (`--chef-crash-dir` and its caps).
+    #[command(flatten)]
+    pub capsules: kitchen::crash_capsule::CapsuleArgs,
 
     /// Do not draw the progress line of `-r` (drawn on stderr only when it is a terminal,
     /// and not while `--stdout` writes to a terminal; log lines are unchanged).
@@ -278,6 +293,10 @@ pub struct Config {
     pub progress: bool,
     /// `--stream-flow-buffer-kib`, `--stream-memory-mib`, checked.
     pub stream_limits: flowtrack::reassembly::ReassemblyLimits,
+    /// `--flow-table-size`, `--flow-idle-*-secs`, checked.
+    pub flows: flowtrack::table::FlowConfig,
+    /// `--chef-crash-dir` and its caps, `--capsule-poke-ns`.
+    pub capsules: kitchen::crash_capsule::CapsuleArgs,
 }
 
 impl Config {
@@ -326,6 +345,7 @@ impl Config {
         if cli.no_builtin_chefs && cli.chef_dir.is_none() && !cli.chef_list {
             bail!("--no-builtin-chefs needs --chef-dir DIR (there would be no chefs at all)");
         }
+        cli.capsules.validate().map_err(anyhow::Error::msg)?;
         if cli.kitchen_name.is_empty() {
             bail!("--kitchen-name must not be empty");
         }
@@ -373,6 +393,7 @@ impl Config {
             max_file_bytes: cli.max_chef_file_mib << 20,
             max_output_bytes_per_call: cli.chef_output_bytes_per_call,
             max_output_bytes_per_sec: cli.chef_output_bytes_per_sec,
+            max_state_bytes: cli.chef_state_max_bytes,
             ..ChefLimits::default()
         };
         let cache = if cli.no_chef_cache {
@@ -395,7 +416,9 @@ impl Config {
                 hub_link::metrics_http::parse_address(a, kitchen::metrics::DEFAULT_METRICS_PORT)
             })
             .transpose()?;
+        let flows = cli.flows.config()?;
         Ok(Config {
+            flows,
             kitchen_name: cli.kitchen_name,
             hub,
             link,
@@ -424,6 +447,7 @@ impl Config {
             kitchen_status: cli.kitchen_status,
             trusted_chef_keys: cli.trusted_chef_keys,
             metrics_address,
+            capsules: cli.capsules,
             // Not when `--stdout` writes dumplings to the same terminal (they would land
             // in the middle of the line).
             progress: kitchen::progress::wanted(cli.quiet)

@@ -19,8 +19,8 @@
 //! * Interval pokes follow the capture clock when replaying (t0+p, t0+2p, ..., each fired
 //!   before the first packet whose timestamp reaches it, plus a final poke at the last
 //!   packet's time) and the wall clock when live (at start, then every p).
-//! * Every payload is checked (`dumpling::validate_payload`, size and count caps) before
-//!   it is wrapped with `dumpling::encode_dumpling`; bad ones are dropped and counted
+//! * Every payload is checked (`dumpling::wrap_payload`, size and count caps) as
+//!   it is wrapped in its envelope; bad ones are dropped and counted
 //!   against the chef, never forwarded.
 //! * Hot reload ([`crate::reload`]) adds and retires chefs only between batches
 //!   ([`Dispatcher::add_chef`], [`Dispatcher::retire_chef`]): the pending batch is flushed
@@ -41,6 +41,7 @@ use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::chef_queue::{self, ChefQueue};
+use crate::crash_capsule::CrashCapsules;
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
 mod streams;
@@ -48,6 +49,8 @@ mod streams;
 use crate::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
+
+mod flow_events;
 
 /// Why the output refused a dumpling.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +205,10 @@ pub struct Dispatcher {
     streams: Option<crate::stream_stage::StreamStage>,
     /// Memory bounds for reassembly (`--stream-*` flags).
     stream_limits: flowtrack::reassembly::ReassemblyLimits,
+    /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
+    flows: Option<flow_events::DispatchFlows>,
+    /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::crash_capsule`]).
+    capsules: Option<CrashCapsules>,
 }
 
 impl Dispatcher {
@@ -232,9 +239,17 @@ impl Dispatcher {
             behind: false,
             streams: None,
             stream_limits: Default::default(),
+            flows: None,
+            capsules: None,
         };
         d.update_stream_stage();
         d
+    }
+
+    /// Save the input of every chef call that traps, times out or runs out of memory
+    /// (`--chef-crash-dir`); `None` turns it off.
+    pub fn set_crash_capsules(&mut self, capsules: Option<CrashCapsules>) {
+        self.capsules = capsules;
     }
 
     /// The chefs, in call order.
@@ -250,7 +265,11 @@ impl Dispatcher {
     /// A builder with this dispatcher's clock mode and poke interval, for a parsing thread
     /// whose steps come back through [`Dispatcher::run`].
     pub fn new_builder(&self) -> BatchBuilder {
-        BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()))
+        let mut b = BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()));
+        if let Some(stage) = self.flow_stage_for_builder() {
+            b.set_flow_stage(stage);
+        }
+        b
     }
 
     /// When the next poke is due (kitchen clock, ns), once the clock has started.
@@ -316,6 +335,8 @@ impl Dispatcher {
     /// End of input: flush, then the final poke (replay: at the last packet's time, so
     /// the output does not depend on when the run ended; live: now).
     pub fn finish(&mut self) -> Result<(), SinkError> {
+        // Every flow ends with the input (`end-of-capture`), before the final poke.
+        self.builder.end_flows();
         self.flush()?;
         let now = match self.mode {
             ClockMode::Replay => match self.last_packet_ns {
@@ -374,8 +395,10 @@ impl Dispatcher {
     /// it as it is; a selective chef gets its matching packets queued
     /// ([`crate::chef_queue`]) and is called when its queue is full (live: or old).
     fn run_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.flows_started(batch)?;
         let Some(last_ns) = batch.last_timestamp_ns() else {
-            return self.run_streams(batch);
+            self.run_streams(batch)?;
+            return self.flows_ended(batch);
         };
         self.stats.packets += batch.len() as u64;
         self.stats.batches += 1;
@@ -419,7 +442,8 @@ impl Dispatcher {
                 self.call_queued(i, call)?;
             }
         }
-        self.run_streams(batch)
+        self.run_streams(batch)?;
+        self.flows_ended(batch)
     }
 
     /// The clock and time share for the packet calls about to be made.
@@ -481,6 +505,9 @@ impl Dispatcher {
         }
         let slot = &mut self.chefs[i];
         let result = slot.chef.on_packets(packets, arena, now_ns);
+        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
+            c.packets_failed(&slot.chef, e, packets, arena, now_ns);
+        }
         let rt = &mut self.runtime[i];
         rt.offered += n;
         if result.is_ok() {
@@ -556,6 +583,9 @@ impl Dispatcher {
     fn poke_one(&mut self, i: usize, now_ns: u64) -> Result<(), SinkError> {
         let slot = &mut self.chefs[i];
         let result = slot.chef.on_interval(now_ns, self.builder.interval_ns());
+        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
+            c.interval_failed(&slot.chef, e, now_ns, self.builder.interval_ns());
+        }
         self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
         let Ok(out) = result else {
             return Ok(());
@@ -582,6 +612,7 @@ impl Dispatcher {
         self.runtime.insert(at, ChefRuntime::default());
         self.queues.insert(at, ChefQueue::default());
         self.update_stream_stage();
+        self.update_flow_switch();
         Ok(())
     }
 
@@ -599,6 +630,7 @@ impl Dispatcher {
         self.queues.remove(i);
         let out = (self.chefs.remove(i), self.runtime.remove(i));
         self.update_stream_stage();
+        self.update_flow_switch();
         Ok(out)
     }
 
@@ -661,6 +693,8 @@ impl Dispatcher {
                     over_budget: st.over_budget,
                     restarts: st.restarts,
                     reloads: rt.reloads,
+                    state_restored: st.state_restored,
+                    state_fresh: st.state_fresh,
                     load_failures,
                 };
                 (c.name().to_owned(), status)
@@ -764,8 +798,19 @@ impl Dispatcher {
             chef.warn_output("over-budget", 1, &message);
             return Ok(());
         }
-        let raw = match dumpling::validate_payload(payload) {
-            Ok(raw) => raw,
+        let creation_time = match self.mode {
+            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
+            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
+        };
+        // Checked and compacted straight into the envelope (one copy of the payload).
+        let json = match dumpling::wrap_payload(
+            chef.name(),
+            Some(&self.kitchen),
+            creation_time,
+            driver,
+            payload,
+        ) {
+            Ok(json) => json,
             Err(e) => {
                 chef.stats.invalid += 1;
                 chef.warn_output(
@@ -776,17 +821,6 @@ impl Dispatcher {
                 return Ok(());
             }
         };
-        let creation_time = match self.mode {
-            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
-            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
-        };
-        let json = dumpling::encode_dumpling(
-            chef.name(),
-            Some(&self.kitchen),
-            creation_time,
-            driver,
-            &raw,
-        );
         // The hub's own check (`dumpling::check_message_limits`, envelope included), so
         // what the kitchen sends is exactly what the hub accepts.
         match dumpling::check_message_limits(json.as_bytes()) {
@@ -808,7 +842,8 @@ impl Dispatcher {
         self.sink.send(chef.name(), json)
     }
 
-    fn clock_ns(&self) -> u64 {
+    /// The kitchen's clock: capture time when replaying, wall time when live.
+    pub fn clock_ns(&self) -> u64 {
         match self.mode {
             ClockMode::Replay => self.last_packet_ns.unwrap_or(0),
             ClockMode::Live => wall_ns(),

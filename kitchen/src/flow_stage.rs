@@ -21,12 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowtrack::table::{
-    FlowConfig, FlowConfigError, FlowEvent, FlowRef, FlowStats, FlowTable, PacketMeta, Transport,
-    DEFAULT_MAX_FLOWS,
+    Direction, EndReason, FlowConfig, FlowConfigError, FlowEvent, FlowKey, FlowRef, FlowStats,
+    FlowTable, PacketMeta, Transport, DEFAULT_MAX_FLOWS,
 };
 
-use crate::chef_host::bindings::{IpHeader, Packet, TcpFlags, TransportHeader};
-use crate::packet::TCP_FLAG_BITS;
+use crate::chef_host::bindings::{
+    Direction as WitDirection, FlowEndReason, FlowEvent as WitFlowEvent, FlowKey as WitFlowKey,
+    FlowRef as WitFlowRef, FlowStart, FlowSummary, IpAddress, IpHeader, Packet, TcpFlags,
+    TransportHeader, TransportProtocol,
+};
+use crate::packet::{tcp_flags, TCP_FLAG_BITS};
 
 /// The flow table's flags (`nd-sniff --help`, "Flows").
 #[derive(Debug, Clone, clap::Args)]
@@ -241,9 +245,14 @@ impl FlowStage {
         self.publish();
     }
 
-    /// Publish the counters (once per batch: stores are cheap but not free).
+    /// Publish the counters (once per batch: stores are cheap but not free). Only a stage
+    /// that tracked something publishes: a replay's dispatcher keeps an idle builder (and
+    /// stage) beside the reading thread's, which must not overwrite the real counts.
     pub fn publish(&self) {
-        self.shared.publish(&self.table.stats(), self.table.len());
+        let stats = self.table.stats();
+        if stats.started > 0 {
+            self.shared.publish(&stats, self.table.len());
+        }
     }
 }
 
@@ -307,4 +316,230 @@ pub fn flag_bits(f: TcpFlags) -> u8 {
         }
     }
     bits
+}
+
+/// A packet's flow as the WIT record.
+#[inline]
+pub fn wit_ref(r: FlowRef) -> WitFlowRef {
+    WitFlowRef {
+        id: r.id,
+        direction: match r.direction {
+            Direction::FromOriginator => WitDirection::FromOriginator,
+            Direction::FromResponder => WitDirection::FromResponder,
+        },
+    }
+}
+
+/// A flow event as the WIT record.
+pub fn wit_event(e: &FlowEvent) -> WitFlowEvent {
+    match e {
+        FlowEvent::Started(s) => WitFlowEvent::Started(FlowStart {
+            id: s.id,
+            key: wit_key(&s.key),
+            timestamp_ns: s.timestamp_ns,
+        }),
+        FlowEvent::Ended(s) => WitFlowEvent::Ended(FlowSummary {
+            id: s.id,
+            key: wit_key(&s.key),
+            first_ns: s.first_ns,
+            last_ns: s.last_ns,
+            packets_from_originator: s.packets_from_originator,
+            packets_from_responder: s.packets_from_responder,
+            bytes_from_originator: s.bytes_from_originator,
+            bytes_from_responder: s.bytes_from_responder,
+            tcp_flags_seen: tcp_flags(s.tcp_flags_seen),
+            end_reason: match s.end_reason {
+                EndReason::Fin => FlowEndReason::Fin,
+                EndReason::Rst => FlowEndReason::Rst,
+                EndReason::IdleTimeout => FlowEndReason::IdleTimeout,
+                EndReason::Evicted => FlowEndReason::Evicted,
+                EndReason::EndOfCapture => FlowEndReason::EndOfCapture,
+            },
+        }),
+    }
+}
+
+/// The time of an event's dumplings: a start's first packet, an end's last packet.
+pub fn event_time_ns(e: &FlowEvent) -> u64 {
+    match e {
+        FlowEvent::Started(s) => s.timestamp_ns,
+        FlowEvent::Ended(s) => s.last_ns,
+    }
+}
+
+/// A 5-tuple as the WIT record.
+pub fn wit_key(k: &FlowKey) -> WitFlowKey {
+    WitFlowKey {
+        transport: match k.transport {
+            Transport::Tcp => TransportProtocol::Tcp,
+            Transport::Udp => TransportProtocol::Udp,
+            Transport::Icmpv4 => TransportProtocol::Icmpv4,
+            Transport::Icmpv6 => TransportProtocol::Icmpv6,
+        },
+        originator: wit_addr(k.originator),
+        responder: wit_addr(k.responder),
+        originator_port: k.originator_port,
+        responder_port: k.responder_port,
+    }
+}
+
+fn wit_addr(a: IpAddr) -> IpAddress {
+    match a {
+        IpAddr::V4(v4) => IpAddress::V4(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let n = u128::from(v6);
+            IpAddress::V6(((n >> 64) as u64, n as u64))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, ClockMode, Step};
+    use capture::PacketRecord;
+
+    /// A raw IPv4 packet (DLT_RAW) with a TCP (`flags` = Some) or UDP header.
+    fn ipv4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, tcp: Option<u8>) -> Vec<u8> {
+        let l4 = if tcp.is_some() { 20 } else { 8 };
+        let mut p = vec![0x45, 0, 0, (20 + l4) as u8, 0, 0, 0x40, 0, 64];
+        p.push(if tcp.is_some() { 6 } else { 17 });
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        match tcp {
+            Some(flags) => {
+                p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+            }
+            None => p.extend_from_slice(&[0, 8, 0, 0]),
+        }
+        p
+    }
+
+    fn push(b: &mut BatchBuilder, ts: u64, frame: &[u8]) {
+        b.push(&PacketRecord {
+            timestamp_ns: ts,
+            link_type: crate::packet::dlt::RAW,
+            interface_index: 0,
+            original_len: frame.len() as u32,
+            data: frame,
+        });
+    }
+
+    /// Every packet's flow and the batch events, from the builder's ready steps.
+    fn drain(b: &mut BatchBuilder) -> (Vec<Option<WitFlowRef>>, Vec<FlowEvent>, Vec<FlowEvent>) {
+        b.cut();
+        let (mut refs, mut started, mut ended) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(step) = b.next_step() {
+            if let Step::Packets(batch) = step {
+                refs.extend(batch.packets.iter().map(|p| p.0.flow));
+                started.extend(batch.flows.started.iter().copied());
+                ended.extend(batch.flows.ended.iter().copied());
+            }
+        }
+        (refs, started, ended)
+    }
+
+    const A: [u8; 4] = [10, 0, 0, 1];
+    const B: [u8; 4] = [10, 0, 0, 2];
+
+    #[test]
+    fn packets_carry_their_flow_only_while_switched_on() {
+        let shared = Arc::new(FlowShared::default());
+        let mut b = BatchBuilder::new(ClockMode::Replay, Duration::from_secs(5));
+        b.set_flow_stage(FlowStage::new(FlowConfig::default(), shared.clone()).expect("valid"));
+        // Off: nothing tracked, nothing filled.
+        push(&mut b, 1, &ipv4(A, B, 1000, 80, Some(0x02)));
+        let (refs, started, _) = drain(&mut b);
+        assert_eq!(refs, vec![None]);
+        assert!(started.is_empty());
+        shared.set_wanted(true);
+        push(&mut b, 2, &ipv4(A, B, 1000, 80, Some(0x02)));
+        push(&mut b, 3, &ipv4(B, A, 80, 1000, Some(0x12)));
+        push(&mut b, 4, &ipv4(A, B, 1000, 80, Some(0x10)));
+        push(&mut b, 5, &ipv4(A, B, 53, 53, None));
+        push(&mut b, 6, b"\x60not an ip packet");
+        let (refs, started, ended) = drain(&mut b);
+        let dirs: Vec<_> = refs
+            .iter()
+            .map(|r| r.map(|r| (r.id, matches!(r.direction, WitDirection::FromOriginator))))
+            .collect();
+        assert_eq!(
+            dirs,
+            vec![
+                Some((1, true)),
+                Some((1, false)),
+                Some((1, true)),
+                Some((2, true)),
+                None
+            ]
+        );
+        assert_eq!(started.len(), 2);
+        assert!(ended.is_empty());
+        assert_eq!(shared.stats().1, 2, "two flows tracked");
+        // End of input: both end, in id order.
+        b.end_flows();
+        let (_, _, ended) = drain(&mut b);
+        let ids: Vec<_> = ended
+            .iter()
+            .map(|e| match e {
+                FlowEvent::Ended(s) => (s.id, s.end_reason),
+                FlowEvent::Started(s) => (s.id, EndReason::Evicted),
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![(1, EndReason::EndOfCapture), (2, EndReason::EndOfCapture)]
+        );
+        // The WIT form of a summary keeps the counts and flags.
+        let WitFlowEvent::Ended(s) = wit_event(&ended[0]) else {
+            panic!("an end");
+        };
+        assert_eq!(
+            (s.packets_from_originator, s.packets_from_responder),
+            (2, 1)
+        );
+        assert_eq!(s.bytes_from_originator, 80);
+        assert_eq!(s.tcp_flags_seen, TcpFlags::SYN | TcpFlags::ACK);
+        assert_eq!(s.key.originator, IpAddress::V4(0x0a00_0001));
+        assert_eq!(s.key.responder_port, 80);
+        // Off again, then on: the table starts afresh, ids keep counting.
+        shared.set_wanted(false);
+        push(&mut b, 7, &ipv4(A, B, 1000, 80, Some(0x10)));
+        shared.set_wanted(true);
+        push(&mut b, 8, &ipv4(A, B, 1000, 80, Some(0x10)));
+        let (refs, _, _) = drain(&mut b);
+        assert_eq!(refs[0], None);
+        assert_eq!(refs[1].map(|r| r.id), Some(3));
+    }
+
+    #[test]
+    fn flag_bits_round_trip() {
+        for bits in 0..=255u8 {
+            assert_eq!(flag_bits(tcp_flags(bits)), bits);
+        }
+    }
+
+    #[test]
+    fn args_make_a_checked_config() {
+        let c = FlowArgs::default().config().expect("defaults are valid");
+        assert_eq!(c, FlowConfig::default());
+        let short = FlowArgs {
+            flow_idle_tcp_secs: 10,
+            ..FlowArgs::default()
+        };
+        assert_eq!(
+            short.config().expect("valid").idle_tcp_new,
+            Duration::from_secs(10)
+        );
+        let bad = FlowArgs {
+            flow_idle_icmp_secs: 0,
+            ..FlowArgs::default()
+        };
+        assert!(bad
+            .config()
+            .is_err_and(|e| e.to_string().contains("--flow-idle-icmp-secs")));
+    }
 }

@@ -386,5 +386,5 @@ fn config_errors_name_the_flag() {
         ..FlowConfig::default()
     }
     .validate();
-    assert_eq!(e, Err(FlowConfigError::ZeroTimeout("UDP")));
+    assert_eq!(e, Err(FlowConfigError::ZeroTimeout("--flow-idle-udp-secs")));
 }
