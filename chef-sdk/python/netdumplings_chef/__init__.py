@@ -49,6 +49,7 @@ from .packet import (  # noqa: F401  (re-exported)
     ipv6_str,
     mac_str,
 )
+from .packed import PackedPacket, packed_packets  # noqa: F401  (re-exported)
 
 __all__ = [
     "BoundedDict",
@@ -258,13 +259,19 @@ class Runner:
         self.catch = bool(cls.catch_errors)
 
     def packets(self, packets, arena, make_dumpling) -> list:
-        """Run ``packet_handler`` over a batch; return ``make_dumpling(index, json)`` items."""
+        """Run ``packet_handler`` over a batch of WIT records; return ``make_dumpling(index, json)`` items."""
+        return self._run([Packet(wit, arena) for wit in packets], make_dumpling)
+
+    def packed(self, headers, arena, make_dumpling) -> list:
+        """The same over a packed batch (``on-packed``, ``docs/packed-batch.md``)."""
+        return self._run(packed_packets(headers, arena), make_dumpling)
+
+    def _run(self, packets, make_dumpling) -> list:
         chef = self.chef
         handler = chef.packet_handler
         out = []
         catch = self.catch
-        for i, wit in enumerate(packets):
-            pk = Packet(wit, arena)
+        for i, pk in enumerate(packets):
             if catch:
                 try:
                     value = handler(pk)
@@ -281,6 +288,30 @@ class Runner:
                 text = encode_payload(value)
             out.append(make_dumpling(i, text))
         return out
+
+    def snapshot(self) -> bytes:
+        """The chef's ``snapshot()`` as bytes (``b""`` for a chef without one)."""
+        fn = getattr(self.chef, "snapshot", None)
+        if fn is None:
+            return b""
+        data = fn()
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("%s.snapshot() returned %s, not bytes" % (self.chef.name, type(data).__name__))
+        return bytes(data)
+
+    def restore(self, data: bytes):
+        """Hand ``data`` to the chef's ``restore()``. Returns ``None`` when taken, else the
+        reason it was refused (the kitchen then starts this version fresh)."""
+        fn = getattr(self.chef, "restore", None)
+        if fn is None:
+            return None if not data else "%s has no restore() method: starting fresh" % self.chef.name
+        try:
+            fn(bytes(data))
+        except Exception as exc:
+            return "%s.restore() refused the state: %s" % (self.chef.name, _describe(exc))
+        return None
 
     def interval(self, now_ns: int, interval_ns: int) -> list:
         """Run ``interval_handler``; return the list of JSON payloads (zero or one)."""

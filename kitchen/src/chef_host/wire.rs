@@ -318,7 +318,7 @@ fn transport(w: &mut W<'_>, at: usize, t: &TransportHeader) {
 }
 
 /// tcp-flags: one bit per flag in declaration order (fin = bit 0 ... cwr = bit 7).
-fn tcp_flag_bits(f: TcpFlags) -> u8 {
+pub(crate) fn tcp_flag_bits(f: TcpFlags) -> u8 {
     [
         TcpFlags::FIN,
         TcpFlags::SYN,
