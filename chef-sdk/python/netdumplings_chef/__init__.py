@@ -62,7 +62,7 @@ __all__ = [
     "ipv6_str",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _NETWORK = ("arp", "ipv4", "ipv6", "other")
 _TRANSPORT = ("tcp", "udp", "icmpv4", "icmpv6")
@@ -181,6 +181,10 @@ class DumplingChef:
     ``catch_errors`` (default ``True``: an exception in a handler is logged and the packet
     skipped, as the original kitchen did; ``False`` lets it trap the component, which the
     kitchen then reports and restarts).
+
+    Optional state across a hot reload: ``snapshot(self) -> bytes`` and
+    ``restore(self, data: bytes)`` (raise to refuse an old state; the new version then starts
+    fresh). Without them a reloaded chef starts fresh.
     """
 
     assignable_to_kitchen = True

@@ -288,6 +288,18 @@ class StateTests(unittest.TestCase):
         refused = new.restore(b"not json")
         self.assertIn("Counter.restore() refused the state", refused)
 
+    def test_packet_count_keeps_its_counts(self):
+        path = os.path.join(REPO, "chefs", "python", "packet_count_chef", "chef.py")
+        records, arena = corpus()
+        old = nd.Runner(load_chef(path))
+        old.packed(pack(records), arena, lambda i, s: s)
+        new = nd.Runner(load_chef(path))
+        self.assertIsNone(new.restore(old.snapshot()))
+        new.packed(pack(records[:1]), arena, lambda i, s: s)
+        counts = json.loads(new.interval(0, 1)[0])["packet_counts"]
+        self.assertEqual(counts["Ethernet"], 8)  # 7 Ethernet packets before the reload, 1 after
+        self.assertIn("refused", new.restore(b"[1, 2]"))
+
     def test_stateless_chef(self):
         class Plain(nd.DumplingChef):
             def packet_handler(self, packet):
