@@ -119,38 +119,56 @@ function readName(msg, start) {
   }
 }
 
+/** One DNS question: `labels` (Uint8Array views), `qtype`, `qclass`; `name` is the text. */
+class DnsQuestion {
+  constructor(labels, qtype, qclass) { this.labels = labels; this.qtype = qtype; this.qclass = qclass; }
+  /** Labels decoded as UTF-8 (invalid bytes replaced) joined with '.', no trailing dot. */
+  get name() {
+    const labels = this.labels;
+    let s = labels.length ? utf8Lossy.decode(labels[0]) : '';
+    for (let i = 1; i < labels.length; i++) s += '.' + utf8Lossy.decode(labels[i]);
+    return s;
+  }
+}
+
+/** A DNS message: header fields, and the questions (`qd`) parsed on first access. Methods
+ * live on the prototype, so decoding a packet allocates no closures. */
+class DnsMessage {
+  constructor(msg) {
+    this.raw = msg;
+    this.id = (msg[0] << 8) | msg[1];
+    this.qr = msg[2] >> 7;
+    this.opcode = (msg[2] >> 3) & 15;
+    this.rcode = msg[3] & 15;
+    this.qdcount = (msg[4] << 8) | msg[5];
+    this.ancount = (msg[6] << 8) | msg[7];
+    this.nscount = (msg[8] << 8) | msg[9];
+    this.arcount = (msg[10] << 8) | msg[11];
+    this._qd = null;
+  }
+  get isResponse() { return this.qr === 1; }
+  /** The questions that parse (stops at the first bad one). */
+  get qd() {
+    if (this._qd) return this._qd;
+    const msg = this.raw, qd = [];
+    let pos = 12;
+    for (let i = 0; i < this.qdcount; i++) {
+      const got = readName(msg, pos);
+      if (!got || got[1] + 4 > msg.length) break;
+      const next = got[1];
+      qd.push(new DnsQuestion(got[0], (msg[next] << 8) | msg[next + 1], ((msg[next + 2] << 8) | msg[next + 3]) & 0x7fff));
+      pos = next + 4;
+    }
+    this._qd = qd;
+    return qd;
+  }
+  /** First question's name, or null. */
+  get qname() { const q = this.qd; return q.length ? q[0].name : null; }
+}
+
 /** Decode a DNS message (header; questions on demand), or null when shorter than a header. */
 export function parseDns(msg) {
-  if (msg.length < 12) return null;
-  const u16 = (i) => (msg[i] << 8) | msg[i + 1];
-  let qd = null;
-  const dns = {
-    raw: msg, id: u16(0), qr: msg[2] >> 7, opcode: (msg[2] >> 3) & 15, rcode: msg[3] & 15,
-    qdcount: u16(4), ancount: u16(6), nscount: u16(8), arcount: u16(10),
-    get isResponse() { return this.qr === 1; },
-    /** The questions that parse (stops at the first bad one). */
-    get qd() {
-      if (qd) return qd;
-      qd = [];
-      let pos = 12;
-      for (let i = 0; i < this.qdcount; i++) {
-        const got = readName(msg, pos);
-        if (!got || got[1] + 4 > msg.length) break;
-        const [labels, next] = got;
-        const qtype = u16(next), qclass = u16(next + 2) & 0x7fff;
-        pos = next + 4;
-        qd.push({
-          labels, qtype, qclass,
-          /** Labels decoded as UTF-8 (invalid bytes replaced) joined with '.', no trailing dot. */
-          get name() { return labels.map((l) => utf8Lossy.decode(l)).join('.'); },
-        });
-      }
-      return qd;
-    },
-    /** First question's name, or null. */
-    get qname() { const q = this.qd; return q.length ? q[0].name : null; },
-  };
-  return dns;
+  return msg.length < 12 ? null : new DnsMessage(msg);
 }
 
 // --- scapy-style layer names: a port of chefs/packet-count-chef/src/layers.rs (keep in sync) ---
