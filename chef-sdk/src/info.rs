@@ -19,6 +19,12 @@ pub struct Interest {
     /// TCP/UDP ports, source or destination; empty = any (non-empty excludes packets
     /// without a TCP/UDP header).
     pub ports: &'static [u16],
+    /// Receive flow starts and ends in [`crate::Chef::on_flow_event`] (not filtered by the
+    /// lists above). Default false.
+    pub flow_events: bool,
+    /// Bytes of each direction of each TCP connection wanted in order, from stream offset
+    /// 0, in [`crate::Chef::on_stream`]; 0 = none (the default).
+    pub stream_bytes: u32,
 }
 
 impl Interest {
@@ -28,6 +34,8 @@ impl Interest {
         network: &[],
         transport: &[],
         ports: &[],
+        flow_events: false,
+        stream_bytes: 0,
     };
 
     /// Only these link types.
@@ -49,6 +57,23 @@ impl Interest {
     pub const fn ports(self, ports: &'static [u16]) -> Self {
         Interest { ports, ..self }
     }
+
+    /// Also receive flow events ([`crate::Chef::on_flow_event`]).
+    pub const fn flow_events(self, flow_events: bool) -> Self {
+        Interest {
+            flow_events,
+            ..self
+        }
+    }
+
+    /// Also receive the first `bytes` of each direction of each TCP connection as in-order
+    /// stream chunks ([`crate::Chef::on_stream`]).
+    pub const fn stream_bytes(self, stream_bytes: u32) -> Self {
+        Interest {
+            stream_bytes,
+            ..self
+        }
+    }
 }
 
 impl Default for Interest {
@@ -64,6 +89,8 @@ impl From<Interest> for wit::Interest {
             network: i.network.to_vec(),
             transport: i.transport.to_vec(),
             ports: i.ports.to_vec(),
+            flow_events: i.flow_events,
+            stream_bytes: i.stream_bytes,
         }
     }
 }
@@ -132,6 +159,8 @@ impl ChefInfo {
             version: version.to_owned(),
             drivers: self.drivers,
             interest: self.interest.into(),
+            // Compiled guests read records directly; `packed` is for interpreted guests.
+            batch_form: wit::BatchForm::Records,
         }
     }
 }

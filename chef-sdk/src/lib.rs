@@ -1,9 +1,9 @@
 //! Write netdumplings **chefs** in Rust.
 //!
 //! A chef is a WebAssembly component implementing the `chef` world of `wit/chef.wit`
-//! (package `netdumplings:chef@0.1.0`). The kitchen hands it packets in batches; the chef
-//! answers with JSON payloads ("dumplings"). This crate hides the WIT plumbing and the
-//! batching:
+//! (package `netdumplings:chef@0.2.0`). The kitchen hands it packets in batches (and, when
+//! it asks, flow events and reassembled TCP stream bytes); the chef answers with JSON
+//! payloads ("dumplings"). This crate hides the WIT plumbing and the batching:
 //!
 //! * implement [`Chef`] on a `Default` struct (its fields are the chef's state);
 //! * call [`export_chef!`] once;
@@ -41,6 +41,7 @@
 //! collections so a chef's state cannot grow without limit.
 
 pub mod bounded;
+pub mod flow;
 mod info;
 pub mod log;
 mod packet;
@@ -49,6 +50,7 @@ pub mod parse;
 pub mod testing;
 mod time;
 
+pub use flow::StreamChunk;
 pub use info::{ChefInfo, Interest};
 pub use packet::{ipv4_addr, ipv6_addr, Mac, Packet};
 pub use time::{Tick, Timestamp};
@@ -67,7 +69,9 @@ pub use serde_json;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "chef",
+        // Every Rust chef exports `state` too: `export_chef!` with an empty state (nothing
+        // carried across a reload), `export_stateful_chef!` with the chef serialised.
+        world: "stateful-chef",
         pub_export_macro: true,
         default_bindings_module: "chef_sdk::bindings",
     });
@@ -78,6 +82,8 @@ pub mod wit {
     pub use crate::bindings::exports::netdumplings::chef::handler::PacketDumpling;
     pub use crate::bindings::netdumplings::chef::types::*;
 }
+
+pub use flow::FlowEvent;
 
 pub use wit::{Drivers, NetworkProtocol, TransportProtocol};
 
@@ -100,6 +106,18 @@ pub trait Chef: Default + 'static {
     /// [`Drivers::INTERVAL`]). Return the interval dumplings (often exactly one).
     #[allow(unused_variables)]
     fn on_interval(&mut self, tick: Tick) -> impl Dumplings {}
+
+    /// Called for each flow start and end, in time order (only when `info().interest`
+    /// has [`Interest::flow_events`]). Dumplings made here have driver `packet` and the
+    /// event's time.
+    #[allow(unused_variables)]
+    fn on_flow_event(&mut self, event: &FlowEvent) -> impl Dumplings {}
+
+    /// Called for each chunk of reassembled TCP stream bytes, in time order (only when
+    /// `info().interest` has [`Interest::stream_bytes`] > 0). Dumplings made here have
+    /// driver `packet` and the chunk's time.
+    #[allow(unused_variables)]
+    fn on_stream(&mut self, chunk: &StreamChunk<'_>) -> impl Dumplings {}
 }
 
 /// Zero, one or several dumpling payloads: what the [`Chef`] handlers return.
@@ -182,7 +200,7 @@ impl Dumplings for RawJson {
 /// The glue behind [`export_chef!`]. Not part of the stable API.
 #[doc(hidden)]
 pub mod __private {
-    use super::{Chef, Dumplings, Packet, Tick, Timestamp};
+    use super::{Chef, Dumplings, FlowEvent, Packet, StreamChunk, Tick, Timestamp};
     use crate::wit;
     use std::time::Duration;
 
@@ -212,6 +230,71 @@ pub mod __private {
         out
     }
 
+    /// `on-flow-events`: run `on_flow_event` over the events.
+    pub fn on_flow_events<C: Chef>(chef: &mut C, events: &[FlowEvent]) -> Vec<wit::PacketDumpling> {
+        let mut out = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
+            chef.on_flow_event(event).for_each_json(|payload| {
+                out.push(wit::PacketDumpling {
+                    packet_index,
+                    payload,
+                })
+            });
+        }
+        out
+    }
+
+    /// `on-stream`: run `on_stream` over the chunks.
+    pub fn on_stream<C: Chef>(
+        chef: &mut C,
+        chunks: &[wit::StreamChunk],
+        arena: &[u8],
+    ) -> Vec<wit::PacketDumpling> {
+        let mut out = Vec::new();
+        for (index, raw) in chunks.iter().enumerate() {
+            let chunk = StreamChunk::new(raw, arena);
+            let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
+            chef.on_stream(&chunk).for_each_json(|payload| {
+                out.push(wit::PacketDumpling {
+                    packet_index,
+                    payload,
+                })
+            });
+        }
+        out
+    }
+
+    /// `on-packed`: a Rust chef says `batch-form: records`, so the kitchen never calls this.
+    pub fn on_packed() -> ! {
+        crate::log::error("on-packed called on a chef that asked for records");
+        panic!("on-packed called on a chef that asked for records")
+    }
+
+    /// How `export_chef!` / `export_stateful_chef!` carry state across a hot reload.
+    pub trait StateCodec<C> {
+        /// The chef's state as bytes; empty = nothing to carry.
+        fn snapshot(chef: Option<&C>) -> Vec<u8>;
+        /// A chef made from an older version's snapshot, or why not.
+        fn restore(state: &[u8]) -> Result<Option<C>, String>;
+    }
+
+    /// `export_chef!`: no state is carried (an empty snapshot; a non-empty one is refused).
+    pub struct NoState;
+
+    impl<C> StateCodec<C> for NoState {
+        fn snapshot(_chef: Option<&C>) -> Vec<u8> {
+            Vec::new()
+        }
+        fn restore(state: &[u8]) -> Result<Option<C>, String> {
+            if state.is_empty() {
+                Ok(None)
+            } else {
+                Err("this version of the chef keeps no state across a reload".to_owned())
+            }
+        }
+    }
+
     /// `on-interval`: run `on_interval` once.
     pub fn on_interval<C: Chef>(chef: &mut C, now_ns: u64, interval_ns: u64) -> Vec<String> {
         let mut out = Vec::new();
@@ -225,6 +308,7 @@ pub mod __private {
     }
 
     pub use crate::bindings::exports::netdumplings::chef::handler::Guest;
+    pub use crate::bindings::exports::netdumplings::chef::state::Guest as StateGuest;
 }
 
 /// Exports a [`Chef`] as the component's `handler`.
@@ -232,10 +316,20 @@ pub mod __private {
 /// Use it once per chef crate, at the crate root: `chef_sdk::export_chef!(MyChef);`.
 /// The chef's state is one `MyChef::default()`, created on first use and kept for the
 /// life of the component instance (wasm is single-threaded, so a thread-local is the
-/// whole instance).
+/// whole instance). A hot reload starts the new version fresh; use
+/// [`export_stateful_chef!`] to carry the state over.
 #[macro_export]
 macro_rules! export_chef {
     ($chef:ty) => {
+        $crate::__export_chef!($chef, $crate::__private::NoState);
+    };
+}
+
+/// The body of [`export_chef!`] with a state codec. Not part of the stable API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_chef {
+    ($chef:ty, $codec:ty) => {
         #[doc(hidden)]
         #[allow(unsafe_code, missing_docs)]
         mod __netdumplings_chef_export {
@@ -267,8 +361,47 @@ macro_rules! export_chef {
                     with_chef(|chef| $crate::__private::on_packets(chef, &packets, &arena))
                 }
 
+                fn on_packed(
+                    _headers: ::std::vec::Vec<u8>,
+                    _arena: ::std::vec::Vec<u8>,
+                ) -> ::std::vec::Vec<$crate::wit::PacketDumpling> {
+                    $crate::__private::on_packed()
+                }
+
                 fn on_interval(now_ns: u64, interval_ns: u64) -> ::std::vec::Vec<::std::string::String> {
                     with_chef(|chef| $crate::__private::on_interval(chef, now_ns, interval_ns))
+                }
+
+                fn on_flow_events(
+                    events: ::std::vec::Vec<$crate::wit::FlowEvent>,
+                ) -> ::std::vec::Vec<$crate::wit::PacketDumpling> {
+                    with_chef(|chef| $crate::__private::on_flow_events(chef, &events))
+                }
+
+                fn on_stream(
+                    chunks: ::std::vec::Vec<$crate::wit::StreamChunk>,
+                    arena: ::std::vec::Vec<u8>,
+                ) -> ::std::vec::Vec<$crate::wit::PacketDumpling> {
+                    with_chef(|chef| $crate::__private::on_stream(chef, &chunks, &arena))
+                }
+            }
+
+            impl $crate::__private::StateGuest for NetdumplingsChefGuest {
+                fn snapshot() -> ::std::vec::Vec<u8> {
+                    STATE.with_borrow(|state| {
+                        <$codec as $crate::__private::StateCodec<$chef>>::snapshot(state.as_ref())
+                    })
+                }
+
+                fn restore(
+                    state: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    let restored =
+                        <$codec as $crate::__private::StateCodec<$chef>>::restore(&state)?;
+                    if let ::core::option::Option::Some(chef) = restored {
+                        STATE.with_borrow_mut(|s| *s = ::core::option::Option::Some(chef));
+                    }
+                    ::core::result::Result::Ok(())
                 }
             }
 

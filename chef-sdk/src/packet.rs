@@ -116,6 +116,13 @@ impl<'a> Packet<'a> {
         self.raw.interface_index
     }
 
+    /// The packet's flow and direction (0.2): filled only while some loaded chef uses flows
+    /// or streams (`Interest::flow_events` / `Interest::stream_bytes`), else `None`.
+    #[inline]
+    pub fn flow(&self) -> Option<wit::FlowRef> {
+        self.raw.flow
+    }
+
     /// Why parsing stopped early, if it did.
     #[inline]
     pub fn stopped(&self) -> Option<wit::ParseStop> {
@@ -379,6 +386,7 @@ mod tests {
             payload,
             padding: wit::Span { offset: 0, len: 0 },
             stopped: None,
+            flow: None,
         }
     }
 

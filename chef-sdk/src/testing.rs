@@ -95,6 +95,7 @@ impl Batch {
             payload: span(base + frame.len(), 0),
             padding: span(base + frame.len(), 0),
             stopped: None,
+            flow: None,
         };
         let stop = dissect(&mut p, frame, base);
         if let Some((layer, reason, at)) = stop {

@@ -146,20 +146,67 @@ pub fn use_color(color: bool, no_color: bool) -> bool {
     }
 }
 
-/// An [`eater::EaterConfig`] for `hub` and `name` with the TLS and token settings of
-/// `link`; on a bad CA, certificate or token file, says why on stderr and gives the exit
-/// status to return.
-pub fn eater_config(
-    hub: &str,
-    name: &str,
-    link: &hub_link::LinkArgs,
-) -> Result<eater::EaterConfig, std::process::ExitCode> {
-    let mut config = eater::EaterConfig::new(hub, name);
-    config.link = link.link().map_err(|error| {
-        eprintln!("{name}: {error}");
-        std::process::ExitCode::FAILURE
-    })?;
-    Ok(config)
+/// The hub address and link flags (TLS, token) every eater CLI takes; flattened into each
+/// `Cli` so the three tools spell and explain them the same way.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HubArgs {
+    /// Hub eater address.
+    #[arg(
+        short = 'h',
+        long,
+        value_name = "HOST:PORT",
+        default_value = "localhost:11348",
+        long_help = "Hub eater address: HOST:PORT (ws://) or wss://HOST:PORT (TLS; see --tls-ca). \
+Several, comma-separated (HOST:PORT,HOST:PORT): after a lost connection the next one is tried"
+    )]
+    pub hub: String,
+    /// TLS and token settings for the connection.
+    #[command(flatten)]
+    pub link: hub_link::LinkArgs,
+}
+
+impl HubArgs {
+    /// Whether several hubs were given (`-h A,B`).
+    pub fn several(&self) -> bool {
+        self.hub.contains(',')
+    }
+
+    /// An [`eater::EaterConfig`] for these hubs and `name` with the TLS and token settings;
+    /// on a bad CA, certificate or token file, says why on stderr and gives the exit status
+    /// to return.
+    pub fn eater_config(&self, name: &str) -> Result<eater::EaterConfig, std::process::ExitCode> {
+        let mut config = eater::EaterConfig::new(&self.hub, name);
+        config.link = self.link.link().map_err(|error| {
+            eprintln!("{name}: {error}");
+            std::process::ExitCode::FAILURE
+        })?;
+        Ok(config)
+    }
+}
+
+/// The whole life of an eater CLI after its arguments: connect with `config`, feed every
+/// event to `on_event` through [`eat`], and return the exit status (errors setting up say
+/// why on stderr, with the eater's name).
+pub fn run(
+    config: eater::EaterConfig,
+    on_event: impl FnMut(&Event) -> Flow,
+) -> std::process::ExitCode {
+    let name = config.name.clone();
+    let mut eater = match Eater::new(config) {
+        Ok(eater) => eater,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("{name}: cannot start runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(eat(&mut eater, on_event)).exit_code()
 }
 
 /// Check a `--since` value: a duration (`NUMBER[s|m|h|d]`) or an RFC 3339 time
@@ -189,7 +236,7 @@ pub fn parse_since(text: &str) -> Result<String, String> {
 }
 
 /// A runtime for the eater CLIs (one thread is plenty).
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use crate::auth::Principal;
 use crate::fleet::replay::{notice, start_notice, Plan};
-use crate::kitchen::{accept_with_hello, close, HubWs};
+use crate::handshake::{accept_with_hello, close, HubWs};
 use crate::state::{Frame, Origin, Peer, Shared};
 use crate::status;
 use crate::tls::HubStream;

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod eater;
 pub mod fleet;
+pub mod handshake;
 pub mod hello;
 pub mod kitchen;
 pub mod metrics;

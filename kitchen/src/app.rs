@@ -673,6 +673,7 @@ fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
                 let _ = writeln!(out, "  version:  {}", Escaped::new(&d.version));
                 let _ = writeln!(out, "  drivers:  {}", d.drivers);
                 let _ = writeln!(out, "  interest: {}", interest_text(&d.interest));
+                let _ = writeln!(out, "  api:      chef API {}", d.api);
                 let _ = writeln!(out, "  source:   {}", c.source());
                 let origin = chef_origin(c.source(), c.limits().max_file_bytes);
                 let _ = writeln!(
@@ -741,6 +742,7 @@ fn chef_origin(
 
 fn interest_text(i: &kitchen::chef_host::bindings::Interest) -> String {
     use kitchen::chef_host::bindings::{NetworkProtocol as N, TransportProtocol as T};
+    use std::fmt::Write as _;
     let join = |v: Vec<&str>| format!("[{}]", v.join(","));
     let mut parts = Vec::new();
     if !i.link_types.is_empty() {
@@ -775,11 +777,18 @@ fn interest_text(i: &kitchen::chef_host::bindings::Interest) -> String {
     if !i.ports.is_empty() {
         parts.push(format!("ports={:?}", i.ports));
     }
-    if parts.is_empty() {
+    let mut text = if parts.is_empty() {
         "every packet".to_owned()
     } else {
         parts.join(" ")
+    };
+    if i.flow_events {
+        text.push_str(", flow events");
     }
+    if i.stream_bytes > 0 {
+        let _ = write!(text, ", first {} stream bytes each way", i.stream_bytes);
+    }
+    text
 }
 
 /// The exit summary: kitchen totals, then one line per chef. The per-chef figures beyond the

@@ -145,6 +145,8 @@ mod tests {
             network: vec![NetworkProtocol::Other],
             transport: vec![],
             ports: vec![],
+            flow_events: false,
+            stream_bytes: 0,
         })
     }
 

@@ -859,6 +859,8 @@ mod tests {
             network: vec![],
             transport: vec![TransportProtocol::Udp],
             ports: vec![53],
+            flow_events: false,
+            stream_bytes: 0,
         });
         assert!(dns.matches(&class(
             NetClass::Ipv4,
@@ -878,6 +880,8 @@ mod tests {
             network: vec![NetworkProtocol::Arp],
             transport: vec![],
             ports: vec![],
+            flow_events: false,
+            stream_bytes: 0,
         });
         assert!(arp.matches(&class(NetClass::Arp, TransportClass::None, None)));
         assert!(!arp.matches(&class(NetClass::Ipv6, TransportClass::Udp, Some((1, 2)))));
@@ -887,6 +891,8 @@ mod tests {
             network: vec![],
             transport: vec![],
             ports: vec![],
+            flow_events: false,
+            stream_bytes: 0,
         });
         assert!(all.is_everything());
         assert!(all.matches(&class(NetClass::Other, TransportClass::None, None)));
@@ -896,6 +902,8 @@ mod tests {
             network: vec![],
             transport: vec![],
             ports: vec![],
+            flow_events: false,
+            stream_bytes: 0,
         });
         assert!(!sll_only.matches(&class(NetClass::Ipv4, TransportClass::None, None)));
     }

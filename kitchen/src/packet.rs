@@ -159,6 +159,8 @@ pub fn parse_push(
         payload: span(0, 0),
         padding: span(0, 0),
         stopped: None,
+        // Filled later by the flow tracker, only when some chef uses flows or streams.
+        flow: None,
     }));
     let Some(WirePacket(out)) = packets.last_mut() else {
         unreachable!("a record was just pushed");

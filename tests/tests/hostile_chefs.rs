@@ -623,23 +623,23 @@ fn baseline_replay_is_deterministic_and_complete() {
     }
 }
 
-/// The wrong-version chef's WIT must be the real WIT with only the package version changed,
-/// or `WrongVersionChef` would test something else than a version mismatch.
+/// The wrong-version chef's WIT must be the real (frozen 0.1) WIT with only the package
+/// version changed, or `WrongVersionChef` would test something else than a version mismatch.
 #[test]
 fn wrong_version_wit_differs_from_the_real_one_only_in_its_version() {
     let root = workspace_root();
-    let real = std::fs::read_to_string(root.join("wit/chef.wit")).expect("wit/chef.wit");
-    let copy = std::fs::read_to_string(root.join("tests/hostile-chefs/wit-v0.2.0/chef.wit"))
-        .expect("tests/hostile-chefs/wit-v0.2.0/chef.wit");
+    let real = std::fs::read_to_string(root.join("wit/v0.1/chef.wit")).expect("wit/v0.1/chef.wit");
+    let copy = std::fs::read_to_string(root.join("tests/hostile-chefs/wit-v0.3.0/chef.wit"))
+        .expect("tests/hostile-chefs/wit-v0.3.0/chef.wit");
     assert!(real.contains("package netdumplings:chef@0.1.0;"));
     assert_eq!(
         real.replace(
             "package netdumplings:chef@0.1.0;",
-            "package netdumplings:chef@0.2.0;"
+            "package netdumplings:chef@0.3.0;"
         ),
         copy,
-        "regenerate it: sed 's/^package netdumplings:chef@0.1.0;/package netdumplings:chef@0.2.0;/' \
-         wit/chef.wit > tests/hostile-chefs/wit-v0.2.0/chef.wit"
+        "regenerate it: sed 's/^package netdumplings:chef@0.1.0;/package netdumplings:chef@0.3.0;/' \
+         wit/v0.1/chef.wit > tests/hostile-chefs/wit-v0.3.0/chef.wit"
     );
 }
 
@@ -1102,7 +1102,7 @@ fn wrong_wit_version_chef_is_refused_at_load() {
         "wrong-version",
         "wrong_version_chef.wasm",
         hostile_wasm("wrong_version_chef.wasm"),
-        &["0.2.0", "0.1"],
+        &["0.3.0", "0.2.0", "0.1.0"],
     );
     assert_no_output(&run, "WrongVersionChef", "wrong_version_loaded");
 }

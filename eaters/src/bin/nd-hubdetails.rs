@@ -16,22 +16,12 @@ use eaters::Flow;
 #[command(
     name = "nd-hubdetails",
     version,
-    about,
     disable_help_flag = true,
     max_term_width = 100
 )]
 struct Cli {
-    /// Hub eater address.
-    #[arg(
-        short = 'h',
-        long,
-        value_name = "HOST:PORT",
-        default_value = "localhost:11348",
-        long_help = "Hub eater address: HOST:PORT (ws://) or wss://HOST:PORT (TLS; see --tls-ca)"
-    )]
-    hub: String,
     #[command(flatten)]
-    link: hub_link::LinkArgs,
+    hub: eaters::HubArgs,
     /// Name sent to the hub.
     #[arg(
         short = 'n',
@@ -52,7 +42,7 @@ struct Cli {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let mut config = match eaters::eater_config(&cli.hub, &cli.eater_name, &cli.link) {
+    let mut config = match cli.hub.eater_config(&cli.eater_name) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -61,23 +51,9 @@ fn main() -> std::process::ExitCode {
         ..Filter::default()
     };
     config.reconnect.max_attempts = Some(cli.retries);
-    let mut eater = match eater::Eater::new(config) {
-        Ok(eater) => eater,
-        Err(error) => {
-            eprintln!("{}: {error}", cli.eater_name);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     let color = cli.color.enabled();
-    let runtime = match eaters::runtime() {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("{}: cannot start runtime: {error}", cli.eater_name);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     let stdout = std::io::stdout();
-    let outcome = runtime.block_on(eaters::eat(&mut eater, |event| {
+    eaters::run(config, |event| {
         let mut out = stdout.lock();
         match event {
             Event::Connected {
@@ -100,8 +76,7 @@ fn main() -> std::process::ExitCode {
             }
             _ => Flow::Continue,
         }
-    }));
-    outcome.exit_code()
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +91,7 @@ mod tests {
             Cli::try_parse_from(["nd-hubdetails", "-h", "h:1", "-n", "x", "--no-color"]).unwrap();
         assert_eq!(
             (
-                cli.hub.as_str(),
+                cli.hub.hub.as_str(),
                 cli.eater_name.as_str(),
                 cli.color.no_color
             ),

@@ -14,22 +14,12 @@ use eaters::Flow;
 #[command(
     name = "nd-hubstatus",
     version,
-    about,
     disable_help_flag = true,
     max_term_width = 100
 )]
 struct Cli {
-    /// Hub eater address.
-    #[arg(
-        short = 'h',
-        long,
-        value_name = "HOST:PORT",
-        default_value = "localhost:11348",
-        long_help = "Hub eater address: HOST:PORT (ws://) or wss://HOST:PORT (TLS; see --tls-ca)"
-    )]
-    hub: String,
     #[command(flatten)]
-    link: hub_link::LinkArgs,
+    hub: eaters::HubArgs,
     /// Name sent to the hub.
     #[arg(
         short = 'n',
@@ -65,7 +55,7 @@ fn status_line(now: &str, status: &dumpling::SystemStatus, color: bool) -> Strin
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let mut config = match eaters::eater_config(&cli.hub, &cli.eater_name, &cli.link) {
+    let mut config = match cli.hub.eater_config(&cli.eater_name) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -73,23 +63,9 @@ fn main() -> std::process::ExitCode {
         chefs: vec![dumpling::SYSTEM_STATUS_CHEF.into()],
         ..Filter::default()
     };
-    let mut eater = match eater::Eater::new(config) {
-        Ok(eater) => eater,
-        Err(error) => {
-            eprintln!("{}: {error}", cli.eater_name);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     let color = cli.color.enabled();
-    let runtime = match eaters::runtime() {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("{}: cannot start runtime: {error}", cli.eater_name);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     let stdout = std::io::stdout();
-    let outcome = runtime.block_on(eaters::eat(&mut eater, |event| {
+    eaters::run(config, |event| {
         let mut out = stdout.lock();
         match event {
             Event::Connected {
@@ -116,8 +92,7 @@ fn main() -> std::process::ExitCode {
         }
         let _ = out.flush();
         Flow::Continue
-    }));
-    outcome.exit_code()
+    })
 }
 
 #[cfg(test)]

@@ -16,22 +16,12 @@ use eaters::Flow;
 #[command(
     name = "nd-print",
     version,
-    about,
     disable_help_flag = true,
     max_term_width = 100
 )]
 struct Cli {
-    /// Hub eater address.
-    #[arg(
-        short = 'h',
-        long,
-        value_name = "HOST:PORT",
-        default_value = "localhost:11348",
-        long_help = "Hub eater address: HOST:PORT (ws://) or wss://HOST:PORT (TLS; see --tls-ca). \
-Several, comma-separated (HOST:PORT,HOST:PORT): after a lost connection the next one is \
-tried, and with --resume the eater continues there from the last dumpling it saw"
-    )]
-    hub: String,
+    #[command(flatten)]
+    hub: eaters::HubArgs,
     /// Replay from a time: a duration back (10m, 90s, 2h) or an RFC 3339 time.
     #[arg(
         long,
@@ -57,8 +47,6 @@ sequence numbers (needs --nats on the hub). On by default with several hubs in -
 with --since/--since-seq"
     )]
     resume: bool,
-    #[command(flatten)]
-    link: hub_link::LinkArgs,
     /// Only dumplings from this chef (repeatable).
     #[arg(short = 'c', long = "chef", value_name = "CHEF_NAME")]
     chefs: Vec<String>,
@@ -106,7 +94,7 @@ with --since/--since-seq"
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let mut config = match eaters::eater_config(&cli.hub, &cli.eater_name, &cli.link) {
+    let mut config = match cli.hub.eater_config(&cli.eater_name) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -115,31 +103,17 @@ fn main() -> std::process::ExitCode {
         (Some(since), None) => Some(eater::StartAt::Since(since.clone())),
         (None, None) => None,
     };
-    config.resume = cli.resume || config.start.is_some() || cli.hub.contains(',');
+    config.resume = cli.resume || config.start.is_some() || cli.hub.several();
     config.filter = Filter {
         chefs: cli.chefs.clone(),
         kitchens: cli.kitchens.clone(),
         packet: !cli.no_packet_dumplings,
         interval: !cli.no_interval_dumplings,
     };
-    let mut eater = match eater::Eater::new(config) {
-        Ok(eater) => eater,
-        Err(error) => {
-            eprintln!("{}: {error}", cli.eater_name);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     let color = cli.color.enabled();
-    let runtime = match eaters::runtime() {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("{}: cannot start runtime: {error}", cli.eater_name);
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     let mut eaten = 0u64;
     let stdout = std::io::stdout();
-    let outcome = runtime.block_on(eaters::eat(&mut eater, |event| {
+    eaters::run(config, |event| {
         let mut out = stdout.lock();
         match event {
             Event::Connected {
@@ -175,8 +149,7 @@ fn main() -> std::process::ExitCode {
             _ => {}
         }
         Flow::Continue
-    }));
-    outcome.exit_code()
+    })
 }
 
 fn print_dumpling(out: &mut impl Write, dumpling: &dumpling::Dumpling, payload: bool, color: bool) {
@@ -231,7 +204,7 @@ mod tests {
             "3",
         ])
         .unwrap();
-        assert_eq!(cli.hub, "127.0.0.1:1");
+        assert_eq!(cli.hub.hub, "127.0.0.1:1");
         assert_eq!(cli.chefs, ["A", "B"]);
         assert_eq!(cli.kitchens, ["k"]);
         assert_eq!(cli.eater_name, "me");
@@ -244,7 +217,7 @@ mod tests {
             "the last of --packet-dumplings/--no-... wins"
         );
         let cli = Cli::try_parse_from(["nd-print"]).unwrap();
-        assert_eq!(cli.hub, "localhost:11348");
+        assert_eq!(cli.hub.hub, "localhost:11348");
         assert_eq!(cli.eater_name, "printereater");
         let cli = Cli::try_parse_from(["nd-print", "--since", "10m", "--resume"]).unwrap();
         assert_eq!(cli.since.as_deref(), Some("10m"));

@@ -2,17 +2,22 @@
 //!
 //! 1. The bytes: not empty, `\0asm` magic, the component layer (not a core module).
 //! 2. The imports (read from the compiled component's type, before anything runs): only the
-//!    chef's own `netdumplings:chef/{types,log}@0.1.x` and the WASI interfaces a Rust or C
+//!    chef's own `netdumplings:chef/{types,log}` of its version and the WASI interfaces a Rust or C
 //!    `wasm32-wasip2` guest needs just to start (`wasi:io`, `wasi:cli` environment/exit/std
 //!    streams/terminals, `wasi:clocks`, `wasi:random`). Filesystem, sockets, HTTP and
 //!    anything unknown are refused by name.
-//! 3. The exports: `netdumplings:chef/handler@0.1.0`; another version is a clear error.
+//! 3. The exports: `netdumplings:chef/handler@0.2.0` or `@0.1.0` (the version decides how
+//!    the kitchen calls it, see [`super::api`]); another version is a clear error.
 
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use super::bindings::HANDLER_EXPORT;
+use super::api::ChefApi;
 use super::error::LoadError;
+
+/// The handler exports this kitchen accepts, for error messages.
+pub const ACCEPTED_HANDLERS: &str =
+    "netdumplings:chef/handler@0.2.0` or `netdumplings:chef/handler@0.1.0";
 
 /// The WASI interfaces (package/interface, without version) linked for chefs. Each is
 /// backed by a deny-all `WasiCtx`: no environment, no arguments, stdin closed, stdout and
@@ -70,11 +75,6 @@ fn split_version(name: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Same major.minor as 0.1 (0.x versions are compatible only within the same minor).
-fn is_chef_0_1(version: Option<&str>) -> bool {
-    version.is_some_and(|v| v == "0.1" || v.starts_with("0.1."))
-}
-
 fn is_wasi_0_2(version: Option<&str>) -> bool {
     version.is_some_and(|v| v.starts_with("0.2."))
 }
@@ -93,22 +93,24 @@ fn forbidden_reason(iface: &str) -> &'static str {
     }
 }
 
-/// Check a compiled component's imports and exports against the chef contract.
-pub fn check_component(engine: &Engine, component: &Component) -> Result<(), LoadError> {
+/// Check a compiled component's imports and exports against the chef contract; answer
+/// which version of it the chef was built against.
+pub fn check_component(engine: &Engine, component: &Component) -> Result<ChefApi, LoadError> {
     let ty = component.component_type();
     // Exports first: a chef for another WIT version imports that version's `types` too,
-    // and "built for handler@0.2.0" is the clearer message.
-    check_exports(engine, &ty)?;
+    // and "built for handler@0.3.0" is the clearer message.
+    let api = check_exports(engine, &ty)?;
     // Every forbidden import is collected, so the refusal names all of them (a chef using
     // `std::net` imports `wasi:filesystem/*` and `wasi:sockets/*`: both matter).
     let mut forbidden: Vec<(String, &'static str)> = Vec::new();
     for (name, _) in ty.imports(engine) {
         let (iface, version) = split_version(name);
         if ALLOWED_OWN.contains(&iface) {
-            if !is_chef_0_1(version) {
+            // Its own imports must be of the version its handler was built for.
+            if ChefApi::from_version(version) != Some(api) {
                 return Err(LoadError::WrongWitVersion {
                     found: name.to_owned(),
-                    expected: HANDLER_EXPORT,
+                    expected: api.handler_export(),
                 });
             }
         } else if ALLOWED_WASI.contains(&iface) && is_wasi_0_2(version) {
@@ -119,7 +121,7 @@ pub fn check_component(engine: &Engine, component: &Component) -> Result<(), Loa
     }
     let mut rest = forbidden.into_iter();
     match rest.next() {
-        None => Ok(()),
+        None => Ok(api),
         Some((import, why)) => Err(LoadError::ForbiddenImport {
             import,
             why,
@@ -131,10 +133,12 @@ pub fn check_component(engine: &Engine, component: &Component) -> Result<(), Loa
 fn check_exports(
     engine: &Engine,
     ty: &wasmtime::component::types::Component,
-) -> Result<(), LoadError> {
+) -> Result<ChefApi, LoadError> {
     let exports: Vec<&str> = ty.exports(engine).map(|(n, _)| n).collect();
-    if exports.contains(&HANDLER_EXPORT) {
-        return Ok(());
+    for api in [ChefApi::V0_2, ChefApi::V0_1] {
+        if exports.contains(&api.handler_export()) {
+            return Ok(api);
+        }
     }
     if let Some(other) = exports
         .iter()
@@ -142,7 +146,7 @@ fn check_exports(
     {
         return Err(LoadError::WrongWitVersion {
             found: (*other).to_owned(),
-            expected: HANDLER_EXPORT,
+            expected: ACCEPTED_HANDLERS,
         });
     }
     Err(LoadError::NotAChef {
@@ -179,11 +183,6 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert!(is_chef_0_1(Some("0.1.0")));
-        assert!(is_chef_0_1(Some("0.1.7")));
-        assert!(!is_chef_0_1(Some("0.2.0")));
-        assert!(!is_chef_0_1(Some("0.10.0")));
-        assert!(!is_chef_0_1(None));
         assert!(is_wasi_0_2(Some("0.2.6")));
         assert!(!is_wasi_0_2(Some("0.3.0")));
         assert_eq!(

@@ -65,7 +65,7 @@ pub enum LoadError {
     /// The component was built against another version of `wit/chef.wit`.
     #[error(
         "the chef was built for `{found}`, but this kitchen implements `{expected}`; \
-         rebuild it against wit/chef.wit 0.1.x"
+         rebuild it against wit/chef.wit (0.2.x)"
     )]
     WrongWitVersion {
         /// What the chef exports or imports.

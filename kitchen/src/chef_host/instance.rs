@@ -18,8 +18,9 @@ use wasmtime::component::{Func, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::api::{AnyChef, AnyPre, ChefApi};
 use super::bindings::{
-    self, Chef, ChefPre, Interest, LogLevel, Packet, PacketDumpling, HANDLER_EXPORT,
+    self, v0_1, BatchForm, FlowEvent, Interest, LogLevel, Packet, PacketDumpling, StreamChunk,
 };
 use super::chef_log::ChefLog;
 use super::clocks::{since_process_epoch, Environment, KitchenClock, ReplayMonotonic};
@@ -28,7 +29,7 @@ use super::error::{CallError, LoadError};
 use super::failure_policy::{CallKind, Health};
 use super::limits::{ChefLimiter, ChefLimits};
 use super::poll::DeadlinePoll;
-use super::wire::WirePacket;
+use super::wire::{WirePacket, WirePacketV01};
 
 /// What the store of one chef holds: its WASI context (deny-all), its resource table, its
 /// limiter and its log sink. Kept small on purpose (wasmtime's examples' advice).
@@ -102,6 +103,23 @@ impl bindings::netdumplings::chef::log::Host for ChefState {
 
 impl bindings::netdumplings::chef::types::Host for ChefState {}
 
+/// A 0.1 chef's `log` (same levels as 0.2's).
+impl v0_1::netdumplings::chef::log::Host for ChefState {
+    fn log(&mut self, level: v0_1::netdumplings::chef::log::Level, message: String) {
+        use v0_1::netdumplings::chef::log::Level as Old;
+        let level = match level {
+            Old::Trace => LogLevel::Trace,
+            Old::Debug => LogLevel::Debug,
+            Old::Info => LogLevel::Info,
+            Old::Warn => LogLevel::Warn,
+            Old::Error => LogLevel::Error,
+        };
+        self.log.log(level, &message);
+    }
+}
+
+impl v0_1::netdumplings::chef::types::Host for ChefState {}
+
 /// Which handlers a chef wants called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriverSet {
@@ -133,8 +151,12 @@ pub struct ChefDescription {
     pub version: String,
     /// Handlers to call.
     pub drivers: DriverSet,
-    /// Packets `on-packets` should get.
+    /// Packets `on-packets` should get (and flow events, stream bytes: 0.2).
     pub interest: Interest,
+    /// `on-packets` (records) or `on-packed`.
+    pub batch_form: BatchForm,
+    /// The chef contract it was built against.
+    pub api: ChefApi,
 }
 
 /// Where a chef was loaded from.
@@ -163,6 +185,10 @@ pub struct ChefStats {
     pub packet_calls: u64,
     /// Successful `on-interval` calls.
     pub interval_calls: u64,
+    /// Successful `on-flow-events` calls.
+    pub flow_event_calls: u64,
+    /// Successful `on-stream` calls.
+    pub stream_calls: u64,
     /// Packets handed over in successful calls.
     pub packets: u64,
     /// Dumplings accepted from this chef.
@@ -191,8 +217,9 @@ pub struct ChefStats {
 
 struct Live {
     store: Store<ChefState>,
-    chef: Chef,
-    /// `on-packets`, called with [`WirePacket`]s (bulk lowering; see `wire`).
+    chef: AnyChef,
+    /// `on-packets`, called with [`WirePacket`]s (bulk lowering; see `wire`), or with
+    /// [`WirePacketV01`]s for a 0.1 chef.
     on_packets: Func,
     /// No handler call has been made into this instance yet.
     fresh: bool,
@@ -214,7 +241,7 @@ struct OutputWarnings {
 pub struct LoadedChef {
     description: ChefDescription,
     source: ChefSource,
-    pre: ChefPre<ChefState>,
+    pre: AnyPre,
     engine: Engine,
     limits: ChefLimits,
     log: ChefLog,
@@ -238,7 +265,7 @@ impl LoadedChef {
     /// Instantiate, call `describe`, validate the name.
     pub(crate) fn start(
         engine: &Engine,
-        pre: ChefPre<ChefState>,
+        pre: AnyPre,
         limits: &ChefLimits,
         source: ChefSource,
         env: Environment,
@@ -267,6 +294,8 @@ impl LoadedChef {
                 interval: info.drivers.contains(bindings::Drivers::INTERVAL),
             },
             interest: info.interest,
+            batch_form: info.batch_form,
+            api: pre.api(),
         };
         Ok(LoadedChef {
             description,
@@ -370,7 +399,15 @@ impl LoadedChef {
         }
     }
 
+    /// The chef contract this chef was built against.
+    pub fn api(&self) -> ChefApi {
+        self.description.api
+    }
+
     /// Call `on-packets`. `now_ns` is the kitchen's clock (for restart backoff).
+    ///
+    /// A 0.1 chef gets the same records lowered in its own layout (see `api`): no copy,
+    /// no conversion; its generic-lowering diagnostic is not available (bulk lowering).
     pub fn on_packets(
         &mut self,
         packets: &[WirePacket],
@@ -379,9 +416,18 @@ impl LoadedChef {
     ) -> Result<Vec<PacketDumpling>, CallError> {
         let generic = self.generic_lowering;
         let out = self.call(CallKind::Packets, now_ns, |live| {
+            let v0_2 = match live.chef.v0_2() {
+                Some(c) => c,
+                None => {
+                    let packets = WirePacketV01::slice(packets);
+                    let (out,) = on_packets_v0_1_typed(live.on_packets)
+                        .call(&mut live.store, (packets, arena))?;
+                    return Ok(out);
+                }
+            };
             if generic {
                 let plain: Vec<Packet> = packets.iter().map(|p| p.0).collect();
-                return live.chef.netdumplings_chef_handler().call_on_packets(
+                return v0_2.netdumplings_chef_handler().call_on_packets(
                     &mut live.store,
                     &plain,
                     arena,
@@ -396,14 +442,76 @@ impl LoadedChef {
         Ok(out)
     }
 
+    /// Call `on-packed` (0.2 chefs whose `batch-form` is `packed`): `headers` are the
+    /// packed records of `packets` packet records (for the counters), `arena` their bytes.
+    /// A 0.1 chef is never called (it has no `on-packed`): `Ok(vec![])`.
+    pub fn on_packed(
+        &mut self,
+        headers: &[u8],
+        arena: &[u8],
+        packets: usize,
+        now_ns: u64,
+    ) -> Result<Vec<PacketDumpling>, CallError> {
+        if self.api() == ChefApi::V0_1 {
+            return Ok(Vec::new());
+        }
+        let out = self.call(CallKind::Packets, now_ns, |live| match live.chef.v0_2() {
+            Some(c) => {
+                c.netdumplings_chef_handler()
+                    .call_on_packed(&mut live.store, headers, arena)
+            }
+            None => Ok(Vec::new()),
+        })?;
+        self.stats.packet_calls += 1;
+        self.stats.packets += packets as u64;
+        Ok(out)
+    }
+
+    /// Call `on-flow-events` (0.2 chefs; same deadline, fuel, memory and output budget as
+    /// `on-packets`, and the same failure handling). A 0.1 chef is never called: `Ok(vec![])`.
+    pub fn on_flow_events(
+        &mut self,
+        events: &[FlowEvent],
+        now_ns: u64,
+    ) -> Result<Vec<PacketDumpling>, CallError> {
+        if self.api() == ChefApi::V0_1 {
+            return Ok(Vec::new());
+        }
+        let out = self.call(CallKind::Packets, now_ns, |live| match live.chef.v0_2() {
+            Some(c) => c
+                .netdumplings_chef_handler()
+                .call_on_flow_events(&mut live.store, events),
+            None => Ok(Vec::new()),
+        })?;
+        self.stats.flow_event_calls += 1;
+        Ok(out)
+    }
+
+    /// Call `on-stream` (0.2 chefs; as [`Self::on_flow_events`]). A 0.1 chef is never
+    /// called: `Ok(vec![])`.
+    pub fn on_stream(
+        &mut self,
+        chunks: &[StreamChunk],
+        arena: &[u8],
+        now_ns: u64,
+    ) -> Result<Vec<PacketDumpling>, CallError> {
+        if self.api() == ChefApi::V0_1 {
+            return Ok(Vec::new());
+        }
+        let out = self.call(CallKind::Packets, now_ns, |live| match live.chef.v0_2() {
+            Some(c) => c
+                .netdumplings_chef_handler()
+                .call_on_stream(&mut live.store, chunks, arena),
+            None => Ok(Vec::new()),
+        })?;
+        self.stats.stream_calls += 1;
+        Ok(out)
+    }
+
     /// Call `on-interval`.
     pub fn on_interval(&mut self, now_ns: u64, interval_ns: u64) -> Result<Vec<String>, CallError> {
         let out = self.call(CallKind::Interval, now_ns, |live| {
-            live.chef.netdumplings_chef_handler().call_on_interval(
-                &mut live.store,
-                now_ns,
-                interval_ns,
-            )
+            live.chef.on_interval(&mut live.store, now_ns, interval_ns)
         })?;
         self.stats.interval_calls += 1;
         Ok(out)
@@ -506,7 +614,7 @@ impl LoadedChef {
 /// Instantiate with the init deadline and call `describe`.
 fn instantiate(
     engine: &Engine,
-    pre: &ChefPre<ChefState>,
+    pre: &AnyPre,
     limits: &ChefLimits,
     log: &ChefLog,
     env: &Environment,
@@ -530,23 +638,33 @@ fn instantiate(
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
     };
-    let chef = match Chef::new(&mut store, &instance) {
+    let api = pre.api();
+    let chef = match AnyChef::new(api, &mut store, &instance) {
         Ok(c) => c,
         Err(e) => return Err(classify_init(e, &store)),
     };
+    let export = api.handler_export();
     let on_packets = instance
-        .get_export_index(&mut store, None, HANDLER_EXPORT)
+        .get_export_index(&mut store, None, export)
         .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-packets"))
         .and_then(|idx| instance.get_func(&mut store, idx))
-        .ok_or_else(|| CallError::Trap(format!("{HANDLER_EXPORT}#on-packets not found")))?;
+        .ok_or_else(|| CallError::Trap(format!("{export}#on-packets not found")))?;
     // Type-check once here; every call then uses `on_packets_typed` without re-checking
     // (a `typed()` per call compares the whole `packet` record type, ~10 µs per batch).
-    if let Err(e) = on_packets.typed::<(&[WirePacket], &[u8]), (Vec<PacketDumpling>,)>(&store) {
+    let typed = match api {
+        ChefApi::V0_2 => on_packets
+            .typed::<(&[WirePacket], &[u8]), (Vec<PacketDumpling>,)>(&store)
+            .map(drop),
+        ChefApi::V0_1 => on_packets
+            .typed::<(&[WirePacketV01], &[u8]), (Vec<PacketDumpling>,)>(&store)
+            .map(drop),
+    };
+    if let Err(e) = typed {
         return Err(CallError::Trap(format!(
             "on-packets has an unexpected type: {e:#}"
         )));
     }
-    let info = match chef.netdumplings_chef_handler().call_describe(&mut store) {
+    let info = match chef.describe(&mut store) {
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
     };
@@ -576,6 +694,21 @@ fn on_packets_typed<'a>(func: Func) -> OnPacketsFunc<'a> {
     // `func.typed::<(&[WirePacket], &[u8]), (Vec<PacketDumpling>,)>()` (lifetimes play no
     // part in component type checking) and refused the chef if it failed; `Live` keeps the
     // `Func` and the store that owns it together.
+    #[allow(unsafe_code)]
+    unsafe {
+        wasmtime::component::TypedFunc::new_unchecked(func)
+    }
+}
+
+/// The typed `on-packets` export of a 0.1 chef, taking [`WirePacketV01`]s.
+type OnPacketsV01Func<'a> =
+    wasmtime::component::TypedFunc<(&'a [WirePacketV01], &'a [u8]), (Vec<PacketDumpling>,)>;
+
+/// `on-packets` of a 0.1 chef as a typed function (see [`on_packets_typed`]).
+fn on_packets_v0_1_typed<'a>(func: Func) -> OnPacketsV01Func<'a> {
+    // SAFETY: `instantiate` type-checked this very `Func` of a 0.1 chef with
+    // `func.typed::<(&[WirePacketV01], &[u8]), (Vec<PacketDumpling>,)>()` and refused the
+    // chef if it failed; only 0.1 chefs (`AnyChef::V0_1`) take this path.
     #[allow(unsafe_code)]
     unsafe {
         wasmtime::component::TypedFunc::new_unchecked(func)

@@ -1,7 +1,8 @@
 //! The chef host: loads chef components, sandboxes them and calls them.
 //!
 //! One module per concern, as in wasmtime's examples:
-//! * [`bindings`]: the one `bindgen!` of the chef world;
+//! * [`bindings`]: the `bindgen!`s of the chef worlds (0.2, and the frozen 0.1);
+//! * [`api`]: which contract a chef was built against, and the 0.1 adapter;
 //! * [`engine`]: the `Engine` configuration and the epoch ticker (deadlines);
 //! * [`limits`]: memory, time and output caps per chef, and the kitchen-wide memory budget;
 //! * [`output_budget`]: payload bytes per call and per second, per chef;
@@ -24,6 +25,7 @@
 //! kitchen chooses the policy.
 
 pub mod admission;
+pub mod api;
 pub mod bindings;
 pub mod cache;
 pub mod chef_file;
@@ -49,6 +51,7 @@ use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::random::WasiRandom;
 
+pub use api::ChefApi;
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use error::{CallError, LoadError};
 pub use instance::{ChefDescription, ChefSource, ChefStats, DriverSet, LoadedChef};
@@ -56,7 +59,7 @@ pub use limits::{ChefLimits, MemoryBudget};
 pub use signature::{ChefTrust, Provenance};
 pub use wire::WirePacket;
 
-use bindings::{Chef, ChefPre};
+use bindings::Chef;
 use instance::ChefState;
 
 /// Where compiled chefs are cached.
@@ -207,12 +210,12 @@ impl ChefHost {
             ),
         };
         tracing::debug!(source = %source, cache = ?outcome, "chef compiled");
-        admission::check_component(&self.engine, &component)?;
+        let api = admission::check_component(&self.engine, &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = ChefPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = api::AnyPre::new(api, pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let env = if self.deterministic {
             use sha2::{Digest, Sha256};
             let mut seed = [0u8; 32];
@@ -250,6 +253,8 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<ChefState>> {
 
     let mut linker: Linker<ChefState> = Linker::new(engine);
     Chef::add_to_linker::<ChefState, HasSelf<ChefState>>(&mut linker, |s| s)?;
+    // 0.1 chefs import `log@0.1.0`; both versions live in one linker (different names).
+    bindings::v0_1::Chef::add_to_linker::<ChefState, HasSelf<ChefState>>(&mut linker, |s| s)?;
 
     let l = &mut linker;
     sync::io::error::add_to_linker::<ChefState, HasIo>(l, |t| t.ctx().table)?;

@@ -16,6 +16,10 @@
 //! that compares every field a guest sees through both paths on the whole capture corpus
 //! (`kitchen/tests/chef_host.rs`, `wire_lowering_matches_wasmtime`).
 //!
+//! Chefs built against 0.1 use [`WirePacketV01`]: the 0.2 record is the 0.1 record plus
+//! `flow` at the end, so the 0.1 layout is the first [`PACKET_SIZE_V0_1`] bytes of the 0.2
+//! one and the same encoder serves both, without converting any record.
+//!
 //! It relies on `Lower::linear_store_list_to_memory`, a `#[doc(hidden)]` hook of wasmtime
 //! (pinned at `=48.0.8`); re-check it when upgrading wasmtime.
 
@@ -27,12 +31,15 @@ use wasmtime::component::__internal::{
 use wasmtime::component::{ComponentType, Lower};
 
 use super::bindings::{
-    ArpPacket, EthernetHeader, IpHeader, Layer, LinuxSllHeader, Packet, ParseStop, Span,
-    StopReason, TcpFlags, TransportHeader, VlanTag,
+    v0_1, ArpPacket, Direction, EthernetHeader, IpHeader, Layer, LinuxSllHeader, Packet, ParseStop,
+    Span, StopReason, TcpFlags, TransportHeader, VlanTag,
 };
 
-/// Canonical-ABI size of the WIT `packet` record (alignment 8).
-pub const PACKET_SIZE: usize = 280;
+/// Canonical-ABI size of the WIT 0.2 `packet` record (alignment 8).
+pub const PACKET_SIZE: usize = 304;
+
+/// Canonical-ABI size of the WIT 0.1 `packet` record (alignment 8): a prefix of the 0.2 one.
+pub const PACKET_SIZE_V0_1: usize = 280;
 
 /// A packet record that lowers in bulk. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,19 +93,111 @@ unsafe impl Lower for WirePacket {
         offset: usize,
         items: &[Self],
     ) -> wasmtime::Result<()> {
-        let len = items
-            .len()
-            .checked_mul(PACKET_SIZE)
-            .ok_or_else(|| wasmtime::format_err!("packet list too large"))?;
-        let memory = cx.as_slice_mut();
-        let dst = offset
-            .checked_add(len)
-            .and_then(|end| memory.get_mut(offset..end))
-            .ok_or_else(|| wasmtime::format_err!("packet list outside the chef's memory"))?;
-        for (item, out) in items.iter().zip(dst.chunks_exact_mut(PACKET_SIZE)) {
-            encode(&item.0, out);
+        store_list(
+            cx,
+            offset,
+            items.iter().map(|p| &p.0),
+            items.len(),
+            PACKET_SIZE,
+        )
+    }
+}
+
+/// Encode `n` packets of `size` bytes each (0.2's or 0.1's layout) at `offset`.
+fn store_list<'p, T>(
+    cx: &mut LowerContext<'_, T>,
+    offset: usize,
+    items: impl Iterator<Item = &'p Packet>,
+    n: usize,
+    size: usize,
+) -> wasmtime::Result<()> {
+    let len = n
+        .checked_mul(size)
+        .ok_or_else(|| wasmtime::format_err!("packet list too large"))?;
+    let memory = cx.as_slice_mut();
+    let dst = offset
+        .checked_add(len)
+        .and_then(|end| memory.get_mut(offset..end))
+        .ok_or_else(|| wasmtime::format_err!("packet list outside the chef's memory"))?;
+    for (item, out) in items.zip(dst.chunks_exact_mut(size)) {
+        encode(item, out);
+    }
+    Ok(())
+}
+
+/// A 0.2 packet record lowered as the 0.1 record (its first [`PACKET_SIZE_V0_1`] bytes;
+/// `flow` is left out), for chefs built against 0.1. See the module docs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(transparent)]
+pub struct WirePacketV01(pub Packet);
+
+impl WirePacketV01 {
+    /// View a batch of [`WirePacket`]s as 0.1 records, without copying.
+    pub fn slice(packets: &[WirePacket]) -> &[WirePacketV01] {
+        // SAFETY: `WirePacket` and `WirePacketV01` are both `#[repr(transparent)]` over
+        // `Packet`, so a slice of one is a valid slice of the other (same size, alignment
+        // and validity), and the lifetime is carried over.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(packets.as_ptr().cast::<WirePacketV01>(), packets.len())
         }
-        Ok(())
+    }
+}
+
+// SAFETY: the type information delegates to the bindgen-generated 0.1 `Packet` (same type
+// check, same ABI: the 0.1 record type a 0.1 chef's `on-packets` declares). The value is a
+// 0.2 record whose first `PACKET_SIZE_V0_1` canonical-ABI bytes are the 0.1 record.
+#[allow(unsafe_code)]
+unsafe impl ComponentType for WirePacketV01 {
+    type Lower = <v0_1::Packet as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <v0_1::Packet as ComponentType>::ABI;
+    const MAY_REQUIRE_REALLOC: bool = <v0_1::Packet as ComponentType>::MAY_REQUIRE_REALLOC;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <v0_1::Packet as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: only the list store writes, with the same bounds-checked encoder as `WirePacket`
+// (0.1 size). A single 0.1 packet is never lowered on its own (no 0.1 function takes one
+// outside `list<packet>`), so those paths return an error instead of writing anything.
+#[allow(unsafe_code)]
+unsafe impl Lower for WirePacketV01 {
+    fn linear_lower_to_flat<T>(
+        &self,
+        _cx: &mut LowerContext<'_, T>,
+        _ty: InterfaceType,
+        _dst: &mut MaybeUninit<Self::Lower>,
+    ) -> wasmtime::Result<()> {
+        Err(wasmtime::format_err!(
+            "a 0.1 packet is only lowered inside list<packet>"
+        ))
+    }
+
+    fn linear_lower_to_memory<T>(
+        &self,
+        _cx: &mut LowerContext<'_, T>,
+        _ty: InterfaceType,
+        _offset: usize,
+    ) -> wasmtime::Result<()> {
+        Err(wasmtime::format_err!(
+            "a 0.1 packet is only lowered inside list<packet>"
+        ))
+    }
+
+    fn linear_store_list_to_memory<T>(
+        cx: &mut LowerContext<'_, T>,
+        _ty: InterfaceType,
+        offset: usize,
+        items: &[Self],
+    ) -> wasmtime::Result<()> {
+        store_list(
+            cx,
+            offset,
+            items.iter().map(|p| &p.0),
+            items.len(),
+            PACKET_SIZE_V0_1,
+        )
     }
 }
 
@@ -145,7 +244,11 @@ impl W<'_> {
 /// | payload, padding spans | 260, 268 | 8 each |
 /// | stopped option (payload @+1) | 276 | 3 |
 ///
-/// Total 279, padded to the record's alignment 8: 280.
+/// Total 279, padded to the record's alignment 8: 280 (the whole 0.1 record). 0.2 adds:
+///
+/// | flow option (payload @+8: id u64 @0, direction u8 @8) | 280 | 24 |
+///
+/// Total 304. `out` is either size; the 0.1 size leaves `flow` out.
 fn encode(p: &Packet, out: &mut [u8]) {
     out.fill(0);
     let mut w = W(out);
@@ -188,6 +291,17 @@ fn encode(p: &Packet, out: &mut [u8]) {
     if let Some(s) = &p.stopped {
         w.u8(276, 1);
         stop(&mut w, 277, s);
+    }
+    if let (Some(f), true) = (&p.flow, w.0.len() >= PACKET_SIZE) {
+        w.u8(280, 1);
+        w.u64(288, f.id);
+        w.u8(
+            296,
+            match f.direction {
+                Direction::FromOriginator => 0,
+                Direction::FromResponder => 1,
+            },
+        );
     }
 }
 
@@ -368,6 +482,9 @@ mod tests {
         assert_eq!(<Packet as ComponentType>::SIZE32, PACKET_SIZE);
         assert_eq!(<Packet as ComponentType>::ALIGN32, 8);
         assert_eq!(<WirePacket as ComponentType>::SIZE32, PACKET_SIZE);
+        assert_eq!(<v0_1::Packet as ComponentType>::SIZE32, PACKET_SIZE_V0_1);
+        assert_eq!(<WirePacketV01 as ComponentType>::SIZE32, PACKET_SIZE_V0_1);
+        assert_eq!(<v0_1::Packet as ComponentType>::ALIGN32, 8);
     }
 
     #[test]

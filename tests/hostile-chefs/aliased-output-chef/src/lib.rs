@@ -14,7 +14,7 @@
 
 #![allow(unsafe_code)]
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// Records per call.

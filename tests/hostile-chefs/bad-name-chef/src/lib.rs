@@ -5,7 +5,7 @@
 //! name. Were it ever run, it would return a `bad_name_loaded` dumpling per batch, which
 //! the tests assert never appears (under any chef name).
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// The name `describe` returns.

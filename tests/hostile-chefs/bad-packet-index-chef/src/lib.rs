@@ -5,7 +5,7 @@
 //! time; a kitchen that indexed without checking would panic. It must survive, and no
 //! dumpling with a made-up time may reach stdout.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 impl Guest for HostileChef {

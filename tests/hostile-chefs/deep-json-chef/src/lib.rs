@@ -5,7 +5,7 @@
 //! refuses (and counts as invalid) the second, and that the hub forwards every dumpling
 //! the kitchen sent (the kitchen and hub share one depth check).
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 fn nested(depth: usize) -> String {

@@ -4,7 +4,7 @@
 //! init deadline; a kitchen without one would hang at start-up. It must give up on this
 //! file, report it, and run the other chefs.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 impl Guest for HostileChef {

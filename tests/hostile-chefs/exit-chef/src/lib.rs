@@ -6,7 +6,7 @@
 //! later dumpling. `exit(0)` rather than an error code so that a kitchen that did exit
 //! would not even show a failure status.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 impl Guest for HostileChef {

@@ -5,7 +5,7 @@
 //! `wasi:filesystem`. Were it ever run, `on-packets` would return a `filesystem_chef_read`
 //! dumpling with what it managed to read, which the tests assert never appears.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 impl Guest for HostileChef {

@@ -6,7 +6,7 @@
 //! that the kitchen loads it with the strings cut and escaped, that no forged line appears
 //! at the start of a line in `-l` output or the log, and that no raw ESC reaches them.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 impl Guest for HostileChef {

@@ -6,7 +6,7 @@
 //! payload (it is valid JSON: only its size is wrong), report it, and stay up; no dumpling
 //! from this chef may reach stdout larger than the cap.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// Payload size, in bytes (including the two quotes).

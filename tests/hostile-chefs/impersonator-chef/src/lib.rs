@@ -6,7 +6,7 @@
 //! check that the real `PacketCountChef`'s output is exactly the baseline's, i.e. the
 //! kitchen refused the duplicate name (or at least never mixed forged dumplings in).
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 impl Guest for HostileChef {

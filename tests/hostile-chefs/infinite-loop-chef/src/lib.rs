@@ -6,7 +6,7 @@
 //! escaped, the chef would return a `survived_infinite_loop` canary dumpling, which the
 //! tests assert never reaches stdout.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 impl Guest for HostileChef {

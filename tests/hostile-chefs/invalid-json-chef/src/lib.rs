@@ -5,7 +5,7 @@
 //! is one JSON value, so none may reach stdout. (A lone-surrogate escape such as
 //! `"\ud800"` is deliberately absent: RFC 8259's grammar allows it.)
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// Invalid JSON, one flavour per packet.

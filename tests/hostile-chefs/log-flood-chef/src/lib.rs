@@ -6,7 +6,7 @@
 //! must not kill the chef for logging: the tests check its dumplings arrive, that the
 //! kitchen's stderr stays small, and that suppression is reported.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// Messages through the `log` import per call.

@@ -8,7 +8,7 @@
 //! limit. If it ever reaches 1 GiB without being stopped it returns a
 //! `survived_memory_bomb_mib` canary dumpling instead.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// Size of one allocation.

@@ -5,7 +5,7 @@
 //! (which the kitchen routes into its log, tagged with the chef) and then traps with
 //! `unreachable`. The instance is poisoned and re-instantiated for the next poke.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// Text of the panic, so the tests can look for it in the kitchen's log.

@@ -4,7 +4,7 @@
 //! Fires at: load (`describe`). The tests check the kitchen refuses it by name, with the
 //! reason, and never emits its dumplings.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 impl Guest for HostileChef {

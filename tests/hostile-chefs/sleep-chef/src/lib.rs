@@ -7,7 +7,7 @@
 //! itself respect the call's deadline, or by not blocking in it), or one sleeping chef
 //! stalls the whole kitchen. A `survived_sleep_ms` canary reports a sleep that completed.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// How long each call sleeps, in seconds.

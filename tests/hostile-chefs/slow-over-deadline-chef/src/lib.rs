@@ -8,7 +8,7 @@
 //! "Just over" rather than "hugely over" so that a deadline enforced loosely (say at 2x
 //! the configured value) would let the chef finish and fail the test.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// Busy-wait per `on-interval` call, in milliseconds.

@@ -5,7 +5,7 @@
 //! the result must be a trap the kitchen survives and reports; a `survived_recursion`
 //! canary dumpling would mean the recursion was somehow bounded.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// One level of the recursion; not a tail call (the result is used after the call).

@@ -14,7 +14,7 @@
 //! parses into a serde_json `Value`), and what it forwards must be one line. `on-interval`
 //! is not used.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "chef" });
+wit_bindgen::generate!({ path: "../../../wit/v0.1", world: "chef" });
 include!("../../common.rs");
 
 /// Nesting depth of the `nested` payload.

@@ -1,0 +1,317 @@
+//! pcapng: section and interface blocks parsed with `pcap-parser`, packet blocks decoded
+//! in place; timestamps per interface (`if_tsresol`, `if_tsoffset`).
+
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{
+    parse_block_be, parse_block_le, parse_sectionheaderblock, Block, OptionCode, PcapNGReader,
+};
+
+use super::{
+    describe_magic, linktype_to_dlt, u16_at, u32_at, Ctx, Fill, Located, Source, MAX_RECORD_SIZE,
+};
+use crate::{CaptureError, InterfaceInfo};
+
+pub(super) const SHB_TYPE: u32 = 0x0A0D_0D0A;
+
+pub(super) const IDB_TYPE: u32 = 0x0000_0001;
+
+pub(super) const OBSOLETE_PB_TYPE: u32 = 0x0000_0002;
+
+pub(super) const SPB_TYPE: u32 = 0x0000_0003;
+
+pub(super) const EPB_TYPE: u32 = 0x0000_0006;
+
+pub(super) struct NgState {
+    pub(super) reader: PcapNGReader<Source>,
+    pub(super) big_endian: bool,
+    /// Index in `FileReader::interfaces` of the current section's interface 0.
+    pub(super) section_base: usize,
+    pub(super) last_ts: u64,
+    /// Odd timestamps are logged once per file, not once per packet or interface.
+    pub(super) warned_tsresol: bool,
+    pub(super) warned_range: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TsParams {
+    /// Timestamp units per second.
+    pub(super) units_per_sec: u64,
+    /// `if_tsoffset`, seconds added to every timestamp.
+    pub(super) offset_secs: i64,
+}
+
+/// Interfaces a pcapng file may describe (over all its sections): each costs memory for
+/// the whole read, so a file of nothing but interface blocks must not grow it unbounded.
+pub const MAX_INTERFACES: usize = 1 << 16;
+
+/// Converts `units` (at `units_per_sec`) plus an offset in seconds to Unix nanoseconds,
+/// saturating instead of overflowing.
+#[cfg(test)]
+pub(super) fn ts_to_ns(units: u64, p: TsParams) -> u64 {
+    ts_to_ns_clamped(units, p).0
+}
+
+/// [`ts_to_ns`], plus whether the time was out of range (before 1970 or after 2554) and
+/// clamped to 0 or `u64::MAX`.
+pub(super) fn ts_to_ns_clamped(units: u64, p: TsParams) -> (u64, bool) {
+    if p.offset_secs == 0 {
+        if p.units_per_sec == 1_000_000 {
+            return match units.checked_mul(1_000) {
+                Some(ns) => (ns, false),
+                None => (u64::MAX, true),
+            };
+        }
+        if p.units_per_sec == 1_000_000_000 {
+            return (units, false);
+        }
+    }
+    let per = u128::from(p.units_per_sec.max(1));
+    let units = u128::from(units);
+    let secs = (units / per) as i128 + i128::from(p.offset_secs);
+    let frac_ns = (units % per) * 1_000_000_000 / per;
+    let total = secs * 1_000_000_000 + frac_ns as i128;
+    match u64::try_from(total) {
+        Ok(ns) => (ns, false),
+        Err(_) if total < 0 => (0, true),
+        Err(_) => (u64::MAX, true),
+    }
+}
+
+/// Timestamp units per second for an `if_tsresol` value: `10^-n` seconds when the top bit
+/// is clear, `2^-n` when it is set. `None` when the unit is finer than what fits a `u64`.
+pub(super) fn units_per_sec(tsresol: u8) -> Option<u64> {
+    let n = u32::from(tsresol & 0x7f);
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        1u64.checked_shl(n).filter(|_| n < 64)
+    }
+}
+
+/// Processes pcapng blocks until a packet block is at the front of the buffer and returns
+/// where its packet lies. With `stop_before_packet`, returns `Ok(None)` as soon as a packet
+/// block is at the front without decoding it (used to read the headers at open time).
+pub(super) fn ng_locate(
+    ng: &mut NgState,
+    ctx: &mut Ctx<'_>,
+    stop_before_packet: bool,
+) -> Result<Option<Located>, CaptureError> {
+    loop {
+        match ctx.fill(&mut ng.reader, 8)? {
+            Fill::Ready => {}
+            Fill::Short(0) => return Ok(None),
+            Fill::Short(n) => {
+                return Err(ctx.damaged(format!(
+                    "block header cut short: the file ends {n} byte(s) into an 8-byte block header"
+                )))
+            }
+        }
+        let first = {
+            let d = ng.reader.data();
+            [d[0], d[1], d[2], d[3]]
+        };
+        let (big_endian, block_type) = if u32::from_le_bytes(first) == SHB_TYPE {
+            match ctx.fill(&mut ng.reader, 12)? {
+                Fill::Ready => {}
+                Fill::Short(_) => {
+                    return Err(ctx.damaged("section header block cut short".into()));
+                }
+            }
+            let d = ng.reader.data();
+            match [d[8], d[9], d[10], d[11]] {
+                [0x4d, 0x3c, 0x2b, 0x1a] => (false, SHB_TYPE),
+                [0x1a, 0x2b, 0x3c, 0x4d] => (true, SHB_TYPE),
+                other => {
+                    return Err(ctx.damaged(format!(
+                        "section header with an invalid byte-order magic {}",
+                        describe_magic(&other)
+                    )))
+                }
+            }
+        } else {
+            let bt = if ng.big_endian {
+                u32::from_be_bytes(first)
+            } else {
+                u32::from_le_bytes(first)
+            };
+            (ng.big_endian, bt)
+        };
+        if stop_before_packet && matches!(block_type, EPB_TYPE | SPB_TYPE | OBSOLETE_PB_TYPE) {
+            return Ok(None);
+        }
+        let block_len = u32_at(ng.reader.data(), 4, big_endian) as usize;
+        if !(12..=MAX_RECORD_SIZE).contains(&block_len) {
+            return Err(ctx.damaged(format!(
+                "block of type {block_type:#x} has an implausible length {block_len}"
+            )));
+        }
+        match ctx.fill(&mut ng.reader, block_len)? {
+            Fill::Ready => {}
+            Fill::Short(n) => {
+                return Err(ctx.damaged(format!(
+                    "last block (type {block_type:#x}) cut short: it needs {block_len} bytes, \
+                     the file has only {n} left"
+                )))
+            }
+        }
+        let block = &ng.reader.data()[..block_len];
+        let trailer = u32_at(block, block_len - 4, big_endian) as usize;
+        if trailer != block_len {
+            return Err(ctx.damaged(format!(
+                "block of type {block_type:#x}: leading length {block_len} and trailing length \
+                 {trailer} differ"
+            )));
+        }
+        let body = &block[8..block_len - 4];
+        match block_type {
+            SHB_TYPE => {
+                if let Err(e) = parse_sectionheaderblock(block) {
+                    return Err(ctx.damaged(format!("invalid section header block: {e}")));
+                }
+                ng.big_endian = big_endian;
+                ng.section_base = ctx.interfaces.len();
+            }
+            IDB_TYPE => {
+                let parsed = if big_endian {
+                    parse_block_be(block)
+                } else {
+                    parse_block_le(block)
+                };
+                let idb = match parsed {
+                    Ok((_, Block::InterfaceDescription(idb))) => idb,
+                    Ok(_) => return Err(ctx.damaged("unexpected interface block".into())),
+                    Err(e) => {
+                        return Err(ctx.damaged(format!("invalid interface description block: {e}")))
+                    }
+                };
+                // pcap-parser 0.17's `ts_resolution()` rejects every power-of-two
+                // resolution and its `if_tsoffset` ignores the section's byte order, so
+                // both are decoded here from the raw options.
+                if ctx.interfaces.len() >= MAX_INTERFACES {
+                    return Err(
+                        ctx.damaged(format!("more than {MAX_INTERFACES} interface descriptions"))
+                    );
+                }
+                let units_per_sec = match units_per_sec(idb.if_tsresol) {
+                    Some(r) => r,
+                    None => {
+                        if !ng.warned_tsresol {
+                            ng.warned_tsresol = true;
+                            tracing::warn!(
+                                path = %ctx.path.display(),
+                                if_tsresol = idb.if_tsresol,
+                                "unusable if_tsresol; assuming microseconds (logged once \
+                                 per file)"
+                            );
+                        }
+                        1_000_000
+                    }
+                };
+                let offset_secs = idb
+                    .options
+                    .iter()
+                    .find(|o| o.code == OptionCode::IfTsoffset)
+                    .and_then(|o| o.value.get(..8))
+                    .map(|v| {
+                        let b = [v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]];
+                        if big_endian {
+                            i64::from_be_bytes(b)
+                        } else {
+                            i64::from_le_bytes(b)
+                        }
+                    })
+                    .unwrap_or(0);
+                let name = match idb.if_name() {
+                    Some(Ok(name)) => name.to_owned(),
+                    _ => String::new(),
+                };
+                ctx.interfaces.push(InterfaceInfo {
+                    name,
+                    link_type: linktype_to_dlt(u32::from(idb.linktype.0 as u16)),
+                    snaplen: idb.snaplen,
+                });
+                ctx.ts_params.push(TsParams {
+                    units_per_sec,
+                    offset_secs,
+                });
+            }
+            EPB_TYPE | OBSOLETE_PB_TYPE => {
+                if body.len() < 20 {
+                    return Err(ctx.damaged(format!(
+                        "packet block of {block_len} bytes is too short for its header"
+                    )));
+                }
+                let if_id = if block_type == EPB_TYPE {
+                    u32_at(body, 0, big_endian)
+                } else {
+                    u32::from(u16_at(body, 0, big_endian))
+                };
+                let ts_high = u32_at(body, 4, big_endian);
+                let ts_low = u32_at(body, 8, big_endian);
+                let caplen = u32_at(body, 12, big_endian);
+                let origlen = u32_at(body, 16, big_endian);
+                if caplen as usize > body.len() - 20 {
+                    return Err(ctx.damaged(format!(
+                        "packet length {caplen} does not fit in its {block_len}-byte block"
+                    )));
+                }
+                let index = ng.section_base + if_id as usize;
+                let Some(params) = ctx.ts_params.get(index).copied() else {
+                    return Err(ctx.damaged(format!(
+                        "packet refers to interface {if_id}, but its section describes only {}",
+                        ctx.interfaces.len() - ng.section_base
+                    )));
+                };
+                let units = (u64::from(ts_high) << 32) | u64::from(ts_low);
+                let (timestamp_ns, clamped) = ts_to_ns_clamped(units, params);
+                if clamped && !ng.warned_range {
+                    ng.warned_range = true;
+                    tracing::warn!(
+                        path = %ctx.path.display(),
+                        packet = ctx.packets + 1,
+                        "packet time out of range (before 1970 or after 2554): clamped \
+                         (logged once per file)"
+                    );
+                }
+                ng.last_ts = timestamp_ns;
+                return Ok(Some(Located {
+                    start: 28,
+                    caplen: caplen as usize,
+                    record_len: block_len,
+                    timestamp_ns,
+                    link_type: ctx.interfaces[index].link_type,
+                    interface_index: index as u32,
+                    original_len: origlen,
+                }));
+            }
+            SPB_TYPE => {
+                if body.len() < 4 {
+                    return Err(ctx.damaged("simple packet block too short".into()));
+                }
+                let index = ng.section_base;
+                let Some(iface) = ctx.interfaces.get(index) else {
+                    return Err(
+                        ctx.damaged("simple packet block in a section without an interface".into())
+                    );
+                };
+                let origlen = u32_at(body, 0, big_endian);
+                let mut caplen = (origlen as usize).min(body.len() - 4);
+                if iface.snaplen > 0 {
+                    caplen = caplen.min(iface.snaplen as usize);
+                }
+                return Ok(Some(Located {
+                    start: 12,
+                    caplen,
+                    record_len: block_len,
+                    timestamp_ns: ng.last_ts,
+                    link_type: iface.link_type,
+                    interface_index: index as u32,
+                    original_len: origlen,
+                }));
+            }
+            _ => {}
+        }
+        ng.reader.consume_noshift(block_len);
+        *ctx.offset += block_len as u64;
+    }
+}

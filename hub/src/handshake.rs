@@ -1,0 +1,128 @@
+//! The handshake both hub ports share: the WebSocket upgrade (with `--auth`'s token and
+//! certificate checks), the hello within `--hello-timeout`, and closing with a reason.
+//!
+//! Kitchens ([`crate::kitchen`]) and eaters ([`crate::eater`]) differ only in their hello's
+//! name key and WebSocket limits, chosen here from [`Side`].
+
+use std::net::SocketAddr;
+
+use dumpling::close_code;
+use futures_util::StreamExt;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, warn};
+
+use crate::auth::Session;
+use crate::hello::{parse_hello, Hello, HelloError};
+use crate::state::Shared;
+use crate::tls::HubStream;
+use crate::Side;
+
+/// A hub-side WebSocket over plain TCP or TLS.
+pub type HubWs = WebSocketStream<HubStream>;
+
+/// Read the first data message and parse it as a hello with `name_key`.
+pub(crate) async fn read_hello(
+    ws: &mut HubWs,
+    name_key: &'static str,
+) -> Result<Hello, HelloError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return parse_hello(text.as_bytes(), name_key),
+            Some(Ok(Message::Binary(bytes))) => return parse_hello(&bytes, name_key),
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(HelloError::Closed),
+        }
+    }
+}
+
+/// Handshake plus hello, both within `hello_timeout`. Under `--auth` the token is checked
+/// on the upgrade (HTTP 401/403, before any hello is read). On a bad hello the connection
+/// is closed with 1008 and a reason saying what was wrong; nothing is registered.
+pub(crate) async fn accept_with_hello(
+    stream: HubStream,
+    addr: SocketAddr,
+    shared: &Shared,
+    side: Side,
+) -> Option<(HubWs, Hello, Option<Session>)> {
+    let (ws_config, name_key, what) = match side {
+        Side::Kitchen => (shared.config.kitchen_ws_config(), "kitchen_name", "kitchen"),
+        Side::Eater => (shared.config.eater_ws_config(), "eater_name", "eater"),
+    };
+    let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
+    let mut principal = None;
+    let auth = shared.config.auth.as_ref();
+    let cert_names = match auth {
+        Some(_) => stream.client_cert_names(),
+        None => Vec::new(),
+    };
+    let peer = crate::auth::Peer {
+        addr,
+        cert_names: &cert_names,
+    };
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
+    let check = |request: &Request, response: Response| {
+        crate::auth::check_upgrade(auth, request, response, side, peer, &mut principal)
+    };
+    let accepted = tokio::time::timeout_at(
+        deadline,
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config)),
+    )
+    .await;
+    let mut ws = match accepted {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(error)) => {
+            debug!(%addr, %error, "{what} WebSocket handshake failed");
+            return None;
+        }
+        Err(_) => {
+            debug!(%addr, "{what} WebSocket handshake timed out");
+            return None;
+        }
+    };
+    let hello = match tokio::time::timeout_at(deadline, read_hello(&mut ws, name_key)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(HelloError::Closed)) => {
+            debug!(%addr, "{what} left before its hello");
+            return None;
+        }
+        Ok(Err(refused)) => {
+            warn!(%addr, reason = %refused, "refused dumpling {what} connection");
+            close(&mut ws, close_code::BAD_HELLO, &refused.to_string()).await;
+            return None;
+        }
+        Err(_) => {
+            let refused = HelloError::Timeout(shared.config.hello_timeout.as_secs());
+            warn!(%addr, reason = %refused, "refused dumpling {what} connection");
+            close(&mut ws, close_code::BAD_HELLO, &refused.to_string()).await;
+            return None;
+        }
+    };
+    let session = match (auth, principal) {
+        (Some(auth), Some(principal)) => Some(auth.session(principal)),
+        _ => None,
+    };
+    Some((ws, hello, session))
+}
+
+/// Send a close frame and wait briefly for the peer's; never blocks for long.
+pub(crate) async fn close(ws: &mut HubWs, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let closing = async {
+        ws.close(Some(frame)).await?;
+        // Drain until the peer's close arrives (or the stream ends).
+        while let Some(message) = ws.next().await {
+            message?;
+        }
+        Ok::<(), WsError>(())
+    };
+    let _ = timeout(std::time::Duration::from_secs(1), closing).await;
+}
