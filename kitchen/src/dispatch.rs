@@ -37,10 +37,11 @@ use dumpling::Driver;
 pub use crate::batch::{
     Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
 };
-use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
+use crate::chef_host::bindings::{BatchForm, Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::chef_queue::{self, ChefQueue};
+use crate::packed_batch::PackedScratch;
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
 use crate::status::{
@@ -196,6 +197,8 @@ pub struct Dispatcher {
     status: StatusInputs,
     /// Live: the capture queue is backing up, so chefs over their share shed batches.
     behind: bool,
+    /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
+    packed: PackedScratch,
 }
 
 impl Dispatcher {
@@ -224,6 +227,7 @@ impl Dispatcher {
             stats: KitchenStats::default(),
             other_clocks: ClockAnomalies::default(),
             behind: false,
+            packed: PackedScratch::default(),
         }
     }
 
@@ -374,6 +378,20 @@ impl Dispatcher {
         let now = Instant::now();
         // Once per batch: the kitchen clock and each chef's share of the thread.
         let call = self.call_context();
+        self.packed.begin_batch(&batch.packets);
+        let result = self.offer_batch(batch, call, live, now);
+        self.packed.end_batch();
+        result
+    }
+
+    /// The chef loop of [`Dispatcher::run_batch`].
+    fn offer_batch(
+        &mut self,
+        batch: &Batch,
+        call: CallContext,
+        live: bool,
+        now: Instant,
+    ) -> Result<(), SinkError> {
         for i in 0..self.chefs.len() {
             let slot = &self.chefs[i];
             if !slot.chef.description().drivers.packet {
@@ -470,7 +488,13 @@ impl Dispatcher {
             return Ok(());
         }
         let slot = &mut self.chefs[i];
-        let result = slot.chef.on_packets(packets, arena, now_ns);
+        let result = if slot.chef.description().batch_form == BatchForm::Packed {
+            // Encoding is timed as this chef's work (the first packed chef of a batch pays it).
+            let headers = self.packed.headers(packets);
+            slot.chef.on_packed(headers, arena, packets.len(), now_ns)
+        } else {
+            slot.chef.on_packets(packets, arena, now_ns)
+        };
         let rt = &mut self.runtime[i];
         rt.offered += n;
         if result.is_ok() {

@@ -18,7 +18,7 @@
 //! ([`crate::dispatch`]).
 
 use crate::chef_host::bindings::{
-    IpHeader, Layer, Packet, StopReason, TransportHeader, VlanTag,
+    Direction, IpHeader, Layer, Packet, StopReason, TransportHeader, VlanTag,
 };
 use crate::chef_host::wire::tcp_flag_bits;
 use crate::chef_host::WirePacket;
@@ -84,6 +84,44 @@ pub fn encode(packets: &[WirePacket], out: &mut Vec<u8>) {
     }
 }
 
+/// The dispatcher's packed buffers: a batch shared by every packed chef that takes every
+/// packet is encoded once ([`PackedScratch::begin_batch`] names it; the first such chef's
+/// call encodes it), any other packet list (a selective chef's queue) once per call.
+#[derive(Debug, Default)]
+pub struct PackedScratch {
+    batch: Vec<u8>,
+    /// Address and length of the current batch's records; `None` between batches.
+    batch_key: Option<(usize, usize)>,
+    batch_ready: bool,
+    call: Vec<u8>,
+}
+
+impl PackedScratch {
+    /// A new batch is about to go to the chefs: `packets` may be asked for repeatedly.
+    pub fn begin_batch(&mut self, packets: &[WirePacket]) {
+        self.batch_key = Some((packets.as_ptr() as usize, packets.len()));
+        self.batch_ready = false;
+    }
+
+    /// The batch is done (its records may be reused for another batch).
+    pub fn end_batch(&mut self) {
+        self.batch_key = None;
+    }
+
+    /// The packed form of `packets`, encoded at most once per batch.
+    pub fn headers(&mut self, packets: &[WirePacket]) -> &[u8] {
+        if self.batch_key == Some((packets.as_ptr() as usize, packets.len())) {
+            if !self.batch_ready {
+                encode(packets, &mut self.batch);
+                self.batch_ready = true;
+            }
+            return &self.batch;
+        }
+        encode(packets, &mut self.call);
+        &self.call
+    }
+}
+
 /// Little-endian writer over one zeroed record.
 struct W<'a>(&'a mut [u8]);
 
@@ -134,6 +172,11 @@ fn record(p: &Packet, rec: &mut [u8]) {
         bits |= present::STOPPED;
         w.u8(52, layer_code(s.layer));
         w.u8(53, reason_code(s.reason));
+    }
+    if let Some(f) = &p.flow {
+        bits |= present::FLOW;
+        w.u8(54, u8::from(f.direction == Direction::FromResponder));
+        w.u64(56, f.id);
     }
     if let Some(e) = &p.ethernet {
         bits |= present::ETHERNET;
@@ -263,7 +306,7 @@ mod tests {
     //! parser's output on real frames.
     use super::*;
     use crate::chef_host::bindings::{
-        ArpPacket, EthernetHeader, IcmpHeader, Ipv4Header, Ipv6Fragment, Ipv6Header,
+        ArpPacket, EthernetHeader, FlowRef, IcmpHeader, Ipv4Header, Ipv6Fragment, Ipv6Header,
         LinuxSllHeader, ParseStop, Span, TcpFlags, TcpHeader, UdpHeader,
     };
 
@@ -366,6 +409,14 @@ mod tests {
                     stopped: has(present::STOPPED).then(|| ParseStop {
                         layer: LAYERS[r.u8(52) as usize],
                         reason: REASONS[r.u8(53) as usize],
+                    }),
+                    flow: has(present::FLOW).then(|| FlowRef {
+                        id: r.u64(56),
+                        direction: if r.u8(54) == 1 {
+                            Direction::FromResponder
+                        } else {
+                            Direction::FromOriginator
+                        },
                     }),
                     ethernet: has(present::ETHERNET).then(|| EthernetHeader {
                         source: r.mac(64),
@@ -575,6 +626,14 @@ mod tests {
                 layer: LAYERS[i as usize % 5],
                 reason: REASONS[i as usize % 4],
             }),
+            flow: Some(FlowRef {
+                id: u64::MAX - k,
+                direction: if i % 2 == 0 {
+                    Direction::FromOriginator
+                } else {
+                    Direction::FromResponder
+                },
+            }),
         }
     }
 
@@ -600,12 +659,33 @@ mod tests {
         bare.ip = None;
         bare.transport = None;
         bare.stopped = None;
+        bare.flow = None;
         encode(&[WirePacket(bare)], &mut buf);
         assert_eq!(R(&buf[HEADER_SIZE..]).u32(48), 0);
         assert_eq!(decode(&buf), vec![bare]);
         encode(&[], &mut buf);
         assert_eq!(buf.len(), HEADER_SIZE);
         assert!(decode(&buf).is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_encoded_once_and_other_lists_each_time() {
+        let batch: Vec<WirePacket> = (0..3).map(|i| WirePacket(full(i, false, true))).collect();
+        let queue: Vec<WirePacket> = (5..7).map(|i| WirePacket(full(i, true, false))).collect();
+        let mut s = PackedScratch::default();
+        s.begin_batch(&batch);
+        let first = s.headers(&batch).as_ptr();
+        assert_eq!(decode(s.headers(&batch)).len(), 3);
+        assert_eq!(s.headers(&batch).as_ptr(), first);
+        assert_eq!(
+            decode(s.headers(&queue)),
+            queue.iter().map(|p| p.0).collect::<Vec<_>>()
+        );
+        s.end_batch();
+        // The same records after the batch ended are encoded afresh (another batch may
+        // reuse their memory).
+        assert_eq!(decode(s.headers(&batch)).len(), 3);
+        assert_ne!(s.headers(&batch).as_ptr(), first);
     }
 
     #[test]
