@@ -220,7 +220,10 @@ fn record(p: &Packet, rec: &mut [u8]) {
             w.u16(144, h.total_len);
             w.u16(146, h.identification);
             w.u16(148, h.fragment_offset);
-            w.u8(150, u8::from(h.dont_fragment) | (u8::from(h.more_fragments) << 1));
+            w.u8(
+                150,
+                u8::from(h.dont_fragment) | (u8::from(h.more_fragments) << 1),
+            );
             w.bytes(164, &h.source.to_be_bytes());
             w.bytes(180, &h.destination.to_be_bytes());
         }
@@ -297,7 +300,6 @@ fn reason_code(r: StopReason) -> u8 {
         StopReason::Fragment => 3,
     }
 }
-
 
 #[cfg(test)]
 mod tests {
