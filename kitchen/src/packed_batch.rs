@@ -20,7 +20,7 @@
 use crate::chef_host::bindings::{
     Direction, IpHeader, Layer, Packet, StopReason, TransportHeader, VlanTag,
 };
-use crate::chef_host::wire::tcp_flag_bits;
+use crate::chef_host::wire::{tcp_flag_bits, W};
 use crate::chef_host::WirePacket;
 
 /// First four bytes of a packed batch.
@@ -122,32 +122,24 @@ impl PackedScratch {
     }
 }
 
-/// Little-endian writer over one zeroed record.
-struct W<'a>(&'a mut [u8]);
+/// The packed form's own slots, on top of the canonical-ABI writer of [`crate::chef_host::wire`].
+trait PackedSlots {
+    fn bytes(&mut self, at: usize, v: &[u8]);
+    /// A MAC number (six bytes big-endian in the low 48 bits) as its six bytes.
+    fn mac(&mut self, at: usize, v: u64);
+    fn vlan(&mut self, at: usize, v: &VlanTag);
+}
 
-impl W<'_> {
-    fn u8(&mut self, at: usize, v: u8) {
-        self.0[at] = v;
-    }
-    fn u16(&mut self, at: usize, v: u16) {
-        self.0[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    }
-    fn u32(&mut self, at: usize, v: u32) {
-        self.0[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, at: usize, v: u64) {
-        self.0[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    }
+impl PackedSlots for W<'_> {
     fn bytes(&mut self, at: usize, v: &[u8]) {
         self.0[at..at + v.len()].copy_from_slice(v);
     }
-    /// A MAC number (six bytes big-endian in the low 48 bits) as its six bytes.
     fn mac(&mut self, at: usize, v: u64) {
         self.bytes(at, &v.to_be_bytes()[2..]);
     }
     fn vlan(&mut self, at: usize, v: &VlanTag) {
         self.u8(at, v.priority);
-        self.u8(at + 1, u8::from(v.drop_eligible));
+        self.bool(at + 1, v.drop_eligible);
         self.u16(at + 2, v.id);
         self.u16(at + 4, v.ether_type);
     }
@@ -162,12 +154,9 @@ fn record(p: &Packet, rec: &mut [u8]) {
     w.u32(12, p.original_len);
     w.u32(16, p.link_type);
     w.u32(20, p.interface_index);
-    w.u32(24, p.frame.offset);
-    w.u32(28, p.frame.len);
-    w.u32(32, p.payload.offset);
-    w.u32(36, p.payload.len);
-    w.u32(40, p.padding.offset);
-    w.u32(44, p.padding.len);
+    w.span(24, &p.frame);
+    w.span(32, &p.payload);
+    w.span(40, &p.padding);
     if let Some(s) = &p.stopped {
         bits |= present::STOPPED;
         w.u8(52, layer_code(s.layer));
@@ -598,7 +587,7 @@ mod tests {
                     header_len: 40,
                     urgent_pointer: 9,
                 })
-            } else if i % 3 == 0 {
+            } else if i.is_multiple_of(3) {
                 TransportHeader::Udp(UdpHeader {
                     source_port: 53,
                     destination_port: 5353,
@@ -630,7 +619,7 @@ mod tests {
             }),
             flow: Some(FlowRef {
                 id: u64::MAX - k,
-                direction: if i % 2 == 0 {
+                direction: if i.is_multiple_of(2) {
                     Direction::FromOriginator
                 } else {
                     Direction::FromResponder
@@ -642,7 +631,7 @@ mod tests {
     #[test]
     fn every_field_round_trips() {
         let packets: Vec<WirePacket> = (0..12)
-            .map(|i| WirePacket(full(i, i % 2 == 0, i % 4 < 2)))
+            .map(|i| WirePacket(full(i, i.is_multiple_of(2), i % 4 < 2)))
             .collect();
         let mut buf = Vec::new();
         encode(&packets, &mut buf);

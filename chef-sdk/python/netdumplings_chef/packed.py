@@ -30,8 +30,8 @@ from .packet import (
     Packet,
     DNS_TCP_PORTS,
     DNS_UDP_PORTS,
-    DNS,
     _MISSING,
+    dns_from_payload,
 )
 
 __all__ = ["PackedPacket", "PackedBatchError", "packed_packets", "MAGIC", "VERSION", "HEADER_SIZE"]
@@ -500,17 +500,7 @@ class PackedPacket(Packet):
         bits = _bits(self._b, self._o)
         if not bits & _PORTS:
             return None
-        data = self._slice(32)
-        if bits & TCP_BIT:
-            if len(data) < 2:
-                return None
-            length = (data[0] << 8) | data[1]
-            if len(data) < 2 + length:
-                return None
-            data = data[2 : 2 + length]
-        if len(data) < 12:
-            return None
-        return DNS(data)
+        return dns_from_payload(self._slice(32), bits & TCP_BIT)
 
 
 # Layer views whose addresses come from the packed bytes directly (no int round trip).

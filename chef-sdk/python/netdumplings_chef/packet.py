@@ -480,6 +480,21 @@ class DNS:
 _MISSING = object()
 
 
+def dns_from_payload(data: bytes, tcp: bool):
+    """A UDP/TCP payload as a DNS message (over TCP after the two-byte length prefix,
+    which must fit), or ``None`` when too short for a DNS header."""
+    if tcp:
+        if len(data) < 2:
+            return None
+        length = (data[0] << 8) | data[1]
+        if len(data) < 2 + length:
+            return None
+        data = data[2 : 2 + length]
+    if len(data) < 12:
+        return None
+    return DNS(data)
+
+
 class Packet:
     """One captured packet as the kitchen parsed it.
 
@@ -648,17 +663,7 @@ class Packet:
         tag = _tag(t)
         if tag not in ("udp", "tcp"):
             return None
-        data = self.payload
-        if tag == "tcp":
-            if len(data) < 2:
-                return None
-            length = (data[0] << 8) | data[1]
-            if len(data) < 2 + length:
-                return None
-            data = data[2 : 2 + length]
-        if len(data) < 12:
-            return None
-        return DNS(data)
+        return dns_from_payload(self.payload, tag == "tcp")
 
     def haslayer(self, name: str) -> bool:
         """Whether the scapy-style layer ``name`` (e.g. ``"DNS"``, ``"ARP"``, ``"IP"``) is present."""
