@@ -210,11 +210,28 @@ pub fn check_dumpling(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling
     })
 }
 
+/// The envelope's `metadata`, in the original's key order.
+#[derive(Serialize)]
+struct EnvelopeMetadata<'a> {
+    chef: &'a str,
+    kitchen: Option<&'a str>,
+    creation_time: f64,
+    driver: Driver,
+}
+
+/// Write `{"metadata":{...},"payload":` into `out` (the payload and the closing `}` follow).
+fn write_envelope_head(out: &mut Vec<u8>, metadata: &EnvelopeMetadata<'_>) {
+    out.extend_from_slice(b"{\"metadata\":");
+    // Plain strings and an f64 cannot fail to serialize (a non-finite f64 becomes `null`).
+    let _ = serde_json::to_writer(&mut *out, metadata);
+    out.extend_from_slice(b",\"payload\":");
+}
+
 /// Build the JSON text of a dumpling from a payload that is already JSON.
 ///
 /// Key order follows the original: `metadata{chef, kitchen, creation_time, driver}` then
 /// `payload`. The payload is inserted verbatim, so the caller must have validated it
-/// (see [`validate_payload`]).
+/// (see [`validate_payload`]); [`wrap_payload`] does both in one pass.
 pub fn encode_dumpling(
     chef: &str,
     kitchen: Option<&str>,
@@ -222,30 +239,48 @@ pub fn encode_dumpling(
     driver: Driver,
     payload_json: &RawValue,
 ) -> String {
-    #[derive(Serialize)]
-    struct Meta<'a> {
-        chef: &'a str,
-        kitchen: Option<&'a str>,
-        creation_time: f64,
-        driver: Driver,
-    }
-    #[derive(Serialize)]
-    struct Envelope<'a> {
-        metadata: Meta<'a>,
-        payload: &'a RawValue,
-    }
-    let envelope = Envelope {
-        metadata: Meta {
-            chef,
-            kitchen,
-            creation_time,
-            driver,
-        },
-        payload: payload_json,
+    let mut out = Vec::with_capacity(payload_json.get().len() + 128);
+    let metadata = EnvelopeMetadata {
+        chef,
+        kitchen,
+        creation_time,
+        driver,
     };
-    // Serializing plain strings, an f64 and a RawValue cannot fail, except for a
-    // non-finite f64, which serde_json writes as `null` rather than failing.
-    serde_json::to_string(&envelope).unwrap_or_else(|_| String::from("{}"))
+    write_envelope_head(&mut out, &metadata);
+    out.extend_from_slice(payload_json.get().as_bytes());
+    out.push(b'}');
+    // Only UTF-8 went in (serde_json's output and a `RawValue`'s text).
+    String::from_utf8(out).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// [`validate_payload`] and [`encode_dumpling`] in one pass: the chef's payload text is
+/// checked and compacted straight into the envelope, so a large payload is copied once
+/// instead of twice (the kitchen does this for every dumpling a chef makes).
+pub fn wrap_payload(
+    chef: &str,
+    kitchen: Option<&str>,
+    creation_time: f64,
+    driver: Driver,
+    payload: &str,
+) -> Result<String, serde_json::Error> {
+    let mut out = Vec::with_capacity(payload.len() + 128);
+    let metadata = EnvelopeMetadata {
+        chef,
+        kitchen,
+        creation_time,
+        driver,
+    };
+    write_envelope_head(&mut out, &metadata);
+    transcode_compact(payload, &mut out)?;
+    out.push(b'}');
+    String::from_utf8(out).map_err(<serde_json::Error as serde::de::Error>::custom)
+}
+
+/// Check that `payload` is exactly one JSON value and append it, compacted, to `out`.
+fn transcode_compact(payload: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_str(payload);
+    serde_transcode::transcode(&mut reader, &mut serde_json::Serializer::new(&mut *out))?;
+    reader.end()
 }
 
 /// Check that a chef's payload text is exactly one valid JSON value (no NaN, no trailing
@@ -256,10 +291,8 @@ pub fn encode_dumpling(
 /// serde_json would refuse downstream is refused here instead: nesting deeper than 128,
 /// lone UTF-16 surrogates in escapes, numbers out of `f64` range, trailing garbage.
 pub fn validate_payload(payload: &str) -> Result<Box<RawValue>, serde_json::Error> {
-    let mut reader = serde_json::Deserializer::from_str(payload);
     let mut compact = Vec::with_capacity(payload.len());
-    serde_transcode::transcode(&mut reader, &mut serde_json::Serializer::new(&mut compact))?;
-    reader.end()?;
+    transcode_compact(payload, &mut compact)?;
     // serde_json only writes UTF-8, so this conversion cannot fail; map it anyway.
     let text =
         String::from_utf8(compact).map_err(<serde_json::Error as serde::de::Error>::custom)?;
@@ -411,6 +444,36 @@ mod tests {
         let back: Dumpling = serde_json::from_str(&text).unwrap();
         assert_eq!(back.metadata.driver, Driver::Interval);
         assert_eq!(back.payload["packet_counts"]["IP"], 1);
+    }
+
+    #[test]
+    fn wrapping_in_one_pass_equals_validating_then_encoding() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let payloads = [
+            r#"{"packet_counts": {"IP": 1}}"#,
+            "{\n  \"a\": [1, 2.50, -0, 1e3],\n  \"b\": \"x\\n\\u00e9\\ud83d\\ude00\"\n}",
+            "\"ok\"",
+            "null",
+            "NaN",
+            "{\"a\":1} trailing",
+            "",
+            r#""\ud800""#,
+            "1e400",
+            deep.as_str(),
+        ];
+        for payload in payloads {
+            for kitchen in [Some("k\"\n"), None] {
+                let two_pass = validate_payload(payload).map(|raw| {
+                    encode_dumpling("C", kitchen, 1.25, Driver::Packet, &raw)
+                });
+                let one_pass = wrap_payload("C", kitchen, 1.25, Driver::Packet, payload);
+                match (two_pass, one_pass) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{payload:?}"),
+                    (Err(_), Err(_)) => {}
+                    (a, b) => panic!("{payload:?}: {a:?} vs {b:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -56,23 +56,20 @@ pub fn check_json_depth(message: &[u8]) -> Result<(), LimitError> {
 
 /// Whether the bracket nesting of `json` goes deeper than `max` (strings and their escapes
 /// skipped). Malformed JSON is left to the parser; this only bounds depth.
+///
+/// Every dumpling crosses this twice (kitchen before sending, hub at ingest), and most of a
+/// large payload is string bytes, so strings are skipped with `memchr` (closing quote or
+/// backslash) rather than byte by byte: several times faster on a 40 KB table of names.
 fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut at = 0usize;
+    while let Some(&b) = json.get(at) {
         match b {
-            b'"' => in_string = true,
+            b'"' => match string_end(json, at + 1) {
+                Some(close) => at = close,
+                // Unterminated: the parser refuses it; its depth so far was within bounds.
+                None => return false,
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -82,8 +79,22 @@ fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     false
+}
+
+/// The index of the quote that closes the string whose first content byte is at `from`
+/// (escaped quotes skipped), or `None` when the input ends first.
+fn string_end(json: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let found = from + memchr::memchr2(b'"', b'\\', json.get(from..)?)?;
+        if json[found] == b'"' {
+            return Some(found);
+        }
+        // A backslash escapes the next byte, whatever it is.
+        from = found + 2;
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +136,62 @@ mod tests {
                 "payload depth {depth}"
             );
         }
+    }
+
+    /// The byte-by-byte scan the fast one replaced, kept as the reference.
+    fn depth_exceeds_reference(json: &[u8], max: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for &b in json {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn fast_scan_agrees_with_the_byte_by_byte_one_on_every_short_input() {
+        // Every string over this alphabet up to length 7 (quotes, escapes, brackets at the
+        // end of input included), for several limits.
+        let alphabet = [b'"', b'\\', b'[', b']', b'{', b'}', b'a'];
+        let mut input = Vec::new();
+        fn walk(input: &mut Vec<u8>, alphabet: &[u8], left: usize) {
+            for max in 0..4 {
+                assert_eq!(
+                    json_depth_exceeds(input, max),
+                    depth_exceeds_reference(input, max),
+                    "{:?} max {max}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+            if left == 0 {
+                return;
+            }
+            for &b in alphabet {
+                input.push(b);
+                walk(input, alphabet, left - 1);
+                input.pop();
+            }
+        }
+        walk(&mut input, &alphabet, 7);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use kitchen::chef_host::{ChefHost, ChefTrust, LoadedChef};
 use kitchen::chefs;
+use kitchen::crash_capsule::{CapsuleSettings, CrashCapsules};
 use kitchen::dispatch::{
     wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
@@ -173,6 +174,13 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             .record_load_failure(source, error);
     }
     setup_status(&config, &mut dispatcher, hub.as_ref());
+    if let Some(settings) = CapsuleSettings::from_args(
+        &config.capsules,
+        config.poke_interval,
+        mode == ClockMode::Replay,
+    ) {
+        dispatcher.set_crash_capsules(Some(CrashCapsules::start(settings)?));
+    }
     let metrics = start_metrics(&config, &mut dispatcher)?;
     // Hot reload of --chef-dir: the loader thread owns the host from here on (its epoch
     // ticker must outlive every chef, so `_host`/`reloader` are dropped after the dispatcher).
@@ -212,7 +220,13 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &hot, &metrics),
     };
     // Whatever happened, hand what we have to the outputs (the final poke included).
-    let finish = dispatcher.finish();
+    let finish = dispatcher.finish().and_then(|()| {
+        // `--capsule-poke-ns`: repeat an interval crash capsule's poke.
+        match config.capsules.capsule_poke_ns {
+            Some(at) if mode == ClockMode::Replay => dispatcher.poke(at),
+            _ => Ok(()),
+        }
+    });
     if let Some(m) = &metrics {
         m.publish(Snapshot::take(&mut dispatcher, None));
     }

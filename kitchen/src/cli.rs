@@ -184,6 +184,10 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "11350")]
     pub metrics_address: Option<String>,
 
+    /// Crash capsules (`--chef-crash-dir` and its caps).
+    #[command(flatten)]
+    pub capsules: kitchen::crash_capsule::CapsuleArgs,
+
     /// Do not draw the progress line of `-r` (drawn on stderr only when it is a terminal,
     /// and not while `--stdout` writes to a terminal; log lines are unchanged).
     #[arg(long)]
@@ -272,6 +276,8 @@ pub struct Config {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Draw the replay progress line (stderr is a terminal and not `--quiet`).
     pub progress: bool,
+    /// `--chef-crash-dir` and its caps, `--capsule-poke-ns`.
+    pub capsules: kitchen::crash_capsule::CapsuleArgs,
 }
 
 impl Config {
@@ -320,6 +326,7 @@ impl Config {
         if cli.no_builtin_chefs && cli.chef_dir.is_none() && !cli.chef_list {
             bail!("--no-builtin-chefs needs --chef-dir DIR (there would be no chefs at all)");
         }
+        cli.capsules.validate().map_err(anyhow::Error::msg)?;
         if cli.kitchen_name.is_empty() {
             bail!("--kitchen-name must not be empty");
         }
@@ -418,6 +425,7 @@ impl Config {
             kitchen_status: cli.kitchen_status,
             trusted_chef_keys: cli.trusted_chef_keys,
             metrics_address,
+            capsules: cli.capsules,
             // Not when `--stdout` writes dumplings to the same terminal (they would land
             // in the middle of the line).
             progress: kitchen::progress::wanted(cli.quiet)

@@ -19,8 +19,8 @@
 //! * Interval pokes follow the capture clock when replaying (t0+p, t0+2p, ..., each fired
 //!   before the first packet whose timestamp reaches it, plus a final poke at the last
 //!   packet's time) and the wall clock when live (at start, then every p).
-//! * Every payload is checked (`dumpling::validate_payload`, size and count caps) before
-//!   it is wrapped with `dumpling::encode_dumpling`; bad ones are dropped and counted
+//! * Every payload is checked (`dumpling::wrap_payload`, size and count caps) as
+//!   it is wrapped in its envelope; bad ones are dropped and counted
 //!   against the chef, never forwarded.
 //! * Hot reload ([`crate::reload`]) adds and retires chefs only between batches
 //!   ([`Dispatcher::add_chef`], [`Dispatcher::retire_chef`]): the pending batch is flushed
@@ -41,6 +41,7 @@ use crate::chef_host::bindings::{BatchForm, Interest, NetworkProtocol, Transport
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::chef_queue::{self, ChefQueue};
+use crate::crash_capsule::CrashCapsules;
 use crate::packed_batch::PackedScratch;
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
@@ -199,6 +200,8 @@ pub struct Dispatcher {
     behind: bool,
     /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
     packed: PackedScratch,
+    /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::crash_capsule`]).
+    capsules: Option<CrashCapsules>,
 }
 
 impl Dispatcher {
@@ -228,7 +231,14 @@ impl Dispatcher {
             other_clocks: ClockAnomalies::default(),
             behind: false,
             packed: PackedScratch::default(),
+            capsules: None,
         }
+    }
+
+    /// Save the input of every chef call that traps, times out or runs out of memory
+    /// (`--chef-crash-dir`); `None` turns it off.
+    pub fn set_crash_capsules(&mut self, capsules: Option<CrashCapsules>) {
+        self.capsules = capsules;
     }
 
     /// The chefs, in call order.
@@ -495,6 +505,9 @@ impl Dispatcher {
         } else {
             slot.chef.on_packets(packets, arena, now_ns)
         };
+        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
+            c.packets_failed(&slot.chef, e, packets, arena, now_ns);
+        }
         let rt = &mut self.runtime[i];
         rt.offered += n;
         if result.is_ok() {
@@ -570,6 +583,9 @@ impl Dispatcher {
     fn poke_one(&mut self, i: usize, now_ns: u64) -> Result<(), SinkError> {
         let slot = &mut self.chefs[i];
         let result = slot.chef.on_interval(now_ns, self.builder.interval_ns());
+        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
+            c.interval_failed(&slot.chef, e, now_ns, self.builder.interval_ns());
+        }
         self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
         let Ok(out) = result else {
             return Ok(());
@@ -775,8 +791,19 @@ impl Dispatcher {
             chef.warn_output("over-budget", 1, &message);
             return Ok(());
         }
-        let raw = match dumpling::validate_payload(payload) {
-            Ok(raw) => raw,
+        let creation_time = match self.mode {
+            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
+            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
+        };
+        // Checked and compacted straight into the envelope (one copy of the payload).
+        let json = match dumpling::wrap_payload(
+            chef.name(),
+            Some(&self.kitchen),
+            creation_time,
+            driver,
+            payload,
+        ) {
+            Ok(json) => json,
             Err(e) => {
                 chef.stats.invalid += 1;
                 chef.warn_output(
@@ -787,17 +814,6 @@ impl Dispatcher {
                 return Ok(());
             }
         };
-        let creation_time = match self.mode {
-            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
-            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
-        };
-        let json = dumpling::encode_dumpling(
-            chef.name(),
-            Some(&self.kitchen),
-            creation_time,
-            driver,
-            &raw,
-        );
         // The hub's own check (`dumpling::check_message_limits`, envelope included), so
         // what the kitchen sends is exactly what the hub accepts.
         match dumpling::check_message_limits(json.as_bytes()) {

@@ -19,6 +19,8 @@
 //! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report;
 //!   [`metrics`]: `/metrics` from snapshots of the same counters.
 //! * [`progress`]: the replay's progress line on a terminal.
+//! * [`crash_capsule`]: `--chef-crash-dir`, the input of a crashing chef call saved as a
+//!   pcap plus a JSON note, written by a background thread.
 //!
 //! The binary (`src/main.rs`, `src/cli.rs`, `src/app.rs`) parses arguments and wires these
 //! together; the benchmark is `src/bin/nd-kitchen-bench.rs`.
@@ -31,6 +33,7 @@ pub mod builtin;
 pub mod chef_host;
 pub mod chef_queue;
 pub mod chefs;
+pub mod crash_capsule;
 pub mod dispatch;
 pub mod duty;
 pub mod file_filter;

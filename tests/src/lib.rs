@@ -398,3 +398,49 @@ pub fn promtool_check(body: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// SHA-256 of a file, hex, computed with `sha256sum` (as an operator would check it).
+pub fn sha256_hex(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a hash")
+        .to_owned()
+}
+
+/// `target/hostile-chefs/wasm32-wasip2/release/`, after building the hostile chefs
+/// (`tests/hostile-chefs/build.sh`, a no-op when fresh) once per test process;
+/// `ND_SKIP_HOSTILE_BUILD=1` uses what is there.
+pub fn hostile_release_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace_root();
+        let dir = root.join("target/hostile-chefs/wasm32-wasip2/release");
+        if std::env::var_os("ND_SKIP_HOSTILE_BUILD").is_some_and(|v| !v.is_empty() && v != "0") {
+            return dir;
+        }
+        let script = root.join("tests/hostile-chefs/build.sh");
+        // `--locked`, like every cargo command of ./test.sh: the workspace has its own lock.
+        // A cold build compiles wit-bindgen's proc macro and 19 small crates; bounded.
+        let out = ChildGuard::spawn(
+            "hostile-chefs/build.sh",
+            Command::new("bash")
+                .arg(&script)
+                .arg("--locked")
+                .current_dir(&root),
+        )
+        .wait_output(Duration::from_secs(900));
+        assert!(
+            out.status.success(),
+            "building the hostile chefs failed ({}); run `{}` to see why:\n{}",
+            out.status,
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}

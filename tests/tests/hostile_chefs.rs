@@ -14,7 +14,7 @@
 //! `target/hostile-chefs/wasm32-wasip2/release/`. Broken files (garbage, 0 bytes, core
 //! modules) are written at run time under `target/hostile-chefs/run/`.
 
-use e2e_tests::{bin, test_data, workspace_root};
+use e2e_tests::{bin, hostile_release_dir, test_data, workspace_root};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -66,33 +66,6 @@ impl Capture {
 
 // ---------------------------------------------------------------------------------------
 // Building and staging the hostile chefs.
-
-/// `target/hostile-chefs/wasm32-wasip2/release/`, after building the hostile chefs once
-/// per test process.
-fn hostile_release_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = workspace_root();
-        let dir = root.join("target/hostile-chefs/wasm32-wasip2/release");
-        if std::env::var_os("ND_SKIP_HOSTILE_BUILD").is_some_and(|v| !v.is_empty() && v != "0") {
-            return dir;
-        }
-        let script = root.join("tests/hostile-chefs/build.sh");
-        let mut cmd = Command::new("bash");
-        // `--locked`, like every cargo command of ./test.sh: the workspace has its own lock.
-        cmd.arg(&script).arg("--locked").current_dir(&root);
-        // A cold build compiles wit-bindgen's proc macro and 19 small crates; bounded.
-        let (out, _) = run_bounded("hostile-chefs/build.sh", &mut cmd, Duration::from_secs(900));
-        assert!(
-            out.status.success(),
-            "building the hostile chefs failed ({}); run `{}` to see why:\n{}",
-            out.status,
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-}
 
 /// The built component `file` (e.g. `panic_chef.wasm`).
 fn hostile_wasm(file: &str) -> Vec<u8> {

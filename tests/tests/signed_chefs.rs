@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, free_port, spawn_hub, workspace_root, ChildGuard, LiveProcess};
+use e2e_tests::{bin, free_port, sha256_hex, spawn_hub, workspace_root, ChildGuard, LiveProcess};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -42,18 +42,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("scratch dir");
     d
-}
-
-fn sha256_hex(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("a hash")
-        .to_owned()
 }
 
 /// `nd-chef-trust ARGS`: (exit code, stdout + stderr).

@@ -405,12 +405,25 @@ async fn failover_cell(resend_tail: usize) -> anyhow::Result<(f64, u64, u64)> {
     }
     let mut a_hub = hubs.remove(0);
     let killed = Instant::now();
+    let killed_wall = std::time::SystemTime::now();
     let _ = a_hub.guard.child.kill();
     let _ = a_hub.guard.child.wait();
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     let _ = feeder.join();
-    let _ = sniff.wait_output(Duration::from_secs(30));
+    let sniff_out = sniff.wait_output(Duration::from_secs(30));
+    if std::env::var_os("ND_BENCH_LOG").is_some() {
+        // Where the failover time goes: the kitchen's hub log lines beside the kill time.
+        let since = killed_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!("    killed hub A at {:.3} (unix s)", since.as_secs_f64());
+        for line in String::from_utf8_lossy(&sniff_out.stderr).lines() {
+            if line.contains("hub") {
+                eprintln!("    nd-sniff: {line}");
+            }
+        }
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     done.store(true, Ordering::Relaxed);
     let _ = reader.await;

@@ -1,0 +1,364 @@
+//! Crash capsules (`nd-sniff --chef-crash-dir`, issue 13 item 5) against the real kitchen
+//! and the real hostile chefs of `tests/hostile-chefs/`: a trapping chef
+//! (`StackOverflowChef`), a chef that runs past its deadline (`InfiniteLoopChef`) and one
+//! that panics in `on-interval` (`PanicChef`) are replayed over a real capture; each failure
+//! must leave a capsule whose pcap tshark reads, whose note is right, and whose `replay`
+//! command makes the same chef fail the same way on the same input (the replay's own
+//! capsule has the same frames, byte for byte). The count and byte caps must hold.
+//!
+//! The hostile components are built by `tests/hostile-chefs/build.sh` (a no-op when fresh;
+//! `ND_SKIP_HOSTILE_BUILD=1` uses what is there). tshark checks skip with a message when
+//! tshark is missing (it is installed by `scripts/setup.sh`).
+
+use e2e_tests::{
+    bin, hostile_release_dir, on_path, sha256_hex, test_data, workspace_root, ChildGuard,
+};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// Per-call deadline of every run (the hostile chefs are built around 200 ms).
+const DEADLINE_MS: &str = "200";
+/// Bound of one kitchen run.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// A fresh, empty folder under `target/crash-capsules/`.
+fn fresh(name: &str) -> PathBuf {
+    let dir = workspace_root().join("target/crash-capsules").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    dir
+}
+
+/// A chef folder with these hostile components.
+fn chef_folder(name: &str, files: &[&str]) -> PathBuf {
+    let dir = fresh(name);
+    for f in files {
+        std::fs::copy(hostile_release_dir().join(f), dir.join(f))
+            .unwrap_or_else(|e| panic!("copy {f}: {e} (run tests/hostile-chefs/build.sh)"));
+    }
+    dir
+}
+
+/// Run `nd-sniff` with `args` (bounded); its output.
+fn sniff(args: &[&str]) -> Output {
+    ChildGuard::spawn(
+        "nd-sniff",
+        Command::new(bin("nd-sniff"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1"),
+    )
+    .wait_output(RUN_LIMIT)
+}
+
+/// The capsules in `dir`: (note, path of its capture file), oldest first.
+fn capsules(dir: &Path) -> Vec<(Value, PathBuf)> {
+    let mut notes: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    notes.sort();
+    notes
+        .into_iter()
+        .map(|p| {
+            let note: Value = serde_json::from_slice(&std::fs::read(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()));
+            let capture = dir.join(note["capture"].as_str().expect("note names its capture"));
+            assert!(capture.exists(), "{} missing", capture.display());
+            (note, capture)
+        })
+        .collect()
+}
+
+/// (epoch time with ns, captured length) of every frame, as tshark reads the file; `None`
+/// when tshark is not installed.
+fn tshark_frames(path: &Path) -> Option<Vec<(String, u64)>> {
+    let Some(tshark) = on_path("tshark") else {
+        eprintln!("SKIP tshark checks: tshark not found (scripts/setup.sh installs it)");
+        return None;
+    };
+    let out = Command::new(tshark)
+        .arg("-r")
+        .arg(path)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.cap_len",
+        ])
+        .output()
+        .expect("tshark");
+    assert!(
+        out.status.success(),
+        "tshark cannot read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let mut f = l.split('\t');
+                let t = f.next().unwrap_or_default().to_owned();
+                let len = f.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                (t, len)
+            })
+            .collect(),
+    )
+}
+
+/// `ns` since the epoch as tshark prints `frame.time_epoch` (`S.NNNNNNNNN`).
+fn epoch_text(ns: u64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// Run a note's `replay` command (its words; paths here have no spaces), adding `extra`.
+fn replay(note: &Value, extra: &[&str]) -> Output {
+    let line = note["replay"].as_str().expect("note has a replay line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[0], "nd-sniff", "{line}");
+    let mut args: Vec<&str> = words[1..].to_vec();
+    args.extend_from_slice(extra);
+    sniff(&args)
+}
+
+#[test]
+fn trap_timeout_and_interval_capsules_are_right_and_replay_the_failure() {
+    let chefs = chef_folder(
+        "chefs",
+        &[
+            "stack_overflow_chef.wasm",
+            "infinite_loop_chef.wasm",
+            "panic_chef.wasm",
+        ],
+    );
+    let crash = fresh("crash");
+    let out = run_with_capsules(&chefs, &crash, &["--chef-deadline-ms", DEADLINE_MS]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
+    let all = capsules(&crash);
+    // One capsule per failure the exit summary counts
+    // (`chef NAME: ..., N traps, N timeouts, N memory, ...`).
+    let failures = |chef: &str| -> usize {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("chef {chef}: ")) && l.contains(" traps, "))
+            .unwrap_or_else(|| panic!("no summary line for {chef}:\n{stderr}"));
+        ["traps", "timeouts", "memory"]
+            .iter()
+            .map(|what| {
+                let before = &line[..line.find(&format!(" {what},")).unwrap()];
+                let n = before.rsplit(' ').next().unwrap();
+                n.parse::<usize>().unwrap()
+            })
+            .sum()
+    };
+    let mut total = 0;
+    for (chef, call, kind, file) in [
+        (
+            "StackOverflowChef",
+            "on-packets",
+            "trap",
+            "stack_overflow_chef.wasm",
+        ),
+        (
+            "InfiniteLoopChef",
+            "on-packets",
+            "timeout",
+            "infinite_loop_chef.wasm",
+        ),
+        ("PanicChef", "on-interval", "trap", "panic_chef.wasm"),
+    ] {
+        let mine: Vec<&(Value, PathBuf)> = all.iter().filter(|(n, _)| n["chef"] == chef).collect();
+        assert!(!mine.is_empty(), "{chef}: no capsule\n{stderr}");
+        assert_eq!(mine.len(), failures(chef), "{chef}: {mine:?}\n{stderr}");
+        total += mine.len();
+        let (note, pcap) = mine[0];
+        assert_eq!(note["capsule"], 1);
+        assert_eq!(note["call"], call, "{note:#}");
+        assert_eq!(note["error"]["kind"], kind, "{note:#}");
+        assert_eq!(
+            note["component_sha256"].as_str(),
+            Some(sha256_hex(&chefs.join(file)).as_str())
+        );
+        assert_eq!(note["limits"]["deadline_ms"], 200);
+        assert_eq!(note["limits"]["memory_mib"], 128);
+        assert_eq!(note["kitchen"]["mode"], "replay");
+        assert!(note["kitchen"]["version"].is_string());
+        assert!(note["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+        let name = pcap.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("capsule-") && name.contains(chef) && name.ends_with(".pcap"),
+            "{name}"
+        );
+        // The error the kitchen logged for this chef is the note's.
+        let message = note["error"]["message"].as_str().unwrap();
+        assert!(
+            stderr.contains(message),
+            "{chef}: {message:?} not in the log"
+        );
+        let input = &note["input"];
+        let packets = input["packets"].as_u64().unwrap();
+        if let Some(frames) = tshark_frames(pcap) {
+            assert_eq!(frames.len() as u64, packets, "{chef}: {}", pcap.display());
+            if packets > 0 {
+                assert_eq!(frames[0].0, epoch_text(input["first_ns"].as_u64().unwrap()));
+                assert_eq!(
+                    frames.last().unwrap().0,
+                    epoch_text(input["last_ns"].as_u64().unwrap())
+                );
+                let bytes: u64 = frames.iter().map(|f| f.1).sum();
+                assert_eq!(bytes, input["bytes"].as_u64().unwrap());
+            }
+        }
+        if call == "on-packets" {
+            assert!(packets > 0, "{note:#}");
+            assert_eq!(input["link_types"], serde_json::json!([1]));
+        } else {
+            assert_eq!(packets, 0);
+            assert!(input["poke_ns"].as_u64().is_some_and(|t| t > 0));
+            assert!(note["replay"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("--capsule-poke-ns {}", input["poke_ns"])));
+        }
+
+        // Replaying the capsule makes the same chef fail the same way, on the same input.
+        let again = fresh(&format!("again-{chef}"));
+        let out = replay(note, &["--chef-crash-dir", again.to_str().unwrap()]);
+        let replay_err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "replay failed:\n{replay_err}");
+        assert!(
+            replay_err.contains(message) && replay_err.contains(chef),
+            "{chef}: the replay did not fail with {message:?}:\n{replay_err}"
+        );
+        let second = capsules(&again);
+        assert_eq!(second.len(), 1, "{chef}: {second:?}\n{replay_err}");
+        assert_eq!(second[0].0["error"], note["error"]);
+        assert_eq!(second[0].0["call"], note["call"]);
+        assert_eq!(second[0].0["component_sha256"], note["component_sha256"]);
+        assert_eq!(
+            std::fs::read(&second[0].1).unwrap(),
+            std::fs::read(pcap).unwrap(),
+            "{chef}: the replay's failing call got other input"
+        );
+        if call == "on-interval" {
+            assert_eq!(second[0].0["input"]["poke_ns"], input["poke_ns"]);
+        }
+    }
+    assert_eq!(all.len(), total, "{all:?}");
+    assert!(
+        stderr.contains(&format!("written={total} ")),
+        "counts not in the log:\n{stderr}"
+    );
+}
+
+/// Replay the loopback capture (50 packets over 65 s, `-p 1`) with the chefs of `chefs`
+/// only and crash capsules in `crash`, plus `extra` flags.
+fn run_with_capsules(chefs: &Path, crash: &Path, extra: &[&str]) -> Output {
+    let capture = test_data("original/loopback_dns_arp_http.pcap");
+    let mut args = vec![
+        "-r",
+        capture.to_str().unwrap(),
+        "--no-hub",
+        "--stdout",
+        "--no-builtin-chefs",
+        "--no-chef-watch",
+        "-p",
+        "1",
+        "-d",
+        chefs.to_str().unwrap(),
+        "--chef-crash-dir",
+        crash.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sniff(&args)
+}
+
+/// Run PanicChef (5 failing pokes, then quarantined) with crash capsules in `crash`.
+fn panic_run(chefs: &Path, crash: &Path, max_files: &str) -> String {
+    let out = run_with_capsules(
+        chefs,
+        crash,
+        &[
+            "--chef-crash-max-files",
+            max_files,
+            "--chef-crash-max-mib",
+            "1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
+    stderr
+}
+
+/// Bytes of the capsule files in `dir`.
+fn capsule_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("capsule-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn the_byte_and_count_caps_evict_the_oldest() {
+    let chefs = chef_folder("cap-chefs", &["panic_chef.wasm"]);
+    let crash = fresh("cap-crash");
+    // A capsule left by an earlier run, old (sorts first) and nearly 1 MiB: it counts
+    // against the byte cap, so the first new capsule evicts it (the count cap is far).
+    let old = "capsule-00000000T000000.000Z-1-000001-Old-on-packets";
+    std::fs::write(crash.join(format!("{old}.pcap")), vec![0u8; 1_048_000]).unwrap();
+    std::fs::write(crash.join(format!("{old}.json")), b"{}").unwrap();
+    let keep = crash.join("not-a-capsule.txt");
+    std::fs::write(&keep, b"left alone").unwrap();
+    let stderr = panic_run(&chefs, &crash, "10");
+    assert!(
+        stderr.contains("written=5") && stderr.contains("evicted=1"),
+        "{stderr}"
+    );
+    assert!(!crash.join(format!("{old}.pcap")).exists());
+    assert_eq!(capsules(&crash).len(), 5);
+    assert!(capsule_bytes(&crash) <= 1 << 20);
+
+    // Again with a count cap of 2: the 5 capsules already there count, so 4 of them go
+    // before the first new one is written, then one per new capsule; the newest 2 stay.
+    let stderr = panic_run(&chefs, &crash, "2");
+    assert!(
+        stderr.contains("written=5") && stderr.contains("evicted=8"),
+        "{stderr}"
+    );
+    let left = capsules(&crash);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|(n, _)| n["chef"] == "PanicChef"));
+    // The two kept are the last two failing pokes of the second run.
+    let pokes: Vec<u64> = left
+        .iter()
+        .map(|(n, _)| n["input"]["poke_ns"].as_u64().unwrap())
+        .collect();
+    assert!(pokes[0] < pokes[1], "{pokes:?}");
+    assert!(capsule_bytes(&crash) <= 1 << 20);
+    assert!(keep.exists(), "a file that is not a capsule was deleted");
+    let leftovers: Vec<_> = std::fs::read_dir(&crash)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn bad_cap_flags_are_refused_naming_the_flag() {
+    let out = sniff(&["--no-hub", "-r", "x.pcap", "--chef-crash-max-files", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--chef-crash-max-files"));
+    let out = sniff(&["--no-hub", "--capsule-poke-ns", "5"]);
+    assert_eq!(out.status.code(), Some(2), "--capsule-poke-ns needs -r");
+}
