@@ -295,6 +295,41 @@ pub mod __private {
         }
     }
 
+    /// `export_stateful_chef!`: the chef serialised with serde, as JSON after a format line
+    /// (self-describing, so a new version with `#[serde(default)]` fields still reads an
+    /// older version's state, and a state it cannot read is refused, never misread).
+    pub struct SerdeState;
+
+    /// The first bytes of a [`SerdeState`] snapshot.
+    pub const SERDE_STATE_HEADER: &[u8] = b"chef-sdk-state-json-1\n";
+
+    impl<C: serde::Serialize + serde::de::DeserializeOwned> StateCodec<C> for SerdeState {
+        fn snapshot(chef: Option<&C>) -> Vec<u8> {
+            let Some(chef) = chef else {
+                return Vec::new(); // never used: nothing to carry
+            };
+            let mut out = SERDE_STATE_HEADER.to_vec();
+            match serde_json::to_writer(&mut out, chef) {
+                Ok(()) => out,
+                Err(e) => {
+                    crate::log::error(&format!("the chef's state does not serialise: {e}"));
+                    Vec::new()
+                }
+            }
+        }
+        fn restore(state: &[u8]) -> Result<Option<C>, String> {
+            if state.is_empty() {
+                return Ok(None);
+            }
+            let body = state
+                .strip_prefix(SERDE_STATE_HEADER)
+                .ok_or("the state is not a chef-sdk JSON state")?;
+            serde_json::from_slice(body)
+                .map(Some)
+                .map_err(|e| format!("the state does not fit this version of the chef: {e}"))
+        }
+    }
+
     /// `on-interval`: run `on_interval` once.
     pub fn on_interval<C: Chef>(chef: &mut C, now_ns: u64, interval_ns: u64) -> Vec<String> {
         let mut out = Vec::new();
@@ -322,6 +357,22 @@ pub mod __private {
 macro_rules! export_chef {
     ($chef:ty) => {
         $crate::__export_chef!($chef, $crate::__private::NoState);
+    };
+}
+
+/// Exports a [`Chef`] whose state follows it across a hot reload.
+///
+/// Like [`export_chef!`], for a chef that is also `serde::Serialize` and
+/// `serde::Deserialize` (usually `#[derive(Serialize, Deserialize)]` on the struct). When
+/// the chef's file is replaced in a running kitchen, the old version's state is serialised
+/// (JSON) and the new version starts from it instead of `Default::default()`. If the new
+/// version cannot deserialise it (a field renamed, a type changed), it starts fresh and the
+/// kitchen logs why; mark new fields `#[serde(default)]` to keep old state readable.
+/// A restart after a crash never restores state.
+#[macro_export]
+macro_rules! export_stateful_chef {
+    ($chef:ty) => {
+        $crate::__export_chef!($chef, $crate::__private::SerdeState);
     };
 }
 

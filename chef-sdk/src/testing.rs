@@ -257,6 +257,17 @@ pub fn sweep_corpus<C: Chef>() -> usize {
     packets
 }
 
+/// What a hot reload does to a chef exported with [`crate::export_stateful_chef!`]: its
+/// state serialised by the old version and read back by the new one (here: the same type).
+pub fn reload<C>(chef: &C) -> Result<C, String>
+where
+    C: Chef + serde::Serialize + serde::de::DeserializeOwned,
+{
+    use crate::__private::{SerdeState, StateCodec};
+    let state = <SerdeState as StateCodec<C>>::snapshot(Some(chef));
+    <SerdeState as StateCodec<C>>::restore(&state)?.ok_or_else(|| "no state".to_owned())
+}
+
 /// The chef's `describe` record.
 pub fn describe<C: Chef>() -> wit::ChefInfo {
     crate::__private::describe::<C>("0.0.0-test")
@@ -583,6 +594,40 @@ mod tests {
         assert_eq!(batch.iter().filter(|p| p.udp().is_some()).count(), 9);
         assert_eq!(batch.iter().filter(|p| p.icmpv4().is_some()).count(), 1);
         assert!(batch.iter().all(|p| p.stopped().is_none()));
+    }
+
+    #[test]
+    fn serde_state_survives_a_reload_and_refuses_what_it_cannot_read() {
+        use crate::__private::{NoState, SerdeState, StateCodec};
+        #[derive(Default, serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Counter {
+            seen: u64,
+            names: Vec<String>,
+        }
+        impl Chef for Counter {
+            fn info() -> crate::ChefInfo {
+                crate::ChefInfo::new("Counter", "test")
+            }
+        }
+        let chef = Counter {
+            seen: 7,
+            names: vec!["a".into()],
+        };
+        assert_eq!(reload(&chef).unwrap(), chef);
+        // Never used: nothing to carry.
+        assert!(<SerdeState as StateCodec<Counter>>::snapshot(None).is_empty());
+        assert!(<SerdeState as StateCodec<Counter>>::restore(&[])
+            .unwrap()
+            .is_none());
+        // Not ours, or not this shape: refused with a reason, never misread.
+        assert!(<SerdeState as StateCodec<Counter>>::restore(b"garbage").is_err());
+        let mut other = crate::__private::SERDE_STATE_HEADER.to_vec();
+        other.extend_from_slice(br#"{"seen":"seven"}"#);
+        let e = <SerdeState as StateCodec<Counter>>::restore(&other).unwrap_err();
+        assert!(e.contains("does not fit"), "{e}");
+        // A chef exported without state refuses someone else's.
+        assert!(<NoState as StateCodec<Counter>>::restore(b"x").is_err());
+        assert!(<NoState as StateCodec<Counter>>::restore(b"").is_ok());
     }
 
     #[test]

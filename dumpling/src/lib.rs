@@ -463,9 +463,8 @@ mod tests {
         ];
         for payload in payloads {
             for kitchen in [Some("k\"\n"), None] {
-                let two_pass = validate_payload(payload).map(|raw| {
-                    encode_dumpling("C", kitchen, 1.25, Driver::Packet, &raw)
-                });
+                let two_pass = validate_payload(payload)
+                    .map(|raw| encode_dumpling("C", kitchen, 1.25, Driver::Packet, &raw));
                 let one_pass = wrap_payload("C", kitchen, 1.25, Driver::Packet, payload);
                 match (two_pass, one_pass) {
                     (Ok(a), Ok(b)) => assert_eq!(a, b, "{payload:?}"),

@@ -173,6 +173,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             .status_inputs()
             .record_load_failure(source, error);
     }
+    dispatcher.set_flows(config.flows)?;
     setup_status(&config, &mut dispatcher, hub.as_ref());
     if let Some(settings) = CapsuleSettings::from_args(
         &config.capsules,
@@ -829,6 +830,9 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             c.restarts,
             c.ended
         );
+    }
+    if let Some(line) = d.flow_summary() {
+        tracing::info!("{k}: summary: {line}");
     }
     for slot in d.chefs() {
         let c = &slot.chef;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use capture::PacketRecord;
 
 use crate::chef_host::WirePacket;
+use crate::flow_stage::{FlowBatch, FlowStage};
 use crate::packet::{parse_push, PacketClass};
 use crate::poke_clock::{ClockAnomalies, DuePokes, PokeClock};
 
@@ -43,6 +44,8 @@ pub struct Batch {
     pub(crate) packets: Vec<WirePacket>,
     pub(crate) classes: Vec<PacketClass>,
     pub(crate) arena: Vec<u8>,
+    /// Flow events of this batch (only while some chef asks for flows).
+    pub(crate) flows: FlowBatch,
 }
 
 impl Batch {
@@ -61,10 +64,15 @@ impl Batch {
         self.packets.last().map(|p| p.0.timestamp_ns)
     }
 
-    /// Append one parsed packet.
-    fn push(&mut self, record: &PacketRecord<'_>) {
+    /// Append one parsed packet (and track its flow when a stage is given).
+    fn push(&mut self, record: &PacketRecord<'_>, flows: Option<&mut FlowStage>) {
         let class = parse_push(record, &mut self.arena, &mut self.packets);
         self.classes.push(class);
+        if let (Some(stage), Some(WirePacket(p))) = (flows, self.packets.last_mut()) {
+            p.flow = stage
+                .packet(p, &mut self.flows)
+                .map(crate::flow_stage::wit_ref);
+        }
     }
 
     /// Empty it, keeping the allocations.
@@ -72,6 +80,7 @@ impl Batch {
         self.packets.clear();
         self.classes.clear();
         self.arena.clear();
+        self.flows.clear();
     }
 }
 
@@ -96,6 +105,8 @@ pub struct BatchBuilder {
     /// Emptied batches handed back by the chef side, reused to avoid allocating.
     spare: Vec<Batch>,
     ready: VecDeque<Step>,
+    /// Connection tracking, when the kitchen may need it ([`crate::flow_stage`]).
+    flows: Option<FlowStage>,
 }
 
 impl BatchBuilder {
@@ -111,7 +122,21 @@ impl BatchBuilder {
             batch: Batch::default(),
             spare: Vec::new(),
             ready: VecDeque::new(),
+            flows: None,
         }
+    }
+
+    /// Track flows on this builder's packets (while the stage's switch is on).
+    pub fn set_flow_stage(&mut self, stage: FlowStage) {
+        self.flows = Some(stage);
+    }
+
+    /// End of input: end every tracked flow (`end-of-capture`) and queue the batch.
+    pub fn end_flows(&mut self) {
+        if let Some(f) = self.flows.as_mut() {
+            f.end_all(&mut self.batch.flows);
+        }
+        self.cut();
     }
 
     /// The poke interval, ns.
@@ -153,7 +178,7 @@ impl BatchBuilder {
         if !self.batch.is_empty() && self.batch.arena.len() + record.data.len() > MAX_BATCH_BYTES {
             self.cut();
         }
-        self.batch.push(record);
+        self.batch.push(record, self.flows.as_mut());
         if self.batch.len() >= MAX_BATCH_PACKETS {
             self.cut();
         }
@@ -161,6 +186,9 @@ impl BatchBuilder {
 
     /// Queue every poke due at or before `now_ns` (each after the packets before it).
     pub fn advance_clock(&mut self, now_ns: u64) {
+        if let Some(f) = self.flows.as_mut() {
+            f.advance(now_ns, &mut self.batch.flows);
+        }
         let due = self.clock.advance(now_ns);
         self.queue_pokes(due);
     }
@@ -178,7 +206,10 @@ impl BatchBuilder {
 
     /// Queue the batch being built (if it has packets), e.g. when the input goes quiet.
     pub fn cut(&mut self) {
-        if self.batch.is_empty() {
+        if let Some(f) = &self.flows {
+            f.publish();
+        }
+        if self.batch.is_empty() && self.batch.flows.no_events() {
             return;
         }
         let fresh = self.spare.pop().unwrap_or_default();

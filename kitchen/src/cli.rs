@@ -57,6 +57,10 @@ pub struct Cli {
     #[command(flatten)]
     pub link: hub_link::LinkArgs,
 
+    /// Flow table size and idle timeouts (used only when a chef asks for flows or streams).
+    #[command(flatten)]
+    pub flows: kitchen::flow_stage::FlowArgs,
+
     /// Interface to capture on; repeat for several. `all` (the default) means every
     /// interface.
     #[arg(short = 'i', long = "interface", value_name = "INTERFACE")]
@@ -140,6 +144,13 @@ pub struct Cli {
     /// always drops the same dumplings); over it, dumplings are dropped and counted.
     #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::limits::DEFAULT_MAX_OUTPUT_BYTES_PER_SEC)]
     pub chef_output_bytes_per_sec: u64,
+
+    /// Largest chef state carried across a hot reload, in bytes: when a chef's file is
+    /// replaced, a chef that exports `netdumplings:chef/state` is snapshotted and its new
+    /// version restored from it; a larger snapshot is not copied and the new version starts
+    /// fresh (logged). 0 turns state carrying off.
+    #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::state::DEFAULT_MAX_STATE_BYTES)]
+    pub chef_state_max_bytes: usize,
 
     /// Deadline per chef call, in milliseconds (CPU time and blocking WASI waits alike);
     /// the first call into a fresh instance (not one restarted after a timeout) gets 10x.
@@ -276,6 +287,8 @@ pub struct Config {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Draw the replay progress line (stderr is a terminal and not `--quiet`).
     pub progress: bool,
+    /// `--flow-table-size`, `--flow-idle-*-secs`, checked.
+    pub flows: flowtrack::table::FlowConfig,
     /// `--chef-crash-dir` and its caps, `--capsule-poke-ns`.
     pub capsules: kitchen::crash_capsule::CapsuleArgs,
 }
@@ -374,6 +387,7 @@ impl Config {
             max_file_bytes: cli.max_chef_file_mib << 20,
             max_output_bytes_per_call: cli.chef_output_bytes_per_call,
             max_output_bytes_per_sec: cli.chef_output_bytes_per_sec,
+            max_state_bytes: cli.chef_state_max_bytes,
             ..ChefLimits::default()
         };
         let cache = if cli.no_chef_cache {
@@ -396,7 +410,9 @@ impl Config {
                 hub_link::metrics_http::parse_address(a, kitchen::metrics::DEFAULT_METRICS_PORT)
             })
             .transpose()?;
+        let flows = cli.flows.config()?;
         Ok(Config {
+            flows,
             kitchen_name: cli.kitchen_name,
             hub,
             link,

@@ -49,6 +49,8 @@ use crate::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
 
+mod flow_events;
+
 /// Why the output refused a dumpling.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -200,6 +202,8 @@ pub struct Dispatcher {
     behind: bool,
     /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
     packed: PackedScratch,
+    /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
+    flows: Option<flow_events::DispatchFlows>,
     /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::crash_capsule`]).
     capsules: Option<CrashCapsules>,
 }
@@ -231,6 +235,7 @@ impl Dispatcher {
             other_clocks: ClockAnomalies::default(),
             behind: false,
             packed: PackedScratch::default(),
+            flows: None,
             capsules: None,
         }
     }
@@ -254,7 +259,11 @@ impl Dispatcher {
     /// A builder with this dispatcher's clock mode and poke interval, for a parsing thread
     /// whose steps come back through [`Dispatcher::run`].
     pub fn new_builder(&self) -> BatchBuilder {
-        BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()))
+        let mut b = BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()));
+        if let Some(stage) = self.flow_stage_for_builder() {
+            b.set_flow_stage(stage);
+        }
+        b
     }
 
     /// When the next poke is due (kitchen clock, ns), once the clock has started.
@@ -320,6 +329,8 @@ impl Dispatcher {
     /// End of input: flush, then the final poke (replay: at the last packet's time, so
     /// the output does not depend on when the run ended; live: now).
     pub fn finish(&mut self) -> Result<(), SinkError> {
+        // Every flow ends with the input (`end-of-capture`), before the final poke.
+        self.builder.end_flows();
         self.flush()?;
         let now = match self.mode {
             ClockMode::Replay => match self.last_packet_ns {
@@ -378,8 +389,9 @@ impl Dispatcher {
     /// it as it is; a selective chef gets its matching packets queued
     /// ([`crate::chef_queue`]) and is called when its queue is full (live: or old).
     fn run_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.flows_started(batch)?;
         let Some(last_ns) = batch.last_timestamp_ns() else {
-            return Ok(());
+            return self.flows_ended(batch);
         };
         self.stats.packets += batch.len() as u64;
         self.stats.batches += 1;
@@ -437,7 +449,7 @@ impl Dispatcher {
                 self.call_queued(i, call)?;
             }
         }
-        Ok(())
+        self.flows_ended(batch)
     }
 
     /// The clock and time share for the packet calls about to be made.
@@ -611,6 +623,7 @@ impl Dispatcher {
         self.chefs.insert(at, slot);
         self.runtime.insert(at, ChefRuntime::default());
         self.queues.insert(at, ChefQueue::default());
+        self.update_flow_switch();
         Ok(())
     }
 
@@ -626,7 +639,9 @@ impl Dispatcher {
             self.poke_one(i, now)?;
         }
         self.queues.remove(i);
-        Ok((self.chefs.remove(i), self.runtime.remove(i)))
+        let out = (self.chefs.remove(i), self.runtime.remove(i));
+        self.update_flow_switch();
+        Ok(out)
     }
 
     /// Measurements of every chef (same order as [`Dispatcher::chefs`]).
@@ -688,6 +703,8 @@ impl Dispatcher {
                     over_budget: st.over_budget,
                     restarts: st.restarts,
                     reloads: rt.reloads,
+                    state_restored: st.state_restored,
+                    state_fresh: st.state_fresh,
                     load_failures,
                 };
                 (c.name().to_owned(), status)
@@ -835,7 +852,8 @@ impl Dispatcher {
         self.sink.send(chef.name(), json)
     }
 
-    fn clock_ns(&self) -> u64 {
+    /// The kitchen's clock: capture time when replaying, wall time when live.
+    pub fn clock_ns(&self) -> u64 {
         match self.mode {
             ClockMode::Replay => self.last_packet_ns.unwrap_or(0),
             ClockMode::Live => wall_ns(),

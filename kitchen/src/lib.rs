@@ -14,6 +14,7 @@
 //! * [`replay`]: `-r FILE` on two threads (read + parse, chefs).
 //! * [`duty`]: live, a chef over its share of the kitchen's time sheds its own batches.
 //! * [`file_filter`]: the BPF `--filter` applied to replayed files.
+//! * [`flow_stage`]: connection tracking (crate `flowtrack`) when a chef asks for flows.
 //! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
 //! * [`hello`]: the hello's chef list and identities, current across reloads.
 //! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report;
@@ -37,6 +38,7 @@ pub mod crash_capsule;
 pub mod dispatch;
 pub mod duty;
 pub mod file_filter;
+pub mod flow_stage;
 pub mod hello;
 pub mod hub_client;
 pub mod metrics;

@@ -633,18 +633,22 @@ fn icmp_header(b: &[u8]) -> IcmpHeader {
     }
 }
 
-fn tcp_flags(bits: u8) -> TcpFlags {
+/// Each TCP header flag bit and its WIT flag (the flow stage maps them back).
+pub(crate) const TCP_FLAG_BITS: [(u8, TcpFlags); 8] = [
+    (0x01, TcpFlags::FIN),
+    (0x02, TcpFlags::SYN),
+    (0x04, TcpFlags::RST),
+    (0x08, TcpFlags::PSH),
+    (0x10, TcpFlags::ACK),
+    (0x20, TcpFlags::URG),
+    (0x40, TcpFlags::ECE),
+    (0x80, TcpFlags::CWR),
+];
+
+/// The WIT flags of a TCP header's flags byte.
+pub(crate) fn tcp_flags(bits: u8) -> TcpFlags {
     let mut f = TcpFlags::empty();
-    for (mask, flag) in [
-        (0x01, TcpFlags::FIN),
-        (0x02, TcpFlags::SYN),
-        (0x04, TcpFlags::RST),
-        (0x08, TcpFlags::PSH),
-        (0x10, TcpFlags::ACK),
-        (0x20, TcpFlags::URG),
-        (0x40, TcpFlags::ECE),
-        (0x80, TcpFlags::CWR),
-    ] {
+    for (mask, flag) in TCP_FLAG_BITS {
         if bits & mask != 0 {
             f |= flag;
         }

@@ -39,7 +39,10 @@
 //! refused because its new signature had not landed yet loads when it does.
 //!
 //! A quarantined chef whose file gets new content is replaced by a fresh load, so it gets a
-//! fresh chance. Chef state is not carried across versions (see the design notes, §3.5).
+//! fresh chance. A chef exporting `netdumplings:chef/state` keeps its state across the
+//! replacement (`snapshot` on the old version after its final poke, `restore` on the new one
+//! before its first packet; see [`crate::chef_host::state`]); otherwise, or when that fails,
+//! the new version starts fresh and the log says why.
 //!
 //! Names: the file is the identity. A new file whose chef has the name of a built-in chef
 //! replaces the built-in (as at start); one with the name of a chef from another file is
@@ -533,7 +536,7 @@ fn apply_event(
                     return apply_event(d, ReloadEvent::Failed { path, error }, policy);
                 }
             }
-            let slot = ChefSlot {
+            let mut slot = ChefSlot {
                 matcher: InterestMatcher::new(&chef.description().interest),
                 qualified_name: qualified_name(&chef),
                 chef,
@@ -544,8 +547,10 @@ fn apply_event(
             let mut reloads = 0;
             let mut old_name = None;
             if let Some(i) = same_file {
-                let (old, rt) = d.retire_chef(i)?;
+                let (mut old, rt) = d.retire_chef(i)?;
                 reloads = rt.reloads + 1;
+                let max = old.chef.limits().max_state_bytes;
+                crate::chef_host::state::carry(&mut old.chef, &mut slot.chef, max, d.clock_ns());
                 old_name = Some(old.chef.name().to_owned());
                 tracing::info!(file = %escape_path(&path), chef = %name,
                     old_version = %old.chef.description().version, new_version = %version,

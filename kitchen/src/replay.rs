@@ -281,6 +281,11 @@ impl ReadingThread {
             Ok(end) => end,
             Err(Gone) => return,
         };
+        // Every flow ends with the input (`end-of-capture`), after its last packet.
+        self.out.builder.end_flows();
+        if self.out.flush().is_err() {
+            return;
+        }
         self.publish();
         let clock = self.out.builder.clock_anomalies();
         let _ = self.out.send(FromReader::End(end, clock));

@@ -249,6 +249,11 @@ pub struct ChefStatus {
     pub restarts: u64,
     /// Replacements by a new version of its file.
     pub reloads: u64,
+    /// Reloads into this version that restored the previous version's state.
+    pub state_restored: u64,
+    /// Reloads into this version that started fresh: the previous version's state could
+    /// not be carried (the log says why).
+    pub state_fresh: u64,
     /// Failed attempts to load a new version of its file since its last successful load
     /// (the running version was kept each time).
     pub load_failures: u64,

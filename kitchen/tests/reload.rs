@@ -777,3 +777,105 @@ fn live_reload_on_lo() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+// ---------------------------------------------------------------------------------------
+// State across a hot reload (chef API 0.2, `netdumplings:chef/state`).
+
+/// The sample `PacketCountChef` as the kitchen's build made it (chef API 0.2, stateful).
+fn packet_count_chef_v0_2() -> PathBuf {
+    workspace_root().join("target/chefs/wasm32-wasip2/release/packet_count_chef.wasm")
+}
+
+/// `wasm` with a custom section appended: the same chef, different bytes (another SHA-256),
+/// as a rebuild with another version string would be.
+fn rebuilt(wasm: &Path, out: &Path) {
+    let mut bytes = std::fs::read(wasm).expect("read chef");
+    let name = b"nd-test-rebuild";
+    let payload = b"version 2";
+    bytes.push(0); // custom section
+    bytes.push((1 + name.len() + payload.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    std::fs::write(out, bytes).expect("write rebuilt chef");
+}
+
+/// The `Ethernet` count of every `PacketCountChef` interval dumpling, in order.
+fn ethernet_counts(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|d| d["metadata"]["chef"] == "PacketCountChef")
+        .filter(|d| d["metadata"]["driver"] == "interval")
+        .map(|d| {
+            d["payload"]["packet_counts"]["Ethernet"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+#[test]
+fn packet_count_chef_keeps_its_counts_across_a_reload() {
+    let root = scratch("state-carry");
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    let v2 = root.join("packet_count_chef_v2.wasm");
+    rebuilt(&packet_count_chef_v0_2(), &v2);
+
+    let mut k = Kitchen::start(&root, &dir, &fifo, &root.join("cache"));
+    k.send(20);
+    // Version 1 from the folder takes over from the built-in (which reports its count).
+    land(&packet_count_chef_v0_2(), &dir, "packet_count_chef.wasm");
+    k.send_until(&["overrides the built-in", "PacketCountChef"]);
+    k.send(30);
+    // Version 2 (other bytes) replaces it; the counts must carry over.
+    land(&v2, &dir, "packet_count_chef.wasm");
+    k.send_until(&["chef state carried across the reload", "PacketCountChef"]);
+    k.send(25);
+    let written = u64::from(k.written);
+    let (stdout, stderr) = k.finish();
+
+    // Final pokes: the built-in's (when overridden), version 1's (when replaced), version 2's.
+    let counts = ethernet_counts(&stdout);
+    assert_eq!(counts.len(), 3, "{counts:?}\n{stderr}");
+    let (builtin, v1, v2) = (counts[0], counts[1], counts[2]);
+    assert!(
+        v1 > 0 && v2 > v1,
+        "version 2 restarted from zero: {counts:?}"
+    );
+    // Every packet counted exactly once: by the built-in, or by version 1 then 2 together.
+    assert_eq!(builtin + v2, written, "{counts:?}\n{stderr}");
+    assert!(!stderr.contains("state not carried"), "{stderr}");
+}
+
+#[test]
+fn a_new_version_without_state_starts_fresh_and_the_log_says_why() {
+    let root = scratch("state-fresh");
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    // The new version is the same chef built against chef API 0.1: no `state` export.
+    let old_api = workspace_root().join("tests/data/chefs-v0.1/packet_count_chef.wasm");
+
+    let mut k = Kitchen::start(&root, &dir, &fifo, &root.join("cache"));
+    land(&packet_count_chef_v0_2(), &dir, "packet_count_chef.wasm");
+    k.send_until(&["overrides the built-in", "PacketCountChef"]);
+    k.send(30);
+    land(&old_api, &dir, "packet_count_chef.wasm");
+    k.send_until(&[
+        "state not carried",
+        "PacketCountChef",
+        "does not export netdumplings:chef/state",
+    ]);
+    k.send(25);
+    let (stdout, stderr) = k.finish();
+    let counts = ethernet_counts(&stdout);
+    assert_eq!(counts.len(), 3, "{counts:?}\n{stderr}");
+    // The 0.1 version counted only what it saw itself (fresh), far fewer than the total.
+    assert!(counts[2] >= 25 && counts[2] < counts[1] + 25, "{counts:?}");
+    assert!(stderr.contains("the new version starts fresh"), "{stderr}");
+}

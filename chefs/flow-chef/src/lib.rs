@@ -1,7 +1,19 @@
 //! `TopTalkersChef`: the busiest flows and hosts of each poke interval (the interval
-//! driver at work: packets only update counters, dumplings come from the timer).
+//! driver at work: packets only update counters, dumplings come from the timer), and the
+//! kitchen's connection summaries (chef API 0.2 flow events).
 //!
-//! Drivers: packet (no packet dumplings) and interval. Interest: IPv4 and IPv6.
+//! Drivers: packet and interval. Interest: IPv4 and IPv6, with flow events.
+//!
+//! Packet payload, once per connection the kitchen's flow table ends (FIN, RST, idle
+//! timeout, eviction, end of capture); `originator` opened it:
+//!
+//! ```json
+//! {"flow_ended": {"id": 7, "protocol": "tcp", "originator": "10.0.0.5:51234",
+//!    "responder": "93.184.216.34:443", "first": 1700000000.5, "last": 1700000003.25,
+//!    "packets_from_originator": 12, "packets_from_responder": 10,
+//!    "bytes_from_originator": 2100, "bytes_from_responder": 30500,
+//!    "tcp_flags": ["FIN", "SYN", "ACK", "PSH"], "end_reason": "fin"}}
+//! ```
 //!
 //! Interval payload, every poke (zeros and `[]` when idle); counts cover the packets
 //! since the previous poke, then reset:
@@ -11,8 +23,17 @@
 //!    "interval": 5.0, "packets": 120, "bytes": 53000, "flows": 17, "flows_evicted": 0,
 //!    "top_flows": [{"protocol": "tcp", "src": "10.0.0.5:51234", "dst": "93.184.216.34:443",
 //!                   "packets": 40, "bytes": 30000}],
-//!    "top_hosts": [{"ip": "10.0.0.5", "packets": 60, "bytes": 40000}]}}
+//!    "top_hosts": [{"ip": "10.0.0.5", "packets": 60, "bytes": 40000}],
+//!    "connections_started": 4,
+//!    "connections_ended": {"fin": 2, "rst": 0, "idle_timeout": 1, "evicted": 0, "end_of_capture": 0},
+//!    "top_ended": [{"protocol": "tcp", "originator": "10.0.0.5:51234",
+//!                   "responder": "93.184.216.34:443", "packets": 22, "bytes": 32600,
+//!                   "end_reason": "fin"}]}}
 //! ```
+//!
+//! * `connections_*` and `top_ended` (at most [`TOP_N`] connections ended this interval,
+//!   largest `bytes` both ways first) come from the kitchen's flow events: bidirectional, one
+//!   per connection, with the kitchen's flow-table bounds and timeouts.
 //!
 //! * `bytes` are wire lengths of the frames (`original-len`), so they include headers.
 //! * A flow is one direction of (protocol, source, destination); ports are `0` for
@@ -27,7 +48,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use chef_sdk::bounded::BoundedMap;
-use chef_sdk::{Chef, ChefInfo, Drivers, Dumplings, Interest, NetworkProtocol, Packet, Tick};
+use chef_sdk::flow::{FlowEndReason, FlowKey as WitFlowKey, FlowSummary, IpAddress};
+use chef_sdk::wit::{TcpFlags, TransportProtocol};
+use chef_sdk::{
+    Chef, ChefInfo, Drivers, Dumplings, FlowEvent, Interest, NetworkProtocol, Packet, Tick,
+    Timestamp,
+};
 use serde::Serialize;
 
 /// Flows tracked per interval.
@@ -101,6 +127,80 @@ pub struct Summary {
     pub top_flows: Vec<FlowEntry>,
     /// Busiest sources.
     pub top_hosts: Vec<HostEntry>,
+    /// Connections the kitchen started tracking this interval.
+    pub connections_started: u64,
+    /// Connections it ended this interval, by reason.
+    pub connections_ended: EndCounts,
+    /// The largest of them.
+    pub top_ended: Vec<EndedEntry>,
+}
+
+/// Connections ended, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EndCounts {
+    /// Both sides sent FIN.
+    pub fin: u64,
+    /// A RST.
+    pub rst: u64,
+    /// Idle longer than the kitchen's timeout.
+    pub idle_timeout: u64,
+    /// Pushed out of the kitchen's full flow table.
+    pub evicted: u64,
+    /// The capture ended.
+    pub end_of_capture: u64,
+}
+
+/// One entry of `top_ended`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndedEntry {
+    /// `tcp`, `udp`, `icmp` or `icmpv6`.
+    pub protocol: &'static str,
+    /// Who opened it.
+    pub originator: SocketAddr,
+    /// The other side.
+    pub responder: SocketAddr,
+    /// Packets both ways.
+    pub packets: u64,
+    /// Bytes on the wire both ways.
+    pub bytes: u64,
+    /// Why it ended.
+    pub end_reason: &'static str,
+}
+
+/// A connection's summary: the packet payload `{"flow_ended": {...}}`.
+#[derive(Debug, Serialize)]
+pub struct FlowEnded {
+    /// The kitchen's flow id (unique in one kitchen run).
+    pub id: u64,
+    /// `tcp`, `udp`, `icmp` or `icmpv6`.
+    pub protocol: &'static str,
+    /// Who opened it (the SYN sender, else the first sender seen).
+    pub originator: SocketAddr,
+    /// The other side.
+    pub responder: SocketAddr,
+    /// Time of the first packet (s since the Unix epoch).
+    pub first: f64,
+    /// Time of the last packet.
+    pub last: f64,
+    /// Packets the originator sent.
+    pub packets_from_originator: u64,
+    /// Packets the responder sent.
+    pub packets_from_responder: u64,
+    /// Bytes on the wire the originator sent.
+    pub bytes_from_originator: u64,
+    /// Bytes on the wire the responder sent.
+    pub bytes_from_responder: u64,
+    /// TCP flags seen either way (empty for UDP/ICMP).
+    pub tcp_flags: Vec<&'static str>,
+    /// `fin`, `rst`, `idle_timeout`, `evicted` or `end_of_capture`.
+    pub end_reason: &'static str,
+}
+
+/// Packet payload for an ended connection.
+#[derive(Debug, Serialize)]
+pub struct FlowEndedPayload {
+    /// The summary.
+    pub flow_ended: FlowEnded,
 }
 
 /// Interval payload: `{"top_talkers": {...}}`.
@@ -116,6 +216,10 @@ pub struct TopTalkersChef {
     flows: BoundedMap<FlowKey, Counts>,
     hosts: BoundedMap<IpAddr, Counts>,
     evicted_before: u64,
+    started: u64,
+    ended: EndCounts,
+    /// At most `TOP_N`, largest first.
+    top_ended: Vec<EndedEntry>,
 }
 
 impl Default for TopTalkersChef {
@@ -125,8 +229,65 @@ impl Default for TopTalkersChef {
             flows: BoundedMap::new(MAX_FLOWS),
             hosts: BoundedMap::new(MAX_HOSTS),
             evicted_before: 0,
+            started: 0,
+            ended: EndCounts::default(),
+            top_ended: Vec::new(),
         }
     }
+}
+
+fn transport_name(t: TransportProtocol) -> &'static str {
+    match t {
+        TransportProtocol::Tcp => "tcp",
+        TransportProtocol::Udp => "udp",
+        TransportProtocol::Icmpv4 => "icmp",
+        TransportProtocol::Icmpv6 => "icmpv6",
+    }
+}
+
+fn reason_name(r: FlowEndReason) -> &'static str {
+    match r {
+        FlowEndReason::Fin => "fin",
+        FlowEndReason::Rst => "rst",
+        FlowEndReason::IdleTimeout => "idle_timeout",
+        FlowEndReason::Evicted => "evicted",
+        FlowEndReason::EndOfCapture => "end_of_capture",
+    }
+}
+
+fn ip(a: IpAddress) -> IpAddr {
+    match a {
+        IpAddress::V4(v4) => chef_sdk::ipv4_addr(v4).into(),
+        IpAddress::V6(v6) => chef_sdk::ipv6_addr(v6).into(),
+    }
+}
+
+fn endpoints(k: &WitFlowKey) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(ip(k.originator), k.originator_port),
+        SocketAddr::new(ip(k.responder), k.responder_port),
+    )
+}
+
+fn flag_names(f: TcpFlags) -> Vec<&'static str> {
+    [
+        (TcpFlags::FIN, "FIN"),
+        (TcpFlags::SYN, "SYN"),
+        (TcpFlags::RST, "RST"),
+        (TcpFlags::PSH, "PSH"),
+        (TcpFlags::ACK, "ACK"),
+        (TcpFlags::URG, "URG"),
+        (TcpFlags::ECE, "ECE"),
+        (TcpFlags::CWR, "CWR"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| f.contains(*flag))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+fn secs(ns: u64) -> f64 {
+    Timestamp::from_nanos(ns).as_secs_f64()
 }
 
 fn protocol_name(p: u8) -> String {
@@ -196,13 +357,62 @@ impl TopTalkersChef {
                 counts,
             }),
             top_hosts: top(&self.hosts, |ip, counts| HostEntry { ip, counts }),
+            connections_started: self.started,
+            connections_ended: self.ended,
+            top_ended: std::mem::take(&mut self.top_ended),
         };
+        self.started = 0;
+        self.ended = EndCounts::default();
         self.total = Counts::default();
         self.evicted_before = self.flows.evicted();
         self.flows.clear();
         self.hosts.clear();
         TopTalkers {
             top_talkers: summary,
+        }
+    }
+
+    /// Counts one ended connection into the interval and returns its payload.
+    pub fn ended(&mut self, s: &FlowSummary) -> FlowEndedPayload {
+        let reason = reason_name(s.end_reason);
+        match s.end_reason {
+            FlowEndReason::Fin => self.ended.fin += 1,
+            FlowEndReason::Rst => self.ended.rst += 1,
+            FlowEndReason::IdleTimeout => self.ended.idle_timeout += 1,
+            FlowEndReason::Evicted => self.ended.evicted += 1,
+            FlowEndReason::EndOfCapture => self.ended.end_of_capture += 1,
+        }
+        let (originator, responder) = endpoints(&s.key);
+        let protocol = transport_name(s.key.transport);
+        let entry = EndedEntry {
+            protocol,
+            originator,
+            responder,
+            packets: s.packets_from_originator + s.packets_from_responder,
+            bytes: s.bytes_from_originator + s.bytes_from_responder,
+            end_reason: reason,
+        };
+        // A sorted list of at most TOP_N: O(TOP_N) per connection, no growth.
+        let at = self.top_ended.partition_point(|e| e.bytes >= entry.bytes);
+        if at < TOP_N {
+            self.top_ended.insert(at, entry);
+            self.top_ended.truncate(TOP_N);
+        }
+        FlowEndedPayload {
+            flow_ended: FlowEnded {
+                id: s.id,
+                protocol,
+                originator,
+                responder,
+                first: secs(s.first_ns),
+                last: secs(s.last_ns),
+                packets_from_originator: s.packets_from_originator,
+                packets_from_responder: s.packets_from_responder,
+                bytes_from_originator: s.bytes_from_originator,
+                bytes_from_responder: s.bytes_from_responder,
+                tcp_flags: flag_names(s.tcp_flags_seen),
+                end_reason: reason,
+            },
         }
     }
 }
@@ -214,7 +424,11 @@ impl Chef for TopTalkersChef {
             "Every poke, the busiest flows and source hosts of the last interval",
         )
         .drivers(Drivers::PACKET | Drivers::INTERVAL)
-        .interest(Interest::ANY.network(&[NetworkProtocol::Ipv4, NetworkProtocol::Ipv6]))
+        .interest(
+            Interest::ANY
+                .network(&[NetworkProtocol::Ipv4, NetworkProtocol::Ipv6])
+                .flow_events(true),
+        )
     }
 
     fn on_packet(&mut self, packet: &Packet<'_>) -> impl Dumplings {
@@ -224,6 +438,16 @@ impl Chef for TopTalkersChef {
     fn on_interval(&mut self, tick: Tick) -> impl Dumplings {
         Some(self.summary(tick))
     }
+
+    fn on_flow_event(&mut self, event: &FlowEvent) -> impl Dumplings {
+        match event {
+            FlowEvent::Started(_) => {
+                self.started += 1;
+                None
+            }
+            FlowEvent::Ended(s) => Some(self.ended(s)),
+        }
+    }
 }
 
 chef_sdk::export_chef!(TopTalkersChef);
@@ -232,6 +456,93 @@ chef_sdk::export_chef!(TopTalkersChef);
 mod tests {
     use super::*;
     use chef_sdk::testing::{frames, poke, sample_capture, Batch};
+
+    fn summary(id: u64, orig_port: u16, bytes: u64, reason: FlowEndReason) -> FlowEvent {
+        FlowEvent::Ended(FlowSummary {
+            id,
+            key: WitFlowKey {
+                transport: TransportProtocol::Tcp,
+                originator: IpAddress::V4(0x0a00_0001),
+                responder: IpAddress::V6((0x2001_0db8 << 32, 1)),
+                originator_port: orig_port,
+                responder_port: 443,
+            },
+            first_ns: 1_500_000_000,
+            last_ns: 3_250_000_000,
+            packets_from_originator: 3,
+            packets_from_responder: 2,
+            bytes_from_originator: bytes,
+            bytes_from_responder: 100,
+            tcp_flags_seen: TcpFlags::SYN | TcpFlags::ACK | TcpFlags::FIN,
+            end_reason: reason,
+        })
+    }
+
+    fn payloads(d: impl Dumplings) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        d.for_each_json(|j| out.push(serde_json::from_str(&j).expect("JSON")));
+        out
+    }
+
+    #[test]
+    fn flow_events_become_summaries_and_interval_counts() {
+        assert!(describe_flow_events());
+        let mut chef = TopTalkersChef::default();
+        let start = FlowEvent::Started(chef_sdk::flow::FlowStart {
+            id: 1,
+            key: match summary(1, 1, 1, FlowEndReason::Fin) {
+                FlowEvent::Ended(s) => s.key,
+                FlowEvent::Started(s) => s.key,
+            },
+            timestamp_ns: 1_500_000_000,
+        });
+        assert!(payloads(chef.on_flow_event(&start)).is_empty());
+        let out = payloads(chef.on_flow_event(&summary(1, 5000, 900, FlowEndReason::Fin)));
+        let f = &out[0]["flow_ended"];
+        assert_eq!(f["id"], 1);
+        assert_eq!(f["protocol"], "tcp");
+        assert_eq!(f["originator"], "10.0.0.1:5000");
+        assert_eq!(f["responder"], "[2001:db8::1]:443");
+        assert_eq!(f["first"], 1.5);
+        assert_eq!(f["last"], 3.25);
+        assert_eq!(f["bytes_from_originator"], 900);
+        assert_eq!(f["packets_from_responder"], 2);
+        assert_eq!(f["tcp_flags"], serde_json::json!(["FIN", "SYN", "ACK"]));
+        assert_eq!(f["end_reason"], "fin");
+        // Twelve more: the interval keeps the TOP_N largest, largest first.
+        for k in 0..12u64 {
+            let reason = if k % 2 == 0 {
+                FlowEndReason::IdleTimeout
+            } else {
+                FlowEndReason::Evicted
+            };
+            chef.on_flow_event(&summary(2 + k, 6000 + k as u16, k * 10, reason))
+                .for_each_json(|_| {});
+        }
+        let t = &poke(&mut chef, 2)[0]["top_talkers"];
+        assert_eq!(t["connections_started"], 1);
+        assert_eq!(
+            t["connections_ended"],
+            serde_json::json!({"fin": 1, "rst": 0, "idle_timeout": 6, "evicted": 6, "end_of_capture": 0})
+        );
+        let top = t["top_ended"].as_array().expect("top_ended");
+        assert_eq!(top.len(), TOP_N);
+        assert_eq!(top[0]["bytes"], 1000);
+        assert_eq!(top[1]["bytes"], 210);
+        assert!(top
+            .windows(2)
+            .all(|w| w[0]["bytes"].as_u64() >= w[1]["bytes"].as_u64()));
+        // The next interval starts from zero.
+        let t = &poke(&mut chef, 3)[0]["top_talkers"];
+        assert_eq!(t["connections_ended"]["fin"], 0);
+        assert_eq!(t["top_ended"], serde_json::json!([]));
+    }
+
+    fn describe_flow_events() -> bool {
+        chef_sdk::testing::describe::<TopTalkersChef>()
+            .interest
+            .flow_events
+    }
 
     #[test]
     fn ranks_flows_and_hosts_then_resets() {

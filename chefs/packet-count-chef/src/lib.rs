@@ -20,6 +20,10 @@
 //! State bound: one counter per distinct layer name, and names come from a fixed table
 //! (about 150 of them), so the state cannot grow.
 //!
+//! Hot reload: the counts follow the chef to its new version (`export_stateful_chef!`; the
+//! state is the same JSON object as `packet_counts`), so a replaced `PacketCountChef`
+//! keeps counting where the old one stopped.
+//!
 //! Deviations from the original (Python netdumplings 0.5.1):
 //! * Layers are named from the kitchen's parser plus port and first-byte rules, not by a
 //!   full scapy dissection. On the team's 137-capture corpus the counts equal scapy's for
@@ -36,7 +40,13 @@
 pub mod layers;
 
 use chef_sdk::{Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick};
+use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
+
+/// Most layer names a restored state may hold (the table has about 150).
+const MAX_RESTORED_LAYERS: usize = 1024;
+/// Longest layer name a restored state may hold.
+const MAX_RESTORED_NAME: usize = 128;
 
 /// Slots of the name → index cache (a power of two).
 const CACHE_SLOTS: usize = 64;
@@ -181,6 +191,47 @@ impl Serialize for Ordered<'_> {
     }
 }
 
+/// The state carried across a hot reload: the counts, as the `packet_counts` object.
+impl Serialize for PacketCountChef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Ordered(&self.counts).serialize(s)
+    }
+}
+
+/// Reads the counts back, in order. Names are matched by content from then on (the name
+/// cache and the hot-layer table start empty and fill as layers are seen), so a restored
+/// name only needs to live as long as the instance: it is leaked, once per name.
+impl<'de> Deserialize<'de> for PacketCountChef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Counts;
+        impl<'de> Visitor<'de> for Counts {
+            type Value = PacketCountChef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of layer counts")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut chef = PacketCountChef::default();
+                while let Some((name, n)) = m.next_entry::<String, u64>()? {
+                    if chef.counts.len() >= MAX_RESTORED_LAYERS || name.len() > MAX_RESTORED_NAME
+                    {
+                        return Err(A::Error::custom("more or longer layer names than any version makes"));
+                    }
+                    let name: &'static str = match chef.counts.iter().find(|(k, _)| *k == name) {
+                        Some((k, _)) => *k,
+                        None => Box::leak(name.into_boxed_str()),
+                    };
+                    match chef.counts.iter_mut().find(|(k, _)| *k == name) {
+                        Some((_, c)) => *c = c.saturating_add(n),
+                        None => chef.counts.push((name, n)),
+                    }
+                }
+                Ok(chef)
+            }
+        }
+        d.deserialize_map(Counts)
+    }
+}
+
 impl Chef for PacketCountChef {
     fn info() -> ChefInfo {
         ChefInfo::new(
@@ -200,7 +251,7 @@ impl Chef for PacketCountChef {
     }
 }
 
-chef_sdk::export_chef!(PacketCountChef);
+chef_sdk::export_stateful_chef!(PacketCountChef);
 
 #[cfg(test)]
 mod tests {
@@ -229,6 +280,24 @@ mod tests {
         let again: serde_json::Value =
             serde_json::from_str(&poke_raw(&mut chef, 3)[0]).expect("json");
         assert_eq!(again["packet_counts"]["Ethernet"], 100);
+    }
+
+    #[test]
+    fn counts_continue_across_a_reload() {
+        let mut chef = PacketCountChef::default();
+        let batch = sample_capture().expect("sample capture");
+        batch.feed(&mut chef);
+        let mut next = chef_sdk::testing::reload(&chef).expect("state carried");
+        batch.feed(&mut next);
+        let expected = r#"{"packet_counts":{"Ethernet":100,"IP":92,"TCP":72,"Raw":22,"UDP":18,"DNS":16,"ARP":8,"ICMP":2,"IP in ICMP":2,"UDP in ICMP":2}}"#;
+        assert_eq!(poke_raw(&mut next, 2), vec![expected.to_owned()]);
+        // A state no version makes is refused, not half-read.
+        let mut huge = String::from("{");
+        for i in 0..2000 {
+            huge.push_str(&format!("\"L{i}\":1,"));
+        }
+        huge.push_str("\"end\":1}");
+        assert!(serde_json::from_str::<PacketCountChef>(&huge).is_err());
     }
 
     fn names(frame: &[u8]) -> String {

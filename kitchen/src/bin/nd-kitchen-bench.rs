@@ -154,6 +154,9 @@ enum Variant {
     NoChefs,
     Noop,
     Samples,
+    /// The sample chefs (none asks for flows) with no flow stage at all: the kitchen before
+    /// flows, to show what the switched-off stage costs (issue 13: within 5 %).
+    SamplesNoFlowStage,
     SamplesOneThread,
     /// Every built-in chef (what `nd-sniff -r FILE` runs with no flags), output discarded.
     Default,
@@ -169,6 +172,7 @@ impl Variant {
             Variant::NoChefs => "kitchen/0 chefs",
             Variant::Noop => "kitchen/noop",
             Variant::Samples => "kitchen/samples",
+            Variant::SamplesNoFlowStage => "samples/no flows",
             Variant::SamplesOneThread => "samples/1 thread",
             Variant::Default => "default/discard",
             Variant::DefaultHub => "default/hub",
@@ -326,6 +330,7 @@ fn bench_corpus(
         Variant::NoChefs,
         Variant::Noop,
         Variant::Samples,
+        Variant::SamplesNoFlowStage,
         Variant::SamplesOneThread,
         Variant::Default,
     ];
@@ -365,6 +370,9 @@ fn bench_corpus(
                     None,
                 )?,
                 Variant::Samples => kitchen_run(file, samples(host)?, Threads::Two, None)?,
+                Variant::SamplesNoFlowStage => {
+                    kitchen_run_flows(file, samples(host)?, Threads::Two, None, false)?
+                }
                 Variant::SamplesOneThread => kitchen_run(file, samples(host)?, Threads::One, None)?,
                 Variant::Default => kitchen_run(file, default_set(host)?, Threads::Two, None)?,
                 Variant::DefaultHub => {
@@ -445,6 +453,13 @@ fn bench_corpus(
         ns(samp.1),
         samples_overhead / n_samples as f64
     );
+    if let Some(nf) = at(Variant::SamplesNoFlowStage) {
+        println!(
+            "  the same with no flow stage: {:>7.1}  (wall: samples with the stage switched off run at {:.1} % of this)",
+            ns(nf.1),
+            100.0 * samp.0 / nf.0
+        );
+    }
     println!(
         "  the same on one thread:      {:>7.1}  (the cost of handing steps between threads: {:.1})",
         ns(one.1),
@@ -632,6 +647,18 @@ fn kitchen_run(
     threads: Threads,
     hub: Option<(&Hub, String)>,
 ) -> anyhow::Result<RunResult> {
+    kitchen_run_flows(file, chefs, threads, hub, true)
+}
+
+/// [`kitchen_run`], with the flow stage as `nd-sniff` sets it up (`flows`: tracking while a
+/// chef asks) or without one.
+fn kitchen_run_flows(
+    file: &Path,
+    chefs: Vec<LoadedChef>,
+    threads: Threads,
+    hub: Option<(&Hub, String)>,
+    flows: bool,
+) -> anyhow::Result<RunResult> {
     let slots: Vec<ChefSlot> = chefs
         .into_iter()
         .map(|chef| ChefSlot {
@@ -661,6 +688,9 @@ fn kitchen_run(
         None => (Box::new(Discard(0)) as Box<dyn DumplingSink>, None),
     };
     let mut d = Dispatcher::new("bench", slots, POKE, ClockMode::Replay, sink);
+    if flows {
+        d.set_flows(flowtrack::table::FlowConfig::default())?;
+    }
     let mut reader = FileReader::open(file)?;
     match threads {
         Threads::Two => {

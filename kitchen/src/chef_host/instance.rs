@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Func, ResourceTable};
+use wasmtime::component::{Func, ResourceTable, WasmList};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -157,6 +157,8 @@ pub struct ChefDescription {
     pub batch_form: BatchForm,
     /// The chef contract it was built against.
     pub api: ChefApi,
+    /// It exports `netdumplings:chef/state@0.2.0` (its state can follow a hot reload).
+    pub stateful: bool,
 }
 
 /// Where a chef was loaded from.
@@ -213,6 +215,11 @@ pub struct ChefStats {
     pub skipped: u64,
     /// Time spent inside the chef's calls, nanoseconds.
     pub busy_ns: u64,
+    /// Hot reloads into this version that restored the previous version's state.
+    pub state_restored: u64,
+    /// Hot reloads into this version that started fresh because the previous version's
+    /// state could not be carried (see `chef_host::state`).
+    pub state_fresh: u64,
 }
 
 struct Live {
@@ -221,6 +228,8 @@ struct Live {
     /// `on-packets`, called with [`WirePacket`]s (bulk lowering; see `wire`), or with
     /// [`WirePacketV01`]s for a 0.1 chef.
     on_packets: Func,
+    /// `state.snapshot` and `state.restore`, when the chef exports them (0.2 only).
+    state: Option<(Func, Func)>,
     /// No handler call has been made into this instance yet.
     fresh: bool,
 }
@@ -296,6 +305,7 @@ impl LoadedChef {
             interest: info.interest,
             batch_form: info.batch_form,
             api: pre.api(),
+            stateful: live.state.is_some(),
         };
         Ok(LoadedChef {
             description,
@@ -508,6 +518,67 @@ impl LoadedChef {
         Ok(out)
     }
 
+    /// Call `state.snapshot` on the running instance (see `chef_host::state`): `Ok(Err(len))`
+    /// when the snapshot is longer than `max_bytes` (it is not copied). A failed call is
+    /// handled like any other (the instance is dropped and counted).
+    pub(crate) fn call_snapshot(
+        &mut self,
+        max_bytes: usize,
+        now_ns: u64,
+    ) -> Result<Result<Vec<u8>, usize>, CallError> {
+        let Some((snapshot, _)) = self.live.as_ref().and_then(|l| l.state) else {
+            return Err(CallError::BackingOff);
+        };
+        self.call(CallKind::Interval, now_ns, |live| {
+            let typed = snapshot.typed::<(), (WasmList<u8>,)>(&live.store)?;
+            let (list,) = typed.call(&mut live.store, ())?;
+            // The length is checked before anything is copied out of the chef's memory.
+            if list.len() > max_bytes {
+                return Ok(Err(list.len()));
+            }
+            Ok(Ok(list.as_le_slice(&live.store).to_vec()))
+        })
+    }
+
+    /// Call `state.restore` on the running instance: `Ok(Err(reason))` when the chef
+    /// refused the state.
+    pub(crate) fn call_restore(
+        &mut self,
+        state: &[u8],
+        now_ns: u64,
+    ) -> Result<Result<(), String>, CallError> {
+        let Some((_, restore)) = self.live.as_ref().and_then(|l| l.state) else {
+            return Err(CallError::BackingOff);
+        };
+        self.call(CallKind::Interval, now_ns, |live| {
+            let typed = restore.typed::<(&[u8],), (Result<(), String>,)>(&live.store)?;
+            let (answer,) = typed.call(&mut live.store, (state,))?;
+            Ok(answer)
+        })
+    }
+
+    /// Replace the running instance by a fresh one (after a refused or failed restore:
+    /// the chef must not run on whatever the restore left half-done). Not a restart: not
+    /// counted as one.
+    pub(crate) fn fresh_instance(&mut self) -> Result<(), CallError> {
+        self.live = None;
+        let (live, info) =
+            instantiate(&self.engine, &self.pre, &self.limits, &self.log, &self.env)?;
+        if info.name != self.description.name {
+            return Err(CallError::InvalidOutput(format!(
+                "describe() changed the chef's name to {:?}",
+                info.name
+            )));
+        }
+        self.live = Some(live);
+        Ok(())
+    }
+
+    /// True while an instance is running (not between a failure and its restart).
+    pub fn is_live(&self) -> bool {
+        self.live.is_some() && !self.health.is_quarantined()
+    }
+
     /// Call `on-interval`.
     pub fn on_interval(&mut self, now_ns: u64, interval_ns: u64) -> Result<Vec<String>, CallError> {
         let out = self.call(CallKind::Interval, now_ns, |live| {
@@ -664,6 +735,20 @@ fn instantiate(
             "on-packets has an unexpected type: {e:#}"
         )));
     }
+    // The optional state export (0.2 chefs): looked up once, typed at the (rare) call.
+    let state = match api {
+        ChefApi::V0_1 => None,
+        ChefApi::V0_2 => instance
+            .get_export_index(&mut store, None, bindings::STATE_EXPORT)
+            .and_then(|iface| {
+                let mut f = |name| {
+                    instance
+                        .get_export_index(&mut store, Some(&iface), name)
+                        .and_then(|idx| instance.get_func(&mut store, idx))
+                };
+                Some((f("snapshot")?, f("restore")?))
+            }),
+    };
     let info = match chef.describe(&mut store) {
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
@@ -674,6 +759,7 @@ fn instantiate(
             store,
             chef,
             on_packets,
+            state,
             fresh: true,
         },
         info,

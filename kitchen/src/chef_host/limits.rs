@@ -85,6 +85,8 @@ pub struct ChefLimits {
     /// Payload bytes one chef may emit per second of the kitchen's clock (token bucket,
     /// burst = one second's worth); over it, dumplings are dropped and counted.
     pub max_output_bytes_per_sec: u64,
+    /// Largest state snapshot carried across a hot reload, in bytes (see `state`).
+    pub max_state_bytes: usize,
 }
 
 /// The total linear memory all chefs of a kitchen may hold together. Clones share the
@@ -152,6 +154,7 @@ impl Default for ChefLimits {
             first_call_grace: DEFAULT_FIRST_CALL_GRACE,
             restart_backoff: Duration::from_millis(100),
             max_restart_backoff: Duration::from_secs(30),
+            max_state_bytes: super::state::DEFAULT_MAX_STATE_BYTES,
             max_file_bytes: crate::chef_host::chef_file::DEFAULT_MAX_CHEF_FILE_MIB << 20,
             kitchen_memory: MemoryBudget::new(DEFAULT_CHEFS_MEMORY_MIB << 20),
             max_output_bytes_per_call: DEFAULT_MAX_OUTPUT_BYTES_PER_CALL,

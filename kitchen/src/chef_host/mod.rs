@@ -17,6 +17,7 @@
 //! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
 //! * [`poll`]: `wasi:io/poll` bounded by the call's deadline (a sleeping chef cannot hold
 //!   the kitchen: epochs do not interrupt host calls);
+//! * [`state`]: a chef's state carried across a hot reload (`snapshot`/`restore`);
 //! * [`wire`]: bulk lowering of `list<packet>` (wasmtime's generic one is per field).
 //!
 //! Architecture invariant: a chef can never stall or crash the kitchen. Every call has an
@@ -41,6 +42,7 @@ pub mod limits;
 pub mod output_budget;
 pub mod poll;
 pub mod signature;
+pub mod state;
 pub mod wire;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,11 @@
+//! Connection tracking for the netdumplings kitchen (issue 13, chef API 0.2).
+//!
+//! * [`table`]: the bounded flow table: TCP, UDP and ICMP connections by 5-tuple, both
+//!   directions, TCP state from flags, idle timeouts, least-recently-used eviction, and the
+//!   `started` / `ended(summary)` events chefs may ask for.
+//!
+//! The crate knows nothing of WIT records or capture formats: the kitchen hands it the few
+//! facts of each parsed packet ([`table::PacketMeta`]) and converts what comes back.
+//! Each module lives in its own file; this file only lists them.
+
+pub mod table;

@@ -1,0 +1,902 @@
+//! The bounded flow table: which connection each packet belongs to, in which direction, and
+//! when connections start and end.
+//!
+//! # Model
+//!
+//! * **Key**: transport (TCP, UDP, ICMPv4, ICMPv6), both addresses and both ports, stored in
+//!   canonical order (lower address/port first) so both directions find the same entry.
+//!   ICMP has no ports: the caller passes 0 for both (one ICMP flow per address pair, as
+//!   the WIT `flow-key` documents).
+//! * **Originator**: the sender of a pure SYN when the first TCP packet seen is one, the
+//!   receiver of a SYN-ACK when that is the first one seen, else the sender of the first
+//!   packet the table sees. It never changes afterwards (a chef saw the earlier
+//!   directions).
+//! * **TCP state** from flags only (no sequence numbers): SYN, SYN-ACK, established, a FIN
+//!   each way, RST ([`TcpState`]). After both FINs or a RST the flow *lingers* for
+//!   [`FlowConfig::close_linger`] so the last ACKs still count into it, then ends with reason
+//!   `Fin` / `Rst`; a new pure SYN on a lingering flow (port reuse) ends it at once and
+//!   starts a new flow.
+//! * **Idle timeouts** per class: TCP answered by both sides ([`FlowConfig::idle_tcp`]), TCP
+//!   not answered yet ([`FlowConfig::idle_tcp_new`], so SYN scans do not fill the table for
+//!   long), UDP, ICMP. Defaults follow Zeek (5 min TCP, 1 min UDP/ICMP) and Suricata (1 min
+//!   for unanswered TCP).
+//! * **Bound**: at most [`FlowConfig::max_flows`] entries; a new flow in a full table first
+//!   evicts the least recently used one (reason `Evicted`, counted), whichever class.
+//! * **Ids**: `u64`, from 1, unique for the table's life (one table per kitchen run).
+//!
+//! # Cost
+//!
+//! Every operation is O(1) amortised: entries live in a slab, a hash table maps keys to slab
+//! slots, and each timeout class keeps a doubly linked list in order of last use. Because a
+//! list's entries all share one timeout, only its head can have expired: expiry looks at four
+//! heads per packet, eviction takes the oldest of those four heads. The hash is seeded per
+//! process (foldhash), since keys come from the wire.
+//!
+//! # Time
+//!
+//! Timeouts run on the table's own clock, fed by packet times (replay: deterministic) and by
+//! [`FlowTable::advance`] (live: the kitchen clock). Capture times are outside input, so
+//! the clock behaves like the kitchen's interval clock (`kitchen/src/poke_clock.rs`): it
+//! never runs backwards; a small step back is held (the clock waits until time passes its
+//! high mark again); a step back larger than [`FlowConfig::back_tolerance`] *restarts* it
+//! at the new time without moving the table's ages (counted in
+//! [`FlowStats::clock_restarts`]), so the rest of the capture still ages its flows; a jump
+//! forward ages every flow by the jump (they expire, as they would have in real time). The
+//! table's clock is the sum of the forward steps, so it cannot overflow before 584 years of
+//! capture time.
+
+use std::hash::{BuildHasher, Hash};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use hashbrown::HashTable;
+
+/// TCP flag bits as in the TCP header's flags byte (the WIT `tcp-flags` order).
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+    /// ECE.
+    pub const ECE: u8 = 0x40;
+    /// CWR.
+    pub const CWR: u8 = 0x80;
+}
+
+/// The transport protocols the table tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Transport {
+    /// TCP.
+    Tcp = 0,
+    /// UDP.
+    Udp = 1,
+    /// ICMPv4.
+    Icmpv4 = 2,
+    /// ICMPv6.
+    Icmpv6 = 3,
+}
+
+/// Which side of a flow sent a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the side that opened the flow.
+    FromOriginator,
+    /// From the other side.
+    FromResponder,
+}
+
+/// A packet's place in a flow: what the kitchen puts in `packet.flow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowRef {
+    /// The flow's id (unique for the table's life).
+    pub id: u64,
+    /// Who sent the packet.
+    pub direction: Direction,
+}
+
+/// A flow's 5-tuple, originator first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Transport protocol.
+    pub transport: Transport,
+    /// The originator's address.
+    pub originator: IpAddr,
+    /// The responder's address.
+    pub responder: IpAddr,
+    /// The originator's port (ICMP: 0).
+    pub originator_port: u16,
+    /// The responder's port.
+    pub responder_port: u16,
+}
+
+/// Why a flow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// Both sides sent FIN (after the linger time, or a new SYN reused the ports).
+    Fin,
+    /// A side sent RST (after the linger time, or a new SYN reused the ports).
+    Rst,
+    /// Nothing seen for the class's idle timeout.
+    IdleTimeout,
+    /// The table was full and this was the least recently used flow.
+    Evicted,
+    /// The capture ended (or the kitchen stopped).
+    EndOfCapture,
+}
+
+/// A flow started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowStart {
+    /// The new flow's id.
+    pub id: u64,
+    /// Its 5-tuple, originator first.
+    pub key: FlowKey,
+    /// Time of its first packet.
+    pub timestamp_ns: u64,
+}
+
+/// A flow ended: what was seen of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowSummary {
+    /// The flow's id.
+    pub id: u64,
+    /// Its 5-tuple, originator first.
+    pub key: FlowKey,
+    /// Time of its first packet.
+    pub first_ns: u64,
+    /// The latest packet time seen in it.
+    pub last_ns: u64,
+    /// Packets the originator sent.
+    pub packets_from_originator: u64,
+    /// Packets the responder sent.
+    pub packets_from_responder: u64,
+    /// Bytes the originator sent (as counted by the caller: the kitchen counts frame
+    /// lengths on the wire, like tshark's conversation table).
+    pub bytes_from_originator: u64,
+    /// Bytes the responder sent.
+    pub bytes_from_responder: u64,
+    /// Every TCP flag seen in either direction ([`tcp_flags`] bits; 0 for UDP/ICMP).
+    pub tcp_flags_seen: u8,
+    /// Why it ended.
+    pub end_reason: EndReason,
+}
+
+/// What chefs that ask for flow events receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// A flow started.
+    Started(FlowStart),
+    /// A flow ended.
+    Ended(FlowSummary),
+}
+
+/// A TCP connection's state, from the flags seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    /// Only the originator's SYN so far.
+    SynSent,
+    /// The responder's SYN-ACK was seen.
+    SynReceived,
+    /// The handshake completed (or, picked up mid-stream, both sides sent).
+    Established,
+    /// Picked up without a SYN and only one side seen so far.
+    MidStream,
+    /// One side sent FIN.
+    FinOneWay,
+    /// Both sides sent FIN (lingering until it ends).
+    Closed,
+    /// A RST was seen (lingering until it ends).
+    Reset,
+}
+
+/// The facts of one parsed packet the table needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Capture time.
+    pub ts_ns: u64,
+    /// Transport protocol.
+    pub transport: Transport,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port (ICMP: 0).
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// TCP flags ([`tcp_flags`] bits; 0 otherwise).
+    pub tcp_flags: u8,
+    /// Bytes this packet counts for (the kitchen: frame length on the wire).
+    pub bytes: u32,
+}
+
+/// The table's size and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// At most this many flows at once (least recently used evicted first).
+    pub max_flows: usize,
+    /// Idle timeout of TCP flows both sides have sent in.
+    pub idle_tcp: Duration,
+    /// Idle timeout of TCP flows only one side has sent in (SYN scans, half-seen flows).
+    pub idle_tcp_new: Duration,
+    /// Idle timeout of UDP flows.
+    pub idle_udp: Duration,
+    /// Idle timeout of ICMP flows.
+    pub idle_icmp: Duration,
+    /// How long a TCP flow stays after both FINs or a RST, so its last ACKs count into it.
+    pub close_linger: Duration,
+    /// A step back in time larger than this restarts the clock (smaller ones are held).
+    pub back_tolerance: Duration,
+}
+
+/// Default of [`FlowConfig::max_flows`]: about 40 MB of table when full.
+pub const DEFAULT_MAX_FLOWS: usize = 262_144;
+/// Upper bound of [`FlowConfig::max_flows`] (slab slots are `u32`).
+pub const MAX_MAX_FLOWS: usize = 1 << 28;
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: DEFAULT_MAX_FLOWS,
+            // Zeek's tcp_inactivity_timeout / udp_inactivity_timeout / icmp_inactivity_timeout.
+            idle_tcp: Duration::from_secs(300),
+            // Suricata's flow-timeouts.tcp.new.
+            idle_tcp_new: Duration::from_secs(60),
+            idle_udp: Duration::from_secs(60),
+            idle_icmp: Duration::from_secs(60),
+            // Zeek's tcp_close_delay and tcp_reset_delay.
+            close_linger: Duration::from_secs(5),
+            // The interval clock's replay tolerance (poke_clock::REPLAY_BACK_TOLERANCE).
+            back_tolerance: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A configuration the table cannot run with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FlowConfigError {
+    /// `max_flows` is 0 or too large.
+    #[error("flow table size {0} is out of range: use 1 to {MAX_MAX_FLOWS} (--flow-table-size)")]
+    TableSize(usize),
+    /// An idle timeout is zero (the flag that sets it).
+    #[error("{0} must be at least 1 second")]
+    ZeroTimeout(&'static str),
+}
+
+impl FlowConfig {
+    /// Checks the bounds (see [`FlowConfigError`]).
+    pub fn validate(&self) -> Result<(), FlowConfigError> {
+        if self.max_flows == 0 || self.max_flows > MAX_MAX_FLOWS {
+            return Err(FlowConfigError::TableSize(self.max_flows));
+        }
+        for (name, d) in [
+            ("--flow-idle-tcp-secs", self.idle_tcp),
+            ("--flow-idle-tcp-secs (unanswered TCP)", self.idle_tcp_new),
+            ("--flow-idle-udp-secs", self.idle_udp),
+            ("--flow-idle-icmp-secs", self.idle_icmp),
+        ] {
+            if d.is_zero() {
+                return Err(FlowConfigError::ZeroTimeout(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the table did so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Flows started.
+    pub started: u64,
+    /// Flows ended after both FINs.
+    pub ended_fin: u64,
+    /// Flows ended after a RST.
+    pub ended_rst: u64,
+    /// Flows ended by an idle timeout.
+    pub ended_idle: u64,
+    /// Flows evicted because the table was full.
+    pub evicted: u64,
+    /// Flows ended by the end of the capture.
+    pub ended_end_of_capture: u64,
+    /// Steps back in time beyond the tolerance (the clock restarted).
+    pub clock_restarts: u64,
+}
+
+/// The canonical (direction-free) key: the lower (address, port) first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    /// Addresses as numbers (IPv4 as IPv4-mapped IPv6): compared and hashed as words.
+    lo: u128,
+    hi: u128,
+    lo_port: u16,
+    hi_port: u16,
+    transport: Transport,
+    v6: bool,
+}
+
+/// An address as a number, and whether it is IPv6.
+#[inline]
+fn number(a: IpAddr) -> (u128, bool) {
+    match a {
+        // IPv4-mapped (::ffff:a.b.c.d), so the two families never collide.
+        IpAddr::V4(v4) => (0xffff_0000_0000 | u128::from(u32::from(v4)), false),
+        IpAddr::V6(v6) => (u128::from(v6), true),
+    }
+}
+
+fn addr_of(n: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(n))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(n as u32))
+    }
+}
+
+impl Hash for Key {
+    /// Five words instead of the derived field-by-field writes: the hash is computed for
+    /// every packet.
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.lo as u64);
+        h.write_u64((self.lo >> 64) as u64);
+        h.write_u64(self.hi as u64);
+        h.write_u64((self.hi >> 64) as u64);
+        h.write_u64(
+            u64::from(self.lo_port)
+                | u64::from(self.hi_port) << 16
+                | (self.transport as u64) << 32
+                | u64::from(self.v6) << 40,
+        );
+    }
+}
+
+impl Key {
+    /// The key of `p` and whether its source is the `lo` side.
+    #[inline]
+    fn of(p: &PacketMeta) -> (Key, bool) {
+        let (s, sv6) = number(p.src);
+        let (d, dv6) = number(p.dst);
+        // A v4 source with a v6 destination cannot come from one IP header; keep the
+        // source's family so such a caller error still gives a stable key.
+        let v6 = sv6 || dv6;
+        let src_lo = (s, p.src_port) <= (d, p.dst_port);
+        let key = if src_lo {
+            Key {
+                lo: s,
+                hi: d,
+                lo_port: p.src_port,
+                hi_port: p.dst_port,
+                transport: p.transport,
+                v6,
+            }
+        } else {
+            Key {
+                lo: d,
+                hi: s,
+                lo_port: p.dst_port,
+                hi_port: p.src_port,
+                transport: p.transport,
+                v6,
+            }
+        };
+        (key, src_lo)
+    }
+}
+
+/// Timeout classes; each has its own recency list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Class {
+    TcpNew = 0,
+    TcpOpen = 1,
+    TcpClosing = 2,
+    Udp = 3,
+    Icmp = 4,
+}
+const CLASSES: usize = 5;
+
+/// "No slot": the end of a list.
+const NIL: u32 = u32::MAX;
+
+/// One class's recency list: oldest first. The oldest entry's last-use time is kept here
+/// too, so the per-packet expiry check reads no flow (no cache miss per class).
+#[derive(Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    /// `touched` of `head` (`u64::MAX` when empty).
+    head_touched: u64,
+}
+
+const EMPTY_LIST: List = List {
+    head: NIL,
+    tail: NIL,
+    head_touched: u64::MAX,
+};
+
+/// Index into per-direction arrays: 0 = originator, 1 = responder.
+const ORIG: usize = 0;
+const RESP: usize = 1;
+
+/// Per-flow TCP facts (bits).
+const T_SYN: u8 = 1;
+const T_SYNACK: u8 = 2;
+const T_ESTABLISHED: u8 = 4;
+const T_FIN_ORIG: u8 = 8;
+const T_FIN_RESP: u8 = 16;
+const T_RST: u8 = 32;
+
+struct Flow {
+    key: Key,
+    hash: u64,
+    id: u64,
+    /// The table clock when last used (orders the class list).
+    touched: u64,
+    first_ns: u64,
+    last_ns: u64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    prev: u32,
+    next: u32,
+    /// The originator is the key's `lo` side.
+    orig_is_lo: bool,
+    class: Class,
+    tcp: u8,
+    flags_seen: u8,
+    live: bool,
+}
+
+/// The bounded flow table (see the module docs).
+pub struct FlowTable {
+    config: FlowConfig,
+    hasher: foldhash::fast::RandomState,
+    index: HashTable<u32>,
+    slots: Vec<Flow>,
+    free: Vec<u32>,
+    /// Per class: the recency list.
+    lists: [List; CLASSES],
+    timeouts: [u64; CLASSES],
+    next_id: u64,
+    /// The table clock (sum of forward steps of time).
+    clock: u64,
+    /// The highest time seen since the last restart.
+    high_ns: Option<u64>,
+    back_tolerance_ns: u64,
+    stats: FlowStats,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl FlowTable {
+    /// An empty table; `config` is checked first.
+    pub fn new(config: FlowConfig) -> Result<Self, FlowConfigError> {
+        config.validate()?;
+        let mut timeouts = [0; CLASSES];
+        timeouts[Class::TcpNew as usize] = ns(config.idle_tcp_new);
+        timeouts[Class::TcpOpen as usize] = ns(config.idle_tcp);
+        timeouts[Class::TcpClosing as usize] = ns(config.close_linger);
+        timeouts[Class::Udp as usize] = ns(config.idle_udp);
+        timeouts[Class::Icmp as usize] = ns(config.idle_icmp);
+        Ok(FlowTable {
+            config,
+            hasher: foldhash::fast::RandomState::default(),
+            // Sized for a busy table up front: growing it rehashes every key.
+            index: HashTable::with_capacity(config.max_flows.min(1 << 16)),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lists: [EMPTY_LIST; CLASSES],
+            timeouts,
+            next_id: 1,
+            clock: 0,
+            high_ns: None,
+            back_tolerance_ns: ns(config.back_tolerance),
+            stats: FlowStats::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    /// Flows in the table now.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.index.len() == 0
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> FlowStats {
+        self.stats
+    }
+
+    /// Tracks one packet: ends what timed out by its time, finds or starts its flow
+    /// (evicting when full), and updates the flow. `Started`/`Ended` events are appended to
+    /// `events` in the order they happen.
+    pub fn track(&mut self, p: &PacketMeta, events: &mut Vec<FlowEvent>) -> FlowRef {
+        self.tick(p.ts_ns);
+        self.expire(events);
+        let (key, src_lo) = Key::of(p);
+        let hash = self.hasher.hash_one(key);
+        let is_tcp = p.transport == Transport::Tcp;
+        let pure_syn = is_tcp && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let slot = match self.find(hash, &key) {
+            Some(i) if pure_syn && self.slots[i as usize].class == Class::TcpClosing => {
+                // Port reuse: the old connection is over; this SYN opens a new one.
+                self.end(i, None, events);
+                self.create(key, hash, src_lo, p, events)
+            }
+            Some(i) => i,
+            None => self.create(key, hash, src_lo, p, events),
+        };
+        self.update(slot, src_lo, p);
+        let f = &self.slots[slot as usize];
+        FlowRef {
+            id: f.id,
+            direction: if src_lo == f.orig_is_lo {
+                Direction::FromOriginator
+            } else {
+                Direction::FromResponder
+            },
+        }
+    }
+
+    /// Moves the clock to `now_ns` (live: the kitchen clock between packets) and ends the
+    /// flows that timed out, appending their `Ended` events.
+    pub fn advance(&mut self, now_ns: u64, events: &mut Vec<FlowEvent>) {
+        self.tick(now_ns);
+        self.expire(events);
+    }
+
+    /// Ends every flow (end of capture, or the kitchen stopping), oldest id first. Flows
+    /// already closed by FIN/RST keep that reason.
+    pub fn end_all(&mut self, events: &mut Vec<FlowEvent>) {
+        let mut live: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.live)
+            .map(|(i, f)| (f.id, i as u32))
+            .collect();
+        live.sort_unstable();
+        for (_, i) in live {
+            self.end(i, Some(EndReason::EndOfCapture), events);
+        }
+    }
+
+    /// The TCP state of the flow `p` belongs to, if it is in the table (for diagnostics and
+    /// tests; does not touch the flow).
+    pub fn tcp_state(&self, p: &PacketMeta) -> Option<TcpState> {
+        let (key, _) = Key::of(p);
+        let i = self.find(self.hasher.hash_one(key), &key)?;
+        let f = &self.slots[i as usize];
+        (key.transport == Transport::Tcp).then(|| state_of(f))
+    }
+
+    fn tick(&mut self, t: u64) {
+        match self.high_ns {
+            None => self.high_ns = Some(t),
+            Some(high) if t > high => {
+                self.clock = self.clock.saturating_add(t - high);
+                self.high_ns = Some(t);
+            }
+            Some(high) if high - t > self.back_tolerance_ns => {
+                self.stats.clock_restarts += 1;
+                self.high_ns = Some(t);
+            }
+            // A small step back: held.
+            Some(_) => {}
+        }
+    }
+
+    fn expire(&mut self, events: &mut Vec<FlowEvent>) {
+        for class in 0..CLASSES {
+            let timeout = self.timeouts[class];
+            // `head_touched` is u64::MAX for an empty list: never expired.
+            while self.clock.saturating_sub(self.lists[class].head_touched) > timeout {
+                let head = self.lists[class].head;
+                let reason = if class == Class::TcpClosing as usize {
+                    None
+                } else {
+                    Some(EndReason::IdleTimeout)
+                };
+                self.end(head, reason, events);
+            }
+        }
+    }
+
+    fn find(&self, hash: u64, key: &Key) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| {
+                let f = &slots[i as usize];
+                f.hash == hash && f.key == *key
+            })
+            .copied()
+    }
+
+    fn create(
+        &mut self,
+        key: Key,
+        hash: u64,
+        src_lo: bool,
+        p: &PacketMeta,
+        events: &mut Vec<FlowEvent>,
+    ) -> u32 {
+        if self.index.len() >= self.config.max_flows {
+            self.evict(events);
+        }
+        // A SYN-ACK seen first: its receiver sent the SYN we missed.
+        let synack = p.transport == Transport::Tcp
+            && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK);
+        let orig_is_lo = src_lo != synack;
+        let id = self.next_id;
+        self.next_id += 1;
+        let class = match key.transport {
+            Transport::Tcp => Class::TcpNew,
+            Transport::Udp => Class::Udp,
+            Transport::Icmpv4 | Transport::Icmpv6 => Class::Icmp,
+        };
+        let flow = Flow {
+            key,
+            hash,
+            id,
+            touched: self.clock,
+            first_ns: p.ts_ns,
+            last_ns: p.ts_ns,
+            packets: [0; 2],
+            bytes: [0; 2],
+            prev: NIL,
+            next: NIL,
+            orig_is_lo,
+            class,
+            tcp: 0,
+            flags_seen: 0,
+            live: true,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = flow;
+                i
+            }
+            None => {
+                self.slots.push(flow);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slots = &self.slots;
+        self.index
+            .insert_unique(hash, i, |&j| slots[j as usize].hash);
+        self.push_newest(i);
+        self.stats.started += 1;
+        events.push(FlowEvent::Started(FlowStart {
+            id,
+            key: oriented(&key, orig_is_lo),
+            timestamp_ns: p.ts_ns,
+        }));
+        i
+    }
+
+    /// Evicts the least recently used flow of any class.
+    fn evict(&mut self, events: &mut Vec<FlowEvent>) {
+        let mut victim = NIL;
+        let mut oldest = u64::MAX;
+        for l in &self.lists {
+            if l.head != NIL && l.head_touched <= oldest {
+                oldest = l.head_touched;
+                victim = l.head;
+            }
+        }
+        if victim != NIL {
+            // A closed flow that lingers had ended anyway: it keeps its FIN/RST reason.
+            let reason = if self.slots[victim as usize].class == Class::TcpClosing {
+                None
+            } else {
+                Some(EndReason::Evicted)
+            };
+            self.end(victim, reason, events);
+        }
+    }
+
+    fn update(&mut self, i: u32, src_lo: bool, p: &PacketMeta) {
+        let clock = self.clock;
+        let f = &mut self.slots[i as usize];
+        let dir = if src_lo == f.orig_is_lo { ORIG } else { RESP };
+        f.packets[dir] += 1;
+        f.bytes[dir] += u64::from(p.bytes);
+        f.last_ns = f.last_ns.max(p.ts_ns);
+        f.touched = clock;
+        let mut class = f.class;
+        if p.transport == Transport::Tcp {
+            let fl = p.tcp_flags;
+            f.flags_seen |= fl;
+            let syn = fl & tcp_flags::SYN != 0;
+            let ack = fl & tcp_flags::ACK != 0;
+            if syn && !ack {
+                f.tcp |= T_SYN;
+            } else if syn {
+                f.tcp |= T_SYNACK;
+            } else if dir == ORIG && f.tcp & T_SYNACK != 0 {
+                f.tcp |= T_ESTABLISHED;
+            }
+            if fl & tcp_flags::FIN != 0 {
+                f.tcp |= if dir == ORIG { T_FIN_ORIG } else { T_FIN_RESP };
+            }
+            if fl & tcp_flags::RST != 0 {
+                f.tcp |= T_RST;
+            }
+            class = if f.tcp & T_RST != 0
+                || f.tcp & (T_FIN_ORIG | T_FIN_RESP) == (T_FIN_ORIG | T_FIN_RESP)
+            {
+                Class::TcpClosing
+            } else if f.packets[RESP] > 0 {
+                Class::TcpOpen
+            } else {
+                Class::TcpNew
+            };
+        }
+        // Move to the newest end of its (possibly new) class list; a flow already there
+        // (the same flow's packets in a row) stays, only its time changes.
+        let old = self.slots[i as usize].class as usize;
+        if class as usize == old && self.lists[old].tail == i {
+            if self.lists[old].head == i {
+                self.lists[old].head_touched = clock;
+            }
+            return;
+        }
+        self.unlink(i);
+        self.slots[i as usize].class = class;
+        self.push_newest(i);
+    }
+
+    /// Ends flow `i` with `reason` (`None`: its TCP close reason), appending the event.
+    fn end(&mut self, i: u32, reason: Option<EndReason>, events: &mut Vec<FlowEvent>) {
+        self.unlink(i);
+        let hash = self.slots[i as usize].hash;
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.free.push(i);
+        let f = &mut self.slots[i as usize];
+        f.live = false;
+        let closed = if f.tcp & T_RST != 0 {
+            Some(EndReason::Rst)
+        } else if f.tcp & (T_FIN_ORIG | T_FIN_RESP) == (T_FIN_ORIG | T_FIN_RESP) {
+            Some(EndReason::Fin)
+        } else {
+            None
+        };
+        let reason = match (reason, closed) {
+            // A closed flow reported at the end of a capture or on eviction keeps its
+            // FIN/RST reason: nothing was cut short.
+            (Some(EndReason::EndOfCapture | EndReason::Evicted), Some(c)) | (None, Some(c)) => c,
+            (Some(r), _) => r,
+            // Unreachable by construction (only closing flows are ended with `None`);
+            // an idle timeout is the honest fallback.
+            (None, None) => EndReason::IdleTimeout,
+        };
+        match reason {
+            EndReason::Fin => self.stats.ended_fin += 1,
+            EndReason::Rst => self.stats.ended_rst += 1,
+            EndReason::IdleTimeout => self.stats.ended_idle += 1,
+            EndReason::Evicted => self.stats.evicted += 1,
+            EndReason::EndOfCapture => self.stats.ended_end_of_capture += 1,
+        }
+        events.push(FlowEvent::Ended(FlowSummary {
+            id: f.id,
+            key: oriented(&f.key, f.orig_is_lo),
+            first_ns: f.first_ns,
+            last_ns: f.last_ns,
+            packets_from_originator: f.packets[ORIG],
+            packets_from_responder: f.packets[RESP],
+            bytes_from_originator: f.bytes[ORIG],
+            bytes_from_responder: f.bytes[RESP],
+            tcp_flags_seen: f.flags_seen,
+            end_reason: reason,
+        }));
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next, class) = {
+            let f = &self.slots[i as usize];
+            (f.prev, f.next, f.class as usize)
+        };
+        if prev == NIL {
+            self.lists[class].head = next;
+            self.lists[class].head_touched = if next == NIL {
+                u64::MAX
+            } else {
+                self.slots[next as usize].touched
+            };
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.lists[class].tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+        let f = &mut self.slots[i as usize];
+        f.prev = NIL;
+        f.next = NIL;
+    }
+
+    fn push_newest(&mut self, i: u32) {
+        let class = self.slots[i as usize].class as usize;
+        let tail = self.lists[class].tail;
+        let touched = {
+            let f = &mut self.slots[i as usize];
+            f.prev = tail;
+            f.next = NIL;
+            f.touched
+        };
+        if tail == NIL {
+            self.lists[class].head = i;
+            self.lists[class].head_touched = touched;
+        } else {
+            self.slots[tail as usize].next = i;
+        }
+        self.lists[class].tail = i;
+    }
+}
+
+fn state_of(f: &Flow) -> TcpState {
+    let t = f.tcp;
+    if t & T_RST != 0 {
+        TcpState::Reset
+    } else if t & (T_FIN_ORIG | T_FIN_RESP) == (T_FIN_ORIG | T_FIN_RESP) {
+        TcpState::Closed
+    } else if t & (T_FIN_ORIG | T_FIN_RESP) != 0 {
+        TcpState::FinOneWay
+    } else if t & T_ESTABLISHED != 0 {
+        TcpState::Established
+    } else if t & T_SYNACK != 0 {
+        TcpState::SynReceived
+    } else if t & T_SYN != 0 {
+        TcpState::SynSent
+    } else if f.packets[RESP] > 0 {
+        TcpState::Established
+    } else {
+        TcpState::MidStream
+    }
+}
+
+fn oriented(key: &Key, orig_is_lo: bool) -> FlowKey {
+    let lo = addr_of(key.lo, key.v6);
+    let hi = addr_of(key.hi, key.v6);
+    if orig_is_lo {
+        FlowKey {
+            transport: key.transport,
+            originator: lo,
+            responder: hi,
+            originator_port: key.lo_port,
+            responder_port: key.hi_port,
+        }
+    } else {
+        FlowKey {
+            transport: key.transport,
+            originator: hi,
+            responder: lo,
+            originator_port: key.hi_port,
+            responder_port: key.lo_port,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

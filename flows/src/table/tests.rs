@@ -1,0 +1,390 @@
+//! Unit tests of the flow table: handshakes, both directions, FIN/RST, timeouts, eviction
+//! order, time going backwards, ICMP, and the O(1) bound on work per packet.
+
+use super::*;
+
+const SEC: u64 = 1_000_000_000;
+const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+fn pkt(ts: u64, src: IpAddr, sp: u16, dst: IpAddr, dp: u16, flags: u8) -> PacketMeta {
+    PacketMeta {
+        ts_ns: ts,
+        transport: Transport::Tcp,
+        src,
+        dst,
+        src_port: sp,
+        dst_port: dp,
+        tcp_flags: flags,
+        bytes: 60,
+    }
+}
+
+fn udp(ts: u64, src: IpAddr, sp: u16, dst: IpAddr, dp: u16) -> PacketMeta {
+    PacketMeta {
+        transport: Transport::Udp,
+        tcp_flags: 0,
+        ..pkt(ts, src, sp, dst, dp, 0)
+    }
+}
+
+fn table() -> FlowTable {
+    FlowTable::new(FlowConfig::default()).expect("default config is valid")
+}
+
+fn ended(events: &[FlowEvent]) -> Vec<FlowSummary> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FlowEvent::Ended(s) => Some(*s),
+            FlowEvent::Started(_) => None,
+        })
+        .collect()
+}
+
+fn started(events: &[FlowEvent]) -> Vec<FlowStart> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            FlowEvent::Started(s) => Some(*s),
+            FlowEvent::Ended(_) => None,
+        })
+        .collect()
+}
+
+use tcp_flags::{ACK, FIN, PSH, RST, SYN};
+
+#[test]
+fn handshake_data_and_fin_both_ways() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    let syn = pkt(SEC, A, 40000, B, 443, SYN);
+    let r = t.track(&syn, &mut ev);
+    assert_eq!(r.direction, Direction::FromOriginator);
+    assert_eq!(t.tcp_state(&syn), Some(TcpState::SynSent));
+    let r2 = t.track(&pkt(SEC + 1, B, 443, A, 40000, SYN | ACK), &mut ev);
+    assert_eq!(
+        r2,
+        FlowRef {
+            id: r.id,
+            direction: Direction::FromResponder
+        }
+    );
+    assert_eq!(t.tcp_state(&syn), Some(TcpState::SynReceived));
+    t.track(&pkt(SEC + 2, A, 40000, B, 443, ACK), &mut ev);
+    assert_eq!(t.tcp_state(&syn), Some(TcpState::Established));
+    t.track(&pkt(SEC + 3, A, 40000, B, 443, ACK | PSH), &mut ev);
+    t.track(&pkt(SEC + 4, B, 443, A, 40000, ACK | FIN), &mut ev);
+    assert_eq!(t.tcp_state(&syn), Some(TcpState::FinOneWay));
+    t.track(&pkt(SEC + 5, A, 40000, B, 443, ACK | FIN), &mut ev);
+    assert_eq!(t.tcp_state(&syn), Some(TcpState::Closed));
+    // The last ACK still counts into the lingering flow.
+    let last = t.track(&pkt(SEC + 6, B, 443, A, 40000, ACK), &mut ev);
+    assert_eq!(last.id, r.id);
+    assert!(ended(&ev).is_empty(), "the flow lingers after both FINs");
+    // Past the linger time, it ends with reason FIN.
+    t.advance(SEC + 6 + 6 * SEC, &mut ev);
+    let s = ended(&ev);
+    assert_eq!(s.len(), 1);
+    let s = s[0];
+    assert_eq!(s.id, r.id);
+    assert_eq!(s.end_reason, EndReason::Fin);
+    assert_eq!(
+        (s.packets_from_originator, s.packets_from_responder),
+        (4, 3)
+    );
+    assert_eq!(
+        (s.bytes_from_originator, s.bytes_from_responder),
+        (240, 180)
+    );
+    assert_eq!((s.first_ns, s.last_ns), (SEC, SEC + 6));
+    assert_eq!(s.tcp_flags_seen, SYN | ACK | PSH | FIN);
+    assert_eq!(
+        s.key,
+        FlowKey {
+            transport: Transport::Tcp,
+            originator: A,
+            responder: B,
+            originator_port: 40000,
+            responder_port: 443
+        }
+    );
+    assert_eq!(started(&ev).len(), 1);
+    assert_eq!(started(&ev)[0].timestamp_ns, SEC);
+    assert!(t.is_empty());
+    assert_eq!(t.stats().ended_fin, 1);
+}
+
+#[test]
+fn originator_is_the_syn_sender_even_when_the_syn_ack_comes_first() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    // The capture started between SYN and SYN-ACK: the SYN-ACK's receiver opened it.
+    let r = t.track(&pkt(SEC, B, 443, A, 40000, SYN | ACK), &mut ev);
+    assert_eq!(r.direction, Direction::FromResponder);
+    let r2 = t.track(&pkt(SEC, A, 40000, B, 443, ACK), &mut ev);
+    assert_eq!(r2.direction, Direction::FromOriginator);
+    let st = started(&ev)[0];
+    assert_eq!((st.key.originator, st.key.originator_port), (A, 40000));
+    // The SYN sender is the originator whichever side's address sorts first.
+    let mut t = table();
+    let r = t.track(&pkt(SEC, B, 1, A, 2, SYN), &mut ev);
+    assert_eq!(r.direction, Direction::FromOriginator);
+    assert_eq!(
+        t.track(&pkt(SEC, A, 2, B, 1, SYN | ACK), &mut ev).direction,
+        Direction::FromResponder
+    );
+}
+
+#[test]
+fn mid_stream_pickup_originator_is_first_sender() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    let p = pkt(SEC, B, 443, A, 40000, ACK | PSH);
+    assert_eq!(t.track(&p, &mut ev).direction, Direction::FromOriginator);
+    assert_eq!(t.tcp_state(&p), Some(TcpState::MidStream));
+    assert_eq!(
+        t.track(&pkt(SEC, A, 40000, B, 443, ACK), &mut ev).direction,
+        Direction::FromResponder
+    );
+    assert_eq!(t.tcp_state(&p), Some(TcpState::Established));
+    assert_eq!(started(&ev)[0].key.originator, B);
+}
+
+#[test]
+fn rst_ends_after_linger_and_a_new_syn_reuses_the_ports_at_once() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    let a = t.track(&pkt(SEC, A, 5000, B, 80, SYN), &mut ev).id;
+    t.track(&pkt(SEC, B, 80, A, 5000, RST | ACK), &mut ev);
+    assert_eq!(
+        t.tcp_state(&pkt(0, A, 5000, B, 80, 0)),
+        Some(TcpState::Reset)
+    );
+    assert!(ended(&ev).is_empty());
+    // Port reuse within the linger time: old one ends (RST), a new flow starts.
+    let b = t.track(&pkt(SEC + 1, A, 5000, B, 80, SYN), &mut ev).id;
+    assert_ne!(a, b);
+    let s = ended(&ev);
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].id, s[0].end_reason), (a, EndReason::Rst));
+    assert_eq!(
+        started(&ev).iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![a, b]
+    );
+    // A RST alone, then silence: it ends as RST after the linger.
+    t.track(&pkt(SEC + 2, B, 80, A, 5000, RST), &mut ev);
+    ev.clear();
+    t.advance(SEC + 20 * SEC, &mut ev);
+    assert_eq!(ended(&ev)[0].end_reason, EndReason::Rst);
+    assert_eq!(t.stats().ended_rst, 2);
+}
+
+#[test]
+fn idle_timeouts_per_protocol() {
+    let cfg = FlowConfig {
+        idle_tcp: Duration::from_secs(100),
+        idle_tcp_new: Duration::from_secs(10),
+        idle_udp: Duration::from_secs(30),
+        idle_icmp: Duration::from_secs(20),
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg).expect("valid");
+    let mut ev = Vec::new();
+    let open = t.track(&pkt(0, A, 1, B, 2, ACK), &mut ev).id;
+    t.track(&pkt(0, B, 2, A, 1, ACK), &mut ev);
+    let half = t.track(&pkt(0, A, 3, B, 4, SYN), &mut ev).id;
+    let u = t.track(&udp(0, A, 53, B, 53), &mut ev).id;
+    let icmp = PacketMeta {
+        transport: Transport::Icmpv4,
+        ..udp(0, A, 7, B, 7)
+    };
+    let i = t.track(&icmp, &mut ev).id;
+    ev.clear();
+    // Exactly at the timeout nothing ends; just past it, it does.
+    t.advance(10 * SEC, &mut ev);
+    assert!(ev.is_empty());
+    t.advance(10 * SEC + 1, &mut ev);
+    assert_eq!(
+        ended(&ev).iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![half]
+    );
+    t.advance(21 * SEC, &mut ev);
+    t.advance(31 * SEC, &mut ev);
+    t.advance(101 * SEC, &mut ev);
+    let order: Vec<_> = ended(&ev).iter().map(|s| (s.id, s.end_reason)).collect();
+    assert_eq!(
+        order,
+        vec![
+            (half, EndReason::IdleTimeout),
+            (i, EndReason::IdleTimeout),
+            (u, EndReason::IdleTimeout),
+            (open, EndReason::IdleTimeout)
+        ]
+    );
+    assert_eq!(t.stats().ended_idle, 4);
+    // A packet after the timeout starts a new flow on the same 5-tuple.
+    let again = t.track(&udp(200 * SEC, A, 53, B, 53), &mut ev).id;
+    assert_ne!(again, u);
+}
+
+#[test]
+fn traffic_keeps_a_flow_alive() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    let id = t.track(&udp(0, A, 1, B, 2), &mut ev).id;
+    for k in 1..100u64 {
+        assert_eq!(t.track(&udp(k * 50 * SEC, B, 2, A, 1), &mut ev).id, id);
+    }
+    assert!(ended(&ev).is_empty());
+}
+
+#[test]
+fn eviction_takes_the_least_recently_used_across_classes() {
+    let cfg = FlowConfig {
+        max_flows: 3,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg).expect("valid");
+    let mut ev = Vec::new();
+    let f1 = t.track(&udp(1, A, 1, B, 1), &mut ev).id;
+    let f2 = t.track(&pkt(2, A, 2, B, 2, SYN), &mut ev).id;
+    let f3 = t.track(&udp(3, A, 3, B, 3), &mut ev).id;
+    // Touch f1: f2 (TCP) is now the least recently used.
+    t.track(&udp(4, B, 1, A, 1), &mut ev);
+    let f4 = t.track(&udp(5, A, 4, B, 4), &mut ev).id;
+    let f5 = t.track(&udp(6, A, 5, B, 5), &mut ev).id;
+    let s = ended(&ev);
+    assert_eq!(
+        s.iter().map(|s| (s.id, s.end_reason)).collect::<Vec<_>>(),
+        vec![(f2, EndReason::Evicted), (f3, EndReason::Evicted)]
+    );
+    assert_eq!(t.len(), 3);
+    assert_eq!(t.stats().evicted, 2);
+    ev.clear();
+    t.end_all(&mut ev);
+    assert_eq!(
+        ended(&ev)
+            .iter()
+            .map(|s| (s.id, s.end_reason))
+            .collect::<Vec<_>>(),
+        vec![
+            (f1, EndReason::EndOfCapture),
+            (f4, EndReason::EndOfCapture),
+            (f5, EndReason::EndOfCapture)
+        ]
+    );
+    assert!(t.is_empty());
+    assert_eq!(t.stats().ended_end_of_capture, 3);
+}
+
+#[test]
+fn ids_are_unique_and_slots_are_reused() {
+    let cfg = FlowConfig {
+        max_flows: 4,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg).expect("valid");
+    let mut ev = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for k in 0..1000u16 {
+        assert!(ids.insert(t.track(&udp(u64::from(k), A, k, B, 1), &mut ev).id));
+    }
+    assert!(t.slots.len() <= 4, "the slab never grows past the bound");
+    assert_eq!(t.stats().evicted, 996);
+}
+
+#[test]
+fn time_going_backwards_does_not_break_timeouts() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    let base = 1_000_000 * SEC;
+    let id = t.track(&udp(base, A, 1, B, 2), &mut ev).id;
+    // A small step back is held: no aging, same flow.
+    assert_eq!(t.track(&udp(base - 10 * SEC, B, 2, A, 1), &mut ev).id, id);
+    // A huge step back restarts the clock; the flow is still there, not aged.
+    assert_eq!(t.track(&udp(5, A, 1, B, 2), &mut ev).id, id);
+    assert_eq!(t.stats().clock_restarts, 1);
+    assert!(ended(&ev).is_empty());
+    // Time then runs on from the new origin: the flow times out 60 s later.
+    t.advance(5 + 61 * SEC, &mut ev);
+    let s = ended(&ev);
+    assert_eq!((s[0].id, s[0].end_reason), (id, EndReason::IdleTimeout));
+    assert_eq!(s[0].first_ns, base);
+    assert_eq!(s[0].last_ns, base, "last = the latest time seen");
+    // u64::MAX and 0 are survivable.
+    let x = t.track(&udp(u64::MAX, A, 9, B, 9), &mut ev).id;
+    assert_eq!(t.track(&udp(0, A, 9, B, 9), &mut ev).id, x);
+    t.track(&udp(u64::MAX, A, 8, B, 8), &mut ev);
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn a_jump_forward_ages_everything() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    for k in 0..50 {
+        t.track(&udp(SEC, A, k, B, 1), &mut ev);
+    }
+    ev.clear();
+    // Fifty years later: every old flow ended by idle timeout, before the new one started.
+    let new = t
+        .track(&udp(50 * 365 * 86_400 * SEC, A, 1000, B, 1), &mut ev)
+        .id;
+    assert_eq!(ended(&ev).len(), 50);
+    assert!(matches!(ev.last(), Some(FlowEvent::Started(s)) if s.id == new));
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn icmp_is_keyed_by_addresses_and_v6_works() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    let req = PacketMeta {
+        transport: Transport::Icmpv4,
+        ..udp(SEC, A, 0, B, 0)
+    };
+    let rep = PacketMeta {
+        src: B,
+        dst: A,
+        ..req
+    };
+    let r = t.track(&req, &mut ev);
+    let r2 = t.track(&rep, &mut ev);
+    assert_eq!(r.id, r2.id);
+    assert_eq!(r2.direction, Direction::FromResponder);
+    assert_eq!(t.tcp_state(&req), None, "not TCP");
+    // ICMPv6 between the same pair is another flow; IPv6 addresses come back as IPv6.
+    let a6: IpAddr = "2001:db8::1".parse().expect("v6");
+    let b6: IpAddr = "2001:db8::2".parse().expect("v6");
+    let v6 = PacketMeta {
+        transport: Transport::Icmpv6,
+        ..udp(SEC, b6, 0, a6, 0)
+    };
+    assert_ne!(t.track(&v6, &mut ev).id, r.id);
+    let st = started(&ev);
+    assert_eq!(
+        st.last().map(|s| (s.key.originator, s.key.responder)),
+        Some((b6, a6))
+    );
+    assert_eq!(st[0].key.originator, A);
+    // UDP and TCP on the same ports are different flows.
+    let u = t.track(&udp(SEC, A, 80, B, 80), &mut ev).id;
+    assert_ne!(t.track(&pkt(SEC, A, 80, B, 80, ACK), &mut ev).id, u);
+}
+
+#[test]
+fn config_errors_name_the_flag() {
+    let e = FlowTable::new(FlowConfig {
+        max_flows: 0,
+        ..FlowConfig::default()
+    })
+    .err();
+    assert!(e.is_some_and(|e| e.to_string().contains("--flow-table-size")));
+    let e = FlowConfig {
+        idle_udp: Duration::ZERO,
+        ..FlowConfig::default()
+    }
+    .validate();
+    assert_eq!(e, Err(FlowConfigError::ZeroTimeout("--flow-idle-udp-secs")));
+}

@@ -1,0 +1,224 @@
+//! `nd-flow-bench`: what connection tracking costs per packet (issue 13, item 7: under
+//! 100 ns per packet; nothing measurable when no chef asks for flows).
+//!
+//! The corpora are `nd-kitchen-bench`'s (`target/bench/big.pcap`, the mixed corpus of every
+//! Ethernet capture in the shared corpus, and `target/bench/high-cardinality.pcap`, 1 M
+//! distinct flows that keep the table full and evicting), read into memory once. Each round
+//! runs, interleaved, the kitchen's own parse path ([`BatchBuilder`], as a replay's reading
+//! thread runs it) in three variants:
+//!
+//! * `parse`: no flow stage (the kitchen before flows; the baseline),
+//! * `parse+stage off`: the stage attached but switched off (no chef asks for flows),
+//! * `parse+flows`: tracking every packet (the table sized by `--flow-table-size`),
+//!
+//! and, on its own, `table only`: [`FlowTable::track`] on the packets' pre-extracted 5-tuples.
+//! Medians over the rounds are printed in ns per packet, with the stage's cost (`parse+flows`
+//! minus `parse`) and the switched-off overhead as ratios of the baseline.
+
+#[path = "../high_cardinality.rs"]
+mod high_cardinality;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use capture::{FileReader, PacketRecord};
+use flowtrack::table::{FlowConfig, FlowTable, PacketMeta, DEFAULT_MAX_FLOWS};
+use kitchen::batch::{BatchBuilder, ClockMode, Step};
+use kitchen::flow_stage::{meta_of, FlowShared, FlowStage};
+use kitchen::packet::parse_into;
+
+const USAGE: &str = "\
+usage: nd-flow-bench [--rounds N] [--flow-table-size N] [FILE...]
+
+  FILE                  pcap/pcapng corpora (default: target/bench/big.pcap, built by
+                        `cargo run --release --workspace --bin nd-kitchen-bench --
+                        --build-corpus --only minimal --rounds 1`, and
+                        target/bench/high-cardinality.pcap, written when missing)
+  --rounds N            interleaved rounds; medians are printed (default 7)
+  --flow-table-size N   flows tracked at once (default 262144, as nd-sniff)";
+
+/// Poke interval of the builders (as `nd-sniff`'s default).
+const POKE: Duration = Duration::from_secs(5);
+
+/// One captured packet, owned.
+struct Rec {
+    ts: u64,
+    link_type: u32,
+    original_len: u32,
+    data: Vec<u8>,
+}
+
+impl Rec {
+    fn record(&self) -> PacketRecord<'_> {
+        PacketRecord {
+            timestamp_ns: self.ts,
+            link_type: self.link_type,
+            interface_index: 0,
+            original_len: self.original_len,
+            data: &self.data,
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut rounds = 7usize;
+    let mut table_size = DEFAULT_MAX_FLOWS;
+    let mut files = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rounds" => rounds = it.next().context("--rounds N")?.parse()?,
+            "--flow-table-size" => {
+                table_size = it.next().context("--flow-table-size N")?.parse()?
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            f if !f.starts_with('-') => files.push(PathBuf::from(f)),
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    if files.is_empty() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("kitchen/ lives in the workspace")?;
+        files = vec![
+            root.join("target/bench/big.pcap"),
+            root.join("target/bench/high-cardinality.pcap"),
+        ];
+    }
+    let config = FlowConfig {
+        max_flows: table_size,
+        ..FlowConfig::default()
+    };
+    config.validate()?;
+    println!("flow table: {table_size} flows, {rounds} rounds");
+    for file in &files {
+        if !file.exists() && file.ends_with("target/bench/high-cardinality.pcap") {
+            high_cardinality::write(file)?;
+        }
+        if !file.exists() {
+            bail!("{} is missing\n{USAGE}", file.display());
+        }
+        let recs = load(file)?;
+        println!("\n=== {} ({} packets) ===", file.display(), recs.len());
+        bench(&recs, config, rounds)?;
+    }
+    Ok(())
+}
+
+fn load(file: &std::path::Path) -> anyhow::Result<Vec<Rec>> {
+    let mut reader =
+        FileReader::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut recs = Vec::new();
+    while let Some(r) = reader.next_packet()? {
+        recs.push(Rec {
+            ts: r.timestamp_ns,
+            link_type: r.link_type,
+            original_len: r.original_len,
+            data: r.data.to_vec(),
+        });
+    }
+    Ok(recs)
+}
+
+/// Runs the builder over every record, handing batches back; returns ns per packet.
+fn run_builder(recs: &[Rec], stage: Option<FlowStage>) -> f64 {
+    let mut b = BatchBuilder::new(ClockMode::Replay, POKE);
+    if let Some(s) = stage {
+        b.set_flow_stage(s);
+    }
+    let start = Instant::now();
+    for r in recs {
+        b.push(&r.record());
+        while let Some(step) = b.next_step() {
+            if let Step::Packets(batch) = step {
+                std::hint::black_box(&batch);
+                b.recycle(batch);
+            }
+        }
+    }
+    b.end_flows();
+    while let Some(step) = b.next_step() {
+        std::hint::black_box(&step);
+    }
+    start.elapsed().as_nanos() as f64 / recs.len().max(1) as f64
+}
+
+fn bench(recs: &[Rec], config: FlowConfig, rounds: usize) -> anyhow::Result<()> {
+    // The table-only variant's input: every packet's 5-tuple, extracted once.
+    let metas: Vec<PacketMeta> = recs
+        .iter()
+        .filter_map(|r| {
+            let mut arena = Vec::new();
+            let (p, _) = parse_into(&r.record(), &mut arena);
+            meta_of(&p)
+        })
+        .collect();
+    let mut names = ["parse", "parse+stage off", "parse+flows", "table only"];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut flows_seen = 0;
+    let mut evicted = 0;
+    for _ in 0..rounds {
+        times[0].push(run_builder(recs, None));
+        let off = Arc::new(FlowShared::default());
+        times[1].push(run_builder(recs, Some(FlowStage::new(config, off)?)));
+        let on = Arc::new(FlowShared::default());
+        on.set_wanted(true);
+        times[2].push(run_builder(recs, Some(FlowStage::new(config, on.clone())?)));
+        let (s, _) = on.stats();
+        flows_seen = s.started;
+        evicted = s.evicted;
+        let mut t = FlowTable::new(config)?;
+        let mut events = Vec::new();
+        let start = Instant::now();
+        for m in &metas {
+            std::hint::black_box(t.track(m, &mut events));
+            events.clear();
+        }
+        times[3].push(start.elapsed().as_nanos() as f64 / metas.len().max(1) as f64);
+    }
+    names[3] = "table only (per tracked packet)";
+    let med: Vec<f64> = times.iter().map(|v| median(v)).collect();
+    for (name, m) in names.iter().zip(&med) {
+        println!("{name:>32}: {m:8.1} ns/packet (median)");
+    }
+    println!(
+        "{:>32}: {} flows, {} evicted, {} of {} packets have a flow",
+        "table",
+        flows_seen,
+        evicted,
+        metas.len(),
+        recs.len()
+    );
+    let stage = med[2] - med[0];
+    let off = med[1] - med[0];
+    println!(
+        "flow tracking in the kitchen's parse path: {stage:.1} ns/packet ({:.1} % of parse); table alone {:.1} ns: {}",
+        100.0 * stage / med[0],
+        med[3],
+        if stage < 100.0 { "MET (< 100 ns)" } else { "NOT MET (< 100 ns)" }
+    );
+    println!(
+        "stage attached, no chef asking: {off:+.1} ns/packet ({:+.2} % of parse)",
+        100.0 * off / med[0]
+    );
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}

@@ -1,0 +1,189 @@
+//! The dispatcher's side of the flow stage ([`crate::flow_stage`]): switching tracking on
+//! when a loaded chef asks for flows or streams, and delivering each batch's flow events to
+//! the chefs that asked for them.
+//!
+//! Order within one batch (the design of chef API 0.2): `started` events, then the packets
+//! (`on-packets` / `on-packed`), then stream chunks, then `ended` events. A selective chef's
+//! queued packets are handed over before its `ended` events, so it never hears of a flow's
+//! end before that flow's last packet.
+
+use std::sync::Arc;
+
+use flowtrack::table::{FlowConfig, FlowConfigError};
+
+use super::{count_over_cap, run_state, CallContext, Dispatcher, Driver, SinkError};
+use crate::batch::Batch;
+use crate::chef_host::bindings::FlowEvent as WitFlowEvent;
+use crate::chef_host::LoadedChef;
+use crate::flow_stage::{event_time_ns, wit_event, FlowShared, FlowStage};
+
+/// Flow events per `on-flow-events` call at most (the end of a capture may end a whole
+/// table at once; a call's size and its dumplings stay bounded like a packet batch's).
+pub const MAX_EVENTS_PER_CALL: usize = crate::batch::MAX_BATCH_PACKETS;
+
+/// The flow table's configuration and the switch its stages share.
+pub(super) struct DispatchFlows {
+    config: FlowConfig,
+    shared: Arc<FlowShared>,
+    /// Events converted to WIT records for the current delivery (reused).
+    wit: Vec<WitFlowEvent>,
+}
+
+/// Whether `chef` asked for flow events.
+fn wants_events(chef: &LoadedChef) -> bool {
+    chef.description().interest.flow_events
+}
+
+/// Whether `chef` needs flows tracked (events, or stream bytes, which need a flow id).
+fn needs_flows(chef: &LoadedChef) -> bool {
+    let i = &chef.description().interest;
+    i.flow_events || i.stream_bytes > 0
+}
+
+impl Dispatcher {
+    /// Track flows with `config` whenever a loaded chef asks for flow events or stream
+    /// bytes (set once, before running; builders made after this track too). Returns the
+    /// switch and counters the stages share.
+    pub fn set_flows(&mut self, config: FlowConfig) -> Result<Arc<FlowShared>, FlowConfigError> {
+        let shared = Arc::new(FlowShared::default());
+        self.builder
+            .set_flow_stage(FlowStage::new(config, shared.clone())?);
+        self.flows = Some(DispatchFlows {
+            config,
+            shared: shared.clone(),
+            wit: Vec::new(),
+        });
+        self.update_flow_switch();
+        Ok(shared)
+    }
+
+    /// The flow table's counters for the exit summary, when flows were tracked at all.
+    pub fn flow_summary(&self) -> Option<String> {
+        let (s, active) = self.flows.as_ref()?.shared.stats();
+        (s.started > 0).then(|| {
+            format!(
+                "flows: {} started, {} ended by FIN, {} by RST, {} idle, {} evicted (table full), \
+                 {} at the end; {} still tracked; {} flow-clock restarts",
+                s.started,
+                s.ended_fin,
+                s.ended_rst,
+                s.ended_idle,
+                s.evicted,
+                s.ended_end_of_capture,
+                active,
+                s.clock_restarts
+            )
+        })
+    }
+
+    /// A stage for a new builder (a replay's reading thread), when flows are configured.
+    pub(super) fn flow_stage_for_builder(&self) -> Option<FlowStage> {
+        let f = self.flows.as_ref()?;
+        // The config was validated by `set_flows`.
+        FlowStage::new(f.config, f.shared.clone()).ok()
+    }
+
+    /// Turn tracking on exactly while some loaded chef needs it (after the chef set changed).
+    pub(super) fn update_flow_switch(&self) {
+        if let Some(f) = &self.flows {
+            f.shared
+                .set_wanted(self.chefs.iter().any(|s| needs_flows(&s.chef)));
+        }
+    }
+
+    /// Deliver `batch`'s `started` events (before its packets).
+    pub(super) fn flows_started(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.deliver_flow_events(&batch.flows.started, false)
+    }
+
+    /// Deliver `batch`'s `ended` events (after its packets and stream chunks).
+    pub(super) fn flows_ended(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.deliver_flow_events(&batch.flows.ended, true)
+    }
+
+    fn deliver_flow_events(
+        &mut self,
+        events: &[flowtrack::table::FlowEvent],
+        ended: bool,
+    ) -> Result<(), SinkError> {
+        if events.is_empty() || !self.chefs.iter().any(|s| wants_events(&s.chef)) {
+            return Ok(());
+        }
+        let Some(mut flows) = self.flows.take() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        for chunk in events.chunks(MAX_EVENTS_PER_CALL) {
+            flows.wit.clear();
+            flows.wit.extend(chunk.iter().map(wit_event));
+            result = self.call_flow_chefs(&flows.wit, chunk, ended);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.flows = Some(flows);
+        result
+    }
+
+    fn call_flow_chefs(
+        &mut self,
+        wit: &[WitFlowEvent],
+        events: &[flowtrack::table::FlowEvent],
+        ended: bool,
+    ) -> Result<(), SinkError> {
+        let call = self.call_context();
+        for i in 0..self.chefs.len() {
+            if !wants_events(&self.chefs[i].chef) || self.chefs[i].chef.is_quarantined() {
+                continue;
+            }
+            if ended && !self.queues[i].is_empty() {
+                self.call_queued(i, call)?;
+            }
+            self.call_flow_events(i, wit, events, call)?;
+        }
+        Ok(())
+    }
+
+    /// Call chef `i`'s `on-flow-events` and send what it made (dumpling time = the event's).
+    fn call_flow_events(
+        &mut self,
+        i: usize,
+        wit: &[WitFlowEvent],
+        events: &[flowtrack::table::FlowEvent],
+        call: CallContext,
+    ) -> Result<(), SinkError> {
+        let CallContext { now_ns, share } = call;
+        let started = std::time::Instant::now();
+        let slot = &mut self.chefs[i];
+        let result = slot.chef.on_flow_events(wit, now_ns);
+        self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
+        let Ok(out) = result else {
+            self.charge_duty(i, started, share);
+            return Ok(());
+        };
+        let cap = count_over_cap(
+            &mut slot.chef,
+            out.len(),
+            "flow-event dumplings from one call",
+        );
+        for d in out.into_iter().take(cap) {
+            let idx = d.packet_index as usize;
+            let Some(e) = events.get(idx) else {
+                let slot = &mut self.chefs[i];
+                slot.chef.stats.invalid += 1;
+                slot.chef.warn_output(
+                    "bad-index",
+                    1,
+                    &format!(
+                        "packet-index {idx} is outside the {} flow events of the call; dropped",
+                        events.len()
+                    ),
+                );
+                continue;
+            };
+            self.emit(i, Driver::Packet, event_time_ns(e), &d.payload)?;
+        }
+        self.charge_duty(i, started, share);
+        Ok(())
+    }
+}

@@ -1,0 +1,545 @@
+//! The flow stage: connection tracking between parsing and the chefs, paid for only when a
+//! loaded chef asks for flows or streams.
+//!
+//! It runs where packets are parsed ([`crate::batch::BatchBuilder`]: a replay's reading
+//! thread, or the live dispatcher thread), so a replay spreads its cost over both cores.
+//! For each packet it looks up the flow in a [`flowtrack::table::FlowTable`] (bounded,
+//! idle timeouts, least recently used evicted first; see that crate), and collects the
+//! `started` / `ended` events into the batch ([`FlowBatch`]) for the dispatcher to deliver.
+//!
+//! Whether it runs is one shared switch ([`FlowShared::set_wanted`]) the dispatcher sets
+//! when its chef set changes. Off (no chef wants flows), a packet costs one relaxed atomic
+//! load. Turned off after being on, every tracked flow is dropped (no chef is left to tell);
+//! turned on again, tracking starts afresh, with ids still unique for the kitchen run.
+//!
+//! Timeouts follow packet time (replay: deterministic) and, live, the kitchen clock
+//! ([`FlowStage::advance`]); the end of the input ends every flow ([`FlowStage::end_all`]).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowtrack::table::{
+    Direction, EndReason, FlowConfig, FlowConfigError, FlowEvent, FlowKey, FlowRef, FlowStats,
+    FlowTable, PacketMeta, Transport, DEFAULT_MAX_FLOWS,
+};
+
+use crate::chef_host::bindings::{
+    Direction as WitDirection, FlowEndReason, FlowEvent as WitFlowEvent, FlowKey as WitFlowKey,
+    FlowRef as WitFlowRef, FlowStart, FlowSummary, IpAddress, IpHeader, Packet, TcpFlags,
+    TransportHeader, TransportProtocol,
+};
+use crate::packet::{tcp_flags, TCP_FLAG_BITS};
+
+/// The flow table's flags (`nd-sniff --help`, "Flows").
+#[derive(Debug, Clone, clap::Args)]
+pub struct FlowArgs {
+    /// Flows tracked at once when a chef asks for flows or streams; a new flow in a full
+    /// table ends the least recently used one (reason `evicted`, counted). About 160 bytes
+    /// per flow.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS, help_heading = "Flows")]
+    pub flow_table_size: usize,
+    /// A TCP flow both sides have sent in ends after this long without a packet (a TCP
+    /// flow only one side has sent in: 60 s or this, whichever is shorter; after both
+    /// FINs or a RST: 5 s).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 300,
+        help_heading = "Flows"
+    )]
+    pub flow_idle_tcp_secs: u64,
+    /// A UDP flow ends after this long without a packet.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        help_heading = "Flows"
+    )]
+    pub flow_idle_udp_secs: u64,
+    /// An ICMP flow (one per address pair) ends after this long without a packet.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        help_heading = "Flows"
+    )]
+    pub flow_idle_icmp_secs: u64,
+}
+
+impl Default for FlowArgs {
+    fn default() -> Self {
+        let c = FlowConfig::default();
+        FlowArgs {
+            flow_table_size: c.max_flows,
+            flow_idle_tcp_secs: c.idle_tcp.as_secs(),
+            flow_idle_udp_secs: c.idle_udp.as_secs(),
+            flow_idle_icmp_secs: c.idle_icmp.as_secs(),
+        }
+    }
+}
+
+impl FlowArgs {
+    /// The table configuration, checked (errors name the flag).
+    pub fn config(&self) -> Result<FlowConfig, FlowConfigError> {
+        let tcp = Duration::from_secs(self.flow_idle_tcp_secs);
+        let c = FlowConfig {
+            max_flows: self.flow_table_size,
+            idle_tcp: tcp,
+            idle_tcp_new: tcp.min(FlowConfig::default().idle_tcp_new),
+            idle_udp: Duration::from_secs(self.flow_idle_udp_secs),
+            idle_icmp: Duration::from_secs(self.flow_idle_icmp_secs),
+            ..FlowConfig::default()
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// What the dispatcher and the stage (possibly on another thread) share: the on/off
+/// switch, and the table's counters as of the last batch.
+#[derive(Debug, Default)]
+pub struct FlowShared {
+    wanted: AtomicBool,
+    started: AtomicU64,
+    ended_fin: AtomicU64,
+    ended_rst: AtomicU64,
+    ended_idle: AtomicU64,
+    evicted: AtomicU64,
+    ended_end_of_capture: AtomicU64,
+    clock_restarts: AtomicU64,
+    active: AtomicU64,
+}
+
+impl FlowShared {
+    /// Turns tracking on (some loaded chef asks for flows or streams) or off.
+    pub fn set_wanted(&self, on: bool) {
+        self.wanted.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether tracking is on.
+    pub fn wanted(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed)
+    }
+
+    /// The table's counters as of the last batch, and the flows tracked then.
+    pub fn stats(&self) -> (FlowStats, u64) {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            FlowStats {
+                started: l(&self.started),
+                ended_fin: l(&self.ended_fin),
+                ended_rst: l(&self.ended_rst),
+                ended_idle: l(&self.ended_idle),
+                evicted: l(&self.evicted),
+                ended_end_of_capture: l(&self.ended_end_of_capture),
+                clock_restarts: l(&self.clock_restarts),
+            },
+            l(&self.active),
+        )
+    }
+
+    fn publish(&self, s: &FlowStats, active: usize) {
+        let p = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        p(&self.started, s.started);
+        p(&self.ended_fin, s.ended_fin);
+        p(&self.ended_rst, s.ended_rst);
+        p(&self.ended_idle, s.ended_idle);
+        p(&self.evicted, s.evicted);
+        p(&self.ended_end_of_capture, s.ended_end_of_capture);
+        p(&self.clock_restarts, s.clock_restarts);
+        p(&self.active, active as u64);
+    }
+}
+
+/// The flow events of one batch, in the order the dispatcher delivers them: `started`
+/// before the batch's packets, `ended` after them (and after its stream chunks).
+#[derive(Debug, Default)]
+pub struct FlowBatch {
+    /// Flows started by this batch's packets.
+    pub started: Vec<FlowEvent>,
+    /// Flows ended while this batch was built (FIN/RST linger over, idle timeout,
+    /// eviction, end of capture).
+    pub ended: Vec<FlowEvent>,
+}
+
+impl FlowBatch {
+    /// True when there is no event to deliver.
+    pub fn no_events(&self) -> bool {
+        self.started.is_empty() && self.ended.is_empty()
+    }
+
+    /// Empty it, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.started.clear();
+        self.ended.clear();
+    }
+}
+
+/// The flow table and the switch, as the batch builder holds them.
+pub struct FlowStage {
+    table: FlowTable,
+    shared: Arc<FlowShared>,
+    /// Whether the table holds flows of an "on" period (dropped when switched off).
+    tracking: bool,
+    scratch: Vec<FlowEvent>,
+}
+
+impl FlowStage {
+    /// A stage with an empty table, switched by `shared`.
+    pub fn new(config: FlowConfig, shared: Arc<FlowShared>) -> Result<Self, FlowConfigError> {
+        Ok(FlowStage {
+            table: FlowTable::new(config)?,
+            shared,
+            tracking: false,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Whether tracking is on now (drops the table's flows when it was just turned off).
+    #[inline]
+    fn on(&mut self) -> bool {
+        let wanted = self.shared.wanted();
+        if wanted != self.tracking {
+            if self.tracking {
+                // No chef wants these any more: end them silently.
+                self.scratch.clear();
+                self.table.end_all(&mut self.scratch);
+                self.scratch.clear();
+            }
+            self.tracking = wanted;
+        }
+        wanted
+    }
+
+    /// Track one parsed packet: its flow (`None` when tracking is off or the packet has
+    /// no flow), with the events it caused added to `out`.
+    #[inline]
+    pub fn packet(&mut self, packet: &Packet, out: &mut FlowBatch) -> Option<FlowRef> {
+        if !self.on() {
+            return None;
+        }
+        let m = meta_of(packet)?;
+        let r = self.table.track(&m, &mut self.scratch);
+        split(&mut self.scratch, out);
+        Some(r)
+    }
+
+    /// Live: move the table's clock to the kitchen clock `now_ns`, ending what timed out.
+    pub fn advance(&mut self, now_ns: u64, out: &mut FlowBatch) {
+        if !self.on() {
+            return;
+        }
+        self.table.advance(now_ns, &mut self.scratch);
+        split(&mut self.scratch, out);
+    }
+
+    /// End of the input (or the kitchen stopping): end every flow (`end-of-capture`).
+    pub fn end_all(&mut self, out: &mut FlowBatch) {
+        if !self.on() {
+            return;
+        }
+        self.table.end_all(&mut self.scratch);
+        split(&mut self.scratch, out);
+        self.publish();
+    }
+
+    /// Publish the counters (once per batch: stores are cheap but not free). Only a stage
+    /// that tracked something publishes: a replay's dispatcher keeps an idle builder (and
+    /// stage) beside the reading thread's, which must not overwrite the real counts.
+    pub fn publish(&self) {
+        let stats = self.table.stats();
+        if stats.started > 0 {
+            self.shared.publish(&stats, self.table.len());
+        }
+    }
+}
+
+/// Moves the table's events into the batch's two lists.
+#[inline]
+fn split(events: &mut Vec<FlowEvent>, out: &mut FlowBatch) {
+    for e in events.drain(..) {
+        match e {
+            FlowEvent::Started(_) => out.started.push(e),
+            FlowEvent::Ended(_) => out.ended.push(e),
+        }
+    }
+}
+
+/// The table's view of a parsed packet: `None` unless it has an IP header and a TCP, UDP
+/// or ICMP header (ARP, non-IP frames and non-first IP fragments have no flow).
+#[inline]
+pub fn meta_of(p: &Packet) -> Option<PacketMeta> {
+    let (src, dst) = match p.ip.as_ref()? {
+        IpHeader::V4(h) => (
+            IpAddr::V4(Ipv4Addr::from(h.source)),
+            IpAddr::V4(Ipv4Addr::from(h.destination)),
+        ),
+        IpHeader::V6(h) => (v6(h.source), v6(h.destination)),
+    };
+    let (transport, src_port, dst_port, tcp_flags) = match p.transport.as_ref()? {
+        TransportHeader::Tcp(t) => (
+            Transport::Tcp,
+            t.source_port,
+            t.destination_port,
+            flag_bits(t.flags),
+        ),
+        TransportHeader::Udp(u) => (Transport::Udp, u.source_port, u.destination_port, 0),
+        // One ICMP flow per address pair (the WIT `flow-key`: ports 0 for ICMP).
+        TransportHeader::Icmpv4(_) => (Transport::Icmpv4, 0, 0, 0),
+        TransportHeader::Icmpv6(_) => (Transport::Icmpv6, 0, 0, 0),
+    };
+    Some(PacketMeta {
+        ts_ns: p.timestamp_ns,
+        transport,
+        src,
+        dst,
+        src_port,
+        dst_port,
+        tcp_flags,
+        // Frame length on the wire, as tshark's conversation table counts bytes.
+        bytes: p.original_len,
+    })
+}
+
+fn v6((hi, lo): (u64, u64)) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo)))
+}
+
+/// The TCP header flags byte of WIT flags.
+pub fn flag_bits(f: TcpFlags) -> u8 {
+    let mut bits = 0;
+    for (mask, flag) in TCP_FLAG_BITS {
+        if f.contains(flag) {
+            bits |= mask;
+        }
+    }
+    bits
+}
+
+/// A packet's flow as the WIT record.
+#[inline]
+pub fn wit_ref(r: FlowRef) -> WitFlowRef {
+    WitFlowRef {
+        id: r.id,
+        direction: match r.direction {
+            Direction::FromOriginator => WitDirection::FromOriginator,
+            Direction::FromResponder => WitDirection::FromResponder,
+        },
+    }
+}
+
+/// A flow event as the WIT record.
+pub fn wit_event(e: &FlowEvent) -> WitFlowEvent {
+    match e {
+        FlowEvent::Started(s) => WitFlowEvent::Started(FlowStart {
+            id: s.id,
+            key: wit_key(&s.key),
+            timestamp_ns: s.timestamp_ns,
+        }),
+        FlowEvent::Ended(s) => WitFlowEvent::Ended(FlowSummary {
+            id: s.id,
+            key: wit_key(&s.key),
+            first_ns: s.first_ns,
+            last_ns: s.last_ns,
+            packets_from_originator: s.packets_from_originator,
+            packets_from_responder: s.packets_from_responder,
+            bytes_from_originator: s.bytes_from_originator,
+            bytes_from_responder: s.bytes_from_responder,
+            tcp_flags_seen: tcp_flags(s.tcp_flags_seen),
+            end_reason: match s.end_reason {
+                EndReason::Fin => FlowEndReason::Fin,
+                EndReason::Rst => FlowEndReason::Rst,
+                EndReason::IdleTimeout => FlowEndReason::IdleTimeout,
+                EndReason::Evicted => FlowEndReason::Evicted,
+                EndReason::EndOfCapture => FlowEndReason::EndOfCapture,
+            },
+        }),
+    }
+}
+
+/// The time of an event's dumplings: a start's first packet, an end's last packet.
+pub fn event_time_ns(e: &FlowEvent) -> u64 {
+    match e {
+        FlowEvent::Started(s) => s.timestamp_ns,
+        FlowEvent::Ended(s) => s.last_ns,
+    }
+}
+
+/// A 5-tuple as the WIT record.
+pub fn wit_key(k: &FlowKey) -> WitFlowKey {
+    WitFlowKey {
+        transport: match k.transport {
+            Transport::Tcp => TransportProtocol::Tcp,
+            Transport::Udp => TransportProtocol::Udp,
+            Transport::Icmpv4 => TransportProtocol::Icmpv4,
+            Transport::Icmpv6 => TransportProtocol::Icmpv6,
+        },
+        originator: wit_addr(k.originator),
+        responder: wit_addr(k.responder),
+        originator_port: k.originator_port,
+        responder_port: k.responder_port,
+    }
+}
+
+fn wit_addr(a: IpAddr) -> IpAddress {
+    match a {
+        IpAddr::V4(v4) => IpAddress::V4(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let n = u128::from(v6);
+            IpAddress::V6(((n >> 64) as u64, n as u64))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, ClockMode, Step};
+    use capture::PacketRecord;
+
+    /// A raw IPv4 packet (DLT_RAW) with a TCP (`flags` = Some) or UDP header.
+    fn ipv4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, tcp: Option<u8>) -> Vec<u8> {
+        let l4 = if tcp.is_some() { 20 } else { 8 };
+        let mut p = vec![0x45, 0, 0, (20 + l4) as u8, 0, 0, 0x40, 0, 64];
+        p.push(if tcp.is_some() { 6 } else { 17 });
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        match tcp {
+            Some(flags) => {
+                p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+            }
+            None => p.extend_from_slice(&[0, 8, 0, 0]),
+        }
+        p
+    }
+
+    fn push(b: &mut BatchBuilder, ts: u64, frame: &[u8]) {
+        b.push(&PacketRecord {
+            timestamp_ns: ts,
+            link_type: crate::packet::dlt::RAW,
+            interface_index: 0,
+            original_len: frame.len() as u32,
+            data: frame,
+        });
+    }
+
+    /// Every packet's flow and the batch events, from the builder's ready steps.
+    fn drain(b: &mut BatchBuilder) -> (Vec<Option<WitFlowRef>>, Vec<FlowEvent>, Vec<FlowEvent>) {
+        b.cut();
+        let (mut refs, mut started, mut ended) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(step) = b.next_step() {
+            if let Step::Packets(batch) = step {
+                refs.extend(batch.packets.iter().map(|p| p.0.flow));
+                started.extend(batch.flows.started.iter().copied());
+                ended.extend(batch.flows.ended.iter().copied());
+            }
+        }
+        (refs, started, ended)
+    }
+
+    const A: [u8; 4] = [10, 0, 0, 1];
+    const B: [u8; 4] = [10, 0, 0, 2];
+
+    #[test]
+    fn packets_carry_their_flow_only_while_switched_on() {
+        let shared = Arc::new(FlowShared::default());
+        let mut b = BatchBuilder::new(ClockMode::Replay, Duration::from_secs(5));
+        b.set_flow_stage(FlowStage::new(FlowConfig::default(), shared.clone()).expect("valid"));
+        // Off: nothing tracked, nothing filled.
+        push(&mut b, 1, &ipv4(A, B, 1000, 80, Some(0x02)));
+        let (refs, started, _) = drain(&mut b);
+        assert_eq!(refs, vec![None]);
+        assert!(started.is_empty());
+        shared.set_wanted(true);
+        push(&mut b, 2, &ipv4(A, B, 1000, 80, Some(0x02)));
+        push(&mut b, 3, &ipv4(B, A, 80, 1000, Some(0x12)));
+        push(&mut b, 4, &ipv4(A, B, 1000, 80, Some(0x10)));
+        push(&mut b, 5, &ipv4(A, B, 53, 53, None));
+        push(&mut b, 6, b"\x60not an ip packet");
+        let (refs, started, ended) = drain(&mut b);
+        let dirs: Vec<_> = refs
+            .iter()
+            .map(|r| r.map(|r| (r.id, matches!(r.direction, WitDirection::FromOriginator))))
+            .collect();
+        assert_eq!(
+            dirs,
+            vec![
+                Some((1, true)),
+                Some((1, false)),
+                Some((1, true)),
+                Some((2, true)),
+                None
+            ]
+        );
+        assert_eq!(started.len(), 2);
+        assert!(ended.is_empty());
+        assert_eq!(shared.stats().1, 2, "two flows tracked");
+        // End of input: both end, in id order.
+        b.end_flows();
+        let (_, _, ended) = drain(&mut b);
+        let ids: Vec<_> = ended
+            .iter()
+            .map(|e| match e {
+                FlowEvent::Ended(s) => (s.id, s.end_reason),
+                FlowEvent::Started(s) => (s.id, EndReason::Evicted),
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![(1, EndReason::EndOfCapture), (2, EndReason::EndOfCapture)]
+        );
+        // The WIT form of a summary keeps the counts and flags.
+        let WitFlowEvent::Ended(s) = wit_event(&ended[0]) else {
+            panic!("an end");
+        };
+        assert_eq!(
+            (s.packets_from_originator, s.packets_from_responder),
+            (2, 1)
+        );
+        assert_eq!(s.bytes_from_originator, 80);
+        assert_eq!(s.tcp_flags_seen, TcpFlags::SYN | TcpFlags::ACK);
+        assert_eq!(s.key.originator, IpAddress::V4(0x0a00_0001));
+        assert_eq!(s.key.responder_port, 80);
+        // Off again, then on: the table starts afresh, ids keep counting.
+        shared.set_wanted(false);
+        push(&mut b, 7, &ipv4(A, B, 1000, 80, Some(0x10)));
+        shared.set_wanted(true);
+        push(&mut b, 8, &ipv4(A, B, 1000, 80, Some(0x10)));
+        let (refs, _, _) = drain(&mut b);
+        assert_eq!(refs[0], None);
+        assert_eq!(refs[1].map(|r| r.id), Some(3));
+    }
+
+    #[test]
+    fn flag_bits_round_trip() {
+        for bits in 0..=255u8 {
+            assert_eq!(flag_bits(tcp_flags(bits)), bits);
+        }
+    }
+
+    #[test]
+    fn args_make_a_checked_config() {
+        let c = FlowArgs::default().config().expect("defaults are valid");
+        assert_eq!(c, FlowConfig::default());
+        let short = FlowArgs {
+            flow_idle_tcp_secs: 10,
+            ..FlowArgs::default()
+        };
+        assert_eq!(
+            short.config().expect("valid").idle_tcp_new,
+            Duration::from_secs(10)
+        );
+        let bad = FlowArgs {
+            flow_idle_icmp_secs: 0,
+            ..FlowArgs::default()
+        };
+        assert!(bad
+            .config()
+            .is_err_and(|e| e.to_string().contains("--flow-idle-icmp-secs")));
+    }
+}
