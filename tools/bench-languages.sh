@@ -2,9 +2,14 @@
 # tools/bench-languages.sh: packets/s per chef by language, same kitchen run, Rust as baseline.
 #
 #   bash tools/bench-languages.sh [PACKETS]        # default 100000 packets
+#   BASELINE_REV=<git rev> bash tools/bench-languages.sh   # + the same chefs built by that rev's SDKs
 #
 # Builds the Python ports (ARPChef, DNSLookupChef, PacketCountChef), the JS DNSLookupChef
 # (and the C one when clang-19 + wasi-libc are installed) under other names (Py*, Js*, C*),
+# and an empty Python and JS chef (tools/bench-chefs: PyEmptyChef, JsEmptyChef; their time
+# is the SDK's and the component boundary's cost alone). With BASELINE_REV, the Python and
+# JS chefs are also built by the SDKs and nd-chef of that revision (git archive, same
+# toolchain cache) as Py0*/Js0* and run in the same kitchen, so before/after is one run.
 # writes a corpus of PACKETS Ethernet frames taken from ../shared/pcaps (timestamps rewritten
 # to increase), and replays it ROUNDS times (default 3) through one nd-sniff holding every
 # chef at once: the built-in Rust sample chefs and the others side by side, so load drift hits
@@ -67,13 +72,29 @@ with open(out, "wb") as f:
 print("bench-languages: %d packets (%d distinct frames) -> %s" % (want, len(frames), out), file=sys.stderr)
 EOF
 
-build() { # build SRC NAME
-    "$NDCHEF" build "$REPO/$1" --name "$2" -o "$WORK/chefs/$2.wasm" 2>&1 | grep -E '^nd-chef: (built|error)' >&2
+build() { # build SRC NAME [NDCHEF]
+    "${3:-$NDCHEF}" build "$REPO/$1" --name "$2" -o "$WORK/chefs/$2.wasm" 2>&1 | grep -E '^nd-chef: (built|error)' >&2
 }
 build chefs/python/arp_chef PyARPChef
 build chefs/python/dns_lookup_chef PyDNSLookupChef
 build chefs/python/packet_count_chef PyPacketCountChef
 build chefs/js/dns_lookup_chef JsDNSLookupChef
+build tools/bench-chefs/empty_py PyEmptyChef
+build tools/bench-chefs/empty_js JsEmptyChef
+if [ -n "${BASELINE_REV:-}" ]; then
+    # The baseline SDKs build today's chef sources (and the empty chefs, which use only the
+    # API both versions share); their components target whatever contract that revision had.
+    rm -rf "$WORK/baseline" && mkdir -p "$WORK/baseline"
+    git -C "$REPO" archive "$BASELINE_REV" chef-sdk tools/nd-chef wit | tar -x -C "$WORK/baseline"
+    export ND_CHEF_CACHE="${ND_CHEF_CACHE:-$REPO/target/nd-chef-cache}"
+    OLD="$WORK/baseline/tools/nd-chef/nd-chef"
+    build chefs/python/arp_chef Py0ARPChef "$OLD"
+    build chefs/python/dns_lookup_chef Py0DNSLookupChef "$OLD"
+    build chefs/python/packet_count_chef Py0PacketCountChef "$OLD"
+    build chefs/js/dns_lookup_chef Js0DNSLookupChef "$OLD"
+    build tools/bench-chefs/empty_py Py0EmptyChef "$OLD"
+    build tools/bench-chefs/empty_js Js0EmptyChef "$OLD"
+fi
 if [ -d "$REPO/chefs/c/dns_lookup_chef" ] && "$NDCHEF" setup c >/dev/null 2>&1; then
     build chefs/c/dns_lookup_chef CDNSLookupChef
 fi
@@ -99,22 +120,26 @@ for r in range(1, rounds + 1):
             per.setdefault(name, []).append((packets, ms))
 if not per:
     sys.exit("no per-chef summary lines found in %s/round*.log" % work)
-BUILT = ("PyARPChef", "PyDNSLookupChef", "PyPacketCountChef", "JsDNSLookupChef", "CDNSLookupChef")
 def lang(name):
-    if name in BUILT:
-        for prefix, l in (("Py", "python"), ("Js", "js"), ("C", "c")):
-            if name.startswith(prefix):
-                return l, name[len(prefix):]
+    """(language label, base chef name) of a chef in the table."""
+    for prefix, l in (("Py0", "python@base"), ("Js0", "js@base"), ("Py", "python"), ("Js", "js"), ("C", "c")):
+        if name.startswith(prefix) and name[len(prefix):] in BASES:
+            return l, name[len(prefix):]
     return "rust", name
+BASES = ("ARPChef", "DNSLookupChef", "PacketCountChef", "EmptyChef")
 rows = []
 for name, runs in per.items():
     packets = runs[0][0]
     ns = statistics.median(ms * 1e6 / p for p, ms in runs)
     rows.append((name, lang(name), packets, ns))
 rust_ns = {base: ns for name, (l, base), _, ns in rows if l == "rust"}
-print("%-22s %-7s %9s %12s %14s %10s" % ("chef", "lang", "packets", "ns/packet", "packets/s", "vs Rust"))
+base_ns = {(l.split("@")[0], base): ns for name, (l, base), _, ns in rows if l.endswith("@base")}
+print("%-22s %-11s %9s %12s %14s %12s %14s" % ("chef", "lang", "packets", "ns/packet", "packets/s", "vs Rust", "vs base"))
 for name, (l, base), packets, ns in sorted(rows, key=lambda r: (r[1][1], r[1][0] != "rust", r[3])):
     ratio = ("%.1fx slower" % (ns / rust_ns[base])) if base in rust_ns and l != "rust" else "baseline" if l == "rust" else "-"
-    print("%-22s %-7s %9d %12.0f %14.0f %12s" % (name, l, packets, ns, 1e9 / ns, ratio))
-print("(median of %d round(s); time inside each chef per packet handed to it, same nd-sniff run)" % rounds)
+    before = base_ns.get((l, base))
+    speedup = "%.1fx faster" % (before / ns) if before else "-"
+    print("%-22s %-11s %9d %12.0f %14.0f %12s %14s" % (name, l, packets, ns, 1e9 / ns, ratio, speedup))
+print("(median of %d round(s); time inside each chef per packet handed to it, same nd-sniff run;"
+      " @base = built by the SDKs of BASELINE_REV)" % rounds)
 EOF

@@ -10,8 +10,13 @@
 // The kitchen calls chefs in batches of packets; this layer hides that and calls
 // `onPacket` once per packet with a `Packet` (below): scapy-style layer views
 // (`packet.arp.psrc`, `packet.ip.src`, `packet.udp.dport`, `packet.dns.qname`...).
+//
+// Chef API 0.2: the component asks for the packed batch form (`batch-form = packed`,
+// `on-packed`, layout in docs/packed-batch.md), so packets arrive as bytes and a
+// `PackedPacket` decodes a field only when the chef reads it. It also exports `state`:
+// a chef's optional `snapshot()` / `restore(bytes)` carry its state across a hot reload.
 
-import { log as witLog } from 'netdumplings:chef/log@0.1.0';
+import { log as witLog } from 'netdumplings:chef/log@0.2.0';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'];
 
@@ -114,38 +119,56 @@ function readName(msg, start) {
   }
 }
 
+/** One DNS question: `labels` (Uint8Array views), `qtype`, `qclass`; `name` is the text. */
+class DnsQuestion {
+  constructor(labels, qtype, qclass) { this.labels = labels; this.qtype = qtype; this.qclass = qclass; }
+  /** Labels decoded as UTF-8 (invalid bytes replaced) joined with '.', no trailing dot. */
+  get name() {
+    const labels = this.labels;
+    let s = labels.length ? utf8Lossy.decode(labels[0]) : '';
+    for (let i = 1; i < labels.length; i++) s += '.' + utf8Lossy.decode(labels[i]);
+    return s;
+  }
+}
+
+/** A DNS message: header fields, and the questions (`qd`) parsed on first access. Methods
+ * live on the prototype, so decoding a packet allocates no closures. */
+class DnsMessage {
+  constructor(msg) {
+    this.raw = msg;
+    this.id = (msg[0] << 8) | msg[1];
+    this.qr = msg[2] >> 7;
+    this.opcode = (msg[2] >> 3) & 15;
+    this.rcode = msg[3] & 15;
+    this.qdcount = (msg[4] << 8) | msg[5];
+    this.ancount = (msg[6] << 8) | msg[7];
+    this.nscount = (msg[8] << 8) | msg[9];
+    this.arcount = (msg[10] << 8) | msg[11];
+    this._qd = null;
+  }
+  get isResponse() { return this.qr === 1; }
+  /** The questions that parse (stops at the first bad one). */
+  get qd() {
+    if (this._qd) return this._qd;
+    const msg = this.raw, qd = [];
+    let pos = 12;
+    for (let i = 0; i < this.qdcount; i++) {
+      const got = readName(msg, pos);
+      if (!got || got[1] + 4 > msg.length) break;
+      const next = got[1];
+      qd.push(new DnsQuestion(got[0], (msg[next] << 8) | msg[next + 1], ((msg[next + 2] << 8) | msg[next + 3]) & 0x7fff));
+      pos = next + 4;
+    }
+    this._qd = qd;
+    return qd;
+  }
+  /** First question's name, or null. */
+  get qname() { const q = this.qd; return q.length ? q[0].name : null; }
+}
+
 /** Decode a DNS message (header; questions on demand), or null when shorter than a header. */
 export function parseDns(msg) {
-  if (msg.length < 12) return null;
-  const u16 = (i) => (msg[i] << 8) | msg[i + 1];
-  let qd = null;
-  const dns = {
-    raw: msg, id: u16(0), qr: msg[2] >> 7, opcode: (msg[2] >> 3) & 15, rcode: msg[3] & 15,
-    qdcount: u16(4), ancount: u16(6), nscount: u16(8), arcount: u16(10),
-    get isResponse() { return this.qr === 1; },
-    /** The questions that parse (stops at the first bad one). */
-    get qd() {
-      if (qd) return qd;
-      qd = [];
-      let pos = 12;
-      for (let i = 0; i < this.qdcount; i++) {
-        const got = readName(msg, pos);
-        if (!got || got[1] + 4 > msg.length) break;
-        const [labels, next] = got;
-        const qtype = u16(next), qclass = u16(next + 2) & 0x7fff;
-        pos = next + 4;
-        qd.push({
-          labels, qtype, qclass,
-          /** Labels decoded as UTF-8 (invalid bytes replaced) joined with '.', no trailing dot. */
-          get name() { return labels.map((l) => utf8Lossy.decode(l)).join('.'); },
-        });
-      }
-      return qd;
-    },
-    /** First question's name, or null. */
-    get qname() { const q = this.qd; return q.length ? q[0].name : null; },
-  };
-  return dns;
+  return msg.length < 12 ? null : new DnsMessage(msg);
 }
 
 // --- scapy-style layer names: a port of chefs/packet-count-chef/src/layers.rs (keep in sync) ---
@@ -358,7 +381,8 @@ export class BoundedMap extends Map {
 
 /** One packet as the kitchen parsed it; `wit` is the raw record of wit/chef.wit. */
 export class Packet {
-  constructor(wit, arena) { this.wit = wit; this.arena = arena; this._dns = undefined; }
+  // `wit` undefined: a subclass provides it as a getter (PackedPacket).
+  constructor(wit, arena) { if (wit !== undefined) this.wit = wit; this.arena = arena; this._dns = undefined; }
   /** Capture time, float seconds since the epoch. */
   get time() { return Number(this.wit.timestampNs) / 1e9; }
   get timestampNs() { return this.wit.timestampNs; }
@@ -481,6 +505,187 @@ export class Packet {
   haslayer(name) { return this.layers().includes(name); }
 }
 
+// --- the packed batch form (docs/packed-batch.md, layout version 1) ---
+const PACKED_MAGIC = 0x4250444e; // "NDPB" read as a little-endian u32
+const PACKED_VERSION = 1;
+const PACKED_HEADER = 16;
+const PACKED_RECORD_V1 = 224;
+const P_ETHERNET = 1, P_SLL = 2, P_VLAN_OUTER = 4, P_VLAN_INNER = 8, P_ARP = 16, P_IPV4 = 32, P_IPV6 = 64,
+  P_IPV6_FRAGMENT = 128, P_TCP = 256, P_UDP = 512, P_ICMPV4 = 1024, P_ICMPV6 = 2048, P_STOPPED = 4096, P_FLOW = 8192;
+const P_PORTS = P_TCP | P_UDP;
+const STOP_LAYERS = ['link', 'vlan', 'network', 'ip-extension', 'transport'];
+const STOP_REASONS = ['truncated', 'malformed', 'unsupported', 'fragment'];
+const TCP_FLAG_NAMES = ['fin', 'syn', 'rst', 'psh', 'ack', 'urg', 'ece', 'cwr'];
+const TCP_FLAG_LETTERS = 'FSRPAUEC';
+
+/** The packets of a packed batch (`headers` bytes, `arena` bytes), in order. */
+export function packedPackets(headers, arena) {
+  if (headers.length < PACKED_HEADER) throw new Error(`packed batch of ${headers.length} bytes is shorter than its header`);
+  const dv = new DataView(headers.buffer, headers.byteOffset, headers.byteLength);
+  const version = dv.getUint16(4, true), size = dv.getUint16(6, true), count = dv.getUint32(8, true);
+  if (dv.getUint32(0, true) !== PACKED_MAGIC || version !== PACKED_VERSION || size < PACKED_RECORD_V1) {
+    throw new Error(`unknown packed batch (version ${version}, record size ${size})`);
+  }
+  if (PACKED_HEADER + count * size > headers.length) throw new Error(`packed batch claims ${count} records in ${headers.length} bytes`);
+  const out = new Array(count);
+  for (let i = 0; i < count; i++) out[i] = new PackedPacket(dv, headers, PACKED_HEADER + i * size, arena);
+  return out;
+}
+
+const macAt = (b, at) => hex2(b[at]) + ':' + hex2(b[at + 1]) + ':' + hex2(b[at + 2]) + ':' + hex2(b[at + 3]) + ':' + hex2(b[at + 4]) + ':' + hex2(b[at + 5]);
+const ipv4At = (b, at) => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+const macNumAt = (dv, at) => (BigInt(dv.getUint16(at, false)) << 32n) | BigInt(dv.getUint32(at + 2, false));
+
+/** A Packet over one packed record: the same getters, each decoding its slot on access. */
+export class PackedPacket extends Packet {
+  constructor(dv, bytes, base, arena) { super(undefined, arena); this.dv = dv; this.bytes = bytes; this.o = base; this._wit = undefined; }
+  bits() { return this.dv.getUint32(this.o + 48, true); }
+  get time() { const dv = this.dv, o = this.o; return (dv.getUint32(o + 4, true) * 4294967296 + dv.getUint32(o, true)) / 1e9; }
+  get timestampNs() { return this.dv.getBigUint64(this.o, true); }
+  get linkType() { return this.dv.getUint32(this.o + 16, true); }
+  get length() { return this.dv.getUint32(this.o + 12, true); }
+  slot(at) { const off = this.dv.getUint32(this.o + at, true); return this.arena.subarray(off, off + this.dv.getUint32(this.o + at + 4, true)); }
+  get frame() { return this.slot(24); }
+  get payload() { return this.slot(32); }
+  get padding() { return this.slot(40); }
+  get ether() {
+    if (!(this.bits() & P_ETHERNET)) return null;
+    const o = this.o;
+    return { src: macAt(this.bytes, o + 64), dst: macAt(this.bytes, o + 70), type: this.dv.getUint16(o + 76, true) };
+  }
+  get vlan() {
+    if (!(this.bits() & P_VLAN_OUTER)) return null;
+    const dv = this.dv, o = this.o;
+    return { vlan: dv.getUint16(o + 82, true), prio: dv.getUint8(o + 80), type: dv.getUint16(o + 84, true) };
+  }
+  get arp() {
+    if (!(this.bits() & P_ARP)) return null;
+    const dv = this.dv, b = this.bytes, o = this.o;
+    return {
+      op: dv.getUint16(o + 116, true), hwtype: dv.getUint16(o + 112, true), ptype: dv.getUint16(o + 114, true),
+      hwsrc: macAt(b, o + 118), psrc: ipv4At(b, o + 124), hwdst: macAt(b, o + 128), pdst: ipv4At(b, o + 134),
+    };
+  }
+  get ip() {
+    const bits = this.bits(), dv = this.dv, o = this.o;
+    if (bits & P_IPV4) {
+      const b = this.bytes;
+      return { version: 4, src: ipv4At(b, o + 164), dst: ipv4At(b, o + 180), proto: dv.getUint8(o + 140), ttl: dv.getUint8(o + 141), tos: dv.getUint8(o + 142), len: dv.getUint16(o + 144, true), id: dv.getUint16(o + 146, true) };
+    }
+    if (bits & P_IPV6) {
+      const nh = dv.getUint8(o + 140), hlim = dv.getUint8(o + 141);
+      return {
+        version: 6, src: ipv6Str([dv.getBigUint64(o + 164, false), dv.getBigUint64(o + 172, false)]),
+        dst: ipv6Str([dv.getBigUint64(o + 180, false), dv.getBigUint64(o + 188, false)]),
+        nh, proto: nh, hlim, ttl: hlim, tc: dv.getUint8(o + 142), fl: dv.getUint32(o + 152, true), plen: dv.getUint16(o + 144, true),
+      };
+    }
+    return null;
+  }
+  get tcp() {
+    if (!(this.bits() & P_TCP)) return null;
+    const dv = this.dv, o = this.o, f = dv.getUint8(o + 210);
+    let flags = '';
+    for (let i = 0; i < 8; i++) if (f & (1 << i)) flags += TCP_FLAG_LETTERS[i];
+    return { sport: dv.getUint16(o + 196, true), dport: dv.getUint16(o + 198, true), seq: dv.getUint32(o + 200, true), ack: dv.getUint32(o + 204, true), window: dv.getUint16(o + 208, true), flags };
+  }
+  get udp() {
+    if (!(this.bits() & P_UDP)) return null;
+    const dv = this.dv, o = this.o;
+    return { sport: dv.getUint16(o + 196, true), dport: dv.getUint16(o + 198, true), len: dv.getUint16(o + 214, true) };
+  }
+  get icmp() {
+    const bits = this.bits();
+    if (!(bits & (P_ICMPV4 | P_ICMPV6))) return null;
+    const dv = this.dv, o = this.o;
+    return { version: bits & P_ICMPV4 ? 4 : 6, type: dv.getUint8(o + 216), code: dv.getUint8(o + 217), rest: dv.getUint32(o + 220, true) };
+  }
+  get dns() {
+    if (this._dns !== undefined) return this._dns;
+    this._dns = null;
+    const bits = this.bits();
+    if (bits & P_PORTS) {
+      const ports = bits & P_UDP ? DNS_UDP_PORTS : DNS_TCP_PORTS;
+      const sport = this.dv.getUint16(this.o + 196, true), dport = this.dv.getUint16(this.o + 198, true);
+      if (ports.includes(sport) || ports.includes(dport)) this._dns = this.parseDns();
+    }
+    return this._dns;
+  }
+  parseDns() {
+    const bits = this.bits();
+    if (!(bits & P_PORTS)) return null;
+    let data = this.slot(32);
+    if (bits & P_TCP) {
+      if (data.length < 2) return null;
+      const len = (data[0] << 8) | data[1];
+      if (data.length < 2 + len) return null;
+      data = data.subarray(2, 2 + len);
+    }
+    return parseDns(data);
+  }
+  /** The raw record in the shape of wit/chef.wit's `packet` (as componentize-js lifts it),
+   * built on first access. */
+  get wit() {
+    if (this._wit === undefined) this._wit = packedRecord(this.dv, this.o);
+    return this._wit;
+  }
+}
+
+function packedRecord(dv, o) {
+  const bits = dv.getUint32(o + 48, true);
+  const u8 = (at) => dv.getUint8(o + at), u16 = (at) => dv.getUint16(o + at, true), u32 = (at) => dv.getUint32(o + at, true);
+  const span = (at) => ({ offset: u32(at), len: u32(at + 4) });
+  const vlan = (at) => ({ priority: u8(at), dropEligible: u8(at + 1) !== 0, id: u16(at + 2), etherType: u16(at + 4) });
+  const icmp = () => ({ icmpType: u8(216), code: u8(217), rest: u32(220) });
+  let ip = undefined, transport = undefined;
+  if (bits & P_IPV4) {
+    ip = { tag: 'v4', val: {
+      source: dv.getUint32(o + 164, false), destination: dv.getUint32(o + 180, false), protocol: u8(140), ttl: u8(141),
+      tos: u8(142), headerLen: u8(143), totalLen: u16(144), identification: u16(146),
+      dontFragment: (u8(150) & 1) !== 0, moreFragments: (u8(150) & 2) !== 0, fragmentOffset: u16(148),
+    } };
+  } else if (bits & P_IPV6) {
+    ip = { tag: 'v6', val: {
+      source: [dv.getBigUint64(o + 164, false), dv.getBigUint64(o + 172, false)],
+      destination: [dv.getBigUint64(o + 180, false), dv.getBigUint64(o + 188, false)],
+      nextHeader: u8(140), hopLimit: u8(141), trafficClass: u8(142), flowLabel: u32(152), payloadLen: u16(144),
+      fragment: bits & P_IPV6_FRAGMENT ? { offset: u16(156), moreFragments: u8(158) !== 0, identification: u32(160) } : undefined,
+    } };
+  }
+  if (bits & P_TCP) {
+    const f = u8(210), flags = {};
+    TCP_FLAG_NAMES.forEach((n, i) => { flags[n] = (f & (1 << i)) !== 0; });
+    transport = { tag: 'tcp', val: {
+      sourcePort: u16(196), destinationPort: u16(198), sequence: u32(200), acknowledgment: u32(204),
+      flags, window: u16(208), headerLen: u8(211), urgentPointer: u16(212),
+    } };
+  } else if (bits & P_UDP) {
+    transport = { tag: 'udp', val: { sourcePort: u16(196), destinationPort: u16(198), length: u16(214) } };
+  } else if (bits & P_ICMPV4) {
+    transport = { tag: 'icmpv4', val: icmp() };
+  } else if (bits & P_ICMPV6) {
+    transport = { tag: 'icmpv6', val: icmp() };
+  }
+  return {
+    timestampNs: dv.getBigUint64(o, true), capturedLen: u32(8), originalLen: u32(12), linkType: u32(16),
+    interfaceIndex: u32(20), frame: span(24), payload: span(32), padding: span(40),
+    ethernet: bits & P_ETHERNET ? { source: macNumAt(dv, o + 64), destination: macNumAt(dv, o + 70), etherType: u16(76) } : undefined,
+    linuxSll: bits & P_SLL ? {
+      packetType: u16(96), arpHardwareType: u16(98), protocolType: u16(100), sourceLen: u8(102),
+      source: dv.getBigUint64(o + 104, false),
+    } : undefined,
+    vlanOuter: bits & P_VLAN_OUTER ? vlan(80) : undefined,
+    vlanInner: bits & P_VLAN_INNER ? vlan(88) : undefined,
+    arp: bits & P_ARP ? {
+      hardwareType: u16(112), protocolType: u16(114), operation: u16(116), senderHardware: macNumAt(dv, o + 118),
+      senderProtocol: dv.getUint32(o + 124, false), targetHardware: macNumAt(dv, o + 128), targetProtocol: dv.getUint32(o + 134, false),
+    } : undefined,
+    ip, transport,
+    stopped: bits & P_STOPPED ? { layer: STOP_LAYERS[u8(52)], reason: STOP_REASONS[u8(53)] } : undefined,
+    flow: bits & P_FLOW ? { id: dv.getBigUint64(o + 56, true), direction: u8(54) ? 'from-responder' : 'from-originator' } : undefined,
+  };
+}
+
 const NETWORK = ['arp', 'ipv4', 'ipv6', 'other'];
 const TRANSPORT = ['tcp', 'udp', 'icmpv4', 'icmpv6'];
 
@@ -516,34 +721,46 @@ export function makeHandler(mod, options = {}) {
     description: String(chef.description ?? mod.description ?? name),
     version: String(chef.version ?? mod.version ?? '0.1.0'),
     drivers: { packet: !!onPacket, interval: !!onInterval },
-    interest: checkInterest(chef.interest ?? mod.interest),
+    interest: { ...checkInterest(chef.interest ?? mod.interest), flowEvents: false, streamBytes: 0 },
+    batchForm: 'packed',
   };
   // console.* goes to the kitchen's log (stdout is not wired to anything).
   const toLog = (level) => (...args) => log(args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '), level);
   globalThis.console = { log: toLog('info'), info: toLog('info'), warn: toLog('warn'), error: toLog('error'), debug: toLog('debug') };
 
+  // The chef's optional state method pair, for `makeState` (export `state`).
+  const snapshot = typeof chef.snapshot === 'function' ? chef.snapshot.bind(chef) : typeof mod.snapshot === 'function' ? mod.snapshot : null;
+  const restore = typeof chef.restore === 'function' ? chef.restore.bind(chef) : typeof mod.restore === 'function' ? mod.restore : null;
+  current = { name, snapshot, restore };
+
+  function run(packets) {
+    const out = [];
+    if (!onPacket) return out;
+    for (let i = 0; i < packets.length; i++) {
+      const p = packets[i];
+      if (catchErrors) {
+        try {
+          const v = onPacket(p);
+          if (v === undefined || v === null) continue;
+          out.push({ packetIndex: i, payload: JSON.stringify(v) });
+        } catch (e) {
+          log(`Error invoking packet handler for chef ${name}: ${errText(e)}`, 'error');
+        }
+      } else {
+        const v = onPacket(p);
+        if (v !== undefined && v !== null) out.push({ packetIndex: i, payload: JSON.stringify(v) });
+      }
+    }
+    return out;
+  }
+
   return {
     describe() { return info; },
-    onPackets(packets, arena) {
-      const out = [];
-      if (!onPacket) return out;
-      for (let i = 0; i < packets.length; i++) {
-        const p = new Packet(packets[i], arena);
-        if (catchErrors) {
-          try {
-            const v = onPacket(p);
-            if (v === undefined || v === null) continue;
-            out.push({ packetIndex: i, payload: JSON.stringify(v) });
-          } catch (e) {
-            log(`Error invoking packet handler for chef ${name}: ${errText(e)}`, 'error');
-          }
-        } else {
-          const v = onPacket(p);
-          if (v !== undefined && v !== null) out.push({ packetIndex: i, payload: JSON.stringify(v) });
-        }
-      }
-      return out;
-    },
+    // Only called if the kitchen ignored batch-form = packed; still correct.
+    onPackets(packets, arena) { return run(packets.map((w) => new Packet(w, arena))); },
+    onPacked(headers, arena) { return onPacket ? run(packedPackets(headers, arena)) : []; },
+    onFlowEvents(_events) { return []; },
+    onStream(_chunks, _arena) { return []; },
     onInterval(nowNs, intervalNs) {
       if (!onInterval) return [];
       if (catchErrors) {
@@ -557,6 +774,36 @@ export function makeHandler(mod, options = {}) {
       }
       const v = onInterval(Number(intervalNs) / 1e9, Number(nowNs) / 1e9);
       return v === undefined || v === null ? [] : [JSON.stringify(v)];
+    },
+  };
+}
+
+let current = null;
+
+/** The `state` export of the stateful-chef world for the chef `makeHandler` wrapped: its
+ * `snapshot()` (a Uint8Array, or a string sent as UTF-8) and `restore(bytes)` carry its
+ * state across a hot reload. A chef without them snapshots nothing; an exception in
+ * `restore` refuses the old state (the new version starts fresh; the kitchen logs why). */
+export function makeState() {
+  return {
+    snapshot() {
+      if (!current || !current.snapshot) return new Uint8Array(0);
+      const v = current.snapshot();
+      if (typeof v === 'string') return new TextEncoder().encode(v);
+      if (v instanceof Uint8Array) return v;
+      throw new Error(`${current.name}.snapshot() must return a Uint8Array or a string`);
+    },
+    restore(bytes) {
+      if (!current || !current.restore) {
+        // Thrown strings become the `err` of restore's result.
+        if (bytes.length) throw `${current ? current.name : 'chef'} has no restore() method: starting fresh`;
+        return;
+      }
+      try {
+        current.restore(bytes);
+      } catch (e) {
+        throw `${current.name}.restore() refused the state: ${errText(e)}`;
+      }
     },
   };
 }

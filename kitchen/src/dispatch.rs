@@ -37,20 +37,20 @@ use dumpling::Driver;
 pub use crate::batch::{
     Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
 };
-use crate::chef_host::bindings::{Interest, NetworkProtocol, TransportProtocol};
+use crate::chef_host::bindings::{BatchForm, Interest, NetworkProtocol, TransportProtocol};
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
 use crate::chef_queue::{self, ChefQueue};
 use crate::crash_capsule::CrashCapsules;
+use crate::packed_batch::PackedScratch;
 use crate::packet::{NetClass, PacketClass, TransportClass};
 use crate::poke_clock::ClockAnomalies;
-mod streams;
-
 use crate::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
 
 mod flow_events;
+mod streams;
 
 /// Why the output refused a dumpling.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +205,8 @@ pub struct Dispatcher {
     streams: Option<crate::stream_stage::StreamStage>,
     /// Memory bounds for reassembly (`--stream-*` flags).
     stream_limits: flowtrack::reassembly::ReassemblyLimits,
+    /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
+    packed: PackedScratch,
     /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
     flows: Option<flow_events::DispatchFlows>,
     /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::crash_capsule`]).
@@ -239,6 +241,7 @@ impl Dispatcher {
             behind: false,
             streams: None,
             stream_limits: Default::default(),
+            packed: PackedScratch::default(),
             flows: None,
             capsules: None,
         };
@@ -407,6 +410,20 @@ impl Dispatcher {
         let now = Instant::now();
         // Once per batch: the kitchen clock and each chef's share of the thread.
         let call = self.call_context();
+        self.packed.begin_batch(&batch.packets);
+        let result = self.offer_batch(batch, call, live, now);
+        self.packed.end_batch();
+        result
+    }
+
+    /// The chef loop of [`Dispatcher::run_batch`].
+    fn offer_batch(
+        &mut self,
+        batch: &Batch,
+        call: CallContext,
+        live: bool,
+        now: Instant,
+    ) -> Result<(), SinkError> {
         for i in 0..self.chefs.len() {
             let slot = &self.chefs[i];
             if !slot.chef.description().drivers.packet {
@@ -504,7 +521,13 @@ impl Dispatcher {
             return Ok(());
         }
         let slot = &mut self.chefs[i];
-        let result = slot.chef.on_packets(packets, arena, now_ns);
+        let result = if slot.chef.description().batch_form == BatchForm::Packed {
+            // Encoding is timed as this chef's work (the first packed chef of a batch pays it).
+            let headers = self.packed.headers(packets);
+            slot.chef.on_packed(headers, arena, packets.len(), now_ns)
+        } else {
+            slot.chef.on_packets(packets, arena, now_ns)
+        };
         if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
             c.packets_failed(&slot.chef, e, packets, arena, now_ns);
         }

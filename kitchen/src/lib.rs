@@ -46,6 +46,7 @@ pub mod hub_client;
 pub mod metrics;
 pub mod origin;
 pub mod output;
+pub mod packed_batch;
 pub mod packet;
 pub mod poke_clock;
 pub mod progress;

@@ -7,9 +7,11 @@
 It needs the `wasmtime` Python package (`tools/nd-chef/nd-chef setup devhost` installs it
 into the toolchain cache; run this file with that venv's python). It parses Ethernet /
 802.1Q / ARP / IPv4 / IPv6 / TCP / UDP / ICMP itself, into the records of `wit/chef.wit`,
-applies the chef's `interest`, calls `on-packets` in batches and `on-interval` on capture
-time, and prints the dumplings as JSON lines in the kitchen's envelope (stdout). Diagnostics
-and the chef's log go to stderr.
+applies the chef's `interest`, calls `on-packets` in batches (`on-packed` with the packed
+form of docs/packed-batch.md for a 0.2 chef that asks for it, as the Python and JS SDKs do)
+and `on-interval` on capture time, and prints the dumplings as JSON lines in the kitchen's
+envelope (stdout). Chefs of chef API 0.1 and 0.2 both run (0.2: no flows or streams here).
+Diagnostics and the chef's log go to stderr.
 
 This is *not* the kitchen: its parser is a small subset of `kitchen/`'s (no SLL, no IPv6
 extension headers but fragments, no QinQ depth beyond two tags), and its sandbox is only an
@@ -31,7 +33,7 @@ import wasmtime
 import wasmtime.component as wc
 
 PKG = "netdumplings:chef"
-VERSION = "0.1.0"
+VERSIONS = ("0.2.0", "0.1.0")
 
 
 class R(wc.Record):
@@ -309,6 +311,86 @@ def matches(p: R, linktype: int, interest) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- packed form
+
+_LAYERS = ("link", "vlan", "network", "ip-extension", "transport")
+_REASONS = ("truncated", "malformed", "unsupported", "fragment")
+_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
+
+
+def pack(records) -> bytes:
+    """The packed batch (docs/packed-batch.md, layout version 1) of these WIT records."""
+    out = bytearray(struct.pack("<4sHHII", b"NDPB", 1, 224, len(records), 0))
+    for p in records:
+        r = bytearray(224)
+        put = lambda fmt, at, *v: struct.pack_into(fmt, r, at, *v)  # noqa: E731
+        bits = 0
+        put("<QIIII", 0, p["timestamp-ns"], p["captured-len"], p["original-len"], p["link-type"], p["interface-index"])
+        put("<IIIIII", 24, p["frame"]["offset"], p["frame"]["len"], p["payload"]["offset"], p["payload"]["len"],
+            p["padding"]["offset"], p["padding"]["len"])
+        if p["stopped"] is not None:
+            bits |= 1 << 12
+            put("<BB", 52, _LAYERS.index(p["stopped"]["layer"]), _REASONS.index(p["stopped"]["reason"]))
+        e = p["ethernet"]
+        if e is not None:
+            bits |= 1
+            r[64:70] = e["source"].to_bytes(6, "big")
+            r[70:76] = e["destination"].to_bytes(6, "big")
+            put("<H", 76, e["ether-type"])
+        for bit, at, key in ((2, 80, "vlan-outer"), (3, 88, "vlan-inner")):
+            v = p[key]
+            if v is not None:
+                bits |= 1 << bit
+                put("<BBHH", at, v["priority"], int(v["drop-eligible"]), v["id"], v["ether-type"])
+        a = p["arp"]
+        if a is not None:
+            bits |= 1 << 4
+            put("<HHH", 112, a["hardware-type"], a["protocol-type"], a["operation"])
+            r[118:124] = a["sender-hardware"].to_bytes(6, "big")
+            r[124:128] = a["sender-protocol"].to_bytes(4, "big")
+            r[128:134] = a["target-hardware"].to_bytes(6, "big")
+            r[134:138] = a["target-protocol"].to_bytes(4, "big")
+        ip = p["ip"]
+        if ip is not None:
+            h = ip.payload
+            if ip.tag == "v4":
+                bits |= 1 << 5
+                put("<BBBBHHHB", 140, h["protocol"], h["ttl"], h["tos"], h["header-len"], h["total-len"],
+                    h["identification"], h["fragment-offset"], int(h["dont-fragment"]) | int(h["more-fragments"]) << 1)
+                r[164:168] = h["source"].to_bytes(4, "big")
+                r[180:184] = h["destination"].to_bytes(4, "big")
+            else:
+                bits |= 1 << 6
+                put("<BBB", 140, h["next-header"], h["hop-limit"], h["traffic-class"])
+                put("<H", 144, h["payload-len"])
+                put("<I", 152, h["flow-label"])
+                f = h["fragment"]
+                if f is not None:
+                    bits |= 1 << 7
+                    put("<HBxI", 156, f["offset"], int(f["more-fragments"]), f["identification"])
+                r[164:180] = ((h["source"][0] << 64) | h["source"][1]).to_bytes(16, "big")
+                r[180:196] = ((h["destination"][0] << 64) | h["destination"][1]).to_bytes(16, "big")
+        t = p["transport"]
+        if t is not None:
+            h = t.payload
+            if t.tag == "tcp":
+                bits |= 1 << 8
+                fl = sum(1 << i for i, n in enumerate(_FLAGS) if n in h["flags"])
+                put("<HHIIHBBH", 196, h["source-port"], h["destination-port"], h["sequence"], h["acknowledgment"],
+                    h["window"], fl, h["header-len"], h["urgent-pointer"])
+            elif t.tag == "udp":
+                bits |= 1 << 9
+                put("<HH", 196, h["source-port"], h["destination-port"])
+                put("<H", 214, h["length"])
+            else:
+                bits |= 1 << (10 if t.tag == "icmpv4" else 11)
+                put("<BB", 216, h["icmp-type"], h["code"])
+                put("<I", 220, h["rest"])
+        put("<I", 48, bits)
+        out += r
+    return bytes(out)
+
+
 # --------------------------------------------------------------------------- host
 
 
@@ -329,15 +411,24 @@ class Chef:
         self.store.set_limits(memory_size=memory_mb * 1024 * 1024)
         linker = wc.Linker(self.engine)
         with linker.root() as root:
-            with root.add_instance("%s/log@%s" % (PKG, VERSION)) as li:
-                li.add_func("log", self._log)
+            for version in VERSIONS:
+                with root.add_instance("%s/log@%s" % (PKG, version)) as li:
+                    li.add_func("log", self._log)
         linker.define_unknown_imports_as_traps(self.component)
         self.name = "?"
         self.store.set_epoch_deadline(self.deadline_ticks)
         self.instance = linker.instantiate(self.store, self.component)
-        iface = self.instance.get_export_index(self.store, "%s/handler@%s" % (PKG, VERSION))
+        iface = None
+        for version in VERSIONS:
+            iface = self.instance.get_export_index(self.store, "%s/handler@%s" % (PKG, version))
+            if iface is not None:
+                self.version = version
+                break
         if iface is None:
-            raise SystemExit("%s does not export %s/handler@%s" % (path, PKG, VERSION))
+            raise SystemExit("%s exports no %s/handler of versions %s" % (path, PKG, ", ".join(VERSIONS)))
+        self.f_packed = None
+        if self.version != "0.1.0":
+            self.f_packed = self.instance.get_func(self.store, self.instance.get_export_index(self.store, "on-packed", iface))
         self.f_describe = self.instance.get_func(self.store, self.instance.get_export_index(self.store, "describe", iface))
         self.f_packets = self.instance.get_func(self.store, self.instance.get_export_index(self.store, "on-packets", iface))
         self.f_interval = self.instance.get_func(self.store, self.instance.get_export_index(self.store, "on-interval", iface))
@@ -357,7 +448,17 @@ class Chef:
     def describe(self):
         info = self.call(self.f_describe)
         self.name = info.name
+        self.packed = str(getattr(info, "batch-form", "records")) == "packed"
         return info
+
+    def packets(self, records, arena):
+        """Hand one batch over in the form the chef asked for."""
+        if self.packed:
+            return self.call(self.f_packed, pack(records), arena)
+        if self.version != "0.1.0":
+            for p in records:
+                p["flow"] = None
+        return self.call(self.f_packets, records, arena)
 
 
 def envelope(chef: str, payload: str, driver: str, t: float) -> str:
@@ -380,7 +481,9 @@ def main() -> int:
     drivers = info.drivers
     wi = info.interest
     interest = R({"link_types": list(getattr(wi, "link-types")), "network": [str(x) for x in wi.network], "transport": [str(x) for x in wi.transport], "ports": list(wi.ports)})
-    print("devhost: %s v%s drivers=%s interest=%s (compile %.2fs)" % (info.name, info.version, sorted(drivers), vars(interest), chef.compile_s), file=sys.stderr)
+    print("devhost: %s v%s (chef API %s%s) drivers=%s interest=%s (compile %.2fs)" % (
+        info.name, info.version, chef.version, ", packed" if chef.packed else "", sorted(drivers), vars(interest),
+        chef.compile_s), file=sys.stderr)
 
     # Parse everything up front (one arena per batch).
     records = list(read_pcap(args.pcap))
@@ -409,7 +512,7 @@ def main() -> int:
             t0 = time.perf_counter()
             if wants:
                 for pk, ar, _t in batches:
-                    chef.call(chef.f_packets, pk, ar)
+                    chef.packets(pk, ar)
             dt = time.perf_counter() - t0
             best = dt if best is None or dt < best else best
         rate = matched / best if best and matched else 0.0
@@ -428,7 +531,7 @@ def main() -> int:
                 out.write(envelope(info.name, payload, "interval", next_poke / 1e9) + "\n")
             next_poke += interval_ns
         if "packet" in drivers:
-            for d in chef.call(chef.f_packets, pk, ar):
+            for d in chef.packets(pk, ar):
                 out.write(envelope(info.name, d.payload, "packet", tms[getattr(d, "packet-index")] / 1e9) + "\n")
     if next_poke is not None and records:
         last = records[-1][0]

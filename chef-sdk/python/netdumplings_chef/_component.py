@@ -9,12 +9,18 @@ entry module that ``tools/nd-chef`` writes does::
 
 The chef instance is created when the module is imported, i.e. at build time: componentize-py
 snapshots the initialised interpreter, so loading the component does not re-run it.
+
+The component implements ``netdumplings:chef@0.2.0``'s ``stateful-chef`` world: packets
+arrive packed (``batch-form = packed``, ``on-packed``; see ``docs/packed-batch.md``), and the
+``state`` interface carries the chef's ``snapshot()``/``restore()`` across a hot reload (a
+chef without them snapshots nothing and starts fresh).
 """
 
 import sys
 
 from wit_world import exports
 from wit_world.imports import types
+from componentize_py_types import Err
 
 from . import Runner, _log_impl, find_chef_class
 
@@ -88,7 +94,10 @@ def chef_info(chef) -> "types.ChefInfo":
             network=[_NETWORK[n] for n in interest.network],
             transport=[_TRANSPORT[t] for t in interest.transport],
             ports=list(interest.ports),
+            flow_events=False,
+            stream_bytes=0,
         ),
+        batch_form=types.BatchForm.PACKED,
     )
 
 
@@ -99,6 +108,7 @@ def make_handler(module, name=None):
     if name:
         chef.name = name
     runner = Runner(chef)
+    _RUNNER[:] = [runner]
     info = chef_info(chef)
     make_dumpling = types.PacketDumpling
 
@@ -107,9 +117,38 @@ def make_handler(module, name=None):
             return info
 
         def on_packets(self, packets, arena):
+            # Only called if the kitchen ignored batch-form = packed; still correct.
             return runner.packets(packets, arena, make_dumpling)
+
+        def on_packed(self, headers, arena):
+            return runner.packed(headers, arena, make_dumpling)
 
         def on_interval(self, now_ns, interval_ns):
             return runner.interval(now_ns, interval_ns)
 
+        def on_flow_events(self, events):
+            return []
+
+        def on_stream(self, chunks, arena):
+            return []
+
     return Handler
+
+
+def make_state():
+    """The ``State`` class componentize-py exports (``netdumplings:chef/state``): the chef
+    made by :func:`make_handler` snapshots and restores through its method pair."""
+
+    class State(exports.State):
+        def snapshot(self):
+            return _RUNNER[0].snapshot()
+
+        def restore(self, state):
+            refused = _RUNNER[0].restore(state)
+            if refused is not None:
+                raise Err(refused)
+
+    return State
+
+
+_RUNNER = []

@@ -17,6 +17,7 @@ tested) under plain CPython with duck-typed records.
 from __future__ import annotations
 
 import ipaddress
+import struct
 
 from .scapy_names import ICMPV6_FALLBACK, ICMPV6_NAMES, layer_names
 
@@ -378,13 +379,17 @@ class DNSQuestion:
 
     @property
     def name(self) -> str:
-        return ".".join(label.decode("utf-8", "replace") for label in self.labels)
+        # One decode of the joined labels gives the same text as decoding each label: "."
+        # is ASCII, so an invalid sequence never spans it and is replaced alike.
+        return b".".join(self.labels).decode("utf-8", "replace")
 
     def __repr__(self) -> str:
         return "<DNSQuestion %r qtype=%d qclass=%d>" % (self.qname, self.qtype, self.qclass)
 
 
 MAX_NAME_LEN = 255  # wire bytes of a name, as in the Rust SDK's parser
+_DNS_HEADER = struct.Struct(">HBBHHHH").unpack_from
+_QTYPE_QCLASS = struct.Struct(">HH").unpack_from
 MAX_POINTERS = 16
 
 
@@ -435,14 +440,10 @@ class DNS:
         if len(msg) < 12:
             raise DNSParseError("shorter than a DNS header")
         self.raw = msg
-        self.id = (msg[0] << 8) | msg[1]
-        self.qr = msg[2] >> 7
-        self.opcode = (msg[2] >> 3) & 0x0F
-        self.rcode = msg[3] & 0x0F
-        self.qdcount = (msg[4] << 8) | msg[5]
-        self.ancount = (msg[6] << 8) | msg[7]
-        self.nscount = (msg[8] << 8) | msg[9]
-        self.arcount = (msg[10] << 8) | msg[11]
+        self.id, b2, b3, self.qdcount, self.ancount, self.nscount, self.arcount = _DNS_HEADER(msg)
+        self.qr = b2 >> 7
+        self.opcode = (b2 >> 3) & 0x0F
+        self.rcode = b3 & 0x0F
         self._qd = None
 
     @property
@@ -460,10 +461,9 @@ class DNS:
                 if got is None or got[1] + 4 > len(msg):
                     break
                 labels, pos = got
-                qtype = (msg[pos] << 8) | msg[pos + 1]
-                qclass = ((msg[pos + 2] << 8) | msg[pos + 3]) & 0x7FFF
+                qtype, qclass = _QTYPE_QCLASS(msg, pos)
                 pos += 4
-                questions.append(DNSQuestion(labels, qtype, qclass))
+                questions.append(DNSQuestion(labels, qtype, qclass & 0x7FFF))
             self._qd = questions
         return self._qd
 
@@ -478,6 +478,21 @@ class DNS:
 
 
 _MISSING = object()
+
+
+def dns_from_payload(data: bytes, tcp: bool):
+    """A UDP/TCP payload as a DNS message (over TCP after the two-byte length prefix,
+    which must fit), or ``None`` when too short for a DNS header."""
+    if tcp:
+        if len(data) < 2:
+            return None
+        length = (data[0] << 8) | data[1]
+        if len(data) < 2 + length:
+            return None
+        data = data[2 : 2 + length]
+    if len(data) < 12:
+        return None
+    return DNS(data)
 
 
 class Packet:
@@ -648,17 +663,7 @@ class Packet:
         tag = _tag(t)
         if tag not in ("udp", "tcp"):
             return None
-        data = self.payload
-        if tag == "tcp":
-            if len(data) < 2:
-                return None
-            length = (data[0] << 8) | data[1]
-            if len(data) < 2 + length:
-                return None
-            data = data[2 : 2 + length]
-        if len(data) < 12:
-            return None
-        return DNS(data)
+        return dns_from_payload(self.payload, tag == "tcp")
 
     def haslayer(self, name: str) -> bool:
         """Whether the scapy-style layer ``name`` (e.g. ``"DNS"``, ``"ARP"``, ``"IP"``) is present."""

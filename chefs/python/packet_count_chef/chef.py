@@ -2,8 +2,11 @@
 
 Counts every layer of every packet by its scapy-style name ("Ethernet", "IP", "TCP",
 "DNS", "Raw"...), in first-seen order; interval payload {"packet_counts": {...}},
-cumulative, sent on every poke. No packet dumplings.
+cumulative, sent on every poke. No packet dumplings. Its counts survive a hot reload
+(``snapshot`` / ``restore``, chef API 0.2 state).
 """
+
+import json
 
 from netdumplings_chef import DumplingChef
 
@@ -23,3 +26,12 @@ class PacketCountChef(DumplingChef):
 
     def interval_handler(self, interval=None):
         return {"packet_counts": self.packet_counts}
+
+    def snapshot(self):
+        return json.dumps(self.packet_counts).encode("utf-8")
+
+    def restore(self, data):
+        counts = json.loads(data)
+        if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
+            raise ValueError("not a packet_counts object")
+        self.packet_counts = counts

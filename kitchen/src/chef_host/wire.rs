@@ -202,25 +202,25 @@ unsafe impl Lower for WirePacketV01 {
 }
 
 /// Little-endian writer over one record's bytes.
-struct W<'a>(&'a mut [u8]);
+pub(crate) struct W<'a>(pub(crate) &'a mut [u8]);
 
 impl W<'_> {
-    fn u8(&mut self, at: usize, v: u8) {
+    pub(crate) fn u8(&mut self, at: usize, v: u8) {
         self.0[at] = v;
     }
-    fn u16(&mut self, at: usize, v: u16) {
+    pub(crate) fn u16(&mut self, at: usize, v: u16) {
         self.0[at..at + 2].copy_from_slice(&v.to_le_bytes());
     }
-    fn u32(&mut self, at: usize, v: u32) {
+    pub(crate) fn u32(&mut self, at: usize, v: u32) {
         self.0[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, at: usize, v: u64) {
+    pub(crate) fn u64(&mut self, at: usize, v: u64) {
         self.0[at..at + 8].copy_from_slice(&v.to_le_bytes());
     }
-    fn bool(&mut self, at: usize, v: bool) {
+    pub(crate) fn bool(&mut self, at: usize, v: bool) {
         self.0[at] = u8::from(v);
     }
-    fn span(&mut self, at: usize, s: &Span) {
+    pub(crate) fn span(&mut self, at: usize, s: &Span) {
         self.u32(at, s.offset);
         self.u32(at + 4, s.len);
     }
@@ -432,7 +432,7 @@ fn transport(w: &mut W<'_>, at: usize, t: &TransportHeader) {
 }
 
 /// tcp-flags: one bit per flag in declaration order (fin = bit 0 ... cwr = bit 7).
-fn tcp_flag_bits(f: TcpFlags) -> u8 {
+pub(crate) fn tcp_flag_bits(f: TcpFlags) -> u8 {
     [
         TcpFlags::FIN,
         TcpFlags::SYN,
