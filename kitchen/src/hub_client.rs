@@ -13,7 +13,8 @@
 //!   ([`HubOptions::block_when_full`]): a replay must not lose dumplings just because the
 //!   file reads faster than the network sends;
 //! * fails over: with several hubs ([`HubOptions::fallbacks`]) a lost or unreachable hub
-//!   makes it move to the next one in the list (round robin);
+//!   makes it move to the next one in the list (round robin) at once; it backs off only
+//!   after a whole round of hubs failed (so each hub is tried at most once per backoff);
 //! * with [`HubOptions::dumpling_ids`], stamps each dumpling with a stable id
 //!   (`metadata.nd_id` = `<kitchen id>-<sequence>`) and, after every reconnect, re-sends
 //!   its last [`HubOptions::resend_tail`] written dumplings first: a hub killed with
@@ -337,6 +338,11 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
     }
     let mut current = 0;
     let mut failures: u32 = 0;
+    // Failover without hammering: after a failed connect the next hub is tried at once;
+    // only when every hub failed in a row (one round) does the kitchen sleep, with the
+    // jittered backoff growing per round, so it never tries a hub more than once a round.
+    let mut untried = hubs.len();
+    let mut rounds: u32 = 0;
     loop {
         let url = hubs[current].clone();
         {
@@ -355,6 +361,8 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
         {
             Ok(Ok((ws, _response))) => {
                 failures = 0;
+                rounds = 0;
+                untried = hubs.len();
                 {
                     let mut st = shared.lock();
                     st.connected = true;
@@ -409,14 +417,24 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                 failures += 1;
                 log_connect_failure(&url, failures, &e.to_string());
                 current = (current + 1) % hubs.len();
+                untried = untried.saturating_sub(1);
+                if untried > 0 {
+                    continue;
+                }
             }
             Err(_) => {
                 failures += 1;
                 log_connect_failure(&url, failures, "connection attempt timed out");
                 current = (current + 1) % hubs.len();
+                untried = untried.saturating_sub(1);
+                if untried > 0 {
+                    continue;
+                }
             }
         }
-        let delay = backoff(failures.max(1), &options);
+        untried = hubs.len();
+        rounds += 1;
+        let delay = backoff(rounds, &options);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shared.wake.notified() => {

@@ -427,9 +427,27 @@ async fn failover_cell(resend_tail: usize) -> anyhow::Result<(f64, u64, u64)> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     done.store(true, Ordering::Relaxed);
     let _ = reader.await;
+    let got = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+    if std::env::var_os("ND_BENCH_LOG").is_some() {
+        // Arrivals per 250 ms after the kill, and hub B's log.
+        let mut buckets = [0u32; 24];
+        for (t, _) in &got {
+            if *t > killed {
+                let i = (t.duration_since(killed).as_millis() / 250) as usize;
+                if let Some(b) = buckets.get_mut(i) {
+                    *b += 1;
+                }
+            }
+        }
+        eprintln!("    arrivals per 250 ms after the kill: {buckets:?}");
+        if let Ok(log) = hubs[0].log.lock() {
+            for line in log.lines().filter(|l| !l.contains("eater")) {
+                eprintln!("    hub B: {line}");
+            }
+        }
+    }
     stop_all(hubs);
     let _ = std::fs::remove_dir_all(&dir);
-    let got = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
     // The stream resumes at the end of the largest gap between arrivals after the kill
     // (the last arrival before the kill counts as the gap's start).
     let mut prev: Option<Instant> = None;
