@@ -94,7 +94,10 @@ fn capture_for(stem: &str) -> Option<PathBuf> {
     if let Some(name) = stem.strip_prefix("synth__") {
         return Some(synth_dir().join(format!("{name}.pcap")));
     }
-    shared_pcap(&format!("{stem}.pcap")).or_else(|| shared_pcap(&format!("{stem}.pcapng")))
+    [".pcap", ".pcapng"]
+        .iter()
+        .filter_map(|ext| shared_pcap(&format!("{stem}{ext}")))
+        .find(|path| path.exists())
 }
 
 /// Truth files with `suffix`, by capture stem.
