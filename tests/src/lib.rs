@@ -208,6 +208,20 @@ pub fn spawn_hub(in_port: u16, out_port: u16, extra: &[&str]) -> ChildGuard {
     hub
 }
 
+/// Runs a prepared `nd-sniff` replay that writes its dumplings to stdout (`--stdout`),
+/// waits up to two minutes, asserts it succeeded (naming `capture` and showing its log),
+/// and returns the dumplings and the log.
+pub fn sniff_dumplings(cmd: &mut Command, capture: &Path) -> (Vec<serde_json::Value>, String) {
+    let out = ChildGuard::spawn("nd-sniff", cmd).wait_output(Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "nd-sniff failed on {}: {stderr}",
+        capture.display()
+    );
+    (json_lines(&out.stdout), stderr)
+}
+
 /// Parse JSON lines (one dumpling per line) into values; panics on a non-JSON line.
 pub fn json_lines(text: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(text)

@@ -6,7 +6,7 @@
 //! as built by the SDK before it moved to 0.2 (committed, never rebuilt), so this test keeps
 //! checking a real old binary.
 
-use e2e_tests::{bin, json_lines, shared_pcap, test_data, ChildGuard};
+use e2e_tests::{bin, shared_pcap, sniff_dumplings, test_data, ChildGuard};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,14 +33,7 @@ fn replay(capture: &Path, extra: &[&str]) -> (Vec<Value>, String) {
         "--no-chef-cache",
     ]);
     cmd.args(extra);
-    let out = ChildGuard::spawn("nd-sniff", &mut cmd).wait_output(Duration::from_secs(120));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "nd-sniff failed on {}: {stderr}",
-        capture.display()
-    );
-    (json_lines(&out.stdout), stderr)
+    sniff_dumplings(&mut cmd, capture)
 }
 
 /// (driver, creation_time, payload) of every dumpling of `chef`, in order.

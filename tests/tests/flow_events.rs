@@ -4,12 +4,11 @@
 //! `udp.stream`, the index behind `tshark -z conv,tcp` / `conv,udp`), committed as
 //! `tests/data/truth/*.conv.tsv` by `tests/data/truth/generate-flows.sh`.
 
-use e2e_tests::{bin, json_lines, shared_pcap, truth_rows, ChildGuard};
+use e2e_tests::{bin, shared_pcap, sniff_dumplings, truth_rows};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 /// (protocol, endpoint, endpoint) with the endpoints in sorted order.
 type Pair = (String, String, String);
@@ -33,14 +32,7 @@ fn replay(capture: &Path, extra: &[&str]) -> (Vec<Value>, String) {
         "TopTalkersChef",
     ]);
     cmd.args(extra);
-    let out = ChildGuard::spawn("nd-sniff", &mut cmd).wait_output(Duration::from_secs(120));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "nd-sniff failed on {}: {stderr}",
-        capture.display()
-    );
-    (json_lines(&out.stdout), stderr)
+    sniff_dumplings(&mut cmd, capture)
 }
 
 fn add(

@@ -2,12 +2,11 @@
 //! captures, checked against ground truth computed independently by tshark
 //! (`tests/data/truth/generate.sh`) and against the Python original's own output.
 
-use e2e_tests::{bin, json_lines, shared_pcap, test_data, truth_rows, ChildGuard};
+use e2e_tests::{bin, json_lines, shared_pcap, sniff_dumplings, test_data, truth_rows};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 /// Replays `capture` through the named built-in chefs (no hub) and returns the dumplings.
 /// The poke interval is an hour, so the only interval dumplings are the final poke's.
@@ -26,14 +25,7 @@ fn replay(capture: &Path, chefs: &[&str]) -> Vec<Value> {
     for chef in chefs {
         cmd.args(["-c", chef]);
     }
-    let out = ChildGuard::spawn("nd-sniff", &mut cmd).wait_output(Duration::from_secs(120));
-    assert!(
-        out.status.success(),
-        "nd-sniff failed on {}: {}",
-        capture.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dumplings = json_lines(&out.stdout);
+    let (dumplings, _) = sniff_dumplings(&mut cmd, capture);
     for d in &dumplings {
         assert_eq!(d["metadata"]["kitchen"], "test_kitchen", "{d}");
         assert!(d["metadata"]["creation_time"].is_f64(), "{d}");

@@ -6,12 +6,11 @@
 //! reassembly on (`tests/data/truth/generate-streams.sh`): the chefs must see every server
 //! name and request tshark sees.
 
-use e2e_tests::{bin, json_lines, shared_pcap, test_data, truth_rows, ChildGuard};
+use e2e_tests::{bin, shared_pcap, sniff_dumplings, test_data, truth_rows};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 /// Corpus captures whose server names / requests the chefs cannot see, and why (checked by
 /// hand on 2026-12-05 with the streams branch; see the issue 13 note):
@@ -56,14 +55,8 @@ fn replay(capture: &Path, chefs: &[&str]) -> Vec<Value> {
     for chef in chefs {
         cmd.args(["-c", chef]);
     }
-    let out = ChildGuard::spawn("nd-sniff", &mut cmd).wait_output(Duration::from_secs(120));
-    assert!(
-        out.status.success(),
-        "nd-sniff failed on {}: {}",
-        capture.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_lines(&out.stdout)
+    sniff_dumplings(&mut cmd, capture)
+        .0
         .into_iter()
         .filter(|d| d["metadata"]["driver"] == "packet")
         .collect()
