@@ -33,6 +33,11 @@ use crate::chef_host::bindings::{
 use crate::chef_host::WirePacket;
 use crate::packet::{tcp_flags, TCP_FLAG_BITS};
 
+/// Set (to anything) in `nd-sniff`'s environment, the kitchen runs without a flow stage, as
+/// before flows existed: the baseline of `tools/bench-flow-overhead.sh`. Not a user
+/// setting (chefs asking for flows or streams then get none).
+pub const BYPASS_ENV: &str = "ND_BENCH_NO_FLOW_STAGE";
+
 /// The flow table's flags (`nd-sniff --help`, "Flows").
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlowArgs {
