@@ -244,7 +244,7 @@ pub struct FlowConfig {
     pub back_tolerance: Duration,
 }
 
-/// Default of [`FlowConfig::max_flows`]: about 40 MB of table when full.
+/// Default of [`FlowConfig::max_flows`]: about 38 MB of table when full (144 bytes a flow).
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 /// Upper bound of [`FlowConfig::max_flows`] (slab slots are `u32`).
 pub const MAX_MAX_FLOWS: usize = 1 << 28;

@@ -186,7 +186,7 @@ mod tests {
             let mut next_slot = 0u32;
             for _ in 0..20_000 {
                 let r = rng.next();
-                if r % 3 != 0 || model.is_empty() {
+                if !r.is_multiple_of(3) || model.is_empty() {
                     let tag = (rng.next() as u32) & (u32::MAX >> (32 - tag_bits));
                     idx.insert(tag, next_slot);
                     model.insert(next_slot, tag);
