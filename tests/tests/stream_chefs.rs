@@ -6,7 +6,7 @@
 //! reassembly on (`tests/data/truth/generate-streams.sh`): the chefs must see every server
 //! name and request tshark sees.
 
-use e2e_tests::{bin, shared_pcap, sniff_dumplings, test_data, truth_rows};
+use e2e_tests::{bin, shared_pcap, sniff_dumplings, synth_streams_dir, test_data, truth_rows};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -72,30 +72,10 @@ fn replay(capture: &Path, chefs: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-/// The synthesized captures, written once per test process into a temporary folder.
-fn synth_dir() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("nd-stream-synth-{}", std::process::id()));
-        let out = Command::new("python3")
-            .arg(test_data("streams/synth.py"))
-            .arg(&dir)
-            .output()
-            .expect("python3 runs tests/data/streams/synth.py (apt-get install -y python3)");
-        assert!(
-            out.status.success(),
-            "synth.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-    .clone()
-}
-
 /// The capture a truth file describes (`synth__x` = a synthesized capture), if present.
 fn capture_for(stem: &str) -> Option<PathBuf> {
     if let Some(name) = stem.strip_prefix("synth__") {
-        return Some(synth_dir().join(format!("{name}.pcap")));
+        return Some(synth_streams_dir().join(format!("{name}.pcap")));
     }
     [".pcap", ".pcapng"]
         .iter()

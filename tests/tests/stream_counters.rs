@@ -6,37 +6,17 @@
 //! 1400, in every order but the natural one) replayed with a 1 KiB per-flow buffer, and
 //! `tls-duplicated` (every segment twice, plus an overlapping retransmission).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    bin, free_port, metric_sample, promtool_check, sniff_dumplings, test_data, wait_for_port,
-    ChildGuard,
+    bin, free_port, http_get, metric_sample, open_fifo, promtool_check, sniff_dumplings,
+    synth_streams_dir, test_data, wait_for_port, ChildGuard,
 };
 use serde_json::Value;
-
-/// The synthesized captures, written once per test process into a temporary folder.
-fn synth_dir() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("nd-stream-counters-{}", std::process::id()));
-        let out = Command::new("python3")
-            .arg(test_data("streams/synth.py"))
-            .arg(&dir)
-            .output()
-            .expect("python3 runs tests/data/streams/synth.py (apt-get install -y python3)");
-        assert!(
-            out.status.success(),
-            "synth.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-    .clone()
-}
 
 /// Lengths of the ClientHellos synth.py makes for these server names.
 fn hello_lengths(names: &[&str]) -> Vec<u64> {
@@ -50,7 +30,11 @@ fn hello_lengths(names: &[&str]) -> Vec<u64> {
         .args(names)
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.trim().parse().expect("a length"))
@@ -92,7 +76,7 @@ fn summary_line<'a>(log: &'a str, what: &str) -> &'a str {
 
 #[test]
 fn status_and_summary_report_gaps_and_budget_drops_of_known_captures() {
-    let dir = synth_dir();
+    let dir = synth_streams_dir();
 
     // tls-missing: the first connection's bytes 700..1400 never come; the hole is given up
     // when the flow ends (not for a budget). Both connections close with FIN both ways.
@@ -118,13 +102,18 @@ fn status_and_summary_report_gaps_and_budget_drops_of_known_captures() {
         "{line}"
     );
     let line = summary_line(&log, "flows:");
-    assert!(line.starts_with("flows: 2 started, 2 ended by FIN"), "{line}");
+    assert!(
+        line.starts_with("flows: 2 started, 2 ended by FIN"),
+        "{line}"
+    );
 
     // tls-reordered with a 1 KiB per-flow buffer: every out-of-order segment lies more than
     // 1 KiB past its hole, so each connection gives its hole up for the budget: 700 bytes
     // for orders (0,2,1), (1,0,2), (1,2,0), 1400 for (2,0,1), (2,1,0); the bytes of each
     // hole then arrive as duplicates.
-    let names: Vec<String> = (0..5).map(|i| format!("s{i}.reordered.split.test")).collect();
+    let names: Vec<String> = (0..5)
+        .map(|i| format!("s{i}.reordered.split.test"))
+        .collect();
     let h = hello_lengths(&names.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         h.iter().all(|l| l - 700 > 1024),
@@ -175,32 +164,16 @@ fn status_and_summary_report_gaps_and_budget_drops_of_known_captures() {
         .iter()
         .rfind(|d| d["metadata"]["chef"] == "KitchenStatusChef")
         .expect("a status dumpling")["payload"];
-    assert!(status.get("flows").is_none() && status.get("streams").is_none(), "{status:#}");
+    assert!(
+        status.get("flows").is_none() && status.get("streams").is_none(),
+        "{status:#}"
+    );
     assert!(!log.contains("summary: streams:"), "{log}");
 }
 
-/// A FIFO in `dir`, opened read-write by the test (so opening never waits for the reader
-/// and the kitchen sees no end of file until the returned handle is dropped).
-fn fifo(dir: &Path) -> (PathBuf, std::fs::File) {
-    let path = dir.join("capture.pcap");
-    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
-    assert!(made.success(), "mkfifo {}", path.display());
-    let writer = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("open fifo");
-    (path, writer)
-}
-
 fn get_metrics(addr: SocketAddr) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out.split_once("\r\n\r\n")
+    http_get(addr, "/metrics")
+        .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default()
 }
@@ -214,12 +187,19 @@ fn metrics_count_stream_bytes_and_duplicates_of_a_running_replay() {
     let tmp = std::env::temp_dir().join(format!("nd-stream-metrics-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("temp dir");
-    let (path, mut writer) = fifo(&tmp);
+    let (path, mut writer) = open_fifo(&tmp);
     let port = free_port();
     let kitchen = ChildGuard::spawn(
         "nd-sniff",
         Command::new(bin("nd-sniff"))
-            .args(["--no-hub", "--stdout", "-n", "streams", "-c", "TLSServerNameChef"])
+            .args([
+                "--no-hub",
+                "--stdout",
+                "-n",
+                "streams",
+                "-c",
+                "TLSServerNameChef",
+            ])
             .args(["--metrics-address", &port.to_string(), "-r"])
             .arg(&path),
     );
@@ -229,7 +209,7 @@ fn metrics_count_stream_bytes_and_duplicates_of_a_running_replay() {
         "the kitchen never listened for metrics"
     );
     // Keep the FIFO open: the replay is running (the flows have not ended) when scraped.
-    let bytes = std::fs::read(synth_dir().join("tls-duplicated.pcap")).expect("capture");
+    let bytes = std::fs::read(synth_streams_dir().join("tls-duplicated.pcap")).expect("capture");
     writer.write_all(&bytes).expect("feed the fifo");
     let label = r#"kitchen="streams""#;
     let series = |name: &str| format!("{name}{{{label}}}");
