@@ -145,6 +145,37 @@ fn status_and_summary_report_gaps_and_budget_drops_of_known_captures() {
         )),
         "{line}"
     );
+    // A replay's status is reproducible: the flow counters travel with the batches, so the
+    // status dumplings (one per 5 ms of capture time here) do not depend on how far the
+    // reading thread ran ahead of the chefs.
+    let statuses = || {
+        let capture = dir.join("tls-reordered.pcap");
+        let mut cmd = Command::new(bin("nd-sniff"));
+        cmd.arg("-r").arg(&capture).args([
+            "--stdout",
+            "--no-hub",
+            "-p",
+            "0.005",
+            "--kitchen-status",
+            "on",
+            "-c",
+            "TLSServerNameChef",
+        ]);
+        let (dumplings, _) = sniff_dumplings(&mut cmd, &capture);
+        dumplings
+            .into_iter()
+            .filter(|d| d["metadata"]["chef"] == "KitchenStatusChef")
+            .map(|d| d["payload"].clone())
+            .collect::<Vec<Value>>()
+    };
+    let first = statuses();
+    assert!(first.len() > 3, "{first:#?}");
+    let counts: Vec<&Value> = first.iter().map(|s| &s["flows"]["started"]).collect();
+    assert!(
+        counts.first() != counts.last(),
+        "the flow counters change during the replay: {counts:?}"
+    );
+    assert_eq!(statuses(), first, "two replays, different status dumplings");
 
     // Without a chef that uses flows or streams, neither section appears.
     let mut cmd = Command::new(bin("nd-sniff"));
