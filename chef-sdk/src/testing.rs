@@ -184,11 +184,13 @@ pub fn sample_capture() -> Option<Batch> {
     Batch::from_pcap(&std::fs::read(path).ok()?)
 }
 
-/// Every classic-pcap capture of the team's corpus (`shared/pcaps`, beside the
-/// repository), as `(file name, batch)`; pcapng files are skipped. Empty if the corpus is
-/// not there.
+/// Every classic-pcap capture of the team's corpus (`$ND_SHARED_PCAPS`, else
+/// `shared/pcaps` beside the repository), as `(file name, batch)`; pcapng files are
+/// skipped. Empty if the corpus is not there.
 pub fn corpus() -> Vec<(String, Batch)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps");
+    let dir = std::env::var_os("ND_SHARED_PCAPS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps").into());
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -621,9 +623,9 @@ mod tests {
             .is_none());
         // Not ours, or not this shape: refused with a reason, never misread.
         assert!(<SerdeState as StateCodec<Counter>>::restore(b"garbage").is_err());
-        let mut other = crate::__private::SERDE_STATE_HEADER.to_vec();
-        other.extend_from_slice(br#"{"seen":"seven"}"#);
-        let e = <SerdeState as StateCodec<Counter>>::restore(&other).unwrap_err();
+        let other = br#"chef-sdk-state-json-2 Counter 1
+{"seen":"seven"}"#;
+        let e = <SerdeState as StateCodec<Counter>>::restore(other).unwrap_err();
         assert!(e.contains("does not fit"), "{e}");
         // A chef exported without state refuses someone else's.
         assert!(<NoState as StateCodec<Counter>>::restore(b"x").is_err());
