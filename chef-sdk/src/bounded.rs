@@ -198,6 +198,12 @@ impl<K: Hash + Eq, V> BoundedMap<K, V> {
         self
     }
 
+    /// Sets the state budget (see [`BoundedMap::with_state_budget`]); for a chef's
+    /// [`crate::Chef::restored`], when a new version changed it.
+    pub fn set_state_budget(&mut self, bytes: usize) {
+        self.state_budget = bytes;
+    }
+
     /// The state budget (see [`BoundedMap::with_state_budget`]).
     pub fn state_budget(&self) -> usize {
         self.state_budget

@@ -270,6 +270,70 @@ where
     <SerdeState as StateCodec<C>>::restore(&state)?.ok_or_else(|| "no state".to_owned())
 }
 
+/// Checks that a hot reload in the middle of `batch` changes nothing a chef later says.
+///
+/// For each packet index in `splits`, runs `batch` through two chefs: one without a break,
+/// and one that is poked, snapshotted and replaced by a copy restored from the snapshot at
+/// that packet, as the kitchen does on a reload (the old version's final poke, `snapshot`,
+/// the new version's `restore`). The uninterrupted chef is poked at the same time, so both
+/// get the same calls. Asserts equal packet dumplings (JSON text, in order), equal pokes at
+/// the split and after the last packet, and returns the number of dumplings compared.
+pub fn check_reload_at<C>(batch: &Batch, splits: &[usize]) -> usize
+where
+    C: Chef + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let run = |chef: &mut C, range: std::ops::Range<usize>| -> Vec<(usize, String)> {
+        let start = range.start;
+        crate::__private::on_packets(chef, &batch.packets[range], &batch.arena)
+            .into_iter()
+            .map(|d| (start + d.packet_index as usize, d.payload))
+            .collect()
+    };
+    let time = |i: usize| {
+        batch
+            .packets
+            .get(i.min(batch.len().saturating_sub(1)))
+            .map_or(0, |p| p.timestamp_ns)
+    };
+    let mut compared = 0;
+    for &split in splits {
+        let split = split.min(batch.len());
+        let (mut plain, mut old) = (C::default(), C::default());
+        let mut want = run(&mut plain, 0..split);
+        let mut got = run(&mut old, 0..split);
+        want.extend(poke_raw(&mut plain, time(split)).into_iter().map(|p| (split, p)));
+        got.extend(poke_raw(&mut old, time(split)).into_iter().map(|p| (split, p)));
+        let mut new = match reload(&old) {
+            Ok(chef) => chef,
+            Err(e) => panic!("reload at packet {split} refused: {e}"),
+        };
+        want.extend(run(&mut plain, split..batch.len()));
+        got.extend(run(&mut new, split..batch.len()));
+        let end = batch.len();
+        want.extend(poke_raw(&mut plain, time(end) + 1).into_iter().map(|p| (end, p)));
+        got.extend(poke_raw(&mut new, time(end) + 1).into_iter().map(|p| (end, p)));
+        assert_eq!(got, want, "reload at packet {split} changed the output");
+        compared += want.len();
+    }
+    compared
+}
+
+/// [`check_reload_at`] over every corpus capture with a packet that `relevant` picks,
+/// reloading at a third and at two thirds of each; returns the dumplings compared.
+pub fn check_reload_over_corpus<C>(relevant: impl Fn(&Packet<'_>) -> bool) -> usize
+where
+    C: Chef + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut compared = 0;
+    for (_, batch) in corpus() {
+        if batch.iter().any(|p| relevant(&p)) {
+            let n = batch.len();
+            compared += check_reload_at::<C>(&batch, &[n / 3, 2 * n / 3]);
+        }
+    }
+    compared
+}
+
 /// The chef's `describe` record.
 pub fn describe<C: Chef>() -> wit::ChefInfo {
     crate::__private::describe::<C>("0.0.0-test")
