@@ -267,8 +267,8 @@ mod tests {
         assert!(e.contains("older chef-sdk's format"), "{e}");
         let e = restore::<Counter>(b"{\"packet_counts\":{}}").unwrap_err();
         assert!(e.contains("not a chef-sdk JSON state"), "{e}");
-        let e = restore::<Counter>(b"chef-sdk-state-json-2 Counter 1\n{\"seen\":\"x\"}")
-            .unwrap_err();
+        let e =
+            restore::<Counter>(b"chef-sdk-state-json-2 Counter 1\n{\"seen\":\"x\"}").unwrap_err();
         assert!(e.starts_with("the state does not fit"), "{e}");
         let e = restore::<Counter>(
             b"chef-sdk-state-json-2 Counter 1\n{\"seen\":1,\"at\":0,\"raw\":\"0g\"}",

@@ -301,8 +301,16 @@ where
         let (mut plain, mut old) = (C::default(), C::default());
         let mut want = run(&mut plain, 0..split);
         let mut got = run(&mut old, 0..split);
-        want.extend(poke_raw(&mut plain, time(split)).into_iter().map(|p| (split, p)));
-        got.extend(poke_raw(&mut old, time(split)).into_iter().map(|p| (split, p)));
+        want.extend(
+            poke_raw(&mut plain, time(split))
+                .into_iter()
+                .map(|p| (split, p)),
+        );
+        got.extend(
+            poke_raw(&mut old, time(split))
+                .into_iter()
+                .map(|p| (split, p)),
+        );
         let mut new = match reload(&old) {
             Ok(chef) => chef,
             Err(e) => panic!("reload at packet {split} refused: {e}"),
@@ -310,8 +318,16 @@ where
         want.extend(run(&mut plain, split..batch.len()));
         got.extend(run(&mut new, split..batch.len()));
         let end = batch.len();
-        want.extend(poke_raw(&mut plain, time(end) + 1).into_iter().map(|p| (end, p)));
-        got.extend(poke_raw(&mut new, time(end) + 1).into_iter().map(|p| (end, p)));
+        want.extend(
+            poke_raw(&mut plain, time(end) + 1)
+                .into_iter()
+                .map(|p| (end, p)),
+        );
+        got.extend(
+            poke_raw(&mut new, time(end) + 1)
+                .into_iter()
+                .map(|p| (end, p)),
+        );
         assert_eq!(got, want, "reload at packet {split} changed the output");
         compared += want.len();
     }

@@ -210,10 +210,7 @@ mod tests {
         assert_eq!(r.evicted(), m.evicted());
         assert_eq!(state_json(&r), state_json(&m));
         // Outside a snapshot the map is still a plain object.
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"d":2,"f":1,"a":1}"#
-        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"d":2,"f":1,"a":1}"#);
     }
 
     #[test]
@@ -228,7 +225,10 @@ mod tests {
         assert_eq!(r.evicted(), 2, "the left-out entries count as evicted");
         assert_eq!(r.state_budget(), 30);
         r.set_capacity(1);
-        assert_eq!(r.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["aaaa"]);
+        assert_eq!(
+            r.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["aaaa"]
+        );
         assert_eq!(r.evicted(), 3);
     }
 
@@ -236,7 +236,10 @@ mod tests {
     fn broken_states_are_refused() {
         for (json, why) in [
             (r#"{"a":1}"#, "missing field"),
-            (r#"{"capacity":0,"evicted":0,"entries":[],"recency":[]}"#, "out of range"),
+            (
+                r#"{"capacity":0,"evicted":0,"entries":[],"recency":[]}"#,
+                "out of range",
+            ),
             (
                 r#"{"capacity":1,"evicted":0,"entries":[["a",1],["b",1]],"recency":[0,1]}"#,
                 "over its capacity",
