@@ -183,7 +183,7 @@ impl<'de> serde::Deserialize<'de> for Bytes {
             return Err(D::Error::custom("odd number of hex digits"));
         }
         hex.chunks_exact(2)
-            .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+            .map(|p| Some((digit(p[0])? << 4) | digit(p[1])?))
             .collect::<Option<Vec<u8>>>()
             .map(Bytes)
             .ok_or_else(|| D::Error::custom("not a hex string"))
