@@ -334,6 +334,29 @@ where
     compared
 }
 
+/// Snapshots `chef` as the kitchen would, asserts the snapshot is under the kitchen's default
+/// `--chef-state-max-bytes` ([`crate::state::KITCHEN_DEFAULT_MAX_BYTES`]), and returns the
+/// chef restored from it. For a test that fills every table with worst-case entries.
+pub fn assert_state_fits_the_default_cap<C>(chef: &C) -> C
+where
+    C: Chef + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let state = match crate::state::snapshot(chef) {
+        Ok(state) => state,
+        Err(e) => panic!("snapshot failed: {e}"),
+    };
+    let cap = crate::state::KITCHEN_DEFAULT_MAX_BYTES;
+    assert!(
+        state.len() < cap,
+        "snapshot of {} bytes, over {cap}",
+        state.len()
+    );
+    match crate::state::restore(&state) {
+        Ok(chef) => chef,
+        Err(e) => panic!("restore refused: {e}"),
+    }
+}
+
 /// [`check_reload_at`] over every corpus capture with a packet that `relevant` picks,
 /// reloading at a third and at two thirds of each; returns the dumplings compared.
 pub fn check_reload_over_corpus<C>(relevant: impl Fn(&Packet<'_>) -> bool) -> usize

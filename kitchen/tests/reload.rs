@@ -1065,63 +1065,54 @@ fn a_new_version_that_refuses_the_state_starts_fresh_and_the_log_says_why() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-#[test]
-fn a_snapshot_over_the_cap_is_not_carried_and_the_log_says_why() {
-    let root = scratch("state-over-cap");
+/// Version 1 of `PacketCountChef` from the folder, then `new` replaces it (kitchen started with
+/// `more` arguments): the state is not carried, the log names the chef and says `why`, and the
+/// new version counts only what it saw itself.
+fn packet_count_starts_fresh(label: &str, new: &Path, more: &[&str], why: &str) {
+    let root = scratch(label);
     let dir = root.join("chefs");
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = root.join("packets.fifo");
     mkfifo(&fifo);
-    let v2 = root.join("packet_count_chef_v2.wasm");
-    rebuilt(&packet_count_chef_v0_2(), &v2);
-    // PacketCountChef's snapshot: a format line and ~60 bytes of counts, over 64.
-    let args = ["-c", "PacketCountChef", "--chef-state-max-bytes", "64"];
+    let mut args = vec!["-c", "PacketCountChef"];
+    args.extend_from_slice(more);
     let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &args);
     land(&packet_count_chef_v0_2(), &dir, "packet_count_chef.wasm");
     k.send_until(&["overrides the built-in", "PacketCountChef"]);
     k.send(30);
-    land(&v2, &dir, "packet_count_chef.wasm");
-    k.send_until(&[
-        "state not carried",
-        "PacketCountChef",
-        "over --chef-state-max-bytes (64)",
-    ]);
+    land(new, &dir, "packet_count_chef.wasm");
+    k.send_until(&["state not carried", "PacketCountChef", why]);
     k.send(25);
     let (stdout, stderr) = k.finish();
     let counts = ethernet_counts(&stdout);
-    assert_eq!(counts.len(), 3, "{counts:?}\n{stderr}");
+    assert_eq!(counts.len(), 3, "{label}: {counts:?}\n{stderr}");
+    // Fresh: the new version counted only what it saw itself, far fewer than the total.
     assert!(
         counts[2] >= 25 && counts[2] < counts[1] + 25,
-        "fresh: {counts:?}"
+        "{label}: {counts:?}"
     );
     assert!(stderr.contains("the new version starts fresh"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_snapshot_over_the_cap_is_not_carried_and_the_log_says_why() {
+    let v2 = scratch("state-over-cap-v2").join("packet_count_chef_v2.wasm");
+    rebuilt(&packet_count_chef_v0_2(), &v2);
+    // PacketCountChef's snapshot: a format line and ~60 bytes of counts, over 64.
+    let cap = ["--chef-state-max-bytes", "64"];
+    packet_count_starts_fresh(
+        "state-over-cap",
+        &v2,
+        &cap,
+        "over --chef-state-max-bytes (64)",
+    );
 }
 
 #[test]
 fn a_new_version_without_state_starts_fresh_and_the_log_says_why() {
-    let root = scratch("state-fresh");
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
     // The new version is the same chef built against chef API 0.1: no `state` export.
     let old_api = workspace_root().join("tests/data/chefs-v0.1/packet_count_chef.wasm");
-
-    let mut k = Kitchen::start(&root, &dir, &fifo, &root.join("cache"));
-    land(&packet_count_chef_v0_2(), &dir, "packet_count_chef.wasm");
-    k.send_until(&["overrides the built-in", "PacketCountChef"]);
-    k.send(30);
-    land(&old_api, &dir, "packet_count_chef.wasm");
-    k.send_until(&[
-        "state not carried",
-        "PacketCountChef",
-        "does not export netdumplings:chef/state",
-    ]);
-    k.send(25);
-    let (stdout, stderr) = k.finish();
-    let counts = ethernet_counts(&stdout);
-    assert_eq!(counts.len(), 3, "{counts:?}\n{stderr}");
-    // The 0.1 version counted only what it saw itself (fresh), far fewer than the total.
-    assert!(counts[2] >= 25 && counts[2] < counts[1] + 25, "{counts:?}");
-    assert!(stderr.contains("the new version starts fresh"), "{stderr}");
+    let why = "does not export netdumplings:chef/state";
+    packet_count_starts_fresh("state-fresh", &old_api, &[], why);
 }

@@ -381,13 +381,7 @@ mod tests {
             chef.leases.insert(Mac(i), lease);
             chef.hostnames.insert(Mac(i), name.clone());
         }
-        let state = chef_sdk::state::snapshot(&chef).expect("snapshot");
-        assert!(
-            state.len() < chef_sdk::state::KITCHEN_DEFAULT_MAX_BYTES,
-            "{} bytes",
-            state.len()
-        );
-        let r = chef_sdk::testing::reload(&chef).expect("restored");
+        let r = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
         // The newest are kept; ordinary host names would all fit (~100 bytes a lease).
         assert!(r.leases.get(&Mac(MAX_LEASES as u64 - 1)).is_some());
         assert!(

@@ -342,7 +342,6 @@ mod tests {
 
     #[test]
     fn worst_case_snapshot_fits_the_default_cap_and_new_bounds_apply() {
-        use chef_sdk::state::{snapshot, KITCHEN_DEFAULT_MAX_BYTES};
         // Names of 254 control bytes: each escapes to 6 JSON bytes.
         let long = |i: usize| format!("{i:06}{}", "\u{1}".repeat(248));
         let mut chef = DnsLookupChef::default();
@@ -365,13 +364,7 @@ mod tests {
                 },
             );
         }
-        let state = snapshot(&chef).expect("snapshot");
-        assert!(
-            state.len() < KITCHEN_DEFAULT_MAX_BYTES,
-            "{} bytes",
-            state.len()
-        );
-        let restored = chef_sdk::testing::reload(&chef).expect("restored");
+        let restored = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
         // The newest names are the ones kept.
         assert!(restored
             .seen

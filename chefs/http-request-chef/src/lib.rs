@@ -272,21 +272,14 @@ mod tests {
 
     #[test]
     fn worst_case_snapshot_fits_the_default_cap() {
-        use chef_sdk::state::{snapshot, KITCHEN_DEFAULT_MAX_BYTES};
         let mut chef = HttpRequestChef::default();
         let mut head = b"GET / HTTP/1.1\r\nCookie: ".to_vec();
         head.resize(scan::MAX_HEAD - 1, b'c');
         for flow in 0..scan::MAX_CONNECTIONS as u64 {
             chef.scanner.push(flow, 0, 0, &head, false, |_| {});
         }
-        let state = snapshot(&chef).expect("snapshot");
-        assert!(
-            state.len() < KITCHEN_DEFAULT_MAX_BYTES,
-            "{} bytes",
-            state.len()
-        );
         // The newest connection is kept and completes its head after the reload.
-        let mut r = chef_sdk::testing::reload(&chef).expect("restored");
+        let mut r = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
         let last = scan::MAX_CONNECTIONS as u64 - 1;
         let mut seen = 0;
         r.scanner

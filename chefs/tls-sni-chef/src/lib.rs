@@ -311,7 +311,6 @@ mod tests {
 
     #[test]
     fn worst_case_snapshot_fits_the_default_cap() {
-        use chef_sdk::state::{snapshot, KITCHEN_DEFAULT_MAX_BYTES};
         const O: Direction = Direction::FromOriginator;
         let mut chef = TlsServerNameChef::default();
         for i in 0..MAX_NAMES {
@@ -331,13 +330,7 @@ mod tests {
         for flow in 0..MAX_PENDING as u64 {
             assert!(feed(&mut chef, &[(flow, O, 0, 0, &hello, false)]).is_empty());
         }
-        let state = snapshot(&chef).expect("snapshot");
-        assert!(
-            state.len() < KITCHEN_DEFAULT_MAX_BYTES,
-            "{} bytes",
-            state.len()
-        );
-        let mut r = chef_sdk::testing::reload(&chef).expect("restored");
+        let mut r = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
         assert_eq!(r.seen.len(), MAX_NAMES);
         // The newest hellos are kept and complete with their last byte.
         let last = MAX_PENDING as u64 - 1;
