@@ -1035,7 +1035,8 @@ fn a_new_version_that_refuses_the_state_starts_fresh_and_the_log_says_why() {
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = root.join("packets.fifo");
     mkfifo(&fifo);
-    let chefs = ["-c", "StateChef"];
+    // A built-in chef too: the kitchen does not start with no chef to run.
+    let chefs = ["-c", "PacketCountChef", "-c", "StateChef"];
     let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &chefs);
     land(&fixture("state_chef"), &dir, "state_chef.wasm");
     k.send_until(&["chef added from the chef directory", "StateChef"]);
