@@ -16,7 +16,7 @@
 //! ([`FlowStage::advance`]); the end of the input ends every flow ([`FlowStage::end_all`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,13 +30,19 @@ use crate::chef_host::bindings::{
     FlowRef as WitFlowRef, FlowStart, FlowSummary, IpAddress, IpHeader, Packet, TcpFlags,
     TransportHeader, TransportProtocol,
 };
+use crate::chef_host::WirePacket;
 use crate::packet::{tcp_flags, TCP_FLAG_BITS};
+
+/// Set (to anything) in `nd-sniff`'s environment, the kitchen runs without a flow stage, as
+/// before flows existed: the baseline of `tools/bench-flow-overhead.sh`. Not a user
+/// setting (chefs asking for flows or streams then get none).
+pub const BYPASS_ENV: &str = "ND_BENCH_NO_FLOW_STAGE";
 
 /// The flow table's flags (`nd-sniff --help`, "Flows").
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlowArgs {
     /// Flows tracked at once when a chef asks for flows or streams; a new flow in a full
-    /// table ends the least recently used one (reason `evicted`, counted). About 160 bytes
+    /// table ends the least recently used one (reason `evicted`, counted). About 144 bytes
     /// per flow.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS, help_heading = "Flows")]
     pub flow_table_size: usize,
@@ -98,18 +104,11 @@ impl FlowArgs {
 }
 
 /// What the dispatcher and the stage (possibly on another thread) share: the on/off
-/// switch, and the table's counters as of the last batch.
+/// switch. (The table's counters travel with the batches instead, [`FlowBatch::counters`],
+/// so the dispatcher reads them in step with the packets it has run.)
 #[derive(Debug, Default)]
 pub struct FlowShared {
     wanted: AtomicBool,
-    started: AtomicU64,
-    ended_fin: AtomicU64,
-    ended_rst: AtomicU64,
-    ended_idle: AtomicU64,
-    evicted: AtomicU64,
-    ended_end_of_capture: AtomicU64,
-    clock_restarts: AtomicU64,
-    active: AtomicU64,
 }
 
 impl FlowShared {
@@ -122,35 +121,16 @@ impl FlowShared {
     pub fn wanted(&self) -> bool {
         self.wanted.load(Ordering::Relaxed)
     }
+}
 
-    /// The table's counters as of the last batch, and the flows tracked then.
-    pub fn stats(&self) -> (FlowStats, u64) {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        (
-            FlowStats {
-                started: l(&self.started),
-                ended_fin: l(&self.ended_fin),
-                ended_rst: l(&self.ended_rst),
-                ended_idle: l(&self.ended_idle),
-                evicted: l(&self.evicted),
-                ended_end_of_capture: l(&self.ended_end_of_capture),
-                clock_restarts: l(&self.clock_restarts),
-            },
-            l(&self.active),
-        )
-    }
-
-    fn publish(&self, s: &FlowStats, active: usize) {
-        let p = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
-        p(&self.started, s.started);
-        p(&self.ended_fin, s.ended_fin);
-        p(&self.ended_rst, s.ended_rst);
-        p(&self.ended_idle, s.ended_idle);
-        p(&self.evicted, s.evicted);
-        p(&self.ended_end_of_capture, s.ended_end_of_capture);
-        p(&self.clock_restarts, s.clock_restarts);
-        p(&self.active, active as u64);
-    }
+/// The flow table's counters (owned by the table, [`FlowStats`]) as of the end of a batch,
+/// and the flows tracked then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    /// Started, ended by reason, evicted, clock restarts.
+    pub stats: FlowStats,
+    /// Flows in the table.
+    pub active: u64,
 }
 
 /// The flow events of one batch, in the order the dispatcher delivers them: `started`
@@ -162,6 +142,8 @@ pub struct FlowBatch {
     /// Flows ended while this batch was built (FIN/RST linger over, idle timeout,
     /// eviction, end of capture).
     pub ended: Vec<FlowEvent>,
+    /// The table's counters when the batch was cut (`None` until it tracked a flow).
+    pub counters: Option<FlowCounters>,
 }
 
 impl FlowBatch {
@@ -174,6 +156,7 @@ impl FlowBatch {
     pub fn clear(&mut self) {
         self.started.clear();
         self.ended.clear();
+        self.counters = None;
     }
 }
 
@@ -184,6 +167,12 @@ pub struct FlowStage {
     /// Whether the table holds flows of an "on" period (dropped when switched off).
     tracking: bool,
     scratch: Vec<FlowEvent>,
+    /// Packets of the batch being built that wait to be tracked: their 5-tuples, and
+    /// where they sit in the batch. Tracking a whole batch at once lets the table overlap
+    /// its cache misses ([`FlowTable::track_batch`]).
+    pending: Vec<PacketMeta>,
+    pending_at: Vec<u32>,
+    refs: Vec<FlowRef>,
 }
 
 impl FlowStage {
@@ -194,10 +183,14 @@ impl FlowStage {
             shared,
             tracking: false,
             scratch: Vec::new(),
+            pending: Vec::new(),
+            pending_at: Vec::new(),
+            refs: Vec::new(),
         })
     }
 
     /// Whether tracking is on now (drops the table's flows when it was just turned off).
+    /// Call only with nothing pending ([`FlowStage::flush`] first).
     #[inline]
     fn on(&mut self) -> bool {
         let wanted = self.shared.wanted();
@@ -213,21 +206,51 @@ impl FlowStage {
         wanted
     }
 
-    /// Track one parsed packet: its flow (`None` when tracking is off or the packet has
-    /// no flow), with the events it caused added to `out`.
+    /// Notes the batch's last packet (just parsed) for tracking, when tracking is on and
+    /// it has a flow. Its `flow` field is filled, and the events it causes added to `out`,
+    /// by the next [`FlowStage::flush`], which the batch builder calls before the batch
+    /// leaves it and before the clock moves. The result is the same as tracking each
+    /// packet as it comes: the switch is read per packet, and a change of the switch
+    /// first tracks what was noted before it.
     #[inline]
-    pub fn packet(&mut self, packet: &Packet, out: &mut FlowBatch) -> Option<FlowRef> {
-        if !self.on() {
-            return None;
+    pub fn note(&mut self, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        if self.shared.wanted() != self.tracking {
+            self.flush(packets, out);
         }
-        let m = meta_of(packet)?;
-        let r = self.table.track(&m, &mut self.scratch);
-        split(&mut self.scratch, out);
-        Some(r)
+        if !self.on() {
+            return;
+        }
+        let Some((i, WirePacket(p))) = packets.len().checked_sub(1).zip(packets.last()) else {
+            return;
+        };
+        if let Some(m) = meta_of(p) {
+            self.pending.push(m);
+            self.pending_at.push(i as u32);
+        }
     }
 
-    /// Live: move the table's clock to the kitchen clock `now_ns`, ending what timed out.
-    pub fn advance(&mut self, now_ns: u64, out: &mut FlowBatch) {
+    /// Tracks the noted packets of `packets` (the batch being built), in order.
+    pub fn flush(&mut self, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.refs.clear();
+        self.table
+            .track_batch(&self.pending, &mut self.refs, &mut self.scratch);
+        for (&at, &r) in self.pending_at.iter().zip(&self.refs) {
+            if let Some(WirePacket(p)) = packets.get_mut(at as usize) {
+                p.flow = Some(wit_ref(r));
+            }
+        }
+        self.pending.clear();
+        self.pending_at.clear();
+        split(&mut self.scratch, out);
+    }
+
+    /// Live: move the table's clock to the kitchen clock `now_ns`, ending what timed out
+    /// (after tracking the noted packets of `packets`).
+    pub fn advance(&mut self, now_ns: u64, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        self.flush(packets, out);
         if !self.on() {
             return;
         }
@@ -235,23 +258,27 @@ impl FlowStage {
         split(&mut self.scratch, out);
     }
 
-    /// End of the input (or the kitchen stopping): end every flow (`end-of-capture`).
-    pub fn end_all(&mut self, out: &mut FlowBatch) {
+    /// End of the input (or the kitchen stopping): end every flow (`end-of-capture`),
+    /// after tracking the noted packets of `packets`.
+    pub fn end_all(&mut self, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        self.flush(packets, out);
         if !self.on() {
             return;
         }
         self.table.end_all(&mut self.scratch);
         split(&mut self.scratch, out);
-        self.publish();
     }
 
-    /// Publish the counters (once per batch: stores are cheap but not free). Only a stage
-    /// that tracked something publishes: a replay's dispatcher keeps an idle builder (and
-    /// stage) beside the reading thread's, which must not overwrite the real counts.
-    pub fn publish(&self) {
+    /// Stamp the table's counters on a batch being cut (once per batch). Only a stage that
+    /// tracked something stamps: a replay's dispatcher keeps an idle builder (and stage)
+    /// beside the reading thread's, whose zeros must not replace the real counts.
+    pub fn stamp(&self, out: &mut FlowBatch) {
         let stats = self.table.stats();
         if stats.started > 0 {
-            self.shared.publish(&stats, self.table.len());
+            out.counters = Some(FlowCounters {
+                stats,
+                active: self.table.len() as u64,
+            });
         }
     }
 }
@@ -428,18 +455,28 @@ mod tests {
         });
     }
 
-    /// Every packet's flow and the batch events, from the builder's ready steps.
-    fn drain(b: &mut BatchBuilder) -> (Vec<Option<WitFlowRef>>, Vec<FlowEvent>, Vec<FlowEvent>) {
+    /// Every packet's flow, the batch events and the last counters stamped on a batch.
+    #[allow(clippy::type_complexity)]
+    fn drain(
+        b: &mut BatchBuilder,
+    ) -> (
+        Vec<Option<WitFlowRef>>,
+        Vec<FlowEvent>,
+        Vec<FlowEvent>,
+        Option<FlowCounters>,
+    ) {
         b.cut();
         let (mut refs, mut started, mut ended) = (Vec::new(), Vec::new(), Vec::new());
+        let mut counters = None;
         while let Some(step) = b.next_step() {
             if let Step::Packets(batch) = step {
                 refs.extend(batch.packets.iter().map(|p| p.0.flow));
                 started.extend(batch.flows.started.iter().copied());
                 ended.extend(batch.flows.ended.iter().copied());
+                counters = batch.flows.counters.or(counters);
             }
         }
-        (refs, started, ended)
+        (refs, started, ended, counters)
     }
 
     const A: [u8; 4] = [10, 0, 0, 1];
@@ -452,7 +489,8 @@ mod tests {
         b.set_flow_stage(FlowStage::new(FlowConfig::default(), shared.clone()).expect("valid"));
         // Off: nothing tracked, nothing filled.
         push(&mut b, 1, &ipv4(A, B, 1000, 80, Some(0x02)));
-        let (refs, started, _) = drain(&mut b);
+        let (refs, started, _, counters) = drain(&mut b);
+        assert_eq!(counters, None, "nothing tracked, nothing stamped");
         assert_eq!(refs, vec![None]);
         assert!(started.is_empty());
         shared.set_wanted(true);
@@ -461,7 +499,7 @@ mod tests {
         push(&mut b, 4, &ipv4(A, B, 1000, 80, Some(0x10)));
         push(&mut b, 5, &ipv4(A, B, 53, 53, None));
         push(&mut b, 6, b"\x60not an ip packet");
-        let (refs, started, ended) = drain(&mut b);
+        let (refs, started, ended, counters) = drain(&mut b);
         let dirs: Vec<_> = refs
             .iter()
             .map(|r| r.map(|r| (r.id, matches!(r.direction, WitDirection::FromOriginator))))
@@ -478,10 +516,15 @@ mod tests {
         );
         assert_eq!(started.len(), 2);
         assert!(ended.is_empty());
-        assert_eq!(shared.stats().1, 2, "two flows tracked");
+        let counters = counters.expect("the batch carries the table's counters");
+        assert_eq!(
+            (counters.stats.started, counters.active),
+            (2, 2),
+            "two flows tracked"
+        );
         // End of input: both end, in id order.
         b.end_flows();
-        let (_, _, ended) = drain(&mut b);
+        let (_, _, ended, _) = drain(&mut b);
         let ids: Vec<_> = ended
             .iter()
             .map(|e| match e {
@@ -510,7 +553,7 @@ mod tests {
         push(&mut b, 7, &ipv4(A, B, 1000, 80, Some(0x10)));
         shared.set_wanted(true);
         push(&mut b, 8, &ipv4(A, B, 1000, 80, Some(0x10)));
-        let (refs, _, _) = drain(&mut b);
+        let (refs, _, _, _) = drain(&mut b);
         assert_eq!(refs[0], None);
         assert_eq!(refs[1].map(|r| r.id), Some(3));
     }

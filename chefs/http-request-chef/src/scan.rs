@@ -16,7 +16,7 @@
 //! evicted, so the snapshot stays under the kitchen's default `--chef-state-max-bytes`.
 
 use chef_sdk::bounded::BoundedMap;
-use chef_sdk::parse::http::{httparse, looks_like_request, MAX_HEADERS};
+use chef_sdk::parse::http::{httparse, may_start_request, MAX_HEADERS};
 use chef_sdk::state::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -68,17 +68,6 @@ fn head(bytes: &[u8]) -> Head {
         }
         Ok(httparse::Status::Partial) => Head::Partial,
         Err(_) => Head::Invalid,
-    }
-}
-
-/// Could `bytes` begin a request? (A short prefix of a method passes.)
-fn could_start_request(bytes: &[u8]) -> bool {
-    if bytes.len() >= 8 {
-        looks_like_request(bytes)
-    } else {
-        // A method (upper-case letters), maybe followed by a space and a target's start.
-        let method = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
-        bytes[..method].iter().all(u8::is_ascii_uppercase)
     }
 }
 
@@ -147,7 +136,7 @@ impl RequestScanner {
                 continue;
             }
             if conn.head.is_empty() {
-                if !could_start_request(rest) {
+                if !may_start_request(rest) {
                     follow = false;
                     break;
                 }

@@ -30,7 +30,8 @@
 //!   100 captures; the others differ in protocols this does not decode (SMB and NetBIOS
 //!   sessions, PPPoE, VXLAN inner frames, 802.11/radiotap, 6in4/GRE/Teredo tunnels,
 //!   ISAKMP payload chains, HSRP, L2TP, SCTP chunks, ...), which are counted as their
-//!   first layer or as `Raw`, and in DNS edge cases (a payload on port 53/5353 is `DNS`
+//!   first layer or as `Raw` (PPPoE sessions: the kitchen's parser skips the PPPoE and PPP
+//!   headers, so their IP layers count, but not `PPPoE` / `PPP`), and in DNS edge cases (a payload on port 53/5353 is `DNS`
 //!   when its header and first question read cleanly, else `Raw`).
 //! * Linux SLL2 (DLT 276), which scapy 2.4.5 does not know, is `cooked linux v2` (the name
 //!   newer scapy uses).
@@ -212,10 +213,9 @@ impl<'de> Deserialize<'de> for PacketCountChef {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut chef = PacketCountChef::default();
                 while let Some((name, n)) = m.next_entry::<String, u64>()? {
-                    if chef.counts.len() >= MAX_RESTORED_LAYERS || name.len() > MAX_RESTORED_NAME {
-                        return Err(A::Error::custom(
-                            "more or longer layer names than any version makes",
-                        ));
+                    if chef.counts.len() >= MAX_RESTORED_LAYERS || name.len() > MAX_RESTORED_NAME
+                    {
+                        return Err(A::Error::custom("more or longer layer names than any version makes"));
                     }
                     let name: &'static str = match chef.counts.iter().find(|(k, _)| *k == name) {
                         Some((k, _)) => *k,
