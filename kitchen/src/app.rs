@@ -186,6 +186,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         config.poke_interval,
         mode == ClockMode::Replay,
     ) {
+        let settings = settings.with_flows(config.flows);
         dispatcher.set_crash_capsules(Some(CrashCapsules::start(settings)?));
     }
     let metrics = start_metrics(&config, &mut dispatcher)?;
