@@ -7,7 +7,7 @@ pub mod format;
 use std::io::Write;
 
 use dumpling::close_code;
-use eater::{Eater, Event};
+use eater_client::{Eater, Event};
 
 /// What the per-event callback wants next.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub enum Outcome {
     /// Ctrl-C or SIGTERM; closed with 4101.
     Cancelled,
     /// An error retrying cannot fix (or retries ran out).
-    Fatal(eater::Error),
+    Fatal(eater_client::Error),
 }
 
 impl Outcome {
@@ -171,11 +171,11 @@ impl HubArgs {
         self.hub.contains(',')
     }
 
-    /// An [`eater::EaterConfig`] for these hubs and `name` with the TLS and token settings;
+    /// An [`eater_client::EaterConfig`] for these hubs and `name` with the TLS and token settings;
     /// on a bad CA, certificate or token file, says why on stderr and gives the exit status
     /// to return.
-    pub fn eater_config(&self, name: &str) -> Result<eater::EaterConfig, std::process::ExitCode> {
-        let mut config = eater::EaterConfig::new(&self.hub, name);
+    pub fn eater_config(&self, name: &str) -> Result<eater_client::EaterConfig, std::process::ExitCode> {
+        let mut config = eater_client::EaterConfig::new(&self.hub, name);
         config.link = self.link.link().map_err(|error| {
             eprintln!("{name}: {error}");
             std::process::ExitCode::FAILURE
@@ -188,7 +188,7 @@ impl HubArgs {
 /// event to `on_event` through [`eat`], and return the exit status (errors setting up say
 /// why on stderr, with the eater's name).
 pub fn run(
-    config: eater::EaterConfig,
+    config: eater_client::EaterConfig,
     on_event: impl FnMut(&Event) -> Flow,
 ) -> std::process::ExitCode {
     let name = config.name.clone();

@@ -230,25 +230,25 @@ async fn an_eater_whose_hub_is_killed_resumes_on_another_hub_with_nothing_lost_o
 
     // The Rust eater library: hub list, resume, one chef (interest; hub statuses are
     // not counted).
-    let mut config = eater::EaterConfig::new(hubs.clone(), "lib-eater");
+    let mut config = eater_client::EaterConfig::new(hubs.clone(), "lib-eater");
     config.resume = true;
     config.filter.chefs = vec!["BenchChef".into()];
     config.reconnect.initial = Duration::from_millis(100);
     config.reconnect.max = Duration::from_millis(400);
-    let mut lib_eater = eater::Eater::new(config).expect("eater config");
+    let mut lib_eater = eater_client::Eater::new(config).expect("eater config");
     let lib_task = tokio::spawn(async move {
         let mut got = Vec::new();
         let mut reconnects = 0;
         let deadline = Instant::now() + Duration::from_secs(40);
         while (got.len() as u64) < TOTAL && Instant::now() < deadline {
             match tokio::time::timeout(Duration::from_secs(1), lib_eater.next_event()).await {
-                Ok(Ok(eater::Event::Dumpling(d))) => {
+                Ok(Ok(eater_client::Event::Dumpling(d))) => {
                     let n = d.dumpling.payload["n"].as_u64().unwrap_or(u64::MAX);
                     // The stream was empty before: sequence n+1 holds dumpling n.
                     assert_eq!(d.seq, Some(n + 1), "nd_seq of {}", d.raw);
                     got.push(n)
                 }
-                Ok(Ok(eater::Event::Connected {
+                Ok(Ok(eater_client::Event::Connected {
                     reconnected: true, ..
                 })) => reconnects += 1,
                 Ok(Ok(_)) | Err(_) => {}

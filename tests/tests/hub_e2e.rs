@@ -313,12 +313,12 @@ async fn a_slow_eater_is_told_what_it_missed_and_never_slows_the_fast_one() {
         "--write-timeout",
         "60",
     ]);
-    let mut eater_cfg = eater::EaterConfig::new(hub.eater_hub(), "slowpoke");
+    let mut eater_cfg = eater_client::EaterConfig::new(hub.eater_hub(), "slowpoke");
     eater_cfg.reconnect.enabled = false;
-    let mut slow = eater::Eater::new(eater_cfg).unwrap();
+    let mut slow = eater_client::Eater::new(eater_cfg).unwrap();
     assert!(matches!(
         slow.next_event().await.unwrap(),
-        eater::Event::Connected { .. }
+        eater_client::Event::Connected { .. }
     ));
     let (mut fast, _) = eater(hub.eaters, "fast").await;
     let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "flood"}"#).await;
@@ -358,10 +358,10 @@ async fn a_slow_eater_is_told_what_it_missed_and_never_slows_the_fast_one() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while got + lagged < n && Instant::now() < deadline {
         match tokio::time::timeout(T, slow.next_event()).await {
-            Ok(Ok(eater::Event::Dumpling(d))) if d.dumpling.metadata.chef == "BenchChef" => {
+            Ok(Ok(eater_client::Event::Dumpling(d))) if d.dumpling.metadata.chef == "BenchChef" => {
                 got += 1
             }
-            Ok(Ok(eater::Event::Lagged { missed })) => {
+            Ok(Ok(eater_client::Event::Lagged { missed })) => {
                 lagged += missed;
                 notices += 1;
             }

@@ -192,12 +192,12 @@ async fn tls_and_tokens_end_to_end_kitchen_hub_eaters() {
             .args(["--token-file", s(&eater_token)]),
     );
     // The Rust eater library, token from the environment variable's twin (Link).
-    let mut config = eater::EaterConfig::new(eater_uri.clone(), "rust-eater");
+    let mut config = eater_client::EaterConfig::new(eater_uri.clone(), "rust-eater");
     config.filter.kitchens = vec!["test_kitchen".into()];
     config.link = Link::new(Some(&ca), None, token(&eater_p)).unwrap();
-    let mut rust_eater = eater::Eater::new(config).unwrap();
+    let mut rust_eater = eater_client::Eater::new(config).unwrap();
     match tokio::time::timeout(T, rust_eater.next_event()).await {
-        Ok(Ok(eater::Event::Connected { .. })) => {}
+        Ok(Ok(eater_client::Event::Connected { .. })) => {}
         other => panic!("rust eater did not connect: {other:?}"),
     }
     let link = Link::new(Some(&ca), None, token(&eater_p)).unwrap();
@@ -250,7 +250,7 @@ async fn tls_and_tokens_end_to_end_kitchen_hub_eaters() {
     let mut got = Vec::new();
     while got.len() < produced.len() {
         match tokio::time::timeout(T, rust_eater.next_event()).await {
-            Ok(Ok(eater::Event::Dumpling(received))) => got.push(received.raw),
+            Ok(Ok(eater_client::Event::Dumpling(received))) => got.push(received.raw),
             Ok(Ok(_)) => {}
             other => panic!("rust eater: {other:?} after {} dumplings", got.len()),
         }

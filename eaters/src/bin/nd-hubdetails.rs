@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use clap::Parser;
-use eater::{Event, Filter};
+use eater_client::{Event, Filter};
 use eaters::format::{colorize_json, python_pretty};
 use eaters::Flow;
 

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use clap::Parser;
-use eater::{Event, Filter};
+use eater_client::{Event, Filter};
 use eaters::format::{fleet_summary, hms, BOLD, RESET};
 use eaters::Flow;
 

@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use clap::Parser;
-use eater::{Event, Filter};
+use eater_client::{Event, Filter};
 use eaters::format::{colorize_json, local_iso, python_pretty, BOLD, RESET};
 use eaters::Flow;
 
@@ -99,8 +99,8 @@ fn main() -> std::process::ExitCode {
         Err(code) => return code,
     };
     config.start = match (&cli.since, cli.since_seq) {
-        (_, Some(n)) => Some(eater::StartAt::Sequence(n)),
-        (Some(since), None) => Some(eater::StartAt::Since(since.clone())),
+        (_, Some(n)) => Some(eater_client::StartAt::Sequence(n)),
+        (Some(since), None) => Some(eater_client::StartAt::Since(since.clone())),
         (None, None) => None,
     };
     config.resume = cli.resume || config.start.is_some() || cli.hub.several();

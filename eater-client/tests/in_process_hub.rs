@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use eater::{Eater, EaterConfig, Event, Filter};
+use eater_client::{Eater, EaterConfig, Event, Filter};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -107,7 +107,7 @@ async fn typed_filtered_stream_and_hub_loss() {
         .await
         .unwrap();
     match end {
-        Err(eater::Error::GaveUp(reason)) => assert!(reason.contains("1001"), "{reason}"),
+        Err(eater_client::Error::GaveUp(reason)) => assert!(reason.contains("1001"), "{reason}"),
         other => panic!("{other:?}"),
     }
     tokio::time::timeout(Duration::from_secs(5), hub.task)

@@ -4,11 +4,11 @@
 //! exponential backoff when the hub goes away.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), eater::Error> {
-//! let mut eater = eater::Eater::new(eater::EaterConfig::new("localhost:11348", "myeater"))?;
+//! # async fn demo() -> Result<(), eater_client::Error> {
+//! let mut eater = eater_client::Eater::new(eater_client::EaterConfig::new("localhost:11348", "myeater"))?;
 //! loop {
 //!     match eater.next_event().await? {
-//!         eater::Event::Dumpling(d) => println!("{}", d.raw),
+//!         eater_client::Event::Dumpling(d) => println!("{}", d.raw),
 //!         other => eprintln!("{other:?}"),
 //!     }
 //! }
