@@ -780,10 +780,18 @@ mod tests {
         let Some((sport, dport, tcp)) =
             ports.filter(|&(s, d, _)| [53, 5353].contains(&s) || [53, 5353].contains(&d))
         else {
-            assert_eq!(rec[dns::AT..], [0; RECORD_SIZE - dns::AT], "slots off the DNS ports");
+            assert_eq!(
+                rec[dns::AT..],
+                [0; RECORD_SIZE - dns::AT],
+                "slots off the DNS ports"
+            );
             return false;
         };
-        assert_eq!(bits & dns::bits::CHECKED, dns::bits::CHECKED, "{sport}->{dport}");
+        assert_eq!(
+            bits & dns::bits::CHECKED,
+            dns::bits::CHECKED,
+            "{sport}->{dport}"
+        );
         let payload = &arena[p.payload.offset as usize..][..p.payload.len as usize];
         let msg = if tcp {
             sdk::strip_tcp_length(payload)
@@ -807,12 +815,18 @@ mod tests {
         if bits & dns::bits::QUESTION == 0 {
             // No question, or one the slots cannot express (a label with a dot): then
             // the list is left to the SDK.
-            assert!(question.is_none() || !complete, "question {question:?} missing");
+            assert!(
+                question.is_none() || !complete,
+                "question {question:?} missing"
+            );
             return false;
         }
         let q = question.expect("the slots hold a question the SDK parser refuses");
         let (n, at) = (r.u16(dns::AT + 2) as usize, r.u32(dns::AT + 4) as usize);
-        assert!(at >= HEADER_SIZE + R(buf).u32(8) as usize * RECORD_SIZE, "name in the tail");
+        assert!(
+            at >= HEADER_SIZE + R(buf).u32(8) as usize * RECORD_SIZE,
+            "name in the tail"
+        );
         assert_eq!(String::from_utf8_lossy(&buf[at..at + n]), q.name);
         assert_eq!(r.u16(dns::AT + 20), q.qtype);
         assert_eq!(r.u16(dns::AT + 22) & 0x7fff, q.qclass);
@@ -846,6 +860,9 @@ mod tests {
         }
         assert!(files > 0, "no captures in {}", shared.display());
         // The corpus holds thousands of DNS messages: the slots must have been exercised.
-        assert!(questions > 1000, "only {questions} DNS questions in the corpus");
+        assert!(
+            questions > 1000,
+            "only {questions} DNS questions in the corpus"
+        );
     }
 }

@@ -188,14 +188,14 @@ mod tests {
         // What Python's json and JS's JSON.stringify write.
         assert_eq!(
             pairs(r#"[[3, {"lookup": {"hostname": "caf\u00e9", "when": 1.5}}]]"#),
-            [(3, r#"{"lookup": {"hostname": "caf\u00e9", "when": 1.5}}"#.to_owned())]
+            [(
+                3,
+                r#"{"lookup": {"hostname": "caf\u00e9", "when": 1.5}}"#.to_owned()
+            )]
         );
         assert_eq!(
             pairs(r#"[[3,{"h":"café\\"}],[4,true]]"#),
-            [
-                (3, r#"{"h":"café\\"}"#.to_owned()),
-                (4, "true".to_owned())
-            ]
+            [(3, r#"{"h":"café\\"}"#.to_owned()), (4, "true".to_owned())]
         );
     }
 

@@ -58,10 +58,11 @@ pub fn message(payload: &[u8], tcp: bool) -> Option<(usize, &[u8])> {
     (msg.len() >= HEADER_LEN).then_some((at, msg))
 }
 
-/// The first question of `msg` as the SDKs' parser reads it: `name` receives the labels
-/// joined with `.` (no trailing dot); returns `(qtype, raw qclass, wire end)`, or `None`
-/// when the question does not parse. `dotted` is set when a label holds a `.` byte.
+/// The first question of `msg` as the SDKs' parser reads it: the labels joined with `.`
+/// (no trailing dot) are appended to `name`; returns `(qtype, raw qclass)`, or `None` when
+/// the question does not parse. `dotted` is set when a label holds a `.` byte.
 fn first_question(msg: &[u8], name: &mut Vec<u8>, dotted: &mut bool) -> Option<(u16, u16)> {
+    let start = name.len();
     let mut pos = HEADER_LEN;
     let mut end = None;
     let mut pointers = 0;
@@ -83,7 +84,7 @@ fn first_question(msg: &[u8], name: &mut Vec<u8>, dotted: &mut bool) -> Option<(
                 if wire > MAX_NAME_LEN {
                     return None;
                 }
-                if !name.is_empty() {
+                if name.len() > start {
                     name.push(b'.');
                 }
                 *dotted |= label.contains(&b'.');
@@ -208,7 +209,10 @@ mod tests {
         let header: Vec<u16> = (0..6).map(|i| u16_at(&rec, AT + 8 + 2 * i)).collect();
         assert_eq!(header, [0x1234, 0x8180, 1, 2, 3, 4]);
         assert_eq!((u16_at(&rec, AT + 20), u16_at(&rec, AT + 22)), (28, 0x8001));
-        assert_eq!((u32_at(&rec, AT + 24), u32_at(&rec, AT + 28)), (100, m.len() as u32));
+        assert_eq!(
+            (u32_at(&rec, AT + 24), u32_at(&rec, AT + 28)),
+            (100, m.len() as u32)
+        );
     }
 
     #[test]
@@ -218,7 +222,10 @@ mod tests {
         seg.extend_from_slice(&m);
         let (rec, _) = slots(&seg, true);
         assert_eq!(rec[AT] & bits::QUESTION, bits::QUESTION);
-        assert_eq!((u32_at(&rec, AT + 24), u32_at(&rec, AT + 28)), (102, m.len() as u32));
+        assert_eq!(
+            (u32_at(&rec, AT + 24), u32_at(&rec, AT + 28)),
+            (102, m.len() as u32)
+        );
         // A prefix claiming more than the segment holds: not a message.
         seg.pop();
         assert_eq!(slots(&seg, true).0[AT], bits::CHECKED);
@@ -236,11 +243,17 @@ mod tests {
         assert_eq!(tail, b"xx");
         // No question, or a first question that does not parse: complete and empty.
         let (rec, _) = slots(&msg(0, &[]), false);
-        assert_eq!(rec[AT], bits::CHECKED | bits::MESSAGE | bits::QUESTIONS_COMPLETE);
+        assert_eq!(
+            rec[AT],
+            bits::CHECKED | bits::MESSAGE | bits::QUESTIONS_COMPLETE
+        );
         let mut bad = msg(0, &[&[b"abc"]]);
         bad.truncate(bad.len() - 3);
         let (rec, tail) = slots(&bad, false);
-        assert_eq!(rec[AT], bits::CHECKED | bits::MESSAGE | bits::QUESTIONS_COMPLETE);
+        assert_eq!(
+            rec[AT],
+            bits::CHECKED | bits::MESSAGE | bits::QUESTIONS_COMPLETE
+        );
         assert_eq!(tail, b"xx");
     }
 
@@ -264,6 +277,9 @@ mod tests {
         let long: Vec<&[u8]> = vec![&[b'x'; 63][..]; 4];
         assert_eq!(slots(&msg(0, &[&long]), false).0[AT] & bits::QUESTION, 0);
         let ok: Vec<&[u8]> = vec![&[b'x'; 63][..]; 3];
-        assert_eq!(slots(&msg(0, &[&ok]), false).0[AT] & bits::QUESTION, bits::QUESTION);
+        assert_eq!(
+            slots(&msg(0, &[&ok]), false).0[AT] & bits::QUESTION,
+            bits::QUESTION
+        );
     }
 }
