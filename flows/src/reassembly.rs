@@ -161,6 +161,13 @@ pub struct ReassemblyStats {
     pub gap_bytes: u64,
     /// Of [`Self::gaps`], those forced by the total memory budget being full.
     pub gaps_memory_full: u64,
+    /// Of [`Self::gap_bytes`], bytes given up because a segment arrived further than the
+    /// per-direction window (`flow_window`) past the hole: dropped for the per-flow budget.
+    pub gap_bytes_flow_window: u64,
+    /// Of [`Self::gap_bytes`], bytes given up because the total memory budget was full.
+    pub gap_bytes_memory_full: u64,
+    /// Flows in which a budget (per-flow window or total memory) forced a gap at least once.
+    pub flows_over_budget: u64,
     /// Bytes that landed before stream offset 0 (not deliverable).
     pub before_start_bytes: u64,
     /// Largest number of held bytes (with overhead) at any time.
@@ -210,6 +217,8 @@ struct DirState {
 #[derive(Debug, Default)]
 struct FlowStreams {
     dirs: [DirState; 2],
+    /// A budget forced a gap in this flow (counted once in `flows_over_budget`).
+    over_budget: bool,
 }
 
 /// Where a chunk goes, and what the emitting segment carries.
@@ -335,9 +344,8 @@ impl Reassembler {
             d.started = true;
         }
         let off = unwrap_offset(data_seq.wrapping_sub(d.base), d.next);
-        if !seg.payload.is_empty() {
-            d.accept(off, seg.payload, limits, &mut emit, held_total, stats);
-        }
+        let over_budget = !seg.payload.is_empty()
+            && d.accept(off, seg.payload, limits, &mut emit, held_total, stats);
         if seg.fin && !d.done {
             let fin_at = off + seg.payload.len() as i64;
             if fin_at >= 0 {
@@ -348,6 +356,10 @@ impl Reassembler {
             if !d.done && d.next >= fin_at && d.held.is_empty() {
                 d.finish(&mut emit, held_total, stats, false);
             }
+        }
+        if over_budget && !streams.over_budget {
+            streams.over_budget = true;
+            stats.flows_over_budget += 1;
         }
     }
 
@@ -376,7 +388,8 @@ impl Reassembler {
 }
 
 impl DirState {
-    /// Places payload bytes starting at stream offset `off`.
+    /// Places payload bytes starting at stream offset `off`; true when a budget (window or
+    /// total memory) made a hole a gap.
     fn accept(
         &mut self,
         off: i64,
@@ -385,13 +398,13 @@ impl DirState {
         emit: &mut Emit<'_>,
         held_total: &mut u64,
         stats: &mut ReassemblyStats,
-    ) {
+    ) -> bool {
         let mut data = payload;
         let mut start = off;
         let end = off + data.len() as i64;
         if end <= 0 {
             stats.before_start_bytes += data.len() as u64;
-            return;
+            return false;
         }
         if start < 0 {
             let cut = (-start) as usize;
@@ -401,7 +414,7 @@ impl DirState {
         }
         let start = start as u64;
         if start >= limits.want {
-            return;
+            return false;
         }
         if start + data.len() as u64 > limits.want {
             data = &data[..(limits.want - start) as usize];
@@ -409,24 +422,27 @@ impl DirState {
         let end = start + data.len() as u64;
         if end <= self.next {
             stats.duplicate_bytes += data.len() as u64;
-            return;
+            return false;
         }
+        let mut over_budget = false;
         loop {
             if start <= self.next {
                 self.deliver_merge(start, data, limits, emit, held_total, stats);
-                return;
+                return over_budget;
             }
             let cost = data.len() as u64 + HELD_PIECE_OVERHEAD;
             let fits_window = end - self.next <= limits.flow_window;
             let fits_memory = *held_total + cost <= limits.total_memory;
             if fits_window && fits_memory {
                 self.hold(start, data, held_total, stats);
-                return;
+                return over_budget;
             }
             // The hole before this segment cannot be waited for: give it up.
+            over_budget = true;
             if !fits_memory {
                 stats.gaps_memory_full += 1;
             }
+            let before = stats.gap_bytes;
             match self.held.first_key_value().map(|(k, _)| *k) {
                 Some(first) if first < start => {
                     self.skip_to(first, stats);
@@ -434,8 +450,14 @@ impl DirState {
                 }
                 _ => self.skip_to(start, stats),
             }
+            let dropped = stats.gap_bytes - before;
+            if fits_memory {
+                stats.gap_bytes_flow_window += dropped;
+            } else {
+                stats.gap_bytes_memory_full += dropped;
+            }
             if self.done {
-                return;
+                return over_budget;
             }
         }
     }
@@ -924,6 +946,9 @@ mod tests {
         assert_eq!(collect(&out, 2, O).gaps, vec![(1000, 1000)]);
         assert_eq!(collect(&out, 1, O).data.len(), 1000);
         assert_eq!(r.stats().gaps_memory_full, 1);
+        assert_eq!(r.stats().gap_bytes_memory_full, 1000);
+        assert_eq!(r.stats().gap_bytes_flow_window, 0);
+        assert_eq!(r.stats().flows_over_budget, 1);
         assert!(r.held_bytes() <= 1500);
         assert!(r.stats().held_peak <= 1500);
     }
@@ -1152,5 +1177,12 @@ mod tests {
         let got = collect(&out, 1, O);
         assert_eq!(got.gaps, vec![(1000, 1000)]);
         assert_eq!(r.held_bytes(), 0);
+        // The bytes were dropped for the per-flow budget, once per flow.
+        r.segment(1, O, &seg(4000, &data[..100]), &mut out);
+        let s = r.stats();
+        assert_eq!(s.gap_bytes, 2000);
+        assert_eq!(s.gap_bytes_flow_window, 2000);
+        assert_eq!(s.gap_bytes_memory_full, 0);
+        assert_eq!(s.flows_over_budget, 1);
     }
 }

@@ -832,7 +832,9 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             c.ended
         );
     }
-    if let Some(line) = d.flow_summary() {
+    let traffic =
+        kitchen::status::traffic::summary_lines(report.flows.as_ref(), report.streams.as_ref());
+    for line in traffic {
         tracing::info!("{k}: summary: {line}");
     }
     for slot in d.chefs() {

@@ -59,6 +59,11 @@ impl Batch {
         self.packets.is_empty()
     }
 
+    /// The flow table's counters when this batch was cut (while flows are tracked).
+    pub fn flow_counters(&self) -> Option<crate::flow_stage::FlowCounters> {
+        self.flows.counters
+    }
+
     /// Capture time of the last packet, ns.
     pub fn last_timestamp_ns(&self) -> Option<u64> {
         self.packets.last().map(|p| p.0.timestamp_ns)
@@ -207,7 +212,7 @@ impl BatchBuilder {
     /// Queue the batch being built (if it has packets), e.g. when the input goes quiet.
     pub fn cut(&mut self) {
         if let Some(f) = &self.flows {
-            f.publish();
+            f.stamp(&mut self.batch.flows);
         }
         if self.batch.is_empty() && self.batch.flows.no_events() {
             return;

@@ -7,10 +7,11 @@
 //!   selective one), with their capture times (ns), lengths and link types: a nanosecond
 //!   pcap (`.pcap`) when they share one link type, a pcapng (`.pcapng`, one interface per
 //!   link type) otherwise. For `on-interval`: a pcap without packets, and the poke's time
-//!   and interval in the note (`--capsule-poke-ns` replays that poke). Calls that hand the
-//!   chef no packets of their own (0.2 flow events, stream chunks) get a note only,
-//!   through [`CrashCapsules::note_only`]: the kitchen does not keep the packets behind a
-//!   flow or a reassembled stream, so saving them is not cheap.
+//!   and interval in the note (`--capsule-poke-ns` replays that poke). For `on-stream` and
+//!   `on-flow-events` (chef API 0.2), whose input is not packets the kitchen keeps: packets
+//!   synthesized to give the same input when replayed ([`synth`]: a TCP conversation
+//!   carrying the chunks at their stream offsets; packets with the flows' keys, times,
+//!   counts and endings).
 //! * **The note** (`.json`, same stem): chef name, version, source, component SHA-256, call
 //!   kind, error kind and text, the limits the call ran under, kitchen version and mode,
 //!   wall time, kitchen clock, a summary of the input, and the `replay` command line with
@@ -43,7 +44,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use flowtrack::table::FlowEvent;
+
+use crate::chef_host::bindings::StreamChunk;
 use crate::chef_host::{CallError, ChefSource, LoadedChef, WirePacket};
+
+pub mod synth;
 
 /// Default `--chef-crash-max-files`.
 pub const DEFAULT_MAX_FILES: usize = 32;
@@ -320,35 +326,55 @@ impl CrashCapsules {
         );
     }
 
-    /// A call without packets of its own (`call`, e.g. `on-flow-events`, `on-stream`)
-    /// failed: the note only (with `input`, a summary the caller chooses, e.g. flow keys
-    /// and offsets), since the packets behind it are not kept. The pcap holds no packets.
-    pub fn note_only(
+    /// An `on-stream` call failed on `chunks` (spans into `arena`): the capsule holds a
+    /// synthesized TCP conversation whose reassembly gives the chef the same chunks
+    /// ([`synth::stream_packets`]).
+    pub fn stream_failed(
         &mut self,
         chef: &LoadedChef,
         err: &CallError,
-        call: &'static str,
-        input: Value,
+        chunks: &[StreamChunk],
+        arena: &[u8],
         kitchen_ns: u64,
     ) {
         if !is_crash(err) {
             return;
         }
-        let input = json!({
-            "packets": 0,
-            "summary": input,
-            "not_saved": "the packets behind flow events and stream chunks are not kept by \
-                          the kitchen; this capsule cannot replay the call",
-        });
+        let (made, input) = synth::stream_packets(chunks, arena);
         self.submit(
             chef,
             err,
-            call,
+            "on-stream",
             input,
             kitchen_ns,
             None,
-            Vec::new(),
-            Vec::new(),
+            made.frames,
+            made.data,
+        );
+    }
+
+    /// An `on-flow-events` call failed on `events`: the capsule holds synthesized packets
+    /// that make the flow table produce the same events ([`synth::flow_packets`]).
+    pub fn flow_events_failed(
+        &mut self,
+        chef: &LoadedChef,
+        err: &CallError,
+        events: &[FlowEvent],
+        kitchen_ns: u64,
+    ) {
+        if !is_crash(err) {
+            return;
+        }
+        let (made, input) = synth::flow_packets(events);
+        self.submit(
+            chef,
+            err,
+            "on-flow-events",
+            input,
+            kitchen_ns,
+            None,
+            made.frames,
+            made.data,
         );
     }
 

@@ -739,6 +739,8 @@ impl Dispatcher {
             chefs,
             capture,
             hub,
+            flows: self.flow_counters().map(Into::into),
+            streams: self.stream_status(),
             load_failures: self.status.load_failures.clone(),
             chefs_omitted: 0,
             load_failures_omitted: 0,

@@ -16,7 +16,7 @@
 //! ([`FlowStage::advance`]); the end of the input ends every flow ([`FlowStage::end_all`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,18 +98,11 @@ impl FlowArgs {
 }
 
 /// What the dispatcher and the stage (possibly on another thread) share: the on/off
-/// switch, and the table's counters as of the last batch.
+/// switch. (The table's counters travel with the batches instead, [`FlowBatch::counters`],
+/// so the dispatcher reads them in step with the packets it has run.)
 #[derive(Debug, Default)]
 pub struct FlowShared {
     wanted: AtomicBool,
-    started: AtomicU64,
-    ended_fin: AtomicU64,
-    ended_rst: AtomicU64,
-    ended_idle: AtomicU64,
-    evicted: AtomicU64,
-    ended_end_of_capture: AtomicU64,
-    clock_restarts: AtomicU64,
-    active: AtomicU64,
 }
 
 impl FlowShared {
@@ -122,35 +115,16 @@ impl FlowShared {
     pub fn wanted(&self) -> bool {
         self.wanted.load(Ordering::Relaxed)
     }
+}
 
-    /// The table's counters as of the last batch, and the flows tracked then.
-    pub fn stats(&self) -> (FlowStats, u64) {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        (
-            FlowStats {
-                started: l(&self.started),
-                ended_fin: l(&self.ended_fin),
-                ended_rst: l(&self.ended_rst),
-                ended_idle: l(&self.ended_idle),
-                evicted: l(&self.evicted),
-                ended_end_of_capture: l(&self.ended_end_of_capture),
-                clock_restarts: l(&self.clock_restarts),
-            },
-            l(&self.active),
-        )
-    }
-
-    fn publish(&self, s: &FlowStats, active: usize) {
-        let p = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
-        p(&self.started, s.started);
-        p(&self.ended_fin, s.ended_fin);
-        p(&self.ended_rst, s.ended_rst);
-        p(&self.ended_idle, s.ended_idle);
-        p(&self.evicted, s.evicted);
-        p(&self.ended_end_of_capture, s.ended_end_of_capture);
-        p(&self.clock_restarts, s.clock_restarts);
-        p(&self.active, active as u64);
-    }
+/// The flow table's counters (owned by the table, [`FlowStats`]) as of the end of a batch,
+/// and the flows tracked then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    /// Started, ended by reason, evicted, clock restarts.
+    pub stats: FlowStats,
+    /// Flows in the table.
+    pub active: u64,
 }
 
 /// The flow events of one batch, in the order the dispatcher delivers them: `started`
@@ -162,6 +136,8 @@ pub struct FlowBatch {
     /// Flows ended while this batch was built (FIN/RST linger over, idle timeout,
     /// eviction, end of capture).
     pub ended: Vec<FlowEvent>,
+    /// The table's counters when the batch was cut (`None` until it tracked a flow).
+    pub counters: Option<FlowCounters>,
 }
 
 impl FlowBatch {
@@ -174,6 +150,7 @@ impl FlowBatch {
     pub fn clear(&mut self) {
         self.started.clear();
         self.ended.clear();
+        self.counters = None;
     }
 }
 
@@ -242,16 +219,18 @@ impl FlowStage {
         }
         self.table.end_all(&mut self.scratch);
         split(&mut self.scratch, out);
-        self.publish();
     }
 
-    /// Publish the counters (once per batch: stores are cheap but not free). Only a stage
-    /// that tracked something publishes: a replay's dispatcher keeps an idle builder (and
-    /// stage) beside the reading thread's, which must not overwrite the real counts.
-    pub fn publish(&self) {
+    /// Stamp the table's counters on a batch being cut (once per batch). Only a stage that
+    /// tracked something stamps: a replay's dispatcher keeps an idle builder (and stage)
+    /// beside the reading thread's, whose zeros must not replace the real counts.
+    pub fn stamp(&self, out: &mut FlowBatch) {
         let stats = self.table.stats();
         if stats.started > 0 {
-            self.shared.publish(&stats, self.table.len());
+            out.counters = Some(FlowCounters {
+                stats,
+                active: self.table.len() as u64,
+            });
         }
     }
 }
@@ -428,18 +407,28 @@ mod tests {
         });
     }
 
-    /// Every packet's flow and the batch events, from the builder's ready steps.
-    fn drain(b: &mut BatchBuilder) -> (Vec<Option<WitFlowRef>>, Vec<FlowEvent>, Vec<FlowEvent>) {
+    /// Every packet's flow, the batch events and the last counters stamped on a batch.
+    #[allow(clippy::type_complexity)]
+    fn drain(
+        b: &mut BatchBuilder,
+    ) -> (
+        Vec<Option<WitFlowRef>>,
+        Vec<FlowEvent>,
+        Vec<FlowEvent>,
+        Option<FlowCounters>,
+    ) {
         b.cut();
         let (mut refs, mut started, mut ended) = (Vec::new(), Vec::new(), Vec::new());
+        let mut counters = None;
         while let Some(step) = b.next_step() {
             if let Step::Packets(batch) = step {
                 refs.extend(batch.packets.iter().map(|p| p.0.flow));
                 started.extend(batch.flows.started.iter().copied());
                 ended.extend(batch.flows.ended.iter().copied());
+                counters = batch.flows.counters.or(counters);
             }
         }
-        (refs, started, ended)
+        (refs, started, ended, counters)
     }
 
     const A: [u8; 4] = [10, 0, 0, 1];
@@ -452,7 +441,8 @@ mod tests {
         b.set_flow_stage(FlowStage::new(FlowConfig::default(), shared.clone()).expect("valid"));
         // Off: nothing tracked, nothing filled.
         push(&mut b, 1, &ipv4(A, B, 1000, 80, Some(0x02)));
-        let (refs, started, _) = drain(&mut b);
+        let (refs, started, _, counters) = drain(&mut b);
+        assert_eq!(counters, None, "nothing tracked, nothing stamped");
         assert_eq!(refs, vec![None]);
         assert!(started.is_empty());
         shared.set_wanted(true);
@@ -461,7 +451,7 @@ mod tests {
         push(&mut b, 4, &ipv4(A, B, 1000, 80, Some(0x10)));
         push(&mut b, 5, &ipv4(A, B, 53, 53, None));
         push(&mut b, 6, b"\x60not an ip packet");
-        let (refs, started, ended) = drain(&mut b);
+        let (refs, started, ended, counters) = drain(&mut b);
         let dirs: Vec<_> = refs
             .iter()
             .map(|r| r.map(|r| (r.id, matches!(r.direction, WitDirection::FromOriginator))))
@@ -478,10 +468,15 @@ mod tests {
         );
         assert_eq!(started.len(), 2);
         assert!(ended.is_empty());
-        assert_eq!(shared.stats().1, 2, "two flows tracked");
+        let counters = counters.expect("the batch carries the table's counters");
+        assert_eq!(
+            (counters.stats.started, counters.active),
+            (2, 2),
+            "two flows tracked"
+        );
         // End of input: both end, in id order.
         b.end_flows();
-        let (_, _, ended) = drain(&mut b);
+        let (_, _, ended, _) = drain(&mut b);
         let ids: Vec<_> = ended
             .iter()
             .map(|e| match e {
@@ -510,7 +505,7 @@ mod tests {
         push(&mut b, 7, &ipv4(A, B, 1000, 80, Some(0x10)));
         shared.set_wanted(true);
         push(&mut b, 8, &ipv4(A, B, 1000, 80, Some(0x10)));
-        let (refs, _, _) = drain(&mut b);
+        let (refs, _, _, _) = drain(&mut b);
         assert_eq!(refs[0], None);
         assert_eq!(refs[1].map(|r| r.id), Some(3));
     }

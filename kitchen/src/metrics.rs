@@ -391,6 +391,15 @@ impl Collector for KitchenCollector {
                 hub.dropped,
             )?;
         }
+        let traffic =
+            crate::status::traffic::metrics(s.report.flows.as_ref(), s.report.streams.as_ref());
+        for (name, help, is_gauge, value) in traffic {
+            if is_gauge {
+                gauge(e, k, name, help, i(value))?;
+            } else {
+                counter(e, k, name, help, value)?;
+            }
+        }
         counter(
             e,
             k,

@@ -56,6 +56,12 @@ const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+/// PPPoE session stage (RFC 2516): a 6-byte PPPoE header and a PPP protocol number, then
+/// the datagram. DSL uplinks carry IP this way, often inside VLAN tags.
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+/// PPP protocol numbers of IPv4 and IPv6 (RFC 1332, RFC 5072).
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 
 /// Network-layer class of a parsed packet, for interest matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,6 +445,24 @@ impl<'a> Parser<'a, '_> {
         match ether_type {
             ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => self.ip(rest),
             ETHERTYPE_ARP => self.arp(rest),
+            ETHERTYPE_PPPOE_SESSION => self.pppoe_session(rest),
+            _ => self.stop(Layer::Network, StopReason::Unsupported, rest),
+        }
+    }
+
+    /// A PPPoE session frame: version/type (0x11), code (0 = session data), session id,
+    /// length, then the 2-byte PPP protocol. The WIT has no PPPoE record, so the shim is
+    /// skipped (the ethernet/VLAN ether-type still says 0x8864) and IP is decoded after
+    /// it, as tshark and scapy do; other PPP protocols (LCP, IPCP, ...) stop here.
+    fn pppoe_session(&mut self, data: &'a [u8]) {
+        let Some((hdr, rest)) = data.split_first_chunk::<8>() else {
+            return self.stop(Layer::Link, StopReason::Truncated, data);
+        };
+        if hdr[0] != 0x11 || hdr[1] != 0 {
+            return self.stop(Layer::Link, StopReason::Malformed, data);
+        }
+        match be16(hdr, 6) {
+            PPP_IPV4 | PPP_IPV6 => self.ip(rest),
             _ => self.stop(Layer::Network, StopReason::Unsupported, rest),
         }
     }
@@ -801,6 +825,62 @@ mod tests {
             other => panic!("expected TCP, got {other:?}"),
         }
         assert_eq!(bytes(&f, &p.payload), b"GET ");
+    }
+
+    #[test]
+    fn pppoe_session_inside_vlan_tags_reaches_ip_and_tcp() {
+        // The layout of PcapPlusPlus' one_http_stream_rst.pcap: two 802.1Q tags, a PPPoE
+        // session header, PPP protocol 0x0021, IPv4, TCP.
+        let mut f = eth([0xff; 6], [1, 2, 3, 4, 5, 6], 0x8100);
+        f.extend_from_slice(&[0x03, 0xab, 0x81, 0x00, 0x02, 0xe8, 0x88, 0x64]);
+        let mut ip = vec![
+            0x45, 0, 0, 44, 0, 1, 0, 0, 64, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
+        ip.extend_from_slice(&[0x13, 0xcc, 0, 80, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x18]);
+        ip.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        ip.extend_from_slice(b"GET ");
+        let ppp_len = (ip.len() + 2) as u16;
+        f.extend_from_slice(&[0x11, 0x00, 0xdd, 0xe5]);
+        f.extend_from_slice(&ppp_len.to_be_bytes());
+        f.extend_from_slice(&[0x00, 0x21]);
+        f.extend(ip);
+        let p = parse_frame(dlt::ETHERNET, &f);
+        assert_eq!(p.stopped, None, "{p:?}");
+        assert_eq!(p.vlan_inner.map(|v| v.ether_type), Some(0x8864));
+        assert!(matches!(p.ip, Some(IpHeader::V4(_))), "{p:?}");
+        match p.transport {
+            Some(TransportHeader::Tcp(t)) => {
+                assert_eq!((t.source_port, t.destination_port), (5068, 80));
+            }
+            other => panic!("expected TCP, got {other:?}"),
+        }
+        assert_eq!(bytes(&f, &p.payload), b"GET ");
+        // PPP control traffic (LCP, 0xc021) is not decoded; a cut or foreign header stops
+        // at the link layer.
+        let lcp_at = f.len() - 46;
+        let mut lcp = f.clone();
+        lcp[lcp_at..lcp_at + 2].copy_from_slice(&[0xc0, 0x21]);
+        let p = parse_frame(dlt::ETHERNET, &lcp);
+        assert_eq!(
+            p.stopped,
+            Some(ParseStop {
+                layer: Layer::Network,
+                reason: StopReason::Unsupported
+            })
+        );
+        assert_eq!(p.ip, None);
+        let p = parse_frame(dlt::ETHERNET, &f[..lcp_at - 2]);
+        assert_eq!(
+            p.stopped.map(|s| (s.layer, s.reason)),
+            Some((Layer::Link, StopReason::Truncated))
+        );
+        let mut bad = f.clone();
+        bad[lcp_at - 6] = 0x12; // version 1, type 2
+        let p = parse_frame(dlt::ETHERNET, &bad);
+        assert_eq!(
+            p.stopped.map(|s| (s.layer, s.reason)),
+            Some((Layer::Link, StopReason::Malformed))
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   of the chef's last call), load failures (from hot reload, per file);
 //! * per chef, by the chef host ([`crate::chef_host::ChefStats`]): traps, timeouts, memory
 //!   failures, restarts;
-//! * kitchen-wide: capture counters (live: `capture::LiveCapture::stats()`), hub counters.
+//! * kitchen-wide: capture counters (live: `capture::LiveCapture::stats()`), hub counters,
+//!   and while chefs use them the flow table's and TCP reassembly's counters ([`traffic`]).
 //!
 //! Determinism: a replay's status dumpling must be byte-for-byte reproducible, so in
 //! [`StatusDetail::Deterministic`] it leaves out everything that depends on wall time
@@ -19,6 +20,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+pub mod traffic;
+
+use traffic::{FlowStatus, StreamStatus};
 
 /// Sub-buckets per power of two in [`BatchTiming`] (4 = about 19 % bucket width).
 const SUB_BITS: u32 = 2;
@@ -278,6 +283,12 @@ pub struct StatusReport {
     /// Hub counters (absent without a hub and from deterministic reports).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub: Option<HubCounters>,
+    /// The flow table's counters, once a flow was tracked ([`traffic`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flows: Option<FlowStatus>,
+    /// TCP reassembly's counters, while some chef asks for stream bytes ([`traffic`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamStatus>,
     /// Load failures per chef file (hot reload), by path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub load_failures: BTreeMap<String, LoadFailure>,

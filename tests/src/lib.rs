@@ -458,3 +458,56 @@ pub fn hostile_release_dir() -> &'static Path {
         dir
     })
 }
+
+/// The synthesized stream captures of `tests/data/streams/synth.py` (a real ClientHello
+/// split, reordered, duplicated, overlapping, missing a segment; long HTTP requests split),
+/// written once per test process into a temporary folder.
+pub fn synth_streams_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("nd-stream-synth-{}", std::process::id()));
+        let out = Command::new("python3")
+            .arg(test_data("streams/synth.py"))
+            .arg(&dir)
+            .output()
+            .expect("python3 runs tests/data/streams/synth.py (apt-get install -y python3)");
+        assert!(
+            out.status.success(),
+            "synth.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .clone()
+}
+
+/// A FIFO `capture.pcap` in `dir`, opened read-write by the test (so opening never waits
+/// for the reader, and a kitchen replaying it sees no end of file until the returned
+/// handle is dropped).
+pub fn open_fifo(dir: &Path) -> (PathBuf, std::fs::File) {
+    let path = dir.join("capture.pcap");
+    let made = Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+    let writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open fifo");
+    (path, writer)
+}
+
+/// `GET path` from a loopback HTTP server (e.g. `/metrics`); the whole response, head
+/// included.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}

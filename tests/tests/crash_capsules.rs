@@ -4,7 +4,10 @@
 //! that panics in `on-interval` (`PanicChef`) are replayed over a real capture; each failure
 //! must leave a capsule whose pcap tshark reads, whose note is right, and whose `replay`
 //! command makes the same chef fail the same way on the same input (the replay's own
-//! capsule has the same frames, byte for byte). The count and byte caps must hold.
+//! capsule has the same frames, byte for byte). The count and byte caps must hold. Chef
+//! API 0.2 calls whose input is not packets (`StreamTrapChef` in `on-stream`,
+//! `FlowTrapChef` in `on-flow-events`) leave capsules of synthesized packets that hand the
+//! chef the same chunks / flow summary again.
 //!
 //! The hostile components are built by `tests/hostile-chefs/build.sh` (a no-op when fresh;
 //! `ND_SKIP_HOSTILE_BUILD=1` uses what is there). tshark checks skip with a message when
@@ -257,6 +260,116 @@ fn trap_timeout_and_interval_capsules_are_right_and_replay_the_failure() {
         stderr.contains(&format!("written={total} ")),
         "counts not in the log:\n{stderr}"
     );
+}
+
+/// The rest of the log line after the first `marker` in `log` (a chef's panic text).
+fn panic_text<'a>(log: &'a str, marker: &str) -> Option<&'a str> {
+    let at = log.find(marker)?;
+    let rest = &log[at..];
+    Some(rest.lines().next().unwrap_or(rest).trim_end())
+}
+
+/// The sum of `tcp.len` over `path` (the synthesized segments' payload), by tshark.
+fn tshark_tcp_payload(path: &Path) -> Option<u64> {
+    let tshark = on_path("tshark")?;
+    let out = Command::new(tshark)
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "tcp.len"])
+        .output()
+        .expect("tshark");
+    assert!(
+        out.status.success(),
+        "tshark cannot read {}",
+        path.display()
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .sum(),
+    )
+}
+
+#[test]
+fn stream_and_flow_event_capsules_replay_the_same_input() {
+    // Chef API 0.2 chefs: StreamTrapChef panics on a stream chunk holding an HTTP request
+    // line or status line, FlowTrapChef when a TCP connection ends; each panic text names
+    // its input exactly (chunk offset, length, bytes hash; flow summary).
+    let chefs = chef_folder(
+        "v02-chefs",
+        &["stream_trap_chef.wasm", "flow_trap_chef.wasm"],
+    );
+    let crash = fresh("v02-crash");
+    let out = run_with_capsules(&chefs, &crash, &["--chef-deadline-ms", DEADLINE_MS]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
+    let all = capsules(&crash);
+    for (chef, call, marker) in [
+        (
+            "StreamTrapChef",
+            "on-stream",
+            "StreamTrapChef deliberately panics on an HTTP request chunk",
+        ),
+        (
+            "FlowTrapChef",
+            "on-flow-events",
+            "FlowTrapChef deliberately panics on the end of a TCP connection",
+        ),
+    ] {
+        let mine: Vec<&(Value, PathBuf)> = all.iter().filter(|(n, _)| n["chef"] == chef).collect();
+        assert!(!mine.is_empty(), "{chef}: no capsule\n{stderr}");
+        let (note, pcap) = mine[0];
+        assert_eq!(note["call"], call, "{note:#}");
+        assert_eq!(note["error"]["kind"], "trap", "{note:#}");
+        let input = &note["input"];
+        let packets = input["packets"].as_u64().unwrap();
+        assert!(packets > 0, "{chef}: nothing synthesized: {note:#}");
+        assert_eq!(input["packets_left_out"], 0, "{note:#}");
+        let first = panic_text(&stderr, marker)
+            .unwrap_or_else(|| panic!("{chef}: no panic text in the log:\n{stderr}"))
+            .to_owned();
+        if let Some(frames) = tshark_frames(pcap) {
+            assert_eq!(frames.len() as u64, packets, "{chef}: {}", pcap.display());
+        }
+        if call == "on-stream" {
+            // The segments carry exactly the chunks' bytes.
+            if let Some(payload) = tshark_tcp_payload(pcap) {
+                assert_eq!(Some(payload), input["chunk_bytes"].as_u64(), "{note:#}");
+            }
+            assert!(input["chunks"].as_u64().unwrap() >= 1, "{note:#}");
+        } else {
+            assert!(input["ended"].as_u64().unwrap() >= 1, "{note:#}");
+        }
+
+        // Replaying the capsule hands the chef the same input: it panics with the same
+        // text (same chunk bytes at the same offset; same flow summary).
+        let again = fresh(&format!("again-{chef}"));
+        let out = replay(note, &["--chef-crash-dir", again.to_str().unwrap()]);
+        let replay_err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "replay failed:\n{replay_err}");
+        assert_eq!(
+            panic_text(&replay_err, marker),
+            Some(first.as_str()),
+            "{chef}: the replay did not fail on the same input:\n{replay_err}"
+        );
+        let second = capsules(&again);
+        let same: Vec<_> = second.iter().filter(|(n, _)| n["call"] == call).collect();
+        assert!(
+            !same.is_empty(),
+            "{chef}: no capsule from the replay: {second:?}"
+        );
+        assert_eq!(same[0].0["error"]["kind"], note["error"]["kind"]);
+        assert_eq!(same[0].0["component_sha256"], note["component_sha256"]);
+        if call == "on-stream" {
+            // The replay's failing call got the same chunks, so its capsule is the same.
+            assert_eq!(
+                std::fs::read(&same[0].1).unwrap(),
+                std::fs::read(pcap).unwrap(),
+                "{chef}: the replay's failing call got other chunks"
+            );
+        }
+    }
 }
 
 /// Replay the loopback capture (50 packets over 65 s, `-p 1`) with the chefs of `chefs`

@@ -5,15 +5,15 @@
 //! sent, and `promtool check metrics` must accept it. The progress line is checked
 //! through a real pseudo-terminal (`script` from util-linux) and is absent from a pipe.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    bin, free_port, is_root, metric_sample, on_path, promtool_check, spawn_hub, wait_for_port,
-    workspace_root, ChildGuard,
+    bin, free_port, http_get, is_root, metric_sample, on_path, open_fifo, promtool_check,
+    spawn_hub, wait_for_port, workspace_root, ChildGuard,
 };
 
 /// The bundled capture and its packet count (`captures/README.md`; tshark agrees).
@@ -38,35 +38,8 @@ impl Drop for TempDir {
     }
 }
 
-/// A FIFO in `dir`, opened read-write by the test (so opening never waits for the reader
-/// and the kitchen sees no end of file until the returned handle is dropped).
-fn fifo(dir: &Path) -> (PathBuf, std::fs::File) {
-    let path = dir.join("capture.pcap");
-    let made = Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .expect("run mkfifo");
-    assert!(made.success(), "mkfifo {}", path.display());
-    let writer = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("open fifo");
-    (path, writer)
-}
-
 fn capture_bytes() -> Vec<u8> {
     std::fs::read(workspace_root().join(CAPTURE)).expect("read the bundled capture")
-}
-
-fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
 }
 
 #[test]
@@ -79,7 +52,7 @@ fn kitchen_metrics_count_a_running_replay_and_pass_promtool() {
         &["--metrics-address", &hub_metrics_port.to_string()],
     );
     let dir = TempDir::new("scrape");
-    let (path, mut writer) = fifo(&dir.0);
+    let (path, mut writer) = open_fifo(&dir.0);
     // A name with a quote and a backslash: the label must come out escaped.
     let kitchen_name = r#"metrics "k" \ 1"#;
     let kitchen = ChildGuard::spawn(
@@ -102,7 +75,7 @@ fn kitchen_metrics_count_a_running_replay_and_pass_promtool() {
     let packets = format!("netdumplings_chef_packets_total{{{label},chef=\"PacketCountChef\"}}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
-        let response = get(metrics, "/metrics");
+        let response = http_get(metrics, "/metrics");
         let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(head.contains("text/plain; version=0.0.4"), "{head}");
@@ -182,11 +155,11 @@ fn kitchen_metrics_count_a_running_replay_and_pass_promtool() {
         0.0
     );
     assert!(value("process_resident_memory_bytes") > 0.0);
-    assert!(get(metrics, "/other").starts_with("HTTP/1.1 404"));
+    assert!(http_get(metrics, "/other").starts_with("HTTP/1.1 404"));
     promtool_check(&body);
 
     // The hub received what the kitchen says it sent.
-    let hub_body = get(([127, 0, 0, 1], hub_metrics_port).into(), "/metrics");
+    let hub_body = http_get(([127, 0, 0, 1], hub_metrics_port).into(), "/metrics");
     assert_eq!(
         metric_sample(&hub_body, "netdumplings_hub_dumplings_in_total"),
         Some(dumplings),
@@ -266,7 +239,7 @@ fn replay_progress_is_drawn_on_a_terminal_only() {
     // A FIFO fed in two parts with a pause: redrawn with real counts while it waits, and
     // no percent or ETA (the size of a pipe is unknown).
     let dir = TempDir::new("tty");
-    let (path, writer) = fifo(&dir.0);
+    let (path, writer) = open_fifo(&dir.0);
     let capture = capture_bytes();
     let args = format!("--no-hub -r '{}'", path.display());
     let feed = move || {
@@ -344,7 +317,7 @@ fn kitchen_metrics_follow_a_live_capture_on_lo() {
         r#"netdumplings_chef_packets_total{kitchen="live_metrics",chef="PacketCountChef"}"#;
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
-        let response = get(metrics, "/metrics");
+        let response = http_get(metrics, "/metrics");
         let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         if metric_sample(body, series) == Some(N as f64) {
             break body.to_owned();

@@ -2,23 +2,12 @@
 //! `/metrics` whose values match what went through it, and which `promtool check metrics`
 //! (Debian `prometheus`) accepts.
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{free_port, metric_sample, promtool_check, spawn_hub, wait_for_port};
+use e2e_tests::{free_port, http_get, metric_sample, promtool_check, spawn_hub, wait_for_port};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-
-fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_metrics_count_what_passed_and_pass_promtool() {
@@ -69,7 +58,7 @@ async fn hub_metrics_count_what_passed_and_pass_promtool() {
 
     let deadline = Instant::now() + Duration::from_secs(5);
     let body = loop {
-        let response = get(metrics, "/metrics");
+        let response = http_get(metrics, "/metrics");
         let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(head.contains("text/plain; version=0.0.4"), "{head}");
@@ -108,7 +97,7 @@ async fn hub_metrics_count_what_passed_and_pass_promtool() {
         "{body}"
     );
     assert!(metric_sample(&body, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
-    assert!(get(metrics, "/other").starts_with("HTTP/1.1 404"));
+    assert!(http_get(metrics, "/other").starts_with("HTTP/1.1 404"));
 
     // promtool, on the real output.
     promtool_check(&body);

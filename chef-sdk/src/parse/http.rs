@@ -25,7 +25,11 @@ pub struct Request<'a> {
     pub complete: bool,
 }
 
-/// Methods we accept as the start of a request (a cheap pre-check before parsing).
+/// Methods we accept as the start of a request (a cheap pre-check before parsing): those
+/// of RFC 9110 and WebDAV (RFC 4918) and its extensions (versioning RFC 3253, ordering
+/// RFC 3648, ACL RFC 3744, SEARCH RFC 5323, CalDAV), Microsoft's WebDAV and RPC over HTTP
+/// (Outlook Anywhere: `RPC_IN_DATA`, `RPC_OUT_DATA`) and SSTP methods, and UPnP's. Wireshark's
+/// HTTP dissector knows these too, so a request tshark shows is not refused for its method.
 const METHODS: &[&[u8]] = &[
     b"GET ",
     b"POST ",
@@ -43,12 +47,53 @@ const METHODS: &[&[u8]] = &[
     b"MOVE ",
     b"LOCK ",
     b"UNLOCK ",
+    b"SEARCH ",
+    b"REPORT ",
+    b"CHECKIN ",
+    b"CHECKOUT ",
+    b"UNCHECKOUT ",
+    b"MKACTIVITY ",
+    b"MKWORKSPACE ",
+    b"VERSION-CONTROL ",
+    b"BASELINE-CONTROL ",
+    b"LABEL ",
+    b"MERGE ",
+    b"UPDATE ",
+    b"ORDERPATCH ",
+    b"ACL ",
+    b"MKCALENDAR ",
+    b"BCOPY ",
+    b"BDELETE ",
+    b"BMOVE ",
+    b"BPROPFIND ",
+    b"BPROPPATCH ",
+    b"POLL ",
+    b"NOTIFY ",
+    b"SUBSCRIBE ",
+    b"UNSUBSCRIBE ",
+    b"X-MS-ENUMATTS ",
+    b"RPC_IN_DATA ",
+    b"RPC_OUT_DATA ",
+    b"RPC_CONNECT ",
+    b"CCM_POST ",
+    b"SSTP_DUPLEX_POST ",
+    b"M-SEARCH ",
 ];
 
 /// Whether `payload` starts with a known HTTP method and a space.
 #[inline]
 pub fn looks_like_request(payload: &[u8]) -> bool {
     METHODS.iter().any(|m| payload.starts_with(m))
+}
+
+/// Whether `bytes` could be the start of a request: it starts with a known method and a
+/// space, or it is shorter than that and a prefix of one (the rest of the method may be in
+/// the next segment).
+#[inline]
+pub fn may_start_request(bytes: &[u8]) -> bool {
+    METHODS
+        .iter()
+        .any(|m| bytes.starts_with(m) || m.starts_with(bytes))
 }
 
 fn header_str(value: &[u8]) -> Option<&str> {
@@ -117,6 +162,30 @@ mod tests {
         for n in 0..GET.len() {
             let _ = request(&GET[..n]);
         }
+    }
+
+    #[test]
+    fn knows_the_methods_wireshark_knows_and_their_prefixes() {
+        let rpc = b"RPC_IN_DATA /rpc/rpcproxy.dll?MAIL:6001 HTTP/1.1\r\nHost: mail\r\n\r\n";
+        let r = request(rpc).expect("Outlook Anywhere request");
+        assert_eq!((r.method, r.host), ("RPC_IN_DATA", Some("mail")));
+        for m in [
+            "RPC_OUT_DATA",
+            "M-SEARCH",
+            "VERSION-CONTROL",
+            "MKCALENDAR",
+            "BPROPFIND",
+        ] {
+            let line = format!("{m} / HTTP/1.1\r\n\r\n");
+            assert_eq!(request(line.as_bytes()).map(|r| r.method), Some(m), "{m}");
+            for n in 0..=m.len() + 1 {
+                assert!(may_start_request(&line.as_bytes()[..n]), "{m} cut at {n}");
+            }
+        }
+        assert!(!may_start_request(b"RPC_IN_DATAX / HTTP/1.1"));
+        assert!(!may_start_request(b"\x16\x03"));
+        assert!(!may_start_request(b"EHLO x"));
+        assert!(!may_start_request(b"G E"));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! its stream ends.
 
 use chef_sdk::bounded::BoundedMap;
-use chef_sdk::parse::http::{httparse, looks_like_request, MAX_HEADERS};
+use chef_sdk::parse::http::{httparse, may_start_request, MAX_HEADERS};
 
 /// Stream bytes the chef asks for per direction (requests beyond the first MiB of a
 /// connection are not seen).
@@ -56,17 +56,6 @@ fn head(bytes: &[u8]) -> Head {
         }
         Ok(httparse::Status::Partial) => Head::Partial,
         Err(_) => Head::Invalid,
-    }
-}
-
-/// Could `bytes` begin a request? (A short prefix of a method passes.)
-fn could_start_request(bytes: &[u8]) -> bool {
-    if bytes.len() >= 8 {
-        looks_like_request(bytes)
-    } else {
-        // A method (upper-case letters), maybe followed by a space and a target's start.
-        let method = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
-        bytes[..method].iter().all(u8::is_ascii_uppercase)
     }
 }
 
@@ -128,7 +117,7 @@ impl RequestScanner {
                 continue;
             }
             if conn.head.is_empty() {
-                if !could_start_request(rest) {
+                if !may_start_request(rest) {
                     follow = false;
                     break;
                 }

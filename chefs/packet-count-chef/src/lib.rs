@@ -30,7 +30,8 @@
 //!   100 captures; the others differ in protocols this does not decode (SMB and NetBIOS
 //!   sessions, PPPoE, VXLAN inner frames, 802.11/radiotap, 6in4/GRE/Teredo tunnels,
 //!   ISAKMP payload chains, HSRP, L2TP, SCTP chunks, ...), which are counted as their
-//!   first layer or as `Raw`, and in DNS edge cases (a payload on port 53/5353 is `DNS`
+//!   first layer or as `Raw` (PPPoE sessions: the kitchen's parser skips the PPPoE and PPP
+//!   headers, so their IP layers count, but not `PPPoE` / `PPP`), and in DNS edge cases (a payload on port 53/5353 is `DNS`
 //!   when its header and first question read cleanly, else `Raw`).
 //! * Linux SLL2 (DLT 276), which scapy 2.4.5 does not know, is `cooked linux v2` (the name
 //!   newer scapy uses).

@@ -26,7 +26,7 @@ use anyhow::{bail, Context};
 use capture::{FileReader, PacketRecord};
 use flowtrack::table::{FlowConfig, FlowTable, PacketMeta, DEFAULT_MAX_FLOWS};
 use kitchen::batch::{BatchBuilder, ClockMode, Step};
-use kitchen::flow_stage::{meta_of, FlowShared, FlowStage};
+use kitchen::flow_stage::{meta_of, FlowCounters, FlowShared, FlowStage};
 use kitchen::packet::parse_into;
 
 const USAGE: &str = "\
@@ -128,8 +128,9 @@ fn load(file: &std::path::Path) -> anyhow::Result<Vec<Rec>> {
     Ok(recs)
 }
 
-/// Runs the builder over every record, handing batches back; returns ns per packet.
-fn run_builder(recs: &[Rec], stage: Option<FlowStage>) -> f64 {
+/// Runs the builder over every record, handing batches back; returns ns per packet and
+/// the flow table's final counters (when it tracked flows).
+fn run_builder(recs: &[Rec], stage: Option<FlowStage>) -> (f64, Option<FlowCounters>) {
     let mut b = BatchBuilder::new(ClockMode::Replay, POKE);
     if let Some(s) = stage {
         b.set_flow_stage(s);
@@ -145,10 +146,15 @@ fn run_builder(recs: &[Rec], stage: Option<FlowStage>) -> f64 {
         }
     }
     b.end_flows();
+    let mut counters = None;
     while let Some(step) = b.next_step() {
+        if let Step::Packets(batch) = &step {
+            counters = batch.flow_counters().or(counters);
+        }
         std::hint::black_box(&step);
     }
-    start.elapsed().as_nanos() as f64 / recs.len().max(1) as f64
+    let ns = start.elapsed().as_nanos() as f64 / recs.len().max(1) as f64;
+    (ns, counters)
 }
 
 fn bench(recs: &[Rec], config: FlowConfig, rounds: usize) -> anyhow::Result<()> {
@@ -166,13 +172,14 @@ fn bench(recs: &[Rec], config: FlowConfig, rounds: usize) -> anyhow::Result<()> 
     let mut flows_seen = 0;
     let mut evicted = 0;
     for _ in 0..rounds {
-        times[0].push(run_builder(recs, None));
+        times[0].push(run_builder(recs, None).0);
         let off = Arc::new(FlowShared::default());
-        times[1].push(run_builder(recs, Some(FlowStage::new(config, off)?)));
+        times[1].push(run_builder(recs, Some(FlowStage::new(config, off)?)).0);
         let on = Arc::new(FlowShared::default());
         on.set_wanted(true);
-        times[2].push(run_builder(recs, Some(FlowStage::new(config, on.clone())?)));
-        let (s, _) = on.stats();
+        let (ns, counters) = run_builder(recs, Some(FlowStage::new(config, on)?));
+        times[2].push(ns);
+        let s = counters.unwrap_or_default().stats;
         flows_seen = s.started;
         evicted = s.evicted;
         let mut t = FlowTable::new(config)?;

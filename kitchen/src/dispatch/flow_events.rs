@@ -15,7 +15,7 @@ use super::{count_over_cap, run_state, CallContext, Dispatcher, Driver, SinkErro
 use crate::batch::Batch;
 use crate::chef_host::bindings::FlowEvent as WitFlowEvent;
 use crate::chef_host::LoadedChef;
-use crate::flow_stage::{event_time_ns, wit_event, FlowShared, FlowStage};
+use crate::flow_stage::{event_time_ns, wit_event, FlowCounters, FlowShared, FlowStage};
 
 /// Flow events per `on-flow-events` call at most (the end of a capture may end a whole
 /// table at once; a call's size and its dumplings stay bounded like a packet batch's).
@@ -27,6 +27,8 @@ pub(super) struct DispatchFlows {
     shared: Arc<FlowShared>,
     /// Events converted to WIT records for the current delivery (reused).
     wit: Vec<WitFlowEvent>,
+    /// The table's counters as of the last batch run (they travel with the batches).
+    latest: Option<FlowCounters>,
 }
 
 /// Whether `chef` asked for flow events.
@@ -52,28 +54,16 @@ impl Dispatcher {
             config,
             shared: shared.clone(),
             wit: Vec::new(),
+            latest: None,
         });
         self.update_flow_switch();
         Ok(shared)
     }
 
-    /// The flow table's counters for the exit summary, when flows were tracked at all.
-    pub fn flow_summary(&self) -> Option<String> {
-        let (s, active) = self.flows.as_ref()?.shared.stats();
-        (s.started > 0).then(|| {
-            format!(
-                "flows: {} started, {} ended by FIN, {} by RST, {} idle, {} evicted (table full), \
-                 {} at the end; {} still tracked; {} flow-clock restarts",
-                s.started,
-                s.ended_fin,
-                s.ended_rst,
-                s.ended_idle,
-                s.evicted,
-                s.ended_end_of_capture,
-                active,
-                s.clock_restarts
-            )
-        })
+    /// The flow table's counters as of the last batch run, once a flow was tracked (the
+    /// status dumpling, `/metrics` and the exit summary read them here).
+    pub fn flow_counters(&self) -> Option<FlowCounters> {
+        self.flows.as_ref()?.latest
     }
 
     /// A stage for a new builder (a replay's reading thread), when flows are configured.
@@ -91,8 +81,11 @@ impl Dispatcher {
         }
     }
 
-    /// Deliver `batch`'s `started` events (before its packets).
+    /// Deliver `batch`'s `started` events (before its packets); take its counters.
     pub(super) fn flows_started(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if let (Some(f), Some(c)) = (self.flows.as_mut(), batch.flows.counters) {
+            f.latest = Some(c);
+        }
         self.deliver_flow_events(&batch.flows.started, false)
     }
 
@@ -156,6 +149,9 @@ impl Dispatcher {
         let started = std::time::Instant::now();
         let slot = &mut self.chefs[i];
         let result = slot.chef.on_flow_events(wit, now_ns);
+        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
+            c.flow_events_failed(&slot.chef, e, events, now_ns);
+        }
         self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
         let Ok(out) = result else {
             self.charge_duty(i, started, share);

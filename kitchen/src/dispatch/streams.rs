@@ -7,11 +7,12 @@
 use std::time::Instant;
 
 use dumpling::Driver;
-use flowtrack::reassembly::{ReassemblyLimits, ReassemblyStats};
+use flowtrack::reassembly::ReassemblyLimits;
 
 use flowtrack::table::FlowEvent;
 
 use super::{count_over_cap, run_state, Batch, Dispatcher, SinkError};
+use crate::status::traffic::StreamStatus;
 use crate::stream_stage::{StreamFilter, StreamStage};
 
 impl Dispatcher {
@@ -28,9 +29,10 @@ impl Dispatcher {
         self.streams.is_some()
     }
 
-    /// Reassembly counters, while the stage exists.
-    pub fn stream_stats(&self) -> Option<ReassemblyStats> {
-        self.streams.as_ref().map(StreamStage::stats)
+    /// Reassembly counters and held bytes for the status report, while the stage exists.
+    pub fn stream_status(&self) -> Option<StreamStatus> {
+        let stage = self.streams.as_ref()?;
+        Some(StreamStatus::new(stage.stats(), stage.held_bytes()))
     }
 
     /// Creates, resizes or drops the stage after the chefs changed: it reassembles the
@@ -96,6 +98,9 @@ impl Dispatcher {
             let started = Instant::now();
             let slot = &mut self.chefs[i];
             let result = slot.chef.on_stream(chunks, arena, now_ns);
+            if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
+                c.stream_failed(&slot.chef, e, chunks, arena, now_ns);
+            }
             let rt = &mut self.runtime[i];
             if result.is_ok() {
                 rt.timing.record(started.elapsed().as_nanos() as u64);

@@ -1,0 +1,690 @@
+//! Synthesized packets for the crash capsules of calls whose input is not packets
+//! (`on-stream`, `on-flow-events`): the kitchen keeps neither the segments behind a
+//! reassembled stream nor the packets behind a flow summary, so the capsule holds packets
+//! made up to give the same input when replayed through the kitchen's flow table and
+//! reassembly (raw IP frames, DLT 101, checksums right, written by `etherparse`).
+//!
+//! * **Stream chunks.** Per flow of the call: a handshake (SYN, SYN-ACK, ACK) at the time
+//!   of its first chunk, so stream offset 0 is anchored, then one segment per chunk at
+//!   sequence `ISN + 1 + offset` carrying exactly the chunk's bytes, in the call's order;
+//!   a chunk marked `last` carries FIN (an empty one is a bare FIN). Holes (a `gap-before`,
+//!   or the bytes before the first chunk when the stream began in an earlier call) are
+//!   sequence jumps: reassembly holds what follows the hole and reports the hole as a gap
+//!   when the replayed flow ends, so the chef gets the same bytes at the same offsets, but
+//!   such chunks arrive at the end of the replay, and a stream that began earlier starts
+//!   with a gap of its earlier bytes (`gap-before` = the first chunk's offset).
+//! * **Flow events.** Per flow of the call: for a `started` event, the flow's first packet
+//!   (TCP SYN, UDP datagram, ICMP echo request); for an `ended` event, packets that give
+//!   the same summary: the same key and originator, first and last times, packets each way
+//!   (at most [`MAX_PACKETS_PER_DIRECTION`] each; more are folded into fewer, longer
+//!   ones), bytes each way (frames are cut after their headers and carry the wire length,
+//!   as a snaplen would), TCP flags, and FIN / RST for those end reasons. A flow that ended
+//!   by idle timeout or eviction ends at the end of the replay instead (`end-of-capture`).
+//!
+//! Bounded: at most [`MAX_SYNTH_BYTES`] of frames; what does not fit is left out and
+//! counted in the note's input summary.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::PacketBuilder;
+use flowtrack::table::{tcp_flags, EndReason, FlowEvent, FlowKey, FlowSummary, Transport};
+use serde_json::{json, Value};
+
+use super::CapsuleFrame;
+use crate::chef_host::bindings::{Direction, IpAddress, StreamChunk, TransportProtocol};
+
+/// Link type of synthesized frames: raw IP (LINKTYPE_RAW).
+pub const LINK_TYPE: u32 = crate::packet::dlt::RAW;
+/// Most bytes of synthesized frames in one capsule (one batch's worth, as for packets).
+pub const MAX_SYNTH_BYTES: usize = crate::batch::MAX_BATCH_BYTES;
+/// Most packets made per direction of one ended flow.
+pub const MAX_PACKETS_PER_DIRECTION: u64 = 64;
+/// Largest payload per synthesized TCP segment (a longer chunk is split).
+const MAX_SEGMENT: usize = 60_000;
+/// Initial sequence numbers of the two sides (any value works; these make the offsets
+/// easy to read in Wireshark without relative sequence numbers).
+const ISN: [u32; 2] = [1_000_000, 2_000_000];
+/// ACK, PSH, SYN, FIN, RST as the TCP flags byte.
+const ACK: u8 = tcp_flags::ACK;
+const PSH: u8 = tcp_flags::PSH;
+const SYN: u8 = tcp_flags::SYN;
+const FIN: u8 = tcp_flags::FIN;
+const RST: u8 = tcp_flags::RST;
+
+/// Frames being made, within [`MAX_SYNTH_BYTES`].
+#[derive(Default)]
+pub struct Frames {
+    /// The frames.
+    pub frames: Vec<CapsuleFrame>,
+    /// Their bytes.
+    pub data: Vec<u8>,
+    /// Frames left out for the bound.
+    pub left_out: u64,
+}
+
+impl Frames {
+    /// Add one frame (`original_len`: bytes on the wire, at least its length).
+    fn push(&mut self, timestamp_ns: u64, original_len: u64, frame: &[u8]) {
+        if self.data.len() + frame.len() > MAX_SYNTH_BYTES {
+            self.left_out += 1;
+            return;
+        }
+        self.frames.push(CapsuleFrame {
+            timestamp_ns,
+            link_type: LINK_TYPE,
+            original_len: u32::try_from(original_len.max(frame.len() as u64)).unwrap_or(u32::MAX),
+            offset: self.data.len(),
+            len: frame.len(),
+        });
+        self.data.extend_from_slice(frame);
+    }
+}
+
+/// A flow's 5-tuple as the synthesizer needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Conn {
+    transport: Transport,
+    originator: IpAddr,
+    responder: IpAddr,
+    originator_port: u16,
+    responder_port: u16,
+}
+
+impl Conn {
+    fn from_native(k: &FlowKey) -> Conn {
+        Conn {
+            transport: k.transport,
+            originator: k.originator,
+            responder: k.responder,
+            originator_port: k.originator_port,
+            responder_port: k.responder_port,
+        }
+    }
+
+    fn from_wit(k: &crate::chef_host::bindings::FlowKey) -> Conn {
+        let addr = |a: &IpAddress| match *a {
+            IpAddress::V4(v4) => IpAddr::V4(Ipv4Addr::from(v4)),
+            IpAddress::V6((hi, lo)) => {
+                IpAddr::V6(Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo)))
+            }
+        };
+        Conn {
+            transport: match k.transport {
+                TransportProtocol::Tcp => Transport::Tcp,
+                TransportProtocol::Udp => Transport::Udp,
+                TransportProtocol::Icmpv4 => Transport::Icmpv4,
+                TransportProtocol::Icmpv6 => Transport::Icmpv6,
+            },
+            originator: addr(&k.originator),
+            responder: addr(&k.responder),
+            originator_port: k.originator_port,
+            responder_port: k.responder_port,
+        }
+    }
+
+    /// The frame `side` (0 = originator, 1 = responder) sends: TCP with `flags`, `seq`,
+    /// `ack` and `payload`; UDP or ICMP echo with `payload`. `None` when the two
+    /// addresses are of different families (cannot happen for a tracked flow).
+    fn frame(&self, side: usize, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Option<Vec<u8>> {
+        let (src, dst, sport, dport) = if side == 0 {
+            (
+                self.originator,
+                self.responder,
+                self.originator_port,
+                self.responder_port,
+            )
+        } else {
+            (
+                self.responder,
+                self.originator,
+                self.responder_port,
+                self.originator_port,
+            )
+        };
+        let ip = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
+            _ => return None,
+        };
+        let mut out = Vec::with_capacity(80 + payload.len());
+        let written = match self.transport {
+            Transport::Tcp => {
+                let mut b = ip.tcp(sport, dport, seq, 65535);
+                if flags & SYN != 0 {
+                    b = b.syn();
+                }
+                if flags & FIN != 0 {
+                    b = b.fin();
+                }
+                if flags & RST != 0 {
+                    b = b.rst();
+                }
+                if flags & PSH != 0 {
+                    b = b.psh();
+                }
+                if flags & ACK != 0 {
+                    b = b.ack(ack);
+                }
+                if flags & tcp_flags::URG != 0 {
+                    b = b.urg(0);
+                }
+                if flags & tcp_flags::ECE != 0 {
+                    b = b.ece();
+                }
+                if flags & tcp_flags::CWR != 0 {
+                    b = b.cwr();
+                }
+                b.write(&mut out, payload).is_ok()
+            }
+            Transport::Udp => ip.udp(sport, dport).write(&mut out, payload).is_ok(),
+            // Echo request one way, reply the other (one ICMP flow per address pair).
+            Transport::Icmpv4 if side == 0 => ip
+                .icmpv4_echo_request(1, 1)
+                .write(&mut out, payload)
+                .is_ok(),
+            Transport::Icmpv4 => ip.icmpv4_echo_reply(1, 1).write(&mut out, payload).is_ok(),
+            Transport::Icmpv6 if side == 0 => ip
+                .icmpv6_echo_request(1, 1)
+                .write(&mut out, payload)
+                .is_ok(),
+            Transport::Icmpv6 => ip.icmpv6_echo_reply(1, 1).write(&mut out, payload).is_ok(),
+        };
+        written.then_some(out)
+    }
+}
+
+fn side_of(d: Direction) -> usize {
+    match d {
+        Direction::FromOriginator => 0,
+        Direction::FromResponder => 1,
+    }
+}
+
+/// Packets that make reassembly hand a chef `chunks` (spans into `arena`) again, and a
+/// summary of what was made for the note.
+pub fn stream_packets(chunks: &[StreamChunk], arena: &[u8]) -> (Frames, Value) {
+    let mut out = Frames::default();
+    let mut flows: Vec<u64> = Vec::new();
+    let mut chunk_bytes = 0u64;
+    for c in chunks {
+        let conn = Conn::from_wit(&c.key);
+        let side = side_of(c.flow.direction);
+        if !flows.contains(&c.flow.id) {
+            flows.push(c.flow.id);
+            let ts = c.timestamp_ns;
+            let [o, r] = ISN;
+            for (s, flags, seq, ack) in [
+                (0, SYN, o, 0),
+                (1, SYN | ACK, r, o.wrapping_add(1)),
+                (0, ACK, o.wrapping_add(1), r.wrapping_add(1)),
+            ] {
+                if let Some(f) = conn.frame(s, flags, seq, ack, &[]) {
+                    out.push(ts, 0, &f);
+                }
+            }
+        }
+        let start = c.data.offset as usize;
+        let data = arena
+            .get(start..start.saturating_add(c.data.len as usize))
+            .unwrap_or(&[]);
+        chunk_bytes += data.len() as u64;
+        // Offsets are 64-bit, sequence numbers wrap at 32: `as u32` is the wrap.
+        let seq_of = |offset: u64| ISN[side].wrapping_add(1).wrapping_add(offset as u32);
+        let ack = ISN[1 - side].wrapping_add(1);
+        let pieces: Vec<&[u8]> = if data.is_empty() {
+            vec![&[][..]]
+        } else {
+            data.chunks(MAX_SEGMENT).collect()
+        };
+        let n = pieces.len();
+        let mut offset = c.offset;
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let mut flags = ACK;
+            if !piece.is_empty() {
+                flags |= PSH;
+            }
+            if c.last && i + 1 == n {
+                flags |= FIN;
+            }
+            if let Some(f) = conn.frame(side, flags, seq_of(offset), ack, piece) {
+                out.push(c.timestamp_ns, 0, &f);
+            }
+            offset += piece.len() as u64;
+        }
+    }
+    let summary = json!({
+        "chunks": chunks.len(),
+        "chunk_bytes": chunk_bytes,
+        "flows": flows.len(),
+        "first_chunks": chunks.iter().take(16).map(|c| json!({
+            "flow": c.flow.id,
+            "direction": if side_of(c.flow.direction) == 0 { "from-originator" } else { "from-responder" },
+            "offset": c.offset,
+            "gap_before": c.gap_before,
+            "len": c.data.len,
+            "last": c.last,
+        })).collect::<Vec<_>>(),
+        "packets": out.frames.len(),
+        "packets_left_out": out.left_out,
+        "synthesized": "a handshake per flow, then one segment per chunk at its stream offset \
+                        (holes, and bytes before the first chunk, as sequence jumps: reported \
+                        as gaps when the replayed flow ends)",
+    });
+    (out, summary)
+}
+
+/// Packets that make the flow table produce `events` again (see the module docs), and a
+/// summary for the note.
+pub fn flow_packets(events: &[FlowEvent]) -> (Frames, Value) {
+    let mut out = Frames::default();
+    let mut made: Vec<u64> = Vec::new();
+    let mut not_replayed = 0u64;
+    for e in events {
+        let (id, conn) = match e {
+            FlowEvent::Started(s) => (s.id, Conn::from_native(&s.key)),
+            FlowEvent::Ended(s) => (s.id, Conn::from_native(&s.key)),
+        };
+        if made.contains(&id) {
+            continue;
+        }
+        made.push(id);
+        // The flow's whole summary when the call ends it, else only its start.
+        let ended = events.iter().find_map(|e| match e {
+            FlowEvent::Ended(s) if s.id == id => Some(s),
+            _ => None,
+        });
+        match (ended, e) {
+            (Some(s), _) => {
+                if matches!(s.end_reason, EndReason::IdleTimeout | EndReason::Evicted) {
+                    not_replayed += 1;
+                }
+                summary_packets(&conn, s, &mut out);
+            }
+            (None, FlowEvent::Started(s)) => {
+                let flags = if conn.transport == Transport::Tcp {
+                    SYN
+                } else {
+                    0
+                };
+                if let Some(f) = conn.frame(0, flags, ISN[0], 0, &[]) {
+                    out.push(s.timestamp_ns, 0, &f);
+                }
+            }
+            (None, FlowEvent::Ended(_)) => {}
+        }
+    }
+    // Frames of several flows must be in time order for the flow table's clock.
+    let mut order: Vec<usize> = (0..out.frames.len()).collect();
+    order.sort_by_key(|&i| out.frames[i].timestamp_ns);
+    let mut sorted = Frames {
+        left_out: out.left_out,
+        ..Frames::default()
+    };
+    for i in order {
+        let f = out.frames[i];
+        sorted.push(
+            f.timestamp_ns,
+            u64::from(f.original_len),
+            &out.data[f.offset..f.offset + f.len],
+        );
+    }
+    let summary = json!({
+        "events": events.len(),
+        "started": events.iter().filter(|e| matches!(e, FlowEvent::Started(_))).count(),
+        "ended": events.iter().filter(|e| matches!(e, FlowEvent::Ended(_))).count(),
+        "flows": made.len(),
+        "packets": sorted.frames.len(),
+        "packets_left_out": sorted.left_out,
+        "ended_by_idle_or_eviction": not_replayed,
+        "synthesized": "per flow, packets with the same key, times, packet and byte counts \
+                        each way (counts above 64 a way folded into 64 longer packets), TCP \
+                        flags and FIN/RST ending; flows that ended idle or evicted end at the \
+                        end of the replay instead",
+    });
+    (sorted, summary)
+}
+
+/// The packets of one ended flow (see the module docs).
+fn summary_packets(conn: &Conn, s: &FlowSummary, out: &mut Frames) {
+    let tcp = conn.transport == Transport::Tcp;
+    let counts = [
+        s.packets_from_originator.min(MAX_PACKETS_PER_DIRECTION),
+        s.packets_from_responder.min(MAX_PACKETS_PER_DIRECTION),
+    ];
+    let bytes = [s.bytes_from_originator, s.bytes_from_responder];
+    let seen = s.tcp_flags_seen;
+    let extra = seen & (PSH | tcp_flags::URG | tcp_flags::ECE | tcp_flags::CWR);
+    let total = counts[0] + counts[1];
+    if total == 0 {
+        return;
+    }
+    // Times spread evenly from first to last, the originator's first packet first.
+    let span = s.last_ns.saturating_sub(s.first_ns);
+    let time = |k: u64| {
+        s.first_ns + (u128::from(span) * u128::from(k) / u128::from((total - 1).max(1))) as u64
+    };
+    let mut sent = [0u64; 2];
+    let mut bytes_left = bytes;
+    for k in 0..total {
+        // Alternate while both sides have packets left, originator first.
+        let side =
+            usize::from(!(sent[0] < counts[0] && (sent[0] <= sent[1] || sent[1] >= counts[1])));
+        let i = sent[side];
+        sent[side] += 1;
+        let last_of_side = sent[side] == counts[side];
+        let last_overall = k + 1 == total;
+        let mut flags = 0u8;
+        if tcp {
+            if i == 0 && seen & SYN != 0 {
+                flags |= SYN;
+                if side == 1 {
+                    flags |= ACK;
+                }
+            } else if seen & ACK != 0 {
+                flags |= ACK;
+            }
+            if i > 0 || seen & SYN == 0 {
+                flags |= extra;
+            }
+            let fin_here = match s.end_reason {
+                EndReason::Fin => last_of_side,
+                _ => seen & FIN != 0 && side == 0 && last_of_side,
+            };
+            if fin_here {
+                flags |= FIN;
+            }
+            if last_overall && (s.end_reason == EndReason::Rst || seen & RST != 0) {
+                flags |= RST;
+            }
+        }
+        // The wire bytes left for this side, spread over its remaining packets.
+        let remaining = counts[side] - i;
+        let len = bytes_left[side] / remaining;
+        bytes_left[side] -= len;
+        let seq = ISN[side].wrapping_add(1).wrapping_add(i as u32);
+        let ack = ISN[1 - side].wrapping_add(1);
+        if let Some(f) = conn.frame(side, flags, seq, ack, &[]) {
+            out.push(time(k), len, &f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::parse_frame;
+
+    #[test]
+    fn stream_segments_carry_the_chunk_bytes_at_their_offsets() {
+        let key = crate::chef_host::bindings::FlowKey {
+            transport: TransportProtocol::Tcp,
+            originator: IpAddress::V4(0x0a00_0001),
+            responder: IpAddress::V4(0x0a00_0002),
+            originator_port: 40000,
+            responder_port: 443,
+        };
+        let arena = b"hello world".to_vec();
+        let chunk = |offset, gap_before, start: u32, len: u32, last| StreamChunk {
+            flow: crate::chef_host::bindings::FlowRef {
+                id: 7,
+                direction: Direction::FromOriginator,
+            },
+            key,
+            timestamp_ns: 10,
+            offset,
+            gap_before,
+            data: crate::chef_host::bindings::Span { offset: start, len },
+            last,
+        };
+        let chunks = [chunk(0, 0, 0, 5, false), chunk(100, 94, 5, 6, true)];
+        let (frames, summary) = stream_packets(&chunks, &arena);
+        assert_eq!(
+            frames.frames.len(),
+            5,
+            "handshake + two segments: {summary}"
+        );
+        let parsed: Vec<_> = frames
+            .frames
+            .iter()
+            .map(|f| {
+                let bytes = &frames.data[f.offset..f.offset + f.len];
+                (parse_frame(LINK_TYPE, bytes), bytes.to_vec())
+            })
+            .collect();
+        let tcp = |i: usize| match &parsed[i].0.transport {
+            Some(crate::chef_host::bindings::TransportHeader::Tcp(t)) => (t.sequence, t.flags),
+            other => panic!("frame {i}: {other:?}"),
+        };
+        assert_eq!(tcp(0).0, ISN[0]);
+        assert_eq!(tcp(3).0, ISN[0] + 1);
+        assert_eq!(tcp(4).0, ISN[0] + 101);
+        let payload = |i: usize| {
+            let p = &parsed[i].0.payload;
+            parsed[i].1[p.offset as usize..(p.offset + p.len) as usize].to_vec()
+        };
+        assert_eq!(payload(3), b"hello");
+        assert_eq!(payload(4), b" world");
+        assert!(tcp(4).1.contains(crate::chef_host::bindings::TcpFlags::FIN));
+        assert!(tcp(0).1.contains(crate::chef_host::bindings::TcpFlags::SYN));
+    }
+
+    /// Runs `made` through a real flow table; the events it produces (ended at the end).
+    fn through_the_table(made: &Frames) -> Vec<FlowEvent> {
+        use flowtrack::table::{FlowConfig, FlowTable};
+        let mut table = FlowTable::new(FlowConfig::default()).expect("default config");
+        let mut events = Vec::new();
+        let mut arena = Vec::new();
+        for f in &made.frames {
+            let rec = capture::PacketRecord {
+                timestamp_ns: f.timestamp_ns,
+                link_type: f.link_type,
+                interface_index: 0,
+                original_len: f.original_len,
+                data: &made.data[f.offset..f.offset + f.len],
+            };
+            let (p, _) = crate::packet::parse_into(&rec, &mut arena);
+            let meta = crate::flow_stage::meta_of(&p).expect("a flow packet");
+            table.track(&meta, &mut events);
+        }
+        table.end_all(&mut events);
+        events
+    }
+
+    #[test]
+    fn flow_packets_give_the_same_summaries_through_the_flow_table() {
+        let key = |transport, a: &str, b: &str, ports: (u16, u16)| FlowKey {
+            transport,
+            originator: a.parse().expect("address"),
+            responder: b.parse().expect("address"),
+            originator_port: ports.0,
+            responder_port: ports.1,
+        };
+        let tcp = FlowSummary {
+            id: 9,
+            key: key(Transport::Tcp, "10.0.0.1", "10.0.0.2", (40000, 80)),
+            first_ns: 1_000,
+            last_ns: 9_000,
+            packets_from_originator: 5,
+            packets_from_responder: 4,
+            bytes_from_originator: 5 * 66 + 300,
+            bytes_from_responder: 4 * 1514,
+            tcp_flags_seen: SYN | ACK | PSH | FIN,
+            end_reason: EndReason::Fin,
+        };
+        let rst = FlowSummary {
+            id: 10,
+            key: key(Transport::Tcp, "2001:db8::1", "2001:db8::2", (40001, 443)),
+            first_ns: 2_000,
+            last_ns: 3_000,
+            packets_from_originator: 2,
+            packets_from_responder: 1,
+            bytes_from_originator: 2 * 74,
+            bytes_from_responder: 74,
+            tcp_flags_seen: SYN | ACK | RST,
+            end_reason: EndReason::Rst,
+        };
+        let udp = FlowSummary {
+            id: 11,
+            key: key(Transport::Udp, "10.0.0.1", "10.0.0.53", (5353, 53)),
+            first_ns: 4_000,
+            last_ns: 4_500,
+            packets_from_originator: 1,
+            packets_from_responder: 1,
+            bytes_from_originator: 80,
+            bytes_from_responder: 200,
+            tcp_flags_seen: 0,
+            end_reason: EndReason::EndOfCapture,
+        };
+        let want = [tcp, rst, udp];
+        let events: Vec<FlowEvent> = want.iter().map(|s| FlowEvent::Ended(*s)).collect();
+        let (made, summary) = flow_packets(&events);
+        assert_eq!(made.left_out, 0, "{summary}");
+        let mut got: Vec<FlowSummary> = through_the_table(&made)
+            .into_iter()
+            .filter_map(|e| match e {
+                FlowEvent::Ended(s) => Some(s),
+                FlowEvent::Started(_) => None,
+            })
+            .collect();
+        got.sort_by_key(|s| s.first_ns);
+        assert_eq!(got.len(), 3, "{got:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(FlowSummary { id: w.id, ..*g }, *w);
+        }
+        // A start alone: one packet, from the originator, at the start.
+        let start = FlowEvent::Started(flowtrack::table::FlowStart {
+            id: 1,
+            key: tcp.key,
+            timestamp_ns: 77,
+        });
+        let (made, _) = flow_packets(&[start]);
+        let events = through_the_table(&made);
+        assert!(
+            matches!(events[0], FlowEvent::Started(s) if s.key == tcp.key && s.timestamp_ns == 77),
+            "{events:?}"
+        );
+    }
+
+    /// What a chef asking for `want` stream bytes gets when `made` is replayed through the
+    /// kitchen's own flow and stream stages (as `nd-sniff -r` runs them): per chunk its
+    /// side, offset, gap before, `last` and bytes.
+    fn reassembled(made: &Frames, want: u32) -> Vec<(usize, u64, u64, bool, Vec<u8>)> {
+        use crate::batch::{BatchBuilder, ClockMode, Step};
+        use crate::chef_host::bindings::Interest;
+        use crate::flow_stage::{FlowShared, FlowStage};
+        use crate::stream_stage::{StreamFilter, StreamStage};
+        let shared = std::sync::Arc::new(FlowShared::default());
+        shared.set_wanted(true);
+        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(3600));
+        b.set_flow_stage(FlowStage::new(Default::default(), shared).expect("default config"));
+        let filter = StreamFilter::new(&Interest {
+            link_types: vec![],
+            network: vec![],
+            transport: vec![],
+            ports: vec![],
+            flow_events: false,
+            stream_bytes: want,
+        })
+        .expect("a stream interest");
+        let mut stage = StreamStage::new(flowtrack::reassembly::ReassemblyLimits {
+            want: u64::from(want),
+            ..Default::default()
+        });
+        for f in &made.frames {
+            b.push(&capture::PacketRecord {
+                timestamp_ns: f.timestamp_ns,
+                link_type: f.link_type,
+                interface_index: 0,
+                original_len: f.original_len,
+                data: &made.data[f.offset..f.offset + f.len],
+            });
+        }
+        b.end_flows();
+        let mut out = Vec::new();
+        while let Some(step) = b.next_step() {
+            let Step::Packets(batch) = step else { continue };
+            stage.feed(&batch.packets, &batch.arena);
+            for e in &batch.flows.ended {
+                if let FlowEvent::Ended(s) = e {
+                    stage.end_flow(s.id, s.last_ns);
+                }
+            }
+            let (chunks, arena) = stage.chunks_for(&filter);
+            for c in chunks {
+                let start = c.data.offset as usize;
+                let data = arena[start..start + c.data.len as usize].to_vec();
+                out.push((
+                    side_of(c.flow.direction),
+                    c.offset,
+                    c.gap_before,
+                    c.last,
+                    data,
+                ));
+            }
+            stage.end_batch();
+        }
+        out
+    }
+
+    #[test]
+    fn stream_capsules_replay_the_same_chunks_through_reassembly() {
+        let key = crate::chef_host::bindings::FlowKey {
+            transport: TransportProtocol::Tcp,
+            originator: IpAddress::V6((0x2001_0db8_0000_0000, 1)),
+            responder: IpAddress::V6((0x2001_0db8_0000_0000, 2)),
+            originator_port: 50000,
+            responder_port: 80,
+        };
+        let arena: Vec<u8> = (0..=255u8).cycle().take(400).collect();
+        let chunk = |dir, offset, gap_before, start: u32, len: u32, last| StreamChunk {
+            flow: crate::chef_host::bindings::FlowRef {
+                id: 3,
+                direction: dir,
+            },
+            key,
+            timestamp_ns: 1_000 + offset,
+            offset,
+            gap_before,
+            data: crate::chef_host::bindings::Span { offset: start, len },
+            last,
+        };
+        let (o, r) = (Direction::FromOriginator, Direction::FromResponder);
+        // A whole exchange from offset 0: the replay gives exactly these chunks.
+        let whole = [
+            chunk(o, 0, 0, 0, 120, false),
+            chunk(r, 0, 0, 120, 200, true),
+            chunk(o, 120, 0, 320, 30, true),
+        ];
+        let (made, _) = stream_packets(&whole, &arena);
+        let want: Vec<_> = whole
+            .iter()
+            .map(|c| {
+                let d = arena[c.data.offset as usize..][..c.data.len as usize].to_vec();
+                (side_of(c.flow.direction), c.offset, c.gap_before, c.last, d)
+            })
+            .collect();
+        let mut got = reassembled(&made, 4096);
+        got.sort_by_key(|c| (c.0, c.1));
+        let mut want_sorted = want.clone();
+        want_sorted.sort_by_key(|c| (c.0, c.1));
+        assert_eq!(got, want_sorted);
+        // A stream that began in an earlier call, with a hole: the same bytes at the same
+        // offsets; the bytes before the first chunk come back as a gap.
+        let mid = [
+            chunk(o, 5000, 0, 0, 100, false),
+            chunk(o, 5200, 100, 100, 50, true),
+        ];
+        let (made, _) = stream_packets(&mid, &arena);
+        let got: Vec<_> = reassembled(&made, 1 << 20)
+            .into_iter()
+            .filter(|c| !c.4.is_empty())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 5000, 5000, false, arena[..100].to_vec()),
+                (0, 5200, 100, true, arena[100..150].to_vec()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! The flow table's and TCP reassembly's counters as the status report carries them: in
+//! the `KitchenStatusChef` dumpling (`flows`, `streams`), in `/metrics` and in the exit
+//! summary, all read from one [`super::StatusReport`].
+//!
+//! Owners: the flow table counts ([`flowtrack::table::FlowStats`], stamped on each batch
+//! by the flow stage, so the dispatcher sees them in step with the packets it ran and a
+//! replay's status stays reproducible); the reassembler counts
+//! ([`flowtrack::reassembly::ReassemblyStats`], in the dispatcher's stream stage). These
+//! types only copy them. Each section is present only while it means something: `flows`
+//! once a flow was tracked (some chef asked for flows or streams), `streams` while some
+//! chef asks for stream bytes (dropping the last such chef drops the stage and its counts).
+
+use serde::Serialize;
+
+use flowtrack::reassembly::ReassemblyStats;
+
+use crate::flow_stage::FlowCounters;
+
+/// The flow table's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlowStatus {
+    /// Flows started.
+    pub started: u64,
+    /// Flows ended after a FIN each way.
+    pub ended_fin: u64,
+    /// Flows ended after a RST.
+    pub ended_rst: u64,
+    /// Flows ended by an idle timeout.
+    pub ended_idle: u64,
+    /// Flows evicted because the table was full (`--flow-table-size`).
+    pub evicted: u64,
+    /// Flows ended by the end of the input.
+    pub ended_end_of_capture: u64,
+    /// Flows tracked now.
+    pub active: u64,
+    /// Times the flow clock restarted after capture time went back.
+    pub clock_restarts: u64,
+}
+
+impl From<FlowCounters> for FlowStatus {
+    fn from(c: FlowCounters) -> Self {
+        let s = c.stats;
+        FlowStatus {
+            started: s.started,
+            ended_fin: s.ended_fin,
+            ended_rst: s.ended_rst,
+            ended_idle: s.ended_idle,
+            evicted: s.evicted,
+            ended_end_of_capture: s.ended_end_of_capture,
+            active: c.active,
+            clock_restarts: s.clock_restarts,
+        }
+    }
+}
+
+/// TCP reassembly's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StreamStatus {
+    /// Segments looked at.
+    pub segments: u64,
+    /// Bytes delivered to the chefs in stream chunks.
+    pub delivered_bytes: u64,
+    /// Bytes that arrived again (retransmissions, overlaps); the first copy was kept.
+    pub duplicate_bytes: u64,
+    /// Segments whose overlapping bytes differed from the kept ones.
+    pub conflicting_overlaps: u64,
+    /// Holes given up and reported to the chefs as gaps.
+    pub gaps: u64,
+    /// Bytes in those holes.
+    pub gap_bytes: u64,
+    /// Of `gap_bytes`: dropped for the per-flow budget (`--stream-flow-buffer-kib`).
+    pub dropped_bytes_flow_budget: u64,
+    /// Of `gap_bytes`: dropped for the total budget (`--stream-memory-mib`).
+    pub dropped_bytes_memory_budget: u64,
+    /// Flows in which a budget forced a gap at least once.
+    pub flows_over_budget: u64,
+    /// Bytes that landed before stream offset 0 (not deliverable).
+    pub before_start_bytes: u64,
+    /// Out-of-order bytes held now (with bookkeeping).
+    pub held_bytes: u64,
+    /// Most out-of-order bytes held at once.
+    pub held_peak_bytes: u64,
+}
+
+impl StreamStatus {
+    /// From the reassembler's counters and what it holds now.
+    pub fn new(s: ReassemblyStats, held_bytes: u64) -> Self {
+        StreamStatus {
+            segments: s.segments,
+            delivered_bytes: s.delivered_bytes,
+            duplicate_bytes: s.duplicate_bytes,
+            conflicting_overlaps: s.conflicting_overlaps,
+            gaps: s.gaps,
+            gap_bytes: s.gap_bytes,
+            dropped_bytes_flow_budget: s.gap_bytes_flow_window,
+            dropped_bytes_memory_budget: s.gap_bytes_memory_full,
+            flows_over_budget: s.flows_over_budget,
+            before_start_bytes: s.before_start_bytes,
+            held_bytes,
+            held_peak_bytes: s.held_peak,
+        }
+    }
+}
+
+/// The exit summary's lines for these sections (none when absent).
+pub fn summary_lines(flows: Option<&FlowStatus>, streams: Option<&StreamStatus>) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(f) = flows {
+        lines.push(format!(
+            "flows: {} started, {} ended by FIN, {} by RST, {} idle, {} evicted (table full), \
+             {} at the end; {} still tracked; {} flow-clock restarts",
+            f.started,
+            f.ended_fin,
+            f.ended_rst,
+            f.ended_idle,
+            f.evicted,
+            f.ended_end_of_capture,
+            f.active,
+            f.clock_restarts
+        ));
+    }
+    if let Some(s) = streams {
+        lines.push(format!(
+            "streams: {} segments, {} bytes delivered, {} duplicate bytes, {} conflicting \
+             overlaps, {} gaps ({} bytes; {} dropped for the per-flow budget, {} for the total \
+             budget; {} flows over budget), {} bytes before the stream start, {} bytes held \
+             ({} at most)",
+            s.segments,
+            s.delivered_bytes,
+            s.duplicate_bytes,
+            s.conflicting_overlaps,
+            s.gaps,
+            s.gap_bytes,
+            s.dropped_bytes_flow_budget,
+            s.dropped_bytes_memory_budget,
+            s.flows_over_budget,
+            s.before_start_bytes,
+            s.held_bytes,
+            s.held_peak_bytes
+        ));
+    }
+    lines
+}
+
+/// A metric of these sections: name (the encoder adds `_total` to counters), help, whether
+/// it is a gauge, and its value.
+pub type TrafficMetric = (&'static str, &'static str, bool, u64);
+
+/// The `/metrics` families of these sections (none when absent). Flow ends are one family
+/// per reason so a sum over them is the total.
+pub fn metrics(flows: Option<&FlowStatus>, streams: Option<&StreamStatus>) -> Vec<TrafficMetric> {
+    let mut out = Vec::new();
+    if let Some(f) = flows {
+        out.extend([
+            (
+                "netdumplings_kitchen_flows_started",
+                "Flows (connections) started.",
+                false,
+                f.started,
+            ),
+            (
+                "netdumplings_kitchen_flows_ended_fin",
+                "Flows ended after a FIN each way.",
+                false,
+                f.ended_fin,
+            ),
+            (
+                "netdumplings_kitchen_flows_ended_rst",
+                "Flows ended after a RST.",
+                false,
+                f.ended_rst,
+            ),
+            (
+                "netdumplings_kitchen_flows_ended_idle",
+                "Flows ended by an idle timeout.",
+                false,
+                f.ended_idle,
+            ),
+            (
+                "netdumplings_kitchen_flows_evicted",
+                "Flows evicted because the flow table was full.",
+                false,
+                f.evicted,
+            ),
+            (
+                "netdumplings_kitchen_flows_ended_end_of_capture",
+                "Flows ended by the end of the input.",
+                false,
+                f.ended_end_of_capture,
+            ),
+            (
+                "netdumplings_kitchen_flow_clock_restarts",
+                "Times the flow clock restarted after capture time went back.",
+                false,
+                f.clock_restarts,
+            ),
+            (
+                "netdumplings_kitchen_flows_active",
+                "Flows tracked now.",
+                true,
+                f.active,
+            ),
+        ]);
+    }
+    if let Some(s) = streams {
+        out.extend([
+            (
+                "netdumplings_kitchen_stream_segments",
+                "TCP segments looked at by reassembly.",
+                false,
+                s.segments,
+            ),
+            (
+                "netdumplings_kitchen_stream_delivered_bytes",
+                "Stream bytes delivered to the chefs.",
+                false,
+                s.delivered_bytes,
+            ),
+            (
+                "netdumplings_kitchen_stream_duplicate_bytes",
+                "Stream bytes that arrived again (retransmissions, overlaps).",
+                false,
+                s.duplicate_bytes,
+            ),
+            (
+                "netdumplings_kitchen_stream_conflicting_overlaps",
+                "Segments whose overlapping bytes differed from the kept ones.",
+                false,
+                s.conflicting_overlaps,
+            ),
+            (
+                "netdumplings_kitchen_stream_gaps",
+                "Holes reported to the chefs as gaps.",
+                false,
+                s.gaps,
+            ),
+            (
+                "netdumplings_kitchen_stream_gap_bytes",
+                "Bytes in the holes reported as gaps.",
+                false,
+                s.gap_bytes,
+            ),
+            (
+                "netdumplings_kitchen_stream_dropped_bytes_flow_budget",
+                "Gap bytes given up for the per-flow reassembly budget.",
+                false,
+                s.dropped_bytes_flow_budget,
+            ),
+            (
+                "netdumplings_kitchen_stream_dropped_bytes_memory_budget",
+                "Gap bytes given up for the total reassembly budget.",
+                false,
+                s.dropped_bytes_memory_budget,
+            ),
+            (
+                "netdumplings_kitchen_stream_flows_over_budget",
+                "Flows in which a reassembly budget forced a gap.",
+                false,
+                s.flows_over_budget,
+            ),
+            (
+                "netdumplings_kitchen_stream_before_start_bytes",
+                "Stream bytes that landed before stream offset 0.",
+                false,
+                s.before_start_bytes,
+            ),
+            (
+                "netdumplings_kitchen_stream_held_bytes",
+                "Out-of-order stream bytes held now.",
+                true,
+                s.held_bytes,
+            ),
+        ]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_copy_their_owners_counters() {
+        let mut c = FlowCounters::default();
+        c.stats.started = 3;
+        c.stats.ended_rst = 1;
+        c.active = 2;
+        let f = FlowStatus::from(c);
+        assert_eq!((f.started, f.ended_rst, f.active), (3, 1, 2));
+        let r = ReassemblyStats {
+            gap_bytes: 700,
+            gap_bytes_flow_window: 500,
+            gap_bytes_memory_full: 200,
+            flows_over_budget: 1,
+            ..Default::default()
+        };
+        let s = StreamStatus::new(r, 64);
+        assert_eq!(
+            (
+                s.dropped_bytes_flow_budget,
+                s.dropped_bytes_memory_budget,
+                s.held_bytes
+            ),
+            (500, 200, 64)
+        );
+        let lines = summary_lines(Some(&f), Some(&s));
+        assert!(lines[0].starts_with("flows: 3 started"), "{lines:?}");
+        assert!(lines[1].contains("(700 bytes; 500 dropped for the per-flow budget, 200"));
+        assert_eq!(metrics(Some(&f), None).len(), 8);
+        assert!(summary_lines(None, None).is_empty() && metrics(None, None).is_empty());
+    }
+}
