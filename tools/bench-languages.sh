@@ -21,7 +21,8 @@
 # Knobs: PROBES=1 adds the DNSLookupChef step probes (tools/bench-chefs/README.md);
 # ONLY="PyEmptyChef JsEmptyChef ..." builds only the chefs named (each name as in the
 # table, Py0*/Js0* included); TASKSET="taskset -c 1" runs nd-sniff under that prefix (pinned
-# to one core, for a lower-noise figure on a shared machine); ROUNDS (default 3).
+# to one core, for a lower-noise figure on a shared machine); ROUNDS (default 3); REUSE=1 keeps
+# the chefs built by the previous run (after a kitchen-only change; rebuild after SDK changes).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,7 +37,9 @@ if [ ! -x "$ND_SNIFF" ]; then
     (cd "$REPO" && cargo build --release -p kitchen --bin nd-sniff)
 fi
 mkdir -p "$WORK/chefs"
-rm -f "$WORK"/chefs/*.wasm
+if [ -z "${REUSE:-}" ]; then
+    rm -f "$WORK"/chefs/*.wasm
+fi
 
 echo "bench-languages: building the corpus ($PACKETS packets from $PCAPS)" >&2
 python3 - "$PCAPS" "$PACKETS" "$WORK/corpus.pcap" <<'EOF'
@@ -79,6 +82,9 @@ EOF
 
 build() { # build SRC NAME [NDCHEF]
     if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $2 "* ]]; then
+        return 0
+    fi
+    if [ -n "${REUSE:-}" ] && [ -f "$WORK/chefs/$2.wasm" ]; then
         return 0
     fi
     # --no-precompile: on a loaded machine the precompile step can pass nd-sniff's 60 s

@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Func, ResourceTable, WasmList, WasmStr};
+use wasmtime::component::{Func, ResourceTable, WasmList};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -471,10 +471,12 @@ impl LoadedChef {
         let (out, fault) = self.call(CallKind::Packets, now_ns, |live| {
             if let Some(f) = live.packed_json {
                 // Typed per call: comparing (list<u8>, list<u8>) -> string is a few
-                // compares, unlike the `packet` record of `on-packets`.
-                let typed = f.typed::<(&[u8], &[u8]), (WasmStr,)>(&live.store)?;
+                // compares, unlike the `packet` record of `on-packets`. Lifted as a `String`
+                // (copied out during the call): `call` runs the guest's post-return, which
+                // frees the text, before a `WasmStr` could be read.
+                let typed = f.typed::<(&[u8], &[u8]), (String,)>(&live.store)?;
                 let (text,) = typed.call(&mut live.store, (headers, arena))?;
-                return Ok(packed_json::split(&text.to_str(&live.store)?));
+                return Ok(packed_json::split(&text));
             }
             match live.chef.v0_2() {
                 Some(c) => c
