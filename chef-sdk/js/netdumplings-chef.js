@@ -377,6 +377,75 @@ export class BoundedMap extends Map {
   delete(key) { this.recency.delete(key); return super.delete(key); }
   clear() { if (this.recency) this.recency.clear(); return super.clear(); }
   toJSON() { return Object.fromEntries(this); }
+  /** This map for a chef's `snapshot()`: a JSON-able object with its bound and recency
+   * order (`capacity`, `evicted`, `entries` = [key, value] pairs in first-seen order,
+   * `recency` = their indices from least to most recently touched; the Rust SDK's form). */
+  state() {
+    const place = new Map();
+    const entries = [];
+    for (const [k, v] of super.entries()) { place.set(k, entries.length); entries.push([k, v]); }
+    return { capacity: this.capacity, evicted: this.evicted, entries, recency: [...this.recency].map((k) => place.get(k)) };
+  }
+  /** A BoundedMap from `state()` output (after a JSON round trip), for a chef's `restore`.
+   * `capacity`: this version's bound (the least recently touched beyond it are evicted);
+   * default: the saved one. Throws on anything that is not such a state, so the chef
+   * refuses it instead of misreading it. */
+  static fromState(state, capacity) {
+    const bad = (why) => new Error(`not a BoundedMap state: ${why}`);
+    if (!state || !Array.isArray(state.entries) || !Array.isArray(state.recency)) throw bad('entries or recency missing');
+    const saved = state.capacity;
+    const n = state.entries.length;
+    if (!Number.isInteger(saved) || saved < 1 || n > saved) throw bad(`${n} entries, capacity ${saved}`);
+    if (!Number.isInteger(state.evicted) || state.evicted < 0) throw bad('evicted is not a count');
+    const m = new BoundedMap(saved);
+    m.evicted = state.evicted;
+    for (const pair of state.entries) {
+      if (!Array.isArray(pair) || pair.length !== 2) throw bad('an entry is not a [key, value] pair');
+      Map.prototype.set.call(m, pair[0], pair[1]);
+    }
+    if (m.size !== n) throw bad('a key twice');
+    const seen = new Set(state.recency);
+    if (state.recency.length !== n || seen.size !== n || !state.recency.every((i) => Number.isInteger(i) && i >= 0 && i < n)) {
+      throw bad('recency is not a permutation of the entries');
+    }
+    for (const i of state.recency) m.recency.add(state.entries[i][0]);
+    if (capacity !== undefined) {
+      m.capacity = Math.max(1, capacity | 0);
+      while (m.size > m.capacity) {
+        const victim = m.recency.values().next().value;
+        Map.prototype.delete.call(m, victim);
+        m.recency.delete(victim);
+        m.evicted += 1;
+      }
+    }
+    return m;
+  }
+}
+
+/** A chef's `snapshot()` text: `state` (JSON-able) tagged with the chef's name and
+ * `stateVersion`, so that `loadState` in a later version can refuse what it cannot read. */
+export function dumpState(chefName, stateVersion, state) {
+  return JSON.stringify({ chef: chefName, state_version: stateVersion, state });
+}
+
+/** The state `dumpState` tagged, for a chef's `restore(bytes)`; throws (the chef refuses the
+ * state and starts fresh; the kitchen logs why) when `bytes` is not such a state, is another
+ * chef's, or has another `stateVersion` (bump it when the state's meaning changes). */
+export function loadState(chefName, stateVersion, bytes) {
+  let doc;
+  try {
+    doc = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new Error(`the state is not a tagged JSON state (${errText(e)})`);
+  }
+  if (!doc || typeof doc !== 'object' || !('state_version' in doc) || !('state' in doc)) {
+    throw new Error('the state is not a tagged JSON state (another SDK or an older version wrote it)');
+  }
+  if (doc.chef !== chefName) throw new Error(`the state is ${JSON.stringify(doc.chef)}'s, not ${JSON.stringify(chefName)}'s`);
+  if (doc.state_version !== stateVersion) {
+    throw new Error(`the state is ${chefName} state version ${JSON.stringify(doc.state_version)}; this version of the chef reads version ${stateVersion}`);
+  }
+  return doc.state;
 }
 
 /** One packet as the kitchen parsed it; `wit` is the raw record of wit/chef.wit. */

@@ -5,6 +5,12 @@
 //! that was touched least recently. Hashing is fixed (no randomness, so no `wasi:random`
 //! import) and fast ([`FastHasher`]); the bound keeps the cost of a crafted collision set
 //! small.
+//!
+//! Inside a chef's state snapshot (chef API 0.2, [`crate::state`]) a map is written with its
+//! bounds and recency order, so a restored map evicts exactly what the old one would have
+//! (see `bounded/state.rs`).
+
+mod state;
 
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
@@ -130,6 +136,8 @@ pub struct BoundedMap<K, V> {
     recency: Ends,
     capacity: usize,
     evicted: u64,
+    /// Most bytes of entries a state snapshot holds (the newest entries that fit).
+    state_budget: usize,
     /// List links rewritten since creation: the work counter the O(1) test reads.
     #[cfg(test)]
     links: u64,
@@ -159,6 +167,7 @@ impl<K: Hash + Eq, V> BoundedMap<K, V> {
             recency: EMPTY,
             capacity: capacity.clamp(1, MAX_CAPACITY),
             evicted: 0,
+            state_budget: usize::MAX,
             #[cfg(test)]
             links: 0,
         }
@@ -167,6 +176,37 @@ impl<K: Hash + Eq, V> BoundedMap<K, V> {
     /// The maximum number of entries.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Changes the maximum number of entries (at least 1), evicting the least recently
+    /// touched entries (counted) if the map holds more. For a chef's
+    /// [`crate::Chef::restored`], when a new version changed a bound.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.clamp(1, MAX_CAPACITY);
+        while self.table.len() > self.capacity {
+            self.evict_one();
+        }
+    }
+
+    /// The map, whose chef-state snapshots hold at most `bytes` of entries (their JSON
+    /// text): the newest entries that fit, in recency order; older ones are left out as if
+    /// evicted. Sizes a chef's snapshot by construction when entries can be large (a
+    /// partial record, a name of escaped control bytes). Default: no budget. A restored map
+    /// keeps the budget it was saved with.
+    pub fn with_state_budget(mut self, bytes: usize) -> Self {
+        self.state_budget = bytes;
+        self
+    }
+
+    /// Sets the state budget (see [`BoundedMap::with_state_budget`]); for a chef's
+    /// [`crate::Chef::restored`], when a new version changed it.
+    pub fn set_state_budget(&mut self, bytes: usize) {
+        self.state_budget = bytes;
+    }
+
+    /// The state budget (see [`BoundedMap::with_state_budget`]).
+    pub fn state_budget(&self) -> usize {
+        self.state_budget
     }
 
     /// Number of entries.
@@ -463,9 +503,14 @@ where
     K: serde::Serialize + Hash + Eq,
     V: serde::Serialize,
 {
-    /// Serialises as a JSON object (or map) in insertion order.
+    /// Serialises as a JSON object (or map) in insertion order; inside a chef's state
+    /// snapshot, in the state form (bounds and recency order, see `bounded/state.rs`).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.iter())
+        if crate::state::in_state_form() {
+            state::serialize(self, s)
+        } else {
+            s.collect_map(self.iter())
+        }
     }
 }
 

@@ -46,6 +46,7 @@ mod info;
 pub mod log;
 mod packet;
 pub mod parse;
+pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;
@@ -118,6 +119,22 @@ pub trait Chef: Default + 'static {
     /// driver `packet` and the chunk's time.
     #[allow(unused_variables)]
     fn on_stream(&mut self, chunk: &StreamChunk<'_>) -> impl Dumplings {}
+
+    /// The version of this chef's state layout, for [`export_stateful_chef!`]: a snapshot
+    /// carries it, and a new version of the chef reads only a state of its own
+    /// `STATE_VERSION` (anything else is refused with a reason, and the new version starts
+    /// fresh). Bump it when a field keeps its name and type but changes its meaning; a
+    /// field added with `#[serde(default)]` needs no bump. Default 1.
+    const STATE_VERSION: u32 = 1;
+
+    /// Called on a chef just restored from an older version's snapshot (with
+    /// [`export_stateful_chef!`]), before it sees any traffic. Re-apply this version's
+    /// bounds here (a restored [`bounded::BoundedMap`] has the capacity it was saved with;
+    /// `set_capacity` trims it), or return `Err(reason)` to refuse the state (the new
+    /// version then starts fresh and the kitchen logs the reason). Default: accept.
+    fn restored(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Zero, one or several dumpling payloads: what the [`Chef`] handlers return.
@@ -296,37 +313,26 @@ pub mod __private {
     }
 
     /// `export_stateful_chef!`: the chef serialised with serde, as JSON after a format line
-    /// (self-describing, so a new version with `#[serde(default)]` fields still reads an
-    /// older version's state, and a state it cannot read is refused, never misread).
+    /// naming the chef and its state version (see [`crate::state`]), so a new version with
+    /// `#[serde(default)]` fields still reads an older version's state, and a state it cannot
+    /// read is refused, never misread.
     pub struct SerdeState;
 
-    /// The first bytes of a [`SerdeState`] snapshot.
-    pub const SERDE_STATE_HEADER: &[u8] = b"chef-sdk-state-json-1\n";
-
-    impl<C: serde::Serialize + serde::de::DeserializeOwned> StateCodec<C> for SerdeState {
+    impl<C: Chef + serde::Serialize + serde::de::DeserializeOwned> StateCodec<C> for SerdeState {
         fn snapshot(chef: Option<&C>) -> Vec<u8> {
             let Some(chef) = chef else {
                 return Vec::new(); // never used: nothing to carry
             };
-            let mut out = SERDE_STATE_HEADER.to_vec();
-            match serde_json::to_writer(&mut out, chef) {
-                Ok(()) => out,
-                Err(e) => {
-                    crate::log::error(&format!("the chef's state does not serialise: {e}"));
-                    Vec::new()
-                }
-            }
+            crate::state::snapshot(chef).unwrap_or_else(|e| {
+                crate::log::error(&e);
+                Vec::new()
+            })
         }
         fn restore(state: &[u8]) -> Result<Option<C>, String> {
             if state.is_empty() {
                 return Ok(None);
             }
-            let body = state
-                .strip_prefix(SERDE_STATE_HEADER)
-                .ok_or("the state is not a chef-sdk JSON state")?;
-            serde_json::from_slice(body)
-                .map(Some)
-                .map_err(|e| format!("the state does not fit this version of the chef: {e}"))
+            crate::state::restore(state).map(Some)
         }
     }
 

@@ -340,6 +340,28 @@ impl serde::Serialize for Mac {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Mac {
+    /// Reads what `Serialize` writes (`aa:bb:cc:dd:ee:ff`, either case), for chef state.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut octets = [0u8; 6];
+        let mut parts = text.split(':');
+        for o in &mut octets {
+            let part = parts
+                .next()
+                .filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+            *o = part
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| D::Error::custom("not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+        }
+        if parts.next().is_some() {
+            return Err(D::Error::custom("not a MAC address (aa:bb:cc:dd:ee:ff)"));
+        }
+        Ok(Mac::from_octets(octets))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

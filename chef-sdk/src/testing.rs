@@ -184,11 +184,13 @@ pub fn sample_capture() -> Option<Batch> {
     Batch::from_pcap(&std::fs::read(path).ok()?)
 }
 
-/// Every classic-pcap capture of the team's corpus (`shared/pcaps`, beside the
-/// repository), as `(file name, batch)`; pcapng files are skipped. Empty if the corpus is
-/// not there.
+/// Every classic-pcap capture of the team's corpus (`$ND_SHARED_PCAPS`, else
+/// `shared/pcaps` beside the repository), as `(file name, batch)`; pcapng files are
+/// skipped. Empty if the corpus is not there.
 pub fn corpus() -> Vec<(String, Batch)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps");
+    let dir = std::env::var_os("ND_SHARED_PCAPS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps").into());
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -266,6 +268,109 @@ where
     use crate::__private::{SerdeState, StateCodec};
     let state = <SerdeState as StateCodec<C>>::snapshot(Some(chef));
     <SerdeState as StateCodec<C>>::restore(&state)?.ok_or_else(|| "no state".to_owned())
+}
+
+/// Checks that a hot reload in the middle of `batch` changes nothing a chef later says.
+///
+/// For each packet index in `splits`, runs `batch` through two chefs: one without a break,
+/// and one that is poked, snapshotted and replaced by a copy restored from the snapshot at
+/// that packet, as the kitchen does on a reload (the old version's final poke, `snapshot`,
+/// the new version's `restore`). The uninterrupted chef is poked at the same time, so both
+/// get the same calls. Asserts equal packet dumplings (JSON text, in order), equal pokes at
+/// the split and after the last packet, and returns the number of dumplings compared.
+pub fn check_reload_at<C>(batch: &Batch, splits: &[usize]) -> usize
+where
+    C: Chef + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let run = |chef: &mut C, range: std::ops::Range<usize>| -> Vec<(usize, String)> {
+        let start = range.start;
+        crate::__private::on_packets(chef, &batch.packets[range], &batch.arena)
+            .into_iter()
+            .map(|d| (start + d.packet_index as usize, d.payload))
+            .collect()
+    };
+    let time = |i: usize| {
+        batch
+            .packets
+            .get(i.min(batch.len().saturating_sub(1)))
+            .map_or(0, |p| p.timestamp_ns)
+    };
+    let mut compared = 0;
+    for &split in splits {
+        let split = split.min(batch.len());
+        let (mut plain, mut old) = (C::default(), C::default());
+        let mut want = run(&mut plain, 0..split);
+        let mut got = run(&mut old, 0..split);
+        want.extend(
+            poke_raw(&mut plain, time(split))
+                .into_iter()
+                .map(|p| (split, p)),
+        );
+        got.extend(
+            poke_raw(&mut old, time(split))
+                .into_iter()
+                .map(|p| (split, p)),
+        );
+        let mut new = match reload(&old) {
+            Ok(chef) => chef,
+            Err(e) => panic!("reload at packet {split} refused: {e}"),
+        };
+        want.extend(run(&mut plain, split..batch.len()));
+        got.extend(run(&mut new, split..batch.len()));
+        let end = batch.len();
+        want.extend(
+            poke_raw(&mut plain, time(end) + 1)
+                .into_iter()
+                .map(|p| (end, p)),
+        );
+        got.extend(
+            poke_raw(&mut new, time(end) + 1)
+                .into_iter()
+                .map(|p| (end, p)),
+        );
+        assert_eq!(got, want, "reload at packet {split} changed the output");
+        compared += want.len();
+    }
+    compared
+}
+
+/// Snapshots `chef` as the kitchen would, asserts the snapshot is under the kitchen's default
+/// `--chef-state-max-bytes` ([`crate::state::KITCHEN_DEFAULT_MAX_BYTES`]), and returns the
+/// chef restored from it. For a test that fills every table with worst-case entries.
+pub fn assert_state_fits_the_default_cap<C>(chef: &C) -> C
+where
+    C: Chef + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let state = match crate::state::snapshot(chef) {
+        Ok(state) => state,
+        Err(e) => panic!("snapshot failed: {e}"),
+    };
+    let cap = crate::state::KITCHEN_DEFAULT_MAX_BYTES;
+    assert!(
+        state.len() < cap,
+        "snapshot of {} bytes, over {cap}",
+        state.len()
+    );
+    match crate::state::restore(&state) {
+        Ok(chef) => chef,
+        Err(e) => panic!("restore refused: {e}"),
+    }
+}
+
+/// [`check_reload_at`] over every corpus capture with a packet that `relevant` picks,
+/// reloading at a third and at two thirds of each; returns the dumplings compared.
+pub fn check_reload_over_corpus<C>(relevant: impl Fn(&Packet<'_>) -> bool) -> usize
+where
+    C: Chef + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut compared = 0;
+    for (_, batch) in corpus() {
+        if batch.iter().any(|p| relevant(&p)) {
+            let n = batch.len();
+            compared += check_reload_at::<C>(&batch, &[n / 3, 2 * n / 3]);
+        }
+    }
+    compared
 }
 
 /// The chef's `describe` record.
@@ -621,9 +726,9 @@ mod tests {
             .is_none());
         // Not ours, or not this shape: refused with a reason, never misread.
         assert!(<SerdeState as StateCodec<Counter>>::restore(b"garbage").is_err());
-        let mut other = crate::__private::SERDE_STATE_HEADER.to_vec();
-        other.extend_from_slice(br#"{"seen":"seven"}"#);
-        let e = <SerdeState as StateCodec<Counter>>::restore(&other).unwrap_err();
+        let other = br#"chef-sdk-state-json-2 Counter 1
+{"seen":"seven"}"#;
+        let e = <SerdeState as StateCodec<Counter>>::restore(other).unwrap_err();
         assert!(e.contains("does not fit"), "{e}");
         // A chef exported without state refuses someone else's.
         assert!(<NoState as StateCodec<Counter>>::restore(b"x").is_err());

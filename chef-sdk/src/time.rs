@@ -36,9 +36,21 @@ impl Timestamp {
 }
 
 impl serde::Serialize for Timestamp {
-    /// Serialises as float epoch seconds.
+    /// Serialises as float epoch seconds (the wire format), or as integer nanoseconds inside
+    /// a chef's state snapshot ([`crate::state::in_state_form`]), which must be exact.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(self.as_secs_f64())
+        if crate::state::in_state_form() {
+            s.serialize_u64(self.0)
+        } else {
+            s.serialize_f64(self.as_secs_f64())
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    /// Reads the state form: integer nanoseconds since the epoch.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u64::deserialize(d).map(Timestamp)
     }
 }
 

@@ -26,11 +26,19 @@
 //!
 //! # Cost
 //!
-//! Every operation is O(1) amortised: entries live in a slab, a hash table maps keys to slab
+//! Every operation is O(1) amortised: entries live in a slab, an index maps keys to slab
 //! slots, and each timeout class keeps a doubly linked list in order of last use. Because a
-//! list's entries all share one timeout, only its head can have expired: expiry looks at four
-//! heads per packet, eviction takes the oldest of those four heads. The hash is seeded per
+//! list's entries all share one timeout, only its head can have expired: expiry looks at five
+//! heads per packet, eviction takes the oldest of those heads. The hash is seeded per
 //! process (foldhash), since keys come from the wire.
+//!
+//! On a big table the cost is cache misses, so the layout is built to touch few lines: a
+//! flow is a 64-byte hot half (key, list links, last use, state: all a lookup, the lists and
+//! expiry read) and a 64-byte cold half (id, times, counters: only its own packets and its
+//! summary); the index (`table/index.rs`) holds a 32-bit tag beside each slot, so a new
+//! flow's lookup reads no slot and an ended flow is removed by its stored tag without a key
+//! comparison; [`FlowTable::track_batch`] reads a batch's index buckets before tracking it.
+//! About 144 bytes per flow with the index (`nd-flow-bench` measures the cost).
 //!
 //! # Time
 //!
@@ -48,8 +56,6 @@
 use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
-
-use hashbrown::HashTable;
 
 /// TCP flag bits as in the TCP header's flags byte (the WIT `tcp-flags` order).
 pub mod tcp_flags {
@@ -238,7 +244,7 @@ pub struct FlowConfig {
     pub back_tolerance: Duration,
 }
 
-/// Default of [`FlowConfig::max_flows`]: about 40 MB of table when full.
+/// Default of [`FlowConfig::max_flows`]: about 38 MB of table when full (144 bytes a flow).
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 /// Upper bound of [`FlowConfig::max_flows`] (slab slots are `u32`).
 pub const MAX_MAX_FLOWS: usize = 1 << 28;
@@ -311,16 +317,16 @@ pub struct FlowStats {
     pub clock_restarts: u64,
 }
 
-/// The canonical (direction-free) key: the lower (address, port) first.
+/// The canonical (direction-free) key: the lower (address, port) first, as five words
+/// (compared and hashed as words; 40 bytes, so a slot's hot half fits one cache line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
-    /// Addresses as numbers (IPv4 as IPv4-mapped IPv6): compared and hashed as words.
-    lo: u128,
-    hi: u128,
-    lo_port: u16,
-    hi_port: u16,
-    transport: Transport,
-    v6: bool,
+    /// The lower address as a number (IPv4 as IPv4-mapped IPv6), low word first.
+    lo: [u64; 2],
+    /// The higher address.
+    hi: [u64; 2],
+    /// `lo_port | hi_port << 16 | transport << 32 | v6 << 40`.
+    meta: u64,
 }
 
 /// An address as a number, and whether it is IPv6.
@@ -333,7 +339,13 @@ fn number(a: IpAddr) -> (u128, bool) {
     }
 }
 
-fn addr_of(n: u128, v6: bool) -> IpAddr {
+#[inline]
+fn words(n: u128) -> [u64; 2] {
+    [n as u64, (n >> 64) as u64]
+}
+
+fn addr_of(w: [u64; 2], v6: bool) -> IpAddr {
+    let n = u128::from(w[0]) | u128::from(w[1]) << 64;
     if v6 {
         IpAddr::V6(Ipv6Addr::from(n))
     } else {
@@ -342,20 +354,14 @@ fn addr_of(n: u128, v6: bool) -> IpAddr {
 }
 
 impl Hash for Key {
-    /// Five words instead of the derived field-by-field writes: the hash is computed for
-    /// every packet.
+    /// Five words instead of field-by-field writes: the hash is computed for every packet.
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        h.write_u64(self.lo as u64);
-        h.write_u64((self.lo >> 64) as u64);
-        h.write_u64(self.hi as u64);
-        h.write_u64((self.hi >> 64) as u64);
-        h.write_u64(
-            u64::from(self.lo_port)
-                | u64::from(self.hi_port) << 16
-                | (self.transport as u64) << 32
-                | u64::from(self.v6) << 40,
-        );
+        h.write_u64(self.lo[0]);
+        h.write_u64(self.lo[1]);
+        h.write_u64(self.hi[0]);
+        h.write_u64(self.hi[1]);
+        h.write_u64(self.meta);
     }
 }
 
@@ -369,26 +375,41 @@ impl Key {
         // source's family so such a caller error still gives a stable key.
         let v6 = sv6 || dv6;
         let src_lo = (s, p.src_port) <= (d, p.dst_port);
-        let key = if src_lo {
-            Key {
-                lo: s,
-                hi: d,
-                lo_port: p.src_port,
-                hi_port: p.dst_port,
-                transport: p.transport,
-                v6,
-            }
+        let (lo, hi, lo_port, hi_port) = if src_lo {
+            (s, d, p.src_port, p.dst_port)
         } else {
-            Key {
-                lo: d,
-                hi: s,
-                lo_port: p.dst_port,
-                hi_port: p.src_port,
-                transport: p.transport,
-                v6,
-            }
+            (d, s, p.dst_port, p.src_port)
+        };
+        let key = Key {
+            lo: words(lo),
+            hi: words(hi),
+            meta: u64::from(lo_port)
+                | u64::from(hi_port) << 16
+                | (p.transport as u64) << 32
+                | u64::from(v6) << 40,
         };
         (key, src_lo)
+    }
+
+    fn lo_port(&self) -> u16 {
+        self.meta as u16
+    }
+
+    fn hi_port(&self) -> u16 {
+        (self.meta >> 16) as u16
+    }
+
+    fn transport(&self) -> Transport {
+        match (self.meta >> 32) as u8 {
+            0 => Transport::Tcp,
+            1 => Transport::Udp,
+            2 => Transport::Icmpv4,
+            _ => Transport::Icmpv6,
+        }
+    }
+
+    fn v6(&self) -> bool {
+        (self.meta >> 40) & 1 != 0
     }
 }
 
@@ -434,33 +455,56 @@ const T_ESTABLISHED: u8 = 4;
 const T_FIN_ORIG: u8 = 8;
 const T_FIN_RESP: u8 = 16;
 const T_RST: u8 = 32;
+/// The responder has sent (any transport): decides a TCP flow's class without reading
+/// its counters.
+const T_RESP_SEEN: u8 = 64;
 
-struct Flow {
+/// What a lookup, the recency lists and expiry read of a flow: one cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Hot {
     key: Key,
-    hash: u64,
-    id: u64,
     /// The table clock when last used (orders the class list).
     touched: u64,
-    first_ns: u64,
-    last_ns: u64,
-    packets: [u64; 2],
-    bytes: [u64; 2],
     prev: u32,
     next: u32,
+    /// The key's index tag (the index removes by tag and slot).
+    tag: u32,
     /// The originator is the key's `lo` side.
     orig_is_lo: bool,
     class: Class,
     tcp: u8,
-    flags_seen: u8,
     live: bool,
+}
+
+/// What only the flow's own packets and its summary need: the other cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Cold {
+    id: u64,
+    first_ns: u64,
+    last_ns: u64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+    flags_seen: u8,
+}
+
+/// One packet's key, prepared by the first pass of [`FlowTable::track_batch`].
+#[derive(Clone, Copy)]
+struct Prepared {
+    key: Key,
+    tag: u32,
+    src_lo: bool,
 }
 
 /// The bounded flow table (see the module docs).
 pub struct FlowTable {
     config: FlowConfig,
     hasher: foldhash::fast::RandomState,
-    index: HashTable<u32>,
-    slots: Vec<Flow>,
+    index: Index,
+    /// Slab of flows, hot halves (`slots[i]` and `cold[i]` are one flow).
+    slots: Vec<Hot>,
+    cold: Vec<Cold>,
     free: Vec<u32>,
     /// Per class: the recency list.
     lists: [List; CLASSES],
@@ -472,6 +516,8 @@ pub struct FlowTable {
     high_ns: Option<u64>,
     back_tolerance_ns: u64,
     stats: FlowStats,
+    /// [`FlowTable::track_batch`]'s keys, kept to reuse the allocation.
+    prepared: Vec<Prepared>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -491,9 +537,13 @@ impl FlowTable {
         Ok(FlowTable {
             config,
             hasher: foldhash::fast::RandomState::default(),
-            // Sized for a busy table up front: growing it rehashes every key.
-            index: HashTable::with_capacity(config.max_flows.min(1 << 16)),
-            slots: Vec::new(),
+            // Sized for a busy table up front (growing rehashes every entry, though from
+            // the index alone); a huge --flow-table-size still starts small.
+            index: Index::with_capacity(config.max_flows.min(1 << 18)),
+            // Reserved, not touched: pages are only used as flows arrive, and the slab never
+            // moves (no copy of a full table when it grows).
+            slots: Vec::with_capacity(config.max_flows.min(1 << 18)),
+            cold: Vec::with_capacity(config.max_flows.min(1 << 18)),
             free: Vec::new(),
             lists: [EMPTY_LIST; CLASSES],
             timeouts,
@@ -502,6 +552,7 @@ impl FlowTable {
             high_ns: None,
             back_tolerance_ns: ns(config.back_tolerance),
             stats: FlowStats::default(),
+            prepared: Vec::new(),
         })
     }
 
@@ -525,29 +576,80 @@ impl FlowTable {
         self.stats
     }
 
+    /// The index tag of a key (a per-process seeded hash, folded to 32 bits).
+    #[inline]
+    fn tag(&self, key: &Key) -> u32 {
+        let h = self.hasher.hash_one(key);
+        (h ^ (h >> 32)) as u32
+    }
+
     /// Tracks one packet: ends what timed out by its time, finds or starts its flow
     /// (evicting when full), and updates the flow. `Started`/`Ended` events are appended to
     /// `events` in the order they happen.
     pub fn track(&mut self, p: &PacketMeta, events: &mut Vec<FlowEvent>) -> FlowRef {
+        let (key, src_lo) = Key::of(p);
+        let tag = self.tag(&key);
+        self.track_prepared(p, Prepared { key, tag, src_lo }, events)
+    }
+
+    /// Tracks `packets` in order, appending each one's [`FlowRef`] to `refs` and the events
+    /// to `events`: exactly what calling [`FlowTable::track`] on each would do. A first
+    /// pass computes every key and reads its index bucket, so the index's cache misses of
+    /// the whole batch overlap instead of coming one per packet; the second pass tracks
+    /// each packet in order. (Reading ahead the slots and the eviction victims too was
+    /// tried and measured no better on this machine.)
+    pub fn track_batch(
+        &mut self,
+        packets: &[PacketMeta],
+        refs: &mut Vec<FlowRef>,
+        events: &mut Vec<FlowEvent>,
+    ) {
+        let mut prepared = std::mem::take(&mut self.prepared);
+        prepared.clear();
+        for p in packets {
+            let (key, src_lo) = Key::of(p);
+            let tag = self.tag(&key);
+            prepared.push(Prepared { key, tag, src_lo });
+        }
+        // Loads whose values are folded here and kept (black_box) cannot be dropped by the
+        // compiler; unlike a prefetch instruction they need no `unsafe`. Each loop only
+        // loads, so the processor has many of them in flight at once.
+        let mut warm = 0u64;
+        for q in &prepared {
+            warm ^= self.index.warm(q.tag);
+        }
+        std::hint::black_box(warm);
+        refs.reserve(packets.len());
+        for (p, q) in packets.iter().zip(&prepared) {
+            refs.push(self.track_prepared(p, *q, events));
+        }
+        self.prepared = prepared;
+    }
+
+    fn track_prepared(
+        &mut self,
+        p: &PacketMeta,
+        q: Prepared,
+        events: &mut Vec<FlowEvent>,
+    ) -> FlowRef {
         self.tick(p.ts_ns);
         self.expire(events);
-        let (key, src_lo) = Key::of(p);
-        let hash = self.hasher.hash_one(key);
+        let Prepared { key, tag, src_lo } = q;
         let is_tcp = p.transport == Transport::Tcp;
         let pure_syn = is_tcp && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-        let slot = match self.find(hash, &key) {
+        let slot = match self.find(tag, &key) {
             Some(i) if pure_syn && self.slots[i as usize].class == Class::TcpClosing => {
                 // Port reuse: the old connection is over; this SYN opens a new one.
                 self.end(i, None, events);
-                self.create(key, hash, src_lo, p, events)
+                self.create(key, tag, src_lo, p, events)
             }
             Some(i) => i,
-            None => self.create(key, hash, src_lo, p, events),
+            None => self.create(key, tag, src_lo, p, events),
         };
         self.update(slot, src_lo, p);
         let f = &self.slots[slot as usize];
         FlowRef {
-            id: f.id,
+            id: self.cold[slot as usize].id,
             direction: if src_lo == f.orig_is_lo {
                 Direction::FromOriginator
             } else {
@@ -569,9 +671,10 @@ impl FlowTable {
         let mut live: Vec<(u64, u32)> = self
             .slots
             .iter()
+            .zip(&self.cold)
             .enumerate()
-            .filter(|(_, f)| f.live)
-            .map(|(i, f)| (f.id, i as u32))
+            .filter(|(_, (f, _))| f.live)
+            .map(|(i, (_, c))| (c.id, i as u32))
             .collect();
         live.sort_unstable();
         for (_, i) in live {
@@ -583,9 +686,9 @@ impl FlowTable {
     /// tests; does not touch the flow).
     pub fn tcp_state(&self, p: &PacketMeta) -> Option<TcpState> {
         let (key, _) = Key::of(p);
-        let i = self.find(self.hasher.hash_one(key), &key)?;
+        let i = self.find(self.tag(&key), &key)?;
         let f = &self.slots[i as usize];
-        (key.transport == Transport::Tcp).then(|| state_of(f))
+        (key.transport() == Transport::Tcp).then(|| state_of(f))
     }
 
     fn tick(&mut self, t: u64) {
@@ -604,6 +707,7 @@ impl FlowTable {
         }
     }
 
+    #[inline]
     fn expire(&mut self, events: &mut Vec<FlowEvent>) {
         for class in 0..CLASSES {
             let timeout = self.timeouts[class];
@@ -620,20 +724,16 @@ impl FlowTable {
         }
     }
 
-    fn find(&self, hash: u64, key: &Key) -> Option<u32> {
+    #[inline]
+    fn find(&self, tag: u32, key: &Key) -> Option<u32> {
         let slots = &self.slots;
-        self.index
-            .find(hash, |&i| {
-                let f = &slots[i as usize];
-                f.hash == hash && f.key == *key
-            })
-            .copied()
+        self.index.find(tag, |i| slots[i as usize].key == *key)
     }
 
     fn create(
         &mut self,
         key: Key,
-        hash: u64,
+        tag: u32,
         src_lo: bool,
         p: &PacketMeta,
         events: &mut Vec<FlowEvent>,
@@ -647,41 +747,43 @@ impl FlowTable {
         let orig_is_lo = src_lo != synack;
         let id = self.next_id;
         self.next_id += 1;
-        let class = match key.transport {
+        let class = match p.transport {
             Transport::Tcp => Class::TcpNew,
             Transport::Udp => Class::Udp,
             Transport::Icmpv4 | Transport::Icmpv6 => Class::Icmp,
         };
-        let flow = Flow {
+        let hot = Hot {
             key,
-            hash,
-            id,
             touched: self.clock,
+            prev: NIL,
+            next: NIL,
+            tag,
+            orig_is_lo,
+            class,
+            tcp: 0,
+            live: true,
+        };
+        let cold = Cold {
+            id,
             first_ns: p.ts_ns,
             last_ns: p.ts_ns,
             packets: [0; 2],
             bytes: [0; 2],
-            prev: NIL,
-            next: NIL,
-            orig_is_lo,
-            class,
-            tcp: 0,
             flags_seen: 0,
-            live: true,
         };
         let i = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = flow;
+                self.slots[i as usize] = hot;
+                self.cold[i as usize] = cold;
                 i
             }
             None => {
-                self.slots.push(flow);
+                self.slots.push(hot);
+                self.cold.push(cold);
                 (self.slots.len() - 1) as u32
             }
         };
-        let slots = &self.slots;
-        self.index
-            .insert_unique(hash, i, |&j| slots[j as usize].hash);
+        self.index.insert(tag, i);
         self.push_newest(i);
         self.stats.started += 1;
         events.push(FlowEvent::Started(FlowStart {
@@ -713,18 +815,23 @@ impl FlowTable {
         }
     }
 
+    #[inline]
     fn update(&mut self, i: u32, src_lo: bool, p: &PacketMeta) {
         let clock = self.clock;
         let f = &mut self.slots[i as usize];
+        let c = &mut self.cold[i as usize];
         let dir = if src_lo == f.orig_is_lo { ORIG } else { RESP };
-        f.packets[dir] += 1;
-        f.bytes[dir] += u64::from(p.bytes);
-        f.last_ns = f.last_ns.max(p.ts_ns);
+        c.packets[dir] += 1;
+        c.bytes[dir] += u64::from(p.bytes);
+        c.last_ns = c.last_ns.max(p.ts_ns);
         f.touched = clock;
+        if dir == RESP {
+            f.tcp |= T_RESP_SEEN;
+        }
         let mut class = f.class;
         if p.transport == Transport::Tcp {
             let fl = p.tcp_flags;
-            f.flags_seen |= fl;
+            c.flags_seen |= fl;
             let syn = fl & tcp_flags::SYN != 0;
             let ack = fl & tcp_flags::ACK != 0;
             if syn && !ack {
@@ -744,7 +851,7 @@ impl FlowTable {
                 || f.tcp & (T_FIN_ORIG | T_FIN_RESP) == (T_FIN_ORIG | T_FIN_RESP)
             {
                 Class::TcpClosing
-            } else if f.packets[RESP] > 0 {
+            } else if f.tcp & T_RESP_SEEN != 0 {
                 Class::TcpOpen
             } else {
                 Class::TcpNew
@@ -752,7 +859,7 @@ impl FlowTable {
         }
         // Move to the newest end of its (possibly new) class list; a flow already there
         // (the same flow's packets in a row) stays, only its time changes.
-        let old = self.slots[i as usize].class as usize;
+        let old = f.class as usize;
         if class as usize == old && self.lists[old].tail == i {
             if self.lists[old].head == i {
                 self.lists[old].head_touched = clock;
@@ -767,10 +874,9 @@ impl FlowTable {
     /// Ends flow `i` with `reason` (`None`: its TCP close reason), appending the event.
     fn end(&mut self, i: u32, reason: Option<EndReason>, events: &mut Vec<FlowEvent>) {
         self.unlink(i);
-        let hash = self.slots[i as usize].hash;
-        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
+        let tag = self.slots[i as usize].tag;
+        // By the stored tag and slot: no key comparison, no other slot read.
+        self.index.remove(tag, i);
         self.free.push(i);
         let f = &mut self.slots[i as usize];
         f.live = false;
@@ -797,16 +903,17 @@ impl FlowTable {
             EndReason::Evicted => self.stats.evicted += 1,
             EndReason::EndOfCapture => self.stats.ended_end_of_capture += 1,
         }
+        let c = &self.cold[i as usize];
         events.push(FlowEvent::Ended(FlowSummary {
-            id: f.id,
+            id: c.id,
             key: oriented(&f.key, f.orig_is_lo),
-            first_ns: f.first_ns,
-            last_ns: f.last_ns,
-            packets_from_originator: f.packets[ORIG],
-            packets_from_responder: f.packets[RESP],
-            bytes_from_originator: f.bytes[ORIG],
-            bytes_from_responder: f.bytes[RESP],
-            tcp_flags_seen: f.flags_seen,
+            first_ns: c.first_ns,
+            last_ns: c.last_ns,
+            packets_from_originator: c.packets[ORIG],
+            packets_from_responder: c.packets[RESP],
+            bytes_from_originator: c.bytes[ORIG],
+            bytes_from_responder: c.bytes[RESP],
+            tcp_flags_seen: c.flags_seen,
             end_reason: reason,
         }));
     }
@@ -855,7 +962,7 @@ impl FlowTable {
     }
 }
 
-fn state_of(f: &Flow) -> TcpState {
+fn state_of(f: &Hot) -> TcpState {
     let t = f.tcp;
     if t & T_RST != 0 {
         TcpState::Reset
@@ -869,7 +976,7 @@ fn state_of(f: &Flow) -> TcpState {
         TcpState::SynReceived
     } else if t & T_SYN != 0 {
         TcpState::SynSent
-    } else if f.packets[RESP] > 0 {
+    } else if t & T_RESP_SEEN != 0 {
         TcpState::Established
     } else {
         TcpState::MidStream
@@ -877,26 +984,30 @@ fn state_of(f: &Flow) -> TcpState {
 }
 
 fn oriented(key: &Key, orig_is_lo: bool) -> FlowKey {
-    let lo = addr_of(key.lo, key.v6);
-    let hi = addr_of(key.hi, key.v6);
+    let lo = addr_of(key.lo, key.v6());
+    let hi = addr_of(key.hi, key.v6());
+    let transport = key.transport();
     if orig_is_lo {
         FlowKey {
-            transport: key.transport,
+            transport,
             originator: lo,
             responder: hi,
-            originator_port: key.lo_port,
-            responder_port: key.hi_port,
+            originator_port: key.lo_port(),
+            responder_port: key.hi_port(),
         }
     } else {
         FlowKey {
-            transport: key.transport,
+            transport,
             originator: hi,
             responder: lo,
-            originator_port: key.hi_port,
-            responder_port: key.lo_port,
+            originator_port: key.hi_port(),
+            responder_port: key.lo_port(),
         }
     }
 }
+
+mod index;
+use index::Index;
 
 #[cfg(test)]
 mod tests;

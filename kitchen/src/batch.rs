@@ -73,10 +73,8 @@ impl Batch {
     fn push(&mut self, record: &PacketRecord<'_>, flows: Option<&mut FlowStage>) {
         let class = parse_push(record, &mut self.arena, &mut self.packets);
         self.classes.push(class);
-        if let (Some(stage), Some(WirePacket(p))) = (flows, self.packets.last_mut()) {
-            p.flow = stage
-                .packet(p, &mut self.flows)
-                .map(crate::flow_stage::wit_ref);
+        if let Some(stage) = flows {
+            stage.note(&mut self.packets, &mut self.flows);
         }
     }
 
@@ -139,7 +137,7 @@ impl BatchBuilder {
     /// End of input: end every tracked flow (`end-of-capture`) and queue the batch.
     pub fn end_flows(&mut self) {
         if let Some(f) = self.flows.as_mut() {
-            f.end_all(&mut self.batch.flows);
+            f.end_all(&mut self.batch.packets, &mut self.batch.flows);
         }
         self.cut();
     }
@@ -192,7 +190,7 @@ impl BatchBuilder {
     /// Queue every poke due at or before `now_ns` (each after the packets before it).
     pub fn advance_clock(&mut self, now_ns: u64) {
         if let Some(f) = self.flows.as_mut() {
-            f.advance(now_ns, &mut self.batch.flows);
+            f.advance(now_ns, &mut self.batch.packets, &mut self.batch.flows);
         }
         let due = self.clock.advance(now_ns);
         self.queue_pokes(due);
@@ -211,7 +209,9 @@ impl BatchBuilder {
 
     /// Queue the batch being built (if it has packets), e.g. when the input goes quiet.
     pub fn cut(&mut self) {
-        if let Some(f) = &self.flows {
+        if let Some(f) = self.flows.as_mut() {
+            // The batch leaves: its noted packets get their flows now.
+            f.flush(&mut self.batch.packets, &mut self.batch.flows);
             f.stamp(&mut self.batch.flows);
         }
         if self.batch.is_empty() && self.batch.flows.no_events() {

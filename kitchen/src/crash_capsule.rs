@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use flowtrack::table::FlowEvent;
+use flowtrack::table::{FlowConfig, FlowEvent};
 
 use crate::chef_host::bindings::StreamChunk;
 use crate::chef_host::{CallError, ChefSource, LoadedChef, WirePacket};
@@ -115,6 +115,9 @@ pub struct CapsuleSettings {
     pub poke_interval: Duration,
     /// Replaying a file (else live capture), for the note.
     pub replay: bool,
+    /// The kitchen's flow table settings: flow-event capsules replay idle timeouts with
+    /// them, and the replay line of 0.2 calls carries them ([`CapsuleSettings::with_flows`]).
+    pub flows: Option<FlowConfig>,
 }
 
 impl CapsuleSettings {
@@ -126,7 +129,16 @@ impl CapsuleSettings {
             max_bytes: args.chef_crash_max_mib << 20,
             poke_interval,
             replay,
+            flows: None,
         })
+    }
+
+    /// The same settings, knowing the kitchen's flow table settings.
+    pub fn with_flows(self, flows: FlowConfig) -> Self {
+        CapsuleSettings {
+            flows: Some(flows),
+            ..self
+        }
     }
 }
 
@@ -365,7 +377,7 @@ impl CrashCapsules {
         if !is_crash(err) {
             return;
         }
-        let (made, input) = synth::flow_packets(events);
+        let (made, input) = synth::flow_packets(events, self.settings.flows.as_ref());
         self.submit(
             chef,
             err,
@@ -549,6 +561,19 @@ fn note(
     if let Some(t) = times.poke_ns {
         replay.push("--capsule-poke-ns".into());
         replay.push(t.to_string());
+    }
+    if let (Some(f), "on-flow-events" | "on-stream") = (&settings.flows, call) {
+        // The flow table as it was, so idle timeouts (and the table size) replay alike.
+        replay.extend([
+            "--flow-table-size".into(),
+            f.max_flows.to_string(),
+            "--flow-idle-tcp-secs".into(),
+            f.idle_tcp.as_secs().to_string(),
+            "--flow-idle-udp-secs".into(),
+            f.idle_udp.as_secs().to_string(),
+            "--flow-idle-icmp-secs".into(),
+            f.idle_icmp.as_secs().to_string(),
+        ]);
     }
     json!({
         "capsule": NOTE_VERSION,
@@ -944,6 +969,7 @@ mod tests {
             max_bytes: 1000,
             poke_interval: Duration::from_secs(1),
             replay: true,
+            flows: None,
         };
         let mut store = Store::open(&settings).unwrap();
         assert_eq!(store.kept.len(), 2);
@@ -969,6 +995,7 @@ mod tests {
             max_bytes: 4096,
             poke_interval: Duration::from_secs(1),
             replay: true,
+            flows: None,
         };
         let store = Store::open(&settings).unwrap();
         let (tx, rx) = sync_channel(4);

@@ -30,13 +30,19 @@ use crate::chef_host::bindings::{
     FlowRef as WitFlowRef, FlowStart, FlowSummary, IpAddress, IpHeader, Packet, TcpFlags,
     TransportHeader, TransportProtocol,
 };
+use crate::chef_host::WirePacket;
 use crate::packet::{tcp_flags, TCP_FLAG_BITS};
+
+/// Set (to anything) in `nd-sniff`'s environment, the kitchen runs without a flow stage, as
+/// before flows existed: the baseline of `tools/bench-flow-overhead.sh`. Not a user
+/// setting (chefs asking for flows or streams then get none).
+pub const BYPASS_ENV: &str = "ND_BENCH_NO_FLOW_STAGE";
 
 /// The flow table's flags (`nd-sniff --help`, "Flows").
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlowArgs {
     /// Flows tracked at once when a chef asks for flows or streams; a new flow in a full
-    /// table ends the least recently used one (reason `evicted`, counted). About 160 bytes
+    /// table ends the least recently used one (reason `evicted`, counted). About 144 bytes
     /// per flow.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS, help_heading = "Flows")]
     pub flow_table_size: usize,
@@ -161,6 +167,12 @@ pub struct FlowStage {
     /// Whether the table holds flows of an "on" period (dropped when switched off).
     tracking: bool,
     scratch: Vec<FlowEvent>,
+    /// Packets of the batch being built that wait to be tracked: their 5-tuples, and
+    /// where they sit in the batch. Tracking a whole batch at once lets the table overlap
+    /// its cache misses ([`FlowTable::track_batch`]).
+    pending: Vec<PacketMeta>,
+    pending_at: Vec<u32>,
+    refs: Vec<FlowRef>,
 }
 
 impl FlowStage {
@@ -171,10 +183,14 @@ impl FlowStage {
             shared,
             tracking: false,
             scratch: Vec::new(),
+            pending: Vec::new(),
+            pending_at: Vec::new(),
+            refs: Vec::new(),
         })
     }
 
     /// Whether tracking is on now (drops the table's flows when it was just turned off).
+    /// Call only with nothing pending ([`FlowStage::flush`] first).
     #[inline]
     fn on(&mut self) -> bool {
         let wanted = self.shared.wanted();
@@ -190,21 +206,51 @@ impl FlowStage {
         wanted
     }
 
-    /// Track one parsed packet: its flow (`None` when tracking is off or the packet has
-    /// no flow), with the events it caused added to `out`.
+    /// Notes the batch's last packet (just parsed) for tracking, when tracking is on and
+    /// it has a flow. Its `flow` field is filled, and the events it causes added to `out`,
+    /// by the next [`FlowStage::flush`], which the batch builder calls before the batch
+    /// leaves it and before the clock moves. The result is the same as tracking each
+    /// packet as it comes: the switch is read per packet, and a change of the switch
+    /// first tracks what was noted before it.
     #[inline]
-    pub fn packet(&mut self, packet: &Packet, out: &mut FlowBatch) -> Option<FlowRef> {
-        if !self.on() {
-            return None;
+    pub fn note(&mut self, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        if self.shared.wanted() != self.tracking {
+            self.flush(packets, out);
         }
-        let m = meta_of(packet)?;
-        let r = self.table.track(&m, &mut self.scratch);
-        split(&mut self.scratch, out);
-        Some(r)
+        if !self.on() {
+            return;
+        }
+        let Some((i, WirePacket(p))) = packets.len().checked_sub(1).zip(packets.last()) else {
+            return;
+        };
+        if let Some(m) = meta_of(p) {
+            self.pending.push(m);
+            self.pending_at.push(i as u32);
+        }
     }
 
-    /// Live: move the table's clock to the kitchen clock `now_ns`, ending what timed out.
-    pub fn advance(&mut self, now_ns: u64, out: &mut FlowBatch) {
+    /// Tracks the noted packets of `packets` (the batch being built), in order.
+    pub fn flush(&mut self, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.refs.clear();
+        self.table
+            .track_batch(&self.pending, &mut self.refs, &mut self.scratch);
+        for (&at, &r) in self.pending_at.iter().zip(&self.refs) {
+            if let Some(WirePacket(p)) = packets.get_mut(at as usize) {
+                p.flow = Some(wit_ref(r));
+            }
+        }
+        self.pending.clear();
+        self.pending_at.clear();
+        split(&mut self.scratch, out);
+    }
+
+    /// Live: move the table's clock to the kitchen clock `now_ns`, ending what timed out
+    /// (after tracking the noted packets of `packets`).
+    pub fn advance(&mut self, now_ns: u64, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        self.flush(packets, out);
         if !self.on() {
             return;
         }
@@ -212,8 +258,10 @@ impl FlowStage {
         split(&mut self.scratch, out);
     }
 
-    /// End of the input (or the kitchen stopping): end every flow (`end-of-capture`).
-    pub fn end_all(&mut self, out: &mut FlowBatch) {
+    /// End of the input (or the kitchen stopping): end every flow (`end-of-capture`),
+    /// after tracking the noted packets of `packets`.
+    pub fn end_all(&mut self, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        self.flush(packets, out);
         if !self.on() {
             return;
         }

@@ -37,6 +37,11 @@ fn pcap_header() -> Vec<u8> {
 
 /// One pcap record: Ethernet + IPv4 + UDP 40000 → 9999 with `seq` as the payload.
 fn packet(seq: u32) -> Vec<u8> {
+    record(seq, &udp_frame(seq))
+}
+
+/// Ethernet + IPv4 + UDP 40000 → 9999 with `seq` as the payload.
+fn udp_frame(seq: u32) -> Vec<u8> {
     let mut f = Vec::new();
     f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
     let total: u16 = 20 + 8 + 4;
@@ -48,6 +53,11 @@ fn packet(seq: u32) -> Vec<u8> {
     f.extend_from_slice(&12u16.to_be_bytes());
     f.extend_from_slice(&[0, 0]);
     f.extend_from_slice(&seq.to_be_bytes());
+    f
+}
+
+/// One pcap record of `f`, the test's `seq`-th packet.
+fn record(seq: u32, f: &[u8]) -> Vec<u8> {
     // Capture time: 1 ms apart, all within one poke interval of the run (-p 3600), so
     // the only interval dumplings are the final pokes.
     let ts_ms = 1_700_000_000_000u64 + u64::from(seq);
@@ -56,7 +66,7 @@ fn packet(seq: u32) -> Vec<u8> {
     r.extend_from_slice(&(((ts_ms % 1000) * 1000) as u32).to_le_bytes());
     r.extend_from_slice(&(f.len() as u32).to_le_bytes());
     r.extend_from_slice(&(f.len() as u32).to_le_bytes());
-    r.extend_from_slice(&f);
+    r.extend_from_slice(f);
     r
 }
 
@@ -72,26 +82,38 @@ struct Kitchen {
 impl Kitchen {
     /// Start `nd-sniff` in `cwd` (so `dir` may be relative to it).
     fn start(cwd: &Path, dir: &Path, fifo: &Path, cache: &Path) -> Kitchen {
+        let chefs = ["-c", "PacketCountChef", "-c", "ReloadChef"];
+        Kitchen::start_with(cwd, dir, fifo, Some(cache), &chefs)
+    }
+
+    /// Start `nd-sniff` in `cwd` with more arguments (`-c` chef choices, flags); `cache`
+    /// `None` = the kitchen's default compiled-chef cache.
+    fn start_with(
+        cwd: &Path,
+        dir: &Path,
+        fifo: &Path,
+        cache: Option<&Path>,
+        more: &[&str],
+    ) -> Kitchen {
+        let cache = cache
+            .map(|c| vec!["--chef-cache-dir".into(), c.as_os_str().to_owned()])
+            .unwrap_or_default();
         let mut child = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
             .current_dir(cwd)
             .arg("-r")
             .arg(fifo)
             .arg("-d")
             .arg(dir)
-            .arg("--chef-cache-dir")
-            .arg(cache)
+            .args(cache)
             .args([
                 "--no-hub",
                 "--stdout",
                 "-p",
                 "3600",
-                "-c",
-                "PacketCountChef",
-                "-c",
-                "ReloadChef",
                 "--kitchen-status",
                 "on",
             ])
+            .args(more)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -163,6 +185,15 @@ impl Kitchen {
                 Err(e) => panic!("writing to the FIFO: {e}"),
             }
         }
+    }
+
+    /// Write `frame` as the next packet (timed like the others); returns its pcap record.
+    fn send_frame(&mut self, frame: &[u8]) -> Vec<u8> {
+        let r = record(self.written, frame);
+        self.write(&r);
+        self.written += 1;
+        std::thread::sleep(PACE);
+        r
     }
 
     fn send(&mut self, n: u32) {
@@ -800,35 +831,41 @@ fn rebuilt(wasm: &Path, out: &Path) {
     std::fs::write(out, bytes).expect("write rebuilt chef");
 }
 
-/// The `Ethernet` count of every `PacketCountChef` interval dumpling, in order.
-fn ethernet_counts(stdout: &str) -> Vec<u64> {
+/// `chef`'s interval payloads, in order.
+fn interval_payloads(stdout: &str, chef: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|d| d["metadata"]["chef"] == "PacketCountChef")
-        .filter(|d| d["metadata"]["driver"] == "interval")
-        .map(|d| {
-            d["payload"]["packet_counts"]["Ethernet"]
-                .as_u64()
-                .unwrap_or(0)
-        })
+        .filter(|d| d["metadata"]["chef"] == chef && d["metadata"]["driver"] == "interval")
+        .map(|d| d["payload"].clone())
         .collect()
 }
 
-#[test]
-fn packet_count_chef_keeps_its_counts_across_a_reload() {
-    let root = scratch("state-carry");
+/// The `Ethernet` count of every `PacketCountChef` interval dumpling, in order.
+fn ethernet_counts(stdout: &str) -> Vec<u64> {
+    interval_payloads(stdout, "PacketCountChef")
+        .iter()
+        .map(|p| p["packet_counts"]["Ethernet"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+/// `v1` (a `PacketCountChef` file) replaces the built-in mid-replay, then a rebuilt copy
+/// replaces it: the copy's counts continue from version 1's.
+fn counts_continue_across_a_reload(v1: &Path, label: &str, cache: Option<&Path>) {
+    let root = scratch(label);
     let dir = root.join("chefs");
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = root.join("packets.fifo");
     mkfifo(&fifo);
     let v2 = root.join("packet_count_chef_v2.wasm");
-    rebuilt(&packet_count_chef_v0_2(), &v2);
+    rebuilt(v1, &v2);
+    let cache = cache.map_or_else(|| root.join("cache"), Path::to_path_buf);
 
-    let mut k = Kitchen::start(&root, &dir, &fifo, &root.join("cache"));
+    let chefs = ["-c", "PacketCountChef"];
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&cache), &chefs);
     k.send(20);
     // Version 1 from the folder takes over from the built-in (which reports its count).
-    land(&packet_count_chef_v0_2(), &dir, "packet_count_chef.wasm");
+    land(v1, &dir, "packet_count_chef.wasm");
     k.send_until(&["overrides the built-in", "PacketCountChef"]);
     k.send(30);
     // Version 2 (other bytes) replaces it; the counts must carry over.
@@ -840,42 +877,243 @@ fn packet_count_chef_keeps_its_counts_across_a_reload() {
 
     // Final pokes: the built-in's (when overridden), version 1's (when replaced), version 2's.
     let counts = ethernet_counts(&stdout);
-    assert_eq!(counts.len(), 3, "{counts:?}\n{stderr}");
+    assert_eq!(counts.len(), 3, "{label}: {counts:?}\n{stderr}");
     let (builtin, v1, v2) = (counts[0], counts[1], counts[2]);
     assert!(
         v1 > 0 && v2 > v1,
-        "version 2 restarted from zero: {counts:?}"
+        "{label}: version 2 restarted from zero: {counts:?}"
     );
     // Every packet counted exactly once: by the built-in, or by version 1 then 2 together.
-    assert_eq!(builtin + v2, written, "{counts:?}\n{stderr}");
-    assert!(!stderr.contains("state not carried"), "{stderr}");
+    assert_eq!(builtin + v2, written, "{label}: {counts:?}\n{stderr}");
+    assert!(!stderr.contains("state not carried"), "{label}: {stderr}");
+    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
-fn a_new_version_without_state_starts_fresh_and_the_log_says_why() {
-    let root = scratch("state-fresh");
+fn packet_count_chef_keeps_its_counts_across_a_reload() {
+    counts_continue_across_a_reload(&packet_count_chef_v0_2(), "state-carry", None);
+}
+
+/// A real capture with ~20 DNS lookups (Ethernet, UDP 53), from the shared corpus.
+fn dns_capture() -> PathBuf {
+    let dir = std::env::var_os("ND_SHARED_PCAPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/pcaps"));
+    let p = dir.join("arkime__dns-wiresharkrepo.pcap");
+    assert!(p.is_file(), "missing {} (set ND_SHARED_PCAPS)", p.display());
+    p
+}
+
+/// `v1` (a `DNSLookupChef` file) replaces the built-in; the first half of a real DNS
+/// capture flows; a rebuilt copy replaces it; the second half flows. The copy's last
+/// interval dumpling must list every name version 1 learnt, and equal (names, counts,
+/// latest times, order) what one uninterrupted `v1` makes of the same packets.
+fn dns_table_survives_a_reload(v1: &Path, label: &str, cache: Option<&Path>) {
+    let root = scratch(label);
     let dir = root.join("chefs");
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = root.join("packets.fifo");
     mkfifo(&fifo);
-    // The new version is the same chef built against chef API 0.1: no `state` export.
-    let old_api = workspace_root().join("tests/data/chefs-v0.1/packet_count_chef.wasm");
+    let v2 = root.join("dns_lookup_chef_v2.wasm");
+    rebuilt(v1, &v2);
+    let cache = cache.map_or_else(|| root.join("cache"), Path::to_path_buf);
+    let mut reader = capture::FileReader::open(&dns_capture()).expect("open capture");
+    let mut frames = Vec::new();
+    while let Some(rec) = reader.next_packet().expect("read capture") {
+        frames.push(rec.data.to_vec());
+    }
+    assert!(frames.len() > 20);
 
-    let mut k = Kitchen::start(&root, &dir, &fifo, &root.join("cache"));
-    land(&packet_count_chef_v0_2(), &dir, "packet_count_chef.wasm");
-    k.send_until(&["overrides the built-in", "PacketCountChef"]);
+    let chefs = ["-c", "DNSLookupChef"];
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&cache), &chefs);
+    land(v1, &dir, "dns_lookup_chef.wasm");
+    k.send_until(&["overrides the built-in", "DNSLookupChef"]);
+    let half = frames.len() / 2;
+    let mut records = Vec::new();
+    for f in &frames[..half] {
+        records.push(k.send_frame(f));
+    }
+    land(&v2, &dir, "dns_lookup_chef.wasm");
+    k.send_until(&["chef state carried across the reload", "DNSLookupChef"]);
+    for f in &frames[half..] {
+        records.push(k.send_frame(f));
+    }
+    let (stdout, stderr) = k.finish();
+    assert!(!stderr.contains("state not carried"), "{label}: {stderr}");
+    let finals = interval_payloads(&stdout, "DNSLookupChef");
+    assert_eq!(
+        finals.len(),
+        3,
+        "built-in, version 1, version 2: {finals:?}"
+    );
+    let (v1_seen, v2_seen) = (&finals[1]["lookups_seen"], &finals[2]["lookups_seen"]);
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert!(
+        !names(v1_seen).is_empty(),
+        "{label}: version 1 learnt nothing"
+    );
+    for name in names(v1_seen) {
+        assert!(
+            v2_seen.get(&name).is_some(),
+            "{label}: {name} forgotten: {v2_seen}"
+        );
+    }
+
+    // The same records in one file, through one uninterrupted `v1`.
+    let plain = root.join("plain.pcap");
+    let mut bytes = pcap_header();
+    records.iter().for_each(|r| bytes.extend_from_slice(r));
+    std::fs::write(&plain, bytes).unwrap();
+    let plain_dir = root.join("plain-chefs");
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    land(v1, &plain_dir, "dns_lookup_chef.wasm");
+    let out = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .arg("-r")
+        .arg(&plain)
+        .arg("-d")
+        .arg(&plain_dir)
+        .arg("--chef-cache-dir")
+        .arg(&cache)
+        .args(["--no-hub", "--stdout", "-p", "3600", "-c", "DNSLookupChef"])
+        .output()
+        .expect("run nd-sniff");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = interval_payloads(&String::from_utf8_lossy(&out.stdout), "DNSLookupChef");
+    let want = &want.last().expect("a final interval dumpling")["lookups_seen"];
+    assert_eq!(
+        v2_seen, want,
+        "{label}: not what an uninterrupted chef says"
+    );
+    assert_eq!(names(v2_seen), names(want), "{label}: first-seen order");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn dns_lookup_chef_keeps_its_table_across_a_reload() {
+    let v1 = workspace_root().join("target/chefs/wasm32-wasip2/release/dns_lookup_chef.wasm");
+    dns_table_survives_a_reload(&v1, "state-dns", None);
+}
+
+/// The Python and JavaScript sample chefs, as `tests/lang-chefs.sh` built them
+/// (`$ND_LANG_CHEFS_DIR/{py,js}/NAME.wasm`): the same two checks as the Rust chefs. That
+/// script runs this test after building them (building them here would take minutes).
+#[test]
+fn python_and_js_chefs_keep_their_state_across_a_reload() {
+    let Some(built) = std::env::var_os("ND_LANG_CHEFS_DIR").map(PathBuf::from) else {
+        eprintln!(
+            "SKIP python_and_js_chefs_keep_their_state_across_a_reload: ND_LANG_CHEFS_DIR is \
+             not set (tests/lang-chefs.sh builds the chefs, then runs this test)"
+        );
+        return;
+    };
+    // The kitchen's default compiled-chef cache: `nd-chef build` compiled version 1 into it.
+    for lang in ["py", "js"] {
+        let chef = |name: &str| {
+            let p = built.join(lang).join(format!("{name}.wasm"));
+            assert!(p.is_file(), "missing {}", p.display());
+            p
+        };
+        let label = format!("state-{lang}-count");
+        counts_continue_across_a_reload(&chef("packet_count_chef"), &label, None);
+        let label = format!("state-{lang}-dns");
+        dns_table_survives_a_reload(&chef("dns_lookup_chef"), &label, None);
+    }
+}
+
+#[test]
+fn a_new_version_that_refuses_the_state_starts_fresh_and_the_log_says_why() {
+    let root = scratch("state-refused");
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    // A built-in chef too: the kitchen does not start with no chef to run.
+    let chefs = ["-c", "PacketCountChef", "-c", "StateChef"];
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &chefs);
+    land(&fixture("state_chef"), &dir, "state_chef.wasm");
+    k.send_until(&["chef added from the chef directory", "StateChef"]);
     k.send(30);
-    land(&old_api, &dir, "packet_count_chef.wasm");
+    // Version 2's state version is 2: it refuses version 1's state, naming both versions.
+    land(&fixture("state_chef_v2"), &dir, "state_chef.wasm");
     k.send_until(&[
         "state not carried",
-        "PacketCountChef",
-        "does not export netdumplings:chef/state",
+        "StateChef",
+        "refused the state",
+        "the state is StateChef state version 1; this version of the chef reads version 2",
     ]);
     k.send(25);
     let (stdout, stderr) = k.finish();
+    let finals = interval_payloads(&stdout, "StateChef");
+    assert_eq!(finals.len(), 2, "{finals:?}\n{stderr}");
+    assert_eq!(finals[0]["version"], "1");
+    assert_eq!(finals[1]["version"], "2");
+    let (v1, v2) = (finals[0]["packets"].as_u64(), finals[1]["packets"].as_u64());
+    let (v1, v2) = (v1.unwrap_or(0), v2.unwrap_or(0));
+    // Fresh: version 2 counted only what came after the swap.
+    assert!(v1 >= 30, "{finals:?}");
+    assert!(v2 >= 25 && v2 < v1 + 25, "{finals:?}");
+    let status = interval_payloads(&stdout, "KitchenStatusChef");
+    let last = status.last().expect("a status dumpling");
+    assert_eq!(last["chefs"]["StateChef"]["state_fresh"], 1, "{last}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Version 1 of `PacketCountChef` from the folder, then `new` replaces it (kitchen started with
+/// `more` arguments): the state is not carried, the log names the chef and says `why`, and the
+/// new version counts only what it saw itself.
+fn packet_count_starts_fresh(label: &str, new: &Path, more: &[&str], why: &str) {
+    let root = scratch(label);
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    let mut args = vec!["-c", "PacketCountChef"];
+    args.extend_from_slice(more);
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &args);
+    land(&packet_count_chef_v0_2(), &dir, "packet_count_chef.wasm");
+    k.send_until(&["overrides the built-in", "PacketCountChef"]);
+    k.send(30);
+    land(new, &dir, "packet_count_chef.wasm");
+    k.send_until(&["state not carried", "PacketCountChef", why]);
+    k.send(25);
+    let (stdout, stderr) = k.finish();
     let counts = ethernet_counts(&stdout);
-    assert_eq!(counts.len(), 3, "{counts:?}\n{stderr}");
-    // The 0.1 version counted only what it saw itself (fresh), far fewer than the total.
-    assert!(counts[2] >= 25 && counts[2] < counts[1] + 25, "{counts:?}");
+    assert_eq!(counts.len(), 3, "{label}: {counts:?}\n{stderr}");
+    // Fresh: the new version counted only what it saw itself, far fewer than the total.
+    assert!(
+        counts[2] >= 25 && counts[2] < counts[1] + 25,
+        "{label}: {counts:?}"
+    );
     assert!(stderr.contains("the new version starts fresh"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_snapshot_over_the_cap_is_not_carried_and_the_log_says_why() {
+    let v2 = scratch("state-over-cap-v2").join("packet_count_chef_v2.wasm");
+    rebuilt(&packet_count_chef_v0_2(), &v2);
+    // PacketCountChef's snapshot: a format line and ~60 bytes of counts, over 64.
+    let cap = ["--chef-state-max-bytes", "64"];
+    packet_count_starts_fresh(
+        "state-over-cap",
+        &v2,
+        &cap,
+        "over --chef-state-max-bytes (64)",
+    );
+}
+
+#[test]
+fn a_new_version_without_state_starts_fresh_and_the_log_says_why() {
+    // The new version is the same chef built against chef API 0.1: no `state` export.
+    let old_api = workspace_root().join("tests/data/chefs-v0.1/packet_count_chef.wasm");
+    let why = "does not export netdumplings:chef/state";
+    packet_count_starts_fresh("state-fresh", &old_api, &[], why);
 }

@@ -56,6 +56,8 @@ __all__ = [
     "DumplingChef",
     "Interest",
     "Packet",
+    "dump_state",
+    "load_state",
     "log",
     "mac_str",
     "ipv4_str",
@@ -147,6 +149,84 @@ class BoundedDict(dict):
         dict.__delitem__(self, key)
         del self._recency[key]
 
+    def state(self) -> dict:
+        """This dict for a chef's ``snapshot()``: a JSON-able dict with its bound and recency
+        order (``capacity``, ``evicted``, ``entries`` = ``[key, value]`` pairs in first-seen
+        order, ``recency`` = their indices from least to most recently touched; the same
+        form as the Rust SDK's ``BoundedMap``)."""
+        place = {k: i for i, k in enumerate(dict.keys(self))}
+        return {
+            "capacity": self.capacity,
+            "evicted": self.evicted,
+            "entries": [[k, v] for k, v in dict.items(self)],
+            "recency": [place[k] for k in self._recency],
+        }
+
+    @classmethod
+    def from_state(cls, state, capacity=None):
+        """A BoundedDict from :meth:`state` output (after a JSON round trip), for a chef's
+        ``restore()``. ``capacity``: this version's bound (the least recently touched keys
+        beyond it are evicted); default: the saved one. Raises ``ValueError`` on anything
+        that is not such a state, so the chef refuses it instead of misreading it."""
+        try:
+            saved, evicted = int(state["capacity"]), int(state["evicted"])
+            entries, recency = list(state["entries"]), [int(i) for i in state["recency"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError("not a BoundedDict state (%s)" % exc) from None
+        if saved < 1 or len(entries) > saved:
+            raise ValueError("a BoundedDict state with %d entries over its capacity %d" % (len(entries), saved))
+        if sorted(recency) != list(range(len(entries))):
+            raise ValueError("a BoundedDict state whose recency list is not a permutation of its entries")
+        d = cls(saved)
+        d.evicted = evicted
+        for pair in entries:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError("a BoundedDict state entry is not a [key, value] pair")
+            try:
+                dict.__setitem__(d, pair[0], pair[1])
+            except TypeError as exc:
+                raise ValueError("a BoundedDict state key is not hashable (%s)" % exc) from None
+        if len(d) != len(entries):
+            raise ValueError("a BoundedDict state holds a key twice")
+        keys = list(dict.keys(d))
+        for i in recency:
+            d._recency[keys[i]] = None
+        if capacity is not None:
+            d.capacity = max(1, int(capacity))
+            while len(d) > d.capacity:
+                victim, _ = d._recency.popitem(last=False)
+                dict.__delitem__(d, victim)
+                d.evicted += 1
+        return d
+
+
+def dump_state(chef, state_version: int, state) -> bytes:
+    """A chef's ``snapshot()`` bytes: ``state`` (JSON-able) tagged with the chef's name and
+    ``state_version``, so that :func:`load_state` in a later version can refuse what it
+    cannot read."""
+    return json.dumps({"chef": chef.name, "state_version": state_version, "state": state}).encode("utf-8")
+
+
+def load_state(chef, state_version: int, data: bytes):
+    """The ``state`` that :func:`dump_state` tagged, for a chef's ``restore()``; raises
+    ``ValueError`` (the chef refuses the state and starts fresh; the kitchen logs the
+    reason) when ``data`` is not such a state, is another chef's, or has another
+    ``state_version`` (bump it when the state's meaning changes)."""
+    try:
+        doc = json.loads(bytes(data).decode("utf-8"))
+    except ValueError as exc:
+        raise ValueError("the state is not a tagged JSON state (%s)" % exc) from None
+    if not isinstance(doc, dict) or "state_version" not in doc or "state" not in doc:
+        raise ValueError("the state is not a tagged JSON state (another SDK or an older version wrote it)")
+    if doc.get("chef") != chef.name:
+        raise ValueError("the state is %r's, not %r's" % (doc.get("chef"), chef.name))
+    if doc["state_version"] != state_version:
+        raise ValueError(
+            "the state is %s state version %r; this version of the chef reads version %d"
+            % (chef.name, doc["state_version"], state_version)
+        )
+    return doc["state"]
+
 
 def log(message, level: str = "info") -> None:
     """Write ``message`` to the kitchen's log (tagged with the chef's name).
@@ -187,7 +267,10 @@ class DumplingChef:
 
     Optional state across a hot reload: ``snapshot(self) -> bytes`` and
     ``restore(self, data: bytes)`` (raise to refuse an old state; the new version then starts
-    fresh). Without them a reloaded chef starts fresh.
+    fresh). Without them a reloaded chef starts fresh. :func:`dump_state` /
+    :func:`load_state` tag the state with the chef's name and a state version, and
+    :meth:`BoundedDict.state` / :meth:`BoundedDict.from_state` carry a bounded dict with its
+    bound and recency order.
     """
 
     assignable_to_kitchen = True

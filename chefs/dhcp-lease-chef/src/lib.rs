@@ -29,6 +29,15 @@
 //!
 //! State bound: at most [`MAX_LEASES`] leases and [`MAX_HOSTNAMES`] remembered client
 //! host names (least recently seen evicted). DHCPv6 is not decoded.
+//!
+//! Hot reload: leases and remembered host names follow the chef to its new version
+//! (`export_stateful_chef!`), with their bounds, recency order and exact expiry times, so a
+//! replaced chef keeps listing current leases and still names a client that asked before
+//! the reload. In the snapshot the leases take at most [`LEASES_STATE_BUDGET`] bytes and
+//! the host names [`HOSTNAMES_STATE_BUDGET`]: all 4096 of each fit with ordinary names;
+//! only names of escaped control bytes (6 JSON bytes each) leave the least recently seen
+//! out (as if evicted), keeping the snapshot under the kitchen's default
+//! `--chef-state-max-bytes` (4 MiB).
 
 use std::net::Ipv4Addr;
 
@@ -37,7 +46,7 @@ use chef_sdk::parse::dhcp::{self, MessageType};
 use chef_sdk::{
     Chef, ChefInfo, Drivers, Dumplings, Interest, Mac, Packet, Tick, Timestamp, TransportProtocol,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Leases remembered.
 pub const MAX_LEASES: usize = 4096;
@@ -45,6 +54,10 @@ pub const MAX_LEASES: usize = 4096;
 pub const MAX_HOSTNAMES: usize = 4096;
 /// Longest host name kept (bytes).
 const MAX_HOSTNAME_LEN: usize = 255;
+/// Most bytes the leases take in a hot-reload snapshot.
+pub const LEASES_STATE_BUDGET: usize = 2 << 20;
+/// Most bytes the remembered host names take in a hot-reload snapshot.
+pub const HOSTNAMES_STATE_BUDGET: usize = 1536 << 10;
 
 /// Packet payload: `{"dhcp": {...}}`.
 #[derive(Debug, Serialize)]
@@ -79,7 +92,7 @@ pub struct Event {
 }
 
 /// A current lease.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     /// Leased address.
     pub ip: Ipv4Addr,
@@ -96,7 +109,9 @@ pub struct Leases<'a> {
     pub leases: &'a BoundedMap<Mac, Lease>,
 }
 
-/// The chef: current leases and the host names clients asked with.
+/// The chef: current leases and the host names clients asked with (its state across a
+/// reload, too).
+#[derive(Serialize, Deserialize)]
 pub struct DhcpLeaseChef {
     leases: BoundedMap<Mac, Lease>,
     hostnames: BoundedMap<Mac, String>,
@@ -105,8 +120,8 @@ pub struct DhcpLeaseChef {
 impl Default for DhcpLeaseChef {
     fn default() -> Self {
         DhcpLeaseChef {
-            leases: BoundedMap::new(MAX_LEASES),
-            hostnames: BoundedMap::new(MAX_HOSTNAMES),
+            leases: BoundedMap::new(MAX_LEASES).with_state_budget(LEASES_STATE_BUDGET),
+            hostnames: BoundedMap::new(MAX_HOSTNAMES).with_state_budget(HOSTNAMES_STATE_BUDGET),
         }
     }
 }
@@ -222,9 +237,17 @@ impl Chef for DhcpLeaseChef {
     fn on_interval(&mut self, tick: Tick) -> impl Dumplings {
         Some(self.current(tick.now))
     }
+
+    fn restored(&mut self) -> Result<(), String> {
+        self.leases.set_capacity(MAX_LEASES);
+        self.leases.set_state_budget(LEASES_STATE_BUDGET);
+        self.hostnames.set_capacity(MAX_HOSTNAMES);
+        self.hostnames.set_state_budget(HOSTNAMES_STATE_BUDGET);
+        Ok(())
+    }
 }
 
-chef_sdk::export_chef!(DhcpLeaseChef);
+chef_sdk::export_stateful_chef!(DhcpLeaseChef);
 
 #[cfg(test)]
 mod tests {
@@ -306,12 +329,76 @@ mod tests {
     }
 
     #[test]
-    fn real_dhcp_capture() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/pcaps/arkime__wireshark-dhcp.pcap"
+    fn a_reload_keeps_leases_and_names() {
+        let s = 1_000_000_000u64;
+        let request = dhcp(1, 3, [0; 4], [0; 4], &[12, 4, b'o', b'v', b'e', b'n']);
+        let ack = dhcp(2, 5, [192, 168, 1, 50], [0; 4], &[51, 4, 0, 0, 0, 60]);
+        let mut b = Batch::default();
+        b.push_ethernet(10 * s, &frames::udp4([0; 4], [255; 4], 68, 67, &request));
+        b.push_ethernet(
+            11 * s,
+            &frames::udp4([192, 168, 1, 1], [192, 168, 1, 50], 67, 68, &ack),
         );
-        let bytes = std::fs::read(path).expect("the team's pcap corpus beside the repository");
+        b.push_ethernet(
+            12 * s,
+            &frames::udp4([192, 168, 1, 1], [192, 168, 1, 50], 67, 68, &ack),
+        );
+        // After the request (its host name is remembered), and between the two ACKs (the
+        // lease is current and expires on time).
+        assert_eq!(
+            chef_sdk::testing::check_reload_at::<DhcpLeaseChef>(&b, &[0, 1, 2, 3]),
+            16
+        );
+        let mut chef = DhcpLeaseChef::default();
+        b.feed(&mut chef);
+        let mut r = chef_sdk::testing::reload(&chef).expect("restored");
+        assert_eq!(
+            poke_raw(&mut r, 13 * s),
+            [
+                r#"{"leases":{"02:00:00:00:00:07":{"ip":"192.168.1.50","hostname":"oven","expires":72.0}}}"#
+            ]
+        );
+        assert_eq!(
+            poke_raw(&mut r, 72 * s),
+            [r#"{"leases":{}}"#],
+            "expired on time"
+        );
+        assert!(
+            chef_sdk::testing::check_reload_over_corpus::<DhcpLeaseChef>(|p| p.has_port(67)) > 10
+        );
+    }
+
+    #[test]
+    fn worst_case_snapshot_fits_the_default_cap() {
+        let name = "\u{1}".repeat(MAX_HOSTNAME_LEN);
+        let mut chef = DhcpLeaseChef::default();
+        for i in 0..MAX_LEASES as u64 {
+            let lease = Lease {
+                ip: std::net::Ipv4Addr::BROADCAST,
+                hostname: Some(name.clone()),
+                expires: Some(Timestamp::from_nanos(u64::MAX - i)),
+            };
+            chef.leases.insert(Mac(i), lease);
+            chef.hostnames.insert(Mac(i), name.clone());
+        }
+        let r = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
+        // The newest are kept; ordinary host names would all fit (~100 bytes a lease).
+        assert!(r.leases.get(&Mac(MAX_LEASES as u64 - 1)).is_some());
+        assert!(
+            r.leases.len() > 1000 && r.hostnames.len() > 900,
+            "{} {}",
+            r.leases.len(),
+            r.hostnames.len()
+        );
+    }
+
+    #[test]
+    fn real_dhcp_capture() {
+        let dir = std::env::var("ND_SHARED_PCAPS").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/pcaps").to_owned()
+        });
+        let path = format!("{dir}/arkime__wireshark-dhcp.pcap");
+        let bytes = std::fs::read(path).expect("the team's pcap corpus ($ND_SHARED_PCAPS)");
         let batch = Batch::from_pcap(&bytes).expect("pcap");
         let mut chef = DhcpLeaseChef::default();
         let out = batch.feed(&mut chef);

@@ -24,6 +24,14 @@
 //! [`MAX_RECENT_QUERIES`] queries. That also bounds the interval payload (under
 //! about 1 MiB even with 255-byte names).
 //!
+//! Hot reload: both tables follow the chef to its new version (`export_stateful_chef!`),
+//! with their bounds and recency order, so a replaced chef keeps listing and counting the
+//! names it saw and still recognises a retransmission of a query sent before the reload.
+//! Each table's share of the snapshot is at most [`STATE_BUDGET`] bytes: every entry fits
+//! unless names are long runs of escaped control bytes, and then the least recently seen
+//! names are left out (as if evicted), so the snapshot stays under the kitchen's default
+//! `--chef-state-max-bytes` (4 MiB).
+//!
 //! Deviations from the original (Python netdumplings 0.5.1):
 //! * Only queries (QR bit 0) count and make dumplings. The original also counted the
 //!   response, so each lookup counted twice (four times on Linux `lo`).
@@ -41,7 +49,7 @@ use chef_sdk::parse::dns;
 use chef_sdk::{
     Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick, Timestamp, TransportProtocol,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many distinct host names the chef remembers.
 pub const MAX_HOSTNAMES: usize = 1000;
@@ -49,9 +57,11 @@ pub const MAX_HOSTNAMES: usize = 1000;
 pub const MAX_RECENT_QUERIES: usize = 1024;
 /// A query repeated within this many nanoseconds is a retransmission.
 pub const RETRANSMIT_WINDOW_NS: u64 = 5_000_000_000;
+/// Most bytes each table takes in a hot-reload snapshot (two tables: 3.5 MiB in all).
+pub const STATE_BUDGET: usize = 1792 << 10;
 
 /// What identifies a query message on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct QueryKey {
     client: Option<(std::net::IpAddr, u16)>,
     id: u16,
@@ -75,7 +85,7 @@ pub struct Lookup {
 }
 
 /// Per-name counts in the interval payload.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Seen {
     /// Queries seen for the name.
     pub count: u64,
@@ -90,7 +100,8 @@ pub struct LookupsSeen<'a> {
     pub lookups_seen: &'a BoundedMap<String, Seen>,
 }
 
-/// The chef: counts per host name.
+/// The chef: counts per host name (its state across a reload, too).
+#[derive(Serialize, Deserialize)]
 pub struct DnsLookupChef {
     seen: BoundedMap<String, Seen>,
     recent: BoundedMap<QueryKey, Timestamp>,
@@ -99,8 +110,8 @@ pub struct DnsLookupChef {
 impl Default for DnsLookupChef {
     fn default() -> Self {
         DnsLookupChef {
-            seen: BoundedMap::new(MAX_HOSTNAMES),
-            recent: BoundedMap::new(MAX_RECENT_QUERIES),
+            seen: BoundedMap::new(MAX_HOSTNAMES).with_state_budget(STATE_BUDGET),
+            recent: BoundedMap::new(MAX_RECENT_QUERIES).with_state_budget(STATE_BUDGET),
         }
     }
 }
@@ -179,9 +190,18 @@ impl Chef for DnsLookupChef {
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
         Some(self.summary())
     }
+
+    fn restored(&mut self) -> Result<(), String> {
+        // This version's bounds, whatever the old version's were.
+        self.seen.set_capacity(MAX_HOSTNAMES);
+        self.seen.set_state_budget(STATE_BUDGET);
+        self.recent.set_capacity(MAX_RECENT_QUERIES);
+        self.recent.set_state_budget(STATE_BUDGET);
+        Ok(())
+    }
 }
 
-chef_sdk::export_chef!(DnsLookupChef);
+chef_sdk::export_stateful_chef!(DnsLookupChef);
 
 #[cfg(test)]
 mod tests {
@@ -285,6 +305,114 @@ mod tests {
         }
         assert_eq!(chef.seen.len(), MAX_HOSTNAMES);
         assert!(chef.seen.get("h0").is_none() && chef.seen.get("h1004").is_some());
+    }
+
+    #[test]
+    fn a_reload_changes_nothing_later() {
+        use chef_sdk::testing::{check_reload_at, check_reload_over_corpus};
+        let batch = sample_capture().expect("sample capture");
+        assert!(check_reload_at::<DnsLookupChef>(&batch, &[0, 1, 10, 25, 49, 50]) > 10);
+        // Every corpus capture with DNS, reloaded at a third and two thirds.
+        let dumplings =
+            check_reload_over_corpus::<DnsLookupChef>(|p| p.has_port(53) || p.has_port(5353));
+        assert!(dumplings > 1000, "{dumplings}");
+    }
+
+    #[test]
+    fn a_retransmission_after_a_reload_is_still_recognised() {
+        let query = [
+            0x00, 0x07, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1,
+        ];
+        let mut b = Batch::default();
+        b.push_ethernet(0, &frames::udp4([1; 4], [2; 4], 40000, 53, &query));
+        let mut old = DnsLookupChef::default();
+        assert_eq!(b.feed(&mut old).len(), 1);
+        let mut new = chef_sdk::testing::reload(&old).expect("restored");
+        let mut again = Batch::default();
+        again.push_ethernet(
+            1_000_000_000,
+            &frames::udp4([1; 4], [2; 4], 40000, 53, &query),
+        );
+        assert!(
+            again.feed(&mut new).is_empty(),
+            "the resend is the same lookup"
+        );
+        assert_eq!(new.seen.get("a").map(|s| s.count), Some(1));
+    }
+
+    #[test]
+    fn worst_case_snapshot_fits_the_default_cap_and_new_bounds_apply() {
+        // Names of 254 control bytes: each escapes to 6 JSON bytes.
+        let long = |i: usize| format!("{i:06}{}", "\u{1}".repeat(248));
+        let mut chef = DnsLookupChef::default();
+        for i in 0..MAX_RECENT_QUERIES {
+            let when = Timestamp::from_nanos(u64::MAX - i as u64);
+            let client = Some((std::net::IpAddr::from([0xffff_u16; 8]), 65535));
+            chef.recent.insert(
+                QueryKey {
+                    client,
+                    id: 65535,
+                    name: long(i),
+                },
+                when,
+            );
+            chef.seen.insert(
+                long(i),
+                Seen {
+                    count: u64::MAX,
+                    latest: when,
+                },
+            );
+        }
+        let restored = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
+        // The newest names are the ones kept.
+        assert!(restored
+            .seen
+            .get(long(MAX_RECENT_QUERIES - 1).as_str())
+            .is_some());
+        assert!(
+            restored.seen.len() > MAX_HOSTNAMES / 2,
+            "{}",
+            restored.seen.len()
+        );
+        // Ordinary names all fit.
+        let mut chef = DnsLookupChef::default();
+        for i in 0..MAX_HOSTNAMES {
+            let name = format!("host-{i}.a-rather-long-subdomain.example.test");
+            chef.seen.insert(
+                name,
+                Seen {
+                    count: 1,
+                    latest: Timestamp::from_nanos(1),
+                },
+            );
+        }
+        assert_eq!(
+            chef_sdk::testing::reload(&chef)
+                .expect("restored")
+                .seen
+                .len(),
+            MAX_HOSTNAMES
+        );
+        // A state saved with a larger bound is trimmed to this version's, oldest first.
+        chef.seen.set_capacity(MAX_HOSTNAMES * 2);
+        chef.seen.insert(
+            "one more".into(),
+            Seen {
+                count: 1,
+                latest: Timestamp::from_nanos(2),
+            },
+        );
+        let r = chef_sdk::testing::reload(&chef).expect("restored");
+        assert_eq!(
+            (r.seen.len(), r.seen.capacity()),
+            (MAX_HOSTNAMES, MAX_HOSTNAMES)
+        );
+        assert!(r
+            .seen
+            .get("host-0.a-rather-long-subdomain.example.test")
+            .is_none());
+        assert!(r.seen.get("one more").is_some());
     }
 
     #[test]

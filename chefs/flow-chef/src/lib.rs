@@ -44,6 +44,12 @@
 //! State bound: at most [`MAX_FLOWS`] flows and [`MAX_HOSTS`] hosts per interval. When a
 //! table is full, the least recently active entry is evicted (counted in `flows_evicted`);
 //! `packets` and `bytes` stay exact.
+//!
+//! Hot reload: nothing to carry (`export_chef!`). Everything the chef keeps covers the
+//! current interval only, and the kitchen pokes the old version once more before it swaps
+//! in the new one, so that final dumpling reports the partial interval and resets it. The
+//! kitchen's flow table lives in the kitchen: connections open across the reload still end
+//! (and are summarised) in the new version.
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -24,6 +24,10 @@
 //! [`scan::MAX_HEAD`] bytes of an incomplete head). Limits: see [`scan`] (a connection
 //! stops being followed after missing bytes, a `chunked` request body or its first MiB);
 //! HTTPS, HTTP/2 and HTTP/3 are not plain text and are not seen.
+//!
+//! Hot reload: the followed connections carry over to the new version
+//! (`export_stateful_chef!`; see [`scan`] for the snapshot's bound), so requests later on
+//! a keep-alive connection, or a head split around the reload, are still seen.
 
 pub mod scan;
 
@@ -37,7 +41,7 @@ use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Timestamp,
     TransportProtocol,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest string field sent (longer ones are cut at a character boundary).
 pub const MAX_FIELD: usize = 512;
@@ -86,8 +90,8 @@ fn ip(addr: &IpAddress) -> std::net::IpAddr {
     }
 }
 
-/// The chef: the client streams it follows.
-#[derive(Default)]
+/// The chef: the client streams it follows (its state across a reload, too).
+#[derive(Default, Serialize, Deserialize)]
 pub struct HttpRequestChef {
     scanner: RequestScanner,
 }
@@ -146,9 +150,14 @@ impl Chef for HttpRequestChef {
     fn on_stream(&mut self, chunk: &StreamChunk<'_>) -> impl Dumplings {
         self.handle_chunk(chunk)
     }
+
+    fn restored(&mut self) -> Result<(), String> {
+        self.scanner.restored();
+        Ok(())
+    }
 }
 
-chef_sdk::export_chef!(HttpRequestChef);
+chef_sdk::export_stateful_chef!(HttpRequestChef);
 
 #[cfg(test)]
 mod tests {
@@ -237,5 +246,46 @@ mod tests {
             assert_eq!(out[0]["http_request"]["host"], "split.test");
             assert_eq!(out[0]["http_request"]["time"], 6.0);
         }
+    }
+
+    #[test]
+    fn connections_are_followed_across_a_reload() {
+        use chef_sdk::testing::reload;
+        let body_then_next = b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789GET /b HTTP/1.1\r\nHost: after.test\r\n\r\n";
+        // Reload anywhere in the stream: inside the first head, inside the body, inside
+        // the second head. Both requests are seen, once each.
+        for split in 1..body_then_next.len() {
+            let mut old = HttpRequestChef::default();
+            let mut out = feed(&mut old, &[(0, &body_then_next[..split], false)]);
+            let mut new = reload(&old).expect("restored");
+            out.extend(feed(
+                &mut new,
+                &[(split as u64, &body_then_next[split..], false)],
+            ));
+            let paths: Vec<&str> = out
+                .iter()
+                .filter_map(|d| d["http_request"]["path"].as_str())
+                .collect();
+            assert_eq!(paths, ["/a", "/b"], "split {split}");
+        }
+    }
+
+    #[test]
+    fn worst_case_snapshot_fits_the_default_cap() {
+        let mut chef = HttpRequestChef::default();
+        let mut head = b"GET / HTTP/1.1\r\nCookie: ".to_vec();
+        head.resize(scan::MAX_HEAD - 1, b'c');
+        for flow in 0..scan::MAX_CONNECTIONS as u64 {
+            chef.scanner.push(flow, 0, 0, &head, false, |_| {});
+        }
+        // The newest connection is kept and completes its head after the reload.
+        let mut r = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
+        let last = scan::MAX_CONNECTIONS as u64 - 1;
+        let mut seen = 0;
+        r.scanner
+            .push(last, head.len() as u64, 0, b"\r\n\r\n", false, |_| {
+                seen += 1
+            });
+        assert_eq!(seen, 1);
     }
 }

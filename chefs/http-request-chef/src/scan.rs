@@ -8,9 +8,17 @@
 //! stops being followed when its bytes stop looking like requests, when bytes are missing
 //! (`gap-before`: the next head cannot be found), after a `chunked` request body, or when
 //! its stream ends.
+//!
+//! The followed connections are the chef's state across a hot reload: a replaced chef
+//! keeps following keep-alive connections (body bytes still to skip, a head half
+//! collected). Their incomplete heads take at most [`CONNS_STATE_BUDGET`] bytes of the
+//! snapshot (hex); beyond that the least recently active connections are left out, as if
+//! evicted, so the snapshot stays under the kitchen's default `--chef-state-max-bytes`.
 
 use chef_sdk::bounded::BoundedMap;
 use chef_sdk::parse::http::{httparse, may_start_request, MAX_HEADERS};
+use chef_sdk::state::Bytes;
+use serde::{Deserialize, Serialize};
 
 /// Stream bytes the chef asks for per direction (requests beyond the first MiB of a
 /// connection are not seen).
@@ -21,6 +29,10 @@ pub const MAX_HEAD: usize = 16 * 1024;
 
 /// Connections followed at once (the least recently touched is dropped first).
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Most bytes the followed connections take in a hot-reload snapshot (about 1.5 MiB of
+/// incomplete heads, in hex).
+pub const CONNS_STATE_BUDGET: usize = 3 << 20;
 
 /// What the bytes at the start of a buffer are.
 enum Head {
@@ -60,15 +72,16 @@ fn head(bytes: &[u8]) -> Head {
 }
 
 /// One followed connection.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Conn {
     /// An incomplete head.
-    head: Vec<u8>,
+    head: Bytes,
     /// Body bytes still to skip.
     skip: u64,
 }
 
 /// The requests of many client streams.
+#[derive(Serialize, Deserialize)]
 pub struct RequestScanner {
     conns: BoundedMap<u64, Conn>,
 }
@@ -76,12 +89,18 @@ pub struct RequestScanner {
 impl Default for RequestScanner {
     fn default() -> Self {
         RequestScanner {
-            conns: BoundedMap::new(MAX_CONNECTIONS),
+            conns: BoundedMap::new(MAX_CONNECTIONS).with_state_budget(CONNS_STATE_BUDGET),
         }
     }
 }
 
 impl RequestScanner {
+    /// Re-applies this version's bounds to a restored scanner.
+    pub fn restored(&mut self) {
+        self.conns.set_capacity(MAX_CONNECTIONS);
+        self.conns.set_state_budget(CONNS_STATE_BUDGET);
+    }
+
     /// Takes one chunk of a client stream (`flow` id, stream `offset`, bytes missing before
     /// it, its bytes, whether the stream ends with it) and calls `found` with each request
     /// head it completes (or, at the end of the stream or past [`MAX_HEAD`], the part of a

@@ -5,7 +5,9 @@
 //   interval: {"lookups_seen": {hostname: {"count", "latest"}}}, on every poke, even empty,
 //             at most 1000 hostnames (least recently seen evicted)
 // Times are capture times in float seconds.
-import { BoundedMap } from './netdumplings-chef.js';
+// Hot reload: the table follows the chef to its new version (`snapshot()` / `restore(bytes)`),
+// with its bound and recency order.
+import { BoundedMap, dumpState, loadState } from './netdumplings-chef.js';
 
 export const name = 'DNSLookupChef';
 export const description = 'One dumpling per DNS query; every poke, the host names looked up so far';
@@ -14,7 +16,8 @@ export const version = '0.1.0';
 export const interest = { transport: ['udp', 'tcp'], ports: [53, 5353] };
 
 const MAX_HOSTNAMES = 1000;
-const lookupsSeen = new BoundedMap(MAX_HOSTNAMES); // hostname -> {count, latest}
+const STATE_VERSION = 1; // bump when the state's meaning changes: older states are then refused
+let lookupsSeen = new BoundedMap(MAX_HOSTNAMES); // hostname -> {count, latest}
 
 export function onPacket(packet) {
   const dns = packet.parseDns(); // the interest already picked the DNS ports
@@ -29,4 +32,16 @@ export function onPacket(packet) {
 
 export function onInterval(_interval) {
   return { lookups_seen: lookupsSeen };
+}
+
+export function snapshot() {
+  return dumpState(name, STATE_VERSION, { lookups_seen: lookupsSeen.state() });
+}
+
+export function restore(bytes) {
+  const seen = BoundedMap.fromState(loadState(name, STATE_VERSION, bytes).lookups_seen, MAX_HOSTNAMES);
+  for (const [k, v] of seen) {
+    if (typeof k !== 'string' || !v || !Number.isInteger(v.count)) throw new Error('not a lookups_seen entry');
+  }
+  lookupsSeen = seen;
 }

@@ -4,10 +4,13 @@
 //   "DNS", "Raw"...), in first-seen order; interval payload {"packet_counts": {...}},
 //   cumulative, sent on every poke. No packet dumplings.
 // Its counts survive a hot reload: `snapshot()` / `restore(bytes)` (chef API 0.2 state).
+import { dumpState, loadState } from './netdumplings-chef.js';
+
 export const name = 'PacketCountChef';
 export const description = 'Counts packet layers by scapy-style name; sends the cumulative counts every poke';
 export const version = '0.2.0';
 
+const STATE_VERSION = 1; // bump when the state's meaning changes: older states are then refused
 let counts = new Map(); // layer name -> count, first-seen order
 
 export function onPacket(packet) {
@@ -20,16 +23,18 @@ export function onInterval(_interval) {
 }
 
 export function snapshot() {
-  return JSON.stringify([...counts]);
+  return dumpState(name, STATE_VERSION, [...counts]);
 }
 
 export function restore(bytes) {
-  const entries = JSON.parse(new TextDecoder().decode(bytes));
+  const entries = loadState(name, STATE_VERSION, bytes);
   if (!Array.isArray(entries)) throw new Error('not a list of [layer, count] pairs');
   const next = new Map();
-  for (const [k, v] of entries) {
-    if (typeof k !== 'string' || !Number.isInteger(v)) throw new Error('not a list of [layer, count] pairs');
-    next.set(k, v);
+  for (const pair of entries) {
+    if (!Array.isArray(pair) || typeof pair[0] !== 'string' || !Number.isInteger(pair[1])) {
+      throw new Error('not a list of [layer, count] pairs');
+    }
+    next.set(pair[0], pair[1]);
   }
   counts = next;
 }

@@ -2,12 +2,15 @@
 
 Payload per ARP packet (keys in the original's order): operation ("request"/"reply"/the
 number), src_hw, src_ip, dst_hw, dst_ip, time (capture time, float seconds), notes.
+Hot reload: the IP -> MAC table follows the chef to its new version (``snapshot`` /
+``restore``), with its bound and recency order, so known devices are not "new" again.
 """
 
-from netdumplings_chef import BoundedDict, DumplingChef, Interest
+from netdumplings_chef import BoundedDict, DumplingChef, Interest, dump_state, load_state
 
 OPERATIONS = {1: "request", 2: "reply"}
 MAX_DEVICES = 4096
+STATE_VERSION = 1  # bump when the state's meaning changes: older states are then refused
 
 
 class ARPChef(DumplingChef):
@@ -40,3 +43,12 @@ class ARPChef(DumplingChef):
             "time": packet.time,
             "notes": notes,
         }
+
+    def snapshot(self):
+        return dump_state(self, STATE_VERSION, {"ip_mac": self.ip_mac.state()})
+
+    def restore(self, data):
+        table = BoundedDict.from_state(load_state(self, STATE_VERSION, data)["ip_mac"], MAX_DEVICES)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+            raise ValueError("not an IP -> MAC table")
+        self.ip_mac = table

@@ -6,9 +6,9 @@ cumulative, sent on every poke. No packet dumplings. Its counts survive a hot re
 (``snapshot`` / ``restore``, chef API 0.2 state).
 """
 
-import json
+from netdumplings_chef import DumplingChef, dump_state, load_state
 
-from netdumplings_chef import DumplingChef
+STATE_VERSION = 1  # bump when the state's meaning changes: older states are then refused
 
 
 class PacketCountChef(DumplingChef):
@@ -28,10 +28,10 @@ class PacketCountChef(DumplingChef):
         return {"packet_counts": self.packet_counts}
 
     def snapshot(self):
-        return json.dumps(self.packet_counts).encode("utf-8")
+        return dump_state(self, STATE_VERSION, self.packet_counts)
 
     def restore(self, data):
-        counts = json.loads(data)
+        counts = load_state(self, STATE_VERSION, data)
         if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
             raise ValueError("not a packet_counts object")
         self.packet_counts = counts

@@ -1,9 +1,14 @@
 //! `NewDeviceChef`: a dumpling the first time each MAC address shows up.
+//!
+//! Its devices survive a hot reload: `export_stateful_chef!` carries the serde-derived
+//! state to the new version (bump `Chef::STATE_VERSION` if a field changes meaning).
 use chef_sdk::serde_json::json;
 use chef_sdk::{bounded::BoundedMap, Chef, ChefInfo, Drivers, Dumplings, Interest, Mac, Packet};
+use serde::{Deserialize, Serialize};
 
-/// The chef. Its fields are its state, kept between packets (bounded: 10 000 devices).
-#[derive(Default)]
+/// The chef. Its fields are its state, kept between packets (bounded: 10 000 devices) and
+/// across a reload.
+#[derive(Default, Serialize, Deserialize)]
 pub struct NewDeviceChef {
     seen: BoundedMap<Mac, ()>,
 }
@@ -25,7 +30,7 @@ impl Chef for NewDeviceChef {
     }
 }
 
-chef_sdk::export_chef!(NewDeviceChef);
+chef_sdk::export_stateful_chef!(NewDeviceChef);
 
 #[cfg(test)]
 mod tests {
@@ -64,6 +69,26 @@ mod tests {
             "ARP has no IP header"
         );
         assert_eq!(describe::<NewDeviceChef>().name, "NewDeviceChef");
+    }
+
+    #[test]
+    fn a_reload_forgets_no_device() {
+        let mut b = Batch::default();
+        for (i, host) in [1u8, 2, 1, 3, 2].into_iter().enumerate() {
+            let frame = frames::arp(
+                1,
+                [2, 0, 0, 0, 0, host],
+                [10, 0, 0, host],
+                [0; 6],
+                [10, 0, 0, 9],
+            );
+            b.push_ethernet(i as u64, &frame);
+        }
+        let splits = [0, 1, 2, 3, 4, 5];
+        assert_eq!(
+            chef_sdk::testing::check_reload_at::<NewDeviceChef>(&b, &splits),
+            6 * 3
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 
 use chef_sdk::bounded::BoundedMap;
+use chef_sdk::state::Bytes;
+use serde::{Deserialize, Serialize};
 
 /// Stream bytes the chef asks for per direction: one TLS record (header + at most
 /// 2^14 bytes of plaintext) is the largest ClientHello it reads.
@@ -13,6 +15,11 @@ pub const STREAM_BYTES: u32 = 5 + (1 << 14);
 /// Hellos being collected at once (connections whose hello is still incomplete); the least
 /// recently touched is dropped first.
 pub const MAX_PENDING: usize = 256;
+
+/// Most bytes the hellos being collected take in a hot-reload snapshot (hex, so about
+/// 1 MiB of hello bytes: every hello in flight on an ordinary link; under a flood of
+/// half-sent hellos the least recently touched are left out, as if evicted).
+pub const PENDING_STATE_BUDGET: usize = 2 << 20;
 
 /// Length of the record starting `bytes` (header included), once its header is there.
 fn record_len(bytes: &[u8]) -> Option<usize> {
@@ -25,16 +32,26 @@ fn starts_like_handshake(bytes: &[u8]) -> bool {
     bytes.first() == Some(&0x16) && bytes.get(1).is_none_or(|&v| v == 3)
 }
 
-/// Per-connection buffers of incomplete hello records.
+/// Per-connection buffers of incomplete hello records (carried across a hot reload, so a
+/// hello split around the reload is still seen whole).
+#[derive(Serialize, Deserialize)]
 pub struct HelloCollector {
-    pending: BoundedMap<u64, Vec<u8>>,
+    pending: BoundedMap<u64, Bytes>,
 }
 
 impl Default for HelloCollector {
     fn default() -> Self {
         HelloCollector {
-            pending: BoundedMap::new(MAX_PENDING),
+            pending: BoundedMap::new(MAX_PENDING).with_state_budget(PENDING_STATE_BUDGET),
         }
+    }
+}
+
+impl HelloCollector {
+    /// Re-applies this version's bounds to a restored collector.
+    pub fn restored(&mut self) {
+        self.pending.set_capacity(MAX_PENDING);
+        self.pending.set_state_budget(PENDING_STATE_BUDGET);
     }
 }
 
@@ -70,7 +87,7 @@ impl HelloCollector {
                     return None;
                 }
             }
-            return self.pending.remove(&flow).map(Cow::Owned);
+            return self.pending.remove(&flow).map(|b| Cow::Owned(b.0));
         }
         if offset != 0 || gap_before != 0 || !starts_like_handshake(data) {
             return None;
@@ -80,7 +97,7 @@ impl HelloCollector {
             _ if last => return Some(Cow::Borrowed(data)),
             _ => {}
         }
-        self.pending.insert(flow, data.to_vec());
+        self.pending.insert(flow, Bytes(data.to_vec()));
         None
     }
 }

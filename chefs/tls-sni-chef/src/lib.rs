@@ -31,13 +31,19 @@
 //! [`MAX_PENDING`] hellos being collected (each at most [`STREAM_BYTES`]). Server names
 //! are ASCII and at most 255 bytes here, so the interval payload stays well under 1 MiB.
 //!
+//! Hot reload: the name counts and the hellos being collected follow the chef to its new
+//! version (`export_stateful_chef!`, with bounds and recency order), so a replaced chef
+//! keeps its counts and still reads a hello whose first segment came before the reload.
+//! The names take at most [`NAMES_STATE_BUDGET`] bytes of the snapshot and the hellos
+//! [`collect::PENDING_STATE_BUDGET`], under the kitchen's default `--chef-state-max-bytes`.
+//!
 //! Limits: only a hello at the very start of the client's stream is read (not one after
 //! STARTTLS); when bytes of the hello are missing (`gap-before`), what came before the gap
 //! is parsed, as a truncated hello; QUIC (encrypted Initial packets) is not decoded.
 
 mod collect;
 
-pub use collect::{HelloCollector, MAX_PENDING, STREAM_BYTES};
+pub use collect::{HelloCollector, MAX_PENDING, PENDING_STATE_BUDGET, STREAM_BYTES};
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -48,10 +54,13 @@ use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Tick,
     Timestamp, TransportProtocol,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many distinct server names the chef remembers.
 pub const MAX_NAMES: usize = 1000;
+/// Most bytes the name counts take in a hot-reload snapshot (1000 names of 255 escaped
+/// control bytes take 1.6 MB, so every name always fits).
+pub const NAMES_STATE_BUDGET: usize = 1792 << 10;
 
 /// Packet payload: `{"tls": {...}}`.
 #[derive(Debug, Serialize)]
@@ -78,7 +87,7 @@ pub struct Hello {
 }
 
 /// Per-name counts in the interval payload.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Seen {
     /// ClientHellos seen for the name.
     pub count: u64,
@@ -110,7 +119,9 @@ fn ip(addr: &IpAddress) -> IpAddr {
     }
 }
 
-/// The chef: counts per server name, and the hellos being collected.
+/// The chef: counts per server name, and the hellos being collected (its state across a
+/// reload, too).
+#[derive(Serialize, Deserialize)]
 pub struct TlsServerNameChef {
     seen: BoundedMap<String, Seen>,
     hellos: HelloCollector,
@@ -119,7 +130,7 @@ pub struct TlsServerNameChef {
 impl Default for TlsServerNameChef {
     fn default() -> Self {
         TlsServerNameChef {
-            seen: BoundedMap::new(MAX_NAMES),
+            seen: BoundedMap::new(MAX_NAMES).with_state_budget(NAMES_STATE_BUDGET),
             hellos: HelloCollector::default(),
         }
     }
@@ -191,9 +202,16 @@ impl Chef for TlsServerNameChef {
             server_names_seen: &self.seen,
         })
     }
+
+    fn restored(&mut self) -> Result<(), String> {
+        self.seen.set_capacity(MAX_NAMES);
+        self.seen.set_state_budget(NAMES_STATE_BUDGET);
+        self.hellos.restored();
+        Ok(())
+    }
 }
 
-chef_sdk::export_chef!(TlsServerNameChef);
+chef_sdk::export_stateful_chef!(TlsServerNameChef);
 
 #[cfg(test)]
 mod tests {
@@ -269,6 +287,58 @@ mod tests {
             assert_eq!(t["version"], "TLS 1.3");
             assert_eq!(t["time"], 2.0);
         }
+    }
+
+    #[test]
+    fn a_hello_split_around_a_reload_is_seen_and_counts_carry_on() {
+        use chef_sdk::testing::reload;
+        const O: Direction = Direction::FromOriginator;
+        let h = CHROMIUM_HELLO;
+        for split in (1..h.len()).step_by(97) {
+            let mut old = TlsServerNameChef::default();
+            assert!(feed(&mut old, &[(2, O, 0, 0, h, true)]).len() == 1);
+            assert!(feed(&mut old, &[(1, O, 0, 0, &h[..split], false)]).is_empty());
+            let mut new = reload(&old).expect("restored");
+            let out = feed(&mut new, &[(1, O, split as u64, 0, &h[split..], true)]);
+            assert_eq!(out.len(), 1, "split {split}");
+            assert_eq!(out[0]["tls"]["server_name"], "www.dumpling-split.test");
+            assert_eq!(
+                poke_raw(&mut new, 9),
+                [r#"{"server_names_seen":{"www.dumpling-split.test":{"count":2,"latest":1.0}}}"#]
+            );
+        }
+    }
+
+    #[test]
+    fn worst_case_snapshot_fits_the_default_cap() {
+        const O: Direction = Direction::FromOriginator;
+        let mut chef = TlsServerNameChef::default();
+        for i in 0..MAX_NAMES {
+            let name = format!("{i:04}{}", "\u{1}".repeat(251));
+            let latest = Timestamp::from_nanos(u64::MAX);
+            chef.seen.insert(
+                name,
+                Seen {
+                    count: u64::MAX,
+                    latest,
+                },
+            );
+        }
+        // Every pending hello as long as it can be, one byte short of whole.
+        let mut hello = vec![0x16, 3, 1, 0x40, 0];
+        hello.resize(STREAM_BYTES as usize - 1, 0xab);
+        for flow in 0..MAX_PENDING as u64 {
+            assert!(feed(&mut chef, &[(flow, O, 0, 0, &hello, false)]).is_empty());
+        }
+        let mut r = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
+        assert_eq!(r.seen.len(), MAX_NAMES);
+        // The newest hellos are kept and complete with their last byte.
+        let last = MAX_PENDING as u64 - 1;
+        let out = feed(&mut r, &[(last, O, hello.len() as u64, 0, &[0xab], false)]);
+        assert!(
+            out.is_empty(),
+            "no server name in this hello, but no panic either"
+        );
     }
 
     #[test]

@@ -388,3 +388,118 @@ fn config_errors_name_the_flag() {
     .validate();
     assert_eq!(e, Err(FlowConfigError::ZeroTimeout("--flow-idle-udp-secs")));
 }
+
+/// A small deterministic generator (xorshift), so the test needs no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A random stream that exercises every path: few endpoints (ports reused, both
+/// directions), all four transports, every kind of TCP flags, a table small enough to
+/// evict, idle timeouts and lingering closes, and time stepping back a little (held) and a
+/// lot (clock restart).
+fn random_stream(seed: u64, n: usize) -> Vec<PacketMeta> {
+    let mut rng = Rng(seed);
+    let flags = [SYN, SYN | ACK, ACK, ACK | PSH, FIN | ACK, RST, RST | ACK, 0];
+    let mut ts = 1_000 * SEC;
+    (0..n)
+        .map(|_| {
+            ts = match rng.below(100) {
+                0 => ts.saturating_sub(rng.below(3) * SEC),
+                1 => ts.saturating_sub(100 * SEC),
+                2 => ts + 40 * SEC,
+                _ => ts + rng.below(SEC / 4),
+            };
+            let transport = match rng.below(10) {
+                0..=5 => Transport::Tcp,
+                6..=8 => Transport::Udp,
+                _ => {
+                    if rng.below(2) == 0 {
+                        Transport::Icmpv4
+                    } else {
+                        Transport::Icmpv6
+                    }
+                }
+            };
+            let host = |r: &mut Rng| -> IpAddr {
+                let h = r.below(12) as u8;
+                if transport == Transport::Icmpv6 {
+                    IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(h)))
+                } else {
+                    IpAddr::V4(Ipv4Addr::new(10, 0, 0, h))
+                }
+            };
+            let (src, dst) = (host(&mut rng), host(&mut rng));
+            let icmp = matches!(transport, Transport::Icmpv4 | Transport::Icmpv6);
+            let port = |r: &mut Rng| if icmp { 0 } else { 1000 + r.below(6) as u16 };
+            PacketMeta {
+                ts_ns: ts,
+                transport,
+                src,
+                dst,
+                src_port: port(&mut rng),
+                dst_port: port(&mut rng),
+                tcp_flags: if transport == Transport::Tcp {
+                    flags[rng.below(flags.len() as u64) as usize]
+                } else {
+                    0
+                },
+                bytes: 40 + rng.below(1500) as u32,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn batch_tracking_equals_one_by_one() {
+    let config = FlowConfig {
+        max_flows: 48,
+        idle_tcp: Duration::from_secs(30),
+        idle_tcp_new: Duration::from_secs(10),
+        idle_udp: Duration::from_secs(5),
+        idle_icmp: Duration::from_secs(5),
+        close_linger: Duration::from_secs(1),
+        back_tolerance: Duration::from_secs(20),
+    };
+    for seed in [1u64, 0xdead_beef, 0x1234_5678_9abc] {
+        let stream = random_stream(seed, 40_000);
+        let mut one = FlowTable::new(config).expect("valid");
+        let (mut refs1, mut ev1) = (Vec::new(), Vec::new());
+        for p in &stream {
+            refs1.push(one.track(p, &mut ev1));
+        }
+        let mut batched = FlowTable::new(config).expect("valid");
+        let (mut refs2, mut ev2) = (Vec::new(), Vec::new());
+        let mut rng = Rng(seed ^ 0x5555);
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let n = (1 + rng.below(300) as usize).min(rest.len());
+            batched.track_batch(&rest[..n], &mut refs2, &mut ev2);
+            rest = &rest[n..];
+        }
+        assert_eq!(refs1, refs2, "seed {seed}");
+        assert_eq!(ev1, ev2, "seed {seed}");
+        let s = one.stats();
+        assert_eq!(s, batched.stats());
+        assert!(s.evicted > 0 && s.ended_idle > 0 && s.ended_fin + s.ended_rst > 0);
+        assert!(s.clock_restarts > 0, "{s:?}");
+        assert_eq!(one.len(), batched.len());
+        ev1.clear();
+        ev2.clear();
+        one.end_all(&mut ev1);
+        batched.end_all(&mut ev2);
+        assert_eq!(ev1, ev2);
+        assert!(one.is_empty() && batched.is_empty());
+    }
+}

@@ -7,7 +7,8 @@
 //! 2. `restore` on the new instance (fresh from `describe`), with the call deadline.
 //!
 //! Anything else and the new version starts fresh, and the log says why: either version
-//! does not export `state` (0.1 chefs never do), the old instance is not running (it
+//! does not export `state` (0.1 chefs never do), the file now holds a chef of another
+//! name (its state format is not this chef's), the old instance is not running (it
 //! trapped, timed out or is quarantined: a trapped instance's state is not trusted, and a
 //! restart after a trap never restores either), `snapshot` fails or is over the cap,
 //! `restore` fails or returns `err` (the chef refused the state; a refused or failed
@@ -36,6 +37,14 @@ pub enum StateError {
     /// The new version has no `state` export.
     #[error("the new version does not export netdumplings:chef/state")]
     NewHasNoState,
+    /// The file now holds a chef of another name: another chef's state is not its own.
+    #[error("the file now holds another chef ({new}, was {old}); it does not read {old}'s state")]
+    OtherChef {
+        /// The old version's name.
+        old: String,
+        /// The new version's name.
+        new: String,
+    },
     /// The old instance was not running (failed, restarting or quarantined).
     #[error("the old version was not running (after a failure its state is not trusted)")]
     OldNotRunning,
@@ -111,6 +120,12 @@ fn snapshot_and_restore(
     }
     if max_bytes == 0 {
         return Err(StateError::Disabled);
+    }
+    if old.name() != new.name() {
+        return Err(StateError::OtherChef {
+            old: old.name().to_owned(),
+            new: new.name().to_owned(),
+        });
     }
     if !old.is_live() {
         return Err(StateError::OldNotRunning);

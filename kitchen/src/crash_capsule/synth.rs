@@ -19,7 +19,10 @@
 //!   (at most [`MAX_PACKETS_PER_DIRECTION`] each; more are folded into fewer, longer
 //!   ones), bytes each way (frames are cut after their headers and carry the wire length,
 //!   as a snaplen would), TCP flags, and FIN / RST for those end reasons. A flow that ended
-//!   by idle timeout or eviction ends at the end of the replay instead (`end-of-capture`).
+//!   by idle timeout ends so again: a last "clock" packet (an ICMP echo between 192.0.2.1
+//!   and 192.0.2.2, a flow of its own) comes just after its timeout ran out, and the replay
+//!   line carries the kitchen's `--flow-idle-*` flags. An evicted flow ends at the end of
+//!   the replay instead (`end-of-capture`).
 //!
 //! Bounded: at most [`MAX_SYNTH_BYTES`] of frames; what does not fit is left out and
 //! counted in the note's input summary.
@@ -27,7 +30,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::PacketBuilder;
-use flowtrack::table::{tcp_flags, EndReason, FlowEvent, FlowKey, FlowSummary, Transport};
+use flowtrack::table::{
+    tcp_flags, EndReason, FlowConfig, FlowEvent, FlowKey, FlowSummary, Transport,
+};
 use serde_json::{json, Value};
 
 use super::CapsuleFrame;
@@ -273,12 +278,36 @@ pub fn stream_packets(chunks: &[StreamChunk], arena: &[u8]) -> (Frames, Value) {
     (out, summary)
 }
 
+/// The idle timeout that ended `s` under `config` (the table's class for the flow).
+fn idle_timeout_ns(s: &FlowSummary, config: &FlowConfig) -> u64 {
+    let t = match s.key.transport {
+        Transport::Tcp if s.packets_from_responder > 0 => config.idle_tcp,
+        Transport::Tcp => config.idle_tcp_new,
+        Transport::Udp => config.idle_udp,
+        Transport::Icmpv4 | Transport::Icmpv6 => config.idle_icmp,
+    };
+    u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The clock packet's flow: an ICMP echo between two TEST-NET-1 addresses (RFC 5737), so it
+/// cannot be mistaken for real traffic.
+const CLOCK_CONN: Conn = Conn {
+    transport: Transport::Icmpv4,
+    originator: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+    responder: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+    originator_port: 0,
+    responder_port: 0,
+};
+
 /// Packets that make the flow table produce `events` again (see the module docs), and a
-/// summary for the note.
-pub fn flow_packets(events: &[FlowEvent]) -> (Frames, Value) {
+/// summary for the note. With the kitchen's flow `config`, flows that ended by idle
+/// timeout end so again: a last "clock" packet (an ICMP echo between 192.0.2.1 and
+/// 192.0.2.2, a flow of its own) comes just after their timeouts ran out.
+pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frames, Value) {
     let mut out = Frames::default();
     let mut made: Vec<u64> = Vec::new();
     let mut not_replayed = 0u64;
+    let mut clock_at: Option<u64> = None;
     for e in events {
         let (id, conn) = match e {
             FlowEvent::Started(s) => (s.id, Conn::from_native(&s.key)),
@@ -295,8 +324,16 @@ pub fn flow_packets(events: &[FlowEvent]) -> (Frames, Value) {
         });
         match (ended, e) {
             (Some(s), _) => {
-                if matches!(s.end_reason, EndReason::IdleTimeout | EndReason::Evicted) {
-                    not_replayed += 1;
+                match (s.end_reason, config) {
+                    (EndReason::IdleTimeout, Some(c)) => {
+                        let at = s
+                            .last_ns
+                            .saturating_add(idle_timeout_ns(s, c))
+                            .saturating_add(1_000_000);
+                        clock_at = clock_at.max(Some(at));
+                    }
+                    (EndReason::IdleTimeout | EndReason::Evicted, _) => not_replayed += 1,
+                    _ => {}
                 }
                 summary_packets(&conn, s, &mut out);
             }
@@ -311,6 +348,11 @@ pub fn flow_packets(events: &[FlowEvent]) -> (Frames, Value) {
                 }
             }
             (None, FlowEvent::Ended(_)) => {}
+        }
+    }
+    if let Some(at) = clock_at {
+        if let Some(f) = CLOCK_CONN.frame(0, 0, 0, 0, &[]) {
+            out.push(at, 0, &f);
         }
     }
     // Frames of several flows must be in time order for the flow table's clock.
@@ -335,11 +377,13 @@ pub fn flow_packets(events: &[FlowEvent]) -> (Frames, Value) {
         "flows": made.len(),
         "packets": sorted.frames.len(),
         "packets_left_out": sorted.left_out,
-        "ended_by_idle_or_eviction": not_replayed,
+        "clock_packet_ns": clock_at,
+        "ends_not_replayed": not_replayed,
         "synthesized": "per flow, packets with the same key, times, packet and byte counts \
                         each way (counts above 64 a way folded into 64 longer packets), TCP \
-                        flags and FIN/RST ending; flows that ended idle or evicted end at the \
-                        end of the replay instead",
+                        flags and FIN/RST ending; idle timeouts by a last ICMP packet between \
+                        192.0.2.1 and 192.0.2.2 after they ran out (replayed with the same \
+                        --flow-idle-* flags); evicted flows end at the end of the replay",
     });
     (sorted, summary)
 }
@@ -537,7 +581,7 @@ mod tests {
         };
         let want = [tcp, rst, udp];
         let events: Vec<FlowEvent> = want.iter().map(|s| FlowEvent::Ended(*s)).collect();
-        let (made, summary) = flow_packets(&events);
+        let (made, summary) = flow_packets(&events, None);
         assert_eq!(made.left_out, 0, "{summary}");
         let mut got: Vec<FlowSummary> = through_the_table(&made)
             .into_iter()
@@ -557,7 +601,7 @@ mod tests {
             key: tcp.key,
             timestamp_ns: 77,
         });
-        let (made, _) = flow_packets(&[start]);
+        let (made, _) = flow_packets(&[start], None);
         let events = through_the_table(&made);
         assert!(
             matches!(events[0], FlowEvent::Started(s) if s.key == tcp.key && s.timestamp_ns == 77),
@@ -686,5 +730,52 @@ mod tests {
                 (0, 5200, 100, true, arena[100..150].to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn an_idle_timeout_is_replayed_by_a_clock_packet() {
+        let config = FlowConfig::default();
+        let udp = FlowSummary {
+            id: 4,
+            key: FlowKey {
+                transport: Transport::Udp,
+                originator: "10.0.0.1".parse().expect("address"),
+                responder: "10.0.0.9".parse().expect("address"),
+                originator_port: 40000,
+                responder_port: 123,
+            },
+            first_ns: 5_000_000_000,
+            last_ns: 6_000_000_000,
+            packets_from_originator: 2,
+            packets_from_responder: 2,
+            bytes_from_originator: 2 * 90,
+            bytes_from_responder: 2 * 90,
+            tcp_flags_seen: 0,
+            end_reason: EndReason::IdleTimeout,
+        };
+        let (made, summary) = flow_packets(&[FlowEvent::Ended(udp)], Some(&config));
+        assert_eq!(made.frames.len(), 5, "{summary}");
+        let events = through_the_table(&made);
+        let ended: Vec<FlowSummary> = events
+            .iter()
+            .filter_map(|e| match e {
+                FlowEvent::Ended(s) => Some(*s),
+                FlowEvent::Started(_) => None,
+            })
+            .collect();
+        // The UDP flow ends idle (before the clock flow, which ends with the capture).
+        assert_eq!(
+            FlowSummary {
+                id: udp.id,
+                ..ended[0]
+            },
+            udp
+        );
+        assert_eq!(ended[1].key.transport, Transport::Icmpv4);
+        assert_eq!(ended[1].end_reason, EndReason::EndOfCapture);
+        // Without the kitchen's flow config it cannot be timed: the note says so.
+        let (made, summary) = flow_packets(&[FlowEvent::Ended(udp)], None);
+        assert_eq!(made.frames.len(), 4);
+        assert_eq!(summary["ends_not_replayed"], 1);
     }
 }
