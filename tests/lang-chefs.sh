@@ -90,6 +90,14 @@ else
     tail -30 "$WORK/unittest.log"
 fi
 
+# The JS guest layer's packed decoder and packed-json answer under node (no component).
+if node --test "$REPO/chef-sdk/js/tests/" >"$WORK/node-test.log" 2>&1; then
+    ok "js guest layer unit tests ($(grep -Eo '^# pass [0-9]+' "$WORK/node-test.log" | cut -c3-))"
+else
+    bad "js guest layer unit tests"
+    tail -30 "$WORK/node-test.log"
+fi
+
 # --- 1. build -------------------------------------------------------------------------
 for c in arp_chef dns_lookup_chef packet_count_chef; do
     build "chefs/python/$c" "$WORK/py/$c.wasm"

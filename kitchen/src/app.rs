@@ -151,6 +151,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             }
             options.block_when_full = mode == ClockMode::Replay;
             options.link = config.link.clone();
+            options.keepalive = config.hub_keepalive;
             let uri = hubs
                 .iter()
                 .map(|h| hub_link::hub_uri(h))

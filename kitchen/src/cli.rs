@@ -53,6 +53,13 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub resend_tail: usize,
 
+    /// Ping the hub every SECS seconds; a hub that sends nothing back (not even a pong) for
+    /// three of them, or takes no data for as long, is taken for gone and the kitchen fails
+    /// over. This catches a hub whose host froze or whose link was cut, which sends no
+    /// reset. 0 turns it off (then such a hub is noticed only when TCP gives up, minutes later).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub hub_keepalive_secs: f64,
+
     /// TLS and token settings for the hub link.
     #[command(flatten)]
     pub link: hub_link::LinkArgs,
@@ -249,6 +256,8 @@ pub struct Config {
     pub dumpling_ids: bool,
     /// Dumplings re-sent after a reconnect when ids are on.
     pub resend_tail: usize,
+    /// `--hub-keepalive-secs` (zero: off).
+    pub hub_keepalive: std::time::Duration,
     /// Packet source.
     pub source: Source,
     /// The filter; `None` when empty.
@@ -297,6 +306,17 @@ pub struct Config {
     pub flows: flowtrack::table::FlowConfig,
     /// `--chef-crash-dir` and its caps, `--capsule-poke-ns`.
     pub capsules: kitchen::crash_capsule::CapsuleArgs,
+}
+
+/// `--hub-keepalive-secs`: zero (off), or between 0.1 s and one day.
+fn keepalive(secs: f64) -> anyhow::Result<Duration> {
+    if secs == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    if !(secs.is_finite() && (0.1..=86_400.0).contains(&secs)) {
+        bail!("--hub-keepalive-secs must be 0 (off) or between 0.1 and 86400 seconds (got {secs})");
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl Config {
@@ -417,6 +437,7 @@ impl Config {
             })
             .transpose()?;
         let flows = cli.flows.config()?;
+        let hub_keepalive = keepalive(cli.hub_keepalive_secs)?;
         Ok(Config {
             flows,
             kitchen_name: cli.kitchen_name,
@@ -424,6 +445,7 @@ impl Config {
             link,
             dumpling_ids,
             resend_tail: cli.resend_tail,
+            hub_keepalive,
             source,
             filter,
             filter_text,
@@ -592,5 +614,21 @@ mod tests {
         assert!(!c.watch_chef_dir);
         assert_eq!(c.kitchen_status, StatusMode::On);
         assert!(parse(&["--kitchen-status", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn hub_keepalive_is_checked() {
+        let c = Config::from_cli(parse(&[]).unwrap()).unwrap();
+        assert_eq!(c.hub_keepalive, Duration::from_secs(5));
+        let c = Config::from_cli(parse(&["--hub-keepalive-secs", "0"]).unwrap()).unwrap();
+        assert_eq!(c.hub_keepalive, Duration::ZERO);
+        for bad in ["-1", "0.01", "NaN", "inf", "1e9"] {
+            let flag = format!("--hub-keepalive-secs={bad}");
+            let e = Config::from_cli(parse(&[flag.as_str()]).unwrap())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("--hub-keepalive-secs"), "{bad}: {e}");
+        }
     }
 }

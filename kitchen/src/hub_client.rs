@@ -20,6 +20,11 @@
 //!   its last [`HubOptions::resend_tail`] written dumplings first: a hub killed with
 //!   dumplings in its socket buffers would otherwise lose them. Federated hubs store each
 //!   id once (JetStream dedup), so the re-sent copies are dropped there;
+//! * notices a hub that is gone without a word ([`HubOptions::keepalive`]): a hub whose
+//!   host froze, lost power or sits behind a cut link sends no reset, so without pings the
+//!   kitchen would wait on it for as long as TCP retransmits (about 15 minutes). It pings
+//!   the hub every `keepalive`; a hub silent (no frame, no pong) for three of them, or one
+//!   that takes no data for that long, is given up and the kitchen fails over;
 //! * at the end, flushes with a bounded wait and closes with 1000 (normal closure), and
 //!   reports what was lost so `nd-sniff` can exit non-zero.
 
@@ -28,11 +33,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::dispatch::{DumplingSink, SinkError};
 
@@ -61,7 +66,13 @@ pub struct HubOptions {
     pub dumpling_ids: Option<String>,
     /// With ids: how many of the last written dumplings to re-send after a reconnect.
     pub resend_tail: usize,
+    /// How often to ping the hub; a hub silent for [`DEAD_AFTER_KEEPALIVES`] of these (or
+    /// not taking data for as long) is given up. Zero turns pings and the check off.
+    pub keepalive: Duration,
 }
+
+/// A hub silent for this many keep-alive periods is taken for gone.
+pub const DEAD_AFTER_KEEPALIVES: u32 = 3;
 
 impl HubOptions {
     /// Defaults for `hub` with `hello`.
@@ -78,6 +89,7 @@ impl HubOptions {
             fallbacks: Vec::new(),
             dumpling_ids: None,
             resend_tail: 0,
+            keepalive: Duration::from_secs(5),
         }
     }
 }
@@ -387,6 +399,7 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     &shared,
                     hello.as_deref().unwrap_or(&options.hello),
                     options.resend_tail,
+                    options.keepalive,
                 )
                 .await;
                 {
@@ -469,14 +482,112 @@ fn backoff(failures: u32, o: &HubOptions) -> Duration {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Pings and the silence check of one connection (see [`HubOptions::keepalive`]).
+struct Liveness {
+    /// Zero: off.
+    every: Duration,
+    /// When the hub last sent anything (a pong, a ping, a close).
+    heard: Instant,
+    /// When the next ping is due.
+    next_ping: Instant,
+}
+
+impl Liveness {
+    fn new(every: Duration) -> Self {
+        let now = Instant::now();
+        Liveness {
+            every,
+            heard: now,
+            next_ping: now + every,
+        }
+    }
+
+    fn on(&self) -> bool {
+        !self.every.is_zero()
+    }
+
+    /// How long a hub may stay silent, or take no data, before it is given up.
+    fn dead_after(&self) -> Duration {
+        self.every.saturating_mul(DEAD_AFTER_KEEPALIVES)
+    }
+
+    /// The next moment something is due: a ping, or the silence check.
+    fn next_due(&self) -> Instant {
+        self.next_ping.min(self.heard + self.dead_after())
+    }
+
+    /// An error when the hub has been silent too long.
+    fn check(&self, now: Instant) -> Result<(), tungstenite::Error> {
+        if self.on() && now.duration_since(self.heard) >= self.dead_after() {
+            return Err(gone(format!(
+                "the hub sent nothing, not even a pong, for {:?} (3 keep-alives)",
+                now.duration_since(self.heard)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The error for a hub given up by the keep-alive (handled like a lost connection).
+fn gone(why: String) -> tungstenite::Error {
+    tungstenite::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, why))
+}
+
+/// `fut` within the keep-alive's `dead_after`: a write to a frozen hub blocks once its
+/// socket buffers are full, and must end in a failover rather than a hang.
+async fn within<T>(
+    live: &Liveness,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, tungstenite::Error>>,
+) -> Result<T, tungstenite::Error> {
+    if !live.on() {
+        return fut.await;
+    }
+    match tokio::time::timeout(live.dead_after(), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(gone(format!(
+            "the hub took no data for {:?} ({what})",
+            live.dead_after()
+        ))),
+    }
+}
+
+/// Take in whatever the hub sent, without waiting: it proves the hub alive (and lets
+/// tungstenite queue its pongs); a close or an error ends the session.
+fn take_incoming(ws: &mut Ws, live: &mut Liveness) -> Result<(), tungstenite::Error> {
+    while let Some(next) = ws.next().now_or_never() {
+        match next {
+            None => return Err(tungstenite::Error::ConnectionClosed),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(Message::Close(frame))) => {
+                tracing::warn!(?frame, "the hub closed the connection");
+                return Err(tungstenite::Error::ConnectionClosed);
+            }
+            Some(Ok(_)) => live.heard = Instant::now(),
+        }
+    }
+    Ok(())
+}
+
 async fn session(
     mut ws: Ws,
     shared: &Shared,
     hello: &str,
     resend_tail: usize,
-) -> Result<SessionEnd, tokio_tungstenite::tungstenite::Error> {
-    ws.send(Message::text(hello)).await?;
+    keepalive: Duration,
+) -> Result<SessionEnd, tungstenite::Error> {
+    let mut live = Liveness::new(keepalive);
+    within(&live, "the hello", ws.send(Message::text(hello))).await?;
     loop {
+        if live.on() {
+            take_incoming(&mut ws, &mut live)?;
+            let now = Instant::now();
+            live.check(now)?;
+            if now >= live.next_ping {
+                live.next_ping = now + live.every;
+                within(&live, "a ping", ws.send(Message::Ping(Default::default()))).await?;
+            }
+        }
         let (batch, closing, abandon) = {
             let mut st = shared.lock();
             let n = st.queue.len().min(64);
@@ -491,7 +602,7 @@ async fn session(
         if !batch.is_empty() {
             shared.space.notify_all();
             let n = batch.len() as u64;
-            if let Err(e) = send_all(&mut ws, &batch).await {
+            if let Err(e) = within(&live, "dumplings", send_all(&mut ws, &batch)).await {
                 requeue(shared, batch);
                 return Err(e);
             }
@@ -517,26 +628,33 @@ async fn session(
             .await;
             return Ok(SessionEnd::Finished);
         }
+        // Idle: wait for dumplings, a frame from the hub, or the next keep-alive duty.
+        let due = if live.on() {
+            tokio::time::Instant::from_std(live.next_due())
+        } else {
+            tokio::time::Instant::now() + Duration::from_secs(3600)
+        };
         tokio::select! {
             _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep_until(due) => {}
             msg = ws.next() => match msg {
-                None => return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
+                None => return Err(tungstenite::Error::ConnectionClosed),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(Message::Close(frame))) => {
                     tracing::warn!(?frame, "the hub closed the connection");
-                    return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed);
+                    return Err(tungstenite::Error::ConnectionClosed);
                 }
                 // Pings are answered by tungstenite; the pong goes out on the next flush.
-                Some(Ok(_)) => ws.flush().await?,
+                Some(Ok(_)) => {
+                    live.heard = Instant::now();
+                    within(&live, "a pong", ws.flush()).await?;
+                }
             },
         }
     }
 }
 
-async fn send_all(
-    ws: &mut Ws,
-    batch: &[String],
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+async fn send_all(ws: &mut Ws, batch: &[String]) -> Result<(), tungstenite::Error> {
     for m in batch {
         ws.feed(Message::text(m.as_str())).await?;
     }
@@ -687,6 +805,91 @@ mod tests {
             );
         }
         assert_eq!(code, Some(1000));
+    }
+
+    /// A hub that takes the connection and the hello, then goes silent without closing it
+    /// (a frozen host): it reads nothing more, so it answers no ping, until `release`.
+    fn spawn_frozen_server(
+        listener: std::net::TcpListener,
+        release: std::sync::mpsc::Receiver<()>,
+    ) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            let mut ws = tungstenite::accept(tcp).unwrap();
+            let hello = ws.read().unwrap().into_text().unwrap().to_string();
+            let _ = release.recv_timeout(Duration::from_secs(20));
+            hello
+        })
+    }
+
+    #[test]
+    fn a_hub_that_goes_silent_is_given_up_and_the_kitchen_fails_over() {
+        let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let frozen_addr = frozen.local_addr().unwrap();
+        let (release, released) = std::sync::mpsc::channel();
+        let silent = spawn_frozen_server(frozen, released);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let live = listener.local_addr().unwrap();
+        let server = spawn_server(listener);
+        let mut o = options(frozen_addr);
+        o.fallbacks = vec![live.to_string()];
+        o.dumpling_ids = Some("k1".into());
+        o.resend_tail = 16;
+        o.keepalive = Duration::from_millis(100);
+        let started = Instant::now();
+        let mut client = HubClient::start(o).unwrap();
+        for i in 0..5 {
+            client
+                .send(
+                    "C",
+                    format!(r#"{{"metadata":{{"chef":"C"}},"payload":{i}}}"#),
+                )
+                .unwrap();
+        }
+        // Written into the silent hub's socket buffers (they take data), so only the
+        // missing pongs can tell the kitchen that hub is gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.report().connections < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let failed_over_after = started.elapsed();
+        let report = client.finish(Duration::from_secs(10));
+        let _ = release.send(());
+        assert_eq!(silent.join().unwrap(), r#"{"kitchen_name":"t"}"#);
+        let (texts, code) = server.join().unwrap();
+        assert_eq!(report.connections, 2, "{report:?}");
+        assert_eq!(report.lost(), 0, "{report:?}");
+        // Three silent keep-alives (300 ms), not TCP's minutes.
+        assert!(
+            failed_over_after < Duration::from_secs(5),
+            "{failed_over_after:?}"
+        );
+        // The re-sent tail brings everything the silent hub swallowed, in order.
+        let payloads: Vec<&str> = texts[1..].iter().map(String::as_str).collect();
+        let want: Vec<String> = (0..5)
+            .map(|i| format!(r#"{{"metadata":{{"nd_id":"k1-{i}","chef":"C"}},"payload":{i}}}"#))
+            .collect();
+        assert_eq!(payloads, want);
+        assert_eq!(code, Some(1000));
+    }
+
+    #[test]
+    fn a_quiet_healthy_hub_is_kept() {
+        // Pings are answered while idle: a hub that only answers pongs is not given up.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = spawn_server(listener);
+        let mut o = options(addr);
+        o.keepalive = Duration::from_millis(50);
+        let mut client = HubClient::start(o).unwrap();
+        client.send("C", "1".to_owned()).unwrap();
+        // Twenty keep-alive periods of silence from the kitchen's side.
+        std::thread::sleep(Duration::from_millis(1000));
+        client.send("C", "2".to_owned()).unwrap();
+        let report = client.finish(Duration::from_secs(10));
+        let (texts, _) = server.join().unwrap();
+        assert_eq!(report.connections, 1, "{report:?}");
+        assert_eq!(texts, [r#"{"kitchen_name":"t"}"#, "1", "2"]);
     }
 
     #[test]

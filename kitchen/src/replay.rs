@@ -16,8 +16,11 @@
 //!
 //! Slow sources: when the input is a pipe or FIFO that stalls for [`capture::STALL_WAIT`],
 //! the reading thread hands on its partial batch at once (so a trickle gets its dumplings
-//! without waiting for 256 packets) and takes any pending reload barrier. Batch boundaries
-//! then depend on timing, so only a regular file's replay is byte-for-byte repeatable.
+//! without waiting for 256 packets) and takes any pending reload barrier. A pipe that
+//! never pauses that long (`tcpdump -w - | nd-sniff -r -` on a steady 1 000 packets/s) gets
+//! the live capture's rule instead: nothing read waits more than [`PIPE_MAX_BATCH_AGE`]
+//! for its batch to fill. Batch boundaries then depend on timing, so only a regular file's
+//! replay is byte-for-byte repeatable.
 //!
 //! Stopping: a signal is seen by the reading thread at its next packet or stall check (it
 //! cuts its batch and ends); the calling thread runs everything sent before the end, so
@@ -48,6 +51,11 @@ const CHANNEL_MESSAGES: usize = 1;
 /// reading thread's time, per 512 packets it is a few ns per packet. Pokes are sent without
 /// waiting (a FIFO replay that trickles packets still gets its pokes on time).
 const MESSAGE_PACKETS: usize = 512;
+/// From a pipe, the longest a packet waits in a partial batch before the batch is handed
+/// on (as live: `MAX_BATCH_AGE` in `app.rs`). Without it a steady trickle just under the
+/// stall wait filled whole 512-packet messages first: half a second of delay at 1 000
+/// packets/s.
+pub const PIPE_MAX_BATCH_AGE: Duration = Duration::from_millis(50);
 /// How long the calling thread waits for a step before it checks the hook and the stop flag.
 const IDLE_CHECK: Duration = Duration::from_millis(50);
 /// After a stop signal, how long to wait for a reading thread stuck in a read.
@@ -140,6 +148,10 @@ enum FromReader {
     Steps(Vec<Step>),
     /// Every packet read before the cut request was sent before this.
     Barrier,
+    /// A pipe's reader handed on a partial batch (it stalled, or the batch aged): call
+    /// the selective chefs on what they have queued too, so their dumplings are not held
+    /// until 256 of their packets arrive. Never sent for a regular file.
+    CallQueued,
     /// How reading ended, and the interval clock's anomalies.
     End(Result<ReplayEnd, CaptureError>, ClockAnomalies),
 }
@@ -173,6 +185,7 @@ pub fn replay(
             spare_rx,
             steps: Vec::new(),
             packets: 0,
+            chefs_may_wait: false,
         },
     };
     // Not joined: if the output closes while the reader is blocked on a FIFO, the process
@@ -215,6 +228,11 @@ pub fn replay(
         };
         match message {
             FromReader::Steps(steps) => match run_steps(d, steps, &spare_tx) {
+                Ok(()) => {}
+                Err(SinkError::Closed) => break ReplayEnd::OutputClosed,
+                Err(e) => return Err(e.into()),
+            },
+            FromReader::CallQueued => match d.flush() {
                 Ok(()) => {}
                 Err(SinkError::Closed) => break ReplayEnd::OutputClosed,
                 Err(e) => return Err(e.into()),
@@ -270,6 +288,9 @@ struct Outbox {
     spare_rx: Receiver<Batch>,
     steps: Vec<Step>,
     packets: usize,
+    /// Packets were sent since the last [`FromReader::CallQueued`]: selective chefs may
+    /// hold some of them in their queues.
+    chefs_may_wait: bool,
 }
 
 /// The calling thread went away (it ended early): stop reading.
@@ -306,7 +327,9 @@ impl ReadingThread {
         };
         // Pipes only: a regular file never stalls, and its batches stay cut by count and
         // pokes alone, so its replay is the same run after run.
-        self.reader.report_stalls(true);
+        let is_pipe = self.reader.report_stalls(true);
+        // When the oldest packet not yet handed on was read (pipes only).
+        let mut unsent_since: Option<Instant> = None;
         let mut passed: u64 = 0;
         loop {
             // Published per packet (two uncontended stores): the calling thread reads them for
@@ -324,7 +347,8 @@ impl ReadingThread {
                     // A pipe or FIFO has had no data for a few ms: hand on what was read
                     // (a trickling source gets its dumplings now, a stop loses nothing),
                     // and take a reload barrier now rather than at the next packet.
-                    self.out.flush()?;
+                    self.out.hand_on()?;
+                    unsent_since = None;
                     if self.cut_request.load(Ordering::Relaxed)
                         && self.cut_request.swap(false, Ordering::AcqRel)
                     {
@@ -360,6 +384,17 @@ impl ReadingThread {
             if self.out.builder.ready() > 0 {
                 self.out.send_ready()?;
             }
+            if is_pipe {
+                // A clock read per packet, pipes only (a regular file never waits).
+                let now = Instant::now();
+                if self.out.is_empty() {
+                    unsent_since = None;
+                } else if now.duration_since(*unsent_since.get_or_insert(now)) >= PIPE_MAX_BATCH_AGE
+                {
+                    self.out.hand_on()?;
+                    unsent_since = None;
+                }
+            }
         }
         self.counters.passed.store(passed, Ordering::Relaxed);
         self.out.flush()?;
@@ -382,6 +417,22 @@ impl Outbox {
         self.builder.cut();
         self.collect();
         self.send_steps()
+    }
+
+    /// A pipe stalled or its batch aged: send everything now and have the calling thread
+    /// call the selective chefs on their queues (once per hand-on, not per packet).
+    fn hand_on(&mut self) -> Result<(), Gone> {
+        self.flush()?;
+        if self.chefs_may_wait {
+            self.chefs_may_wait = false;
+            self.send(FromReader::CallQueued)?;
+        }
+        Ok(())
+    }
+
+    /// Nothing read is waiting here: no partial batch, no steps unsent.
+    fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.builder.pending() == 0
     }
 
     /// Move the ready steps to the outbox; send it once it is full or holds a poke.
@@ -408,6 +459,7 @@ impl Outbox {
     fn send_steps(&mut self) -> Result<(), Gone> {
         if !self.steps.is_empty() {
             let steps = std::mem::take(&mut self.steps);
+            self.chefs_may_wait |= self.packets > 0;
             self.packets = 0;
             self.send(FromReader::Steps(steps))?;
         }

@@ -370,3 +370,94 @@ fn a_stop_while_a_fifo_stalls_ends_at_once_and_loses_nothing() {
         "the stop took {took:?}"
     );
 }
+
+/// Collects the time each ARPChef dumpling arrives.
+#[derive(Clone, Default)]
+struct Arrivals(Arc<Mutex<Vec<std::time::Instant>>>);
+
+impl DumplingSink for Arrivals {
+    fn send(&mut self, chef: &str, _json: String) -> Result<(), SinkError> {
+        if chef.contains("ARPChef") {
+            self.0.lock().unwrap().push(std::time::Instant::now());
+        }
+        Ok(())
+    }
+}
+
+/// An Ethernet ARP request from 10.9.(n>>8).(n&255): one ARPChef dumpling each.
+fn arp_record(n: u32) -> Vec<u8> {
+    let (hi, lo) = ((n >> 8) as u8, n as u8);
+    let mut frame = vec![0xffu8; 6];
+    frame.extend_from_slice(&[0x02, 0, 0, 9, hi, lo, 0x08, 0x06]);
+    frame.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1, 0x02, 0, 0, 9, hi, lo]);
+    frame.extend_from_slice(&[10, 9, hi, lo, 0, 0, 0, 0, 0, 0, 10, 9, 0, 1]);
+    let mut record = Vec::new();
+    record.extend_from_slice(&(1_700_000_000 + n / 1000).to_le_bytes());
+    record.extend_from_slice(&((n % 1000) * 1000).to_le_bytes());
+    record.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    record.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    record.extend_from_slice(&frame);
+    record
+}
+
+#[test]
+fn a_steady_trickle_from_a_fifo_reaches_the_chefs_within_the_batch_age() {
+    // `tcpdump -w - | nd-sniff -r -` on a steady network: a packet every millisecond never
+    // leaves the pipe idle for the stall wait (5 ms), 400 packets never fill a 512-packet
+    // message, and ARPChef (a selective chef) is called when 256 of its packets are queued.
+    // Its dumplings must still come while the packets do: within about 50 ms.
+    let dir = workspace_root().join("target/kitchen-test-tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join(format!("trickle-{}.fifo", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&writer_path)
+            .unwrap();
+        let mut header = Vec::new();
+        for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+            header.extend_from_slice(&word.to_le_bytes());
+        }
+        f.write_all(&header).unwrap();
+        let start = std::time::Instant::now();
+        let mut halfway = start;
+        for n in 0..400u32 {
+            if n == 200 {
+                halfway = std::time::Instant::now();
+            }
+            f.write_all(&arp_record(n)).unwrap();
+            f.flush().unwrap();
+            let due = start + Duration::from_millis(u64::from(n) + 1);
+            if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        halfway
+    });
+    let reader = FileReader::open(&fifo).unwrap();
+    let out = Arrivals::default();
+    let mut d = dispatcher(Box::new(out.clone()), Duration::from_secs(3600));
+    let (end, _) = replay(reader, &mut d, &mut NoHooks, options()).unwrap();
+    let halfway = writer.join().unwrap();
+    let _ = std::fs::remove_file(&fifo);
+    assert!(matches!(end, ReplayEnd::Done), "{end:?}");
+    assert_eq!(d.stats().packets, 400);
+    let arrivals = out.0.lock().unwrap().clone();
+    assert!(!arrivals.is_empty(), "ARPChef made no dumpling");
+    // With the batch age (50 ms), the first dumplings come about 50 ms after the first
+    // packets; without it, or with ARPChef's queue waiting for 256 packets, not before
+    // packet 256 is written.
+    assert!(
+        arrivals[0] < halfway,
+        "the first dumpling came {:?} after packet 200 was written",
+        arrivals[0].duration_since(halfway)
+    );
+}

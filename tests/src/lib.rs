@@ -125,6 +125,13 @@ impl ChildGuard {
         signal(self.child.id(), "TERM");
     }
 
+    /// Send SIGSTOP to this process only: it keeps its sockets open but answers nothing,
+    /// like a process on a frozen host. Dropping the guard still kills it (SIGKILL works
+    /// on a stopped process).
+    pub fn freeze(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
     /// Wait for the process to end within `limit`; returns its output, or panics (after
     /// killing it) when it is still running.
     pub fn wait_output(mut self, limit: Duration) -> Output {

@@ -119,7 +119,7 @@ struct Kitchen {
 }
 
 impl Kitchen {
-    fn start(dir: &std::path::Path, name: &str, seed: u8, hubs: &str) -> Kitchen {
+    fn start(dir: &std::path::Path, name: &str, seed: u8, hubs: &str, extra: &[&str]) -> Kitchen {
         let fifo: PathBuf = dir.join(format!("{name}.pcap"));
         nats::mkfifo(&fifo);
         let guard = ChildGuard::spawn(
@@ -142,6 +142,7 @@ impl Kitchen {
                     "--flush-timeout",
                     "40",
                 ])
+                .args(extra)
                 .env("RUST_LOG", "info"),
         );
         let stop = Arc::new(AtomicBool::new(false));
@@ -231,6 +232,7 @@ async fn fleet_run(
     fault: impl FnOnce(&mut Cluster, &mut Vec<Option<Hub>>),
     kitchen_hubs: impl Fn(&[String], usize) -> String,
     eaters_on: &[usize],
+    kitchen_args: &[&str],
 ) -> (Vec<String>, Vec<(String, Vec<String>)>, Vec<String>) {
     let dir = nats::scratch("fleet");
     let mut hubs: Vec<Option<Hub>> = Vec::new();
@@ -259,6 +261,7 @@ async fn fleet_run(
                 &format!("kitchen.{k} *>"),
                 k as u8 + 1,
                 &kitchen_hubs(&kitchen_addrs, k),
+                kitchen_args,
             )
         })
         .collect();
@@ -342,6 +345,7 @@ async fn three_hubs_four_kitchens_every_eater_gets_everything_once_while_a_nats_
         |cluster, _| cluster.kill(2),
         |hubs, k| hubs[k % 3].clone(),
         &[0, 1, 2],
+        &[],
     )
     .await;
     assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
@@ -370,6 +374,7 @@ async fn a_killed_hub_its_kitchens_fail_over_and_nothing_is_lost_or_doubled() {
             }
         },
         &[1, 2],
+        &[],
     )
     .await;
     let context = assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
@@ -378,6 +383,49 @@ async fn a_killed_hub_its_kitchens_fail_over_and_nothing_is_lost_or_doubled() {
         .filter(|l| l.contains("reconnected to the hub"))
         .count();
     assert!(failed_over >= 2, "kitchens on hub A failed over: {context}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_hub_is_noticed_by_the_keepalive_and_its_kitchens_fail_over() {
+    // A hub whose host froze sends no reset: its TCP connections stay open and take data
+    // until their buffers fill. Only the kitchens' keep-alive (0.5 s here: given up after
+    // 1.5 s of silence) can tell; without it they would wait for TCP's timeout (minutes)
+    // and this run would lose everything after the freeze.
+    let Some(mut cluster) = Cluster::start(3) else {
+        return;
+    };
+    let (produced, eaters, logs) = fleet_run(
+        &mut cluster,
+        |_, hubs| {
+            if let Some(hub) = hubs[0].take() {
+                hub.guard.freeze();
+                // Killed (by PID) once the kitchens are long gone from it.
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(20));
+                    drop(hub);
+                });
+            }
+        },
+        |hubs, k| {
+            if k % 2 == 0 {
+                format!("{},{}", hubs[0], hubs[1])
+            } else {
+                format!("{},{}", hubs[1], hubs[2])
+            }
+        },
+        &[1, 2],
+        &["--hub-keepalive-secs", "0.5"],
+    )
+    .await;
+    let context = assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
+    let gave_up = logs
+        .iter()
+        .filter(|l| l.contains("sent nothing, not even a pong") || l.contains("took no data"))
+        .count();
+    assert!(
+        gave_up >= 2,
+        "the kitchens on the frozen hub gave it up: {context}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,6 +446,7 @@ async fn the_whole_nats_cluster_restarts_and_nothing_acknowledged_is_lost() {
         },
         |hubs, k| hubs[k % 3].clone(),
         &[0, 1, 2],
+        &[],
     )
     .await;
     assert_fleet_delivered(&produced, &eaters, &logs, &cluster);

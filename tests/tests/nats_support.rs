@@ -221,6 +221,19 @@ pub fn feed_arp_fifo(
     seed: u8,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<u64> {
+    feed_arp_fifo_counting(fifo, rate, seed, stop, Default::default())
+}
+
+/// [`feed_arp_fifo`], publishing in `written` how many packets it has written so far.
+/// Packet `n` has the capture time `1_700_000_000 + n / 1000` seconds (the ARPChef
+/// dumpling's `time`), so a reader can tell which dumplings were written after a moment.
+pub fn feed_arp_fifo_counting(
+    fifo: &Path,
+    rate: u32,
+    seed: u8,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> std::thread::JoinHandle<u64> {
     let fifo = fifo.to_owned();
     std::thread::spawn(move || {
         use std::io::Write;
@@ -261,6 +274,7 @@ pub fn feed_arp_fifo(
                 break;
             }
             n += 1;
+            written.store(n, std::sync::atomic::Ordering::Release);
             let due = start + period * (n as u32);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);

@@ -16,8 +16,12 @@
 //!    hub B: p50/p99 from the kitchen's send to the eater's receipt; the same load on one
 //!    hub without NATS as the baseline.
 //! 3. **failover**: a real `nd-sniff -h A,B` kitchen (ARP packets from a FIFO at 1000/s),
-//!    an eater on hub B; hub A is killed (-9) and the time from the kill until the
-//!    eater's stream resumes (end of the largest arrival gap) is the failover time.
+//!    an eater on hub B; hub A is killed (-9). The failover time is the time from the kill
+//!    until the eater receives the first dumpling of a packet written *after* the kill
+//!    (each packet's capture time encodes its index, and the feeder counts what it has
+//!    written): it cannot be met early by re-sent or backlogged dumplings, nor pushed late
+//!    by how dumplings happen to be grouped. The end of the largest arrival gap after the
+//!    kill is printed too (the stream fully steady again).
 //!
 //! One NATS node (the hubs' stream has one replica): the machine has two cores.
 
@@ -347,9 +351,26 @@ async fn latency_cell(cli: &Cli, federated: bool) -> anyhow::Result<Run> {
     run
 }
 
-/// Failover: kill -9 hub A under a real `nd-sniff -h A,B`; seconds until the eater on B
-/// gets dumplings again, plus (received, distinct) at the eater.
-async fn failover_cell(resend_tail: usize) -> anyhow::Result<(f64, u64, u64)> {
+/// What one failover repetition measured.
+struct Failover {
+    /// Seconds from the kill to the first dumpling of a packet written after it.
+    first_new: Option<f64>,
+    /// Seconds from the kill to the end of the largest arrival gap after it.
+    resumed: f64,
+    /// Dumplings the eater received, and how many were distinct.
+    received: u64,
+    distinct: u64,
+}
+
+/// The packet index of an ARPChef dumpling from the feeder (see `feed_arp_fifo_counting`).
+fn packet_index(text: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let t = v.get("payload")?.get("time")?.as_f64()?;
+    Some(((t - 1_700_000_000.0) * 1000.0).round() as u64)
+}
+
+/// Failover: kill -9 hub A under a real `nd-sniff -h A,B` and watch the eater on B.
+async fn failover_cell(resend_tail: usize) -> anyhow::Result<Failover> {
     let cluster = Cluster::start(1).context("nats-server is needed")?;
     let mut hubs = start_hubs(Some(&cluster), 2).await?;
     let dir = nats::scratch("fleet-bench");
@@ -376,7 +397,8 @@ async fn failover_cell(resend_tail: usize) -> anyhow::Result<(f64, u64, u64)> {
         ]),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let feeder = nats::feed_arp_fifo(&fifo, 1000, 7, stop.clone());
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let feeder = nats::feed_arp_fifo_counting(&fifo, 1000, 7, stop.clone(), written.clone());
     let mut ws = connect(hubs[1].eaters, r#"{"eater_name": "failover"}"#.into()).await?;
     let arrivals: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
     let (a, done) = (arrivals.clone(), Arc::new(AtomicBool::new(false)));
@@ -406,6 +428,8 @@ async fn failover_cell(resend_tail: usize) -> anyhow::Result<(f64, u64, u64)> {
     let mut a_hub = hubs.remove(0);
     let killed = Instant::now();
     let killed_wall = std::time::SystemTime::now();
+    // Every packet from this index on was written after the kill.
+    let first_after_kill = written.load(Ordering::Acquire);
     let _ = a_hub.guard.child.kill();
     let _ = a_hub.guard.child.wait();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -464,13 +488,18 @@ async fn failover_cell(resend_tail: usize) -> anyhow::Result<(f64, u64, u64)> {
         }
         prev = Some(*t);
     }
+    let first_new = got
+        .iter()
+        .find(|(_, text)| packet_index(text).is_some_and(|n| n >= first_after_kill))
+        .map(|(t, _)| t.saturating_duration_since(killed).as_secs_f64());
     // Distinct dumplings, ids stripped (a re-sent copy has the same id and bytes).
     let distinct: HashSet<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
-    Ok((
-        resumed.duration_since(killed).as_secs_f64(),
-        got.len() as u64,
-        distinct.len() as u64,
-    ))
+    Ok(Failover {
+        first_new,
+        resumed: resumed.duration_since(killed).as_secs_f64(),
+        received: got.len() as u64,
+        distinct: distinct.len() as u64,
+    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -570,23 +599,29 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if cli.wants("failover") {
-        let mut times = Vec::new();
+        let (mut times, mut steady) = (Vec::new(), Vec::new());
         println!(
             "\nfailover: nd-sniff -h A,B --resend-tail {} at 1000 ARP dumplings/s, eater on B, kill -9 A",
             cli.resend_tail
         );
         for rep in 0..cli.reps {
-            let (secs, received, distinct) = failover_cell(cli.resend_tail).await?;
+            let f = failover_cell(cli.resend_tail).await?;
+            let first = f.first_new.map_or("never".into(), |s| format!("{s:.3} s"));
             println!(
-                "  rep {rep}: resumed {:.3} s after the kill; eater got {received} ({} duplicates)",
-                secs,
-                received - distinct
+                "  rep {rep}: first dumpling written after the kill reached B's eater {first}; \
+                 stream steady (largest gap ended) at {:.3} s; eater got {} ({} duplicates)",
+                f.resumed,
+                f.received,
+                f.received - f.distinct
             );
-            times.push(secs);
+            // A repetition where nothing new arrived counts as the whole 5 s watched.
+            times.push(f.first_new.unwrap_or(5.0));
+            steady.push(f.resumed);
         }
         let m = median(times);
+        println!("  stream steady again: median {:.3} s", median(steady));
         println!(
-            "target: failover < 2 s: median {m:.3} s {}",
+            "target: failover < 2 s (kill to first new dumpling delivered): median {m:.3} s {}",
             if m < 2.0 { "MET" } else { "MISSED" }
         );
     }
