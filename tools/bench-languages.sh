@@ -17,6 +17,12 @@
 # chef per packet it was handed; interest filtering is the kitchen's, so each chef sees the
 # packets it asked for). Prints medians over rounds and the slowdown against the Rust chef of
 # the same name.
+#
+# Knobs: PROBES=1 adds the DNSLookupChef step probes (tools/bench-chefs/README.md);
+# ONLY="PyEmptyChef JsEmptyChef ..." builds only the chefs named (each name as in the
+# table, Py0*/Js0* included); TASKSET="taskset -c 1" runs nd-sniff under that prefix (pinned
+# to one core, for a lower-noise figure on a shared machine); ROUNDS (default 3); REUSE=1 keeps
+# the chefs built by the previous run (after a kitchen-only change; rebuild after SDK changes).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +37,9 @@ if [ ! -x "$ND_SNIFF" ]; then
     (cd "$REPO" && cargo build --release -p kitchen --bin nd-sniff)
 fi
 mkdir -p "$WORK/chefs"
-rm -f "$WORK"/chefs/*.wasm
+if [ -z "${REUSE:-}" ]; then
+    rm -f "$WORK"/chefs/*.wasm
+fi
 
 echo "bench-languages: building the corpus ($PACKETS packets from $PCAPS)" >&2
 python3 - "$PCAPS" "$PACKETS" "$WORK/corpus.pcap" <<'EOF'
@@ -73,7 +81,15 @@ print("bench-languages: %d packets (%d distinct frames) -> %s" % (want, len(fram
 EOF
 
 build() { # build SRC NAME [NDCHEF]
-    "${3:-$NDCHEF}" build "$REPO/$1" --name "$2" -o "$WORK/chefs/$2.wasm" 2>&1 | grep -E '^nd-chef: (built|error)' >&2
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $2 "* ]]; then
+        return 0
+    fi
+    if [ -n "${REUSE:-}" ] && [ -f "$WORK/chefs/$2.wasm" ]; then
+        return 0
+    fi
+    # --no-precompile: on a loaded machine the precompile step can pass nd-sniff's 60 s
+    # compile limit and fail the build; the kitchen below compiles instead (not timed).
+    "${3:-$NDCHEF}" build --no-precompile "$REPO/$1" --name "$2" -o "$WORK/chefs/$2.wasm" 2>&1 | grep -E '^nd-chef: (built|error)' >&2
 }
 build chefs/python/arp_chef PyARPChef
 build chefs/python/dns_lookup_chef PyDNSLookupChef
@@ -81,6 +97,13 @@ build chefs/python/packet_count_chef PyPacketCountChef
 build chefs/js/dns_lookup_chef JsDNSLookupChef
 build tools/bench-chefs/empty_py PyEmptyChef
 build tools/bench-chefs/empty_js JsEmptyChef
+if [ -n "${PROBES:-}" ]; then
+    # The DNSLookupChef cut short after each step (tools/bench-chefs/README.md).
+    for step in parse name touch; do
+        build "tools/bench-chefs/dns_probes/py_$step" "PyDnsProbe_$step"
+        build "tools/bench-chefs/dns_probes/js_$step" "JsDnsProbe_$step"
+    done
+fi
 if [ -n "${BASELINE_REV:-}" ]; then
     # The baseline SDKs build today's chef sources (and the empty chefs, which use only the
     # API both versions share); their components target whatever contract that revision had.
@@ -101,8 +124,8 @@ fi
 
 for r in $(seq 1 "$ROUNDS"); do
     echo "bench-languages: round $r/$ROUNDS" >&2
-    RUST_LOG=info "$ND_SNIFF" -r "$WORK/corpus.pcap" --no-hub --stdout -f "" -n bench \
-        -d "$WORK/chefs" --chef-deadline-ms 5000 --chef-memory-mib 512 \
+    RUST_LOG=info ${TASKSET:-} "$ND_SNIFF" -r "$WORK/corpus.pcap" --no-hub --stdout -f "" -n bench \
+        -d "$WORK/chefs" --chef-deadline-ms 5000 --chef-memory-mib 512 --chef-compile-timeout-secs 900 \
         >/dev/null 2>"$WORK/round$r.log"
 done
 
@@ -125,6 +148,8 @@ def lang(name):
     for prefix, l in (("Py0", "python@base"), ("Js0", "js@base"), ("Py", "python"), ("Js", "js"), ("C", "c")):
         if name.startswith(prefix) and name[len(prefix):] in BASES:
             return l, name[len(prefix):]
+        if name.startswith(prefix + "DnsProbe_"):  # PROBES=1: a step of DNSLookupChef
+            return l, "DNSLookupChef"
     return "rust", name
 BASES = ("ARPChef", "DNSLookupChef", "PacketCountChef", "EmptyChef")
 rows = []

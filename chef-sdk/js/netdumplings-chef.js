@@ -579,6 +579,7 @@ const PACKED_MAGIC = 0x4250444e; // "NDPB" read as a little-endian u32
 const PACKED_VERSION = 1;
 const PACKED_HEADER = 16;
 const PACKED_RECORD_V1 = 224;
+const PACKED_RECORD_DNS = 256;
 const P_ETHERNET = 1, P_SLL = 2, P_VLAN_OUTER = 4, P_VLAN_INNER = 8, P_ARP = 16, P_IPV4 = 32, P_IPV6 = 64,
   P_IPV6_FRAGMENT = 128, P_TCP = 256, P_UDP = 512, P_ICMPV4 = 1024, P_ICMPV6 = 2048, P_STOPPED = 4096, P_FLOW = 8192;
 const P_PORTS = P_TCP | P_UDP;
@@ -597,6 +598,9 @@ export function packedPackets(headers, arena) {
   }
   if (PACKED_HEADER + count * size > headers.length) throw new Error(`packed batch claims ${count} records in ${headers.length} bytes`);
   const out = new Array(count);
+  // Records of 256 bytes or more carry the DNS slots; older kitchens write 224. Noted on the
+  // batch's DataView, so a packet costs no extra constructor level.
+  dv.dnsSlots = size >= PACKED_RECORD_DNS;
   for (let i = 0; i < count; i++) out[i] = new PackedPacket(dv, headers, PACKED_HEADER + i * size, arena);
   return out;
 }
@@ -681,6 +685,11 @@ export class PackedPacket extends Packet {
     return this._dns;
   }
   parseDns() {
+    if (this.dv.dnsSlots) {
+      // The DNS slots (docs/packed-batch.md), when the kitchen filled them for this packet.
+      const d = this.bytes[this.o + DNS_AT];
+      if (d & DNS_CHECKED) return d & DNS_MESSAGE ? new PackedDnsMessage(this.dv, this.bytes, this.o, this.arena) : null;
+    }
     const bits = this.bits();
     if (!(bits & P_PORTS)) return null;
     let data = this.slot(32);
@@ -698,6 +707,58 @@ export class PackedPacket extends Packet {
     if (this._wit === undefined) this._wit = packedRecord(this.dv, this.o);
     return this._wit;
   }
+}
+
+// --- DNS from the record's DNS slots (offsets 224..256, docs/packed-batch.md) ---
+// The kitchen reads the DNS header and first question of UDP/TCP packets on ports 53 and
+// 5353; these views answer from the slots with the values parseDns() gives, and fall back to
+// parsing the payload for what the slots leave open (a second question, a label holding a
+// "." byte, other ports).
+const DNS_AT = 224, DNS_CHECKED = 1, DNS_MESSAGE = 2, DNS_QUESTION = 4, DNS_QUESTIONS_COMPLETE = 8;
+
+/** The first question, from the DNS slots: the name is one byte string in the batch's tail.
+ * `name` is decoded when the question is made (nearly every chef reads it; a data property
+ * costs the interpreter less than a getter call). */
+class PackedDnsQuestion {
+  constructor(dv, bytes, o) {
+    this.dv = dv; this.bytes = bytes; this.o = o;
+    /** Labels decoded as UTF-8 (invalid bytes replaced) joined with '.', no trailing dot. */
+    this.name = utf8Lossy.decode(this.dotted());
+  }
+  dotted() { const at = this.dv.getUint32(this.o + 228, true); return this.bytes.subarray(at, at + this.dv.getUint16(this.o + 226, true)); }
+  /** The labels (Uint8Array views); exact, as the kitchen fills the slots only when no label holds a '.'. */
+  get labels() {
+    const d = this.dotted(), out = [];
+    if (!d.length) return out;
+    let start = 0;
+    for (let i = 0; i <= d.length; i++) if (i === d.length || d[i] === 46) { out.push(d.subarray(start, i)); start = i + 1; }
+    return out;
+  }
+  get qtype() { return this.dv.getUint16(this.o + 244, true); }
+  get qclass() { return this.dv.getUint16(this.o + 246, true) & 0x7fff; }
+}
+
+/** A DNS message over the DNS slots: `isResponse` and `qd` are set when it is made (what
+ * nearly every DNS chef reads first); the other fields of parseDns()'s message are read on access. */
+class PackedDnsMessage {
+  constructor(dv, bytes, o, arena) {
+    this.dv = dv; this.bytes = bytes; this.o = o; this.arena = arena;
+    this.isResponse = bytes[o + 235] >= 0x80;
+    const bits = bytes[o + DNS_AT];
+    // A second question or a label holding a '.': the list is parsed from the message.
+    this.qd = bits & DNS_QUESTIONS_COMPLETE ? (bits & DNS_QUESTION ? [new PackedDnsQuestion(dv, bytes, o)] : []) : new DnsMessage(this.raw).qd;
+  }
+  get id() { return this.dv.getUint16(this.o + 232, true); }
+  get qr() { return this.bytes[this.o + 235] >> 7; }
+  get opcode() { return (this.bytes[this.o + 235] >> 3) & 15; }
+  get rcode() { return this.bytes[this.o + 234] & 15; }
+  get qdcount() { return this.dv.getUint16(this.o + 236, true); }
+  get ancount() { return this.dv.getUint16(this.o + 238, true); }
+  get nscount() { return this.dv.getUint16(this.o + 240, true); }
+  get arcount() { return this.dv.getUint16(this.o + 242, true); }
+  /** The message bytes (a view into the arena). */
+  get raw() { const off = this.dv.getUint32(this.o + 248, true); return this.arena.subarray(off, off + this.dv.getUint32(this.o + 252, true)); }
+  get qname() { const q = this.qd; return q.length ? q[0].name : null; }
 }
 
 function packedRecord(dv, o) {
@@ -800,9 +861,9 @@ export function makeHandler(mod, options = {}) {
   // The chef's optional state method pair, for `makeState` (export `state`).
   const snapshot = typeof chef.snapshot === 'function' ? chef.snapshot.bind(chef) : typeof mod.snapshot === 'function' ? mod.snapshot : null;
   const restore = typeof chef.restore === 'function' ? chef.restore.bind(chef) : typeof mod.restore === 'function' ? mod.restore : null;
-  current = { name, snapshot, restore };
-
-  function run(packets) {
+  // `pairs`: each dumpling as the text `[index,payload]` (for `packedJson`), else as a
+  // `packet-dumpling` record. Either way the payload is encoded when the handler returns.
+  function run(packets, pairs) {
     const out = [];
     if (!onPacket) return out;
     for (let i = 0; i < packets.length; i++) {
@@ -811,23 +872,33 @@ export function makeHandler(mod, options = {}) {
         try {
           const v = onPacket(p);
           if (v === undefined || v === null) continue;
-          out.push({ packetIndex: i, payload: JSON.stringify(v) });
+          const payload = JSON.stringify(v);
+          out.push(pairs ? '[' + i + ',' + payload + ']' : { packetIndex: i, payload });
         } catch (e) {
           log(`Error invoking packet handler for chef ${name}: ${errText(e)}`, 'error');
         }
       } else {
         const v = onPacket(p);
-        if (v !== undefined && v !== null) out.push({ packetIndex: i, payload: JSON.stringify(v) });
+        if (v === undefined || v === null) continue;
+        const payload = JSON.stringify(v);
+        out.push(pairs ? '[' + i + ',' + payload + ']' : { packetIndex: i, payload });
       }
     }
     return out;
   }
+  // A packed batch answered in one JSON text, `[[index, payload], ...]` (packed-json).
+  const packedJson = (headers, arena) => {
+    if (!onPacket) return '[]';
+    const out = run(packedPackets(headers, arena), true);
+    return out.length ? '[' + out.join(',') + ']' : '[]';
+  };
+  current = { name, snapshot, restore, packedJson };
 
   return {
     describe() { return info; },
     // Only called if the kitchen ignored batch-form = packed; still correct.
-    onPackets(packets, arena) { return run(packets.map((w) => new Packet(w, arena))); },
-    onPacked(headers, arena) { return onPacket ? run(packedPackets(headers, arena)) : []; },
+    onPackets(packets, arena) { return run(packets.map((w) => new Packet(w, arena)), false); },
+    onPacked(headers, arena) { return onPacket ? run(packedPackets(headers, arena), false) : []; },
     onFlowEvents(_events) { return []; },
     onStream(_chunks, _arena) { return []; },
     onInterval(nowNs, intervalNs) {
@@ -848,6 +919,15 @@ export function makeHandler(mod, options = {}) {
 }
 
 let current = null;
+
+/** The `packed-json` export of the packed-chef world for the chef `makeHandler` wrapped: a
+ * packed batch answered in one JSON text of `[packet-index, payload]` pairs (one string to
+ * lower instead of a record per dumpling; docs/packed-batch.md). */
+export function makePackedJson() {
+  return {
+    onPacked(headers, arena) { return current ? current.packedJson(headers, arena) : '[]'; },
+  };
+}
 
 /** The `state` export of the stateful-chef world for the chef `makeHandler` wrapped: its
  * `snapshot()` (a Uint8Array, or a string sent as UTF-8) and `restore(bytes)` carry its

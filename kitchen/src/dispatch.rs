@@ -523,7 +523,7 @@ impl Dispatcher {
         let slot = &mut self.chefs[i];
         let result = if slot.chef.description().batch_form == BatchForm::Packed {
             // Encoding is timed as this chef's work (the first packed chef of a batch pays it).
-            let headers = self.packed.headers(packets);
+            let headers = self.packed.headers(packets, arena);
             slot.chef.on_packed(headers, arena, packets.len(), now_ns)
         } else {
             slot.chef.on_packets(packets, arena, now_ns)

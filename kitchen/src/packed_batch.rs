@@ -16,6 +16,10 @@
 //! The kitchen encodes a batch only when some loaded chef asks for `packed`, once per batch
 //! for the chefs that take every packet and once per call for a selective chef's queue
 //! ([`crate::dispatch`]).
+//!
+//! Records also carry the DNS header and first question of packets on the DNS ports
+//! ([`dns`], offsets 224..256), with the question's name in a string tail after the
+//! records, so the SDKs do not walk names byte by byte in the interpreter.
 
 use crate::chef_host::bindings::{
     Direction, IpHeader, Layer, Packet, StopReason, TransportHeader, VlanTag,
@@ -23,15 +27,18 @@ use crate::chef_host::bindings::{
 use crate::chef_host::wire::{tcp_flag_bits, W};
 use crate::chef_host::WirePacket;
 
+pub mod dns;
+
 /// First four bytes of a packed batch.
 pub const MAGIC: [u8; 4] = *b"NDPB";
 /// Layout version in the batch header (a guest refuses a version it does not know).
 pub const VERSION: u16 = 1;
 /// Bytes of the batch header before the first record.
 pub const HEADER_SIZE: usize = 16;
-/// Bytes of one packet record in version 1. Guests step by the header's `record_size`, so
-/// a later version may append fields without breaking them.
-pub const RECORD_SIZE: usize = 224;
+/// Bytes of one packet record. Guests step by the header's `record_size`, so fields
+/// appended within version 1 break no guest: the first 224 bytes are the original record,
+/// 224..256 the DNS slots ([`dns`]).
+pub const RECORD_SIZE: usize = 256;
 
 /// Presence bits (record offset 48, u32): which optional parts of the record are filled.
 pub mod present {
@@ -65,23 +72,44 @@ pub mod present {
     pub const FLOW: u32 = 1 << 13;
 }
 
-/// Encode `packets` (spans into the call's arena, which travels beside unchanged) into
-/// `out`, replacing its contents. `out` keeps its capacity, so a reused buffer allocates
-/// only while batches grow.
-pub fn encode(packets: &[WirePacket], out: &mut Vec<u8>) {
+/// Encode `packets` (spans into `arena`, the call's arena, which travels beside unchanged)
+/// into `out`, replacing its contents: the header, the records, then the string tail (DNS
+/// names). `out` keeps its capacity, so a reused buffer allocates only while batches grow.
+pub fn encode(packets: &[WirePacket], arena: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.resize(HEADER_SIZE + packets.len() * RECORD_SIZE, 0);
+    let tail_base = HEADER_SIZE + packets.len() * RECORD_SIZE;
+    out.resize(tail_base, 0);
     out[0..4].copy_from_slice(&MAGIC);
     out[4..6].copy_from_slice(&VERSION.to_le_bytes());
     // RECORD_SIZE and a batch's count (at most a few thousand) fit their fields.
     out[6..8].copy_from_slice(&(RECORD_SIZE as u16).to_le_bytes());
     out[8..12].copy_from_slice(&(packets.len() as u32).to_le_bytes());
+    let mut tail = Vec::new();
     for (p, rec) in packets
         .iter()
         .zip(out[HEADER_SIZE..].chunks_exact_mut(RECORD_SIZE))
     {
         record(&p.0, rec);
+        dns_slots(&p.0, arena, rec, &mut tail, tail_base);
     }
+    out.extend_from_slice(&tail);
+}
+
+/// The DNS slots of a UDP/TCP packet on a DNS port (left zero for any other packet).
+fn dns_slots(p: &Packet, arena: &[u8], rec: &mut [u8], tail: &mut Vec<u8>, tail_base: usize) {
+    let (ports, tcp) = match &p.transport {
+        Some(TransportHeader::Tcp(h)) => ((h.source_port, h.destination_port), true),
+        Some(TransportHeader::Udp(h)) => ((h.source_port, h.destination_port), false),
+        _ => return,
+    };
+    if !dns::on_dns_port(ports.0, ports.1) {
+        return;
+    }
+    let start = p.payload.offset as usize;
+    let Some(payload) = arena.get(start..start + p.payload.len as usize) else {
+        return;
+    };
+    dns::fill(rec, payload, p.payload.offset, tcp, tail, tail_base);
 }
 
 /// The dispatcher's packed buffers: a batch shared by every packed chef that takes every
@@ -108,16 +136,16 @@ impl PackedScratch {
         self.batch_key = None;
     }
 
-    /// The packed form of `packets`, encoded at most once per batch.
-    pub fn headers(&mut self, packets: &[WirePacket]) -> &[u8] {
+    /// The packed form of `packets` (spans into `arena`), encoded at most once per batch.
+    pub fn headers(&mut self, packets: &[WirePacket], arena: &[u8]) -> &[u8] {
         if self.batch_key == Some((packets.as_ptr() as usize, packets.len())) {
             if !self.batch_ready {
-                encode(packets, &mut self.batch);
+                encode(packets, arena, &mut self.batch);
                 self.batch_ready = true;
             }
             return &self.batch;
         }
-        encode(packets, &mut self.call);
+        encode(packets, arena, &mut self.call);
         &self.call
     }
 }
@@ -382,7 +410,8 @@ mod tests {
         assert_eq!(h.u16(4), VERSION);
         let size = h.u16(6) as usize;
         let count = h.u32(8) as usize;
-        assert_eq!(buf.len(), HEADER_SIZE + count * size);
+        // The records, then the string tail (DNS names).
+        assert!(buf.len() >= HEADER_SIZE + count * size);
         (0..count)
             .map(|i| {
                 let r = R(&buf[HEADER_SIZE + i * size..HEADER_SIZE + (i + 1) * size]);
@@ -634,7 +663,7 @@ mod tests {
             .map(|i| WirePacket(full(i, i.is_multiple_of(2), i % 4 < 2)))
             .collect();
         let mut buf = Vec::new();
-        encode(&packets, &mut buf);
+        encode(&packets, &[], &mut buf);
         assert_eq!(buf.len(), HEADER_SIZE + 12 * RECORD_SIZE);
         let back = decode(&buf);
         for (a, b) in packets.iter().zip(&back) {
@@ -651,10 +680,10 @@ mod tests {
         bare.transport = None;
         bare.stopped = None;
         bare.flow = None;
-        encode(&[WirePacket(bare)], &mut buf);
+        encode(&[WirePacket(bare)], &[], &mut buf);
         assert_eq!(R(&buf[HEADER_SIZE..]).u32(48), 0);
         assert_eq!(decode(&buf), vec![bare]);
-        encode(&[], &mut buf);
+        encode(&[], &[], &mut buf);
         assert_eq!(buf.len(), HEADER_SIZE);
         assert!(decode(&buf).is_empty());
     }
@@ -665,18 +694,18 @@ mod tests {
         let queue: Vec<WirePacket> = (5..7).map(|i| WirePacket(full(i, true, false))).collect();
         let mut s = PackedScratch::default();
         s.begin_batch(&batch);
-        let first = s.headers(&batch).as_ptr();
-        assert_eq!(decode(s.headers(&batch)).len(), 3);
-        assert_eq!(s.headers(&batch).as_ptr(), first);
+        let first = s.headers(&batch, &[]).as_ptr();
+        assert_eq!(decode(s.headers(&batch, &[])).len(), 3);
+        assert_eq!(s.headers(&batch, &[]).as_ptr(), first);
         assert_eq!(
-            decode(s.headers(&queue)),
+            decode(s.headers(&queue, &[])),
             queue.iter().map(|p| p.0).collect::<Vec<_>>()
         );
         s.end_batch();
         // The same records after the batch ended are encoded afresh (another batch may
         // reuse their memory).
-        assert_eq!(decode(s.headers(&batch)).len(), 3);
-        assert_ne!(s.headers(&batch).as_ptr(), first);
+        assert_eq!(decode(s.headers(&batch, &[])).len(), 3);
+        assert_ne!(s.headers(&batch, &[]).as_ptr(), first);
     }
 
     #[test]
@@ -687,19 +716,24 @@ mod tests {
                 t.flags = flag;
             }
             let mut buf = Vec::new();
-            encode(&[WirePacket(p)], &mut buf);
+            encode(&[WirePacket(p)], &[], &mut buf);
             assert_eq!(buf[HEADER_SIZE + 210], 1 << bit);
         }
     }
 
-    /// Every frame of `path` through the parser, then encode and decode.
-    fn round_trip_file(path: &std::path::Path) -> usize {
+    /// Every frame of `path` through the parser, then encode and decode; returns (packets,
+    /// packets with a DNS question in the slots).
+    fn round_trip_file(path: &std::path::Path) -> (usize, usize) {
         let mut reader = capture::FileReader::open(path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         let mut arena = Vec::new();
         let mut packets = Vec::new();
         let mut buf = Vec::new();
-        let mut total = 0;
+        let mut total = (0, 0);
+        let mut add = |(a, b): (usize, usize)| {
+            total.0 += a;
+            total.1 += b;
+        };
         loop {
             let record = reader.next_packet();
             let Ok(Some(record)) = record else {
@@ -708,22 +742,96 @@ mod tests {
             let (p, _) = crate::packet::parse_into(&record, &mut arena);
             packets.push(WirePacket(p));
             if packets.len() == 256 || arena.len() > 1 << 20 {
-                total += check(&packets, &mut buf);
+                add(check(&packets, &arena, &mut buf));
                 packets.clear();
                 arena.clear();
             }
         }
-        total + check(&packets, &mut buf)
+        add(check(&packets, &arena, &mut buf));
+        total
     }
 
-    fn check(packets: &[WirePacket], buf: &mut Vec<u8>) -> usize {
-        encode(packets, buf);
+    /// Encode and decode `packets`; returns (packets, packets with a DNS question in the
+    /// slots).
+    fn check(packets: &[WirePacket], arena: &[u8], buf: &mut Vec<u8>) -> (usize, usize) {
+        encode(packets, arena, buf);
         let back = decode(buf);
         assert_eq!(back.len(), packets.len());
-        for (a, b) in packets.iter().zip(&back) {
+        let mut questions = 0;
+        for (i, (a, b)) in packets.iter().zip(&back).enumerate() {
             assert_eq!(&a.0, b);
+            let rec = &buf[HEADER_SIZE + i * RECORD_SIZE..HEADER_SIZE + (i + 1) * RECORD_SIZE];
+            questions += usize::from(check_dns(&a.0, arena, rec, buf));
         }
-        packets.len()
+        (packets.len(), questions)
+    }
+
+    /// The DNS slots of one record against the Rust chef SDK's DNS parser (which the
+    /// Python and JS SDK parsers were ported from); `true` when a question is in the slots.
+    fn check_dns(p: &Packet, arena: &[u8], rec: &[u8], buf: &[u8]) -> bool {
+        use chef_sdk::parse::dns as sdk;
+        let r = R(rec);
+        let bits = r.u8(dns::AT);
+        let ports = match &p.transport {
+            Some(TransportHeader::Tcp(h)) => Some((h.source_port, h.destination_port, true)),
+            Some(TransportHeader::Udp(h)) => Some((h.source_port, h.destination_port, false)),
+            _ => None,
+        };
+        let Some((sport, dport, tcp)) =
+            ports.filter(|&(s, d, _)| [53, 5353].contains(&s) || [53, 5353].contains(&d))
+        else {
+            assert_eq!(
+                rec[dns::AT..],
+                [0; RECORD_SIZE - dns::AT],
+                "slots off the DNS ports"
+            );
+            return false;
+        };
+        assert_eq!(
+            bits & dns::bits::CHECKED,
+            dns::bits::CHECKED,
+            "{sport}->{dport}"
+        );
+        let payload = &arena[p.payload.offset as usize..][..p.payload.len as usize];
+        let msg = if tcp {
+            sdk::strip_tcp_length(payload)
+        } else {
+            Some(payload)
+        }
+        .filter(|m| m.len() >= sdk::HEADER_LEN);
+        let Some(msg) = msg else {
+            assert_eq!(bits, dns::bits::CHECKED);
+            return false;
+        };
+        assert_ne!(bits & dns::bits::MESSAGE, 0);
+        let be = |at: usize| u16::from_be_bytes([msg[at], msg[at + 1]]);
+        for i in 0..6 {
+            assert_eq!(r.u16(dns::AT + 8 + 2 * i), be(2 * i), "header word {i}");
+        }
+        let (at, len) = (r.u32(dns::AT + 24) as usize, r.u32(dns::AT + 28) as usize);
+        assert_eq!(&arena[at..at + len], msg, "message span");
+        let question = sdk::question(msg);
+        let complete = bits & dns::bits::QUESTIONS_COMPLETE != 0;
+        if bits & dns::bits::QUESTION == 0 {
+            // No question, or one the slots cannot express (a label with a dot): then
+            // the list is left to the SDK.
+            assert!(
+                question.is_none() || !complete,
+                "question {question:?} missing"
+            );
+            return false;
+        }
+        let q = question.expect("the slots hold a question the SDK parser refuses");
+        let (n, at) = (r.u16(dns::AT + 2) as usize, r.u32(dns::AT + 4) as usize);
+        assert!(
+            at >= HEADER_SIZE + R(buf).u32(8) as usize * RECORD_SIZE,
+            "name in the tail"
+        );
+        assert_eq!(String::from_utf8_lossy(&buf[at..at + n]), q.name);
+        assert_eq!(r.u16(dns::AT + 20), q.qtype);
+        assert_eq!(r.u16(dns::AT + 22) & 0x7fff, q.qclass);
+        assert_eq!(complete, q.question_count == 1);
+        true
     }
 
     #[test]
@@ -731,7 +839,7 @@ mod tests {
         // The capture in the repo always; the shared corpus (every link type the parser
         // decodes) when it is on this machine.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let n = round_trip_file(&root.join("captures/ndpi__anyconnect-vpn.pcap"));
+        let (n, _) = round_trip_file(&root.join("captures/ndpi__anyconnect-vpn.pcap"));
         assert!(n > 10, "too few packets in the repo capture");
         let shared = std::env::var_os("ND_SHARED_PCAPS")
             .map(std::path::PathBuf::from)
@@ -741,14 +849,20 @@ mod tests {
             return;
         };
         let mut files = 0;
+        let mut questions = 0;
         for entry in dir.flatten() {
             let path = entry.path();
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
             if ext == "pcap" || ext == "pcapng" {
-                round_trip_file(&path);
+                questions += round_trip_file(&path).1;
                 files += 1;
             }
         }
         assert!(files > 0, "no captures in {}", shared.display());
+        // The corpus holds thousands of DNS messages: the slots must have been exercised.
+        assert!(
+            questions > 1000,
+            "only {questions} DNS questions in the corpus"
+        );
     }
 }

@@ -127,8 +127,11 @@ class BoundedDict(dict):
 
     def touch(self, key, make):
         """The value for ``key``, inserting ``make()`` first if absent (maybe evicting)."""
-        if dict.__contains__(self, key):
+        # `in` and `self[key]` are dict's own slots (not overridden here): the cheapest
+        # lookups an interpreter inside wasm can make.
+        if key in self:
             self._recency.move_to_end(key)
+            return self[key]
         else:
             if len(self) >= self.capacity:
                 victim, _ = self._recency.popitem(last=False)
@@ -333,12 +336,48 @@ def find_chef_class(module):
 
 # One encoder for every payload: `json.dumps(value, allow_nan=False)` would build a new
 # JSONEncoder on every call (any non-default argument does), a third of a small payload's cost.
-_ENCODE = json.JSONEncoder(allow_nan=False).encode
+_ENCODER = json.JSONEncoder(allow_nan=False)
+_ENCODE = _ENCODER.encode
 
 
-def encode_payload(value) -> str:
-    """The JSON text of a handler's return value (strict JSON: no NaN/Infinity)."""
-    return _ENCODE(value)
+def _make_c_encoder():
+    """The C encoder that ``_ENCODER.encode`` builds afresh on every call (with a new
+    marker dict and closures, half of a small payload's cost), built once; ``None`` when
+    this Python has no C accelerator or it does not behave exactly like ``_ENCODE``."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    e = _ENCODER
+    markers = {}
+    try:
+        c = make(markers, e.default, json.encoder.encode_basestring_ascii, None, e.key_separator,
+                 e.item_separator, e.sort_keys, e.skipkeys, e.allow_nan)
+
+        def encode(value, _c=c, _join="".join, _markers=markers):
+            try:
+                return _join(_c(value, 0))
+            except BaseException:
+                # An exception can leave ids in the circular-reference markers.
+                _markers.clear()
+                raise
+
+        sample = {"a": [1, 2.5, -0.0, 1e300, "\u00e9\"\n", None, True, {"b": []}], "c": {}}
+        if encode(sample) != _ENCODE(sample) or encode("x") != _ENCODE("x"):
+            return None
+        for bad in (float("nan"), {1j: 1}, {"a": object()}):
+            try:
+                encode(bad)
+            except (ValueError, TypeError):
+                continue
+            return None
+        return encode
+    except Exception:  # a Python whose c_make_encoder takes other arguments
+        return None
+
+
+# encode_payload(value): the JSON text of a handler's return value (strict JSON: no
+# NaN/Infinity), by the cached C encoder when it is there.
+encode_payload = _make_c_encoder() or _ENCODE
 
 
 class Runner:
@@ -358,7 +397,17 @@ class Runner:
         """The same over a packed batch (``on-packed``, ``docs/packed-batch.md``)."""
         return self._run(packed_packets(headers, arena), make_dumpling)
 
+    def packed_json(self, headers, arena) -> str:
+        """A packed batch answered in one JSON text, ``[[packet-index, payload], ...]``
+        (``packed-json.on-packed``): one string to lower instead of a record per dumpling.
+        Each payload is encoded when its handler returns, as in :meth:`packed`, so a chef
+        that returns a live object and then changes it sends what it returned."""
+        out = self._run(packed_packets(headers, arena), None)
+        return "[" + ",".join(out) + "]" if out else "[]"
+
     def _run(self, packets, make_dumpling) -> list:
+        """``make_dumpling(index, json)`` per dumpling, or with ``None`` the text
+        ``[index,json]`` (inline: a call per dumpling costs the interpreter a frame)."""
         chef = self.chef
         handler = chef.packet_handler
         out = []
@@ -378,7 +427,7 @@ class Runner:
                 if value is None:
                     continue
                 text = encode_payload(value)
-            out.append(make_dumpling(i, text))
+            out.append("[%d,%s]" % (i, text) if make_dumpling is None else make_dumpling(i, text))
         return out
 
     def snapshot(self) -> bytes:

@@ -4,16 +4,19 @@ Imported only inside a component build (``componentize-py`` generates ``wit_worl
 entry module that ``tools/nd-chef`` writes does::
 
     import chef
-    from netdumplings_chef._component import make_handler
+    from netdumplings_chef._component import make_handler, make_packed_json, make_state
     Handler = make_handler(chef)
+    State = make_state()
+    PackedJson = make_packed_json()
 
 The chef instance is created when the module is imported, i.e. at build time: componentize-py
 snapshots the initialised interpreter, so loading the component does not re-run it.
 
-The component implements ``netdumplings:chef@0.2.0``'s ``stateful-chef`` world: packets
-arrive packed (``batch-form = packed``, ``on-packed``; see ``docs/packed-batch.md``), and the
-``state`` interface carries the chef's ``snapshot()``/``restore()`` across a hot reload (a
-chef without them snapshots nothing and starts fresh).
+The component implements ``netdumplings:chef@0.2.0``'s ``packed-chef`` world: packets
+arrive packed (``batch-form = packed``, ``on-packed``; see ``docs/packed-batch.md``) and are
+answered in one JSON text (``packed-json``; the handler's ``on-packed`` stays for kitchens
+that predate it), and the ``state`` interface carries the chef's ``snapshot()``/``restore()``
+across a hot reload (a chef without them snapshots nothing and starts fresh).
 """
 
 import sys
@@ -149,6 +152,17 @@ def make_state():
                 raise Err(refused)
 
     return State
+
+
+def make_packed_json():
+    """The ``PackedJson`` class componentize-py exports (``netdumplings:chef/packed-json``):
+    the chef made by :func:`make_handler` answers a packed batch in one JSON text."""
+
+    class PackedJson(exports.PackedJson):
+        def on_packed(self, headers, arena):
+            return _RUNNER[0].packed_json(headers, arena)
+
+    return PackedJson
 
 
 _RUNNER = []

@@ -19,6 +19,8 @@ import struct
 
 from .packet import (
     ARP,
+    DNS,
+    DNSQuestion,
     ICMP,
     IP,
     TCP,
@@ -40,6 +42,9 @@ MAGIC = b"NDPB"
 VERSION = 1
 HEADER_SIZE = 16
 RECORD_SIZE_V1 = 224
+# Records of at least this size carry the DNS slots (offsets 224..256); a kitchen that
+# writes 224-byte records predates them, and the SDK then parses DNS from the payload.
+RECORD_SIZE_DNS = 256
 
 # Presence bits (record offset 48).
 ETHERNET = 1 << 0
@@ -83,7 +88,8 @@ def packed_packets(headers, arena):
         raise PackedBatchError("unknown packed batch (magic %r, version %d, record size %d)" % (magic, version, size))
     if HEADER_SIZE + count * size > len(headers):
         raise PackedBatchError("packed batch claims %d records but holds %d bytes" % (count, len(headers)))
-    return [PackedPacket(headers, base, arena) for base in range(HEADER_SIZE, HEADER_SIZE + count * size, size)]
+    cls = PackedPacketDns if size >= RECORD_SIZE_DNS else PackedPacket
+    return [cls(headers, base, arena) for base in range(HEADER_SIZE, HEADER_SIZE + count * size, size)]
 
 
 def _mac(b, at: int) -> int:
@@ -554,3 +560,96 @@ class PackedIPv6(IPv6):
     def dst(self) -> str:
         w = self.wit
         return str(ipaddress.IPv6Address(bytes(w._b[w._o + 180 : w._o + 196])))
+
+
+# --- DNS from the record's DNS slots (offsets 224..256) ---------------------------------
+# The kitchen reads the DNS header and first question of UDP/TCP packets on ports 53 and
+# 5353 (docs/packed-batch.md); the views below answer from those slots with the same values
+# the payload parser in packet.py gives, and fall back to it for what the slots leave open
+# (a second question, a label holding a "." byte, a packet on other ports).
+DNS_AT = 224
+DNS_CHECKED = 1
+DNS_MESSAGE = 2
+DNS_QUESTION = 4
+DNS_QUESTIONS_COMPLETE = 8
+_name_slot = struct.Struct("<HI").unpack_from
+
+
+class PackedDNSQuestion(DNSQuestion):
+    """The first question, from the DNS slots: the name is one byte string in the batch's
+    tail (labels joined with "."). ``name`` is decoded when the question is made (nearly
+    every chef reads it; a slot read costs less than a property call in the interpreter)."""
+
+    __slots__ = ("_b", "_o", "name")
+
+    def __init__(self, b, o: int):
+        self._b = b
+        self._o = o
+        n, at = _name_slot(b, o + 226)
+        self.name = str(b[at : at + n], "utf-8", "replace")
+
+    def _dotted(self) -> bytes:
+        n, at = _name_slot(self._b, self._o + 226)
+        return bytes(self._b[at : at + n])
+
+    @property
+    def qname(self) -> bytes:
+        return self._dotted() + b"."
+
+    @property
+    def labels(self) -> list:
+        dotted = self._dotted()
+        # The kitchen fills the slots only when no label holds a ".", so this split is exact.
+        return dotted.split(b".") if dotted else []
+
+    qtype = _field(_u16, 244)
+    qclass = property(lambda s: _u16(s._b, s._o + 246)[0] & 0x7FFF)
+
+
+class PackedDNS(DNS):
+    """A :class:`~netdumplings_chef.packet.DNS` over the DNS slots: ``is_response`` and the
+    question list are set when it is made (what nearly every DNS chef reads first); the other
+    header fields are read from the record on access, ``raw`` from the arena."""
+
+    __slots__ = ("_b", "_o", "_arena", "is_response", "qd")
+
+    def __init__(self, b, o: int, arena):
+        # DNS.__init__ is not called: the header fields are properties here.
+        self._b = b
+        self._o = o
+        self._arena = arena
+        self.is_response = b[o + 235] >= 0x80
+        bits = b[o + DNS_AT]
+        if bits & DNS_QUESTIONS_COMPLETE:
+            self.qd = [PackedDNSQuestion(b, o)] if bits & DNS_QUESTION else []
+        else:
+            self._qd = None
+            self.qd = DNS.qd.fget(self)  # a second question or a dotted label: parse `raw`
+
+    id = _field(_u16, 232)
+    qr = property(lambda s: s._b[s._o + 235] >> 7)
+    opcode = property(lambda s: (_u16(s._b, s._o + 234)[0] >> 11) & 0x0F)
+    rcode = property(lambda s: _u16(s._b, s._o + 234)[0] & 0x0F)
+    qdcount = _field(_u16, 236)
+    ancount = _field(_u16, 238)
+    nscount = _field(_u16, 240)
+    arcount = _field(_u16, 242)
+
+    @property
+    def raw(self) -> bytes:
+        off, n = _span(self._b, self._o + 248)
+        return self._arena[off : off + n]
+
+
+class PackedPacketDns(PackedPacket):
+    """A :class:`PackedPacket` of a record with DNS slots: ``parse_dns()`` (and so ``dns``)
+    answers from them when the kitchen filled them."""
+
+    __slots__ = ()
+
+    def parse_dns(self):
+        b, o = self._b, self._o
+        bits = b[o + DNS_AT]
+        if not bits & DNS_CHECKED:
+            return PackedPacket.parse_dns(self)
+        return PackedDNS(b, o, self._arena) if bits & DNS_MESSAGE else None

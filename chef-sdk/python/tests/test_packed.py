@@ -43,11 +43,72 @@ class TransportHeader_Icmpv6:  # noqa: N801
         self.value = value
 
 
-def pack(records, record_size=224):
-    """Pack duck-typed WIT records as docs/packed-batch.md says (version 1)."""
+def read_name(msg, pos):
+    """(labels, end) of the name at ``pos`` as docs/packed-batch.md's DNS slots define it, or None."""
+    labels, end, pointers, wire = [], None, 0, 0
+    while pos < len(msg):
+        n = msg[pos]
+        if n == 0:
+            return labels, end if end is not None else pos + 1
+        if n & 0xC0 == 0:
+            if pos + 1 + n > len(msg) or wire + 1 + n > 255:
+                return None
+            wire += 1 + n
+            labels.append(msg[pos + 1 : pos + 1 + n])
+            pos += 1 + n
+        elif n & 0xC0 == 0xC0:
+            pointers += 1
+            if pointers > 16 or pos + 1 >= len(msg):
+                return None
+            end = pos + 2 if end is None else end
+            pos = ((n & 0x3F) << 8) | msg[pos + 1]
+        else:
+            return None
+    return None
+
+
+def dns_slots(r, p, arena, tail, tail_base):
+    """Fill the DNS slots (offsets 224..256) of record ``r`` as docs/packed-batch.md says."""
+    tag = _tag(p.transport) if p.transport is not None else None
+    if tag not in ("tcp", "udp"):
+        return
+    h = p.transport.value
+    if not {h.source_port, h.destination_port} & {53, 5353}:
+        return
+    bits = 1
+    payload = arena[p.payload.offset : p.payload.offset + p.payload.len]
+    at, msg = 0, payload
+    if tag == "tcp":
+        n = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+        at, msg = 2, (payload[2 : 2 + n] if n is not None and len(payload) >= 2 + n else b"")
+    if len(msg) >= 12:
+        bits |= 2
+        struct.pack_into("<6H", r, 232, *struct.unpack(">6H", msg[:12]))
+        struct.pack_into("<II", r, 248, p.payload.offset + at, len(msg))
+        qdcount = struct.unpack(">H", msg[4:6])[0]
+        got = read_name(msg, 12) if qdcount else None
+        if got is not None and got[1] + 4 <= len(msg):
+            labels, end = got
+            if not any(b"." in label for label in labels):
+                bits |= 4 | (8 if qdcount == 1 else 0)
+                name = b".".join(labels)
+                struct.pack_into("<HI", r, 226, len(name), tail_base + len(tail))
+                tail += name
+                struct.pack_into("<HH", r, 244, *struct.unpack(">HH", msg[end : end + 4]))
+        else:
+            bits |= 8
+    r[224] = bits
+
+
+def pack(records, record_size=224, arena=None):
+    """Pack duck-typed WIT records as docs/packed-batch.md says (version 1); records of 256
+    bytes or more carry the DNS slots (then ``arena`` is needed), their names in the tail."""
     out = bytearray(struct.pack("<4sHHII", b"NDPB", 1, record_size, len(records), 0))
+    tail, tail_base = bytearray(), 16 + len(records) * record_size
     for p in records:
         r = bytearray(record_size)
+        if record_size >= 256:
+            dns_slots(r, p, arena, tail, tail_base)
 
         def put(fmt, at, *v):
             struct.pack_into(fmt, r, at, *v)
@@ -120,7 +181,7 @@ def pack(records, record_size=224):
                 put("<I", 220, h.rest)
         put("<I", 48, bits)
         out += r
-    return bytes(out)
+    return bytes(out + tail)
 
 
 def tcp(sport, dport, flags=("syn", "ack")):
@@ -158,6 +219,39 @@ def corpus():
     pks[7].vlan_outer = NS(priority=5, drop_eligible=True, id=4094, ether_type=0x8100)
     pks[7].vlan_inner = NS(priority=3, drop_eligible=False, id=17, ether_type=0x0800)
     pks[7].flow = NS(id=2**64 - 2, direction="from-responder")
+    return pks, bytes(arena)
+
+
+def dns_corpus():
+    """DNS packets covering every case of the DNS slots, and their arena."""
+    arena = bytearray()
+
+    def msg(names, flags=0x0100, qid=0x1234, extra=b""):
+        m = struct.pack(">HHHHHH", qid, flags, len(names), 1, 2, 3)
+        for labels in names:
+            m += b"".join(bytes([len(x)]) + x for x in labels) + b"\0\0\x1c\x80\x01"
+        return m + extra
+
+    pointer = struct.pack(">HHHHHH", 7, 0x8400, 1, 0, 0, 0) + b"\xc0\x12\0\x01\0\x01" + b"\x03foo\x00"
+    tcp_msg = msg([[b"t", b"test"]])
+    payloads = [
+        (udp(40000, 53), msg([[b"www", b"example", b"test"]])),
+        (udp(5353, 5353), msg([[b"caf\xc3\xa9", b"\xff\xfe", b"local"]], flags=0x8400)),
+        (tcp(50000, 53), struct.pack(">H", len(tcp_msg)) + tcp_msg),
+        (udp(53, 40000), msg([[b"a"], [b"b"]])),
+        (udp(53, 40000), msg([[b"a.b", b"c"]])),
+        (udp(53, 40000), msg([[b"abc"]])[:-3]),
+        (udp(53, 40000), msg([])),
+        (udp(53, 40000), pointer),
+        (udp(53, 40000), msg([[]])),
+        (udp(53, 40000), b"\0" * 11),
+        (tcp(53, 50000), b"\0\x20" + tcp_msg),
+        (tcp(5353, 1), struct.pack(">H", len(tcp_msg)) + tcp_msg),
+        (udp(5355, 40000), msg([[b"llmnr"]])),
+        (udp(1, 2), msg([[b"x"]])),
+    ]
+    pks = [packet(arena, ts=i + 1, ip=ipv4(proto=6 if _tag(t) == "tcp" else 17), transport=t, payload=p)
+           for i, (t, p) in enumerate(payloads)]
     return pks, bytes(arena)
 
 
@@ -228,6 +322,37 @@ class PackedPacketTests(unittest.TestCase):
         self.assertEqual(packed[1].arp.hwsrc, "0a:0b:0c:0d:0e:0f")
         self.assertEqual(packed[3].ip.src, "2001:db8::1")
 
+    def test_dns_slots_give_what_the_payload_parser_gives(self):
+        records, arena = dns_corpus()
+        packed = packed_packets(pack(records, 256, arena), arena)
+        self.assertEqual(type(packed[0]).__name__, "PackedPacketDns")
+        # Which packets the slots answer for, and which fall back to the payload parser.
+        bits = [pk._b[pk._o + 224] for pk in packed]
+        self.assertEqual(bits[:3], [15, 15, 15])
+        self.assertIn(7, bits)  # a second question: the SDK parses the list itself
+        self.assertIn(3, bits)  # a label holding a dot: likewise
+        self.assertIn(11, bits)  # a first question that does not parse: none
+        self.assertIn(1, bits)  # too short for a header
+        self.assertIn(0, bits)  # not on a DNS port
+        for i, (rec, pk) in enumerate(zip(records, packed)):
+            ref = Packet(rec, arena)
+            for dr, dp in ((ref.dns, pk.dns), (ref.parse_dns(), pk.parse_dns())):
+                self.assertEqual(dr is None, dp is None, i)
+                if dr is None:
+                    continue
+                for a in ("id", "qr", "opcode", "rcode", "qdcount", "ancount", "nscount", "arcount", "raw",
+                          "is_response", "qname"):
+                    self.assertEqual(getattr(dp, a), getattr(dr, a), (i, a))
+                self.assertEqual(repr(dp), repr(dr), i)
+                self.assertEqual(len(dp.qd), len(dr.qd), i)
+                for qr_, qp in zip(dr.qd, dp.qd):
+                    for a in ("name", "qname", "labels", "qtype", "qclass"):
+                        self.assertEqual(getattr(qp, a), getattr(qr_, a), (i, a))
+        # The same batch with 224-byte records (an older kitchen): parsed from the payload.
+        old = packed_packets(pack(records, 224), arena)
+        self.assertEqual(type(old[0]).__name__, "PackedPacket")
+        self.assertEqual([p.dns.qname if p.dns else None for p in old], [p.dns.qname if p.dns else None for p in packed])
+
     def test_longer_records_are_stepped_over(self):
         # A later layout version may append fields: the guest steps by record_size.
         records, arena = corpus()
@@ -252,6 +377,10 @@ class PackedRunnerTests(unittest.TestCase):
         a = ref.packets(records, arena, lambda i, s: (i, json.loads(s)))
         b = got.packed(pack(records), arena, lambda i, s: (i, json.loads(s)))
         self.assertEqual(a, b)
+        # With the DNS slots, and answered in one JSON text (packed-json).
+        lean = nd.Runner(load_chef(chef_path))
+        c = [tuple(pair) for pair in json.loads(lean.packed_json(pack(records, 256, arena), arena))]
+        self.assertEqual(a, c)
         if ref.wants_interval:
             self.assertEqual(ref.interval(10, 5), got.interval(10, 5))
         return b
@@ -263,6 +392,55 @@ class PackedRunnerTests(unittest.TestCase):
         self.assertEqual([o["lookup"]["hostname"] for _, o in out], ["a.test", "b.test", "c.local"])
         self.assertEqual(len(self.check_same(os.path.join(chefs, "arp_chef", "chef.py"), records, arena)), 1)
         self.check_same(os.path.join(chefs, "packet_count_chef", "chef.py"), records, arena)
+
+
+class PackedJsonTests(unittest.TestCase):
+    def setUp(self):
+        self.logged = []
+        nd.LOG_SINK = lambda level, message: self.logged.append((level, message))
+
+    def tearDown(self):
+        nd.LOG_SINK = None
+
+    def test_pairs_and_errors(self):
+        class Chef(nd.DumplingChef):
+            def __init__(self):
+                super().__init__()
+                self.state = {"n": 0}
+
+            def packet_handler(self, packet):
+                t = packet.timestamp_ns
+                if t == 2:
+                    return float("nan")  # not JSON: logged, skipped
+                if t == 3:
+                    raise ValueError("boom")
+                if t == 4:
+                    return None
+                self.state["n"] += 1
+                return self.state  # a live object: encoded as it is when returned
+
+        arena = bytearray()
+        pks = [packet(arena, ts=t) for t in range(1, 7)]
+        text = nd.Runner(Chef()).packed_json(pack(pks), bytes(arena))
+        self.assertEqual(json.loads(text), [[0, {"n": 1}], [4, {"n": 2}], [5, {"n": 3}]])
+        self.assertEqual(text, '[[0,{"n": 1}],[4,{"n": 2}],[5,{"n": 3}]]')
+        self.assertEqual([level for level, _ in self.logged], ["error", "error"])
+        self.assertIn("ValueError: boom", self.logged[1][1])
+        self.assertEqual(nd.Runner(Chef()).packed_json(pack([]), b""), "[]")
+
+    def test_the_cached_encoder_matches_json(self):
+        values = [{"a": [1, 2.5, None, True, "é\"\n\u2028"], "b": {}}, "x", 3, 1e300, -0.0, [],
+                  {"lookups_seen": {"h": {"count": 2, "latest": 1700000000.000001}}}]
+        for v in values:
+            self.assertEqual(nd.encode_payload(v), json.dumps(v, allow_nan=False))
+        loop = []
+        loop.append(loop)
+        for bad in (float("inf"), {"s": {1, 2}}, loop):
+            with self.assertRaises((ValueError, TypeError)):
+                nd.encode_payload(bad)
+        # A failed encode leaves nothing behind that breaks the next one.
+        shared = {"k": 1}
+        self.assertEqual(nd.encode_payload([shared, shared]), '[{"k": 1}, {"k": 1}]')
 
 
 class StateTests(unittest.TestCase):

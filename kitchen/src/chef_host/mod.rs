@@ -40,6 +40,7 @@ pub mod inspect;
 pub mod instance;
 pub mod limits;
 pub mod output_budget;
+pub mod packed_json;
 pub mod poll;
 pub mod signature;
 pub mod state;
