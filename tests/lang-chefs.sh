@@ -23,9 +23,9 @@
 # 5. Hot drop (root only): a Python and a JS chef land in a running kitchen's chef folder
 #    (live on lo, sending to a real nd-hub) and their first dumpling reaches nd-print
 #    within a second.
-# 6. State across a hot reload: the Python PacketCountChef and DNSLookupChef built in step 1
-#    are replaced mid-replay by rebuilt copies (kitchen/tests/reload.rs); their counts and
-#    tables continue. (JS: not yet; its restore refuses the state in the kitchen.)
+# 6. State across a hot reload: the Python and JS PacketCountChef and DNSLookupChef built in
+#    step 1 are replaced mid-replay by rebuilt copies (kitchen/tests/reload.rs); their counts
+#    and tables continue.
 #
 # Ends with an "N passed, N failed" line; exit 1 on any failure. Bounded: every kitchen run
 # is under `timeout`.
@@ -319,14 +319,14 @@ else
 fi
 
 # --- 6. state across a hot reload (the kitchen's reload test, on the chefs built above) -----
-# kitchen/tests/reload.rs replaces the Python PacketCountChef and DNSLookupChef mid-replay with
+# kitchen/tests/reload.rs replaces the Python and JS PacketCountChef and DNSLookupChef mid-replay with
 # rebuilt copies: counts and tables must continue (it skips without ND_LANG_CHEFS_DIR).
 if (cd "$REPO" && ND_LANG_CHEFS_DIR="$WORK" timeout "$RUN_TIMEOUT" cargo test --release --workspace \
         --test reload -- python_and_js_chefs_keep_their_state_across_a_reload --exact) \
         >"$WORK/state-reload.log" 2>&1 && grep -q "1 passed" "$WORK/state-reload.log"; then
-    ok "Python chefs keep their counts and tables across a hot reload"
+    ok "Python and JS chefs keep their counts and tables across a hot reload"
 else
-    bad "Python chefs keep their counts and tables across a hot reload"
+    bad "Python and JS chefs keep their counts and tables across a hot reload"
     tail -40 "$WORK/state-reload.log"
 fi
 

@@ -174,7 +174,10 @@ impl HubArgs {
     /// An [`eater_client::EaterConfig`] for these hubs and `name` with the TLS and token settings;
     /// on a bad CA, certificate or token file, says why on stderr and gives the exit status
     /// to return.
-    pub fn eater_config(&self, name: &str) -> Result<eater_client::EaterConfig, std::process::ExitCode> {
+    pub fn eater_config(
+        &self,
+        name: &str,
+    ) -> Result<eater_client::EaterConfig, std::process::ExitCode> {
         let mut config = eater_client::EaterConfig::new(&self.hub, name);
         config.link = self.link.link().map_err(|error| {
             eprintln!("{name}: {error}");

@@ -1022,11 +1022,7 @@ fn python_and_js_chefs_keep_their_state_across_a_reload() {
         return;
     };
     // The kitchen's default compiled-chef cache: `nd-chef build` compiled version 1 into it.
-    // NOT YET JS: in the kitchen a rebuilt JS chef refuses its predecessor's state (its
-    // `restore` gets bytes that do not parse as the JSON `snapshot` wrote; not understood
-    // yet, the SDK logic passes under node), so only Python is checked here.
-    #[allow(clippy::single_element_loop)] // "js" joins the list once its restore works
-    for lang in ["py"] {
+    for lang in ["py", "js"] {
         let chef = |name: &str| {
             let p = built.join(lang).join(format!("{name}.wasm"));
             assert!(p.is_file(), "missing {}", p.display());

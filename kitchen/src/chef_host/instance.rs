@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Func, ResourceTable, WasmList};
+use wasmtime::component::{Func, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -557,13 +557,17 @@ impl LoadedChef {
             return Err(CallError::BackingOff);
         };
         self.call(CallKind::Interval, now_ns, |live| {
-            let typed = snapshot.typed::<(), (WasmList<u8>,)>(&live.store)?;
-            let (list,) = typed.call(&mut live.store, ())?;
-            // The length is checked before anything is copied out of the chef's memory.
-            if list.len() > max_bytes {
-                return Ok(Err(list.len()));
+            // Lifted as a `Vec` during the call: wasmtime's `call` runs the guest's
+            // post-return, which frees the list, before a `WasmList` could be read (a JS
+            // chef's allocator reused it at once: its restore then saw garbage). The copy is
+            // bounded by the chef's linear memory (`--chef-memory-mib`); the cap is applied
+            // to the copy.
+            let typed = snapshot.typed::<(), (Vec<u8>,)>(&live.store)?;
+            let (bytes,) = typed.call(&mut live.store, ())?;
+            if bytes.len() > max_bytes {
+                return Ok(Err(bytes.len()));
             }
-            Ok(Ok(list.as_le_slice(&live.store).to_vec()))
+            Ok(Ok(bytes))
         })
     }
 
