@@ -303,19 +303,25 @@ fn a_chef_added_at_a_barrier_sees_every_later_packet() {
     let _ = std::fs::remove_file(&file);
 }
 
-#[test]
-fn a_stop_while_a_fifo_stalls_ends_at_once_and_loses_nothing() {
-    // A FIFO that gets a header and three packets, then nothing (its writer stays open):
-    // the reading thread waits for data with three packets in its batch.
+/// A new FIFO under `target/kitchen-test-tmp`, named for `label` and this process.
+fn new_fifo(label: &str) -> PathBuf {
     let dir = workspace_root().join("target/kitchen-test-tmp");
     std::fs::create_dir_all(&dir).unwrap();
-    let fifo = dir.join(format!("stall-{}.fifo", std::process::id()));
+    let fifo = dir.join(format!("{label}-{}.fifo", std::process::id()));
     let _ = std::fs::remove_file(&fifo);
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
         .unwrap();
     assert!(made.success());
+    fifo
+}
+
+#[test]
+fn a_stop_while_a_fifo_stalls_ends_at_once_and_loses_nothing() {
+    // A FIFO that gets a header and three packets, then nothing (its writer stays open):
+    // the reading thread waits for data with three packets in its batch.
+    let fifo = new_fifo("stall");
     let bytes = std::fs::read(sample_capture()).unwrap();
     let mut end = 24;
     for _ in 0..3 {
@@ -406,15 +412,7 @@ fn a_steady_trickle_from_a_fifo_reaches_the_chefs_within_the_batch_age() {
     // leaves the pipe idle for the stall wait (5 ms), 400 packets never fill a 512-packet
     // message, and ARPChef (a selective chef) is called when 256 of its packets are queued.
     // Its dumplings must still come while the packets do: within about 50 ms.
-    let dir = workspace_root().join("target/kitchen-test-tmp");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = dir.join(format!("trickle-{}.fifo", std::process::id()));
-    let _ = std::fs::remove_file(&fifo);
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let fifo = new_fifo("trickle");
     let writer_path = fifo.clone();
     let writer = std::thread::spawn(move || {
         use std::io::Write;
