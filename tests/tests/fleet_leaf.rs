@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::{free_port, wait_for_port};
 use futures_util::{SinkExt, StreamExt};
-use support::{connect, is_chef, kitchen, Hub, Ws};
+use support::{connect, eater, is_chef, kitchen, Hub, Ws};
 use tokio_tungstenite::tungstenite::Message;
 
 /// One `nats-server` with its config, restartable on the same ports and store.
@@ -240,6 +240,34 @@ async fn a_site_behind_a_leaf_node_keeps_serving_while_cut_off_and_the_main_clus
         exactly(&got, 100),
         "main got {} of 100 before the cut\n{}",
         got.len(),
+        context(&main)
+    );
+
+    // Status subjects cross the link: the main hub's status lists the site hub and its
+    // kitchen in its fleet section (status every second; a fresh eater's welcome status).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut fleet = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        let (mut ws, status) = eater(main_hub.eaters, "fleet-probe").await;
+        let _ = ws.close(None).await;
+        fleet = status["payload"]["fleet"].clone();
+        let site_listed = fleet["hubs"].as_array().into_iter().flatten().any(|h| {
+            h["hub_id"] == "site"
+                && h["kitchens"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k["kitchen_name"] == "site1k")
+        });
+        if site_listed {
+            break;
+        }
+        fleet = serde_json::Value::Null;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        !fleet.is_null(),
+        "the main hub's fleet section never listed hub `site` with kitchen site1k\n{}",
         context(&main)
     );
 
