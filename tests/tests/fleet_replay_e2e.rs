@@ -30,7 +30,7 @@ use serde_json::Value;
 use support::{connect, Hub, Ws};
 use tokio_tungstenite::tungstenite::Message;
 
-/// Start `nd-hub --nats` on a one-node cluster; ready once an eater handshake completes
+/// Start `nd-hub --nats` on `cluster` (every node's URL); ready once an eater handshake completes
 /// (the hub accepts nothing before its stream and consumer exist).
 async fn fleet_hub(cluster: &Cluster, id: &str, extra: &[&str]) -> Hub {
     let urls = cluster.urls();
@@ -220,11 +220,14 @@ async fn replay_from_a_sequence_and_a_time_joins_the_live_stream_without_gap_or_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eater_whose_hub_is_killed_resumes_on_another_hub_with_nothing_lost_or_doubled() {
-    let Some(cluster) = Cluster::start(1) else {
+    // A 3-node cluster with a 3-replica stream, as deployed: resume reads the sequence
+    // where the eater stopped from whichever node the new hub's consumer lands on.
+    let Some(cluster) = Cluster::start(3) else {
         return;
     };
-    let mut hub_a = fleet_hub(&cluster, "hubA", &[]).await;
-    let hub_b = fleet_hub(&cluster, "hubB", &[]).await;
+    let replicas = ["--nats-replicas", "3"];
+    let mut hub_a = fleet_hub(&cluster, "hubA", &replicas).await;
+    let hub_b = fleet_hub(&cluster, "hubB", &replicas).await;
     const TOTAL: u64 = 1500;
     let hubs = format!("{},{}", hub_a.eaters, hub_b.eaters);
 
