@@ -397,3 +397,151 @@ async fn without_nats_a_replay_request_gets_a_notice_and_interest_still_filters(
     assert!(read.dumplings.iter().all(|d| d.1.is_none()));
     hub.stop();
 }
+
+/// A WebSocket to `addr` carrying `token` (`Authorization: Bearer`), or the refusal.
+async fn connect_with_token(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/").into_client_request()?;
+    let value = format!("Bearer {token}")
+        .parse()
+        .expect("a token is a valid header value");
+    request.headers_mut().insert("authorization", value);
+    let connect = tokio_tungstenite::connect_async(request);
+    match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(result) => result.map(|(ws, _)| ws),
+        Err(_) => Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_auth_replay_and_interest_never_widen_what_an_eater_may_see() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let dir = nats::scratch("fleet-auth");
+    let (kitchen_token, kitchen_hash) = support::nd_hub_token();
+    let (a_token, a_hash) = support::nd_hub_token();
+    let (all_token, all_hash) = support::nd_hub_token();
+    let auth = dir.join("auth.toml");
+    std::fs::write(
+        &auth,
+        format!(
+            "[[principal]]\nname = \"sensor\"\nrole = \"kitchen\"\ntoken_sha256 = \"{kitchen_hash}\"\n\
+             kitchens = [\"rk\"]\n\n\
+             [[principal]]\nname = \"a-team\"\nrole = \"eater\"\ntoken_sha256 = \"{a_hash}\"\n\
+             chefs = [\"ChefA\"]\n\n\
+             [[principal]]\nname = \"everyone\"\nrole = \"eater\"\ntoken_sha256 = \"{all_hash}\"\n"
+        ),
+    )
+    .expect("write auth.toml");
+    let auth_path = auth.to_string_lossy().into_owned();
+    let urls = cluster.urls();
+    let hub = Hub::start(&[
+        "-f",
+        "60",
+        "--nats",
+        &urls,
+        "--nats-hub-id",
+        "hubAuth",
+        "--auth",
+        &auth_path,
+    ]);
+    // Ready once an authorised eater completes its handshake (nothing is accepted before
+    // the hub's stream and consumer exist).
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        if let Ok(mut ws) = connect_with_token(hub.eaters, &all_token).await {
+            let _ = ws.close(None).await;
+            break;
+        }
+        assert!(Instant::now() < deadline, "hub did not federate");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A backlog of 200 (ChefA even, ChefB odd) from an authorised kitchen.
+    const TOTAL: u64 = 200;
+    let mut kitchen = connect_with_token(hub.kitchens, &kitchen_token)
+        .await
+        .expect("kitchen with its token");
+    kitchen
+        .send(Message::text(r#"{"kitchen_name": "rk"}"#))
+        .await
+        .expect("kitchen hello");
+    for n in 0..TOTAL {
+        kitchen
+            .send(Message::text(numbered(ab(n), n)))
+            .await
+            .expect("kitchen send");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = kitchen.close(None).await;
+
+    let hello = |name: &str, extra: Value| {
+        let mut h = serde_json::json!({ "eater_name": name });
+        if let (Some(h), Some(e)) = (h.as_object_mut(), extra.as_object()) {
+            h.extend(e.clone());
+        }
+        Message::text(h.to_string())
+    };
+    // The restricted eater replays the whole stream: only ChefA, in order, each once.
+    let mut a = connect_with_token(hub.eaters, &a_token)
+        .await
+        .expect("a-team");
+    a.send(hello("a-replay", serde_json::json!({"nd_since_seq": 1})))
+        .await
+        .expect("hello");
+    let got = read_n(&mut a, (TOTAL / 2) as usize, Duration::from_secs(20)).await;
+    let extra = read_n(&mut a, 1, Duration::from_millis(700)).await;
+    let ns: Vec<u64> = got.dumplings.iter().map(|d| d.0).collect();
+    assert_eq!(
+        ns,
+        (0..TOTAL).step_by(2).collect::<Vec<_>>(),
+        "a restricted replay gets only ChefA, each once"
+    );
+    assert!(
+        got.dumplings.iter().all(|d| d.2 == "ChefA") && extra.dumplings.is_empty(),
+        "nothing beyond ChefA: {:?}",
+        extra.dumplings
+    );
+    // Asking (interest + replay) for a chef it may not see gets nothing, not ChefB.
+    let mut b = connect_with_token(hub.eaters, &a_token)
+        .await
+        .expect("a-team");
+    b.send(hello(
+        "a-asks-b",
+        serde_json::json!({"nd_since_seq": 1, "nd_chefs": ["ChefB"]}),
+    ))
+    .await
+    .expect("hello");
+    let got_b = read_n(&mut b, 1, Duration::from_millis(1500)).await;
+    assert!(
+        got_b.dumplings.is_empty(),
+        "interest cannot widen the principal: {:?}",
+        got_b.dumplings
+    );
+    // An unrestricted eater's replay gets everything: the filter above is the principal's.
+    let mut all = connect_with_token(hub.eaters, &all_token)
+        .await
+        .expect("everyone");
+    all.send(hello("all-replay", serde_json::json!({"nd_since_seq": 1})))
+        .await
+        .expect("hello");
+    let got_all = read_n(&mut all, TOTAL as usize, Duration::from_secs(20)).await;
+    assert_exact("everyone", &got_all.dumplings, 0, TOTAL);
+    // An unknown token gets no replay: refused at the upgrade.
+    assert!(
+        connect_with_token(hub.eaters, "not-a-known-token")
+            .await
+            .is_err(),
+        "an eater with an unknown token is refused"
+    );
+    let _ = (
+        a.close(None).await,
+        b.close(None).await,
+        all.close(None).await,
+    );
+    let _ = hub.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
