@@ -351,6 +351,16 @@ async fn three_hubs_four_kitchens_every_eater_gets_everything_once_while_a_nats_
     assert_fleet_delivered(&produced, &eaters, &logs, &cluster);
 }
 
+/// The hub list of kitchen `k`: kitchens 0 and 2 start on hub A and fail over to B; 1 and
+/// 3 use B then C (the hub-fault tests take hub A down).
+fn half_on_hub_a(hubs: &[String], k: usize) -> String {
+    if k.is_multiple_of(2) {
+        format!("{},{}", hubs[0], hubs[1])
+    } else {
+        format!("{},{}", hubs[1], hubs[2])
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_hub_its_kitchens_fail_over_and_nothing_is_lost_or_doubled() {
     let Some(mut cluster) = Cluster::start(3) else {
@@ -365,14 +375,7 @@ async fn a_killed_hub_its_kitchens_fail_over_and_nothing_is_lost_or_doubled() {
                 let _ = hub.guard.child.wait();
             }
         },
-        // Kitchens 0 and 2 start on hub A and fail over to B; 1 and 3 use B then C.
-        |hubs, k| {
-            if k % 2 == 0 {
-                format!("{},{}", hubs[0], hubs[1])
-            } else {
-                format!("{},{}", hubs[1], hubs[2])
-            }
-        },
+        half_on_hub_a,
         &[1, 2],
         &[],
     )
@@ -406,13 +409,7 @@ async fn a_frozen_hub_is_noticed_by_the_keepalive_and_its_kitchens_fail_over() {
                 });
             }
         },
-        |hubs, k| {
-            if k % 2 == 0 {
-                format!("{},{}", hubs[0], hubs[1])
-            } else {
-                format!("{},{}", hubs[1], hubs[2])
-            }
-        },
+        half_on_hub_a,
         &[1, 2],
         &["--hub-keepalive-secs", "0.5"],
     )
