@@ -215,6 +215,16 @@ pub fn spawn_hub(in_port: u16, out_port: u16, extra: &[&str]) -> ChildGuard {
     hub
 }
 
+/// `nd-sniff -r CAPTURE --stdout --no-hub -p POKE_SECS -n KITCHEN`: a replay with no hub
+/// whose dumplings go to stdout, for [`sniff_dumplings`]; callers add chefs and flags.
+pub fn stdout_replay(capture: &Path, kitchen: &str, poke_secs: &str) -> Command {
+    let mut cmd = Command::new(bin("nd-sniff"));
+    cmd.arg("-r")
+        .arg(capture)
+        .args(["--stdout", "--no-hub", "-p", poke_secs, "-n", kitchen]);
+    cmd
+}
+
 /// Runs a prepared `nd-sniff` replay that writes its dumplings to stdout (`--stdout`),
 /// waits up to two minutes, asserts it succeeded (naming `capture` and showing its log),
 /// and returns the dumplings and the log.

@@ -6,7 +6,7 @@
 //! as built by the SDK before it moved to 0.2 (committed, never rebuilt), so this test keeps
 //! checking a real old binary.
 
-use e2e_tests::{bin, shared_pcap, sniff_dumplings, test_data, ChildGuard};
+use e2e_tests::{bin, shared_pcap, sniff_dumplings, stdout_replay, test_data, ChildGuard};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,18 +20,8 @@ fn v0_1_packet_count_chef() -> PathBuf {
 /// Replay `capture` through nd-sniff with extra arguments; the dumplings (pokes every 2 s of
 /// capture time, so several interval dumplings per capture) and stderr.
 fn replay(capture: &Path, extra: &[&str]) -> (Vec<Value>, String) {
-    let mut cmd = Command::new(bin("nd-sniff"));
-    cmd.arg("-r").arg(capture).args([
-        "--stdout",
-        "--no-hub",
-        "-p",
-        "2",
-        "-n",
-        "k",
-        "-f",
-        "",
-        "--no-chef-cache",
-    ]);
+    let mut cmd = stdout_replay(capture, "k", "2");
+    cmd.args(["-f", "", "--no-chef-cache"]);
     cmd.args(extra);
     sniff_dumplings(&mut cmd, capture)
 }

@@ -4,7 +4,7 @@
 //! `udp.stream`, the index behind `tshark -z conv,tcp` / `conv,udp`), committed as
 //! `tests/data/truth/*.conv.tsv` by `tests/data/truth/generate-flows.sh`.
 
-use e2e_tests::{bin, shared_pcap, sniff_dumplings, truth_rows};
+use e2e_tests::{bin, shared_pcap, sniff_dumplings, stdout_replay, truth_rows};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,19 +18,8 @@ type Counts = [u64; 4];
 /// Replays `capture` through `TopTalkersChef` (and extra args); returns the dumplings and
 /// stderr.
 fn replay(capture: &Path, extra: &[&str]) -> (Vec<Value>, String) {
-    let mut cmd = Command::new(bin("nd-sniff"));
-    cmd.arg("-r").arg(capture).args([
-        "--stdout",
-        "--no-hub",
-        "-p",
-        "3600",
-        "-n",
-        "flows_kitchen",
-        "-f",
-        "",
-        "-c",
-        "TopTalkersChef",
-    ]);
+    let mut cmd = stdout_replay(capture, "flows_kitchen", "3600");
+    cmd.args(["-f", "", "-c", "TopTalkersChef"]);
     cmd.args(extra);
     sniff_dumplings(&mut cmd, capture)
 }

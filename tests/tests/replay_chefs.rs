@@ -2,26 +2,16 @@
 //! captures, checked against ground truth computed independently by tshark
 //! (`tests/data/truth/generate.sh`) and against the Python original's own output.
 
-use e2e_tests::{bin, json_lines, shared_pcap, sniff_dumplings, test_data, truth_rows};
+use e2e_tests::{json_lines, shared_pcap, sniff_dumplings, stdout_replay, test_data, truth_rows};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 /// Replays `capture` through the named built-in chefs (no hub) and returns the dumplings.
 /// The poke interval is an hour, so the only interval dumplings are the final poke's.
 fn replay(capture: &Path, chefs: &[&str]) -> Vec<Value> {
-    let mut cmd = Command::new(bin("nd-sniff"));
-    cmd.arg("-r").arg(capture).args([
-        "--stdout",
-        "--no-hub",
-        "-p",
-        "3600",
-        "-n",
-        "test_kitchen",
-        "-f",
-        "",
-    ]);
+    let mut cmd = stdout_replay(capture, "test_kitchen", "3600");
+    cmd.args(["-f", ""]);
     for chef in chefs {
         cmd.args(["-c", chef]);
     }

@@ -6,11 +6,12 @@
 //! reassembly on (`tests/data/truth/generate-streams.sh`): the chefs must see every server
 //! name and request tshark sees.
 
-use e2e_tests::{bin, shared_pcap, sniff_dumplings, synth_streams_dir, test_data, truth_rows};
+use e2e_tests::{
+    shared_pcap, sniff_dumplings, stdout_replay, synth_streams_dir, test_data, truth_rows,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Corpus captures whose server names / requests the chefs cannot see, and why (checked by
 /// hand on 2026-12-05 with the streams branch; see the issue 13 note):
@@ -51,17 +52,8 @@ const EXACT: &[&str] = &[
 
 /// Replays `capture` through the named built-in chefs (no hub); the packet dumplings.
 fn replay(capture: &Path, chefs: &[&str]) -> Vec<Value> {
-    let mut cmd = Command::new(bin("nd-sniff"));
-    cmd.arg("-r").arg(capture).args([
-        "--stdout",
-        "--no-hub",
-        "-p",
-        "3600",
-        "-n",
-        "stream_kitchen",
-        "-f",
-        "",
-    ]);
+    let mut cmd = stdout_replay(capture, "stream_kitchen", "3600");
+    cmd.args(["-f", ""]);
     for chef in chefs {
         cmd.args(["-c", chef]);
     }

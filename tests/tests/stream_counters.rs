@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::{
     bin, free_port, http_get, metric_sample, open_fifo, promtool_check, sniff_dumplings,
-    synth_streams_dir, test_data, wait_for_port, ChildGuard,
+    stdout_replay, synth_streams_dir, test_data, wait_for_port, ChildGuard,
 };
 use serde_json::Value;
 
@@ -44,19 +44,8 @@ fn hello_lengths(names: &[&str]) -> Vec<u64> {
 /// Replay `capture` with TLSServerNameChef and the status dumpling on, plus `extra`; the
 /// last status dumpling's payload and the log.
 fn replay(capture: &Path, extra: &[&str]) -> (Value, String) {
-    let mut cmd = Command::new(bin("nd-sniff"));
-    cmd.arg("-r").arg(capture).args([
-        "--stdout",
-        "--no-hub",
-        "-p",
-        "3600",
-        "-n",
-        "counters",
-        "--kitchen-status",
-        "on",
-        "-c",
-        "TLSServerNameChef",
-    ]);
+    let mut cmd = stdout_replay(capture, "counters", "3600");
+    cmd.args(["--kitchen-status", "on", "-c", "TLSServerNameChef"]);
     cmd.args(extra).env("RUST_LOG", "info").env("NO_COLOR", "1");
     let (dumplings, log) = sniff_dumplings(&mut cmd, capture);
     let status = dumplings
