@@ -19,6 +19,10 @@
 //! count. Medians over the rounds are printed in ns per packet, with the stage's cost
 //! (`parse+flows` minus `parse`) and the switched-off overhead as ratios of the baseline.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::median;
+
 #[path = "../high_cardinality.rs"]
 mod high_cardinality;
 
@@ -304,16 +308,5 @@ impl Timer {
             (Some(a), Some(b)) => b.saturating_sub(a) as f64,
             _ => self.wall.elapsed().as_nanos() as f64,
         }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
     }
 }

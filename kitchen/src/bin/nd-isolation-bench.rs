@@ -29,6 +29,10 @@
 //!
 //! Packets/s are wall clock on a shared machine: read the medians, not single rounds.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::median;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -306,16 +310,6 @@ fn live_run(
         }
     }
     Ok((seen as f64 / secs, shed))
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -39,6 +39,10 @@
 //! (into the hub too); no chef over 300 ns per packet offered. Issue 2's: samples >= 50 %
 //! of minimal's packets/s; per-chef overhead below 150 ns/packet amortized.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::median;
+
 #[path = "../fixtures_build.rs"]
 mod fixtures_build;
 #[path = "../high_cardinality.rs"]
@@ -878,17 +882,6 @@ fn count_packets(file: &Path) -> anyhow::Result<u64> {
     let mut reader = FileReader::open(file)?;
     while reader.next_packet()?.is_some() {}
     Ok(reader.packets_read())
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
 }
 
 /// Write a legacy pcap (microsecond, little-endian, DLT 1) of every Ethernet frame
