@@ -17,9 +17,10 @@
 //!   most every [`VERIFY_PERIOD`] (and whenever the stream goes quiet) the last delivered
 //!   dumpling is compared with what the stream leader holds at its sequence
 //!   (`STREAM.MSG.GET`, answered by the leader only).
-//! - **Bounded waits.** Creating a consumer may take [`CREATE_TIMEOUT`]; then it is tried
-//!   again (the server places it anew), instead of waiting the connection's 10 s request
-//!   timeout on a consumer placed on a dead node.
+//! - **Bounded waits.** Creating a consumer may take [`CREATE_TIMEOUT`] (up to 4 times
+//!   that after repeated misses); then it is tried again (the server places it anew),
+//!   instead of waiting the connection's 10 s request timeout on a consumer placed on a
+//!   dead node.
 //!
 //! Order is stream order, except that a dumpling recovered after a disagreement comes
 //! later than its neighbours.
@@ -226,7 +227,10 @@ where
                 return ReadEnd::ReachedUntil;
             }
         }
-        let created = tokio::time::timeout(CREATE_TIMEOUT, async {
+        // Short at first (a consumer placed on a dead node never answers), longer after
+        // repeated misses (a loaded server may just be slow).
+        let create_timeout = CREATE_TIMEOUT * (failures + 1).min(4);
+        let created = tokio::time::timeout(create_timeout, async {
             let stream = js
                 .get_stream(spec.stream)
                 .await
@@ -253,7 +257,7 @@ where
             }
         };
         let made = tokio::select! {
-            made = created => made.unwrap_or_else(|_| Err(format!("no answer within {} s", CREATE_TIMEOUT.as_secs()))),
+            made = created => made.unwrap_or_else(|_| Err(format!("no answer within {} s", create_timeout.as_secs()))),
             _ = wait_change => return ReadEnd::FilterChanged,
             _ = stopped(shutdown) => return ReadEnd::Shutdown,
         };
