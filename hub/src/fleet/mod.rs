@@ -501,7 +501,12 @@ async fn publish_once(
 }
 
 /// Publish with a bounded number of unacknowledged messages; on any error, wait and
-/// re-publish every unacknowledged message in order (the ids make repeats harmless).
+/// re-publish every unacknowledged message in order, with the same `Nats-Msg-Id` (so a
+/// message whose ack was lost, e.g. when the stream leader changed, is stored once).
+/// After an error only the oldest goes out, as a probe, until the stream acknowledges
+/// it: a stream with no leader (a cluster electing after a restart) then sees one
+/// publish per backoff from each hub, not the whole window every time, which on a loaded
+/// machine delayed the election itself.
 async fn publish_loop(
     js: jetstream::Context,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -514,16 +519,19 @@ async fn publish_loop(
     let mut retry: VecDeque<Outgoing> = VecDeque::new();
     let mut failures: u32 = 0;
     loop {
-        if let Some(out) = retry.pop_front() {
-            match publish_once(&js, &out, &hub_id).await {
-                Ok(ack) => in_flight.push_back((out, ack)),
-                Err(error) => {
-                    retry.push_front(out);
-                    failures += 1;
-                    backoff_log(failures, &error.to_string()).await;
+        let probing = failures > 0 && !in_flight.is_empty();
+        if !probing {
+            if let Some(out) = retry.pop_front() {
+                match publish_once(&js, &out, &hub_id).await {
+                    Ok(ack) => in_flight.push_back((out, ack)),
+                    Err(error) => {
+                        retry.push_front(out);
+                        failures += 1;
+                        backoff_log(failures, &error.to_string()).await;
+                    }
                 }
+                continue;
             }
-            continue;
         }
         tokio::select! {
             ack = async { match in_flight.front_mut() { Some((_, f)) => f.as_mut().await, None => std::future::pending().await } }, if !in_flight.is_empty() => {
@@ -540,12 +548,17 @@ async fn publish_loop(
                     Err(error) => {
                         failures += 1;
                         stats.retried.fetch_add(in_flight.len() as u64, Ordering::Relaxed);
-                        retry.extend(in_flight.drain(..).map(|(out, _)| out));
+                        // What was in flight is older than what waits to be retried.
+                        let mut again: VecDeque<Outgoing> =
+                            in_flight.drain(..).map(|(out, _)| out).collect();
+                        again.append(&mut retry);
+                        retry = again;
                         backoff_log(failures, &error.to_string()).await;
                     }
                 }
             }
-            next = rx.recv(), if in_flight.len() < max_in_flight => {
+            // Nothing new before the retries: the stream keeps each hub's order.
+            next = rx.recv(), if retry.is_empty() && in_flight.len() < max_in_flight => {
                 let Some(out) = next else { return };
                 match publish_once(&js, &out, &hub_id).await {
                     Ok(ack) => in_flight.push_back((out, ack)),

@@ -16,7 +16,10 @@
 //!   nats-server 2.9.10 can leave replicas disagreeing after a whole-cluster restart. At
 //!   most every [`VERIFY_PERIOD`] (and whenever the stream goes quiet) the last delivered
 //!   dumpling is compared with what the stream leader holds at its sequence
-//!   (`STREAM.MSG.GET`, answered by the leader only).
+//!   (`STREAM.MSG.GET`, answered by the leader only). A bounded read (`until`) confirms
+//!   its last delivery before it ends, since its end is counted on its own replica.
+//!   The leader is the reference: if the leader's own replica lost an acknowledged
+//!   message (the same server bug), readers follow the leader and do not see it.
 //! - **Bounded waits.** Creating a consumer may take [`CREATE_TIMEOUT`] (up to 4 times
 //!   that after repeated misses); then it is tried again (the server places it anew),
 //!   instead of waiting the connection's 10 s request timeout on a consumer placed on a
@@ -169,6 +172,42 @@ fn rewind(next: u64, agreed: u64, seen: &Seen) -> u64 {
     (agreed + 1).max(floor).min(next).max(1)
 }
 
+/// Before a bounded read ends, confirm its last delivery with the leader: a replica that
+/// left something out would otherwise end the read early (its `pending` counted on that
+/// replica) with nothing left to notice. `false`: the replica disagreed, read again.
+async fn confirm_end(
+    js: &jetstream::Context,
+    stream: &str,
+    unchecked: &mut Option<Delivered>,
+    checking: &mut Option<CheckFuture>,
+    agreed: &mut u64,
+) -> bool {
+    // A check in flight is about an older delivery: the newest one decides.
+    let check = match (unchecked.take(), checking.take()) {
+        (Some(delivered), _) => check_with_leader(js.clone(), stream.to_owned(), delivered),
+        (None, Some(check)) => check,
+        (None, None) => return true,
+    };
+    let (delivered, check) = check.await;
+    match check {
+        Check::Agreed => {
+            *agreed = (*agreed).max(delivered.sequence);
+            true
+        }
+        // No answer: ending is the best left (the live read after it is checked again).
+        Check::Unknown => true,
+        Check::Disagreed => {
+            warn!(
+                sequence = delivered.sequence,
+                agreed = *agreed,
+                stream,
+                "fleet: a bounded read's stream replica disagrees with the stream leader; re-reading from the last agreed sequence"
+            );
+            false
+        }
+    }
+}
+
 /// Read matching messages from `*start` on, handing each (frame, stream sequence) to
 /// `sink` (which resolves to `false` to stop). `*start` becomes `Sequence(last + 1)` as
 /// messages are delivered, so a caller that restarts the read loses and repeats nothing.
@@ -285,7 +324,15 @@ where
         // A bounded read with nothing matching left is done at once: no message would
         // ever come to say so.
         if spec.until.is_some() && pending == 0 {
-            return ReadEnd::ReachedUntil;
+            if confirm_end(js, spec.stream, &mut unchecked, &mut checking, &mut agreed).await {
+                return ReadEnd::ReachedUntil;
+            }
+            disagreements += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(1)) => {}
+                _ = stopped(shutdown) => return ReadEnd::Shutdown,
+            }
+            continue;
         }
         loop {
             let wait_change = async {
@@ -371,7 +418,13 @@ where
                         Err(_) => continue,
                     };
                     if spec.until.is_some_and(|until| sequence > until) {
-                        return ReadEnd::ReachedUntil;
+                        if confirm_end(js, spec.stream, &mut unchecked, &mut checking, &mut agreed)
+                            .await
+                        {
+                            return ReadEnd::ReachedUntil;
+                        }
+                        disagreements += 1;
+                        break;
                     }
                     pending = pending.saturating_sub(1);
                     let next = match *start {
@@ -420,7 +473,19 @@ where
                         // `pending` counted what matched when the consumer was made, which
                         // was after `until` was stored: none left means none up to `until`.
                         if sequence >= until || pending == 0 {
-                            return ReadEnd::ReachedUntil;
+                            if confirm_end(
+                                js,
+                                spec.stream,
+                                &mut unchecked,
+                                &mut checking,
+                                &mut agreed,
+                            )
+                            .await
+                            {
+                                return ReadEnd::ReachedUntil;
+                            }
+                            disagreements += 1;
+                            break;
                         }
                     }
                 }
