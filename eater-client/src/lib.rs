@@ -24,8 +24,8 @@
 //! `nd_since_seq`, `nd_since`, or `nd_seq` for live dumplings with stream sequences).
 //! With [`EaterConfig::resume`] the eater remembers the last `metadata.nd_seq` it saw and,
 //! after a lost connection, asks the next hub of its list (`hub` may be `A,B,C`) for
-//! `nd_since_seq = last + 1`; a dumpling at or below the last sequence is never passed on
-//! twice.
+//! `nd_since_seq = last + 1`; a dumpling at or below the last sequence seen before the
+//! reconnect is never passed on twice (within one connection the hub sends each once).
 
 use std::time::Duration;
 
@@ -260,6 +260,11 @@ pub struct Eater {
     uris: Vec<String>,
     current: usize,
     last_seq: Option<u64>,
+    /// `last_seq` when this connection was made: what this connection must not repeat.
+    /// Within a connection the hub sends each dumpling once, and a dumpling it recovers
+    /// late (a stream replica that disagreed with the leader) comes with a lower sequence
+    /// than its neighbours, so only the reconnect seam is filtered by sequence.
+    seam: Option<u64>,
     ws: Option<Ws>,
     connected_once: bool,
     failures: u32,
@@ -286,6 +291,7 @@ impl Eater {
             uris,
             current: 0,
             last_seq: None,
+            seam: None,
             ws: None,
             connected_once: false,
             failures: 0,
@@ -342,6 +348,8 @@ impl Eater {
                 match self.connect().await {
                     Ok(ws) => {
                         self.ws = Some(ws);
+                        // The hello just sent asked for what follows `last_seq`.
+                        self.seam = self.last_seq;
                         self.failures = 0;
                         let reconnected = self.connected_once;
                         self.connected_once = true;
@@ -473,10 +481,10 @@ impl Eater {
         };
         if let Some(seq) = seq {
             // Already passed on before a reconnect: never twice.
-            if self.last_seq.is_some_and(|last| seq <= last) {
+            if self.seam.is_some_and(|seam| seq <= seam) {
                 return Parsed::Filtered;
             }
-            self.last_seq = Some(seq);
+            self.last_seq = Some(self.last_seq.map_or(seq, |last| last.max(seq)));
         }
         if !self.config.filter.accepts(&dumpling) {
             return Parsed::Filtered;

@@ -243,6 +243,10 @@ where
     let mut checking: Option<CheckFuture> = None;
     let mut last_check = Instant::now();
     let mut disagreements: u32 = 0;
+    // A sequence where the last consumer's replica disagreed with the leader: the next
+    // consumer is checked right there, since a replica that lost a message can agree
+    // again further on (the leader's later messages reach it too).
+    let mut probe_at: Option<u64> = None;
     let mut dropped: u64 = 0;
     let mut first_consumer = true;
     loop {
@@ -363,6 +367,7 @@ where
                         Check::Disagreed => {
                             disagreements += 1;
                             unchecked = None;
+                            probe_at = Some(delivered.sequence);
                             if disagreements == 1 || disagreements.is_power_of_two() {
                                 warn!(
                                     sequence = delivered.sequence,
@@ -442,6 +447,19 @@ where
                     };
                     if sequence >= next {
                         *start = Start::Sequence(sequence + 1);
+                    }
+                    if probe_at == Some(sequence) {
+                        probe_at = None;
+                        last_check = Instant::now();
+                        checking = Some(check_with_leader(
+                            js.clone(),
+                            spec.stream.to_owned(),
+                            Delivered {
+                                sequence,
+                                id: id.map(str::to_owned),
+                                payload: msg.message.payload.clone(),
+                            },
+                        ));
                     }
                     if fresh {
                         unchecked = Some(Delivered {

@@ -147,6 +147,10 @@ class DumplingEater:
         self.since_seq = since_seq
         self.resume = resume or since is not None or since_seq is not None
         self.last_seq = None
+        # last_seq when the current connection was made: only that seam is filtered by
+        # sequence (within a connection the hub sends each dumpling once, and one it
+        # recovers late comes with a lower sequence than its neighbours).
+        self._seam = None
         self.chef_filter = chef_filter
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
@@ -216,6 +220,7 @@ class DumplingEater:
             try:
                 async with self.link.connect(self.hub_ws) as websocket:
                     await websocket.send(json.dumps(self._hello()))
+                    self._seam = self.last_seq
                     failures = 0
                     if connected_once:
                         self.reconnects += 1
@@ -286,9 +291,9 @@ class DumplingEater:
                 await self.on_lag(missed)
                 continue
             if self.resume and dumpling.seq is not None:
-                if self.last_seq is not None and dumpling.seq <= self.last_seq:
+                if self._seam is not None and dumpling.seq <= self._seam:
                     continue  # already passed on before a reconnect
-                self.last_seq = dumpling.seq
+                self.last_seq = dumpling.seq if self.last_seq is None else max(self.last_seq, dumpling.seq)
             if self.chef_filter is not None and dumpling.chef_name not in self.chef_filter:
                 continue
             if self.kitchen_filter is not None and dumpling.kitchen not in self.kitchen_filter:
