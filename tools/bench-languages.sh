@@ -89,7 +89,9 @@ build() { # build SRC NAME [NDCHEF]
     fi
     # --no-precompile: on a loaded machine the precompile step can pass nd-sniff's 60 s
     # compile limit and fail the build; the kitchen below compiles instead (not timed).
-    "${3:-$NDCHEF}" build --no-precompile "$REPO/$1" --name "$2" -o "$WORK/chefs/$2.wasm" 2>&1 | grep -E '^nd-chef: (built|error)' >&2
+    local src="$1"
+    [[ "$src" == /* ]] || src="$REPO/$src"
+    "${3:-$NDCHEF}" build --no-precompile "$src" --name "$2" -o "$WORK/chefs/$2.wasm" 2>&1 | grep -E '^nd-chef: (built|error)' >&2
 }
 build chefs/python/arp_chef PyARPChef
 build chefs/python/dns_lookup_chef PyDNSLookupChef
@@ -105,16 +107,18 @@ if [ -n "${PROBES:-}" ]; then
     done
 fi
 if [ -n "${BASELINE_REV:-}" ]; then
-    # The baseline SDKs build today's chef sources (and the empty chefs, which use only the
-    # API both versions share); their components target whatever contract that revision had.
+    # The baseline SDKs build the sample chefs as they were at that revision (today's add a
+    # snapshot()/restore() pair, which older SDKs lack; the packet handlers are the same),
+    # and today's empty chefs (which use only the API both versions share); the components
+    # target whatever contract that revision had.
     rm -rf "$WORK/baseline" && mkdir -p "$WORK/baseline"
-    git -C "$REPO" archive "$BASELINE_REV" chef-sdk tools/nd-chef wit | tar -x -C "$WORK/baseline"
+    git -C "$REPO" archive "$BASELINE_REV" chef-sdk tools/nd-chef wit chefs/python chefs/js | tar -x -C "$WORK/baseline"
     export ND_CHEF_CACHE="${ND_CHEF_CACHE:-$REPO/target/nd-chef-cache}"
     OLD="$WORK/baseline/tools/nd-chef/nd-chef"
-    build chefs/python/arp_chef Py0ARPChef "$OLD"
-    build chefs/python/dns_lookup_chef Py0DNSLookupChef "$OLD"
-    build chefs/python/packet_count_chef Py0PacketCountChef "$OLD"
-    build chefs/js/dns_lookup_chef Js0DNSLookupChef "$OLD"
+    build "$WORK/baseline/chefs/python/arp_chef" Py0ARPChef "$OLD"
+    build "$WORK/baseline/chefs/python/dns_lookup_chef" Py0DNSLookupChef "$OLD"
+    build "$WORK/baseline/chefs/python/packet_count_chef" Py0PacketCountChef "$OLD"
+    build "$WORK/baseline/chefs/js/dns_lookup_chef" Js0DNSLookupChef "$OLD"
     build tools/bench-chefs/empty_py Py0EmptyChef "$OLD"
     build tools/bench-chefs/empty_js Js0EmptyChef "$OLD"
 fi
