@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from itertools import repeat
 
 from .packet import (
     ARP,
@@ -89,8 +88,9 @@ def packed_packets(headers, arena):
     if HEADER_SIZE + count * size > len(headers):
         raise PackedBatchError("packed batch claims %d records but holds %d bytes" % (count, len(headers)))
     cls = PackedPacketDns if size >= RECORD_SIZE_DNS else PackedPacket
-    # map() walks the records in C: no bytecode per packet but the constructor's.
-    return list(map(cls, repeat(headers, count), range(HEADER_SIZE, HEADER_SIZE + count * size, size), repeat(arena, count)))
+    # A list comprehension, not map(): CPython 3.13+ enters a Python __init__ called from
+    # bytecode without a nested C-level interpreter call (CALL_ALLOC_AND_ENTER_INIT).
+    return [cls(headers, base, arena) for base in range(HEADER_SIZE, HEADER_SIZE + count * size, size)]
 
 
 def _mac(b, at: int) -> int:
