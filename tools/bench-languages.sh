@@ -127,10 +127,14 @@ if [ -d "$REPO/chefs/c/dns_lookup_chef" ] && "$NDCHEF" setup c >/dev/null 2>&1; 
     build chefs/c/dns_lookup_chef CDNSLookupChef
 fi
 
+# Its own compiled-chef cache, large enough for every chef of the run (about 40 Python and
+# JS components of 30-60 MB compiled): with the default 512 MiB they evicted each other and
+# every round compiled them all again (minutes on a loaded machine).
 for r in $(seq 1 "$ROUNDS"); do
     echo "bench-languages: round $r/$ROUNDS" >&2
     ND_BENCH_CHEF_CPU=1 RUST_LOG=info ${TASKSET:-} "$ND_SNIFF" -r "$WORK/corpus.pcap" --no-hub --stdout -f "" -n bench \
         -d "$WORK/chefs" --chef-deadline-ms 5000 --chef-memory-mib 512 --chef-compile-timeout-secs 900 \
+        --chef-cache-dir "$WORK/cache" --chef-cache-mib 16384 \
         >/dev/null 2>"$WORK/round$r.log"
 done
 
