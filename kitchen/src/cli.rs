@@ -114,12 +114,14 @@ pub struct Cli {
     #[arg(long)]
     pub no_hub: bool,
 
-    /// Linear-memory limit per chef, in MiB.
+    /// Memory limit per chef, in MiB: all its linear memories together plus its tables
+    /// (8 bytes per element).
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_MIB)]
     pub chef_memory_mib: u64,
 
-    /// Linear memory of ALL chefs together, in MiB: a chef whose memory growth would pass
-    /// it fails that call (counted as a memory failure, logged with the chef's name).
+    /// Memory (linear memories and tables) of ALL chefs together, in MiB: a chef whose
+    /// memory or table growth would pass it fails that call (counted as a memory failure,
+    /// logged with the chef's name).
     #[arg(long, value_name = "MIB", default_value_t = kitchen::chef_host::limits::DEFAULT_CHEFS_MEMORY_MIB)]
     pub chefs_memory_mib: u64,
 

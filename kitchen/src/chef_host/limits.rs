@@ -50,10 +50,16 @@ pub const DEFAULT_QUARANTINE_WINDOW: Duration = Duration::from_secs(60);
 /// costs at most one long call per load).
 pub const DEFAULT_FIRST_CALL_GRACE: u32 = 10;
 
+/// Bytes charged per table element: a `funcref` slot is one pointer in wasmtime's table
+/// storage. Tables live in host memory beside the linear memories, so a chef that grows
+/// 64 tables to 2^20 elements holds 512 MiB the linear-memory caps alone would not see.
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+
 /// Limits applied to every chef.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChefLimits {
-    /// Linear memory cap (all memories of the instance together), in bytes.
+    /// Memory cap per chef, in bytes: all linear memories of the instance together plus its
+    /// tables at [`TABLE_ELEMENT_BYTES`] per element.
     pub memory_bytes: usize,
     /// Epoch deadline per `on-packets` / `on-interval` call.
     pub deadline: Duration,
@@ -89,7 +95,8 @@ pub struct ChefLimits {
     pub max_state_bytes: usize,
 }
 
-/// The total linear memory all chefs of a kitchen may hold together. Clones share the
+/// The total memory (linear memories and tables, as [`ChefLimits::memory_bytes`] counts
+/// them) all chefs of a kitchen may hold together. Clones share the
 /// counter; every chef store reserves from it when its memory grows and returns what it
 /// held when it is dropped (a restart, a reload, a removal).
 #[derive(Debug, Clone)]
@@ -178,9 +185,13 @@ impl ChefLimits {
     }
 }
 
-/// `StoreLimits` plus a flag recording that a growth was refused, so a trap that follows
-/// (Rust and C guests abort when `memory.grow` fails) is reported as a memory-limit
-/// failure rather than an anonymous trap.
+/// `StoreLimits` plus the chef's own accounting: every byte of linear memory and table a
+/// store grows is charged against the chef's cap (all its memories and tables together:
+/// a component instantiates several core modules, each may have its own memory, and
+/// wasmtime's per-memory `memory_size` alone would let each of them reach the cap) and
+/// against the kitchen-wide [`MemoryBudget`]. A flag records that a growth was refused, so
+/// a trap that follows (Rust and C guests abort when `memory.grow` fails) is reported as a
+/// memory-limit failure rather than an anonymous trap.
 pub struct ChefLimiter {
     inner: StoreLimits,
     /// Set when a memory or table growth was refused; cleared before each call.
@@ -188,6 +199,8 @@ pub struct ChefLimiter {
     /// Set when the refusal was the kitchen-wide budget's, not this chef's own cap.
     pub hit_kitchen_budget: bool,
     budget: MemoryBudget,
+    /// The chef's own cap on [`ChefLimiter::charged`], in bytes.
+    cap: u64,
     /// Bytes this store holds from `budget` (returned on drop).
     charged: u64,
 }
@@ -199,7 +212,7 @@ impl Drop for ChefLimiter {
 }
 
 impl ChefLimiter {
-    /// Linear memory (and tables) this store holds now, in bytes.
+    /// Linear memory and tables this store holds now, in bytes.
     pub fn charged(&self) -> u64 {
         self.charged
     }
@@ -220,8 +233,25 @@ impl ChefLimiter {
             hit_limit: false,
             hit_kitchen_budget: false,
             budget: limits.kitchen_memory.clone(),
+            cap: limits.memory_bytes as u64,
             charged: 0,
         }
+    }
+
+    /// Charge `more` bytes to the chef's cap and the kitchen's budget; false (nothing
+    /// charged, the refusal recorded) if either would be exceeded.
+    fn charge(&mut self, more: u64) -> bool {
+        if self.charged.saturating_add(more) > self.cap {
+            self.hit_limit = true;
+            return false;
+        }
+        if !self.budget.reserve(more) {
+            self.hit_limit = true;
+            self.hit_kitchen_budget = true;
+            return false;
+        }
+        self.charged += more;
+        true
     }
 }
 
@@ -232,19 +262,11 @@ impl ResourceLimiter for ChefLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = self.inner.memory_growing(current, desired, maximum)?;
-        if !ok {
+        if !self.inner.memory_growing(current, desired, maximum)? {
             self.hit_limit = true;
             return Ok(false);
         }
-        let more = desired.saturating_sub(current) as u64;
-        if !self.budget.reserve(more) {
-            self.hit_limit = true;
-            self.hit_kitchen_budget = true;
-            return Ok(false);
-        }
-        self.charged += more;
-        Ok(true)
+        Ok(self.charge(desired.saturating_sub(current) as u64))
     }
 
     fn table_growing(
@@ -253,11 +275,12 @@ impl ResourceLimiter for ChefLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = self.inner.table_growing(current, desired, maximum)?;
-        if !ok {
+        if !self.inner.table_growing(current, desired, maximum)? {
             self.hit_limit = true;
+            return Ok(false);
         }
-        Ok(ok)
+        let more = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.charge(more))
     }
 
     fn instances(&self) -> usize {
@@ -303,5 +326,44 @@ mod tests {
         assert_eq!(limits.kitchen_memory.used(), 40 << 20);
         drop(b);
         assert_eq!(limits.kitchen_memory.used(), 0);
+    }
+
+    #[test]
+    fn the_chef_cap_covers_all_memories_and_tables_together() {
+        let limits = ChefLimits {
+            memory_bytes: 128 << 20,
+            ..ChefLimits::default()
+        };
+        let mut l = ChefLimiter::new(&limits);
+        // Two core modules' memories: each under the cap, together over it.
+        assert!(l.memory_growing(0, 100 << 20, None).unwrap());
+        assert!(!l.memory_growing(0, 100 << 20, None).unwrap());
+        assert!(l.hit_limit && !l.hit_kitchen_budget);
+        assert_eq!(l.charged(), 100 << 20);
+        // Tables count at TABLE_ELEMENT_BYTES per element, against the same cap.
+        assert!(l.table_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(l.charged(), (100 << 20) + (1 << 20) * TABLE_ELEMENT_BYTES);
+        // 108 MiB held: 21 MiB more would pass the cap, 20 MiB reaches it exactly.
+        assert!(!l.memory_growing(100 << 20, 121 << 20, None).unwrap());
+        assert!(l.memory_growing(100 << 20, 120 << 20, None).unwrap());
+        assert_eq!(l.charged(), 128 << 20);
+        assert_eq!(limits.kitchen_memory.used(), l.charged());
+        drop(l);
+        assert_eq!(limits.kitchen_memory.used(), 0);
+    }
+
+    #[test]
+    fn tables_are_charged_to_the_kitchen_budget() {
+        let limits = ChefLimits {
+            kitchen_memory: MemoryBudget::new(12 << 20),
+            ..ChefLimits::default()
+        };
+        // 64 tables of 2^20 elements would be 512 MiB outside any linear-memory cap.
+        let mut a = ChefLimiter::new(&limits);
+        assert!(a.table_growing(0, 1 << 20, None).unwrap());
+        let mut b = ChefLimiter::new(&limits);
+        assert!(!b.table_growing(0, 1 << 20, None).unwrap());
+        assert!(b.hit_kitchen_budget);
+        assert_eq!(limits.kitchen_memory.used(), 8 << 20);
     }
 }
