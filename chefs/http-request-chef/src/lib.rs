@@ -35,8 +35,9 @@
 //! Hot reload: the followed connections carry over to the new version
 //! (`export_stateful_chef!`; see [`scan`] for the snapshot's bound), so requests later on
 //! a keep-alive connection, or a head split around the reload, are still seen; so do the
-//! SOCKS preludes being watched (at most [`tunnel::PROBES_STATE_BUDGET`] bytes; a snapshot
-//! of the version before them is read with none watched, so `STATE_VERSION` stays 1).
+//! SOCKS preludes being watched (at most
+//! [`chef_sdk::parse::tunnel::PROBES_STATE_BUDGET`] bytes; a snapshot of the version before
+//! them is read with none watched, so `STATE_VERSION` stays 1).
 
 pub mod scan;
 
@@ -46,7 +47,7 @@ use std::net::SocketAddr;
 
 use chef_sdk::flow::{Direction, FlowKey, IpAddress};
 use chef_sdk::parse::http;
-use chef_sdk::parse::tunnel::{self, Kinds, Route, TunnelFinder};
+use chef_sdk::parse::tunnel::{Kinds, Route, TunnelFinder};
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Timestamp,
     TransportProtocol,
@@ -199,6 +200,7 @@ chef_sdk::export_stateful_chef!(HttpRequestChef);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chef_sdk::testing::every_split;
     use chef_sdk::wit;
 
     fn key() -> wit::FlowKey {
@@ -340,20 +342,6 @@ mod tests {
             .flat_map(|raw| chef.handle_chunk(&StreamChunk::new(raw, &arena)))
             .map(|d| serde_json::to_value(&d).unwrap_or_default())
             .collect()
-    }
-
-    /// Every way of cutting one event in two (and the events as they are).
-    fn every_split<'a>(events: &[(Direction, &'a [u8])]) -> Vec<Vec<(Direction, &'a [u8])>> {
-        let mut all = vec![events.to_vec()];
-        for (i, (dir, bytes)) in events.iter().enumerate() {
-            for k in 1..bytes.len() {
-                let mut v = events[..i].to_vec();
-                v.extend([(*dir, &bytes[..k]), (*dir, &bytes[k..])]);
-                v.extend_from_slice(&events[i + 1..]);
-                all.push(v);
-            }
-        }
-        all
     }
 
     const O: Direction = Direction::FromOriginator;

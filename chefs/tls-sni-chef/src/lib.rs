@@ -36,7 +36,8 @@
 //! keeps its counts and still reads a hello whose first segment came before the reload.
 //! The names take at most [`NAMES_STATE_BUDGET`] bytes of the snapshot, the hellos
 //! [`collect::PENDING_STATE_BUDGET`] and the proxy preludes being watched
-//! [`tunnel::PROBES_STATE_BUDGET`], under the kitchen's default `--chef-state-max-bytes`.
+//! [`chef_sdk::parse::tunnel::PROBES_STATE_BUDGET`], under the kitchen's default
+//! `--chef-state-max-bytes`.
 //! (The preludes came with no change of meaning to the rest: a snapshot of the version
 //! before them is read, with no preludes watched, so `STATE_VERSION` stays 1.)
 //!
@@ -62,7 +63,7 @@ use std::net::{IpAddr, SocketAddr};
 use chef_sdk::bounded::BoundedMap;
 use chef_sdk::flow::{Direction, FlowKey, IpAddress};
 use chef_sdk::parse::tls;
-use chef_sdk::parse::tunnel::{self, Kinds, Route, TunnelFinder};
+use chef_sdk::parse::tunnel::{Kinds, Route, TunnelFinder};
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Tick,
     Timestamp, TransportProtocol,
@@ -246,6 +247,8 @@ chef_sdk::export_stateful_chef!(TlsServerNameChef);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chef_sdk::parse::tunnel;
+    use chef_sdk::testing::every_split;
     use chef_sdk::testing::poke_raw;
     use chef_sdk::wit;
 
@@ -440,20 +443,6 @@ mod tests {
             at[side] += bytes.len() as u64;
         }
         feed(chef, &chunks)
-    }
-
-    /// Every way of cutting one event in two (and the events as they are).
-    fn every_split<'a>(events: &[(Direction, &'a [u8])]) -> Vec<Vec<(Direction, &'a [u8])>> {
-        let mut all = vec![events.to_vec()];
-        for (i, (dir, bytes)) in events.iter().enumerate() {
-            for k in 1..bytes.len() {
-                let mut v = events[..i].to_vec();
-                v.extend([(*dir, &bytes[..k]), (*dir, &bytes[k..])]);
-                v.extend_from_slice(&events[i + 1..]);
-                all.push(v);
-            }
-        }
-        all
     }
 
     const O: Direction = Direction::FromOriginator;

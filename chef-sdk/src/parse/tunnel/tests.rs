@@ -2,6 +2,7 @@
 //! the client's next bytes, refusals, gaps, bounds, and a hot reload in the middle.
 
 use super::*;
+use crate::testing::every_split;
 
 const C: Direction = Direction::FromOriginator;
 const S: Direction = Direction::FromResponder;
@@ -41,29 +42,6 @@ fn run_on(finder: &mut TunnelFinder, events: &[(Direction, &[u8])], end: bool) -
     (inner, outer)
 }
 
-/// Every way of cutting one of the events in two (plus the events as they are).
-fn every_split(events: &[(Direction, Vec<u8>)]) -> Vec<Vec<(Direction, Vec<u8>)>> {
-    let mut all = vec![events.to_vec()];
-    for (i, (dir, bytes)) in events.iter().enumerate() {
-        for k in 1..bytes.len() {
-            let mut v = events[..i].to_vec();
-            v.push((*dir, bytes[..k].to_vec()));
-            v.push((*dir, bytes[k..].to_vec()));
-            v.extend_from_slice(&events[i + 1..]);
-            all.push(v);
-        }
-    }
-    all
-}
-
-fn borrowed(events: &[(Direction, Vec<u8>)]) -> Vec<(Direction, &[u8])> {
-    events.iter().map(|(d, b)| (*d, b.as_slice())).collect()
-}
-
-fn owned(events: &[(Direction, &[u8])]) -> Vec<(Direction, Vec<u8>)> {
-    events.iter().map(|(d, b)| (*d, b.to_vec())).collect()
-}
-
 const CONNECT: &[u8] =
     b"CONNECT secure.example:443 HTTP/1.1\r\nHost: secure.example:443\r\nUser-Agent: t/1\r\n\r\n";
 const OK_200: &[u8] = b"HTTP/1.0 200 Connection Established\r\nProxy-agent: t\r\n\r\n";
@@ -74,9 +52,9 @@ const CONNECT_AUTH: &[u8] =
 
 #[test]
 fn connect_then_200_opens_at_every_split() {
-    let events = owned(&[(C, CONNECT), (S, OK_200), (C, INNER)]);
-    for v in every_split(&events) {
-        let (inner, outer) = run(Kinds::ALL, &borrowed(&v));
+    let events: &[(Direction, &[u8])] = &[(C, CONNECT), (S, OK_200), (C, INNER)];
+    for v in every_split(events) {
+        let (inner, outer) = run(Kinds::ALL, &v);
         assert_eq!(inner, INNER, "{v:?}");
         assert!(!outer);
     }
@@ -91,8 +69,8 @@ fn client_bytes_sent_before_the_answer_are_held_and_released() {
         vec![(C, both.as_slice()), (S, OK_200)],
         vec![(C, CONNECT), (C, INNER), (S, OK_200)],
     ] {
-        for v in every_split(&owned(&events)) {
-            let (inner, _) = run(Kinds::ALL, &borrowed(&v));
+        for v in every_split(&events) {
+            let (inner, _) = run(Kinds::ALL, &v);
             assert_eq!(inner, INNER, "{v:?}");
         }
     }
@@ -101,8 +79,8 @@ fn client_bytes_sent_before_the_answer_are_held_and_released() {
 #[test]
 fn a_refused_connect_is_not_a_tunnel_but_a_retry_may_be() {
     // 407, then the client sends bytes anyway: never inner.
-    for v in every_split(&owned(&[(C, CONNECT), (S, DENIED_407), (C, INNER)])) {
-        let (inner, _) = run(Kinds::ALL, &borrowed(&v));
+    for v in every_split(&[(C, CONNECT), (S, DENIED_407), (C, INNER)]) {
+        let (inner, _) = run(Kinds::ALL, &v);
         assert!(inner.is_empty(), "{v:?}");
     }
     // The same bytes held before the 407 arrives: dropped, not released.
@@ -122,15 +100,15 @@ fn a_refused_connect_is_not_a_tunnel_but_a_retry_may_be() {
     );
     assert!(inner.is_empty());
     // 407 (its body skipped), the same request with credentials, 200: a tunnel.
-    let events = owned(&[
+    let events: &[(Direction, &[u8])] = &[
         (C, CONNECT),
         (S, DENIED_407),
         (C, CONNECT_AUTH),
         (S, OK_200),
         (C, INNER),
-    ]);
-    for v in every_split(&events) {
-        let (inner, _) = run(Kinds::ALL, &borrowed(&v));
+    ];
+    for v in every_split(events) {
+        let (inner, _) = run(Kinds::ALL, &v);
         assert_eq!(inner, INNER, "{v:?}");
     }
     // At most MAX_ATTEMPTS requests are followed.
@@ -162,19 +140,19 @@ const SOCKS5_OK: &[u8] = &[5, 0, 0, 1, 127, 0, 0, 1, 4, 56];
 
 #[test]
 fn socks5_opens_at_every_split_and_with_pipelined_requests() {
-    let events = owned(&[
+    let events: &[(Direction, &[u8])] = &[
         (C, SOCKS5_GREETING),
         (S, SOCKS5_NO_AUTH),
         (C, SOCKS5_REQUEST),
         (S, SOCKS5_OK),
         (C, INNER),
-    ]);
-    for v in every_split(&events) {
-        let (inner, outer) = run(Kinds::ALL, &borrowed(&v));
+    ];
+    for v in every_split(events) {
+        let (inner, outer) = run(Kinds::ALL, &v);
         assert_eq!(inner, INNER, "{v:?}");
         assert!(!outer);
         // An HTTP chef's finder (SOCKS only) opens it too.
-        assert_eq!(run(Kinds::SOCKS, &borrowed(&v)).0, INNER);
+        assert_eq!(run(Kinds::SOCKS, &v).0, INNER);
     }
     // Greeting, request and data sent at once (optimistic clients), answers after.
     let mut all = SOCKS5_GREETING.to_vec();
@@ -209,7 +187,7 @@ fn socks5_opens_at_every_split_and_with_pipelined_requests() {
 #[test]
 fn socks5_with_user_and_password() {
     let auth = &[1, 4, b'u', b's', b'e', b'r', 2, b'p', b'w'][..];
-    let events = owned(&[
+    let events: &[(Direction, &[u8])] = &[
         (C, SOCKS5_GREETING),
         (S, &[5, 2]),
         (C, auth),
@@ -217,9 +195,9 @@ fn socks5_with_user_and_password() {
         (C, SOCKS5_REQUEST),
         (S, SOCKS5_OK),
         (C, INNER),
-    ]);
-    for v in every_split(&events) {
-        assert_eq!(run(Kinds::ALL, &borrowed(&v)).0, INNER, "{v:?}");
+    ];
+    for v in every_split(events) {
+        assert_eq!(run(Kinds::ALL, &v).0, INNER, "{v:?}");
     }
     // Wrong password: no tunnel.
     let (inner, _) = run(
@@ -242,14 +220,14 @@ fn socks5_refusals_are_not_tunnels() {
     // Connection refused (REP 5), general failure (1), not allowed (2).
     for rep in [5u8, 1, 2] {
         let refused = [5, rep, 0, 1, 0, 0, 0, 0, 0, 0];
-        for v in every_split(&owned(&[
+        for v in every_split(&[
             (C, SOCKS5_GREETING),
             (S, SOCKS5_NO_AUTH),
             (C, SOCKS5_REQUEST),
             (S, &refused),
             (C, INNER),
-        ])) {
-            assert!(run(Kinds::ALL, &borrowed(&v)).0.is_empty(), "{v:?}");
+        ]) {
+            assert!(run(Kinds::ALL, &v).0.is_empty(), "{v:?}");
         }
     }
     // No acceptable method.
@@ -291,8 +269,8 @@ fn socks4_and_socks4a() {
     ][..];
     let granted = &[0, 0x5a, 0, 0, 0, 0, 0, 0][..];
     for req in [socks4, socks4a] {
-        for v in every_split(&owned(&[(C, req), (S, granted), (C, INNER)])) {
-            assert_eq!(run(Kinds::ALL, &borrowed(&v)).0, INNER, "{v:?}");
+        for v in every_split(&[(C, req), (S, granted), (C, INNER)]) {
+            assert_eq!(run(Kinds::ALL, &v).0, INNER, "{v:?}");
         }
         for refused in [0x5bu8, 0x5c, 0x5d] {
             let answer = [0, refused, 0, 0, 0, 0, 0, 0];
