@@ -4,19 +4,32 @@
 #
 #   bash tools/bench-flow-overhead.sh                 # 5 rounds on both corpora
 #   ROUNDS=9 REPEAT=2 bash tools/bench-flow-overhead.sh [PCAP...]
+#   BASELINE_SNIFF=/path/to/old/nd-sniff CHEF_DIR=/path/to/0.1-chefs ROUNDS=7 \
+#       bash tools/bench-flow-overhead.sh             # against the pre-0.2 kitchen
 #
-# Replays each corpus through `nd-sniff -r FILE --no-hub --stdout` with every built-in
-# sample chef that asks for neither flow events nor stream bytes (read from `nd-sniff -l`),
-# in two variants, interleaved A/B/B/A so drift from other load hits both alike:
+# Replays each corpus through `nd-sniff -r FILE --no-hub --stdout` in two variants,
+# interleaved A/B/B/A so drift from other load hits both alike:
 #
-#   before  ND_BENCH_NO_FLOW_STAGE=1: the kitchen runs without a flow stage at all, as before
-#           flows existed (a hidden switch, see kitchen/src/flow_stage.rs `BYPASS_ENV`);
-#   now     the kitchen as users run it: the flow stage attached, switched off because no
-#           loaded chef needs it.
+#   before  without BASELINE_SNIFF: ND_BENCH_NO_FLOW_STAGE=1, this same binary without a flow
+#           stage at all (a hidden switch, see kitchen/src/flow_stage.rs `BYPASS_ENV`);
+#           with BASELINE_SNIFF=PATH: that binary, e.g. the kitchen before chef API 0.2 (rev
+#           c469e5d), built in its own worktree (see "Baseline" below);
+#   now     ND_SNIFF (default target/release/nd-sniff) as users run it: the flow stage
+#           attached, switched off because no loaded chef needs it.
 #
-# The baseline is this same binary with the stage bypassed, not the pre-0.2 kitchen (rev
-# c469e5d): building that revision's nd-sniff cold (its own wasmtime) costs a second target
-# dir of several GB and tens of minutes on this machine, so it is not done here.
+# Chefs: with CHEF_DIR=DIR, both variants load exactly the components in DIR
+# (`--no-builtin-chefs -d DIR`). With a BASELINE_SNIFF, give it the old kitchen's own 0.1
+# components (both kitchens load chef API 0.1, and 0.1 chefs cannot ask for flows), so both
+# runs execute the same chef code and only the kitchens differ. Without CHEF_DIR: every
+# built-in chef of ND_SNIFF that asks for neither flow events nor stream bytes (read from
+# `nd-sniff -l`), and with a BASELINE_SNIFF only those names it has built in too (their code
+# then differs between the two builds, so CHEF_DIR is the fairer comparison).
+#
+# Baseline (the pre-0.2 kitchen, cheaply): `git worktree add --detach ../base c469e5d`,
+# `cp -a target ../base/target` (a warm copy: only crates whose sources or features differ
+# recompile), `cargo build --release --workspace --bin nd-sniff` there; its 0.1 sample chefs
+# are then in ../base/target/chefs/wasm32-wasip2/release/ (copy the ones to use into a
+# directory for CHEF_DIR).
 #
 # Each run reads the corpus from a pipe, REPEAT times over (default: about 400 MB of capture
 # per run, so start-up is small next to the packets; legacy pcap only).
@@ -32,8 +45,19 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS="${ROUNDS:-5}"
 ND_SNIFF="${ND_SNIFF:-$REPO/target/release/nd-sniff}"
 
+BASELINE_SNIFF="${BASELINE_SNIFF:-}"
+CHEF_DIR="${CHEF_DIR:-}"
+
 if [ ! -x "$ND_SNIFF" ]; then
     echo "bench-flow-overhead: $ND_SNIFF is missing: run cargo build --release --workspace" >&2
+    exit 1
+fi
+if [ -n "$BASELINE_SNIFF" ] && [ ! -x "$BASELINE_SNIFF" ]; then
+    echo "bench-flow-overhead: BASELINE_SNIFF=$BASELINE_SNIFF is not an executable (see the header of this script)" >&2
+    exit 1
+fi
+if [ -n "$CHEF_DIR" ] && ! compgen -G "$CHEF_DIR/*.wasm" >/dev/null; then
+    echo "bench-flow-overhead: CHEF_DIR=$CHEF_DIR holds no *.wasm chef component" >&2
     exit 1
 fi
 if [ "$#" -gt 0 ]; then
@@ -52,35 +76,73 @@ for c in "${CORPORA[@]}"; do
     fi
 done
 
-python3 - "$ND_SNIFF" "$ROUNDS" "${CORPORA[@]}" <<'EOF'
+python3 - "$ND_SNIFF" "$ROUNDS" "$BASELINE_SNIFF" "$CHEF_DIR" "${CORPORA[@]}" <<'EOF'
 import os, statistics, subprocess, sys, tempfile
 
-nd_sniff, rounds, corpora = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+nd_sniff, rounds, baseline, chef_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+corpora = sys.argv[5:]
 if rounds < 1:
     sys.exit("bench-flow-overhead: ROUNDS must be at least 1")
 
-# The built-in chefs that ask for neither flow events nor stream bytes.
-listing = subprocess.run([nd_sniff, "-l"], capture_output=True, text=True, check=True).stdout
-chefs, name = [], None
-for line in listing.splitlines():
-    if line and not line[0].isspace():
-        name = line.strip()
-    elif name and line.strip().startswith("interest:"):
-        if "flow events" not in line and "stream bytes" not in line:
-            chefs.append(name)
-if not chefs:
-    sys.exit("bench-flow-overhead: no chef without flows in `nd-sniff -l`")
-print("chefs (none asks for flows or streams): " + ", ".join(chefs))
+def listing(binary, extra):
+    """(name, interest line) of every chef `binary -l` lists."""
+    out = subprocess.run([binary, "-l"] + extra, capture_output=True, text=True, check=True).stdout
+    chefs, name = [], None
+    for line in out.splitlines():
+        if line and not line[0].isspace():
+            name = line.strip()
+        elif name and line.strip().startswith("interest:"):
+            chefs.append((name, line.strip()))
+    return chefs
 
-def run(corpus, bypass):
+def no_flows(chefs):
+    return [n for n, i in chefs if "flow events" not in i and "stream bytes" not in i]
+
+if chef_dir:
+    # The same component files for both: only the kitchens differ.
+    chef_args = ["--no-builtin-chefs", "-d", chef_dir]
+    chefs = no_flows(listing(nd_sniff, chef_args))
+    every = [n for n, _ in listing(nd_sniff, chef_args)]
+    if chefs != every:
+        sys.exit("bench-flow-overhead: some chef in %s asks for flows or streams: %s"
+                 % (chef_dir, ", ".join(sorted(set(every) - set(chefs)))))
+    if baseline:
+        old = [n for n, _ in listing(baseline, chef_args)]
+        if sorted(old) != sorted(chefs):
+            sys.exit("bench-flow-overhead: the baseline loads %s from %s, this kitchen %s"
+                     % (", ".join(old), chef_dir, ", ".join(chefs)))
+    print("chefs (the components in %s; none asks for flows or streams): %s"
+          % (chef_dir, ", ".join(chefs)))
+else:
+    # The built-in chefs that ask for neither flow events nor stream bytes (and, against a
+    # baseline, that it has built in too).
+    chefs = no_flows(listing(nd_sniff, []))
+    if baseline:
+        old = {n for n, _ in listing(baseline, [])}
+        chefs = [c for c in chefs if c in old]
+    if not chefs:
+        sys.exit("bench-flow-overhead: no chef without flows in `nd-sniff -l`")
+    chef_args = []
+    for c in chefs:
+        chef_args += ["-c", c]
+    print("chefs (built in, none asks for flows or streams): " + ", ".join(chefs))
+if baseline:
+    print("before = %s (baseline kitchen), now = %s" % (baseline, nd_sniff))
+else:
+    print("before = %s with ND_BENCH_NO_FLOW_STAGE=1 (no flow stage), now = the same binary"
+          % nd_sniff)
+
+def run(corpus, before):
     env = dict(os.environ)
     env.pop("ND_BENCH_NO_FLOW_STAGE", None)
-    if bypass:
+    binary = nd_sniff
+    if before and baseline:
+        binary = baseline
+    elif before:
         env["ND_BENCH_NO_FLOW_STAGE"] = "1"
     env["RUST_LOG"] = "warn"
-    args = [nd_sniff, "-r", "/dev/stdin", "--no-hub", "--stdout", "-n", "bench", "--no-chef-watch"]
-    for c in chefs:
-        args += ["-c", c]
+    args = [binary, "-r", "/dev/stdin", "--no-hub", "--stdout", "-n", "bench", "--no-chef-watch"]
+    args += chef_args
     # The corpus is fed REPEAT times through a pipe (one file header), so a run's start-up
     # (loading the chefs) is small next to its packets; the feeder's own CPU is not counted
     # (each child's rusage comes from its own wait4).
@@ -124,8 +186,8 @@ for corpus in corpora:
         order = [("before", True), ("now", False)]
         if r % 2:
             order.reverse()
-        for label, bypass in order:
-            times[label].append(run(corpus, bypass))
+        for label, before in order:
+            times[label].append(run(corpus, before))
         print("  %s round %d/%d: before %.2f s, now %.2f s CPU" % (
             os.path.basename(corpus), r + 1, rounds, times["before"][-1], times["now"][-1]), flush=True)
     b, n = statistics.median(times["before"]), statistics.median(times["now"])
@@ -133,9 +195,10 @@ for corpus in corpora:
     # Each round's own ratio too: its median and spread show how far the noise reaches.
     paired = sorted(x / y for x, y in zip(times["now"], times["before"]))
     ok = ratio <= 1.05
-    print("%s: median CPU before (no flow stage) %.3f s, now (stage off, no chef asks) %.3f s: "
+    print("%s: median CPU before (%s) %.3f s, now (stage off, no chef asks) %.3f s: "
           "ratio %.3f (%+.1f %%): %s; per-round ratios median %.3f, range %.3f-%.3f" % (
-              os.path.basename(corpus), b, n, ratio, 100 * (ratio - 1),
+              os.path.basename(corpus), "baseline kitchen" if baseline else "no flow stage",
+              b, n, ratio, 100 * (ratio - 1),
               "within 5 %" if ok else "NOT within 5 %",
               statistics.median(paired), paired[0], paired[-1]))
 EOF

@@ -37,7 +37,9 @@
 //! expiry read) and a 64-byte cold half (id, times, counters: only its own packets and its
 //! summary); the index (`table/index.rs`) holds a 32-bit tag beside each slot, so a new
 //! flow's lookup reads no slot and an ended flow is removed by its stored tag without a key
-//! comparison; [`FlowTable::track_batch`] reads a batch's index buckets before tracking it.
+//! comparison; [`FlowTable::track_batch`] prefetches, a few packets ahead, each packet's
+//! index bucket and, while the table is evicting, the bucket and cold half of the victim
+//! to come (`table/prefetch.rs`, the crate's one `unsafe` instruction hint).
 //! About 144 bytes per flow with the index (`nd-flow-bench` measures the cost).
 //!
 //! # Time
@@ -425,6 +427,10 @@ enum Class {
 }
 const CLASSES: usize = 5;
 
+/// How many packets ahead [`FlowTable::track_batch`] prefetches: far enough that a line
+/// from memory arrives before its packet's turn, near enough that the lines stay in L1.
+const AHEAD: usize = 8;
+
 /// "No slot": the end of a list.
 const NIL: u32 = u32::MAX;
 
@@ -518,6 +524,10 @@ pub struct FlowTable {
     stats: FlowStats,
     /// [`FlowTable::track_batch`]'s keys, kept to reuse the allocation.
     prepared: Vec<Prepared>,
+    /// Flows the last batch evicted: how many victims the next batch prefetches.
+    last_evictions: usize,
+    /// [`FlowTable::track_batch`]'s predicted victims (tag, slot), kept likewise.
+    victims: Vec<(u32, u32)>,
 }
 
 fn ns(d: Duration) -> u64 {
@@ -553,6 +563,8 @@ impl FlowTable {
             back_tolerance_ns: ns(config.back_tolerance),
             stats: FlowStats::default(),
             prepared: Vec::new(),
+            last_evictions: 0,
+            victims: Vec::new(),
         })
     }
 
@@ -593,11 +605,13 @@ impl FlowTable {
     }
 
     /// Tracks `packets` in order, appending each one's [`FlowRef`] to `refs` and the events
-    /// to `events`: exactly what calling [`FlowTable::track`] on each would do. A first
-    /// pass computes every key and reads its index bucket, so the index's cache misses of
-    /// the whole batch overlap instead of coming one per packet; the second pass tracks
-    /// each packet in order. (Reading ahead the slots and the eviction victims too was
-    /// tried and measured no better on this machine.)
+    /// to `events`: exactly what calling [`FlowTable::track`] on each would do, faster on a
+    /// big table. A first pass computes every key; then, while each packet is tracked in
+    /// order, the index bucket of the packet `AHEAD` (8) places later is prefetched, and so
+    /// are the bucket and cold half of the flow eviction will take then (the next least
+    /// recently used flows, walked once per batch, as many as the previous batch evicted: a
+    /// table that is not evicting walks none). The misses of a new flow and of its victim
+    /// so overlap with the work on the packets before it instead of stalling each packet.
     pub fn track_batch(
         &mut self,
         packets: &[PacketMeta],
@@ -611,19 +625,68 @@ impl FlowTable {
             let tag = self.tag(&key);
             prepared.push(Prepared { key, tag, src_lo });
         }
-        // Loads whose values are folded here and kept (black_box) cannot be dropped by the
-        // compiler; unlike a prefetch instruction they need no `unsafe`. Each loop only
-        // loads, so the processor has many of them in flight at once.
-        let mut warm = 0u64;
-        for q in &prepared {
-            warm ^= self.index.warm(q.tag);
+        let mut victims = std::mem::take(&mut self.victims);
+        victims.clear();
+        self.next_victims(self.last_evictions.min(packets.len()), &mut victims);
+        let evicted_before = self.stats.evicted;
+        for k in 0..AHEAD {
+            self.prefetch_for(&prepared, &victims, k);
         }
-        std::hint::black_box(warm);
         refs.reserve(packets.len());
-        for (p, q) in packets.iter().zip(&prepared) {
+        for (k, (p, q)) in packets.iter().zip(&prepared).enumerate() {
+            self.prefetch_for(&prepared, &victims, k + AHEAD);
             refs.push(self.track_prepared(p, *q, events));
         }
         self.prepared = prepared;
+        self.victims = victims;
+        self.last_evictions = (self.stats.evicted - evicted_before) as usize;
+    }
+
+    /// Prefetches what the `k`th packet of a batch will read: its index bucket, and the
+    /// `k`th predicted victim's bucket and cold half.
+    #[inline]
+    fn prefetch_for(&self, prepared: &[Prepared], victims: &[(u32, u32)], k: usize) {
+        if let Some(q) = prepared.get(k) {
+            self.index.prefetch(q.tag);
+        }
+        if let Some(&(tag, slot)) = victims.get(k) {
+            self.index.prefetch(tag);
+            prefetch::prefetch(&self.cold[slot as usize]);
+        }
+    }
+
+    /// Appends the next `n` least recently used flows (tag, slot) in the order eviction
+    /// will take them: the class lists merged by last use, as [`FlowTable::evict`] picks.
+    /// (A flow that is used again before its turn is only prefetched for nothing.)
+    fn next_victims(&self, n: usize, out: &mut Vec<(u32, u32)>) {
+        let mut cur = [NIL; CLASSES];
+        let mut at = [u64::MAX; CLASSES];
+        for (c, l) in self.lists.iter().enumerate() {
+            cur[c] = l.head;
+            at[c] = l.head_touched;
+        }
+        for _ in 0..n {
+            let mut pick = CLASSES;
+            let mut oldest = u64::MAX;
+            for c in 0..CLASSES {
+                if cur[c] != NIL && at[c] <= oldest {
+                    oldest = at[c];
+                    pick = c;
+                }
+            }
+            if pick == CLASSES {
+                return;
+            }
+            let i = cur[pick];
+            let f = &self.slots[i as usize];
+            out.push((f.tag, i));
+            cur[pick] = f.next;
+            at[pick] = if f.next == NIL {
+                u64::MAX
+            } else {
+                self.slots[f.next as usize].touched
+            };
+        }
     }
 
     fn track_prepared(
@@ -1007,6 +1070,7 @@ fn oriented(key: &Key, orig_is_lo: bool) -> FlowKey {
 }
 
 mod index;
+mod prefetch;
 use index::Index;
 
 #[cfg(test)]

@@ -325,6 +325,10 @@ fn assert_fleet_delivered(
     cluster: &Cluster,
 ) -> String {
     let context = failure_context(logs, cluster);
+    // For soak loops: what the hubs went through, even in a run that passes.
+    if std::env::var_os("ND_FLEET_SHOW_LOGS").is_some() {
+        eprintln!("{context}");
+    }
     assert!(
         produced.len() > 1000,
         "produced {}: {context}",

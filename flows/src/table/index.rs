@@ -71,12 +71,12 @@ impl Index {
         tag as usize & self.mask
     }
 
-    /// Reads `tag`'s home bucket and returns it (to be folded into a value the caller
-    /// keeps): a batch reads every packet's bucket first, so the cache misses overlap
-    /// instead of coming one after another.
+    /// Starts fetching `tag`'s home bucket into the cache (a hint; see `prefetch.rs`): a
+    /// batch asks for its packets' buckets a few packets ahead, so the cache misses overlap
+    /// with other work instead of stalling each lookup.
     #[inline]
-    pub(super) fn warm(&self, tag: u32) -> u64 {
-        self.entries[self.home(tag)]
+    pub(super) fn prefetch(&self, tag: u32) {
+        super::prefetch::prefetch(&self.entries[self.home(tag)]);
     }
 
     /// The slot whose tag is `tag` and for which `is_key(slot)` holds.

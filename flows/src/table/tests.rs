@@ -503,3 +503,73 @@ fn batch_tracking_equals_one_by_one() {
         assert!(one.is_empty() && batched.is_empty());
     }
 }
+
+#[test]
+fn predicted_victims_are_the_eviction_order() {
+    // A full table of every class (TCP answered and not, closing, UDP, ICMP), some flows
+    // touched again, several at the same time (ties between the class lists): the victims
+    // `track_batch` prefetches must be exactly the flows eviction then takes, in order.
+    let cfg = FlowConfig {
+        max_flows: 64,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg).expect("valid");
+    let mut rng = Rng(0x0bad_cafe);
+    let mut ev = Vec::new();
+    let mut ts = 1_000 * SEC;
+    let mut seen = Vec::new();
+    for k in 0..64u16 {
+        ts += rng.below(2) * 1_000;
+        let p = match k % 5 {
+            0 => pkt(ts, A, k, B, 80, SYN),
+            1 => udp(ts, A, k, B, 53),
+            2 => PacketMeta {
+                transport: Transport::Icmpv4,
+                ..udp(ts, A, 0, IpAddr::V4(Ipv4Addr::new(10, 1, 0, k as u8)), 0)
+            },
+            3 => pkt(ts, A, k, B, 443, ACK),
+            _ => pkt(ts, A, k, B, 22, RST),
+        };
+        t.track(&p, &mut ev);
+        seen.push(p);
+    }
+    for _ in 0..40 {
+        ts += rng.below(2) * 1_000;
+        let p = seen[rng.below(64) as usize];
+        // Both directions: answered TCP moves to another class list.
+        let p = if rng.below(2) == 0 {
+            PacketMeta {
+                src: p.dst,
+                dst: p.src,
+                src_port: p.dst_port,
+                dst_port: p.src_port,
+                ts_ns: ts,
+                ..p
+            }
+        } else {
+            PacketMeta { ts_ns: ts, ..p }
+        };
+        t.track(&p, &mut ev);
+    }
+    assert_eq!(t.len(), 64);
+    let mut predicted = Vec::new();
+    t.next_victims(64, &mut predicted);
+    assert_eq!(predicted.len(), 64);
+    let predicted: Vec<u64> = predicted
+        .iter()
+        .map(|&(tag, slot)| {
+            assert_eq!(t.slots[slot as usize].tag, tag);
+            t.cold[slot as usize].id
+        })
+        .collect();
+    ev.clear();
+    for k in 0..64u16 {
+        t.track(&udp(ts + 1, B, k, A, 9999), &mut ev);
+    }
+    let taken: Vec<u64> = ended(&ev).iter().map(|s| s.id).collect();
+    assert_eq!(taken, predicted);
+    // Asking for more victims than there are flows stops at the end of the lists.
+    let mut all = Vec::new();
+    t.next_victims(1000, &mut all);
+    assert_eq!(all.len(), 64);
+}

@@ -17,9 +17,11 @@
 //! from the stream through one ordered consumer ([`consume`]), so each eater sees each
 //! stored dumpling once and every hub sees the fleet in the same (stream) order. The
 //! consumer starts at the stream's next sequence when the hub starts (before any kitchen
-//! is accepted) and, after any error, is re-created from the last sequence it delivered
-//! plus one: a NATS node or the whole cluster going away delays dumplings but neither
-//! loses nor repeats them. The cost is one NATS round trip for local dumplings too.
+//! is accepted). After any error, a stall, or a disagreement with the stream leader it is
+//! re-created from the last sequence the leader confirmed, and what is read again is
+//! dropped by `Nats-Msg-Id` ([`reader`]): a NATS node or the whole cluster going away
+//! delays dumplings but neither loses nor repeats them. The cost is one NATS round trip
+//! for local dumplings too.
 //!
 //! The payload is the kitchen's bytes, unchanged; a binary frame is marked with the
 //! `Nd-Binary` header and goes back out as binary.
@@ -28,6 +30,7 @@ pub mod args;
 pub mod interest;
 pub mod reader;
 pub mod replay;
+pub mod seen;
 pub mod status;
 pub mod subject;
 
@@ -171,6 +174,9 @@ pub struct Publisher {
     tx: mpsc::Sender<Outgoing>,
     prefix: Arc<str>,
     hub_id: Arc<str>,
+    /// Random per run: hub-made ids of a hub restarted under the same `--nats-hub-id`
+    /// must not repeat the last run's, or JetStream's duplicate window would drop them.
+    run_id: Arc<str>,
     next_id: Arc<AtomicU64>,
     /// Shared counters.
     pub stats: Arc<FleetStats>,
@@ -224,8 +230,9 @@ impl Publisher {
         };
         let msg_id = id.unwrap_or_else(|| {
             format!(
-                "{}-{}",
+                "{}-{}-{}",
                 self.hub_id,
+                self.run_id,
                 self.next_id.fetch_add(1, Ordering::Relaxed)
             )
         });
@@ -418,6 +425,7 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         tx,
         prefix: options.subject_prefix.as_str().into(),
         hub_id: options.hub_id.as_str().into(),
+        run_id: args::random_id().into(),
         next_id: Arc::new(AtomicU64::new(0)),
         stats: stats.clone(),
         service: Some(service),
@@ -493,7 +501,12 @@ async fn publish_once(
 }
 
 /// Publish with a bounded number of unacknowledged messages; on any error, wait and
-/// re-publish every unacknowledged message in order (the ids make repeats harmless).
+/// re-publish every unacknowledged message in order, with the same `Nats-Msg-Id` (so a
+/// message whose ack was lost, e.g. when the stream leader changed, is stored once).
+/// After an error only the oldest goes out, as a probe, until the stream acknowledges
+/// it: a stream with no leader (a cluster electing after a restart) then sees one
+/// publish per backoff from each hub, not the whole window every time, which on a loaded
+/// machine delayed the election itself.
 async fn publish_loop(
     js: jetstream::Context,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -506,16 +519,19 @@ async fn publish_loop(
     let mut retry: VecDeque<Outgoing> = VecDeque::new();
     let mut failures: u32 = 0;
     loop {
-        if let Some(out) = retry.pop_front() {
-            match publish_once(&js, &out, &hub_id).await {
-                Ok(ack) => in_flight.push_back((out, ack)),
-                Err(error) => {
-                    retry.push_front(out);
-                    failures += 1;
-                    backoff_log(failures, &error.to_string()).await;
+        let probing = failures > 0 && !in_flight.is_empty();
+        if !probing {
+            if let Some(out) = retry.pop_front() {
+                match publish_once(&js, &out, &hub_id).await {
+                    Ok(ack) => in_flight.push_back((out, ack)),
+                    Err(error) => {
+                        retry.push_front(out);
+                        failures += 1;
+                        backoff_log(failures, &error.to_string()).await;
+                    }
                 }
+                continue;
             }
-            continue;
         }
         tokio::select! {
             ack = async { match in_flight.front_mut() { Some((_, f)) => f.as_mut().await, None => std::future::pending().await } }, if !in_flight.is_empty() => {
@@ -532,12 +548,17 @@ async fn publish_loop(
                     Err(error) => {
                         failures += 1;
                         stats.retried.fetch_add(in_flight.len() as u64, Ordering::Relaxed);
-                        retry.extend(in_flight.drain(..).map(|(out, _)| out));
+                        // What was in flight is older than what waits to be retried.
+                        let mut again: VecDeque<Outgoing> =
+                            in_flight.drain(..).map(|(out, _)| out).collect();
+                        again.append(&mut retry);
+                        retry = again;
                         backoff_log(failures, &error.to_string()).await;
                     }
                 }
             }
-            next = rx.recv(), if in_flight.len() < max_in_flight => {
+            // Nothing new before the retries: the stream keeps each hub's order.
+            next = rx.recv(), if retry.is_empty() && in_flight.len() < max_in_flight => {
                 let Some(out) = next else { return };
                 match publish_once(&js, &out, &hub_id).await {
                     Ok(ack) => in_flight.push_back((out, ack)),
@@ -571,10 +592,14 @@ async fn stream_last_sequence(js: &jetstream::Context, name: &str) -> Option<u64
     Some(stream.cached_info().state.last_sequence)
 }
 
+async fn stream_first_sequence(js: &jetstream::Context, name: &str) -> Option<u64> {
+    let stream = js.get_stream(name).await.ok()?;
+    Some(stream.cached_info().state.first_sequence)
+}
+
 /// Read the stream from `start_sequence` on through an ordered consumer filtered on
-/// `filter`, handing each dumpling to `sink` (which returns `false` to stop). After any
-/// error the consumer is re-created from the last delivered sequence plus one, so the
-/// sink sees each stored message once, in stream order. Ends on shutdown.
+/// `filter`, handing each dumpling to `sink` (which returns `false` to stop). The sink
+/// sees each stored dumpling once ([`reader::read_stream`]). Ends on shutdown.
 pub async fn consume(
     js: jetstream::Context,
     stream_name: String,
@@ -603,6 +628,7 @@ mod tests {
             tx,
             prefix: "nd.dumplings".into(),
             hub_id: "hubX".into(),
+            run_id: "r1".into(),
             next_id: Arc::new(AtomicU64::new(0)),
             stats: Arc::new(FleetStats::default()),
             service: None,
@@ -632,12 +658,15 @@ mod tests {
         let a = p.prepare(Message::binary(text.as_bytes().to_vec()), "k");
         let b = p.prepare(Message::text(text), "k");
         assert_eq!(a.subject, "nd.dumplings.k.C.interval");
-        assert_eq!((a.msg_id.as_str(), b.msg_id.as_str()), ("hubX-0", "hubX-1"));
+        assert_eq!(
+            (a.msg_id.as_str(), b.msg_id.as_str()),
+            ("hubX-r1-0", "hubX-r1-1")
+        );
         assert!(a.binary && !b.binary);
         let long_id = format!(
             r#"{{"metadata":{{"nd_id":"{}","chef":"C","kitchen":"k","creation_time":1,"driver":"packet"}}}}"#,
             "x".repeat(MAX_ID_BYTES + 1)
         );
-        assert_eq!(p.prepare(Message::text(long_id), "k").msg_id, "hubX-2");
+        assert_eq!(p.prepare(Message::text(long_id), "k").msg_id, "hubX-r1-2");
     }
 }

@@ -2,25 +2,58 @@
 //! live consumer ([`super::consume`], [`super::interest::consume_live`]) and each eater's
 //! replay consumer ([`super::replay`]).
 //!
-//! Invariant: the sink sees each stored message at most once and in stream order. After
-//! any error or a silent stall the consumer is re-created from the last delivered sequence
-//! plus one (`next`), so a NATS node or the whole cluster going away delays dumplings but
-//! neither loses nor repeats them.
+//! Invariants, for each reader:
+//! - **Never twice.** A dumpling is handed to the sink at most once: by its `Nats-Msg-Id`
+//!   among the last [`RECENT_IDS`] delivered ([`super::seen`]), and by stream sequence for
+//!   a message without an id.
+//! - **Nothing skipped.** The consumer is re-created after any error, after 1 s of silence
+//!   while the stream has something for it, and when its replica disagrees with the
+//!   stream leader. A re-created consumer starts at the last sequence the leader
+//!   confirmed (at most [`RECENT_IDS`] back), not at the last one delivered, so what a
+//!   disagreeing replica left out is read again from another one and what it already
+//!   gave is dropped by id.
+//! - **Confirmed against the leader.** An R1 consumer reads its own server's replica, and
+//!   nats-server 2.9.10 can leave replicas disagreeing after a whole-cluster restart. At
+//!   most every [`VERIFY_PERIOD`] (and whenever the stream goes quiet) the last delivered
+//!   dumpling is compared with what the stream leader holds at its sequence
+//!   (`STREAM.MSG.GET`, answered by the leader only). A bounded read (`until`) confirms
+//!   its last delivery before it ends, since its end is counted on its own replica.
+//!   The leader is the reference: if the leader's own replica lost an acknowledged
+//!   message (the same server bug), readers follow the leader and do not see it.
+//! - **Bounded waits.** Creating a consumer may take [`CREATE_TIMEOUT`] (up to 4 times
+//!   that after repeated misses); then it is tried again (the server places it anew),
+//!   instead of waiting the connection's 10 s request timeout on a consumer placed on a
+//!   dead node.
+//!
+//! Order is stream order, except that a dumpling recovered after a disagreement comes
+//! later than its neighbours.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream::{self, consumer, stream::RawMessageErrorKind};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, warn};
 
+use super::seen::Seen;
 use super::BINARY_HEADER;
 use crate::state::stopped;
 
 /// How long a consumer may be silent before the server is asked whether it is stalled.
 const STALL_CHECK: Duration = Duration::from_secs(1);
+/// Longest wait for a consumer to be created; then it is abandoned and tried again.
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often (at most) the last delivered dumpling is checked against the stream leader.
+pub const VERIFY_PERIOD: Duration = Duration::from_secs(1);
+/// Longest wait for the leader's answer to a check (no answer: checked again later).
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Ids remembered per reader; also the furthest a re-created consumer goes back.
+pub const RECENT_IDS: usize = 32_768;
 
 /// Where the first message of a read comes from.
 #[derive(Debug, Clone, Copy)]
@@ -71,11 +104,115 @@ pub struct ReadSpec<'a> {
     pub until: Option<u64>,
 }
 
+/// The last delivered dumpling, as the leader should hold it.
+#[derive(Debug, Clone)]
+struct Delivered {
+    sequence: u64,
+    id: Option<String>,
+    payload: Bytes,
+}
+
+/// What the stream leader said about a delivered dumpling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// It holds the same dumpling at that sequence.
+    Agreed,
+    /// It holds another one, or none while still holding later ones.
+    Disagreed,
+    /// No answer in time, or the message aged out: ask again later.
+    Unknown,
+}
+
+type CheckFuture = Pin<Box<dyn Future<Output = (Delivered, Check)> + Send>>;
+
+/// Ask the stream leader what it holds at `delivered.sequence`.
+fn check_with_leader(js: jetstream::Context, stream: String, delivered: Delivered) -> CheckFuture {
+    Box::pin(async move {
+        let asked = async {
+            let handle = js.get_stream_no_info(&stream).await.ok()?;
+            match handle.get_raw_message(delivered.sequence).await {
+                Ok(held) => {
+                    let id = held
+                        .headers
+                        .get(async_nats::header::NATS_MESSAGE_ID)
+                        .map(|v| v.as_str());
+                    Some(
+                        if id == delivered.id.as_deref() && held.payload == delivered.payload {
+                            Check::Agreed
+                        } else {
+                            Check::Disagreed
+                        },
+                    )
+                }
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {
+                    // Gone from the leader: aged out (nothing to compare), or never there.
+                    let first = super::stream_first_sequence(&js, &stream).await?;
+                    Some(if delivered.sequence < first {
+                        Check::Unknown
+                    } else {
+                        Check::Disagreed
+                    })
+                }
+                Err(_) => None,
+            }
+        };
+        let check = tokio::time::timeout(VERIFY_TIMEOUT, asked)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Check::Unknown);
+        (delivered, check)
+    })
+}
+
+/// Where a re-created consumer starts: back at the last sequence the leader confirmed, but
+/// no further back than the remembered ids reach (and never after `next`).
+fn rewind(next: u64, agreed: u64, seen: &Seen) -> u64 {
+    let floor = seen.oldest_sequence().unwrap_or(next);
+    (agreed + 1).max(floor).min(next).max(1)
+}
+
+/// Before a bounded read ends, confirm its last delivery with the leader: a replica that
+/// left something out would otherwise end the read early (its `pending` counted on that
+/// replica) with nothing left to notice. `false`: the replica disagreed, read again.
+async fn confirm_end(
+    js: &jetstream::Context,
+    stream: &str,
+    unchecked: &mut Option<Delivered>,
+    checking: &mut Option<CheckFuture>,
+    agreed: &mut u64,
+) -> bool {
+    // A check in flight is about an older delivery: the newest one decides.
+    let check = match (unchecked.take(), checking.take()) {
+        (Some(delivered), _) => check_with_leader(js.clone(), stream.to_owned(), delivered),
+        (None, Some(check)) => check,
+        (None, None) => return true,
+    };
+    let (delivered, check) = check.await;
+    match check {
+        Check::Agreed => {
+            *agreed = (*agreed).max(delivered.sequence);
+            true
+        }
+        // No answer: ending is the best left (the live read after it is checked again).
+        Check::Unknown => true,
+        Check::Disagreed => {
+            warn!(
+                sequence = delivered.sequence,
+                agreed = *agreed,
+                stream,
+                "fleet: a bounded read's stream replica disagrees with the stream leader; re-reading from the last agreed sequence"
+            );
+            false
+        }
+    }
+}
+
 /// Read matching messages from `*start` on, handing each (frame, stream sequence) to
 /// `sink` (which resolves to `false` to stop). `*start` becomes `Sequence(last + 1)` as
 /// messages are delivered, so a caller that restarts the read loses and repeats nothing.
 /// Returns on shutdown, when the sink stops, when `changed` (if given) changes, or at
-/// `until`.
+/// `until`. See the module docs for the guarantees.
 pub async fn read_stream<F, Fut>(
     js: &jetstream::Context,
     spec: ReadSpec<'_>,
@@ -95,22 +232,44 @@ where
         let head = &spec.filter[..spec.filter.len() - 2];
         !head.contains('>')
     };
+    let mut seen = Seen::new(RECENT_IDS);
+    // The last sequence at which the leader confirmed what this reader delivered (the read
+    // starts there by definition).
+    let mut agreed: u64 = match *start {
+        Start::Sequence(sequence) => sequence.max(1) - 1,
+        Start::Time(_) => 0,
+    };
+    let mut unchecked: Option<Delivered> = None;
+    let mut checking: Option<CheckFuture> = None;
+    let mut last_check = Instant::now();
+    let mut disagreements: u32 = 0;
+    let mut dropped: u64 = 0;
+    let mut first_consumer = true;
     loop {
         if *shutdown.borrow() {
             return ReadEnd::Shutdown;
         }
-        let deliver_policy = match *start {
+        let from = match *start {
+            Start::Sequence(next) if !first_consumer => {
+                Start::Sequence(rewind(next, agreed, &seen))
+            }
+            other => other,
+        };
+        let deliver_policy = match from {
             Start::Sequence(sequence) => consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: sequence.max(1),
             },
             Start::Time(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
         };
-        if let (Some(until), Start::Sequence(next)) = (spec.until, *start) {
+        if let (Some(until), Start::Sequence(next)) = (spec.until, from) {
             if next > until {
                 return ReadEnd::ReachedUntil;
             }
         }
-        let created = async {
+        // Short at first (a consumer placed on a dead node never answers), longer after
+        // repeated misses (a loaded server may just be slow).
+        let create_timeout = CREATE_TIMEOUT * (failures + 1).min(4);
+        let created = tokio::time::timeout(create_timeout, async {
             let stream = js
                 .get_stream(spec.stream)
                 .await
@@ -127,7 +286,7 @@ where
             let (name, pending) = (info.name.clone(), info.num_pending);
             let messages = consumer.messages().await.map_err(|e| e.to_string())?;
             Ok::<_, String>((stream, name, pending, messages))
-        };
+        });
         let wait_change = async {
             match changed.as_deref_mut() {
                 Some(rx) => {
@@ -136,26 +295,28 @@ where
                 None => std::future::pending().await,
             }
         };
-        let (stream, name, mut pending, mut messages) = tokio::select! {
-            made = created => match made {
-                Ok(made) => made,
-                Err(error) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_power_of_two() {
-                        warn!(%error, attempts = failures, filter = spec.filter, "fleet: cannot create a stream consumer; retrying");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff(failures)) => {}
-                        _ = stopped(shutdown) => return ReadEnd::Shutdown,
-                    }
-                    continue;
-                }
-            },
+        let made = tokio::select! {
+            made = created => made.unwrap_or_else(|_| Err(format!("no answer within {} s", create_timeout.as_secs()))),
             _ = wait_change => return ReadEnd::FilterChanged,
             _ = stopped(shutdown) => return ReadEnd::Shutdown,
         };
+        let (stream, name, mut pending, mut messages) = match made {
+            Ok(made) => made,
+            Err(error) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    warn!(%error, attempts = failures, filter = spec.filter, "fleet: cannot create a stream consumer; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(failures)) => {}
+                    _ = stopped(shutdown) => return ReadEnd::Shutdown,
+                }
+                continue;
+            }
+        };
+        first_consumer = false;
         debug!(
-            ?start,
+            ?from,
             filter = spec.filter,
             pending,
             "fleet: consumer reading"
@@ -163,7 +324,15 @@ where
         // A bounded read with nothing matching left is done at once: no message would
         // ever come to say so.
         if spec.until.is_some() && pending == 0 {
-            return ReadEnd::ReachedUntil;
+            if confirm_end(js, spec.stream, &mut unchecked, &mut checking, &mut agreed).await {
+                return ReadEnd::ReachedUntil;
+            }
+            disagreements += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(1)) => {}
+                _ = stopped(shutdown) => return ReadEnd::Shutdown,
+            }
+            continue;
         }
         loop {
             let wait_change = async {
@@ -174,13 +343,53 @@ where
                     None => std::future::pending().await,
                 }
             };
+            let wait_check = async {
+                match checking.as_mut() {
+                    Some(check) => check.await,
+                    None => std::future::pending().await,
+                }
+            };
             let item = tokio::select! {
+                (delivered, check) = wait_check => {
+                    checking = None;
+                    match check {
+                        Check::Agreed => agreed = agreed.max(delivered.sequence),
+                        Check::Unknown => {
+                            // Asked again with whatever is the last delivery then.
+                            if unchecked.is_none() {
+                                unchecked = Some(delivered);
+                            }
+                        }
+                        Check::Disagreed => {
+                            disagreements += 1;
+                            unchecked = None;
+                            if disagreements == 1 || disagreements.is_power_of_two() {
+                                warn!(
+                                    sequence = delivered.sequence,
+                                    agreed,
+                                    consumer = %name,
+                                    filter = spec.filter,
+                                    "fleet: this consumer's stream replica disagrees with the stream leader; re-reading from the last agreed sequence on a new consumer"
+                                );
+                            }
+                            break;
+                        }
+                    }
+                    continue;
+                }
                 item = tokio::time::timeout(STALL_CHECK, messages.next()) => match item {
                     Ok(item) => item,
                     Err(_) => {
-                        // Quiet for a while: fine if nothing matching is new, but an
-                        // ordered consumer whose server died can hang without an error
-                        // (seen when its node was killed), so ask the server.
+                        // Quiet for a while: a good moment to confirm the last deliveries.
+                        if checking.is_none() {
+                            if let Some(delivered) = unchecked.take() {
+                                last_check = Instant::now();
+                                checking = Some(check_with_leader(js.clone(), spec.stream.to_owned(), delivered));
+                            }
+                        }
+                        // Fine if nothing matching is new, but an ordered consumer whose
+                        // server died can hang without an error (seen when its node was
+                        // killed), so ask the server.
                         let stalled = if let (true, Start::Sequence(next)) = (whole_stream, *start) {
                             matches!(super::stream_last_sequence(js, spec.stream).await, Some(last) if last >= next)
                         } else {
@@ -208,25 +417,75 @@ where
                         Ok(info) => info.stream_sequence,
                         Err(_) => continue,
                     };
-                    // A re-created consumer never goes back, but be sure: each sequence once.
-                    if let Start::Sequence(next) = *start {
-                        if sequence < next {
-                            continue;
-                        }
-                    }
                     if spec.until.is_some_and(|until| sequence > until) {
-                        return ReadEnd::ReachedUntil;
+                        if confirm_end(js, spec.stream, &mut unchecked, &mut checking, &mut agreed)
+                            .await
+                        {
+                            return ReadEnd::ReachedUntil;
+                        }
+                        disagreements += 1;
+                        break;
                     }
-                    *start = Start::Sequence(sequence + 1);
                     pending = pending.saturating_sub(1);
-                    if !sink(to_frame(&msg), sequence).await {
-                        return ReadEnd::SinkClosed;
+                    let next = match *start {
+                        Start::Sequence(next) => next,
+                        Start::Time(_) => 0,
+                    };
+                    let id = msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                        .map(|v| v.as_str());
+                    let fresh = match id {
+                        Some(id) => seen.admit(sequence, id),
+                        None => sequence >= next,
+                    };
+                    if sequence >= next {
+                        *start = Start::Sequence(sequence + 1);
+                    }
+                    if fresh {
+                        unchecked = Some(Delivered {
+                            sequence,
+                            id: id.map(str::to_owned),
+                            payload: msg.message.payload.clone(),
+                        });
+                        if !sink(to_frame(&msg), sequence).await {
+                            return ReadEnd::SinkClosed;
+                        }
+                    } else {
+                        dropped += 1;
+                        debug!(
+                            sequence,
+                            dropped, "fleet: dumpling already delivered; dropped"
+                        );
+                    }
+                    if checking.is_none() && last_check.elapsed() >= VERIFY_PERIOD {
+                        if let Some(delivered) = unchecked.take() {
+                            last_check = Instant::now();
+                            checking = Some(check_with_leader(
+                                js.clone(),
+                                spec.stream.to_owned(),
+                                delivered,
+                            ));
+                        }
                     }
                     if let Some(until) = spec.until {
                         // `pending` counted what matched when the consumer was made, which
                         // was after `until` was stored: none left means none up to `until`.
                         if sequence >= until || pending == 0 {
-                            return ReadEnd::ReachedUntil;
+                            if confirm_end(
+                                js,
+                                spec.stream,
+                                &mut unchecked,
+                                &mut checking,
+                                &mut agreed,
+                            )
+                            .await
+                            {
+                                return ReadEnd::ReachedUntil;
+                            }
+                            disagreements += 1;
+                            break;
                         }
                     }
                 }
@@ -241,6 +500,11 @@ where
                 }
             }
         }
+        // A check in flight belongs to the consumer being dropped; its answer would still
+        // be right, but the new consumer re-reads from `agreed` anyway.
+        if let Some(check) = checking.take() {
+            drop(check);
+        }
         tokio::select! {
             _ = tokio::time::sleep(backoff(failures)) => {}
             _ = stopped(shutdown) => return ReadEnd::Shutdown,
@@ -250,4 +514,24 @@ where
 
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis((100u64 << failures.min(4)).min(1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_consumer_goes_back_to_the_last_agreed_sequence_within_the_remembered_ids() {
+        let mut seen = Seen::new(4);
+        assert_eq!(rewind(10, 9, &seen), 10, "nothing delivered yet");
+        for s in 10..20 {
+            seen.admit(s, &format!("k-{s}"));
+        }
+        // Remembered: 16..=19; agreed at 12 -> only back to 16 (older ids are forgotten).
+        assert_eq!(rewind(20, 12, &seen), 16);
+        // Agreed at 18 -> from 19.
+        assert_eq!(rewind(20, 18, &seen), 19);
+        // Agreed everything -> from next.
+        assert_eq!(rewind(20, 19, &seen), 20);
+    }
 }
