@@ -315,6 +315,21 @@ pub struct KitchenHello {
     pub extra: Map<String, Value>,
 }
 
+/// The keys our eaters may add to their hello (the original hub ignores unknown keys). The
+/// eater library writes them and the hub reads them by these names.
+pub mod eater_hello_keys {
+    /// Chef names the eater wants (interest pushdown); absent = every chef.
+    pub const CHEFS: &str = "nd_chefs";
+    /// Kitchen names the eater wants; absent = every kitchen.
+    pub const KITCHENS: &str = "nd_kitchens";
+    /// Start at this stream sequence (replay, or resume at last seen + 1).
+    pub const SINCE_SEQ: &str = "nd_since_seq";
+    /// Start at this time: a duration back from now (`"10m"`) or an RFC 3339 time.
+    pub const SINCE: &str = "nd_since";
+    /// `true`: live from now, with each dumpling's stream sequence in its metadata.
+    pub const SEQ: &str = "nd_seq";
+}
+
 /// The hello an eater sends first. Only `eater_name` is required; other keys are kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EaterHello {
@@ -334,12 +349,14 @@ pub struct PeerInfo {
     pub port: u16,
 }
 
-/// The payload of a hub `SystemStatusChef` dumpling, as eaters read it.
+/// The payload of a hub `SystemStatusChef` dumpling: what the hub writes and eaters read.
 ///
 /// The keys are the original's. Lists may be capped by our hub (the counts stay exact);
-/// our hub adds per-peer counters inside each `info_from_hub`.
+/// our hub adds per-peer counters inside each `info_from_hub`. `H` is how a peer's hello is
+/// held: a parsed [`Value`] for readers, borrowed raw JSON for the hub, which republishes
+/// each hello verbatim without parsing it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SystemStatus {
+pub struct SystemStatus<H = Value> {
     /// Valid dumplings received from all kitchens since the hub started.
     pub total_dumplings_in: u64,
     /// Frames sent to eaters (each dumpling once per eater, status dumplings included).
@@ -351,11 +368,11 @@ pub struct SystemStatus {
     /// Number of connected eaters (exact, even when the list is capped).
     pub dumpling_eater_count: u64,
     /// Connected kitchens, in connection order (possibly capped).
-    #[serde(default)]
-    pub dumpling_kitchens: Vec<KitchenStatus>,
+    #[serde(default = "Vec::new")]
+    pub dumpling_kitchens: Vec<KitchenStatus<H>>,
     /// Connected eaters, in connection order (possibly capped).
-    #[serde(default)]
-    pub dumpling_eaters: Vec<EaterStatus>,
+    #[serde(default = "Vec::new")]
+    pub dumpling_eaters: Vec<EaterStatus<H>>,
     /// The hubs of the fleet (hubs started with `--nats` only; absent otherwise). Kept as
     /// JSON: its strings come from other hubs, so print them escaped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -364,24 +381,25 @@ pub struct SystemStatus {
 
 /// One kitchen in a [`SystemStatus`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KitchenStatus {
+pub struct KitchenStatus<H = Value> {
     /// The kitchen's hello, verbatim.
-    pub info_from_kitchen: Value,
+    pub info_from_kitchen: H,
     /// Where the hub saw it connect from, plus counters.
     pub info_from_hub: HubPeerInfo,
 }
 
 /// One eater in a [`SystemStatus`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EaterStatus {
+pub struct EaterStatus<H = Value> {
     /// The eater's hello, verbatim.
-    pub info_from_eater: Value,
+    pub info_from_eater: H,
     /// Where the hub saw it connect from, plus counters.
     pub info_from_hub: HubPeerInfo,
 }
 
-/// `info_from_hub`: the peer address (as the original) plus our hub's counters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `info_from_hub`: the peer address (as the original) plus our hub's counters; a counter
+/// that does not apply to the peer's side is absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HubPeerInfo {
     /// Peer IP address as text.
     pub host: String,
@@ -393,6 +411,11 @@ pub struct HubPeerInfo {
     /// Kitchens: invalid messages received from it (dropped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dumplings_invalid: Option<u64>,
+    /// Kitchens: dumplings refused (a reserved chef or a kitchen name the kitchen's token
+    /// does not allow); the hub writes it only when some were, so the original's shape is
+    /// unchanged otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dumplings_refused: Option<u64>,
     /// Eaters: frames delivered to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dumplings_delivered: Option<u64>,
@@ -539,5 +562,66 @@ mod tests {
         let eater: EaterHello =
             serde_json::from_str(r#"{"eater_name": "chatty", "extra": [1, 2]}"#).unwrap();
         assert_eq!(eater.extra["extra"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn a_status_written_with_raw_hellos_reads_back_as_the_same_status() {
+        use std::borrow::Cow;
+        let kitchen_hello = serde_json::value::RawValue::from_string(
+            r#"{"kitchen_name":"k","zeta":[1,2],"alpha":"\n"}"#.to_owned(),
+        )
+        .unwrap();
+        let eater_hello =
+            serde_json::value::RawValue::from_string(r#"{"eater_name":"e"}"#.to_owned()).unwrap();
+        let written: SystemStatus<Cow<serde_json::value::RawValue>> = SystemStatus {
+            total_dumplings_in: 3,
+            total_dumplings_out: 9,
+            server_uptime: 1.5,
+            dumpling_kitchen_count: 1,
+            dumpling_eater_count: 1,
+            dumpling_kitchens: vec![KitchenStatus {
+                info_from_kitchen: Cow::Borrowed(&*kitchen_hello),
+                info_from_hub: HubPeerInfo {
+                    host: "127.0.0.1".into(),
+                    port: 7,
+                    dumplings_in: Some(3),
+                    ..HubPeerInfo::default()
+                },
+            }],
+            dumpling_eaters: vec![EaterStatus {
+                info_from_eater: Cow::Borrowed(&*eater_hello),
+                info_from_hub: HubPeerInfo {
+                    host: "::1".into(),
+                    port: 8,
+                    dumplings_delivered: Some(9),
+                    ..HubPeerInfo::default()
+                },
+            }],
+            fleet: None,
+        };
+        let text = serde_json::to_string(&written).unwrap();
+        // The hello is republished verbatim; counters that do not apply are absent.
+        assert!(
+            text.contains(r#""info_from_kitchen":{"kitchen_name":"k","zeta":[1,2],"alpha":"\n"}"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("dumplings_refused") && !text.contains("fleet"),
+            "{text}"
+        );
+        let read: SystemStatus = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            read.dumpling_kitchens[0].info_from_kitchen["zeta"],
+            serde_json::json!([1, 2])
+        );
+        assert_eq!(
+            read.dumpling_eaters[0].info_from_hub.dumplings_delivered,
+            Some(9)
+        );
+        assert_eq!(
+            read.dumpling_kitchens[0].info_from_hub.dumplings_in,
+            Some(3)
+        );
+        assert_eq!(serde_json::to_string(&read).unwrap().len(), text.len());
     }
 }

@@ -29,7 +29,7 @@
 
 use std::time::Duration;
 
-use dumpling::{close_code, Driver, Dumpling, HubNotice};
+use dumpling::{close_code, Driver, Dumpling, EaterHello, HubNotice};
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -309,27 +309,34 @@ impl Eater {
     }
 
     /// The hello: the name, plus the optional interest and replay keys.
-    pub fn hello(&self) -> serde_json::Value {
-        let mut hello = serde_json::json!({ "eater_name": self.config.name });
+    pub fn hello(&self) -> EaterHello {
+        use dumpling::eater_hello_keys as key;
+        let mut extra = serde_json::Map::new();
         let filter = &self.config.filter;
         if self.config.send_interest {
             if !filter.chefs.is_empty() {
-                hello["nd_chefs"] = serde_json::json!(filter.chefs);
+                extra.insert(key::CHEFS.into(), serde_json::json!(filter.chefs));
             }
             if !filter.kitchens.is_empty() {
-                hello["nd_kitchens"] = serde_json::json!(filter.kitchens);
+                extra.insert(key::KITCHENS.into(), serde_json::json!(filter.kitchens));
             }
         }
-        match (self.last_seq, &self.config.start) {
+        let start = match (self.last_seq, &self.config.start) {
             (Some(last), _) if self.config.resume || self.config.start.is_some() => {
-                hello["nd_since_seq"] = serde_json::json!(last + 1);
+                Some((key::SINCE_SEQ, serde_json::json!(last + 1)))
             }
-            (_, Some(StartAt::Sequence(n))) => hello["nd_since_seq"] = serde_json::json!(n),
-            (_, Some(StartAt::Since(since))) => hello["nd_since"] = serde_json::json!(since),
-            (_, None) if self.config.resume => hello["nd_seq"] = serde_json::json!(true),
-            _ => {}
+            (_, Some(StartAt::Sequence(n))) => Some((key::SINCE_SEQ, serde_json::json!(n))),
+            (_, Some(StartAt::Since(since))) => Some((key::SINCE, serde_json::json!(since))),
+            (_, None) if self.config.resume => Some((key::SEQ, serde_json::json!(true))),
+            _ => None,
+        };
+        if let Some((k, v)) = start {
+            extra.insert(k.into(), v);
         }
-        hello
+        EaterHello {
+            eater_name: self.config.name.clone(),
+            extra,
+        }
     }
 
     /// Wait for the next event. `Err` means the eater cannot go on.
@@ -500,7 +507,7 @@ impl Eater {
                 .connect(self.uri.as_str(), Some(ws_config))
                 .await
                 .map_err(classify_connect_error)?;
-            let hello = self.hello().to_string();
+            let hello = serde_json::to_string(&self.hello()).unwrap_or_default();
             ws.send(Message::text(hello))
                 .await
                 .map_err(|e| ConnectError::Retry(e.to_string()))?;

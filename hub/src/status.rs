@@ -9,58 +9,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dumpling::Driver;
-use serde::Serialize;
+use dumpling::{Driver, EaterStatus, HubPeerInfo, KitchenStatus, SystemStatus};
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::auth::Principal;
 use crate::state::{Origin, Peer, Shared};
 
-#[derive(Serialize)]
-struct PeerInfo {
-    host: String,
-    port: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dumplings_in: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dumplings_invalid: Option<u64>,
-    /// Only when some were refused (reserved chef or kitchen name not allowed), so the
-    /// original's status shape is unchanged otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dumplings_refused: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dumplings_delivered: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dumplings_dropped: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct KitchenEntry<'a> {
-    info_from_kitchen: Cow<'a, RawValue>,
-    info_from_hub: PeerInfo,
-}
-
-#[derive(Serialize)]
-struct EaterEntry<'a> {
-    info_from_eater: &'a RawValue,
-    info_from_hub: PeerInfo,
-}
-
-#[derive(Serialize)]
-struct Payload<'a> {
-    total_dumplings_in: u64,
-    total_dumplings_out: u64,
-    server_uptime: f64,
-    dumpling_kitchen_count: usize,
-    dumpling_eater_count: usize,
-    dumpling_kitchens: Vec<KitchenEntry<'a>>,
-    dumpling_eaters: Vec<EaterEntry<'a>>,
-    /// The hubs of the fleet (`--nats` only; absent on a single hub, so the original's
-    /// shape is unchanged there). See [`crate::fleet::status`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fleet: Option<serde_json::Value>,
-}
+/// A kitchen's or eater's entry: its hello as the hub holds it (raw JSON, borrowed from
+/// the peer unless a restricted view rewrote it).
+type Hello<'a> = Cow<'a, RawValue>;
+type KitchenEntry<'a> = KitchenStatus<Hello<'a>>;
+type EaterEntry<'a> = EaterStatus<Hello<'a>>;
 
 /// Seconds since the Unix epoch, as the wire's float.
 pub fn now_epoch() -> f64 {
@@ -73,29 +33,26 @@ pub fn now_epoch() -> f64 {
 fn kitchen_entry(peer: &Peer) -> KitchenEntry<'_> {
     KitchenEntry {
         info_from_kitchen: Cow::Borrowed(&peer.hello),
-        info_from_hub: PeerInfo {
+        info_from_hub: HubPeerInfo {
             host: peer.addr.ip().to_string(),
             port: peer.addr.port(),
             dumplings_in: Some(peer.good.load(Ordering::Relaxed)),
             dumplings_invalid: Some(peer.bad.load(Ordering::Relaxed)),
             dumplings_refused: Some(peer.refused.load(Ordering::Relaxed)).filter(|n| *n > 0),
-            dumplings_delivered: None,
-            dumplings_dropped: None,
+            ..HubPeerInfo::default()
         },
     }
 }
 
 fn eater_entry(peer: &Peer) -> EaterEntry<'_> {
     EaterEntry {
-        info_from_eater: &peer.hello,
-        info_from_hub: PeerInfo {
+        info_from_eater: Cow::Borrowed(&peer.hello),
+        info_from_hub: HubPeerInfo {
             host: peer.addr.ip().to_string(),
             port: peer.addr.port(),
-            dumplings_in: None,
-            dumplings_invalid: None,
-            dumplings_refused: None,
             dumplings_delivered: Some(peer.good.load(Ordering::Relaxed)),
             dumplings_dropped: Some(peer.bad.load(Ordering::Relaxed)),
+            ..HubPeerInfo::default()
         },
     }
 }
@@ -227,13 +184,13 @@ pub fn build_status_for(
     drop(registry);
     let chef_view = view.and_then(|v| v.chefs.as_ref());
     let uptime = shared.started.elapsed().as_secs_f64();
-    let payload = Payload {
+    let payload: SystemStatus<Hello> = SystemStatus {
         total_dumplings_in: total_in,
         total_dumplings_out: total_out,
         // Microsecond precision, as the original.
         server_uptime: (uptime * 1e6).round() / 1e6,
-        dumpling_kitchen_count: kitchen_count,
-        dumpling_eater_count: eater_count,
+        dumpling_kitchen_count: kitchen_count as u64,
+        dumpling_eater_count: eater_count as u64,
         dumpling_kitchens: kitchens
             .iter()
             .map(|p| match chef_view {

@@ -142,8 +142,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let hello_builder = HelloBuilder::new(hello(&config, &qualified));
     let hub = match &config.hub {
         Some(hubs) => {
-            let hello = hello_builder.build(&slots);
-            let mut options = HubOptions::new(hubs[0].clone(), hello.to_string());
+            let mut options = HubOptions::new(hubs[0].clone(), hello_builder.build_text(&slots));
             options.fallbacks = hubs[1..].to_vec();
             if config.dumpling_ids {
                 options.dumpling_ids = Some(kitchen::hub_client::kitchen_id());
@@ -207,7 +206,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         let hub = Arc::downgrade(hub);
         let hook: reload::OnChange = Arc::new(move |d: &Dispatcher| {
             if let Some(hub) = hub.upgrade() {
-                let hello = hello_builder.build(d.chefs()).to_string();
+                let hello = hello_builder.build_text(d.chefs());
                 hub.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .set_hello(hello);
@@ -325,21 +324,32 @@ impl DumplingSink for SharedHub {
     }
 }
 
-/// The kitchen hello (§3.3) plus our own keys.
-fn hello(config: &Config, chefs: &[String]) -> serde_json::Value {
-    let mut v = json!({
-        "kitchen_name": config.kitchen_name,
-        "interface": config.interface_text,
-        "filter": config.filter_text,
-        "chefs": chefs,
-        "poke_interval": config.poke_interval_secs,
-        "kitchen_software": format!("netdumplings-rs nd-sniff {}", env!("CARGO_PKG_VERSION")),
-        "source": match &config.source { Source::File(_) => "file", Source::Live(_) => "live" },
-    });
+/// The kitchen hello (§3.3) plus our own keys; the chef lists are added per connection.
+fn hello(config: &Config, chefs: &[String]) -> dumpling::KitchenHello {
+    let mut extra = serde_json::Map::new();
+    extra.insert("interface".into(), json!(config.interface_text));
+    extra.insert("filter".into(), json!(config.filter_text));
+    extra.insert("chefs".into(), json!(chefs));
+    extra.insert("poke_interval".into(), json!(config.poke_interval_secs));
+    extra.insert(
+        "kitchen_software".into(),
+        json!(format!(
+            "netdumplings-rs nd-sniff {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+    );
+    let source = match &config.source {
+        Source::File(_) => "file",
+        Source::Live(_) => "live",
+    };
+    extra.insert("source".into(), json!(source));
     if let Source::File(p) = &config.source {
-        v["read_file"] = json!(p.display().to_string());
+        extra.insert("read_file".into(), json!(p.display().to_string()));
     }
-    v
+    dumpling::KitchenHello {
+        kitchen_name: config.kitchen_name.clone(),
+        extra,
+    }
 }
 
 enum RunEnd {

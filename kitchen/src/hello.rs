@@ -11,6 +11,7 @@
 //! is sent on the next (re)connection, and the `KitchenStatusChef` dumpling of every poke
 //! carries the current list in the meantime.
 
+use dumpling::KitchenHello;
 use serde_json::{json, Map, Value};
 
 use crate::dispatch::ChefSlot;
@@ -18,29 +19,30 @@ use crate::dispatch::ChefSlot;
 /// Builds hellos: the kitchen's fixed keys plus the current chefs.
 #[derive(Debug, Clone)]
 pub struct HelloBuilder {
-    base: Map<String, Value>,
+    base: KitchenHello,
 }
 
 impl HelloBuilder {
-    /// `base` holds every key but the chef lists (`kitchen_name`, `interface`, ...); a
-    /// non-object is treated as empty.
-    pub fn new(base: Value) -> Self {
-        HelloBuilder {
-            base: match base {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            },
-        }
+    /// `base` holds every key but the chef lists (`kitchen_name`, `interface`, ...).
+    pub fn new(base: KitchenHello) -> Self {
+        HelloBuilder { base }
     }
 
     /// The hello for these running chefs.
-    pub fn build(&self, chefs: &[ChefSlot]) -> Value {
+    pub fn build(&self, chefs: &[ChefSlot]) -> KitchenHello {
         let mut names: Vec<&str> = chefs.iter().map(|s| s.qualified_name.as_str()).collect();
         names.sort_unstable();
         let mut hello = self.base.clone();
-        hello.insert("chefs".into(), json!(names));
-        hello.insert("chef_identities".into(), identities(chefs));
-        Value::Object(hello)
+        hello.extra.insert("chefs".into(), json!(names));
+        hello
+            .extra
+            .insert("chef_identities".into(), identities(chefs));
+        hello
+    }
+
+    /// [`HelloBuilder::build`] as the text sent to the hub.
+    pub fn build_text(&self, chefs: &[ChefSlot]) -> String {
+        serde_json::to_string(&self.build(chefs)).unwrap_or_else(|_| "{}".to_owned())
     }
 }
 

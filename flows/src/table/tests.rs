@@ -472,7 +472,14 @@ fn batch_tracking_equals_one_by_one() {
         close_linger: Duration::from_secs(1),
         back_tolerance: Duration::from_secs(20),
     };
-    for seed in [1u64, 0xdead_beef, 0x1234_5678_9abc] {
+    // Both batch paths: as configured (a table this small tracks packet by packet) and with
+    // prefetching forced on (the path of tables from PREFETCH_MIN_FLOWS flows on).
+    for (seed, prefetch_from) in [
+        (1u64, 0),
+        (0xdead_beef, 0),
+        (0x1234_5678_9abc, 0),
+        (1, PREFETCH_MIN_FLOWS),
+    ] {
         let stream = random_stream(seed, 40_000);
         let mut one = FlowTable::new(config).expect("valid");
         let (mut refs1, mut ev1) = (Vec::new(), Vec::new());
@@ -480,6 +487,7 @@ fn batch_tracking_equals_one_by_one() {
             refs1.push(one.track(p, &mut ev1));
         }
         let mut batched = FlowTable::new(config).expect("valid");
+        batched.prefetch_from = prefetch_from;
         let (mut refs2, mut ev2) = (Vec::new(), Vec::new());
         let mut rng = Rng(seed ^ 0x5555);
         let mut rest = &stream[..];
