@@ -103,6 +103,27 @@ pub enum Route<'d> {
     Inner(InnerChunk<'d>),
 }
 
+/// A chunk of the client's stream as a chef's parser reads it: (stream offset, bytes missing
+/// before it, its bytes, whether the stream ends with it).
+pub type ClientBytes<'a> = (u64, u64, &'a [u8], bool);
+
+impl Route<'_> {
+    /// What a chef's parser reads for the chunk routed here: `chunk` itself (its
+    /// [`ClientBytes`]) when outer and sent by the client, the tunnelled bytes at tunnel
+    /// offsets when inner, nothing for prelude bytes or the other direction.
+    pub fn client_bytes<'a>(
+        &'a self,
+        from_client: bool,
+        chunk: ClientBytes<'a>,
+    ) -> Option<ClientBytes<'a>> {
+        match self {
+            Route::Held => None,
+            Route::Outer => from_client.then_some(chunk),
+            Route::Inner(inner) => Some((inner.offset, inner.gap_before, &inner.data, inner.last)),
+        }
+    }
+}
+
 /// The client message a probe expects next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Ask {

@@ -47,7 +47,7 @@ use std::net::SocketAddr;
 
 use chef_sdk::flow::{Direction, FlowKey, IpAddress};
 use chef_sdk::parse::http;
-use chef_sdk::parse::tunnel::{Kinds, Route, TunnelFinder};
+use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Timestamp,
     TransportProtocol,
@@ -150,16 +150,15 @@ impl HttpRequestChef {
         );
         // The client's bytes: the stream itself, or the part inside a SOCKS tunnel (its
         // offsets counted from the tunnel's start, where the first request is).
-        let (offset, gap_before, data, last) = match &route {
-            Route::Held => return out,
-            Route::Outer if flow.direction != Direction::FromOriginator => return out,
-            Route::Outer => (
-                chunk.offset(),
-                chunk.gap_before(),
-                chunk.data(),
-                chunk.is_last(),
-            ),
-            Route::Inner(inner) => (inner.offset, inner.gap_before, &*inner.data, inner.last),
+        let outer = (
+            chunk.offset(),
+            chunk.gap_before(),
+            chunk.data(),
+            chunk.is_last(),
+        );
+        let from_client = flow.direction == Direction::FromOriginator;
+        let Some((offset, gap_before, data, last)) = route.client_bytes(from_client, outer) else {
+            return out;
         };
         let (key, time) = (chunk.key(), chunk.timestamp());
         self.scanner

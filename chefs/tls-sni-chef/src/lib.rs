@@ -63,7 +63,7 @@ use std::net::{IpAddr, SocketAddr};
 use chef_sdk::bounded::BoundedMap;
 use chef_sdk::flow::{Direction, FlowKey, IpAddress};
 use chef_sdk::parse::tls;
-use chef_sdk::parse::tunnel::{Kinds, Route, TunnelFinder};
+use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Tick,
     Timestamp, TransportProtocol,
@@ -169,16 +169,15 @@ impl TlsServerNameChef {
         );
         // The client's bytes: the stream itself, or the part inside a proxy tunnel (its
         // offsets counted from the tunnel's start, so the hello is at offset 0 either way).
-        let (offset, gap_before, data, last) = match &route {
-            Route::Held => return None,
-            Route::Outer if flow.direction != Direction::FromOriginator => return None,
-            Route::Outer => (
-                chunk.offset(),
-                chunk.gap_before(),
-                chunk.data(),
-                chunk.is_last(),
-            ),
-            Route::Inner(inner) => (inner.offset, inner.gap_before, &*inner.data, inner.last),
+        let outer = (
+            chunk.offset(),
+            chunk.gap_before(),
+            chunk.data(),
+            chunk.is_last(),
+        );
+        let from_client = flow.direction == Direction::FromOriginator;
+        let Some((offset, gap_before, data, last)) = route.client_bytes(from_client, outer) else {
+            return None;
         };
         let bytes = self.hellos.push(flow.id, offset, gap_before, data, last)?;
         self.hello(&bytes, chunk.key(), chunk.timestamp())
