@@ -359,19 +359,24 @@ function icmpErrorQuote(q, v6, f) {
 export class BoundedMap extends Map {
   constructor(capacity) { super(); this.capacity = Math.max(1, capacity | 0); this.evicted = 0; this.recency = new Set(); }
   touch(key, make) {
-    if (!super.has(key)) {
-      if (this.size >= this.capacity) {
-        const victim = this.recency.values().next().value;
-        super.delete(victim);
-        this.recency.delete(victim);
-        this.evicted += 1;
-      }
-      super.set(key, make());
-    } else {
+    // `has`/`get` are Map's own (not overridden), read through `this`: a `super.x` read
+    // costs the interpreter more ops, and a hit needs one lookup, not two.
+    let v = this.get(key);
+    if (v !== undefined || this.has(key)) {
       this.recency.delete(key);
+      this.recency.add(key);
+      return v;
     }
+    if (this.size >= this.capacity) {
+      const victim = this.recency.values().next().value;
+      super.delete(victim);
+      this.recency.delete(victim);
+      this.evicted += 1;
+    }
+    v = make();
+    super.set(key, v);
     this.recency.add(key);
-    return super.get(key);
+    return v;
   }
   set(key, value) { if (this.recency) { this.touch(key, () => value); } return super.set(key, value); }
   delete(key) { this.recency.delete(key); return super.delete(key); }
@@ -601,6 +606,8 @@ export function packedPackets(headers, arena) {
   // Records of 256 bytes or more carry the DNS slots; older kitchens write 224. Noted on the
   // batch's DataView, so a packet costs no extra constructor level.
   dv.dnsSlots = size >= PACKED_RECORD_DNS;
+  dv.tailStart = PACKED_HEADER + count * size;
+  dv.tailText = undefined; // decoded on the first DNS name read (tailText)
   for (let i = 0; i < count; i++) out[i] = new PackedPacket(dv, headers, PACKED_HEADER + i * size, arena);
   return out;
 }
@@ -609,9 +616,14 @@ const macAt = (b, at) => hex2(b[at]) + ':' + hex2(b[at + 1]) + ':' + hex2(b[at +
 const ipv4At = (b, at) => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
 const macNumAt = (dv, at) => (BigInt(dv.getUint16(at, false)) << 32n) | BigInt(dv.getUint32(at + 2, false));
 
-/** A Packet over one packed record: the same getters, each decoding its slot on access. */
-export class PackedPacket extends Packet {
-  constructor(dv, bytes, base, arena) { super(undefined, arena); this.dv = dv; this.bytes = bytes; this.o = base; this._wit = undefined; }
+/** A Packet over one packed record: the same getters, each decoding its slot on access.
+ * Made once per packet, so its constructor is the cheapest the interpreter allows: four
+ * stores and no `super()` call (a derived constructor costs SpiderMonkey's interpreter a
+ * second frame and a `this` check per packet). It is still a Packet: its prototype chain
+ * goes through Packet.prototype (set below), so `instanceof Packet` and the inherited
+ * methods (`layers()`, `haslayer()`) hold. `_dns` and `_wit` are set on first use. */
+export class PackedPacket {
+  constructor(dv, bytes, base, arena) { this.dv = dv; this.bytes = bytes; this.o = base; this.arena = arena; }
   bits() { return this.dv.getUint32(this.o + 48, true); }
   get time() { const dv = this.dv, o = this.o; return (dv.getUint32(o + 4, true) * 4294967296 + dv.getUint32(o, true)) / 1e9; }
   get timestampNs() { return this.dv.getBigUint64(this.o, true); }
@@ -688,7 +700,7 @@ export class PackedPacket extends Packet {
     if (this.dv.dnsSlots) {
       // The DNS slots (docs/packed-batch.md), when the kitchen filled them for this packet.
       const d = this.bytes[this.o + DNS_AT];
-      if (d & DNS_CHECKED) return d & DNS_MESSAGE ? new PackedDnsMessage(this.dv, this.bytes, this.o, this.arena) : null;
+      if (d & DNS_CHECKED) return d & DNS_MESSAGE ? new PackedDnsMessage(this) : null;
     }
     const bits = this.bits();
     if (!(bits & P_PORTS)) return null;
@@ -708,6 +720,7 @@ export class PackedPacket extends Packet {
     return this._wit;
   }
 }
+Object.setPrototypeOf(PackedPacket.prototype, Packet.prototype);
 
 // --- DNS from the record's DNS slots (offsets 224..256, docs/packed-batch.md) ---
 // The kitchen reads the DNS header and first question of UDP/TCP packets on ports 53 and
@@ -716,16 +729,34 @@ export class PackedPacket extends Packet {
 // "." byte, other ports).
 const DNS_AT = 224, DNS_CHECKED = 1, DNS_MESSAGE = 2, DNS_QUESTION = 4, DNS_QUESTIONS_COMPLETE = 8;
 
+/** The batch's string tail (docs/packed-batch.md) decoded once, when every byte of it is
+ * ASCII: a name is then a substring of it at the same offsets, which costs the interpreter
+ * less than a view and a UTF-8 decode per name. `null` when some byte is not ASCII (names
+ * are then decoded one by one, invalid bytes replaced). Cached on the batch's DataView. */
+function tailText(dv, bytes) {
+  let t = dv.tailText;
+  if (t === undefined) {
+    t = utf8Lossy.decode(bytes.subarray(dv.tailStart));
+    if (NOT_ASCII.test(t)) t = null;
+    dv.tailText = t;
+  }
+  return t;
+}
+const NOT_ASCII = /[^\x00-\x7f]/;
+
 /** The first question, from the DNS slots: the name is one byte string in the batch's tail.
  * `name` is decoded when the question is made (nearly every chef reads it; a data property
- * costs the interpreter less than a getter call). */
+ * costs the interpreter less than a getter call). It holds its packet (`p`), not copies of
+ * the batch's views: two stores per question. */
 class PackedDnsQuestion {
-  constructor(dv, bytes, o) {
-    this.dv = dv; this.bytes = bytes; this.o = o;
+  constructor(p) {
+    this.p = p;
+    const dv = p.dv, o = p.o, n = dv.getUint16(o + 226, true), at = dv.getUint32(o + 228, true);
+    const t = tailText(dv, p.bytes);
     /** Labels decoded as UTF-8 (invalid bytes replaced) joined with '.', no trailing dot. */
-    this.name = utf8Lossy.decode(this.dotted());
+    this.name = t !== null ? t.substring(at - dv.tailStart, at - dv.tailStart + n) : utf8Lossy.decode(p.bytes.subarray(at, at + n));
   }
-  dotted() { const at = this.dv.getUint32(this.o + 228, true); return this.bytes.subarray(at, at + this.dv.getUint16(this.o + 226, true)); }
+  dotted() { const dv = this.p.dv, o = this.p.o, at = dv.getUint32(o + 228, true); return this.p.bytes.subarray(at, at + dv.getUint16(o + 226, true)); }
   /** The labels (Uint8Array views); exact, as the kitchen fills the slots only when no label holds a '.'. */
   get labels() {
     const d = this.dotted(), out = [];
@@ -734,30 +765,32 @@ class PackedDnsQuestion {
     for (let i = 0; i <= d.length; i++) if (i === d.length || d[i] === 46) { out.push(d.subarray(start, i)); start = i + 1; }
     return out;
   }
-  get qtype() { return this.dv.getUint16(this.o + 244, true); }
-  get qclass() { return this.dv.getUint16(this.o + 246, true) & 0x7fff; }
+  get qtype() { return this.p.dv.getUint16(this.p.o + 244, true); }
+  get qclass() { return this.p.dv.getUint16(this.p.o + 246, true) & 0x7fff; }
 }
 
-/** A DNS message over the DNS slots: `isResponse` and `qd` are set when it is made (what
- * nearly every DNS chef reads first); the other fields of parseDns()'s message are read on access. */
+/** A DNS message over the DNS slots of packet `p`: `isResponse` and `qd` are set when it is
+ * made (what nearly every DNS chef reads first); the other fields of parseDns()'s message
+ * are read on access. */
 class PackedDnsMessage {
-  constructor(dv, bytes, o, arena) {
-    this.dv = dv; this.bytes = bytes; this.o = o; this.arena = arena;
+  constructor(p) {
+    this.p = p;
+    const bytes = p.bytes, o = p.o;
     this.isResponse = bytes[o + 235] >= 0x80;
     const bits = bytes[o + DNS_AT];
     // A second question or a label holding a '.': the list is parsed from the message.
-    this.qd = bits & DNS_QUESTIONS_COMPLETE ? (bits & DNS_QUESTION ? [new PackedDnsQuestion(dv, bytes, o)] : []) : new DnsMessage(this.raw).qd;
+    this.qd = bits & DNS_QUESTIONS_COMPLETE ? (bits & DNS_QUESTION ? [new PackedDnsQuestion(p)] : []) : new DnsMessage(this.raw).qd;
   }
-  get id() { return this.dv.getUint16(this.o + 232, true); }
-  get qr() { return this.bytes[this.o + 235] >> 7; }
-  get opcode() { return (this.bytes[this.o + 235] >> 3) & 15; }
-  get rcode() { return this.bytes[this.o + 234] & 15; }
-  get qdcount() { return this.dv.getUint16(this.o + 236, true); }
-  get ancount() { return this.dv.getUint16(this.o + 238, true); }
-  get nscount() { return this.dv.getUint16(this.o + 240, true); }
-  get arcount() { return this.dv.getUint16(this.o + 242, true); }
+  get id() { return this.p.dv.getUint16(this.p.o + 232, true); }
+  get qr() { return this.p.bytes[this.p.o + 235] >> 7; }
+  get opcode() { return (this.p.bytes[this.p.o + 235] >> 3) & 15; }
+  get rcode() { return this.p.bytes[this.p.o + 234] & 15; }
+  get qdcount() { return this.p.dv.getUint16(this.p.o + 236, true); }
+  get ancount() { return this.p.dv.getUint16(this.p.o + 238, true); }
+  get nscount() { return this.p.dv.getUint16(this.p.o + 240, true); }
+  get arcount() { return this.p.dv.getUint16(this.p.o + 242, true); }
   /** The message bytes (a view into the arena). */
-  get raw() { const off = this.dv.getUint32(this.o + 248, true); return this.arena.subarray(off, off + this.dv.getUint32(this.o + 252, true)); }
+  get raw() { const dv = this.p.dv, o = this.p.o, off = dv.getUint32(o + 248, true); return this.p.arena.subarray(off, off + dv.getUint32(o + 252, true)); }
   get qname() { const q = this.qd; return q.length ? q[0].name : null; }
 }
 
@@ -843,7 +876,12 @@ export function makeHandler(mod, options = {}) {
   if (!name || !/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
     throw new Error(`chef name ${JSON.stringify(name)} must be 1-64 letters, digits, _ or - (export const name = 'MyChef')`);
   }
-  const onPacket = typeof chef.onPacket === 'function' ? chef.onPacket.bind(chef) : null;
+  // Called once per packet, so not through a bound function: calling one costs
+  // SpiderMonkey's interpreter a native call and a nested interpreter activation per packet,
+  // a plain function a frame in the same loop. A module's `onPacket` is called as a plain
+  // function (module code is strict: `this` is undefined, as in any call of an exported
+  // function); a class instance's as its method.
+  const onPacket = typeof chef.onPacket !== 'function' ? null : chef === mod ? mod.onPacket : (p) => chef.onPacket(p);
   const onInterval = typeof chef.onInterval === 'function' ? chef.onInterval.bind(chef) : null;
   const catchErrors = (chef.catchErrors ?? mod.catchErrors) !== false;
   const info = {

@@ -861,10 +861,21 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         } else {
             "-".to_owned()
         };
+        // Bench runs (ND_BENCH_CHEF_CPU=1): the chef thread's CPU time too, which a loaded
+        // machine's waits for a core do not inflate.
+        let cpu = if kitchen::chef_host::cpu_time::enabled() {
+            format!(
+                ", {:.1} ms CPU in chef ({:.0} ns/packet CPU)",
+                st.busy_cpu_ns as f64 / 1e6,
+                st.busy_cpu_ns as f64 / st.packets.max(1) as f64
+            )
+        } else {
+            String::new()
+        };
         tracing::info!(
             "{k}: chef {}: {} packet calls ({} packets), {} interval calls, {} dumplings, \
              {} invalid, {} oversize, {} over cap, {} over output budget, {} traps, {} timeouts, {} memory, {} restarts{}, \
-             {:.1} ms in chef ({per_packet})",
+             {:.1} ms in chef ({per_packet}){cpu}",
             c.name(),
             st.packet_calls,
             st.packets,

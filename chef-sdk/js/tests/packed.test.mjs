@@ -238,3 +238,59 @@ test('packed-json answers a batch in one JSON text', () => {
   assert.ok(logged.some(([level, m]) => level === 'error' && m.includes('boom')));
   assert.equal(lean.onPacked(pack([], arena), arena), '[]');
 });
+
+test('names from an ASCII tail, and packets kept across batches', () => {
+  // A batch whose names are all ASCII reads them as substrings of its tail decoded once; a
+  // batch holding a non-ASCII byte decodes each name (invalid bytes replaced). Packets kept
+  // from earlier batches keep their values while later batches are decoded.
+  const [records, arena] = dnsCorpus();
+  const asciiRecords = records.filter((_, i) => i !== 1);
+  const names = (ps) => ps.map((p) => { const d = p.parseDns(); return d ? d.qd.map((q) => q.name) : null; });
+  const batches = [];
+  for (const recs of [asciiRecords, records, asciiRecords.slice(0, 3)]) {
+    const packets = sdk.packedPackets(pack(recs, arena), arena);
+    const want = names(recs.map((r) => new sdk.Packet(r, arena)));
+    assert.deepEqual(names(packets), want);
+    batches.push({ packets, want, times: packets.map((p) => p.time), text: packets[0].dv.tailText });
+  }
+  assert.deepEqual(batches.map((b) => typeof b.text), ['string', 'object', 'string']);
+  assert.equal(batches[1].text, null);
+  assert.ok(batches[1].want.some((n) => n && n[0] === 'café.\ufffd\ufffd.local'));
+  for (const b of [...batches].reverse()) {
+    assert.deepEqual(names(b.packets), b.want);
+    assert.deepEqual(b.packets.map((p) => p.time), b.times);
+  }
+  const kept = batches[0].packets[0];
+  assert.ok(kept instanceof sdk.Packet && kept instanceof sdk.PackedPacket);
+  assert.deepEqual(kept.layers(), new sdk.Packet(asciiRecords[0], arena).layers());
+  assert.deepEqual(kept.parseDns().qd[0].labels.map((l) => Buffer.from(l).toString()), ['www', 'example', 'test']);
+});
+
+test('a default-exported class chef is called as a method', () => {
+  class CountChef {
+    constructor() { this.n = 0; }
+    onPacket(p) { this.n += 1; return { n: this.n, t: p.time }; }
+  }
+  const [records, arena] = dnsCorpus();
+  sdk.makeHandler({ default: CountChef });
+  const pairs = JSON.parse(sdk.makePackedJson().onPacked(pack(records, arena), arena));
+  assert.deepEqual(pairs.map(([i, v]) => [i, v.n]), records.map((_, i) => [i, i + 1]));
+});
+
+test('BoundedMap.touch keeps the bound and evicts the least recently touched key', () => {
+  const m = new sdk.BoundedMap(2);
+  let made = 0;
+  const make = () => ({ made: ++made });
+  assert.deepEqual(m.touch('a', make), { made: 1 });
+  assert.deepEqual(m.touch('b', make), { made: 2 });
+  assert.equal(m.touch('a', make).made, 1); // a hit: not made again, and now most recent
+  m.set('u', undefined); // evicts b (least recently touched); an undefined value is still a key
+  assert.deepEqual([...m.keys()], ['a', 'u']);
+  assert.equal(m.touch('u', make), undefined);
+  assert.equal(made, 2);
+  m.touch('c', make); // evicts a
+  assert.deepEqual([...m.keys()], ['u', 'c']);
+  assert.equal(m.evicted, 2);
+  const back = sdk.BoundedMap.fromState(JSON.parse(JSON.stringify(m.state())));
+  assert.deepEqual([[...back.keys()], back.evicted, [...back.recency]], [['u', 'c'], 2, ['u', 'c']]);
+});

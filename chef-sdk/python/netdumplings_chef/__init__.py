@@ -342,8 +342,12 @@ _ENCODE = _ENCODER.encode
 
 def _make_c_encoder():
     """The C encoder that ``_ENCODER.encode`` builds afresh on every call (with a new
-    marker dict and closures, half of a small payload's cost), built once; ``None`` when
-    this Python has no C accelerator or it does not behave exactly like ``_ENCODE``."""
+    marker dict and closures, half of a small payload's cost), built once, as
+    ``(encode, chunks, markers)``: ``encode(value)`` is the JSON text, ``chunks(value, 0)``
+    the C call itself (its result joined is the text; the packet loop calls it inline, a
+    frame less per dumpling) and ``markers`` its circular-reference dict, to clear after an
+    exception. ``None`` when this Python has no C accelerator or it does not behave
+    exactly like ``_ENCODE``."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return None
@@ -370,14 +374,18 @@ def _make_c_encoder():
             except (ValueError, TypeError):
                 continue
             return None
-        return encode
+        return encode, c, markers
     except Exception:  # a Python whose c_make_encoder takes other arguments
         return None
 
 
+_C_ENCODER = _make_c_encoder()
 # encode_payload(value): the JSON text of a handler's return value (strict JSON: no
 # NaN/Infinity), by the cached C encoder when it is there.
-encode_payload = _make_c_encoder() or _ENCODE
+encode_payload = _C_ENCODER[0] if _C_ENCODER else _ENCODE
+# _chunks(value, 0): strings whose concatenation is that text; _markers: the C encoder's
+# circular-reference dict (cleared after a failed encode, which can leave ids in it).
+_chunks, _markers = (_C_ENCODER[1], _C_ENCODER[2]) if _C_ENCODER else (lambda value, _level: (_ENCODE(value),), {})
 
 
 class Runner:
@@ -407,27 +415,34 @@ class Runner:
 
     def _run(self, packets, make_dumpling) -> list:
         """``make_dumpling(index, json)`` per dumpling, or with ``None`` the text
-        ``[index,json]`` (inline: a call per dumpling costs the interpreter a frame)."""
+        ``[index,json]`` (inline: a call per dumpling costs the interpreter a frame; so
+        does a Python-level encoder, hence the C encoder's call right here)."""
         chef = self.chef
         handler = chef.packet_handler
         out = []
-        catch = self.catch
-        for i, pk in enumerate(packets):
-            if catch:
-                try:
+        chunks, join = _chunks, "".join
+        if not self.catch:
+            try:
+                for i, pk in enumerate(packets):
                     value = handler(pk)
-                    if value is None:
-                        continue
-                    text = encode_payload(value)
-                except Exception as exc:  # the original kitchen logged and went on
-                    log("Error invoking packet handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
-                    continue
-            else:
+                    if value is not None:
+                        text = join(chunks(value, 0))
+                        out.append(f"[{i},{text}]" if make_dumpling is None else make_dumpling(i, text))
+            except BaseException:
+                _markers.clear()
+                raise
+            return out
+        for i, pk in enumerate(packets):
+            try:
                 value = handler(pk)
                 if value is None:
                     continue
-                text = encode_payload(value)
-            out.append("[%d,%s]" % (i, text) if make_dumpling is None else make_dumpling(i, text))
+                text = join(chunks(value, 0))
+            except Exception as exc:  # the original kitchen logged and went on
+                _markers.clear()
+                log("Error invoking packet handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
+                continue
+            out.append(f"[{i},{text}]" if make_dumpling is None else make_dumpling(i, text))
         return out
 
     def snapshot(self) -> bytes:

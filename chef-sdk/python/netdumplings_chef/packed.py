@@ -32,7 +32,6 @@ from .packet import (
     Packet,
     DNS_TCP_PORTS,
     DNS_UDP_PORTS,
-    _MISSING,
     dns_from_payload,
 )
 
@@ -89,6 +88,8 @@ def packed_packets(headers, arena):
     if HEADER_SIZE + count * size > len(headers):
         raise PackedBatchError("packed batch claims %d records but holds %d bytes" % (count, len(headers)))
     cls = PackedPacketDns if size >= RECORD_SIZE_DNS else PackedPacket
+    # A list comprehension, not map(): CPython 3.13+ enters a Python __init__ called from
+    # bytecode without a nested C-level interpreter call (CALL_ALLOC_AND_ENTER_INIT).
     return [cls(headers, base, arena) for base in range(HEADER_SIZE, HEADER_SIZE + count * size, size)]
 
 
@@ -367,20 +368,21 @@ class PackedPacket(Packet):
     __slots__ = ("_b", "_o", "_view")
 
     def __init__(self, headers, base: int, arena):
-        # Packet.__init__ is not called: ``wit`` is a lazy property here.
+        # Packet.__init__ is not called: ``wit`` is a lazy property here. Made once per
+        # packet, so it stores only what every packet needs; ``_dns`` and ``_view`` stay
+        # unset until first used (reading an unset slot raises AttributeError).
         self._b = headers
         self._o = base
         self._arena = arena
-        self._dns = _MISSING
-        self._view = None
 
     @property
     def wit(self):
         """The WIT-shaped record view (built on first access)."""
-        v = self._view
-        if v is None:
+        try:
+            return self._view
+        except AttributeError:
             v = self._view = PacketView(self._b, self._o)
-        return v
+            return v
 
     # --- metadata ---
     @property
@@ -492,14 +494,17 @@ class PackedPacket(Packet):
 
     @property
     def dns(self):
-        if self._dns is _MISSING:
-            self._dns = None
-            bits = _bits(self._b, self._o)
-            if bits & _PORTS:
-                ports = DNS_UDP_PORTS if bits & UDP_BIT else DNS_TCP_PORTS
-                sport, dport = _ports(self._b, self._o + 196)
-                if sport in ports or dport in ports:
-                    self._dns = self.parse_dns()
+        try:
+            return self._dns
+        except AttributeError:
+            pass
+        self._dns = None
+        bits = _bits(self._b, self._o)
+        if bits & _PORTS:
+            ports = DNS_UDP_PORTS if bits & UDP_BIT else DNS_TCP_PORTS
+            sport, dport = _ports(self._b, self._o + 196)
+            if sport in ports or dport in ports:
+                self._dns = self.parse_dns()
         return self._dns
 
     def parse_dns(self):
@@ -575,22 +580,47 @@ DNS_QUESTIONS_COMPLETE = 8
 _name_slot = struct.Struct("<HI").unpack_from
 
 
+# The batch's string tail decoded once, when every byte of it is ASCII (a name is then a
+# slice of it at the same offsets: one str slice instead of a bytes slice and a UTF-8
+# decode per name). One entry, for the batch decoded last: ``[headers, text or None (some
+# byte is not ASCII: names are decoded one by one), tail start]``. A packet kept from an
+# older batch finds another ``headers`` there and decodes its name itself.
+_TAIL = [None, None, 0]
+
+
+def _tail_text(b, size: int, count: int):
+    start = HEADER_SIZE + count * size
+    tail = bytes(b[start:])  # the same object when `b` is bytes (as in a component)
+    _TAIL[:] = [b, str(tail, "ascii") if tail.isascii() else None, start]
+    return _TAIL
+
+
 class PackedDNSQuestion(DNSQuestion):
     """The first question, from the DNS slots: the name is one byte string in the batch's
     tail (labels joined with "."). ``name`` is decoded when the question is made (nearly
-    every chef reads it; a slot read costs less than a property call in the interpreter)."""
+    every chef reads it; a slot read costs less than a property call in the interpreter).
+    It holds its packet (``_p``), not copies of the batch's references: two stores."""
 
-    __slots__ = ("_b", "_o", "name")
+    __slots__ = ("_p", "name")
 
-    def __init__(self, b, o: int):
-        self._b = b
-        self._o = o
-        n, at = _name_slot(b, o + 226)
-        self.name = str(b[at : at + n], "utf-8", "replace")
+    def __init__(self, p):
+        self._p = p
+        b = p._b
+        n, at = _name_slot(b, p._o + 226)
+        t = _TAIL
+        if t[0] is not b:
+            t = _tail_text(b, *_size_count(b))
+        text = t[1]
+        if text is not None:
+            at -= t[2]
+            self.name = text[at : at + n]
+        else:
+            self.name = str(b[at : at + n], "utf-8", "replace")
 
     def _dotted(self) -> bytes:
-        n, at = _name_slot(self._b, self._o + 226)
-        return bytes(self._b[at : at + n])
+        p = self._p
+        n, at = _name_slot(p._b, p._o + 226)
+        return bytes(p._b[at : at + n])
 
     @property
     def qname(self) -> bytes:
@@ -602,43 +632,54 @@ class PackedDNSQuestion(DNSQuestion):
         # The kitchen fills the slots only when no label holds a ".", so this split is exact.
         return dotted.split(b".") if dotted else []
 
-    qtype = _field(_u16, 244)
-    qclass = property(lambda s: _u16(s._b, s._o + 246)[0] & 0x7FFF)
+    qtype = property(lambda s: _u16(s._p._b, s._p._o + 244)[0])
+    qclass = property(lambda s: _u16(s._p._b, s._p._o + 246)[0] & 0x7FFF)
+
+
+def _packet_field(fn, off):
+    return property(lambda s: fn(s._p._b, s._p._o + off)[0])
 
 
 class PackedDNS(DNS):
-    """A :class:`~netdumplings_chef.packet.DNS` over the DNS slots: ``is_response`` and the
-    question list are set when it is made (what nearly every DNS chef reads first); the other
-    header fields are read from the record on access, ``raw`` from the arena."""
+    """A :class:`~netdumplings_chef.packet.DNS` over the DNS slots of packet ``_p``:
+    ``is_response`` and the question list are set when it is made (what nearly every DNS
+    chef reads first); the other header fields are read from the record on access, ``raw``
+    from the arena."""
 
-    __slots__ = ("_b", "_o", "_arena", "is_response", "qd")
+    __slots__ = ("_p", "is_response", "qd")
 
-    def __init__(self, b, o: int, arena):
+    def __init__(self, p):
         # DNS.__init__ is not called: the header fields are properties here.
-        self._b = b
-        self._o = o
-        self._arena = arena
+        self._p = p
+        b, o = p._b, p._o
         self.is_response = b[o + 235] >= 0x80
         bits = b[o + DNS_AT]
         if bits & DNS_QUESTIONS_COMPLETE:
-            self.qd = [PackedDNSQuestion(b, o)] if bits & DNS_QUESTION else []
+            self.qd = [PackedDNSQuestion(p)] if bits & DNS_QUESTION else []
         else:
             self._qd = None
             self.qd = DNS.qd.fget(self)  # a second question or a dotted label: parse `raw`
 
-    id = _field(_u16, 232)
-    qr = property(lambda s: s._b[s._o + 235] >> 7)
-    opcode = property(lambda s: (_u16(s._b, s._o + 234)[0] >> 11) & 0x0F)
-    rcode = property(lambda s: _u16(s._b, s._o + 234)[0] & 0x0F)
-    qdcount = _field(_u16, 236)
-    ancount = _field(_u16, 238)
-    nscount = _field(_u16, 240)
-    arcount = _field(_u16, 242)
+    id = _packet_field(_u16, 232)
+    qr = property(lambda s: s._p._b[s._p._o + 235] >> 7)
+    opcode = property(lambda s: (_u16(s._p._b, s._p._o + 234)[0] >> 11) & 0x0F)
+    rcode = property(lambda s: _u16(s._p._b, s._p._o + 234)[0] & 0x0F)
+    qdcount = _packet_field(_u16, 236)
+    ancount = _packet_field(_u16, 238)
+    nscount = _packet_field(_u16, 240)
+    arcount = _packet_field(_u16, 242)
 
     @property
     def raw(self) -> bytes:
-        off, n = _span(self._b, self._o + 248)
-        return self._arena[off : off + n]
+        p = self._p
+        off, n = _span(p._b, p._o + 248)
+        return p._arena[off : off + n]
+
+
+def _size_count(b):
+    """(record size, record count) of the packed batch ``b``."""
+    _, _, size, count = _batch(b, 0)
+    return size, count
 
 
 class PackedPacketDns(PackedPacket):
@@ -652,4 +693,4 @@ class PackedPacketDns(PackedPacket):
         bits = b[o + DNS_AT]
         if not bits & DNS_CHECKED:
             return PackedPacket.parse_dns(self)
-        return PackedDNS(b, o, self._arena) if bits & DNS_MESSAGE else None
+        return PackedDNS(self) if bits & DNS_MESSAGE else None

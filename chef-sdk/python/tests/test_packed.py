@@ -18,6 +18,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import netdumplings_chef as nd  # noqa: E402
+from netdumplings_chef import packed as packed_module  # noqa: E402
 from netdumplings_chef.packed import PackedBatchError, packed_packets  # noqa: E402
 from netdumplings_chef.packet import Packet, _tag  # noqa: E402
 from test_sdk import (  # noqa: E402
@@ -352,6 +353,36 @@ class PackedPacketTests(unittest.TestCase):
         old = packed_packets(pack(records, 224), arena)
         self.assertEqual(type(old[0]).__name__, "PackedPacket")
         self.assertEqual([p.dns.qname if p.dns else None for p in old], [p.dns.qname if p.dns else None for p in packed])
+
+    def test_names_from_an_ascii_tail_and_packets_kept_across_batches(self):
+        # A batch whose names are all ASCII reads them as slices of its tail decoded once; a
+        # batch holding a non-ASCII byte decodes each name (invalid bytes replaced). Packets
+        # kept from an earlier batch keep their values while later batches are decoded (the
+        # decoded tail is cached for the last batch only).
+        records, arena = dns_corpus()
+        ascii_records = [r for i, r in enumerate(records) if i != 1]
+        batches, decoded = [], []
+        for recs in (ascii_records, records, ascii_records[:3]):
+            headers = pack(recs, 256, arena)
+            packets = packed_packets(headers, arena)
+            names = [[q.name for q in p.parse_dns().qd] if p.parse_dns() else None for p in packets]
+            want = [[q.name for q in Packet(r, arena).parse_dns().qd] if Packet(r, arena).parse_dns() else None
+                    for r in recs]
+            self.assertEqual(names, want)
+            decoded.append(isinstance(packed_module._TAIL[1], str))
+            batches.append((packets, want, [p.time for p in packets]))
+        self.assertEqual(decoded, [True, False, True])
+        self.assertIn(["café.\ufffd\ufffd.local"], batches[1][1])
+        self.assertTrue(all(n is None or all(x.isascii() for x in n) for n in batches[0][1]))
+        # Read again after later batches (and out of order): the same values.
+        for packets, want, times in reversed(batches):
+            self.assertEqual([[q.name for q in p.dns.qd] if p.dns else None for p in packets],
+                             [w if p.dns else None for p, w in zip(packets, want)])
+            self.assertEqual([p.time for p in packets], times)
+        kept = batches[0][0][0].parse_dns()
+        packed_packets(pack(records, 256, arena), arena)[1].parse_dns()
+        self.assertEqual(kept.qd[0].name, "www.example.test")
+        self.assertEqual(kept.qd[0].labels, [b"www", b"example", b"test"])
 
     def test_longer_records_are_stepped_over(self):
         # A later layout version may append fields: the guest steps by record_size.

@@ -216,6 +216,9 @@ pub struct ChefStats {
     pub skipped: u64,
     /// Time spent inside the chef's calls, nanoseconds.
     pub busy_ns: u64,
+    /// The chef thread's CPU time inside those calls, nanoseconds (only with
+    /// `ND_BENCH_CHEF_CPU=1`, see [`super::cpu_time`]; else 0).
+    pub busy_cpu_ns: u64,
     /// Hot reloads into this version that restored the previous version's state.
     pub state_restored: u64,
     /// Hot reloads into this version that started fresh because the previous version's
@@ -652,11 +655,18 @@ impl LoadedChef {
         };
         live.fresh = false;
         live.store.set_epoch_deadline(deadline_ticks(budget));
+        let cpu_started = super::cpu_time::enabled()
+            .then(super::cpu_time::thread_cpu_ns)
+            .flatten();
         let started = Instant::now();
         live.store.data_mut().call_deadline = Some(started + budget);
         let result = f(live);
         live.store.data_mut().call_deadline = None;
         self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        if let Some(a) = cpu_started {
+            let b = super::cpu_time::thread_cpu_ns().unwrap_or(a);
+            self.stats.busy_cpu_ns += b.saturating_sub(a);
+        }
         match result {
             Ok(r) => {
                 self.health.succeeded(kind);

@@ -33,6 +33,7 @@ pub mod chef_file;
 pub mod chef_log;
 pub mod clocks;
 pub mod compile_worker;
+pub mod cpu_time;
 pub mod engine;
 pub mod error;
 pub mod failure_policy;
