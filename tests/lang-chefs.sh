@@ -13,7 +13,8 @@
 #    chefs take the packed batch form (chef API 0.2, docs/packed-batch.md), so this checks the
 #    kitchen's encoder against both SDKs' decoders. 2b does the same on a capture merged from
 #    the shared corpus (Ethernet, 802.1Q, 802.1ad, Linux SLL, IPv6, ICMPv6, ARP, DNS over
-#    UDP and TCP) when $ND_SHARED_PCAPS is there.
+#    UDP and TCP) when $ND_SHARED_PCAPS is there. 2c runs the C FlowProbeCChef (chef API 0.2:
+#    flow ids on packets, stream chunks, flow events) and checks the three views agree.
 # 3. Sandbox parity: the hostile Python and JS chefs (infinite loop, memory growth, exception)
 #    run next to the Rust DNSLookupChef; each must be stopped and reported, the Rust chef's
 #    dumplings must be unchanged, and the kitchen must exit 0.
@@ -23,9 +24,9 @@
 # 5. Hot drop (root only): a Python and a JS chef land in a running kitchen's chef folder
 #    (live on lo, sending to a real nd-hub) and their first dumpling reaches nd-print
 #    within a second.
-# 6. State across a hot reload: the Python and JS PacketCountChef and DNSLookupChef built in
-#    step 1 are replaced mid-replay by rebuilt copies (kitchen/tests/reload.rs); their counts
-#    and tables continue.
+# 6. State across a hot reload: the Python and JS PacketCountChef and DNSLookupChef (and the
+#    C DNSLookupChef) built in step 1 are replaced mid-replay by rebuilt copies
+#    (kitchen/tests/reload.rs); their counts and tables continue.
 #
 # Ends with an "N passed, N failed" line; exit 1 on any failure. Bounded: every kitchen run
 # is under `timeout`.
@@ -60,7 +61,7 @@ if [ ! -x "$ND_SNIFF" ]; then
 fi
 
 rm -rf "$WORK"
-mkdir -p "$WORK"/{py,js,c,rust,hostile,refused}
+mkdir -p "$WORK"/{py,js,c,c-probe,rust,hostile,refused}
 SNIFF_EXTRA=()
 
 build() { # build SRC OUTFILE [extra nd-chef args]
@@ -172,6 +173,52 @@ compare() { # compare LABEL DIR CHEF...   (against $RUST_OUT, default rust.jsonl
 compare python "$WORK/py" "${RUST_CHEFS[@]}"
 compare js "$WORK/js" DNSLookupChef PacketCountChef
 [ "$have_c" = 1 ] && compare c "$WORK/c" DNSLookupChef
+
+# --- 2c. chef API 0.2 in C: flow ids, stream chunks and flow events agree -----------------
+# FlowProbeCChef echoes each TCP packet's flow id, direction and payload length, each stream
+# chunk and each flow event; on this loss-free capture, per flow and direction, the chunks
+# follow on from each other and carry every payload byte, and each flow's end summary counts
+# the packets the chef saw.
+if [ "$have_c" = 1 ] && build chefs/c/flow_probe_chef "$WORK/c-probe/flow_probe_chef.wasm"; then
+    if sniff "$WORK/c-probe.jsonl" "$WORK/c-probe.err" --no-builtin-chefs -d "$WORK/c-probe" &&
+        python3 - "$WORK/c-probe.jsonl" >"$WORK/c-probe.cmp" 2>&1 <<'PY'
+import collections, json, sys
+pkt_bytes, pkt_count, chunks, ends, starts = collections.Counter(), collections.Counter(), collections.defaultdict(list), {}, set()
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    if d["metadata"]["chef"] != "FlowProbeCChef":
+        continue
+    p = d["payload"]
+    if "pkt" in p:
+        k = (p["pkt"]["flow"], p["pkt"]["o"])
+        pkt_bytes[k] += p["pkt"]["len"]
+        pkt_count[k] += 1
+    elif "chunk" in p:
+        c = p["chunk"]
+        chunks[(c["flow"], c["o"])].append(c)
+    elif "start" in p:
+        starts.add(p["start"])
+    else:
+        ends[p["end"]["flow"]] = p["end"]
+assert pkt_count, "no TCP packet with a flow id"
+for (flow, o), n in pkt_count.items():
+    assert flow in starts and flow in ends, ("flow without start or end", flow)
+    assert ends[flow]["packets_o" if o else "packets_r"] == n, (flow, o, ends[flow], n)
+    at, got = 0, 0
+    for i, c in enumerate(chunks.get((flow, o), [])):
+        assert c["offset"] == at + c["gap"], (flow, o, c, at)
+        assert not c["last"] or i == len(chunks[(flow, o)]) - 1, ("chunk after last", c)
+        at, got = c["offset"] + c["len"], got + c["len"]
+    assert got == pkt_bytes[(flow, o)], ("stream bytes", flow, o, got, pkt_bytes[(flow, o)])
+print("%d flows, %d packets, %d stream bytes checked" % (len(ends), sum(pkt_count.values()), sum(pkt_bytes.values())))
+PY
+    then
+        ok "C chef on chef API 0.2: flow ids, stream chunks and flow events agree ($(cat "$WORK/c-probe.cmp"))"
+    else
+        bad "C chef on chef API 0.2: flow ids, stream chunks and flow events"
+        tail -20 "$WORK/c-probe.err" "$WORK/c-probe.cmp"
+    fi
+fi
 
 # --- 2b. the same on a capture of many link types and protocols (packed form) ------------
 SHARED_PCAPS="${ND_SHARED_PCAPS:-$REPO/../shared/pcaps}"
@@ -319,15 +366,22 @@ else
 fi
 
 # --- 6. state across a hot reload (the kitchen's reload test, on the chefs built above) -----
-# kitchen/tests/reload.rs replaces the Python and JS PacketCountChef and DNSLookupChef mid-replay with
+# kitchen/tests/reload.rs replaces the Python and JS PacketCountChef and DNSLookupChef (and the C
+# DNSLookupChef) mid-replay with
 # rebuilt copies: counts and tables must continue (it skips without ND_LANG_CHEFS_DIR).
-if (cd "$REPO" && ND_LANG_CHEFS_DIR="$WORK" timeout "$RUN_TIMEOUT" cargo test --release --workspace \
-        --test reload -- python_and_js_chefs_keep_their_state_across_a_reload --exact) \
-        >"$WORK/state-reload.log" 2>&1 && grep -q "1 passed" "$WORK/state-reload.log"; then
-    ok "Python and JS chefs keep their counts and tables across a hot reload"
-else
-    bad "Python and JS chefs keep their counts and tables across a hot reload"
-    tail -40 "$WORK/state-reload.log"
-fi
+reload_test() { # reload_test LABEL TEST: kitchen/tests/reload.rs's TEST on the chefs built above
+    local label="$1" test="$2"
+    if (cd "$REPO" && ND_LANG_CHEFS_DIR="$WORK" timeout "$RUN_TIMEOUT" cargo test --release --workspace \
+            --test reload -- "$test" --exact) >"$WORK/$test.log" 2>&1 && grep -q "1 passed" "$WORK/$test.log"; then
+        ok "$label"
+    else
+        bad "$label"
+        tail -40 "$WORK/$test.log"
+    fi
+}
+reload_test "Python and JS chefs keep their counts and tables across a hot reload" \
+    python_and_js_chefs_keep_their_state_across_a_reload
+[ "$have_c" = 1 ] && reload_test "the C DNSLookupChef keeps its table across a hot reload" \
+    a_c_chef_keeps_its_table_across_a_reload
 
 finish

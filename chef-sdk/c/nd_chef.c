@@ -1,4 +1,5 @@
-/* nd_chef.c: the WIT exports of a C chef, on top of `ND_CHEF` (see nd_chef.h). */
+/* nd_chef.c: the WIT exports of a C chef (chef API 0.2, world `stateful-chef`), on top of
+ * `ND_CHEF` (see nd_chef.h). */
 #include "nd_chef.h"
 
 #include <stdarg.h>
@@ -100,6 +101,82 @@ void nd_buf_json_double(nd_buf_t *b, double v) {
     nd_buf_printf(b, "%.17g", v);
 }
 
+/* --- binary state helpers ---------------------------------------------------------------- */
+
+void nd_buf_u32(nd_buf_t *b, uint32_t v) {
+    uint8_t le[4];
+    for (int i = 0; i < 4; i++) le[i] = (uint8_t)(v >> (8 * i));
+    nd_buf_put(b, (const char *)le, 4);
+}
+
+void nd_buf_u64(nd_buf_t *b, uint64_t v) {
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i));
+    nd_buf_put(b, (const char *)le, 8);
+}
+
+void nd_buf_f64(nd_buf_t *b, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    nd_buf_u64(b, bits);
+}
+
+void nd_buf_bytes(nd_buf_t *b, const void *s, uint32_t n) {
+    nd_buf_u32(b, n);
+    nd_buf_put(b, (const char *)s, n);
+}
+
+/* The next `n` bytes, or NULL (and `failed`) when fewer are left. */
+static const uint8_t *take(nd_reader_t *r, size_t n) {
+    if (r->failed || r->len < n) {
+        r->failed = true;
+        return NULL;
+    }
+    const uint8_t *at = r->ptr;
+    r->ptr += n;
+    r->len -= n;
+    return at;
+}
+
+uint32_t nd_read_u32(nd_reader_t *r) {
+    const uint8_t *p = take(r, 4);
+    uint32_t v = 0;
+    if (p)
+        for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+uint64_t nd_read_u64(nd_reader_t *r) {
+    const uint8_t *p = take(r, 8);
+    uint64_t v = 0;
+    if (p)
+        for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+double nd_read_f64(nd_reader_t *r) {
+    uint64_t bits = nd_read_u64(r);
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+const uint8_t *nd_read_bytes(nd_reader_t *r, uint32_t max, uint32_t *n) {
+    *n = nd_read_u32(r);
+    if (*n > max) {
+        r->failed = true;
+        *n = 0;
+        return NULL;
+    }
+    return take(r, *n);
+}
+
+bool nd_read_tag(nd_reader_t *r, const char *tag) {
+    size_t n = strlen(tag);
+    const uint8_t *p = take(r, n);
+    return p && memcmp(p, tag, n) == 0;
+}
+
 /* --- logging and small helpers ---------------------------------------------------------- */
 
 void nd_log(int level, const char *fmt, ...) {
@@ -109,7 +186,7 @@ void nd_log(int level, const char *fmt, ...) {
     int n = vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    chef_string_t msg = {(uint8_t *)text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1};
+    stateful_chef_string_t msg = {(uint8_t *)text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1};
     if (level < ND_TRACE || level > ND_ERROR) level = ND_INFO;
     netdumplings_chef_log_log((netdumplings_chef_log_level_t)level, &msg);
 }
@@ -245,8 +322,8 @@ bool nd_dns_first_question(const uint8_t *msg, size_t n, nd_dns_question_t *q) {
 
 /* --- the WIT exports ---------------------------------------------------------------------- */
 
-static void str_dup(chef_string_t *ret, const char *s, const char *fallback) {
-    chef_string_dup(ret, s ? s : fallback);
+static void str_dup(stateful_chef_string_t *ret, const char *s, const char *fallback) {
+    stateful_chef_string_dup(ret, s ? s : fallback);
 }
 
 void exports_netdumplings_chef_handler_describe(exports_netdumplings_chef_handler_chef_info_t *ret) {
@@ -275,10 +352,35 @@ void exports_netdumplings_chef_handler_describe(exports_netdumplings_chef_handle
     COPY_LIST(transport, c->transport, c->transport_len, uint8_t);
     COPY_LIST(ports, c->ports, c->ports_len, uint16_t);
 #undef COPY_LIST
+    /* Chef API 0.2: asked for only when the chef has the handler that takes them. */
+    ret->interest.flow_events = c->flow_events && c->on_flow_event;
+    ret->interest.stream_bytes = c->on_stream ? c->stream_bytes : 0;
+    ret->batch_form = NETDUMPLINGS_CHEF_TYPES_BATCH_FORM_RECORDS;
+}
+
+/* Appends the dumpling in `out` (if the handler made one) for input `index` to `ret`. */
+static void push_dumpling(exports_netdumplings_chef_handler_list_packet_dumpling_t *ret, size_t *cap, size_t index,
+                          bool made, nd_buf_t *out) {
+    if (!made || out->failed || out->len == 0) return;
+    if (ret->len == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        void *p = realloc(ret->ptr, ncap * sizeof(*ret->ptr));
+        if (!p) abort();
+        ret->ptr = p;
+        *cap = ncap;
+    }
+    ret->ptr[ret->len].packet_index = (uint32_t)index;
+    stateful_chef_string_dup_n(&ret->ptr[ret->len].payload, out->ptr, out->len);
+    ret->len++;
+}
+
+static void reset(nd_buf_t *out) {
+    out->len = 0;
+    out->failed = false;
 }
 
 void exports_netdumplings_chef_handler_on_packets(exports_netdumplings_chef_handler_list_packet_t *packets,
-                                                  chef_list_u8_t *arena,
+                                                  stateful_chef_list_u8_t *arena,
                                                   exports_netdumplings_chef_handler_list_packet_dumpling_t *ret) {
     ret->ptr = NULL;
     ret->len = 0;
@@ -286,46 +388,110 @@ void exports_netdumplings_chef_handler_on_packets(exports_netdumplings_chef_hand
     nd_buf_t out = {0};
     if (ND_CHEF.on_packet) {
         for (size_t i = 0; i < packets->len; i++) {
-            out.len = 0;
-            out.failed = false;
-            if (!ND_CHEF.on_packet(&packets->ptr[i], arena->ptr, &out) || out.failed || out.len == 0) continue;
-            if (ret->len == cap) {
-                size_t ncap = cap ? cap * 2 : 8;
-                void *p = realloc(ret->ptr, ncap * sizeof(*ret->ptr));
-                if (!p) abort();
-                ret->ptr = p;
-                cap = ncap;
-            }
-            ret->ptr[ret->len].packet_index = (uint32_t)i;
-            chef_string_dup_n(&ret->ptr[ret->len].payload, out.ptr, out.len);
-            ret->len++;
+            reset(&out);
+            push_dumpling(ret, &cap, i, ND_CHEF.on_packet(&packets->ptr[i], arena->ptr, &out), &out);
         }
     }
     free(out.ptr);
     /* The callee owns its arguments (wit-bindgen C convention). */
     exports_netdumplings_chef_handler_list_packet_free(packets);
-    chef_list_u8_free(arena);
+    stateful_chef_list_u8_free(arena);
 }
 
-void exports_netdumplings_chef_handler_on_interval(uint64_t now_ns, uint64_t interval_ns, chef_list_string_t *ret) {
+void exports_netdumplings_chef_handler_on_interval(uint64_t now_ns, uint64_t interval_ns, stateful_chef_list_string_t *ret) {
     ret->ptr = NULL;
     ret->len = 0;
     if (!ND_CHEF.on_interval) return;
     nd_buf_t out = {0};
     if (ND_CHEF.on_interval((double)interval_ns / 1e9, now_ns, &out) && !out.failed && out.len) {
-        ret->ptr = malloc(sizeof(chef_string_t));
+        ret->ptr = malloc(sizeof(stateful_chef_string_t));
         if (!ret->ptr) abort();
-        chef_string_dup_n(&ret->ptr[0], out.ptr, out.len);
+        stateful_chef_string_dup_n(&ret->ptr[0], out.ptr, out.len);
         ret->len = 1;
     }
     free(out.ptr);
 }
 
-/* gen/chef.c references the symbol of wit-bindgen's `chef_component_type.o`, which carries
- * the component type as a custom section. nd-chef embeds the type with
+/* A C chef takes the records batch form (read in place), so the kitchen never calls this. */
+void exports_netdumplings_chef_handler_on_packed(stateful_chef_list_u8_t *headers, stateful_chef_list_u8_t *arena,
+                                                 exports_netdumplings_chef_handler_list_packet_dumpling_t *ret) {
+    ret->ptr = NULL;
+    ret->len = 0;
+    stateful_chef_list_u8_free(headers);
+    stateful_chef_list_u8_free(arena);
+}
+
+void exports_netdumplings_chef_handler_on_flow_events(exports_netdumplings_chef_handler_list_flow_event_t *events,
+                                                      exports_netdumplings_chef_handler_list_packet_dumpling_t *ret) {
+    ret->ptr = NULL;
+    ret->len = 0;
+    size_t cap = 0;
+    nd_buf_t out = {0};
+    if (ND_CHEF.on_flow_event) {
+        for (size_t i = 0; i < events->len; i++) {
+            reset(&out);
+            push_dumpling(ret, &cap, i, ND_CHEF.on_flow_event(&events->ptr[i], &out), &out);
+        }
+    }
+    free(out.ptr);
+    exports_netdumplings_chef_handler_list_flow_event_free(events);
+}
+
+void exports_netdumplings_chef_handler_on_stream(exports_netdumplings_chef_handler_list_stream_chunk_t *chunks,
+                                                 stateful_chef_list_u8_t *arena,
+                                                 exports_netdumplings_chef_handler_list_packet_dumpling_t *ret) {
+    ret->ptr = NULL;
+    ret->len = 0;
+    size_t cap = 0;
+    nd_buf_t out = {0};
+    if (ND_CHEF.on_stream) {
+        for (size_t i = 0; i < chunks->len; i++) {
+            reset(&out);
+            push_dumpling(ret, &cap, i, ND_CHEF.on_stream(&chunks->ptr[i], arena->ptr, &out), &out);
+        }
+    }
+    free(out.ptr);
+    exports_netdumplings_chef_handler_list_stream_chunk_free(chunks);
+    stateful_chef_list_u8_free(arena);
+}
+
+void exports_netdumplings_chef_state_snapshot(stateful_chef_list_u8_t *ret) {
+    ret->ptr = NULL;
+    ret->len = 0;
+    if (!ND_CHEF.snapshot) return; /* nothing to carry: the new version starts fresh */
+    nd_buf_t out = {0};
+    ND_CHEF.snapshot(&out);
+    if (out.failed || out.len == 0) {
+        free(out.ptr);
+        return;
+    }
+    /* Handed over as is: the canonical ABI frees it with free() after the call. */
+    ret->ptr = (uint8_t *)out.ptr;
+    ret->len = out.len;
+}
+
+bool exports_netdumplings_chef_state_restore(stateful_chef_list_u8_t *state, stateful_chef_string_t *err) {
+    bool ok = true;
+    nd_buf_t why = {0};
+    if (!ND_CHEF.restore) {
+        nd_buf_puts(&why, "this version of the chef keeps no state");
+        ok = false;
+    } else if (!ND_CHEF.restore(state->ptr, state->len, &why)) {
+        if (why.len == 0) nd_buf_puts(&why, "refused by the chef");
+        ok = false;
+    }
+    if (!ok) stateful_chef_string_dup_n(err, why.failed ? "refused by the chef" : why.ptr,
+                                        why.failed ? strlen("refused by the chef") : why.len);
+    free(why.ptr);
+    stateful_chef_list_u8_free(state);
+    return ok;
+}
+
+/* gen/stateful_chef.c references the symbol of wit-bindgen's `stateful_chef_component_type.o`,
+ * which carries the component type as a custom section. nd-chef embeds the type with
  * `wasm-tools component embed` from wit/ instead (no binary object in the repo), so the
  * symbol only has to exist. */
-void __component_type_object_force_link_chef(void) {}
+void __component_type_object_force_link_stateful_chef(void) {}
 
 /* --- stdio without WASI --------------------------------------------------------------------
  * wasi-libc's printf family reaches the stdio FILE machinery (vfprintf refers to stderr), which
@@ -339,7 +505,7 @@ static size_t stdio_len[2];
 
 static void stdio_flush(int which) {
     if (stdio_len[which] == 0) return;
-    chef_string_t msg = {(uint8_t *)stdio_line[which], stdio_len[which]};
+    stateful_chef_string_t msg = {(uint8_t *)stdio_line[which], stdio_len[which]};
     netdumplings_chef_log_log(which ? ND_WARN : ND_INFO, &msg);
     stdio_len[which] = 0;
 }

@@ -686,6 +686,22 @@ pub mod frames {
     }
 }
 
+/// Every way of cutting one of `events` in two (each event a tag, such as a direction, and
+/// its bytes), plus the events as they are: the inputs of a "split at every byte" test of a
+/// stream parser (a prelude, a hello, a request head arriving in two chunks at any offset).
+pub fn every_split<'a, T: Copy>(events: &[(T, &'a [u8])]) -> Vec<Vec<(T, &'a [u8])>> {
+    let mut all = vec![events.to_vec()];
+    for (i, (tag, bytes)) in events.iter().enumerate() {
+        for k in 1..bytes.len() {
+            let mut v = events[..i].to_vec();
+            v.extend([(*tag, &bytes[..k]), (*tag, &bytes[k..])]);
+            v.extend_from_slice(&events[i + 1..]);
+            all.push(v);
+        }
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1035,6 +1035,22 @@ fn python_and_js_chefs_keep_their_state_across_a_reload() {
     }
 }
 
+/// The C DNSLookupChef (chef API 0.2, `snapshot`/`restore` in `nd_chef_t`) built by
+/// `tests/lang-chefs.sh` keeps its table across a reload, as the Python and JS ones do.
+#[test]
+fn a_c_chef_keeps_its_table_across_a_reload() {
+    let Some(built) = std::env::var_os("ND_LANG_CHEFS_DIR").map(PathBuf::from) else {
+        eprintln!(
+            "SKIP a_c_chef_keeps_its_table_across_a_reload: ND_LANG_CHEFS_DIR is not set \
+             (tests/lang-chefs.sh builds the chefs, then runs this test)"
+        );
+        return;
+    };
+    let chef = built.join("c").join("dns_lookup_chef.wasm");
+    assert!(chef.is_file(), "missing {}", chef.display());
+    dns_table_survives_a_reload(&chef, "state-c-dns", true);
+}
+
 #[test]
 fn a_new_version_that_refuses_the_state_starts_fresh_and_the_log_says_why() {
     let root = scratch("state-refused");

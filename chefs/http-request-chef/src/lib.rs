@@ -25,9 +25,19 @@
 //! stops being followed after missing bytes, a `chunked` request body or its first MiB);
 //! HTTPS, HTTP/2 and HTTP/3 are not plain text and are not seen.
 //!
+//! Proxies: requests sent through a SOCKS4/4a or SOCKS5 tunnel are read too, once the
+//! proxy granted the `CONNECT` ([`chef_sdk::parse::tunnel`]; a refused request is not a
+//! tunnel). Through an HTTP proxy no tunnel needs finding: a `CONNECT` is itself a request
+//! of the proxy connection, and plain requests sent inside the tunnel it opens follow it
+//! on that connection like keep-alive requests (TLS inside it is not HTTP and ends the
+//! following). `client` and `server` are the connection's ends (the client and its proxy).
+//!
 //! Hot reload: the followed connections carry over to the new version
 //! (`export_stateful_chef!`; see [`scan`] for the snapshot's bound), so requests later on
-//! a keep-alive connection, or a head split around the reload, are still seen.
+//! a keep-alive connection, or a head split around the reload, are still seen; so do the
+//! SOCKS preludes being watched (at most
+//! [`chef_sdk::parse::tunnel::PROBES_STATE_BUDGET`] bytes; a snapshot of the version before
+//! them is read with none watched, so `STATE_VERSION` stays 1).
 
 pub mod scan;
 
@@ -37,6 +47,7 @@ use std::net::SocketAddr;
 
 use chef_sdk::flow::{Direction, FlowKey, IpAddress};
 use chef_sdk::parse::http;
+use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Timestamp,
     TransportProtocol,
@@ -91,9 +102,21 @@ fn ip(addr: &IpAddress) -> std::net::IpAddr {
 }
 
 /// The chef: the client streams it follows (its state across a reload, too).
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct HttpRequestChef {
     scanner: RequestScanner,
+    /// SOCKS preludes being watched (absent from snapshots of the version before them).
+    #[serde(default)]
+    tunnels: TunnelFinder,
+}
+
+impl Default for HttpRequestChef {
+    fn default() -> Self {
+        HttpRequestChef {
+            scanner: RequestScanner::default(),
+            tunnels: TunnelFinder::new(Kinds::SOCKS),
+        }
+    }
 }
 
 /// The dumpling for one request head sent by `key`'s originator.
@@ -117,18 +140,31 @@ impl HttpRequestChef {
     pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Vec<HttpDumpling> {
         let mut out = Vec::new();
         let flow = chunk.flow();
-        if flow.direction != Direction::FromOriginator {
-            return out;
-        }
-        let (key, time) = (chunk.key(), chunk.timestamp());
-        self.scanner.push(
+        let route = self.tunnels.push(
             flow.id,
+            flow.direction,
             chunk.offset(),
             chunk.gap_before(),
             chunk.data(),
             chunk.is_last(),
-            |head| out.extend(request_dumpling(head, key, time)),
         );
+        // The client's bytes: the stream itself, or the part inside a SOCKS tunnel (its
+        // offsets counted from the tunnel's start, where the first request is).
+        let outer = (
+            chunk.offset(),
+            chunk.gap_before(),
+            chunk.data(),
+            chunk.is_last(),
+        );
+        let from_client = flow.direction == Direction::FromOriginator;
+        let Some((offset, gap_before, data, last)) = route.client_bytes(from_client, outer) else {
+            return out;
+        };
+        let (key, time) = (chunk.key(), chunk.timestamp());
+        self.scanner
+            .push(flow.id, offset, gap_before, data, last, |head| {
+                out.extend(request_dumpling(head, key, time))
+            });
         out
     }
 }
@@ -153,6 +189,7 @@ impl Chef for HttpRequestChef {
 
     fn restored(&mut self) -> Result<(), String> {
         self.scanner.restored();
+        self.tunnels.restored(Kinds::SOCKS);
         Ok(())
     }
 }
@@ -162,6 +199,7 @@ chef_sdk::export_stateful_chef!(HttpRequestChef);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chef_sdk::testing::every_split;
     use chef_sdk::wit;
 
     fn key() -> wit::FlowKey {
@@ -268,6 +306,143 @@ mod tests {
                 .collect();
             assert_eq!(paths, ["/a", "/b"], "split {split}");
         }
+    }
+
+    /// Feeds a dialogue of flow 1 (direction, bytes), offsets counted per direction, the
+    /// last chunk of each direction marked; the dumplings.
+    fn dialogue(
+        chef: &mut HttpRequestChef,
+        events: &[(Direction, &[u8])],
+    ) -> Vec<serde_json::Value> {
+        let mut arena = Vec::new();
+        let mut raws = Vec::new();
+        let mut at = [0u64; 2];
+        for (i, (dir, bytes)) in events.iter().enumerate() {
+            let side = usize::from(*dir == Direction::FromResponder);
+            raws.push(wit::StreamChunk {
+                flow: wit::FlowRef {
+                    id: 1,
+                    direction: *dir,
+                },
+                key: key(),
+                timestamp_ns: (i as u64 + 5) * 1_000_000_000,
+                offset: at[side],
+                gap_before: 0,
+                data: wit::Span {
+                    offset: arena.len() as u32,
+                    len: bytes.len() as u32,
+                },
+                last: !events[i + 1..].iter().any(|(d, _)| d == dir),
+            });
+            at[side] += bytes.len() as u64;
+            arena.extend_from_slice(bytes);
+        }
+        raws.iter()
+            .flat_map(|raw| chef.handle_chunk(&StreamChunk::new(raw, &arena)))
+            .map(|d| serde_json::to_value(&d).unwrap_or_default())
+            .collect()
+    }
+
+    const O: Direction = Direction::FromOriginator;
+    const R: Direction = Direction::FromResponder;
+    const GET: &[u8] = b"GET /inside HTTP/1.1\r\nHost: tunnelled.test\r\nUser-Agent: ua/2\r\n\r\n";
+
+    fn hosts(out: &[serde_json::Value]) -> Vec<&str> {
+        out.iter()
+            .filter_map(|d| d["http_request"]["host"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_request_after_a_socks_prelude_split_at_every_byte_is_seen_once() {
+        let auth = &[1, 1, b'u', 1, b'p'][..];
+        let socks5 = [
+            (O, &[5, 2, 0, 2][..]),
+            (R, &[5, 2][..]),
+            (O, auth),
+            (R, &[1, 0][..]),
+            (
+                O,
+                &[
+                    5, 1, 0, 3, 14, b't', b'u', b'n', b'n', b'e', b'l', b'l', b'e', b'd', b'.',
+                    b't', b'e', b's', b't', 0, 80,
+                ][..],
+            ),
+            (R, &[5, 0, 0, 1, 10, 0, 0, 1, 0x9c, 0x40][..]),
+            (O, GET),
+        ];
+        let socks4a = [
+            (O, &[4, 1, 0, 80, 0, 0, 0, 7, 0, b'h', b'.', b't', 0][..]),
+            (R, &[0, 0x5a, 0, 0, 0, 0, 0, 0][..]),
+            (O, GET),
+        ];
+        for events in [&socks5[..], &socks4a] {
+            for v in every_split(events) {
+                let mut chef = HttpRequestChef::default();
+                let out = dialogue(&mut chef, &v);
+                assert_eq!(
+                    hosts(&out),
+                    ["tunnelled.test"],
+                    "{:?}",
+                    v.iter().map(|(d, b)| (*d, b.len())).collect::<Vec<_>>()
+                );
+                assert_eq!(out[0]["http_request"]["client"], "1.1.1.1:5555");
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_socks_request_is_not_a_tunnel() {
+        let greeting = &[5, 1, 0][..];
+        let request = &[5, 1, 0, 1, 10, 0, 0, 1, 0, 80][..];
+        for rep in [1u8, 2, 3, 4, 5] {
+            let refused = [5, rep, 0, 1, 0, 0, 0, 0, 0, 0];
+            for v in every_split(&[
+                (O, greeting),
+                (R, &[5, 0]),
+                (O, request),
+                (R, &refused),
+                (O, GET),
+            ]) {
+                let mut chef = HttpRequestChef::default();
+                assert!(dialogue(&mut chef, &v).is_empty(), "rep {rep}");
+            }
+        }
+        let mut chef = HttpRequestChef::default();
+        let out = dialogue(
+            &mut chef,
+            &[
+                (O, &[4, 1, 0, 80, 10, 0, 0, 1, 0]),
+                (R, &[0, 0x5b, 0, 0, 0, 0, 0, 0]),
+                (O, GET),
+            ],
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn connect_requests_and_plain_requests_in_their_tunnel_are_seen_as_before() {
+        let connect = b"CONNECT tunnelled.test:80 HTTP/1.1\r\nHost: tunnelled.test:80\r\n\r\n";
+        let ok = b"HTTP/1.1 200 Connection established\r\n\r\n";
+        for v in every_split(&[(O, connect), (R, ok), (O, GET)])
+            .into_iter()
+            .step_by(3)
+        {
+            let mut chef = HttpRequestChef::default();
+            let out = dialogue(&mut chef, &v);
+            let methods: Vec<_> = out
+                .iter()
+                .filter_map(|d| d["http_request"]["method"].as_str())
+                .collect();
+            assert_eq!(methods, ["CONNECT", "GET"]);
+        }
+        // TLS inside the tunnel: the CONNECT only.
+        let mut chef = HttpRequestChef::default();
+        let out = dialogue(
+            &mut chef,
+            &[(O, connect), (R, ok), (O, b"\x16\x03\x01\x02\x00\x01")],
+        );
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

@@ -17,9 +17,10 @@ pub const STREAM_BYTES: u32 = 5 + (1 << 14);
 pub const MAX_PENDING: usize = 256;
 
 /// Most bytes the hellos being collected take in a hot-reload snapshot (hex, so about
-/// 1 MiB of hello bytes: every hello in flight on an ordinary link; under a flood of
-/// half-sent hellos the least recently touched are left out, as if evicted).
-pub const PENDING_STATE_BUDGET: usize = 2 << 20;
+/// 900 KiB of hello bytes: every hello in flight on an ordinary link; under a flood of
+/// half-sent hellos the least recently touched are left out, as if evicted). With the
+/// names and the proxy preludes, under the kitchen's default 4 MiB cap.
+pub const PENDING_STATE_BUDGET: usize = 1792 << 10;
 
 /// Length of the record starting `bytes` (header included), once its header is there.
 fn record_len(bytes: &[u8]) -> Option<usize> {

@@ -34,12 +34,25 @@
 //! Hot reload: the name counts and the hellos being collected follow the chef to its new
 //! version (`export_stateful_chef!`, with bounds and recency order), so a replaced chef
 //! keeps its counts and still reads a hello whose first segment came before the reload.
-//! The names take at most [`NAMES_STATE_BUDGET`] bytes of the snapshot and the hellos
-//! [`collect::PENDING_STATE_BUDGET`], under the kitchen's default `--chef-state-max-bytes`.
+//! The names take at most [`NAMES_STATE_BUDGET`] bytes of the snapshot, the hellos
+//! [`collect::PENDING_STATE_BUDGET`] and the proxy preludes being watched
+//! [`chef_sdk::parse::tunnel::PROBES_STATE_BUDGET`], under the kitchen's default
+//! `--chef-state-max-bytes`.
+//! (The preludes came with no change of meaning to the rest: a snapshot of the version
+//! before them is read, with no preludes watched, so `STATE_VERSION` stays 1.)
 //!
-//! Limits: only a hello at the very start of the client's stream is read (not one after
-//! STARTTLS); when bytes of the hello are missing (`gap-before`), what came before the gap
-//! is parsed, as a truncated hello; QUIC (encrypted Initial packets) is not decoded.
+//! Proxies: a hello sent through a proxy tunnel is read too: after an HTTP `CONNECT`
+//! answered 2xx, or a SOCKS4/4a or SOCKS5 `CONNECT` the proxy granted
+//! ([`chef_sdk::parse::tunnel`]); the hello is then the first record after the prelude,
+//! within the same first [`STREAM_BYTES`] of the stream. A refused `CONNECT` (407, ...) or
+//! SOCKS request is not a tunnel: bytes after it are not read. The dumpling's `client` and
+//! `server` are still the connection's ends (the client and its proxy); `time` is when the
+//! hello's last byte or the proxy's yes arrived, whichever came later.
+//!
+//! Limits: only a hello at the very start of the client's stream, or right after a proxy
+//! prelude, is read (not one after STARTTLS); when bytes of the hello are missing
+//! (`gap-before`), what came before the gap is parsed, as a truncated hello; QUIC
+//! (encrypted Initial packets) is not decoded.
 
 mod collect;
 
@@ -50,6 +63,7 @@ use std::net::{IpAddr, SocketAddr};
 use chef_sdk::bounded::BoundedMap;
 use chef_sdk::flow::{Direction, FlowKey, IpAddress};
 use chef_sdk::parse::tls;
+use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Tick,
     Timestamp, TransportProtocol,
@@ -125,6 +139,9 @@ fn ip(addr: &IpAddress) -> IpAddr {
 pub struct TlsServerNameChef {
     seen: BoundedMap<String, Seen>,
     hellos: HelloCollector,
+    /// Proxy preludes being watched (absent from snapshots of the version before them).
+    #[serde(default)]
+    tunnels: TunnelFinder,
 }
 
 impl Default for TlsServerNameChef {
@@ -132,6 +149,7 @@ impl Default for TlsServerNameChef {
         TlsServerNameChef {
             seen: BoundedMap::new(MAX_NAMES).with_state_budget(NAMES_STATE_BUDGET),
             hellos: HelloCollector::default(),
+            tunnels: TunnelFinder::new(Kinds::ALL),
         }
     }
 }
@@ -141,16 +159,27 @@ impl TlsServerNameChef {
     /// server name.
     pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Option<TlsDumpling> {
         let flow = chunk.flow();
-        if flow.direction != Direction::FromOriginator {
-            return None;
-        }
-        let bytes = self.hellos.push(
+        let route = self.tunnels.push(
             flow.id,
+            flow.direction,
             chunk.offset(),
             chunk.gap_before(),
             chunk.data(),
             chunk.is_last(),
-        )?;
+        );
+        // The client's bytes: the stream itself, or the part inside a proxy tunnel (its
+        // offsets counted from the tunnel's start, so the hello is at offset 0 either way).
+        let outer = (
+            chunk.offset(),
+            chunk.gap_before(),
+            chunk.data(),
+            chunk.is_last(),
+        );
+        let from_client = flow.direction == Direction::FromOriginator;
+        let Some((offset, gap_before, data, last)) = route.client_bytes(from_client, outer) else {
+            return None;
+        };
+        let bytes = self.hellos.push(flow.id, offset, gap_before, data, last)?;
         self.hello(&bytes, chunk.key(), chunk.timestamp())
     }
 
@@ -207,6 +236,7 @@ impl Chef for TlsServerNameChef {
         self.seen.set_capacity(MAX_NAMES);
         self.seen.set_state_budget(NAMES_STATE_BUDGET);
         self.hellos.restored();
+        self.tunnels.restored(Kinds::ALL);
         Ok(())
     }
 }
@@ -216,6 +246,8 @@ chef_sdk::export_stateful_chef!(TlsServerNameChef);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chef_sdk::parse::tunnel;
+    use chef_sdk::testing::every_split;
     use chef_sdk::testing::poke_raw;
     use chef_sdk::wit;
 
@@ -330,8 +362,18 @@ mod tests {
         for flow in 0..MAX_PENDING as u64 {
             assert!(feed(&mut chef, &[(flow, O, 0, 0, &hello, false)]).is_empty());
         }
+        // Every proxy prelude watched holding as much as it may: a CONNECT awaiting its
+        // answer, then client bytes up to the hold limit.
+        let mut held = CONNECT.to_vec();
+        held.resize(tunnel::MAX_MESSAGE + tunnel::MAX_HELD, 0xcd);
+        for flow in 0..tunnel::MAX_PROBES as u64 {
+            let id = 1_000_000 + flow;
+            assert!(feed(&mut chef, &[(id, O, 0, 0, &held, false)]).is_empty());
+        }
+        assert_eq!(chef.tunnels.len(), tunnel::MAX_PROBES);
         let mut r = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
         assert_eq!(r.seen.len(), MAX_NAMES);
+        assert!(!r.tunnels.is_empty(), "the newest preludes are carried");
         // The newest hellos are kept and complete with their last byte.
         let last = MAX_PENDING as u64 - 1;
         let out = feed(&mut r, &[(last, O, hello.len() as u64, 0, &[0xab], false)]);
@@ -382,6 +424,165 @@ mod tests {
         assert_eq!(
             poke_raw(&mut chef, 9),
             [r#"{"server_names_seen":{"www.dumpling-split.test":{"count":2,"latest":1.0}}}"#]
+        );
+    }
+
+    /// Feeds a dialogue of flow 1 (direction, bytes), offsets counted per direction, the
+    /// last chunk of each direction marked; the dumplings.
+    fn dialogue(
+        chef: &mut TlsServerNameChef,
+        events: &[(Direction, &[u8])],
+    ) -> Vec<serde_json::Value> {
+        let mut at = [0u64; 2];
+        let mut chunks = Vec::new();
+        for (i, (dir, bytes)) in events.iter().enumerate() {
+            let side = usize::from(*dir == Direction::FromResponder);
+            let last = !events[i + 1..].iter().any(|(d, _)| d == dir);
+            chunks.push((1, *dir, at[side], 0, *bytes, last));
+            at[side] += bytes.len() as u64;
+        }
+        feed(chef, &chunks)
+    }
+
+    const O: Direction = Direction::FromOriginator;
+    const R: Direction = Direction::FromResponder;
+    const CONNECT: &[u8] = b"CONNECT www.dumpling-split.test:443 HTTP/1.1\r\nHost: www.dumpling-split.test:443\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    const DENIED: &[u8] =
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n";
+    const SOCKS5: [&[u8]; 4] = [
+        &[5, 1, 0],
+        &[5, 0],
+        &[5, 1, 0, 1, 10, 0, 0, 9, 1, 187],
+        &[5, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+    ];
+
+    #[test]
+    fn a_hello_after_a_connect_or_socks_prelude_split_at_every_byte_is_seen_once() {
+        let h = CHROMIUM_HELLO;
+        let connect = [(O, CONNECT), (R, OK), (O, h)];
+        let socks5 = [
+            (O, SOCKS5[0]),
+            (R, SOCKS5[1]),
+            (O, SOCKS5[2]),
+            (R, SOCKS5[3]),
+            (O, h),
+        ];
+        let socks4 = [
+            (O, &[4, 1, 1, 187, 10, 0, 0, 9, 0][..]),
+            (R, &[0, 0x5a, 0, 0, 0, 0, 0, 0][..]),
+            (O, h),
+        ];
+        for events in [&connect[..], &socks5, &socks4] {
+            for v in every_split(events) {
+                let mut chef = TlsServerNameChef::default();
+                let out = dialogue(&mut chef, &v);
+                assert_eq!(
+                    out.len(),
+                    1,
+                    "{:?}",
+                    v.iter().map(|(d, b)| (*d, b.len())).collect::<Vec<_>>()
+                );
+                assert_eq!(out[0]["tls"]["server_name"], "www.dumpling-split.test");
+                assert_eq!(out[0]["tls"]["client"], "10.0.0.5:51234");
+            }
+        }
+    }
+
+    #[test]
+    fn a_hello_sent_before_the_proxy_said_yes_is_read_when_it_does() {
+        let mut chef = TlsServerNameChef::default();
+        let out = dialogue(&mut chef, &[(O, CONNECT), (O, CHROMIUM_HELLO), (R, OK)]);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_refused_connect_or_socks_request_is_not_a_tunnel() {
+        let h = CHROMIUM_HELLO;
+        let refused4 = &[0, 0x5b, 0, 0, 0, 0, 0, 0][..];
+        let refused5 = &[5, 5, 0, 1, 0, 0, 0, 0, 0, 0][..];
+        let cases: [&[(Direction, &[u8])]; 5] = [
+            &[(O, CONNECT), (R, DENIED), (O, h)],
+            &[(O, CONNECT), (O, h), (R, DENIED)],
+            &[
+                (O, SOCKS5[0]),
+                (R, SOCKS5[1]),
+                (O, SOCKS5[2]),
+                (R, refused5),
+                (O, h),
+            ],
+            &[
+                (O, SOCKS5[0]),
+                (R, &[5, 0xff]),
+                (O, SOCKS5[2]),
+                (R, SOCKS5[3]),
+                (O, h),
+            ],
+            &[(O, &[4, 1, 1, 187, 10, 0, 0, 9, 0]), (R, refused4), (O, h)],
+        ];
+        for events in cases {
+            for v in every_split(events).into_iter().step_by(7) {
+                let mut chef = TlsServerNameChef::default();
+                assert!(dialogue(&mut chef, &v).is_empty());
+            }
+        }
+        // After a 407, the same request with credentials and a 200: a tunnel.
+        let auth = b"CONNECT www.dumpling-split.test:443 HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\n\r\n";
+        let mut chef = TlsServerNameChef::default();
+        let out = dialogue(
+            &mut chef,
+            &[(O, CONNECT), (R, DENIED), (O, auth), (R, OK), (O, h)],
+        );
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_tunnel_prelude_split_around_a_reload_is_followed() {
+        use chef_sdk::testing::reload;
+        let events = [(O, CONNECT), (R, OK), (O, CHROMIUM_HELLO)];
+        for v in every_split(&events).into_iter().step_by(5) {
+            for cut in 1..v.len() {
+                let mut old = TlsServerNameChef::default();
+                let mut at = [0u64; 2];
+                let mut chunks = Vec::new();
+                for (dir, bytes) in &v {
+                    let side = usize::from(*dir == R);
+                    chunks.push((1, *dir, at[side], 0, *bytes, false));
+                    at[side] += bytes.len() as u64;
+                }
+                let mut out = feed(&mut old, &chunks[..cut]);
+                let mut new = reload(&old).expect("restored");
+                out.extend(feed(&mut new, &chunks[cut..]));
+                assert_eq!(out.len(), 1, "cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_from_before_the_tunnels_is_read() {
+        let mut old = TlsServerNameChef::default();
+        assert_eq!(
+            feed(&mut old, &[(2, O, 0, 0, CHROMIUM_HELLO, true)]).len(),
+            1
+        );
+        let state = chef_sdk::state::snapshot(&old).expect("snapshot");
+        let at = state.iter().position(|&b| b == b'\n').expect("format line") + 1;
+        let mut json: serde_json::Value = serde_json::from_slice(&state[at..]).expect("json");
+        assert!(json
+            .as_object_mut()
+            .and_then(|o| o.remove("tunnels"))
+            .is_some());
+        let mut before = state[..at].to_vec();
+        before.extend(serde_json::to_vec(&json).expect("json"));
+        let mut new: TlsServerNameChef = chef_sdk::state::restore(&before).expect("restored");
+        // Counts carried, and tunnels followed (the kinds come from this version).
+        assert_eq!(
+            dialogue(&mut new, &[(O, CONNECT), (R, OK), (O, CHROMIUM_HELLO)]).len(),
+            1
+        );
+        assert_eq!(
+            poke_raw(&mut new, 9),
+            [r#"{"server_names_seen":{"www.dumpling-split.test":{"count":2,"latest":3.0}}}"#]
         );
     }
 

@@ -21,6 +21,13 @@ Captures:
                                same hello intact on another connection.
 - http-split.pcap              HTTP requests with a long Cookie header split at many offsets
                                (Host after the split), in order and reversed.
+- tunnels.pcap                 hellos and requests after a proxy prelude (client port 21xxx):
+                               HTTP CONNECT (proxy port 3128) answered 200, answered 407 then
+                               retried with credentials, answered 407 with the client's hello
+                               sent anyway (no tunnel), with the hello sent before the 200 and
+                               with plain HTTP inside; SOCKS5 (port 1080) with no
+                               authentication, with user/password, refused (REP 5, no tunnel);
+                               SOCKS4 and SOCKS4a (port 1080) granted and refused (0x5b).
 """
 import os
 import struct
@@ -81,6 +88,23 @@ class Pcap:
             end = max(end, off + len(data))
         self.write(frame(c, s, cport, sport, client_isn + 1 + end, server_isn + 1, FIN | ACK))
         self.write(frame(s, c, sport, cport, server_isn + 1, client_isn + 2 + end, FIN | ACK))
+
+    def dialogue(self, cport, sport, steps, client_isn=3000, server_isn=7000):
+        """SYN, SYN-ACK, then `steps` = [(from_client, bytes)] in the given order, each
+        direction's sequence numbers following on, then FIN from both sides."""
+        c, s = CLIENT_IP, SERVER_IP
+        self.write(frame(c, s, cport, sport, client_isn, 0, SYN))
+        self.write(frame(s, c, sport, cport, server_isn, client_isn + 1, SYN | ACK))
+        cseq, sseq = client_isn + 1, server_isn + 1
+        for from_client, data in steps:
+            if from_client:
+                self.write(frame(c, s, cport, sport, cseq, sseq, PSH | ACK, data))
+                cseq += len(data)
+            else:
+                self.write(frame(s, c, sport, cport, sseq, cseq, PSH | ACK, data))
+                sseq += len(data)
+        self.write(frame(c, s, cport, sport, cseq, sseq, FIN | ACK))
+        self.write(frame(s, c, sport, cport, sseq, cseq + 1, FIN | ACK))
 
     def close(self):
         self.f.close()
@@ -189,6 +213,80 @@ def main(out):
         if i % 2:
             pieces.reverse()
         p.connection(port, 80, pieces)
+        port += 1
+    p.close()
+
+    tunnels(os.path.join(out, "tunnels.pcap"))
+
+
+def tunnels(path):
+    """Hellos and requests after HTTP CONNECT / SOCKS preludes (client ports from 21000)."""
+    p = Pcap(path)
+    port = 21000
+    C, S = True, False
+
+    def connect(name, port_=443, auth=False):
+        extra = "Proxy-Authorization: Basic dXNlcjpwYXNz\r\n" if auth else ""
+        return (f"CONNECT {name}:{port_} HTTP/1.1\r\nHost: {name}:{port_}\r\n"
+                f"User-Agent: synth/1\r\n{extra}\r\n").encode()
+
+    ok = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    body = b"<html>Proxy authentication required</html>"
+    denied = (b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+              b"Proxy-Authenticate: Basic realm=\"synth\"\r\n"
+              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    def get(host):
+        return f"GET /in/tunnel HTTP/1.1\r\nHost: {host}\r\nUser-Agent: synth/1\r\n\r\n".encode()
+
+    def socks5_name(name, port_):
+        n = name.encode()
+        return bytes([5, 1, 0, 3, len(n)]) + n + struct.pack("!H", port_)
+
+    socks5_ok = bytes([5, 0, 0, 1, 10, 9, 0, 1, 0x9C, 0x40])
+    sessions = [
+        # HTTP CONNECT on a proxy port, answered 200, the hello after it.
+        (3128, [(C, connect("s0.connect.tunnel.test")), (S, ok),
+                (C, hello_for("s0.connect.tunnel.test"))]),
+        # 407 with a body, the same request with credentials, 200, the hello.
+        (3128, [(C, connect("s1.connect.tunnel.test")), (S, denied),
+                (C, connect("s1.connect.tunnel.test", auth=True)), (S, ok),
+                (C, hello_for("s1.connect.tunnel.test"))]),
+        # 407, and the client sends its hello anyway: not a tunnel, no server name.
+        (3128, [(C, connect("s2.connect.tunnel.test")), (S, denied),
+                (C, hello_for("s2.connect.tunnel.test"))]),
+        # Plain HTTP inside the tunnel.
+        (3128, [(C, connect("h3.connect.tunnel.test", 80)), (S, ok),
+                (C, get("h3.connect.tunnel.test"))]),
+        # SOCKS5, no authentication, a host name, the hello.
+        (1080, [(C, bytes([5, 1, 0])), (S, bytes([5, 0])),
+                (C, socks5_name("s4.socks5.tunnel.test", 443)), (S, socks5_ok),
+                (C, hello_for("s4.socks5.tunnel.test"))]),
+        # SOCKS5 with user/password, an IPv4 address, plain HTTP.
+        (1080, [(C, bytes([5, 2, 0, 2])), (S, bytes([5, 2])),
+                (C, bytes([1, 4]) + b"user" + bytes([4]) + b"pass"), (S, bytes([1, 0])),
+                (C, bytes([5, 1, 0, 1, 10, 9, 0, 80, 0, 80])), (S, socks5_ok),
+                (C, get("h5.socks5.tunnel.test"))]),
+        # SOCKS5 refused (REP 5: connection refused), the hello sent anyway: no tunnel.
+        (1080, [(C, bytes([5, 1, 0])), (S, bytes([5, 0])),
+                (C, socks5_name("s6.socks5.tunnel.test", 443)),
+                (S, bytes([5, 5, 0, 1, 0, 0, 0, 0, 0, 0])),
+                (C, hello_for("s6.socks5.tunnel.test"))]),
+        # SOCKS4 granted (an address), the hello.
+        (1080, [(C, bytes([4, 1, 1, 187, 10, 9, 0, 2]) + b"synth\0"),
+                (S, bytes([0, 0x5A, 0, 0, 0, 0, 0, 0])),
+                (C, hello_for("s7.socks4.tunnel.test"))]),
+        # SOCKS4a granted (a host name), plain HTTP.
+        (1080, [(C, bytes([4, 1, 0, 80, 0, 0, 0, 1]) + b"synth\0h8.socks4a.tunnel.test\0"),
+                (S, bytes([0, 0x5A, 0, 0, 0, 0, 0, 0])),
+                (C, get("h8.socks4a.tunnel.test"))]),
+        # SOCKS4 refused (0x5b), the hello sent anyway: no tunnel.
+        (1080, [(C, bytes([4, 1, 1, 187, 10, 9, 0, 2]) + b"synth\0"),
+                (S, bytes([0, 0x5B, 0, 0, 0, 0, 0, 0])),
+                (C, hello_for("s9.socks4.tunnel.test"))]),
+    ]
+    for sport, steps in sessions:
+        p.dialogue(port, sport, steps)
         port += 1
     p.close()
 
