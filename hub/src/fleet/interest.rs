@@ -71,14 +71,16 @@ fn names(value: Option<&Value>, key: &str) -> Result<Option<BTreeSet<String>>, S
     Ok(Some(set))
 }
 
+use dumpling::eater_hello_keys as key;
+
 impl Interest {
     /// Read `nd_chefs` / `nd_kitchens` from a hello. `Ok(None)` when neither is there
     /// (or both are empty); `Err` names the bad key (the hub tells the eater and serves it
     /// everything it may see, as without the keys).
     pub fn from_hello(hello: &RawValue) -> Result<Option<Interest>, String> {
         let value: Value = serde_json::from_str(hello.get()).map_err(|e| e.to_string())?;
-        let chefs = names(value.get("nd_chefs"), "nd_chefs")?;
-        let kitchens = names(value.get("nd_kitchens"), "nd_kitchens")?;
+        let chefs = names(value.get(key::CHEFS), key::CHEFS)?;
+        let kitchens = names(value.get(key::KITCHENS), key::KITCHENS)?;
         if chefs.is_none() && kitchens.is_none() {
             return Ok(None);
         }

@@ -62,20 +62,21 @@ pub enum From {
 /// Read the replay keys of a hello: `Ok(None)` when there are none, `Err` with a
 /// message naming the bad key.
 pub fn request_from_hello(hello: &RawValue) -> Result<Option<From>, String> {
+    use dumpling::eater_hello_keys as key;
     let value: Value = serde_json::from_str(hello.get()).map_err(|e| e.to_string())?;
-    if let Some(seq) = value.get("nd_since_seq").filter(|v| !v.is_null()) {
+    if let Some(seq) = value.get(key::SINCE_SEQ).filter(|v| !v.is_null()) {
         return match seq.as_u64() {
             Some(n) if n >= 1 => Ok(Some(From::Sequence(n))),
             _ => Err("nd_since_seq must be a stream sequence >= 1".into()),
         };
     }
-    if let Some(since) = value.get("nd_since").filter(|v| !v.is_null()) {
+    if let Some(since) = value.get(key::SINCE).filter(|v| !v.is_null()) {
         let Some(text) = since.as_str().filter(|t| t.len() <= 64) else {
             return Err("nd_since must be a duration (10m) or an RFC 3339 time".into());
         };
         return parse_since(text).map(Some);
     }
-    match value.get("nd_seq") {
+    match value.get(key::SEQ) {
         Some(Value::Bool(true)) => Ok(Some(From::Live)),
         None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
         Some(_) => Err("nd_seq must be true or false".into()),
