@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{httparse, MAX_HEADERS};
 use crate::bounded::BoundedMap;
-use crate::flow::Direction;
+use crate::flow::{Direction, StreamChunk};
 use crate::state::Bytes;
 
 /// Connections whose prelude is being watched, or whose tunnel is open, at once.
@@ -538,6 +538,27 @@ impl TunnelFinder {
     /// Whether no connection is watched.
     pub fn is_empty(&self) -> bool {
         self.probes.is_empty()
+    }
+
+    /// Routes `chunk` ([`TunnelFinder::push`]) and hands `read` what a chef's parser
+    /// reads of it ([`Route::client_bytes`]): the client's bytes of the stream itself, or
+    /// those inside an open tunnel at tunnel offsets. `None` (and `read` not called) for
+    /// prelude bytes and the proxy's or server's side.
+    pub fn read_client_bytes<R>(
+        &mut self,
+        chunk: &StreamChunk<'_>,
+        read: impl FnOnce(ClientBytes<'_>) -> R,
+    ) -> Option<R> {
+        let flow = chunk.flow();
+        let outer = (
+            chunk.offset(),
+            chunk.gap_before(),
+            chunk.data(),
+            chunk.is_last(),
+        );
+        let route = self.push(flow.id, flow.direction, outer.0, outer.1, outer.2, outer.3);
+        let from_client = flow.direction == Direction::FromOriginator;
+        route.client_bytes(from_client, outer).map(read)
     }
 
     /// Routes one stream chunk: `flow` id, `direction`, stream `offset`, bytes missing

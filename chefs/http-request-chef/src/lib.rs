@@ -45,7 +45,7 @@ pub use scan::{RequestScanner, STREAM_BYTES};
 
 use std::net::SocketAddr;
 
-use chef_sdk::flow::{Direction, FlowKey, IpAddress};
+use chef_sdk::flow::{FlowKey, IpAddress};
 use chef_sdk::parse::http;
 use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
 use chef_sdk::{
@@ -140,30 +140,15 @@ impl HttpRequestChef {
     pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Vec<HttpDumpling> {
         let mut out = Vec::new();
         let flow = chunk.flow();
-        let route = self.tunnels.push(
-            flow.id,
-            flow.direction,
-            chunk.offset(),
-            chunk.gap_before(),
-            chunk.data(),
-            chunk.is_last(),
-        );
+        let (key, time) = (chunk.key(), chunk.timestamp());
+        let scanner = &mut self.scanner;
         // The client's bytes: the stream itself, or the part inside a SOCKS tunnel (its
         // offsets counted from the tunnel's start, where the first request is).
-        let outer = (
-            chunk.offset(),
-            chunk.gap_before(),
-            chunk.data(),
-            chunk.is_last(),
-        );
-        let from_client = flow.direction == Direction::FromOriginator;
-        let Some((offset, gap_before, data, last)) = route.client_bytes(from_client, outer) else {
-            return out;
-        };
-        let (key, time) = (chunk.key(), chunk.timestamp());
-        self.scanner
-            .push(flow.id, offset, gap_before, data, last, |head| {
-                out.extend(request_dumpling(head, key, time))
+        self.tunnels
+            .read_client_bytes(chunk, |(offset, gap_before, data, last)| {
+                scanner.push(flow.id, offset, gap_before, data, last, |head| {
+                    out.extend(request_dumpling(head, key, time))
+                })
             });
         out
     }
@@ -199,6 +184,7 @@ chef_sdk::export_stateful_chef!(HttpRequestChef);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chef_sdk::flow::Direction;
     use chef_sdk::testing::every_split;
     use chef_sdk::wit;
 

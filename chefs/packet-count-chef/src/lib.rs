@@ -213,9 +213,10 @@ impl<'de> Deserialize<'de> for PacketCountChef {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut chef = PacketCountChef::default();
                 while let Some((name, n)) = m.next_entry::<String, u64>()? {
-                    if chef.counts.len() >= MAX_RESTORED_LAYERS || name.len() > MAX_RESTORED_NAME
-                    {
-                        return Err(A::Error::custom("more or longer layer names than any version makes"));
+                    if chef.counts.len() >= MAX_RESTORED_LAYERS || name.len() > MAX_RESTORED_NAME {
+                        return Err(A::Error::custom(
+                            "more or longer layer names than any version makes",
+                        ));
                     }
                     let name: &'static str = match chef.counts.iter().find(|(k, _)| *k == name) {
                         Some((k, _)) => *k,

@@ -58,10 +58,11 @@ mod collect;
 
 pub use collect::{HelloCollector, MAX_PENDING, PENDING_STATE_BUDGET, STREAM_BYTES};
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use chef_sdk::bounded::BoundedMap;
-use chef_sdk::flow::{Direction, FlowKey, IpAddress};
+use chef_sdk::flow::{FlowKey, IpAddress};
 use chef_sdk::parse::tls;
 use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
 use chef_sdk::{
@@ -159,27 +160,17 @@ impl TlsServerNameChef {
     /// server name.
     pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Option<TlsDumpling> {
         let flow = chunk.flow();
-        let route = self.tunnels.push(
-            flow.id,
-            flow.direction,
-            chunk.offset(),
-            chunk.gap_before(),
-            chunk.data(),
-            chunk.is_last(),
-        );
+        let hellos = &mut self.hellos;
         // The client's bytes: the stream itself, or the part inside a proxy tunnel (its
         // offsets counted from the tunnel's start, so the hello is at offset 0 either way).
-        let outer = (
-            chunk.offset(),
-            chunk.gap_before(),
-            chunk.data(),
-            chunk.is_last(),
-        );
-        let from_client = flow.direction == Direction::FromOriginator;
-        let Some((offset, gap_before, data, last)) = route.client_bytes(from_client, outer) else {
-            return None;
-        };
-        let bytes = self.hellos.push(flow.id, offset, gap_before, data, last)?;
+        let bytes =
+            self.tunnels
+                .read_client_bytes(chunk, |(offset, gap_before, data, last)| {
+                    // Owned: a finished hello (once per connection) outlives the tunnel's bytes.
+                    hellos
+                        .push(flow.id, offset, gap_before, data, last)
+                        .map(Cow::into_owned)
+                })??;
         self.hello(&bytes, chunk.key(), chunk.timestamp())
     }
 
@@ -246,6 +237,7 @@ chef_sdk::export_stateful_chef!(TlsServerNameChef);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chef_sdk::flow::Direction;
     use chef_sdk::parse::tunnel;
     use chef_sdk::testing::every_split;
     use chef_sdk::testing::poke_raw;
