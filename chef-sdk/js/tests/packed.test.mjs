@@ -239,6 +239,24 @@ test('packed-json answers a batch in one JSON text', () => {
   assert.equal(lean.onPacked(pack([], arena), arena), '[]');
 });
 
+test('packed-json-bytes answers with the UTF-8 bytes of the packed-json text', () => {
+  const [records, arena] = dnsCorpus();
+  // A handler whose answers hold non-ASCII text (UTF-8 of 2, 3 and 4 bytes).
+  const answer = (p) => { const dns = p.parseDns(); return dns ? { s: 'é€😀', id: dns.id, q: dns.qd.map((q) => q.name) } : undefined; };
+  sdk.makeHandler({ name: 'T', onPacket: answer });
+  const headers = pack(records, arena);
+  const text = sdk.makePackedJson().onPacked(headers, arena);
+  const bytes = sdk.makePackedJsonBytes().onPacked(headers, arena);
+  assert.ok(bytes instanceof Uint8Array);
+  assert.deepEqual(bytes, new TextEncoder().encode(text));
+  assert.equal(new TextDecoder('utf-8', { fatal: true }).decode(bytes), text);
+  assert.ok(JSON.parse(text).some(([, v]) => v.s === 'é€😀'), text);
+  // No dumpling, and no packet handler: the bytes of '[]'.
+  assert.deepEqual(sdk.makePackedJsonBytes().onPacked(pack([], arena), arena), new TextEncoder().encode('[]'));
+  sdk.makeHandler({ name: 'T2', onInterval: () => ({}) });
+  assert.deepEqual(sdk.makePackedJsonBytes().onPacked(headers, arena), new TextEncoder().encode('[]'));
+});
+
 test('names from an ASCII tail, and packets kept across batches', () => {
   // A batch whose names are all ASCII reads them as substrings of its tail decoded once; a
   // batch holding a non-ASCII byte decodes each name (invalid bytes replaced). Packets kept

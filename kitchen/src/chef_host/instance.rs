@@ -236,6 +236,9 @@ struct Live {
     state: Option<(Func, Func)>,
     /// `packed-json.on-packed`, when the chef exports it (0.2 only; see `packed_json`).
     packed_json: Option<Func>,
+    /// `packed-json-bytes.on-packed`, when the chef exports it (0.2 only; preferred over
+    /// `packed_json`; see `packed_json::BYTES_EXPORT`).
+    packed_json_bytes: Option<Func>,
     /// No handler call has been made into this instance yet.
     fresh: bool,
 }
@@ -472,6 +475,13 @@ impl LoadedChef {
             return Ok(Vec::new());
         }
         let (out, fault) = self.call(CallKind::Packets, now_ns, |live| {
+            if let Some(f) = live.packed_json_bytes {
+                // As below, lifted as an owned `Vec<u8>` (one copy) before post-return.
+                let typed = f.typed::<(&[u8], &[u8]), (Vec<u8>,)>(&live.store)?;
+                let (bytes,) = typed.call(&mut live.store, (headers, arena))?;
+                let (out, fault) = packed_json::split_bytes(&bytes);
+                return Ok((out, fault.map(|f| (packed_json::BYTES_EXPORT, f))));
+            }
             if let Some(f) = live.packed_json {
                 // Typed per call: comparing (list<u8>, list<u8>) -> string is a few
                 // compares, unlike the `packet` record of `on-packets`. Lifted as a `String`
@@ -479,7 +489,8 @@ impl LoadedChef {
                 // frees the text, before a `WasmStr` could be read.
                 let typed = f.typed::<(&[u8], &[u8]), (String,)>(&live.store)?;
                 let (text,) = typed.call(&mut live.store, (headers, arena))?;
-                return Ok(packed_json::split(&text));
+                let (out, fault) = packed_json::split(&text);
+                return Ok((out, fault.map(|f| (packed_json::EXPORT, f))));
             }
             match live.chef.v0_2() {
                 Some(c) => c
@@ -489,17 +500,14 @@ impl LoadedChef {
                 None => Ok((Vec::new(), None)),
             }
         })?;
-        if let Some(fault) = fault {
+        if let Some((export, fault)) = fault {
             // The pairs before the fault are kept; the rest of the answer is one invalid
             // output (the chef's SDK wrote something that is not the agreed form).
             self.stats.invalid += 1;
             self.warn_output(
                 "invalid",
                 1,
-                &format!(
-                    "dropped the rest of a {} answer: {fault}",
-                    packed_json::EXPORT
-                ),
+                &format!("dropped the rest of a {export} answer: {fault}"),
             );
         }
         self.stats.packet_calls += 1;
@@ -791,13 +799,15 @@ fn instantiate(
             }),
     };
     // The optional lean answer to `on-packed` (0.2 chefs; typed at each call).
-    let packed_json = match api {
+    let mut packed_answer = |export| match api {
         ChefApi::V0_1 => None,
         ChefApi::V0_2 => instance
-            .get_export_index(&mut store, None, packed_json::EXPORT)
+            .get_export_index(&mut store, None, export)
             .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-packed"))
             .and_then(|idx| instance.get_func(&mut store, idx)),
     };
+    let packed_json = packed_answer(packed_json::EXPORT);
+    let packed_json_bytes = packed_answer(packed_json::BYTES_EXPORT);
     let info = match chef.describe(&mut store) {
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
@@ -810,6 +820,7 @@ fn instantiate(
             on_packets,
             state,
             packed_json,
+            packed_json_bytes,
             fresh: true,
         },
         info,
