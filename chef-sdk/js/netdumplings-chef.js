@@ -608,6 +608,7 @@ export function packedPackets(headers, arena) {
   dv.dnsSlots = size >= PACKED_RECORD_DNS;
   dv.tailStart = PACKED_HEADER + count * size;
   dv.tailText = undefined; // decoded on the first DNS name read (tailText)
+  dv.names = undefined; // name strings by tail offset, made on the first DNS name read
   for (let i = 0; i < count; i++) out[i] = new PackedPacket(dv, headers, PACKED_HEADER + i * size, arena);
   return out;
 }
@@ -751,10 +752,20 @@ const NOT_ASCII = /[^\x00-\x7f]/;
 class PackedDnsQuestion {
   constructor(p) {
     this.p = p;
-    const dv = p.dv, o = p.o, n = dv.getUint16(o + 226, true), at = dv.getUint32(o + 228, true);
-    const t = tailText(dv, p.bytes);
+    const dv = p.dv, o = p.o, at = dv.getUint32(o + 228, true), n = dv.getUint16(o + 226, true);
+    // The kitchen writes a name repeated within a batch once (docs/packed-batch.md), so its
+    // string is made once per batch: a Map hit costs the interpreter ~0.15 µs, a slice of
+    // the tail ~0.65 µs (measured in componentize-js). Keyed by offset and length: an
+    // empty name shares its offset with the next name.
+    const names = dv.names || (dv.names = new Map()), key = at * 65536 + n;
+    let name = names.get(key);
+    if (name === undefined) {
+      const t = tailText(dv, p.bytes);
+      name = t !== null ? t.slice(at - dv.tailStart, at - dv.tailStart + n) : utf8Lossy.decode(p.bytes.subarray(at, at + n));
+      names.set(key, name);
+    }
     /** Labels decoded as UTF-8 (invalid bytes replaced) joined with '.', no trailing dot. */
-    this.name = t !== null ? t.substring(at - dv.tailStart, at - dv.tailStart + n) : utf8Lossy.decode(p.bytes.subarray(at, at + n));
+    this.name = name;
   }
   dotted() { const dv = this.p.dv, o = this.p.o, at = dv.getUint32(o + 228, true); return this.p.bytes.subarray(at, at + dv.getUint16(o + 226, true)); }
   /** The labels (Uint8Array views); exact, as the kitchen fills the slots only when no label holds a '.'. */

@@ -29,7 +29,10 @@ pub fn split_bytes(bytes: &[u8]) -> (Vec<PacketDumpling>, Option<String>) {
             let valid = e.valid_up_to();
             // The prefix is valid UTF-8 by construction; split it and keep what it holds.
             let (out, _) = split(std::str::from_utf8(&bytes[..valid]).unwrap_or_default());
-            (out, Some(format!("the answer is not UTF-8 at byte {valid}")))
+            (
+                out,
+                Some(format!("the answer is not UTF-8 at byte {valid}")),
+            )
         }
     }
 }

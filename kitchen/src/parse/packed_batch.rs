@@ -85,18 +85,26 @@ pub fn encode(packets: &[WirePacket], arena: &[u8], out: &mut Vec<u8>) {
     out[6..8].copy_from_slice(&(RECORD_SIZE as u16).to_le_bytes());
     out[8..12].copy_from_slice(&(packets.len() as u32).to_le_bytes());
     let mut tail = Vec::new();
+    let mut names = dns::NameIndex::default();
     for (p, rec) in packets
         .iter()
         .zip(out[HEADER_SIZE..].chunks_exact_mut(RECORD_SIZE))
     {
         record(&p.0, rec);
-        dns_slots(&p.0, arena, rec, &mut tail, tail_base);
+        dns_slots(&p.0, arena, rec, &mut tail, tail_base, &mut names);
     }
     out.extend_from_slice(&tail);
 }
 
 /// The DNS slots of a UDP/TCP packet on a DNS port (left zero for any other packet).
-fn dns_slots(p: &Packet, arena: &[u8], rec: &mut [u8], tail: &mut Vec<u8>, tail_base: usize) {
+fn dns_slots(
+    p: &Packet,
+    arena: &[u8],
+    rec: &mut [u8],
+    tail: &mut Vec<u8>,
+    tail_base: usize,
+    names: &mut dns::NameIndex,
+) {
     let (ports, tcp) = match &p.transport {
         Some(TransportHeader::Tcp(h)) => ((h.source_port, h.destination_port), true),
         Some(TransportHeader::Udp(h)) => ((h.source_port, h.destination_port), false),
@@ -109,7 +117,7 @@ fn dns_slots(p: &Packet, arena: &[u8], rec: &mut [u8], tail: &mut Vec<u8>, tail_
     let Some(payload) = arena.get(start..start + p.payload.len as usize) else {
         return;
     };
-    dns::fill(rec, payload, p.payload.offset, tcp, tail, tail_base);
+    dns::fill(rec, payload, p.payload.offset, tcp, tail, tail_base, names);
 }
 
 /// The dispatcher's packed buffers: a batch shared by every packed chef that takes every
