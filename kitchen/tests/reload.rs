@@ -647,17 +647,6 @@ fn replay_status_dumplings_are_deterministic() {
     assert_eq!(a, b, "replay output (status included) is reproducible");
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Live capture on `lo` (root only; skipped with a message otherwise): a chef file landing
 /// while datagrams flow starts making dumplings, a replacement swaps versions with no gap,
 /// and `PacketCountChef` counts exactly the datagrams sent.
