@@ -13,8 +13,6 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -26,34 +24,11 @@ use kitchen::outputs::status::StatusDetail;
 use kitchen::run::live::{live, LiveEnd, LiveOptions};
 use kitchen::run::BetweenSteps;
 
-use common::{is_root, slot, workspace_root, Collect};
+use common::{slot, Collect};
+use e2e_tests::{hostile_release_dir, is_root};
 
 /// Datagrams in the burst.
 const BURST: u32 = 20_000;
-
-/// `target/hostile-chefs/.../slow_under_deadline_chef.wasm`, built unless
-/// `ND_SKIP_HOSTILE_BUILD` is set.
-fn slow_chef() -> PathBuf {
-    let root = workspace_root();
-    let skip = std::env::var_os("ND_SKIP_HOSTILE_BUILD").is_some_and(|v| !v.is_empty() && v != "0");
-    if !skip {
-        let out = Command::new("bash")
-            .arg(root.join("tests/hostile-chefs/build.sh"))
-            .arg("--locked")
-            .current_dir(&root)
-            .output()
-            .expect("run tests/hostile-chefs/build.sh");
-        assert!(
-            out.status.success(),
-            "building the hostile chefs failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let wasm =
-        root.join("target/hostile-chefs/wasm32-wasip2/release/slow_under_deadline_chef.wasm");
-    assert!(wasm.is_file(), "{} missing", wasm.display());
-    wasm
-}
 
 /// Adds one chef at the first batch boundary after packets started flowing, and notes how
 /// many packets the chefs had been handed before it.
@@ -90,7 +65,7 @@ fn a_slow_chef_added_by_the_hook_sheds_and_every_packet_is_counted() {
         );
         return;
     }
-    let slow_path = slow_chef();
+    let slow_path = hostile_release_dir().join("slow_under_deadline_chef.wasm");
     let limits = ChefLimits {
         deadline: Duration::from_millis(200),
         ..ChefLimits::default()

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use e2e_tests::is_root;
 
 /// Longest wait for one step (a chef compile on a busy 2-core machine included).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);

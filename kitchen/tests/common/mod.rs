@@ -116,15 +116,3 @@ pub fn replay(
 pub fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).expect("dumpling is JSON")
 }
-
-/// Whether this process runs as root (effective uid 0), as the live tests on `lo` need.
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
