@@ -14,18 +14,18 @@ use serde_json::json;
 
 use kitchen::chef_host::{ChefHost, ChefTrust, LoadedChef};
 use kitchen::chefs;
-use kitchen::crash_capsule::{CapsuleSettings, CrashCapsules};
+use kitchen::chefs::reload::{self, ReloadHook, ReloadPolicy, Reloader};
 use kitchen::dispatch::{
     wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
-use kitchen::hello::HelloBuilder;
-use kitchen::hub_client::{HubClient, HubOptions, HubReport};
-use kitchen::metrics::{KitchenMetrics, Snapshot};
-use kitchen::output::{StdoutSink, Tee};
-use kitchen::progress::{ReplayCounts, ReplayProgress};
-use kitchen::reload::{self, ReloadHook, ReloadPolicy, Reloader};
-use kitchen::replay::{self, ReplayCounters, ReplayEnd, ReplayError, ReplayOptions};
-use kitchen::status::{CaptureCounters, HubCounters, StatusDetail};
+use kitchen::input::progress::{ReplayCounts, ReplayProgress};
+use kitchen::outputs::crash_capsule::{CapsuleSettings, CrashCapsules};
+use kitchen::outputs::hello::HelloBuilder;
+use kitchen::outputs::hub_client::{HubClient, HubOptions, HubReport};
+use kitchen::outputs::metrics::{KitchenMetrics, Snapshot};
+use kitchen::outputs::status::{CaptureCounters, HubCounters, StatusDetail};
+use kitchen::outputs::stdout::{StdoutSink, Tee};
+use kitchen::run::replay::{self, ReplayCounters, ReplayEnd, ReplayError, ReplayOptions};
 
 use crate::cli::{Config, Source, StatusMode};
 
@@ -145,7 +145,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             let mut options = HubOptions::new(hubs[0].clone(), hello_builder.build_text(&slots));
             options.fallbacks = hubs[1..].to_vec();
             if config.dumpling_ids {
-                options.dumpling_ids = Some(kitchen::hub_client::kitchen_id());
+                options.dumpling_ids = Some(kitchen::outputs::hub_client::kitchen_id());
                 options.resend_tail = config.resend_tail;
             }
             options.block_when_full = mode == ClockMode::Replay;
@@ -176,7 +176,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     }
     // Hidden, for tools/bench-flow-overhead.sh only: the kitchen as before flows existed (no
     // flow stage at all), the baseline its "flows cost nothing unused" figure is measured on.
-    if std::env::var_os(kitchen::flow_stage::BYPASS_ENV).is_none() {
+    if std::env::var_os(kitchen::parse::flow_stage::BYPASS_ENV).is_none() {
         dispatcher.set_flows(config.flows)?;
     }
     setup_status(&config, &mut dispatcher, hub.as_ref());
@@ -385,7 +385,7 @@ fn start_metrics(
     };
     let metrics = KitchenMetrics::new(&config.kitchen_name);
     metrics.publish(Snapshot::take(d, None));
-    let bound = kitchen::metrics::serve(addr, metrics.clone())?;
+    let bound = kitchen::outputs::metrics::serve(addr, metrics.clone())?;
     tracing::info!("{}: Metrics: http://{bound}/metrics", config.kitchen_name);
     Ok(Some(metrics))
 }
@@ -433,7 +433,7 @@ fn replay(
         filter: config.filter.clone(),
         stop: stop.clone(),
         progress: Some((
-            kitchen::metrics::PUBLISH_EVERY,
+            kitchen::outputs::metrics::PUBLISH_EVERY,
             Box::new(move |c: &ReplayCounters, d: &mut Dispatcher| {
                 if let Some(m) = &metrics {
                     m.publish(Snapshot::take(d, Some(c)));
@@ -533,7 +533,7 @@ fn live(
         let wait = until_poke.min(MAX_BATCH_AGE);
         match capture.recv_timeout(wait) {
             Ok(Some(p)) => {
-                d.set_behind(capture.queued_now() > kitchen::duty::BEHIND_PACKETS);
+                d.set_behind(capture.queued_now() > kitchen::dispatch::duty::BEHIND_PACKETS);
                 match d.push(&p.as_record()) {
                     Ok(()) => {}
                     Err(SinkError::Closed) => break RunEnd::OutputClosed,
@@ -580,7 +580,7 @@ fn live(
         }
         if let Some(m) = metrics
             .as_ref()
-            .filter(|_| last_publish.elapsed() >= kitchen::metrics::PUBLISH_EVERY)
+            .filter(|_| last_publish.elapsed() >= kitchen::outputs::metrics::PUBLISH_EVERY)
         {
             last_publish = Instant::now();
             let s = capture.stats();
@@ -712,7 +712,7 @@ fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
                     out,
                     "  language: {} ({})",
                     Escaped::with_max(origin.language.as_deref().unwrap_or("unknown"), 64),
-                    kitchen::origin::human_size(origin.size)
+                    kitchen::chef_host::origin::human_size(origin.size)
                 );
                 let p = c.provenance();
                 let _ = writeln!(out, "  sha256:   {}", p.sha256);
@@ -750,14 +750,14 @@ fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
 fn chef_origin(
     source: &kitchen::chef_host::ChefSource,
     max_file_bytes: u64,
-) -> kitchen::origin::ChefOrigin {
+) -> kitchen::chef_host::origin::ChefOrigin {
     use kitchen::chef_host::ChefSource;
     match source {
         ChefSource::Builtin(file) => {
-            let mut origin = kitchen::builtin::BUILTIN_CHEFS
+            let mut origin = kitchen::chefs::builtin::BUILTIN_CHEFS
                 .iter()
                 .find(|b| b.file == *file)
-                .map(|b| kitchen::origin::inspect(b.bytes))
+                .map(|b| kitchen::chef_host::origin::inspect(b.bytes))
                 .unwrap_or_default();
             // The built-in chefs are the Rust crates in `chefs/`, whose release profile
             // strips custom sections (producers included) to keep them small.
@@ -766,7 +766,7 @@ fn chef_origin(
         }
         ChefSource::File(path) => {
             kitchen::chef_host::chef_file::read_chef_file(None, path, max_file_bytes)
-                .map(|bytes| kitchen::origin::inspect(&bytes))
+                .map(|bytes| kitchen::chef_host::origin::inspect(&bytes))
                 .unwrap_or_default()
         }
     }
@@ -848,8 +848,10 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             c.ended
         );
     }
-    let traffic =
-        kitchen::status::traffic::summary_lines(report.flows.as_ref(), report.streams.as_ref());
+    let traffic = kitchen::outputs::status::traffic::summary_lines(
+        report.flows.as_ref(),
+        report.streams.as_ref(),
+    );
     for line in traffic {
         tracing::info!("{k}: summary: {line}");
     }

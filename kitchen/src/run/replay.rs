@@ -35,10 +35,10 @@ use std::time::{Duration, Instant};
 
 use capture::{CaptureError, FileReader};
 
-use crate::batch::{Batch, BatchBuilder, Step};
 use crate::dispatch::{Dispatcher, SinkError};
-use crate::file_filter::{FileFilter, FilterError};
-use crate::poke_clock::ClockAnomalies;
+use crate::input::file_filter::{FileFilter, FilterError};
+use crate::parse::batch::{Batch, BatchBuilder, Step};
+use crate::parse::poke_clock::ClockAnomalies;
 
 /// Messages queued between the threads (besides the one being run and the one being
 /// built). One is enough to keep both threads busy; more only adds batches in flight, and

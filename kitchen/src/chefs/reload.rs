@@ -583,7 +583,7 @@ fn apply_event(
     }
 }
 
-/// Hot reload as a [`crate::replay::BetweenSteps`] hook: an event waiting from the loader
+/// Hot reload as a [`crate::run::replay::BetweenSteps`] hook: an event waiting from the loader
 /// thread asks the replay for a batch boundary, where it is applied (with any others).
 pub struct ReloadHook<'a> {
     reloader: Option<&'a Reloader>,
@@ -602,7 +602,7 @@ impl<'a> ReloadHook<'a> {
     }
 }
 
-impl crate::replay::BetweenSteps for ReloadHook<'_> {
+impl crate::run::replay::BetweenSteps for ReloadHook<'_> {
     fn waiting(&mut self) -> bool {
         if self.held.is_none() {
             self.held = self.reloader.and_then(Reloader::try_recv);

@@ -1,0 +1,4 @@
+//! The kitchen's runs, each wiring input → parse → dispatch → outputs on its threads:
+//! [`replay`] for `-r FILE`.
+
+pub mod replay;
