@@ -76,6 +76,10 @@ struct Cli {
     /// Run only these parts (rate, latency, failover); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Rate cells to run (0 = one hub without NATS, the baseline; 1, 2, 3 = that many
+    /// hubs with --nats); ratios need 0. For profiling one cell, e.g. `--rate-cells 1`.
+    #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 2, 3])]
+    rate_cells: Vec<usize>,
 }
 
 impl Cli {
@@ -583,6 +587,9 @@ async fn main() -> anyhow::Result<()> {
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); 4];
         for rep in 0..cli.reps {
             for (cell, n) in [0usize, 1, 2, 3].into_iter().enumerate() {
+                if !cli.rate_cells.contains(&n) {
+                    continue;
+                }
                 let run = rate_cell(&cli, n).await?;
                 eprintln!(
                     "  rep {rep} {:<16} {:>10.0}/s complete {:.1}%  cpu s: hubs {:.2} nats {:.2}",
@@ -605,6 +612,9 @@ async fn main() -> anyhow::Result<()> {
             "cell", "delivered/s", "min", "vs 1 hub", "complete", "hub ns/dlv", "nats ns/dlv"
         );
         for (cell, label) in labels.iter().enumerate() {
+            if runs[cell].is_empty() {
+                continue;
+            }
             let rates: Vec<f64> = runs[cell].iter().map(|r| r.rate).collect();
             let m = median(rates.clone());
             let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
