@@ -566,12 +566,24 @@ impl Dispatcher {
     /// Add a chef between batches (hot reload): the pending batch is flushed first, so the
     /// new chef sees packets from the next batch on; it is placed in name order.
     pub fn add_chef(&mut self, slot: ChefSlot) -> Result<(), SinkError> {
+        self.add_reloaded_chef(slot, 0)
+    }
+
+    /// [`Dispatcher::add_chef`] for a new version of a chef that has been swapped in
+    /// `reloads` times (hot reload carries the count in the chef's measurements).
+    pub fn add_reloaded_chef(&mut self, slot: ChefSlot, reloads: u64) -> Result<(), SinkError> {
         self.flush()?;
         let at = self
             .chefs
             .partition_point(|s| s.chef.name() < slot.chef.name());
         self.chefs.insert(at, slot);
-        self.runtime.insert(at, ChefRuntime::default());
+        self.runtime.insert(
+            at,
+            ChefRuntime {
+                reloads,
+                ..ChefRuntime::default()
+            },
+        );
         self.queues.insert(at, ChefQueue::default());
         self.update_stream_stage();
         self.update_flow_switch();
@@ -599,11 +611,6 @@ impl Dispatcher {
     /// Measurements of every chef (same order as [`Dispatcher::chefs`]).
     pub fn runtimes(&self) -> &[ChefRuntime] {
         &self.runtime
-    }
-
-    /// Measurements of chef `i` (same index as [`Dispatcher::chefs`]).
-    pub fn runtime_mut(&mut self, i: usize) -> Option<&mut ChefRuntime> {
-        self.runtime.get_mut(i)
     }
 
     /// Status inputs: turn the `KitchenStatusChef` dumpling on, feed capture counters, a
