@@ -5,7 +5,7 @@
 //!   ~150-250 ns for one call per packet; `shared/docs/wasm-host-notes.md` §1.2) by a
 //!   [`BatchBuilder`], which also places the interval pokes between batches. The
 //!   [`Dispatcher`] runs those [`Step`]s on the chefs, in order: either on the same thread
-//!   ([`Dispatcher::push`], live capture) or fed from a parsing thread
+//!   ([`Dispatcher::push`], live capture: [`crate::run::live`]) or fed from a parsing thread
 //!   ([`Dispatcher::run`], replay: see [`crate::run::replay`]).
 //! * Each chef gets only the packets matching its `interest`, and only if it uses the
 //!   packet driver. A chef interested in everything gets the batch as is (no copy); others
