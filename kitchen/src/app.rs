@@ -9,22 +9,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use capture::{CaptureError, FileReader, LiveCapture, LiveConfig};
+use capture::FileReader;
 use serde_json::json;
 
 use kitchen::chef_host::{ChefHost, ChefTrust, LoadedChef};
 use kitchen::chefs;
 use kitchen::chefs::reload::{self, ReloadHook, ReloadPolicy, Reloader};
 use kitchen::dispatch::{
-    wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
+    ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
 use kitchen::input::progress::{ReplayCounts, ReplayProgress};
 use kitchen::outputs::crash_capsule::{CapsuleSettings, CrashCapsules};
 use kitchen::outputs::hello::HelloBuilder;
 use kitchen::outputs::hub_client::{HubClient, HubOptions, HubReport};
 use kitchen::outputs::metrics::{KitchenMetrics, Snapshot};
-use kitchen::outputs::status::{CaptureCounters, HubCounters, StatusDetail};
+use kitchen::outputs::status::{HubCounters, StatusDetail};
 use kitchen::outputs::stdout::{StdoutSink, Tee};
+use kitchen::run::live::{self, LiveEnd, LiveError, LiveOptions};
 use kitchen::run::replay::{self, ReplayCounters, ReplayEnd, ReplayError, ReplayOptions};
 
 use crate::cli::{Config, Source, StatusMode};
@@ -169,6 +170,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let mut dispatcher =
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
     dispatcher.set_stream_limits(config.stream_limits);
+    dispatcher.set_defrag_limits(config.defrag_limits);
     for (source, error) in &load_failures {
         dispatcher
             .status_inputs()
@@ -214,17 +216,16 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         });
         hook
     });
-    let hot = Hot {
-        reloader: reloader.as_ref(),
-        policy: ReloadPolicy {
-            only: config.chefs.clone(),
-            on_change,
-        },
+    let policy = ReloadPolicy {
+        only: config.chefs.clone(),
+        on_change,
     };
+    // The one between-batches hook of both runs: hot reload.
+    let mut hook = ReloadHook::new(reloader.as_ref(), &policy);
     let started = Instant::now();
     let result = match &config.source {
-        Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &hot, &metrics),
-        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &hot, &metrics),
+        Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &mut hook, &metrics),
+        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &mut hook, &metrics),
     };
     // Whatever happened, hand what we have to the outputs (the final poke included).
     let finish = dispatcher.finish().and_then(|()| {
@@ -361,19 +362,6 @@ enum RunEnd {
     OutputClosed,
 }
 
-/// Hot-reload state the packet loops need.
-struct Hot<'a> {
-    reloader: Option<&'a Reloader>,
-    policy: ReloadPolicy,
-}
-
-impl Hot<'_> {
-    /// Apply loaded/removed chefs (between batches; cheap when nothing is waiting).
-    fn apply(&self, d: &mut Dispatcher) -> Result<(), SinkError> {
-        reload::apply_pending(self.reloader, d, &self.policy)
-    }
-}
-
 /// `--metrics-address`: serve `/metrics` from snapshots published by the packet loops
 /// (the first one now, so a scrape before the first packet already lists the chefs).
 fn start_metrics(
@@ -416,7 +404,7 @@ fn replay(
     path: &std::path::Path,
     d: &mut Dispatcher,
     stop: &Arc<AtomicBool>,
-    hot: &Hot<'_>,
+    hook: &mut ReloadHook<'_>,
     metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
     let k = config.kitchen_name.clone();
@@ -462,8 +450,7 @@ fn replay(
             }),
         )),
     };
-    let mut hook = ReloadHook::new(hot.reloader, &hot.policy);
-    let (end, counters) = match replay::replay(reader, d, &mut hook, options) {
+    let (end, counters) = match replay::replay(reader, d, hook, options) {
         Ok(r) => r,
         Err(ReplayError::Sink(SinkError::Closed)) => return Ok(RunEnd::OutputClosed),
         Err(ReplayError::Capture(e)) => {
@@ -501,151 +488,35 @@ fn replay(
     }
 }
 
+/// `-i IFACE`: [`kitchen::run::live`], with the metrics published as it runs.
 fn live(
     config: &Config,
     interfaces: &[String],
     d: &mut Dispatcher,
-    stop: &AtomicBool,
-    hot: &Hot<'_>,
+    stop: &Arc<AtomicBool>,
+    hook: &mut ReloadHook<'_>,
     metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
-    let k = &config.kitchen_name;
-    let mut lc = LiveConfig::new(interfaces.iter().cloned());
-    lc.filter = config.filter.clone();
-    let capture = LiveCapture::start(lc)
-        .with_context(|| format!("cannot capture on {}", interfaces.join(", ")))?;
-    tracing::info!("{k}: Sniffing started");
-    d.start_live(wall_ns()).map_err(sink_err)?;
-    // Live batches are flushed when the queue goes quiet or after this long, so dumplings
-    // are not held back waiting for 256 packets on a quiet network.
-    const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
-    let mut batch_started: Option<Instant> = None;
-    let mut last_publish = Instant::now();
-    let end = loop {
-        if stop.load(Ordering::Relaxed) {
-            tracing::warn!("{k}: Caught a signal; exiting.");
-            break RunEnd::Done;
-        }
-        let now = wall_ns();
-        let until_poke = d.next_poke_ns().map_or(Duration::from_millis(100), |t| {
-            Duration::from_nanos(t.saturating_sub(now))
-        });
-        let wait = until_poke.min(MAX_BATCH_AGE);
-        match capture.recv_timeout(wait) {
-            Ok(Some(p)) => {
-                d.set_behind(capture.queued_now() > kitchen::dispatch::duty::BEHIND_PACKETS);
-                match d.push(&p.as_record()) {
-                    Ok(()) => {}
-                    Err(SinkError::Closed) => break RunEnd::OutputClosed,
-                    Err(e) => return Err(e).context("writing dumplings"),
-                }
-                if d.pending() > 0 {
-                    batch_started.get_or_insert_with(Instant::now);
-                } else {
-                    batch_started = None;
-                }
-                if batch_started.is_some_and(|t| t.elapsed() >= MAX_BATCH_AGE) {
-                    d.flush().map_err(sink_err)?;
-                    batch_started = None;
-                }
-            }
-            Ok(None) => {
-                d.flush().map_err(sink_err)?;
-                batch_started = None;
-            }
-            Err(CaptureError::Closed) => {
-                tracing::info!("{k}: capture ended");
-                break RunEnd::Done;
-            }
-            Err(e) => {
-                capture.stop();
-                return Err(e).context("live capture failed");
-            }
-        }
-        let now = wall_ns();
-        if d.next_poke_ns().is_some_and(|t| now >= t) {
-            // Fresh capture counters for the status dumpling of this poke.
-            let s = capture.stats();
-            d.status_inputs().capture = Some(CaptureCounters {
-                packets: s.received,
-                kernel_dropped: s.kernel_dropped,
-                queue_dropped: s.queue_dropped,
-                shutdown_dropped: 0,
-            });
-        }
-        match hot.apply(d).and_then(|()| d.advance_clock(now)) {
-            Ok(()) => {}
-            Err(SinkError::Closed) => break RunEnd::OutputClosed,
-            Err(e) => return Err(e).context("writing dumplings"),
-        }
-        if let Some(m) = metrics
-            .as_ref()
-            .filter(|_| last_publish.elapsed() >= kitchen::outputs::metrics::PUBLISH_EVERY)
-        {
-            last_publish = Instant::now();
-            let s = capture.stats();
-            d.status_inputs().capture = Some(CaptureCounters {
-                packets: s.received,
-                kernel_dropped: s.kernel_dropped,
-                queue_dropped: s.queue_dropped,
-                shutdown_dropped: 0,
-            });
+    let progress = metrics.clone().map(|m| {
+        let publish: live::LiveProgress = Box::new(move |d: &mut Dispatcher| {
             m.publish(Snapshot::take(d, None));
-        }
-    };
-    capture.stop();
-    let shutdown_dropped = match end {
-        RunEnd::Done => drain_at_shutdown(k, &capture, d)?,
-        _ => capture.queued_now(),
-    };
-    let stats = capture.stats();
-    d.status_inputs().capture = Some(CaptureCounters {
-        packets: stats.received,
-        kernel_dropped: stats.kernel_dropped,
-        queue_dropped: stats.queue_dropped,
-        shutdown_dropped,
+        });
+        (kitchen::outputs::metrics::PUBLISH_EVERY, publish)
     });
-    tracing::info!(
-        received = stats.received,
-        dropped = stats.total_dropped() + shutdown_dropped,
-        kernel_dropped = stats.kernel_dropped,
-        queue_dropped = stats.queue_dropped,
-        shutdown_dropped,
-        loopback_skipped = stats.loopback_outgoing_skipped,
-        "{k}: capture statistics"
-    );
-    Ok(end)
-}
-
-/// After a stop: hand the packets still queued to the chefs, for at most
-/// [`SHUTDOWN_DRAIN`] (a slow chef must not hold the exit); returns how many were left.
-fn drain_at_shutdown(k: &str, capture: &LiveCapture, d: &mut Dispatcher) -> anyhow::Result<u64> {
-    /// How long the queue is drained at shutdown (up to 65 536 packets by default).
-    const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
-    let started = Instant::now();
-    let mut drained = 0u64;
-    while started.elapsed() < SHUTDOWN_DRAIN {
-        let Some(p) = capture.take_queued() else {
-            break;
-        };
-        match d.push(&p.as_record()) {
-            Ok(()) => drained += 1,
-            Err(SinkError::Closed) => break,
-            Err(e) => return Err(e).context("writing dumplings"),
+    let options = LiveOptions {
+        kitchen: config.kitchen_name.clone(),
+        interfaces: interfaces.to_vec(),
+        filter: config.filter.clone(),
+        stop: stop.clone(),
+        progress,
+    };
+    match live::live(d, hook, options) {
+        Ok((LiveEnd::Done, _)) => Ok(RunEnd::Done),
+        Ok((LiveEnd::OutputClosed, _)) | Err(LiveError::Sink(SinkError::Closed)) => {
+            Ok(RunEnd::OutputClosed)
         }
+        Err(e) => Err(e.into()),
     }
-    let left = capture.queued_now();
-    if drained > 0 || left > 0 {
-        tracing::info!(
-            "{k}: at shutdown, {drained} queued packets were handed to the chefs, {left} \
-             dropped (counted as shutdown_dropped)"
-        );
-    }
-    Ok(left)
-}
-
-fn sink_err(e: SinkError) -> anyhow::Error {
-    anyhow::Error::new(e).context("writing dumplings")
 }
 
 /// SIGINT/SIGTERM set the returned flag (the loops stop, the final poke and flush run);
@@ -851,6 +722,7 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
     let traffic = kitchen::outputs::status::traffic::summary_lines(
         report.flows.as_ref(),
         report.streams.as_ref(),
+        report.ip_reassembly.as_ref(),
     );
     for line in traffic {
         tracing::info!("{k}: summary: {line}");
