@@ -77,7 +77,8 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rate cells to run (0 = one hub without NATS, the baseline; 1, 2, 3 = that many
-    /// hubs with --nats); ratios need 0. For profiling one cell, e.g. `--rate-cells 1`.
+    /// hubs with --nats; 4 = one hub with --nats and `--nats-deliver-linger 0`); ratios
+    /// need 0. For profiling one cell, e.g. `--rate-cells 1`.
     #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 2, 3])]
     rate_cells: Vec<usize>,
 }
@@ -139,9 +140,19 @@ fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
 
 /// Start `n` hubs: without NATS when `cluster` is `None` (then `n` must be 1).
 async fn start_hubs(cluster: Option<&Cluster>, n: usize) -> anyhow::Result<Vec<Hub>> {
+    start_hubs_with(cluster, n, &[]).await
+}
+
+/// [`start_hubs`] with extra flags for every hub.
+async fn start_hubs_with(
+    cluster: Option<&Cluster>,
+    n: usize,
+    extra: &[&str],
+) -> anyhow::Result<Vec<Hub>> {
     let mut hubs = Vec::new();
     for i in 0..n {
         let mut args: Vec<String> = LOSSLESS.iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
         if let Some(cluster) = cluster {
             args.extend([
                 "--nats".into(),
@@ -382,7 +393,14 @@ async fn rate_cell(cli: &Cli, n: usize) -> anyhow::Result<Run> {
     } else {
         Some(Cluster::start(1).context("nats-server is needed (apt-get install nats-server)")?)
     };
-    let hubs = start_hubs(cluster.as_ref(), n.max(1)).await?;
+    // Cell 4: one federated hub that hands each dumpling to its eaters at once (no
+    // --nats-deliver-linger), to show what the linger saves.
+    let (n, extra): (usize, &[&str]) = if n == 4 {
+        (1, &["--nats-deliver-linger", "0"])
+    } else {
+        (n, &[])
+    };
+    let hubs = start_hubs_with(cluster.as_ref(), n.max(1), extra).await?;
     let spread: Vec<usize> = (0..n.max(1)).collect();
     let before = cpu_of(&hubs, cluster.as_ref());
     let run = run_cell(&hubs, &spread, cli.eaters, cli.dumplings, None).await;
@@ -583,10 +601,11 @@ async fn main() -> anyhow::Result<()> {
             "1 hub, --nats",
             "2 hubs, --nats",
             "3 hubs, --nats",
+            "1 hub, linger 0",
         ];
-        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); 4];
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); labels.len()];
         for rep in 0..cli.reps {
-            for (cell, n) in [0usize, 1, 2, 3].into_iter().enumerate() {
+            for (cell, n) in [0usize, 1, 2, 3, 4].into_iter().enumerate() {
                 if !cli.rate_cells.contains(&n) {
                     continue;
                 }
