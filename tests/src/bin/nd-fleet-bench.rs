@@ -11,7 +11,10 @@
 //! 1. **rate**: one kitchen on hub 1 sends `--dumplings` 500-byte dumplings as fast as
 //!    the hub takes them; `--eaters` eaters spread round-robin over the hubs; delivered
 //!    dumplings/s (all eaters together) for one hub alone (no NATS), one hub with
-//!    `--nats`, 2 and 3 federated hubs; ratios against the single hub.
+//!    `--nats`, 2 and 3 federated hubs (and, with `--rate-cells 4`, one hub with
+//!    `--nats-deliver-linger 0`); ratios against the single hub; CPU seconds of the hubs
+//!    and of nats-server per delivered dumpling (`/proc/PID/stat`), since on two cores
+//!    nats-server's share is taken from the hubs.
 //! 2. **latency**: a kitchen on hub A at `--latency-rate` dumplings/s (10 k), 10 eaters on
 //!    hub B: p50/p99 from the kitchen's send to the eater's receipt; the same load on one
 //!    hub without NATS as the baseline.
@@ -23,7 +26,9 @@
 //!    by how dumplings happen to be grouped. The end of the largest arrival gap after the
 //!    kill is printed too (the stream fully steady again).
 //!
-//! One NATS node (the hubs' stream has one replica): the machine has two cores.
+//! One NATS node (the hubs' stream has one replica): the machine has two cores. The
+//! server is `$ND_NATS_SERVER`, else the pinned 2.15.1 (`scripts/nats-server.sh`), else
+//! `nats-server` on PATH; the first line names it and its version.
 
 #[path = "../../tests/hub_support.rs"]
 mod support;
@@ -81,6 +86,10 @@ struct Cli {
     /// need 0. For profiling one cell, e.g. `--rate-cells 1`.
     #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 2, 3])]
     rate_cells: Vec<usize>,
+    /// An extra flag for every federated hub of the latency part, repeatable (e.g.
+    /// `--latency-hub-arg=--nats-deliver-linger --latency-hub-arg=0`).
+    #[arg(long, allow_hyphen_values = true)]
+    latency_hub_arg: Vec<String>,
 }
 
 impl Cli {
@@ -420,7 +429,12 @@ async fn latency_cell(cli: &Cli, federated: bool) -> anyhow::Result<Run> {
     } else {
         None
     };
-    let hubs = start_hubs(cluster.as_ref(), if federated { 2 } else { 1 }).await?;
+    let extra: Vec<&str> = if federated {
+        cli.latency_hub_arg.iter().map(String::as_str).collect()
+    } else {
+        Vec::new()
+    };
+    let hubs = start_hubs_with(cluster.as_ref(), if federated { 2 } else { 1 }, &extra).await?;
     let eater_hub = [if federated { 1 } else { 0 }];
     let count = cli.latency_rate * cli.latency_secs;
     let run = run_cell(&hubs, &eater_hub, 10, count, Some(cli.latency_rate)).await;
