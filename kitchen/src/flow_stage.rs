@@ -570,6 +570,33 @@ mod tests {
     }
 
     #[test]
+    fn without_event_chefs_starts_are_skipped_and_ends_still_come() {
+        // Only stream chefs loaded: they need every packet's flow and the ends (to close
+        // their streams), not the starts.
+        let shared = Arc::new(FlowShared::default());
+        assert!(shared.starts_wanted(), "every event is made by default");
+        shared.set_wanted(true);
+        shared.set_starts_wanted(false);
+        let mut b = BatchBuilder::new(ClockMode::Replay, Duration::from_secs(5));
+        b.set_flow_stage(FlowStage::new(FlowConfig::default(), shared.clone()).expect("valid"));
+        push(&mut b, 1, &ipv4(A, B, 1000, 80, Some(0x02)));
+        push(&mut b, 2, &ipv4(B, A, 80, 1000, Some(0x12)));
+        push(&mut b, 3, &ipv4(A, B, 53, 53, None));
+        b.end_flows();
+        let (refs, started, ended, counters) = drain(&mut b);
+        let ids: Vec<_> = refs.iter().map(|r| r.map(|r| r.id)).collect();
+        assert_eq!(ids, vec![Some(1), Some(1), Some(2)]);
+        assert!(started.is_empty(), "no chef asked for starts");
+        assert_eq!(ended.len(), 2, "ends still come");
+        assert_eq!(counters.map(|c| c.stats.started), Some(2), "still counted");
+        // An event chef arrives: starts are made again, for the flows that start now.
+        shared.set_starts_wanted(true);
+        push(&mut b, 4, &ipv4(A, B, 2000, 80, Some(0x02)));
+        let (_, started, _, _) = drain(&mut b);
+        assert_eq!(started.len(), 1);
+    }
+
+    #[test]
     fn flag_bits_round_trip() {
         for bits in 0..=255u8 {
             assert_eq!(flag_bits(tcp_flags(bits)), bits);
