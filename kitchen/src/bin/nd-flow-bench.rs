@@ -295,7 +295,13 @@ fn bench(recs: &[Rec], config: FlowConfig, rounds: usize) -> anyhow::Result<()> 
     let stage = med[2] - med[0];
     let steady = med[6] - med[0];
     let off = med[1] - med[0];
-    let verdict = |ns: f64| if ns < 100.0 { "MET (< 100 ns)" } else { "NOT MET (< 100 ns)" };
+    let verdict = |ns: f64| {
+        if ns < 100.0 {
+            "MET (< 100 ns)"
+        } else {
+            "NOT MET (< 100 ns)"
+        }
+    };
     println!(
         "flow tracking in the kitchen's parse path: {stage:.1} ns/packet ({:.1} % of parse); table alone {:.1} ns one by one, {:.1} ns in batches: {}",
         100.0 * stage / med[0],
