@@ -11,7 +11,7 @@
 # interleaved A/B/B/A so drift from other load hits both alike:
 #
 #   before  without BASELINE_SNIFF: ND_BENCH_NO_FLOW_STAGE=1, this same binary without a flow
-#           stage at all (a hidden switch, see kitchen/src/flow_stage.rs `BYPASS_ENV`);
+#           stage at all (a hidden switch, see kitchen/src/parse/flow_stage.rs `BYPASS_ENV`);
 #           with BASELINE_SNIFF=PATH: that binary, e.g. the kitchen before chef API 0.2 (rev
 #           c469e5d), built in its own worktree (see "Baseline" below);
 #   now     ND_SNIFF (default target/release/nd-sniff) as users run it: the flow stage

@@ -25,7 +25,7 @@
 //! signed by one key or re-signed by another; signing needs no wasm rewriting, and the
 //! compiled-chef cache keeps its entry. The price is that the chef and its signature are two
 //! files that can change separately; the kitchen's hot reload treats the pair as one version
-//! (see `kitchen/src/reload.rs`).
+//! (see `kitchen/src/chefs/reload.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;

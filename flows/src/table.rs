@@ -46,7 +46,7 @@
 //!
 //! Timeouts run on the table's own clock, fed by packet times (replay: deterministic) and by
 //! [`FlowTable::advance`] (live: the kitchen clock). Capture times are outside input, so
-//! the clock behaves like the kitchen's interval clock (`kitchen/src/poke_clock.rs`): it
+//! the clock behaves like the kitchen's interval clock (`kitchen/src/parse/poke_clock.rs`): it
 //! never runs backwards; a small step back is held (the clock waits until time passes its
 //! high mark again); a step back larger than [`FlowConfig::back_tolerance`] *restarts* it
 //! at the new time without moving the table's ages (counted in

@@ -9,23 +9,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use capture::{CaptureError, FileReader, LiveCapture, LiveConfig};
+use capture::FileReader;
 use serde_json::json;
 
 use kitchen::chef_host::{ChefHost, ChefTrust, LoadedChef};
 use kitchen::chefs;
-use kitchen::crash_capsule::{CapsuleSettings, CrashCapsules};
+use kitchen::chefs::reload::{self, ReloadHook, ReloadPolicy, Reloader};
 use kitchen::dispatch::{
-    wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
+    ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
-use kitchen::hello::HelloBuilder;
-use kitchen::hub_client::{HubClient, HubOptions, HubReport};
-use kitchen::metrics::{KitchenMetrics, Snapshot};
-use kitchen::output::{StdoutSink, Tee};
-use kitchen::progress::{ReplayCounts, ReplayProgress};
-use kitchen::reload::{self, ReloadHook, ReloadPolicy, Reloader};
-use kitchen::replay::{self, ReplayCounters, ReplayEnd, ReplayError, ReplayOptions};
-use kitchen::status::{CaptureCounters, HubCounters, StatusDetail};
+use kitchen::input::progress::{ReplayCounts, ReplayProgress};
+use kitchen::outputs::crash_capsule::{CapsuleSettings, CrashCapsules};
+use kitchen::outputs::hello::HelloBuilder;
+use kitchen::outputs::hub_client::{HubClient, HubOptions, HubReport};
+use kitchen::outputs::metrics::{KitchenMetrics, Snapshot};
+use kitchen::outputs::status::{HubCounters, StatusDetail};
+use kitchen::outputs::stdout::{StdoutSink, Tee};
+use kitchen::run::live::{self, LiveEnd, LiveError, LiveOptions};
+use kitchen::run::replay::{self, ReplayCounters, ReplayEnd, ReplayError, ReplayOptions};
 
 use crate::cli::{Config, Source, StatusMode};
 
@@ -145,7 +146,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             let mut options = HubOptions::new(hubs[0].clone(), hello_builder.build_text(&slots));
             options.fallbacks = hubs[1..].to_vec();
             if config.dumpling_ids {
-                options.dumpling_ids = Some(kitchen::hub_client::kitchen_id());
+                options.dumpling_ids = Some(kitchen::outputs::hub_client::kitchen_id());
                 options.resend_tail = config.resend_tail;
             }
             options.block_when_full = mode == ClockMode::Replay;
@@ -176,7 +177,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     }
     // Hidden, for tools/bench-flow-overhead.sh only: the kitchen as before flows existed (no
     // flow stage at all), the baseline its "flows cost nothing unused" figure is measured on.
-    if std::env::var_os(kitchen::flow_stage::BYPASS_ENV).is_none() {
+    if std::env::var_os(kitchen::parse::flow_stage::BYPASS_ENV).is_none() {
         dispatcher.set_flows(config.flows)?;
     }
     setup_status(&config, &mut dispatcher, hub.as_ref());
@@ -214,17 +215,16 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         });
         hook
     });
-    let hot = Hot {
-        reloader: reloader.as_ref(),
-        policy: ReloadPolicy {
-            only: config.chefs.clone(),
-            on_change,
-        },
+    let policy = ReloadPolicy {
+        only: config.chefs.clone(),
+        on_change,
     };
+    // The one between-batches hook of both runs: hot reload.
+    let mut hook = ReloadHook::new(reloader.as_ref(), &policy);
     let started = Instant::now();
     let result = match &config.source {
-        Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &hot, &metrics),
-        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &hot, &metrics),
+        Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &mut hook, &metrics),
+        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &mut hook, &metrics),
     };
     // Whatever happened, hand what we have to the outputs (the final poke included).
     let finish = dispatcher.finish().and_then(|()| {
@@ -361,19 +361,6 @@ enum RunEnd {
     OutputClosed,
 }
 
-/// Hot-reload state the packet loops need.
-struct Hot<'a> {
-    reloader: Option<&'a Reloader>,
-    policy: ReloadPolicy,
-}
-
-impl Hot<'_> {
-    /// Apply loaded/removed chefs (between batches; cheap when nothing is waiting).
-    fn apply(&self, d: &mut Dispatcher) -> Result<(), SinkError> {
-        reload::apply_pending(self.reloader, d, &self.policy)
-    }
-}
-
 /// `--metrics-address`: serve `/metrics` from snapshots published by the packet loops
 /// (the first one now, so a scrape before the first packet already lists the chefs).
 fn start_metrics(
@@ -385,7 +372,7 @@ fn start_metrics(
     };
     let metrics = KitchenMetrics::new(&config.kitchen_name);
     metrics.publish(Snapshot::take(d, None));
-    let bound = kitchen::metrics::serve(addr, metrics.clone())?;
+    let bound = kitchen::outputs::metrics::serve(addr, metrics.clone())?;
     tracing::info!("{}: Metrics: http://{bound}/metrics", config.kitchen_name);
     Ok(Some(metrics))
 }
@@ -416,7 +403,7 @@ fn replay(
     path: &std::path::Path,
     d: &mut Dispatcher,
     stop: &Arc<AtomicBool>,
-    hot: &Hot<'_>,
+    hook: &mut ReloadHook<'_>,
     metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
     let k = config.kitchen_name.clone();
@@ -433,7 +420,7 @@ fn replay(
         filter: config.filter.clone(),
         stop: stop.clone(),
         progress: Some((
-            kitchen::metrics::PUBLISH_EVERY,
+            kitchen::outputs::metrics::PUBLISH_EVERY,
             Box::new(move |c: &ReplayCounters, d: &mut Dispatcher| {
                 if let Some(m) = &metrics {
                     m.publish(Snapshot::take(d, Some(c)));
@@ -462,8 +449,7 @@ fn replay(
             }),
         )),
     };
-    let mut hook = ReloadHook::new(hot.reloader, &hot.policy);
-    let (end, counters) = match replay::replay(reader, d, &mut hook, options) {
+    let (end, counters) = match replay::replay(reader, d, hook, options) {
         Ok(r) => r,
         Err(ReplayError::Sink(SinkError::Closed)) => return Ok(RunEnd::OutputClosed),
         Err(ReplayError::Capture(e)) => {
@@ -501,151 +487,35 @@ fn replay(
     }
 }
 
+/// `-i IFACE`: [`kitchen::run::live`], with the metrics published as it runs.
 fn live(
     config: &Config,
     interfaces: &[String],
     d: &mut Dispatcher,
-    stop: &AtomicBool,
-    hot: &Hot<'_>,
+    stop: &Arc<AtomicBool>,
+    hook: &mut ReloadHook<'_>,
     metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
-    let k = &config.kitchen_name;
-    let mut lc = LiveConfig::new(interfaces.iter().cloned());
-    lc.filter = config.filter.clone();
-    let capture = LiveCapture::start(lc)
-        .with_context(|| format!("cannot capture on {}", interfaces.join(", ")))?;
-    tracing::info!("{k}: Sniffing started");
-    d.start_live(wall_ns()).map_err(sink_err)?;
-    // Live batches are flushed when the queue goes quiet or after this long, so dumplings
-    // are not held back waiting for 256 packets on a quiet network.
-    const MAX_BATCH_AGE: Duration = Duration::from_millis(50);
-    let mut batch_started: Option<Instant> = None;
-    let mut last_publish = Instant::now();
-    let end = loop {
-        if stop.load(Ordering::Relaxed) {
-            tracing::warn!("{k}: Caught a signal; exiting.");
-            break RunEnd::Done;
-        }
-        let now = wall_ns();
-        let until_poke = d.next_poke_ns().map_or(Duration::from_millis(100), |t| {
-            Duration::from_nanos(t.saturating_sub(now))
-        });
-        let wait = until_poke.min(MAX_BATCH_AGE);
-        match capture.recv_timeout(wait) {
-            Ok(Some(p)) => {
-                d.set_behind(capture.queued_now() > kitchen::duty::BEHIND_PACKETS);
-                match d.push(&p.as_record()) {
-                    Ok(()) => {}
-                    Err(SinkError::Closed) => break RunEnd::OutputClosed,
-                    Err(e) => return Err(e).context("writing dumplings"),
-                }
-                if d.pending() > 0 {
-                    batch_started.get_or_insert_with(Instant::now);
-                } else {
-                    batch_started = None;
-                }
-                if batch_started.is_some_and(|t| t.elapsed() >= MAX_BATCH_AGE) {
-                    d.flush().map_err(sink_err)?;
-                    batch_started = None;
-                }
-            }
-            Ok(None) => {
-                d.flush().map_err(sink_err)?;
-                batch_started = None;
-            }
-            Err(CaptureError::Closed) => {
-                tracing::info!("{k}: capture ended");
-                break RunEnd::Done;
-            }
-            Err(e) => {
-                capture.stop();
-                return Err(e).context("live capture failed");
-            }
-        }
-        let now = wall_ns();
-        if d.next_poke_ns().is_some_and(|t| now >= t) {
-            // Fresh capture counters for the status dumpling of this poke.
-            let s = capture.stats();
-            d.status_inputs().capture = Some(CaptureCounters {
-                packets: s.received,
-                kernel_dropped: s.kernel_dropped,
-                queue_dropped: s.queue_dropped,
-                shutdown_dropped: 0,
-            });
-        }
-        match hot.apply(d).and_then(|()| d.advance_clock(now)) {
-            Ok(()) => {}
-            Err(SinkError::Closed) => break RunEnd::OutputClosed,
-            Err(e) => return Err(e).context("writing dumplings"),
-        }
-        if let Some(m) = metrics
-            .as_ref()
-            .filter(|_| last_publish.elapsed() >= kitchen::metrics::PUBLISH_EVERY)
-        {
-            last_publish = Instant::now();
-            let s = capture.stats();
-            d.status_inputs().capture = Some(CaptureCounters {
-                packets: s.received,
-                kernel_dropped: s.kernel_dropped,
-                queue_dropped: s.queue_dropped,
-                shutdown_dropped: 0,
-            });
+    let progress = metrics.clone().map(|m| {
+        let publish: live::LiveProgress = Box::new(move |d: &mut Dispatcher| {
             m.publish(Snapshot::take(d, None));
-        }
-    };
-    capture.stop();
-    let shutdown_dropped = match end {
-        RunEnd::Done => drain_at_shutdown(k, &capture, d)?,
-        _ => capture.queued_now(),
-    };
-    let stats = capture.stats();
-    d.status_inputs().capture = Some(CaptureCounters {
-        packets: stats.received,
-        kernel_dropped: stats.kernel_dropped,
-        queue_dropped: stats.queue_dropped,
-        shutdown_dropped,
+        });
+        (kitchen::outputs::metrics::PUBLISH_EVERY, publish)
     });
-    tracing::info!(
-        received = stats.received,
-        dropped = stats.total_dropped() + shutdown_dropped,
-        kernel_dropped = stats.kernel_dropped,
-        queue_dropped = stats.queue_dropped,
-        shutdown_dropped,
-        loopback_skipped = stats.loopback_outgoing_skipped,
-        "{k}: capture statistics"
-    );
-    Ok(end)
-}
-
-/// After a stop: hand the packets still queued to the chefs, for at most
-/// [`SHUTDOWN_DRAIN`] (a slow chef must not hold the exit); returns how many were left.
-fn drain_at_shutdown(k: &str, capture: &LiveCapture, d: &mut Dispatcher) -> anyhow::Result<u64> {
-    /// How long the queue is drained at shutdown (up to 65 536 packets by default).
-    const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
-    let started = Instant::now();
-    let mut drained = 0u64;
-    while started.elapsed() < SHUTDOWN_DRAIN {
-        let Some(p) = capture.take_queued() else {
-            break;
-        };
-        match d.push(&p.as_record()) {
-            Ok(()) => drained += 1,
-            Err(SinkError::Closed) => break,
-            Err(e) => return Err(e).context("writing dumplings"),
+    let options = LiveOptions {
+        kitchen: config.kitchen_name.clone(),
+        interfaces: interfaces.to_vec(),
+        filter: config.filter.clone(),
+        stop: stop.clone(),
+        progress,
+    };
+    match live::live(d, hook, options) {
+        Ok((LiveEnd::Done, _)) => Ok(RunEnd::Done),
+        Ok((LiveEnd::OutputClosed, _)) | Err(LiveError::Sink(SinkError::Closed)) => {
+            Ok(RunEnd::OutputClosed)
         }
+        Err(e) => Err(e.into()),
     }
-    let left = capture.queued_now();
-    if drained > 0 || left > 0 {
-        tracing::info!(
-            "{k}: at shutdown, {drained} queued packets were handed to the chefs, {left} \
-             dropped (counted as shutdown_dropped)"
-        );
-    }
-    Ok(left)
-}
-
-fn sink_err(e: SinkError) -> anyhow::Error {
-    anyhow::Error::new(e).context("writing dumplings")
 }
 
 /// SIGINT/SIGTERM set the returned flag (the loops stop, the final poke and flush run);
@@ -712,7 +582,7 @@ fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
                     out,
                     "  language: {} ({})",
                     Escaped::with_max(origin.language.as_deref().unwrap_or("unknown"), 64),
-                    kitchen::origin::human_size(origin.size)
+                    kitchen::chef_host::origin::human_size(origin.size)
                 );
                 let p = c.provenance();
                 let _ = writeln!(out, "  sha256:   {}", p.sha256);
@@ -750,14 +620,14 @@ fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
 fn chef_origin(
     source: &kitchen::chef_host::ChefSource,
     max_file_bytes: u64,
-) -> kitchen::origin::ChefOrigin {
+) -> kitchen::chef_host::origin::ChefOrigin {
     use kitchen::chef_host::ChefSource;
     match source {
         ChefSource::Builtin(file) => {
-            let mut origin = kitchen::builtin::BUILTIN_CHEFS
+            let mut origin = kitchen::chefs::builtin::BUILTIN_CHEFS
                 .iter()
                 .find(|b| b.file == *file)
-                .map(|b| kitchen::origin::inspect(b.bytes))
+                .map(|b| kitchen::chef_host::origin::inspect(b.bytes))
                 .unwrap_or_default();
             // The built-in chefs are the Rust crates in `chefs/`, whose release profile
             // strips custom sections (producers included) to keep them small.
@@ -766,7 +636,7 @@ fn chef_origin(
         }
         ChefSource::File(path) => {
             kitchen::chef_host::chef_file::read_chef_file(None, path, max_file_bytes)
-                .map(|bytes| kitchen::origin::inspect(&bytes))
+                .map(|bytes| kitchen::chef_host::origin::inspect(&bytes))
                 .unwrap_or_default()
         }
     }
@@ -848,8 +718,10 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             c.ended
         );
     }
-    let traffic =
-        kitchen::status::traffic::summary_lines(report.flows.as_ref(), report.streams.as_ref());
+    let traffic = kitchen::outputs::status::traffic::summary_lines(
+        report.flows.as_ref(),
+        report.streams.as_ref(),
+    );
     for line in traffic {
         tracing::info!("{k}: summary: {line}");
     }

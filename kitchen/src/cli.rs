@@ -66,7 +66,7 @@ pub struct Cli {
 
     /// Flow table size and idle timeouts (used only when a chef asks for flows or streams).
     #[command(flatten)]
-    pub flows: kitchen::flow_stage::FlowArgs,
+    pub flows: kitchen::parse::flow_stage::FlowArgs,
 
     /// Interface to capture on; repeat for several. `all` (the default) means every
     /// interface.
@@ -193,7 +193,7 @@ pub struct Cli {
 
     /// Reassembly memory (used only when a chef asks for TCP stream bytes).
     #[command(flatten)]
-    pub streams: kitchen::stream_stage::StreamArgs,
+    pub streams: kitchen::parse::stream_stage::StreamArgs,
 
     /// Send a `KitchenStatusChef` dumpling (per-chef and capture counters) at every poke:
     /// `auto` = for live capture only (a replay's output then holds only the chefs'
@@ -210,7 +210,7 @@ pub struct Cli {
 
     /// Crash capsules (`--chef-crash-dir` and its caps).
     #[command(flatten)]
-    pub capsules: kitchen::crash_capsule::CapsuleArgs,
+    pub capsules: kitchen::outputs::crash_capsule::CapsuleArgs,
 
     /// Do not draw the progress line of `-r` (drawn on stderr only when it is a terminal,
     /// and not while `--stdout` writes to a terminal; log lines are unchanged).
@@ -307,7 +307,7 @@ pub struct Config {
     /// `--flow-table-size`, `--flow-idle-*-secs`, checked.
     pub flows: flowtrack::table::FlowConfig,
     /// `--chef-crash-dir` and its caps, `--capsule-poke-ns`.
-    pub capsules: kitchen::crash_capsule::CapsuleArgs,
+    pub capsules: kitchen::outputs::crash_capsule::CapsuleArgs,
 }
 
 /// `--hub-keepalive-secs`: zero (off), or between 0.1 s and one day.
@@ -435,7 +435,10 @@ impl Config {
             .metrics_address
             .as_deref()
             .map(|a| {
-                hub_link::metrics_http::parse_address(a, kitchen::metrics::DEFAULT_METRICS_PORT)
+                hub_link::metrics_http::parse_address(
+                    a,
+                    kitchen::outputs::metrics::DEFAULT_METRICS_PORT,
+                )
             })
             .transpose()?;
         let flows = cli.flows.config()?;
@@ -474,7 +477,7 @@ impl Config {
             capsules: cli.capsules,
             // Not when `--stdout` writes dumplings to the same terminal (they would land
             // in the middle of the line).
-            progress: kitchen::progress::wanted(cli.quiet)
+            progress: kitchen::input::progress::wanted(cli.quiet)
                 && !(cli.stdout && std::io::IsTerminal::is_terminal(&std::io::stdout())),
             stream_limits: cli.streams.limits()?,
         })

@@ -3,54 +3,34 @@
 //!
 //! # Layout
 //!
-//! * [`packet`]: capture record → WIT `packet` record + arena (etherparse, never panics).
+//! The folders follow a packet from capture to the hub:
+//!
+//! * [`input`]: capture input as the kitchen adjusts it: the BPF `--filter` for replayed
+//!   files, the replay's progress line (reading captures is the `capture` crate's job).
+//! * [`parse`]: parse and batch: capture record → WIT `packet` record + arena
+//!   ([`parse::packet`], etherparse, never panics); batches with the interval pokes between
+//!   them ([`parse::batch`], [`parse::poke_clock`]); connection tracking and TCP stream
+//!   reassembly, paid for only when a chef asks ([`parse::flow_stage`],
+//!   [`parse::stream_stage`]); the packed form for lean chefs ([`parse::packed_batch`]).
+//! * [`dispatch`]: runs batches and pokes on the chefs: interest matching
+//!   ([`dispatch::interest`]), per-chef queues ([`dispatch::chef_queue`]), live load
+//!   shedding ([`dispatch::duty`]), payload validation and encoding.
+//! * [`outputs`]: where dumplings go ([`outputs::DumplingSink`]: stdout, the hub client) and
+//!   what the kitchen says of itself: hello, `KitchenStatusChef`, `/metrics`, crash capsules.
 //! * [`chef_host`]: the wasmtime host: engine, limits, cache, admission, instances, logs.
-//! * [`chefs`]: finding chefs (built-in and `--chef-dir`), selecting them by name.
-//! * [`builtin`]: the sample chefs embedded at build time by `build.rs`.
-//! * [`batch`]: parsed packets grouped into batches, with the interval pokes between them;
-//!   [`poke_clock`]: when those pokes fall, whatever the capture's times do.
-//! * [`dispatch`]: runs batches and pokes on the chefs: interest filtering, payload
-//!   validation, encoding.
-//! * [`replay`]: `-r FILE` on two threads (read + parse, chefs).
-//! * [`duty`]: live, a chef over its share of the kitchen's time sheds its own batches.
-//! * [`file_filter`]: the BPF `--filter` applied to replayed files.
-//! * [`flow_stage`]: connection tracking (crate `flowtrack`) when a chef asks for flows.
-//! * [`stream_stage`]: TCP stream reassembly (`flowtrack::reassembly`) when a chef asks
-//!   for stream bytes.
-//! * [`output`]: stdout output and a tee; [`hub_client`]: the WebSocket client to the hub.
-//! * [`hello`]: the hello's chef list and identities, current across reloads.
-//! * [`reload`]: hot reload of `--chef-dir`; [`status`]: the `KitchenStatusChef` report;
-//!   [`metrics`]: `/metrics` from snapshots of the same counters.
-//! * [`progress`]: the replay's progress line on a terminal.
-//! * [`crash_capsule`]: `--chef-crash-dir`, the input of a crashing chef call saved as a
-//!   pcap plus a JSON note, written by a background thread.
+//! * [`chefs`]: which chefs run: built-in and `--chef-dir`, selection by name, hot reload.
+//! * [`run`]: the runs that wire these together on their threads (`-r FILE`: [`run::replay`]).
 //!
 //! The binary (`src/main.rs`, `src/cli.rs`, `src/app.rs`) parses arguments and wires these
-//! together; the benchmark is `src/bin/nd-kitchen-bench.rs`.
+//! together; the benchmarks are `src/bin/nd-*-bench.rs`.
 //!
 //! Architecture invariant: nothing a chef does (trap, loop, allocate, return garbage) can
 //! stop the kitchen or affect another chef; see [`chef_host`].
 
-pub mod batch;
-pub mod builtin;
 pub mod chef_host;
-pub mod chef_queue;
 pub mod chefs;
-pub mod crash_capsule;
 pub mod dispatch;
-pub mod duty;
-pub mod file_filter;
-pub mod flow_stage;
-pub mod hello;
-pub mod hub_client;
-pub mod metrics;
-pub mod origin;
-pub mod output;
-pub mod packed_batch;
-pub mod packet;
-pub mod poke_clock;
-pub mod progress;
-pub mod reload;
-pub mod replay;
-pub mod status;
-pub mod stream_stage;
+pub mod input;
+pub mod outputs;
+pub mod parse;
+pub mod run;

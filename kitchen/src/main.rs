@@ -41,7 +41,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         // stderr, erasing the replay's progress line before each log line.
-        .with_writer(kitchen::progress::LogWriter)
+        .with_writer(kitchen::input::progress::LogWriter)
         .with_target(false)
         // Colour only on a terminal: logs piped to a file or a CI log stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

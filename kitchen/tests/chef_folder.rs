@@ -10,12 +10,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::workspace_root;
-use kitchen::builtin::BUILTIN_CHEFS;
 use kitchen::chef_host::compile_worker::Compiler;
 use kitchen::chef_host::{
     CacheSetting, CallError, ChefHost, ChefLimits, ChefSource, LoadError, MemoryBudget,
 };
-use kitchen::reload::{ReloadEvent, Reloader};
+use kitchen::chefs::builtin::BUILTIN_CHEFS;
+use kitchen::chefs::reload::{ReloadEvent, Reloader};
 
 fn builtin(file: &str) -> &'static [u8] {
     BUILTIN_CHEFS

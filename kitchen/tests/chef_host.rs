@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use capture::FileReader;
 use common::*;
-use kitchen::builtin::BUILTIN_CHEFS;
 use kitchen::chef_host::{CacheSetting, CallError, ChefHost, ChefLimits, ChefSource, LoadError};
-use kitchen::packet::{parse_frame, TransportClass};
+use kitchen::chefs::builtin::BUILTIN_CHEFS;
+use kitchen::parse::packet::{parse_frame, TransportClass};
 
 const POKE: Duration = Duration::from_secs(5);
 
@@ -542,7 +542,7 @@ fn parser_handles_every_shared_capture_without_panicking() {
         };
         while let Ok(Some(rec)) = reader.next_packet() {
             let mut arena = Vec::new();
-            let (pkt, class) = kitchen::packet::parse_into(&rec, &mut arena);
+            let (pkt, class) = kitchen::parse::packet::parse_into(&rec, &mut arena);
             for s in [&pkt.frame, &pkt.payload, &pkt.padding] {
                 assert!(
                     (s.offset + s.len) as usize <= arena.len(),
@@ -606,7 +606,7 @@ fn wire_lowering_matches_wasmtime() {
         loop {
             let rec = reader.next_packet().ok().flatten();
             if let Some(rec) = &rec {
-                let (mut p, _) = kitchen::packet::parse_into(rec, &mut arena);
+                let (mut p, _) = kitchen::parse::packet::parse_into(rec, &mut arena);
                 // Every other packet carries a flow (both directions, large ids), so the
                 // 0.2 `flow` field is checked and the 0.1 lowering must leave it out.
                 flows += 1;

@@ -491,9 +491,9 @@ fn a_broken_new_file_is_reported_and_a_fixed_one_then_runs() {
 #[test]
 fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
     use kitchen::chef_host::{ChefLimits, ChefSource};
+    use kitchen::chefs::reload::{apply, Applied, ReloadEvent, ReloadPolicy};
     use kitchen::dispatch::{ClockMode, Dispatcher};
-    use kitchen::reload::{apply, Applied, ReloadEvent, ReloadPolicy};
-    use kitchen::status::{ChefRunState, StatusDetail};
+    use kitchen::outputs::status::{ChefRunState, StatusDetail};
 
     let host = host_with(ChefLimits {
         quarantine_after: 2,
@@ -593,8 +593,8 @@ fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
 /// end, with no wall-clock fields.
 #[test]
 fn replay_status_dumplings_are_deterministic() {
-    use kitchen::builtin::BUILTIN_CHEFS;
     use kitchen::chef_host::ChefSource;
+    use kitchen::chefs::builtin::BUILTIN_CHEFS;
     use kitchen::dispatch::{ClockMode, Dispatcher};
 
     let run = || {

@@ -1,4 +1,4 @@
-//! The two-thread replay (`kitchen::replay`, what `nd-sniff -r` runs) against the same
+//! The two-thread replay (`kitchen::run::replay`, what `nd-sniff -r` runs) against the same
 //! chefs driven on one thread (`Dispatcher::push`): the same dumplings in the same order on
 //! real captures, and every way a replay can end (damage, a stop signal, a closed output,
 //! a reload barrier) loses nothing that was read.
@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use capture::FileReader;
 use common::*;
-use kitchen::builtin::BUILTIN_CHEFS;
 use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, ChefSource, LoadedChef};
+use kitchen::chefs::builtin::BUILTIN_CHEFS;
 use kitchen::dispatch::{ClockMode, Dispatcher, DumplingSink, SinkError};
-use kitchen::replay::{replay, BetweenSteps, NoHooks, ReplayEnd, ReplayOptions};
+use kitchen::run::replay::{replay, BetweenSteps, NoHooks, ReplayEnd, ReplayOptions};
 
 /// One host for the whole file, caching compiled chefs under `target/`, so each test
 /// instantiates the sample chefs without compiling them again.
@@ -80,7 +80,7 @@ fn one_thread(path: &Path, poke: Duration) -> (Vec<String>, u64) {
     (lines, d.stats().packets)
 }
 
-/// `kitchen::replay`, as `nd-sniff -r` runs it.
+/// `kitchen::run::replay`, as `nd-sniff -r` runs it.
 fn two_threads(path: &Path, poke: Duration) -> (Vec<String>, u64, ReplayEnd) {
     let out = Collect::default();
     let mut d = dispatcher(Box::new(out.clone()), poke);
@@ -372,7 +372,7 @@ fn a_stop_while_a_fifo_stalls_ends_at_once_and_loses_nothing() {
     assert_eq!(d.stats().packets, 3);
     // Seen at the next stall check (every few ms), not after the last-resort grace.
     assert!(
-        took < Duration::from_millis(300) + kitchen::replay::STOP_GRACE,
+        took < Duration::from_millis(300) + kitchen::run::replay::STOP_GRACE,
         "the stop took {took:?}"
     );
 }

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let link_type = LINK_TYPES[selector as usize % LINK_TYPES.len()];
-    let p = kitchen::packet::parse_frame(link_type, frame);
+    let p = kitchen::parse::packet::parse_frame(link_type, frame);
     for s in [&p.payload, &p.padding] {
         assert!(s.offset as usize + s.len as usize <= frame.len());
     }

@@ -37,9 +37,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use capture::{FileReader, PacketRecord};
 use flowtrack::table::{FlowConfig, FlowTable, PacketMeta, DEFAULT_MAX_FLOWS};
-use kitchen::batch::{BatchBuilder, ClockMode, Step, MAX_BATCH_PACKETS};
-use kitchen::flow_stage::{meta_of, FlowCounters, FlowShared, FlowStage};
-use kitchen::packet::parse_into;
+use kitchen::parse::batch::{BatchBuilder, ClockMode, Step, MAX_BATCH_PACKETS};
+use kitchen::parse::flow_stage::{meta_of, FlowCounters, FlowShared, FlowStage};
+use kitchen::parse::packet::parse_into;
 
 const USAGE: &str = "\
 usage: nd-flow-bench [--rounds N] [--flow-table-size N] [FILE...]

@@ -39,13 +39,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use capture::{FileReader, PacketRecord};
 
-use kitchen::builtin::BUILTIN_CHEFS;
 use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, ChefSource, LoadedChef};
+use kitchen::chefs::builtin::BUILTIN_CHEFS;
+use kitchen::dispatch::duty::BEHIND_PACKETS;
 use kitchen::dispatch::{
     wall_ns, ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
-use kitchen::duty::BEHIND_PACKETS;
-use kitchen::status::StatusDetail;
+use kitchen::outputs::status::StatusDetail;
 
 /// The hostile cases: (label, component file in the hostile chefs' release folder).
 const CASES: &[(&str, &str)] = &[

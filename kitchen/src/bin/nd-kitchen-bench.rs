@@ -31,7 +31,7 @@
 //!   `target/chefs/wasm32-wasip2/release`), to compare two chef builds in one run.
 //!
 //! The `kitchen/*` and `default/*` variants run exactly what `nd-sniff -r` runs
-//! (`kitchen::replay`: a reading thread and the chefs' thread). Packets/s are by wall
+//! (`kitchen::run::replay`: a reading thread and the chefs' thread). Packets/s are by wall
 //! clock, the figure a user sees; CPU time per packet (all threads) is printed beside it,
 //! and the time inside each default chef per packet offered to it.
 //!
@@ -58,14 +58,14 @@ use anyhow::{bail, Context};
 use capture::FileReader;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
-use kitchen::builtin::BUILTIN_CHEFS;
 use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, ChefSource, LoadedChef};
 use kitchen::chefs;
+use kitchen::chefs::builtin::BUILTIN_CHEFS;
 use kitchen::dispatch::{
     ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
-use kitchen::hub_client::{HubClient, HubOptions};
-use kitchen::replay::{replay, NoHooks, ReplayEnd, ReplayOptions};
+use kitchen::outputs::hub_client::{HubClient, HubOptions};
+use kitchen::run::replay::{replay, NoHooks, ReplayEnd, ReplayOptions};
 
 struct Args {
     file: Option<PathBuf>,
@@ -626,7 +626,7 @@ fn cpu_since(start: Option<u64>) -> Option<Duration> {
 /// Where the kitchen variants run their chefs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Threads {
-    /// `nd-sniff -r`: `kitchen::replay`, reading + parsing on a second thread.
+    /// `nd-sniff -r`: `kitchen::run::replay`, reading + parsing on a second thread.
     Two,
     /// Everything on the calling thread (`Dispatcher::push`).
     One,

@@ -5,7 +5,7 @@
 //!    directory; the bench renames the `ReloadChef` fixture into it and measures until the
 //!    first `ReloadChef` dumpling reaches the output. Cold = empty compiled-chef cache;
 //!    warm = the component is already cached. Target: < 500 ms. The debounce
-//!    ([`kitchen::reload::DEBOUNCE`]) is part of the figure on purpose: it is what a user
+//!    ([`kitchen::chefs::reload::DEBOUNCE`]) is part of the figure on purpose: it is what a user
 //!    waits for.
 //! 2. **Kitchen start with 20 chefs**: `ChefHost::new` + loading a directory of 20
 //!    distinct chef files (the fixture with a different custom section each, so each has
@@ -27,8 +27,8 @@ use capture::PacketRecord;
 
 use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits};
 use kitchen::chefs;
+use kitchen::chefs::reload::{self, ReloadPolicy, Reloader};
 use kitchen::dispatch::{ClockMode, Dispatcher, DumplingSink, SinkError};
-use kitchen::reload::{self, ReloadPolicy, Reloader};
 
 /// Longest wait for anything.
 const WAIT: Duration = Duration::from_secs(10);

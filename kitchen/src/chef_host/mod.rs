@@ -12,6 +12,7 @@
 //! * [`compile_worker`]: compiling in a child process bounded in time and memory;
 //! * [`admission`]: what a file must be (a component with only allowed imports);
 //! * [`instance`]: a running chef and its counters;
+//! * [`origin`]: what a component says about how it was made (language, size);
 //! * [`failure_policy`]: when a failed chef is restarted or quarantined;
 //! * [`clocks`]: the clocks and randomness a chef sees (live, or replay's capture time);
 //! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
@@ -40,6 +41,7 @@ pub mod failure_policy;
 pub mod inspect;
 pub mod instance;
 pub mod limits;
+pub mod origin;
 pub mod output_budget;
 pub mod packed_json;
 pub mod poll;

@@ -1,4 +1,4 @@
-//! The dispatcher's side of the flow stage ([`crate::flow_stage`]): switching tracking on
+//! The dispatcher's side of the flow stage ([`crate::parse::flow_stage`]): switching tracking on
 //! when a loaded chef asks for flows or streams, and delivering each batch's flow events to
 //! the chefs that asked for them.
 //!
@@ -12,14 +12,14 @@ use std::sync::Arc;
 use flowtrack::table::{FlowConfig, FlowConfigError};
 
 use super::{count_over_cap, run_state, CallContext, Dispatcher, Driver, SinkError};
-use crate::batch::Batch;
 use crate::chef_host::bindings::FlowEvent as WitFlowEvent;
 use crate::chef_host::LoadedChef;
-use crate::flow_stage::{event_time_ns, wit_event, FlowCounters, FlowShared, FlowStage};
+use crate::parse::batch::Batch;
+use crate::parse::flow_stage::{event_time_ns, wit_event, FlowCounters, FlowShared, FlowStage};
 
 /// Flow events per `on-flow-events` call at most (the end of a capture may end a whole
 /// table at once; a call's size and its dumplings stay bounded like a packet batch's).
-pub const MAX_EVENTS_PER_CALL: usize = crate::batch::MAX_BATCH_PACKETS;
+pub const MAX_EVENTS_PER_CALL: usize = crate::parse::batch::MAX_BATCH_PACKETS;
 
 /// The flow table's configuration and the switch its stages share.
 pub(super) struct DispatchFlows {

@@ -1,8 +1,8 @@
-//! The dispatcher's side of TCP streams ([`crate::stream_stage`]): the stage exists only
+//! The dispatcher's side of TCP streams ([`crate::parse::stream_stage`]): the stage exists only
 //! while some chef's interest asks for `stream-bytes`, is fed each batch's segments after
 //! the packet calls, ends the streams of flows that ended, and calls each stream chef's
 //! `on-stream` with its chunks (ordering in a batch: flow starts, packets, stream chunks,
-//! flow ends; see `wit02-design` in the docs of [`crate::stream_stage`]).
+//! flow ends; see `wit02-design` in the docs of [`crate::parse::stream_stage`]).
 
 use std::time::Instant;
 
@@ -12,8 +12,8 @@ use flowtrack::reassembly::ReassemblyLimits;
 use flowtrack::table::FlowEvent;
 
 use super::{count_over_cap, run_state, Batch, Dispatcher, SinkError};
-use crate::status::traffic::StreamStatus;
-use crate::stream_stage::{StreamFilter, StreamStage};
+use crate::outputs::status::traffic::StreamStatus;
+use crate::parse::stream_stage::{StreamFilter, StreamStage};
 
 impl Dispatcher {
     /// Memory bounds for reassembly (`--stream-flow-buffer-kib`, `--stream-memory-mib`);

@@ -15,7 +15,7 @@ use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, LoadedChef};
 use kitchen::dispatch::{
     ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
-use kitchen::replay::{NoHooks, ReplayEnd, ReplayOptions};
+use kitchen::run::replay::{NoHooks, ReplayEnd, ReplayOptions};
 
 pub use fixtures_build::workspace_root;
 
@@ -104,7 +104,8 @@ pub fn replay(
         stop: Arc::new(AtomicBool::new(false)),
         progress: None,
     };
-    let (end, _) = kitchen::replay::replay(reader, &mut d, &mut NoHooks, options).expect("replay");
+    let (end, _) =
+        kitchen::run::replay::replay(reader, &mut d, &mut NoHooks, options).expect("replay");
     assert!(matches!(end, ReplayEnd::Done), "{end:?}");
     d.finish().expect("finish");
     let lines = out.0.lock().unwrap().clone();

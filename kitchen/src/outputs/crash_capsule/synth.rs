@@ -39,9 +39,9 @@ use super::CapsuleFrame;
 use crate::chef_host::bindings::{Direction, IpAddress, StreamChunk, TransportProtocol};
 
 /// Link type of synthesized frames: raw IP (LINKTYPE_RAW).
-pub const LINK_TYPE: u32 = crate::packet::dlt::RAW;
+pub const LINK_TYPE: u32 = crate::parse::packet::dlt::RAW;
 /// Most bytes of synthesized frames in one capsule (one batch's worth, as for packets).
-pub const MAX_SYNTH_BYTES: usize = crate::batch::MAX_BATCH_BYTES;
+pub const MAX_SYNTH_BYTES: usize = crate::parse::batch::MAX_BATCH_BYTES;
 /// Most packets made per direction of one ended flow.
 pub const MAX_PACKETS_PER_DIRECTION: u64 = 64;
 /// Largest payload per synthesized TCP segment (a longer chunk is split).
@@ -456,7 +456,7 @@ fn summary_packets(conn: &Conn, s: &FlowSummary, out: &mut Frames) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::parse_frame;
+    use crate::parse::packet::parse_frame;
 
     #[test]
     fn stream_segments_carry_the_chunk_bytes_at_their_offsets() {
@@ -526,8 +526,8 @@ mod tests {
                 original_len: f.original_len,
                 data: &made.data[f.offset..f.offset + f.len],
             };
-            let (p, _) = crate::packet::parse_into(&rec, &mut arena);
-            let meta = crate::flow_stage::meta_of(&p).expect("a flow packet");
+            let (p, _) = crate::parse::packet::parse_into(&rec, &mut arena);
+            let meta = crate::parse::flow_stage::meta_of(&p).expect("a flow packet");
             table.track(&meta, &mut events);
         }
         table.end_all(&mut events);
@@ -613,10 +613,10 @@ mod tests {
     /// kitchen's own flow and stream stages (as `nd-sniff -r` runs them): per chunk its
     /// side, offset, gap before, `last` and bytes.
     fn reassembled(made: &Frames, want: u32) -> Vec<(usize, u64, u64, bool, Vec<u8>)> {
-        use crate::batch::{BatchBuilder, ClockMode, Step};
         use crate::chef_host::bindings::Interest;
-        use crate::flow_stage::{FlowShared, FlowStage};
-        use crate::stream_stage::{StreamFilter, StreamStage};
+        use crate::parse::batch::{BatchBuilder, ClockMode, Step};
+        use crate::parse::flow_stage::{FlowShared, FlowStage};
+        use crate::parse::stream_stage::{StreamFilter, StreamStage};
         let shared = std::sync::Arc::new(FlowShared::default());
         shared.set_wanted(true);
         let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(3600));

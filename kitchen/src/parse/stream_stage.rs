@@ -364,7 +364,7 @@ mod tests {
             original_len: f.len() as u32,
             data: &f,
         };
-        let (mut p, _) = crate::packet::parse_into(&record, arena);
+        let (mut p, _) = crate::parse::packet::parse_into(&record, arena);
         assert_eq!(p.payload.len as usize, payload.len());
         p.flow = Some(FlowRef { id: 7, direction });
         WirePacket(p)

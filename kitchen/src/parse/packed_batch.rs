@@ -739,7 +739,7 @@ mod tests {
             let Ok(Some(record)) = record else {
                 break;
             };
-            let (p, _) = crate::packet::parse_into(&record, &mut arena);
+            let (p, _) = crate::parse::packet::parse_into(&record, &mut arena);
             packets.push(WirePacket(p));
             if packets.len() == 256 || arena.len() > 1 << 20 {
                 add(check(&packets, &arena, &mut buf));

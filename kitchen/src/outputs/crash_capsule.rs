@@ -17,7 +17,7 @@
 //!   wall time, kitchen clock, a summary of the input, and the `replay` command line with
 //!   the same limits.
 //! * **Off the hot path.** The dispatcher only copies the failing call's frames (at most
-//!   one batch, [`crate::batch::MAX_BATCH_BYTES`]) and hands them to a writer thread over a
+//!   one batch, [`crate::parse::batch::MAX_BATCH_BYTES`]) and hands them to a writer thread over a
 //!   bounded channel with `try_send`: when the writer is behind, the capsule is refused and
 //!   counted (`refused_busy`), never waited for. Failures are rare by construction (a
 //!   failing chef is backed off and quarantined, see `chef_host::failure_policy`).

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use flowtrack::reassembly::ReassemblyStats;
 
-use crate::flow_stage::FlowCounters;
+use crate::parse::flow_stage::FlowCounters;
 
 /// The flow table's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

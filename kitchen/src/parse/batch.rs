@@ -7,7 +7,7 @@
 //! the wall clock (at start, then every p). The second half, running the chefs on those
 //! steps in order, is [`crate::dispatch::Dispatcher`].
 //!
-//! The split is what lets a replay use two cores ([`crate::replay`]): reading and parsing
+//! The split is what lets a replay use two cores ([`crate::run::replay`]): reading and parsing
 //! on one thread, chefs on the other, with the steps passed between them in order, so
 //! the output is the same as a single-threaded run, byte for byte.
 
@@ -17,16 +17,16 @@ use std::time::Duration;
 use capture::PacketRecord;
 
 use crate::chef_host::WirePacket;
-use crate::flow_stage::{FlowBatch, FlowStage};
-use crate::packet::{parse_push, PacketClass};
-use crate::poke_clock::{ClockAnomalies, DuePokes, PokeClock};
+use crate::parse::flow_stage::{FlowBatch, FlowStage};
+use crate::parse::packet::{parse_push, PacketClass};
+use crate::parse::poke_clock::{ClockAnomalies, DuePokes, PokeClock};
 
 /// Packets per chef call.
 pub const MAX_BATCH_PACKETS: usize = 256;
 /// Arena bytes per batch: a batch is cut early rather than grow past this, so a chef's
 /// arguments stay small next to its memory cap even with 256 KiB jumbo captures.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
-pub use crate::poke_clock::MAX_POKES_PER_GAP;
+pub use crate::parse::poke_clock::MAX_POKES_PER_GAP;
 
 /// Whose clock the kitchen follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,7 @@ impl Batch {
     }
 
     /// The flow table's counters when this batch was cut (while flows are tracked).
-    pub fn flow_counters(&self) -> Option<crate::flow_stage::FlowCounters> {
+    pub fn flow_counters(&self) -> Option<crate::parse::flow_stage::FlowCounters> {
         self.flows.counters
     }
 
@@ -95,7 +95,7 @@ pub enum Step {
     Poke {
         /// Kitchen clock of the poke.
         at_ns: u64,
-        /// Grid points skipped just before this one (a collapsed gap, see [`crate::poke_clock`]).
+        /// Grid points skipped just before this one (a collapsed gap, see [`crate::parse::poke_clock`]).
         collapsed: u64,
     },
 }
@@ -108,7 +108,7 @@ pub struct BatchBuilder {
     /// Emptied batches handed back by the chef side, reused to avoid allocating.
     spare: Vec<Batch>,
     ready: VecDeque<Step>,
-    /// Connection tracking, when the kitchen may need it ([`crate::flow_stage`]).
+    /// Connection tracking, when the kitchen may need it ([`crate::parse::flow_stage`]).
     flows: Option<FlowStage>,
 }
 

@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 /// Live capture queue length above which the kitchen counts as behind.
-pub const BEHIND_PACKETS: u64 = 2 * crate::batch::MAX_BATCH_PACKETS as u64;
+pub const BEHIND_PACKETS: u64 = 2 * crate::parse::batch::MAX_BATCH_PACKETS as u64;
 /// Time in calls a chef may run ahead of its share before it sheds (when behind).
 pub const DUTY_BURST: Duration = Duration::from_millis(100);
 

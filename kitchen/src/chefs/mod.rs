@@ -1,12 +1,16 @@
-//! Finding chefs: the built-in sample chefs and `*.wasm` files in a chef directory.
+//! Which chefs run: finding them (the built-in sample chefs, [`builtin`], and `*.wasm` files
+//! in a chef directory) and hot reload of that directory ([`reload`]).
 //!
 //! A chef that fails to load is reported (with the file and the typed reason) and skipped;
 //! it never stops the kitchen (the original's rule for chef modules that fail to import).
 
+pub mod builtin;
+pub mod reload;
+
 use std::path::{Path, PathBuf};
 
-use crate::builtin::{BUILTIN_CHEFS, BUILTIN_MODULE};
 use crate::chef_host::{chef_file, ChefHost, ChefSource, LoadError, LoadedChef};
+use crate::chefs::builtin::{BUILTIN_CHEFS, BUILTIN_MODULE};
 
 /// One chef found: where it came from and whether it loaded.
 pub struct FoundChef {

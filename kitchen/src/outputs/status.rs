@@ -154,12 +154,12 @@ pub struct ChefRuntime {
     /// chef quarantined, or batches shed. Capture-level losses are in [`CaptureCounters`].
     pub dropped: u64,
     /// Of `dropped`: packets in batches shed live because the chef was over its share of
-    /// the kitchen's time while the kitchen was behind ([`crate::duty`]).
+    /// the kitchen's time while the kitchen was behind ([`crate::dispatch::duty`]).
     pub shed: u64,
     /// Interval pokes skipped live for the same reason.
     pub pokes_shed: u64,
-    /// Its call time against its share ([`crate::duty`]).
-    pub duty: crate::duty::DutyBucket,
+    /// Its call time against its share ([`crate::dispatch::duty`]).
+    pub duty: crate::dispatch::duty::DutyBucket,
     /// Bytes of the dumplings sent (encoded JSON).
     pub bytes: u64,
     /// Time per `on-packets` batch.

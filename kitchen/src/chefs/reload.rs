@@ -18,8 +18,8 @@
 //!    that no longer exists is reported as removed. Unchanged content (a `touch`, an
 //!    editor saving the same bytes) is ignored. Dropping the [`Reloader`] waits at most
 //!    [`LOADER_STOP_WAIT`] for the loader (shutdown never waits for a compile).
-//! 3. **dispatch** (the kitchen's main loop) calls [`Reloader::try_recv`] between packets
-//!    and [`apply`] between batches: a new chef is added (it sees packets from the next
+//! 3. **dispatch** (the kitchen's main loop, [`crate::run::live`] or [`crate::run::replay`])
+//!    asks its [`ReloadHook`] between batches and applies what waits there: a new chef is added (it sees packets from the next
 //!    batch on); a replaced chef's pending batch is flushed, it gets a final `on-interval`
 //!    poke whose dumplings are sent, and only then the new version takes its place; a
 //!    removed chef gets the same final poke and is dropped. Other chefs see every packet:
@@ -583,8 +583,9 @@ fn apply_event(
     }
 }
 
-/// Hot reload as a [`crate::replay::BetweenSteps`] hook: an event waiting from the loader
-/// thread asks the replay for a batch boundary, where it is applied (with any others).
+/// Hot reload as a [`crate::run::BetweenSteps`] hook: an event waiting from the loader
+/// thread asks the run (replay or live) for a batch boundary, where it is applied (with
+/// any others).
 pub struct ReloadHook<'a> {
     reloader: Option<&'a Reloader>,
     policy: &'a ReloadPolicy,
@@ -602,7 +603,7 @@ impl<'a> ReloadHook<'a> {
     }
 }
 
-impl crate::replay::BetweenSteps for ReloadHook<'_> {
+impl crate::run::BetweenSteps for ReloadHook<'_> {
     fn waiting(&mut self) -> bool {
         if self.held.is_none() {
             self.held = self.reloader.and_then(Reloader::try_recv);

@@ -35,10 +35,10 @@ use std::time::{Duration, Instant};
 
 use capture::{CaptureError, FileReader};
 
-use crate::batch::{Batch, BatchBuilder, Step};
 use crate::dispatch::{Dispatcher, SinkError};
-use crate::file_filter::{FileFilter, FilterError};
-use crate::poke_clock::ClockAnomalies;
+use crate::input::file_filter::{FileFilter, FilterError};
+use crate::parse::batch::{Batch, BatchBuilder, Step};
+use crate::parse::poke_clock::ClockAnomalies;
 
 /// Messages queued between the threads (besides the one being run and the one being
 /// built). One is enough to keep both threads busy; more only adds batches in flight, and
@@ -52,7 +52,7 @@ const CHANNEL_MESSAGES: usize = 1;
 /// waiting (a FIFO replay that trickles packets still gets its pokes on time).
 const MESSAGE_PACKETS: usize = 512;
 /// From a pipe, the longest a packet waits in a partial batch before the batch is handed
-/// on (as live: `MAX_BATCH_AGE` in `app.rs`). Without it a steady trickle just under the
+/// on (as live: [`crate::run::live::MAX_BATCH_AGE`]). Without it a steady trickle just under the
 /// stall wait filled whole 512-packet messages first: half a second of delay at 1 000
 /// packets/s.
 pub const PIPE_MAX_BATCH_AGE: Duration = Duration::from_millis(50);
@@ -61,27 +61,7 @@ const IDLE_CHECK: Duration = Duration::from_millis(50);
 /// After a stop signal, how long to wait for a reading thread stuck in a read.
 pub const STOP_GRACE: Duration = Duration::from_secs(1);
 
-/// Work the calling thread does between steps (hot reload in `nd-sniff`).
-pub trait BetweenSteps {
-    /// Is something waiting that should take effect at the next batch boundary? Called
-    /// before each step and when the input is idle; must be cheap.
-    fn waiting(&mut self) -> bool;
-    /// Apply what is waiting; called at a batch boundary after [`BetweenSteps::waiting`]
-    /// returned true.
-    fn apply(&mut self, d: &mut Dispatcher) -> Result<(), SinkError>;
-}
-
-/// Nothing to do between steps.
-pub struct NoHooks;
-
-impl BetweenSteps for NoHooks {
-    fn waiting(&mut self) -> bool {
-        false
-    }
-    fn apply(&mut self, _d: &mut Dispatcher) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
+pub use super::{BetweenSteps, NoHooks};
 
 /// Why a replay ended (errors aside).
 #[derive(Debug)]

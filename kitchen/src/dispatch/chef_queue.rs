@@ -17,9 +17,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_PACKETS};
 use crate::chef_host::WirePacket;
 use crate::dispatch::InterestMatcher;
+use crate::parse::batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_PACKETS};
 
 /// Live: how long a packet may wait in a chef's queue before the chef is called anyway
 /// (the same bound as a live batch's age, so a quiet chef's dumplings are not held back).
@@ -114,7 +114,7 @@ pub fn matching<'a>(batch: &'a Batch, m: &'a InterestMatcher) -> impl Iterator<I
 mod tests {
     use super::*;
     use crate::chef_host::bindings::{Interest, NetworkProtocol};
-    use crate::packet::{parse_into, NetClass};
+    use crate::parse::packet::{parse_into, NetClass};
     use capture::PacketRecord;
 
     fn batch_of(frames: &[&[u8]], other_at: usize) -> Batch {

@@ -1,7 +1,7 @@
 //! The flow stage: connection tracking between parsing and the chefs, paid for only when a
 //! loaded chef asks for flows or streams.
 //!
-//! It runs where packets are parsed ([`crate::batch::BatchBuilder`]: a replay's reading
+//! It runs where packets are parsed ([`crate::parse::batch::BatchBuilder`]: a replay's reading
 //! thread, or the live dispatcher thread), so a replay spreads its cost over both cores.
 //! For each packet it looks up the flow in a [`flowtrack::table::FlowTable`] (bounded,
 //! idle timeouts, least recently used evicted first; see that crate), and collects the
@@ -31,7 +31,7 @@ use crate::chef_host::bindings::{
     TransportHeader, TransportProtocol,
 };
 use crate::chef_host::WirePacket;
-use crate::packet::{tcp_flags, TCP_FLAG_BITS};
+use crate::parse::packet::{tcp_flags, TCP_FLAG_BITS};
 
 /// Set (to anything) in `nd-sniff`'s environment, the kitchen runs without a flow stage, as
 /// before flows existed: the baseline of `tools/bench-flow-overhead.sh`. Not a user
@@ -434,7 +434,7 @@ fn wit_addr(a: IpAddr) -> IpAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{BatchBuilder, ClockMode, Step};
+    use crate::parse::batch::{BatchBuilder, ClockMode, Step};
     use capture::PacketRecord;
 
     /// A raw IPv4 packet (DLT_RAW) with a TCP (`flags` = Some) or UDP header.
@@ -459,7 +459,7 @@ mod tests {
     fn push(b: &mut BatchBuilder, ts: u64, frame: &[u8]) {
         b.push(&PacketRecord {
             timestamp_ns: ts,
-            link_type: crate::packet::dlt::RAW,
+            link_type: crate::parse::packet::dlt::RAW,
             interface_index: 0,
             original_len: frame.len() as u32,
             data: frame,

@@ -25,8 +25,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::dispatch::Dispatcher;
-use crate::replay::ReplayCounters;
-use crate::status::{BatchTiming, ChefStatus, StatusDetail, StatusReport};
+use crate::outputs::status::{BatchTiming, ChefStatus, StatusDetail, StatusReport};
+use crate::run::replay::ReplayCounters;
 
 /// How often the chefs' thread publishes a fresh snapshot.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -391,8 +391,10 @@ impl Collector for KitchenCollector {
                 hub.dropped,
             )?;
         }
-        let traffic =
-            crate::status::traffic::metrics(s.report.flows.as_ref(), s.report.streams.as_ref());
+        let traffic = crate::outputs::status::traffic::metrics(
+            s.report.flows.as_ref(),
+            s.report.streams.as_ref(),
+        );
         for (name, help, is_gauge, value) in traffic {
             if is_gauge {
                 gauge(e, k, name, help, i(value))?;
@@ -451,10 +453,10 @@ impl Collector for KitchenCollector {
                 |c, _| c.load_failures as i64),
             ("netdumplings_chef_quarantined",
                 "1 when the chef failed too often and is no longer called, else 0.", G,
-                |c, _| i64::from(c.state == crate::status::ChefRunState::Quarantined)),
+                |c, _| i64::from(c.state == crate::outputs::status::ChefRunState::Quarantined)),
             ("netdumplings_chef_restarting",
                 "1 while the chef waits to be re-instantiated after a failed call, else 0.", G,
-                |c, _| i64::from(c.state == crate::status::ChefRunState::Restarting)),
+                |c, _| i64::from(c.state == crate::outputs::status::ChefRunState::Restarting)),
             ("netdumplings_chef_memory_bytes", "Linear memory of the chef's instance, in bytes.", G,
                 |_, x| x.map_or(0, |x| i64::try_from(x.memory_bytes).unwrap_or(i64::MAX))),
         ];

@@ -6,10 +6,10 @@
 //!   [`BatchBuilder`], which also places the interval pokes between batches. The
 //!   [`Dispatcher`] runs those [`Step`]s on the chefs, in order: either on the same thread
 //!   ([`Dispatcher::push`], live capture) or fed from a parsing thread
-//!   ([`Dispatcher::run`], replay: see [`crate::replay`]).
+//!   ([`Dispatcher::run`], replay: see [`crate::run::replay`]).
 //! * Each chef gets only the packets matching its `interest`, and only if it uses the
 //!   packet driver. A chef interested in everything gets the batch as is (no copy); others
-//!   get their packets queued with their own compacted arena ([`crate::chef_queue`]), so a
+//!   get their packets queued with their own compacted arena ([`crate::dispatch::chef_queue`]), so a
 //!   DNS chef neither pays for copying every HTTP payload nor for a wasm call per batch
 //!   for its three packets in it: it is called when its queue is full, before each poke,
 //!   on [`Dispatcher::flush`] and, live, when a packet has waited 50 ms.
@@ -22,11 +22,11 @@
 //! * Every payload is checked (`dumpling::wrap_payload`, size and count caps) as
 //!   it is wrapped in its envelope; bad ones are dropped and counted
 //!   against the chef, never forwarded.
-//! * Hot reload ([`crate::reload`]) adds and retires chefs only between batches
+//! * Hot reload ([`crate::chefs::reload`]) adds and retires chefs only between batches
 //!   ([`Dispatcher::add_chef`], [`Dispatcher::retire_chef`]): the pending batch is flushed
 //!   first, so every other chef sees every packet, and a retired chef's final interval
 //!   dumplings are sent before it is dropped.
-//! * Per-chef measurements for the kitchen status ([`crate::status`]) are kept beside the
+//! * Per-chef measurements for the kitchen status ([`crate::outputs::status`]) are kept beside the
 //!   chefs; with the status on, every poke also sends a `KitchenStatusChef` dumpling.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,115 +34,28 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use capture::PacketRecord;
 use dumpling::Driver;
 
-pub use crate::batch::{
-    Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
-};
-use crate::chef_host::bindings::{BatchForm, Interest, NetworkProtocol, TransportProtocol};
+use crate::chef_host::bindings::BatchForm;
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{LoadedChef, WirePacket};
-use crate::chef_queue::{self, ChefQueue};
-use crate::crash_capsule::CrashCapsules;
-use crate::packed_batch::PackedScratch;
-use crate::packet::{NetClass, PacketClass, TransportClass};
-use crate::poke_clock::ClockAnomalies;
-use crate::status::{
+use crate::outputs::crash_capsule::CrashCapsules;
+use crate::outputs::status::{
     ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
 };
+pub use crate::parse::batch::{
+    Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
+};
+use crate::parse::packed_batch::PackedScratch;
+use crate::parse::poke_clock::ClockAnomalies;
+use chef_queue::ChefQueue;
 
+pub mod chef_queue;
+pub mod duty;
 mod flow_events;
+pub mod interest;
 mod streams;
 
-/// Why the output refused a dumpling.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The consumer went away (e.g. `nd-sniff --stdout | head`): stop cleanly.
-    #[error("the output was closed")]
-    Closed,
-    /// Any other I/O failure.
-    #[error("cannot write dumplings: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Where finished dumplings go (stdout, the hub client, a test vector).
-pub trait DumplingSink {
-    /// Take one encoded dumpling (JSON text, at most `dumpling::MAX_MESSAGE_BYTES`).
-    fn send(&mut self, chef: &str, json: String) -> Result<(), SinkError>;
-}
-
-impl DumplingSink for Vec<String> {
-    fn send(&mut self, _chef: &str, json: String) -> Result<(), SinkError> {
-        self.push(json);
-        Ok(())
-    }
-}
-
-/// A chef's `interest`, compiled for a cheap per-packet test.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InterestMatcher {
-    link_types: Vec<u32>,
-    /// Bit per [`NetClass`]; 0 = any.
-    net_mask: u8,
-    /// Bit per [`TransportClass`]; 0 = any.
-    transport_mask: u8,
-    ports: Vec<u16>,
-}
-
-impl InterestMatcher {
-    /// Compile an interest.
-    pub fn new(interest: &Interest) -> Self {
-        let net_mask = interest.network.iter().fold(0u8, |m, n| {
-            m | 1
-                << match n {
-                    NetworkProtocol::Arp => NetClass::Arp as u8,
-                    NetworkProtocol::Ipv4 => NetClass::Ipv4 as u8,
-                    NetworkProtocol::Ipv6 => NetClass::Ipv6 as u8,
-                    NetworkProtocol::Other => NetClass::Other as u8,
-                }
-        });
-        let transport_mask = interest.transport.iter().fold(0u8, |m, t| {
-            m | 1
-                << match t {
-                    TransportProtocol::Tcp => TransportClass::Tcp as u8,
-                    TransportProtocol::Udp => TransportClass::Udp as u8,
-                    TransportProtocol::Icmpv4 => TransportClass::Icmpv4 as u8,
-                    TransportProtocol::Icmpv6 => TransportClass::Icmpv6 as u8,
-                }
-        });
-        let mut ports = interest.ports.clone();
-        ports.sort_unstable();
-        ports.dedup();
-        let mut link_types = interest.link_types.clone();
-        link_types.sort_unstable();
-        link_types.dedup();
-        InterestMatcher {
-            link_types,
-            net_mask,
-            transport_mask,
-            ports,
-        }
-    }
-
-    /// True when the interest is "every packet".
-    pub fn is_everything(&self) -> bool {
-        self.link_types.is_empty()
-            && self.net_mask == 0
-            && self.transport_mask == 0
-            && self.ports.is_empty()
-    }
-
-    /// Does a packet of this class match? (Every non-empty list must match.)
-    pub fn matches(&self, c: &PacketClass) -> bool {
-        (self.link_types.is_empty() || self.link_types.binary_search(&c.link_type).is_ok())
-            && (self.net_mask == 0 || self.net_mask & (1 << c.net as u8) != 0)
-            && (self.transport_mask == 0
-                || (c.transport != TransportClass::None
-                    && self.transport_mask & (1 << c.transport as u8) != 0))
-            && (self.ports.is_empty()
-                || c.ports.is_some_and(|(s, d)| {
-                    self.ports.binary_search(&s).is_ok() || self.ports.binary_search(&d).is_ok()
-                }))
-    }
-}
+pub use crate::outputs::{DumplingSink, SinkError};
+pub use interest::InterestMatcher;
 
 /// A loaded chef plus its compiled interest.
 pub struct ChefSlot {
@@ -155,7 +68,7 @@ pub struct ChefSlot {
 }
 
 /// What every packet call of one batch (or one flush of the queues) shares: the kitchen
-/// clock handed to the chefs and each chef's share of the thread ([`crate::duty`]),
+/// clock handed to the chefs and each chef's share of the thread ([`crate::dispatch::duty`]),
 /// computed once rather than per call.
 #[derive(Debug, Clone, Copy)]
 struct CallContext {
@@ -172,11 +85,11 @@ pub struct KitchenStats {
     pub batches: u64,
     /// Interval pokes.
     pub pokes: u64,
-    /// Pokes skipped by collapsed gaps ([`MAX_POKES_PER_GAP`], [`crate::poke_clock`]).
+    /// Pokes skipped by collapsed gaps ([`MAX_POKES_PER_GAP`], [`crate::parse::poke_clock`]).
     pub pokes_collapsed: u64,
     /// Dumplings handed to the output.
     pub dumplings: u64,
-    /// The interval clock's anomalies (odd capture times; see [`crate::poke_clock`]).
+    /// The interval clock's anomalies (odd capture times; see [`crate::parse::poke_clock`]).
     pub clock: ClockAnomalies,
 }
 
@@ -201,15 +114,15 @@ pub struct Dispatcher {
     status: StatusInputs,
     /// Live: the capture queue is backing up, so chefs over their share shed batches.
     behind: bool,
-    /// TCP reassembly, while some chef asks for stream bytes ([`crate::stream_stage`]).
-    streams: Option<crate::stream_stage::StreamStage>,
+    /// TCP reassembly, while some chef asks for stream bytes ([`crate::parse::stream_stage`]).
+    streams: Option<crate::parse::stream_stage::StreamStage>,
     /// Memory bounds for reassembly (`--stream-*` flags).
     stream_limits: flowtrack::reassembly::ReassemblyLimits,
     /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
     packed: PackedScratch,
     /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
     flows: Option<flow_events::DispatchFlows>,
-    /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::crash_capsule`]).
+    /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::outputs::crash_capsule`]).
     capsules: Option<CrashCapsules>,
 }
 
@@ -312,7 +225,7 @@ impl Dispatcher {
         }
     }
 
-    /// Each chef's share of the dispatcher's thread for shedding ([`crate::duty`]): an
+    /// Each chef's share of the dispatcher's thread for shedding ([`crate::dispatch::duty`]): an
     /// equal part per chef that is called (not quarantined).
     fn duty_share(&self) -> f64 {
         let called = self
@@ -324,7 +237,7 @@ impl Dispatcher {
     }
 
     /// Live: whether the kitchen is behind (its capture queue holds more than
-    /// [`crate::duty::BEHIND_PACKETS`]); chefs over their share of the kitchen's time then
+    /// [`crate::dispatch::duty::BEHIND_PACKETS`]); chefs over their share of the kitchen's time then
     /// shed batches. Ignored in a replay, which never sheds.
     pub fn set_behind(&mut self, behind: bool) {
         self.behind = behind && self.mode == ClockMode::Live;
@@ -396,7 +309,7 @@ impl Dispatcher {
 
     /// Hand `batch` to every interested packet chef: a chef interested in everything gets
     /// it as it is; a selective chef gets its matching packets queued
-    /// ([`crate::chef_queue`]) and is called when its queue is full (live: or old).
+    /// ([`crate::dispatch::chef_queue`]) and is called when its queue is full (live: or old).
     fn run_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
         self.flows_started(batch)?;
         let Some(last_ns) = batch.last_timestamp_ns() else {
@@ -726,7 +639,7 @@ impl Dispatcher {
         let capture = self
             .status
             .capture
-            .unwrap_or(crate::status::CaptureCounters {
+            .unwrap_or(crate::outputs::status::CaptureCounters {
                 packets: self.stats.packets,
                 ..Default::default()
             });
@@ -910,74 +823,4 @@ pub fn wall_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn class(net: NetClass, transport: TransportClass, ports: Option<(u16, u16)>) -> PacketClass {
-        PacketClass {
-            link_type: 1,
-            net,
-            transport,
-            ports,
-        }
-    }
-
-    #[test]
-    fn interest_matching() {
-        let dns = InterestMatcher::new(&Interest {
-            link_types: vec![],
-            network: vec![],
-            transport: vec![TransportProtocol::Udp],
-            ports: vec![53],
-            flow_events: false,
-            stream_bytes: 0,
-        });
-        assert!(dns.matches(&class(
-            NetClass::Ipv4,
-            TransportClass::Udp,
-            Some((40000, 53))
-        )));
-        assert!(!dns.matches(&class(
-            NetClass::Ipv4,
-            TransportClass::Tcp,
-            Some((40000, 53))
-        )));
-        assert!(!dns.matches(&class(NetClass::Ipv4, TransportClass::Udp, Some((1, 2)))));
-        assert!(!dns.matches(&class(NetClass::Arp, TransportClass::None, None)));
-
-        let arp = InterestMatcher::new(&Interest {
-            link_types: vec![],
-            network: vec![NetworkProtocol::Arp],
-            transport: vec![],
-            ports: vec![],
-            flow_events: false,
-            stream_bytes: 0,
-        });
-        assert!(arp.matches(&class(NetClass::Arp, TransportClass::None, None)));
-        assert!(!arp.matches(&class(NetClass::Ipv6, TransportClass::Udp, Some((1, 2)))));
-
-        let all = InterestMatcher::new(&Interest {
-            link_types: vec![],
-            network: vec![],
-            transport: vec![],
-            ports: vec![],
-            flow_events: false,
-            stream_bytes: 0,
-        });
-        assert!(all.is_everything());
-        assert!(all.matches(&class(NetClass::Other, TransportClass::None, None)));
-
-        let sll_only = InterestMatcher::new(&Interest {
-            link_types: vec![113],
-            network: vec![],
-            transport: vec![],
-            ports: vec![],
-            flow_events: false,
-            stream_bytes: 0,
-        });
-        assert!(!sll_only.matches(&class(NetClass::Ipv4, TransportClass::None, None)));
-    }
 }
