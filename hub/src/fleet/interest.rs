@@ -7,10 +7,19 @@
 //!   when `SystemStatusChef` is listed and no kitchen is (the rule of `nd-print -c/-k`).
 //!   Under `--auth` the eater's principal is checked as well, so interest only narrows.
 //! * A federated hub pulls from NATS only what its eaters want ([`Union`]): its one live
-//!   consumer's filter subject is re-derived as eaters come and go. nats-server 2.9 allows
-//!   a single filter subject per consumer, so the filter is the narrowest single subject
-//!   covering every eater: `<prefix>.K.C.*` when all want the one kitchen K and/or the one
-//!   chef C (`*` for the other), else `<prefix>.>`. Eaters still filter exactly.
+//!   consumer's filter is re-derived as eaters come and go.
+//!   - On nats-server >= 2.10 (the version the server reports at connect) a consumer takes
+//!     several filter subjects, so the filter is exact ([`union_subjects`]): one
+//!     `<prefix>.K.C.*` per wanted kitchen K and chef C (`*` where an eater names none),
+//!     with subjects that overlap merged (the server refuses overlapping filters), at most
+//!     [`MAX_FILTER_SUBJECTS`] of them (more: the single-subject cover below).
+//!   - On 2.9 (Debian 12's 2.9.10) a consumer has a single filter subject, so the filter
+//!     is the narrowest single subject covering every eater ([`union_subject`]):
+//!     `<prefix>.K.C.*` when all want the one kitchen K and/or the one chef C (`*` for the
+//!     other), else `<prefix>.>`.
+//!
+//!   A filter is carried as one string, its subjects separated by a space (which no
+//!   subject holds: [`super::subject`] escapes it). Eaters still filter exactly.
 //! * A filter change hands over without a gap ([`consume_live`]): the old filter is read
 //!   up to the stream's last sequence at the change, then the new one from the next.
 
@@ -120,6 +129,144 @@ impl Interest {
         };
         cover(prefix, one(&self.kitchens), one(&self.chefs))
     }
+
+    /// The consumer filter for this interest alone: exact with `multi` (server >= 2.10),
+    /// else [`Interest::subject`].
+    pub fn filter(&self, prefix: &str, multi: bool) -> String {
+        if multi {
+            union_subjects(prefix, [Some(self)])
+        } else {
+            self.subject(prefix)
+        }
+    }
+
+    /// The (kitchen, chef) token pairs this interest wants, `*` for "any"; a product too
+    /// large to list is widened on one side.
+    fn pairs(&self) -> Vec<(String, String)> {
+        let tokens = |set: &Option<BTreeSet<String>>| match set {
+            Some(s) => s.iter().map(|n| escape_token(n)).collect::<Vec<_>>(),
+            None => vec![ANY.to_owned()],
+        };
+        let (mut kitchens, mut chefs) = (tokens(&self.kitchens), tokens(&self.chefs));
+        if kitchens.len() * chefs.len() > MAX_FILTER_SUBJECTS {
+            if chefs.len() <= MAX_FILTER_SUBJECTS {
+                kitchens = vec![ANY.to_owned()];
+            } else {
+                chefs = vec![ANY.to_owned()];
+                if kitchens.len() > MAX_FILTER_SUBJECTS {
+                    kitchens = vec![ANY.to_owned()];
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(kitchens.len() * chefs.len());
+        for k in &kitchens {
+            for c in &chefs {
+                out.push((k.clone(), c.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// Most filter subjects of one consumer; a union needing more uses [`union_subject`]'s
+/// single subject (nats-server checks every stored subject against each filter, so a long
+/// list costs the server more than it saves).
+pub const MAX_FILTER_SUBJECTS: usize = 64;
+
+/// The wildcard token (escaped names never are `*`).
+const ANY: &str = "*";
+
+/// Does a server of this version (`INFO`'s `version`, e.g. `2.15.1`) accept several
+/// filter subjects per consumer? (2.10 and later.)
+pub fn supports_multi_filter(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (2, 10),
+        _ => false,
+    }
+}
+
+/// The subjects of a filter string (one, or several separated by spaces).
+pub fn filter_subjects(filter: &str) -> Vec<String> {
+    filter
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn token_overlaps(a: &str, b: &str) -> bool {
+    a == b || a == ANY || b == ANY
+}
+
+fn token_covers(a: &str, b: &str) -> bool {
+    a == ANY || a == b
+}
+
+/// The exact multi-subject filter for every interest (`None` = wants everything), as a
+/// space-separated string: no two subjects overlap (a pair that does is merged into the
+/// one covering both, or the wider kept), and more than [`MAX_FILTER_SUBJECTS`] fall back
+/// to [`union_subject`].
+pub fn union_subjects<'a>(
+    prefix: &str,
+    interests: impl IntoIterator<Item = Option<&'a Interest>> + Clone,
+) -> String {
+    let mut set: BTreeSet<(String, String)> = BTreeSet::new();
+    for interest in interests.clone() {
+        let Some(interest) = interest else {
+            return format!("{prefix}.>");
+        };
+        set.extend(interest.pairs());
+        if set.len() > MAX_FILTER_SUBJECTS * 4 {
+            return union_subject(prefix, interests);
+        }
+    }
+    if set.is_empty() {
+        return format!("{prefix}.>");
+    }
+    // Merge until no two overlap; each step removes at least one pair, so this ends.
+    'merge: loop {
+        let pairs: Vec<(String, String)> = set.iter().cloned().collect();
+        for (i, a) in pairs.iter().enumerate() {
+            for b in &pairs[i + 1..] {
+                if !(token_overlaps(&a.0, &b.0) && token_overlaps(&a.1, &b.1)) {
+                    continue;
+                }
+                set.remove(a);
+                set.remove(b);
+                let join = |x: &str, y: &str| {
+                    if x == y {
+                        x.to_owned()
+                    } else {
+                        ANY.to_owned()
+                    }
+                };
+                let merged = if token_covers(&a.0, &b.0) && token_covers(&a.1, &b.1) {
+                    a.clone()
+                } else if token_covers(&b.0, &a.0) && token_covers(&b.1, &a.1) {
+                    b.clone()
+                } else {
+                    (join(&a.0, &b.0), join(&a.1, &b.1))
+                };
+                set.insert(merged);
+                continue 'merge;
+            }
+        }
+        break;
+    }
+    if set.contains(&(ANY.to_owned(), ANY.to_owned())) {
+        return format!("{prefix}.>");
+    }
+    if set.len() > MAX_FILTER_SUBJECTS {
+        return union_subject(prefix, interests);
+    }
+    set.iter()
+        .map(|(k, c)| format!("{prefix}.{k}.{c}.*"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn cover(prefix: &str, kitchen: Option<String>, chef: Option<String>) -> String {
@@ -177,6 +324,8 @@ pub fn union_subject<'a>(
 #[derive(Debug)]
 pub struct Union {
     prefix: String,
+    /// The server takes several filter subjects per consumer (>= 2.10).
+    multi: bool,
     members: Mutex<(u64, BTreeMap<u64, Option<Interest>>)>,
     filter: watch::Sender<String>,
 }
@@ -189,11 +338,13 @@ pub struct Member {
 }
 
 impl Union {
-    /// A union with no eater: the filter is the whole stream (`<prefix>.>`).
-    pub fn new(prefix: &str) -> Arc<Union> {
+    /// A union with no eater: the filter is the whole stream (`<prefix>.>`). `multi`:
+    /// the server accepts several filter subjects per consumer ([`supports_multi_filter`]).
+    pub fn new(prefix: &str, multi: bool) -> Arc<Union> {
         let (filter, _) = watch::channel(format!("{prefix}.>"));
         Arc::new(Union {
             prefix: prefix.to_owned(),
+            multi,
             members: Mutex::new((0, BTreeMap::new())),
             filter,
         })
@@ -207,6 +358,11 @@ impl Union {
     /// The current filter subject.
     pub fn current(&self) -> String {
         self.filter.borrow().clone()
+    }
+
+    /// Whether filters may list several subjects (server >= 2.10).
+    pub fn multi(&self) -> bool {
+        self.multi
     }
 
     /// Add an eater reading the live ring.
@@ -237,7 +393,12 @@ impl Union {
             if members.1.is_empty() {
                 return;
             }
-            union_subject(&self.prefix, members.1.values().map(|i| i.as_ref()))
+            let interests = members.1.values().map(|i| i.as_ref());
+            if self.multi {
+                union_subjects(&self.prefix, interests)
+            } else {
+                union_subject(&self.prefix, interests)
+            }
         };
         self.filter.send_if_modified(|current| {
             if *current == subject {
@@ -408,8 +569,61 @@ mod tests {
     }
 
     #[test]
+    fn multi_filters_are_exact_and_never_overlap() {
+        let p = "nd.d";
+        let a = interest(&["A"], &[]);
+        let b = interest(&["B"], &[]);
+        let ak = interest(&["A"], &["k 1"]);
+        let bk2 = interest(&["B"], &["k2"]);
+        let k3 = interest(&[], &["k3"]);
+        assert_eq!(union_subjects(p, [Some(&a)]), "nd.d.*.A.*");
+        assert_eq!(
+            union_subjects(p, [Some(&a), Some(&b)]),
+            "nd.d.*.A.* nd.d.*.B.*"
+        );
+        // k 1/A is inside */A: the wider one stays.
+        assert_eq!(union_subjects(p, [Some(&a), Some(&ak)]), "nd.d.*.A.*");
+        assert_eq!(
+            union_subjects(p, [Some(&ak), Some(&bk2)]),
+            "nd.d.k2.B.* nd.d.k~201.A.*"
+        );
+        // k3/* and */A overlap (k3/A) without one covering the other: merged into */*.
+        assert_eq!(union_subjects(p, [Some(&a), Some(&k3)]), "nd.d.>");
+        assert_eq!(union_subjects(p, [Some(&a), None]), "nd.d.>");
+        assert_eq!(
+            interest(&["A", "B"], &["k"]).filter(p, true),
+            "nd.d.k.A.* nd.d.k.B.*"
+        );
+        assert_eq!(interest(&["A", "B"], &["k"]).filter(p, false), "nd.d.k.*.*");
+        // Too many to list: the single-subject cover.
+        let many: Vec<String> = (0..MAX_FILTER_SUBJECTS + 1)
+            .map(|i| format!("C{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let wide = interest(&many, &[]);
+        assert_eq!(union_subjects(p, [Some(&wide)]), "nd.d.>");
+        assert_eq!(
+            filter_subjects("nd.d.*.A.* nd.d.*.B.*"),
+            ["nd.d.*.A.*", "nd.d.*.B.*"]
+        );
+    }
+
+    #[test]
+    fn servers_from_2_10_take_several_filter_subjects() {
+        assert!(supports_multi_filter("2.15.1"));
+        assert!(supports_multi_filter("2.10.0"));
+        assert!(supports_multi_filter("v3.0.0-beta"));
+        assert!(!supports_multi_filter("2.9.10"));
+        assert!(!supports_multi_filter("garbage"));
+    }
+
+    #[test]
     fn members_re_derive_the_filter_as_they_come_and_go() {
-        let union = Union::new("nd.d");
+        let multi = Union::new("nd.d", true);
+        let _a = multi.join(Some(interest(&["A"], &[])));
+        let _b = multi.join(Some(interest(&["B"], &[])));
+        assert_eq!(multi.current(), "nd.d.*.A.* nd.d.*.B.*");
+        let union = Union::new("nd.d", false);
         let all = union.join(None);
         let one = union.join(Some(interest(&["A"], &[])));
         assert_eq!(union.current(), "nd.d.>");

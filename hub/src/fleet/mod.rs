@@ -398,6 +398,10 @@ pub async fn ensure_stream(
 /// Call before accepting kitchens, so the consumer starts before their first dumpling.
 pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet, FleetError> {
     let client = connect(options).await?;
+    // The connected server's version decides the interest filter's form (one subject on
+    // 2.9, an exact list from 2.10); a fleet's servers are expected to share a version.
+    let server_version = client.server_info().version;
+    let multi_filter = interest::supports_multi_filter(&server_version);
     let js = match &options.domain {
         Some(domain) => jetstream::with_domain(client.clone(), domain),
         None => jetstream::new(client.clone()),
@@ -408,11 +412,13 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         prefix = %options.subject_prefix,
         hub_id = %options.hub_id,
         next_sequence = last + 1,
+        server_version = %server_version,
+        multi_filter,
         "fleet: federating over NATS JetStream"
     );
     let stats = Arc::new(FleetStats::default());
     let (tx, rx) = mpsc::channel(options.publish_queue.max(1));
-    let union = interest::Union::new(&options.subject_prefix);
+    let union = interest::Union::new(&options.subject_prefix, multi_filter);
     let service = Arc::new(replay::Service::new(
         js.clone(),
         &options.stream,

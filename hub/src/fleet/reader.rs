@@ -98,7 +98,8 @@ pub fn to_frame(msg: &jetstream::Message) -> Message {
 pub struct ReadSpec<'a> {
     /// The stream name.
     pub stream: &'a str,
-    /// The consumer's filter subject (one subject; nats-server 2.9 allows no list).
+    /// The consumer's filter: one subject, or (nats-server >= 2.10 only) several
+    /// separated by spaces ([`super::interest::filter_subjects`]).
     pub filter: &'a str,
     /// Stop once every matching message with a sequence up to this one was delivered.
     pub until: Option<u64>,
@@ -228,7 +229,7 @@ where
     let mut failures: u32 = 0;
     // The full-stream filter can use the cheap stall check (stream's last sequence);
     // a narrower one must ask its consumer how much it has pending.
-    let whole_stream = spec.filter.ends_with(".>") && !spec.filter.contains('*') && {
+    let whole_stream = spec.filter.ends_with(".>") && !spec.filter.contains(['*', ' ']) && {
         let head = &spec.filter[..spec.filter.len() - 2];
         !head.contains('>')
     };
@@ -278,9 +279,18 @@ where
                 .get_stream(spec.stream)
                 .await
                 .map_err(|e| e.to_string())?;
+            // Several subjects go in `filter_subjects` (a 2.10 field; 2.9 only ever gets
+            // one, in `filter_subject`).
+            let mut subjects = super::interest::filter_subjects(spec.filter);
+            let (filter_subject, filter_subjects) = if subjects.len() == 1 {
+                (subjects.pop().unwrap_or_default(), Vec::new())
+            } else {
+                (String::new(), subjects)
+            };
             let consumer = stream
                 .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: spec.filter.to_owned(),
+                    filter_subject,
+                    filter_subjects,
                     deliver_policy,
                     ..Default::default()
                 })

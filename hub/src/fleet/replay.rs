@@ -158,7 +158,7 @@ impl Service {
             },
         };
         let filter = match interest {
-            Some(i) => i.subject(&self.prefix),
+            Some(i) => i.filter(&self.prefix, self.union.multi()),
             None => format!("{}.>", self.prefix),
         };
         // The consumer's subject only covers the interest; check it exactly here, and

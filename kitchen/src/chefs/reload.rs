@@ -507,7 +507,7 @@ fn apply_event(
             let (slot, _) = d.retire_chef(i)?;
             tracing::info!(file = %escape_path(&path), chef = slot.chef.name(),
                 "chef file removed; chef stopped (after its final interval dumpling)");
-            d.status_inputs().load_failures.remove(&escape_path(&path));
+            d.status_inputs().clear_load_failures(&escape_path(&path));
             Ok(Applied::Removed(slot.chef.name().to_owned()))
         }
         ReloadEvent::Ready {
@@ -542,7 +542,7 @@ fn apply_event(
                 chef,
             };
             let version = slot.chef.description().version.clone();
-            d.status_inputs().load_failures.remove(&key);
+            d.status_inputs().clear_load_failures(&key);
             // Retire the old version of this file, and a built-in of the same name.
             let mut reloads = 0;
             let mut old_name = None;
@@ -564,12 +564,7 @@ fn apply_event(
                 tracing::warn!(chef = %name, file = %escape_path(&path),
                     "chef file overrides the built-in chef of the same name");
             }
-            d.add_chef(slot)?;
-            if let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, &path)) {
-                if let Some(rt) = d.runtime_mut(i) {
-                    rt.reloads = reloads;
-                }
-            }
+            d.add_reloaded_chef(slot, reloads)?;
             match old_name {
                 Some(old) => Ok(Applied::Replaced(old, name)),
                 None => {

@@ -5,7 +5,7 @@
 //!   ~150-250 ns for one call per packet; `shared/docs/wasm-host-notes.md` §1.2) by a
 //!   [`BatchBuilder`], which also places the interval pokes between batches. The
 //!   [`Dispatcher`] runs those [`Step`]s on the chefs, in order: either on the same thread
-//!   ([`Dispatcher::push`], live capture) or fed from a parsing thread
+//!   ([`Dispatcher::push`], live capture: [`crate::run::live`]) or fed from a parsing thread
 //!   ([`Dispatcher::run`], replay: see [`crate::run::replay`]).
 //! * Each chef gets only the packets matching its `interest`, and only if it uses the
 //!   packet driver. A chef interested in everything gets the batch as is (no copy); others
@@ -44,6 +44,7 @@ use crate::outputs::status::{
 pub use crate::parse::batch::{
     Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
 };
+use crate::parse::defrag::{DefragLimits, DefragStats};
 use crate::parse::packed_batch::PackedScratch;
 use crate::parse::poke_clock::ClockAnomalies;
 use chef_queue::ChefQueue;
@@ -91,6 +92,8 @@ pub struct KitchenStats {
     pub dumplings: u64,
     /// The interval clock's anomalies (odd capture times; see [`crate::parse::poke_clock`]).
     pub clock: ClockAnomalies,
+    /// IP reassembly ([`crate::parse::defrag`]) of every builder, as of the last step.
+    pub ip_reassembly: DefragStats,
 }
 
 /// The dispatcher: owns the chefs and runs [`Step`]s on them; it also has a
@@ -118,6 +121,10 @@ pub struct Dispatcher {
     streams: Option<crate::parse::stream_stage::StreamStage>,
     /// Memory bounds for reassembly (`--stream-*` flags).
     stream_limits: flowtrack::reassembly::ReassemblyLimits,
+    /// IP reassembly bounds of every builder this dispatcher makes.
+    defrag_limits: DefragLimits,
+    /// IP reassembly of builders on other threads ([`Dispatcher::add_defrag_stats`]).
+    other_defrag: DefragStats,
     /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
     packed: PackedScratch,
     /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
@@ -154,6 +161,8 @@ impl Dispatcher {
             behind: false,
             streams: None,
             stream_limits: Default::default(),
+            defrag_limits: DefragLimits::default(),
+            other_defrag: DefragStats::default(),
             packed: PackedScratch::default(),
             flows: None,
             capsules: None,
@@ -182,6 +191,7 @@ impl Dispatcher {
     /// whose steps come back through [`Dispatcher::run`].
     pub fn new_builder(&self) -> BatchBuilder {
         let mut b = BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()));
+        b.set_defrag_limits(self.defrag_limits);
         if let Some(stage) = self.flow_stage_for_builder() {
             b.set_flow_stage(stage);
         }
@@ -272,6 +282,14 @@ impl Dispatcher {
         self.call_all_queued()
     }
 
+    /// Reassemble IP fragments within `limits` (`--ip-reassembly-kib`,
+    /// `--ip-reassembly-timeout`), on this dispatcher's builder and every builder it makes
+    /// from now on.
+    pub fn set_defrag_limits(&mut self, limits: DefragLimits) {
+        self.defrag_limits = limits;
+        self.builder.set_defrag_limits(limits);
+    }
+
     /// Count the clock anomalies of a builder made by [`Dispatcher::new_builder`] (a replay's
     /// reading thread), for [`KitchenStats::clock`].
     pub fn add_clock_anomalies(&mut self, a: &ClockAnomalies) {
@@ -279,9 +297,17 @@ impl Dispatcher {
         self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
     }
 
+    /// Count the IP reassembly of a builder made by [`Dispatcher::new_builder`] (a replay's
+    /// reading thread, at its end), for [`KitchenStats::ip_reassembly`].
+    pub fn add_defrag_stats(&mut self, s: &DefragStats) {
+        self.other_defrag = self.other_defrag.plus(s);
+        self.stats.ip_reassembly = self.builder.defrag_stats().plus(&self.other_defrag);
+    }
+
     /// Run every step the own builder has ready.
     fn drain(&mut self) -> Result<(), SinkError> {
         self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
+        self.stats.ip_reassembly = self.builder.defrag_stats().plus(&self.other_defrag);
         while let Some(step) = self.builder.next_step() {
             if let Some(batch) = self.run(step)? {
                 self.builder.recycle(batch);
@@ -361,7 +387,7 @@ impl Dispatcher {
                 if !self.chefs[i].matcher.matches(&batch.classes[at]) {
                     continue;
                 }
-                let frame_len = batch.packets[at].0.frame.len as usize;
+                let frame_len = chef_queue::packet_bytes(&batch.packets[at].0);
                 if self.queues[i].cannot_take(frame_len) {
                     self.call_queued(i, call)?;
                 }
@@ -540,12 +566,24 @@ impl Dispatcher {
     /// Add a chef between batches (hot reload): the pending batch is flushed first, so the
     /// new chef sees packets from the next batch on; it is placed in name order.
     pub fn add_chef(&mut self, slot: ChefSlot) -> Result<(), SinkError> {
+        self.add_reloaded_chef(slot, 0)
+    }
+
+    /// [`Dispatcher::add_chef`] for a new version of a chef that has been swapped in
+    /// `reloads` times (hot reload carries the count in the chef's measurements).
+    pub fn add_reloaded_chef(&mut self, slot: ChefSlot, reloads: u64) -> Result<(), SinkError> {
         self.flush()?;
         let at = self
             .chefs
             .partition_point(|s| s.chef.name() < slot.chef.name());
         self.chefs.insert(at, slot);
-        self.runtime.insert(at, ChefRuntime::default());
+        self.runtime.insert(
+            at,
+            ChefRuntime {
+                reloads,
+                ..ChefRuntime::default()
+            },
+        );
         self.queues.insert(at, ChefQueue::default());
         self.update_stream_stage();
         self.update_flow_switch();
@@ -573,11 +611,6 @@ impl Dispatcher {
     /// Measurements of every chef (same order as [`Dispatcher::chefs`]).
     pub fn runtimes(&self) -> &[ChefRuntime] {
         &self.runtime
-    }
-
-    /// Measurements of chef `i` (same index as [`Dispatcher::chefs`]).
-    pub fn runtime_mut(&mut self, i: usize) -> Option<&mut ChefRuntime> {
-        self.runtime.get_mut(i)
     }
 
     /// Status inputs: turn the `KitchenStatusChef` dumpling on, feed capture counters, a

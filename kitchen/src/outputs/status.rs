@@ -373,6 +373,11 @@ impl StatusInputs {
             None => error.to_owned(),
         };
     }
+
+    /// Forget the failed loads of `path` (a version of it loaded, or it was removed).
+    pub fn clear_load_failures(&mut self, path: &str) {
+        self.load_failures.remove(path);
+    }
 }
 
 #[cfg(test)]

@@ -48,7 +48,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// nd-fleet-bench: delivered rate, cross-hub latency and failover time of a hub fleet.
 #[derive(Debug, Parser)]
-#[command(name = "nd-fleet-bench", about)]
+#[command(
+    name = "nd-fleet-bench",
+    about = "Loopback benchmark of a fleet of `nd-hub --nats` hubs against one hub measured in the same run: delivered rate, cross-hub latency, failover time.",
+    long_about = "Loopback benchmark of a fleet of `nd-hub --nats` hubs against one hub measured in the same run: delivered dumplings/s to many eaters (1 hub, 1 hub --nats, 2 and 3 hubs), cross-hub latency p50/p99 at a fixed rate, and failover time (hub killed -> kitchen delivering via another hub). Medians over --reps interleaved repetitions, with per-process CPU.\n\nnats-server: $ND_NATS_SERVER, else the pinned v2.15.1 in target/nd-tools/ (scripts/nats-server.sh), else nats-server on PATH (Debian: 2.9.10). Build first: cargo build --release --workspace --all-targets."
+)]
 struct Cli {
     /// Repetitions per cell (medians are printed).
     #[arg(long, default_value_t = 3)]
@@ -72,6 +76,10 @@ struct Cli {
     /// Run only these parts (rate, latency, failover); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Rate cells to run (0 = one hub without NATS, the baseline; 1, 2, 3 = that many
+    /// hubs with --nats); ratios need 0. For profiling one cell, e.g. `--rate-cells 1`.
+    #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 2, 3])]
+    rate_cells: Vec<usize>,
 }
 
 impl Cli {
@@ -238,6 +246,48 @@ struct Run {
     complete: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU seconds (user + system) the hubs used during the run.
+    hub_cpu: f64,
+    /// CPU seconds the nats-server node used during the run.
+    nats_cpu: f64,
+    /// Dumplings delivered to all eaters together.
+    delivered: f64,
+}
+
+/// CPU seconds (utime + stime) of process `pid` so far, from `/proc/PID/stat`; 0 when
+/// unreadable. Clock ticks are 100 per second on Linux (`getconf CLK_TCK`).
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces; fields after its `)` are fixed.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after `)`.
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// CPU seconds of the hubs and of the NATS nodes so far.
+fn cpu_of(hubs: &[Hub], cluster: Option<&Cluster>) -> (f64, f64) {
+    let hub: f64 = hubs.iter().map(|h| cpu_secs(h.guard.child.id())).sum();
+    let nats: f64 = cluster
+        .map(|c| {
+            c.nodes
+                .iter()
+                .filter_map(|n| n.child.as_ref())
+                .map(|child| cpu_secs(child.id()))
+                .sum()
+        })
+        .unwrap_or(0.0);
+    (hub, nats)
 }
 
 /// One run: `eaters` eaters round-robin on `hubs[eater_hubs]`, a kitchen on `hubs[0]`.
@@ -313,6 +363,9 @@ async fn run_cell(
         complete: received as f64 / (dumplings * eaters as u64).max(1) as f64,
         p50_ms: percentile_ms(&lat, 0.5),
         p99_ms: percentile_ms(&lat, 0.99),
+        hub_cpu: 0.0,
+        nats_cpu: 0.0,
+        delivered: received as f64,
     })
 }
 
@@ -331,9 +384,15 @@ async fn rate_cell(cli: &Cli, n: usize) -> anyhow::Result<Run> {
     };
     let hubs = start_hubs(cluster.as_ref(), n.max(1)).await?;
     let spread: Vec<usize> = (0..n.max(1)).collect();
+    let before = cpu_of(&hubs, cluster.as_ref());
     let run = run_cell(&hubs, &spread, cli.eaters, cli.dumplings, None).await;
+    let after = cpu_of(&hubs, cluster.as_ref());
     stop_all(hubs);
-    run
+    run.map(|r| Run {
+        hub_cpu: after.0 - before.0,
+        nats_cpu: after.1 - before.1,
+        ..r
+    })
 }
 
 /// A latency cell: kitchen on hub A, 10 eaters on hub B (or one hub without NATS).
@@ -505,12 +564,14 @@ async fn failover_cell(resend_tail: usize) -> anyhow::Result<Failover> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if nats::nats_server().is_none() {
-        bail!("nats-server not found (apt-get install nats-server, or set ND_NATS_SERVER)");
-    }
+    let Some(server) = nats::nats_server() else {
+        bail!("nats-server not found (run scripts/nats-server.sh, or apt-get install nats-server, or set ND_NATS_SERVER)");
+    };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "nd-fleet-bench: reps {}, {} eaters, {} dumplings of {SIZE} B per rate cell; load average {}",
+        "nd-fleet-bench: {} ({}); reps {}, {} eaters, {} dumplings of {SIZE} B per rate cell; load average {}",
+        server.display(),
+        nats::server_version(&server),
         cli.reps,
         cli.eaters,
         cli.dumplings,
@@ -526,12 +587,17 @@ async fn main() -> anyhow::Result<()> {
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); 4];
         for rep in 0..cli.reps {
             for (cell, n) in [0usize, 1, 2, 3].into_iter().enumerate() {
+                if !cli.rate_cells.contains(&n) {
+                    continue;
+                }
                 let run = rate_cell(&cli, n).await?;
                 eprintln!(
-                    "  rep {rep} {:<16} {:>10.0}/s complete {:.1}%",
+                    "  rep {rep} {:<16} {:>10.0}/s complete {:.1}%  cpu s: hubs {:.2} nats {:.2}",
                     labels[cell],
                     run.rate,
-                    run.complete * 100.0
+                    run.complete * 100.0,
+                    run.hub_cpu,
+                    run.nats_cpu
                 );
                 runs[cell].push(run);
             }
@@ -542,16 +608,30 @@ async fn main() -> anyhow::Result<()> {
             cli.eaters, cli.reps
         );
         println!(
-            "{:<18} {:>14} {:>10} {:>10} {:>10}",
-            "cell", "delivered/s", "min", "vs 1 hub", "complete"
+            "{:<18} {:>14} {:>10} {:>10} {:>10} {:>12} {:>12}",
+            "cell", "delivered/s", "min", "vs 1 hub", "complete", "hub ns/dlv", "nats ns/dlv"
         );
         for (cell, label) in labels.iter().enumerate() {
+            if runs[cell].is_empty() {
+                continue;
+            }
             let rates: Vec<f64> = runs[cell].iter().map(|r| r.rate).collect();
             let m = median(rates.clone());
             let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
             let complete = median(runs[cell].iter().map(|r| r.complete * 100.0).collect());
+            // CPU per delivered dumpling (all hubs together; the NATS node), from
+            // /proc/PID/stat: on two cores nats-server's share is taken from the hubs.
+            let per = |f: fn(&Run) -> f64| {
+                median(
+                    runs[cell]
+                        .iter()
+                        .map(|r| f(r) * 1e9 / r.delivered.max(1.0))
+                        .collect(),
+                )
+            };
+            let (hub_ns, nats_ns) = (per(|r| r.hub_cpu), per(|r| r.nats_cpu));
             println!(
-                "{label:<18} {m:>14.0} {min:>10.0} {:>10.2} {complete:>9.1}%",
+                "{label:<18} {m:>14.0} {min:>10.0} {:>10.2} {complete:>9.1}% {hub_ns:>12.0} {nats_ns:>12.0}",
                 m / base
             );
         }
