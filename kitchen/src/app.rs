@@ -719,23 +719,10 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             c.ended
         );
     }
-    let f = &s.ip_reassembly;
-    if f.fragments > 0 {
-        tracing::info!(
-            "{k}: summary: IP fragments: {} seen, {} datagrams reassembled; dropped: {} timed \
-             out, {} over the memory bound, {} conflicting, {} malformed; {} incomplete at the end",
-            f.fragments,
-            f.reassembled,
-            f.timed_out,
-            f.evicted,
-            f.conflicting,
-            f.malformed,
-            f.incomplete
-        );
-    }
     let traffic = kitchen::outputs::status::traffic::summary_lines(
         report.flows.as_ref(),
         report.streams.as_ref(),
+        report.ip_reassembly.as_ref(),
     );
     for line in traffic {
         tracing::info!("{k}: summary: {line}");

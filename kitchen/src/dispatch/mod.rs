@@ -92,7 +92,7 @@ pub struct KitchenStats {
     pub dumplings: u64,
     /// The interval clock's anomalies (odd capture times; see [`crate::parse::poke_clock`]).
     pub clock: ClockAnomalies,
-    /// IP reassembly ([`crate::parse::defrag`]) of every builder, as of the last step.
+    /// IP reassembly ([`crate::parse::defrag`]), as of the last batch run.
     pub ip_reassembly: DefragStats,
 }
 
@@ -123,8 +123,7 @@ pub struct Dispatcher {
     stream_limits: flowtrack::reassembly::ReassemblyLimits,
     /// IP reassembly bounds of every builder this dispatcher makes.
     defrag_limits: DefragLimits,
-    /// IP reassembly of builders on other threads ([`Dispatcher::add_defrag_stats`]).
-    other_defrag: DefragStats,
+
     /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
     packed: PackedScratch,
     /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
@@ -162,7 +161,7 @@ impl Dispatcher {
             streams: None,
             stream_limits: Default::default(),
             defrag_limits: DefragLimits::default(),
-            other_defrag: DefragStats::default(),
+
             packed: PackedScratch::default(),
             flows: None,
             capsules: None,
@@ -297,17 +296,9 @@ impl Dispatcher {
         self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
     }
 
-    /// Count the IP reassembly of a builder made by [`Dispatcher::new_builder`] (a replay's
-    /// reading thread, at its end), for [`KitchenStats::ip_reassembly`].
-    pub fn add_defrag_stats(&mut self, s: &DefragStats) {
-        self.other_defrag = self.other_defrag.plus(s);
-        self.stats.ip_reassembly = self.builder.defrag_stats().plus(&self.other_defrag);
-    }
-
     /// Run every step the own builder has ready.
     fn drain(&mut self) -> Result<(), SinkError> {
         self.stats.clock = self.builder.clock_anomalies().plus(&self.other_clocks);
-        self.stats.ip_reassembly = self.builder.defrag_stats().plus(&self.other_defrag);
         while let Some(step) = self.builder.next_step() {
             if let Some(batch) = self.run(step)? {
                 self.builder.recycle(batch);
@@ -322,6 +313,9 @@ impl Dispatcher {
     pub fn run(&mut self, step: Step) -> Result<Option<Batch>, SinkError> {
         match step {
             Step::Packets(mut batch) => {
+                if let Some(s) = batch.defrag_stats() {
+                    self.stats.ip_reassembly = *s;
+                }
                 let result = self.run_batch(&batch);
                 batch.clear();
                 result.map(|()| Some(batch))
@@ -687,6 +681,9 @@ impl Dispatcher {
             hub,
             flows: self.flow_counters().map(Into::into),
             streams: self.stream_status(),
+            ip_reassembly: crate::outputs::status::traffic::IpReassemblyStatus::new(
+                &self.stats.ip_reassembly,
+            ),
             load_failures: self.status.load_failures.clone(),
             chefs_omitted: 0,
             load_failures_omitted: 0,

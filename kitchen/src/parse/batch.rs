@@ -48,6 +48,9 @@ pub struct Batch {
     pub(crate) arena: Vec<u8>,
     /// Flow events of this batch (only while some chef asks for flows).
     pub(crate) flows: FlowBatch,
+    /// The builder's IP reassembly counters when this batch was cut, when they changed
+    /// since its last batch (boxed: rare, and a `Step` stays small).
+    pub(crate) defrag: Option<Box<DefragStats>>,
 }
 
 impl Batch {
@@ -59,6 +62,12 @@ impl Batch {
     /// True when the batch holds no packet.
     pub fn is_empty(&self) -> bool {
         self.packets.is_empty()
+    }
+
+    /// The builder's IP reassembly counters when this batch was cut, if they changed since
+    /// its previous batch (so the dispatcher sees them in step with the packets it ran).
+    pub fn defrag_stats(&self) -> Option<&DefragStats> {
+        self.defrag.as_deref()
     }
 
     /// The flow table's counters when this batch was cut (while flows are tracked).
@@ -92,6 +101,7 @@ impl Batch {
         self.classes.clear();
         self.arena.clear();
         self.flows.clear();
+        self.defrag = None;
     }
 }
 
@@ -120,6 +130,8 @@ pub struct BatchBuilder {
     flows: Option<FlowStage>,
     /// IP reassembly ([`crate::parse::defrag`]), on by default.
     defrag: Defragmenter,
+    /// Its counters as the last batch carried them.
+    defrag_sent: DefragStats,
 }
 
 impl BatchBuilder {
@@ -137,17 +149,13 @@ impl BatchBuilder {
             ready: VecDeque::new(),
             flows: None,
             defrag: Defragmenter::new(DefragLimits::default()),
+            defrag_sent: DefragStats::default(),
         }
     }
 
     /// Reassemble IP fragments within `limits` (`max_bytes` 0: off).
     pub fn set_defrag_limits(&mut self, limits: DefragLimits) {
         self.defrag = Defragmenter::new(limits);
-    }
-
-    /// IP reassembly counters so far.
-    pub fn defrag_stats(&self) -> DefragStats {
-        self.defrag.stats()
     }
 
     /// Track flows on this builder's packets (while the stage's switch is on).
@@ -238,6 +246,11 @@ impl BatchBuilder {
         }
         if self.batch.is_empty() && self.batch.flows.no_events() {
             return;
+        }
+        let defrag = self.defrag.stats();
+        if defrag != self.defrag_sent {
+            self.defrag_sent = defrag;
+            self.batch.defrag = Some(Box::new(defrag));
         }
         let fresh = self.spare.pop().unwrap_or_default();
         self.ready

@@ -74,21 +74,6 @@ pub struct DefragStats {
     pub incomplete: u64,
 }
 
-impl DefragStats {
-    /// The sum of two builders' counters.
-    pub fn plus(&self, o: &DefragStats) -> DefragStats {
-        DefragStats {
-            fragments: self.fragments + o.fragments,
-            reassembled: self.reassembled + o.reassembled,
-            timed_out: self.timed_out + o.timed_out,
-            evicted: self.evicted + o.evicted,
-            conflicting: self.conflicting + o.conflicting,
-            malformed: self.malformed + o.malformed,
-            incomplete: self.incomplete + o.incomplete,
-        }
-    }
-}
-
 /// What identifies one datagram's fragments: addresses, protocol (IPv4) and the
 /// identification field, as RFC 791 / RFC 8200 say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1319,6 +1319,73 @@ mod tests {
     /// No input may panic, and every span must lie inside the frame: random bytes and
     /// every truncation of hand-built frames, for every supported link type.
     #[test]
+    fn random_fragments_never_panic_and_stay_within_bounds() {
+        use crate::parse::defrag::{DefragLimits, Defragmenter};
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let limits = DefragLimits {
+            max_bytes: 16 * 1024,
+            timeout_ns: 50,
+        };
+        let mut defrag = Defragmenter::new(limits);
+        let mut arena = Vec::new();
+        let mut packets = Vec::new();
+        for i in 0..20_000u64 {
+            // IPv4 fragments of a few datagrams (ids collide on purpose), random offsets,
+            // lengths, flags, protocols and bytes; some cut short, some with a bad header.
+            let len = (next() % 64) as usize;
+            let mut f = ipv4_udp(1, 2, &vec![0u8; len]);
+            f[4..6].copy_from_slice(&((next() % 4) as u16).to_be_bytes());
+            let offset_units = (next() % 16) as u16;
+            let more = next() % 3 != 0;
+            f[6..8].copy_from_slice(&(offset_units | if more { 0x2000 } else { 0 }).to_be_bytes());
+            f[9] = [6u8, 17, 1, 58, 99][(next() % 5) as usize];
+            for b in f[20..].iter_mut() {
+                *b = next() as u8;
+            }
+            if next() % 10 == 0 {
+                f[2..4].copy_from_slice(&(next() as u16).to_be_bytes());
+            }
+            let cut = if next() % 8 == 0 {
+                (next() as usize) % (f.len() + 1)
+            } else {
+                f.len()
+            };
+            let rec = PacketRecord {
+                timestamp_ns: i,
+                link_type: dlt::RAW,
+                interface_index: 0,
+                original_len: f.len() as u32,
+                data: &f[..cut],
+            };
+            parse_push_reassembling(&rec, &mut arena, &mut packets, Some(&mut defrag));
+            assert!(
+                defrag.held_bytes() <= limits.max_bytes,
+                "held {}",
+                defrag.held_bytes()
+            );
+            let WirePacket(p) = packets.last().expect("a record");
+            for s in [&p.frame, &p.payload, &p.padding] {
+                assert!((s.offset as usize + s.len as usize) <= arena.len(), "{s:?}");
+            }
+            if packets.len() == 256 {
+                packets.clear();
+                arena.clear();
+            }
+        }
+        let s = defrag.stats();
+        assert!(
+            s.reassembled > 0 && s.conflicting > 0 && s.timed_out > 0,
+            "{s:?}"
+        );
+    }
+
+    #[test]
     fn random_and_truncated_input_never_panics() {
         let mut seeds: Vec<Vec<u8>> = Vec::new();
         let mut f = eth([1; 6], [2; 6], 0x8100);

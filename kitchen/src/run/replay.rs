@@ -38,7 +38,6 @@ use capture::{CaptureError, FileReader};
 use crate::dispatch::{Dispatcher, SinkError};
 use crate::input::file_filter::{FileFilter, FilterError};
 use crate::parse::batch::{Batch, BatchBuilder, Step};
-use crate::parse::defrag::DefragStats;
 use crate::parse::poke_clock::ClockAnomalies;
 
 /// Messages queued between the threads (besides the one being run and the one being
@@ -134,7 +133,7 @@ enum FromReader {
     /// until 256 of their packets arrive. Never sent for a regular file.
     CallQueued,
     /// How reading ended, and the interval clock's anomalies.
-    End(Result<ReplayEnd, CaptureError>, ClockAnomalies, DefragStats),
+    End(Result<ReplayEnd, CaptureError>, ClockAnomalies),
 }
 
 /// Replay `reader` through `d`'s chefs: reading and parsing on a new thread, chefs on
@@ -226,9 +225,8 @@ pub fn replay(
                     Err(e) => return Err(e.into()),
                 }
             }
-            FromReader::End(end, clock, defrag) => {
+            FromReader::End(end, clock) => {
                 d.add_clock_anomalies(&clock);
-                d.add_defrag_stats(&defrag);
                 break end?;
             }
         }
@@ -291,8 +289,7 @@ impl ReadingThread {
         }
         self.publish();
         let clock = self.out.builder.clock_anomalies();
-        let defrag = self.out.builder.defrag_stats();
-        let _ = self.out.send(FromReader::End(end, clock, defrag));
+        let _ = self.out.send(FromReader::End(end, clock));
     }
 
     /// Read to the end (or a stop); `Err(Gone)` when the calling thread is gone.
