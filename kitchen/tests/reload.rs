@@ -1306,3 +1306,42 @@ fn a_new_version_without_state_starts_fresh_and_the_log_says_why() {
     let why = "does not export netdumplings:chef/state";
     packet_count_starts_fresh("state-fresh", &old_api, &[], why);
 }
+
+/// The kitchen's one name rule on hot reload: a second file whose chef takes a name a
+/// running file chef holds is refused (the running chef stays and keeps every packet), and
+/// a file that takes a built-in's name replaces the built-in.
+#[test]
+fn a_second_file_with_a_running_chefs_name_is_refused_and_a_built_in_is_overridden() {
+    let root = scratch("name-rule");
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    let chefs = ["-c", "PacketCountChef", "-c", "StateChef"];
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &chefs);
+    land(&fixture("state_chef"), &dir, "a.wasm");
+    k.send_until(&["chef added from the chef directory", "StateChef"]);
+    k.send(10);
+    // Another file, the same chef name: refused, naming the holder.
+    land(&fixture("state_chef_v2"), &dir, "b.wasm");
+    k.send_until(&["is already used by", "StateChef", "a.wasm"]);
+    // A file that takes the built-in PacketCountChef's name replaces it.
+    land(&packet_count_chef_v0_2(), &dir, "c.wasm");
+    k.send_until(&["overrides the built-in", "PacketCountChef"]);
+    k.send(10);
+    let written = u64::from(k.written);
+    let (stdout, stderr) = k.finish();
+    let finals = interval_payloads(&stdout, "StateChef");
+    // Only version 1 (a.wasm) ran, and saw every packet after it was added.
+    assert_eq!(finals.len(), 1, "{finals:?}\n{stderr}");
+    assert_eq!(finals[0]["version"], "1", "{stderr}");
+    assert!(
+        finals[0]["packets"].as_u64().unwrap_or(0) >= 20,
+        "{finals:?}"
+    );
+    // The built-in's final count, then the file's: every packet counted once.
+    let counts = ethernet_counts(&stdout);
+    assert_eq!(counts.len(), 2, "{counts:?}\n{stderr}");
+    assert_eq!(counts[0] + counts[1], written, "{counts:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
