@@ -170,6 +170,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let mut dispatcher =
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
     dispatcher.set_stream_limits(config.stream_limits);
+    dispatcher.set_defrag_limits(config.defrag_limits);
     for (source, error) in &load_failures {
         dispatcher
             .status_inputs()
@@ -721,6 +722,7 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
     let traffic = kitchen::outputs::status::traffic::summary_lines(
         report.flows.as_ref(),
         report.streams.as_ref(),
+        report.ip_reassembly.as_ref(),
     );
     for line in traffic {
         tracing::info!("{k}: summary: {line}");

@@ -195,6 +195,10 @@ pub struct Cli {
     #[command(flatten)]
     pub streams: kitchen::parse::stream_stage::StreamArgs,
 
+    /// IP reassembly memory and timeout.
+    #[command(flatten)]
+    pub defrag: kitchen::parse::defrag::DefragArgs,
+
     /// Send a `KitchenStatusChef` dumpling (per-chef and capture counters) at every poke:
     /// `auto` = for live capture only (a replay's output then holds only the chefs'
     /// dumplings), `on`, `off`.
@@ -304,6 +308,8 @@ pub struct Config {
     pub progress: bool,
     /// `--stream-flow-buffer-kib`, `--stream-memory-mib`, checked.
     pub stream_limits: flowtrack::reassembly::ReassemblyLimits,
+    /// `--ip-reassembly-kib`, `--ip-reassembly-timeout`.
+    pub defrag_limits: kitchen::parse::defrag::DefragLimits,
     /// `--flow-table-size`, `--flow-idle-*-secs`, checked.
     pub flows: flowtrack::table::FlowConfig,
     /// `--chef-crash-dir` and its caps, `--capsule-poke-ns`.
@@ -480,6 +486,7 @@ impl Config {
             progress: kitchen::input::progress::wanted(cli.quiet)
                 && !(cli.stdout && std::io::IsTerminal::is_terminal(&std::io::stdout())),
             stream_limits: cli.streams.limits()?,
+            defrag_limits: cli.defrag.limits(),
         })
     }
 }

@@ -19,7 +19,8 @@
 //!   what the kitchen says of itself: hello, `KitchenStatusChef`, `/metrics`, crash capsules.
 //! * [`chef_host`]: the wasmtime host: engine, limits, cache, admission, instances, logs.
 //! * [`chefs`]: which chefs run: built-in and `--chef-dir`, selection by name, hot reload.
-//! * [`run`]: the runs that wire these together on their threads (`-r FILE`: [`run::replay`]).
+//! * [`run`]: the runs that wire these together on their threads (`-r FILE`: [`run::replay`];
+//!   `-i IFACE`: [`run::live`]), each with one between-batches hook ([`run::BetweenSteps`]).
 //!
 //! The binary (`src/main.rs`, `src/cli.rs`, `src/app.rs`) parses arguments and wires these
 //! together; the benchmarks are `src/bin/nd-*-bench.rs`.

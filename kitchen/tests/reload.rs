@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use e2e_tests::is_root;
 
 /// Longest wait for one step (a chef compile on a busy 2-core machine included).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -647,17 +648,6 @@ fn replay_status_dumplings_are_deterministic() {
     assert_eq!(a, b, "replay output (status included) is reproducible");
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Live capture on `lo` (root only; skipped with a message otherwise): a chef file landing
 /// while datagrams flow starts making dumplings, a replacement swaps versions with no gap,
 /// and `PacketCountChef` counts exactly the datagrams sent.
@@ -898,12 +888,7 @@ fn packet_count_chef_keeps_its_counts_across_a_reload() {
 
 /// A real capture with ~20 DNS lookups (Ethernet, UDP 53), from the shared corpus.
 fn dns_capture() -> PathBuf {
-    let dir = std::env::var_os("ND_SHARED_PCAPS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/pcaps"));
-    let p = dir.join("arkime__dns-wiresharkrepo.pcap");
-    assert!(p.is_file(), "missing {} (set ND_SHARED_PCAPS)", p.display());
-    p
+    shared_pcap("arkime__dns-wiresharkrepo.pcap")
 }
 
 /// `v1` (a `DNSLookupChef` file) replaces the built-in; the first half of a real DNS
@@ -921,11 +906,7 @@ fn dns_table_survives_a_reload(v1: &Path, label: &str, default_cache: bool) {
     // `default_cache`: the kitchen's default compiled-chef cache (where `nd-chef build` put
     // version 1), else a fresh one for this run.
     let cache = (!default_cache).then(|| root.join("cache"));
-    let mut reader = capture::FileReader::open(&dns_capture()).expect("open capture");
-    let mut frames = Vec::new();
-    while let Some(rec) = reader.next_packet().expect("read capture") {
-        frames.push(rec.data.to_vec());
-    }
+    let frames = frames_of(&dns_capture());
     assert!(frames.len() > 20);
 
     let chefs = ["-c", "DNSLookupChef"];
@@ -967,14 +948,51 @@ fn dns_table_survives_a_reload(v1: &Path, label: &str, default_cache: bool) {
         );
     }
 
-    // The same records in one file, through one uninterrupted `v1`.
+    let plain = uninterrupted(
+        &root,
+        v1,
+        "dns_lookup_chef",
+        &records,
+        cache.as_deref(),
+        &chefs,
+    );
+    let want = interval_payloads(&plain, "DNSLookupChef");
+    let want = &want.last().expect("a final interval dumpling")["lookups_seen"];
+    assert_eq!(
+        v2_seen, want,
+        "{label}: not what an uninterrupted chef says"
+    );
+    assert_eq!(names(v2_seen), names(want), "{label}: first-seen order");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The frames of a capture.
+fn frames_of(capture: &Path) -> Vec<Vec<u8>> {
+    let mut reader = capture::FileReader::open(capture).expect("open capture");
+    let mut frames = Vec::new();
+    while let Some(rec) = reader.next_packet().expect("read capture") {
+        frames.push(rec.data.to_vec());
+    }
+    frames
+}
+
+/// What one uninterrupted `v1` (landed as `stem.wasm`) makes of `records` replayed from a
+/// file with the chef choices `chefs`: its stdout.
+fn uninterrupted(
+    root: &Path,
+    v1: &Path,
+    stem: &str,
+    records: &[Vec<u8>],
+    cache: Option<&Path>,
+    chefs: &[&str],
+) -> String {
     let plain = root.join("plain.pcap");
     let mut bytes = pcap_header();
     records.iter().for_each(|r| bytes.extend_from_slice(r));
     std::fs::write(&plain, bytes).unwrap();
     let plain_dir = root.join("plain-chefs");
     std::fs::create_dir_all(&plain_dir).unwrap();
-    land(v1, &plain_dir, "dns_lookup_chef.wasm");
+    land(v1, &plain_dir, &format!("{stem}.wasm"));
     let out = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
         .arg("-r")
         .arg(&plain)
@@ -985,7 +1003,8 @@ fn dns_table_survives_a_reload(v1: &Path, label: &str, default_cache: bool) {
                 .iter()
                 .flat_map(|c| [std::ffi::OsStr::new("--chef-cache-dir"), c.as_os_str()]),
         )
-        .args(["--no-hub", "--stdout", "-p", "3600", "-c", "DNSLookupChef"])
+        .args(["--no-hub", "--stdout", "-p", "3600"])
+        .args(chefs)
         .output()
         .expect("run nd-sniff");
     assert!(
@@ -993,14 +1012,161 @@ fn dns_table_survives_a_reload(v1: &Path, label: &str, default_cache: bool) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let want = interval_payloads(&String::from_utf8_lossy(&out.stdout), "DNSLookupChef");
-    let want = &want.last().expect("a final interval dumpling")["lookups_seen"];
-    assert_eq!(
-        v2_seen, want,
-        "{label}: not what an uninterrupted chef says"
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The payloads of `chef`'s dumplings made from packets or streams (not interval), in order,
+/// except those about the test's own padding packets (`send_until` sends them while it waits
+/// for a log line; their source MAC is `udp_frame`'s), which a chef watching every frame
+/// sees in a varying number.
+fn packet_payloads(stdout: &str, chef: &str) -> Vec<serde_json::Value> {
+    const PADDING_MAC: &str = "02:00:00:00:00:01";
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|d| d["metadata"]["chef"] == chef && d["metadata"]["driver"] != "interval")
+        .map(|d| d["payload"].clone())
+        .filter(|p| !p.to_string().contains(PADDING_MAC))
+        .collect()
+}
+
+/// A sample chef of the kitchen's build (`stem.wasm`) takes over from its built-in (or, with
+/// `built_in` false, joins from the folder) before the first packet of `capture`; the first
+/// half of the capture flows; a rebuilt copy replaces it; the second half flows. Everything
+/// the chef says from packets and streams over the whole run, and the copy's final interval
+/// dumpling when `cumulative_interval` (an interval payload that describes everything seen,
+/// not the last interval only), must equal what one uninterrupted version 1 says of the same
+/// packets: state lost in the reload would show as a device, lease, name or request
+/// reported again, or forgotten.
+fn sample_chef_state_survives_a_reload(
+    chef: &str,
+    stem: &str,
+    capture: &str,
+    built_in: bool,
+    cumulative_interval: bool,
+) {
+    let label = format!("state-sample-{stem}");
+    let root = scratch(&label);
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    let v1 = workspace_root().join(format!("target/chefs/wasm32-wasip2/release/{stem}.wasm"));
+    let v2 = root.join(format!("{stem}_v2.wasm"));
+    rebuilt(&v1, &v2);
+    let cache = root.join("cache");
+    let frames = frames_of(&shared_pcap(capture));
+    assert!(frames.len() >= 20, "{capture}: {} frames", frames.len());
+
+    // A chef that is not built in joins a kitchen that runs a built-in one too.
+    let chefs: Vec<&str> = if built_in {
+        vec!["-c", chef]
+    } else {
+        vec!["-c", "PacketCountChef", "-c", chef]
+    };
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&cache), &chefs);
+    land(&v1, &dir, &format!("{stem}.wasm"));
+    let joined = if built_in {
+        "overrides the built-in"
+    } else {
+        "chef added from the chef directory"
+    };
+    k.send_until(&[joined, chef]);
+    let half = frames.len() / 2;
+    let mut records = Vec::new();
+    for f in &frames[..half] {
+        records.push(k.send_frame(f));
+    }
+    land(&v2, &dir, &format!("{stem}.wasm"));
+    k.send_until(&["chef state carried across the reload", chef]);
+    for f in &frames[half..] {
+        records.push(k.send_frame(f));
+    }
+    let (stdout, stderr) = k.finish();
+    assert!(!stderr.contains("state not carried"), "{label}: {stderr}");
+    // The plain run gets the capture's records as they were sent (same times, same order).
+    let plain = uninterrupted(&root, &v1, stem, &records, Some(&cache), &chefs);
+
+    let (got, want) = (
+        packet_payloads(&stdout, chef),
+        packet_payloads(&plain, chef),
     );
-    assert_eq!(names(v2_seen), names(want), "{label}: first-seen order");
+    assert!(
+        !want.is_empty(),
+        "{label}: {capture} makes no {chef} dumpling"
+    );
+    assert_eq!(
+        got, want,
+        "{label}: what the chef says changed across the reload"
+    );
+    if cumulative_interval {
+        let got = interval_payloads(&stdout, chef);
+        let want = interval_payloads(&plain, chef);
+        assert_eq!(
+            got.last(),
+            want.last(),
+            "{label}: the final interval dumpling differs"
+        );
+        assert!(want.last().is_some(), "{label}: no interval dumpling");
+    }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A real capture from the shared corpus.
+fn shared_pcap(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ND_SHARED_PCAPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/pcaps"));
+    let p = dir.join(name);
+    assert!(p.is_file(), "missing {} (set ND_SHARED_PCAPS)", p.display());
+    p
+}
+
+#[test]
+fn arp_and_dhcp_chefs_keep_their_devices_and_leases_across_a_reload() {
+    sample_chef_state_survives_a_reload(
+        "ARPChef",
+        "arp_chef",
+        "tcpdump__dhcp-rfc4388.pcap",
+        true,
+        false,
+    );
+    sample_chef_state_survives_a_reload(
+        "DHCPLeaseChef",
+        "dhcp_lease_chef",
+        "tcpdump__dhcp-rfc4388.pcap",
+        true,
+        true,
+    );
+}
+
+#[test]
+fn stream_chefs_keep_their_state_across_a_reload_mid_connection() {
+    sample_chef_state_survives_a_reload(
+        "TLSServerNameChef",
+        "tls_sni_chef",
+        "ndpi__chrome.pcap",
+        true,
+        true,
+    );
+    sample_chef_state_survives_a_reload(
+        "HTTPRequestChef",
+        "http_request_chef",
+        "zeek__http__http-body-match.pcap",
+        true,
+        false,
+    );
+}
+
+#[test]
+fn the_template_chef_keeps_its_devices_across_a_reload() {
+    sample_chef_state_survives_a_reload(
+        "NewDeviceChef",
+        "template_chef",
+        "tcpdump__dhcp-rfc4388.pcap",
+        false,
+        false,
+    );
 }
 
 #[test]
@@ -1139,4 +1305,43 @@ fn a_new_version_without_state_starts_fresh_and_the_log_says_why() {
     let old_api = workspace_root().join("tests/data/chefs-v0.1/packet_count_chef.wasm");
     let why = "does not export netdumplings:chef/state";
     packet_count_starts_fresh("state-fresh", &old_api, &[], why);
+}
+
+/// The kitchen's one name rule on hot reload: a second file whose chef takes a name a
+/// running file chef holds is refused (the running chef stays and keeps every packet), and
+/// a file that takes a built-in's name replaces the built-in.
+#[test]
+fn a_second_file_with_a_running_chefs_name_is_refused_and_a_built_in_is_overridden() {
+    let root = scratch("name-rule");
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    let chefs = ["-c", "PacketCountChef", "-c", "StateChef"];
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &chefs);
+    land(&fixture("state_chef"), &dir, "a.wasm");
+    k.send_until(&["chef added from the chef directory", "StateChef"]);
+    k.send(10);
+    // Another file, the same chef name: refused, naming the holder.
+    land(&fixture("state_chef_v2"), &dir, "b.wasm");
+    k.send_until(&["is already used by", "StateChef", "a.wasm"]);
+    // A file that takes the built-in PacketCountChef's name replaces it.
+    land(&packet_count_chef_v0_2(), &dir, "c.wasm");
+    k.send_until(&["overrides the built-in", "PacketCountChef"]);
+    k.send(10);
+    let written = u64::from(k.written);
+    let (stdout, stderr) = k.finish();
+    let finals = interval_payloads(&stdout, "StateChef");
+    // Only version 1 (a.wasm) ran, and saw every packet after it was added.
+    assert_eq!(finals.len(), 1, "{finals:?}\n{stderr}");
+    assert_eq!(finals[0]["version"], "1", "{stderr}");
+    assert!(
+        finals[0]["packets"].as_u64().unwrap_or(0) >= 20,
+        "{finals:?}"
+    );
+    // The built-in's final count, then the file's: every packet counted once.
+    let counts = ethernet_counts(&stdout);
+    assert_eq!(counts.len(), 2, "{counts:?}\n{stderr}");
+    assert_eq!(counts[0] + counts[1], written, "{counts:?}");
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -13,30 +13,16 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, is_root, log_field as field, workspace_root, LiveProcess};
+use e2e_tests::{
+    bin, hostile_release_dir, is_root, log_field as field, workspace_root, LiveProcess,
+};
 
 /// Datagrams in the burst.
 const BURST: u64 = 30_000;
 
 /// `target/hostile-chefs/.../slow_under_deadline_chef.wasm`, built if needed.
 fn slow_chef() -> PathBuf {
-    let root = workspace_root();
-    let dir = root.join("target/hostile-chefs/wasm32-wasip2/release");
-    let skip = std::env::var_os("ND_SKIP_HOSTILE_BUILD").is_some_and(|v| !v.is_empty() && v != "0");
-    if !skip {
-        let out = Command::new("bash")
-            .arg(root.join("tests/hostile-chefs/build.sh"))
-            .arg("--locked")
-            .current_dir(&root)
-            .output()
-            .expect("run tests/hostile-chefs/build.sh");
-        assert!(
-            out.status.success(),
-            "building the hostile chefs failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let wasm = dir.join("slow_under_deadline_chef.wasm");
+    let wasm = hostile_release_dir().join("slow_under_deadline_chef.wasm");
     assert!(wasm.is_file(), "{} missing", wasm.display());
     wasm
 }

@@ -17,10 +17,6 @@ use std::path::{Path, PathBuf};
 /// hand on 2026-12-05 with the streams branch; see the issue 13 note):
 /// * the kitchen's parser does not decode the encapsulation (802.11 radiotap, NFLOG,
 ///   6in4, Cisco HDLC, GTP), so there is no TCP to reassemble;
-/// * `arkime__socks5-http-302-frag`: every client segment after the SOCKS5 greeting (the
-///   SOCKS request, then the GET) is cut into IPv4 fragments, which the kitchen does not
-///   reassemble (non-first fragments carry no TCP header), so those bytes never reach a
-///   stream; the SOCKS5 prelude itself is followed (see `synth__tunnels`);
 /// * tshark's lenient HTTP dissector counts malformed requests the strict parser refuses
 ///   (zeek methods torture, nDPI fuzz and manipulated captures; see replay_chefs.rs).
 ///
@@ -31,14 +27,16 @@ use std::path::{Path, PathBuf};
 /// Wireshark does; the hello after an HTTP `CONNECT` answered 200
 /// (`zeek__http__connect-with-header`) and the hellos after a SOCKS5 prelude in the nDPI
 /// VMess captures (the client talks SOCKS5 to its local VMess agent on port 1080, then TLS
-/// to the site) are read through the chefs' tunnel finder (`chef_sdk::parse::tunnel`).
+/// to the site) are read through the chefs' tunnel finder (`chef_sdk::parse::tunnel`);
+/// in `arkime__socks5-http-302-frag` every client segment after the SOCKS5 greeting (the
+/// SOCKS request, then the GET) is cut into IPv4 fragments, which the kitchen reassembles
+/// (`kitchen/src/parse/defrag.rs`) before the streams see them.
 const UNSUPPORTED: &[&str] = &[
     "arkime__80211http",
     "arkime__nflog",
     "ndpi__6in4tunnel",
     "suricata-verify__decode-chdlc-01__hdlc-http_1tx",
     "zeek__tunnels__gtp__gtp1_gn_normal_incl_fragmentation",
-    "arkime__socks5-http-302-frag",
     "zeek__http__methods",
     "ndpi__fuzz-2006-09-29-28586",
     "ndpi__http-manipulated",
@@ -54,6 +52,7 @@ const EXACT: &[&str] = &[
     "ndpi__tls_heur__vmess-tcp-tls",
     "ndpi__tls_heur__vmess-websocket",
     "synth__tunnels",
+    "arkime__socks5-http-302-frag",
 ];
 
 /// Server names tshark shows that the TLS chef must NOT report, by capture and client port:

@@ -4,7 +4,7 @@
 //! ```text
 //! tests/hostile-chefs/build.sh    # the hostile chefs (target/hostile-chefs/...)
 //! cargo run --release --bin nd-isolation-bench -- [--capture FILE] [--rounds N]
-//!     [--live-seconds S] [--rate PPS] [--hostile-dir DIR]
+//!     [--live-seconds S] [--rate PPS] [--hostile-dir DIR] [--only LABEL,...]
 //! ```
 //! The good chefs are the default chef set (every built-in, what `nd-sniff` runs with no
 //! flags). Each hostile case adds one chef from `tests/hostile-chefs/`; the baseline runs
@@ -74,6 +74,8 @@ struct Args {
     rate: u64,
     max_packets: usize,
     replay_packets: usize,
+    /// Hostile cases to run (labels, or a word of them); empty = all.
+    only: Vec<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -86,6 +88,7 @@ fn parse_args() -> anyhow::Result<Args> {
         rate: 20_000,
         max_packets: 200_000,
         replay_packets: 100_000,
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -102,6 +105,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--replay-packets" => {
                 a.replay_packets = value()?.parse().context("--replay-packets")?
             }
+            "--only" => a.only = value()?.split(',').map(str::to_owned).collect(),
             "-h" | "--help" => {
                 println!(
                     "nd-isolation-bench [--capture FILE] [--hostile-dir DIR] [--rounds N] \
@@ -111,6 +115,8 @@ fn parse_args() -> anyhow::Result<Args> {
                      --rounds: interleaved rounds (medians are printed)\n\
                      --live-seconds, --rate: each live run's length and offered packets/s\n\
                      --replay-packets: packets per replay run (the capture cycled)\n\
+                     --only: hostile cases to run, comma-separated (a word of the label, e.g. \
+                     slow,loop); the baseline always runs\n\
                      Good chefs' throughput with one hostile chef vs without, replay and \
                      live (see the file's docs)."
                 );
@@ -241,6 +247,18 @@ fn replay_run(
     Ok((pps, good_ns as f64 / args.replay_packets as f64))
 }
 
+/// What one live run measured.
+struct LiveRun {
+    /// Good packet chefs' packets seen per second (summed).
+    good_per_sec: f64,
+    /// The hostile chef's packets shed.
+    shed: u64,
+    /// The hostile chef's time in calls, as a fraction of the run.
+    hostile_busy: f64,
+    /// Packets dropped at the simulated capture queue.
+    queue_dropped: u64,
+}
+
 /// Live (simulated capture): good packet chefs' packets seen per second, and the hostile
 /// chef's packets shed.
 fn live_run(
@@ -248,7 +266,7 @@ fn live_run(
     hostile: Option<&Hostile>,
     pkts: &[Pkt],
     args: &Args,
-) -> anyhow::Result<(f64, u64)> {
+) -> anyhow::Result<LiveRun> {
     let (slots, hostile_name) = chefs(host, hostile)?;
     let mut d = Dispatcher::new(
         "bench",
@@ -298,6 +316,7 @@ fn live_run(
     let report = d.status_report(StatusDetail::Deterministic);
     let mut seen = 0u64;
     let mut shed = 0u64;
+    let mut hostile_busy = 0.0;
     for slot in d.chefs() {
         let name = slot.chef.name();
         let Some(r) = report.chefs.get(name) else {
@@ -305,11 +324,17 @@ fn live_run(
         };
         if Some(name) == hostile_name.as_deref() {
             shed = r.packets_shed;
+            hostile_busy = slot.chef.stats.busy_ns as f64 / 1e9 / secs;
         } else if slot.chef.description().drivers.packet {
             seen += r.packets_seen;
         }
     }
-    Ok((seen as f64 / secs, shed))
+    Ok(LiveRun {
+        good_per_sec: seen as f64 / secs,
+        shed,
+        hostile_busy,
+        queue_dropped,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -321,6 +346,9 @@ fn main() -> anyhow::Result<()> {
     let mut host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
     let mut cases: Vec<(String, Option<Hostile>)> = vec![("baseline".into(), None)];
     for (label, file) in CASES {
+        if !args.only.is_empty() && !args.only.iter().any(|w| label.contains(w.as_str())) {
+            continue;
+        }
         let path = args.hostile_dir.join(file);
         match std::fs::read(&path) {
             Ok(bytes) => cases.push(((*label).into(), Some(((*file).into(), bytes)))),
@@ -348,10 +376,13 @@ fn main() -> anyhow::Result<()> {
             host.set_deterministic(true);
             let (r, g) = replay_run(&host, hostile.as_ref(), &pkts, &args)?;
             host.set_deterministic(false);
-            let (l, s) = live_run(&host, hostile.as_ref(), &pkts, &args)?;
+            let run = live_run(&host, hostile.as_ref(), &pkts, &args)?;
+            let (l, s) = (run.good_per_sec, run.shed);
             eprintln!(
                 "round {round} {label}: replay {r:.0} p/s ({g:.0} ns/packet in good chefs), \
-                 live good seen {l:.0} p/s, shed {s}"
+                 live good seen {l:.0} p/s, shed {s}, hostile busy {:.1} %, queue dropped {}",
+                run.hostile_busy * 100.0,
+                run.queue_dropped
             );
             replay[i].push(r);
             good_ns[i].push(g);

@@ -76,27 +76,60 @@ pub fn qualified_name(chef: &LoadedChef) -> String {
     }
 }
 
-/// The chefs that loaded, without duplicates: a chef from the directory replaces a
-/// built-in of the same name (so a user can override a sample chef); within the directory
-/// the first file (by name) wins. Load failures are logged here.
+/// What a chef's name means next to the chefs already running: the kitchen's one rule for
+/// names, at start ([`loaded`]) and on hot reload ([`reload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameVerdict {
+    /// No running chef has the name: add it.
+    New,
+    /// A chef file takes the name of the built-in chef at this index: it replaces it (so a
+    /// user can override a sample chef).
+    OverridesBuiltin(usize),
+    /// Another chef already holds the name (another file, or a built-in when the newcomer
+    /// is built in too): the newcomer is refused and the running one stays.
+    Duplicate(usize),
+}
+
+/// The [`NameVerdict`] for a chef `name` from `source`, among `running` (each chef's name
+/// and source, in order). Callers leave out the chef a new version replaces.
+pub fn name_verdict<'a>(
+    running: impl IntoIterator<Item = (&'a str, &'a ChefSource)>,
+    name: &str,
+    source: &ChefSource,
+) -> NameVerdict {
+    let Some((i, (_, held_by))) = running
+        .into_iter()
+        .enumerate()
+        .find(|(_, (n, _))| *n == name)
+    else {
+        return NameVerdict::New;
+    };
+    match (held_by, source) {
+        (ChefSource::Builtin(_), ChefSource::File(_)) => NameVerdict::OverridesBuiltin(i),
+        _ => NameVerdict::Duplicate(i),
+    }
+}
+
+/// The chefs that loaded, without duplicates, by [`name_verdict`]: a chef from the
+/// directory replaces a built-in of the same name; within the directory the first file (by
+/// name) wins. Load failures are logged here.
 pub fn loaded(found: Vec<FoundChef>) -> Vec<LoadedChef> {
     let mut out: Vec<LoadedChef> = Vec::new();
     for f in found {
         match f.result {
             Ok(chef) => {
-                if let Some(i) = out.iter().position(|c| c.name() == chef.name()) {
-                    let existing_builtin = matches!(out[i].source(), ChefSource::Builtin(_));
-                    let new_file = matches!(chef.source(), ChefSource::File(_));
-                    if existing_builtin && new_file {
+                let running = out.iter().map(|c| (c.name(), c.source()));
+                match name_verdict(running, chef.name(), chef.source()) {
+                    NameVerdict::New => out.push(chef),
+                    NameVerdict::OverridesBuiltin(i) => {
                         tracing::warn!(chef = chef.name(), file = %chef.source(),
                             "chef file overrides the built-in chef of the same name");
                         out[i] = chef;
-                    } else {
+                    }
+                    NameVerdict::Duplicate(i) => {
                         tracing::warn!(chef = chef.name(), file = %chef.source(), kept = %out[i].source(),
                             "duplicate chef name; ignoring this one");
                     }
-                } else {
-                    out.push(chef);
                 }
             }
             Err(e) => tracing::error!(source = %f.source,
@@ -136,4 +169,30 @@ pub fn select(chefs: Vec<LoadedChef>, requested: &[String]) -> (Vec<LoadedChef>,
         .filter(|c| requested.iter().any(|r| r == c.name()))
         .collect();
     (kept, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_name_rule_files_override_built_ins_and_the_first_holder_keeps_a_name() {
+        let builtin = ChefSource::Builtin("arp_chef.wasm");
+        let file_a = ChefSource::File(PathBuf::from("chefs/a.wasm"));
+        let file_b = ChefSource::File(PathBuf::from("chefs/b.wasm"));
+        let running = [("ARPChef", &builtin), ("MyChef", &file_a)];
+        assert_eq!(name_verdict(running, "Other", &file_b), NameVerdict::New);
+        assert_eq!(
+            name_verdict(running, "ARPChef", &file_b),
+            NameVerdict::OverridesBuiltin(0)
+        );
+        assert_eq!(
+            name_verdict(running, "MyChef", &file_b),
+            NameVerdict::Duplicate(1)
+        );
+        assert_eq!(
+            name_verdict(running, "ARPChef", &builtin),
+            NameVerdict::Duplicate(0)
+        );
+    }
 }

@@ -66,7 +66,7 @@ use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, Recom
 
 use crate::chef_host::chef_file::{read_chef_file, ChefFileError};
 use crate::chef_host::{signature, ChefHost, ChefSource, LoadedChef};
-use crate::chefs::qualified_name;
+use crate::chefs::{name_verdict, qualified_name, NameVerdict};
 use crate::dispatch::{ChefSlot, Dispatcher, InterestMatcher, SinkError};
 use dumpling::text::{escape_path, Escaped};
 use sha2::{Digest, Sha256};
@@ -507,7 +507,7 @@ fn apply_event(
             let (slot, _) = d.retire_chef(i)?;
             tracing::info!(file = %escape_path(&path), chef = slot.chef.name(),
                 "chef file removed; chef stopped (after its final interval dumpling)");
-            d.status_inputs().load_failures.remove(&escape_path(&path));
+            d.status_inputs().clear_load_failures(&escape_path(&path));
             Ok(Applied::Removed(slot.chef.name().to_owned()))
         }
         ReloadEvent::Ready {
@@ -524,25 +524,31 @@ fn apply_event(
                 return Ok(Applied::Unchanged);
             }
             let same_file = d.chefs().iter().position(|s| chef_source_is(s, &path));
-            let same_name = d.chefs().iter().position(|s| s.chef.name() == name);
-            // A name used by a chef from another file: refuse (the running chef stays).
-            if let Some(j) = same_name {
-                let other = &d.chefs()[j];
-                if Some(j) != same_file && matches!(other.chef.source(), ChefSource::File(_)) {
-                    let error = format!(
-                        "its chef name {name:?} is already used by {}",
-                        other.chef.source()
-                    );
+            // The kitchen's name rule, among the chefs other than this file's old version.
+            let others = d
+                .chefs()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != same_file)
+                .map(|(_, s)| (s.chef.name(), s.chef.source()));
+            let overrides_builtin = match name_verdict(others.clone(), &name, chef.source()) {
+                NameVerdict::New => false,
+                NameVerdict::OverridesBuiltin(_) => true,
+                NameVerdict::Duplicate(n) => {
+                    // The running chef stays; this file is refused.
+                    let other = others.clone().nth(n).map(|(_, src)| src.to_string());
+                    let other = other.unwrap_or_default();
+                    let error = format!("its chef name {name:?} is already used by {other}");
                     return apply_event(d, ReloadEvent::Failed { path, error }, policy);
                 }
-            }
+            };
             let mut slot = ChefSlot {
                 matcher: InterestMatcher::new(&chef.description().interest),
                 qualified_name: qualified_name(&chef),
                 chef,
             };
             let version = slot.chef.description().version.clone();
-            d.status_inputs().load_failures.remove(&key);
+            d.status_inputs().clear_load_failures(&key);
             // Retire the old version of this file, and a built-in of the same name.
             let mut reloads = 0;
             let mut old_name = None;
@@ -557,19 +563,16 @@ fn apply_event(
                     load_ms = load_time.as_secs_f64() * 1e3,
                     "chef reloaded: new version swapped in");
             }
-            if let Some(j) = d.chefs().iter().position(|s| {
+            // (Looked up again: retiring the old version moved the others.)
+            let builtin = d.chefs().iter().position(|s| {
                 s.chef.name() == name && matches!(s.chef.source(), ChefSource::Builtin(_))
-            }) {
+            });
+            if let (true, Some(j)) = (overrides_builtin, builtin) {
                 d.retire_chef(j)?;
                 tracing::warn!(chef = %name, file = %escape_path(&path),
                     "chef file overrides the built-in chef of the same name");
             }
-            d.add_chef(slot)?;
-            if let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, &path)) {
-                if let Some(rt) = d.runtime_mut(i) {
-                    rt.reloads = reloads;
-                }
-            }
+            d.add_reloaded_chef(slot, reloads)?;
             match old_name {
                 Some(old) => Ok(Applied::Replaced(old, name)),
                 None => {

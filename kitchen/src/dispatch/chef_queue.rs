@@ -66,7 +66,7 @@ impl ChefQueue {
             .is_some_and(|t| now.saturating_duration_since(t) >= max_age)
     }
 
-    /// Append packet `at` of `batch`, copying its frame into the queue's arena and
+    /// Append packet `at` of `batch`, copying its bytes into the queue's arena and
     /// re-pointing its spans. Returns false (and queues nothing) when the batch's record
     /// points outside its arena, which the batch builder never produces.
     pub fn push(&mut self, batch: &Batch, at: usize) -> bool {
@@ -74,7 +74,7 @@ impl ChefQueue {
             return false;
         };
         let start = p.frame.offset as usize;
-        let end = start + p.frame.len as usize;
+        let end = start + packet_bytes(p);
         let Some(bytes) = batch.arena.get(start..end) else {
             return false;
         };
@@ -82,7 +82,8 @@ impl ChefQueue {
         self.arena.extend_from_slice(bytes);
         let mut q = *p;
         q.frame.offset = base;
-        // Payload and padding lie inside the frame: keep their distance from its start.
+        // Payload and padding lie inside the frame, or (a reassembled IP datagram's payload)
+        // right after it: keep their distance from its start.
         q.payload.offset = base.wrapping_add(p.payload.offset.wrapping_sub(p.frame.offset));
         q.padding.offset = base.wrapping_add(p.padding.offset.wrapping_sub(p.frame.offset));
         if self.packets.is_empty() {
@@ -98,6 +99,15 @@ impl ChefQueue {
         self.arena.clear();
         self.since = None;
     }
+}
+
+/// The arena bytes a packet's spans cover from the start of its frame: the frame, and for the
+/// packet that completed a fragmented IP datagram, the reassembled payload the batch builder
+/// appended right after it ([`crate::parse::defrag`]).
+pub fn packet_bytes(p: &crate::chef_host::bindings::Packet) -> usize {
+    let frame_end = u64::from(p.frame.offset) + u64::from(p.frame.len);
+    let payload_end = u64::from(p.payload.offset) + u64::from(p.payload.len);
+    (frame_end.max(payload_end) - u64::from(p.frame.offset)) as usize
 }
 
 /// The indexes of the packets of `batch` that `m` matches.

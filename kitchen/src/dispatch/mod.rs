@@ -5,7 +5,7 @@
 //!   ~150-250 ns for one call per packet; `shared/docs/wasm-host-notes.md` §1.2) by a
 //!   [`BatchBuilder`], which also places the interval pokes between batches. The
 //!   [`Dispatcher`] runs those [`Step`]s on the chefs, in order: either on the same thread
-//!   ([`Dispatcher::push`], live capture) or fed from a parsing thread
+//!   ([`Dispatcher::push`], live capture: [`crate::run::live`]) or fed from a parsing thread
 //!   ([`Dispatcher::run`], replay: see [`crate::run::replay`]).
 //! * Each chef gets only the packets matching its `interest`, and only if it uses the
 //!   packet driver. A chef interested in everything gets the batch as is (no copy); others
@@ -44,6 +44,7 @@ use crate::outputs::status::{
 pub use crate::parse::batch::{
     Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
 };
+use crate::parse::defrag::{DefragLimits, DefragStats};
 use crate::parse::packed_batch::PackedScratch;
 use crate::parse::poke_clock::ClockAnomalies;
 use chef_queue::ChefQueue;
@@ -91,6 +92,8 @@ pub struct KitchenStats {
     pub dumplings: u64,
     /// The interval clock's anomalies (odd capture times; see [`crate::parse::poke_clock`]).
     pub clock: ClockAnomalies,
+    /// IP reassembly ([`crate::parse::defrag`]), as of the last batch run.
+    pub ip_reassembly: DefragStats,
 }
 
 /// The dispatcher: owns the chefs and runs [`Step`]s on them; it also has a
@@ -118,6 +121,9 @@ pub struct Dispatcher {
     streams: Option<crate::parse::stream_stage::StreamStage>,
     /// Memory bounds for reassembly (`--stream-*` flags).
     stream_limits: flowtrack::reassembly::ReassemblyLimits,
+    /// IP reassembly bounds of every builder this dispatcher makes.
+    defrag_limits: DefragLimits,
+
     /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
     packed: PackedScratch,
     /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
@@ -154,6 +160,8 @@ impl Dispatcher {
             behind: false,
             streams: None,
             stream_limits: Default::default(),
+            defrag_limits: DefragLimits::default(),
+
             packed: PackedScratch::default(),
             flows: None,
             capsules: None,
@@ -182,6 +190,7 @@ impl Dispatcher {
     /// whose steps come back through [`Dispatcher::run`].
     pub fn new_builder(&self) -> BatchBuilder {
         let mut b = BatchBuilder::new(self.mode, Duration::from_nanos(self.builder.interval_ns()));
+        b.set_defrag_limits(self.defrag_limits);
         if let Some(stage) = self.flow_stage_for_builder() {
             b.set_flow_stage(stage);
         }
@@ -272,6 +281,14 @@ impl Dispatcher {
         self.call_all_queued()
     }
 
+    /// Reassemble IP fragments within `limits` (`--ip-reassembly-kib`,
+    /// `--ip-reassembly-timeout`), on this dispatcher's builder and every builder it makes
+    /// from now on.
+    pub fn set_defrag_limits(&mut self, limits: DefragLimits) {
+        self.defrag_limits = limits;
+        self.builder.set_defrag_limits(limits);
+    }
+
     /// Count the clock anomalies of a builder made by [`Dispatcher::new_builder`] (a replay's
     /// reading thread), for [`KitchenStats::clock`].
     pub fn add_clock_anomalies(&mut self, a: &ClockAnomalies) {
@@ -296,6 +313,9 @@ impl Dispatcher {
     pub fn run(&mut self, step: Step) -> Result<Option<Batch>, SinkError> {
         match step {
             Step::Packets(mut batch) => {
+                if let Some(s) = batch.defrag_stats() {
+                    self.stats.ip_reassembly = *s;
+                }
                 let result = self.run_batch(&batch);
                 batch.clear();
                 result.map(|()| Some(batch))
@@ -361,7 +381,7 @@ impl Dispatcher {
                 if !self.chefs[i].matcher.matches(&batch.classes[at]) {
                     continue;
                 }
-                let frame_len = batch.packets[at].0.frame.len as usize;
+                let frame_len = chef_queue::packet_bytes(&batch.packets[at].0);
                 if self.queues[i].cannot_take(frame_len) {
                     self.call_queued(i, call)?;
                 }
@@ -540,12 +560,24 @@ impl Dispatcher {
     /// Add a chef between batches (hot reload): the pending batch is flushed first, so the
     /// new chef sees packets from the next batch on; it is placed in name order.
     pub fn add_chef(&mut self, slot: ChefSlot) -> Result<(), SinkError> {
+        self.add_reloaded_chef(slot, 0)
+    }
+
+    /// [`Dispatcher::add_chef`] for a new version of a chef that has been swapped in
+    /// `reloads` times (hot reload carries the count in the chef's measurements).
+    pub fn add_reloaded_chef(&mut self, slot: ChefSlot, reloads: u64) -> Result<(), SinkError> {
         self.flush()?;
         let at = self
             .chefs
             .partition_point(|s| s.chef.name() < slot.chef.name());
         self.chefs.insert(at, slot);
-        self.runtime.insert(at, ChefRuntime::default());
+        self.runtime.insert(
+            at,
+            ChefRuntime {
+                reloads,
+                ..ChefRuntime::default()
+            },
+        );
         self.queues.insert(at, ChefQueue::default());
         self.update_stream_stage();
         self.update_flow_switch();
@@ -573,11 +605,6 @@ impl Dispatcher {
     /// Measurements of every chef (same order as [`Dispatcher::chefs`]).
     pub fn runtimes(&self) -> &[ChefRuntime] {
         &self.runtime
-    }
-
-    /// Measurements of chef `i` (same index as [`Dispatcher::chefs`]).
-    pub fn runtime_mut(&mut self, i: usize) -> Option<&mut ChefRuntime> {
-        self.runtime.get_mut(i)
     }
 
     /// Status inputs: turn the `KitchenStatusChef` dumpling on, feed capture counters, a
@@ -654,6 +681,9 @@ impl Dispatcher {
             hub,
             flows: self.flow_counters().map(Into::into),
             streams: self.stream_status(),
+            ip_reassembly: crate::outputs::status::traffic::IpReassemblyStatus::new(
+                &self.stats.ip_reassembly,
+            ),
             load_failures: self.status.load_failures.clone(),
             chefs_omitted: 0,
             load_failures_omitted: 0,

@@ -394,6 +394,7 @@ impl Collector for KitchenCollector {
         let traffic = crate::outputs::status::traffic::metrics(
             s.report.flows.as_ref(),
             s.report.streams.as_ref(),
+            s.report.ip_reassembly.as_ref(),
         );
         for (name, help, is_gauge, value) in traffic {
             if is_gauge {

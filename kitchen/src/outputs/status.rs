@@ -289,6 +289,9 @@ pub struct StatusReport {
     /// TCP reassembly's counters, while some chef asks for stream bytes ([`traffic`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub streams: Option<StreamStatus>,
+    /// IP reassembly's counters, once a fragment was seen ([`traffic`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_reassembly: Option<traffic::IpReassemblyStatus>,
     /// Load failures per chef file (hot reload), by path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub load_failures: BTreeMap<String, LoadFailure>,
@@ -372,6 +375,11 @@ impl StatusInputs {
             Some((end, _)) => format!("{}…", &error[..end]),
             None => error.to_owned(),
         };
+    }
+
+    /// Forget the failed loads of `path` (a version of it loaded, or it was removed).
+    pub fn clear_load_failures(&mut self, path: &str) {
+        self.load_failures.remove(path);
     }
 }
 

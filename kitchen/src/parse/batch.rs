@@ -17,14 +17,16 @@ use std::time::Duration;
 use capture::PacketRecord;
 
 use crate::chef_host::WirePacket;
+use crate::parse::defrag::{DefragLimits, DefragStats, Defragmenter};
 use crate::parse::flow_stage::{FlowBatch, FlowStage};
-use crate::parse::packet::{parse_push, PacketClass};
+use crate::parse::packet::{parse_push_reassembling, PacketClass};
 use crate::parse::poke_clock::{ClockAnomalies, DuePokes, PokeClock};
 
 /// Packets per chef call.
 pub const MAX_BATCH_PACKETS: usize = 256;
-/// Arena bytes per batch: a batch is cut early rather than grow past this, so a chef's
-/// arguments stay small next to its memory cap even with 256 KiB jumbo captures.
+/// Arena bytes per batch: a batch is cut early rather than grow past this (by more than one
+/// reassembled IP datagram, at most 64 KiB), so a chef's arguments stay small next to its
+/// memory cap even with 256 KiB jumbo captures.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 pub use crate::parse::poke_clock::MAX_POKES_PER_GAP;
 
@@ -46,6 +48,9 @@ pub struct Batch {
     pub(crate) arena: Vec<u8>,
     /// Flow events of this batch (only while some chef asks for flows).
     pub(crate) flows: FlowBatch,
+    /// The builder's IP reassembly counters when this batch was cut, when they changed
+    /// since its last batch (boxed: rare, and a `Step` stays small).
+    pub(crate) defrag: Option<Box<DefragStats>>,
 }
 
 impl Batch {
@@ -59,6 +64,12 @@ impl Batch {
         self.packets.is_empty()
     }
 
+    /// The builder's IP reassembly counters when this batch was cut, if they changed since
+    /// its previous batch (so the dispatcher sees them in step with the packets it ran).
+    pub fn defrag_stats(&self) -> Option<&DefragStats> {
+        self.defrag.as_deref()
+    }
+
     /// The flow table's counters when this batch was cut (while flows are tracked).
     pub fn flow_counters(&self) -> Option<crate::parse::flow_stage::FlowCounters> {
         self.flows.counters
@@ -70,8 +81,14 @@ impl Batch {
     }
 
     /// Append one parsed packet (and track its flow when a stage is given).
-    fn push(&mut self, record: &PacketRecord<'_>, flows: Option<&mut FlowStage>) {
-        let class = parse_push(record, &mut self.arena, &mut self.packets);
+    fn push(
+        &mut self,
+        record: &PacketRecord<'_>,
+        flows: Option<&mut FlowStage>,
+        defrag: &mut Defragmenter,
+    ) {
+        let class =
+            parse_push_reassembling(record, &mut self.arena, &mut self.packets, Some(defrag));
         self.classes.push(class);
         if let Some(stage) = flows {
             stage.note(&mut self.packets, &mut self.flows);
@@ -84,6 +101,7 @@ impl Batch {
         self.classes.clear();
         self.arena.clear();
         self.flows.clear();
+        self.defrag = None;
     }
 }
 
@@ -110,6 +128,10 @@ pub struct BatchBuilder {
     ready: VecDeque<Step>,
     /// Connection tracking, when the kitchen may need it ([`crate::parse::flow_stage`]).
     flows: Option<FlowStage>,
+    /// IP reassembly ([`crate::parse::defrag`]), on by default.
+    defrag: Defragmenter,
+    /// Its counters as the last batch carried them.
+    defrag_sent: DefragStats,
 }
 
 impl BatchBuilder {
@@ -126,7 +148,14 @@ impl BatchBuilder {
             spare: Vec::new(),
             ready: VecDeque::new(),
             flows: None,
+            defrag: Defragmenter::new(DefragLimits::default()),
+            defrag_sent: DefragStats::default(),
         }
+    }
+
+    /// Reassemble IP fragments within `limits` (`max_bytes` 0: off).
+    pub fn set_defrag_limits(&mut self, limits: DefragLimits) {
+        self.defrag = Defragmenter::new(limits);
     }
 
     /// Track flows on this builder's packets (while the stage's switch is on).
@@ -181,7 +210,8 @@ impl BatchBuilder {
         if !self.batch.is_empty() && self.batch.arena.len() + record.data.len() > MAX_BATCH_BYTES {
             self.cut();
         }
-        self.batch.push(record, self.flows.as_mut());
+        self.batch
+            .push(record, self.flows.as_mut(), &mut self.defrag);
         if self.batch.len() >= MAX_BATCH_PACKETS {
             self.cut();
         }
@@ -216,6 +246,11 @@ impl BatchBuilder {
         }
         if self.batch.is_empty() && self.batch.flows.no_events() {
             return;
+        }
+        let defrag = self.defrag.stats();
+        if defrag != self.defrag_sent {
+            self.defrag_sent = defrag;
+            self.batch.defrag = Some(Box::new(defrag));
         }
         let fresh = self.spare.pop().unwrap_or_default();
         self.ready

@@ -19,6 +19,7 @@ use crate::chef_host::bindings::{
     UdpHeader, VlanTag,
 };
 use crate::chef_host::WirePacket;
+use crate::parse::defrag::{Defragmenter, FragKey, Fragment};
 use capture::PacketRecord;
 use etherparse::err::ip::LaxHeaderSliceError;
 use etherparse::err::ipv6_exts::HeaderSliceError as ExtSliceError;
@@ -146,6 +147,19 @@ pub fn parse_push(
     arena: &mut Vec<u8>,
     packets: &mut Vec<WirePacket>,
 ) -> PacketClass {
+    parse_push_reassembling(record, arena, packets, None)
+}
+
+/// [`parse_push`] with IP reassembly ([`crate::parse::defrag`]): with `defrag` given and on,
+/// an IP fragment stops at the transport layer (`fragment`), and the fragment that completes
+/// a datagram also gets the datagram's transport header and payload, the payload appended
+/// to `arena` right after the frame.
+pub fn parse_push_reassembling(
+    record: &PacketRecord<'_>,
+    arena: &mut Vec<u8>,
+    packets: &mut Vec<WirePacket>,
+    defrag: Option<&mut Defragmenter>,
+) -> PacketClass {
     let base = arena.len();
     arena.extend_from_slice(record.data);
     packets.push(WirePacket(Packet {
@@ -174,12 +188,32 @@ pub fn parse_push(
     let mut parser = Parser {
         frame: record.data,
         out: headers_of!(out),
+        reassembling: defrag.as_ref().is_some_and(|d| d.enabled()),
+        fragment: None,
     };
     parser.link(record.link_type);
-    let headers = parser.out;
+    let fragment = parser.fragment.take();
+    let mut headers = parser.out;
     let base = clamp_u32(base);
     for s in [&mut *headers.payload, &mut *headers.padding] {
         s.offset = s.offset.saturating_add(base);
+    }
+    if let (Some(fragment), Some(defrag)) = (fragment, defrag) {
+        if let Some(whole) = defrag.offer(&fragment, record.timestamp_ns) {
+            // The datagram is dissected at the frame of its last fragment, as tshark does.
+            let at = clamp_u32(arena.len());
+            arena.extend_from_slice(whole.payload);
+            *headers.stopped = None;
+            let mut datagram = Parser {
+                frame: whole.payload,
+                out: headers,
+                reassembling: false,
+                fragment: None,
+            };
+            datagram.transport(whole.ip_number, whole.payload);
+            headers = datagram.out;
+            headers.payload.offset = headers.payload.offset.saturating_add(at);
+        }
     }
     class_of(
         record.link_type,
@@ -294,6 +328,8 @@ pub fn parse_frame(link_type: u32, frame: &[u8]) -> ParsedFrame {
     let mut p = Parser {
         frame,
         out: headers_of!(out),
+        reassembling: false,
+        fragment: None,
     };
     p.link(link_type);
     out
@@ -302,6 +338,11 @@ pub fn parse_frame(link_type: u32, frame: &[u8]) -> ParsedFrame {
 struct Parser<'a, 'o> {
     frame: &'a [u8],
     out: Headers<'o>,
+    /// IP reassembly is on: every fragment stops at the transport layer and is noted in
+    /// `fragment` (off: only non-first fragments stop, the first parses its transport).
+    reassembling: bool,
+    /// The IP fragment this frame carries, for the reassembler.
+    fragment: Option<Fragment<'a>>,
 }
 
 impl<'a> Parser<'a, '_> {
@@ -525,6 +566,7 @@ impl<'a> Parser<'a, '_> {
         *self.out.padding = span(datagram_end, self.frame.len().saturating_sub(datagram_end));
         let ip_number = ip_payload.ip_number.0;
         let mut non_first_fragment = false;
+        let mut fragment = None;
         match &ip {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
@@ -532,6 +574,25 @@ impl<'a> Parser<'a, '_> {
                 let frag = be16(b, 6);
                 let offset_bytes = (frag & 0x1fff).wrapping_mul(8);
                 non_first_fragment = offset_bytes != 0;
+                let more = frag & 0x2000 != 0;
+                // Only whole fragments can be put together: not one the snaplen cut.
+                let header_len = usize::from(b[0] & 0x0f) * 4;
+                let whole = usize::from(be16(b, 2)).saturating_sub(header_len) == payload.len();
+                if (more || non_first_fragment) && whole {
+                    fragment = Some(Fragment {
+                        key: FragKey {
+                            source: u128::from(be32(b, 12)),
+                            destination: u128::from(be32(b, 16)),
+                            identification: u32::from(be16(b, 4)),
+                            protocol: b[9],
+                            ipv6: false,
+                        },
+                        offset: u32::from(offset_bytes),
+                        more,
+                        ip_number: b[9],
+                        data: payload,
+                    });
+                }
                 *self.out.ip = Some(IpHeader::V4(Ipv4Header {
                     source: be32(b, 12),
                     destination: be32(b, 16),
@@ -549,16 +610,37 @@ impl<'a> Parser<'a, '_> {
             LaxIpSlice::Ipv6(v6) => {
                 let h = v6.header();
                 let b = h.slice();
-                let mut fragment = None;
+                let mut ipv6_fragment = None;
                 for ext in v6.extensions().clone() {
                     if let Ipv6ExtensionSlice::Fragment(f) = ext {
                         let offset = f.fragment_offset().byte_offset();
                         non_first_fragment |= offset != 0;
-                        fragment = Some(Ipv6Fragment {
+                        ipv6_fragment = Some(Ipv6Fragment {
                             offset,
                             more_fragments: f.more_fragments(),
                             identification: f.identification(),
                         });
+                        // The fragment's bytes start right after its 8-byte header.
+                        let start = self.off(f.slice()) + 8;
+                        let declared = usize::from(be16(b, 4)) + 40;
+                        let whole = self.off(b) + declared == datagram_end;
+                        if (f.more_fragments() || offset != 0) && whole {
+                            fragment = Some(Fragment {
+                                key: FragKey {
+                                    source: (u128::from(be64(b, 8)) << 64)
+                                        | u128::from(be64(b, 16)),
+                                    destination: (u128::from(be64(b, 24)) << 64)
+                                        | u128::from(be64(b, 32)),
+                                    identification: f.identification(),
+                                    protocol: 0,
+                                    ipv6: true,
+                                },
+                                offset: u32::from(offset),
+                                more: f.more_fragments(),
+                                ip_number: f.next_header().0,
+                                data: self.frame.get(start..datagram_end).unwrap_or(&[]),
+                            });
+                        }
                     }
                 }
                 *self.out.ip = Some(IpHeader::V6(Ipv6Header {
@@ -569,7 +651,7 @@ impl<'a> Parser<'a, '_> {
                     traffic_class: ((b[0] & 0x0f) << 4) | (b[1] >> 4),
                     flow_label: be32(b, 0) & 0x000f_ffff,
                     payload_len: be16(b, 4),
-                    fragment,
+                    fragment: ipv6_fragment,
                 }));
             }
         }
@@ -579,6 +661,12 @@ impl<'a> Parser<'a, '_> {
                 ExtSliceError::Content(_) => StopReason::Malformed,
             };
             return self.stop(Layer::IpExtension, reason, payload);
+        }
+        if self.reassembling && fragment.is_some() {
+            // Reassembly gives the datagram its transport at the completing fragment; no
+            // fragment shows a partial one (a chef would see the first bytes twice).
+            self.fragment = fragment;
+            return self.stop(Layer::Transport, StopReason::Fragment, payload);
         }
         if non_first_fragment {
             // The transport header is in the first fragment; these bytes are not one.
@@ -902,6 +990,161 @@ mod tests {
         assert_eq!(p.class(1).net, NetClass::Arp);
     }
 
+    /// Raw IPv4 fragments (DLT_RAW) of one UDP datagram carrying `payload`, cut after every
+    /// `piece` bytes of the IP payload (a multiple of 8).
+    fn ipv4_fragments(payload: &[u8], piece: usize) -> Vec<Vec<u8>> {
+        let whole = ipv4_udp(5353, 53, payload);
+        let ip_payload = &whole[20..];
+        ip_payload
+            .chunks(piece)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let mut f = whole[..20].to_vec();
+                f[2..4].copy_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
+                let more = (i + 1) * piece < ip_payload.len();
+                let field = ((i * piece / 8) as u16) | if more { 0x2000 } else { 0 };
+                f[6..8].copy_from_slice(&field.to_be_bytes());
+                f.extend_from_slice(chunk);
+                f
+            })
+            .collect()
+    }
+
+    fn record(data: &[u8], link_type: u32) -> PacketRecord<'_> {
+        PacketRecord {
+            timestamp_ns: 1_000,
+            original_len: data.len() as u32,
+            link_type,
+            interface_index: 0,
+            data,
+        }
+    }
+
+    #[test]
+    fn the_completing_fragment_carries_the_reassembled_datagram() {
+        use crate::parse::defrag::{DefragLimits, Defragmenter};
+        let message: Vec<u8> = (0..100u8).collect();
+        let mut frames = ipv4_fragments(&message, 48);
+        assert_eq!(frames.len(), 3);
+        // Out of order: the last fragment first, the first one last.
+        frames.swap(0, 2);
+        let mut defrag = Defragmenter::new(DefragLimits::default());
+        let mut arena = vec![7u8; 5];
+        let mut packets = Vec::new();
+        let mut classes = Vec::new();
+        for f in &frames {
+            classes.push(parse_push_reassembling(
+                &record(f, dlt::RAW),
+                &mut arena,
+                &mut packets,
+                Some(&mut defrag),
+            ));
+        }
+        for WirePacket(p) in &packets[..2] {
+            assert!(p.transport.is_none(), "{p:?}");
+            assert_eq!(
+                p.stopped.map(|s| (s.layer, s.reason)),
+                Some((Layer::Transport, StopReason::Fragment))
+            );
+        }
+        let WirePacket(last) = &packets[2];
+        assert_eq!(last.stopped, None);
+        match last.transport {
+            Some(TransportHeader::Udp(u)) => {
+                assert_eq!(
+                    (u.source_port, u.destination_port, u.length),
+                    (5353, 53, 108)
+                )
+            }
+            other => panic!("expected UDP, got {other:?}"),
+        }
+        // The payload lies right after the frame, in the arena.
+        assert_eq!(last.payload.offset, last.frame.offset + last.frame.len + 8);
+        assert_eq!(bytes(&arena, &last.payload), &message[..]);
+        assert_eq!(classes[2].ports, Some((5353, 53)));
+        assert_eq!(classes[0].transport, TransportClass::None);
+        // A selective chef's queue copies the reassembled bytes with the frame.
+        let batch = crate::parse::batch::Batch {
+            arena: arena.clone(),
+            packets: packets.clone(),
+            ..Default::default()
+        };
+        let mut queue = crate::dispatch::chef_queue::ChefQueue::default();
+        assert!(queue.push(&batch, 2));
+        let WirePacket(q) = queue.packets[0];
+        assert_eq!(bytes(&queue.arena, &q.payload), &message[..]);
+        assert_eq!(defrag.stats().reassembled, 1);
+    }
+
+    #[test]
+    fn without_reassembly_the_first_fragment_keeps_its_transport() {
+        use crate::parse::defrag::{DefragLimits, Defragmenter};
+        let frames = ipv4_fragments(&[1; 100], 48);
+        let mut off = Defragmenter::new(DefragLimits {
+            max_bytes: 0,
+            timeout_ns: 1,
+        });
+        let mut arena = Vec::new();
+        let mut packets = Vec::new();
+        for f in &frames {
+            parse_push_reassembling(
+                &record(f, dlt::RAW),
+                &mut arena,
+                &mut packets,
+                Some(&mut off),
+            );
+        }
+        assert!(matches!(
+            packets[0].0.transport,
+            Some(TransportHeader::Udp(_))
+        ));
+        assert!(packets[1..].iter().all(|p| p.0.transport.is_none()));
+        assert_eq!(arena.len(), frames.iter().map(Vec::len).sum::<usize>());
+    }
+
+    #[test]
+    fn ipv6_fragments_are_reassembled_and_a_cut_fragment_is_not_offered() {
+        use crate::parse::defrag::{DefragLimits, Defragmenter};
+        // IPv6 + fragment header (next header UDP) + 16 bytes; then the last 12 bytes.
+        let udp: Vec<u8> = [&[0x13, 0x88, 0x00, 0x35, 0, 28, 0, 0][..], &[9u8; 20]].concat();
+        let frame = |offset: u16, more: bool, data: &[u8]| {
+            let mut f = vec![0x60, 0, 0, 0];
+            f.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+            f.extend_from_slice(&[44, 64]);
+            f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8].repeat(4));
+            f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb9].repeat(4));
+            f.extend_from_slice(&[17, 0]);
+            f.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
+            f.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+            f.extend_from_slice(data);
+            f
+        };
+        let first = frame(0, true, &udp[..16]);
+        let last = frame(16, false, &udp[16..]);
+        let mut defrag = Defragmenter::new(DefragLimits::default());
+        let mut arena = Vec::new();
+        let mut packets = Vec::new();
+        // A copy of the first fragment cut by the snaplen is not offered.
+        let cut = &first[..first.len() - 4];
+        for f in [cut, &first[..], &last[..]] {
+            parse_push_reassembling(
+                &record(f, dlt::RAW),
+                &mut arena,
+                &mut packets,
+                Some(&mut defrag),
+            );
+        }
+        assert_eq!(defrag.stats().fragments, 2);
+        let WirePacket(p) = &packets[2];
+        match p.transport {
+            Some(TransportHeader::Udp(u)) => {
+                assert_eq!((u.source_port, u.destination_port), (5000, 53))
+            }
+            other => panic!("expected UDP, got {other:?}"),
+        }
+        assert_eq!(bytes(&arena, &p.payload), &[9u8; 20][..]);
+    }
+
     #[test]
     fn non_first_ipv4_fragment_stops_at_transport() {
         let mut f = ipv4_udp(1, 2, b"abcdefgh");
@@ -1075,6 +1318,73 @@ mod tests {
 
     /// No input may panic, and every span must lie inside the frame: random bytes and
     /// every truncation of hand-built frames, for every supported link type.
+    #[test]
+    fn random_fragments_never_panic_and_stay_within_bounds() {
+        use crate::parse::defrag::{DefragLimits, Defragmenter};
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let limits = DefragLimits {
+            max_bytes: 16 * 1024,
+            timeout_ns: 50,
+        };
+        let mut defrag = Defragmenter::new(limits);
+        let mut arena = Vec::new();
+        let mut packets = Vec::new();
+        for i in 0..20_000u64 {
+            // IPv4 fragments of a few datagrams (ids collide on purpose), random offsets,
+            // lengths, flags, protocols and bytes; some cut short, some with a bad header.
+            let len = (next() % 64) as usize;
+            let mut f = ipv4_udp(1, 2, &vec![0u8; len]);
+            f[4..6].copy_from_slice(&((next() % 4) as u16).to_be_bytes());
+            let offset_units = (next() % 16) as u16;
+            let more = next() % 3 != 0;
+            f[6..8].copy_from_slice(&(offset_units | if more { 0x2000 } else { 0 }).to_be_bytes());
+            f[9] = [6u8, 17, 1, 58, 99][(next() % 5) as usize];
+            for b in f[20..].iter_mut() {
+                *b = next() as u8;
+            }
+            if next() % 10 == 0 {
+                f[2..4].copy_from_slice(&(next() as u16).to_be_bytes());
+            }
+            let cut = if next() % 8 == 0 {
+                (next() as usize) % (f.len() + 1)
+            } else {
+                f.len()
+            };
+            let rec = PacketRecord {
+                timestamp_ns: i,
+                link_type: dlt::RAW,
+                interface_index: 0,
+                original_len: f.len() as u32,
+                data: &f[..cut],
+            };
+            parse_push_reassembling(&rec, &mut arena, &mut packets, Some(&mut defrag));
+            assert!(
+                defrag.held_bytes() <= limits.max_bytes,
+                "held {}",
+                defrag.held_bytes()
+            );
+            let WirePacket(p) = packets.last().expect("a record");
+            for s in [&p.frame, &p.payload, &p.padding] {
+                assert!((s.offset as usize + s.len as usize) <= arena.len(), "{s:?}");
+            }
+            if packets.len() == 256 {
+                packets.clear();
+                arena.clear();
+            }
+        }
+        let s = defrag.stats();
+        assert!(
+            s.reassembled > 0 && s.conflicting > 0 && s.timed_out > 0,
+            "{s:?}"
+        );
+    }
+
     #[test]
     fn random_and_truncated_input_never_panics() {
         let mut seeds: Vec<Vec<u8>> = Vec::new();

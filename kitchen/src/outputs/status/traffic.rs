@@ -1,6 +1,6 @@
-//! The flow table's and TCP reassembly's counters as the status report carries them: in
-//! the `KitchenStatusChef` dumpling (`flows`, `streams`), in `/metrics` and in the exit
-//! summary, all read from one [`super::StatusReport`].
+//! The flow table's, TCP reassembly's and IP reassembly's counters as the status report
+//! carries them: in the `KitchenStatusChef` dumpling (`flows`, `streams`, `ip_reassembly`),
+//! in `/metrics` and in the exit summary, all read from one [`super::StatusReport`].
 //!
 //! Owners: the flow table counts ([`flowtrack::table::FlowStats`], stamped on each batch
 //! by the flow stage, so the dispatcher sees them in step with the packets it ran and a
@@ -8,13 +8,50 @@
 //! ([`flowtrack::reassembly::ReassemblyStats`], in the dispatcher's stream stage). These
 //! types only copy them. Each section is present only while it means something: `flows`
 //! once a flow was tracked (some chef asked for flows or streams), `streams` while some
-//! chef asks for stream bytes (dropping the last such chef drops the stage and its counts).
+//! chef asks for stream bytes (dropping the last such chef drops the stage and its counts),
+//! `ip_reassembly` once an IP fragment was seen (its counts are the batch builder's
+//! [`crate::parse::defrag::DefragStats`], carried on the batches like the flow counts).
 
 use serde::Serialize;
 
 use flowtrack::reassembly::ReassemblyStats;
 
+use crate::parse::defrag::DefragStats;
 use crate::parse::flow_stage::FlowCounters;
+
+/// IP reassembly's counters ([`crate::parse::defrag`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IpReassemblyStatus {
+    /// IP fragments seen.
+    pub fragments: u64,
+    /// Datagrams put back together.
+    pub reassembled: u64,
+    /// Datagrams dropped: not complete within `--ip-reassembly-timeout`.
+    pub timed_out: u64,
+    /// Datagrams dropped to stay within `--ip-reassembly-kib` or the datagram count bound.
+    pub evicted: u64,
+    /// Datagrams dropped: overlapping fragments with different bytes, or disagreeing ends.
+    pub conflicting: u64,
+    /// Datagrams dropped: too large, too many fragments, or a bad fragment length.
+    pub malformed: u64,
+    /// Datagrams waiting for fragments now.
+    pub incomplete: u64,
+}
+
+impl IpReassemblyStatus {
+    /// The section, once a fragment was seen.
+    pub fn new(s: &DefragStats) -> Option<Self> {
+        (s.fragments > 0).then_some(IpReassemblyStatus {
+            fragments: s.fragments,
+            reassembled: s.reassembled,
+            timed_out: s.timed_out,
+            evicted: s.evicted,
+            conflicting: s.conflicting,
+            malformed: s.malformed,
+            incomplete: s.incomplete,
+        })
+    }
+}
 
 /// The flow table's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -103,8 +140,25 @@ impl StreamStatus {
 }
 
 /// The exit summary's lines for these sections (none when absent).
-pub fn summary_lines(flows: Option<&FlowStatus>, streams: Option<&StreamStatus>) -> Vec<String> {
+pub fn summary_lines(
+    flows: Option<&FlowStatus>,
+    streams: Option<&StreamStatus>,
+    ip: Option<&IpReassemblyStatus>,
+) -> Vec<String> {
     let mut lines = Vec::new();
+    if let Some(f) = ip {
+        lines.push(format!(
+            "IP fragments: {} seen, {} datagrams reassembled; dropped: {} timed out, {} over \
+             the memory bound, {} conflicting, {} malformed; {} incomplete now",
+            f.fragments,
+            f.reassembled,
+            f.timed_out,
+            f.evicted,
+            f.conflicting,
+            f.malformed,
+            f.incomplete
+        ));
+    }
     if let Some(f) = flows {
         lines.push(format!(
             "flows: {} started, {} ended by FIN, {} by RST, {} idle, {} evicted (table full), \
@@ -148,8 +202,58 @@ pub type TrafficMetric = (&'static str, &'static str, bool, u64);
 
 /// The `/metrics` families of these sections (none when absent). Flow ends are one family
 /// per reason so a sum over them is the total.
-pub fn metrics(flows: Option<&FlowStatus>, streams: Option<&StreamStatus>) -> Vec<TrafficMetric> {
+pub fn metrics(
+    flows: Option<&FlowStatus>,
+    streams: Option<&StreamStatus>,
+    ip: Option<&IpReassemblyStatus>,
+) -> Vec<TrafficMetric> {
     let mut out = Vec::new();
+    if let Some(f) = ip {
+        out.extend([
+            (
+                "netdumplings_kitchen_ip_fragments",
+                "IP fragments seen.",
+                false,
+                f.fragments,
+            ),
+            (
+                "netdumplings_kitchen_ip_datagrams_reassembled",
+                "IP datagrams put back together from their fragments.",
+                false,
+                f.reassembled,
+            ),
+            (
+                "netdumplings_kitchen_ip_datagrams_timed_out",
+                "Fragmented IP datagrams dropped: not complete within --ip-reassembly-timeout.",
+                false,
+                f.timed_out,
+            ),
+            (
+                "netdumplings_kitchen_ip_datagrams_evicted",
+                "Fragmented IP datagrams dropped to stay within --ip-reassembly-kib.",
+                false,
+                f.evicted,
+            ),
+            (
+                "netdumplings_kitchen_ip_datagrams_conflicting",
+                "Fragmented IP datagrams dropped: overlapping fragments with different bytes.",
+                false,
+                f.conflicting,
+            ),
+            (
+                "netdumplings_kitchen_ip_datagrams_malformed",
+                "Fragmented IP datagrams dropped: too large or badly cut.",
+                false,
+                f.malformed,
+            ),
+            (
+                "netdumplings_kitchen_ip_datagrams_incomplete",
+                "Fragmented IP datagrams waiting for fragments now.",
+                true,
+                f.incomplete,
+            ),
+        ]);
+    }
     if let Some(f) = flows {
         out.extend([
             (
@@ -303,10 +407,29 @@ mod tests {
             ),
             (500, 200, 64)
         );
-        let lines = summary_lines(Some(&f), Some(&s));
+        let lines = summary_lines(Some(&f), Some(&s), None);
         assert!(lines[0].starts_with("flows: 3 started"), "{lines:?}");
         assert!(lines[1].contains("(700 bytes; 500 dropped for the per-flow budget, 200"));
-        assert_eq!(metrics(Some(&f), None).len(), 8);
-        assert!(summary_lines(None, None).is_empty() && metrics(None, None).is_empty());
+        assert_eq!(metrics(Some(&f), None, None).len(), 8);
+        assert!(summary_lines(None, None, None).is_empty() && metrics(None, None, None).is_empty());
+        let d = DefragStats {
+            fragments: 9,
+            reassembled: 2,
+            timed_out: 1,
+            incomplete: 1,
+            ..Default::default()
+        };
+        let ip = IpReassemblyStatus::new(&d).expect("fragments were seen");
+        assert_eq!(
+            (ip.fragments, ip.reassembled, ip.timed_out, ip.incomplete),
+            (9, 2, 1, 1)
+        );
+        let lines = summary_lines(None, None, Some(&ip));
+        assert!(
+            lines[0].starts_with("IP fragments: 9 seen, 2 datagrams"),
+            "{lines:?}"
+        );
+        assert_eq!(metrics(None, None, Some(&ip)).len(), 7);
+        assert!(IpReassemblyStatus::new(&DefragStats::default()).is_none());
     }
 }
