@@ -187,6 +187,78 @@ pub enum FlowEvent {
     Ended(FlowSummary),
 }
 
+/// Where the table puts the events it makes. A `Vec<FlowEvent>` keeps them in the order
+/// they happen; [`SplitEvents`] keeps starts and ends in two lists, as the kitchen's batches
+/// carry them, so they are written once instead of sorted afterwards (each event is about
+/// 100 bytes, and on high-cardinality traffic every packet makes two).
+pub trait EventSink {
+    /// Whether [`EventSink::started`] keeps what it is given (when not, the table does not
+    /// build the event: nobody asked for flow starts).
+    fn wants_started(&self) -> bool {
+        true
+    }
+    /// A flow started.
+    fn started(&mut self, s: FlowStart);
+    /// A flow ended.
+    fn ended(&mut self, s: FlowSummary);
+}
+
+impl EventSink for Vec<FlowEvent> {
+    #[inline]
+    fn started(&mut self, s: FlowStart) {
+        self.push(FlowEvent::Started(s));
+    }
+
+    #[inline]
+    fn ended(&mut self, s: FlowSummary) {
+        self.push(FlowEvent::Ended(s));
+    }
+}
+
+/// Starts and ends in separate lists, each in the order they happen; with `keep_started`
+/// false the starts are not even built (the kitchen: no chef asks for flow events, only
+/// stream chefs, which need the ends).
+pub struct SplitEvents<'a> {
+    /// `Started` events are appended here.
+    pub started: &'a mut Vec<FlowEvent>,
+    /// `Ended` events are appended here.
+    pub ended: &'a mut Vec<FlowEvent>,
+    /// Whether starts are wanted.
+    pub keep_started: bool,
+}
+
+impl EventSink for SplitEvents<'_> {
+    #[inline]
+    fn wants_started(&self) -> bool {
+        self.keep_started
+    }
+
+    #[inline]
+    fn started(&mut self, s: FlowStart) {
+        if self.keep_started {
+            self.started.push(FlowEvent::Started(s));
+        }
+    }
+
+    #[inline]
+    fn ended(&mut self, s: FlowSummary) {
+        self.ended.push(FlowEvent::Ended(s));
+    }
+}
+
+/// Drops every event (a table being emptied that nobody listens to any more).
+pub struct Discard;
+
+impl EventSink for Discard {
+    fn wants_started(&self) -> bool {
+        false
+    }
+
+    fn started(&mut self, _: FlowStart) {}
+
+    fn ended(&mut self, _: FlowSummary) {}
+}
+
 /// A TCP connection's state, from the flags seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpState {
@@ -608,7 +680,7 @@ impl FlowTable {
     /// Tracks one packet: ends what timed out by its time, finds or starts its flow
     /// (evicting when full), and updates the flow. `Started`/`Ended` events are appended to
     /// `events` in the order they happen.
-    pub fn track(&mut self, p: &PacketMeta, events: &mut Vec<FlowEvent>) -> FlowRef {
+    pub fn track(&mut self, p: &PacketMeta, events: &mut impl EventSink) -> FlowRef {
         let (key, src_lo) = Key::of(p);
         let tag = self.tag(&key);
         self.track_prepared(p, Prepared { key, tag, src_lo }, events)
@@ -627,7 +699,7 @@ impl FlowTable {
         &mut self,
         packets: &[PacketMeta],
         refs: &mut Vec<FlowRef>,
-        events: &mut Vec<FlowEvent>,
+        events: &mut impl EventSink,
     ) {
         if self.index.len() < self.prefetch_from {
             // A small table stays in cache: prefetching would only cost.
@@ -713,7 +785,7 @@ impl FlowTable {
         &mut self,
         p: &PacketMeta,
         q: Prepared,
-        events: &mut Vec<FlowEvent>,
+        events: &mut impl EventSink,
     ) -> FlowRef {
         self.tick(p.ts_ns);
         self.expire(events);
@@ -743,14 +815,14 @@ impl FlowTable {
 
     /// Moves the clock to `now_ns` (live: the kitchen clock between packets) and ends the
     /// flows that timed out, appending their `Ended` events.
-    pub fn advance(&mut self, now_ns: u64, events: &mut Vec<FlowEvent>) {
+    pub fn advance(&mut self, now_ns: u64, events: &mut impl EventSink) {
         self.tick(now_ns);
         self.expire(events);
     }
 
     /// Ends every flow (end of capture, or the kitchen stopping), oldest id first. Flows
     /// already closed by FIN/RST keep that reason.
-    pub fn end_all(&mut self, events: &mut Vec<FlowEvent>) {
+    pub fn end_all(&mut self, events: &mut impl EventSink) {
         let mut live: Vec<(u64, u32)> = self
             .slots
             .iter()
@@ -791,7 +863,7 @@ impl FlowTable {
     }
 
     #[inline]
-    fn expire(&mut self, events: &mut Vec<FlowEvent>) {
+    fn expire(&mut self, events: &mut impl EventSink) {
         for class in 0..CLASSES {
             let timeout = self.timeouts[class];
             // `head_touched` is u64::MAX for an empty list: never expired.
@@ -819,7 +891,7 @@ impl FlowTable {
         tag: u32,
         src_lo: bool,
         p: &PacketMeta,
-        events: &mut Vec<FlowEvent>,
+        events: &mut impl EventSink,
     ) -> u32 {
         if self.index.len() >= self.config.max_flows {
             self.evict(events);
@@ -869,16 +941,18 @@ impl FlowTable {
         self.index.insert(tag, i);
         self.push_newest(i);
         self.stats.started += 1;
-        events.push(FlowEvent::Started(FlowStart {
-            id,
-            key: oriented(&key, orig_is_lo),
-            timestamp_ns: p.ts_ns,
-        }));
+        if events.wants_started() {
+            events.started(FlowStart {
+                id,
+                key: oriented(&key, orig_is_lo),
+                timestamp_ns: p.ts_ns,
+            });
+        }
         i
     }
 
     /// Evicts the least recently used flow of any class.
-    fn evict(&mut self, events: &mut Vec<FlowEvent>) {
+    fn evict(&mut self, events: &mut impl EventSink) {
         let mut victim = NIL;
         let mut oldest = u64::MAX;
         for l in &self.lists {
@@ -955,7 +1029,7 @@ impl FlowTable {
     }
 
     /// Ends flow `i` with `reason` (`None`: its TCP close reason), appending the event.
-    fn end(&mut self, i: u32, reason: Option<EndReason>, events: &mut Vec<FlowEvent>) {
+    fn end(&mut self, i: u32, reason: Option<EndReason>, events: &mut impl EventSink) {
         self.unlink(i);
         let tag = self.slots[i as usize].tag;
         // By the stored tag and slot: no key comparison, no other slot read.
@@ -987,7 +1061,7 @@ impl FlowTable {
             EndReason::EndOfCapture => self.stats.ended_end_of_capture += 1,
         }
         let c = &self.cold[i as usize];
-        events.push(FlowEvent::Ended(FlowSummary {
+        events.ended(FlowSummary {
             id: c.id,
             key: oriented(&f.key, f.orig_is_lo),
             first_ns: c.first_ns,
@@ -998,7 +1072,7 @@ impl FlowTable {
             bytes_from_responder: c.bytes[RESP],
             tcp_flags_seen: c.flags_seen,
             end_reason: reason,
-        }));
+        });
     }
 
     fn unlink(&mut self, i: u32) {

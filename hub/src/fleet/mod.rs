@@ -28,6 +28,7 @@
 
 pub mod args;
 pub mod interest;
+pub mod linger;
 pub mod reader;
 pub mod replay;
 pub mod seen;
@@ -109,6 +110,9 @@ pub struct FleetOptions {
     pub status_prefix: String,
     /// How often this hub publishes its status report.
     pub status_period: Duration,
+    /// How long dumplings read from the stream are gathered before the eaters get them
+    /// ([`linger`]; zero: each at once).
+    pub deliver_linger: Duration,
 }
 
 /// Why the federation could not start.
@@ -446,6 +450,11 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
     )));
     let sink_shared = shared.clone();
     let sink_stats = stats.clone();
+    let to_ring = (!options.deliver_linger.is_zero()).then(|| {
+        let (tx, task) = linger::start(shared.clone(), options.deliver_linger);
+        tasks.push(task);
+        tx
+    });
     // The live consumer's filter follows the interests of this hub's eaters.
     tasks.push(tokio::spawn(interest::consume_live(
         js,
@@ -474,8 +483,18 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
             } else {
                 None
             };
-            sink_shared.publish_seq(message, origin, sequence);
-            std::future::ready(true)
+            match &to_ring {
+                None => {
+                    sink_shared.publish_seq(message, origin, sequence);
+                    futures_util::future::Either::Left(std::future::ready(true))
+                }
+                Some(tx) => {
+                    let tx = tx.clone();
+                    futures_util::future::Either::Right(async move {
+                        tx.send((message, origin, sequence)).await.is_ok()
+                    })
+                }
+            }
         },
     )));
     Ok(Fleet { publisher, tasks })

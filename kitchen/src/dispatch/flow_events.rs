@@ -73,9 +73,12 @@ impl Dispatcher {
         FlowStage::new(f.config, f.shared.clone()).ok()
     }
 
-    /// Turn tracking on exactly while some loaded chef needs it (after the chef set changed).
+    /// Turn tracking on exactly while some loaded chef needs it, and `started` events on
+    /// while some chef asks for flow events (after the chef set changed).
     pub(super) fn update_flow_switch(&self) {
         if let Some(f) = &self.flows {
+            f.shared
+                .set_starts_wanted(self.chefs.iter().any(|s| wants_events(&s.chef)));
             f.shared
                 .set_wanted(self.chefs.iter().any(|s| needs_flows(&s.chef)));
         }

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowtrack::table::{
-    Direction, EndReason, FlowConfig, FlowConfigError, FlowEvent, FlowKey, FlowRef, FlowStats,
-    FlowTable, PacketMeta, Transport, DEFAULT_MAX_FLOWS,
+    Direction, Discard, EndReason, FlowConfig, FlowConfigError, FlowEvent, FlowKey, FlowRef,
+    FlowStats, FlowTable, PacketMeta, SplitEvents, Transport, DEFAULT_MAX_FLOWS,
 };
 
 use crate::chef_host::bindings::{
@@ -104,11 +104,15 @@ impl FlowArgs {
 }
 
 /// What the dispatcher and the stage (possibly on another thread) share: the on/off
-/// switch. (The table's counters travel with the batches instead, [`FlowBatch::counters`],
-/// so the dispatcher reads them in step with the packets it has run.)
+/// switch, and whether `started` events are wanted. (The table's counters travel with the
+/// batches instead, [`FlowBatch::counters`], so the dispatcher reads them in step with the
+/// packets it has run.)
 #[derive(Debug, Default)]
 pub struct FlowShared {
     wanted: AtomicBool,
+    /// No loaded chef asks for flow events (only stream chefs, which need the ends):
+    /// `started` events are not made. False by default: every event is made.
+    skip_starts: AtomicBool,
 }
 
 impl FlowShared {
@@ -120,6 +124,18 @@ impl FlowShared {
     /// Whether tracking is on.
     pub fn wanted(&self) -> bool {
         self.wanted.load(Ordering::Relaxed)
+    }
+
+    /// Whether `started` events are made (some loaded chef asks for flow events; the
+    /// default). A chef that asks for them after it was off hears of the flows that start
+    /// from then on, as a chef loaded later always did.
+    pub fn set_starts_wanted(&self, on: bool) {
+        self.skip_starts.store(!on, Ordering::Relaxed);
+    }
+
+    /// Whether `started` events are made.
+    pub fn starts_wanted(&self) -> bool {
+        !self.skip_starts.load(Ordering::Relaxed)
     }
 }
 
@@ -166,7 +182,6 @@ pub struct FlowStage {
     shared: Arc<FlowShared>,
     /// Whether the table holds flows of an "on" period (dropped when switched off).
     tracking: bool,
-    scratch: Vec<FlowEvent>,
     /// Packets of the batch being built that wait to be tracked: their 5-tuples, and
     /// where they sit in the batch. Tracking a whole batch at once lets the table overlap
     /// its cache misses ([`FlowTable::track_batch`]).
@@ -182,7 +197,6 @@ impl FlowStage {
             table: FlowTable::new(config)?,
             shared,
             tracking: false,
-            scratch: Vec::new(),
             pending: Vec::new(),
             pending_at: Vec::new(),
             refs: Vec::new(),
@@ -197,9 +211,7 @@ impl FlowStage {
         if wanted != self.tracking {
             if self.tracking {
                 // No chef wants these any more: end them silently.
-                self.scratch.clear();
-                self.table.end_all(&mut self.scratch);
-                self.scratch.clear();
+                self.table.end_all(&mut Discard);
             }
             self.tracking = wanted;
         }
@@ -235,8 +247,9 @@ impl FlowStage {
             return;
         }
         self.refs.clear();
+        let mut sink = self.sink(out);
         self.table
-            .track_batch(&self.pending, &mut self.refs, &mut self.scratch);
+            .track_batch(&self.pending, &mut self.refs, &mut sink);
         for (&at, &r) in self.pending_at.iter().zip(&self.refs) {
             if let Some(WirePacket(p)) = packets.get_mut(at as usize) {
                 p.flow = Some(wit_ref(r));
@@ -244,7 +257,16 @@ impl FlowStage {
         }
         self.pending.clear();
         self.pending_at.clear();
-        split(&mut self.scratch, out);
+    }
+
+    /// Where the table's events go: straight into the batch's two lists.
+    #[inline]
+    fn sink<'a>(&self, out: &'a mut FlowBatch) -> SplitEvents<'a> {
+        SplitEvents {
+            started: &mut out.started,
+            ended: &mut out.ended,
+            keep_started: self.shared.starts_wanted(),
+        }
     }
 
     /// Live: move the table's clock to the kitchen clock `now_ns`, ending what timed out
@@ -254,8 +276,8 @@ impl FlowStage {
         if !self.on() {
             return;
         }
-        self.table.advance(now_ns, &mut self.scratch);
-        split(&mut self.scratch, out);
+        let mut sink = self.sink(out);
+        self.table.advance(now_ns, &mut sink);
     }
 
     /// End of the input (or the kitchen stopping): end every flow (`end-of-capture`),
@@ -265,8 +287,8 @@ impl FlowStage {
         if !self.on() {
             return;
         }
-        self.table.end_all(&mut self.scratch);
-        split(&mut self.scratch, out);
+        let mut sink = self.sink(out);
+        self.table.end_all(&mut sink);
     }
 
     /// Stamp the table's counters on a batch being cut (once per batch). Only a stage that
@@ -279,17 +301,6 @@ impl FlowStage {
                 stats,
                 active: self.table.len() as u64,
             });
-        }
-    }
-}
-
-/// Moves the table's events into the batch's two lists.
-#[inline]
-fn split(events: &mut Vec<FlowEvent>, out: &mut FlowBatch) {
-    for e in events.drain(..) {
-        match e {
-            FlowEvent::Started(_) => out.started.push(e),
-            FlowEvent::Ended(_) => out.ended.push(e),
         }
     }
 }
@@ -556,6 +567,33 @@ mod tests {
         let (refs, _, _, _) = drain(&mut b);
         assert_eq!(refs[0], None);
         assert_eq!(refs[1].map(|r| r.id), Some(3));
+    }
+
+    #[test]
+    fn without_event_chefs_starts_are_skipped_and_ends_still_come() {
+        // Only stream chefs loaded: they need every packet's flow and the ends (to close
+        // their streams), not the starts.
+        let shared = Arc::new(FlowShared::default());
+        assert!(shared.starts_wanted(), "every event is made by default");
+        shared.set_wanted(true);
+        shared.set_starts_wanted(false);
+        let mut b = BatchBuilder::new(ClockMode::Replay, Duration::from_secs(5));
+        b.set_flow_stage(FlowStage::new(FlowConfig::default(), shared.clone()).expect("valid"));
+        push(&mut b, 1, &ipv4(A, B, 1000, 80, Some(0x02)));
+        push(&mut b, 2, &ipv4(B, A, 80, 1000, Some(0x12)));
+        push(&mut b, 3, &ipv4(A, B, 53, 53, None));
+        b.end_flows();
+        let (refs, started, ended, counters) = drain(&mut b);
+        let ids: Vec<_> = refs.iter().map(|r| r.map(|r| r.id)).collect();
+        assert_eq!(ids, vec![Some(1), Some(1), Some(2)]);
+        assert!(started.is_empty(), "no chef asked for starts");
+        assert_eq!(ended.len(), 2, "ends still come");
+        assert_eq!(counters.map(|c| c.stats.started), Some(2), "still counted");
+        // An event chef arrives: starts are made again, for the flows that start now.
+        shared.set_starts_wanted(true);
+        push(&mut b, 4, &ipv4(A, B, 2000, 80, Some(0x02)));
+        let (_, started, _, _) = drain(&mut b);
+        assert_eq!(started.len(), 1);
     }
 
     #[test]

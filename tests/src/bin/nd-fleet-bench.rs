@@ -11,7 +11,10 @@
 //! 1. **rate**: one kitchen on hub 1 sends `--dumplings` 500-byte dumplings as fast as
 //!    the hub takes them; `--eaters` eaters spread round-robin over the hubs; delivered
 //!    dumplings/s (all eaters together) for one hub alone (no NATS), one hub with
-//!    `--nats`, 2 and 3 federated hubs; ratios against the single hub.
+//!    `--nats`, 2 and 3 federated hubs (and, with `--rate-cells 4`, one hub with
+//!    `--nats-deliver-linger 0`); ratios against the single hub; CPU seconds of the hubs
+//!    and of nats-server per delivered dumpling (`/proc/PID/stat`), since on two cores
+//!    nats-server's share is taken from the hubs.
 //! 2. **latency**: a kitchen on hub A at `--latency-rate` dumplings/s (10 k), 10 eaters on
 //!    hub B: p50/p99 from the kitchen's send to the eater's receipt; the same load on one
 //!    hub without NATS as the baseline.
@@ -23,7 +26,9 @@
 //!    by how dumplings happen to be grouped. The end of the largest arrival gap after the
 //!    kill is printed too (the stream fully steady again).
 //!
-//! One NATS node (the hubs' stream has one replica): the machine has two cores.
+//! One NATS node (the hubs' stream has one replica): the machine has two cores. The
+//! server is `$ND_NATS_SERVER`, else the pinned 2.15.1 (`scripts/nats-server.sh`), else
+//! `nats-server` on PATH; the first line names it and its version.
 
 #[path = "../../tests/hub_support.rs"]
 mod support;
@@ -77,9 +82,14 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rate cells to run (0 = one hub without NATS, the baseline; 1, 2, 3 = that many
-    /// hubs with --nats); ratios need 0. For profiling one cell, e.g. `--rate-cells 1`.
+    /// hubs with --nats; 4 = one hub with --nats and `--nats-deliver-linger 0`); ratios
+    /// need 0. For profiling one cell, e.g. `--rate-cells 1`.
     #[arg(long, value_delimiter = ',', default_values_t = [0usize, 1, 2, 3])]
     rate_cells: Vec<usize>,
+    /// An extra flag for every federated hub of the latency part, repeatable (e.g.
+    /// `--latency-hub-arg=--nats-deliver-linger --latency-hub-arg=0`).
+    #[arg(long, allow_hyphen_values = true)]
+    latency_hub_arg: Vec<String>,
 }
 
 impl Cli {
@@ -139,9 +149,19 @@ fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
 
 /// Start `n` hubs: without NATS when `cluster` is `None` (then `n` must be 1).
 async fn start_hubs(cluster: Option<&Cluster>, n: usize) -> anyhow::Result<Vec<Hub>> {
+    start_hubs_with(cluster, n, &[]).await
+}
+
+/// [`start_hubs`] with extra flags for every hub.
+async fn start_hubs_with(
+    cluster: Option<&Cluster>,
+    n: usize,
+    extra: &[&str],
+) -> anyhow::Result<Vec<Hub>> {
     let mut hubs = Vec::new();
     for i in 0..n {
         let mut args: Vec<String> = LOSSLESS.iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
         if let Some(cluster) = cluster {
             args.extend([
                 "--nats".into(),
@@ -382,7 +402,14 @@ async fn rate_cell(cli: &Cli, n: usize) -> anyhow::Result<Run> {
     } else {
         Some(Cluster::start(1).context("nats-server is needed (apt-get install nats-server)")?)
     };
-    let hubs = start_hubs(cluster.as_ref(), n.max(1)).await?;
+    // Cell 4: one federated hub that hands each dumpling to its eaters at once (no
+    // --nats-deliver-linger), to show what the linger saves.
+    let (n, extra): (usize, &[&str]) = if n == 4 {
+        (1, &["--nats-deliver-linger", "0"])
+    } else {
+        (n, &[])
+    };
+    let hubs = start_hubs_with(cluster.as_ref(), n.max(1), extra).await?;
     let spread: Vec<usize> = (0..n.max(1)).collect();
     let before = cpu_of(&hubs, cluster.as_ref());
     let run = run_cell(&hubs, &spread, cli.eaters, cli.dumplings, None).await;
@@ -402,7 +429,12 @@ async fn latency_cell(cli: &Cli, federated: bool) -> anyhow::Result<Run> {
     } else {
         None
     };
-    let hubs = start_hubs(cluster.as_ref(), if federated { 2 } else { 1 }).await?;
+    let extra: Vec<&str> = if federated {
+        cli.latency_hub_arg.iter().map(String::as_str).collect()
+    } else {
+        Vec::new()
+    };
+    let hubs = start_hubs_with(cluster.as_ref(), if federated { 2 } else { 1 }, &extra).await?;
     let eater_hub = [if federated { 1 } else { 0 }];
     let count = cli.latency_rate * cli.latency_secs;
     let run = run_cell(&hubs, &eater_hub, 10, count, Some(cli.latency_rate)).await;
@@ -583,10 +615,11 @@ async fn main() -> anyhow::Result<()> {
             "1 hub, --nats",
             "2 hubs, --nats",
             "3 hubs, --nats",
+            "1 hub, linger 0",
         ];
-        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); 4];
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); labels.len()];
         for rep in 0..cli.reps {
-            for (cell, n) in [0usize, 1, 2, 3].into_iter().enumerate() {
+            for (cell, n) in [0usize, 1, 2, 3, 4].into_iter().enumerate() {
                 if !cli.rate_cells.contains(&n) {
                     continue;
                 }
