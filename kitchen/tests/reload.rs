@@ -283,6 +283,17 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// A scratch folder for `label` with an empty chef folder (`chefs/`) and a FIFO the test
+/// writes packets into: (root, chef folder, FIFO).
+fn chef_folder_and_fifo(label: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let root = scratch(label);
+    let dir = root.join("chefs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = root.join("packets.fifo");
+    mkfifo(&fifo);
+    (root, dir, fifo)
+}
+
 fn mkfifo(path: &Path) {
     let ok = Command::new("mkfifo")
         .arg(path)
@@ -304,11 +315,7 @@ struct Seen {
 
 #[test]
 fn add_replace_break_delete_while_packets_flow() {
-    let root = scratch("reload");
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
+    let (root, dir, fifo) = chef_folder_and_fifo("reload");
     let v1 = fixture("reload_chef");
     let v2 = fixture("reload_chef_v2");
     let target = dir.join("reload_chef.wasm");
@@ -449,11 +456,7 @@ fn add_replace_break_delete_while_packets_flow() {
 
 #[test]
 fn a_broken_new_file_is_reported_and_a_fixed_one_then_runs() {
-    let root = scratch("reload-broken");
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
+    let (root, dir, fifo) = chef_folder_and_fifo("reload-broken");
     // A chef loaded at start from a directory given as a relative path: replacing it must
     // be recognised as a new version of the same file (not a second chef of that name).
     land(&fixture("reload_chef"), &dir, "early.wasm");
@@ -842,11 +845,7 @@ fn ethernet_counts(stdout: &str) -> Vec<u64> {
 /// `v1` (a `PacketCountChef` file) replaces the built-in mid-replay, then a rebuilt copy
 /// replaces it: the copy's counts continue from version 1's.
 fn counts_continue_across_a_reload(v1: &Path, label: &str, default_cache: bool) {
-    let root = scratch(label);
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
+    let (root, dir, fifo) = chef_folder_and_fifo(label);
     let v2 = root.join("packet_count_chef_v2.wasm");
     rebuilt(v1, &v2);
     // `default_cache`: the kitchen's default compiled-chef cache (where `nd-chef build` put
@@ -896,11 +895,7 @@ fn dns_capture() -> PathBuf {
 /// interval dumpling must list every name version 1 learnt, and equal (names, counts,
 /// latest times, order) what one uninterrupted `v1` makes of the same packets.
 fn dns_table_survives_a_reload(v1: &Path, label: &str, default_cache: bool) {
-    let root = scratch(label);
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
+    let (root, dir, fifo) = chef_folder_and_fifo(label);
     let v2 = root.join("dns_lookup_chef_v2.wasm");
     rebuilt(v1, &v2);
     // `default_cache`: the kitchen's default compiled-chef cache (where `nd-chef build` put
@@ -1046,11 +1041,7 @@ fn sample_chef_state_survives_a_reload(
     cumulative_interval: bool,
 ) {
     let label = format!("state-sample-{stem}");
-    let root = scratch(&label);
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
+    let (root, dir, fifo) = chef_folder_and_fifo(&label);
     let v1 = workspace_root().join(format!("target/chefs/wasm32-wasip2/release/{stem}.wasm"));
     let v2 = root.join(format!("{stem}_v2.wasm"));
     rebuilt(&v1, &v2);
@@ -1219,11 +1210,7 @@ fn a_c_chef_keeps_its_table_across_a_reload() {
 
 #[test]
 fn a_new_version_that_refuses_the_state_starts_fresh_and_the_log_says_why() {
-    let root = scratch("state-refused");
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
+    let (root, dir, fifo) = chef_folder_and_fifo("state-refused");
     // A built-in chef too: the kitchen does not start with no chef to run.
     let chefs = ["-c", "PacketCountChef", "-c", "StateChef"];
     let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &chefs);
@@ -1259,11 +1246,7 @@ fn a_new_version_that_refuses_the_state_starts_fresh_and_the_log_says_why() {
 /// `more` arguments): the state is not carried, the log names the chef and says `why`, and the
 /// new version counts only what it saw itself.
 fn packet_count_starts_fresh(label: &str, new: &Path, more: &[&str], why: &str) {
-    let root = scratch(label);
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
+    let (root, dir, fifo) = chef_folder_and_fifo(label);
     let mut args = vec!["-c", "PacketCountChef"];
     args.extend_from_slice(more);
     let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &args);
@@ -1312,11 +1295,7 @@ fn a_new_version_without_state_starts_fresh_and_the_log_says_why() {
 /// a file that takes a built-in's name replaces the built-in.
 #[test]
 fn a_second_file_with_a_running_chefs_name_is_refused_and_a_built_in_is_overridden() {
-    let root = scratch("name-rule");
-    let dir = root.join("chefs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let fifo = root.join("packets.fifo");
-    mkfifo(&fifo);
+    let (root, dir, fifo) = chef_folder_and_fifo("name-rule");
     let chefs = ["-c", "PacketCountChef", "-c", "StateChef"];
     let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &chefs);
     land(&fixture("state_chef"), &dir, "a.wasm");

@@ -1318,16 +1318,20 @@ mod tests {
 
     /// No input may panic, and every span must lie inside the frame: random bytes and
     /// every truncation of hand-built frames, for every supported link type.
-    #[test]
-    fn random_fragments_never_panic_and_stay_within_bounds() {
-        use crate::parse::defrag::{DefragLimits, Defragmenter};
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
+    /// A tiny deterministic random source (xorshift64) for the random-input tests.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    #[test]
+    fn random_fragments_never_panic_and_stay_within_bounds() {
+        use crate::parse::defrag::{DefragLimits, Defragmenter};
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let limits = DefragLimits {
             max_bytes: 16 * 1024,
             timeout_ns: 50,
@@ -1342,16 +1346,16 @@ mod tests {
             let mut f = ipv4_udp(1, 2, &vec![0u8; len]);
             f[4..6].copy_from_slice(&((next() % 4) as u16).to_be_bytes());
             let offset_units = (next() % 16) as u16;
-            let more = next() % 3 != 0;
+            let more = !next().is_multiple_of(3);
             f[6..8].copy_from_slice(&(offset_units | if more { 0x2000 } else { 0 }).to_be_bytes());
             f[9] = [6u8, 17, 1, 58, 99][(next() % 5) as usize];
             for b in f[20..].iter_mut() {
                 *b = next() as u8;
             }
-            if next() % 10 == 0 {
+            if next().is_multiple_of(10) {
                 f[2..4].copy_from_slice(&(next() as u16).to_be_bytes());
             }
-            let cut = if next() % 8 == 0 {
+            let cut = if next().is_multiple_of(8) {
                 (next() as usize) % (f.len() + 1)
             } else {
                 f.len()
@@ -1399,13 +1403,7 @@ mod tests {
         let mut g = eth([1; 6], [2; 6], 0x0800);
         g.extend(ipv4_udp(53, 53, b"payload"));
         seeds.push(g);
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
             let len = (next() % 128) as usize;
             seeds.push((0..len).map(|_| next() as u8).collect());
