@@ -30,9 +30,11 @@ use wasmtime::component::__internal::{
 };
 use wasmtime::component::{ComponentType, Lower};
 
+use crate::parse::packet::tcp_flag_bits;
+
 use super::bindings::{
     v0_1, ArpPacket, Direction, EthernetHeader, IpHeader, Layer, LinuxSllHeader, Packet, ParseStop,
-    Span, StopReason, TcpFlags, TransportHeader, VlanTag,
+    Span, StopReason, TransportHeader, VlanTag,
 };
 
 /// Canonical-ABI size of the WIT 0.2 `packet` record (alignment 8).
@@ -431,29 +433,6 @@ fn transport(w: &mut W<'_>, at: usize, t: &TransportHeader) {
     }
 }
 
-/// tcp-flags: one bit per flag in declaration order (fin = bit 0 ... cwr = bit 7).
-pub(crate) fn tcp_flag_bits(f: TcpFlags) -> u8 {
-    [
-        TcpFlags::FIN,
-        TcpFlags::SYN,
-        TcpFlags::RST,
-        TcpFlags::PSH,
-        TcpFlags::ACK,
-        TcpFlags::URG,
-        TcpFlags::ECE,
-        TcpFlags::CWR,
-    ]
-    .iter()
-    .enumerate()
-    .fold(0u8, |bits, (i, flag)| {
-        if f.contains(*flag) {
-            bits | (1 << i)
-        } else {
-            bits
-        }
-    })
-}
-
 /// parse-stop: layer u8 @0, reason u8 @1 (enums in declaration order).
 fn stop(w: &mut W<'_>, at: usize, s: &ParseStop) {
     let layer = match s.layer {
@@ -476,6 +455,7 @@ fn stop(w: &mut W<'_>, at: usize, s: &ParseStop) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chef_host::bindings::TcpFlags;
 
     #[test]
     fn packet_size_matches_wasmtimes_layout() {

@@ -681,7 +681,7 @@ impl Dispatcher {
             hub,
             flows: self.flow_counters().map(Into::into),
             streams: self.stream_status(),
-            ip_reassembly: crate::outputs::status::traffic::IpReassemblyStatus::new(
+            ip_reassembly: crate::outputs::status::traffic::ip_reassembly(
                 &self.stats.ip_reassembly,
             ),
             load_failures: self.status.load_failures.clone(),

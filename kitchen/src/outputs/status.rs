@@ -291,7 +291,7 @@ pub struct StatusReport {
     pub streams: Option<StreamStatus>,
     /// IP reassembly's counters, once a fragment was seen ([`traffic`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ip_reassembly: Option<traffic::IpReassemblyStatus>,
+    pub ip_reassembly: Option<crate::parse::defrag::DefragStats>,
     /// Load failures per chef file (hot reload), by path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub load_failures: BTreeMap<String, LoadFailure>,

@@ -53,8 +53,9 @@ impl Default for DefragLimits {
     }
 }
 
-/// Reassembly counters (kitchen-wide, since start).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Reassembly counters (kitchen-wide, since start): also the `KitchenStatusChef`
+/// `ip_reassembly` section, as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DefragStats {
     /// Fragments offered.
     pub fragments: u64,

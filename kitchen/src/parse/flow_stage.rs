@@ -27,11 +27,11 @@ use flowtrack::table::{
 
 use crate::chef_host::bindings::{
     Direction as WitDirection, FlowEndReason, FlowEvent as WitFlowEvent, FlowKey as WitFlowKey,
-    FlowRef as WitFlowRef, FlowStart, FlowSummary, IpAddress, IpHeader, Packet, TcpFlags,
-    TransportHeader, TransportProtocol,
+    FlowRef as WitFlowRef, FlowStart, FlowSummary, IpAddress, IpHeader, Packet, TransportHeader,
+    TransportProtocol,
 };
 use crate::chef_host::WirePacket;
-use crate::parse::packet::{tcp_flags, TCP_FLAG_BITS};
+use crate::parse::packet::{tcp_flag_bits, tcp_flags};
 
 /// Set (to anything) in `nd-sniff`'s environment, the kitchen runs without a flow stage, as
 /// before flows existed: the baseline of `tools/bench-flow-overhead.sh`. Not a user
@@ -321,7 +321,7 @@ pub fn meta_of(p: &Packet) -> Option<PacketMeta> {
             Transport::Tcp,
             t.source_port,
             t.destination_port,
-            flag_bits(t.flags),
+            tcp_flag_bits(t.flags),
         ),
         TransportHeader::Udp(u) => (Transport::Udp, u.source_port, u.destination_port, 0),
         // One ICMP flow per address pair (the WIT `flow-key`: ports 0 for ICMP).
@@ -343,17 +343,6 @@ pub fn meta_of(p: &Packet) -> Option<PacketMeta> {
 
 fn v6((hi, lo): (u64, u64)) -> IpAddr {
     IpAddr::V6(Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo)))
-}
-
-/// The TCP header flags byte of WIT flags.
-pub fn flag_bits(f: TcpFlags) -> u8 {
-    let mut bits = 0;
-    for (mask, flag) in TCP_FLAG_BITS {
-        if f.contains(flag) {
-            bits |= mask;
-        }
-    }
-    bits
 }
 
 /// A packet's flow as the WIT record.
@@ -434,6 +423,7 @@ fn wit_addr(a: IpAddr) -> IpAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chef_host::bindings::TcpFlags;
     use crate::parse::batch::{BatchBuilder, ClockMode, Step};
     use capture::PacketRecord;
 
@@ -599,7 +589,7 @@ mod tests {
     #[test]
     fn flag_bits_round_trip() {
         for bits in 0..=255u8 {
-            assert_eq!(flag_bits(tcp_flags(bits)), bits);
+            assert_eq!(tcp_flag_bits(tcp_flags(bits)), bits);
         }
     }
 

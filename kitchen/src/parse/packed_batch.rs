@@ -24,8 +24,9 @@
 use crate::chef_host::bindings::{
     Direction, IpHeader, Layer, Packet, StopReason, TransportHeader, VlanTag,
 };
-use crate::chef_host::wire::{tcp_flag_bits, W};
+use crate::chef_host::wire::W;
 use crate::chef_host::WirePacket;
+use crate::parse::packet::tcp_flag_bits;
 
 pub mod dns;
 
@@ -378,25 +379,6 @@ mod tests {
         }
     }
 
-    const FLAGS: [TcpFlags; 8] = [
-        TcpFlags::FIN,
-        TcpFlags::SYN,
-        TcpFlags::RST,
-        TcpFlags::PSH,
-        TcpFlags::ACK,
-        TcpFlags::URG,
-        TcpFlags::ECE,
-        TcpFlags::CWR,
-    ];
-
-    fn flags_from_bits(b: u8) -> TcpFlags {
-        FLAGS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| b & (1 << i) != 0)
-            .fold(TcpFlags::empty(), |acc, (_, f)| acc | *f)
-    }
-
     const LAYERS: [Layer; 5] = [
         Layer::Link,
         Layer::Vlan,
@@ -508,7 +490,7 @@ mod tests {
                             sequence: r.u32(200),
                             acknowledgment: r.u32(204),
                             window: r.u16(208),
-                            flags: flags_from_bits(r.u8(210)),
+                            flags: crate::parse::packet::tcp_flags(r.u8(210)),
                             header_len: r.u8(211),
                             urgent_pointer: r.u16(212),
                         }))
@@ -719,7 +701,8 @@ mod tests {
     #[test]
     fn tcp_flag_byte_is_declaration_order() {
         let mut p = full(0, false, true);
-        for (bit, flag) in FLAGS.into_iter().enumerate() {
+        // TCP_FLAG_BITS lists the flags in declaration order, bit 0 first.
+        for (bit, (_, flag)) in crate::parse::packet::TCP_FLAG_BITS.into_iter().enumerate() {
             if let Some(TransportHeader::Tcp(t)) = &mut p.transport {
                 t.flags = flag;
             }

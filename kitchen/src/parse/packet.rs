@@ -576,9 +576,11 @@ impl<'a> Parser<'a, '_> {
                 non_first_fragment = offset_bytes != 0;
                 let more = frag & 0x2000 != 0;
                 // Only whole fragments can be put together: not one the snaplen cut.
-                let header_len = usize::from(b[0] & 0x0f) * 4;
-                let whole = usize::from(be16(b, 2)).saturating_sub(header_len) == payload.len();
-                if (more || non_first_fragment) && whole {
+                let whole = || {
+                    let header_len = usize::from(b[0] & 0x0f) * 4;
+                    usize::from(be16(b, 2)).saturating_sub(header_len) == payload.len()
+                };
+                if (more || non_first_fragment) && whole() {
                     fragment = Some(Fragment {
                         key: FragKey {
                             source: u128::from(be32(b, 12)),
@@ -745,7 +747,7 @@ fn icmp_header(b: &[u8]) -> IcmpHeader {
     }
 }
 
-/// Each TCP header flag bit and its WIT flag (the flow stage maps them back).
+/// Each TCP header flag bit and its WIT flag.
 pub(crate) const TCP_FLAG_BITS: [(u8, TcpFlags); 8] = [
     (0x01, TcpFlags::FIN),
     (0x02, TcpFlags::SYN),
@@ -766,6 +768,14 @@ pub(crate) fn tcp_flags(bits: u8) -> TcpFlags {
         }
     }
     f
+}
+
+/// The TCP header flags byte of WIT flags ([`tcp_flags`]' inverse). The WIT declares the
+/// flags in header bit order (fin = bit 0 ... cwr = bit 7), and wasmtime keeps a flags
+/// value as one bit per flag in declaration order, so this is that word's low byte.
+#[inline]
+pub(crate) fn tcp_flag_bits(f: TcpFlags) -> u8 {
+    f.as_array()[0] as u8
 }
 
 fn span(offset: usize, len: usize) -> Span {

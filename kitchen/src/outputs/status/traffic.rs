@@ -19,38 +19,9 @@ use flowtrack::reassembly::ReassemblyStats;
 use crate::parse::defrag::DefragStats;
 use crate::parse::flow_stage::FlowCounters;
 
-/// IP reassembly's counters ([`crate::parse::defrag`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct IpReassemblyStatus {
-    /// IP fragments seen.
-    pub fragments: u64,
-    /// Datagrams put back together.
-    pub reassembled: u64,
-    /// Datagrams dropped: not complete within `--ip-reassembly-timeout`.
-    pub timed_out: u64,
-    /// Datagrams dropped to stay within `--ip-reassembly-kib` or the datagram count bound.
-    pub evicted: u64,
-    /// Datagrams dropped: overlapping fragments with different bytes, or disagreeing ends.
-    pub conflicting: u64,
-    /// Datagrams dropped: too large, too many fragments, or a bad fragment length.
-    pub malformed: u64,
-    /// Datagrams waiting for fragments now.
-    pub incomplete: u64,
-}
-
-impl IpReassemblyStatus {
-    /// The section, once a fragment was seen.
-    pub fn new(s: &DefragStats) -> Option<Self> {
-        (s.fragments > 0).then_some(IpReassemblyStatus {
-            fragments: s.fragments,
-            reassembled: s.reassembled,
-            timed_out: s.timed_out,
-            evicted: s.evicted,
-            conflicting: s.conflicting,
-            malformed: s.malformed,
-            incomplete: s.incomplete,
-        })
-    }
+/// The `ip_reassembly` section: IP reassembly's own counters, once a fragment was seen.
+pub fn ip_reassembly(s: &DefragStats) -> Option<DefragStats> {
+    (s.fragments > 0).then_some(*s)
 }
 
 /// The flow table's counters.
@@ -143,7 +114,7 @@ impl StreamStatus {
 pub fn summary_lines(
     flows: Option<&FlowStatus>,
     streams: Option<&StreamStatus>,
-    ip: Option<&IpReassemblyStatus>,
+    ip: Option<&DefragStats>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(f) = ip {
@@ -205,7 +176,7 @@ pub type TrafficMetric = (&'static str, &'static str, bool, u64);
 pub fn metrics(
     flows: Option<&FlowStatus>,
     streams: Option<&StreamStatus>,
-    ip: Option<&IpReassemblyStatus>,
+    ip: Option<&DefragStats>,
 ) -> Vec<TrafficMetric> {
     let mut out = Vec::new();
     if let Some(f) = ip {
@@ -419,7 +390,7 @@ mod tests {
             incomplete: 1,
             ..Default::default()
         };
-        let ip = IpReassemblyStatus::new(&d).expect("fragments were seen");
+        let ip = ip_reassembly(&d).expect("fragments were seen");
         assert_eq!(
             (ip.fragments, ip.reassembled, ip.timed_out, ip.incomplete),
             (9, 2, 1, 1)
@@ -430,6 +401,6 @@ mod tests {
             "{lines:?}"
         );
         assert_eq!(metrics(None, None, Some(&ip)).len(), 7);
-        assert!(IpReassemblyStatus::new(&DefragStats::default()).is_none());
+        assert!(ip_reassembly(&DefragStats::default()).is_none());
     }
 }
