@@ -55,6 +55,7 @@ __all__ = [
     "BoundedDict",
     "DumplingChef",
     "Interest",
+    "JsonText",
     "Packet",
     "dump_state",
     "load_state",
@@ -62,6 +63,7 @@ __all__ = [
     "mac_str",
     "ipv4_str",
     "ipv6_str",
+    "json_string",
 ]
 
 __version__ = "0.2.0"
@@ -388,6 +390,24 @@ encode_payload = _C_ENCODER[0] if _C_ENCODER else _ENCODE
 _chunks, _markers = (_C_ENCODER[1], _C_ENCODER[2]) if _C_ENCODER else (lambda value, _level: (_ENCODE(value),), {})
 
 
+class JsonText(str):
+    """A payload a handler has already encoded as JSON text: returned from
+    ``packet_handler`` or ``interval_handler``, it is sent as it is instead of being encoded
+    (a plain ``str`` is a JSON string payload). Why: for a small payload of a known shape,
+    ``"..." % (json_string(name), number)`` costs an interpreter inside wasm about half
+    of building the dicts and encoding them (tools/bench-languages.sh). The text must be
+    one JSON value; the kitchen checks every payload (one value, size, depth) and counts
+    anything else as invalid output, as for any chef. Write strings with
+    :func:`json_string` and floats with ``%r`` to get exactly the encoder's text."""
+
+    __slots__ = ()
+
+
+# json_string(s): the JSON text of the string `s`, quotes included, exactly as the payload
+# encoder writes it (non-ASCII as \u escapes); the C function the encoder itself calls.
+json_string = json.encoder.encode_basestring_ascii
+
+
 class Runner:
     """Drives one chef instance: the batching and error policy, independent of the bindings."""
 
@@ -426,7 +446,7 @@ class Runner:
                 for i, pk in enumerate(packets):
                     value = handler(pk)
                     if value is not None:
-                        text = join(chunks(value, 0))
+                        text = value if value.__class__ is JsonText else join(chunks(value, 0))
                         out.append(f"[{i},{text}]" if make_dumpling is None else make_dumpling(i, text))
             except BaseException:
                 _markers.clear()
@@ -437,7 +457,7 @@ class Runner:
                 value = handler(pk)
                 if value is None:
                     continue
-                text = join(chunks(value, 0))
+                text = value if value.__class__ is JsonText else join(chunks(value, 0))
             except Exception as exc:  # the original kitchen logged and went on
                 _markers.clear()
                 log("Error invoking packet handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
@@ -478,12 +498,14 @@ class Runner:
                 value = chef.interval_handler(interval_ns / 1e9)
                 if value is None:
                     return []
-                return [encode_payload(value)]
+                return [value if value.__class__ is JsonText else encode_payload(value)]
             except Exception as exc:
                 log("Error invoking interval handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
                 return []
         value = chef.interval_handler(interval_ns / 1e9)
-        return [] if value is None else [encode_payload(value)]
+        if value is None:
+            return []
+        return [value if value.__class__ is JsonText else encode_payload(value)]
 
 
 def _describe(exc: BaseException) -> str:

@@ -599,23 +599,10 @@ class PackedDNSQuestion(DNSQuestion):
     """The first question, from the DNS slots: the name is one byte string in the batch's
     tail (labels joined with "."). ``name`` is decoded when the question is made (nearly
     every chef reads it; a slot read costs less than a property call in the interpreter).
-    It holds its packet (``_p``), not copies of the batch's references: two stores."""
+    It holds its packet (``_p``), not copies of the batch's references: two stores.
+    Made by :meth:`PackedPacketDns.parse_dns` (no ``__init__``: see there)."""
 
     __slots__ = ("_p", "name")
-
-    def __init__(self, p):
-        self._p = p
-        b = p._b
-        n, at = _name_slot(b, p._o + 226)
-        t = _TAIL
-        if t[0] is not b:
-            t = _tail_text(b, *_size_count(b))
-        text = t[1]
-        if text is not None:
-            at -= t[2]
-            self.name = text[at : at + n]
-        else:
-            self.name = str(b[at : at + n], "utf-8", "replace")
 
     def _dotted(self) -> bytes:
         p = self._p
@@ -644,21 +631,9 @@ class PackedDNS(DNS):
     """A :class:`~netdumplings_chef.packet.DNS` over the DNS slots of packet ``_p``:
     ``is_response`` and the question list are set when it is made (what nearly every DNS
     chef reads first); the other header fields are read from the record on access, ``raw``
-    from the arena."""
+    from the arena. Made by :meth:`PackedPacketDns.parse_dns` (no ``__init__``: see there)."""
 
     __slots__ = ("_p", "is_response", "qd")
-
-    def __init__(self, p):
-        # DNS.__init__ is not called: the header fields are properties here.
-        self._p = p
-        b, o = p._b, p._o
-        self.is_response = b[o + 235] >= 0x80
-        bits = b[o + DNS_AT]
-        if bits & DNS_QUESTIONS_COMPLETE:
-            self.qd = [PackedDNSQuestion(p)] if bits & DNS_QUESTION else []
-        else:
-            self._qd = None
-            self.qd = DNS.qd.fget(self)  # a second question or a dotted label: parse `raw`
 
     id = _packet_field(_u16, 232)
     qr = property(lambda s: s._p._b[s._p._o + 235] >> 7)
@@ -689,8 +664,42 @@ class PackedPacketDns(PackedPacket):
     __slots__ = ()
 
     def parse_dns(self):
-        b, o = self._b, self._o
+        # The DNS view and its question are made here, without an ``__init__`` each
+        # (``object.__new__`` and slot stores): a Python-level call costs an interpreter
+        # inside wasm a frame, and these two were a third of a DNS chef's decode step
+        # (tools/bench-languages.sh PROBES=1).
+        b = self._b
+        o = self._o
         bits = b[o + DNS_AT]
         if not bits & DNS_CHECKED:
             return PackedPacket.parse_dns(self)
-        return PackedDNS(self) if bits & DNS_MESSAGE else None
+        if not bits & DNS_MESSAGE:
+            return None
+        d = _new(PackedDNS)
+        d._p = self
+        d.is_response = b[o + 235] >= 0x80
+        if bits & _DNS_ONE_QUESTION == _DNS_ONE_QUESTION:
+            q = _new(PackedDNSQuestion)
+            q._p = self
+            n, at = _name_slot(b, o + 226)
+            t = _TAIL
+            if t[0] is not b:
+                t = _tail_text(b, *_size_count(b))
+            text = t[1]
+            if text is not None:
+                at -= t[2]
+                q.name = text[at : at + n]
+            else:
+                q.name = str(b[at : at + n], "utf-8", "replace")
+            d.qd = [q]
+        elif bits & DNS_QUESTIONS_COMPLETE:
+            d.qd = []
+        else:
+            d._qd = None
+            d.qd = DNS.qd.fget(d)  # a second question or a dotted label: parse `raw`
+        return d
+
+
+_new = object.__new__
+# The first question parsed and it is the only one: its slots say everything.
+_DNS_ONE_QUESTION = DNS_QUESTION | DNS_QUESTIONS_COMPLETE

@@ -11,10 +11,11 @@ with its bound and recency order (at most ~1.6 MB of JSON even for 1000 names of
 escaped bytes, under the kitchen's default 4 MiB ``--chef-state-max-bytes``).
 """
 
-from netdumplings_chef import BoundedDict, DumplingChef, Interest, dump_state, load_state
+from netdumplings_chef import BoundedDict, DumplingChef, Interest, JsonText, dump_state, load_state, json_string
 
 MAX_HOSTNAMES = 1000
 STATE_VERSION = 1  # bump when the state's meaning changes: older states are then refused
+_LOOKUP = '{"lookup": {"hostname": %s, "when": %r}}'
 
 
 class DNSLookupChef(DumplingChef):
@@ -33,10 +34,13 @@ class DNSLookupChef(DumplingChef):
             return None
         hostname = dns.qd[0].name  # labels joined with ".", invalid UTF-8 replaced
         when = packet.time
-        seen = self.lookups_seen.touch(hostname, lambda: {"count": 0, "latest": when})
-        seen["count"] += 1
+        # `dict`, not a lambda holding `when`: a closure would be made on every packet.
+        seen = self.lookups_seen.touch(hostname, dict)
+        seen["count"] = seen.get("count", 0) + 1  # a new entry: "count" first, then "latest"
         seen["latest"] = when
-        return {"lookup": {"hostname": hostname, "when": when}}
+        # {"lookup": {"hostname": hostname, "when": when}}, written as its JSON text: the
+        # same text the encoder makes (json_string, and %r for a float), for half the cost.
+        return JsonText(_LOOKUP % (json_string(hostname), when))
 
     def interval_handler(self, interval=None):
         return {"lookups_seen": self.lookups_seen}
