@@ -474,24 +474,41 @@ class PackedJsonTests(unittest.TestCase):
         self.assertEqual(nd.encode_payload([shared, shared]), '[{"k": 1}, {"k": 1}]')
 
     def test_json_text_payloads_pass_as_written(self):
-        # A handler may return its payload already encoded (nd.JsonText): it is sent as it
-        # is, from packet and interval handlers; a plain str is still a JSON string payload.
+        # A chef with packet_json_text returns each packet payload as its JSON text: sent
+        # as it is; anything but a str is a handler error (logged, skipped; raised when
+        # errors are not caught). Interval payloads are encoded as before.
         class Chef(nd.DumplingChef):
+            packet_json_text = True
+
             def packet_handler(self, packet):
                 t = packet.timestamp_ns
-                return nd.JsonText('{"t": %d}' % t) if t % 2 else "plain %d" % t
+                return {"not": "text"} if t == 2 else '{"t": %d}' % t
 
             def interval_handler(self, interval=None):
-                return nd.JsonText('{"poke": %r}' % interval)
+                return {"poke": interval}
 
         arena = bytearray()
         pks = [packet(arena, ts=t) for t in range(1, 4)]
         r = nd.Runner(Chef())
-        self.assertEqual(r.packed_json(pack(pks), bytes(arena)), '[[0,{"t": 1}],[1,"plain 2"],[2,{"t": 3}]]')
+        self.assertEqual(r.packed_json(pack(pks), bytes(arena)), '[[0,{"t": 1}],[2,{"t": 3}]]')
+        self.assertEqual([level for level, _ in self.logged], ["error"])
+        self.assertIn("must return JSON text (a str), not dict", self.logged[0][1])
         self.assertEqual(r.interval(10, 5_000_000_000), ['{"poke": 5.0}'])
+        self.assertEqual(r.packets(pks[:1], bytes(arena), lambda i, s: (i, s)), [(0, '{"t": 1}')])
         r.catch = False
-        self.assertEqual(r.packed_json(pack(pks), bytes(arena)), '[[0,{"t": 1}],[1,"plain 2"],[2,{"t": 3}]]')
-        self.assertEqual(r.interval(10, 5_000_000_000), ['{"poke": 5.0}'])
+        self.assertEqual(r.packed_json(pack(pks[:1]), bytes(arena)), '[[0,{"t": 1}]]')
+        with self.assertRaises(TypeError):
+            r.packed_json(pack(pks), bytes(arena))
+
+        class Sub(str):
+            pass
+
+        class SubChef(Chef):
+            def packet_handler(self, packet):
+                return Sub('{"t": 1}')
+
+        out = nd.Runner(SubChef()).packed_json(pack(pks[:1]), bytes(arena))
+        self.assertEqual(out, '[[0,{"t": 1}]]')
         for text in ("a.test", "caf\u00e9.\ufffd", 'q"u\\o\x01te\u2028', "", "\U0001f600"):
             self.assertEqual(nd.json_string(text), json.dumps(text))
 
