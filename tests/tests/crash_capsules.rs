@@ -14,7 +14,8 @@
 //! tshark is missing (it is installed by `scripts/setup.sh`).
 
 use e2e_tests::{
-    bin, hostile_release_dir, on_path, sha256_hex, test_data, workspace_root, ChildGuard,
+    bin, hostile_release_dir, on_path, sha256_hex, shared_pcap, test_data, workspace_root,
+    ChildGuard,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -370,6 +371,60 @@ fn stream_and_flow_event_capsules_replay_the_same_input() {
             );
         }
     }
+}
+
+#[test]
+fn a_capsule_of_a_reassembled_datagram_replays_the_same_datagram() {
+    // FragmentTrapChef wants UDP only, so it is handed the fragment that completes each
+    // datagram (carrying the whole datagram) and none of the others; its capsule must
+    // rebuild the other fragments for the replay to reassemble the same datagram.
+    let Some(capture) = shared_pcap("pcapplusplus__Pcap++Test__PcapExamples__ip4_fragments.pcap")
+        .filter(|p| p.is_file())
+    else {
+        panic!("missing ip4_fragments.pcap in the shared corpus (set ND_SHARED_PCAPS)");
+    };
+    let marker = "FragmentTrapChef deliberately panics on a reassembled datagram";
+    let chefs = chef_folder("fragment-chefs", &["fragment_trap_chef.wasm"]);
+    let crash = fresh("fragment-crash");
+    let out = sniff(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--no-hub",
+        "--stdout",
+        "--no-builtin-chefs",
+        "--no-chef-watch",
+        "-d",
+        chefs.to_str().unwrap(),
+        "--chef-crash-dir",
+        crash.to_str().unwrap(),
+        "--chef-deadline-ms",
+        DEADLINE_MS,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
+    let first = panic_text(&stderr, marker)
+        .unwrap_or_else(|| panic!("no panic text in the log:\n{stderr}"))
+        .to_owned();
+    let all = capsules(&crash);
+    assert!(!all.is_empty(), "no capsule:\n{stderr}");
+    let (note, capsule) = &all[0];
+    assert_eq!(note["call"], "on-packets", "{note:#}");
+    let input = &note["input"];
+    let made_up = input["synthesized_fragments"].as_u64().unwrap_or(0);
+    assert!(made_up >= 1, "no fragment rebuilt: {note:#}");
+    if let Some(frames) = tshark_frames(capsule) {
+        assert_eq!(frames.len() as u64, input["packets"].as_u64().unwrap());
+    }
+    // The replay hands the chef the same datagram: the same panic text.
+    let again = fresh("fragment-again");
+    let out = replay(note, &["--chef-crash-dir", again.to_str().unwrap()]);
+    let replay_err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "replay failed:\n{replay_err}");
+    assert_eq!(
+        panic_text(&replay_err, marker),
+        Some(first.as_str()),
+        "the replay did not fail on the same datagram:\n{replay_err}"
+    );
 }
 
 /// Replay the loopback capture (50 packets over 65 s, `-p 1`) with the chefs of `chefs`

@@ -335,6 +335,21 @@ pub fn parse_frame(link_type: u32, frame: &[u8]) -> ParsedFrame {
     out
 }
 
+/// The IP fragment a frame carries, as the reassembler sees it (any fragment, first or
+/// not), or `None` for a frame that is not a whole, uncut IP fragment. Crash capsules use
+/// it to rebuild the other fragments of a datagram whose completing fragment they save.
+pub fn fragment_of(link_type: u32, frame: &[u8]) -> Option<Fragment<'_>> {
+    let mut out = ParsedFrame::empty();
+    let mut p = Parser {
+        frame,
+        out: headers_of!(out),
+        reassembling: true,
+        fragment: None,
+    };
+    p.link(link_type);
+    p.fragment.take()
+}
+
 struct Parser<'a, 'o> {
     frame: &'a [u8],
     out: Headers<'o>,

@@ -16,8 +16,9 @@
 //! * **Flow events.** Per flow of the call: for a `started` event, the flow's first packet
 //!   (TCP SYN, UDP datagram, ICMP echo request); for an `ended` event, packets that give
 //!   the same summary: the same key and originator, first and last times, packets each way
-//!   (at most [`MAX_PACKETS_PER_DIRECTION`] each; more are folded into fewer, longer
-//!   ones), bytes each way (frames are cut after their headers and carry the wire length,
+//!   (every packet while the call's flows fit in [`MAX_SYNTH_BYTES`] as header-only
+//!   frames, about 17 000 packets; beyond that each direction is folded into fewer, longer
+//!   packets, at least [`MIN_FOLDED_PACKETS_PER_DIRECTION`], and the note says so), bytes each way (frames are cut after their headers and carry the wire length,
 //!   as a snaplen would), TCP flags, and FIN / RST for those end reasons. A flow that ended
 //!   by idle timeout ends so again: a last "clock" packet (an ICMP echo between 192.0.2.1
 //!   and 192.0.2.2, a flow of its own) comes just after its timeout ran out, and the replay
@@ -29,7 +30,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::PacketBuilder;
+use etherparse::{
+    IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header, PacketBuilder,
+};
 use flowtrack::table::{
     tcp_flags, EndReason, FlowConfig, FlowEvent, FlowKey, FlowSummary, Transport,
 };
@@ -37,13 +40,18 @@ use serde_json::{json, Value};
 
 use super::CapsuleFrame;
 use crate::chef_host::bindings::{Direction, IpAddress, StreamChunk, TransportProtocol};
+use crate::parse::defrag::{FragKey, Fragment};
 
 /// Link type of synthesized frames: raw IP (LINKTYPE_RAW).
 pub const LINK_TYPE: u32 = crate::parse::packet::dlt::RAW;
 /// Most bytes of synthesized frames in one capsule (one batch's worth, as for packets).
 pub const MAX_SYNTH_BYTES: usize = crate::parse::batch::MAX_BATCH_BYTES;
-/// Most packets made per direction of one ended flow.
-pub const MAX_PACKETS_PER_DIRECTION: u64 = 64;
+/// Fewest packets made per direction of one ended flow when a call's flows carry more
+/// packets than [`MAX_SYNTH_BYTES`] can hold (below that, every packet is made).
+pub const MIN_FOLDED_PACKETS_PER_DIRECTION: u64 = 64;
+/// The largest header-only frame a flow summary is replayed with (IPv6 + TCP), which sizes
+/// how many packets fit in [`MAX_SYNTH_BYTES`].
+const LARGEST_SUMMARY_FRAME: u64 = 60;
 /// Largest payload per synthesized TCP segment (a longer chunk is split).
 const MAX_SEGMENT: usize = 60_000;
 /// Initial sequence numbers of the two sides (any value works; these make the offsets
@@ -308,6 +316,7 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
     let mut made: Vec<u64> = Vec::new();
     let mut not_replayed = 0u64;
     let mut clock_at: Option<u64> = None;
+    let per_direction = packets_per_direction(events);
     for e in events {
         let (id, conn) = match e {
             FlowEvent::Started(s) => (s.id, Conn::from_native(&s.key)),
@@ -335,7 +344,7 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
                     (EndReason::IdleTimeout | EndReason::Evicted, _) => not_replayed += 1,
                     _ => {}
                 }
-                summary_packets(&conn, s, &mut out);
+                summary_packets(&conn, s, per_direction, &mut out);
             }
             (None, FlowEvent::Started(s)) => {
                 let flags = if conn.transport == Transport::Tcp {
@@ -377,10 +386,12 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
         "flows": made.len(),
         "packets": sorted.frames.len(),
         "packets_left_out": sorted.left_out,
+        "packets_per_direction_folded_to": (per_direction != u64::MAX).then_some(per_direction),
         "clock_packet_ns": clock_at,
         "ends_not_replayed": not_replayed,
         "synthesized": "per flow, packets with the same key, times, packet and byte counts \
-                        each way (counts above 64 a way folded into 64 longer packets), TCP \
+                        each way (when they do not all fit in a capsule, each direction is \
+                        folded into packets_per_direction_folded_to longer packets), TCP \
                         flags and FIN/RST ending; idle timeouts by a last ICMP packet between \
                         192.0.2.1 and 192.0.2.2 after they ran out (replayed with the same \
                         --flow-idle-* flags); evicted flows end at the end of the replay",
@@ -388,12 +399,34 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
     (sorted, summary)
 }
 
+/// How many packets a direction of an ended flow in `events` gets: all of them when the
+/// call's ended flows fit in [`MAX_SYNTH_BYTES`] as header-only frames, else an even share
+/// of that budget per direction (at least [`MIN_FOLDED_PACKETS_PER_DIRECTION`]).
+fn packets_per_direction(events: &[FlowEvent]) -> u64 {
+    let ended = events.iter().filter_map(|e| match e {
+        FlowEvent::Ended(s) => Some(s),
+        FlowEvent::Started(_) => None,
+    });
+    let (flows, packets) = ended.fold((0u64, 0u64), |(f, p), s| {
+        let n = s
+            .packets_from_originator
+            .saturating_add(s.packets_from_responder);
+        (f + 1, p.saturating_add(n))
+    });
+    let budget = MAX_SYNTH_BYTES as u64 / LARGEST_SUMMARY_FRAME;
+    if packets <= budget {
+        u64::MAX
+    } else {
+        (budget / (2 * flows).max(1)).max(MIN_FOLDED_PACKETS_PER_DIRECTION)
+    }
+}
+
 /// The packets of one ended flow (see the module docs).
-fn summary_packets(conn: &Conn, s: &FlowSummary, out: &mut Frames) {
+fn summary_packets(conn: &Conn, s: &FlowSummary, per_direction: u64, out: &mut Frames) {
     let tcp = conn.transport == Transport::Tcp;
     let counts = [
-        s.packets_from_originator.min(MAX_PACKETS_PER_DIRECTION),
-        s.packets_from_responder.min(MAX_PACKETS_PER_DIRECTION),
+        s.packets_from_originator.min(per_direction),
+        s.packets_from_responder.min(per_direction),
     ];
     let bytes = [s.bytes_from_originator, s.bytes_from_responder];
     let seen = s.tcp_flags_seen;
@@ -451,6 +484,81 @@ fn summary_packets(conn: &Conn, s: &FlowSummary, out: &mut Frames) {
             out.push(time(k), len, &f);
         }
     }
+}
+
+/// The datagram's other fragments, for a packet that completed a reassembled IP datagram:
+/// raw IP frames (DLT 101) carrying the parts of `whole` (the reassembled payload, offset 0
+/// to its end) that the completing fragment `last` does not, with `last`'s addresses,
+/// identification and protocol. Replayed just before `last`, they make the kitchen's
+/// reassembler complete the same datagram at the same frame, so the chef is handed the
+/// same packet (the kitchen does not keep the earlier fragments themselves). At most two:
+/// the bytes before `last` (more fragments follow) and, when `last` was not the final
+/// fragment, the bytes after it. Empty when `whole` does not extend `last` consistently.
+pub fn other_fragments(last: &Fragment<'_>, whole: &[u8]) -> Vec<Vec<u8>> {
+    let start = last.offset as usize;
+    let end = start.saturating_add(last.data.len());
+    if end > whole.len() || (!last.more && end != whole.len()) {
+        return Vec::new();
+    }
+    let mut pieces = Vec::with_capacity(2);
+    if start > 0 {
+        pieces.push((0usize, &whole[..start], true));
+    }
+    if last.more && end < whole.len() {
+        pieces.push((end, &whole[end..], false));
+    }
+    pieces
+        .into_iter()
+        .filter_map(|(offset, data, more)| {
+            ip_fragment(&last.key, last.ip_number, offset, more, data)
+        })
+        .collect()
+}
+
+/// One raw IP fragment of the datagram `key` (`None` when the offset or length does not
+/// fit the header fields, which a reassembled datagram never needs).
+fn ip_fragment(
+    key: &FragKey,
+    ip_number: u8,
+    offset: usize,
+    more: bool,
+    data: &[u8],
+) -> Option<Vec<u8>> {
+    let frag_offset = IpFragOffset::try_new(u16::try_from(offset / 8).ok()?).ok()?;
+    let mut frame = Vec::with_capacity(48 + data.len());
+    if key.ipv6 {
+        let ip = Ipv6Header {
+            traffic_class: 0,
+            flow_label: Default::default(),
+            payload_length: u16::try_from(data.len() + 8).ok()?,
+            next_header: IpNumber::IPV6_FRAGMENTATION_HEADER,
+            hop_limit: 64,
+            source: key.source.to_be_bytes(),
+            destination: key.destination.to_be_bytes(),
+        };
+        frame.extend_from_slice(&ip.to_bytes());
+        let frag =
+            Ipv6FragmentHeader::new(IpNumber(ip_number), frag_offset, more, key.identification);
+        frame.extend_from_slice(&frag.to_bytes());
+    } else {
+        let v4 = |a: u128| (a as u32).to_be_bytes();
+        let mut ip = Ipv4Header::new(
+            u16::try_from(data.len()).ok()?,
+            64,
+            IpNumber(key.protocol),
+            v4(key.source),
+            v4(key.destination),
+        )
+        .ok()?;
+        ip.identification = key.identification as u16;
+        ip.dont_fragment = false;
+        ip.more_fragments = more;
+        ip.fragment_offset = frag_offset;
+        ip.header_checksum = ip.calc_header_checksum();
+        frame.extend_from_slice(&ip.to_bytes());
+    }
+    frame.extend_from_slice(data);
+    Some(frame)
 }
 
 #[cfg(test)]
@@ -777,5 +885,66 @@ mod tests {
         let (made, summary) = flow_packets(&[FlowEvent::Ended(udp)], None);
         assert_eq!(made.frames.len(), 4);
         assert_eq!(summary["ends_not_replayed"], 1);
+    }
+
+    #[test]
+    fn long_flows_replay_packet_for_packet_and_are_folded_only_past_the_budget() {
+        let long = |id: u64, packets: u64| FlowSummary {
+            id,
+            key: FlowKey {
+                transport: Transport::Tcp,
+                originator: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                responder: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                originator_port: 40_000 + id as u16,
+                responder_port: 80,
+            },
+            first_ns: 1_000_000 * id,
+            last_ns: 1_000_000 * id + 900_000,
+            packets_from_originator: packets,
+            packets_from_responder: packets - 1,
+            bytes_from_originator: packets * 1_000,
+            bytes_from_responder: (packets - 1) * 1_400,
+            tcp_flags_seen: SYN | ACK | PSH | FIN,
+            end_reason: EndReason::Fin,
+        };
+        // 1000 packets each way: far more than the old fold at 64, made one for one.
+        let want = long(1, 1_000);
+        let (made, summary) = flow_packets(&[FlowEvent::Ended(want)], None);
+        assert_eq!(made.frames.len(), 1_999, "{summary}");
+        assert!(
+            summary["packets_per_direction_folded_to"].is_null(),
+            "{summary}"
+        );
+        let got: Vec<FlowSummary> = through_the_table(&made)
+            .into_iter()
+            .filter_map(|e| match e {
+                FlowEvent::Ended(s) => Some(s),
+                FlowEvent::Started(_) => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            FlowSummary {
+                id: want.id,
+                ..got[0]
+            },
+            want
+        );
+        // Ten flows of 10 000 packets a way do not fit: each direction is folded to an even
+        // share of the budget, and nothing is left out.
+        let many: Vec<FlowEvent> = (1..=10)
+            .map(|id| FlowEvent::Ended(long(id, 10_000)))
+            .collect();
+        let (made, summary) = flow_packets(&many, None);
+        let folded = summary["packets_per_direction_folded_to"]
+            .as_u64()
+            .expect("folded");
+        assert!(
+            (MIN_FOLDED_PACKETS_PER_DIRECTION..10_000).contains(&folded),
+            "{summary}"
+        );
+        assert_eq!(made.left_out, 0, "{summary}");
+        assert_eq!(made.frames.len() as u64, 10 * 2 * folded, "{summary}");
+        assert!(made.data.len() <= MAX_SYNTH_BYTES);
     }
 }
