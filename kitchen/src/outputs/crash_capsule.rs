@@ -1082,19 +1082,11 @@ mod tests {
 
     /// Raw IPv6 fragments (UDP inside) of `udp`, cut after `at` bytes (a multiple of 8).
     fn raw_ipv6_fragments(udp: &[u8], at: usize) -> Vec<Vec<u8>> {
-        let frame = |offset: usize, more: bool, data: &[u8]| {
-            let mut f = vec![0x60, 0, 0, 0];
-            f.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-            f.extend_from_slice(&[44, 64]);
-            f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8].repeat(4));
-            f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb9].repeat(4));
-            f.extend_from_slice(&[17, 0]);
-            f.extend_from_slice(&((offset as u16) | u16::from(more)).to_be_bytes());
-            f.extend_from_slice(&0xdead_beefu32.to_be_bytes());
-            f.extend_from_slice(data);
-            f
-        };
-        vec![frame(0, true, &udp[..at]), frame(at, false, &udp[at..])]
+        use crate::parse::packet::test_frames::raw_ipv6_udp_fragment;
+        vec![
+            raw_ipv6_udp_fragment(0, true, &udp[..at]),
+            raw_ipv6_udp_fragment(at as u16, false, &udp[at..]),
+        ]
     }
 
     /// Frames through the kitchen's parser with IP reassembly on, as a replay runs them:
