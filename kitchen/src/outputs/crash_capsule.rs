@@ -356,7 +356,8 @@ impl CrashCapsules {
         if !is_crash(err) {
             return;
         }
-        let (made, input) = synth::stream_packets(chunks, arena);
+        let poke_ns = u64::try_from(self.settings.poke_interval.as_nanos()).unwrap_or(u64::MAX);
+        let (made, input) = synth::stream_packets(chunks, arena, poke_ns);
         self.submit(
             chef,
             err,

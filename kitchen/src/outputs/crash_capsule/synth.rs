@@ -7,12 +7,14 @@
 //! * **Stream chunks.** Per flow of the call: a handshake (SYN, SYN-ACK, ACK) at the time
 //!   of its first chunk, so stream offset 0 is anchored, then one segment per chunk at
 //!   sequence `ISN + 1 + offset` carrying exactly the chunk's bytes, in the call's order;
-//!   a chunk marked `last` carries FIN (an empty one is a bare FIN). Holes (a `gap-before`,
-//!   or the bytes before the first chunk when the stream began in an earlier call) are
-//!   sequence jumps: reassembly holds what follows the hole and reports the hole as a gap
-//!   when the replayed flow ends, so the chef gets the same bytes at the same offsets, but
-//!   such chunks arrive at the end of the replay, and a stream that began earlier starts
-//!   with a gap of its earlier bytes (`gap-before` = the first chunk's offset).
+//!   a chunk marked `last` carries FIN (an empty one is a bare FIN). Holes (a `gap-before`)
+//!   are sequence jumps: reassembly holds what follows the hole and reports the hole as a
+//!   gap when the replayed flow ends, so the chef gets the same bytes at the same offsets,
+//!   but such chunks arrive at the end of the replay. The bytes a stream delivered in
+//!   earlier calls (the kitchen does not keep them) are stood in for by zeros, two poke
+//!   intervals before the call's first chunk, so the replay delivers them in an earlier
+//!   call and this call's chunks come with the same offsets and gaps (at most half of
+//!   [`MAX_SYNTH_BYTES`] of zeros; past that the stream starts with a gap, counted).
 //! * **Flow events.** Per flow of the call: for a `started` event, the flow's first packet
 //!   (TCP SYN, UDP datagram, ICMP echo request); for an `ended` event, packets that give
 //!   the same summary: the same key and originator, first and last times, packets each way
@@ -214,27 +216,79 @@ fn side_of(d: Direction) -> usize {
 }
 
 /// Packets that make reassembly hand a chef `chunks` (spans into `arena`) again, and a
-/// summary of what was made for the note.
-pub fn stream_packets(chunks: &[StreamChunk], arena: &[u8]) -> (Frames, Value) {
+/// summary of what was made for the note. `poke_interval_ns` is the replay's poke interval:
+/// the stand-in for the bytes a stream delivered before this call comes two intervals
+/// before the call's first chunk, so a poke cuts the replay's batch between the two.
+pub fn stream_packets(
+    chunks: &[StreamChunk],
+    arena: &[u8],
+    poke_interval_ns: u64,
+) -> (Frames, Value) {
     let mut out = Frames::default();
     let mut flows: Vec<u64> = Vec::new();
     let mut chunk_bytes = 0u64;
+    let handshake = |conn: &Conn, ts: u64, out: &mut Frames| {
+        let [o, r] = ISN;
+        for (s, flags, seq, ack) in [
+            (0, SYN, o, 0),
+            (1, SYN | ACK, r, o.wrapping_add(1)),
+            (0, ACK, o.wrapping_add(1), r.wrapping_add(1)),
+        ] {
+            if let Some(f) = conn.frame(s, flags, seq, ack, &[]) {
+                out.push(ts, 0, &f);
+            }
+        }
+    };
+    // Bytes a direction delivered in earlier calls: zeros in an earlier batch, so this
+    // call's chunks come at the same offsets with the same gaps.
+    // `None` when the capture's clock starts too close to zero for a poke to fit before.
+    let earlier_at = chunks
+        .iter()
+        .map(|c| c.timestamp_ns)
+        .min()
+        .and_then(|t| t.checked_sub(poke_interval_ns.saturating_mul(2)));
+    let mut sides_seen: Vec<(u64, usize)> = Vec::new();
+    let mut stand_in_bytes = 0u64;
+    let mut not_stood_in = 0u64;
+    for c in chunks {
+        let side = side_of(c.flow.direction);
+        if sides_seen.contains(&(c.flow.id, side)) {
+            continue;
+        }
+        sides_seen.push((c.flow.id, side));
+        let earlier = c.offset.saturating_sub(c.gap_before);
+        if earlier == 0 {
+            continue;
+        }
+        let Some(earlier_at) =
+            earlier_at.filter(|_| out.data.len() as u64 + earlier <= MAX_SYNTH_BYTES as u64 / 2)
+        else {
+            not_stood_in += 1;
+            continue;
+        };
+        let conn = Conn::from_wit(&c.key);
+        if !flows.contains(&c.flow.id) {
+            flows.push(c.flow.id);
+            handshake(&conn, earlier_at, &mut out);
+        }
+        let zeros = vec![0u8; earlier as usize];
+        let ack = ISN[1 - side].wrapping_add(1);
+        let mut offset = 0u64;
+        for piece in zeros.chunks(MAX_SEGMENT) {
+            let seq = ISN[side].wrapping_add(1).wrapping_add(offset as u32);
+            if let Some(f) = conn.frame(side, ACK | PSH, seq, ack, piece) {
+                out.push(earlier_at, 0, &f);
+            }
+            offset += piece.len() as u64;
+        }
+        stand_in_bytes += earlier;
+    }
     for c in chunks {
         let conn = Conn::from_wit(&c.key);
         let side = side_of(c.flow.direction);
         if !flows.contains(&c.flow.id) {
             flows.push(c.flow.id);
-            let ts = c.timestamp_ns;
-            let [o, r] = ISN;
-            for (s, flags, seq, ack) in [
-                (0, SYN, o, 0),
-                (1, SYN | ACK, r, o.wrapping_add(1)),
-                (0, ACK, o.wrapping_add(1), r.wrapping_add(1)),
-            ] {
-                if let Some(f) = conn.frame(s, flags, seq, ack, &[]) {
-                    out.push(ts, 0, &f);
-                }
-            }
+            handshake(&conn, c.timestamp_ns, &mut out);
         }
         let start = c.data.offset as usize;
         let data = arena
@@ -278,10 +332,13 @@ pub fn stream_packets(chunks: &[StreamChunk], arena: &[u8]) -> (Frames, Value) {
             "last": c.last,
         })).collect::<Vec<_>>(),
         "packets": out.frames.len(),
+        "earlier_bytes_as_zeros": stand_in_bytes,
+        "earlier_bytes_not_replayed_directions": not_stood_in,
         "packets_left_out": out.left_out,
         "synthesized": "a handshake per flow, then one segment per chunk at its stream offset \
-                        (holes, and bytes before the first chunk, as sequence jumps: reported \
-                        as gaps when the replayed flow ends)",
+                        (holes as sequence jumps: reported as gaps when the replayed flow \
+                        ends); bytes a stream delivered before this call as zeros, two poke \
+                        intervals before it, so they come in an earlier call",
     });
     (out, summary)
 }
@@ -589,7 +646,7 @@ mod tests {
             last,
         };
         let chunks = [chunk(0, 0, 0, 5, false), chunk(100, 94, 5, 6, true)];
-        let (frames, summary) = stream_packets(&chunks, &arena);
+        let (frames, summary) = stream_packets(&chunks, &arena, 1_000_000_000);
         assert_eq!(
             frames.frames.len(),
             5,
@@ -721,13 +778,27 @@ mod tests {
     /// kitchen's own flow and stream stages (as `nd-sniff -r` runs them): per chunk its
     /// side, offset, gap before, `last` and bytes.
     fn reassembled(made: &Frames, want: u32) -> Vec<(usize, u64, u64, bool, Vec<u8>)> {
+        reassembled_by_batch(made, want, 3600)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// [`reassembled`] with pokes every `poke_secs` of capture time (they cut the
+    /// batches): each chunk with the index of the batch that delivered it.
+    #[allow(clippy::type_complexity)]
+    fn reassembled_by_batch(
+        made: &Frames,
+        want: u32,
+        poke_secs: u64,
+    ) -> Vec<(usize, (usize, u64, u64, bool, Vec<u8>))> {
         use crate::chef_host::bindings::Interest;
         use crate::parse::batch::{BatchBuilder, ClockMode, Step};
         use crate::parse::flow_stage::{FlowShared, FlowStage};
         use crate::parse::stream_stage::{StreamFilter, StreamStage};
         let shared = std::sync::Arc::new(FlowShared::default());
         shared.set_wanted(true);
-        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(3600));
+        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(poke_secs));
         b.set_flow_stage(FlowStage::new(Default::default(), shared).expect("default config"));
         let filter = StreamFilter::new(&Interest {
             link_types: vec![],
@@ -753,8 +824,10 @@ mod tests {
         }
         b.end_flows();
         let mut out = Vec::new();
+        let mut batches = 0;
         while let Some(step) = b.next_step() {
             let Step::Packets(batch) = step else { continue };
+            batches += 1;
             stage.feed(&batch.packets, &batch.arena);
             for e in &batch.flows.ended {
                 if let FlowEvent::Ended(s) = e {
@@ -766,11 +839,14 @@ mod tests {
                 let start = c.data.offset as usize;
                 let data = arena[start..start + c.data.len as usize].to_vec();
                 out.push((
-                    side_of(c.flow.direction),
-                    c.offset,
-                    c.gap_before,
-                    c.last,
-                    data,
+                    batches,
+                    (
+                        side_of(c.flow.direction),
+                        c.offset,
+                        c.gap_before,
+                        c.last,
+                        data,
+                    ),
                 ));
             }
             stage.end_batch();
@@ -794,7 +870,7 @@ mod tests {
                 direction: dir,
             },
             key,
-            timestamp_ns: 1_000 + offset,
+            timestamp_ns: 1_700_000_000_000_000_000 + offset,
             offset,
             gap_before,
             data: crate::chef_host::bindings::Span { offset: start, len },
@@ -807,7 +883,7 @@ mod tests {
             chunk(r, 0, 0, 120, 200, true),
             chunk(o, 120, 0, 320, 30, true),
         ];
-        let (made, _) = stream_packets(&whole, &arena);
+        let (made, _) = stream_packets(&whole, &arena, 1_000_000_000);
         let want: Vec<_> = whole
             .iter()
             .map(|c| {
@@ -820,24 +896,45 @@ mod tests {
         let mut want_sorted = want.clone();
         want_sorted.sort_by_key(|c| (c.0, c.1));
         assert_eq!(got, want_sorted);
-        // A stream that began in an earlier call, with a hole: the same bytes at the same
-        // offsets; the bytes before the first chunk come back as a gap.
+        // A stream that began in an earlier call, with a hole: the bytes before come as
+        // zeros in an earlier batch (a poke between), then the same bytes at the same offsets
+        // with the same gaps; what follows the hole comes when the flow ends.
         let mid = [
             chunk(o, 5000, 0, 0, 100, false),
             chunk(o, 5200, 100, 100, 50, true),
         ];
-        let (made, _) = stream_packets(&mid, &arena);
-        let got: Vec<_> = reassembled(&made, 1 << 20)
+        let poke_secs = 5;
+        let (made, summary) = stream_packets(&mid, &arena, poke_secs * 1_000_000_000);
+        assert_eq!(summary["earlier_bytes_as_zeros"], 5000, "{summary}");
+        let got: Vec<_> = reassembled_by_batch(&made, 1 << 20, poke_secs)
             .into_iter()
-            .filter(|c| !c.4.is_empty())
+            .filter(|c| !c.1 .4.is_empty())
             .collect();
-        assert_eq!(
-            got,
-            vec![
-                (0, 5000, 5000, false, arena[..100].to_vec()),
-                (0, 5200, 100, true, arena[100..150].to_vec()),
-            ]
+        assert_eq!(got.len(), 3, "{got:?}");
+        let (filler_batch, filler) = &got[0];
+        assert_eq!(filler, &(0, 0, 0, false, vec![0u8; 5000]));
+        assert!(
+            got[1].0 > *filler_batch,
+            "the stand-in came in the same call: {got:?}"
         );
+        assert_eq!(got[1].1, (0, 5000, 0, false, arena[..100].to_vec()));
+        assert_eq!(got[2].1, (0, 5200, 100, true, arena[100..150].to_vec()));
+        // A capture clock too close to zero for a poke to fit before the call: no stand-in,
+        // the stream starts with a gap of its earlier bytes (counted in the note).
+        let early: Vec<StreamChunk> = mid
+            .iter()
+            .map(|c| StreamChunk {
+                timestamp_ns: c.offset,
+                ..*c
+            })
+            .collect();
+        let (made, summary) = stream_packets(&early, &arena, poke_secs * 1_000_000_000);
+        assert_eq!(
+            summary["earlier_bytes_not_replayed_directions"], 1,
+            "{summary}"
+        );
+        let got = reassembled(&made, 1 << 20);
+        assert_eq!(got[0], (0, 5000, 5000, false, arena[..100].to_vec()));
     }
 
     #[test]
