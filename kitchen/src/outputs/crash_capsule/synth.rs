@@ -87,6 +87,17 @@ pub struct Frames {
 }
 
 impl Frames {
+    /// The frames as capture records (interface 0), in order.
+    pub fn records(&self) -> impl Iterator<Item = capture::PacketRecord<'_>> {
+        self.frames.iter().map(|f| capture::PacketRecord {
+            timestamp_ns: f.timestamp_ns,
+            link_type: f.link_type,
+            interface_index: 0,
+            original_len: f.original_len,
+            data: &self.data[f.offset..f.offset + f.len],
+        })
+    }
+
     /// Add one frame (`original_len`: bytes on the wire, at least its length).
     fn push(&mut self, timestamp_ns: u64, original_len: u64, frame: &[u8]) {
         if self.data.len() + frame.len() > MAX_SYNTH_BYTES {
@@ -530,6 +541,14 @@ fn made_for(
     }
 }
 
+/// The summaries of the flows `events` ended, in order.
+fn ended_summaries(events: &[FlowEvent]) -> impl Iterator<Item = &FlowSummary> {
+    events.iter().filter_map(|e| match e {
+        FlowEvent::Ended(s) => Some(s),
+        FlowEvent::Started(_) => None,
+    })
+}
+
 /// How a replay ends a call's evicted flows by eviction again.
 struct EvictionPlan {
     /// When the table evicts its least recently used flow, ascending.
@@ -545,13 +564,7 @@ struct EvictionPlan {
 /// were older and ended otherwise had gone (idle timeout, or the linger after FIN/RST):
 /// in the kitchen the evicted flow was the least recently used one, so those were gone.
 fn eviction_plan(events: &[FlowEvent], config: &FlowConfig) -> Option<EvictionPlan> {
-    let ended: Vec<&FlowSummary> = events
-        .iter()
-        .filter_map(|e| match e {
-            FlowEvent::Ended(s) => Some(s),
-            FlowEvent::Started(_) => None,
-        })
-        .collect();
+    let ended: Vec<&FlowSummary> = ended_summaries(events).collect();
     let mut evicted: Vec<&FlowSummary> = ended
         .iter()
         .copied()
@@ -598,67 +611,48 @@ fn replays_the_same_ends(
     events: &[FlowEvent],
     config: &FlowConfig,
 ) -> bool {
-    use flowtrack::table::FlowTable;
-    let want: Vec<&FlowSummary> = events
-        .iter()
-        .filter_map(|e| match e {
-            FlowEvent::Ended(s) => Some(s),
-            FlowEvent::Started(_) => None,
-        })
-        .collect();
     // A table as large as the capsule's flows can fill behaves as the kitchen's larger one.
     let small = FlowConfig {
         max_flows: config.max_flows.min(events.len() + 2 + made.frames.len()),
         ..*config
     };
-    let Ok(mut table) = FlowTable::new(small) else {
+    let Some(got) = table_events(made, evict_ns, small) else {
         return false;
     };
-    let mut got: Vec<FlowEvent> = Vec::new();
+    let got: Vec<&FlowSummary> = ended_summaries(&got).collect();
+    ended_summaries(events).all(|w| got.iter().any(|g| FlowSummary { id: w.id, ..**g } == *w))
+}
+
+/// The flow events of `made` through a flow table with `config` (its packets in order,
+/// the least recently used flow evicted at each of `evict_ns`, every flow ended at the
+/// end); `None` when `config` is not one a table runs with.
+fn table_events(made: &Frames, evict_ns: &[u64], config: FlowConfig) -> Option<Vec<FlowEvent>> {
+    let mut table = flowtrack::table::FlowTable::new(config).ok()?;
+    let mut events: Vec<FlowEvent> = Vec::new();
     let mut arena = Vec::new();
     let mut evictions = evict_ns.iter().peekable();
-    for f in &made.frames {
-        while let Some(&&at) = evictions.peek() {
-            if at > f.timestamp_ns {
-                break;
-            }
-            table.evict_lru(at, &mut got);
-            evictions.next();
+    for rec in made.records() {
+        while let Some(at) = evictions.next_if(|&&at| at <= rec.timestamp_ns) {
+            table.evict_lru(*at, &mut events);
         }
-        let rec = capture::PacketRecord {
-            timestamp_ns: f.timestamp_ns,
-            link_type: f.link_type,
-            interface_index: 0,
-            original_len: f.original_len,
-            data: &made.data[f.offset..f.offset + f.len],
-        };
         arena.clear();
         let (p, _) = crate::parse::packet::parse_into(&rec, &mut arena);
         if let Some(meta) = crate::parse::flow_stage::meta_of(&p) {
-            table.track(&meta, &mut got);
+            table.track(&meta, &mut events);
         }
     }
     for &at in evictions {
-        table.evict_lru(at, &mut got);
+        table.evict_lru(at, &mut events);
     }
-    table.end_all(&mut got);
-    want.iter().all(|w| {
-        got.iter().any(|g| match g {
-            FlowEvent::Ended(g) => FlowSummary { id: w.id, ..*g } == **w,
-            FlowEvent::Started(_) => false,
-        })
-    })
+    table.end_all(&mut events);
+    Some(events)
 }
 
 /// How many packets a direction of an ended flow in `events` gets: all of them when the
 /// call's ended flows fit in [`MAX_SYNTH_BYTES`] as header-only frames, else an even share
 /// of that budget per direction (at least [`MIN_FOLDED_PACKETS_PER_DIRECTION`]).
 fn packets_per_direction(events: &[FlowEvent]) -> u64 {
-    let ended = events.iter().filter_map(|e| match e {
-        FlowEvent::Ended(s) => Some(s),
-        FlowEvent::Started(_) => None,
-    });
-    let (flows, packets) = ended.fold((0u64, 0u64), |(f, p), s| {
+    let (flows, packets) = ended_summaries(events).fold((0u64, 0u64), |(f, p), s| {
         let n = s
             .packets_from_originator
             .saturating_add(s.packets_from_responder);
@@ -896,24 +890,7 @@ mod tests {
 
     /// Runs `made` through a real flow table; the events it produces (ended at the end).
     fn through_the_table(made: &Frames) -> Vec<FlowEvent> {
-        use flowtrack::table::{FlowConfig, FlowTable};
-        let mut table = FlowTable::new(FlowConfig::default()).expect("default config");
-        let mut events = Vec::new();
-        let mut arena = Vec::new();
-        for f in &made.frames {
-            let rec = capture::PacketRecord {
-                timestamp_ns: f.timestamp_ns,
-                link_type: f.link_type,
-                interface_index: 0,
-                original_len: f.original_len,
-                data: &made.data[f.offset..f.offset + f.len],
-            };
-            let (p, _) = crate::parse::packet::parse_into(&rec, &mut arena);
-            let meta = crate::parse::flow_stage::meta_of(&p).expect("a flow packet");
-            table.track(&meta, &mut events);
-        }
-        table.end_all(&mut events);
-        events
+        table_events(made, &[], FlowConfig::default()).expect("default config")
     }
 
     #[test]
@@ -965,12 +942,8 @@ mod tests {
         let events: Vec<FlowEvent> = want.iter().map(|s| FlowEvent::Ended(*s)).collect();
         let (made, summary, _) = flow_packets(&events, None);
         assert_eq!(made.left_out, 0, "{summary}");
-        let mut got: Vec<FlowSummary> = through_the_table(&made)
-            .into_iter()
-            .filter_map(|e| match e {
-                FlowEvent::Ended(s) => Some(s),
-                FlowEvent::Started(_) => None,
-            })
+        let mut got: Vec<FlowSummary> = ended_summaries(&through_the_table(&made))
+            .copied()
             .collect();
         got.sort_by_key(|s| s.first_ns);
         assert_eq!(got.len(), 3, "{got:?}");
@@ -1001,6 +974,35 @@ mod tests {
             .collect()
     }
 
+    /// `made` replayed through the kitchen's own batch builder and flow stage, as
+    /// `nd-sniff -r` runs it: pokes every `poke_secs` of capture time (they cut batches),
+    /// the least recently used flow evicted at `evict_ns` (`--capsule-evict-ns`), every
+    /// flow ended at the end. The batches.
+    fn batches_of(
+        made: &Frames,
+        poke_secs: u64,
+        evict_ns: &[u64],
+    ) -> Vec<crate::parse::batch::Batch> {
+        use crate::parse::batch::{BatchBuilder, ClockMode, Step};
+        use crate::parse::flow_stage::{FlowShared, FlowStage};
+        let shared = std::sync::Arc::new(FlowShared::default());
+        shared.set_wanted(true);
+        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(poke_secs));
+        let stage = FlowStage::new(Default::default(), shared).expect("default config");
+        b.set_flow_stage(stage.with_evictions(evict_ns));
+        for rec in made.records() {
+            b.push(&rec);
+        }
+        b.end_flows();
+        let mut batches = Vec::new();
+        while let Some(step) = b.next_step() {
+            if let Step::Packets(batch) = step {
+                batches.push(batch);
+            }
+        }
+        batches
+    }
+
     /// [`reassembled`] with pokes every `poke_secs` of capture time (they cut the
     /// batches): each chunk with the index of the batch that delivered it.
     #[allow(clippy::type_complexity)]
@@ -1010,13 +1012,7 @@ mod tests {
         poke_secs: u64,
     ) -> Vec<(usize, (usize, u64, u64, bool, Vec<u8>))> {
         use crate::chef_host::bindings::Interest;
-        use crate::parse::batch::{BatchBuilder, ClockMode, Step};
-        use crate::parse::flow_stage::{FlowShared, FlowStage};
         use crate::parse::stream_stage::{StreamFilter, StreamStage};
-        let shared = std::sync::Arc::new(FlowShared::default());
-        shared.set_wanted(true);
-        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(poke_secs));
-        b.set_flow_stage(FlowStage::new(Default::default(), shared).expect("default config"));
         let filter = StreamFilter::new(&Interest {
             link_types: vec![],
             network: vec![],
@@ -1030,21 +1026,9 @@ mod tests {
             want: u64::from(want),
             ..Default::default()
         });
-        for f in &made.frames {
-            b.push(&capture::PacketRecord {
-                timestamp_ns: f.timestamp_ns,
-                link_type: f.link_type,
-                interface_index: 0,
-                original_len: f.original_len,
-                data: &made.data[f.offset..f.offset + f.len],
-            });
-        }
-        b.end_flows();
         let mut out = Vec::new();
-        let mut batches = 0;
-        while let Some(step) = b.next_step() {
-            let Step::Packets(batch) = step else { continue };
-            batches += 1;
+        for (i, batch) in batches_of(made, poke_secs, &[]).iter().enumerate() {
+            let batch_no = i + 1;
             stage.feed(&batch.packets, &batch.arena);
             for e in &batch.flows.ended {
                 if let FlowEvent::Ended(s) = e {
@@ -1056,7 +1040,7 @@ mod tests {
                 let start = c.data.offset as usize;
                 let data = arena[start..start + c.data.len as usize].to_vec();
                 out.push((
-                    batches,
+                    batch_no,
                     (
                         side_of(c.flow.direction),
                         c.offset,
@@ -1178,13 +1162,7 @@ mod tests {
         let (made, summary, _) = flow_packets(&[FlowEvent::Ended(udp)], Some(&config));
         assert_eq!(made.frames.len(), 5, "{summary}");
         let events = through_the_table(&made);
-        let ended: Vec<FlowSummary> = events
-            .iter()
-            .filter_map(|e| match e {
-                FlowEvent::Ended(s) => Some(*s),
-                FlowEvent::Started(_) => None,
-            })
-            .collect();
+        let ended: Vec<FlowSummary> = ended_summaries(&events).copied().collect();
         // The UDP flow ends idle (before the clock flow, which ends with the capture).
         assert_eq!(
             FlowSummary {
@@ -1229,12 +1207,8 @@ mod tests {
             summary["packets_per_direction_folded_to"].is_null(),
             "{summary}"
         );
-        let got: Vec<FlowSummary> = through_the_table(&made)
-            .into_iter()
-            .filter_map(|e| match e {
-                FlowEvent::Ended(s) => Some(s),
-                FlowEvent::Started(_) => None,
-            })
+        let got: Vec<FlowSummary> = ended_summaries(&through_the_table(&made))
+            .copied()
             .collect();
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(
@@ -1265,32 +1239,9 @@ mod tests {
     /// The ended flows a replay of `made` gives through the kitchen's own batch builder and
     /// flow stage, evicting at `evict_ns` (as `nd-sniff -r --capsule-evict-ns` runs them).
     fn ended_through_the_stage(made: &Frames, evict_ns: &[u64]) -> Vec<FlowSummary> {
-        use crate::parse::batch::{BatchBuilder, ClockMode, Step};
-        use crate::parse::flow_stage::{FlowShared, FlowStage};
-        let shared = std::sync::Arc::new(FlowShared::default());
-        shared.set_wanted(true);
-        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(3600));
-        let stage = FlowStage::new(Default::default(), shared).expect("default config");
-        b.set_flow_stage(stage.with_evictions(evict_ns));
-        for f in &made.frames {
-            b.push(&capture::PacketRecord {
-                timestamp_ns: f.timestamp_ns,
-                link_type: f.link_type,
-                interface_index: 0,
-                original_len: f.original_len,
-                data: &made.data[f.offset..f.offset + f.len],
-            });
-        }
-        b.end_flows();
-        let mut ended = Vec::new();
-        while let Some(step) = b.next_step() {
-            let Step::Packets(batch) = step else { continue };
-            ended.extend(batch.flows.ended.iter().filter_map(|e| match e {
-                FlowEvent::Ended(s) => Some(*s),
-                FlowEvent::Started(_) => None,
-            }));
-        }
-        ended
+        let batches = batches_of(made, 3600, evict_ns);
+        let events: Vec<FlowEvent> = batches.iter().flat_map(|b| b.flows.ended.clone()).collect();
+        ended_summaries(&events).copied().collect()
     }
 
     #[test]
