@@ -606,6 +606,14 @@ pub struct FlowTable {
     last_evictions: usize,
     /// [`FlowTable::track_batch`]'s predicted victims (tag, slot), kept likewise.
     victims: Vec<(u32, u32)>,
+    /// The slot of the last flow evicted.
+    last_victim: u32,
+    /// Evictions so far whose victim was the slot after the previous one's (see
+    /// [`FlowTable::track_batch`]: while nearly all are, the coming victims are guessed by
+    /// slot number instead of walked).
+    in_order_evictions: u64,
+    /// Whether the last batch's victims were (nearly all) in slot order.
+    last_in_order: bool,
     /// [`FlowTable::track_batch`] prefetches only while the table holds at least this many
     /// flows ([`PREFETCH_MIN_FLOWS`]; tests lower it to exercise both paths).
     prefetch_from: usize,
@@ -646,6 +654,9 @@ impl FlowTable {
             prepared: Vec::new(),
             last_evictions: 0,
             victims: Vec::new(),
+            last_victim: NIL,
+            in_order_evictions: 0,
+            last_in_order: false,
             prefetch_from: PREFETCH_MIN_FLOWS,
         })
     }
@@ -717,21 +728,61 @@ impl FlowTable {
             let tag = self.tag(&key);
             prepared.push(Prepared { key, tag, src_lo });
         }
-        let mut victims = std::mem::take(&mut self.victims);
-        victims.clear();
-        self.next_victims(self.last_evictions.min(packets.len()), &mut victims);
         let evicted_before = self.stats.evicted;
-        for k in 0..AHEAD {
-            self.prefetch_for(&prepared, &victims, k);
-        }
+        let in_order_before = self.in_order_evictions;
         refs.reserve(packets.len());
-        for (k, (p, q)) in packets.iter().zip(&prepared).enumerate() {
-            self.prefetch_for(&prepared, &victims, k + AHEAD);
-            refs.push(self.track_prepared(p, *q, events));
+        if self.last_evictions > 0 && self.last_in_order {
+            // Victims in slot order: guess the coming ones by slot number (no walk).
+            for k in 0..AHEAD {
+                if let Some(q) = prepared.get(k) {
+                    self.index.prefetch(q.tag);
+                }
+            }
+            for (k, (p, q)) in packets.iter().zip(&prepared).enumerate() {
+                if let Some(q) = prepared.get(k + AHEAD) {
+                    self.index.prefetch(q.tag);
+                }
+                self.prefetch_guessed_victims();
+                refs.push(self.track_prepared(p, *q, events));
+            }
+        } else {
+            let mut victims = std::mem::take(&mut self.victims);
+            victims.clear();
+            self.next_victims(self.last_evictions.min(packets.len()), &mut victims);
+            for k in 0..AHEAD {
+                self.prefetch_for(&prepared, &victims, k);
+            }
+            for (k, (p, q)) in packets.iter().zip(&prepared).enumerate() {
+                self.prefetch_for(&prepared, &victims, k + AHEAD);
+                refs.push(self.track_prepared(p, *q, events));
+            }
+            self.victims = victims;
         }
         self.prepared = prepared;
-        self.victims = victims;
-        self.last_evictions = (self.stats.evicted - evicted_before) as usize;
+        let evicted = self.stats.evicted - evicted_before;
+        self.last_evictions = evicted as usize;
+        // "In order": at least 7 of 8 of the batch's victims followed the previous one.
+        self.last_in_order = (self.in_order_evictions - in_order_before) * 8 >= evicted * 7;
+    }
+
+    /// While victims come in slot order (high-cardinality traffic: every flow is used once,
+    /// so the least recently used is the oldest, and a new flow takes its victim's slot,
+    /// keeping the order), the victim `AHEAD` evictions on is the slot `AHEAD` after the
+    /// last one: prefetch its index bucket and cold half, and the hot half (whose tag names
+    /// the bucket) of the one `2 * AHEAD` on, so that tag is in cache when it is read here
+    /// later. A wrong guess only costs the hints.
+    #[inline]
+    fn prefetch_guessed_victims(&self) {
+        let n = self.slots.len();
+        if self.last_victim == NIL || n <= 2 * AHEAD {
+            return;
+        }
+        let wrap = |i: usize| if i >= n { i - n } else { i };
+        let base = self.last_victim as usize;
+        prefetch::prefetch(&self.slots[wrap(base + 2 * AHEAD)]);
+        let g = wrap(base + AHEAD);
+        self.index.prefetch(self.slots[g].tag);
+        prefetch::prefetch(&self.cold[g]);
     }
 
     /// Prefetches what the `k`th packet of a batch will read: its index bucket, and the
@@ -962,6 +1013,16 @@ impl FlowTable {
             }
         }
         if victim != NIL {
+            let n = self.slots.len() as u32;
+            let follows = if self.last_victim == NIL {
+                false
+            } else if self.last_victim + 1 == n {
+                victim == 0
+            } else {
+                victim == self.last_victim + 1
+            };
+            self.in_order_evictions += u64::from(follows);
+            self.last_victim = victim;
             // A closed flow that lingers had ended anyway: it keeps its FIN/RST reason.
             let reason = if self.slots[victim as usize].class == Class::TcpClosing {
                 None
