@@ -127,6 +127,12 @@ impl Index {
         self.len
     }
 
+    /// Empties it (keeping its size).
+    pub(super) fn clear(&mut self) {
+        self.buckets.fill(EMPTY_BUCKET);
+        self.len = 0;
+    }
+
     /// The home bucket of `tag`: the tag scaled to the bucket count.
     #[inline]
     fn home(&self, tag: u32) -> usize {
