@@ -35,12 +35,17 @@
 //! On a big table the cost is cache misses, so the layout is built to touch few lines: a
 //! flow is a 64-byte hot half (key, list links, last use, state: all a lookup, the lists and
 //! expiry read) and a 64-byte cold half (id, times, counters: only its own packets and its
-//! summary); the index (`table/index.rs`) holds a 32-bit tag beside each slot, so a new
-//! flow's lookup reads no slot and an ended flow is removed by its stored tag without a key
-//! comparison; [`FlowTable::track_batch`] prefetches, a few packets ahead, each packet's
-//! index bucket and, while the table is evicting, the bucket and cold half of the victim
-//! to come (`table/prefetch.rs`, the crate's one `unsafe` instruction hint).
-//! About 144 bytes per flow with the index (`nd-flow-bench` measures the cost).
+//! summary); the index (`table/index.rs`) holds a 32-bit tag beside each slot, in buckets
+//! of one cache line, so a new flow's lookup reads no slot and one index line, and an ended
+//! flow is removed by its stored tag without a key comparison and without moving other
+//! entries; [`FlowTable::track_batch`] prefetches, a few packets ahead, each packet's index
+//! bucket and, while the table is evicting, the bucket and cold half of the victim to come
+//! (`table/prefetch.rs`, the crate's one `unsafe` instruction hint). On high-cardinality
+//! traffic the victims come in slot order (a new flow takes its victim's slot; freed slots
+//! are reused first in, first out), and the coming victims are then found by slot number
+//! instead of by walking the recency lists. [`FlowTable::end_all`] reports every flow and
+//! then empties the table at once. About 146 bytes per flow with the index
+//! (`nd-flow-bench` measures the cost).
 //!
 //! # Time
 //!
@@ -201,6 +206,9 @@ pub trait EventSink {
     fn started(&mut self, s: FlowStart);
     /// A flow ended.
     fn ended(&mut self, s: FlowSummary);
+    /// Room for `n` more `ended` events (a hint: [`FlowTable::end_all`] knows how many come,
+    /// so a full table's ends are written without growing the list on the way).
+    fn reserve_ended(&mut self, _n: usize) {}
 }
 
 impl EventSink for Vec<FlowEvent> {
@@ -212,6 +220,10 @@ impl EventSink for Vec<FlowEvent> {
     #[inline]
     fn ended(&mut self, s: FlowSummary) {
         self.push(FlowEvent::Ended(s));
+    }
+
+    fn reserve_ended(&mut self, n: usize) {
+        self.reserve(n);
     }
 }
 
@@ -243,6 +255,10 @@ impl EventSink for SplitEvents<'_> {
     #[inline]
     fn ended(&mut self, s: FlowSummary) {
         self.ended.push(FlowEvent::Ended(s));
+    }
+
+    fn reserve_ended(&mut self, n: usize) {
+        self.ended.reserve(n);
     }
 }
 
@@ -318,7 +334,7 @@ pub struct FlowConfig {
     pub back_tolerance: Duration,
 }
 
-/// Default of [`FlowConfig::max_flows`]: about 38 MB of table when full (144 bytes a flow).
+/// Default of [`FlowConfig::max_flows`]: about 38 MB of table when full (146 bytes a flow).
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 /// Upper bound of [`FlowConfig::max_flows`] (slab slots are `u32`).
 pub const MAX_MAX_FLOWS: usize = 1 << 28;
@@ -705,10 +721,13 @@ impl FlowTable {
     /// big table (from `PREFETCH_MIN_FLOWS` flows on; a smaller one tracks each packet as
     /// it comes). A first pass computes every key; then, while each packet is tracked in
     /// order, the index bucket of the packet `AHEAD` (8) places later is prefetched, and so
-    /// are the bucket and cold half of the flow eviction will take then (the next least
-    /// recently used flows, walked once per batch, as many as the previous batch evicted: a
-    /// table that is not evicting walks none). The misses of a new flow and of its victim
-    /// so overlap with the work on the packets before it instead of stalling each packet.
+    /// are the bucket and cold half of the flow eviction will take then. Those victims are
+    /// the next least recently used flows: while the previous batch's victims came in slot
+    /// order (at least 7 in 8 of them), they are guessed by slot number, one per packet;
+    /// else the recency lists are walked once per batch, as many as the previous batch
+    /// evicted (a table that is not evicting walks none). The misses of a new flow and of
+    /// its victim so overlap with the work on the packets before it instead of stalling
+    /// each packet. Only hints depend on these guesses, never a result.
     pub fn track_batch(
         &mut self,
         packets: &[PacketMeta],
@@ -882,6 +901,7 @@ impl FlowTable {
     /// on a full table those removals were one cache miss per flow.
     pub fn end_all(&mut self, events: &mut impl EventSink) {
         let live = self.live_by_id();
+        events.reserve_ended(live.len());
         for i in live {
             self.report_end(i, Some(EndReason::EndOfCapture), events);
         }
