@@ -14,7 +14,8 @@
 //! tshark is missing (it is installed by `scripts/setup.sh`).
 
 use e2e_tests::{
-    bin, hostile_release_dir, on_path, sha256_hex, test_data, workspace_root, ChildGuard,
+    bin, hostile_release_dir, on_path, sha256_hex, shared_pcap, test_data, workspace_root,
+    ChildGuard,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -344,15 +345,7 @@ fn stream_and_flow_event_capsules_replay_the_same_input() {
 
         // Replaying the capsule hands the chef the same input: it panics with the same
         // text (same chunk bytes at the same offset; same flow summary).
-        let again = fresh(&format!("again-{chef}"));
-        let out = replay(note, &["--chef-crash-dir", again.to_str().unwrap()]);
-        let replay_err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "replay failed:\n{replay_err}");
-        assert_eq!(
-            panic_text(&replay_err, marker),
-            Some(first.as_str()),
-            "{chef}: the replay did not fail on the same input:\n{replay_err}"
-        );
+        let again = replay_panics_the_same(note, marker, &first, chef);
         let second = capsules(&again);
         let same: Vec<_> = second.iter().filter(|(n, _)| n["call"] == call).collect();
         assert!(
@@ -372,10 +365,72 @@ fn stream_and_flow_event_capsules_replay_the_same_input() {
     }
 }
 
+#[test]
+fn a_capsule_of_a_reassembled_datagram_replays_the_same_datagram() {
+    // FragmentTrapChef wants UDP only, so it is handed the fragment that completes each
+    // datagram (carrying the whole datagram) and none of the others; its capsule must
+    // rebuild the other fragments for the replay to reassemble the same datagram.
+    let Some(capture) = shared_pcap("pcapplusplus__Pcap++Test__PcapExamples__ip4_fragments.pcap")
+        .filter(|p| p.is_file())
+    else {
+        panic!("missing ip4_fragments.pcap in the shared corpus (set ND_SHARED_PCAPS)");
+    };
+    let marker = "FragmentTrapChef deliberately panics on a reassembled datagram";
+    let chefs = chef_folder("fragment-chefs", &["fragment_trap_chef.wasm"]);
+    let crash = fresh("fragment-crash");
+    let out = replay_with_capsules(
+        &capture,
+        &chefs,
+        &crash,
+        &["--chef-deadline-ms", DEADLINE_MS, "-p", "5"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
+    let first = panic_text(&stderr, marker)
+        .unwrap_or_else(|| panic!("no panic text in the log:\n{stderr}"))
+        .to_owned();
+    let all = capsules(&crash);
+    assert!(!all.is_empty(), "no capsule:\n{stderr}");
+    let (note, capsule) = &all[0];
+    assert_eq!(note["call"], "on-packets", "{note:#}");
+    let input = &note["input"];
+    let made_up = input["synthesized_fragments"].as_u64().unwrap_or(0);
+    assert!(made_up >= 1, "no fragment rebuilt: {note:#}");
+    if let Some(frames) = tshark_frames(capsule) {
+        assert_eq!(frames.len() as u64, input["packets"].as_u64().unwrap());
+    }
+    // The replay hands the chef the same datagram: the same panic text.
+    replay_panics_the_same(note, marker, &first, "FragmentTrapChef");
+}
+
+/// Run `note`'s replay line with crash capsules in a fresh folder (returned): it must
+/// fail with the same panic text `first` (the log line from `marker` on) as the run that
+/// left the capsule, i.e. on the same input.
+fn replay_panics_the_same(note: &Value, marker: &str, first: &str, chef: &str) -> PathBuf {
+    let again = fresh(&format!("again-{chef}"));
+    let out = replay(note, &["--chef-crash-dir", again.to_str().unwrap()]);
+    let replay_err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "replay failed:\n{replay_err}");
+    assert_eq!(
+        panic_text(&replay_err, marker),
+        Some(first),
+        "{chef}: the replay did not fail on the same input:\n{replay_err}"
+    );
+    again
+}
+
 /// Replay the loopback capture (50 packets over 65 s, `-p 1`) with the chefs of `chefs`
 /// only and crash capsules in `crash`, plus `extra` flags.
 fn run_with_capsules(chefs: &Path, crash: &Path, extra: &[&str]) -> Output {
     let capture = test_data("original/loopback_dns_arp_http.pcap");
+    let mut args = vec!["-p", "1"];
+    args.extend_from_slice(extra);
+    replay_with_capsules(&capture, chefs, crash, &args)
+}
+
+/// Replay `capture` with the chefs of `chefs` only and crash capsules in `crash`, plus
+/// `extra` flags.
+fn replay_with_capsules(capture: &Path, chefs: &Path, crash: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "-r",
         capture.to_str().unwrap(),
@@ -383,8 +438,6 @@ fn run_with_capsules(chefs: &Path, crash: &Path, extra: &[&str]) -> Output {
         "--stdout",
         "--no-builtin-chefs",
         "--no-chef-watch",
-        "-p",
-        "1",
         "-d",
         chefs.to_str().unwrap(),
         "--chef-crash-dir",

@@ -7,17 +7,20 @@
 //! * **Stream chunks.** Per flow of the call: a handshake (SYN, SYN-ACK, ACK) at the time
 //!   of its first chunk, so stream offset 0 is anchored, then one segment per chunk at
 //!   sequence `ISN + 1 + offset` carrying exactly the chunk's bytes, in the call's order;
-//!   a chunk marked `last` carries FIN (an empty one is a bare FIN). Holes (a `gap-before`,
-//!   or the bytes before the first chunk when the stream began in an earlier call) are
-//!   sequence jumps: reassembly holds what follows the hole and reports the hole as a gap
-//!   when the replayed flow ends, so the chef gets the same bytes at the same offsets, but
-//!   such chunks arrive at the end of the replay, and a stream that began earlier starts
-//!   with a gap of its earlier bytes (`gap-before` = the first chunk's offset).
+//!   a chunk marked `last` carries FIN (an empty one is a bare FIN). Holes (a `gap-before`)
+//!   are sequence jumps: reassembly holds what follows the hole and reports the hole as a
+//!   gap when the replayed flow ends, so the chef gets the same bytes at the same offsets,
+//!   but such chunks arrive at the end of the replay. The bytes a stream delivered in
+//!   earlier calls (the kitchen does not keep them) are stood in for by zeros, two poke
+//!   intervals before the call's first chunk, so the replay delivers them in an earlier
+//!   call and this call's chunks come with the same offsets and gaps (at most half of
+//!   [`MAX_SYNTH_BYTES`] of zeros; past that the stream starts with a gap, counted).
 //! * **Flow events.** Per flow of the call: for a `started` event, the flow's first packet
 //!   (TCP SYN, UDP datagram, ICMP echo request); for an `ended` event, packets that give
 //!   the same summary: the same key and originator, first and last times, packets each way
-//!   (at most [`MAX_PACKETS_PER_DIRECTION`] each; more are folded into fewer, longer
-//!   ones), bytes each way (frames are cut after their headers and carry the wire length,
+//!   (every packet while the call's flows fit in [`MAX_SYNTH_BYTES`] as header-only
+//!   frames, about 17 000 packets; beyond that each direction is folded into fewer, longer
+//!   packets, at least [`MIN_FOLDED_PACKETS_PER_DIRECTION`], and the note says so), bytes each way (frames are cut after their headers and carry the wire length,
 //!   as a snaplen would), TCP flags, and FIN / RST for those end reasons. A flow that ended
 //!   by idle timeout ends so again: a last "clock" packet (an ICMP echo between 192.0.2.1
 //!   and 192.0.2.2, a flow of its own) comes just after its timeout ran out, and the replay
@@ -29,7 +32,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::PacketBuilder;
+use etherparse::{
+    IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header, PacketBuilder,
+};
 use flowtrack::table::{
     tcp_flags, EndReason, FlowConfig, FlowEvent, FlowKey, FlowSummary, Transport,
 };
@@ -37,13 +42,18 @@ use serde_json::{json, Value};
 
 use super::CapsuleFrame;
 use crate::chef_host::bindings::{Direction, IpAddress, StreamChunk, TransportProtocol};
+use crate::parse::defrag::{FragKey, Fragment};
 
 /// Link type of synthesized frames: raw IP (LINKTYPE_RAW).
 pub const LINK_TYPE: u32 = crate::parse::packet::dlt::RAW;
 /// Most bytes of synthesized frames in one capsule (one batch's worth, as for packets).
 pub const MAX_SYNTH_BYTES: usize = crate::parse::batch::MAX_BATCH_BYTES;
-/// Most packets made per direction of one ended flow.
-pub const MAX_PACKETS_PER_DIRECTION: u64 = 64;
+/// Fewest packets made per direction of one ended flow when a call's flows carry more
+/// packets than [`MAX_SYNTH_BYTES`] can hold (below that, every packet is made).
+pub const MIN_FOLDED_PACKETS_PER_DIRECTION: u64 = 64;
+/// The largest header-only frame a flow summary is replayed with (IPv6 + TCP), which sizes
+/// how many packets fit in [`MAX_SYNTH_BYTES`].
+const LARGEST_SUMMARY_FRAME: u64 = 60;
 /// Largest payload per synthesized TCP segment (a longer chunk is split).
 const MAX_SEGMENT: usize = 60_000;
 /// Initial sequence numbers of the two sides (any value works; these make the offsets
@@ -206,27 +216,79 @@ fn side_of(d: Direction) -> usize {
 }
 
 /// Packets that make reassembly hand a chef `chunks` (spans into `arena`) again, and a
-/// summary of what was made for the note.
-pub fn stream_packets(chunks: &[StreamChunk], arena: &[u8]) -> (Frames, Value) {
+/// summary of what was made for the note. `poke_interval_ns` is the replay's poke interval:
+/// the stand-in for the bytes a stream delivered before this call comes two intervals
+/// before the call's first chunk, so a poke cuts the replay's batch between the two.
+pub fn stream_packets(
+    chunks: &[StreamChunk],
+    arena: &[u8],
+    poke_interval_ns: u64,
+) -> (Frames, Value) {
     let mut out = Frames::default();
     let mut flows: Vec<u64> = Vec::new();
     let mut chunk_bytes = 0u64;
+    let handshake = |conn: &Conn, ts: u64, out: &mut Frames| {
+        let [o, r] = ISN;
+        for (s, flags, seq, ack) in [
+            (0, SYN, o, 0),
+            (1, SYN | ACK, r, o.wrapping_add(1)),
+            (0, ACK, o.wrapping_add(1), r.wrapping_add(1)),
+        ] {
+            if let Some(f) = conn.frame(s, flags, seq, ack, &[]) {
+                out.push(ts, 0, &f);
+            }
+        }
+    };
+    // Bytes a direction delivered in earlier calls: zeros in an earlier batch, so this
+    // call's chunks come at the same offsets with the same gaps.
+    // `None` when the capture's clock starts too close to zero for a poke to fit before.
+    let earlier_at = chunks
+        .iter()
+        .map(|c| c.timestamp_ns)
+        .min()
+        .and_then(|t| t.checked_sub(poke_interval_ns.saturating_mul(2)));
+    let mut sides_seen: Vec<(u64, usize)> = Vec::new();
+    let mut stand_in_bytes = 0u64;
+    let mut not_stood_in = 0u64;
+    for c in chunks {
+        let side = side_of(c.flow.direction);
+        if sides_seen.contains(&(c.flow.id, side)) {
+            continue;
+        }
+        sides_seen.push((c.flow.id, side));
+        let earlier = c.offset.saturating_sub(c.gap_before);
+        if earlier == 0 {
+            continue;
+        }
+        let Some(earlier_at) =
+            earlier_at.filter(|_| out.data.len() as u64 + earlier <= MAX_SYNTH_BYTES as u64 / 2)
+        else {
+            not_stood_in += 1;
+            continue;
+        };
+        let conn = Conn::from_wit(&c.key);
+        if !flows.contains(&c.flow.id) {
+            flows.push(c.flow.id);
+            handshake(&conn, earlier_at, &mut out);
+        }
+        let zeros = vec![0u8; earlier as usize];
+        let ack = ISN[1 - side].wrapping_add(1);
+        let mut offset = 0u64;
+        for piece in zeros.chunks(MAX_SEGMENT) {
+            let seq = ISN[side].wrapping_add(1).wrapping_add(offset as u32);
+            if let Some(f) = conn.frame(side, ACK | PSH, seq, ack, piece) {
+                out.push(earlier_at, 0, &f);
+            }
+            offset += piece.len() as u64;
+        }
+        stand_in_bytes += earlier;
+    }
     for c in chunks {
         let conn = Conn::from_wit(&c.key);
         let side = side_of(c.flow.direction);
         if !flows.contains(&c.flow.id) {
             flows.push(c.flow.id);
-            let ts = c.timestamp_ns;
-            let [o, r] = ISN;
-            for (s, flags, seq, ack) in [
-                (0, SYN, o, 0),
-                (1, SYN | ACK, r, o.wrapping_add(1)),
-                (0, ACK, o.wrapping_add(1), r.wrapping_add(1)),
-            ] {
-                if let Some(f) = conn.frame(s, flags, seq, ack, &[]) {
-                    out.push(ts, 0, &f);
-                }
-            }
+            handshake(&conn, c.timestamp_ns, &mut out);
         }
         let start = c.data.offset as usize;
         let data = arena
@@ -270,10 +332,13 @@ pub fn stream_packets(chunks: &[StreamChunk], arena: &[u8]) -> (Frames, Value) {
             "last": c.last,
         })).collect::<Vec<_>>(),
         "packets": out.frames.len(),
+        "earlier_bytes_as_zeros": stand_in_bytes,
+        "earlier_bytes_not_replayed_directions": not_stood_in,
         "packets_left_out": out.left_out,
         "synthesized": "a handshake per flow, then one segment per chunk at its stream offset \
-                        (holes, and bytes before the first chunk, as sequence jumps: reported \
-                        as gaps when the replayed flow ends)",
+                        (holes as sequence jumps: reported as gaps when the replayed flow \
+                        ends); bytes a stream delivered before this call as zeros, two poke \
+                        intervals before it, so they come in an earlier call",
     });
     (out, summary)
 }
@@ -308,6 +373,7 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
     let mut made: Vec<u64> = Vec::new();
     let mut not_replayed = 0u64;
     let mut clock_at: Option<u64> = None;
+    let per_direction = packets_per_direction(events);
     for e in events {
         let (id, conn) = match e {
             FlowEvent::Started(s) => (s.id, Conn::from_native(&s.key)),
@@ -335,7 +401,7 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
                     (EndReason::IdleTimeout | EndReason::Evicted, _) => not_replayed += 1,
                     _ => {}
                 }
-                summary_packets(&conn, s, &mut out);
+                summary_packets(&conn, s, per_direction, &mut out);
             }
             (None, FlowEvent::Started(s)) => {
                 let flags = if conn.transport == Transport::Tcp {
@@ -377,10 +443,12 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
         "flows": made.len(),
         "packets": sorted.frames.len(),
         "packets_left_out": sorted.left_out,
+        "packets_per_direction_folded_to": (per_direction != u64::MAX).then_some(per_direction),
         "clock_packet_ns": clock_at,
         "ends_not_replayed": not_replayed,
         "synthesized": "per flow, packets with the same key, times, packet and byte counts \
-                        each way (counts above 64 a way folded into 64 longer packets), TCP \
+                        each way (when they do not all fit in a capsule, each direction is \
+                        folded into packets_per_direction_folded_to longer packets), TCP \
                         flags and FIN/RST ending; idle timeouts by a last ICMP packet between \
                         192.0.2.1 and 192.0.2.2 after they ran out (replayed with the same \
                         --flow-idle-* flags); evicted flows end at the end of the replay",
@@ -388,12 +456,34 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
     (sorted, summary)
 }
 
+/// How many packets a direction of an ended flow in `events` gets: all of them when the
+/// call's ended flows fit in [`MAX_SYNTH_BYTES`] as header-only frames, else an even share
+/// of that budget per direction (at least [`MIN_FOLDED_PACKETS_PER_DIRECTION`]).
+fn packets_per_direction(events: &[FlowEvent]) -> u64 {
+    let ended = events.iter().filter_map(|e| match e {
+        FlowEvent::Ended(s) => Some(s),
+        FlowEvent::Started(_) => None,
+    });
+    let (flows, packets) = ended.fold((0u64, 0u64), |(f, p), s| {
+        let n = s
+            .packets_from_originator
+            .saturating_add(s.packets_from_responder);
+        (f + 1, p.saturating_add(n))
+    });
+    let budget = MAX_SYNTH_BYTES as u64 / LARGEST_SUMMARY_FRAME;
+    if packets <= budget {
+        u64::MAX
+    } else {
+        (budget / (2 * flows).max(1)).max(MIN_FOLDED_PACKETS_PER_DIRECTION)
+    }
+}
+
 /// The packets of one ended flow (see the module docs).
-fn summary_packets(conn: &Conn, s: &FlowSummary, out: &mut Frames) {
+fn summary_packets(conn: &Conn, s: &FlowSummary, per_direction: u64, out: &mut Frames) {
     let tcp = conn.transport == Transport::Tcp;
     let counts = [
-        s.packets_from_originator.min(MAX_PACKETS_PER_DIRECTION),
-        s.packets_from_responder.min(MAX_PACKETS_PER_DIRECTION),
+        s.packets_from_originator.min(per_direction),
+        s.packets_from_responder.min(per_direction),
     ];
     let bytes = [s.bytes_from_originator, s.bytes_from_responder];
     let seen = s.tcp_flags_seen;
@@ -453,6 +543,81 @@ fn summary_packets(conn: &Conn, s: &FlowSummary, out: &mut Frames) {
     }
 }
 
+/// The datagram's other fragments, for a packet that completed a reassembled IP datagram:
+/// raw IP frames (DLT 101) carrying the parts of `whole` (the reassembled payload, offset 0
+/// to its end) that the completing fragment `last` does not, with `last`'s addresses,
+/// identification and protocol. Replayed just before `last`, they make the kitchen's
+/// reassembler complete the same datagram at the same frame, so the chef is handed the
+/// same packet (the kitchen does not keep the earlier fragments themselves). At most two:
+/// the bytes before `last` (more fragments follow) and, when `last` was not the final
+/// fragment, the bytes after it. Empty when `whole` does not extend `last` consistently.
+pub fn other_fragments(last: &Fragment<'_>, whole: &[u8]) -> Vec<Vec<u8>> {
+    let start = last.offset as usize;
+    let end = start.saturating_add(last.data.len());
+    if end > whole.len() || (!last.more && end != whole.len()) {
+        return Vec::new();
+    }
+    let mut pieces = Vec::with_capacity(2);
+    if start > 0 {
+        pieces.push((0usize, &whole[..start], true));
+    }
+    if last.more && end < whole.len() {
+        pieces.push((end, &whole[end..], false));
+    }
+    pieces
+        .into_iter()
+        .filter_map(|(offset, data, more)| {
+            ip_fragment(&last.key, last.ip_number, offset, more, data)
+        })
+        .collect()
+}
+
+/// One raw IP fragment of the datagram `key` (`None` when the offset or length does not
+/// fit the header fields, which a reassembled datagram never needs).
+fn ip_fragment(
+    key: &FragKey,
+    ip_number: u8,
+    offset: usize,
+    more: bool,
+    data: &[u8],
+) -> Option<Vec<u8>> {
+    let frag_offset = IpFragOffset::try_new(u16::try_from(offset / 8).ok()?).ok()?;
+    let mut frame = Vec::with_capacity(48 + data.len());
+    if key.ipv6 {
+        let ip = Ipv6Header {
+            traffic_class: 0,
+            flow_label: Default::default(),
+            payload_length: u16::try_from(data.len() + 8).ok()?,
+            next_header: IpNumber::IPV6_FRAGMENTATION_HEADER,
+            hop_limit: 64,
+            source: key.source.to_be_bytes(),
+            destination: key.destination.to_be_bytes(),
+        };
+        frame.extend_from_slice(&ip.to_bytes());
+        let frag =
+            Ipv6FragmentHeader::new(IpNumber(ip_number), frag_offset, more, key.identification);
+        frame.extend_from_slice(&frag.to_bytes());
+    } else {
+        let v4 = |a: u128| (a as u32).to_be_bytes();
+        let mut ip = Ipv4Header::new(
+            u16::try_from(data.len()).ok()?,
+            64,
+            IpNumber(key.protocol),
+            v4(key.source),
+            v4(key.destination),
+        )
+        .ok()?;
+        ip.identification = key.identification as u16;
+        ip.dont_fragment = false;
+        ip.more_fragments = more;
+        ip.fragment_offset = frag_offset;
+        ip.header_checksum = ip.calc_header_checksum();
+        frame.extend_from_slice(&ip.to_bytes());
+    }
+    frame.extend_from_slice(data);
+    Some(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,7 +646,7 @@ mod tests {
             last,
         };
         let chunks = [chunk(0, 0, 0, 5, false), chunk(100, 94, 5, 6, true)];
-        let (frames, summary) = stream_packets(&chunks, &arena);
+        let (frames, summary) = stream_packets(&chunks, &arena, 1_000_000_000);
         assert_eq!(
             frames.frames.len(),
             5,
@@ -613,13 +778,27 @@ mod tests {
     /// kitchen's own flow and stream stages (as `nd-sniff -r` runs them): per chunk its
     /// side, offset, gap before, `last` and bytes.
     fn reassembled(made: &Frames, want: u32) -> Vec<(usize, u64, u64, bool, Vec<u8>)> {
+        reassembled_by_batch(made, want, 3600)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// [`reassembled`] with pokes every `poke_secs` of capture time (they cut the
+    /// batches): each chunk with the index of the batch that delivered it.
+    #[allow(clippy::type_complexity)]
+    fn reassembled_by_batch(
+        made: &Frames,
+        want: u32,
+        poke_secs: u64,
+    ) -> Vec<(usize, (usize, u64, u64, bool, Vec<u8>))> {
         use crate::chef_host::bindings::Interest;
         use crate::parse::batch::{BatchBuilder, ClockMode, Step};
         use crate::parse::flow_stage::{FlowShared, FlowStage};
         use crate::parse::stream_stage::{StreamFilter, StreamStage};
         let shared = std::sync::Arc::new(FlowShared::default());
         shared.set_wanted(true);
-        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(3600));
+        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(poke_secs));
         b.set_flow_stage(FlowStage::new(Default::default(), shared).expect("default config"));
         let filter = StreamFilter::new(&Interest {
             link_types: vec![],
@@ -645,8 +824,10 @@ mod tests {
         }
         b.end_flows();
         let mut out = Vec::new();
+        let mut batches = 0;
         while let Some(step) = b.next_step() {
             let Step::Packets(batch) = step else { continue };
+            batches += 1;
             stage.feed(&batch.packets, &batch.arena);
             for e in &batch.flows.ended {
                 if let FlowEvent::Ended(s) = e {
@@ -658,11 +839,14 @@ mod tests {
                 let start = c.data.offset as usize;
                 let data = arena[start..start + c.data.len as usize].to_vec();
                 out.push((
-                    side_of(c.flow.direction),
-                    c.offset,
-                    c.gap_before,
-                    c.last,
-                    data,
+                    batches,
+                    (
+                        side_of(c.flow.direction),
+                        c.offset,
+                        c.gap_before,
+                        c.last,
+                        data,
+                    ),
                 ));
             }
             stage.end_batch();
@@ -686,7 +870,7 @@ mod tests {
                 direction: dir,
             },
             key,
-            timestamp_ns: 1_000 + offset,
+            timestamp_ns: 1_700_000_000_000_000_000 + offset,
             offset,
             gap_before,
             data: crate::chef_host::bindings::Span { offset: start, len },
@@ -699,7 +883,7 @@ mod tests {
             chunk(r, 0, 0, 120, 200, true),
             chunk(o, 120, 0, 320, 30, true),
         ];
-        let (made, _) = stream_packets(&whole, &arena);
+        let (made, _) = stream_packets(&whole, &arena, 1_000_000_000);
         let want: Vec<_> = whole
             .iter()
             .map(|c| {
@@ -712,24 +896,45 @@ mod tests {
         let mut want_sorted = want.clone();
         want_sorted.sort_by_key(|c| (c.0, c.1));
         assert_eq!(got, want_sorted);
-        // A stream that began in an earlier call, with a hole: the same bytes at the same
-        // offsets; the bytes before the first chunk come back as a gap.
+        // A stream that began in an earlier call, with a hole: the bytes before come as
+        // zeros in an earlier batch (a poke between), then the same bytes at the same offsets
+        // with the same gaps; what follows the hole comes when the flow ends.
         let mid = [
             chunk(o, 5000, 0, 0, 100, false),
             chunk(o, 5200, 100, 100, 50, true),
         ];
-        let (made, _) = stream_packets(&mid, &arena);
-        let got: Vec<_> = reassembled(&made, 1 << 20)
+        let poke_secs = 5;
+        let (made, summary) = stream_packets(&mid, &arena, poke_secs * 1_000_000_000);
+        assert_eq!(summary["earlier_bytes_as_zeros"], 5000, "{summary}");
+        let got: Vec<_> = reassembled_by_batch(&made, 1 << 20, poke_secs)
             .into_iter()
-            .filter(|c| !c.4.is_empty())
+            .filter(|c| !c.1 .4.is_empty())
             .collect();
-        assert_eq!(
-            got,
-            vec![
-                (0, 5000, 5000, false, arena[..100].to_vec()),
-                (0, 5200, 100, true, arena[100..150].to_vec()),
-            ]
+        assert_eq!(got.len(), 3, "{got:?}");
+        let (filler_batch, filler) = &got[0];
+        assert_eq!(filler, &(0, 0, 0, false, vec![0u8; 5000]));
+        assert!(
+            got[1].0 > *filler_batch,
+            "the stand-in came in the same call: {got:?}"
         );
+        assert_eq!(got[1].1, (0, 5000, 0, false, arena[..100].to_vec()));
+        assert_eq!(got[2].1, (0, 5200, 100, true, arena[100..150].to_vec()));
+        // A capture clock too close to zero for a poke to fit before the call: no stand-in,
+        // the stream starts with a gap of its earlier bytes (counted in the note).
+        let early: Vec<StreamChunk> = mid
+            .iter()
+            .map(|c| StreamChunk {
+                timestamp_ns: c.offset,
+                ..*c
+            })
+            .collect();
+        let (made, summary) = stream_packets(&early, &arena, poke_secs * 1_000_000_000);
+        assert_eq!(
+            summary["earlier_bytes_not_replayed_directions"], 1,
+            "{summary}"
+        );
+        let got = reassembled(&made, 1 << 20);
+        assert_eq!(got[0], (0, 5000, 5000, false, arena[..100].to_vec()));
     }
 
     #[test]
@@ -777,5 +982,66 @@ mod tests {
         let (made, summary) = flow_packets(&[FlowEvent::Ended(udp)], None);
         assert_eq!(made.frames.len(), 4);
         assert_eq!(summary["ends_not_replayed"], 1);
+    }
+
+    #[test]
+    fn long_flows_replay_packet_for_packet_and_are_folded_only_past_the_budget() {
+        let long = |id: u64, packets: u64| FlowSummary {
+            id,
+            key: FlowKey {
+                transport: Transport::Tcp,
+                originator: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                responder: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+                originator_port: 40_000 + id as u16,
+                responder_port: 80,
+            },
+            first_ns: 1_000_000 * id,
+            last_ns: 1_000_000 * id + 900_000,
+            packets_from_originator: packets,
+            packets_from_responder: packets - 1,
+            bytes_from_originator: packets * 1_000,
+            bytes_from_responder: (packets - 1) * 1_400,
+            tcp_flags_seen: SYN | ACK | PSH | FIN,
+            end_reason: EndReason::Fin,
+        };
+        // 1000 packets each way: far more than the old fold at 64, made one for one.
+        let want = long(1, 1_000);
+        let (made, summary) = flow_packets(&[FlowEvent::Ended(want)], None);
+        assert_eq!(made.frames.len(), 1_999, "{summary}");
+        assert!(
+            summary["packets_per_direction_folded_to"].is_null(),
+            "{summary}"
+        );
+        let got: Vec<FlowSummary> = through_the_table(&made)
+            .into_iter()
+            .filter_map(|e| match e {
+                FlowEvent::Ended(s) => Some(s),
+                FlowEvent::Started(_) => None,
+            })
+            .collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            FlowSummary {
+                id: want.id,
+                ..got[0]
+            },
+            want
+        );
+        // Ten flows of 10 000 packets a way do not fit: each direction is folded to an even
+        // share of the budget, and nothing is left out.
+        let many: Vec<FlowEvent> = (1..=10)
+            .map(|id| FlowEvent::Ended(long(id, 10_000)))
+            .collect();
+        let (made, summary) = flow_packets(&many, None);
+        let folded = summary["packets_per_direction_folded_to"]
+            .as_u64()
+            .expect("folded");
+        assert!(
+            (MIN_FOLDED_PACKETS_PER_DIRECTION..10_000).contains(&folded),
+            "{summary}"
+        );
+        assert_eq!(made.left_out, 0, "{summary}");
+        assert_eq!(made.frames.len() as u64, 10 * 2 * folded, "{summary}");
+        assert!(made.data.len() <= MAX_SYNTH_BYTES);
     }
 }
