@@ -42,7 +42,7 @@ pub const BYPASS_ENV: &str = "ND_BENCH_NO_FLOW_STAGE";
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlowArgs {
     /// Flows tracked at once when a chef asks for flows or streams; a new flow in a full
-    /// table ends the least recently used one (reason `evicted`, counted). About 144 bytes
+    /// table ends the least recently used one (reason `evicted`, counted). About 146 bytes
     /// per flow.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS, help_heading = "Flows")]
     pub flow_table_size: usize,
