@@ -709,5 +709,6 @@ class PackedPacketDns(PackedPacket):
             d.qd = DNS.qd.fget(d)  # a second question or a dotted label: parse `raw`
         return d
 
+
 # The first question parsed and it is the only one: its slots say everything.
 _DNS_ONE_QUESTION = DNS_QUESTION | DNS_QUESTIONS_COMPLETE
