@@ -35,7 +35,7 @@ from .packet import (
     dns_from_payload,
 )
 
-__all__ = ["PackedPacket", "PackedBatchError", "packed_packets", "MAGIC", "VERSION", "HEADER_SIZE"]
+__all__ = ["PackedPacket", "PackedBatchError", "packed_packets", "packed_layout", "MAGIC", "VERSION", "HEADER_SIZE"]
 
 MAGIC = b"NDPB"
 VERSION = 1
@@ -80,6 +80,25 @@ class PackedBatchError(ValueError):
 
 def packed_packets(headers, arena):
     """The :class:`PackedPacket` of every record in a packed batch, in order."""
+    cls, bases = packed_layout(headers)
+    out = []
+    add = out.append
+    for base in bases:
+        p = cls()
+        p._b = headers
+        p._o = base
+        p._arena = arena
+        add(p)
+    return out
+
+
+def packed_layout(headers):
+    """``(cls, offsets)`` of a packed batch: the :class:`PackedPacket` class its records
+    take and the range of their offsets in ``headers``. A packet is then ``p = cls()`` with
+    ``p._b = headers``, ``p._o = offset``, ``p._arena = arena``: no Python-level __init__
+    (the class's is object's, in C), a frame less per packet, which an interpreter inside
+    wasm pays for every packet of every batch (``Runner`` makes each packet right before its
+    handler call this way, without a list between)."""
     if len(headers) < HEADER_SIZE:
         raise PackedBatchError("packed batch of %d bytes is shorter than its header" % len(headers))
     magic, version, size, count = _batch(headers, 0)
@@ -88,19 +107,7 @@ def packed_packets(headers, arena):
     if HEADER_SIZE + count * size > len(headers):
         raise PackedBatchError("packed batch claims %d records but holds %d bytes" % (count, len(headers)))
     cls = PackedPacketDns if size >= RECORD_SIZE_DNS else PackedPacket
-    # `cls()` runs no Python-level __init__ (the class's is object's, in C) and the three
-    # slots are stored here: a frame less per packet, which an interpreter inside wasm pays
-    # for every packet of every batch (about a third less than `cls(headers, base, arena)`
-    # with an __init__, measured under CPython 3.13).
-    out = []
-    add = out.append
-    for base in range(HEADER_SIZE, HEADER_SIZE + count * size, size):
-        p = cls()
-        p._b = headers
-        p._o = base
-        p._arena = arena
-        add(p)
-    return out
+    return cls, range(HEADER_SIZE, HEADER_SIZE + count * size, size)
 
 
 def _mac(b, at: int) -> int:
@@ -677,18 +684,15 @@ class PackedPacketDns(PackedPacket):
         # The DNS view and its question are made here, with object's __init__ (C) and
         # slot stores: a Python-level __init__ costs an interpreter inside wasm a frame,
         # and these two were a third of a DNS chef's decode step (tools/bench-languages.sh
-        # PROBES=1).
+        # PROBES=1). Nearly every DNS packet takes the first branch (literal offsets, no
+        # global loads).
         b = self._b
         o = self._o
-        bits = b[o + DNS_AT]
-        if not bits & DNS_CHECKED:
-            return PackedPacket.parse_dns(self)
-        if not bits & DNS_MESSAGE:
-            return None
-        d = PackedDNS()
-        d._p = self
-        d.is_response = b[o + 235] >= 0x80
-        if bits & _DNS_ONE_QUESTION == _DNS_ONE_QUESTION:
+        bits = b[o + 224]  # DNS_AT
+        if bits & 15 == 15:  # DNS_CHECKED | DNS_MESSAGE | DNS_QUESTION | DNS_QUESTIONS_COMPLETE
+            d = PackedDNS()
+            d._p = self
+            d.is_response = b[o + 235] >= 0x80
             q = PackedDNSQuestion()
             q._p = self
             n, at = _name_slot(b, o + 226)
@@ -702,13 +706,17 @@ class PackedPacketDns(PackedPacket):
             else:
                 q.name = str(b[at : at + n], "utf-8", "replace")
             d.qd = [q]
-        elif bits & DNS_QUESTIONS_COMPLETE:
-            d.qd = []
+            return d
+        if not bits & DNS_CHECKED:
+            return PackedPacket.parse_dns(self)
+        if not bits & DNS_MESSAGE:
+            return None
+        d = PackedDNS()
+        d._p = self
+        d.is_response = b[o + 235] >= 0x80
+        if bits & DNS_QUESTIONS_COMPLETE:
+            d.qd = []  # complete without a question (with one, the branch above took it)
         else:
             d._qd = None
             d.qd = DNS.qd.fget(d)  # a second question or a dotted label: parse `raw`
         return d
-
-
-# The first question parsed and it is the only one: its slots say everything.
-_DNS_ONE_QUESTION = DNS_QUESTION | DNS_QUESTIONS_COMPLETE

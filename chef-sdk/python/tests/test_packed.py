@@ -512,6 +512,37 @@ class PackedJsonTests(unittest.TestCase):
         for text in ("a.test", "caf\u00e9.\ufffd", 'q"u\\o\x01te\u2028', "", "\U0001f600"):
             self.assertEqual(nd.json_string(text), json.dumps(text))
 
+    def test_packets_a_chef_keeps_keep_their_values(self):
+        # The runner makes each packet right before its handler call (no list between): a
+        # packet the handler stores is its own object and still reads its own record, DNS
+        # name included, after later batches (ASCII and non-ASCII tails) were handled.
+        class Keeper(nd.DumplingChef):
+            def __init__(self):
+                super().__init__()
+                self.kept = []
+
+            def packet_handler(self, packet):
+                self.kept.append(packet)
+                return None
+
+        records, arena = dns_corpus()
+        chef = Keeper()
+        r = nd.Runner(chef)
+        batches = [records, records[2:], records[:1]]
+        for recs in batches:
+            self.assertEqual(r.packed_json(pack(recs, 256, arena), arena), "[]")
+        flat = [rec for recs in batches for rec in recs]
+        self.assertEqual(len(chef.kept), len(flat))
+        self.assertEqual(len({id(p) for p in chef.kept}), len(flat))
+        for p, rec in zip(chef.kept, flat):
+            want = Packet(rec, arena).parse_dns()
+            got = p.parse_dns()
+            self.assertEqual(p.timestamp_ns, rec.timestamp_ns)
+            self.assertEqual(got is None, want is None)
+            if want is not None:
+                self.assertEqual([q.name for q in got.qd], [q.name for q in want.qd])
+                self.assertEqual(got.is_response, want.is_response)
+
     def test_dns_lookup_text_is_what_the_encoder_writes(self):
         # The sample DNSLookupChef writes its packet payload as JSON text: byte for byte what
         # encoding the dict {"lookup": {"hostname", "when"}} gives, for names that need
