@@ -444,27 +444,9 @@ class Runner:
         chef = self.chef
         handler = chef.packet_handler
         json_text = self.json_text
+        catch = self.catch
         out = []
         chunks, join = _chunks, "".join
-        if not self.catch:
-            try:
-                for i, pk in enumerate(items):
-                    if cls is not None:
-                        base, pk = pk, cls()
-                        pk._b = headers
-                        pk._o = base
-                        pk._arena = arena
-                    value = handler(pk)
-                    if value is not None:
-                        if json_text:
-                            text = value if value.__class__ is str else _checked_text(value)
-                        else:
-                            text = join(chunks(value, 0))
-                        out.append(f"[{i},{text}]" if make_dumpling is None else make_dumpling(i, text))
-            except BaseException:
-                _markers.clear()
-                raise
-            return out
         for i, pk in enumerate(items):
             if cls is not None:
                 base, pk = pk, cls()
@@ -481,8 +463,12 @@ class Runner:
                     text = value if value.__class__ is str else _checked_text(value)
                 else:
                     text = join(chunks(value, 0))
-            except Exception as exc:  # the original kitchen logged and went on
+            except BaseException as exc:
+                # A failed encode can leave ids in the C encoder's circular-reference dict.
                 _markers.clear()
+                if not catch or not isinstance(exc, Exception):
+                    raise
+                # The original kitchen logged and went on.
                 log("Error invoking packet handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
                 continue
             out.append(f"[{i},{text}]" if make_dumpling is None else make_dumpling(i, text))
