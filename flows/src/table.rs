@@ -35,12 +35,17 @@
 //! On a big table the cost is cache misses, so the layout is built to touch few lines: a
 //! flow is a 64-byte hot half (key, list links, last use, state: all a lookup, the lists and
 //! expiry read) and a 64-byte cold half (id, times, counters: only its own packets and its
-//! summary); the index (`table/index.rs`) holds a 32-bit tag beside each slot, so a new
-//! flow's lookup reads no slot and an ended flow is removed by its stored tag without a key
-//! comparison; [`FlowTable::track_batch`] prefetches, a few packets ahead, each packet's
-//! index bucket and, while the table is evicting, the bucket and cold half of the victim
-//! to come (`table/prefetch.rs`, the crate's one `unsafe` instruction hint).
-//! About 144 bytes per flow with the index (`nd-flow-bench` measures the cost).
+//! summary); the index (`table/index.rs`) holds a 32-bit tag beside each slot, in buckets
+//! of one cache line, so a new flow's lookup reads no slot and one index line, and an ended
+//! flow is removed by its stored tag without a key comparison and without moving other
+//! entries; [`FlowTable::track_batch`] prefetches, a few packets ahead, each packet's index
+//! bucket and, while the table is evicting, the bucket and cold half of the victim to come
+//! (`table/prefetch.rs`, the crate's one `unsafe` instruction hint). On high-cardinality
+//! traffic the victims come in slot order (a new flow takes its victim's slot; freed slots
+//! are reused first in, first out), and the coming victims are then found by slot number
+//! instead of by walking the recency lists. [`FlowTable::end_all`] reports every flow and
+//! then empties the table at once. About 146 bytes per flow with the index
+//! (`nd-flow-bench` measures the cost).
 //!
 //! # Time
 //!
@@ -201,6 +206,9 @@ pub trait EventSink {
     fn started(&mut self, s: FlowStart);
     /// A flow ended.
     fn ended(&mut self, s: FlowSummary);
+    /// Room for `n` more `ended` events (a hint: [`FlowTable::end_all`] knows how many come,
+    /// so a full table's ends are written without growing the list on the way).
+    fn reserve_ended(&mut self, _n: usize) {}
 }
 
 impl EventSink for Vec<FlowEvent> {
@@ -212,6 +220,10 @@ impl EventSink for Vec<FlowEvent> {
     #[inline]
     fn ended(&mut self, s: FlowSummary) {
         self.push(FlowEvent::Ended(s));
+    }
+
+    fn reserve_ended(&mut self, n: usize) {
+        self.reserve(n);
     }
 }
 
@@ -243,6 +255,10 @@ impl EventSink for SplitEvents<'_> {
     #[inline]
     fn ended(&mut self, s: FlowSummary) {
         self.ended.push(FlowEvent::Ended(s));
+    }
+
+    fn reserve_ended(&mut self, n: usize) {
+        self.ended.reserve(n);
     }
 }
 
@@ -318,7 +334,7 @@ pub struct FlowConfig {
     pub back_tolerance: Duration,
 }
 
-/// Default of [`FlowConfig::max_flows`]: about 38 MB of table when full (144 bytes a flow).
+/// Default of [`FlowConfig::max_flows`]: about 38 MB of table when full (146 bytes a flow).
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
 /// Upper bound of [`FlowConfig::max_flows`] (slab slots are `u32`).
 pub const MAX_MAX_FLOWS: usize = 1 << 28;
@@ -589,7 +605,10 @@ pub struct FlowTable {
     /// Slab of flows, hot halves (`slots[i]` and `cold[i]` are one flow).
     slots: Vec<Hot>,
     cold: Vec<Cold>,
-    free: Vec<u32>,
+    /// Slots of ended flows, reused first in, first out: flows that end in order (evicted,
+    /// timed out) hand their slots on in that order, so new flows keep taking slots in
+    /// the order eviction will take them back (see [`FlowTable::track_batch`]).
+    free: std::collections::VecDeque<u32>,
     /// Per class: the recency list.
     lists: [List; CLASSES],
     timeouts: [u64; CLASSES],
@@ -606,6 +625,14 @@ pub struct FlowTable {
     last_evictions: usize,
     /// [`FlowTable::track_batch`]'s predicted victims (tag, slot), kept likewise.
     victims: Vec<(u32, u32)>,
+    /// The slot of the last flow evicted.
+    last_victim: u32,
+    /// Evictions so far whose victim was the slot after the previous one's (see
+    /// [`FlowTable::track_batch`]: while nearly all are, the coming victims are guessed by
+    /// slot number instead of walked).
+    in_order_evictions: u64,
+    /// Whether the last batch's victims were (nearly all) in slot order.
+    last_in_order: bool,
     /// [`FlowTable::track_batch`] prefetches only while the table holds at least this many
     /// flows ([`PREFETCH_MIN_FLOWS`]; tests lower it to exercise both paths).
     prefetch_from: usize,
@@ -635,7 +662,7 @@ impl FlowTable {
             // moves (no copy of a full table when it grows).
             slots: Vec::with_capacity(config.max_flows.min(1 << 18)),
             cold: Vec::with_capacity(config.max_flows.min(1 << 18)),
-            free: Vec::new(),
+            free: std::collections::VecDeque::new(),
             lists: [EMPTY_LIST; CLASSES],
             timeouts,
             next_id: 1,
@@ -646,6 +673,9 @@ impl FlowTable {
             prepared: Vec::new(),
             last_evictions: 0,
             victims: Vec::new(),
+            last_victim: NIL,
+            in_order_evictions: 0,
+            last_in_order: false,
             prefetch_from: PREFETCH_MIN_FLOWS,
         })
     }
@@ -691,10 +721,13 @@ impl FlowTable {
     /// big table (from `PREFETCH_MIN_FLOWS` flows on; a smaller one tracks each packet as
     /// it comes). A first pass computes every key; then, while each packet is tracked in
     /// order, the index bucket of the packet `AHEAD` (8) places later is prefetched, and so
-    /// are the bucket and cold half of the flow eviction will take then (the next least
-    /// recently used flows, walked once per batch, as many as the previous batch evicted: a
-    /// table that is not evicting walks none). The misses of a new flow and of its victim
-    /// so overlap with the work on the packets before it instead of stalling each packet.
+    /// are the bucket and cold half of the flow eviction will take then. Those victims are
+    /// the next least recently used flows: while the previous batch's victims came in slot
+    /// order (at least 7 in 8 of them), they are guessed by slot number, one per packet;
+    /// else the recency lists are walked once per batch, as many as the previous batch
+    /// evicted (a table that is not evicting walks none). The misses of a new flow and of
+    /// its victim so overlap with the work on the packets before it instead of stalling
+    /// each packet. Only hints depend on these guesses, never a result.
     pub fn track_batch(
         &mut self,
         packets: &[PacketMeta],
@@ -717,21 +750,61 @@ impl FlowTable {
             let tag = self.tag(&key);
             prepared.push(Prepared { key, tag, src_lo });
         }
-        let mut victims = std::mem::take(&mut self.victims);
-        victims.clear();
-        self.next_victims(self.last_evictions.min(packets.len()), &mut victims);
         let evicted_before = self.stats.evicted;
-        for k in 0..AHEAD {
-            self.prefetch_for(&prepared, &victims, k);
-        }
+        let in_order_before = self.in_order_evictions;
         refs.reserve(packets.len());
-        for (k, (p, q)) in packets.iter().zip(&prepared).enumerate() {
-            self.prefetch_for(&prepared, &victims, k + AHEAD);
-            refs.push(self.track_prepared(p, *q, events));
+        if self.last_evictions > 0 && self.last_in_order {
+            // Victims in slot order: guess the coming ones by slot number (no walk).
+            for k in 0..AHEAD {
+                if let Some(q) = prepared.get(k) {
+                    self.index.prefetch(q.tag);
+                }
+            }
+            for (k, (p, q)) in packets.iter().zip(&prepared).enumerate() {
+                if let Some(q) = prepared.get(k + AHEAD) {
+                    self.index.prefetch(q.tag);
+                }
+                self.prefetch_guessed_victims();
+                refs.push(self.track_prepared(p, *q, events));
+            }
+        } else {
+            let mut victims = std::mem::take(&mut self.victims);
+            victims.clear();
+            self.next_victims(self.last_evictions.min(packets.len()), &mut victims);
+            for k in 0..AHEAD {
+                self.prefetch_for(&prepared, &victims, k);
+            }
+            for (k, (p, q)) in packets.iter().zip(&prepared).enumerate() {
+                self.prefetch_for(&prepared, &victims, k + AHEAD);
+                refs.push(self.track_prepared(p, *q, events));
+            }
+            self.victims = victims;
         }
         self.prepared = prepared;
-        self.victims = victims;
-        self.last_evictions = (self.stats.evicted - evicted_before) as usize;
+        let evicted = self.stats.evicted - evicted_before;
+        self.last_evictions = evicted as usize;
+        // "In order": at least 7 of 8 of the batch's victims followed the previous one.
+        self.last_in_order = (self.in_order_evictions - in_order_before) * 8 >= evicted * 7;
+    }
+
+    /// While victims come in slot order (high-cardinality traffic: every flow is used once,
+    /// so the least recently used is the oldest, and a new flow takes its victim's slot,
+    /// keeping the order), the victim `AHEAD` evictions on is the slot `AHEAD` after the
+    /// last one: prefetch its index bucket and cold half, and the hot half (whose tag names
+    /// the bucket) of the one `2 * AHEAD` on, so that tag is in cache when it is read here
+    /// later. A wrong guess only costs the hints.
+    #[inline]
+    fn prefetch_guessed_victims(&self) {
+        let n = self.slots.len();
+        if self.last_victim == NIL || n <= 2 * AHEAD {
+            return;
+        }
+        let wrap = |i: usize| if i >= n { i - n } else { i };
+        let base = self.last_victim as usize;
+        prefetch::prefetch(&self.slots[wrap(base + 2 * AHEAD)]);
+        let g = wrap(base + AHEAD);
+        self.index.prefetch(self.slots[g].tag);
+        prefetch::prefetch(&self.cold[g]);
     }
 
     /// Prefetches what the `k`th packet of a batch will read: its index bucket, and the
@@ -820,20 +893,66 @@ impl FlowTable {
         self.expire(events);
     }
 
+    /// Moves the clock to `now_ns` and ends what timed out, then ends the least recently
+    /// used flow as `evicted`, as a full table does to make room for a new flow. Crash
+    /// capsules replay a call's evictions with it (`nd-sniff --capsule-evict-ns`). Does
+    /// nothing more on an empty table.
+    pub fn evict_lru(&mut self, now_ns: u64, events: &mut impl EventSink) {
+        self.advance(now_ns, events);
+        self.evict(events);
+    }
+
     /// Ends every flow (end of capture, or the kitchen stopping), oldest id first. Flows
     /// already closed by FIN/RST keep that reason.
+    ///
+    /// The flows are reported in id order and the table is then emptied at once (lists,
+    /// index and slab reset), instead of unlinking each flow and removing it from the index:
+    /// on a full table those removals were one cache miss per flow.
     pub fn end_all(&mut self, events: &mut impl EventSink) {
-        let mut live: Vec<(u64, u32)> = self
+        let live = self.live_by_id();
+        events.reserve_ended(live.len());
+        for i in live {
+            self.report_end(i, Some(EndReason::EndOfCapture), events);
+        }
+        self.lists = [EMPTY_LIST; CLASSES];
+        self.index.clear();
+        self.slots.clear();
+        self.cold.clear();
+        self.free.clear();
+        self.last_victim = NIL;
+        self.last_evictions = 0;
+    }
+
+    /// The live flows' slots, oldest id first. Ids only grow, so the live ones usually
+    /// span a range not much wider than their count: then they are placed by id in one
+    /// pass (no sort); else sorted.
+    fn live_by_id(&self) -> Vec<u32> {
+        let ids = self
             .slots
             .iter()
             .zip(&self.cold)
             .enumerate()
             .filter(|(_, (f, _))| f.live)
-            .map(|(i, (_, c))| (c.id, i as u32))
-            .collect();
-        live.sort_unstable();
-        for (_, i) in live {
-            self.end(i, Some(EndReason::EndOfCapture), events);
+            .map(|(i, (_, c))| (c.id, i as u32));
+        let n = self.index.len();
+        let (lo, hi) = ids
+            .clone()
+            .fold((u64::MAX, 0), |(lo, hi), (id, _)| (lo.min(id), hi.max(id)));
+        if n == 0 {
+            return Vec::new();
+        }
+        let span = hi - lo + 1;
+        if span <= 4 * n as u64 {
+            let mut at = vec![NIL; span as usize];
+            for (id, i) in ids {
+                at[(id - lo) as usize] = i;
+            }
+            at.retain(|&i| i != NIL);
+            at
+        } else {
+            let mut v: Vec<(u64, u32)> = ids.collect();
+            v.sort_unstable();
+            v.into_iter().map(|(_, i)| i).collect()
         }
     }
 
@@ -926,7 +1045,7 @@ impl FlowTable {
             bytes: [0; 2],
             flags_seen: 0,
         };
-        let i = match self.free.pop() {
+        let i = match self.free.pop_front() {
             Some(i) => {
                 self.slots[i as usize] = hot;
                 self.cold[i as usize] = cold;
@@ -962,6 +1081,16 @@ impl FlowTable {
             }
         }
         if victim != NIL {
+            let n = self.slots.len() as u32;
+            let follows = if self.last_victim == NIL {
+                false
+            } else if self.last_victim + 1 == n {
+                victim == 0
+            } else {
+                victim == self.last_victim + 1
+            };
+            self.in_order_evictions += u64::from(follows);
+            self.last_victim = victim;
             // A closed flow that lingers had ended anyway: it keeps its FIN/RST reason.
             let reason = if self.slots[victim as usize].class == Class::TcpClosing {
                 None
@@ -1034,7 +1163,14 @@ impl FlowTable {
         let tag = self.slots[i as usize].tag;
         // By the stored tag and slot: no key comparison, no other slot read.
         self.index.remove(tag, i);
-        self.free.push(i);
+        self.free.push_back(i);
+        self.report_end(i, reason, events);
+    }
+
+    /// Marks flow `i` ended, counts it and appends its `Ended` event (the caller takes it
+    /// out of the lists and the index).
+    #[inline]
+    fn report_end(&mut self, i: u32, reason: Option<EndReason>, events: &mut impl EventSink) {
         let f = &mut self.slots[i as usize];
         f.live = false;
         let closed = if f.tcp & T_RST != 0 {

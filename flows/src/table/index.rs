@@ -1,5 +1,4 @@
-//! The flow table's index: a 32-bit hash tag to a slab slot, open addressing with linear
-//! probing.
+//! The flow table's index: a 32-bit hash tag to a slab slot, in buckets of one cache line.
 //!
 //! Why not a general hash map: each entry is one `u64` holding the key's tag *and* its slot,
 //! so
@@ -8,29 +7,83 @@
 //!   never a slot: a slot is read only when its full 32-bit tag matches;
 //! * removing a flow (eviction, timeout) needs only the flow's stored tag and slot number,
 //!   no key comparison and no slot read;
-//! * growing rehashes from the tags alone (the bucket is the tag's low bits), so it reads no
-//!   slot either.
+//! * growing rehashes from the tags alone, so it reads no slot either.
 //!
-//! On a table with hundreds of thousands of flows, slots are cache misses; these are what the
-//! flow table's per-packet cost is made of. Entries are removed by backward shifting
-//! (no tombstones), so probes stay short however many flows come and go. The load is kept
-//! at most 1/2: with linear probing a miss then reads about 2.5 entries, almost always in
-//! one cache line. Buckets are 8 bytes; at the default 262 144 flows the index is 4 MiB.
+//! On a table with hundreds of thousands of flows, slots and buckets are cache misses, and
+//! on high-cardinality traffic (every packet a new flow and an eviction) a packet both
+//! looks up a missing key and removes another: these are what the per-packet cost is made
+//! of. So a bucket is one aligned 64-byte line: seven entries and an overflow count (how
+//! many entries passed this bucket because it was full when they came; F14's scheme). A
+//! key's entries are only in its home bucket or, while that bucket's overflow count is not
+//! 0, the buckets after it. Each operation scans a bucket's seven entries without a branch
+//! per entry (a bit mask of the matches), so a lookup, an insertion and a removal each read
+//! one line and mispredict nothing in the common case; a removal only clears its entry
+//! (and lowers the counts of the buckets its entry had passed), with no tombstones and no
+//! shifting, so probes stay as short as the load allows however many flows come and go.
+//! The load is kept at most 1/2 (3.5 entries a bucket on average, so about 1 bucket in 20
+//! overflows). The bucket count need not be a power of two (a key's home is the tag scaled
+//! to it, Lemire's multiply-shift), so the index is close to its target size: about 4.8 MB
+//! at the default 262 144 flows.
 //!
 //! The tag is taken from a per-process seeded hash (the table's), so outside input cannot
-//! aim flows at one run of buckets.
+//! aim flows at one bucket.
 
-/// An empty bucket (entries store `slot + 1`, so no real entry is 0).
+/// An empty entry (entries store `slot + 1`, so no real entry is 0).
 const EMPTY: u64 = 0;
 
+/// Entries in a bucket (with the overflow count, one 64-byte line).
+const WAYS: usize = 7;
+
 /// Smallest bucket count.
-const MIN_BUCKETS: usize = 16;
+const MIN_BUCKETS: usize = 2;
+
+/// One cache line of the index.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    /// Entries placed after this bucket (in a later one) while their home is this one or
+    /// an earlier one of the run: a lookup goes on to the next bucket only while this is
+    /// not 0.
+    overflow: u32,
+    _pad: u32,
+    entries: [u64; WAYS],
+}
+
+const EMPTY_BUCKET: Bucket = Bucket {
+    overflow: 0,
+    _pad: 0,
+    entries: [EMPTY; WAYS],
+};
+
+impl Bucket {
+    /// Bit `k` set when entry `k` holds `tag` (an empty entry never matches: its slot
+    /// half is 0). Written without a branch per entry.
+    #[inline]
+    fn matches(&self, tag: u32) -> u32 {
+        let mut m = 0;
+        for (k, &e) in self.entries.iter().enumerate() {
+            m |= u32::from(tag_of(e) == tag && e != EMPTY) << k;
+        }
+        m
+    }
+
+    /// Bit `k` set when entry `k` is exactly `e`.
+    #[inline]
+    fn holds(&self, want: u64) -> u32 {
+        let mut m = 0;
+        for (k, &e) in self.entries.iter().enumerate() {
+            m |= u32::from(e == want) << k;
+        }
+        m
+    }
+}
 
 /// Tag → slot, see the module docs.
 pub(super) struct Index {
-    entries: Vec<u64>,
-    mask: usize,
+    buckets: Vec<Bucket>,
     len: usize,
+    /// Entries held before the index grows (half of the entries' room).
+    cap: usize,
 }
 
 #[inline]
@@ -49,14 +102,22 @@ fn slot_of(e: u64) -> u32 {
     (e as u32).wrapping_sub(1)
 }
 
+/// Buckets for `n` entries at a load of at most 1/2.
+fn buckets_for(n: usize) -> usize {
+    n.saturating_mul(2).div_ceil(WAYS).max(MIN_BUCKETS)
+}
+
 impl Index {
     /// An index that holds `n` entries before it first grows.
     pub(super) fn with_capacity(n: usize) -> Self {
-        let buckets = n.saturating_mul(2).next_power_of_two().max(MIN_BUCKETS);
+        Self::with_buckets(buckets_for(n))
+    }
+
+    fn with_buckets(b: usize) -> Self {
         Index {
-            entries: vec![EMPTY; buckets],
-            mask: buckets - 1,
+            buckets: vec![EMPTY_BUCKET; b],
             len: 0,
+            cap: b * WAYS / 2,
         }
     }
 
@@ -66,9 +127,25 @@ impl Index {
         self.len
     }
 
+    /// Empties it (keeping its size).
+    pub(super) fn clear(&mut self) {
+        self.buckets.fill(EMPTY_BUCKET);
+        self.len = 0;
+    }
+
+    /// The home bucket of `tag`: the tag scaled to the bucket count.
     #[inline]
     fn home(&self, tag: u32) -> usize {
-        tag as usize & self.mask
+        ((u64::from(tag) * self.buckets.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.buckets.len() {
+            0
+        } else {
+            b + 1
+        }
     }
 
     /// Starts fetching `tag`'s home bucket into the cache (a hint; see `prefetch.rs`): a
@@ -76,85 +153,91 @@ impl Index {
     /// with other work instead of stalling each lookup.
     #[inline]
     pub(super) fn prefetch(&self, tag: u32) {
-        super::prefetch::prefetch(&self.entries[self.home(tag)]);
+        super::prefetch::prefetch(&self.buckets[self.home(tag)]);
     }
 
     /// The slot whose tag is `tag` and for which `is_key(slot)` holds.
     #[inline]
     pub(super) fn find(&self, tag: u32, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
-        let mut i = self.home(tag);
+        let mut b = self.home(tag);
         loop {
-            let e = self.entries[i];
-            if e == EMPTY {
+            let bucket = &self.buckets[b];
+            let mut m = bucket.matches(tag);
+            while m != 0 {
+                let s = slot_of(bucket.entries[m.trailing_zeros() as usize]);
+                if is_key(s) {
+                    return Some(s);
+                }
+                m &= m - 1;
+            }
+            if bucket.overflow == 0 {
                 return None;
             }
-            if tag_of(e) == tag && is_key(slot_of(e)) {
-                return Some(slot_of(e));
-            }
-            i = (i + 1) & self.mask;
+            b = self.next(b);
         }
     }
 
     /// Adds `slot` under `tag` (the caller knows its key is not in the index).
+    #[inline]
     pub(super) fn insert(&mut self, tag: u32, slot: u32) {
-        if (self.len + 1) * 2 > self.entries.len() {
+        if self.len + 1 > self.cap {
             self.grow();
         }
         self.place(entry(tag, slot));
         self.len += 1;
     }
 
+    /// Puts `e` in the first bucket from its home with room, counting the overflow of each
+    /// full bucket it passes. (The load is at most 1/2, so there is always room.)
+    #[inline]
     fn place(&mut self, e: u64) {
-        let mut i = self.home(tag_of(e));
-        while self.entries[i] != EMPTY {
-            i = (i + 1) & self.mask;
+        let mut b = self.home(tag_of(e));
+        loop {
+            let free = self.buckets[b].holds(EMPTY);
+            if free != 0 {
+                self.buckets[b].entries[free.trailing_zeros() as usize] = e;
+                return;
+            }
+            self.buckets[b].overflow += 1;
+            b = self.next(b);
         }
-        self.entries[i] = e;
     }
 
     fn grow(&mut self) {
-        let buckets = self.entries.len() * 2;
-        let old = std::mem::replace(&mut self.entries, vec![EMPTY; buckets]);
-        self.mask = buckets - 1;
-        for e in old {
-            if e != EMPTY {
-                self.place(e);
+        let old = std::mem::replace(self, Self::with_buckets(self.buckets.len() * 2));
+        self.len = old.len;
+        for bucket in &old.buckets {
+            for &e in &bucket.entries {
+                if e != EMPTY {
+                    self.place(e);
+                }
             }
         }
     }
 
     /// Removes `slot`, stored under `tag`; false when it is not there.
+    #[inline]
     pub(super) fn remove(&mut self, tag: u32, slot: u32) -> bool {
         let want = entry(tag, slot);
-        let mut i = self.home(tag);
+        let home = self.home(tag);
+        let mut b = home;
         loop {
-            let e = self.entries[i];
-            if e == EMPTY {
+            let m = self.buckets[b].holds(want);
+            if m != 0 {
+                self.buckets[b].entries[m.trailing_zeros() as usize] = EMPTY;
+                break;
+            }
+            if self.buckets[b].overflow == 0 {
                 return false;
             }
-            if e == want {
-                break;
-            }
-            i = (i + 1) & self.mask;
+            b = self.next(b);
         }
-        // Backward shift: move later entries of the run into the hole when their home is
-        // not between the hole and where they sit, so every probe still finds them.
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask;
-            let e = self.entries[j];
-            if e == EMPTY {
-                break;
-            }
-            let home = self.home(tag_of(e));
-            // Cyclic distances from the home: the entry may move back to the hole when the
-            // hole is no further from its home than where it sits now.
-            if (i.wrapping_sub(home) & self.mask) < (j.wrapping_sub(home) & self.mask) {
-                self.entries[i] = e;
-                i = j;
-            }
+        // The entry had passed the buckets from its home to the one it sat in.
+        let mut p = home;
+        while p != b {
+            self.buckets[p].overflow -= 1;
+            p = self.next(p);
         }
-        self.entries[i] = EMPTY;
         self.len -= 1;
         true
     }
@@ -177,16 +260,25 @@ mod tests {
 
     #[test]
     fn runs_that_wrap_past_the_end_of_the_array() {
-        // 16 buckets (MIN_BUCKETS); the array only grows past 8 entries.
-        for home in [0u32, 5, 9, 15] {
+        // 3 buckets (8 entries at a load of 1/2), room for 10 before growing.
+        for home in 0..3usize {
             let mut idx = Index::with_capacity(8);
-            assert_eq!(idx.mask, 15);
-            // Eight entries with the same home: a run of 8 from `home`, wrapping to the
-            // start of the array when the home is near its end.
-            let tags: Vec<u32> = (0..8).map(|k| home | (k << 8)).collect();
+            assert_eq!((idx.buckets.len(), idx.cap), (3, 10));
+            // Nine entries with the same home: seven fill it, two overflow into the next
+            // bucket (the first one, when the home is the last).
+            let base = (((home as u64) << 32).div_ceil(3)) as u32;
+            let tags: Vec<u32> = (0..9).map(|k| base + k).collect();
             for (s, &t) in tags.iter().enumerate() {
+                assert_eq!(idx.home(t), home);
                 idx.insert(t, s as u32);
             }
+            assert_eq!(idx.buckets[home].overflow, 2);
+            let next = (home + 1) % 3;
+            assert_eq!(
+                idx.buckets[next].holds(EMPTY).count_ones(),
+                5,
+                "home {home}"
+            );
             for (s, &t) in tags.iter().enumerate() {
                 assert_eq!(
                     idx.find(t, |x| x == s as u32),
@@ -195,10 +287,11 @@ mod tests {
                 );
                 assert_eq!(idx.find(t, |_| false), None);
             }
-            assert_eq!(idx.find(home | (99 << 8), |_| true), None, "tag not stored");
-            // Remove from the middle and the front: the rest stays findable.
+            assert_eq!(idx.find(base + 99, |_| true), None, "tag not stored");
+            // Remove from the home bucket and from the overflow: the rest stays findable,
+            // and the count drops only for what had overflowed.
             let mut removed = Vec::new();
-            for k in [3usize, 0, 7] {
+            for k in [3usize, 0, 8, 7] {
                 assert!(idx.remove(tags[k], k as u32));
                 assert!(!idx.remove(tags[k], k as u32));
                 removed.push(k);
@@ -211,23 +304,54 @@ mod tests {
                     );
                 }
             }
+            assert_eq!(idx.buckets[home].overflow, 0, "both overflowed ones gone");
             assert_eq!(idx.len(), 5);
         }
     }
 
+    /// The overflow counts recomputed from where the entries sit.
+    fn overflow_from_entries(idx: &Index) -> Vec<u32> {
+        let mut want = vec![0u32; idx.buckets.len()];
+        for (p, bucket) in idx.buckets.iter().enumerate() {
+            for &e in &bucket.entries {
+                if e != EMPTY {
+                    let mut b = idx.home(tag_of(e));
+                    while b != p {
+                        want[b] += 1;
+                        b = idx.next(b);
+                    }
+                }
+            }
+        }
+        want
+    }
+
     #[test]
     fn matches_a_map_under_random_inserts_and_removes() {
-        // Few distinct tag values force long runs, collisions and wraparound at the end of
-        // the bucket array, which is where backward shifting can go wrong.
-        for tag_bits in [3u32, 6, 32] {
+        // Few distinct tag values (spread over the buckets, since a home is the tag scaled
+        // to the bucket count) force long runs, equal tags, overflow chains and wraparound
+        // at the end of the bucket array; a first phase mostly inserts (the index grows),
+        // a second one inserts and removes alike at a steady size (overflow counts go up
+        // and down).
+        for tag_bits in [3u32, 6, 12, 32] {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(tag_bits));
             let mut idx = Index::with_capacity(4);
             let mut model: std::collections::HashMap<u32, u32> = Default::default();
             let mut next_slot = 0u32;
-            for _ in 0..20_000 {
+            for step in 0..40_000 {
                 let r = rng.next();
-                if !r.is_multiple_of(3) || model.is_empty() {
-                    let tag = (rng.next() as u32) & (u32::MAX >> (32 - tag_bits));
+                let insert = if step < 20_000 {
+                    !r.is_multiple_of(3)
+                } else {
+                    r.is_multiple_of(2)
+                };
+                if insert || model.is_empty() {
+                    let v = rng.next() as u32;
+                    let tag = if tag_bits == 32 {
+                        v
+                    } else {
+                        (v >> (32 - tag_bits)) << (32 - tag_bits) | (v & 1)
+                    };
                     idx.insert(tag, next_slot);
                     model.insert(next_slot, tag);
                     next_slot += 1;
@@ -241,11 +365,28 @@ mod tests {
                     assert!(!idx.remove(tag, slot), "removed twice");
                 }
                 assert_eq!(idx.len(), model.len());
+                if step % 997 == 0 {
+                    let counts: Vec<u32> = idx.buckets.iter().map(|b| b.overflow).collect();
+                    assert_eq!(counts, overflow_from_entries(&idx), "tag bits {tag_bits}");
+                    for (&slot, &tag) in &model {
+                        assert_eq!(idx.find(tag, |s| s == slot), Some(slot));
+                    }
+                }
             }
             for (&slot, &tag) in &model {
                 assert_eq!(idx.find(tag, |s| s == slot), Some(slot));
+                assert_eq!(idx.find(tag, |_| false), None);
             }
-            assert_eq!(idx.find(u32::MAX, |_| false), None);
+            assert_eq!(idx.find(u32::MAX - 7, |_| false), None);
+            // Emptied, every count is back to 0.
+            for (&slot, &tag) in &model {
+                assert!(idx.remove(tag, slot));
+            }
+            assert_eq!(idx.len(), 0);
+            assert!(idx
+                .buckets
+                .iter()
+                .all(|b| b.overflow == 0 && b.holds(EMPTY) == 0x7f));
         }
     }
 }

@@ -655,3 +655,133 @@ fn a_discarded_end_empties_the_table_and_counts() {
     let r = t.track(&udp(2 * SEC, A, 5353, B, 53), &mut ev);
     assert_eq!(r.id, 3);
 }
+
+#[test]
+fn end_all_reports_live_flows_by_id_whether_ids_are_dense_or_sparse_then_starts_afresh() {
+    // Dense: the live ids span about their count (placed by id). Sparse: a few old flows
+    // kept alive among many that timed out, so the live ids span far more than their
+    // count (sorted). Both must end every live flow, oldest id first, and leave an empty
+    // table that works as before.
+    for keep_every in [1u16, 50] {
+        let cfg = FlowConfig {
+            max_flows: 4096,
+            ..FlowConfig::default()
+        };
+        let mut t = FlowTable::new(cfg).expect("valid");
+        let mut ev = Vec::new();
+        let mut ts = 1_000 * SEC;
+        for k in 0..3000u16 {
+            t.track(&udp(ts, A, k, B, 53), &mut ev);
+        }
+        // Keep one flow in `keep_every` alive past the UDP timeout, in reverse order so
+        // slot order and id order differ.
+        for k in (0..3000u16).rev().filter(|k| k % keep_every == 0) {
+            ts += SEC / 100;
+            t.track(&udp(ts, A, k, B, 53), &mut ev);
+        }
+        ts += 50 * SEC;
+        for k in (0..3000u16).rev().filter(|k| k % keep_every == 0) {
+            t.track(&udp(ts, B, 53, A, k), &mut ev);
+        }
+        ts += 20 * SEC;
+        for k in 0..500u16 {
+            t.track(&pkt(ts, A, k, B, 443, SYN), &mut ev);
+        }
+        let mut want: std::collections::BTreeSet<u64> = started(&ev).iter().map(|s| s.id).collect();
+        for s in ended(&ev) {
+            want.remove(&s.id);
+        }
+        assert_eq!(want.len(), t.len());
+        let span = want.last().expect("flows") - want.first().expect("flows") + 1;
+        if keep_every == 1 {
+            assert!(span <= 4 * want.len() as u64, "dense: {span}");
+        } else {
+            assert!(span > 4 * want.len() as u64, "sparse: {span}");
+        }
+        ev.clear();
+        let stats = t.stats();
+        t.end_all(&mut ev);
+        let got: Vec<u64> = ended(&ev).iter().map(|s| s.id).collect();
+        assert_eq!(got, want.iter().copied().collect::<Vec<_>>());
+        assert!(ended(&ev)
+            .iter()
+            .all(|s| s.end_reason == EndReason::EndOfCapture));
+        assert_eq!(
+            t.stats().ended_end_of_capture,
+            stats.ended_end_of_capture + want.len() as u64
+        );
+        assert!(t.is_empty() && t.slots.is_empty());
+        // Afresh: a returning key is a new flow, and the bound and eviction still hold.
+        ev.clear();
+        let r = t.track(&udp(ts, A, 7, B, 53), &mut ev);
+        assert_eq!(r.id, t.stats().started);
+        assert_eq!(started(&ev).len(), 1);
+        for k in 0..5000u16 {
+            t.track(&udp(ts + 1, B, k, A, 9), &mut ev);
+        }
+        assert_eq!(t.len(), 4096);
+        assert_eq!(t.tcp_state(&pkt(ts, A, 7, B, 53, 0)), None);
+        ev.clear();
+        t.end_all(&mut ev);
+        assert_eq!(ended(&ev).len(), 4096);
+    }
+}
+
+#[test]
+fn batch_tracking_equals_one_by_one_when_victims_are_guessed_by_slot() {
+    // High-cardinality traffic: nearly every packet a new flow in a full table, so the
+    // victims come in slot order and `track_batch` guesses them by slot number. Some
+    // packets answer the packet before (as a DNS answer does: no change of order), a few
+    // return to an older flow (its victim comes out of order later), and a pause lets
+    // every flow time out (their slots are reused in the order they ended). Every result
+    // must still be what tracking one by one gives.
+    let config = FlowConfig {
+        max_flows: 512,
+        ..FlowConfig::default()
+    };
+    let mut rng = Rng(0xfeed);
+    let mut ts = 1_000 * SEC;
+    let stream: Vec<PacketMeta> = (0..30_000u32)
+        .map(|k| {
+            ts += 8_000;
+            if k == 15_000 {
+                ts += 120 * SEC;
+            }
+            let n = match rng.below(500) {
+                0 => k.saturating_sub(1 + rng.below(300) as u32),
+                1..=50 => k.saturating_sub(1),
+                _ => k,
+            };
+            let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | n));
+            if n % 3 == 0 {
+                udp(ts, src, 1000 + (n % 7) as u16, B, 53)
+            } else {
+                pkt(ts, src, 1000 + (n % 7) as u16, B, 443, SYN)
+            }
+        })
+        .collect();
+    let mut one = FlowTable::new(config).expect("valid");
+    let (mut refs1, mut ev1) = (Vec::new(), Vec::new());
+    for p in &stream {
+        refs1.push(one.track(p, &mut ev1));
+    }
+    let mut batched = FlowTable::new(config).expect("valid");
+    batched.prefetch_from = 0;
+    let (mut refs2, mut ev2) = (Vec::new(), Vec::new());
+    let mut guessed = 0;
+    for chunk in stream.chunks(100) {
+        guessed += usize::from(batched.last_evictions > 0 && batched.last_in_order);
+        batched.track_batch(chunk, &mut refs2, &mut ev2);
+    }
+    // Before the pause nearly every batch guesses; after it, the TCP and UDP flows' slots
+    // interleave, so victims skip slots and the batches walk the lists instead.
+    assert!(
+        guessed > 100,
+        "the slot-order guess ran: {guessed} of 300 batches"
+    );
+    assert!(guessed < 290, "and the walk too: {guessed} of 300 batches");
+    assert_eq!(refs1, refs2);
+    assert_eq!(ev1, ev2);
+    assert_eq!(one.stats(), batched.stats());
+    assert!(one.stats().ended_idle > 0);
+}

@@ -9,9 +9,9 @@
 //! ([`subject`]), with `Nats-Msg-Id` set to the dumpling's stable id (`metadata.nd_id`,
 //! put there by `nd-sniff`; else one the hub makes), so a dumpling re-sent after a
 //! kitchen failover is stored once (JetStream's duplicate window). The publisher task
-//! keeps up to `max_in_flight` publishes waiting for their acks and re-publishes
-//! everything unacknowledged, in order, after an error: at-least-once into the stream,
-//! made exactly-once by the id.
+//! ([`publish`]) keeps up to `max_in_flight` publishes waiting for their acks and
+//! re-publishes everything unacknowledged, in order, after an error: at-least-once into
+//! the stream, made exactly-once by the id.
 //!
 //! Every hub, the publishing one included, delivers to its eaters what it reads back
 //! from the stream through one ordered consumer ([`consume`]), so each eater sees each
@@ -29,27 +29,24 @@
 pub mod args;
 pub mod interest;
 pub mod linger;
+pub mod publish;
 pub mod reader;
 pub mod replay;
 pub mod seen;
 pub mod status;
 pub mod subject;
 
-use std::collections::VecDeque;
-use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::state::{stopped, Shared};
 
@@ -440,9 +437,9 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         stats: stats.clone(),
         service: Some(service),
     };
-    let mut tasks = status::start(client, shared.clone(), options);
-    tasks.push(tokio::spawn(publish_loop(
-        js.clone(),
+    let mut tasks = status::start(client.clone(), shared.clone(), options);
+    tasks.push(tokio::spawn(publish::publish_loop(
+        client,
         rx,
         options.max_in_flight.max(1),
         options.hub_id.clone(),
@@ -498,117 +495,6 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         },
     )));
     Ok(Fleet { publisher, tasks })
-}
-
-type AckFuture = Pin<
-    Box<
-        dyn Future<
-                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
-            > + Send,
-    >,
->;
-
-async fn publish_once(
-    js: &jetstream::Context,
-    out: &Outgoing,
-    hub_id: &str,
-) -> Result<AckFuture, jetstream::context::PublishError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, out.msg_id.as_str());
-    headers.insert(ORIGIN_HEADER, hub_id);
-    if out.binary {
-        headers.insert(BINARY_HEADER, "1");
-    }
-    let ack = js
-        .publish_with_headers(out.subject.clone(), headers, out.payload.clone())
-        .await?;
-    Ok(Box::pin(ack.into_future()))
-}
-
-/// Publish with a bounded number of unacknowledged messages; on any error, wait and
-/// re-publish every unacknowledged message in order, with the same `Nats-Msg-Id` (so a
-/// message whose ack was lost, e.g. when the stream leader changed, is stored once).
-/// After an error only the oldest goes out, as a probe, until the stream acknowledges
-/// it: a stream with no leader (a cluster electing after a restart) then sees one
-/// publish per backoff from each hub, not the whole window every time, which on a loaded
-/// machine delayed the election itself.
-async fn publish_loop(
-    js: jetstream::Context,
-    mut rx: mpsc::Receiver<Outgoing>,
-    max_in_flight: usize,
-    hub_id: String,
-    stats: Arc<FleetStats>,
-) {
-    let mut in_flight: VecDeque<(Outgoing, AckFuture)> = VecDeque::new();
-    // Messages to (re)publish before anything new: filled after an error.
-    let mut retry: VecDeque<Outgoing> = VecDeque::new();
-    let mut failures: u32 = 0;
-    loop {
-        let probing = failures > 0 && !in_flight.is_empty();
-        if !probing {
-            if let Some(out) = retry.pop_front() {
-                match publish_once(&js, &out, &hub_id).await {
-                    Ok(ack) => in_flight.push_back((out, ack)),
-                    Err(error) => {
-                        retry.push_front(out);
-                        failures += 1;
-                        backoff_log(failures, &error.to_string()).await;
-                    }
-                }
-                continue;
-            }
-        }
-        tokio::select! {
-            ack = async { match in_flight.front_mut() { Some((_, f)) => f.as_mut().await, None => std::future::pending().await } }, if !in_flight.is_empty() => {
-                match ack {
-                    Ok(ack) => {
-                        failures = 0;
-                        in_flight.pop_front();
-                        if ack.duplicate {
-                            stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            stats.acked.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(error) => {
-                        failures += 1;
-                        stats.retried.fetch_add(in_flight.len() as u64, Ordering::Relaxed);
-                        // What was in flight is older than what waits to be retried.
-                        let mut again: VecDeque<Outgoing> =
-                            in_flight.drain(..).map(|(out, _)| out).collect();
-                        again.append(&mut retry);
-                        retry = again;
-                        backoff_log(failures, &error.to_string()).await;
-                    }
-                }
-            }
-            // Nothing new before the retries: the stream keeps each hub's order.
-            next = rx.recv(), if retry.is_empty() && in_flight.len() < max_in_flight => {
-                let Some(out) = next else { return };
-                match publish_once(&js, &out, &hub_id).await {
-                    Ok(ack) => in_flight.push_back((out, ack)),
-                    Err(error) => {
-                        // Keep the order: everything in flight goes before this one.
-                        failures += 1;
-                        retry.extend(in_flight.drain(..).map(|(out, _)| out));
-                        retry.push_back(out);
-                        backoff_log(failures, &error.to_string()).await;
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn backoff_log(failures: u32, error: &str) {
-    if failures == 1 || failures.is_power_of_two() {
-        warn!(
-            attempts = failures,
-            error, "fleet: JetStream publish failed; retrying unacknowledged dumplings"
-        );
-    }
-    let delay = Duration::from_millis((50u64 << failures.min(5)).min(1000));
-    tokio::time::sleep(delay).await;
 }
 
 async fn stream_last_sequence(js: &jetstream::Context, name: &str) -> Option<u64> {

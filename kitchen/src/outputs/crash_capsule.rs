@@ -48,6 +48,7 @@ use flowtrack::table::{FlowConfig, FlowEvent};
 
 use crate::chef_host::bindings::StreamChunk;
 use crate::chef_host::{CallError, ChefSource, LoadedChef, WirePacket};
+use crate::dispatch::chef_queue::packet_bytes;
 
 pub mod synth;
 
@@ -59,6 +60,8 @@ pub const DEFAULT_MAX_MIB: u64 = 64;
 /// Each holds at most one batch (1 MiB of frames), so this bounds the memory too (16 MiB);
 /// a replay can fail several chefs 5 times each within milliseconds, so it is not tiny.
 pub const QUEUE: usize = 16;
+/// Most `--capsule-evict-ns` times (a capsule's call holds at most one batch of events).
+pub const MAX_EVICTIONS: usize = 65_536;
 /// Format version of the note (`"capsule"` key).
 pub const NOTE_VERSION: u32 = 1;
 
@@ -87,6 +90,13 @@ pub struct CapsuleArgs {
     /// `on-interval` crash capsule's note uses it to repeat the failing poke.
     #[arg(long, value_name = "NS", requires = "read")]
     pub capsule_poke_ns: Option<u64>,
+
+    /// Replay only: at each of these capture times (ns since the Unix epoch,
+    /// comma-separated), the flow table evicts its least recently used flow, as a full table
+    /// does for a new flow. The `replay` line of an `on-flow-events` crash capsule whose call
+    /// saw flows end by eviction uses it.
+    #[arg(long, value_name = "NS,...", value_delimiter = ',', requires = "read")]
+    pub capsule_evict_ns: Vec<u64>,
 }
 
 impl CapsuleArgs {
@@ -97,6 +107,11 @@ impl CapsuleArgs {
         }
         if self.chef_crash_max_mib == 0 || self.chef_crash_max_mib > 1 << 20 {
             return Err("--chef-crash-max-mib must be between 1 and 1048576".into());
+        }
+        if self.capsule_evict_ns.len() > MAX_EVICTIONS {
+            return Err(format!(
+                "--capsule-evict-ns takes at most {MAX_EVICTIONS} times"
+            ));
         }
         Ok(())
     }
@@ -296,15 +311,18 @@ impl CrashCapsules {
         if !is_crash(err) {
             return;
         }
-        let (frames, data) = copy_frames(packets, arena);
-        let input = packets_summary(&frames, data.len());
+        let (frames, data, synthesized) = copy_frames(packets, arena);
+        let mut input = packets_summary(&frames, data.len());
+        if synthesized > 0 {
+            input["synthesized_fragments"] = json!(synthesized);
+        }
         self.submit(
             chef,
             err,
             "on-packets",
             input,
             kitchen_ns,
-            None,
+            ReplayFlags::default(),
             frames,
             data,
         );
@@ -332,7 +350,10 @@ impl CrashCapsules {
             "on-interval",
             input,
             now_ns,
-            Some(now_ns),
+            ReplayFlags {
+                poke_ns: Some(now_ns),
+                ..ReplayFlags::default()
+            },
             Vec::new(),
             Vec::new(),
         );
@@ -352,14 +373,15 @@ impl CrashCapsules {
         if !is_crash(err) {
             return;
         }
-        let (made, input) = synth::stream_packets(chunks, arena);
+        let interval_ns = u64::try_from(self.settings.poke_interval.as_nanos()).unwrap_or(u64::MAX);
+        let (made, input) = synth::stream_packets(chunks, arena, interval_ns);
         self.submit(
             chef,
             err,
             "on-stream",
             input,
             kitchen_ns,
-            None,
+            ReplayFlags::default(),
             made.frames,
             made.data,
         );
@@ -377,14 +399,18 @@ impl CrashCapsules {
         if !is_crash(err) {
             return;
         }
-        let (made, input) = synth::flow_packets(events, self.settings.flows.as_ref());
+        let (made, input, evict_ns) = synth::flow_packets(events, self.settings.flows.as_ref());
+        let replay = ReplayFlags {
+            evict_ns,
+            ..ReplayFlags::default()
+        };
         self.submit(
             chef,
             err,
             "on-flow-events",
             input,
             kitchen_ns,
-            None,
+            replay,
             made.frames,
             made.data,
         );
@@ -398,7 +424,7 @@ impl CrashCapsules {
         call: &'static str,
         input: Value,
         kitchen_ns: u64,
-        poke_ns: Option<u64>,
+        replay: ReplayFlags,
         frames: Vec<CapsuleFrame>,
         data: Vec<u8>,
     ) {
@@ -422,7 +448,7 @@ impl CrashCapsules {
             NoteTimes {
                 wall_ns: wall,
                 kitchen_ns,
-                poke_ns,
+                replay,
             },
             &format!("{stem}.{ext}"),
         );
@@ -475,25 +501,50 @@ fn is_crash(err: &CallError) -> bool {
 }
 
 /// Copy each packet's frame out of the arena (spans are checked: a bad one is skipped).
-fn copy_frames(packets: &[WirePacket], arena: &[u8]) -> (Vec<CapsuleFrame>, Vec<u8>) {
-    let total: usize = packets.iter().map(|p| p.0.frame.len as usize).sum();
+/// The frames of `packets` (spans into `arena`), for an `on-packets` capsule. A packet that
+/// completed a reassembled IP datagram is preceded by the datagram's other fragments,
+/// synthesized from the reassembled bytes ([`synth::other_fragments`]), so that replaying
+/// the capsule hands the chef the same datagram; returns how many were synthesized too.
+fn copy_frames(packets: &[WirePacket], arena: &[u8]) -> (Vec<CapsuleFrame>, Vec<u8>, u64) {
+    let total: usize = packets.iter().map(|p| packet_bytes(&p.0)).sum();
     let mut data = Vec::with_capacity(total.min(arena.len()));
     let mut frames = Vec::with_capacity(packets.len());
+    let mut synthesized = 0u64;
+    let mut push =
+        |frames: &mut Vec<CapsuleFrame>, timestamp_ns, link_type, original_len, bytes: &[u8]| {
+            frames.push(CapsuleFrame {
+                timestamp_ns,
+                link_type,
+                original_len: u32::max(original_len, bytes.len() as u32),
+                offset: data.len(),
+                len: bytes.len(),
+            });
+            data.extend_from_slice(bytes);
+        };
     for WirePacket(p) in packets {
         let start = p.frame.offset as usize;
         let Some(bytes) = arena.get(start..start.saturating_add(p.frame.len as usize)) else {
             continue;
         };
-        frames.push(CapsuleFrame {
-            timestamp_ns: p.timestamp_ns,
-            link_type: p.link_type,
-            original_len: p.original_len.max(bytes.len() as u32),
-            offset: data.len(),
-            len: bytes.len(),
-        });
-        data.extend_from_slice(bytes);
+        let whole = arena.get(start + bytes.len()..start.saturating_add(packet_bytes(p)));
+        if let (Some(whole), Some(last)) = (
+            whole.filter(|w| !w.is_empty()),
+            crate::parse::packet::fragment_of(p.link_type, bytes),
+        ) {
+            for f in synth::other_fragments(&last, whole) {
+                push(&mut frames, p.timestamp_ns, synth::LINK_TYPE, 0, &f);
+                synthesized += 1;
+            }
+        }
+        push(
+            &mut frames,
+            p.timestamp_ns,
+            p.link_type,
+            p.original_len,
+            bytes,
+        );
     }
-    (frames, data)
+    (frames, data, synthesized)
 }
 
 fn packets_summary(frames: &[CapsuleFrame], bytes: usize) -> Value {
@@ -513,7 +564,16 @@ fn packets_summary(frames: &[CapsuleFrame], bytes: usize) -> Value {
 struct NoteTimes {
     wall_ns: u64,
     kitchen_ns: u64,
+    replay: ReplayFlags,
+}
+
+/// What a note's `replay` line repeats beyond the capture: the poke of an `on-interval`
+/// call (`--capsule-poke-ns`), the evictions of an `on-flow-events` call
+/// (`--capsule-evict-ns`).
+#[derive(Debug, Default)]
+struct ReplayFlags {
     poke_ns: Option<u64>,
+    evict_ns: Vec<u64>,
 }
 
 fn note(
@@ -558,9 +618,14 @@ fn note(
         "--chef-output-bytes-per-sec".into(),
         limits.max_output_bytes_per_sec.to_string(),
     ]);
-    if let Some(t) = times.poke_ns {
+    if let Some(t) = times.replay.poke_ns {
         replay.push("--capsule-poke-ns".into());
         replay.push(t.to_string());
+    }
+    if !times.replay.evict_ns.is_empty() {
+        let times: Vec<String> = times.replay.evict_ns.iter().map(u64::to_string).collect();
+        replay.push("--capsule-evict-ns".into());
+        replay.push(times.join(","));
     }
     if let (Some(f), "on-flow-events" | "on-stream") = (&settings.flows, call) {
         // The flow table as it was, so idle timeouts (and the table size) replay alike.
@@ -1025,5 +1090,118 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dir.join("capsule-b.json")).unwrap()).unwrap();
         assert_eq!(note["n"], "capsule-b");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Ethernet frames of IPv4 fragments of one UDP datagram (ports 5353 -> 53) carrying
+    /// `message`, cut after every `piece` bytes of the IP payload (a multiple of 8).
+    fn ethernet_ipv4_fragments(message: &[u8], piece: usize) -> Vec<Vec<u8>> {
+        let mut udp = vec![0x14, 0xe9, 0x00, 0x35];
+        udp.extend_from_slice(&((8 + message.len()) as u16).to_be_bytes());
+        udp.extend_from_slice(&[0, 0]);
+        udp.extend_from_slice(message);
+        udp.chunks(piece)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+                f.extend_from_slice(&[0x45, 0]);
+                f.extend_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
+                f.extend_from_slice(&0x4242u16.to_be_bytes());
+                let more = (i + 1) * piece < udp.len();
+                let field = ((i * piece / 8) as u16) | if more { 0x2000 } else { 0 };
+                f.extend_from_slice(&field.to_be_bytes());
+                f.extend_from_slice(&[64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+                f.extend_from_slice(chunk);
+                f
+            })
+            .collect()
+    }
+
+    /// Raw IPv6 fragments (UDP inside) of `udp`, cut after `at` bytes (a multiple of 8).
+    fn raw_ipv6_fragments(udp: &[u8], at: usize) -> Vec<Vec<u8>> {
+        use crate::parse::packet::test_frames::raw_ipv6_udp_fragment;
+        vec![
+            raw_ipv6_udp_fragment(0, true, &udp[..at]),
+            raw_ipv6_udp_fragment(at as u16, false, &udp[at..]),
+        ]
+    }
+
+    /// Frames through the kitchen's parser with IP reassembly on, as a replay runs them:
+    /// the packets and their arena.
+    fn parsed(frames: &[(u32, &[u8])]) -> (Vec<WirePacket>, Vec<u8>) {
+        use crate::parse::defrag::{DefragLimits, Defragmenter};
+        let mut defrag = Defragmenter::new(DefragLimits::default());
+        let (mut packets, mut arena) = (Vec::new(), Vec::new());
+        for (link_type, data) in frames {
+            let rec = capture::PacketRecord {
+                timestamp_ns: 5_000,
+                original_len: data.len() as u32,
+                link_type: *link_type,
+                interface_index: 0,
+                data,
+            };
+            crate::parse::packet::parse_push_reassembling(
+                &rec,
+                &mut arena,
+                &mut packets,
+                Some(&mut defrag),
+            );
+        }
+        (packets, arena)
+    }
+
+    /// What the chef is handed for a packet: its transport header and payload bytes.
+    fn handed(p: &WirePacket, arena: &[u8]) -> (String, Vec<u8>) {
+        let s = p.0.payload;
+        let payload = arena[s.offset as usize..(s.offset + s.len) as usize].to_vec();
+        (format!("{:?}", p.0.transport), payload)
+    }
+
+    #[test]
+    fn a_capsule_of_a_completing_fragment_replays_to_the_same_datagram() {
+        let ether = crate::parse::packet::dlt::ETHERNET;
+        let raw = crate::parse::packet::dlt::RAW;
+        // IPv4 in Ethernet, three fragments; the middle one arrives last and completes the
+        // datagram, so the capsule needs the bytes before and after it.
+        let message: Vec<u8> = (0..100u8).collect();
+        let v4 = ethernet_ipv4_fragments(&message, 48);
+        assert_eq!(v4.len(), 3);
+        // IPv6, two fragments; the first arrives last: only the bytes after it are needed.
+        let udp: Vec<u8> = [&[0x13, 0x88, 0x00, 0x35, 0, 36, 0, 0][..], &[9u8; 28]].concat();
+        let v6 = raw_ipv6_fragments(&udp, 16);
+        for (link_type, arrival, made_up) in [
+            (ether, vec![&v4[0], &v4[2], &v4[1]], 2),
+            (raw, vec![&v6[1], &v6[0]], 1),
+        ] {
+            let frames: Vec<(u32, &[u8])> =
+                arrival.iter().map(|f| (link_type, f.as_slice())).collect();
+            let (packets, arena) = parsed(&frames);
+            let completing = &packets[packets.len() - 1..];
+            let want = handed(&completing[0], &arena);
+            assert!(want.0.contains("Udp"), "{want:?}");
+            // The failing call was handed only the completing packet.
+            let (saved, data, synthesized) = copy_frames(completing, &arena);
+            assert_eq!(synthesized, made_up);
+            assert_eq!(saved.len(), made_up as usize + 1);
+            let last = saved[saved.len() - 1];
+            assert_eq!(
+                &data[last.offset..last.offset + last.len],
+                arrival[arrival.len() - 1].as_slice()
+            );
+            assert_eq!(last.link_type, link_type);
+            // Replayed, the capsule's last packet is handed the same datagram.
+            let replay: Vec<(u32, &[u8])> = saved
+                .iter()
+                .map(|f| (f.link_type, &data[f.offset..f.offset + f.len]))
+                .collect();
+            let (again, arena_again) = parsed(&replay);
+            assert_eq!(handed(&again[again.len() - 1], &arena_again), want);
+            for p in &again[..again.len() - 1] {
+                assert!(p.0.transport.is_none(), "a made-up fragment is a fragment");
+            }
+        }
+        // A packet that completed nothing is saved alone.
+        let (packets, arena) = parsed(&[(ether, v4[0].as_slice())]);
+        let (saved, _, synthesized) = copy_frames(&packets, &arena);
+        assert_eq!((saved.len(), synthesized), (1, 0));
     }
 }

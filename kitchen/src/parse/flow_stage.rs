@@ -42,7 +42,7 @@ pub const BYPASS_ENV: &str = "ND_BENCH_NO_FLOW_STAGE";
 #[derive(Debug, Clone, clap::Args)]
 pub struct FlowArgs {
     /// Flows tracked at once when a chef asks for flows or streams; a new flow in a full
-    /// table ends the least recently used one (reason `evicted`, counted). About 144 bytes
+    /// table ends the least recently used one (reason `evicted`, counted). About 146 bytes
     /// per flow.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FLOWS, help_heading = "Flows")]
     pub flow_table_size: usize,
@@ -188,6 +188,11 @@ pub struct FlowStage {
     pending: Vec<PacketMeta>,
     pending_at: Vec<u32>,
     refs: Vec<FlowRef>,
+    /// Capture times at which to evict the least recently used flow (`--capsule-evict-ns`),
+    /// latest first, so the next is at the end.
+    evict_at: Vec<u64>,
+    /// The next of them (`u64::MAX`: none), so a packet costs one comparison.
+    next_evict_ns: u64,
 }
 
 impl FlowStage {
@@ -200,7 +205,35 @@ impl FlowStage {
             pending: Vec::new(),
             pending_at: Vec::new(),
             refs: Vec::new(),
+            evict_at: Vec::new(),
+            next_evict_ns: u64::MAX,
         })
+    }
+
+    /// The same stage, evicting the least recently used flow at each of `times` (capture
+    /// times, ns): between the packets before and after it, or at the end of the input
+    /// before every flow ends. A crash capsule's replay line asks for it
+    /// (`--capsule-evict-ns`) to end flows by eviction as the failing call saw them end.
+    pub fn with_evictions(mut self, times: &[u64]) -> Self {
+        self.evict_at = times.to_vec();
+        self.evict_at.sort_unstable_by(|a, b| b.cmp(a));
+        self.next_evict_ns = self.evict_at.last().copied().unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Evict at every eviction time up to `now_ns` (all of them with `u64::MAX`), after
+    /// tracking the noted packets.
+    #[cold]
+    fn evict_until(&mut self, now_ns: u64, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        self.flush(packets, out);
+        while let Some(&at) = self.evict_at.last().filter(|&&at| at <= now_ns) {
+            self.evict_at.pop();
+            if self.on() {
+                let mut sink = self.sink(out);
+                self.table.evict_lru(at, &mut sink);
+            }
+        }
+        self.next_evict_ns = self.evict_at.last().copied().unwrap_or(u64::MAX);
     }
 
     /// Whether tracking is on now (drops the table's flows when it was just turned off).
@@ -232,9 +265,16 @@ impl FlowStage {
         if !self.on() {
             return;
         }
-        let Some((i, WirePacket(p))) = packets.len().checked_sub(1).zip(packets.last()) else {
+        let Some(last) = packets.len().checked_sub(1) else {
             return;
         };
+        let now_ns = packets[last].0.timestamp_ns;
+        if now_ns >= self.next_evict_ns {
+            // Evictions due before this packet (not noted yet, so tracked after them).
+            self.evict_until(now_ns, packets, out);
+        }
+        let WirePacket(p) = &packets[last];
+        let i = last;
         if let Some(m) = meta_of(p) {
             self.pending.push(m);
             self.pending_at.push(i as u32);
@@ -283,7 +323,7 @@ impl FlowStage {
     /// End of the input (or the kitchen stopping): end every flow (`end-of-capture`),
     /// after tracking the noted packets of `packets`.
     pub fn end_all(&mut self, packets: &mut [WirePacket], out: &mut FlowBatch) {
-        self.flush(packets, out);
+        self.evict_until(u64::MAX, packets, out);
         if !self.on() {
             return;
         }

@@ -335,6 +335,21 @@ pub fn parse_frame(link_type: u32, frame: &[u8]) -> ParsedFrame {
     out
 }
 
+/// The IP fragment a frame carries, as the reassembler sees it (any fragment, first or
+/// not), or `None` for a frame that is not a whole, uncut IP fragment. Crash capsules use
+/// it to rebuild the other fragments of a datagram whose completing fragment they save.
+pub fn fragment_of(link_type: u32, frame: &[u8]) -> Option<Fragment<'_>> {
+    let mut out = ParsedFrame::empty();
+    let mut p = Parser {
+        frame,
+        out: headers_of!(out),
+        reassembling: true,
+        fragment: None,
+    };
+    p.link(link_type);
+    p.fragment.take()
+}
+
 struct Parser<'a, 'o> {
     frame: &'a [u8],
     out: Headers<'o>,
@@ -823,6 +838,26 @@ fn mac(b: &[u8]) -> u64 {
         .fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
+/// Frames for tests elsewhere in the kitchen.
+#[cfg(test)]
+pub(crate) mod test_frames {
+    /// A raw IPv6 frame (DLT 101) from 2001:db8:2001:db8:: to 2001:db9:..., identification
+    /// 0xdeadbeef, whose fragment header (next header UDP) says `offset` (bytes, a multiple
+    /// of 8) and `more`, carrying `data`.
+    pub(crate) fn raw_ipv6_udp_fragment(offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x60, 0, 0, 0];
+        f.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[44, 64]);
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8].repeat(4));
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb9].repeat(4));
+        f.extend_from_slice(&[17, 0]);
+        f.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
+        f.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1117,20 +1152,8 @@ mod tests {
         use crate::parse::defrag::{DefragLimits, Defragmenter};
         // IPv6 + fragment header (next header UDP) + 16 bytes; then the last 12 bytes.
         let udp: Vec<u8> = [&[0x13, 0x88, 0x00, 0x35, 0, 28, 0, 0][..], &[9u8; 20]].concat();
-        let frame = |offset: u16, more: bool, data: &[u8]| {
-            let mut f = vec![0x60, 0, 0, 0];
-            f.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-            f.extend_from_slice(&[44, 64]);
-            f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8].repeat(4));
-            f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb9].repeat(4));
-            f.extend_from_slice(&[17, 0]);
-            f.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
-            f.extend_from_slice(&0xdead_beefu32.to_be_bytes());
-            f.extend_from_slice(data);
-            f
-        };
-        let first = frame(0, true, &udp[..16]);
-        let last = frame(16, false, &udp[16..]);
+        let first = test_frames::raw_ipv6_udp_fragment(0, true, &udp[..16]);
+        let last = test_frames::raw_ipv6_udp_fragment(16, false, &udp[16..]);
         let mut defrag = Defragmenter::new(DefragLimits::default());
         let mut arena = Vec::new();
         let mut packets = Vec::new();

@@ -12,9 +12,13 @@
 //!    the hub takes them; `--eaters` eaters spread round-robin over the hubs; delivered
 //!    dumplings/s (all eaters together) for one hub alone (no NATS), one hub with
 //!    `--nats`, 2 and 3 federated hubs (and, with `--rate-cells 4`, one hub with
-//!    `--nats-deliver-linger 0`); ratios against the single hub; CPU seconds of the hubs
-//!    and of nats-server per delivered dumpling (`/proc/PID/stat`), since on two cores
-//!    nats-server's share is taken from the hubs.
+//!    `--nats-deliver-linger 0`); ratios against the single hub; CPU seconds of the hubs,
+//!    of nats-server and of this process (its kitchen and eaters) per delivered dumpling
+//!    (`/proc/PID/stat`), since on two cores nats-server's share is taken from the hubs
+//!    and the eaters; and the federation cost by CPU (all three together, one hub without
+//!    NATS against one with `--nats`): what the rate ratio is on a saturated machine,
+//!    and much steadier than the rate when other work shares the machine.
+//!    `--rate-hub-arg` passes extra flags to the federated hubs (experiments only).
 //! 2. **latency**: a kitchen on hub A at `--latency-rate` dumplings/s (10 k), 10 eaters on
 //!    hub B: p50/p99 from the kitchen's send to the eater's receipt; the same load on one
 //!    hub without NATS as the baseline.
@@ -90,6 +94,11 @@ struct Cli {
     /// `--latency-hub-arg=--nats-deliver-linger --latency-hub-arg=0`).
     #[arg(long, allow_hyphen_values = true)]
     latency_hub_arg: Vec<String>,
+    /// An extra flag for every federated hub of the rate cells, repeatable (e.g.
+    /// `--rate-hub-arg=--nats-deliver-linger --rate-hub-arg=2ms`); for experiments: the
+    /// default measures the hubs' default flags, which is what users get.
+    #[arg(long, allow_hyphen_values = true)]
+    rate_hub_arg: Vec<String>,
 }
 
 impl Cli {
@@ -270,6 +279,8 @@ struct Run {
     hub_cpu: f64,
     /// CPU seconds the nats-server node used during the run.
     nats_cpu: f64,
+    /// CPU seconds this process (the kitchen and the eaters) used during the run.
+    bench_cpu: f64,
     /// Dumplings delivered to all eaters together.
     delivered: f64,
 }
@@ -385,6 +396,7 @@ async fn run_cell(
         p99_ms: percentile_ms(&lat, 0.99),
         hub_cpu: 0.0,
         nats_cpu: 0.0,
+        bench_cpu: 0.0,
         delivered: received as f64,
     })
 }
@@ -404,20 +416,27 @@ async fn rate_cell(cli: &Cli, n: usize) -> anyhow::Result<Run> {
     };
     // Cell 4: one federated hub that hands each dumpling to its eaters at once (no
     // --nats-deliver-linger), to show what the linger saves.
-    let (n, extra): (usize, &[&str]) = if n == 4 {
-        (1, &["--nats-deliver-linger", "0"])
+    let mut extra: Vec<&str> = if n == 4 {
+        vec!["--nats-deliver-linger", "0"]
     } else {
-        (n, &[])
+        Vec::new()
     };
-    let hubs = start_hubs_with(cluster.as_ref(), n.max(1), extra).await?;
+    let n = if n == 4 { 1 } else { n };
+    if cluster.is_some() {
+        extra.extend(cli.rate_hub_arg.iter().map(String::as_str));
+    }
+    let hubs = start_hubs_with(cluster.as_ref(), n.max(1), &extra).await?;
     let spread: Vec<usize> = (0..n.max(1)).collect();
     let before = cpu_of(&hubs, cluster.as_ref());
+    let bench_before = cpu_secs(std::process::id());
     let run = run_cell(&hubs, &spread, cli.eaters, cli.dumplings, None).await;
+    let bench_after = cpu_secs(std::process::id());
     let after = cpu_of(&hubs, cluster.as_ref());
     stop_all(hubs);
     run.map(|r| Run {
         hub_cpu: after.0 - before.0,
         nats_cpu: after.1 - before.1,
+        bench_cpu: bench_after - bench_before,
         ..r
     })
 }
@@ -625,12 +644,13 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let run = rate_cell(&cli, n).await?;
                 eprintln!(
-                    "  rep {rep} {:<16} {:>10.0}/s complete {:.1}%  cpu s: hubs {:.2} nats {:.2}",
+                    "  rep {rep} {:<16} {:>10.0}/s complete {:.1}%  cpu s: hubs {:.2} nats {:.2} bench {:.2}",
                     labels[cell],
                     run.rate,
                     run.complete * 100.0,
                     run.hub_cpu,
-                    run.nats_cpu
+                    run.nats_cpu,
+                    run.bench_cpu
                 );
                 runs[cell].push(run);
             }
@@ -641,9 +661,21 @@ async fn main() -> anyhow::Result<()> {
             cli.eaters, cli.reps
         );
         println!(
-            "{:<18} {:>14} {:>10} {:>10} {:>10} {:>12} {:>12}",
-            "cell", "delivered/s", "min", "vs 1 hub", "complete", "hub ns/dlv", "nats ns/dlv"
+            "{:<18} {:>14} {:>10} {:>10} {:>10} {:>12} {:>12} {:>12} {:>12}",
+            "cell",
+            "delivered/s",
+            "min",
+            "vs 1 hub",
+            "complete",
+            "hub ns/dlv",
+            "nats ns/dlv",
+            "bench ns/dlv",
+            "all ns/dlv"
         );
+        // Total CPU per delivered dumpling (hubs + nats-server + this process's kitchen and
+        // eaters), per cell: on a saturated two-core machine the delivered rate goes as its
+        // inverse, and unlike the rate it barely moves with other load on the machine.
+        let mut all_ns = vec![f64::NAN; labels.len()];
         for (cell, label) in labels.iter().enumerate() {
             if runs[cell].is_empty() {
                 continue;
@@ -663,11 +695,20 @@ async fn main() -> anyhow::Result<()> {
                 )
             };
             let (hub_ns, nats_ns) = (per(|r| r.hub_cpu), per(|r| r.nats_cpu));
+            let bench_ns = per(|r| r.bench_cpu);
+            all_ns[cell] = per(|r| r.hub_cpu + r.nats_cpu + r.bench_cpu);
             println!(
-                "{label:<18} {m:>14.0} {min:>10.0} {:>10.2} {complete:>9.1}% {hub_ns:>12.0} {nats_ns:>12.0}",
-                m / base
+                "{label:<18} {m:>14.0} {min:>10.0} {:>10.2} {complete:>9.1}% {hub_ns:>12.0} {nats_ns:>12.0} {bench_ns:>12.0} {:>12.0}",
+                m / base,
+                all_ns[cell]
             );
         }
+        let by_cpu = all_ns[0] / all_ns[1];
+        println!(
+            "federation cost by CPU (1 hub: all ns/dlv without NATS / with --nats): {by_cpu:.2}; hub CPU alone: {:.2}",
+            median(runs[0].iter().map(|r| r.hub_cpu / r.delivered.max(1.0)).collect())
+                / median(runs[1].iter().map(|r| r.hub_cpu / r.delivered.max(1.0)).collect())
+        );
         let fed = median(runs[1].iter().map(|r| r.rate).collect()) / base;
         let three = median(runs[3].iter().map(|r| r.rate).collect()) / base;
         println!(
