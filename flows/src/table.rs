@@ -892,6 +892,15 @@ impl FlowTable {
         self.expire(events);
     }
 
+    /// Moves the clock to `now_ns` and ends what timed out, then ends the least recently
+    /// used flow as `evicted`, as a full table does to make room for a new flow. Crash
+    /// capsules replay a call's evictions with it (`nd-sniff --capsule-evict-ns`). Does
+    /// nothing more on an empty table.
+    pub fn evict_lru(&mut self, now_ns: u64, events: &mut impl EventSink) {
+        self.advance(now_ns, events);
+        self.evict(events);
+    }
+
     /// Ends every flow (end of capture, or the kitchen stopping), oldest id first. Flows
     /// already closed by FIN/RST keep that reason.
     ///

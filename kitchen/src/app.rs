@@ -180,6 +180,8 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     // flow stage at all), the baseline its "flows cost nothing unused" figure is measured on.
     if std::env::var_os(kitchen::parse::flow_stage::BYPASS_ENV).is_none() {
         dispatcher.set_flows(config.flows)?;
+        // `--capsule-evict-ns`: repeat a flow-event crash capsule's evictions.
+        dispatcher.set_capsule_evictions(&config.capsules.capsule_evict_ns);
     }
     setup_status(&config, &mut dispatcher, hub.as_ref());
     if let Some(settings) = CapsuleSettings::from_args(

@@ -403,6 +403,111 @@ fn a_capsule_of_a_reassembled_datagram_replays_the_same_datagram() {
     replay_panics_the_same(note, marker, &first, "FragmentTrapChef");
 }
 
+#[test]
+fn a_capsule_of_an_evicted_flow_replays_the_eviction() {
+    // A TCP connection, then a UDP packet of another flow: with a one-flow table the UDP
+    // flow evicts the connection, and FlowTrapChef panics on that end, naming it (end
+    // reason included). The capsule's replay line evicts at the same point.
+    let marker = "FlowTrapChef deliberately panics on the end of a TCP connection";
+    let capture = fresh("eviction-capture").join("evicted.pcap");
+    let t0 = 1_700_000_000_000_000_000u64;
+    let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let frames = [
+        (t0, raw_ipv4(a, b, 6, &tcp(40_000, 80, 100, 0, 0x02, b""))),
+        (
+            t0 + 1_000,
+            raw_ipv4(b, a, 6, &tcp(80, 40_000, 500, 101, 0x12, b"")),
+        ),
+        (
+            t0 + 2_000,
+            raw_ipv4(a, b, 6, &tcp(40_000, 80, 101, 501, 0x10, b"")),
+        ),
+        (
+            t0 + 3_000,
+            raw_ipv4(
+                a,
+                b,
+                6,
+                &tcp(40_000, 80, 101, 501, 0x18, b"GET / HTTP/1.0\r\n\r\n"),
+            ),
+        ),
+        (
+            t0 + 9_000,
+            raw_ipv4(
+                [10, 0, 0, 3],
+                [10, 0, 0, 4],
+                17,
+                &[0x13, 0x88, 0, 53, 0, 9, 0, 0, 7],
+            ),
+        ),
+    ];
+    write_raw_ip_pcap(&capture, &frames);
+    let chefs = chef_folder("eviction-chefs", &["flow_trap_chef.wasm"]);
+    let crash = fresh("eviction-crash");
+    let out = replay_with_capsules(
+        &capture,
+        &chefs,
+        &crash,
+        &["--flow-table-size", "1", "--chef-deadline-ms", DEADLINE_MS],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
+    let first = panic_text(&stderr, marker)
+        .unwrap_or_else(|| panic!("no panic text in the log:\n{stderr}"))
+        .to_owned();
+    assert!(first.contains("Evicted"), "not an eviction: {first}");
+    let all = capsules(&crash);
+    let (note, _) = all
+        .first()
+        .unwrap_or_else(|| panic!("no capsule:\n{stderr}"));
+    assert_eq!(note["call"], "on-flow-events", "{note:#}");
+    assert_eq!(note["input"]["evictions_replayed"], true, "{note:#}");
+    assert_eq!(note["input"]["ends_checked_same"], true, "{note:#}");
+    let line = note["replay"].as_str().unwrap_or_default();
+    assert!(line.contains("--capsule-evict-ns"), "{line}");
+    replay_panics_the_same(note, marker, &first, "FlowTrapChef-evicted");
+}
+
+/// A raw IPv4 packet (no options, checksum left zero: the kitchen does not check it).
+fn raw_ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 1, 0, 0, 64, protocol, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(l4);
+    p
+}
+
+/// A TCP segment (20-byte header) with these ports, numbers, flags and payload.
+fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(20 + payload.len());
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    t
+}
+
+/// A nanosecond pcap of raw IP frames (LINKTYPE_RAW) at these capture times.
+fn write_raw_ip_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+    f.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&65_535u32.to_le_bytes());
+    f.extend_from_slice(&101u32.to_le_bytes());
+    for (ns, frame) in frames {
+        f.extend_from_slice(&((ns / 1_000_000_000) as u32).to_le_bytes());
+        f.extend_from_slice(&((ns % 1_000_000_000) as u32).to_le_bytes());
+        f.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        f.extend_from_slice(frame);
+    }
+    std::fs::write(path, f).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 /// Run `note`'s replay line with crash capsules in a fresh folder (returned): it must
 /// fail with the same panic text `first` (the log line from `marker` on) as the run that
 /// left the capsule, i.e. on the same input.

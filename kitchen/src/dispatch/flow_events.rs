@@ -29,6 +29,8 @@ pub(super) struct DispatchFlows {
     wit: Vec<WitFlowEvent>,
     /// The table's counters as of the last batch run (they travel with the batches).
     latest: Option<FlowCounters>,
+    /// `--capsule-evict-ns`: when the replay's table evicts its least recently used flow.
+    evictions: Vec<u64>,
 }
 
 /// Whether `chef` asked for flow events.
@@ -55,6 +57,7 @@ impl Dispatcher {
             shared: shared.clone(),
             wit: Vec::new(),
             latest: None,
+            evictions: Vec::new(),
         });
         self.update_flow_switch();
         Ok(shared)
@@ -66,11 +69,21 @@ impl Dispatcher {
         self.flows.as_ref()?.latest
     }
 
+    /// Replay only (`--capsule-evict-ns`, after [`Dispatcher::set_flows`]): the replay's flow
+    /// table evicts its least recently used flow at each of these capture times, as the
+    /// crash capsule's failing call saw flows end by eviction.
+    pub fn set_capsule_evictions(&mut self, times: &[u64]) {
+        if let Some(f) = self.flows.as_mut() {
+            f.evictions = times.to_vec();
+        }
+    }
+
     /// A stage for a new builder (a replay's reading thread), when flows are configured.
     pub(super) fn flow_stage_for_builder(&self) -> Option<FlowStage> {
         let f = self.flows.as_ref()?;
         // The config was validated by `set_flows`.
-        FlowStage::new(f.config, f.shared.clone()).ok()
+        let stage = FlowStage::new(f.config, f.shared.clone()).ok()?;
+        Some(stage.with_evictions(&f.evictions))
     }
 
     /// Turn tracking on exactly while some loaded chef needs it, and `started` events on

@@ -60,6 +60,8 @@ pub const DEFAULT_MAX_MIB: u64 = 64;
 /// Each holds at most one batch (1 MiB of frames), so this bounds the memory too (16 MiB);
 /// a replay can fail several chefs 5 times each within milliseconds, so it is not tiny.
 pub const QUEUE: usize = 16;
+/// Most `--capsule-evict-ns` times (a capsule's call holds at most one batch of events).
+pub const MAX_EVICTIONS: usize = 65_536;
 /// Format version of the note (`"capsule"` key).
 pub const NOTE_VERSION: u32 = 1;
 
@@ -88,6 +90,13 @@ pub struct CapsuleArgs {
     /// `on-interval` crash capsule's note uses it to repeat the failing poke.
     #[arg(long, value_name = "NS", requires = "read")]
     pub capsule_poke_ns: Option<u64>,
+
+    /// Replay only: at each of these capture times (ns since the Unix epoch,
+    /// comma-separated), the flow table evicts its least recently used flow, as a full table
+    /// does for a new flow. The `replay` line of an `on-flow-events` crash capsule whose call
+    /// saw flows end by eviction uses it.
+    #[arg(long, value_name = "NS,...", value_delimiter = ',', requires = "read")]
+    pub capsule_evict_ns: Vec<u64>,
 }
 
 impl CapsuleArgs {
@@ -98,6 +107,11 @@ impl CapsuleArgs {
         }
         if self.chef_crash_max_mib == 0 || self.chef_crash_max_mib > 1 << 20 {
             return Err("--chef-crash-max-mib must be between 1 and 1048576".into());
+        }
+        if self.capsule_evict_ns.len() > MAX_EVICTIONS {
+            return Err(format!(
+                "--capsule-evict-ns takes at most {MAX_EVICTIONS} times"
+            ));
         }
         Ok(())
     }
@@ -308,7 +322,7 @@ impl CrashCapsules {
             "on-packets",
             input,
             kitchen_ns,
-            None,
+            ReplayFlags::default(),
             frames,
             data,
         );
@@ -336,7 +350,10 @@ impl CrashCapsules {
             "on-interval",
             input,
             now_ns,
-            Some(now_ns),
+            ReplayFlags {
+                poke_ns: Some(now_ns),
+                ..ReplayFlags::default()
+            },
             Vec::new(),
             Vec::new(),
         );
@@ -356,15 +373,15 @@ impl CrashCapsules {
         if !is_crash(err) {
             return;
         }
-        let poke_ns = u64::try_from(self.settings.poke_interval.as_nanos()).unwrap_or(u64::MAX);
-        let (made, input) = synth::stream_packets(chunks, arena, poke_ns);
+        let interval_ns = u64::try_from(self.settings.poke_interval.as_nanos()).unwrap_or(u64::MAX);
+        let (made, input) = synth::stream_packets(chunks, arena, interval_ns);
         self.submit(
             chef,
             err,
             "on-stream",
             input,
             kitchen_ns,
-            None,
+            ReplayFlags::default(),
             made.frames,
             made.data,
         );
@@ -382,14 +399,18 @@ impl CrashCapsules {
         if !is_crash(err) {
             return;
         }
-        let (made, input) = synth::flow_packets(events, self.settings.flows.as_ref());
+        let (made, input, evict_ns) = synth::flow_packets(events, self.settings.flows.as_ref());
+        let replay = ReplayFlags {
+            evict_ns,
+            ..ReplayFlags::default()
+        };
         self.submit(
             chef,
             err,
             "on-flow-events",
             input,
             kitchen_ns,
-            None,
+            replay,
             made.frames,
             made.data,
         );
@@ -403,7 +424,7 @@ impl CrashCapsules {
         call: &'static str,
         input: Value,
         kitchen_ns: u64,
-        poke_ns: Option<u64>,
+        replay: ReplayFlags,
         frames: Vec<CapsuleFrame>,
         data: Vec<u8>,
     ) {
@@ -427,7 +448,7 @@ impl CrashCapsules {
             NoteTimes {
                 wall_ns: wall,
                 kitchen_ns,
-                poke_ns,
+                replay,
             },
             &format!("{stem}.{ext}"),
         );
@@ -543,7 +564,16 @@ fn packets_summary(frames: &[CapsuleFrame], bytes: usize) -> Value {
 struct NoteTimes {
     wall_ns: u64,
     kitchen_ns: u64,
+    replay: ReplayFlags,
+}
+
+/// What a note's `replay` line repeats beyond the capture: the poke of an `on-interval`
+/// call (`--capsule-poke-ns`), the evictions of an `on-flow-events` call
+/// (`--capsule-evict-ns`).
+#[derive(Debug, Default)]
+struct ReplayFlags {
     poke_ns: Option<u64>,
+    evict_ns: Vec<u64>,
 }
 
 fn note(
@@ -588,9 +618,14 @@ fn note(
         "--chef-output-bytes-per-sec".into(),
         limits.max_output_bytes_per_sec.to_string(),
     ]);
-    if let Some(t) = times.poke_ns {
+    if let Some(t) = times.replay.poke_ns {
         replay.push("--capsule-poke-ns".into());
         replay.push(t.to_string());
+    }
+    if !times.replay.evict_ns.is_empty() {
+        let times: Vec<String> = times.replay.evict_ns.iter().map(u64::to_string).collect();
+        replay.push("--capsule-evict-ns".into());
+        replay.push(times.join(","));
     }
     if let (Some(f), "on-flow-events" | "on-stream") = (&settings.flows, call) {
         // The flow table as it was, so idle timeouts (and the table size) replay alike.

@@ -188,6 +188,11 @@ pub struct FlowStage {
     pending: Vec<PacketMeta>,
     pending_at: Vec<u32>,
     refs: Vec<FlowRef>,
+    /// Capture times at which to evict the least recently used flow (`--capsule-evict-ns`),
+    /// latest first, so the next is at the end.
+    evict_at: Vec<u64>,
+    /// The next of them (`u64::MAX`: none), so a packet costs one comparison.
+    next_evict_ns: u64,
 }
 
 impl FlowStage {
@@ -200,7 +205,35 @@ impl FlowStage {
             pending: Vec::new(),
             pending_at: Vec::new(),
             refs: Vec::new(),
+            evict_at: Vec::new(),
+            next_evict_ns: u64::MAX,
         })
+    }
+
+    /// The same stage, evicting the least recently used flow at each of `times` (capture
+    /// times, ns): between the packets before and after it, or at the end of the input
+    /// before every flow ends. A crash capsule's replay line asks for it
+    /// (`--capsule-evict-ns`) to end flows by eviction as the failing call saw them end.
+    pub fn with_evictions(mut self, times: &[u64]) -> Self {
+        self.evict_at = times.to_vec();
+        self.evict_at.sort_unstable_by(|a, b| b.cmp(a));
+        self.next_evict_ns = self.evict_at.last().copied().unwrap_or(u64::MAX);
+        self
+    }
+
+    /// Evict at every eviction time up to `now_ns` (all of them with `u64::MAX`), after
+    /// tracking the noted packets.
+    #[cold]
+    fn evict_until(&mut self, now_ns: u64, packets: &mut [WirePacket], out: &mut FlowBatch) {
+        self.flush(packets, out);
+        while let Some(&at) = self.evict_at.last().filter(|&&at| at <= now_ns) {
+            self.evict_at.pop();
+            if self.on() {
+                let mut sink = self.sink(out);
+                self.table.evict_lru(at, &mut sink);
+            }
+        }
+        self.next_evict_ns = self.evict_at.last().copied().unwrap_or(u64::MAX);
     }
 
     /// Whether tracking is on now (drops the table's flows when it was just turned off).
@@ -232,12 +265,17 @@ impl FlowStage {
         if !self.on() {
             return;
         }
-        let Some((i, WirePacket(p))) = packets.len().checked_sub(1).zip(packets.last()) else {
+        let Some(last) = packets.len().checked_sub(1) else {
             return;
         };
-        if let Some(m) = meta_of(p) {
+        let now_ns = packets[last].0.timestamp_ns;
+        if now_ns >= self.next_evict_ns {
+            // Evictions due before this packet (not noted yet, so tracked after them).
+            self.evict_until(now_ns, packets, out);
+        }
+        if let Some(m) = meta_of(&packets[last].0) {
             self.pending.push(m);
-            self.pending_at.push(i as u32);
+            self.pending_at.push(last as u32);
         }
     }
 
@@ -283,7 +321,7 @@ impl FlowStage {
     /// End of the input (or the kitchen stopping): end every flow (`end-of-capture`),
     /// after tracking the noted packets of `packets`.
     pub fn end_all(&mut self, packets: &mut [WirePacket], out: &mut FlowBatch) {
-        self.flush(packets, out);
+        self.evict_until(u64::MAX, packets, out);
         if !self.on() {
             return;
         }

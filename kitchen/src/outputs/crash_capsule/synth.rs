@@ -20,12 +20,21 @@
 //!   the same summary: the same key and originator, first and last times, packets each way
 //!   (every packet while the call's flows fit in [`MAX_SYNTH_BYTES`] as header-only
 //!   frames, about 17 000 packets; beyond that each direction is folded into fewer, longer
-//!   packets, at least [`MIN_FOLDED_PACKETS_PER_DIRECTION`], and the note says so), bytes each way (frames are cut after their headers and carry the wire length,
-//!   as a snaplen would), TCP flags, and FIN / RST for those end reasons. A flow that ended
-//!   by idle timeout ends so again: a last "clock" packet (an ICMP echo between 192.0.2.1
-//!   and 192.0.2.2, a flow of its own) comes just after its timeout ran out, and the replay
-//!   line carries the kitchen's `--flow-idle-*` flags. An evicted flow ends at the end of
-//!   the replay instead (`end-of-capture`).
+//!   packets, at least [`MIN_FOLDED_PACKETS_PER_DIRECTION`], and the note says so), bytes
+//!   each way (frames are cut after their headers and carry the wire length, as a snaplen
+//!   would), TCP flags, and FIN / RST for those end reasons. A flow that ended by idle
+//!   timeout ends so again: a last "clock" packet (an ICMP echo between 192.0.2.1 and
+//!   192.0.2.2, a flow of its own) comes just after its timeout ran out, and the replay
+//!   line carries the kitchen's `--flow-idle-*` flags. An evicted flow is evicted again:
+//!   the replay line asks for an eviction of the least recently used flow just after its
+//!   last packet (`--capsule-evict-ns`), and every other flow of the call that is open then
+//!   gets a packet between the two, as in the kitchen it had one (else it, not the evicted
+//!   flow, would have been the least recently used).
+//!
+//! **Checked.** What is made for flow events is replayed here through a flow table with
+//! the kitchen's settings, and the note says whether every flow the call ended came out
+//! with the same summary (`ends_checked_same`); when the evictions do not, the capsule is
+//! made without them (evicted flows then end at the end of the replay, counted).
 //!
 //! Bounded: at most [`MAX_SYNTH_BYTES`] of frames; what does not fit is left out and
 //! counted in the note's input summary.
@@ -78,6 +87,17 @@ pub struct Frames {
 }
 
 impl Frames {
+    /// The frames as capture records (interface 0), in order.
+    pub fn records(&self) -> impl Iterator<Item = capture::PacketRecord<'_>> {
+        self.frames.iter().map(|f| capture::PacketRecord {
+            timestamp_ns: f.timestamp_ns,
+            link_type: f.link_type,
+            interface_index: 0,
+            original_len: f.original_len,
+            data: &self.data[f.offset..f.offset + f.len],
+        })
+    }
+
     /// Add one frame (`original_len`: bytes on the wire, at least its length).
     fn push(&mut self, timestamp_ns: u64, original_len: u64, frame: &[u8]) {
         if self.data.len() + frame.len() > MAX_SYNTH_BYTES {
@@ -364,16 +384,82 @@ const CLOCK_CONN: Conn = Conn {
     responder_port: 0,
 };
 
-/// Packets that make the flow table produce `events` again (see the module docs), and a
-/// summary for the note. With the kitchen's flow `config`, flows that ended by idle
-/// timeout end so again: a last "clock" packet (an ICMP echo between 192.0.2.1 and
-/// 192.0.2.2, a flow of its own) comes just after their timeouts ran out.
-pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frames, Value) {
+/// Packets that make the flow table produce `events` again (see the module docs), a
+/// summary for the note, and the capture times at which the replay must evict
+/// (`--capsule-evict-ns`; empty when no flow ended by eviction or that could not be
+/// replayed). With the kitchen's flow `config`, flows that ended by idle timeout end so
+/// again: a last "clock" packet (an ICMP echo between 192.0.2.1 and 192.0.2.2, a flow of
+/// its own) comes just after their timeouts ran out. What was made is replayed through a
+/// flow table here, and the note says whether every ended flow came out the same.
+pub fn flow_packets(
+    events: &[FlowEvent],
+    config: Option<&FlowConfig>,
+) -> (Frames, Value, Vec<u64>) {
+    let per_direction = packets_per_direction(events);
+    let plan = config.and_then(|c| eviction_plan(events, c));
+    let evicted = plan.as_ref().map_or(0, |p| p.evict_ns.len() as u64);
+    // With the plan, or (when that does not replay the same ends) without it.
+    let mut attempts = plan.into_iter().map(Some).chain([None]).peekable();
+    loop {
+        let Some(plan) = attempts.next() else {
+            unreachable!("the attempt without a plan is always last")
+        };
+        let made = made_for(events, config, per_direction, plan.as_ref());
+        let same = config.map(|c| replays_the_same_ends(&made.frames, &made.evict_ns, events, c));
+        if same == Some(false) && attempts.peek().is_some() {
+            continue;
+        }
+        let planned = plan.is_some();
+        let summary = json!({
+            "events": events.len(),
+            "started": events.iter().filter(|e| matches!(e, FlowEvent::Started(_))).count(),
+            "ended": events.iter().filter(|e| matches!(e, FlowEvent::Ended(_))).count(),
+            "flows": made.flows,
+            "packets": made.frames.frames.len(),
+            "packets_left_out": made.frames.left_out,
+            "packets_per_direction_folded_to":
+                (per_direction != u64::MAX).then_some(per_direction),
+            "clock_packet_ns": made.clock_ns,
+            "evict_ns": made.evict_ns,
+            "evictions_replayed": planned,
+            "ends_not_replayed": made.not_replayed + if planned { 0 } else { evicted },
+            "ends_checked_same": same,
+            "synthesized": "per flow, packets with the same key, times, packet and byte counts \
+                            each way (when they do not all fit in a capsule, each direction is \
+                            folded into packets_per_direction_folded_to longer packets), TCP \
+                            flags and FIN/RST ending; idle timeouts by a last ICMP packet \
+                            between 192.0.2.1 and 192.0.2.2 after they ran out (replayed with \
+                            the same --flow-idle-* flags); evictions by --capsule-evict-ns at \
+                            evict_ns, every other flow of the call given a packet just after \
+                            each evicted flow's last, so it is not the least recently used; \
+                            ends_checked_same: replayed through a flow table, this gave every \
+                            ended flow of the call the same summary",
+        });
+        return (made.frames, summary, made.evict_ns);
+    }
+}
+
+/// The packets of one attempt of [`flow_packets`].
+struct FlowCapsule {
+    frames: Frames,
+    evict_ns: Vec<u64>,
+    clock_ns: Option<u64>,
+    flows: usize,
+    not_replayed: u64,
+}
+
+/// The packets for `events`, with the evictions of `plan` (see [`flow_packets`]).
+fn made_for(
+    events: &[FlowEvent],
+    config: Option<&FlowConfig>,
+    per_direction: u64,
+    plan: Option<&EvictionPlan>,
+) -> FlowCapsule {
+    let anchors: &[u64] = plan.map_or(&[], |p| &p.anchors);
     let mut out = Frames::default();
     let mut made: Vec<u64> = Vec::new();
     let mut not_replayed = 0u64;
     let mut clock_at: Option<u64> = None;
-    let per_direction = packets_per_direction(events);
     for e in events {
         let (id, conn) = match e {
             FlowEvent::Started(s) => (s.id, Conn::from_native(&s.key)),
@@ -398,25 +484,35 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
                             .saturating_add(1_000_000);
                         clock_at = clock_at.max(Some(at));
                     }
-                    (EndReason::IdleTimeout | EndReason::Evicted, _) => not_replayed += 1,
+                    (EndReason::IdleTimeout, None) => not_replayed += 1,
                     _ => {}
                 }
-                summary_packets(&conn, s, per_direction, &mut out);
+                summary_packets(&conn, s, per_direction, anchors, &mut out);
             }
             (None, FlowEvent::Started(s)) => {
-                let flags = if conn.transport == Transport::Tcp {
-                    SYN
-                } else {
-                    0
-                };
-                if let Some(f) = conn.frame(0, flags, ISN[0], 0, &[]) {
+                let tcp = conn.transport == Transport::Tcp;
+                if let Some(f) = conn.frame(0, if tcp { SYN } else { 0 }, ISN[0], 0, &[]) {
                     out.push(s.timestamp_ns, 0, &f);
+                }
+                // In the kitchen it was not the least recently used at an eviction (it
+                // would have been evicted): a packet after each evicted flow's last.
+                let again = if tcp { ACK } else { 0 };
+                let (seq, ack) = (ISN[0].wrapping_add(1), ISN[1].wrapping_add(1));
+                for &at in anchors.iter().filter(|&&at| at > s.timestamp_ns) {
+                    if let Some(f) = conn.frame(0, again, seq, ack, &[]) {
+                        out.push(at, 0, &f);
+                    }
                 }
             }
             (None, FlowEvent::Ended(_)) => {}
         }
     }
-    if let Some(at) = clock_at {
+    let evict_ns = plan.map_or_else(Vec::new, |p| p.evict_ns.clone());
+    // With evictions, the last one moves the clock past every idle timeout a clock packet
+    // before it would serve, and a clock flow older than an evicted one would be evicted
+    // in its place.
+    let clock_ns = clock_at.filter(|&at| evict_ns.last().is_none_or(|&last| at > last));
+    if let Some(at) = clock_ns {
         if let Some(f) = CLOCK_CONN.frame(0, 0, 0, 0, &[]) {
             out.push(at, 0, &f);
         }
@@ -436,35 +532,127 @@ pub fn flow_packets(events: &[FlowEvent], config: Option<&FlowConfig>) -> (Frame
             &out.data[f.offset..f.offset + f.len],
         );
     }
-    let summary = json!({
-        "events": events.len(),
-        "started": events.iter().filter(|e| matches!(e, FlowEvent::Started(_))).count(),
-        "ended": events.iter().filter(|e| matches!(e, FlowEvent::Ended(_))).count(),
-        "flows": made.len(),
-        "packets": sorted.frames.len(),
-        "packets_left_out": sorted.left_out,
-        "packets_per_direction_folded_to": (per_direction != u64::MAX).then_some(per_direction),
-        "clock_packet_ns": clock_at,
-        "ends_not_replayed": not_replayed,
-        "synthesized": "per flow, packets with the same key, times, packet and byte counts \
-                        each way (when they do not all fit in a capsule, each direction is \
-                        folded into packets_per_direction_folded_to longer packets), TCP \
-                        flags and FIN/RST ending; idle timeouts by a last ICMP packet between \
-                        192.0.2.1 and 192.0.2.2 after they ran out (replayed with the same \
-                        --flow-idle-* flags); evicted flows end at the end of the replay",
-    });
-    (sorted, summary)
+    FlowCapsule {
+        frames: sorted,
+        evict_ns,
+        clock_ns,
+        flows: made.len(),
+        not_replayed,
+    }
+}
+
+/// The summaries of the flows `events` ended, in order.
+fn ended_summaries(events: &[FlowEvent]) -> impl Iterator<Item = &FlowSummary> {
+    events.iter().filter_map(|e| match e {
+        FlowEvent::Ended(s) => Some(s),
+        FlowEvent::Started(_) => None,
+    })
+}
+
+/// How a replay ends a call's evicted flows by eviction again.
+struct EvictionPlan {
+    /// When the table evicts its least recently used flow, ascending.
+    evict_ns: Vec<u64>,
+    /// Just after each evicted flow's last packet (ascending): every other flow of the
+    /// call that is open then gets a packet at this time, as in the kitchen it had one
+    /// between that flow's last packet and its eviction (else it would have been evicted).
+    anchors: Vec<u64>,
+}
+
+/// The eviction plan for the `Evicted` ends of `events` (`None` without any). Each evicted
+/// flow is evicted just after its last packet, but not before the flows of the call that
+/// were older and ended otherwise had gone (idle timeout, or the linger after FIN/RST):
+/// in the kitchen the evicted flow was the least recently used one, so those were gone.
+fn eviction_plan(events: &[FlowEvent], config: &FlowConfig) -> Option<EvictionPlan> {
+    let ended: Vec<&FlowSummary> = ended_summaries(events).collect();
+    let mut evicted: Vec<&FlowSummary> = ended
+        .iter()
+        .copied()
+        .filter(|s| s.end_reason == EndReason::Evicted)
+        .collect();
+    if evicted.is_empty() {
+        return None;
+    }
+    evicted.sort_by_key(|s| s.last_ns);
+    let linger = u64::try_from(config.close_linger.as_nanos()).unwrap_or(u64::MAX);
+    let mut evict_ns: Vec<u64> = Vec::with_capacity(evicted.len());
+    let mut anchors: Vec<u64> = Vec::with_capacity(evicted.len());
+    for e in &evicted {
+        let anchor = e.last_ns.saturating_add(1);
+        let mut at = anchor.saturating_add(1);
+        for f in &ended {
+            if f.last_ns >= e.last_ns {
+                continue;
+            }
+            let gone = match f.end_reason {
+                EndReason::IdleTimeout => idle_timeout_ns(f, config),
+                EndReason::Fin | EndReason::Rst => linger,
+                _ => continue,
+            };
+            at = at.max(f.last_ns.saturating_add(gone).saturating_add(1));
+        }
+        if let Some(&before) = evict_ns.last() {
+            at = at.max(before.saturating_add(1));
+        }
+        if anchors.last() != Some(&anchor) {
+            anchors.push(anchor);
+        }
+        evict_ns.push(at);
+    }
+    Some(EvictionPlan { evict_ns, anchors })
+}
+
+/// Whether replaying `made` through a flow table with `config`, evicting at `evict_ns`, ends
+/// every flow that `events` ended with the same summary (key, times, counts each way,
+/// flags, reason); ids and the ends of flows the call did not end are not compared.
+fn replays_the_same_ends(
+    made: &Frames,
+    evict_ns: &[u64],
+    events: &[FlowEvent],
+    config: &FlowConfig,
+) -> bool {
+    // A table as large as the capsule's flows can fill behaves as the kitchen's larger one.
+    let small = FlowConfig {
+        max_flows: config.max_flows.min(events.len() + 2 + made.frames.len()),
+        ..*config
+    };
+    let Some(got) = table_events(made, evict_ns, small) else {
+        return false;
+    };
+    let got: Vec<&FlowSummary> = ended_summaries(&got).collect();
+    ended_summaries(events).all(|w| got.iter().any(|g| FlowSummary { id: w.id, ..**g } == *w))
+}
+
+/// The flow events of `made` through a flow table with `config` (its packets in order,
+/// the least recently used flow evicted at each of `evict_ns`, every flow ended at the
+/// end); `None` when `config` is not one a table runs with.
+fn table_events(made: &Frames, evict_ns: &[u64], config: FlowConfig) -> Option<Vec<FlowEvent>> {
+    let mut table = flowtrack::table::FlowTable::new(config).ok()?;
+    let mut events: Vec<FlowEvent> = Vec::new();
+    let mut arena = Vec::new();
+    let mut evictions = evict_ns.iter().peekable();
+    for rec in made.records() {
+        while let Some(at) = evictions.next_if(|&&at| at <= rec.timestamp_ns) {
+            table.evict_lru(*at, &mut events);
+        }
+        arena.clear();
+        let (p, _) = crate::parse::packet::parse_into(&rec, &mut arena);
+        if let Some(meta) = crate::parse::flow_stage::meta_of(&p) {
+            table.track(&meta, &mut events);
+        }
+    }
+    for &at in evictions {
+        table.evict_lru(at, &mut events);
+    }
+    table.end_all(&mut events);
+    Some(events)
 }
 
 /// How many packets a direction of an ended flow in `events` gets: all of them when the
 /// call's ended flows fit in [`MAX_SYNTH_BYTES`] as header-only frames, else an even share
 /// of that budget per direction (at least [`MIN_FOLDED_PACKETS_PER_DIRECTION`]).
 fn packets_per_direction(events: &[FlowEvent]) -> u64 {
-    let ended = events.iter().filter_map(|e| match e {
-        FlowEvent::Ended(s) => Some(s),
-        FlowEvent::Started(_) => None,
-    });
-    let (flows, packets) = ended.fold((0u64, 0u64), |(f, p), s| {
+    let (flows, packets) = ended_summaries(events).fold((0u64, 0u64), |(f, p), s| {
         let n = s
             .packets_from_originator
             .saturating_add(s.packets_from_responder);
@@ -479,7 +667,13 @@ fn packets_per_direction(events: &[FlowEvent]) -> u64 {
 }
 
 /// The packets of one ended flow (see the module docs).
-fn summary_packets(conn: &Conn, s: &FlowSummary, per_direction: u64, out: &mut Frames) {
+fn summary_packets(
+    conn: &Conn,
+    s: &FlowSummary,
+    per_direction: u64,
+    anchors: &[u64],
+    out: &mut Frames,
+) {
     let tcp = conn.transport == Transport::Tcp;
     let counts = [
         s.packets_from_originator.min(per_direction),
@@ -492,10 +686,27 @@ fn summary_packets(conn: &Conn, s: &FlowSummary, per_direction: u64, out: &mut F
     if total == 0 {
         return;
     }
-    // Times spread evenly from first to last, the originator's first packet first.
-    let span = s.last_ns.saturating_sub(s.first_ns);
+    // The first and last packets at the first and last times; packets between at the
+    // anchors inside that span (eviction replays, see [`EvictionPlan`]), as many as there
+    // are packets between, the rest spread evenly after them.
+    let inside: Vec<u64> = anchors
+        .iter()
+        .copied()
+        .filter(|&t| t > s.first_ns && t < s.last_ns)
+        .take(total.saturating_sub(2) as usize)
+        .collect();
+    let from = inside.last().copied().unwrap_or(s.first_ns);
+    let spread = total - 1 - inside.len() as u64;
+    let base = inside.len() as u64;
     let time = |k: u64| {
-        s.first_ns + (u128::from(span) * u128::from(k) / u128::from((total - 1).max(1))) as u64
+        if k == 0 {
+            s.first_ns
+        } else if k <= base {
+            inside[k as usize - 1]
+        } else {
+            let span = s.last_ns.saturating_sub(from);
+            from + (u128::from(span) * u128::from(k - base) / u128::from(spread.max(1))) as u64
+        }
     };
     let mut sent = [0u64; 2];
     let mut bytes_left = bytes;
@@ -679,24 +890,7 @@ mod tests {
 
     /// Runs `made` through a real flow table; the events it produces (ended at the end).
     fn through_the_table(made: &Frames) -> Vec<FlowEvent> {
-        use flowtrack::table::{FlowConfig, FlowTable};
-        let mut table = FlowTable::new(FlowConfig::default()).expect("default config");
-        let mut events = Vec::new();
-        let mut arena = Vec::new();
-        for f in &made.frames {
-            let rec = capture::PacketRecord {
-                timestamp_ns: f.timestamp_ns,
-                link_type: f.link_type,
-                interface_index: 0,
-                original_len: f.original_len,
-                data: &made.data[f.offset..f.offset + f.len],
-            };
-            let (p, _) = crate::parse::packet::parse_into(&rec, &mut arena);
-            let meta = crate::parse::flow_stage::meta_of(&p).expect("a flow packet");
-            table.track(&meta, &mut events);
-        }
-        table.end_all(&mut events);
-        events
+        table_events(made, &[], FlowConfig::default()).expect("default config")
     }
 
     #[test]
@@ -746,14 +940,10 @@ mod tests {
         };
         let want = [tcp, rst, udp];
         let events: Vec<FlowEvent> = want.iter().map(|s| FlowEvent::Ended(*s)).collect();
-        let (made, summary) = flow_packets(&events, None);
+        let (made, summary, _) = flow_packets(&events, None);
         assert_eq!(made.left_out, 0, "{summary}");
-        let mut got: Vec<FlowSummary> = through_the_table(&made)
-            .into_iter()
-            .filter_map(|e| match e {
-                FlowEvent::Ended(s) => Some(s),
-                FlowEvent::Started(_) => None,
-            })
+        let mut got: Vec<FlowSummary> = ended_summaries(&through_the_table(&made))
+            .copied()
             .collect();
         got.sort_by_key(|s| s.first_ns);
         assert_eq!(got.len(), 3, "{got:?}");
@@ -766,7 +956,7 @@ mod tests {
             key: tcp.key,
             timestamp_ns: 77,
         });
-        let (made, _) = flow_packets(&[start], None);
+        let (made, _, _) = flow_packets(&[start], None);
         let events = through_the_table(&made);
         assert!(
             matches!(events[0], FlowEvent::Started(s) if s.key == tcp.key && s.timestamp_ns == 77),
@@ -784,6 +974,35 @@ mod tests {
             .collect()
     }
 
+    /// `made` replayed through the kitchen's own batch builder and flow stage, as
+    /// `nd-sniff -r` runs it: pokes every `poke_secs` of capture time (they cut batches),
+    /// the least recently used flow evicted at `evict_ns` (`--capsule-evict-ns`), every
+    /// flow ended at the end. The batches.
+    fn batches_of(
+        made: &Frames,
+        poke_secs: u64,
+        evict_ns: &[u64],
+    ) -> Vec<crate::parse::batch::Batch> {
+        use crate::parse::batch::{BatchBuilder, ClockMode, Step};
+        use crate::parse::flow_stage::{FlowShared, FlowStage};
+        let shared = std::sync::Arc::new(FlowShared::default());
+        shared.set_wanted(true);
+        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(poke_secs));
+        let stage = FlowStage::new(Default::default(), shared).expect("default config");
+        b.set_flow_stage(stage.with_evictions(evict_ns));
+        for rec in made.records() {
+            b.push(&rec);
+        }
+        b.end_flows();
+        let mut batches = Vec::new();
+        while let Some(step) = b.next_step() {
+            if let Step::Packets(batch) = step {
+                batches.push(batch);
+            }
+        }
+        batches
+    }
+
     /// [`reassembled`] with pokes every `poke_secs` of capture time (they cut the
     /// batches): each chunk with the index of the batch that delivered it.
     #[allow(clippy::type_complexity)]
@@ -793,13 +1012,7 @@ mod tests {
         poke_secs: u64,
     ) -> Vec<(usize, (usize, u64, u64, bool, Vec<u8>))> {
         use crate::chef_host::bindings::Interest;
-        use crate::parse::batch::{BatchBuilder, ClockMode, Step};
-        use crate::parse::flow_stage::{FlowShared, FlowStage};
         use crate::parse::stream_stage::{StreamFilter, StreamStage};
-        let shared = std::sync::Arc::new(FlowShared::default());
-        shared.set_wanted(true);
-        let mut b = BatchBuilder::new(ClockMode::Replay, std::time::Duration::from_secs(poke_secs));
-        b.set_flow_stage(FlowStage::new(Default::default(), shared).expect("default config"));
         let filter = StreamFilter::new(&Interest {
             link_types: vec![],
             network: vec![],
@@ -813,21 +1026,9 @@ mod tests {
             want: u64::from(want),
             ..Default::default()
         });
-        for f in &made.frames {
-            b.push(&capture::PacketRecord {
-                timestamp_ns: f.timestamp_ns,
-                link_type: f.link_type,
-                interface_index: 0,
-                original_len: f.original_len,
-                data: &made.data[f.offset..f.offset + f.len],
-            });
-        }
-        b.end_flows();
         let mut out = Vec::new();
-        let mut batches = 0;
-        while let Some(step) = b.next_step() {
-            let Step::Packets(batch) = step else { continue };
-            batches += 1;
+        for (i, batch) in batches_of(made, poke_secs, &[]).iter().enumerate() {
+            let batch_no = i + 1;
             stage.feed(&batch.packets, &batch.arena);
             for e in &batch.flows.ended {
                 if let FlowEvent::Ended(s) = e {
@@ -839,7 +1040,7 @@ mod tests {
                 let start = c.data.offset as usize;
                 let data = arena[start..start + c.data.len as usize].to_vec();
                 out.push((
-                    batches,
+                    batch_no,
                     (
                         side_of(c.flow.direction),
                         c.offset,
@@ -958,16 +1159,10 @@ mod tests {
             tcp_flags_seen: 0,
             end_reason: EndReason::IdleTimeout,
         };
-        let (made, summary) = flow_packets(&[FlowEvent::Ended(udp)], Some(&config));
+        let (made, summary, _) = flow_packets(&[FlowEvent::Ended(udp)], Some(&config));
         assert_eq!(made.frames.len(), 5, "{summary}");
         let events = through_the_table(&made);
-        let ended: Vec<FlowSummary> = events
-            .iter()
-            .filter_map(|e| match e {
-                FlowEvent::Ended(s) => Some(*s),
-                FlowEvent::Started(_) => None,
-            })
-            .collect();
+        let ended: Vec<FlowSummary> = ended_summaries(&events).copied().collect();
         // The UDP flow ends idle (before the clock flow, which ends with the capture).
         assert_eq!(
             FlowSummary {
@@ -979,7 +1174,7 @@ mod tests {
         assert_eq!(ended[1].key.transport, Transport::Icmpv4);
         assert_eq!(ended[1].end_reason, EndReason::EndOfCapture);
         // Without the kitchen's flow config it cannot be timed: the note says so.
-        let (made, summary) = flow_packets(&[FlowEvent::Ended(udp)], None);
+        let (made, summary, _) = flow_packets(&[FlowEvent::Ended(udp)], None);
         assert_eq!(made.frames.len(), 4);
         assert_eq!(summary["ends_not_replayed"], 1);
     }
@@ -1006,18 +1201,14 @@ mod tests {
         };
         // 1000 packets each way: far more than the old fold at 64, made one for one.
         let want = long(1, 1_000);
-        let (made, summary) = flow_packets(&[FlowEvent::Ended(want)], None);
+        let (made, summary, _) = flow_packets(&[FlowEvent::Ended(want)], None);
         assert_eq!(made.frames.len(), 1_999, "{summary}");
         assert!(
             summary["packets_per_direction_folded_to"].is_null(),
             "{summary}"
         );
-        let got: Vec<FlowSummary> = through_the_table(&made)
-            .into_iter()
-            .filter_map(|e| match e {
-                FlowEvent::Ended(s) => Some(s),
-                FlowEvent::Started(_) => None,
-            })
+        let got: Vec<FlowSummary> = ended_summaries(&through_the_table(&made))
+            .copied()
             .collect();
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(
@@ -1032,7 +1223,7 @@ mod tests {
         let many: Vec<FlowEvent> = (1..=10)
             .map(|id| FlowEvent::Ended(long(id, 10_000)))
             .collect();
-        let (made, summary) = flow_packets(&many, None);
+        let (made, summary, _) = flow_packets(&many, None);
         let folded = summary["packets_per_direction_folded_to"]
             .as_u64()
             .expect("folded");
@@ -1043,5 +1234,80 @@ mod tests {
         assert_eq!(made.left_out, 0, "{summary}");
         assert_eq!(made.frames.len() as u64, 10 * 2 * folded, "{summary}");
         assert!(made.data.len() <= MAX_SYNTH_BYTES);
+    }
+
+    /// The ended flows a replay of `made` gives through the kitchen's own batch builder and
+    /// flow stage, evicting at `evict_ns` (as `nd-sniff -r --capsule-evict-ns` runs them).
+    fn ended_through_the_stage(made: &Frames, evict_ns: &[u64]) -> Vec<FlowSummary> {
+        let batches = batches_of(made, 3600, evict_ns);
+        let events: Vec<FlowEvent> = batches.iter().flat_map(|b| b.flows.ended.clone()).collect();
+        ended_summaries(&events).copied().collect()
+    }
+
+    #[test]
+    fn evicted_flows_are_evicted_again_and_started_ones_kept_fresher() {
+        let config = FlowConfig::default();
+        let key = |a: &str, port: u16, transport| FlowKey {
+            transport,
+            originator: a.parse().expect("address"),
+            responder: "10.0.0.9".parse().expect("address"),
+            originator_port: port,
+            responder_port: 53,
+        };
+        let s0 = 1_700_000_000_000_000_000u64;
+        let flow = |id, port, first, last, reason| FlowSummary {
+            id,
+            key: key("10.0.0.1", port, Transport::Udp),
+            first_ns: s0 + first,
+            last_ns: s0 + last,
+            packets_from_originator: 3,
+            packets_from_responder: 2,
+            bytes_from_originator: 3 * 80,
+            bytes_from_responder: 2 * 120,
+            tcp_flags_seen: 0,
+            end_reason: reason,
+        };
+        // Two flows evicted (the older first), one that ends with the capture, and one
+        // that only starts in the call, before the first eviction (in the kitchen it had
+        // later packets: the capsule has its first only).
+        let older = flow(1, 1001, 1_000, 2_000, EndReason::Evicted);
+        let newer = flow(2, 1002, 1_500, 3_000, EndReason::Evicted);
+        let stays = flow(3, 1003, 2_500, 9_000, EndReason::EndOfCapture);
+        let start = FlowEvent::Started(flowtrack::table::FlowStart {
+            id: 4,
+            key: key("10.0.0.2", 1004, Transport::Udp),
+            timestamp_ns: s0 + 500,
+        });
+        let events = [
+            start,
+            FlowEvent::Ended(older),
+            FlowEvent::Ended(newer),
+            FlowEvent::Ended(stays),
+        ];
+        let (made, summary, evict_ns) = flow_packets(&events, Some(&config));
+        assert_eq!(summary["evictions_replayed"], true, "{summary}");
+        assert_eq!(summary["ends_checked_same"], true, "{summary}");
+        assert_eq!(evict_ns.len(), 2, "{summary}");
+        let ended = ended_through_the_stage(&made, &evict_ns);
+        for want in [older, newer, stays] {
+            assert!(
+                ended
+                    .iter()
+                    .any(|g| FlowSummary { id: want.id, ..*g } == want),
+                "{want:?} not in {ended:?}"
+            );
+        }
+        // The started flow was not evicted in their place.
+        let started_key = key("10.0.0.2", 1004, Transport::Udp);
+        let its_end = ended.iter().find(|s| s.key == started_key).expect("ends");
+        assert_eq!(its_end.end_reason, EndReason::EndOfCapture, "{ended:?}");
+        // Without the evictions, they end with the capture (as before this was built).
+        let without = ended_through_the_stage(&made, &[]);
+        assert!(
+            without
+                .iter()
+                .all(|s| s.end_reason == EndReason::EndOfCapture),
+            "{without:?}"
+        );
     }
 }
