@@ -102,9 +102,13 @@ build tools/bench-chefs/empty_py PyEmptyChef
 build tools/bench-chefs/empty_js JsEmptyChef
 if [ -n "${PROBES:-}" ]; then
     # The DNSLookupChef cut short after each step (tools/bench-chefs/README.md).
-    for step in parse name touch; do
-        build "tools/bench-chefs/dns_probes/py_$step" "PyDnsProbe_$step"
-        build "tools/bench-chefs/dns_probes/js_$step" "JsDnsProbe_$step"
+    for step in none parse name touch; do
+        for l in py js; do
+            L=Py; [ "$l" = js ] && L=Js
+            if [ -d "$REPO/tools/bench-chefs/dns_probes/${l}_$step" ]; then
+                build "tools/bench-chefs/dns_probes/${l}_$step" "${L}DnsProbe_$step"
+            fi
+        done
     done
 fi
 if [ -n "${BASELINE_REV:-}" ]; then

@@ -62,6 +62,7 @@ __all__ = [
     "mac_str",
     "ipv4_str",
     "ipv6_str",
+    "json_string",
 ]
 
 __version__ = "0.2.0"
@@ -113,8 +114,9 @@ class BoundedDict(dict):
     """A dict holding at most ``capacity`` keys, so that chef state cannot grow without limit.
 
     Keys keep their first-seen order (JSON output order). Adding a new key to a full dict
-    first evicts the key touched least recently; ``d[k] = v`` and :meth:`touch` count as
-    touching, reading does not. The same policy as the Rust chef SDK's ``BoundedMap``.
+    first evicts the key touched least recently; ``d[k] = v``, :meth:`touch` and
+    ``d.refresh(k)`` (an existing key) count as touching, reading does not. The same policy
+    as the Rust chef SDK's ``BoundedMap``.
     """
 
     def __init__(self, capacity: int):
@@ -124,6 +126,11 @@ class BoundedDict(dict):
         # Keys from least to most recently touched: every operation is O(1) (an
         # OrderedDict moves a key to the end and pops the oldest in constant time).
         self._recency = collections.OrderedDict()
+        # refresh(key): count an existing key as touched now (KeyError when absent). The
+        # OrderedDict's own method, bound here: a hot path that finds its entry with
+        # `d.get(key)` then refreshes it makes no Python-level call (one frame less per
+        # packet than touch(), which an interpreter inside wasm pays dearly).
+        self.refresh = self._recency.move_to_end
 
     def touch(self, key, make):
         """The value for ``key``, inserting ``make()`` first if absent (maybe evicting)."""
@@ -263,7 +270,12 @@ class DumplingChef:
     ``description`` (default: the docstring's first line), ``version``, and
     ``catch_errors`` (default ``True``: an exception in a handler is logged and the packet
     skipped, as the original kitchen did; ``False`` lets it trap the component, which the
-    kitchen then reports and restarts).
+    kitchen then reports and restarts), and ``packet_json_text`` (default ``False``;
+    ``True``: ``packet_handler`` returns each payload already written as JSON text, a
+    ``str`` sent as it is, e.g. ``f'{{"host": {json_string(name)}, "t": {t!r}}}'``; for
+    small payloads of a known shape it costs an interpreter inside wasm about half of
+    building dicts and encoding them. The text must be one JSON value: the kitchen checks
+    it, and a malformed one ends that call's answer, the rest counted as invalid output).
 
     Optional state across a hot reload: ``snapshot(self) -> bytes`` and
     ``restore(self, data: bytes)`` (raise to refuse an old state; the new version then starts
@@ -278,6 +290,7 @@ class DumplingChef:
     description = None
     version = "0.1.0"
     catch_errors = True
+    packet_json_text = False
 
     def __init__(self):
         self.name = type(self).__name__
@@ -388,6 +401,12 @@ encode_payload = _C_ENCODER[0] if _C_ENCODER else _ENCODE
 _chunks, _markers = (_C_ENCODER[1], _C_ENCODER[2]) if _C_ENCODER else (lambda value, _level: (_ENCODE(value),), {})
 
 
+# json_string(s): the JSON text of the string `s`, quotes included, exactly as the payload
+# encoder writes it (non-ASCII as \u escapes); the C function the encoder itself calls. For
+# chefs with ``packet_json_text = True`` (see DumplingChef).
+json_string = json.encoder.encode_basestring_ascii
+
+
 class Runner:
     """Drives one chef instance: the batching and error policy, independent of the bindings."""
 
@@ -396,6 +415,7 @@ class Runner:
         cls = type(chef)
         self.wants_packets, self.wants_interval = cls._drivers()
         self.catch = bool(cls.catch_errors)
+        self.json_text = bool(cls.packet_json_text)
 
     def packets(self, packets, arena, make_dumpling) -> list:
         """Run ``packet_handler`` over a batch of WIT records; return ``make_dumpling(index, json)`` items."""
@@ -419,6 +439,7 @@ class Runner:
         does a Python-level encoder, hence the C encoder's call right here)."""
         chef = self.chef
         handler = chef.packet_handler
+        json_text = self.json_text
         out = []
         chunks, join = _chunks, "".join
         if not self.catch:
@@ -426,7 +447,7 @@ class Runner:
                 for i, pk in enumerate(packets):
                     value = handler(pk)
                     if value is not None:
-                        text = join(chunks(value, 0))
+                        text = (value if value.__class__ is str else _checked_text(value)) if json_text else join(chunks(value, 0))
                         out.append(f"[{i},{text}]" if make_dumpling is None else make_dumpling(i, text))
             except BaseException:
                 _markers.clear()
@@ -437,7 +458,12 @@ class Runner:
                 value = handler(pk)
                 if value is None:
                     continue
-                text = join(chunks(value, 0))
+                if json_text:
+                    # Already the payload's text: only its type is checked here (the
+                    # kitchen checks the text).
+                    text = value if value.__class__ is str else _checked_text(value)
+                else:
+                    text = join(chunks(value, 0))
             except Exception as exc:  # the original kitchen logged and went on
                 _markers.clear()
                 log("Error invoking packet handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
@@ -484,6 +510,15 @@ class Runner:
                 return []
         value = chef.interval_handler(interval_ns / 1e9)
         return [] if value is None else [encode_payload(value)]
+
+
+def _checked_text(value) -> str:
+    """``value`` as a ``packet_json_text`` chef's payload text: a ``str`` (a subclass made
+    exact), else ``TypeError`` (logged and skipped like any handler error)."""
+    if not isinstance(value, str):
+        raise TypeError("packet_json_text is set, so packet_handler must return JSON text (a str), not %s"
+                        % type(value).__name__)
+    return str.__str__(value)
 
 
 def _describe(exc: BaseException) -> str:

@@ -473,6 +473,78 @@ class PackedJsonTests(unittest.TestCase):
         shared = {"k": 1}
         self.assertEqual(nd.encode_payload([shared, shared]), '[{"k": 1}, {"k": 1}]')
 
+    def test_json_text_payloads_pass_as_written(self):
+        # A chef with packet_json_text returns each packet payload as its JSON text: sent
+        # as it is; anything but a str is a handler error (logged, skipped; raised when
+        # errors are not caught). Interval payloads are encoded as before.
+        class Chef(nd.DumplingChef):
+            packet_json_text = True
+
+            def packet_handler(self, packet):
+                t = packet.timestamp_ns
+                return {"not": "text"} if t == 2 else '{"t": %d}' % t
+
+            def interval_handler(self, interval=None):
+                return {"poke": interval}
+
+        arena = bytearray()
+        pks = [packet(arena, ts=t) for t in range(1, 4)]
+        r = nd.Runner(Chef())
+        self.assertEqual(r.packed_json(pack(pks), bytes(arena)), '[[0,{"t": 1}],[2,{"t": 3}]]')
+        self.assertEqual([level for level, _ in self.logged], ["error"])
+        self.assertIn("must return JSON text (a str), not dict", self.logged[0][1])
+        self.assertEqual(r.interval(10, 5_000_000_000), ['{"poke": 5.0}'])
+        self.assertEqual(r.packets(pks[:1], bytes(arena), lambda i, s: (i, s)), [(0, '{"t": 1}')])
+        r.catch = False
+        self.assertEqual(r.packed_json(pack(pks[:1]), bytes(arena)), '[[0,{"t": 1}]]')
+        with self.assertRaises(TypeError):
+            r.packed_json(pack(pks), bytes(arena))
+
+        class Sub(str):
+            pass
+
+        class SubChef(Chef):
+            def packet_handler(self, packet):
+                return Sub('{"t": 1}')
+
+        out = nd.Runner(SubChef()).packed_json(pack(pks[:1]), bytes(arena))
+        self.assertEqual(out, '[[0,{"t": 1}]]')
+        for text in ("a.test", "caf\u00e9.\ufffd", 'q"u\\o\x01te\u2028', "", "\U0001f600"):
+            self.assertEqual(nd.json_string(text), json.dumps(text))
+
+    def test_dns_lookup_text_is_what_the_encoder_writes(self):
+        # The sample DNSLookupChef writes its packet payload as JSON text: byte for byte what
+        # encoding the dict {"lookup": {"hostname", "when"}} gives, for names that need
+        # escaping and timestamps of every shape; its table (and so its interval payload)
+        # is what the dict-building version kept.
+        names = [b"www.example.test", b"caf\xc3\xa9.\xff\xfe.local", b'q"u\\o\x01te.test', b"a", b"x" * 63,
+                 b"\xe2\x80\xa8.test", b"www.example.test"]
+        stamps = [1, 3, 1_700_000_000_123_456_789, 1_700_000_000_000_012_000, 999_999_999_999,
+                  1_700_000_000_100_000_000, 2**63 - 1]
+        arena = bytearray()
+        recs = []
+        for i, (name, ts) in enumerate(zip(names, stamps)):
+            qr = 1 if i == 3 else 0  # one response: no dumpling, not counted
+            recs.append(packet(arena, ts=ts, ip=ipv4(), transport=udp(40000, 53) if not qr else udp(53, 40000),
+                               payload=dns_query(name, qr=qr)))
+        arena = bytes(arena)
+        chef_path = os.path.join(REPO, "chefs", "python", "dns_lookup_chef", "chef.py")
+        r = nd.Runner(load_chef(chef_path))
+        text = r.packed_json(pack(recs, 256, arena), arena)
+        want, seen = [], {}
+        for i, rec in enumerate(recs):
+            dns = Packet(rec, arena).parse_dns()
+            if dns.is_response:
+                continue
+            host, when = dns.qd[0].name, rec.timestamp_ns / 1e9
+            want.append("[%d,%s]" % (i, json.dumps({"lookup": {"hostname": host, "when": when}})))
+            entry = seen.setdefault(host, {"count": 0, "latest": when})
+            entry["count"] += 1
+            entry["latest"] = when
+        self.assertEqual(text, "[" + ",".join(want) + "]")
+        self.assertIn('"caf\\u00e9.\\ufffd\\ufffd.local"', text)
+        self.assertEqual(r.interval(10, 5)[0], json.dumps({"lookups_seen": seen}))
+
 
 class StateTests(unittest.TestCase):
     def test_method_pair(self):

@@ -238,6 +238,24 @@ class BoundedDictTests(unittest.TestCase):
         self.assertEqual(d.evicted, 1)
         self.assertEqual(json.dumps(d), '{"a": 1, "c": 3}')
 
+    def test_refresh_counts_as_touching(self):
+        # d.refresh(k) is touch() for a key already there (what a hot path calls after
+        # d.get(k)); it survives a snapshot round trip and refuses an absent key.
+        d = nd.BoundedDict(2)
+        d["a"] = 1
+        d["b"] = 2
+        d.refresh("a")
+        d["c"] = 3
+        self.assertEqual(list(d.items()), [("a", 1), ("c", 3)])
+        with self.assertRaises(KeyError):
+            d.refresh("b")
+        e = nd.BoundedDict.from_state(json.loads(json.dumps(d.state())))
+        e.refresh("a")
+        e["d"] = 4
+        self.assertEqual(list(e.items()), [("a", 1), ("d", 4)])
+        self.assertEqual(json.dumps(e), '{"a": 1, "d": 4}')
+        self.assertEqual(e.state()["recency"], [0, 1])
+
     def test_full_dict_inserts_do_constant_work(self):
         # Counted, not timed: a key's __eq__/__hash__ calls per insert into a full dict
         # must not grow with its capacity (a scan for the oldest key makes them grow).

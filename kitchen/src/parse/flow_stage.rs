@@ -273,11 +273,9 @@ impl FlowStage {
             // Evictions due before this packet (not noted yet, so tracked after them).
             self.evict_until(now_ns, packets, out);
         }
-        let WirePacket(p) = &packets[last];
-        let i = last;
-        if let Some(m) = meta_of(p) {
+        if let Some(m) = meta_of(&packets[last].0) {
             self.pending.push(m);
-            self.pending_at.push(i as u32);
+            self.pending_at.push(last as u32);
         }
     }
 
