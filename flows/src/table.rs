@@ -41,8 +41,8 @@
 //! entries; [`FlowTable::track_batch`] prefetches, a few packets ahead, each packet's index
 //! bucket and, while the table is evicting, the bucket and cold half of the victim to come
 //! (`table/prefetch.rs`, the crate's one `unsafe` instruction hint). On high-cardinality
-//! traffic the victims come in slot order (a new flow takes its victim's slot; freed slots
-//! are reused first in, first out), and the coming victims are then found by slot number
+//! traffic the victims come in slot order (a new flow takes its victim's slot), and the
+//! coming victims are then found by slot number
 //! instead of by walking the recency lists. [`FlowTable::end_all`] reports every flow and
 //! then empties the table at once. About 146 bytes per flow with the index
 //! (`nd-flow-bench` measures the cost).
@@ -605,10 +605,9 @@ pub struct FlowTable {
     /// Slab of flows, hot halves (`slots[i]` and `cold[i]` are one flow).
     slots: Vec<Hot>,
     cold: Vec<Cold>,
-    /// Slots of ended flows, reused first in, first out: flows that end in order (evicted,
-    /// timed out) hand their slots on in that order, so new flows keep taking slots in
-    /// the order eviction will take them back (see [`FlowTable::track_batch`]).
-    free: std::collections::VecDeque<u32>,
+    /// Slots of ended flows, the last freed reused first (its lines are the likeliest to
+    /// be in cache).
+    free: Vec<u32>,
     /// Per class: the recency list.
     lists: [List; CLASSES],
     timeouts: [u64; CLASSES],
@@ -662,7 +661,7 @@ impl FlowTable {
             // moves (no copy of a full table when it grows).
             slots: Vec::with_capacity(config.max_flows.min(1 << 18)),
             cold: Vec::with_capacity(config.max_flows.min(1 << 18)),
-            free: std::collections::VecDeque::new(),
+            free: Vec::new(),
             lists: [EMPTY_LIST; CLASSES],
             timeouts,
             next_id: 1,
@@ -1045,7 +1044,7 @@ impl FlowTable {
             bytes: [0; 2],
             flags_seen: 0,
         };
-        let i = match self.free.pop_front() {
+        let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = hot;
                 self.cold[i as usize] = cold;
@@ -1163,7 +1162,7 @@ impl FlowTable {
         let tag = self.slots[i as usize].tag;
         // By the stored tag and slot: no key comparison, no other slot read.
         self.index.remove(tag, i);
-        self.free.push_back(i);
+        self.free.push(i);
         self.report_end(i, reason, events);
     }
 

@@ -5,8 +5,9 @@
 // The chef's folder is copied into WORK_DIR/src together with the SDK file
 // (netdumplings-chef.js), so a chef may `import { log } from './netdumplings-chef.js'` and its
 // own sibling modules. An entry module wraps the chef with `makeHandler` and exports `handler`,
-// `state` (`makeState`), `packedJson` (`makePackedJson`) and `packedJsonBytes`
-// (`makePackedJsonBytes`): the packed-bytes-chef world of netdumplings:chef@0.2.0.
+// `state` (`makeState`), `packedJson` (`makePackedJson`), `packedJsonBytes`
+// (`makePackedJsonBytes`) and `intervalJsonBytes` (`makeIntervalJsonBytes`): the bytes-chef
+// world of netdumplings:chef@0.2.0.
 // componentize-js runs with every optional feature disabled (no http, fetch-event, stdio,
 // random, clocks): the component imports nothing but the chef interfaces.
 import { cp, mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -28,11 +29,12 @@ const entry = join(src, '__nd_chef_entry.js');
 await writeFile(
   entry,
   `import * as chef from './${basename(main)}';\n` +
-    `import { makeHandler, makePackedJson, makePackedJsonBytes, makeState } from './netdumplings-chef.js';\n` +
+    `import { makeHandler, makeIntervalJsonBytes, makePackedJson, makePackedJsonBytes, makeState } from './netdumplings-chef.js';\n` +
     `export const handler = makeHandler(chef, ${JSON.stringify({ name: process.env.ND_CHEF_NAME || undefined })});\n` +
     `export const state = makeState();\n` +
     `export const packedJson = makePackedJson();\n` +
-    `export const packedJsonBytes = makePackedJsonBytes();\n`,
+    `export const packedJsonBytes = makePackedJsonBytes();\n` +
+    `export const intervalJsonBytes = makeIntervalJsonBytes();\n`,
 );
 const modPath = join(toolchain, 'node_modules', '@bytecodealliance', 'componentize-js', 'src', 'componentize.js');
 const { componentize } = await import(pathToFileURL(modPath).href);

@@ -312,3 +312,23 @@ test('BoundedMap.touch keeps the bound and evicts the least recently touched key
   const back = sdk.BoundedMap.fromState(JSON.parse(JSON.stringify(m.state())));
   assert.deepEqual([[...back.keys()], back.evicted, [...back.recency]], [['u', 'c'], 2, ['u', 'c']]);
 });
+
+test('interval-json-bytes answers with the UTF-8 bytes of the interval payload texts', () => {
+  // What handler.onInterval returns as strings, as Uint8Arrays of their UTF-8 (non-ASCII
+  // included); none when the chef has no interval handler or it returns nothing.
+  const table = new sdk.BoundedMap(3);
+  table.touch('café.example', () => ({ count: 2, latest: 1.5 }));
+  table.touch('😀.test', () => ({ count: 1, latest: 2.25 }));
+  const handler = sdk.makeHandler({ name: 'T', onInterval: (interval, now) => ({ seen: table, interval, now }) });
+  const texts = handler.onInterval(3_000_000_000n, 1_000_000_000n);
+  const bytes = sdk.makeIntervalJsonBytes().onInterval(3_000_000_000n, 1_000_000_000n);
+  assert.equal(texts.length, 1);
+  assert.deepEqual(bytes, texts.map((t) => new TextEncoder().encode(t)));
+  assert.deepEqual(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes[0])), {
+    seen: { 'café.example': { count: 2, latest: 1.5 }, '😀.test': { count: 1, latest: 2.25 } }, interval: 1, now: 3,
+  });
+  sdk.makeHandler({ name: 'T2', onInterval: () => undefined });
+  assert.deepEqual(sdk.makeIntervalJsonBytes().onInterval(1n, 1n), []);
+  sdk.makeHandler({ name: 'T3', onPacket: () => undefined });
+  assert.deepEqual(sdk.makeIntervalJsonBytes().onInterval(1n, 1n), []);
+});

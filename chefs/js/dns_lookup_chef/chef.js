@@ -19,12 +19,15 @@ const MAX_HOSTNAMES = 1000;
 const STATE_VERSION = 1; // bump when the state's meaning changes: older states are then refused
 let lookupsSeen = new BoundedMap(MAX_HOSTNAMES); // hostname -> {count, latest}
 
+const newEntry = () => ({ count: 0, latest: 0 }); // count and latest are set right after
+
 export function onPacket(packet) {
   const dns = packet.parseDns(); // the interest already picked the DNS ports
   if (!dns || dns.isResponse || dns.qd.length === 0) return undefined;
   const hostname = dns.qd[0].name; // labels joined with '.', invalid UTF-8 replaced
   const when = packet.time;
-  const seen = lookupsSeen.touch(hostname, () => ({ count: 0, latest: when }));
+  // `newEntry` is made once, not a closure per packet (~0.2 µs each in componentize-js).
+  const seen = lookupsSeen.touch(hostname, newEntry);
   seen.count += 1;
   seen.latest = when;
   return { lookup: { hostname, when } };

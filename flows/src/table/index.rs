@@ -56,19 +56,19 @@ const EMPTY_BUCKET: Bucket = Bucket {
 };
 
 impl Bucket {
-    /// Bit `k` set when entry `k` holds `tag` (an empty entry never matches: its slot
-    /// half is 0). Written without a branch per entry.
-    #[inline]
+    /// Bit `k` set when entry `k` holds `tag` (a stored tag, never 0, so an empty entry
+    /// never matches). Written without a branch per entry.
+    #[inline(always)]
     fn matches(&self, tag: u32) -> u32 {
         let mut m = 0;
         for (k, &e) in self.entries.iter().enumerate() {
-            m |= u32::from(tag_of(e) == tag && e != EMPTY) << k;
+            m |= u32::from(tag_of(e) == tag) << k;
         }
         m
     }
 
     /// Bit `k` set when entry `k` is exactly `e`.
-    #[inline]
+    #[inline(always)]
     fn holds(&self, want: u64) -> u32 {
         let mut m = 0;
         for (k, &e) in self.entries.iter().enumerate() {
@@ -86,7 +86,14 @@ pub(super) struct Index {
     cap: usize,
 }
 
-#[inline]
+/// The tag as stored: never 0, so an empty entry (all zero) matches no tag and a bucket
+/// scan needs no separate emptiness test. (The tag loses its lowest bit of spread.)
+#[inline(always)]
+fn stored(tag: u32) -> u32 {
+    tag | 1
+}
+
+#[inline(always)]
 fn entry(tag: u32, slot: u32) -> u64 {
     (u64::from(tag) << 32) | (u64::from(slot) + 1)
 }
@@ -153,12 +160,13 @@ impl Index {
     /// with other work instead of stalling each lookup.
     #[inline]
     pub(super) fn prefetch(&self, tag: u32) {
-        super::prefetch::prefetch(&self.buckets[self.home(tag)]);
+        super::prefetch::prefetch(&self.buckets[self.home(stored(tag))]);
     }
 
     /// The slot whose tag is `tag` and for which `is_key(slot)` holds.
-    #[inline]
+    #[inline(always)]
     pub(super) fn find(&self, tag: u32, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = stored(tag);
         let mut b = self.home(tag);
         loop {
             let bucket = &self.buckets[b];
@@ -183,7 +191,7 @@ impl Index {
         if self.len + 1 > self.cap {
             self.grow();
         }
-        self.place(entry(tag, slot));
+        self.place(entry(stored(tag), slot));
         self.len += 1;
     }
 
@@ -218,6 +226,7 @@ impl Index {
     /// Removes `slot`, stored under `tag`; false when it is not there.
     #[inline]
     pub(super) fn remove(&mut self, tag: u32, slot: u32) -> bool {
+        let tag = stored(tag);
         let want = entry(tag, slot);
         let home = self.home(tag);
         let mut b = home;

@@ -733,8 +733,9 @@ fn batch_tracking_equals_one_by_one_when_victims_are_guessed_by_slot() {
     // victims come in slot order and `track_batch` guesses them by slot number. Some
     // packets answer the packet before (as a DNS answer does: no change of order), a few
     // return to an older flow (its victim comes out of order later), and a pause lets
-    // every flow time out (their slots are reused in the order they ended). Every result
-    // must still be what tracking one by one gives.
+    // every flow time out (their slots are then reused last freed first, so victims come
+    // in reverse slot order and batches walk the lists). Every result must still be what
+    // tracking one by one gives.
     let config = FlowConfig {
         max_flows: 512,
         ..FlowConfig::default()
@@ -773,8 +774,7 @@ fn batch_tracking_equals_one_by_one_when_victims_are_guessed_by_slot() {
         guessed += usize::from(batched.last_evictions > 0 && batched.last_in_order);
         batched.track_batch(chunk, &mut refs2, &mut ev2);
     }
-    // Before the pause nearly every batch guesses; after it, the TCP and UDP flows' slots
-    // interleave, so victims skip slots and the batches walk the lists instead.
+    // Before the pause nearly every batch guesses; after it the batches walk the lists.
     assert!(
         guessed > 100,
         "the slot-order guess ran: {guessed} of 300 batches"

@@ -27,6 +27,7 @@ use super::clocks::{since_process_epoch, Environment, KitchenClock, ReplayMonoto
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
 use super::failure_policy::{CallKind, Health};
+use super::interval_bytes;
 use super::limits::{ChefLimiter, ChefLimits};
 use super::packed_json;
 use super::poll::DeadlinePoll;
@@ -239,6 +240,9 @@ struct Live {
     /// `packed-json-bytes.on-packed`, when the chef exports it (0.2 only; preferred over
     /// `packed_json`; see `packed_json::BYTES_EXPORT`).
     packed_json_bytes: Option<Func>,
+    /// `interval-json-bytes.on-interval`, when the chef exports it (0.2 only; preferred over
+    /// the handler's; see `interval_bytes`).
+    interval_json_bytes: Option<Func>,
     /// No handler call has been made into this instance yet.
     fresh: bool,
 }
@@ -624,6 +628,12 @@ impl LoadedChef {
     /// Call `on-interval`.
     pub fn on_interval(&mut self, now_ns: u64, interval_ns: u64) -> Result<Vec<String>, CallError> {
         let out = self.call(CallKind::Interval, now_ns, |live| {
+            if let Some(f) = live.interval_json_bytes {
+                // Lifted as owned `Vec`s (copied out during the call, before post-return).
+                let typed = f.typed::<(u64, u64), (Vec<Vec<u8>>,)>(&live.store)?;
+                let (answer,) = typed.call(&mut live.store, (now_ns, interval_ns))?;
+                return Ok(interval_bytes::payloads(answer));
+            }
             live.chef.on_interval(&mut live.store, now_ns, interval_ns)
         })?;
         self.stats.interval_calls += 1;
@@ -808,6 +818,13 @@ fn instantiate(
     };
     let packed_json = packed_answer(packed_json::EXPORT);
     let packed_json_bytes = packed_answer(packed_json::BYTES_EXPORT);
+    let interval_json_bytes = match api {
+        ChefApi::V0_1 => None,
+        ChefApi::V0_2 => instance
+            .get_export_index(&mut store, None, interval_bytes::EXPORT)
+            .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-interval"))
+            .and_then(|idx| instance.get_func(&mut store, idx)),
+    };
     let info = match chef.describe(&mut store) {
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
@@ -821,6 +838,7 @@ fn instantiate(
             state,
             packed_json,
             packed_json_bytes,
+            interval_json_bytes,
             fresh: true,
         },
         info,

@@ -40,6 +40,7 @@ pub mod error;
 pub mod failure_policy;
 pub mod inspect;
 pub mod instance;
+pub mod interval_bytes;
 pub mod limits;
 pub mod origin;
 pub mod output_budget;

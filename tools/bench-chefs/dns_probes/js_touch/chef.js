@@ -5,12 +5,13 @@ import { BoundedMap } from './netdumplings-chef.js';
 export const name = 'DnsProbe';
 export const interest = { transport: ['udp', 'tcp'], ports: [53, 5353] };
 const lookupsSeen = new BoundedMap(1000);
+const newEntry = () => ({ count: 0, latest: 0 });
 export function onPacket(packet) {
   const dns = packet.parseDns();
   if (!dns || dns.isResponse || dns.qd.length === 0) return undefined;
   const hostname = dns.qd[0].name;
   const when = packet.time;
-  const seen = lookupsSeen.touch(hostname, () => ({ count: 0, latest: when }));
+  const seen = lookupsSeen.touch(hostname, newEntry);
   seen.count += 1;
   seen.latest = when;
   return undefined;
