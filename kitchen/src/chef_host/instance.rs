@@ -627,15 +627,29 @@ impl LoadedChef {
 
     /// Call `on-interval`.
     pub fn on_interval(&mut self, now_ns: u64, interval_ns: u64) -> Result<Vec<String>, CallError> {
-        let out = self.call(CallKind::Interval, now_ns, |live| {
+        let (out, not_utf8) = self.call(CallKind::Interval, now_ns, |live| {
             if let Some(f) = live.interval_json_bytes {
                 // Lifted as owned `Vec`s (copied out during the call, before post-return).
                 let typed = f.typed::<(u64, u64), (Vec<Vec<u8>>,)>(&live.store)?;
                 let (answer,) = typed.call(&mut live.store, (now_ns, interval_ns))?;
                 return Ok(interval_bytes::payloads(answer));
             }
-            live.chef.on_interval(&mut live.store, now_ns, interval_ns)
+            let out = live
+                .chef
+                .on_interval(&mut live.store, now_ns, interval_ns)?;
+            Ok((out, 0))
         })?;
+        if not_utf8 > 0 {
+            self.stats.invalid += not_utf8;
+            self.warn_output(
+                "invalid",
+                not_utf8,
+                &format!(
+                    "dropped {not_utf8} {} payload(s) that are not UTF-8",
+                    interval_bytes::EXPORT
+                ),
+            );
+        }
         self.stats.interval_calls += 1;
         Ok(out)
     }

@@ -10,17 +10,16 @@
 /// The export's name (interface of the `bytes-chef` world, added within 0.2).
 pub const EXPORT: &str = "netdumplings:chef/interval-json-bytes@0.2.0";
 
-/// The payloads as text. Bytes that are not UTF-8 are replaced by U+FFFD (as the WIT says):
-/// outside a JSON string that leaves a payload the usual JSON check refuses; inside one, a
-/// string holding U+FFFD. The JS SDK's `TextEncoder` never writes such bytes.
-pub fn payloads(answer: Vec<Vec<u8>>) -> Vec<String> {
-    answer
+/// The payloads as text, and how many were dropped because they are not UTF-8 (an SDK
+/// that writes what the WIT forbids; counted as invalid output, as `packed-json-bytes`
+/// counts its bad bytes). The rest go through the usual interval payload checks.
+pub fn payloads(answer: Vec<Vec<u8>>) -> (Vec<String>, u64) {
+    let mut not_utf8 = 0u64;
+    let texts = answer
         .into_iter()
-        .map(|b| {
-            String::from_utf8(b)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-        })
-        .collect()
+        .filter_map(|b| String::from_utf8(b).map_err(|_| not_utf8 += 1).ok())
+        .collect();
+    (texts, not_utf8)
 }
 
 #[cfg(test)]
@@ -28,17 +27,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payload_bytes_become_text_and_bad_utf8_is_replaced() {
+    fn payload_bytes_become_text_and_a_payload_that_is_not_utf8_is_dropped_and_counted() {
         let good = "{\"a\":\"\u{e9}\"}".as_bytes().to_vec();
         let bad = vec![b'"', b'x', 0xff, b'"'];
-        let got = payloads(vec![good, Vec::new(), bad]);
+        let (got, dropped) = payloads(vec![good, Vec::new(), bad, b"1".to_vec()]);
         assert_eq!(
             got,
             vec![
                 "{\"a\":\"\u{e9}\"}".to_string(),
                 String::new(),
-                "\"x\u{fffd}\"".to_string()
+                "1".to_string()
             ]
         );
+        assert_eq!(dropped, 1);
     }
 }
