@@ -324,30 +324,33 @@ fn class_of(
 
 /// Parse a frame of the given link type. Never panics; every span lies inside `frame`.
 pub fn parse_frame(link_type: u32, frame: &[u8]) -> ParsedFrame {
-    let mut out = ParsedFrame::empty();
-    let mut p = Parser {
-        frame,
-        out: headers_of!(out),
-        reassembling: false,
-        fragment: None,
-    };
-    p.link(link_type);
-    out
+    parse_alone(link_type, frame, false).0
 }
 
 /// The IP fragment a frame carries, as the reassembler sees it (any fragment, first or
 /// not), or `None` for a frame that is not a whole, uncut IP fragment. Crash capsules use
 /// it to rebuild the other fragments of a datagram whose completing fragment they save.
 pub fn fragment_of(link_type: u32, frame: &[u8]) -> Option<Fragment<'_>> {
+    parse_alone(link_type, frame, true).1
+}
+
+/// One frame parsed outside a batch: its headers, and (with `reassembling`) the IP
+/// fragment it carries.
+fn parse_alone(
+    link_type: u32,
+    frame: &[u8],
+    reassembling: bool,
+) -> (ParsedFrame, Option<Fragment<'_>>) {
     let mut out = ParsedFrame::empty();
     let mut p = Parser {
         frame,
         out: headers_of!(out),
-        reassembling: true,
+        reassembling,
         fragment: None,
     };
     p.link(link_type);
-    p.fragment.take()
+    let fragment = p.fragment;
+    (out, fragment)
 }
 
 struct Parser<'a, 'o> {
