@@ -275,7 +275,10 @@ class DumplingChef:
     ``str`` sent as it is, e.g. ``f'{{"host": {json_string(name)}, "t": {t!r}}}'``; for
     small payloads of a known shape it costs an interpreter inside wasm about half of
     building dicts and encoding them. The text must be one JSON value: the kitchen checks
-    it, and a malformed one ends that call's answer, the rest counted as invalid output).
+    it, and a malformed one ends that call's answer, the rest counted as invalid output),
+    and ``interval_json_text`` (the same for ``interval_handler``'s payload: a malformed
+    one is counted as invalid output). ``packet.time_text`` is ``repr(packet.time)``, the
+    time as such a text writes it (from the kitchen, for the packets on the DNS ports).
 
     Optional state across a hot reload: ``snapshot(self) -> bytes`` and
     ``restore(self, data: bytes)`` (raise to refuse an old state; the new version then starts
@@ -291,6 +294,7 @@ class DumplingChef:
     version = "0.1.0"
     catch_errors = True
     packet_json_text = False
+    interval_json_text = False
 
     def __init__(self):
         self.name = type(self).__name__
@@ -416,6 +420,7 @@ class Runner:
         self.wants_packets, self.wants_interval = cls._drivers()
         self.catch = bool(cls.catch_errors)
         self.json_text = bool(cls.packet_json_text)
+        self.interval_text = bool(cls.interval_json_text)
 
     def packets(self, packets, arena, make_dumpling) -> list:
         """Run ``packet_handler`` over a batch of WIT records; return ``make_dumpling(index, json)`` items."""
@@ -460,7 +465,7 @@ class Runner:
                 if json_text:
                     # Already the payload's text: only its type is checked here (the
                     # kitchen checks the text).
-                    text = value if value.__class__ is str else _checked_text(value)
+                    text = value if value.__class__ is str else _checked_text(value, "packet")
                 else:
                     text = join(chunks(value, 0))
             except BaseException as exc:
@@ -504,23 +509,28 @@ class Runner:
         chef.now = now_ns / 1e9
         if self.catch:
             try:
-                value = chef.interval_handler(interval_ns / 1e9)
-                if value is None:
-                    return []
-                return [encode_payload(value)]
+                return self._interval_payloads(chef.interval_handler(interval_ns / 1e9))
             except Exception as exc:
                 log("Error invoking interval handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
                 return []
-        value = chef.interval_handler(interval_ns / 1e9)
-        return [] if value is None else [encode_payload(value)]
+        return self._interval_payloads(chef.interval_handler(interval_ns / 1e9))
+
+    def _interval_payloads(self, value) -> list:
+        """``interval_handler``'s return value as the list of payload texts."""
+        if value is None:
+            return []
+        if self.interval_text:
+            return [_checked_text(value, "interval")]
+        return [encode_payload(value)]
 
 
-def _checked_text(value) -> str:
-    """``value`` as a ``packet_json_text`` chef's payload text: a ``str`` (a subclass made
-    exact), else ``TypeError`` (logged and skipped like any handler error)."""
+def _checked_text(value, kind: str) -> str:
+    """``value`` as a ``packet_json_text`` (``kind`` "packet") or ``interval_json_text``
+    ("interval") chef's payload text: a ``str`` (a subclass made exact), else ``TypeError``
+    (logged and skipped like any handler error)."""
     if not isinstance(value, str):
-        raise TypeError("packet_json_text is set, so packet_handler must return JSON text (a str), not %s"
-                        % type(value).__name__)
+        raise TypeError("%s_json_text is set, so %s_handler must return JSON text (a str), not %s"
+                        % (kind, kind, type(value).__name__))
     return str.__str__(value)
 
 

@@ -44,6 +44,9 @@ RECORD_SIZE_V1 = 224
 # Records of at least this size carry the DNS slots (offsets 224..256); a kitchen that
 # writes 224-byte records predates them, and the SDK then parses DNS from the payload.
 RECORD_SIZE_DNS = 256
+# Records of at least this size carry the time-text slot (offsets 256..264); before it,
+# ``time_text`` is formatted here (``repr``).
+RECORD_SIZE_TIME = 264
 
 # Presence bits (record offset 48).
 ETHERNET = 1 << 0
@@ -106,7 +109,7 @@ def packed_layout(headers):
         raise PackedBatchError("unknown packed batch (magic %r, version %d, record size %d)" % (magic, version, size))
     if HEADER_SIZE + count * size > len(headers):
         raise PackedBatchError("packed batch claims %d records but holds %d bytes" % (count, len(headers)))
-    cls = PackedPacketDns if size >= RECORD_SIZE_DNS else PackedPacket
+    cls = PackedPacketTime if size >= RECORD_SIZE_TIME else PackedPacketDns if size >= RECORD_SIZE_DNS else PackedPacket
     return cls, range(HEADER_SIZE, HEADER_SIZE + count * size, size)
 
 
@@ -409,6 +412,10 @@ class PackedPacket(Packet):
         return _u64(self._b, self._o)[0]
 
     @property
+    def time_text(self) -> str:
+        return repr(_u64(self._b, self._o)[0] / 1e9)
+
+    @property
     def link_type(self) -> int:
         return _u32(self._b, self._o + 16)[0]
 
@@ -595,18 +602,23 @@ DNS_QUESTIONS_COMPLETE = 8
 _name_slot = struct.Struct("<HI").unpack_from
 
 
-# The batch's string tail decoded once, when every byte of it is ASCII (a name is then a
-# slice of it at the same offsets: one str slice instead of a bytes slice and a UTF-8
-# decode per name). One entry, for the batch decoded last: ``[headers, text or None (some
-# byte is not ASCII: names are decoded one by one), tail start]``. A packet kept from an
-# older batch finds another ``headers`` there and decodes its name itself.
-_TAIL = [None, None, 0]
+# The batch's string tail decoded once (a name or time text is then a slice of it at the
+# same offsets: one str slice instead of a bytes slice and a decode per string). One entry,
+# for the batch decoded last: ``[headers, text or None, tail start, latin]``: ``text`` is
+# the tail when every byte of it is ASCII, else None; ``latin`` is the tail decoded byte
+# for byte (Latin-1, the same object as ``text`` when that is set), so its offsets are the
+# tail's even when some name holds UTF-8: a slice of it that is ASCII is that name, and only
+# a name that is not is decoded from its bytes (before, one such name in a batch made every
+# name of the batch a bytes slice and a UTF-8 decode). A packet kept from an older batch
+# finds another ``headers`` there and decodes that batch's tail again.
+_TAIL = [None, None, 0, None]
 
 
 def _tail_text(b, size: int, count: int):
     start = HEADER_SIZE + count * size
     tail = bytes(b[start:])  # the same object when `b` is bytes (as in a component)
-    _TAIL[:] = [b, str(tail, "ascii") if tail.isascii() else None, start]
+    latin = str(tail, "latin-1")
+    _TAIL[:] = [b, latin if tail.isascii() else None, start, latin]
     return _TAIL
 
 
@@ -704,7 +716,8 @@ class PackedPacketDns(PackedPacket):
                 at -= t[2]
                 q.name = text[at : at + n]
             else:
-                q.name = str(b[at : at + n], "utf-8", "replace")
+                name = t[3][at - t[2] : at - t[2] + n]
+                q.name = name if name.isascii() else str(b[at : at + n], "utf-8", "replace")
             d.qd = [q]
             return d
         if not bits & DNS_CHECKED:
@@ -720,3 +733,24 @@ class PackedPacketDns(PackedPacket):
             d._qd = None
             d.qd = DNS.qd.fget(d)  # a second question or a dotted label: parse `raw`
         return d
+
+
+class PackedPacketTime(PackedPacketDns):
+    """A :class:`PackedPacketDns` of a record with the time-text slot (offsets 256..264):
+    ``time_text`` is the kitchen's text when it wrote one (the records on the DNS ports),
+    a slice of the batch's decoded tail; else ``repr(packet.time)`` as everywhere."""
+
+    __slots__ = ()
+
+    @property
+    def time_text(self) -> str:
+        b = self._b
+        o = self._o
+        n, at = _name_slot(b, o + 258)
+        if not n:
+            return repr(_u64(b, o)[0] / 1e9)
+        t = _TAIL
+        if t[0] is not b:
+            t = _tail_text(b, *_size_count(b))
+        at -= t[2]
+        return t[3][at : at + n]

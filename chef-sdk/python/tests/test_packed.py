@@ -68,8 +68,10 @@ def read_name(msg, pos):
     return None
 
 
-def dns_slots(r, p, arena, tail, tail_base):
-    """Fill the DNS slots (offsets 224..256) of record ``r`` as docs/packed-batch.md says."""
+def dns_slots(r, p, arena, tail, tail_base, time_text=None):
+    """Fill the DNS slots (offsets 224..256) of record ``r`` as docs/packed-batch.md says,
+    and in records of 264 bytes or more the time text (256..264): ``time_text(ns)``, by
+    default ``repr(ns / 1e9)`` as the kitchen writes it (its exactness is tested there)."""
     tag = _tag(p.transport) if p.transport is not None else None
     if tag not in ("tcp", "udp"):
         return
@@ -99,17 +101,22 @@ def dns_slots(r, p, arena, tail, tail_base):
         else:
             bits |= 8
     r[224] = bits
+    if len(r) >= 264:
+        text = (time_text or (lambda ns: repr(ns / 1e9)))(p.timestamp_ns).encode("ascii")
+        struct.pack_into("<HI", r, 258, len(text), tail_base + len(tail))
+        tail += text
 
 
-def pack(records, record_size=224, arena=None):
+def pack(records, record_size=224, arena=None, time_text=None):
     """Pack duck-typed WIT records as docs/packed-batch.md says (version 1); records of 256
-    bytes or more carry the DNS slots (then ``arena`` is needed), their names in the tail."""
+    bytes or more carry the DNS slots (then ``arena`` is needed), their names in the tail;
+    of 264 or more the time text too (see ``dns_slots``)."""
     out = bytearray(struct.pack("<4sHHII", b"NDPB", 1, record_size, len(records), 0))
     tail, tail_base = bytearray(), 16 + len(records) * record_size
     for p in records:
         r = bytearray(record_size)
         if record_size >= 256:
-            dns_slots(r, p, arena, tail, tail_base)
+            dns_slots(r, p, arena, tail, tail_base, time_text)
 
         def put(fmt, at, *v):
             struct.pack_into(fmt, r, at, *v)
@@ -509,6 +516,30 @@ class PackedJsonTests(unittest.TestCase):
 
         out = nd.Runner(SubChef()).packed_json(pack(pks[:1]), bytes(arena))
         self.assertEqual(out, '[[0,{"t": 1}]]')
+
+        # interval_json_text: the interval payload passes as written, a subclass made exact;
+        # anything but a str is an error (logged, no payload; raised when not caught).
+        class IntervalChef(nd.DumplingChef):
+            interval_json_text = True
+            value = '{"n": 1}'
+
+            def interval_handler(self, interval=None):
+                return self.value
+
+        chef = IntervalChef()
+        r = nd.Runner(chef)
+        self.assertEqual(r.interval(10, 5), ['{"n": 1}'])
+        chef.value = Sub('{"n": 2}')
+        self.assertIs(type(r.interval(10, 5)[0]), str)
+        chef.value = None
+        self.assertEqual(r.interval(10, 5), [])
+        chef.value = {"n": 3}
+        self.logged.clear()
+        self.assertEqual(r.interval(10, 5), [])
+        self.assertIn("interval_json_text is set, so interval_handler must return JSON text", self.logged[0][1])
+        r.catch = False
+        with self.assertRaises(TypeError):
+            r.interval(10, 5)
         for text in ("a.test", "caf\u00e9.\ufffd", 'q"u\\o\x01te\u2028', "", "\U0001f600"):
             self.assertEqual(nd.json_string(text), json.dumps(text))
 
@@ -560,8 +591,14 @@ class PackedJsonTests(unittest.TestCase):
                                payload=dns_query(name, qr=qr)))
         arena = bytes(arena)
         chef_path = os.path.join(REPO, "chefs", "python", "dns_lookup_chef", "chef.py")
+        for size in (256, 264):  # the time text formatted by the SDK, then read from its slot
+            with self.subTest(record_size=size):
+                self.check_dns_lookup_chef(chef_path, recs, arena, size)
+
+    def check_dns_lookup_chef(self, chef_path, recs, arena, size):
         r = nd.Runner(load_chef(chef_path))
-        text = r.packed_json(pack(recs, 256, arena), arena)
+        self.assertEqual(r.interval(1, 5), ['{"lookups_seen": {}}'])
+        text = r.packed_json(pack(recs, size, arena), arena)
         want, seen = [], {}
         for i, rec in enumerate(recs):
             dns = Packet(rec, arena).parse_dns()
@@ -575,6 +612,42 @@ class PackedJsonTests(unittest.TestCase):
         self.assertEqual(text, "[" + ",".join(want) + "]")
         self.assertIn('"caf\\u00e9.\\ufffd\\ufffd.local"', text)
         self.assertEqual(r.interval(10, 5)[0], json.dumps({"lookups_seen": seen}))
+        # A reload carries the same table (in the dict form older versions wrote), and the
+        # restored chef writes the same interval payload.
+        again = nd.Runner(load_chef(chef_path))
+        state = r.snapshot()
+        self.assertEqual(json.loads(state)["state"]["lookups_seen"]["entries"], [[k, v] for k, v in seen.items()])
+        self.assertIsNone(again.restore(state))
+        self.assertEqual(again.interval(10, 5), r.interval(10, 5))
+
+    def test_time_text_is_read_from_its_slot_else_formatted(self):
+        # Records of 264 bytes carry the kitchen's time text for the DNS-port packets: the SDK
+        # returns that text (here a marker, so reading it is what is tested), from ASCII and
+        # non-ASCII tails alike, and keeps it for a packet kept across batches; any other
+        # record, and shorter records, give repr(packet.time).
+        records, arena = dns_corpus()
+        def marker(ns):
+            return "T%d" % ns
+
+        def want(p):  # the marker on the DNS ports (where the kitchen writes it), else repr
+            on_dns = (p.tcp or p.udp) is not None and {p.sport, p.dport} & {53, 5353}
+            return marker(p.timestamp_ns) if on_dns else repr(p.time)
+
+        kept = []
+        for recs in (records, [r for i, r in enumerate(records) if i != 1], records[:2]):
+            packets = packed_packets(pack(recs, 264, arena, time_text=marker), arena)
+            kept.append((packets, recs))
+            for p in packed_packets(pack(recs, 256, arena), arena):
+                self.assertEqual(p.time_text, repr(p.time))
+        for packets, recs in kept:
+            self.assertEqual([p.time_text for p in packets], [want(p) for p in packets])
+        others, other_arena = corpus()
+        for size in (224, 256, 264):
+            packets = packed_packets(pack(others, size, other_arena, time_text=marker), other_arena)
+            self.assertEqual([p.time_text for p in packets],
+                             [want(p) if size == 264 else repr(p.time) for p in packets])
+        for rec in records + others:
+            self.assertEqual(Packet(rec, arena).time_text, repr(rec.timestamp_ns / 1e9))
 
 
 class StateTests(unittest.TestCase):

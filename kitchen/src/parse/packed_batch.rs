@@ -19,7 +19,9 @@
 //!
 //! Records also carry the DNS header and first question of packets on the DNS ports
 //! ([`dns`], offsets 224..256), with the question's name in a string tail after the
-//! records, so the SDKs do not walk names byte by byte in the interpreter.
+//! records, so the SDKs do not walk names byte by byte in the interpreter; and for those
+//! packets the capture time as Python's `repr` writes it ([`time_text`], 256..264), so a
+//! Python chef does not format the float in the interpreter.
 
 use crate::chef_host::bindings::{
     Direction, IpHeader, Layer, Packet, StopReason, TransportHeader, VlanTag,
@@ -29,6 +31,7 @@ use crate::chef_host::WirePacket;
 use crate::parse::packet::tcp_flag_bits;
 
 pub mod dns;
+pub mod time_text;
 
 /// First four bytes of a packed batch.
 pub const MAGIC: [u8; 4] = *b"NDPB";
@@ -38,8 +41,8 @@ pub const VERSION: u16 = 1;
 pub const HEADER_SIZE: usize = 16;
 /// Bytes of one packet record. Guests step by the header's `record_size`, so fields
 /// appended within version 1 break no guest: the first 224 bytes are the original record,
-/// 224..256 the DNS slots ([`dns`]).
-pub const RECORD_SIZE: usize = 256;
+/// 224..256 the DNS slots ([`dns`]), 256..264 the time text ([`time_text`]).
+pub const RECORD_SIZE: usize = 264;
 
 /// Presence bits (record offset 48, u32): which optional parts of the record are filled.
 pub mod present {
@@ -75,7 +78,7 @@ pub mod present {
 
 /// Encode `packets` (spans into `arena`, the call's arena, which travels beside unchanged)
 /// into `out`, replacing its contents: the header, the records, then the string tail (DNS
-/// names). `out` keeps its capacity, so a reused buffer allocates only while batches grow.
+/// names, time texts). `out` keeps its capacity, so a reused buffer allocates only while batches grow.
 pub fn encode(packets: &[WirePacket], arena: &[u8], out: &mut Vec<u8>) {
     out.clear();
     let tail_base = HEADER_SIZE + packets.len() * RECORD_SIZE;
@@ -119,6 +122,7 @@ fn dns_slots(
         return;
     };
     dns::fill(rec, payload, p.payload.offset, tcp, tail, tail_base, names);
+    time_text::fill(rec, p.timestamp_ns, tail, tail_base);
 }
 
 /// The dispatcher's packed buffers: a batch shared by every packed chef that takes every
@@ -782,6 +786,18 @@ mod tests {
             bits & dns::bits::CHECKED,
             dns::bits::CHECKED,
             "{sport}->{dport}"
+        );
+        // The time text: in the tail, reading back as the very double the SDKs compute.
+        let (n, at) = (
+            r.u16(time_text::AT + 2) as usize,
+            r.u32(time_text::AT + 4) as usize,
+        );
+        assert!(at >= HEADER_SIZE + R(buf).u32(8) as usize * RECORD_SIZE);
+        let text = std::str::from_utf8(&buf[at..at + n]).expect("ASCII time text");
+        assert_eq!(
+            text.parse::<f64>().ok(),
+            Some(p.timestamp_ns as f64 / 1e9),
+            "{text}"
         );
         let payload = &arena[p.payload.offset as usize..][..p.payload.len as usize];
         let msg = if tcp {

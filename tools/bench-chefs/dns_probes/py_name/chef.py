@@ -15,5 +15,5 @@ class DnsProbe(DumplingChef):
         if dns is None or dns.is_response or not dns.qd:
             return None
         hostname = dns.qd[0].name
-        when = packet.time
+        when = packet.time_text
         return None
