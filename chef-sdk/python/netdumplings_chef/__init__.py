@@ -436,12 +436,14 @@ class Runner:
         Each payload is encoded when its handler returns, as in :meth:`packed`, so a chef
         that returns a live object and then changes it sends what it returned."""
         out = self._run(*packed_layout(headers), headers, arena, None)
-        return "[" + ",".join(out) + "]" if out else "[]"
+        # `out` is [index, text, index, text, ...]: the answer is formatted by one C call
+        # instead of an f-string per dumpling in the interpreter.
+        return "[" + ("[%d,%s]," * (len(out) >> 1))[:-1] % tuple(out) + "]" if out else "[]"
 
     def _run(self, cls, items, headers, arena, make_dumpling) -> list:
-        """``make_dumpling(index, json)`` per dumpling, or with ``None`` the text
-        ``[index,json]`` (inline: a call per dumpling costs the interpreter a frame; so
-        does a Python-level encoder, hence the C encoder's call right here). ``cls`` None:
+        """``make_dumpling(index, json)`` per dumpling, or with ``None`` the index and the
+        text, two items per dumpling (inline: a call per dumpling costs the interpreter a
+        frame; so does a Python-level encoder, hence the C encoder's call right here). ``cls`` None:
         ``items`` are the packets; else they are the record offsets of the packed batch
         ``headers`` (``packed_layout``), and each packet is made right before its handler
         call, as ``packed_packets`` makes it (no list between: measured 17 % less per
@@ -451,6 +453,7 @@ class Runner:
         json_text = self.json_text
         catch = self.catch
         out = []
+        add = out.append
         chunks, join = _chunks, "".join
         for i, pk in enumerate(items):
             if cls is not None:
@@ -476,7 +479,11 @@ class Runner:
                 # The original kitchen logged and went on.
                 log("Error invoking packet handler for chef %s: %s" % (chef.name, _describe(exc)), "error")
                 continue
-            out.append(f"[{i},{text}]" if make_dumpling is None else make_dumpling(i, text))
+            if make_dumpling is None:
+                add(i)
+                add(text)
+            else:
+                add(make_dumpling(i, text))
         return out
 
     def snapshot(self) -> bytes:

@@ -686,6 +686,38 @@ def _size_count(b):
     return size, count
 
 
+class PackedDNSOne(PackedDNS):
+    """A :class:`PackedDNS` whose one question is in the slots: ``qd`` (the list holding
+    it) is made on first read and kept. Why: a DNS chef reads ``is_response`` first and
+    skips the responses, nearly half of DNS packets, without reading their question; made
+    eagerly, the question, its name and the list cost such a packet about as much as the
+    rest of ``parse_dns`` (inside wasm)."""
+
+    __slots__ = ()
+
+    @property
+    def qd(self) -> list:
+        qd = self._qd
+        if qd is None:
+            p = self._p
+            b = p._b
+            q = PackedDNSQuestion()
+            q._p = p
+            n, at = _name_slot(b, p._o + 226)
+            t = _TAIL
+            if t[0] is not b:
+                t = _tail_text(b, *_size_count(b))
+            text = t[1]
+            if text is not None:
+                at -= t[2]
+                q.name = text[at : at + n]
+            else:
+                name = t[3][at - t[2] : at - t[2] + n]
+                q.name = name if name.isascii() else str(b[at : at + n], "utf-8", "replace")
+            qd = self._qd = [q]
+        return qd
+
+
 class PackedPacketDns(PackedPacket):
     """A :class:`PackedPacket` of a record with DNS slots: ``parse_dns()`` (and so ``dns``)
     answers from them when the kitchen filled them."""
@@ -702,23 +734,10 @@ class PackedPacketDns(PackedPacket):
         o = self._o
         bits = b[o + 224]  # DNS_AT
         if bits & 15 == 15:  # DNS_CHECKED | DNS_MESSAGE | DNS_QUESTION | DNS_QUESTIONS_COMPLETE
-            d = PackedDNS()
+            d = PackedDNSOne()
             d._p = self
             d.is_response = b[o + 235] >= 0x80
-            q = PackedDNSQuestion()
-            q._p = self
-            n, at = _name_slot(b, o + 226)
-            t = _TAIL
-            if t[0] is not b:
-                t = _tail_text(b, *_size_count(b))
-            text = t[1]
-            if text is not None:
-                at -= t[2]
-                q.name = text[at : at + n]
-            else:
-                name = t[3][at - t[2] : at - t[2] + n]
-                q.name = name if name.isascii() else str(b[at : at + n], "utf-8", "replace")
-            d.qd = [q]
+            d._qd = None
             return d
         if not bits & DNS_CHECKED:
             return PackedPacket.parse_dns(self)

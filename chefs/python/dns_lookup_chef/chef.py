@@ -40,9 +40,12 @@ class DNSLookupChef(DumplingChef):
 
     def packet_handler(self, packet):
         dns = packet.parse_dns()  # the interest already picked the DNS ports
-        if dns is None or dns.is_response or not dns.qd:
+        if dns is None or dns.is_response:
             return None
-        hostname = dns.qd[0].name  # labels joined with ".", invalid UTF-8 replaced
+        qd = dns.qd
+        if not qd:
+            return None
+        hostname = qd[0].name  # labels joined with ".", invalid UTF-8 replaced
         when = packet.time_text  # repr(packet.time), written by the kitchen
         table = self.lookups_seen
         seen = table.get(hostname)
