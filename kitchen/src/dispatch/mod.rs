@@ -770,16 +770,12 @@ impl Dispatcher {
             ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
             ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
         };
-        // Checked and compacted straight into the envelope (one copy of the payload).
-        let json = match dumpling::wrap_payload(
-            chef.name(),
-            Some(&self.kitchen),
-            creation_time,
-            driver,
-            payload,
-        ) {
+        // Checked and compacted straight into the envelope (one copy of the payload), then
+        // the hub's own check (`dumpling::check_message_limits`, envelope included), so
+        // what the kitchen sends is exactly what the hub accepts.
+        let json = match chef.wrap_payload(Some(&self.kitchen), creation_time, driver, payload) {
             Ok(json) => json,
-            Err(e) => {
+            Err(dumpling::WrapError::Invalid(e)) => {
                 chef.stats.invalid += 1;
                 chef.warn_output(
                     "invalid",
@@ -788,22 +784,17 @@ impl Dispatcher {
                 );
                 return Ok(());
             }
-        };
-        // The hub's own check (`dumpling::check_message_limits`, envelope included), so
-        // what the kitchen sends is exactly what the hub accepts.
-        match dumpling::check_message_limits(json.as_bytes()) {
-            Ok(()) => {}
-            Err(e @ dumpling::LimitError::TooBig { .. }) => {
+            Err(dumpling::WrapError::Limit(e @ dumpling::LimitError::TooBig { .. })) => {
                 chef.stats.oversize += 1;
                 chef.warn_output("oversize", 1, &format!("refused a {driver} dumpling: {e}"));
                 return Ok(());
             }
-            Err(e @ dumpling::LimitError::TooDeep { .. }) => {
+            Err(dumpling::WrapError::Limit(e @ dumpling::LimitError::TooDeep { .. })) => {
                 chef.stats.invalid += 1;
                 chef.warn_output("invalid", 1, &format!("refused a {driver} dumpling: {e}"));
                 return Ok(());
             }
-        }
+        };
         chef.stats.dumplings += 1;
         self.stats.dumplings += 1;
         self.runtime[i].bytes += json.len() as u64;
