@@ -729,9 +729,10 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
     for line in traffic {
         tracing::info!("{k}: summary: {line}");
     }
-    for slot in d.chefs() {
-        let c = &slot.chef;
+    for lane in d.chefs() {
+        let c = &lane.chef;
         let st = &c.stats;
+        let out = lane.counters();
         let per_packet = if st.packets > 0 {
             format!("{:.0} ns/packet", st.busy_ns as f64 / st.packets as f64)
         } else {
@@ -756,11 +757,11 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             st.packet_calls,
             st.packets,
             st.interval_calls,
-            st.dumplings,
-            st.invalid,
-            st.oversize,
-            st.over_cap,
-            st.over_budget,
+            out.dumplings,
+            st.undecodable + out.invalid,
+            out.oversize,
+            out.over_cap,
+            out.over_budget,
             st.traps,
             st.timeouts,
             st.memory_limits,
