@@ -171,6 +171,12 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
     dispatcher.set_stream_limits(config.stream_limits);
     dispatcher.set_defrag_limits(config.defrag_limits);
+    let chef_threads = config
+        .chef_threads
+        .unwrap_or_else(|| kitchen::dispatch::workers::default_threads(dispatcher.chefs().len()));
+    dispatcher
+        .set_chef_threads(chef_threads)
+        .context("cannot start the chefs' worker threads (--chef-threads)")?;
     for (source, error) in &load_failures {
         dispatcher
             .status_inputs()

@@ -50,11 +50,13 @@ mod flow_events;
 pub mod interest;
 pub mod lane;
 mod streams;
+pub mod workers;
 
 pub use crate::outputs::{DumplingSink, SinkError};
 pub use interest::InterestMatcher;
 use lane::LaneContext;
 pub use lane::{ChefCounters, ChefLane, ChefSlot};
+use workers::LaneWorkers;
 
 /// Kitchen-wide counters, for the exit summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -107,6 +109,8 @@ pub struct Dispatcher {
     flows: Option<flow_events::DispatchFlows>,
     /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::outputs::crash_capsule`]).
     capsules: Option<Mutex<CrashCapsules>>,
+    /// `--chef-threads` above 1: the workers that run the lanes of a step side by side.
+    workers: Option<LaneWorkers>,
 }
 
 impl Dispatcher {
@@ -139,6 +143,7 @@ impl Dispatcher {
             packed: PackedScratch::default(),
             flows: None,
             capsules: None,
+            workers: None,
         };
         d.update_stream_stage();
         d
@@ -148,6 +153,17 @@ impl Dispatcher {
     /// (`--chef-crash-dir`); `None` turns it off.
     pub fn set_crash_capsules(&mut self, capsules: Option<CrashCapsules>) {
         self.capsules = capsules.map(Mutex::new);
+    }
+
+    /// Run the chefs of each step on `threads` worker threads (`--chef-threads`; 1, the
+    /// default, runs them one after the other on the dispatcher's thread). The output is
+    /// the same either way ([`crate::dispatch::workers`]).
+    pub fn set_chef_threads(&mut self, threads: usize) -> Result<(), rayon::ThreadPoolBuildError> {
+        self.workers = match threads {
+            0 | 1 => None,
+            n => Some(LaneWorkers::new(n)?),
+        };
+        Ok(())
     }
 
     /// The chefs' lanes, in call order (each lane's `chef`, `matcher`, counters).
@@ -198,15 +214,19 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Each chef's share of the dispatcher's thread for shedding ([`crate::dispatch::duty`]): an
-    /// equal part per chef that is called (not quarantined).
+    /// Each chef's share of the kitchen's time for shedding ([`crate::dispatch::duty`]): an
+    /// equal part per chef that is called (not quarantined) of the dispatcher's thread, or
+    /// of its workers' threads (at most one thread per chef).
     fn duty_share(&self) -> f64 {
         let called = self
             .lanes
             .iter()
             .filter(|s| !s.chef.is_quarantined())
             .count();
-        1.0 / called.max(1) as f64
+        // With workers, the kitchen has that many threads' time to share out (a chef
+        // never gets more than one thread).
+        let threads = self.workers.as_ref().map_or(1, LaneWorkers::threads);
+        (threads as f64 / called.max(1) as f64).min(1.0)
     }
 
     /// Live: whether the kitchen is behind (its capture queue holds more than
@@ -322,9 +342,12 @@ impl Dispatcher {
         batch: Option<&Batch>,
         f: impl Fn(usize, &mut ChefLane, &LaneContext<'_>) + Sync,
     ) -> Result<(), SinkError> {
-        self.with_lanes(batch, |lanes, ctx| {
-            for (i, lane) in lanes.iter_mut().enumerate() {
-                f(i, lane, ctx);
+        self.with_lanes(batch, |lanes, ctx, workers| match workers {
+            Some(w) if lanes.len() > 1 => w.run(lanes, &|i, lane| f(i, lane, ctx)),
+            _ => {
+                for (i, lane) in lanes.iter_mut().enumerate() {
+                    f(i, lane, ctx);
+                }
             }
         });
         self.send_ready()
@@ -335,7 +358,7 @@ impl Dispatcher {
     fn with_lanes<R>(
         &mut self,
         batch: Option<&Batch>,
-        f: impl FnOnce(&mut [ChefLane], &LaneContext<'_>) -> R,
+        f: impl FnOnce(&mut [ChefLane], &LaneContext<'_>, Option<&LaneWorkers>) -> R,
     ) -> R {
         let share = self.duty_share();
         let packed_batch = match batch {
@@ -356,7 +379,7 @@ impl Dispatcher {
             packed_batch,
             capsules: self.capsules.as_ref(),
         };
-        let r = f(&mut self.lanes, &ctx);
+        let r = f(&mut self.lanes, &ctx, self.workers.as_ref());
         self.packed.end_batch();
         r
     }

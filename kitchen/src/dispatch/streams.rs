@@ -85,7 +85,7 @@ impl Dispatcher {
             return Ok(());
         }
         // One chef after the other: each chef's chunks are gathered in the stage's scratch.
-        self.with_lanes(None, |lanes, ctx| {
+        self.with_lanes(None, |lanes, ctx, _| {
             for lane in lanes {
                 let Some(filter) = StreamFilter::new(&lane.chef.description().interest) else {
                     continue;
