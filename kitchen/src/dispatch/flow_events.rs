@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use flowtrack::table::{FlowConfig, FlowConfigError};
 
-use super::lane::LaneContext;
-use super::{ChefLane, Dispatcher, Driver, SinkError};
+use super::lane::{Indexed, LaneContext};
+use super::{ChefLane, Dispatcher, SinkError};
 use crate::chef_host::bindings::FlowEvent as WitFlowEvent;
 use crate::chef_host::LoadedChef;
 use crate::parse::batch::Batch;
@@ -172,16 +172,13 @@ impl ChefLane {
         let Ok(out) = result else {
             return;
         };
-        let cap = self.count_over_cap(out.len(), "flow-event dumplings from one call");
-        for d in out.into_iter().take(cap) {
-            let idx = d.packet_index as usize;
-            let Some(e) = events.get(idx) else {
-                let outside = format!("the {} flow events of the call", events.len());
-                self.bad_index(idx, &outside);
-                continue;
-            };
-            self.wrap(Driver::Packet, event_time_ns(e), &d.payload, ctx);
-        }
+        let items = Indexed {
+            what: "flow-event dumplings from one call",
+            outside: |n| format!("the {n} flow events of the call"),
+            items: events,
+            time_of: event_time_ns,
+        };
+        self.wrap_indexed(out, &items, ctx);
         self.finish_call(started, ctx);
     }
 }

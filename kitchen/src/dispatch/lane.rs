@@ -31,6 +31,7 @@ use dumpling::Driver;
 use super::chef_queue::{self, ChefQueue};
 use super::{wall_ns, ClockMode, InterestMatcher};
 use crate::chef_host::bindings::BatchForm;
+use crate::chef_host::bindings::PacketDumpling;
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{CallError, LoadedChef, WirePacket};
 use crate::outputs::crash_capsule::CrashCapsules;
@@ -416,15 +417,13 @@ impl ChefLane {
         let Ok(out) = result else {
             return;
         };
-        let cap = self.count_over_cap(out.len(), "packet dumplings from one call");
-        for d in out.into_iter().take(cap) {
-            let idx = d.packet_index as usize;
-            let Some(WirePacket(p)) = packets.get(idx) else {
-                self.bad_index(idx, &format!("the batch of {}", packets.len()));
-                continue;
-            };
-            self.wrap(Driver::Packet, p.timestamp_ns, &d.payload, ctx);
-        }
+        let items = Indexed {
+            what: "packet dumplings from one call",
+            outside: |n| format!("the batch of {n}"),
+            items: packets,
+            time_of: |p: &WirePacket| p.0.timestamp_ns,
+        };
+        self.wrap_indexed(out, &items, ctx);
         self.finish_call(started, ctx);
     }
 
@@ -467,6 +466,25 @@ impl ChefLane {
         let cap = self.count_over_cap(out.len(), "interval dumplings from one poke");
         for payload in out.into_iter().take(cap) {
             self.wrap(Driver::Interval, now_ns, &payload, ctx);
+        }
+    }
+
+    /// Wrap a call's `out` (capped per call), each dumpling stamped with the time of the
+    /// item it names; one naming no item is dropped and counted.
+    pub(super) fn wrap_indexed<T>(
+        &mut self,
+        out: Vec<PacketDumpling>,
+        items: &Indexed<'_, T, impl Fn(usize) -> String, impl Fn(&T) -> u64>,
+        ctx: &LaneContext<'_>,
+    ) {
+        let cap = self.count_over_cap(out.len(), items.what);
+        for d in out.into_iter().take(cap) {
+            let idx = d.packet_index as usize;
+            let Some(item) = items.items.get(idx) else {
+                self.bad_index(idx, &(items.outside)(items.items.len()));
+                continue;
+            };
+            self.wrap(Driver::Packet, (items.time_of)(item), &d.payload, ctx);
         }
     }
 
@@ -585,6 +603,18 @@ impl ChefLane {
         counters.bytes += json.len() as u64;
         self.ready.push(json);
     }
+}
+
+/// The items a call was given, for [`ChefLane::wrap_indexed`].
+pub(super) struct Indexed<'a, T, O, W> {
+    /// What the dumplings are, for the over-cap warning ("packet dumplings from one call").
+    pub what: &'static str,
+    /// Names the items for a bad-index warning, given their number ("the batch of 3").
+    pub outside: O,
+    /// The items.
+    pub items: &'a [T],
+    /// The dumpling time of an item.
+    pub time_of: W,
 }
 
 /// A chef's state after a call: quarantined, running (the call worked) or restarting (any

@@ -6,12 +6,11 @@
 
 use std::time::Instant;
 
-use dumpling::Driver;
 use flowtrack::reassembly::ReassemblyLimits;
 
 use flowtrack::table::FlowEvent;
 
-use super::lane::LaneContext;
+use super::lane::{Indexed, LaneContext};
 use super::{Batch, ChefLane, Dispatcher, SinkError};
 use crate::chef_host::bindings::StreamChunk;
 use crate::outputs::status::traffic::StreamStatus;
@@ -120,14 +119,12 @@ impl ChefLane {
         let Ok(out) = result else {
             return;
         };
-        let cap = self.count_over_cap(out.len(), "stream dumplings from one call");
-        for d in out.into_iter().take(cap) {
-            let idx = d.packet_index as usize;
-            let Some(chunk) = chunks.get(idx) else {
-                self.bad_index(idx, &format!("the {} stream chunks", chunks.len()));
-                continue;
-            };
-            self.wrap(Driver::Packet, chunk.timestamp_ns, &d.payload, ctx);
-        }
+        let items = Indexed {
+            what: "stream dumplings from one call",
+            outside: |n| format!("the {n} stream chunks"),
+            items: chunks,
+            time_of: |c: &StreamChunk| c.timestamp_ns,
+        };
+        self.wrap_indexed(out, &items, ctx);
     }
 }
