@@ -91,7 +91,7 @@ enum CorpusChoice {
 const USAGE: &str = "\
 usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                         [--corpus mixed|high-cardinality|both] [--no-hub]
-                        [--compare-chefs DIR] [--only VARIANT]
+                        [--compare-chefs DIR] [--only VARIANT] [--chef-threads N]
 
   FILE                 the mixed corpus to read (default: target/bench/big.pcap, built
                        from every Ethernet capture in $ND_SHARED_PCAPS)
@@ -105,7 +105,12 @@ usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                        nd-hub on 127.0.0.1 with an nd-print eater draining it)
   --compare-chefs DIR  also run the default set loaded from the *.wasm in DIR (an
                        older chef build), output discarded
-  --only VARIANT       run only this variant (for a profiler); no ratios";
+  --only VARIANT       run only this variant (for a profiler); no ratios
+  --chef-threads N     the kitchen's chef worker threads in every variant (default 1:
+                       chefs called one after the other, as before `--chef-threads`)";
+
+/// `--chef-threads` (read by every kitchen run; set once by `parse_args`).
+static CHEF_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -126,6 +131,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--build-corpus" => a.build_corpus = true,
             "--no-hub" => a.no_hub = true,
             "--only" => a.only = Some(it.next().context("--only VARIANT")?),
+            "--chef-threads" => {
+                let n: usize = it.next().context("--chef-threads N")?.parse()?;
+                CHEF_THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+            }
             "--corpus" => {
                 a.corpus = match it.next().context("--corpus WHICH")?.as_str() {
                     "mixed" => CorpusChoice::Mixed,
@@ -742,6 +751,7 @@ fn kitchen_run_flows(
         ),
     };
     let mut d = Dispatcher::new("bench", slots, POKE, ClockMode::Replay, sink);
+    d.set_chef_threads(CHEF_THREADS.load(std::sync::atomic::Ordering::Relaxed))?;
     if flows {
         d.set_flows(flowtrack::table::FlowConfig::default())?;
     }

@@ -195,16 +195,10 @@ pub struct ChefStats {
     pub stream_calls: u64,
     /// Packets handed over in successful calls.
     pub packets: u64,
-    /// Dumplings accepted from this chef.
-    pub dumplings: u64,
-    /// Dumplings dropped: payload not one JSON value, or a bad packet index.
-    pub invalid: u64,
-    /// Dumplings dropped: payload over the size cap.
-    pub oversize: u64,
-    /// Dumplings dropped: over the per-call count cap.
-    pub over_cap: u64,
-    /// Dumplings dropped: over the output byte budget (per call or per second).
-    pub over_budget: u64,
+    /// Dumplings the host dropped while reading a call's result (bytes that are not UTF-8,
+    /// a packed result it cannot decode). What the dispatcher refuses afterwards is counted
+    /// by the chef's lane ([`crate::dispatch::ChefCounters`]).
+    pub undecodable: u64,
     /// Calls that trapped (panics, `unreachable`, out-of-bounds, ...).
     pub traps: u64,
     /// Calls stopped at their deadline.
@@ -279,7 +273,8 @@ pub struct LoadedChef {
     warnings: OutputWarnings,
     /// Its component's hash and signer (set by `ChefHost::load`).
     provenance: super::Provenance,
-    /// Counters for the exit summary; the dispatcher adds its output counters here.
+    /// What the host observed of this chef's calls (the host is their only writer; the
+    /// dispatcher's counters are in the chef's lane, [`crate::dispatch::ChefCounters`]).
     pub stats: ChefStats,
     /// Payload bytes this chef may still emit (the dispatcher takes from it per dumpling;
     /// every call starts a fresh per-call budget).
@@ -535,7 +530,7 @@ impl LoadedChef {
         if let Some((export, fault)) = fault {
             // The pairs before the fault are kept; the rest of the answer is one invalid
             // output (the chef's SDK wrote something that is not the agreed form).
-            self.stats.invalid += 1;
+            self.stats.undecodable += 1;
             self.warn_output(
                 "invalid",
                 1,
@@ -668,7 +663,7 @@ impl LoadedChef {
             Ok((out, 0))
         })?;
         if not_utf8 > 0 {
-            self.stats.invalid += not_utf8;
+            self.stats.undecodable += not_utf8;
             self.warn_output(
                 "invalid",
                 not_utf8,
