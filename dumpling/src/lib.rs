@@ -222,12 +222,27 @@ struct EnvelopeMetadata<'a> {
     driver: Driver,
 }
 
-/// Write `{"metadata":{...},"payload":` into `out` (the payload and the closing `}` follow).
-fn write_envelope_head(out: &mut Vec<u8>, metadata: &EnvelopeMetadata<'_>) {
+/// `{"metadata":{...},"payload":` in a buffer with room for a payload of `payload_len`
+/// bytes and the closing `}` (which the caller appends).
+fn head_bytes(
+    chef: &str,
+    kitchen: Option<&str>,
+    creation_time: f64,
+    driver: Driver,
+    payload_len: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload_len + 128);
+    let metadata = EnvelopeMetadata {
+        chef,
+        kitchen,
+        creation_time,
+        driver,
+    };
     out.extend_from_slice(b"{\"metadata\":");
     // Plain strings and an f64 cannot fail to serialize (a non-finite f64 becomes `null`).
-    let _ = serde_json::to_writer(&mut *out, metadata);
+    let _ = serde_json::to_writer(&mut out, &metadata);
     out.extend_from_slice(b",\"payload\":");
+    out
 }
 
 /// Build the JSON text of a dumpling from a payload that is already JSON.
@@ -242,14 +257,13 @@ pub fn encode_dumpling(
     driver: Driver,
     payload_json: &RawValue,
 ) -> String {
-    let mut out = Vec::with_capacity(payload_json.get().len() + 128);
-    let metadata = EnvelopeMetadata {
+    let mut out = head_bytes(
         chef,
         kitchen,
         creation_time,
         driver,
-    };
-    write_envelope_head(&mut out, &metadata);
+        payload_json.get().len(),
+    );
     out.extend_from_slice(payload_json.get().as_bytes());
     out.push(b'}');
     // Only UTF-8 went in (serde_json's output and a `RawValue`'s text).
@@ -335,14 +349,7 @@ pub(crate) fn wrap_payload_parts(
         text.push('}');
         return Ok((text, head, true));
     }
-    let mut out = Vec::with_capacity(payload.len() + 128);
-    let metadata = EnvelopeMetadata {
-        chef,
-        kitchen,
-        creation_time,
-        driver,
-    };
-    write_envelope_head(&mut out, &metadata);
+    let mut out = head_bytes(chef, kitchen, creation_time, driver, payload.len());
     let head = out.len();
     transcode_compact(payload, &mut out)?;
     out.push(b'}');
@@ -359,14 +366,7 @@ pub(crate) fn wrap_head(
     driver: Driver,
     payload_len: usize,
 ) -> Result<String, serde_json::Error> {
-    let mut out = Vec::with_capacity(payload_len + 128);
-    let metadata = EnvelopeMetadata {
-        chef,
-        kitchen,
-        creation_time,
-        driver,
-    };
-    write_envelope_head(&mut out, &metadata);
+    let out = head_bytes(chef, kitchen, creation_time, driver, payload_len);
     String::from_utf8(out).map_err(<serde_json::Error as serde::de::Error>::custom)
 }
 
