@@ -171,6 +171,12 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
     dispatcher.set_stream_limits(config.stream_limits);
     dispatcher.set_defrag_limits(config.defrag_limits);
+    let chef_threads = config
+        .chef_threads
+        .unwrap_or_else(|| kitchen::dispatch::workers::default_threads(dispatcher.chefs().len()));
+    dispatcher
+        .set_chef_threads(chef_threads)
+        .context("cannot start the chefs' worker threads (--chef-threads)")?;
     for (source, error) in &load_failures {
         dispatcher
             .status_inputs()
@@ -729,9 +735,10 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
     for line in traffic {
         tracing::info!("{k}: summary: {line}");
     }
-    for slot in d.chefs() {
-        let c = &slot.chef;
+    for lane in d.chefs() {
+        let c = &lane.chef;
         let st = &c.stats;
+        let out = lane.counters();
         let per_packet = if st.packets > 0 {
             format!("{:.0} ns/packet", st.busy_ns as f64 / st.packets as f64)
         } else {
@@ -756,11 +763,11 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
             st.packet_calls,
             st.packets,
             st.interval_calls,
-            st.dumplings,
-            st.invalid,
-            st.oversize,
-            st.over_cap,
-            st.over_budget,
+            out.dumplings,
+            st.undecodable + out.invalid,
+            out.oversize,
+            out.over_cap,
+            out.over_budget,
             st.traps,
             st.timeouts,
             st.memory_limits,

@@ -166,6 +166,14 @@ pub struct Cli {
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEADLINE_MS)]
     pub chef_deadline_ms: u64,
 
+    /// Threads that call the chefs: each batch (and each poke) is handed to every chef on
+    /// this many worker threads at once, so a slow chef does not hold the others up; the
+    /// output (order and bytes) is the same for any N. Default: the number of cores, at
+    /// most the number of chefs at start. 1 calls the chefs one after the other on the
+    /// kitchen's thread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub chef_threads: Option<u16>,
+
     /// At the end, wait at most this many seconds for queued dumplings to reach the hub.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub flush_timeout: f64,
@@ -254,6 +262,8 @@ pub const DEFAULT_LIVE_FILTER: &str = "tcp or udp or arp";
 pub struct Config {
     /// `--kitchen-name`.
     pub kitchen_name: String,
+    /// `--chef-threads` (`None`: one per core, at most one per chef).
+    pub chef_threads: Option<usize>,
     /// TLS settings and token for the hub link.
     pub link: hub_link::Link,
     /// `HOST:PORT` or `ws(s)://HOST:PORT` of the hubs in failover order, `None` with `--no-hub`.
@@ -487,6 +497,7 @@ impl Config {
                 && !(cli.stdout && std::io::IsTerminal::is_terminal(&std::io::stdout())),
             stream_limits: cli.streams.limits()?,
             defrag_limits: cli.defrag.limits(),
+            chef_threads: cli.chef_threads.map(usize::from),
         })
     }
 }

@@ -1398,3 +1398,67 @@ fn output_budget_refusals_are_counted_per_call_and_per_second() {
     );
     assert_reported(&run, "DumplingFloodChef", &["output budget", "per second"]);
 }
+
+/// `--chef-threads` changes who runs the chefs, never what they say: a replay with the
+/// built-in chefs, the control chef and three hostile ones (a chef that panics and is
+/// restarted then quarantined, one that floods dumplings over its per-call cap, one that
+/// takes 20 ms per call) gives byte-identical stdout on one thread and on four workers
+/// (but for the slow chef's own report of the wall time it spun).
+#[test]
+fn chef_threads_give_byte_identical_replay_output() {
+    let capture = Capture::AnyConnect;
+    let files = [
+        "panic_chef.wasm",
+        "dumpling_flood_chef.wasm",
+        "slow_under_deadline_chef.wasm",
+    ];
+    let staged: Vec<(&str, Vec<u8>)> = files.iter().map(|f| (*f, hostile_wasm(f))).collect();
+    let dir = chef_dir("chef-threads", &staged);
+    let one = kitchen(capture, &dir, &["--chef-threads", "1"]);
+    let four = kitchen(capture, &dir, &["--chef-threads", "4"]);
+    for run in [&one, &four] {
+        assert_eq!(run.code, Some(0), "{}", run.context());
+        assert!(run.bad_lines.is_empty(), "{:?}", run.bad_lines);
+    }
+    // Several chefs spoke (built-ins, the control chef, the flood), so the order of their
+    // dumplings within a batch is really compared.
+    let chefs = one.by_chef();
+    assert!(chefs.contains_key(CONTROL), "{}", one.context());
+    assert!(chefs.contains_key("DumplingFloodChef"), "{}", one.context());
+    assert!(chefs.len() >= 4, "only {:?} made dumplings", chefs.keys());
+    assert_eq!(
+        one.lines.len(),
+        four.lines.len(),
+        "dumpling count differs between 1 and 4 chef threads"
+    );
+    // Byte for byte, except the wall time the slow chef reports spinning (`spun_ms`,
+    // which differs between any two runs); its dumplings must still sit at the same place
+    // with the same metadata and batch size.
+    let same = |i: usize| {
+        let (a, b) = (&one.dumplings[i], &four.dumplings[i]);
+        if a["metadata"]["chef"] == "SlowUnderDeadlineChef" {
+            a["metadata"] == b["metadata"]
+                && a["payload"]["batch_packets"] == b["payload"]["batch_packets"]
+        } else {
+            one.lines[i] == four.lines[i]
+        }
+    };
+    if let Some(i) = (0..one.lines.len()).find(|&i| !same(i)) {
+        panic!(
+            "line {} differs between 1 and 4 chef threads:\n  1: {}\n  4: {}",
+            i + 1,
+            one.lines[i].chars().take(300).collect::<String>(),
+            four.lines[i].chars().take(300).collect::<String>()
+        );
+    }
+    // The panicking chef was handled as on one thread: it trapped and was reported.
+    assert_eq!(
+        summary_of(&one, "PanicChef").failures(),
+        summary_of(&four, "PanicChef").failures()
+    );
+    assert!(
+        summary_of(&four, "PanicChef").failures() > 0,
+        "{}",
+        four.context()
+    );
+}

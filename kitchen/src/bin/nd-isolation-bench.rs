@@ -5,6 +5,7 @@
 //! tests/hostile-chefs/build.sh    # the hostile chefs (target/hostile-chefs/...)
 //! cargo run --release --bin nd-isolation-bench -- [--capture FILE] [--rounds N]
 //!     [--live-seconds S] [--rate PPS] [--hostile-dir DIR] [--only LABEL,...]
+//!     [--chef-threads N,...] [--no-live]
 //! ```
 //! The good chefs are the default chef set (every built-in, what `nd-sniff` runs with no
 //! flags). Each hostile case adds one chef from `tests/hostile-chefs/`; the baseline runs
@@ -26,6 +27,10 @@
 //!   ([`Dispatcher::set_behind`]), as `nd-sniff` is. Good-chef throughput is the packets
 //!   the good packet chefs saw (`packets_seen`, summed) per second; the ratio is hostile /
 //!   baseline. Target: >= 0.95 for every case.
+//!
+//! * **threads**: every case runs once per `--chef-threads` value (default: 1, today's
+//!   sequential calls, and the number of cores), interleaved, each against the baseline
+//!   of the same thread count and against the one-thread baseline.
 //!
 //! Packets/s are wall clock on a shared machine: read the medians, not single rounds.
 
@@ -76,6 +81,10 @@ struct Args {
     replay_packets: usize,
     /// Hostile cases to run (labels, or a word of them); empty = all.
     only: Vec<String>,
+    /// `Dispatcher::set_chef_threads` values to compare.
+    threads: Vec<usize>,
+    /// Skip the live runs.
+    no_live: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -89,6 +98,15 @@ fn parse_args() -> anyhow::Result<Args> {
         max_packets: 200_000,
         replay_packets: 100_000,
         only: Vec::new(),
+        threads: {
+            let cores = kitchen::dispatch::workers::default_threads(usize::MAX);
+            if cores > 1 {
+                vec![1, cores]
+            } else {
+                vec![1]
+            }
+        },
+        no_live: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -106,6 +124,13 @@ fn parse_args() -> anyhow::Result<Args> {
                 a.replay_packets = value()?.parse().context("--replay-packets")?
             }
             "--only" => a.only = value()?.split(',').map(str::to_owned).collect(),
+            "--chef-threads" => {
+                a.threads = value()?
+                    .split(',')
+                    .map(|t| t.parse().context("--chef-threads"))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--no-live" => a.no_live = true,
             "-h" | "--help" => {
                 println!(
                     "nd-isolation-bench [--capture FILE] [--hostile-dir DIR] [--rounds N] \
@@ -117,6 +142,9 @@ fn parse_args() -> anyhow::Result<Args> {
                      --replay-packets: packets per replay run (the capture cycled)\n\
                      --only: hostile cases to run, comma-separated (a word of the label, e.g. \
                      slow,loop); the baseline always runs\n\
+                     --chef-threads: worker threads to compare, comma-separated (default: 1 \
+                     and the number of cores)\n\
+                     --no-live: replay runs only\n\
                      Good chefs' throughput with one hostile chef vs without, replay and \
                      live (see the file's docs)."
                 );
@@ -125,8 +153,8 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
-    if a.rounds == 0 || a.rate == 0 || a.replay_packets == 0 {
-        bail!("--rounds, --rate and --replay-packets must be at least 1");
+    if a.rounds == 0 || a.rate == 0 || a.replay_packets == 0 || a.threads.contains(&0) {
+        bail!("--rounds, --rate, --replay-packets and --chef-threads must be at least 1");
     }
     Ok(a)
 }
@@ -219,6 +247,7 @@ fn replay_run(
     hostile: Option<&Hostile>,
     pkts: &[Pkt],
     args: &Args,
+    threads: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let (slots, hostile_name) = chefs(host, hostile)?;
     let mut d = Dispatcher::new(
@@ -228,6 +257,7 @@ fn replay_run(
         ClockMode::Replay,
         Box::new(Discard),
     );
+    d.set_chef_threads(threads)?;
     let first = pkts[0].ts;
     let span = pkts[pkts.len() - 1].ts.saturating_sub(first) + 1_000_000;
     let started = Instant::now();
@@ -266,6 +296,7 @@ fn live_run(
     hostile: Option<&Hostile>,
     pkts: &[Pkt],
     args: &Args,
+    threads: usize,
 ) -> anyhow::Result<LiveRun> {
     let (slots, hostile_name) = chefs(host, hostile)?;
     let mut d = Dispatcher::new(
@@ -275,6 +306,7 @@ fn live_run(
         ClockMode::Live,
         Box::new(Discard),
     );
+    d.set_chef_threads(threads)?;
     d.start_live(wall_ns())?;
     let started = Instant::now();
     let (mut consumed, mut queue_dropped) = (0u64, 0u64);
@@ -367,48 +399,88 @@ fn main() -> anyhow::Result<()> {
         args.live,
         args.rate
     );
-    let mut replay: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    let mut good_ns: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    let mut live: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    let mut shed: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    // Every (thread count, case) pair, interleaved round-robin.
+    let runs: Vec<(usize, usize)> = args
+        .threads
+        .iter()
+        .flat_map(|&t| (0..cases.len()).map(move |c| (t, c)))
+        .collect();
+    let mut replay: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut good_ns: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut live: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
+    let mut shed: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
     for round in 0..args.rounds {
-        for (i, (label, hostile)) in cases.iter().enumerate() {
+        for (k, &(threads, i)) in runs.iter().enumerate() {
+            let (label, hostile) = &cases[i];
             host.set_deterministic(true);
-            let (r, g) = replay_run(&host, hostile.as_ref(), &pkts, &args)?;
+            let (r, g) = replay_run(&host, hostile.as_ref(), &pkts, &args, threads)?;
             host.set_deterministic(false);
-            let run = live_run(&host, hostile.as_ref(), &pkts, &args)?;
+            let run = if args.no_live {
+                LiveRun {
+                    good_per_sec: 0.0,
+                    shed: 0,
+                    hostile_busy: 0.0,
+                    queue_dropped: 0,
+                }
+            } else {
+                live_run(&host, hostile.as_ref(), &pkts, &args, threads)?
+            };
             let (l, s) = (run.good_per_sec, run.shed);
             eprintln!(
-                "round {round} {label}: replay {r:.0} p/s ({g:.0} ns/packet in good chefs), \
-                 live good seen {l:.0} p/s, shed {s}, hostile busy {:.1} %, queue dropped {}",
+                "round {round} threads {threads} {label}: replay {r:.0} p/s ({g:.0} ns/packet \
+                 in good chefs), live good seen {l:.0} p/s, shed {s}, hostile busy {:.1} %, \
+                 queue dropped {}",
                 run.hostile_busy * 100.0,
                 run.queue_dropped
             );
-            replay[i].push(r);
-            good_ns[i].push(g);
-            live[i].push(l);
-            shed[i].push(s as f64);
+            replay[k].push(r);
+            good_ns[k].push(g);
+            live[k].push(l);
+            shed[k].push(s as f64);
         }
     }
-    let (base_r, base_l, base_g) = (median(&replay[0]), median(&live[0]), median(&good_ns[0]));
+    // Baselines: the same thread count's, and the first thread count's (1 by default).
+    let base = |k: usize| {
+        let (threads, _) = runs[k];
+        let b = runs
+            .iter()
+            .position(|&(t, c)| t == threads && c == 0)
+            .unwrap_or(0);
+        (median(&replay[b]), median(&live[b]), median(&good_ns[b]))
+    };
+    let (base1_r, _, base1_g) = base(0);
     println!(
-        "{:<18} {:>12} {:>7} {:>10} {:>7} {:>14} {:>7} {:>9}",
-        "case", "replay p/s", "ratio", "good ns/p", "ratio", "live good p/s", "ratio", "shed"
+        "{:>7} {:<18} {:>12} {:>7} {:>10} {:>7} {:>14} {:>7} {:>9} {:>9} {:>9}",
+        "threads",
+        "case",
+        "replay p/s",
+        "ratio",
+        "good ns/p",
+        "ratio",
+        "live good p/s",
+        "ratio",
+        "shed",
+        "p/s vs 1",
+        "ns/p vs 1"
     );
-    for (i, (label, _)) in cases.iter().enumerate() {
-        let (r, l, g) = (median(&replay[i]), median(&live[i]), median(&good_ns[i]));
+    for (k, &(threads, i)) in runs.iter().enumerate() {
+        let (base_r, base_l, base_g) = base(k);
+        let (r, l, g) = (median(&replay[k]), median(&live[k]), median(&good_ns[k]));
         // Good chefs' ns/packet ratio as baseline/case: 1.0 = unchanged, < 1 = slower.
         println!(
-            "{:<18} {:>12.0} {:>7.3} {:>10.0} {:>7.3} {:>14.0} {:>7.3} {:>9.0}{}",
-            label,
+            "{:>7} {:<18} {:>12.0} {:>7.3} {:>10.0} {:>7.3} {:>14.0} {:>7.3} {:>9.0} {:>9.3} {:>9.3}{}",
+            threads,
+            cases[i].0,
             r,
             r / base_r.max(1e-9),
             g,
             base_g / g.max(1e-9),
             l,
             l / base_l.max(1e-9),
-            median(&shed[i]),
-            if i > 0 && l / base_l.max(1e-9) < 0.95 {
+            median(&shed[k]),
+            r / base1_r.max(1e-9),
+            base1_g / g.max(1e-9),
+            if i > 0 && !args.no_live && l / base_l.max(1e-9) < 0.95 {
                 "  (live below 0.95)"
             } else {
                 ""

@@ -195,16 +195,10 @@ pub struct ChefStats {
     pub stream_calls: u64,
     /// Packets handed over in successful calls.
     pub packets: u64,
-    /// Dumplings accepted from this chef.
-    pub dumplings: u64,
-    /// Dumplings dropped: payload not one JSON value, or a bad packet index.
-    pub invalid: u64,
-    /// Dumplings dropped: payload over the size cap.
-    pub oversize: u64,
-    /// Dumplings dropped: over the per-call count cap.
-    pub over_cap: u64,
-    /// Dumplings dropped: over the output byte budget (per call or per second).
-    pub over_budget: u64,
+    /// Dumplings the host dropped while reading a call's result (bytes that are not UTF-8,
+    /// a packed result it cannot decode). What the dispatcher refuses afterwards is counted
+    /// by the chef's lane ([`crate::dispatch::ChefCounters`]).
+    pub undecodable: u64,
     /// Calls that trapped (panics, `unreachable`, out-of-bounds, ...).
     pub traps: u64,
     /// Calls stopped at their deadline.
@@ -217,6 +211,9 @@ pub struct ChefStats {
     pub skipped: u64,
     /// Time spent inside the chef's calls, nanoseconds.
     pub busy_ns: u64,
+    /// The part of `busy_ns` spent in `on-interval` calls (and state snapshots), so a
+    /// chef's cost per packet and per poke can be told apart (`nd-kitchen-bench`).
+    pub interval_ns: u64,
     /// The chef thread's CPU time inside those calls, nanoseconds (only with
     /// `ND_BENCH_CHEF_CPU=1`, see [`super::cpu_time`]; else 0).
     pub busy_cpu_ns: u64,
@@ -276,11 +273,14 @@ pub struct LoadedChef {
     warnings: OutputWarnings,
     /// Its component's hash and signer (set by `ChefHost::load`).
     provenance: super::Provenance,
-    /// Counters for the exit summary; the dispatcher adds its output counters here.
+    /// What the host observed of this chef's calls (the host is their only writer; the
+    /// dispatcher's counters are in the chef's lane, [`crate::dispatch::ChefCounters`]).
     pub stats: ChefStats,
     /// Payload bytes this chef may still emit (the dispatcher takes from it per dumpling;
     /// every call starts a fresh per-call budget).
     pub output_budget: super::output_budget::OutputBudget,
+    /// Its last interval payload and what checking it gave (see [`LoadedChef::wrap_payload`]).
+    interval_memo: dumpling::PayloadMemo,
 }
 
 impl LoadedChef {
@@ -338,7 +338,30 @@ impl LoadedChef {
                 limits.max_output_bytes_per_call,
                 limits.max_output_bytes_per_sec,
             ),
+            interval_memo: dumpling::PayloadMemo::default(),
         })
+    }
+
+    /// [`dumpling::wrap_checked`] for one of this chef's payloads: checked, wrapped in its
+    /// envelope, and the message checked against the hub's limits. An interval payload
+    /// byte-identical to the chef's previous one (a table that did not change since the
+    /// last poke) is wrapped from what checking it gave last time
+    /// ([`dumpling::PayloadMemo`]): the same result, without a second check.
+    pub fn wrap_payload(
+        &mut self,
+        kitchen: Option<&str>,
+        creation_time: f64,
+        driver: dumpling::Driver,
+        payload: &str,
+    ) -> Result<String, dumpling::WrapError> {
+        let name = self.description.name.as_str();
+        match driver {
+            dumpling::Driver::Interval => {
+                self.interval_memo
+                    .wrap(name, kitchen, creation_time, driver, payload)
+            }
+            _ => dumpling::wrap_checked(name, kitchen, creation_time, driver, payload),
+        }
     }
 
     /// Its component's SHA-256 and signing key id.
@@ -507,7 +530,7 @@ impl LoadedChef {
         if let Some((export, fault)) = fault {
             // The pairs before the fault are kept; the rest of the answer is one invalid
             // output (the chef's SDK wrote something that is not the agreed form).
-            self.stats.invalid += 1;
+            self.stats.undecodable += 1;
             self.warn_output(
                 "invalid",
                 1,
@@ -640,7 +663,7 @@ impl LoadedChef {
             Ok((out, 0))
         })?;
         if not_utf8 > 0 {
-            self.stats.invalid += not_utf8;
+            self.stats.undecodable += not_utf8;
             self.warn_output(
                 "invalid",
                 not_utf8,
@@ -694,7 +717,11 @@ impl LoadedChef {
         live.store.data_mut().call_deadline = Some(started + budget);
         let result = f(live);
         live.store.data_mut().call_deadline = None;
-        self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        let took = started.elapsed().as_nanos() as u64;
+        self.stats.busy_ns += took;
+        if matches!(kind, CallKind::Interval) {
+            self.stats.interval_ns += took;
+        }
         if let Some(a) = cpu_started {
             let b = super::cpu_time::thread_cpu_ns().unwrap_or(a);
             self.stats.busy_cpu_ns += b.saturating_sub(a);

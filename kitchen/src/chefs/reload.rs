@@ -67,7 +67,7 @@ use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, Recom
 use crate::chef_host::chef_file::{read_chef_file, ChefFileError};
 use crate::chef_host::{signature, ChefHost, ChefSource, LoadedChef};
 use crate::chefs::{name_verdict, qualified_name, NameVerdict};
-use crate::dispatch::{ChefSlot, Dispatcher, InterestMatcher, SinkError};
+use crate::dispatch::{ChefLane, ChefSlot, Dispatcher, InterestMatcher, SinkError};
 use dumpling::text::{escape_path, Escaped};
 use sha2::{Digest, Sha256};
 
@@ -461,8 +461,8 @@ pub enum Applied {
     Unchanged,
 }
 
-fn chef_source_is(slot: &ChefSlot, path: &Path) -> bool {
-    matches!(slot.chef.source(), ChefSource::File(p) if p == path)
+fn chef_source_is(lane: &ChefLane, path: &Path) -> bool {
+    matches!(lane.chef.source(), ChefSource::File(p) if p == path)
 }
 
 /// Apply one reload event to the dispatcher, between batches. Errors are only the output's

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use flowtrack::table::{FlowConfig, FlowConfigError};
 
-use super::{count_over_cap, run_state, CallContext, Dispatcher, Driver, SinkError};
+use super::lane::{Indexed, LaneContext};
+use super::{ChefLane, Dispatcher, SinkError};
 use crate::chef_host::bindings::FlowEvent as WitFlowEvent;
 use crate::chef_host::LoadedChef;
 use crate::parse::batch::Batch;
@@ -91,9 +92,9 @@ impl Dispatcher {
     pub(super) fn update_flow_switch(&self) {
         if let Some(f) = &self.flows {
             f.shared
-                .set_starts_wanted(self.chefs.iter().any(|s| wants_events(&s.chef)));
+                .set_starts_wanted(self.lanes.iter().any(|s| wants_events(&s.chef)));
             f.shared
-                .set_wanted(self.chefs.iter().any(|s| needs_flows(&s.chef)));
+                .set_wanted(self.lanes.iter().any(|s| needs_flows(&s.chef)));
         }
     }
 
@@ -115,7 +116,7 @@ impl Dispatcher {
         events: &[flowtrack::table::FlowEvent],
         ended: bool,
     ) -> Result<(), SinkError> {
-        if events.is_empty() || !self.chefs.iter().any(|s| wants_events(&s.chef)) {
+        if events.is_empty() || !self.lanes.iter().any(|s| wants_events(&s.chef)) {
             return Ok(());
         }
         let Some(mut flows) = self.flows.take() else {
@@ -140,62 +141,44 @@ impl Dispatcher {
         events: &[flowtrack::table::FlowEvent],
         ended: bool,
     ) -> Result<(), SinkError> {
-        let call = self.call_context();
-        for i in 0..self.chefs.len() {
-            if !wants_events(&self.chefs[i].chef) || self.chefs[i].chef.is_quarantined() {
-                continue;
+        self.run_lanes(None, |_, lane, ctx| {
+            if !wants_events(&lane.chef) || lane.chef.is_quarantined() {
+                return;
             }
-            if ended && !self.queues[i].is_empty() {
-                self.call_queued(i, call)?;
+            // A chef hears of a flow's end only after that flow's last packet.
+            if ended && lane.has_queued() {
+                lane.call_queued(ctx);
             }
-            self.call_flow_events(i, wit, events, call)?;
-        }
-        Ok(())
+            lane.call_flow_events(wit, events, ctx);
+        })
     }
+}
 
-    /// Call chef `i`'s `on-flow-events` and send what it made (dumpling time = the event's).
+impl ChefLane {
+    /// Call `on-flow-events` and wrap what it made (dumpling time = the event's).
     fn call_flow_events(
         &mut self,
-        i: usize,
         wit: &[WitFlowEvent],
         events: &[flowtrack::table::FlowEvent],
-        call: CallContext,
-    ) -> Result<(), SinkError> {
-        let CallContext { now_ns, share } = call;
+        ctx: &LaneContext<'_>,
+    ) {
+        let now_ns = ctx.now_ns;
         let started = std::time::Instant::now();
-        let slot = &mut self.chefs[i];
-        let result = slot.chef.on_flow_events(wit, now_ns);
-        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
-            c.flow_events_failed(&slot.chef, e, events, now_ns);
+        let result = self.chef.on_flow_events(wit, now_ns);
+        if let Err(e) = &result {
+            ctx.capsule(|c| c.flow_events_failed(&self.chef, e, events, now_ns));
         }
-        self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
+        self.record_call(&result, started, ctx);
         let Ok(out) = result else {
-            self.charge_duty(i, started, share);
-            return Ok(());
+            return;
         };
-        let cap = count_over_cap(
-            &mut slot.chef,
-            out.len(),
-            "flow-event dumplings from one call",
-        );
-        for d in out.into_iter().take(cap) {
-            let idx = d.packet_index as usize;
-            let Some(e) = events.get(idx) else {
-                let slot = &mut self.chefs[i];
-                slot.chef.stats.invalid += 1;
-                slot.chef.warn_output(
-                    "bad-index",
-                    1,
-                    &format!(
-                        "packet-index {idx} is outside the {} flow events of the call; dropped",
-                        events.len()
-                    ),
-                );
-                continue;
-            };
-            self.emit(i, Driver::Packet, event_time_ns(e), &d.payload)?;
-        }
-        self.charge_duty(i, started, share);
-        Ok(())
+        let items = Indexed {
+            what: "flow-event dumplings from one call",
+            outside: |n| format!("the {n} flow events of the call"),
+            items: events,
+            time_of: event_time_ns,
+        };
+        self.wrap_indexed(out, &items, ctx);
+        self.finish_call(started, ctx);
     }
 }

@@ -29,53 +29,34 @@
 //! * Per-chef measurements for the kitchen status ([`crate::outputs::status`]) are kept beside the
 //!   chefs; with the status on, every poke also sends a `KitchenStatusChef` dumpling.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use capture::PacketRecord;
 use dumpling::Driver;
 
-use crate::chef_host::bindings::BatchForm;
-use crate::chef_host::output_budget::OverBudget;
-use crate::chef_host::{LoadedChef, WirePacket};
 use crate::outputs::crash_capsule::CrashCapsules;
-use crate::outputs::status::{
-    ChefRunState, ChefRuntime, ChefStatus, StatusDetail, StatusInputs, StatusReport,
-};
+use crate::outputs::status::{StatusDetail, StatusInputs, StatusReport};
 pub use crate::parse::batch::{
     Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
 };
 use crate::parse::defrag::{DefragLimits, DefragStats};
 use crate::parse::packed_batch::PackedScratch;
 use crate::parse::poke_clock::ClockAnomalies;
-use chef_queue::ChefQueue;
 
 pub mod chef_queue;
 pub mod duty;
 mod flow_events;
 pub mod interest;
+pub mod lane;
 mod streams;
+pub mod workers;
 
 pub use crate::outputs::{DumplingSink, SinkError};
 pub use interest::InterestMatcher;
-
-/// A loaded chef plus its compiled interest.
-pub struct ChefSlot {
-    /// The chef.
-    pub chef: LoadedChef,
-    /// Its interest.
-    pub matcher: InterestMatcher,
-    /// Kept for the hello and `--chef-list`: how the original would name it.
-    pub qualified_name: String,
-}
-
-/// What every packet call of one batch (or one flush of the queues) shares: the kitchen
-/// clock handed to the chefs and each chef's share of the thread ([`crate::dispatch::duty`]),
-/// computed once rather than per call.
-#[derive(Debug, Clone, Copy)]
-struct CallContext {
-    now_ns: u64,
-    share: f64,
-}
+use lane::LaneContext;
+pub use lane::{ChefCounters, ChefLane, ChefSlot};
+use workers::LaneWorkers;
 
 /// Kitchen-wide counters, for the exit summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -100,19 +81,16 @@ pub struct KitchenStats {
 /// [`BatchBuilder`] for callers that feed packets on the same thread.
 pub struct Dispatcher {
     kitchen: String,
-    chefs: Vec<ChefSlot>,
+    /// One lane per chef, in call order (sorted by name): the chef, its queue, its counters.
+    lanes: Vec<ChefLane>,
     mode: ClockMode,
     /// Capture time of the last packet handed to the chefs (the replay clock).
     last_packet_ns: Option<u64>,
     builder: BatchBuilder,
-    /// Selective chefs' waiting packets, parallel to `chefs` (same index).
-    queues: Vec<ChefQueue>,
     sink: Box<dyn DumplingSink>,
     stats: KitchenStats,
     /// Clock anomalies of builders on other threads ([`Dispatcher::add_clock_anomalies`]).
     other_clocks: ClockAnomalies,
-    /// Per-chef measurements for the status report, parallel to `chefs` (same index).
-    runtime: Vec<ChefRuntime>,
     /// Kitchen-wide status inputs (capture, hub, load failures) and whether to emit it.
     status: StatusInputs,
     /// Live: the capture queue is backing up, so chefs over their share shed batches.
@@ -124,12 +102,15 @@ pub struct Dispatcher {
     /// IP reassembly bounds of every builder this dispatcher makes.
     defrag_limits: DefragLimits,
 
-    /// Packed batches for chefs whose `batch-form` is `packed` (empty while none is loaded).
+    /// The packed form of the current batch, for packed chefs that take every packet
+    /// (encoded once per batch, before the lanes run).
     packed: PackedScratch,
     /// Connection tracking, when configured ([`Dispatcher::set_flows`]).
     flows: Option<flow_events::DispatchFlows>,
     /// `--chef-crash-dir`: the input of crashing calls is saved ([`crate::outputs::crash_capsule`]).
-    capsules: Option<CrashCapsules>,
+    capsules: Option<Mutex<CrashCapsules>>,
+    /// `--chef-threads` above 1: the workers that run the lanes of a step side by side.
+    workers: Option<LaneWorkers>,
 }
 
 impl Dispatcher {
@@ -142,18 +123,15 @@ impl Dispatcher {
         sink: Box<dyn DumplingSink>,
     ) -> Self {
         chefs.sort_by(|a, b| a.chef.name().cmp(b.chef.name()));
-        let runtime = chefs.iter().map(|_| ChefRuntime::default()).collect();
-        let queues = chefs.iter().map(|_| ChefQueue::default()).collect();
+        let lanes = chefs.into_iter().map(|s| ChefLane::new(s, 0)).collect();
         let builder = BatchBuilder::new(mode, poke_interval);
         let mut d = Dispatcher {
-            runtime,
             status: StatusInputs::default(),
             kitchen: kitchen.into(),
-            chefs,
+            lanes,
             mode,
             last_packet_ns: None,
             builder,
-            queues,
             sink,
             stats: KitchenStats::default(),
             other_clocks: ClockAnomalies::default(),
@@ -165,6 +143,7 @@ impl Dispatcher {
             packed: PackedScratch::default(),
             flows: None,
             capsules: None,
+            workers: None,
         };
         d.update_stream_stage();
         d
@@ -173,12 +152,23 @@ impl Dispatcher {
     /// Save the input of every chef call that traps, times out or runs out of memory
     /// (`--chef-crash-dir`); `None` turns it off.
     pub fn set_crash_capsules(&mut self, capsules: Option<CrashCapsules>) {
-        self.capsules = capsules;
+        self.capsules = capsules.map(Mutex::new);
     }
 
-    /// The chefs, in call order.
-    pub fn chefs(&self) -> &[ChefSlot] {
-        &self.chefs
+    /// Run the chefs of each step on `threads` worker threads (`--chef-threads`; 1, the
+    /// default, runs them one after the other on the dispatcher's thread). The output is
+    /// the same either way ([`crate::dispatch::workers`]).
+    pub fn set_chef_threads(&mut self, threads: usize) -> Result<(), rayon::ThreadPoolBuildError> {
+        self.workers = match threads {
+            0 | 1 => None,
+            n => Some(LaneWorkers::new(n)?),
+        };
+        Ok(())
+    }
+
+    /// The chefs' lanes, in call order (each lane's `chef`, `matcher`, counters).
+    pub fn chefs(&self) -> &[ChefLane] {
+        &self.lanes
     }
 
     /// Kitchen-wide counters.
@@ -224,25 +214,19 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Live: charge chef `i` the time since `started` (its call and its output).
-    fn charge_duty(&mut self, i: usize, started: Instant, share: f64) {
-        if self.mode == ClockMode::Live {
-            let now = Instant::now();
-            self.runtime[i]
-                .duty
-                .charge(now.saturating_duration_since(started), now, share);
-        }
-    }
-
-    /// Each chef's share of the dispatcher's thread for shedding ([`crate::dispatch::duty`]): an
-    /// equal part per chef that is called (not quarantined).
+    /// Each chef's share of the kitchen's time for shedding ([`crate::dispatch::duty`]): an
+    /// equal part per chef that is called (not quarantined) of the dispatcher's thread, or
+    /// of its workers' threads (at most one thread per chef).
     fn duty_share(&self) -> f64 {
         let called = self
-            .chefs
+            .lanes
             .iter()
             .filter(|s| !s.chef.is_quarantined())
             .count();
-        1.0 / called.max(1) as f64
+        // With workers, the kitchen has that many threads' time to share out (a chef
+        // never gets more than one thread).
+        let threads = self.workers.as_ref().map_or(1, LaneWorkers::threads);
+        (threads as f64 / called.max(1) as f64).min(1.0)
     }
 
     /// Live: whether the kitchen is behind (its capture queue holds more than
@@ -339,168 +323,90 @@ impl Dispatcher {
         self.stats.packets += batch.len() as u64;
         self.stats.batches += 1;
         self.last_packet_ns = Some(last_ns);
-        let live = self.mode == ClockMode::Live;
-        let now = Instant::now();
-        // Once per batch: the kitchen clock and each chef's share of the thread.
-        let call = self.call_context();
-        self.packed.begin_batch(&batch.packets);
-        let result = self.offer_batch(batch, call, live, now);
-        self.packed.end_batch();
-        result
-    }
-
-    /// The chef loop of [`Dispatcher::run_batch`].
-    fn offer_batch(
-        &mut self,
-        batch: &Batch,
-        call: CallContext,
-        live: bool,
-        now: Instant,
-    ) -> Result<(), SinkError> {
-        for i in 0..self.chefs.len() {
-            let slot = &self.chefs[i];
-            if !slot.chef.description().drivers.packet {
-                continue;
-            }
-            let everything = slot.matcher.is_everything();
-            if slot.chef.is_quarantined() {
-                // Not called, but counted: every packet is offered or counted as dropped.
-                let n = if everything {
-                    batch.len()
-                } else {
-                    chef_queue::matching(batch, &slot.matcher).count()
-                };
-                self.runtime[i].dropped += n as u64;
-                continue;
-            }
-            if everything {
-                self.call_packets(i, &batch.packets, &batch.arena, call)?;
-                continue;
-            }
-            for at in 0..batch.len() {
-                if !self.chefs[i].matcher.matches(&batch.classes[at]) {
-                    continue;
-                }
-                let frame_len = chef_queue::packet_bytes(&batch.packets[at].0);
-                if self.queues[i].cannot_take(frame_len) {
-                    self.call_queued(i, call)?;
-                }
-                self.queues[i].push(batch, at);
-            }
-            let queue = &self.queues[i];
-            if queue.is_full() || (live && queue.older_than(chef_queue::MAX_QUEUE_AGE, now)) {
-                self.call_queued(i, call)?;
-            }
-        }
+        self.offer_batch(batch)?;
         self.run_streams(batch)?;
         self.flows_ended(batch)
     }
 
-    /// The clock and time share for the packet calls about to be made.
-    fn call_context(&self) -> CallContext {
-        CallContext {
-            now_ns: self.clock_ns(),
-            share: self.duty_share(),
+    /// Every lane takes `batch` ([`ChefLane::offer`]), then every lane's dumplings are sent
+    /// in chef order.
+    fn offer_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.run_lanes(Some(batch), |_, lane, ctx| lane.offer(batch, ctx))
+    }
+
+    /// Run `f` on every lane (`batch`: the step's batch, whose packed form is encoded once
+    /// first when some packed chef takes it whole), then send every lane's dumplings in
+    /// chef order.
+    fn run_lanes(
+        &mut self,
+        batch: Option<&Batch>,
+        f: impl Fn(usize, &mut ChefLane, &LaneContext<'_>) + Sync,
+    ) -> Result<(), SinkError> {
+        self.with_lanes(batch, |lanes, ctx, workers| match workers {
+            Some(w) if lanes.len() > 1 => w.run(lanes, &|i, lane| f(i, lane, ctx)),
+            _ => {
+                for (i, lane) in lanes.iter_mut().enumerate() {
+                    f(i, lane, ctx);
+                }
+            }
+        });
+        self.send_ready()
+    }
+
+    /// Hand the lanes, in chef order, and the context of this step's calls to `f` (the
+    /// one place that context is made).
+    fn with_lanes<R>(
+        &mut self,
+        batch: Option<&Batch>,
+        f: impl FnOnce(&mut [ChefLane], &LaneContext<'_>, Option<&LaneWorkers>) -> R,
+    ) -> R {
+        let share = self.duty_share();
+        let packed_batch = match batch {
+            Some(b) if self.lanes.iter().any(ChefLane::wants_packed_batch) => {
+                self.packed.begin_batch(&b.packets);
+                Some(self.packed.headers(&b.packets, &b.arena))
+            }
+            _ => None,
+        };
+        let ctx = LaneContext {
+            kitchen: &self.kitchen,
+            mode: self.mode,
+            now_ns: clock_ns(self.mode, self.last_packet_ns),
+            interval_ns: self.builder.interval_ns(),
+            share,
+            behind: self.behind,
+            started: Instant::now(),
+            packed_batch,
+            capsules: self.capsules.as_ref(),
+        };
+        let r = f(&mut self.lanes, &ctx, self.workers.as_ref());
+        self.packed.end_batch();
+        r
+    }
+
+    /// Send every lane's waiting dumplings, lane by lane in chef order.
+    pub(super) fn send_ready(&mut self) -> Result<(), SinkError> {
+        for lane in &mut self.lanes {
+            let (name, ready) = lane.take_ready();
+            for json in ready {
+                self.stats.dumplings += 1;
+                self.sink.send(name, json)?;
+            }
         }
+        Ok(())
     }
 
     /// Call every chef whose queue holds packets (before a poke, at the end, around a
     /// reload, and live when the capture goes quiet).
     fn call_all_queued(&mut self) -> Result<(), SinkError> {
-        let call = self.call_context();
-        for i in 0..self.chefs.len() {
-            if !self.queues[i].is_empty() {
-                self.call_queued(i, call)?;
+        if !self.lanes.iter().any(ChefLane::has_queued) {
+            return Ok(());
+        }
+        self.run_lanes(None, |_, lane, ctx| {
+            if lane.has_queued() {
+                lane.call_queued(ctx);
             }
-        }
-        Ok(())
-    }
-
-    /// Call chef `i` with its queued packets, then empty its queue.
-    fn call_queued(&mut self, i: usize, call: CallContext) -> Result<(), SinkError> {
-        // Taken out for the call, so the chef and the output can be borrowed meanwhile.
-        let mut queue = std::mem::take(&mut self.queues[i]);
-        let result = if self.chefs[i].chef.is_quarantined() {
-            // Quarantined since the packets were queued: counted, not called.
-            self.runtime[i].dropped += queue.len() as u64;
-            Ok(())
-        } else {
-            self.call_packets(i, &queue.packets, &queue.arena, call)
-        };
-        queue.clear();
-        self.queues[i] = queue;
-        result
-    }
-
-    /// Call chef `i`'s `on-packets` with `packets` (spans into `arena`) and send what it
-    /// made; live and behind, a chef over its share sheds the call instead.
-    fn call_packets(
-        &mut self,
-        i: usize,
-        packets: &[WirePacket],
-        arena: &[u8],
-        call: CallContext,
-    ) -> Result<(), SinkError> {
-        let n = packets.len() as u64;
-        if n == 0 {
-            return Ok(());
-        }
-        let CallContext { now_ns, share } = call;
-        let started = Instant::now();
-        if self.behind && self.runtime[i].duty.over(started, share) {
-            let rt = &mut self.runtime[i];
-            rt.dropped += n;
-            rt.shed += n;
-            return Ok(());
-        }
-        let slot = &mut self.chefs[i];
-        let result = if slot.chef.description().batch_form == BatchForm::Packed {
-            // Encoding is timed as this chef's work (the first packed chef of a batch pays it).
-            let headers = self.packed.headers(packets, arena);
-            slot.chef.on_packed(headers, arena, packets.len(), now_ns)
-        } else {
-            slot.chef.on_packets(packets, arena, now_ns)
-        };
-        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
-            c.packets_failed(&slot.chef, e, packets, arena, now_ns);
-        }
-        let rt = &mut self.runtime[i];
-        rt.offered += n;
-        if result.is_ok() {
-            rt.seen += n;
-            // Failed calls are not timed: a skipped call (backoff) takes no time and a
-            // timed-out one is bounded by the deadline; both would blur the histogram.
-            rt.timing.record(started.elapsed().as_nanos() as u64);
-        } else {
-            rt.dropped += n;
-        }
-        rt.state = run_state(result.is_ok(), slot.chef.is_quarantined());
-        let Ok(out) = result else {
-            self.charge_duty(i, started, share);
-            return Ok(());
-        };
-        let cap = count_over_cap(&mut slot.chef, out.len(), "packet dumplings from one call");
-        for d in out.into_iter().take(cap) {
-            let idx = d.packet_index as usize;
-            let Some(WirePacket(p)) = packets.get(idx) else {
-                let slot = &mut self.chefs[i];
-                slot.chef.stats.invalid += 1;
-                slot.chef.warn_output(
-                    "bad-index",
-                    1,
-                    &format!(
-                        "packet-index {idx} is outside the batch of {}; dropped",
-                        packets.len()
-                    ),
-                );
-                continue;
-            };
-            self.emit(i, Driver::Packet, p.timestamp_ns, &d.payload)?;
-        }
-        // Checking and encoding its dumplings is the chef's time too (a flood of them
-        // costs the thread as much as a slow call).
-        self.charge_duty(i, started, share);
-        Ok(())
+        })
     }
 
     /// Poke every interval chef (after flushing pending packets).
@@ -514,45 +420,9 @@ impl Dispatcher {
         // Every packet before the poke is handled before it (and counted in the status).
         self.call_all_queued()?;
         self.stats.pokes += 1;
-        let share = self.duty_share();
-        for i in 0..self.chefs.len() {
-            let slot = &mut self.chefs[i];
-            if !slot.chef.description().drivers.interval || slot.chef.is_quarantined() {
-                continue;
-            }
-            // Live and behind: a chef over its share of the thread skips this poke too.
-            if self.behind && self.runtime[i].duty.over(Instant::now(), share) {
-                self.runtime[i].pokes_shed += 1;
-                continue;
-            }
-            let started = Instant::now();
-            self.poke_one(i, now_ns)?;
-            self.charge_duty(i, started, share);
-        }
+        self.run_lanes(None, |_, lane, ctx| lane.poke(now_ns, ctx))?;
         if self.status.emit {
             self.emit_status(now_ns)?;
-        }
-        Ok(())
-    }
-
-    /// Call chef `i`'s `on-interval` and send what it made.
-    fn poke_one(&mut self, i: usize, now_ns: u64) -> Result<(), SinkError> {
-        let slot = &mut self.chefs[i];
-        let result = slot.chef.on_interval(now_ns, self.builder.interval_ns());
-        if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
-            c.interval_failed(&slot.chef, e, now_ns, self.builder.interval_ns());
-        }
-        self.runtime[i].state = run_state(result.is_ok(), slot.chef.is_quarantined());
-        let Ok(out) = result else {
-            return Ok(());
-        };
-        let cap = count_over_cap(
-            &mut slot.chef,
-            out.len(),
-            "interval dumplings from one poke",
-        );
-        for payload in out.into_iter().take(cap) {
-            self.emit(i, Driver::Interval, now_ns, &payload)?;
         }
         Ok(())
     }
@@ -564,21 +434,13 @@ impl Dispatcher {
     }
 
     /// [`Dispatcher::add_chef`] for a new version of a chef that has been swapped in
-    /// `reloads` times (hot reload carries the count in the chef's measurements).
+    /// `reloads` times (hot reload carries the count in the chef's counters).
     pub fn add_reloaded_chef(&mut self, slot: ChefSlot, reloads: u64) -> Result<(), SinkError> {
         self.flush()?;
         let at = self
-            .chefs
+            .lanes
             .partition_point(|s| s.chef.name() < slot.chef.name());
-        self.chefs.insert(at, slot);
-        self.runtime.insert(
-            at,
-            ChefRuntime {
-                reloads,
-                ..ChefRuntime::default()
-            },
-        );
-        self.queues.insert(at, ChefQueue::default());
+        self.lanes.insert(at, ChefLane::new(slot, reloads));
         self.update_stream_stage();
         self.update_flow_switch();
         Ok(())
@@ -587,24 +449,21 @@ impl Dispatcher {
     /// Take chef `i` out between batches (hot reload): the pending batch is flushed (so it
     /// sees every packet pushed so far), then it gets a final `on-interval` poke (if it is
     /// an interval chef and not quarantined) whose dumplings are sent before it is removed.
-    /// Returns the chef and its measurements.
-    pub fn retire_chef(&mut self, i: usize) -> Result<(ChefSlot, ChefRuntime), SinkError> {
+    /// Returns the chef and its counters.
+    pub fn retire_chef(&mut self, i: usize) -> Result<(ChefSlot, ChefCounters), SinkError> {
         self.flush()?;
-        let slot = &self.chefs[i];
-        if slot.chef.description().drivers.interval && !slot.chef.is_quarantined() {
+        if self.lanes[i].is_poked() {
             let now = self.clock_ns();
-            self.poke_one(i, now)?;
+            self.run_lanes(None, |j, lane, ctx| {
+                if j == i {
+                    lane.poke_one(now, ctx);
+                }
+            })?;
         }
-        self.queues.remove(i);
-        let out = (self.chefs.remove(i), self.runtime.remove(i));
+        let out = self.lanes.remove(i).into_parts();
         self.update_stream_stage();
         self.update_flow_switch();
         Ok(out)
-    }
-
-    /// Measurements of every chef (same order as [`Dispatcher::chefs`]).
-    pub fn runtimes(&self) -> &[ChefRuntime] {
-        &self.runtime
     }
 
     /// Status inputs: turn the `KitchenStatusChef` dumpling on, feed capture counters, a
@@ -617,50 +476,19 @@ impl Dispatcher {
     pub fn status_report(&mut self, detail: StatusDetail) -> StatusReport {
         let full = detail == StatusDetail::Full;
         let chefs = self
-            .chefs
+            .lanes
             .iter()
-            .zip(&self.runtime)
-            .map(|(slot, rt)| {
-                let c = &slot.chef;
-                let st = &c.stats;
-                let source = c.source().to_string();
+            .map(|lane| {
+                let source = lane.chef.source().to_string();
                 let load_failures = self
                     .status
                     .load_failures
                     .get(&source)
                     .map_or(0, |f| f.count);
-                let status = ChefStatus {
-                    source,
-                    version: c.description().version.clone(),
-                    sha256: c.provenance().sha256.clone(),
-                    key_id: c.provenance().key_id.clone(),
-                    state: if c.is_quarantined() {
-                        ChefRunState::Quarantined
-                    } else {
-                        rt.state
-                    },
-                    packets_offered: rt.offered,
-                    packets_seen: rt.seen,
-                    packets_dropped: rt.dropped,
-                    packets_shed: rt.shed,
-                    pokes_shed: rt.pokes_shed,
-                    calls: st.packet_calls + st.interval_calls,
-                    dumplings: st.dumplings,
-                    bytes: rt.bytes,
-                    batches: rt.timing.count(),
-                    mean_ns: full.then(|| rt.timing.mean_ns()),
-                    p99_ns: full.then(|| rt.timing.p99_ns()),
-                    traps: st.traps,
-                    timeouts: st.timeouts,
-                    memory_failures: st.memory_limits,
-                    over_budget: st.over_budget,
-                    restarts: st.restarts,
-                    reloads: rt.reloads,
-                    state_restored: st.state_restored,
-                    state_fresh: st.state_fresh,
-                    load_failures,
-                };
-                (c.name().to_owned(), status)
+                (
+                    lane.chef.name().to_owned(),
+                    lane.status(full, load_failures),
+                )
             })
             .collect();
         let capture = self
@@ -725,125 +553,18 @@ impl Dispatcher {
         self.sink.send(dumpling::KITCHEN_STATUS_CHEF, json)
     }
 
-    /// Validate, wrap and send one payload of chef `i`.
-    fn emit(
-        &mut self,
-        i: usize,
-        driver: Driver,
-        at_ns: u64,
-        payload: &str,
-    ) -> Result<(), SinkError> {
-        let clock = self.clock_ns();
-        let slot = &mut self.chefs[i];
-        let chef = &mut slot.chef;
-        if payload.len() > chef.limits().max_dumpling_bytes {
-            chef.stats.oversize += 1;
-            let message = format!(
-                "refused a {}-byte {driver} dumpling: over the {}-byte limit",
-                payload.len(),
-                chef.limits().max_dumpling_bytes
-            );
-            chef.warn_output("oversize", 1, &message);
-            return Ok(());
-        }
-        // Budgets count only payloads under the size cap (an oversize one costs nothing).
-        if let Err(which) = chef.output_budget.take(payload.len() as u64, clock) {
-            chef.stats.over_budget += 1;
-            let message = match which {
-                OverBudget::PerCall => format!(
-                    "dropped a {}-byte {driver} dumpling: over the output budget of {} bytes \
-                     per call (--chef-output-bytes-per-call)",
-                    payload.len(),
-                    chef.limits().max_output_bytes_per_call
-                ),
-                OverBudget::PerSecond => format!(
-                    "dropped a {}-byte {driver} dumpling: over the output budget of {} bytes \
-                     per second (--chef-output-bytes-per-sec)",
-                    payload.len(),
-                    chef.limits().max_output_bytes_per_sec
-                ),
-            };
-            chef.warn_output("over-budget", 1, &message);
-            return Ok(());
-        }
-        let creation_time = match self.mode {
-            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
-            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
-        };
-        // Checked and compacted straight into the envelope (one copy of the payload).
-        let json = match dumpling::wrap_payload(
-            chef.name(),
-            Some(&self.kitchen),
-            creation_time,
-            driver,
-            payload,
-        ) {
-            Ok(json) => json,
-            Err(e) => {
-                chef.stats.invalid += 1;
-                chef.warn_output(
-                    "invalid",
-                    1,
-                    &format!("dropped a {driver} payload that is not one JSON value: {e}"),
-                );
-                return Ok(());
-            }
-        };
-        // The hub's own check (`dumpling::check_message_limits`, envelope included), so
-        // what the kitchen sends is exactly what the hub accepts.
-        match dumpling::check_message_limits(json.as_bytes()) {
-            Ok(()) => {}
-            Err(e @ dumpling::LimitError::TooBig { .. }) => {
-                chef.stats.oversize += 1;
-                chef.warn_output("oversize", 1, &format!("refused a {driver} dumpling: {e}"));
-                return Ok(());
-            }
-            Err(e @ dumpling::LimitError::TooDeep { .. }) => {
-                chef.stats.invalid += 1;
-                chef.warn_output("invalid", 1, &format!("refused a {driver} dumpling: {e}"));
-                return Ok(());
-            }
-        }
-        chef.stats.dumplings += 1;
-        self.stats.dumplings += 1;
-        self.runtime[i].bytes += json.len() as u64;
-        self.sink.send(chef.name(), json)
-    }
-
     /// The kitchen's clock: capture time when replaying, wall time when live.
     pub fn clock_ns(&self) -> u64 {
-        match self.mode {
-            ClockMode::Replay => self.last_packet_ns.unwrap_or(0),
-            ClockMode::Live => wall_ns(),
-        }
+        clock_ns(self.mode, self.last_packet_ns)
     }
 }
 
-/// The number of a call's `made` dumplings chef may send (its per-call cap); the rest are
-/// counted and reported (`what` names them, e.g. "packet dumplings from one call").
-fn count_over_cap(chef: &mut LoadedChef, made: usize, what: &str) -> usize {
-    let cap = chef.limits().max_dumplings_per_call;
-    if made > cap {
-        let over = (made - cap) as u64;
-        chef.stats.over_cap += over;
-        chef.warn_output(
-            "over-cap",
-            over,
-            &format!("{made} {what}: over the cap of {cap}; {over} dropped"),
-        );
-    }
-    cap
-}
-
-/// A chef's state after a call: quarantined, running (the call worked) or restarting (any
-/// failed or skipped call means its instance is gone until the backoff passes).
-fn run_state(ok: bool, quarantined: bool) -> ChefRunState {
-    if quarantined {
-        ChefRunState::Quarantined
-    } else if ok {
-        ChefRunState::Running
-    } else {
-        ChefRunState::Restarting
+/// The kitchen's clock in `mode`: the last packet's capture time when replaying (0 before
+/// the first), wall time when live.
+fn clock_ns(mode: ClockMode, last_packet_ns: Option<u64>) -> u64 {
+    match mode {
+        ClockMode::Replay => last_packet_ns.unwrap_or(0),
+        ClockMode::Live => wall_ns(),
     }
 }
 

@@ -6,12 +6,13 @@
 
 use std::time::Instant;
 
-use dumpling::Driver;
 use flowtrack::reassembly::ReassemblyLimits;
 
 use flowtrack::table::FlowEvent;
 
-use super::{count_over_cap, run_state, Batch, Dispatcher, SinkError};
+use super::lane::{Indexed, LaneContext};
+use super::{Batch, ChefLane, Dispatcher, SinkError};
+use crate::chef_host::bindings::StreamChunk;
 use crate::outputs::status::traffic::StreamStatus;
 use crate::parse::stream_stage::{StreamFilter, StreamStage};
 
@@ -39,7 +40,7 @@ impl Dispatcher {
     /// largest `stream-bytes` any chef asks for, and does not exist when none asks.
     pub(super) fn update_stream_stage(&mut self) {
         let want = self
-            .chefs
+            .lanes
             .iter()
             .filter_map(|s| StreamFilter::new(&s.chef.description().interest))
             .map(|f| f.want)
@@ -82,53 +83,48 @@ impl Dispatcher {
         if !stage.has_chunks() {
             return Ok(());
         }
-        let now_ns = self.clock_ns();
-        for i in 0..self.chefs.len() {
-            let slot = &self.chefs[i];
-            let Some(filter) = StreamFilter::new(&slot.chef.description().interest) else {
-                continue;
-            };
-            if slot.chef.is_quarantined() {
-                continue;
-            }
-            let (chunks, arena) = stage.chunks_for(&filter);
-            if chunks.is_empty() {
-                continue;
-            }
-            let started = Instant::now();
-            let slot = &mut self.chefs[i];
-            let result = slot.chef.on_stream(chunks, arena, now_ns);
-            if let (Err(e), Some(c)) = (&result, self.capsules.as_mut()) {
-                c.stream_failed(&slot.chef, e, chunks, arena, now_ns);
-            }
-            let rt = &mut self.runtime[i];
-            if result.is_ok() {
-                rt.timing.record(started.elapsed().as_nanos() as u64);
-            }
-            rt.state = run_state(result.is_ok(), slot.chef.is_quarantined());
-            let Ok(out) = result else {
-                continue;
-            };
-            let cap = count_over_cap(&mut slot.chef, out.len(), "stream dumplings from one call");
-            for d in out.into_iter().take(cap) {
-                let idx = d.packet_index as usize;
-                let Some(chunk) = chunks.get(idx) else {
-                    let chef = &mut self.chefs[i].chef;
-                    chef.stats.invalid += 1;
-                    chef.warn_output(
-                        "bad-index",
-                        1,
-                        &format!(
-                            "packet-index {idx} is outside the {} stream chunks; dropped",
-                            chunks.len()
-                        ),
-                    );
+        // One chef after the other: each chef's chunks are gathered in the stage's scratch.
+        self.with_lanes(None, |lanes, ctx, _| {
+            for lane in lanes {
+                let Some(filter) = StreamFilter::new(&lane.chef.description().interest) else {
                     continue;
                 };
-                let at_ns = chunk.timestamp_ns;
-                self.emit(i, Driver::Packet, at_ns, &d.payload)?;
+                if lane.chef.is_quarantined() {
+                    continue;
+                }
+                let (chunks, arena) = stage.chunks_for(&filter);
+                if !chunks.is_empty() {
+                    lane.call_stream(chunks, arena, ctx);
+                }
             }
+        });
+        self.send_ready()
+    }
+}
+
+impl ChefLane {
+    /// Call `on-stream` with `chunks` (spans into `arena`) and wrap what it made (dumpling
+    /// time = its chunk's).
+    fn call_stream(&mut self, chunks: &[StreamChunk], arena: &[u8], ctx: &LaneContext<'_>) {
+        let now_ns = ctx.now_ns;
+        let started = Instant::now();
+        let result = self.chef.on_stream(chunks, arena, now_ns);
+        if let Err(e) = &result {
+            ctx.capsule(|c| c.stream_failed(&self.chef, e, chunks, arena, now_ns));
         }
-        Ok(())
+        if result.is_ok() {
+            self.time_call(started);
+        }
+        self.set_state(&result);
+        let Ok(out) = result else {
+            return;
+        };
+        let items = Indexed {
+            what: "stream dumplings from one call",
+            outside: |n| format!("the {n} stream chunks"),
+            items: chunks,
+            time_of: |c: &StreamChunk| c.timestamp_ns,
+        };
+        self.wrap_indexed(out, &items, ctx);
     }
 }

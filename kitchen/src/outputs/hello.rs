@@ -14,7 +14,7 @@
 use dumpling::KitchenHello;
 use serde_json::{json, Map, Value};
 
-use crate::dispatch::ChefSlot;
+use crate::dispatch::lane::NamedChef;
 
 /// Builds hellos: the kitchen's fixed keys plus the current chefs.
 #[derive(Debug, Clone)]
@@ -29,8 +29,8 @@ impl HelloBuilder {
     }
 
     /// The hello for these running chefs.
-    pub fn build(&self, chefs: &[ChefSlot]) -> KitchenHello {
-        let mut names: Vec<&str> = chefs.iter().map(|s| s.qualified_name.as_str()).collect();
+    pub fn build<C: NamedChef>(&self, chefs: &[C]) -> KitchenHello {
+        let mut names: Vec<&str> = chefs.iter().map(NamedChef::qualified_name).collect();
         names.sort_unstable();
         let mut hello = self.base.clone();
         hello.extra.insert("chefs".into(), json!(names));
@@ -41,16 +41,16 @@ impl HelloBuilder {
     }
 
     /// [`HelloBuilder::build`] as the text sent to the hub.
-    pub fn build_text(&self, chefs: &[ChefSlot]) -> String {
+    pub fn build_text<C: NamedChef>(&self, chefs: &[C]) -> String {
         serde_json::to_string(&self.build(chefs)).unwrap_or_else(|_| "{}".to_owned())
     }
 }
 
 /// `{name: {source, version, sha256, key_id?}}` for the running chefs.
-pub fn identities(chefs: &[ChefSlot]) -> Value {
+pub fn identities<C: NamedChef>(chefs: &[C]) -> Value {
     let mut out = Map::new();
     for s in chefs {
-        let c = &s.chef;
+        let c = s.chef();
         let p = c.provenance();
         let mut id = json!({
             "source": c.source().to_string(),

@@ -75,14 +75,13 @@ impl Snapshot {
         let extra = d
             .chefs()
             .iter()
-            .zip(d.runtimes())
             .take(MAX_CHEF_SERIES)
-            .map(|(slot, rt)| {
+            .map(|lane| {
                 let extra = ChefExtra {
-                    timing: rt.timing.clone(),
-                    memory_bytes: slot.chef.memory_bytes(),
+                    timing: lane.counters().timing.clone(),
+                    memory_bytes: lane.chef.memory_bytes(),
                 };
-                (slot.chef.name().to_owned(), extra)
+                (lane.chef.name().to_owned(), extra)
             })
             .collect();
         let chefs_memory_bytes = d

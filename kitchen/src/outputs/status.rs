@@ -3,7 +3,8 @@
 //! are rendered from the same [`StatusReport`], so they never disagree).
 //!
 //! What is measured where:
-//! * per chef, by the dispatcher: packets offered (handed to a call, whether or not the call
+//! * per chef, by its lane ([`crate::dispatch::ChefLane`], counters in
+//!   [`crate::dispatch::ChefCounters`]): packets offered (handed to a call, whether or not the call
 //!   succeeded), calls, dumplings and their bytes, time per `on-packets` batch (a fixed
 //!   log-linear histogram, so recording a batch never allocates), state (from the outcome
 //!   of the chef's last call), load failures (from hot reload, per file);
@@ -141,33 +142,6 @@ pub enum ChefRunState {
     Restarting,
     /// It failed too often in a row and is not called any more (until its file changes).
     Quarantined,
-}
-
-/// What the dispatcher measures per chef, beside the host's [`crate::chef_host::ChefStats`].
-#[derive(Debug, Default, Clone)]
-pub struct ChefRuntime {
-    /// Packets handed to `on-packets` calls (successful or not).
-    pub offered: u64,
-    /// Packets handed to `on-packets` calls that worked (the chef saw them).
-    pub seen: u64,
-    /// Packets of its interest it did not see: calls skipped (restarting) or failed, the
-    /// chef quarantined, or batches shed. Capture-level losses are in [`CaptureCounters`].
-    pub dropped: u64,
-    /// Of `dropped`: packets in batches shed live because the chef was over its share of
-    /// the kitchen's time while the kitchen was behind ([`crate::dispatch::duty`]).
-    pub shed: u64,
-    /// Interval pokes skipped live for the same reason.
-    pub pokes_shed: u64,
-    /// Its call time against its share ([`crate::dispatch::duty`]).
-    pub duty: crate::dispatch::duty::DutyBucket,
-    /// Bytes of the dumplings sent (encoded JSON).
-    pub bytes: u64,
-    /// Time per `on-packets` batch.
-    pub timing: BatchTiming,
-    /// From the last call's outcome.
-    pub state: ChefRunState,
-    /// Times this chef's file was replaced by a new version (hot reload).
-    pub reloads: u64,
 }
 
 /// Capture counters for the status dumpling.

@@ -1,0 +1,621 @@
+//! One chef's lane: the chef, its interest, its queue and every counter the kitchen keeps
+//! about it, in one place.
+//!
+//! Why one owner: the kitchen used to keep a chef's state in three parallel vectors (the
+//! chefs, their queues, their measurements) plus output counters the dispatcher bumped
+//! inside the chef host's own statistics, so adding or retiring a chef had to keep four
+//! things in step, and nothing could hand one chef's work to another thread. A
+//! [`ChefLane`] owns all of it:
+//! * [`ChefCounters`]: what the dispatcher observed (packets offered, seen, dropped, shed;
+//!   dumplings accepted and refused, bytes, call times, state). The lane is their only
+//!   writer.
+//! * [`crate::chef_host::ChefStats`] (inside the chef): what the chef host observed of its
+//!   own calls (calls, traps, timeouts, memory failures, restarts, busy time). The host is
+//!   their only writer.
+//!
+//! The status report, `/metrics` and the exit summary read both through
+//! [`ChefLane::status`] and [`ChefLane::counters`].
+//!
+//! A lane's calls touch only the lane (and read-only context shared by every lane of a
+//! step, [`LaneContext`]), so the dispatcher can run the lanes of one step on several
+//! threads. A call's dumplings are checked and wrapped in their envelope by the lane
+//! ([`ChefLane::wrap`]) and wait in the lane until the dispatcher sends every lane's
+//! dumplings in the fixed chef order ([`ChefLane::take_ready`]): the output does not depend
+//! on which thread ran which lane, or when.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use dumpling::Driver;
+
+use super::chef_queue::{self, ChefQueue};
+use super::{wall_ns, ClockMode, InterestMatcher};
+use crate::chef_host::bindings::BatchForm;
+use crate::chef_host::bindings::PacketDumpling;
+use crate::chef_host::output_budget::OverBudget;
+use crate::chef_host::{CallError, LoadedChef, WirePacket};
+use crate::outputs::crash_capsule::CrashCapsules;
+use crate::outputs::status::{BatchTiming, ChefRunState, ChefStatus};
+use crate::parse::batch::Batch;
+
+/// A loaded chef plus its compiled interest: what is handed to the dispatcher (at start
+/// and by hot reload) and what it hands back when a chef is retired.
+pub struct ChefSlot {
+    /// The chef.
+    pub chef: LoadedChef,
+    /// Its interest.
+    pub matcher: InterestMatcher,
+    /// Kept for the hello and `--chef-list`: how the original would name it.
+    pub qualified_name: String,
+}
+
+/// A chef as the hello names it (a [`ChefSlot`] before the dispatcher runs, a
+/// [`ChefLane`] after).
+pub trait NamedChef {
+    /// The chef.
+    fn chef(&self) -> &LoadedChef;
+    /// How the original would name it.
+    fn qualified_name(&self) -> &str;
+}
+
+impl NamedChef for ChefSlot {
+    fn chef(&self) -> &LoadedChef {
+        &self.chef
+    }
+    fn qualified_name(&self) -> &str {
+        &self.qualified_name
+    }
+}
+
+impl NamedChef for ChefLane {
+    fn chef(&self) -> &LoadedChef {
+        &self.chef
+    }
+    fn qualified_name(&self) -> &str {
+        &self.qualified_name
+    }
+}
+
+/// What the dispatcher measures per chef, beside the host's [`crate::chef_host::ChefStats`].
+#[derive(Debug, Default, Clone)]
+pub struct ChefCounters {
+    /// Packets handed to `on-packets` calls (successful or not).
+    pub offered: u64,
+    /// Packets handed to `on-packets` calls that worked (the chef saw them).
+    pub seen: u64,
+    /// Packets of its interest it did not see: calls skipped (restarting) or failed, the
+    /// chef quarantined, or batches shed. Capture-level losses are in
+    /// [`crate::outputs::status::CaptureCounters`].
+    pub dropped: u64,
+    /// Of `dropped`: packets in batches shed live because the chef was over its share of
+    /// the kitchen's time while the kitchen was behind ([`crate::dispatch::duty`]).
+    pub shed: u64,
+    /// Interval pokes skipped live for the same reason.
+    pub pokes_shed: u64,
+    /// Its call time against its share ([`crate::dispatch::duty`]).
+    pub duty: crate::dispatch::duty::DutyBucket,
+    /// Dumplings accepted (checked, wrapped and handed to the output).
+    pub dumplings: u64,
+    /// Bytes of the dumplings accepted (encoded JSON).
+    pub bytes: u64,
+    /// Dumplings dropped by the dispatcher: payload not one JSON value, too deep, or a bad
+    /// packet index (the host's own drops are [`crate::chef_host::ChefStats::undecodable`]).
+    pub invalid: u64,
+    /// Dumplings dropped: payload over the size cap.
+    pub oversize: u64,
+    /// Dumplings dropped: over the per-call count cap.
+    pub over_cap: u64,
+    /// Dumplings dropped: over the output byte budget (per call or per second).
+    pub over_budget: u64,
+    /// Time per `on-packets` batch.
+    pub timing: BatchTiming,
+    /// From the last call's outcome.
+    pub state: ChefRunState,
+    /// Times this chef's file was replaced by a new version (hot reload).
+    pub reloads: u64,
+}
+
+/// What every lane of one step shares, read-only: the kitchen's name and clock mode, the
+/// kitchen clock of the calls, each chef's share of the kitchen's time, whether the
+/// kitchen is behind, and the crash capsule recorder.
+pub struct LaneContext<'a> {
+    /// The kitchen's name (the envelope's `kitchen`).
+    pub kitchen: &'a str,
+    /// Replay or live (dumpling times, output budgets, shedding).
+    pub mode: ClockMode,
+    /// The kitchen clock handed to the calls.
+    pub now_ns: u64,
+    /// The interval between pokes, ns.
+    pub interval_ns: u64,
+    /// Each chef's share of the kitchen's time ([`crate::dispatch::duty`]).
+    pub share: f64,
+    /// Live and behind: a chef over its share sheds.
+    pub behind: bool,
+    /// When the step started (live queue age).
+    pub started: Instant,
+    /// The packed form of the current batch, when some packed chef takes every packet.
+    pub packed_batch: Option<&'a [u8]>,
+    /// `--chef-crash-dir`.
+    pub capsules: Option<&'a Mutex<CrashCapsules>>,
+}
+
+impl LaneContext<'_> {
+    /// The kitchen clock for output budgets: capture time in a replay (fixed for the step),
+    /// wall time live.
+    fn clock_ns(&self) -> u64 {
+        match self.mode {
+            ClockMode::Replay => self.now_ns,
+            ClockMode::Live => wall_ns(),
+        }
+    }
+
+    /// Run `f` on the crash capsule recorder, if capsules are on.
+    pub fn capsule(&self, f: impl FnOnce(&mut CrashCapsules)) {
+        if let Some(c) = self.capsules {
+            // A panic elsewhere while holding the lock leaves the recorder usable.
+            let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c);
+        }
+    }
+}
+
+/// One chef with everything the kitchen keeps about it (see the module docs).
+pub struct ChefLane {
+    /// The chef.
+    pub chef: LoadedChef,
+    /// Its interest.
+    pub matcher: InterestMatcher,
+    /// Kept for the hello and `--chef-list`: how the original would name it.
+    pub qualified_name: String,
+    /// A selective chef's waiting packets ([`crate::dispatch::chef_queue`]).
+    queue: ChefQueue,
+    counters: ChefCounters,
+    /// Dumplings of this lane's calls, checked and wrapped, waiting to be sent in chef order.
+    ready: Vec<String>,
+    /// The packed form of this lane's own packet lists (its queue).
+    packed: Vec<u8>,
+}
+
+impl ChefLane {
+    /// A lane for `slot`, with the hot-reload count of its file carried over.
+    pub fn new(slot: ChefSlot, reloads: u64) -> Self {
+        ChefLane {
+            chef: slot.chef,
+            matcher: slot.matcher,
+            qualified_name: slot.qualified_name,
+            queue: ChefQueue::default(),
+            counters: ChefCounters {
+                reloads,
+                ..ChefCounters::default()
+            },
+            ready: Vec::new(),
+            packed: Vec::new(),
+        }
+    }
+
+    /// The chef handed back (retired), with its counters.
+    pub fn into_parts(self) -> (ChefSlot, ChefCounters) {
+        let slot = ChefSlot {
+            chef: self.chef,
+            matcher: self.matcher,
+            qualified_name: self.qualified_name,
+        };
+        (slot, self.counters)
+    }
+
+    /// What the dispatcher measured of this chef.
+    pub fn counters(&self) -> &ChefCounters {
+        &self.counters
+    }
+
+    /// This chef's line of the status report: the lane's and the host's counters together.
+    /// `full` adds the wall-clock timings; `load_failures` comes from hot reload (a failed
+    /// load of a new version of its file has no lane of its own).
+    pub fn status(&self, full: bool, load_failures: u64) -> ChefStatus {
+        let c = &self.chef;
+        let st = &c.stats;
+        let rt = &self.counters;
+        ChefStatus {
+            source: c.source().to_string(),
+            version: c.description().version.clone(),
+            sha256: c.provenance().sha256.clone(),
+            key_id: c.provenance().key_id.clone(),
+            state: if c.is_quarantined() {
+                ChefRunState::Quarantined
+            } else {
+                rt.state
+            },
+            packets_offered: rt.offered,
+            packets_seen: rt.seen,
+            packets_dropped: rt.dropped,
+            packets_shed: rt.shed,
+            pokes_shed: rt.pokes_shed,
+            calls: st.packet_calls + st.interval_calls,
+            dumplings: rt.dumplings,
+            bytes: rt.bytes,
+            batches: rt.timing.count(),
+            mean_ns: full.then(|| rt.timing.mean_ns()),
+            p99_ns: full.then(|| rt.timing.p99_ns()),
+            traps: st.traps,
+            timeouts: st.timeouts,
+            memory_failures: st.memory_limits,
+            over_budget: rt.over_budget,
+            restarts: st.restarts,
+            reloads: rt.reloads,
+            state_restored: st.state_restored,
+            state_fresh: st.state_fresh,
+            load_failures,
+        }
+    }
+
+    /// True when some packets wait in its queue.
+    pub(super) fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// True when `ctx` needs the batch's packed form for this lane (a packed chef that
+    /// takes every packet and will be called).
+    pub(super) fn wants_packed_batch(&self) -> bool {
+        self.chef.description().drivers.packet
+            && self.chef.description().batch_form == BatchForm::Packed
+            && self.matcher.is_everything()
+            && !self.chef.is_quarantined()
+    }
+
+    /// The chef's name and the dumplings made since the last take, in the order they were
+    /// made.
+    pub(super) fn take_ready(&mut self) -> (&str, std::vec::Drain<'_, String>) {
+        (self.chef.name(), self.ready.drain(..))
+    }
+
+    /// Live: charge the time since `started` (its call and its output) to its duty.
+    fn charge_duty(&mut self, started: Instant, ctx: &LaneContext<'_>) {
+        if ctx.mode == ClockMode::Live {
+            let now = Instant::now();
+            self.counters
+                .duty
+                .charge(now.saturating_duration_since(started), now, ctx.share);
+        }
+    }
+
+    /// Record the outcome of a call (its state, and live a failed call's duty).
+    pub(super) fn record_call<T>(
+        &mut self,
+        result: &Result<T, CallError>,
+        started: Instant,
+        ctx: &LaneContext<'_>,
+    ) {
+        self.set_state(result);
+        if result.is_err() {
+            self.charge_duty(started, ctx);
+        }
+    }
+
+    /// Record the state a call's outcome leaves the chef in.
+    pub(super) fn set_state<T>(&mut self, result: &Result<T, CallError>) {
+        self.counters.state = run_state(result.is_ok(), self.chef.is_quarantined());
+    }
+
+    /// Record a successful call's time in its batch timings.
+    pub(super) fn time_call(&mut self, started: Instant) {
+        self.counters
+            .timing
+            .record(started.elapsed().as_nanos() as u64);
+    }
+
+    /// Charge a finished call and its output to the duty (live).
+    pub(super) fn finish_call(&mut self, started: Instant, ctx: &LaneContext<'_>) {
+        // Checking and encoding its dumplings is the chef's time too (a flood of them
+        // costs the kitchen as much as a slow call).
+        self.charge_duty(started, ctx);
+    }
+
+    /// Offer `batch` to this chef (a packet chef): a chef interested in everything gets it
+    /// as it is; a selective chef gets its matching packets queued and is called when its
+    /// queue is full (live: or old).
+    pub(super) fn offer(&mut self, batch: &Batch, ctx: &LaneContext<'_>) {
+        if !self.chef.description().drivers.packet {
+            return;
+        }
+        let everything = self.matcher.is_everything();
+        if self.chef.is_quarantined() {
+            // Not called, but counted: every packet is offered or counted as dropped.
+            let n = if everything {
+                batch.len()
+            } else {
+                chef_queue::matching(batch, &self.matcher).count()
+            };
+            self.counters.dropped += n as u64;
+            return;
+        }
+        if everything {
+            self.call_packets(&batch.packets, &batch.arena, ctx.packed_batch, ctx);
+            return;
+        }
+        for at in 0..batch.len() {
+            if !self.matcher.matches(&batch.classes[at]) {
+                continue;
+            }
+            let frame_len = chef_queue::packet_bytes(&batch.packets[at].0);
+            if self.queue.cannot_take(frame_len) {
+                self.call_queued(ctx);
+            }
+            self.queue.push(batch, at);
+        }
+        let live = ctx.mode == ClockMode::Live;
+        if self.queue.is_full()
+            || (live
+                && self
+                    .queue
+                    .older_than(chef_queue::MAX_QUEUE_AGE, ctx.started))
+        {
+            self.call_queued(ctx);
+        }
+    }
+
+    /// Call the chef with its queued packets, then empty its queue.
+    pub(super) fn call_queued(&mut self, ctx: &LaneContext<'_>) {
+        // Taken out for the call, so the chef and the lane can be borrowed meanwhile.
+        let mut queue = std::mem::take(&mut self.queue);
+        if self.chef.is_quarantined() {
+            // Quarantined since the packets were queued: counted, not called.
+            self.counters.dropped += queue.len() as u64;
+        } else {
+            self.call_packets(&queue.packets, &queue.arena, None, ctx);
+        }
+        queue.clear();
+        self.queue = queue;
+    }
+
+    /// Call `on-packets` with `packets` (spans into `arena`; `packed` is their packed form
+    /// when already encoded) and wrap what it made; live and behind, a chef over its share
+    /// sheds the call instead.
+    fn call_packets(
+        &mut self,
+        packets: &[WirePacket],
+        arena: &[u8],
+        packed: Option<&[u8]>,
+        ctx: &LaneContext<'_>,
+    ) {
+        let n = packets.len() as u64;
+        if n == 0 {
+            return;
+        }
+        let now_ns = ctx.now_ns;
+        let started = Instant::now();
+        if ctx.behind && self.counters.duty.over(started, ctx.share) {
+            self.counters.dropped += n;
+            self.counters.shed += n;
+            return;
+        }
+        let result = if self.chef.description().batch_form == BatchForm::Packed {
+            let headers = match packed {
+                Some(h) => h,
+                None => {
+                    // Encoding a chef's own list is timed as its work.
+                    crate::parse::packed_batch::encode(packets, arena, &mut self.packed);
+                    &self.packed
+                }
+            };
+            self.chef.on_packed(headers, arena, packets.len(), now_ns)
+        } else {
+            self.chef.on_packets(packets, arena, now_ns)
+        };
+        if let Err(e) = &result {
+            ctx.capsule(|c| c.packets_failed(&self.chef, e, packets, arena, now_ns));
+        }
+        self.counters.offered += n;
+        if result.is_ok() {
+            self.counters.seen += n;
+            // Failed calls are not timed: a skipped call (backoff) takes no time and a
+            // timed-out one is bounded by the deadline; both would blur the histogram.
+            self.time_call(started);
+        } else {
+            self.counters.dropped += n;
+        }
+        self.record_call(&result, started, ctx);
+        let Ok(out) = result else {
+            return;
+        };
+        let items = Indexed {
+            what: "packet dumplings from one call",
+            outside: |n| format!("the batch of {n}"),
+            items: packets,
+            time_of: |p: &WirePacket| p.0.timestamp_ns,
+        };
+        self.wrap_indexed(out, &items, ctx);
+        self.finish_call(started, ctx);
+    }
+
+    /// Live and behind: whether this chef sheds the coming poke (counted).
+    pub(super) fn sheds_poke(&mut self, ctx: &LaneContext<'_>) -> bool {
+        if ctx.behind && self.counters.duty.over(Instant::now(), ctx.share) {
+            self.counters.pokes_shed += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Whether this chef takes interval pokes now (an interval chef, not quarantined).
+    pub(super) fn is_poked(&self) -> bool {
+        self.chef.description().drivers.interval && !self.chef.is_quarantined()
+    }
+
+    /// Poke this interval chef at `now_ns` as part of a kitchen poke (the dispatcher has
+    /// handed every queued packet over first); a chef over its share sheds it (live,
+    /// behind).
+    pub(super) fn poke(&mut self, now_ns: u64, ctx: &LaneContext<'_>) {
+        if !self.is_poked() || self.sheds_poke(ctx) {
+            return;
+        }
+        let started = Instant::now();
+        self.poke_one(now_ns, ctx);
+        self.charge_duty(started, ctx);
+    }
+
+    /// Call `on-interval` at `now_ns` and wrap what it made.
+    pub(super) fn poke_one(&mut self, now_ns: u64, ctx: &LaneContext<'_>) {
+        let result = self.chef.on_interval(now_ns, ctx.interval_ns);
+        if let Err(e) = &result {
+            ctx.capsule(|c| c.interval_failed(&self.chef, e, now_ns, ctx.interval_ns));
+        }
+        self.set_state(&result);
+        let Ok(out) = result else {
+            return;
+        };
+        let cap = self.count_over_cap(out.len(), "interval dumplings from one poke");
+        for payload in out.into_iter().take(cap) {
+            self.wrap(Driver::Interval, now_ns, &payload, ctx);
+        }
+    }
+
+    /// Wrap a call's `out` (capped per call), each dumpling stamped with the time of the
+    /// item it names; one naming no item is dropped and counted.
+    pub(super) fn wrap_indexed<T>(
+        &mut self,
+        out: Vec<PacketDumpling>,
+        items: &Indexed<'_, T, impl Fn(usize) -> String, impl Fn(&T) -> u64>,
+        ctx: &LaneContext<'_>,
+    ) {
+        let cap = self.count_over_cap(out.len(), items.what);
+        for d in out.into_iter().take(cap) {
+            let idx = d.packet_index as usize;
+            let Some(item) = items.items.get(idx) else {
+                self.bad_index(idx, &(items.outside)(items.items.len()));
+                continue;
+            };
+            self.wrap(Driver::Packet, (items.time_of)(item), &d.payload, ctx);
+        }
+    }
+
+    /// A dumpling naming `idx`, outside the items of its call (`outside` names them, e.g.
+    /// "the batch of 3"): dropped and counted as invalid.
+    pub(super) fn bad_index(&mut self, idx: usize, outside: &str) {
+        self.counters.invalid += 1;
+        self.chef.warn_output(
+            "bad-index",
+            1,
+            &format!("packet-index {idx} is outside {outside}; dropped"),
+        );
+    }
+
+    /// The number of a call's `made` dumplings the chef may send (its per-call cap); the
+    /// rest are counted and reported (`what` names them, e.g. "packet dumplings from one
+    /// call").
+    pub(super) fn count_over_cap(&mut self, made: usize, what: &str) -> usize {
+        let cap = self.chef.limits().max_dumplings_per_call;
+        if made > cap {
+            let over = (made - cap) as u64;
+            self.counters.over_cap += over;
+            self.chef.warn_output(
+                "over-cap",
+                over,
+                &format!("{made} {what}: over the cap of {cap}; {over} dropped"),
+            );
+        }
+        cap
+    }
+
+    /// Check one payload (size cap, output budget, one JSON value, the hub's limits), wrap
+    /// it in its envelope and keep it for sending; a refused one is counted and warned
+    /// about, never sent.
+    pub(super) fn wrap(
+        &mut self,
+        driver: Driver,
+        at_ns: u64,
+        payload: &str,
+        ctx: &LaneContext<'_>,
+    ) {
+        let chef = &mut self.chef;
+        let counters = &mut self.counters;
+        if payload.len() > chef.limits().max_dumpling_bytes {
+            counters.oversize += 1;
+            let message = format!(
+                "refused a {}-byte {driver} dumpling: over the {}-byte limit",
+                payload.len(),
+                chef.limits().max_dumpling_bytes
+            );
+            chef.warn_output("oversize", 1, &message);
+            return;
+        }
+        // Budgets count only payloads under the size cap (an oversize one costs nothing).
+        if let Err(which) = chef
+            .output_budget
+            .take(payload.len() as u64, ctx.clock_ns())
+        {
+            counters.over_budget += 1;
+            let message = match which {
+                OverBudget::PerCall => format!(
+                    "dropped a {}-byte {driver} dumpling: over the output budget of {} bytes \
+                     per call (--chef-output-bytes-per-call)",
+                    payload.len(),
+                    chef.limits().max_output_bytes_per_call
+                ),
+                OverBudget::PerSecond => format!(
+                    "dropped a {}-byte {driver} dumpling: over the output budget of {} bytes \
+                     per second (--chef-output-bytes-per-sec)",
+                    payload.len(),
+                    chef.limits().max_output_bytes_per_sec
+                ),
+            };
+            chef.warn_output("over-budget", 1, &message);
+            return;
+        }
+        let creation_time = match ctx.mode {
+            ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
+            ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
+        };
+        // Checked and compacted straight into the envelope (one copy of the payload), then
+        // the hub's own check (`dumpling::check_message_limits`, envelope included), so
+        // what the kitchen sends is exactly what the hub accepts.
+        let json = match chef.wrap_payload(Some(ctx.kitchen), creation_time, driver, payload) {
+            Ok(json) => json,
+            Err(dumpling::WrapError::Invalid(e)) => {
+                counters.invalid += 1;
+                chef.warn_output(
+                    "invalid",
+                    1,
+                    &format!("dropped a {driver} payload that is not one JSON value: {e}"),
+                );
+                return;
+            }
+            Err(dumpling::WrapError::Limit(e @ dumpling::LimitError::TooBig { .. })) => {
+                counters.oversize += 1;
+                chef.warn_output("oversize", 1, &format!("refused a {driver} dumpling: {e}"));
+                return;
+            }
+            Err(dumpling::WrapError::Limit(e @ dumpling::LimitError::TooDeep { .. })) => {
+                counters.invalid += 1;
+                chef.warn_output("invalid", 1, &format!("refused a {driver} dumpling: {e}"));
+                return;
+            }
+        };
+        counters.dumplings += 1;
+        counters.bytes += json.len() as u64;
+        self.ready.push(json);
+    }
+}
+
+/// The items a call was given, for [`ChefLane::wrap_indexed`].
+pub(super) struct Indexed<'a, T, O, W> {
+    /// What the dumplings are, for the over-cap warning ("packet dumplings from one call").
+    pub what: &'static str,
+    /// Names the items for a bad-index warning, given their number ("the batch of 3").
+    pub outside: O,
+    /// The items.
+    pub items: &'a [T],
+    /// The dumpling time of an item.
+    pub time_of: W,
+}
+
+/// A chef's state after a call: quarantined, running (the call worked) or restarting (any
+/// failed or skipped call means its instance is gone until the backoff passes).
+pub(super) fn run_state(ok: bool, quarantined: bool) -> ChefRunState {
+    if quarantined {
+        ChefRunState::Quarantined
+    } else if ok {
+        ChefRunState::Running
+    } else {
+        ChefRunState::Restarting
+    }
+}
