@@ -77,6 +77,11 @@ _be64 = struct.Struct(">Q").unpack_from
 _be48 = struct.Struct(">HI").unpack_from
 
 
+# What the runner stores in a packet's cache slots (``_dns``, ``_view``) until first use, so
+# that a packet object can be given the next record (``Runner._run``).
+UNSET = object()
+
+
 class PackedBatchError(ValueError):
     """``headers`` is not a packed batch this SDK can read."""
 
@@ -397,10 +402,12 @@ class PackedPacket(Packet):
     def wit(self):
         """The WIT-shaped record view (built on first access)."""
         try:
-            return self._view
-        except AttributeError:
+            v = self._view
+        except AttributeError:  # a packet made by hand without the cache slots set
+            v = UNSET
+        if v is UNSET:
             v = self._view = PacketView(self._b, self._o)
-            return v
+        return v
 
     # --- metadata ---
     @property
@@ -517,9 +524,11 @@ class PackedPacket(Packet):
     @property
     def dns(self):
         try:
-            return self._dns
-        except AttributeError:
-            pass
+            d = self._dns
+        except AttributeError:  # a packet made by hand without the cache slots set
+            d = UNSET
+        if d is not UNSET:
+            return d
         self._dns = None
         bits = _bits(self._b, self._o)
         if bits & _PORTS:

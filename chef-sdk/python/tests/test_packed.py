@@ -574,6 +574,45 @@ class PackedJsonTests(unittest.TestCase):
                 self.assertEqual([q.name for q in got.qd], [q.name for q in want.qd])
                 self.assertEqual(got.is_response, want.is_response)
 
+    def test_a_packet_nothing_keeps_is_reused_and_a_kept_one_never(self):
+        # The runner gives the next record to the last packet object when the handler kept
+        # no reference to it (nor to its DNS view or question, which hold it); its caches
+        # start empty again. Kept packets, and packets whose DNS objects were kept, keep
+        # their own records.
+        records, arena = dns_corpus()
+
+        class Chef(nd.DumplingChef):
+            def __init__(self):
+                super().__init__()
+                self.ids, self.kept, self.kept_dns, self.seen = set(), [], [], []
+
+            def packet_handler(self, packet):
+                self.ids.add(id(packet))
+                d = packet.dns  # cached on the packet: must not leak into the next record
+                self.seen.append((packet.timestamp_ns, packet.time_text, d.qd[0].name if d and d.qd else None,
+                                  packet.wit.timestamp_ns))
+                n = len(self.seen)
+                if n % 3 == 0:
+                    self.kept.append((packet, self.seen[-1]))
+                elif n % 3 == 1 and d is not None:
+                    self.kept_dns.append((d, self.seen[-1]))
+                return None
+
+        chef = Chef()
+        r = nd.Runner(chef)
+        many = records * 4
+        self.assertEqual(r.packed_json(pack(many, 264, arena), arena), "[]")
+        want = [(p.timestamp_ns, repr(p.timestamp_ns / 1e9), p.dns.qd[0].name if p.dns and p.dns.qd else None,
+                 p.timestamp_ns) for p in (Packet(rec, arena) for rec in many)]
+        self.assertEqual(chef.seen, want)
+        self.assertLess(len(chef.ids), len(many))  # reused
+        for p, (ts, text, name, wts) in chef.kept:
+            self.assertEqual((p.timestamp_ns, p.time_text, p.wit.timestamp_ns), (ts, text, wts))
+            self.assertEqual(p.dns.qd[0].name if p.dns and p.dns.qd else None, name)
+        for d, (ts, text, name, wts) in chef.kept_dns:
+            self.assertEqual(d.qd[0].name if d.qd else None, name)
+            self.assertEqual(d._p.timestamp_ns, ts)
+
     def test_dns_lookup_text_is_what_the_encoder_writes(self):
         # The sample DNSLookupChef writes its packet payload as JSON text: byte for byte what
         # encoding the dict {"lookup": {"hostname", "when"}} gives, for names that need
