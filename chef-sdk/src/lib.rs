@@ -41,16 +41,19 @@
 //! collections so a chef's state cannot grow without limit.
 
 pub mod bounded;
+mod cached;
 pub mod flow;
 mod info;
 pub mod log;
 mod packet;
 pub mod parse;
+pub mod ser;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;
 
+pub use cached::{Cached, CachedPayload};
 pub use flow::StreamChunk;
 pub use info::{ChefInfo, Interest};
 pub use packet::{ipv4_addr, ipv6_addr, Mac, Packet};

@@ -323,20 +323,36 @@ impl Mac {
     }
 }
 
+impl Mac {
+    /// `aa:bb:cc:dd:ee:ff` in a stack buffer. Why: chefs print MACs in every ARP/DHCP
+    /// dumpling, and `core::fmt` with six padded hex arguments cost several times this in
+    /// wasm.
+    fn text(self) -> [u8; 17] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b':'; 17];
+        for (i, o) in self.octets().into_iter().enumerate() {
+            out[i * 3] = HEX[usize::from(o >> 4)];
+            out[i * 3 + 1] = HEX[usize::from(o & 0xf)];
+        }
+        out
+    }
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let o = self.octets();
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            o[0], o[1], o[2], o[3], o[4], o[5]
-        )
+        let text = self.text();
+        // Only ASCII hex digits and colons went in.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
 impl serde::Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let text = self.text();
+        match std::str::from_utf8(&text) {
+            Ok(t) => s.serialize_str(t),
+            Err(_) => s.collect_str(self),
+        }
     }
 }
 

@@ -8,10 +8,13 @@
 //! Architecture invariant: this crate knows nothing of tokio, WebSockets or wasm. It is
 //! serde and plain data, so any part of the system (and any fuzzer) can use it cheaply.
 
+pub mod canonical;
 pub mod limits;
+mod memo;
 pub mod text;
 
 pub use limits::{check_json_depth, check_message_limits, LimitError, MAX_JSON_DEPTH};
+pub use memo::PayloadMemo;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -219,12 +222,27 @@ struct EnvelopeMetadata<'a> {
     driver: Driver,
 }
 
-/// Write `{"metadata":{...},"payload":` into `out` (the payload and the closing `}` follow).
-fn write_envelope_head(out: &mut Vec<u8>, metadata: &EnvelopeMetadata<'_>) {
+/// `{"metadata":{...},"payload":` in a buffer with room for a payload of `payload_len`
+/// bytes and the closing `}` (which the caller appends).
+fn head_bytes(
+    chef: &str,
+    kitchen: Option<&str>,
+    creation_time: f64,
+    driver: Driver,
+    payload_len: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload_len + 128);
+    let metadata = EnvelopeMetadata {
+        chef,
+        kitchen,
+        creation_time,
+        driver,
+    };
     out.extend_from_slice(b"{\"metadata\":");
     // Plain strings and an f64 cannot fail to serialize (a non-finite f64 becomes `null`).
-    let _ = serde_json::to_writer(&mut *out, metadata);
+    let _ = serde_json::to_writer(&mut out, &metadata);
     out.extend_from_slice(b",\"payload\":");
+    out
 }
 
 /// Build the JSON text of a dumpling from a payload that is already JSON.
@@ -239,14 +257,13 @@ pub fn encode_dumpling(
     driver: Driver,
     payload_json: &RawValue,
 ) -> String {
-    let mut out = Vec::with_capacity(payload_json.get().len() + 128);
-    let metadata = EnvelopeMetadata {
+    let mut out = head_bytes(
         chef,
         kitchen,
         creation_time,
         driver,
-    };
-    write_envelope_head(&mut out, &metadata);
+        payload_json.get().len(),
+    );
     out.extend_from_slice(payload_json.get().as_bytes());
     out.push(b'}');
     // Only UTF-8 went in (serde_json's output and a `RawValue`'s text).
@@ -255,7 +272,9 @@ pub fn encode_dumpling(
 
 /// [`validate_payload`] and [`encode_dumpling`] in one pass: the chef's payload text is
 /// checked and compacted straight into the envelope, so a large payload is copied once
-/// instead of twice (the kitchen does this for every dumpling a chef makes).
+/// instead of twice (the kitchen does this for every dumpling a chef makes). A payload
+/// already in the compact form serde_json writes ([`canonical::canonical_depth`], what
+/// serde-based chefs send) is copied as it is, with the same result.
 pub fn wrap_payload(
     chef: &str,
     kitchen: Option<&str>,
@@ -263,16 +282,91 @@ pub fn wrap_payload(
     driver: Driver,
     payload: &str,
 ) -> Result<String, serde_json::Error> {
-    let mut out = Vec::with_capacity(payload.len() + 128);
-    let metadata = EnvelopeMetadata {
-        chef,
-        kitchen,
-        creation_time,
-        driver,
-    };
-    write_envelope_head(&mut out, &metadata);
+    wrap_payload_parts(chef, kitchen, creation_time, driver, payload).map(|(json, ..)| json)
+}
+
+/// Why [`wrap_checked`] refused a payload.
+#[derive(Debug, thiserror::Error)]
+pub enum WrapError {
+    /// The payload is not exactly one JSON value (what [`wrap_payload`] refuses).
+    #[error("{0}")]
+    Invalid(serde_json::Error),
+    /// The whole message breaks the wire's limits ([`check_message_limits`]).
+    #[error(transparent)]
+    Limit(LimitError),
+}
+
+/// [`wrap_payload`] then [`check_message_limits`] on the result: what the kitchen sends is
+/// exactly what the hub accepts. A payload the fast path took (see [`canonical`]) is at
+/// most [`canonical::MAX_FAST_DEPTH`] deep, so only the message's size is left to check.
+pub fn wrap_checked(
+    chef: &str,
+    kitchen: Option<&str>,
+    creation_time: f64,
+    driver: Driver,
+    payload: &str,
+) -> Result<String, WrapError> {
+    let (json, _, fast) = wrap_payload_parts(chef, kitchen, creation_time, driver, payload)
+        .map_err(WrapError::Invalid)?;
+    check_wrapped(&json, fast)?;
+    Ok(json)
+}
+
+// The envelope adds one level: a fast-path payload can never reach the wire's depth limit.
+const _: () = assert!(canonical::MAX_FAST_DEPTH < MAX_JSON_DEPTH);
+
+/// The wire's limits on a wrapped message whose payload's depth is known to be within
+/// them (`depth_ok`), or not known.
+pub(crate) fn check_wrapped(json: &str, depth_ok: bool) -> Result<(), WrapError> {
+    if depth_ok {
+        if json.len() > MAX_MESSAGE_BYTES {
+            return Err(WrapError::Limit(LimitError::TooBig {
+                size: json.len(),
+                max: MAX_MESSAGE_BYTES,
+            }));
+        }
+        return Ok(());
+    }
+    check_message_limits(json.as_bytes()).map_err(WrapError::Limit)
+}
+
+/// [`wrap_payload`], also giving where the compacted payload starts in the result (it
+/// ends before the final `}`) and whether the fast path took it (its depth is then at most
+/// [`canonical::MAX_FAST_DEPTH`]).
+pub(crate) fn wrap_payload_parts(
+    chef: &str,
+    kitchen: Option<&str>,
+    creation_time: f64,
+    driver: Driver,
+    payload: &str,
+) -> Result<(String, usize, bool), serde_json::Error> {
+    if canonical::canonical_depth(payload).is_some() {
+        // Already what the transcode would write (see `canonical`): copied as it is. The
+        // head is serde_json's output, so the whole is UTF-8 without a second look.
+        let mut text = wrap_head(chef, kitchen, creation_time, driver, payload.len())?;
+        let head = text.len();
+        text.push_str(payload);
+        text.push('}');
+        return Ok((text, head, true));
+    }
+    let mut out = head_bytes(chef, kitchen, creation_time, driver, payload.len());
+    let head = out.len();
     transcode_compact(payload, &mut out)?;
     out.push(b'}');
+    let text = String::from_utf8(out).map_err(<serde_json::Error as serde::de::Error>::custom)?;
+    Ok((text, head, false))
+}
+
+/// The envelope's head (`{"metadata":{...},"payload":`) as a string with room for a
+/// payload of `payload_len` bytes and the closing `}`.
+pub(crate) fn wrap_head(
+    chef: &str,
+    kitchen: Option<&str>,
+    creation_time: f64,
+    driver: Driver,
+    payload_len: usize,
+) -> Result<String, serde_json::Error> {
+    let out = head_bytes(chef, kitchen, creation_time, driver, payload_len);
     String::from_utf8(out).map_err(<serde_json::Error as serde::de::Error>::custom)
 }
 

@@ -47,7 +47,8 @@
 use chef_sdk::bounded::BoundedMap;
 use chef_sdk::parse::dns;
 use chef_sdk::{
-    Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick, Timestamp, TransportProtocol,
+    CachedPayload, Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick, Timestamp,
+    TransportProtocol,
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +106,10 @@ pub struct LookupsSeen<'a> {
 pub struct DnsLookupChef {
     seen: BoundedMap<String, Seen>,
     recent: BoundedMap<QueryKey, Timestamp>,
+    /// The interval payload's text while `seen` has not changed (most pokes of a real
+    /// capture: the table is sent whole every poke). Not saved across a reload.
+    #[serde(skip)]
+    summary_json: CachedPayload,
 }
 
 impl Default for DnsLookupChef {
@@ -112,6 +117,7 @@ impl Default for DnsLookupChef {
         DnsLookupChef {
             seen: BoundedMap::new(MAX_HOSTNAMES).with_state_budget(STATE_BUDGET),
             recent: BoundedMap::new(MAX_RECENT_QUERIES).with_state_budget(STATE_BUDGET),
+            summary_json: CachedPayload::default(),
         }
     }
 }
@@ -153,6 +159,7 @@ impl DnsLookupChef {
         };
         seen.count += 1;
         seen.latest = when;
+        self.summary_json.invalidate();
         Some(LookupDumpling {
             lookup: Lookup {
                 hostname: question.name,
@@ -188,12 +195,17 @@ impl Chef for DnsLookupChef {
     }
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
-        Some(self.summary())
+        // Serialised again only when a lookup changed the table since the last poke.
+        let DnsLookupChef {
+            seen, summary_json, ..
+        } = self;
+        summary_json.payload(|| LookupsSeen { lookups_seen: seen })
     }
 
     fn restored(&mut self) -> Result<(), String> {
         // This version's bounds, whatever the old version's were.
         self.seen.set_capacity(MAX_HOSTNAMES);
+        self.summary_json.invalidate();
         self.seen.set_state_budget(STATE_BUDGET);
         self.recent.set_capacity(MAX_RECENT_QUERIES);
         self.recent.set_state_budget(STATE_BUDGET);
@@ -233,6 +245,30 @@ mod tests {
         assert_eq!(out[0].1["lookup"]["when"], 1795739862.511441);
         let expected = r#"{"lookups_seen":{"example.test":{"count":2,"latest":1795739862.513954},"www.dumpling.test":{"count":1,"latest":1795739862.513508},"fake.test":{"count":1,"latest":1795739894.145663}}}"#;
         assert_eq!(poke_raw(&mut chef, 2), vec![expected.to_owned()]);
+    }
+
+    #[test]
+    fn cached_summary_is_what_serialising_the_table_gives_after_every_packet() {
+        // Poke after every packet of the corpus's DNS captures: the cached text must be
+        // exactly the table serialised now, whether a packet changed it or not.
+        let mut checked = 0;
+        for (_, batch) in chef_sdk::testing::corpus() {
+            let mut chef = DnsLookupChef::default();
+            for (i, packet) in batch.iter().enumerate() {
+                if packet.dst_port() != Some(53) && packet.src_port() != Some(53) {
+                    continue;
+                }
+                let _ = chef.handle(&packet);
+                let cached = poke_raw(&mut chef, i as u64);
+                let fresh = serde_json::to_string(&chef.summary()).expect("serialises");
+                assert_eq!(cached, vec![fresh]);
+                checked += 1;
+                if checked > 3000 {
+                    return;
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} DNS packets in the corpus");
     }
 
     #[test]

@@ -98,8 +98,10 @@ pub struct FlowEntry {
     /// `tcp`, `udp`, `icmp`, `icmpv6` or the IP protocol number as text.
     pub protocol: String,
     /// Source address and port.
+    #[serde(serialize_with = "chef_sdk::ser::socket_addr")]
     pub src: SocketAddr,
     /// Destination address and port.
+    #[serde(serialize_with = "chef_sdk::ser::socket_addr")]
     pub dst: SocketAddr,
     /// Counters.
     #[serde(flatten)]
@@ -162,8 +164,10 @@ pub struct EndedEntry {
     /// `tcp`, `udp`, `icmp` or `icmpv6`.
     pub protocol: &'static str,
     /// Who opened it.
+    #[serde(serialize_with = "chef_sdk::ser::socket_addr")]
     pub originator: SocketAddr,
     /// The other side.
+    #[serde(serialize_with = "chef_sdk::ser::socket_addr")]
     pub responder: SocketAddr,
     /// Packets both ways.
     pub packets: u64,
@@ -181,8 +185,10 @@ pub struct FlowEnded {
     /// `tcp`, `udp`, `icmp` or `icmpv6`.
     pub protocol: &'static str,
     /// Who opened it (the SYN sender, else the first sender seen).
+    #[serde(serialize_with = "chef_sdk::ser::socket_addr")]
     pub originator: SocketAddr,
     /// The other side.
+    #[serde(serialize_with = "chef_sdk::ser::socket_addr")]
     pub responder: SocketAddr,
     /// Time of the first packet (s since the Unix epoch).
     pub first: f64,

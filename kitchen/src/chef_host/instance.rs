@@ -211,6 +211,9 @@ pub struct ChefStats {
     pub skipped: u64,
     /// Time spent inside the chef's calls, nanoseconds.
     pub busy_ns: u64,
+    /// The part of `busy_ns` spent in `on-interval` calls (and state snapshots), so a
+    /// chef's cost per packet and per poke can be told apart (`nd-kitchen-bench`).
+    pub interval_ns: u64,
     /// The chef thread's CPU time inside those calls, nanoseconds (only with
     /// `ND_BENCH_CHEF_CPU=1`, see [`super::cpu_time`]; else 0).
     pub busy_cpu_ns: u64,
@@ -276,6 +279,8 @@ pub struct LoadedChef {
     /// Payload bytes this chef may still emit (the dispatcher takes from it per dumpling;
     /// every call starts a fresh per-call budget).
     pub output_budget: super::output_budget::OutputBudget,
+    /// Its last interval payload and what checking it gave (see [`LoadedChef::wrap_payload`]).
+    interval_memo: dumpling::PayloadMemo,
 }
 
 impl LoadedChef {
@@ -333,7 +338,30 @@ impl LoadedChef {
                 limits.max_output_bytes_per_call,
                 limits.max_output_bytes_per_sec,
             ),
+            interval_memo: dumpling::PayloadMemo::default(),
         })
+    }
+
+    /// [`dumpling::wrap_checked`] for one of this chef's payloads: checked, wrapped in its
+    /// envelope, and the message checked against the hub's limits. An interval payload
+    /// byte-identical to the chef's previous one (a table that did not change since the
+    /// last poke) is wrapped from what checking it gave last time
+    /// ([`dumpling::PayloadMemo`]): the same result, without a second check.
+    pub fn wrap_payload(
+        &mut self,
+        kitchen: Option<&str>,
+        creation_time: f64,
+        driver: dumpling::Driver,
+        payload: &str,
+    ) -> Result<String, dumpling::WrapError> {
+        let name = self.description.name.as_str();
+        match driver {
+            dumpling::Driver::Interval => {
+                self.interval_memo
+                    .wrap(name, kitchen, creation_time, driver, payload)
+            }
+            _ => dumpling::wrap_checked(name, kitchen, creation_time, driver, payload),
+        }
     }
 
     /// Its component's SHA-256 and signing key id.
@@ -689,7 +717,11 @@ impl LoadedChef {
         live.store.data_mut().call_deadline = Some(started + budget);
         let result = f(live);
         live.store.data_mut().call_deadline = None;
-        self.stats.busy_ns += started.elapsed().as_nanos() as u64;
+        let took = started.elapsed().as_nanos() as u64;
+        self.stats.busy_ns += took;
+        if matches!(kind, CallKind::Interval) {
+            self.stats.interval_ns += took;
+        }
         if let Some(a) = cpu_started {
             let b = super::cpu_time::thread_cpu_ns().unwrap_or(a);
             self.stats.busy_cpu_ns += b.saturating_sub(a);

@@ -565,16 +565,12 @@ impl ChefLane {
             ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
             ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
         };
-        // Checked and compacted straight into the envelope (one copy of the payload).
-        let json = match dumpling::wrap_payload(
-            chef.name(),
-            Some(ctx.kitchen),
-            creation_time,
-            driver,
-            payload,
-        ) {
+        // Checked and compacted straight into the envelope (one copy of the payload), then
+        // the hub's own check (`dumpling::check_message_limits`, envelope included), so
+        // what the kitchen sends is exactly what the hub accepts.
+        let json = match chef.wrap_payload(Some(ctx.kitchen), creation_time, driver, payload) {
             Ok(json) => json,
-            Err(e) => {
+            Err(dumpling::WrapError::Invalid(e)) => {
                 counters.invalid += 1;
                 chef.warn_output(
                     "invalid",
@@ -583,22 +579,17 @@ impl ChefLane {
                 );
                 return;
             }
-        };
-        // The hub's own check (`dumpling::check_message_limits`, envelope included), so
-        // what the kitchen sends is exactly what the hub accepts.
-        match dumpling::check_message_limits(json.as_bytes()) {
-            Ok(()) => {}
-            Err(e @ dumpling::LimitError::TooBig { .. }) => {
+            Err(dumpling::WrapError::Limit(e @ dumpling::LimitError::TooBig { .. })) => {
                 counters.oversize += 1;
                 chef.warn_output("oversize", 1, &format!("refused a {driver} dumpling: {e}"));
                 return;
             }
-            Err(e @ dumpling::LimitError::TooDeep { .. }) => {
+            Err(dumpling::WrapError::Limit(e @ dumpling::LimitError::TooDeep { .. })) => {
                 counters.invalid += 1;
                 chef.warn_output("invalid", 1, &format!("refused a {driver} dumpling: {e}"));
                 return;
             }
-        }
+        };
         counters.dumplings += 1;
         counters.bytes += json.len() as u64;
         self.ready.push(json);

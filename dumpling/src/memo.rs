@@ -1,0 +1,125 @@
+//! [`PayloadMemo`]: one chef's last interval payload and what checking it gave, so the
+//! same payload sent again (a table that did not change since the last poke) is wrapped
+//! after a byte comparison instead of a second check.
+//!
+//! Why: interval chefs send their whole table on every poke (`DNSLookupChef`'s
+//! `lookups_seen`, ~40 KB), and on a capture with sparse traffic the kitchen pokes every
+//! few dozen packets, mostly with nothing changed. The check ([`crate::wrap_checked`]) is
+//! a function of the payload's bytes alone (the envelope around it adds one level of
+//! depth whatever its strings hold, and its size is checked again on every message), so a
+//! byte-identical payload checks the same: the memo keeps the compacted text it gave and
+//! reuses it. The output is unchanged.
+
+use crate::{check_wrapped, wrap_head, Driver, WrapError};
+
+/// One payload that passed [`crate::wrap_checked`] and its compacted form.
+#[derive(Debug, Default)]
+pub struct PayloadMemo {
+    /// The last payload that passed the check, as the chef sent it.
+    payload: String,
+    /// Its compacted text when that differs from `payload` (`None`: identical, the usual
+    /// case for serde's output).
+    compact: Option<String>,
+    /// Whether `payload` holds a checked payload.
+    valid: bool,
+}
+
+impl PayloadMemo {
+    /// [`crate::wrap_checked`], remembering the last payload that passed: a payload
+    /// byte-identical to it is not checked again (only the new message's size is).
+    pub fn wrap(
+        &mut self,
+        chef: &str,
+        kitchen: Option<&str>,
+        creation_time: f64,
+        driver: Driver,
+        payload: &str,
+    ) -> Result<String, WrapError> {
+        if self.valid && self.payload == payload {
+            let body = self.compact.as_deref().unwrap_or(&self.payload);
+            let mut out = wrap_head(chef, kitchen, creation_time, driver, body.len())
+                .map_err(WrapError::Invalid)?;
+            out.push_str(body);
+            out.push('}');
+            // Its depth passed with this payload before; the size depends on the head.
+            check_wrapped(&out, true)?;
+            return Ok(out);
+        }
+        self.valid = false;
+        let (json, head, fast) =
+            crate::wrap_payload_parts(chef, kitchen, creation_time, driver, payload)
+                .map_err(WrapError::Invalid)?;
+        check_wrapped(&json, fast)?;
+        // The compacted payload is what follows the head, up to the closing brace.
+        let body = json.get(head..json.len().saturating_sub(1)).unwrap_or("");
+        self.compact = (body != payload).then(|| body.to_owned());
+        self.payload.clear();
+        self.payload.push_str(payload);
+        self.valid = true;
+        Ok(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(a: &Result<String, WrapError>, b: &Result<String, WrapError>) -> bool {
+        match (a, b) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn repeats_give_exactly_what_a_fresh_check_gives() {
+        let mut memo = PayloadMemo::default();
+        let deep_ok = format!("{}{}", "[".repeat(126), "]".repeat(126));
+        let too_deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        let big = format!("\"{}\"", "x".repeat(crate::MAX_MESSAGE_BYTES - 120));
+        let payloads = [
+            r#"{"lookups_seen":{"a.test":{"count":1,"latest":1.5}}}"#,
+            r#"{"lookups_seen":{"a.test":{"count":1,"latest":1.5}}}"#,
+            r#"{ "spaced" : [1, 2.50, "\u00e9"] }"#,
+            r#"{ "spaced" : [1, 2.50, "\u00e9"] }"#,
+            "not json",
+            "not json",
+            &deep_ok,
+            &deep_ok,
+            &too_deep,
+            &too_deep,
+            r#"{"a":1}"#,
+            r#"{"a":1}"#,
+            "",
+            &big,
+            &big,
+        ];
+        for (i, p) in payloads.iter().enumerate() {
+            // Creation times of different lengths move the message size across the limit.
+            for t in [1.0 + i as f64 * 0.25, 1.123_456_789_012_3e9] {
+                let fresh = crate::wrap_checked("C", Some("k"), t, Driver::Interval, p);
+                let memo_out = memo.wrap("C", Some("k"), t, Driver::Interval, p);
+                assert!(
+                    same(&fresh, &memo_out),
+                    "{p:.40}: {fresh:.80?} vs {memo_out:.80?}"
+                );
+                // The result is what wrap_payload + check_message_limits give.
+                let old = crate::wrap_payload("C", Some("k"), t, Driver::Interval, p);
+                match (&old, &fresh) {
+                    (Ok(o), Ok(f)) => {
+                        assert_eq!(o, f);
+                        assert!(crate::check_message_limits(o.as_bytes()).is_ok());
+                    }
+                    (Ok(o), Err(WrapError::Limit(e))) => {
+                        assert_eq!(crate::check_message_limits(o.as_bytes()), Err(e.clone()));
+                    }
+                    (Err(o), Err(WrapError::Invalid(f))) => {
+                        assert_eq!(o.to_string(), f.to_string())
+                    }
+                    _ => panic!("{p:.40}: wrap_payload {old:.80?}, wrap_checked {fresh:.80?}"),
+                }
+            }
+        }
+    }
+}
