@@ -37,6 +37,15 @@ impl CachedPayload {
         }
         Cached(self.text.clone())
     }
+
+    /// [`CachedPayload::payload`] for a chef that writes the JSON text itself: `build` is
+    /// called only when the cache is stale (`None`: no payload, nothing cached).
+    pub fn payload_text(&mut self, build: impl FnOnce() -> Option<String>) -> Cached {
+        if self.text.is_none() {
+            self.text = build();
+        }
+        Cached(self.text.clone())
+    }
 }
 
 /// One cached payload (or none), returned from a handler.

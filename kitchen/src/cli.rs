@@ -166,11 +166,11 @@ pub struct Cli {
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEADLINE_MS)]
     pub chef_deadline_ms: u64,
 
-    /// Threads that call the chefs: each batch (and each poke) is handed to every chef on
-    /// this many worker threads at once, so a slow chef does not hold the others up; the
-    /// output (order and bytes) is the same for any N. Default: the number of cores, at
-    /// most the number of chefs at start. 1 calls the chefs one after the other on the
-    /// kitchen's thread.
+    /// Threads that call the chefs (the kitchen's own included): each batch and each poke
+    /// is handed to the chefs on this many threads at once, so a slow chef holds up only
+    /// its own thread; the output (order and bytes) is the same for any N. Default: the
+    /// number of cores, at most the number of chefs at start. 1 calls the chefs one after
+    /// the other on the kitchen's thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub chef_threads: Option<u16>,
 

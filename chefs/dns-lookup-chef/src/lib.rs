@@ -44,7 +44,10 @@
 //! * Names that are not valid UTF-8 are decoded lossily instead of raising an error.
 //! * DNS over TCP is read when a segment holds a whole length-prefixed message.
 
-use chef_sdk::bounded::BoundedMap;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use chef_sdk::bounded::{BoundedMap, FastHasher};
 use chef_sdk::parse::dns;
 use chef_sdk::{
     CachedPayload, Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick, Timestamp,
@@ -110,6 +113,18 @@ pub struct DnsLookupChef {
     /// capture: the table is sent whole every poke). Not saved across a reload.
     #[serde(skip)]
     summary_json: CachedPayload,
+    /// Each name's `"name":{"count":..,"latest":..}` text, with the counts it shows, so a
+    /// changed table is rebuilt from the entries that changed (one lookup per name instead
+    /// of serialising all of it). Names evicted from `seen` are pruned when it holds twice
+    /// `seen`'s capacity. Not saved across a reload.
+    #[serde(skip)]
+    fragments: HashMap<String, Fragment, BuildHasherDefault<FastHasher>>,
+}
+
+/// One name's serialised entry of `lookups_seen` and the counts it was made from.
+struct Fragment {
+    seen: Seen,
+    text: String,
 }
 
 impl Default for DnsLookupChef {
@@ -118,6 +133,7 @@ impl Default for DnsLookupChef {
             seen: BoundedMap::new(MAX_HOSTNAMES).with_state_budget(STATE_BUDGET),
             recent: BoundedMap::new(MAX_RECENT_QUERIES).with_state_budget(STATE_BUDGET),
             summary_json: CachedPayload::default(),
+            fragments: HashMap::default(),
         }
     }
 }
@@ -195,11 +211,15 @@ impl Chef for DnsLookupChef {
     }
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
-        // Serialised again only when a lookup changed the table since the last poke.
+        // Rebuilt only when a lookup changed the table since the last poke, and then from
+        // the entries that changed (the same text as serialising `summary()`).
         let DnsLookupChef {
-            seen, summary_json, ..
+            seen,
+            summary_json,
+            fragments,
+            ..
         } = self;
-        summary_json.payload(|| LookupsSeen { lookups_seen: seen })
+        summary_json.payload_text(|| summary_text(seen, fragments))
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -211,6 +231,44 @@ impl Chef for DnsLookupChef {
         self.recent.set_state_budget(STATE_BUDGET);
         Ok(())
     }
+}
+
+/// `{"lookups_seen":{...}}` from the cached entries, re-serialising only the entries whose
+/// counts changed; exactly `serde_json::to_string(&LookupsSeen { lookups_seen: seen })`.
+fn summary_text(
+    seen: &BoundedMap<String, Seen>,
+    fragments: &mut HashMap<String, Fragment, BuildHasherDefault<FastHasher>>,
+) -> Option<String> {
+    if fragments.len() > 2 * seen.capacity().max(MAX_HOSTNAMES) {
+        fragments.retain(|name, _| seen.get(name.as_str()).is_some());
+    }
+    let mut out = String::with_capacity(64 * seen.len() + 20);
+    out.push_str("{\"lookups_seen\":{");
+    let mut first = true;
+    for (name, s) in seen.iter() {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        if let Some(f) = fragments.get(name.as_str()).filter(|f| f.seen == *s) {
+            out.push_str(&f.text);
+            continue;
+        }
+        let text = match (
+            chef_sdk::serde_json::to_string(name),
+            chef_sdk::serde_json::to_string(s),
+        ) {
+            (Ok(key), Ok(value)) => format!("{key}:{value}"),
+            (Err(e), _) | (_, Err(e)) => {
+                chef_sdk::log::error(&format!("lookups_seen does not serialise: {e}"));
+                return None;
+            }
+        };
+        out.push_str(&text);
+        fragments.insert(name.clone(), Fragment { seen: *s, text });
+    }
+    out.push_str("}}");
+    Some(out)
 }
 
 chef_sdk::export_stateful_chef!(DnsLookupChef);
@@ -269,6 +327,40 @@ mod tests {
             }
         }
         assert!(checked > 100, "only {checked} DNS packets in the corpus");
+    }
+
+    #[test]
+    fn rebuilt_summary_is_exact_across_evictions_and_pruning() {
+        // More names than the table holds, revisited out of order, with pokes in between:
+        // the text rebuilt from cached entries is the table serialised, every time.
+        let mut chef = DnsLookupChef::default();
+        let mut b = Batch::default();
+        for i in 0..(3 * MAX_HOSTNAMES as u64) {
+            let name = format!("n{}.test", (i * 7919) % (2 * MAX_HOSTNAMES as u64 + 13));
+            let mut query = vec![(i >> 8) as u8, i as u8, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            for label in name.split('.') {
+                query.push(label.len() as u8);
+                query.extend_from_slice(label.as_bytes());
+            }
+            query.extend_from_slice(&[0, 0, 1, 0, 1]);
+            b.push_ethernet(
+                1_000_000_000 + i * 6_000_000_000,
+                &frames::udp4([1; 4], [2; 4], 40000 + (i % 1000) as u16, 53, &query),
+            );
+        }
+        for (i, packet) in b.iter().enumerate() {
+            let _ = chef.handle(&packet);
+            if i % 97 == 0 || i % 1000 > 990 {
+                let fresh = serde_json::to_string(&chef.summary()).expect("serialises");
+                assert_eq!(
+                    poke_raw(&mut chef, i as u64),
+                    vec![fresh],
+                    "after packet {i}"
+                );
+            }
+        }
+        assert!(chef.fragments.len() <= 2 * MAX_HOSTNAMES + 1);
+        assert_eq!(chef.seen.len(), MAX_HOSTNAMES);
     }
 
     #[test]

@@ -28,6 +28,9 @@
 //!   the good packet chefs saw (`packets_seen`, summed) per second; the ratio is hostile /
 //!   baseline. Target: >= 0.95 for every case.
 //!
+//! * **CPU time**: with `ND_BENCH_CHEF_CPU=1` the good chefs' figure is their threads' CPU
+//!   time in calls (`chef_host::cpu_time`) instead of wall time, which on a loaded machine
+//!   also counts waiting for a core (a spinning hostile chef takes one).
 //! * **threads**: every case runs once per `--chef-threads` value (default: 1, today's
 //!   sequential calls, and the number of cores), interleaved, each against the baseline
 //!   of the same thread count and against the one-thread baseline.
@@ -44,6 +47,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use capture::{FileReader, PacketRecord};
 
+use kitchen::chef_host::cpu_time;
 use kitchen::chef_host::{CacheSetting, ChefHost, ChefLimits, ChefSource, LoadedChef};
 use kitchen::chefs::builtin::BUILTIN_CHEFS;
 use kitchen::dispatch::duty::BEHIND_PACKETS;
@@ -272,7 +276,13 @@ fn replay_run(
         .chefs()
         .iter()
         .filter(|s| Some(s.chef.name()) != hostile_name.as_deref())
-        .map(|s| s.chef.stats.busy_ns)
+        .map(|s| {
+            if cpu_time::enabled() {
+                s.chef.stats.busy_cpu_ns
+            } else {
+                s.chef.stats.busy_ns
+            }
+        })
         .sum();
     Ok((pps, good_ns as f64 / args.replay_packets as f64))
 }
@@ -450,12 +460,16 @@ fn main() -> anyhow::Result<()> {
     };
     let (base1_r, _, base1_g) = base(0);
     println!(
-        "{:>7} {:<18} {:>12} {:>7} {:>10} {:>7} {:>14} {:>7} {:>9} {:>9} {:>9}",
+        "{:>7} {:<18} {:>12} {:>7} {:>13} {:>7} {:>14} {:>7} {:>9} {:>9} {:>9}",
         "threads",
         "case",
         "replay p/s",
         "ratio",
-        "good ns/p",
+        if cpu_time::enabled() {
+            "good CPU ns/p"
+        } else {
+            "good ns/p"
+        },
         "ratio",
         "live good p/s",
         "ratio",
@@ -468,7 +482,7 @@ fn main() -> anyhow::Result<()> {
         let (r, l, g) = (median(&replay[k]), median(&live[k]), median(&good_ns[k]));
         // Good chefs' ns/packet ratio as baseline/case: 1.0 = unchanged, < 1 = slower.
         println!(
-            "{:>7} {:<18} {:>12.0} {:>7.3} {:>10.0} {:>7.3} {:>14.0} {:>7.3} {:>9.0} {:>9.3} {:>9.3}{}",
+            "{:>7} {:<18} {:>12.0} {:>7.3} {:>13.0} {:>7.3} {:>14.0} {:>7.3} {:>9.0} {:>9.3} {:>9.3}{}",
             threads,
             cases[i].0,
             r,

@@ -13,21 +13,32 @@
 //!   DNS chef neither pays for copying every HTTP payload nor for a wasm call per batch
 //!   for its three packets in it: it is called when its queue is full, before each poke,
 //!   on [`Dispatcher::flush`] and, live, when a packet has waited 50 ms.
-//! * Chefs run in a fixed order (sorted by name), and a selective chef's queue is called
-//!   at points fixed by the packets and pokes alone (never by the wall clock in a replay),
-//!   so a replay is byte-for-byte reproducible.
+//! * Each chef has one lane ([`ChefLane`], [`lane`]): the chef, its interest, its queue
+//!   and every counter kept about it; the dispatcher holds the lanes in a fixed order
+//!   (sorted by name). A step (a batch, a poke, a flush of the queues, a delivery of flow
+//!   events) runs every lane's calls, one after the other or side by side on worker threads
+//!   (`--chef-threads`, [`workers`]); each lane touches only itself and keeps its checked,
+//!   wrapped dumplings until the step is done, then the dispatcher sends them lane by lane
+//!   in chef order. Determinism invariant: what is sent, and in which order, depends only
+//!   on the packets, the pokes and the chefs' answers, never on which thread ran a lane or
+//!   when; a selective chef's queue is called at points fixed by the packets and pokes
+//!   alone (never by the wall clock in a replay). So a replay is byte-for-byte
+//!   reproducible, on one thread or many.
 //! * Interval pokes follow the capture clock when replaying (t0+p, t0+2p, ..., each fired
 //!   before the first packet whose timestamp reaches it, plus a final poke at the last
 //!   packet's time) and the wall clock when live (at start, then every p).
-//! * Every payload is checked (`dumpling::wrap_payload`, size and count caps) as
-//!   it is wrapped in its envelope; bad ones are dropped and counted
-//!   against the chef, never forwarded.
+//! * Every payload is checked (`dumpling::wrap_payload`, size and count caps) as it is
+//!   wrapped in its envelope, in the chef's lane (on its worker); bad ones are dropped and
+//!   counted against the chef, never forwarded.
 //! * Hot reload ([`crate::chefs::reload`]) adds and retires chefs only between batches
 //!   ([`Dispatcher::add_chef`], [`Dispatcher::retire_chef`]): the pending batch is flushed
 //!   first, so every other chef sees every packet, and a retired chef's final interval
 //!   dumplings are sent before it is dropped.
-//! * Per-chef measurements for the kitchen status ([`crate::outputs::status`]) are kept beside the
-//!   chefs; with the status on, every poke also sends a `KitchenStatusChef` dumpling.
+//! * Per-chef counters live in the lanes ([`ChefCounters`], written only by the lane;
+//!   [`crate::chef_host::ChefStats`], written only by the chef host); the kitchen status
+//!   ([`crate::outputs::status`]), `/metrics` and the exit summary read them through
+//!   [`ChefLane::status`]. With the status on, every poke also sends a
+//!   `KitchenStatusChef` dumpling.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -155,10 +166,10 @@ impl Dispatcher {
         self.capsules = capsules.map(Mutex::new);
     }
 
-    /// Run the chefs of each step on `threads` worker threads (`--chef-threads`; 1, the
-    /// default, runs them one after the other on the dispatcher's thread). The output is
-    /// the same either way ([`crate::dispatch::workers`]).
-    pub fn set_chef_threads(&mut self, threads: usize) -> Result<(), rayon::ThreadPoolBuildError> {
+    /// Run the chefs of each step on `threads` threads, the dispatcher's own included
+    /// (`--chef-threads`; 1, the default, runs them one after the other on the
+    /// dispatcher's thread). The output is the same either way ([`crate::dispatch::workers`]).
+    pub fn set_chef_threads(&mut self, threads: usize) -> std::io::Result<()> {
         self.workers = match threads {
             0 | 1 => None,
             n => Some(LaneWorkers::new(n)?),

@@ -9,54 +9,227 @@
 //! dispatcher sends them lane by lane in the fixed chef order, so the output is byte for
 //! byte what one thread gives.
 //!
-//! The pool is rayon's (already in the build through wasmtime's parallel compilation): one
-//! step costs a wake-up of the workers and a join, measured with `nd-kitchen-bench`
-//! against `--chef-threads 1` (see ARCHITECTURE.md). The dispatcher's own thread waits
-//! during a step. A chef's call runs wholly on one worker: its deadline (the engine's
-//! epoch ticker), its per-thread CPU clock (`chef_host::cpu_time`) and its failure policy
-//! work on any thread.
+//! The pool is the kitchen's own, small and step-shaped, because the hand-off is what a
+//! loaded machine makes expensive: the dispatcher's thread takes part in every step. It
+//! publishes the step, wakes the workers and starts claiming lanes itself from a shared
+//! counter; a worker that wakes claims lanes from the same counter. When no lane is left
+//! the dispatcher waits only for the lanes a worker is running, never for a worker that
+//! has not woken yet. On an idle machine the lanes run side by side; on an overloaded one
+//! (a woken thread may wait milliseconds for a core) a step costs about what one thread
+//! costs, instead of a scheduling delay per step (measured: `nd-isolation-bench`,
+//! `nd-kitchen-bench --chef-threads`, figures in ARCHITECTURE.md). A chef's call runs
+//! wholly on one thread: its deadline (the engine's epoch ticker), its per-thread CPU clock
+//! (`chef_host::cpu_time`) and its failure policy work on any thread.
 
-use rayon::prelude::*;
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use super::lane::ChefLane;
 
-/// The default number of workers: one per core, at most one per chef, at least one.
+/// What a step runs on each lane (with the lane's index).
+type LaneFn<'a> = dyn Fn(usize, &mut ChefLane) + Sync + 'a;
+
+/// The default number of threads for the chefs: one per core, at most one per chef, at
+/// least one.
 pub fn default_threads(chefs: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.min(chefs).max(1)
 }
 
-/// A pool of `threads` workers for the lanes (more than one; one means the dispatcher's
-/// own thread runs every lane).
+/// One step: the lanes, what to run on each, and who is running which.
+struct Job {
+    /// The next lane index to claim (claims past `len` mean: nothing left).
+    next: AtomicUsize,
+    len: usize,
+    /// Workers inside [`Job::work`] (the dispatcher is not counted).
+    in_flight: AtomicUsize,
+    /// The step's lanes; valid, and each element handed out once, while the step runs.
+    lanes: *mut ChefLane,
+    /// The step's function, its lifetime erased; valid while the step runs.
+    f: *const LaneFn<'static>,
+    /// A panic in a worker, re-raised on the dispatcher's thread.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+// SAFETY: the raw pointers are only dereferenced for lane indexes below `len` claimed once
+// each through `next`, and `LaneWorkers::run` does not return (so the lanes and `f` stay
+// borrowed) before every thread that claimed one is done (`in_flight` is 0). `ChefLane` is
+// `Send` and `f` is `Sync`, so using them from another thread is sound.
+#[allow(unsafe_code)]
+unsafe impl Send for Job {}
+// SAFETY: as above; every other field is itself `Sync`.
+#[allow(unsafe_code)]
+unsafe impl Sync for Job {}
+
+impl Job {
+    /// Claim and run lanes until none is left.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, SeqCst);
+            if i >= self.len {
+                return;
+            }
+            // SAFETY: `i < len` was claimed by this thread alone (fetch_add), and the lanes
+            // and `f` outlive the step (see the `Send` impl).
+            #[allow(unsafe_code)]
+            let (lane, f) = unsafe { (&mut *self.lanes.add(i), &*self.f) };
+            f(i, lane);
+        }
+    }
+}
+
+/// What the dispatcher and the workers share.
+#[derive(Default)]
+struct Shared {
+    /// The current step (with a generation number, so a worker runs each step once).
+    step: Mutex<(u64, Option<Arc<Job>>)>,
+    /// Signalled when a step is published (or on shutdown).
+    wake: Condvar,
+    /// Signalled when a worker leaves a step.
+    left: Condvar,
+    /// Paired with `left`.
+    left_lock: Mutex<()>,
+    stop: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing holding these locks can panic midway (plain field updates).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The workers that run the lanes beside the dispatcher's thread (`threads - 1` of them).
 pub struct LaneWorkers {
-    pool: rayon::ThreadPool,
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
     threads: usize,
 }
 
 impl LaneWorkers {
-    /// Start `threads` workers named `chef-worker-N`.
-    pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("chef-worker-{i}"))
-            .build()?;
-        Ok(LaneWorkers { pool, threads })
+    /// Threads for the chefs, the dispatcher's own included: starts `threads - 1` workers
+    /// named `chef-worker-N`.
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let mut handles = Vec::new();
+        for n in 1..threads.max(1) {
+            let shared = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("chef-worker-{n}"))
+                .spawn(move || worker(&shared))?;
+            handles.push(h);
+        }
+        Ok(LaneWorkers {
+            shared,
+            handles,
+            threads: threads.max(1),
+        })
     }
 
-    /// The number of workers.
+    /// The number of threads for the chefs (the dispatcher's own included).
     pub fn threads(&self) -> usize {
         self.threads
     }
 
-    /// Run `f` on every lane (with its index), each lane on one worker, and return when all
-    /// are done.
-    pub fn run(&self, lanes: &mut [ChefLane], f: &(dyn Fn(usize, &mut ChefLane) + Sync)) {
-        self.pool.install(|| {
-            lanes
-                .par_iter_mut()
-                .enumerate()
-                .with_max_len(1)
-                .for_each(|(i, lane)| f(i, lane));
+    /// Run `f` on every lane (with its index), each lane once on some thread (this one
+    /// included), and return when all are done. A panic in `f` is re-raised here.
+    pub fn run(&self, lanes: &mut [ChefLane], f: &LaneFn<'_>) {
+        // SAFETY (lifetime erasure): `job.f` is used only while this call runs (see `Job`).
+        #[allow(unsafe_code)]
+        let f: *const LaneFn<'static> = unsafe { std::mem::transmute(f as *const LaneFn<'_>) };
+        let job = Arc::new(Job {
+            next: AtomicUsize::new(0),
+            len: lanes.len(),
+            in_flight: AtomicUsize::new(0),
+            lanes: lanes.as_mut_ptr(),
+            f,
+            panic: Mutex::new(None),
         });
+        {
+            let mut step = lock(&self.shared.step);
+            step.0 += 1;
+            step.1 = Some(job.clone());
+        }
+        self.shared.wake.notify_all();
+        let mine = catch_unwind(AssertUnwindSafe(|| job.work()));
+        // Withdraw the step (a worker waking late finds nothing), then wait for the lanes
+        // the workers claimed. A worker counts itself in before claiming, so once every
+        // index is claimed, `in_flight` covers every lane still running.
+        lock(&self.shared.step).1 = None;
+        let mut g = lock(&self.shared.left_lock);
+        while job.in_flight.load(SeqCst) != 0 {
+            g = self.shared.left.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(g);
+        if let Err(p) = mine {
+            resume_unwind(p);
+        }
+        let panicked = lock(&job.panic).take();
+        if let Some(p) = panicked {
+            resume_unwind(p);
+        }
+    }
+}
+
+impl Drop for LaneWorkers {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, SeqCst);
+        {
+            // Under the lock, so a worker between its check and its wait cannot miss it.
+            let _step = lock(&self.shared.step);
+            self.shared.wake.notify_all();
+        }
+        for h in self.handles.drain(..) {
+            if h.join().is_err() {
+                tracing::error!("a chef worker thread panicked");
+            }
+        }
+    }
+}
+
+/// A worker: wait for a step, claim lanes until none is left, repeat.
+fn worker(shared: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        let job = {
+            let mut step = lock(&shared.step);
+            while step.0 == seen && !shared.stop.load(SeqCst) {
+                step = shared.wake.wait(step).unwrap_or_else(|p| p.into_inner());
+            }
+            if shared.stop.load(SeqCst) {
+                return;
+            }
+            seen = step.0;
+            match &step.1 {
+                Some(job) => {
+                    // Counted in while the step is still published (under its lock), so
+                    // the dispatcher, which withdraws it under the same lock before
+                    // waiting, sees this worker in flight.
+                    job.in_flight.fetch_add(1, SeqCst);
+                    job.clone()
+                }
+                None => continue,
+            }
+        };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| job.work())) {
+            // The other threads claim the lanes left; the dispatcher re-raises the panic.
+            *lock(&job.panic) = Some(p);
+        }
+        job.in_flight.fetch_sub(1, SeqCst);
+        let _g = lock(&shared.left_lock);
+        shared.left.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_threads_is_capped_by_the_chefs() {
+        assert_eq!(default_threads(0), 1);
+        assert_eq!(default_threads(1), 1);
+        assert!(default_threads(64) >= 1);
     }
 }
