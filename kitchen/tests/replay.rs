@@ -1,7 +1,8 @@
 //! The two-thread replay (`kitchen::run::replay`, what `nd-sniff -r` runs) against the same
 //! chefs driven on one thread (`Dispatcher::push`): the same dumplings in the same order on
 //! real captures, and every way a replay can end (damage, a stop signal, a closed output,
-//! a reload barrier) loses nothing that was read.
+//! a reload barrier) loses nothing that was read; and the chefs called side by side
+//! (`--chef-threads`) against one after the other.
 
 mod common;
 
@@ -113,6 +114,42 @@ fn two_threads_make_the_same_dumplings_in_the_same_order() {
     ] {
         let (want, want_packets) = one_thread(&file, poke);
         let (got, got_packets, _) = two_threads(&file, poke);
+        assert!(want_packets > 0, "{}", file.display());
+        assert_eq!(got_packets, want_packets, "{}", file.display());
+        assert!(!want.is_empty(), "{}", file.display());
+        assert_eq!(got.len(), want.len(), "{}", file.display());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "{}: dumpling {i} differs", file.display());
+        }
+    }
+}
+
+/// [`two_threads`] with the chefs called on `chef_threads` threads (`--chef-threads`).
+fn chef_workers(path: &Path, poke: Duration, chef_threads: usize) -> (Vec<String>, u64) {
+    let out = Collect::default();
+    let mut d = dispatcher(Box::new(out.clone()), poke);
+    d.set_chef_threads(chef_threads).unwrap();
+    let reader = FileReader::open(path).unwrap();
+    replay(reader, &mut d, &mut NoHooks, options()).unwrap();
+    d.finish().unwrap();
+    let lines = out.0.lock().unwrap().clone();
+    (lines, d.stats().packets)
+}
+
+#[test]
+fn chef_workers_make_the_same_dumplings_in_the_same_order() {
+    // Every sample chef called side by side (3 threads, more than this machine's cores
+    // on CI) must give exactly what the chefs called one after the other give.
+    for (file, poke) in [
+        (sample_capture(), Duration::from_millis(50)),
+        (
+            pcap("pcapplusplus__Pcap++Test__PcapExamples__example.pcap"),
+            Duration::from_millis(200),
+        ),
+        (pcap("ndpi__opera-vpn.pcapng"), Duration::from_secs(1)),
+    ] {
+        let (want, want_packets) = one_thread(&file, poke);
+        let (got, got_packets) = chef_workers(&file, poke, 3);
         assert!(want_packets > 0, "{}", file.display());
         assert_eq!(got_packets, want_packets, "{}", file.display());
         assert!(!want.is_empty(), "{}", file.display());
