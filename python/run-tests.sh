@@ -11,6 +11,12 @@ if [ ! -x "$ROOT/target/release/nd-hub" ]; then
     echo "target/release/nd-hub missing: run cargo build --release -p hub" >&2
     exit 1
 fi
+# A venv records its own path in its scripts: one made before the checkout (or its target/)
+# moved no longer runs, so it is made again.
+if [ -d "$VENV" ] && ! "$VENV/bin/pip" --version >/dev/null 2>&1; then
+    echo "$VENV was made at another path; making it again"
+    rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi

@@ -8,8 +8,14 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV="$ROOT/target/ndorig"
 PY="${PYTHON:-python3}"
 if [ -x "$VENV/bin/nd-hub" ] && [ -x "$VENV/bin/nd-print" ]; then
-    echo "original netdumplings already installed in $VENV"
-    exit 0
+    # Its scripts name the venv's own path: one made before the checkout (or its target/)
+    # moved no longer runs, so it is installed again.
+    if "$VENV/bin/nd-print" --help >/dev/null 2>&1; then
+        echo "original netdumplings already installed in $VENV"
+        exit 0
+    fi
+    echo "$VENV was made at another path; installing it again"
+    rm -rf "$VENV"
 fi
 # Work from a private dir: stray .py files in the cwd could shadow the stdlib.
 mkdir -p "$ROOT/target" && cd "$ROOT/target" || exit 0
