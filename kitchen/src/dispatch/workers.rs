@@ -32,11 +32,24 @@ use super::lane::ChefLane;
 /// What a step runs on each lane (with the lane's index).
 type LaneFn<'a> = dyn Fn(usize, &mut ChefLane) + Sync + 'a;
 
-/// The default number of threads for the chefs: one per core, at most one per chef, at
-/// least one.
+/// The default number of threads for the chefs: one per core but one, at most one per
+/// chef, at least one.
+///
+/// Why one core is left out: the kitchen already keeps a second thread busy (a replay's
+/// reader and parser, a live capture's libpcap thread), and chef threads that compete with
+/// it for a core cost more than they give. Measured on 2 cores (stop 15, idle): with two chef
+/// threads beside the parser, a chef's own CPU time per packet rose 15-30 % (Rust
+/// DNSLookupChef 1.0 -> 1.2-1.3 µs) and up to 50-70 % (Python DNSLookupChef 6.3-6.6 ->
+/// 9.4-11.1 µs, `tools/bench-languages.sh` with `--chef-threads 1` and `2`), for 1.15x the
+/// mixed corpus's packets/s at 11 % more CPU per packet.
 pub fn default_threads(chefs: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.min(chefs).max(1)
+    default_threads_for(cores, chefs)
+}
+
+/// [`default_threads`] on a machine with `cores` cores.
+fn default_threads_for(cores: usize, chefs: usize) -> usize {
+    cores.saturating_sub(1).min(chefs).max(1)
 }
 
 /// One step: the lanes, what to run on each, and who is running which.
@@ -227,9 +240,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_threads_is_capped_by_the_chefs() {
+    fn default_threads_leave_a_core_and_are_capped_by_the_chefs() {
         assert_eq!(default_threads(0), 1);
         assert_eq!(default_threads(1), 1);
         assert!(default_threads(64) >= 1);
+        assert_eq!(default_threads_for(1, 8), 1);
+        assert_eq!(default_threads_for(2, 8), 1);
+        assert_eq!(default_threads_for(8, 8), 7);
+        assert_eq!(default_threads_for(8, 3), 3);
+        assert_eq!(default_threads_for(16, 0), 1);
     }
 }
