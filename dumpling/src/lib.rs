@@ -306,10 +306,22 @@ pub fn wrap_checked(
     driver: Driver,
     payload: &str,
 ) -> Result<String, WrapError> {
-    let (json, _, fast) = wrap_payload_parts(chef, kitchen, creation_time, driver, payload)
+    wrap_checked_parts(chef, kitchen, creation_time, driver, payload).map(|(json, _)| json)
+}
+
+/// [`wrap_checked`], also giving where the compacted payload starts in the result (it ends
+/// before the final `}`).
+pub(crate) fn wrap_checked_parts(
+    chef: &str,
+    kitchen: Option<&str>,
+    creation_time: f64,
+    driver: Driver,
+    payload: &str,
+) -> Result<(String, usize), WrapError> {
+    let (json, head, fast) = wrap_payload_parts(chef, kitchen, creation_time, driver, payload)
         .map_err(WrapError::Invalid)?;
     check_wrapped(&json, fast)?;
-    Ok(json)
+    Ok((json, head))
 }
 
 // The envelope adds one level: a fast-path payload can never reach the wire's depth limit.

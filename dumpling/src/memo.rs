@@ -46,10 +46,8 @@ impl PayloadMemo {
             return Ok(out);
         }
         self.valid = false;
-        let (json, head, fast) =
-            crate::wrap_payload_parts(chef, kitchen, creation_time, driver, payload)
-                .map_err(WrapError::Invalid)?;
-        check_wrapped(&json, fast)?;
+        let (json, head) =
+            crate::wrap_checked_parts(chef, kitchen, creation_time, driver, payload)?;
         // The compacted payload is what follows the head, up to the closing brace.
         let body = json.get(head..json.len().saturating_sub(1)).unwrap_or("");
         self.compact = (body != payload).then(|| body.to_owned());

@@ -5,7 +5,7 @@
 //! interpreter, so a JavaScript chef's 60 KB interval payload (DNSLookupChef's table of
 //! 1 000 names) cost ~8 ms a poke; a `list<u8>` from a `Uint8Array` lowers as one copy.
 //! The payloads then go through the same checks as `on-interval`'s strings (one JSON value,
-//! size, depth: `dumpling::wrap_payload` in the dispatcher).
+//! size, depth: `LoadedChef::wrap_payload` in the chef's lane).
 
 /// The export's name (interface of the `bytes-chef` world, added within 0.2).
 pub const EXPORT: &str = "netdumplings:chef/interval-json-bytes@0.2.0";

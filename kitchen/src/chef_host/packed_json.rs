@@ -7,7 +7,7 @@
 //! canonical ABI copies each string on its own; componentize-js runs that glue in its
 //! interpreter). One string lowers as one copy. The guest is untrusted, so the text is
 //! split by a bounded, non-recursive scanner here and every payload then goes through the
-//! same checks as any other dumpling (`dumpling::wrap_payload` in the dispatcher: one JSON
+//! same checks as any other dumpling (`LoadedChef::wrap_payload` in the chef's lane: one JSON
 //! value, size, depth); a packet index outside the batch is refused there too.
 
 use super::bindings::PacketDumpling;

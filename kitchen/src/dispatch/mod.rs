@@ -27,7 +27,7 @@
 //! * Interval pokes follow the capture clock when replaying (t0+p, t0+2p, ..., each fired
 //!   before the first packet whose timestamp reaches it, plus a final poke at the last
 //!   packet's time) and the wall clock when live (at start, then every p).
-//! * Every payload is checked (`dumpling::wrap_payload`, size and count caps) as it is
+//! * Every payload is checked (`LoadedChef::wrap_payload`, size and count caps) as it is
 //!   wrapped in its envelope, in the chef's lane (on its worker); bad ones are dropped and
 //!   counted against the chef, never forwarded.
 //! * Hot reload ([`crate::chefs::reload`]) adds and retires chefs only between batches
