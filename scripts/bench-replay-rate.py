@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Replay rate of one eater from a federated hub's JetStream stream, on loopback.
 
-Usage: scripts/bench-replay-rate.py N REPLAY_RATE   (needs nats-server, websockets and
-target/release/nd-hub). Starts nats-server -js and nd-hub --nats --replay-rate
+Usage: scripts/bench-replay-rate.py N REPLAY_RATE   (needs websockets,
+target/release/nd-hub and a nats-server: $ND_NATS_SERVER, else the pinned one in
+target/nd-tools/, else nats-server on PATH). Starts nats-server -js and nd-hub --nats --replay-rate
 REPLAY_RATE on free 127.0.0.1 ports, stores N dumplings of ~230 B through a kitchen, then
 three times times an eater with {"nd_since_seq": 1} until it has all N; prints the median
 dumplings/s. Both processes are stopped by PID at the end.
@@ -19,7 +20,9 @@ def wait(p):
     raise SystemExit("port %d" % p)
 N = int(sys.argv[1]); rate = sys.argv[2]
 d = tempfile.mkdtemp(); np = free()
-nats = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(np), "-js", "-sd", d], stderr=subprocess.DEVNULL)
+pinned = ROOT + "/target/nd-tools/nats-server-2.15.1/nats-server"
+server = os.environ.get("ND_NATS_SERVER") or (pinned if os.path.isfile(pinned) else "nats-server")
+nats = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(np), "-js", "-sd", d], stderr=subprocess.DEVNULL)
 wait(np); i, o = free(), free()
 hub = subprocess.Popen([ROOT + "/target/release/nd-hub", "-a", "127.0.0.1", "-i", str(i), "-o", str(o), "--nats", "nats://127.0.0.1:%d" % np, "--replay-rate", rate], stderr=subprocess.DEVNULL)
 wait(i); wait(o); time.sleep(0.5)

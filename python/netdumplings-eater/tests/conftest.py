@@ -18,6 +18,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def nats_server():
+    """The nats-server binary the Rust fleet tests use, looked up in the same order:
+    $ND_NATS_SERVER, the pinned one scripts/nats-server.sh installs under target/nd-tools/,
+    nats-server on PATH, Debian's. None when there is none."""
+    import shutil
+
+    candidates = [os.environ.get("ND_NATS_SERVER"),
+                  str(ROOT / "target/nd-tools/nats-server-2.15.1/nats-server"),
+                  shutil.which("nats-server"),
+                  "/usr/bin/nats-server", "/usr/sbin/nats-server"]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
 def wait_port(port, limit=10.0):
     deadline = time.time() + limit
     while time.time() < deadline:

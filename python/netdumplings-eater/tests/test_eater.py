@@ -215,18 +215,19 @@ def test_from_json_rejects_what_the_original_rejects():
 def test_replay_from_a_sequence_and_interest_against_a_federated_hub(tmp_path):
     """since_seq replays from the hub's JetStream stream (real nats-server), each
     dumpling carries its sequence, and chef_filter is sent to the hub as nd_chefs."""
-    import shutil
     import subprocess
 
     import pytest
 
-    from conftest import HubProcess, free_port, wait_port
+    from conftest import HubProcess, free_port, nats_server, wait_port
 
-    server = shutil.which("nats-server") or (
-        "/usr/bin/nats-server" if os.path.exists("/usr/bin/nats-server") else None)
+    server = nats_server()
     if server is None:
-        assert "CI" not in os.environ, "nats-server is missing in CI (scripts/setup.sh)"
-        pytest.skip("nats-server not installed (apt-get install nats-server)")
+        assert "CI" not in os.environ, (
+            "nats-server is missing in CI: scripts/setup.sh installs it "
+            "(scripts/nats-server.sh, else apt-get install nats-server)")
+        pytest.skip("nats-server not found (scripts/nats-server.sh installs the pinned one; "
+                    "or apt-get install nats-server)")
     port = free_port()
     nats = subprocess.Popen([server, "-a", "127.0.0.1", "-p", str(port), "-js",
                              "-sd", str(tmp_path)],
