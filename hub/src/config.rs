@@ -38,7 +38,9 @@ pub struct Config {
     pub read_buffer_bytes: usize,
     /// Per-kitchen WebSocket read buffer (kitchens are few and send a lot).
     pub kitchen_read_buffer_bytes: usize,
-    /// Eater write batching: up to this many dumplings per flush.
+    /// Eater write batching: up to this many dumplings per flush that the eater's
+    /// WebSocket writer frames itself (up to 16 times as many framed once for all eaters,
+    /// `state::Wire`, within `batch_max_bytes`).
     pub batch_max: usize,
     /// Eater write batching: up to about this many bytes per flush.
     pub batch_max_bytes: usize,

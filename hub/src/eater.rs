@@ -10,6 +10,7 @@
 //! always polls the socket for reading too.
 
 use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::Instant;
 
 use dumpling::close_code;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::timeout;
@@ -28,7 +30,7 @@ use tracing::{info, warn};
 use crate::auth::Principal;
 use crate::fleet::replay::{notice, start_notice, Plan};
 use crate::handshake::{accept_with_hello, close, HubWs};
-use crate::state::{Frame, Origin, Peer, Shared};
+use crate::state::{Frame, Origin, Peer, Shared, Wire};
 use crate::status;
 use crate::tls::HubStream;
 use crate::Side;
@@ -51,7 +53,93 @@ enum Outcome {
     Shutdown,
 }
 
+/// How many times `batch_max` frames one batch may hold when they were framed once for
+/// all eaters ([`Wire`]); the byte bound (`batch_max_bytes`) applies as ever.
+const WIRE_BATCH_FACTOR: usize = 16;
+
+/// Frames waiting to be written straight to the socket: runs of adjacent [`Wire`] spans
+/// (a run is one slice of one burst buffer), with how much of them is written already,
+/// so a write that was cut short (timeout, shutdown) can be finished before a close
+/// frame goes out and the eater never sees half a frame.
+#[derive(Default)]
+struct Runs {
+    runs: Vec<Wire>,
+    /// Runs fully written.
+    first: usize,
+    /// Bytes of `runs[first]` written.
+    offset: usize,
+}
+
+impl Runs {
+    /// Add a frame's span, joining it to the last run when it follows it directly.
+    fn push(&mut self, wire: Wire) {
+        if let Some(last) = self.runs.last_mut() {
+            if last.precedes(&wire) {
+                last.end = wire.end;
+                return;
+            }
+        }
+        self.runs.push(wire);
+    }
+
+    /// Write every run, in order, to `stream` (whole, through partial writes), then
+    /// flush it (TLS). At most `MAX_SLICES` runs per vectored write.
+    async fn write_to(&mut self, stream: &mut HubStream) -> std::io::Result<()> {
+        const MAX_SLICES: usize = 16;
+        if self.runs.is_empty() {
+            return Ok(());
+        }
+        while self.first < self.runs.len() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut count = 0;
+            for (i, run) in self.runs[self.first..].iter().take(MAX_SLICES).enumerate() {
+                let bytes = run.bytes();
+                slices[i] = IoSlice::new(if i == 0 { &bytes[self.offset..] } else { bytes });
+                count += 1;
+            }
+            let mut written = stream.write_vectored(&slices[..count]).await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while written > 0 {
+                let left = self.runs[self.first].bytes().len() - self.offset;
+                if written >= left {
+                    written -= left;
+                    self.first += 1;
+                    self.offset = 0;
+                } else {
+                    self.offset += written;
+                    written = 0;
+                }
+            }
+        }
+        self.runs.clear();
+        self.first = 0;
+        self.offset = 0;
+        stream.flush().await
+    }
+
+    /// Before a close frame: finish a write that was cut short, briefly.
+    async fn finish(&mut self, ws: &mut HubWs) {
+        if !self.runs.is_empty() {
+            let _ = timeout(
+                std::time::Duration::from_secs(1),
+                self.write_to(ws.get_mut()),
+            )
+            .await;
+        }
+    }
+}
+
 /// Feed up to one batch from the ring (starting with `first`) into the socket, then flush.
+///
+/// Frames framed once for all eaters ([`Frame::wire`]) are written to the socket as they
+/// are; others (statuses, notices, local kitchens' dumplings) go through the WebSocket
+/// writer. Order is kept: whatever one path holds is written before the other path
+/// writes.
+// One call per wake-up with the connection's own state; a struct for it would only be
+// taken apart again here.
+#[allow(clippy::too_many_arguments)]
 async fn write_batch(
     ws: &mut HubWs,
     rx: &mut Receiver<Frame>,
@@ -60,12 +148,20 @@ async fn write_batch(
     peer: &Peer,
     pending_lag: &mut u64,
     plan: &Plan,
+    runs: &mut Runs,
 ) -> Result<BatchEnd, WsError> {
     let config = &shared.config;
     let mut next = Some(first);
     let mut sent = 0u64;
+    // Frames this eater's WebSocket writer framed and copied (notices included): the
+    // `batch_max` bound is theirs. Frames framed once for all eaters cost a slice each,
+    // so they are bounded by bytes (and by WIRE_BATCH_FACTOR x batch_max): fewer, larger
+    // socket writes per delivery.
+    let mut framed = 0usize;
     let mut bytes = 0usize;
     let mut end = BatchEnd::Written;
+    // Something was fed to the WebSocket writer and not flushed yet.
+    let mut fed = false;
     while let Some(item) = next.take() {
         match item {
             Ok(frame) if !plan.admits(&frame) => {}
@@ -82,13 +178,30 @@ async fn write_batch(
                     shared.total_dropped.fetch_add(1, Ordering::Relaxed);
                 } else {
                     if *pending_lag > 0 {
+                        runs.write_to(ws.get_mut()).await?;
                         ws.feed(status::lag_notice(*pending_lag)).await?;
+                        fed = true;
+                        framed += 1;
                         shared.lag_notices.fetch_add(1, Ordering::Relaxed);
                         *pending_lag = 0;
                         sent += 1;
                     }
                     bytes += frame.message.len();
-                    ws.feed(frame.message).await?;
+                    match frame.wire {
+                        Some(wire) => {
+                            if fed {
+                                ws.flush().await?;
+                                fed = false;
+                            }
+                            runs.push(wire);
+                        }
+                        None => {
+                            runs.write_to(ws.get_mut()).await?;
+                            ws.feed(frame.message).await?;
+                            fed = true;
+                            framed += 1;
+                        }
+                    }
                     sent += 1;
                 }
             }
@@ -102,7 +215,10 @@ async fn write_batch(
                 break;
             }
         }
-        if sent as usize >= config.batch_max || bytes >= config.batch_max_bytes {
+        if framed >= config.batch_max
+            || sent as usize >= config.batch_max * WIRE_BATCH_FACTOR
+            || bytes >= config.batch_max_bytes
+        {
             break;
         }
         next = match rx.try_recv() {
@@ -112,8 +228,11 @@ async fn write_batch(
             Err(TryRecvError::Empty) => None,
         };
     }
-    if sent > 0 {
+    runs.write_to(ws.get_mut()).await?;
+    if fed {
         ws.flush().await?;
+    }
+    if sent > 0 {
         peer.good.fetch_add(sent, Ordering::Relaxed);
         shared.total_out.fetch_add(sent, Ordering::Relaxed);
     }
@@ -160,6 +279,8 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
     // waiter registration and removal per delivery.
     let mut stop = std::pin::pin!(crate::state::stopped(&mut shutdown));
     let mut pending_lag = 0u64;
+    // Kept across batches so its Vec is allocated once per connection.
+    let mut runs = Runs::default();
 
     // A new eater gets the current status at once (the original made it wait up to
     // status_freq seconds), and is listed in it.
@@ -250,7 +371,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
             },
             first = rx.recv() => {
                 let outcome = {
-                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, &plan));
+                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, &plan, &mut runs));
                     // Fast path: a writable socket takes the whole batch in one poll, so no
                     // timer is armed (a timer per delivery cost measurable CPU at 1000 eaters).
                     match std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await {
@@ -269,11 +390,13 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
                     Outcome::Done(Ok(BatchEnd::RingClosed)) => reason = Some("hub stopping".into()),
                     Outcome::Done(Err(error)) => reason = Some(error.to_string()),
                     Outcome::Stuck => {
+                        runs.finish(&mut ws).await;
                         warn!(eater = %name, %addr, "eater made no write progress for {:?}; disconnecting", config.write_timeout);
                         close(&mut ws, close_code::EATER_TOO_SLOW, close_code::EATER_TOO_SLOW_REASON).await;
                         reason = Some(close_code::EATER_TOO_SLOW_REASON.into());
                     }
                     Outcome::Shutdown => {
+                        runs.finish(&mut ws).await;
                         close(&mut ws, close_code::GOING_AWAY, "hub shutting down").await;
                         reason = Some("hub shutting down".into());
                     }
@@ -294,4 +417,134 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
     drop(registration);
     let reason = reason.unwrap_or_default();
     info!(eater = %name, delivered, dropped, "Dumpling eater {name} connection closed: {reason}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::fleet::linger::{frame_burst, Item};
+    use crate::tls::HubStream;
+
+    /// A real loopback WebSocket: the hub's side (as the eater task has it) and a client.
+    async fn pair() -> (
+        HubWs,
+        tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let client = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
+                .await
+                .expect("client handshake")
+                .0
+        };
+        let server = async {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            tokio_tungstenite::accept_async(HubStream::Plain(tcp))
+                .await
+                .expect("server handshake")
+        };
+        let (client, server) = tokio::join!(client, server);
+        (server, client)
+    }
+
+    fn publish_burst(shared: &Shared, texts: &[&str], first_seq: u64) {
+        let mut burst: Vec<Item> = texts
+            .iter()
+            .zip(first_seq..)
+            .map(|(text, seq)| (Message::text(*text), None, seq))
+            .collect();
+        frame_burst(&mut burst, |message, origin, seq, wire| {
+            assert!(wire.is_some());
+            shared.publish_wire(message, origin, seq, wire);
+        });
+    }
+
+    #[tokio::test]
+    async fn wire_and_framed_frames_reach_the_eater_in_ring_order_with_the_lag_notice_first() {
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let shared = Shared::new(Config::default(), stop_rx);
+        let (mut ws, mut client) = pair().await;
+        let mut rx = shared.ring.subscribe();
+        // Framed by the eater's writer, then a burst framed once, then mixed again, and a
+        // burst longer than one batch (batch_max 64), so runs span batches.
+        shared.publish(Message::text("status 1"));
+        publish_burst(&shared, &["a1", "a2", "a3"], 1);
+        shared.publish(Message::binary(b"binary status".to_vec()));
+        publish_burst(&shared, &["b1"], 4);
+        let long: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+        let long_refs: Vec<&str> = long.iter().map(String::as_str).collect();
+        publish_burst(&shared, &long_refs, 5);
+        shared.publish(Message::text("status 2"));
+        // The lag notice comes first (checked by its payload: it carries the time).
+        let mut expected: Vec<Message> = vec![
+            Message::text("notice"),
+            Message::text("status 1"),
+            Message::text("a1"),
+            Message::text("a2"),
+            Message::text("a3"),
+            Message::binary(b"binary status".to_vec()),
+            Message::text("b1"),
+        ];
+        expected.extend(long.iter().map(|t| Message::text(t.as_str())));
+        expected.push(Message::text("status 2"));
+
+        let peer = Peer {
+            hello: serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON"),
+            addr: "127.0.0.1:1".parse().expect("address"),
+            good: Default::default(),
+            bad: Default::default(),
+            refused: Default::default(),
+            principal: None,
+        };
+        // Two dumplings were lost before: the notice must precede everything else.
+        let mut pending_lag = 2u64;
+        let plan = Plan::default();
+        let mut runs = Runs::default();
+        let writer = async {
+            while let Ok(frame) = rx.try_recv() {
+                let end = write_batch(
+                    &mut ws,
+                    &mut rx,
+                    Ok(frame),
+                    &shared,
+                    &peer,
+                    &mut pending_lag,
+                    &plan,
+                    &mut runs,
+                )
+                .await
+                .expect("batch written");
+                assert!(matches!(end, BatchEnd::Written));
+            }
+            ws
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            while got.len() < expected.len() {
+                match client.next().await {
+                    Some(Ok(message)) => got.push(message),
+                    other => panic!("connection ended early: {other:?}"),
+                }
+            }
+            got
+        };
+        let (_ws, mut got) = tokio::join!(writer, reader);
+        let notice: serde_json::Value =
+            serde_json::from_str(got[0].to_text().expect("a text notice")).expect("JSON");
+        assert_eq!(notice["metadata"]["chef"], "HubNoticeChef");
+        assert_eq!(notice["payload"]["lagged"], 2);
+        got[0] = Message::text("notice");
+        assert_eq!(got, expected);
+        assert_eq!(pending_lag, 0);
+        assert_eq!(
+            peer.good.load(Ordering::Relaxed),
+            expected.len() as u64,
+            "every frame and the notice counted as delivered"
+        );
+    }
 }

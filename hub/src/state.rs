@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -33,6 +34,59 @@ pub struct Frame {
     /// stream; 0 for everything else (an eater replaying from its own consumer skips
     /// the ring's copies of stream dumplings).
     pub seq: u64,
+    /// The frame as it goes on the wire, built once for every eater (see [`Wire`]); `None`
+    /// for frames each eater's WebSocket writer frames itself.
+    pub wire: Option<Wire>,
+}
+
+/// A frame's bytes on the wire (WebSocket header and payload, unmasked as a server
+/// sends them), a span of a buffer that holds a whole burst of frames back to back.
+///
+/// Why: with `--nats` the dumplings come in bursts ([`crate::fleet::linger`]). Framing a
+/// burst once into one buffer lets every eater write it straight to its socket, from
+/// memory all eaters share (so it stays in cache), instead of each eater's WebSocket
+/// writer copying every payload into its own buffer and the kernel copying that again.
+/// Adjacent frames of one burst are adjacent spans, so an eater writes a run of them as
+/// one slice.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// The burst's buffer.
+    pub buffer: Bytes,
+    /// Where this frame starts in it.
+    pub start: usize,
+    /// Where it ends (exclusive).
+    pub end: usize,
+}
+
+impl Wire {
+    /// The frame's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+
+    /// Whether `next` follows this span directly in the same buffer.
+    pub fn precedes(&self, next: &Wire) -> bool {
+        self.end == next.start && self.buffer.as_ptr() == next.buffer.as_ptr()
+    }
+}
+
+/// The WebSocket header of an unmasked final frame (`opcode` 1 text, 2 binary) with a
+/// payload of `len` bytes, as tungstenite writes it: the shortest length form.
+pub fn frame_header(opcode: u8, len: usize) -> ([u8; 10], usize) {
+    let mut head = [0u8; 10];
+    head[0] = 0x80 | (opcode & 0x0f);
+    if len < 126 {
+        head[1] = len as u8;
+        (head, 2)
+    } else if len <= u16::MAX as usize {
+        head[1] = 126;
+        head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        (head, 4)
+    } else {
+        head[1] = 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (head, 10)
+    }
 }
 
 /// Where a frame in the ring came from (see [`crate::auth`]).
@@ -162,6 +216,17 @@ impl Shared {
 
     /// [`Shared::publish_from`] for a dumpling read from the stream at sequence `seq`.
     pub fn publish_seq(&self, message: Message, origin: Option<Arc<Origin>>, seq: u64) {
+        self.publish_wire(message, origin, seq, None);
+    }
+
+    /// [`Shared::publish_seq`] with the frame's bytes on the wire built already.
+    pub fn publish_wire(
+        &self,
+        message: Message,
+        origin: Option<Arc<Origin>>,
+        seq: u64,
+        wire: Option<Wire>,
+    ) {
         let len = message.len() as u64;
         let end_offset = self.published_bytes.fetch_add(len, Ordering::Relaxed) + len;
         // An error only means no eater is subscribed right now.
@@ -170,6 +235,7 @@ impl Shared {
             end_offset,
             origin,
             seq,
+            wire,
         });
     }
 

@@ -546,6 +546,7 @@ mod tests {
             end_offset: 0,
             origin,
             seq: 0,
+            wire: None,
         };
         assert!(i.admits(&frame(text("A"), None)));
         assert!(!i.admits(&frame(text("B"), None)));

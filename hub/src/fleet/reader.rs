@@ -109,7 +109,7 @@ pub struct ReadSpec<'a> {
 #[derive(Debug, Clone)]
 struct Delivered {
     sequence: u64,
-    id: Option<String>,
+    id: Option<std::sync::Arc<str>>,
     payload: Bytes,
 }
 
@@ -451,9 +451,13 @@ where
                         .as_ref()
                         .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
                         .map(|v| v.as_str());
-                    let fresh = match id {
-                        Some(id) => seen.admit(sequence, id),
-                        None => sequence >= next,
+                    // The id as remembered (shared with `unchecked` below: no copy).
+                    let (fresh, kept_id) = match id {
+                        Some(id) => match seen.admit_shared(sequence, id) {
+                            Some(kept) => (true, Some(kept)),
+                            None => (false, None),
+                        },
+                        None => (sequence >= next, None),
                     };
                     if sequence >= next {
                         *start = Start::Sequence(sequence + 1);
@@ -466,7 +470,7 @@ where
                             spec.stream.to_owned(),
                             Delivered {
                                 sequence,
-                                id: id.map(str::to_owned),
+                                id: id.map(Into::into),
                                 payload: msg.message.payload.clone(),
                             },
                         ));
@@ -474,7 +478,7 @@ where
                     if fresh {
                         unchecked = Some(Delivered {
                             sequence,
-                            id: id.map(str::to_owned),
+                            id: kept_id,
                             payload: msg.message.payload.clone(),
                         });
                         if !sink(to_frame(&msg), sequence).await {

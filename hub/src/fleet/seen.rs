@@ -33,8 +33,15 @@ impl Seen {
     /// `true` (and remembered) when `id` was not among the last delivered; `false` for a
     /// dumpling already handed on.
     pub fn admit(&mut self, sequence: u64, id: &str) -> bool {
+        self.admit_shared(sequence, id).is_some()
+    }
+
+    /// [`Seen::admit`] that hands back the remembered copy of a new id, so a caller that
+    /// keeps the id too shares it instead of allocating another (one allocation less per
+    /// dumpling read).
+    pub fn admit_shared(&mut self, sequence: u64, id: &str) -> Option<Arc<str>> {
         if self.ids.contains(id) {
-            return false;
+            return None;
         }
         if self.order.len() >= self.cap {
             if let Some((_, old)) = self.order.pop_front() {
@@ -43,8 +50,8 @@ impl Seen {
         }
         let id: Arc<str> = id.into();
         self.ids.insert(id.clone());
-        self.order.push_back((sequence, id));
-        true
+        self.order.push_back((sequence, id.clone()));
+        Some(id)
     }
 
     /// The sequence of the oldest remembered delivery: a reader may go back this far and
