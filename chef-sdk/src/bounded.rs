@@ -314,6 +314,19 @@ impl<K: Hash + Eq, V> BoundedMap<K, V> {
         })
     }
 
+    /// Calls `f` on every entry in insertion (first-seen) order with its value mutable,
+    /// without marking any entry as used (the recency order is unchanged). For a chef that
+    /// keeps derived data beside each value (e.g. the value's JSON text) and refreshes it
+    /// while it walks the table.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&K, &mut V)) {
+        let mut at = self.order.head;
+        while at != NIL {
+            let n = self.node_mut(at);
+            f(&n.key, &mut n.value);
+            at = n.next;
+        }
+    }
+
     /// Removes and returns every entry, in insertion order.
     pub fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
         let mut out = Vec::with_capacity(self.len());
@@ -534,6 +547,25 @@ mod tests {
             serde_json::to_string(&m).ok().as_deref(),
             Some(r#"{"a":2,"c":1,"d":1}"#)
         );
+    }
+
+    #[test]
+    fn for_each_mut_walks_first_seen_order_and_keeps_recency() {
+        let mut m = BoundedMap::new(3);
+        for k in ["a", "b", "c"] {
+            m.insert(k, 0);
+        }
+        m.get_mut("a"); // a is now the most recent; b the oldest
+        let mut seen = Vec::new();
+        m.for_each_mut(|k, v| {
+            seen.push(*k);
+            *v += 10;
+        });
+        assert_eq!(seen, ["a", "b", "c"]);
+        // Walking touched nothing: b is still the eviction victim.
+        m.insert("d", 1);
+        let all: Vec<_> = m.iter().map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(all, vec![("a", 10), ("c", 10), ("d", 1)]);
     }
 
     #[test]

@@ -44,10 +44,7 @@
 //! * Names that are not valid UTF-8 are decoded lossily instead of raising an error.
 //! * DNS over TCP is read when a segment holds a whole length-prefixed message.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
-use chef_sdk::bounded::{BoundedMap, FastHasher};
+use chef_sdk::bounded::BoundedMap;
 use chef_sdk::parse::dns;
 use chef_sdk::{
     CachedPayload, Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick, Timestamp,
@@ -97,34 +94,56 @@ pub struct Seen {
     pub latest: Timestamp,
 }
 
+/// One name's entry in the table: its counts and, while they are unchanged, the
+/// `"name":{"count":..,"latest":..}` text they give in `lookups_seen` (empty: not made
+/// yet, or the counts changed since). Serialised, saved and restored as its [`Seen`] alone,
+/// so the payload and the snapshot are what they were with the counts alone.
+pub struct Entry {
+    /// The counts.
+    pub seen: Seen,
+    /// The entry's text in `lookups_seen` for these counts; empty when stale.
+    text: String,
+}
+
+impl From<Seen> for Entry {
+    fn from(seen: Seen) -> Self {
+        Entry {
+            seen,
+            text: String::new(),
+        }
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.seen.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Seen::deserialize(d).map(Entry::from)
+    }
+}
+
 /// Interval payload: `{"lookups_seen": {...}}`.
 #[derive(Serialize)]
 pub struct LookupsSeen<'a> {
     /// Name → counts, first-seen order.
-    pub lookups_seen: &'a BoundedMap<String, Seen>,
+    pub lookups_seen: &'a BoundedMap<String, Entry>,
 }
 
 /// The chef: counts per host name (its state across a reload, too).
 #[derive(Serialize, Deserialize)]
 pub struct DnsLookupChef {
-    seen: BoundedMap<String, Seen>,
+    seen: BoundedMap<String, Entry>,
     recent: BoundedMap<QueryKey, Timestamp>,
     /// The interval payload's text while `seen` has not changed (most pokes of a real
-    /// capture: the table is sent whole every poke). Not saved across a reload.
+    /// capture: the table is sent whole every poke). Not saved across a reload. When a
+    /// lookup changed the table, the text is rebuilt from each entry's own text, made again
+    /// only for the entries that changed (a walk of the table instead of serialising it).
     #[serde(skip)]
     summary_json: CachedPayload,
-    /// Each name's `"name":{"count":..,"latest":..}` text, with the counts it shows, so a
-    /// changed table is rebuilt from the entries that changed (one lookup per name instead
-    /// of serialising all of it). Names evicted from `seen` are pruned when it holds twice
-    /// `seen`'s capacity. Not saved across a reload.
-    #[serde(skip)]
-    fragments: HashMap<String, Fragment, BuildHasherDefault<FastHasher>>,
-}
-
-/// One name's serialised entry of `lookups_seen` and the counts it was made from.
-struct Fragment {
-    seen: Seen,
-    text: String,
 }
 
 impl Default for DnsLookupChef {
@@ -133,7 +152,6 @@ impl Default for DnsLookupChef {
             seen: BoundedMap::new(MAX_HOSTNAMES).with_state_budget(STATE_BUDGET),
             recent: BoundedMap::new(MAX_RECENT_QUERIES).with_state_budget(STATE_BUDGET),
             summary_json: CachedPayload::default(),
-            fragments: HashMap::default(),
         }
     }
 }
@@ -164,17 +182,19 @@ impl DnsLookupChef {
         }
         // A name seen before is updated in place (no copy of the name); `get_mut` marks it
         // as just used exactly as `get_or_insert_with` would.
-        let seen = match self.seen.get_mut(question.name.as_str()) {
-            Some(seen) => seen,
-            None => self
-                .seen
-                .get_or_insert_with(question.name.clone(), || Seen {
+        let entry = match self.seen.get_mut(question.name.as_str()) {
+            Some(entry) => entry,
+            None => self.seen.get_or_insert_with(question.name.clone(), || {
+                Entry::from(Seen {
                     count: 0,
                     latest: when,
-                }),
+                })
+            }),
         };
-        seen.count += 1;
-        seen.latest = when;
+        entry.seen.count += 1;
+        entry.seen.latest = when;
+        // Its text is stale (cleared, keeping its buffer for the next one).
+        entry.text.clear();
         self.summary_json.invalidate();
         Some(LookupDumpling {
             lookup: Lookup {
@@ -212,14 +232,11 @@ impl Chef for DnsLookupChef {
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
         // Rebuilt only when a lookup changed the table since the last poke, and then from
-        // the entries that changed (the same text as serialising `summary()`).
+        // each entry's kept text (the same text as serialising `summary()`).
         let DnsLookupChef {
-            seen,
-            summary_json,
-            fragments,
-            ..
+            seen, summary_json, ..
         } = self;
-        summary_json.payload_text(|| summary_text(seen, fragments))
+        summary_json.payload_text(|| summary_text(seen))
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -233,39 +250,44 @@ impl Chef for DnsLookupChef {
     }
 }
 
-/// `{"lookups_seen":{...}}` from the cached entries, re-serialising only the entries whose
-/// counts changed; exactly `serde_json::to_string(&LookupsSeen { lookups_seen: seen })`.
-fn summary_text(
-    seen: &BoundedMap<String, Seen>,
-    fragments: &mut HashMap<String, Fragment, BuildHasherDefault<FastHasher>>,
-) -> Option<String> {
-    if fragments.len() > 2 * seen.capacity().max(MAX_HOSTNAMES) {
-        fragments.retain(|name, _| seen.get(name.as_str()).is_some());
-    }
+/// `{"lookups_seen":{...}}` from each entry's kept text, making it again only for the
+/// entries whose counts changed; exactly
+/// `serde_json::to_string(&LookupsSeen { lookups_seen: seen })`.
+fn summary_text(seen: &mut BoundedMap<String, Entry>) -> Option<String> {
     let mut out = String::with_capacity(64 * seen.len() + 20);
     out.push_str("{\"lookups_seen\":{");
     let mut first = true;
-    for (name, s) in seen.iter() {
+    let mut failed = None;
+    seen.for_each_mut(|name, entry| {
+        if failed.is_some() {
+            return;
+        }
+        // A made text is never empty (it holds at least `"":{`), so empty means stale.
+        if entry.text.is_empty() {
+            match (
+                chef_sdk::serde_json::to_string(name),
+                chef_sdk::serde_json::to_string(&entry.seen),
+            ) {
+                (Ok(key), Ok(value)) => {
+                    entry.text.push_str(&key);
+                    entry.text.push(':');
+                    entry.text.push_str(&value);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    failed = Some(e);
+                    return;
+                }
+            }
+        }
         if !first {
             out.push(',');
         }
         first = false;
-        if let Some(f) = fragments.get(name.as_str()).filter(|f| f.seen == *s) {
-            out.push_str(&f.text);
-            continue;
-        }
-        let text = match (
-            chef_sdk::serde_json::to_string(name),
-            chef_sdk::serde_json::to_string(s),
-        ) {
-            (Ok(key), Ok(value)) => format!("{key}:{value}"),
-            (Err(e), _) | (_, Err(e)) => {
-                chef_sdk::log::error(&format!("lookups_seen does not serialise: {e}"));
-                return None;
-            }
-        };
-        out.push_str(&text);
-        fragments.insert(name.clone(), Fragment { seen: *s, text });
+        out.push_str(&entry.text);
+    });
+    if let Some(e) = failed {
+        chef_sdk::log::error(&format!("lookups_seen does not serialise: {e}"));
+        return None;
     }
     out.push_str("}}");
     Some(out)
@@ -359,7 +381,9 @@ mod tests {
                 );
             }
         }
-        assert!(chef.fragments.len() <= 2 * MAX_HOSTNAMES + 1);
+        // After a poke every entry holds its text, and only the table's entries are kept.
+        let _ = poke_raw(&mut chef, 0);
+        assert!(chef.seen.iter().all(|(_, e)| !e.text.is_empty()));
         assert_eq!(chef.seen.len(), MAX_HOSTNAMES);
     }
 
@@ -383,7 +407,7 @@ mod tests {
         let mut chef = DnsLookupChef::default();
         let out = batch_names(&b, &mut chef);
         assert_eq!(out, ["a.bc", "a.bc"]);
-        assert_eq!(chef.seen.get("a.bc").map(|s| s.count), Some(2));
+        assert_eq!(chef.seen.get("a.bc").map(|s| s.seen.count), Some(2));
     }
 
     fn batch_names(b: &Batch, chef: &mut DnsLookupChef) -> Vec<String> {
@@ -416,7 +440,7 @@ mod tests {
             [0, 3, 4],
             "the resends at 1 s and 2 s are the first lookup"
         );
-        assert_eq!(chef.seen.get("a").map(|x| x.count), Some(3));
+        assert_eq!(chef.seen.get("a").map(|x| x.seen.count), Some(3));
     }
 
     #[test]
@@ -428,7 +452,8 @@ mod tests {
                 Seen {
                     count: 1,
                     latest: Timestamp::from_nanos(0),
-                },
+                }
+                .into(),
             );
         }
         assert_eq!(chef.seen.len(), MAX_HOSTNAMES);
@@ -465,7 +490,7 @@ mod tests {
             again.feed(&mut new).is_empty(),
             "the resend is the same lookup"
         );
-        assert_eq!(new.seen.get("a").map(|s| s.count), Some(1));
+        assert_eq!(new.seen.get("a").map(|s| s.seen.count), Some(1));
     }
 
     #[test]
@@ -489,7 +514,8 @@ mod tests {
                 Seen {
                     count: u64::MAX,
                     latest: when,
-                },
+                }
+                .into(),
             );
         }
         let restored = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
@@ -512,7 +538,8 @@ mod tests {
                 Seen {
                     count: 1,
                     latest: Timestamp::from_nanos(1),
-                },
+                }
+                .into(),
             );
         }
         assert_eq!(
@@ -529,7 +556,8 @@ mod tests {
             Seen {
                 count: 1,
                 latest: Timestamp::from_nanos(2),
-            },
+            }
+            .into(),
         );
         let r = chef_sdk::testing::reload(&chef).expect("restored");
         assert_eq!(
