@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use flowtrack::reassembly::ReassemblyLimits;
 
-use flowtrack::table::FlowEvent;
+use flowtrack::table::{FlowEvent, Transport};
 
 use super::lane::{Indexed, LaneContext};
 use super::{Batch, ChefLane, Dispatcher, SinkError};
@@ -69,8 +69,12 @@ impl Dispatcher {
         };
         stage.feed(&batch.packets, &batch.arena);
         for e in &batch.flows.ended {
+            // Only TCP flows have streams (`feed` takes TCP segments alone): the others
+            // would cost two lookups of absent ids each.
             if let FlowEvent::Ended(s) = e {
-                stage.end_flow(s.id, s.last_ns);
+                if s.key.transport == Transport::Tcp {
+                    stage.end_flow(s.id, s.last_ns);
+                }
             }
         }
         let result = self.deliver_chunks(&mut stage);

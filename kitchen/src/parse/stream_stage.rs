@@ -16,9 +16,10 @@
 //! 4. [`StreamStage::end_batch`] empties the output for the next batch.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use flowtrack::reassembly::{
-    Chunk, ChunkBatch, Reassembler, ReassemblyLimits, ReassemblyStats, Segment,
+    Chunk, ChunkBatch, FlowIdHasher, Reassembler, ReassemblyLimits, ReassemblyStats, Segment,
 };
 use flowtrack::table::Direction as TableDirection;
 
@@ -77,7 +78,9 @@ pub struct StreamStage {
     reassembler: Reassembler,
     out: ChunkBatch,
     /// The 5-tuple of each flow with stream state (chunks carry it); dropped when it ends.
-    keys: HashMap<u64, FlowKey>,
+    /// Keyed by the kitchen's own flow ids, so the reassembler's cheap hasher serves (a
+    /// few lookups per segment and per ended flow).
+    keys: HashMap<u64, FlowKey, BuildHasherDefault<FlowIdHasher>>,
     /// Flows ended in this batch: their keys go once their last chunks were delivered.
     ended: Vec<u64>,
     /// Scratch: one chef's chunk records.
@@ -97,7 +100,7 @@ impl StreamStage {
         StreamStage {
             reassembler: Reassembler::new(limits),
             out: ChunkBatch::default(),
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             ended: Vec::new(),
             records: Vec::new(),
         }
