@@ -5,10 +5,14 @@
 //! token, wrong token, wrong port, revoked while connected, another kitchen's name), an
 //! eater restricted to some chefs and kitchens (and its limited status view), a kitchen
 //! known by its client certificate's name, certificate hot reload without dropping
-//! connections, and reserved chef names refused without auth.
+//! connections, reserved chef names refused without auth, and wss:// eaters of a federated
+//! hub (whose bursts are written to each socket pre-framed, through rustls).
 
 #[path = "hub_support.rs"]
 mod support;
+
+#[path = "nats_support.rs"]
+mod nats;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -852,4 +856,93 @@ async fn web_page_over_https_on_the_tls_eater_port() {
     // Plain HTTP to the TLS port is no page (the handshake fails).
     let (code, _) = curl(&[&format!("http://localhost:{}/", hub.eaters.port())]).unwrap();
     assert_ne!(code, 0);
+}
+
+/// With `--nats` a hub frames each burst of dumplings once and writes it to every eater's
+/// socket as it is (`hub::state::Wire`); over TLS those writes go through rustls, in
+/// vectored and partial writes, next to the frames the eater's WebSocket writer frames
+/// (statuses every second here). Two wss:// eaters get every dumpling of a wss:// kitchen
+/// byte for byte and in order, across every WebSocket length form.
+#[tokio::test]
+async fn tls_eaters_of_a_federated_hub_get_every_dumpling_byte_for_byte_in_order() {
+    let Some(cluster) = nats::Cluster::start(1) else {
+        return; // nats_server() said why (SKIP outside CI).
+    };
+    let dir = scratch("fleet-tls");
+    let (ca, cert, key) = issue(&dir, "hub", &["localhost", "127.0.0.1"]);
+    let urls = cluster.urls();
+    let hub = Hub::start(&[
+        "-f",
+        "1",
+        "--tls-cert",
+        s(&cert),
+        "--tls-key",
+        s(&key),
+        "--nats",
+        &urls,
+        "--nats-hub-id",
+        "tls-hub",
+    ]);
+    let link = Link::new(Some(&ca), None, None).unwrap();
+    let eater_uri = format!("wss://localhost:{}", hub.eaters.port());
+    let kitchen_uri = format!("wss://localhost:{}", hub.kitchens.port());
+    // A federated hub accepts no one before its stream consumer runs: retry until then.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut eaters = Vec::new();
+    for name in ["tls-a", "tls-b"] {
+        let ws = loop {
+            match join(&link, &eater_uri, serde_json::json!({ "eater_name": name })).await {
+                Ok(ws) => break ws,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("eater {name} cannot join: {error}\n{}", cluster.logs()),
+            }
+        };
+        eaters.push(ws);
+    }
+    let mut kitchen = join(
+        &link,
+        &kitchen_uri,
+        serde_json::json!({ "kitchen_name": "k" }),
+    )
+    .await
+    .expect("kitchen joins");
+    // Every dumpling here is over 125 bytes: 16-bit lengths, and 64-bit ones (70 000
+    // bytes) among them, so frames of both header sizes meet in one burst.
+    let sent: Vec<String> = (0..2000u64)
+        .map(|seq| {
+            let pad = match seq % 100 {
+                0 => 70_000,
+                1 => 65_535,
+                n => (n as usize * 37) % 700,
+            };
+            serde_json::json!({
+                "metadata": {"chef": "C", "kitchen": "k", "creation_time": 1.5, "driver": "packet"},
+                "payload": {"seq": seq, "pad": "x".repeat(pad)}
+            })
+            .to_string()
+        })
+        .collect();
+    for text in &sent {
+        kitchen
+            .feed(Message::text(text.clone()))
+            .await
+            .expect("send");
+    }
+    kitchen.flush().await.expect("flush");
+    for (i, ws) in eaters.iter_mut().enumerate() {
+        for (seq, text) in sent.iter().enumerate() {
+            let got = next_dumpling(ws, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|| panic!("eater {i} got only {seq} of {}", sent.len()));
+            assert_eq!(
+                got.to_text().expect("text"),
+                text,
+                "eater {i}, dumpling {seq}"
+            );
+        }
+    }
+    drop(kitchen);
+    let _ = hub.stop();
 }
