@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 quick=0; [ "${1:-}" = --quick ] && quick=1
-ND_SETUP_PYTHON=1 ND_SETUP_C=$((1 - quick)) source scripts/setup.sh
+ND_SETUP_TESTS=1 ND_SETUP_PYTHON=1 ND_SETUP_C=$((1 - quick)) source scripts/setup.sh
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 if [ $quick = 0 ]; then

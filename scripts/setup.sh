@@ -5,6 +5,7 @@
 #   - libpcap headers (live capture links against libpcap)
 #   - python3 with venv (the Python eater package's tests; test.sh only)
 #   - clang-19 + wasi-libc (C chefs; test.sh only, when root; otherwise C chefs are skipped)
+#   - tshark + mergecap (crash-capsule checks, lang-chefs corpus comparison; test.sh only)
 set -euo pipefail
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -78,6 +79,18 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     apt_install chromium chromium-driver
   else
     say "chromium/chromedriver not found: the browser tests are skipped (to run them: sudo apt-get install -y chromium chromium-driver)"
+  fi
+fi
+
+# tshark and mergecap (Debian `tshark`, which brings `wireshark-common`): the crash-capsule
+# test reads the saved pcaps back with tshark, and tests/lang-chefs.sh merges the shared
+# captures into one pcapng with mergecap for its corpus comparison. Both skip with a
+# message without them (test.sh only: demo.sh needs neither).
+if [ "${ND_SETUP_TESTS:-0}" = 1 ] && { ! command -v tshark >/dev/null || ! command -v mergecap >/dev/null; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt_install tshark || say "tshark not installed: the crash-capsule pcap checks and the lang-chefs corpus comparison are skipped"
+  else
+    say "tshark/mergecap not found: the crash-capsule pcap checks and the lang-chefs corpus comparison are skipped (to run them: sudo apt-get install -y tshark)"
   fi
 fi
 

@@ -852,7 +852,10 @@ fn counts_continue_across_a_reload(v1: &Path, label: &str, default_cache: bool) 
     // version 1), else a fresh one for this run.
     let cache = (!default_cache).then(|| root.join("cache"));
 
-    let chefs = ["-c", "PacketCountChef"];
+    // A generous deadline: a call that overruns the default (50 ms) on a loaded machine
+    // (a Python chef's first calls) restarts the chef with fresh state, which is not what
+    // this test is about.
+    let chefs = ["-c", "PacketCountChef", "--chef-deadline-ms", "2000"];
     let mut k = Kitchen::start_with(&root, &dir, &fifo, cache.as_deref(), &chefs);
     k.send(20);
     // Version 1 from the folder takes over from the built-in (which reports its count).
@@ -904,7 +907,10 @@ fn dns_table_survives_a_reload(v1: &Path, label: &str, default_cache: bool) {
     let frames = frames_of(&dns_capture());
     assert!(frames.len() > 20);
 
-    let chefs = ["-c", "DNSLookupChef"];
+    // A generous deadline: a call that overruns the default (50 ms) on a loaded machine
+    // (a Python chef's first calls) restarts the chef with fresh state, which is not what
+    // this test is about.
+    let chefs = ["-c", "DNSLookupChef", "--chef-deadline-ms", "2000"];
     let mut k = Kitchen::start_with(&root, &dir, &fifo, cache.as_deref(), &chefs);
     land(v1, &dir, "dns_lookup_chef.wasm");
     k.send_until(&["overrides the built-in", "DNSLookupChef"]);
