@@ -89,6 +89,12 @@ struct Args {
     threads: Vec<usize>,
     /// Skip the live runs.
     no_live: bool,
+    /// Print each good chef's calls, packets per call and CPU per call after every replay.
+    per_chef: bool,
+    /// Diagnosis: after every batch, the bench thread spins (`spin:US`) or sleeps
+    /// (`sleep:US`) outside any chef, to tell what a hostile chef's time does to the good
+    /// chefs from what the chef host does.
+    host_pause: Option<(bool, Duration)>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -111,6 +117,8 @@ fn parse_args() -> anyhow::Result<Args> {
             }
         },
         no_live: false,
+        per_chef: false,
+        host_pause: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -135,6 +143,13 @@ fn parse_args() -> anyhow::Result<Args> {
                     .collect::<anyhow::Result<_>>()?
             }
             "--no-live" => a.no_live = true,
+            "--per-chef" => a.per_chef = true,
+            "--host-pause" => {
+                let v = value()?;
+                let (kind, us) = v.split_once(':').context("--host-pause spin:US|sleep:US")?;
+                let us: u64 = us.parse().context("--host-pause")?;
+                a.host_pause = Some((kind == "spin", Duration::from_micros(us)));
+            }
             "-h" | "--help" => {
                 println!(
                     "nd-isolation-bench [--capture FILE] [--hostile-dir DIR] [--rounds N] \
@@ -149,6 +164,8 @@ fn parse_args() -> anyhow::Result<Args> {
                      --chef-threads: worker threads to compare, comma-separated (default: 1 \
                      and the number of cores)\n\
                      --no-live: replay runs only\n\
+                     --per-chef: after each replay, each good chef's calls, packets per \
+                     call and time per call (stderr)\n\
                      Good chefs' throughput with one hostile chef vs without, replay and \
                      live (see the file's docs)."
                 );
@@ -265,13 +282,50 @@ fn replay_run(
     let first = pkts[0].ts;
     let span = pkts[pkts.len() - 1].ts.saturating_sub(first) + 1_000_000;
     let started = Instant::now();
+    let mut batches = 0;
     for i in 0..args.replay_packets {
         let p = &pkts[i % pkts.len()];
         let lap = (i / pkts.len()) as u64;
         d.push(&p.record(p.ts.saturating_add(lap.saturating_mul(span))))?;
+        if let Some((spin, pause)) = args.host_pause {
+            if d.stats().batches != batches {
+                batches = d.stats().batches;
+                if spin {
+                    let t = Instant::now();
+                    while t.elapsed() < pause {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    std::thread::sleep(pause);
+                }
+            }
+        }
     }
     d.finish()?;
     let pps = args.replay_packets as f64 / started.elapsed().as_secs_f64();
+    if args.per_chef {
+        for s in d.chefs() {
+            let st = &s.chef.stats;
+            let (busy, interval) = if cpu_time::enabled() {
+                (st.busy_cpu_ns, st.interval_cpu_ns)
+            } else {
+                (st.busy_ns, st.interval_ns)
+            };
+            let packet_ns = busy.saturating_sub(interval);
+            eprintln!(
+                "  {:<24} packet calls {:>6}, packets {:>7} ({:>6.1}/call), {:>9.0} ns/call, \
+                 {:>7.0} ns/packet; interval calls {:>4}, {:>9.0} ns/call",
+                s.chef.name(),
+                st.packet_calls,
+                st.packets,
+                st.packets as f64 / st.packet_calls.max(1) as f64,
+                packet_ns as f64 / st.packet_calls.max(1) as f64,
+                packet_ns as f64 / st.packets.max(1) as f64,
+                st.interval_calls,
+                interval as f64 / st.interval_calls.max(1) as f64,
+            );
+        }
+    }
     let good_ns: u64 = d
         .chefs()
         .iter()

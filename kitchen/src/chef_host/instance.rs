@@ -217,6 +217,8 @@ pub struct ChefStats {
     /// The chef thread's CPU time inside those calls, nanoseconds (only with
     /// `ND_BENCH_CHEF_CPU=1`, see [`super::cpu_time`]; else 0).
     pub busy_cpu_ns: u64,
+    /// The part of `busy_cpu_ns` spent in `on-interval` calls (and state snapshots).
+    pub interval_cpu_ns: u64,
     /// Hot reloads into this version that restored the previous version's state.
     pub state_restored: u64,
     /// Hot reloads into this version that started fresh because the previous version's
@@ -725,6 +727,9 @@ impl LoadedChef {
         if let Some(a) = cpu_started {
             let b = super::cpu_time::thread_cpu_ns().unwrap_or(a);
             self.stats.busy_cpu_ns += b.saturating_sub(a);
+            if matches!(kind, CallKind::Interval) {
+                self.stats.interval_cpu_ns += b.saturating_sub(a);
+            }
         }
         match result {
             Ok(r) => {

@@ -35,7 +35,7 @@ pub(super) struct DispatchFlows {
 }
 
 /// Whether `chef` asked for flow events.
-fn wants_events(chef: &LoadedChef) -> bool {
+pub(super) fn wants_events(chef: &LoadedChef) -> bool {
     chef.description().interest.flow_events
 }
 
@@ -107,6 +107,14 @@ impl Dispatcher {
     }
 
     /// Deliver `batch`'s `ended` events (after its packets and stream chunks).
+    /// Keep the flow counters `batch` carries (the replay window delivers its events
+    /// later, [`crate::dispatch::window`]).
+    pub(super) fn note_flow_counters(&mut self, batch: &Batch) {
+        if let (Some(f), Some(c)) = (self.flows.as_mut(), batch.flows.counters) {
+            f.latest = Some(c);
+        }
+    }
+
     pub(super) fn flows_ended(&mut self, batch: &Batch) -> Result<(), SinkError> {
         self.deliver_flow_events(&batch.flows.ended, true)
     }
@@ -156,7 +164,7 @@ impl Dispatcher {
 
 impl ChefLane {
     /// Call `on-flow-events` and wrap what it made (dumpling time = the event's).
-    fn call_flow_events(
+    pub(super) fn call_flow_events(
         &mut self,
         wit: &[WitFlowEvent],
         events: &[flowtrack::table::FlowEvent],

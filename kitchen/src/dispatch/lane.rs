@@ -172,6 +172,13 @@ pub struct ChefLane {
     counters: ChefCounters,
     /// Dumplings of this lane's calls, checked and wrapped, waiting to be sent in chef order.
     ready: Vec<String>,
+    /// Bytes held in `ready`.
+    ready_bytes: usize,
+    /// Replay window ([`crate::dispatch::window`]): operations of the current window this
+    /// lane has done.
+    window_done: usize,
+    /// For each operation done and not sent yet, the end of its dumplings in `ready`.
+    window_marks: Vec<usize>,
     /// The packed form of this lane's own packet lists (its queue).
     packed: Vec<u8>,
 }
@@ -189,6 +196,9 @@ impl ChefLane {
                 ..ChefCounters::default()
             },
             ready: Vec::new(),
+            ready_bytes: 0,
+            window_done: 0,
+            window_marks: Vec::new(),
             packed: Vec::new(),
         }
     }
@@ -265,7 +275,55 @@ impl ChefLane {
     /// The chef's name and the dumplings made since the last take, in the order they were
     /// made.
     pub(super) fn take_ready(&mut self) -> (&str, std::vec::Drain<'_, String>) {
+        self.ready_bytes = 0;
         (self.chef.name(), self.ready.drain(..))
+    }
+
+    /// Operations of the current replay window this lane has done.
+    pub(super) fn window_done(&self) -> usize {
+        self.window_done
+    }
+
+    /// Bytes of dumplings made and not sent yet.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    /// One more window operation done: its dumplings end here.
+    pub(super) fn mark_op_done(&mut self) {
+        self.window_marks.push(self.ready.len());
+        self.window_done += 1;
+    }
+
+    /// The dumplings (indexes into the unsent ones) of the `k`-th unsent operation done.
+    pub(super) fn op_dumplings(&self, k: usize) -> std::ops::Range<usize> {
+        let start = if k == 0 { 0 } else { self.window_marks[k - 1] };
+        start..self.window_marks[k]
+    }
+
+    /// Take the unsent dumpling at `i` (the slot is left empty until [`ChefLane::drop_sent`]).
+    pub(super) fn take_dumpling(&mut self, i: usize) -> String {
+        std::mem::take(&mut self.ready[i])
+    }
+
+    /// The first `ops` unsent operations were sent: drop their (taken) dumplings.
+    pub(super) fn drop_sent(&mut self, ops: usize) {
+        if ops == 0 {
+            return;
+        }
+        let n = self.window_marks[ops - 1];
+        self.ready.drain(..n);
+        self.window_marks.drain(..ops);
+        for m in &mut self.window_marks {
+            *m -= n;
+        }
+        self.ready_bytes = self.ready.iter().map(String::len).sum();
+    }
+
+    /// The window is done (every operation sent).
+    pub(super) fn reset_window(&mut self) {
+        self.window_done = 0;
+        self.window_marks.clear();
     }
 
     /// Live: charge the time since `started` (its call and its output) to its duty.
@@ -592,6 +650,7 @@ impl ChefLane {
         };
         counters.dumplings += 1;
         counters.bytes += json.len() as u64;
+        self.ready_bytes += json.len();
         self.ready.push(json);
     }
 }

@@ -61,12 +61,14 @@ mod flow_events;
 pub mod interest;
 pub mod lane;
 mod streams;
+pub mod window;
 pub mod workers;
 
 pub use crate::outputs::{DumplingSink, SinkError};
 pub use interest::InterestMatcher;
 use lane::LaneContext;
 pub use lane::{ChefCounters, ChefLane, ChefSlot};
+use window::{LaneOp, StepWindow, WindowContext};
 use workers::LaneWorkers;
 
 /// Kitchen-wide counters, for the exit summary.
@@ -122,6 +124,8 @@ pub struct Dispatcher {
     capsules: Option<Mutex<CrashCapsules>>,
     /// `--chef-threads` above 1: the workers that run the lanes of a step side by side.
     workers: Option<LaneWorkers>,
+    /// Replay: lane operations not run yet; each lane runs them back to back ([`window`]).
+    window: StepWindow,
 }
 
 impl Dispatcher {
@@ -155,6 +159,7 @@ impl Dispatcher {
             flows: None,
             capsules: None,
             workers: None,
+            window: StepWindow::default(),
         };
         d.update_stream_stage();
         d
@@ -273,7 +278,8 @@ impl Dispatcher {
     pub fn flush(&mut self) -> Result<(), SinkError> {
         self.builder.cut();
         self.drain()?;
-        self.call_all_queued()
+        self.call_all_queued()?;
+        self.flush_window()
     }
 
     /// Reassemble IP fragments within `limits` (`--ip-reassembly-kib`,
@@ -298,6 +304,168 @@ impl Dispatcher {
             if let Some(batch) = self.run(step)? {
                 self.builder.recycle(batch);
             }
+            for batch in self.take_spare_batches() {
+                self.builder.recycle(batch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Batches a replay window has finished with, emptied, for [`BatchBuilder::recycle`]
+    /// (a windowed [`Dispatcher::run`] keeps its batch until the window has run).
+    pub fn take_spare_batches(&mut self) -> Vec<Batch> {
+        std::mem::take(&mut self.window.spares)
+    }
+
+    /// True when steps go through the replay window ([`window`]): in a replay.
+    fn windowed(&self) -> bool {
+        self.mode == ClockMode::Replay
+    }
+
+    /// Run the replay window's operations on every lane (each lane all of them back to
+    /// back, lanes side by side on the workers), then send their dumplings operation by
+    /// operation, lane by lane in chef order: the order of running each step on every lane
+    /// in turn. A lane holding [`window::MAX_LANE_HELD_BYTES`] of unsent dumplings stops;
+    /// what every lane has done is sent and the lanes go on.
+    fn flush_window(&mut self) -> Result<(), SinkError> {
+        if self.window.is_empty() {
+            return Ok(());
+        }
+        let share = self.duty_share();
+        let interval_ns = self.builder.interval_ns();
+        let n = self.window.ops.len();
+        loop {
+            let wc = WindowContext {
+                kitchen: &self.kitchen,
+                interval_ns,
+                share,
+                capsules: self.capsules.as_ref(),
+            };
+            let w = &self.window;
+            match &self.workers {
+                Some(workers) if self.lanes.len() > 1 => {
+                    workers.run(&mut self.lanes, &|i, lane| lane.run_window(i, w, &wc))
+                }
+                _ => {
+                    for (i, lane) in self.lanes.iter_mut().enumerate() {
+                        lane.run_window(i, w, &wc);
+                    }
+                }
+            }
+            let done = self
+                .lanes
+                .iter()
+                .map(ChefLane::window_done)
+                .min()
+                .unwrap_or(n);
+            self.send_window_ops(done)?;
+            if done >= n {
+                break;
+            }
+        }
+        for lane in &mut self.lanes {
+            lane.reset_window();
+        }
+        self.window.clear();
+        Ok(())
+    }
+
+    /// Send the dumplings of the window's operations up to `upto` (every lane has done
+    /// them): operation by operation, lane by lane in chef order.
+    fn send_window_ops(&mut self, upto: usize) -> Result<(), SinkError> {
+        let count = upto.saturating_sub(self.window.sent);
+        for k in 0..count {
+            for lane in &mut self.lanes {
+                for i in lane.op_dumplings(k) {
+                    let json = lane.take_dumpling(i);
+                    self.stats.dumplings += 1;
+                    self.sink.send(lane.chef.name(), json)?;
+                }
+            }
+        }
+        for lane in &mut self.lanes {
+            lane.drop_sent(count);
+        }
+        self.window.sent = upto;
+        Ok(())
+    }
+
+    /// Replay, windowed: the dispatcher's part of [`Dispatcher::run_batch`] now (counters,
+    /// clock, flow counters, stream reassembly), the lanes' part (flow events, the offer,
+    /// stream chunks, in that order) as operations of the window.
+    fn window_batch(&mut self, batch: Batch) -> Result<(), SinkError> {
+        self.note_flow_counters(&batch);
+        // Flow events go to the chefs only with tracking on and some chef asking for them
+        // (as `deliver_flow_events`).
+        let events = self.flows.is_some()
+            && self
+                .lanes
+                .iter()
+                .any(|l| flow_events::wants_events(&l.chef));
+        let wit = |ev: &[flowtrack::table::FlowEvent]| -> Vec<_> {
+            if events {
+                ev.iter().map(crate::parse::flow_stage::wit_event).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        let flow_wit = (wit(&batch.flows.started), wit(&batch.flows.ended));
+        // Started events get the clock before this batch (as in `run_batch`).
+        let before_ns = self.clock_ns();
+        let last_ns = batch.last_timestamp_ns();
+        let mut packed = None;
+        if let Some(last_ns) = last_ns {
+            self.stats.packets += batch.len() as u64;
+            self.stats.batches += 1;
+            self.last_packet_ns = Some(last_ns);
+            // Encoded once per batch for the packed chefs that take every packet, as
+            // `with_lanes` does for a step.
+            if self.lanes.iter().any(ChefLane::wants_packed_batch) {
+                let mut buf = self.window.packed_buffer();
+                crate::parse::packed_batch::encode(&batch.packets, &batch.arena, &mut buf);
+                packed = Some(buf);
+            }
+        }
+        let now_ns = self.clock_ns();
+        let streams = self.window_streams(&batch);
+        let has_streams = streams.is_some();
+        let chunks = |n: usize| n.div_ceil(flow_events::MAX_EVENTS_PER_CALL);
+        let (started, ended) = (chunks(flow_wit.0.len()), chunks(flow_wit.1.len()));
+        let i = self.window.push_batch(batch, packed, flow_wit, streams);
+        for chunk in 0..started {
+            let op = LaneOp::FlowEvents {
+                batch: i,
+                ended: false,
+                chunk,
+            };
+            self.window.push_op(op, before_ns);
+        }
+        if last_ns.is_some() {
+            self.window.push_op(LaneOp::Offer(i), now_ns);
+        }
+        if has_streams {
+            self.window.push_op(LaneOp::Streams(i), now_ns);
+        }
+        for chunk in 0..ended {
+            let op = LaneOp::FlowEvents {
+                batch: i,
+                ended: true,
+                chunk,
+            };
+            self.window.push_op(op, now_ns);
+        }
+        if self.window.is_full() {
+            self.flush_window()?;
+        }
+        Ok(())
+    }
+
+    /// Replay, windowed: add a lane operation at the current kitchen clock.
+    fn window_op(&mut self, op: LaneOp) -> Result<(), SinkError> {
+        let now_ns = self.clock_ns();
+        self.window.push_op(op, now_ns);
+        if self.window.is_full() {
+            self.flush_window()?;
         }
         Ok(())
     }
@@ -311,6 +479,10 @@ impl Dispatcher {
                 if let Some(s) = batch.defrag_stats() {
                     self.stats.ip_reassembly = *s;
                 }
+                if self.windowed() {
+                    return self.window_batch(batch).map(|()| None);
+                }
+                self.flush_window()?;
                 let result = self.run_batch(&batch);
                 batch.clear();
                 result.map(|()| Some(batch))
@@ -410,6 +582,11 @@ impl Dispatcher {
     /// Call every chef whose queue holds packets (before a poke, at the end, around a
     /// reload, and live when the capture goes quiet).
     fn call_all_queued(&mut self) -> Result<(), SinkError> {
+        if self.windowed() {
+            // The lanes' queues are as of the window's last run: each lane checks its own.
+            return self.window_op(LaneOp::CallQueued);
+        }
+        self.flush_window()?;
         if !self.lanes.iter().any(ChefLane::has_queued) {
             return Ok(());
         }
@@ -423,7 +600,8 @@ impl Dispatcher {
     /// Poke every interval chef (after flushing pending packets).
     pub fn poke(&mut self, now_ns: u64) -> Result<(), SinkError> {
         self.flush()?;
-        self.poke_chefs(now_ns)
+        self.poke_chefs(now_ns)?;
+        self.flush_window()
     }
 
     /// Poke every interval chef, then send the kitchen status if it is on.
@@ -431,7 +609,15 @@ impl Dispatcher {
         // Every packet before the poke is handled before it (and counted in the status).
         self.call_all_queued()?;
         self.stats.pokes += 1;
-        self.run_lanes(None, |_, lane, ctx| lane.poke(now_ns, ctx))?;
+        if self.windowed() {
+            self.window_op(LaneOp::Poke(now_ns))?;
+            if self.status.emit {
+                // The status reads every lane's counters as of this poke.
+                self.flush_window()?;
+            }
+        } else {
+            self.run_lanes(None, |_, lane, ctx| lane.poke(now_ns, ctx))?;
+        }
         if self.status.emit {
             self.emit_status(now_ns)?;
         }

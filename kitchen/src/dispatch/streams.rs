@@ -62,6 +62,38 @@ impl Dispatcher {
     /// flow stage), ends the streams of the flows that ended in it (held bytes flushed,
     /// holes become gaps) and calls every stream chef's `on-stream` with its part of the
     /// chunks, before the batch's `ended` flow events are delivered.
+    /// Replay window ([`crate::dispatch::window`]): feed `batch` to the stage as
+    /// [`Dispatcher::run_streams`] does, and copy out each lane's chunks for later.
+    pub(super) fn window_streams(&mut self, batch: &Batch) -> Option<super::window::BatchStreams> {
+        let stage = self.streams.as_mut()?;
+        stage.feed(&batch.packets, &batch.arena);
+        for e in &batch.flows.ended {
+            if let FlowEvent::Ended(s) = e {
+                stage.end_flow(s.id, s.last_ns);
+            }
+        }
+        let out = if stage.has_chunks() {
+            let mut arena = Vec::new();
+            let per_lane = self
+                .lanes
+                .iter()
+                .map(|lane| {
+                    let filter = StreamFilter::new(&lane.chef.description().interest)?;
+                    let (chunks, a) = stage.chunks_for(&filter);
+                    if arena.is_empty() {
+                        arena.extend_from_slice(a);
+                    }
+                    Some(chunks.to_vec())
+                })
+                .collect();
+            Some(super::window::BatchStreams { arena, per_lane })
+        } else {
+            None
+        };
+        stage.end_batch();
+        out
+    }
+
     pub(super) fn run_streams(&mut self, batch: &Batch) -> Result<(), SinkError> {
         // Taken out for the calls, so the chefs and the output can be borrowed meanwhile.
         let Some(mut stage) = self.streams.take() else {
@@ -109,7 +141,12 @@ impl Dispatcher {
 impl ChefLane {
     /// Call `on-stream` with `chunks` (spans into `arena`) and wrap what it made (dumpling
     /// time = its chunk's).
-    fn call_stream(&mut self, chunks: &[StreamChunk], arena: &[u8], ctx: &LaneContext<'_>) {
+    pub(super) fn call_stream(
+        &mut self,
+        chunks: &[StreamChunk],
+        arena: &[u8],
+        ctx: &LaneContext<'_>,
+    ) {
         let now_ns = ctx.now_ns;
         let started = Instant::now();
         let result = self.chef.on_stream(chunks, arena, now_ns);

@@ -252,6 +252,10 @@ fn run_steps(d: &mut Dispatcher, steps: Vec<Step>, spare: &Sender<Batch>) -> Res
             // The reading thread may be gone (it ended): nothing to reuse then.
             let _ = spare.send(batch);
         }
+        // Batches a replay window held until its lanes ran (`dispatch::window`).
+        for batch in d.take_spare_batches() {
+            let _ = spare.send(batch);
+        }
     }
     Ok(())
 }

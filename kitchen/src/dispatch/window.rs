@@ -1,0 +1,243 @@
+//! Replay: each lane runs a window of steps on its own, one lane after the other, instead
+//! of every lane taking each step in turn.
+//!
+//! Why: next to a chef that takes long per call (a legal 20 ms spin, a flood of dumplings
+//! or log lines), the good chefs' own CPU time per packet rose about 3x in a replay
+//! (`nd-isolation-bench`, good CPU ns/p ratio 0.34-0.49 on 1 and 2 threads). Their calls
+//! were the same in number and size; what changed is the time between one good call and
+//! the next. Measured with no hostile chef at all, by pausing the bench's thread after
+//! every batch outside any chef (`nd-isolation-bench --host-pause`, load 8 on 2 cores):
+//! 0.2 ms made the good chefs' calls 1.14x as dear, 2 ms 1.9x, 20 ms 3.2x (spin or sleep
+//! alike; 1.11x and 2.1x for 2 and 20 ms under SCHED_FIFO, so most of it is other
+//! processes taking the core, the rest caches and TLB the rest of the machine evicts
+//! meanwhile). Each good call started cold. Nothing the chef host does per call (epoch
+//! deadline, fuel, log limiter, dumpling checks, capsules, status) was involved.
+//!
+//! So a replay, which waits for every chef anyway, batches the waiting: the dispatcher
+//! collects up to [`MAX_WINDOW_OPS`] lane operations (a batch offered, the queues handed
+//! over, a poke) and then every lane runs all of them back to back, warm, on one thread
+//! (lanes still side by side on `--chef-threads` workers). The dumplings are then sent
+//! operation by operation, and within one operation lane by lane in chef order: exactly
+//! the order of running each step on every lane in turn, since a lane's calls depend only
+//! on its own inputs. A replay's output stays byte-identical.
+//!
+//! Bounds: a window holds at most [`MAX_WINDOW_BATCHES`] batches and
+//! [`MAX_WINDOW_BYTES`] of packet bytes; a lane stops early when its unsent dumplings
+//! pass [`MAX_LANE_HELD_BYTES`] (one call may add its per-call budget on top), the
+//! operations every lane has done are sent, and the lanes go on from where each stopped.
+//! Steps that need every lane at the same point are never windowed: flow events and
+//! stream chunks (some chef asks for them), the kitchen status (read at a poke), hot
+//! reload and the end of input flush the window first. Live capture never windows (a
+//! live chef over its share sheds instead, [`crate::dispatch::duty`]).
+
+use std::time::Instant;
+
+use super::flow_events::{wants_events, MAX_EVENTS_PER_CALL};
+use super::lane::LaneContext;
+use super::ChefLane;
+use crate::chef_host::bindings::{FlowEvent as WitFlowEvent, StreamChunk};
+use crate::parse::batch::Batch;
+
+/// Most lane operations in one window.
+pub const MAX_WINDOW_OPS: usize = 4096;
+/// Most packet batches held by one window.
+pub const MAX_WINDOW_BATCHES: usize = 128;
+/// Most packet bytes (arenas) held by one window.
+pub const MAX_WINDOW_BYTES: usize = 8 << 20;
+/// A lane stops running its window's operations once its unsent dumplings hold this many
+/// bytes; they are sent before it goes on.
+pub const MAX_LANE_HELD_BYTES: usize = 4 << 20;
+
+/// One lane operation of a step.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum LaneOp {
+    /// Offer the window's batch `i` ([`ChefLane::offer`]).
+    Offer(usize),
+    /// Deliver one chunk (of at most [`super::flow_events::MAX_EVENTS_PER_CALL`]) of batch
+    /// `batch`'s `started` or `ended` flow events.
+    FlowEvents {
+        batch: usize,
+        ended: bool,
+        chunk: usize,
+    },
+    /// Deliver batch `i`'s stream chunks.
+    Streams(usize),
+    /// Hand over the lane's queued packets, if any ([`ChefLane::call_queued`]).
+    CallQueued,
+    /// Poke the lane at this kitchen time ([`ChefLane::poke`]).
+    Poke(u64),
+}
+
+/// One windowed operation and the kitchen clock its calls get.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WindowOp {
+    pub op: LaneOp,
+    pub now_ns: u64,
+}
+
+/// The operations waiting for the lanes, and the batches they name.
+#[derive(Default)]
+pub(super) struct StepWindow {
+    pub ops: Vec<WindowOp>,
+    /// The batches of `LaneOp::Offer`, by index.
+    pub batches: Vec<Batch>,
+    /// Each batch's packed form, when some packed chef takes every packet.
+    pub packed: Vec<Option<Vec<u8>>>,
+    /// Each batch's `started` and `ended` flow events as the chefs get them.
+    pub flow_wit: Vec<(Vec<WitFlowEvent>, Vec<WitFlowEvent>)>,
+    /// Each batch's stream chunks, when it made some.
+    pub streams: Vec<Option<BatchStreams>>,
+    /// Packet bytes held in `batches`.
+    pub bytes: usize,
+    /// Operations already sent (every lane has done them).
+    pub sent: usize,
+    /// Emptied batches, for the builder to reuse ([`super::Dispatcher::take_spare_batches`]).
+    pub spares: Vec<Batch>,
+    /// Emptied packed buffers, reused.
+    pub packed_spare: Vec<Vec<u8>>,
+}
+
+impl StepWindow {
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// True when the window must be run before it takes more.
+    pub fn is_full(&self) -> bool {
+        self.ops.len() >= MAX_WINDOW_OPS
+            || self.batches.len() >= MAX_WINDOW_BATCHES
+            || self.bytes >= MAX_WINDOW_BYTES
+    }
+
+    /// Hold `batch` with what its operations need (the operations are added by the
+    /// caller, naming it by the index returned).
+    pub fn push_batch(
+        &mut self,
+        batch: Batch,
+        packed: Option<Vec<u8>>,
+        flow_wit: (Vec<WitFlowEvent>, Vec<WitFlowEvent>),
+        streams: Option<BatchStreams>,
+    ) -> usize {
+        self.bytes += batch.arena.len()
+            + batch.len() * std::mem::size_of::<crate::chef_host::WirePacket>()
+            + streams.as_ref().map_or(0, |s| s.arena.len());
+        self.batches.push(batch);
+        self.packed.push(packed);
+        self.flow_wit.push(flow_wit);
+        self.streams.push(streams);
+        self.batches.len() - 1
+    }
+
+    /// Add an operation at kitchen time `now_ns`.
+    pub fn push_op(&mut self, op: LaneOp, now_ns: u64) {
+        self.ops.push(WindowOp { op, now_ns });
+    }
+
+    /// A buffer for a batch's packed form.
+    pub fn packed_buffer(&mut self) -> Vec<u8> {
+        self.packed_spare.pop().unwrap_or_default()
+    }
+
+    /// Every operation sent: empty the window, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.ops.clear();
+        self.sent = 0;
+        self.bytes = 0;
+        for mut b in self.batches.drain(..) {
+            b.clear();
+            if self.spares.len() < 8 {
+                self.spares.push(b);
+            }
+        }
+        for p in self.packed.drain(..).flatten() {
+            if self.packed_spare.len() < 4 {
+                self.packed_spare.push(p);
+            }
+        }
+        self.flow_wit.clear();
+        self.streams.clear();
+    }
+}
+
+/// One batch's stream chunks: each lane's (by lane index; `None` for a lane that asks for
+/// no stream bytes), spans into one copy of the stage's arena.
+pub(super) struct BatchStreams {
+    pub arena: Vec<u8>,
+    pub per_lane: Vec<Option<Vec<StreamChunk>>>,
+}
+
+/// What every lane of a window shares, read-only (the parts of [`LaneContext`] that do not
+/// change from one operation to the next).
+pub(super) struct WindowContext<'a> {
+    pub kitchen: &'a str,
+    pub interval_ns: u64,
+    pub share: f64,
+    pub capsules: Option<&'a std::sync::Mutex<crate::outputs::crash_capsule::CrashCapsules>>,
+}
+
+impl ChefLane {
+    /// Run the window's operations from where this lane stopped, until all are done or its
+    /// unsent dumplings pass [`MAX_LANE_HELD_BYTES`].
+    /// `me` is this lane's index (its stream chunks in the window).
+    pub(super) fn run_window(&mut self, me: usize, w: &StepWindow, wc: &WindowContext<'_>) {
+        while self.window_done() < w.ops.len() && self.held_bytes() < MAX_LANE_HELD_BYTES {
+            let WindowOp { op, now_ns } = w.ops[self.window_done()];
+            let ctx = LaneContext {
+                kitchen: wc.kitchen,
+                mode: super::ClockMode::Replay,
+                now_ns,
+                interval_ns: wc.interval_ns,
+                share: wc.share,
+                behind: false,
+                started: Instant::now(),
+                packed_batch: match op {
+                    LaneOp::Offer(i) => w.packed[i].as_deref(),
+                    _ => None,
+                },
+                capsules: wc.capsules,
+            };
+            match op {
+                LaneOp::Offer(i) => self.offer(&w.batches[i], &ctx),
+                LaneOp::CallQueued => {
+                    if self.has_queued() {
+                        self.call_queued(&ctx);
+                    }
+                }
+                LaneOp::Poke(at_ns) => self.poke(at_ns, &ctx),
+                LaneOp::FlowEvents {
+                    batch,
+                    ended,
+                    chunk,
+                } => {
+                    // As `Dispatcher::call_flow_chefs` does for one chunk.
+                    if wants_events(&self.chef) && !self.chef.is_quarantined() {
+                        if ended && self.has_queued() {
+                            self.call_queued(&ctx);
+                        }
+                        let b = &w.batches[batch];
+                        let (events, wit) = if ended {
+                            (&b.flows.ended, &w.flow_wit[batch].1)
+                        } else {
+                            (&b.flows.started, &w.flow_wit[batch].0)
+                        };
+                        let from = chunk * MAX_EVENTS_PER_CALL;
+                        let to = (from + MAX_EVENTS_PER_CALL).min(events.len());
+                        self.call_flow_events(&wit[from..to], &events[from..to], &ctx);
+                    }
+                }
+                LaneOp::Streams(batch) => {
+                    // As `Dispatcher::deliver_chunks` does for one lane.
+                    if let Some(s) = &w.streams[batch] {
+                        if let Some(Some(chunks)) = s.per_lane.get(me) {
+                            if !self.chef.is_quarantined() && !chunks.is_empty() {
+                                self.call_stream(chunks, &s.arena, &ctx);
+                            }
+                        }
+                    }
+                }
+            }
+            self.mark_op_done();
+        }
+    }
+}
