@@ -171,12 +171,15 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
     dispatcher.set_stream_limits(config.stream_limits);
     dispatcher.set_defrag_limits(config.defrag_limits);
-    let chef_threads = config
-        .chef_threads
-        .unwrap_or_else(|| kitchen::dispatch::workers::default_threads(dispatcher.chefs().len()));
-    dispatcher
-        .set_chef_threads(chef_threads)
-        .context("cannot start the chefs' worker threads (--chef-threads)")?;
+    // Given: a fixed count. Default: one per core but one, at most one per chef, following
+    // the chef count as hot reload adds and retires chefs.
+    match config.chef_threads {
+        Some(n) => dispatcher.set_chef_threads(n),
+        None => dispatcher.follow_chef_count(
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        ),
+    }
+    .context("cannot start the chefs' worker threads (--chef-threads)")?;
     for (source, error) in &load_failures {
         dispatcher
             .status_inputs()

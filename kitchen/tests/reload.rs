@@ -593,6 +593,96 @@ fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
         .contains("no \\0asm header"));
 }
 
+/// The default `--chef-threads` follows the chef count: a kitchen started with one chef
+/// runs on one thread, gets more as hot reload adds chefs (one per core but one, at most one
+/// per chef; an 8-core machine here) and fewer as they go, and every chef still gets every
+/// packet.
+#[test]
+fn chef_threads_follow_the_chef_count_across_reloads() {
+    use kitchen::chef_host::ChefSource;
+    use kitchen::chefs::builtin::BUILTIN_CHEFS;
+    use kitchen::chefs::reload::{apply, Applied, ReloadEvent, ReloadPolicy};
+    use kitchen::dispatch::{ClockMode, Dispatcher};
+    use kitchen::outputs::status::StatusDetail;
+
+    let host = host();
+    let first = load_fixture(&host, "reload_chef");
+    let mut d = Dispatcher::new(
+        "k",
+        vec![slot(first)],
+        Duration::from_secs(3600),
+        ClockMode::Replay,
+        Box::new(Collect::default()),
+    );
+    d.follow_chef_count(8).unwrap();
+    assert_eq!(d.chef_threads(), 1, "one chef: one thread");
+    let mut seq = 0u32;
+    let mut push = |d: &mut Dispatcher| {
+        for _ in 0..10 {
+            let rec = packet(seq);
+            let frame = &rec[16..];
+            d.push(&capture::PacketRecord {
+                timestamp_ns: 1_700_000_000_000_000_000 + u64::from(seq) * 1_000_000,
+                link_type: 1,
+                interface_index: 0,
+                original_len: frame.len() as u32,
+                data: frame,
+            })
+            .unwrap();
+            seq += 1;
+        }
+        d.flush().unwrap();
+    };
+    push(&mut d);
+    let builtins: Vec<_> = BUILTIN_CHEFS.iter().take(4).collect();
+    assert_eq!(builtins.len(), 4, "the built-in chefs are embedded");
+    let path = |b: &kitchen::chefs::builtin::BuiltinChef| {
+        PathBuf::from(format!("/nonexistent/chefs/{}", b.file))
+    };
+    for (n, b) in builtins.iter().enumerate() {
+        let chef = host.load(ChefSource::File(path(b)), b.bytes).unwrap();
+        let applied = apply(
+            &mut d,
+            ReloadEvent::Ready {
+                path: path(b),
+                chef: Box::new(chef),
+                load_time: Duration::ZERO,
+            },
+            &ReloadPolicy::default(),
+        )
+        .unwrap();
+        assert!(matches!(applied, Applied::Added(_)), "{applied:?}");
+        assert_eq!(d.chefs().len(), n + 2);
+        assert_eq!(d.chef_threads(), n + 2, "{} chefs on 8 cores", n + 2);
+        push(&mut d);
+    }
+    for (n, b) in builtins.iter().enumerate().take(3) {
+        let applied = apply(
+            &mut d,
+            ReloadEvent::Removed { path: path(b) },
+            &ReloadPolicy::default(),
+        )
+        .unwrap();
+        assert!(matches!(applied, Applied::Removed(_)), "{applied:?}");
+        assert_eq!(d.chef_threads(), 4 - n, "{} chefs on 8 cores", 4 - n);
+    }
+    push(&mut d);
+    // The first chef saw every packet, on one thread and on five.
+    let report = d.status_report(StatusDetail::Deterministic);
+    assert_eq!(report.chefs["ReloadChef"].packets_seen, u64::from(seq));
+    // A fixed count is kept whatever the chefs do.
+    d.set_chef_threads(3).unwrap();
+    let b = builtins[0];
+    let chef = host.load(ChefSource::File(path(b)), b.bytes).unwrap();
+    let event = ReloadEvent::Ready {
+        path: path(b),
+        chef: Box::new(chef),
+        load_time: Duration::ZERO,
+    };
+    apply(&mut d, event, &ReloadPolicy::default()).unwrap();
+    assert_eq!(d.chef_threads(), 3);
+}
+
 /// A replay's `KitchenStatusChef` dumplings are reproducible: on the poke grid plus the
 /// end, with no wall-clock fields.
 #[test]

@@ -474,6 +474,22 @@ pub fn apply(
 ) -> Result<Applied, SinkError> {
     let applied = apply_event(d, event, policy)?;
     if applied != Applied::Unchanged {
+        // The default `--chef-threads` follows the chef count.
+        let before = d.chef_threads();
+        match d.fit_chef_threads() {
+            Ok(()) if d.chef_threads() != before => tracing::info!(
+                chefs = d.chefs().len(),
+                threads = d.chef_threads(),
+                "chef threads now {} (one per core but one, at most one per chef)",
+                d.chef_threads()
+            ),
+            Ok(()) => {}
+            Err(e) => tracing::warn!(
+                threads = d.chef_threads(),
+                "cannot start more chef threads ({e}); the chefs stay on {}",
+                d.chef_threads()
+            ),
+        }
         if let Some(hook) = &policy.on_change {
             hook(d);
         }

@@ -126,6 +126,9 @@ pub struct Dispatcher {
     workers: Option<LaneWorkers>,
     /// Replay: lane operations not run yet; each lane runs them back to back ([`window`]).
     window: StepWindow,
+    /// The default `--chef-threads`: the machine's cores, and the pool follows the chef
+    /// count on hot reload ([`Dispatcher::follow_chef_count`]); `None`: a fixed count.
+    follow_cores: Option<usize>,
 }
 
 impl Dispatcher {
@@ -160,6 +163,7 @@ impl Dispatcher {
             capsules: None,
             workers: None,
             window: StepWindow::default(),
+            follow_cores: None,
         };
         d.update_stream_stage();
         d
@@ -175,11 +179,43 @@ impl Dispatcher {
     /// (`--chef-threads`; 1, the default, runs them one after the other on the
     /// dispatcher's thread). The output is the same either way ([`crate::dispatch::workers`]).
     pub fn set_chef_threads(&mut self, threads: usize) -> std::io::Result<()> {
+        self.follow_cores = None;
+        self.start_chef_threads(threads)
+    }
+
+    fn start_chef_threads(&mut self, threads: usize) -> std::io::Result<()> {
         self.workers = match threads {
             0 | 1 => None,
             n => Some(LaneWorkers::new(n)?),
         };
         Ok(())
+    }
+
+    /// The `--chef-threads` default on a machine with `cores` cores: one thread per core
+    /// but one, at most one per chef ([`workers::default_threads`]), now and again after
+    /// every hot reload that adds or retires a chef ([`Dispatcher::fit_chef_threads`]), so
+    /// a kitchen started with 0 or 1 chefs does not stay on one thread.
+    pub fn follow_chef_count(&mut self, cores: usize) -> std::io::Result<()> {
+        self.follow_cores = Some(cores);
+        self.fit_chef_threads()
+    }
+
+    /// Following the chef count ([`Dispatcher::follow_chef_count`]): start or stop chef
+    /// threads so their number fits the chefs now loaded. Between steps only.
+    pub fn fit_chef_threads(&mut self) -> std::io::Result<()> {
+        let Some(cores) = self.follow_cores else {
+            return Ok(());
+        };
+        let want = workers::default_threads_for(cores, self.lanes.len());
+        if want != self.chef_threads() {
+            self.start_chef_threads(want)?;
+        }
+        Ok(())
+    }
+
+    /// Threads running the chefs' calls (the dispatcher's own included).
+    pub fn chef_threads(&self) -> usize {
+        self.workers.as_ref().map_or(1, LaneWorkers::threads)
     }
 
     /// The chefs' lanes, in call order (each lane's `chef`, `matcher`, counters).

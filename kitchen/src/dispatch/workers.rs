@@ -48,7 +48,7 @@ pub fn default_threads(chefs: usize) -> usize {
 }
 
 /// [`default_threads`] on a machine with `cores` cores.
-fn default_threads_for(cores: usize, chefs: usize) -> usize {
+pub fn default_threads_for(cores: usize, chefs: usize) -> usize {
     cores.saturating_sub(1).min(chefs).max(1)
 }
 
