@@ -35,6 +35,15 @@
 //!   sequential calls, and the number of cores), interleaved, each against the baseline
 //!   of the same thread count and against the one-thread baseline.
 //!
+//! * **diagnosis**: `--per-chef` prints each good chef's calls, packets per call and CPU
+//!   per call after every replay; `--host-pause spin:US` or `sleep:US` pauses the bench's
+//!   thread after every batch, outside any chef. They found why the good chefs' CPU per
+//!   packet tripled next to a slow chef before replays were windowed
+//!   ([`kitchen::dispatch::window`]): same calls, same packets per call, but each call
+//!   started cold after 20 ms elsewhere; a 20 ms host pause with no hostile chef did the
+//!   same (2 668 -> 8 400 ns per packet). The figure itself is right: it is the good chefs'
+//!   own time, and what a cold start costs them is theirs to lose.
+//!
 //! Packets/s are wall clock on a shared machine: read the medians, not single rounds.
 
 #[path = "common/mod.rs"]

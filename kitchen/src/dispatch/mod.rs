@@ -24,6 +24,11 @@
 //!   when; a selective chef's queue is called at points fixed by the packets and pokes
 //!   alone (never by the wall clock in a replay). So a replay is byte-for-byte
 //!   reproducible, on one thread or many.
+//! * A replay does not run each step on every lane in turn: it collects the steps' lane
+//!   operations in a window ([`window`]) and every lane runs all of them back to back,
+//!   then the dumplings go out step by step, lane by lane in chef order (the same bytes in
+//!   the same order). A good chef's calls then no longer start cold after every call of a
+//!   slow chef.
 //! * Interval pokes follow the capture clock when replaying (t0+p, t0+2p, ..., each fired
 //!   before the first packet whose timestamp reaches it, plus a final poke at the last
 //!   packet's time) and the wall clock when live (at start, then every p).

@@ -42,6 +42,9 @@ type LaneFn<'a> = dyn Fn(usize, &mut ChefLane) + Sync + 'a;
 /// DNSLookupChef 1.0 -> 1.2-1.3 µs) and up to 50-70 % (Python DNSLookupChef 6.3-6.6 ->
 /// 9.4-11.1 µs, `tools/bench-languages.sh` with `--chef-threads 1` and `2`), for 1.15x the
 /// mixed corpus's packets/s at 11 % more CPU per packet.
+///
+/// The kitchen follows this as hot reload adds and retires chefs
+/// ([`super::Dispatcher::follow_chef_count`]) unless `--chef-threads` is given.
 pub fn default_threads(chefs: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     default_threads_for(cores, chefs)
