@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -45,10 +46,25 @@ fn start_hub(in_port: u16, out_port: u16) -> ChildGuard {
 }
 
 /// chromedriver on a loopback port plus a WebDriver session with headless Chromium.
+/// chromedriver runs in a process group of its own, which the Chromium it starts joins;
+/// dropping the browser kills that whole group, so a test that ends (or fails) without
+/// closing its session leaves no Chromium behind (killing chromedriver alone orphans it).
 struct Browser {
     client: Client,
-    _driver: ChildGuard,
+    driver: ChildGuard,
     _profile: TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The group's id is chromedriver's pid (`process_group(0)` below): only processes
+        // this test started are in it.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg("--")
+            .arg(format!("-{}", self.driver.child.id()))
+            .status();
+    }
 }
 
 /// A temporary directory removed on drop.
@@ -76,7 +92,9 @@ async fn start_browser(driver_bin: &Path, chromium: &Path, width: u32, height: u
     let port = free_port();
     let driver = ChildGuard::spawn(
         "chromedriver",
-        Command::new(driver_bin).args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()]),
+        Command::new(driver_bin)
+            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .process_group(0),
     );
     assert!(
         wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(15)),
@@ -91,6 +109,9 @@ async fn start_browser(driver_bin: &Path, chromium: &Path, width: u32, height: u
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                // No crash handler: it would start in a session of its own, outside the
+                // process group the browser is killed by.
+                "--disable-breakpad",
                 "--disable-dev-shm-usage", "--enable-precise-memory-info", "--js-flags=--expose-gc",
                 format!("--user-data-dir={}", profile.0.display()),
                 format!("--window-size={width},{height}"),
@@ -107,7 +128,7 @@ async fn start_browser(driver_bin: &Path, chromium: &Path, width: u32, height: u
         .expect("WebDriver session with headless chromium");
     Browser {
         client,
-        _driver: driver,
+        driver,
         _profile: profile,
     }
 }
@@ -757,4 +778,5 @@ async fn web_view_over_https_on_a_tls_hub() {
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     screenshot(c, "over-https").await;
+    let _ = browser.client.clone().close().await;
 }
