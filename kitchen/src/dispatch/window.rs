@@ -21,8 +21,8 @@
 //! the order of running each step on every lane in turn, since a lane's calls depend only
 //! on its own inputs. A replay's output stays byte-identical.
 //!
-//! Bounds: a window holds at most [`MAX_WINDOW_BATCHES`] batches and
-//! [`MAX_WINDOW_BYTES`] of packet bytes; a lane stops early when its unsent dumplings
+//! Bounds: a window holds at most [`MAX_WINDOW_PACKETS`] packets (what a replay's reader
+//! works ahead), [`MAX_WINDOW_BATCHES`] batches and [`MAX_WINDOW_BYTES`] of packet bytes; a lane stops early when its unsent dumplings
 //! pass [`MAX_LANE_HELD_BYTES`] (one call may add its per-call budget on top), the
 //! operations every lane has done are sent, and the lanes go on from where each stopped.
 //! Steps that need every lane at the same point are never windowed: flow events and
@@ -42,6 +42,11 @@ use crate::parse::batch::Batch;
 pub const MAX_WINDOW_OPS: usize = 4096;
 /// Most packet batches held by one window.
 pub const MAX_WINDOW_BATCHES: usize = 128;
+/// Most packets held by one window: a replay's reading thread works ahead by one
+/// 512-packet message (`run::replay`), so a window no larger keeps both threads busy.
+/// With 128 batches the chef thread ran a window while the reader waited, then waited for
+/// the reader: the mixed corpus replayed at 0.69x the packets/s for the same CPU.
+pub const MAX_WINDOW_PACKETS: usize = 512;
 /// Most packet bytes (arenas) held by one window.
 pub const MAX_WINDOW_BYTES: usize = 8 << 20;
 /// A lane stops running its window's operations once its unsent dumplings hold this many
@@ -89,6 +94,8 @@ pub(super) struct StepWindow {
     pub streams: Vec<Option<BatchStreams>>,
     /// Packet bytes held in `batches`.
     pub bytes: usize,
+    /// Packets held in `batches`.
+    pub packets: usize,
     /// Operations already sent (every lane has done them).
     pub sent: usize,
     /// Emptied batches, for the builder to reuse ([`super::Dispatcher::take_spare_batches`]).
@@ -108,6 +115,7 @@ impl StepWindow {
         self.ops.len() >= MAX_WINDOW_OPS
             || self.batches.len() >= MAX_WINDOW_BATCHES
             || self.bytes >= MAX_WINDOW_BYTES
+            || self.packets >= MAX_WINDOW_PACKETS
     }
 
     /// Hold `batch` with what its operations need (the operations are added by the
@@ -122,6 +130,7 @@ impl StepWindow {
         self.bytes += batch.arena.len()
             + batch.len() * std::mem::size_of::<crate::chef_host::WirePacket>()
             + streams.as_ref().map_or(0, |s| s.arena.len());
+        self.packets += batch.len();
         self.batches.push(batch);
         self.packed.push(packed);
         self.flow_wit.push(flow_wit);
@@ -144,6 +153,7 @@ impl StepWindow {
         self.ops.clear();
         self.sent = 0;
         self.bytes = 0;
+        self.packets = 0;
         for mut b in self.batches.drain(..) {
             b.clear();
             if self.spares.len() < 8 {
