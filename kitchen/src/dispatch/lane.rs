@@ -179,6 +179,8 @@ pub struct ChefLane {
     window_done: usize,
     /// For each operation done and not sent yet, the end of its dumplings in `ready`.
     window_marks: Vec<usize>,
+    /// Wall time this lane spent on the current window's operations (sizes the next).
+    pub(super) window_ns: u64,
     /// The packed form of this lane's own packet lists (its queue).
     packed: Vec<u8>,
 }
@@ -199,6 +201,7 @@ impl ChefLane {
             ready_bytes: 0,
             window_done: 0,
             window_marks: Vec::new(),
+            window_ns: 0,
             packed: Vec::new(),
         }
     }
@@ -324,6 +327,7 @@ impl ChefLane {
     pub(super) fn reset_window(&mut self) {
         self.window_done = 0;
         self.window_marks.clear();
+        self.window_ns = 0;
     }
 
     /// Live: charge the time since `started` (its call and its output) to its duty.

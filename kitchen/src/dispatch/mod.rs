@@ -404,6 +404,15 @@ impl Dispatcher {
                 break;
             }
         }
+        // One lane slower than all the others together: the replay goes at its pace, so
+        // the next window may hold more ([`window::MAX_SLOW_WINDOW_PACKETS`]).
+        let total: u64 = self.lanes.iter().map(|l| l.window_ns).sum();
+        let slowest = self.lanes.iter().map(|l| l.window_ns).max().unwrap_or(0);
+        self.window.limit_packets = if self.lanes.len() > 1 && slowest > total - slowest {
+            window::MAX_SLOW_WINDOW_PACKETS
+        } else {
+            window::MAX_WINDOW_PACKETS
+        };
         for lane in &mut self.lanes {
             lane.reset_window();
         }
