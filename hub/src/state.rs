@@ -70,25 +70,6 @@ impl Wire {
     }
 }
 
-/// The WebSocket header of an unmasked final frame (`opcode` 1 text, 2 binary) with a
-/// payload of `len` bytes, as tungstenite writes it: the shortest length form.
-pub fn frame_header(opcode: u8, len: usize) -> ([u8; 10], usize) {
-    let mut head = [0u8; 10];
-    head[0] = 0x80 | (opcode & 0x0f);
-    if len < 126 {
-        head[1] = len as u8;
-        (head, 2)
-    } else if len <= u16::MAX as usize {
-        head[1] = 126;
-        head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        (head, 4)
-    } else {
-        head[1] = 127;
-        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        (head, 10)
-    }
-}
-
 /// Where a frame in the ring came from (see [`crate::auth`]).
 #[derive(Debug)]
 pub enum Origin {

@@ -20,11 +20,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::state::{frame_header, Origin, Shared, Wire};
+use crate::state::{Origin, Shared, Wire};
 
 /// Most dumplings sent to the ring in one burst (then the next burst starts at once).
 pub const MAX_BURST: usize = 1024;
@@ -93,19 +95,32 @@ pub fn frame_burst(
         let mut buffer = BytesMut::with_capacity(size);
         let mut spans = Vec::with_capacity(chunk.len());
         for (message, ..) in &chunk {
-            let (opcode, payload): (u8, &[u8]) = match message {
-                Message::Text(text) => (1, text.as_bytes()),
-                Message::Binary(data) => (2, data),
+            let (data, payload): (Data, &[u8]) = match message {
+                Message::Text(text) => (Data::Text, text.as_bytes()),
+                Message::Binary(data) => (Data::Binary, data),
                 _ => {
                     spans.push(None);
                     continue;
                 }
             };
             let start = buffer.len();
-            let (head, head_len) = frame_header(opcode, payload.len());
-            buffer.extend_from_slice(&head[..head_len]);
+            // tungstenite's own header writer (final, unmasked: as a server frames it).
+            let header = FrameHeader {
+                opcode: OpCode::Data(data),
+                ..FrameHeader::default()
+            };
+            if header
+                .format(payload.len() as u64, &mut (&mut buffer).writer())
+                .is_err()
+            {
+                // Cannot happen writing to memory; the eater's writer frames it instead.
+                buffer.truncate(start);
+                spans.push(None);
+                continue;
+            }
+            let body = buffer.len();
             buffer.extend_from_slice(payload);
-            spans.push(Some((start, start + head_len, buffer.len())));
+            spans.push(Some((start, body, buffer.len())));
         }
         let buffer = buffer.freeze();
         for ((message, origin, seq), span) in chunk.into_iter().zip(spans) {

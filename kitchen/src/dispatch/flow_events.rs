@@ -150,19 +150,32 @@ impl Dispatcher {
         ended: bool,
     ) -> Result<(), SinkError> {
         self.run_lanes(None, |_, lane, ctx| {
-            if !wants_events(&lane.chef) || lane.chef.is_quarantined() {
-                return;
-            }
-            // A chef hears of a flow's end only after that flow's last packet.
-            if ended && lane.has_queued() {
-                lane.call_queued(ctx);
-            }
-            lane.call_flow_events(wit, events, ctx);
+            lane.deliver_flow_events(wit, events, ended, ctx)
         })
     }
 }
 
 impl ChefLane {
+    /// Give this lane one call's worth of flow events, if it asks for them and is not
+    /// quarantined; before `ended` events, its queued packets first (a chef hears of a
+    /// flow's end only after that flow's last packet). One step's delivery, and one
+    /// operation of a replay window ([`super::window`]).
+    pub(super) fn deliver_flow_events(
+        &mut self,
+        wit: &[WitFlowEvent],
+        events: &[flowtrack::table::FlowEvent],
+        ended: bool,
+        ctx: &LaneContext<'_>,
+    ) {
+        if !wants_events(&self.chef) || self.chef.is_quarantined() {
+            return;
+        }
+        if ended && self.has_queued() {
+            self.call_queued(ctx);
+        }
+        self.call_flow_events(wit, events, ctx);
+    }
+
     /// Call `on-flow-events` and wrap what it made (dumpling time = the event's).
     pub(super) fn call_flow_events(
         &mut self,

@@ -482,28 +482,14 @@ impl Dispatcher {
         let chunks = |n: usize| n.div_ceil(flow_events::MAX_EVENTS_PER_CALL);
         let (started, ended) = (chunks(flow_wit.0.len()), chunks(flow_wit.1.len()));
         let i = self.window.push_batch(batch, packed, flow_wit, streams);
-        for chunk in 0..started {
-            let op = LaneOp::FlowEvents {
-                batch: i,
-                ended: false,
-                chunk,
-            };
-            self.window.push_op(op, before_ns);
-        }
+        self.window.push_flow_ops(i, false, started, before_ns);
         if last_ns.is_some() {
             self.window.push_op(LaneOp::Offer(i), now_ns);
         }
         if has_streams {
             self.window.push_op(LaneOp::Streams(i), now_ns);
         }
-        for chunk in 0..ended {
-            let op = LaneOp::FlowEvents {
-                batch: i,
-                ended: true,
-                chunk,
-            };
-            self.window.push_op(op, now_ns);
-        }
+        self.window.push_flow_ops(i, true, ended, now_ns);
         if self.window.is_full() {
             self.flush_window()?;
         }

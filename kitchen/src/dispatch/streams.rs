@@ -129,9 +129,7 @@ impl Dispatcher {
                     continue;
                 }
                 let (chunks, arena) = stage.chunks_for(&filter);
-                if !chunks.is_empty() {
-                    lane.call_stream(chunks, arena, ctx);
-                }
+                lane.deliver_stream(chunks, arena, ctx);
             }
         });
         self.send_ready()
@@ -139,6 +137,20 @@ impl Dispatcher {
 }
 
 impl ChefLane {
+    /// Give this lane its stream chunks of one step, unless there are none or it is
+    /// quarantined. One step's delivery, and one operation of a replay window
+    /// ([`super::window`]).
+    pub(super) fn deliver_stream(
+        &mut self,
+        chunks: &[StreamChunk],
+        arena: &[u8],
+        ctx: &LaneContext<'_>,
+    ) {
+        if !chunks.is_empty() && !self.chef.is_quarantined() {
+            self.call_stream(chunks, arena, ctx);
+        }
+    }
+
     /// Call `on-stream` with `chunks` (spans into `arena`) and wrap what it made (dumpling
     /// time = its chunk's).
     pub(super) fn call_stream(

@@ -32,7 +32,7 @@
 
 use std::time::Instant;
 
-use super::flow_events::{wants_events, MAX_EVENTS_PER_CALL};
+use super::flow_events::MAX_EVENTS_PER_CALL;
 use super::lane::LaneContext;
 use super::ChefLane;
 use crate::chef_host::bindings::{FlowEvent as WitFlowEvent, StreamChunk};
@@ -161,6 +161,21 @@ impl StepWindow {
         self.ops.push(WindowOp { op, now_ns });
     }
 
+    /// Add the `chunks` flow-event deliveries of batch `batch`'s `started` or `ended`
+    /// events, at kitchen time `now_ns`.
+    pub fn push_flow_ops(&mut self, batch: usize, ended: bool, chunks: usize, now_ns: u64) {
+        for chunk in 0..chunks {
+            self.push_op(
+                LaneOp::FlowEvents {
+                    batch,
+                    ended,
+                    chunk,
+                },
+                now_ns,
+            );
+        }
+    }
+
     /// A buffer for a batch's packed form.
     pub fn packed_buffer(&mut self) -> Vec<u8> {
         self.packed_spare.pop().unwrap_or_default()
@@ -244,29 +259,20 @@ impl ChefLane {
                     ended,
                     chunk,
                 } => {
-                    // As `Dispatcher::call_flow_chefs` does for one chunk.
-                    if wants_events(&self.chef) && !self.chef.is_quarantined() {
-                        if ended && self.has_queued() {
-                            self.call_queued(&ctx);
-                        }
-                        let b = &w.batches[batch];
-                        let (events, wit) = if ended {
-                            (&b.flows.ended, &w.flow_wit[batch].1)
-                        } else {
-                            (&b.flows.started, &w.flow_wit[batch].0)
-                        };
-                        let from = chunk * MAX_EVENTS_PER_CALL;
-                        let to = (from + MAX_EVENTS_PER_CALL).min(events.len());
-                        self.call_flow_events(&wit[from..to], &events[from..to], &ctx);
-                    }
+                    let b = &w.batches[batch];
+                    let (events, wit) = if ended {
+                        (&b.flows.ended, &w.flow_wit[batch].1)
+                    } else {
+                        (&b.flows.started, &w.flow_wit[batch].0)
+                    };
+                    let from = chunk * MAX_EVENTS_PER_CALL;
+                    let to = (from + MAX_EVENTS_PER_CALL).min(events.len());
+                    self.deliver_flow_events(&wit[from..to], &events[from..to], ended, &ctx);
                 }
                 LaneOp::Streams(batch) => {
-                    // As `Dispatcher::deliver_chunks` does for one lane.
                     if let Some(s) = &w.streams[batch] {
                         if let Some(Some(chunks)) = s.per_lane.get(me) {
-                            if !self.chef.is_quarantined() && !chunks.is_empty() {
-                                self.call_stream(chunks, &s.arena, &ctx);
-                            }
+                            self.deliver_stream(chunks, &s.arena, &ctx);
                         }
                     }
                 }
