@@ -9,10 +9,12 @@
 //! serde and plain data, so any part of the system (and any fuzzer) can use it cheaply.
 
 pub mod canonical;
+mod check;
 pub mod limits;
 mod memo;
 pub mod text;
 
+pub use check::{check_dumpling, check_dumpling_text};
 pub use limits::{check_json_depth, check_message_limits, LimitError, MAX_JSON_DEPTH};
 pub use memo::PayloadMemo;
 
@@ -166,51 +168,6 @@ pub struct CheckedDumpling {
     pub kitchen: Option<String>,
     /// `metadata.driver`.
     pub driver: Driver,
-}
-
-/// Check a message a kitchen sent: JSON, an object with `metadata.chef` (a string),
-/// `metadata.driver` of `packet`/`interval`, and a numeric `metadata.creation_time`.
-///
-/// This is stricter than the original hub (which needed only `metadata.chef`) so that
-/// every forwarded dumpling is one the original eaters can parse.
-pub fn check_dumpling(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling> {
-    // The depth limit the kitchen checked before sending (one shared function), so a
-    // message the kitchen let through is never refused here for its depth. (Size is the
-    // hub's WebSocket frame limit, `--max-message-bytes`; the kitchen checks the default.)
-    limits::check_json_depth(message)?;
-    // First: is it JSON at all? (Distinguishes the original's two error messages.)
-    let value: Value = serde_json::from_slice(message).map_err(|_| InvalidDumpling::NotJson)?;
-    let metadata = value
-        .as_object()
-        .and_then(|o| o.get("metadata"))
-        .and_then(Value::as_object)
-        .ok_or(InvalidDumpling::NotAnObject)?;
-    let chef = metadata
-        .get("chef")
-        .and_then(Value::as_str)
-        .ok_or(InvalidDumpling::NoChef)?;
-    let driver = match metadata.get("driver").and_then(Value::as_str) {
-        Some("packet") => Driver::Packet,
-        Some("interval") => Driver::Interval,
-        _ => return Err(InvalidDumpling::BadDriver),
-    };
-    if !metadata.get("creation_time").is_some_and(Value::is_number) {
-        return Err(InvalidDumpling::BadCreationTime);
-    }
-    if let Some(key) = HUB_ONLY_METADATA_KEYS
-        .iter()
-        .find(|k| metadata.contains_key(**k))
-    {
-        return Err(InvalidDumpling::HubOnlyKey(key));
-    }
-    Ok(CheckedDumpling {
-        chef: chef.to_owned(),
-        kitchen: metadata
-            .get("kitchen")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        driver,
-    })
 }
 
 /// The envelope's `metadata`, in the original's key order.

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dumpling::{
-    check_dumpling, close_code, is_reserved_name, InvalidDumpling, HUB_RESERVED_CHEF_NAMES,
+    check_dumpling, check_dumpling_text, close_code, is_reserved_name, InvalidDumpling,
+    HUB_RESERVED_CHEF_NAMES,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::timeout;
@@ -52,15 +53,16 @@ pub enum Action {
 /// forwarded like text frames, as the original does (its `json.loads` accepts bytes).
 pub fn classify(message: &Message) -> Action {
     match message {
-        Message::Text(text) => check(text.as_bytes()),
-        Message::Binary(bytes) => check(bytes),
+        // A text frame's UTF-8 was checked by the WebSocket layer: not again per string.
+        Message::Text(text) => verdict(check_dumpling_text(text.as_str())),
+        Message::Binary(bytes) => verdict(check_dumpling(bytes)),
         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Action::Ignore,
         Message::Close(_) => Action::Close,
     }
 }
 
-fn check(bytes: &[u8]) -> Action {
-    match check_dumpling(bytes) {
+fn verdict(checked: Result<dumpling::CheckedDumpling, InvalidDumpling>) -> Action {
+    match checked {
         Ok(checked) if is_reserved_name(HUB_RESERVED_CHEF_NAMES, &checked.chef) => {
             Action::Reserved { chef: checked.chef }
         }

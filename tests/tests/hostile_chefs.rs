@@ -905,7 +905,7 @@ fn weird_but_valid_json_never_breaks_the_output() {
     let capture = Capture::Loopback;
     // A pretty-printed payload copied verbatim splits a dumpling over several stdout lines.
     // A 100 000-deep array, a lone-surrogate escape and `1e400` are valid RFC 8259 JSON that
-    // the hub (`check_dumpling` parses into a serde_json `Value`) and the Rust eaters refuse
+    // the hub (`check_dumpling` runs serde_json's parser, as a `Value` parse would) and the Rust eaters refuse
     // as "not JSON". The kitchen must re-encode the first and refuse (and count) the others:
     // its payload check must be at least as strict as the hub's.
     let run = run_hostile("weird-json", "weird_json_chef.wasm", capture, &[]);

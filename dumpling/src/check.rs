@@ -1,0 +1,519 @@
+//! The hub's check of a message from a kitchen, in one streaming pass.
+//!
+//! Why streaming: the hub checks every dumpling every kitchen sends. Parsing each one into a
+//! `serde_json::Value` built a map per object (hashing and allocating every key and string of
+//! the payload) only to read four metadata fields; with a chef that sends a 40 KB table per
+//! poke that was most of the hub's CPU. This pass runs serde_json's own parser over the whole
+//! message (`deserialize_any` everywhere, so numbers, strings, escapes, surrogates, nesting
+//! and trailing bytes are checked exactly as a `Value` parse checks them: what this accepts,
+//! every eater's `serde_json` accepts) but keeps only what it needs from `metadata`, with the
+//! same last-key-wins rule as a `Value` map for repeated keys.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::{limits, CheckedDumpling, Driver, InvalidDumpling, HUB_ONLY_METADATA_KEYS};
+
+/// The scalar `visit_*` methods of a visitor whose answer for every scalar is `$value`.
+macro_rules! scalars_as {
+    ($value:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+/// Check a message a kitchen sent: JSON, an object with `metadata.chef` (a string),
+/// `metadata.driver` of `packet`/`interval`, and a numeric `metadata.creation_time`.
+///
+/// This is stricter than the original hub (which needed only `metadata.chef`) so that
+/// every forwarded dumpling is one the original eaters can parse.
+pub fn check_dumpling(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling> {
+    // The depth limit the kitchen checked before sending (one shared function), so a
+    // message the kitchen let through is never refused here for its depth. (Size is the
+    // hub's WebSocket frame limit, `--max-message-bytes`; the kitchen checks the default.)
+    limits::check_json_depth(message)?;
+    let mut de = serde_json::Deserializer::from_slice(message);
+    finish(scan(&mut de).and_then(|doc| de.end().map(|()| doc)))
+}
+
+/// [`check_dumpling`] for a message already known to be UTF-8 (a WebSocket text frame,
+/// which the WebSocket layer has validated): the same answer, without checking the UTF-8 of
+/// every string a second time.
+pub fn check_dumpling_text(message: &str) -> Result<CheckedDumpling, InvalidDumpling> {
+    limits::check_json_depth(message.as_bytes())?;
+    let mut de = serde_json::Deserializer::from_str(message);
+    finish(scan(&mut de).and_then(|doc| de.end().map(|()| doc)))
+}
+
+/// Parse the whole message; JSON errors come first (the original's "Could not interpret
+/// dumpling JSON"), as the whole text is parsed before any field is looked at.
+fn scan<'de, D: Deserializer<'de>>(de: D) -> Result<Document, D::Error> {
+    de.deserialize_any(DocumentVisitor)
+}
+
+/// Turn a parsed document into the hub's verdict, in the order the checks were always made.
+fn finish(doc: Result<Document, serde_json::Error>) -> Result<CheckedDumpling, InvalidDumpling> {
+    let doc = doc.map_err(|_| InvalidDumpling::NotJson)?;
+    let Document::Object {
+        metadata: Some(Metadata::Object(meta)),
+    } = doc
+    else {
+        return Err(InvalidDumpling::NotAnObject);
+    };
+    let Some(Field::Str(chef)) = meta.chef else {
+        return Err(InvalidDumpling::NoChef);
+    };
+    let driver = match meta.driver {
+        Some(Field::Str(ref d)) if d == "packet" => Driver::Packet,
+        Some(Field::Str(ref d)) if d == "interval" => Driver::Interval,
+        _ => return Err(InvalidDumpling::BadDriver),
+    };
+    if !matches!(meta.creation_time, Some(Field::Number)) {
+        return Err(InvalidDumpling::BadCreationTime);
+    }
+    if let Some(key) = meta.hub_only_key {
+        return Err(InvalidDumpling::HubOnlyKey(key));
+    }
+    Ok(CheckedDumpling {
+        chef,
+        kitchen: match meta.kitchen {
+            Some(Field::Str(kitchen)) => Some(kitchen),
+            _ => None,
+        },
+        driver,
+    })
+}
+
+/// The top level of a message, as far as the check needs it.
+enum Document {
+    /// A JSON object; `metadata` is its last `metadata` key's value.
+    Object { metadata: Option<Metadata> },
+    /// Any other JSON value.
+    Other,
+}
+
+/// A `metadata` key's value.
+enum Metadata {
+    /// An object, with the fields the check reads.
+    Object(MetaFields),
+    /// Anything else.
+    Other,
+}
+
+/// What the check reads from a `metadata` object (each the last of its key, as in a map).
+#[derive(Default)]
+struct MetaFields {
+    chef: Option<Field>,
+    kitchen: Option<Field>,
+    driver: Option<Field>,
+    creation_time: Option<Field>,
+    /// The first hub-only key present, in [`HUB_ONLY_METADATA_KEYS`] order.
+    hub_only_key: Option<&'static str>,
+}
+
+/// A metadata field's value, reduced to what the check asks of it.
+enum Field {
+    /// A string (chef, kitchen and driver are kept).
+    Str(String),
+    /// A number (integer or float).
+    Number,
+    /// Anything else (null, bool, array, object).
+    Other,
+}
+
+struct DocumentVisitor;
+
+impl<'de> Visitor<'de> for DocumentVisitor {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        let mut metadata = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if key.is("metadata") {
+                metadata = Some(map.next_value_seed(MetadataSeed)?);
+            } else {
+                map.next_value_seed(Anything)?;
+            }
+        }
+        Ok(Document::Object { metadata })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Document, A::Error> {
+        Anything.visit_seq(seq).map(|()| Document::Other)
+    }
+
+    scalars_as!(Document::Other);
+}
+
+struct MetadataSeed;
+
+impl<'de> DeserializeSeed<'de> for MetadataSeed {
+    type Value = Metadata;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Metadata, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetadataSeed {
+    type Value = Metadata;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+        let mut fields = MetaFields::default();
+        let mut hub_only = [false; HUB_ONLY_METADATA_KEYS.len()];
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let slot = if key.is("chef") {
+                &mut fields.chef
+            } else if key.is("kitchen") {
+                &mut fields.kitchen
+            } else if key.is("driver") {
+                &mut fields.driver
+            } else if key.is("creation_time") {
+                &mut fields.creation_time
+            } else {
+                if let Some(i) = HUB_ONLY_METADATA_KEYS.iter().position(|k| key.is(k)) {
+                    hub_only[i] = true;
+                }
+                map.next_value_seed(Anything)?;
+                continue;
+            };
+            *slot = Some(map.next_value_seed(FieldSeed)?);
+        }
+        fields.hub_only_key = HUB_ONLY_METADATA_KEYS
+            .iter()
+            .zip(hub_only)
+            .find_map(|(k, present)| present.then_some(*k));
+        Ok(Metadata::Object(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Metadata, A::Error> {
+        Anything.visit_seq(seq).map(|()| Metadata::Other)
+    }
+
+    scalars_as!(Metadata::Other);
+}
+
+struct FieldSeed;
+
+impl<'de> DeserializeSeed<'de> for FieldSeed {
+    type Value = Field;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Field, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
+        Ok(Field::Str(v.to_owned()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Field, E> {
+        Ok(Field::Number)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Field, E> {
+        Ok(Field::Number)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Field, E> {
+        Ok(Field::Number)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Field, E> {
+        Ok(Field::Other)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Field, E> {
+        Ok(Field::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field, A::Error> {
+        Anything.visit_map(map).map(|()| Field::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field, A::Error> {
+        Anything.visit_seq(seq).map(|()| Field::Other)
+    }
+}
+
+/// An object key, reduced to which of the keys the check reads it is (never kept: a key is
+/// borrowed from the message unless it has escapes).
+struct Key(Option<&'static str>);
+
+impl Key {
+    fn is(&self, name: &str) -> bool {
+        self.0 == Some(name)
+    }
+}
+
+/// Every key the check looks for, at any level it looks.
+const KNOWN_KEYS: &[&str] = &["metadata", "chef", "kitchen", "driver", "creation_time"];
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Key, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+        Ok(Key(KNOWN_KEYS
+            .iter()
+            .chain(HUB_ONLY_METADATA_KEYS)
+            .find(|k| **k == v)
+            .copied()))
+    }
+}
+
+/// Any JSON value, checked by serde_json's full parser and then forgotten.
+///
+/// Not `serde::de::IgnoredAny`: serde_json's `deserialize_ignored_any` skips numbers without
+/// checking their range (`1e400`) where a `Value` parse refuses them, so this asks for
+/// `deserialize_any`, the parse a `Value` gets.
+struct Anything;
+
+impl<'de> DeserializeSeed<'de> for Anything {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Anything {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Anything)?.is_some() {
+            map.next_value_seed(Anything)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Anything)?.is_some() {}
+        Ok(())
+    }
+
+    scalars_as!(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The check as it was, parsing into a `Value`: the reference the streaming pass must
+    /// agree with on every input.
+    fn check_by_value(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling> {
+        limits::check_json_depth(message)?;
+        let value: Value = serde_json::from_slice(message).map_err(|_| InvalidDumpling::NotJson)?;
+        let metadata = value
+            .as_object()
+            .and_then(|o| o.get("metadata"))
+            .and_then(Value::as_object)
+            .ok_or(InvalidDumpling::NotAnObject)?;
+        let chef = metadata
+            .get("chef")
+            .and_then(Value::as_str)
+            .ok_or(InvalidDumpling::NoChef)?;
+        let driver = match metadata.get("driver").and_then(Value::as_str) {
+            Some("packet") => Driver::Packet,
+            Some("interval") => Driver::Interval,
+            _ => return Err(InvalidDumpling::BadDriver),
+        };
+        if !metadata.get("creation_time").is_some_and(Value::is_number) {
+            return Err(InvalidDumpling::BadCreationTime);
+        }
+        if let Some(key) = HUB_ONLY_METADATA_KEYS
+            .iter()
+            .find(|k| metadata.contains_key(**k))
+        {
+            return Err(InvalidDumpling::HubOnlyKey(key));
+        }
+        Ok(CheckedDumpling {
+            chef: chef.to_owned(),
+            kitchen: metadata
+                .get("kitchen")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            driver,
+        })
+    }
+
+    fn agree(message: &[u8]) {
+        let want = check_by_value(message);
+        assert_eq!(
+            check_dumpling(message),
+            want,
+            "bytes: {:?}",
+            String::from_utf8_lossy(message)
+        );
+        if let Ok(text) = std::str::from_utf8(message) {
+            assert_eq!(check_dumpling_text(text), want, "text: {text:?}");
+        }
+    }
+
+    /// Messages that probe each rule: repeated keys (last wins, at both levels), wrong
+    /// types, escapes in keys, numbers out of range, lone surrogates, trailing bytes,
+    /// nesting, a byte-order mark, and ordinary dumplings.
+    const CASES: &[&str] = &[
+        r#"{"metadata":{"chef":"C","kitchen":"k","creation_time":1.5,"driver":"packet"},"payload":{"a":[1,2,{"b":null}]}}"#,
+        r#"{"metadata":{"chef":"C","kitchen":null,"creation_time":1,"driver":"interval"},"payload":1}"#,
+        r#"{"metadata":{"chef":"C","creation_time":-0,"driver":"interval"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1e400,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":1e400}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":-1e400}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":18446744073709551616}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":"\ud800"}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":"\ud83d\ude00"}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"\ud800":1}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"}} x"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"}}   "#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"metadata":5}"#,
+        r#"{"metadata":5,"metadata":{"chef":"C","creation_time":1,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"A","creation_time":1,"driver":"packet"},"metadata":{"chef":"B"}}"#,
+        r#"{"metadata":{"chef":"A","chef":7,"creation_time":1,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":7,"chef":"B","creation_time":1,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"creation_time":"1","driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":"1","creation_time":2,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet","driver":"x"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet","kitchen":"a","kitchen":3}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet","nd_seq":null}}"#,
+        r#"{"metadata":{"ch\u0065f":"C","creation_time":1,"driver":"p\u0061cket"}}"#,
+        r#"{"\u006detadata":{"chef":"C","creation_time":1,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C\n\u0000","creation_time":1,"driver":"packet","nd_s\u0065q":1}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":[1],"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":true,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":{"packet":1}}}"#,
+        r#"{"metadata":{"chef":null,"creation_time":1,"driver":"packet"}}"#,
+        r#"{"metadata":[],"payload":1}"#,
+        r#"{"payload":1}"#,
+        r#"{}"#,
+        r#"[{"metadata":{"chef":"C","creation_time":1,"driver":"packet"}}]"#,
+        r#""metadata""#,
+        r#"null"#,
+        r#"12"#,
+        r#"1e400"#,
+        r#""#,
+        r#"   "#,
+        "\u{feff}{\"metadata\":{\"chef\":\"C\",\"creation_time\":1,\"driver\":\"packet\"}}",
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":[[[[[[[[[[]]]]]]]]]]}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":NaN}"#,
+        r#"{"metadata":{"chef":"C","creation_time":01,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1.,"driver":"packet"}}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":"\x"}"#,
+        r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":"tab	in"}"#,
+    ];
+
+    #[test]
+    fn agrees_with_a_value_parse_on_every_probe() {
+        for case in CASES {
+            agree(case.as_bytes());
+        }
+        let deep = |n: usize| {
+            format!(
+                r#"{{"metadata":{{"chef":"C","creation_time":1,"driver":"packet"}},"payload":{}{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        for n in [100, 125, 126, 127, 128, 129, 200, 5000] {
+            agree(deep(n).as_bytes());
+        }
+        // Not UTF-8: in a string, in a key, outside any string.
+        agree(b"{\"metadata\":{\"chef\":\"C\xff\",\"creation_time\":1,\"driver\":\"packet\"}}");
+        agree(
+            b"{\"metadata\":{\"chef\":\"C\",\"creation_time\":1,\"driver\":\"packet\"},\"\xc3\":1}",
+        );
+        agree(b"{\"metadata\":{\"chef\":\"C\",\"creation_time\":1,\"driver\":\"packet\"}}\xff");
+    }
+
+    /// Random edits of valid and nearly valid dumplings (bytes flipped, dropped, repeated,
+    /// swapped for JSON punctuation), so the two checks are compared far from the probes
+    /// above. Deterministic (a fixed xorshift seed).
+    #[test]
+    fn agrees_with_a_value_parse_on_random_edits() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        const ALPHABET: &[u8] = br#"{}[]":,\ 0123456789.eE+-nultrfasmetadchkipn_qv"#;
+        let mut checked = 0;
+        for round in 0..40_000 {
+            let seed = CASES[round % CASES.len()].as_bytes();
+            let mut bytes = seed.to_vec();
+            for _ in 0..1 + next() % 4 {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = (next() % bytes.len() as u64) as usize;
+                match next() % 5 {
+                    0 => bytes[at] = ALPHABET[(next() % ALPHABET.len() as u64) as usize],
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    2 => bytes.insert(at, ALPHABET[(next() % ALPHABET.len() as u64) as usize]),
+                    3 => {
+                        let end = (at + 1 + (next() % 12) as usize).min(bytes.len());
+                        let copy = bytes[at..end].to_vec();
+                        bytes.splice(at..at, copy);
+                    }
+                    _ => bytes[at] = (next() & 0xff) as u8,
+                }
+            }
+            agree(&bytes);
+            checked += 1;
+        }
+        assert_eq!(checked, 40_000);
+    }
+}
