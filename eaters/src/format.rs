@@ -19,54 +19,126 @@ pub const RESET: &str = "\x1b[0m";
 /// Python's `repr(float)`: shortest round-trip digits; fixed notation when the decimal
 /// exponent is in [-4, 16), else `d.ddde+XX`.
 pub fn python_float(value: f64) -> String {
+    let mut out = String::new();
+    write_python_float(&mut out, value);
+    out
+}
+
+/// [`python_float`], appended to `out` (no allocation but `out`'s growth: the pretty printer
+/// writes thousands of floats per table).
+fn write_python_float(out: &mut String, value: f64) {
     if value.is_nan() {
-        return "NaN".into();
+        out.push_str("NaN");
+        return;
     }
     if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+        out.push_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
     }
     if value == 0.0 {
-        return if value.is_sign_negative() {
+        out.push_str(if value.is_sign_negative() {
             "-0.0"
         } else {
             "0.0"
-        }
-        .into();
+        });
+        return;
     }
-    // Rust's `{:e}` gives the shortest round-trip digits, e.g. "1.7957398625128865e9".
-    let sci = format!("{:e}", value.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    // Rust's `{:e}` gives the shortest round-trip digits, e.g. "1.7957398625128865e9":
+    // at most 17 digits, a point, an `e` and a 4-character exponent.
+    let mut sci = Scratch::default();
+    let _ = write!(sci, "{:e}", value.abs());
+    let sci = sci.as_str();
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let sign = if value < 0.0 { "-" } else { "" };
+    let mut digits = [0u8; 24];
+    let mut n = 0;
+    for b in mantissa
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .take(digits.len())
+    {
+        digits[n] = b;
+        n += 1;
+    }
+    let digits = std::str::from_utf8(&digits[..n]).unwrap_or("0");
+    if value < 0.0 {
+        out.push('-');
+    }
     if (-4..16).contains(&exp) {
         let point = exp + 1; // digits before the decimal point
-        let text = if point <= 0 {
-            format!("0.{}{}", "0".repeat((-point) as usize), digits)
+        if point <= 0 {
+            out.push_str("0.");
+            push_repeated(out, '0', (-point) as usize);
+            out.push_str(digits);
         } else if point as usize >= digits.len() {
-            format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
+            out.push_str(digits);
+            push_repeated(out, '0', point as usize - digits.len());
+            out.push_str(".0");
         } else {
-            format!(
-                "{}.{}",
-                &digits[..point as usize],
-                &digits[point as usize..]
-            )
-        };
-        format!("{sign}{text}")
+            out.push_str(&digits[..point as usize]);
+            out.push('.');
+            out.push_str(&digits[point as usize..]);
+        }
     } else {
-        let mantissa = if digits.len() > 1 {
-            format!("{}.{}", &digits[..1], &digits[1..])
-        } else {
-            digits
-        };
-        let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.abs())
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
     }
 }
 
+/// A fixed buffer for one float's `{:e}` text (never more than 32 bytes; more is cut).
+#[derive(Default)]
+struct Scratch {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Scratch {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("0e0")
+    }
+}
+
+impl Write for Scratch {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = self.bytes.len() - self.len;
+        let take = s.len().min(room);
+        self.bytes[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+fn push_repeated(out: &mut String, c: char, times: usize) {
+    const SPACES: &str = "                                                                ";
+    if c == ' ' && times <= SPACES.len() {
+        out.push_str(&SPACES[..times]);
+    } else {
+        out.extend(std::iter::repeat_n(c, times));
+    }
+}
+
+/// Appends `s` as a JSON string the way Python's `json.dumps` writes it with
+/// `ensure_ascii`: printable ASCII as is (runs copied at once), `"` `\\` and the short
+/// escapes, everything else as `\uXXXX` (UTF-16 units, lowercase hex).
 fn python_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
-    for c in s.chars() {
+    let mut rest = s;
+    while !rest.is_empty() {
+        let plain = rest
+            .bytes()
+            .position(|b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\')
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..plain]);
+        rest = &rest[plain..];
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        rest = &rest[c.len_utf8()..];
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -75,11 +147,13 @@ fn python_string(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
             _ => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
+                    out.push_str("\\u");
+                    for shift in [12, 8, 4, 0] {
+                        out.push(char::from(HEX[usize::from((*unit >> shift) & 0xf)]));
+                    }
                 }
             }
         }
@@ -87,27 +161,25 @@ fn python_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn python_number(n: &serde_json::Number) -> String {
+fn python_number(out: &mut String, n: &serde_json::Number) {
     if let Some(i) = n.as_i64() {
-        i.to_string()
+        let _ = write!(out, "{i}");
     } else if let Some(u) = n.as_u64() {
-        u.to_string()
+        let _ = write!(out, "{u}");
     } else {
-        python_float(n.as_f64().unwrap_or(f64::NAN))
+        write_python_float(out, n.as_f64().unwrap_or(f64::NAN));
     }
 }
 
 fn pretty_into(out: &mut String, value: &Value, depth: usize) {
     let indent = |out: &mut String, d: usize| {
         out.push('\n');
-        for _ in 0..d * 4 {
-            out.push(' ');
-        }
+        push_repeated(out, ' ', d * 4);
     };
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&python_number(n)),
+        Value::Number(n) => python_number(out, n),
         Value::String(s) => python_string(out, s),
         Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Array(items) => {
@@ -129,7 +201,7 @@ fn pretty_into(out: &mut String, value: &Value, depth: usize) {
             // here explicitly: serde_json's map keeps insertion order when any crate in
             // the build enables its `preserve_order` feature.
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
@@ -331,5 +403,242 @@ mod tests {
         assert!(text.contains("\x1b[94m\"a\"\x1b[39;49;00m"));
         assert!(text.contains("\x1b[33m\"b\"\x1b[39;49;00m"));
         assert!(text.contains("\x1b[34m1\x1b[39;49;00m"));
+    }
+
+    /// The printer as it was before it wrote into one buffer: the reference the faster
+    /// one must match byte for byte.
+    mod reference {
+        use serde_json::Value;
+        use std::fmt::Write;
+
+        fn old_float(value: f64) -> String {
+            if value.is_nan() {
+                return "NaN".into();
+            }
+            if value.is_infinite() {
+                return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+            }
+            if value == 0.0 {
+                return if value.is_sign_negative() {
+                    "-0.0"
+                } else {
+                    "0.0"
+                }
+                .into();
+            }
+            // Rust's `{:e}` gives the shortest round-trip digits, e.g. "1.7957398625128865e9".
+            let sci = format!("{:e}", value.abs());
+            let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+            let exp: i32 = exp.parse().unwrap_or(0);
+            let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+            let sign = if value < 0.0 { "-" } else { "" };
+            if (-4..16).contains(&exp) {
+                let point = exp + 1; // digits before the decimal point
+                let text = if point <= 0 {
+                    format!("0.{}{}", "0".repeat((-point) as usize), digits)
+                } else if point as usize >= digits.len() {
+                    format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
+                } else {
+                    format!(
+                        "{}.{}",
+                        &digits[..point as usize],
+                        &digits[point as usize..]
+                    )
+                };
+                format!("{sign}{text}")
+            } else {
+                let mantissa = if digits.len() > 1 {
+                    format!("{}.{}", &digits[..1], &digits[1..])
+                } else {
+                    digits
+                };
+                let exp_sign = if exp < 0 { '-' } else { '+' };
+                format!("{sign}{mantissa}e{exp_sign}{:02}", exp.abs())
+            }
+        }
+        fn old_string(out: &mut String, s: &str) {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    ' '..='~' => out.push(c),
+                    _ => {
+                        let mut buf = [0u16; 2];
+                        for unit in c.encode_utf16(&mut buf) {
+                            let _ = write!(out, "\\u{unit:04x}");
+                        }
+                    }
+                }
+            }
+            out.push('"');
+        }
+        fn old_number(n: &serde_json::Number) -> String {
+            if let Some(i) = n.as_i64() {
+                i.to_string()
+            } else if let Some(u) = n.as_u64() {
+                u.to_string()
+            } else {
+                old_float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        fn old_pretty_into(out: &mut String, value: &Value, depth: usize) {
+            let indent = |out: &mut String, d: usize| {
+                out.push('\n');
+                for _ in 0..d * 4 {
+                    out.push(' ');
+                }
+            };
+            match value {
+                Value::Null => out.push_str("null"),
+                Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                Value::Number(n) => out.push_str(&old_number(n)),
+                Value::String(s) => old_string(out, s),
+                Value::Array(items) if items.is_empty() => out.push_str("[]"),
+                Value::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        indent(out, depth + 1);
+                        old_pretty_into(out, item, depth + 1);
+                    }
+                    indent(out, depth);
+                    out.push(']');
+                }
+                Value::Object(map) if map.is_empty() => out.push_str("{}"),
+                Value::Object(map) => {
+                    out.push('{');
+                    // Python's sort_keys order: code points, which is UTF-8 byte order. Sorted
+                    // here explicitly: serde_json's map keeps insertion order when any crate in
+                    // the build enables its `preserve_order` feature.
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                    for (i, (key, item)) in entries.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        indent(out, depth + 1);
+                        old_string(out, key);
+                        out.push_str(": ");
+                        old_pretty_into(out, item, depth + 1);
+                    }
+                    indent(out, depth);
+                    out.push('}');
+                }
+            }
+        }
+
+        pub fn pretty(value: &Value) -> String {
+            let mut out = String::new();
+            old_pretty_into(&mut out, value, 0);
+            out
+        }
+
+        pub fn float(value: f64) -> String {
+            old_float(value)
+        }
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn text(&mut self) -> String {
+            const PIECES: &[&str] = &[
+                "a",
+                "Z",
+                " ",
+                "~",
+                "\"",
+                "\\",
+                "\n",
+                "\r",
+                "\t",
+                "\u{8}",
+                "\u{c}",
+                "\u{0}",
+                "\u{1f}",
+                "\u{7f}",
+                "é",
+                "ß",
+                "\u{2028}",
+                "中",
+                "😀",
+                "\u{10ffff}",
+                "key",
+            ];
+            let n = self.next() % 8;
+            (0..n)
+                .map(|_| PIECES[(self.next() % PIECES.len() as u64) as usize])
+                .collect()
+        }
+
+        fn float(&mut self) -> f64 {
+            match self.next() % 4 {
+                0 => f64::from_bits(self.next()),
+                1 => (self.next() % 2_000_000_000) as f64 + (self.next() % 1_000_000) as f64 / 1e6,
+                2 => (self.next() % 1000) as f64 * 10f64.powi((self.next() % 40) as i32 - 20),
+                _ => -((self.next() % 100_000) as f64) / 7.0,
+            }
+        }
+
+        fn value(&mut self, depth: u32) -> Value {
+            match self.next() % if depth > 3 { 6 } else { 8 } {
+                0 => Value::Null,
+                1 => Value::Bool(self.next().is_multiple_of(2)),
+                2 => Value::from(self.next() as i64),
+                3 => Value::from(self.next()),
+                4 => serde_json::Number::from_f64(self.float()).map_or(Value::Null, Value::Number),
+                5 => Value::String(self.text()),
+                6 => Value::Array(
+                    (0..self.next() % 4)
+                        .map(|_| self.value(depth + 1))
+                        .collect(),
+                ),
+                _ => Value::Object(
+                    (0..self.next() % 5)
+                        .map(|_| (self.text(), self.value(depth + 1)))
+                        .collect(),
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn pretty_printing_matches_the_reference_byte_for_byte() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..20_000 {
+            let value = rng.value(0);
+            assert_eq!(python_pretty(&value), reference::pretty(&value), "{value}");
+        }
+        for _ in 0..200_000 {
+            let f = rng.float();
+            assert_eq!(python_float(f), reference::float(f), "{f:e}");
+        }
+        for f in [
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            -f64::MAX,
+            5e-324,
+            1e-4,
+            9.999e-5,
+            1e16,
+            9.999999999999998e15,
+        ] {
+            assert_eq!(python_float(f), reference::float(f), "{f:e}");
+        }
     }
 }
