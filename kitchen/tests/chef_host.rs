@@ -659,6 +659,177 @@ fn wire_lowering_matches_wasmtime() {
     assert!(kinds.len() >= 5, "too few packet shapes covered: {kinds:?}");
 }
 
+/// A small deterministic generator for the flow lowering test (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Mostly random values, with the edges (0, 1, the maximum) one time in four.
+    fn edge(&mut self) -> u64 {
+        match self.next() % 8 {
+            0 => 0,
+            1 => u64::MAX,
+            _ => self.next(),
+        }
+    }
+}
+
+/// A random flow key: every transport, IPv4 and IPv6 on either side, edge ports.
+fn random_key(r: &mut Rng) -> kitchen::chef_host::bindings::FlowKey {
+    use kitchen::chef_host::bindings::{FlowKey, IpAddress, TransportProtocol};
+    let addr = |r: &mut Rng| {
+        if r.next().is_multiple_of(2) {
+            IpAddress::V4(r.edge() as u32)
+        } else {
+            IpAddress::V6((r.edge(), r.edge()))
+        }
+    };
+    FlowKey {
+        transport: [
+            TransportProtocol::Tcp,
+            TransportProtocol::Udp,
+            TransportProtocol::Icmpv4,
+            TransportProtocol::Icmpv6,
+        ][(r.next() % 4) as usize],
+        originator: addr(r),
+        responder: addr(r),
+        originator_port: r.edge() as u16,
+        responder_port: r.edge() as u16,
+    }
+}
+
+/// Random TCP flags (each of the 8 bits on or off).
+fn random_flags(r: &mut Rng) -> kitchen::chef_host::bindings::TcpFlags {
+    use kitchen::chef_host::bindings::TcpFlags;
+    let all = [
+        TcpFlags::FIN,
+        TcpFlags::SYN,
+        TcpFlags::RST,
+        TcpFlags::PSH,
+        TcpFlags::ACK,
+        TcpFlags::URG,
+        TcpFlags::ECE,
+        TcpFlags::CWR,
+    ];
+    let bits = r.next();
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| bits >> i & 1 == 1)
+        .fold(TcpFlags::empty(), |f, (_, b)| f | *b)
+}
+
+/// The bulk lowerings of `list<flow-event>` and `list<stream-chunk>`
+/// (`chef_host::wire_flow`) must give a chef exactly what wasmtime's generic lowering gives
+/// it: random events of both kinds and every end reason, flags, transport and address
+/// family, edge values, and empty, single and large lists.
+#[test]
+fn flow_wire_lowering_matches_wasmtime() {
+    use kitchen::chef_host::bindings::{
+        Direction, FlowEndReason, FlowEvent, FlowRef, FlowStart, FlowSummary, Span, StreamChunk,
+    };
+    let host = host_with(ChefLimits {
+        deadline: Duration::from_secs(5),
+        ..ChefLimits::default()
+    });
+    let mut fast = load_fixture(&host, "echo_chef");
+    let mut slow = load_fixture(&host, "echo_chef");
+    slow.set_generic_lowering(true);
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let reasons = [
+        FlowEndReason::Fin,
+        FlowEndReason::Rst,
+        FlowEndReason::IdleTimeout,
+        FlowEndReason::Evicted,
+        FlowEndReason::EndOfCapture,
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut events_compared, mut chunks_compared) = (0usize, 0usize);
+    for len in [0usize, 1, 2, 7, 64, 500, 3000] {
+        let events: Vec<FlowEvent> = (0..len)
+            .map(|_| {
+                if r.next().is_multiple_of(3) {
+                    FlowEvent::Started(FlowStart {
+                        id: r.edge(),
+                        key: random_key(&mut r),
+                        timestamp_ns: r.edge(),
+                    })
+                } else {
+                    FlowEvent::Ended(FlowSummary {
+                        id: r.edge(),
+                        key: random_key(&mut r),
+                        first_ns: r.edge(),
+                        last_ns: r.edge(),
+                        packets_from_originator: r.edge(),
+                        packets_from_responder: r.edge(),
+                        bytes_from_originator: r.edge(),
+                        bytes_from_responder: r.edge(),
+                        tcp_flags_seen: random_flags(&mut r),
+                        end_reason: reasons[(r.next() % 5) as usize],
+                    })
+                }
+            })
+            .collect();
+        for e in &events {
+            let (kind, key) = match e {
+                FlowEvent::Started(s) => ("started".to_owned(), s.key),
+                FlowEvent::Ended(s) => (format!("{:?}", s.end_reason), s.key),
+            };
+            seen.insert(format!(
+                "{kind} {:?} {}",
+                key.transport,
+                matches!(
+                    key.originator,
+                    kitchen::chef_host::bindings::IpAddress::V6(_)
+                )
+            ));
+        }
+        let a = fast.on_flow_events(&events, 0).expect("fast flow events");
+        let b = slow
+            .on_flow_events(&events, 0)
+            .expect("generic flow events");
+        assert_eq!(a.len(), len + 1, "one echo per event plus the arena sum");
+        assert_eq!(a, b, "flow events, {len} of them");
+        events_compared += len;
+
+        let arena: Vec<u8> = (0..(len * 3) as u64).map(|i| (i * 7) as u8).collect();
+        let chunks: Vec<StreamChunk> = (0..len)
+            .map(|_| StreamChunk {
+                flow: FlowRef {
+                    id: r.edge(),
+                    direction: if r.next().is_multiple_of(2) {
+                        Direction::FromOriginator
+                    } else {
+                        Direction::FromResponder
+                    },
+                },
+                key: random_key(&mut r),
+                timestamp_ns: r.edge(),
+                offset: r.edge(),
+                gap_before: r.edge(),
+                data: Span {
+                    offset: r.edge() as u32,
+                    len: r.edge() as u32,
+                },
+                last: r.next().is_multiple_of(2),
+            })
+            .collect();
+        let a = fast.on_stream(&chunks, &arena, 0).expect("fast stream");
+        let b = slow.on_stream(&chunks, &arena, 0).expect("generic stream");
+        assert_eq!(a.len(), len + 1, "one echo per chunk plus the arena sum");
+        assert_eq!(a, b, "stream chunks, {len} of them");
+        chunks_compared += len;
+    }
+    assert_eq!(events_compared, 3574);
+    assert_eq!(chunks_compared, 3574);
+    // 6 kinds (started, 5 end reasons) x 4 transports x 2 address families.
+    assert_eq!(seen.len(), 48, "{seen:?}");
+}
+
 /// In a replay a chef's WASI clock reads the capture clock and its randomness is seeded,
 /// so even a chef that calls `SystemTime::now()` or uses std's `HashMap` is reproducible.
 #[test]

@@ -32,6 +32,7 @@ use super::limits::{ChefLimiter, ChefLimits};
 use super::packed_json;
 use super::poll::DeadlinePoll;
 use super::wire::{WirePacket, WirePacketV01};
+use super::wire_flow::{WireFlowEvent, WireStreamChunk};
 
 /// What the store of one chef holds: its WASI context (deny-all), its resource table, its
 /// limiter and its log sink. Kept small on purpose (wasmtime's examples' advice).
@@ -232,6 +233,9 @@ struct Live {
     /// `on-packets`, called with [`WirePacket`]s (bulk lowering; see `wire`), or with
     /// [`WirePacketV01`]s for a 0.1 chef.
     on_packets: Func,
+    /// `on-flow-events` and `on-stream` (0.2 only), called with [`WireFlowEvent`]s and
+    /// [`WireStreamChunk`]s (bulk lowering; see `wire_flow`).
+    flow_funcs: Option<(Func, Func)>,
     /// `state.snapshot` and `state.restore`, when the chef exports them (0.2 only).
     state: Option<(Func, Func)>,
     /// `packed-json.on-packed`, when the chef exports it (0.2 only; see `packed_json`).
@@ -269,8 +273,9 @@ pub struct LoadedChef {
     env: Environment,
     live: Option<Live>,
     health: Health,
-    /// Use wasmtime's generic per-field lowering for `on-packets` instead of `wire`'s
-    /// bulk lowering (a diagnostic fallback; the differential test compares the two).
+    /// Use wasmtime's generic per-field lowering for `on-packets`, `on-flow-events` and
+    /// `on-stream` instead of the bulk lowerings of `wire` and `wire_flow` (a diagnostic
+    /// fallback; the differential tests compare the two).
     generic_lowering: bool,
     warnings: OutputWarnings,
     /// Its component's hash and signer (set by `ChefHost::load`).
@@ -408,8 +413,9 @@ impl LoadedChef {
             .map_or(0, |l| l.store.data().limiter.charged())
     }
 
-    /// Lower `on-packets` arguments with wasmtime's generic code instead of the bulk
-    /// encoder (slower; for diagnosis and the differential test).
+    /// Lower `on-packets`, `on-flow-events` and `on-stream` arguments with wasmtime's
+    /// generic code instead of the bulk encoders (slower; for diagnosis and the
+    /// differential tests).
     pub fn set_generic_lowering(&mut self, on: bool) {
         self.generic_lowering = on;
     }
@@ -554,11 +560,19 @@ impl LoadedChef {
         if self.api() == ChefApi::V0_1 {
             return Ok(Vec::new());
         }
-        let out = self.call(CallKind::Packets, now_ns, |live| match live.chef.v0_2() {
-            Some(c) => c
-                .netdumplings_chef_handler()
-                .call_on_flow_events(&mut live.store, events),
-            None => Ok(Vec::new()),
+        let generic = self.generic_lowering;
+        let out = self.call(CallKind::Packets, now_ns, |live| {
+            match (live.chef.v0_2(), live.flow_funcs) {
+                (Some(c), _) if generic => c
+                    .netdumplings_chef_handler()
+                    .call_on_flow_events(&mut live.store, events),
+                (Some(_), Some((f, _))) => {
+                    let (out,) = on_flow_events_typed(f)
+                        .call(&mut live.store, (WireFlowEvent::slice(events),))?;
+                    Ok(out)
+                }
+                _ => Ok(Vec::new()),
+            }
         })?;
         self.stats.flow_event_calls += 1;
         Ok(out)
@@ -575,11 +589,20 @@ impl LoadedChef {
         if self.api() == ChefApi::V0_1 {
             return Ok(Vec::new());
         }
-        let out = self.call(CallKind::Packets, now_ns, |live| match live.chef.v0_2() {
-            Some(c) => c
-                .netdumplings_chef_handler()
-                .call_on_stream(&mut live.store, chunks, arena),
-            None => Ok(Vec::new()),
+        let generic = self.generic_lowering;
+        let out = self.call(CallKind::Packets, now_ns, |live| {
+            match (live.chef.v0_2(), live.flow_funcs) {
+                (Some(c), _) if generic => {
+                    c.netdumplings_chef_handler()
+                        .call_on_stream(&mut live.store, chunks, arena)
+                }
+                (Some(_), Some((_, f))) => {
+                    let (out,) = on_stream_typed(f)
+                        .call(&mut live.store, (WireStreamChunk::slice(chunks), arena))?;
+                    Ok(out)
+                }
+                _ => Ok(Vec::new()),
+            }
         })?;
         self.stats.stream_calls += 1;
         Ok(out)
@@ -840,6 +863,35 @@ fn instantiate(
             "on-packets has an unexpected type: {e:#}"
         )));
     }
+    // `on-flow-events` and `on-stream` (0.2 chefs), type-checked once with the bulk-lowered
+    // argument types as `on-packets` is (the handler export has them, or admission failed).
+    let flow_funcs = match api {
+        ChefApi::V0_1 => None,
+        ChefApi::V0_2 => {
+            let mut f = |name| {
+                instance
+                    .get_export_index(&mut store, None, export)
+                    .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), name))
+                    .and_then(|idx| instance.get_func(&mut store, idx))
+                    .ok_or_else(|| CallError::Trap(format!("{export}#{name} not found")))
+            };
+            let (events, stream) = (f("on-flow-events")?, f("on-stream")?);
+            let typed = events
+                .typed::<(&[WireFlowEvent],), (Vec<PacketDumpling>,)>(&store)
+                .map(drop)
+                .and_then(|()| {
+                    stream
+                        .typed::<(&[WireStreamChunk], &[u8]), (Vec<PacketDumpling>,)>(&store)
+                        .map(drop)
+                });
+            if let Err(e) = typed {
+                return Err(CallError::Trap(format!(
+                    "on-flow-events or on-stream has an unexpected type: {e:#}"
+                )));
+            }
+            Some((events, stream))
+        }
+    };
     // The optional state export (0.2 chefs): looked up once, typed at the (rare) call.
     let state = match api {
         ChefApi::V0_1 => None,
@@ -881,6 +933,7 @@ fn instantiate(
             store,
             chef,
             on_packets,
+            flow_funcs,
             state,
             packed_json,
             packed_json_bytes,
@@ -920,6 +973,36 @@ fn on_packets_v0_1_typed<'a>(func: Func) -> OnPacketsV01Func<'a> {
     // SAFETY: `instantiate` type-checked this very `Func` of a 0.1 chef with
     // `func.typed::<(&[WirePacketV01], &[u8]), (Vec<PacketDumpling>,)>()` and refused the
     // chef if it failed; only 0.1 chefs (`AnyChef::V0_1`) take this path.
+    #[allow(unsafe_code)]
+    unsafe {
+        wasmtime::component::TypedFunc::new_unchecked(func)
+    }
+}
+
+/// The typed `on-flow-events` export, taking [`WireFlowEvent`]s.
+type OnFlowEventsFunc<'a> =
+    wasmtime::component::TypedFunc<(&'a [WireFlowEvent],), (Vec<PacketDumpling>,)>;
+
+/// `on-flow-events` as a typed function taking [`WireFlowEvent`]s (see [`on_packets_typed`]).
+fn on_flow_events_typed<'a>(func: Func) -> OnFlowEventsFunc<'a> {
+    // SAFETY: `instantiate` type-checked this very `Func` of a 0.2 chef with
+    // `func.typed::<(&[WireFlowEvent],), (Vec<PacketDumpling>,)>()` and refused the chef if
+    // it failed; `Live` keeps the `Func` and the store that owns it together.
+    #[allow(unsafe_code)]
+    unsafe {
+        wasmtime::component::TypedFunc::new_unchecked(func)
+    }
+}
+
+/// The typed `on-stream` export, taking [`WireStreamChunk`]s.
+type OnStreamFunc<'a> =
+    wasmtime::component::TypedFunc<(&'a [WireStreamChunk], &'a [u8]), (Vec<PacketDumpling>,)>;
+
+/// `on-stream` as a typed function taking [`WireStreamChunk`]s (see [`on_packets_typed`]).
+fn on_stream_typed<'a>(func: Func) -> OnStreamFunc<'a> {
+    // SAFETY: `instantiate` type-checked this very `Func` of a 0.2 chef with
+    // `func.typed::<(&[WireStreamChunk], &[u8]), (Vec<PacketDumpling>,)>()` and refused the
+    // chef if it failed; `Live` keeps the `Func` and the store that owns it together.
     #[allow(unsafe_code)]
     unsafe {
         wasmtime::component::TypedFunc::new_unchecked(func)

@@ -49,6 +49,7 @@ pub mod poll;
 pub mod signature;
 pub mod state;
 pub mod wire;
+pub mod wire_flow;
 
 use std::path::{Path, PathBuf};
 
