@@ -281,21 +281,68 @@ fn endpoints(k: &WitFlowKey) -> (SocketAddr, SocketAddr) {
     )
 }
 
+/// TCP flags and their names, in the order `tcp_flags` lists them.
+const FLAG_NAMES: [(TcpFlags, &str); 8] = [
+    (TcpFlags::FIN, "FIN"),
+    (TcpFlags::SYN, "SYN"),
+    (TcpFlags::RST, "RST"),
+    (TcpFlags::PSH, "PSH"),
+    (TcpFlags::ACK, "ACK"),
+    (TcpFlags::URG, "URG"),
+    (TcpFlags::ECE, "ECE"),
+    (TcpFlags::CWR, "CWR"),
+];
+
 fn flag_names(f: TcpFlags) -> Vec<&'static str> {
-    [
-        (TcpFlags::FIN, "FIN"),
-        (TcpFlags::SYN, "SYN"),
-        (TcpFlags::RST, "RST"),
-        (TcpFlags::PSH, "PSH"),
-        (TcpFlags::ACK, "ACK"),
-        (TcpFlags::URG, "URG"),
-        (TcpFlags::ECE, "ECE"),
-        (TcpFlags::CWR, "CWR"),
-    ]
-    .into_iter()
-    .filter(|(flag, _)| f.contains(*flag))
-    .map(|(_, name)| name)
-    .collect()
+    FLAG_NAMES
+        .into_iter()
+        .filter(|(flag, _)| f.contains(*flag))
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// Room for a `flow_ended` payload with two IPv4 endpoints and every flag (~330 bytes on
+/// the high-cardinality corpus); IPv6 payloads grow the buffer once.
+const PAYLOAD_CAPACITY: usize = 448;
+
+/// An integer as serde_json writes it.
+fn json_u64(out: &mut Vec<u8>, v: u64) {
+    use serde_json::ser::Formatter;
+    // Writing into a `Vec` cannot fail.
+    let _ = serde_json::ser::CompactFormatter.write_u64(out, v);
+}
+
+/// A finite float as serde_json writes it (its own formatter, so the digits are the same).
+fn json_f64(out: &mut Vec<u8>, v: f64) {
+    use serde_json::ser::Formatter;
+    if v.is_finite() {
+        let _ = serde_json::ser::CompactFormatter.write_f64(out, v);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// A socket address as a JSON string, as `chef_sdk::ser::socket_addr` writes it (its text
+/// has no character JSON escapes).
+fn json_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    use std::io::Write;
+    out.push(b'"');
+    match addr {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                json_u64(out, u64::from(octet));
+            }
+            out.push(b':');
+            json_u64(out, u64::from(v4.port()));
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
+        }
+    }
+    out.push(b'"');
 }
 
 fn secs(ns: u64) -> f64 {
@@ -386,6 +433,104 @@ impl TopTalkersChef {
 
     /// Counts one ended connection into the interval and returns its payload.
     pub fn ended(&mut self, s: &FlowSummary) -> FlowEndedPayload {
+        let (protocol, originator, responder, reason) = self.count_ended(s);
+        FlowEndedPayload {
+            flow_ended: FlowEnded {
+                id: s.id,
+                protocol,
+                originator,
+                responder,
+                first: secs(s.first_ns),
+                last: secs(s.last_ns),
+                packets_from_originator: s.packets_from_originator,
+                packets_from_responder: s.packets_from_responder,
+                bytes_from_originator: s.bytes_from_originator,
+                bytes_from_responder: s.bytes_from_responder,
+                tcp_flags: flag_names(s.tcp_flags_seen),
+                end_reason: reason,
+            },
+        }
+    }
+
+    /// As [`Self::ended`], but the payload is written straight as JSON text, byte for byte
+    /// what serde_json makes of [`FlowEndedPayload`] (the unit tests compare the two).
+    ///
+    /// Why: on high-cardinality traffic a connection ends for about every packet, and
+    /// serde's path cost a `Vec` for the flag names and two regrowths of its 128-byte
+    /// buffer per ~330-byte payload; here one buffer of the right size is filled in order.
+    pub fn ended_json(&mut self, s: &FlowSummary) -> String {
+        let (protocol, originator, responder, reason) = self.count_ended(s);
+        let mut out = Vec::with_capacity(PAYLOAD_CAPACITY);
+        out.extend_from_slice(b"{\"flow_ended\":{\"id\":");
+        json_u64(&mut out, s.id);
+        out.extend_from_slice(b",\"protocol\":\"");
+        out.extend_from_slice(protocol.as_bytes());
+        out.extend_from_slice(b"\",\"originator\":");
+        json_socket_addr(&mut out, originator);
+        out.extend_from_slice(b",\"responder\":");
+        json_socket_addr(&mut out, responder);
+        out.extend_from_slice(b",\"first\":");
+        json_f64(&mut out, secs(s.first_ns));
+        out.extend_from_slice(b",\"last\":");
+        json_f64(&mut out, secs(s.last_ns));
+        out.extend_from_slice(b",\"packets_from_originator\":");
+        json_u64(&mut out, s.packets_from_originator);
+        out.extend_from_slice(b",\"packets_from_responder\":");
+        json_u64(&mut out, s.packets_from_responder);
+        out.extend_from_slice(b",\"bytes_from_originator\":");
+        json_u64(&mut out, s.bytes_from_originator);
+        out.extend_from_slice(b",\"bytes_from_responder\":");
+        json_u64(&mut out, s.bytes_from_responder);
+        out.extend_from_slice(b",\"tcp_flags\":[");
+        let mut first = true;
+        for (flag, name) in FLAG_NAMES {
+            if s.tcp_flags_seen.contains(flag) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.push(b'"');
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'"');
+            }
+        }
+        out.extend_from_slice(b"],\"end_reason\":\"");
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\"}}");
+        // Every piece above is ASCII (names, digits, addresses), so this never fails; the
+        // fallback keeps the payload right if that ever changes.
+        String::from_utf8(out).unwrap_or_else(|_| {
+            serde_json::to_string(&self.ended_payload_only(s)).unwrap_or_default()
+        })
+    }
+
+    /// The payload of [`Self::ended`] without counting the connection again.
+    fn ended_payload_only(&self, s: &FlowSummary) -> FlowEndedPayload {
+        let (originator, responder) = endpoints(&s.key);
+        FlowEndedPayload {
+            flow_ended: FlowEnded {
+                id: s.id,
+                protocol: transport_name(s.key.transport),
+                originator,
+                responder,
+                first: secs(s.first_ns),
+                last: secs(s.last_ns),
+                packets_from_originator: s.packets_from_originator,
+                packets_from_responder: s.packets_from_responder,
+                bytes_from_originator: s.bytes_from_originator,
+                bytes_from_responder: s.bytes_from_responder,
+                tcp_flags: flag_names(s.tcp_flags_seen),
+                end_reason: reason_name(s.end_reason),
+            },
+        }
+    }
+
+    /// Counts one ended connection into the interval (by reason, and into `top_ended`);
+    /// returns its protocol name, endpoints and reason name.
+    fn count_ended(
+        &mut self,
+        s: &FlowSummary,
+    ) -> (&'static str, SocketAddr, SocketAddr, &'static str) {
         let reason = reason_name(s.end_reason);
         match s.end_reason {
             FlowEndReason::Fin => self.ended.fin += 1,
@@ -410,22 +555,7 @@ impl TopTalkersChef {
             self.top_ended.insert(at, entry);
             self.top_ended.truncate(TOP_N);
         }
-        FlowEndedPayload {
-            flow_ended: FlowEnded {
-                id: s.id,
-                protocol,
-                originator,
-                responder,
-                first: secs(s.first_ns),
-                last: secs(s.last_ns),
-                packets_from_originator: s.packets_from_originator,
-                packets_from_responder: s.packets_from_responder,
-                bytes_from_originator: s.bytes_from_originator,
-                bytes_from_responder: s.bytes_from_responder,
-                tcp_flags: flag_names(s.tcp_flags_seen),
-                end_reason: reason,
-            },
-        }
+        (protocol, originator, responder, reason)
     }
 }
 
@@ -455,9 +585,21 @@ impl Chef for TopTalkersChef {
         match event {
             FlowEvent::Started(_) => {
                 self.started += 1;
-                None
+                EndedJson(None)
             }
-            FlowEvent::Ended(s) => Some(self.ended(s)),
+            FlowEvent::Ended(s) => EndedJson(Some(self.ended_json(s))),
+        }
+    }
+}
+
+/// The answer to a flow event: an ended connection's payload as JSON text (from
+/// [`TopTalkersChef::ended_json`]), nothing for a start.
+pub struct EndedJson(pub Option<String>);
+
+impl Dumplings for EndedJson {
+    fn for_each_json(self, mut emit: impl FnMut(String)) {
+        if let Some(json) = self.0 {
+            emit(json);
         }
     }
 }
@@ -548,6 +690,81 @@ mod tests {
         let t = &poke(&mut chef, 3)[0]["top_talkers"];
         assert_eq!(t["connections_ended"]["fin"], 0);
         assert_eq!(t["top_ended"], serde_json::json!([]));
+    }
+
+    /// The hand-written `flow_ended` text is byte for byte serde_json's, for IPv4 and IPv6
+    /// endpoints, every flag set, every reason and transport, and edge numbers (0,
+    /// `u64::MAX`, times with and without a fraction); and it counts the connection alike.
+    #[test]
+    fn hand_written_flow_ended_matches_serde() {
+        fn next(x: &mut u64) -> u64 {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x
+        }
+        fn edge(x: &mut u64, n: u64) -> u64 {
+            match n % 7 {
+                0 => 0,
+                1 => u64::MAX,
+                2 => 1_700_000_000_000_000_000,
+                _ => next(x),
+            }
+        }
+        fn addr(x: &mut u64, n: u64) -> IpAddress {
+            match n % 3 {
+                0 => IpAddress::V6((edge(x, n / 3), edge(x, n / 5))),
+                _ => IpAddress::V4(edge(x, n / 7) as u32),
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut by_serde = TopTalkersChef::default();
+        let mut by_hand = TopTalkersChef::default();
+        let reasons = [
+            FlowEndReason::Fin,
+            FlowEndReason::Rst,
+            FlowEndReason::IdleTimeout,
+            FlowEndReason::Evicted,
+            FlowEndReason::EndOfCapture,
+        ];
+        let transports = [
+            TransportProtocol::Tcp,
+            TransportProtocol::Udp,
+            TransportProtocol::Icmpv4,
+            TransportProtocol::Icmpv6,
+        ];
+        for i in 0..20_000u64 {
+            let r = next(&mut x);
+            let flags = FLAG_NAMES
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| (r >> b) & 1 == 1)
+                .fold(TcpFlags::empty(), |f, (_, (flag, _))| f | *flag);
+            let s = FlowSummary {
+                id: edge(&mut x, i),
+                key: WitFlowKey {
+                    transport: transports[(r >> 8) as usize % 4],
+                    originator: addr(&mut x, r >> 10),
+                    responder: addr(&mut x, r >> 20),
+                    originator_port: (r >> 30) as u16,
+                    responder_port: if i % 5 == 0 { 0 } else { (r >> 46) as u16 },
+                },
+                first_ns: edge(&mut x, r >> 3),
+                last_ns: edge(&mut x, r >> 4),
+                packets_from_originator: edge(&mut x, r >> 5),
+                packets_from_responder: edge(&mut x, r >> 6),
+                bytes_from_originator: edge(&mut x, i),
+                bytes_from_responder: edge(&mut x, i + 3),
+                tcp_flags_seen: flags,
+                end_reason: reasons[(r >> 40) as usize % 5],
+            };
+            let want = serde_json::to_string(&by_serde.ended(&s)).expect("serde");
+            assert_eq!(by_hand.ended_json(&s), want);
+        }
+        let a = &poke(&mut by_serde, 2)[0];
+        let b = &poke(&mut by_hand, 2)[0];
+        assert_eq!(a, b);
+        assert_ne!(a["top_talkers"]["connections_ended"]["fin"], 0);
     }
 
     fn describe_flow_events() -> bool {
