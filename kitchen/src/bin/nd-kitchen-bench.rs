@@ -79,6 +79,8 @@ struct Args {
     corpus: CorpusChoice,
     /// Skip the `default/hub` variant (no `nd-hub`/`nd-print` processes).
     no_hub: bool,
+    /// `--call-cost N`: time N empty pokes and N one-packet calls per default chef instead.
+    call_cost: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,7 @@ const USAGE: &str = "\
 usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                         [--corpus mixed|high-cardinality|both] [--no-hub]
                         [--compare-chefs DIR] [--only VARIANT] [--chef-threads N]
+                        [--call-cost N]
 
   FILE                 the mixed corpus to read (default: target/bench/big.pcap, built
                        from every Ethernet capture in $ND_SHARED_PCAPS)
@@ -107,7 +110,10 @@ usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                        older chef build), output discarded
   --only VARIANT       run only this variant (for a profiler); no ratios
   --chef-threads N     the kitchen's chef worker threads in every variant (default 1:
-                       chefs called one after the other, as before `--chef-threads`)";
+                       chefs called one after the other, as before `--chef-threads`)
+  --call-cost N        no corpus: the fixed cost of one call to each default chef, N
+                       pokes and N calls with one ARP packet per round (medians of
+                       --rounds), for a profiler";
 
 /// `--chef-threads` (read by every kitchen run; set once by `parse_args`).
 static CHEF_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
@@ -122,6 +128,7 @@ fn parse_args() -> anyhow::Result<Args> {
         only: None,
         corpus: CorpusChoice::Both,
         no_hub: false,
+        call_cost: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -130,6 +137,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--min-packets" => a.min_packets = it.next().context("--min-packets N")?.parse()?,
             "--build-corpus" => a.build_corpus = true,
             "--no-hub" => a.no_hub = true,
+            "--call-cost" => a.call_cost = Some(it.next().context("--call-cost N")?.parse()?),
             "--only" => a.only = Some(it.next().context("--only VARIANT")?),
             "--chef-threads" => {
                 let n: usize = it.next().context("--chef-threads N")?.parse()?;
@@ -239,6 +247,11 @@ fn main() -> anyhow::Result<()> {
             high_cardinality::write(&out)?;
         }
         corpora.push(("high-cardinality", out));
+    }
+    if let Some(n) = args.call_cost {
+        let mut host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
+        host.set_deterministic(true);
+        return call_cost(&host, n.max(1), args.rounds);
     }
     let fixtures = fixtures_build::build_fixtures().map_err(anyhow::Error::msg)?;
     let noop_wasm = std::fs::read(fixtures.join("noop_chef.wasm")).context("noop chef")?;
@@ -583,6 +596,82 @@ fn print_chef_times(chefs: &[ChefRow]) {
             per(split.interval_ns, split.pokes) / 1e3,
         );
     }
+}
+
+/// `--call-cost N`: what one call costs the host when the chef has (almost) nothing to
+/// do, per default chef: an `on-interval` poke (its answer counted, not wrapped) and a
+/// packet call with one ARP request (`on-packets` or `on-packed`, as the chef asks; most
+/// chefs ignore it). Medians over `rounds` rounds of `n` calls each; the guest's own work
+/// is inside, so the figure is an upper bound of the host's fixed cost.
+fn call_cost(host: &ChefHost, n: u64, rounds: usize) -> anyhow::Result<()> {
+    use kitchen::chef_host::bindings::BatchForm;
+    use kitchen::chef_host::WirePacket;
+    // An ARP request (who has 10.0.0.2? tell 10.0.0.1), 42 bytes.
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    frame.extend_from_slice(&[2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+    let mut arena = Vec::new();
+    let rec = capture::PacketRecord {
+        timestamp_ns: 1_700_000_000_000_000_000,
+        link_type: 1,
+        interface_index: 0,
+        original_len: frame.len() as u32,
+        data: &frame,
+    };
+    let (p, _) = kitchen::parse::packet::parse_into(&rec, &mut arena);
+    let packets = [WirePacket(p)];
+    let mut packed = Vec::new();
+    kitchen::parse::packed_batch::encode(&packets, &arena, &mut packed);
+    println!("=== call cost: {n} calls per round, {rounds} rounds, medians (ns per call) ===");
+    println!(
+        "{:>20} {:>10} {:>8} {:>12} {:>8}",
+        "chef", "poke", "answers", "one packet", "answers"
+    );
+    for mut chef in default_set(host)? {
+        let d = chef.description().clone();
+        let (mut poke, mut call) = (Vec::new(), Vec::new());
+        let (mut poke_out, mut call_out) = (0usize, 0usize);
+        let mut now = 1_700_000_000_000_000_000u64;
+        for _ in 0..rounds {
+            if d.drivers.interval {
+                let t = Instant::now();
+                for _ in 0..n {
+                    now += 1_000_000_000;
+                    poke_out += chef.on_interval(now, 1_000_000_000).map_or(0, |v| v.len());
+                }
+                poke.push(t.elapsed().as_nanos() as f64 / n as f64);
+            }
+            if d.drivers.packet {
+                let t = Instant::now();
+                for _ in 0..n {
+                    let out = if d.batch_form == BatchForm::Packed {
+                        chef.on_packed(&packed, &arena, 1, now)
+                    } else {
+                        chef.on_packets(&packets, &arena, now)
+                    };
+                    call_out += out.map_or(0, |v| v.len());
+                }
+                call.push(t.elapsed().as_nanos() as f64 / n as f64);
+            }
+        }
+        let fmt = |v: &[f64]| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.0}", median(v))
+            }
+        };
+        let calls = (n as usize * rounds).max(1);
+        println!(
+            "{:>20} {:>10} {:>8.2} {:>12} {:>8.2}",
+            chef.name(),
+            fmt(&poke),
+            poke_out as f64 / calls as f64,
+            fmt(&call),
+            call_out as f64 / calls as f64
+        );
+    }
+    Ok(())
 }
 
 /// Every built-in chef: what `nd-sniff -r FILE` runs with no chef flags.

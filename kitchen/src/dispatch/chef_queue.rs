@@ -8,7 +8,8 @@
 //! batches, and calls the chef when the queue is full, before every interval poke, at the
 //! end of input, around hot reloads, and, live, when the oldest queued packet has waited
 //! [`MAX_QUEUE_AGE`]. A chef interested in every packet gets each batch as it is (already
-//! full, no copy).
+//! full, no copy). In a replay, a chef that takes only packets is not called before
+//! every poke but once for up to 16 of those calls (`lane/merge.rs`).
 //!
 //! Order is kept: a chef sees its packets in capture order and every packet before the
 //! poke that follows it, so a replay's output is still reproducible byte for byte.
@@ -67,9 +68,11 @@ impl ChefQueue {
     }
 
     /// Append packet `at` of `batch`, copying its bytes into the queue's arena and
-    /// re-pointing its spans. Returns false (and queues nothing) when the batch's record
-    /// points outside its arena, which the batch builder never produces.
-    pub fn push(&mut self, batch: &Batch, at: usize) -> bool {
+    /// re-pointing its spans; `now` is when the step that queues it started (the live age
+    /// limit counts from it; passed in, not read, so a replay reads no clock per packet).
+    /// Returns false (and queues nothing) when the batch's record points outside its
+    /// arena, which the batch builder never produces.
+    pub fn push(&mut self, batch: &Batch, at: usize, now: Instant) -> bool {
         let Some(WirePacket(p)) = batch.packets.get(at) else {
             return false;
         };
@@ -87,10 +90,37 @@ impl ChefQueue {
         q.payload.offset = base.wrapping_add(p.payload.offset.wrapping_sub(p.frame.offset));
         q.padding.offset = base.wrapping_add(p.padding.offset.wrapping_sub(p.frame.offset));
         if self.packets.is_empty() {
-            self.since = Some(Instant::now());
+            self.since = Some(now);
         }
         self.packets.push(WirePacket(q));
         true
+    }
+
+    /// Drop the first `n` packets, whose frames are the arena's first `bytes` bytes (after
+    /// the chef was called with them), re-pointing the others' spans.
+    pub fn remove_front(&mut self, n: usize, bytes: usize) {
+        self.packets.drain(..n.min(self.packets.len()));
+        self.arena.drain(..bytes.min(self.arena.len()));
+        let b = bytes as u32;
+        for WirePacket(p) in &mut self.packets {
+            // As in `push`: every span keeps its distance from its frame's start.
+            p.frame.offset = p.frame.offset.wrapping_sub(b);
+            p.payload.offset = p.payload.offset.wrapping_sub(b);
+            p.padding.offset = p.padding.offset.wrapping_sub(b);
+        }
+        if self.packets.is_empty() {
+            self.since = None;
+        }
+    }
+
+    /// True when a segment of the queue from packet `from` (arena byte `from_bytes`) on,
+    /// taken as a queue of its own, could not take a frame of `frame_len` bytes
+    /// ([`ChefQueue::cannot_take`] for the packets queued since the last call the
+    /// dispatcher would have made without merging, `lane::merge`).
+    pub fn segment_cannot_take(&self, from: usize, from_bytes: usize, frame_len: usize) -> bool {
+        let n = self.packets.len().saturating_sub(from);
+        let bytes = self.arena.len().saturating_sub(from_bytes);
+        n > 0 && (n >= MAX_BATCH_PACKETS || bytes + frame_len > MAX_BATCH_BYTES)
     }
 
     /// Empty the queue (after the chef was called with it), keeping its capacity.
@@ -166,11 +196,11 @@ mod tests {
         let mut q = ChefQueue::default();
         let first = batch_of(&[b"aaaa", b"bbbbbb", b"cc"], 1);
         for i in matching(&first, &m).collect::<Vec<_>>() {
-            assert!(q.push(&first, i));
+            assert!(q.push(&first, i, Instant::now()));
         }
         let second = batch_of(&[b"dddd", b"ee", b"ffff"], 2);
         for i in matching(&second, &m).collect::<Vec<_>>() {
-            assert!(q.push(&second, i));
+            assert!(q.push(&second, i, Instant::now()));
         }
         assert_eq!(q.len(), 2);
         assert_eq!(q.arena, b"bbbbbbffff");
@@ -193,7 +223,7 @@ mod tests {
         );
         let big = vec![7u8; MAX_BATCH_BYTES / 2 + 1];
         let batch = batch_of(&[&big, &big], usize::MAX);
-        assert!(q.push(&batch, 0));
+        assert!(q.push(&batch, 0, Instant::now()));
         assert!(
             q.cannot_take(big.len()),
             "two halves overflow one batch's bytes"
@@ -202,9 +232,36 @@ mod tests {
         q.clear();
         for _ in 0..MAX_BATCH_PACKETS {
             assert!(!q.cannot_take(1));
-            assert!(q.push(&small, 0));
+            assert!(q.push(&small, 0, Instant::now()));
         }
         assert!(q.is_full() && q.cannot_take(1));
+    }
+
+    #[test]
+    fn removing_the_front_repoints_the_rest() {
+        let m = other_only();
+        let mut q = ChefQueue::default();
+        let first = batch_of(&[b"aaaa", b"bbbbbb", b"cc"], 1);
+        let second = batch_of(&[b"dddd", b"ee", b"ffff"], 2);
+        for b in [&first, &second] {
+            for i in matching(b, &m).collect::<Vec<_>>() {
+                assert!(q.push(b, i, Instant::now()));
+            }
+        }
+        assert!(q.segment_cannot_take(1, 6, MAX_BATCH_BYTES - 3));
+        assert!(!q.segment_cannot_take(1, 6, MAX_BATCH_BYTES - 4));
+        assert!(
+            !q.segment_cannot_take(2, 10, usize::MAX / 2),
+            "an empty segment takes any frame"
+        );
+        q.remove_front(1, 6);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.arena, b"ffff");
+        let p = q.packets[0].0;
+        assert_eq!((p.frame.offset, p.frame.len, p.payload.offset), (0, 4, 0));
+        assert_eq!(p.timestamp_ns, 2);
+        q.remove_front(1, 4);
+        assert!(q.is_empty() && q.arena.is_empty());
     }
 
     #[test]
@@ -216,7 +273,7 @@ mod tests {
             "an empty queue has no age"
         );
         let batch = batch_of(&[b"x"], 0);
-        assert!(q.push(&batch, 0));
+        assert!(q.push(&batch, 0, Instant::now()));
         assert!(q.older_than(Duration::ZERO, Instant::now()));
         assert!(!q.older_than(Duration::from_secs(3600), Instant::now()));
     }

@@ -184,7 +184,7 @@ impl ChefLane {
         ctx: &LaneContext<'_>,
     ) {
         let now_ns = ctx.now_ns;
-        let started = std::time::Instant::now();
+        let started = Self::call_clock(ctx);
         let result = self.chef.on_flow_events(wit, now_ns);
         if let Err(e) = &result {
             ctx.capsule(|c| c.flow_events_failed(&self.chef, e, events, now_ns));

@@ -26,6 +26,8 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+mod merge;
+
 use dumpling::Driver;
 
 use super::chef_queue::{self, ChefQueue};
@@ -139,13 +141,28 @@ pub struct LaneContext<'a> {
     pub capsules: Option<&'a Mutex<CrashCapsules>>,
 }
 
-impl LaneContext<'_> {
+impl<'a> LaneContext<'a> {
     /// The kitchen clock for output budgets: capture time in a replay (fixed for the step),
     /// wall time live.
     fn clock_ns(&self) -> u64 {
         match self.mode {
             ClockMode::Replay => self.now_ns,
             ClockMode::Live => wall_ns(),
+        }
+    }
+
+    /// The same context at kitchen time `now_ns` (a merged call's parts, `merge`).
+    fn at(&self, now_ns: u64) -> LaneContext<'a> {
+        LaneContext {
+            kitchen: self.kitchen,
+            mode: self.mode,
+            now_ns,
+            interval_ns: self.interval_ns,
+            share: self.share,
+            behind: self.behind,
+            started: self.started,
+            packed_batch: None,
+            capsules: self.capsules,
         }
     }
 
@@ -175,10 +192,16 @@ pub struct ChefLane {
     /// Bytes held in `ready`.
     ready_bytes: usize,
     /// Replay window ([`crate::dispatch::window`]): operations of the current window this
-    /// lane has done.
-    window_done: usize,
-    /// For each operation done and not sent yet, the end of its dumplings in `ready`.
+    /// lane has run.
+    window_next: usize,
+    /// For each operation done and not sent yet, the end of its dumplings in `ready`. An
+    /// operation run is done once its dumplings are all made: at once, or for a sparse
+    /// chef whose calls are being merged, when the merged call is made ([`merge`]).
     window_marks: Vec<usize>,
+    /// Operations of the current window sent (their marks dropped from `window_marks`).
+    window_sent: usize,
+    /// A sparse chef's calls of this window waiting to be made as one ([`merge`]).
+    merge: merge::Merge,
     /// Wall time this lane spent on the current window's operations (sizes the next).
     pub(super) window_ns: u64,
     /// The packed form of this lane's own packet lists (its queue).
@@ -199,8 +222,10 @@ impl ChefLane {
             },
             ready: Vec::new(),
             ready_bytes: 0,
-            window_done: 0,
+            window_next: 0,
             window_marks: Vec::new(),
+            window_sent: 0,
+            merge: merge::Merge::default(),
             window_ns: 0,
             packed: Vec::new(),
         }
@@ -282,9 +307,16 @@ impl ChefLane {
         (self.chef.name(), self.ready.drain(..))
     }
 
-    /// Operations of the current replay window this lane has done.
+    /// Operations of the current replay window this lane has done (their dumplings all
+    /// made).
     pub(super) fn window_done(&self) -> usize {
-        self.window_done
+        self.window_sent + self.window_marks.len()
+    }
+
+    /// Operations of the current replay window this lane has run (done, or waiting for a
+    /// merged call).
+    pub(super) fn window_next(&self) -> usize {
+        self.window_next
     }
 
     /// Bytes of dumplings made and not sent yet.
@@ -292,10 +324,20 @@ impl ChefLane {
         self.ready_bytes
     }
 
-    /// One more window operation done: its dumplings end here.
-    pub(super) fn mark_op_done(&mut self) {
-        self.window_marks.push(self.ready.len());
-        self.window_done += 1;
+    /// One more window operation run: done now (its dumplings end here) unless a merged
+    /// call still has to make some of them.
+    pub(super) fn finish_op(&mut self) {
+        self.window_next += 1;
+        if self.merge.is_empty() {
+            self.mark_through(self.window_next);
+        }
+    }
+
+    /// The window's first `ops` operations are done: their dumplings end here.
+    fn mark_through(&mut self, ops: usize) {
+        while self.window_done() < ops {
+            self.window_marks.push(self.ready.len());
+        }
     }
 
     /// The dumplings (indexes into the unsent ones) of the `k`-th unsent operation done.
@@ -317,6 +359,7 @@ impl ChefLane {
         let n = self.window_marks[ops - 1];
         self.ready.drain(..n);
         self.window_marks.drain(..ops);
+        self.window_sent += ops;
         for m in &mut self.window_marks {
             *m -= n;
         }
@@ -325,7 +368,9 @@ impl ChefLane {
 
     /// The window is done (every operation sent).
     pub(super) fn reset_window(&mut self) {
-        self.window_done = 0;
+        debug_assert!(self.merge.is_empty(), "a merged call left unmade");
+        self.window_next = 0;
+        self.window_sent = 0;
         self.window_marks.clear();
         self.window_ns = 0;
     }
@@ -358,11 +403,19 @@ impl ChefLane {
         self.counters.state = run_state(result.is_ok(), self.chef.is_quarantined());
     }
 
-    /// Record a successful call's time in its batch timings.
-    pub(super) fn time_call(&mut self, started: Instant) {
-        self.counters
-            .timing
-            .record(started.elapsed().as_nanos() as u64);
+    /// Record a successful call's time in its batch timings (the host's measure of the
+    /// call: reading the clock again here cost two more reads per call).
+    pub(super) fn time_call(&mut self) {
+        self.counters.timing.record(self.chef.last_call_ns());
+    }
+
+    /// When a call starts, for the live duty: the clock live, the step's start in a replay
+    /// (no duty; a clock read saved per call).
+    pub(super) fn call_clock(ctx: &LaneContext<'_>) -> Instant {
+        match ctx.mode {
+            ClockMode::Live => Instant::now(),
+            ClockMode::Replay => ctx.started,
+        }
     }
 
     /// Charge a finished call and its output to the duty (live).
@@ -402,7 +455,7 @@ impl ChefLane {
             if self.queue.cannot_take(frame_len) {
                 self.call_queued(ctx);
             }
-            self.queue.push(batch, at);
+            self.queue.push(batch, at, ctx.started);
         }
         let live = ctx.mode == ClockMode::Live;
         if self.queue.is_full()
@@ -439,16 +492,39 @@ impl ChefLane {
         packed: Option<&[u8]>,
         ctx: &LaneContext<'_>,
     ) {
+        let started = Self::call_clock(ctx);
+        let Some(out) = self.invoke_packets(packets, arena, packed, ctx) else {
+            return;
+        };
+        let items = Indexed {
+            what: "packet dumplings from one call",
+            outside: |n| format!("the batch of {n}"),
+            items: packets,
+            time_of: |p: &WirePacket| p.0.timestamp_ns,
+        };
+        self.wrap_indexed(out, &items, ctx);
+        self.finish_call(started, ctx);
+    }
+
+    /// The call of [`ChefLane::call_packets`] and its counters, without wrapping what it
+    /// made: `None` when the call was shed, skipped or failed.
+    fn invoke_packets(
+        &mut self,
+        packets: &[WirePacket],
+        arena: &[u8],
+        packed: Option<&[u8]>,
+        ctx: &LaneContext<'_>,
+    ) -> Option<Vec<PacketDumpling>> {
         let n = packets.len() as u64;
         if n == 0 {
-            return;
+            return None;
         }
         let now_ns = ctx.now_ns;
-        let started = Instant::now();
+        let started = Self::call_clock(ctx);
         if ctx.behind && self.counters.duty.over(started, ctx.share) {
             self.counters.dropped += n;
             self.counters.shed += n;
-            return;
+            return None;
         }
         let result = if self.chef.description().batch_form == BatchForm::Packed {
             let headers = match packed {
@@ -471,22 +547,12 @@ impl ChefLane {
             self.counters.seen += n;
             // Failed calls are not timed: a skipped call (backoff) takes no time and a
             // timed-out one is bounded by the deadline; both would blur the histogram.
-            self.time_call(started);
+            self.time_call();
         } else {
             self.counters.dropped += n;
         }
         self.record_call(&result, started, ctx);
-        let Ok(out) = result else {
-            return;
-        };
-        let items = Indexed {
-            what: "packet dumplings from one call",
-            outside: |n| format!("the batch of {n}"),
-            items: packets,
-            time_of: |p: &WirePacket| p.0.timestamp_ns,
-        };
-        self.wrap_indexed(out, &items, ctx);
-        self.finish_call(started, ctx);
+        result.ok()
     }
 
     /// Live and behind: whether this chef sheds the coming poke (counted).
@@ -510,7 +576,7 @@ impl ChefLane {
         if !self.is_poked() || self.sheds_poke(ctx) {
             return;
         }
-        let started = Instant::now();
+        let started = Self::call_clock(ctx);
         self.poke_one(now_ns, ctx);
         self.charge_duty(started, ctx);
     }

@@ -131,6 +131,9 @@ pub struct Dispatcher {
     workers: Option<LaneWorkers>,
     /// Replay: lane operations not run yet; each lane runs them back to back ([`window`]).
     window: StepWindow,
+    /// Merge a sparse chef's calls in a replay window (`lane::merge`; on unless a test or
+    /// benchmark compares with unmerged calls, [`Dispatcher::set_merge_calls`]).
+    merge_calls: bool,
     /// The default `--chef-threads`: the machine's cores, and the pool follows the chef
     /// count on hot reload ([`Dispatcher::follow_chef_count`]); `None`: a fixed count.
     follow_cores: Option<usize>,
@@ -168,6 +171,7 @@ impl Dispatcher {
             capsules: None,
             workers: None,
             window: StepWindow::default(),
+            merge_calls: true,
             follow_cores: None,
         };
         d.update_stream_stage();
@@ -221,6 +225,13 @@ impl Dispatcher {
     /// Threads running the chefs' calls (the dispatcher's own included).
     pub fn chef_threads(&self) -> usize {
         self.workers.as_ref().map_or(1, LaneWorkers::threads)
+    }
+
+    /// Whether a replay window merges a sparse chef's calls (on by default; the output is
+    /// the same either way, see `dispatch/lane/merge.rs`): off, to compare with unmerged
+    /// calls in a test or benchmark.
+    pub fn set_merge_calls(&mut self, on: bool) {
+        self.merge_calls = on;
     }
 
     /// The chefs' lanes, in call order (each lane's `chef`, `matcher`, counters).
@@ -381,6 +392,7 @@ impl Dispatcher {
                 interval_ns,
                 share,
                 capsules: self.capsules.as_ref(),
+                merge_calls: self.merge_calls,
             };
             let w = &self.window;
             match &self.workers {

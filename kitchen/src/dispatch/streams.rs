@@ -4,8 +4,6 @@
 //! `on-stream` with its chunks (ordering in a batch: flow starts, packets, stream chunks,
 //! flow ends; see `wit02-design` in the docs of [`crate::parse::stream_stage`]).
 
-use std::time::Instant;
-
 use flowtrack::reassembly::ReassemblyLimits;
 
 use flowtrack::table::{FlowEvent, Transport};
@@ -160,13 +158,12 @@ impl ChefLane {
         ctx: &LaneContext<'_>,
     ) {
         let now_ns = ctx.now_ns;
-        let started = Instant::now();
         let result = self.chef.on_stream(chunks, arena, now_ns);
         if let Err(e) = &result {
             ctx.capsule(|c| c.stream_failed(&self.chef, e, chunks, arena, now_ns));
         }
         if result.is_ok() {
-            self.time_call(started);
+            self.time_call();
         }
         self.set_state(&result);
         let Ok(out) = result else {

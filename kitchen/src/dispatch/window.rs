@@ -29,6 +29,11 @@
 //! stream chunks (some chef asks for them), the kitchen status (read at a poke), hot
 //! reload and the end of input flush the window first. Live capture never windows (a
 //! live chef over its share sheds instead, [`crate::dispatch::duty`]).
+//!
+//! Within a window a sparse chef's calls are merged (`lane/merge.rs`): an operation
+//! of such a lane is done only once the merged call that makes its dumplings is made, so
+//! the dispatcher sends what every lane has *done* ([`ChefLane::window_done`]), and a lane
+//! makes its waiting merged call before it stops running a window.
 
 use std::time::Instant;
 
@@ -217,6 +222,8 @@ pub(super) struct WindowContext<'a> {
     pub interval_ns: u64,
     pub share: f64,
     pub capsules: Option<&'a std::sync::Mutex<crate::outputs::crash_capsule::CrashCapsules>>,
+    /// Merge sparse chefs' calls ([`super::Dispatcher::set_merge_calls`]).
+    pub merge_calls: bool,
 }
 
 impl ChefLane {
@@ -225,29 +232,34 @@ impl ChefLane {
     /// `me` is this lane's index (its stream chunks in the window).
     pub(super) fn run_window(&mut self, me: usize, w: &StepWindow, wc: &WindowContext<'_>) {
         let started = Instant::now();
-        self.run_window_ops(me, w, wc);
+        self.run_window_ops(me, w, wc, started);
         self.window_ns += started.elapsed().as_nanos() as u64;
     }
 
-    fn run_window_ops(&mut self, me: usize, w: &StepWindow, wc: &WindowContext<'_>) {
-        while self.window_done() < w.ops.len() && self.held_bytes() < MAX_LANE_HELD_BYTES {
-            let WindowOp { op, now_ns } = w.ops[self.window_done()];
-            let ctx = LaneContext {
-                kitchen: wc.kitchen,
-                mode: super::ClockMode::Replay,
-                now_ns,
-                interval_ns: wc.interval_ns,
-                share: wc.share,
-                behind: false,
-                started: Instant::now(),
-                packed_batch: match op {
-                    LaneOp::Offer(i) => w.packed[i].as_deref(),
-                    _ => None,
-                },
-                capsules: wc.capsules,
+    /// `started`: when this run started (the calls' context reads no clock per operation;
+    /// a replay has no duty and no queue age).
+    fn run_window_ops(
+        &mut self,
+        me: usize,
+        w: &StepWindow,
+        wc: &WindowContext<'_>,
+        started: Instant,
+    ) {
+        // A sparse chef's calls are merged across the window's operations
+        // (`lane::merge`): nothing it can observe separates them.
+        let merging = wc.merge_calls && self.merges();
+        while self.window_next() < w.ops.len() && self.held_bytes() < MAX_LANE_HELD_BYTES {
+            let k = self.window_next();
+            let WindowOp { op, now_ns } = w.ops[k];
+            let packed = match op {
+                LaneOp::Offer(i) => w.packed[i].as_deref(),
+                _ => None,
             };
+            let ctx = wc.lane_context(now_ns, packed, started);
             match op {
+                LaneOp::Offer(i) if merging => self.offer_merging(&w.batches[i], k, &ctx),
                 LaneOp::Offer(i) => self.offer(&w.batches[i], &ctx),
+                LaneOp::CallQueued if merging => self.end_call(k, &ctx),
                 LaneOp::CallQueued => {
                     if self.has_queued() {
                         self.call_queued(&ctx);
@@ -277,7 +289,33 @@ impl ChefLane {
                     }
                 }
             }
-            self.mark_op_done();
+            self.finish_op();
+        }
+        // Whatever this lane stops at, every operation it ran is done before the
+        // dispatcher sends them.
+        let last_ns = w.ops[..self.window_next()].last().map_or(0, |o| o.now_ns);
+        self.call_merged(&wc.lane_context(last_ns, None, started));
+    }
+}
+
+impl WindowContext<'_> {
+    /// The context of a window operation's calls at kitchen time `now_ns`.
+    fn lane_context<'b>(
+        &'b self,
+        now_ns: u64,
+        packed: Option<&'b [u8]>,
+        started: Instant,
+    ) -> LaneContext<'b> {
+        LaneContext {
+            kitchen: self.kitchen,
+            mode: super::ClockMode::Replay,
+            now_ns,
+            interval_ns: self.interval_ns,
+            share: self.share,
+            behind: false,
+            started,
+            packed_batch: packed,
+            capsules: self.capsules,
         }
     }
 }

@@ -1118,7 +1118,7 @@ mod tests {
             ..Default::default()
         };
         let mut queue = crate::dispatch::chef_queue::ChefQueue::default();
-        assert!(queue.push(&batch, 2));
+        assert!(queue.push(&batch, 2, std::time::Instant::now()));
         let WirePacket(q) = queue.packets[0];
         assert_eq!(bytes(&queue.arena, &q.payload), &message[..]);
         assert_eq!(defrag.stats().reassembled, 1);
