@@ -305,44 +305,56 @@ fn flag_names(f: TcpFlags) -> Vec<&'static str> {
 /// the high-cardinality corpus); IPv6 payloads grow the buffer once.
 const PAYLOAD_CAPACITY: usize = 448;
 
-/// An integer as serde_json writes it.
-fn json_u64(out: &mut Vec<u8>, v: u64) {
-    use serde_json::ser::Formatter;
-    // Writing into a `Vec` cannot fail.
-    let _ = serde_json::ser::CompactFormatter.write_u64(out, v);
+/// An integer as serde_json writes it (serde_json formats integers with this same `itoa`).
+fn json_u64(out: &mut String, v: u64) {
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
-/// A finite float as serde_json writes it (its own formatter, so the digits are the same).
-fn json_f64(out: &mut Vec<u8>, v: f64) {
-    use serde_json::ser::Formatter;
+/// A float as serde_json writes it: a finite one with this same `zmij` call
+/// (`CompactFormatter::write_f64`), anything else as `null`.
+fn json_f64(out: &mut String, v: f64) {
     if v.is_finite() {
-        let _ = serde_json::ser::CompactFormatter.write_f64(out, v);
+        out.push_str(zmij::Buffer::new().format_finite(v));
     } else {
-        out.extend_from_slice(b"null");
+        out.push_str("null");
     }
+}
+
+/// An address octet in decimal (the digits `Display` and `chef_sdk::ser` write).
+fn push_octet(out: &mut String, v: u8) {
+    if v >= 100 {
+        out.push(char::from(b'0' + v / 100));
+    }
+    if v >= 10 {
+        out.push(char::from(b'0' + v / 10 % 10));
+    }
+    out.push(char::from(b'0' + v % 10));
 }
 
 /// A socket address as a JSON string, as `chef_sdk::ser::socket_addr` writes it (its text
 /// has no character JSON escapes).
-fn json_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    use std::io::Write;
-    out.push(b'"');
+fn json_socket_addr(out: &mut String, addr: SocketAddr) {
+    use std::fmt::Write;
+    out.push('"');
     match addr {
         SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                json_u64(out, u64::from(octet));
-            }
-            out.push(b':');
-            json_u64(out, u64::from(v4.port()));
+            let [a, b, c, d] = v4.ip().octets();
+            push_octet(out, a);
+            out.push('.');
+            push_octet(out, b);
+            out.push('.');
+            push_octet(out, c);
+            out.push('.');
+            push_octet(out, d);
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(v4.port()));
         }
         SocketAddr::V6(_) => {
+            // Writing into a `String` cannot fail.
             let _ = write!(out, "{addr}");
         }
     }
-    out.push(b'"');
+    out.push('"');
 }
 
 fn secs(ns: u64) -> f64 {
@@ -457,72 +469,49 @@ impl TopTalkersChef {
     ///
     /// Why: on high-cardinality traffic a connection ends for about every packet, and
     /// serde's path cost a `Vec` for the flag names and two regrowths of its 128-byte
-    /// buffer per ~330-byte payload; here one buffer of the right size is filled in order.
+    /// buffer per ~330-byte payload; here one `String` of the right size is filled in
+    /// order, with the number formatters serde_json itself calls (`itoa`, `zmij`), so no
+    /// UTF-8 check of the whole text is needed either.
     pub fn ended_json(&mut self, s: &FlowSummary) -> String {
         let (protocol, originator, responder, reason) = self.count_ended(s);
-        let mut out = Vec::with_capacity(PAYLOAD_CAPACITY);
-        out.extend_from_slice(b"{\"flow_ended\":{\"id\":");
+        let mut out = String::with_capacity(PAYLOAD_CAPACITY);
+        out.push_str("{\"flow_ended\":{\"id\":");
         json_u64(&mut out, s.id);
-        out.extend_from_slice(b",\"protocol\":\"");
-        out.extend_from_slice(protocol.as_bytes());
-        out.extend_from_slice(b"\",\"originator\":");
+        out.push_str(",\"protocol\":\"");
+        out.push_str(protocol);
+        out.push_str("\",\"originator\":");
         json_socket_addr(&mut out, originator);
-        out.extend_from_slice(b",\"responder\":");
+        out.push_str(",\"responder\":");
         json_socket_addr(&mut out, responder);
-        out.extend_from_slice(b",\"first\":");
+        out.push_str(",\"first\":");
         json_f64(&mut out, secs(s.first_ns));
-        out.extend_from_slice(b",\"last\":");
+        out.push_str(",\"last\":");
         json_f64(&mut out, secs(s.last_ns));
-        out.extend_from_slice(b",\"packets_from_originator\":");
+        out.push_str(",\"packets_from_originator\":");
         json_u64(&mut out, s.packets_from_originator);
-        out.extend_from_slice(b",\"packets_from_responder\":");
+        out.push_str(",\"packets_from_responder\":");
         json_u64(&mut out, s.packets_from_responder);
-        out.extend_from_slice(b",\"bytes_from_originator\":");
+        out.push_str(",\"bytes_from_originator\":");
         json_u64(&mut out, s.bytes_from_originator);
-        out.extend_from_slice(b",\"bytes_from_responder\":");
+        out.push_str(",\"bytes_from_responder\":");
         json_u64(&mut out, s.bytes_from_responder);
-        out.extend_from_slice(b",\"tcp_flags\":[");
+        out.push_str(",\"tcp_flags\":[");
         let mut first = true;
         for (flag, name) in FLAG_NAMES {
             if s.tcp_flags_seen.contains(flag) {
                 if !first {
-                    out.push(b',');
+                    out.push(',');
                 }
                 first = false;
-                out.push(b'"');
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'"');
+                out.push('"');
+                out.push_str(name);
+                out.push('"');
             }
         }
-        out.extend_from_slice(b"],\"end_reason\":\"");
-        out.extend_from_slice(reason.as_bytes());
-        out.extend_from_slice(b"\"}}");
-        // Every piece above is ASCII (names, digits, addresses), so this never fails; the
-        // fallback keeps the payload right if that ever changes.
-        String::from_utf8(out).unwrap_or_else(|_| {
-            serde_json::to_string(&self.ended_payload_only(s)).unwrap_or_default()
-        })
-    }
-
-    /// The payload of [`Self::ended`] without counting the connection again.
-    fn ended_payload_only(&self, s: &FlowSummary) -> FlowEndedPayload {
-        let (originator, responder) = endpoints(&s.key);
-        FlowEndedPayload {
-            flow_ended: FlowEnded {
-                id: s.id,
-                protocol: transport_name(s.key.transport),
-                originator,
-                responder,
-                first: secs(s.first_ns),
-                last: secs(s.last_ns),
-                packets_from_originator: s.packets_from_originator,
-                packets_from_responder: s.packets_from_responder,
-                bytes_from_originator: s.bytes_from_originator,
-                bytes_from_responder: s.bytes_from_responder,
-                tcp_flags: flag_names(s.tcp_flags_seen),
-                end_reason: reason_name(s.end_reason),
-            },
-        }
+        out.push_str("],\"end_reason\":\"");
+        out.push_str(reason);
+        out.push_str("\"}}");
+        out
     }
 
     /// Counts one ended connection into the interval (by reason, and into `top_ended`);
