@@ -170,13 +170,93 @@ pub struct CheckedDumpling {
     pub driver: Driver,
 }
 
-/// The envelope's `metadata`, in the original's key order.
-#[derive(Serialize)]
-struct EnvelopeMetadata<'a> {
-    chef: &'a str,
-    kitchen: Option<&'a str>,
-    creation_time: f64,
-    driver: Driver,
+/// The envelope's head for one chef and kitchen: `{"metadata":{"chef":…,"kitchen":…,
+/// "creation_time":` is made once, and each dumpling adds only its time and driver.
+///
+/// Why: the kitchen wraps every dumpling of a chef with the same chef and kitchen names;
+/// serialising the whole metadata struct with serde (escaping both names again) cost
+/// more than the rest of a small packet dumpling's envelope. The bytes are exactly what
+/// serde_json writes for the struct `{chef, kitchen, creation_time, driver}` (the same
+/// serializer writes each field; a test compares the two).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvelopeHead {
+    chef: String,
+    kitchen: Option<String>,
+    /// `{"metadata":{"chef":"…","kitchen":"…"|null,"creation_time":`.
+    prefix: Vec<u8>,
+}
+
+impl EnvelopeHead {
+    /// The head for dumplings of `chef` made in `kitchen` (`None`: the hub's own).
+    pub fn new(chef: &str, kitchen: Option<&str>) -> Self {
+        let mut prefix = Vec::with_capacity(chef.len() + kitchen.map_or(4, str::len) + 64);
+        write_prefix(&mut prefix, chef, kitchen);
+        EnvelopeHead {
+            chef: chef.to_owned(),
+            kitchen: kitchen.map(str::to_owned),
+            prefix,
+        }
+    }
+
+    /// Whether this is the head of `chef`'s dumplings made in `kitchen`.
+    pub fn is_for(&self, chef: &str, kitchen: Option<&str>) -> bool {
+        self.chef == chef && self.kitchen.as_deref() == kitchen
+    }
+
+    /// The chef's name.
+    pub fn chef(&self) -> &str {
+        &self.chef
+    }
+
+    /// `{"metadata":{...},"payload":` in a buffer with room for a payload of `payload_len`
+    /// bytes and the closing `}` (which the caller appends).
+    fn bytes(&self, creation_time: f64, driver: Driver, payload_len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + payload_len + 48);
+        out.extend_from_slice(&self.prefix);
+        write_suffix(&mut out, creation_time, driver);
+        out
+    }
+}
+
+/// `{"metadata":{"chef":…,"kitchen":…,"creation_time":` (see [`EnvelopeHead`]).
+fn write_prefix(out: &mut Vec<u8>, chef: &str, kitchen: Option<&str>) {
+    out.extend_from_slice(b"{\"metadata\":{\"chef\":");
+    // Plain strings cannot fail to serialize; serde_json escapes them as in the struct.
+    let _ = serde_json::to_writer(&mut *out, chef);
+    out.extend_from_slice(b",\"kitchen\":");
+    let _ = serde_json::to_writer(&mut *out, &kitchen);
+    out.extend_from_slice(b",\"creation_time\":");
+}
+
+/// The head after the prefix: the time, the driver, and `},"payload":`.
+fn write_suffix(out: &mut Vec<u8>, creation_time: f64, driver: Driver) {
+    // An f64 cannot fail to serialize (a non-finite one becomes `null`, as in the struct).
+    let _ = serde_json::to_writer(&mut *out, &creation_time);
+    out.extend_from_slice(match driver {
+        Driver::Packet => b",\"driver\":\"packet\"},\"payload\":".as_slice(),
+        Driver::Interval => b",\"driver\":\"interval\"},\"payload\":".as_slice(),
+    });
+}
+
+/// The names an envelope is made for: given each time, or cached in an [`EnvelopeHead`].
+#[derive(Clone, Copy)]
+pub(crate) enum Head<'a> {
+    /// A chef's and a kitchen's names, written for this one dumpling.
+    Names(&'a str, Option<&'a str>),
+    /// A head made once for many dumplings.
+    Cached(&'a EnvelopeHead),
+}
+
+impl Head<'_> {
+    /// `{"metadata":{...},"payload":` with room for the payload and the closing `}`.
+    fn bytes(self, creation_time: f64, driver: Driver, payload_len: usize) -> Vec<u8> {
+        match self {
+            Head::Names(chef, kitchen) => {
+                head_bytes(chef, kitchen, creation_time, driver, payload_len)
+            }
+            Head::Cached(head) => head.bytes(creation_time, driver, payload_len),
+        }
+    }
 }
 
 /// `{"metadata":{...},"payload":` in a buffer with room for a payload of `payload_len`
@@ -189,16 +269,8 @@ fn head_bytes(
     payload_len: usize,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload_len + 128);
-    let metadata = EnvelopeMetadata {
-        chef,
-        kitchen,
-        creation_time,
-        driver,
-    };
-    out.extend_from_slice(b"{\"metadata\":");
-    // Plain strings and an f64 cannot fail to serialize (a non-finite f64 becomes `null`).
-    let _ = serde_json::to_writer(&mut out, &metadata);
-    out.extend_from_slice(b",\"payload\":");
+    write_prefix(&mut out, chef, kitchen);
+    write_suffix(&mut out, creation_time, driver);
     out
 }
 
@@ -239,7 +311,8 @@ pub fn wrap_payload(
     driver: Driver,
     payload: &str,
 ) -> Result<String, serde_json::Error> {
-    wrap_payload_parts(chef, kitchen, creation_time, driver, payload).map(|(json, ..)| json)
+    wrap_payload_parts(Head::Names(chef, kitchen), creation_time, driver, payload)
+        .map(|(json, ..)| json)
 }
 
 /// Why [`wrap_checked`] refused a payload.
@@ -263,20 +336,31 @@ pub fn wrap_checked(
     driver: Driver,
     payload: &str,
 ) -> Result<String, WrapError> {
-    wrap_checked_parts(chef, kitchen, creation_time, driver, payload).map(|(json, _)| json)
+    wrap_checked_parts(Head::Names(chef, kitchen), creation_time, driver, payload)
+        .map(|(json, _)| json)
+}
+
+/// [`wrap_checked`] with the chef's and kitchen's names from `head` (made once per chef):
+/// the same bytes and the same checks.
+pub fn wrap_checked_with(
+    head: &EnvelopeHead,
+    creation_time: f64,
+    driver: Driver,
+    payload: &str,
+) -> Result<String, WrapError> {
+    wrap_checked_parts(Head::Cached(head), creation_time, driver, payload).map(|(json, _)| json)
 }
 
 /// [`wrap_checked`], also giving where the compacted payload starts in the result (it ends
 /// before the final `}`).
 pub(crate) fn wrap_checked_parts(
-    chef: &str,
-    kitchen: Option<&str>,
+    head: Head<'_>,
     creation_time: f64,
     driver: Driver,
     payload: &str,
 ) -> Result<(String, usize), WrapError> {
-    let (json, head, fast) = wrap_payload_parts(chef, kitchen, creation_time, driver, payload)
-        .map_err(WrapError::Invalid)?;
+    let (json, head, fast) =
+        wrap_payload_parts(head, creation_time, driver, payload).map_err(WrapError::Invalid)?;
     check_wrapped(&json, fast)?;
     Ok((json, head))
 }
@@ -303,8 +387,7 @@ pub(crate) fn check_wrapped(json: &str, depth_ok: bool) -> Result<(), WrapError>
 /// ends before the final `}`) and whether the fast path took it (its depth is then at most
 /// [`canonical::MAX_FAST_DEPTH`]).
 pub(crate) fn wrap_payload_parts(
-    chef: &str,
-    kitchen: Option<&str>,
+    head: Head<'_>,
     creation_time: f64,
     driver: Driver,
     payload: &str,
@@ -312,13 +395,13 @@ pub(crate) fn wrap_payload_parts(
     if canonical::canonical_depth(payload).is_some() {
         // Already what the transcode would write (see `canonical`): copied as it is. The
         // head is serde_json's output, so the whole is UTF-8 without a second look.
-        let mut text = wrap_head(chef, kitchen, creation_time, driver, payload.len())?;
+        let mut text = wrap_head(head, creation_time, driver, payload.len())?;
         let head = text.len();
         text.push_str(payload);
         text.push('}');
         return Ok((text, head, true));
     }
-    let mut out = head_bytes(chef, kitchen, creation_time, driver, payload.len());
+    let mut out = head.bytes(creation_time, driver, payload.len());
     let head = out.len();
     transcode_compact(payload, &mut out)?;
     out.push(b'}');
@@ -329,13 +412,12 @@ pub(crate) fn wrap_payload_parts(
 /// The envelope's head (`{"metadata":{...},"payload":`) as a string with room for a
 /// payload of `payload_len` bytes and the closing `}`.
 pub(crate) fn wrap_head(
-    chef: &str,
-    kitchen: Option<&str>,
+    head: Head<'_>,
     creation_time: f64,
     driver: Driver,
     payload_len: usize,
 ) -> Result<String, serde_json::Error> {
-    let out = head_bytes(chef, kitchen, creation_time, driver, payload_len);
+    let out = head.bytes(creation_time, driver, payload_len);
     String::from_utf8(out).map_err(<serde_json::Error as serde::de::Error>::custom)
 }
 
@@ -530,6 +612,92 @@ mod tests {
         let back: Dumpling = serde_json::from_str(&text).unwrap();
         assert_eq!(back.metadata.driver, Driver::Interval);
         assert_eq!(back.payload["packet_counts"]["IP"], 1);
+    }
+
+    /// What the head was before [`EnvelopeHead`]: serde_json writing the metadata struct.
+    fn serde_head(chef: &str, kitchen: Option<&str>, creation_time: f64, driver: Driver) -> String {
+        #[derive(Serialize)]
+        struct EnvelopeMetadata<'a> {
+            chef: &'a str,
+            kitchen: Option<&'a str>,
+            creation_time: f64,
+            driver: Driver,
+        }
+        let metadata = EnvelopeMetadata {
+            chef,
+            kitchen,
+            creation_time,
+            driver,
+        };
+        format!(
+            "{{\"metadata\":{},\"payload\":",
+            serde_json::to_string(&metadata).unwrap()
+        )
+    }
+
+    #[test]
+    fn a_cached_head_writes_what_serde_writes_for_the_metadata() {
+        let names: [(&str, Option<&str>); 5] = [
+            ("DNSLookupChef", Some("kitchen-1")),
+            ("C", None),
+            (
+                "quote\"back\\slash\u{1}\u{7f}",
+                Some("new\nline\t\u{202e}é😀"),
+            ),
+            ("", Some("")),
+            ("ARPChef", Some("k\"\n")),
+        ];
+        let mut times = vec![
+            0.0,
+            -0.0,
+            1.5,
+            1e-7,
+            1e21,
+            1e22,
+            -1795739862.513954,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            5e-324,
+        ];
+        // Capture-time stamps as the kitchen makes them (nanoseconds / 1e9).
+        let mut ns = 1_795_739_862_513_954_123u64;
+        for _ in 0..2000 {
+            times.push(epoch_seconds_from_nanos(ns));
+            ns = ns
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407)
+                >> 3;
+        }
+        for (chef, kitchen) in names {
+            let head = EnvelopeHead::new(chef, kitchen);
+            assert!(head.is_for(chef, kitchen));
+            assert!(!head.is_for(chef, Some("other")));
+            for &t in &times {
+                for driver in [Driver::Packet, Driver::Interval] {
+                    let want = serde_head(chef, kitchen, t, driver);
+                    let got = head.bytes(t, driver, 0);
+                    assert_eq!(String::from_utf8(got).unwrap(), want);
+                    let uncached = head_bytes(chef, kitchen, t, driver, 0);
+                    assert_eq!(String::from_utf8(uncached).unwrap(), want);
+                    // And whole dumplings: with the cached head or with the names.
+                    for payload in [r#"{"a":[1,"x"]}"#, "{ \"b\" : 2.50 }", "nope"] {
+                        let a = wrap_checked_with(&head, t, driver, payload);
+                        let b = wrap_checked(chef, kitchen, t, driver, payload);
+                        match (a, b) {
+                            (Ok(a), Ok(b)) => {
+                                assert_eq!(a, b);
+                                assert!(a.starts_with(&want));
+                            }
+                            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                            (a, b) => panic!("{payload}: {a:?} vs {b:?}"),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! a function of the payload's bytes alone (the envelope around it adds one level of
 //! depth whatever its strings hold, and its size is checked again on every message), so a
 //! byte-identical payload checks the same: the memo keeps the compacted text it gave and
-//! reuses it. The output is unchanged.
+//! reuses it. The output is unchanged. The memo takes the chef's payload by value and keeps
+//! that very string (no copy of a changed table).
 
-use crate::{check_wrapped, wrap_head, Driver, WrapError};
+use crate::{check_wrapped, wrap_head, Driver, EnvelopeHead, Head, WrapError};
 
 /// One payload that passed [`crate::wrap_checked`] and its compacted form.
 #[derive(Debug, Default)]
@@ -25,19 +26,18 @@ pub struct PayloadMemo {
 }
 
 impl PayloadMemo {
-    /// [`crate::wrap_checked`], remembering the last payload that passed: a payload
+    /// [`crate::wrap_checked_with`], remembering the last payload that passed: a payload
     /// byte-identical to it is not checked again (only the new message's size is).
     pub fn wrap(
         &mut self,
-        chef: &str,
-        kitchen: Option<&str>,
+        head: &EnvelopeHead,
         creation_time: f64,
         driver: Driver,
-        payload: &str,
+        payload: String,
     ) -> Result<String, WrapError> {
         if self.valid && self.payload == payload {
             let body = self.compact.as_deref().unwrap_or(&self.payload);
-            let mut out = wrap_head(chef, kitchen, creation_time, driver, body.len())
+            let mut out = wrap_head(Head::Cached(head), creation_time, driver, body.len())
                 .map_err(WrapError::Invalid)?;
             out.push_str(body);
             out.push('}');
@@ -47,12 +47,11 @@ impl PayloadMemo {
         }
         self.valid = false;
         let (json, head) =
-            crate::wrap_checked_parts(chef, kitchen, creation_time, driver, payload)?;
+            crate::wrap_checked_parts(Head::Cached(head), creation_time, driver, &payload)?;
         // The compacted payload is what follows the head, up to the closing brace.
         let body = json.get(head..json.len().saturating_sub(1)).unwrap_or("");
         self.compact = (body != payload).then(|| body.to_owned());
-        self.payload.clear();
-        self.payload.push_str(payload);
+        self.payload = payload;
         self.valid = true;
         Ok(json)
     }
@@ -73,6 +72,7 @@ mod tests {
     #[test]
     fn repeats_give_exactly_what_a_fresh_check_gives() {
         let mut memo = PayloadMemo::default();
+        let head = EnvelopeHead::new("C", Some("k"));
         let deep_ok = format!("{}{}", "[".repeat(126), "]".repeat(126));
         let too_deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
         let big = format!("\"{}\"", "x".repeat(crate::MAX_MESSAGE_BYTES - 120));
@@ -97,7 +97,7 @@ mod tests {
             // Creation times of different lengths move the message size across the limit.
             for t in [1.0 + i as f64 * 0.25, 1.123_456_789_012_3e9] {
                 let fresh = crate::wrap_checked("C", Some("k"), t, Driver::Interval, p);
-                let memo_out = memo.wrap("C", Some("k"), t, Driver::Interval, p);
+                let memo_out = memo.wrap(&head, t, Driver::Interval, p.to_string());
                 assert!(
                     same(&fresh, &memo_out),
                     "{p:.40}: {fresh:.80?} vs {memo_out:.80?}"

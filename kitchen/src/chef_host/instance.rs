@@ -23,6 +23,7 @@ use super::bindings::{
     self, v0_1, BatchForm, FlowEvent, Interest, LogLevel, Packet, PacketDumpling, StreamChunk,
 };
 use super::chef_log::ChefLog;
+use super::chef_text::ChefText;
 use super::clocks::{process_epoch, Environment, KitchenClock, ReplayMonotonic};
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
@@ -246,6 +247,10 @@ struct Live {
     /// `interval-json-bytes.on-interval`, when the chef exports it (0.2 only; preferred over
     /// the handler's; see `interval_bytes`).
     interval_json_bytes: Option<Func>,
+    /// The handler's `on-interval`, typed to lift its strings as [`ChefText`] (UTF-8
+    /// checked by `simdutf8`); `None` when it does not type-check so (the bindings' call
+    /// is used then).
+    on_interval: Option<OnIntervalFunc>,
     /// No handler call has been made into this instance yet.
     fresh: bool,
 }
@@ -294,6 +299,9 @@ pub struct LoadedChef {
     /// How many calls the next call stands for (a replay window's merged packet call,
     /// [`LoadedChef::set_merged_calls`]); 0 or 1: one.
     merged_calls: u32,
+    /// Its envelope head (chef and kitchen names written once; see
+    /// [`dumpling::EnvelopeHead`]), made at its first dumpling.
+    envelope_head: Option<dumpling::EnvelopeHead>,
 }
 
 impl LoadedChef {
@@ -354,6 +362,7 @@ impl LoadedChef {
             interval_memo: dumpling::PayloadMemo::default(),
             merged_calls: 1,
             last_call_ns: 0,
+            envelope_head: None,
         })
     }
 
@@ -361,21 +370,26 @@ impl LoadedChef {
     /// envelope, and the message checked against the hub's limits. An interval payload
     /// byte-identical to the chef's previous one (a table that did not change since the
     /// last poke) is wrapped from what checking it gave last time
-    /// ([`dumpling::PayloadMemo`]): the same result, without a second check.
+    /// ([`dumpling::PayloadMemo`]): the same result, without a second check. The chef and
+    /// kitchen names in the envelope are written once ([`dumpling::EnvelopeHead`]).
     pub fn wrap_payload(
         &mut self,
         kitchen: Option<&str>,
         creation_time: f64,
         driver: dumpling::Driver,
-        payload: &str,
+        payload: String,
     ) -> Result<String, dumpling::WrapError> {
         let name = self.description.name.as_str();
+        let head = match &mut self.envelope_head {
+            Some(head) if head.is_for(name, kitchen) => head,
+            slot => slot.insert(dumpling::EnvelopeHead::new(name, kitchen)),
+        };
         match driver {
             dumpling::Driver::Interval => {
                 self.interval_memo
-                    .wrap(name, kitchen, creation_time, driver, payload)
+                    .wrap(head, creation_time, driver, payload)
             }
-            _ => dumpling::wrap_checked(name, kitchen, creation_time, driver, payload),
+            _ => dumpling::wrap_checked_with(head, creation_time, driver, &payload),
         }
     }
 
@@ -703,6 +717,11 @@ impl LoadedChef {
                 let (answer,) = typed.call(&mut live.store, (now_ns, interval_ns))?;
                 return Ok(interval_bytes::payloads(answer));
             }
+            if let Some(f) = live.on_interval {
+                let (answer,) = f.call(&mut live.store, (now_ns, interval_ns))?;
+                // Same layout: collected in place.
+                return Ok((answer.into_iter().map(|t| t.0).collect(), 0));
+            }
             let out = live
                 .chef
                 .on_interval(&mut live.store, now_ns, interval_ns)?;
@@ -953,6 +972,12 @@ fn instantiate(
             .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-interval"))
             .and_then(|idx| instance.get_func(&mut store, idx)),
     };
+    // Typed once: the handler's `on-interval` (same in 0.1 and 0.2).
+    let on_interval = instance
+        .get_export_index(&mut store, None, export)
+        .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-interval"))
+        .and_then(|idx| instance.get_func(&mut store, idx))
+        .and_then(|f| f.typed::<(u64, u64), (Vec<ChefText>,)>(&store).ok());
     let info = match chef.describe(&mut store) {
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
@@ -968,11 +993,15 @@ fn instantiate(
             packed_json,
             packed_json_bytes,
             interval_json_bytes,
+            on_interval,
             fresh: true,
         },
         info,
     ))
 }
+
+/// The handler's typed `on-interval` export, lifting [`ChefText`]s.
+type OnIntervalFunc = wasmtime::component::TypedFunc<(u64, u64), (Vec<ChefText>,)>;
 
 /// The typed `on-packets` export, taking [`WirePacket`]s.
 type OnPacketsFunc<'a> =

@@ -17,7 +17,11 @@ pub fn payloads(answer: Vec<Vec<u8>>) -> (Vec<String>, u64) {
     let mut not_utf8 = 0u64;
     let texts = answer
         .into_iter()
-        .filter_map(|b| String::from_utf8(b).map_err(|_| not_utf8 += 1).ok())
+        .filter_map(|b| {
+            super::chef_text::utf8_string(b)
+                .map_err(|_| not_utf8 += 1)
+                .ok()
+        })
         .collect();
     (texts, not_utf8)
 }

@@ -32,6 +32,7 @@ pub mod bindings;
 pub mod cache;
 pub mod chef_file;
 pub mod chef_log;
+pub mod chef_text;
 pub mod clocks;
 pub mod compile_worker;
 pub mod cpu_time;

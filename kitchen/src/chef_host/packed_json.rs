@@ -23,7 +23,7 @@ pub const BYTES_EXPORT: &str = "netdumplings:chef/packed-json-bytes@0.2.0";
 /// [`split`] for an answer given as bytes (`packed-json-bytes`): bytes that are not UTF-8
 /// end the answer there (the pairs before them are kept; the fault names the byte).
 pub fn split_bytes(bytes: &[u8]) -> (Vec<PacketDumpling>, Option<String>) {
-    match std::str::from_utf8(bytes) {
+    match super::chef_text::utf8_str(bytes) {
         Ok(text) => split(text),
         Err(e) => {
             let valid = e.valid_up_to();

@@ -593,7 +593,7 @@ impl ChefLane {
         };
         let cap = self.count_over_cap(out.len(), "interval dumplings from one poke");
         for payload in out.into_iter().take(cap) {
-            self.wrap(Driver::Interval, now_ns, &payload, ctx);
+            self.wrap(Driver::Interval, now_ns, payload, ctx);
         }
     }
 
@@ -612,7 +612,7 @@ impl ChefLane {
                 self.bad_index(idx, &(items.outside)(items.items.len()));
                 continue;
             };
-            self.wrap(Driver::Packet, (items.time_of)(item), &d.payload, ctx);
+            self.wrap(Driver::Packet, (items.time_of)(item), d.payload, ctx);
         }
     }
 
@@ -651,7 +651,7 @@ impl ChefLane {
         &mut self,
         driver: Driver,
         at_ns: u64,
-        payload: &str,
+        payload: String,
         ctx: &LaneContext<'_>,
     ) {
         let chef = &mut self.chef;
