@@ -16,7 +16,7 @@ pub mod text;
 
 pub use check::{check_dumpling, check_dumpling_text};
 pub use limits::{check_json_depth, check_message_limits, LimitError, MAX_JSON_DEPTH};
-pub use memo::PayloadMemo;
+pub use memo::{CheckedPayload, PayloadMemo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -25,7 +25,74 @@ pub struct PayloadMemo {
     valid: bool,
 }
 
+/// A memo's checked payload lent out ([`PayloadMemo::lend`]): only the memo makes one, so
+/// holding one means these bytes passed the check. The kitchen lends it to the lift of a
+/// chef's next answer, which compares the chef's bytes with it where they lie and, when
+/// they are the same, gives this back instead of copying them.
+#[derive(Debug)]
+pub struct CheckedPayload {
+    payload: String,
+    compact: Option<String>,
+}
+
+impl CheckedPayload {
+    /// The payload as the chef sent it.
+    pub fn text(&self) -> &str {
+        &self.payload
+    }
+}
+
 impl PayloadMemo {
+    /// Lend the last checked payload out (the memo holds none until it comes back through
+    /// [`Self::restore`] or [`Self::wrap_repeat`]; a payload wrapped meanwhile is checked).
+    pub fn lend(&mut self) -> Option<CheckedPayload> {
+        if !self.valid {
+            return None;
+        }
+        self.valid = false;
+        Some(CheckedPayload {
+            payload: std::mem::take(&mut self.payload),
+            compact: self.compact.take(),
+        })
+    }
+
+    /// Take a lent payload back unused.
+    pub fn restore(&mut self, lent: CheckedPayload) {
+        self.payload = lent.payload;
+        self.compact = lent.compact;
+        self.valid = true;
+    }
+
+    /// Wrap a lent payload the chef sent again (what [`Self::wrap`] gives for a payload
+    /// byte-identical to the memo's), and keep it as the last checked payload.
+    pub fn wrap_repeat(
+        &mut self,
+        head: &EnvelopeHead,
+        creation_time: f64,
+        driver: Driver,
+        lent: CheckedPayload,
+    ) -> Result<String, WrapError> {
+        self.restore(lent);
+        self.wrap_memo(head, creation_time, driver)
+    }
+
+    /// The envelope of the memo's own (valid) payload.
+    fn wrap_memo(
+        &self,
+        head: &EnvelopeHead,
+        creation_time: f64,
+        driver: Driver,
+    ) -> Result<String, WrapError> {
+        let body = self.compact.as_deref().unwrap_or(&self.payload);
+        let mut out = wrap_head(Head::Cached(head), creation_time, driver, body.len())
+            .map_err(WrapError::Invalid)?;
+        out.push_str(body);
+        out.push('}');
+        // Its depth passed with this payload before; the size depends on the head.
+        check_wrapped(&out, true)?;
+        Ok(out)
+    }
+
     /// [`crate::wrap_checked_with`], remembering the last payload that passed: a payload
     /// byte-identical to it is not checked again (only the new message's size is).
     pub fn wrap(
@@ -36,14 +103,7 @@ impl PayloadMemo {
         payload: String,
     ) -> Result<String, WrapError> {
         if self.valid && self.payload == payload {
-            let body = self.compact.as_deref().unwrap_or(&self.payload);
-            let mut out = wrap_head(Head::Cached(head), creation_time, driver, body.len())
-                .map_err(WrapError::Invalid)?;
-            out.push_str(body);
-            out.push('}');
-            // Its depth passed with this payload before; the size depends on the head.
-            check_wrapped(&out, true)?;
-            return Ok(out);
+            return self.wrap_memo(head, creation_time, driver);
         }
         self.valid = false;
         let (json, head) =
@@ -98,6 +158,22 @@ mod tests {
             for t in [1.0 + i as f64 * 0.25, 1.123_456_789_012_3e9] {
                 let fresh = crate::wrap_checked("C", Some("k"), t, Driver::Interval, p);
                 let memo_out = memo.wrap(&head, t, Driver::Interval, p.to_string());
+                // A lent payload sent again gives the same, and the memo still knows it.
+                if let Some(lent) = memo.lend() {
+                    assert_eq!(lent.text(), *p, "only a checked payload is lent");
+                    let again = memo.wrap_repeat(&head, t, Driver::Interval, lent);
+                    assert!(same(&fresh, &again), "{p:.40}");
+                    // Lent and restored unused: as before.
+                    let lent = memo.lend().expect("kept after a repeat");
+                    memo.restore(lent);
+                }
+                // While lent, a payload is checked afresh (never against an empty memo).
+                let lent = memo.lend();
+                let empty = memo.wrap(&head, t, Driver::Interval, String::new());
+                assert!(matches!(empty, Err(WrapError::Invalid(_))));
+                if let Some(lent) = lent {
+                    memo.restore(lent);
+                }
                 assert!(
                     same(&fresh, &memo_out),
                     "{p:.40}: {fresh:.80?} vs {memo_out:.80?}"

@@ -858,3 +858,39 @@ fn replay_sandbox_clock_and_randomness_are_deterministic() {
     let v = json(&out[0]);
     assert!(v["wall"].as_u64().unwrap() > 1_700_000_000_000_000_000);
 }
+
+#[test]
+fn an_interval_payload_sent_again_comes_back_as_the_lent_one_and_wraps_the_same() {
+    use kitchen::chef_host::chef_text::ChefText;
+    // DNSLookupChef sends its whole table on every poke; with no packet between two pokes
+    // it sends the same bytes again.
+    let b = BUILTIN_CHEFS
+        .iter()
+        .find(|b| b.file.contains("dns"))
+        .expect("DNSLookupChef is built in");
+    let mut chef = host().load(ChefSource::Builtin(b.file), b.bytes).unwrap();
+    let sec = 1_000_000_000u64;
+    let driver = dumpling::Driver::Interval;
+    let mut kinds = Vec::new();
+    for i in 1..=4u64 {
+        let out = chef.on_interval_payloads(i * sec, sec).unwrap();
+        assert_eq!(out.len(), 1);
+        let payload = out.into_iter().next().unwrap();
+        kinds.push(matches!(payload, ChefText::Repeat(_)));
+        let text = payload.as_str().to_owned();
+        assert_eq!(text, r#"{"lookups_seen":{}}"#);
+        let t = i as f64;
+        let want = dumpling::wrap_checked(chef.name(), Some("k"), t, driver, &text).unwrap();
+        let got = chef.wrap_payload(Some("k"), t, driver, payload).unwrap();
+        assert_eq!(got, want);
+    }
+    // The first poke had nothing checked to compare with; every later one was the same.
+    assert_eq!(kinds, [false, true, true, true]);
+    // The plain call lends nothing and gives the text.
+    assert_eq!(
+        chef.on_interval(5 * sec, sec).unwrap(),
+        [r#"{"lookups_seen":{}}"#]
+    );
+    let again = chef.on_interval_payloads(6 * sec, sec).unwrap();
+    assert!(matches!(again[..], [ChefText::Repeat(_)]));
+}

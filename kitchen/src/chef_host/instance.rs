@@ -377,19 +377,26 @@ impl LoadedChef {
         kitchen: Option<&str>,
         creation_time: f64,
         driver: dumpling::Driver,
-        payload: String,
+        payload: ChefText,
     ) -> Result<String, dumpling::WrapError> {
         let name = self.description.name.as_str();
         let head = match &mut self.envelope_head {
             Some(head) if head.is_for(name, kitchen) => head,
             slot => slot.insert(dumpling::EnvelopeHead::new(name, kitchen)),
         };
-        match driver {
-            dumpling::Driver::Interval => {
+        match (driver, payload) {
+            // Only a loan of this chef's memo is a `Repeat`.
+            (_, ChefText::Repeat(lent)) => {
+                self.interval_memo
+                    .wrap_repeat(head, creation_time, driver, lent)
+            }
+            (dumpling::Driver::Interval, ChefText::Text(payload)) => {
                 self.interval_memo
                     .wrap(head, creation_time, driver, payload)
             }
-            _ => dumpling::wrap_checked_with(head, creation_time, driver, &payload),
+            (_, ChefText::Text(payload)) => {
+                dumpling::wrap_checked_with(head, creation_time, driver, &payload)
+            }
         }
     }
 
@@ -710,23 +717,55 @@ impl LoadedChef {
 
     /// Call `on-interval`.
     pub fn on_interval(&mut self, now_ns: u64, interval_ns: u64) -> Result<Vec<String>, CallError> {
-        let (out, not_utf8) = self.call(CallKind::Interval, now_ns, |live| {
+        let out = self.interval_call(now_ns, interval_ns, false)?;
+        Ok(out.into_iter().map(ChefText::into_string).collect())
+    }
+
+    /// Call `on-interval` for [`Self::wrap_payload`]: a payload byte-identical to the
+    /// chef's last checked one comes back as that payload ([`ChefText::Repeat`]), found
+    /// equal in the chef's memory, neither copied nor checked again.
+    pub fn on_interval_payloads(
+        &mut self,
+        now_ns: u64,
+        interval_ns: u64,
+    ) -> Result<Vec<ChefText>, CallError> {
+        self.interval_call(now_ns, interval_ns, true)
+    }
+
+    fn interval_call(
+        &mut self,
+        now_ns: u64,
+        interval_ns: u64,
+        lend: bool,
+    ) -> Result<Vec<ChefText>, CallError> {
+        let loan = if lend {
+            self.interval_memo.lend()
+        } else {
+            None
+        };
+        super::chef_text::lend(loan);
+        let result = self.call(CallKind::Interval, now_ns, |live| {
             if let Some(f) = live.interval_json_bytes {
                 // Lifted as owned `Vec`s (copied out during the call, before post-return).
                 let typed = f.typed::<(u64, u64), (Vec<Vec<u8>>,)>(&live.store)?;
                 let (answer,) = typed.call(&mut live.store, (now_ns, interval_ns))?;
-                return Ok(interval_bytes::payloads(answer));
+                let (texts, not_utf8) = interval_bytes::payloads(answer);
+                return Ok((texts.into_iter().map(ChefText::Text).collect(), not_utf8));
             }
             if let Some(f) = live.on_interval {
                 let (answer,) = f.call(&mut live.store, (now_ns, interval_ns))?;
-                // Same layout: collected in place.
-                return Ok((answer.into_iter().map(|t| t.0).collect(), 0));
+                return Ok((answer, 0));
             }
             let out = live
                 .chef
                 .on_interval(&mut live.store, now_ns, interval_ns)?;
-            Ok((out, 0))
-        })?;
+            Ok((out.into_iter().map(ChefText::Text).collect(), 0))
+        });
+        // Whatever the call did: a loan no string took goes back to the memo.
+        if let Some(unused) = super::chef_text::take_loan() {
+            self.interval_memo.restore(unused);
+        }
+        let (out, not_utf8) = result?;
         if not_utf8 > 0 {
             self.stats.undecodable += not_utf8;
             self.warn_output(

@@ -34,6 +34,7 @@ use super::chef_queue::{self, ChefQueue};
 use super::{wall_ns, ClockMode, InterestMatcher};
 use crate::chef_host::bindings::BatchForm;
 use crate::chef_host::bindings::PacketDumpling;
+use crate::chef_host::chef_text::ChefText;
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::{CallError, LoadedChef, WirePacket};
 use crate::outputs::crash_capsule::CrashCapsules;
@@ -583,7 +584,7 @@ impl ChefLane {
 
     /// Call `on-interval` at `now_ns` and wrap what it made.
     pub(super) fn poke_one(&mut self, now_ns: u64, ctx: &LaneContext<'_>) {
-        let result = self.chef.on_interval(now_ns, ctx.interval_ns);
+        let result = self.chef.on_interval_payloads(now_ns, ctx.interval_ns);
         if let Err(e) = &result {
             ctx.capsule(|c| c.interval_failed(&self.chef, e, now_ns, ctx.interval_ns));
         }
@@ -612,7 +613,12 @@ impl ChefLane {
                 self.bad_index(idx, &(items.outside)(items.items.len()));
                 continue;
             };
-            self.wrap(Driver::Packet, (items.time_of)(item), d.payload, ctx);
+            self.wrap(
+                Driver::Packet,
+                (items.time_of)(item),
+                ChefText::Text(d.payload),
+                ctx,
+            );
         }
     }
 
@@ -651,7 +657,7 @@ impl ChefLane {
         &mut self,
         driver: Driver,
         at_ns: u64,
-        payload: String,
+        payload: ChefText,
         ctx: &LaneContext<'_>,
     ) {
         let chef = &mut self.chef;
