@@ -95,33 +95,31 @@ unsafe impl Lower for WirePacket {
         offset: usize,
         items: &[Self],
     ) -> wasmtime::Result<()> {
-        store_list(
-            cx,
-            offset,
-            items.iter().map(|p| &p.0),
-            items.len(),
-            PACKET_SIZE,
-        )
+        store_list::<T, PACKET_SIZE>(cx, offset, items.iter().map(|p| &p.0), items.len())
     }
 }
 
-/// Encode `n` packets of `size` bytes each (0.2's or 0.1's layout) at `offset`.
-fn store_list<'p, T>(
+/// Encode `n` packets of `N` bytes each (0.2's or 0.1's layout) at `offset`.
+fn store_list<'p, T, const N: usize>(
     cx: &mut LowerContext<'_, T>,
     offset: usize,
     items: impl Iterator<Item = &'p Packet>,
     n: usize,
-    size: usize,
 ) -> wasmtime::Result<()> {
     let len = n
-        .checked_mul(size)
+        .checked_mul(N)
         .ok_or_else(|| wasmtime::format_err!("packet list too large"))?;
     let memory = cx.as_slice_mut();
     let dst = offset
         .checked_add(len)
         .and_then(|end| memory.get_mut(offset..end))
         .ok_or_else(|| wasmtime::format_err!("packet list outside the chef's memory"))?;
-    for (item, out) in items.zip(dst.chunks_exact_mut(size)) {
+    // Records are written as fixed-size arrays: the zeroing becomes a few inline vector
+    // stores instead of a `memset` call per record, and every field store's bounds check
+    // folds away (perf: `encode` plus that `memset` were ~8 % of a no-op chef run's
+    // samples when each record was a slice of run-time length).
+    let (records, _) = dst.as_chunks_mut::<N>();
+    for (item, out) in items.zip(records) {
         encode(item, out);
     }
     Ok(())
@@ -193,13 +191,7 @@ unsafe impl Lower for WirePacketV01 {
         offset: usize,
         items: &[Self],
     ) -> wasmtime::Result<()> {
-        store_list(
-            cx,
-            offset,
-            items.iter().map(|p| &p.0),
-            items.len(),
-            PACKET_SIZE_V0_1,
-        )
+        store_list::<T, PACKET_SIZE_V0_1>(cx, offset, items.iter().map(|p| &p.0), items.len())
     }
 }
 
@@ -250,9 +242,9 @@ impl W<'_> {
 ///
 /// | flow option (payload @+8: id u64 @0, direction u8 @8) | 280 | 24 |
 ///
-/// Total 304. `out` is either size; the 0.1 size leaves `flow` out.
-fn encode(p: &Packet, out: &mut [u8]) {
-    out.fill(0);
+/// Total 304. `N` is either size; the 0.1 size leaves `flow` out.
+fn encode<const N: usize>(p: &Packet, out: &mut [u8; N]) {
+    *out = [0; N];
     let mut w = W(out);
     w.u64(0, p.timestamp_ns);
     w.u32(8, p.captured_len);
@@ -294,7 +286,7 @@ fn encode(p: &Packet, out: &mut [u8]) {
         w.u8(276, 1);
         stop(&mut w, 277, s);
     }
-    if let (Some(f), true) = (&p.flow, w.0.len() >= PACKET_SIZE) {
+    if let (Some(f), true) = (&p.flow, N >= PACKET_SIZE) {
         w.u8(280, 1);
         w.u64(288, f.id);
         w.u8(
