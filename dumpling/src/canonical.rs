@@ -237,9 +237,71 @@ fn number_end(payload: &str, at: usize) -> Option<usize> {
     }
     // Anything else: exactly what the transcode makes of it alone (a number parses and is
     // written the same at any depth), kept only when that is the token itself.
+    if float_cache::holds(token.as_bytes()) {
+        return Some(end);
+    }
     let mut out = Vec::with_capacity(token.len() + 8);
     crate::transcode_compact(token, &mut out).ok()?;
-    (out == token.as_bytes()).then_some(end)
+    if out != token.as_bytes() {
+        return None;
+    }
+    float_cache::add(token.as_bytes());
+    Some(end)
+}
+
+/// Number tokens this thread's transcode already gave back unchanged, so a table sent
+/// again with most of its floats unchanged (`DNSLookupChef`'s `"latest"` times) does not
+/// parse and format each of them again. Whether the transcode gives a token back is a
+/// function of its bytes alone, and an entry is found only by all of its bytes, so the
+/// answer is the same; a slot is overwritten by another token that hashes to it.
+mod float_cache {
+    use std::cell::RefCell;
+
+    /// Slots (a power of two): 64 KiB a thread.
+    const SLOTS: usize = 2048;
+    /// Longest token kept (the slot holds its length in byte 0).
+    const MAX_LEN: usize = 31;
+
+    thread_local! {
+        static CACHE: RefCell<Vec<[u8; MAX_LEN + 1]>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn slot(token: &[u8]) -> usize {
+        // FNV-1a: tokens are short.
+        let mut h: u32 = 0x811c_9dc5;
+        for &b in token {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        (h as usize) & (SLOTS - 1)
+    }
+
+    /// Whether `token` is known to come back unchanged.
+    pub(super) fn holds(token: &[u8]) -> bool {
+        if token.len() > MAX_LEN {
+            return false;
+        }
+        CACHE.with(|c| {
+            c.borrow()
+                .get(slot(token))
+                .is_some_and(|e| usize::from(e[0]) == token.len() && &e[1..=token.len()] == token)
+        })
+    }
+
+    /// Remember that `token` came back unchanged.
+    pub(super) fn add(token: &[u8]) {
+        if token.len() > MAX_LEN {
+            return;
+        }
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.is_empty() {
+                c.resize(SLOTS, [0; MAX_LEN + 1]);
+            }
+            let e = &mut c[slot(token)];
+            e[0] = token.len() as u8;
+            e[1..=token.len()].copy_from_slice(token);
+        });
+    }
 }
 
 #[cfg(test)]
@@ -421,6 +483,57 @@ mod tests {
             // serde's own output for that character is always taken.
             let own = serde_json::to_string(&c.to_string()).expect("serialises");
             assert!(canonical_depth(&own).is_some(), "{own:?}");
+        }
+    }
+
+    #[test]
+    fn a_number_seen_before_gets_the_same_answer_and_near_misses_do_not_pass() {
+        // Twice each (the second from the cache when it passed), and tokens that differ
+        // from a passed one by one byte or by length.
+        let tokens = [
+            "1795739862.513954",
+            "1795739862.513950",
+            "1795739862.51395",
+            "1795739862.5139540",
+            "1.5",
+            "1.50",
+            "0.1",
+            "0.10",
+            "1e-7",
+            "1E-7",
+            "1e-07",
+            "-0.0",
+            "0.0",
+            "1.7976931348623157e308",
+            "1.7976931348623157e309",
+            "0.30000000000000004",
+            "0.30000000000000004000000000000",
+            "0.300000000000000040000000000000001",
+        ];
+        for round in 0..3 {
+            for t in tokens {
+                check(t);
+                let payload = format!("[{t},{{\"a\":{t}}}]");
+                check(&payload);
+                if round > 0 {
+                    assert_eq!(
+                        canonical_depth(t).is_some(),
+                        transcoded(t).as_deref() == Some(t),
+                        "{t}"
+                    );
+                }
+            }
+        }
+        // Many distinct floats: slots are overwritten, answers stay right.
+        let mut x = 0.000_123_4f64;
+        for _ in 0..10_000 {
+            let own = serde_json::to_string(&x).expect("finite");
+            assert!(canonical_depth(&own).is_some(), "{own}");
+            let padded = format!("{own}0");
+            if own.contains('.') && !own.contains('e') {
+                assert!(canonical_depth(&padded).is_none(), "{padded}");
+            }
+            x = x * 1.618_033_9 + 0.1;
         }
     }
 
