@@ -29,6 +29,7 @@
 pub mod admission;
 pub mod api;
 pub mod bindings;
+mod bulk_lower;
 pub mod cache;
 pub mod chef_file;
 pub mod chef_log;
