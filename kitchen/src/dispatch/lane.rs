@@ -121,6 +121,7 @@ pub struct ChefCounters {
 /// What every lane of one step shares, read-only: the kitchen's name and clock mode, the
 /// kitchen clock of the calls, each chef's share of the kitchen's time, whether the
 /// kitchen is behind, and the crash capsule recorder.
+#[derive(Clone, Copy)]
 pub struct LaneContext<'a> {
     /// The kitchen's name (the envelope's `kitchen`).
     pub kitchen: &'a str,
@@ -155,15 +156,9 @@ impl<'a> LaneContext<'a> {
     /// The same context at kitchen time `now_ns` (a merged call's parts, `merge`).
     fn at(&self, now_ns: u64) -> LaneContext<'a> {
         LaneContext {
-            kitchen: self.kitchen,
-            mode: self.mode,
             now_ns,
-            interval_ns: self.interval_ns,
-            share: self.share,
-            behind: self.behind,
-            started: self.started,
             packed_batch: None,
-            capsules: self.capsules,
+            ..*self
         }
     }
 
@@ -494,7 +489,7 @@ impl ChefLane {
         ctx: &LaneContext<'_>,
     ) {
         let started = Self::call_clock(ctx);
-        let Some(out) = self.invoke_packets(packets, arena, packed, ctx) else {
+        let Some(out) = self.invoke_packets(packets, arena, packed, ctx, started) else {
             return;
         };
         let items = Indexed {
@@ -508,20 +503,21 @@ impl ChefLane {
     }
 
     /// The call of [`ChefLane::call_packets`] and its counters, without wrapping what it
-    /// made: `None` when the call was shed, skipped or failed.
+    /// made: `None` when the call was shed, skipped or failed. `started` is the caller's
+    /// [`ChefLane::call_clock`] (read once per call).
     fn invoke_packets(
         &mut self,
         packets: &[WirePacket],
         arena: &[u8],
         packed: Option<&[u8]>,
         ctx: &LaneContext<'_>,
+        started: Instant,
     ) -> Option<Vec<PacketDumpling>> {
         let n = packets.len() as u64;
         if n == 0 {
             return None;
         }
         let now_ns = ctx.now_ns;
-        let started = Self::call_clock(ctx);
         if ctx.behind && self.counters.duty.over(started, ctx.share) {
             self.counters.dropped += n;
             self.counters.shed += n;

@@ -172,7 +172,8 @@ impl ChefLane {
                 crate::parse::packed_batch::encode(packets, arena, &mut self.packed);
                 std::mem::take(&mut self.packed)
             });
-            let out = self.invoke_packets(packets, arena, packed.as_deref(), &call_ctx);
+            let started = Self::call_clock(&call_ctx);
+            let out = self.invoke_packets(packets, arena, packed.as_deref(), &call_ctx, started);
             if let Some(p) = packed {
                 self.packed = p;
             }
