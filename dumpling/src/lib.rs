@@ -14,7 +14,7 @@ pub mod limits;
 mod memo;
 pub mod text;
 
-pub use check::{check_dumpling, check_dumpling_text};
+pub use check::{check_dumpling, check_dumpling_text, AnyJson};
 pub use limits::{check_json_depth, check_message_limits, LimitError, MAX_JSON_DEPTH};
 pub use memo::{CheckedPayload, PayloadMemo};
 
