@@ -29,8 +29,9 @@
 
 use std::time::Duration;
 
-use dumpling::{close_code, Driver, Dumpling, EaterHello, HubNotice};
+use dumpling::{close_code, Driver, Dumpling, EaterHello, HubNotice, Metadata};
 use futures_util::{SinkExt, Stream, StreamExt};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -166,6 +167,16 @@ pub struct EaterConfig {
     /// Resume after a lost connection from the last stream sequence seen (asks for
     /// sequence numbers from the first connection on).
     pub resume: bool,
+    /// Parse each dumpling's payload into [`Received::dumpling`]'s `Value` (default on).
+    ///
+    /// Off: every message is still checked exactly as a full parse checks it (the same
+    /// messages pass, the same become [`Event::Invalid`]), but the payload is not built:
+    /// [`Received::dumpling`]'s `payload` is `Null` and the payload is read from
+    /// [`Received::raw`] with [`parse_dumpling_with`] and a seed of the caller's (e.g. a
+    /// printer that writes as it parses). Hub notices are parsed in full either way.
+    /// Why: building a `Value` (a map per object, every key and string allocated) was most
+    /// of `nd-print`'s time.
+    pub payload_value: bool,
 }
 
 impl EaterConfig {
@@ -181,6 +192,7 @@ impl EaterConfig {
             send_interest: true,
             start: None,
             resume: false,
+            payload_value: true,
         }
     }
 }
@@ -188,7 +200,8 @@ impl EaterConfig {
 /// A dumpling as received: typed, plus the exact text the hub sent.
 #[derive(Debug, Clone)]
 pub struct Received {
-    /// The parsed dumpling.
+    /// The parsed dumpling (its payload is `Null` when [`EaterConfig::payload_value`] is
+    /// off: read it from `raw`).
     pub dumpling: Dumpling,
     /// The message exactly as received.
     pub raw: String,
@@ -457,9 +470,26 @@ impl Eater {
     }
 
     fn parse(&mut self, text: &str, binary: bool) -> Parsed {
-        let dumpling: Dumpling = match serde_json::from_str(text) {
-            Ok(d) => d,
-            Err(error) => return Parsed::Invalid(error.to_string()),
+        let dumpling: Dumpling = if self.config.payload_value {
+            match serde_json::from_str(text) {
+                Ok(d) => d,
+                Err(error) => return Parsed::Invalid(error.to_string()),
+            }
+        } else {
+            match parse_dumpling_with(text, dumpling::AnyJson) {
+                // A notice's payload is read below: parse it in full (rare).
+                Ok((metadata, ())) if metadata.chef == dumpling::HUB_NOTICE_CHEF => {
+                    match serde_json::from_str(text) {
+                        Ok(d) => d,
+                        Err(error) => return Parsed::Invalid(error.to_string()),
+                    }
+                }
+                Ok((metadata, ())) => Dumpling {
+                    metadata,
+                    payload: serde_json::Value::Null,
+                },
+                Err(error) => return Parsed::Invalid(error.to_string()),
+            }
         };
         if dumpling.metadata.chef == dumpling::HUB_NOTICE_CHEF {
             let extra: Option<NoticeExtra> = serde_json::from_value(dumpling.payload.clone()).ok();
@@ -528,6 +558,103 @@ impl Eater {
                 self.uri, self.config.connect_timeout
             ))),
         }
+    }
+}
+
+/// Parse `text` as `serde_json::from_str::<Dumpling>` parses it (the same texts accepted,
+/// the same refused), but hand the payload to `seed` instead of building a `Value`.
+///
+/// `seed` must ask for `deserialize_any` (as a `Value` does) for the answers to agree:
+/// [`dumpling::AnyJson`] checks and forgets the payload; a printer can write it as it goes.
+/// The document is read as the derived `Deserialize` of [`Dumpling`] reads it: an object
+/// (each of `metadata` and `payload` exactly once, other keys skipped as `IgnoredAny`) or a
+/// two-element array, then nothing but whitespace.
+pub fn parse_dumpling_with<'de, S: DeserializeSeed<'de>>(
+    text: &'de str,
+    seed: S,
+) -> Result<(Metadata, S::Value), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = de.deserialize_struct("Dumpling", DUMPLING_FIELDS, DumplingVisitor(seed))?;
+    de.end()?;
+    Ok(parsed)
+}
+
+/// `Dumpling`'s fields, as its derived `Deserialize` names them.
+const DUMPLING_FIELDS: &[&str] = &["metadata", "payload"];
+
+/// [`parse_dumpling_with`]'s visitor: `Dumpling`'s derived visitor with a seed for the
+/// payload.
+struct DumplingVisitor<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for DumplingVisitor<S> {
+    type Value = (Metadata, S::Value);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("struct Dumpling")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let metadata: Metadata = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &"struct Dumpling with 2 elements"))?;
+        let payload = seq
+            .next_element_seed(self.0)?
+            .ok_or_else(|| de::Error::invalid_length(1, &"struct Dumpling with 2 elements"))?;
+        Ok((metadata, payload))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seed = Some(self.0);
+        let mut metadata: Option<Metadata> = None;
+        let mut payload: Option<S::Value> = None;
+        while let Some(field) = map.next_key::<DumplingField>()? {
+            match field {
+                DumplingField::Metadata => {
+                    if metadata.is_some() {
+                        return Err(de::Error::duplicate_field("metadata"));
+                    }
+                    metadata = Some(map.next_value()?);
+                }
+                DumplingField::Payload => match seed.take() {
+                    Some(seed) => payload = Some(map.next_value_seed(seed)?),
+                    None => return Err(de::Error::duplicate_field("payload")),
+                },
+                DumplingField::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let metadata = metadata.ok_or_else(|| de::Error::missing_field("metadata"))?;
+        let payload = payload.ok_or_else(|| de::Error::missing_field("payload"))?;
+        Ok((metadata, payload))
+    }
+}
+
+/// A key of the dumpling object, read as the derived `Deserialize` reads it (an
+/// identifier: a string, compared exactly).
+enum DumplingField {
+    Metadata,
+    Payload,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for DumplingField {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = DumplingField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("field identifier")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DumplingField, E> {
+                Ok(match v {
+                    "metadata" => DumplingField::Metadata,
+                    "payload" => DumplingField::Payload,
+                    _ => DumplingField::Other,
+                })
+            }
+        }
+        de.deserialize_identifier(FieldVisitor)
     }
 }
 
@@ -635,5 +762,185 @@ mod tests {
             eater.parse(r#"{"metadata": {"chef": "MinimalChef"}}"#, false),
             Parsed::Invalid(_)
         ));
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+
+        /// A payload-ish JSON text: nested, numbers at the edges of their range, escapes.
+        fn json(&mut self, depth: u32, out: &mut String) {
+            const SCALARS: &[&str] = &[
+                "null",
+                "true",
+                "1",
+                "-0",
+                "2.5e-3",
+                "1e308",
+                "18446744073709551616",
+                "\"x\"",
+                "\"\\u00e9\\ud83d\\ude00\"",
+                "\"\\n\"",
+                "\"é\"",
+            ];
+            match self.next() % if depth > 3 { 1 } else { 3 } {
+                0 => out.push_str(self.pick(SCALARS)),
+                1 => {
+                    out.push('[');
+                    for i in 0..self.next() % 4 {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        self.json(depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => {
+                    out.push('{');
+                    for i in 0..self.next() % 4 {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(self.pick(&["\"a\":", "\"b\" : ", "\"\\u0061\":"]));
+                        self.json(depth + 1, out);
+                    }
+                    out.push('}');
+                }
+            }
+        }
+
+        /// A dumpling-ish text: the envelope's keys in any order, repeated or missing, good
+        /// and bad metadata, extra keys, the array form.
+        fn dumpling(&mut self) -> String {
+            const METADATA: &[&str] = &[
+                r#"{"chef": "C", "kitchen": "k", "creation_time": 1.5, "driver": "packet"}"#,
+                r#"{"driver": "interval", "creation_time": 17, "chef": "C\u00e9", "kitchen": null}"#,
+                r#"{"chef": "C", "kitchen": "k", "creation_time": 1.5, "driver": "packet", "nd_seq": 4, "x": [1e400]}"#,
+                r#"{"chef": "C", "creation_time": 1.5, "driver": "packet"}"#,
+                r#"{"chef": "C", "kitchen": "k", "creation_time": "1.5", "driver": "packet"}"#,
+                r#"{"chef": "C", "kitchen": "k", "creation_time": 1.5, "driver": "other"}"#,
+                r#"{"chef": 1, "kitchen": "k", "creation_time": 1.5, "driver": "packet"}"#,
+                r#"{"chef": "C", "chef": "D", "kitchen": "k", "creation_time": 1.5, "driver": "packet"}"#,
+                r#"["C", "k", 1.5, "packet"]"#,
+                "null",
+            ];
+            let mut out = String::new();
+            if self.next().is_multiple_of(2) {
+                // A well-formed envelope, either order, maybe with an extra key.
+                let mut payload = String::new();
+                self.json(0, &mut payload);
+                let metadata = self.pick(&METADATA[..3]);
+                let extra = self.pick(&["", "\"x\": 1e400, ", "\"nd\": {\"a\": []}, "]);
+                return if self.next().is_multiple_of(2) {
+                    format!("{{{extra}\"metadata\": {metadata}, \"payload\": {payload}}}")
+                } else {
+                    format!("{{\"payload\": {payload}, {extra}\"metadata\": {metadata}}}")
+                };
+            }
+            if self.next().is_multiple_of(8) {
+                out.push('[');
+                out.push_str(self.pick(METADATA));
+                if !self.next().is_multiple_of(4) {
+                    out.push(',');
+                    self.json(0, &mut out);
+                }
+                if self.next().is_multiple_of(4) {
+                    out.push_str(", 3");
+                }
+                out.push(']');
+                return out;
+            }
+            out.push('{');
+            for i in 0..self.next() % 5 {
+                if i > 0 {
+                    out.push(',');
+                }
+                match self.next() % 5 {
+                    0 | 1 => {
+                        out.push_str("\"metadata\": ");
+                        out.push_str(self.pick(METADATA));
+                    }
+                    2 | 3 => {
+                        out.push_str(self.pick(&["\"payload\": ", "\"pay\\u006coad\":"]));
+                        self.json(0, &mut out);
+                    }
+                    _ => {
+                        out.push_str(self.pick(&["\"x\": ", "\"nd_seq\": ", "\"Payload\": "]));
+                        out.push_str(self.pick(&["1", "1e400", "[\"\\ud800\"]", "{}"]));
+                    }
+                }
+            }
+            out.push('}');
+            out
+        }
+    }
+
+    /// `parse_dumpling_with` accepts and refuses what `from_str::<Dumpling>` does, with the
+    /// same metadata; and an eater with `payload_value` off passes on the same events.
+    #[test]
+    fn parse_without_a_value_agrees_with_the_full_parse() {
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        const EDITS: &[&str] = &[
+            "", ",", "]", "}", "\"", "\\ud800", "1e400", "01", ":", "é", "[", "{",
+        ];
+        let mut full = Eater::new(EaterConfig::new("127.0.0.1:1", "t")).unwrap();
+        let mut config = EaterConfig::new("127.0.0.1:1", "t");
+        config.payload_value = false;
+        let mut lazy = Eater::new(config).unwrap();
+        let (mut accepted, mut refused) = (0, 0);
+        for i in 0..40_000 {
+            let mut text = rng.dumpling();
+            if i % 2 == 1 {
+                let mut cut = (rng.next() % (text.len() as u64 + 1)) as usize;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let mut end = (cut + (rng.next() % 3) as usize).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.replace_range(cut..end, rng.pick(EDITS));
+            }
+            let old = serde_json::from_str::<Dumpling>(&text);
+            let new = parse_dumpling_with(&text, dumpling::AnyJson);
+            match (&old, &new) {
+                (Ok(d), Ok((metadata, ()))) => {
+                    accepted += 1;
+                    assert_eq!(&d.metadata, metadata, "{text}");
+                }
+                (Err(_), Err(_)) => refused += 1,
+                _ => panic!("disagree on {text}: {old:?} against {new:?}"),
+            }
+            match (full.parse(&text, false), lazy.parse(&text, false)) {
+                (Parsed::Pass(a), Parsed::Pass(b)) => {
+                    assert_eq!(a.dumpling.metadata, b.dumpling.metadata);
+                    assert_eq!(
+                        (a.raw, b.dumpling.payload),
+                        (b.raw, serde_json::Value::Null)
+                    );
+                }
+                (Parsed::Invalid(_), Parsed::Invalid(_)) | (Parsed::Filtered, Parsed::Filtered) => {
+                }
+                (Parsed::Lagged(a), Parsed::Lagged(b)) => assert_eq!(a, b),
+                _ => panic!("the eaters disagree on {text}"),
+            }
+        }
+        assert!(
+            accepted > 10_000 && refused > 10_000,
+            "{accepted} {refused}"
+        );
+        // Hub notices still carry their payload.
+        let notice = r#"{"metadata":{"chef":"HubNoticeChef","kitchen":null,"creation_time":1.0,"driver":"interval"},"payload":{"lagged":7}}"#;
+        assert!(matches!(lazy.parse(notice, false), Parsed::Lagged(7)));
     }
 }

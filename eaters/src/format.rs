@@ -224,6 +224,240 @@ pub fn python_pretty(value: &Value) -> String {
     out
 }
 
+/// Reusable buffers of [`PythonPretty`] (keep one per printer: after the first few
+/// dumplings, printing allocates nothing).
+#[derive(Debug, Default)]
+pub struct PrettyScratch {
+    /// The keys of every object still open, back to back (decoded, as Python sorts them).
+    keys: String,
+    /// The entries of every object still open, innermost last.
+    entries: Vec<Entry>,
+    /// An unsorted object's text while its entries are written back in order.
+    moved: String,
+}
+
+/// One written `"key": value` of an object still open.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The decoded key: a span of [`PrettyScratch::keys`].
+    key: (usize, usize),
+    /// The entry's text (from the key's opening quote to the end of the value): a span of
+    /// the output.
+    text: (usize, usize),
+}
+
+/// [`python_pretty`] as a serde seed: writes the value into `out` while serde_json parses
+/// it, instead of building a `Value` first.
+///
+/// Same bytes as [`python_pretty`] of the `Value` the same parse would build (a test
+/// compares them on random documents): numbers, strings and escapes come from the same
+/// `deserialize_any` visits a `Value` gets; each object's entries are written as they come
+/// and, when the keys did not come sorted and unique, moved into sorted order at the
+/// object's end (the last of a repeated key kept, as in a map). Why: building the `Value`
+/// (a map per object, every key and string allocated and hashed) was most of `nd-print`'s
+/// time.
+pub struct PythonPretty<'a> {
+    out: &'a mut String,
+    depth: usize,
+    scratch: &'a mut PrettyScratch,
+}
+
+impl<'a> PythonPretty<'a> {
+    /// A seed that appends the value it is given to `out`, as a top-level value.
+    pub fn new(out: &'a mut String, scratch: &'a mut PrettyScratch) -> Self {
+        // No object is open at the top: drop what a parse that failed half-way left.
+        scratch.entries.clear();
+        scratch.keys.clear();
+        PythonPretty {
+            out,
+            depth: 0,
+            scratch,
+        }
+    }
+}
+
+fn indent(out: &mut String, depth: usize) {
+    out.push('\n');
+    push_repeated(out, ' ', depth * 4);
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PythonPretty<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PythonPretty<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.out.push_str(if v { "true" } else { "false" });
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        let _ = write!(self.out, "{v}");
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        let _ = write!(self.out, "{v}");
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        write_python_float(self.out, v);
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        python_string(self.out, v);
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.out.push_str("null");
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let PythonPretty {
+            out,
+            depth,
+            scratch,
+        } = self;
+        let mut items = 0usize;
+        loop {
+            // The separator goes out before we know whether an item follows; taken back
+            // if none does.
+            let mark = out.len();
+            out.push(if items == 0 { '[' } else { ',' });
+            indent(out, depth + 1);
+            let item = PythonPretty {
+                out: &mut *out,
+                depth: depth + 1,
+                scratch: &mut *scratch,
+            };
+            if seq.next_element_seed(item)?.is_none() {
+                out.truncate(mark);
+                break;
+            }
+            items += 1;
+        }
+        if items == 0 {
+            out.push_str("[]");
+        } else {
+            indent(out, depth);
+            out.push(']');
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let PythonPretty {
+            out,
+            depth,
+            scratch,
+        } = self;
+        let (first_entry, keys_mark) = (scratch.entries.len(), scratch.keys.len());
+        let mut body = 0usize; // where the first entry's separator starts
+        let mut sorted = true;
+        while let Some(key) = map.next_key_seed(KeyInto(&mut scratch.keys))? {
+            if scratch.entries.len() == first_entry {
+                out.push('{');
+                body = out.len();
+            } else {
+                out.push(',');
+                if let Some(last) = scratch.entries.last() {
+                    // Strictly increasing keys need no reordering; anything else does.
+                    sorted &= scratch.keys[last.key.0..last.key.1] < scratch.keys[key.0..key.1];
+                }
+            }
+            indent(out, depth + 1);
+            let start = out.len();
+            python_string(out, &scratch.keys[key.0..key.1]);
+            out.push_str(": ");
+            map.next_value_seed(PythonPretty {
+                out: &mut *out,
+                depth: depth + 1,
+                scratch: &mut *scratch,
+            })?;
+            scratch.entries.push(Entry {
+                key,
+                text: (start, out.len()),
+            });
+        }
+        if scratch.entries.len() == first_entry {
+            out.push_str("{}");
+            return Ok(());
+        }
+        if !sorted {
+            let PrettyScratch {
+                keys,
+                entries,
+                moved,
+            } = scratch;
+            let entries = &mut entries[first_entry..];
+            // Stable: of a repeated key, the last written stays last and is the one kept.
+            entries.sort_by(|a, b| keys[a.key.0..a.key.1].cmp(&keys[b.key.0..b.key.1]));
+            moved.clear();
+            moved.push_str(&out[body..]);
+            out.truncate(body);
+            let mut written = 0usize;
+            for (i, entry) in entries.iter().enumerate() {
+                if let Some(next) = entries.get(i + 1) {
+                    if keys[next.key.0..next.key.1] == keys[entry.key.0..entry.key.1] {
+                        continue;
+                    }
+                }
+                if written > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                out.push_str(&moved[entry.text.0 - body..entry.text.1 - body]);
+                written += 1;
+            }
+        }
+        scratch.entries.truncate(first_entry);
+        scratch.keys.truncate(keys_mark);
+        indent(out, depth);
+        out.push('}');
+        Ok(())
+    }
+}
+
+/// An object key, decoded and appended to the scratch keys; its span there.
+struct KeyInto<'a>(&'a mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyInto<'_> {
+    type Value = (usize, usize);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(usize, usize), D::Error> {
+        // As a `Value` map reads its keys.
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyInto<'_> {
+    type Value = (usize, usize);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(usize, usize), E> {
+        let start = self.0.len();
+        self.0.push_str(v);
+        Ok((start, self.0.len()))
+    }
+}
+
 /// Local time of an epoch-seconds float, as Python's `datetime.fromtimestamp(t).isoformat()`.
 pub fn local_iso(epoch: f64) -> String {
     if !epoch.is_finite() {
@@ -640,5 +874,233 @@ mod tests {
         ] {
             assert_eq!(python_float(f), reference::float(f), "{f:e}");
         }
+    }
+
+    /// Random JSON text of the kinds a payload can hold, written the ways a kitchen or a
+    /// hand-written sender may write them: keys unsorted, repeated and `\u`-escaped,
+    /// numbers in every form serde_json reads, odd whitespace.
+    fn json_text(rng: &mut Rng, depth: u32, out: &mut String) {
+        const NUMBERS: &[&str] = &[
+            "0",
+            "-0",
+            "12",
+            "-7",
+            "1.5",
+            "1e5",
+            "1E+5",
+            "-2.5e-3",
+            "0.1",
+            "1e308",
+            "5e-324",
+            "2.2250738585072014e-308",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "100000000000000000000",
+            "1.7976931348623157e308",
+            "0.0",
+            "-0.0",
+            "123456789012345678901234567890e-20",
+        ];
+        const KEYS: &[&str] = &[
+            "a",
+            "b",
+            "A",
+            "é",
+            "\\u00e9",
+            "\\u00E9x",
+            "key",
+            "",
+            "\\ud83d\\ude00",
+            "\\n",
+            "z",
+        ];
+        let space = |rng: &mut Rng, out: &mut String| {
+            out.push_str([" ", "", "", "\n\t ", ""][(rng.next() % 5) as usize]);
+        };
+        match rng.next() % if depth > 4 { 5 } else { 7 } {
+            0 => out.push_str("null"),
+            1 => out.push_str(if rng.next().is_multiple_of(2) {
+                "true"
+            } else {
+                "false"
+            }),
+            2 => out.push_str(NUMBERS[(rng.next() % NUMBERS.len() as u64) as usize]),
+            3 => {
+                let f = rng.float();
+                if f.is_finite() {
+                    let _ = if rng.next().is_multiple_of(2) {
+                        write!(out, "{f:?}")
+                    } else {
+                        write!(out, "{f:e}")
+                    };
+                } else {
+                    out.push('1');
+                }
+            }
+            4 => {
+                let text = rng.text();
+                if rng.next().is_multiple_of(2) {
+                    out.push_str(&serde_json::to_string(&text).unwrap_or_default());
+                } else {
+                    // Every character as a \u escape (UTF-16 units, pairs for the rest).
+                    out.push('"');
+                    for unit in text.encode_utf16() {
+                        let _ = write!(out, "\\u{unit:04X}");
+                    }
+                    out.push('"');
+                }
+            }
+            5 => {
+                out.push('[');
+                for i in 0..rng.next() % 5 {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    space(rng, out);
+                    json_text(rng, depth + 1, out);
+                    space(rng, out);
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                for i in 0..rng.next() % 7 {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    space(rng, out);
+                    let _ = write!(
+                        out,
+                        "\"{}\"",
+                        KEYS[(rng.next() % KEYS.len() as u64) as usize]
+                    );
+                    space(rng, out);
+                    out.push(':');
+                    json_text(rng, depth + 1, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// [`PythonPretty`] over `text` as a whole document (then nothing but whitespace).
+    fn pretty_streamed(
+        text: &str,
+        scratch: &mut PrettyScratch,
+    ) -> Result<String, serde_json::Error> {
+        use serde::de::DeserializeSeed;
+        let mut out = String::from("kept ");
+        let mut de = serde_json::Deserializer::from_str(text);
+        PythonPretty::new(&mut out, scratch).deserialize(&mut de)?;
+        de.end()?;
+        assert!(out.starts_with("kept "), "the seed only appends");
+        Ok(out["kept ".len()..].to_owned())
+    }
+
+    #[test]
+    fn the_streaming_printer_matches_the_value_printer() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut scratch = PrettyScratch::default();
+        let (mut unsorted, mut repeated) = (0, 0);
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            json_text(&mut rng, 0, &mut text);
+            let value: Value = serde_json::from_str(&text).expect("the generator writes JSON");
+            let streamed = pretty_streamed(&text, &mut scratch).expect("the same parse");
+            assert_eq!(streamed, python_pretty(&value), "{text}");
+            unsorted += usize::from(text.contains("\"b\"") && text.contains("\"a\""));
+            repeated += usize::from(text.matches("\"a\"").count() > 1);
+            // Values as serde writes them (insertion order) too.
+            let compact = serde_json::to_string(&rng.value(0)).expect("serialises");
+            let value: Value = serde_json::from_str(&compact).expect("JSON");
+            assert_eq!(
+                pretty_streamed(&compact, &mut scratch).expect("JSON"),
+                python_pretty(&value),
+                "{compact}"
+            );
+        }
+        assert!(unsorted > 500 && repeated > 300, "{unsorted} {repeated}");
+        assert!(
+            scratch.entries.is_empty() && scratch.keys.is_empty(),
+            "nothing left open"
+        );
+    }
+
+    #[test]
+    fn the_streaming_printer_refuses_what_a_value_parse_refuses() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut scratch = PrettyScratch::default();
+        const EDITS: &[&str] = &[
+            "",
+            ",",
+            "]",
+            "}",
+            "[",
+            "{",
+            "\"",
+            "\\",
+            "\\u",
+            "\\ud800",
+            "\\udc00\\ud800",
+            "1e400",
+            "-1e400",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "nul",
+            "tru",
+            ":",
+            "\u{1}",
+            "\u{7f}",
+            "é",
+            "\n",
+            "9",
+            "e9",
+        ];
+        let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        let mut probes: Vec<String> = vec![
+            deep(127),
+            deep(128),
+            deep(129),
+            deep(5000),
+            "{\"a\":1e400}".into(),
+            "[\"\\ud800\"]".into(),
+            "{\"\\udfff\":1}".into(),
+            "1 2".into(),
+            " 1 ".into(),
+            "\u{feff}1".into(),
+        ];
+        for _ in 0..40_000 {
+            let mut text = String::new();
+            json_text(&mut rng, 0, &mut text);
+            let mut cut = (rng.next() % (text.len() as u64 + 1)) as usize;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let mut end = cut + (rng.next() % 3) as usize;
+            while end > text.len() || !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.replace_range(cut..end, EDITS[(rng.next() % EDITS.len() as u64) as usize]);
+            probes.push(text);
+        }
+        let (mut refused, mut accepted) = (0, 0);
+        for text in &probes {
+            match (
+                serde_json::from_str::<Value>(text),
+                pretty_streamed(text, &mut scratch),
+            ) {
+                (Ok(value), Ok(streamed)) => {
+                    accepted += 1;
+                    assert_eq!(streamed, python_pretty(&value), "{text}");
+                }
+                (Err(_), Err(_)) => refused += 1,
+                (old, new) => panic!("disagree on {text:?}: {old:?} against {new:?}"),
+            }
+        }
+        assert!(refused > 5000 && accepted > 5000, "{refused} {accepted}");
     }
 }

@@ -7,8 +7,12 @@
 use std::io::Write;
 
 use clap::Parser;
-use eater_client::{Event, Filter};
-use eaters::format::{colorize_json, local_iso, python_pretty, BOLD, RESET};
+use std::fmt::Write as _;
+
+use eater_client::{parse_dumpling_with, Event, Filter, Received};
+use eaters::format::{
+    colorize_json, local_iso, python_pretty, PrettyScratch, PythonPretty, BOLD, RESET,
+};
 use eaters::Flow;
 
 /// nd-print: print dumplings from nd-hub.
@@ -110,9 +114,13 @@ fn main() -> std::process::ExitCode {
         packet: !cli.no_packet_dumplings,
         interval: !cli.no_interval_dumplings,
     };
+    // Only `--json` re-serialises a dumpling (one with a newline in its text): everything
+    // else prints from the raw text, so the payload need not be built as a `Value`.
+    config.payload_value = cli.json;
     let color = cli.color.enabled();
     let mut eaten = 0u64;
     let stdout = std::io::stdout();
+    let mut printer = Printer::default();
     eaters::run(config, |event| {
         let mut out = stdout.lock();
         match event {
@@ -138,7 +146,8 @@ fn main() -> std::process::ExitCode {
                         let _ = writeln!(out, "{}", received.raw);
                     }
                 } else {
-                    print_dumpling(&mut out, &received.dumpling, !cli.no_payload, color);
+                    let text = printer.dumpling(received, !cli.no_payload, color);
+                    let _ = out.write_all(text.as_bytes());
                 }
                 let _ = out.flush();
                 eaten += 1;
@@ -152,24 +161,58 @@ fn main() -> std::process::ExitCode {
     })
 }
 
-fn print_dumpling(out: &mut impl Write, dumpling: &dumpling::Dumpling, payload: bool, color: bool) {
-    let meta = &dumpling.metadata;
-    let kitchen = meta.kitchen.as_deref().unwrap_or("None");
-    let driver = format!("[{:<8}]", meta.driver.as_str());
-    let when = local_iso(meta.creation_time);
-    if color {
-        let _ = writeln!(
-            out,
-            "{when} {driver} {BOLD}{}{RESET} from {BOLD}{kitchen}{RESET}",
-            meta.chef
-        );
-    } else {
-        let _ = writeln!(out, "{when} {driver} {} from {kitchen}", meta.chef);
-    }
-    if payload {
-        let text = python_pretty(&dumpling.payload);
-        let text = if color { colorize_json(&text) } else { text };
-        let _ = write!(out, "\n{text}\n\n");
+/// Formats dumplings as the original `nd-print` prints them, into one reusable buffer (one
+/// write per dumpling; the payload written while it is parsed from the raw text).
+#[derive(Default)]
+struct Printer {
+    text: String,
+    scratch: PrettyScratch,
+}
+
+impl Printer {
+    /// The text for one dumpling: the header line, then (with `payload`) a blank line, the
+    /// payload as Python's `json.dumps(sort_keys=True, indent=4)` and two newlines.
+    fn dumpling(&mut self, received: &Received, payload: bool, color: bool) -> &str {
+        let meta = &received.dumpling.metadata;
+        let kitchen = meta.kitchen.as_deref().unwrap_or("None");
+        let when = local_iso(meta.creation_time);
+        let driver = meta.driver.as_str();
+        let out = &mut self.text;
+        out.clear();
+        if color {
+            let _ = writeln!(
+                out,
+                "{when} [{driver:<8}] {BOLD}{}{RESET} from {BOLD}{kitchen}{RESET}",
+                meta.chef
+            );
+        } else {
+            let _ = writeln!(out, "{when} [{driver:<8}] {} from {kitchen}", meta.chef);
+        }
+        if payload {
+            out.push('\n');
+            let start = out.len();
+            let printed = parse_dumpling_with(
+                &received.raw,
+                PythonPretty::new(&mut *out, &mut self.scratch),
+            );
+            if printed.is_err() {
+                // Cannot happen: the eater library checked this text with the same parse.
+                // Should it, print what a `Value` parse makes of it rather than half a
+                // payload.
+                out.truncate(start);
+                let value = serde_json::from_str::<dumpling::Dumpling>(&received.raw)
+                    .map(|d| d.payload)
+                    .unwrap_or_default();
+                out.push_str(&python_pretty(&value));
+            }
+            if color {
+                let colored = colorize_json(&out[start..]);
+                out.truncate(start);
+                out.push_str(&colored);
+            }
+            out.push_str("\n\n");
+        }
+        out
     }
 }
 
@@ -227,12 +270,74 @@ mod tests {
         assert!(Cli::try_parse_from(["nd-print", "--since-seq", "5", "--since", "1h"]).is_err());
     }
 
+    fn received(raw: &str) -> Received {
+        let (metadata, ()) = parse_dumpling_with(raw, dumpling::AnyJson).unwrap();
+        Received {
+            dumpling: dumpling::Dumpling {
+                metadata,
+                payload: serde_json::Value::Null,
+            },
+            raw: raw.to_owned(),
+            binary: false,
+            seq: None,
+        }
+    }
+
+    /// The printer as it was (header and payload from the parsed `Value`): the reference.
+    fn print_by_value(
+        out: &mut impl Write,
+        dumpling: &dumpling::Dumpling,
+        payload: bool,
+        color: bool,
+    ) {
+        let meta = &dumpling.metadata;
+        let kitchen = meta.kitchen.as_deref().unwrap_or("None");
+        let driver = format!("[{:<8}]", meta.driver.as_str());
+        let when = local_iso(meta.creation_time);
+        if color {
+            let _ = writeln!(
+                out,
+                "{when} {driver} {BOLD}{}{RESET} from {BOLD}{kitchen}{RESET}",
+                meta.chef
+            );
+        } else {
+            let _ = writeln!(out, "{when} {driver} {} from {kitchen}", meta.chef);
+        }
+        if payload {
+            let text = python_pretty(&dumpling.payload);
+            let text = if color { colorize_json(&text) } else { text };
+            let _ = write!(out, "\n{text}\n\n");
+        }
+    }
+
+    #[test]
+    fn prints_like_the_value_printer() {
+        let mut printer = Printer::default();
+        for raw in [
+            r#"{"metadata": {"chef": "DNSLookupChef", "kitchen": "default_kitchen", "creation_time": 1.5, "driver": "packet"}, "payload": {"lookup": {"hostname": "example.test", "when": 2.25}}}"#,
+            r#"{"payload": {"b": [1, -2, 3.5e-7, {"z": null, "a": true}], "a": {}, "a": "\u00e9\n"}, "metadata": {"chef": "C", "kitchen": null, "creation_time": 1e9, "driver": "interval"}, "x": 1}"#,
+            r#"[{"chef": "C", "kitchen": "k", "creation_time": 0, "driver": "packet"}, []]"#,
+        ] {
+            let d: dumpling::Dumpling = serde_json::from_str(raw).unwrap();
+            for (payload, color) in [(true, false), (false, false), (true, true), (false, true)] {
+                let mut old = Vec::new();
+                print_by_value(&mut old, &d, payload, color);
+                let new = printer.dumpling(&received(raw), payload, color);
+                assert_eq!(
+                    new,
+                    String::from_utf8(old).unwrap(),
+                    "{raw} {payload} {color}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn prints_the_original_format() {
-        let d: dumpling::Dumpling = serde_json::from_str(r#"{"metadata": {"chef": "DNSLookupChef", "kitchen": "default_kitchen", "creation_time": 1.5, "driver": "packet"}, "payload": {"lookup": {"hostname": "example.test", "when": 2.25}}}"#).unwrap();
-        let mut out = Vec::new();
-        print_dumpling(&mut out, &d, true, false);
-        let text = String::from_utf8(out).unwrap();
+        let raw = r#"{"metadata": {"chef": "DNSLookupChef", "kitchen": "default_kitchen", "creation_time": 1.5, "driver": "packet"}, "payload": {"lookup": {"hostname": "example.test", "when": 2.25}}}"#;
+        let text = Printer::default()
+            .dumpling(&received(raw), true, false)
+            .to_owned();
         let first = text.lines().next().unwrap();
         assert!(
             first.ends_with(".500000 [packet  ] DNSLookupChef from default_kitchen"),
