@@ -105,12 +105,57 @@ fn chef_dir(name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // Running the kitchen.
 
+/// Kitchens this suite runs at once.
+///
+/// Why: the deadline every run passes is 200 ms of wall time, and the slow chefs spin 20 ms
+/// per call. On a loaded machine a chef thread can wait for a core for longer than the
+/// 180 ms between, and a call then runs past its deadline, so the run differs from the
+/// baseline (measured with this suite's determinism case, `--chef-threads` 1 against 4:
+/// 48 of 322 pairs differed, all at load 5.5-10.6, from a slow or flood chef's call stopped
+/// at its deadline in one run only). Run all at once, the suite's own kitchens (several
+/// threads each, 34 cases on two cores) made most of that load; two at a time keeps both
+/// cores busy without oversubscribing them.
+const KITCHENS_AT_ONCE: usize = 2;
+
+/// A turn to run a kitchen: at most [`KITCHENS_AT_ONCE`] are held at once; dropping it
+/// lets the next case run.
+struct KitchenTurn;
+
+/// Kitchens running now (guarded count, and the condition their ends signal).
+static TURNS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+impl KitchenTurn {
+    /// Wait for a turn.
+    fn take() -> KitchenTurn {
+        let (count, freed) = &TURNS;
+        // A poisoned lock only means another case panicked while holding it; the count
+        // itself is still right.
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= KITCHENS_AT_ONCE {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        KitchenTurn
+    }
+}
+
+impl Drop for KitchenTurn {
+    fn drop(&mut self) {
+        let (count, freed) = &TURNS;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        *running -= 1;
+        freed.notify_one();
+    }
+}
+
 /// Run `cmd` to completion within `limit`, reading stdout and stderr *while* it runs (a
 /// hostile chef can make the kitchen write megabytes; a child blocked on a full pipe would
 /// look like a hang). Kills the child (by PID, via [`ChildGuard`]) and panics on timeout.
 /// Also returns the child's peak resident memory (`VmHWM`, KiB) as last read from `/proc`
 /// while it ran (Linux; `None` elsewhere or when it ended before the first read).
 fn run_bounded(name: &str, cmd: &mut Command, limit: Duration) -> (Output, Option<u64>) {
+    let _turn = KitchenTurn::take();
     fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -355,12 +400,16 @@ fn kitchen_within(capture: Capture, dir: &Path, extra: &[&str], limit: Duration)
         .args(["-n", "hostile_kitchen"])
         .arg("-d")
         .arg(dir)
-        .args(["--chef-deadline-ms", &DEADLINE_MS.to_string()])
         .arg("--chef-cache-dir")
         .arg(&cache)
         .args(extra)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");
+    // A case may pass its own deadline (`extra` is parsed after this, and the flag may
+    // appear once).
+    if !extra.contains(&"--chef-deadline-ms") {
+        cmd.args(["--chef-deadline-ms", &DEADLINE_MS.to_string()]);
+    }
     let (out, peak_rss_kib) = run_bounded("nd-sniff", &mut cmd, limit);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
@@ -1414,8 +1463,20 @@ fn chef_threads_give_byte_identical_replay_output() {
     ];
     let staged: Vec<(&str, Vec<u8>)> = files.iter().map(|f| (*f, hostile_wasm(f))).collect();
     let dir = chef_dir("chef-threads", &staged);
-    let one = kitchen(capture, &dir, &["--chef-threads", "1"]);
-    let four = kitchen(capture, &dir, &["--chef-threads", "4"]);
+    // What is compared is the order and content of the output, not deadlines: a deadline
+    // 100x the slow chef's 20 ms keeps a loaded machine (a chef thread waiting 180 ms for a
+    // core) from stopping a call in one run and not the other.
+    let deadline = ["--chef-deadline-ms", "2000"];
+    let one = kitchen(
+        capture,
+        &dir,
+        &[&deadline[..], &["--chef-threads", "1"]].concat(),
+    );
+    let four = kitchen(
+        capture,
+        &dir,
+        &[&deadline[..], &["--chef-threads", "4"]].concat(),
+    );
     for run in [&one, &four] {
         assert_eq!(run.code, Some(0), "{}", run.context());
         assert!(run.bad_lines.is_empty(), "{:?}", run.bad_lines);
