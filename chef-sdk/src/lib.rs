@@ -45,6 +45,7 @@ mod cached;
 pub mod flow;
 mod info;
 pub mod log;
+pub mod packed;
 mod packet;
 pub mod parse;
 pub mod ser;
@@ -58,6 +59,7 @@ pub use flow::StreamChunk;
 pub use info::{ChefInfo, Interest};
 pub use packet::{ipv4_addr, ipv6_addr, Mac, Packet};
 pub use time::{Tick, Timestamp};
+pub use wit::BatchForm;
 
 /// Serde, re-exported for its traits. To `#[derive(Serialize)]`, a chef adds `serde` with
 /// the `derive` feature to its own dependencies (as the sample chefs do).
@@ -67,7 +69,8 @@ pub use serde_json;
 
 /// The raw bindings generated from `wit/chef.wit` (once, here).
 ///
-/// Chef authors rarely need these: [`Packet`] wraps [`wit::Packet`], and [`ChefInfo`]
+/// Chef authors rarely need these: [`Packet`] reads the fields of a packed
+/// [`wit::Packet`] (its header accessors return these types by value), and [`ChefInfo`]
 /// converts into [`wit::ChefInfo`].
 #[allow(unsafe_code, missing_docs, clippy::all)]
 pub mod bindings {
@@ -229,16 +232,53 @@ pub mod __private {
         C::info().to_wit(default_version)
     }
 
-    /// `on-packets`: run `on_packet` over the batch. Allocates only for dumplings made.
+    /// `on-packed`: run `on_packet` over a packed batch (`docs/packed-batch.md`), each
+    /// [`Packet`] reading its record where it lies in `headers`. Allocates only for
+    /// dumplings made. A batch of a layout this SDK does not know is refused: logged, then
+    /// the call traps (the kitchen counts a failure), rather than misread.
     #[inline]
+    pub fn on_packed<C: Chef>(
+        chef: &mut C,
+        headers: &[u8],
+        arena: &[u8],
+    ) -> Vec<wit::PacketDumpling> {
+        let batch = match crate::packed::Batch::parse(headers) {
+            Ok(batch) => batch,
+            Err(e) => {
+                // Natively (unit tests) the log import does not exist; the panic says it.
+                #[cfg(target_family = "wasm")]
+                crate::log::error(&format!("refusing a packed batch: {e}"));
+                panic!("refusing a packed batch: {e}");
+            }
+        };
+        let mut out = Vec::new();
+        for (index, rec) in batch.records().enumerate() {
+            let packet = Packet::from_record(rec, arena);
+            let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
+            chef.on_packet(&packet).for_each_json(|payload| {
+                out.push(wit::PacketDumpling {
+                    packet_index,
+                    payload,
+                })
+            });
+        }
+        out
+    }
+
+    /// `on-packets`: the records form, for a chef whose info asks for
+    /// [`crate::BatchForm::Records`]. Each record is packed into a stack buffer first, so
+    /// handlers see the same [`Packet`] as in [`on_packed`] (one code path to test); this
+    /// costs the guest wit-bindgen's lift of every field plus the packing, so it is slower.
     pub fn on_packets<C: Chef>(
         chef: &mut C,
         packets: &[wit::Packet],
         arena: &[u8],
     ) -> Vec<wit::PacketDumpling> {
         let mut out = Vec::new();
+        let mut rec = [0u8; crate::packed::RECORD_SIZE];
         for (index, raw) in packets.iter().enumerate() {
-            let packet = Packet::new(raw, arena);
+            crate::packed::encode_record(raw, &mut rec);
+            let packet = Packet::from_record(&rec, arena);
             let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
             chef.on_packet(&packet).for_each_json(|payload| {
                 out.push(wit::PacketDumpling {
@@ -283,12 +323,6 @@ pub mod __private {
             });
         }
         out
-    }
-
-    /// `on-packed`: a Rust chef says `batch-form: records`, so the kitchen never calls this.
-    pub fn on_packed() -> ! {
-        crate::log::error("on-packed called on a chef that asked for records");
-        panic!("on-packed called on a chef that asked for records")
     }
 
     /// How `export_chef!` / `export_stateful_chef!` carry state across a hot reload.
@@ -422,10 +456,10 @@ macro_rules! __export_chef {
                 }
 
                 fn on_packed(
-                    _headers: ::std::vec::Vec<u8>,
-                    _arena: ::std::vec::Vec<u8>,
+                    headers: ::std::vec::Vec<u8>,
+                    arena: ::std::vec::Vec<u8>,
                 ) -> ::std::vec::Vec<$crate::wit::PacketDumpling> {
-                    $crate::__private::on_packed()
+                    with_chef(|chef| $crate::__private::on_packed(chef, &headers, &arena))
                 }
 
                 fn on_interval(now_ns: u64, interval_ns: u64) -> ::std::vec::Vec<::std::string::String> {

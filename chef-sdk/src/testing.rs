@@ -1,5 +1,6 @@
 //! Test helpers (feature `testing`): make WIT packets from raw frames or a pcap file and
-//! drive a [`Chef`] natively, without a kitchen.
+//! drive a [`Chef`] natively, without a kitchen, through the packed batch form the kitchen
+//! hands a Rust chef (`on-packed`; [`crate::packed`]).
 //!
 //! The dissector here is a small stand-in for the kitchen's parser (Ethernet, up to two
 //! VLAN tags, Linux SLL, ARP, IPv4, IPv6 with a fragment header, TCP, UDP, ICMP,
@@ -17,13 +18,17 @@
 use crate::wit::{self, IpHeader, TransportHeader};
 use crate::{Chef, Packet};
 
-/// Packets and their arena, as the kitchen would pass them to `on-packets`.
+/// Packets and their arena, as WIT records and packed as the kitchen passes them to
+/// `on-packed` (kept in step: the fields are private so they cannot drift apart).
 #[derive(Default)]
 pub struct Batch {
     /// The WIT records.
-    pub packets: Vec<wit::Packet>,
+    packets: Vec<wit::Packet>,
+    /// The same packets packed: one [`crate::packed::RECORD_SIZE`]-byte record each (no
+    /// batch header; [`Batch::packed`] adds one).
+    records: Vec<crate::packed::Record>,
     /// The bytes their spans point into.
-    pub arena: Vec<u8>,
+    arena: Vec<u8>,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -58,14 +63,59 @@ impl Batch {
         self.packets.is_empty()
     }
 
-    /// The view of packet `i` (panics if out of range: tests only).
+    /// The view of packet `i`, reading its packed record (panics if out of range: tests
+    /// only).
     pub fn packet(&self, i: usize) -> Packet<'_> {
-        Packet::new(&self.packets[i], &self.arena)
+        Packet::from_record(&self.records[i], &self.arena)
     }
 
     /// Every packet's view.
     pub fn iter(&self) -> impl Iterator<Item = Packet<'_>> {
-        self.packets.iter().map(|p| Packet::new(p, &self.arena))
+        self.records
+            .iter()
+            .map(|r| Packet::from_record(r, &self.arena))
+    }
+
+    /// The WIT records.
+    pub fn packets(&self) -> &[wit::Packet] {
+        &self.packets
+    }
+
+    /// The bytes the packets' spans point into.
+    pub fn arena(&self) -> &[u8] {
+        &self.arena
+    }
+
+    /// Packets `range` as a packed batch (`on-packed`'s `headers`): the batch header, then
+    /// their records.
+    pub fn packed(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        let records = &self.records[range];
+        let mut out = Vec::with_capacity(crate::packed::HEADER_SIZE + records.len() * 224);
+        // A test batch's record count fits a u32; RECORD_SIZE fits a u16.
+        out.extend_from_slice(&crate::packed::header_bytes(
+            crate::packed::RECORD_SIZE as u16,
+            records.len() as u32,
+        ));
+        for r in records {
+            out.extend_from_slice(r);
+        }
+        out
+    }
+
+    /// Adds a WIT record whose spans point into [`Batch::arena`] as it will be (e.g. to
+    /// test a record the dissector here cannot make).
+    pub fn push_record(&mut self, p: wit::Packet) {
+        let mut rec = [0; crate::packed::RECORD_SIZE];
+        crate::packed::encode_record(&p, &mut rec);
+        self.records.push(rec);
+        self.packets.push(p);
+    }
+
+    /// Appends bytes to the arena; returns their offset.
+    pub fn push_arena(&mut self, bytes: &[u8]) -> u32 {
+        let at = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        at as u32
     }
 
     /// Adds a frame of link type 1 (Ethernet).
@@ -102,7 +152,7 @@ impl Batch {
             p.stopped = Some(wit::ParseStop { layer, reason });
             p.payload = span(base + at.min(frame.len()), frame.len().saturating_sub(at));
         }
-        self.packets.push(p);
+        self.push_record(p);
     }
 
     /// Reads a classic pcap file (micro- or nanosecond, either byte order) into a batch.
@@ -138,19 +188,19 @@ impl Batch {
         Some(batch)
     }
 
-    /// Runs `chef.on_packet` over the batch as the kitchen would; returns
+    /// Runs `chef.on_packet` over the batch as the kitchen would (`on-packed`); returns
     /// `(packet index, payload JSON text)` pairs (key order visible).
     pub fn feed_raw<C: Chef>(&self, chef: &mut C) -> Vec<(u32, String)> {
-        crate::__private::on_packets(chef, &self.packets, &self.arena)
+        crate::__private::on_packed(chef, &self.packed(0..self.len()), &self.arena)
             .into_iter()
             .map(|d| (d.packet_index, d.payload))
             .collect()
     }
 
-    /// Runs `chef.on_packet` over the batch as the kitchen would; returns
+    /// Runs `chef.on_packet` over the batch as the kitchen would (`on-packed`); returns
     /// `(packet index, payload)` pairs.
     pub fn feed<C: Chef>(&self, chef: &mut C) -> Vec<(u32, serde_json::Value)> {
-        crate::__private::on_packets(chef, &self.packets, &self.arena)
+        crate::__private::on_packed(chef, &self.packed(0..self.len()), &self.arena)
             .into_iter()
             .map(|d| {
                 let v = serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::Null);
@@ -213,8 +263,12 @@ pub fn sweep_corpus<C: Chef>() -> usize {
     let mut packets = 0;
     for (name, batch) in corpus() {
         let mut chef = C::default();
-        for chunk in batch.packets.chunks(256) {
-            for d in crate::__private::on_packets(&mut chef, chunk, &batch.arena) {
+        let chunks: Vec<Vec<u8>> = (0..batch.len())
+            .step_by(256)
+            .map(|at| batch.packed(at..(at + 256).min(batch.len())))
+            .collect();
+        for chunk in &chunks {
+            for d in crate::__private::on_packed(&mut chef, chunk, &batch.arena) {
                 assert!(
                     serde_json::from_str::<serde_json::Value>(&d.payload).is_ok(),
                     "{name}: invalid JSON {}",
@@ -239,8 +293,8 @@ pub fn sweep_corpus<C: Chef>() -> usize {
                 }
             })
             .collect();
-        for chunk in batch.packets.chunks(256) {
-            for d in crate::__private::on_packets(&mut chef, chunk, &mangled) {
+        for chunk in &chunks {
+            for d in crate::__private::on_packed(&mut chef, chunk, &mangled) {
                 assert!(
                     serde_json::from_str::<serde_json::Value>(&d.payload).is_ok(),
                     "{name} (scrambled): invalid JSON {}",
@@ -284,7 +338,7 @@ where
 {
     let run = |chef: &mut C, range: std::ops::Range<usize>| -> Vec<(usize, String)> {
         let start = range.start;
-        crate::__private::on_packets(chef, &batch.packets[range], &batch.arena)
+        crate::__private::on_packed(chef, &batch.packed(range), &batch.arena)
             .into_iter()
             .map(|d| (start + d.packet_index as usize, d.payload))
             .collect()
@@ -684,6 +738,104 @@ pub mod frames {
         a.extend_from_slice(&[0; 18]); // Ethernet padding to 60 bytes
         ethernet([0xff; 6], src_hw, 0x0806, &a)
     }
+}
+
+/// Asserts that every accessor of `view` (a packed record) gives what the same packet in
+/// record form gives: the differential check of the packed layout against the WIT record.
+/// The expected values are computed from `record` the way the records-form SDK computed
+/// them (kept here as the reference), with `arena` for the spans.
+pub fn assert_same_packet(view: &Packet<'_>, record: &wit::Packet, arena: &[u8]) {
+    use std::net::IpAddr;
+    let r = record;
+    let dbg = |x: &dyn std::fmt::Debug| format!("{x:?}");
+    let bytes = |s: wit::Span| -> &[u8] {
+        let start = s.offset as usize;
+        start
+            .checked_add(s.len as usize)
+            .and_then(|end| arena.get(start..end))
+            .unwrap_or(&[])
+    };
+    let ctx = || format!("record {}", dbg(r));
+    assert_eq!(view.timestamp_ns(), r.timestamp_ns, "{}", ctx());
+    assert_eq!(view.timestamp().as_nanos(), r.timestamp_ns, "{}", ctx());
+    assert_eq!(view.captured_len(), r.captured_len, "{}", ctx());
+    assert_eq!(view.original_len(), r.original_len, "{}", ctx());
+    assert_eq!(view.link_type(), r.link_type, "{}", ctx());
+    assert_eq!(view.interface_index(), r.interface_index, "{}", ctx());
+    assert_eq!(view.frame(), bytes(r.frame), "{}", ctx());
+    assert_eq!(view.payload(), bytes(r.payload), "{}", ctx());
+    assert_eq!(view.padding(), bytes(r.padding), "{}", ctx());
+    assert_eq!(dbg(&view.flow()), dbg(&r.flow), "{}", ctx());
+    assert_eq!(dbg(&view.stopped()), dbg(&r.stopped), "{}", ctx());
+    assert_eq!(dbg(&view.ethernet()), dbg(&r.ethernet), "{}", ctx());
+    assert_eq!(dbg(&view.linux_sll()), dbg(&r.linux_sll), "{}", ctx());
+    assert_eq!(dbg(&view.vlan_outer()), dbg(&r.vlan_outer), "{}", ctx());
+    assert_eq!(dbg(&view.vlan_inner()), dbg(&r.vlan_inner), "{}", ctx());
+    assert_eq!(dbg(&view.arp()), dbg(&r.arp), "{}", ctx());
+    assert_eq!(dbg(&view.ip()), dbg(&r.ip), "{}", ctx());
+    let (v4, v6) = match &r.ip {
+        Some(IpHeader::V4(h)) => (Some(*h), None),
+        Some(IpHeader::V6(h)) => (None, Some(*h)),
+        None => (None, None),
+    };
+    assert_eq!(dbg(&view.ipv4()), dbg(&v4), "{}", ctx());
+    assert_eq!(dbg(&view.ipv6()), dbg(&v6), "{}", ctx());
+    assert_eq!(dbg(&view.transport()), dbg(&r.transport), "{}", ctx());
+    let (mut tcp, mut udp, mut icmp4, mut icmp6) = (None, None, None, None);
+    match r.transport {
+        Some(TransportHeader::Tcp(h)) => tcp = Some(h),
+        Some(TransportHeader::Udp(h)) => udp = Some(h),
+        Some(TransportHeader::Icmpv4(h)) => icmp4 = Some(h),
+        Some(TransportHeader::Icmpv6(h)) => icmp6 = Some(h),
+        None => {}
+    }
+    assert_eq!(dbg(&view.tcp()), dbg(&tcp), "{}", ctx());
+    assert_eq!(dbg(&view.udp()), dbg(&udp), "{}", ctx());
+    assert_eq!(dbg(&view.icmpv4()), dbg(&icmp4), "{}", ctx());
+    assert_eq!(dbg(&view.icmpv6()), dbg(&icmp6), "{}", ctx());
+    let (src_ip, dst_ip, proto) = match &r.ip {
+        Some(IpHeader::V4(h)) => (
+            Some(IpAddr::V4(crate::ipv4_addr(h.source))),
+            Some(IpAddr::V4(crate::ipv4_addr(h.destination))),
+            Some(h.protocol),
+        ),
+        Some(IpHeader::V6(h)) => (
+            Some(IpAddr::V6(crate::ipv6_addr(h.source))),
+            Some(IpAddr::V6(crate::ipv6_addr(h.destination))),
+            Some(h.next_header),
+        ),
+        None => (None, None, None),
+    };
+    assert_eq!(view.src_ip(), src_ip, "{}", ctx());
+    assert_eq!(view.dst_ip(), dst_ip, "{}", ctx());
+    assert_eq!(view.ip_protocol(), proto, "{}", ctx());
+    let ports = match &r.transport {
+        Some(TransportHeader::Tcp(h)) => Some((h.source_port, h.destination_port)),
+        Some(TransportHeader::Udp(h)) => Some((h.source_port, h.destination_port)),
+        _ => None,
+    };
+    assert_eq!(view.src_port(), ports.map(|p| p.0), "{}", ctx());
+    assert_eq!(view.dst_port(), ports.map(|p| p.1), "{}", ctx());
+    for port in [0, 53, 67, 443, 5353, 65535] {
+        let want = ports.is_some_and(|(s, d)| s == port || d == port);
+        assert_eq!(view.has_port(port), want, "port {port}: {}", ctx());
+    }
+    if let Some((s, d)) = ports {
+        assert!(view.has_port(s) && view.has_port(d), "{}", ctx());
+    }
+    let src_mac = match (&r.ethernet, &r.linux_sll) {
+        (Some(e), _) => Some(crate::Mac(e.source)),
+        (None, Some(s)) if s.source_len == 6 => Some(crate::Mac(s.source >> 16)),
+        _ => None,
+    };
+    assert_eq!(view.src_mac(), src_mac, "{}", ctx());
+    assert_eq!(
+        view.dst_mac(),
+        r.ethernet.map(|e| crate::Mac(e.destination)),
+        "{}",
+        ctx()
+    );
+    assert_eq!(dbg(&view.to_wit()), dbg(r), "to_wit");
 }
 
 /// Every way of cutting one of `events` in two (each event a tag, such as a direction, and

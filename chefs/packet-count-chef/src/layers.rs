@@ -101,7 +101,7 @@ pub fn for_each_layer(p: &Packet<'_>, f: impl FnMut(&'static str)) {
 /// Hands each layer of `p` to `f`, outermost first (see [`for_each_layer`]).
 #[inline]
 pub fn walk(p: &Packet<'_>, f: &mut impl LayerSink) {
-    let raw = p.raw();
+    let link_type = p.link_type();
 
     // Link layer. An Ethernet "type" of 1500 or less is an IEEE 802.3 length: scapy
     // calls such a frame `802.3` and the next layer `LLC`.
@@ -116,7 +116,7 @@ pub fn walk(p: &Packet<'_>, f: &mut impl LayerSink) {
         ether_type = Some(e.ether_type);
         link_len = 14;
     } else if let Some(s) = p.linux_sll() {
-        let v2 = raw.link_type == DLT_LINUX_SLL2;
+        let v2 = link_type == DLT_LINUX_SLL2;
         f.name(if v2 {
             "cooked linux v2"
         } else {
@@ -124,7 +124,7 @@ pub fn walk(p: &Packet<'_>, f: &mut impl LayerSink) {
         });
         ether_type = Some(s.protocol_type);
         link_len = if v2 { 20 } else { 16 };
-    } else if raw.link_type == DLT_NULL || raw.link_type == DLT_LOOP {
+    } else if link_type == DLT_NULL || link_type == DLT_LOOP {
         f.name("Loopback");
         link_len = 4;
     }

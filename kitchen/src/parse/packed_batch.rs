@@ -841,6 +841,214 @@ mod tests {
         true
     }
 
+    /// The same packet as the Rust chef SDK's WIT record (another bindgen's types).
+    fn to_sdk(p: &Packet) -> chef_sdk::wit::Packet {
+        use chef_sdk::wit as s;
+        let span = |x: Span| s::Span {
+            offset: x.offset,
+            len: x.len,
+        };
+        let vlan = |v: &VlanTag| s::VlanTag {
+            priority: v.priority,
+            drop_eligible: v.drop_eligible,
+            id: v.id,
+            ether_type: v.ether_type,
+        };
+        let icmp = |h: &IcmpHeader| s::IcmpHeader {
+            icmp_type: h.icmp_type,
+            code: h.code,
+            rest: h.rest,
+        };
+        s::Packet {
+            timestamp_ns: p.timestamp_ns,
+            captured_len: p.captured_len,
+            original_len: p.original_len,
+            link_type: p.link_type,
+            interface_index: p.interface_index,
+            frame: span(p.frame),
+            ethernet: p.ethernet.map(|e| s::EthernetHeader {
+                source: e.source,
+                destination: e.destination,
+                ether_type: e.ether_type,
+            }),
+            linux_sll: p.linux_sll.map(|l| s::LinuxSllHeader {
+                packet_type: l.packet_type,
+                arp_hardware_type: l.arp_hardware_type,
+                source: l.source,
+                source_len: l.source_len,
+                protocol_type: l.protocol_type,
+            }),
+            vlan_outer: p.vlan_outer.as_ref().map(vlan),
+            vlan_inner: p.vlan_inner.as_ref().map(vlan),
+            arp: p.arp.map(|a| s::ArpPacket {
+                hardware_type: a.hardware_type,
+                protocol_type: a.protocol_type,
+                operation: a.operation,
+                sender_hardware: a.sender_hardware,
+                sender_protocol: a.sender_protocol,
+                target_hardware: a.target_hardware,
+                target_protocol: a.target_protocol,
+            }),
+            ip: p.ip.map(|ip| match ip {
+                IpHeader::V4(h) => s::IpHeader::V4(s::Ipv4Header {
+                    source: h.source,
+                    destination: h.destination,
+                    protocol: h.protocol,
+                    ttl: h.ttl,
+                    tos: h.tos,
+                    header_len: h.header_len,
+                    total_len: h.total_len,
+                    identification: h.identification,
+                    dont_fragment: h.dont_fragment,
+                    more_fragments: h.more_fragments,
+                    fragment_offset: h.fragment_offset,
+                }),
+                IpHeader::V6(h) => s::IpHeader::V6(s::Ipv6Header {
+                    source: h.source,
+                    destination: h.destination,
+                    next_header: h.next_header,
+                    hop_limit: h.hop_limit,
+                    traffic_class: h.traffic_class,
+                    flow_label: h.flow_label,
+                    payload_len: h.payload_len,
+                    fragment: h.fragment.map(|f| s::Ipv6Fragment {
+                        offset: f.offset,
+                        more_fragments: f.more_fragments,
+                        identification: f.identification,
+                    }),
+                }),
+            }),
+            transport: p.transport.map(|t| match t {
+                TransportHeader::Tcp(h) => s::TransportHeader::Tcp(s::TcpHeader {
+                    source_port: h.source_port,
+                    destination_port: h.destination_port,
+                    sequence: h.sequence,
+                    acknowledgment: h.acknowledgment,
+                    flags: s::TcpFlags::from_bits_retain(tcp_flag_bits(h.flags)),
+                    window: h.window,
+                    header_len: h.header_len,
+                    urgent_pointer: h.urgent_pointer,
+                }),
+                TransportHeader::Udp(h) => s::TransportHeader::Udp(s::UdpHeader {
+                    source_port: h.source_port,
+                    destination_port: h.destination_port,
+                    length: h.length,
+                }),
+                TransportHeader::Icmpv4(h) => s::TransportHeader::Icmpv4(icmp(&h)),
+                TransportHeader::Icmpv6(h) => s::TransportHeader::Icmpv6(icmp(&h)),
+            }),
+            payload: span(p.payload),
+            padding: span(p.padding),
+            stopped: p.stopped.map(|x| s::ParseStop {
+                layer: LAYERS_SDK[layer_code(x.layer) as usize],
+                reason: REASONS_SDK[reason_code(x.reason) as usize],
+            }),
+            flow: p.flow.map(|f| s::FlowRef {
+                id: f.id,
+                direction: match f.direction {
+                    Direction::FromOriginator => s::Direction::FromOriginator,
+                    Direction::FromResponder => s::Direction::FromResponder,
+                },
+            }),
+        }
+    }
+
+    const LAYERS_SDK: [chef_sdk::wit::Layer; 5] = [
+        chef_sdk::wit::Layer::Link,
+        chef_sdk::wit::Layer::Vlan,
+        chef_sdk::wit::Layer::Network,
+        chef_sdk::wit::Layer::IpExtension,
+        chef_sdk::wit::Layer::Transport,
+    ];
+    const REASONS_SDK: [chef_sdk::wit::StopReason; 4] = [
+        chef_sdk::wit::StopReason::Truncated,
+        chef_sdk::wit::StopReason::Malformed,
+        chef_sdk::wit::StopReason::Unsupported,
+        chef_sdk::wit::StopReason::Fragment,
+    ];
+
+    /// The Rust chef SDK reading the kitchen's packed batch: every accessor of its
+    /// `Packet` equals the same packet in record form (`assert_same_packet`), and the SDK's
+    /// own encoder (its records form and its test harness) writes the same first 224 bytes
+    /// of every record as the kitchen. Returns the packets checked.
+    fn sdk_reads(packets: &[WirePacket], arena: &[u8], buf: &mut Vec<u8>) -> usize {
+        encode(packets, arena, buf);
+        let batch = chef_sdk::packed::Batch::parse(buf).expect("the SDK reads the kitchen's batch");
+        assert_eq!(batch.len(), packets.len());
+        assert_eq!(batch.record_size(), RECORD_SIZE);
+        let mut own = [0u8; chef_sdk::packed::RECORD_SIZE];
+        for (rec, p) in batch.records().zip(packets) {
+            let sdk = to_sdk(&p.0);
+            let view = chef_sdk::Packet::from_record(rec, arena);
+            chef_sdk::testing::assert_same_packet(&view, &sdk, arena);
+            chef_sdk::packed::encode_record(&sdk, &mut own);
+            assert_eq!(own, *rec, "the SDK's encoder differs from the kitchen's");
+        }
+        packets.len()
+    }
+
+    #[test]
+    fn the_rust_sdk_reads_every_field_the_kitchen_writes() {
+        // Synthesized: every optional part, and each part absent in turn.
+        let mut packets = Vec::new();
+        for i in 0..24 {
+            let p = full(i, i.is_multiple_of(2), i % 4 < 2);
+            packets.push(WirePacket(p));
+            for drop in 0..9 {
+                let mut q = p;
+                match drop {
+                    0 => q.ethernet = None,
+                    1 => q.linux_sll = None,
+                    2 => q.vlan_outer = None,
+                    3 => q.vlan_inner = None,
+                    4 => q.arp = None,
+                    5 => q.ip = None,
+                    6 => q.transport = None,
+                    7 => q.stopped = None,
+                    _ => q.flow = None,
+                }
+                packets.push(WirePacket(q));
+            }
+        }
+        let arena: Vec<u8> = (0..2100u32).map(|b| b as u8).collect();
+        let mut buf = Vec::new();
+        assert_eq!(sdk_reads(&packets, &arena, &mut buf), 240);
+        // The parser's output on real captures (every link type the parser decodes).
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shared = std::env::var_os("ND_SHARED_PCAPS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("../shared/pcaps"));
+        let mut files = vec![root.join("captures/ndpi__anyconnect-vpn.pcap")];
+        match std::fs::read_dir(&shared) {
+            Ok(dir) => files.extend(dir.flatten().map(|e| e.path()).filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("pcap" | "pcapng")
+                )
+            })),
+            Err(_) => eprintln!("SKIP shared corpus: {} not found", shared.display()),
+        }
+        let mut checked = 0;
+        for path in &files {
+            let Ok(mut reader) = capture::FileReader::open(path) else {
+                panic!("cannot read {}", path.display());
+            };
+            let (mut arena, mut packets) = (Vec::new(), Vec::new());
+            while let Ok(Some(record)) = reader.next_packet() {
+                let (p, _) = crate::parse::packet::parse_into(&record, &mut arena);
+                packets.push(WirePacket(p));
+                if packets.len() == 256 || arena.len() > 1 << 20 {
+                    checked += sdk_reads(&packets, &arena, &mut buf);
+                    packets.clear();
+                    arena.clear();
+                }
+            }
+            checked += sdk_reads(&packets, &arena, &mut buf);
+        }
+        assert!(checked > 10, "too few packets checked ({checked})");
+        eprintln!("{checked} packets of {} captures read alike", files.len());
+    }
+
     #[test]
     fn real_frames_round_trip() {
         // The capture in the repo always; the shared corpus (every link type the parser
