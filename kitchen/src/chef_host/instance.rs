@@ -163,6 +163,12 @@ pub struct ChefDescription {
     pub api: ChefApi,
     /// It exports `netdumplings:chef/state@0.2.0` (its state can follow a hot reload).
     pub stateful: bool,
+    /// It exports `packed-json` or `packed-json-bytes`: an interpreted SDK's chef (Python,
+    /// JavaScript), which reads the packed records' DNS slots and time text. A packed chef
+    /// without them (the Rust SDK) gets those slots left open, as `docs/packed-batch.md`
+    /// allows: they cost the kitchen ~0.2 µs per packet on the DNS ports and a Rust chef
+    /// never reads them.
+    pub packed_slots: bool,
 }
 
 /// Where a chef was loaded from.
@@ -340,6 +346,7 @@ impl LoadedChef {
             batch_form: info.batch_form,
             api: pre.api(),
             stateful: live.state.is_some(),
+            packed_slots: live.packed_json.is_some() || live.packed_json_bytes.is_some(),
         };
         Ok(LoadedChef {
             description,

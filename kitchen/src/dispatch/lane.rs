@@ -296,6 +296,19 @@ impl ChefLane {
             && !self.chef.is_quarantined()
     }
 
+    /// True when the chef reads the packed records' DNS slots and time text (an
+    /// interpreted SDK's chef; see [`crate::parse::packed_batch::Slots`]).
+    pub(super) fn reads_packed_slots(&self) -> bool {
+        self.chef.description().packed_slots
+    }
+
+    /// The packed form of this lane's own packet list (its queue), in its scratch buffer,
+    /// with the DNS slots filled only if the chef reads them.
+    pub(super) fn encode_own(&mut self, packets: &[WirePacket], arena: &[u8]) {
+        let slots = crate::parse::packed_batch::Slots::filled_if(self.reads_packed_slots());
+        crate::parse::packed_batch::encode_as(packets, arena, &mut self.packed, slots);
+    }
+
     /// The chef's name and the dumplings made since the last take, in the order they were
     /// made.
     pub(super) fn take_ready(&mut self) -> (&str, std::vec::Drain<'_, String>) {
@@ -528,7 +541,7 @@ impl ChefLane {
                 Some(h) => h,
                 None => {
                     // Encoding a chef's own list is timed as its work.
-                    crate::parse::packed_batch::encode(packets, arena, &mut self.packed);
+                    self.encode_own(packets, arena);
                     &self.packed
                 }
             };

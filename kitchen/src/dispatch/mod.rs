@@ -482,9 +482,14 @@ impl Dispatcher {
             self.last_packet_ns = Some(last_ns);
             // Encoded once per batch for the packed chefs that take every packet, as
             // `with_lanes` does for a step.
-            if self.lanes.iter().any(ChefLane::wants_packed_batch) {
+            if let Some(slots) = self.packed_batch_slots() {
                 let mut buf = self.window.packed_buffer();
-                crate::parse::packed_batch::encode(&batch.packets, &batch.arena, &mut buf);
+                crate::parse::packed_batch::encode_as(
+                    &batch.packets,
+                    &batch.arena,
+                    &mut buf,
+                    slots,
+                );
                 packed = Some(buf);
             }
         }
@@ -584,6 +589,20 @@ impl Dispatcher {
         self.send_ready()
     }
 
+    /// Whether a batch needs its packed form (some packed chef takes every packet), and
+    /// then whether its DNS slots are filled (some such chef reads them; see
+    /// [`crate::parse::packed_batch::Slots`]). Encoded once for all of them.
+    fn packed_batch_slots(&self) -> Option<crate::parse::packed_batch::Slots> {
+        let mut lanes = self
+            .lanes
+            .iter()
+            .filter(|l| l.wants_packed_batch())
+            .peekable();
+        lanes.peek()?;
+        let filled = lanes.any(ChefLane::reads_packed_slots);
+        Some(crate::parse::packed_batch::Slots::filled_if(filled))
+    }
+
     /// Hand the lanes, in chef order, and the context of this step's calls to `f` (the
     /// one place that context is made).
     fn with_lanes<R>(
@@ -592,10 +611,10 @@ impl Dispatcher {
         f: impl FnOnce(&mut [ChefLane], &LaneContext<'_>, Option<&LaneWorkers>) -> R,
     ) -> R {
         let share = self.duty_share();
-        let packed_batch = match batch {
-            Some(b) if self.lanes.iter().any(ChefLane::wants_packed_batch) => {
-                self.packed.begin_batch(&b.packets);
-                Some(self.packed.headers(&b.packets, &b.arena))
+        let packed_batch = match (batch, self.packed_batch_slots()) {
+            (Some(b), Some(slots)) => {
+                self.packed.begin_batch(&b.packets, slots);
+                Some(self.packed.headers(&b.packets, &b.arena, slots))
             }
             _ => None,
         };

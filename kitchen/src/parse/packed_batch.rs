@@ -80,6 +80,34 @@ pub mod present {
 /// into `out`, replacing its contents: the header, the records, then the string tail (DNS
 /// names, time texts). `out` keeps its capacity, so a reused buffer allocates only while batches grow.
 pub fn encode(packets: &[WirePacket], arena: &[u8], out: &mut Vec<u8>) {
+    encode_as(packets, arena, out, Slots::Filled);
+}
+
+/// Whether a packed batch carries the DNS slots and time text (offsets 224..264).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slots {
+    /// Filled for the packets on the DNS ports (what the interpreted SDKs read).
+    Filled,
+    /// Left open (zero, no string tail): the layout allows it (a guest then parses the
+    /// payload and formats the time itself), and a Rust chef reads neither. Why: the DNS
+    /// header and name and the time text cost ~0.2 µs per packet on the DNS ports, paid
+    /// for nothing when no loaded chef reads them.
+    Open,
+}
+
+impl Slots {
+    /// `Filled` when `filled`.
+    pub fn filled_if(filled: bool) -> Self {
+        if filled {
+            Slots::Filled
+        } else {
+            Slots::Open
+        }
+    }
+}
+
+/// [`encode`], with the DNS slots and time text filled or left open.
+pub fn encode_as(packets: &[WirePacket], arena: &[u8], out: &mut Vec<u8>, slots: Slots) {
     out.clear();
     let tail_base = HEADER_SIZE + packets.len() * RECORD_SIZE;
     out.resize(tail_base, 0);
@@ -95,7 +123,9 @@ pub fn encode(packets: &[WirePacket], arena: &[u8], out: &mut Vec<u8>) {
         .zip(out[HEADER_SIZE..].chunks_exact_mut(RECORD_SIZE))
     {
         record(&p.0, rec);
-        dns_slots(&p.0, arena, rec, &mut tail, tail_base, &mut names);
+        if slots == Slots::Filled {
+            dns_slots(&p.0, arena, rec, &mut tail, tail_base, &mut names);
+        }
     }
     out.extend_from_slice(&tail);
 }
@@ -128,20 +158,36 @@ fn dns_slots(
 /// The dispatcher's packed buffers: a batch shared by every packed chef that takes every
 /// packet is encoded once ([`PackedScratch::begin_batch`] names it; the first such chef's
 /// call encodes it), any other packet list (a selective chef's queue) once per call.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PackedScratch {
     batch: Vec<u8>,
     /// Address and length of the current batch's records; `None` between batches.
     batch_key: Option<(usize, usize)>,
     batch_ready: bool,
+    /// Whether the current batch's DNS slots are filled (some chef taking it reads them).
+    batch_slots: Slots,
     call: Vec<u8>,
 }
 
+impl Default for PackedScratch {
+    fn default() -> Self {
+        PackedScratch {
+            batch: Vec::new(),
+            batch_key: None,
+            batch_ready: false,
+            batch_slots: Slots::Filled,
+            call: Vec::new(),
+        }
+    }
+}
+
 impl PackedScratch {
-    /// A new batch is about to go to the chefs: `packets` may be asked for repeatedly.
-    pub fn begin_batch(&mut self, packets: &[WirePacket]) {
+    /// A new batch is about to go to the chefs: `packets` may be asked for repeatedly;
+    /// `slots` says whether a chef taking the whole batch reads the DNS slots.
+    pub fn begin_batch(&mut self, packets: &[WirePacket], slots: Slots) {
         self.batch_key = Some((packets.as_ptr() as usize, packets.len()));
         self.batch_ready = false;
+        self.batch_slots = slots;
     }
 
     /// The batch is done (its records may be reused for another batch).
@@ -149,16 +195,17 @@ impl PackedScratch {
         self.batch_key = None;
     }
 
-    /// The packed form of `packets` (spans into `arena`), encoded at most once per batch.
-    pub fn headers(&mut self, packets: &[WirePacket], arena: &[u8]) -> &[u8] {
+    /// The packed form of `packets` (spans into `arena`), encoded at most once per batch
+    /// (with the batch's slots); any other list is encoded each time, with `slots`.
+    pub fn headers(&mut self, packets: &[WirePacket], arena: &[u8], slots: Slots) -> &[u8] {
         if self.batch_key == Some((packets.as_ptr() as usize, packets.len())) {
             if !self.batch_ready {
-                encode(packets, arena, &mut self.batch);
+                encode_as(packets, arena, &mut self.batch, self.batch_slots);
                 self.batch_ready = true;
             }
             return &self.batch;
         }
-        encode(packets, arena, &mut self.call);
+        encode_as(packets, arena, &mut self.call, slots);
         &self.call
     }
 }
@@ -687,19 +734,19 @@ mod tests {
         let batch: Vec<WirePacket> = (0..3).map(|i| WirePacket(full(i, false, true))).collect();
         let queue: Vec<WirePacket> = (5..7).map(|i| WirePacket(full(i, true, false))).collect();
         let mut s = PackedScratch::default();
-        s.begin_batch(&batch);
-        let first = s.headers(&batch, &[]).as_ptr();
-        assert_eq!(decode(s.headers(&batch, &[])).len(), 3);
-        assert_eq!(s.headers(&batch, &[]).as_ptr(), first);
+        s.begin_batch(&batch, Slots::Filled);
+        let first = s.headers(&batch, &[], Slots::Filled).as_ptr();
+        assert_eq!(decode(s.headers(&batch, &[], Slots::Filled)).len(), 3);
+        assert_eq!(s.headers(&batch, &[], Slots::Filled).as_ptr(), first);
         assert_eq!(
-            decode(s.headers(&queue, &[])),
+            decode(s.headers(&queue, &[], Slots::Filled)),
             queue.iter().map(|p| p.0).collect::<Vec<_>>()
         );
         s.end_batch();
         // The same records after the batch ended are encoded afresh (another batch may
         // reuse their memory).
-        assert_eq!(decode(s.headers(&batch, &[])).len(), 3);
-        assert_ne!(s.headers(&batch, &[]).as_ptr(), first);
+        assert_eq!(decode(s.headers(&batch, &[], Slots::Filled)).len(), 3);
+        assert_ne!(s.headers(&batch, &[], Slots::Filled).as_ptr(), first);
     }
 
     #[test]
@@ -972,7 +1019,19 @@ mod tests {
     /// own encoder (its records form and its test harness) writes the same first 224 bytes
     /// of every record as the kitchen. Returns the packets checked.
     fn sdk_reads(packets: &[WirePacket], arena: &[u8], buf: &mut Vec<u8>) -> usize {
+        // With the slots left open (what a Rust chef gets): the same first 224 bytes of
+        // every record, the slots zero, no string tail.
+        let mut open = Vec::new();
+        encode_as(packets, arena, &mut open, Slots::Open);
         encode(packets, arena, buf);
+        assert_eq!(open.len(), HEADER_SIZE + packets.len() * RECORD_SIZE);
+        for (o, f) in open[HEADER_SIZE..]
+            .chunks_exact(RECORD_SIZE)
+            .zip(buf[HEADER_SIZE..].chunks_exact(RECORD_SIZE))
+        {
+            assert_eq!(o[..dns::AT], f[..dns::AT]);
+            assert!(o[dns::AT..].iter().all(|&b| b == 0), "open slots are zero");
+        }
         let batch = chef_sdk::packed::Batch::parse(buf).expect("the SDK reads the kitchen's batch");
         assert_eq!(batch.len(), packets.len());
         assert_eq!(batch.record_size(), RECORD_SIZE);

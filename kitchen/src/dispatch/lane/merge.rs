@@ -169,7 +169,7 @@ impl ChefLane {
             let call_ctx = ctx.at(last.now_ns);
             self.chef.set_merged_calls(segments.len() as u32);
             let packed = (self.chef.description().batch_form == BatchForm::Packed).then(|| {
-                crate::parse::packed_batch::encode(packets, arena, &mut self.packed);
+                self.encode_own(packets, arena);
                 std::mem::take(&mut self.packed)
             });
             let started = Self::call_clock(&call_ctx);
