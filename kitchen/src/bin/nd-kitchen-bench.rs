@@ -18,7 +18,10 @@
 //! * `minimal`: the same `capture::FileReader` + etherparse `SlicedPacket` + a protocol
 //!   counter (the baseline of `shared/docs/packet-notes.md` §2);
 //! * `kitchen/0 chefs`: reader + WIT-record parsing + batching, no chef;
-//! * `kitchen/noop`: plus one no-op chef interested in every packet;
+//! * `kitchen/noop`: plus one no-op chef interested in every packet (raw wit-bindgen, the
+//!   records form: `on-packets` with a `list<packet>`);
+//! * `kitchen/noop-sdk`: the same no-op chef written with the Rust chef SDK, which takes
+//!   the packed form (`on-packed`): the floor of every Rust SDK chef that takes every packet;
 //! * `kitchen/samples`: plus the three original sample chefs (ARP, DNS, packet count);
 //! * `samples/1 thread`: the same, with reading, parsing and chefs on one thread (what
 //!   the kitchen costs in CPU; `nd-sniff -r` reads and parses on a second thread);
@@ -174,6 +177,8 @@ enum Variant {
     Minimal,
     NoChefs,
     Noop,
+    /// A no-op chef built with the chef SDK (packed batch form).
+    NoopSdk,
     Samples,
     /// The sample chefs (none asks for flows) with no flow stage at all: the kitchen before
     /// flows, to show what the switched-off stage costs (issue 13: within 5 %).
@@ -192,6 +197,7 @@ impl Variant {
             Variant::Minimal => "minimal",
             Variant::NoChefs => "kitchen/0 chefs",
             Variant::Noop => "kitchen/noop",
+            Variant::NoopSdk => "kitchen/noop-sdk",
             Variant::Samples => "kitchen/samples",
             Variant::SamplesNoFlowStage => "samples/no flows",
             Variant::SamplesOneThread => "samples/1 thread",
@@ -207,6 +213,7 @@ struct Ctx<'a> {
     args: &'a Args,
     host: ChefHost,
     noop_wasm: Vec<u8>,
+    noop_sdk_wasm: Vec<u8>,
     compare: Option<Vec<(String, Vec<u8>)>>,
     hub: Option<Hub>,
 }
@@ -255,6 +262,8 @@ fn main() -> anyhow::Result<()> {
     }
     let fixtures = fixtures_build::build_fixtures().map_err(anyhow::Error::msg)?;
     let noop_wasm = std::fs::read(fixtures.join("noop_chef.wasm")).context("noop chef")?;
+    let noop_sdk_wasm =
+        std::fs::read(fixtures.join("noop_sdk_chef.wasm")).context("noop SDK chef")?;
     let mut host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
     host.set_deterministic(true); // as `nd-sniff -r` does
     if BUILTIN_CHEFS.is_empty() {
@@ -294,6 +303,7 @@ fn main() -> anyhow::Result<()> {
         args: &args,
         host,
         noop_wasm,
+        noop_sdk_wasm,
         compare,
         hub,
     };
@@ -355,6 +365,7 @@ fn bench_corpus(
         Variant::Minimal,
         Variant::NoChefs,
         Variant::Noop,
+        Variant::NoopSdk,
         Variant::Samples,
         Variant::SamplesNoFlowStage,
         Variant::SamplesOneThread,
@@ -392,6 +403,15 @@ fn bench_corpus(
                 Variant::Noop => kitchen_run(
                     file,
                     vec![host.load(ChefSource::File("noop_chef.wasm".into()), &ctx.noop_wasm)?],
+                    Threads::Two,
+                    None,
+                )?,
+                Variant::NoopSdk => kitchen_run(
+                    file,
+                    vec![host.load(
+                        ChefSource::File("noop_sdk_chef.wasm".into()),
+                        &ctx.noop_sdk_wasm,
+                    )?],
                     Threads::Two,
                     None,
                 )?,
@@ -435,6 +455,12 @@ fn bench_corpus(
     }
 
     if args.only.is_some() {
+        // A single variant: no ratios, but the default set's chefs still get their times
+        // (so an old and a new binary can be alternated on just this variant).
+        if !default_rounds.is_empty() {
+            println!("time inside each default chef, median round:");
+            print_chef_times(&median_round(&mut default_rounds));
+        }
         return Ok(None);
     }
     let med: Vec<f64> = pps.iter().map(|v| median(v)).collect();
@@ -474,6 +500,14 @@ fn bench_corpus(
         "  + one no-op chef:            {:>7.1}  (chef overhead {noop_overhead:.1})",
         ns(noop.1)
     );
+    if let Some(sdk) = at(Variant::NoopSdk) {
+        let overhead = ns(sdk.1) - ns(none.1);
+        println!(
+            "  + one no-op SDK chef:        {:>7.1}  (chef overhead {overhead:.1}; packed form, {:.2}x the records chef's)",
+            ns(sdk.1),
+            overhead / noop_overhead
+        );
+    }
     println!(
         "  + {n_samples} sample chef(s):        {:>7.1}  (chef overhead {samples_overhead:.1}, {:.1} per chef)",
         ns(samp.1),
