@@ -406,10 +406,10 @@ fn output_warnings_are_logged_first_then_rate_limited_per_kind() {
         .finish();
     tracing::subscriber::with_default(subscriber, || {
         for _ in 0..100 {
-            chef.warn_output("over-cap", 3, "too many dumplings");
+            chef.warn_output("over-cap", 3, format_args!("too many dumplings"));
         }
-        chef.warn_output("invalid", 1, "not JSON");
-        chef.warn_output("invalid", 1, "not JSON");
+        chef.warn_output("invalid", 1, format_args!("not JSON"));
+        chef.warn_output("invalid", 1, format_args!("not JSON"));
     });
     let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     // The first of each kind at once (a power-of-two rule would log 7 of the 100), then

@@ -459,8 +459,9 @@ impl LoadedChef {
     /// Report `n` occurrences of a problem with this chef's output (`kind`: a short label
     /// such as `"over-cap"`; `message` says what happened). The first report of a kind is
     /// logged at WARN at once; later ones at most every [`OUTPUT_WARN_EVERY`], with the
-    /// number of occurrences since the previous line (the others go to DEBUG).
-    pub fn warn_output(&mut self, kind: &'static str, n: u64, message: &str) {
+    /// number of occurrences since the previous line (the others go to DEBUG). `message` is
+    /// formatted only when a line is written: a flooding chef's refusals cost a count each.
+    pub fn warn_output(&mut self, kind: &'static str, n: u64, message: std::fmt::Arguments<'_>) {
         let chef = self.description.name.as_str();
         let now = Instant::now();
         let kinds = &mut self.warnings.kinds;
@@ -591,7 +592,7 @@ impl LoadedChef {
             self.warn_output(
                 "invalid",
                 1,
-                &format!("dropped the rest of a {export} answer: {fault}"),
+                format_args!("dropped the rest of a {export} answer: {fault}"),
             );
         }
         self.stats.packet_calls += 1;
@@ -778,7 +779,7 @@ impl LoadedChef {
             self.warn_output(
                 "invalid",
                 not_utf8,
-                &format!(
+                format_args!(
                     "dropped {not_utf8} {} payload(s) that are not UTF-8",
                     interval_bytes::EXPORT
                 ),

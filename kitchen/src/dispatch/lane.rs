@@ -638,7 +638,7 @@ impl ChefLane {
         self.chef.warn_output(
             "bad-index",
             1,
-            &format!("packet-index {idx} is outside {outside}; dropped"),
+            format_args!("packet-index {idx} is outside {outside}; dropped"),
         );
     }
 
@@ -653,7 +653,7 @@ impl ChefLane {
             self.chef.warn_output(
                 "over-cap",
                 over,
-                &format!("{made} {what}: over the cap of {cap}; {over} dropped"),
+                format_args!("{made} {what}: over the cap of {cap}; {over} dropped"),
             );
         }
         cap
@@ -673,12 +673,15 @@ impl ChefLane {
         let counters = &mut self.counters;
         if payload.len() > chef.limits().max_dumpling_bytes {
             counters.oversize += 1;
-            let message = format!(
-                "refused a {}-byte {driver} dumpling: over the {}-byte limit",
-                payload.len(),
-                chef.limits().max_dumpling_bytes
+            let limit = chef.limits().max_dumpling_bytes;
+            chef.warn_output(
+                "oversize",
+                1,
+                format_args!(
+                    "refused a {}-byte {driver} dumpling: over the {limit}-byte limit",
+                    payload.len()
+                ),
             );
-            chef.warn_output("oversize", 1, &message);
             return;
         }
         // Budgets count only payloads under the size cap (an oversize one costs nothing).
@@ -687,21 +690,29 @@ impl ChefLane {
             .take(payload.len() as u64, ctx.clock_ns())
         {
             counters.over_budget += 1;
-            let message = match which {
-                OverBudget::PerCall => format!(
-                    "dropped a {}-byte {driver} dumpling: over the output budget of {} bytes \
-                     per call (--chef-output-bytes-per-call)",
-                    payload.len(),
-                    chef.limits().max_output_bytes_per_call
+            // A chef over its budget may refuse hundreds of thousands of dumplings a
+            // second: the message is formatted only when a line is written.
+            let (budget, per, flag) = match which {
+                OverBudget::PerCall => (
+                    chef.limits().max_output_bytes_per_call,
+                    "call",
+                    "--chef-output-bytes-per-call",
                 ),
-                OverBudget::PerSecond => format!(
-                    "dropped a {}-byte {driver} dumpling: over the output budget of {} bytes \
-                     per second (--chef-output-bytes-per-sec)",
-                    payload.len(),
-                    chef.limits().max_output_bytes_per_sec
+                OverBudget::PerSecond => (
+                    chef.limits().max_output_bytes_per_sec,
+                    "second",
+                    "--chef-output-bytes-per-sec",
                 ),
             };
-            chef.warn_output("over-budget", 1, &message);
+            chef.warn_output(
+                "over-budget",
+                1,
+                format_args!(
+                    "dropped a {}-byte {driver} dumpling: over the output budget of {budget} \
+                     bytes per {per} ({flag})",
+                    payload.len()
+                ),
+            );
             return;
         }
         let creation_time = match ctx.mode {
@@ -718,18 +729,26 @@ impl ChefLane {
                 chef.warn_output(
                     "invalid",
                     1,
-                    &format!("dropped a {driver} payload that is not one JSON value: {e}"),
+                    format_args!("dropped a {driver} payload that is not one JSON value: {e}"),
                 );
                 return;
             }
             Err(dumpling::WrapError::Limit(e @ dumpling::LimitError::TooBig { .. })) => {
                 counters.oversize += 1;
-                chef.warn_output("oversize", 1, &format!("refused a {driver} dumpling: {e}"));
+                chef.warn_output(
+                    "oversize",
+                    1,
+                    format_args!("refused a {driver} dumpling: {e}"),
+                );
                 return;
             }
             Err(dumpling::WrapError::Limit(e @ dumpling::LimitError::TooDeep { .. })) => {
                 counters.invalid += 1;
-                chef.warn_output("invalid", 1, &format!("refused a {driver} dumpling: {e}"));
+                chef.warn_output(
+                    "invalid",
+                    1,
+                    format_args!("refused a {driver} dumpling: {e}"),
+                );
                 return;
             }
         };
