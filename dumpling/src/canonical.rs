@@ -28,31 +28,87 @@ pub const MAX_FAST_DEPTH: usize = 64;
 /// The nesting depth of `payload` (0 for a scalar) when the transcode would give it back
 /// byte for byte; `None` when the transcode must decide.
 pub fn canonical_depth(payload: &str) -> Option<usize> {
+    scan(payload, 0, ScanState::START, |_, _| Comma::Go)
+}
+
+/// What the grammar allows next (part of a [`ScanState`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// A value (start, after `:` or after `,` in an array).
+    Value,
+    /// A value or `]` (just after `[`).
+    ValueOrClose,
+    /// A key (after `,` in an object).
+    Key,
+    /// A key or `}` (just after `{`).
+    KeyOrClose,
+    /// `,` or the container's close (after a value inside a container).
+    CommaOrClose,
+    /// `:` (after a key).
+    Colon,
+    /// Nothing: the top-level value is complete.
+    End,
+}
+
+/// Everything the scan knows at a byte offset: with the bytes from there on, it decides
+/// the rest of the answer (see [`scan`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ScanState {
+    /// One bit per open container: set = object, clear = array.
+    stack: u64,
+    /// Containers open.
+    depth: u8,
+    /// What may come next.
+    want: Want,
+}
+
+impl ScanState {
+    /// Before the first byte.
+    pub(crate) const START: ScanState = ScanState {
+        stack: 0,
+        depth: 0,
+        want: Want::Value,
+    };
+}
+
+/// What [`scan`] does after a `,`: go on, stop and accept, or go on from further on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Comma {
+    /// Scan on.
+    Go,
+    /// Stop here: the rest of the payload is known to pass from this state.
+    Accept,
+    /// Go on from this offset in this state: the caller knows that the bytes up to it
+    /// pass from here and lead to that state.
+    Jump(usize, ScanState),
+}
+
+// The depth fits the state's `u8` and the stack's 64 bits.
+const _: () = assert!(MAX_FAST_DEPTH <= 64);
+
+/// The canonical scan of `payload` from byte `at` in state `st`: the deepest nesting
+/// reached from there when the rest is in the form the transcode gives back unchanged,
+/// `None` otherwise. After each `,` it calls `at_comma(offset just after it, state there)`;
+/// [`Comma::Accept`] ends the scan with `Some` (the caller knows the rest passes), and
+/// [`Comma::Jump`] skips bytes the caller knows (the depth answered is then only that of
+/// the bytes scanned: callers that skip use only whether it passed).
+///
+/// A state after a `,` depends only on the bytes before it: every token before a `,`
+/// (numbers included, which end at the first byte that cannot continue them) is complete
+/// by then. So a scan resumed there over the same following bytes answers as the whole
+/// scan does; that is what [`crate::resume`] relies on.
+#[inline(always)]
+pub(crate) fn scan(
+    payload: &str,
+    mut at: usize,
+    st: ScanState,
+    mut at_comma: impl FnMut(usize, &ScanState) -> Comma,
+) -> Option<usize> {
     let b = payload.as_bytes();
-    // One bit per open container: set = object, clear = array.
-    let mut stack: u64 = 0;
-    let mut depth = 0usize;
-    let mut max_depth = 0usize;
-    let mut at = 0usize;
-    // What the grammar allows next.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Want {
-        /// A value (start, after `:` or after `,` in an array).
-        Value,
-        /// A value or `]` (just after `[`).
-        ValueOrClose,
-        /// A key (after `,` in an object).
-        Key,
-        /// A key or `}` (just after `{`).
-        KeyOrClose,
-        /// `,` or the container's close (after a value inside a container).
-        CommaOrClose,
-        /// `:` (after a key).
-        Colon,
-        /// Nothing: the top-level value is complete.
-        End,
-    }
-    let mut want = Want::Value;
+    let mut stack = st.stack;
+    let mut depth = usize::from(st.depth);
+    let mut want = st.want;
+    let mut max_depth = depth;
     loop {
         let Some(&c) = b.get(at) else {
             return (want == Want::End).then_some(max_depth);
@@ -86,6 +142,24 @@ pub fn canonical_depth(payload: &str) -> Option<usize> {
                     b',' => {
                         at += 1;
                         want = if in_object { Want::Key } else { Want::Value };
+                        let here = ScanState {
+                            stack,
+                            // At most MAX_FAST_DEPTH (checked where it grows).
+                            depth: depth as u8,
+                            want,
+                        };
+                        match at_comma(at, &here) {
+                            Comma::Go => {}
+                            Comma::Accept => return Some(max_depth),
+                            Comma::Jump(to, st) => {
+                                // Depths in the bytes skipped passed the scan before.
+                                at = to;
+                                stack = st.stack;
+                                depth = usize::from(st.depth);
+                                want = st.want;
+                                max_depth = max_depth.max(depth);
+                            }
+                        }
                     }
                     b'}' if in_object => {
                         at += 1;
@@ -137,13 +211,13 @@ pub fn canonical_depth(payload: &str) -> Option<usize> {
             }
         }
     }
+}
 
-    fn after_value(depth: usize) -> Want {
-        if depth == 0 {
-            Want::End
-        } else {
-            Want::CommaOrClose
-        }
+fn after_value(depth: usize) -> Want {
+    if depth == 0 {
+        Want::End
+    } else {
+        Want::CommaOrClose
     }
 }
 

@@ -12,6 +12,7 @@ pub mod canonical;
 mod check;
 pub mod limits;
 mod memo;
+mod resume;
 pub mod text;
 
 pub use check::{check_dumpling, check_dumpling_text, AnyJson};
@@ -359,8 +360,24 @@ pub(crate) fn wrap_checked_parts(
     driver: Driver,
     payload: &str,
 ) -> Result<(String, usize), WrapError> {
-    let (json, head, fast) =
-        wrap_payload_parts(head, creation_time, driver, payload).map_err(WrapError::Invalid)?;
+    let fast = canonical::canonical_depth(payload).is_some();
+    wrap_checked_known(head, creation_time, driver, payload, fast)
+}
+
+/// [`wrap_checked_parts`] when whether the canonical scan takes `payload` is already known
+/// (`fast`: it does; the memo learns it from a resumed scan, see [`resume`]).
+pub(crate) fn wrap_checked_known(
+    head: Head<'_>,
+    creation_time: f64,
+    driver: Driver,
+    payload: &str,
+    fast: bool,
+) -> Result<(String, usize), WrapError> {
+    let (json, head) = if fast {
+        wrap_fast(head, creation_time, driver, payload).map_err(WrapError::Invalid)?
+    } else {
+        wrap_transcoded(head, creation_time, driver, payload).map_err(WrapError::Invalid)?
+    };
     check_wrapped(&json, fast)?;
     Ok((json, head))
 }
@@ -393,20 +410,43 @@ pub(crate) fn wrap_payload_parts(
     payload: &str,
 ) -> Result<(String, usize, bool), serde_json::Error> {
     if canonical::canonical_depth(payload).is_some() {
-        // Already what the transcode would write (see `canonical`): copied as it is. The
-        // head is serde_json's output, so the whole is UTF-8 without a second look.
-        let mut text = wrap_head(head, creation_time, driver, payload.len())?;
-        let head = text.len();
-        text.push_str(payload);
-        text.push('}');
+        let (text, head) = wrap_fast(head, creation_time, driver, payload)?;
         return Ok((text, head, true));
     }
+    let (text, head) = wrap_transcoded(head, creation_time, driver, payload)?;
+    Ok((text, head, false))
+}
+
+/// The envelope around a payload the canonical scan took (it is already what the
+/// transcode would write, see `canonical`): copied as it is. The head is serde_json's
+/// output, so the whole is UTF-8 without a second look. Also gives where the payload starts.
+fn wrap_fast(
+    head: Head<'_>,
+    creation_time: f64,
+    driver: Driver,
+    payload: &str,
+) -> Result<(String, usize), serde_json::Error> {
+    let mut text = wrap_head(head, creation_time, driver, payload.len())?;
+    let head = text.len();
+    text.push_str(payload);
+    text.push('}');
+    Ok((text, head))
+}
+
+/// The envelope around `payload` checked and compacted by the transcode. Also gives where
+/// the compacted payload starts.
+fn wrap_transcoded(
+    head: Head<'_>,
+    creation_time: f64,
+    driver: Driver,
+    payload: &str,
+) -> Result<(String, usize), serde_json::Error> {
     let mut out = head.bytes(creation_time, driver, payload.len());
     let head = out.len();
     transcode_compact(payload, &mut out)?;
     out.push(b'}');
     let text = String::from_utf8(out).map_err(<serde_json::Error as serde::de::Error>::custom)?;
-    Ok((text, head, false))
+    Ok((text, head))
 }
 
 /// The envelope's head (`{"metadata":{...},"payload":`) as a string with room for a

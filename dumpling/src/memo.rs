@@ -10,7 +10,12 @@
 //! byte-identical payload checks the same: the memo keeps the compacted text it gave and
 //! reuses it. The output is unchanged. The memo takes the chef's payload by value and keeps
 //! that very string (no copy of a changed table).
+//!
+//! A payload that differs from the last one is checked, but when the last one took the
+//! canonical fast path its scan is resumed around the bytes that differ ([`Trace`]) instead
+//! of run over the whole payload: the same answer, most of a large table not scanned again.
 
+use crate::resume::Trace;
 use crate::{check_wrapped, wrap_head, Driver, EnvelopeHead, Head, WrapError};
 
 /// One payload that passed [`crate::wrap_checked`] and its compacted form.
@@ -23,6 +28,11 @@ pub struct PayloadMemo {
     compact: Option<String>,
     /// Whether `payload` holds a checked payload.
     valid: bool,
+    /// Whether `payload` took the canonical fast path, and then where its scan can be
+    /// resumed (`trace`).
+    traced: bool,
+    /// The canonical scan's states in `payload` (see [`Trace`]), when `traced`.
+    trace: Trace,
 }
 
 /// A memo's checked payload lent out ([`PayloadMemo::lend`]): only the memo makes one, so
@@ -33,6 +43,9 @@ pub struct PayloadMemo {
 pub struct CheckedPayload {
     payload: String,
     compact: Option<String>,
+    /// The memo's `traced` and `trace` for this payload (they go back with it).
+    traced: bool,
+    trace: Trace,
 }
 
 impl CheckedPayload {
@@ -53,6 +66,8 @@ impl PayloadMemo {
         Some(CheckedPayload {
             payload: std::mem::take(&mut self.payload),
             compact: self.compact.take(),
+            traced: std::mem::take(&mut self.traced),
+            trace: std::mem::take(&mut self.trace),
         })
     }
 
@@ -60,6 +75,8 @@ impl PayloadMemo {
     pub fn restore(&mut self, lent: CheckedPayload) {
         self.payload = lent.payload;
         self.compact = lent.compact;
+        self.traced = lent.traced;
+        self.trace = lent.trace;
         self.valid = true;
     }
 
@@ -105,14 +122,23 @@ impl PayloadMemo {
         if self.valid && self.payload == payload {
             return self.wrap_memo(head, creation_time, driver);
         }
+        // Whether the canonical scan takes it: resumed from the last payload's scan around
+        // what changed when that one took it, else from the start (recording its states).
+        let fast = if self.valid && self.traced {
+            self.trace.rescan(&self.payload, &payload)
+        } else {
+            self.trace.record(&payload)
+        };
         self.valid = false;
+        self.traced = false;
         let (json, head) =
-            crate::wrap_checked_parts(Head::Cached(head), creation_time, driver, &payload)?;
+            crate::wrap_checked_known(Head::Cached(head), creation_time, driver, &payload, fast)?;
         // The compacted payload is what follows the head, up to the closing brace.
         let body = json.get(head..json.len().saturating_sub(1)).unwrap_or("");
         self.compact = (body != payload).then(|| body.to_owned());
         self.payload = payload;
         self.valid = true;
+        self.traced = fast;
         Ok(json)
     }
 }
@@ -193,6 +219,72 @@ mod tests {
                     }
                     _ => panic!("{p:.40}: wrap_payload {old:.80?}, wrap_checked {fresh:.80?}"),
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn changed_tables_give_exactly_what_a_fresh_check_gives() {
+        // A table whose entries change, grow, shrink and break the canonical form (and are
+        // mended), sent one after the other, with lend/restore around each as the kitchen
+        // does; every answer is the fresh check's.
+        let mut memo = PayloadMemo::default();
+        let head = EnvelopeHead::new("DNSLookupChef", Some("k"));
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n.max(1) as u64) as usize
+        };
+        let entry = |i: usize, c: usize| {
+            let latest = 1_795_739_862.0 + (c * 31 % 999_999) as f64 / 1e6;
+            let latest = serde_json::to_string(&latest).unwrap_or_default();
+            format!(r#""h{i}.test":{{"count":{c},"latest":{latest}}}"#)
+        };
+        let mut counts: Vec<usize> = vec![1; 60];
+        let mut spoil: Option<(usize, &str)> = None;
+        for round in 0..3000 {
+            match rand(6) {
+                0 | 1 => {
+                    let i = rand(counts.len());
+                    counts[i] += 1;
+                }
+                2 => counts.push(1),
+                3 if counts.len() > 1 => {
+                    counts.remove(rand(counts.len()));
+                }
+                4 => {
+                    let bad = [" ", "1e5", "\\u00e9", "-0", "", ",", "\"\\/\""];
+                    spoil = Some((rand(counts.len()), bad[rand(bad.len())]));
+                }
+                _ => spoil = None,
+            }
+            let mut p = String::from(r#"{"lookups_seen":{"#);
+            for (i, c) in counts.iter().enumerate() {
+                if i > 0 {
+                    p.push(',');
+                }
+                p.push_str(&entry(i, *c));
+                if let Some((at, bad)) = spoil {
+                    if at == i {
+                        p.push_str(bad);
+                    }
+                }
+            }
+            p.push_str("}}");
+            let t = 1.0 + round as f64 * 0.5;
+            let fresh = crate::wrap_checked("DNSLookupChef", Some("k"), t, Driver::Interval, &p);
+            let lent = memo.lend();
+            if let Some(lent) = lent {
+                memo.restore(lent);
+            }
+            let got = memo.wrap(&head, t, Driver::Interval, p.clone());
+            assert!(same(&fresh, &got), "round {round}: {p:.80}");
+            // The same table again: compared, not checked, and still the fresh answer.
+            if rand(4) == 0 {
+                let again = memo.wrap(&head, t, Driver::Interval, p.clone());
+                assert!(same(&fresh, &again), "round {round} again");
             }
         }
     }
