@@ -50,6 +50,18 @@ fn builtin_chefs_load_and_answer_on_the_sample_capture() {
             "{expected} missing from {names:?}"
         );
     }
+    // The embedded chefs are built with the current chef SDK, which takes the packed form
+    // (a stale build would still say `records`); none of them reads the DNS slots.
+    for c in &chefs {
+        let d = c.description();
+        assert_eq!(
+            d.batch_form,
+            kitchen::chef_host::bindings::BatchForm::Packed,
+            "{}",
+            c.name()
+        );
+        assert!(!d.packed_slots, "{} exports packed-json", c.name());
+    }
     let (lines, d) = replay(&sample_capture(), chefs, Some("tcp or udp or arp"), POKE);
     let count = |chef: &str, driver: &str| {
         lines
