@@ -11,7 +11,7 @@
 //!
 //! This module holds the layout (offsets, presence bits), the batch header check, and an
 //! encoder from WIT records (for a chef that asked for `records`, and for
-//! [`crate::testing`]); the kitchen's own encoder is `kitchen/src/parse/packed_batch.rs`,
+//! `chef_sdk::testing`); the kitchen's own encoder is `kitchen/src/parse/packed_batch.rs`,
 //! and a kitchen test checks both write the same bytes.
 
 use std::fmt;
@@ -197,7 +197,7 @@ fn header(out: &mut [u8], record_size: u16, count: u32) {
 
 /// Packs `packets` into `out` (replacing its contents): the batch header and one
 /// [`RECORD_SIZE`]-byte record each, no DNS slots or string tail (a Rust chef does not read
-/// them). For a chef that asked for `records`, and for [`crate::testing`].
+/// them). For a chef that asked for `records`, and for `chef_sdk::testing` (feature `testing`).
 pub fn encode(packets: &[wit::Packet], out: &mut Vec<u8>) {
     out.clear();
     out.resize(HEADER_SIZE + packets.len() * RECORD_SIZE, 0);
