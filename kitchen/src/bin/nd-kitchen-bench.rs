@@ -443,6 +443,13 @@ fn bench_corpus(
             eprintln!(
                 "round {round} {name:>16}: {wall_rate:>10.0} packets/s  ({cpu_rate:>10.0} packets/CPU-s)"
             );
+            if let (Variant::DefaultHub, Some(hub)) = (variant, &ctx.hub) {
+                eprintln!(
+                    "{:>25}  nd-print: {} dumplings dropped for it by the hub so far (it fell behind; from its lag notices)",
+                    "",
+                    hub.eater_dropped.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
             pps[v].push(wall_rate);
             wall[v].push(cpu_rate);
             match variant {
@@ -978,6 +985,10 @@ const POKE: Duration = Duration::from_secs(5);
 struct Hub {
     kitchen_addr: String,
     children: Vec<std::process::Child>,
+    /// Dumplings the hub dropped for `nd-print` so far (it fell behind), summed from the
+    /// lag notices `nd-print` reports on stderr: the row's figure is for a lossy eater when
+    /// this grows. A lower bound (drops after the last delivered dumpling are not noticed).
+    eater_dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Hub {
@@ -1002,6 +1013,7 @@ impl Hub {
         let mut hub = Hub {
             kitchen_addr: format!("127.0.0.1:{in_port}"),
             children: Vec::new(),
+            eater_dropped: Default::default(),
         };
         hub.children.push(
             std::process::Command::new(hub_exe)
@@ -1016,15 +1028,29 @@ impl Hub {
         for port in [in_port, out_port] {
             wait_for_port(port)?;
         }
-        hub.children.push(
-            std::process::Command::new(eater_exe)
-                .args(["--hub", &format!("127.0.0.1:{out_port}")])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .context("starting nd-print")?,
-        );
+        let mut eater = std::process::Command::new(eater_exe)
+            .args(["--hub", &format!("127.0.0.1:{out_port}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting nd-print")?;
+        if let Some(stderr) = eater.stderr.take() {
+            let dropped = hub.eater_dropped.clone();
+            // Ends when nd-print's stderr closes (it is killed with the hub).
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Some(n) = lag_notice_count(&line) {
+                        dropped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        hub.children.push(eater);
         eprintln!("hub: nd-hub on 127.0.0.1:{in_port}/{out_port}, nd-print draining it");
         Ok(hub)
     }
@@ -1038,6 +1064,15 @@ impl Drop for Hub {
             let _ = c.wait();
         }
     }
+}
+
+/// The count in `nd-print`'s report of a lag notice (`NAME: the hub dropped N dumplings
+/// (this eater fell behind)`), if `line` is one.
+fn lag_notice_count(line: &str) -> Option<u64> {
+    let rest = line.split_once(": the hub dropped ")?.1;
+    rest.strip_suffix(" dumplings (this eater fell behind)")?
+        .parse()
+        .ok()
 }
 
 /// A port free on 127.0.0.1 right now.
@@ -1185,4 +1220,25 @@ fn build_corpus(root: &Path, out: &Path, min_packets: u64) -> anyhow::Result<()>
         files.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_nd_prints_lag_reports() {
+        // The line `eaters::eat` writes for a lag notice.
+        let name = "printereater";
+        let line = format!(
+            "{name}: the hub dropped {} dumplings (this eater fell behind)",
+            236
+        );
+        assert_eq!(lag_notice_count(&line), Some(236));
+        assert_eq!(lag_notice_count("printereater: Invalid dumpling: x"), None);
+        assert_eq!(
+            lag_notice_count("x: the hub dropped many dumplings (this eater fell behind)"),
+            None
+        );
+    }
 }
