@@ -44,7 +44,8 @@ use std::net::Ipv4Addr;
 use chef_sdk::bounded::BoundedMap;
 use chef_sdk::parse::dhcp::{self, MessageType};
 use chef_sdk::{
-    Chef, ChefInfo, Drivers, Dumplings, Interest, Mac, Packet, Tick, Timestamp, TransportProtocol,
+    CachedPayload, Chef, ChefInfo, Drivers, Dumplings, Interest, Mac, Packet, Tick, Timestamp,
+    TransportProtocol,
 };
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +116,12 @@ pub struct Leases<'a> {
 pub struct DhcpLeaseChef {
     leases: BoundedMap<Mac, Lease>,
     hostnames: BoundedMap<Mac, String>,
+    /// The interval payload's text while `leases` has not changed (most pokes: a lease
+    /// table changes only on an ACK, a RELEASE/NAK/DECLINE or an expiry, and it is sent
+    /// whole on every poke). Made again by serialising the table after any change. Not
+    /// saved across a reload.
+    #[serde(skip)]
+    leases_json: CachedPayload,
 }
 
 impl Default for DhcpLeaseChef {
@@ -122,6 +129,7 @@ impl Default for DhcpLeaseChef {
         DhcpLeaseChef {
             leases: BoundedMap::new(MAX_LEASES).with_state_budget(LEASES_STATE_BUDGET),
             hostnames: BoundedMap::new(MAX_HOSTNAMES).with_state_budget(HOSTNAMES_STATE_BUDGET),
+            leases_json: CachedPayload::default(),
         }
     }
 }
@@ -168,6 +176,7 @@ impl DhcpLeaseChef {
                             time.as_nanos().saturating_add(u64::from(s) * 1_000_000_000),
                         )
                     });
+                    self.leases_json.invalidate();
                     self.leases.insert(
                         mac,
                         Lease {
@@ -178,6 +187,7 @@ impl DhcpLeaseChef {
                     );
                 }
                 (MessageType::Release | MessageType::Nak | MessageType::Decline, _) => {
+                    self.leases_json.invalidate();
                     self.leases.remove(&mac);
                 }
                 _ => {}
@@ -201,17 +211,25 @@ impl DhcpLeaseChef {
 
     /// Drops expired leases and returns the interval payload.
     pub fn current(&mut self, now: Timestamp) -> Leases<'_> {
+        self.expire(now);
+        Leases {
+            leases: &self.leases,
+        }
+    }
+
+    /// Drops the leases expired at `now`.
+    fn expire(&mut self, now: Timestamp) {
         let expired: Vec<Mac> = self
             .leases
             .iter()
             .filter(|(_, l)| l.expires.is_some_and(|e| e <= now))
             .map(|(m, _)| *m)
             .collect();
+        if !expired.is_empty() {
+            self.leases_json.invalidate();
+        }
         for m in expired {
             self.leases.remove(&m);
-        }
-        Leases {
-            leases: &self.leases,
         }
     }
 }
@@ -235,10 +253,19 @@ impl Chef for DhcpLeaseChef {
     }
 
     fn on_interval(&mut self, tick: Tick) -> impl Dumplings {
-        Some(self.current(tick.now))
+        self.expire(tick.now);
+        // Serialised again only when the table changed since the last poke: the same text
+        // as `current()` serialised.
+        let DhcpLeaseChef {
+            leases,
+            leases_json,
+            ..
+        } = self;
+        leases_json.payload(|| Leases { leases })
     }
 
     fn restored(&mut self) -> Result<(), String> {
+        self.leases_json.invalidate();
         self.leases.set_capacity(MAX_LEASES);
         self.leases.set_state_budget(LEASES_STATE_BUDGET);
         self.hostnames.set_capacity(MAX_HOSTNAMES);
@@ -412,5 +439,61 @@ mod tests {
     fn survives_the_corpus() {
         // Every capture of the team's pcap corpus: no panic, only valid JSON.
         assert!(chef_sdk::testing::sweep_corpus::<DhcpLeaseChef>() > 10_000);
+    }
+
+    #[test]
+    fn a_cached_poke_is_what_serialising_the_table_gives() {
+        // Random ACKs, RELEASEs, NAKs and DECLINEs for a few clients with short leases,
+        // poked between batches: every poke's text is the table serialised afresh.
+        let s = 1_000_000_000u64;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut chef = DhcpLeaseChef::default();
+        let mut t = 10 * s;
+        let mut cached = 0;
+        let mut shown = 0;
+        for _ in 0..400 {
+            let mut b = Batch::default();
+            for _ in 0..rand(3) {
+                t += rand(5) * s;
+                let host = rand(6) as u8;
+                let mac_opt = [61, 7, 1, 2, 0, 0, 0, 0, host];
+                let ip = [192, 168, 1, 10 + host];
+                let lease = [51, 4, 0, 0, 0, rand(40) as u8 + 1];
+                let msg = match rand(5) {
+                    0 | 1 => dhcp(2, 5, ip, [0; 4], &[&mac_opt[..], &lease[..]].concat()),
+                    2 => dhcp(1, 7, [0; 4], ip, &mac_opt),
+                    3 => dhcp(2, 6, [0; 4], [0; 4], &mac_opt),
+                    _ => dhcp(
+                        1,
+                        4,
+                        [0; 4],
+                        [0; 4],
+                        &[&mac_opt[..], &[50, 4][..], &ip[..]].concat(),
+                    ),
+                };
+                let (src, dst) = if msg[0] == 2 { (67, 68) } else { (68, 67) };
+                b.push_ethernet(t, &frames::udp4(ip, [192, 168, 1, 1], src, dst, &msg));
+            }
+            b.feed_raw(&mut chef);
+            t += rand(8) * s;
+            if chef.leases_json.is_fresh() {
+                cached += 1;
+            }
+            let got = poke_raw(&mut chef, t);
+            let want = serde_json::to_string(&Leases {
+                leases: &chef.leases,
+            })
+            .expect("serialises");
+            assert_eq!(got, [want]);
+            shown += usize::from(!chef.leases.is_empty());
+        }
+        assert!(cached > 50, "only {cached} pokes reused the text");
+        assert!(shown > 50, "only {shown} pokes showed a lease");
     }
 }
