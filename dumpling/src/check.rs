@@ -61,8 +61,8 @@ pub fn check_dumpling_text(message: &str) -> Result<CheckedDumpling, InvalidDump
 /// The verdict on `message`, parsed by `de`.
 ///
 /// The depth limit is the kitchen's ([`limits::check_json_depth`], one shared function), so
-/// a message the kitchen let through is never refused here for its depth, and it is checked
-/// first, as it always was: a message nested deeper than [`limits::MAX_JSON_DEPTH`] is
+/// a message the kitchen let through is never refused here for its depth, and its answer
+/// comes first, as it always did: a message nested deeper than [`limits::MAX_JSON_DEPTH`] is
 /// `TooDeep` whatever else is wrong with it. (Size is the hub's WebSocket frame limit,
 /// `--max-message-bytes`; the kitchen checks the default.)
 ///
