@@ -906,3 +906,48 @@ fn an_interval_payload_sent_again_comes_back_as_the_lent_one_and_wraps_the_same(
     let again = chef.on_interval_payloads(6 * sec, sec).unwrap();
     assert!(matches!(again[..], [ChefText::Repeat(_)]));
 }
+
+/// The packed batch's DNS slots and time text are filled for a chef that exports
+/// `packed-json` (the interpreted SDKs read them) and left open for one that does not (a
+/// Rust SDK chef reads neither; `packed_batch::Slots`); a batch shared by both is written
+/// once, filled.
+#[test]
+fn packed_dns_slots_are_filled_only_for_chefs_that_read_them() {
+    let host = host();
+    // Per record on the DNS ports: its DNS bits and time-text length, as the chef saw them.
+    let seen = |chefs: Vec<kitchen::chef_host::LoadedChef>, name: &str| -> Vec<(u64, u64)> {
+        let (lines, _) = replay(&sample_capture(), chefs, None, POKE);
+        lines
+            .iter()
+            .map(|l| json(l))
+            .filter(|v| v["metadata"]["chef"] == name && v["metadata"]["driver"] == "packet")
+            .map(|v| {
+                let p = &v["payload"];
+                (
+                    p["dns_bits"].as_u64().unwrap_or(0),
+                    p["time_len"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let reader = || load_fixture(&host, "slots_chef");
+    let plain = || load_fixture(&host, "slots_chef_plain");
+    assert!(reader().description().packed_slots);
+    assert!(!plain().description().packed_slots);
+    // Alone, the chef with `packed-json` sees the slots filled on every DNS packet of the
+    // sample capture (8 DNS packets; `checked` on, a time text)...
+    let filled = seen(vec![reader()], "SlotsChef");
+    assert_eq!(filled.len(), 8, "{filled:?}");
+    assert!(filled.iter().all(|&(bits, time)| bits & 1 == 1 && time > 0));
+    // ...the one without sees them open (no record has `checked` on)...
+    assert!(seen(vec![plain()], "SlotsPlainChef").is_empty());
+    // ...and together, both get the one batch written for them, filled.
+    let (lines, _) = replay(&sample_capture(), vec![reader(), plain()], None, POKE);
+    let count = |name: &str| {
+        lines
+            .iter()
+            .filter(|l| json(l)["metadata"]["chef"] == name)
+            .count()
+    };
+    assert_eq!((count("SlotsChef"), count("SlotsPlainChef")), (8, 8));
+}
