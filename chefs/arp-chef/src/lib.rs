@@ -119,6 +119,129 @@ impl ArpChef {
     }
 }
 
+/// Room for a payload (~190 bytes with both notes' lengths).
+const PAYLOAD_CAPACITY: usize = 224;
+
+impl ArpDumpling {
+    /// The payload's JSON text: exactly what serde_json writes for this struct (a test
+    /// compares them), written straight into one buffer. Why: with serde, each address went
+    /// through `core::fmt` (`Ipv4Addr`'s `Display`) and each string through the escaper,
+    /// and ARPChef makes one payload per ARP packet.
+    pub fn to_json(&self) -> String {
+        let plain = |s: &str| {
+            s.bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        };
+        if let Operation::Name(name) = self.operation {
+            if !plain(name) {
+                // Not one this chef makes: serde's own escaping.
+                return serde_json::to_string(self).unwrap_or_default();
+            }
+        }
+        if self.notes.is_some_and(|n| !plain(n)) {
+            return serde_json::to_string(self).unwrap_or_default();
+        }
+        let mut out = String::with_capacity(PAYLOAD_CAPACITY);
+        out.push_str("{\"operation\":");
+        match self.operation {
+            Operation::Name(name) => push_quoted(&mut out, name),
+            Operation::Code(code) => push_u16(&mut out, code),
+        }
+        out.push_str(",\"src_hw\":");
+        push_mac(&mut out, self.src_hw);
+        out.push_str(",\"src_ip\":");
+        push_ip(&mut out, self.src_ip);
+        out.push_str(",\"dst_hw\":");
+        push_mac(&mut out, self.dst_hw);
+        out.push_str(",\"dst_ip\":");
+        push_ip(&mut out, self.dst_ip);
+        out.push_str(",\"time\":");
+        let secs = self.time.as_secs_f64();
+        if secs.is_finite() {
+            // serde_json's own float writer (`CompactFormatter::write_f64`).
+            out.push_str(zmij::Buffer::new().format_finite(secs));
+        } else {
+            out.push_str("null");
+        }
+        out.push_str(",\"notes\":");
+        match self.notes {
+            Some(notes) => push_quoted(&mut out, notes),
+            None => out.push_str("null"),
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// `"text"` for a text with nothing JSON escapes.
+fn push_quoted(out: &mut String, text: &str) {
+    out.push('"');
+    out.push_str(text);
+    out.push('"');
+}
+
+/// A number in decimal (the digits serde_json writes for an integer).
+fn push_u16(out: &mut String, v: u16) {
+    let mut digits = [0u8; 5];
+    let mut n = v;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A MAC as `"aa:bb:cc:dd:ee:ff"` (what `Mac` serialises to).
+fn push_mac(out: &mut String, mac: Mac) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    for (i, o) in mac.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(char::from(HEX[usize::from(o >> 4)]));
+        out.push(char::from(HEX[usize::from(o & 0xf)]));
+    }
+    out.push('"');
+}
+
+/// An IPv4 address as `"a.b.c.d"` (what `Ipv4Addr` serialises to).
+fn push_ip(out: &mut String, ip: Ipv4Addr) {
+    out.push('"');
+    for (i, v) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if v >= 100 {
+            out.push(char::from(b'0' + v / 100));
+        }
+        if v >= 10 {
+            out.push(char::from(b'0' + v / 10 % 10));
+        }
+        out.push(char::from(b'0' + v % 10));
+    }
+    out.push('"');
+}
+
+/// A handler's answer: one payload already written as JSON text, or none.
+pub struct ArpPayload(Option<String>);
+
+impl Dumplings for ArpPayload {
+    #[inline]
+    fn for_each_json(self, mut emit: impl FnMut(String)) {
+        if let Some(text) = self.0 {
+            emit(text);
+        }
+    }
+}
+
 impl Chef for ArpChef {
     fn info() -> ChefInfo {
         ChefInfo::new(
@@ -130,7 +253,7 @@ impl Chef for ArpChef {
     }
 
     fn on_packet(&mut self, packet: &Packet<'_>) -> impl Dumplings {
-        self.handle(packet)
+        ArpPayload(self.handle(packet).map(|d| d.to_json()))
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -229,5 +352,66 @@ mod tests {
     fn survives_the_corpus() {
         // Every capture of the team's pcap corpus: no panic, only valid JSON.
         assert!(chef_sdk::testing::sweep_corpus::<ArpChef>() > 10_000);
+    }
+
+    #[test]
+    fn the_hand_written_payload_is_what_serde_writes() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let ops = [
+            Operation::Name("request"),
+            Operation::Name("reply"),
+            Operation::Name("odd \"name\" \\ \u{1}"),
+            Operation::Code(0),
+            Operation::Code(3),
+            Operation::Code(10),
+            Operation::Code(99),
+            Operation::Code(100),
+            Operation::Code(65535),
+        ];
+        let notes = [
+            None,
+            Some("source device is new"),
+            Some("source device has new IP address"),
+            Some("tab\there"),
+        ];
+        let times = [
+            0,
+            1,
+            999,
+            1_000_000_000,
+            1_795_739_863_680_118_000,
+            u64::MAX,
+        ];
+        for i in 0..20_000u64 {
+            let r = rand();
+            let d = ArpDumpling {
+                operation: ops[(r % ops.len() as u64) as usize],
+                src_hw: Mac(rand() & 0xffff_ffff_ffff),
+                src_ip: Ipv4Addr::from(if i % 7 == 0 { 0 } else { rand() as u32 }),
+                dst_hw: Mac(if i % 5 == 0 {
+                    0
+                } else {
+                    rand() & 0xffff_ffff_ffff
+                }),
+                dst_ip: Ipv4Addr::from(if i % 11 == 0 { u32::MAX } else { rand() as u32 }),
+                time: Timestamp::from_nanos(if i < times.len() as u64 {
+                    times[i as usize]
+                } else {
+                    rand() >> (r % 20)
+                }),
+                notes: notes[((r >> 8) % notes.len() as u64) as usize],
+            };
+            assert_eq!(
+                d.to_json(),
+                serde_json::to_string(&d).expect("serialises"),
+                "{d:?}"
+            );
+        }
     }
 }
