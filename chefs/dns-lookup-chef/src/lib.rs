@@ -227,7 +227,7 @@ impl Chef for DnsLookupChef {
     }
 
     fn on_packet(&mut self, packet: &Packet<'_>) -> impl Dumplings {
-        self.handle(packet)
+        LookupPayload(self.handle(packet).map(|d| d.to_json()))
     }
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
@@ -291,6 +291,45 @@ fn summary_text(seen: &mut BoundedMap<String, Entry>) -> Option<String> {
     }
     out.push_str("}}");
     Some(out)
+}
+
+impl LookupDumpling {
+    /// The payload's JSON text: exactly what serde_json writes for this struct (a test
+    /// compares them), written into one buffer. A host name that JSON escapes (a quote, a
+    /// backslash or a control byte) goes through serde_json. Why: one payload per query,
+    /// and serde's struct machinery cost more than the text.
+    pub fn to_json(&self) -> String {
+        let name = &self.lookup.hostname;
+        if name.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            return chef_sdk::serde_json::to_string(self).unwrap_or_default();
+        }
+        let mut out = String::with_capacity(name.len() + 56);
+        out.push_str("{\"lookup\":{\"hostname\":\"");
+        // serde_json writes every other character as it is (non-ASCII too).
+        out.push_str(name);
+        out.push_str("\",\"when\":");
+        let secs = self.lookup.when.as_secs_f64();
+        if secs.is_finite() {
+            // serde_json's own float writer (`CompactFormatter::write_f64`).
+            out.push_str(zmij::Buffer::new().format_finite(secs));
+        } else {
+            out.push_str("null");
+        }
+        out.push_str("}}");
+        out
+    }
+}
+
+/// A handler's answer: one payload already written as JSON text, or none.
+pub struct LookupPayload(Option<String>);
+
+impl Dumplings for LookupPayload {
+    #[inline]
+    fn for_each_json(self, mut emit: impl FnMut(String)) {
+        if let Some(text) = self.0 {
+            emit(text);
+        }
+    }
 }
 
 chef_sdk::export_stateful_chef!(DnsLookupChef);
@@ -575,5 +614,64 @@ mod tests {
     fn survives_the_corpus() {
         // Every capture of the team's pcap corpus: no panic, only valid JSON.
         assert!(chef_sdk::testing::sweep_corpus::<DnsLookupChef>() > 10_000);
+    }
+
+    #[test]
+    fn the_hand_written_lookup_is_what_serde_writes() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces = [
+            "example",
+            ".",
+            "test",
+            "a-b",
+            "xn--d1acufc",
+            "\u{e9}",
+            "\u{1f600}",
+            "\u{fffd}",
+            "\"",
+            "\\",
+            "\u{1}",
+            "\n",
+            "\u{7f}",
+            "/",
+            " ",
+            "_tcp",
+            "0",
+        ];
+        let times = [
+            0,
+            1,
+            999,
+            1_000_000_000,
+            1_795_739_862_511_441_000,
+            u64::MAX,
+        ];
+        for i in 0..20_000usize {
+            let mut name = String::new();
+            for _ in 0..rand() % 6 {
+                name.push_str(pieces[(rand() % pieces.len() as u64) as usize]);
+            }
+            let d = LookupDumpling {
+                lookup: Lookup {
+                    hostname: name,
+                    when: Timestamp::from_nanos(if i < times.len() {
+                        times[i]
+                    } else {
+                        rand() >> (rand() % 20)
+                    }),
+                },
+            };
+            assert_eq!(
+                d.to_json(),
+                serde_json::to_string(&d).expect("serialises"),
+                "{d:?}"
+            );
+        }
     }
 }
