@@ -227,6 +227,19 @@ pub mod __private {
     use crate::wit;
     use std::time::Duration;
 
+    /// Appends the dumplings a handler made for the `index`-th item of its call, each
+    /// naming that item (`packet-index`).
+    #[inline]
+    fn push_indexed(out: &mut Vec<wit::PacketDumpling>, index: usize, dumplings: impl Dumplings) {
+        let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
+        dumplings.for_each_json(|payload| {
+            out.push(wit::PacketDumpling {
+                packet_index,
+                payload,
+            })
+        });
+    }
+
     /// `describe`: the chef's info, converted to the WIT record.
     pub fn describe<C: Chef>(default_version: &str) -> wit::ChefInfo {
         C::info().to_wit(default_version)
@@ -254,13 +267,7 @@ pub mod __private {
         let mut out = Vec::new();
         for (index, rec) in batch.records().enumerate() {
             let packet = Packet::from_record(rec, arena);
-            let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
-            chef.on_packet(&packet).for_each_json(|payload| {
-                out.push(wit::PacketDumpling {
-                    packet_index,
-                    payload,
-                })
-            });
+            push_indexed(&mut out, index, chef.on_packet(&packet));
         }
         out
     }
@@ -279,13 +286,7 @@ pub mod __private {
         for (index, raw) in packets.iter().enumerate() {
             crate::packed::encode_record(raw, &mut rec);
             let packet = Packet::from_record(&rec, arena);
-            let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
-            chef.on_packet(&packet).for_each_json(|payload| {
-                out.push(wit::PacketDumpling {
-                    packet_index,
-                    payload,
-                })
-            });
+            push_indexed(&mut out, index, chef.on_packet(&packet));
         }
         out
     }
@@ -294,13 +295,7 @@ pub mod __private {
     pub fn on_flow_events<C: Chef>(chef: &mut C, events: &[FlowEvent]) -> Vec<wit::PacketDumpling> {
         let mut out = Vec::new();
         for (index, event) in events.iter().enumerate() {
-            let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
-            chef.on_flow_event(event).for_each_json(|payload| {
-                out.push(wit::PacketDumpling {
-                    packet_index,
-                    payload,
-                })
-            });
+            push_indexed(&mut out, index, chef.on_flow_event(event));
         }
         out
     }
@@ -314,13 +309,7 @@ pub mod __private {
         let mut out = Vec::new();
         for (index, raw) in chunks.iter().enumerate() {
             let chunk = StreamChunk::new(raw, arena);
-            let packet_index = u32::try_from(index).unwrap_or(u32::MAX);
-            chef.on_stream(&chunk).for_each_json(|payload| {
-                out.push(wit::PacketDumpling {
-                    packet_index,
-                    payload,
-                })
-            });
+            push_indexed(&mut out, index, chef.on_stream(&chunk));
         }
         out
     }
