@@ -91,6 +91,51 @@ fn verdict<'de, R: serde_json::de::Read<'de>>(
     }
 }
 
+/// [`check_dumpling`] (`text` false) or [`check_dumpling_text`] (`text` true, `message`
+/// then UTF-8) with the deepest nesting the parse saw, for [`crate::repeat`]; the depth is
+/// meaningful only on `Ok`.
+pub(crate) fn verdict_with_depth(
+    message: &[u8],
+    text: bool,
+) -> (Result<CheckedDumpling, InvalidDumpling>, usize) {
+    let deepest = Cell::new(0);
+    let parsed = if text {
+        let Ok(message) = std::str::from_utf8(message) else {
+            return (check_dumpling(message), 0);
+        };
+        let mut de = serde_json::Deserializer::from_str(message);
+        scan(&mut de, &deepest).and_then(|doc| de.end().map(|()| doc))
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(message);
+        scan(&mut de, &deepest).and_then(|doc| de.end().map(|()| doc))
+    };
+    let verdict = match parsed {
+        Ok(_) if deepest.get() > limits::MAX_JSON_DEPTH => Err(limits::LimitError::TooDeep {
+            max: limits::MAX_JSON_DEPTH,
+        }
+        .into()),
+        Ok(doc) => finish(Ok(doc)),
+        // The exact error (depth first) is the plain check's business.
+        Err(_) => check_dumpling(message),
+    };
+    (verdict, deepest.get())
+}
+
+/// The nesting depth of `text` if it is exactly one JSON value (surrounding whitespace
+/// allowed) that a `serde_json::Value` parse accepts; `None` otherwise. `{}` and `[]` are 1,
+/// a scalar 0.
+pub fn json_value_depth(text: &[u8]) -> Option<usize> {
+    let deepest = Cell::new(0);
+    let walk = Walk {
+        level: 0,
+        deepest: &deepest,
+    };
+    let mut de = serde_json::Deserializer::from_slice(text);
+    walk.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(deepest.get())
+}
+
 /// Parse the whole message; JSON errors come first (the original's "Could not interpret
 /// dumpling JSON"), as the whole text is parsed before any field is looked at. `deepest`
 /// ends as the deepest nesting of arrays and objects seen.

@@ -12,12 +12,14 @@ pub mod canonical;
 mod check;
 pub mod limits;
 mod memo;
+pub mod repeat;
 mod resume;
 pub mod text;
 
-pub use check::{check_dumpling, check_dumpling_text, AnyJson};
+pub use check::{check_dumpling, check_dumpling_text, json_value_depth, AnyJson};
 pub use limits::{check_json_depth, check_message_limits, LimitError, MAX_JSON_DEPTH};
 pub use memo::{CheckedPayload, PayloadMemo};
+pub use repeat::RepeatMemo;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

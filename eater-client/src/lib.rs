@@ -282,6 +282,9 @@ pub struct Eater {
     connected_once: bool,
     failures: u32,
     retry_delay: Option<Duration>,
+    /// Recent table payloads, one per chef, so a repeated one is not parsed again
+    /// ([`dumpling::repeat`]; used when the payload is not built as a `Value`).
+    repeats: dumpling::RepeatMemo,
 }
 
 impl Eater {
@@ -306,6 +309,7 @@ impl Eater {
             last_seq: None,
             seam: None,
             ws: None,
+            repeats: dumpling::RepeatMemo::new(),
             connected_once: false,
             failures: 0,
             retry_delay: None,
@@ -469,6 +473,36 @@ impl Eater {
         })
     }
 
+    /// `parse_dumpling_with(text, AnyJson)`'s answer, without parsing the payload when it
+    /// repeats, byte for byte, the same chef's previous one (checked then, and once on its
+    /// own; `dumpling::repeat` says why a parse of the envelope alone is then exact).
+    /// Remembers the payloads of large messages for next time.
+    fn parse_metadata(&mut self, text: &str) -> Result<Metadata, serde_json::Error> {
+        use dumpling::repeat::{head_with_zero_payload, split_envelope, REPEAT_MIN_BYTES};
+        let full = |text: &str| parse_dumpling_with(text, dumpling::AnyJson).map(|(m, ())| m);
+        let Some(start) =
+            split_envelope(text.as_bytes()).filter(|_| text.len() >= REPEAT_MIN_BYTES)
+        else {
+            return full(text);
+        };
+        // The split is after ASCII bytes, so the head is UTF-8 as `text` is.
+        let head = head_with_zero_payload(text.as_bytes(), start);
+        let Ok(Ok(metadata)) = std::str::from_utf8(&head).map(full) else {
+            return full(text);
+        };
+        let payload = &text.as_bytes()[start..text.len() - 1];
+        // The envelope adds one level to the payload's; serde_json refuses past 127 and
+        // `MAX_REPEAT_DEPTH` is far below.
+        if self.repeats.repeated(&metadata.chef, payload).is_some() {
+            return Ok(metadata);
+        }
+        let parsed = full(text);
+        if parsed.is_ok() {
+            self.repeats.remember(&metadata.chef, payload);
+        }
+        parsed
+    }
+
     fn parse(&mut self, text: &str, binary: bool) -> Parsed {
         let dumpling: Dumpling = if self.config.payload_value {
             match serde_json::from_str(text) {
@@ -476,15 +510,15 @@ impl Eater {
                 Err(error) => return Parsed::Invalid(error.to_string()),
             }
         } else {
-            match parse_dumpling_with(text, dumpling::AnyJson) {
+            match self.parse_metadata(text) {
                 // A notice's payload is read below: parse it in full (rare).
-                Ok((metadata, ())) if metadata.chef == dumpling::HUB_NOTICE_CHEF => {
+                Ok(metadata) if metadata.chef == dumpling::HUB_NOTICE_CHEF => {
                     match serde_json::from_str(text) {
                         Ok(d) => d,
                         Err(error) => return Parsed::Invalid(error.to_string()),
                     }
                 }
-                Ok((metadata, ())) => Dumpling {
+                Ok(metadata) => Dumpling {
                     metadata,
                     payload: serde_json::Value::Null,
                 },
@@ -942,5 +976,82 @@ mod tests {
         // Hub notices still carry their payload.
         let notice = r#"{"metadata":{"chef":"HubNoticeChef","kitchen":null,"creation_time":1.0,"driver":"interval"},"payload":{"lagged":7}}"#;
         assert!(matches!(lazy.parse(notice, false), Parsed::Lagged(7)));
+    }
+
+    /// Large tables that repeat (the kitchen's compact envelope), clean and with random
+    /// edits anywhere, each seen again right after: the eater that skips a repeated payload
+    /// passes on and refuses exactly what a full parse does, with the same metadata.
+    #[test]
+    fn repeated_tables_agree_with_the_full_parse() {
+        let mut rng = Rng(0x0bad_cafe_1234_5678);
+        const EDITS: &[&str] = &[
+            "",
+            ",",
+            "]",
+            "}",
+            "{",
+            "\"",
+            "\\ud800",
+            "1e400",
+            "01",
+            ":",
+            "é",
+            " ",
+            ",\"payload\":",
+            ",\"metadata\":{}",
+            ",\"payload\":1",
+        ];
+        let table = |n: usize, salt: usize| {
+            let rows: Vec<String> = (0..n)
+                .map(|i| format!("\"n{i}.test\":{{\"count\":{},\"latest\":1.5}}", i + salt))
+                .collect();
+            format!("{{\"lookups_seen\":{{{}}}}}", rows.join(","))
+        };
+        let bases: Vec<String> = [("DNSLookupChef", 0), ("DNSLookupChef", 1), ("TLSServerNameChef", 2)]
+            .iter()
+            .map(|(chef, salt)| {
+                format!(
+                    "{{\"metadata\":{{\"chef\":\"{chef}\",\"kitchen\":\"k\",\"creation_time\":1.5,\"driver\":\"interval\"}},\"payload\":{}}}",
+                    table(40, *salt)
+                )
+            })
+            .collect();
+        let mut config = EaterConfig::new("127.0.0.1:1", "t");
+        config.payload_value = false;
+        let mut lazy = Eater::new(config).unwrap();
+        let (mut accepted, mut refused) = (0, 0);
+        for i in 0..6_000 {
+            let mut text = bases[(rng.next() % 3) as usize].clone();
+            if i % 2 == 1 {
+                let mut cut = (rng.next() % (text.len() as u64 + 1)) as usize;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let mut end = (cut + (rng.next() % 3) as usize).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.replace_range(cut..end, rng.pick(EDITS));
+            }
+            for _ in 0..2 {
+                match (
+                    serde_json::from_str::<Dumpling>(&text),
+                    lazy.parse(&text, false),
+                ) {
+                    (Ok(d), Parsed::Pass(b)) => {
+                        accepted += 1;
+                        assert_eq!(d.metadata, b.dumpling.metadata, "{text}");
+                    }
+                    (Err(_), Parsed::Invalid(_)) => refused += 1,
+                    (old, _) => panic!("disagree on {text}: {old:?}"),
+                }
+            }
+        }
+        assert!(accepted > 4_000 && refused > 500, "{accepted} {refused}");
+        assert!(
+            lazy.repeats.hits() > 3_000,
+            "repeats skipped: {}",
+            lazy.repeats.hits()
+        );
     }
 }

@@ -1,12 +1,13 @@
 //! Fuzz the hub's per-message handling: hello parsing for both sides, the kitchen message
-//! classifier (text and binary frames), the dumpling check, and the status/notice builders'
+//! classifier (text and binary frames; with the repeat memo too), the dumpling check, and the status/notice builders'
 //! inputs. Invariants: nothing panics; a forwarded dumpling is valid JSON with a string
 //! `metadata.chef`, a `packet`/`interval` driver and a numeric `creation_time`; a valid
 //! hello keeps its object verbatim and is valid JSON.
 #![no_main]
 
 use hub::hello::parse_hello;
-use hub::kitchen::{classify, Action};
+use hub::kitchen::{classify, classify_repeating, Action};
+use dumpling::RepeatMemo;
 use libfuzzer_sys::fuzz_target;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -25,6 +26,12 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => Message::binary(Vec::new()),
         },
     ];
+    // The per-connection memo answers exactly as the plain classifier, first time and on
+    // a repeat.
+    let mut repeats = RepeatMemo::new();
+    for message in messages.iter().chain(&messages) {
+        assert_eq!(classify_repeating(message, &mut repeats), classify(message));
+    }
     for message in &messages {
         if let Action::Forward { chef, .. } = classify(message) {
             let bytes: &[u8] = match message {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dumpling::{
-    check_dumpling, check_dumpling_text, close_code, is_reserved_name, InvalidDumpling,
+    check_dumpling, check_dumpling_text, close_code, is_reserved_name, InvalidDumpling, RepeatMemo,
     HUB_RESERVED_CHEF_NAMES,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -61,6 +61,17 @@ pub fn classify(message: &Message) -> Action {
     }
 }
 
+/// [`classify`] for one connection's messages in order: the same answer for every message,
+/// but a payload that repeats the same chef's previous one byte for byte is not parsed
+/// again ([`dumpling::repeat`]: a chef answering each poke with an unchanged table).
+pub fn classify_repeating(message: &Message, repeats: &mut RepeatMemo) -> Action {
+    match message {
+        Message::Text(text) => verdict(repeats.check(text.as_bytes(), true)),
+        Message::Binary(bytes) => verdict(repeats.check(bytes, false)),
+        _ => classify(message),
+    }
+}
+
 fn verdict(checked: Result<dumpling::CheckedDumpling, InvalidDumpling>) -> Action {
     match checked {
         Ok(checked) if is_reserved_name(HUB_RESERVED_CHEF_NAMES, &checked.chef) => {
@@ -94,6 +105,8 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
     let mut ping = tokio::time::interval(shared.config.ping_interval);
     ping.reset();
     let mut last_seen = Instant::now();
+    // This connection's recent table payloads, one per chef (bounded: `dumpling::repeat`).
+    let mut repeats = RepeatMemo::new();
     let reason: String = loop {
         tokio::select! {
             _ = crate::state::stopped(&mut shutdown) => {
@@ -108,7 +121,7 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
             message = ws.next() => {
                 last_seen = Instant::now();
                 match message {
-                    Some(Ok(message)) => match classify(&message) {
+                    Some(Ok(message)) => match classify_repeating(&message, &mut repeats) {
                         Action::Forward { chef, kitchen } => {
                             if let Some(principal) = &principal {
                                 if !principal.may_send_as(kitchen.as_deref()) {

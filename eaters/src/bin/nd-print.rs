@@ -167,7 +167,22 @@ fn main() -> std::process::ExitCode {
 struct Printer {
     text: String,
     scratch: PrettyScratch,
+    /// The last large payload each recent chef sent, with its printed form.
+    printed: Vec<PrintedPayload>,
+    /// The entry of `printed` replaced next when it is full.
+    next: usize,
 }
+
+/// A payload's bytes and what the printer made of them (colours included: the flag is fixed
+/// for the run).
+struct PrintedPayload {
+    chef: String,
+    payload: Vec<u8>,
+    text: String,
+}
+
+/// Chefs whose last payload the printer keeps (each entry at most two hub messages' size).
+const PRINTED_SLOTS: usize = 8;
 
 impl Printer {
     /// The text for one dumpling: the header line, then (with `payload`) a blank line, the
@@ -190,6 +205,12 @@ impl Printer {
         }
         if payload {
             out.push('\n');
+            if let Some(i) = self.printed_payload(received, color) {
+                self.text.push_str(&self.printed[i].text);
+                self.text.push_str("\n\n");
+                return &self.text;
+            }
+            let out = &mut self.text;
             let start = out.len();
             let printed = parse_dumpling_with(
                 &received.raw,
@@ -212,7 +233,64 @@ impl Printer {
             }
             out.push_str("\n\n");
         }
-        out
+        &self.text
+    }
+
+    /// The index in `printed` of this dumpling's printed payload, printed now if it is not
+    /// the same bytes as its chef's last. Only for large messages in the kitchen's compact
+    /// envelope, and only where printing the payload on its own is exactly what printing it
+    /// inside the message gives (`dumpling::repeat`: the envelope with the payload replaced
+    /// by `0` parses as a dumpling, and the payload is one JSON value); `None` otherwise.
+    /// Why: a chef sends its whole table every poke, mostly unchanged, and parsing and
+    /// pretty-printing ~40 KB each time was most of `nd-print`'s CPU.
+    fn printed_payload(&mut self, received: &Received, color: bool) -> Option<usize> {
+        use dumpling::repeat::{head_with_zero_payload, split_envelope, REPEAT_MIN_BYTES};
+        let raw = received.raw.as_str();
+        if raw.len() < REPEAT_MIN_BYTES {
+            return None;
+        }
+        let start = split_envelope(raw.as_bytes())?;
+        let head = head_with_zero_payload(raw.as_bytes(), start);
+        parse_dumpling_with(std::str::from_utf8(&head).ok()?, dumpling::AnyJson).ok()?;
+        // `start` and the end are next to ASCII bytes: char boundaries.
+        let payload = &raw[start..raw.len() - 1];
+        let chef = received.dumpling.metadata.chef.as_str();
+        let found = self.printed.iter().position(|p| p.chef == chef);
+        if let Some(i) = found.filter(|i| self.printed[*i].payload == payload.as_bytes()) {
+            return Some(i);
+        }
+        let mut text = String::new();
+        let mut de = serde_json::Deserializer::from_str(payload);
+        serde::de::DeserializeSeed::deserialize(
+            PythonPretty::new(&mut text, &mut self.scratch),
+            &mut de,
+        )
+        .ok()?;
+        de.end().ok()?;
+        if color {
+            text = colorize_json(&text);
+        }
+        let entry = PrintedPayload {
+            chef: chef.to_owned(),
+            payload: payload.as_bytes().to_vec(),
+            text,
+        };
+        Some(match found {
+            Some(i) => {
+                self.printed[i] = entry;
+                i
+            }
+            None if self.printed.len() < PRINTED_SLOTS => {
+                self.printed.push(entry);
+                self.printed.len() - 1
+            }
+            None => {
+                let i = self.next % PRINTED_SLOTS;
+                self.printed[i] = entry;
+                self.next = (i + 1) % PRINTED_SLOTS;
+                i
+            }
+        })
     }
 }
 
@@ -220,6 +298,98 @@ impl Printer {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// What the printer made of this message before it kept printed payloads: the reference.
+    fn printed_in_full(received: &Received, color: bool) -> String {
+        let mut printer = Printer::default();
+        let mut text = String::new();
+        let meta = &received.dumpling.metadata;
+        let (bold, reset) = if color { (BOLD, RESET) } else { ("", "") };
+        let _ = writeln!(
+            text,
+            "{} [{:<8}] {bold}{}{reset} from {bold}{}{reset}",
+            local_iso(meta.creation_time),
+            meta.driver.as_str(),
+            meta.chef,
+            meta.kitchen.as_deref().unwrap_or("None")
+        );
+        text.push('\n');
+        let start = text.len();
+        parse_dumpling_with(
+            &received.raw,
+            PythonPretty::new(&mut text, &mut printer.scratch),
+        )
+        .expect("valid");
+        if color {
+            let colored = colorize_json(&text[start..]);
+            text.truncate(start);
+            text.push_str(&colored);
+        }
+        text.push_str("\n\n");
+        text
+    }
+
+    /// Tables repeated and changed, of several chefs, in the compact envelope and others:
+    /// every dumpling prints exactly as a full parse prints it, first time and repeated.
+    #[test]
+    fn kept_payloads_print_as_a_full_parse_does() {
+        let table = |n: usize, salt: usize| {
+            let rows: Vec<String> = (0..n)
+                .map(|i| {
+                    format!(
+                        r#""n{i}.test":{{"count":{},"latest":1.25,"x":[1,"é\n",null]}}"#,
+                        i + salt
+                    )
+                })
+                .collect();
+            format!(r#"{{"lookups_seen":{{{}}}}}"#, rows.join(","))
+        };
+        let message = |chef: &str, payload: &str, compact: bool| {
+            if compact {
+                format!(
+                    r#"{{"metadata":{{"chef":"{chef}","kitchen":"k","creation_time":1.5,"driver":"interval"}},"payload":{payload}}}"#
+                )
+            } else {
+                format!(
+                    r#"{{"metadata": {{"chef": "{chef}", "kitchen": "k", "creation_time": 1.5, "driver": "interval"}}, "payload": {payload}}}"#
+                )
+            }
+        };
+        let mut texts = Vec::new();
+        for round in 0..3 {
+            for chef in 0..10 {
+                let payload = table(30, chef + usize::from(round == 2 && chef % 2 == 0));
+                texts.push(message(&format!("Chef{chef}"), &payload, chef != 3));
+                texts.push(message(&format!("Chef{chef}"), &payload, chef != 3));
+            }
+        }
+        // A payload followed by another member: not one value, so never printed on its own.
+        let odd = format!(
+            r#"{{"metadata":{{"chef":"Odd","creation_time":1,"driver":"packet"}},"payload":{},"x":1}}"#,
+            table(30, 0)
+        );
+        texts.push(odd.clone());
+        texts.push(odd);
+        for color in [false, true] {
+            let mut printer = Printer::default();
+            for raw in &texts {
+                let received = Received {
+                    dumpling: serde_json::from_str(raw).expect("dumpling"),
+                    raw: raw.clone(),
+                    binary: false,
+                    seq: None,
+                };
+                let want = printed_in_full(&received, color);
+                let got = printer.dumpling(&received, true, color);
+                assert!(got == want, "printed differently (color {color}): {raw}");
+            }
+            assert_eq!(printer.printed.len(), PRINTED_SLOTS, "payloads kept");
+            assert!(!printer
+                .printed
+                .iter()
+                .any(|p| p.chef == "Odd" || p.chef == "Chef3"));
+        }
+    }
 
     #[test]
     fn verify_cli() {
