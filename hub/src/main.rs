@@ -36,6 +36,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         println!("token_sha256 = \"{hash}\"");
         return Ok(());
     }
+    // Before the first connection: the heap then grows in large steps and is trimmed only
+    // after bursts (`hub::trim`), not once per large dumpling.
+    let tuned = hub::trim::keep_heap_growth_off_the_hot_path();
+    tracing::debug!(tuned, "glibc heap growth and trim thresholds");
     let mut config = cli.config()?;
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         let files = hub::tls::TlsFiles {
