@@ -84,6 +84,9 @@ struct Args {
     no_hub: bool,
     /// `--call-cost N`: time N empty pokes and N one-packet calls per default chef instead.
     call_cost: Option<u64>,
+    /// `--answer-cost N`: time N calls answering 256 packet dumplings each, the in-place
+    /// lift against wasmtime's lift (decided after the call), instead.
+    answer_cost: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -97,7 +100,7 @@ const USAGE: &str = "\
 usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                         [--corpus mixed|high-cardinality|both] [--no-hub]
                         [--compare-chefs DIR] [--only VARIANT] [--chef-threads N]
-                        [--call-cost N]
+                        [--call-cost N] [--answer-cost N]
 
   FILE                 the mixed corpus to read (default: target/bench/big.pcap, built
                        from every Ethernet capture in $ND_SHARED_PCAPS)
@@ -116,7 +119,11 @@ usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                        chefs called one after the other, as before `--chef-threads`)
   --call-cost N        no corpus: the fixed cost of one call to each default chef, N
                        pokes and N calls with one ARP packet per round (medians of
-                       --rounds), for a profiler";
+                       --rounds), for a profiler
+  --answer-cost N      no corpus: the host's cost of N calls answering 256 packet
+                       dumplings each (TopTalkersChef's high-cardinality shape, ~43 %
+                       kept by the budget), decided in the lift against wasmtime's lift
+                       decided after the call; alternated rounds, medians, ratio";
 
 /// `--chef-threads` (read by every kitchen run; set once by `parse_args`).
 static CHEF_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
@@ -132,6 +139,7 @@ fn parse_args() -> anyhow::Result<Args> {
         corpus: CorpusChoice::Both,
         no_hub: false,
         call_cost: None,
+        answer_cost: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -141,6 +149,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--build-corpus" => a.build_corpus = true,
             "--no-hub" => a.no_hub = true,
             "--call-cost" => a.call_cost = Some(it.next().context("--call-cost N")?.parse()?),
+            "--answer-cost" => a.answer_cost = Some(it.next().context("--answer-cost N")?.parse()?),
             "--only" => a.only = Some(it.next().context("--only VARIANT")?),
             "--chef-threads" => {
                 let n: usize = it.next().context("--chef-threads N")?.parse()?;
@@ -254,6 +263,9 @@ fn main() -> anyhow::Result<()> {
             high_cardinality::write(&out)?;
         }
         corpora.push(("high-cardinality", out));
+    }
+    if let Some(n) = args.answer_cost {
+        return answer_cost(n.max(1), args.rounds);
     }
     if let Some(n) = args.call_cost {
         let mut host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
@@ -721,6 +733,145 @@ fn call_cost(host: &ChefHost, n: u64, rounds: usize) -> anyhow::Result<()> {
             call_out as f64 / calls as f64
         );
     }
+    Ok(())
+}
+
+/// `--answer-cost N`: the host's per-dumpling path for a `list<packet-dumpling>`, on
+/// `TopTalkersChef`'s high-cardinality shape: each call answers 256 `flow_ended`-like
+/// `flow_ended` payloads (~310 bytes), and a per-second budget refills between calls
+/// for about 43 % of them (468 634 of 1.1 M pass on that corpus). `wasmtime`: the answer
+/// lifted by wasmtime (a `String` per payload) and decided after the call, as before stop
+/// 19; `in place`: decided in the lift, only kept payloads read (`packet_answer`). Each
+/// variant has its own instance of the `answer-chef` fixture (which builds the 256 strings
+/// from its arena: its own work is inside both figures) and its own budget; rounds
+/// alternate; medians of ns per call and per dumpling, and the ratio.
+fn answer_cost(n: u64, rounds: usize) -> anyhow::Result<()> {
+    use kitchen::chef_host::output_budget::OutputBudget;
+    use kitchen::chef_host::packet_answer::{Intake, Part, Verdict};
+    const DUMPLINGS: usize = 256;
+    let fixtures = fixtures_build::build_fixtures().map_err(anyhow::Error::msg)?;
+    let mut host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
+    host.set_deterministic(true);
+    let load = || host.load_file(&fixtures.join("answer_chef.wasm"));
+    let (mut old, mut new) = (load()?, load()?);
+    // The answer script (see kitchen/fixtures/answer-chef): 256 own strings.
+    // `TopTalkersChef`'s own `flow_ended` text on that corpus (~300-330 bytes).
+    let payload = |i: usize| {
+        format!(
+            r#"{{"flow_ended":{{"id":{},"protocol":"tcp","originator":"10.{}.{}.{}:{}","responder":"192.0.2.{}:443","first":1700000000.{:06},"last":1700000000.{:06},"packets_from_originator":1,"packets_from_responder":0,"bytes_from_originator":86,"bytes_from_responder":0,"tcp_flags":["PSH","ACK"],"end_reason":"evicted"}}}}"#,
+            1_000_000 + i,
+            i % 250,
+            i / 250 % 250,
+            i % 7,
+            1024 + i,
+            i % 200,
+            i * 8 + 1,
+            i * 8 + 9
+        )
+    };
+    let mut script = Vec::new();
+    script.extend_from_slice(&(DUMPLINGS as u32).to_le_bytes());
+    for i in 0..DUMPLINGS {
+        let p = payload(i);
+        for w in [i as u32, 0, p.len() as u32] {
+            script.extend_from_slice(&w.to_le_bytes());
+        }
+        script.extend_from_slice(p.as_bytes());
+    }
+    let bytes_per_call: usize = (0..DUMPLINGS).map(|i| payload(i).len()).sum();
+    // 1 MB/s refilled for `step` ns between calls: ~43 % of a call's bytes.
+    let per_sec = 1_000_000u64;
+    let step = (bytes_per_call as u64 * 43 / 100) * 1_000_000_000 / per_sec;
+    let intake = |budget: &OutputBudget| {
+        let mut i = Intake::default();
+        i.cap = 100_000;
+        i.max_bytes = 1 << 20;
+        i.parts = vec![Part {
+            end: DUMPLINGS,
+            clock_ns: 0,
+        }];
+        i.times = (0..DUMPLINGS as u64)
+            .map(|t| 1_700_000_000_000_000_000 + t)
+            .collect();
+        i.has_times = true;
+        i.budget = Some(budget.clone());
+        i.head = Some(dumpling::EnvelopeHead::new("AnswerChef", Some("bench")));
+        i
+    };
+    let (mut b_old, mut b_new) = (
+        OutputBudget::new(1 << 20, per_sec),
+        OutputBudget::new(1 << 20, per_sec),
+    );
+    let (mut i_old, mut i_new) = (intake(&b_old), intake(&b_new));
+    let (mut t_old, mut t_new) = (Vec::new(), Vec::new());
+    let (mut kept_old, mut kept_new, mut bytes_old, mut bytes_new) = (0u64, 0u64, 0u64, 0u64);
+    let mut clock = 0u64;
+    println!(
+        "=== answer cost: {n} calls of {DUMPLINGS} packet dumplings ({bytes_per_call} payload bytes) per round, {rounds} rounds ==="
+    );
+    let tally = |i: &Intake, kept: &mut u64, bytes: &mut u64| {
+        for v in &i.verdicts {
+            if let Verdict::Wrapped(Ok(json)) = v {
+                *kept += 1;
+                *bytes += json.len() as u64;
+            }
+        }
+    };
+    for _ in 0..rounds {
+        for new_first in [false, true] {
+            let old_clock = clock;
+            for variant in if new_first { [1, 0] } else { [0, 1] } {
+                clock = old_clock;
+                let t = Instant::now();
+                for _ in 0..n {
+                    clock += step;
+                    if variant == 0 {
+                        i_old.parts[0].clock_ns = clock;
+                        i_old.verdicts.clear();
+                        let out = old.on_packets(&[], &script, clock)?;
+                        i_old.take_owned(&out);
+                        tally(&i_old, &mut kept_old, &mut bytes_old);
+                    } else {
+                        i_new.parts[0].clock_ns = clock;
+                        new.take_packets(&[], &script, clock, &mut i_new)?;
+                        tally(&i_new, &mut kept_new, &mut bytes_new);
+                    }
+                }
+                let ns = t.elapsed().as_nanos() as f64 / n as f64;
+                if variant == 0 {
+                    t_old.push(ns);
+                } else {
+                    t_new.push(ns);
+                }
+            }
+        }
+    }
+    if let Some(b) = i_old.budget.take() {
+        b_old = b;
+    }
+    if let Some(b) = i_new.budget.take() {
+        b_new = b;
+    }
+    if kept_old != kept_new
+        || bytes_old != bytes_new
+        || format!("{b_old:?}") != format!("{b_new:?}")
+    {
+        bail!("the two paths disagree: kept {kept_old} vs {kept_new}, bytes {bytes_old} vs {bytes_new}");
+    }
+    let calls = (t_old.len() as u64 * n).max(1);
+    let (mo, mn) = (median(&t_old), median(&t_new));
+    println!(
+        "kept {:.1} % of the dumplings ({kept_new} in {calls} calls per variant)",
+        kept_new as f64 * 100.0 / (calls as f64 * DUMPLINGS as f64)
+    );
+    println!(
+        "{:>10} {:>12} {:>14}",
+        "variant", "ns per call", "ns per dumpling"
+    );
+    for (name, m) in [("wasmtime", mo), ("in place", mn)] {
+        println!("{name:>10} {m:>12.0} {:>14.1}", m / DUMPLINGS as f64);
+    }
+    println!("ratio in place / wasmtime: {:.3}", mn / mo);
     Ok(())
 }
 

@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Func, ResourceTable};
+use wasmtime::component::{ComponentType, Func, Lift, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -31,6 +31,7 @@ use super::failure_policy::{CallKind, Health};
 use super::interval_bytes;
 use super::limits::{ChefLimiter, ChefLimits};
 use super::packed_json;
+use super::packet_answer::{self, Intake, PacketAnswer};
 use super::poll::DeadlinePoll;
 use super::wire::{WirePacket, WirePacketV01};
 use super::wire_flow::{WireFlowEvent, WireStreamChunk};
@@ -245,6 +246,8 @@ struct Live {
     flow_funcs: Option<(Func, Func)>,
     /// `state.snapshot` and `state.restore`, when the chef exports them (0.2 only).
     state: Option<(Func, Func)>,
+    /// The handler's `on-packed` (0.2 only), type-checked once as [`OnPackedFunc`].
+    on_packed: Option<Func>,
     /// `packed-json.on-packed`, when the chef exports it (0.2 only; see `packed_json`).
     packed_json: Option<Func>,
     /// `packed-json-bytes.on-packed`, when the chef exports it (0.2 only; preferred over
@@ -407,6 +410,21 @@ impl LoadedChef {
         }
     }
 
+    /// Its envelope head for dumplings made in `kitchen`, taken out (made afresh when it
+    /// has none for that kitchen); [`Self::return_envelope_head`] gives it back.
+    pub fn take_envelope_head(&mut self, kitchen: Option<&str>) -> dumpling::EnvelopeHead {
+        let name = self.description.name.as_str();
+        match self.envelope_head.take() {
+            Some(head) if head.is_for(name, kitchen) => head,
+            _ => dumpling::EnvelopeHead::new(name, kitchen),
+        }
+    }
+
+    /// Give back the head [`Self::take_envelope_head`] took.
+    pub fn return_envelope_head(&mut self, head: dumpling::EnvelopeHead) {
+        self.envelope_head = Some(head);
+    }
+
     /// Its component's SHA-256 and signing key id.
     pub fn provenance(&self) -> &super::Provenance {
         &self.provenance
@@ -518,32 +536,93 @@ impl LoadedChef {
         arena: &[u8],
         now_ns: u64,
     ) -> Result<Vec<PacketDumpling>, CallError> {
+        self.packets_call(packets, arena, now_ns)
+    }
+
+    /// [`Self::on_packets`], its answer decided into `intake` where it lies in the chef's
+    /// memory (see [`packet_answer`]).
+    pub fn take_packets(
+        &mut self,
+        packets: &[WirePacket],
+        arena: &[u8],
+        now_ns: u64,
+        intake: &mut Intake,
+    ) -> Result<(), CallError> {
+        self.with_intake(intake, |chef| {
+            chef.packets_call::<PacketAnswer>(packets, arena, now_ns)
+        })
+    }
+
+    fn packets_call<R: Answer>(
+        &mut self,
+        packets: &[WirePacket],
+        arena: &[u8],
+        now_ns: u64,
+    ) -> Result<R, CallError> {
         let generic = self.generic_lowering;
         let out = self.call(CallKind::Packets, now_ns, |live| {
             let v0_2 = match live.chef.v0_2() {
                 Some(c) => c,
                 None => {
                     let packets = WirePacketV01::slice(packets);
-                    let (out,) = on_packets_v0_1_typed(live.on_packets)
+                    let (out,) = on_packets_v0_1_typed::<R>(live.on_packets)
                         .call(&mut live.store, (packets, arena))?;
                     return Ok(out);
                 }
             };
             if generic {
                 let plain: Vec<Packet> = packets.iter().map(|p| p.0).collect();
-                return v0_2.netdumplings_chef_handler().call_on_packets(
-                    &mut live.store,
-                    &plain,
-                    arena,
-                );
+                return v0_2
+                    .netdumplings_chef_handler()
+                    .call_on_packets(&mut live.store, &plain, arena)
+                    .map(R::from_vec);
             }
             let (out,) =
-                on_packets_typed(live.on_packets).call(&mut live.store, (packets, arena))?;
+                on_packets_typed::<R>(live.on_packets).call(&mut live.store, (packets, arena))?;
             Ok(out)
         })?;
         self.stats.packet_calls += 1;
         self.stats.packets += packets.len() as u64;
         Ok(out)
+    }
+
+    /// Make a call whose `list<packet-dumpling>` is decided into `intake` (lent to this
+    /// thread's lift for the call; see [`packet_answer`]). A failed call leaves no
+    /// verdicts and the budget as it was (a post-return that traps after the lift decided
+    /// fails the call, as it did when the lane decided afterwards).
+    fn with_intake(
+        &mut self,
+        intake: &mut Intake,
+        call: impl FnOnce(&mut Self) -> Result<PacketAnswer, CallError>,
+    ) -> Result<(), CallError> {
+        let budget = intake.budget.clone();
+        intake.verdicts.clear();
+        intake.lifted = None;
+        intake.wrap_ns = 0;
+        packet_answer::lend(std::mem::take(intake));
+        let result = call(self);
+        *intake = packet_answer::take_back().unwrap_or_default();
+        match result {
+            Ok(PacketAnswer::Taken) => {
+                // Checking and wrapping kept payloads is the kitchen's work, as when the
+                // lane did it after the call: not the chef's call time.
+                let wrap = intake.wrap_ns;
+                self.last_call_ns = self.last_call_ns.saturating_sub(wrap);
+                self.stats.busy_ns = self.stats.busy_ns.saturating_sub(wrap);
+                Ok(())
+            }
+            Ok(PacketAnswer::Lifted(out)) => {
+                // Decided by the lane after the call (`Intake::settle`), which has the items'
+                // times if they were not gathered before it.
+                intake.lifted = Some(out);
+                Ok(())
+            }
+            Err(e) => {
+                intake.verdicts.clear();
+                intake.budget = budget;
+                Err(e)
+            }
+        }
     }
 
     /// Call `on-packed` (0.2 chefs whose `batch-form` is `packed`): `headers` are the
@@ -556,8 +635,32 @@ impl LoadedChef {
         packets: usize,
         now_ns: u64,
     ) -> Result<Vec<PacketDumpling>, CallError> {
+        self.packed_call(headers, arena, packets, now_ns)
+    }
+
+    /// [`Self::on_packed`], its answer decided into `intake` (see [`Self::take_packets`]).
+    pub fn take_packed(
+        &mut self,
+        headers: &[u8],
+        arena: &[u8],
+        packets: usize,
+        now_ns: u64,
+        intake: &mut Intake,
+    ) -> Result<(), CallError> {
+        self.with_intake(intake, |chef| {
+            chef.packed_call::<PacketAnswer>(headers, arena, packets, now_ns)
+        })
+    }
+
+    fn packed_call<R: Answer>(
+        &mut self,
+        headers: &[u8],
+        arena: &[u8],
+        packets: usize,
+        now_ns: u64,
+    ) -> Result<R, CallError> {
         if self.api() == ChefApi::V0_1 {
-            return Ok(Vec::new());
+            return Ok(R::from_vec(Vec::new()));
         }
         let (out, fault) = self.call(CallKind::Packets, now_ns, |live| {
             if let Some(f) = live.packed_json_bytes {
@@ -565,7 +668,10 @@ impl LoadedChef {
                 let typed = f.typed::<(&[u8], &[u8]), (Vec<u8>,)>(&live.store)?;
                 let (bytes,) = typed.call(&mut live.store, (headers, arena))?;
                 let (out, fault) = packed_json::split_bytes(&bytes);
-                return Ok((out, fault.map(|f| (packed_json::BYTES_EXPORT, f))));
+                return Ok((
+                    R::from_vec(out),
+                    fault.map(|f| (packed_json::BYTES_EXPORT, f)),
+                ));
             }
             if let Some(f) = live.packed_json {
                 // Typed per call: comparing (list<u8>, list<u8>) -> string is a few
@@ -575,14 +681,14 @@ impl LoadedChef {
                 let typed = f.typed::<(&[u8], &[u8]), (String,)>(&live.store)?;
                 let (text,) = typed.call(&mut live.store, (headers, arena))?;
                 let (out, fault) = packed_json::split(&text);
-                return Ok((out, fault.map(|f| (packed_json::EXPORT, f))));
+                return Ok((R::from_vec(out), fault.map(|f| (packed_json::EXPORT, f))));
             }
-            match live.chef.v0_2() {
-                Some(c) => c
-                    .netdumplings_chef_handler()
-                    .call_on_packed(&mut live.store, headers, arena)
-                    .map(|out| (out, None)),
-                None => Ok((Vec::new(), None)),
+            match live.on_packed {
+                Some(f) => {
+                    let (out,) = on_packed_typed::<R>(f).call(&mut live.store, (headers, arena))?;
+                    Ok((out, None))
+                }
+                None => Ok((R::from_vec(Vec::new()), None)),
             }
         })?;
         if let Some((export, fault)) = fault {
@@ -607,21 +713,43 @@ impl LoadedChef {
         events: &[FlowEvent],
         now_ns: u64,
     ) -> Result<Vec<PacketDumpling>, CallError> {
+        self.flow_events_call(events, now_ns)
+    }
+
+    /// [`Self::on_flow_events`], its answer decided into `intake` (see
+    /// [`Self::take_packets`]).
+    pub fn take_flow_events(
+        &mut self,
+        events: &[FlowEvent],
+        now_ns: u64,
+        intake: &mut Intake,
+    ) -> Result<(), CallError> {
+        self.with_intake(intake, |chef| {
+            chef.flow_events_call::<PacketAnswer>(events, now_ns)
+        })
+    }
+
+    fn flow_events_call<R: Answer>(
+        &mut self,
+        events: &[FlowEvent],
+        now_ns: u64,
+    ) -> Result<R, CallError> {
         if self.api() == ChefApi::V0_1 {
-            return Ok(Vec::new());
+            return Ok(R::from_vec(Vec::new()));
         }
         let generic = self.generic_lowering;
         let out = self.call(CallKind::Packets, now_ns, |live| {
             match (live.chef.v0_2(), live.flow_funcs) {
                 (Some(c), _) if generic => c
                     .netdumplings_chef_handler()
-                    .call_on_flow_events(&mut live.store, events),
+                    .call_on_flow_events(&mut live.store, events)
+                    .map(R::from_vec),
                 (Some(_), Some((f, _))) => {
-                    let (out,) = on_flow_events_typed(f)
+                    let (out,) = on_flow_events_typed::<R>(f)
                         .call(&mut live.store, (WireFlowEvent::slice(events),))?;
                     Ok(out)
                 }
-                _ => Ok(Vec::new()),
+                _ => Ok(R::from_vec(Vec::new())),
             }
         })?;
         self.stats.flow_event_calls += 1;
@@ -636,22 +764,44 @@ impl LoadedChef {
         arena: &[u8],
         now_ns: u64,
     ) -> Result<Vec<PacketDumpling>, CallError> {
+        self.stream_call(chunks, arena, now_ns)
+    }
+
+    /// [`Self::on_stream`], its answer decided into `intake` (see [`Self::take_packets`]).
+    pub fn take_stream(
+        &mut self,
+        chunks: &[StreamChunk],
+        arena: &[u8],
+        now_ns: u64,
+        intake: &mut Intake,
+    ) -> Result<(), CallError> {
+        self.with_intake(intake, |chef| {
+            chef.stream_call::<PacketAnswer>(chunks, arena, now_ns)
+        })
+    }
+
+    fn stream_call<R: Answer>(
+        &mut self,
+        chunks: &[StreamChunk],
+        arena: &[u8],
+        now_ns: u64,
+    ) -> Result<R, CallError> {
         if self.api() == ChefApi::V0_1 {
-            return Ok(Vec::new());
+            return Ok(R::from_vec(Vec::new()));
         }
         let generic = self.generic_lowering;
         let out = self.call(CallKind::Packets, now_ns, |live| {
             match (live.chef.v0_2(), live.flow_funcs) {
-                (Some(c), _) if generic => {
-                    c.netdumplings_chef_handler()
-                        .call_on_stream(&mut live.store, chunks, arena)
-                }
+                (Some(c), _) if generic => c
+                    .netdumplings_chef_handler()
+                    .call_on_stream(&mut live.store, chunks, arena)
+                    .map(R::from_vec),
                 (Some(_), Some((_, f))) => {
-                    let (out,) = on_stream_typed(f)
+                    let (out,) = on_stream_typed::<R>(f)
                         .call(&mut live.store, (WireStreamChunk::slice(chunks), arena))?;
                     Ok(out)
                 }
-                _ => Ok(Vec::new()),
+                _ => Ok(R::from_vec(Vec::new())),
             }
         })?;
         self.stats.stream_calls += 1;
@@ -988,6 +1138,23 @@ fn instantiate(
             Some((events, stream))
         }
     };
+    // The handler's `on-packed` (0.2 chefs), type-checked once as `on-packets` is.
+    let on_packed = match api {
+        ChefApi::V0_1 => None,
+        ChefApi::V0_2 => {
+            let f = instance
+                .get_export_index(&mut store, None, export)
+                .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-packed"))
+                .and_then(|idx| instance.get_func(&mut store, idx))
+                .ok_or_else(|| CallError::Trap(format!("{export}#on-packed not found")))?;
+            if let Err(e) = f.typed::<(&[u8], &[u8]), (Vec<PacketDumpling>,)>(&store) {
+                return Err(CallError::Trap(format!(
+                    "on-packed has an unexpected type: {e:#}"
+                )));
+            }
+            Some(f)
+        }
+    };
     // The optional state export (0.2 chefs): looked up once, typed at the (rare) call.
     let state = match api {
         ChefApi::V0_1 => None,
@@ -1036,6 +1203,7 @@ fn instantiate(
             chef,
             on_packets,
             flow_funcs,
+            on_packed,
             state,
             packed_json,
             packed_json_bytes,
@@ -1050,20 +1218,42 @@ fn instantiate(
 /// The handler's typed `on-interval` export, lifting [`ChefText`]s.
 type OnIntervalFunc = wasmtime::component::TypedFunc<(u64, u64), (Vec<ChefText>,)>;
 
+/// What a `list<packet-dumpling>` answer is lifted as: wasmtime's own
+/// `Vec<PacketDumpling>` (the public `on_*` methods), or [`PacketAnswer`] (decided where it
+/// lies; the lanes' `take_*` methods). Both type-check as `list<packet-dumpling>`, so a
+/// `Func` checked with one may be called typed with the other.
+pub trait Answer: ComponentType + Lift + Send + Sync + 'static {
+    /// The answer from dumplings already lifted (the generic-lowering diagnostic, a
+    /// `packed-json` split, a chef that is not called).
+    fn from_vec(out: Vec<PacketDumpling>) -> Self;
+}
+
+impl Answer for Vec<PacketDumpling> {
+    fn from_vec(out: Vec<PacketDumpling>) -> Self {
+        out
+    }
+}
+
+impl Answer for PacketAnswer {
+    fn from_vec(out: Vec<PacketDumpling>) -> Self {
+        PacketAnswer::Lifted(out)
+    }
+}
+
 /// The typed `on-packets` export, taking [`WirePacket`]s.
-type OnPacketsFunc<'a> =
-    wasmtime::component::TypedFunc<(&'a [WirePacket], &'a [u8]), (Vec<PacketDumpling>,)>;
+type OnPacketsFunc<'a, R> = wasmtime::component::TypedFunc<(&'a [WirePacket], &'a [u8]), (R,)>;
 
 /// `on-packets` as a typed function taking [`WirePacket`]s.
 ///
 /// A `TypedFunc` cannot be stored with the borrowed parameter types (their lifetimes
 /// differ per call), so it is rebuilt per call without re-checking, exactly as the
 /// `bindgen!`-generated `call_*` methods do.
-fn on_packets_typed<'a>(func: Func) -> OnPacketsFunc<'a> {
+fn on_packets_typed<'a, R: Answer>(func: Func) -> OnPacketsFunc<'a, R> {
     // SAFETY: `instantiate` type-checked this very `Func` with
     // `func.typed::<(&[WirePacket], &[u8]), (Vec<PacketDumpling>,)>()` (lifetimes play no
-    // part in component type checking) and refused the chef if it failed; `Live` keeps the
-    // `Func` and the store that owns it together.
+    // part in component type checking; every `Answer` type-checks as
+    // `Vec<PacketDumpling>`) and refused the chef if it failed; `Live` keeps the `Func`
+    // and the store that owns it together.
     #[allow(unsafe_code)]
     unsafe {
         wasmtime::component::TypedFunc::new_unchecked(func)
@@ -1071,14 +1261,30 @@ fn on_packets_typed<'a>(func: Func) -> OnPacketsFunc<'a> {
 }
 
 /// The typed `on-packets` export of a 0.1 chef, taking [`WirePacketV01`]s.
-type OnPacketsV01Func<'a> =
-    wasmtime::component::TypedFunc<(&'a [WirePacketV01], &'a [u8]), (Vec<PacketDumpling>,)>;
+type OnPacketsV01Func<'a, R> =
+    wasmtime::component::TypedFunc<(&'a [WirePacketV01], &'a [u8]), (R,)>;
 
 /// `on-packets` of a 0.1 chef as a typed function (see [`on_packets_typed`]).
-fn on_packets_v0_1_typed<'a>(func: Func) -> OnPacketsV01Func<'a> {
+fn on_packets_v0_1_typed<'a, R: Answer>(func: Func) -> OnPacketsV01Func<'a, R> {
     // SAFETY: `instantiate` type-checked this very `Func` of a 0.1 chef with
-    // `func.typed::<(&[WirePacketV01], &[u8]), (Vec<PacketDumpling>,)>()` and refused the
-    // chef if it failed; only 0.1 chefs (`AnyChef::V0_1`) take this path.
+    // `func.typed::<(&[WirePacketV01], &[u8]), (Vec<PacketDumpling>,)>()` (every `Answer`
+    // type-checks as `Vec<PacketDumpling>`) and refused the chef if it failed; only 0.1
+    // chefs (`AnyChef::V0_1`) take this path.
+    #[allow(unsafe_code)]
+    unsafe {
+        wasmtime::component::TypedFunc::new_unchecked(func)
+    }
+}
+
+/// The typed `on-packed` export, taking the packed records and the arena.
+type OnPackedFunc<'a, R> = wasmtime::component::TypedFunc<(&'a [u8], &'a [u8]), (R,)>;
+
+/// `on-packed` as a typed function (see [`on_packets_typed`]).
+fn on_packed_typed<'a, R: Answer>(func: Func) -> OnPackedFunc<'a, R> {
+    // SAFETY: `instantiate` type-checked this very `Func` of a 0.2 chef with
+    // `func.typed::<(&[u8], &[u8]), (Vec<PacketDumpling>,)>()` (every `Answer` type-checks
+    // as `Vec<PacketDumpling>`) and refused the chef if it failed; `Live` keeps the `Func`
+    // and the store that owns it together.
     #[allow(unsafe_code)]
     unsafe {
         wasmtime::component::TypedFunc::new_unchecked(func)
@@ -1086,14 +1292,14 @@ fn on_packets_v0_1_typed<'a>(func: Func) -> OnPacketsV01Func<'a> {
 }
 
 /// The typed `on-flow-events` export, taking [`WireFlowEvent`]s.
-type OnFlowEventsFunc<'a> =
-    wasmtime::component::TypedFunc<(&'a [WireFlowEvent],), (Vec<PacketDumpling>,)>;
+type OnFlowEventsFunc<'a, R> = wasmtime::component::TypedFunc<(&'a [WireFlowEvent],), (R,)>;
 
 /// `on-flow-events` as a typed function taking [`WireFlowEvent`]s (see [`on_packets_typed`]).
-fn on_flow_events_typed<'a>(func: Func) -> OnFlowEventsFunc<'a> {
+fn on_flow_events_typed<'a, R: Answer>(func: Func) -> OnFlowEventsFunc<'a, R> {
     // SAFETY: `instantiate` type-checked this very `Func` of a 0.2 chef with
-    // `func.typed::<(&[WireFlowEvent],), (Vec<PacketDumpling>,)>()` and refused the chef if
-    // it failed; `Live` keeps the `Func` and the store that owns it together.
+    // `func.typed::<(&[WireFlowEvent],), (Vec<PacketDumpling>,)>()` (every `Answer`
+    // type-checks as `Vec<PacketDumpling>`) and refused the chef if it failed; `Live`
+    // keeps the `Func` and the store that owns it together.
     #[allow(unsafe_code)]
     unsafe {
         wasmtime::component::TypedFunc::new_unchecked(func)
@@ -1101,14 +1307,14 @@ fn on_flow_events_typed<'a>(func: Func) -> OnFlowEventsFunc<'a> {
 }
 
 /// The typed `on-stream` export, taking [`WireStreamChunk`]s.
-type OnStreamFunc<'a> =
-    wasmtime::component::TypedFunc<(&'a [WireStreamChunk], &'a [u8]), (Vec<PacketDumpling>,)>;
+type OnStreamFunc<'a, R> = wasmtime::component::TypedFunc<(&'a [WireStreamChunk], &'a [u8]), (R,)>;
 
 /// `on-stream` as a typed function taking [`WireStreamChunk`]s (see [`on_packets_typed`]).
-fn on_stream_typed<'a>(func: Func) -> OnStreamFunc<'a> {
+fn on_stream_typed<'a, R: Answer>(func: Func) -> OnStreamFunc<'a, R> {
     // SAFETY: `instantiate` type-checked this very `Func` of a 0.2 chef with
-    // `func.typed::<(&[WireStreamChunk], &[u8]), (Vec<PacketDumpling>,)>()` and refused the
-    // chef if it failed; `Live` keeps the `Func` and the store that owns it together.
+    // `func.typed::<(&[WireStreamChunk], &[u8]), (Vec<PacketDumpling>,)>()` (every
+    // `Answer` type-checks as `Vec<PacketDumpling>`) and refused the chef if it failed;
+    // `Live` keeps the `Func` and the store that owns it together.
     #[allow(unsafe_code)]
     unsafe {
         wasmtime::component::TypedFunc::new_unchecked(func)

@@ -19,7 +19,9 @@
 //! * [`poll`]: `wasi:io/poll` bounded by the call's deadline (a sleeping chef cannot hold
 //!   the kitchen: epochs do not interrupt host calls);
 //! * [`state`]: a chef's state carried across a hot reload (`snapshot`/`restore`);
-//! * [`wire`]: bulk lowering of `list<packet>` (wasmtime's generic one is per field).
+//! * [`wire`]: bulk lowering of `list<packet>` (wasmtime's generic one is per field);
+//! * [`packet_answer`]: a returned `list<packet-dumpling>` decided where it lies in the
+//!   chef's memory (caps and budgets before any copy; kept payloads copied once).
 //!
 //! Architecture invariant: a chef can never stall or crash the kitchen. Every call has an
 //! epoch deadline and a memory cap, a failed instance is dropped and re-instantiated, and a
@@ -47,6 +49,7 @@ pub mod limits;
 pub mod origin;
 pub mod output_budget;
 pub mod packed_json;
+pub mod packet_answer;
 pub mod poll;
 pub mod signature;
 pub mod state;

@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use flowtrack::table::{FlowConfig, FlowConfigError};
 
-use super::lane::{Indexed, LaneContext};
+use super::lane::LaneContext;
 use super::{ChefLane, Dispatcher, SinkError};
 use crate::chef_host::bindings::FlowEvent as WitFlowEvent;
+use crate::chef_host::packet_answer::Part;
 use crate::chef_host::LoadedChef;
 use crate::parse::batch::Batch;
 use crate::parse::flow_stage::{event_time_ns, wit_event, FlowCounters, FlowShared, FlowStage};
@@ -185,21 +186,28 @@ impl ChefLane {
     ) {
         let now_ns = ctx.now_ns;
         let started = Self::call_clock(ctx);
-        let result = self.chef.on_flow_events(wit, now_ns);
+        let part = Part {
+            end: events.len(),
+            clock_ns: ctx.clock_ns(),
+        };
+        let times = |t: &mut Vec<u64>| t.extend(events.iter().map(event_time_ns));
+        self.prepare_intake(&times, &[part], false, ctx);
+        let mut intake = self.take_intake();
+        let result = self.chef.take_flow_events(wit, now_ns, &mut intake);
+        self.put_intake(intake);
         if let Err(e) = &result {
             ctx.capsule(|c| c.flow_events_failed(&self.chef, e, events, now_ns));
         }
         self.record_call(&result, started, ctx);
-        let Ok(out) = result else {
+        if result.is_err() {
             return;
-        };
-        let items = Indexed {
-            what: "flow-event dumplings from one call",
-            outside: |n| format!("the {n} flow events of the call"),
-            items: events,
-            time_of: event_time_ns,
-        };
-        self.wrap_indexed(out, &items, ctx);
+        }
+        self.apply_verdicts(
+            "flow-event dumplings from one call",
+            |n| format!("the {n} flow events of the call"),
+            &times,
+            |_, _| {},
+        );
         self.finish_call(started, ctx);
     }
 }

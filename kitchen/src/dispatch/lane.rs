@@ -33,9 +33,9 @@ use dumpling::Driver;
 use super::chef_queue::{self, ChefQueue};
 use super::{wall_ns, ClockMode, InterestMatcher};
 use crate::chef_host::bindings::BatchForm;
-use crate::chef_host::bindings::PacketDumpling;
 use crate::chef_host::chef_text::ChefText;
 use crate::chef_host::output_budget::OverBudget;
+use crate::chef_host::packet_answer::{Intake, Part, Verdict};
 use crate::chef_host::{CallError, LoadedChef, WirePacket};
 use crate::outputs::crash_capsule::CrashCapsules;
 use crate::outputs::status::{BatchTiming, ChefRunState, ChefStatus};
@@ -146,7 +146,7 @@ pub struct LaneContext<'a> {
 impl<'a> LaneContext<'a> {
     /// The kitchen clock for output budgets: capture time in a replay (fixed for the step),
     /// wall time live.
-    fn clock_ns(&self) -> u64 {
+    pub(super) fn clock_ns(&self) -> u64 {
         match self.mode {
             ClockMode::Replay => self.now_ns,
             ClockMode::Live => wall_ns(),
@@ -202,6 +202,9 @@ pub struct ChefLane {
     pub(super) window_ns: u64,
     /// The packed form of this lane's own packet lists (its queue).
     packed: Vec<u8>,
+    /// What the chef host needs to decide a call's packet dumplings where they lie, and
+    /// what it decided ([`crate::chef_host::packet_answer`]); buffers kept between calls.
+    intake: Intake,
 }
 
 impl ChefLane {
@@ -224,6 +227,7 @@ impl ChefLane {
             merge: merge::Merge::default(),
             window_ns: 0,
             packed: Vec::new(),
+            intake: Intake::default(),
         }
     }
 
@@ -502,22 +506,27 @@ impl ChefLane {
         ctx: &LaneContext<'_>,
     ) {
         let started = Self::call_clock(ctx);
-        let Some(out) = self.invoke_packets(packets, arena, packed, ctx, started) else {
+        let times = |t: &mut Vec<u64>| t.extend(packets.iter().map(|p| p.0.timestamp_ns));
+        let part = Part {
+            end: packets.len(),
+            clock_ns: ctx.clock_ns(),
+        };
+        self.prepare_intake(&times, &[part], false, ctx);
+        if !self.invoke_packets(packets, arena, packed, ctx, started) {
             return;
-        };
-        let items = Indexed {
-            what: "packet dumplings from one call",
-            outside: |n| format!("the batch of {n}"),
-            items: packets,
-            time_of: |p: &WirePacket| p.0.timestamp_ns,
-        };
-        self.wrap_indexed(out, &items, ctx);
+        }
+        self.apply_verdicts(
+            "packet dumplings from one call",
+            |n| format!("the batch of {n}"),
+            &times,
+            |_, _| {},
+        );
         self.finish_call(started, ctx);
     }
 
-    /// The call of [`ChefLane::call_packets`] and its counters, without wrapping what it
-    /// made: `None` when the call was shed, skipped or failed. `started` is the caller's
-    /// [`ChefLane::call_clock`] (read once per call).
+    /// The call of [`ChefLane::call_packets`] and its counters, its answer decided into
+    /// the lane's intake (prepared by the caller): false when the call was shed, skipped
+    /// or failed. `started` is the caller's [`ChefLane::call_clock`] (read once per call).
     fn invoke_packets(
         &mut self,
         packets: &[WirePacket],
@@ -525,17 +534,20 @@ impl ChefLane {
         packed: Option<&[u8]>,
         ctx: &LaneContext<'_>,
         started: Instant,
-    ) -> Option<Vec<PacketDumpling>> {
+    ) -> bool {
         let n = packets.len() as u64;
         if n == 0 {
-            return None;
+            self.return_intake();
+            return false;
         }
         let now_ns = ctx.now_ns;
         if ctx.behind && self.counters.duty.over(started, ctx.share) {
             self.counters.dropped += n;
             self.counters.shed += n;
-            return None;
+            self.return_intake();
+            return false;
         }
+        let mut intake = self.take_intake();
         let result = if self.chef.description().batch_form == BatchForm::Packed {
             let headers = match packed {
                 Some(h) => h,
@@ -545,10 +557,12 @@ impl ChefLane {
                     &self.packed
                 }
             };
-            self.chef.on_packed(headers, arena, packets.len(), now_ns)
+            self.chef
+                .take_packed(headers, arena, packets.len(), now_ns, &mut intake)
         } else {
-            self.chef.on_packets(packets, arena, now_ns)
+            self.chef.take_packets(packets, arena, now_ns, &mut intake)
         };
+        self.put_intake(intake);
         if let Err(e) = &result {
             ctx.capsule(|c| c.packets_failed(&self.chef, e, packets, arena, now_ns));
         }
@@ -562,7 +576,100 @@ impl ChefLane {
             self.counters.dropped += n;
         }
         self.record_call(&result, started, ctx);
-        result.ok()
+        result.is_ok()
+    }
+
+    /// Ready the lane's intake for a call whose answer names items in `parts` (one unless
+    /// `merged`, a replay window's merged call): the chef's caps, and its output budget
+    /// and envelope head lent until [`ChefLane::return_intake`]. `times` appends the
+    /// items' capture times; they are gathered before the call only in a replay and only
+    /// when the chef's last answer was not empty (see `packet_answer::Intake::has_times`).
+    pub(super) fn prepare_intake(
+        &mut self,
+        times: &dyn Fn(&mut Vec<u64>),
+        parts: &[Part],
+        merged: bool,
+        ctx: &LaneContext<'_>,
+    ) {
+        let intake = &mut self.intake;
+        let limits = self.chef.limits();
+        intake.cap = limits.max_dumplings_per_call;
+        intake.max_bytes = limits.max_dumpling_bytes;
+        intake.live = ctx.mode == ClockMode::Live;
+        intake.merged = merged;
+        intake.parts.clear();
+        intake.parts.extend_from_slice(parts);
+        intake.times.clear();
+        // Live, dumpling times are the wall clock's: none to gather.
+        intake.has_times = intake.live || intake.answered;
+        if intake.has_times && !intake.live {
+            times(&mut intake.times);
+        }
+        intake.verdicts.clear();
+        intake.budget = Some(self.chef.output_budget.clone());
+        intake.head = Some(self.chef.take_envelope_head(Some(ctx.kitchen)));
+    }
+
+    /// The prepared intake, taken out for the call (so the chef and the lane can be
+    /// borrowed meanwhile); [`ChefLane::put_intake`] after it.
+    pub(super) fn take_intake(&mut self) -> Intake {
+        std::mem::take(&mut self.intake)
+    }
+
+    /// The intake back after the call, and the chef's output budget and envelope head
+    /// back from it, unless an answer wasmtime lifted still waits for them
+    /// ([`ChefLane::apply_verdicts`] decides it and gives them back).
+    pub(super) fn put_intake(&mut self, intake: Intake) {
+        let waiting = intake.lifted.is_some();
+        self.intake = intake;
+        if !waiting {
+            self.return_intake();
+        }
+    }
+
+    /// The chef's output budget and envelope head back from the intake.
+    pub(super) fn return_intake(&mut self) {
+        if let Some(budget) = self.intake.budget.take() {
+            self.chef.output_budget = budget;
+        }
+        if let Some(head) = self.intake.head.take() {
+            self.chef.return_envelope_head(head);
+        }
+    }
+
+    /// Apply the intake's verdicts in order (after deciding an answer wasmtime lifted,
+    /// with the items' `times`): count and report the refused dumplings (as `what`, e.g.
+    /// "packet dumplings from one call"; `outside` names the items of a bad index) and keep
+    /// the wrapped ones. `on_part` runs where each part of a merged call starts (its
+    /// number).
+    pub(super) fn apply_verdicts(
+        &mut self,
+        what: &str,
+        outside: impl Fn(usize) -> String,
+        times: &dyn Fn(&mut Vec<u64>),
+        mut on_part: impl FnMut(&mut Self, usize),
+    ) {
+        let mut intake = std::mem::take(&mut self.intake);
+        // An answer wasmtime lifted is decided now (budget and head still lent).
+        intake.settle(times);
+        let mut part = 0;
+        for verdict in intake.verdicts.drain(..) {
+            match verdict {
+                Verdict::Part => {
+                    on_part(self, part);
+                    part += 1;
+                }
+                Verdict::OverCap { made, cap } => self.over_cap(made, cap, what),
+                Verdict::BadIndex { index, items } => self.bad_index(index, &outside(items)),
+                Verdict::Oversize(len) => self.refuse_oversize(Driver::Packet, len),
+                Verdict::OverBudget(which, len) => {
+                    self.refuse_over_budget(Driver::Packet, which, len)
+                }
+                Verdict::Wrapped(wrapped) => self.keep_wrapped(Driver::Packet, wrapped),
+            }
+        }
+        self.intake = intake;
+        self.return_intake();
     }
 
     /// Live and behind: whether this chef sheds the coming poke (counted).
@@ -607,30 +714,6 @@ impl ChefLane {
         }
     }
 
-    /// Wrap a call's `out` (capped per call), each dumpling stamped with the time of the
-    /// item it names; one naming no item is dropped and counted.
-    pub(super) fn wrap_indexed<T>(
-        &mut self,
-        out: Vec<PacketDumpling>,
-        items: &Indexed<'_, T, impl Fn(usize) -> String, impl Fn(&T) -> u64>,
-        ctx: &LaneContext<'_>,
-    ) {
-        let cap = self.count_over_cap(out.len(), items.what);
-        for d in out.into_iter().take(cap) {
-            let idx = d.packet_index as usize;
-            let Some(item) = items.items.get(idx) else {
-                self.bad_index(idx, &(items.outside)(items.items.len()));
-                continue;
-            };
-            self.wrap(
-                Driver::Packet,
-                (items.time_of)(item),
-                ChefText::Text(d.payload),
-                ctx,
-            );
-        }
-    }
-
     /// A dumpling naming `idx`, outside the items of its call (`outside` names them, e.g.
     /// "the batch of 3"): dropped and counted as invalid.
     pub(super) fn bad_index(&mut self, idx: usize, outside: &str) {
@@ -648,15 +731,20 @@ impl ChefLane {
     pub(super) fn count_over_cap(&mut self, made: usize, what: &str) -> usize {
         let cap = self.chef.limits().max_dumplings_per_call;
         if made > cap {
-            let over = (made - cap) as u64;
-            self.counters.over_cap += over;
-            self.chef.warn_output(
-                "over-cap",
-                over,
-                format_args!("{made} {what}: over the cap of {cap}; {over} dropped"),
-            );
+            self.over_cap(made, cap, what);
         }
         cap
+    }
+
+    /// `made` dumplings, over the per-call cap `cap`: the rest counted and reported.
+    fn over_cap(&mut self, made: usize, cap: usize, what: &str) {
+        let over = made.saturating_sub(cap) as u64;
+        self.counters.over_cap += over;
+        self.chef.warn_output(
+            "over-cap",
+            over,
+            format_args!("{made} {what}: over the cap of {cap}; {over} dropped"),
+        );
     }
 
     /// Check one payload (size cap, output budget, one JSON value, the hub's limits), wrap
@@ -669,50 +757,17 @@ impl ChefLane {
         payload: ChefText,
         ctx: &LaneContext<'_>,
     ) {
-        let chef = &mut self.chef;
-        let counters = &mut self.counters;
-        if payload.len() > chef.limits().max_dumpling_bytes {
-            counters.oversize += 1;
-            let limit = chef.limits().max_dumpling_bytes;
-            chef.warn_output(
-                "oversize",
-                1,
-                format_args!(
-                    "refused a {}-byte {driver} dumpling: over the {limit}-byte limit",
-                    payload.len()
-                ),
-            );
+        if payload.len() > self.chef.limits().max_dumpling_bytes {
+            self.refuse_oversize(driver, payload.len());
             return;
         }
         // Budgets count only payloads under the size cap (an oversize one costs nothing).
-        if let Err(which) = chef
+        if let Err(which) = self
+            .chef
             .output_budget
             .take(payload.len() as u64, ctx.clock_ns())
         {
-            counters.over_budget += 1;
-            // A chef over its budget may refuse hundreds of thousands of dumplings a
-            // second: the message is formatted only when a line is written.
-            let (budget, per, flag) = match which {
-                OverBudget::PerCall => (
-                    chef.limits().max_output_bytes_per_call,
-                    "call",
-                    "--chef-output-bytes-per-call",
-                ),
-                OverBudget::PerSecond => (
-                    chef.limits().max_output_bytes_per_sec,
-                    "second",
-                    "--chef-output-bytes-per-sec",
-                ),
-            };
-            chef.warn_output(
-                "over-budget",
-                1,
-                format_args!(
-                    "dropped a {}-byte {driver} dumpling: over the output budget of {budget} \
-                     bytes per {per} ({flag})",
-                    payload.len()
-                ),
-            );
+            self.refuse_over_budget(driver, which, payload.len());
             return;
         }
         let creation_time = match ctx.mode {
@@ -722,7 +777,57 @@ impl ChefLane {
         // Checked and compacted straight into the envelope (one copy of the payload), then
         // the hub's own check (`dumpling::check_message_limits`, envelope included), so
         // what the kitchen sends is exactly what the hub accepts.
-        let json = match chef.wrap_payload(Some(ctx.kitchen), creation_time, driver, payload) {
+        let wrapped = self
+            .chef
+            .wrap_payload(Some(ctx.kitchen), creation_time, driver, payload);
+        self.keep_wrapped(driver, wrapped);
+    }
+
+    /// A `len`-byte payload over the size cap: counted and reported.
+    fn refuse_oversize(&mut self, driver: Driver, len: usize) {
+        self.counters.oversize += 1;
+        let limit = self.chef.limits().max_dumpling_bytes;
+        self.chef.warn_output(
+            "oversize",
+            1,
+            format_args!("refused a {len}-byte {driver} dumpling: over the {limit}-byte limit"),
+        );
+    }
+
+    /// A `len`-byte payload over the `which` output budget: counted and reported.
+    fn refuse_over_budget(&mut self, driver: Driver, which: OverBudget, len: usize) {
+        let chef = &mut self.chef;
+        self.counters.over_budget += 1;
+        // A chef over its budget may refuse hundreds of thousands of dumplings a
+        // second: the message is formatted only when a line is written.
+        let (budget, per, flag) = match which {
+            OverBudget::PerCall => (
+                chef.limits().max_output_bytes_per_call,
+                "call",
+                "--chef-output-bytes-per-call",
+            ),
+            OverBudget::PerSecond => (
+                chef.limits().max_output_bytes_per_sec,
+                "second",
+                "--chef-output-bytes-per-sec",
+            ),
+        };
+        chef.warn_output(
+            "over-budget",
+            1,
+            format_args!(
+                "dropped a {len}-byte {driver} dumpling: over the output budget of {budget} \
+                 bytes per {per} ({flag})"
+            ),
+        );
+    }
+
+    /// A payload checked and wrapped: kept for sending, or counted and reported when the
+    /// check refused it.
+    fn keep_wrapped(&mut self, driver: Driver, wrapped: Result<String, dumpling::WrapError>) {
+        let chef = &mut self.chef;
+        let counters = &mut self.counters;
+        let json = match wrapped {
             Ok(json) => json,
             Err(dumpling::WrapError::Invalid(e)) => {
                 counters.invalid += 1;
@@ -757,18 +862,6 @@ impl ChefLane {
         self.ready_bytes += json.len();
         self.ready.push(json);
     }
-}
-
-/// The items a call was given, for [`ChefLane::wrap_indexed`].
-pub(super) struct Indexed<'a, T, O, W> {
-    /// What the dumplings are, for the over-cap warning ("packet dumplings from one call").
-    pub what: &'static str,
-    /// Names the items for a bad-index warning, given their number ("the batch of 3").
-    pub outside: O,
-    /// The items.
-    pub items: &'a [T],
-    /// The dumpling time of an item.
-    pub time_of: W,
 }
 
 /// A chef's state after a call: quarantined, running (the call worked) or restarting (any

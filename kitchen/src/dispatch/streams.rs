@@ -8,9 +8,10 @@ use flowtrack::reassembly::ReassemblyLimits;
 
 use flowtrack::table::{FlowEvent, Transport};
 
-use super::lane::{Indexed, LaneContext};
+use super::lane::LaneContext;
 use super::{Batch, ChefLane, Dispatcher, SinkError};
 use crate::chef_host::bindings::StreamChunk;
+use crate::chef_host::packet_answer::Part;
 use crate::outputs::status::traffic::StreamStatus;
 use crate::parse::stream_stage::{StreamFilter, StreamStage};
 
@@ -158,7 +159,15 @@ impl ChefLane {
         ctx: &LaneContext<'_>,
     ) {
         let now_ns = ctx.now_ns;
-        let result = self.chef.on_stream(chunks, arena, now_ns);
+        let part = Part {
+            end: chunks.len(),
+            clock_ns: ctx.clock_ns(),
+        };
+        let times = |t: &mut Vec<u64>| t.extend(chunks.iter().map(|c| c.timestamp_ns));
+        self.prepare_intake(&times, &[part], false, ctx);
+        let mut intake = self.take_intake();
+        let result = self.chef.take_stream(chunks, arena, now_ns, &mut intake);
+        self.put_intake(intake);
         if let Err(e) = &result {
             ctx.capsule(|c| c.stream_failed(&self.chef, e, chunks, arena, now_ns));
         }
@@ -166,15 +175,14 @@ impl ChefLane {
             self.time_call();
         }
         self.set_state(&result);
-        let Ok(out) = result else {
+        if result.is_err() {
             return;
-        };
-        let items = Indexed {
-            what: "stream dumplings from one call",
-            outside: |n| format!("the {n} stream chunks"),
-            items: chunks,
-            time_of: |c: &StreamChunk| c.timestamp_ns,
-        };
-        self.wrap_indexed(out, &items, ctx);
+        }
+        self.apply_verdicts(
+            "stream dumplings from one call",
+            |n| format!("the {n} stream chunks"),
+            &times,
+            |_, _| {},
+        );
     }
 }

@@ -41,9 +41,9 @@
 //!   kitchen status closes the window first); call counts and per-call timings count
 //!   merged calls.
 
-use super::{ChefLane, Indexed, LaneContext};
-use crate::chef_host::bindings::{BatchForm, PacketDumpling};
-use crate::chef_host::WirePacket;
+use super::{ChefLane, LaneContext};
+use crate::chef_host::bindings::BatchForm;
+use crate::chef_host::packet_answer::Part;
 use crate::dispatch::chef_queue;
 use crate::dispatch::flow_events;
 use crate::parse::batch::{Batch, MAX_BATCH_PACKETS};
@@ -173,58 +173,35 @@ impl ChefLane {
                 std::mem::take(&mut self.packed)
             });
             let started = Self::call_clock(&call_ctx);
-            let out = self.invoke_packets(packets, arena, packed.as_deref(), &call_ctx, started);
+            // Each segment's dumplings are decided as its own call's: a fresh per-call
+            // budget, the budgets at its clock, its packets indexed from its first (see
+            // `packet_answer::Intake`, merged).
+            let parts: Vec<Part> = segments
+                .iter()
+                .map(|s| Part {
+                    end: s.end,
+                    clock_ns: call_ctx.at(s.now_ns).clock_ns(),
+                })
+                .collect();
+            let times = |t: &mut Vec<u64>| t.extend(packets.iter().map(|p| p.0.timestamp_ns));
+            self.prepare_intake(&times, &parts, true, &call_ctx);
+            let ok = self.invoke_packets(packets, arena, packed.as_deref(), &call_ctx, started);
             if let Some(p) = packed {
                 self.packed = p;
             }
-            if let Some(out) = out {
-                self.wrap_segments(out, &segments, packets, ctx);
+            if ok {
+                // Each segment's dumplings go with its operation: the operations before
+                // each segment are marked done where its dumplings start.
+                self.apply_verdicts(
+                    "packet dumplings from one call",
+                    |n| format!("the batch of {n}"),
+                    &times,
+                    |lane, k| lane.mark_through(segments[k].op),
+                );
             }
         }
         queue.remove_front(last.end, last.arena_end);
         self.queue = queue;
         self.mark_through(self.window_next);
-    }
-
-    /// Split a merged call's answer by segment (each dumpling's `packet-index`, in the
-    /// chef's order within a segment) and wrap each segment's as its own call's, marking
-    /// the operations before each segment's done first.
-    fn wrap_segments(
-        &mut self,
-        out: Vec<PacketDumpling>,
-        segments: &[Segment],
-        packets: &[WirePacket],
-        ctx: &LaneContext<'_>,
-    ) {
-        let mut parts: Vec<Vec<PacketDumpling>> = segments.iter().map(|_| Vec::new()).collect();
-        let mut outside = Vec::new();
-        for d in out {
-            let idx = d.packet_index as usize;
-            match parts.get_mut(segments.partition_point(|s| s.end <= idx)) {
-                Some(part) => part.push(d),
-                None => outside.push(idx),
-            }
-        }
-        let mut start = 0;
-        for (s, mut part) in segments.iter().zip(parts) {
-            self.mark_through(s.op);
-            // As its own call: a fresh per-call budget, the budgets at its clock, its
-            // packets indexed from its first.
-            self.chef.output_budget.start_call();
-            for d in &mut part {
-                d.packet_index -= start as u32;
-            }
-            let items = Indexed {
-                what: "packet dumplings from one call",
-                outside: |n| format!("the batch of {n}"),
-                items: &packets[start..s.end],
-                time_of: |p: &WirePacket| p.0.timestamp_ns,
-            };
-            self.wrap_indexed(part, &items, &ctx.at(s.now_ns));
-            start = s.end;
-        }
-        for idx in outside {
-            self.bad_index(idx, &format!("the batch of {}", packets.len()));
-        }
     }
 }
