@@ -109,6 +109,11 @@ pub struct Chunk {
     pub len: u32,
     /// No more chunks follow for this direction.
     pub last: bool,
+    /// The direction was released ([`Reassembler::release`]): the chunk only marks where
+    /// its bytes would have been (nothing was copied, `start` points at no bytes of it).
+    /// Nobody wants it; it is kept so the chunks of every other direction stay exactly as
+    /// they were (a chunk extends the previous one only when no other chunk came between).
+    pub released: bool,
 }
 
 /// Chunks and the arena their bytes were copied into; reused across batches.
@@ -172,6 +177,9 @@ pub struct ReassemblyStats {
     pub before_start_bytes: u64,
     /// Largest number of held bytes (with overhead) at any time.
     pub held_peak: u64,
+    /// Directions given up before their end because no chef wanted more of them
+    /// ([`Reassembler::release`]).
+    pub released_directions: u64,
 }
 
 /// Multiplicative hasher for flow ids (small sequential integers, not chosen by outsiders:
@@ -208,6 +216,8 @@ struct DirState {
     fin_at: Option<u64>,
     /// No more chunks for this direction.
     done: bool,
+    /// Released: no chef wants its bytes; only its sequence bookkeeping goes on.
+    released: bool,
     /// Out-of-order bytes by offset; pieces never overlap and all start after `next`.
     held: BTreeMap<u64, Box<[u8]>>,
     /// Held bytes including overhead.
@@ -280,6 +290,36 @@ impl Reassembler {
     /// Flows with stream state now.
     pub fn flow_count(&self) -> usize {
         self.flows.len()
+    }
+
+    /// The next offset `flow`'s `direction` will deliver, while its bytes are delivered
+    /// (`None`: no state, finished or released).
+    pub fn next_offset(&self, flow: u64, direction: Direction) -> Option<u64> {
+        let d = &self.flows.get(&flow)?.dirs[index(direction)];
+        (!d.done && !d.released).then_some(d.next)
+    }
+
+    /// Nobody wants more bytes of `flow`'s `direction`: copy none of them from now on and
+    /// deliver none (its chunks come out flagged [`Chunk::released`], without bytes).
+    ///
+    /// Its sequence bookkeeping goes on unchanged (in-order offsets, holes, held pieces,
+    /// FIN, budgets): where a chunk of another direction ends, and whether a hole of
+    /// another flow fits the total budget, depend on it (a chunk extends the previous one
+    /// only when no other chunk came between), and those must not change for the chefs
+    /// that still read the other directions. Returns true when the direction was being
+    /// delivered (counted in [`ReassemblyStats::released_directions`]); false for an
+    /// unknown flow, a direction already finished or already released.
+    pub fn release(&mut self, flow: u64, direction: Direction) -> bool {
+        let Some(streams) = self.flows.get_mut(&flow) else {
+            return false;
+        };
+        let d = &mut streams.dirs[index(direction)];
+        if d.done || d.released {
+            return false;
+        }
+        d.released = true;
+        self.stats.released_directions += 1;
+        true
     }
 
     /// Feeds one segment of `flow` sent by `direction`; deliverable bytes go to `out`.
@@ -628,6 +668,10 @@ impl DirState {
         if bytes.is_empty() {
             return;
         }
+        if self.released {
+            self.emit_released(bytes.len() as u64, limits, emit);
+            return;
+        }
         let out = &mut *emit.out;
         let extend = self.pending_gap == 0
             && out.chunks.last().is_some_and(|c| {
@@ -655,10 +699,51 @@ impl DirState {
                 start,
                 len,
                 last: false,
+                released: false,
             }),
         }
         self.next += bytes.len() as u64;
         stats.delivered_bytes += bytes.len() as u64;
+        if self.next >= limits.want {
+            self.done = true;
+            if let Some(c) = out.chunks.last_mut() {
+                c.last = true;
+            }
+        }
+    }
+
+    /// [`Self::emit`] for a released direction: the same chunk boundaries as far as any other
+    /// direction can tell (its chunk is the last one), no bytes copied, none counted as
+    /// delivered.
+    fn emit_released(&mut self, len: u64, limits: &ReassemblyLimits, emit: &mut Emit<'_>) {
+        let out = &mut *emit.out;
+        let extend = self.pending_gap == 0
+            && out.chunks.last().is_some_and(|c| {
+                c.flow == emit.flow
+                    && c.direction == emit.direction
+                    && c.released
+                    && !c.last
+                    && c.offset + u64::from(c.len) == self.next
+                    && u64::from(c.len) + len <= u64::from(u32::MAX)
+            });
+        match out.chunks.last_mut() {
+            Some(c) if extend => {
+                c.len += len as u32;
+                c.timestamp_ns = c.timestamp_ns.max(emit.timestamp_ns);
+            }
+            _ => out.chunks.push(Chunk {
+                flow: emit.flow,
+                direction: emit.direction,
+                timestamp_ns: emit.timestamp_ns,
+                offset: self.next,
+                gap_before: std::mem::take(&mut self.pending_gap),
+                start: out.arena.len() as u32,
+                len: len.min(u64::from(u32::MAX)) as u32,
+                last: false,
+                released: true,
+            }),
+        }
+        self.next += len;
         if self.next >= limits.want {
             self.done = true;
             if let Some(c) = out.chunks.last_mut() {
@@ -718,6 +803,7 @@ impl DirState {
                 start: out.arena.len() as u32,
                 len: 0,
                 last: true,
+                released: self.released,
             }),
         }
     }
@@ -1160,6 +1246,51 @@ mod tests {
             }
             assert_eq!(r.held_bytes(), 0);
         }
+    }
+
+    #[test]
+    fn a_released_direction_keeps_its_chunk_boundaries_and_copies_nothing() {
+        let mut r = Reassembler::new(limits(1 << 20));
+        let mut out = ChunkBatch::default();
+        let data = bytes(3000, 9);
+        r.segment(1, O, &syn(99), &mut out);
+        r.segment(1, R, &syn(499), &mut out);
+        r.segment(1, O, &seg(100, &data[..1000]), &mut out);
+        // Out of order: held.
+        r.segment(1, O, &seg(2100, &data[2000..]), &mut out);
+        r.segment(1, R, &seg(500, b"hello"), &mut out);
+        assert_eq!(r.held_bytes(), 1000 + HELD_PIECE_OVERHEAD);
+        assert_eq!(r.next_offset(1, O), Some(1000));
+        assert!(r.release(1, O));
+        assert!(!r.release(1, O), "released once");
+        assert!(!r.release(2, O), "unknown flow");
+        assert_eq!(r.next_offset(1, O), None);
+        assert_eq!(r.stats().released_directions, 1);
+        let delivered = r.stats().delivered_bytes;
+        // The hole is filled: the released direction's chunks mark where its bytes went
+        // (same boundaries, so the responder's chunks around them are split as before) but
+        // carry and copy none; the other direction goes on.
+        r.segment(1, O, &seg(1100, &data[1000..2000]), &mut out);
+        r.segment(1, R, &seg(505, b" world"), &mut out);
+        r.segment(1, O, &seg(3100, b"x"), &mut out);
+        r.end_flow(1, 5, &mut out);
+        assert_eq!(r.held_bytes(), 0);
+        assert_eq!(
+            out.arena.len(),
+            1000 + 11,
+            "no byte of the released direction copied"
+        );
+        assert_eq!(r.stats().delivered_bytes - delivered, 6);
+        let released: Vec<(u64, u32, bool)> = out
+            .chunks
+            .iter()
+            .filter(|c| c.direction == O && c.released)
+            .map(|c| (c.offset, c.len, c.last))
+            .collect();
+        assert_eq!(released, [(1000, 2000, false), (3000, 1, true)]);
+        let got = collect(&out, 1, R);
+        assert_eq!((got.data.as_slice(), got.last), (&b"hello world"[..], true));
+        assert_eq!(r.flow_count(), 0);
     }
 
     #[test]

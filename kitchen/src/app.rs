@@ -170,6 +170,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let mut dispatcher =
         Dispatcher::new(k.clone(), slots, config.poke_interval, mode, Box::new(tee));
     dispatcher.set_stream_limits(config.stream_limits);
+    dispatcher.set_stream_verdicts(!config.ignore_stream_verdicts);
     dispatcher.set_defrag_limits(config.defrag_limits);
     // Given: a fixed count. Default: one per core but one, at most one per chef, following
     // the chef count as hot reload adds and retires chefs.

@@ -319,6 +319,8 @@ pub struct Config {
     pub progress: bool,
     /// `--stream-flow-buffer-kib`, `--stream-memory-mib`, checked.
     pub stream_limits: flowtrack::reassembly::ReassemblyLimits,
+    /// `--ignore-stream-verdicts`: hand stream chefs every chunk, whatever they answer.
+    pub ignore_stream_verdicts: bool,
     /// `--ip-reassembly-kib`, `--ip-reassembly-timeout`.
     pub defrag_limits: kitchen::parse::defrag::DefragLimits,
     /// `--flow-table-size`, `--flow-idle-*-secs`, checked.
@@ -497,6 +499,7 @@ impl Config {
             progress: kitchen::input::progress::wanted(cli.quiet)
                 && !(cli.stdout && std::io::IsTerminal::is_terminal(&std::io::stdout())),
             stream_limits: cli.streams.limits()?,
+            ignore_stream_verdicts: cli.streams.ignore_stream_verdicts,
             defrag_limits: cli.defrag.limits(),
             chef_threads: cli.chef_threads.map(usize::from),
         })

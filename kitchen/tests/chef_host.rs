@@ -830,8 +830,11 @@ fn flow_wire_lowering_matches_wasmtime() {
                 last: r.next().is_multiple_of(2),
             })
             .collect();
-        let a = fast.on_stream(&chunks, &arena, 0).expect("fast stream");
-        let b = slow.on_stream(&chunks, &arena, 0).expect("generic stream");
+        let a = fast.on_stream(&chunks, &arena, 0).expect("fast stream").0;
+        let b = slow
+            .on_stream(&chunks, &arena, 0)
+            .expect("generic stream")
+            .0;
         assert_eq!(a.len(), len + 1, "one echo per chunk plus the arena sum");
         assert_eq!(a, b, "stream chunks, {len} of them");
         chunks_compared += len;

@@ -170,6 +170,9 @@ pub struct ChefDescription {
     /// allows: they cost the kitchen ~0.2 µs per packet on the DNS ports and a Rust chef
     /// never reads them.
     pub packed_slots: bool,
+    /// It exports `stream-verdicts`: its `on-stream` answer also names the directions it is
+    /// done with (see `dispatch::streams`).
+    pub stream_verdicts: bool,
 }
 
 /// Where a chef was loaded from.
@@ -244,6 +247,9 @@ struct Live {
     /// `on-flow-events` and `on-stream` (0.2 only), called with [`WireFlowEvent`]s and
     /// [`WireStreamChunk`]s (bulk lowering; see `wire_flow`).
     flow_funcs: Option<(Func, Func)>,
+    /// `stream-verdicts.on-stream`, when the chef exports it (0.2 only; called instead of
+    /// the handler's; see [`STREAM_VERDICTS_EXPORT`]).
+    stream_verdicts: Option<Func>,
     /// `state.snapshot` and `state.restore`, when the chef exports them (0.2 only).
     state: Option<(Func, Func)>,
     /// The handler's `on-packed` (0.2 only), type-checked once as [`OnPackedFunc`].
@@ -350,6 +356,7 @@ impl LoadedChef {
             api: pre.api(),
             stateful: live.state.is_some(),
             packed_slots: live.packed_json.is_some() || live.packed_json_bytes.is_some(),
+            stream_verdicts: live.stream_verdicts.is_some(),
         };
         Ok(LoadedChef {
             description,
@@ -756,28 +763,36 @@ impl LoadedChef {
         Ok(out)
     }
 
-    /// Call `on-stream` (0.2 chefs; as [`Self::on_flow_events`]). A 0.1 chef is never
-    /// called: `Ok(vec![])`.
+    /// Call `on-stream` (0.2 chefs; as [`Self::on_flow_events`]): the dumplings, and the
+    /// indices into `chunks` of the chunks whose direction the chef is done with (only from
+    /// a chef exporting `stream-verdicts`; unchecked here: the lane bounds and checks them).
+    /// A 0.1 chef is never called: nothing.
     pub fn on_stream(
         &mut self,
         chunks: &[StreamChunk],
         arena: &[u8],
         now_ns: u64,
-    ) -> Result<Vec<PacketDumpling>, CallError> {
+    ) -> Result<(Vec<PacketDumpling>, Vec<u32>), CallError> {
         self.stream_call(chunks, arena, now_ns)
     }
 
-    /// [`Self::on_stream`], its answer decided into `intake` (see [`Self::take_packets`]).
+    /// [`Self::on_stream`], its answer decided into `intake` (see [`Self::take_packets`]);
+    /// the indices of the chunks whose direction the chef gave up (only from a chef
+    /// exporting `stream-verdicts`; unchecked here: the lane bounds and checks them).
     pub fn take_stream(
         &mut self,
         chunks: &[StreamChunk],
         arena: &[u8],
         now_ns: u64,
         intake: &mut Intake,
-    ) -> Result<(), CallError> {
+    ) -> Result<Vec<u32>, CallError> {
+        let mut done = Vec::new();
         self.with_intake(intake, |chef| {
-            chef.stream_call::<PacketAnswer>(chunks, arena, now_ns)
-        })
+            let (answer, given_up) = chef.stream_call::<PacketAnswer>(chunks, arena, now_ns)?;
+            done = given_up;
+            Ok(answer)
+        })?;
+        Ok(done)
     }
 
     fn stream_call<R: Answer>(
@@ -785,23 +800,30 @@ impl LoadedChef {
         chunks: &[StreamChunk],
         arena: &[u8],
         now_ns: u64,
-    ) -> Result<R, CallError> {
+    ) -> Result<(R, Vec<u32>), CallError> {
         if self.api() == ChefApi::V0_1 {
-            return Ok(R::from_vec(Vec::new()));
+            return Ok((R::from_vec(Vec::new()), Vec::new()));
         }
         let generic = self.generic_lowering;
         let out = self.call(CallKind::Packets, now_ns, |live| {
-            match (live.chef.v0_2(), live.flow_funcs) {
-                (Some(c), _) if generic => c
+            match (live.chef.v0_2(), live.flow_funcs, live.stream_verdicts) {
+                (Some(c), _, _) if generic => c
                     .netdumplings_chef_handler()
                     .call_on_stream(&mut live.store, chunks, arena)
-                    .map(R::from_vec),
-                (Some(_), Some((_, f))) => {
-                    let (out,) = on_stream_typed::<R>(f)
+                    .map(|out| (R::from_vec(out), Vec::new())),
+                (Some(_), _, Some(f)) => {
+                    // The index list is lifted whole (bounded by the chef's own memory, as
+                    // its dumplings are); the lane reads at most `chunks.len()` of it.
+                    let (out,) = on_stream_verdicts_typed::<R>(f)
                         .call(&mut live.store, (WireStreamChunk::slice(chunks), arena))?;
                     Ok(out)
                 }
-                _ => Ok(R::from_vec(Vec::new())),
+                (Some(_), Some((_, f)), None) => {
+                    let (out,) = on_stream_typed::<R>(f)
+                        .call(&mut live.store, (WireStreamChunk::slice(chunks), arena))?;
+                    Ok((out, Vec::new()))
+                }
+                _ => Ok((R::from_vec(Vec::new()), Vec::new())),
             }
         })?;
         self.stats.stream_calls += 1;
@@ -1155,6 +1177,22 @@ fn instantiate(
             Some(f)
         }
     };
+    // The optional `stream-verdicts.on-stream` (0.2 chefs), type-checked once like the
+    // handler's: a chef exporting it with another type is broken, and refused.
+    let stream_verdicts = match api {
+        ChefApi::V0_1 => None,
+        ChefApi::V0_2 => instance
+            .get_export_index(&mut store, None, STREAM_VERDICTS_EXPORT)
+            .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-stream"))
+            .and_then(|idx| instance.get_func(&mut store, idx)),
+    };
+    if let Some(f) = stream_verdicts {
+        if let Err(e) = f.typed::<(&[WireStreamChunk], &[u8]), (StreamAnswer,)>(&store) {
+            return Err(CallError::Trap(format!(
+                "{STREAM_VERDICTS_EXPORT}#on-stream has an unexpected type: {e:#}"
+            )));
+        }
+    }
     // The optional state export (0.2 chefs): looked up once, typed at the (rare) call.
     let state = match api {
         ChefApi::V0_1 => None,
@@ -1204,6 +1242,7 @@ fn instantiate(
             on_packets,
             flow_funcs,
             on_packed,
+            stream_verdicts,
             state,
             packed_json,
             packed_json_bytes,
@@ -1315,6 +1354,29 @@ fn on_stream_typed<'a, R: Answer>(func: Func) -> OnStreamFunc<'a, R> {
     // `func.typed::<(&[WireStreamChunk], &[u8]), (Vec<PacketDumpling>,)>()` (every
     // `Answer` type-checks as `Vec<PacketDumpling>`) and refused the chef if it failed;
     // `Live` keeps the `Func` and the store that owns it together.
+    #[allow(unsafe_code)]
+    unsafe {
+        wasmtime::component::TypedFunc::new_unchecked(func)
+    }
+}
+
+/// The optional export whose `on-stream` also answers the directions a chef is done with
+/// (interface `stream-verdicts` of the `stream-chef` world, added within 0.2).
+pub const STREAM_VERDICTS_EXPORT: &str = "netdumplings:chef/stream-verdicts@0.2.0";
+
+/// `stream-verdicts.on-stream`'s answer: the dumplings, and indices into the call's chunks.
+type StreamAnswer = (Vec<PacketDumpling>, Vec<u32>);
+
+/// The typed `stream-verdicts.on-stream` export, taking [`WireStreamChunk`]s.
+type OnStreamVerdictsFunc<'a, R> =
+    wasmtime::component::TypedFunc<(&'a [WireStreamChunk], &'a [u8]), ((R, Vec<u32>),)>;
+
+/// `stream-verdicts.on-stream` as a typed function (see [`on_packets_typed`]).
+fn on_stream_verdicts_typed<'a, R: Answer>(func: Func) -> OnStreamVerdictsFunc<'a, R> {
+    // SAFETY: `instantiate` type-checked this very `Func` with
+    // `func.typed::<(&[WireStreamChunk], &[u8]), (StreamAnswer,)>()` (every `Answer`
+    // type-checks as `Vec<PacketDumpling>`) and refused the chef if it failed; `Live` keeps
+    // the `Func` and the store that owns it together.
     #[allow(unsafe_code)]
     unsafe {
         wasmtime::component::TypedFunc::new_unchecked(func)

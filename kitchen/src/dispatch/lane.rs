@@ -205,6 +205,18 @@ pub struct ChefLane {
     /// What the chef host needs to decide a call's packet dumplings where they lie, and
     /// what it decided ([`crate::chef_host::packet_answer`]); buffers kept between calls.
     intake: Intake,
+    /// This lane's number, unique within the dispatcher (a reloaded chef gets a new one):
+    /// how the stream stage tells whose verdicts it holds.
+    pub(super) serial: u64,
+    /// Stream directions this chef gave up (`stream-verdicts`; see `streams`).
+    pub(super) given_up: super::streams::GivenUp,
+    /// Stream verdicts made since the dispatcher last took them
+    /// (`Dispatcher::collect_verdicts`).
+    pub(super) pending_verdicts: Vec<crate::parse::stream_stage::Verdict>,
+    /// Scratch: the chunks of a step this chef still wants.
+    pub(super) stream_scratch: Vec<crate::chef_host::bindings::StreamChunk>,
+    /// The dispatcher honours verdicts (`Dispatcher::set_stream_verdicts`).
+    pub(super) honours_verdicts: bool,
 }
 
 impl ChefLane {
@@ -228,6 +240,11 @@ impl ChefLane {
             window_ns: 0,
             packed: Vec::new(),
             intake: Intake::default(),
+            serial: 0,
+            given_up: Default::default(),
+            pending_verdicts: Vec::new(),
+            stream_scratch: Vec::new(),
+            honours_verdicts: false,
         }
     }
 

@@ -117,6 +117,12 @@ pub struct Dispatcher {
     streams: Option<crate::parse::stream_stage::StreamStage>,
     /// Memory bounds for reassembly (`--stream-*` flags).
     stream_limits: flowtrack::reassembly::ReassemblyLimits,
+    /// Some lane's chef exports `stream-verdicts` and they are honoured (`streams`).
+    stream_verdicts: bool,
+    /// Honour `stream-verdicts` answers ([`Dispatcher::set_stream_verdicts`]).
+    honour_verdicts: bool,
+    /// The next lane's serial ([`ChefLane`]'s, for the stream stage's verdicts).
+    next_lane_serial: u64,
     /// IP reassembly bounds of every builder this dispatcher makes.
     defrag_limits: DefragLimits,
 
@@ -149,7 +155,16 @@ impl Dispatcher {
         sink: Box<dyn DumplingSink>,
     ) -> Self {
         chefs.sort_by(|a, b| a.chef.name().cmp(b.chef.name()));
-        let lanes = chefs.into_iter().map(|s| ChefLane::new(s, 0)).collect();
+        let lanes: Vec<ChefLane> = chefs
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut lane = ChefLane::new(s, 0);
+                lane.serial = i as u64;
+                lane
+            })
+            .collect();
+        let next_lane_serial = lanes.len() as u64;
         let builder = BatchBuilder::new(mode, poke_interval);
         let mut d = Dispatcher {
             status: StatusInputs::default(),
@@ -164,6 +179,9 @@ impl Dispatcher {
             behind: false,
             streams: None,
             stream_limits: Default::default(),
+            stream_verdicts: false,
+            honour_verdicts: true,
+            next_lane_serial,
             defrag_limits: DefragLimits::default(),
 
             packed: PackedScratch::default(),
@@ -429,6 +447,7 @@ impl Dispatcher {
             lane.reset_window();
         }
         self.window.clear();
+        self.collect_verdicts();
         Ok(())
     }
 
@@ -494,6 +513,7 @@ impl Dispatcher {
             }
         }
         let now_ns = self.clock_ns();
+        self.window_before_streams()?;
         let streams = self.window_streams(&batch);
         let has_streams = streams.is_some();
         let chunks = |n: usize| n.div_ceil(flow_events::MAX_EVENTS_PER_CALL);
@@ -704,7 +724,10 @@ impl Dispatcher {
         let at = self
             .lanes
             .partition_point(|s| s.chef.name() < slot.chef.name());
-        self.lanes.insert(at, ChefLane::new(slot, reloads));
+        let mut lane = ChefLane::new(slot, reloads);
+        lane.serial = self.next_lane_serial;
+        self.next_lane_serial += 1;
+        self.lanes.insert(at, lane);
         self.update_stream_stage();
         self.update_flow_switch();
         Ok(())

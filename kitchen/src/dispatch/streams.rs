@@ -3,8 +3,23 @@
 //! the packet calls, ends the streams of flows that ended, and calls each stream chef's
 //! `on-stream` with its chunks (ordering in a batch: flow starts, packets, stream chunks,
 //! flow ends; see `wit02-design` in the docs of [`crate::parse::stream_stage`]).
+//!
+//! Verdicts: a chef exporting `stream-verdicts` names, in its `on-stream` answer, chunks
+//! whose direction it is done with (indices into the chunks of that call, so it can name
+//! nothing else: no other chef's flows, no flow it was not given, no stale id). Its lane
+//! keeps those directions and hands it none of their chunks from then on, at once (the
+//! rest of a replay window included); the verdict is this lane's alone. The lanes' new
+//! verdicts go to the stage after each step or window (tagged with the batch they
+//! answered), which releases a direction once no stream chef wants it, a fixed
+//! [`VERDICT_LAG`] batches later ([`crate::parse::stream_stage`]). Bounds: a call adds at
+//! most one verdict per chunk it got (the answer's list is read up to the chunk count,
+//! duplicates count once), a lane keeps one entry per direction it gave up until the flow
+//! ends, and the stage's pending verdicts cover at most [`VERDICT_LAG`] batches of chunks.
 
-use flowtrack::reassembly::ReassemblyLimits;
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+
+use flowtrack::reassembly::{FlowIdHasher, ReassemblyLimits};
 
 use flowtrack::table::{FlowEvent, Transport};
 
@@ -13,7 +28,12 @@ use super::{Batch, ChefLane, Dispatcher, SinkError};
 use crate::chef_host::bindings::StreamChunk;
 use crate::chef_host::packet_answer::Part;
 use crate::outputs::status::traffic::StreamStatus;
-use crate::parse::stream_stage::{StreamFilter, StreamStage};
+use crate::parse::stream_stage::{
+    dir_key, flow_ref_key, StreamFilter, StreamStage, Verdict, VERDICT_LAG,
+};
+
+/// The stream directions one lane gave up ([`dir_key`]), until their flows end.
+pub(super) type GivenUp = HashSet<u64, BuildHasherDefault<FlowIdHasher>>;
 
 impl Dispatcher {
     /// Memory bounds for reassembly (`--stream-flow-buffer-kib`, `--stream-memory-mib`);
@@ -21,6 +41,14 @@ impl Dispatcher {
     pub fn set_stream_limits(&mut self, limits: ReassemblyLimits) {
         self.stream_limits = limits;
         self.streams = None;
+        self.update_stream_stage();
+    }
+
+    /// Whether chefs' `stream-verdicts` answers are honoured (on by default; off hands every
+    /// stream chef every chunk of its prefix, as kitchens before them did:
+    /// `nd-sniff --ignore-stream-verdicts`, for comparisons).
+    pub fn set_stream_verdicts(&mut self, on: bool) {
+        self.honour_verdicts = on;
         self.update_stream_stage();
     }
 
@@ -55,6 +83,54 @@ impl Dispatcher {
                 }))
             }
         }
+        self.stream_verdicts = self.honour_verdicts
+            && self
+                .lanes
+                .iter()
+                .any(|l| l.chef.description().stream_verdicts);
+        for lane in &mut self.lanes {
+            lane.honours_verdicts = self.stream_verdicts;
+        }
+        if let Some(stage) = &mut self.streams {
+            stage.set_lanes(
+                self.lanes
+                    .iter()
+                    .filter_map(|l| {
+                        StreamFilter::new(&l.chef.description().interest).map(|f| (l.serial, f))
+                    })
+                    .collect(),
+            );
+        }
+    }
+
+    /// Hand the lanes' new verdicts to the stage (after a step or a replay window: in chef
+    /// order, each lane's in the order it made them).
+    pub(super) fn collect_verdicts(&mut self) {
+        let Some(stage) = self.streams.as_mut() else {
+            return;
+        };
+        // All lanes' verdicts at once, so the stage orders them by batch across lanes (a
+        // window's verdicts come lane by lane, each lane's in batch order).
+        let mut all = Vec::new();
+        for lane in &mut self.lanes {
+            all.append(&mut lane.pending_verdicts);
+        }
+        if !all.is_empty() {
+            stage.add_verdicts(&mut all);
+        }
+    }
+
+    /// Replay window: the stage is about to get its next batch; if the window still holds
+    /// the chunks of a batch whose verdicts that batch must see ([`VERDICT_LAG`]), the lanes
+    /// run it first.
+    pub(super) fn window_before_streams(&mut self) -> Result<(), SinkError> {
+        let (Some(first), Some(stage)) = (self.window.first_stream_seq, &self.streams) else {
+            return Ok(());
+        };
+        if self.stream_verdicts && first + VERDICT_LAG <= stage.next_seq() {
+            self.flush_window()?;
+        }
+        Ok(())
     }
 
     /// After a batch's packet calls: feeds its TCP segments (tagged with their flow by the
@@ -71,7 +147,8 @@ impl Dispatcher {
                 stage.end_flow(s.id, s.last_ns);
             }
         }
-        let out = if stage.has_chunks() {
+        let verdicts = self.stream_verdicts;
+        let out = if stage.has_chunks() || (verdicts && !stage.ended().is_empty()) {
             let mut arena = Vec::new();
             let per_lane = self
                 .lanes
@@ -85,7 +162,17 @@ impl Dispatcher {
                     Some(chunks.to_vec())
                 })
                 .collect();
-            Some(super::window::BatchStreams { arena, per_lane })
+            let ended = if verdicts {
+                stage.ended().to_vec()
+            } else {
+                Vec::new()
+            };
+            Some(super::window::BatchStreams {
+                arena,
+                per_lane,
+                seq: stage.seq(),
+                ended,
+            })
         } else {
             None
         };
@@ -111,13 +198,22 @@ impl Dispatcher {
         let result = self.deliver_chunks(&mut stage);
         stage.end_batch();
         self.streams = Some(stage);
+        self.collect_verdicts();
         result
     }
 
     fn deliver_chunks(&mut self, stage: &mut StreamStage) -> Result<(), SinkError> {
-        if !stage.has_chunks() {
+        // Nothing to deliver, and no lane verdicts to forget on ended flows.
+        let prune = self.stream_verdicts && !stage.ended().is_empty();
+        if !stage.has_chunks() && !prune {
             return Ok(());
         }
+        let seq = stage.seq();
+        let ended = if self.stream_verdicts {
+            stage.ended().to_vec()
+        } else {
+            Vec::new()
+        };
         // One chef after the other: each chef's chunks are gathered in the stage's scratch.
         self.with_lanes(None, |lanes, ctx, _| {
             for lane in lanes {
@@ -125,10 +221,11 @@ impl Dispatcher {
                     continue;
                 };
                 if lane.chef.is_quarantined() {
+                    lane.deliver_stream(&[], &[], seq, &ended, ctx);
                     continue;
                 }
                 let (chunks, arena) = stage.chunks_for(&filter);
-                lane.deliver_stream(chunks, arena, ctx);
+                lane.deliver_stream(chunks, arena, seq, &ended, ctx);
             }
         });
         self.send_ready()
@@ -136,26 +233,52 @@ impl Dispatcher {
 }
 
 impl ChefLane {
-    /// Give this lane its stream chunks of one step, unless there are none or it is
-    /// quarantined. One step's delivery, and one operation of a replay window
-    /// ([`super::window`]).
+    /// Give this lane its stream chunks of one step (batch `seq` of the stage), less those
+    /// of directions it gave up, unless none are left or it is quarantined; then forget its
+    /// verdicts on the flows that `ended` in that batch. One step's delivery, and one
+    /// operation of a replay window ([`super::window`]).
     pub(super) fn deliver_stream(
         &mut self,
         chunks: &[StreamChunk],
         arena: &[u8],
+        seq: u64,
+        ended: &[u64],
         ctx: &LaneContext<'_>,
     ) {
         if !chunks.is_empty() && !self.chef.is_quarantined() {
-            self.call_stream(chunks, arena, ctx);
+            if self.given_up.is_empty() {
+                self.call_stream(chunks, arena, seq, ctx);
+            } else {
+                let mut wanted = std::mem::take(&mut self.stream_scratch);
+                wanted.clear();
+                wanted.extend(
+                    chunks
+                        .iter()
+                        .filter(|c| !self.given_up.contains(&flow_ref_key(&c.flow))),
+                );
+                if !wanted.is_empty() {
+                    self.call_stream(&wanted, arena, seq, ctx);
+                }
+                self.stream_scratch = wanted;
+            }
+        }
+        if !self.given_up.is_empty() {
+            for &id in ended {
+                self.given_up
+                    .remove(&dir_key(id, flowtrack::table::Direction::FromOriginator));
+                self.given_up
+                    .remove(&dir_key(id, flowtrack::table::Direction::FromResponder));
+            }
         }
     }
 
-    /// Call `on-stream` with `chunks` (spans into `arena`) and wrap what it made (dumpling
-    /// time = its chunk's).
+    /// Call `on-stream` with `chunks` (spans into `arena`; batch `seq` of the stage), wrap
+    /// what it made (dumpling time = its chunk's) and take its verdicts.
     pub(super) fn call_stream(
         &mut self,
         chunks: &[StreamChunk],
         arena: &[u8],
+        seq: u64,
         ctx: &LaneContext<'_>,
     ) {
         let now_ns = ctx.now_ns;
@@ -168,6 +291,11 @@ impl ChefLane {
         let mut intake = self.take_intake();
         let result = self.chef.take_stream(chunks, arena, now_ns, &mut intake);
         self.put_intake(intake);
+        if let Ok(done) = &result {
+            if self.honours_verdicts {
+                self.take_verdicts(chunks, done, seq);
+            }
+        }
         if let Err(e) = &result {
             ctx.capsule(|c| c.stream_failed(&self.chef, e, chunks, arena, now_ns));
         }
@@ -184,5 +312,78 @@ impl ChefLane {
             &times,
             |_, _| {},
         );
+    }
+}
+
+/// The directions a `stream-verdicts` answer names: the chunks at `done` (indices into
+/// `chunks`), reading at most `chunks.len()` of its entries and ignoring indices past the
+/// end. Repeats are the caller's to drop.
+fn named_directions<'a>(
+    chunks: &'a [StreamChunk],
+    done: &'a [u32],
+) -> impl Iterator<Item = &'a crate::chef_host::bindings::FlowRef> {
+    done.iter()
+        .take(chunks.len())
+        .filter_map(|&i| chunks.get(i as usize))
+        .map(|c| &c.flow)
+}
+
+impl ChefLane {
+    /// This chef gave up the directions `done` names (see [`named_directions`]); each one
+    /// counts once.
+    fn take_verdicts(&mut self, chunks: &[StreamChunk], done: &[u32], seq: u64) {
+        for flow in named_directions(chunks, done) {
+            if self.given_up.insert(flow_ref_key(flow)) {
+                self.pending_verdicts
+                    .push(Verdict::new(seq, self.serial, flow));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chef_host::bindings::{
+        Direction, FlowKey, FlowRef, IpAddress, Span, TransportProtocol,
+    };
+
+    fn chunk(id: u64, direction: Direction) -> StreamChunk {
+        StreamChunk {
+            flow: FlowRef { id, direction },
+            key: FlowKey {
+                transport: TransportProtocol::Tcp,
+                originator: IpAddress::V4(1),
+                responder: IpAddress::V4(2),
+                originator_port: 1,
+                responder_port: 2,
+            },
+            timestamp_ns: 0,
+            offset: 0,
+            gap_before: 0,
+            data: Span { offset: 0, len: 0 },
+            last: false,
+        }
+    }
+
+    #[test]
+    fn a_verdict_names_only_chunks_of_its_own_call_and_is_read_up_to_their_count() {
+        let o = Direction::FromOriginator;
+        let r = Direction::FromResponder;
+        let chunks = [chunk(7, o), chunk(7, r), chunk(9, o)];
+        let named = |done: &[u32]| -> Vec<(u64, Direction)> {
+            named_directions(&chunks, done)
+                .map(|f| (f.id, f.direction))
+                .collect()
+        };
+        assert_eq!(named(&[2, 0]), [(9, o), (7, o)]);
+        // Past the end, or a huge index: ignored.
+        assert_eq!(named(&[3, u32::MAX, 1]), [(7, r)]);
+        // Read no further than the chunk count: a long tail costs nothing.
+        let mut long = vec![0u32; 3];
+        long.extend(std::iter::repeat_n(2, 1_000_000));
+        assert_eq!(named(&long), [(7, o), (7, o), (7, o)]);
+        assert!(named(&[]).is_empty());
+        assert!(named_directions(&[], &[0, 1, 2]).next().is_none());
     }
 }

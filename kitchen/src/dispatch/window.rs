@@ -104,6 +104,10 @@ pub(super) struct StepWindow {
     pub flow_wit: Vec<(Vec<WitFlowEvent>, Vec<WitFlowEvent>)>,
     /// Each batch's stream chunks, when it made some.
     pub streams: Vec<Option<BatchStreams>>,
+    /// The oldest stream batch ([`BatchStreams::seq`]) whose chunks the lanes have not run
+    /// yet: the dispatcher runs the window before the stage gets a batch that should
+    /// already know their verdicts ([`crate::parse::stream_stage::VERDICT_LAG`]).
+    pub first_stream_seq: Option<u64>,
     /// Packet bytes held in `batches`.
     pub bytes: usize,
     /// Packets held in `batches`.
@@ -153,6 +157,9 @@ impl StepWindow {
         self.bytes += batch.arena.len()
             + batch.len() * std::mem::size_of::<crate::chef_host::WirePacket>()
             + streams.as_ref().map_or(0, |s| s.arena.len());
+        if let Some(s) = &streams {
+            self.first_stream_seq.get_or_insert(s.seq);
+        }
         self.packets += batch.len();
         self.batches.push(batch);
         self.packed.push(packed);
@@ -205,6 +212,7 @@ impl StepWindow {
         }
         self.flow_wit.clear();
         self.streams.clear();
+        self.first_stream_seq = None;
     }
 }
 
@@ -213,6 +221,11 @@ impl StepWindow {
 pub(super) struct BatchStreams {
     pub arena: Vec<u8>,
     pub per_lane: Vec<Option<Vec<StreamChunk>>>,
+    /// The stage's batch number (verdicts on these chunks carry it).
+    pub seq: u64,
+    /// Flows with stream state that ended in this batch (lanes forget their verdicts on
+    /// them); filled only while some lane can give verdicts.
+    pub ended: Vec<u64>,
 }
 
 /// What every lane of a window shares, read-only (the parts of [`LaneContext`] that do not
@@ -283,9 +296,11 @@ impl ChefLane {
                 }
                 LaneOp::Streams(batch) => {
                     if let Some(s) = &w.streams[batch] {
-                        if let Some(Some(chunks)) = s.per_lane.get(me) {
-                            self.deliver_stream(chunks, &s.arena, &ctx);
-                        }
+                        let chunks = match s.per_lane.get(me) {
+                            Some(Some(chunks)) => chunks.as_slice(),
+                            _ => &[],
+                        };
+                        self.deliver_stream(chunks, &s.arena, s.seq, &s.ended, &ctx);
                     }
                 }
             }

@@ -88,6 +88,9 @@ pub struct StreamStatus {
     pub held_bytes: u64,
     /// Most out-of-order bytes held at once.
     pub held_peak_bytes: u64,
+    /// Directions no longer reassembled because every chef that wanted them said it was
+    /// done with them (`stream-verdicts`).
+    pub released_directions: u64,
 }
 
 impl StreamStatus {
@@ -106,6 +109,7 @@ impl StreamStatus {
             before_start_bytes: s.before_start_bytes,
             held_bytes,
             held_peak_bytes: s.held_peak,
+            released_directions: s.released_directions,
         }
     }
 }
@@ -149,7 +153,7 @@ pub fn summary_lines(
             "streams: {} segments, {} bytes delivered, {} duplicate bytes, {} conflicting \
              overlaps, {} gaps ({} bytes; {} dropped for the per-flow budget, {} for the total \
              budget; {} flows over budget), {} bytes before the stream start, {} bytes held \
-             ({} at most)",
+             ({} at most), {} directions released by chefs",
             s.segments,
             s.delivered_bytes,
             s.duplicate_bytes,
@@ -161,7 +165,8 @@ pub fn summary_lines(
             s.flows_over_budget,
             s.before_start_bytes,
             s.held_bytes,
-            s.held_peak_bytes
+            s.held_peak_bytes,
+            s.released_directions
         ));
     }
     lines
@@ -367,9 +372,11 @@ mod tests {
             gap_bytes_flow_window: 500,
             gap_bytes_memory_full: 200,
             flows_over_budget: 1,
+            released_directions: 4,
             ..Default::default()
         };
         let s = StreamStatus::new(r, 64);
+        assert_eq!(s.released_directions, 4);
         assert_eq!(
             (
                 s.dropped_bytes_flow_budget,
@@ -381,6 +388,10 @@ mod tests {
         let lines = summary_lines(Some(&f), Some(&s), None);
         assert!(lines[0].starts_with("flows: 3 started"), "{lines:?}");
         assert!(lines[1].contains("(700 bytes; 500 dropped for the per-flow budget, 200"));
+        assert!(
+            lines[1].ends_with(", 4 directions released by chefs"),
+            "{lines:?}"
+        );
         assert_eq!(metrics(Some(&f), None, None).len(), 8);
         assert!(summary_lines(None, None, None).is_empty() && metrics(None, None, None).is_empty());
         let d = DefragStats {
