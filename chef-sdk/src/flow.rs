@@ -16,13 +16,64 @@ pub use wit::{
 pub struct StreamChunk<'a> {
     raw: &'a wit::StreamChunk,
     arena: &'a [u8],
+    /// Where [`StreamChunk::done_with_direction`] records this chunk's index (`None`: a
+    /// chunk made by hand, whose verdict goes nowhere).
+    verdicts: Option<(&'a Verdicts, u32)>,
+}
+
+/// The indices of a call's chunks whose direction the chef gave up (the `stream-verdicts`
+/// answer), filled by [`StreamChunk::done_with_direction`].
+#[derive(Debug, Default)]
+pub struct Verdicts(core::cell::RefCell<Vec<u32>>);
+
+impl Verdicts {
+    /// The indices recorded, in the order they were given (each once).
+    pub fn into_indices(self) -> Vec<u32> {
+        self.0.into_inner()
+    }
 }
 
 impl<'a> StreamChunk<'a> {
-    /// Wraps a WIT chunk and the arena its span points into.
+    /// Wraps a WIT chunk and the arena its span points into (its verdict, if any, is not
+    /// recorded: for tests and tools).
     #[inline]
     pub fn new(raw: &'a wit::StreamChunk, arena: &'a [u8]) -> Self {
-        StreamChunk { raw, arena }
+        StreamChunk {
+            raw,
+            arena,
+            verdicts: None,
+        }
+    }
+
+    /// Wraps the `index`-th chunk of a call; its verdict goes to `verdicts`.
+    #[inline]
+    pub fn with_verdicts(
+        raw: &'a wit::StreamChunk,
+        arena: &'a [u8],
+        index: u32,
+        verdicts: &'a Verdicts,
+    ) -> Self {
+        StreamChunk {
+            raw,
+            arena,
+            verdicts: Some((verdicts, index)),
+        }
+    }
+
+    /// This chef wants no more bytes of this chunk's direction (this flow id, this
+    /// direction): the kitchen hands it no later chunk of it, not even the `last` marker,
+    /// and stops reassembling it once no other chef wants it either (chef API 0.2,
+    /// `stream-verdicts`). Call it wherever the chef stops following a direction: its
+    /// first bytes are not the chef's protocol, it read what it wanted, bytes went missing,
+    /// or it never reads that side. Other directions and other connections are not
+    /// affected; a new connection is wanted again. Calling it twice is harmless.
+    pub fn done_with_direction(&self) {
+        if let Some((verdicts, index)) = self.verdicts {
+            let mut v = verdicts.0.borrow_mut();
+            if v.last() != Some(&index) {
+                v.push(index);
+            }
+        }
     }
 
     /// The WIT record, as received.

@@ -55,7 +55,7 @@ pub mod testing;
 mod time;
 
 pub use cached::{Cached, CachedPayload};
-pub use flow::StreamChunk;
+pub use flow::{StreamChunk, Verdicts};
 pub use info::{ChefInfo, Interest};
 pub use packet::{ipv4_addr, ipv6_addr, Mac, Packet};
 pub use time::{Tick, Timestamp};
@@ -77,8 +77,10 @@ pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         // Every Rust chef exports `state` too: `export_chef!` with an empty state (nothing
-        // carried across a reload), `export_stateful_chef!` with the chef serialised.
-        world: "stateful-chef",
+        // carried across a reload), `export_stateful_chef!` with the chef serialised; and
+        // `stream-verdicts` (`StreamChunk::done_with_direction`), which costs a chef that
+        // never calls it nothing but an empty list.
+        world: "stream-chef",
         pub_export_macro: true,
         default_bindings_module: "chef_sdk::bindings",
     });
@@ -122,7 +124,9 @@ pub trait Chef: Default + 'static {
 
     /// Called for each chunk of reassembled TCP stream bytes, in time order (only when
     /// `info().interest` has [`Interest::stream_bytes`] > 0). Dumplings made here have
-    /// driver `packet` and the chunk's time.
+    /// driver `packet` and the chunk's time. Call [`StreamChunk::done_with_direction`] where
+    /// the chef stops following a direction: the kitchen then stops handing it over (and,
+    /// once no chef wants it, stops copying it).
     #[allow(unused_variables)]
     fn on_stream(&mut self, chunk: &StreamChunk<'_>) -> impl Dumplings {}
 
@@ -300,18 +304,21 @@ pub mod __private {
         out
     }
 
-    /// `on-stream`: run `on_stream` over the chunks.
+    /// `on-stream`: run `on_stream` over the chunks; the dumplings, and the indices of the
+    /// chunks whose direction the handler gave up ([`StreamChunk::done_with_direction`]).
     pub fn on_stream<C: Chef>(
         chef: &mut C,
         chunks: &[wit::StreamChunk],
         arena: &[u8],
-    ) -> Vec<wit::PacketDumpling> {
+    ) -> (Vec<wit::PacketDumpling>, Vec<u32>) {
         let mut out = Vec::new();
+        let verdicts = crate::Verdicts::default();
         for (index, raw) in chunks.iter().enumerate() {
-            let chunk = StreamChunk::new(raw, arena);
+            let i = u32::try_from(index).unwrap_or(u32::MAX);
+            let chunk = StreamChunk::with_verdicts(raw, arena, i, &verdicts);
             push_indexed(&mut out, index, chef.on_stream(&chunk));
         }
-        out
+        (out, verdicts.into_indices())
     }
 
     /// How `export_chef!` / `export_stateful_chef!` carry state across a hot reload.
@@ -376,6 +383,7 @@ pub mod __private {
 
     pub use crate::bindings::exports::netdumplings::chef::handler::Guest;
     pub use crate::bindings::exports::netdumplings::chef::state::Guest as StateGuest;
+    pub use crate::bindings::exports::netdumplings::chef::stream_verdicts::Guest as StreamVerdictsGuest;
 }
 
 /// Exports a [`Chef`] as the component's `handler`.
@@ -465,6 +473,19 @@ macro_rules! __export_chef {
                     chunks: ::std::vec::Vec<$crate::wit::StreamChunk>,
                     arena: ::std::vec::Vec<u8>,
                 ) -> ::std::vec::Vec<$crate::wit::PacketDumpling> {
+                    // A kitchen that predates `stream-verdicts`: the verdicts go nowhere.
+                    with_chef(|chef| $crate::__private::on_stream(chef, &chunks, &arena).0)
+                }
+            }
+
+            impl $crate::__private::StreamVerdictsGuest for NetdumplingsChefGuest {
+                fn on_stream(
+                    chunks: ::std::vec::Vec<$crate::wit::StreamChunk>,
+                    arena: ::std::vec::Vec<u8>,
+                ) -> (
+                    ::std::vec::Vec<$crate::wit::PacketDumpling>,
+                    ::std::vec::Vec<u32>,
+                ) {
                     with_chef(|chef| $crate::__private::on_stream(chef, &chunks, &arena))
                 }
             }

@@ -838,6 +838,42 @@ pub fn assert_same_packet(view: &Packet<'_>, record: &wit::Packet, arena: &[u8])
     assert_eq!(dbg(&view.to_wit()), dbg(r), "to_wit");
 }
 
+/// Stream chunks through a chef's `on-stream` as a kitchen honouring `stream-verdicts`
+/// hands them over: one call per chunk, and no chunk of a direction the chef gave up
+/// ([`crate::StreamChunk::done_with_direction`]) in an earlier call. Returns the payloads
+/// and the directions given up (flow id, direction), in order. A chef's verdicts are right when these payloads
+/// equal those of every chunk handed over ([`stream_all`]).
+pub fn stream_honouring_verdicts<C: Chef>(
+    chef: &mut C,
+    chunks: &[wit::StreamChunk],
+    arena: &[u8],
+) -> (Vec<String>, Vec<(u64, wit::Direction)>) {
+    let mut out = Vec::new();
+    let mut given_up = Vec::new();
+    for raw in chunks {
+        let dir = (raw.flow.id, raw.flow.direction);
+        if given_up.contains(&dir) {
+            continue;
+        }
+        let (made, done) = crate::__private::on_stream(chef, std::slice::from_ref(raw), arena);
+        out.extend(made.into_iter().map(|d| d.payload));
+        if done == [0] {
+            given_up.push(dir);
+        }
+    }
+    (out, given_up)
+}
+
+/// Every chunk through a chef's `on-stream`, one call per chunk, verdicts ignored (as a
+/// kitchen before `stream-verdicts` does): the payloads.
+pub fn stream_all<C: Chef>(chef: &mut C, chunks: &[wit::StreamChunk], arena: &[u8]) -> Vec<String> {
+    chunks
+        .iter()
+        .flat_map(|raw| crate::__private::on_stream(chef, std::slice::from_ref(raw), arena).0)
+        .map(|d| d.payload)
+        .collect()
+}
+
 /// Every way of cutting one of `events` in two (each event a tag, such as a direction, and
 /// its bytes), plus the events as they are: the inputs of a "split at every byte" test of a
 /// stream parser (a prelude, a hello, a request head arriving in two chunks at any offset).

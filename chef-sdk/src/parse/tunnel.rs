@@ -515,6 +515,14 @@ impl Default for TunnelFinder {
 }
 
 impl TunnelFinder {
+    /// Whether `flow`'s prelude is being watched: `None` not (no prelude at its start, or
+    /// given up), `Some(false)` still in the prelude (the proxy's answer decides), `Some(true)`
+    /// the tunnel is open. Does not touch the recency order (a chef deciding whether it is
+    /// done with a direction must not change which prelude is evicted next).
+    pub fn watching(&self, flow: u64) -> Option<bool> {
+        self.probes.get(&flow).map(|p| p.open_at.is_some())
+    }
+
     /// A finder for the preludes in `kinds`.
     pub fn new(kinds: Kinds) -> Self {
         TunnelFinder {

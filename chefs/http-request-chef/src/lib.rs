@@ -45,7 +45,7 @@ pub use scan::{RequestScanner, STREAM_BYTES};
 
 use std::net::SocketAddr;
 
-use chef_sdk::flow::{FlowKey, IpAddress};
+use chef_sdk::flow::{Direction, FlowKey, FlowRef, IpAddress};
 use chef_sdk::parse::http;
 use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
 use chef_sdk::{
@@ -136,6 +136,20 @@ pub fn request_dumpling(head: &[u8], key: &FlowKey, time: Timestamp) -> Option<H
 }
 
 impl HttpRequestChef {
+    /// Whether the chef still reads `flow`'s direction after the chunks it has had. The
+    /// server's bytes matter only while a SOCKS prelude waits for the proxy's answer; the
+    /// client's while a prelude is watched or its requests are followed (a stream that is
+    /// not followed after its first chunk never is again). Everything else is given up
+    /// (`done_with_direction`), so the kitchen stops reassembling it: most connections are
+    /// not plain HTTP, and the responses are never read.
+    pub fn wants_more(&self, flow: FlowRef) -> bool {
+        match (flow.direction, self.tunnels.watching(flow.id)) {
+            (Direction::FromResponder, prelude) => prelude == Some(false),
+            (Direction::FromOriginator, Some(_)) => true,
+            (Direction::FromOriginator, None) => self.scanner.follows(flow.id),
+        }
+    }
+
     /// The dumplings for the requests a client stream chunk completes.
     pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Vec<HttpDumpling> {
         let mut out = Vec::new();
@@ -169,7 +183,11 @@ impl Chef for HttpRequestChef {
     }
 
     fn on_stream(&mut self, chunk: &StreamChunk<'_>) -> impl Dumplings {
-        self.handle_chunk(chunk)
+        let out = self.handle_chunk(chunk);
+        if !self.wants_more(chunk.flow()) {
+            chunk.done_with_direction();
+        }
+        out
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -184,8 +202,7 @@ chef_sdk::export_stateful_chef!(HttpRequestChef);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chef_sdk::flow::Direction;
-    use chef_sdk::testing::every_split;
+    use chef_sdk::testing::{every_split, stream_honouring_verdicts};
     use chef_sdk::wit;
 
     fn key() -> wit::FlowKey {
@@ -294,12 +311,9 @@ mod tests {
         }
     }
 
-    /// Feeds a dialogue of flow 1 (direction, bytes), offsets counted per direction, the
-    /// last chunk of each direction marked; the dumplings.
-    fn dialogue(
-        chef: &mut HttpRequestChef,
-        events: &[(Direction, &[u8])],
-    ) -> Vec<serde_json::Value> {
+    /// The chunks of a dialogue of flow 1 (direction, bytes), offsets counted per direction,
+    /// the last chunk of each direction marked, and their arena.
+    fn chunks_of(events: &[(Direction, &[u8])]) -> (Vec<wit::StreamChunk>, Vec<u8>) {
         let mut arena = Vec::new();
         let mut raws = Vec::new();
         let mut at = [0u64; 2];
@@ -323,10 +337,74 @@ mod tests {
             at[side] += bytes.len() as u64;
             arena.extend_from_slice(bytes);
         }
-        raws.iter()
+        (raws, arena)
+    }
+
+    /// Feeds a dialogue (see [`chunks_of`]); the dumplings. Also checks that the chef's
+    /// verdicts lose nothing: a kitchen honouring them gets the same dumplings.
+    fn dialogue(
+        chef: &mut HttpRequestChef,
+        events: &[(Direction, &[u8])],
+    ) -> Vec<serde_json::Value> {
+        let (raws, arena) = chunks_of(events);
+        let (honoured, _) =
+            stream_honouring_verdicts(&mut HttpRequestChef::default(), &raws, &arena);
+        let out: Vec<serde_json::Value> = raws
+            .iter()
             .flat_map(|raw| chef.handle_chunk(&StreamChunk::new(raw, &arena)))
             .map(|d| serde_json::to_value(&d).unwrap_or_default())
-            .collect()
+            .collect();
+        let honoured: Vec<serde_json::Value> = honoured
+            .iter()
+            .map(|p| serde_json::from_str(p).unwrap_or_default())
+            .collect();
+        assert_eq!(honoured, out, "verdicts lost dumplings");
+        out
+    }
+
+    #[test]
+    fn directions_are_given_up_where_the_chef_stops_reading_them() {
+        let o = |id| (id, Direction::FromOriginator);
+        let r = |id| (id, Direction::FromResponder);
+        let given_up = |events: &[(Direction, &[u8])]| {
+            let (raws, arena) = chunks_of(events);
+            stream_honouring_verdicts(&mut HttpRequestChef::default(), &raws, &arena).1
+        };
+        // Not HTTP: given up at its first chunk; the server's side at its first.
+        assert_eq!(
+            given_up(&[(O, b"\x16\x03\x01 hello"), (R, b"reply"), (O, b"more")]),
+            [o(1), r(1)]
+        );
+        // A request with a Content-Length body is followed (keep-alive) until its stream
+        // ends; the responses are never read.
+        assert_eq!(
+            given_up(&[
+                (O, b"POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"),
+                (R, b"HTTP/1.1 200 OK\r\n"),
+                (O, b"GET /b HTTP/1.1\r\n\r\n"),
+            ]),
+            [r(1), o(1)]
+        );
+        // A chunked body cannot be followed: given up after its head.
+        assert_eq!(
+            given_up(&[
+                (
+                    O,
+                    b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n"
+                ),
+                (O, b"hello\r\n0\r\n\r\n"),
+            ]),
+            [o(1)]
+        );
+        // A SOCKS prelude: the proxy's answer is read until the tunnel is open, then the
+        // server's side is given up; the client's is followed inside the tunnel to its end.
+        let socks4a = [
+            (O, &[4, 1, 0, 80, 0, 0, 0, 7, 0, b'h', b'.', b't', 0][..]),
+            (R, &[0, 0x5a, 0, 0, 0, 0, 0, 0][..]),
+            (R, b"inside"),
+            (O, GET),
+        ];
+        assert_eq!(given_up(&socks4a), [r(1), o(1)]);
     }
 
     const O: Direction = Direction::FromOriginator;

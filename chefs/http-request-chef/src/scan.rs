@@ -95,6 +95,13 @@ impl Default for RequestScanner {
 }
 
 impl RequestScanner {
+    /// Whether `flow`'s client stream is still followed (a head or body expected). Once it
+    /// is not, it never is again: only a stream's first chunk (offset 0) starts following.
+    /// Does not touch the recency order.
+    pub fn follows(&self, flow: u64) -> bool {
+        self.conns.get(&flow).is_some()
+    }
+
     /// Re-applies this version's bounds to a restored scanner.
     pub fn restored(&mut self) {
         self.conns.set_capacity(MAX_CONNECTIONS);

@@ -49,6 +49,12 @@ impl Default for HelloCollector {
 }
 
 impl HelloCollector {
+    /// Whether `flow`'s hello is being collected (more of it is needed). Does not touch the
+    /// recency order.
+    pub fn collecting(&self, flow: u64) -> bool {
+        self.pending.get(&flow).is_some()
+    }
+
     /// Re-applies this version's bounds to a restored collector.
     pub fn restored(&mut self) {
         self.pending.set_capacity(MAX_PENDING);

@@ -62,7 +62,7 @@ use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use chef_sdk::bounded::BoundedMap;
-use chef_sdk::flow::{FlowKey, IpAddress};
+use chef_sdk::flow::{Direction, FlowKey, FlowRef, IpAddress};
 use chef_sdk::parse::tls;
 use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
 use chef_sdk::{
@@ -156,6 +156,20 @@ impl Default for TlsServerNameChef {
 }
 
 impl TlsServerNameChef {
+    /// Whether the chef still reads `flow`'s direction after the chunks it has had. The
+    /// server's bytes matter only while a proxy prelude waits for the proxy's answer; the
+    /// client's while a prelude is watched or its hello is still being collected (a hello
+    /// is read only at the stream's start, so once neither holds, nothing later is read).
+    /// Everything else is given up (`done_with_direction`), so the kitchen stops
+    /// reassembling it.
+    pub fn wants_more(&self, flow: FlowRef) -> bool {
+        match (flow.direction, self.tunnels.watching(flow.id)) {
+            (Direction::FromResponder, prelude) => prelude == Some(false),
+            (Direction::FromOriginator, Some(_)) => true,
+            (Direction::FromOriginator, None) => self.hellos.collecting(flow.id),
+        }
+    }
+
     /// The dumpling for a stream chunk, if it completes a client's TLS ClientHello with a
     /// server name.
     pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Option<TlsDumpling> {
@@ -214,7 +228,11 @@ impl Chef for TlsServerNameChef {
     }
 
     fn on_stream(&mut self, chunk: &StreamChunk<'_>) -> impl Dumplings {
-        self.handle_chunk(chunk)
+        let out = self.handle_chunk(chunk);
+        if !self.wants_more(chunk.flow()) {
+            chunk.done_with_direction();
+        }
+        out
     }
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
@@ -237,10 +255,9 @@ chef_sdk::export_stateful_chef!(TlsServerNameChef);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chef_sdk::flow::Direction;
     use chef_sdk::parse::tunnel;
-    use chef_sdk::testing::every_split;
     use chef_sdk::testing::poke_raw;
+    use chef_sdk::testing::{every_split, stream_honouring_verdicts};
     use chef_sdk::wit;
 
     /// What Chromium 156 sent to a loopback listener for `www.dumpling-split.test`: 1931
@@ -258,11 +275,11 @@ mod tests {
         }
     }
 
-    /// Chunk records over one arena: (flow, direction, offset, gap, bytes, last).
-    fn feed(
-        chef: &mut TlsServerNameChef,
-        chunks: &[(u64, Direction, u64, u64, &[u8], bool)],
-    ) -> Vec<serde_json::Value> {
+    /// One chunk: (flow, direction, offset, gap, bytes, last).
+    type Chunk<'a> = (u64, Direction, u64, u64, &'a [u8], bool);
+
+    /// Chunk records over one arena.
+    fn feed(chef: &mut TlsServerNameChef, chunks: &[Chunk<'_>]) -> Vec<serde_json::Value> {
         let mut arena = Vec::new();
         let mut raws = Vec::new();
         for (i, (id, direction, offset, gap_before, bytes, last)) in chunks.iter().enumerate() {
@@ -420,20 +437,83 @@ mod tests {
     }
 
     /// Feeds a dialogue of flow 1 (direction, bytes), offsets counted per direction, the
-    /// last chunk of each direction marked; the dumplings.
+    /// last chunk of each direction marked; the dumplings. Also checks that the chef's
+    /// verdicts lose nothing: a copy of it, fed as a kitchen honouring them feeds it, makes
+    /// the same dumplings.
     fn dialogue(
         chef: &mut TlsServerNameChef,
         events: &[(Direction, &[u8])],
     ) -> Vec<serde_json::Value> {
+        let mut copy = chef_sdk::testing::reload(chef).expect("copied");
+        let (raws, arena) = chunks_of(events);
+        let out: Vec<serde_json::Value> = raws
+            .iter()
+            .filter_map(|raw| chef.handle_chunk(&StreamChunk::new(raw, &arena)))
+            .map(|d| serde_json::to_value(&d).unwrap_or_default())
+            .collect();
+        let (honoured, _) = stream_honouring_verdicts(&mut copy, &raws, &arena);
+        let honoured: Vec<serde_json::Value> = honoured
+            .iter()
+            .map(|p| serde_json::from_str(p).unwrap_or_default())
+            .collect();
+        assert_eq!(honoured, out, "verdicts lost dumplings");
+        out
+    }
+
+    /// The chunks of a dialogue of flow 1 (see [`dialogue`]) and their arena.
+    fn chunks_of(events: &[(Direction, &[u8])]) -> (Vec<wit::StreamChunk>, Vec<u8>) {
         let mut at = [0u64; 2];
-        let mut chunks = Vec::new();
+        let mut arena = Vec::new();
+        let mut raws = Vec::new();
         for (i, (dir, bytes)) in events.iter().enumerate() {
             let side = usize::from(*dir == Direction::FromResponder);
-            let last = !events[i + 1..].iter().any(|(d, _)| d == dir);
-            chunks.push((1, *dir, at[side], 0, *bytes, last));
+            raws.push(wit::StreamChunk {
+                flow: wit::FlowRef {
+                    id: 1,
+                    direction: *dir,
+                },
+                key: key(),
+                timestamp_ns: (i as u64 + 1) * 1_000_000_000,
+                offset: at[side],
+                gap_before: 0,
+                data: wit::Span {
+                    offset: arena.len() as u32,
+                    len: bytes.len() as u32,
+                },
+                last: !events[i + 1..].iter().any(|(d, _)| d == dir),
+            });
             at[side] += bytes.len() as u64;
+            arena.extend_from_slice(bytes);
         }
-        feed(chef, &chunks)
+        (raws, arena)
+    }
+
+    #[test]
+    fn directions_are_given_up_where_the_chef_stops_reading_them() {
+        let o = |id| (id, Direction::FromOriginator);
+        let r = |id| (id, Direction::FromResponder);
+        let given_up = |events: &[(Direction, &[u8])]| {
+            let (raws, arena) = chunks_of(events);
+            stream_honouring_verdicts(&mut TlsServerNameChef::default(), &raws, &arena).1
+        };
+        let h = CHROMIUM_HELLO;
+        // A whole hello: the client's side is done at once; the server's at its first chunk.
+        assert_eq!(
+            given_up(&[(O, h), (R, b"server hello"), (O, b"more")]),
+            [o(1), r(1)]
+        );
+        // A split hello: followed until it is whole.
+        assert_eq!(
+            given_up(&[(O, &h[..100]), (R, b"?"), (O, &h[100..]), (O, b"x")]),
+            [r(1), o(1)]
+        );
+        // Not TLS: given up at the first chunk.
+        assert_eq!(given_up(&[(O, b"GET / HTTP/1.1"), (O, b"x")]), [o(1)]);
+        // A CONNECT prelude: the proxy's answer is read, then its side given up.
+        assert_eq!(
+            given_up(&[(O, CONNECT), (R, OK), (R, b"x"), (O, h), (O, b"y")]),
+            [r(1), o(1)]
+        );
     }
 
     const O: Direction = Direction::FromOriginator;
