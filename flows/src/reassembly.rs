@@ -299,6 +299,27 @@ impl Reassembler {
         (!d.done && !d.released).then_some(d.next)
     }
 
+    /// [`Self::release`] when `nobody_wants(next offset)` says so, with one lookup: `None`
+    /// when the direction is not being delivered (unknown flow, finished, released), else
+    /// whether it was released now.
+    pub fn release_if(
+        &mut self,
+        flow: u64,
+        direction: Direction,
+        nobody_wants: impl FnOnce(u64) -> bool,
+    ) -> Option<bool> {
+        let d = &mut self.flows.get_mut(&flow)?.dirs[index(direction)];
+        if d.done || d.released {
+            return None;
+        }
+        if !nobody_wants(d.next) {
+            return Some(false);
+        }
+        d.released = true;
+        self.stats.released_directions += 1;
+        Some(true)
+    }
+
     /// Nobody wants more bytes of `flow`'s `direction`: copy none of them from now on and
     /// deliver none (its chunks come out flagged [`Chunk::released`], without bytes).
     ///

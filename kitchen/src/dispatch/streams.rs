@@ -315,27 +315,27 @@ impl ChefLane {
     }
 }
 
-/// The directions a `stream-verdicts` answer names: the chunks at `done` (indices into
-/// `chunks`), reading at most `chunks.len()` of its entries and ignoring indices past the
-/// end. Repeats are the caller's to drop.
+/// The chunks a `stream-verdicts` answer names: those at `done` (indices into `chunks`),
+/// reading at most `chunks.len()` of its entries and ignoring indices past the end.
+/// Repeats are the caller's to drop.
 fn named_directions<'a>(
     chunks: &'a [StreamChunk],
     done: &'a [u32],
-) -> impl Iterator<Item = &'a crate::chef_host::bindings::FlowRef> {
+) -> impl Iterator<Item = &'a StreamChunk> {
     done.iter()
         .take(chunks.len())
         .filter_map(|&i| chunks.get(i as usize))
-        .map(|c| &c.flow)
 }
 
 impl ChefLane {
     /// This chef gave up the directions `done` names (see [`named_directions`]); each one
-    /// counts once.
+    /// counts once. A chunk marked `last` needs no verdict: its direction has ended (on a
+    /// corpus of short connections, most verdicts would be such).
     fn take_verdicts(&mut self, chunks: &[StreamChunk], done: &[u32], seq: u64) {
-        for flow in named_directions(chunks, done) {
-            if self.given_up.insert(flow_ref_key(flow)) {
+        for c in named_directions(chunks, done) {
+            if !c.last && self.given_up.insert(flow_ref_key(&c.flow)) {
                 self.pending_verdicts
-                    .push(Verdict::new(seq, self.serial, flow));
+                    .push(Verdict::new(seq, self.serial, &c.flow));
             }
         }
     }
@@ -373,7 +373,7 @@ mod tests {
         let chunks = [chunk(7, o), chunk(7, r), chunk(9, o)];
         let named = |done: &[u32]| -> Vec<(u64, Direction)> {
             named_directions(&chunks, done)
-                .map(|f| (f.id, f.direction))
+                .map(|c| (c.flow.id, c.flow.direction))
                 .collect()
         };
         assert_eq!(named(&[2, 0]), [(9, o), (7, o)]);

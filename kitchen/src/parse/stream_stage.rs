@@ -162,9 +162,11 @@ pub struct StreamStage {
     lanes: Vec<(u64, StreamFilter)>,
     /// Verdicts not applied yet, oldest batch first.
     pending: VecDeque<Verdict>,
-    /// Applied verdicts of directions still reassembled: the lanes that gave each up.
-    /// Entries go when the direction is released or its flow ends.
-    given_up: HashMap<u64, Vec<u64>, BuildHasherDefault<FlowIdHasher>>,
+    /// Applied verdicts of directions still delivered: the lanes that gave each up, one bit
+    /// per position in `lanes` (a lane past the 64th cannot give a direction up here: it
+    /// keeps its directions delivered). Entries go when the direction is released or its
+    /// flow ends.
+    given_up: HashMap<u64, u64, BuildHasherDefault<FlowIdHasher>>,
     /// Directions given up by some lane in which another lane's prefix just ended: checked
     /// again at the next batch.
     recheck: Vec<u64>,
@@ -195,8 +197,14 @@ impl StreamStage {
     }
 
     /// The stream lanes changed (a chef loaded or retired): (serial, filter) of each.
-    /// Verdicts of a retired lane no longer count; a new lane has given nothing up.
+    /// Verdicts of a retired lane no longer count; a new lane has given nothing up. The
+    /// verdicts already applied are forgotten (their bits name positions in the old list):
+    /// those directions stay delivered until their flows end, a cost only, after a reload.
     pub fn set_lanes(&mut self, lanes: Vec<(u64, StreamFilter)>) {
+        if lanes.iter().map(|l| l.0).ne(self.lanes.iter().map(|l| l.0)) {
+            self.given_up.clear();
+            self.recheck.clear();
+        }
         self.lanes = lanes;
     }
 
@@ -233,41 +241,54 @@ impl StreamStage {
                 break;
             }
             self.pending.pop_front();
-            let (flow, d) = key_parts(v.key);
-            if self.reassembler.next_offset(flow, d).is_none() {
-                continue; // ended, finished or released meanwhile
+            // A retired lane's, or one past the 64th: nothing to record.
+            let Some(pos) = self.lanes.iter().position(|l| l.0 == v.lane) else {
+                continue;
+            };
+            let Some(bit) = 1u64.checked_shl(pos as u32) else {
+                continue;
+            };
+            let had = self.given_up.get(&v.key).copied();
+            let given = had.unwrap_or(0) | bit;
+            // Kept while the direction is delivered and some lane still wants it.
+            match (self.try_release(v.key, given), had) {
+                (true, Some(_)) => {
+                    self.given_up.remove(&v.key);
+                }
+                (true, None) => {}
+                (false, _) => {
+                    self.given_up.insert(v.key, given);
+                }
             }
-            let lanes = self.given_up.entry(v.key).or_default();
-            if !lanes.contains(&v.lane) {
-                lanes.push(v.lane);
-            }
-            self.try_release(v.key);
         }
         for key in std::mem::take(&mut self.recheck) {
-            if self.given_up.contains_key(&key) {
-                self.try_release(key);
+            if let Some(&given) = self.given_up.get(&key) {
+                if self.try_release(key, given) {
+                    self.given_up.remove(&key);
+                }
             }
         }
     }
 
-    /// Release direction `key` if every lane whose filter takes it gave it up or had its
-    /// whole prefix.
-    fn try_release(&mut self, key: u64) {
+    /// Release direction `key` if every lane whose filter takes it gave it up (`given`: bits
+    /// by lane position) or had its whole prefix. True when there is nothing left to wait
+    /// for: released now, or no longer delivered (ended, finished, released).
+    fn try_release(&mut self, key: u64, given: u64) -> bool {
         let (flow, d) = key_parts(key);
-        let (Some(next), Some(fk)) = (self.reassembler.next_offset(flow, d), self.keys.get(&flow))
-        else {
-            self.given_up.remove(&key);
-            return;
+        let Some(fk) = self.keys.get(&flow) else {
+            return true;
         };
-        let given = self.given_up.get(&key).map_or(&[][..], Vec::as_slice);
-        let nobody = self
-            .lanes
-            .iter()
-            .all(|(lane, f)| !f.matches(fk) || f.want <= next || given.contains(lane));
-        if nobody {
-            self.reassembler.release(flow, d);
-            self.given_up.remove(&key);
-        }
+        let lanes = &self.lanes;
+        let nobody_wants = |next: u64| {
+            lanes.iter().enumerate().all(|(i, (_, f))| {
+                !f.matches(fk)
+                    || f.want <= next
+                    || 1u64.checked_shl(i as u32).is_some_and(|b| given & b != 0)
+            })
+        };
+        self.reassembler
+            .release_if(flow, d, nobody_wants)
+            .is_none_or(|released| released)
     }
 
     /// Chefs were loaded or retired: the largest request changed.
