@@ -98,6 +98,18 @@ pub enum Verdict {
     Wrapped(Result<String, dumpling::WrapError>),
 }
 
+/// Which handler a call's answer comes from (see [`Intake::answered`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    /// `on-packets` or `on-packed`.
+    #[default]
+    Packets = 0,
+    /// `on-flow-events`.
+    FlowEvents = 1,
+    /// `on-stream`.
+    Stream = 2,
+}
+
 /// What the kitchen needs to decide a call's dumplings where they lie (see the module docs),
 /// and what it decided. The lane fills the first fields, lends it through the call, and
 /// applies [`Intake::verdicts`] afterwards; the buffers are kept for the next call.
@@ -119,11 +131,17 @@ pub struct Intake {
     pub times: Vec<u64>,
     /// `times` is filled. Gathering them costs a pass over the call's items (256 strided
     /// records for a chef taking every packet), so the lane fills them only for a chef
-    /// whose last answer held dumplings; an answer that has some without them is lifted
+    /// whose recent answers of the same kind held dumplings ([`Intake::answered`]); an answer that has some without them is lifted
     /// by wasmtime (as before) and decided after the call ([`Intake::settle`]).
     pub has_times: bool,
-    /// The last answer held at least one record.
-    pub answered: bool,
+    /// What the call being made is (`on-packets`/`on-packed`, `on-flow-events`,
+    /// `on-stream`): a chef's answers differ by kind (TopTalkersChef answers its flow
+    /// events, not its packets), so whether to gather times is decided per kind.
+    pub kind: AnswerKind,
+    /// Per kind: how recently an answer of that kind held a record ([`RECENT`] after one
+    /// did, one less after each empty one): a chef may alternate empty and full answers
+    /// (TopTalkersChef's started and ended flow events).
+    pub answered: [u8; 3],
     /// An answer wasmtime lifted, waiting for [`Intake::settle`].
     pub lifted: Option<Vec<PacketDumpling>>,
     /// The chef's output budget, lent for the call.
@@ -141,7 +159,22 @@ pub struct Intake {
     part_of: Vec<u32>,
 }
 
+/// Calls of one kind after its last non-empty answer for which the items' times are still
+/// gathered before the call (see [`Intake::answered`]).
+pub const RECENT: u8 = 8;
+
 impl Intake {
+    /// Whether an answer of the current kind was non-empty recently enough that the items'
+    /// times are worth gathering before the call.
+    pub fn answered_recently(&self) -> bool {
+        self.answered[self.kind as usize] > 0
+    }
+
+    fn note_answer(&mut self, some: bool) {
+        let a = &mut self.answered[self.kind as usize];
+        *a = if some { RECENT } else { a.saturating_sub(1) };
+    }
+
     /// After a call that worked: decide an answer wasmtime lifted ([`Intake::lifted`]),
     /// with the item times from `times` when they were not filled before the call.
     pub fn settle(&mut self, times: impl FnOnce(&mut Vec<u64>)) {
@@ -159,7 +192,7 @@ impl Intake {
     /// Decide an answer already lifted into owned strings (wasmtime's lift, or a
     /// `packed-json` split): the same decisions as in place.
     pub fn take_owned(&mut self, out: &[PacketDumpling]) {
-        self.answered = !out.is_empty();
+        self.note_answer(!out.is_empty());
         let started = Instant::now();
         self.decide(
             out.len(),
@@ -439,7 +472,7 @@ fn take_in_place(
         wasmtime::bail!("no intake lent to the answer's lift");
     };
     let mut records = std::mem::take(&mut intake.records);
-    intake.answered = n > 0;
+    intake.note_answer(n > 0);
     let result = read_records(cx, base, n, &mut records).and_then(|()| {
         // From here on the chef's memory is only read.
         let memory = cx.memory();

@@ -14,7 +14,7 @@ use flowtrack::table::{FlowConfig, FlowConfigError};
 use super::lane::LaneContext;
 use super::{ChefLane, Dispatcher, SinkError};
 use crate::chef_host::bindings::FlowEvent as WitFlowEvent;
-use crate::chef_host::packet_answer::Part;
+use crate::chef_host::packet_answer::{AnswerKind, Part};
 use crate::chef_host::LoadedChef;
 use crate::parse::batch::Batch;
 use crate::parse::flow_stage::{event_time_ns, wit_event, FlowCounters, FlowShared, FlowStage};
@@ -191,7 +191,7 @@ impl ChefLane {
             clock_ns: ctx.clock_ns(),
         };
         let times = |t: &mut Vec<u64>| t.extend(events.iter().map(event_time_ns));
-        self.prepare_intake(&times, &[part], false, ctx);
+        self.prepare_intake(AnswerKind::FlowEvents, &times, &[part], false, ctx);
         let mut intake = self.take_intake();
         let result = self.chef.take_flow_events(wit, now_ns, &mut intake);
         self.put_intake(intake);

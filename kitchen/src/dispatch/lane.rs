@@ -35,7 +35,7 @@ use super::{wall_ns, ClockMode, InterestMatcher};
 use crate::chef_host::bindings::BatchForm;
 use crate::chef_host::chef_text::ChefText;
 use crate::chef_host::output_budget::OverBudget;
-use crate::chef_host::packet_answer::{Intake, Part, Verdict};
+use crate::chef_host::packet_answer::{AnswerKind, Intake, Part, Verdict};
 use crate::chef_host::{CallError, LoadedChef, WirePacket};
 use crate::outputs::crash_capsule::CrashCapsules;
 use crate::outputs::status::{BatchTiming, ChefRunState, ChefStatus};
@@ -528,7 +528,7 @@ impl ChefLane {
             end: packets.len(),
             clock_ns: ctx.clock_ns(),
         };
-        self.prepare_intake(&times, &[part], false, ctx);
+        self.prepare_intake(AnswerKind::Packets, &times, &[part], false, ctx);
         if !self.invoke_packets(packets, arena, packed, ctx, started) {
             return;
         }
@@ -600,9 +600,11 @@ impl ChefLane {
     /// `merged`, a replay window's merged call): the chef's caps, and its output budget
     /// and envelope head lent until [`ChefLane::return_intake`]. `times` appends the
     /// items' capture times; they are gathered before the call only in a replay and only
-    /// when the chef's last answer was not empty (see `packet_answer::Intake::has_times`).
+    /// when the chef's recent answers of this `kind` were not all empty (see
+    /// `packet_answer::Intake::answered`).
     pub(super) fn prepare_intake(
         &mut self,
+        kind: AnswerKind,
         times: &dyn Fn(&mut Vec<u64>),
         parts: &[Part],
         merged: bool,
@@ -618,7 +620,8 @@ impl ChefLane {
         intake.parts.extend_from_slice(parts);
         intake.times.clear();
         // Live, dumpling times are the wall clock's: none to gather.
-        intake.has_times = intake.live || intake.answered;
+        intake.kind = kind;
+        intake.has_times = intake.live || intake.answered_recently();
         if intake.has_times && !intake.live {
             times(&mut intake.times);
         }

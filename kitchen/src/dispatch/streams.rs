@@ -26,7 +26,7 @@ use flowtrack::table::{FlowEvent, Transport};
 use super::lane::LaneContext;
 use super::{Batch, ChefLane, Dispatcher, SinkError};
 use crate::chef_host::bindings::StreamChunk;
-use crate::chef_host::packet_answer::Part;
+use crate::chef_host::packet_answer::{AnswerKind, Part};
 use crate::outputs::status::traffic::StreamStatus;
 use crate::parse::stream_stage::{
     dir_key, flow_ref_key, StreamFilter, StreamStage, Verdict, VERDICT_LAG,
@@ -287,7 +287,7 @@ impl ChefLane {
             clock_ns: ctx.clock_ns(),
         };
         let times = |t: &mut Vec<u64>| t.extend(chunks.iter().map(|c| c.timestamp_ns));
-        self.prepare_intake(&times, &[part], false, ctx);
+        self.prepare_intake(AnswerKind::Stream, &times, &[part], false, ctx);
         let mut intake = self.take_intake();
         let result = self.chef.take_stream(chunks, arena, now_ns, &mut intake);
         self.put_intake(intake);

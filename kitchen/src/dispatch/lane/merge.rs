@@ -43,7 +43,7 @@
 
 use super::{ChefLane, LaneContext};
 use crate::chef_host::bindings::BatchForm;
-use crate::chef_host::packet_answer::Part;
+use crate::chef_host::packet_answer::{AnswerKind, Part};
 use crate::dispatch::chef_queue;
 use crate::dispatch::flow_events;
 use crate::parse::batch::{Batch, MAX_BATCH_PACKETS};
@@ -184,7 +184,7 @@ impl ChefLane {
                 })
                 .collect();
             let times = |t: &mut Vec<u64>| t.extend(packets.iter().map(|p| p.0.timestamp_ns));
-            self.prepare_intake(&times, &parts, true, &call_ctx);
+            self.prepare_intake(AnswerKind::Packets, &times, &parts, true, &call_ctx);
             let ok = self.invoke_packets(packets, arena, packed.as_deref(), &call_ctx, started);
             if let Some(p) = packed {
                 self.packed = p;
