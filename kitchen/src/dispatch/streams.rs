@@ -83,11 +83,8 @@ impl Dispatcher {
                 }))
             }
         }
-        self.stream_verdicts = self.honour_verdicts
-            && self
-                .lanes
-                .iter()
-                .any(|l| l.chef.description().stream_verdicts);
+        self.stream_verdicts =
+            self.honour_verdicts && self.lanes.iter().any(ChefLane::gives_verdicts);
         for lane in &mut self.lanes {
             lane.honours_verdicts = self.stream_verdicts;
         }
@@ -123,14 +120,52 @@ impl Dispatcher {
     /// Replay window: the stage is about to get its next batch; if the window still holds
     /// the chunks of a batch whose verdicts that batch must see ([`VERDICT_LAG`]), the lanes
     /// run it first.
+    ///
+    /// Only the lanes that give verdicts need to have run: they run the window's operations
+    /// now (back to back, as they would at the flush; their dumplings wait in the lane), the
+    /// others later, when the window is flushed. So a slow chef that gives no verdicts does
+    /// not make the window end early (its size is what keeps the good chefs' calls warm next
+    /// to it, `dispatch::window`). When a verdict lane cannot run it all now (its unsent
+    /// dumplings are over their bound, or it merges calls), the whole window is flushed.
     pub(super) fn window_before_streams(&mut self) -> Result<(), SinkError> {
         let (Some(first), Some(stage)) = (self.window.first_stream_seq, &self.streams) else {
             return Ok(());
         };
-        if self.stream_verdicts && first + VERDICT_LAG <= stage.next_seq() {
-            self.flush_window()?;
+        if !self.stream_verdicts || first + VERDICT_LAG > stage.next_seq() {
+            return Ok(());
         }
-        Ok(())
+        if self.run_verdict_lanes() {
+            self.collect_verdicts();
+            self.window.first_stream_seq = None;
+            return Ok(());
+        }
+        self.flush_window()
+    }
+
+    /// Run the lanes that give stream verdicts through the window's operations; true when
+    /// each of them has run them all.
+    fn run_verdict_lanes(&mut self) -> bool {
+        let n = self.window.ops.len();
+        let wc = super::window::WindowContext {
+            kitchen: &self.kitchen,
+            interval_ns: self.builder.interval_ns(),
+            share: self.duty_share(),
+            capsules: self.capsules.as_ref(),
+            merge_calls: self.merge_calls,
+        };
+        let w = &self.window;
+        let mut all_done = true;
+        for (i, lane) in self.lanes.iter_mut().enumerate() {
+            if !lane.gives_verdicts() {
+                continue;
+            }
+            if wc.merge_calls && lane.merges() {
+                return false;
+            }
+            lane.run_window(i, w, &wc);
+            all_done &= lane.window_next() == n;
+        }
+        all_done
     }
 
     /// After a batch's packet calls: feeds its TCP segments (tagged with their flow by the
@@ -328,6 +363,13 @@ fn named_directions<'a>(
 }
 
 impl ChefLane {
+    /// Its chef asks for stream bytes and exports `stream-verdicts` (every Rust SDK chef
+    /// exports it, whatever it asks for).
+    pub(super) fn gives_verdicts(&self) -> bool {
+        let d = self.chef.description();
+        d.stream_verdicts && StreamFilter::new(&d.interest).is_some()
+    }
+
     /// This chef gave up the directions `done` names (see [`named_directions`]); each one
     /// counts once. A chunk marked `last` needs no verdict: its direction has ended (on a
     /// corpus of short connections, most verdicts would be such).

@@ -104,9 +104,9 @@ pub(super) struct StepWindow {
     pub flow_wit: Vec<(Vec<WitFlowEvent>, Vec<WitFlowEvent>)>,
     /// Each batch's stream chunks, when it made some.
     pub streams: Vec<Option<BatchStreams>>,
-    /// The oldest stream batch ([`BatchStreams::seq`]) whose chunks the lanes have not run
-    /// yet: the dispatcher runs the window before the stage gets a batch that should
-    /// already know their verdicts ([`crate::parse::stream_stage::VERDICT_LAG`]).
+    /// The oldest stream batch ([`BatchStreams::seq`]) whose chunks the verdict lanes have
+    /// not run yet: they run before the stage gets a batch that should already know their
+    /// verdicts ([`crate::parse::stream_stage::VERDICT_LAG`]).
     pub first_stream_seq: Option<u64>,
     /// Packet bytes held in `batches`.
     pub bytes: usize,

@@ -88,10 +88,9 @@ impl StreamFilter {
 /// whose segments the stage applies it. A replay window runs each lane's calls of several
 /// batches back to back after the stage has reassembled them all, so a verdict is known
 /// only when the window has run; a fixed lag keeps the stage's work independent of where
-/// windows end. The dispatcher runs its window early when it holds a batch this old
-/// (`dispatch::window`). With 2, a normal window (512 packets: 2 full batches) is never
-/// cut by it; a window after a slow chef (`MAX_SLOW_WINDOW_PACKETS`) is cut at 2 stream
-/// batches instead of 128. Bytes delivered on the mixed corpus (default chefs): 301 MB
+/// windows end. When a replay window holds a batch this old, the lanes that give verdicts
+/// run its operations early (the others at the flush, so a window after a slow chef still
+/// grows to `MAX_SLOW_WINDOW_PACKETS`; `dispatch::streams`). Bytes delivered on the mixed corpus (default chefs): 301 MB
 /// before verdicts, 95 MB with a lag of 1, 136 MB with 2, 252 MB with 8 (an elephant
 /// flow's next batches are mostly its own bytes).
 pub const VERDICT_LAG: u64 = 2;
