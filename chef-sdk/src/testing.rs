@@ -874,6 +874,40 @@ pub fn stream_all<C: Chef>(chef: &mut C, chunks: &[wit::StreamChunk], arena: &[u
         .collect()
 }
 
+/// The chunks of a dialogue on flow 1 with `key` (each event a direction and its bytes, one
+/// chunk each, in order) and their arena: offsets counted per direction, the last chunk of
+/// each direction marked `last`, the i-th chunk at `first_second + i` seconds.
+pub fn dialogue_chunks(
+    key: wit::FlowKey,
+    first_second: u64,
+    events: &[(wit::Direction, &[u8])],
+) -> (Vec<wit::StreamChunk>, Vec<u8>) {
+    let mut at = [0u64; 2];
+    let mut arena = Vec::new();
+    let mut chunks = Vec::new();
+    for (i, (dir, bytes)) in events.iter().enumerate() {
+        let side = usize::from(*dir == wit::Direction::FromResponder);
+        chunks.push(wit::StreamChunk {
+            flow: wit::FlowRef {
+                id: 1,
+                direction: *dir,
+            },
+            key,
+            timestamp_ns: (i as u64 + first_second) * 1_000_000_000,
+            offset: at[side],
+            gap_before: 0,
+            data: wit::Span {
+                offset: arena.len() as u32,
+                len: bytes.len() as u32,
+            },
+            last: !events[i + 1..].iter().any(|(d, _)| d == dir),
+        });
+        at[side] += bytes.len() as u64;
+        arena.extend_from_slice(bytes);
+    }
+    (chunks, arena)
+}
+
 /// Every way of cutting one of `events` in two (each event a tag, such as a direction, and
 /// its bytes), plus the events as they are: the inputs of a "split at every byte" test of a
 /// stream parser (a prelude, a hello, a request head arriving in two chunks at any offset).

@@ -645,13 +645,7 @@ mod tests {
     /// above. Deterministic (a fixed xorshift seed).
     #[test]
     fn agrees_with_a_value_parse_on_random_edits() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         const ALPHABET: &[u8] = br#"{}[]":,\ 0123456789.eE+-nultrfasmetadchkipn_qv"#;
         let mut checked = 0;
         // Nesting around the limit, so edits that break the JSON meet the depth too.

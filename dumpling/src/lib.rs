@@ -14,6 +14,8 @@ pub mod limits;
 mod memo;
 pub mod repeat;
 mod resume;
+#[cfg(test)]
+mod test_rng;
 pub mod text;
 
 pub use check::{check_dumpling, check_dumpling_text, json_value_depth, AnyJson};

@@ -295,13 +295,7 @@ mod tests {
     /// interleaved with their clean versions, agree with the full check on every one.
     #[test]
     fn agrees_with_the_full_check_on_random_edits() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         const EDITS: &[&str] = &[
             "",
             ",",
@@ -336,7 +330,7 @@ mod tests {
             let end = (at + (next() % 3) as usize).min(edited.len());
             let edit = EDITS[(next() % EDITS.len() as u64) as usize].as_bytes();
             edited.splice(at..end, edit.iter().copied());
-            if next() % 4 == 0 {
+            if next().is_multiple_of(4) {
                 edited.truncate(edited.len().saturating_sub(1));
             }
             messages.push(edited.clone());

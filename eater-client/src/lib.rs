@@ -812,6 +812,19 @@ mod tests {
             from[(self.next() % from.len() as u64) as usize]
         }
 
+        /// Replaces up to two characters somewhere in `text` with one of `edits`.
+        fn edit(&mut self, text: &mut String, edits: &[&str]) {
+            let mut cut = (self.next() % (text.len() as u64 + 1)) as usize;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let mut end = (cut + (self.next() % 3) as usize).min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.replace_range(cut..end, self.pick(edits));
+        }
+
         /// A payload-ish JSON text: nested, numbers at the edges of their range, escapes.
         fn json(&mut self, depth: u32, out: &mut String) {
             const SCALARS: &[&str] = &[
@@ -935,15 +948,7 @@ mod tests {
         for i in 0..40_000 {
             let mut text = rng.dumpling();
             if i % 2 == 1 {
-                let mut cut = (rng.next() % (text.len() as u64 + 1)) as usize;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                let mut end = (cut + (rng.next() % 3) as usize).min(text.len());
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.replace_range(cut..end, rng.pick(EDITS));
+                rng.edit(&mut text, EDITS);
             }
             let old = serde_json::from_str::<Dumpling>(&text);
             let new = parse_dumpling_with(&text, dumpling::AnyJson);
@@ -1023,15 +1028,7 @@ mod tests {
         for i in 0..6_000 {
             let mut text = bases[(rng.next() % 3) as usize].clone();
             if i % 2 == 1 {
-                let mut cut = (rng.next() % (text.len() as u64 + 1)) as usize;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                let mut end = (cut + (rng.next() % 3) as usize).min(text.len());
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.replace_range(cut..end, rng.pick(EDITS));
+                rng.edit(&mut text, EDITS);
             }
             for _ in 0..2 {
                 match (

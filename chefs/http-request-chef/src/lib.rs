@@ -314,30 +314,7 @@ mod tests {
     /// The chunks of a dialogue of flow 1 (direction, bytes), offsets counted per direction,
     /// the last chunk of each direction marked, and their arena.
     fn chunks_of(events: &[(Direction, &[u8])]) -> (Vec<wit::StreamChunk>, Vec<u8>) {
-        let mut arena = Vec::new();
-        let mut raws = Vec::new();
-        let mut at = [0u64; 2];
-        for (i, (dir, bytes)) in events.iter().enumerate() {
-            let side = usize::from(*dir == Direction::FromResponder);
-            raws.push(wit::StreamChunk {
-                flow: wit::FlowRef {
-                    id: 1,
-                    direction: *dir,
-                },
-                key: key(),
-                timestamp_ns: (i as u64 + 5) * 1_000_000_000,
-                offset: at[side],
-                gap_before: 0,
-                data: wit::Span {
-                    offset: arena.len() as u32,
-                    len: bytes.len() as u32,
-                },
-                last: !events[i + 1..].iter().any(|(d, _)| d == dir),
-            });
-            at[side] += bytes.len() as u64;
-            arena.extend_from_slice(bytes);
-        }
-        (raws, arena)
+        chef_sdk::testing::dialogue_chunks(key(), 5, events)
     }
 
     /// Feeds a dialogue (see [`chunks_of`]); the dumplings. Also checks that the chef's
