@@ -19,8 +19,9 @@
 //! not one value, a payload nested deeper than [`MAX_REPEAT_DEPTH`], a message under
 //! [`REPEAT_MIN_BYTES`]) takes the full check, so every answer is the full check's.
 //!
-//! Bounds: a memo keeps at most [`SLOTS`] payloads, one per chef name, each at most the
-//! size of a message its owner accepted; the hub keeps one memo per kitchen connection.
+//! Bounds: a memo keeps at most [`SLOTS`] payloads, one per chef name, each at most
+//! [`MAX_KEPT_BYTES`] (so at most 1 MiB per memo, whatever the message size limit; a larger
+//! payload is checked in full every time); the hub keeps one memo per kitchen connection.
 
 use crate::check::{json_value_depth, verdict_with_depth};
 use crate::{check_dumpling, check_dumpling_text, limits, CheckedDumpling, InvalidDumpling};
@@ -35,6 +36,10 @@ pub const MAX_REPEAT_DEPTH: usize = 64;
 
 /// Payloads kept, one per chef: enough for a kitchen's chefs that poke with tables.
 pub const SLOTS: usize = 8;
+
+/// Largest payload kept (a chef's table of 1 000 names is ~40 KB): a peer cannot make a memo
+/// hold more than `SLOTS` x this.
+pub const MAX_KEPT_BYTES: usize = 128 * 1024;
 
 /// Where the envelope's payload starts is searched for only this far into the message (the
 /// kitchen's metadata is ~150 bytes).
@@ -157,7 +162,13 @@ impl RepeatMemo {
 
     /// Keep `payload` (of a message the full check accepted, whose head named `chef`) as
     /// `chef`'s last, in its slot, else a free one, else the next one round robin.
+    /// A payload over [`MAX_KEPT_BYTES`] is not kept (and `chef`'s older one is dropped).
     pub fn remember(&mut self, chef: &str, payload: &[u8]) {
+        if payload.len() > MAX_KEPT_BYTES {
+            self.slots.retain(|s| s.chef != chef);
+            self.next = 0;
+            return;
+        }
         if let Some(slot) = self.slots.iter_mut().find(|s| s.chef == chef) {
             slot.payload.clear();
             slot.payload.extend_from_slice(payload);
@@ -351,6 +362,18 @@ mod tests {
             assert!(memo.check(m.as_bytes(), true).is_ok());
         }
         assert_eq!(memo.slots.len(), SLOTS);
+    }
+
+    #[test]
+    fn a_payload_over_the_kept_size_is_checked_in_full_and_not_kept() {
+        let big = envelope("Big", &format!("\"{}\"", "x".repeat(MAX_KEPT_BYTES + 1)));
+        let mut memo = RepeatMemo::new();
+        memo.remember("Big", b"1");
+        for _ in 0..3 {
+            assert!(memo.check(big.as_bytes(), true).is_ok());
+        }
+        assert_eq!(memo.hits(), 0);
+        assert!(memo.slots.is_empty(), "nothing kept, the older one dropped");
     }
 
     #[test]

@@ -181,7 +181,8 @@ struct PrintedPayload {
     text: String,
 }
 
-/// Chefs whose last payload the printer keeps (each entry at most two hub messages' size).
+/// Chefs whose last payload the printer keeps (each entry at most `MAX_KEPT_BYTES` of
+/// payload and its printed text).
 const PRINTED_SLOTS: usize = 8;
 
 impl Printer {
@@ -244,9 +245,12 @@ impl Printer {
     /// Why: a chef sends its whole table every poke, mostly unchanged, and parsing and
     /// pretty-printing ~40 KB each time was most of `nd-print`'s CPU.
     fn printed_payload(&mut self, received: &Received, color: bool) -> Option<usize> {
-        use dumpling::repeat::{head_with_zero_payload, split_envelope, REPEAT_MIN_BYTES};
+        use dumpling::repeat::{
+            head_with_zero_payload, split_envelope, MAX_KEPT_BYTES, REPEAT_MIN_BYTES,
+        };
         let raw = received.raw.as_str();
-        if raw.len() < REPEAT_MIN_BYTES {
+        // Kept payloads are bounded as the eater library's are: larger ones print in full.
+        if raw.len() < REPEAT_MIN_BYTES || raw.len() > MAX_KEPT_BYTES {
             return None;
         }
         let start = split_envelope(raw.as_bytes())?;
