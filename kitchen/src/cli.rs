@@ -168,10 +168,11 @@ pub struct Cli {
 
     /// Threads that call the chefs (the kitchen's own included): each batch and each poke
     /// is handed to the chefs on this many threads at once, so a slow chef holds up only
-    /// its own thread; the output (order and bytes) is the same for any N. Default: the
-    /// number of cores but one (the reader/capture thread keeps its core), at most the
-    /// number of chefs at start, at least 1; 1 calls the chefs one after the other on the
-    /// kitchen's thread.
+    /// its own thread; the output (order and bytes) is the same for any N. Default: live,
+    /// the number of cores but one (the capture thread keeps its core); replaying (`-r`),
+    /// the number of cores (a late packet is never lost there); at most the number of
+    /// chefs, at least 1, following the chefs as hot reload adds and retires them; 1 calls
+    /// the chefs one after the other on the kitchen's thread.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub chef_threads: Option<u16>,
 
@@ -263,7 +264,8 @@ pub const DEFAULT_LIVE_FILTER: &str = "tcp or udp or arp";
 pub struct Config {
     /// `--kitchen-name`.
     pub kitchen_name: String,
-    /// `--chef-threads` (`None`: one per core but one, at most one per chef).
+    /// `--chef-threads` (`None`: live one per core but one, replaying one per core; at most
+    /// one per chef).
     pub chef_threads: Option<usize>,
     /// TLS settings and token for the hub link.
     pub link: hub_link::Link,

@@ -115,8 +115,9 @@ usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
   --compare-chefs DIR  also run the default set loaded from the *.wasm in DIR (an
                        older chef build), output discarded
   --only VARIANT       run only this variant (for a profiler); no ratios
-  --chef-threads N     the kitchen's chef worker threads in every variant (default 1:
-                       chefs called one after the other, as before `--chef-threads`)
+  --chef-threads N     the kitchen's chef worker threads in every variant (default: as
+                       `nd-sniff -r` with no flags, one per core, at most one per chef;
+                       1 calls the chefs one after the other, as before stop 20)
   --call-cost N        no corpus: the fixed cost of one call to each default chef, N
                        pokes and N calls with one ARP packet per round (medians of
                        --rounds), for a profiler
@@ -125,8 +126,9 @@ usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                        kept by the budget), decided in the lift against wasmtime's lift
                        decided after the call; alternated rounds, medians, ratio";
 
-/// `--chef-threads` (read by every kitchen run; set once by `parse_args`).
-static CHEF_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+/// `--chef-threads` (read by every kitchen run; set once by `parse_args`); 0 = not given:
+/// `nd-sniff -r`'s default, [`Dispatcher::follow_chef_count`].
+static CHEF_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -365,8 +367,18 @@ fn bench_corpus(
     }
     let n_default = default_set(host)?.len();
     let packets = count_packets(file)?;
+    let threads = match CHEF_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => format!(
+            "chef threads as nd-sniff -r: {}",
+            kitchen::dispatch::workers::default_replay_threads_for(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+                n_default
+            )
+        ),
+        n => format!("chef threads: {n}"),
+    };
     println!(
-        "\n=== corpus {label}: {} ({} packets, {:.1} MB), {} rounds ===",
+        "\n=== corpus {label}: {} ({} packets, {:.1} MB), {} rounds, {threads} ===",
         file.display(),
         packets,
         std::fs::metadata(file)?.len() as f64 / 1e6,
@@ -1041,7 +1053,12 @@ fn kitchen_run_flows(
         ),
     };
     let mut d = Dispatcher::new("bench", slots, POKE, ClockMode::Replay, sink);
-    d.set_chef_threads(CHEF_THREADS.load(std::sync::atomic::Ordering::Relaxed))?;
+    match CHEF_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => d.follow_chef_count(
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        )?,
+        n => d.set_chef_threads(n)?,
+    }
     if flows {
         d.set_flows(flowtrack::table::FlowConfig::default())?;
     }

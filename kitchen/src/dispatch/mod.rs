@@ -218,8 +218,9 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// The `--chef-threads` default on a machine with `cores` cores: one thread per core
-    /// but one, at most one per chef ([`workers::default_threads`]), now and again after
+    /// The `--chef-threads` default on a machine with `cores` cores: live, one thread per
+    /// core but one ([`workers::default_threads`]); replaying, one per core
+    /// ([`workers::default_replay_threads_for`]); at most one per chef, now and again after
     /// every hot reload that adds or retires a chef ([`Dispatcher::fit_chef_threads`]), so
     /// a kitchen started with 0 or 1 chefs does not stay on one thread.
     pub fn follow_chef_count(&mut self, cores: usize) -> std::io::Result<()> {
@@ -233,7 +234,10 @@ impl Dispatcher {
         let Some(cores) = self.follow_cores else {
             return Ok(());
         };
-        let want = workers::default_threads_for(cores, self.lanes.len());
+        let want = match self.mode {
+            ClockMode::Live => workers::default_threads_for(cores, self.lanes.len()),
+            ClockMode::Replay => workers::default_replay_threads_for(cores, self.lanes.len()),
+        };
         if want != self.chef_threads() {
             self.start_chef_threads(want)?;
         }

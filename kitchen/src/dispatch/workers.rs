@@ -32,16 +32,17 @@ use super::lane::ChefLane;
 /// What a step runs on each lane (with the lane's index).
 type LaneFn<'a> = dyn Fn(usize, &mut ChefLane) + Sync + 'a;
 
-/// The default number of threads for the chefs: one per core but one, at most one per
-/// chef, at least one.
+/// The default number of threads for the chefs of a live capture: one per core but one, at
+/// most one per chef, at least one.
 ///
-/// Why one core is left out: the kitchen already keeps a second thread busy (a replay's
-/// reader and parser, a live capture's libpcap thread), and chef threads that compete with
-/// it for a core cost more than they give. Measured on 2 cores (stop 15, idle): with two chef
-/// threads beside the parser, a chef's own CPU time per packet rose 15-30 % (Rust
-/// DNSLookupChef 1.0 -> 1.2-1.3 µs) and up to 50-70 % (Python DNSLookupChef 6.3-6.6 ->
-/// 9.4-11.1 µs, `tools/bench-languages.sh` with `--chef-threads 1` and `2`), for 1.15x the
-/// mixed corpus's packets/s at 11 % more CPU per packet.
+/// Why one core is left out: a live capture's libpcap thread must keep up with the wire (a
+/// packet it is late for is lost), and chef threads that compete with it for a core cost more
+/// than they give. Measured on 2 cores (stop 15, idle): with two chef threads beside the
+/// parser, a chef's own CPU time per packet rose 15-30 % (Rust DNSLookupChef 1.0 -> 1.2-1.3 µs)
+/// and up to 50-70 % (Python DNSLookupChef 6.3-6.6 -> 9.4-11.1 µs, `tools/bench-languages.sh`
+/// with `--chef-threads 1` and `2`), for 1.15x the mixed corpus's packets/s at 11 % more CPU
+/// per packet. A replay loses nothing by being late, so it takes every core
+/// ([`default_replay_threads_for`]).
 ///
 /// The kitchen follows this as hot reload adds and retires chefs
 /// ([`super::Dispatcher::follow_chef_count`]) unless `--chef-threads` is given.
@@ -53,6 +54,21 @@ pub fn default_threads(chefs: usize) -> usize {
 /// [`default_threads`] on a machine with `cores` cores.
 pub fn default_threads_for(cores: usize, chefs: usize) -> usize {
     cores.saturating_sub(1).min(chefs).max(1)
+}
+
+/// The default number of threads for the chefs of a replay: one per core, at most one per
+/// chef, at least one.
+///
+/// Why every core: a replay's reader and parser thread is idle most of the time (15-25 % busy
+/// on the sample corpora, the chefs are the bottleneck) and a late packet is never lost, so
+/// the chefs may use its core too. The output is the same for any count
+/// ([`crate::dispatch::workers`]). Measured on 2 cores (`nd-sniff -r FILE --no-hub`, wall):
+/// idle, high-cardinality corpus 2.82/2.91 s -> 2.28/2.41 s with 2 threads instead of 1; at
+/// load 3-4.5, 4 alternated pairs, medians: mixed corpus 1.49 -> 1.30 s (0.88),
+/// high-cardinality 2.66 -> 2.49 s (0.94), CPU 1.05x. Into a hub on the same 2 cores (hub and
+/// `nd-print` busy too) the kitchen's CPU stayed within the runs' spread.
+pub fn default_replay_threads_for(cores: usize, chefs: usize) -> usize {
+    cores.min(chefs).max(1)
 }
 
 /// One step: the lanes, what to run on each, and who is running which.
@@ -252,5 +268,9 @@ mod tests {
         assert_eq!(default_threads_for(8, 8), 7);
         assert_eq!(default_threads_for(8, 3), 3);
         assert_eq!(default_threads_for(16, 0), 1);
+        assert_eq!(default_replay_threads_for(1, 8), 1);
+        assert_eq!(default_replay_threads_for(2, 8), 2);
+        assert_eq!(default_replay_threads_for(8, 3), 3);
+        assert_eq!(default_replay_threads_for(4, 0), 1);
     }
 }
