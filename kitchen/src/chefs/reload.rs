@@ -480,7 +480,7 @@ pub fn apply(
             Ok(()) if d.chef_threads() != before => tracing::info!(
                 chefs = d.chefs().len(),
                 threads = d.chef_threads(),
-                "chef threads now {} (one per core but one, at most one per chef)",
+                "chef threads now {} (the default: at most one per chef)",
                 d.chef_threads()
             ),
             Ok(()) => {}
