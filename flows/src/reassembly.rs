@@ -225,10 +225,12 @@ struct DirState {
 }
 
 #[derive(Debug, Default)]
-struct FlowStreams {
+struct FlowStreams<T> {
     dirs: [DirState; 2],
     /// A budget forced a gap in this flow (counted once in `flows_over_budget`).
     over_budget: bool,
+    /// The caller's data about the flow ([`Reassembler`]'s `T`), made at its first segment.
+    tag: T,
 }
 
 /// Where a chunk goes, and what the emitting segment carries.
@@ -240,10 +242,15 @@ struct Emit<'b> {
 }
 
 /// Reassembles the TCP streams of many flows (single-threaded; one per kitchen).
+///
+/// `T` is the caller's own data about each flow (the kitchen keeps its 5-tuple here), made
+/// from the flow's first segment ([`Reassembler::segment_tagged`]) and kept with its stream
+/// state, so a caller needs no second table keyed by flow id: with a million flows each
+/// lookup of such a table is a cache miss.
 #[derive(Debug)]
-pub struct Reassembler {
+pub struct Reassembler<T = ()> {
     limits: ReassemblyLimits,
-    flows: HashMap<u64, FlowStreams, BuildHasherDefault<FlowIdHasher>>,
+    flows: HashMap<u64, FlowStreams<T>, BuildHasherDefault<FlowIdHasher>>,
     /// Held bytes (with overhead) over all flows.
     held_total: u64,
     stats: ReassemblyStats,
@@ -255,7 +262,7 @@ fn unwrap_offset(rel: u32, next: u64) -> i64 {
     next as i64 + delta
 }
 
-impl Reassembler {
+impl<T: Copy> Reassembler<T> {
     /// A reassembler with the given limits.
     pub fn new(limits: ReassemblyLimits) -> Self {
         Self {
@@ -299,20 +306,21 @@ impl Reassembler {
         (!d.done && !d.released).then_some(d.next)
     }
 
-    /// [`Self::release`] when `nobody_wants(next offset)` says so, with one lookup: `None`
-    /// when the direction is not being delivered (unknown flow, finished, released), else
-    /// whether it was released now.
+    /// [`Self::release`] when `nobody_wants(next offset, the flow's tag)` says so, with one
+    /// lookup: `None` when the direction is not being delivered (unknown flow, finished,
+    /// released), else whether it was released now.
     pub fn release_if(
         &mut self,
         flow: u64,
         direction: Direction,
-        nobody_wants: impl FnOnce(u64) -> bool,
+        nobody_wants: impl FnOnce(u64, &T) -> bool,
     ) -> Option<bool> {
-        let d = &mut self.flows.get_mut(&flow)?.dirs[index(direction)];
+        let streams = self.flows.get_mut(&flow)?;
+        let d = &mut streams.dirs[index(direction)];
         if d.done || d.released {
             return None;
         }
-        if !nobody_wants(d.next) {
+        if !nobody_wants(d.next, &streams.tag) {
             return Some(false);
         }
         d.released = true;
@@ -344,16 +352,22 @@ impl Reassembler {
     }
 
     /// Feeds one segment of `flow` sent by `direction`; deliverable bytes go to `out`.
-    pub fn segment(
+    ///
+    /// `tag` makes the flow's [`Reassembler`] `T` when this is its first segment with stream
+    /// state. Returns the flow's tag when it has stream state (every chunk this call emitted
+    /// is of this flow), `None` when the segment was ignored (nothing wanted, an empty
+    /// segment, a FIN or RST of a flow never seen).
+    pub fn segment_tagged(
         &mut self,
         flow: u64,
         direction: Direction,
         seg: &Segment<'_>,
         out: &mut ChunkBatch,
-    ) {
+        tag: impl FnOnce() -> T,
+    ) -> Option<T> {
         let want = self.limits.want;
         if want == 0 || (seg.payload.is_empty() && !seg.syn && !seg.fin && !seg.rst) {
-            return;
+            return None;
         }
         let Self {
             limits,
@@ -363,9 +377,14 @@ impl Reassembler {
         } = self;
         if !flows.contains_key(&flow) && seg.payload.is_empty() && !seg.syn {
             // A FIN or RST of a flow that never carried payload here: nothing to end.
-            return;
+            return None;
         }
-        let streams = flows.entry(flow).or_default();
+        let streams = flows.entry(flow).or_insert_with(|| FlowStreams {
+            dirs: Default::default(),
+            over_budget: false,
+            tag: tag(),
+        });
+        let flow_tag = streams.tag;
         stats.segments += 1;
         let mut emit = Emit {
             out,
@@ -382,11 +401,11 @@ impl Reassembler {
                 };
                 d.finish(&mut emit, held_total, stats, true);
             }
-            return;
+            return Some(flow_tag);
         }
         let d = &mut streams.dirs[index(direction)];
         if d.done {
-            return;
+            return Some(flow_tag);
         }
         let data_seq = if seg.syn {
             if !d.started {
@@ -399,7 +418,7 @@ impl Reassembler {
         };
         if !d.started {
             if seg.payload.is_empty() {
-                return;
+                return Some(flow_tag);
             }
             d.base = data_seq;
             d.started = true;
@@ -422,15 +441,15 @@ impl Reassembler {
             streams.over_budget = true;
             stats.flows_over_budget += 1;
         }
+        Some(flow_tag)
     }
 
     /// Ends both directions of `flow` (FIN seen both ways, idle timeout, eviction, end of
     /// capture): holes still open become gaps, the rest is delivered with `last`, and the
-    /// flow's state is dropped.
-    pub fn end_flow(&mut self, flow: u64, timestamp_ns: u64, out: &mut ChunkBatch) {
-        let Some(mut streams) = self.flows.remove(&flow) else {
-            return;
-        };
+    /// flow's state is dropped. Returns the flow's tag, `None` when it had no stream state
+    /// (then nothing was emitted).
+    pub fn end_flow(&mut self, flow: u64, timestamp_ns: u64, out: &mut ChunkBatch) -> Option<T> {
+        let mut streams = self.flows.remove(&flow)?;
         let mut emit = Emit {
             out,
             flow,
@@ -445,6 +464,20 @@ impl Reassembler {
             };
             d.finish(&mut emit, &mut self.held_total, &mut self.stats, true);
         }
+        Some(streams.tag)
+    }
+}
+
+impl Reassembler<()> {
+    /// [`Reassembler::segment_tagged`] for a reassembler without tags.
+    pub fn segment(
+        &mut self,
+        flow: u64,
+        direction: Direction,
+        seg: &Segment<'_>,
+        out: &mut ChunkBatch,
+    ) {
+        self.segment_tagged(flow, direction, seg, out, || ());
     }
 }
 
@@ -874,6 +907,40 @@ mod tests {
             syn: true,
             ..seg(seq, &[])
         }
+    }
+
+    #[test]
+    fn a_flow_tag_is_made_once_kept_with_the_flow_and_given_back_at_its_end() {
+        let mut r: Reassembler<u32> = Reassembler::new(limits(100));
+        let mut out = ChunkBatch::default();
+        let mut made = 0;
+        // A FIN of a flow never seen makes no state and no tag.
+        let fin = Segment {
+            fin: true,
+            ..seg(5, &[])
+        };
+        assert_eq!(r.segment_tagged(1, O, &fin, &mut out, || 7), None);
+        assert_eq!(r.flow_count(), 0);
+        let mut tagged = |r: &mut Reassembler<u32>, s: &Segment<'_>, out: &mut ChunkBatch| {
+            r.segment_tagged(9, O, s, out, || {
+                made += 1;
+                40 + made
+            })
+        };
+        assert_eq!(tagged(&mut r, &syn(100), &mut out), Some(41));
+        let data = bytes(10, 3);
+        assert_eq!(tagged(&mut r, &seg(101, &data), &mut out), Some(41));
+        assert_eq!(tagged(&mut r, &seg(111, &data), &mut out), Some(41));
+        assert_eq!(made, 1, "the tag is made at the flow's first segment only");
+        assert!(out.chunks.iter().all(|c| c.flow == 9));
+        assert_eq!(r.release_if(9, O, |_, tag| *tag == 41), Some(true));
+        assert_eq!(r.end_flow(9, 2, &mut out), Some(41));
+        assert_eq!(
+            r.end_flow(9, 3, &mut out),
+            None,
+            "the state went with the end"
+        );
+        assert_eq!(r.flow_count(), 0);
     }
 
     /// What one direction received: bytes (gaps filled with nothing), gaps, last seen.

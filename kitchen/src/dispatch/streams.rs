@@ -176,12 +176,7 @@ impl Dispatcher {
     /// [`Dispatcher::run_streams`] does, and copy out each lane's chunks for later.
     pub(super) fn window_streams(&mut self, batch: &Batch) -> Option<super::window::BatchStreams> {
         let stage = self.streams.as_mut()?;
-        stage.feed(&batch.packets, &batch.arena);
-        for e in &batch.flows.ended {
-            if let FlowEvent::Ended(s) = e {
-                stage.end_flow(s.id, s.last_ns);
-            }
-        }
+        feed_batch(stage, batch);
         let verdicts = self.stream_verdicts;
         let out = if stage.has_chunks() || (verdicts && !stage.ended().is_empty()) {
             let mut arena = Vec::new();
@@ -220,16 +215,7 @@ impl Dispatcher {
         let Some(mut stage) = self.streams.take() else {
             return Ok(());
         };
-        stage.feed(&batch.packets, &batch.arena);
-        for e in &batch.flows.ended {
-            // Only TCP flows have streams (`feed` takes TCP segments alone): the others
-            // would cost two lookups of absent ids each.
-            if let FlowEvent::Ended(s) = e {
-                if s.key.transport == Transport::Tcp {
-                    stage.end_flow(s.id, s.last_ns);
-                }
-            }
-        }
+        feed_batch(&mut stage, batch);
         let result = self.deliver_chunks(&mut stage);
         stage.end_batch();
         self.streams = Some(stage);
@@ -264,6 +250,23 @@ impl Dispatcher {
             }
         });
         self.send_ready()
+    }
+}
+
+/// Feeds `batch`'s TCP segments to the stage and ends the streams of its ended TCP flows: one
+/// step's stage work, the same for a single step ([`Dispatcher::run_streams`]) and a replay
+/// window ([`Dispatcher::window_streams`]).
+fn feed_batch(stage: &mut StreamStage, batch: &Batch) {
+    stage.feed(&batch.packets, &batch.arena);
+    for e in &batch.flows.ended {
+        // Only TCP flows have streams (`feed` takes TCP segments alone): the others would
+        // cost two lookups of absent ids each (on the high-cardinality corpus, most of a
+        // million ended flows).
+        if let FlowEvent::Ended(s) = e {
+            if s.key.transport == Transport::Tcp {
+                stage.end_flow(s.id, s.last_ns);
+            }
+        }
     }
 }
 

@@ -144,13 +144,17 @@ impl Verdict {
 /// The stage: reassembler, this batch's chunks, and each stream's 5-tuple.
 #[derive(Debug)]
 pub struct StreamStage {
-    reassembler: Reassembler,
+    /// The reassembler, keeping each flow's 5-tuple with its stream state (made at the
+    /// flow's first segment, gone when it ends): one table lookup per segment, not two
+    /// (with a million flows every lookup is a cache miss).
+    reassembler: Reassembler<FlowKey>,
     out: ChunkBatch,
-    /// The 5-tuple of each flow with stream state (chunks carry it); dropped when it ends.
-    /// Keyed by the kitchen's own flow ids, so the reassembler's cheap hasher serves (a
-    /// few lookups per segment and per ended flow).
-    keys: HashMap<u64, FlowKey, BuildHasherDefault<FlowIdHasher>>,
-    /// Flows ended in this batch: their keys go once their last chunks were delivered.
+    /// The 5-tuple of each chunk of this batch's output (`out.chunks[i]` is of the flow
+    /// `chunk_keys[i]`): taken when the chunk is made, not looked up again for each stream
+    /// chef in [`StreamStage::chunks_for`].
+    chunk_keys: Vec<FlowKey>,
+    /// Flows with stream state that ended in this batch (their lanes' verdicts go once their
+    /// last chunks were delivered).
     ended: Vec<u64>,
     /// Scratch: one chef's chunk records.
     records: Vec<StreamChunk>,
@@ -184,7 +188,7 @@ impl StreamStage {
         StreamStage {
             reassembler: Reassembler::new(limits),
             out: ChunkBatch::default(),
-            keys: HashMap::default(),
+            chunk_keys: Vec::new(),
             ended: Vec::new(),
             records: Vec::new(),
             seq: 0,
@@ -274,11 +278,8 @@ impl StreamStage {
     /// for: released now, or no longer delivered (ended, finished, released).
     fn try_release(&mut self, key: u64, given: u64) -> bool {
         let (flow, d) = key_parts(key);
-        let Some(fk) = self.keys.get(&flow) else {
-            return true;
-        };
         let lanes = &self.lanes;
-        let nobody_wants = |next: u64| {
+        let nobody_wants = |next: u64, fk: &FlowKey| {
             lanes.iter().enumerate().all(|(i, (_, f))| {
                 !f.matches(fk)
                     || f.want <= next
@@ -332,7 +333,7 @@ impl StreamStage {
                 Direction::FromOriginator => TableDirection::FromOriginator,
                 Direction::FromResponder => TableDirection::FromResponder,
             };
-            self.keys.entry(flow.id).or_insert_with(|| {
+            let make_key = || {
                 let (src, dst) = match ip {
                     IpHeader::V4(h) => (IpAddress::V4(h.source), IpAddress::V4(h.destination)),
                     IpHeader::V6(h) => (IpAddress::V6(h.source), IpAddress::V6(h.destination)),
@@ -349,7 +350,7 @@ impl StreamStage {
                     originator_port,
                     responder_port,
                 }
-            });
+            };
             let seg = Segment {
                 seq: tcp.sequence,
                 syn,
@@ -358,17 +359,23 @@ impl StreamStage {
                 payload,
                 timestamp_ns: p.timestamp_ns,
             };
-            self.reassembler
-                .segment(flow.id, direction, &seg, &mut self.out);
+            // A segment emits chunks of its own flow only (none when it was ignored).
+            if let Some(key) =
+                self.reassembler
+                    .segment_tagged(flow.id, direction, &seg, &mut self.out, make_key)
+            {
+                self.chunk_keys.resize(self.out.chunks.len(), key);
+            }
         }
     }
 
     /// Flow `id` ended at `timestamp_ns` (FIN/RST both done, idle, evicted, end of
     /// capture): its last chunks join this batch's output.
     pub fn end_flow(&mut self, id: u64, timestamp_ns: u64) {
-        self.reassembler.end_flow(id, timestamp_ns, &mut self.out);
-        if self.keys.contains_key(&id) {
+        // Its last chunks, all of this flow (none when it had no stream state).
+        if let Some(key) = self.reassembler.end_flow(id, timestamp_ns, &mut self.out) {
             self.ended.push(id);
+            self.chunk_keys.resize(self.out.chunks.len(), key);
         }
     }
 
@@ -381,13 +388,11 @@ impl StreamStage {
     /// filter), and the arena their spans point into.
     pub fn chunks_for(&mut self, filter: &StreamFilter) -> (&[StreamChunk], &[u8]) {
         self.records.clear();
-        for c in &self.out.chunks {
+        debug_assert_eq!(self.chunk_keys.len(), self.out.chunks.len());
+        for (c, key) in self.out.chunks.iter().zip(&self.chunk_keys) {
             if c.released {
                 continue; // nobody wants it (it only keeps the others' chunks as they were)
             }
-            let Some(key) = self.keys.get(&c.flow) else {
-                continue;
-            };
             if !filter.matches(key) {
                 continue;
             }
@@ -411,12 +416,11 @@ impl StreamStage {
         &self.ended
     }
 
-    /// The batch was delivered: empty the output, forget the keys (and verdicts) of ended
-    /// flows.
+    /// The batch was delivered: empty the output, forget the verdicts of ended flows.
     pub fn end_batch(&mut self) {
         self.out.clear();
+        self.chunk_keys.clear();
         for id in self.ended.drain(..) {
-            self.keys.remove(&id);
             if !self.given_up.is_empty() {
                 self.given_up
                     .remove(&dir_key(id, TableDirection::FromOriginator));
@@ -653,7 +657,7 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert!(chunks[0].last && chunks[0].flow.direction == Direction::FromResponder);
         stage.end_batch();
-        assert!(stage.keys.is_empty());
+        assert_eq!(stage.reassembler.flow_count(), 0);
     }
 
     /// Chunks of flow 7's originator in `stage`'s output, as (offset, len, last), for
@@ -735,7 +739,7 @@ mod tests {
         stage.end_batch();
         stage.end_flow(7, 1);
         stage.end_batch();
-        assert!(stage.keys.is_empty() && stage.given_up.is_empty());
+        assert!(stage.reassembler.flow_count() == 0 && stage.given_up.is_empty());
     }
 
     #[test]
