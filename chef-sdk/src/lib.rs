@@ -79,8 +79,9 @@ pub mod bindings {
         // Every Rust chef exports `state` too: `export_chef!` with an empty state (nothing
         // carried across a reload), `export_stateful_chef!` with the chef serialised; and
         // `stream-verdicts` (`StreamChunk::done_with_direction`), which costs a chef that
-        // never calls it nothing but an empty list.
-        world: "stream-chef",
+        // never calls it nothing but an empty list; and `interval-same` (a `CachedPayload`
+        // sent again is answered `same(i)`, see `cached`).
+        world: "same-chef",
         pub_export_macro: true,
         default_bindings_module: "chef_sdk::bindings",
     });
@@ -155,6 +156,31 @@ pub trait Chef: Default + 'static {
 pub trait Dumplings {
     /// Calls `emit` with each payload, serialised to JSON.
     fn for_each_json(self, emit: impl FnMut(String));
+
+    /// Calls `emit` with each payload as the `interval-same` glue takes it: a text made
+    /// for this answer, or a text that a stamp names ([`CachedPayload`]'s), which is
+    /// answered `same(i)` when the previous answer sent it. The default: every payload
+    /// [`Self::for_each_json`] makes, unstamped.
+    fn for_each_payload(self, mut emit: impl FnMut(Payload<'_>))
+    where
+        Self: Sized,
+    {
+        self.for_each_json(|text| emit(Payload::Json(text)));
+    }
+}
+
+/// One payload as [`Dumplings::for_each_payload`] gives it.
+pub enum Payload<'a> {
+    /// A text made for this answer.
+    Json(String),
+    /// A text kept between answers, named by `stamp` (no other text ever has it), so the
+    /// glue can tell it was sent in the previous answer without comparing the bytes.
+    Stamped {
+        /// The text (copied only when it must be sent).
+        text: &'a str,
+        /// Its stamp (never 0).
+        stamp: u64,
+    },
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Option<String> {
@@ -371,6 +397,9 @@ pub mod __private {
 
     /// `on-interval`: run `on_interval` once.
     pub fn on_interval<C: Chef>(chef: &mut C, now_ns: u64, interval_ns: u64) -> Vec<String> {
+        // A kitchen calling this keeps nothing for `same`: the next `interval-same` answer
+        // sends every text.
+        PREVIOUS_STAMPS.with_borrow_mut(Vec::clear);
         let mut out = Vec::new();
         let tick = Tick {
             now: Timestamp::from_nanos(now_ns),
@@ -381,7 +410,51 @@ pub mod __private {
         out
     }
 
+    std::thread_local! {
+        /// The stamps of the previous `interval-same` answer's payloads, by position (0:
+        /// a payload without one). One instance is one thread.
+        static PREVIOUS_STAMPS: std::cell::RefCell<Vec<u64>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// `interval-same.on-interval`: run `on_interval` once; a stamped payload
+    /// ([`crate::CachedPayload`]'s text) that the previous answer sent at position `i` is
+    /// answered `same(i)`, any other as its text.
+    pub fn on_interval_same<C: Chef>(
+        chef: &mut C,
+        now_ns: u64,
+        interval_ns: u64,
+    ) -> Vec<IntervalPayload> {
+        let tick = Tick {
+            now: Timestamp::from_nanos(now_ns),
+            interval: Duration::from_nanos(interval_ns),
+        };
+        let previous = PREVIOUS_STAMPS.take();
+        let mut stamps = Vec::new();
+        let mut out = Vec::new();
+        chef.on_interval(tick).for_each_payload(|p| match p {
+            crate::Payload::Json(text) => {
+                stamps.push(0);
+                out.push(IntervalPayload::Json(text));
+            }
+            crate::Payload::Stamped { text, stamp } => {
+                stamps.push(stamp);
+                out.push(
+                    match previous.iter().position(|s| *s == stamp && stamp != 0) {
+                        Some(i) => IntervalPayload::Same(u32::try_from(i).unwrap_or(u32::MAX)),
+                        None => IntervalPayload::Json(text.to_owned()),
+                    },
+                );
+            }
+        });
+        PREVIOUS_STAMPS.set(stamps);
+        out
+    }
+
     pub use crate::bindings::exports::netdumplings::chef::handler::Guest;
+    pub use crate::bindings::exports::netdumplings::chef::interval_same::{
+        Guest as IntervalSameGuest, IntervalPayload,
+    };
     pub use crate::bindings::exports::netdumplings::chef::state::Guest as StateGuest;
     pub use crate::bindings::exports::netdumplings::chef::stream_verdicts::Guest as StreamVerdictsGuest;
 }
@@ -487,6 +560,17 @@ macro_rules! __export_chef {
                     ::std::vec::Vec<u32>,
                 ) {
                     with_chef(|chef| $crate::__private::on_stream(chef, &chunks, &arena))
+                }
+            }
+
+            impl $crate::__private::IntervalSameGuest for NetdumplingsChefGuest {
+                fn on_interval(
+                    now_ns: u64,
+                    interval_ns: u64,
+                ) -> ::std::vec::Vec<$crate::__private::IntervalPayload> {
+                    with_chef(|chef| {
+                        $crate::__private::on_interval_same(chef, now_ns, interval_ns)
+                    })
                 }
             }
 

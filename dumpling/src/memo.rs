@@ -14,12 +14,17 @@
 //! A payload that differs from the last one is checked, but when the last one took the
 //! canonical fast path its scan is resumed around the bytes that differ ([`Trace`]) instead
 //! of run over the whole payload: the same answer, most of a large table not scanned again.
+//!
+//! A memo may also hold a payload that was not checked ([`PayloadMemo::hold`]: one the
+//! kitchen refused for an output budget before checking it), so that a chef's "the same as
+//! payload i of my previous answer" (`interval-same`) can be wrapped later
+//! ([`PayloadMemo::wrap_held`]) exactly as if the text had been sent again.
 
 use crate::resume::Trace;
 use crate::{check_wrapped, wrap_head, Driver, EnvelopeHead, Head, WrapError};
 
 /// One payload that passed [`crate::wrap_checked`] and its compacted form.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PayloadMemo {
     /// The last payload that passed the check, as the chef sent it.
     payload: String,
@@ -28,6 +33,9 @@ pub struct PayloadMemo {
     compact: Option<String>,
     /// Whether `payload` holds a checked payload.
     valid: bool,
+    /// Whether `payload` holds a payload not checked yet ([`Self::hold`]); never with
+    /// `valid`.
+    unchecked: bool,
     /// Whether `payload` took the canonical fast path, and then where its scan can be
     /// resumed (`trace`).
     traced: bool,
@@ -63,6 +71,7 @@ impl PayloadMemo {
             return None;
         }
         self.valid = false;
+        self.unchecked = false;
         Some(CheckedPayload {
             payload: std::mem::take(&mut self.payload),
             compact: self.compact.take(),
@@ -78,6 +87,51 @@ impl PayloadMemo {
         self.traced = lent.traced;
         self.trace = lent.trace;
         self.valid = true;
+        self.unchecked = false;
+    }
+
+    /// Hold `payload` without checking it (the memo forgets what it held): a payload
+    /// refused before its check, which [`Self::wrap_held`] may still wrap later.
+    pub fn hold(&mut self, payload: String) {
+        self.payload = payload;
+        self.compact = None;
+        self.valid = false;
+        self.unchecked = true;
+        self.traced = false;
+        self.trace = Trace::default();
+    }
+
+    /// Forget what the memo holds (and free it).
+    pub fn clear(&mut self) {
+        *self = PayloadMemo::default();
+    }
+
+    /// The payload the memo holds, checked or not ([`Self::hold`]); `None` when it holds
+    /// none (or has lent it out).
+    pub fn held(&self) -> Option<&str> {
+        (self.valid || self.unchecked).then_some(self.payload.as_str())
+    }
+
+    /// Wrap the payload the memo holds: what [`Self::wrap`] gives for that text sent again
+    /// (compared, not checked, when it was checked before; checked now when it was only
+    /// held). `Err(Invalid)` when it holds none.
+    pub fn wrap_held(
+        &mut self,
+        head: &EnvelopeHead,
+        creation_time: f64,
+        driver: Driver,
+    ) -> Result<String, WrapError> {
+        if self.valid {
+            return self.wrap_memo(head, creation_time, driver);
+        }
+        if !self.unchecked {
+            return Err(WrapError::Invalid(
+                <serde_json::Error as serde::de::Error>::custom("no payload held"),
+            ));
+        }
+        self.unchecked = false;
+        let payload = std::mem::take(&mut self.payload);
+        self.wrap(head, creation_time, driver, payload)
     }
 
     /// Wrap a lent payload the chef sent again (what [`Self::wrap`] gives for a payload
@@ -130,6 +184,7 @@ impl PayloadMemo {
             self.trace.record(&payload)
         };
         self.valid = false;
+        self.unchecked = false;
         self.traced = false;
         let (json, head) =
             crate::wrap_checked_known(Head::Cached(head), creation_time, driver, &payload, fast)?;
@@ -219,6 +274,54 @@ mod tests {
                     }
                     _ => panic!("{p:.40}: wrap_payload {old:.80?}, wrap_checked {fresh:.80?}"),
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_held_payload_wraps_as_the_same_text_sent_again() {
+        let head = EnvelopeHead::new("C", Some("k"));
+        let big = format!("\"{}\"", "x".repeat(crate::MAX_MESSAGE_BYTES - 120));
+        let payloads = [
+            r#"{"lookups_seen":{"a.test":{"count":1,"latest":1.5}}}"#,
+            r#"{ "spaced" : [1, 2.50, "\u00e9"] }"#,
+            "not json",
+            "",
+            &big,
+        ];
+        for p in payloads {
+            for t in [1.0, 1.123_456_789_012_3e9] {
+                let fresh = crate::wrap_checked("C", Some("k"), t, Driver::Interval, p);
+                // Held unchecked (refused for a budget), then wrapped: checked now.
+                let mut memo = PayloadMemo::default();
+                assert!(memo.held().is_none());
+                memo.hold(p.to_owned());
+                assert_eq!(memo.held(), Some(p));
+                assert!(memo.lend().is_none(), "an unchecked payload is never lent");
+                let first = memo.wrap_held(&head, t, Driver::Interval);
+                assert!(same(&fresh, &first), "{p:.40}");
+                // Wrapped again: from what the check gave (or checked again if it failed).
+                match &fresh {
+                    Ok(_) => {
+                        assert_eq!(memo.held(), Some(p));
+                        let again = memo.wrap_held(&head, t, Driver::Interval);
+                        assert!(same(&fresh, &again), "{p:.40} again");
+                        // A clone wraps the same.
+                        let mut copy = memo.clone();
+                        assert!(same(&fresh, &copy.wrap_held(&head, t, Driver::Interval)));
+                    }
+                    Err(_) => assert!(memo.held().is_none(), "a refused payload is not held"),
+                }
+                // Checked with `wrap`, then held again: the memo forgets the checked one.
+                let mut memo = PayloadMemo::default();
+                let _ = memo.wrap(&head, t, Driver::Interval, p.to_owned());
+                memo.hold("[1]".to_owned());
+                assert_eq!(memo.held(), Some("[1]"));
+                let one = crate::wrap_checked("C", Some("k"), t, Driver::Interval, "[1]");
+                assert!(same(&one, &memo.wrap_held(&head, t, Driver::Interval)));
+                memo.clear();
+                assert!(memo.held().is_none());
+                assert!(memo.wrap_held(&head, t, Driver::Interval).is_err());
             }
         }
     }

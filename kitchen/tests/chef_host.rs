@@ -877,37 +877,57 @@ fn replay_sandbox_clock_and_randomness_are_deterministic() {
 #[test]
 fn an_interval_payload_sent_again_comes_back_as_the_lent_one_and_wraps_the_same() {
     use kitchen::chef_host::chef_text::ChefText;
+    use kitchen::chef_host::interval_same::IntervalText;
     // DNSLookupChef sends its whole table on every poke; with no packet between two pokes
-    // it sends the same bytes again.
+    // it sends the same bytes again: as `same(0)` through `interval-same` (the Rust SDK
+    // exports it), else as the text, found equal to the lent payload.
     let b = BUILTIN_CHEFS
         .iter()
         .find(|b| b.file.contains("dns"))
         .expect("DNSLookupChef is built in");
-    let mut chef = host().load(ChefSource::Builtin(b.file), b.bytes).unwrap();
     let sec = 1_000_000_000u64;
     let driver = dumpling::Driver::Interval;
-    let mut kinds = Vec::new();
-    for i in 1..=4u64 {
-        let out = chef.on_interval_payloads(i * sec, sec).unwrap();
-        assert_eq!(out.len(), 1);
-        let payload = out.into_iter().next().unwrap();
-        kinds.push(matches!(payload, ChefText::Repeat(_)));
-        let text = payload.as_str().to_owned();
-        assert_eq!(text, r#"{"lookups_seen":{}}"#);
-        let t = i as f64;
-        let want = dumpling::wrap_checked(chef.name(), Some("k"), t, driver, &text).unwrap();
-        let got = chef.wrap_payload(Some("k"), t, driver, payload).unwrap();
-        assert_eq!(got, want);
+    for same in [true, false] {
+        let mut chef = host().load(ChefSource::Builtin(b.file), b.bytes).unwrap();
+        chef.set_interval_same(same);
+        assert_eq!(chef.answers_same(), same);
+        let mut kinds = Vec::new();
+        for i in 1..=4u64 {
+            let out = chef.on_interval_payloads(i * sec, sec).unwrap();
+            assert_eq!(out.len(), 1);
+            let payload = out.into_iter().next().unwrap();
+            kinds.push(match &payload {
+                IntervalText::Text(ChefText::Text(_)) => "text",
+                IntervalText::Text(ChefText::Repeat(_)) => "repeat",
+                IntervalText::Kept(_) => "kept",
+                IntervalText::Unresolved => "unresolved",
+            });
+            let t = i as f64;
+            let text = r#"{"lookups_seen":{}}"#;
+            let want = dumpling::wrap_checked(chef.name(), Some("k"), t, driver, text).unwrap();
+            let got = chef.wrap_interval(0, Some("k"), t, payload).unwrap();
+            assert_eq!(got, want);
+            chef.finish_interval();
+        }
+        // The first poke had nothing to compare with; every later one was the same.
+        let later = if same { "kept" } else { "repeat" };
+        assert_eq!(kinds, ["text", later, later, later]);
+        // The plain call gives the text (a `same` resolved), and keeps it.
+        assert_eq!(
+            chef.on_interval(5 * sec, sec).unwrap(),
+            [r#"{"lookups_seen":{}}"#]
+        );
+        let again = chef.on_interval_payloads(6 * sec, sec).unwrap();
+        if same {
+            assert!(matches!(again[..], [IntervalText::Kept(19)]), "{again:?}");
+            assert_eq!(chef.stats.same_unresolved, 0);
+        } else {
+            assert!(matches!(
+                again[..],
+                [IntervalText::Text(ChefText::Repeat(_))]
+            ));
+        }
     }
-    // The first poke had nothing checked to compare with; every later one was the same.
-    assert_eq!(kinds, [false, true, true, true]);
-    // The plain call lends nothing and gives the text.
-    assert_eq!(
-        chef.on_interval(5 * sec, sec).unwrap(),
-        [r#"{"lookups_seen":{}}"#]
-    );
-    let again = chef.on_interval_payloads(6 * sec, sec).unwrap();
-    assert!(matches!(again[..], [ChefText::Repeat(_)]));
 }
 
 /// The packed batch's DNS slots and time text are filled for a chef that exports

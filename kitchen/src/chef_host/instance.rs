@@ -29,6 +29,7 @@ use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
 use super::failure_policy::{CallKind, Health};
 use super::interval_bytes;
+use super::interval_same::{self, IntervalText, Outcome, Slots};
 use super::limits::{ChefLimiter, ChefLimits};
 use super::packed_json;
 use super::packet_answer::{self, Intake, PacketAnswer};
@@ -231,6 +232,9 @@ pub struct ChefStats {
     pub busy_cpu_ns: u64,
     /// The part of `busy_cpu_ns` spent in `on-interval` calls (and state snapshots).
     pub interval_cpu_ns: u64,
+    /// `same` answers (`interval-same`) that referred to no kept payload: dropped (also
+    /// counted in `undecodable`).
+    pub same_unresolved: u64,
     /// Hot reloads into this version that restored the previous version's state.
     pub state_restored: u64,
     /// Hot reloads into this version that started fresh because the previous version's
@@ -266,6 +270,9 @@ struct Live {
     /// checked by `simdutf8`); `None` when it does not type-check so (the bindings' call
     /// is used then).
     on_interval: Option<OnIntervalFunc>,
+    /// `interval-same.on-interval`, when the chef exports it (0.2 only; preferred over the
+    /// handler's and `interval-json-bytes`; see `interval_same`).
+    interval_same: Option<OnIntervalSameFunc>,
     /// No handler call has been made into this instance yet.
     fresh: bool,
 }
@@ -308,6 +315,12 @@ pub struct LoadedChef {
     pub output_budget: super::output_budget::OutputBudget,
     /// Its last interval payload and what checking it gave (see [`LoadedChef::wrap_payload`]).
     interval_memo: dumpling::PayloadMemo,
+    /// The payloads of its previous `interval-same` answer that a `same` may name (this
+    /// instance's only: cleared whenever the instance goes).
+    slots: Slots,
+    /// Call `interval-same` when the chef exports it (else the handler's `on-interval`;
+    /// off only to compare the two, [`LoadedChef::set_interval_same`]).
+    use_interval_same: bool,
     /// How long its last call took, ns (the lane's batch timings read it instead of timing
     /// the call again: two clock reads less per call).
     last_call_ns: u64,
@@ -377,6 +390,8 @@ impl LoadedChef {
                 limits.max_output_bytes_per_sec,
             ),
             interval_memo: dumpling::PayloadMemo::default(),
+            slots: Slots::new(limits.max_output_bytes_per_call, limits.max_dumpling_bytes),
+            use_interval_same: true,
             merged_calls: 1,
             last_call_ns: 0,
             envelope_head: None,
@@ -415,6 +430,92 @@ impl LoadedChef {
                 dumpling::wrap_checked_with(head, creation_time, driver, &payload)
             }
         }
+    }
+
+    /// [`Self::wrap_payload`] for the payload at position `k` of its last poke's answer
+    /// ([`Self::on_interval_payloads`]): a chef answering through `interval-same` has each
+    /// position's payload wrapped through that position's memo (a `same` resolved to the
+    /// payload kept there, a text compared with the previous payload there), and what came
+    /// of it recorded for its next answer; any other chef's as [`Self::wrap_payload`].
+    pub fn wrap_interval(
+        &mut self,
+        k: usize,
+        kitchen: Option<&str>,
+        creation_time: f64,
+        payload: IntervalText,
+    ) -> Result<String, dumpling::WrapError> {
+        let driver = dumpling::Driver::Interval;
+        if !self.slots.active() {
+            return match payload {
+                IntervalText::Text(t) => self.wrap_payload(kitchen, creation_time, driver, t),
+                // Only an `interval-same` answer has these.
+                IntervalText::Kept(_) | IntervalText::Unresolved => Err(no_payload()),
+            };
+        }
+        let name = self.description.name.as_str();
+        let head = match &mut self.envelope_head {
+            Some(head) if head.is_for(name, kitchen) => head,
+            slot => slot.insert(dumpling::EnvelopeHead::new(name, kitchen)),
+        };
+        let Some(memo) = self.slots.memo(k) else {
+            return Err(no_payload());
+        };
+        let wrapped = match payload {
+            IntervalText::Text(t) => memo.wrap(head, creation_time, driver, t.into_string()),
+            IntervalText::Kept(_) => memo.wrap_held(head, creation_time, driver),
+            IntervalText::Unresolved => Err(no_payload()),
+        };
+        let outcome = match wrapped {
+            Ok(_) => Outcome::Accepted,
+            Err(_) => Outcome::Refused,
+        };
+        self.slots.settle(k, outcome);
+        wrapped
+    }
+
+    /// The payload at position `k` of its last poke's answer was refused before its check:
+    /// for an output budget (`budget`: kept, unchecked, for a `same` in the next answer,
+    /// within the bound) or as too large (not kept).
+    pub fn refuse_interval(&mut self, k: usize, payload: IntervalText, budget: bool) {
+        if !self.slots.active() {
+            return;
+        }
+        if budget {
+            if let (IntervalText::Text(t), Some(memo)) = (payload, self.slots.memo(k)) {
+                memo.hold(t.into_string());
+            }
+            self.slots.settle(k, Outcome::Held);
+        } else {
+            self.slots.settle(k, Outcome::Refused);
+        }
+    }
+
+    /// Its last poke's answer is decided: what it kept becomes what its next answer's
+    /// `same` may name.
+    pub fn finish_interval(&mut self) {
+        self.slots.finish();
+    }
+
+    /// Call `interval-same` when the chef exports it (the default), or ignore it and call
+    /// the handler's `on-interval` (to compare the two).
+    pub fn set_interval_same(&mut self, on: bool) {
+        self.use_interval_same = on;
+        self.slots.clear();
+    }
+
+    /// Whether its pokes are answered through `interval-same` (it exports it, not
+    /// ignored).
+    pub fn answers_same(&self) -> bool {
+        self.use_interval_same
+            && self
+                .live
+                .as_ref()
+                .is_some_and(|l| l.interval_same.is_some())
+    }
+
+    /// Bytes of payload it keeps for its next `interval-same` answer.
+    pub fn kept_interval_bytes(&self) -> u64 {
+        self.slots.kept_bytes()
     }
 
     /// Its envelope head for dumplings made in `kitchen`, taken out (made afresh when it
@@ -878,6 +979,7 @@ impl LoadedChef {
     /// counted as one.
     pub(crate) fn fresh_instance(&mut self) -> Result<(), CallError> {
         self.live = None;
+        self.slots.clear();
         let (live, info) =
             instantiate(&self.engine, &self.pre, &self.limits, &self.log, &self.env)?;
         if info.name != self.description.name {
@@ -895,20 +997,53 @@ impl LoadedChef {
         self.live.is_some() && !self.health.is_quarantined()
     }
 
-    /// Call `on-interval`.
+    /// Call `on-interval`. A chef answering through `interval-same` has each `same`
+    /// resolved to the text it names (a copy; what it keeps is bounded as in the lane).
     pub fn on_interval(&mut self, now_ns: u64, interval_ns: u64) -> Result<Vec<String>, CallError> {
         let out = self.interval_call(now_ns, interval_ns, false)?;
-        Ok(out.into_iter().map(ChefText::into_string).collect())
+        if !self.slots.active() {
+            return Ok(out
+                .into_iter()
+                .filter_map(|t| match t {
+                    IntervalText::Text(t) => Some(t.into_string()),
+                    IntervalText::Kept(_) | IntervalText::Unresolved => None,
+                })
+                .collect());
+        }
+        let cap = self.limits.max_dumplings_per_call;
+        let mut texts = Vec::with_capacity(out.len());
+        for (k, t) in out.into_iter().enumerate().take(cap) {
+            let Some(memo) = self.slots.memo(k) else {
+                continue;
+            };
+            let text = match t {
+                IntervalText::Text(t) => {
+                    let text = t.into_string();
+                    memo.hold(text.clone());
+                    text
+                }
+                IntervalText::Kept(_) => memo.held().unwrap_or_default().to_owned(),
+                IntervalText::Unresolved => continue,
+            };
+            self.slots.settle(k, Outcome::Held);
+            texts.push(text);
+        }
+        self.slots.finish();
+        Ok(texts)
     }
 
-    /// Call `on-interval` for [`Self::wrap_payload`]: a payload byte-identical to the
+    /// Call `on-interval` for [`Self::wrap_interval`]: a payload byte-identical to the
     /// chef's last checked one comes back as that payload ([`ChefText::Repeat`]), found
-    /// equal in the chef's memory, neither copied nor checked again.
+    /// equal in the chef's memory, neither copied nor checked again. A chef exporting
+    /// `interval-same` has its `same` resolved to the payloads it kept
+    /// ([`IntervalText::Kept`]; see `interval_same`): the lane then decides the answer
+    /// position by position ([`Self::wrap_interval`], [`Self::refuse_interval`]) and
+    /// ends it with [`Self::finish_interval`].
     pub fn on_interval_payloads(
         &mut self,
         now_ns: u64,
         interval_ns: u64,
-    ) -> Result<Vec<ChefText>, CallError> {
+    ) -> Result<Vec<IntervalText>, CallError> {
         self.interval_call(now_ns, interval_ns, true)
     }
 
@@ -917,46 +1052,84 @@ impl LoadedChef {
         now_ns: u64,
         interval_ns: u64,
         lend: bool,
-    ) -> Result<Vec<ChefText>, CallError> {
-        let loan = if lend {
+    ) -> Result<Vec<IntervalText>, CallError> {
+        // An answer left undecided (a caller outside the lane) is finished as it stands.
+        self.slots.finish();
+        let use_same = self.use_interval_same;
+        // A chef answering `same` keeps its payloads by position: no loan (its texts are
+        // compared with the payload at their position when wrapped).
+        let loan = if lend && !self.answers_same() {
             self.interval_memo.lend()
         } else {
             None
         };
         super::chef_text::lend(loan);
         let result = self.call(CallKind::Interval, now_ns, |live| {
+            if let (Some(f), true) = (live.interval_same, use_same) {
+                let (answer,) = f.call(&mut live.store, (now_ns, interval_ns))?;
+                return Ok(IntervalAnswer::Items(answer));
+            }
             if let Some(f) = live.interval_json_bytes {
                 // Lifted as owned `Vec`s (copied out during the call, before post-return).
                 let typed = f.typed::<(u64, u64), (Vec<Vec<u8>>,)>(&live.store)?;
                 let (answer,) = typed.call(&mut live.store, (now_ns, interval_ns))?;
                 let (texts, not_utf8) = interval_bytes::payloads(answer);
-                return Ok((texts.into_iter().map(ChefText::Text).collect(), not_utf8));
+                return Ok(IntervalAnswer::Texts(
+                    texts.into_iter().map(ChefText::Text).collect(),
+                    not_utf8,
+                ));
             }
             if let Some(f) = live.on_interval {
                 let (answer,) = f.call(&mut live.store, (now_ns, interval_ns))?;
-                return Ok((answer, 0));
+                return Ok(IntervalAnswer::Texts(answer, 0));
             }
             let out = live
                 .chef
                 .on_interval(&mut live.store, now_ns, interval_ns)?;
-            Ok((out.into_iter().map(ChefText::Text).collect(), 0))
+            Ok(IntervalAnswer::Texts(
+                out.into_iter().map(ChefText::Text).collect(),
+                0,
+            ))
         });
         // Whatever the call did: a loan no string took goes back to the memo.
         if let Some(unused) = super::chef_text::take_loan() {
             self.interval_memo.restore(unused);
         }
-        let (out, not_utf8) = result?;
-        if not_utf8 > 0 {
-            self.stats.undecodable += not_utf8;
-            self.warn_output(
-                "invalid",
-                not_utf8,
-                format_args!(
-                    "dropped {not_utf8} {} payload(s) that are not UTF-8",
-                    interval_bytes::EXPORT
-                ),
-            );
-        }
+        let out = match result? {
+            IntervalAnswer::Texts(texts, not_utf8) => {
+                if not_utf8 > 0 {
+                    self.stats.undecodable += not_utf8;
+                    self.warn_output(
+                        "invalid",
+                        not_utf8,
+                        format_args!(
+                            "dropped {not_utf8} {} payload(s) that are not UTF-8",
+                            interval_bytes::EXPORT
+                        ),
+                    );
+                }
+                texts.into_iter().map(IntervalText::Text).collect()
+            }
+            IntervalAnswer::Items(items) => {
+                let (out, unresolved) = self.slots.start(items, self.limits.max_dumplings_per_call);
+                if unresolved > 0 {
+                    self.stats.undecodable += unresolved;
+                    self.stats.same_unresolved += unresolved;
+                    self.warn_output(
+                        "same-unresolved",
+                        unresolved,
+                        format_args!(
+                            "dropped {unresolved} {} `same` payload(s) that name no payload \
+                             kept from this instance's previous answer (none is kept across \
+                             a restart or reload; an index past it, or a payload refused \
+                             as invalid or too large, names nothing)",
+                            interval_same::EXPORT
+                        ),
+                    );
+                }
+                out
+            }
+        };
         self.stats.interval_calls += 1;
         Ok(out)
     }
@@ -1065,6 +1238,8 @@ impl LoadedChef {
     /// Record a failure: drop the instance, count, log, schedule the restart or quarantine.
     fn fail(&mut self, err: CallError, kind: CallKind, now_ns: u64) -> CallError {
         self.live = None;
+        // The instance's kept payloads go with it: a `same` from its successor names nothing.
+        self.slots.clear();
         match &err {
             CallError::Timeout { .. } => self.stats.timeouts += 1,
             CallError::MemoryLimit { .. } | CallError::KitchenMemory { .. } => {
@@ -1224,6 +1399,26 @@ fn instantiate(
             .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-interval"))
             .and_then(|idx| instance.get_func(&mut store, idx)),
     };
+    // The optional `interval-same.on-interval` (0.2 chefs), type-checked once: a chef
+    // exporting it with another type is broken, and refused.
+    let interval_same = match api {
+        ChefApi::V0_1 => None,
+        ChefApi::V0_2 => instance
+            .get_export_index(&mut store, None, interval_same::EXPORT)
+            .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "on-interval"))
+            .and_then(|idx| instance.get_func(&mut store, idx)),
+    };
+    let interval_same =
+        match interval_same.map(|f| f.typed::<(u64, u64), (Vec<interval_same::Item>,)>(&store)) {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => {
+                return Err(CallError::Trap(format!(
+                    "{}#on-interval has an unexpected type: {e:#}",
+                    interval_same::EXPORT
+                )))
+            }
+        };
     // Typed once: the handler's `on-interval` (same in 0.1 and 0.2).
     let on_interval = instance
         .get_export_index(&mut store, None, export)
@@ -1248,6 +1443,7 @@ fn instantiate(
             packed_json_bytes,
             interval_json_bytes,
             on_interval,
+            interval_same,
             fresh: true,
         },
         info,
@@ -1256,6 +1452,24 @@ fn instantiate(
 
 /// The handler's typed `on-interval` export, lifting [`ChefText`]s.
 type OnIntervalFunc = wasmtime::component::TypedFunc<(u64, u64), (Vec<ChefText>,)>;
+
+/// The typed `interval-same.on-interval` export, lifting its items (texts as [`ChefText`]).
+type OnIntervalSameFunc = wasmtime::component::TypedFunc<(u64, u64), (Vec<interval_same::Item>,)>;
+
+/// An `on-interval` answer as lifted: texts (and how many were dropped as not UTF-8), or
+/// `interval-same` items.
+enum IntervalAnswer {
+    Texts(Vec<ChefText>, u64),
+    Items(Vec<interval_same::Item>),
+}
+
+/// The error of wrapping a position that holds no payload (never made by the lane, which
+/// wraps only what the host resolved).
+fn no_payload() -> dumpling::WrapError {
+    dumpling::WrapError::Invalid(<serde_json::Error as serde::de::Error>::custom(
+        "no interval payload at this position",
+    ))
+}
 
 /// What a `list<packet-dumpling>` answer is lifted as: wasmtime's own
 /// `Vec<PacketDumpling>` (the public `on_*` methods), or [`PacketAnswer`] (decided where it

@@ -45,6 +45,7 @@ pub mod failure_policy;
 pub mod inspect;
 pub mod instance;
 pub mod interval_bytes;
+pub mod interval_same;
 pub mod limits;
 pub mod origin;
 pub mod output_budget;

@@ -33,7 +33,7 @@ use dumpling::Driver;
 use super::chef_queue::{self, ChefQueue};
 use super::{wall_ns, ClockMode, InterestMatcher};
 use crate::chef_host::bindings::BatchForm;
-use crate::chef_host::chef_text::ChefText;
+use crate::chef_host::interval_same::IntervalText;
 use crate::chef_host::output_budget::OverBudget;
 use crate::chef_host::packet_answer::{AnswerKind, Intake, Part, Verdict};
 use crate::chef_host::{CallError, LoadedChef, WirePacket};
@@ -729,9 +729,13 @@ impl ChefLane {
             return;
         };
         let cap = self.count_over_cap(out.len(), "interval dumplings from one poke");
-        for payload in out.into_iter().take(cap) {
-            self.wrap(Driver::Interval, now_ns, payload, ctx);
+        for (k, payload) in out.into_iter().take(cap).enumerate() {
+            // A `same` that named nothing was counted by the host.
+            if !matches!(payload, IntervalText::Unresolved) {
+                self.wrap_interval(k, now_ns, payload, ctx);
+            }
         }
+        self.chef.finish_interval();
     }
 
     /// A dumpling naming `idx`, outside the items of its call (`outside` names them, e.g.
@@ -767,40 +771,56 @@ impl ChefLane {
         );
     }
 
-    /// Check one payload (size cap, output budget, one JSON value, the hub's limits), wrap
-    /// it in its envelope and keep it for sending; a refused one is counted and warned
-    /// about, never sent.
-    pub(super) fn wrap(
+    /// Check the payload at position `k` of a poke's answer (size cap, output budget, one
+    /// JSON value, the hub's limits), wrap it in its envelope and keep it for sending; a
+    /// refused one is counted and warned about, never sent. The same checks, budgets and
+    /// counters whether the chef sent the text or a `same` naming a payload it sent before
+    /// (`interval-same`); the host keeps what came of it for the chef's next answer.
+    fn wrap_interval(
         &mut self,
-        driver: Driver,
+        k: usize,
         at_ns: u64,
-        payload: ChefText,
+        payload: IntervalText,
         ctx: &LaneContext<'_>,
     ) {
-        if payload.len() > self.chef.limits().max_dumpling_bytes {
-            self.refuse_oversize(driver, payload.len());
-            return;
+        let driver = Driver::Interval;
+        match self.admit(driver, payload.len(), at_ns, ctx) {
+            Ok(creation_time) => {
+                // Checked and compacted straight into the envelope (one copy of the
+                // payload), then the hub's own check (`dumpling::check_message_limits`,
+                // envelope included), so what the kitchen sends is what the hub accepts.
+                let wrapped = self
+                    .chef
+                    .wrap_interval(k, Some(ctx.kitchen), creation_time, payload);
+                self.keep_wrapped(driver, wrapped);
+            }
+            Err(budget) => self.chef.refuse_interval(k, payload, budget),
+        }
+    }
+
+    /// A payload of `len` bytes made at `at_ns` against the size cap and the output
+    /// budgets (refusals counted and reported): its dumpling's creation time when
+    /// admitted, else whether an output budget (not the size cap) refused it.
+    fn admit(
+        &mut self,
+        driver: Driver,
+        len: usize,
+        at_ns: u64,
+        ctx: &LaneContext<'_>,
+    ) -> Result<f64, bool> {
+        if len > self.chef.limits().max_dumpling_bytes {
+            self.refuse_oversize(driver, len);
+            return Err(false);
         }
         // Budgets count only payloads under the size cap (an oversize one costs nothing).
-        if let Err(which) = self
-            .chef
-            .output_budget
-            .take(payload.len() as u64, ctx.clock_ns())
-        {
-            self.refuse_over_budget(driver, which, payload.len());
-            return;
+        if let Err(which) = self.chef.output_budget.take(len as u64, ctx.clock_ns()) {
+            self.refuse_over_budget(driver, which, len);
+            return Err(true);
         }
-        let creation_time = match ctx.mode {
+        Ok(match ctx.mode {
             ClockMode::Replay => dumpling::epoch_seconds_from_nanos(at_ns),
             ClockMode::Live => dumpling::epoch_seconds_from_nanos(wall_ns()),
-        };
-        // Checked and compacted straight into the envelope (one copy of the payload), then
-        // the hub's own check (`dumpling::check_message_limits`, envelope included), so
-        // what the kitchen sends is exactly what the hub accepts.
-        let wrapped = self
-            .chef
-            .wrap_payload(Some(ctx.kitchen), creation_time, driver, payload);
-        self.keep_wrapped(driver, wrapped);
+        })
     }
 
     /// A `len`-byte payload over the size cap: counted and reported.
