@@ -87,6 +87,9 @@ struct Args {
     /// `--answer-cost N`: time N calls answering 256 packet dumplings each, the in-place
     /// lift against wasmtime's lift (decided after the call), instead.
     answer_cost: Option<u64>,
+    /// `--poke-cost N`: time N pokes of DNSLookupChef with its table filled from the mixed
+    /// corpus, answered through `interval-same` against the text, instead.
+    poke_cost: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,7 +103,7 @@ const USAGE: &str = "\
 usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
                         [--corpus mixed|high-cardinality|both] [--no-hub]
                         [--compare-chefs DIR] [--only VARIANT] [--chef-threads N]
-                        [--call-cost N] [--answer-cost N]
+                        [--call-cost N] [--answer-cost N] [--poke-cost N]
 
   FILE                 the mixed corpus to read (default: target/bench/big.pcap, built
                        from every Ethernet capture in $ND_SHARED_PCAPS)
@@ -124,7 +127,12 @@ usage: nd-kitchen-bench [FILE] [--rounds N] [--min-packets N] [--build-corpus]
   --answer-cost N      no corpus: the host's cost of N calls answering 256 packet
                        dumplings each (TopTalkersChef's high-cardinality shape, ~43 %
                        kept by the budget), decided in the lift against wasmtime's lift
-                       decided after the call; alternated rounds, medians, ratio";
+                       decided after the call; alternated rounds, medians, ratio
+  --poke-cost N        DNSLookupChef with its table filled from the mixed corpus's
+                       first 200 000 packets: N unchanged pokes per round, each wrapped
+                       as the lane does, answered `same(0)` (interval-same) against the
+                       text sent again (the handler's on-interval); alternated rounds,
+                       medians, ratio";
 
 /// `--chef-threads` (read by every kitchen run; set once by `parse_args`); 0 = not given:
 /// `nd-sniff -r`'s default, [`Dispatcher::follow_chef_count`].
@@ -142,6 +150,7 @@ fn parse_args() -> anyhow::Result<Args> {
         no_hub: false,
         call_cost: None,
         answer_cost: None,
+        poke_cost: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -152,6 +161,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--no-hub" => a.no_hub = true,
             "--call-cost" => a.call_cost = Some(it.next().context("--call-cost N")?.parse()?),
             "--answer-cost" => a.answer_cost = Some(it.next().context("--answer-cost N")?.parse()?),
+            "--poke-cost" => a.poke_cost = Some(it.next().context("--poke-cost N")?.parse()?),
             "--only" => a.only = Some(it.next().context("--only VARIANT")?),
             "--chef-threads" => {
                 let n: usize = it.next().context("--chef-threads N")?.parse()?;
@@ -268,6 +278,13 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(n) = args.answer_cost {
         return answer_cost(n.max(1), args.rounds);
+    }
+    if let Some(n) = args.poke_cost {
+        let mixed = corpora
+            .iter()
+            .find(|(label, _)| *label == "mixed")
+            .context("--poke-cost reads the mixed corpus (--corpus mixed or both)")?;
+        return poke_cost(&mixed.1, n.max(1), args.rounds);
     }
     if let Some(n) = args.call_cost {
         let mut host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
@@ -661,6 +678,109 @@ fn print_chef_times(chefs: &[ChefRow]) {
             per(split.interval_ns, split.pokes) / 1e3,
         );
     }
+}
+
+/// `--poke-cost N`: what an unchanged poke of DNSLookupChef costs with its table full, answered
+/// `same(0)` through `interval-same` against the same text sent again (the handler's
+/// `on-interval`, its string found equal to the lent payload), in the same binary and run.
+/// Each poke is wrapped as the lane does ([`LoadedChef::wrap_interval`]); the call's own
+/// time (the chef's `interval_ns`, what the per-chef rows count) and the whole (call and
+/// wrap) are timed. Rounds alternate the two; medians and ratios.
+fn poke_cost(file: &Path, n: u64, rounds: usize) -> anyhow::Result<()> {
+    let mut host = ChefHost::new(ChefLimits::default(), CacheSetting::Default)?;
+    host.set_deterministic(true);
+    let b = BUILTIN_CHEFS
+        .iter()
+        .find(|b| b.file.contains("dns_lookup"))
+        .context("DNSLookupChef is not built in")?;
+    let chef = host.load(ChefSource::Builtin(b.file), b.bytes)?;
+    // Fill its table: the corpus's first packets through a kitchen holding it alone, no
+    // poke on the way (one an hour); retiring it pokes it once.
+    let output = Arc::new(OutputCount::default());
+    let slot = kitchen::dispatch::ChefSlot {
+        matcher: kitchen::dispatch::InterestMatcher::new(&chef.description().interest),
+        qualified_name: chefs::qualified_name(&chef),
+        chef,
+    };
+    let mut d = Dispatcher::new(
+        "bench",
+        vec![slot],
+        Duration::from_secs(3600),
+        ClockMode::Replay,
+        Box::new(Discard(output.clone())),
+    );
+    let mut reader = FileReader::open(file)?;
+    let mut last_ns = 0;
+    for _ in 0..200_000 {
+        let Some(rec) = reader.next_packet()? else {
+            break;
+        };
+        last_ns = rec.timestamp_ns;
+        d.push(&rec)?;
+    }
+    d.flush()?;
+    let (slot, _) = d.retire_chef(0)?;
+    let mut chef = slot.chef;
+    let table = chef.on_interval(last_ns, 1)?;
+    let table_bytes = table.first().map_or(0, String::len);
+    println!(
+        "=== poke cost: DNSLookupChef, a {table_bytes}-byte table, {n} unchanged pokes per round, {rounds} rounds, medians (ns per poke) ==="
+    );
+    let mut now = last_ns;
+    // (call ns, call + wrap ns) per round, for `same` and for the text.
+    let mut times: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+    for round in 0..rounds.max(1) * 2 {
+        // Alternate which goes first.
+        let same = (round % 2 == 0) == (round / 2 % 2 == 0);
+        chef.set_interval_same(same);
+        // One poke to send the text (the kitchen keeps, or lends, it).
+        now += 1_000_000_000;
+        let _ = chef.on_interval(now, 1_000_000_000)?;
+        let call_before = chef.stats.interval_ns;
+        let started = Instant::now();
+        let mut bytes = 0usize;
+        for _ in 0..n {
+            now += 1_000_000_000;
+            let out = chef.on_interval_payloads(now, 1_000_000_000)?;
+            for (k, payload) in out.into_iter().enumerate() {
+                let t = dumpling::epoch_seconds_from_nanos(now);
+                bytes += chef
+                    .wrap_interval(k, Some("bench"), t, payload)
+                    .map_or(0, |w| w.len());
+            }
+            chef.finish_interval();
+        }
+        let whole = started.elapsed().as_nanos() as f64 / n as f64;
+        let call = (chef.stats.interval_ns - call_before) as f64 / n as f64;
+        if bytes < table_bytes * n as usize {
+            bail!("a poke did not wrap the whole table ({bytes} bytes for {n} pokes)");
+        }
+        let slot = &mut times[usize::from(!same)];
+        slot.0.push(call);
+        slot.1.push(whole);
+    }
+    let med = median;
+    let (same_call, same_whole) = (med(&times[0].0), med(&times[0].1));
+    let (text_call, text_whole) = (med(&times[1].0), med(&times[1].1));
+    println!("{:>28} {:>10} {:>14}", "", "call", "call + wrap");
+    println!(
+        "{:>28} {text_call:>10.0} {text_whole:>14.0}",
+        "text (handler on-interval)"
+    );
+    println!(
+        "{:>28} {same_call:>10.0} {same_whole:>14.0}",
+        "same(0) (interval-same)"
+    );
+    println!(
+        "{:>28} {:>10.3} {:>14.3}",
+        "ratio same/text",
+        same_call / text_call,
+        same_whole / text_whole
+    );
+    if chef.stats.same_unresolved > 0 {
+        bail!("{} same answers named nothing", chef.stats.same_unresolved);
+    }
+    Ok(())
 }
 
 /// `--call-cost N`: what one call costs the host when the chef has (almost) nothing to

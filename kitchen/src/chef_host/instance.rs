@@ -497,10 +497,11 @@ impl LoadedChef {
     }
 
     /// Call `interval-same` when the chef exports it (the default), or ignore it and call
-    /// the handler's `on-interval` (to compare the two).
+    /// the handler's `on-interval` (to compare the two). What it keeps is left as it is:
+    /// the chef's previous `interval-same` answer is still its previous one (a chef that
+    /// remembers what it sent, as the Rust SDK does, may name it after a switch back).
     pub fn set_interval_same(&mut self, on: bool) {
         self.use_interval_same = on;
-        self.slots.clear();
     }
 
     /// Whether its pokes are answered through `interval-same` (it exports it, not
