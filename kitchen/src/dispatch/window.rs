@@ -200,8 +200,9 @@ impl StepWindow {
         self.bytes = 0;
         self.packets = 0;
         for mut b in self.batches.drain(..) {
-            b.clear();
-            if self.spares.len() < 8 {
+            // The builder keeps at most this many (`BatchBuilder::recycle`).
+            if self.spares.len() < crate::parse::batch::MAX_SPARE_BATCHES {
+                b.clear();
                 self.spares.push(b);
             }
         }
