@@ -140,6 +140,29 @@ pub fn packet_bytes(p: &crate::chef_host::bindings::Packet) -> usize {
     (frame_end.max(payload_end) - u64::from(p.frame.offset)) as usize
 }
 
+/// True when an empty queue offered `batch` would take exactly the batch, byte for byte,
+/// and be called with it at the end of the offer: a full batch ([`MAX_BATCH_PACKETS`]
+/// packets, at most [`MAX_BATCH_BYTES`] of arena, so no call is made part way) whose every
+/// packet `m` matches and whose arena holds just their bytes, back to back. The chef can
+/// then be called with the batch as it is: the same records (each span at the same
+/// offset) and the same arena as the queue's copy, without the copy.
+/// Why: TopTalkersChef takes IP packets, so it went through its queue, and on the mixed
+/// corpus 45 % of its packets came in such batches (`ChefQueue::push` was 2.8-4 % of
+/// the replay's samples, almost all of it copying frames).
+pub fn takes_whole(batch: &Batch, m: &InterestMatcher) -> bool {
+    if batch.len() != MAX_BATCH_PACKETS || batch.arena.len() > MAX_BATCH_BYTES {
+        return false;
+    }
+    let mut next = 0usize;
+    for (WirePacket(p), c) in batch.packets.iter().zip(&batch.classes) {
+        if !m.matches(c) || p.frame.offset as usize != next {
+            return false;
+        }
+        next += packet_bytes(p);
+    }
+    next == batch.arena.len()
+}
+
 /// The indexes of the packets of `batch` that `m` matches.
 pub fn matching<'a>(batch: &'a Batch, m: &'a InterestMatcher) -> impl Iterator<Item = usize> + 'a {
     batch
@@ -276,5 +299,67 @@ mod tests {
         assert!(q.push(&batch, 0, Instant::now()));
         assert!(q.older_than(Duration::ZERO, Instant::now()));
         assert!(!q.older_than(Duration::from_secs(3600), Instant::now()));
+    }
+
+    #[test]
+    fn a_whole_matching_batch_is_taken_as_it_is() {
+        let m = other_only();
+        let frames: Vec<Vec<u8>> = (0..MAX_BATCH_PACKETS)
+            .map(|i| vec![i as u8; 1 + i % 7])
+            .collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let all = batch_of(&refs, usize::MAX);
+        // Every packet matches (`batch_of` marks them ARP; the matcher takes "other")...
+        assert!(!takes_whole(&all, &m));
+        let mut whole = batch_of(&refs, usize::MAX);
+        for c in &mut whole.classes {
+            c.net = NetClass::Other;
+        }
+        assert!(takes_whole(&whole, &m));
+        // ...and then the queue's copy is the batch itself: same records, same arena.
+        let mut q = ChefQueue::default();
+        for i in matching(&whole, &m).collect::<Vec<_>>() {
+            assert!(q.push(&whole, i, Instant::now()));
+        }
+        assert!(q.is_full());
+        assert_eq!(q.arena, whole.arena);
+        assert!(q
+            .packets
+            .iter()
+            .zip(&whole.packets)
+            .all(|(a, b)| a.0 == b.0));
+
+        // One packet outside the interest: its bytes must not reach the chef.
+        let mut one_other = batch_of(&refs, usize::MAX);
+        for (i, c) in one_other.classes.iter_mut().enumerate() {
+            c.net = if i == 100 {
+                NetClass::Arp
+            } else {
+                NetClass::Other
+            };
+        }
+        assert!(!takes_whole(&one_other, &m));
+        // Not full: the queue would wait for more packets.
+        let short = batch_of(&refs[..MAX_BATCH_PACKETS - 1], usize::MAX);
+        let mut short = short;
+        for c in &mut short.classes {
+            c.net = NetClass::Other;
+        }
+        assert!(!takes_whole(&short, &m));
+        // Bytes in the arena that belong to no packet (never made by the builder).
+        let mut gap = batch_of(&refs, usize::MAX);
+        for c in &mut gap.classes {
+            c.net = NetClass::Other;
+        }
+        gap.arena.push(0);
+        assert!(!takes_whole(&gap, &m));
+        // Over the byte cap: the queue would call the chef part way.
+        let big = vec![1u8; MAX_BATCH_BYTES / MAX_BATCH_PACKETS + 1];
+        let bigs: Vec<&[u8]> = (0..MAX_BATCH_PACKETS).map(|_| big.as_slice()).collect();
+        let mut over = batch_of(&bigs, usize::MAX);
+        for c in &mut over.classes {
+            c.net = NetClass::Other;
+        }
+        assert!(!takes_whole(&over, &m));
     }
 }

@@ -477,6 +477,12 @@ impl ChefLane {
             self.call_packets(&batch.packets, &batch.arena, ctx.packed_batch, ctx);
             return;
         }
+        if self.queue.is_empty() && chef_queue::takes_whole(batch, &self.matcher) {
+            // The queue would copy exactly this batch and be called with it below: the
+            // same call, without the copy.
+            self.call_packets(&batch.packets, &batch.arena, None, ctx);
+            return;
+        }
         for at in 0..batch.len() {
             if !self.matcher.matches(&batch.classes[at]) {
                 continue;
