@@ -179,6 +179,8 @@ impl Dispatcher {
         feed_batch(stage, batch);
         let verdicts = self.stream_verdicts;
         let out = if stage.has_chunks() || (verdicts && !stage.ended().is_empty()) {
+            // Each lane's chunks with their own bytes (`StreamStage::chunks_for`), one
+            // arena after the other.
             let mut arena = Vec::new();
             let per_lane = self
                 .lanes
@@ -186,10 +188,9 @@ impl Dispatcher {
                 .map(|lane| {
                     let filter = StreamFilter::new(&lane.chef.description().interest)?;
                     let (chunks, a) = stage.chunks_for(&filter);
-                    if arena.is_empty() {
-                        arena.extend_from_slice(a);
-                    }
-                    Some(chunks.to_vec())
+                    let start = arena.len();
+                    arena.extend_from_slice(a);
+                    Some((chunks.to_vec(), start..arena.len()))
                 })
                 .collect();
             let ended = if verdicts {

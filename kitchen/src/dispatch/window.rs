@@ -218,10 +218,11 @@ impl StepWindow {
 }
 
 /// One batch's stream chunks: each lane's (by lane index; `None` for a lane that asks for
-/// no stream bytes), spans into one copy of the stage's arena.
+/// no stream bytes) with the range of `arena` holding that lane's bytes, which its spans
+/// point into (`StreamStage::chunks_for`: only its chunks' bytes).
 pub(super) struct BatchStreams {
     pub arena: Vec<u8>,
-    pub per_lane: Vec<Option<Vec<StreamChunk>>>,
+    pub per_lane: Vec<Option<(Vec<StreamChunk>, std::ops::Range<usize>)>>,
     /// The stage's batch number (verdicts on these chunks carry it).
     pub seq: u64,
     /// Flows with stream state that ended in this batch (lanes forget their verdicts on
@@ -297,11 +298,13 @@ impl ChefLane {
                 }
                 LaneOp::Streams(batch) => {
                     if let Some(s) = &w.streams[batch] {
-                        let chunks = match s.per_lane.get(me) {
-                            Some(Some(chunks)) => chunks.as_slice(),
-                            _ => &[],
+                        let (chunks, arena) = match s.per_lane.get(me) {
+                            Some(Some((chunks, bytes))) => {
+                                (chunks.as_slice(), s.arena.get(bytes.clone()).unwrap_or(&[]))
+                            }
+                            _ => (&[][..], &[][..]),
                         };
-                        self.deliver_stream(chunks, &s.arena, s.seq, &s.ended, &ctx);
+                        self.deliver_stream(chunks, arena, s.seq, &s.ended, &ctx);
                     }
                 }
             }

@@ -12,7 +12,8 @@
 //! 3. [`StreamStage::chunks_for`] gives each stream chef the chunks within its own prefix
 //!    (`stream-bytes` of each direction: the reassembler keeps the largest request, each
 //!    chef sees only its own), matching its interest's ports and network; spans point into
-//!    one shared arena, so nothing is copied per chef;
+//!    an arena of that chef's chunks' bytes alone (the stage's own arena, not copied, when
+//!    they are all of it), so a chef is never handed, nor lowered, another chef's bytes;
 //! 4. [`StreamStage::end_batch`] empties the output for the next batch.
 //!
 //! Verdicts (`stream-verdicts`): a chef that exports it names the directions it is done with.
@@ -158,6 +159,8 @@ pub struct StreamStage {
     ended: Vec<u64>,
     /// Scratch: one chef's chunk records.
     records: Vec<StreamChunk>,
+    /// Scratch: the bytes of one chef's chunks, when they are not the whole batch's arena.
+    lane_arena: Vec<u8>,
     /// Batches fed so far (the last one fed is batch `seq`).
     seq: u64,
     /// Every stream lane (serial, filter), in chef order: who must give a direction up
@@ -191,6 +194,7 @@ impl StreamStage {
             chunk_keys: Vec::new(),
             ended: Vec::new(),
             records: Vec::new(),
+            lane_arena: Vec::new(),
             seq: 0,
             lanes: Vec::new(),
             pending: VecDeque::new(),
@@ -408,7 +412,7 @@ impl StreamStage {
                 self.records.push(record);
             }
         }
-        (&self.records, &self.out.arena)
+        compact(&mut self.records, &self.out.arena, &mut self.lane_arena)
     }
 
     /// Flows with stream state that ended in this batch (their lanes forget their verdicts).
@@ -433,6 +437,44 @@ impl StreamStage {
 
 /// `c` cut to a chef's prefix of `want` bytes: `None` when it lies wholly past it (the chef
 /// already had its last chunk), an empty last chunk when a gap crosses the prefix's end.
+/// `records` (spans into `arena`) with the arena a chef gets with them: `arena` itself when
+/// they cover it whole, in order (no copy), else their bytes alone, back to back in
+/// `scratch`, the spans re-pointed. Why: the stage's arena holds every stream chef's
+/// chunks, so each chef was lowered all of them (the HTTP chef the TLS bytes and the
+/// reverse, and the bytes past its own `stream-bytes` prefix): wasm memory copies of bytes
+/// no call could read, and bytes outside the chef's interest.
+fn compact<'a>(
+    records: &'a mut [StreamChunk],
+    arena: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+) -> (&'a [StreamChunk], &'a [u8]) {
+    let mut next = 0u64;
+    let whole = records.iter().all(|r| {
+        let at = u64::from(r.data.offset);
+        let ok = at == next;
+        next = at + u64::from(r.data.len);
+        ok
+    }) && next == arena.len() as u64;
+    if whole {
+        return (records, arena);
+    }
+    scratch.clear();
+    for r in records.iter_mut() {
+        let start = r.data.offset as usize;
+        // The stage's own spans: always inside its arena (an empty slice otherwise).
+        let bytes = arena
+            .get(start..start + r.data.len as usize)
+            .unwrap_or_default();
+        // Spans of a u32-addressed arena: the copy is no larger.
+        r.data = Span {
+            offset: u32::try_from(scratch.len()).unwrap_or(u32::MAX),
+            len: r.data.len.min(bytes.len() as u32),
+        };
+        scratch.extend_from_slice(bytes);
+    }
+    (records, scratch)
+}
+
 fn trim(c: &Chunk, want: u64, key: &FlowKey) -> Option<StreamChunk> {
     let gap_start = c.offset - c.gap_before;
     if c.offset >= want && gap_start >= want {
@@ -658,6 +700,49 @@ mod tests {
         assert!(chunks[0].last && chunks[0].flow.direction == Direction::FromResponder);
         stage.end_batch();
         assert_eq!(stage.reassembler.flow_count(), 0);
+    }
+
+    #[test]
+    fn a_chef_gets_only_its_own_chunks_bytes() {
+        let mut stage = StreamStage::new(ReassemblyLimits {
+            want: 1000,
+            ..ReassemblyLimits::default()
+        });
+        let mut arena = Vec::new();
+        let data: Vec<u8> = (0..800u32).map(|i| (i % 251) as u8).collect();
+        let packets = vec![
+            packet(&mut arena, Direction::FromOriginator, 99, 0x02, &[]),
+            packet(&mut arena, Direction::FromOriginator, 100, 0x10, &data),
+            packet(&mut arena, Direction::FromResponder, 5000, 0x10, b"secret"),
+        ];
+        stage.feed(&packets, &arena);
+        let everything: usize = {
+            let all = StreamFilter::new(&interest(1000, &[])).expect("wants streams");
+            let (chunks, out) = stage.chunks_for(&all);
+            // Every chunk whole: the stage's arena as it is, each span where it was.
+            let sum: u32 = chunks.iter().map(|c| c.data.len).sum();
+            assert_eq!(sum as usize, out.len());
+            out.len()
+        };
+        assert_eq!(everything, 800 + 6);
+        // A 100-byte prefix: its arena is those bytes and the responder's, nothing past.
+        let small = StreamFilter::new(&interest(100, &[])).expect("wants streams");
+        let (chunks, out) = stage.chunks_for(&small);
+        let sum: u32 = chunks.iter().map(|c| c.data.len).sum();
+        assert_eq!(out.len(), sum as usize);
+        assert_eq!(out.len(), 100 + 6);
+        for c in chunks {
+            let at = c.data.offset as usize;
+            let bytes = &out[at..at + c.data.len as usize];
+            match c.flow.direction {
+                Direction::FromOriginator => assert_eq!(bytes, &data[..100]),
+                Direction::FromResponder => assert_eq!(bytes, b"secret"),
+            }
+        }
+        // Another port: nothing at all.
+        let other = StreamFilter::new(&interest(1000, &[80])).expect("wants streams");
+        let (chunks, out) = stage.chunks_for(&other);
+        assert!(chunks.is_empty() && out.is_empty());
     }
 
     /// Chunks of flow 7's originator in `stage`'s output, as (offset, len, last), for
