@@ -172,8 +172,9 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     dispatcher.set_stream_limits(config.stream_limits);
     dispatcher.set_stream_verdicts(!config.ignore_stream_verdicts);
     dispatcher.set_defrag_limits(config.defrag_limits);
-    // Given: a fixed count. Default: one per core but one, at most one per chef, following
-    // the chef count as hot reload adds and retires chefs.
+    // Given: a fixed count. Default: live one per core but one, replaying one per core (the
+    // dispatcher knows its clock mode), at most one per chef, following the chef count as
+    // hot reload adds and retires chefs.
     match config.chef_threads {
         Some(n) => dispatcher.set_chef_threads(n),
         None => dispatcher.follow_chef_count(

@@ -594,7 +594,7 @@ fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
 }
 
 /// The default `--chef-threads` follows the chef count: a kitchen started with one chef
-/// runs on one thread, gets more as hot reload adds chefs (one per core but one, at most one
+/// runs on one thread, gets more as hot reload adds chefs (a replay: one per core, at most one
 /// per chef; an 8-core machine here) and fewer as they go, and every chef still gets every
 /// packet.
 #[test]
