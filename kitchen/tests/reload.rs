@@ -593,6 +593,41 @@ fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
         .contains("no \\0asm header"));
 }
 
+/// The default `--chef-threads` depends on the clock: live leaves the capture thread a core
+/// (one per core but one), a replay takes every core; both at most one per chef.
+#[test]
+fn the_default_chef_threads_leave_a_core_live_and_take_every_core_replaying() {
+    use kitchen::chefs::builtin::BUILTIN_CHEFS;
+    use kitchen::dispatch::{ClockMode, Dispatcher};
+
+    let host = host();
+    let threads = |mode: ClockMode, cores: usize, chefs: usize| {
+        let slots = BUILTIN_CHEFS
+            .iter()
+            .take(chefs)
+            .map(|b| {
+                let source = kitchen::chef_host::ChefSource::Builtin(b.file);
+                slot(host.load(source, b.bytes).unwrap())
+            })
+            .collect();
+        let mut d = Dispatcher::new(
+            "k",
+            slots,
+            Duration::from_secs(3600),
+            mode,
+            Box::new(Collect::default()),
+        );
+        d.follow_chef_count(cores).unwrap();
+        d.chef_threads()
+    };
+    assert!(BUILTIN_CHEFS.len() >= 4, "the built-in chefs are embedded");
+    assert_eq!(threads(ClockMode::Live, 2, 4), 1, "live on 2 cores");
+    assert_eq!(threads(ClockMode::Replay, 2, 4), 2, "replay on 2 cores");
+    assert_eq!(threads(ClockMode::Live, 8, 4), 4, "live: at most one per chef");
+    assert_eq!(threads(ClockMode::Replay, 8, 3), 3, "replay: at most one per chef");
+    assert_eq!(threads(ClockMode::Replay, 1, 4), 1, "one core");
+}
+
 /// The default `--chef-threads` follows the chef count: a kitchen started with one chef
 /// runs on one thread, gets more as hot reload adds chefs (a replay: one per core, at most one
 /// per chef; an 8-core machine here) and fewer as they go, and every chef still gets every
