@@ -623,8 +623,16 @@ fn the_default_chef_threads_leave_a_core_live_and_take_every_core_replaying() {
     assert!(BUILTIN_CHEFS.len() >= 4, "the built-in chefs are embedded");
     assert_eq!(threads(ClockMode::Live, 2, 4), 1, "live on 2 cores");
     assert_eq!(threads(ClockMode::Replay, 2, 4), 2, "replay on 2 cores");
-    assert_eq!(threads(ClockMode::Live, 8, 4), 4, "live: at most one per chef");
-    assert_eq!(threads(ClockMode::Replay, 8, 3), 3, "replay: at most one per chef");
+    assert_eq!(
+        threads(ClockMode::Live, 8, 4),
+        4,
+        "live: at most one per chef"
+    );
+    assert_eq!(
+        threads(ClockMode::Replay, 8, 3),
+        3,
+        "replay: at most one per chef"
+    );
     assert_eq!(threads(ClockMode::Replay, 1, 4), 1, "one core");
 }
 
