@@ -179,18 +179,17 @@ impl Dispatcher {
         feed_batch(stage, batch);
         let verdicts = self.stream_verdicts;
         let out = if stage.has_chunks() || (verdicts && !stage.ended().is_empty()) {
-            // Each lane's chunks with their own bytes (`StreamStage::chunks_for`), one
-            // arena after the other.
+            // Each lane's chunks with their own bytes, copied once into one arena after the
+            // other (`StreamStage::chunks_into`).
             let mut arena = Vec::new();
             let per_lane = self
                 .lanes
                 .iter()
                 .map(|lane| {
                     let filter = StreamFilter::new(&lane.chef.description().interest)?;
-                    let (chunks, a) = stage.chunks_for(&filter);
                     let start = arena.len();
-                    arena.extend_from_slice(a);
-                    Some((chunks.to_vec(), start..arena.len()))
+                    let chunks = stage.chunks_into(&filter, &mut arena).to_vec();
+                    Some((chunks, start..arena.len()))
                 })
                 .collect();
             let ended = if verdicts {

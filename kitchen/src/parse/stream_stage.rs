@@ -391,6 +391,22 @@ impl StreamStage {
     /// The chunks of this batch one chef gets (its prefix of each direction, matching its
     /// filter), and the arena their spans point into.
     pub fn chunks_for(&mut self, filter: &StreamFilter) -> (&[StreamChunk], &[u8]) {
+        self.select(filter);
+        compact(&mut self.records, &self.out.arena, &mut self.lane_arena)
+    }
+
+    /// [`StreamStage::chunks_for`] for a caller that keeps the bytes (a replay window, one
+    /// copy per lane): this chef's chunks' bytes are appended to `dest`, once, and the
+    /// records' spans count from where they start there.
+    pub fn chunks_into(&mut self, filter: &StreamFilter, dest: &mut Vec<u8>) -> &[StreamChunk] {
+        self.select(filter);
+        let base = dest.len();
+        repoint(&mut self.records, &self.out.arena, dest, base);
+        &self.records
+    }
+
+    /// This batch's chunks one chef gets, in `records` (spans into the stage's arena).
+    fn select(&mut self, filter: &StreamFilter) {
         self.records.clear();
         debug_assert_eq!(self.chunk_keys.len(), self.out.chunks.len());
         for (c, key) in self.out.chunks.iter().zip(&self.chunk_keys) {
@@ -412,7 +428,6 @@ impl StreamStage {
                 self.records.push(record);
             }
         }
-        compact(&mut self.records, &self.out.arena, &mut self.lane_arena)
     }
 
     /// Flows with stream state that ended in this batch (their lanes forget their verdicts).
@@ -459,6 +474,13 @@ fn compact<'a>(
         return (records, arena);
     }
     scratch.clear();
+    repoint(records, arena, scratch, 0);
+    (records, scratch)
+}
+
+/// Appends the bytes of `records` (spans into `arena`) to `dest`, back to back, and points
+/// their spans at them, counted from `base` in `dest`.
+fn repoint(records: &mut [StreamChunk], arena: &[u8], dest: &mut Vec<u8>, base: usize) {
     for r in records.iter_mut() {
         let start = r.data.offset as usize;
         // The stage's own spans: always inside its arena (an empty slice otherwise).
@@ -467,12 +489,11 @@ fn compact<'a>(
             .unwrap_or_default();
         // Spans of a u32-addressed arena: the copy is no larger.
         r.data = Span {
-            offset: u32::try_from(scratch.len()).unwrap_or(u32::MAX),
+            offset: u32::try_from(dest.len() - base).unwrap_or(u32::MAX),
             len: r.data.len.min(bytes.len() as u32),
         };
-        scratch.extend_from_slice(bytes);
+        dest.extend_from_slice(bytes);
     }
-    (records, scratch)
 }
 
 fn trim(c: &Chunk, want: u64, key: &FlowKey) -> Option<StreamChunk> {
