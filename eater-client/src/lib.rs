@@ -205,7 +205,9 @@ pub struct Received {
     pub dumpling: Dumpling,
     /// The message exactly as received.
     pub raw: String,
-    /// It came in a binary frame (a kitchen sent it so).
+    /// It came in a binary frame because a kitchen sent it so (never on a connection where
+    /// the hub sends every dumpling as a binary frame holding its text, as ours does when
+    /// asked: [`dumpling::BINARY_FRAMES_HEADER`]; there the two cannot be told apart).
     pub binary: bool,
     /// Its JetStream stream sequence (`metadata.nd_seq`), when the eater asked for
     /// replay or resume from a federated hub.
@@ -279,6 +281,9 @@ pub struct Eater {
     /// than its neighbours, so only the reconnect seam is filtered by sequence.
     seam: Option<u64>,
     ws: Option<Ws>,
+    /// The hub agreed to send dumplings as binary frames holding their UTF-8 text on this
+    /// connection ([`dumpling::BINARY_FRAMES_HEADER`]).
+    binary: bool,
     connected_once: bool,
     failures: u32,
     retry_delay: Option<Duration>,
@@ -309,6 +314,7 @@ impl Eater {
             last_seq: None,
             seam: None,
             ws: None,
+            binary: false,
             repeats: dumpling::RepeatMemo::new(),
             connected_once: false,
             failures: 0,
@@ -370,8 +376,9 @@ impl Eater {
                     tokio::time::sleep(delay).await;
                 }
                 match self.connect().await {
-                    Ok(ws) => {
+                    Ok((ws, binary)) => {
                         self.ws = Some(ws);
+                        self.binary = binary;
                         // The hello just sent asked for what follows `last_seq`.
                         self.seam = self.last_seq;
                         self.failures = 0;
@@ -389,6 +396,17 @@ impl Eater {
             let message = ws.next().await;
             let parsed = match message {
                 Some(Ok(Message::Text(text))) => self.parse(text.as_str(), false),
+                // Text in a binary frame, as asked for: its UTF-8 checked once here
+                // (`simdutf8`), refused as a text frame's would be (connection lost).
+                Some(Ok(Message::Binary(bytes))) if self.binary => {
+                    match hub_link::text_from_binary(bytes) {
+                        Ok(text) => self.parse(text.as_str(), false),
+                        Err(error) => {
+                            self.ws = None;
+                            return self.lost(error.to_string());
+                        }
+                    }
+                }
                 Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
                     Ok(text) => self.parse(text, true),
                     Err(_) => Parsed::Invalid("binary message is not UTF-8".into()),
@@ -568,22 +586,24 @@ impl Eater {
         }))
     }
 
-    async fn connect(&self) -> Result<Ws, ConnectError> {
+    /// Connect and send the hello; also whether the hub agreed to binary frames.
+    async fn connect(&self) -> Result<(Ws, bool), ConnectError> {
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(64 * 1024)
             .write_buffer_size(0);
         let attempt = async {
-            let (mut ws, _response) = self
+            let (mut ws, response) = self
                 .config
                 .link
-                .connect(self.uri.as_str(), Some(ws_config))
+                .connect_frames(self.uri.as_str(), Some(ws_config), true)
                 .await
                 .map_err(classify_connect_error)?;
+            let binary = hub_link::binary_granted(&response);
             let hello = serde_json::to_string(&self.hello()).unwrap_or_default();
             ws.send(Message::text(hello))
                 .await
                 .map_err(|e| ConnectError::Retry(e.to_string()))?;
-            Ok(ws)
+            Ok((ws, binary))
         };
         match tokio::time::timeout(self.config.connect_timeout, attempt).await {
             Ok(result) => result,

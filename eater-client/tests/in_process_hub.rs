@@ -158,3 +158,99 @@ async fn stream_api_reports_disconnects_and_reconnects() {
         "{lost:?}"
     );
 }
+
+/// A one-connection hub stand-in that answers the binary-frames header (or not), reads the
+/// hello and sends `frames`, then waits for the eater to leave.
+async fn fake_hub(grant: bool, frames: Vec<Message>) -> std::net::SocketAddr {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        #[allow(clippy::result_large_err)] // tungstenite's callback signature
+        let answer = |request: &Request, mut response: Response| {
+            assert!(
+                request
+                    .headers()
+                    .contains_key(dumpling::BINARY_FRAMES_HEADER),
+                "the eater library asks for binary frames"
+            );
+            if grant {
+                response.headers_mut().insert(
+                    dumpling::BINARY_FRAMES_HEADER,
+                    HeaderValue::from_static(dumpling::BINARY_FRAMES_VALUE),
+                );
+            }
+            Ok(response)
+        };
+        let mut ws = tokio_tungstenite::accept_hdr_async(tcp, answer)
+            .await
+            .unwrap();
+        let _hello = ws.next().await;
+        for frame in frames {
+            let _ = ws.send(frame).await;
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    addr
+}
+
+#[tokio::test]
+async fn binary_frames_hold_text_only_where_the_hub_agreed() {
+    let d = dumpling("C", "packet", 1).replace("\"k\"", "\"k\u{fffd}\"");
+    let bad = [d.as_bytes(), b"\xff"].concat();
+    let no_reconnect = |addr: std::net::SocketAddr| {
+        let mut config = EaterConfig::new(addr.to_string(), "e");
+        config.reconnect.max_attempts = Some(0);
+        config
+    };
+
+    // Agreed: a binary frame is the dumpling's text (not flagged binary); invalid UTF-8
+    // ends the connection, as in a text frame.
+    let addr = fake_hub(
+        true,
+        vec![
+            Message::binary(d.clone().into_bytes()),
+            Message::binary(bad.clone()),
+        ],
+    )
+    .await;
+    let mut eater = Eater::new(no_reconnect(addr)).unwrap();
+    assert!(matches!(next(&mut eater).await, Event::Connected { .. }));
+    match next(&mut eater).await {
+        Event::Dumpling(r) => {
+            assert_eq!(r.raw, d);
+            assert!(!r.binary);
+        }
+        other => panic!("expected the dumpling, got {other:?}"),
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), eater.next_event())
+        .await
+        .expect("in time");
+    match ended {
+        Err(eater_client::Error::GaveUp(reason)) => assert!(reason.contains("UTF-8"), "{reason}"),
+        other => panic!("expected the connection to end on invalid UTF-8, got {other:?}"),
+    }
+
+    // Not agreed (the original hub): binary frames are binary dumplings as before, and
+    // invalid UTF-8 in one is an invalid message, the connection kept.
+    let addr = fake_hub(
+        false,
+        vec![
+            Message::binary(bad),
+            Message::binary(d.clone().into_bytes()),
+        ],
+    )
+    .await;
+    let mut eater = Eater::new(no_reconnect(addr)).unwrap();
+    assert!(matches!(next(&mut eater).await, Event::Connected { .. }));
+    assert!(matches!(next(&mut eater).await, Event::Invalid { .. }));
+    match next(&mut eater).await {
+        Event::Dumpling(r) => {
+            assert_eq!(r.raw, d);
+            assert!(r.binary);
+        }
+        other => panic!("expected the dumpling, got {other:?}"),
+    }
+}

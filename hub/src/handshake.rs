@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -41,15 +42,38 @@ pub(crate) async fn read_hello(
     }
 }
 
+/// A connection past its handshake and hello.
+pub(crate) struct Accepted {
+    /// The WebSocket.
+    pub ws: HubWs,
+    /// Its hello.
+    pub hello: Hello,
+    /// Its `--auth` session.
+    pub session: Option<Session>,
+    /// The peer asked for binary frames ([`dumpling::BINARY_FRAMES_HEADER`]) and was told
+    /// yes: a kitchen's binary frames hold UTF-8 text, an eater gets dumplings as binary.
+    pub binary: bool,
+}
+
+/// Whether an upgrade request asks for binary frames ([`dumpling::BINARY_FRAMES_HEADER`]).
+fn asks_binary(request: &Request) -> bool {
+    request
+        .headers()
+        .get(dumpling::BINARY_FRAMES_HEADER)
+        .is_some_and(|v| v.as_bytes() == dumpling::BINARY_FRAMES_VALUE.as_bytes())
+}
+
 /// Handshake plus hello, both within `hello_timeout`. Under `--auth` the token is checked
 /// on the upgrade (HTTP 401/403, before any hello is read). On a bad hello the connection
-/// is closed with 1008 and a reason saying what was wrong; nothing is registered.
+/// is closed with 1008 and a reason saying what was wrong; nothing is registered. A peer
+/// that asks for binary frames is answered with the same header (the answer is what
+/// makes them so: a client sends binary only after reading it).
 pub(crate) async fn accept_with_hello(
     stream: HubStream,
     addr: SocketAddr,
     shared: &Shared,
     side: Side,
-) -> Option<(HubWs, Hello, Option<Session>)> {
+) -> Option<Accepted> {
     let (ws_config, name_key, what) = match side {
         Side::Kitchen => (shared.config.kitchen_ws_config(), "kitchen_name", "kitchen"),
         Side::Eater => (shared.config.eater_ws_config(), "eater_name", "eater"),
@@ -65,9 +89,19 @@ pub(crate) async fn accept_with_hello(
         addr,
         cert_names: &cert_names,
     };
+    let mut binary = false;
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let check = |request: &Request, response: Response| {
-        crate::auth::check_upgrade(auth, request, response, side, peer, &mut principal)
+        let mut response =
+            crate::auth::check_upgrade(auth, request, response, side, peer, &mut principal)?;
+        if asks_binary(request) {
+            response.headers_mut().insert(
+                dumpling::BINARY_FRAMES_HEADER,
+                HeaderValue::from_static(dumpling::BINARY_FRAMES_VALUE),
+            );
+            binary = true;
+        }
+        Ok(response)
     };
     let accepted = tokio::time::timeout_at(
         deadline,
@@ -107,7 +141,12 @@ pub(crate) async fn accept_with_hello(
         (Some(auth), Some(principal)) => Some(auth.session(principal)),
         _ => None,
     };
-    Some((ws, hello, session))
+    Some(Accepted {
+        ws,
+        hello,
+        session,
+        binary,
+    })
 }
 
 /// Send a close frame and wait briefly for the peer's; never blocks for long.

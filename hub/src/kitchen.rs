@@ -2,7 +2,11 @@
 //! into the fan-out ring, byte for byte and in arrival order.
 //!
 //! [`classify`] is the pure per-message decision (fuzzed by `fuzz/`); [`serve_kitchen`]
-//! is the connection task.
+//! is the connection task. A kitchen that asked for binary frames
+//! ([`dumpling::BINARY_FRAMES_HEADER`]: ours) sends its dumplings' text in them; the hub
+//! checks that text's UTF-8 once (`simdutf8`, [`hub_link::text_from_binary`]) and from then
+//! on treats it as the text frame it stands for: eaters get it as text (or as binary when
+//! they asked so), and invalid UTF-8 ends the connection exactly as in a text frame.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -19,7 +23,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
-use crate::handshake::{accept_with_hello, close};
+use crate::handshake::{accept_with_hello, close, Accepted};
 use crate::state::{Origin, Shared};
 use crate::tls::HubStream;
 use crate::Side;
@@ -66,7 +70,7 @@ pub fn classify(message: &Message) -> Action {
 /// again ([`dumpling::repeat`]: a chef answering each poke with an unchanged table).
 pub fn classify_repeating(message: &Message, repeats: &mut RepeatMemo) -> Action {
     match message {
-        Message::Text(text) => verdict(repeats.check(text.as_bytes(), true)),
+        Message::Text(text) => verdict(repeats.check_text(text.as_str())),
         Message::Binary(bytes) => verdict(repeats.check(bytes, false)),
         _ => classify(message),
     }
@@ -87,8 +91,12 @@ fn verdict(checked: Result<dumpling::CheckedDumpling, InvalidDumpling>) -> Actio
 
 /// The kitchen connection task.
 pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shared>) {
-    let Some((mut ws, hello, session)) =
-        accept_with_hello(stream, addr, &shared, Side::Kitchen).await
+    let Some(Accepted {
+        mut ws,
+        hello,
+        session,
+        binary,
+    }) = accept_with_hello(stream, addr, &shared, Side::Kitchen).await
     else {
         return;
     };
@@ -99,7 +107,7 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
     let tag_origin = shared.config.auth.is_some();
     let registration = shared.register(Side::Kitchen, hello.raw, addr, principal.clone());
     let peer = registration.peer.clone();
-    info!(kitchen = %name, %addr, "Received dumpling kitchen connection from {name} at {addr}");
+    info!(kitchen = %name, %addr, binary_frames = binary, "Received dumpling kitchen connection from {name} at {addr}");
 
     let mut shutdown = shared.shutdown.clone();
     let mut ping = tokio::time::interval(shared.config.ping_interval);
@@ -120,6 +128,15 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
             }
             message = ws.next() => {
                 last_seen = Instant::now();
+                // A kitchen that asked for binary frames sends text in them: checked here
+                // as a text frame would have been, and refused the same way (the
+                // connection ends with tungstenite's UTF-8 error), then it is a text frame.
+                let message = match message {
+                    Some(Ok(Message::Binary(bytes))) if binary => {
+                        Some(hub_link::text_from_binary(bytes).map(Message::Text))
+                    }
+                    other => other,
+                };
                 match message {
                     Some(Ok(message)) => match classify_repeating(&message, &mut repeats) {
                         Action::Forward { chef, kitchen } => {

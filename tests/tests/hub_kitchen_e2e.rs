@@ -1,7 +1,8 @@
 //! The whole pipeline with real processes on 127.0.0.1: our kitchen (`nd-sniff -r`)
 //! replays a capture into our hub; our `nd-print --json`, a raw WebSocket eater and the
 //! Python `DumplingEater` (when its venv from `python/run-tests.sh` exists) each receive
-//! exactly the dumplings the kitchen produced, count and bytes.
+//! exactly the dumplings the kitchen produced, count and bytes: our kitchen and `nd-print`
+//! over binary frames (agreed on the upgrade), the raw and Python eaters over text frames.
 
 #[path = "hub_support.rs"]
 mod support;
@@ -138,4 +139,15 @@ async fn kitchen_replay_reaches_every_eater_exactly() {
     }
     let s = status(hub.eaters).await;
     assert_eq!(s["total_dumplings_in"], produced.len() as u64);
+    // Our kitchen and nd-print asked for binary frames and got them; the raw eater (and
+    // the Python one) did not ask, and got the same bytes as text above.
+    let (_, log) = hub.stop();
+    let agreed = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(what) && l.contains("binary_frames=true"))
+            .count()
+    };
+    assert_eq!(agreed("kitchen connection from test_kitchen"), 1, "{log}");
+    assert_eq!(agreed("eater connection from printereater"), 1, "{log}");
+    assert_eq!(agreed("eater connection from rawtap"), 0, "{log}");
 }

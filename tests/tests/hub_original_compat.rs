@@ -209,3 +209,54 @@ async fn our_eaters_work_against_the_original_hub() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("  kitchens: 1  eaters: "));
 }
+
+#[tokio::test]
+async fn our_kitchen_sends_text_frames_to_the_original_hub() {
+    // Our kitchen asks every hub for binary frames (`nd-binary-frames`); the original does
+    // not answer the header, so the kitchen must keep the text frames its eaters expect.
+    let capture = e2e_tests::test_data("original/loopback_dns_arp_http.pcap");
+    if !capture.exists() {
+        eprintln!("SKIP: {} missing", capture.display());
+        return;
+    }
+    let Some(orig) = start_original_hub() else {
+        return;
+    };
+    // The original's first status (within `-f 1`) is this raw eater's welcome.
+    let (mut raw, _) = eater(orig.eaters, "rawtap").await;
+    let kitchen = ChildGuard::spawn(
+        "nd-sniff",
+        Command::new(bin("nd-sniff")).arg("-r").arg(&capture).args([
+            "-h",
+            &orig.kitchens.to_string(),
+            "--stdout",
+            "-p",
+            "3600",
+            "-n",
+            "test_kitchen",
+        ]),
+    )
+    .wait_output(T);
+    assert!(
+        kitchen.status.success(),
+        "nd-sniff: {}",
+        String::from_utf8_lossy(&kitchen.stderr)
+    );
+    let produced: Vec<String> = String::from_utf8(kitchen.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(!produced.is_empty(), "the kitchen made dumplings");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + T;
+    while got.len() < produced.len() && Instant::now() < deadline {
+        match next_dumpling(&mut raw, Duration::from_secs(5)).await {
+            Some(Message::Text(t)) => got.push(t.to_string()),
+            Some(other) => panic!("the original hub forwarded a non-text frame: {other:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(got, produced, "text frames, count and bytes");
+}
