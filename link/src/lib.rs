@@ -498,6 +498,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_from_binary_accepts_exactly_what_std_accepts_with_std_words() {
+        let mut cases: Vec<Vec<u8>> = [
+            &b""[..],
+            b"plain ascii {\"a\": 1}",
+            "\u{fffd}\u{fffd} b\u{fc}cher \u{540d}\u{524d} \u{1f600}".as_bytes(),
+            b"\xff",
+            b"ok then \xc3",     // truncated two-byte sequence
+            b"\xc0\xaf",         // overlong '/'
+            b"\xed\xa0\x80",     // a surrogate
+            b"\xf4\x90\x80\x80", // past U+10FFFF
+            b"\xe2\x82",         // truncated three-byte sequence
+        ]
+        .iter()
+        .map(|c| c.to_vec())
+        .collect();
+        // Long inputs, so the SIMD paths see every byte value at every offset of a block.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in [63usize, 64, 65, 200, 4097] {
+            for _ in 0..200 {
+                let mut v = "\u{fffd}".repeat(len / 3).into_bytes();
+                v.truncate(len);
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x as usize) % len.max(1);
+                if let Some(b) = v.get_mut(at) {
+                    *b = (x >> 32) as u8;
+                }
+                cases.push(v);
+            }
+        }
+        for case in cases {
+            let got = text_from_binary(bytes::Bytes::from(case.clone()));
+            match std::str::from_utf8(&case) {
+                Ok(text) => assert_eq!(got.expect("valid").as_str(), text),
+                Err(error) => assert_eq!(
+                    got.expect_err("invalid").to_string(),
+                    WsError::from(error).to_string()
+                ),
+            }
+        }
+    }
+
+    #[test]
     fn uris_and_tokens() {
         assert_eq!(hub_uri("h:1").unwrap(), "ws://h:1");
         assert_eq!(hub_uri("wss://h:1").unwrap(), "wss://h:1");
