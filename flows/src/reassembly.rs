@@ -33,8 +33,12 @@
 //! which the flow table calls for every flow it ends or evicts, so the number of states is
 //! bounded by the flow table's size.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+
+use store::FlowStore;
+
+mod store;
 
 pub use crate::table::Direction;
 
@@ -250,7 +254,8 @@ struct Emit<'b> {
 #[derive(Debug)]
 pub struct Reassembler<T = ()> {
     limits: ReassemblyLimits,
-    flows: HashMap<u64, FlowStreams<T>, BuildHasherDefault<FlowIdHasher>>,
+    /// Each flow's state, by flow id (a slab and a ring by id, `store`: not a hash map).
+    flows: FlowStore<FlowStreams<T>>,
     /// Held bytes (with overhead) over all flows.
     held_total: u64,
     stats: ReassemblyStats,
@@ -267,7 +272,7 @@ impl<T: Copy> Reassembler<T> {
     pub fn new(limits: ReassemblyLimits) -> Self {
         Self {
             limits,
-            flows: HashMap::default(),
+            flows: FlowStore::default(),
             held_total: 0,
             stats: ReassemblyStats::default(),
         }
@@ -302,7 +307,7 @@ impl<T: Copy> Reassembler<T> {
     /// The next offset `flow`'s `direction` will deliver, while its bytes are delivered
     /// (`None`: no state, finished or released).
     pub fn next_offset(&self, flow: u64, direction: Direction) -> Option<u64> {
-        let d = &self.flows.get(&flow)?.dirs[index(direction)];
+        let d = &self.flows.get(flow)?.dirs[index(direction)];
         (!d.done && !d.released).then_some(d.next)
     }
 
@@ -315,7 +320,7 @@ impl<T: Copy> Reassembler<T> {
         direction: Direction,
         nobody_wants: impl FnOnce(u64, &T) -> bool,
     ) -> Option<bool> {
-        let streams = self.flows.get_mut(&flow)?;
+        let streams = self.flows.get_mut(flow)?;
         let d = &mut streams.dirs[index(direction)];
         if d.done || d.released {
             return None;
@@ -339,7 +344,7 @@ impl<T: Copy> Reassembler<T> {
     /// delivered (counted in [`ReassemblyStats::released_directions`]); false for an
     /// unknown flow, a direction already finished or already released.
     pub fn release(&mut self, flow: u64, direction: Direction) -> bool {
-        let Some(streams) = self.flows.get_mut(&flow) else {
+        let Some(streams) = self.flows.get_mut(flow) else {
             return false;
         };
         let d = &mut streams.dirs[index(direction)];
@@ -375,11 +380,11 @@ impl<T: Copy> Reassembler<T> {
             held_total,
             stats,
         } = self;
-        if !flows.contains_key(&flow) && seg.payload.is_empty() && !seg.syn {
+        if seg.payload.is_empty() && !seg.syn && !flows.contains(flow) {
             // A FIN or RST of a flow that never carried payload here: nothing to end.
             return None;
         }
-        let streams = flows.entry(flow).or_insert_with(|| FlowStreams {
+        let streams = flows.get_or_insert_with(flow, || FlowStreams {
             dirs: Default::default(),
             over_budget: false,
             tag: tag(),
@@ -449,22 +454,41 @@ impl<T: Copy> Reassembler<T> {
     /// flow's state is dropped. Returns the flow's tag, `None` when it had no stream state
     /// (then nothing was emitted).
     pub fn end_flow(&mut self, flow: u64, timestamp_ns: u64, out: &mut ChunkBatch) -> Option<T> {
-        let mut streams = self.flows.remove(&flow)?;
-        let mut emit = Emit {
-            out,
-            flow,
-            direction: Direction::FromOriginator,
-            timestamp_ns,
-        };
-        for (i, d) in streams.dirs.iter_mut().enumerate() {
-            emit.direction = if i == 0 {
-                Direction::FromOriginator
-            } else {
-                Direction::FromResponder
+        let Self {
+            flows,
+            held_total,
+            stats,
+            ..
+        } = self;
+        // Finished in place (`finish` empties the held pieces), then its slot is free.
+        flows.remove_with(flow, |streams| {
+            let mut emit = Emit {
+                out,
+                flow,
+                direction: Direction::FromOriginator,
+                timestamp_ns,
             };
-            d.finish(&mut emit, &mut self.held_total, &mut self.stats, true);
-        }
-        Some(streams.tag)
+            for (i, d) in streams.dirs.iter_mut().enumerate() {
+                emit.direction = if i == 0 {
+                    Direction::FromOriginator
+                } else {
+                    Direction::FromResponder
+                };
+                d.finish(&mut emit, held_total, stats, true);
+                // Pieces a finished direction still held (none, unless `set_want` cut the
+                // stream short) go with the flow, as when its state was dropped.
+                drop(std::mem::take(&mut d.held));
+            }
+            streams.tag
+        })
+    }
+
+    /// Asks the processor to fetch `flow`'s state ahead of an [`Self::end_flow`] (a caller
+    /// ending many flows names them a few ends ahead, so their cache misses overlap); no
+    /// effect on results.
+    #[inline]
+    pub fn prefetch_flow(&self, flow: u64) {
+        self.flows.prefetch(flow);
     }
 }
 

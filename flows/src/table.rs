@@ -1299,7 +1299,7 @@ fn oriented(key: &Key, orig_is_lo: bool) -> FlowKey {
 }
 
 mod index;
-mod prefetch;
+pub(crate) mod prefetch;
 use index::Index;
 
 #[cfg(test)]
