@@ -17,15 +17,23 @@
 //! has not woken yet. On an idle machine the lanes run side by side; on an overloaded one
 //! (a woken thread may wait milliseconds for a core) a step costs about what one thread
 //! costs, instead of a scheduling delay per step (measured: `nd-isolation-bench`,
-//! `nd-kitchen-bench --chef-threads`, figures in ARCHITECTURE.md). A chef's call runs
+//! `nd-kitchen-bench --chef-threads`, figures in ARCHITECTURE.md).
+//!
+//! Lanes are claimed dearest first (by what each cost in the last step), not in chef
+//! order: with one chef as dear as the others together (`TopTalkersChef` on
+//! high-cardinality traffic), claimed last it ran alone after the cheap lanes had been
+//! shared out, and the step took about the cheap lanes' half plus the dear one; claimed
+//! first, the other thread runs the cheap lanes beside it. Which thread runs a lane never
+//! changes what it does or the order its dumplings are sent in. A chef's call runs
 //! wholly on one thread: its deadline (the engine's epoch ticker), its per-thread CPU clock
 //! (`chef_host::cpu_time`) and its failure policy work on any thread.
 
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::lane::ChefLane;
 
@@ -73,9 +81,13 @@ pub fn default_replay_threads_for(cores: usize, chefs: usize) -> usize {
 
 /// One step: the lanes, what to run on each, and who is running which.
 struct Job {
-    /// The next lane index to claim (claims past `len` mean: nothing left).
+    /// The next position in `order` to claim (claims past `len` mean: nothing left).
     next: AtomicUsize,
     len: usize,
+    /// The lane indexes in the order they are claimed (dearest first).
+    order: Vec<usize>,
+    /// What each lane (by index) cost in this step, in ns of wall time.
+    spent: Vec<AtomicU64>,
     /// Workers inside [`Job::work`] (the dispatcher is not counted).
     in_flight: AtomicUsize,
     /// The step's lanes; valid, and each element handed out once, while the step runs.
@@ -87,7 +99,7 @@ struct Job {
 }
 
 // SAFETY: the raw pointers are only dereferenced for lane indexes below `len` claimed once
-// each through `next`, and `LaneWorkers::run` does not return (so the lanes and `f` stay
+// each through `next` (positions in `order`, a permutation of `0..len`), and `LaneWorkers::run` does not return (so the lanes and `f` stay
 // borrowed) before every thread that claimed one is done (`in_flight` is 0). `ChefLane` is
 // `Send` and `f` is `Sync`, so using them from another thread is sound.
 #[allow(unsafe_code)]
@@ -100,15 +112,22 @@ impl Job {
     /// Claim and run lanes until none is left.
     fn work(&self) {
         loop {
-            let i = self.next.fetch_add(1, SeqCst);
+            let k = self.next.fetch_add(1, SeqCst);
+            let Some(&i) = self.order.get(k) else {
+                return;
+            };
             if i >= self.len {
                 return;
             }
+            let started = Instant::now();
             // SAFETY: `i < len` was claimed by this thread alone (fetch_add), and the lanes
             // and `f` outlive the step (see the `Send` impl).
             #[allow(unsafe_code)]
             let (lane, f) = unsafe { (&mut *self.lanes.add(i), &*self.f) };
             f(i, lane);
+            if let Some(spent) = self.spent.get(i) {
+                spent.store(started.elapsed().as_nanos() as u64, Relaxed);
+            }
         }
     }
 }
@@ -137,6 +156,9 @@ pub struct LaneWorkers {
     shared: Arc<Shared>,
     handles: Vec<JoinHandle<()>>,
     threads: usize,
+    /// What each lane (by index) cost in the last step that ran it, in ns: the claim
+    /// order of the next step (dearest first). Reset when the number of lanes changes.
+    last_cost: Mutex<Vec<u64>>,
 }
 
 impl LaneWorkers {
@@ -156,6 +178,7 @@ impl LaneWorkers {
             shared,
             handles,
             threads: threads.max(1),
+            last_cost: Mutex::new(Vec::new()),
         })
     }
 
@@ -170,9 +193,12 @@ impl LaneWorkers {
         // SAFETY (lifetime erasure): `job.f` is used only while this call runs (see `Job`).
         #[allow(unsafe_code)]
         let f: *const LaneFn<'static> = unsafe { std::mem::transmute(f as *const LaneFn<'_>) };
+        let order = self.claim_order(lanes.len());
         let job = Arc::new(Job {
             next: AtomicUsize::new(0),
             len: lanes.len(),
+            order,
+            spent: (0..lanes.len()).map(|_| AtomicU64::new(0)).collect(),
             in_flight: AtomicUsize::new(0),
             lanes: lanes.as_mut_ptr(),
             f,
@@ -194,12 +220,43 @@ impl LaneWorkers {
             g = self.shared.left.wait(g).unwrap_or_else(|p| p.into_inner());
         }
         drop(g);
+        self.remember_costs(&job.spent);
         if let Err(p) = mine {
             resume_unwind(p);
         }
         let panicked = lock(&job.panic).take();
         if let Some(p) = panicked {
             resume_unwind(p);
+        }
+    }
+}
+
+impl LaneWorkers {
+    /// The order in which a step over `len` lanes claims them: dearest first by the last
+    /// step's costs (ties, and lanes never timed, in chef order).
+    fn claim_order(&self, len: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..len).collect();
+        let costs = lock(&self.last_cost);
+        if costs.len() == len {
+            // Stable: equal costs keep chef order.
+            order.sort_by(|&a, &b| costs[b].cmp(&costs[a]));
+        }
+        order
+    }
+
+    /// Fold what each lane cost in the step just run into the costs the next order follows
+    /// (a lane the step skipped cost 0).
+    fn remember_costs(&self, spent: &[AtomicU64]) {
+        let mut costs = lock(&self.last_cost);
+        if costs.len() == spent.len() {
+            // Half the old, half the new: one odd step (a poke, a quiet batch) does not
+            // reorder the lanes on its own.
+            for (cost, s) in costs.iter_mut().zip(spent) {
+                *cost = *cost / 2 + s.load(Relaxed) / 2;
+            }
+        } else {
+            costs.clear();
+            costs.extend(spent.iter().map(|s| s.load(Relaxed)));
         }
     }
 }
@@ -272,5 +329,32 @@ mod tests {
         assert_eq!(default_replay_threads_for(2, 8), 2);
         assert_eq!(default_replay_threads_for(8, 3), 3);
         assert_eq!(default_replay_threads_for(4, 0), 1);
+    }
+    #[test]
+    fn lanes_are_claimed_dearest_first_by_their_recent_costs() {
+        let workers = LaneWorkers::new(2).expect("a worker thread");
+        let spent = |ns: &[u64]| ns.iter().map(|&n| AtomicU64::new(n)).collect::<Vec<_>>();
+        // Never timed: chef order.
+        assert_eq!(workers.claim_order(3), vec![0, 1, 2]);
+        workers.remember_costs(&spent(&[10, 50, 30]));
+        assert_eq!(workers.claim_order(3), vec![1, 2, 0]);
+        // Equal costs keep chef order.
+        workers.remember_costs(&spent(&[10, 50, 30]));
+        workers.remember_costs(&spent(&[40, 40, 40]));
+        assert_eq!(
+            workers.claim_order(3),
+            vec![1, 2, 0],
+            "one step moves it halfway"
+        );
+        workers.remember_costs(&spent(&[100, 0, 0]));
+        assert_eq!(workers.claim_order(3)[0], 0);
+        // Another number of lanes (a chef came or went): chef order until timed again.
+        assert_eq!(workers.claim_order(4), vec![0, 1, 2, 3]);
+        workers.remember_costs(&spent(&[0, 0, 0, 7]));
+        assert_eq!(workers.claim_order(4), vec![3, 0, 1, 2]);
+        // Whatever the order, every position claims a distinct lane.
+        let mut sorted = workers.claim_order(4);
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![0, 1, 2, 3]);
     }
 }
