@@ -237,6 +237,26 @@ struct FlowStreams<T> {
     tag: T,
 }
 
+impl<T> FlowStreams<T> {
+    /// Both directions' streams end here (an RST, or the flow's end): holes still open
+    /// become gaps and the rest goes out as their last chunks, the originator's first.
+    fn finish_both(
+        &mut self,
+        emit: &mut Emit<'_>,
+        held_total: &mut u64,
+        stats: &mut ReassemblyStats,
+    ) {
+        for (d, direction) in self
+            .dirs
+            .iter_mut()
+            .zip([Direction::FromOriginator, Direction::FromResponder])
+        {
+            emit.direction = direction;
+            d.finish(emit, held_total, stats, true);
+        }
+    }
+}
+
 /// Where a chunk goes, and what the emitting segment carries.
 struct Emit<'b> {
     out: &'b mut ChunkBatch,
@@ -398,14 +418,7 @@ impl<T: Copy> Reassembler<T> {
             timestamp_ns: seg.timestamp_ns,
         };
         if seg.rst {
-            for (i, d) in streams.dirs.iter_mut().enumerate() {
-                emit.direction = if i == 0 {
-                    Direction::FromOriginator
-                } else {
-                    Direction::FromResponder
-                };
-                d.finish(&mut emit, held_total, stats, true);
-            }
+            streams.finish_both(&mut emit, held_total, stats);
             return Some(flow_tag);
         }
         let d = &mut streams.dirs[index(direction)];
@@ -468,13 +481,8 @@ impl<T: Copy> Reassembler<T> {
                 direction: Direction::FromOriginator,
                 timestamp_ns,
             };
-            for (i, d) in streams.dirs.iter_mut().enumerate() {
-                emit.direction = if i == 0 {
-                    Direction::FromOriginator
-                } else {
-                    Direction::FromResponder
-                };
-                d.finish(&mut emit, held_total, stats, true);
+            streams.finish_both(&mut emit, held_total, stats);
+            for d in &mut streams.dirs {
                 // Pieces a finished direction still held (none, unless `set_want` cut the
                 // stream short) go with the flow, as when its state was dropped.
                 drop(std::mem::take(&mut d.held));
