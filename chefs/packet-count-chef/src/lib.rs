@@ -252,7 +252,7 @@ impl<'de> Deserialize<'de> for PacketCountChef {
                         ));
                     }
                     let name: &'static str = match chef.counts.iter().find(|(k, _)| *k == name) {
-                        Some((k, _)) => *k,
+                        Some((k, _)) => k,
                         None => Box::leak(name.into_boxed_str()),
                     };
                     match chef.counts.iter_mut().find(|(k, _)| *k == name) {
