@@ -456,33 +456,27 @@ pub fn top_talkers_json(t: &TopTalkers) -> String {
     json_u64(&mut out, s.flows as u64);
     out.push_str(",\"flows_evicted\":");
     json_u64(&mut out, s.flows_evicted);
-    out.push_str(",\"top_flows\":[");
-    for (i, f) in s.top_flows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    out.push_str(",\"top_flows\":");
+    json_list(&mut out, &s.top_flows, |out, f| {
         out.push_str("{\"protocol\":");
-        json_plain_str(&mut out, &f.protocol);
+        json_plain_str(out, &f.protocol);
         out.push_str(",\"src\":");
-        json_socket_addr(&mut out, f.src);
+        json_socket_addr(out, f.src);
         out.push_str(",\"dst\":");
-        json_socket_addr(&mut out, f.dst);
+        json_socket_addr(out, f.dst);
         out.push(',');
-        json_counts(&mut out, f.counts);
+        json_counts(out, f.counts);
         out.push('}');
-    }
-    out.push_str("],\"top_hosts\":[");
-    for (i, h) in s.top_hosts.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    });
+    out.push_str(",\"top_hosts\":");
+    json_list(&mut out, &s.top_hosts, |out, h| {
         out.push_str("{\"ip\":");
-        json_ip(&mut out, h.ip);
+        json_ip(out, h.ip);
         out.push(',');
-        json_counts(&mut out, h.counts);
+        json_counts(out, h.counts);
         out.push('}');
-    }
-    out.push_str("],\"connections_started\":");
+    });
+    out.push_str(",\"connections_started\":");
     json_u64(&mut out, s.connections_started);
     let e = s.connections_ended;
     out.push_str(",\"connections_ended\":{\"fin\":");
@@ -495,27 +489,36 @@ pub fn top_talkers_json(t: &TopTalkers) -> String {
     json_u64(&mut out, e.evicted);
     out.push_str(",\"end_of_capture\":");
     json_u64(&mut out, e.end_of_capture);
-    out.push_str("},\"top_ended\":[");
-    for (i, x) in s.top_ended.iter().enumerate() {
+    out.push_str("},\"top_ended\":");
+    json_list(&mut out, &s.top_ended, |out, x| {
+        out.push_str("{\"protocol\":");
+        json_plain_str(out, x.protocol);
+        out.push_str(",\"originator\":");
+        json_socket_addr(out, x.originator);
+        out.push_str(",\"responder\":");
+        json_socket_addr(out, x.responder);
+        out.push_str(",\"packets\":");
+        json_u64(out, x.packets);
+        out.push_str(",\"bytes\":");
+        json_u64(out, x.bytes);
+        out.push_str(",\"end_reason\":");
+        json_plain_str(out, x.end_reason);
+        out.push('}');
+    });
+    out.push_str("}}");
+    out
+}
+
+/// A JSON array of `items`, each written by `item`.
+fn json_list<T>(out: &mut String, items: &[T], mut item: impl FnMut(&mut String, &T)) {
+    out.push('[');
+    for (i, x) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str("{\"protocol\":");
-        json_plain_str(&mut out, x.protocol);
-        out.push_str(",\"originator\":");
-        json_socket_addr(&mut out, x.originator);
-        out.push_str(",\"responder\":");
-        json_socket_addr(&mut out, x.responder);
-        out.push_str(",\"packets\":");
-        json_u64(&mut out, x.packets);
-        out.push_str(",\"bytes\":");
-        json_u64(&mut out, x.bytes);
-        out.push_str(",\"end_reason\":");
-        json_plain_str(&mut out, x.end_reason);
-        out.push('}');
+        item(out, x);
     }
-    out.push_str("]}}");
-    out
+    out.push(']');
 }
 
 fn secs(ns: u64) -> f64 {
