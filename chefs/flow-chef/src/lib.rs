@@ -372,6 +372,18 @@ const OCTET_AT: [u16; 257] = {
     at
 };
 
+/// An IPv4 address in dotted decimal, unquoted (its `Display` text).
+fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    let [a, b, c, d] = ip.octets();
+    push_octet(out, a);
+    out.push('.');
+    push_octet(out, b);
+    out.push('.');
+    push_octet(out, c);
+    out.push('.');
+    push_octet(out, d);
+}
+
 /// A socket address as a JSON string, as `chef_sdk::ser::socket_addr` writes it (its text
 /// has no character JSON escapes).
 fn json_socket_addr(out: &mut String, addr: SocketAddr) {
@@ -379,14 +391,7 @@ fn json_socket_addr(out: &mut String, addr: SocketAddr) {
     out.push('"');
     match addr {
         SocketAddr::V4(v4) => {
-            let [a, b, c, d] = v4.ip().octets();
-            push_octet(out, a);
-            out.push('.');
-            push_octet(out, b);
-            out.push('.');
-            push_octet(out, c);
-            out.push('.');
-            push_octet(out, d);
+            push_ipv4(out, *v4.ip());
             out.push(':');
             out.push_str(itoa::Buffer::new().format(v4.port()));
         }
@@ -411,16 +416,7 @@ fn json_ip(out: &mut String, ip: IpAddr) {
     use std::fmt::Write;
     out.push('"');
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            push_octet(out, a);
-            out.push('.');
-            push_octet(out, b);
-            out.push('.');
-            push_octet(out, c);
-            out.push('.');
-            push_octet(out, d);
-        }
+        IpAddr::V4(v4) => push_ipv4(out, v4),
         // Writing into a `String` cannot fail.
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
