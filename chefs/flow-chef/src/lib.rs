@@ -5,7 +5,8 @@
 //! Drivers: packet and interval. Interest: IPv4 and IPv6, with flow events.
 //!
 //! Packet payload, once per connection the kitchen's flow table ends (FIN, RST, idle
-//! timeout, eviction, end of capture); `originator` opened it:
+//! timeout, eviction, end of capture), for at most [`MAX_ENDED_REPORTED_PER_SEC`]
+//! connections per second of capture time; `originator` opened it:
 //!
 //! ```json
 //! {"flow_ended": {"id": 7, "protocol": "tcp", "originator": "10.0.0.5:51234",
@@ -26,6 +27,7 @@
 //!    "top_hosts": [{"ip": "10.0.0.5", "packets": 60, "bytes": 40000}],
 //!    "connections_started": 4,
 //!    "connections_ended": {"fin": 2, "rst": 0, "idle_timeout": 1, "evicted": 0, "end_of_capture": 0},
+//!    "connections_unreported": 0,
 //!    "top_ended": [{"protocol": "tcp", "originator": "10.0.0.5:51234",
 //!                   "responder": "93.184.216.34:443", "packets": 22, "bytes": 32600,
 //!                   "end_reason": "fin"}]}}
@@ -34,6 +36,11 @@
 //! * `connections_*` and `top_ended` (at most [`TOP_N`] connections ended this interval,
 //!   largest `bytes` both ways first) come from the kitchen's flow events: bidirectional, one
 //!   per connection, with the kitchen's flow-table bounds and timeouts.
+//! * `connections_unreported`: connections ended this interval that got no `flow_ended`
+//!   dumpling because [`MAX_ENDED_REPORTED_PER_SEC`] had already been sent in their second
+//!   (a scan or a flood ends ~10^5 connections a second; one dumpling each would bury the
+//!   hub and every eater, and the kitchen's output budget would drop them anyway, unseen by
+//!   the chef). They are in `connections_ended` and `top_ended` all the same.
 //!
 //! * `bytes` are wire lengths of the frames (`original-len`), so they include headers.
 //! * A flow is one direction of (protocol, source, destination); ports are `0` for
@@ -68,6 +75,12 @@ pub const MAX_FLOWS: usize = 4096;
 pub const MAX_HOSTS: usize = 1024;
 /// Entries in each top list.
 pub const TOP_N: usize = 10;
+/// `flow_ended` dumplings sent per second of capture time at most (~0.35 MB/s of payload,
+/// 2 % of the kitchen's default output budget per chef); the rest are only counted
+/// (`connections_unreported`). A second is that of the connection's last packet, never
+/// going back before the next poke (so evictions of older connections, whose last packets
+/// lie seconds back, do not reopen a spent second).
+pub const MAX_ENDED_REPORTED_PER_SEC: u64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
@@ -139,6 +152,9 @@ pub struct Summary {
     pub connections_started: u64,
     /// Connections it ended this interval, by reason.
     pub connections_ended: EndCounts,
+    /// Of those, how many got no `flow_ended` dumpling (over
+    /// [`MAX_ENDED_REPORTED_PER_SEC`]).
+    pub connections_unreported: u64,
     /// The largest of them.
     pub top_ended: Vec<EndedEntry>,
 }
@@ -230,6 +246,12 @@ pub struct TopTalkersChef {
     evicted_before: u64,
     started: u64,
     ended: EndCounts,
+    /// Ended this interval without a `flow_ended` dumpling.
+    unreported: u64,
+    /// The capture second whose `flow_ended` dumplings [`Self::reported_in_second`] counts.
+    report_second: u64,
+    /// `flow_ended` dumplings sent in `report_second`.
+    reported_in_second: u64,
     /// At most `TOP_N`, largest first.
     top_ended: Vec<EndedEntry>,
 }
@@ -243,6 +265,9 @@ impl Default for TopTalkersChef {
             evicted_before: 0,
             started: 0,
             ended: EndCounts::default(),
+            unreported: 0,
+            report_second: 0,
+            reported_in_second: 0,
             top_ended: Vec::new(),
         }
     }
@@ -485,7 +510,9 @@ pub fn top_talkers_json(t: &TopTalkers) -> String {
     json_u64(&mut out, e.evicted);
     out.push_str(",\"end_of_capture\":");
     json_u64(&mut out, e.end_of_capture);
-    out.push_str("},\"top_ended\":");
+    out.push_str("},\"connections_unreported\":");
+    json_u64(&mut out, s.connections_unreported);
+    out.push_str(",\"top_ended\":");
     json_list(&mut out, &s.top_ended, |out, x| {
         out.push_str("{\"protocol\":");
         json_plain_str(out, x.protocol);
@@ -516,6 +543,8 @@ fn json_list<T>(out: &mut String, items: &[T], mut item: impl FnMut(&mut String,
     }
     out.push(']');
 }
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 fn secs(ns: u64) -> f64 {
     Timestamp::from_nanos(ns).as_secs_f64()
@@ -590,10 +619,19 @@ impl TopTalkersChef {
             top_hosts: top(&self.hosts, |ip, counts| HostEntry { ip, counts }),
             connections_started: self.started,
             connections_ended: self.ended,
+            connections_unreported: self.unreported,
             top_ended: std::mem::take(&mut self.top_ended),
         };
         self.started = 0;
         self.ended = EndCounts::default();
+        self.unreported = 0;
+        // Capture time that went back (a merged or rewritten capture) starts counting
+        // seconds again from the poke's clock.
+        let now_second = tick.now.as_nanos() / NANOS_PER_SEC;
+        if now_second < self.report_second {
+            self.report_second = now_second;
+            self.reported_in_second = 0;
+        }
         self.total = Counts::default();
         self.evicted_before = self.flows.evicted();
         self.flows.clear();
@@ -683,6 +721,25 @@ impl TopTalkersChef {
         out
     }
 
+    /// Counts one ended connection and returns its `flow_ended` text, unless
+    /// [`MAX_ENDED_REPORTED_PER_SEC`] have been sent in the second of its last packet (then
+    /// it is counted in `connections_unreported` and its text is never written).
+    pub fn on_ended(&mut self, s: &FlowSummary) -> Option<String> {
+        let second = s.last_ns / NANOS_PER_SEC;
+        if second > self.report_second {
+            self.report_second = second;
+            self.reported_in_second = 0;
+        }
+        if self.reported_in_second < MAX_ENDED_REPORTED_PER_SEC {
+            self.reported_in_second += 1;
+            Some(self.ended_json(s))
+        } else {
+            self.count_ended(s);
+            self.unreported += 1;
+            None
+        }
+    }
+
     /// Counts one ended connection into the interval (by reason, and into `top_ended`);
     /// returns its protocol name, endpoints and reason name.
     fn count_ended(
@@ -745,7 +802,7 @@ impl Chef for TopTalkersChef {
                 self.started += 1;
                 EndedJson(None)
             }
-            FlowEvent::Ended(s) => EndedJson(Some(self.ended_json(s))),
+            FlowEvent::Ended(s) => EndedJson(self.on_ended(s)),
         }
     }
 }
@@ -844,10 +901,57 @@ mod tests {
         assert!(top
             .windows(2)
             .all(|w| w[0]["bytes"].as_u64() >= w[1]["bytes"].as_u64()));
+        assert_eq!(t["connections_unreported"], 0);
         // The next interval starts from zero.
         let t = &poke(&mut chef, 3)[0]["top_talkers"];
         assert_eq!(t["connections_ended"]["fin"], 0);
         assert_eq!(t["top_ended"], serde_json::json!([]));
+    }
+
+    /// A connection ending at `last_ns`.
+    fn ended_at(id: u64, last_ns: u64) -> FlowEvent {
+        match summary(id, 1000, 60, FlowEndReason::Evicted) {
+            FlowEvent::Ended(s) => FlowEvent::Ended(FlowSummary {
+                first_ns: last_ns,
+                last_ns,
+                ..s
+            }),
+            start => start,
+        }
+    }
+
+    /// A flood of ended connections gets `MAX_ENDED_REPORTED_PER_SEC` dumplings per second
+    /// of capture time; the rest are counted, never lost: in `connections_ended`,
+    /// `connections_unreported` and `top_ended`. Older seconds (evictions) do not reopen a
+    /// spent one; time going back before a poke does.
+    #[test]
+    fn a_flood_of_ended_connections_is_reported_up_to_the_cap_and_counted() {
+        let mut chef = TopTalkersChef::default();
+        let cap = MAX_ENDED_REPORTED_PER_SEC;
+        let send = |chef: &mut TopTalkersChef, id: u64, at: u64| {
+            payloads(chef.on_flow_event(&ended_at(id, at))).len() as u64
+        };
+        let second = 1_700_000_000 * NANOS_PER_SEC;
+        // 3 × cap in one second, then cap + 5 in the next (every other one stamped a second
+        // earlier, as evictions of older connections are).
+        let mut sent: u64 = (0..3 * cap).map(|i| send(&mut chef, i, second + i)).sum();
+        assert_eq!(sent, cap);
+        let next = second + NANOS_PER_SEC;
+        for i in 0..cap + 5 {
+            let at = if i % 2 == 0 { next + i } else { second + i };
+            sent += send(&mut chef, 10 * cap + i, at);
+        }
+        assert_eq!(sent, 2 * cap);
+        let t = &poke(&mut chef, next + NANOS_PER_SEC)[0]["top_talkers"];
+        let total = 4 * cap + 5;
+        assert_eq!(t["connections_ended"]["evicted"], total);
+        assert_eq!(t["connections_unreported"], total - 2 * cap);
+        assert_eq!(t["top_ended"].as_array().map(Vec::len), Some(TOP_N));
+        // Capture time went back: counting starts again from the poke's second.
+        let earlier = 1_600_000_000 * NANOS_PER_SEC;
+        let t = &poke(&mut chef, earlier)[0]["top_talkers"];
+        assert_eq!(t["connections_unreported"], 0);
+        assert_eq!(send(&mut chef, 99 * cap, earlier), 1);
     }
 
     /// The hand-written `flow_ended` text is byte for byte serde_json's, for IPv4 and IPv6
@@ -915,6 +1019,7 @@ mod tests {
                     evicted: edge(r >> 4),
                     end_of_capture: edge(r >> 6),
                 },
+                connections_unreported: edge(r >> 12),
                 top_ended: n(3)
                     .into_iter()
                     .map(|i| EndedEntry {
