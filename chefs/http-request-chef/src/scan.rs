@@ -126,6 +126,13 @@ impl RequestScanner {
             return;
         }
         if offset == 0 {
+            if !may_start_request(data) {
+                // Not a request: never followed. Checked before inserting, so the many
+                // streams that are not HTTP cost no insert and removal, and never push a
+                // followed connection out of a full table.
+                self.conns.remove(&flow);
+                return;
+            }
             self.conns.insert(flow, Conn::default());
         }
         let Some(conn) = self.conns.get_mut(&flow) else {
@@ -213,6 +220,33 @@ mod tests {
 
     const A: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
     const B: &[u8] = b"GET /b HTTP/1.1\r\nHost: y\r\n\r\n";
+
+    /// Streams that are not HTTP, however many, do not push a followed connection out of a
+    /// full table.
+    #[test]
+    fn streams_that_are_not_requests_evict_nothing() {
+        let mut scanner = RequestScanner::default();
+        let mut out = Vec::new();
+        let followed = 0..MAX_CONNECTIONS as u64;
+        for flow in followed.clone() {
+            scanner.push(flow, 0, 0, &A[..20], false, |h| out.push(h.to_vec()));
+        }
+        for flow in 10_000..(10_000 + 4 * MAX_CONNECTIONS as u64) {
+            scanner.push(flow, 0, 0, b"\x16\x03\x01\x02\x00", false, |h| {
+                out.push(h.to_vec())
+            });
+            assert!(!scanner.follows(flow));
+        }
+        assert!(
+            followed.clone().all(|f| scanner.follows(f)),
+            "TLS evicted HTTP"
+        );
+        for flow in followed {
+            scanner.push(flow, 20, 0, &A[20..], false, |h| out.push(h.to_vec()));
+        }
+        assert_eq!(out.len(), MAX_CONNECTIONS);
+        assert!(out.iter().all(|h| h == A));
+    }
 
     #[test]
     fn keep_alive_requests_at_every_split() {
