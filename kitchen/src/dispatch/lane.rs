@@ -182,6 +182,11 @@ pub struct ChefLane {
     pub qualified_name: String,
     /// A selective chef's waiting packets ([`crate::dispatch::chef_queue`]).
     queue: ChefQueue,
+    /// Scratch: where a batch's matching packets are in it.
+    matched_at: Vec<usize>,
+    /// Scratch: their records, for a call against the batch's own arena
+    /// ([`chef_queue::is_dense`]).
+    picked: Vec<WirePacket>,
     counters: ChefCounters,
     /// Dumplings of this lane's calls, checked and wrapped, waiting to be sent in chef order.
     ready: Vec<String>,
@@ -227,6 +232,8 @@ impl ChefLane {
             matcher: slot.matcher,
             qualified_name: slot.qualified_name,
             queue: ChefQueue::default(),
+            matched_at: Vec::new(),
+            picked: Vec::new(),
             counters: ChefCounters {
                 reloads,
                 ..ChefCounters::default()
@@ -477,22 +484,28 @@ impl ChefLane {
             self.call_packets(&batch.packets, &batch.arena, ctx.packed_batch, ctx);
             return;
         }
-        if self.queue.is_empty() && chef_queue::takes_whole(batch, &self.matcher) {
-            // The queue would copy exactly this batch and be called with it below: the
-            // same call, without the copy.
-            self.call_packets(&batch.packets, &batch.arena, None, ctx);
+        let mut at = std::mem::take(&mut self.matched_at);
+        at.clear();
+        at.extend(chef_queue::matching(batch, &self.matcher));
+        if self.queue.is_empty() && chef_queue::is_dense(at.len(), batch.len()) {
+            // Most of the batch: called with the batch's own arena and just the matching
+            // records, no frame copied (see `chef_queue::is_dense`).
+            let mut picked = std::mem::take(&mut self.picked);
+            picked.clear();
+            picked.extend(at.iter().map(|&i| batch.packets[i]));
+            self.call_packets(&picked, &batch.arena, None, ctx);
+            self.picked = picked;
+            self.matched_at = at;
             return;
         }
-        for at in 0..batch.len() {
-            if !self.matcher.matches(&batch.classes[at]) {
-                continue;
-            }
-            let frame_len = chef_queue::packet_bytes(&batch.packets[at].0);
+        for &i in &at {
+            let frame_len = chef_queue::packet_bytes(&batch.packets[i].0);
             if self.queue.cannot_take(frame_len) {
                 self.call_queued(ctx);
             }
-            self.queue.push(batch, at, ctx.started);
+            self.queue.push(batch, i, ctx.started);
         }
+        self.matched_at = at;
         let live = ctx.mode == ClockMode::Live;
         if self.queue.is_full()
             || (live

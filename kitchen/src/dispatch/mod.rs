@@ -12,9 +12,10 @@
 //!   get their packets queued with their own compacted arena ([`crate::dispatch::chef_queue`]), so a
 //!   DNS chef neither pays for copying every HTTP payload nor for a wasm call per batch
 //!   for its three packets in it: it is called when its queue is full, before each poke,
-//!   on [`Dispatcher::flush`] and, live, when a packet has waited 50 ms. A full batch that
-//!   such a chef matches whole, arriving at its empty queue, is passed as is
-//!   ([`crate::dispatch::chef_queue::takes_whole`]): the queue would copy exactly it.
+//!   on [`Dispatcher::flush`] and, live, when a packet has waited 50 ms. A batch that
+//!   such a chef mostly matches, arriving at its empty queue, skips it: the chef is called
+//!   with the matching records and the batch's own arena
+//!   ([`crate::dispatch::chef_queue::is_dense`]), no frame copied.
 //! * Each chef has one lane ([`ChefLane`], [`lane`]): the chef, its interest, its queue
 //!   and every counter kept about it; the dispatcher holds the lanes in a fixed order
 //!   (sorted by name). A step (a batch, a poke, a flush of the queues, a delivery of flow
