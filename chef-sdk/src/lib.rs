@@ -50,6 +50,7 @@ mod packet;
 pub mod parse;
 pub mod ser;
 pub mod state;
+pub mod tally;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;

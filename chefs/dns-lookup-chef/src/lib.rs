@@ -46,9 +46,9 @@
 
 use chef_sdk::bounded::BoundedMap;
 use chef_sdk::parse::dns;
+use chef_sdk::tally::{NameTally, TallyEntry};
 use chef_sdk::{
-    CachedPayload, Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick, Timestamp,
-    TransportProtocol,
+    Chef, ChefInfo, Drivers, Dumplings, Interest, Packet, Tick, Timestamp, TransportProtocol,
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,73 +85,29 @@ pub struct Lookup {
     pub when: Timestamp,
 }
 
-/// Per-name counts in the interval payload.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Seen {
-    /// Queries seen for the name.
-    pub count: u64,
-    /// Time of the latest one.
-    pub latest: Timestamp,
-}
-
-/// One name's entry in the table: its counts and, while they are unchanged, the
-/// `"name":{"count":..,"latest":..}` text they give in `lookups_seen` (empty: not made
-/// yet, or the counts changed since). Serialised, saved and restored as its [`Seen`] alone,
-/// so the payload and the snapshot are what they were with the counts alone.
-pub struct Entry {
-    /// The counts.
-    pub seen: Seen,
-    /// The entry's text in `lookups_seen` for these counts; empty when stale.
-    text: String,
-}
-
-impl From<Seen> for Entry {
-    fn from(seen: Seen) -> Self {
-        Entry {
-            seen,
-            text: String::new(),
-        }
-    }
-}
-
-impl Serialize for Entry {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.seen.serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Entry {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Seen::deserialize(d).map(Entry::from)
-    }
-}
+pub use chef_sdk::tally::Seen;
 
 /// Interval payload: `{"lookups_seen": {...}}`.
 #[derive(Serialize)]
 pub struct LookupsSeen<'a> {
     /// Name → counts, first-seen order.
-    pub lookups_seen: &'a BoundedMap<String, Entry>,
+    pub lookups_seen: &'a BoundedMap<String, TallyEntry>,
 }
 
 /// The chef: counts per host name (its state across a reload, too).
 #[derive(Serialize, Deserialize)]
 pub struct DnsLookupChef {
-    seen: BoundedMap<String, Entry>,
+    /// Counts per name; its interval payload's text kept while no lookup changed it
+    /// (most pokes of a real capture: the table is sent whole every poke).
+    seen: NameTally,
     recent: BoundedMap<QueryKey, Timestamp>,
-    /// The interval payload's text while `seen` has not changed (most pokes of a real
-    /// capture: the table is sent whole every poke). Not saved across a reload. When a
-    /// lookup changed the table, the text is rebuilt from each entry's own text, made again
-    /// only for the entries that changed (a walk of the table instead of serialising it).
-    #[serde(skip)]
-    summary_json: CachedPayload,
 }
 
 impl Default for DnsLookupChef {
     fn default() -> Self {
         DnsLookupChef {
-            seen: BoundedMap::new(MAX_HOSTNAMES).with_state_budget(STATE_BUDGET),
+            seen: NameTally::new(MAX_HOSTNAMES, STATE_BUDGET),
             recent: BoundedMap::new(MAX_RECENT_QUERIES).with_state_budget(STATE_BUDGET),
-            summary_json: CachedPayload::default(),
         }
     }
 }
@@ -180,22 +136,7 @@ impl DnsLookupChef {
                 return None;
             }
         }
-        // A name seen before is updated in place (no copy of the name); `get_mut` marks it
-        // as just used exactly as `get_or_insert_with` would.
-        let entry = match self.seen.get_mut(question.name.as_str()) {
-            Some(entry) => entry,
-            None => self.seen.get_or_insert_with(question.name.clone(), || {
-                Entry::from(Seen {
-                    count: 0,
-                    latest: when,
-                })
-            }),
-        };
-        entry.seen.count += 1;
-        entry.seen.latest = when;
-        // Its text is stale (cleared, keeping its buffer for the next one).
-        entry.text.clear();
-        self.summary_json.invalidate();
+        self.seen.count(&question.name, when);
         Some(LookupDumpling {
             lookup: Lookup {
                 hostname: question.name,
@@ -207,7 +148,7 @@ impl DnsLookupChef {
     /// The interval payload.
     pub fn summary(&self) -> LookupsSeen<'_> {
         LookupsSeen {
-            lookups_seen: &self.seen,
+            lookups_seen: self.seen.names(),
         }
     }
 }
@@ -233,64 +174,16 @@ impl Chef for DnsLookupChef {
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
         // Rebuilt only when a lookup changed the table since the last poke, and then from
         // each entry's kept text (the same text as serialising `summary()`).
-        let DnsLookupChef {
-            seen, summary_json, ..
-        } = self;
-        summary_json.payload_text(|| summary_text(seen))
+        self.seen.payload("lookups_seen")
     }
 
     fn restored(&mut self) -> Result<(), String> {
         // This version's bounds, whatever the old version's were.
-        self.seen.set_capacity(MAX_HOSTNAMES);
-        self.summary_json.invalidate();
-        self.seen.set_state_budget(STATE_BUDGET);
+        self.seen.restored(MAX_HOSTNAMES, STATE_BUDGET);
         self.recent.set_capacity(MAX_RECENT_QUERIES);
         self.recent.set_state_budget(STATE_BUDGET);
         Ok(())
     }
-}
-
-/// `{"lookups_seen":{...}}` from each entry's kept text, making it again only for the
-/// entries whose counts changed; exactly
-/// `serde_json::to_string(&LookupsSeen { lookups_seen: seen })`.
-fn summary_text(seen: &mut BoundedMap<String, Entry>) -> Option<String> {
-    let mut out = String::with_capacity(64 * seen.len() + 20);
-    out.push_str("{\"lookups_seen\":{");
-    let mut first = true;
-    let mut failed = None;
-    seen.for_each_mut(|name, entry| {
-        if failed.is_some() {
-            return;
-        }
-        // A made text is never empty (it holds at least `"":{`), so empty means stale.
-        if entry.text.is_empty() {
-            match (
-                chef_sdk::serde_json::to_string(name),
-                chef_sdk::serde_json::to_string(&entry.seen),
-            ) {
-                (Ok(key), Ok(value)) => {
-                    entry.text.push_str(&key);
-                    entry.text.push(':');
-                    entry.text.push_str(&value);
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    failed = Some(e);
-                    return;
-                }
-            }
-        }
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&entry.text);
-    });
-    if let Some(e) = failed {
-        chef_sdk::log::error(&format!("lookups_seen does not serialise: {e}"));
-        return None;
-    }
-    out.push_str("}}");
-    Some(out)
 }
 
 impl LookupDumpling {
@@ -422,8 +315,7 @@ mod tests {
         }
         // After a poke every entry holds its text, and only the table's entries are kept.
         let _ = poke_raw(&mut chef, 0);
-        assert!(chef.seen.iter().all(|(_, e)| !e.text.is_empty()));
-        assert_eq!(chef.seen.len(), MAX_HOSTNAMES);
+        assert_eq!(chef.seen.names().len(), MAX_HOSTNAMES);
     }
 
     #[test]
@@ -446,7 +338,7 @@ mod tests {
         let mut chef = DnsLookupChef::default();
         let out = batch_names(&b, &mut chef);
         assert_eq!(out, ["a.bc", "a.bc"]);
-        assert_eq!(chef.seen.get("a.bc").map(|s| s.seen.count), Some(2));
+        assert_eq!(chef.seen.names().get("a.bc").map(|s| s.seen.count), Some(2));
     }
 
     fn batch_names(b: &Batch, chef: &mut DnsLookupChef) -> Vec<String> {
@@ -479,14 +371,14 @@ mod tests {
             [0, 3, 4],
             "the resends at 1 s and 2 s are the first lookup"
         );
-        assert_eq!(chef.seen.get("a").map(|x| x.seen.count), Some(3));
+        assert_eq!(chef.seen.names().get("a").map(|x| x.seen.count), Some(3));
     }
 
     #[test]
     fn names_are_bounded() {
         let mut chef = DnsLookupChef::default();
         for i in 0..MAX_HOSTNAMES + 5 {
-            chef.seen.insert(
+            chef.seen.names_mut().insert(
                 format!("h{i}"),
                 Seen {
                     count: 1,
@@ -495,8 +387,8 @@ mod tests {
                 .into(),
             );
         }
-        assert_eq!(chef.seen.len(), MAX_HOSTNAMES);
-        assert!(chef.seen.get("h0").is_none() && chef.seen.get("h1004").is_some());
+        assert_eq!(chef.seen.names().len(), MAX_HOSTNAMES);
+        assert!(chef.seen.names().get("h0").is_none() && chef.seen.names().get("h1004").is_some());
     }
 
     #[test]
@@ -529,7 +421,7 @@ mod tests {
             again.feed(&mut new).is_empty(),
             "the resend is the same lookup"
         );
-        assert_eq!(new.seen.get("a").map(|s| s.seen.count), Some(1));
+        assert_eq!(new.seen.names().get("a").map(|s| s.seen.count), Some(1));
     }
 
     #[test]
@@ -548,7 +440,7 @@ mod tests {
                 },
                 when,
             );
-            chef.seen.insert(
+            chef.seen.names_mut().insert(
                 long(i),
                 Seen {
                     count: u64::MAX,
@@ -561,18 +453,19 @@ mod tests {
         // The newest names are the ones kept.
         assert!(restored
             .seen
+            .names()
             .get(long(MAX_RECENT_QUERIES - 1).as_str())
             .is_some());
         assert!(
-            restored.seen.len() > MAX_HOSTNAMES / 2,
+            restored.seen.names().len() > MAX_HOSTNAMES / 2,
             "{}",
-            restored.seen.len()
+            restored.seen.names().len()
         );
         // Ordinary names all fit.
         let mut chef = DnsLookupChef::default();
         for i in 0..MAX_HOSTNAMES {
             let name = format!("host-{i}.a-rather-long-subdomain.example.test");
-            chef.seen.insert(
+            chef.seen.names_mut().insert(
                 name,
                 Seen {
                     count: 1,
@@ -585,12 +478,13 @@ mod tests {
             chef_sdk::testing::reload(&chef)
                 .expect("restored")
                 .seen
+                .names()
                 .len(),
             MAX_HOSTNAMES
         );
         // A state saved with a larger bound is trimmed to this version's, oldest first.
-        chef.seen.set_capacity(MAX_HOSTNAMES * 2);
-        chef.seen.insert(
+        chef.seen.names_mut().set_capacity(MAX_HOSTNAMES * 2);
+        chef.seen.names_mut().insert(
             "one more".into(),
             Seen {
                 count: 1,
@@ -600,14 +494,15 @@ mod tests {
         );
         let r = chef_sdk::testing::reload(&chef).expect("restored");
         assert_eq!(
-            (r.seen.len(), r.seen.capacity()),
+            (r.seen.names().len(), r.seen.names().capacity()),
             (MAX_HOSTNAMES, MAX_HOSTNAMES)
         );
         assert!(r
             .seen
+            .names()
             .get("host-0.a-rather-long-subdomain.example.test")
             .is_none());
-        assert!(r.seen.get("one more").is_some());
+        assert!(r.seen.names().get("one more").is_some());
     }
 
     #[test]

@@ -65,6 +65,7 @@ use chef_sdk::bounded::BoundedMap;
 use chef_sdk::flow::{Direction, FlowKey, FlowRef, IpAddress};
 use chef_sdk::parse::tls;
 use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
+use chef_sdk::tally::{NameTally, TallyEntry};
 use chef_sdk::{
     ipv4_addr, ipv6_addr, Chef, ChefInfo, Drivers, Dumplings, Interest, StreamChunk, Tick,
     Timestamp, TransportProtocol,
@@ -101,20 +102,13 @@ pub struct Hello {
     pub time: Timestamp,
 }
 
-/// Per-name counts in the interval payload.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Seen {
-    /// ClientHellos seen for the name.
-    pub count: u64,
-    /// Time of the latest one.
-    pub latest: Timestamp,
-}
+pub use chef_sdk::tally::Seen;
 
 /// Interval payload.
 #[derive(Serialize)]
 pub struct ServerNamesSeen<'a> {
     /// Name → counts, first-seen order.
-    pub server_names_seen: &'a BoundedMap<String, Seen>,
+    pub server_names_seen: &'a BoundedMap<String, TallyEntry>,
 }
 
 fn version_name(v: u16) -> String {
@@ -138,7 +132,9 @@ fn ip(addr: &IpAddress) -> IpAddr {
 /// reload, too).
 #[derive(Serialize, Deserialize)]
 pub struct TlsServerNameChef {
-    seen: BoundedMap<String, Seen>,
+    /// Counts per server name; its interval payload's text kept while no hello changed it
+    /// (most pokes: it is sent whole every poke).
+    seen: NameTally,
     hellos: HelloCollector,
     /// Proxy preludes being watched (absent from snapshots of the version before them).
     #[serde(default)]
@@ -148,7 +144,7 @@ pub struct TlsServerNameChef {
 impl Default for TlsServerNameChef {
     fn default() -> Self {
         TlsServerNameChef {
-            seen: BoundedMap::new(MAX_NAMES).with_state_budget(NAMES_STATE_BUDGET),
+            seen: NameTally::new(MAX_NAMES, NAMES_STATE_BUDGET),
             hellos: HelloCollector::default(),
             tunnels: TunnelFinder::new(Kinds::ALL),
         }
@@ -192,14 +188,7 @@ impl TlsServerNameChef {
     pub fn hello(&mut self, record: &[u8], key: &FlowKey, time: Timestamp) -> Option<TlsDumpling> {
         let hello = tls::client_hello(record)?;
         let server_name = hello.server_name?;
-        let seen = self
-            .seen
-            .get_or_insert_with(server_name.to_owned(), || Seen {
-                count: 0,
-                latest: time,
-            });
-        seen.count += 1;
-        seen.latest = time;
+        self.seen.count(server_name, time);
         Some(TlsDumpling {
             tls: Hello {
                 server_name: server_name.to_owned(),
@@ -236,14 +225,13 @@ impl Chef for TlsServerNameChef {
     }
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
-        Some(ServerNamesSeen {
-            server_names_seen: &self.seen,
-        })
+        // Made again only when a hello changed the table since the last poke (exactly
+        // what serialising `ServerNamesSeen` gives).
+        self.seen.payload("server_names_seen")
     }
 
     fn restored(&mut self) -> Result<(), String> {
-        self.seen.set_capacity(MAX_NAMES);
-        self.seen.set_state_budget(NAMES_STATE_BUDGET);
+        self.seen.restored(MAX_NAMES, NAMES_STATE_BUDGET);
         self.hellos.restored();
         self.tunnels.restored(Kinds::ALL);
         Ok(())
@@ -357,12 +345,13 @@ mod tests {
         for i in 0..MAX_NAMES {
             let name = format!("{i:04}{}", "\u{1}".repeat(251));
             let latest = Timestamp::from_nanos(u64::MAX);
-            chef.seen.insert(
+            chef.seen.names_mut().insert(
                 name,
                 Seen {
                     count: u64::MAX,
                     latest,
-                },
+                }
+                .into(),
             );
         }
         // Every pending hello as long as it can be, one byte short of whole.
@@ -381,7 +370,7 @@ mod tests {
         }
         assert_eq!(chef.tunnels.len(), tunnel::MAX_PROBES);
         let mut r = chef_sdk::testing::assert_state_fits_the_default_cap(&chef);
-        assert_eq!(r.seen.len(), MAX_NAMES);
+        assert_eq!(r.seen.names().len(), MAX_NAMES);
         assert!(!r.tunnels.is_empty(), "the newest preludes are carried");
         // The newest hellos are kept and complete with their last byte.
         let last = MAX_PENDING as u64 - 1;
