@@ -99,10 +99,11 @@ impl Dumplings for Cached<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn texts(c: Cached<'_>) -> Vec<String> {
+    /// The texts an answer sends (for this module's tests and `tally`'s).
+    pub(crate) fn texts(c: Cached<'_>) -> Vec<String> {
         let mut out = Vec::new();
         c.for_each_json(|t| out.push(t));
         out

@@ -180,13 +180,7 @@ fn payload_text(key: &str, names: &mut BoundedMap<String, TallyEntry>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Dumplings;
-
-    fn text(c: Cached<'_>) -> Vec<String> {
-        let mut out = Vec::new();
-        c.for_each_json(|t| out.push(t));
-        out
-    }
+    use crate::cached::tests::texts as text;
 
     /// What serde_json makes of the table under `key`.
     fn serde_text(key: &str, t: &NameTally) -> String {
