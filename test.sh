@@ -13,6 +13,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 if [ $quick = 0 ]; then
   step "cargo fmt --check"
   cargo fmt --all -- --check
+  cargo fmt --manifest-path chefs/Cargo.toml --all -- --check
 fi
 step "build (release, whole workspace)"
 cargo build --release --workspace --all-targets --locked
@@ -31,6 +32,11 @@ step "Rust tests (unit and end-to-end)"
 cargo test --release --workspace --locked --no-fail-fast
 step "sample chefs' own unit tests"
 cargo test --release --manifest-path chefs/Cargo.toml --target-dir target/chefs --locked
+if [ $quick = 0 ]; then
+  # A separate workspace (built for wasm32-wasip2 too), so the clippy step above misses it.
+  step "clippy (sample chefs)"
+  cargo clippy --release --manifest-path chefs/Cargo.toml --target-dir target/chefs --all-targets --locked -- -D warnings
+fi
 if [ $quick = 0 ]; then
   step "chefs in Python, JavaScript and C, built from source and run in the kitchen"
   tests/lang-chefs.sh
