@@ -335,6 +335,12 @@ mod tests {
                 poke_raw(&mut new, 9),
                 [r#"{"server_names_seen":{"www.dumpling-split.test":{"count":2,"latest":1.0}}}"#]
             );
+            // The kept text is what serialising the documented payload gives.
+            let serialised = chef_sdk::serde_json::to_string(&ServerNamesSeen {
+                server_names_seen: new.seen.names(),
+            })
+            .expect("serialises");
+            assert_eq!(poke_raw(&mut new, 10), [serialised]);
         }
     }
 
