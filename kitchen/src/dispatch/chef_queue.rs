@@ -147,8 +147,9 @@ pub fn packet_bytes(p: &crate::chef_host::bindings::Packet) -> usize {
 /// called with them at the end of the offer or soon after.
 ///
 /// Why: TopTalkersChef takes IP packets, and on the mixed corpus most of its batches hold
-/// an ARP or other frame and are short (a poke every ~70 packets cuts them), so
-/// the check that a whole batch matched rarely applied and its queue copied nearly every frame of the replay.
+/// an ARP or other frame and are short (a poke every ~70 packets cuts them), so the check
+/// that a whole batch matched rarely applied and its queue copied nearly every frame of
+/// the replay.
 /// What the chef may see beyond its packets are the bytes of the few frames it did not ask
 /// for, in the arena no record of its call points at: interest is a filter that saves
 /// calls, not a wall (a chef may ask for every packet).

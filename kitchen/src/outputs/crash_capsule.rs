@@ -3,8 +3,8 @@
 //! chef's author can reproduce the failure with `nd-sniff -r CAPSULE.pcap -d DIR -c CHEF`.
 //!
 //! * **What is saved.** For `on-packets`: the frames of the batch the chef was handed (the
-//!   whole batch for a chef interested in everything, its own queued packets for a
-//!   selective one), with their capture times (ns), lengths and link types: a nanosecond
+//!   whole batch for a chef interested in everything, its own packets for a selective
+//!   one: queued, or picked from a batch it mostly matches), with their capture times (ns), lengths and link types: a nanosecond
 //!   pcap (`.pcap`) when they share one link type, a pcapng (`.pcapng`, one interface per
 //!   link type) otherwise. For `on-interval`: a pcap without packets, and the poke's time
 //!   and interval in the note (`--capsule-poke-ns` replays that poke). For `on-stream` and
