@@ -1183,6 +1183,7 @@ fn kitchen_run_flows(
         d.set_flows(flowtrack::table::FlowConfig::default())?;
     }
     let mut reader = FileReader::open(file)?;
+    let mut waited_ns = 0;
     match threads {
         Threads::Two => {
             let options = ReplayOptions {
@@ -1190,10 +1191,13 @@ fn kitchen_run_flows(
                 stop: Arc::new(AtomicBool::new(false)),
                 progress: None,
             };
-            let (end, _) = replay(reader, &mut d, &mut NoHooks, options)?;
+            let (end, counters) = replay(reader, &mut d, &mut NoHooks, options)?;
             if !matches!(end, ReplayEnd::Done) {
                 bail!("the replay ended early: {end:?}");
             }
+            waited_ns = counters
+                .waited_ns
+                .load(std::sync::atomic::Ordering::Relaxed);
         }
         Threads::One => {
             while let Some(rec) = reader.next_packet()? {
@@ -1203,6 +1207,24 @@ fn kitchen_run_flows(
     }
     d.finish()?;
     let n = d.stats().packets;
+    {
+        // Where the dispatcher thread's wall time went: with every lane running (on every
+        // chef thread), or on its own work while the other chef threads idle.
+        let wall_ns = t.elapsed().as_nanos() as f64;
+        let lanes = d.stats().lanes_ns as f64;
+        let verdict = d.stats().verdict_lanes_ns as f64;
+        let waited = waited_ns as f64;
+        let alone = (wall_ns - lanes - verdict - waited).max(0.0);
+        let part = |ns: f64| format!("{:.0} ms ({:.0} %)", ns / 1e6, 100.0 * ns / wall_ns);
+        eprintln!(
+            "    dispatcher thread: every lane running {}, verdict lanes early {}, waiting for the reader {}, its own work {}; of {:.0} ms",
+            part(lanes),
+            part(verdict),
+            part(waited),
+            part(alone),
+            wall_ns / 1e6
+        );
+    }
     if client.is_none() {
         use std::sync::atomic::Ordering::Relaxed;
         let bytes = output.bytes.load(Relaxed);

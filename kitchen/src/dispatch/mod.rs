@@ -96,6 +96,14 @@ pub struct KitchenStats {
     pub clock: ClockAnomalies,
     /// IP reassembly ([`crate::parse::defrag`]), as of the last batch run.
     pub ip_reassembly: DefragStats,
+    /// Wall time, ns, the dispatcher spent running every lane (side by side on the chef
+    /// threads when there are several). For benchmarks: in the rest of a replay's time the
+    /// dispatcher works alone (stream stage, window building, sending) or waits for the
+    /// reader, and the other chef threads wait.
+    pub lanes_ns: u64,
+    /// Of the rest, wall time, ns, of a replay window's early runs of the lanes that give
+    /// stream verdicts (on the dispatcher thread, [`VERDICT_LAG`](crate::parse::stream_stage::VERDICT_LAG)).
+    pub verdict_lanes_ns: u64,
 }
 
 /// The dispatcher: owns the chefs and runs [`Step`]s on them; it also has a
@@ -420,6 +428,7 @@ impl Dispatcher {
                 merge_calls: self.merge_calls,
             };
             let w = &self.window;
+            let started = Instant::now();
             match &self.workers {
                 Some(workers) if self.lanes.len() > 1 => {
                     workers.run(&mut self.lanes, &|i, lane| lane.run_window(i, w, &wc))
@@ -430,6 +439,7 @@ impl Dispatcher {
                     }
                 }
             }
+            self.stats.lanes_ns += elapsed_ns(started);
             let done = self
                 .lanes
                 .iter()
@@ -605,6 +615,7 @@ impl Dispatcher {
         batch: Option<&Batch>,
         f: impl Fn(usize, &mut ChefLane, &LaneContext<'_>) + Sync,
     ) -> Result<(), SinkError> {
+        let started = Instant::now();
         self.with_lanes(batch, |lanes, ctx, workers| match workers {
             Some(w) if lanes.len() > 1 => w.run(lanes, &|i, lane| f(i, lane, ctx)),
             _ => {
@@ -613,6 +624,7 @@ impl Dispatcher {
                 }
             }
         });
+        self.stats.lanes_ns += elapsed_ns(started);
         self.send_ready()
     }
 
@@ -868,4 +880,9 @@ pub fn wall_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// Nanoseconds since `started` (saturating; for the lane timings of [`KitchenStats`]).
+fn elapsed_ns(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }

@@ -155,6 +155,7 @@ impl Dispatcher {
             merge_calls: self.merge_calls,
         };
         let w = &self.window;
+        let started = std::time::Instant::now();
         let mut all_done = true;
         for (i, lane) in self.lanes.iter_mut().enumerate() {
             if !lane.gives_verdicts() {
@@ -166,6 +167,7 @@ impl Dispatcher {
             lane.run_window(i, w, &wc);
             all_done &= lane.window_next() == n;
         }
+        self.stats.verdict_lanes_ns += super::elapsed_ns(started);
         all_done
     }
 

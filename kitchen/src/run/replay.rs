@@ -110,6 +110,9 @@ pub struct ReplayCounters {
     pub passed: AtomicU64,
     /// Bytes of the file read so far (the end of the last packet read).
     pub bytes: AtomicU64,
+    /// Wall time, ns, the dispatcher spent waiting for the reading thread's next message
+    /// (for benchmarks: where a replay's time goes).
+    pub waited_ns: AtomicU64,
 }
 
 /// Options of [`replay`].
@@ -188,7 +191,13 @@ pub fn replay(
             cut_request.store(true, Ordering::Release);
             cut_asked = true;
         }
-        let message = match rx.recv_timeout(IDLE_CHECK) {
+        let waiting = Instant::now();
+        let received = rx.recv_timeout(IDLE_CHECK);
+        counters.waited_ns.fetch_add(
+            u64::try_from(waiting.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let message = match received {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => {
                 if let Some((every, report)) = options.progress.as_mut() {
