@@ -36,7 +36,11 @@
 //! The `kitchen/*` and `default/*` variants run exactly what `nd-sniff -r` runs
 //! (`kitchen::run::replay`: a reading thread and the chefs' thread). Packets/s are by wall
 //! clock, the figure a user sees; CPU time per packet (all threads) is printed beside it,
-//! and the time inside each default chef per packet offered to it.
+//! and the time inside each default chef per packet offered to it. Before each kitchen
+//! variant's round line, where its dispatcher thread's wall time went: running every lane
+//! (the chef threads side by side), running the stream-verdict lanes early (alone),
+//! waiting for the reading thread, or its own work (the other chef threads idle in the last
+//! two).
 //!
 //! Targets (issue 9): the default set >= 50 % of minimal's packets/s on both corpora
 //! (into the hub too); no chef over 300 ns per packet offered. Issue 2's: samples >= 50 %
