@@ -198,6 +198,25 @@ fn long_capture_gaps_collapse_into_one_poke() {
 }
 
 #[test]
+fn the_dispatcher_times_its_lanes_for_the_benchmark() {
+    // `nd-kitchen-bench` splits a replay's wall time with these.
+    let host = host();
+    let (lines, d) = replay(
+        &sample_capture(),
+        vec![load_fixture(&host, "port_chef")],
+        None,
+        POKE,
+    );
+    assert!(!lines.is_empty());
+    let stats = d.stats();
+    assert!(stats.lanes_ns > 0, "the chef's calls ran in its lane");
+    assert_eq!(
+        stats.verdict_lanes_ns, 0,
+        "no chef here gives stream verdicts"
+    );
+}
+
+#[test]
 fn a_trapping_chef_does_not_affect_another() {
     let host = host();
     let alone = replay(
