@@ -36,8 +36,6 @@ if [ $quick = 0 ]; then
   # A separate workspace (built for wasm32-wasip2 too), so the clippy step above misses it.
   step "clippy (sample chefs)"
   cargo clippy --release --manifest-path chefs/Cargo.toml --target-dir target/chefs --all-targets --locked -- -D warnings
-fi
-if [ $quick = 0 ]; then
   step "chefs in Python, JavaScript and C, built from source and run in the kitchen"
   tests/lang-chefs.sh
 fi

@@ -102,7 +102,8 @@ pub struct KitchenStats {
     /// reader, and the other chef threads wait.
     pub lanes_ns: u64,
     /// Of the rest, wall time, ns, of a replay window's early runs of the lanes that give
-    /// stream verdicts (on the dispatcher thread, [`VERDICT_LAG`](crate::parse::stream_stage::VERDICT_LAG)).
+    /// stream verdicts (on the dispatcher thread; see
+    /// [`crate::parse::stream_stage::VERDICT_LAG`]).
     pub verdict_lanes_ns: u64,
 }
 
@@ -882,7 +883,8 @@ pub fn wall_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Nanoseconds since `started` (saturating; for the lane timings of [`KitchenStats`]).
-fn elapsed_ns(started: Instant) -> u64 {
+/// Nanoseconds since `started` (saturating; for the lane timings of [`KitchenStats`] and
+/// the replay's reader waits).
+pub(crate) fn elapsed_ns(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }

@@ -4,10 +4,11 @@
 //!
 //! * **What is saved.** For `on-packets`: the frames of the batch the chef was handed (the
 //!   whole batch for a chef interested in everything, its own packets for a selective
-//!   one: queued, or picked from a batch it mostly matches), with their capture times (ns), lengths and link types: a nanosecond
-//!   pcap (`.pcap`) when they share one link type, a pcapng (`.pcapng`, one interface per
-//!   link type) otherwise. For `on-interval`: a pcap without packets, and the poke's time
-//!   and interval in the note (`--capsule-poke-ns` replays that poke). For `on-stream` and
+//!   one: queued, or picked from a batch it mostly matches), with their capture times
+//!   (ns), lengths and link types: a nanosecond pcap (`.pcap`) when they share one link
+//!   type, a pcapng (`.pcapng`, one interface per link type) otherwise. For
+//!   `on-interval`: a pcap without packets, and the poke's time and interval in the note
+//!   (`--capsule-poke-ns` replays that poke). For `on-stream` and
 //!   `on-flow-events` (chef API 0.2), whose input is not packets the kitchen keeps: packets
 //!   synthesized to give the same input when replayed ([`synth`]: a TCP conversation
 //!   carrying the chunks at their stream offsets; packets with the flows' keys, times,

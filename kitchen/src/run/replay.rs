@@ -193,10 +193,9 @@ pub fn replay(
         }
         let waiting = Instant::now();
         let received = rx.recv_timeout(IDLE_CHECK);
-        counters.waited_ns.fetch_add(
-            u64::try_from(waiting.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        counters
+            .waited_ns
+            .fetch_add(crate::dispatch::elapsed_ns(waiting), Ordering::Relaxed);
         let message = match received {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => {
