@@ -15,8 +15,11 @@
 //! `pcap-parser` (options included: `if_tsresol`, `if_tsoffset`, `if_name`). Packet blocks
 //! (enhanced, simple and the obsolete packet block) have fixed headers that are decoded here
 //! directly from the buffered block, which avoids the per-packet `Vec` of options that
-//! `pcap-parser`'s block parser allocates. Interfaces of every section are kept in one list;
-//! [`crate::PacketRecord::interface_index`] indexes [`FileReader::interfaces`]. A simple
+//! `pcap-parser`'s block parser allocates. Interfaces are numbered over the whole file (a
+//! section's interface 0 follows the previous sections' last one) and
+//! [`crate::PacketRecord::interface_index`] is that number; [`FileReader::interfaces`] lists
+//! the first 65 536 of them (a section may describe as many, and a file
+//! may have any number of sections). A simple
 //! packet block carries no timestamp: it gets the timestamp of the previous packet of the
 //! file (0 if none). All other blocks (name resolution, statistics, secrets, custom, unknown)
 //! are skipped without being parsed.
@@ -49,7 +52,9 @@ use crate::{CaptureError, InterfaceInfo, PacketRecord};
 pub use input::STALL_WAIT;
 use input::{Input, PipeInput, Source, Stalls};
 use legacy::{legacy_locate, LegacyState, Lengths, LEGACY_MAX_SNAPLEN};
-use pcapng::{ng_locate, NgState, TsParams};
+#[cfg(test)]
+use pcapng::TsParams;
+use pcapng::{ng_locate, NgState};
 #[cfg(test)]
 use pcapng::{ts_to_ns, units_per_sec, EPB_TYPE, IDB_TYPE, OBSOLETE_PB_TYPE, SHB_TYPE, SPB_TYPE};
 
@@ -91,8 +96,6 @@ pub struct FileReader {
     format: FileFormat,
     state: State,
     interfaces: Vec<InterfaceInfo>,
-    /// Timestamp decoding per interface (same indices as `interfaces`).
-    ts_params: Vec<TsParams>,
     /// File offset of the first byte of the reader's buffered data.
     offset: u64,
     packets: u64,
@@ -292,12 +295,12 @@ impl FileReader {
                 reader: ng,
                 big_endian: false,
                 section_base: 0,
+                section: Vec::new(),
                 last_ts: 0,
                 warned_tsresol: false,
                 warned_range: false,
             }),
             interfaces: Vec::new(),
-            ts_params: Vec::new(),
             offset: 0,
             packets: 0,
             pending: 0,
@@ -336,7 +339,8 @@ impl FileReader {
             PcapError::Incomplete(_) | PcapError::UnexpectedEof => {
                 format!("{what} file header is cut short")
             }
-            other => format!("invalid {what} file header: {other}"),
+            PcapError::HeaderNotRecognized => format!("{what} file header not recognized"),
+            other => format!("invalid {what} file header: {}", parser_error_text(other)),
         };
         CaptureError::Damaged {
             path: path.to_path_buf(),
@@ -393,10 +397,6 @@ impl FileReader {
                 link_type,
                 snaplen,
             }],
-            ts_params: vec![TsParams {
-                units_per_sec: if nanos { 1_000_000_000 } else { 1_000_000 },
-                offset_secs: 0,
-            }],
             offset: consumed as u64,
             packets: 0,
             pending: 0,
@@ -417,7 +417,6 @@ impl FileReader {
             path,
             state,
             interfaces,
-            ts_params,
             offset,
             packets,
             io_error,
@@ -431,7 +430,6 @@ impl FileReader {
             offset,
             packets: *packets,
             interfaces,
-            ts_params,
             io_error,
         };
         ng_locate(ng, &mut ctx, true).map(|_| ())
@@ -454,7 +452,6 @@ impl FileReader {
                 path,
                 state,
                 interfaces,
-                ts_params,
                 offset,
                 packets,
                 pending,
@@ -466,7 +463,6 @@ impl FileReader {
                 offset,
                 packets: *packets,
                 interfaces,
-                ts_params,
                 io_error,
             };
             match state {
@@ -542,8 +538,9 @@ impl FileReader {
         self.format
     }
 
-    /// Interfaces described so far (all of them once the file has been read; a pcapng
-    /// file may describe more interfaces later, in new sections).
+    /// Interfaces described so far, indexed by [`crate::PacketRecord::interface_index`]
+    /// (a pcapng file may describe more later, in new sections; only the file's first
+    /// 65 536 are listed).
     pub fn interfaces(&self) -> &[InterfaceInfo] {
         &self.interfaces
     }
@@ -559,13 +556,35 @@ impl FileReader {
     }
 }
 
+/// What `pcap-parser` said, without the input bytes its `Display` lists (up to a whole
+/// block: a megabyte of numbers in one log line).
+fn parser_error_text<I>(e: &PcapError<I>) -> String {
+    match e {
+        PcapError::Eof | PcapError::UnexpectedEof => "unexpected end of file".into(),
+        PcapError::BufferTooSmall => "a block is larger than the read buffer".into(),
+        PcapError::ReadError => "read error".into(),
+        PcapError::Incomplete(n) => format!("incomplete ({n} more byte(s) needed)"),
+        PcapError::HeaderNotRecognized => "header not recognized".into(),
+        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+            format!("malformed (parser check {kind:?} failed)")
+        }
+    }
+}
+
+/// [`parser_error_text`] for a block parser's result.
+fn nom_error_text<I>(e: &pcap_parser::nom::Err<PcapError<I>>) -> String {
+    match e {
+        pcap_parser::nom::Err::Incomplete(_) => "cut short".into(),
+        pcap_parser::nom::Err::Error(e) | pcap_parser::nom::Err::Failure(e) => parser_error_text(e),
+    }
+}
+
 /// The parts of a [`FileReader`] the locate functions need besides the format state.
 struct Ctx<'a> {
     path: &'a Path,
     offset: &'a mut u64,
     packets: u64,
     interfaces: &'a mut Vec<InterfaceInfo>,
-    ts_params: &'a mut Vec<TsParams>,
     io_error: &'a Arc<Mutex<Option<io::Error>>>,
 }
 

@@ -7,7 +7,8 @@ use pcap_parser::{
 };
 
 use super::{
-    describe_magic, linktype_to_dlt, u16_at, u32_at, Ctx, Fill, Located, Source, MAX_RECORD_SIZE,
+    describe_magic, linktype_to_dlt, nom_error_text, u16_at, u32_at, Ctx, Fill, Located, Source,
+    MAX_RECORD_SIZE,
 };
 use crate::{CaptureError, InterfaceInfo};
 
@@ -24,12 +25,24 @@ pub(super) const EPB_TYPE: u32 = 0x0000_0006;
 pub(super) struct NgState {
     pub(super) reader: PcapNGReader<Source>,
     pub(super) big_endian: bool,
-    /// Index in `FileReader::interfaces` of the current section's interface 0.
-    pub(super) section_base: usize,
+    /// Interfaces described by the sections before the current one: the current
+    /// section's interface `i` is the file's interface `section_base + i`
+    /// ([`crate::PacketRecord::interface_index`]).
+    pub(super) section_base: u64,
+    /// The current section's interfaces (a packet block names one by its index here).
+    pub(super) section: Vec<SectionInterface>,
     pub(super) last_ts: u64,
     /// Odd timestamps are logged once per file, not once per packet or interface.
     pub(super) warned_tsresol: bool,
     pub(super) warned_range: bool,
+}
+
+/// What a packet block needs from the interface it names.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SectionInterface {
+    pub(super) link_type: u32,
+    pub(super) snaplen: u32,
+    pub(super) ts: TsParams,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,9 +53,32 @@ pub(super) struct TsParams {
     pub(super) offset_secs: i64,
 }
 
-/// Interfaces a pcapng file may describe (over all its sections): each costs memory for
-/// the whole read, so a file of nothing but interface blocks must not grow it unbounded.
+/// Interfaces one pcapng section may describe, and how many the file's interface list
+/// ([`super::FileReader::interfaces`]) keeps: each costs memory while it is kept, so a file
+/// of nothing but interface blocks must not grow it unbounded. A new section starts a new
+/// table (the spec scopes interface ids to their section), so concatenated files with any
+/// number of sections read fine; past the first `MAX_INTERFACES` of the file, interfaces are
+/// not listed (their packets still carry their file-wide index).
 pub const MAX_INTERFACES: usize = 1 << 16;
+
+/// Longest `if_name` kept for [`super::FileReader::interfaces`] (a longer one is cut at a
+/// character boundary): the name is only reported, and a block may be 64 MiB.
+const MAX_INTERFACE_NAME: usize = 256;
+
+/// The file-wide index of the current section's interface `if_id` (saturating: a file
+/// would need 4 G interface blocks to reach it).
+fn file_index(section_base: u64, if_id: u32) -> u32 {
+    u32::try_from(section_base.saturating_add(u64::from(if_id))).unwrap_or(u32::MAX)
+}
+
+/// `name` cut to at most [`MAX_INTERFACE_NAME`] bytes, at a character boundary.
+fn truncate_name(name: &str) -> &str {
+    let mut end = name.len().min(MAX_INTERFACE_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
 
 /// Converts `units` (at `units_per_sec`) plus an offset in seconds to Unix nanoseconds,
 /// saturating instead of overflowing.
@@ -166,10 +202,14 @@ pub(super) fn ng_locate(
         match block_type {
             SHB_TYPE => {
                 if let Err(e) = parse_sectionheaderblock(block) {
-                    return Err(ctx.damaged(format!("invalid section header block: {e}")));
+                    return Err(ctx.damaged(format!(
+                        "invalid section header block: {}",
+                        nom_error_text(&e)
+                    )));
                 }
                 ng.big_endian = big_endian;
-                ng.section_base = ctx.interfaces.len();
+                ng.section_base = ng.section_base.saturating_add(ng.section.len() as u64);
+                ng.section.clear();
             }
             IDB_TYPE => {
                 let parsed = if big_endian {
@@ -181,16 +221,19 @@ pub(super) fn ng_locate(
                     Ok((_, Block::InterfaceDescription(idb))) => idb,
                     Ok(_) => return Err(ctx.damaged("unexpected interface block".into())),
                     Err(e) => {
-                        return Err(ctx.damaged(format!("invalid interface description block: {e}")))
+                        return Err(ctx.damaged(format!(
+                            "invalid interface description block: {}",
+                            nom_error_text(&e)
+                        )))
                     }
                 };
                 // pcap-parser 0.17's `ts_resolution()` rejects every power-of-two
                 // resolution and its `if_tsoffset` ignores the section's byte order, so
                 // both are decoded here from the raw options.
-                if ctx.interfaces.len() >= MAX_INTERFACES {
-                    return Err(
-                        ctx.damaged(format!("more than {MAX_INTERFACES} interface descriptions"))
-                    );
+                if ng.section.len() >= MAX_INTERFACES {
+                    return Err(ctx.damaged(format!(
+                        "more than {MAX_INTERFACES} interface descriptions in one section"
+                    )));
                 }
                 let units_per_sec = match units_per_sec(idb.if_tsresol) {
                     Some(r) => r,
@@ -221,19 +264,29 @@ pub(super) fn ng_locate(
                         }
                     })
                     .unwrap_or(0);
-                let name = match idb.if_name() {
-                    Some(Ok(name)) => name.to_owned(),
-                    _ => String::new(),
-                };
-                ctx.interfaces.push(InterfaceInfo {
-                    name,
-                    link_type: linktype_to_dlt(u32::from(idb.linktype.0 as u16)),
+                let link_type = linktype_to_dlt(u32::from(idb.linktype.0 as u16));
+                ng.section.push(SectionInterface {
+                    link_type,
                     snaplen: idb.snaplen,
+                    ts: TsParams {
+                        units_per_sec,
+                        offset_secs,
+                    },
                 });
-                ctx.ts_params.push(TsParams {
-                    units_per_sec,
-                    offset_secs,
-                });
+                // Listed while the list is in step with the file-wide numbering (it is
+                // until it fills up).
+                let index = ng.section_base + (ng.section.len() as u64 - 1);
+                if ctx.interfaces.len() < MAX_INTERFACES && ctx.interfaces.len() as u64 == index {
+                    let name = match idb.if_name() {
+                        Some(Ok(name)) => truncate_name(name).to_owned(),
+                        _ => String::new(),
+                    };
+                    ctx.interfaces.push(InterfaceInfo {
+                        name,
+                        link_type,
+                        snaplen: idb.snaplen,
+                    });
+                }
             }
             EPB_TYPE | OBSOLETE_PB_TYPE => {
                 if body.len() < 20 {
@@ -255,13 +308,13 @@ pub(super) fn ng_locate(
                         "packet length {caplen} does not fit in its {block_len}-byte block"
                     )));
                 }
-                let index = ng.section_base + if_id as usize;
-                let Some(params) = ctx.ts_params.get(index).copied() else {
+                let Some(iface) = ng.section.get(if_id as usize).copied() else {
                     return Err(ctx.damaged(format!(
                         "packet refers to interface {if_id}, but its section describes only {}",
-                        ctx.interfaces.len() - ng.section_base
+                        ng.section.len()
                     )));
                 };
+                let params = iface.ts;
                 let units = (u64::from(ts_high) << 32) | u64::from(ts_low);
                 let (timestamp_ns, clamped) = ts_to_ns_clamped(units, params);
                 if clamped && !ng.warned_range {
@@ -279,8 +332,8 @@ pub(super) fn ng_locate(
                     caplen: caplen as usize,
                     record_len: block_len,
                     timestamp_ns,
-                    link_type: ctx.interfaces[index].link_type,
-                    interface_index: index as u32,
+                    link_type: iface.link_type,
+                    interface_index: file_index(ng.section_base, if_id),
                     original_len: origlen,
                 }));
             }
@@ -288,8 +341,7 @@ pub(super) fn ng_locate(
                 if body.len() < 4 {
                     return Err(ctx.damaged("simple packet block too short".into()));
                 }
-                let index = ng.section_base;
-                let Some(iface) = ctx.interfaces.get(index) else {
+                let Some(iface) = ng.section.first().copied() else {
                     return Err(
                         ctx.damaged("simple packet block in a section without an interface".into())
                     );
@@ -305,7 +357,7 @@ pub(super) fn ng_locate(
                     record_len: block_len,
                     timestamp_ns: ng.last_ts,
                     link_type: iface.link_type,
-                    interface_index: index as u32,
+                    interface_index: file_index(ng.section_base, 0),
                     original_len: origlen,
                 }));
             }

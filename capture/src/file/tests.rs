@@ -434,6 +434,90 @@ fn pcapng_sections_interfaces_resolutions() {
 }
 
 #[test]
+fn pcapng_interfaces_are_counted_per_section_and_numbered_over_the_file() {
+    // `cat`-ed captures: more sections, each with its own interface 0, than one section may
+    // describe interfaces. Each packet names its section's interface and gets a file-wide
+    // index; the list keeps the first MAX_INTERFACES.
+    let sections = super::pcapng::MAX_INTERFACES + 3;
+    let mut v = Vec::new();
+    for s in 0..sections {
+        shb(&mut v, s % 2 == 1);
+        idb(
+            &mut v,
+            s % 2 == 1,
+            if s % 3 == 0 { 1 } else { 101 },
+            0,
+            None,
+            "x",
+            0,
+        );
+        epb(&mut v, s % 2 == 1, 0, s as u64, b"p", 1);
+    }
+    let f = TempFile::new("sections.pcapng", &v);
+    let mut r = FileReader::open(&f.0).expect("open");
+    let (pkts, err) = read_all(&mut r);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(pkts.len(), sections);
+    for (s, p) in pkts.iter().enumerate() {
+        assert_eq!(p.ifx, s as u32, "packet {s}");
+        assert_eq!(p.dlt, if s % 3 == 0 { 1 } else { 12 }, "packet {s}");
+        assert_eq!(p.ts, s as u64 * 1_000, "packet {s}");
+    }
+    assert_eq!(r.interfaces().len(), super::pcapng::MAX_INTERFACES);
+
+    // One section describing more than MAX_INTERFACES: refused, naming the section.
+    let mut v = Vec::new();
+    shb(&mut v, false);
+    for _ in 0..=super::pcapng::MAX_INTERFACES {
+        idb(&mut v, false, 1, 0, None, "", 0);
+    }
+    epb(&mut v, false, 0, 1, b"p", 1);
+    let f = TempFile::new("one-section.pcapng", &v);
+    let mut r = FileReader::open(&f.0).expect("open");
+    let (pkts, err) = read_all(&mut r);
+    assert!(pkts.is_empty());
+    let err = err.expect("refused").to_string();
+    assert!(
+        err.contains("interface descriptions in one section"),
+        "{err}"
+    );
+
+    // A long if_name is kept cut (at a character boundary).
+    let mut v = Vec::new();
+    shb(&mut v, false);
+    idb(&mut v, false, 1, 0, None, &"\u{e9}".repeat(4000), 0);
+    epb(&mut v, false, 0, 1, b"p", 1);
+    let f = TempFile::new("long-name.pcapng", &v);
+    let mut r = FileReader::open(&f.0).expect("open");
+    assert_eq!(read_all(&mut r).0.len(), 1);
+    let name = &r.interfaces()[0].name;
+    assert!(name.len() <= 256 && name.len() >= 254 && name.chars().all(|c| c == '\u{e9}'));
+}
+
+#[test]
+fn a_malformed_first_header_is_reported_without_the_file_bytes() {
+    // A section header of every implausible length, followed by a megabyte: the error
+    // names the problem in one short line (pcap-parser's own text lists the input bytes).
+    for len in [0u32, 4, 8, 11, 12, 13, 0xffff_fff0] {
+        let mut v = SHB_TYPE.to_le_bytes().to_vec();
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        v.extend(std::iter::repeat_n(0x41u8, 1 << 20));
+        let f = TempFile::new(&format!("shb-{len}.pcapng"), &v);
+        let text = match FileReader::open(&f.0) {
+            Err(e) => e.to_string(),
+            Ok(mut r) => read_all(&mut r).1.expect("refused").to_string(),
+        };
+        assert!(
+            text.len() < 300,
+            "length {len}: {} bytes: {text:.300}",
+            text.len()
+        );
+        assert!(!text.contains("65, 65"), "{text}");
+    }
+}
+
+#[test]
 fn pcapng_bad_interface_and_bad_lengths() {
     let mut v = Vec::new();
     shb(&mut v, false);
