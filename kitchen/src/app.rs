@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use capture::FileReader;
+use dumpling::text::Escaped;
 use serde_json::json;
 
 use kitchen::chef_host::{ChefHost, ChefTrust, LoadedChef};
@@ -421,8 +422,13 @@ fn replay(
     metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
     let k = config.kitchen_name.clone();
-    let reader =
-        FileReader::open(path).with_context(|| format!("cannot replay {}", path.display()))?;
+    let Some(reader) = open_input(path, stop, &k)? else {
+        tracing::warn!(
+            "{k}: Caught a signal while waiting for {} to start; nothing was read",
+            Escaped::new(&path.display().to_string())
+        );
+        return Ok(RunEnd::Done);
+    };
     let started = Instant::now();
     let progress_kitchen = k.clone();
     // Every tick publishes the metrics and redraws the progress line (terminal only); the
@@ -532,6 +538,55 @@ fn live(
     }
 }
 
+/// Open the capture at `path` on a helper thread, so that a signal still ends the run
+/// while the open blocks: a FIFO with no writer blocks in `open`, a pipe until its first
+/// bytes arrive. `Ok(None)`: a signal came first (the helper is left blocked; the process
+/// is about to exit).
+fn open_input(
+    path: &std::path::Path,
+    stop: &Arc<AtomicBool>,
+    kitchen: &str,
+) -> anyhow::Result<Option<FileReader>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("nd-open-input".into())
+        .spawn(move || {
+            let _ = tx.send(FileReader::open(&owned));
+        })
+        .context("cannot start the thread that opens the input")?;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(opened) => {
+                return opened
+                    .map(Some)
+                    .with_context(|| format!("cannot replay {}", path.display()))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                if !told && started.elapsed() >= Duration::from_secs(2) {
+                    told = true;
+                    tracing::info!(
+                        "{kitchen}: waiting for {} to start (a pipe or FIFO with no capture \
+                         header yet)",
+                        Escaped::new(&path.display().to_string())
+                    );
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!(
+                    "the thread opening {} ended without an answer",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
 /// SIGINT/SIGTERM set the returned flag (the loops stop, the final poke and flush run);
 /// a second signal exits at once with 130.
 fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
@@ -576,7 +631,6 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
-    use dumpling::text::Escaped;
     use std::fmt::Write as _;
     // Every string here comes from a chef or a file name: escaped (a newline cannot forge
     // a list entry, a terminal escape never reaches the terminal) and length-limited.

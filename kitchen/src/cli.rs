@@ -93,8 +93,8 @@ pub struct Cli {
     pub poke_interval: f64,
 
     /// Replay a pcap or pcapng file instead of capturing live. A FIFO or a pipe works too
-    /// (`tcpdump -w - | nd-sniff -r /dev/stdin`): packets go to the chefs whenever the
-    /// input pauses, not only every 256 packets.
+    /// (`tcpdump -w - | nd-sniff -r -`; `-` is standard input, as for tcpdump): packets go
+    /// to the chefs whenever the input pauses, not only every 256 packets.
     #[arg(short = 'r', long, value_name = "FILE", conflicts_with = "interfaces")]
     pub read: Option<PathBuf>,
 
@@ -422,6 +422,9 @@ impl Config {
             interfaces.join(",")
         };
         let source = match cli.read {
+            // tcpdump's and tshark's name for standard input (a file really named `-` is
+            // still `./-`).
+            Some(path) if path.as_os_str() == "-" => Source::File(PathBuf::from("/dev/stdin")),
             Some(path) => Source::File(path),
             None => Source::Live(if interfaces.is_empty() {
                 vec!["all".to_owned()]

@@ -696,3 +696,40 @@ fn sigint_mid_run_flushes_and_closes_cleanly() {
 fn sigterm_mid_run_flushes_and_closes_cleanly() {
     signal_mid_run("TERM");
 }
+
+/// A FIFO nobody writes to blocks the kitchen's `open`; a pipe with no bytes yet blocks its
+/// first read. Either way one signal ends the run (exit 0, "nothing was read"), no hub
+/// needed and no second signal.
+#[test]
+fn a_signal_before_the_input_starts_ends_the_run() {
+    for sig in ["TERM", "INT"] {
+        let path = fifo(&format!("never-written-{sig}"));
+        let mut kitchen = Proc::spawn(
+            Command::new(bin("nd-sniff"))
+                .arg("-r")
+                .arg(&path)
+                .args(["--stdout", "--no-hub", "-n", KITCHEN])
+                .arg("--chef-cache-dir")
+                .arg(workspace_root().join("target/kitchen-hub/chef-cache"))
+                .env("RUST_LOG", "info"),
+        );
+        assert!(
+            wait_until(
+                || kitchen.stderr_text().contains("to start (a pipe or FIFO"),
+                Duration::from_secs(30)
+            ),
+            "SIG{sig}: no waiting line:\n{}",
+            kitchen.stderr_text()
+        );
+        kitchen.signal(sig);
+        let status = kitchen.wait(Duration::from_secs(10));
+        let stderr = kitchen.stderr_text();
+        assert_eq!(status.code(), Some(0), "SIG{sig}: {status:?}\n{stderr}");
+        assert!(
+            stderr.contains("Caught a signal while waiting for")
+                && stderr.contains("nothing was read"),
+            "SIG{sig}:\n{stderr}"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}
