@@ -1,7 +1,8 @@
 //! `nd-sniff -r` on captures whose packet times do anything (backwards, 50-year jumps,
-//! zero, `u64::MAX`, odd pcapng `if_tsresol`/`if_tsoffset`): each run must end quickly
-//! with a small peak memory, a bounded number of pokes, and one log line per kind of
-//! clock anomaly. The captures are written by the test.
+//! zero, `u64::MAX`, odd pcapng `if_tsresol`/`if_tsoffset`) or whose frames are as large as
+//! a file may declare: each run must end quickly with a small peak memory, a bounded number
+//! of pokes, and one log line per kind of clock anomaly. The captures are written by the
+//! test.
 //!
 //! Peak memory is the child's `ru_maxrss` from `wait4` (and `VmHWM` from `/proc`, sampled
 //! while it runs, to stop a runaway early); a child that
@@ -129,6 +130,34 @@ fn pcap(name: &str, times: &[(u32, u32)]) -> PathBuf {
     }
     let path = tmp(name);
     std::fs::write(&path, v).expect("write capture");
+    path
+}
+
+/// A legacy pcap (snaplen 2^32-1) of `count` zero-filled frames of `frame_bytes` each,
+/// sparse on disk: only the record headers are written.
+fn pcap_of_huge_frames(name: &str, count: u32, frame_bytes: u32) -> PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = tmp(name);
+    let mut f = std::fs::File::create(&path).expect("create capture");
+    let mut header = Vec::new();
+    header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&4u16.to_le_bytes());
+    for x in [0u32, 0, u32::MAX, 1] {
+        header.extend_from_slice(&x.to_le_bytes());
+    }
+    f.write_all(&header).expect("write header");
+    for i in 0..count {
+        let mut record = Vec::new();
+        for x in [1_700_000_000 + i, 0, frame_bytes, frame_bytes] {
+            record.extend_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&record).expect("write record header");
+        f.seek(SeekFrom::Current(i64::from(frame_bytes)))
+            .expect("seek past the frame");
+    }
+    let end = f.stream_position().expect("position");
+    f.set_len(end).expect("set length");
     path
 }
 
@@ -358,4 +387,124 @@ fn zero_backwards_and_spaced_times() {
     let spaced: Vec<(u32, u32)> = (0..PACKETS).map(|i| (999 * i as u32, 0)).collect();
     let run = bounded(&pcap("spaced.pcap", &spaced));
     assert!(run.stderr.contains("collapsed"), "{}", tail(&run.stderr));
+}
+
+#[test]
+fn frames_as_large_as_the_file_declares_keep_memory_bounded() {
+    // 40 frames of 32 MiB (1.3 GB of capture): the reading thread sent 512 packets per
+    // message whatever their size, so the kitchen held every frame it had read (2.5 GB for
+    // 40 frames of 60 MiB). Now a message is also full at a few MiB of frames.
+    let path = pcap_of_huge_frames("huge-frames.pcap", 40, 32 << 20);
+    let run = replay(&path);
+    assert!(
+        run.peak_kib <= RSS_LIMIT_KIB,
+        "{} KiB\n{}",
+        run.peak_kib,
+        tail(&run.stderr)
+    );
+    assert!(run.stderr.contains("summary:"), "{}", tail(&run.stderr));
+    assert!(
+        run.stderr.contains("40 packets read"),
+        "{}",
+        tail(&run.stderr)
+    );
+    eprintln!(
+        "40 frames of 32 MiB: {:.2?}, peak {} KiB",
+        run.elapsed, run.peak_kib
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+/// An Ethernet + IPv4 + TCP frame 10.0.0.1:`sport` -> 10.0.0.2:80 (or back with `reply`).
+fn tcp_frame(sport: u16, reply: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let (src, dst, sp, dp) = if reply {
+        ([10, 0, 0, 2], [10, 0, 0, 1], 80, sport)
+    } else {
+        ([10, 0, 0, 1], [10, 0, 0, 2], sport, 80)
+    };
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&sp.to_be_bytes());
+    tcp.extend_from_slice(&dp.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&ack.to_be_bytes());
+    tcp.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    tcp.extend_from_slice(payload);
+    let mut f = vec![
+        0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 8, 0,
+    ];
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&(20 + tcp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&tcp);
+    f
+}
+
+#[test]
+fn many_tiny_segments_behind_a_hole_keep_memory_within_the_stream_budget() {
+    // 8 HTTP connections whose first byte never comes, then 64 k one-byte segments each
+    // at every other offset: all held behind the hole, and at the flows' end delivered as
+    // a chunk each. The stream budget charged 65 bytes per piece while each cost ~570 at
+    // the peak (its chunk records in every stream chef's delivery), so the default 64 MiB
+    // let 8 x 128 k such segments take 600 MB.
+    const CONNS: u16 = 8;
+    const SEGMENTS: u32 = 64_000;
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    for x in [0u32, 0, 65535, 1] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    let mut n: u32 = 0;
+    let mut record = |v: &mut Vec<u8>, frame: Vec<u8>| {
+        for x in [
+            1_700_000_000 + n / 100_000,
+            n % 1_000_000,
+            frame.len() as u32,
+            frame.len() as u32,
+        ] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&frame);
+        n += 1;
+    };
+    for c in 0..CONNS {
+        let port = 40_000 + c;
+        record(&mut v, tcp_frame(port, false, 1000, 0, 0x02, b""));
+        record(&mut v, tcp_frame(port, true, 5000, 1001, 0x12, b""));
+        record(&mut v, tcp_frame(port, false, 1001, 5001, 0x10, b""));
+    }
+    for c in 0..CONNS {
+        for i in 0..SEGMENTS {
+            record(
+                &mut v,
+                tcp_frame(40_000 + c, false, 1003 + 2 * i, 5001, 0x18, b"G"),
+            );
+        }
+    }
+    let path = tmp("tiny-segments.pcap");
+    std::fs::write(&path, v).expect("write capture");
+    let run = replay(&path);
+    // The kitchen with the default chefs stays near 100 MiB; 512 k pieces at the old
+    // charge went past 300 MiB.
+    assert!(
+        run.peak_kib <= 200 * 1024,
+        "{} KiB\n{}",
+        run.peak_kib,
+        tail(&run.stderr)
+    );
+    assert!(
+        run.stderr.contains("for the total budget"),
+        "{}",
+        tail(&run.stderr)
+    );
+    eprintln!(
+        "{} one-byte segments behind holes: {:.2?}, peak {} KiB",
+        u32::from(CONNS) * SEGMENTS,
+        run.elapsed,
+        run.peak_kib
+    );
+    let _ = std::fs::remove_file(&path);
 }

@@ -1476,7 +1476,7 @@ fn build_corpus(root: &Path, out: &Path, min_packets: u64) -> anyhow::Result<()>
     // the captures' times jump years back and forth (between files, and inside the corpus's
     // odd-clock captures), and the replay's interval clock then pokes every chef more often
     // than packets arrive: a cost of those clocks (bounded, and tested in
-    // `kitchen/tests/odd_times.rs`), not of the packet work this corpus measures.
+    // `kitchen/tests/odd_captures.rs`), not of the packet work this corpus measures.
     const MAX_STEP_NS: u64 = 1_000_000_000;
     const FILE_GAP_NS: u64 = 1_000_000;
     let mut clock_ns = 0u64;

@@ -207,7 +207,11 @@ impl StepWindow {
             }
         }
         for p in self.packed.drain(..).flatten() {
-            if self.packed_spare.len() < 4 {
+            // Not one that a batch of huge frames grew (a batch's packed form is about its
+            // arena, at most MAX_KEPT_ARENA_BYTES when kept).
+            if self.packed_spare.len() < 4
+                && p.capacity() <= 2 * crate::parse::batch::MAX_KEPT_ARENA_BYTES
+            {
                 self.packed_spare.push(p);
             }
         }

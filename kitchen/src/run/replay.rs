@@ -55,6 +55,13 @@ const CHANNEL_MESSAGES: usize = 1;
 /// wake-up each cost the mixed corpus ~10 % of its CPU). Steps run in the same order
 /// either way, so the output is the same.
 const MESSAGE_PACKETS: usize = 512;
+/// Frame bytes that also make a message full: 512 packets are about 0.4 MiB on the mixed
+/// corpus, but a capture of jumbo or 64 MiB frames (a legacy pcap may declare any snaplen)
+/// would hold 512 of them in one message, and with a message queued and one running, the
+/// process grew by each frame read (2.5 GB for 40 frames of 60 MiB). With this bound a
+/// message holds one batch beyond it, so the reading thread holds a few batches whatever
+/// the frame sizes.
+const MESSAGE_BYTES: usize = 2 * crate::parse::batch::MAX_BATCH_BYTES;
 /// From a pipe, the longest a packet waits in a partial batch before the batch is handed
 /// on (as live: [`crate::run::live::MAX_BATCH_AGE`]). Without it a steady trickle just under the
 /// stall wait filled whole 512-packet messages first: half a second of delay at 1 000
@@ -172,6 +179,7 @@ pub fn replay(
             spare_rx,
             steps: Vec::new(),
             packets: 0,
+            bytes: 0,
             chefs_may_wait: false,
             send_pokes_now: true,
         },
@@ -285,6 +293,8 @@ struct Outbox {
     spare_rx: Receiver<Batch>,
     steps: Vec<Step>,
     packets: usize,
+    /// Frame bytes (batch arenas) in `steps`.
+    bytes: usize,
     /// Packets were sent since the last [`FromReader::CallQueued`]: selective chefs may
     /// hold some of them in their queues.
     chefs_may_wait: bool,
@@ -435,11 +445,14 @@ impl Outbox {
         self.steps.is_empty() && self.builder.pending() == 0
     }
 
-    /// Move the ready steps to the outbox; send it once it is full or (from a pipe) holds
-    /// a poke.
+    /// Move the ready steps to the outbox; send it once it is full (packets or bytes) or
+    /// (from a pipe) holds a poke.
     fn send_ready(&mut self) -> Result<(), Gone> {
         let poke = self.collect();
-        if (poke && self.send_pokes_now) || self.packets >= MESSAGE_PACKETS {
+        if (poke && self.send_pokes_now)
+            || self.packets >= MESSAGE_PACKETS
+            || self.bytes >= MESSAGE_BYTES
+        {
             self.send_steps()?;
         }
         Ok(())
@@ -450,7 +463,10 @@ impl Outbox {
         let mut poke = false;
         while let Some(step) = self.builder.next_step() {
             match &step {
-                Step::Packets(b) => self.packets += b.len(),
+                Step::Packets(b) => {
+                    self.packets += b.len();
+                    self.bytes += b.arena.len();
+                }
                 Step::Poke { .. } => poke = true,
             }
             self.steps.push(step);
@@ -463,6 +479,7 @@ impl Outbox {
             let steps = std::mem::take(&mut self.steps);
             self.chefs_may_wait |= self.packets > 0;
             self.packets = 0;
+            self.bytes = 0;
             self.send(FromReader::Steps(steps))?;
         }
         while let Ok(batch) = self.spare_rx.try_recv() {
