@@ -156,6 +156,9 @@ pub struct EaterConfig {
     pub reconnect: Reconnect,
     /// Time allowed to connect and send the hello.
     pub connect_timeout: Duration,
+    /// How long the hub may send nothing at all (no dumpling, no ping) before the
+    /// connection counts as lost ([`IDLE_TIMEOUT`] by default).
+    pub idle_timeout: Duration,
     /// TLS settings (CA file, client certificate) and token for `wss://` or `--auth`
     /// hubs; see the `hub-link` crate.
     pub link: hub_link::Link,
@@ -188,6 +191,7 @@ impl EaterConfig {
             filter: Filter::default(),
             reconnect: Reconnect::default(),
             connect_timeout: Duration::from_secs(10),
+            idle_timeout: IDLE_TIMEOUT,
             link: hub_link::Link::plain(),
             send_interest: true,
             start: None,
@@ -195,6 +199,20 @@ impl EaterConfig {
             payload_value: true,
         }
     }
+}
+
+/// How long the hub may send nothing at all (no dumpling, no ping) before the eater counts
+/// the connection as lost (three of the hub's 20 s pings).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bytes an eater's connection may have waiting to be written (hello, pongs, close).
+const MAX_WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Text from the hub (a notice, a close reason, an error quoting the message) as it may be
+/// shown: control and bidi characters escaped, at most [`dumpling::text::DEFAULT_MAX_CHARS`]
+/// characters.
+fn peer_text(text: &str) -> String {
+    dumpling::text::escape(text, dumpling::text::DEFAULT_MAX_CHARS)
 }
 
 /// A dumpling as received: typed, plus the exact text the hub sent.
@@ -393,7 +411,16 @@ impl Eater {
                     Err(ConnectError::Retry(reason)) => return self.lost(reason),
                 }
             };
-            let message = ws.next().await;
+            // The hub pings every 20 s (the original's `websockets` library too): a hub
+            // that sends nothing at all for `idle_timeout` is gone or not a hub.
+            let idle = self.config.idle_timeout;
+            let Ok(message) = tokio::time::timeout(idle, ws.next()).await else {
+                self.ws = None;
+                return self.lost(format!(
+                    "the hub sent nothing, not even a ping, for {:.1} s",
+                    idle.as_secs_f64()
+                ));
+            };
             let parsed = match message {
                 Some(Ok(Message::Text(text))) => self.parse(text.as_str(), false),
                 // Text in a binary frame, as asked for: its UTF-8 checked once here
@@ -417,6 +444,7 @@ impl Eater {
                         Some(f) => (u16::from(f.code), f.reason.to_string()),
                         None => (1005, String::new()),
                     };
+                    let reason = peer_text(&reason);
                     if code == close_code::BAD_HELLO {
                         return Err(Error::Refused(format!("{code} {reason}")));
                     }
@@ -435,8 +463,18 @@ impl Eater {
             match parsed {
                 Parsed::Pass(received) => return Ok(Event::Dumpling(received)),
                 Parsed::Lagged(missed) => return Ok(Event::Lagged { missed }),
-                Parsed::Notice(text) => return Ok(Event::Notice { text }),
-                Parsed::Invalid(error) => return Ok(Event::Invalid { error }),
+                // The hub's words reach a terminal or a log: escaped and cut here, for
+                // every program built on this library.
+                Parsed::Notice(text) => {
+                    return Ok(Event::Notice {
+                        text: peer_text(&text),
+                    })
+                }
+                Parsed::Invalid(error) => {
+                    return Ok(Event::Invalid {
+                        error: peer_text(&error),
+                    })
+                }
                 Parsed::Filtered => continue,
             }
         }
@@ -588,9 +626,13 @@ impl Eater {
 
     /// Connect and send the hello; also whether the hub agreed to binary frames.
     async fn connect(&self) -> Result<(Ws, bool), ConnectError> {
+        // The write buffer bounded: an eater writes only its hello, pongs and the close,
+        // but a hub that pings and never reads made tungstenite queue every pong
+        // (6 GB in 30 s). Past the bound only the latest pong waits.
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(64 * 1024)
-            .write_buffer_size(0);
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
         let attempt = async {
             let (mut ws, response) = self
                 .config

@@ -254,3 +254,69 @@ async fn binary_frames_hold_text_only_where_the_hub_agreed() {
         other => panic!("expected the dumpling, got {other:?}"),
     }
 }
+
+/// A hub that accepts, reads the hello and then says nothing: the eater counts the
+/// connection as lost after its idle timeout instead of waiting forever.
+#[tokio::test]
+async fn a_silent_hub_is_a_lost_connection() {
+    let addr = fake_hub(false, Vec::new()).await;
+    let mut config = EaterConfig::new(addr.to_string(), "e");
+    config.reconnect.max_attempts = Some(0);
+    config.idle_timeout = Duration::from_millis(300);
+    let mut eater = Eater::new(config).unwrap();
+    assert!(matches!(next(&mut eater).await, Event::Connected { .. }));
+    let ended = tokio::time::timeout(Duration::from_secs(5), eater.next_event())
+        .await
+        .expect("in time");
+    match ended {
+        Err(eater_client::Error::GaveUp(reason)) => {
+            assert!(reason.contains("sent nothing"), "{reason}")
+        }
+        other => panic!("expected the silent hub to count as lost, got {other:?}"),
+    }
+}
+
+/// What a hub says (close reasons, notices, errors quoting its message) comes out of the
+/// library escaped: no terminal escape or line break reaches the program's output.
+#[tokio::test]
+async fn hub_words_are_escaped() {
+    use tokio_tungstenite::tungstenite::protocol::frame::{coding::CloseCode, CloseFrame};
+    let notice = r#"{"metadata":{"chef":"HubNoticeChef","kitchen":null,"creation_time":1,"driver":"interval"},"payload":{"notice":"a\u001b[2Jb\nc"}}"#;
+    let bad = r#"{"metadata":{"chef":"C","kitchen":"k","creation_time":1,"driver":"pa\u001b]0;x\u0007"},"payload":1}"#;
+    let addr = fake_hub(
+        false,
+        vec![
+            Message::text(notice),
+            Message::text(bad),
+            Message::Close(Some(CloseFrame {
+                code: CloseCode::from(4000),
+                reason: "bye\u{1b}[2J\r\nforged".into(),
+            })),
+        ],
+    )
+    .await;
+    let mut config = EaterConfig::new(addr.to_string(), "e");
+    config.reconnect.max_attempts = Some(0);
+    let mut eater = Eater::new(config).unwrap();
+    let mut texts = Vec::new();
+    for _ in 0..6 {
+        match tokio::time::timeout(Duration::from_secs(5), eater.next_event()).await {
+            Ok(Ok(Event::Connected { .. })) => {}
+            Ok(Ok(Event::Notice { text })) => texts.push(text),
+            Ok(Ok(Event::Invalid { error })) => texts.push(error),
+            Ok(Ok(Event::Disconnected { reason, .. })) => texts.push(reason),
+            Ok(Err(eater_client::Error::GaveUp(reason))) => {
+                texts.push(reason);
+                break;
+            }
+            Ok(Ok(other)) => panic!("unexpected {other:?}"),
+            Ok(Err(e)) => panic!("unexpected {e:?}"),
+            Err(_) => break,
+        }
+    }
+    assert!(texts.iter().any(|t| t.contains("forged")), "{texts:?}");
+    assert!(texts.len() >= 2, "{texts:?}");
+    for t in &texts {
+        assert!(!t.chars().any(char::is_control), "{t:?}");
+    }
+}

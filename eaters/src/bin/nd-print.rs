@@ -9,6 +9,7 @@ use std::io::Write;
 use clap::Parser;
 use std::fmt::Write as _;
 
+use dumpling::text::Escaped;
 use eater_client::{parse_dumpling_with, Event, Filter, Received};
 use eaters::format::{
     colorize_json, local_iso, python_pretty, PrettyScratch, PythonPretty, BOLD, RESET,
@@ -190,7 +191,11 @@ impl Printer {
     /// payload as Python's `json.dumps(sort_keys=True, indent=4)` and two newlines.
     fn dumpling(&mut self, received: &Received, payload: bool, color: bool) -> &str {
         let meta = &received.dumpling.metadata;
-        let kitchen = meta.kitchen.as_deref().unwrap_or("None");
+        // Any kitchen names its chefs and itself: escaped and cut, so a name cannot move
+        // the cursor, retitle the terminal or forge a line (the payload is escaped by the
+        // JSON printer).
+        let chef = Escaped::new(&meta.chef);
+        let kitchen = Escaped::new(meta.kitchen.as_deref().unwrap_or("None"));
         let when = local_iso(meta.creation_time);
         let driver = meta.driver.as_str();
         let out = &mut self.text;
@@ -198,11 +203,10 @@ impl Printer {
         if color {
             let _ = writeln!(
                 out,
-                "{when} [{driver:<8}] {BOLD}{}{RESET} from {BOLD}{kitchen}{RESET}",
-                meta.chef
+                "{when} [{driver:<8}] {BOLD}{chef}{RESET} from {BOLD}{kitchen}{RESET}"
             );
         } else {
-            let _ = writeln!(out, "{when} [{driver:<8}] {} from {kitchen}", meta.chef);
+            let _ = writeln!(out, "{when} [{driver:<8}] {chef} from {kitchen}");
         }
         if payload {
             out.push('\n');
@@ -314,8 +318,8 @@ mod tests {
             "{} [{:<8}] {bold}{}{reset} from {bold}{}{reset}",
             local_iso(meta.creation_time),
             meta.driver.as_str(),
-            meta.chef,
-            meta.kitchen.as_deref().unwrap_or("None")
+            Escaped::new(&meta.chef),
+            Escaped::new(meta.kitchen.as_deref().unwrap_or("None"))
         );
         text.push('\n');
         let start = text.len();
@@ -331,6 +335,48 @@ mod tests {
         }
         text.push_str("\n\n");
         text
+    }
+
+    /// A kitchen controls the chef and kitchen names: terminal escapes, line breaks and bidi
+    /// overrides in them are printed escaped, never raw (the payload already was).
+    #[test]
+    fn names_in_the_header_line_are_escaped() {
+        let raw = r#"{"metadata":{"chef":"C\u001b]0;owned\u0007\r\n2099 [packet  ] Fake","kitchen":"k\u001b[2J\u202e\u009b\u0000","creation_time":1.5,"driver":"packet"},"payload":{"a":"\u001b"}}"#;
+        let received = Received {
+            dumpling: serde_json::from_str(raw).expect("dumpling"),
+            raw: raw.to_owned(),
+            binary: false,
+            seq: None,
+        };
+        for color in [false, true] {
+            let mut printer = Printer::default();
+            let text = printer.dumpling(&received, true, color).to_owned();
+            let header = text.lines().next().expect("header line");
+            assert!(
+                header.contains(r"C\x1b]0;owned\x07\r\n2099 [packet  ] Fake"),
+                "{header:?}"
+            );
+            assert!(header.contains(r"k\x1b[2J\u{202e}\x9b\x00"), "{header:?}");
+            // Nothing but the printer's own colour sequences (ESC [ digits/';' m).
+            let mut rest = text.as_str();
+            let mut plain = String::new();
+            while let Some(i) = rest.find("\u{1b}[") {
+                plain.push_str(&rest[..i]);
+                let after = &rest[i + 2..];
+                let end = after
+                    .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+                    .filter(|&e| after[e..].starts_with('m'))
+                    .unwrap_or_else(|| panic!("not a colour sequence: {text:?}"));
+                rest = &after[end + 1..];
+            }
+            plain.push_str(rest);
+            assert!(
+                !plain
+                    .chars()
+                    .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+                "{text:?}"
+            );
+        }
     }
 
     /// Tables repeated and changed, of several chefs, in the compact envelope and others:
