@@ -283,6 +283,8 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
         return;
     };
     let name = hello.name.clone();
+    // For logs only: escaped and cut (the eater chose it).
+    let shown = crate::hello::shown_name(&name);
     let principal = session.as_ref().map(|s| s.principal.clone());
     // Optional hello keys: interest (nd_chefs/nd_kitchens) and replay (nd_since...).
     let mut plan = crate::fleet::replay::plan(&shared, &hello.raw, principal.clone()).await;
@@ -291,7 +293,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
     let mut rx = shared.ring.subscribe();
     let registration = shared.register(Side::Eater, hello.raw, addr, principal.clone());
     let peer = registration.peer.clone();
-    info!(eater = %name, %addr, binary_frames = binary, "Received dumpling eater connection from {name} at {addr}");
+    info!(eater = %shown, %addr, binary_frames = binary, "Received dumpling eater connection from {shown} at {addr}");
 
     let config = &shared.config;
     let mut shutdown = shared.shutdown.clone();
@@ -344,7 +346,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
                 reason = Some("hub shutting down".into());
             }
             _ = revoked.as_mut() => {
-                warn!(eater = %name, %addr, "token revoked or changed in the auth file; closing");
+                warn!(eater = %shown, %addr, "token revoked or changed in the auth file; closing");
                 close(&mut ws, crate::auth::REVOKED_CODE, crate::auth::REVOKED_REASON).await;
                 reason = Some(crate::auth::REVOKED_REASON.into());
             }
@@ -366,7 +368,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
                             // tungstenite queued the echo of the eater's close; send it.
                             let _ = timeout(std::time::Duration::from_secs(1), ws.flush()).await;
                             reason = Some(match frame {
-                                Some(frame) => format!("received {} {}", u16::from(frame.code), frame.reason),
+                                Some(frame) => format!("received {} {}", u16::from(frame.code), dumpling::text::escape(&frame.reason, 128)),
                                 None => "received close".into(),
                             });
                         }
@@ -415,7 +417,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
                     Outcome::Done(Err(error)) => reason = Some(error.to_string()),
                     Outcome::Stuck => {
                         runs.finish(&mut ws).await;
-                        warn!(eater = %name, %addr, "eater made no write progress for {:?}; disconnecting", config.write_timeout);
+                        warn!(eater = %shown, %addr, "eater made no write progress for {:?}; disconnecting", config.write_timeout);
                         close(&mut ws, close_code::EATER_TOO_SLOW, close_code::EATER_TOO_SLOW_REASON).await;
                         reason = Some(close_code::EATER_TOO_SLOW_REASON.into());
                     }
@@ -440,7 +442,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
     let dropped = peer.bad.load(Ordering::Relaxed);
     drop(registration);
     let reason = reason.unwrap_or_default();
-    info!(eater = %name, delivered, dropped, "Dumpling eater {name} connection closed: {reason}");
+    info!(eater = %shown, delivered, dropped, "Dumpling eater {shown} connection closed: {reason}");
 }
 
 #[cfg(test)]

@@ -36,6 +36,12 @@ pub struct Hello {
     pub raw: Box<RawValue>,
 }
 
+/// A peer's name as the hub's log shows it: control and bidi characters escaped, cut at 64
+/// characters (a hello may be a megabyte, and a name with a line break would forge a line).
+pub fn shown_name(name: &str) -> String {
+    dumpling::text::escape(name, 64)
+}
+
 /// Parse a hello whose name lives under `name_key`.
 pub fn parse_hello(message: &[u8], name_key: &'static str) -> Result<Hello, HelloError> {
     let raw: Box<RawValue> = serde_json::from_slice(message).map_err(|_| HelloError::NotJson)?;
@@ -90,6 +96,23 @@ mod tests {
             HelloError::NoName("eater_name").to_string(),
             "bad hello: no eater_name"
         );
+    }
+
+    #[test]
+    fn shown_names_cannot_forge_or_flood_a_log_line() {
+        let name = "k\u{1b}]0;t\u{7}\r\n2099-01-01 ERROR spoofed\u{202e}".to_owned()
+            + &"x".repeat(1 << 20);
+        let shown = shown_name(&name);
+        assert!(
+            !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{shown:?}"
+        );
+        assert!(
+            shown.starts_with(r"k\x1b]0;t\x07\r\n2099-01-01 ERROR spoofed\u{202e}"),
+            "{shown}"
+        );
+        assert!(shown.len() < 200, "{}", shown.len());
+        assert_eq!(shown_name("default_kitchen"), "default_kitchen");
     }
 
     #[test]

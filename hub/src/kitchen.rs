@@ -101,13 +101,16 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
         return;
     };
     let name = hello.name.clone();
-    let hello_text = hello.raw.get().to_owned();
+    // For logs only (a peer chooses both): escaped and cut, so a name or hello can neither
+    // forge a log line nor make one megabytes long.
+    let shown = crate::hello::shown_name(&name);
+    let hello_text = dumpling::text::escape(hello.raw.get(), 256);
     let principal = session.as_ref().map(|s| s.principal.clone());
     let mut revoked = std::pin::pin!(crate::auth::revoked(session));
     let tag_origin = shared.config.auth.is_some();
     let registration = shared.register(Side::Kitchen, hello.raw, addr, principal.clone());
     let peer = registration.peer.clone();
-    info!(kitchen = %name, %addr, binary_frames = binary, "Received dumpling kitchen connection from {name} at {addr}");
+    info!(kitchen = %shown, %addr, binary_frames = binary, "Received dumpling kitchen connection from {shown} at {addr}");
 
     let mut shutdown = shared.shutdown.clone();
     let mut ping = tokio::time::interval(shared.config.ping_interval);
@@ -122,7 +125,7 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
                 break "hub shutting down".into();
             }
             _ = revoked.as_mut() => {
-                warn!(kitchen = %name, %addr, "token revoked or changed in the auth file; closing");
+                warn!(kitchen = %shown, %addr, "token revoked or changed in the auth file; closing");
                 close(&mut ws, crate::auth::REVOKED_CODE, crate::auth::REVOKED_REASON).await;
                 break crate::auth::REVOKED_REASON.into();
             }
@@ -143,11 +146,11 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
                             if let Some(principal) = &principal {
                                 if !principal.may_send_as(kitchen.as_deref()) {
                                     let why = format!("kitchen name {} not allowed for principal {:?}", crate::auth::shown(kitchen.as_deref()), principal.name);
-                                    refuse(&shared, &peer, &name, addr, &why);
+                                    refuse(&shared, &peer, &shown, addr, &why);
                                     continue;
                                 }
                             }
-                            debug!(kitchen = %name, chef = ?chef, bytes = message.len(), "Received dumpling from {name}");
+                            debug!(kitchen = %shown, chef = ?chef, bytes = message.len(), "Received dumpling from {shown}");
                             peer.good.fetch_add(1, Ordering::Relaxed);
                             shared.total_in.fetch_add(1, Ordering::Relaxed);
                             match shared.fleet.get() {
@@ -169,24 +172,30 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
                         }
                         Action::Reserved { chef } => {
                             let why = format!("chef name {} is reserved for the hub", crate::auth::shown(Some(&chef)));
-                            refuse(&shared, &peer, &name, addr, &why);
+                            refuse(&shared, &peer, &shown, addr, &why);
                         }
                         Action::Invalid(invalid) => {
-                            peer.bad.fetch_add(1, Ordering::Relaxed);
+                            let n = peer.bad.fetch_add(1, Ordering::Relaxed) + 1;
                             shared.total_invalid.fetch_add(1, Ordering::Relaxed);
-                            error!(kitchen = %name, %addr, "Received invalid dumpling: {invalid}; kitchen: {hello_text}");
+                            // The first few per connection, then every 1000th: a kitchen
+                            // sending 7-byte junk frames cannot make the log grow faster
+                            // than its own traffic.
+                            if n <= 5 || n.is_multiple_of(1000) {
+                                let invalid = dumpling::text::escape(&invalid.to_string(), 256);
+                                error!(kitchen = %shown, %addr, invalid = n, "Received invalid dumpling: {invalid}; kitchen: {hello_text}");
+                            }
                         }
                         Action::Ignore => {}
                         Action::Close => {
                             // tungstenite queued the echo of the kitchen's close; send it.
                             let _ = timeout(std::time::Duration::from_secs(1), ws.flush()).await;
                             break match message {
-                            Message::Close(Some(frame)) => format!("received {} {}", u16::from(frame.code), frame.reason),
+                            Message::Close(Some(frame)) => format!("received {} {}", u16::from(frame.code), dumpling::text::escape(&frame.reason, 128)),
                             _ => "received close".into(),
                         }},
                     },
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                        warn!(kitchen = %name, size, max_size, "kitchen message over the size cap; closing with 1009");
+                        warn!(kitchen = %shown, size, max_size, "kitchen message over the size cap; closing with 1009");
                         close(&mut ws, close_code::TOO_BIG, "message too big").await;
                         break format!("message of {size} bytes over the {max_size}-byte cap");
                     }
@@ -206,7 +215,7 @@ pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shar
         }
     };
     drop(registration);
-    info!(kitchen = %name, "Dumpling kitchen {name} connection closed: {reason}");
+    info!(kitchen = %shown, "Dumpling kitchen {shown} connection closed: {reason}");
 }
 
 /// Count a refused dumpling and log it: the first few per connection, then every

@@ -155,6 +155,41 @@ async fn garbage_frames_are_dropped_counted_and_the_kitchen_stays() {
     );
 }
 
+/// A kitchen's name and hello reach the hub's log escaped and cut (no forged line, no
+/// megabyte line), and junk frames are logged the first few times only, however many come.
+#[tokio::test]
+async fn a_kitchen_cannot_forge_or_flood_the_hub_log() {
+    let hub = Hub::start(&["-f", "60"]);
+    let (mut e, _) = eater(hub.eaters, "e").await;
+    let name = format!(
+        "evil\\u001b]0;title\\u0007\\r\\n2099-01-01T00:00:00Z ERROR forged\\u202e{}",
+        "x".repeat(100_000)
+    );
+    let mut k = kitchen(hub.kitchens, &format!(r#"{{"kitchen_name": "{name}"}}"#)).await;
+    for _ in 0..300 {
+        k.send(Message::text("x")).await.unwrap();
+    }
+    let good = dumpling_text("k", 1, 10);
+    k.send(Message::text(good.as_str())).await.unwrap();
+    assert!(
+        next_dumpling(&mut e, T).await.is_some(),
+        "the good dumpling"
+    );
+    drop(k);
+    drop(e);
+    let (_, log) = hub.stop();
+    let invalid = log.matches("Received invalid dumpling").count();
+    assert!((1..=5).contains(&invalid), "{invalid} lines");
+    assert!(!log.lines().any(|l| l.starts_with("2099")), "a forged line");
+    assert!(
+        !log.contains('\u{1b}') && !log.contains('\u{202e}'),
+        "raw escapes"
+    );
+    assert!(log.contains(r"evil\x1b]0;title\x07\r\n2099"), "{log:.2000}");
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4_000, "a {longest}-byte log line");
+}
+
 #[tokio::test]
 async fn bad_hellos_are_closed_with_a_reason_and_leave_no_ghost() {
     let hub = Hub::start(&["-f", "60", "--hello-timeout", "1"]);
