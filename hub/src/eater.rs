@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -49,8 +49,36 @@ enum Outcome {
     Done(Result<BatchEnd, WsError>),
     /// No write progress for the write timeout.
     Stuck,
+    /// Stuck in a write while [`STUCK_BEHIND_BYTES`] were published past its position.
+    FarBehind,
     /// The hub is shutting down.
     Shutdown,
+}
+
+/// How far (bytes published into the ring) an eater stuck in a write may fall behind
+/// before it is disconnected, without waiting for the write timeout.
+///
+/// Why: the ring keeps every frame some eater has not taken yet, and an eater blocked in a
+/// write takes none. With 1 MiB dumplings and one eater that never read, the ring held
+/// its 4096 slots' worth, 3.3 GB, until the 10 s write timeout. An eater that is reading,
+/// however slowly, is never disconnected for this: it skips ahead by itself
+/// (`--eater-queue-bytes`, lag notices). So whatever eaters do, the ring holds at most
+/// about this much beyond what the eaters that keep up hold.
+pub const STUCK_BEHIND_BYTES: u64 = 64 << 20;
+
+/// How often a stuck write checks how far behind its eater is.
+const FAR_BEHIND_CHECK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Resolves once the ring has taken [`STUCK_BEHIND_BYTES`] more than `position` (the offset
+/// of the last frame the eater took); polled only while a write is stuck.
+async fn far_behind(shared: &Shared, position: &AtomicU64) {
+    loop {
+        tokio::time::sleep(FAR_BEHIND_CHECK).await;
+        let published = shared.published_bytes.load(Ordering::Relaxed);
+        if published.saturating_sub(position.load(Ordering::Relaxed)) > STUCK_BEHIND_BYTES {
+            return;
+        }
+    }
 }
 
 /// How many times `batch_max` frames one batch may hold when they were framed once for
@@ -150,6 +178,7 @@ async fn write_batch(
     plan: &Plan,
     runs: &mut Runs,
     binary: bool,
+    position: &AtomicU64,
 ) -> Result<BatchEnd, WsError> {
     let config = &shared.config;
     let mut next = Some(first);
@@ -164,6 +193,9 @@ async fn write_batch(
     // Something was fed to the WebSocket writer and not flushed yet.
     let mut fed = false;
     while let Some(item) = next.take() {
+        if let Ok(frame) = &item {
+            position.store(frame.end_offset, Ordering::Relaxed);
+        }
         match item {
             Ok(frame) if !plan.admits(&frame) => {}
             Ok(frame) => {
@@ -338,6 +370,10 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
     let mut ping = tokio::time::interval(config.ping_interval);
     ping.reset();
     let mut last_seen = Instant::now();
+    // The ring offset of the last frame this eater took (see `far_behind`).
+    let position = AtomicU64::new(shared.published_bytes.load(Ordering::Relaxed));
+    // Stuck or far behind: closed with 4201 after the loop, once the ring is let go.
+    let mut close_slow = false;
     while reason.is_none() {
         tokio::select! {
             biased;
@@ -397,7 +433,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
             },
             first = rx.recv() => {
                 let outcome = {
-                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, &plan, &mut runs, binary));
+                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, &plan, &mut runs, binary, &position));
                     // Fast path: a writable socket takes the whole batch in one poll, so no
                     // timer is armed (a timer per delivery cost measurable CPU at 1000 eaters).
                     match std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await {
@@ -407,6 +443,7 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
                                 Ok(result) => Outcome::Done(result),
                                 Err(_) => Outcome::Stuck,
                             },
+                            () = far_behind(&shared, &position) => Outcome::FarBehind,
                             _ = stop.as_mut() => Outcome::Shutdown,
                         },
                     }
@@ -416,9 +453,13 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
                     Outcome::Done(Ok(BatchEnd::RingClosed)) => reason = Some("hub stopping".into()),
                     Outcome::Done(Err(error)) => reason = Some(error.to_string()),
                     Outcome::Stuck => {
-                        runs.finish(&mut ws).await;
                         warn!(eater = %shown, %addr, "eater made no write progress for {:?}; disconnecting", config.write_timeout);
-                        close(&mut ws, close_code::EATER_TOO_SLOW, close_code::EATER_TOO_SLOW_REASON).await;
+                        close_slow = true;
+                        reason = Some(close_code::EATER_TOO_SLOW_REASON.into());
+                    }
+                    Outcome::FarBehind => {
+                        warn!(eater = %shown, %addr, "eater stuck in a write while {} MiB were published after its position; disconnecting", STUCK_BEHIND_BYTES >> 20);
+                        close_slow = true;
                         reason = Some(close_code::EATER_TOO_SLOW_REASON.into());
                     }
                     Outcome::Shutdown => {
@@ -437,6 +478,18 @@ pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared
                 }
             }
         }
+    }
+    // Let go of the ring before the close, which may wait up to the write timeout: until
+    // then the ring would keep everything published for this eater.
+    drop(rx);
+    if close_slow {
+        runs.finish(&mut ws).await;
+        close(
+            &mut ws,
+            close_code::EATER_TOO_SLOW,
+            close_code::EATER_TOO_SLOW_REASON,
+        )
+        .await;
     }
     let delivered = peer.good.load(Ordering::Relaxed);
     let dropped = peer.bad.load(Ordering::Relaxed);
