@@ -549,6 +549,30 @@ fn compiled_chefs_are_cached_on_disk() {
     // Loading again uses the cached artifact and still works.
     let mut chef = host.load_file(&fixture("noop_chef")).unwrap();
     assert!(chef.on_packets(&[], &[], 0).unwrap().is_empty());
+    // A damaged entry (bytes changed in its middle, as a bad block or a stray edit would:
+    // this made the kitchen run them as native code and die of SIGTRAP; or cut short) is
+    // never run: it is discarded, the chef compiled again and the entry written anew.
+    let entry = entries[0].path();
+    let good = std::fs::read(&entry).unwrap();
+    let damaged: [Box<dyn Fn(&mut Vec<u8>)>; 3] = [
+        Box::new(|b: &mut Vec<u8>| {
+            let mid = b.len() / 2;
+            b[mid..mid + 4096].fill(0xcc);
+        }),
+        Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 1)),
+        Box::new(|b: &mut Vec<u8>| b.truncate(b.len() / 3)),
+    ];
+    for damage in &damaged {
+        let mut bytes = good.clone();
+        damage(&mut bytes);
+        std::fs::write(&entry, &bytes).unwrap();
+        let mut chef = host.load_file(&fixture("noop_chef")).unwrap();
+        assert!(chef.on_packets(&[], &[], 0).unwrap().is_empty());
+        assert!(
+            std::fs::read(&entry).unwrap() == good,
+            "the damaged entry was replaced by a fresh compile"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,8 +8,14 @@
 //!
 //! Trust: deserializing a `.cwasm` runs its native code, so this module only ever
 //! deserializes files at the exact path this host computes inside a directory that is not
-//! group/world-writable. Chef files from `--chef-dir` are always compiled from their wasm,
-//! never deserialized.
+//! group/world-writable. Each entry ends with the SHA-256 of its compiled bytes, checked on
+//! every hit before anything is deserialized: a damaged entry (a bad disk block, a file
+//! cut or zeroed by a crash, someone's stray edit) is discarded and the chef compiled
+//! again, instead of native code that is not what wasmtime wrote being run (a changed
+//! `.text` section crashed the kitchen with SIGTRAP). The digest catches damage, not an
+//! attacker: whoever can write the cache directory runs as the kitchen's user and can
+//! rewrite the digest too, so the directory is exactly as trusted as the kitchen's own
+//! files (which is why it must be private).
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -40,6 +46,11 @@ pub struct ArtifactCache {
     /// Total bytes of `.cwasm` files kept; older entries are evicted past it.
     max_bytes: u64,
 }
+
+/// What ends every cache entry: the SHA-256 of the bytes before it, then this tag.
+const DIGEST_TAG: &[u8; 8] = b"ndcwsum1";
+/// Bytes of the trailer ([`DIGEST_TAG`] and the digest before it).
+const TRAILER_BYTES: usize = 32 + DIGEST_TAG.len();
 
 /// Default size of the compiled-chef cache, MiB (`--chef-cache-mib`).
 pub const DEFAULT_CACHE_MIB: u64 = 512;
@@ -133,27 +144,38 @@ impl ArtifactCache {
     ) -> Result<(Component, CacheOutcome), LoadError> {
         let path = self.path_for(wasm);
         if path.is_file() {
-            // SAFETY: `deserialize_file` maps the file and runs its native code, so the file
-            // must be one wasmtime produced with `Component::serialize` for an engine with
-            // this configuration. It is: the path is `<sha256 of these exact wasm bytes>-
-            // <hash of this engine's precompile compatibility>.cwasm` inside our own cache
-            // directory, which `open` created (or checked to be) not writable by group or
-            // others, and only `store` below writes there (temp file + rename, so the file is
-            // complete). wasmtime additionally checks the header and engine compatibility
-            // and returns an error (handled below) rather than loading a mismatched file.
-            #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(engine, &path) };
-            match loaded {
-                Ok(c) => {
-                    // Touch it: eviction goes by modification time (least recently used).
-                    if let Ok(f) = std::fs::File::options().append(true).open(&path) {
-                        let _ = f.set_modified(std::time::SystemTime::now());
+            match self.read_checked(&path) {
+                Ok(compiled) => {
+                    // SAFETY: deserializing runs the bytes as native code, so they must be
+                    // what wasmtime produced with `Component::serialize` for an engine with
+                    // this configuration. They are: the file is `<sha256 of these exact
+                    // wasm bytes>-<hash of this engine's precompile compatibility>.cwasm`
+                    // inside our own cache directory, which `open` created (or checked to
+                    // be) not writable by group or others; only `store` below writes there
+                    // (temp file + rename, so the file is complete); and its trailer's
+                    // SHA-256 of these bytes matched just now (not damaged since). wasmtime
+                    // additionally checks the header and engine compatibility and returns
+                    // an error (handled below) rather than loading a mismatched file.
+                    #[allow(unsafe_code)]
+                    let loaded = unsafe { Component::deserialize(engine, &compiled) };
+                    match loaded {
+                        Ok(c) => {
+                            // Touch it: eviction goes by modification time (least
+                            // recently used).
+                            if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                                let _ = f.set_modified(std::time::SystemTime::now());
+                            }
+                            return Ok((c, CacheOutcome::Hit));
+                        }
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %format!("{e:#}"),
+                                "discarding an unreadable compiled-chef cache entry");
+                            let _ = std::fs::remove_file(&path);
+                        }
                     }
-                    return Ok((c, CacheOutcome::Hit));
                 }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"),
-                        "discarding an unreadable compiled-chef cache entry");
+                Err(why) => {
+                    tracing::warn!(path = %path.display(), "discarding a damaged compiled-chef cache entry ({why}); compiling the chef again");
                     let _ = std::fs::remove_file(&path);
                 }
             }
@@ -172,10 +194,39 @@ impl ArtifactCache {
         Ok((component, outcome))
     }
 
+    /// The compiled bytes of the entry at `path` if its trailer's digest matches them;
+    /// else why not. Reads at most the cache's size.
+    fn read_checked(&self, path: &Path) -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        file.take(self.max_bytes.saturating_add(TRAILER_BYTES as u64 + 1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        if bytes.len() as u64 > self.max_bytes + TRAILER_BYTES as u64 {
+            return Err("larger than the whole cache".into());
+        }
+        let Some(body_len) = bytes.len().checked_sub(TRAILER_BYTES) else {
+            return Err(format!("only {} bytes", bytes.len()));
+        };
+        if &bytes[bytes.len() - DIGEST_TAG.len()..] != DIGEST_TAG {
+            return Err("no digest trailer (written by an older kitchen, or cut)".into());
+        }
+        let digest = &bytes[body_len..body_len + 32];
+        if Sha256::digest(&bytes[..body_len]).as_slice() != digest {
+            return Err("its SHA-256 does not match its digest".into());
+        }
+        bytes.truncate(body_len);
+        Ok(bytes)
+    }
+
     fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
-        let bytes = component
+        let mut bytes = component
             .serialize()
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let digest = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&digest);
+        bytes.extend_from_slice(DIGEST_TAG);
         if bytes.len() as u64 > self.max_bytes {
             return Err(std::io::Error::other(format!(
                 "the compiled chef ({} bytes) is larger than the whole cache ({} bytes)",
