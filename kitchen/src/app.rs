@@ -211,7 +211,10 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         Some(dir) if config.watch_chef_dir => {
             let r = Reloader::start(host, dir, &known_files)
                 .context("cannot watch the chef directory")?;
-            tracing::info!("{k}: Watching {} for chef changes", dir.display());
+            tracing::info!(
+                "{k}: Watching {} for chef changes",
+                dumpling::text::escape_path(dir)
+            );
             (Some(r), None)
         }
         _ => (None, Some(host)),

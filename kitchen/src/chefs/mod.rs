@@ -22,7 +22,10 @@ pub struct FoundChef {
 
 /// The chef directory could not be listed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot list the chef directory {}: {source}", dir.display())]
+#[error(
+    "cannot list the chef directory {}: {source}",
+    dumpling::text::escape_path(dir)
+)]
 pub struct ChefDirError {
     /// The directory.
     pub dir: PathBuf,

@@ -506,9 +506,11 @@ fn apply_event(
         ReloadEvent::Failed { path, error } => {
             let running = d.chefs().iter().find(|s| chef_source_is(s, &path));
             match running {
-                Some(s) => tracing::error!(file = %escape_path(&path), chef = s.chef.name(),
+                Some(s) => {
+                    tracing::error!(file = %escape_path(&path), chef = %Escaped::new(s.chef.name()),
                     "chef reload failed: {}; the previous version keeps running",
-                    Escaped::with_max(&error, 1024)),
+                    Escaped::with_max(&error, 1024))
+                }
                 None => tracing::error!(file = %escape_path(&path), "chef not loaded: {}",
                     Escaped::with_max(&error, 1024)),
             }
@@ -535,7 +537,7 @@ fn apply_event(
             let name = chef.name().to_owned();
             let key = escape_path(&path);
             if !policy.only.is_empty() && !policy.only.contains(&name) {
-                tracing::info!(file = %escape_path(&path), chef = %name,
+                tracing::info!(file = %escape_path(&path), chef = %Escaped::new(&name),
                     "chef file ignored: not one of the chefs selected with -c");
                 return Ok(Applied::Unchanged);
             }
@@ -574,8 +576,9 @@ fn apply_event(
                 let max = old.chef.limits().max_state_bytes;
                 crate::chef_host::state::carry(&mut old.chef, &mut slot.chef, max, d.clock_ns());
                 old_name = Some(old.chef.name().to_owned());
-                tracing::info!(file = %escape_path(&path), chef = %name,
-                    old_version = %old.chef.description().version, new_version = %version,
+                tracing::info!(file = %escape_path(&path), chef = %Escaped::new(&name),
+                    old_version = %Escaped::new(&old.chef.description().version),
+                    new_version = %Escaped::new(&version),
                     load_ms = load_time.as_secs_f64() * 1e3,
                     "chef reloaded: new version swapped in");
             }
@@ -585,14 +588,15 @@ fn apply_event(
             });
             if let (true, Some(j)) = (overrides_builtin, builtin) {
                 d.retire_chef(j)?;
-                tracing::warn!(chef = %name, file = %escape_path(&path),
+                tracing::warn!(chef = %Escaped::new(&name), file = %escape_path(&path),
                     "chef file overrides the built-in chef of the same name");
             }
             d.add_reloaded_chef(slot, reloads)?;
             match old_name {
                 Some(old) => Ok(Applied::Replaced(old, name)),
                 None => {
-                    tracing::info!(file = %escape_path(&path), chef = %name, version = %version,
+                    tracing::info!(file = %escape_path(&path), chef = %Escaped::new(&name),
+                        version = %Escaped::new(&version),
                         load_ms = load_time.as_secs_f64() * 1e3,
                         "chef added from the chef directory");
                     Ok(Applied::Added(name))
