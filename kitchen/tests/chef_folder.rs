@@ -328,3 +328,80 @@ fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
     assert!(status.success());
 }
+
+/// Processes whose environment holds `marker` (`/proc/*/environ`), other than this one.
+fn processes_marked(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .collect()
+}
+
+#[test]
+fn compile_workers_end_with_the_kitchen() {
+    // A kitchen stopped while a slow chef compiles: its worker used to run on under init
+    // for up to its CPU limit (61 s, 2 GiB). Now it dies with the kitchen.
+    let dir = fresh_dir("orphan-workers");
+    let base = builtin("packet_count_chef.wasm");
+    std::fs::write(dir.join("slow.wasm"), compile_bomb(base, 40_000)).unwrap();
+    let marker = format!("ND_TEST_WORKER_MARK={}-{}", std::process::id(), line!());
+    let (key, value) = marker.split_once('=').unwrap();
+    let mut kitchen = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .args([
+            "-i",
+            "lo",
+            "--no-hub",
+            "--stdout",
+            "--no-builtin-chefs",
+            "-d",
+        ])
+        .arg(&dir)
+        .args(["--chef-cache-dir"])
+        .arg(dir.join("cache"))
+        .env(key, value)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start nd-sniff");
+    // Wait until its compile worker runs.
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut workers = Vec::new();
+    while workers.is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        workers = processes_marked(&marker)
+            .into_iter()
+            .filter(|&pid| pid != kitchen.id())
+            .collect();
+    }
+    if workers.is_empty() {
+        // Live capture needs root; without it the kitchen ends before it compiles.
+        let _ = kitchen.kill();
+        let _ = kitchen.wait();
+        eprintln!(
+            "SKIP compile_workers_end_with_the_kitchen: no compile worker started (not root?)"
+        );
+        return;
+    }
+    // The kitchen dies at once (as after a crash or SIGKILL, the hardest case).
+    let _ = kitchen.kill();
+    let _ = kitchen.wait();
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut left = processes_marked(&marker);
+    while !left.is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        left = processes_marked(&marker);
+    }
+    assert!(
+        left.is_empty(),
+        "compile workers outlived the kitchen: {left:?}"
+    );
+}

@@ -194,6 +194,20 @@ pub fn worker_main(args: &[String]) -> ExitCode {
         eprintln!("usage: nd-sniff {WORKER_ARG} MEMORY_BYTES CPU_SECS (internal)");
         return ExitCode::from(2);
     };
+    // Die with the kitchen: a worker left compiling a slow component after the kitchen
+    // ended (a signal, the end of the input) ran on under init for up to its CPU limit.
+    // The kitchen thread that started this worker waits for it, so "the parent thread
+    // exited" means the kitchen no longer wants the result.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and changes only this process.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // SAFETY: getppid has no arguments and cannot fail.
+    #[allow(unsafe_code)]
+    let orphaned = unsafe { libc::getppid() } == 1;
+    if rc != 0 || orphaned {
+        // The kitchen is already gone (or the guard could not be set): do not compile.
+        return ExitCode::from(1);
+    }
     if let Err(e) = set_limit(libc::RLIMIT_AS, memory).and(set_limit(libc::RLIMIT_CPU, cpu)) {
         eprintln!("cannot limit the compile worker: {e}");
         return ExitCode::from(1);
