@@ -199,11 +199,15 @@ async fn write_batch(
         match item {
             Ok(frame) if !plan.admits(&frame) => {}
             Ok(frame) => {
+                // Bytes published after this frame: what the eater would still have to
+                // take after it. The frame's own size is not counted, so one frame larger
+                // than the bound (a status listing many large kitchen hellos) still
+                // reaches an eater that keeps up; counting it dropped every status for
+                // every eater once the hellos passed 4 MiB together.
                 let behind = shared
                     .published_bytes
                     .load(Ordering::Relaxed)
-                    .saturating_sub(frame.end_offset)
-                    + frame.len();
+                    .saturating_sub(frame.end_offset);
                 if behind > config.eater_queue_bytes {
                     // Too far behind in bytes: drop the oldest (this one).
                     *pending_lag += 1;

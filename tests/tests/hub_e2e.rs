@@ -223,6 +223,42 @@ async fn an_eater_that_never_reads_does_not_hold_the_ring() {
     eprintln!("hub peak with a mute eater: {peak} KiB");
 }
 
+/// Kitchens with large (legal) hellos make a status dumpling larger than an eater's queue
+/// bound (4 MiB): it still reaches eaters that keep up (every periodic status was dropped
+/// for every eater, silently).
+#[tokio::test]
+async fn a_status_larger_than_the_eater_queue_bound_still_arrives() {
+    let hub = Hub::start(&["-f", "1"]);
+    let mut kitchens = Vec::new();
+    for i in 0..5 {
+        let hello = format!(
+            r#"{{"kitchen_name": "k{i}", "pad": "{}"}}"#,
+            "x".repeat(900_000)
+        );
+        kitchens.push(kitchen(hub.kitchens, &hello).await);
+    }
+    let (mut e, welcome) = eater(hub.eaters, "e").await;
+    assert_eq!(
+        welcome["payload"]["dumpling_kitchen_count"], 5,
+        "all five registered"
+    );
+    // The next (periodic) status, over 4.5 MB.
+    let mut got = None;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while got.is_none() && std::time::Instant::now() < until {
+        if let Some(m) = next_data(&mut e, Duration::from_secs(3)).await {
+            if is_chef(&m, "SystemStatusChef") {
+                got = Some(m.len());
+            }
+        }
+    }
+    let size = got.expect("no periodic status reached the eater");
+    assert!(size > 4 << 20, "{size} bytes");
+    drop(kitchens);
+    drop(e);
+    let _ = hub.stop();
+}
+
 #[tokio::test]
 async fn bad_hellos_are_closed_with_a_reason_and_leave_no_ghost() {
     let hub = Hub::start(&["-f", "60", "--hello-timeout", "1"]);
