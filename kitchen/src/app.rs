@@ -64,6 +64,11 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             "cannot find this executable; chefs are compiled in-process, without limits"),
     }
     let found = chefs::discover(&host, config.builtin_chefs, config.chef_dir.as_deref())?;
+    if stop.load(Ordering::SeqCst) {
+        // The compiles still pending were killed or never started (`stop_all`).
+        tracing::warn!("{k}: Caught a signal while loading chefs; stopping before the run");
+        return Ok(Outcome::Clean);
+    }
 
     if config.chef_list {
         print_chef_list(&found, host.trust().is_enforcing());
@@ -622,6 +627,8 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
                         r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
                         _ = got => {}
                     }
+                    // Pending chef compiles end now (a slow start is not waited out).
+                    kitchen::chef_host::compile_worker::stop_all();
                     if flag.swap(true, Ordering::SeqCst) {
                         eprintln!("nd-sniff: second signal; exiting now");
                         std::process::exit(130);

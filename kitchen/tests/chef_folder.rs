@@ -405,3 +405,63 @@ fn compile_workers_end_with_the_kitchen() {
         "compile workers outlived the kitchen: {left:?}"
     );
 }
+
+#[test]
+fn a_signal_during_a_slow_start_ends_the_run_at_once() {
+    // Two chefs that take tens of seconds each to compile: a SIGTERM two seconds in used
+    // to wait for both compiles (61 s with the helper's pair). Now the compile in progress
+    // is killed, the next one never starts, and the kitchen exits cleanly.
+    let dir = fresh_dir("slow-start-signal");
+    let base = builtin("packet_count_chef.wasm");
+    for name in ["a.wasm", "b.wasm"] {
+        std::fs::write(dir.join(name), compile_bomb(base, 40_000)).unwrap();
+    }
+    let mut kitchen = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .arg("-r")
+        .arg(common::sample_capture())
+        .args(["--no-hub", "--stdout", "-d"])
+        .arg(&dir)
+        .arg("--chef-cache-dir")
+        .arg(dir.join("cache"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start nd-sniff");
+    std::thread::sleep(Duration::from_secs(2));
+    let signalled = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-TERM", &kitchen.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let until = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = kitchen.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = kitchen.kill();
+            let _ = kitchen.wait();
+            panic!("nd-sniff still loading chefs 20 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = signalled.elapsed();
+    let mut stderr = String::new();
+    use std::io::Read;
+    let _ = kitchen
+        .stderr
+        .take()
+        .map(|mut e| e.read_to_string(&mut stderr));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after the signal"
+    );
+    assert!(
+        stderr.contains("Caught a signal while loading chefs"),
+        "{stderr}"
+    );
+}

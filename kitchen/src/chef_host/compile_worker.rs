@@ -19,6 +19,7 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
@@ -88,6 +89,9 @@ fn compile_in_child(
     wasm: &[u8],
 ) -> Result<Vec<u8>, LoadError> {
     let fail = |what: String| LoadError::CompileLimit(what);
+    if STOPPING.load(Ordering::Relaxed) {
+        return Err(fail("the kitchen is stopping; not compiled".to_owned()));
+    }
     let cpu_secs = timeout.as_secs().saturating_add(1);
     let mut child = Command::new(exe)
         .arg(WORKER_ARG)
@@ -129,7 +133,9 @@ fn compile_in_child(
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() >= timeout => break None,
+            Ok(None) if started.elapsed() >= timeout || STOPPING.load(Ordering::Relaxed) => {
+                break None
+            }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => {
                 let _ = child.kill();
@@ -145,6 +151,11 @@ fn compile_in_child(
         let _ = writer.join();
         let _ = out_reader.join();
         let _ = err_reader.join();
+        if STOPPING.load(Ordering::Relaxed) {
+            return Err(fail(
+                "the kitchen is stopping; the compile was killed".to_owned(),
+            ));
+        }
         return Err(fail(format!(
             "compiling took longer than {} s (--chef-compile-timeout-secs); the compile was \
              killed",
@@ -183,6 +194,16 @@ fn compile_in_child(
         }
     };
     Err(fail(why))
+}
+
+/// Set once the kitchen is stopping: compiles in progress are killed and new ones refused,
+/// so a signal during a slow start (a folder of large chefs) ends the run at once instead of
+/// after every pending compile (one per file, each up to `--chef-compile-timeout-secs`).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// The kitchen is stopping: kill the compile workers running now and start no more.
+pub fn stop_all() {
+    STOPPING.store(true, Ordering::Relaxed);
 }
 
 /// The worker side: `nd-sniff --internal-compile-chef-worker MEMORY_BYTES CPU_SECS`.
