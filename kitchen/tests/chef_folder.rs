@@ -465,3 +465,52 @@ fn a_signal_during_a_slow_start_ends_the_run_at_once() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_chef_folder_removed_and_made_again_is_watched_again() {
+    // `rm -rf` of the folder ended hot reload for good and silently (a watch dies with its
+    // folder); so did replacing it. Now the loader notices and watches the new one.
+    let dir = fresh_dir("folder-gone");
+    let h = host(ChefLimits::default(), Compiler::InProcess);
+    let r = Reloader::start(h, &dir, &[]).expect("reloader");
+    let land = |name: &str, chef: &str| {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, builtin(chef)).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    };
+    let ready = |file: &str| {
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            match r.recv_timeout(Duration::from_millis(200)) {
+                Some(ReloadEvent::Ready { path, .. }) if path.ends_with(file) => return true,
+                Some(ReloadEvent::Failed { path, error }) => {
+                    panic!("{} failed: {error}", path.display())
+                }
+                _ => {}
+            }
+        }
+        false
+    };
+    land("a.wasm", "arp_chef.wasm");
+    assert!(ready("a.wasm"), "the first chef");
+    // Removed, then made again (as `rm -rf DIR; mkdir DIR`), then a chef dropped in.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::create_dir_all(&dir).unwrap();
+    land("b.wasm", "dns_lookup_chef.wasm");
+    assert!(
+        ready("b.wasm"),
+        "a chef dropped into the re-made folder never loaded"
+    );
+    // Replaced in one step (renamed over by another folder holding a chef).
+    let other = dir.with_file_name("folder-gone-other");
+    let _ = std::fs::remove_dir_all(&other);
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("c.wasm"), builtin("packet_count_chef.wasm")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::rename(&other, &dir).unwrap();
+    assert!(
+        ready("c.wasm"),
+        "the chef of the folder renamed into place never loaded"
+    );
+}

@@ -118,12 +118,27 @@ pub enum ReloadError {
     Thread(#[source] std::io::Error),
 }
 
+/// The folder's watcher: the loader re-arms it when the folder comes back.
+type SharedWatcher = Arc<Mutex<Option<Debouncer<RecommendedWatcher, RecommendedCache>>>>;
+
+/// How often an idle loader checks that the chef folder is still the one it watches (a
+/// watch dies with its folder: removed, renamed or replaced, it reports nothing more).
+const FOLDER_CHECK: Duration = Duration::from_secs(1);
+
+/// The identity (device, inode) of `dir` if it is a directory now.
+fn folder_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).ok()?;
+    m.is_dir().then(|| (m.dev(), m.ino()))
+}
+
 /// The watcher and loader of one chef directory. Dropping it stops both (and drops the
 /// [`ChefHost`], so drop it only after the dispatcher's chefs are gone).
 pub struct Reloader {
     events: Receiver<ReloadEvent>,
-    /// Kept for its `Drop` (stops the watcher, which closes the loader's input).
-    debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+    /// Shared with the loader (which watches the folder again when it comes back); taken
+    /// on `Drop`, which stops the watcher and so closes the loader's input.
+    debouncer: SharedWatcher,
     loader: Option<JoinHandle<()>>,
 }
 
@@ -163,6 +178,9 @@ impl Reloader {
                 .unwrap_or_else(|_| dir.to_owned())
         };
         let dir = dir.to_owned();
+        let watcher: SharedWatcher = Arc::new(Mutex::new(Some(debouncer)));
+        let loader_watcher = Arc::clone(&watcher);
+        let folder = folder_identity(&dir);
         let loader = std::thread::Builder::new()
             .name("nd-chef-loader".into())
             .spawn(move || {
@@ -174,13 +192,15 @@ impl Reloader {
                     abs,
                     versions,
                     out: tx,
+                    watcher: loader_watcher,
+                    folder,
                 }
                 .run(raw_rx)
             })
             .map_err(ReloadError::Thread)?;
         Ok(Reloader {
             events: rx,
-            debouncer: Some(debouncer),
+            debouncer: watcher,
             loader: Some(loader),
         })
     }
@@ -204,7 +224,12 @@ pub const LOADER_STOP_WAIT: Duration = Duration::from_millis(300);
 impl Drop for Reloader {
     fn drop(&mut self) {
         // Stopping the debouncer drops its sender: the loader's `recv` fails and it ends.
-        self.debouncer.take();
+        drop(
+            self.debouncer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         if let Some(t) = self.loader.take() {
             let until = Instant::now() + LOADER_STOP_WAIT;
             while !t.is_finished() && Instant::now() < until {
@@ -300,11 +325,25 @@ struct Loader {
     /// not retried until it changes).
     versions: HashMap<PathBuf, [u8; 32]>,
     out: Sender<ReloadEvent>,
+    /// The folder's watcher, re-armed when the folder comes back.
+    watcher: SharedWatcher,
+    /// The watched folder's (device, inode); `None` while it is gone.
+    folder: Option<(u64, u64)>,
 }
 
 impl Loader {
     fn run(mut self, input: Receiver<DebounceEventResult>) {
-        while let Ok(batch) = input.recv() {
+        loop {
+            let batch = match input.recv_timeout(FOLDER_CHECK) {
+                Ok(batch) => batch,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if !self.check_folder() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             let mut paths: Vec<PathBuf> = Vec::new();
             let mut rescan = false;
             match batch {
@@ -345,6 +384,50 @@ impl Loader {
                 }
             }
         }
+    }
+
+    /// Whether the folder is still the one watched; when it went away, say so once, and
+    /// when a folder is there again at its path, watch it and reconcile every file (a
+    /// watch dies with its folder and reports nothing more). False when the receiver is
+    /// gone.
+    fn check_folder(&mut self) -> bool {
+        let now = folder_identity(&self.dir);
+        if now == self.folder {
+            return true;
+        }
+        let dir = escape_path(&self.dir);
+        if self.folder.is_some() {
+            tracing::warn!(dir = %dir, "the chef folder is gone or was replaced; \
+                hot reload waits for a folder at that path");
+        }
+        self.folder = None;
+        if now.is_none() {
+            return true;
+        }
+        let mut guard = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(debouncer) = guard.as_mut() else {
+            return true; // stopping
+        };
+        let _ = debouncer.unwatch(&self.dir);
+        if let Err(e) = debouncer.watch(&self.dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir, error = %e, "cannot watch the chef folder again; retrying");
+            return true;
+        }
+        drop(guard);
+        self.folder = now;
+        tracing::info!(dir = %dir, "a chef folder is there again; watching it and loading its chefs");
+        let mut paths: Vec<PathBuf> = self.versions.keys().cloned().collect();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            paths.extend(
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter_map(|p| signature::chef_file_of(&p))
+                    .filter_map(|p| p.file_name().map(|n| self.dir.join(n))),
+            );
+        }
+        paths.sort();
+        paths.dedup();
+        paths.into_iter().all(|path| self.handle(path))
     }
 
     /// Reconcile one path; false when the receiver is gone.
