@@ -514,3 +514,45 @@ fn a_chef_folder_removed_and_made_again_is_watched_again() {
         "the chef of the folder renamed into place never loaded"
     );
 }
+
+#[test]
+fn copies_of_one_chef_do_not_use_up_the_budget_a_distinct_chef_needs() {
+    // Many copies (hard links) of one chef, then a distinct chef that sorts last: each
+    // copy was started before duplicates were sorted out, so the copies took the whole
+    // kitchen memory budget and the distinct chef was refused. Now a duplicate is
+    // dropped as soon as its name is known.
+    let dir = fresh_dir("duplicates-budget");
+    let wasm = builtin("packet_count_chef.wasm");
+    std::fs::write(dir.join("a00.wasm"), wasm).unwrap();
+    for i in 1..12 {
+        std::fs::hard_link(dir.join("a00.wasm"), dir.join(format!("a{i:02}.wasm"))).unwrap();
+    }
+    std::fs::write(dir.join("zz.wasm"), builtin("arp_chef.wasm")).unwrap();
+    let probe = host(ChefLimits::default(), Compiler::InProcess);
+    let one = probe
+        .load(ChefSource::File("probe.wasm".into()), wasm)
+        .expect("probe");
+    let each = probe.limits().kitchen_memory.used();
+    drop(one);
+    let limits = ChefLimits {
+        kitchen_memory: MemoryBudget::new(each * 5 / 2),
+        ..ChefLimits::default()
+    };
+    let h = host(limits, Compiler::InProcess);
+    let found = kitchen::chefs::discover(&h, false, Some(&dir)).expect("discover");
+    let ok: Vec<String> = found
+        .iter()
+        .filter_map(|f| f.result.as_ref().ok().map(|c| c.name().to_owned()))
+        .collect();
+    assert_eq!(ok, ["PacketCountChef", "ARPChef"], "loaded");
+    let duplicates = found
+        .iter()
+        .filter(|f| {
+            f.result.as_ref().is_err_and(|e| {
+                e.to_string()
+                    .contains("duplicate chef name PacketCountChef")
+            })
+        })
+        .count();
+    assert_eq!(duplicates, 11);
+}

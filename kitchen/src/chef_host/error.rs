@@ -23,6 +23,17 @@ pub enum LoadError {
     /// `describe` returned a name the kitchen or the hub emits itself.
     #[error("the chef calls itself {0:?}, a name reserved for the kitchen's and the hub's own dumplings; rename it")]
     ReservedName(String),
+    /// Another chef found earlier at start already has this name (the first in name
+    /// order wins; a file overriding a built-in is not a duplicate).
+    #[error(
+        "duplicate chef name {name}: {kept} has it already (the first file in name order runs)"
+    )]
+    DuplicateName {
+        /// The chef's name.
+        name: String,
+        /// Where the chef that keeps the name came from.
+        kept: String,
+    },
     /// A 0-byte file.
     #[error("the file is empty (0 bytes), not a WebAssembly component")]
     Empty,

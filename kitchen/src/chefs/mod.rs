@@ -60,7 +60,8 @@ pub fn discover(
         for path in files {
             let result = host
                 .read_file(Some(dir), &path)
-                .and_then(|bytes| host.load(ChefSource::File(path.clone()), &bytes));
+                .and_then(|bytes| host.load(ChefSource::File(path.clone()), &bytes))
+                .and_then(|chef| refuse_duplicate(&found, chef));
             found.push(FoundChef {
                 source: ChefSource::File(path),
                 result,
@@ -68,6 +69,33 @@ pub fn discover(
         }
     }
     Ok(found)
+}
+
+/// `chef`, or a [`LoadError::DuplicateName`] when a chef already in `found` holds its name
+/// ([`name_verdict`]). Why here and not only in [`loaded`]: the duplicate is dropped (its
+/// instance and its share of the kitchen's memory budget returned) before the next file
+/// loads, so a folder of many copies of one chef cannot use up the budget and crowd out a
+/// distinct chef that sorts after them.
+fn refuse_duplicate(found: &[FoundChef], chef: LoadedChef) -> Result<LoadedChef, LoadError> {
+    let running = found
+        .iter()
+        .filter_map(|f| f.result.as_ref().ok())
+        .map(|c| (c.name(), c.source()));
+    match name_verdict(running, chef.name(), chef.source()) {
+        NameVerdict::Duplicate(i) => {
+            let kept = found
+                .iter()
+                .filter_map(|f| f.result.as_ref().ok())
+                .nth(i)
+                .map(|c| c.source().to_string())
+                .unwrap_or_default();
+            Err(LoadError::DuplicateName {
+                name: chef.name().to_owned(),
+                kept,
+            })
+        }
+        NameVerdict::New | NameVerdict::OverridesBuiltin(_) => Ok(chef),
+    }
 }
 
 /// The name the hello's `chefs` list uses, in the original's `<module>.<ClassName>` form:
