@@ -556,3 +556,24 @@ fn copies_of_one_chef_do_not_use_up_the_budget_a_distinct_chef_needs() {
         .count();
     assert_eq!(duplicates, 11);
 }
+
+#[test]
+fn a_dangling_symlink_dropped_in_is_reported() {
+    let dir = fresh_dir("dangling-live");
+    let h = host(ChefLimits::default(), Compiler::InProcess);
+    let r = Reloader::start(h, &dir, &[]).expect("reloader");
+    std::os::unix::fs::symlink(dir.join("nowhere.wasm"), dir.join("dangling.wasm")).unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut error = None;
+    while error.is_none() && Instant::now() < until {
+        if let Some(ReloadEvent::Failed { path, error: e }) =
+            r.recv_timeout(Duration::from_millis(200))
+        {
+            if path.ends_with("dangling.wasm") {
+                error = Some(e);
+            }
+        }
+    }
+    let error = error.expect("a dangling symlink dropped in was not reported");
+    assert!(!error.is_empty());
+}

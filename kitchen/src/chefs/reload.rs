@@ -445,11 +445,18 @@ impl Loader {
             }
             return true;
         }
-        let bytes = match read_chef_file(Some(&self.dir), &path, self.host.limits().max_file_bytes)
-        {
+        let read = read_chef_file(Some(&self.dir), &path, self.host.limits().max_file_bytes);
+        let bytes = match read {
             Ok(b) => b,
-            // Gone between the stat and the read: the next event says so.
-            Err(ChefFileError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            // Gone between the stat and the read: the next event says so. But a symlink
+            // that is still there points at nothing: that is refused with its reason (it
+            // was skipped without a word).
+            Err(ChefFileError::Io(e))
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) =>
+            {
+                return true
+            }
             Err(e) => {
                 // A refused entry (a FIFO, a directory, a device, a symlink out of the
                 // folder, too big) is named once per reason, not on every event for it.
