@@ -162,7 +162,20 @@ fn is_pseudo_fs(file: &std::fs::File) -> bool {
 pub fn list_chef_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .filter(|p| {
+            let chef = p.extension().is_some_and(|x| x == "wasm");
+            // Named almost like a chef (`X.WASM`, a bare `.wasm`): said, not skipped
+            // without a word.
+            let lookalike = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                .is_some_and(|n| n.ends_with(".wasm"));
+            if lookalike && !chef {
+                tracing::warn!(file = %dumpling::text::escape_path(p),
+                    "not loaded: chef files are named NAME.wasm (lowercase extension)");
+            }
+            chef
+        })
         .collect();
     files.sort();
     Ok(files)
