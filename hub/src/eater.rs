@@ -619,6 +619,7 @@ mod tests {
                     &plan,
                     &mut runs,
                     false,
+                    &AtomicU64::new(0),
                 )
                 .await
                 .expect("batch written");

@@ -79,7 +79,9 @@ fn peer_name(hello: &str) -> String {
             other => other.to_string(),
         })
         .unwrap_or_default();
-    name.chars().take(128).collect()
+    // A peer chose it: control and bidi characters escaped (the exposition format only
+    // escapes `\`, `"` and newlines; a raw ESC would reach whoever curls /metrics).
+    dumpling::text::escape(&name, 128)
 }
 
 impl Collector for HubCollector {
@@ -251,4 +253,19 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         "nd-hub",
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_name;
+
+    #[test]
+    fn peer_names_in_labels_are_escaped_and_cut() {
+        let hello = r#"{"kitchen_name": "k\u001b[2J\u202e\r\nx"}"#;
+        let name = peer_name(hello);
+        assert_eq!(name, r"k\x1b[2J\u{202e}\r\nx");
+        let long = format!(r#"{{"eater_name": "{}"}}"#, "é".repeat(10_000));
+        assert!(peer_name(&long).chars().count() < 160);
+        assert_eq!(peer_name(r#"{"eater_name": 7}"#), "7");
+    }
 }
