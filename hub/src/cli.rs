@@ -55,6 +55,13 @@ pub struct Cli {
     /// contention.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
+    /// Open connections allowed on the kitchen port (handshakes included); more are closed
+    /// at once, so a flood of connections cannot use up the hub's file descriptors.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_kitchens: usize,
+    /// Open connections allowed on the eater port (eaters and web-view requests).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_eaters: usize,
     /// At most this many kitchens and eaters listed in a status dumpling (counts stay exact).
     #[arg(long, value_name = "N", default_value_t = 25)]
     pub status_list_max: usize,
@@ -139,6 +146,12 @@ impl Cli {
         if self.eater_queue_bytes == 0 {
             return Err(CliError::Zero("eater-queue-bytes"));
         }
+        if self.max_kitchens == 0 {
+            return Err(CliError::Zero("max-kitchens"));
+        }
+        if self.max_eaters == 0 {
+            return Err(CliError::Zero("max-eaters"));
+        }
         let ping = seconds("ping-interval", self.ping_interval)?;
         Ok(hub::Config {
             status_freq: seconds("status-freq", self.status_freq)?,
@@ -150,6 +163,8 @@ impl Cli {
             ping_interval: ping,
             ping_timeout: ping,
             status_list_max: self.status_list_max,
+            max_kitchens: self.max_kitchens,
+            max_eaters: self.max_eaters,
             fleet: self.fleet.options()?,
             metrics_address: self
                 .metrics_address

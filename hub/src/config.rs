@@ -52,6 +52,11 @@ pub struct Config {
     pub fleet: Option<crate::fleet::FleetOptions>,
     /// Where to serve Prometheus `/metrics` (off when `None`).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Open connections allowed on the kitchen port (handshakes included); more are
+    /// closed at once, so a flood of connections cannot take every file descriptor.
+    pub max_kitchens: usize,
+    /// Open connections allowed on the eater port (eaters and web-view requests).
+    pub max_eaters: usize,
 }
 
 impl Default for Config {
@@ -76,6 +81,8 @@ impl Default for Config {
             tls: None,
             fleet: None,
             metrics_address: None,
+            max_kitchens: 1024,
+            max_eaters: 4096,
         }
     }
 }

@@ -186,6 +186,15 @@ async fn accept_loop(
     shared: Arc<Shared>,
     done: mpsc::Sender<()>,
 ) {
+    let max = match side {
+        Side::Kitchen => shared.config.max_kitchens,
+        Side::Eater => shared.config.max_eaters,
+    };
+    // One permit per open connection on this port: a flood of connections (20 000 idle
+    // kitchens took every file descriptor, and then eaters could not connect) is closed
+    // at accept, and the other port keeps its own share.
+    let open = Arc::new(tokio::sync::Semaphore::new(max));
+    let mut refused: u64 = 0;
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(pair) => pair,
@@ -196,11 +205,21 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            drop(stream);
+            refused += 1;
+            if refused <= 5 || refused.is_multiple_of(1000) {
+                warn!(%addr, ?side, refused,
+                    "connection limit reached ({max} open on this port; --max-kitchens/--max-eaters): closed at once");
+            }
+            continue;
+        };
         let shared = shared.clone();
         let done = done.clone();
         tokio::spawn(async move {
             serve(stream, addr, side, shared.clone()).await;
             shared.connections_ended.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
             drop(done);
         });
     }

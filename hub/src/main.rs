@@ -41,6 +41,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let tuned = hub::trim::keep_heap_growth_off_the_hot_path();
     tracing::debug!(tuned, "glibc heap growth and trim thresholds");
     let mut config = cli.config()?;
+    raise_open_files_limit(config.max_kitchens + config.max_eaters + 256);
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         let files = hub::tls::TlsFiles {
             cert: cert.clone(),
@@ -106,4 +107,38 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     // Do not wait for stuck connection tasks: run() already gave them their grace period.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
+}
+
+/// Raise the soft open-files limit towards `wanted` (every connection is a file descriptor;
+/// Debian's default soft limit is 1024), up to the hard limit; say so when even the hard
+/// limit is lower, since connections past it fail to be accepted.
+fn raise_open_files_limit(wanted: usize) {
+    let wanted = wanted as libc::rlim_t;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit we own.
+    #[allow(unsafe_code)]
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= wanted {
+        return;
+    }
+    let target = wanted.min(lim.rlim_max);
+    if target > lim.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit we own; raising the soft limit up to the hard
+        // one needs no privilege.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+    }
+    if target < wanted {
+        tracing::warn!(
+            "the open-files limit is {target} (ulimit -n; hard limit {}), below what \
+             --max-kitchens plus --max-eaters need ({wanted}): raise it or lower them",
+            lim.rlim_max
+        );
+    }
 }

@@ -259,6 +259,50 @@ async fn a_status_larger_than_the_eater_queue_bound_still_arrives() {
     let _ = hub.stop();
 }
 
+/// A flood of connections on one port is closed at accept past `--max-kitchens`, and the
+/// eater port keeps working (20 000 idle kitchens took every file descriptor).
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_and_the_other_port_keeps_working() {
+    let hub = Hub::start(&["-f", "60", "--max-kitchens", "3"]);
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(kitchen(hub.kitchens, &format!(r#"{{"kitchen_name": "k{i}"}}"#)).await);
+    }
+    // The fourth is closed before its handshake completes.
+    let url = format!("ws://{}/", hub.kitchens);
+    let refused = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(url.as_str()),
+    )
+    .await
+    .expect("answered in time");
+    assert!(refused.is_err(), "a fourth kitchen was accepted");
+    // Eaters are not affected.
+    let (_e, welcome) = eater(hub.eaters, "e").await;
+    assert_eq!(welcome["payload"]["dumpling_kitchen_count"], 3);
+    // One kitchen leaves: a new one gets its place.
+    drop(held.pop());
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(Ok(_)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "no room after a kitchen left");
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("connection limit reached (3 open on this port"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn bad_hellos_are_closed_with_a_reason_and_leave_no_ghost() {
     let hub = Hub::start(&["-f", "60", "--hello-timeout", "1"]);
