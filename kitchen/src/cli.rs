@@ -17,7 +17,16 @@ use kitchen::chef_host::CacheSetting;
 /// nd-sniff: the netdumplings kitchen. Captures packets (or replays a capture file), runs
 /// the chefs on them and sends their dumplings to the hub.
 #[derive(Debug, Parser)]
-#[command(name = "nd-sniff", version, disable_help_flag = true)]
+#[command(
+    name = "nd-sniff",
+    version,
+    disable_help_flag = true,
+    after_help = "Exit status: 0 when the run ended normally (end of the capture file, Ctrl-C or \
+                  SIGTERM; a second signal exits at once with 130); 1 when something failed (a \
+                  capture file that cannot be read or is damaged part-way: the packets before \
+                  the damage were processed; a capture that cannot start; dumplings that could \
+                  not be delivered); 2 for a usage error."
+)]
 pub struct Cli {
     /// Kitchen name, sent in the hello and in every dumpling's `metadata.kitchen`.
     #[arg(
