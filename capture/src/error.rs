@@ -12,7 +12,8 @@ pub enum CaptureError {
     #[error("no data from the input for now (a stalled pipe or FIFO)")]
     Stalled,
     /// The file could not be opened or read (permissions, missing file, I/O error).
-    #[error("cannot read capture file {}: {source}", path.display())]
+    // The OS error is the source (printed after it by `{:#}` chains), not repeated here.
+    #[error("cannot read capture file {}", path.display())]
     Io {
         /// The capture file.
         path: PathBuf,

@@ -310,7 +310,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     match (result, finish) {
         (Err(e), _) => Err(e),
         (Ok(_), Err(SinkError::Closed)) | (Ok(RunEnd::OutputClosed), _) => Ok(outcome),
-        (Ok(_), Err(e)) => Err(e).context("writing dumplings"),
+        (Ok(_), Err(e)) => Err(e.into()),
         (Ok(RunEnd::Damaged), Ok(())) => Ok(Outcome::Failed),
         (Ok(_), Ok(())) => Ok(outcome),
     }
@@ -567,11 +567,8 @@ fn open_input(
     let mut told = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(opened) => {
-                return opened
-                    .map(Some)
-                    .with_context(|| format!("cannot replay {}", path.display()))
-            }
+            // The capture errors name the file themselves.
+            Ok(opened) => return Ok(Some(opened?)),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if stop.load(Ordering::SeqCst) {
                     return Ok(None);

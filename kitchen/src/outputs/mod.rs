@@ -18,7 +18,8 @@ pub enum SinkError {
     #[error("the output was closed")]
     Closed,
     /// Any other I/O failure.
-    #[error("cannot write dumplings: {0}")]
+    // The OS error is the source (`{:#}` chains print it after this), not repeated here.
+    #[error("cannot write dumplings")]
     Io(#[from] std::io::Error),
 }
 

@@ -66,7 +66,8 @@ pub enum LiveEnd {
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     /// The capture could not start (no such interface, no permission, bad filter, ...).
-    #[error("cannot capture on {interfaces}: {source}")]
+    // Each error prints only its own words; `{:#}` chains add the source after them.
+    #[error("cannot capture on {interfaces}")]
     Start {
         /// The interfaces asked for, comma-separated.
         interfaces: String,
@@ -75,10 +76,10 @@ pub enum LiveError {
         source: CaptureError,
     },
     /// The capture failed while running.
-    #[error("live capture failed: {0}")]
+    #[error("live capture failed")]
     Capture(#[source] CaptureError),
     /// The output failed.
-    #[error("writing dumplings: {0}")]
+    #[error(transparent)]
     Sink(#[from] SinkError),
 }
 

@@ -101,7 +101,7 @@ pub enum ReplayError {
     #[error(transparent)]
     Capture(#[from] CaptureError),
     /// The output failed.
-    #[error("writing dumplings: {0}")]
+    #[error(transparent)]
     Sink(#[from] SinkError),
     /// The reading thread could not start or died.
     #[error("the replay's reading thread {0}")]
