@@ -554,17 +554,19 @@ fn compiled_chefs_are_cached_on_disk() {
     // never run: it is discarded, the chef compiled again and the entry written anew.
     let entry = entries[0].path();
     let good = std::fs::read(&entry).unwrap();
-    let damaged: [Box<dyn Fn(&mut Vec<u8>)>; 3] = [
-        Box::new(|b: &mut Vec<u8>| {
-            let mid = b.len() / 2;
-            b[mid..mid + 4096].fill(0xcc);
-        }),
-        Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 1)),
-        Box::new(|b: &mut Vec<u8>| b.truncate(b.len() / 3)),
-    ];
-    for damage in &damaged {
+    fn damage(kind: usize, b: &mut Vec<u8>) {
+        match kind {
+            0 => {
+                let mid = b.len() / 2;
+                b[mid..mid + 4096].fill(0xcc);
+            }
+            1 => b.truncate(b.len() - 1),
+            _ => b.truncate(b.len() / 3),
+        }
+    }
+    for kind in 0..3 {
         let mut bytes = good.clone();
-        damage(&mut bytes);
+        damage(kind, &mut bytes);
         std::fs::write(&entry, &bytes).unwrap();
         let mut chef = host.load_file(&fixture("noop_chef")).unwrap();
         assert!(chef.on_packets(&[], &[], 0).unwrap().is_empty());
