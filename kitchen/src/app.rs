@@ -249,14 +249,18 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &mut hook, &metrics),
         Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &mut hook, &metrics),
     };
-    // Whatever happened, hand what we have to the outputs (the final poke included).
-    let finish = dispatcher.finish().and_then(|()| {
-        // `--capsule-poke-ns`: repeat an interval crash capsule's poke.
-        match config.capsules.capsule_poke_ns {
-            Some(at) if mode == ClockMode::Replay => dispatcher.poke(at),
-            _ => Ok(()),
-        }
-    });
+    // Whatever happened, hand what we have to the outputs (the final poke included), and
+    // have them write it out (a full disk seen only at this flush was a silent exit 0).
+    let finish = dispatcher
+        .finish()
+        .and_then(|()| {
+            // `--capsule-poke-ns`: repeat an interval crash capsule's poke.
+            match config.capsules.capsule_poke_ns {
+                Some(at) if mode == ClockMode::Replay => dispatcher.poke(at),
+                _ => Ok(()),
+            }
+        })
+        .and_then(|()| dispatcher.flush_output());
     if let Some(m) = &metrics {
         m.publish(Snapshot::take(&mut dispatcher, None));
     }

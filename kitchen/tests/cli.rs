@@ -79,6 +79,35 @@ fn missing_capture_file_exits_1_naming_the_file() {
 }
 
 #[test]
+fn a_full_disk_is_an_error_even_for_a_small_output() {
+    // A few dumplings fit stdout's buffer and were only written at exit, where the error
+    // was dropped: exit 0 with nothing written. Each error cause is said once.
+    let capture = sample_capture();
+    let out = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .args(["-r", capture.to_str().unwrap(), "--no-hub", "--stdout"])
+        .args(["-c", "PacketCountChef"])
+        .arg("--chef-cache-dir")
+        .arg(workspace_root().join("target/kitchen-test-tmp/cli-cache"))
+        .stdin(Stdio::null())
+        .stdout(
+            std::fs::File::options()
+                .write(true)
+                .open("/dev/full")
+                .expect("/dev/full"),
+        )
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run nd-sniff");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("No space left on device").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
 fn replay_to_stdout_is_json_lines_and_deterministic() {
     let capture = sample_capture();
     let dir = fixtures().to_str().unwrap().to_owned();

@@ -360,6 +360,12 @@ impl Dispatcher {
         self.poke(now)
     }
 
+    /// Write out what the outputs still buffer (end of a run; see
+    /// [`DumplingSink::flush_output`]).
+    pub fn flush_output(&mut self) -> Result<(), SinkError> {
+        self.sink.flush_output()
+    }
+
     /// Hand the current batch to every interested packet chef.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         self.builder.cut();

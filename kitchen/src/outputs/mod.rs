@@ -27,6 +27,12 @@ pub enum SinkError {
 pub trait DumplingSink {
     /// Take one encoded dumpling (JSON text, at most `dumpling::MAX_MESSAGE_BYTES`).
     fn send(&mut self, chef: &str, json: String) -> Result<(), SinkError>;
+
+    /// Write out whatever is buffered, at the end of a run: an error here is an output
+    /// that lost dumplings (a full disk), which must not pass for a clean run.
+    fn flush_output(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 impl DumplingSink for Vec<String> {

@@ -45,6 +45,10 @@ impl DumplingSink for StdoutSink {
         }
         Ok(())
     }
+
+    fn flush_output(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
 }
 
 impl Drop for StdoutSink {
@@ -80,5 +84,17 @@ impl DumplingSink for Tee {
             o.send(chef, json.clone())?;
         }
         last.send(chef, json)
+    }
+
+    fn flush_output(&mut self) -> Result<(), SinkError> {
+        // Every output gets its flush; the first error is the answer.
+        let mut first = Ok(());
+        for o in &mut self.outputs {
+            let r = o.flush_output();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 }
