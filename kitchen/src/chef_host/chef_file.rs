@@ -156,6 +156,23 @@ fn is_pseudo_fs(file: &std::fs::File) -> bool {
     ty == PROC_SUPER_MAGIC || ty == SYSFS_MAGIC
 }
 
+/// Log an entry named almost like a chef file (`X.WASM`, a bare `.wasm`), which is not
+/// loaded: said, not skipped without a word (at start and when one is dropped in).
+pub fn warn_if_lookalike(path: &Path) {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()) else {
+        return;
+    };
+    if !name.ends_with(".wasm") || path.extension().is_some_and(|x| x == "wasm") {
+        return;
+    }
+    let why = if name == ".wasm" {
+        "a chef file needs a name before .wasm"
+    } else {
+        "chef files end in .wasm, lowercase"
+    };
+    tracing::warn!(file = %dumpling::text::escape_path(path), "not loaded: {why}");
+}
+
 /// Every `*.wasm` entry of a chef folder, sorted, whatever its type (the caller reads each
 /// with [`read_chef_file`], which refuses non-regular ones with a reason, so every
 /// skipped entry is named once). Nothing is opened or stat'ed here.
@@ -163,18 +180,8 @@ pub fn list_chef_dir(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let chef = p.extension().is_some_and(|x| x == "wasm");
-            // Named almost like a chef (`X.WASM`, a bare `.wasm`): said, not skipped
-            // without a word.
-            let lookalike = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_ascii_lowercase())
-                .is_some_and(|n| n.ends_with(".wasm"));
-            if lookalike && !chef {
-                tracing::warn!(file = %dumpling::text::escape_path(p),
-                    "not loaded: chef files are named NAME.wasm (lowercase extension)");
-            }
-            chef
+            warn_if_lookalike(p);
+            p.extension().is_some_and(|x| x == "wasm")
         })
         .collect();
     files.sort();

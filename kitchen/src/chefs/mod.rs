@@ -22,10 +22,8 @@ pub struct FoundChef {
 
 /// The chef directory could not be listed.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot list the chef directory {}: {source}",
-    dumpling::text::escape_path(dir)
-)]
+// The OS error is the source (printed after this by `{:#}` chains), not repeated here.
+#[error("cannot list the chef directory {}", dumpling::text::escape_path(dir))]
 pub struct ChefDirError {
     /// The directory.
     pub dir: PathBuf,

@@ -367,6 +367,11 @@ impl Loader {
                     paths.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
                 }
             }
+            for p in &paths {
+                if p.parent() == Some(self.dir.as_path()) || p.parent() == Some(self.abs.as_path()) {
+                    crate::chef_host::chef_file::warn_if_lookalike(p);
+                }
+            }
             let mut paths: Vec<PathBuf> = paths
                 .into_iter()
                 // A changed `x.wasm.sig` re-checks `x.wasm` (see `signature`).
