@@ -195,12 +195,17 @@ async fn accept_loop(
     // at accept, and the other port keeps its own share.
     let open = Arc::new(tokio::sync::Semaphore::new(max));
     let mut refused: u64 = 0;
+    let mut accept_failures: u64 = 0;
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(pair) => pair,
             Err(error) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                warn!(%error, ?side, "accept failed");
+                // EMFILE and friends: back off briefly instead of spinning, and say it the
+                // first few times, then every 1000th (it repeats 20 times a second).
+                accept_failures += 1;
+                if accept_failures <= 5 || accept_failures.is_multiple_of(1000) {
+                    warn!(%error, ?side, failures = accept_failures, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

@@ -41,7 +41,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let tuned = hub::trim::keep_heap_growth_off_the_hot_path();
     tracing::debug!(tuned, "glibc heap growth and trim thresholds");
     let mut config = cli.config()?;
-    raise_open_files_limit(config.max_kitchens + config.max_eaters + 256);
+    fit_connection_caps(&mut config);
     if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
         let files = hub::tls::TlsFiles {
             cert: cert.clone(),
@@ -109,36 +109,55 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raise the soft open-files limit towards `wanted` (every connection is a file descriptor;
-/// Debian's default soft limit is 1024), up to the hard limit; say so when even the hard
-/// limit is lower, since connections past it fail to be accepted.
-fn raise_open_files_limit(wanted: usize) {
-    let wanted = wanted as libc::rlim_t;
+/// File descriptors kept aside for everything but peer connections (listeners, metrics,
+/// NATS, TLS files, logs).
+const RESERVED_FDS: u64 = 128;
+
+/// Raise the soft open-files limit so that `--max-kitchens` plus `--max-eaters` connections
+/// fit (every connection is a file descriptor; Debian's default soft limit is 1024), up to the
+/// hard limit. When even the hard limit is too low, lower both caps in proportion so they
+/// fit, and say so: otherwise a flood of kitchens would take every descriptor and lock
+/// eaters out (accept failing, as with no caps at all).
+fn fit_connection_caps(config: &mut hub::Config) {
+    let wanted = (config.max_kitchens + config.max_eaters) as u64 + RESERVED_FDS;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit we own.
     #[allow(unsafe_code)]
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= wanted {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return;
     }
-    let target = wanted.min(lim.rlim_max);
-    if target > lim.rlim_cur {
+    let mut have = lim.rlim_cur as u64;
+    if have < wanted {
+        let target = wanted.min(lim.rlim_max as u64);
         let raised = libc::rlimit {
-            rlim_cur: target,
+            rlim_cur: target as libc::rlim_t,
             rlim_max: lim.rlim_max,
         };
         // SAFETY: setrlimit reads one rlimit we own; raising the soft limit up to the hard
         // one needs no privilege.
         #[allow(unsafe_code)]
-        let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            have = target;
+        }
     }
-    if target < wanted {
-        tracing::warn!(
-            "the open-files limit is {target} (ulimit -n; hard limit {}), below what \
-             --max-kitchens plus --max-eaters need ({wanted}): raise it or lower them",
-            lim.rlim_max
-        );
+    if have >= wanted {
+        return;
     }
+    let room = have.saturating_sub(RESERVED_FDS).max(2);
+    let total = (config.max_kitchens + config.max_eaters) as u64;
+    let kitchens = (config.max_kitchens as u64 * room / total).max(1);
+    let eaters = room.saturating_sub(kitchens).max(1);
+    tracing::warn!(
+        "the open-files limit is {have} (ulimit -n; hard limit {}), too low for \
+         --max-kitchens {} plus --max-eaters {}: using {kitchens} and {eaters} instead (raise \
+         the limit to keep them)",
+        lim.rlim_max,
+        config.max_kitchens,
+        config.max_eaters
+    );
+    config.max_kitchens = kitchens as usize;
+    config.max_eaters = eaters as usize;
 }

@@ -303,6 +303,32 @@ async fn connections_past_the_limit_are_closed_and_the_other_port_keeps_working(
     );
 }
 
+/// Under an open-files hard limit too low for the connection caps, the hub lowers both
+/// caps to fit (and says so) instead of letting kitchens take every descriptor.
+#[test]
+fn connection_caps_fit_a_low_open_files_limit() {
+    let (i, o) = (e2e_tests::free_port(), e2e_tests::free_port());
+    let script = format!(
+        "ulimit -n 300 && exec {} -a 127.0.0.1 -i {i} -o {o}",
+        e2e_tests::bin("nd-hub").display()
+    );
+    let hub = e2e_tests::ChildGuard::spawn(
+        "nd-hub",
+        std::process::Command::new("sh").args(["-c", &script]),
+    );
+    assert!(
+        e2e_tests::wait_for_port(([127, 0, 0, 1], o).into(), Duration::from_secs(10)),
+        "nd-hub did not listen"
+    );
+    hub.terminate();
+    let out = hub.wait_output(Duration::from_secs(10));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("the open-files limit is 300") && log.contains("using 34 and 138 instead"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn bad_hellos_are_closed_with_a_reason_and_leave_no_ghost() {
     let hub = Hub::start(&["-f", "60", "--hello-timeout", "1"]);
