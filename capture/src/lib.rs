@@ -45,7 +45,9 @@ mod file;
 mod live;
 
 pub use error::CaptureError;
-pub use file::{FileFormat, FileReader, DEFAULT_BUFFER_SIZE, MAX_RECORD_SIZE, STALL_WAIT};
+pub use file::{
+    FileFormat, FileReader, DEFAULT_BUFFER_SIZE, MAX_FRAME_BYTES, MAX_RECORD_SIZE, STALL_WAIT,
+};
 pub use live::{list_interfaces, CaptureStats, LiveCapture, LiveConfig};
 
 /// One captured packet, borrowed from the source.

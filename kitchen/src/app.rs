@@ -493,6 +493,14 @@ fn replay(
         counters.read.load(Ordering::Relaxed),
         counters.passed.load(Ordering::Relaxed),
     );
+    let cut = counters.frames_cut.load(Ordering::Relaxed);
+    if cut > 0 {
+        tracing::warn!(
+            "{k}: {cut} frames longer than {} bytes were cut to that length (libpcap's limit; \
+             tcpdump and Wireshark read them the same way)",
+            capture::MAX_FRAME_BYTES
+        );
+    }
     match end {
         ReplayEnd::Done => {
             tracing::info!(

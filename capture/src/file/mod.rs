@@ -65,6 +65,14 @@ pub const DEFAULT_BUFFER_SIZE: usize = 1 << 20;
 /// Anything claiming to be larger is reported as damage (a bogus length field).
 pub const MAX_RECORD_SIZE: usize = 64 << 20;
 
+/// Most bytes of a frame a [`FileReader`] returns (libpcap's `MAXIMUM_SNAPLEN`, 256 KiB): a
+/// longer record (a file may declare a 4 GiB snaplen, and a 60 MiB frame is legal in it) is
+/// cut to this, as `tcpdump -r` and Wireshark read it, and counted
+/// ([`FileReader::frames_cut`]); `original_len` keeps its length on the wire. Why: every
+/// chef interested in the frame gets a copy of it, so a 60 MiB frame made chefs miss their
+/// deadlines (a replay's output then depended on timing) and the kitchen hold hundreds of MB.
+pub const MAX_FRAME_BYTES: usize = 262_144;
+
 /// libpcap's `LT_LINKTYPE`: the link type without the FCS-length bits some writers set.
 const LINKTYPE_MASK: u32 = 0x03FF_FFFF;
 
@@ -99,6 +107,8 @@ pub struct FileReader {
     /// File offset of the first byte of the reader's buffered data.
     offset: u64,
     packets: u64,
+    /// Frames returned cut to [`MAX_FRAME_BYTES`].
+    frames_cut: u64,
     /// Length of the record returned last; consumed at the start of the next call.
     pending: usize,
     finished: bool,
@@ -303,6 +313,7 @@ impl FileReader {
             interfaces: Vec::new(),
             offset: 0,
             packets: 0,
+            frames_cut: 0,
             pending: 0,
             finished: false,
             deferred: None,
@@ -399,6 +410,7 @@ impl FileReader {
             }],
             offset: consumed as u64,
             packets: 0,
+            frames_cut: 0,
             pending: 0,
             finished: false,
             deferred: None,
@@ -501,6 +513,10 @@ impl FileReader {
         };
         self.pending = loc.record_len;
         self.packets += 1;
+        let caplen = loc.caplen.min(MAX_FRAME_BYTES);
+        if caplen < loc.caplen {
+            self.frames_cut += 1;
+        }
         let data = match &self.state {
             State::Legacy(l) => l.reader.data(),
             State::Ng(ng) => ng.reader.data(),
@@ -511,9 +527,7 @@ impl FileReader {
             interface_index: loc.interface_index,
             original_len: loc.original_len,
             // `ensure` made the whole record available; `get` keeps this panic-free anyway.
-            data: data
-                .get(loc.start..loc.start + loc.caplen)
-                .unwrap_or_default(),
+            data: data.get(loc.start..loc.start + caplen).unwrap_or_default(),
         }))
     }
 
@@ -531,6 +545,11 @@ impl FileReader {
     /// Number of packets returned so far.
     pub fn packets_read(&self) -> u64 {
         self.packets
+    }
+
+    /// Frames returned cut to [`MAX_FRAME_BYTES`] so far.
+    pub fn frames_cut(&self) -> u64 {
+        self.frames_cut
     }
 
     /// The file's container format.

@@ -518,6 +518,34 @@ fn a_malformed_first_header_is_reported_without_the_file_bytes() {
 }
 
 #[test]
+fn frames_longer_than_libpcaps_limit_are_cut_and_counted() {
+    // Legacy pcap, snaplen 2^32-1: a 300 000-byte frame, then a small one.
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    for x in [0u32, 0, u32::MAX, 1] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    for len in [300_000u32, 60] {
+        for x in [1u32, 0, len, len] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend((0..len).map(|i| i as u8));
+    }
+    let f = TempFile::new("long-frame.pcap", &v);
+    let mut r = FileReader::open(&f.0).expect("open");
+    let (pkts, err) = read_all(&mut r);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(pkts.len(), 2);
+    assert_eq!(pkts[0].data.len(), crate::MAX_FRAME_BYTES);
+    assert_eq!(pkts[0].orig, 300_000);
+    assert_eq!(pkts[0].data[1000], (1000 % 256) as u8);
+    assert_eq!(pkts[1].data.len(), 60);
+    assert_eq!(r.frames_cut(), 1);
+}
+
+#[test]
 fn pcapng_bad_interface_and_bad_lengths() {
     let mut v = Vec::new();
     shb(&mut v, false);

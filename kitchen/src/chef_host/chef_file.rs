@@ -159,7 +159,10 @@ fn is_pseudo_fs(file: &std::fs::File) -> bool {
 /// Log an entry named almost like a chef file (`X.WASM`, a bare `.wasm`), which is not
 /// loaded: said, not skipped without a word (at start and when one is dropped in).
 pub fn warn_if_lookalike(path: &Path) {
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()) else {
+    let Some(name) = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+    else {
         return;
     };
     if !name.ends_with(".wasm") || path.extension().is_some_and(|x| x == "wasm") {

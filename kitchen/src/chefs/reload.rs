@@ -368,7 +368,8 @@ impl Loader {
                 }
             }
             for p in &paths {
-                if p.parent() == Some(self.dir.as_path()) || p.parent() == Some(self.abs.as_path()) {
+                if p.parent() == Some(self.dir.as_path()) || p.parent() == Some(self.abs.as_path())
+                {
                     crate::chef_host::chef_file::warn_if_lookalike(p);
                 }
             }

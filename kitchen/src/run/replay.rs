@@ -120,6 +120,8 @@ pub struct ReplayCounters {
     /// Wall time, ns, the dispatcher spent waiting for the reading thread's next message
     /// (for benchmarks: where a replay's time goes).
     pub waited_ns: AtomicU64,
+    /// Frames cut to [`capture::MAX_FRAME_BYTES`] (longer records in the file).
+    pub frames_cut: AtomicU64,
 }
 
 /// Options of [`replay`].
@@ -418,6 +420,9 @@ impl ReadingThread {
         self.counters
             .bytes
             .store(self.reader.byte_offset(), Ordering::Relaxed);
+        self.counters
+            .frames_cut
+            .store(self.reader.frames_cut(), Ordering::Relaxed);
     }
 }
 
