@@ -129,11 +129,11 @@ fn fit_connection_caps(config: &mut hub::Config) {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return;
     }
-    let mut have = lim.rlim_cur as u64;
+    let mut have: u64 = lim.rlim_cur;
     if have < wanted {
-        let target = wanted.min(lim.rlim_max as u64);
+        let target = wanted.min(lim.rlim_max);
         let raised = libc::rlimit {
-            rlim_cur: target as libc::rlim_t,
+            rlim_cur: target,
             rlim_max: lim.rlim_max,
         };
         // SAFETY: setrlimit reads one rlimit we own; raising the soft limit up to the hard
