@@ -87,6 +87,11 @@ impl<'a> Escaped<'a> {
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The usual case (a plain name within the cut) is written as it is, without building
+        // a copy: `nd-print` writes two per dumpling.
+        if self.text.len() <= self.max_chars && !self.text.chars().any(needs_escape) {
+            return f.write_str(self.text);
+        }
         f.write_str(&escape(self.text, self.max_chars))
     }
 }
@@ -99,6 +104,29 @@ pub fn escape_path(path: &std::path::Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn escaped_displays_exactly_what_escape_gives() {
+        for s in [
+            "",
+            "plain",
+            "default_kitchen",
+            "a\\b",
+            "\u{1b}[2J",
+            "é".repeat(300).as_str(),
+            "x".repeat(256).as_str(),
+            "x".repeat(257).as_str(),
+            "\u{202e}rtl",
+        ] {
+            for max in [0, 1, 5, 64, 256, 1024] {
+                assert_eq!(
+                    super::Escaped::with_max(s, max).to_string(),
+                    super::escape(s, max),
+                    "{s:?} {max}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

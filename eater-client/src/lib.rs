@@ -30,7 +30,7 @@
 use std::time::Duration;
 
 use dumpling::{close_code, Driver, Dumpling, EaterHello, HubNotice, Metadata};
-use futures_util::{SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -414,7 +414,14 @@ impl Eater {
             // The hub pings every 20 s (the original's `websockets` library too): a hub
             // that sends nothing at all for `idle_timeout` is gone or not a hub.
             let idle = self.config.idle_timeout;
-            let Ok(message) = tokio::time::timeout(idle, ws.next()).await else {
+            // A message already waiting is taken without arming a timer (one per message
+            // was the eater's cost at high rates); only a wait gets the timeout.
+            let waiting = ws.next().now_or_never();
+            let message = match waiting {
+                Some(message) => Ok(message),
+                None => tokio::time::timeout(idle, ws.next()).await,
+            };
+            let Ok(message) = message else {
                 self.ws = None;
                 return self.lost(format!(
                     "the hub sent nothing, not even a ping, for {:.1} s",

@@ -112,15 +112,21 @@ fn pcapng(name: &str, tsresol: Option<u8>, tsoffset: Option<i64>, units: &[u64])
     path
 }
 
-/// A legacy microsecond pcap with these (seconds, microseconds) times.
-fn pcap(name: &str, times: &[(u32, u32)]) -> PathBuf {
+/// The file header of a little-endian microsecond pcap (Ethernet) with this snaplen.
+fn legacy_pcap_header(snaplen: u32) -> Vec<u8> {
     let mut v = Vec::new();
     v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     v.extend_from_slice(&2u16.to_le_bytes());
     v.extend_from_slice(&4u16.to_le_bytes());
-    for x in [0u32, 0, 65535, 1] {
+    for x in [0u32, 0, snaplen, 1] {
         v.extend_from_slice(&x.to_le_bytes());
     }
+    v
+}
+
+/// A legacy microsecond pcap with these (seconds, microseconds) times.
+fn pcap(name: &str, times: &[(u32, u32)]) -> PathBuf {
+    let mut v = legacy_pcap_header(65535);
     for (i, &(s, us)) in times.iter().enumerate() {
         let f = frame(i as u64);
         for x in [s, us, f.len() as u32, f.len() as u32] {
@@ -139,13 +145,7 @@ fn pcap_of_huge_frames(name: &str, count: u32, frame_bytes: u32) -> PathBuf {
     use std::io::{Seek, SeekFrom, Write};
     let path = tmp(name);
     let mut f = std::fs::File::create(&path).expect("create capture");
-    let mut header = Vec::new();
-    header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    header.extend_from_slice(&2u16.to_le_bytes());
-    header.extend_from_slice(&4u16.to_le_bytes());
-    for x in [0u32, 0, u32::MAX, 1] {
-        header.extend_from_slice(&x.to_le_bytes());
-    }
+    let header = legacy_pcap_header(u32::MAX);
     f.write_all(&header).expect("write header");
     for i in 0..count {
         let mut record = Vec::new();
@@ -458,13 +458,7 @@ fn many_tiny_segments_behind_a_hole_keep_memory_within_the_stream_budget() {
     // let 8 x 128 k such segments take 600 MB.
     const CONNS: u16 = 8;
     const SEGMENTS: u32 = 64_000;
-    let mut v = Vec::new();
-    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&4u16.to_le_bytes());
-    for x in [0u32, 0, 65535, 1] {
-        v.extend_from_slice(&x.to_le_bytes());
-    }
+    let mut v = legacy_pcap_header(65535);
     let mut n: u32 = 0;
     let mut record = |v: &mut Vec<u8>, frame: Vec<u8>| {
         for x in [

@@ -520,18 +520,10 @@ fn a_malformed_first_header_is_reported_without_the_file_bytes() {
 #[test]
 fn frames_longer_than_libpcaps_limit_are_cut_and_counted() {
     // Legacy pcap, snaplen 2^32-1: a 300 000-byte frame, then a small one.
-    let mut v = Vec::new();
-    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&4u16.to_le_bytes());
-    for x in [0u32, 0, u32::MAX, 1] {
-        v.extend_from_slice(&x.to_le_bytes());
-    }
+    let mut v = pcap_header(0xa1b2_c3d4, false, u32::MAX, 1);
     for len in [300_000u32, 60] {
-        for x in [1u32, 0, len, len] {
-            v.extend_from_slice(&x.to_le_bytes());
-        }
-        v.extend((0..len).map(|i| i as u8));
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        pcap_record(&mut v, false, 1, 0, &data, len);
     }
     let f = TempFile::new("long-frame.pcap", &v);
     let mut r = FileReader::open(&f.0).expect("open");

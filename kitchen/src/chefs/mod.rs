@@ -75,23 +75,22 @@ pub fn discover(
 /// loads, so a folder of many copies of one chef cannot use up the budget and crowd out a
 /// distinct chef that sorts after them.
 fn refuse_duplicate(found: &[FoundChef], chef: LoadedChef) -> Result<LoadedChef, LoadError> {
-    let running = found
+    let running: Vec<&LoadedChef> = found
         .iter()
         .filter_map(|f| f.result.as_ref().ok())
-        .map(|c| (c.name(), c.source()));
-    match name_verdict(running, chef.name(), chef.source()) {
-        NameVerdict::Duplicate(i) => {
-            let kept = found
-                .iter()
-                .filter_map(|f| f.result.as_ref().ok())
-                .nth(i)
+        .collect();
+    match name_verdict(
+        running.iter().map(|c| (c.name(), c.source())),
+        chef.name(),
+        chef.source(),
+    ) {
+        NameVerdict::Duplicate(i) => Err(LoadError::DuplicateName {
+            name: chef.name().to_owned(),
+            kept: running
+                .get(i)
                 .map(|c| c.source().to_string())
-                .unwrap_or_default();
-            Err(LoadError::DuplicateName {
-                name: chef.name().to_owned(),
-                kept,
-            })
-        }
+                .unwrap_or_default(),
+        }),
         NameVerdict::New | NameVerdict::OverridesBuiltin(_) => Ok(chef),
     }
 }

@@ -362,34 +362,42 @@ impl Loader {
                 }
             }
             if rescan {
-                paths.extend(self.versions.keys().cloned());
-                if let Ok(entries) = std::fs::read_dir(&self.dir) {
-                    paths.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
-                }
+                paths.extend(self.every_entry());
             }
-            for p in &paths {
-                if p.parent() == Some(self.dir.as_path()) || p.parent() == Some(self.abs.as_path())
-                {
-                    crate::chef_host::chef_file::warn_if_lookalike(p);
-                }
-            }
-            let mut paths: Vec<PathBuf> = paths
-                .into_iter()
-                // A changed `x.wasm.sig` re-checks `x.wasm` (see `signature`).
-                .filter_map(|p| signature::chef_file_of(&p))
-                .filter(|p| {
-                    p.parent() == Some(self.dir.as_path()) || p.parent() == Some(self.abs.as_path())
-                })
-                .filter_map(|p| p.file_name().map(|n| self.dir.join(n)))
-                .collect();
-            paths.sort();
-            paths.dedup();
-            for path in paths {
-                if !self.handle(path) {
-                    return; // the dispatch side is gone
-                }
+            if !self.reconcile(paths) {
+                return; // the dispatch side is gone
             }
         }
+    }
+
+    /// Every file the loader knows of and every entry of the folder now (a rescan).
+    fn every_entry(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.versions.keys().cloned().collect();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            paths.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+        paths
+    }
+
+    /// Reconcile the chef files `paths` (as events or a rescan name them) stand for, each
+    /// once; false when the receiver is gone.
+    fn reconcile(&mut self, paths: Vec<PathBuf>) -> bool {
+        let in_folder = |p: &Path| {
+            p.parent() == Some(self.dir.as_path()) || p.parent() == Some(self.abs.as_path())
+        };
+        for p in paths.iter().filter(|p| in_folder(p)) {
+            crate::chef_host::chef_file::warn_if_lookalike(p);
+        }
+        let mut paths: Vec<PathBuf> = paths
+            .into_iter()
+            // A changed `x.wasm.sig` re-checks `x.wasm` (see `signature`).
+            .filter_map(|p| signature::chef_file_of(&p))
+            .filter(|p| in_folder(p))
+            .filter_map(|p| p.file_name().map(|n| self.dir.join(n)))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths.into_iter().all(|path| self.handle(path))
     }
 
     /// Whether the folder is still the one watched; when it went away, say so once, and
@@ -422,18 +430,8 @@ impl Loader {
         drop(guard);
         self.folder = now;
         tracing::info!(dir = %dir, "a chef folder is there again; watching it and loading its chefs");
-        let mut paths: Vec<PathBuf> = self.versions.keys().cloned().collect();
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            paths.extend(
-                entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter_map(|p| signature::chef_file_of(&p))
-                    .filter_map(|p| p.file_name().map(|n| self.dir.join(n))),
-            );
-        }
-        paths.sort();
-        paths.dedup();
-        paths.into_iter().all(|path| self.handle(path))
+        let paths = self.every_entry();
+        self.reconcile(paths)
     }
 
     /// Reconcile one path; false when the receiver is gone.

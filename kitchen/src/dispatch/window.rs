@@ -207,11 +207,7 @@ impl StepWindow {
             }
         }
         for p in self.packed.drain(..).flatten() {
-            // Not one that a batch of huge frames grew (a batch's packed form is about its
-            // arena, at most MAX_KEPT_ARENA_BYTES when kept).
-            if self.packed_spare.len() < 4
-                && p.capacity() <= 2 * crate::parse::batch::MAX_KEPT_ARENA_BYTES
-            {
+            if self.packed_spare.len() < 4 {
                 self.packed_spare.push(p);
             }
         }

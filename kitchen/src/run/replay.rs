@@ -56,11 +56,10 @@ const CHANNEL_MESSAGES: usize = 1;
 /// either way, so the output is the same.
 const MESSAGE_PACKETS: usize = 512;
 /// Frame bytes that also make a message full: 512 packets are about 0.4 MiB on the mixed
-/// corpus, but a capture of jumbo or 64 MiB frames (a legacy pcap may declare any snaplen)
-/// would hold 512 of them in one message, and with a message queued and one running, the
-/// process grew by each frame read (2.5 GB for 40 frames of 60 MiB). With this bound a
-/// message holds one batch beyond it, so the reading thread holds a few batches whatever
-/// the frame sizes.
+/// corpus, but 512 frames of up to 256 KiB (`capture::MAX_FRAME_BYTES`) would be 128 MiB
+/// per message, held twice over (one queued, one running). Before frames were cut, this
+/// bound alone kept 40 frames of 60 MiB from taking 2.5 GB. With it a message holds one
+/// batch beyond it, so the reading thread holds a few batches whatever the frame sizes.
 const MESSAGE_BYTES: usize = 2 * crate::parse::batch::MAX_BATCH_BYTES;
 /// From a pipe, the longest a packet waits in a partial batch before the batch is handed
 /// on (as live: [`crate::run::live::MAX_BATCH_AGE`]). Without it a steady trickle just under the
@@ -319,6 +318,10 @@ impl ReadingThread {
             return;
         }
         self.publish();
+        // Read once at the end (not per packet with the progress counters).
+        self.counters
+            .frames_cut
+            .store(self.reader.frames_cut(), Ordering::Relaxed);
         let clock = self.out.builder.clock_anomalies();
         let _ = self.out.send(FromReader::End(end, clock));
     }
@@ -420,9 +423,6 @@ impl ReadingThread {
         self.counters
             .bytes
             .store(self.reader.byte_offset(), Ordering::Relaxed);
-        self.counters
-            .frames_cut
-            .store(self.reader.frames_cut(), Ordering::Relaxed);
     }
 }
 
