@@ -308,13 +308,18 @@ pub fn admits(principal: Option<&Principal>, frame: &Frame) -> bool {
 }
 
 /// The eater connection task.
-pub async fn serve_eater(stream: HubStream, addr: SocketAddr, shared: Arc<Shared>) {
+pub async fn serve_eater(
+    stream: HubStream,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    deadline: tokio::time::Instant,
+) {
     let Some(Accepted {
         mut ws,
         hello,
         session,
         binary,
-    }) = accept_with_hello(stream, addr, &shared, Side::Eater).await
+    }) = accept_with_hello(stream, addr, &shared, Side::Eater, deadline).await
     else {
         return;
     };

@@ -63,7 +63,7 @@ fn asks_binary(request: &Request) -> bool {
         .is_some_and(|v| v.as_bytes() == dumpling::BINARY_FRAMES_VALUE.as_bytes())
 }
 
-/// Handshake plus hello, both within `hello_timeout`. Under `--auth` the token is checked
+/// Handshake plus hello, both by `deadline` (`--hello-timeout` after the connection came). Under `--auth` the token is checked
 /// on the upgrade (HTTP 401/403, before any hello is read). On a bad hello the connection
 /// is closed with 1008 and a reason saying what was wrong; nothing is registered. A peer
 /// that asks for binary frames is answered with the same header (the answer is what
@@ -73,12 +73,12 @@ pub(crate) async fn accept_with_hello(
     addr: SocketAddr,
     shared: &Shared,
     side: Side,
+    deadline: tokio::time::Instant,
 ) -> Option<Accepted> {
     let (ws_config, name_key, what) = match side {
         Side::Kitchen => (shared.config.kitchen_ws_config(), "kitchen_name", "kitchen"),
         Side::Eater => (shared.config.eater_ws_config(), "eater_name", "eater"),
     };
-    let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
     let mut principal = None;
     let auth = shared.config.auth.as_ref();
     let cert_names = match auth {

@@ -90,13 +90,18 @@ fn verdict(checked: Result<dumpling::CheckedDumpling, InvalidDumpling>) -> Actio
 }
 
 /// The kitchen connection task.
-pub async fn serve_kitchen(stream: HubStream, addr: SocketAddr, shared: Arc<Shared>) {
+pub async fn serve_kitchen(
+    stream: HubStream,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    deadline: tokio::time::Instant,
+) {
     let Some(Accepted {
         mut ws,
         hello,
         session,
         binary,
-    }) = accept_with_hello(stream, addr, &shared, Side::Kitchen).await
+    }) = accept_with_hello(stream, addr, &shared, Side::Kitchen, deadline).await
     else {
         return;
     };

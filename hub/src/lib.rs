@@ -18,12 +18,13 @@ pub mod handshake;
 pub mod hello;
 pub mod kitchen;
 pub mod metrics;
+pub mod route;
+pub mod route_tls;
 pub mod state;
 pub mod status;
 pub mod tls;
 pub mod trim;
 pub mod web;
-pub mod web_tls;
 
 pub use config::Config;
 
@@ -233,65 +234,56 @@ async fn accept_loop(
 async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shared>) {
     // Small frames matter for latency; batching is done by the eater loop, not Nagle.
     let _ = stream.set_nodelay(true);
+    // One deadline for everything before the connection is a kitchen or an eater (TLS
+    // handshake, request head, WebSocket handshake, hello), so a silent or trickling peer
+    // costs no more than `--hello-timeout` however far it gets.
+    let deadline = tokio::time::Instant::now() + shared.config.hello_timeout;
     let stream = match &shared.config.tls {
         None => tls::HubStream::Plain(stream),
-        // The TLS handshake shares the hello deadline, so a silent peer costs no more.
-        Some(tls) => {
-            match tokio::time::timeout(shared.config.hello_timeout, tls.acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(stream)) => tls::HubStream::Tls(Box::new(stream)),
-                Ok(Err(error)) => {
-                    tracing::debug!(%addr, %error, ?side, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%addr, ?side, "TLS handshake timed out");
-                    return;
-                }
+        Some(tls) => match tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => tls::HubStream::Tls(Box::new(stream)),
+            Ok(Err(error)) => {
+                tracing::debug!(%addr, %error, ?side, "TLS handshake failed");
+                return;
             }
-        }
-    };
-    match side {
-        Side::Kitchen => kitchen::serve_kitchen(stream, addr, shared).await,
-        // A plain GET/HEAD on the eater port is the web view (see web.rs for why), over
-        // TLS too (web_tls.rs); anything else is an eater.
-        Side::Eater => match stream {
-            tls::HubStream::Plain(tcp) => {
-                match web::route(&tcp, shared.config.hello_timeout).await {
-                    // A plain GET on the eater port is the web view (see web.rs for why).
-                    web::Route::Page {
-                        head_only,
-                        path,
-                        head_len,
-                    } => {
-                        let limit = shared.config.hello_timeout;
-                        web::serve_page(tcp, addr, &path, head_only, head_len, limit).await
-                    }
-                    web::Route::Eater => {
-                        eater::serve_eater(tls::HubStream::Plain(tcp), addr, shared).await
-                    }
-                }
+            Err(_) => {
+                tracing::debug!(%addr, ?side, "TLS handshake timed out");
+                return;
             }
-            tls::HubStream::Tls(tls_stream) => {
-                let limit = shared.config.hello_timeout;
-                match web_tls::route(*tls_stream, limit).await {
-                    (
-                        web::Route::Page {
-                            head_only,
-                            path,
-                            head_len,
-                        },
-                        stream,
-                    ) => web::serve_page(stream, addr, &path, head_only, head_len, limit).await,
-                    (web::Route::Eater, stream) => {
-                        let stream = tls::HubStream::TlsRewound(Box::new(stream));
-                        eater::serve_eater(stream, addr, shared).await
-                    }
-                }
-            }
-            rewound => eater::serve_eater(rewound, addr, shared).await,
         },
+    };
+    // The first request decides (route.rs): a WebSocket upgrade is a kitchen or an eater,
+    // a plain GET/HEAD on the eater port is the web view (see web.rs for why), and a
+    // request that can never become either gets an HTTP error saying so.
+    let (route, stream) = match stream {
+        tls::HubStream::Plain(tcp) => (
+            route::route(&tcp, side, deadline).await,
+            tls::HubStream::Plain(tcp),
+        ),
+        tls::HubStream::Tls(tls_stream) => {
+            let (route, rewound) = route_tls::route(*tls_stream, side, deadline).await;
+            (route, tls::HubStream::TlsRewound(Box::new(rewound)))
+        }
+        rewound => (route::Route::WebSocket, rewound),
+    };
+    match (route, side) {
+        (route::Route::WebSocket, Side::Kitchen) => {
+            kitchen::serve_kitchen(stream, addr, shared, deadline).await
+        }
+        (route::Route::WebSocket, Side::Eater) => {
+            eater::serve_eater(stream, addr, shared, deadline).await
+        }
+        (
+            route::Route::Page {
+                head_only,
+                path,
+                head_len,
+            },
+            _,
+        ) => web::serve_page(stream, addr, &path, head_only, head_len, deadline).await,
+        (route::Route::Refuse { refusal, head_len }, _) => {
+            route::serve_refusal(stream, addr, side, &refusal, head_len, deadline).await
+        }
     }
 }
 

@@ -160,8 +160,8 @@ pub enum HubStream {
     /// `wss://`.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// `wss://` on the eater port, its request head already read once to route it
-    /// (`web_tls`): those bytes are read again first.
-    TlsRewound(Box<crate::web_tls::Rewind>),
+    /// (`route_tls`): those bytes are read again first.
+    TlsRewound(Box<crate::route_tls::Rewind>),
 }
 
 impl HubStream {

@@ -377,6 +377,72 @@ async fn bad_hellos_are_closed_with_a_reason_and_leave_no_ghost() {
     assert_eq!(s["dumpling_eater_count"], 1, "only the probe itself: {s}");
 }
 
+/// Send `request` on a raw TCP connection and read the answer to its end (bounded).
+async fn raw_http(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(T, tcp.take(64 * 1024).read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer to {request:?} within {T:?}");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A request that can never become a WebSocket (a plain GET on the kitchen port, an
+/// upgrade without its key or version, a POST) gets an HTTP error naming what is wrong,
+/// not a bare close; the hub keeps serving kitchens and eaters.
+#[tokio::test]
+async fn requests_that_are_no_websocket_get_an_http_error_that_says_why() {
+    let hub = Hub::start(&["-f", "60"]);
+    let upgrade = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let cases = [
+        (
+            hub.kitchens,
+            "GET / HTTP/1.1\r\nHost: h\r\n\r\n".to_owned(),
+            "426 Upgrade Required",
+            "kitchen port",
+        ),
+        (
+            hub.kitchens,
+            upgrade.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+            "400 Bad Request",
+            "Sec-WebSocket-Key",
+        ),
+        (
+            hub.eaters,
+            upgrade.replace("Sec-WebSocket-Version: 13\r\n", ""),
+            "426 Upgrade Required",
+            "Sec-WebSocket-Version: 13",
+        ),
+        (
+            hub.eaters,
+            upgrade
+                .replace("Upgrade: websocket\r\n", "")
+                .replacen("GET", "POST", 1),
+            "405 Method Not Allowed",
+            "only GET",
+        ),
+    ];
+    for (addr, request, status, says) in cases {
+        let answer = raw_http(addr, &request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{request:?} -> {answer:?}"
+        );
+        assert!(answer.contains(says), "{request:?} -> {answer:?}");
+    }
+    // The page is still served, and kitchens and eaters still connect.
+    let page = raw_http(hub.eaters, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "after"}"#).await;
+    k.send(Message::text(dumpling_text("after", 1, 10)))
+        .await
+        .unwrap();
+    let s = status_until(hub.eaters, T, |s| s["dumpling_kitchen_count"] == 1).await;
+    assert_eq!(s["dumpling_kitchen_count"], 1, "{s}");
+}
+
 #[tokio::test]
 async fn oversized_frames_close_the_kitchen_with_1009_and_the_hub_stays_up() {
     let hub = Hub::start(&["-f", "60", "--max-message-bytes", "4096"]);

@@ -853,6 +853,12 @@ async fn web_page_over_https_on_the_tls_eater_port() {
     let uri = format!("wss://localhost:{}", hub.eaters.port());
     let (_eater, welcome) = join_eater(&link, &uri, "tls-eater").await;
     assert!(welcome.is_object(), "{welcome}");
+    // A GET on the TLS kitchen port is told where it is (426), not dropped.
+    let kitchen_port = format!("https://localhost:{}/", hub.kitchens.port());
+    let (code, refused) = curl(&["--cacert", s(&ca), &kitchen_port]).unwrap();
+    assert_eq!(code, 0, "{refused}");
+    assert!(refused.starts_with("HTTP/1.1 426"), "{refused}");
+    assert!(refused.contains("kitchen port"), "{refused}");
     // Plain HTTP to the TLS port is no page (the handshake fails).
     let (code, _) = curl(&[&format!("http://localhost:{}/", hub.eaters.port())]).unwrap();
     assert_ne!(code, 0);

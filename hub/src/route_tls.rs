@@ -1,23 +1,24 @@
-//! The web view on a TLS eater port: `GET /` over HTTPS gets the page, a WebSocket upgrade
-//! over TLS stays an eater (`wss://`), exactly as [`crate::web`] does for plain TCP.
+//! [`crate::route`] for TLS connections: `GET /` over HTTPS on the eater port gets the
+//! web view, a broken upgrade its HTTP error, a WebSocket upgrade over TLS (`wss://`) the
+//! handshake, exactly as for plain TCP.
 //!
 //! Plain connections are routed by peeking at the socket; decrypted TLS bytes cannot be
-//! peeked, so here the request head is read (bounded to [`web::MAX_HEAD_BYTES`], within
+//! peeked, so here the request head is read (bounded to [`route::MAX_HEAD_BYTES`], within
 //! the hello timeout) and kept in a [`Rewind`], which hands those bytes out again before
-//! the rest of the stream: the page server consumes the head it was given, and the
-//! WebSocket handshake of an eater reads the very same request it would have read
+//! the rest of the stream: the page server and the refusal consume the head they were
+//! given, and the WebSocket handshake reads the very same request it would have read
 //! without this step.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use crate::web;
+use crate::route::{self, Route};
+use crate::Side;
 
 /// A TLS stream whose first bytes (already read to route it) are read again first.
 #[derive(Debug)]
@@ -86,30 +87,28 @@ impl AsyncWrite for Rewind {
     }
 }
 
-/// Read the start of a TLS eater connection until a whole request head is there (or it
-/// cannot be a plain GET/HEAD), within `limit`; returns the route and the stream with
-/// everything read put back. [`web::Route::Eater`] when in doubt, so the WebSocket
-/// handshake decides as before.
-pub async fn route(mut inner: TlsStream<TcpStream>, limit: Duration) -> (web::Route, Rewind) {
+/// Read the start of a TLS connection until a whole request head is there (or it cannot
+/// be one), by `deadline`; returns the route and the stream with everything read put
+/// back. [`Route::WebSocket`] when in doubt, so the WebSocket handshake decides as before.
+pub async fn route(
+    mut inner: TlsStream<TcpStream>,
+    side: Side,
+    deadline: tokio::time::Instant,
+) -> (Route, Rewind) {
     let mut prefix = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + limit;
     let route = loop {
-        // A prefix that is not the start of "GET " / "HEAD " is no page request.
-        let prefix_ok = [&b"GET "[..], &b"HEAD "[..]]
-            .iter()
-            .any(|m| prefix.starts_with(m) || m.starts_with(&prefix));
-        if !prefix_ok || prefix.len() >= web::MAX_HEAD_BYTES {
-            break web::Route::Eater;
-        }
         if prefix.windows(4).any(|w| w == b"\r\n\r\n") {
-            break web::classify(&prefix);
+            break route::classify(&prefix, side);
         }
-        let want = buf.len().min(web::MAX_HEAD_BYTES - prefix.len());
+        if !route::wants_more(&prefix) {
+            break Route::WebSocket;
+        }
+        let want = buf.len().min(route::MAX_HEAD_BYTES - prefix.len());
         match tokio::time::timeout_at(deadline, inner.read(&mut buf[..want])).await {
             Ok(Ok(n)) if n > 0 => prefix.extend_from_slice(&buf[..n]),
-            // End, error or timeout: the eater side reports it as it always has.
-            _ => break web::Route::Eater,
+            // End, error or timeout: the handshake reports it as it always has.
+            _ => break Route::WebSocket,
         }
     };
     let rewind = Rewind {
