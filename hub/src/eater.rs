@@ -20,7 +20,7 @@ use std::time::Instant;
 use dumpling::close_code;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
@@ -28,6 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 
 use crate::auth::Principal;
+use crate::backlog::Backlog;
 use crate::fleet::replay::{notice, start_notice, Plan};
 use crate::handshake::{accept_with_hello, close, Accepted, HubWs};
 use crate::state::{Frame, Origin, Peer, Shared, Wire};
@@ -179,6 +180,7 @@ async fn write_batch(
     runs: &mut Runs,
     binary: bool,
     position: &AtomicU64,
+    backlog: &mut Backlog,
 ) -> Result<BatchEnd, WsError> {
     let config = &shared.config;
     let mut next = Some(first);
@@ -194,7 +196,11 @@ async fn write_batch(
     let mut fed = false;
     while let Some(item) = next.take() {
         if let Ok(frame) = &item {
-            position.store(frame.end_offset, Ordering::Relaxed);
+            // A held frame (`backlog`) moved the position when it was taken. Only this
+            // task writes the position, so a load and a store do (no read-modify-write).
+            if frame.end_offset > position.load(Ordering::Relaxed) {
+                position.store(frame.end_offset, Ordering::Relaxed);
+            }
         }
         match item {
             Ok(frame) if !plan.admits(&frame) => {}
@@ -208,7 +214,20 @@ async fn write_batch(
                     .published_bytes
                     .load(Ordering::Relaxed)
                     .saturating_sub(frame.end_offset);
-                if behind > config.eater_queue_bytes {
+                let bound = config.eater_queue_bytes;
+                // An eater that takes only some frames is measured by what it takes (see
+                // backlog.rs): the ring's count overstates its backlog.
+                let too_far = behind > bound
+                    && (!plan.filters() || {
+                        let missed = backlog.fill(rx, plan, position, bound);
+                        if missed > 0 {
+                            *pending_lag += missed;
+                            peer.bad.fetch_add(missed, Ordering::Relaxed);
+                            shared.total_dropped.fetch_add(missed, Ordering::Relaxed);
+                        }
+                        backlog.bytes() > bound
+                    });
+                if too_far {
                     // Too far behind in bytes: drop the oldest (this one).
                     *pending_lag += 1;
                     peer.bad.fetch_add(1, Ordering::Relaxed);
@@ -259,12 +278,7 @@ async fn write_batch(
         {
             break;
         }
-        next = match rx.try_recv() {
-            Ok(frame) => Some(Ok(frame)),
-            Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
-            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-            Err(TryRecvError::Empty) => None,
-        };
+        next = backlog.try_next(rx);
     }
     runs.write_to(ws.get_mut()).await?;
     if fed {
@@ -344,6 +358,8 @@ pub async fn serve_eater(
     let mut pending_lag = 0u64;
     // Kept across batches so its Vec is allocated once per connection.
     let mut runs = Runs::default();
+    // What a filtering eater took from the ring ahead of writing it (backlog.rs).
+    let mut backlog = Backlog::default();
 
     // A new eater gets the current status at once (the original made it wait up to
     // status_freq seconds), and is listed in it.
@@ -440,9 +456,9 @@ pub async fn serve_eater(
                     reason = Some("replay consumer ended".into());
                 }
             },
-            first = rx.recv() => {
+            first = backlog.next(&mut rx) => {
                 let outcome = {
-                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, &plan, &mut runs, binary, &position));
+                    let mut batch = std::pin::pin!(write_batch(&mut ws, &mut rx, first, &shared, &peer, &mut pending_lag, &plan, &mut runs, binary, &position, &mut backlog));
                     // Fast path: a writable socket takes the whole batch in one poll, so no
                     // timer is armed (a timer per delivery cost measurable CPU at 1000 eaters).
                     match std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await {
@@ -491,6 +507,7 @@ pub async fn serve_eater(
     // Let go of the ring before the close, which may wait up to the write timeout: until
     // then the ring would keep everything published for this eater.
     drop(rx);
+    drop(backlog);
     if close_slow {
         runs.finish(&mut ws).await;
         close(
@@ -625,6 +642,7 @@ mod tests {
                     &mut runs,
                     false,
                     &AtomicU64::new(0),
+                    &mut Backlog::default(),
                 )
                 .await
                 .expect("batch written");

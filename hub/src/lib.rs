@@ -11,6 +11,7 @@
 //! write progress for [`Config::write_timeout`].
 
 pub mod auth;
+mod backlog;
 pub mod config;
 pub mod eater;
 pub mod fleet;

@@ -626,6 +626,48 @@ async fn a_slow_eater_is_told_what_it_missed_and_never_slows_the_fast_one() {
     assert_eq!(entry["info_from_hub"]["dumplings_dropped"], lagged);
 }
 
+/// An eater that takes one chef (`nd_chefs`) keeps every dumpling of it while another chef
+/// floods the ring far past `--eater-queue-bytes`: its backlog is what it takes, not what
+/// the ring holds (the hub used to drop its dumplings, with lag notices, whenever the
+/// flood ran ahead of it while it walked past the other chef's frames).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eater_of_one_chef_keeps_all_of_it_under_a_flood_of_others() {
+    const MINE: usize = 200;
+    const EVERY: usize = 20;
+    let hub = Hub::start(&["-f", "60", "--eater-queue-bytes", "32768"]);
+    let mut mine = connect(hub.eaters).await;
+    mine.send(Message::text(
+        r#"{"eater_name": "just-mine", "nd_chefs": ["MineChef"]}"#,
+    ))
+    .await
+    .unwrap();
+    assert!(next_data(&mut mine, T).await.is_some(), "welcome status");
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "flood"}"#).await;
+    let other = dumpling_text("flood", 0, 8192);
+    for seq in 0..MINE * EVERY {
+        let frame = if seq % EVERY == EVERY - 1 {
+            dumpling_text("flood", seq as u64, 100).replace("BenchChef", "MineChef")
+        } else {
+            other.clone()
+        };
+        k.feed(Message::text(frame)).await.unwrap();
+    }
+    k.flush().await.unwrap();
+    let mut got = 0;
+    while got < MINE {
+        let Some(message) = next_dumpling(&mut mine, Duration::from_secs(10)).await else {
+            break;
+        };
+        assert!(
+            is_chef(&message, "MineChef"),
+            "only its chef, no lag notice: {}",
+            message.to_text().unwrap_or("(binary)")
+        );
+        got += 1;
+    }
+    assert_eq!(got, MINE, "every MineChef dumpling arrived");
+}
+
 #[tokio::test]
 async fn a_stuck_eater_is_disconnected_and_its_registration_removed() {
     let hub = Hub::start(&["-f", "60", "--write-timeout", "1"]);

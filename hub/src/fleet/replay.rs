@@ -376,6 +376,15 @@ impl Plan {
         self.interest.as_ref().is_none_or(|i| i.admits(frame))
     }
 
+    /// Whether this eater takes only some of the ring's frames (its principal is
+    /// restricted, it has its own consumer, or it named an interest): then its backlog is
+    /// not the ring's (see `backlog.rs`).
+    pub fn filters(&self) -> bool {
+        self.interest.is_some()
+            || self.replay.is_some()
+            || self.principal.as_deref().is_some_and(|p| p.is_restricted())
+    }
+
     /// The next dumpling from the eater's own consumer; `None` when it has none (then
     /// this never resolves) or when the consumer ended (the hub is stopping).
     pub async fn next_replayed(&mut self) -> Option<Message> {
