@@ -346,7 +346,7 @@ pub async fn serve_eater(
     let mut revoked = std::pin::pin!(crate::auth::revoked(session));
     // Subscribe before registering: everything published from now on reaches this eater.
     let mut rx = shared.ring.subscribe();
-    let registration = shared.register(Side::Eater, hello.raw, addr, principal.clone());
+    let registration = shared.register(Side::Eater, hello, addr, principal.clone());
     let peer = registration.peer.clone();
     info!(eater = %shown, %addr, binary_frames = binary, "Received dumpling eater connection from {shown} at {addr}");
 
@@ -619,6 +619,7 @@ mod tests {
 
         let peer = Peer {
             hello: serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON"),
+            hello_cut: serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON"),
             addr: "127.0.0.1:1".parse().expect("address"),
             good: Default::default(),
             bad: Default::default(),

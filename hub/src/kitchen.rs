@@ -113,7 +113,7 @@ pub async fn serve_kitchen(
     let principal = session.as_ref().map(|s| s.principal.clone());
     let mut revoked = std::pin::pin!(crate::auth::revoked(session));
     let tag_origin = shared.config.auth.is_some();
-    let registration = shared.register(Side::Kitchen, hello.raw, addr, principal.clone());
+    let registration = shared.register(Side::Kitchen, hello, addr, principal.clone());
     let peer = registration.peer.clone();
     info!(kitchen = %shown, %addr, binary_frames = binary, "Received dumpling kitchen connection from {shown} at {addr}");
 

@@ -102,6 +102,9 @@ impl Frame {
 pub struct Peer {
     /// The hello, verbatim.
     pub hello: Box<RawValue>,
+    /// The hello as a status lists it when it does not fit the status's share for hellos
+    /// (`status::fit_hellos`): its name, cut, and how long it was.
+    pub hello_cut: Box<RawValue>,
     /// Where it connected from.
     pub addr: SocketAddr,
     /// Kitchens: valid dumplings in. Eaters: frames delivered.
@@ -232,12 +235,13 @@ impl Shared {
     pub fn register(
         self: &Arc<Self>,
         side: Side,
-        hello: Box<RawValue>,
+        hello: crate::hello::Hello,
         addr: SocketAddr,
         principal: Option<Arc<crate::auth::Principal>>,
     ) -> Registration {
         let peer = Arc::new(Peer {
-            hello,
+            hello_cut: crate::status::cut_hello(side, &hello),
+            hello: hello.raw,
             addr,
             good: AtomicU64::new(0),
             bad: AtomicU64::new(0),

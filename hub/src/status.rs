@@ -3,6 +3,12 @@
 //! The status lists are capped at [`crate::Config::status_list_max`] entries while the
 //! counts stay exact, so a status costs O(cap) to build and status traffic grows linearly
 //! with the number of eaters (the original's grew with its square).
+//!
+//! The listed hellos share [`HELLO_BUDGET_BYTES`] ([`fit_hellos`]): a peer chooses its
+//! hello (up to the 1 MiB message limit), and 25 one-megabyte kitchen hellos made every
+//! status 25 MB, sent to every eater every period, and too large for the original's eaters
+//! and the Python library (1 MiB frames), which then reconnected in a loop. A status stays
+//! well under 1 MiB with the default list cap.
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
@@ -22,6 +28,61 @@ type Hello<'a> = Cow<'a, RawValue>;
 type KitchenEntry<'a> = KitchenStatus<Hello<'a>>;
 type EaterEntry<'a> = EaterStatus<Hello<'a>>;
 
+/// Bytes the listed hellos of one status may take together, less [`ENTRY_BYTES`] per
+/// listed entry (see [`fit_hellos`]).
+pub const HELLO_BUDGET_BYTES: usize = 768 << 10;
+
+/// What a listed entry costs besides its hello (host, port, counters), reserved out of
+/// [`HELLO_BUDGET_BYTES`] for each.
+const ENTRY_BYTES: usize = 256;
+
+/// Longest name (in characters) a cut hello keeps.
+const CUT_NAME_CHARS: usize = 256;
+
+/// The hello as a status lists it when it does not fit: `{"<name key>": <name, cut to
+/// 256 characters>, "nd_hello_cut": true, "nd_hello_bytes": <its length>}`. Built once, at
+/// registration, so a status never parses a large hello.
+pub fn cut_hello(side: crate::Side, hello: &crate::hello::Hello) -> Box<RawValue> {
+    let key = match side {
+        crate::Side::Kitchen => "kitchen_name",
+        crate::Side::Eater => "eater_name",
+    };
+    let name: String = hello.name.chars().take(CUT_NAME_CHARS).collect();
+    let cut = serde_json::json!({
+        key: name,
+        "nd_hello_cut": true,
+        "nd_hello_bytes": hello.raw.get().len(),
+    });
+    serde_json::value::to_raw_value(&cut)
+        .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("valid JSON"))
+}
+
+/// The largest hello that is listed whole when hellos of `sizes` share `budget` bytes:
+/// max-min fair (water-filling): every hello up to an equal share is listed whole, and
+/// what the small ones leave is shared among the large ones. `usize::MAX` when all fit.
+pub fn fit_hellos(sizes: &[usize], budget: usize) -> usize {
+    let mut sorted = sizes.to_vec();
+    sorted.sort_unstable();
+    let mut left = budget;
+    for (i, &size) in sorted.iter().enumerate() {
+        let share = left / (sorted.len() - i);
+        if size > share {
+            return share;
+        }
+        left -= size;
+    }
+    usize::MAX
+}
+
+/// The hello a status lists for `peer`, whole when it is at most `largest` bytes.
+fn listed_hello(peer: &Peer, largest: usize) -> Hello<'_> {
+    if peer.hello.get().len() <= largest {
+        Cow::Borrowed(&peer.hello)
+    } else {
+        Cow::Borrowed(&peer.hello_cut)
+    }
+}
+
 /// Seconds since the Unix epoch, as the wire's float.
 pub fn now_epoch() -> f64 {
     SystemTime::now()
@@ -30,9 +91,9 @@ pub fn now_epoch() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn kitchen_entry(peer: &Peer) -> KitchenEntry<'_> {
+fn kitchen_entry(peer: &Peer, largest: usize) -> KitchenEntry<'_> {
     KitchenEntry {
-        info_from_kitchen: Cow::Borrowed(&peer.hello),
+        info_from_kitchen: listed_hello(peer, largest),
         info_from_hub: HubPeerInfo {
             host: peer.addr.ip().to_string(),
             port: peer.addr.port(),
@@ -44,9 +105,9 @@ fn kitchen_entry(peer: &Peer) -> KitchenEntry<'_> {
     }
 }
 
-fn eater_entry(peer: &Peer) -> EaterEntry<'_> {
+fn eater_entry(peer: &Peer, largest: usize) -> EaterEntry<'_> {
     EaterEntry {
-        info_from_eater: Cow::Borrowed(&peer.hello),
+        info_from_eater: listed_hello(peer, largest),
         info_from_hub: HubPeerInfo {
             host: peer.addr.ip().to_string(),
             port: peer.addr.port(),
@@ -76,11 +137,16 @@ pub(crate) fn hello_kitchen_name(peer: &Peer) -> Option<String> {
 fn kitchen_entry_for_chefs<'a>(
     peer: &'a Peer,
     chefs: &std::collections::BTreeSet<String>,
+    largest: usize,
 ) -> KitchenEntry<'a> {
-    let mut entry = kitchen_entry(peer);
+    let mut entry = kitchen_entry(peer, largest);
     entry.info_from_hub.dumplings_in = None;
     entry.info_from_hub.dumplings_invalid = None;
     entry.info_from_hub.dumplings_refused = None;
+    if peer.hello.get().len() > largest {
+        // Listed cut: no chef list to narrow.
+        return entry;
+    }
     let Ok(serde_json::Value::Object(mut hello)) = serde_json::from_str(peer.hello.get()) else {
         return entry;
     };
@@ -183,6 +249,15 @@ pub fn build_status_for(
     };
     drop(registry);
     let chef_view = view.and_then(|v| v.chefs.as_ref());
+    let sizes: Vec<usize> = kitchens
+        .iter()
+        .chain(&eaters)
+        .map(|p| p.hello.get().len())
+        .collect();
+    let largest = fit_hellos(
+        &sizes,
+        HELLO_BUDGET_BYTES.saturating_sub(ENTRY_BYTES * sizes.len()),
+    );
     let uptime = shared.started.elapsed().as_secs_f64();
     let payload: SystemStatus<Hello> = SystemStatus {
         total_dumplings_in: total_in,
@@ -194,11 +269,11 @@ pub fn build_status_for(
         dumpling_kitchens: kitchens
             .iter()
             .map(|p| match chef_view {
-                None => kitchen_entry(p),
-                Some(chefs) => kitchen_entry_for_chefs(p, chefs),
+                None => kitchen_entry(p, largest),
+                Some(chefs) => kitchen_entry_for_chefs(p, chefs, largest),
             })
             .collect(),
-        dumpling_eaters: eaters.iter().map(|p| eater_entry(p)).collect(),
+        dumpling_eaters: eaters.iter().map(|p| eater_entry(p, largest)).collect(),
         fleet: shared.fleet_status.get().map(|board| board.section(view)),
     };
     let payload_text = serde_json::to_string(&payload).unwrap_or_else(|_| "{}".to_owned());
@@ -247,5 +322,40 @@ pub async fn status_loop(shared: Arc<Shared>) {
                 shared.publish_from(Message::text(status), Some(Arc::new(origin)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hellos_share_the_budget_max_min_fair() {
+        // All fit: everything whole.
+        assert_eq!(fit_hellos(&[10, 20, 30], 100), usize::MAX);
+        assert_eq!(fit_hellos(&[], 0), usize::MAX);
+        // Small ones whole; the large ones share what is left equally.
+        let largest = fit_hellos(&[10, 1000, 20, 5000], 1030);
+        assert_eq!(largest, 500);
+        // Never more than the budget, whatever the sizes.
+        for sizes in [vec![1 << 20; 25], vec![5, 1 << 20, 7, 300_000, 900_000]] {
+            let budget = 768 << 10;
+            let largest = fit_hellos(&sizes, budget);
+            let listed: usize = sizes.iter().filter(|s| **s <= largest).sum();
+            assert!(listed <= budget, "{listed} > {budget}");
+        }
+    }
+
+    #[test]
+    fn a_cut_hello_keeps_a_cut_name_and_says_how_long_it_was() {
+        let long = "k".repeat(10_000);
+        let text = format!(r#"{{"kitchen_name": "{long}", "pad": "x"}}"#);
+        let hello = crate::hello::parse_hello(text.as_bytes(), "kitchen_name").unwrap();
+        let cut: serde_json::Value =
+            serde_json::from_str(cut_hello(crate::Side::Kitchen, &hello).get()).unwrap();
+        assert_eq!(cut["kitchen_name"].as_str().unwrap().len(), CUT_NAME_CHARS);
+        assert_eq!(cut["nd_hello_cut"], true);
+        assert_eq!(cut["nd_hello_bytes"], text.len());
+        assert!(cut.get("pad").is_none());
     }
 }

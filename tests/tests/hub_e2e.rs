@@ -523,6 +523,41 @@ async fn status_lists_are_capped_but_counts_stay_exact() {
     );
 }
 
+/// Kitchens choose their hellos (up to the 1 MiB message limit) and a status lists them:
+/// three one-megabyte hellos are listed cut (name, `nd_hello_cut`, their length) so the
+/// status stays under 1 MiB, which the original's eaters and the Python library take,
+/// while a small hello beside them is listed whole.
+#[tokio::test]
+async fn large_kitchen_hellos_are_listed_cut_and_the_status_stays_under_a_megabyte() {
+    let hub = Hub::start(&["-f", "60"]);
+    let pad = "A".repeat(1_000_000);
+    let mut big = Vec::new();
+    for i in 0..3 {
+        let hello = serde_json::json!({"kitchen_name": format!("big{i}"), "pad": pad});
+        big.push(kitchen(hub.kitchens, &hello.to_string()).await);
+    }
+    let _small = kitchen(
+        hub.kitchens,
+        r#"{"kitchen_name": "small", "interface": "eth0"}"#,
+    )
+    .await;
+    let s = status_until(hub.eaters, T, |s| s["dumpling_kitchen_count"] == 4).await;
+    assert_eq!(s["dumpling_kitchen_count"], 4, "{s}");
+    let size = s.to_string().len();
+    assert!(size < 1 << 20, "status of {size} bytes");
+    let listed = s["dumpling_kitchens"].as_array().unwrap();
+    for entry in listed {
+        let hello = &entry["info_from_kitchen"];
+        if hello["kitchen_name"] == "small" {
+            assert_eq!(hello["interface"], "eth0", "small hello whole: {hello}");
+        } else {
+            assert_eq!(hello["nd_hello_cut"], true, "{hello}");
+            assert!(hello["nd_hello_bytes"].as_u64().unwrap() > 1_000_000);
+            assert!(hello["kitchen_name"].as_str().unwrap().starts_with("big"));
+        }
+    }
+}
+
 #[tokio::test]
 async fn periodic_status_reaches_every_eater() {
     let hub = Hub::start(&["-f", "0.2"]);
