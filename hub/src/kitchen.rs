@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
+use crate::fleet::Submitted;
 use crate::handshake::{accept_with_hello, close, Accepted};
 use crate::state::{Origin, Shared};
 use crate::tls::HubStream;
@@ -156,17 +157,23 @@ pub async fn serve_kitchen(
                                 }
                             }
                             debug!(kitchen = %shown, chef = ?chef, bytes = message.len(), "Received dumpling from {shown}");
-                            peer.good.fetch_add(1, Ordering::Relaxed);
-                            shared.total_in.fetch_add(1, Ordering::Relaxed);
                             match shared.fleet.get() {
                                 // Federated: stored in JetStream once; every hub (this one
                                 // too) delivers it from the stream, tagging it there.
-                                Some(fleet) => {
-                                    if !fleet.submit(message, &name, &mut shutdown).await {
-                                        break "hub shutting down".into();
+                                Some(fleet) => match fleet.submit(message, &name, &mut shutdown).await {
+                                    Submitted::Queued => {
+                                        peer.good.fetch_add(1, Ordering::Relaxed);
+                                        shared.total_in.fetch_add(1, Ordering::Relaxed);
                                     }
-                                }
+                                    Submitted::TooLarge { bytes, max } => {
+                                        let why = format!("{bytes} bytes with the fleet's headers, over the NATS server's max_payload of {max} (raise max_payload in nats-server's configuration, or send smaller dumplings)");
+                                        refuse(&shared, &peer, &shown, addr, &why);
+                                    }
+                                    Submitted::Stopping => break "hub shutting down".into(),
+                                },
                                 None => {
+                                    peer.good.fetch_add(1, Ordering::Relaxed);
+                                    shared.total_in.fetch_add(1, Ordering::Relaxed);
                                     let origin = tag_origin.then(|| Arc::new(Origin::Dumpling {
                                         chef: chef.into(),
                                         kitchen: kitchen.map(Into::into),

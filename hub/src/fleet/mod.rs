@@ -34,6 +34,7 @@ pub mod reader;
 pub mod replay;
 pub mod seen;
 pub mod status;
+pub mod stream_check;
 pub mod subject;
 
 use std::path::PathBuf;
@@ -167,6 +168,30 @@ pub struct FleetStats {
     pub delivered: AtomicU64,
     /// Consumer (re)creations.
     pub consumers: AtomicU64,
+    /// Messages read from the stream that no hub would have published (not a valid
+    /// dumpling, a hub-reserved chef name, over `--max-message-bytes`): someone else
+    /// wrote to the stream's subjects. Dropped, counted, never delivered.
+    pub unchecked: AtomicU64,
+    /// Dumplings NATS or the stream refused for good (over the server's `max_payload` or
+    /// the stream's message size): dropped and counted, never retried, so one cannot stop
+    /// everything behind it.
+    pub refused: AtomicU64,
+}
+
+/// What [`Publisher::submit`] did with a dumpling.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Queued for JetStream.
+    Queued,
+    /// Not queued: with its headers it is larger than the NATS server takes.
+    TooLarge {
+        /// Its size on the wire (headers and payload).
+        bytes: usize,
+        /// The server's `max_payload`.
+        max: usize,
+    },
+    /// The hub is shutting down.
+    Stopping,
 }
 
 /// The kitchen-facing handle: hands dumplings to the publisher task.
@@ -183,6 +208,8 @@ pub struct Publisher {
     pub stats: Arc<FleetStats>,
     /// Replay for eaters and the interest union (`None` only in unit tests).
     pub service: Option<Arc<replay::Service>>,
+    /// The NATS connection, for the server's `max_payload` (`None` only in unit tests).
+    client: Option<async_nats::Client>,
 }
 
 #[derive(Deserialize)]
@@ -246,17 +273,33 @@ impl Publisher {
     }
 
     /// Queue one dumpling for JetStream, waiting while the queue is full (back-pressure
-    /// on the kitchen, never on eaters). `false` when the hub is shutting down.
+    /// on the kitchen, never on eaters). A dumpling the NATS server cannot carry (its
+    /// `max_payload` counts the headers too, so a dumpling just under the hub's own 1 MiB
+    /// cap may be over NATS's default 1 MiB) is refused here, before it could stop the
+    /// publisher.
     pub async fn submit(
         &self,
         message: Message,
         connection_kitchen: &str,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> bool {
+    ) -> Submitted {
         let out = self.prepare(message, connection_kitchen);
+        if let Some(client) = &self.client {
+            let (bytes, max) = (
+                publish::wire_bytes(&out, &self.hub_id),
+                client.max_payload(),
+            );
+            if bytes > max {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Submitted::TooLarge { bytes, max };
+            }
+        }
         tokio::select! {
-            sent = self.tx.send(out) => sent.is_ok(),
-            _ = stopped(shutdown) => false,
+            sent = self.tx.send(out) => match sent {
+                Ok(()) => Submitted::Queued,
+                Err(_) => Submitted::Stopping,
+            },
+            _ = stopped(shutdown) => Submitted::Stopping,
         }
     }
 }
@@ -280,6 +323,8 @@ impl Fleet {
             stored = s.acked.load(Ordering::Relaxed),
             duplicates = s.duplicates.load(Ordering::Relaxed),
             retried = s.retried.load(Ordering::Relaxed),
+            refused = s.refused.load(Ordering::Relaxed),
+            unchecked = s.unchecked.load(Ordering::Relaxed),
             delivered = s.delivered.load(Ordering::Relaxed),
             "fleet: stopped"
         );
@@ -395,6 +440,23 @@ pub async fn ensure_stream(
     }
 }
 
+/// Create the stream again when it is gone (one try; the publisher calls this again on
+/// later failures). Someone deleted it: the hub is configured to use it, so it puts it
+/// back with its own settings, and says so.
+async fn recreate_stream(js: &jetstream::Context, options: &FleetOptions) {
+    if js.get_stream(&options.stream).await.is_ok() {
+        return;
+    }
+    match js.get_or_create_stream(stream_config(options)).await {
+        Ok(_) => {
+            tracing::warn!(stream = %options.stream, "fleet: the stream was gone (deleted?); created it again with this hub's settings")
+        }
+        Err(error) => {
+            tracing::warn!(stream = %options.stream, %error, "fleet: the stream is gone and could not be created again; retrying")
+        }
+    }
+}
+
 /// Connect, make sure the stream exists, and start the publisher and the consumer.
 /// Call before accepting kitchens, so the consumer starts before their first dumpling.
 pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet, FleetError> {
@@ -436,17 +498,27 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         next_id: Arc::new(AtomicU64::new(0)),
         stats: stats.clone(),
         service: Some(service),
+        client: Some(client.clone()),
     };
     let mut tasks = status::start(client.clone(), shared.clone(), options);
+    let recreate_js = js.clone();
+    let recreate_options = options.clone();
     tasks.push(tokio::spawn(publish::publish_loop(
         client,
         rx,
         options.max_in_flight.max(1),
         options.hub_id.clone(),
         stats.clone(),
+        move || {
+            let (js, options) = (recreate_js.clone(), recreate_options.clone());
+            async move { recreate_stream(&js, &options).await }
+        },
     )));
     let sink_shared = shared.clone();
     let sink_stats = stats.clone();
+    // What is read back is checked as kitchen ingest checks it (stream_check.rs): the
+    // stream takes whatever any NATS client with publish rights on its subjects sends.
+    let mut stream_check = stream_check::StreamCheck::new(shared.config.max_message_bytes);
     let to_ring = (!options.deliver_linger.is_zero()).then(|| {
         let (tx, task) = linger::start(shared.clone(), options.deliver_linger);
         tasks.push(task);
@@ -460,26 +532,18 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         union.subscribe(),
         shared.shutdown.clone(),
         move |message, sequence| {
+            let Some((chef, kitchen)) = stream_check.check(&message, sequence, &sink_stats) else {
+                return futures_util::future::Either::Left(std::future::ready(true));
+            };
             sink_stats.delivered.fetch_add(1, Ordering::Relaxed);
             // Under --auth restricted eaters are filtered by origin, so a frame read back
             // from the stream is tagged exactly as a local kitchen's would be.
-            let origin = if sink_shared.config.auth.is_some() {
-                match crate::kitchen::classify(&message) {
-                    crate::kitchen::Action::Forward { chef, kitchen } => {
-                        Some(std::sync::Arc::new(crate::state::Origin::Dumpling {
-                            chef: chef.into(),
-                            kitchen: kitchen.map(Into::into),
-                        }))
-                    }
-                    // Not a kitchen dumpling (cannot happen for what this hub stored):
-                    // restricted eaters do not get it.
-                    _ => Some(std::sync::Arc::new(crate::state::Origin::Status(Some(
-                        "".into(),
-                    )))),
-                }
-            } else {
-                None
-            };
+            let origin = sink_shared.config.auth.is_some().then(|| {
+                std::sync::Arc::new(crate::state::Origin::Dumpling {
+                    chef: chef.into(),
+                    kitchen: kitchen.map(Into::into),
+                })
+            });
             match &to_ring {
                 None => {
                     sink_shared.publish_seq(message, origin, sequence);
@@ -501,6 +565,28 @@ async fn stream_last_sequence(js: &jetstream::Context, name: &str) -> Option<u64
     // get_stream fetches the stream's info: one request.
     let stream = js.get_stream(name).await.ok()?;
     Some(stream.cached_info().state.last_sequence)
+}
+
+/// A stream's creation time and first and last sequences (one request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamState {
+    /// When the stream was created: a different time means it was deleted and created
+    /// again, and its sequences started over.
+    pub created: time::OffsetDateTime,
+    /// Its first stored sequence.
+    pub first: u64,
+    /// Its last stored sequence.
+    pub last: u64,
+}
+
+async fn stream_state(js: &jetstream::Context, name: &str) -> Option<StreamState> {
+    let stream = js.get_stream(name).await.ok()?;
+    let info = stream.cached_info();
+    Some(StreamState {
+        created: info.created,
+        first: info.state.first_sequence,
+        last: info.state.last_sequence,
+    })
 }
 
 async fn stream_first_sequence(js: &jetstream::Context, name: &str) -> Option<u64> {
@@ -543,6 +629,7 @@ mod tests {
             next_id: Arc::new(AtomicU64::new(0)),
             stats: Arc::new(FleetStats::default()),
             service: None,
+            client: None,
         };
         (p, rx)
     }

@@ -19,7 +19,10 @@
 //!   after an error only the oldest goes out, as a probe, until the stream acknowledges
 //!   it, so a stream without a leader (a cluster electing after a restart) sees one
 //!   publish per backoff from each hub, not the whole window each time;
-//! - nothing new goes out before the retries: the stream keeps each hub's order.
+//! - nothing new goes out before the retries: the stream keeps each hub's order;
+//! - a stream that is gone (deleted by someone: publishes get "no responders") is created
+//!   again with this hub's settings, on the first such failure and then on every
+//!   power-of-two one, so publishing resumes by itself.
 //!
 //! An ack for a publish that was already given up (a late answer to a retried one) names
 //! an `n` no longer waiting and is ignored.
@@ -29,6 +32,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::client::PublishErrorKind;
 use async_nats::{HeaderMap, StatusCode};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -54,9 +58,19 @@ pub enum AckResult {
         /// JetStream's duplicate window held this id already.
         duplicate: bool,
     },
-    /// Not stored (the text says why).
+    /// Not stored (the text says why); retried.
     Failed(String),
+    /// No stream takes the subject (no responders): it was deleted, or JetStream is not
+    /// there. Retried, and the stream is created again ([`publish_loop`]'s `recreate`).
+    NoStream,
+    /// Not stored, and never will be (the stream refuses this message itself: over its
+    /// message or header size); dropped and counted, not retried.
+    Refused(String),
 }
+
+/// JetStream error codes that refuse the message itself, whatever the stream's state:
+/// `JSStreamMessageExceedsMaximumErr` and `JSStreamHeaderExceedsMaximumErr`.
+const MESSAGE_REFUSED_CODES: [u16; 2] = [10054, 10097];
 
 #[derive(Deserialize)]
 struct AckReply<'a> {
@@ -72,6 +86,8 @@ struct AckReply<'a> {
 struct AckError<'a> {
     #[serde(default)]
     code: u16,
+    #[serde(default)]
+    err_code: u16,
     #[serde(borrow, default)]
     description: Option<std::borrow::Cow<'a, str>>,
 }
@@ -80,16 +96,27 @@ struct AckError<'a> {
 /// `{"error":{..}}`); a 503 status is "no responders" (no stream for the subject).
 pub fn decode_ack(status: Option<StatusCode>, payload: &[u8]) -> AckResult {
     if status == Some(StatusCode::NO_RESPONDERS) {
-        return AckResult::Failed("no responders (is the stream there?)".into());
+        return AckResult::NoStream;
     }
     match serde_json::from_slice::<AckReply<'_>>(payload) {
         Ok(AckReply {
             error: Some(error), ..
-        }) => AckResult::Failed(format!(
-            "JetStream error {}: {}",
-            error.code,
-            error.description.as_deref().unwrap_or("(no description)")
-        )),
+        }) => {
+            let text = format!(
+                "JetStream error {} ({}): {}",
+                error.code,
+                error.err_code,
+                dumpling::text::escape(
+                    error.description.as_deref().unwrap_or("(no description)"),
+                    256
+                )
+            );
+            if MESSAGE_REFUSED_CODES.contains(&error.err_code) {
+                AckResult::Refused(text)
+            } else {
+                AckResult::Failed(text)
+            }
+        }
         Ok(AckReply { seq, duplicate, .. }) if seq > 0 => AckResult::Stored {
             sequence: seq,
             duplicate,
@@ -152,6 +179,24 @@ impl Window {
     }
 }
 
+/// Bytes the headers of `out` take on the wire (`NATS/1.0`, one `Name: value` line each,
+/// the blank line), as [`headers`] builds them: the server's `max_payload` counts them.
+pub fn header_bytes(out: &Outgoing, hub_id: &str) -> usize {
+    let line = |name: &str, value: &str| name.len() + 2 + value.len() + 2;
+    let mut bytes = "NATS/1.0\r\n".len() + 2;
+    bytes += line(async_nats::header::NATS_MESSAGE_ID.as_ref(), &out.msg_id);
+    bytes += line(ORIGIN_HEADER, hub_id);
+    if out.binary {
+        bytes += line(BINARY_HEADER, "1");
+    }
+    bytes
+}
+
+/// A publish's size as the server's `max_payload` sees it: headers and payload.
+pub fn wire_bytes(out: &Outgoing, hub_id: &str) -> usize {
+    header_bytes(out, hub_id) + out.payload.len()
+}
+
 fn headers(out: &Outgoing, hub_id: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(async_nats::header::NATS_MESSAGE_ID, out.msg_id.as_str());
@@ -170,6 +215,7 @@ pub async fn publish_loop(
     max_in_flight: usize,
     hub_id: String,
     stats: Arc<FleetStats>,
+    recreate: impl AsyncFn(),
 ) {
     let inbox = client.new_inbox();
     let mut acks = loop {
@@ -218,8 +264,16 @@ pub async fn publish_loop(
                     }
                     window.pop_front();
                 }
-                Some(AckResult::Failed(error)) => {
+                Some(AckResult::Refused(error)) => {
                     let error = error.clone();
+                    refuse_log(&stats, &error);
+                    window.pop_front();
+                }
+                Some(result @ (AckResult::Failed(_) | AckResult::NoStream)) => {
+                    let (error, no_stream) = match result {
+                        AckResult::Failed(error) => (error.clone(), false),
+                        _ => ("no responders: the stream is not there".to_owned(), true),
+                    };
                     failures += 1;
                     stats
                         .retried
@@ -229,6 +283,9 @@ pub async fn publish_loop(
                     again.append(&mut retry);
                     retry = again;
                     backoff_log(failures, &error).await;
+                    if no_stream && (failures == 1 || failures.is_power_of_two()) {
+                        recreate().await;
+                    }
                 }
             }
         }
@@ -239,6 +296,11 @@ pub async fn publish_loop(
                 next_n += 1;
                 match publish(&out, n).await {
                     Ok(()) => window.push(n, out),
+                    // The server this client is connected to now takes less than the one
+                    // `submit` checked against (a reconnect): this one can never go out.
+                    Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        refuse_log(&stats, &error.to_string());
+                    }
                     Err(error) => {
                         retry.push_front(out);
                         failures += 1;
@@ -282,6 +344,9 @@ pub async fn publish_loop(
                 next_n += 1;
                 match publish(&out, n).await {
                     Ok(()) => window.push(n, out),
+                    Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        refuse_log(&stats, &error.to_string());
+                    }
                     Err(error) => {
                         // Keep the order: everything waiting goes before this one.
                         failures += 1;
@@ -292,6 +357,17 @@ pub async fn publish_loop(
                 }
             }
         }
+    }
+}
+
+/// Count a dumpling refused for good and say so: the first few, then every 1000th.
+fn refuse_log(stats: &FleetStats, error: &str) {
+    let n = stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
+    if n <= 5 || n.is_multiple_of(1000) {
+        warn!(
+            refused = n,
+            error, "fleet: a dumpling can never be stored (too large for NATS or the stream); dropped, not retried"
+        );
     }
 }
 
@@ -339,12 +415,39 @@ mod tests {
             text.contains("503") && text.contains("jetstream not enabled"),
             "{text}"
         );
-        assert!(matches!(
+        assert_eq!(
             decode_ack(Some(StatusCode::NO_RESPONDERS), b""),
-            AckResult::Failed(_)
-        ));
+            AckResult::NoStream
+        );
         assert!(matches!(decode_ack(None, b"garbage"), AckResult::Failed(_)));
         assert!(matches!(decode_ack(None, b"{}"), AckResult::Failed(_)));
+    }
+
+    #[test]
+    fn a_message_the_stream_refuses_itself_is_not_retried() {
+        let too_big = br#"{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}"#;
+        assert!(matches!(decode_ack(None, too_big), AckResult::Refused(_)));
+        let no_leader = br#"{"error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}"#;
+        assert!(matches!(decode_ack(None, no_leader), AckResult::Failed(_)));
+    }
+
+    #[test]
+    fn header_bytes_are_what_the_header_block_takes_on_the_wire() {
+        let mut out = Outgoing {
+            subject: "nd.dumplings.k.C.packet".into(),
+            msg_id: "k1-5".into(),
+            payload: bytes::Bytes::from_static(b"{}"),
+            binary: false,
+        };
+        let text = "NATS/1.0\r\nNats-Msg-Id: k1-5\r\nNd-Origin: hubX\r\n\r\n";
+        assert_eq!(header_bytes(&out, "hubX"), text.len());
+        assert_eq!(wire_bytes(&out, "hubX"), text.len() + 2);
+        out.binary = true;
+        assert_eq!(
+            header_bytes(&out, "hubX"),
+            text.len() + "Nd-Binary: 1\r\n".len()
+        );
+        assert_eq!(headers(&out, "hubX").len(), 3);
     }
 
     #[test]

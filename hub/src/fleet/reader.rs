@@ -250,6 +250,8 @@ where
     let mut probe_at: Option<u64> = None;
     let mut dropped: u64 = 0;
     let mut first_consumer = true;
+    // When the stream read was created (see `recreated`).
+    let mut stream_created: Option<time::OffsetDateTime> = None;
     loop {
         if *shutdown.borrow() {
             return ReadEnd::Shutdown;
@@ -329,6 +331,7 @@ where
             }
         };
         first_consumer = false;
+        stream_created.get_or_insert(stream.cached_info().created);
         debug!(
             ?from,
             filter = spec.filter,
@@ -402,11 +405,32 @@ where
                                 checking = Some(check_with_leader(js.clone(), spec.stream.to_owned(), delivered));
                             }
                         }
+                        // The stream may have been deleted and created again: its
+                        // sequences started over, and this consumer, waiting past the
+                        // old ones, would deliver nothing until the new stream passed
+                        // them.
+                        let state = super::stream_state(js, spec.stream).await;
+                        if let Some(state) = state.filter(|s| recreated(s, stream_created, *start)) {
+                            warn!(
+                                stream = spec.stream,
+                                first = state.first,
+                                last = state.last,
+                                "fleet: the stream was deleted and created again; reading the new one from its first sequence"
+                            );
+                            *start = Start::Sequence(state.first.max(1));
+                            agreed = state.first.max(1) - 1;
+                            unchecked = None;
+                            checking = None;
+                            probe_at = None;
+                            stream_created = Some(state.created);
+                            first_consumer = true;
+                            break;
+                        }
                         // Fine if nothing matching is new, but an ordered consumer whose
                         // server died can hang without an error (seen when its node was
                         // killed), so ask the server.
                         let stalled = if let (true, Start::Sequence(next)) = (whole_stream, *start) {
-                            matches!(super::stream_last_sequence(js, spec.stream).await, Some(last) if last >= next)
+                            matches!(state, Some(state) if state.last >= next)
                         } else {
                             // The ordered consumer re-creates itself under a new name after
                             // some errors; a name that is gone means: re-create it here.
@@ -544,6 +568,17 @@ where
     }
 }
 
+/// Whether the stream was deleted and created again since this reader first saw it (at
+/// `created`): a new creation time, or a last sequence behind what was already read.
+fn recreated(
+    state: &super::StreamState,
+    created: Option<time::OffsetDateTime>,
+    start: Start,
+) -> bool {
+    let behind = matches!(start, Start::Sequence(next) if state.last.saturating_add(1) < next);
+    created.is_some_and(|was| was != state.created) || behind
+}
+
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis((100u64 << failures.min(4)).min(1000))
 }
@@ -551,6 +586,38 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_created_again_is_told_by_its_time_or_its_sequences() {
+        let t0 = time::OffsetDateTime::UNIX_EPOCH;
+        let t1 = t0 + time::Duration::seconds(5);
+        let state = |created, first, last| super::super::StreamState {
+            created,
+            first,
+            last,
+        };
+        // Same stream, ahead of or at the reader: not re-created.
+        assert!(!recreated(
+            &state(t0, 1, 500),
+            Some(t0),
+            Start::Sequence(501)
+        ));
+        assert!(!recreated(
+            &state(t0, 1, 900),
+            Some(t0),
+            Start::Sequence(501)
+        ));
+        // A new creation time, even past the reader's position.
+        assert!(recreated(
+            &state(t1, 1, 900),
+            Some(t0),
+            Start::Sequence(501)
+        ));
+        // Behind what was already read (the reader never saw its creation time).
+        assert!(recreated(&state(t1, 1, 300), None, Start::Sequence(501)));
+        assert!(recreated(&state(t1, 0, 0), None, Start::Sequence(2)));
+        assert!(!recreated(&state(t1, 0, 0), None, Start::Sequence(1)));
+    }
 
     #[test]
     fn a_new_consumer_goes_back_to_the_last_agreed_sequence_within_the_remembered_ids() {

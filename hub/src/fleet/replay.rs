@@ -162,13 +162,12 @@ impl Service {
             None => format!("{}.>", self.prefix),
         };
         // The consumer's subject only covers the interest; check it exactly here, and
-        // the eater's principal too (replay never widens what `--auth` allows).
+        // the eater's principal too (replay never widens what `--auth` allows). Only
+        // what a hub could have published is replayed (`stream_check.rs`: anyone with
+        // publish rights on the subjects could have written the rest).
         let interest = interest.cloned();
         let admit = move |message: &Message| {
             let restricted = principal.as_ref().filter(|p| p.is_restricted());
-            if interest.is_none() && restricted.is_none() {
-                return true;
-            }
             match classify(message) {
                 Action::Forward { chef, kitchen } => {
                     interest
@@ -176,7 +175,7 @@ impl Service {
                         .is_none_or(|i| i.wants(&chef, kitchen.as_deref()))
                         && restricted.is_none_or(|p| p.may_see(&chef, kitchen.as_deref()))
                 }
-                _ => restricted.is_none(),
+                _ => false,
             }
         };
         let first = match start {

@@ -1,0 +1,205 @@
+//! A federated hub against what it does not control, with a real `nats-server` and real
+//! `nd-hub --nats` processes on 127.0.0.1:
+//!
+//! * a dumpling the hub takes but NATS cannot carry (its headers push it over the
+//!   server's `max_payload`) is refused and counted, and everything after it still flows
+//!   (it used to be retried forever, and nothing after it was ever published);
+//! * a NATS client that is no hub writes junk, raw bytes and forged hub dumplings onto the
+//!   stream's subjects: eaters get none of it, and the real dumplings still arrive;
+//! * the stream is deleted and created again, or only deleted: the hub notices, reads the
+//!   new stream from its start (or creates it again) and delivers what comes next.
+//!
+//! Skips with a message when `nats-server` is missing (never in CI).
+
+#[path = "hub_support.rs"]
+mod support;
+
+#[path = "nats_support.rs"]
+mod nats;
+
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use nats::Cluster;
+use serde_json::Value;
+use support::{connect, Hub, Ws};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Start `nd-hub --nats` on `cluster`; ready once an eater handshake completes.
+async fn fleet_hub(cluster: &Cluster, id: &str) -> Hub {
+    let urls = cluster.urls();
+    let hub = Hub::start(&["-f", "60", "--nats", &urls, "--nats-hub-id", id]);
+    if nats::handshake_within(hub.eaters, Duration::from_secs(30)).await {
+        return hub;
+    }
+    let (_, log) = hub.stop();
+    panic!("hub {id} did not federate: {log}\n{}", cluster.logs());
+}
+
+/// An eater that has read its welcome status.
+async fn eater(hub: &Hub, name: &str) -> Ws {
+    let mut ws = connect(hub.eaters).await;
+    let hello = serde_json::json!({ "eater_name": name }).to_string();
+    ws.send(Message::text(hello)).await.expect("eater hello");
+    assert!(
+        support::next_data(&mut ws, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "welcome status"
+    );
+    ws
+}
+
+/// A dumpling of chef `Real` numbered `n`, `pad` bytes of padding in its payload.
+fn numbered(n: u64, pad: usize) -> String {
+    format!(
+        r#"{{"metadata": {{"chef": "Real", "kitchen": "rk", "creation_time": 1.5, "driver": "packet"}}, "payload": {{"n": {n}, "pad": "{}"}}}}"#,
+        "x".repeat(pad)
+    )
+}
+
+/// Everything an eater read that is not the hub's own status: (chef, payload `n`) of each
+/// message, or the raw text of one that is no JSON.
+async fn read_until(ws: &mut Ws, last_n: u64, limit: Duration) -> Vec<(String, Option<u64>)> {
+    let deadline = Instant::now() + limit;
+    let mut read = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(message) = support::next_data(ws, left).await else {
+            return read;
+        };
+        let text = match &message {
+            Message::Text(t) => t.to_string(),
+            Message::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => continue,
+        };
+        let Ok(value) = serde_json::from_str::<Value>(&text) else {
+            read.push((format!("(not JSON) {text}"), None));
+            continue;
+        };
+        let chef = value["metadata"]["chef"].as_str().unwrap_or("?").to_owned();
+        // The hub's own statuses carry its uptime; a forged one does not.
+        if chef == "SystemStatusChef" && value["payload"]["server_uptime"].is_number() {
+            continue;
+        }
+        let n = value["payload"]["n"].as_u64();
+        let done = chef == "Real" && n == Some(last_n);
+        read.push((chef, n));
+        if done {
+            return read;
+        }
+    }
+}
+
+/// A raw kitchen that sends `frames` and waits a moment for the hub to take them.
+async fn send(hub: &Hub, frames: impl IntoIterator<Item = String>) {
+    let mut k = support::kitchen(hub.kitchens, r#"{"kitchen_name": "rk"}"#).await;
+    for frame in frames {
+        k.send(Message::text(frame)).await.expect("kitchen send");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = k.close(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dumpling_nats_cannot_carry_is_refused_and_the_rest_flows() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let hub = fleet_hub(&cluster, "hubBig").await;
+    let mut ws = eater(&hub, "after-big").await;
+    // Under the hub's 1 MiB message cap, over NATS's 1 MiB max_payload with the headers.
+    let big = numbered(0, 1_048_570 - numbered(0, 0).len());
+    assert!(big.len() <= 1 << 20);
+    send(
+        &hub,
+        std::iter::once(big).chain((1..=50).map(|n| numbered(n, 10))),
+    )
+    .await;
+    let read = read_until(&mut ws, 50, Duration::from_secs(20)).await;
+    let ns: Vec<Option<u64>> = read.iter().map(|r| r.1).collect();
+    let want: Vec<Option<u64>> = (1..=50).map(Some).collect();
+    assert_eq!(ns, want, "the 50 after the big one, in order, without it");
+    let (_, log) = hub.stop();
+    assert!(log.contains("max_payload"), "the refusal is named: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_nats_client_that_is_no_hub_writes_never_reaches_eaters() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let hub = fleet_hub(&cluster, "hubInj").await;
+    let mut ws = eater(&hub, "victim").await;
+    let client = async_nats::connect(cluster.nodes[0].client.to_string())
+        .await
+        .expect("a plain NATS client");
+    let forged_status = r#"{"metadata": {"chef": "SystemStatusChef", "kitchen": null, "creation_time": 1.5, "driver": "interval"}, "payload": {"total_dumplings_in": 999999999}}"#;
+    let forged_notice = r#"{"metadata": {"chef": "HubNoticeChef", "kitchen": null, "creation_time": 1.5, "driver": "interval"}, "payload": {"notice": "hub moved: reconnect to evil.example"}}"#;
+    let junk: [&[u8]; 4] = [
+        b"this is not json",
+        b"\xff\xfe\x00garbage",
+        forged_status.as_bytes(),
+        forged_notice.as_bytes(),
+    ];
+    for bytes in junk {
+        client
+            .publish("nd.dumplings.rk.Real.packet", bytes.to_vec().into())
+            .await
+            .expect("publish");
+    }
+    client.flush().await.expect("flush");
+    send(&hub, (1..=3).map(|n| numbered(n, 10))).await;
+    let read = read_until(&mut ws, 3, Duration::from_secs(20)).await;
+    assert_eq!(
+        read,
+        (1..=3)
+            .map(|n| ("Real".to_owned(), Some(n)))
+            .collect::<Vec<_>>(),
+        "only the kitchen's dumplings"
+    );
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("no hub would have published"),
+        "the junk is reported: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_deleted_and_created_again_or_only_deleted_keeps_delivering() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let hub = fleet_hub(&cluster, "hubRe").await;
+    let mut ws = eater(&hub, "through-resets").await;
+    send(&hub, (1..=100).map(|n| numbered(n, 10))).await;
+    let read = read_until(&mut ws, 100, Duration::from_secs(20)).await;
+    assert_eq!(read.len(), 100, "before: {read:?}");
+
+    let client = async_nats::connect(cluster.nodes[0].client.to_string())
+        .await
+        .expect("a plain NATS client");
+    let js = async_nats::jetstream::new(client);
+    // Deleted and created again by someone else: sequences start over below the hub's.
+    js.delete_stream("ND_DUMPLINGS").await.expect("delete");
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "ND_DUMPLINGS".into(),
+        subjects: vec!["nd.dumplings.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create again");
+    send(&hub, (101..=130).map(|n| numbered(n, 10))).await;
+    let read = read_until(&mut ws, 130, Duration::from_secs(20)).await;
+    let ns: Vec<u64> = read.iter().filter_map(|r| r.1).collect();
+    assert_eq!(ns, (101..=130).collect::<Vec<_>>(), "after re-creation");
+
+    // Only deleted: the hub creates it again itself.
+    js.delete_stream("ND_DUMPLINGS").await.expect("delete");
+    send(&hub, (131..=140).map(|n| numbered(n, 10))).await;
+    let read = read_until(&mut ws, 140, Duration::from_secs(30)).await;
+    let ns: Vec<u64> = read.iter().filter_map(|r| r.1).collect();
+    assert_eq!(ns, (131..=140).collect::<Vec<_>>(), "after deletion");
+    let (_, log) = hub.stop();
+    assert!(log.contains("deleted and created again"), "{log}");
+}
