@@ -615,11 +615,10 @@ fn modified_time(path: &Path) -> Option<SystemTime> {
 
 fn read_table(path: &Path) -> Result<(Table, Option<SystemTime>), AuthError> {
     let modified = modified_time(path);
-    let meta = std::fs::metadata(path).map_err(|e| AuthError::Read(path.to_owned(), e))?;
-    if meta.len() > 16 << 20 {
-        return Err(AuthError::Parse(path.to_owned(), "over 16 MiB".into()));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read(path.to_owned(), e))?;
+    let bytes =
+        hub_link::read_bounded(path, 16 << 20).map_err(|e| AuthError::Read(path.to_owned(), e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| AuthError::Parse(path.to_owned(), "not a text file (not UTF-8)".into()))?;
     Ok((Table::parse(&text, path)?, modified))
 }
 

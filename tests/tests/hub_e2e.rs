@@ -895,6 +895,46 @@ fn a_failed_bind_names_the_address_and_port_and_exits_non_zero() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
 
+/// Files named on the command line are read bounded and only when regular: `/dev/zero`
+/// as the auth file (its size says 0) took gigabytes, and a token file that is a FIFO
+/// hung an eater forever.
+#[test]
+fn auth_and_token_files_that_are_no_regular_files_are_refused_at_once() {
+    let out = e2e_tests::ChildGuard::spawn(
+        "nd-hub",
+        std::process::Command::new(e2e_tests::bin("nd-hub")).args([
+            "-a",
+            "127.0.0.1",
+            "-i",
+            "0",
+            "-o",
+            "0",
+            "--auth",
+            "/dev/zero",
+        ]),
+    )
+    .wait_output(T);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a regular file"), "{err}");
+    let out = e2e_tests::ChildGuard::spawn(
+        "nd-print",
+        std::process::Command::new(e2e_tests::bin("nd-print")).args([
+            "--token-file",
+            "/dev/zero",
+            "-h",
+            "127.0.0.1:1",
+        ]),
+    )
+    .wait_output(T);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("token file /dev/zero: not a regular file"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_zero_status_freq_is_a_usage_error() {
     let out = e2e_tests::ChildGuard::spawn(

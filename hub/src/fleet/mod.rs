@@ -334,12 +334,18 @@ impl Fleet {
 /// Connect to NATS with the options' credentials and TLS settings.
 pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, FleetError> {
     let mut connect = match &options.creds {
-        Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
-            .await
-            .map_err(|source| FleetError::Creds {
+        // Read here, bounded and regular files only (the client library would read a
+        // FIFO or /dev/zero forever).
+        Some(path) => {
+            let creds_error = |source| FleetError::Creds {
                 path: path.clone(),
                 source,
-            })?,
+            };
+            let bytes = hub_link::read_bounded(path, 64 << 10).map_err(creds_error)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| creds_error(std::io::Error::other("not a text file (not UTF-8)")))?;
+            async_nats::ConnectOptions::with_credentials(&text).map_err(creds_error)?
+        }
         None => async_nats::ConnectOptions::new(),
     };
     if let Some(token) = &options.token {
