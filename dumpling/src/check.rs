@@ -6,8 +6,10 @@
 //! poke that was most of the hub's CPU. This pass runs serde_json's own parser over the whole
 //! message (`deserialize_any` everywhere, so numbers, strings, escapes, surrogates, nesting
 //! and trailing bytes are checked exactly as a `Value` parse checks them: what this accepts,
-//! every eater's `serde_json` accepts) but keeps only what it needs from `metadata`, with the
-//! same last-key-wins rule as a `Value` map for repeated keys.
+//! every eater's `serde_json` accepts) but keeps only what it needs from `metadata`. A key
+//! eaters read that appears twice in its object (`metadata`, `payload`, and the four
+//! metadata fields) is refused ([`InvalidDumpling::DuplicateKey`]): a `Value` parse keeps
+//! the last and a typed parse refuses the dumpling, so eaters would disagree.
 
 use std::cell::Cell;
 use std::fmt;
@@ -160,10 +162,14 @@ fn finish(doc: Result<Document, serde_json::Error>) -> Result<CheckedDumpling, I
     let doc = doc.map_err(|_| InvalidDumpling::NotJson)?;
     let Document::Object {
         metadata: Some(Metadata::Object(meta)),
+        duplicate,
     } = doc
     else {
         return Err(InvalidDumpling::NotAnObject);
     };
+    if let Some(key) = duplicate.or(meta.duplicate) {
+        return Err(InvalidDumpling::DuplicateKey(key));
+    }
     let Some(Field::Str(chef)) = meta.chef else {
         return Err(InvalidDumpling::NoChef);
     };
@@ -191,7 +197,11 @@ fn finish(doc: Result<Document, serde_json::Error>) -> Result<CheckedDumpling, I
 /// The top level of a message, as far as the check needs it.
 enum Document {
     /// A JSON object; `metadata` is its last `metadata` key's value.
-    Object { metadata: Option<Metadata> },
+    Object {
+        metadata: Option<Metadata>,
+        /// `metadata` or `payload`, when it appears twice.
+        duplicate: Option<&'static str>,
+    },
     /// Any other JSON value.
     Other,
 }
@@ -213,6 +223,8 @@ struct MetaFields {
     creation_time: Option<Field>,
     /// The first hub-only key present, in [`HUB_ONLY_METADATA_KEYS`] order.
     hub_only_key: Option<&'static str>,
+    /// One of the four fields, when it appears twice.
+    duplicate: Option<&'static str>,
 }
 
 /// A metadata field's value, reduced to what the check asks of it.
@@ -293,14 +305,28 @@ impl<'de> Visitor<'de> for DocumentVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
         let inside = self.0.enter();
         let mut metadata = None;
+        let mut payload = false;
+        let mut duplicate = None;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if key.is("metadata") {
+                if metadata.is_some() {
+                    duplicate = duplicate.or(Some("metadata"));
+                }
                 metadata = Some(map.next_value_seed(MetadataSeed(inside))?);
             } else {
+                if key.is("payload") {
+                    if payload {
+                        duplicate = duplicate.or(Some("payload"));
+                    }
+                    payload = true;
+                }
                 map.next_value_seed(inside)?;
             }
         }
-        Ok(Document::Object { metadata })
+        Ok(Document::Object {
+            metadata,
+            duplicate,
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Document, A::Error> {
@@ -332,14 +358,14 @@ impl<'de> Visitor<'de> for MetadataSeed<'_> {
         let mut fields = MetaFields::default();
         let mut hub_only = [false; HUB_ONLY_METADATA_KEYS.len()];
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            let slot = if key.is("chef") {
-                &mut fields.chef
+            let (slot, name) = if key.is("chef") {
+                (&mut fields.chef, "chef")
             } else if key.is("kitchen") {
-                &mut fields.kitchen
+                (&mut fields.kitchen, "kitchen")
             } else if key.is("driver") {
-                &mut fields.driver
+                (&mut fields.driver, "driver")
             } else if key.is("creation_time") {
-                &mut fields.creation_time
+                (&mut fields.creation_time, "creation_time")
             } else {
                 if let Some(i) = HUB_ONLY_METADATA_KEYS.iter().position(|k| key.is(k)) {
                     hub_only[i] = true;
@@ -347,6 +373,9 @@ impl<'de> Visitor<'de> for MetadataSeed<'_> {
                 map.next_value_seed(inside)?;
                 continue;
             };
+            if slot.is_some() {
+                fields.duplicate = fields.duplicate.or(Some(name));
+            }
             *slot = Some(map.next_value_seed(FieldSeed(inside))?);
         }
         fields.hub_only_key = HUB_ONLY_METADATA_KEYS
@@ -424,7 +453,14 @@ impl Key {
 }
 
 /// Every key the check looks for, at any level it looks.
-const KNOWN_KEYS: &[&str] = &["metadata", "chef", "kitchen", "driver", "creation_time"];
+const KNOWN_KEYS: &[&str] = &[
+    "metadata",
+    "payload",
+    "chef",
+    "kitchen",
+    "driver",
+    "creation_time",
+];
 
 struct KeySeed;
 
@@ -498,8 +534,46 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    /// The check as it was, parsing into a `Value`: the reference the streaming pass must
-    /// agree with on every input.
+    /// An object's keys in order, repeats kept (a `Value` map keeps only the last).
+    struct Keys(Vec<String>);
+
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Keys, D::Error> {
+            struct KeysVisitor;
+            impl<'de> Visitor<'de> for KeysVisitor {
+                type Value = Keys;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(key) = map.next_key::<String>()? {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            de.deserialize_map(KeysVisitor)
+        }
+    }
+
+    /// The first of `watched` that `keys` repeats, at its second appearance.
+    fn first_repeat(keys: &[String], watched: &[&'static str]) -> Option<&'static str> {
+        let mut seen = Vec::new();
+        for key in keys {
+            if let Some(w) = watched.iter().find(|w| **w == key.as_str()) {
+                if seen.contains(w) {
+                    return Some(w);
+                }
+                seen.push(w);
+            }
+        }
+        None
+    }
+
+    /// The check as it was, parsing into a `Value`, plus the repeated-key rule read from
+    /// the keys in order: the reference the streaming pass must agree with on every input.
     fn check_by_value(message: &[u8]) -> Result<CheckedDumpling, InvalidDumpling> {
         limits::check_json_depth(message)?;
         let value: Value = serde_json::from_slice(message).map_err(|_| InvalidDumpling::NotJson)?;
@@ -508,6 +582,31 @@ mod tests {
             .and_then(|o| o.get("metadata"))
             .and_then(Value::as_object)
             .ok_or(InvalidDumpling::NotAnObject)?;
+        let top: Keys = serde_json::from_slice(message).map_err(|_| InvalidDumpling::NotJson)?;
+        let meta_text = serde_json::to_string(metadata).map_err(|_| InvalidDumpling::NotJson)?;
+        // The last `metadata`'s own keys, repeats kept: found in the message by position.
+        let last_meta: Vec<String> = {
+            let raw: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+                serde_json::from_slice(message).map_err(|_| InvalidDumpling::NotJson)?;
+            match raw.get("metadata") {
+                Some(m) => {
+                    serde_json::from_str::<Keys>(m.get())
+                        .map_err(|_| InvalidDumpling::NotJson)?
+                        .0
+                }
+                None => {
+                    serde_json::from_str::<Keys>(&meta_text)
+                        .map_err(|_| InvalidDumpling::NotJson)?
+                        .0
+                }
+            }
+        };
+        if let Some(key) = first_repeat(&top.0, &["metadata", "payload"]).or(first_repeat(
+            &last_meta,
+            &["chef", "kitchen", "driver", "creation_time"],
+        )) {
+            return Err(InvalidDumpling::DuplicateKey(key));
+        }
         let chef = metadata
             .get("chef")
             .and_then(Value::as_str)
@@ -601,6 +700,38 @@ mod tests {
         r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":"\x"}"#,
         r#"{"metadata":{"chef":"C","creation_time":1,"driver":"packet"},"payload":"tab	in"}"#,
     ];
+
+    #[test]
+    fn keys_eaters_read_may_not_repeat() {
+        let meta = r#""chef":"C","kitchen":"k","creation_time":1,"driver":"packet""#;
+        for (message, key) in [
+            (
+                format!(r#"{{"metadata":{{{meta},"kitchen":"other"}}}}"#),
+                "kitchen",
+            ),
+            (
+                format!(r#"{{"metadata":{{{meta},"chef":"SystemStatusChef"}}}}"#),
+                "chef",
+            ),
+            (
+                format!(r#"{{"metadata":{{{meta}}},"payload":1,"payload":2}}"#),
+                "payload",
+            ),
+            (
+                format!(r#"{{"metadata":{{{meta}}},"metadata":{{{meta}}}}}"#),
+                "metadata",
+            ),
+        ] {
+            assert_eq!(
+                check_dumpling(message.as_bytes()),
+                Err(InvalidDumpling::DuplicateKey(key)),
+                "{message}"
+            );
+        }
+        // Other metadata keys, and keys inside the payload, are the eaters' business.
+        let fine = format!(r#"{{"metadata":{{{meta},"x":1,"x":2}},"payload":{{"a":1,"a":2}}}}"#);
+        assert!(check_dumpling(fine.as_bytes()).is_ok());
+    }
 
     #[test]
     fn agrees_with_a_value_parse_on_every_probe() {

@@ -66,10 +66,31 @@ pub const HUB_RESERVED_CHEF_NAMES: &[&str] = &[SYSTEM_STATUS_CHEF, HUB_NOTICE_CH
 pub const RESERVED_CHEF_NAMES: &[&str] =
     &[SYSTEM_STATUS_CHEF, HUB_NOTICE_CHEF, KITCHEN_STATUS_CHEF];
 
-/// Whether `name` is one of `reserved`, ignoring ASCII case (so `systemstatuschef` cannot
-/// pass for the real one in an eater that compares loosely).
+/// Whether `name` is one of `reserved`, ignoring ASCII case and every character a
+/// terminal or page shows as nothing (whitespace, control, zero-width and bidi format
+/// characters): `systemstatuschef`, `SystemStatusChef ` and `System\u{200b}StatusChef`
+/// all print as the real name, so none may pass for it.
 pub fn is_reserved_name(reserved: &[&str], name: &str) -> bool {
-    reserved.iter().any(|r| r.eq_ignore_ascii_case(name))
+    let shown = name.chars().filter(|c| !is_invisible(*c));
+    reserved.iter().any(|r| {
+        let mut shown = shown.clone();
+        r.chars()
+            .all(|rc| shown.next().is_some_and(|c| c.eq_ignore_ascii_case(&rc)))
+            && shown.next().is_none()
+    })
+}
+
+/// Characters shown as nothing, or as blank space: whitespace, controls, and the Unicode
+/// format characters used to hide text (zero-width spaces and joiners, bidi controls, the
+/// byte-order mark, soft hyphen, word joiner and invisible operators).
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
+            | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
+            | '\u{ffa0}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// WebSocket close codes used by netdumplings clients.
@@ -170,6 +191,12 @@ pub enum InvalidDumpling {
     /// could otherwise forge, e.g., the stream sequence a resuming eater trusts.
     #[error("Dumpling metadata key {0:?} is set only by the hub")]
     HubOnlyKey(&'static str),
+    /// A key eaters read (`metadata`, `payload`, `metadata.chef`, `.kitchen`, `.driver`,
+    /// `.creation_time`) appears twice in its object: a `Value` parse keeps the last, a
+    /// typed one (the Rust eaters') refuses the dumpling, so eaters would disagree on what
+    /// it says (which kitchen, which chef).
+    #[error("Dumpling repeats the key {0:?}")]
+    DuplicateKey(&'static str),
 }
 
 /// Metadata keys only the hub writes (`nd_seq`: a dumpling's JetStream sequence, added for
@@ -650,6 +677,27 @@ mod tests {
         ));
         assert!(is_reserved_name(RESERVED_CHEF_NAMES, "KITCHENSTATUSCHEF"));
         assert!(!is_reserved_name(RESERVED_CHEF_NAMES, "PacketCountChef"));
+        // What prints as the real name is the real name.
+        for shown_alike in [
+            "SystemStatusChef ",
+            " SystemStatusChef",
+            "System StatusChef",
+            "SystemStatusChef\n",
+            "System\u{200b}StatusChef",
+            "\u{202e}SystemStatusChef",
+            "\u{feff}HubNoticeChef\u{2060}",
+        ] {
+            assert!(
+                is_reserved_name(HUB_RESERVED_CHEF_NAMES, shown_alike),
+                "{shown_alike:?}"
+            );
+        }
+        assert!(!is_reserved_name(
+            HUB_RESERVED_CHEF_NAMES,
+            "SystemStatusChefs"
+        ));
+        assert!(!is_reserved_name(HUB_RESERVED_CHEF_NAMES, "SystemStatus"));
+        assert!(!is_reserved_name(HUB_RESERVED_CHEF_NAMES, ""));
     }
 
     #[test]

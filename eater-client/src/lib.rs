@@ -251,7 +251,7 @@ pub enum Event {
     },
     /// A notice from the hub (e.g. replay unavailable on a hub without `--nats`).
     Notice {
-        /// The hub's text.
+        /// The hub's text, escaped and cut already (print it as it is).
         text: String,
     },
     /// A message that is not a valid dumpling (skipped).

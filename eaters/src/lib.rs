@@ -99,7 +99,8 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
                 eprintln!("{name}: the hub dropped {missed} dumplings (this eater fell behind)")
             }
             Event::Invalid { error } => eprintln!("{name}: Invalid dumpling: {error}"),
-            Event::Notice { text } => eprintln!("{name}: hub notice: {}", text.escape_debug()),
+            // Escaped once already, by the library (`Event::Notice`).
+            Event::Notice { text } => eprintln!("{name}: hub notice: {text}"),
             _ => {}
         }
         if on_event(&event) == Flow::Full {

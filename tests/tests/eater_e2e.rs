@@ -322,3 +322,32 @@ fn usage_errors_exit_2_and_dash_h_means_hub() {
         assert!(help.contains(flag), "{flag} in --help");
     }
 }
+
+/// A hub's notice reaches the terminal escaped once: `A<ESC>B<LF>C` prints as
+/// `A\x1bB\nC` (it was escaped twice, `A\\x1bB\\nC`). The hub here is a fake one that
+/// sends the notice, then one dumpling (`--count 1` ends the run).
+#[tokio::test]
+async fn nd_print_shows_a_hub_notice_escaped_once() {
+    use futures_util::StreamExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let print = ChildGuard::spawn(
+        "nd-print",
+        Command::new(bin("nd-print")).args(["-h", &addr.to_string(), "--count", "1"]),
+    );
+    let (tcp, _) = tokio::time::timeout(T, listener.accept())
+        .await
+        .expect("nd-print connects")
+        .unwrap();
+    let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+    let _hello = ws.next().await;
+    let notice = r#"{"metadata":{"chef":"HubNoticeChef","kitchen":null,"creation_time":1.0,"driver":"interval"},"payload":{"notice":"A\u001bB\nC"}}"#;
+    ws.send(Message::text(notice)).await.unwrap();
+    ws.send(Message::text(dumpling_text("k1", 1, 100)))
+        .await
+        .unwrap();
+    let out = print.wait_output(T);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r"hub notice: A\x1bB\nC"), "{err}");
+    assert!(!err.contains('\x1b'), "no raw escape: {err}");
+}
