@@ -37,16 +37,37 @@ pub const FAILURE_FORGIVENESS: Duration = Duration::from_secs(120);
 /// Which handler a call was for (failures in a row are counted per driver).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallKind {
-    Packets = 0,
-    Interval = 1,
+    Packets,
+    Interval,
+    /// `state.snapshot` (hot reload, on the old version).
+    Snapshot,
+    /// `state.restore` (hot reload, on the new version).
+    Restore,
 }
 
 impl CallKind {
+    /// The call's name in logs.
     fn driver(self) -> &'static str {
         match self {
             CallKind::Packets => "on-packets",
             CallKind::Interval => "on-interval",
+            CallKind::Snapshot => "state.snapshot",
+            CallKind::Restore => "state.restore",
         }
+    }
+
+    /// Which count of failures in a row it adds to (rule 1): packet calls, or the rest
+    /// (pokes and the state calls, which run at the same moments).
+    fn row(self) -> usize {
+        match self {
+            CallKind::Packets => 0,
+            CallKind::Interval | CallKind::Snapshot | CallKind::Restore => 1,
+        }
+    }
+
+    /// Whether its time is counted as interval time (`ChefStats::interval_ns`).
+    pub(crate) fn is_interval_like(self) -> bool {
+        !matches!(self, CallKind::Packets)
     }
 }
 
@@ -67,6 +88,24 @@ pub(crate) struct Health {
     retry_at_ns: u64,
     /// The next fresh instance's first call gets the first-call allowance.
     grace_next: bool,
+}
+
+impl Health {
+    /// A new version's health after a hot reload of `old`: its failure history (failures in
+    /// a row, recent failures, failure debt) goes on, so a chef file replaced again and
+    /// again whose every version fails (a restore that runs out of time, a trap on its
+    /// first call) is quarantined as one chef that keeps failing would be, instead of
+    /// starting from nothing each time. The new version itself starts running (not
+    /// quarantined: it may be the fix), with no backoff and its first-call allowance.
+    pub(crate) fn inherited_from(old: &Health) -> Health {
+        Health {
+            consecutive: old.consecutive,
+            recent: old.recent.clone(),
+            debt_ns: old.debt_ns,
+            failed_at_ns: old.failed_at_ns,
+            ..Health::default()
+        }
+    }
 }
 
 impl Default for Health {
@@ -109,7 +148,7 @@ impl Health {
 
     /// A call of `kind` worked.
     pub(crate) fn succeeded(&mut self, kind: CallKind) {
-        self.consecutive[kind as usize] = 0;
+        self.consecutive[kind.row()] = 0;
     }
 
     /// Record a failure at `now_ns`: count it, then schedule the restart or quarantine
@@ -124,8 +163,8 @@ impl Health {
     ) {
         // A chef that ran out of time gets no first-call allowance on its next instance.
         self.grace_next = !matches!(err, CallError::Timeout { .. });
-        self.consecutive[kind as usize] += 1;
-        let in_a_row = self.consecutive[kind as usize];
+        self.consecutive[kind.row()] += 1;
+        let in_a_row = self.consecutive[kind.row()];
         let limit = limits.quarantine_after.max(1);
         // Rule 2: keep failures within the window; a clock that went backwards (replayed
         // files can jump) keeps them too.

@@ -943,7 +943,7 @@ impl LoadedChef {
         let Some((snapshot, _)) = self.live.as_ref().and_then(|l| l.state) else {
             return Err(CallError::BackingOff);
         };
-        self.call(CallKind::Interval, now_ns, |live| {
+        self.call(CallKind::Snapshot, now_ns, |live| {
             // Lifted as a `Vec` during the call: wasmtime's `call` runs the guest's
             // post-return, which frees the list, before a `WasmList` could be read (a JS
             // chef's allocator reused it at once: its restore then saw garbage). The copy is
@@ -968,11 +968,21 @@ impl LoadedChef {
         let Some((_, restore)) = self.live.as_ref().and_then(|l| l.state) else {
             return Err(CallError::BackingOff);
         };
-        self.call(CallKind::Interval, now_ns, |live| {
+        self.call(CallKind::Restore, now_ns, |live| {
             let typed = restore.typed::<(&[u8],), (Result<(), String>,)>(&live.store)?;
             let (answer,) = typed.call(&mut live.store, (state,))?;
             Ok(answer)
         })
+    }
+
+    /// Take over what the kitchen keeps about `old`, the version this one replaces (hot
+    /// reload): its counters (so totals, `/metrics` and the exit summary count the chef,
+    /// not the version: they never go back to zero) and its failure history
+    /// ([`Health::inherited_from`]). Called before the state is carried, so a failing
+    /// restore counts too.
+    pub fn inherit_from(&mut self, old: &LoadedChef) {
+        self.stats = old.stats.clone();
+        self.health = Health::inherited_from(&old.health);
     }
 
     /// Replace the running instance by a fresh one (after a refused or failed restore:
@@ -1186,13 +1196,13 @@ impl LoadedChef {
         let took = started.elapsed().as_nanos() as u64;
         self.last_call_ns = took;
         self.stats.busy_ns += took;
-        if matches!(kind, CallKind::Interval) {
+        if kind.is_interval_like() {
             self.stats.interval_ns += took;
         }
         if let Some(a) = cpu_started {
             let b = super::cpu_time::thread_cpu_ns().unwrap_or(a);
             self.stats.busy_cpu_ns += b.saturating_sub(a);
-            if matches!(kind, CallKind::Interval) {
+            if kind.is_interval_like() {
                 self.stats.interval_cpu_ns += b.saturating_sub(a);
             }
         }
@@ -1204,7 +1214,8 @@ impl LoadedChef {
             Err(e) => {
                 let l = &live.store.data().limiter;
                 let hit = (l.hit_limit, l.hit_kitchen_budget);
-                let err = classify(&e, hit, &self.limits, self.limits.deadline);
+                // The deadline this call had (a first call gets `first_call_grace` x it).
+                let err = classify(&e, hit, &self.limits, budget);
                 Err(self.fail(err, kind, now_ns))
             }
         }

@@ -662,11 +662,13 @@ fn apply_event(
             let version = slot.chef.description().version.clone();
             d.status_inputs().clear_load_failures(&key);
             // Retire the old version of this file, and a built-in of the same name.
-            let mut reloads = 0;
+            let mut counters = None;
             let mut old_name = None;
             if let Some(i) = same_file {
                 let (mut old, rt) = d.retire_chef(i)?;
-                reloads = rt.reloads + 1;
+                // The chef's counts and failure history go on across versions.
+                counters = Some(rt.for_next_version());
+                slot.chef.inherit_from(&old.chef);
                 let max = old.chef.limits().max_state_bytes;
                 crate::chef_host::state::carry(&mut old.chef, &mut slot.chef, max, d.clock_ns());
                 old_name = Some(old.chef.name().to_owned());
@@ -685,7 +687,7 @@ fn apply_event(
                 tracing::warn!(chef = %Escaped::new(&name), file = %escape_path(&path),
                     "chef file overrides the built-in chef of the same name");
             }
-            d.add_reloaded_chef(slot, reloads)?;
+            d.add_reloaded_chef(slot, counters)?;
             match old_name {
                 Some(old) => Ok(Applied::Replaced(old, name)),
                 None => {

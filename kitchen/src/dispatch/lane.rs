@@ -118,6 +118,21 @@ pub struct ChefCounters {
     pub reloads: u64,
 }
 
+impl ChefCounters {
+    /// The counters a new version of this chef starts with (hot reload): every count goes
+    /// on (the chef's totals never go back to zero, so `/metrics` counters stay counters),
+    /// `reloads` grows by one, and what describes the running version alone starts afresh
+    /// (its share of the kitchen's time, the last call's outcome).
+    pub fn for_next_version(self) -> ChefCounters {
+        ChefCounters {
+            reloads: self.reloads + 1,
+            duty: Default::default(),
+            state: Default::default(),
+            ..self
+        }
+    }
+}
+
 /// What every lane of one step shares, read-only: the kitchen's name and clock mode, the
 /// kitchen clock of the calls, each chef's share of the kitchen's time, whether the
 /// kitchen is behind, and the crash capsule recorder.
@@ -226,7 +241,7 @@ pub struct ChefLane {
 
 impl ChefLane {
     /// A lane for `slot`, with the hot-reload count of its file carried over.
-    pub fn new(slot: ChefSlot, reloads: u64) -> Self {
+    pub fn new(slot: ChefSlot, counters: ChefCounters) -> Self {
         ChefLane {
             chef: slot.chef,
             matcher: slot.matcher,
@@ -234,10 +249,7 @@ impl ChefLane {
             queue: ChefQueue::default(),
             matched_at: Vec::new(),
             picked: Vec::new(),
-            counters: ChefCounters {
-                reloads,
-                ..ChefCounters::default()
-            },
+            counters,
             ready: Vec::new(),
             ready_bytes: 0,
             window_next: 0,

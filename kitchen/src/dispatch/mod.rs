@@ -171,7 +171,7 @@ impl Dispatcher {
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
-                let mut lane = ChefLane::new(s, 0);
+                let mut lane = ChefLane::new(s, ChefCounters::default());
                 lane.serial = i as u64;
                 lane
             })
@@ -740,17 +740,21 @@ impl Dispatcher {
     /// Add a chef between batches (hot reload): the pending batch is flushed first, so the
     /// new chef sees packets from the next batch on; it is placed in name order.
     pub fn add_chef(&mut self, slot: ChefSlot) -> Result<(), SinkError> {
-        self.add_reloaded_chef(slot, 0)
+        self.add_reloaded_chef(slot, None)
     }
 
-    /// [`Dispatcher::add_chef`] for a new version of a chef that has been swapped in
-    /// `reloads` times (hot reload carries the count in the chef's counters).
-    pub fn add_reloaded_chef(&mut self, slot: ChefSlot, reloads: u64) -> Result<(), SinkError> {
+    /// [`Dispatcher::add_chef`] for a new version of a chef, taking over the counters of
+    /// the version it replaces (hot reload: [`ChefCounters::for_next_version`]).
+    pub fn add_reloaded_chef(
+        &mut self,
+        slot: ChefSlot,
+        counters: Option<ChefCounters>,
+    ) -> Result<(), SinkError> {
         self.flush()?;
         let at = self
             .lanes
             .partition_point(|s| s.chef.name() < slot.chef.name());
-        let mut lane = ChefLane::new(slot, reloads);
+        let mut lane = ChefLane::new(slot, counters.unwrap_or_default());
         lane.serial = self.next_lane_serial;
         self.next_lane_serial += 1;
         self.lanes.insert(at, lane);
