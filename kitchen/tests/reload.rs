@@ -1378,6 +1378,15 @@ fn a_new_version_that_refuses_the_state_starts_fresh_and_the_log_says_why() {
     let status = interval_payloads(&stdout, "KitchenStatusChef");
     let last = status.last().expect("a status dumpling");
     assert_eq!(last["chefs"]["StateChef"]["state_fresh"], 1, "{last}");
+    // The chef's counts go on across its versions (they went back to zero at each reload,
+    // so `/metrics` counters fell and the exit summary counted the last version only).
+    let chef = &last["chefs"]["StateChef"];
+    assert_eq!(chef["reloads"], 1, "{last}");
+    let offered = chef["packets_offered"].as_u64().unwrap_or(0);
+    assert!(
+        offered >= v1 + 25,
+        "{offered} offered, {v1} before the swap: {last}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -243,6 +243,40 @@ mod tests {
     }
 
     #[test]
+    fn versions_that_each_fail_their_restore_are_quarantined_like_one_chef() {
+        // A file replaced every second, each version timing out in its state restore: each
+        // new version inherits the history, so the versions are caught as one chef would
+        // be (they were each a fresh chef, never quarantined, 500 ms of the shared thread
+        // per reload).
+        let limits = ChefLimits::default();
+        let timeout = CallError::Timeout { deadline_ms: 500 };
+        let mut h = Health::default();
+        let mut t = 1_700_000_000 * S;
+        let mut versions = 0;
+        while !h.is_quarantined() && versions < 100 {
+            h = Health::inherited_from(&h);
+            assert!(
+                !h.is_quarantined() && h.grace_next(),
+                "a new version may run"
+            );
+            h.may_restart(t)
+                .expect("a new version waits for no backoff");
+            h.failed(&timeout, CallKind::Restore, t, &limits, "Churned");
+            versions += 1;
+            t += S;
+        }
+        assert_eq!(versions, limits.quarantine_after);
+        // A version after the quarantine may run (it may be the fix) ...
+        let fixed = Health::inherited_from(&h);
+        assert!(!fixed.is_quarantined());
+        // ... and one more failure of it is quarantined at once.
+        let mut fixed = fixed;
+        fixed.failed(&trap(), CallKind::Packets, t, &limits, "Churned");
+        assert!(fixed.is_quarantined());
+        assert_eq!(CallKind::Restore.driver(), "state.restore");
+    }
+
+    #[test]
     fn a_chef_failing_every_25_s_is_quarantined() {
         assert_eq!(paced(25, 1000), Some(7));
     }

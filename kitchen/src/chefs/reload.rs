@@ -67,7 +67,7 @@ use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, Recom
 use crate::chef_host::chef_file::{read_chef_file, ChefFileError};
 use crate::chef_host::{signature, ChefHost, ChefSource, LoadedChef};
 use crate::chefs::{name_verdict, qualified_name, NameVerdict};
-use crate::dispatch::{ChefLane, ChefSlot, Dispatcher, InterestMatcher, SinkError};
+use crate::dispatch::{ChefCounters, ChefLane, ChefSlot, Dispatcher, InterestMatcher, SinkError};
 use dumpling::text::{escape_path, Escaped};
 use sha2::{Digest, Sha256};
 
@@ -666,9 +666,17 @@ fn apply_event(
             let mut old_name = None;
             if let Some(i) = same_file {
                 let (mut old, rt) = d.retire_chef(i)?;
-                // The chef's counts and failure history go on across versions.
-                counters = Some(rt.for_next_version());
-                slot.chef.inherit_from(&old.chef);
+                // The chef's counts and failure history go on across its versions (a file
+                // that now holds another chef starts that chef from nothing).
+                counters = Some(if old.chef.name() == name {
+                    slot.chef.inherit_from(&old.chef);
+                    rt.for_next_version()
+                } else {
+                    ChefCounters {
+                        reloads: rt.reloads + 1,
+                        ..ChefCounters::default()
+                    }
+                });
                 let max = old.chef.limits().max_state_bytes;
                 crate::chef_host::state::carry(&mut old.chef, &mut slot.chef, max, d.clock_ns());
                 old_name = Some(old.chef.name().to_owned());
