@@ -19,6 +19,13 @@
   const TABLE_ROWS = 200;       // rows drawn per table
   const MAP_MAX = 5000;         // entries per name/device store
   const LIST_MAX = 200;         // entries per event list (HTTP, DHCP, MAC changes)
+  const KITCHEN_MAX = 300;      // kitchens whose latest KitchenStatusChef is kept
+  const KITCHEN_CHEFS = 32;     // chefs kept of one kitchen's status
+  const SEEN_MAX = 200;         // kitchen and chef names offered by the feed filters
+  const TEXT_MAX = 256;         // characters kept of any one name or text a peer sends
+  const VALUE_MAX = 2000;       // characters kept of one value of an unknown chef's payload
+  const CELL_MAX = 500;         // characters drawn in one table cell (the rest in its title)
+  const LABEL_MAX = 60;         // characters of a name in a filter option or a chart legend
   const CHART_POINTS = 600;     // points per kitchen in the protocol chart
   const CHART_SERIES = 12;      // layers drawn; the rest are summed as "other"
   const KNOWN = new Set(["SystemStatusChef", "KitchenStatusChef", "HubNoticeChef", "PacketCountChef",
@@ -61,11 +68,38 @@
     while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
     return (i ? n.toFixed(1) : String(n)) + " " + units[i];
   }
+  // A number as sent, or undefined: a store keeps no other value where a number belongs
+  // (a 1 MB string there would be kept, and drawn as nothing).
+  function num(v) { return typeof v === "number" ? v : undefined; }
+  // `s` cut to `max` characters, marked "…". The kept part is copied: V8 makes a slice a
+  // view of its parent, so `s.slice(0, max)` alone would keep the whole message alive in
+  // every store entry made from it (measured: 300 slices of 100 characters of 1 MB strings
+  // kept 301 MB).
+  function cut(s, max = TEXT_MAX) {
+    if (s.length <= max) return s;
+    return JSON.parse(JSON.stringify(s.slice(0, max))) + "…";
+  }
+  function cutText(v, max) { return cut(text(v), max); }
   // A Map that forgets its oldest-inserted entry past `max` (bounded memory).
   function boundedSet(map, key, value, max) {
     if (!map.has(key) && map.size >= max) map.delete(map.keys().next().value);
     map.set(key, value);
   }
+  // A Map (or Set) that forgets its least recently updated entry past `max`: a peer that
+  // keeps reporting (a live kitchen, a chef) outlives any burst of one-off names a peer
+  // makes up. An update moves the key to the end of the iteration order; views that list
+  // these sort them, so rows do not move about.
+  function recentSet(map, key, value, max) {
+    map.delete(key);
+    if (map.size >= max) map.delete(map.keys().next().value);
+    map.set(key, value);
+  }
+  function recentAdd(set, value, max) {
+    set.delete(value);
+    if (set.size >= max) set.delete(set.values().next().value);
+    set.add(value);
+  }
+  function byName(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
   function pushBounded(list, item, max) {
     list.push(item);
     if (list.length > max) list.splice(0, list.length - max);
@@ -78,7 +112,11 @@
       const tr = document.createElement("tr");
       for (const c of cells) {
         const td = document.createElement("td");
-        td.textContent = text(c);
+        // Cells from the hub's status (kitchen hellos) can be long: drawn cut, longer in
+        // the title; the stores keep their own texts within TEXT_MAX.
+        const s = text(c);
+        td.textContent = cut(s, CELL_MAX);
+        if (s.length > CELL_MAX) td.title = cut(s, 4 * CELL_MAX);
         tr.appendChild(td);
       }
       frag.appendChild(tr);
@@ -94,7 +132,9 @@
     for (const v of want) {
       const o = document.createElement("option");
       o.value = v;
-      o.textContent = v === "" ? allLabel : v;
+      // A long name would make the select (and the page) as wide as itself.
+      o.textContent = v === "" ? allLabel : cut(v, LABEL_MAX);
+      if (v.length > LABEL_MAX) o.title = v;
       select.appendChild(o);
     }
     if (want.includes(current)) select.value = current;
@@ -103,17 +143,21 @@
   // ---- stores -------------------------------------------------------------------------------
   const stats = { hubStatuses: 0, received: 0, pageDropped: 0, lagged: 0, badJson: 0, rate: 0, lastCount: 0, lastAt: performance.now() };
   const dirty = new Set();
+  // Every store is bounded in entries, and every entry in size: a peer chooses the names
+  // (kitchens, chefs, layers, payload keys) and sends up to the hub's message size, so an
+  // entry keeps only what its view draws, each text cut to TEXT_MAX.
+  // fleet.kstatus: kitchen -> {packets, drops, names: [chef], chefs: [[chef, state, ...]]}
   const fleet = { hub: null, prevIn: new Map(), rates: new Map(), kstatus: new Map() };
-  const pc = new Map();           // kitchen -> {layers: [], x: [], values: Map(layer -> [])}
+  const pc = new Map();           // kitchen -> {layers: [], x: [], values: Map(layer -> []), rest: [] | null}
   const dns = new Map();          // kitchen\0name -> {name, count, latest, kitchen}
   const arp = new Map();          // kitchen\0ip -> {ip, mac, first, last, packets, kitchen}
   const arpChanges = [];
   const tls = new Map();          // name -> {...}
   const http = [];
-  const dhcpLeases = new Map();   // kitchen -> leases object
+  const dhcpLeases = new Map();   // kitchen -> [[mac, ip, hostname, expires]] (drawn rows)
   const dhcpEvents = [];
-  const talkers = { latest: null, kitchen: "" };
-  const other = new Map();        // kitchen\0chef -> {kitchen, chef, driver, time, payload}
+  const talkers = { latest: null };  // {kitchen, packets, bytes, flows, interval, hosts, flowList}
+  const other = new Map();        // kitchen\0chef -> {kitchen, chef, driver, time, rows: [[key, value]]}
   const feed = new Array(FEED_MAX);
   let feedNext = 0;               // total feed items ever stored
   const seen = { kitchens: new Set(), chefs: new Set() };
@@ -124,26 +168,30 @@
     try { d = JSON.parse(raw); } catch (_) { stats.badJson += 1; return; }
     const meta = (d && typeof d.metadata === "object" && d.metadata) || {};
     const payload = d ? d.payload : undefined;
-    const chef = typeof meta.chef === "string" ? meta.chef : text(meta.chef);
-    const kitchen = meta.kitchen === null || meta.kitchen === undefined ? "" : text(meta.kitchen);
-    const driver = text(meta.driver);
+    // Names are cut once here: every store and filter uses the same (cut) name.
+    const chef = cutText(meta.chef);
+    const kitchen = meta.kitchen === null || meta.kitchen === undefined ? "" : cutText(meta.kitchen);
+    const driver = cutText(meta.driver);
     const time = typeof meta.creation_time === "number" ? meta.creation_time : Date.now() / 1000;
 
     // Raw feed: a ring; what falls off is counted as dropped by the page.
     if (feedNext >= FEED_MAX) stats.pageDropped += 1;
-    feed[feedNext % FEED_MAX] = { n: feedNext, kitchen, chef, driver, time,
-      raw: raw.length > RAW_MAX ? raw.slice(0, RAW_MAX) + "…" : raw };
+    feed[feedNext % FEED_MAX] = { n: feedNext, kitchen, chef, driver, time, raw: cut(raw, RAW_MAX) };
     feedNext += 1;
     dirty.add("feed");
-    if (seen.kitchens.size < 200 && kitchen) seen.kitchens.add(kitchen);
-    if (seen.chefs.size < 200) seen.chefs.add(chef);
+    // The filters offer the names seen most recently: names made up by a peer can push
+    // out a quiet one for a while, but never keep a newcomer out.
+    if (kitchen) recentAdd(seen.kitchens, kitchen, SEEN_MAX);
+    recentAdd(seen.chefs, chef, SEEN_MAX);
 
     if (!payload || typeof payload !== "object") return;
     switch (chef) {
       case "SystemStatusChef": stats.hubStatuses += 1; onHubStatus(payload); break;
-      case "KitchenStatusChef": fleet.kstatus.set(kitchen, payload); dirty.add("fleet"); break;
+      case "KitchenStatusChef": onKitchenStatus(kitchen, payload); break;
       case "HubNoticeChef":
-        if (typeof payload.lagged === "number") stats.lagged += payload.lagged;
+        // A count as the Rust eaters read it (a u64): a negative, fractional or huge number
+        // would make the "hub dropped" figure meaningless for good.
+        if (Number.isSafeInteger(payload.lagged) && payload.lagged >= 0) stats.lagged += payload.lagged;
         break;
       case "PacketCountChef": onPacketCounts(kitchen, time, payload.packet_counts); break;
       case "DNSLookupChef": onDns(kitchen, payload); break;
@@ -151,24 +199,76 @@
       case "TLSServerNameChef": onTls(kitchen, payload); break;
       case "HTTPRequestChef":
         if (payload.http_request && typeof payload.http_request === "object") {
-          pushBounded(http, Object.assign({ kitchen }, payload.http_request), LIST_MAX);
+          const r = payload.http_request;
+          pushBounded(http, { time: num(r.time), method: cutText(r.method), host: cutText(r.host), path: cutText(r.path),
+            user_agent: cutText(r.user_agent), client: cutText(r.client), server: cutText(r.server) }, LIST_MAX);
           dirty.add("http");
         }
         break;
       case "DHCPLeaseChef": onDhcp(kitchen, payload); break;
       case "TopTalkersChef":
-        if (payload.top_talkers && typeof payload.top_talkers === "object") {
-          talkers.latest = payload.top_talkers;
-          talkers.kitchen = kitchen;
-          dirty.add("talkers");
-        }
+        if (payload.top_talkers && typeof payload.top_talkers === "object") onTalkers(kitchen, payload.top_talkers);
         break;
       default: break;
     }
     if (!KNOWN.has(chef)) {
-      boundedSet(other, kitchen + "\0" + chef, { kitchen, chef, driver, time, payload }, LIST_MAX);
+      boundedSet(other, kitchen + "\0" + chef, { kitchen, chef, driver, time, rows: otherRows(payload) }, LIST_MAX);
       dirty.add("other");
     }
+  }
+
+  // What the Other chefs view draws of a payload: its first 50 keys and their values as
+  // text, each cut (the payload itself may be 1 MB, and there are LIST_MAX entries).
+  function otherRows(payload) {
+    const rows = [];
+    const show = (v) => {
+      let s;
+      try {
+        s = typeof v === "object" && v !== null ? JSON.stringify(v, null, 1) : text(v);
+      } catch (_) {
+        s = "(too deeply nested to show)";  // JSON.stringify recurses: a stack overflow
+      }
+      return cut(s, VALUE_MAX);
+    };
+    if (Array.isArray(payload)) return [["payload", show(payload)]];
+    for (const k in payload) {
+      if (rows.length >= 50) break;
+      rows.push([cut(k), show(payload[k])]);
+    }
+    return rows;
+  }
+
+  // Only what the Fleet view draws of a KitchenStatusChef is kept (the payload can be 1 MB),
+  // for the KITCHEN_MAX kitchens updated most recently.
+  function onKitchenStatus(kitchen, p) {
+    const cap = p.capture && typeof p.capture === "object" ? p.capture : {};
+    const names = [];
+    const chefs = [];
+    if (p.chefs && typeof p.chefs === "object") {
+      for (const name in p.chefs) {
+        if (names.length >= KITCHEN_CHEFS) break;
+        names.push(cut(name));
+        const c = p.chefs[name];
+        if (!c || typeof c !== "object") continue;
+        chefs.push([cut(name), cutText(c.state), num(c.packets_offered), num(c.dumplings),
+          num(c.traps), num(c.timeouts), num(c.restarts), cutText(c.version)]);
+      }
+    }
+    recentSet(fleet.kstatus, kitchen, { packets: num(cap.packets),
+      drops: (num(cap.kernel_dropped) || 0) + (num(cap.queue_dropped) || 0), names, chefs }, KITCHEN_MAX);
+    dirty.add("fleet");
+  }
+
+  function onTalkers(kitchen, t) {
+    const list = (items, label) => {
+      const all = Array.isArray(items) ? items : [];
+      const max = all.reduce((m, it) => Math.max(m, it && typeof it.bytes === "number" ? it.bytes : 0), 0) || 1;
+      return { max, items: all.slice(0, 50).map((it) => ({ label: cut(label(it || {})), bytes: num(it && it.bytes), packets: num(it && it.packets) })) };
+    };
+    talkers.latest = { kitchen, packets: num(t.packets), bytes: num(t.bytes), flows: num(t.flows), interval: cutText(t.interval),
+      hosts: list(t.top_hosts, (h) => text(h.ip)),
+      flowList: list(t.top_flows, (f) => `${text(f.protocol)} ${text(f.src)} → ${text(f.dst)}`) };
+    dirty.add("talkers");
   }
 
   function onHubStatus(p) {
@@ -178,7 +278,8 @@
       const key = text(hub.host) + ":" + text(hub.port);
       const prev = fleet.prevIn.get(key);
       if (prev && uptime > prev.uptime && typeof hub.dumplings_in === "number") {
-        fleet.rates.set(key, (hub.dumplings_in - prev.count) / (uptime - prev.uptime));
+        // Bounded like prevIn: every new connection of a kitchen comes from a new port.
+        boundedSet(fleet.rates, key, (hub.dumplings_in - prev.count) / (uptime - prev.uptime), 1000);
       }
       if (typeof hub.dumplings_in === "number") boundedSet(fleet.prevIn, key, { uptime, count: hub.dumplings_in }, 1000);
     }
@@ -186,67 +287,88 @@
     dirty.add("fleet");
   }
 
+  // Only the columns the chart draws are kept: up to CHART_SERIES layers by first sight,
+  // and once a layer more comes, the first CHART_SERIES - 1 plus one column summing all
+  // the others (a peer may send any number of layer names).
   function onPacketCounts(kitchen, time, counts) {
     if (!counts || typeof counts !== "object") return;
     let s = pc.get(kitchen);
     if (!s || (s.x.length && time < s.x[s.x.length - 1])) {
       // First sight, or a new run under the same name (time went backwards): start over.
-      s = { layers: [], x: [], values: new Map() };
+      s = { layers: [], x: [], values: new Map(), rest: null };
       boundedSet(pc, kitchen, s, 100);
     }
-    for (const layer of Object.keys(counts)) {
-      if (!s.values.has(layer) && s.layers.length < 1000) {
-        s.layers.push(layer);
-        s.values.set(layer, new Array(s.x.length).fill(0));
+    const point = new Map();
+    let rest = 0;
+    for (const key in counts) {
+      const layer = cut(key);
+      const v = Number.isFinite(counts[key]) ? counts[key] : 0;
+      if (!s.values.has(layer)) {
+        if (!s.rest && s.layers.length < CHART_SERIES) {
+          s.layers.push(layer);
+          s.values.set(layer, new Array(s.x.length).fill(0));
+        } else {
+          if (!s.rest) {
+            // One layer too many: the last named one becomes the start of "other".
+            const last = s.layers.pop();
+            s.rest = s.values.get(last);
+            s.values.delete(last);
+            rest += point.get(last) || 0;
+            point.delete(last);
+          }
+          rest += v;
+          continue;
+        }
       }
+      point.set(layer, (point.get(layer) || 0) + v);
     }
     s.x.push(time);
-    for (const layer of s.layers) {
-      const v = counts[layer];
-      s.values.get(layer).push(typeof v === "number" ? v : 0);
-    }
+    for (const layer of s.layers) s.values.get(layer).push(point.get(layer) || 0);
+    if (s.rest) s.rest.push(rest);
     if (s.x.length > CHART_POINTS) {
-      const cut = s.x.length - CHART_POINTS;
-      s.x.splice(0, cut);
-      for (const arr of s.values.values()) arr.splice(0, cut);
+      const over = s.x.length - CHART_POINTS;
+      s.x.splice(0, over);
+      for (const arr of s.values.values()) arr.splice(0, over);
+      if (s.rest) s.rest.splice(0, over);
     }
-    s.latest = counts;
     dirty.add("protocols");
   }
 
   function onDns(kitchen, p) {
     if (p.lookup && typeof p.lookup === "object") {
-      const name = text(p.lookup.hostname);
+      const name = cutText(p.lookup.hostname);
       const key = kitchen + "\0" + name;
       const e = dns.get(key);
-      if (!e) boundedSet(dns, key, { name, count: 1, latest: p.lookup.when, kitchen }, MAP_MAX);
+      if (!e) boundedSet(dns, key, { name, count: 1, latest: num(p.lookup.when), kitchen }, MAP_MAX);
       else if (typeof p.lookup.when === "number" && !(e.latest >= p.lookup.when)) e.latest = p.lookup.when;
       dirty.add("dns");
     }
     if (p.lookups_seen && typeof p.lookups_seen === "object") {
       // The chef's own totals are authoritative: they replace the page's running guess.
-      for (const [name, v] of Object.entries(p.lookups_seen)) {
+      for (const [full, v] of Object.entries(p.lookups_seen)) {
         if (!v || typeof v !== "object") continue;
-        boundedSet(dns, kitchen + "\0" + name, { name, count: v.count, latest: v.latest, kitchen }, MAP_MAX);
+        const name = cut(full);
+        boundedSet(dns, kitchen + "\0" + name, { name, count: num(v.count), latest: num(v.latest), kitchen }, MAP_MAX);
       }
       dirty.add("dns");
     }
   }
 
   function onArp(kitchen, p) {
-    const ip = text(p.src_ip);
-    const mac = text(p.src_hw);
+    const ip = cutText(p.src_ip);
+    const mac = cutText(p.src_hw);
+    const time = num(p.time);
     if (!ip || ip === "0.0.0.0") return;
     const key = kitchen + "\0" + ip;
     const e = arp.get(key);
     if (!e) {
-      boundedSet(arp, key, { ip, mac, first: p.time, last: p.time, packets: 1, kitchen }, MAP_MAX);
+      boundedSet(arp, key, { ip, mac, first: time, last: time, packets: 1, kitchen }, MAP_MAX);
     } else {
       if (e.mac !== mac) {
-        pushBounded(arpChanges, { time: p.time, ip, old: e.mac, mac, kitchen }, LIST_MAX);
+        pushBounded(arpChanges, { time, ip, old: e.mac, mac, kitchen }, LIST_MAX);
         e.mac = mac;
       }
-      e.last = p.time;
+      e.last = time;
       e.packets += 1;
     }
     dirty.add("arp");
@@ -254,20 +376,21 @@
 
   function onTls(kitchen, p) {
     if (p.tls && typeof p.tls === "object") {
-      const name = text(p.tls.server_name);
+      const name = cutText(p.tls.server_name);
       const e = tls.get(name) || { name, count: 0, latest: null };
-      e.count = Math.max(e.count, 1);
-      e.latest = p.tls.time;
-      e.client = p.tls.client; e.server = p.tls.server; e.version = p.tls.version;
-      e.alpn = Array.isArray(p.tls.alpn) ? p.tls.alpn.map(text).join(", ") : "";
+      e.count = Math.max(e.count || 0, 1);
+      e.latest = num(p.tls.time);
+      e.client = cutText(p.tls.client); e.server = cutText(p.tls.server); e.version = cutText(p.tls.version);
+      e.alpn = Array.isArray(p.tls.alpn) ? cut(p.tls.alpn.map(text).join(", ")) : "";
       boundedSet(tls, name, e, MAP_MAX);
       dirty.add("tls");
     }
     if (p.server_names_seen && typeof p.server_names_seen === "object") {
-      for (const [name, v] of Object.entries(p.server_names_seen)) {
+      for (const [full, v] of Object.entries(p.server_names_seen)) {
         if (!v || typeof v !== "object") continue;
+        const name = cut(full);
         const e = tls.get(name) || { name };
-        e.count = v.count; e.latest = v.latest;
+        e.count = num(v.count); e.latest = num(v.latest);
         boundedSet(tls, name, e, MAP_MAX);
       }
       dirty.add("tls");
@@ -276,11 +399,21 @@
 
   function onDhcp(kitchen, p) {
     if (p.dhcp && typeof p.dhcp === "object") {
-      pushBounded(dhcpEvents, p.dhcp, LIST_MAX);
+      const e = p.dhcp;
+      pushBounded(dhcpEvents, { time: num(e.time), event: cutText(e.event), client_hw: cutText(e.client_hw),
+        ip: cutText(e.ip), hostname: cutText(e.hostname), server: cutText(e.server) }, LIST_MAX);
       dirty.add("dhcp");
     }
     if (p.leases && typeof p.leases === "object") {
-      boundedSet(dhcpLeases, kitchen, p.leases, 100);
+      // The rows the table draws (at most TABLE_ROWS), not the chef's whole table.
+      const rows = [];
+      for (const mac in p.leases) {
+        if (rows.length >= TABLE_ROWS) break;
+        const l = p.leases[mac];
+        if (!l || typeof l !== "object") continue;
+        rows.push([cut(mac), cutText(l.ip), cutText(l.hostname), l.expires === null ? "never" : fmtTime(l.expires)]);
+      }
+      boundedSet(dhcpLeases, kitchen, rows, 100);
       dirty.add("dhcp");
     }
   }
@@ -293,33 +426,31 @@
     for (const k of Array.isArray(hub.dumpling_kitchens) ? hub.dumpling_kitchens : []) {
       const info = (k && k.info_from_kitchen) || {};
       const from = (k && k.info_from_hub) || {};
-      const name = text(info.kitchen_name);
+      // Cut as the statuses' kitchen names are, so the two meet.
+      const name = cutText(info.kitchen_name);
       listed.add(name);
       const ks = fleet.kstatus.get(name);
-      const cap = (ks && ks.capture) || {};
-      const drops = ks ? (cap.kernel_dropped || 0) + (cap.queue_dropped || 0) : "";
       const rate = fleet.rates.get(text(from.host) + ":" + text(from.port));
       rows.push([name, info.interface, info.filter,
         Array.isArray(info.chefs) ? info.chefs.map(text).join(", ") : text(info.chefs),
         info.read_file ? "file " + text(info.read_file) : info.source,
         fmtNum(from.dumplings_in), rate === undefined ? "" : rate.toFixed(1),
-        fmtNum(cap.packets), fmtNum(drops), fmtNum(from.dumplings_invalid),
+        fmtNum(ks && ks.packets), fmtNum(ks ? ks.drops : ""), fmtNum(from.dumplings_invalid),
         text(from.host) + ":" + text(from.port)]);
     }
+    // The store is in least-recently-updated order: listed by name, so rows stay put.
+    const statuses = Array.from(fleet.kstatus).sort((a, b) => byName(a[0], b[0]));
     // Kitchens that report status but are beyond the hub's list cap (or not yet listed).
-    for (const [name, ks] of fleet.kstatus) {
+    for (const [name, ks] of statuses) {
       if (listed.has(name)) continue;
-      const cap = ks.capture || {};
-      rows.push([name, "", "", Object.keys(ks.chefs || {}).join(", "), "", "", "",
-        fmtNum(cap.packets), fmtNum((cap.kernel_dropped || 0) + (cap.queue_dropped || 0)), "", ""]);
+      rows.push([name, "", "", ks.names.join(", "), "", "", "", fmtNum(ks.packets), fmtNum(ks.drops), "", ""]);
     }
     fillTable("kitchens", rows);
     const chefRows = [];
-    for (const [kitchen, ks] of fleet.kstatus) {
-      for (const [name, c] of Object.entries(ks.chefs || {})) {
-        if (!c || typeof c !== "object") continue;
-        chefRows.push([kitchen, name, c.state, fmtNum(c.packets_offered), fmtNum(c.dumplings),
-          fmtNum(c.traps), fmtNum(c.timeouts), fmtNum(c.restarts), c.version]);
+    for (const [kitchen, ks] of statuses) {
+      for (const [name, state, offered, dumplings, traps, timeouts, restarts, version] of ks.chefs) {
+        chefRows.push([kitchen, name, state, fmtNum(offered), fmtNum(dumplings),
+          fmtNum(traps), fmtNum(timeouts), fmtNum(restarts), version]);
       }
     }
     fillTable("chefs", chefRows);
@@ -339,21 +470,21 @@
     "#4d7c0f", "#7c3aed", "#b91c1c", "#0f766e", "#a16207"];
   const chart = { plot: null, kitchen: null, layers: "" };
 
-  // The series drawn for one kitchen: first-seen layers, the rest summed as "other".
+  // The series drawn for one kitchen: first-seen layers, the rest summed as "other"
+  // (onPacketCounts keeps exactly these columns).
   function chartSeries(s) {
-    const named = s.layers.length > CHART_SERIES ? s.layers.slice(0, CHART_SERIES - 1) : s.layers.slice();
-    const rest = s.layers.slice(named.length);
-    const cols = named.map((l) => s.values.get(l));
-    if (rest.length) {
-      named.push("other");
-      cols.push(s.x.map((_, i) => rest.reduce((sum, l) => sum + s.values.get(l)[i], 0)));
+    const names = s.layers.slice();
+    const cols = names.map((l) => s.values.get(l));
+    if (s.rest) {
+      names.push("other");
+      cols.push(s.rest);
     }
-    return { names: named, cols };
+    return { names, cols };
   }
 
   function renderProtocols() {
     const select = $("pc-kitchen");
-    setOptions(select, Array.from(pc.keys()), null);
+    setOptions(select, Array.from(pc.keys()).sort(byName), null);
     if (!select.value && pc.size) select.value = pc.keys().next().value;
     const kitchen = select.value;
     const s = pc.get(kitchen);
@@ -376,7 +507,7 @@
       chart.plot = new uPlot({
         width, height: 320,
         series: [{}].concat(names.map((n, i) => ({
-          label: n, stroke: COLORS[i % COLORS.length], fill: COLORS[i % COLORS.length] + "cc", width: 1,
+          label: cut(n, LABEL_MAX), stroke: COLORS[i % COLORS.length], fill: COLORS[i % COLORS.length] + "cc", width: 1,
           value: (u, v, si, idx) => idx === null || idx === undefined ? "" : fmtNum(unstackAt(u, si, idx)),
         }))),
         axes: [{}, { size: 60 }],
@@ -416,25 +547,22 @@
   function renderDhcp() {
     const rows = [];
     for (const [kitchen, leases] of dhcpLeases) {
-      for (const [mac, l] of Object.entries(leases)) {
-        if (!l || typeof l !== "object") continue;
-        rows.push([mac, l.ip, l.hostname, l.expires === null ? "never" : fmtTime(l.expires), kitchen]);
-      }
+      for (const l of leases) rows.push(l.concat(kitchen));
     }
     fillTable("dhcp", rows);
     fillTable("dhcp-events", dhcpEvents.slice().reverse().map((e) => [fmtTime(e.time), e.event, e.client_hw, e.ip, e.hostname, e.server]));
   }
-  function bars(id, items, label) {
+  function bars(id, list) {
     const box = $(id);
-    const max = items.reduce((m, it) => Math.max(m, typeof it.bytes === "number" ? it.bytes : 0), 0) || 1;
+    const max = list.max;
     const frag = document.createDocumentFragment();
-    for (const it of items.slice(0, 50)) {
+    for (const it of list.items) {
       const row = document.createElement("div");
       row.className = "bar";
       const l = document.createElement("span");
       l.className = "label";
-      l.textContent = label(it);
-      l.title = label(it);
+      l.textContent = it.label;
+      l.title = it.label;
       const track = document.createElement("span");
       track.className = "track";
       const fill = document.createElement("span");
@@ -453,10 +581,10 @@
   function renderTalkers() {
     const t = talkers.latest;
     if (!t) return;
-    $("talkers-summary").textContent = `kitchen ${talkers.kitchen}: ${fmtNum(t.packets)} packets, ` +
-      `${fmtBytes(t.bytes)}, ${fmtNum(t.flows)} flows in the last ${text(t.interval)} s`;
-    bars("talkers-hosts", Array.isArray(t.top_hosts) ? t.top_hosts : [], (h) => text(h.ip));
-    bars("talkers-flows", Array.isArray(t.top_flows) ? t.top_flows : [], (f) => `${text(f.protocol)} ${text(f.src)} → ${text(f.dst)}`);
+    $("talkers-summary").textContent = `kitchen ${t.kitchen}: ${fmtNum(t.packets)} packets, ` +
+      `${fmtBytes(t.bytes)}, ${fmtNum(t.flows)} flows in the last ${t.interval} s`;
+    bars("talkers-hosts", t.hosts);
+    bars("talkers-flows", t.flowList);
   }
   function renderOther() {
     const box = $("other");
@@ -474,15 +602,12 @@
       h.textContent = `${e.chef} (${e.kitchen || "hub"}, ${e.driver}, ${fmtTime(e.time)})`;
       div.appendChild(h);
       const table = document.createElement("table");
-      const entries = e.payload && typeof e.payload === "object" && !Array.isArray(e.payload)
-        ? Object.entries(e.payload).slice(0, 50) : [["payload", e.payload]];
-      for (const [k, v] of entries) {
+      for (const [k, v] of e.rows) {
         const tr = document.createElement("tr");
         const th = document.createElement("th");
         th.textContent = k;
         const td = document.createElement("td");
-        const s = typeof v === "object" && v !== null ? JSON.stringify(v, null, 1) : text(v);
-        td.textContent = s.length > 2000 ? s.slice(0, 2000) + "…" : s;
+        td.textContent = v;
         tr.append(th, td);
         table.appendChild(tr);
       }
@@ -509,9 +634,16 @@
     }
     return out;
   }
+  // The names a filter offers: those seen most recently, and the one chosen even when it
+  // has not been seen for a while (so a flood of other names never undoes a choice).
+  function filterNames(select, names) {
+    const list = Array.from(names);
+    if (select.value && !names.has(select.value)) list.push(select.value);
+    return list.sort(byName);
+  }
   function renderFeed() {
-    setOptions($("f-kitchen"), Array.from(seen.kitchens).sort(), "all kitchens");
-    setOptions($("f-chef"), Array.from(seen.chefs).sort(), "all chefs");
+    setOptions($("f-kitchen"), filterNames($("f-kitchen"), seen.kitchens), "all kitchens");
+    setOptions($("f-chef"), filterNames($("f-chef"), seen.chefs), "all chefs");
     const items = feedItems();
     const frag = document.createDocumentFragment();
     for (const it of items) {
@@ -650,6 +782,10 @@
     stats: () => ({ hubStatuses: stats.hubStatuses, received: stats.received, pageDropped: stats.pageDropped, lagged: stats.lagged,
       badJson: stats.badJson, connected: conn.state === "up", connects: conn.connects,
       feedKept: Math.min(feedNext, FEED_MAX), dnsNames: dns.size }),
+    // Entries per store: the tests check that names a peer makes up stay within bounds.
+    sizes: () => ({ kitchenStatuses: fleet.kstatus.size, rates: fleet.rates.size, prevIn: fleet.prevIn.size,
+      charts: pc.size, dns: dns.size, arp: arp.size, tls: tls.size, dhcpLeases: dhcpLeases.size, other: other.size,
+      seenKitchens: seen.kitchens.size, seenChefs: seen.chefs.size }),
     diag: () => Object.assign({}, diag, { errors: diag.errors.slice() }),
     // Start a new measurement window for the longest task (the page load has its own).
     resetLongTaskMax: () => { diag.longTaskMax = 0; },

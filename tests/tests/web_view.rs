@@ -681,6 +681,437 @@ async fn web_view_stays_responsive_and_bounded_at_10k_dumplings_per_second() {
     let _ = browser.client.clone().close().await;
 }
 
+/// The test's own kitchen connection.
+type KitchenWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A kitchen connection of the test's own, whose dumplings carry whatever chef and kitchen
+/// names the test gives them (the hub checks neither without `--auth`).
+async fn raw_kitchen(in_port: u16) -> KitchenWs {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{in_port}"))
+        .await
+        .expect("kitchen connection");
+    ws.send(Message::text(
+        json!({"kitchen_name": "namer", "interface": "lo", "filter": "", "chefs": []}).to_string(),
+    ))
+    .await
+    .expect("hello");
+    ws
+}
+
+/// A dumpling as a kitchen sends it.
+fn dumpling(chef: &str, kitchen: &str, driver: &str, time: f64, payload: Value) -> Message {
+    Message::text(
+        json!({"metadata": {"chef": chef, "kitchen": kitchen, "creation_time": time, "driver": driver}, "payload": payload})
+            .to_string(),
+    )
+}
+
+/// The page at `view`, connected to the hub on `out_port`.
+async fn open_page(c: &Client, out_port: u16, view: &str) {
+    c.goto(&format!("http://127.0.0.1:{out_port}/#{view}"))
+        .await
+        .expect("open the page");
+    wait_js(
+        c,
+        "return ndView.stats().connected",
+        Duration::from_secs(10),
+        |v| v == &json!(true),
+    )
+    .await;
+}
+
+/// Wait until the page has received at least `count` messages.
+async fn wait_received(c: &Client, count: u64) {
+    wait_js(
+        c,
+        "return ndView.stats().received",
+        Duration::from_secs(60),
+        |v| v.as_u64() >= Some(count),
+    )
+    .await;
+}
+
+/// The page's JS heap in bytes, after a full garbage collection (`--expose-gc`).
+async fn heap_after_gc(c: &Client) -> f64 {
+    js(
+        c,
+        "if (window.gc) window.gc(); return performance.memory ? performance.memory.usedJSHeapSize : -1",
+    )
+    .await
+    .as_f64()
+    .expect("heap size")
+}
+
+/// `KitchenStatusChef` dumplings of ~100 KB under 1000 made-up kitchen names: the page keeps
+/// the latest status of its 300 most recently updated kitchens, and of each only what the
+/// Fleet view draws, so its heap stays small (it held every payload: 869 MB after 3000). A
+/// kitchen that reported again lately outlives the burst of names after its first status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_view_keeps_a_bounded_number_of_kitchen_statuses() {
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let (in_port, out_port) = (free_port(), free_port());
+    let _hub = start_hub(in_port, out_port);
+    let browser = start_browser(&driver, &chromium, 1280, 900).await;
+    let c = &browser.client;
+    open_page(c, out_port, "fleet").await;
+    let heap_before = heap_after_gc(c).await;
+
+    // 800 chefs of ~128 bytes each, as the reproducer's statuses.
+    let chefs: serde_json::Map<String, Value> = (0..800)
+        .map(|j| {
+            (
+                format!("c{j}"),
+                json!({"state": "x".repeat(90), "version": j.to_string()}),
+            )
+        })
+        .collect();
+    let junk = json!({"capture": {"packets": 1}, "chefs": chefs});
+    let real = json!({"capture": {"packets": 42, "kernel_dropped": 1, "queue_dropped": 2},
+        "chefs": {"RealChef": {"state": "running", "packets_offered": 7, "dumplings": 3, "version": "1.0"}}});
+    let mut ws = raw_kitchen(in_port).await;
+    let mut sent = 0u64;
+    let status = |kitchen: &str, payload: &Value| {
+        dumpling(
+            "KitchenStatusChef",
+            kitchen,
+            "interval",
+            1.8e9,
+            payload.clone(),
+        )
+    };
+    // The real kitchen's first status, 750 made-up kitchens, its second status, 250 more:
+    // the first status is the oldest entry, the second among the 300 newest.
+    ws.send(status("a-real-kitchen", &real))
+        .await
+        .expect("send");
+    sent += 1;
+    for i in 0..1000 {
+        if i == 750 {
+            ws.send(status("a-real-kitchen", &real))
+                .await
+                .expect("send");
+            sent += 1;
+        }
+        ws.send(status(&format!("kitchen-{i:04}"), &junk))
+            .await
+            .expect("send");
+        sent += 1;
+        // At most ~20 MB/s, and never far ahead of the page, so the hub need not drop
+        // any for it (its queue holds 40 of these).
+        if i % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            wait_received(c, sent.saturating_sub(20)).await;
+        }
+    }
+    let stats = wait_js(c, "return ndView.stats()", Duration::from_secs(60), |v| {
+        v["received"].as_u64().unwrap_or(0) + v["lagged"].as_u64().unwrap_or(0) >= sent
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let heap = heap_after_gc(c).await;
+    eprintln!(
+        "page {stats}; JS heap {:.1} MiB before, {:.1} MiB after {sent} statuses",
+        heap_before / 1048576.0,
+        heap / 1048576.0
+    );
+    assert_eq!(
+        stats["lagged"],
+        json!(0),
+        "the hub dropped statuses for the page"
+    );
+    assert!(
+        heap > 0.0 && heap < 64.0 * 1048576.0,
+        "JS heap {:.1} MiB after {sent} kitchen statuses of ~100 KB",
+        heap / 1048576.0
+    );
+    let sizes = js(c, "return ndView.sizes()").await;
+    assert_eq!(
+        sizes["kitchenStatuses"],
+        json!(300),
+        "kitchen statuses kept: {sizes}"
+    );
+    let kitchens = column(c, "kitchens", 0).await;
+    assert!(
+        kitchens.contains(&"a-real-kitchen".to_owned()),
+        "the kitchen updated lately was forgotten: {:?}",
+        &kitchens[..kitchens.len().min(5)]
+    );
+    let row = js(
+        c,
+        "const r = Array.from(document.querySelectorAll('#chefs tbody tr')).find(r => r.cells[1].textContent === 'RealChef'); return r ? Array.from(r.cells).map(c => c.textContent) : null",
+    )
+    .await;
+    assert_eq!(
+        row,
+        json!([
+            "a-real-kitchen",
+            "RealChef",
+            "running",
+            "7",
+            "3",
+            "",
+            "",
+            "",
+            "1.0"
+        ]),
+        "the chefs table draws the kept status"
+    );
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let _ = browser.client.clone().close().await;
+}
+
+/// Names and keys of 20 000 characters (chef, kitchen, payload key, layer, host, ...) in
+/// every view: the page never gets wider than the window, wide or narrow (they made it
+/// ~300 000 px wide: the chart legend, the talkers summary, payload keys in a `th`, the
+/// feed filters' options).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_view_wraps_or_cuts_long_names() {
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let (in_port, out_port) = (free_port(), free_port());
+    let _hub = start_hub(in_port, out_port);
+    let browser = start_browser(&driver, &chromium, 1280, 900).await;
+    let c = &browser.client;
+    open_page(c, out_port, "fleet").await;
+
+    let long = "W".repeat(20_000);
+    let l = long.as_str();
+    let mut ws = raw_kitchen(in_port).await;
+    let messages = [
+        dumpling(l, l, "packet", 1.8e9, json!({ l: l, "short": 1 })),
+        dumpling(
+            "PacketCountChef",
+            l,
+            "interval",
+            1.8e9,
+            json!({"packet_counts": { l: 3, "IP": 5 }}),
+        ),
+        dumpling(
+            "PacketCountChef",
+            l,
+            "interval",
+            1.8e9 + 1.0,
+            json!({"packet_counts": { l: 4, "IP": 6 }}),
+        ),
+        dumpling(
+            "DNSLookupChef",
+            l,
+            "packet",
+            1.8e9,
+            json!({"lookup": {"hostname": l, "when": 1.8e9}}),
+        ),
+        dumpling(
+            "ARPChef",
+            l,
+            "packet",
+            1.8e9,
+            json!({"src_ip": l, "src_hw": l, "time": 1.8e9}),
+        ),
+        dumpling(
+            "TLSServerNameChef",
+            l,
+            "packet",
+            1.8e9,
+            json!({"tls": {"server_name": l, "client": l, "server": l, "version": l, "alpn": [l], "time": 1.8e9}}),
+        ),
+        dumpling(
+            "HTTPRequestChef",
+            l,
+            "packet",
+            1.8e9,
+            json!({"http_request": {"method": l, "host": l, "path": l, "user_agent": l, "client": l, "server": l, "time": 1.8e9}}),
+        ),
+        dumpling(
+            "DHCPLeaseChef",
+            l,
+            "packet",
+            1.8e9,
+            json!({"dhcp": {"event": l, "client_hw": l, "ip": l, "hostname": l, "server": l, "time": 1.8e9}, "leases": { l: {"ip": l, "hostname": l, "expires": null}}}),
+        ),
+        dumpling(
+            "TopTalkersChef",
+            l,
+            "interval",
+            1.8e9,
+            json!({"top_talkers": {"packets": 1, "bytes": 1, "flows": 1, "interval": l, "top_hosts": [{"ip": l, "bytes": 5, "packets": 1}], "top_flows": [{"protocol": l, "src": l, "dst": l, "bytes": 3, "packets": 1}]}}),
+        ),
+        dumpling(
+            "KitchenStatusChef",
+            l,
+            "interval",
+            1.8e9,
+            json!({"capture": {"packets": 1}, "chefs": { l: {"state": l, "version": l}}}),
+        ),
+    ];
+    let count = messages.len() as u64;
+    for m in messages {
+        ws.send(m).await.expect("send");
+    }
+    wait_received(c, count).await;
+
+    let mut wide = Vec::new();
+    for (width, height) in [(1280, 900), (390, 844)] {
+        c.set_window_size(width, height).await.expect("window size");
+        for view in [
+            "fleet",
+            "protocols",
+            "dns",
+            "arp",
+            "tls",
+            "http",
+            "dhcp",
+            "talkers",
+            "other",
+            "feed",
+        ] {
+            show(c, view).await;
+            let size = js(
+                c,
+                "const d = document.documentElement; return [d.scrollWidth, d.clientWidth]",
+            )
+            .await;
+            let (scroll, client) = (
+                size[0].as_i64().unwrap_or(-1),
+                size[1].as_i64().unwrap_or(0),
+            );
+            eprintln!("{width} px window, {view}: scrollWidth {scroll}, clientWidth {client}");
+            if scroll < 0 || scroll > client + 1 {
+                wide.push(format!(
+                    "{view} at {width} px: scrollWidth {scroll} > {client}"
+                ));
+            }
+            if width == 1280 {
+                screenshot(c, &format!("long-names-{view}")).await;
+            }
+        }
+    }
+    assert!(wide.is_empty(), "the page scrolls sideways: {wide:?}");
+    // The names are cut, not lost: the feed filter offers the chef (its option shortened,
+    // the whole kept name in its title).
+    let option = js(
+        c,
+        "const o = Array.from(document.getElementById('f-chef').options).find(o => o.value.startsWith('WWWW')); return o ? [o.value.length, o.textContent.length, o.title.length] : null",
+    )
+    .await;
+    let lengths: Vec<u64> = serde_json::from_value(option.clone()).unwrap_or_default();
+    assert!(
+        lengths.len() == 3 && lengths[0] < 1000 && lengths[1] < 100 && lengths[2] == lengths[0],
+        "the long chef's option (value, label, title lengths): {option}"
+    );
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let diag = js(c, "return ndView.diag().errors").await;
+    assert_eq!(diag, json!([]), "errors caught by the page");
+    let _ = browser.client.clone().close().await;
+}
+
+/// 300 made-up chef and kitchen names, then a real chef: the feed filters still offer it
+/// (they kept the first 200 names they saw, for good). A chosen chef stays chosen, and the
+/// filter keeps working, through another 300 made-up names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_view_feed_filters_offer_names_seen_after_a_flood() {
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let (in_port, out_port) = (free_port(), free_port());
+    let _hub = start_hub(in_port, out_port);
+    let browser = start_browser(&driver, &chromium, 1280, 900).await;
+    let c = &browser.client;
+    open_page(c, out_port, "feed").await;
+    let mut ws = raw_kitchen(in_port).await;
+    let mut sent = 0u64;
+    let options = "const o = s => Array.from(document.getElementById(s).options).map(x => x.value); \
+        return {chefs: o('f-chef'), kitchens: o('f-kitchen'), chosen: document.getElementById('f-chef').value}";
+
+    for i in 0..300 {
+        ws.send(dumpling(
+            &format!("Junk{i}"),
+            &format!("junkkitchen{i}"),
+            "packet",
+            1.8e9,
+            json!(1),
+        ))
+        .await
+        .expect("send");
+        sent += 1;
+    }
+    let real = |n: u64| {
+        dumpling(
+            "DNSLookupChef",
+            "sensor1",
+            "packet",
+            1.8e9 + n as f64,
+            json!({"lookup": {"hostname": format!("host{n}.example"), "when": 1.8e9}}),
+        )
+    };
+    ws.send(real(0)).await.expect("send");
+    sent += 1;
+    wait_received(c, sent).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seen = js(c, options).await;
+    let has = |v: &Value, list: &str, name: &str| {
+        v[list]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == name))
+    };
+    assert!(has(&seen, "chefs", "DNSLookupChef"), "chef filter: {seen}");
+    assert!(has(&seen, "kitchens", "sensor1"), "kitchen filter: {seen}");
+
+    c.find(Locator::Css("#f-chef"))
+        .await
+        .expect("chef filter")
+        .select_by_value("DNSLookupChef")
+        .await
+        .expect("choose DNSLookupChef");
+    for i in 300..600 {
+        ws.send(dumpling(
+            &format!("Junk{i}"),
+            &format!("junkkitchen{i}"),
+            "packet",
+            1.8e9,
+            json!(1),
+        ))
+        .await
+        .expect("send");
+        sent += 1;
+    }
+    wait_received(c, sent).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after = js(c, options).await;
+    assert_eq!(
+        after["chosen"],
+        json!("DNSLookupChef"),
+        "the choice stayed: {after}"
+    );
+    assert!(
+        has(&after, "chefs", "DNSLookupChef"),
+        "chef filter: {after}"
+    );
+    assert!(
+        has(&after, "chefs", "Junk599"),
+        "newest names offered: {after}"
+    );
+    let shown = js(
+        c,
+        "return Array.from(document.querySelectorAll('#feed .feed-row')).map(r => r.dataset.chef)",
+    )
+    .await;
+    assert_eq!(shown, json!(["DNSLookupChef"]), "the filtered feed");
+    let sizes = js(c, "return ndView.sizes()").await;
+    assert!(
+        sizes["seenChefs"] == json!(200) && sizes["seenKitchens"] == json!(200),
+        "the filters' names stay bounded: {sizes}"
+    );
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let _ = browser.client.clone().close().await;
+}
+
 /// Without a browser: a plain GET on the eater port gets the page and its assets (with a
 /// CSP), an unknown path a 404, and a WebSocket eater on the same port still gets status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
