@@ -20,6 +20,7 @@ TLS and tokens (``wss://`` hubs, ``tls_ca``, client certificates, ``token_file``
 import asyncio
 import json
 import logging
+import reprlib
 import time
 
 import websockets
@@ -43,6 +44,40 @@ SYSTEM_STATUS_CHEF = "SystemStatusChef"
 CLOSE_CANCELLED = (4101, "connection cancelled")
 CLOSE_FULL = (4102, "dumpling eater is full")
 CLOSE_BAD_HELLO = 1008
+# Counts and stream sequences are u64 on the wire (what the Rust eaters accept).
+U64_MAX = (1 << 64) - 1
+# Characters of a hub's text written to a log (the Rust eaters' DEFAULT_MAX_CHARS).
+PEER_TEXT_MAX = 256
+
+# A value a hub sent, for a log line: its repr (strings quoted and escaped), short and
+# shallow (reprlib cuts long strings, long lists and deep nesting; a plain repr of a big or
+# deeply nested value could be megabytes, or overflow the stack).
+_PEER_REPR = reprlib.Repr()
+_PEER_REPR.maxlevel = 3
+_PEER_REPR.maxstring = 60
+_PEER_REPR.maxother = 60
+_PEER_REPR.maxlong = 60
+
+
+def peer_value(value):
+    """A JSON value a hub sent (say, a notice's field of the wrong type), fit for a log."""
+    return _PEER_REPR.repr(value)
+
+
+def peer_text(text, max_chars=PEER_TEXT_MAX):
+    """A string a hub sent (a notice, a close reason), fit for a log or a terminal:
+    control, bidi and other invisible characters escaped as Python's repr writes them
+    (``\\x1b``, ``\\u202e``), cut after ``max_chars`` characters and marked ``…[+N chars]``
+    (as the Rust eaters escape and cut a hub's words)."""
+    out = repr(text[:max_chars])[1:-1]
+    if len(text) > max_chars:
+        out += "…[+{} chars]".format(len(text) - max_chars)
+    return out
+
+
+def is_u64(value):
+    """``value`` is a JSON integer that fits a u64 (bool is an int in Python, not here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= U64_MAX
 
 
 def close_code(e):
@@ -83,10 +118,14 @@ class Dumpling:
 
     @classmethod
     def from_json(cls, data):
-        """Parse a dumpling; raises :class:`InvalidDumpling` for anything invalid."""
+        """Parse a dumpling; raises :class:`InvalidDumpling` for anything invalid: what
+        the Rust eaters refuse (metadata of the wrong types too), and JSON nested too
+        deeply for Python's parser."""
         try:
             obj = json.loads(data)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RecursionError) as e:
+            # RecursionError: json.loads recurses per nesting level, so a hub's frame of
+            # ~1000 brackets would otherwise end the eater's run().
             raise InvalidDumpling("Could not interpret dumpling JSON: {}".format(e))
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
             raise InvalidDumpling("Dumpling is not an object with a metadata object")
@@ -98,11 +137,21 @@ class Dumpling:
             raise InvalidDumpling("Dumpling JSON was missing key: 'payload'")
         if meta["driver"] not in (DumplingDriver.packet, DumplingDriver.interval):
             raise InvalidDumpling("Dumpling driver was not 'packet' or 'interval'")
+        # The types the Rust eaters require: chef names and kitchens are compared with
+        # the filters (a list as a chef made `in set` raise TypeError), times are numbers.
+        if not isinstance(meta["chef"], str):
+            raise InvalidDumpling("Could not determine chef name")
+        if meta["kitchen"] is not None and not isinstance(meta["kitchen"], str):
+            raise InvalidDumpling("Dumpling kitchen was not a string or null")
+        if (not isinstance(meta["creation_time"], (int, float))
+                or isinstance(meta["creation_time"], bool)):
+            raise InvalidDumpling("Dumpling creation_time was not a number")
         raw = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        seq = meta.get("nd_seq")
         return cls(chef=meta["chef"], driver=meta["driver"],
                    creation_time=meta["creation_time"], payload=obj["payload"],
                    kitchen=meta["kitchen"], raw=raw,
-                   seq=meta.get("nd_seq") if isinstance(meta.get("nd_seq"), int) else None)
+                   seq=seq if is_u64(seq) else None)
 
     def __repr__(self):
         return "Dumpling(chef={!r}, driver={}, creation_time={}, payload=<{}>)".format(
@@ -116,6 +165,10 @@ class DumplingEater:
     Callbacks must be ``async`` (as the original): ``on_connect(hub_uri, websocket)``,
     ``on_dumpling(dumpling)``, ``on_connection_lost(exc)``, and (new) ``on_lag(missed)``.
     A callback given here overrides the method of the same name.
+
+    Counters: ``dumplings_eaten``, ``lagged`` (dumplings the hub said it dropped),
+    ``reconnects``, and ``invalid_dumplings``: messages that were not dumplings, or hub
+    notices that were not valid (logged, escaped, and skipped; the eater carries on).
 
     ``hub`` may be ``wss://HOST:PORT``: TLS verified against the system roots or only
     ``tls_ca`` (PEM); ``tls_client_cert``/``tls_client_key`` for hubs requiring client
@@ -160,6 +213,7 @@ class DumplingEater:
         self.dumplings_eaten = 0
         self.lagged = 0
         self.reconnects = 0
+        self.invalid_dumplings = 0
         if on_connect is not None:
             self.on_connect = on_connect
         if on_dumpling is not None:
@@ -236,10 +290,12 @@ class DumplingEater:
                         raise
             except websockets.exceptions.ConnectionClosed as e:
                 await self.on_connection_lost(e)
+                # The close reason is the hub's text: escaped and cut in every log line.
                 if close_code(e) == CLOSE_BAD_HELLO:
-                    self.logger.error("{}: the hub refused this eater: {}".format(self.name, e))
+                    self.logger.error("{}: the hub refused this eater: {}".format(
+                        self.name, peer_text(str(e))))
                     return
-                reason = str(e)
+                reason = peer_text(str(e))
             except (OSError, asyncio.TimeoutError,
                     websockets.exceptions.InvalidHandshake) as e:
                 fatal = self.link.classify(self.hub_ws, e)
@@ -248,9 +304,9 @@ class DumplingEater:
                     raise fatal from e
                 if isinstance(e, websockets.exceptions.InvalidHandshake):
                     self.logger.error("{}: {} is not a dumpling hub: {}".format(
-                        self.name, self.hub_ws, e))
+                        self.name, self.hub_ws, peer_text(str(e))))
                     return
-                reason = str(e)
+                reason = peer_text(str(e))
                 self.logger.warning(
                     "{}: There was a problem with the dumpling hub connection. "
                     "Is nd-hub available?".format(self.name))
@@ -270,23 +326,50 @@ class DumplingEater:
                                 "{:.1f} s".format(self.name, reason, delay))
             await asyncio.sleep(delay)
 
+    @staticmethod
+    def _read_notice(payload):
+        """A ``HubNoticeChef`` payload as ``(text, missed, next_seq)``, read as the Rust
+        eaters read it: ``lagged`` a u64 (required unless the notice has a ``notice``
+        text, which our hub sends with ``lagged: 0``), ``notice`` a string and
+        ``nd_next_seq`` a u64 when present. Anything else raises :class:`InvalidDumpling`
+        (a forged ``{"lagged": "x"}`` ended ``run()`` with a TypeError; -5 or 1e308 made
+        the running total wrong, or a float, for good)."""
+        if not isinstance(payload, dict):
+            raise InvalidDumpling("hub notice payload is not an object: {}".format(
+                peer_value(payload)))
+        text = payload.get("notice")
+        if text is not None and not isinstance(text, str):
+            raise InvalidDumpling("hub notice text is not a string: {}".format(
+                peer_value(text)))
+        nxt = payload.get("nd_next_seq")
+        if nxt is not None and not is_u64(nxt):
+            raise InvalidDumpling("hub notice nd_next_seq is not a sequence: {}".format(
+                peer_value(nxt)))
+        missed = payload.get("lagged")
+        if missed is None and text is None:
+            raise InvalidDumpling("hub notice has neither a lagged count nor a text")
+        if missed is not None and not is_u64(missed):
+            raise InvalidDumpling("hub notice lagged is not a count: {}".format(
+                peer_value(missed)))
+        return text, missed or 0, nxt
+
     async def _grab_dumplings(self, websocket, dumpling_count):
         """Read dumplings; True when the count was reached (connection closed 4102)."""
         while True:
             message = await websocket.recv()
             try:
                 dumpling = Dumpling.from_json(message)
+                if dumpling.chef_name == HUB_NOTICE_CHEF:
+                    text, missed, nxt = self._read_notice(dumpling.payload)
             except InvalidDumpling as e:
+                self.invalid_dumplings += 1
                 self.logger.error("{}: Invalid dumpling: {}".format(self.name, e))
                 continue
             if dumpling.chef_name == HUB_NOTICE_CHEF:
-                payload = dumpling.payload if isinstance(dumpling.payload, dict) else {}
-                if isinstance(payload.get("notice"), str):
-                    self.logger.warning("{}: hub notice: {!r}".format(self.name, payload["notice"]))
-                nxt = payload.get("nd_next_seq")
-                if self.last_seq is None and isinstance(nxt, int) and nxt >= 1:
+                if text is not None:
+                    self.logger.warning("{}: hub notice: {}".format(self.name, peer_text(text)))
+                if self.last_seq is None and nxt is not None and nxt >= 1:
                     self.last_seq = nxt - 1
-                missed = payload.get("lagged", 0)
                 self.lagged += missed
                 await self.on_lag(missed)
                 continue
