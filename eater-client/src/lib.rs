@@ -370,7 +370,9 @@ impl Eater {
         }
         let start = match (self.last_seq, &self.config.start) {
             (Some(last), _) if self.config.resume || self.config.start.is_some() => {
-                Some((key::SINCE_SEQ, serde_json::json!(last + 1)))
+                // The hub's number: a hostile one at u64::MAX must not wrap the resume
+                // back to the stream's start (nor panic in a debug build).
+                Some((key::SINCE_SEQ, serde_json::json!(last.saturating_add(1))))
             }
             (_, Some(StartAt::Sequence(n))) => Some((key::SINCE_SEQ, serde_json::json!(n))),
             (_, Some(StartAt::Since(since))) => Some((key::SINCE, serde_json::json!(since))),

@@ -109,7 +109,7 @@ pub struct FleetArgs {
     #[arg(long, value_name = "PREFIX", default_value = "nd.status")]
     pub nats_status_prefix: String,
     /// How often this hub publishes its status report (a hub silent for 3 of its periods
-    /// leaves the other hubs' fleet section): NUMBER[s|m|h|d].
+    /// leaves the other hubs' fleet section), at most 60s: NUMBER[s|m|h|d].
     #[arg(long, value_name = "AGE", default_value = "5s", value_parser = parse_duration)]
     pub nats_status_period: Duration,
     /// Gather dumplings read from NATS for this long before handing them to the eaters
@@ -231,10 +231,11 @@ impl FleetArgs {
                 extra: ", in dot-separated tokens (no wildcards), outside --nats-subject-prefix",
             });
         }
-        if self.nats_status_period > Duration::from_secs(3600) {
+        // The other hubs trust a report's period up to a minute (`status.rs`).
+        if self.nats_status_period > Duration::from_secs(60) {
             return Err(FleetArgsError::Range {
                 flag: "nats-status-period",
-                detail: "at most 1h (a hub ages out after 3 periods)",
+                detail: "at most 60s (a hub ages out after 3 periods, and the other hubs take a reported period of at most a minute)",
             });
         }
         if self.nats_max_bytes <= 0 {

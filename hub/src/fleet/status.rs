@@ -9,7 +9,11 @@
 //! nothing, nothing needs to be stored or replayed, and plain subjects cross leaf-node
 //! links and JetStream domains without any stream sourcing, so a site hub behind a leaf
 //! node shows up in the main cluster's status whenever the link is up. A hub that stops
-//! publishing ages out after [`AGE_OUT_PERIODS`] of its own declared period.
+//! publishing ages out after [`AGE_OUT_PERIODS`] of its own declared period, at most
+//! [`MAX_TRUSTED_PERIOD_SECS`] (the period is the sender's word: a report claiming an
+//! hour kept a forged hub listed for three). A full board makes room for a new hub by
+//! dropping the one heard from longest ago (never this hub), so reports forged under
+//! many ids can no longer keep a real hub out of the list until they age out.
 //!
 //! Everything read from NATS is bounded before it is kept: the message size
 //! ([`MAX_REPORT_BYTES`]), the number of hubs ([`MAX_HUBS`]), kitchens per hub (the
@@ -28,8 +32,10 @@ use tracing::{debug, warn};
 use crate::auth::Principal;
 use crate::state::{stopped, Shared};
 
-/// Most hubs a board keeps; reports from further hubs are ignored until some age out.
+/// Most hubs a board keeps; a new one past it replaces the one heard from longest ago.
 pub const MAX_HUBS: usize = 256;
+/// Longest status period a report may declare, in seconds (its age-out is 3 of them).
+pub const MAX_TRUSTED_PERIOD_SECS: f64 = 60.0;
 /// Largest status message accepted from NATS, in bytes.
 pub const MAX_REPORT_BYTES: usize = 64 * 1024;
 /// Longest hub id or kitchen name kept, in bytes (longer ones are cut).
@@ -91,7 +97,7 @@ impl HubReport {
         self.server_uptime = finite(self.server_uptime);
         self.dumplings_in_per_s = finite(self.dumplings_in_per_s);
         self.dumplings_out_per_s = finite(self.dumplings_out_per_s);
-        self.status_period = finite(self.status_period).clamp(0.1, 3600.0);
+        self.status_period = finite(self.status_period).clamp(0.1, MAX_TRUSTED_PERIOD_SECS);
         Some(self)
     }
 }
@@ -139,6 +145,8 @@ pub struct FleetBoard {
     pub hub_id: String,
     max_kitchens: usize,
     hubs: Mutex<BTreeMap<String, Seen>>,
+    /// Hubs dropped to make room for new ones (for the rate-limited log line).
+    evicted: std::sync::atomic::AtomicU64,
 }
 
 /// One hub in the `fleet` section of a `SystemStatusChef` dumpling.
@@ -177,6 +185,7 @@ impl FleetBoard {
             hub_id: hub_id.to_owned(),
             max_kitchens,
             hubs: Mutex::new(BTreeMap::new()),
+            evicted: Default::default(),
         }
     }
 
@@ -186,7 +195,8 @@ impl FleetBoard {
     }
 
     /// Record a report (this hub's own, or one read from NATS). `false` when it was
-    /// refused: unusable, or a new hub while the board is full.
+    /// refused as unusable. A new hub on a full board replaces the one heard from longest
+    /// ago (never this hub itself).
     pub fn record(&self, report: HubReport, at: Instant) -> bool {
         let Some(report) = report.bounded(self.max_kitchens) else {
             return false;
@@ -194,7 +204,23 @@ impl FleetBoard {
         let mut hubs = self.lock();
         hubs.retain(|_, seen| !seen.expired(at));
         if !hubs.contains_key(&report.hub_id) && hubs.len() >= MAX_HUBS {
-            return false;
+            let stalest = hubs
+                .iter()
+                .filter(|(id, _)| **id != self.hub_id)
+                .min_by_key(|(_, seen)| seen.at)
+                .map(|(id, _)| id.clone());
+            if let Some(id) = stalest {
+                hubs.remove(&id);
+                let n = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
+                if n <= 5 || n.is_multiple_of(1000) {
+                    warn!(
+                        dropped = %dumpling::text::escape(&id, 64),
+                        new = %dumpling::text::escape(&report.hub_id, 64),
+                        evicted = n,
+                        "fleet: {MAX_HUBS} hubs reported status; dropped the one heard from longest ago (more hubs than this, or someone publishing forged status reports on the status subjects)"
+                    );
+                }
+            }
         }
         hubs.insert(report.hub_id.clone(), Seen { report, at });
         true
@@ -463,6 +489,29 @@ mod tests {
             board.record(report(&format!("h{i}"), &[]), Instant::now());
         }
         assert_eq!(board.hub_ids().len(), MAX_HUBS);
+    }
+
+    #[test]
+    fn forged_reports_cannot_keep_a_real_hub_out_or_stay_for_hours() {
+        let board = FleetBoard::new("a", 4);
+        let start = Instant::now();
+        assert!(board.record(report("a", &[]), start));
+        // A full board of forged hubs claiming an hour-long period.
+        for i in 0..MAX_HUBS {
+            let mut forged = report(&format!("fake{i}"), &[]);
+            forged.status_period = 3600.0;
+            board.record(forged, start + Duration::from_millis(i as u64));
+        }
+        // A real hub arriving later is listed; this hub stays.
+        let later = start + Duration::from_secs(1);
+        assert!(board.record(report("real", &[]), later));
+        let ids = board.hub_ids();
+        assert!(ids.contains(&"real".to_owned()) && ids.contains(&"a".to_owned()));
+        assert_eq!(ids.len(), MAX_HUBS);
+        // The forged ones are gone after 3 x 60 s at most, whatever they claimed.
+        let much_later = start + Duration::from_secs(3 * 60 + 1);
+        assert!(board.record(report("real", &[]), much_later));
+        assert_eq!(board.hub_ids(), vec!["real".to_owned()]);
     }
 
     #[test]
