@@ -733,9 +733,18 @@ fn interest_text(i: &kitchen::chef_host::bindings::Interest) -> String {
     use kitchen::chef_host::bindings::{NetworkProtocol as N, TransportProtocol as T};
     use std::fmt::Write as _;
     let join = |v: Vec<&str>| format!("[{}]", v.join(","));
+    // A list may hold thousands of values (every port): the first few, and how many more.
+    fn first_few<T: ToString>(list: &[T]) -> String {
+        const SHOWN: usize = 16;
+        let shown: Vec<String> = list.iter().take(SHOWN).map(T::to_string).collect();
+        match list.len().checked_sub(SHOWN) {
+            Some(more) if more > 0 => format!("[{}, ... {more} more]", shown.join(", ")),
+            _ => format!("[{}]", shown.join(", ")),
+        }
+    }
     let mut parts = Vec::new();
     if !i.link_types.is_empty() {
-        parts.push(format!("link-types={:?}", i.link_types));
+        parts.push(format!("link-types={}", first_few(&i.link_types)));
     }
     if !i.network.is_empty() {
         let names = i
@@ -764,7 +773,7 @@ fn interest_text(i: &kitchen::chef_host::bindings::Interest) -> String {
         parts.push(format!("transport={}", join(names)));
     }
     if !i.ports.is_empty() {
-        parts.push(format!("ports={:?}", i.ports));
+        parts.push(format!("ports={}", first_few(&i.ports)));
     }
     let mut text = if parts.is_empty() {
         "every packet".to_owned()

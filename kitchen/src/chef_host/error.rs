@@ -20,6 +20,10 @@ pub enum LoadError {
     /// a symlink out of the folder, ...).
     #[error("{0}")]
     File(#[from] super::chef_file::ChefFileError),
+    /// `describe` asked for more distinct link types than exist
+    /// ([`super::instance::MAX_INTEREST_LINK_TYPES`]).
+    #[error("the chef's interest lists {0} distinct link types (at most {max}); list the ones it reads", max = super::instance::MAX_INTEREST_LINK_TYPES)]
+    TooManyLinkTypes(usize),
     /// `describe` returned a name the kitchen or the hub emits itself.
     #[error("the chef calls itself {0:?}, a name reserved for the kitchen's and the hub's own dumplings; rename it")]
     ReservedName(String),

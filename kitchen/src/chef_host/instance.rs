@@ -364,7 +364,7 @@ impl LoadedChef {
                 packet: info.drivers.contains(bindings::Drivers::PACKET),
                 interval: info.drivers.contains(bindings::Drivers::INTERVAL),
             },
-            interest: info.interest,
+            interest: distinct_interest(info.interest)?,
             batch_form: info.batch_form,
             api: pre.api(),
             stateful: live.state.is_some(),
@@ -1265,6 +1265,34 @@ impl LoadedChef {
     }
 }
 
+/// Most distinct link types an interest may list (libpcap defines about 300).
+pub const MAX_INTEREST_LINK_TYPES: usize = 1024;
+
+/// A chef's interest with each list sorted and its repeats removed: what it means is the
+/// same (every list is a set), and what the kitchen keeps is bounded by the values a list
+/// can hold (65 536 ports, four protocols, [`MAX_INTEREST_LINK_TYPES`] link types), not by
+/// what `describe` returned (a million repeated ports were kept, and `nd-sniff -l` printed
+/// them on a 23 MB line).
+fn distinct_interest(mut interest: bindings::Interest) -> Result<bindings::Interest, LoadError> {
+    fn distinct<T: Ord>(list: &mut Vec<T>) {
+        list.sort_unstable();
+        list.dedup();
+        list.shrink_to_fit();
+    }
+    distinct(&mut interest.link_types);
+    distinct(&mut interest.ports);
+    interest.network.sort_unstable_by_key(|n| *n as u8);
+    interest.network.dedup_by_key(|n| *n as u8);
+    interest.network.shrink_to_fit();
+    interest.transport.sort_unstable_by_key(|t| *t as u8);
+    interest.transport.dedup_by_key(|t| *t as u8);
+    interest.transport.shrink_to_fit();
+    if interest.link_types.len() > MAX_INTEREST_LINK_TYPES {
+        return Err(LoadError::TooManyLinkTypes(interest.link_types.len()));
+    }
+    Ok(interest)
+}
+
 /// Instantiate with the init deadline and call `describe`.
 fn instantiate(
     engine: &Engine,
@@ -1707,5 +1735,28 @@ mod tests {
         assert!(validate_name("ünïcode").is_err());
         assert!(validate_name(&"a".repeat(65)).is_err());
         assert!(validate_name(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn an_interest_keeps_each_value_once_and_lists_a_bounded_number_of_link_types() {
+        use bindings::{NetworkProtocol as N, TransportProtocol as T};
+        let interest = |link_types: Vec<u32>| bindings::Interest {
+            link_types,
+            network: vec![N::Ipv4, N::Arp, N::Ipv4, N::Arp],
+            transport: vec![T::Udp; 1000],
+            ports: (0..1_000_000u32).map(|i| (i % 3) as u16 + 53).collect(),
+            flow_events: false,
+            stream_bytes: 0,
+        };
+        let kept = distinct_interest(interest(vec![1, 113, 1, 1])).unwrap();
+        assert_eq!(kept.link_types, [1, 113]);
+        assert_eq!(kept.ports, [53, 54, 55]);
+        assert_eq!(kept.transport.len(), 1);
+        assert_eq!(kept.network.len(), 2);
+        let too_many = distinct_interest(interest((0..1_000_000).collect()));
+        assert!(matches!(
+            too_many,
+            Err(LoadError::TooManyLinkTypes(1_000_000))
+        ));
     }
 }
