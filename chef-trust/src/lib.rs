@@ -29,7 +29,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
@@ -151,26 +150,7 @@ fn invalid(path: &Path, why: impl Into<String>) -> KeyError {
     }
 }
 
-/// Read at most `limit` bytes of a regular file, without blocking on a FIFO or device
-/// someone left in its place.
-pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(std::io::Error::other(format!(
-            "larger than the {limit}-byte limit"
-        )));
-    }
-    Ok(bytes)
-}
+pub use bounded_read::read_bounded;
 
 fn read_text(path: &Path, limit: u64) -> Result<String, KeyError> {
     let bytes = read_bounded(path, limit).map_err(|error| KeyError::Io {
