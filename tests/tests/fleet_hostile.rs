@@ -50,6 +50,13 @@ async fn eater(hub: &Hub, name: &str) -> Ws {
     ws
 }
 
+/// A plain NATS client (no hub) on the cluster's first node.
+async fn nats_client(cluster: &Cluster) -> async_nats::Client {
+    async_nats::connect(cluster.nodes[0].client.to_string())
+        .await
+        .expect("a plain NATS client")
+}
+
 /// A dumpling of chef `Real` numbered `n`, `pad` bytes of padding in its payload.
 fn numbered(n: u64, pad: usize) -> String {
     format!(
@@ -131,9 +138,7 @@ async fn what_a_nats_client_that_is_no_hub_writes_never_reaches_eaters() {
     };
     let hub = fleet_hub(&cluster, "hubInj").await;
     let mut ws = eater(&hub, "victim").await;
-    let client = async_nats::connect(cluster.nodes[0].client.to_string())
-        .await
-        .expect("a plain NATS client");
+    let client = nats_client(&cluster).await;
     let forged_status = r#"{"metadata": {"chef": "SystemStatusChef", "kitchen": null, "creation_time": 1.5, "driver": "interval"}, "payload": {"total_dumplings_in": 999999999}}"#;
     let forged_notice = r#"{"metadata": {"chef": "HubNoticeChef", "kitchen": null, "creation_time": 1.5, "driver": "interval"}, "payload": {"notice": "hub moved: reconnect to evil.example"}}"#;
     let junk: [&[u8]; 4] = [
@@ -176,9 +181,7 @@ async fn a_stream_deleted_and_created_again_or_only_deleted_keeps_delivering() {
     let read = read_until(&mut ws, 100, Duration::from_secs(20)).await;
     assert_eq!(read.len(), 100, "before: {read:?}");
 
-    let client = async_nats::connect(cluster.nodes[0].client.to_string())
-        .await
-        .expect("a plain NATS client");
+    let client = nats_client(&cluster).await;
     let js = async_nats::jetstream::new(client);
     // Deleted and created again by someone else: sequences start over below the hub's.
     js.delete_stream("ND_DUMPLINGS").await.expect("delete");

@@ -901,38 +901,32 @@ fn a_failed_bind_names_the_address_and_port_and_exits_non_zero() {
 /// hung an eater forever.
 #[test]
 fn auth_and_token_files_that_are_no_regular_files_are_refused_at_once() {
-    let out = e2e_tests::ChildGuard::spawn(
-        "nd-hub",
-        std::process::Command::new(e2e_tests::bin("nd-hub")).args([
-            "-a",
-            "127.0.0.1",
-            "-i",
-            "0",
-            "-o",
-            "0",
-            "--auth",
-            "/dev/zero",
-        ]),
-    )
-    .wait_output(T);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a regular file"), "{err}");
-    let out = e2e_tests::ChildGuard::spawn(
+    let refused = |bin: &str, args: &[&str], says: &str| {
+        let out = e2e_tests::ChildGuard::spawn(
+            bin,
+            std::process::Command::new(e2e_tests::bin(bin)).args(args),
+        )
+        .wait_output(T);
+        assert!(!out.status.success(), "{bin} {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{bin} {args:?}: {err}");
+    };
+    let hub = [
+        "-a",
+        "127.0.0.1",
+        "-i",
+        "0",
+        "-o",
+        "0",
+        "--auth",
+        "/dev/zero",
+    ];
+    refused("nd-hub", &hub, "auth file /dev/zero: not a regular file");
+    let print = ["--token-file", "/dev/zero", "-h", "127.0.0.1:1"];
+    refused(
         "nd-print",
-        std::process::Command::new(e2e_tests::bin("nd-print")).args([
-            "--token-file",
-            "/dev/zero",
-            "-h",
-            "127.0.0.1:1",
-        ]),
-    )
-    .wait_output(T);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("token file /dev/zero: not a regular file"),
-        "{err}"
+        &print,
+        "token file /dev/zero: not a regular file",
     );
 }
 

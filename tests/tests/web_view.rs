@@ -578,13 +578,10 @@ async fn load(in_port: u16, rate: u64, secs: u64, offset: u64) -> u64 {
 /// PerformanceObserver in the page) and its JS heap stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_view_stays_responsive_and_bounded_at_10k_dumplings_per_second() {
-    let Some((chromium, driver)) = browser_tools() else {
+    let Some(page) = hub_and_browser().await else {
         return;
     };
-    let (in_port, out_port) = (free_port(), free_port());
-    let _hub = start_hub(in_port, out_port);
-    let browser = start_browser(&driver, &chromium, 1280, 900).await;
-    let c = &browser.client;
+    let (in_port, out_port, c) = (page.in_port, page.out_port, &page.browser.client);
     c.goto(&format!("http://127.0.0.1:{out_port}/#feed"))
         .await
         .expect("open the page");
@@ -678,7 +675,7 @@ async fn web_view_stays_responsive_and_bounded_at_10k_dumplings_per_second() {
     screenshot(c, "load-http").await;
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
-    let _ = browser.client.clone().close().await;
+    let _ = page.browser.client.clone().close().await;
 }
 
 /// The test's own kitchen connection.
@@ -705,6 +702,27 @@ fn dumpling(chef: &str, kitchen: &str, driver: &str, time: f64, payload: Value) 
         json!({"metadata": {"chef": chef, "kitchen": kitchen, "creation_time": time, "driver": driver}, "payload": payload})
             .to_string(),
     )
+}
+
+/// A hub on two free ports and a 1280 x 900 browser; `None` (skip) without the browser.
+struct HubPage {
+    in_port: u16,
+    out_port: u16,
+    _hub: ChildGuard,
+    browser: Browser,
+}
+
+async fn hub_and_browser() -> Option<HubPage> {
+    let (chromium, driver) = browser_tools()?;
+    let (in_port, out_port) = (free_port(), free_port());
+    let hub = start_hub(in_port, out_port);
+    let browser = start_browser(&driver, &chromium, 1280, 900).await;
+    Some(HubPage {
+        in_port,
+        out_port,
+        _hub: hub,
+        browser,
+    })
 }
 
 /// The page at `view`, connected to the hub on `out_port`.
@@ -749,13 +767,10 @@ async fn heap_after_gc(c: &Client) -> f64 {
 /// kitchen that reported again lately outlives the burst of names after its first status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_view_keeps_a_bounded_number_of_kitchen_statuses() {
-    let Some((chromium, driver)) = browser_tools() else {
+    let Some(page) = hub_and_browser().await else {
         return;
     };
-    let (in_port, out_port) = (free_port(), free_port());
-    let _hub = start_hub(in_port, out_port);
-    let browser = start_browser(&driver, &chromium, 1280, 900).await;
-    let c = &browser.client;
+    let (in_port, out_port, c) = (page.in_port, page.out_port, &page.browser.client);
     open_page(c, out_port, "fleet").await;
     let heap_before = heap_after_gc(c).await;
 
@@ -861,7 +876,7 @@ async fn web_view_keeps_a_bounded_number_of_kitchen_statuses() {
     );
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
-    let _ = browser.client.clone().close().await;
+    let _ = page.browser.client.clone().close().await;
 }
 
 /// Names and keys of 20 000 characters (chef, kitchen, payload key, layer, host, ...) in
@@ -870,13 +885,10 @@ async fn web_view_keeps_a_bounded_number_of_kitchen_statuses() {
 /// feed filters' options).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_view_wraps_or_cuts_long_names() {
-    let Some((chromium, driver)) = browser_tools() else {
+    let Some(page) = hub_and_browser().await else {
         return;
     };
-    let (in_port, out_port) = (free_port(), free_port());
-    let _hub = start_hub(in_port, out_port);
-    let browser = start_browser(&driver, &chromium, 1280, 900).await;
-    let c = &browser.client;
+    let (in_port, out_port, c) = (page.in_port, page.out_port, &page.browser.client);
     open_page(c, out_port, "fleet").await;
 
     let long = "W".repeat(20_000);
@@ -1007,7 +1019,7 @@ async fn web_view_wraps_or_cuts_long_names() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     let diag = js(c, "return ndView.diag().errors").await;
     assert_eq!(diag, json!([]), "errors caught by the page");
-    let _ = browser.client.clone().close().await;
+    let _ = page.browser.client.clone().close().await;
 }
 
 /// 300 made-up chef and kitchen names, then a real chef: the feed filters still offer it
@@ -1015,13 +1027,10 @@ async fn web_view_wraps_or_cuts_long_names() {
 /// filter keeps working, through another 300 made-up names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_view_feed_filters_offer_names_seen_after_a_flood() {
-    let Some((chromium, driver)) = browser_tools() else {
+    let Some(page) = hub_and_browser().await else {
         return;
     };
-    let (in_port, out_port) = (free_port(), free_port());
-    let _hub = start_hub(in_port, out_port);
-    let browser = start_browser(&driver, &chromium, 1280, 900).await;
-    let c = &browser.client;
+    let (in_port, out_port, c) = (page.in_port, page.out_port, &page.browser.client);
     open_page(c, out_port, "feed").await;
     let mut ws = raw_kitchen(in_port).await;
     let mut sent = 0u64;
@@ -1109,7 +1118,7 @@ async fn web_view_feed_filters_offer_names_seen_after_a_flood() {
     );
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
-    let _ = browser.client.clone().close().await;
+    let _ = page.browser.client.clone().close().await;
 }
 
 /// Without a browser: a plain GET on the eater port gets the page and its assets (with a
