@@ -615,8 +615,8 @@ fn modified_time(path: &Path) -> Option<SystemTime> {
 
 fn read_table(path: &Path) -> Result<(Table, Option<SystemTime>), AuthError> {
     let modified = modified_time(path);
-    let bytes =
-        hub_link::read_bounded(path, 16 << 20).map_err(|e| AuthError::Read(path.to_owned(), e))?;
+    let bytes = bounded_read::read_bounded(path, 16 << 20)
+        .map_err(|e| AuthError::Read(path.to_owned(), e))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| AuthError::Parse(path.to_owned(), "not a text file (not UTF-8)".into()))?;
     Ok((Table::parse(&text, path)?, modified))

@@ -190,7 +190,7 @@ fn read_file(path: &Path, what: &'static str) -> Result<String, LinkError> {
     String::from_utf8(bytes).map_err(|_| bad("not a text file (not UTF-8)".into()))
 }
 
-pub use bounded_read::read_bounded;
+use bounded_read::read_bounded;
 
 /// Read every certificate of a PEM file (at least one).
 pub fn load_certs(

@@ -153,7 +153,20 @@ pub enum FleetArgsError {
         /// The allowed range.
         detail: &'static str,
     },
+    /// A file flag names something that cannot be read as its file.
+    #[error("--{flag} {}: {source}", path.display())]
+    File {
+        /// The flag.
+        flag: &'static str,
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
+
+/// Largest NATS credentials, CA, certificate or key file read.
+const MAX_FILE_BYTES: u64 = 1 << 20;
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
@@ -167,6 +180,25 @@ impl FleetArgs {
     pub fn options(&self) -> Result<Option<FleetOptions>, FleetArgsError> {
         if self.nats.is_empty() {
             return Ok(None);
+        }
+        // Checked here, bounded and regular files only: the NATS client reads these paths
+        // itself, whole, and a FIFO or /dev/zero would hang or fill the hub at start.
+        let files = [
+            ("nats-creds", &self.nats_creds),
+            ("nats-tls-ca", &self.nats_tls_ca),
+            ("nats-tls-cert", &self.nats_tls_cert),
+            ("nats-tls-key", &self.nats_tls_key),
+        ];
+        for (flag, path) in files {
+            if let Some(path) = path {
+                bounded_read::read_bounded(path, MAX_FILE_BYTES).map_err(|source| {
+                    FleetArgsError::File {
+                        flag,
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            }
         }
         let mut servers = Vec::new();
         for url in self.nats.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
@@ -347,6 +379,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_files_that_are_no_regular_files_are_refused_before_connecting() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            fleet: FleetArgs,
+        }
+        use clap::Parser as _;
+        for flag in ["--nats-tls-ca", "--nats-creds"] {
+            let cli = Cli::try_parse_from([
+                "nd-hub",
+                "--nats",
+                "nats://127.0.0.1:4222",
+                flag,
+                "/dev/zero",
+            ])
+            .expect("flags parse");
+            let error = cli.fleet.options().unwrap_err().to_string();
+            assert!(error.contains("/dev/zero: not a regular file"), "{error}");
+            assert!(error.contains(&flag[2..]), "{error}");
+        }
+    }
 
     #[test]
     fn linger_times_are_small_and_say_their_unit() {

@@ -341,7 +341,7 @@ pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, Fleet
                 path: path.clone(),
                 source,
             };
-            let bytes = hub_link::read_bounded(path, 64 << 10).map_err(creds_error)?;
+            let bytes = bounded_read::read_bounded(path, 64 << 10).map_err(creds_error)?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| creds_error(std::io::Error::other("not a text file (not UTF-8)")))?;
             async_nats::ConnectOptions::with_credentials(&text).map_err(creds_error)?
