@@ -66,31 +66,29 @@ pub const HUB_RESERVED_CHEF_NAMES: &[&str] = &[SYSTEM_STATUS_CHEF, HUB_NOTICE_CH
 pub const RESERVED_CHEF_NAMES: &[&str] =
     &[SYSTEM_STATUS_CHEF, HUB_NOTICE_CHEF, KITCHEN_STATUS_CHEF];
 
-/// Whether `name` is one of `reserved`, ignoring ASCII case and every character a
-/// terminal or page shows as nothing (whitespace, control, zero-width and bidi format
-/// characters): `systemstatuschef`, `SystemStatusChef ` and `System\u{200b}StatusChef`
-/// all print as the real name, so none may pass for it.
+/// Whether `name` is one of `reserved` as a reader would see it: only its ASCII letters and
+/// digits count (fullwidth ones as their ASCII letters), in any case. So
+/// `systemstatuschef`, `SystemStatusChef ` (a trailing space, or U+2800, or any invisible
+/// or format character), `System_Status-Chef` and `ＳｙｓｔｅｍＳｔａｔｕｓＣｈｅｆ` all
+/// pass for the real name and are reserved too. Look-alike letters of other scripts
+/// (`SystemStatusCh\u{435}f`) are not letters here; eaters print chef names with every
+/// non-ASCII character escaped (`text::escape_ascii`), so those cannot pass for it either.
 pub fn is_reserved_name(reserved: &[&str], name: &str) -> bool {
-    let shown = name.chars().filter(|c| !is_invisible(*c));
+    let shown = name.chars().filter_map(|c| {
+        // Fullwidth forms (U+FF01..U+FF5E) are ASCII U+0021..U+007E, drawn wide.
+        let c = match c {
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            c => c,
+        };
+        c.is_ascii_alphanumeric().then_some(c)
+    });
     reserved.iter().any(|r| {
         let mut shown = shown.clone();
         r.chars()
+            .filter(char::is_ascii_alphanumeric)
             .all(|rc| shown.next().is_some_and(|c| c.eq_ignore_ascii_case(&rc)))
             && shown.next().is_none()
     })
-}
-
-/// Characters shown as nothing, or as blank space: whitespace, controls, and the Unicode
-/// format characters used to hide text (zero-width spaces and joiners, bidi controls, the
-/// byte-order mark, soft hyphen, word joiner and invisible operators).
-fn is_invisible(c: char) -> bool {
-    c.is_whitespace()
-        || c.is_control()
-        || matches!(c,
-            '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
-            | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
-            | '\u{ffa0}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// WebSocket close codes used by netdumplings clients.
@@ -686,6 +684,10 @@ mod tests {
             "System\u{200b}StatusChef",
             "\u{202e}SystemStatusChef",
             "\u{feff}HubNoticeChef\u{2060}",
+            "SystemStatusChef\u{2800}",
+            "HubNoticeChef\u{1d173}\u{1bca0}\u{13430}\u{110bd}\u{fffb}",
+            "System_Status-Chef",
+            "\u{ff33}ystemStatus\u{ff23}hef",
         ] {
             assert!(
                 is_reserved_name(HUB_RESERVED_CHEF_NAMES, shown_alike),
@@ -698,6 +700,11 @@ mod tests {
         ));
         assert!(!is_reserved_name(HUB_RESERVED_CHEF_NAMES, "SystemStatus"));
         assert!(!is_reserved_name(HUB_RESERVED_CHEF_NAMES, ""));
+        // Another script's look-alike letter is no letter here (eaters escape it).
+        assert!(!is_reserved_name(
+            HUB_RESERVED_CHEF_NAMES,
+            "SystemStatusCh\u{435}f"
+        ));
     }
 
     #[test]

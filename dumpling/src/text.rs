@@ -31,6 +31,11 @@ fn needs_escape(c: char) -> bool {
 /// `…[+N bytes]` so a reader knows text is missing. The result has no control characters
 /// and at most about `6 * max_chars + 20` bytes.
 pub fn escape(s: &str, max_chars: usize) -> String {
+    escape_as(s, max_chars, false)
+}
+
+/// [`escape`], with every non-ASCII character escaped too when `ascii` is set.
+fn escape_as(s: &str, max_chars: usize, ascii: bool) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars.saturating_mul(2)) + 2);
     let mut kept_bytes = 0;
     for (n, c) in s.chars().enumerate() {
@@ -39,13 +44,13 @@ pub fn escape(s: &str, max_chars: usize) -> String {
             return out;
         }
         kept_bytes += c.len_utf8();
-        push_escaped(&mut out, c);
+        push_escaped(&mut out, c, ascii);
     }
     out
 }
 
-fn push_escaped(out: &mut String, c: char) {
-    if !needs_escape(c) {
+fn push_escaped(out: &mut String, c: char, ascii: bool) {
+    if !needs_escape(c) && (c.is_ascii() || !ascii) {
         out.push(c);
         return;
     }
@@ -68,6 +73,8 @@ fn push_escaped(out: &mut String, c: char) {
 pub struct Escaped<'a> {
     text: &'a str,
     max_chars: usize,
+    /// Escape every non-ASCII character too ([`Escaped::ascii`]).
+    ascii: bool,
 }
 
 impl<'a> Escaped<'a> {
@@ -76,12 +83,29 @@ impl<'a> Escaped<'a> {
         Escaped {
             text,
             max_chars: DEFAULT_MAX_CHARS,
+            ascii: false,
+        }
+    }
+
+    /// `text` with every non-ASCII character escaped as well (`\u{435}`), cut at
+    /// [`DEFAULT_MAX_CHARS`]: for names that must not pass for another by a look-alike
+    /// letter of another script (eaters print chef names this way, so a kitchen's
+    /// `SystemStatusCh\u{435}f` cannot pass for the hub's `SystemStatusChef`).
+    pub fn ascii(text: &'a str) -> Self {
+        Escaped {
+            text,
+            max_chars: DEFAULT_MAX_CHARS,
+            ascii: true,
         }
     }
 
     /// `text`, escaped and cut at `max_chars` characters.
     pub fn with_max(text: &'a str, max_chars: usize) -> Self {
-        Escaped { text, max_chars }
+        Escaped {
+            text,
+            max_chars,
+            ascii: false,
+        }
     }
 }
 
@@ -89,10 +113,11 @@ impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The usual case (a plain name within the cut) is written as it is, without building
         // a copy: `nd-print` writes two per dumpling.
-        if self.text.len() <= self.max_chars && !self.text.chars().any(needs_escape) {
+        let plain = |c: char| !needs_escape(c) && (c.is_ascii() || !self.ascii);
+        if self.text.len() <= self.max_chars && self.text.chars().all(plain) {
             return f.write_str(self.text);
         }
-        f.write_str(&escape(self.text, self.max_chars))
+        f.write_str(&escape_as(self.text, self.max_chars, self.ascii))
     }
 }
 
@@ -128,6 +153,20 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn ascii_escapes_look_alike_letters_of_other_scripts() {
+        assert_eq!(
+            Escaped::ascii("SystemStatusCh\u{435}f").to_string(),
+            "SystemStatusCh\\u{435}f"
+        );
+        assert_eq!(
+            Escaped::ascii("PacketCountChef").to_string(),
+            "PacketCountChef"
+        );
+        assert_eq!(Escaped::ascii("a\u{2800}\n").to_string(), "a\\u{2800}\\n");
+        assert_eq!(Escaped::new("caf\u{e9}").to_string(), "caf\u{e9}");
+    }
 
     #[test]
     fn control_and_format_characters_are_escaped() {

@@ -193,8 +193,9 @@ impl Printer {
         let meta = &received.dumpling.metadata;
         // Any kitchen names its chefs and itself: escaped and cut, so a name cannot move
         // the cursor, retitle the terminal or forge a line (the payload is escaped by the
-        // JSON printer).
-        let chef = Escaped::new(&meta.chef);
+        // JSON printer). A chef name shows every non-ASCII character escaped, so a look-alike
+        // letter cannot make a kitchen's chef pass for the hub's `SystemStatusChef`.
+        let chef = Escaped::ascii(&meta.chef);
         let kitchen = Escaped::new(meta.kitchen.as_deref().unwrap_or("None"));
         let when = local_iso(meta.creation_time);
         let driver = meta.driver.as_str();
@@ -518,10 +519,14 @@ mod tests {
             let _ = writeln!(
                 out,
                 "{when} {driver} {BOLD}{}{RESET} from {BOLD}{kitchen}{RESET}",
-                meta.chef
+                Escaped::ascii(&meta.chef)
             );
         } else {
-            let _ = writeln!(out, "{when} {driver} {} from {kitchen}", meta.chef);
+            let _ = writeln!(
+                out,
+                "{when} {driver} {} from {kitchen}",
+                Escaped::ascii(&meta.chef)
+            );
         }
         if payload {
             let text = python_pretty(&dumpling.payload);
