@@ -206,3 +206,87 @@ async fn a_stream_deleted_and_created_again_or_only_deleted_keeps_delivering() {
     let (_, log) = hub.stop();
     assert!(log.contains("deleted and created again"), "{log}");
 }
+
+/// A stream of the hub's name that someone made for other subjects would store nothing the
+/// hub publishes (it accepted kitchens, and eaters got nothing, with "no responders" in the
+/// log forever): the hub refuses to start and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_the_same_name_for_other_subjects_is_named_at_start() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let js = async_nats::jetstream::new(nats_client(&cluster).await);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "ND_DUMPLINGS".into(),
+        subjects: vec!["other.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("someone else's stream");
+    let urls = cluster.urls();
+    let out = e2e_tests::ChildGuard::spawn(
+        "nd-hub",
+        std::process::Command::new(e2e_tests::bin("nd-hub")).args([
+            "-a",
+            "127.0.0.1",
+            "-i",
+            "0",
+            "-o",
+            "0",
+            "--nats",
+            &urls,
+        ]),
+    )
+    .wait_output(Duration::from_secs(40));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not nd.dumplings.>") && err.contains("other.>"),
+        "{err}"
+    );
+}
+
+/// `nd_id` is the kitchen's word: two kitchens sending the same ids both get through (the
+/// second one's were dropped by JetStream as duplicates of the first's, so a kitchen could
+/// suppress another's dumplings under `--auth`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_kitchens_dumpling_ids_cannot_stand_for_anothers() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let hub = fleet_hub(&cluster, "hubIds").await;
+    let mut ws = eater(&hub, "both").await;
+    // The same five ids from both kitchens.
+    let with_id = |kitchen: &str, n: u64| {
+        let id = (n - 1) % 5;
+        format!(
+            r#"{{"metadata": {{"nd_id": "same-{id}", "chef": "Real", "kitchen": "{kitchen}", "creation_time": 1.5, "driver": "packet"}}, "payload": {{"n": {n}}}}}"#
+        )
+    };
+    send(&hub, (1..=5).map(|n| with_id("first", n))).await;
+    send(&hub, (6..=10).map(|n| with_id("second", n))).await;
+    let read = read_until(&mut ws, 10, Duration::from_secs(20)).await;
+    let ns: Vec<u64> = read.iter().filter_map(|r| r.1).collect();
+    assert_eq!(ns, (1..=10).collect::<Vec<_>>());
+}
+
+/// An eater asking to start past the stream's end gets what comes from there, not the whole
+/// stream (the reader took the stream's end being behind it for a re-created stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_past_the_end_is_not_taken_for_a_new_stream() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let hub = fleet_hub(&cluster, "hubAhead").await;
+    send(&hub, (1..=50).map(|n| numbered(n, 10))).await;
+    let mut ahead = connect(hub.eaters).await;
+    let hello = r#"{"eater_name": "ahead", "nd_since_seq": 1000}"#;
+    ahead.send(Message::text(hello)).await.expect("eater hello");
+    send(&hub, (51..=60).map(|n| numbered(n, 10))).await;
+    // Quiet for the reader's stall check (1 s) and more: nothing below 1000 may come.
+    let read = read_until(&mut ahead, 60, Duration::from_secs(4)).await;
+    let old: Vec<u64> = read.iter().filter_map(|r| r.1).collect();
+    assert!(old.is_empty(), "replayed from below its start: {old:?}");
+    let (_, log) = hub.stop();
+    assert!(!log.contains("deleted and created again"), "{log}");
+}

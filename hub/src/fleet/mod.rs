@@ -7,7 +7,8 @@
 //! ([`Publisher::submit`]) to the JetStream stream (default `ND_DUMPLINGS`, file storage,
 //! age and byte limits) on the subject `<prefix>.<kitchen>.<chef>.<driver>`
 //! ([`subject`]), with `Nats-Msg-Id` set to the dumpling's stable id (`metadata.nd_id`,
-//! put there by `nd-sniff`; else one the hub makes), so a dumpling re-sent after a
+//! put there by `nd-sniff`, prefixed with its kitchen's subject token so one kitchen's
+//! ids cannot stand for another's; else one the hub makes), so a dumpling re-sent after a
 //! kitchen failover is stored once (JetStream's duplicate window). The publisher task
 //! ([`publish`]) keeps up to `max_in_flight` publishes waiting for their acks and
 //! re-publishes everything unacknowledged, in order, after an error: at-least-once into
@@ -134,6 +135,14 @@ pub enum FleetError {
         /// Why.
         source: async_nats::ConnectError,
     },
+    /// A stream of the configured name exists for other subjects.
+    #[error("JetStream stream {stream}: {detail}")]
+    OtherSubjects {
+        /// The stream name.
+        stream: String,
+        /// What it takes and what to do.
+        detail: String,
+    },
     /// The stream could not be created or read in time.
     #[error("JetStream stream {stream} is not available after {secs} s (is JetStream enabled, `nats-server -js`?): {detail}")]
     Stream {
@@ -240,10 +249,13 @@ impl Publisher {
             Ok(env) => {
                 let m = env.metadata;
                 let kitchen = m.kitchen.as_deref().unwrap_or(connection_kitchen);
+                // The id is the kitchen's word, so it is made the kitchen's own: under
+                // `--auth` another kitchen that sent the same `nd_id` first made JetStream
+                // drop this one as a duplicate (it cannot send under this kitchen's name).
                 let id = m
                     .nd_id
                     .filter(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES)
-                    .map(|id| id.into_owned());
+                    .map(|id| format!("{}:{id}", subject::escape_token(kitchen)));
                 (
                     subject::dumpling_subject(&self.prefix, Some(kitchen), &m.chef, &m.driver),
                     id,
@@ -429,6 +441,14 @@ pub async fn ensure_stream(
     loop {
         match js.get_or_create_stream(stream_config(options)).await {
             Ok(mut stream) => match stream.info().await {
+                // A stream of this name made by someone else for other subjects would
+                // take none of the hub's publishes ("no responders", forever).
+                Ok(info) if !takes_subjects(&info.config.subjects, options) => {
+                    return Err(FleetError::OtherSubjects {
+                        stream: options.stream.clone(),
+                        detail: other_subjects(&info.config.subjects, options),
+                    })
+                }
                 Ok(info) => return Ok(info.state.last_sequence),
                 Err(e) => last_error = e.to_string(),
             },
@@ -446,11 +466,36 @@ pub async fn ensure_stream(
     }
 }
 
+/// Whether a stream with `subjects` stores what this hub publishes (`<prefix>.>`).
+fn takes_subjects(subjects: &[String], options: &FleetOptions) -> bool {
+    let wanted = format!("{}.>", options.subject_prefix);
+    subjects.iter().any(|s| *s == wanted || s == ">")
+}
+
+/// What to say about a stream of the hub's name that takes other subjects.
+fn other_subjects(subjects: &[String], options: &FleetOptions) -> String {
+    format!(
+        "the stream exists but takes {:?}, not {}.> (made or changed by someone else): nothing this hub publishes is stored; delete it (`nats stream rm {}`) or choose --nats-stream / --nats-subject-prefix",
+        subjects
+            .iter()
+            .map(|s| dumpling::text::escape(s, 64))
+            .collect::<Vec<_>>(),
+        options.subject_prefix,
+        options.stream
+    )
+}
+
 /// Create the stream again when it is gone (one try; the publisher calls this again on
 /// later failures). Someone deleted it: the hub is configured to use it, so it puts it
 /// back with its own settings, and says so.
 async fn recreate_stream(js: &jetstream::Context, options: &FleetOptions) {
-    if js.get_stream(&options.stream).await.is_ok() {
+    if let Ok(stream) = js.get_stream(&options.stream).await {
+        // There, but changed by someone to take other subjects: say so (a publish to it
+        // has no responder); the hub does not change another's stream behind its back.
+        let subjects = &stream.cached_info().config.subjects;
+        if !takes_subjects(subjects, options) {
+            tracing::warn!(stream = %options.stream, "fleet: {}", other_subjects(subjects, options));
+        }
         return;
     }
     match js.get_or_create_stream(stream_config(options)).await {
@@ -646,7 +691,7 @@ mod tests {
         let text = r#"{"metadata":{"nd_id":"k1-5","chef":"DNS.Chef","kitchen":"site a>1","creation_time":1.5,"driver":"packet"},"payload":{}}"#;
         let out = p.prepare(Message::text(text), "hello-name");
         assert_eq!(out.subject, "nd.dumplings.site~20a~3E1.DNS~2EChef.packet");
-        assert_eq!(out.msg_id, "k1-5");
+        assert_eq!(out.msg_id, "site~20a~3E1:k1-5", "the id, the kitchen's own");
         assert_eq!(
             &out.payload[..],
             text.as_bytes(),

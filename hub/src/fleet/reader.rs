@@ -410,7 +410,7 @@ where
                         // old ones, would deliver nothing until the new stream passed
                         // them.
                         let state = super::stream_state(js, spec.stream).await;
-                        if let Some(state) = state.filter(|s| recreated(s, stream_created, *start)) {
+                        if let Some(state) = state.filter(|s| recreated(s, stream_created)) {
                             warn!(
                                 stream = spec.stream,
                                 first = state.first,
@@ -569,14 +569,11 @@ where
 }
 
 /// Whether the stream was deleted and created again since this reader first saw it (at
-/// `created`): a new creation time, or a last sequence behind what was already read.
-fn recreated(
-    state: &super::StreamState,
-    created: Option<time::OffsetDateTime>,
-    start: Start,
-) -> bool {
-    let behind = matches!(start, Start::Sequence(next) if state.last.saturating_add(1) < next);
-    created.is_some_and(|was| was != state.created) || behind
+/// `created`, taken when its first consumer was made): its creation time changed. (Not
+/// "its last sequence is behind the reader": an eater may ask to start past the end, and
+/// was then given the whole stream.)
+fn recreated(state: &super::StreamState, created: Option<time::OffsetDateTime>) -> bool {
+    created.is_some_and(|was| was != state.created)
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -588,7 +585,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_stream_created_again_is_told_by_its_time_or_its_sequences() {
+    fn a_stream_created_again_is_told_by_its_creation_time() {
         let t0 = time::OffsetDateTime::UNIX_EPOCH;
         let t1 = t0 + time::Duration::seconds(5);
         let state = |created, first, last| super::super::StreamState {
@@ -596,27 +593,13 @@ mod tests {
             first,
             last,
         };
-        // Same stream, ahead of or at the reader: not re-created.
-        assert!(!recreated(
-            &state(t0, 1, 500),
-            Some(t0),
-            Start::Sequence(501)
-        ));
-        assert!(!recreated(
-            &state(t0, 1, 900),
-            Some(t0),
-            Start::Sequence(501)
-        ));
-        // A new creation time, even past the reader's position.
-        assert!(recreated(
-            &state(t1, 1, 900),
-            Some(t0),
-            Start::Sequence(501)
-        ));
-        // Behind what was already read (the reader never saw its creation time).
-        assert!(recreated(&state(t1, 1, 300), None, Start::Sequence(501)));
-        assert!(recreated(&state(t1, 0, 0), None, Start::Sequence(2)));
-        assert!(!recreated(&state(t1, 0, 0), None, Start::Sequence(1)));
+        // Same stream, whatever the reader's position (an eater may start past the end).
+        assert!(!recreated(&state(t0, 1, 500), Some(t0)));
+        assert!(!recreated(&state(t0, 1, 400), Some(t0)));
+        // A new creation time, behind or past the reader's position.
+        assert!(recreated(&state(t1, 1, 900), Some(t0)));
+        assert!(recreated(&state(t1, 0, 0), Some(t0)));
+        assert!(!recreated(&state(t1, 0, 0), None));
     }
 
     #[test]

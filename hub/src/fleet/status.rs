@@ -130,6 +130,8 @@ fn round3(x: f64) -> f64 {
 struct Seen {
     report: HubReport,
     at: Instant,
+    /// Reports heard from this hub (a hub reports every period; a forged id once).
+    reports: u64,
 }
 
 impl Seen {
@@ -204,10 +206,12 @@ impl FleetBoard {
         let mut hubs = self.lock();
         hubs.retain(|_, seen| !seen.expired(at));
         if !hubs.contains_key(&report.hub_id) && hubs.len() >= MAX_HUBS {
+            // A hub heard from once goes first (ids made up one per report, at any rate,
+            // then only push out each other), then the one heard from longest ago.
             let stalest = hubs
                 .iter()
                 .filter(|(id, _)| **id != self.hub_id)
-                .min_by_key(|(_, seen)| seen.at)
+                .min_by_key(|(_, seen)| (seen.reports > 1, seen.at))
                 .map(|(id, _)| id.clone());
             if let Some(id) = stalest {
                 hubs.remove(&id);
@@ -222,7 +226,15 @@ impl FleetBoard {
                 }
             }
         }
-        hubs.insert(report.hub_id.clone(), Seen { report, at });
+        let reports = hubs.get(&report.hub_id).map_or(0, |s| s.reports) + 1;
+        hubs.insert(
+            report.hub_id.clone(),
+            Seen {
+                report,
+                at,
+                reports,
+            },
+        );
         true
     }
 
@@ -508,6 +520,18 @@ mod tests {
         let ids = board.hub_ids();
         assert!(ids.contains(&"real".to_owned()) && ids.contains(&"a".to_owned()));
         assert_eq!(ids.len(), MAX_HUBS);
+        // Once it reported again, a flood of new made-up ids (one report each, newer than
+        // its last) pushes out only each other.
+        assert!(board.record(report("real", &[]), later + Duration::from_millis(1)));
+        for i in 0..5 * MAX_HUBS {
+            let at = later + Duration::from_millis(2 + i as u64);
+            board.record(report(&format!("flap{i}"), &[]), at);
+        }
+        let ids = board.hub_ids();
+        assert!(
+            ids.contains(&"real".to_owned()) && ids.contains(&"a".to_owned()),
+            "{ids:?}"
+        );
         // The forged ones are gone after 3 x 60 s at most, whatever they claimed.
         let much_later = start + Duration::from_secs(3 * 60 + 1);
         assert!(board.record(report("real", &[]), much_later));
