@@ -12,8 +12,8 @@
 //! publishing ages out after [`AGE_OUT_PERIODS`] of its own declared period, at most
 //! [`MAX_TRUSTED_PERIOD_SECS`] (the period is the sender's word: a report claiming an
 //! hour kept a forged hub listed for three). A full board makes room for a new hub by
-//! dropping the one heard from longest ago (never this hub), so reports forged under
-//! many ids can no longer keep a real hub out of the list until they age out.
+//! dropping, first among hubs heard from once, the one heard from longest ago (never this
+//! hub), so reports forged under many ids can no longer keep a real hub out of the list.
 //!
 //! Everything read from NATS is bounded before it is kept: the message size
 //! ([`MAX_REPORT_BYTES`]), the number of hubs ([`MAX_HUBS`]), kitchens per hub (the
