@@ -307,8 +307,9 @@ fn an_endless_loop_hits_the_deadline() {
     let mut chef = load_fixture(&host, "spin_chef");
     let started = std::time::Instant::now();
     let err = chef.on_packets(&[], &[], 0).unwrap_err();
+    // The first call into a fresh instance has 10 x the deadline, and says so.
     assert!(
-        matches!(err, CallError::Timeout { deadline_ms: 20 }),
+        matches!(err, CallError::Timeout { deadline_ms: 200 }),
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -387,15 +388,19 @@ fn the_first_call_into_a_fresh_instance_gets_a_larger_budget() {
     let err = chef.on_packets(&[], &[], 1).unwrap_err();
     let first = started.elapsed();
     assert!(
-        matches!(err, CallError::Timeout { deadline_ms: 50 }),
-        "{err:?}"
+        matches!(err, CallError::Timeout { deadline_ms: 500 }),
+        "the error names the deadline the call had: {err:?}"
     );
     assert!(
         first >= Duration::from_millis(250),
         "the first call was stopped after {first:?}"
     );
     let started = std::time::Instant::now();
-    assert!(chef.on_packets(&[], &[], 2).is_err());
+    let err = chef.on_packets(&[], &[], 2).unwrap_err();
+    assert!(
+        matches!(err, CallError::Timeout { deadline_ms: 50 }),
+        "{err:?}"
+    );
     let second = started.elapsed();
     assert!(
         second < Duration::from_millis(500),

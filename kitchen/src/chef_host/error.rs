@@ -139,8 +139,9 @@ pub enum CallError {
     /// blocking `wasi:io/poll` wait that outlived it).
     #[error("ran past its {deadline_ms} ms deadline")]
     Timeout {
-        /// The configured deadline, in milliseconds (the first call into a fresh instance
-        /// is allowed `ChefLimits::first_call_grace` times this).
+        /// The deadline this call had, in milliseconds: the configured one, or
+        /// `ChefLimits::first_call_grace` times it for the first call into a fresh
+        /// instance (so the log says how long the chef really ran).
         deadline_ms: u64,
     },
     /// The chef tried to grow its memory past its limit (and then trapped).
