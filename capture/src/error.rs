@@ -2,6 +2,21 @@
 
 use std::path::PathBuf;
 
+/// What a user typed (`-i`, `-f`) or libpcap said about it, as an error shows it: control
+/// characters escaped (a newline in an interface name forged a log line) and cut.
+fn shown(text: &str) -> String {
+    const MAX_CHARS: usize = 256;
+    let mut out: String = text
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > MAX_CHARS {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Everything that can go wrong while opening or reading a packet source.
 ///
 /// File errors name the file; live errors name the interface.
@@ -45,7 +60,7 @@ pub enum CaptureError {
         reason: String,
     },
     /// The requested live interface does not exist.
-    #[error("unknown interface {name:?}; interfaces available: {}", available.join(", "))]
+    #[error("unknown interface {}; interfaces available: {}", shown(.name), shown(&.available.join(", ")))]
     UnknownInterface {
         /// The requested name.
         name: String,
@@ -53,7 +68,7 @@ pub enum CaptureError {
         available: Vec<String>,
     },
     /// libpcap refused the BPF filter expression.
-    #[error("bad capture filter {filter:?} on {interface}: {message}")]
+    #[error("bad capture filter {} on {}: {}", shown(.filter), shown(.interface), shown(.message))]
     BadFilter {
         /// Interface the filter was compiled for.
         interface: String,
@@ -64,9 +79,11 @@ pub enum CaptureError {
     },
     /// The process may not open a packet socket.
     #[error(
-        "no permission to capture on {interface} ({message}): live capture needs root or the \
+        "no permission to capture on {} ({}): live capture needs root or the \
          CAP_NET_RAW and CAP_NET_ADMIN capabilities, e.g. \
-         `sudo setcap cap_net_raw,cap_net_admin=eip target/release/nd-sniff`"
+         `sudo setcap cap_net_raw,cap_net_admin=eip target/release/nd-sniff`",
+        shown(.interface),
+        shown(.message)
     )]
     PermissionDenied {
         /// The interface.
@@ -75,7 +92,7 @@ pub enum CaptureError {
         message: String,
     },
     /// Any other libpcap failure on a live interface (activation, reading, interface gone).
-    #[error("live capture on {interface} failed: {message}")]
+    #[error("live capture on {} failed: {}", shown(.interface), shown(.message))]
     Live {
         /// The interface.
         interface: String,
@@ -83,9 +100,40 @@ pub enum CaptureError {
         message: String,
     },
     /// The [`crate::LiveConfig`] is unusable (no interface, `any` mixed with others, ...).
-    #[error("invalid live capture configuration: {0}")]
+    #[error("invalid live capture configuration: {}", shown(.0))]
     Config(String),
     /// The live capture was stopped, or every capture thread has ended.
     #[error("live capture closed")]
     Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_user_typed_is_shown_escaped_and_cut() {
+        let forged = "lo\n2026-12-07T00:00:00Z  INFO Sniffing started\u{1b}[2J";
+        for e in [
+            CaptureError::Live {
+                interface: forged.into(),
+                message: forged.into(),
+            },
+            CaptureError::BadFilter {
+                interface: forged.into(),
+                filter: forged.into(),
+                message: "syntax error".into(),
+            },
+            CaptureError::UnknownInterface {
+                name: forged.into(),
+                available: vec!["lo".into()],
+            },
+        ] {
+            let text = e.to_string();
+            assert!(!text.contains('\n') && !text.contains('\u{1b}'), "{text}");
+            assert!(text.contains("lo\\n2026"), "{text}");
+        }
+        let long = CaptureError::Config("x".repeat(10_000)).to_string();
+        assert!(long.len() < 400, "{}", long.len());
+    }
 }

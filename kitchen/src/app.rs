@@ -41,7 +41,8 @@ pub enum Outcome {
 
 /// Run `nd-sniff` with validated settings.
 pub fn run(config: Config) -> anyhow::Result<Outcome> {
-    let k = config.kitchen_name.clone();
+    // The kitchen name starts log lines: escaped (a newline in `-n` forged lines).
+    let k = Escaped::new(&config.kitchen_name).to_string();
     // First thing, so a signal during chef loading also ends the run cleanly.
     let stop = install_signal_handlers()?;
     let mut host = ChefHost::new(config.limits.clone(), config.cache.clone())
@@ -78,19 +79,21 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     tracing::info!("{k}: Starting network sniffer");
     match &config.source {
         Source::File(p) => tracing::info!("{k}: Reading packets from {}", p.display()),
-        Source::Live(_) => tracing::info!("{k}: Interface: {}", config.interface_text),
+        Source::Live(_) => {
+            tracing::info!("{k}: Interface: {}", Escaped::new(&config.interface_text))
+        }
     }
     tracing::info!(
         "{k}: Requested chefs: {}",
         if config.chefs.is_empty() {
             "all".to_owned()
         } else {
-            config.chefs.join(", ")
+            Escaped::new(&config.chefs.join(", ")).to_string()
         }
     );
     tracing::info!(
         "{k}: Filter: {}",
-        config.filter.as_deref().unwrap_or("<all packets>")
+        Escaped::new(config.filter.as_deref().unwrap_or("<all packets>"))
     );
     tracing::info!(
         "{k}: Chef poke interval (secs): {}",
@@ -400,7 +403,10 @@ fn start_metrics(
     let metrics = KitchenMetrics::new(&config.kitchen_name);
     metrics.publish(Snapshot::take(d, None));
     let bound = kitchen::outputs::metrics::serve(addr, metrics.clone())?;
-    tracing::info!("{}: Metrics: http://{bound}/metrics", config.kitchen_name);
+    tracing::info!(
+        "{}: Metrics: http://{bound}/metrics",
+        Escaped::new(&config.kitchen_name)
+    );
     Ok(Some(metrics))
 }
 
@@ -433,7 +439,7 @@ fn replay(
     hook: &mut ReloadHook<'_>,
     metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
-    let k = config.kitchen_name.clone();
+    let k = Escaped::new(&config.kitchen_name).to_string();
     let Some(reader) = open_input(path, stop, &k)? else {
         tracing::warn!(
             "{k}: Caught a signal while waiting for {} to start; nothing was read",

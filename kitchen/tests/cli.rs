@@ -231,3 +231,18 @@ fn lost_dumplings_make_the_exit_status_non_zero() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("never reached the hub"), "{stderr}");
 }
+
+/// A kitchen name or interface with a newline (what a user typed, or a script built) is
+/// shown escaped: it forged whole log lines (`-n $'k\n... ERROR forged'`).
+#[test]
+fn names_typed_on_the_command_line_cannot_forge_log_lines() {
+    let forged = "k\n2026-12-07T00:00:00.000000Z ERROR forged";
+    let out = nd_sniff(&["--no-hub", "-n", forged, "-i", "lo\nERROR forged too"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.lines()
+            .all(|l| !l.starts_with("2026-12-07T00:00:00") && !l.starts_with("ERROR forged")),
+        "{err}"
+    );
+    assert!(err.contains(r"k\n2026-12-07"), "{err}");
+}

@@ -41,7 +41,7 @@ pub type LiveProgress = Box<dyn FnMut(&mut Dispatcher)>;
 
 /// Options of [`live`].
 pub struct LiveOptions {
-    /// The kitchen's name, for log lines.
+    /// The kitchen's name, for log lines (escaped here).
     pub kitchen: String,
     /// Interfaces to capture on.
     pub interfaces: Vec<String>,
@@ -101,11 +101,15 @@ pub fn live(
     hooks: &mut dyn BetweenSteps,
     mut options: LiveOptions,
 ) -> Result<(LiveEnd, LiveCounters), LiveError> {
-    let k = options.kitchen.clone();
+    // What the user typed is shown escaped (a newline in `-n` or `-i` forged log lines).
+    let k = dumpling::text::escape(&options.kitchen, dumpling::text::DEFAULT_MAX_CHARS);
     let mut lc = LiveConfig::new(options.interfaces.iter().cloned());
     lc.filter = options.filter.clone();
     let capture = LiveCapture::start(lc).map_err(|source| LiveError::Start {
-        interfaces: options.interfaces.join(", "),
+        interfaces: dumpling::text::escape(
+            &options.interfaces.join(", "),
+            dumpling::text::DEFAULT_MAX_CHARS,
+        ),
         source,
     })?;
     tracing::info!("{k}: Sniffing started");
