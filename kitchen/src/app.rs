@@ -610,8 +610,20 @@ fn open_input(
     }
 }
 
-/// SIGINT/SIGTERM set the returned flag (the loops stop, the final poke and flush run);
-/// a second signal exits at once with 130.
+/// The next delivery of `signal`; never, when it could not be installed.
+#[cfg(unix)]
+async fn next_signal(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// SIGINT/SIGTERM/SIGHUP set the returned flag (the loops stop, the final poke and flush
+/// run); a second signal exits at once with 130. SIGHUP too: a closed terminal or ssh
+/// session killed a live kitchen at once (exit 129), losing its summary and last dumplings.
 fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -626,14 +638,15 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
                 #[cfg(unix)]
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                #[cfg(unix)]
+                let mut hup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
                 loop {
                     #[cfg(unix)]
                     let got = async {
-                        match term.as_mut() {
-                            Some(t) => {
-                                t.recv().await;
-                            }
-                            None => std::future::pending::<()>().await,
+                        tokio::select! {
+                            _ = next_signal(term.as_mut()) => {}
+                            _ = next_signal(hup.as_mut()) => {}
                         }
                     };
                     #[cfg(not(unix))]

@@ -702,7 +702,8 @@ fn sigterm_mid_run_flushes_and_closes_cleanly() {
 /// needed and no second signal.
 #[test]
 fn a_signal_before_the_input_starts_ends_the_run() {
-    for sig in ["TERM", "INT"] {
+    // HUP too: a closed terminal or ssh session ends the run cleanly (it killed it).
+    for sig in ["TERM", "INT", "HUP"] {
         let path = fifo(&format!("never-written-{sig}"));
         let mut kitchen = Proc::spawn(
             Command::new(bin("nd-sniff"))
