@@ -658,7 +658,11 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
                     // Pending chef compiles end now (a slow start is not waited out).
                     kitchen::chef_host::compile_worker::stop_all();
                     if flag.swap(true, Ordering::SeqCst) {
-                        eprintln!("nd-sniff: second signal; exiting now");
+                        // Not `eprintln!`: it panics when stderr's reader is gone.
+                        let _ = std::io::Write::write_all(
+                            &mut std::io::stderr(),
+                            b"nd-sniff: second signal; exiting now\n",
+                        );
                         std::process::exit(130);
                     }
                 }

@@ -20,7 +20,11 @@ fn main() -> ExitCode {
     let config = match cli::Config::from_cli(cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("nd-sniff: {e:#}");
+            // Not `eprintln!`: it panics when stderr's reader is gone.
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("nd-sniff: {e:#}\n"),
+            );
             return ExitCode::from(2);
         }
     };

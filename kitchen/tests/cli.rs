@@ -246,3 +246,31 @@ fn names_typed_on_the_command_line_cannot_forge_log_lines() {
     );
     assert!(err.contains(r"k\n2026-12-07"), "{err}");
 }
+
+/// `nd-sniff ... 2>&1 | head -1`: once stderr's reader is gone the logs are dropped and the
+/// run ends as it would have (a log write failed, `tracing` reported it with `eprintln!`,
+/// and that panicked: exit 101, mid-capture, no summary).
+#[test]
+fn a_log_reader_that_goes_away_does_not_end_the_kitchen() {
+    use std::io::BufRead;
+    let capture = workspace_root().join("captures/ndpi__anyconnect-vpn.pcap");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .arg("-r")
+        .arg(&capture)
+        .args(["--no-hub", "--chef-cache-dir"])
+        .arg(workspace_root().join("target/kitchen-test-tmp/cli-cache"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nd-sniff");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut first = String::new();
+    std::io::BufReader::new(stderr)
+        .read_line(&mut first)
+        .expect("a first log line");
+    // The reader is dropped here: every later log write fails with EPIPE.
+    let status = child.wait().expect("nd-sniff ends");
+    assert_eq!(status.code(), Some(0), "first line: {first}");
+}

@@ -177,15 +177,19 @@ pub struct LogWriter;
 pub struct LogLine;
 
 impl Write for LogLine {
+    /// A log line nobody can read any more (stderr's reader went away: `2>&1 | head`) is
+    /// dropped: an error here made `tracing` report it with `eprintln!`, which panics on a
+    /// closed stderr and ended the kitchen with exit 101, mid-capture, with no summary.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut err = std::io::stderr().lock();
         erase_shown(&mut err);
-        err.write_all(buf)?;
+        let _ = err.write_all(buf);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 
