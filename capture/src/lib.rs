@@ -48,7 +48,7 @@ pub use error::CaptureError;
 pub use file::{
     FileFormat, FileReader, DEFAULT_BUFFER_SIZE, MAX_FRAME_BYTES, MAX_RECORD_SIZE, STALL_WAIT,
 };
-pub use live::{list_interfaces, CaptureStats, LiveCapture, LiveConfig};
+pub use live::{list_interfaces, CaptureStats, FilterGate, GateRefusal, LiveCapture, LiveConfig};
 
 /// One captured packet, borrowed from the source.
 #[derive(Debug, Clone, Copy)]

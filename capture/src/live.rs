@@ -65,7 +65,42 @@ pub struct LiveConfig {
     /// a kernel block outside immediate mode, and the longest a capture thread can take to
     /// notice [`LiveCapture::stop`] if `pcap_breakloop` cannot wake it.
     pub read_timeout_ms: i32,
+    /// Asked before libpcap compiles `filter` for an interface (default none).
+    pub filter_gate: Option<FilterGate>,
 }
+
+/// A check run with `(expression, link type)` before libpcap compiles a filter in this
+/// process, whose compile cannot be interrupted and is superlinear in the expression: the
+/// kitchen tries the compile in a bounded child first. `Err(message)` refuses the filter.
+#[derive(Clone)]
+pub struct FilterGate(pub Arc<FilterGateFn>);
+
+/// The check of a [`FilterGate`]: `(expression, link type)`.
+pub type FilterGateFn = dyn Fn(&str, u32) -> Result<(), GateRefusal> + Send + Sync;
+
+/// Why a [`FilterGate`] refused a filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateRefusal {
+    /// What to tell the user.
+    pub message: String,
+    /// The refusal holds whatever the link type (too complex to compile, the check could
+    /// not run), so it is reported before any interface is opened.
+    pub for_every_link_type: bool,
+}
+
+impl std::fmt::Debug for FilterGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FilterGate")
+    }
+}
+
+impl PartialEq for FilterGate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for FilterGate {}
 
 impl Default for LiveConfig {
     fn default() -> Self {
@@ -78,6 +113,7 @@ impl Default for LiveConfig {
             queue_capacity: 65_536,
             immediate_mode: false,
             read_timeout_ms: 100,
+            filter_gate: None,
         }
     }
 }
@@ -276,16 +312,29 @@ impl LiveCapture {
         // may be valid only for the interface's own link type, e.g. `wlan ...`); the real
         // compile per interface follows after opening.
         if let Some(filter) = &config.filter {
-            if let Ok(dead) = Capture::dead(pcap::Linktype::ETHERNET) {
-                if let Err(pcap::Error::PcapError(message)) = dead.compile(filter, true) {
-                    if message.contains("syntax error") {
-                        return Err(CaptureError::BadFilter {
-                            interface: names.join(","),
-                            filter: filter.clone(),
-                            message,
-                        });
+            let refused = match &config.filter_gate {
+                // The gate compiles in its own bounded way (libpcap's compile cannot be
+                // interrupted and can take minutes).
+                Some(gate) => match (gate.0)(filter, pcap::Linktype::ETHERNET.0 as u32) {
+                    Err(r) if r.for_every_link_type || r.message.contains("syntax error") => {
+                        Some(r.message)
                     }
-                }
+                    _ => None,
+                },
+                None => match Capture::dead(pcap::Linktype::ETHERNET) {
+                    Ok(dead) => match dead.compile(filter, true) {
+                        Err(pcap::Error::PcapError(m)) if m.contains("syntax error") => Some(m),
+                        _ => None,
+                    },
+                    Err(_) => None,
+                },
+            };
+            if let Some(message) = refused {
+                return Err(CaptureError::BadFilter {
+                    interface: names.join(","),
+                    filter: filter.clone(),
+                    message,
+                });
             }
         }
         let devices = Device::list().map_err(|e| CaptureError::Live {
@@ -318,15 +367,20 @@ impl LiveCapture {
                 other => other,
             })?;
             if let Some(filter) = &config.filter {
-                cap.filter(filter, true)
-                    .map_err(|e| CaptureError::BadFilter {
-                        interface: name.clone(),
-                        filter: filter.clone(),
-                        message: match e {
-                            pcap::Error::PcapError(m) => m,
-                            other => other.to_string(),
-                        },
-                    })?;
+                let bad = |message: String| CaptureError::BadFilter {
+                    interface: name.clone(),
+                    filter: filter.clone(),
+                    message,
+                };
+                if let Some(gate) = &config.filter_gate {
+                    (gate.0)(filter, cap.get_datalink().0 as u32).map_err(|r| bad(r.message))?;
+                }
+                cap.filter(filter, true).map_err(|e| {
+                    bad(match e {
+                        pcap::Error::PcapError(m) => m,
+                        other => other.to_string(),
+                    })
+                })?;
             }
             let link_type = cap.get_datalink().0 as u32;
             opened.push((name.clone(), link_type, cap));

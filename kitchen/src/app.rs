@@ -19,6 +19,7 @@ use kitchen::chefs::reload::{self, ReloadHook, ReloadPolicy, Reloader};
 use kitchen::dispatch::{
     ChefSlot, ClockMode, Dispatcher, DumplingSink, InterestMatcher, SinkError,
 };
+use kitchen::input::filter_check::FilterCheck;
 use kitchen::input::progress::{ReplayCounts, ReplayProgress};
 use kitchen::outputs::crash_capsule::{CapsuleSettings, CrashCapsules};
 use kitchen::outputs::hello::HelloBuilder;
@@ -45,6 +46,21 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let k = Escaped::new(&config.kitchen_name).to_string();
     // First thing, so a signal during chef loading also ends the run cleanly.
     let stop = install_signal_handlers()?;
+    // A filter libpcap refuses whatever the link type (a syntax error, too complex to
+    // compile in time) fails here, before chefs load and run.
+    let filter_check = filter_check(&stop, config.filter_compile_timeout);
+    if let (Some(expression), Some(check)) = (&config.filter, &filter_check) {
+        match check.check(expression, 1) {
+            Err(_) if stop.load(Ordering::SeqCst) => {
+                tracing::warn!("{k}: Caught a signal while checking the filter; stopping");
+                return Ok(Outcome::Clean);
+            }
+            Err(e) if e.for_every_link_type || e.message.contains("syntax error") => {
+                return Err(e.into())
+            }
+            _ => {}
+        }
+    }
     let mut host = ChefHost::new(config.limits.clone(), config.cache.clone())
         .context("cannot start the chef host")?;
     if let Some(dir) = &config.trusted_chef_keys {
@@ -249,8 +265,20 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let mut hook = ReloadHook::new(reloader.as_ref(), &policy);
     let started = Instant::now();
     let result = match &config.source {
-        Source::File(path) => replay(&config, path, &mut dispatcher, &stop, &mut hook, &metrics),
-        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, &stop, &mut hook, &metrics),
+        Source::File(path) => {
+            let input = Input {
+                stop: &stop,
+                filter_check: &filter_check,
+            };
+            replay(&config, path, &mut dispatcher, input, &mut hook, &metrics)
+        }
+        Source::Live(ifaces) => {
+            let input = Input {
+                stop: &stop,
+                filter_check: &filter_check,
+            };
+            live(&config, ifaces, &mut dispatcher, input, &mut hook, &metrics)
+        }
     };
     // Whatever happened, hand what we have to the outputs (the final poke included), and
     // have them write it out (a full disk seen only at this flush was a silent exit 0).
@@ -431,16 +459,23 @@ fn setup_status(config: &Config, d: &mut Dispatcher, hub: Option<&Arc<Mutex<HubC
     }
 }
 
+/// What both runs share about their input: the stop flag and the filter's bounded check.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    stop: &'a Arc<AtomicBool>,
+    filter_check: &'a Option<FilterCheck>,
+}
+
 fn replay(
     config: &Config,
     path: &std::path::Path,
     d: &mut Dispatcher,
-    stop: &Arc<AtomicBool>,
+    input: Input<'_>,
     hook: &mut ReloadHook<'_>,
     metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
     let k = Escaped::new(&config.kitchen_name).to_string();
-    let Some(reader) = open_input(path, stop, &k)? else {
+    let Some(reader) = open_input(path, input.stop, &k)? else {
         tracing::warn!(
             "{k}: Caught a signal while waiting for {} to start; nothing was read",
             Escaped::new(&path.display().to_string())
@@ -456,7 +491,8 @@ fn replay(
     let mut last_log = Instant::now();
     let options = ReplayOptions {
         filter: config.filter.clone(),
-        stop: stop.clone(),
+        filter_check: input.filter_check.clone(),
+        stop: input.stop.clone(),
         progress: Some((
             kitchen::outputs::metrics::PUBLISH_EVERY,
             Box::new(move |c: &ReplayCounters, d: &mut Dispatcher| {
@@ -538,7 +574,7 @@ fn live(
     config: &Config,
     interfaces: &[String],
     d: &mut Dispatcher,
-    stop: &Arc<AtomicBool>,
+    input: Input<'_>,
     hook: &mut ReloadHook<'_>,
     metrics: &Option<Arc<KitchenMetrics>>,
 ) -> anyhow::Result<RunEnd> {
@@ -552,7 +588,8 @@ fn live(
         kitchen: config.kitchen_name.clone(),
         interfaces: interfaces.to_vec(),
         filter: config.filter.clone(),
-        stop: stop.clone(),
+        filter_check: input.filter_check.clone(),
+        stop: input.stop.clone(),
         progress,
     };
     match live::live(d, hook, options) {
@@ -561,6 +598,19 @@ fn live(
             Ok(RunEnd::OutputClosed)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Filters are compiled only after a bounded child compiled them (libpcap's optimizer can
+/// take minutes and cannot be interrupted); without this executable's path, unbounded.
+fn filter_check(stop: &Arc<AtomicBool>, timeout: Duration) -> Option<FilterCheck> {
+    match std::env::current_exe() {
+        Ok(exe) => Some(FilterCheck::new(exe, stop.clone()).with_timeout(timeout)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find this executable; the filter is compiled \
+                without a time limit");
+            None
+        }
     }
 }
 

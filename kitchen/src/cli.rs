@@ -88,6 +88,12 @@ pub struct Cli {
     #[arg(short = 'f', long, value_name = "PCAP_FILTER")]
     pub filter: Option<String>,
 
+    /// Longest libpcap may take to compile the filter, in seconds (per link type): the
+    /// compile is tried in a child process first and a filter that takes longer is refused
+    /// (libpcap's optimizer is superlinear: 600 `host` terms take ~10 s).
+    #[arg(long, value_name = "SECONDS", default_value_t = kitchen::input::filter_check::CHECK_TIMEOUT.as_secs())]
+    pub filter_compile_timeout_secs: u64,
+
     /// Run only the chef with this name; repeat for several (default: every chef found).
     #[arg(short = 'c', long = "chef", value_name = "CHEF_NAME")]
     pub chefs: Vec<String>,
@@ -292,6 +298,8 @@ pub struct Config {
     pub filter: Option<String>,
     /// The filter string as given (for the hello).
     pub filter_text: String,
+    /// `--filter-compile-timeout-secs`.
+    pub filter_compile_timeout: Duration,
     /// `-c` names.
     pub chefs: Vec<String>,
     /// `-l`.
@@ -376,6 +384,9 @@ impl Config {
                 "--chefs-memory-mib must be at least --chef-memory-mib ({}) and at most 1048576",
                 cli.chef_memory_mib
             );
+        }
+        if cli.filter_compile_timeout_secs == 0 || cli.filter_compile_timeout_secs > 3600 {
+            bail!("--filter-compile-timeout-secs must be between 1 and 3600");
         }
         if cli.chef_compile_timeout_secs == 0 || cli.chef_compile_timeout_secs > 3600 {
             bail!("--chef-compile-timeout-secs must be between 1 and 3600");
@@ -487,6 +498,7 @@ impl Config {
             source,
             filter,
             filter_text,
+            filter_compile_timeout: Duration::from_secs(cli.filter_compile_timeout_secs),
             chefs: cli.chefs,
             chef_list: cli.chef_list,
             poke_interval,

@@ -19,6 +19,8 @@
 //!   what the kitchen says of itself: hello, `KitchenStatusChef`, `/metrics`, crash capsules.
 //! * [`chef_host`]: the wasmtime host: engine, limits, cache, admission, instances, logs.
 //! * [`chefs`]: which chefs run: built-in and `--chef-dir`, selection by name, hot reload.
+//! * [`child_worker`]: bounded child processes of `nd-sniff` for work that cannot be
+//!   interrupted in-process (chef compiles, `--filter` compile checks).
 //! * [`run`]: the runs that wire these together on their threads (`-r FILE`: [`run::replay`];
 //!   `-i IFACE`: [`run::live`]), each with one between-batches hook ([`run::BetweenSteps`]).
 //!
@@ -30,6 +32,7 @@
 
 pub mod chef_host;
 pub mod chefs;
+pub mod child_worker;
 pub mod dispatch;
 pub mod input;
 pub mod outputs;

@@ -15,6 +15,10 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some(kitchen::chef_host::compile_worker::WORKER_ARG) {
         return kitchen::chef_host::compile_worker::worker_main(&args[2..]);
     }
+    // A filter-check worker (see `input::filter_check`): libpcap's compile, bounded.
+    if args.get(1).map(String::as_str) == Some(kitchen::input::filter_check::WORKER_ARG) {
+        return kitchen::input::filter_check::worker_main(&args[2..]);
+    }
     let cli = cli::Cli::parse();
     init_tracing();
     let config = match cli::Config::from_cli(cli) {

@@ -274,3 +274,83 @@ fn a_log_reader_that_goes_away_does_not_end_the_kitchen() {
     let status = child.wait().expect("nd-sniff ends");
     assert_eq!(status.code(), Some(0), "first line: {first}");
 }
+
+/// `host 10.0.x.y or host ...`: libpcap's optimizer is superlinear in the number of terms
+/// (600 took 10 s here, 3 000 more than 9 minutes, deaf to Ctrl-C).
+fn many_host_terms(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("host 10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+#[test]
+fn a_filter_too_complex_to_compile_is_refused_in_bounded_time_before_chefs_run() {
+    let capture = sample_capture();
+    let filter = many_host_terms(3000);
+    let started = std::time::Instant::now();
+    let out = nd_sniff(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--no-hub",
+        "--stdout",
+        "-f",
+        &filter,
+        "--filter-compile-timeout-secs",
+        "1",
+    ]);
+    let elapsed = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("too complex") && stderr.contains("--filter-compile-timeout-secs"),
+        "the refusal names the reason and the flag:\n{stderr}"
+    );
+    // The 50 KB expression is cut in the message, not printed whole.
+    assert!(stderr.len() < 8192, "{} bytes of stderr", stderr.len());
+    // Refused before any chef ran: no dumpling was written.
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+}
+
+#[test]
+fn a_filter_that_compiles_in_time_still_filters_the_replay() {
+    // 20 terms compile in milliseconds: the bounded check passes and the filter applies.
+    let capture = sample_capture();
+    let filter = format!("udp and not ({})", many_host_terms(20));
+    let out = nd_sniff(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--no-hub",
+        "--stdout",
+        "-c",
+        "PacketCountChef",
+        "-f",
+        &filter,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("passed the filter"))
+        .unwrap_or_else(|| panic!("no end-of-file line:\n{stderr}"));
+    let read: u64 = number_before(line, " packets read");
+    let passed: u64 = number_before(line, " passed the filter");
+    assert!(passed > 0 && passed < read, "{line}");
+}
+
+/// The number just before `marker` in `line`.
+fn number_before(line: &str, marker: &str) -> u64 {
+    let end = line.find(marker).expect("marker");
+    let digits: String = line[..end]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .expect("number")
+}

@@ -98,6 +98,7 @@ fn a_slow_chef_added_by_the_hook_sheds_and_every_packet_is_counted() {
         kitchen: "live_run".into(),
         interfaces: vec!["lo".into()],
         filter: Some(format!("udp port {port}")),
+        filter_check: None,
         stop: stop.clone(),
         // The first progress call says the loop runs (the capture is open).
         progress: Some((

@@ -79,6 +79,7 @@ fn run(path: &Path, chefs: Vec<LoadedChef>, merge: bool) -> (Vec<String>, Dispat
     let reader = capture::FileReader::open(path).expect("open capture");
     let options = ReplayOptions {
         filter: None,
+        filter_check: None,
         stop: Arc::new(AtomicBool::new(false)),
         progress: None,
     };

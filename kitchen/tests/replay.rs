@@ -62,6 +62,7 @@ fn dispatcher(sink: Box<dyn DumplingSink>, poke: Duration) -> Dispatcher {
 fn options() -> ReplayOptions {
     ReplayOptions {
         filter: None,
+        filter_check: None,
         stop: Arc::new(AtomicBool::new(false)),
         progress: None,
     }

@@ -1192,6 +1192,7 @@ fn kitchen_run_flows(
         Threads::Two => {
             let options = ReplayOptions {
                 filter: None,
+                filter_check: None,
                 stop: Arc::new(AtomicBool::new(false)),
                 progress: None,
             };

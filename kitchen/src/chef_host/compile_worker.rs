@@ -18,14 +18,15 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use super::error::LoadError;
+use crate::child_worker::{self, ChildEnd};
 
 /// First argument that makes `nd-sniff` a compile worker (not shown in `--help`).
 pub const WORKER_ARG: &str = "--internal-compile-chef-worker";
@@ -37,8 +38,6 @@ pub const DEFAULT_COMPILE_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_COMPILE_MEMORY_MIB: u64 = 2048;
 /// Largest compiled artifact accepted from the child, bytes.
 const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
-/// Stderr kept from a failing child, bytes.
-const MAX_STDERR: u64 = 4096;
 
 /// How chefs are compiled.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -93,78 +92,45 @@ fn compile_in_child(
         return Err(fail("the kitchen is stopping; not compiled".to_owned()));
     }
     let cpu_secs = timeout.as_secs().saturating_add(1);
-    let mut child = Command::new(exe)
-        .arg(WORKER_ARG)
-        .arg(memory_bytes.to_string())
-        .arg(cpu_secs.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            fail(format!(
-                "cannot start the compile worker {}: {e}",
-                exe.display()
-            ))
-        })?;
-    let (Some(mut stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(fail("the compile worker has no pipes".to_owned()));
-    };
-    let input = wasm.to_vec();
-    let writer = std::thread::spawn(move || {
-        // A child killed early closes its stdin: the write error is expected then.
-        let _ = stdin.write_all(&input);
-    });
-    let out_reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.take(MAX_ARTIFACT_BYTES + 1).read_to_end(&mut out);
-        out
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut err = Vec::new();
-        let _ = stderr.take(MAX_STDERR).read_to_end(&mut err);
-        err
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() >= timeout || STOPPING.load(Ordering::Relaxed) => {
-                break None
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!("cannot wait for the compile worker: {e}")));
-            }
-        }
-    };
-    let Some(status) = status else {
-        // Killed by its PID (our own child); `wait` reaps it so no zombie stays.
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = writer.join();
-        let _ = out_reader.join();
-        let _ = err_reader.join();
-        if STOPPING.load(Ordering::Relaxed) {
+    let args = [
+        WORKER_ARG.to_owned(),
+        memory_bytes.to_string(),
+        cpu_secs.to_string(),
+    ];
+    let stopping = || STOPPING.load(Ordering::Relaxed);
+    let end = child_worker::run(
+        exe,
+        &args,
+        wasm.to_vec(),
+        timeout,
+        MAX_ARTIFACT_BYTES,
+        &stopping,
+    )
+    .map_err(|e| {
+        fail(format!(
+            "cannot start the compile worker {}: {e}",
+            exe.display()
+        ))
+    })?;
+    let (status, out, err) = match end {
+        ChildEnd::Exited {
+            status,
+            stdout,
+            stderr,
+        } => (status, stdout, stderr),
+        ChildEnd::Stopped => {
             return Err(fail(
                 "the kitchen is stopping; the compile was killed".to_owned(),
-            ));
+            ))
         }
-        return Err(fail(format!(
-            "compiling took longer than {} s (--chef-compile-timeout-secs); the compile was \
-             killed",
-            timeout.as_secs_f64()
-        )));
+        ChildEnd::TimedOut => {
+            return Err(fail(format!(
+                "compiling took longer than {} s (--chef-compile-timeout-secs); the compile \
+                 was killed",
+                timeout.as_secs_f64()
+            )))
+        }
     };
-    let _ = writer.join();
-    let out = out_reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
     if status.success() && (out.len() as u64) <= MAX_ARTIFACT_BYTES {
         return Ok(out);
     }
@@ -215,22 +181,8 @@ pub fn worker_main(args: &[String]) -> ExitCode {
         eprintln!("usage: nd-sniff {WORKER_ARG} MEMORY_BYTES CPU_SECS (internal)");
         return ExitCode::from(2);
     };
-    // Die with the kitchen: a worker left compiling a slow component after the kitchen
-    // ended (a signal, the end of the input) ran on under init for up to its CPU limit.
-    // The kitchen thread that started this worker waits for it, so "the parent thread
-    // exited" means the kitchen no longer wants the result.
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and changes only this process.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-    // SAFETY: getppid has no arguments and cannot fail.
-    #[allow(unsafe_code)]
-    let orphaned = unsafe { libc::getppid() } == 1;
-    if rc != 0 || orphaned {
-        // The kitchen is already gone (or the guard could not be set): do not compile.
-        return ExitCode::from(1);
-    }
-    if let Err(e) = set_limit(libc::RLIMIT_AS, memory).and(set_limit(libc::RLIMIT_CPU, cpu)) {
-        eprintln!("cannot limit the compile worker: {e}");
+    if let Err(e) = child_worker::limit_self(memory, cpu) {
+        eprintln!("{e}");
         return ExitCode::from(1);
     }
     let mut wasm = Vec::new();
@@ -254,20 +206,5 @@ pub fn worker_main(args: &[String]) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(1)
         }
-    }
-}
-
-fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
-    let lim = libc::rlimit {
-        rlim_cur: value as libc::rlim_t,
-        rlim_max: value as libc::rlim_t,
-    };
-    // SAFETY: `setrlimit` reads one `rlimit` we own; it only lowers this process's limits.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::setrlimit(resource, &lim) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }

@@ -3,65 +3,98 @@
 //! pre-filtered with tcpdump). Live capture applies the filter in libpcap itself.
 //!
 //! libpcap compiles one program per link type (a pcapng file can mix several); a link type
-//! libpcap cannot compile the filter for lets its packets through, with one warning.
+//! libpcap cannot compile the filter for lets its packets through, with one warning. With a
+//! [`FilterCheck`], each compile is first tried in a bounded child, so a filter too complex
+//! for libpcap's optimizer is refused instead of stalling the replay.
 
 use std::collections::HashMap;
 
 use capture::PacketRecord;
+use dumpling::text::Escaped;
 use pcap::{BpfProgram, Capture, Linktype};
+
+use super::filter_check::FilterCheck;
 
 /// A compiled filter, per link type.
 pub struct FileFilter {
     expression: String,
     programs: HashMap<u32, Option<BpfProgram>>,
+    check: Option<FilterCheck>,
 }
 
 /// The filter expression does not compile.
 #[derive(Debug, thiserror::Error)]
-#[error("bad capture filter {expression:?}: {message}")]
+#[error(
+    "bad capture filter \"{}\": {}",
+    Escaped::with_max(expression, 200),
+    Escaped::with_max(message, 1024)
+)]
 pub struct FilterError {
     /// The expression.
     pub expression: String,
-    /// libpcap's message.
+    /// libpcap's message, or why the check refused it.
     pub message: String,
+    /// The refusal holds whatever the link type: the filter is too complex to compile in
+    /// time, or the check could not run (libpcap's own refusals are per link type).
+    pub for_every_link_type: bool,
 }
 
 impl FileFilter {
-    /// Compile `expression` for Ethernet up front, so a typo fails at start-up.
-    pub fn new(expression: &str) -> Result<Self, FilterError> {
+    /// Compile `expression` for Ethernet up front, so a typo fails at start-up; with
+    /// `check`, every compile (this one and one per further link type) is first tried in a
+    /// bounded child.
+    pub fn new(expression: &str, check: Option<FilterCheck>) -> Result<Self, FilterError> {
         let mut f = FileFilter {
             expression: expression.to_owned(),
             programs: HashMap::new(),
+            check,
         };
-        let ethernet = compile(expression, 1).map_err(|message| FilterError {
-            expression: expression.to_owned(),
-            message,
-        })?;
+        let ethernet = f.compile_checked(1)?;
         f.programs.insert(1, Some(ethernet));
         Ok(f)
     }
 
     /// Does the packet pass?
     pub fn matches(&mut self, record: &PacketRecord<'_>) -> bool {
-        let expression = &self.expression;
-        let program = self.programs.entry(record.link_type).or_insert_with(|| {
-            match compile(expression, record.link_type) {
+        if !self.programs.contains_key(&record.link_type) {
+            let program = match self.compile_checked(record.link_type) {
                 Ok(p) => Some(p),
-                Err(message) => {
-                    tracing::warn!(link_type = record.link_type, filter = %expression, %message,
-                        "cannot apply the filter to this link type; its packets pass unfiltered");
+                Err(e) => {
+                    tracing::warn!(
+                        link_type = record.link_type,
+                        "{e}; \
+                        the filter does not apply to this link type: its packets pass unfiltered"
+                    );
                     None
                 }
-            }
-        });
-        match program {
+            };
+            self.programs.insert(record.link_type, program);
+        }
+        match self
+            .programs
+            .get(&record.link_type)
+            .and_then(Option::as_ref)
+        {
             Some(p) => p.filter(record.data),
             None => true,
         }
     }
+
+    /// The bounded check (when set), then the compile in this process.
+    fn compile_checked(&self, link_type: u32) -> Result<BpfProgram, FilterError> {
+        if let Some(check) = &self.check {
+            check.check(&self.expression, link_type)?;
+        }
+        compile(&self.expression, link_type).map_err(|message| FilterError {
+            expression: self.expression.clone(),
+            message,
+            for_every_link_type: false,
+        })
+    }
 }
 
-fn compile(expression: &str, link_type: u32) -> Result<BpfProgram, String> {
+/// libpcap's optimizing compile of `expression` for `link_type`; `Err`: libpcap's message.
+pub(super) fn compile(expression: &str, link_type: u32) -> Result<BpfProgram, String> {
     let dlt =
         i32::try_from(link_type).map_err(|_| format!("link type {link_type} out of range"))?;
     let dead = Capture::dead(Linktype(dlt)).map_err(|e| e.to_string())?;
@@ -74,9 +107,9 @@ mod tests {
 
     #[test]
     fn filters_by_protocol_and_rejects_typos() {
-        assert!(FileFilter::new("tcp or udp or arp").is_ok());
-        assert!(FileFilter::new("tcp and and").is_err());
-        let mut f = FileFilter::new("arp").unwrap();
+        assert!(FileFilter::new("tcp or udp or arp", None).is_ok());
+        assert!(FileFilter::new("tcp and and", None).is_err());
+        let mut f = FileFilter::new("arp", None).unwrap();
         let mut arp = vec![0xff; 6];
         arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
         arp.extend_from_slice(&[0; 28]);

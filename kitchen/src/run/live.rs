@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capture::{CaptureError, CaptureStats, LiveCapture, LiveConfig};
+use capture::{CaptureError, CaptureStats, FilterGate, GateRefusal, LiveCapture, LiveConfig};
+
+use crate::input::filter_check::FilterCheck;
 
 use crate::dispatch::{wall_ns, Dispatcher, SinkError};
 use crate::outputs::status::CaptureCounters;
@@ -47,6 +49,9 @@ pub struct LiveOptions {
     pub interfaces: Vec<String>,
     /// A BPF expression packets must match.
     pub filter: Option<String>,
+    /// Where libpcap's compile of `filter` is first tried in a bounded child (`None`:
+    /// compiled without a bound).
+    pub filter_check: Option<FilterCheck>,
     /// Set by a signal handler to stop.
     pub stop: Arc<AtomicBool>,
     /// Called at most this often (also while the network is quiet).
@@ -105,6 +110,14 @@ pub fn live(
     let k = dumpling::text::escape(&options.kitchen, dumpling::text::DEFAULT_MAX_CHARS);
     let mut lc = LiveConfig::new(options.interfaces.iter().cloned());
     lc.filter = options.filter.clone();
+    lc.filter_gate = options.filter_check.clone().map(|check| {
+        FilterGate(Arc::new(move |expression: &str, link_type: u32| {
+            check.check(expression, link_type).map_err(|e| GateRefusal {
+                message: e.message,
+                for_every_link_type: e.for_every_link_type,
+            })
+        }))
+    });
     let capture = LiveCapture::start(lc).map_err(|source| LiveError::Start {
         interfaces: dumpling::text::escape(
             &options.interfaces.join(", "),

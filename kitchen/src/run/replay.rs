@@ -37,6 +37,7 @@ use capture::{CaptureError, FileReader};
 
 use crate::dispatch::{Dispatcher, SinkError};
 use crate::input::file_filter::{FileFilter, FilterError};
+use crate::input::filter_check::FilterCheck;
 use crate::parse::batch::{Batch, BatchBuilder, Step};
 use crate::parse::poke_clock::ClockAnomalies;
 
@@ -127,6 +128,9 @@ pub struct ReplayCounters {
 pub struct ReplayOptions {
     /// A BPF expression packets must match (as `tcpdump -r FILE EXPR` would).
     pub filter: Option<String>,
+    /// Where each compile of `filter` is first tried in a bounded child (`None`: compiled
+    /// in this process without a bound, for libraries and benchmarks).
+    pub filter_check: Option<FilterCheck>,
     /// Set by a signal handler to stop early.
     pub stop: Arc<AtomicBool>,
     /// Called on the calling thread, at most this often, with the counters (also while
@@ -160,17 +164,18 @@ pub fn replay(
     mut options: ReplayOptions,
 ) -> Result<(ReplayEnd, Arc<ReplayCounters>), ReplayError> {
     // Compile the filter here first, so a bad expression fails before anything starts;
-    // the reading thread compiles its own copy (libpcap programs are not `Send`).
-    if let Some(f) = &options.filter {
-        FileFilter::new(f)?;
-    }
+    // the reading thread takes it (and compiles for further link types as they appear).
+    let filter = match &options.filter {
+        Some(f) => Some(FileFilter::new(f, options.filter_check.clone())?),
+        None => None,
+    };
     let counters = Arc::new(ReplayCounters::default());
     let cut_request = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::sync_channel::<FromReader>(CHANNEL_MESSAGES);
     let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
     let reading = ReadingThread {
         reader,
-        filter: options.filter.clone(),
+        filter,
         stop: options.stop.clone(),
         cut_request: cut_request.clone(),
         counters: counters.clone(),
@@ -280,7 +285,7 @@ fn run_steps(d: &mut Dispatcher, steps: Vec<Step>, spare: &Sender<Batch>) -> Res
 /// The reading thread's state.
 struct ReadingThread {
     reader: FileReader,
-    filter: Option<String>,
+    filter: Option<FileFilter>,
     stop: Arc<AtomicBool>,
     cut_request: Arc<AtomicBool>,
     counters: Arc<ReplayCounters>,
@@ -328,17 +333,7 @@ impl ReadingThread {
 
     /// Read to the end (or a stop); `Err(Gone)` when the calling thread is gone.
     fn read_all(&mut self) -> Result<Result<ReplayEnd, CaptureError>, Gone> {
-        let mut filter = match &self.filter {
-            Some(f) => match FileFilter::new(f) {
-                Ok(f) => Some(f),
-                // Compiled once already by `replay`: cannot fail here, but must not panic.
-                Err(e) => {
-                    tracing::error!("{e}");
-                    return Ok(Ok(ReplayEnd::Done));
-                }
-            },
-            None => None,
-        };
+        let mut filter = self.filter.take();
         // Pipes only: a regular file never stalls, and its batches stay cut by count and
         // pokes alone, so its replay is the same run after run.
         let is_pipe = self.reader.report_stalls(true);

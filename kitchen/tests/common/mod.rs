@@ -101,6 +101,7 @@ pub fn replay(
     let reader = FileReader::open(path).expect("open capture");
     let options = ReplayOptions {
         filter: filter.map(str::to_owned),
+        filter_check: None,
         stop: Arc::new(AtomicBool::new(false)),
         progress: None,
     };
