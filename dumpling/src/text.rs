@@ -127,6 +127,59 @@ pub fn escape_path(path: &std::path::Path) -> String {
     escape(&path.to_string_lossy(), DEFAULT_MAX_CHARS)
 }
 
+/// One formatted log record made safe for a terminal, whatever its fields held: every
+/// control or formatting character is escaped as [`escape`] would (a newline inside the
+/// record cannot start a forged log line, a title-setting or cursor escape never reaches
+/// the terminal), except the record's final newline, tabs, and — when `keep_colours` (the
+/// logger colours its own output) — SGR colour sequences `ESC [ digits ; ... m`. The
+/// backslash is kept as it is (the record's own text may hold escapes already). Borrowed
+/// when nothing needs escaping (the usual case).
+///
+/// For the writer under a `tracing` subscriber: messages are escaped by their authors
+/// already, but a field's `Display` (a path, an error from the OS naming a file) may not be.
+pub fn sanitize_log_record(record: &str, keep_colours: bool) -> std::borrow::Cow<'_, str> {
+    let body = record.strip_suffix('\n').unwrap_or(record);
+    let unsafe_char = |c: char| c != '\\' && c != '\t' && needs_escape(c);
+    if !body.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(record);
+    }
+    let mut out = String::with_capacity(record.len() + 16);
+    let mut rest = body;
+    while let Some(c) = rest.chars().next() {
+        if keep_colours && c == '\u{1b}' {
+            if let Some(len) = sgr_len(rest) {
+                out.push_str(&rest[..len]);
+                rest = &rest[len..];
+                continue;
+            }
+        }
+        if unsafe_char(c) {
+            push_escaped(&mut out, c, false);
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    if body.len() < record.len() {
+        out.push('\n');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Length of the SGR sequence (`ESC [ 0-9 ; ... m`, at most 32 bytes) `s` starts with.
+fn sgr_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.get(1) != Some(&b'[') {
+        return None;
+    }
+    let params = b[2..]
+        .iter()
+        .take(30)
+        .take_while(|&&x| x.is_ascii_digit() || x == b';')
+        .count();
+    (b.get(2 + params) == Some(&b'm')).then_some(3 + params)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -197,5 +250,28 @@ mod tests {
         let worst = "\u{202e}".repeat(1000);
         assert!(escape(&worst, 256).len() <= 6 * 256 + 3 * 256 + 20);
         assert_eq!(Escaped::with_max("a\nb", 1).to_string(), "a…[+2 bytes]");
+    }
+
+    #[test]
+    fn log_records_keep_one_line_and_only_their_own_colours() {
+        use super::sanitize_log_record as clean;
+        let plain = "2026 INFO k: Reading packets from a.pcap\n";
+        assert!(matches!(clean(plain, true), std::borrow::Cow::Borrowed(_)));
+        // A newline and a title escape from a path in a field: one line, no ESC left.
+        let forged = "WARN cache dir=/x\u{1b}]0;T\nFAKE-LOG-LINE\u{1b}[31m\n";
+        let out = clean(forged, false);
+        assert_eq!(out, "WARN cache dir=/x\\x1b]0;T\\nFAKE-LOG-LINE\\x1b[31m\n");
+        assert_eq!(out.matches('\n').count(), 1);
+        // The logger's own colours survive when it colours; any other escape does not.
+        let coloured = "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m k: \u{1b}]0;T\u{7}x\r\n";
+        assert_eq!(
+            clean(coloured, true),
+            "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m k: \\x1b]0;T\\x07x\\r\n"
+        );
+        // Bidi overrides and C1 controls too; tabs and backslashes stay.
+        assert_eq!(
+            clean("a\u{202e}b\u{85}c\td\\e", false),
+            "a\\u{202e}b\\x85c\td\\e"
+        );
     }
 }

@@ -24,10 +24,12 @@ fn main() -> ExitCode {
     let config = match cli::Config::from_cli(cli) {
         Ok(c) => c,
         Err(e) => {
-            // Not `eprintln!`: it panics when stderr's reader is gone.
-            let _ = std::io::Write::write_fmt(
+            // Not `eprintln!`: it panics when stderr's reader is gone. Escaped: the error
+            // names files and arguments as the user gave them.
+            let line = format!("nd-sniff: {e:#}\n");
+            let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
-                format_args!("nd-sniff: {e:#}\n"),
+                dumpling::text::sanitize_log_record(&line, false).as_bytes(),
             );
             return ExitCode::from(2);
         }
@@ -46,12 +48,14 @@ fn main() -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only on a terminal: logs piped to a file or a CI log stay plain text.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // stderr, erasing the replay's progress line before each log line.
-        .with_writer(kitchen::input::progress::LogWriter)
+        // stderr, erasing the replay's progress line before each log line, escaping what
+        // fields brought in.
+        .with_writer(kitchen::input::progress::LogWriter { colours })
         .with_target(false)
-        // Colour only on a terminal: logs piped to a file or a CI log stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colours)
         .init();
 }

@@ -354,3 +354,72 @@ fn number_before(line: &str, marker: &str) -> u64 {
         .parse()
         .expect("number")
 }
+
+#[test]
+fn hostile_names_in_arguments_never_split_or_colour_a_log_line() {
+    // A capture, a token file, a kitchen name and a cache folder as a hostile script would
+    // name them: a newline starts a forged line, ESC ] sets the terminal title. Every
+    // record must stay one line with no control character, in errors and in progress alike.
+    let forged = "x\u{1b}]0;T\nFAKE-LOG-LINE\u{1b}[31m\r";
+    let tmp = workspace_root().join("target/kitchen-test-tmp/hostile-names");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let capture = tmp.join(format!("{forged}.pcap"));
+    std::fs::copy(sample_capture(), &capture).expect("copy capture");
+    let missing = tmp.join(format!("{forged}.nope"));
+    let token = tmp.join(format!("{forged}.token"));
+    let cache = format!("/dev/null/{forged}");
+    let runs: Vec<Vec<String>> = vec![
+        vec![
+            "-r".into(),
+            capture.display().to_string(),
+            "--stdout".into(),
+            "--no-hub".into(),
+            "-n".into(),
+            format!("k{forged}"),
+            "-c".into(),
+            "PacketCountChef".into(),
+        ],
+        vec![
+            "-r".into(),
+            missing.display().to_string(),
+            "--no-hub".into(),
+        ],
+        vec![
+            "-r".into(),
+            capture.display().to_string(),
+            "-h".into(),
+            "127.0.0.1:9".into(),
+            "--token-file".into(),
+            token.display().to_string(),
+        ],
+        vec![
+            "-r".into(),
+            capture.display().to_string(),
+            "--no-hub".into(),
+            "--stdout".into(),
+            "-f".into(),
+            format!("tcp {forged}"),
+        ],
+    ];
+    for args in runs {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nd-sniff"));
+        cmd.args(&args)
+            .arg("--chef-cache-dir")
+            .arg(&cache)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        let out = cmd.output().expect("run nd-sniff");
+        let stderr = text(&out.stderr);
+        assert!(!stderr.is_empty(), "{args:?}: nothing logged");
+        for line in stderr.lines() {
+            assert!(
+                line.starts_with("20") || line.starts_with("nd-sniff: "),
+                "{args:?}: a line that is no log record:\n{line}\n---\n{stderr}"
+            );
+            assert!(
+                !line.chars().any(|c| c.is_control() && c != '\t'),
+                "{args:?}: a control character reached the log:\n{line:?}"
+            );
+        }
+    }
+}

@@ -168,22 +168,32 @@ fn clock(secs: f64) -> String {
 }
 
 /// The `tracing` writer of `nd-sniff`: stderr, erasing a shown progress line before each
-/// log line (the next redraw puts the line back below it).
+/// log line (the next redraw puts the line back below it), and escaping any control
+/// character a field brought in ([`dumpling::text::sanitize_log_record`]): every record
+/// stays one line whatever a file name, interface or OS error held.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LogWriter;
+pub struct LogWriter {
+    /// The subscriber colours its output (`with_ansi`): its SGR sequences are kept.
+    pub colours: bool,
+}
 
 /// One log line's writer (see [`LogWriter`]).
 #[derive(Debug)]
-pub struct LogLine;
+pub struct LogLine {
+    colours: bool,
+}
 
 impl Write for LogLine {
     /// A log line nobody can read any more (stderr's reader went away: `2>&1 | head`) is
     /// dropped: an error here made `tracing` report it with `eprintln!`, which panics on a
     /// closed stderr and ended the kitchen with exit 101, mid-capture, with no summary.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // `tracing`'s formatter writes each record whole, in one call.
+        let text = String::from_utf8_lossy(buf);
+        let clean = dumpling::text::sanitize_log_record(&text, self.colours);
         let mut err = std::io::stderr().lock();
         erase_shown(&mut err);
-        let _ = err.write_all(buf);
+        let _ = err.write_all(clean.as_bytes());
         Ok(buf.len())
     }
 
@@ -197,7 +207,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     type Writer = LogLine;
 
     fn make_writer(&'a self) -> LogLine {
-        LogLine
+        LogLine {
+            colours: self.colours,
+        }
     }
 }
 
