@@ -162,7 +162,7 @@ impl CapsuleSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum CapsuleError {
     /// The directory could not be created, listed or written.
-    #[error("--chef-crash-dir {dir}: {source}; give a writable directory")]
+    #[error("--chef-crash-dir {dir} is not a writable directory")]
     Dir {
         /// The directory (escaped).
         dir: String,
@@ -253,6 +253,17 @@ impl CrashCapsules {
             source,
         };
         std::fs::create_dir_all(&settings.dir).map_err(dir_err)?;
+        // Writable now, not at the first crash (a read-only folder was accepted, and the
+        // first capsule failed with the run long under way).
+        let probe = settings
+            .dir
+            .join(format!(".nd-write-check-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(dir_err)?;
+        let _ = std::fs::remove_file(&probe);
         let store = Store::open(&settings).map_err(dir_err)?;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = sync_channel(QUEUE);
@@ -1016,6 +1027,33 @@ mod tests {
         assert!(escape_name(&"é".repeat(100)).len() <= 66);
         assert_eq!(shell_quote("/a/b.pcap"), "/a/b.pcap");
         assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
+    }
+
+    #[test]
+    fn a_folder_that_cannot_take_capsules_is_refused_at_start_naming_the_cause_once() {
+        // A file where the folder should be, and (read-only without root) /proc.
+        let file = std::env::temp_dir().join(format!("nd-capsule-file-{}", std::process::id()));
+        std::fs::write(&file, b"x").unwrap();
+        for dir in [file.clone(), PathBuf::from("/proc/self")] {
+            let settings = CapsuleSettings {
+                dir: dir.clone(),
+                max_files: 2,
+                max_bytes: 1000,
+                poke_interval: Duration::from_secs(1),
+                replay: true,
+                flows: None,
+            };
+            let Err(e) = CrashCapsules::start(settings) else {
+                panic!("{} accepted", dir.display());
+            };
+            let shown = e.to_string();
+            let cause = std::error::Error::source(&e).map(|s| s.to_string());
+            assert!(shown.contains("not a writable directory"), "{shown}");
+            assert!(cause.is_some(), "the OS error is the source");
+            // `{:#}` (anyhow) prints the display and then the cause: not twice.
+            assert!(!shown.contains("os error"), "{shown}");
+        }
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]
