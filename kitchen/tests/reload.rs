@@ -593,6 +593,85 @@ fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
         .contains("no \\0asm header"));
 }
 
+/// Two files that swap contents (`a.wasm` <-> `b.wasm`, as a branch checkout does) each
+/// conflict with the other's old version: each new version was refused and the folder never
+/// settled. Now a version refused for a name another file holds waits, and both swap in
+/// together once both files changed, without a moment with a name held twice.
+#[test]
+fn two_chef_files_that_swap_contents_settle_once_both_changed() {
+    use kitchen::chef_host::ChefSource;
+    use kitchen::chefs::reload::{apply_with, Applied, ParkedVersions, ReloadEvent, ReloadPolicy};
+    use kitchen::dispatch::{ClockMode, Dispatcher};
+    use kitchen::outputs::status::StatusDetail;
+
+    let host = host();
+    let a = PathBuf::from("/nonexistent/chefs/a.wasm");
+    let b = PathBuf::from("/nonexistent/chefs/b.wasm");
+    let port = std::fs::read(fixture("port_chef")).unwrap();
+    let reload = std::fs::read(fixture("reload_chef")).unwrap();
+    let load = |path: &PathBuf, bytes: &[u8]| {
+        Box::new(host.load(ChefSource::File(path.clone()), bytes).unwrap())
+    };
+    let first = load(&a, &port);
+    let second = load(&b, &reload);
+    let (port_name, reload_name) = (first.name().to_owned(), second.name().to_owned());
+    let out = Collect::default();
+    let mut d = Dispatcher::new(
+        "k",
+        vec![slot(*first), slot(*second)],
+        Duration::from_secs(3600),
+        ClockMode::Replay,
+        Box::new(out),
+    );
+    let policy = ReloadPolicy::default();
+    let mut parked = ParkedVersions::default();
+    let source_of = |d: &Dispatcher, name: &str| -> Vec<String> {
+        d.chefs()
+            .iter()
+            .filter(|s| s.chef.name() == name)
+            .map(|s| s.chef.source().to_string())
+            .collect()
+    };
+
+    // a.wasm now holds what b.wasm held: refused (b's old version holds the name), kept.
+    let ready = |path: &PathBuf, bytes: &[u8]| ReloadEvent::Ready {
+        path: path.clone(),
+        chef: load(path, bytes),
+        load_time: Duration::ZERO,
+    };
+    let applied = apply_with(&mut d, ready(&a, &reload), &policy, &mut parked).unwrap();
+    assert_eq!(applied, Applied::Unchanged);
+    assert_eq!(parked.len(), 1);
+    assert_eq!(source_of(&d, &port_name), vec![a.display().to_string()]);
+    let report = d.status_report(StatusDetail::Deterministic);
+    assert!(report.load_failures[&a.display().to_string()]
+        .error
+        .contains("starts if that file changes"));
+
+    // b.wasm now holds what a.wasm held: together they leave each name to one chef.
+    let applied = apply_with(&mut d, ready(&b, &port), &policy, &mut parked).unwrap();
+    assert_ne!(applied, Applied::Unchanged);
+    assert!(parked.is_empty());
+    assert_eq!(d.chefs().len(), 2);
+    assert_eq!(source_of(&d, &port_name), vec![b.display().to_string()]);
+    assert_eq!(source_of(&d, &reload_name), vec![a.display().to_string()]);
+    let report = d.status_report(StatusDetail::Deterministic);
+    assert!(
+        report.load_failures.is_empty(),
+        "{:?}",
+        report.load_failures
+    );
+
+    // A version that waits is dropped when its file changes again or goes away.
+    let applied = apply_with(&mut d, ready(&a, &port), &policy, &mut parked).unwrap();
+    assert_eq!((applied, parked.len()), (Applied::Unchanged, 1));
+    let removed = ReloadEvent::Removed { path: a.clone() };
+    let applied = apply_with(&mut d, removed, &policy, &mut parked).unwrap();
+    assert_eq!(applied, Applied::Removed(reload_name.clone()));
+    assert!(parked.is_empty());
+    assert_eq!(d.chefs().len(), 1);
+}
+
 /// The default `--chef-threads` depends on the clock: live leaves the capture thread a core
 /// (one per core but one), a replay takes every core; both at most one per chef.
 #[test]

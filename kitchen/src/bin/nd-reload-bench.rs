@@ -98,10 +98,11 @@ fn landing_round(wasm: &Path, scratch: &Path, cache: &Path) -> anyhow::Result<Du
     // the rename, which would flatter the figure.
     std::thread::sleep(reload::DEBOUNCE * 2);
     let landed = Instant::now();
+    let mut parked = reload::ParkedVersions::default();
     std::fs::rename(&tmp, dir.join("reload_chef.wasm"))?;
     let mut ts = kitchen::dispatch::wall_ns();
     loop {
-        reload::apply_pending(Some(&reloader), &mut d, &policy)?;
+        reload::apply_pending(Some(&reloader), &mut d, &policy, &mut parked)?;
         ts += 1_000_000;
         d.push(&PacketRecord {
             timestamp_ns: ts,

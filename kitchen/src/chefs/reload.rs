@@ -559,15 +559,127 @@ fn chef_source_is(lane: &ChefLane, path: &Path) -> bool {
     matches!(lane.chef.source(), ChefSource::File(p) if p == path)
 }
 
+/// New versions refused only because another *file*'s running chef holds their name, kept
+/// until that file changes too: files that swap contents (`a.wasm` <-> `b.wasm`, a branch
+/// checkout) each conflict with the other's old version, and without this never settled.
+/// Owned by the run's [`ReloadHook`]; a later event for the same file supersedes its entry.
+#[derive(Default)]
+pub struct ParkedVersions {
+    versions: Vec<(PathBuf, Box<LoadedChef>, Duration)>,
+}
+
+impl ParkedVersions {
+    /// How many new versions wait.
+    pub fn len(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+
+    fn forget(&mut self, path: &Path) {
+        self.versions.retain(|(p, _, _)| p != path);
+    }
+}
+
 /// Apply one reload event to the dispatcher, between batches. Errors are only the output's
 /// (a closed stdout); chef problems are logged, counted and leave the running chefs alone.
+/// A new version refused for a name another file's running chef holds is not kept (see
+/// [`apply_with`]).
 pub fn apply(
     d: &mut Dispatcher,
     event: ReloadEvent,
     policy: &ReloadPolicy,
 ) -> Result<Applied, SinkError> {
-    let applied = apply_event(d, event, policy)?;
-    if applied != Applied::Unchanged {
+    apply_with(d, event, policy, &mut ParkedVersions::default())
+}
+
+/// [`apply`], keeping new versions refused for a name another file's running chef holds in
+/// `parked`, and swapping every parked version in together as soon as that leaves each
+/// name to one chef.
+pub fn apply_with(
+    d: &mut Dispatcher,
+    event: ReloadEvent,
+    policy: &ReloadPolicy,
+    parked: &mut ParkedVersions,
+) -> Result<Applied, SinkError> {
+    let path = match &event {
+        ReloadEvent::Ready { path, .. }
+        | ReloadEvent::Removed { path }
+        | ReloadEvent::Failed { path, .. } => path.clone(),
+    };
+    parked.forget(&path);
+    let mut applied = match apply_event(d, event, policy)? {
+        Outcome::Done(applied) => applied,
+        Outcome::NameHeldByFile {
+            path,
+            chef,
+            load_time,
+        } => {
+            parked.versions.push((path, chef, load_time));
+            Applied::Unchanged
+        }
+    };
+    if !parked.is_empty() {
+        if let Some(settled) = settle(d, policy, parked)? {
+            applied = settled;
+        }
+    }
+    after_change(d, policy, &applied);
+    Ok(applied)
+}
+
+/// Swap every parked version in, if together they leave each chef name to one chef: the
+/// old versions of their files are retired first, so no name is ever held twice.
+fn settle(
+    d: &mut Dispatcher,
+    policy: &ReloadPolicy,
+    parked: &mut ParkedVersions,
+) -> Result<Option<Applied>, SinkError> {
+    let is_parked = |src: &ChefSource| matches!(src, ChefSource::File(p) if parked.versions.iter().any(|(q, _, _)| q == p));
+    let mut after: Vec<(&str, &ChefSource)> = d
+        .chefs()
+        .iter()
+        .map(|s| (s.chef.name(), s.chef.source()))
+        .filter(|(_, src)| !is_parked(src))
+        .collect();
+    for (_, chef, _) in &parked.versions {
+        match name_verdict(after.iter().copied(), chef.name(), chef.source()) {
+            NameVerdict::Duplicate(_) => return Ok(None),
+            NameVerdict::New | NameVerdict::OverridesBuiltin(_) => {
+                after.push((chef.name(), chef.source()))
+            }
+        }
+    }
+    for (path, chef, _) in &parked.versions {
+        if let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, path)) {
+            let (old, _) = d.retire_chef(i)?;
+            tracing::info!(file = %escape_path(path), old_chef = %Escaped::new(old.chef.name()),
+                chef = %Escaped::new(chef.name()),
+                "chef files swapped names: the old version stopped, the new one starts");
+        }
+    }
+    let mut last = None;
+    for (path, chef, load_time) in std::mem::take(&mut parked.versions) {
+        let event = ReloadEvent::Ready {
+            path,
+            chef,
+            load_time,
+        };
+        // Every name is free now: each is added (a refusal here is only logged).
+        if let Outcome::Done(applied) = apply_event(d, event, policy)? {
+            last = Some(applied);
+        }
+    }
+    Ok(last)
+}
+
+/// What a change means beyond its chefs: the chef threads follow the chef count, and the
+/// run's own hook (hello, status) is told.
+fn after_change(d: &mut Dispatcher, policy: &ReloadPolicy, applied: &Applied) {
+    if *applied != Applied::Unchanged {
         // The default `--chef-threads` follows the chef count.
         let before = d.chef_threads();
         match d.fit_chef_threads() {
@@ -588,14 +700,26 @@ pub fn apply(
             hook(d);
         }
     }
-    Ok(applied)
+}
+
+/// How [`apply_event`] ended.
+enum Outcome {
+    /// Applied, or refused for good (logged).
+    Done(Applied),
+    /// Refused (logged) because another file's running chef holds the name: worth keeping
+    /// in case that file changes too.
+    NameHeldByFile {
+        path: PathBuf,
+        chef: Box<LoadedChef>,
+        load_time: Duration,
+    },
 }
 
 fn apply_event(
     d: &mut Dispatcher,
     event: ReloadEvent,
     policy: &ReloadPolicy,
-) -> Result<Applied, SinkError> {
+) -> Result<Outcome, SinkError> {
     match event {
         ReloadEvent::Failed { path, error } => {
             let running = d.chefs().iter().find(|s| chef_source_is(s, &path));
@@ -610,17 +734,17 @@ fn apply_event(
             }
             d.status_inputs()
                 .record_load_failure(&escape_path(&path), &error);
-            Ok(Applied::Unchanged)
+            Ok(Outcome::Done(Applied::Unchanged))
         }
         ReloadEvent::Removed { path } => {
             let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, &path)) else {
-                return Ok(Applied::Unchanged);
+                return Ok(Outcome::Done(Applied::Unchanged));
             };
             let (slot, _) = d.retire_chef(i)?;
             tracing::info!(file = %escape_path(&path), chef = slot.chef.name(),
                 "chef file removed; chef stopped (after its final interval dumpling)");
             d.status_inputs().clear_load_failures(&escape_path(&path));
-            Ok(Applied::Removed(slot.chef.name().to_owned()))
+            Ok(Outcome::Done(Applied::Removed(slot.chef.name().to_owned())))
         }
         ReloadEvent::Ready {
             path,
@@ -633,7 +757,7 @@ fn apply_event(
             if !policy.only.is_empty() && !policy.only.contains(&name) {
                 tracing::info!(file = %escape_path(&path), chef = %Escaped::new(&name),
                     "chef file ignored: not one of the chefs selected with -c");
-                return Ok(Applied::Unchanged);
+                return Ok(Outcome::Done(Applied::Unchanged));
             }
             let same_file = d.chefs().iter().position(|s| chef_source_is(s, &path));
             // The kitchen's name rule, among the chefs other than this file's old version.
@@ -647,11 +771,29 @@ fn apply_event(
                 NameVerdict::New => false,
                 NameVerdict::OverridesBuiltin(_) => true,
                 NameVerdict::Duplicate(n) => {
-                    // The running chef stays; this file is refused.
-                    let other = others.clone().nth(n).map(|(_, src)| src.to_string());
-                    let other = other.unwrap_or_default();
-                    let error = format!("its chef name {name:?} is already used by {other}");
-                    return apply_event(d, ReloadEvent::Failed { path, error }, policy);
+                    // The running chef stays; this file is refused (kept by `apply_with`
+                    // when the holder is a file that may change too).
+                    let holder = others.clone().nth(n).map(|(_, src)| src.clone());
+                    let by_file = matches!(holder, Some(ChefSource::File(_)));
+                    let other = holder.map(|src| src.to_string()).unwrap_or_default();
+                    let mut error = format!("its chef name {name:?} is already used by {other}");
+                    if by_file {
+                        error.push_str(" (this version starts if that file changes)");
+                    }
+                    let failed = ReloadEvent::Failed {
+                        path: path.clone(),
+                        error,
+                    };
+                    apply_event(d, failed, policy)?;
+                    return Ok(if by_file {
+                        Outcome::NameHeldByFile {
+                            path,
+                            chef: Box::new(chef),
+                            load_time,
+                        }
+                    } else {
+                        Outcome::Done(Applied::Unchanged)
+                    });
                 }
             };
             let mut slot = ChefSlot {
@@ -697,13 +839,13 @@ fn apply_event(
             }
             d.add_reloaded_chef(slot, counters)?;
             match old_name {
-                Some(old) => Ok(Applied::Replaced(old, name)),
+                Some(old) => Ok(Outcome::Done(Applied::Replaced(old, name))),
                 None => {
                     tracing::info!(file = %escape_path(&path), chef = %Escaped::new(&name),
                         version = %Escaped::new(&version),
                         load_ms = load_time.as_secs_f64() * 1e3,
                         "chef added from the chef directory");
-                    Ok(Applied::Added(name))
+                    Ok(Outcome::Done(Applied::Added(name)))
                 }
             }
         }
@@ -717,6 +859,7 @@ pub struct ReloadHook<'a> {
     reloader: Option<&'a Reloader>,
     policy: &'a ReloadPolicy,
     held: Option<ReloadEvent>,
+    parked: ParkedVersions,
 }
 
 impl<'a> ReloadHook<'a> {
@@ -726,6 +869,7 @@ impl<'a> ReloadHook<'a> {
             reloader,
             policy,
             held: None,
+            parked: ParkedVersions::default(),
         }
     }
 }
@@ -740,9 +884,9 @@ impl crate::run::BetweenSteps for ReloadHook<'_> {
 
     fn apply(&mut self, d: &mut Dispatcher) -> Result<(), SinkError> {
         if let Some(event) = self.held.take() {
-            apply(d, event, self.policy)?;
+            apply_with(d, event, self.policy, &mut self.parked)?;
         }
-        apply_pending(self.reloader, d, self.policy)
+        apply_pending(self.reloader, d, self.policy, &mut self.parked)
     }
 }
 
@@ -751,12 +895,13 @@ pub fn apply_pending(
     reloader: Option<&Reloader>,
     d: &mut Dispatcher,
     policy: &ReloadPolicy,
+    parked: &mut ParkedVersions,
 ) -> Result<(), SinkError> {
     let Some(r) = reloader else {
         return Ok(());
     };
     while let Some(event) = r.try_recv() {
-        apply(d, event, policy)?;
+        apply_with(d, event, policy, parked)?;
     }
     Ok(())
 }
