@@ -47,7 +47,10 @@ fn main() -> ExitCode {
 /// `RUST_LOG` on stderr; default: info for everything (chef logs included).
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The `notify` crate logs its own internals at INFO (an OS error in `Debug` form when a
+    // watched folder goes away); the kitchen says what matters about the folder itself.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,notify=warn"));
     // Colour only on a terminal: logs piped to a file or a CI log stay plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
