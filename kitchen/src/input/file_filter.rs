@@ -2,8 +2,9 @@
 //! what a live capture with the same filter would have seen (the original's offline mode
 //! pre-filtered with tcpdump). Live capture applies the filter in libpcap itself.
 //!
-//! libpcap compiles one program per link type (a pcapng file can mix several); a link type
-//! libpcap cannot compile the filter for lets its packets through, with one warning. With a
+//! libpcap compiles one program per link type (a pcapng file can mix several); the packets
+//! of a link type libpcap cannot compile the filter for do not pass (one warning; counted as
+//! not passing): a filter that excludes traffic (privacy, noise) must never fail open. With a
 //! [`FilterCheck`], each compile is first tried in a bounded child, so a filter too complex
 //! for libpcap's optimizer is refused instead of stalling the replay.
 
@@ -63,7 +64,8 @@ impl FileFilter {
                     tracing::warn!(
                         link_type = record.link_type,
                         "{e}; \
-                        the filter does not apply to this link type: its packets pass unfiltered"
+                        the filter cannot be applied to this link type: its packets are left out \
+                        (counted as not passing the filter)"
                     );
                     None
                 }
@@ -76,7 +78,7 @@ impl FileFilter {
             .and_then(Option::as_ref)
         {
             Some(p) => p.filter(record.data),
-            None => true,
+            None => false,
         }
     }
 
@@ -126,5 +128,22 @@ mod tests {
         ip[13] = 0x00;
         let rec = PacketRecord { data: &ip, ..rec };
         assert!(!f.matches(&rec));
+    }
+
+    #[test]
+    fn packets_of_a_link_type_the_filter_cannot_apply_to_do_not_pass() {
+        // libpcap cannot filter NFLOG (239) by protocol: an exclusion filter let every
+        // packet of such a capture through.
+        let mut f = FileFilter::new("not tcp", None).unwrap();
+        let data = [0u8; 64];
+        let rec = PacketRecord {
+            timestamp_ns: 0,
+            link_type: 239,
+            interface_index: 0,
+            original_len: data.len() as u32,
+            data: &data,
+        };
+        assert!(!f.matches(&rec));
+        assert!(!f.matches(&rec), "the second packet too (the verdict is kept)");
     }
 }
