@@ -38,7 +38,17 @@ fn main() -> ExitCode {
         Ok(app::Outcome::Clean) => ExitCode::SUCCESS,
         Ok(app::Outcome::Failed) => ExitCode::from(1),
         Err(e) => {
-            tracing::error!("{e:#}");
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("{e:#}");
+            } else {
+                // `RUST_LOG=kitchen=debug` or `off` silences this crate's target: the reason
+                // the run failed is still said (exit 1 with no word was all a user saw).
+                let line = format!("nd-sniff: error: {e:#}\n");
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    dumpling::text::sanitize_log_record(&line, false).as_bytes(),
+                );
+            }
             ExitCode::from(1)
         }
     }
@@ -49,8 +59,8 @@ fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     // The `notify` crate logs its own internals at INFO (an OS error in `Debug` form when a
     // watched folder goes away); the kitchen says what matters about the folder itself.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,notify=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,notify=warn"));
     // Colour only on a terminal: logs piped to a file or a CI log stay plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()

@@ -423,3 +423,23 @@ fn hostile_names_in_arguments_never_split_or_colour_a_log_line() {
         }
     }
 }
+
+#[test]
+fn the_reason_a_run_fails_is_said_whatever_rust_log_filters() {
+    // `RUST_LOG=kitchen=debug` (the README's example once) and `off` silenced the binary's
+    // own target: exit 1 with not a word.
+    for filter in ["kitchen=debug", "off", ""] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+            .args(["-r", "/nonexistent/nd-test.pcap", "--no-hub"])
+            .env("RUST_LOG", filter)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nd-sniff");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "RUST_LOG={filter}: {stderr}");
+        assert!(
+            stderr.contains("/nonexistent/nd-test.pcap") && stderr.contains("No such file"),
+            "RUST_LOG={filter}: the reason is missing:\n{stderr}"
+        );
+    }
+}

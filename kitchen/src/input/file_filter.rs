@@ -144,6 +144,9 @@ mod tests {
             data: &data,
         };
         assert!(!f.matches(&rec));
-        assert!(!f.matches(&rec), "the second packet too (the verdict is kept)");
+        assert!(
+            !f.matches(&rec),
+            "the second packet too (the verdict is kept)"
+        );
     }
 }
