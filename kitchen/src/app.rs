@@ -324,17 +324,21 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             sent = report.sent,
             dropped = report.dropped,
             unsent = report.unsent,
+            rejected = report.rejected,
             connections = report.connections,
+            refused_connections = report.refused,
             "{k}: hub delivery"
         );
         if report.lost() > 0 {
             tracing::error!(
                 "{k}: {} dumplings never reached the hub ({} dropped while it was unreachable, \
-                 {} still queued after the {:?} flush timeout)",
+                 {} still queued after the {:?} flush timeout, {} sent on connections the hub \
+                 refused)",
                 report.lost(),
                 report.dropped,
                 report.unsent,
-                config.flush_timeout
+                config.flush_timeout,
+                report.rejected
             );
             outcome = Outcome::Failed;
         }

@@ -110,6 +110,11 @@ pub struct HubReport {
     pub connections: u64,
     /// Dumplings re-sent after a reconnect (the resend tail; counted in `sent` too).
     pub resent: u64,
+    /// Connections the hub refused after the hello (a wrong port, a kitchen name the token
+    /// may not use, a policy close); each is logged with the hub's reason.
+    pub refused: u64,
+    /// Dumplings written on connections the hub then refused: not accepted (not in `sent`).
+    pub rejected: u64,
 }
 
 /// A random kitchen id for [`HubOptions::dumpling_ids`]: 16 hex digits, new per run, so
@@ -131,7 +136,7 @@ pub fn stamp_id(json: String, kitchen_id: &str, seq: u64) -> String {
 impl HubReport {
     /// Dumplings that never reached the hub.
     pub fn lost(&self) -> u64 {
-        self.dropped + self.unsent
+        self.dropped + self.unsent + self.rejected
     }
 }
 
@@ -157,6 +162,8 @@ struct State {
     next_seq: u64,
     /// The last dumplings written to the current hub (with ids), re-sent after a reconnect.
     tail: VecDeque<Utf8Bytes>,
+    /// The hub closed the current connection as a refusal (set by [`closed_by_hub`]).
+    refused_now: bool,
 }
 
 struct Shared {
@@ -382,7 +389,6 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                 // it checks that once, fast); any other hub gets text frames as ever.
                 let binary = hub_link::binary_granted(&response);
                 failures = 0;
-                rounds = 0;
                 untried = hubs.len();
                 {
                     let mut st = shared.lock();
@@ -402,7 +408,11 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                         tracing::info!(hub = %url, "connected to the hub");
                     }
                 }
-                let hello = shared.lock().hello.clone();
+                let (hello, sent_before) = {
+                    let mut st = shared.lock();
+                    st.refused_now = false;
+                    (st.hello.clone(), st.report.sent)
+                };
                 let end = session(
                     ws,
                     &shared,
@@ -412,16 +422,49 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     binary,
                 )
                 .await;
-                {
+                let refused = {
                     let mut st = shared.lock();
                     st.connected = false;
-                }
+                    if st.refused_now {
+                        // Written, but the hub did not take them (it refused the hello).
+                        let rejected = st.report.sent - sent_before;
+                        st.report.sent = sent_before;
+                        st.report.rejected += rejected;
+                        // Counted as rejected: not re-sent as a resend tail too.
+                        st.tail.clear();
+                    }
+                    st.refused_now
+                };
                 shared.space.notify_all();
                 match end {
                     Ok(SessionEnd::Finished) | Ok(SessionEnd::Abandoned) => return,
+                    // Said by `closed_by_hub`.
+                    Err(_) if refused => {}
+                    Err(tungstenite::Error::ConnectionClosed) => {}
                     Err(e) => tracing::warn!(hub = %url, error = %e,
                         "lost the connection to the hub; reconnecting"),
                 }
+                if refused && shared.lock().closing && shared.lock().queue.is_empty() {
+                    return;
+                }
+                if refused {
+                    // The same hello gets the same answer: back off, growing per refusal
+                    // (a kitchen on the eater port reconnected 4 times a second).
+                    rounds += 1;
+                    untried = hubs.len();
+                    current = (current + 1) % hubs.len();
+                    let delay = backoff(rounds, &options);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shared.wake.notified() => {
+                            if shared.lock().abandon { return; }
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                    continue;
+                }
+                // A session that was accepted: the backoff starts over.
+                rounds = 0;
                 // Fail over at once: the next hub is probably up.
                 current = (current + 1) % hubs.len();
                 if hubs.len() > 1 {
@@ -562,17 +605,61 @@ async fn within<T>(
     }
 }
 
+/// The hub closed the connection: say why, plainly (its reason is escaped; a `Debug` dump
+/// of the frame was all a user saw), and note a refusal so the reconnects back off.
+fn closed_by_hub(shared: &Shared, frame: Option<CloseFrame>) -> tungstenite::Error {
+    let (code, reason) = match &frame {
+        Some(f) => (Some(u16::from(f.code)), f.reason.to_string()),
+        None => (None, String::new()),
+    };
+    let reason = dumpling::text::escape(&reason, 256);
+    // 1008 (policy) and 1003 are how a hub refuses a hello (`nd-hub` closes a kitchen with
+    // them only there): nothing of the connection was taken, and the same hello gets the
+    // same answer, so this is a refusal, not a hiccup. (1009 and the hub's own 4xxx codes
+    // come mid-session, after dumplings it accepted.)
+    let refused = matches!(code, Some(1003 | 1008));
+    if refused {
+        let mut st = shared.lock();
+        st.refused_now = true;
+        st.report.refused += 1;
+        let n = st.report.refused;
+        drop(st);
+        if n == 1 || n.is_power_of_two() {
+            let hint = if reason.contains("eater_name") {
+                "; -h must name the hub's kitchen port (nd-hub -i, default 11347), not its \
+                 eater port"
+            } else {
+                ""
+            };
+            tracing::error!(
+                code,
+                times = n,
+                "the hub refused this kitchen: {reason}{hint}; what was sent on the \
+                 connection is not accepted, retrying with backoff"
+            );
+        }
+    } else if code == Some(1001) {
+        tracing::info!(reason = %reason, "the hub is going away (shutting down?); reconnecting");
+    } else if matches!(code, Some(4000..=4999)) {
+        tracing::error!(code, reason = %reason, "the hub closed the connection; reconnecting");
+    } else {
+        tracing::warn!(code, reason = %reason, "the hub closed the connection");
+    }
+    tungstenite::Error::ConnectionClosed
+}
+
 /// Take in whatever the hub sent, without waiting: it proves the hub alive (and lets
 /// tungstenite queue its pongs); a close or an error ends the session.
-fn take_incoming(ws: &mut Ws, live: &mut Liveness) -> Result<(), tungstenite::Error> {
+fn take_incoming(
+    ws: &mut Ws,
+    live: &mut Liveness,
+    shared: &Shared,
+) -> Result<(), tungstenite::Error> {
     while let Some(next) = ws.next().now_or_never() {
         match next {
             None => return Err(tungstenite::Error::ConnectionClosed),
             Some(Err(e)) => return Err(e),
-            Some(Ok(Message::Close(frame))) => {
-                tracing::warn!(?frame, "the hub closed the connection");
-                return Err(tungstenite::Error::ConnectionClosed);
-            }
+            Some(Ok(Message::Close(frame))) => return Err(closed_by_hub(shared, frame)),
             Some(Ok(_)) => live.heard = Instant::now(),
         }
     }
@@ -591,7 +678,7 @@ async fn session(
     within(&live, "the hello", ws.send(Message::text(hello))).await?;
     loop {
         if live.on() {
-            take_incoming(&mut ws, &mut live)?;
+            take_incoming(&mut ws, &mut live, shared)?;
             let now = Instant::now();
             live.check(now)?;
             if now >= live.next_ping {
@@ -627,16 +714,29 @@ async fn session(
             continue;
         }
         if closing {
+            // A hub that refused the hello closed at once: its close may be waiting.
+            take_incoming(&mut ws, &mut live, shared)?;
             let frame = CloseFrame {
                 code: CloseCode::Normal,
                 reason: "".into(),
             };
             let _ = ws.close(Some(frame)).await;
-            // Wait briefly for the hub's close reply so the TCP connection ends cleanly.
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Some(Ok(_)) = ws.next().await {}
+            // Wait briefly for the hub's close reply so the TCP connection ends cleanly; a
+            // refusal that crossed our close still counts as one.
+            let refusal = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Close(Some(f)) = msg {
+                        if f.code != CloseCode::Normal && f.code != CloseCode::Away {
+                            return Some(f);
+                        }
+                    }
+                }
+                None
             })
             .await;
+            if let Ok(Some(f)) = refusal {
+                return Err(closed_by_hub(shared, Some(f)));
+            }
             return Ok(SessionEnd::Finished);
         }
         // Idle: wait for dumplings, a frame from the hub, or the next keep-alive duty.
@@ -651,10 +751,7 @@ async fn session(
             msg = ws.next() => match msg {
                 None => return Err(tungstenite::Error::ConnectionClosed),
                 Some(Err(e)) => return Err(e),
-                Some(Ok(Message::Close(frame))) => {
-                    tracing::warn!(?frame, "the hub closed the connection");
-                    return Err(tungstenite::Error::ConnectionClosed);
-                }
+                Some(Ok(Message::Close(frame))) => return Err(closed_by_hub(shared, frame)),
                 // Pings are answered by tungstenite; the pong goes out on the next flush.
                 Some(Ok(_)) => {
                     live.heard = Instant::now();
@@ -786,6 +883,77 @@ mod tests {
         assert_eq!(report.lost(), 0, "{report:?}");
         assert_eq!(texts.len(), 11);
         assert_eq!(texts[10], "9");
+    }
+
+    /// A server that accepts every connection, reads the hello and closes it with 1008 (as
+    /// `nd-hub`'s eater port does to a kitchen hello); returns the connections it saw.
+    fn spawn_refusing_server(
+        listener: std::net::TcpListener,
+        for_how_long: Duration,
+    ) -> std::thread::JoinHandle<u32> {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = TcpListener::from_std(listener).unwrap();
+                let mut connections = 0;
+                let end = tokio::time::Instant::now() + for_how_long;
+                while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(end, listener.accept()).await {
+                    connections += 1;
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                        continue;
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+                    let _ = ws
+                        .close(Some(CloseFrame {
+                            code: CloseCode::Policy,
+                            reason: "bad hello: no eater_name".into(),
+                        }))
+                        .await;
+                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
+                }
+                connections
+            })
+        })
+    }
+
+    #[test]
+    fn a_hub_that_refuses_the_hello_gets_nothing_counted_as_sent_and_a_backoff() {
+        // A kitchen pointed at the eater port: every hello is refused. Nothing written on
+        // those connections may count as sent, and the reconnects back off (it reconnected
+        // 4 times a second, logging each).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = spawn_refusing_server(listener, Duration::from_secs(3));
+        let mut o = options(addr);
+        o.reconnect_min = Duration::from_millis(100);
+        o.reconnect_max = Duration::from_secs(10);
+        let mut client = HubClient::start(o).unwrap();
+        for i in 0..5 {
+            client.send("C", format!("{i}")).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(2500));
+        let report = client.finish(Duration::from_millis(300));
+        let connections = server.join().unwrap();
+        assert_eq!(report.sent, 0, "{report:?}");
+        assert!(report.refused >= 1, "{report:?}");
+        assert_eq!(
+            report.lost(),
+            5,
+            "every dumpling is lost and counted: {report:?}"
+        );
+        // 100, 200, 400, 800 ms (±25 %) between refusals: at most ~6 in 2.5 s, where
+        // reconnecting at the first delay each time would make ~20.
+        assert!(
+            connections <= 7,
+            "{connections} connections in 2.5 s: {report:?}"
+        );
     }
 
     #[test]
