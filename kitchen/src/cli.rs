@@ -196,7 +196,8 @@ pub struct Cli {
     pub flush_timeout: f64,
 
     /// Directory for compiled chefs (default `$XDG_CACHE_HOME/netdumplings` or
-    /// `~/.cache/netdumplings`).
+    /// `~/.cache/netdumplings`). Used only when owned by this user and not writable by
+    /// group or others: its entries are native code the kitchen runs.
     #[arg(long, value_name = "DIR", conflicts_with = "no_chef_cache")]
     pub chef_cache_dir: Option<PathBuf>,
 

@@ -583,6 +583,115 @@ fn compiled_chefs_are_cached_on_disk() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Probe F1: a compiled-chef cache entry is native code the kitchen runs, so one that
+/// another user could have written (swapped in for a signed chef's entry) must never be
+/// deserialized: a group/other-writable entry, a symbolic link (even to a good entry of
+/// ours), an entry owned by another user, and every entry of a cache folder owned by another
+/// user are refused, and the chef compiled from its own (signature-checked) wasm instead.
+/// Before the fix each case ran the planted code (the swapped-in chef answered).
+#[test]
+fn cache_entries_another_user_could_write_are_never_run() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = workspace_root().join(format!(
+        "target/kitchen-test-tmp/cache-foreign-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = dir.join("cache");
+    let host = ChefHost::new(ChefLimits::default(), CacheSetting::Dir(cache.clone())).unwrap();
+    let entries = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect();
+        v.sort();
+        v
+    };
+    let victim_name = host
+        .load_file(&fixture("noop_chef"))
+        .unwrap()
+        .name()
+        .to_owned();
+    let victim = entries().pop().unwrap();
+    let good = std::fs::read(&victim).unwrap();
+    let evil_name = host
+        .load_file(&fixture("echo_chef"))
+        .unwrap()
+        .name()
+        .to_owned();
+    assert_ne!(victim_name, evil_name);
+    let evil = entries().into_iter().find(|p| *p != victim).unwrap();
+    let evil_bytes = std::fs::read(&evil).unwrap();
+    let plant = |how: &dyn Fn(&std::path::Path)| {
+        let _ = std::fs::remove_file(&victim);
+        how(&victim);
+        let chef = host.load_file(&fixture("noop_chef")).unwrap();
+        assert_eq!(chef.name(), victim_name, "the planted entry was run");
+        let meta = std::fs::symlink_metadata(&victim).unwrap();
+        assert!(meta.is_file(), "the refused entry is replaced by our own");
+        assert_eq!(meta.mode() & 0o022, 0);
+        assert!(
+            std::fs::read(&victim).unwrap() == good,
+            "rewritten by a fresh compile"
+        );
+    };
+    // Group/other-writable: anyone could have put those bytes there.
+    plant(&|p| {
+        std::fs::write(p, &evil_bytes).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    });
+    // A symbolic link, even to a valid entry of ours: not followed.
+    plant(&|p| std::os::unix::fs::symlink(&evil, p).unwrap());
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false);
+    if !root {
+        eprintln!(
+            "SKIP cache_entries_another_user_could_write_are_never_run (foreign owners): \
+             needs root to chown to nobody"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let chown_nobody = |p: &std::path::Path| {
+        let ok = std::process::Command::new("chown")
+            .arg("nobody")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown nobody {}", p.display());
+    };
+    // Owned by another user, mode 0644 (the mode check alone passed it).
+    plant(&|p| {
+        std::fs::write(p, &evil_bytes).unwrap();
+        chown_nobody(p);
+    });
+    // A whole cache folder owned by another user (0755): not used at all, so its planted
+    // entry is never read, and nothing is written there.
+    let foreign = dir.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let planted = foreign.join(victim.file_name().unwrap());
+    std::fs::write(&planted, &evil_bytes).unwrap();
+    chown_nobody(&planted);
+    chown_nobody(&foreign);
+    let host = ChefHost::new(ChefLimits::default(), CacheSetting::Dir(foreign.clone())).unwrap();
+    let chef = host.load_file(&fixture("noop_chef")).unwrap();
+    assert_eq!(chef.name(), victim_name, "the planted entry was run");
+    assert!(std::fs::read(&planted).unwrap() == evil_bytes, "left alone");
+    assert_eq!(
+        std::fs::read_dir(&foreign).unwrap().count(),
+        1,
+        "nothing written there"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn parser_handles_every_shared_capture_without_panicking() {
     let dir = shared_docs().join("../pcaps");

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, free_port, sha256_hex, spawn_hub, workspace_root, ChildGuard, LiveProcess};
+use e2e_tests::{
+    bin, free_port, is_root, sha256_hex, spawn_hub, workspace_root, ChildGuard, LiveProcess,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -710,4 +712,114 @@ fn trusted_chef_keys_at_start_and_on_hot_reload() {
         .iter()
         .any(|n| n.as_str().is_some_and(|n| n.ends_with(".NoopChef"))));
     drop(feeder);
+}
+
+/// `nd-sniff -l --no-builtin-chefs ARGS`: (exit code, stdout, stderr).
+fn sniff_list(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = Command::new(bin("nd-sniff"))
+        .args(["-l", "--no-builtin-chefs"])
+        .args(args)
+        .output()
+        .expect("nd-sniff -l");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn os<P: AsRef<std::ffi::OsStr> + ?Sized>(p: &P) -> &std::ffi::OsStr {
+    p.as_ref()
+}
+
+fn chown_nobody(path: &Path) {
+    let ok = Command::new("chown")
+        .arg("nobody")
+        .arg(path)
+        .status()
+        .expect("chown")
+        .success();
+    assert!(ok, "chown nobody {}", path.display());
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Probe F1: a compiled-chef cache folder owned by another user (mode 0755, so the
+/// group/other write check passed) let that user swap the compiled code of a signed chef for
+/// another chef's: a root kitchen with `--trusted-chef-keys` ran it, and `-l` listed the
+/// impostor as signed by a trusted key (the old binary listed EchoChef here). Now the folder
+/// is not used (one warning naming it and the fix) and the signed chef is what runs.
+#[test]
+fn a_compiled_chef_cache_another_user_owns_is_not_used() {
+    if !is_root() {
+        eprintln!("SKIP a_compiled_chef_cache_another_user_owns_is_not_used: needs root to chown to nobody");
+        return;
+    }
+    let root = scratch("cache-owner");
+    let (signed, unsigned, trusted) = (
+        root.join("signed"),
+        root.join("unsigned"),
+        root.join("trusted"),
+    );
+    for d in [&signed, &unsigned, &trusted] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    keygen(&root.join("a"));
+    std::fs::copy(root.join("a.pub"), trusted.join("a.pub")).unwrap();
+    std::fs::copy(fixture("reload_chef"), signed.join("good.wasm")).unwrap();
+    sign(&signed.join("good.wasm"), &root.join("a.key"), None);
+    std::fs::copy(fixture("echo_chef"), unsigned.join("evil.wasm")).unwrap();
+    // Compile both into a cache of ours, to get the signed chef's entry name and the
+    // impostor's compiled code.
+    let own = root.join("own-cache");
+    let entries = || -> Vec<PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&own)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let (code, out, err) = sniff_list(&[os("-d"), os(&signed), os("--chef-cache-dir"), os(&own)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let good_entry = entries().pop().expect("an entry");
+    let (code, out, err) = sniff_list(&[os("-d"), os(&unsigned), os("--chef-cache-dir"), os(&own)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let evil_entry = entries().into_iter().find(|p| *p != good_entry).unwrap();
+    // The other user's cache: the impostor under the signed chef's name.
+    let foreign = root.join("foreign-cache");
+    std::fs::create_dir_all(&foreign).unwrap();
+    set_mode(&foreign, 0o755);
+    let planted = foreign.join(good_entry.file_name().unwrap());
+    std::fs::copy(&evil_entry, &planted).unwrap();
+    chown_nobody(&planted);
+    chown_nobody(&foreign);
+    let (code, out, err) = sniff_list(&[
+        os("-d"),
+        os(&signed),
+        os("--trusted-chef-keys"),
+        os(&trusted),
+        os("--chef-cache-dir"),
+        os(&foreign),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ReloadChef") && !out.contains("EchoChef"),
+        "{out}"
+    );
+    assert!(
+        err.contains("compiled-chef cache disabled")
+            && err.contains("foreign-cache")
+            && err.contains("owned by uid")
+            && err.contains("chown"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&foreign).unwrap().count(),
+        1,
+        "nothing written there"
+    );
 }

@@ -119,7 +119,7 @@ impl ChefHost {
         let cache = dir.and_then(|d| match ArtifactCache::open(d.clone(), &engine) {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!(dir = %d.display(), error = %e,
+                tracing::warn!(dir = %dumpling::text::escape_path(&d), error = %e,
                     "compiled-chef cache disabled (chefs are compiled at every start)");
                 None
             }
