@@ -10,7 +10,11 @@
 //!   0600 (created that way, never widened; a key readable by group or others is refused,
 //!   as ssh does). OpenSSL reads it: `openssl pkey -in NAME.key -pubout`.
 //! * **Public key** `NAME.pub`: SPKI PEM (`-----BEGIN PUBLIC KEY-----`). A kitchen trusts
-//!   the `*.pub` files of its `--trusted-chef-keys` directory.
+//!   the `*.pub` files of its `--trusted-chef-keys` directory. Weak (small-order) keys are
+//!   refused: one verifies a signature anyone can write, for any chef. The directory and its
+//!   `.pub` files must be owned by the kitchen's user or root and not be writable by group or
+//!   others (and no folder above it writable by others), as ssh's `StrictModes` asks of
+//!   `authorized_keys`: whoever can add a key there decides which chefs run.
 //! * **Key id**: the first 8 bytes of SHA-256 over the raw 32-byte public key, as 16 hex
 //!   digits: short enough for a log line, stable, the same for everyone.
 //! * **Signature** `CHEF.wasm.sig` beside the component: one JSON object
@@ -18,7 +22,8 @@
 //!   "sha256" (hex, of the component), "signature" (hex, 64 bytes)}`. The signed message is
 //!   `"netdumplings-chef-signature-v1\n"` followed by the 32 raw bytes of the component's
 //!   SHA-256 (a domain prefix, so a chef signature can never be replayed as any other
-//!   ed25519-signed statement).
+//!   ed25519-signed statement). Hex fields hold hex digits only, and signatures are checked
+//!   with ed25519-dalek's `verify_strict` (no small-order or non-canonical points).
 //!
 //! Why a detached file and not a custom section: the component stays byte-for-byte what
 //! the build produced, so its SHA-256 (the chef's provenance) is the same signed or not,
@@ -31,9 +36,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use dumpling::text::escape_path;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -81,7 +87,9 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != N * 2 || !s.is_ascii() {
+    // Hex digits only: `from_str_radix` alone also takes a sign (`+f` is 15), so one
+    // signature would have several spellings.
+    if s.len() != N * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; N];
@@ -122,8 +130,10 @@ fn message(component_sha256: &[u8; 32]) -> Vec<u8> {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The file could not be read or written. (The OS error is in the message and not a
-    /// `source`, so an error chain does not print it twice.)
-    #[error("{}: {error}", path.display())]
+    /// `source`, so an error chain does not print it twice.) File names are printed escaped
+    /// (`dumpling::text::escape_path`): they are anyone's, and a newline or a terminal
+    /// escape in one must not forge or hide a line.
+    #[error("{}: {error}", escape_path(path))]
     Io {
         /// The file.
         path: PathBuf,
@@ -131,7 +141,7 @@ pub enum KeyError {
         error: std::io::Error,
     },
     /// The file is not what it should be.
-    #[error("{}: {why}", path.display())]
+    #[error("{}: {why}", escape_path(path))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -237,7 +247,7 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
             path,
             format!(
                 "private key is accessible by others (mode {mode:04o}); run `chmod 600 {}`",
-                path.display()
+                escape_path(path)
             ),
         ));
     }
@@ -252,15 +262,101 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     })
 }
 
-/// Read a public key (`.pub`, SPKI PEM).
+/// Read a public key (`.pub`, SPKI PEM). A weak key is refused ([`parse_public_key`]).
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let text = read_text(path, MAX_KEY_BYTES)?;
-    VerifyingKey::from_public_key_pem(&text).map_err(|e| {
+    parse_public_key(path, &read_text(path, MAX_KEY_BYTES)?)
+}
+
+/// A public key from its PEM text (`path` is for messages). Weak (small-order) keys are
+/// refused: such a key "verifies" a signature anyone can write without a private key (the
+/// identity point with `R` = identity, `s` = 0), for any chef.
+fn parse_public_key(path: &Path, text: &str) -> Result<VerifyingKey, KeyError> {
+    let key = VerifyingKey::from_public_key_pem(text).map_err(|e| {
         invalid(
             path,
             format!("not an ed25519 public key in SPKI PEM ({e}); use the .pub file of `nd-chef keygen`"),
         )
+    })?;
+    if key.is_weak() {
+        return Err(invalid(
+            path,
+            "a weak (small-order) ed25519 public key: anyone can forge signatures that it \
+             accepts, for any chef; remove it (a key made by `nd-chef keygen` is never weak)",
+        ));
+    }
+    Ok(key)
+}
+
+/// Read a public key of a trusted keys directory: as [`read_public_key`], and refused when
+/// another user could have written it (checked on the opened file: owned by neither this
+/// user nor root, or writable by group or others).
+fn read_trusted_public_key(path: &Path) -> Result<VerifyingKey, KeyError> {
+    let bytes = bounded_read::read_bounded_checked(path, MAX_KEY_BYTES, |meta| {
+        match bounded_read::writable_by_others(meta, bounded_read::Owners::MeOrRoot) {
+            None => Ok(()),
+            Some(why) => Err(std::io::Error::other(format!(
+                "a trusted key file {why}: whoever can change it decides which chefs run; \
+                 `chown root` it and `chmod go-w` it, or remove it"
+            ))),
+        }
     })
+    .map_err(|error| KeyError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid(path, "not a text (PEM) file"))?;
+    parse_public_key(path, &text)
+}
+
+/// The key a signature file names (`public_key`, hex), if it is a usable one.
+fn named_key(hex_key: &str) -> Result<VerifyingKey, Refusal> {
+    let key = unhex::<32>(hex_key)
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or_else(|| Refusal::Malformed("its public_key is not an ed25519 key".into()))?;
+    if key.is_weak() {
+        return Err(Refusal::Malformed(
+            "its public_key is a weak (small-order) ed25519 key, which accepts forged signatures"
+                .into(),
+        ));
+    }
+    Ok(key)
+}
+
+/// Write `bytes` to `out` atomically: into a new temporary file beside it (a random name,
+/// created with `O_CREAT|O_EXCL`, so never an existing file and never through a symbolic
+/// link someone planted there), then renamed over `out` (`rename` replaces a link at `out`
+/// itself, it does not follow it). The temporary file is removed on failure.
+pub fn write_file_atomically(out: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = out
+        .file_name()
+        .ok_or_else(|| invalid(out, "not a file name"))?;
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| KeyError::Random(e.to_string()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", hex(&random)));
+    let tmp = out.with_file_name(tmp_name);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |error| KeyError::Io { path, error }
+    };
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, out).map_err(io(out))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The content of a `CHEF.wasm.sig` file.
@@ -317,9 +413,7 @@ impl SignatureFile {
     /// Check this signature against `component`, with the public key it names; returns that
     /// key's id. Says nothing about trust (see [`TrustedKeys::check`]).
     pub fn verify(&self, component: &[u8]) -> Result<KeyId, Refusal> {
-        let public = unhex::<32>(&self.public_key)
-            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-            .ok_or_else(|| Refusal::Malformed("its public_key is not an ed25519 key".into()))?;
+        let public = named_key(&self.public_key)?;
         let id = KeyId::of(&public);
         if self.key_id != id.to_string() {
             return Err(Refusal::Malformed(format!(
@@ -345,7 +439,9 @@ impl SignatureFile {
         let signature = unhex::<64>(&self.signature)
             .map(|b| ed25519_dalek::Signature::from_bytes(&b))
             .ok_or_else(|| Refusal::Malformed("its signature is not 128 hex digits".into()))?;
-        key.verify(&message(&actual), &signature)
+        // Strict: refuses small-order keys and `R`, and non-canonical encodings, which
+        // plain `verify` accepts (a weak key would then verify forged signatures).
+        key.verify_strict(&message(&actual), &signature)
             .map_err(|_| Refusal::BadSignature { key_id: id })
     }
 }
@@ -418,8 +514,39 @@ pub struct TrustedKeys {
 impl TrustedKeys {
     /// Read every `*.pub` in `dir` (sorted; not recursive). Any unreadable or invalid key
     /// file is an error (a typo in a trust directory must not pass silently), and so is a
-    /// directory with no key at all.
+    /// directory with no key at all, a weak key, and a directory or key file another user
+    /// could change (see the crate documentation: as ssh's `StrictModes`).
     pub fn load_dir(dir: &Path) -> Result<TrustedKeys, KeyError> {
+        use bounded_read::Problem;
+        if let Err(e) = bounded_read::check_private_dir(dir, bounded_read::Owners::MeOrRoot) {
+            let shown = escape_path(&e.path);
+            let fix = match e.kind {
+                Problem::Owner => format!(
+                    "`chown root {shown}` (or to this user), or use a folder only this user and \
+                     root can write"
+                ),
+                Problem::Writable => format!("run `chmod go-w {shown}`"),
+                Problem::Unusable => {
+                    return Err(KeyError::Io {
+                        path: e.path,
+                        error: std::io::Error::other(e.why),
+                    })
+                }
+            };
+            let what = if e.is_target {
+                "the trusted chef keys folder is".to_owned()
+            } else {
+                format!("a folder above it, {}, is", escape_path(&e.path))
+            };
+            return Err(invalid(
+                dir,
+                format!(
+                    "{what} {}: whoever can change it can add a key and have their chefs run; \
+                     {fix}",
+                    e.why
+                ),
+            ));
+        }
         let entries = std::fs::read_dir(dir).map_err(|error| KeyError::Io {
             path: dir.to_owned(),
             error,
@@ -437,7 +564,7 @@ impl TrustedKeys {
         }
         let mut keys = BTreeMap::new();
         for path in files {
-            let key = read_public_key(&path)?;
+            let key = read_trusted_public_key(&path)?;
             keys.insert(KeyId::of(&key), (key, path));
         }
         if keys.is_empty() {
@@ -467,9 +594,7 @@ impl TrustedKeys {
             return Err(Refusal::Unsigned(sig_path.to_owned()));
         };
         let sig = SignatureFile::parse(bytes)?;
-        let public = unhex::<32>(&sig.public_key)
-            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-            .ok_or_else(|| Refusal::Malformed("its public_key is not an ed25519 key".into()))?;
+        let public = named_key(&sig.public_key)?;
         let id = KeyId::of(&public);
         // Trust is decided by our copy of the key, never by what the file carries.
         let Some((trusted, _)) = self.keys.get(&id) else {
@@ -572,5 +697,176 @@ mod tests {
         let keys = TrustedKeys::load_dir(&dir).unwrap();
         assert_eq!(keys.list().count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("chef-trust-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The SPKI PEM of raw public key bytes (even ones that are no good key).
+    fn pub_pem(raw: &[u8; 32]) -> String {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        der.extend_from_slice(raw);
+        let mut b64 = String::new();
+        for c in der.chunks(3) {
+            let n = (c[0] as u32) << 16
+                | (*c.get(1).unwrap_or(&0) as u32) << 8
+                | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..=c.len() {
+                b64.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+            b64.push_str(&"=".repeat(3 - c.len()));
+        }
+        format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n")
+    }
+
+    /// Probe F6: a `.pub` holding the identity point (small order) was trusted, and then a
+    /// "signature" anyone can write (R = identity, s = 0) verified for any chef.
+    #[test]
+    fn weak_keys_are_refused_and_forged_signatures_never_verify() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let dir = scratch("weak");
+        let weak = dir.join("weak.pub");
+        std::fs::write(&weak, pub_pem(&identity)).unwrap();
+        // The PEM itself is well formed: a real key in the same wrapper reads back.
+        let real = key(3).verifying_key();
+        std::fs::write(dir.join("real.pem"), pub_pem(real.as_bytes())).unwrap();
+        assert_eq!(read_public_key(&dir.join("real.pem")).unwrap(), real);
+        let e = read_public_key(&weak).unwrap_err().to_string();
+        assert!(
+            e.contains("weak.pub") && e.contains("weak (small-order)"),
+            "{e}"
+        );
+        let e = TrustedKeys::load_dir(&dir).unwrap_err().to_string();
+        assert!(e.contains("weak.pub") && e.contains("weak"), "{e}");
+
+        let chef = b"\0asm\x0d\0\x01\0 any chef at all".to_vec();
+        let mut signature = [0u8; 64];
+        signature[0] = 1; // R = identity, s = 0
+        let forged = SignatureFile {
+            format: SIGNATURE_FORMAT.into(),
+            key_id: KeyId::of(&VerifyingKey::from_bytes(&identity).unwrap()).to_string(),
+            public_key: hex(&identity),
+            sha256: hex(&sha256(&chef)),
+            signature: hex(&signature),
+        };
+        let e = forged.verify(&chef).unwrap_err();
+        assert!(matches!(e, Refusal::Malformed(_)), "{e}");
+        assert!(e.to_string().contains("weak"), "{e}");
+        // Even with the weak key in a trust store (as before the fix), strict verification
+        // refuses the forgery.
+        let v = VerifyingKey::from_bytes(&identity).unwrap();
+        let store = TrustedKeys {
+            keys: [(KeyId::of(&v), (v, PathBuf::from("weak.pub")))].into(),
+        };
+        let p = Path::new("c.wasm.sig");
+        assert!(store
+            .check(&chef, Some(forged.to_text().as_bytes()), p)
+            .is_err());
+        assert!(forged.verify_with(&chef, &v).is_err(), "verify_strict");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A sign in a hex field (`+f`) was read as a digit, so one signature had several spellings.
+    #[test]
+    fn hex_fields_hold_hex_digits_only() {
+        assert_eq!(unhex::<2>("0aFf"), Some([0x0a, 0xff]));
+        for bad in ["+aff", "0a+f", "-0ff", " aff", "0x0f", "0aF"] {
+            assert_eq!(unhex::<2>(bad), None, "{bad}");
+        }
+        let chef = b"\0asm\x0d\0\x01\0 chef".to_vec();
+        let a = key(1);
+        let mut sig = SignatureFile::sign(&chef, &a);
+        let i = sig.signature.find('0').expect("a 0 digit");
+        sig.signature.replace_range(i..i + 1, "+");
+        let e = trusted(&[&a])
+            .check(
+                &chef,
+                Some(sig.to_text().as_bytes()),
+                Path::new("c.wasm.sig"),
+            )
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Malformed(_)), "{e}");
+    }
+
+    /// Probe F8: a trusted keys folder (or key file) others can write was trusted silently.
+    #[test]
+    fn a_trusted_keys_folder_or_key_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let dir = scratch("perm");
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::write(
+            keys.join("a.pub"),
+            pub_pem(key(1).verifying_key().as_bytes()),
+        )
+        .unwrap();
+        mode(&keys, 0o755);
+        mode(&keys.join("a.pub"), 0o644);
+        assert_eq!(TrustedKeys::load_dir(&keys).unwrap().list().count(), 1);
+        mode(&keys, 0o777);
+        let e = TrustedKeys::load_dir(&keys).unwrap_err().to_string();
+        assert!(
+            e.contains("writable by group or others") && e.contains("chmod go-w"),
+            "{e}"
+        );
+        mode(&keys, 0o1777); // sticky does not help the folder itself
+        assert!(TrustedKeys::load_dir(&keys).is_err());
+        mode(&keys, 0o755);
+        mode(&keys.join("a.pub"), 0o666);
+        let e = TrustedKeys::load_dir(&keys).unwrap_err().to_string();
+        assert!(e.contains("a.pub") && e.contains("mode 0666"), "{e}");
+        mode(&keys.join("a.pub"), 0o644);
+        // A folder above it others can write (not sticky) could swap the whole folder.
+        mode(&dir, 0o777);
+        let e = TrustedKeys::load_dir(&keys).unwrap_err().to_string();
+        assert!(e.contains("a folder above it"), "{e}");
+        mode(&dir, 0o755);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Probe F4: the signature was written through `CHEF.wasm.sig.tmp` opened with O_TRUNC,
+    /// following a link planted there.
+    #[test]
+    fn atomic_writes_never_follow_a_planted_link() {
+        let dir = scratch("atomic");
+        let victim = dir.join("victim.txt");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let out = dir.join("chef.wasm.sig");
+        std::os::unix::fs::symlink(&victim, dir.join("chef.wasm.sig.tmp")).unwrap();
+        write_file_atomically(&out, b"sig one\n", 0o644).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"sig one\n");
+        // The output itself a link: replaced, not written through.
+        std::fs::remove_file(&out).unwrap();
+        std::os::unix::fs::symlink(&victim, &out).unwrap();
+        write_file_atomically(&out, b"sig two\n", 0o644).unwrap();
+        assert!(!std::fs::symlink_metadata(&out).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&out).unwrap(), b"sig two\n");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+        // No temporary file left behind.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn key_errors_escape_file_names() {
+        let e = read_public_key(Path::new("/nonexistent/a\x1b[31m\nb.pub")).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("a\\x1b[31m\\nb.pub"), "{text}");
     }
 }

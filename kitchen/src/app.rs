@@ -357,12 +357,13 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
 
 /// `--trusted-chef-keys DIR`: every `*.pub` in DIR, or an error naming the bad file.
 fn trusted_chef_keys(k: &str, dir: &std::path::Path) -> anyhow::Result<ChefTrust> {
+    // File names escaped: they are anyone's (a newline in one forged a log line).
     let keys = chef_trust::TrustedKeys::load_dir(dir)
-        .with_context(|| format!("--trusted-chef-keys {}", dir.display()))?;
+        .with_context(|| format!("--trusted-chef-keys {}", dumpling::text::escape_path(dir)))?;
     for (id, file) in keys.list() {
         tracing::info!(
             "{k}: trusting chefs signed by key {id} ({})",
-            file.display()
+            dumpling::text::escape_path(file)
         );
     }
     Ok(ChefTrust::enforcing(keys))

@@ -747,6 +747,235 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Probe F7: `nd-chef-trust` printed file names raw, so an unsigned chef named
+/// `x.wasm\r\e[2Ktrusted: ...` read, on a terminal, as "trusted". Every name it prints now
+/// comes out escaped: no control character but the line ends, one line per verdict. (The old
+/// binary printed the CR, ESC, BEL and newline as they were.)
+#[test]
+fn nd_chef_trust_prints_file_names_escaped() {
+    let root = scratch("escaped");
+    keygen(&root.join("a"));
+    let trusted = root.join("trusted");
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::copy(root.join("a.pub"), trusted.join("a.pub")).unwrap();
+    let spoof = root.join("dns.wasm\r\x1b[0m\x1b[2Ktrusted: dns.wasm signed by key\x1b[8m");
+    std::fs::copy(fixture("echo_chef"), &spoof).unwrap();
+    let forged = root.join("a\x1b]0;T\x07\nFORGED: trusted.wasm");
+    std::fs::copy(fixture("echo_chef"), &forged).unwrap();
+    let clean = |text: &str| {
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "control characters in {text:?}"
+        );
+    };
+    let trusted_arg = trusted.to_str().unwrap();
+    // Unsigned: one line, "refused", with the name escaped.
+    let (code, text) = trust(&[
+        "verify",
+        spoof.to_str().unwrap(),
+        "--trusted-keys",
+        trusted_arg,
+    ]);
+    assert_eq!(code, 1, "{text}");
+    clean(&text);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("refused: ") && text.contains("\\r\\x1b[0m"),
+        "{text}"
+    );
+    // Signed, verified, and keygen/key-id with odd names: all escaped.
+    let key = root.join("a.key");
+    let (code, text) = trust(&[
+        "sign",
+        forged.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    clean(&text);
+    assert!(text.contains("a\\x1b]0;T\\x07\\nFORGED"), "{text}");
+    let (code, text) = trust(&[
+        "verify",
+        forged.to_str().unwrap(),
+        "--trusted-keys",
+        trusted_arg,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    clean(&text);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let odd = root.join("k\x1b[31m\nx");
+    let (code, text) = trust(&["keygen", "--out", odd.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    clean(&text);
+    let missing = root.join("no\x1b[31mkey\n.pub");
+    let (code, text) = trust(&["key-id", missing.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    clean(&text);
+    assert!(text.contains("no\\x1b[31mkey\\n.pub"), "{text}");
+}
+
+/// Probe F4: `nd-chef-trust sign` wrote `CHEF.wasm.sig.tmp` with O_CREAT|O_TRUNC, following
+/// a link planted there by whoever can write the chef folder: a root signer overwrote the
+/// link's target (the old binary replaced `victim.txt` with the signature). Now the
+/// signature goes through a new, randomly named file and a rename.
+#[test]
+fn signing_never_writes_through_a_planted_link() {
+    let root = scratch("planted-link");
+    keygen(&root.join("a"));
+    let chefs = root.join("chefs");
+    std::fs::create_dir_all(&chefs).unwrap();
+    let victim = root.join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let chef = chefs.join("new_chef.wasm");
+    std::fs::copy(fixture("echo_chef"), &chef).unwrap();
+    std::os::unix::fs::symlink(&victim, chefs.join("new_chef.wasm.sig.tmp")).unwrap();
+    sign(&chef, &root.join("a.key"), None);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let sig = std::fs::read_to_string(chefs.join("new_chef.wasm.sig")).unwrap();
+    assert!(sig.contains("netdumplings-chef-signature-v1"), "{sig}");
+    // A link at the signature's own name is replaced, not written through.
+    std::fs::remove_file(chefs.join("new_chef.wasm.sig")).unwrap();
+    std::os::unix::fs::symlink(&victim, chefs.join("new_chef.wasm.sig")).unwrap();
+    sign(&chef, &root.join("a.key"), None);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(!std::fs::symlink_metadata(chefs.join("new_chef.wasm.sig"))
+        .unwrap()
+        .is_symlink());
+    // Nothing else left in the folder (no temporary files).
+    assert_eq!(std::fs::read_dir(&chefs).unwrap().count(), 3);
+}
+
+/// Probe F6 and F10: a trusted `.pub` holding a small-order point (the identity) was
+/// accepted, and a signature anyone can write (R = identity, s = 0) then verified for any
+/// chef (`nd-sniff -l` listed it as signed by a trusted key). Now such a key file is an
+/// error naming it, in `nd-sniff` and `nd-chef-trust verify`; and a bad key file whose name
+/// holds a newline is named escaped.
+#[test]
+fn weak_trusted_keys_are_refused() {
+    let root = scratch("weak-key");
+    let (keys, chefs) = (root.join("keys"), root.join("chefs"));
+    for d in [&keys, &chefs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // SPKI PEM of the ed25519 identity point (01 00 .. 00).
+    std::fs::write(
+        keys.join("weak.pub"),
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let chef = chefs.join("evil.wasm");
+    std::fs::copy(fixture("echo_chef"), &chef).unwrap();
+    let mut identity = "01".to_owned();
+    identity.push_str(&"00".repeat(31));
+    // key id: sha256 of the raw key, first 8 bytes.
+    let key_id = {
+        let raw = root.join("raw");
+        let mut b = vec![1u8];
+        b.extend([0u8; 31]);
+        std::fs::write(&raw, b).unwrap();
+        sha256_hex(&raw)[..16].to_owned()
+    };
+    let sig = serde_json::json!({
+        "format": "netdumplings-chef-signature-v1",
+        "key_id": key_id,
+        "public_key": identity,
+        "sha256": sha256_hex(&chef),
+        "signature": format!("{identity}{}", "00".repeat(32)),
+    });
+    std::fs::write(chefs.join("evil.wasm.sig"), sig.to_string()).unwrap();
+    let (code, text) = trust(&[
+        "verify",
+        chef.to_str().unwrap(),
+        "--trusted-keys",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("weak.pub") && text.contains("weak (small-order)"),
+        "{text}"
+    );
+    let (code, out, err) =
+        sniff_list(&[os("-d"), os(&chefs), os("--trusted-chef-keys"), os(&keys)]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(!out.contains("EchoChef"), "{out}");
+    assert!(
+        err.contains("weak.pub") && err.contains("weak (small-order)"),
+        "{err}"
+    );
+    // A bad key file named with a terminal escape and a newline: named escaped.
+    std::fs::remove_file(keys.join("weak.pub")).unwrap();
+    std::fs::write(keys.join("bad\x1b[31m\nname.pub"), "x").unwrap();
+    let (code, _, err) = sniff_list(&[os("-d"), os(&chefs), os("--trusted-chef-keys"), os(&keys)]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("bad\\x1b[31m\\nname.pub"), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
+
+/// Probe F8: a `--trusted-chef-keys` folder others can write (0777), or a key in it owned by
+/// another user, was trusted silently: anyone could add a key and have their chefs run (the
+/// old binary listed such a chef as signed by a trusted key). Refused now, as ssh's
+/// `StrictModes`, naming the folder or file and the fix.
+#[test]
+fn trusted_keys_others_can_write_are_refused() {
+    let root = scratch("key-perms");
+    let (keys, chefs) = (root.join("keys"), root.join("chefs"));
+    for d in [&keys, &chefs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    keygen(&root.join("a"));
+    std::fs::copy(root.join("a.pub"), keys.join("a.pub")).unwrap();
+    let chef = chefs.join("chef.wasm");
+    std::fs::copy(fixture("echo_chef"), &chef).unwrap();
+    sign(&chef, &root.join("a.key"), None);
+    let list = || sniff_list(&[os("-d"), os(&chefs), os("--trusted-chef-keys"), os(&keys)]);
+    let (code, out, err) = list();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("EchoChef"), "{out}");
+    set_mode(&keys, 0o777);
+    let (code, out, err) = list();
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(!out.contains("EchoChef"), "{out}");
+    assert!(
+        err.contains("writable by group or others (mode 0777)") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    let (code, text) = trust(&[
+        "verify",
+        chef.to_str().unwrap(),
+        "--trusted-keys",
+        keys.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("chmod go-w"), "{text}");
+    set_mode(&keys, 0o755);
+    set_mode(&keys.join("a.pub"), 0o666);
+    let (code, _, err) = list();
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("a.pub") && err.contains("mode 0666"), "{err}");
+    set_mode(&keys.join("a.pub"), 0o644);
+    if !is_root() {
+        eprintln!("SKIP trusted_keys_others_can_write_are_refused (another owner): needs root to chown to nobody");
+        return;
+    }
+    // A key someone else owns (mode 0644), then a whole folder someone else owns.
+    chown_nobody(&keys.join("a.pub"));
+    let (code, _, err) = list();
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("a.pub") && err.contains("owned by uid"),
+        "{err}"
+    );
+    std::fs::copy(root.join("a.pub"), keys.join("b.pub")).unwrap();
+    std::fs::remove_file(keys.join("a.pub")).unwrap();
+    chown_nobody(&keys);
+    let (code, _, err) = list();
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("owned by uid") && err.contains("chown root"),
+        "{err}"
+    );
+}
+
 /// Probe F1: a compiled-chef cache folder owned by another user (mode 0755, so the
 /// group/other write check passed) let that user swap the compiled code of a signed chef for
 /// another chef's: a root kitchen with `--trusted-chef-keys` ran it, and `-l` listed the

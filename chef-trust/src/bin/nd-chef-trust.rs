@@ -7,10 +7,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use chef_trust::{
-    read_bounded, read_signature, read_signing_key, signature_path, write_key_pair, KeyId,
-    SignatureFile, TrustedKeys,
+    read_bounded, read_signature, read_signing_key, signature_path, write_file_atomically,
+    write_key_pair, KeyId, SignatureFile, TrustedKeys,
 };
 use clap::{Parser, Subcommand};
+// Every file name printed (and every refusal, which may hold one) is escaped: names are
+// anyone's, and a CR, newline or terminal escape in one could forge or hide a line ("an
+// unsigned chef reads as trusted"). The library's own errors escape their paths already.
+use dumpling::text::{escape_path, Escaped};
 
 /// Signed netdumplings chefs: keys, signatures, checks.
 ///
@@ -81,47 +85,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "key id {}\nprivate key {} (mode 0600; keep it secret)\npublic key {} (copy it into the kitchens' --trusted-chef-keys directory)",
                 KeyId::of(&key.verifying_key()),
-                private.display(),
-                public.display()
+                escape_path(&private),
+                escape_path(&public)
             );
         }
         Command::Sign { chef, key, output } => {
             let key = read_signing_key(&key)?;
             let bytes = read_bounded(&chef, MAX_CHEF_BYTES)
-                .with_context(|| format!("cannot read {}", chef.display()))?;
+                .with_context(|| format!("cannot read {}", escape_path(&chef)))?;
             if !bytes.starts_with(b"\0asm") {
-                bail!("{} is not a WebAssembly file", chef.display());
+                bail!("{} is not a WebAssembly file", escape_path(&chef));
             }
             let sig = SignatureFile::sign(&bytes, &key);
             let out = output.unwrap_or_else(|| signature_path(&chef));
-            let mut tmp = out.as_os_str().to_owned();
-            tmp.push(".tmp");
-            let tmp = PathBuf::from(tmp);
-            std::fs::write(&tmp, sig.to_text())
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, &out)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), out.display()))?;
+            // Not `CHEF.wasm.sig.tmp` opened with O_TRUNC: whoever can write the chef
+            // folder could plant that name as a link to any file, and the signer (root,
+            // say) would overwrite it. A new file with a random name, then a rename.
+            write_file_atomically(&out, sig.to_text().as_bytes(), 0o644)
+                .with_context(|| format!("cannot write the signature {}", escape_path(&out)))?;
             println!(
                 "signed {} (sha256 {}) with key id {} -> {}",
-                chef.display(),
+                escape_path(&chef),
                 sig.sha256,
                 sig.key_id,
-                out.display()
+                escape_path(&out)
             );
         }
         Command::Verify { chef, trusted_keys } => {
             let keys = TrustedKeys::load_dir(&trusted_keys)?;
             let bytes = read_bounded(&chef, MAX_CHEF_BYTES)
-                .with_context(|| format!("cannot read {}", chef.display()))?;
+                .with_context(|| format!("cannot read {}", escape_path(&chef)))?;
             let sig_path = signature_path(&chef);
             let verdict =
                 read_signature(&chef).and_then(|sig| keys.check(&bytes, sig.as_deref(), &sig_path));
             match verdict {
-                Ok(id) => println!("trusted: {} signed by key id {id}", chef.display()),
+                Ok(id) => println!("trusted: {} signed by key id {id}", escape_path(&chef)),
                 Err(e) => {
                     println!(
-                        "refused: {}: {e} (key id {})",
-                        chef.display(),
+                        "refused: {}: {} (key id {})",
+                        escape_path(&chef),
+                        Escaped::with_max(&e.to_string(), 1024),
                         e.key_id().map_or("none".to_owned(), |k| k.to_string())
                     );
                     return Ok(ExitCode::from(1));
@@ -129,9 +132,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::KeyId { key } => {
-            let id = match chef_trust::read_public_key(&key) {
-                Ok(k) => KeyId::of(&k),
-                Err(_) => KeyId::of(&read_signing_key(&key)?.verifying_key()),
+            // A public key when it says so (its error, e.g. a weak key, is the one to show),
+            // else a private key.
+            let text = read_bounded(&key, chef_trust::MAX_KEY_BYTES)
+                .with_context(|| format!("cannot read {}", escape_path(&key)))?;
+            let id = if text.starts_with(b"-----BEGIN PUBLIC KEY-----") {
+                KeyId::of(&chef_trust::read_public_key(&key)?)
+            } else {
+                KeyId::of(&read_signing_key(&key)?.verifying_key())
             };
             println!("{id}");
         }
