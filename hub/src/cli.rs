@@ -81,6 +81,12 @@ pub struct Cli {
     /// Reloaded when the file changes or on SIGHUP; revoked tokens' connections close.
     #[arg(long, value_name = "FILE")]
     pub auth: Option<PathBuf>,
+    /// A web origin (`scheme://host[:port]`) whose pages may open WebSockets to the hub,
+    /// besides the hub's own web view; repeat for more, `*` for any. Requests without an
+    /// `Origin` header (nd-sniff, nd-print, the Python clients) are always allowed; a browser
+    /// page of any other origin gets HTTP 403.
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
     /// Federation over NATS JetStream (`--nats` and friends).
     #[command(flatten)]
     pub fleet: hub::fleet::FleetArgs,
@@ -110,6 +116,9 @@ pub enum CliError {
     /// A `--nats*` flag is wrong.
     #[error(transparent)]
     Fleet(#[from] hub::fleet::args::FleetArgsError),
+    /// An `--allow-origin` value is not an origin.
+    #[error(transparent)]
+    BadOrigin(#[from] hub::origin::BadOrigin),
     /// `--metrics-address` is neither `HOST:PORT` nor a port.
     #[error(
         "--metrics-address {0:?} is not IP:PORT or a port number (e.g. 127.0.0.1:11349 or 11349)"
@@ -165,6 +174,7 @@ impl Cli {
             status_list_max: self.status_list_max,
             max_kitchens: self.max_kitchens,
             max_eaters: self.max_eaters,
+            allowed_origins: hub::origin::AllowedOrigins::parse(&self.allow_origin)?,
             fleet: self.fleet.options()?,
             metrics_address: self
                 .metrics_address

@@ -57,6 +57,9 @@ pub struct Config {
     pub max_kitchens: usize,
     /// Open connections allowed on the eater port (eaters and web-view requests).
     pub max_eaters: usize,
+    /// Web origins besides the hub's own that may open a WebSocket (`--allow-origin`;
+    /// requests without `Origin` are always allowed, see [`crate::origin`]).
+    pub allowed_origins: crate::origin::AllowedOrigins,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             metrics_address: None,
             max_kitchens: 1024,
             max_eaters: 4096,
+            allowed_origins: crate::origin::AllowedOrigins::default(),
         }
     }
 }

@@ -92,6 +92,16 @@ pub(crate) async fn accept_with_hello(
     let mut binary = false;
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let check = |request: &Request, response: Response| {
+        // The page that opened it, before any token is looked at: a cross-site page must
+        // learn nothing, not even whether its token would do.
+        if let Err(origin) = crate::origin::check(request, &shared.config.allowed_origins) {
+            if shared.origin_refusals.note(addr.ip()) {
+                warn!(%addr, ?side, origin = %dumpling::text::Escaped::with_max(&origin, 128),
+                    "refused a WebSocket from a web page of another origin (HTTP 403; \
+                     --allow-origin allows one); further refusals for this address are only counted");
+            }
+            return Err(crate::origin::refusal(&origin));
+        }
         let mut response =
             crate::auth::check_upgrade(auth, request, response, side, peer, &mut principal)?;
         if asks_binary(request) {

@@ -19,6 +19,7 @@ pub mod handshake;
 pub mod hello;
 pub mod kitchen;
 pub mod metrics;
+pub mod origin;
 pub mod route;
 pub mod route_tls;
 pub mod state;

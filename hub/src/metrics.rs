@@ -124,6 +124,12 @@ impl Collector for HubCollector {
             "Connections (either side) whose task has ended.",
             s.connections_ended.load(Ordering::Relaxed),
         )?;
+        counter(
+            e,
+            "netdumplings_hub_refused_origins",
+            "WebSocket upgrades refused for their Origin (web pages of other sites).",
+            s.origin_refusals.refused.load(Ordering::Relaxed),
+        )?;
         gauge(
             e,
             "netdumplings_hub_ring_occupancy",

@@ -155,6 +155,8 @@ pub struct Shared {
     /// Connections (either side, registered or not) whose task has ended; the trim loop
     /// watches it to give memory back after a burst.
     pub connections_ended: AtomicU64,
+    /// WebSocket upgrades refused for their `Origin` (cross-site pages).
+    pub origin_refusals: crate::origin::OriginRefusals,
     registry: Mutex<Registry>,
     /// The NATS publisher when the hub federates (`--nats`); kitchens hand dumplings to
     /// it instead of the ring, and the fleet consumer fills the ring.
@@ -181,6 +183,7 @@ impl Shared {
             total_refused: AtomicU64::new(0),
             lag_notices: AtomicU64::new(0),
             connections_ended: AtomicU64::new(0),
+            origin_refusals: crate::origin::OriginRefusals::default(),
             registry: Mutex::new(Registry::default()),
             fleet: std::sync::OnceLock::new(),
             fleet_status: std::sync::OnceLock::new(),

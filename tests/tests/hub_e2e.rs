@@ -976,3 +976,107 @@ async fn a_silent_eater_that_never_answers_pings_is_dropped() {
         "{log}"
     );
 }
+
+/// An upgrade to `addr` carrying `Origin: origin` (as a browser page sends): the HTTP
+/// status and body of a refusal, or the socket when accepted.
+async fn upgrade_from_origin(
+    addr: std::net::SocketAddr,
+    origin: Option<&str>,
+) -> Result<Ws, (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    let connected = tokio::time::timeout(T, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("answered in time");
+    match connected {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err((
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Err(other) => Err((0, other.to_string())),
+    }
+}
+
+/// Cross-site WebSocket hijacking: a web page of another origin (any page the operator
+/// visits) can neither read dumplings from nor send dumplings to a default hub (no
+/// `--auth`, localhost). Clients without `Origin` (every kitchen and eater program) and the
+/// hub's own page are unaffected; `--allow-origin` lets a named page in.
+#[tokio::test]
+async fn web_pages_of_other_origins_are_refused_on_both_ports() {
+    let hub = Hub::start(&["-f", "60", "--allow-origin", "https://dash.example"]);
+    let evil = "https://evil.example";
+    for addr in [hub.kitchens, hub.eaters] {
+        let (status, body) = upgrade_from_origin(addr, Some(evil))
+            .await
+            .expect_err("a foreign origin was accepted");
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains("https://evil.example") && body.contains("--allow-origin"),
+            "{body}"
+        );
+    }
+    // Twice more from the same address: counted, not logged again.
+    for _ in 0..2 {
+        assert!(upgrade_from_origin(hub.eaters, Some(evil)).await.is_err());
+    }
+    // The page the hub served (same host and port, either scheme), a listed origin, and
+    // programs that send no Origin at all.
+    let own = format!("http://{}", hub.eaters);
+    let own_tls = format!("https://{}", hub.eaters);
+    for origin in [
+        None,
+        Some(own.as_str()),
+        Some(own_tls.as_str()),
+        Some("https://dash.example"),
+    ] {
+        let mut ws = upgrade_from_origin(hub.eaters, origin)
+            .await
+            .unwrap_or_else(|e| panic!("{origin:?} refused: {e:?}"));
+        ws.send(Message::text(r#"{"eater_name": "e"}"#))
+            .await
+            .unwrap();
+        assert!(
+            next_data(&mut ws, T).await.is_some(),
+            "{origin:?}: no status"
+        );
+    }
+    // The eater port's page may not send dumplings to the kitchen port.
+    assert_eq!(
+        upgrade_from_origin(hub.kitchens, Some(&own))
+            .await
+            .err()
+            .map(|e| e.0),
+        Some(403)
+    );
+    assert!(upgrade_from_origin(hub.kitchens, None).await.is_ok());
+    let (_, log) = hub.stop();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("refused a WebSocket from a web page of another origin"))
+        .count();
+    assert_eq!(logged, 1, "{log}");
+}
+
+/// `--allow-origin` values that are no origin are refused at start, escaped.
+#[test]
+fn a_bad_allow_origin_is_a_usage_error() {
+    let out = e2e_tests::ChildGuard::spawn(
+        "nd-hub",
+        std::process::Command::new(e2e_tests::bin("nd-hub"))
+            .args(["-a", "127.0.0.1", "-i", "0", "-o", "0"])
+            .args(["--allow-origin", "evil.example\u{1b}[31m"]),
+    )
+    .wait_output(T);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--allow-origin") && !err.contains('\u{1b}'),
+        "{err:?}"
+    );
+}
