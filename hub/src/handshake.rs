@@ -147,6 +147,16 @@ pub(crate) async fn accept_with_hello(
             return None;
         }
     };
+    // The hello's name is held to the same rule as every dumpling's `metadata.kitchen`:
+    // status dumplings, restricted eaters' views, the log and `/metrics` list a kitchen by
+    // this name, so an impostor must not get that far.
+    if let (Side::Kitchen, Some(principal)) = (side, &principal) {
+        if let Err(refused) = crate::hello::check_kitchen_name(&hello, principal) {
+            warn!(%addr, reason = %refused, "refused dumpling {what} connection");
+            close(&mut ws, close_code::BAD_HELLO, &refused.to_string()).await;
+            return None;
+        }
+    }
     let session = match (auth, principal) {
         (Some(auth), Some(principal)) => Some(auth.session(principal)),
         _ => None,

@@ -25,6 +25,49 @@ pub enum HelloError {
     /// A control or close frame came where the hello should be.
     #[error("bad hello: connection closed first")]
     Closed,
+    /// Under `--auth`: the hello's `kitchen_name` is not a name the connection's principal
+    /// may send as (its dumplings would be refused, but the hello would have been listed
+    /// in status dumplings, logs and `/metrics` under that name). Both names are escaped
+    /// and cut so the reason fits a close frame (123 bytes).
+    #[error("bad hello: kitchen_name {name} not allowed for principal {principal}")]
+    NameNotAllowed {
+        /// The name the hello gave, escaped and cut.
+        name: String,
+        /// The principal's name, escaped and cut.
+        principal: String,
+    },
+}
+
+/// Under `--auth`, check a kitchen hello's name against what its principal may send as
+/// ([`crate::auth::Principal::may_send_as`], the rule every dumpling's `metadata.kitchen`
+/// is held to), so a kitchen is listed only under a name it may use.
+pub fn check_kitchen_name(
+    hello: &Hello,
+    principal: &crate::auth::Principal,
+) -> Result<(), HelloError> {
+    if principal.may_send_as(Some(&hello.name)) {
+        return Ok(());
+    }
+    Err(HelloError::NameNotAllowed {
+        name: quoted_short(&hello.name),
+        principal: quoted_short(&principal.name),
+    })
+}
+
+/// `"name"`, escaped and cut to at most 32 bytes, so two of them and the words around
+/// them fit a close reason (123 bytes): an escape is up to 8 bytes per character.
+fn quoted_short(name: &str) -> String {
+    const MAX: usize = 28;
+    let mut shown = dumpling::text::escape(name, 16);
+    if shown.len() > MAX {
+        let mut end = MAX - '…'.len_utf8();
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    format!("\"{shown}\"")
 }
 
 /// A valid hello.
@@ -113,6 +156,45 @@ mod tests {
         );
         assert!(shown.len() < 200, "{}", shown.len());
         assert_eq!(shown_name("default_kitchen"), "default_kitchen");
+    }
+
+    #[test]
+    fn a_kitchen_hello_must_use_a_name_its_principal_may_send_as() {
+        let principal = |role, kitchens: Option<&[&str]>| crate::auth::Principal {
+            name: "sensor-a".into(),
+            role,
+            token_sha256: Some([0; 32]),
+            cert_name: None,
+            kitchens: kitchens.map(|k| k.iter().map(|s| s.to_string()).collect()),
+            chefs: None,
+        };
+        let kitchen = principal(crate::auth::Role::Kitchen, Some(&["sensor-a", "lab"]));
+        let hello = |name: &str| {
+            parse_hello(
+                serde_json::json!({ "kitchen_name": name })
+                    .to_string()
+                    .as_bytes(),
+                "kitchen_name",
+            )
+            .unwrap()
+        };
+        assert_eq!(check_kitchen_name(&hello("sensor-a"), &kitchen), Ok(()));
+        assert_eq!(check_kitchen_name(&hello("lab"), &kitchen), Ok(()));
+        let refused = check_kitchen_name(&hello("sensor-b"), &kitchen).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            r#"bad hello: kitchen_name "sensor-b" not allowed for principal "sensor-a""#
+        );
+        let long = "\u{1b}".repeat(500);
+        let reason = check_kitchen_name(&hello(&long), &kitchen)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            reason.len() <= 123 && !reason.contains('\u{1b}'),
+            "{reason}"
+        );
+        let admin = principal(crate::auth::Role::Admin, None);
+        assert_eq!(check_kitchen_name(&hello("anything"), &admin), Ok(()));
     }
 
     #[test]

@@ -644,6 +644,73 @@ async fn kitchen_cannot_use_another_kitchens_name() {
     assert!(log.contains("kitchen name \"k2\" not allowed"), "{log}");
 }
 
+/// A kitchen's hello is held to its principal's names, as its dumplings are: an impostor
+/// saying hello as another kitchen is closed (1008, saying why) and never listed, so no
+/// status (nor an eater restricted to that kitchen) shows it with forged details.
+#[tokio::test]
+async fn a_kitchen_cannot_say_hello_as_another_kitchen() {
+    let dir = scratch("impostor");
+    let sensor_a = principal("sensor-a", "kitchen", "kitchens = [\"sensor-a\"]");
+    let watcher = principal("b-watcher", "eater", "kitchens = [\"sensor-b\"]");
+    let admin = principal("root", "admin", "");
+    let auth = dir.join("auth.toml");
+    write_auth(&auth, &[&sensor_a, &watcher, &admin]);
+    let hub = Hub::start(&["-f", "0.3", "--auth", s(&auth)]);
+    let kitchens = format!("ws://{}", hub.kitchens);
+    let eaters = format!("ws://{}", hub.eaters);
+    let a_link = Link::plain().with_token(token(&sensor_a));
+    let mut impostor = join(
+        &a_link,
+        &kitchens,
+        serde_json::json!({"kitchen_name": "sensor-b", "interface": "eth9", "filter": "FORGED"}),
+    )
+    .await
+    .expect("upgrade accepted: the token is valid");
+    let (code, reason) = close_frame(&mut impostor, T)
+        .await
+        .expect("the impostor is closed");
+    assert_eq!(code, 1008, "{reason}");
+    assert!(
+        reason.contains("\"sensor-b\"") && reason.contains("\"sensor-a\""),
+        "{reason}"
+    );
+    // Its own name still works, and is the only kitchen anyone sees.
+    let _honest = join(
+        &a_link,
+        &kitchens,
+        serde_json::json!({"kitchen_name": "sensor-a"}),
+    )
+    .await
+    .expect("sensor-a joins");
+    let root = Link::plain().with_token(token(&admin));
+    let deadline = Instant::now() + T;
+    let view = loop {
+        let (_ws, view) = join_eater(&root, &eaters, "root").await;
+        if view["dumpling_kitchen_count"] == 1 || Instant::now() > deadline {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(view["dumpling_kitchen_count"], 1, "{view}");
+    assert_eq!(
+        view["dumpling_kitchens"][0]["info_from_kitchen"]["kitchen_name"],
+        "sensor-a"
+    );
+    let (_ws, b_view) = join_eater(
+        &Link::plain().with_token(token(&watcher)),
+        &eaters,
+        "b-watcher",
+    )
+    .await;
+    assert_eq!(b_view["dumpling_kitchen_count"], 0, "{b_view}");
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("kitchen_name \"sensor-b\" not allowed for principal \"sensor-a\""),
+        "{log}"
+    );
+    assert!(!log.contains("connection from sensor-b"), "{log}");
+}
+
 #[tokio::test]
 async fn restricted_eater_sees_only_its_chefs_and_kitchens() {
     let dir = scratch("restricted");
