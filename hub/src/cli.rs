@@ -55,13 +55,18 @@ pub struct Cli {
     /// contention.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
-    /// Open connections allowed on the kitchen port (handshakes included); more are closed
-    /// at once, so a flood of connections cannot use up the hub's file descriptors.
+    /// Kitchen connections allowed past their WebSocket upgrade (authorised, under --auth);
+    /// more get HTTP 503. Connections still in their handshake do not count (--max-pending).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_kitchens: usize,
-    /// Open connections allowed on the eater port (eaters and web-view requests).
+    /// Eater connections allowed past their WebSocket upgrade; more get HTTP 503.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_eaters: usize,
+    /// Connections per port still in their handshake (TLS, request, upgrade, token check)
+    /// or being served the web page. When full, the oldest is closed to make room (and one
+    /// address may hold at most 32), so idle connections cannot keep real peers out.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_pending: usize,
     /// At most this many kitchens and eaters listed in a status dumpling (counts stay exact).
     #[arg(long, value_name = "N", default_value_t = 25)]
     pub status_list_max: usize,
@@ -161,6 +166,9 @@ impl Cli {
         if self.max_eaters == 0 {
             return Err(CliError::Zero("max-eaters"));
         }
+        if self.max_pending == 0 {
+            return Err(CliError::Zero("max-pending"));
+        }
         let ping = seconds("ping-interval", self.ping_interval)?;
         Ok(hub::Config {
             status_freq: seconds("status-freq", self.status_freq)?,
@@ -174,6 +182,7 @@ impl Cli {
             status_list_max: self.status_list_max,
             max_kitchens: self.max_kitchens,
             max_eaters: self.max_eaters,
+            max_pending: self.max_pending,
             allowed_origins: hub::origin::AllowedOrigins::parse(&self.allow_origin)?,
             fleet: self.fleet.options()?,
             metrics_address: self

@@ -52,11 +52,15 @@ pub struct Config {
     pub fleet: Option<crate::fleet::FleetOptions>,
     /// Where to serve Prometheus `/metrics` (off when `None`).
     pub metrics_address: Option<std::net::SocketAddr>,
-    /// Open connections allowed on the kitchen port (handshakes included); more are
-    /// closed at once, so a flood of connections cannot take every file descriptor.
+    /// Kitchen connections past their WebSocket upgrade (authorised under `--auth`); an
+    /// upgrade past it gets HTTP 503.
     pub max_kitchens: usize,
-    /// Open connections allowed on the eater port (eaters and web-view requests).
+    /// Eater connections past their WebSocket upgrade.
     pub max_eaters: usize,
+    /// Connections per port still in their handshake (TLS, request, upgrade) or being
+    /// served the web page; when full, the oldest is closed for a new one
+    /// ([`crate::admission`]).
+    pub max_pending: usize,
     /// Web origins besides the hub's own that may open a WebSocket (`--allow-origin`;
     /// requests without `Origin` are always allowed, see [`crate::origin`]).
     pub allowed_origins: crate::origin::AllowedOrigins,
@@ -86,6 +90,7 @@ impl Default for Config {
             metrics_address: None,
             max_kitchens: 1024,
             max_eaters: 4096,
+            max_pending: 256,
             allowed_origins: crate::origin::AllowedOrigins::default(),
         }
     }

@@ -327,13 +327,15 @@ pub async fn serve_eater(
     addr: SocketAddr,
     shared: Arc<Shared>,
     deadline: tokio::time::Instant,
+    pending: &crate::admission::Pending,
 ) {
     let Some(Accepted {
         mut ws,
         hello,
         session,
         binary,
-    }) = accept_with_hello(stream, addr, &shared, Side::Eater, deadline).await
+        slot: _slot,
+    }) = accept_with_hello(stream, addr, &shared, Side::Eater, deadline, pending).await
     else {
         return;
     };

@@ -5,13 +5,14 @@
 //! name key and WebSocket limits, chosen here from [`Side`].
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use dumpling::close_code;
 use futures_util::StreamExt;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -53,6 +54,9 @@ pub(crate) struct Accepted {
     /// The peer asked for binary frames ([`dumpling::BINARY_FRAMES_HEADER`]) and was told
     /// yes: a kitchen's binary frames hold UTF-8 text, an eater gets dumplings as binary.
     pub binary: bool,
+    /// Its connection slot on this port (`--max-kitchens`/`--max-eaters`), taken when the
+    /// upgrade was accepted and held until the connection ends.
+    pub slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Whether an upgrade request asks for binary frames ([`dumpling::BINARY_FRAMES_HEADER`]).
@@ -74,6 +78,7 @@ pub(crate) async fn accept_with_hello(
     shared: &Shared,
     side: Side,
     deadline: tokio::time::Instant,
+    pending: &crate::admission::Pending,
 ) -> Option<Accepted> {
     let (ws_config, name_key, what) = match side {
         Side::Kitchen => (shared.config.kitchen_ws_config(), "kitchen_name", "kitchen"),
@@ -90,6 +95,7 @@ pub(crate) async fn accept_with_hello(
         cert_names: &cert_names,
     };
     let mut binary = false;
+    let mut slot = None;
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let check = |request: &Request, response: Response| {
         // The page that opened it, before any token is looked at: a cross-site page must
@@ -104,6 +110,26 @@ pub(crate) async fn accept_with_hello(
         }
         let mut response =
             crate::auth::check_upgrade(auth, request, response, side, peer, &mut principal)?;
+        // Authorised: only now does the connection take one of the port's slots, so
+        // connections that never get this far cannot keep a real peer out.
+        match pending.promote() {
+            Ok(permit) => slot = Some(permit),
+            Err(no_slot) => {
+                let refused = match side {
+                    Side::Kitchen => shared.kitchen_admission.refused.load(Ordering::Relaxed),
+                    Side::Eater => shared.eater_admission.refused.load(Ordering::Relaxed),
+                };
+                if matches!(no_slot, crate::admission::NoSlot::Full(_))
+                    && (refused <= 5 || refused.is_multiple_of(1000))
+                {
+                    warn!(%addr, ?side, refused, "{no_slot}: upgrade refused with HTTP 503");
+                }
+                return Err(crate::auth::refusal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("netdumplings hub: {no_slot}; try again later"),
+                ));
+            }
+        }
         if asks_binary(request) {
             response.headers_mut().insert(
                 dumpling::BINARY_FRAMES_HEADER,
@@ -161,11 +187,14 @@ pub(crate) async fn accept_with_hello(
         (Some(auth), Some(principal)) => Some(auth.session(principal)),
         _ => None,
     };
+    // An accepted upgrade always took a slot; `None` cannot happen, but is no panic.
+    let slot = slot?;
     Some(Accepted {
         ws,
         hello,
         session,
         binary,
+        slot,
     })
 }
 

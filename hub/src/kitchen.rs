@@ -96,13 +96,15 @@ pub async fn serve_kitchen(
     addr: SocketAddr,
     shared: Arc<Shared>,
     deadline: tokio::time::Instant,
+    pending: &crate::admission::Pending,
 ) {
     let Some(Accepted {
         mut ws,
         hello,
         session,
         binary,
-    }) = accept_with_hello(stream, addr, &shared, Side::Kitchen, deadline).await
+        slot: _slot,
+    }) = accept_with_hello(stream, addr, &shared, Side::Kitchen, deadline, pending).await
     else {
         return;
     };

@@ -10,6 +10,7 @@
 //! told so with a `HubNoticeChef` notice) and is disconnected when its socket makes no
 //! write progress for [`Config::write_timeout`].
 
+pub mod admission;
 pub mod auth;
 mod backlog;
 pub mod config;
@@ -189,15 +190,10 @@ async fn accept_loop(
     shared: Arc<Shared>,
     done: mpsc::Sender<()>,
 ) {
-    let max = match side {
-        Side::Kitchen => shared.config.max_kitchens,
-        Side::Eater => shared.config.max_eaters,
+    let admission = match side {
+        Side::Kitchen => shared.kitchen_admission.clone(),
+        Side::Eater => shared.eater_admission.clone(),
     };
-    // One permit per open connection on this port: a flood of connections (20 000 idle
-    // kitchens took every file descriptor, and then eaters could not connect) is closed
-    // at accept, and the other port keeps its own share.
-    let open = Arc::new(tokio::sync::Semaphore::new(max));
-    let mut refused: u64 = 0;
     let mut accept_failures: u64 = 0;
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -213,27 +209,34 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-            drop(stream);
-            refused += 1;
-            if refused <= 5 || refused.is_multiple_of(1000) {
-                warn!(%addr, ?side, refused,
-                    "connection limit reached ({max} open on this port; --max-kitchens/--max-eaters): closed at once");
-            }
-            continue;
-        };
+        // Every connection starts in the port's bounded pending pool (admission.rs): a
+        // flood of idle connections (20 000 took every file descriptor; 20 filled
+        // --max-kitchens and locked out a kitchen with a valid token) only crowds out its
+        // own oldest, and a slot is taken only once the upgrade is accepted.
+        let pending = admission.enter(addr);
         let shared = shared.clone();
         let done = done.clone();
         tokio::spawn(async move {
-            serve(stream, addr, side, shared.clone()).await;
+            tokio::select! {
+                _ = serve(stream, addr, side, shared.clone(), &pending) => {}
+                _ = pending.evicted() => {
+                    tracing::debug!(%addr, ?side, "pending connection closed to make room for newer ones");
+                }
+            }
+            drop(pending);
             shared.connections_ended.fetch_add(1, Ordering::Relaxed);
-            drop(permit);
             drop(done);
         });
     }
 }
 
-async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shared>) {
+async fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    side: Side,
+    shared: Arc<Shared>,
+    pending: &admission::Pending,
+) {
     // Small frames matter for latency; batching is done by the eater loop, not Nagle.
     let _ = stream.set_nodelay(true);
     // One deadline for everything before the connection is a kitchen or an eater (TLS
@@ -270,10 +273,10 @@ async fn serve(stream: TcpStream, addr: SocketAddr, side: Side, shared: Arc<Shar
     };
     match (route, side) {
         (route::Route::WebSocket, Side::Kitchen) => {
-            kitchen::serve_kitchen(stream, addr, shared, deadline).await
+            kitchen::serve_kitchen(stream, addr, shared, deadline, pending).await
         }
         (route::Route::WebSocket, Side::Eater) => {
-            eater::serve_eater(stream, addr, shared, deadline).await
+            eater::serve_eater(stream, addr, shared, deadline, pending).await
         }
         (
             route::Route::Page {

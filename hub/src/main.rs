@@ -119,7 +119,9 @@ const RESERVED_FDS: u64 = 128;
 /// fit, and say so: otherwise a flood of kitchens would take every descriptor and lock
 /// eaters out (accept failing, as with no caps at all).
 fn fit_connection_caps(config: &mut hub::Config) {
-    let wanted = (config.max_kitchens + config.max_eaters) as u64 + RESERVED_FDS;
+    // Both ports' pending pools count too: every connection is a descriptor.
+    let pending = 2 * config.max_pending as u64;
+    let wanted = (config.max_kitchens + config.max_eaters) as u64 + pending + RESERVED_FDS;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -146,18 +148,24 @@ fn fit_connection_caps(config: &mut hub::Config) {
     if have >= wanted {
         return;
     }
-    let room = have.saturating_sub(RESERVED_FDS).max(2);
+    // The pending pools get at most a fifth of what is left (at least one place each).
+    let max_pending = (config.max_pending as u64)
+        .min(have.saturating_sub(RESERVED_FDS) / 10)
+        .max(1);
+    let room = have.saturating_sub(RESERVED_FDS + 2 * max_pending).max(2);
     let total = (config.max_kitchens + config.max_eaters) as u64;
     let kitchens = (config.max_kitchens as u64 * room / total).max(1);
     let eaters = room.saturating_sub(kitchens).max(1);
     tracing::warn!(
         "the open-files limit is {have} (ulimit -n; hard limit {}), too low for \
-         --max-kitchens {} plus --max-eaters {}: using {kitchens} and {eaters} instead (raise \
-         the limit to keep them)",
+         --max-kitchens {} plus --max-eaters {} plus twice --max-pending {}: using {kitchens}, \
+         {eaters} and {max_pending} instead (raise the limit to keep them)",
         lim.rlim_max,
         config.max_kitchens,
-        config.max_eaters
+        config.max_eaters,
+        config.max_pending
     );
     config.max_kitchens = kitchens as usize;
     config.max_eaters = eaters as usize;
+    config.max_pending = max_pending as usize;
 }

@@ -155,6 +155,10 @@ pub struct Shared {
     /// Connections (either side, registered or not) whose task has ended; the trim loop
     /// watches it to give memory back after a burst.
     pub connections_ended: AtomicU64,
+    /// The kitchen port's pending pool and slots (`--max-kitchens`, `--max-pending`).
+    pub kitchen_admission: Arc<crate::admission::Admission>,
+    /// The eater port's pending pool and slots (`--max-eaters`, `--max-pending`).
+    pub eater_admission: Arc<crate::admission::Admission>,
     /// WebSocket upgrades refused for their `Origin` (cross-site pages).
     pub origin_refusals: crate::origin::OriginRefusals,
     registry: Mutex<Registry>,
@@ -172,6 +176,14 @@ impl Shared {
     pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Self {
         let (ring, _) = broadcast::channel(config.ring_capacity.max(16));
         Shared {
+            kitchen_admission: crate::admission::Admission::new(
+                config.max_kitchens,
+                config.max_pending,
+            ),
+            eater_admission: crate::admission::Admission::new(
+                config.max_eaters,
+                config.max_pending,
+            ),
             config,
             started: Instant::now(),
             ring,

@@ -445,6 +445,12 @@ pub fn classify(uri: &str, error: WsError) -> LinkError {
         WsError::Http(response) if response.status().as_u16() == 401 => {
             LinkError::Unauthorized { uri }
         }
+        // Our hub's answer when all its connection slots are taken (`--max-kitchens`,
+        // `--max-eaters`): worth retrying, as the closed connection it used to be was.
+        WsError::Http(response) if response.status().as_u16() == 503 => LinkError::Connect {
+            uri,
+            detail: "the hub is at its connection limit (HTTP 503); retrying".into(),
+        },
         WsError::Http(response) => LinkError::NotAHub {
             uri,
             status: response.status().as_u16(),

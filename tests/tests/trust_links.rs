@@ -711,6 +711,66 @@ async fn a_kitchen_cannot_say_hello_as_another_kitchen() {
     assert!(!log.contains("connection from sensor-b"), "{log}");
 }
 
+/// Idle connections that never finish a handshake (reopened whenever the hello timeout
+/// drops them) take none of `--max-kitchens`: a kitchen with a valid token still gets in,
+/// the flood only crowds out its own oldest, and the slots are held by authorised
+/// kitchens alone (the one past them gets HTTP 503).
+#[tokio::test]
+async fn idle_unauthenticated_connections_cannot_fill_the_kitchen_slots() {
+    let dir = scratch("preauth");
+    let kitchen_p = principal("k1", "kitchen", "kitchens = [\"k1\"]");
+    let admin = principal("root", "admin", "");
+    let auth = dir.join("auth.toml");
+    write_auth(&auth, &[&kitchen_p, &admin]);
+    let hub = Hub::start(&[
+        "-f",
+        "60",
+        "--auth",
+        s(&auth),
+        "--max-kitchens",
+        "2",
+        "--max-pending",
+        "8",
+    ]);
+    let kitchens = format!("ws://{}", hub.kitchens);
+    let link = Link::plain().with_token(token(&kitchen_p));
+    // 20 idle connections: more than the slots and the pending pool together.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tokio::net::TcpStream::connect(hub.kitchens).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut joined = Vec::new();
+    for _ in 0..2 {
+        let mut ws = join(&link, &kitchens, serde_json::json!({"kitchen_name": "k1"}))
+            .await
+            .expect("a valid kitchen gets in despite the idle flood");
+        ws.send(dumpling("A", "k1", 1)).await.unwrap();
+        joined.push(ws);
+        // The flood goes on while they join.
+        for _ in 0..10 {
+            idle.push(tokio::net::TcpStream::connect(hub.kitchens).await.unwrap());
+        }
+    }
+    // Both slots are taken by authorised kitchens: the third is told so.
+    let error = join(&link, &kitchens, serde_json::json!({"kitchen_name": "k1"}))
+        .await
+        .expect_err("no slot left");
+    assert!(
+        matches!(&error, LinkError::Connect { detail, .. } if detail.contains("HTTP 503")),
+        "retryable: {error}"
+    );
+    let root = Link::plain().with_token(token(&admin));
+    let (_e, view) = join_eater(&root, &format!("ws://{}", hub.eaters), "root").await;
+    assert_eq!(view["dumpling_kitchen_count"], 2, "{view}");
+    drop(idle);
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("connection limit reached (2 open on this port"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn restricted_eater_sees_only_its_chefs_and_kitchens() {
     let dir = scratch("restricted");
