@@ -100,7 +100,8 @@ impl Frame {
 /// A registered kitchen or eater.
 #[derive(Debug)]
 pub struct Peer {
-    /// The hello, verbatim.
+    /// The hello, verbatim when it is at most `status::MAX_KEPT_HELLO_BYTES`, else its cut
+    /// form (the same as `hello_cut`).
     pub hello: Box<RawValue>,
     /// The hello as a status lists it when it does not fit the status's share for hellos
     /// (`status::fit_hellos`): its name, cut, and how long it was.
@@ -254,9 +255,17 @@ impl Shared {
         addr: SocketAddr,
         principal: Option<Arc<crate::auth::Principal>>,
     ) -> Registration {
+        let hello_cut = crate::status::cut_hello(side, &hello);
+        // Only a bounded hello is kept whole (see `status::MAX_KEPT_HELLO_BYTES`): a larger
+        // one is listed cut by every status anyway, or nearly so.
+        let hello = if hello.raw.get().len() > crate::status::MAX_KEPT_HELLO_BYTES {
+            hello_cut.clone()
+        } else {
+            hello.raw
+        };
         let peer = Arc::new(Peer {
-            hello_cut: crate::status::cut_hello(side, &hello),
-            hello: hello.raw,
+            hello_cut,
+            hello,
             addr,
             good: AtomicU64::new(0),
             bad: AtomicU64::new(0),
@@ -311,4 +320,31 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard returned by `wait_for` is dropped here, so callers can hold this across
     // awaits in Send futures.
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_hello_is_kept_only_cut() {
+        let (_stop, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new(Config::default(), stop_rx));
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let hello = |pad: usize| {
+            let text = serde_json::json!({"kitchen_name": "k", "pad": "x".repeat(pad)});
+            crate::hello::parse_hello(text.to_string().as_bytes(), "kitchen_name").unwrap()
+        };
+        let small = shared.register(Side::Kitchen, hello(1000), addr, None);
+        assert!(small.peer.hello.get().contains(&"x".repeat(1000)));
+        let large = shared.register(Side::Kitchen, hello(1 << 20), addr, None);
+        let kept = large.peer.hello.get();
+        assert!(
+            kept.len() <= crate::status::MAX_KEPT_HELLO_BYTES,
+            "{}",
+            kept.len()
+        );
+        assert_eq!(kept, large.peer.hello_cut.get());
+        assert!(kept.contains("\"nd_hello_cut\":true"), "{kept}");
+    }
 }

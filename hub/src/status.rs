@@ -32,6 +32,15 @@ type EaterEntry<'a> = EaterStatus<Hello<'a>>;
 /// listed entry (see [`fit_hellos`]).
 pub const HELLO_BUDGET_BYTES: usize = 768 << 10;
 
+/// Longest hello a peer keeps whole in the hub, in bytes; a longer one is kept only in its
+/// cut form ([`cut_hello`]). Why: a hello may be up to the 1 MiB message cap, and every
+/// connection kept its whole hello for its life (100 kitchens with 1 MiB hellos held 100
+/// MiB; at the default connection caps several GiB), though a status lists hellos within
+/// [`HELLO_BUDGET_BYTES`] for all of them together (an even share of it is ~30 KiB at the
+/// default list cap of 25), and real hellos (name, interface, filter, chefs and their
+/// identities) are a few KiB.
+pub const MAX_KEPT_HELLO_BYTES: usize = 32 << 10;
+
 /// What a listed entry costs besides its hello (host, port, counters), reserved out of
 /// [`HELLO_BUDGET_BYTES`] for each.
 const ENTRY_BYTES: usize = 256;

@@ -224,17 +224,18 @@ async fn an_eater_that_never_reads_does_not_hold_the_ring() {
 }
 
 /// Kitchens with large (legal) hellos make a status dumpling larger than an eater's queue
-/// bound (`--eater-queue-bytes`, 256 KiB here): it still reaches eaters that keep up
-/// (every periodic status was dropped for every eater, silently). (Hellos are listed
-/// whole up to 768 KiB together, see `large_kitchen_hellos_are_listed_cut...`.)
+/// bound (`--eater-queue-bytes`, 64 KiB here): it still reaches eaters that keep up
+/// (every periodic status was dropped for every eater, silently). (Hellos are kept whole
+/// up to 32 KiB each and listed whole up to 768 KiB together, see
+/// `large_kitchen_hellos_are_listed_cut...`.)
 #[tokio::test]
 async fn a_status_larger_than_the_eater_queue_bound_still_arrives() {
-    let hub = Hub::start(&["-f", "1", "--eater-queue-bytes", "262144"]);
+    let hub = Hub::start(&["-f", "1", "--eater-queue-bytes", "65536"]);
     let mut kitchens = Vec::new();
     for i in 0..5 {
         let hello = format!(
             r#"{{"kitchen_name": "k{i}", "pad": "{}"}}"#,
-            "x".repeat(120_000)
+            "x".repeat(30_000)
         );
         kitchens.push(kitchen(hub.kitchens, &hello).await);
     }
@@ -243,7 +244,7 @@ async fn a_status_larger_than_the_eater_queue_bound_still_arrives() {
         welcome["payload"]["dumpling_kitchen_count"], 5,
         "all five registered"
     );
-    // The next (periodic) status, about 600 KB.
+    // The next (periodic) status, about 150 KB.
     let mut got = None;
     let until = std::time::Instant::now() + Duration::from_secs(10);
     while got.is_none() && std::time::Instant::now() < until {
@@ -254,7 +255,7 @@ async fn a_status_larger_than_the_eater_queue_bound_still_arrives() {
         }
     }
     let size = got.expect("no periodic status reached the eater");
-    assert!(size > 512 << 10, "{size} bytes");
+    assert!(size > 128 << 10, "{size} bytes");
     drop(kitchens);
     drop(e);
     let _ = hub.stop();
@@ -557,6 +558,39 @@ async fn large_kitchen_hellos_are_listed_cut_and_the_status_stays_under_a_megaby
             assert!(hello["kitchen_name"].as_str().unwrap().starts_with("big"));
         }
     }
+}
+
+/// A peer's hello is kept whole only up to 32 KiB: a 100 KiB hello, even alone (it would
+/// fit the status's budget), is listed cut, because the hub no longer holds the rest (each
+/// connection held its whole hello, up to 1 MiB, for its life: 100 kitchens, 100 MiB).
+#[tokio::test]
+async fn a_hello_over_the_kept_size_is_listed_cut_even_alone() {
+    let hub = Hub::start(&["-f", "60"]);
+    let hello = serde_json::json!({"kitchen_name": "wordy", "pad": "B".repeat(100_000)});
+    let _k = kitchen(hub.kitchens, &hello.to_string()).await;
+    let s = status_until(hub.eaters, T, |s| s["dumpling_kitchen_count"] == 1).await;
+    let listed = &s["dumpling_kitchens"][0]["info_from_kitchen"];
+    assert_eq!(listed["kitchen_name"], "wordy", "{s}");
+    assert_eq!(listed["nd_hello_cut"], true, "{listed}");
+    assert!(
+        listed["nd_hello_bytes"].as_u64().unwrap() > 100_000,
+        "{listed}"
+    );
+    // A hello of ordinary size is still listed verbatim.
+    let _small = kitchen(
+        hub.kitchens,
+        r#"{"kitchen_name": "plain", "interface": "eth0"}"#,
+    )
+    .await;
+    let s = status_until(hub.eaters, T, |s| s["dumpling_kitchen_count"] == 2).await;
+    let plain = s["dumpling_kitchens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["info_from_kitchen"]["kitchen_name"] == "plain")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(plain["info_from_kitchen"]["interface"], "eth0", "{s}");
 }
 
 #[tokio::test]
