@@ -121,13 +121,13 @@ pub fn shown(name: Option<&str>) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The file could not be read.
-    #[error("cannot read the auth file {0}: {1}")]
+    #[error("cannot read the auth file {path}: {error}", path = dumpling::text::escape_path(.0), error = .1)]
     Read(PathBuf, std::io::Error),
     /// Not valid TOML, or wrong fields.
-    #[error("bad auth file {0}: {1}")]
+    #[error("bad auth file {path}: {why}", path = dumpling::text::escape_path(.0), why = .1)]
     Parse(PathBuf, String),
     /// A principal is wrong (names it and the problem).
-    #[error("bad auth file {0}: principal {1:?}: {2}")]
+    #[error("bad auth file {path}: principal {name:?}: {why}", path = dumpling::text::escape_path(.0), name = .1, why = .2)]
     Principal(PathBuf, String, String),
 }
 
@@ -494,7 +494,7 @@ impl Auth {
                 *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
                 *self.modified.lock().unwrap_or_else(|p| p.into_inner()) = modified;
                 self.generation.send_modify(|g| *g += 1);
-                info!(file = %self.path.display(), principals = count, "auth file reloaded ({why})");
+                info!(file = %dumpling::text::escape_path(&self.path), principals = count, "auth file reloaded ({why})");
             }
             Err(error) => {
                 // Keep the last good table: a half-saved file must not lock everyone out.

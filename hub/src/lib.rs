@@ -361,7 +361,10 @@ pub async fn bind_all(address: &str, port: u16) -> std::io::Result<Vec<TcpListen
             }
             None => std::io::Error::new(
                 std::io::ErrorKind::AddrNotAvailable,
-                format!("{address} resolved to no address"),
+                format!(
+                    "{} resolved to no address",
+                    dumpling::text::Escaped::new(address)
+                ),
             ),
         });
     }

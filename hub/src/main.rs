@@ -70,7 +70,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             .with_context(|| {
                 format!(
                     "Cannot instantiate dumpling hub: cannot listen for kitchens on {}:{}",
-                    cli.address, cli.in_port
+                    dumpling::text::Escaped::new(&cli.address),
+                    cli.in_port
                 )
             })?;
         let eaters = hub::bind_all(&cli.address, cli.out_port)
@@ -78,7 +79,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
             .with_context(|| {
                 format!(
                     "Cannot instantiate dumpling hub: cannot listen for eaters on {}:{}",
-                    cli.address, cli.out_port
+                    dumpling::text::Escaped::new(&cli.address),
+                    cli.out_port
                 )
             })?;
         let bound: Vec<std::net::SocketAddr> = kitchens

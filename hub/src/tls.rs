@@ -52,13 +52,15 @@ fn load_certified_key(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
     let signing = hub_link::provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| TlsError::Setup(format!("{}: {e}", files.key.display())))?;
+        .map_err(|e| {
+            TlsError::Setup(format!("{}: {e}", dumpling::text::escape_path(&files.key)))
+        })?;
     let certified = CertifiedKey::new(chain, signing);
     certified.keys_match().map_err(|e| {
         TlsError::Setup(format!(
             "{} does not belong to {}: {e}",
-            files.key.display(),
-            files.cert.display()
+            dumpling::text::escape_path(&files.key),
+            dumpling::text::escape_path(&files.cert)
         ))
     })?;
     Ok(Arc::new(certified))
@@ -117,7 +119,9 @@ impl Tls {
                     hub_link::provider(),
                 )
                 .build()
-                .map_err(|e| TlsError::Setup(format!("{}: {e}", ca.display())))?;
+                .map_err(|e| {
+                    TlsError::Setup(format!("{}: {e}", dumpling::text::escape_path(ca)))
+                })?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
@@ -145,7 +149,7 @@ impl Tls {
         match load_certified_key(&self.files) {
             Ok(key) => {
                 *self.cert.current.write().unwrap_or_else(|p| p.into_inner()) = key;
-                info!(cert = %self.files.cert.display(), "TLS certificate reloaded (new connections use it)");
+                info!(cert = %dumpling::text::escape_path(&self.files.cert), "TLS certificate reloaded (new connections use it)");
             }
             Err(error) => warn!(%error, "TLS certificate not reloaded; keeping the previous one"),
         }

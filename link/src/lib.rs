@@ -47,7 +47,8 @@ pub enum LinkError {
     #[error("invalid hub address {0:?}: {1} (use HOST:PORT, ws://HOST:PORT or wss://HOST:PORT)")]
     BadAddress(String, String),
     /// A certificate, key or token file could not be read or parsed.
-    #[error("cannot use {what} {path}: {detail}")]
+    // The path as typed may hold control characters (ESC, BEL): shown escaped.
+    #[error("cannot use {what} {}: {detail}", dumpling::text::escape_path(path))]
     BadFile {
         /// What the file was meant to hold.
         what: &'static str,
@@ -165,7 +166,7 @@ impl LinkArgs {
         let token = match &self.token_file {
             Some(path) => Some(Token::new(
                 &read_file(path, "token file")?,
-                &path.display().to_string(),
+                &dumpling::text::escape_path(path),
             )?),
             None => match std::env::var(TOKEN_ENV) {
                 Ok(text) if !text.trim().is_empty() => Some(Token::new(&text, TOKEN_ENV)?),

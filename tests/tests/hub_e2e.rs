@@ -1114,3 +1114,62 @@ fn a_bad_allow_origin_is_a_usage_error() {
         "{err:?}"
     );
 }
+
+/// File names and addresses typed on the command line are shown escaped in nd-hub's
+/// errors: a name holding ESC, BEL or a newline could retitle the terminal, colour it, or
+/// forge a log line.
+#[test]
+fn file_names_and_addresses_in_errors_are_escaped() {
+    let dir = std::env::temp_dir().join(format!("nd-hub-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let evil = "x\u{1b}]0;T\u{7}\nFAKE-LOG-LINE\u{1b}[31m";
+    let missing = dir.join(format!("{evil}.toml"));
+    let bad_auth = dir.join(format!("{evil}.bad"));
+    std::fs::write(&bad_auth, "not toml [[[").unwrap();
+    let cert = dir.join(format!("{evil}.pem"));
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let ports = ["-i", "0", "-o", "0"];
+    let runs: Vec<Vec<String>> = vec![
+        vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "--auth".into(),
+            missing.display().to_string(),
+        ],
+        vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "--auth".into(),
+            bad_auth.display().to_string(),
+        ],
+        vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            cert.display().to_string(),
+        ],
+        vec!["-a".into(), evil.into()],
+    ];
+    for args in runs {
+        let out = e2e_tests::ChildGuard::spawn(
+            "nd-hub",
+            std::process::Command::new(e2e_tests::bin("nd-hub"))
+                .args(&args)
+                .args(ports),
+        )
+        .wait_output(T);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            !err.contains(['\u{1b}', '\u{7}']) && !err.contains("\nFAKE-LOG-LINE"),
+            "{args:?}: {err:?}"
+        );
+        assert!(
+            err.contains(r"x\x1b]0;T\x07\nFAKE-LOG-LINE\x1b[31m"),
+            "{args:?}: {err:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
