@@ -1,6 +1,9 @@
 //! Shared code of the eater CLIs (`nd-print`, `nd-hubdetails`, `nd-hubstatus`): the
 //! original's output formats (Python-style pretty JSON, local ISO times, colours) and the
 //! event loop that handles Ctrl-C (close 4101), reconnect messages and exit codes.
+//!
+//! Messages go to stderr through [`hub_link::say!`], never `eprintln!`: a reader of stderr
+//! that went away (`nd-print 2>&1 | head -1`) made `eprintln!` panic (exit 101).
 
 pub mod format;
 
@@ -73,7 +76,7 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
         let event = tokio::select! {
             _ = &mut cancel => {
                 let _ = std::io::stdout().flush();
-                eprintln!("\n{name}: Connection to dumpling hub cancelled; closing...");
+                hub_link::say!("\n{name}: Connection to dumpling hub cancelled; closing...");
                 eater.close(close_code::CANCELLED, close_code::CANCELLED_REASON).await;
                 break Outcome::Cancelled;
             }
@@ -82,7 +85,7 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
         let event = match event {
             Ok(event) => event,
             Err(error) => {
-                eprintln!("{name}: {error}");
+                hub_link::say!("{name}: {error}");
                 break Outcome::Fatal(error);
             }
         };
@@ -90,17 +93,19 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
             Event::Connected {
                 uri,
                 reconnected: true,
-            } => eprintln!("{name}: Reconnected to dumpling hub at {uri}"),
-            Event::Disconnected { reason, retry_in } => eprintln!(
+            } => hub_link::say!("{name}: Reconnected to dumpling hub at {uri}"),
+            Event::Disconnected { reason, retry_in } => hub_link::say!(
                 "{name}: Lost connection to dumpling hub: {reason}; retrying in {:.1} s",
                 retry_in.as_secs_f64()
             ),
             Event::Lagged { missed } => {
-                eprintln!("{name}: the hub dropped {missed} dumplings (this eater fell behind)")
+                hub_link::say!(
+                    "{name}: the hub dropped {missed} dumplings (this eater fell behind)"
+                )
             }
-            Event::Invalid { error } => eprintln!("{name}: Invalid dumpling: {error}"),
+            Event::Invalid { error } => hub_link::say!("{name}: Invalid dumpling: {error}"),
             // Escaped once already, by the library (`Event::Notice`).
-            Event::Notice { text } => eprintln!("{name}: hub notice: {text}"),
+            Event::Notice { text } => hub_link::say!("{name}: hub notice: {text}"),
             _ => {}
         }
         if on_event(&event) == Flow::Full {
@@ -112,7 +117,7 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
         }
     };
     let _ = std::io::stdout().flush();
-    eprintln!("{name}: Done eating dumplings.");
+    hub_link::say!("{name}: Done eating dumplings.");
     outcome
 }
 
@@ -181,7 +186,7 @@ impl HubArgs {
     ) -> Result<eater_client::EaterConfig, std::process::ExitCode> {
         let mut config = eater_client::EaterConfig::new(&self.hub, name);
         config.link = self.link.link().map_err(|error| {
-            eprintln!("{name}: {error}");
+            hub_link::say!("{name}: {error}");
             std::process::ExitCode::FAILURE
         })?;
         Ok(config)
@@ -199,14 +204,14 @@ pub fn run(
     let mut eater = match Eater::new(config) {
         Ok(eater) => eater,
         Err(error) => {
-            eprintln!("{name}: {error}");
+            hub_link::say!("{name}: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(error) => {
-            eprintln!("{name}: cannot start runtime: {error}");
+            hub_link::say!("{name}: cannot start runtime: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };

@@ -17,13 +17,14 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| hub_link::stderr::QuietStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("hub error: {error:#}");
+            // Not `eprintln!`: it panics when stderr's reader is gone.
+            hub_link::say!("hub error: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }

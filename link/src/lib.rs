@@ -15,6 +15,7 @@
 //! token).
 
 pub mod metrics_http;
+pub mod stderr;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

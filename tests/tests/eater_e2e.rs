@@ -351,3 +351,91 @@ async fn nd_print_shows_a_hub_notice_escaped_once() {
     assert!(err.contains(r"hub notice: A\x1bB\nC"), "{err}");
     assert!(!err.contains('\x1b'), "no raw escape: {err}");
 }
+
+/// Run an eater CLI whose stderr reader is gone from the start (as in `nd-print 2>&1 |
+/// head -1` once `head` exits), optionally stopping it with SIGTERM after `stop_after`;
+/// returns its exit status and stdout.
+fn run_with_stderr_gone(
+    cmd: &mut Command,
+    stop_after: Option<Duration>,
+) -> (std::process::ExitStatus, String) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Close the read end of stderr's pipe: every write to it now fails with EPIPE.
+    drop(child.stderr.take());
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    if let Some(after) = stop_after {
+        std::thread::sleep(after);
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let deadline = Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {T:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+/// A stderr nobody reads any more (`nd-print ... 2>&1 | head -1`) no longer ends the eater
+/// CLIs with a panic (exit 101): what they would say there is dropped, they finish their
+/// work and exit as usual.
+#[tokio::test]
+async fn eater_clis_exit_quietly_when_stderr_is_gone() {
+    let hub = Hub::start(&["-f", "0.2"]);
+    let _k = kitchen(hub.kitchens, r#"{"kitchen_name": "k1"}"#).await;
+    let eaters = hub.eater_hub();
+    let (status, stdout) = run_with_stderr_gone(
+        Command::new(bin("nd-hubdetails")).args(["-h", &eaters, "--no-color"]),
+        None,
+    );
+    assert_eq!(status.code(), Some(0), "nd-hubdetails: {status}");
+    assert!(stdout.contains("dumpling_kitchen_count"), "{stdout}");
+    let (status, _) = run_with_stderr_gone(
+        Command::new(bin("nd-hubstatus")).args(["-h", &eaters, "--no-color"]),
+        Some(Duration::from_millis(800)),
+    );
+    assert_eq!(status.code(), Some(0), "nd-hubstatus: {status}");
+    // nd-print: one dumpling, then "Done eating dumplings." goes nowhere.
+    let hub_addr = hub.kitchens;
+    let sender = tokio::spawn(async move {
+        let mut k = kitchen(hub_addr, r#"{"kitchen_name": "k2"}"#).await;
+        for i in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if k.send(Message::text(dumpling_text("k2", i, 50)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let (status, stdout) = tokio::task::spawn_blocking(move || {
+        run_with_stderr_gone(
+            Command::new(bin("nd-print")).args(["-h", &eaters, "--json", "--count", "1"]),
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    sender.abort();
+    assert_eq!(status.code(), Some(0), "nd-print: {status}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}

@@ -85,7 +85,9 @@ fn main() -> std::process::ExitCode {
                         let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
                         let _ = write!(out, "\r{}", status_line(&now, &status, color));
                     }
-                    Err(error) => eprintln!("{}: bad status dumpling: {error}", cli.eater_name),
+                    Err(error) => {
+                        hub_link::say!("{}: bad status dumpling: {error}", cli.eater_name)
+                    }
                 }
             }
             _ => {}
