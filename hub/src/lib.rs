@@ -121,6 +121,9 @@ pub async fn run(
         None => None,
     };
 
+    // Before anyone can connect (or send a signal after seeing the ports open): SIGHUP's
+    // default action ends the process.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     info!("Dumpling hub initiated; waiting for connections");
     let scheme = if shared.config.tls.is_some() {
         "wss"
@@ -157,7 +160,7 @@ pub async fn run(
     }
     tasks.push(tokio::spawn(status::status_loop(shared.clone())));
     tasks.push(tokio::spawn(trim::trim_loop(shared.clone())));
-    tasks.push(tokio::spawn(reload_loop(shared.clone())));
+    tasks.push(tokio::spawn(reload_loop(shared.clone(), hup)));
     if let Some(listener) = metrics_listener {
         tasks.push(tokio::spawn(metrics::serve(listener, shared.clone())));
     }
@@ -295,18 +298,23 @@ async fn serve(
 /// How often the auth file and TLS certificate files are checked for changes.
 const RELOAD_POLL: Duration = Duration::from_secs(1);
 
-/// Reload `--auth` and the TLS certificate on SIGHUP and when their files change.
-async fn reload_loop(shared: Arc<Shared>) {
+/// Reload `--auth` and the TLS certificate on SIGHUP and when their files change. SIGHUP
+/// is taken even with nothing to reload: its default action killed a plain hub at once,
+/// without a word or a close to its peers (a closed terminal, a `kill -HUP` meant as
+/// "reload").
+async fn reload_loop(shared: Arc<Shared>, mut hup: Option<tokio::signal::unix::Signal>) {
     let (auth, tls) = (shared.config.auth.clone(), shared.config.tls.clone());
     if auth.is_none() && tls.is_none() {
+        if let Some(signal) = hup.as_mut() {
+            while signal.recv().await.is_some() {
+                tracing::info!("SIGHUP: nothing to reload (no --auth, no TLS); the hub runs on");
+            }
+        }
         return;
     }
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut tick = tokio::time::interval(RELOAD_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        #[cfg(unix)]
         let hangup = async {
             match hup.as_mut() {
                 Some(signal) => {
@@ -315,8 +323,6 @@ async fn reload_loop(shared: Arc<Shared>) {
                 None => std::future::pending::<()>().await,
             }
         };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<()>();
         let forced = tokio::select! {
             _ = hangup => true,
             _ = tick.tick() => false,

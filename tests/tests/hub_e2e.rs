@@ -1173,3 +1173,26 @@ fn file_names_and_addresses_in_errors_are_escaped() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGHUP means "reload" to a daemon: a plain hub (no `--auth`, no TLS, nothing to reload)
+/// died of it at once, silently, without closing its peers.
+#[tokio::test]
+async fn a_plain_hub_survives_sighup() {
+    let mut hub = Hub::start(&["-f", "60"]);
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &hub.guard.child.id().to_string()])
+        .status();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        hub.guard.child.try_wait().unwrap().is_none(),
+        "the hub died of SIGHUP"
+    );
+    // Still serving: a kitchen can join.
+    let _k = kitchen(hub.kitchens, r#"{"kitchen_name": "after-hup"}"#).await;
+    let (status, log) = hub.stop();
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        log.contains("nothing to reload"),
+        "no word of the SIGHUP:\n{log}"
+    );
+}
