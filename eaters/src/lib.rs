@@ -184,6 +184,14 @@ impl HubArgs {
         &self,
         name: &str,
     ) -> Result<eater_client::EaterConfig, std::process::ExitCode> {
+        // A bad address is a usage error, said before any connection attempt (the eaters
+        // took `-h localhost` as port 80 and `-h 48012` as a host).
+        for hub in self.hub.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            if let Err(error) = hub_link::hub_uri(hub) {
+                hub_link::say!("{name}: {error}");
+                return Err(std::process::ExitCode::from(2));
+            }
+        }
         let mut config = eater_client::EaterConfig::new(&self.hub, name);
         config.link = self.link.link().map_err(|error| {
             hub_link::say!("{name}: {error}");

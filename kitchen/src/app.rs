@@ -115,6 +115,11 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         "{k}: Chef poke interval (secs): {}",
         config.poke_interval_secs
     );
+    if config.hub.is_none() && !config.stdout {
+        tracing::warn!(
+            "{k}: --no-hub without --stdout: dumplings are made and counted but go nowhere"
+        );
+    }
 
     let load_failures = chefs::load_failures(&found);
     // Every file of --chef-dir handled at start (loaded or not): hot reload only acts when

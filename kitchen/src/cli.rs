@@ -126,7 +126,7 @@ pub struct Cli {
     pub stdout: bool,
 
     /// Do not connect to a hub.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hub")]
     pub no_hub: bool,
 
     /// Memory limit per chef, in MiB: all its linear memories together plus its tables
@@ -425,8 +425,8 @@ impl Config {
             if hubs.is_empty() {
                 bail!("--hub needs at least one HOST:PORT");
             }
-            if let Some(bad) = hubs.iter().find(|h| !h.contains(':')) {
-                bail!("--hub must be HOST:PORT[,HOST:PORT...] (got {bad:?})");
+            for hub in &hubs {
+                hub_link::hub_uri(hub).map_err(|e| anyhow::anyhow!("--hub: {e}"))?;
             }
             Some(hubs)
         };

@@ -443,3 +443,23 @@ fn the_reason_a_run_fails_is_said_whatever_rust_log_filters() {
         );
     }
 }
+
+#[test]
+fn a_hub_address_without_host_or_port_is_a_usage_error() {
+    // These were accepted and retried forever (live) or until the flush timeout (replay).
+    for hub in [
+        "localhost",
+        ":11347",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:abc",
+        "http://127.0.0.1:11347",
+    ] {
+        let out = nd_sniff(&["-r", "/nonexistent/x.pcap", "-h", hub]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "-h {hub}: {stderr}");
+        assert!(stderr.contains("HOST:PORT"), "-h {hub}: {stderr}");
+    }
+    let out = nd_sniff(&["-r", "/nonexistent/x.pcap", "--no-hub", "-h", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

@@ -489,20 +489,64 @@ pub fn classify(uri: &str, error: WsError) -> LinkError {
 /// Build a hub URI from `HOST:PORT` (the original prefixes `ws://`) or a `ws://`/`wss://`
 /// URI.
 pub fn hub_uri(hub: &str) -> Result<String, LinkError> {
+    let bad = |why: &str| LinkError::BadAddress(hub.to_owned(), why.to_owned());
+    if hub.starts_with("http://") || hub.starts_with("https://") {
+        return Err(bad(
+            "a hub speaks WebSocket: write ws:// or wss://, or just HOST:PORT",
+        ));
+    }
     let uri = if hub.starts_with("ws://") || hub.starts_with("wss://") {
         hub.to_owned()
     } else {
         format!("ws://{hub}")
     };
-    uri.as_str()
+    let request = uri
+        .as_str()
         .into_client_request()
-        .map_err(|e| LinkError::BadAddress(hub.to_owned(), e.to_string()))?;
-    Ok(uri)
+        .map_err(|e| bad(&e.to_string()))?;
+    // An explicit host and port: `localhost` alone went to port 80, `:11347` and
+    // `host:abc` were accepted and retried forever.
+    let target = request.uri();
+    if target.host().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    match target.port_u16() {
+        Some(0) => Err(bad("port 0")),
+        Some(_) => Ok(uri),
+        None => Err(bad("no port")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_addresses_need_a_host_and_a_port() {
+        for good in [
+            "localhost:11347",
+            "127.0.0.1:1",
+            "[::1]:11348",
+            "ws://h:1/x",
+            "wss://hub.example:443",
+        ] {
+            assert!(hub_uri(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "localhost",
+            ":11347",
+            "127.0.0.1:",
+            "127.0.0.1:0",
+            "127.0.0.1:abc",
+            "127.0.0.1:99999",
+            "http://127.0.0.1:11347",
+            "ws://",
+            "",
+        ] {
+            let e = hub_uri(bad).expect_err(bad).to_string();
+            assert!(e.contains("HOST:PORT"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn certificate_and_token_files_are_read_bounded() {

@@ -439,3 +439,86 @@ async fn eater_clis_exit_quietly_when_stderr_is_gone() {
     assert_eq!(status.code(), Some(0), "nd-print: {status}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
 }
+
+/// `nd-print | head -1`: once the reader of stdout is gone, nd-print stops (it ate dumplings
+/// into the closed pipe until killed), and says nothing about it (exit 0, as `cat` would
+/// not complain either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nd_print_stops_when_its_stdout_reader_is_gone() {
+    use std::process::Stdio;
+    let hub = Hub::start(&["-f", "60"]);
+    let eaters = hub.eater_hub();
+    let hub_addr = hub.kitchens;
+    let sender = tokio::spawn(async move {
+        let mut k = kitchen(hub_addr, r#"{"kitchen_name": "k3"}"#).await;
+        for i in 0..400 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            if k.send(Message::text(dumpling_text("k3", i, 400)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    for json in [true, false] {
+        let mut cmd = Command::new(bin("nd-print"));
+        cmd.args(["-h", &eaters]);
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nd-print");
+        // Read until the first dumpling line, then close the pipe (as `head -1` does).
+        let mut stdout = child.stdout.take().expect("stdout");
+        let first = tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            let mut byte = [0u8; 1];
+            // Until a line naming the kitchen is complete.
+            while stdout.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+                seen.push(byte[0]);
+                if byte[0] == b'\n' && String::from_utf8_lossy(&seen).contains("k3") {
+                    break;
+                }
+            }
+            String::from_utf8_lossy(&seen).into_owned()
+        })
+        .await
+        .unwrap();
+        assert!(first.contains("k3"), "json={json}: {first}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("json={json}: nd-print went on after its stdout reader left");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status.code(), Some(0), "json={json}: {status}");
+    }
+    sender.abort();
+}
+
+#[test]
+fn eaters_refuse_a_hub_address_without_a_port_before_connecting() {
+    // `-h localhost` went to port 80, `-h 48012` to a host named 48012.
+    for tool in ["nd-print", "nd-hubstatus", "nd-hubdetails"] {
+        for hub in ["localhost", "48012", "127.0.0.1:0"] {
+            let out = Command::new(bin(tool))
+                .args(["-h", hub])
+                .output()
+                .expect("run eater");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{tool} -h {hub}: {stderr}");
+            assert!(stderr.contains("HOST:PORT"), "{tool} -h {hub}: {stderr}");
+        }
+    }
+}

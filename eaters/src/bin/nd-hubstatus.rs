@@ -92,7 +92,10 @@ fn main() -> std::process::ExitCode {
             }
             _ => {}
         }
-        let _ = out.flush();
+        if out.flush().is_err() {
+            // Nobody reads any more (the terminal or pipe is gone): stop.
+            return Flow::Full;
+        }
         Flow::Continue
     })
 }

@@ -81,8 +81,8 @@ with --since/--since-seq"
     /// Print the payload (default).
     #[arg(long, overrides_with = "no_payload")]
     payload: bool,
-    /// Do not print the payload.
-    #[arg(long)]
+    /// Do not print the payload (not with `--json`, which prints dumplings whole).
+    #[arg(long, conflicts_with = "json")]
     no_payload: bool,
     #[command(flatten)]
     color: eaters::ColorArgs,
@@ -136,21 +136,25 @@ fn main() -> std::process::ExitCode {
                 let _ = out.flush();
             }
             Event::Dumpling(received) => {
-                if cli.json {
+                let written = if cli.json {
                     if received.raw.contains('\n') {
-                        let _ = writeln!(
+                        writeln!(
                             out,
                             "{}",
                             serde_json::to_string(&received.dumpling).unwrap_or_default()
-                        );
+                        )
                     } else {
-                        let _ = writeln!(out, "{}", received.raw);
+                        writeln!(out, "{}", received.raw)
                     }
                 } else {
                     let text = printer.dumpling(received, !cli.no_payload, color);
-                    let _ = out.write_all(text.as_bytes());
+                    out.write_all(text.as_bytes())
+                };
+                if written.and_then(|()| out.flush()).is_err() {
+                    // Nobody reads any more (`nd-print | head`): stop, as `cat` would,
+                    // instead of eating dumplings into a closed pipe until killed.
+                    return Flow::Full;
                 }
-                let _ = out.flush();
                 eaten += 1;
                 if cli.count.is_some_and(|n| eaten >= n) {
                     return Flow::Full;
