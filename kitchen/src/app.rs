@@ -285,6 +285,22 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             live(&config, ifaces, &mut dispatcher, input, &mut hook, &metrics)
         }
     };
+    // A live capture that could not start (no such interface, no permission) ran no
+    // chef: no final poke (it sent a round of empty dumplings and a status to the hub, as
+    // if the kitchen ran) and no summary, just the reason.
+    let never_started = matches!(&result, Err(e)
+        if matches!(e.downcast_ref::<LiveError>(), Some(LiveError::Start { .. })));
+    if never_started {
+        if let Some(hub) = hub {
+            if let Ok(m) = Arc::try_unwrap(hub) {
+                let _ = m
+                    .into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .finish(Duration::ZERO);
+            }
+        }
+        return result.map(|_| Outcome::Failed);
+    }
     // Whatever happened, hand what we have to the outputs (the final poke included), and
     // have them write it out (a full disk seen only at this flush was a silent exit 0).
     let finish = dispatcher

@@ -463,3 +463,15 @@ fn a_hub_address_without_host_or_port_is_a_usage_error() {
     let out = nd_sniff(&["-r", "/nonexistent/x.pcap", "--no-hub", "-h", "127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_live_capture_that_cannot_start_makes_no_dumplings_and_no_summary() {
+    // It made a final poke: a round of empty dumplings and a KitchenStatusChef as if the
+    // kitchen had run (an eater saw a phantom kitchen), then the summary, then the reason.
+    let out = nd_sniff(&["-i", "nd-no-such-if0", "--stdout", "--no-hub"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "dumplings: {}", text(&out.stdout));
+    assert!(stderr.contains("nd-no-such-if0"), "{stderr}");
+    assert!(!stderr.contains("summary:"), "{stderr}");
+}
