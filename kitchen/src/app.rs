@@ -317,6 +317,14 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         m.publish(Snapshot::take(&mut dispatcher, None));
     }
     let elapsed = started.elapsed();
+    if matches!(result, Ok(RunEnd::OutputClosed)) || matches!(finish, Err(SinkError::Closed)) {
+        // `--stdout | head`: not a failure (exit 0, as for `cat`), but the summary below is
+        // of a partial run, and should say so.
+        tracing::info!(
+            "{k}: stdout was closed by its reader; stopped early (the summary covers what \
+             was read until then)"
+        );
+    }
     summary(&k, &mut dispatcher, elapsed);
     for (file, f) in &dispatcher.status_inputs().load_failures {
         tracing::warn!(

@@ -475,3 +475,27 @@ fn a_live_capture_that_cannot_start_makes_no_dumplings_and_no_summary() {
     assert!(stderr.contains("nd-no-such-if0"), "{stderr}");
     assert!(!stderr.contains("summary:"), "{stderr}");
 }
+
+#[test]
+fn a_stdout_closed_by_its_reader_is_said_and_is_no_failure() {
+    // `nd-sniff --stdout | head -1`: exit 0 as ever, but the summary is of a partial run.
+    let capture = sample_capture();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .args(["-r", capture.to_str().unwrap(), "--no-hub", "--stdout"])
+        .arg("--chef-cache-dir")
+        .arg(workspace_root().join("target/kitchen-test-tmp/cli-cache"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nd-sniff");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("stdout was closed by its reader"),
+        "{stderr}"
+    );
+}
