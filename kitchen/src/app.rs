@@ -343,10 +343,19 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::Clean;
     if let Some(hub) = hub {
         let report = match Arc::try_unwrap(hub) {
-            Ok(m) => m
-                .into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .finish(config.flush_timeout),
+            Ok(m) => {
+                let client = m.into_inner().unwrap_or_else(|e| e.into_inner());
+                let queued = client.report().unsent;
+                if queued > 0 {
+                    // The wait can be long when the hub is down: say what it is waiting for.
+                    tracing::info!(
+                        "{k}: handing {queued} dumplings to the hub (up to {:?}, \
+                         --flush-timeout; a second Ctrl-C quits now)",
+                        config.flush_timeout
+                    );
+                }
+                client.finish(config.flush_timeout)
+            }
             Err(_) => HubReport::default(),
         };
         tracing::info!(
