@@ -155,3 +155,62 @@ def test_a_close_reason_from_the_hub_is_logged_escaped(caplog):
     assert lost and all("\\x1b]0;x\\x07\\r\\nFORGED reason" in m for m in lost), messages
     for m in messages:
         assert ESC not in m and "\r" not in m and "\n" not in m, repr(m)
+
+
+def test_a_hub_at_its_connection_limit_is_retried_not_given_up(caplog):
+    """nd-hub answers HTTP 503 when its slots are full: a moment later there may be room,
+    so the eater retries (it stopped for good, as for something that is no hub)."""
+    got = []
+
+    async def on_dumpling(d):
+        got.append(d)
+
+    async def main():
+        server, upstream = await fake_hub([dumpling_text(1)])
+        up_host, up_port = upstream.split(":")
+        refused = []
+
+        async def front(reader, writer):
+            # The first two attempts find the hub full; later ones reach the real one.
+            if len(refused) < 2:
+                refused.append(True)
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")
+                await writer.drain()
+                writer.close()
+                return
+            up_reader, up_writer = await asyncio.open_connection(up_host, int(up_port))
+
+            async def pipe(src, dst):
+                try:
+                    while True:
+                        data = await src.read(65536)
+                        if not data:
+                            break
+                        dst.write(data)
+                        await dst.drain()
+                except (ConnectionError, asyncio.CancelledError):
+                    pass
+                finally:
+                    dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        proxy = await asyncio.start_server(front, "127.0.0.1", 0)
+        port = proxy.sockets[0].getsockname()[1]
+        eater = DumplingEater(name="patient", hub="127.0.0.1:{}".format(port),
+                              on_dumpling=on_dumpling, backoff_initial=0.05, backoff_max=0.1)
+        try:
+            await asyncio.wait_for(eater._run(1), TIMEOUT)
+        finally:
+            proxy.close()
+            server.close()
+            await server.wait_closed()
+        return refused
+
+    caplog.set_level("WARNING")
+    refused = asyncio.run(main())
+    assert len(refused) == 2
+    assert [d.payload for d in got] == [{"seq": 1}], got
+    assert any("HTTP 503" in r.getMessage() for r in caplog.records)

@@ -25,7 +25,7 @@ import time
 
 import websockets
 
-from .link import TOKEN_ENV, HubLinkError, Link
+from .link import TOKEN_ENV, HubLinkError, Link, _status_of
 
 __all__ = [
     "Dumpling",
@@ -302,14 +302,20 @@ class DumplingEater:
                 if fatal is not None:
                     self.logger.error("{}: {}".format(self.name, fatal))
                     raise fatal from e
-                if isinstance(e, websockets.exceptions.InvalidHandshake):
+                if (isinstance(e, websockets.exceptions.InvalidHandshake)
+                        and _status_of(e) == 503):
+                    # A hub at its connection limit (HTTP 503): worth retrying, as for a
+                    # hub that is down.
+                    reason = "the hub is full (HTTP 503)"
+                elif isinstance(e, websockets.exceptions.InvalidHandshake):
                     self.logger.error("{}: {} is not a dumpling hub: {}".format(
                         self.name, self.hub_ws, peer_text(str(e))))
                     return
-                reason = peer_text(str(e))
-                self.logger.warning(
-                    "{}: There was a problem with the dumpling hub connection. "
-                    "Is nd-hub available?".format(self.name))
+                else:
+                    reason = peer_text(str(e))
+                    self.logger.warning(
+                        "{}: There was a problem with the dumpling hub connection. "
+                        "Is nd-hub available?".format(self.name))
             failures += 1
             if not self.reconnect or (self.max_retries is not None
                                       and failures > self.max_retries):
