@@ -25,6 +25,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::client::Response;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -479,6 +480,16 @@ pub fn classify(uri: &str, error: WsError) -> LinkError {
             uri,
             detail: e.to_string(),
         },
+        // A TLS hub answers a plain request with a TLS record, which is no HTTP.
+        WsError::Protocol(ProtocolError::HttparseError(e)) if uri.starts_with("ws://") => {
+            LinkError::Connect {
+                detail: format!(
+                    "the answer is not HTTP ({e}); if the hub uses TLS, write wss:// and \
+                     give --tls-ca"
+                ),
+                uri,
+            }
+        }
         other => LinkError::Connect {
             uri,
             detail: other.to_string(),
@@ -520,6 +531,31 @@ pub fn hub_uri(hub: &str) -> Result<String, LinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_client_at_a_tls_port_is_told_to_use_wss() {
+        // A TLS server answers an HTTP upgrade with a TLS alert record: no HTTP at all.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut tcp, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf);
+            let _ = tcp.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = rt
+            .block_on(Link::plain().connect(&format!("ws://{addr}"), None))
+            .map(|_| ())
+            .expect_err("no hub there")
+            .to_string();
+        let _ = server.join();
+        assert!(error.contains("wss://"), "{error}");
+    }
 
     #[test]
     fn hub_addresses_need_a_host_and_a_port() {
