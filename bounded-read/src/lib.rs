@@ -19,23 +19,7 @@ use std::path::Path;
 /// handle is a regular file (a FIFO, device or directory), and read through a
 /// `limit + 1`-byte window, whatever its size says.
 pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other(
-            "not a regular file (a FIFO, device or directory)",
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(std::io::Error::other(format!(
-            "larger than the {limit}-byte limit"
-        )));
-    }
-    Ok(bytes)
+    read_bounded_checked(path, limit, |_| Ok(()))
 }
 
 /// Read the regular file at `path` as [`read_bounded`] does, after `check` accepted the
