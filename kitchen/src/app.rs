@@ -132,9 +132,22 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         })
         .collect();
     let loaded = chefs::loaded(found);
+    let available: Vec<String> = loaded.iter().map(|c| c.name().to_owned()).collect();
     let (selected, missing) = chefs::select(loaded, &config.chefs);
     for name in missing {
-        tracing::warn!("{k}: Chef {name} not found");
+        // Names are exact (case too): point at the one meant, or list what there is.
+        let meant = available.iter().find(|a| a.eq_ignore_ascii_case(&name));
+        match meant {
+            Some(meant) => tracing::warn!(
+                "{k}: Chef {} not found; did you mean {meant}? (names are case-sensitive)",
+                Escaped::new(&name)
+            ),
+            None => tracing::warn!(
+                "{k}: Chef {} not found; chefs found: {}",
+                Escaped::new(&name),
+                available.join(", ")
+            ),
+        }
     }
     if selected.is_empty() {
         // A live kitchen watching its chef folder waits for chefs to be dropped in (a

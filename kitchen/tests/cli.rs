@@ -499,3 +499,40 @@ fn a_stdout_closed_by_its_reader_is_said_and_is_no_failure() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_chef_name_not_found_gets_the_one_meant_or_the_list() {
+    let capture = sample_capture();
+    let path = capture.to_str().unwrap();
+    let out = nd_sniff(&[
+        "-r",
+        path,
+        "--no-hub",
+        "--stdout",
+        "-c",
+        "packetcountchef",
+        "-c",
+        "PacketCountChef",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("did you mean PacketCountChef?"), "{stderr}");
+    let out = nd_sniff(&[
+        "-r",
+        path,
+        "--no-hub",
+        "--stdout",
+        "-c",
+        "NoSuchChef",
+        "-c",
+        "PacketCountChef",
+    ]);
+    let stderr = text(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("NoSuchChef not found"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.contains("chefs found:") && line.contains("DNSLookupChef"),
+        "{line}"
+    );
+}

@@ -578,7 +578,7 @@ fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
         &mut d,
         ReloadEvent::Failed {
             path: path.clone(),
-            error: "not a WebAssembly file (no \\0asm header)".into(),
+            error: "not a WebAssembly file (it does not start with the bytes 00 61 73 6d)".into(),
         },
         &ReloadPolicy::default(),
     )
@@ -590,7 +590,7 @@ fn a_quarantined_chef_gets_a_fresh_chance_when_its_file_changes() {
     assert_eq!(report.chefs["ReloadChef"].packets_offered, 4);
     assert!(report.load_failures[&path.display().to_string()]
         .error
-        .contains("no \\0asm header"));
+        .contains("00 61 73 6d"));
 }
 
 /// Two files that swap contents (`a.wasm` <-> `b.wasm`, as a branch checkout does) each

@@ -214,7 +214,14 @@ fn linktype_to_dlt(linktype: u32) -> u32 {
 
 fn describe_magic(bytes: &[u8]) -> String {
     let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("unknown magic number {}", hex.join(" "))
+    let hint = match bytes {
+        [0x1f, 0x8b, ..] => " (a gzip file: `zcat FILE | nd-sniff -r -`)",
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => " (a zstd file: `zstdcat FILE | nd-sniff -r -`)",
+        [0xfd, b'7', b'z', b'X', ..] => " (an xz file: `xzcat FILE | nd-sniff -r -`)",
+        [b'B', b'Z', b'h', ..] => " (a bzip2 file: `bzcat FILE | nd-sniff -r -`)",
+        _ => "",
+    };
+    format!("unknown magic number {}{hint}", hex.join(" "))
 }
 
 impl FileReader {

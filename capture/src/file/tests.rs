@@ -666,3 +666,24 @@ fn swapped_lengths_of_old_pcap_versions() {
         (&b"abcd"[..], 1500)
     );
 }
+
+#[test]
+fn a_compressed_capture_is_named_with_the_command_that_reads_it() {
+    for (bytes, tool) in [
+        (&[0x1f, 0x8b, 0x08, 0x08][..], "zcat"),
+        (&[0x28, 0xb5, 0x2f, 0xfd][..], "zstdcat"),
+        (&[0xfd, b'7', b'z', b'X'][..], "xzcat"),
+        (&b"BZh9"[..], "bzcat"),
+    ] {
+        let mut v = bytes.to_vec();
+        v.extend_from_slice(&[0u8; 60]);
+        let f = TempFile::new(&format!("compressed-{tool}.pcap"), &v);
+        match FileReader::open(&f.0) {
+            Err(e @ CaptureError::NotCapture { .. }) => {
+                assert!(e.to_string().contains(tool), "{e}");
+            }
+            Err(e) => panic!("{tool}: {e}"),
+            Ok(_) => panic!("{tool}: read as a capture"),
+        }
+    }
+}

@@ -42,7 +42,7 @@ pub enum LoadError {
     #[error("the file is empty (0 bytes), not a WebAssembly component")]
     Empty,
     /// No `\0asm` magic: not WebAssembly at all.
-    #[error("not a WebAssembly file (no \\0asm header)")]
+    #[error("not a WebAssembly file (it does not start with the bytes 00 61 73 6d)")]
     NotWasm,
     /// A core module, not a component.
     #[error(

@@ -825,7 +825,7 @@ fn apply_event(
                 tracing::info!(file = %escape_path(&path), chef = %Escaped::new(&name),
                     old_version = %Escaped::new(&old.chef.description().version),
                     new_version = %Escaped::new(&version),
-                    load_ms = load_time.as_secs_f64() * 1e3,
+                    load_ms = %format_args!("{:.1}", load_time.as_secs_f64() * 1e3),
                     "chef reloaded: new version swapped in");
             }
             // (Looked up again: retiring the old version moved the others.)
@@ -843,7 +843,7 @@ fn apply_event(
                 None => {
                     tracing::info!(file = %escape_path(&path), chef = %Escaped::new(&name),
                         version = %Escaped::new(&version),
-                        load_ms = load_time.as_secs_f64() * 1e3,
+                        load_ms = %format_args!("{:.1}", load_time.as_secs_f64() * 1e3),
                         "chef added from the chef directory");
                     Ok(Outcome::Done(Applied::Added(name)))
                 }
