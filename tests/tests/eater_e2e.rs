@@ -274,13 +274,14 @@ fn errors_retrying_cannot_fix_exit_1() {
     let _ = server.join();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a dumpling hub"));
-    // A bad address.
+    // A bad address is a usage error, said before any attempt.
     let out = ChildGuard::spawn(
         "nd-hubdetails",
         Command::new(bin("nd-hubdetails")).args(["-h", "bad host:1"]),
     )
     .wait_output(T);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"));
     // Nothing listening: nd-hubdetails gives up after its retries.
     let out = ChildGuard::spawn(
         "nd-hubdetails",
