@@ -9,16 +9,19 @@ use std::time::Duration;
 
 use common::*;
 
-fn nd_sniff(args: &[&str]) -> Output {
-    let cache = workspace_root().join("target/kitchen-test-tmp/cli-cache");
-    Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
-        .args(args)
+/// `nd-sniff ARGS` with the tests' chef cache, `RUST_LOG=info` and no stdin.
+fn nd_sniff_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nd-sniff"));
+    cmd.args(args)
         .arg("--chef-cache-dir")
-        .arg(&cache)
+        .arg(workspace_root().join("target/kitchen-test-tmp/cli-cache"))
         .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run nd-sniff")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn nd_sniff(args: &[&str]) -> Output {
+    nd_sniff_command(args).output().expect("run nd-sniff")
 }
 
 fn text(b: &[u8]) -> String {
@@ -429,10 +432,8 @@ fn the_reason_a_run_fails_is_said_whatever_rust_log_filters() {
     // `RUST_LOG=kitchen=debug` (the README's example once) and `off` silenced the binary's
     // own target: exit 1 with not a word.
     for filter in ["kitchen=debug", "off", ""] {
-        let out = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
-            .args(["-r", "/nonexistent/nd-test.pcap", "--no-hub"])
+        let out = nd_sniff_command(&["-r", "/nonexistent/nd-test.pcap", "--no-hub"])
             .env("RUST_LOG", filter)
-            .stdin(Stdio::null())
             .output()
             .expect("run nd-sniff");
         let stderr = text(&out.stderr);
@@ -480,12 +481,7 @@ fn a_live_capture_that_cannot_start_makes_no_dumplings_and_no_summary() {
 fn a_stdout_closed_by_its_reader_is_said_and_is_no_failure() {
     // `nd-sniff --stdout | head -1`: exit 0 as ever, but the summary is of a partial run.
     let capture = sample_capture();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
-        .args(["-r", capture.to_str().unwrap(), "--no-hub", "--stdout"])
-        .arg("--chef-cache-dir")
-        .arg(workspace_root().join("target/kitchen-test-tmp/cli-cache"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
+    let mut child = nd_sniff_command(&["-r", capture.to_str().unwrap(), "--no-hub", "--stdout"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

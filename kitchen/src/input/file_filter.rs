@@ -50,49 +50,50 @@ impl FileFilter {
             programs: HashMap::new(),
             check,
         };
-        let ethernet = f.compile_checked(1)?;
+        let ethernet = compile_checked(&f.expression, f.check.as_ref(), 1)?;
         f.programs.insert(1, Some(ethernet));
         Ok(f)
     }
 
     /// Does the packet pass?
     pub fn matches(&mut self, record: &PacketRecord<'_>) -> bool {
-        if !self.programs.contains_key(&record.link_type) {
-            let program = match self.compile_checked(record.link_type) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!(
-                        link_type = record.link_type,
-                        "{e}; \
+        let (expression, check) = (&self.expression, self.check.as_ref());
+        let program =
+            self.programs.entry(record.link_type).or_insert_with(|| {
+                match compile_checked(expression, check, record.link_type) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!(
+                            link_type = record.link_type,
+                            "{e}; \
                         the filter cannot be applied to this link type: its packets are left out \
                         (counted as not passing the filter)"
-                    );
-                    None
+                        );
+                        None
+                    }
                 }
-            };
-            self.programs.insert(record.link_type, program);
-        }
-        match self
-            .programs
-            .get(&record.link_type)
-            .and_then(Option::as_ref)
-        {
+            });
+        match program {
             Some(p) => p.filter(record.data),
             None => false,
         }
     }
+}
 
-    /// The bounded check (when set), then the compile in this process.
-    fn compile_checked(&self, link_type: u32) -> Result<BpfProgram, FilterError> {
-        if let Some(check) = &self.check {
-            check.check(&self.expression, link_type)?;
-        }
-        compile(&self.expression, link_type).map_err(|message| FilterError {
-            expression: self.expression.clone(),
-            message,
-            for_every_link_type: false,
-        })
+/// The bounded check (when set), then the compile in this process.
+fn compile_checked(
+    expression: &str,
+    check: Option<&FilterCheck>,
+    link_type: u32,
+) -> Result<BpfProgram, FilterError> {
+    if let Some(check) = check {
+        check.check(expression, link_type)?;
     }
+    compile(expression, link_type).map_err(|message| FilterError {
+        expression: expression.to_owned(),
+        message,
+        for_every_link_type: false,
+    })
 }
 
 /// libpcap's optimizing compile of `expression` for `link_type`; `Err`: libpcap's message.
@@ -107,6 +108,17 @@ pub(super) fn compile(expression: &str, link_type: u32) -> Result<BpfProgram, St
 mod tests {
     use super::*;
 
+    /// `data` as a whole frame of `link_type`.
+    fn record(link_type: u32, data: &[u8]) -> PacketRecord<'_> {
+        PacketRecord {
+            timestamp_ns: 0,
+            link_type,
+            interface_index: 0,
+            original_len: data.len() as u32,
+            data,
+        }
+    }
+
     #[test]
     fn filters_by_protocol_and_rejects_typos() {
         assert!(FileFilter::new("tcp or udp or arp", None).is_ok());
@@ -115,19 +127,11 @@ mod tests {
         let mut arp = vec![0xff; 6];
         arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
         arp.extend_from_slice(&[0; 28]);
-        let rec = PacketRecord {
-            timestamp_ns: 0,
-            link_type: 1,
-            interface_index: 0,
-            original_len: arp.len() as u32,
-            data: &arp,
-        };
-        assert!(f.matches(&rec));
+        assert!(f.matches(&record(1, &arp)));
         let mut ip = arp.clone();
         ip[12] = 0x08;
         ip[13] = 0x00;
-        let rec = PacketRecord { data: &ip, ..rec };
-        assert!(!f.matches(&rec));
+        assert!(!f.matches(&record(1, &ip)));
     }
 
     #[test]
@@ -136,13 +140,7 @@ mod tests {
         // packet of such a capture through.
         let mut f = FileFilter::new("not tcp", None).unwrap();
         let data = [0u8; 64];
-        let rec = PacketRecord {
-            timestamp_ns: 0,
-            link_type: 239,
-            interface_index: 0,
-            original_len: data.len() as u32,
-            data: &data,
-        };
+        let rec = record(239, &data);
         assert!(!f.matches(&rec));
         assert!(
             !f.matches(&rec),

@@ -1029,20 +1029,25 @@ mod tests {
         assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
     }
 
+    /// Replay settings for `dir` with these caps.
+    fn test_settings(dir: &Path, max_files: usize, max_bytes: u64) -> CapsuleSettings {
+        CapsuleSettings {
+            dir: dir.to_path_buf(),
+            max_files,
+            max_bytes,
+            poke_interval: Duration::from_secs(1),
+            replay: true,
+            flows: None,
+        }
+    }
+
     #[test]
     fn a_folder_that_cannot_take_capsules_is_refused_at_start_naming_the_cause_once() {
         // A file where the folder should be, and (read-only without root) /proc.
         let file = std::env::temp_dir().join(format!("nd-capsule-file-{}", std::process::id()));
         std::fs::write(&file, b"x").unwrap();
         for dir in [file.clone(), PathBuf::from("/proc/self")] {
-            let settings = CapsuleSettings {
-                dir: dir.clone(),
-                max_files: 2,
-                max_bytes: 1000,
-                poke_interval: Duration::from_secs(1),
-                replay: true,
-                flows: None,
-            };
+            let settings = test_settings(&dir, 2, 1000);
             let Err(e) = CrashCapsules::start(settings) else {
                 panic!("{} accepted", dir.display());
             };
@@ -1067,14 +1072,7 @@ mod tests {
         }
         std::fs::write(dir.join(".capsule-3.pcap.tmp"), b"x").unwrap();
         std::fs::write(dir.join("unrelated.pcap"), b"x").unwrap();
-        let settings = CapsuleSettings {
-            dir: dir.clone(),
-            max_files: 2,
-            max_bytes: 1000,
-            poke_interval: Duration::from_secs(1),
-            replay: true,
-            flows: None,
-        };
+        let settings = test_settings(&dir, 2, 1000);
         let mut store = Store::open(&settings).unwrap();
         assert_eq!(store.kept.len(), 2);
         assert_eq!(store.bytes, 220);
@@ -1093,14 +1091,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nd-capsule-writer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let settings = CapsuleSettings {
-            dir: dir.clone(),
-            max_files: 10,
-            max_bytes: 4096,
-            poke_interval: Duration::from_secs(1),
-            replay: true,
-            flows: None,
-        };
+        let settings = test_settings(&dir, 10, 4096);
         let store = Store::open(&settings).unwrap();
         let (tx, rx) = sync_channel(4);
         let job = |stem: &str, len: usize| Job {

@@ -162,8 +162,20 @@ struct State {
     next_seq: u64,
     /// The last dumplings written to the current hub (with ids), re-sent after a reconnect.
     tail: VecDeque<Utf8Bytes>,
-    /// The hub closed the current connection as a refusal (set by [`closed_by_hub`]).
-    refused_now: bool,
+    /// How the hub ended the current connection (set by [`closed_by_hub`]).
+    hub_closed: HubClosed,
+}
+
+/// How the hub ended a connection, as [`closed_by_hub`] read its close frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum HubClosed {
+    /// It did not send a close frame (yet).
+    #[default]
+    No,
+    /// It closed, said in the log.
+    Closed,
+    /// It refused the hello (said in the log): nothing of the connection was taken.
+    Refused,
 }
 
 struct Shared {
@@ -410,7 +422,7 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                 }
                 let (hello, sent_before) = {
                     let mut st = shared.lock();
-                    st.refused_now = false;
+                    st.hub_closed = HubClosed::No;
                     (st.hello.clone(), st.report.sent)
                 };
                 let end = session(
@@ -422,10 +434,10 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     binary,
                 )
                 .await;
-                let refused = {
+                let hub_closed = {
                     let mut st = shared.lock();
                     st.connected = false;
-                    if st.refused_now {
+                    if st.hub_closed == HubClosed::Refused {
                         // Written, but the hub did not take them (it refused the hello).
                         let rejected = st.report.sent - sent_before;
                         st.report.sent = sent_before;
@@ -433,42 +445,33 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                         // Counted as rejected: not re-sent as a resend tail too.
                         st.tail.clear();
                     }
-                    st.refused_now
+                    st.hub_closed
                 };
+                let refused = hub_closed == HubClosed::Refused;
                 shared.space.notify_all();
                 match end {
                     Ok(SessionEnd::Finished) | Ok(SessionEnd::Abandoned) => return,
                     // Said by `closed_by_hub`.
-                    Err(_) if refused => {}
-                    Err(tungstenite::Error::ConnectionClosed) => {}
+                    Err(_) if hub_closed != HubClosed::No => {}
                     Err(e) => tracing::warn!(hub = %url, error = %e,
                         "lost the connection to the hub; reconnecting"),
                 }
-                if refused && shared.lock().closing && shared.lock().queue.is_empty() {
-                    return;
-                }
                 if refused {
-                    // The same hello gets the same answer: back off, growing per refusal
-                    // (a kitchen on the eater port reconnected 4 times a second).
-                    rounds += 1;
-                    untried = hubs.len();
-                    current = (current + 1) % hubs.len();
-                    let delay = backoff(rounds, &options);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shared.wake.notified() => {
-                            if shared.lock().abandon { return; }
-                            tokio::time::sleep(delay).await;
-                        }
+                    let st = shared.lock();
+                    if st.closing && st.queue.is_empty() {
+                        return;
                     }
-                    continue;
                 }
-                // A session that was accepted: the backoff starts over.
-                rounds = 0;
-                // Fail over at once: the next hub is probably up.
                 current = (current + 1) % hubs.len();
-                if hubs.len() > 1 {
-                    continue;
+                // A refused hello gets the same answer again: it waits out the backoff
+                // below, growing per refusal (a kitchen on the eater port reconnected 4
+                // times a second). A session that was accepted starts the backoff over and
+                // fails over at once: the next hub is probably up.
+                if !refused {
+                    rounds = 0;
+                    if hubs.len() > 1 {
+                        continue;
+                    }
                 }
             }
             Ok(Err(e)) if e.is_fatal() => {
@@ -618,12 +621,18 @@ fn closed_by_hub(shared: &Shared, frame: Option<CloseFrame>) -> tungstenite::Err
     // same answer, so this is a refusal, not a hiccup. (1009 and the hub's own 4xxx codes
     // come mid-session, after dumplings it accepted.)
     let refused = matches!(code, Some(1003 | 1008));
-    if refused {
+    let refusals = {
         let mut st = shared.lock();
-        st.refused_now = true;
-        st.report.refused += 1;
-        let n = st.report.refused;
-        drop(st);
+        st.hub_closed = if refused {
+            st.report.refused += 1;
+            HubClosed::Refused
+        } else {
+            HubClosed::Closed
+        };
+        st.report.refused
+    };
+    if refused {
+        let n = refusals;
         if n == 1 || n.is_power_of_two() {
             let hint = if reason.contains("eater_name") {
                 "; -h must name the hub's kitchen port (nd-hub -i, default 11347), not its \
@@ -802,11 +811,15 @@ mod tests {
         o
     }
 
-    /// A one-connection WebSocket server on 127.0.0.1 that records every text frame and
-    /// the close code, then ends.
-    fn spawn_server(
+    /// Run `server` on `listener` (made async) on a thread of its own; its result at join.
+    fn serve<T, F>(
         listener: std::net::TcpListener,
-    ) -> std::thread::JoinHandle<(Vec<String>, Option<u16>)> {
+        server: impl FnOnce(TcpListener) -> F + Send + 'static,
+    ) -> std::thread::JoinHandle<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T>,
+    {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -814,28 +827,37 @@ mod tests {
                 .unwrap();
             rt.block_on(async move {
                 listener.set_nonblocking(true).unwrap();
-                let listener = TcpListener::from_std(listener).unwrap();
-                let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
-                    .await
-                    .unwrap()
-                    .unwrap();
-                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-                let mut texts = Vec::new();
-                let mut code = None;
-                while let Ok(Some(Ok(msg))) =
-                    tokio::time::timeout(Duration::from_secs(10), ws.next()).await
-                {
-                    match msg {
-                        Message::Text(t) => texts.push(t.to_string()),
-                        Message::Close(f) => {
-                            code = f.map(|f| u16::from(f.code));
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-                (texts, code)
+                server(TcpListener::from_std(listener).unwrap()).await
             })
+        })
+    }
+
+    /// A one-connection WebSocket server on 127.0.0.1 that records every text frame and
+    /// the close code, then ends.
+    fn spawn_server(
+        listener: std::net::TcpListener,
+    ) -> std::thread::JoinHandle<(Vec<String>, Option<u16>)> {
+        serve(listener, |listener| async move {
+            let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+                .await
+                .unwrap()
+                .unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let mut texts = Vec::new();
+            let mut code = None;
+            while let Ok(Some(Ok(msg))) =
+                tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+            {
+                match msg {
+                    Message::Text(t) => texts.push(t.to_string()),
+                    Message::Close(f) => {
+                        code = f.map(|f| u16::from(f.code));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            (texts, code)
         })
     }
 
@@ -891,35 +913,27 @@ mod tests {
         listener: std::net::TcpListener,
         for_how_long: Duration,
     ) -> std::thread::JoinHandle<u32> {
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                listener.set_nonblocking(true).unwrap();
-                let listener = TcpListener::from_std(listener).unwrap();
-                let mut connections = 0;
-                let end = tokio::time::Instant::now() + for_how_long;
-                while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(end, listener.accept()).await {
-                    connections += 1;
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                        continue;
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
-                    let _ = ws
-                        .close(Some(CloseFrame {
-                            code: CloseCode::Policy,
-                            reason: "bad hello: no eater_name".into(),
-                        }))
-                        .await;
-                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                        while let Some(Ok(_)) = ws.next().await {}
-                    })
+        serve(listener, move |listener| async move {
+            let mut connections = 0;
+            let end = tokio::time::Instant::now() + for_how_long;
+            while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(end, listener.accept()).await {
+                connections += 1;
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    continue;
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+                let _ = ws
+                    .close(Some(CloseFrame {
+                        code: CloseCode::Policy,
+                        reason: "bad hello: no eater_name".into(),
+                    }))
                     .await;
-                }
-                connections
-            })
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+            }
+            connections
         })
     }
 
