@@ -195,6 +195,8 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             options.block_when_full = mode == ClockMode::Replay;
             options.link = config.link.clone();
             options.keepalive = config.hub_keepalive;
+            // Connect once the input is open (`InputStarted`), not before.
+            options.held = true;
             let uri = hubs
                 .iter()
                 .map(|h| hub_link::hub_uri(h))
@@ -282,27 +284,23 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     // The one between-batches hook of both runs: hot reload.
     let mut hook = ReloadHook::new(reloader.as_ref(), &policy);
     let started = Instant::now();
-    let result = match &config.source {
-        Source::File(path) => {
-            let input = Input {
-                stop: &stop,
-                filter_check: &filter_check,
-            };
-            replay(&config, path, &mut dispatcher, input, &mut hook, &metrics)
-        }
-        Source::Live(ifaces) => {
-            let input = Input {
-                stop: &stop,
-                filter_check: &filter_check,
-            };
-            live(&config, ifaces, &mut dispatcher, input, &mut hook, &metrics)
-        }
+    let input_started = InputStarted {
+        open: Arc::new(AtomicBool::new(false)),
+        hub: hub.as_ref().map(Arc::downgrade),
     };
-    // A live capture that could not start (no such interface, no permission) ran no
-    // chef: no final poke (it sent a round of empty dumplings and a status to the hub, as
-    // if the kitchen ran) and no summary, just the reason.
-    let never_started = matches!(&result, Err(e)
-        if matches!(e.downcast_ref::<LiveError>(), Some(LiveError::Start { .. })));
+    let input = Input {
+        stop: &stop,
+        filter_check: &filter_check,
+        started: &input_started,
+    };
+    let result = match &config.source {
+        Source::File(path) => replay(&config, path, &mut dispatcher, input, &mut hook, &metrics),
+        Source::Live(ifaces) => live(&config, ifaces, &mut dispatcher, input, &mut hook, &metrics),
+    };
+    // An input that could not be opened (no such interface or file, no permission, not a
+    // capture) ran no chef: no final poke (it sent a round of empty dumplings and a status
+    // to the hub, as if the kitchen ran), no summary and no hub connection, just the reason.
+    let never_started = result.is_err() && !input_started.open.load(Ordering::SeqCst);
     if never_started {
         if let Some(hub) = hub {
             if let Ok(m) = Arc::try_unwrap(hub) {
@@ -515,11 +513,32 @@ fn setup_status(config: &Config, d: &mut Dispatcher, hub: Option<&Arc<Mutex<HubC
     }
 }
 
-/// What both runs share about their input: the stop flag and the filter's bounded check.
+/// What both runs share about their input: the stop flag, the filter's bounded check and
+/// what to tell once the input is open.
 #[derive(Clone, Copy)]
 struct Input<'a> {
     stop: &'a Arc<AtomicBool>,
     filter_check: &'a Option<FilterCheck>,
+    started: &'a InputStarted,
+}
+
+/// Told once the capture or file is open: only then does the hub client connect (a
+/// kitchen whose input never opens never shows the hub its hello), and only then does
+/// the run count as started (summary, final poke).
+#[derive(Clone)]
+struct InputStarted {
+    open: Arc<AtomicBool>,
+    /// Weak: `run` takes the client back (`Arc::try_unwrap`) for the final flush.
+    hub: Option<std::sync::Weak<Mutex<HubClient>>>,
+}
+
+impl InputStarted {
+    fn mark(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        if let Some(hub) = self.hub.as_ref().and_then(std::sync::Weak::upgrade) {
+            hub.lock().unwrap_or_else(|e| e.into_inner()).release();
+        }
+    }
 }
 
 fn replay(
@@ -538,6 +557,7 @@ fn replay(
         );
         return Ok(RunEnd::Done);
     };
+    input.started.mark();
     let started = Instant::now();
     let progress_kitchen = k.clone();
     // Every tick publishes the metrics and redraws the progress line (terminal only); the
@@ -647,6 +667,10 @@ fn live(
         filter_check: input.filter_check.clone(),
         stop: input.stop.clone(),
         progress,
+        on_started: Some(Box::new({
+            let started = input.started.clone();
+            move || started.mark()
+        })),
     };
     match live::live(d, hook, options) {
         Ok((LiveEnd::Done, _)) => Ok(RunEnd::Done),

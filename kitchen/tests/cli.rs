@@ -478,6 +478,36 @@ fn a_live_capture_that_cannot_start_makes_no_dumplings_and_no_summary() {
 }
 
 #[test]
+fn an_input_that_never_opens_never_connects_to_the_hub() {
+    // The hub client connected (and sent the kitchen's hello) before the input opened, so
+    // the hub listed a kitchen that never ran, and a replay of a missing file printed a
+    // summary of nothing.
+    let hub = TcpListener::bind("127.0.0.1:0").expect("bind");
+    hub.set_nonblocking(true).expect("nonblocking");
+    let addr = hub.local_addr().expect("addr").to_string();
+    let garbage = workspace_root().join("target/kitchen-test-tmp/cli-not-a-capture.pcap");
+    std::fs::create_dir_all(garbage.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&garbage, b"not a capture at all").expect("write");
+    let inputs: [&[&str]; 3] = [
+        &["-i", "nd-no-such-if0"],
+        &["-r", "/nonexistent/nd-test.pcap"],
+        &["-r", garbage.to_str().expect("utf-8 path")],
+    ];
+    for input in inputs {
+        let mut args = input.to_vec();
+        args.extend(["-h", &addr]);
+        let out = nd_sniff(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{input:?}: {stderr}");
+        assert!(!stderr.contains("summary:"), "{input:?}: {stderr}");
+        assert!(
+            matches!(hub.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{input:?} connected to the hub: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_stdout_closed_by_its_reader_is_said_and_is_no_failure() {
     // `nd-sniff --stdout | head -1`: exit 0 as ever, but the summary is of a partial run.
     let capture = sample_capture();

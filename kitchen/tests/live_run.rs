@@ -107,6 +107,7 @@ fn a_slow_chef_added_by_the_hook_sheds_and_every_packet_is_counted() {
                 let _ = started_tx.send(());
             }),
         )),
+        on_started: None,
     };
     let sender = {
         let (stop, go) = (stop.clone(), go.clone());

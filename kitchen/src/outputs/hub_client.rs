@@ -72,6 +72,10 @@ pub struct HubOptions {
     /// How often to ping the hub; a hub silent for [`DEAD_AFTER_KEEPALIVES`] of these (or
     /// not taking data for as long) is given up. Zero turns pings and the check off.
     pub keepalive: Duration,
+    /// Connect only after [`HubClient::release`]: `nd-sniff` releases the client once its
+    /// input is open, so a capture that cannot start (no such interface, no permission, no
+    /// such file) never shows the hub a kitchen that is not there.
+    pub held: bool,
 }
 
 /// A hub silent for this many keep-alive periods is taken for gone.
@@ -93,6 +97,7 @@ impl HubOptions {
             dumpling_ids: None,
             resend_tail: 0,
             keepalive: Duration::from_secs(5),
+            held: false,
         }
     }
 }
@@ -154,6 +159,8 @@ struct State {
     abandon: bool,
     /// The sender task has ended.
     done: bool,
+    /// [`HubClient::release`] was called (see [`HubOptions::held`]).
+    released: bool,
     /// A newer hello than `HubOptions::hello` (the chefs changed): sent on the next
     /// (re)connection.
     hello: Option<String>,
@@ -300,6 +307,12 @@ impl HubClient {
         self.shared.lock().hello = Some(hello);
     }
 
+    /// Let a client started with [`HubOptions::held`] connect.
+    pub fn release(&self) {
+        self.shared.lock().released = true;
+        self.shared.wake.notify_one();
+    }
+
     /// Counters so far.
     pub fn report(&self) -> HubReport {
         let st = self.shared.lock();
@@ -363,6 +376,23 @@ enum SessionEnd {
 }
 
 async fn run(shared: Arc<Shared>, options: HubOptions) {
+    if options.held {
+        loop {
+            {
+                let st = shared.lock();
+                if st.released {
+                    break;
+                }
+                // Finished before the input ever opened: nothing to show the hub.
+                if st.closing || st.abandon {
+                    return;
+                }
+            }
+            // `notify_one` keeps a permit when nobody waits, so a release or finish made
+            // between the check and this wait is not missed.
+            shared.wake.notified().await;
+        }
+    }
     let mut hubs: Vec<String> = Vec::new();
     for hub in std::iter::once(&options.hub).chain(&options.fallbacks) {
         match hub_link::hub_uri(hub) {
@@ -859,6 +889,35 @@ mod tests {
             }
             (texts, code)
         })
+    }
+
+    #[test]
+    fn a_held_client_never_connects_unless_released() {
+        // Finished while held (the input never opened): no connection at all.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut o = options(addr);
+        o.held = true;
+        let client = HubClient::start(o.clone()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let report = client.finish(Duration::from_secs(5));
+        assert_eq!(report.connections, 0, "{report:?}");
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a held client connected"
+        );
+        // Released: it connects and sends the hello and what was queued while held.
+        listener.set_nonblocking(false).unwrap();
+        let server = spawn_server(listener);
+        let mut client = HubClient::start(o).unwrap();
+        client.send("C", "{\"n\":0}".to_owned()).unwrap();
+        client.release();
+        let report = client.finish(Duration::from_secs(10));
+        let (texts, code) = server.join().unwrap();
+        assert_eq!((report.connections, report.sent), (1, 1), "{report:?}");
+        assert_eq!(texts, [r#"{"kitchen_name":"t"}"#, r#"{"n":0}"#]);
+        assert_eq!(code, Some(1000));
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct LiveOptions {
     pub stop: Arc<AtomicBool>,
     /// Called at most this often (also while the network is quiet).
     pub progress: Option<(Duration, LiveProgress)>,
+    /// Called once the capture has started, before the first packet.
+    pub on_started: Option<Box<dyn FnOnce()>>,
 }
 
 /// Why a live run ended (errors aside).
@@ -126,6 +128,9 @@ pub fn live(
         source,
     })?;
     tracing::info!("{k}: Sniffing started");
+    if let Some(started) = options.on_started.take() {
+        started();
+    }
     let result = run_loop(&k, &capture, d, hooks, &mut options);
     capture.stop();
     let end = match result {
