@@ -672,6 +672,57 @@ fn two_chef_files_that_swap_contents_settle_once_both_changed() {
     assert_eq!(d.chefs().len(), 1);
 }
 
+/// A version waiting for another file held its instance (memory charged to
+/// `--chefs-memory-mib`) for as long as that file never changed. Now it waits a bounded
+/// time, then is dropped like any refused duplicate: the swap no longer completes.
+#[test]
+fn a_parked_chef_version_is_dropped_after_its_wait() {
+    use kitchen::chef_host::ChefSource;
+    use kitchen::chefs::reload::{apply_with, Applied, ParkedVersions, ReloadEvent, ReloadPolicy};
+    use kitchen::dispatch::{ClockMode, Dispatcher};
+
+    let host = host();
+    let a = PathBuf::from("/nonexistent/chefs/a.wasm");
+    let b = PathBuf::from("/nonexistent/chefs/b.wasm");
+    let port = std::fs::read(fixture("port_chef")).unwrap();
+    let reload = std::fs::read(fixture("reload_chef")).unwrap();
+    let load = |path: &PathBuf, bytes: &[u8]| {
+        Box::new(host.load(ChefSource::File(path.clone()), bytes).unwrap())
+    };
+    let ready = |path: &PathBuf, bytes: &[u8]| ReloadEvent::Ready {
+        path: path.clone(),
+        chef: load(path, bytes),
+        load_time: Duration::ZERO,
+    };
+    let first = load(&a, &port);
+    let port_name = first.name().to_owned();
+    let mut d = Dispatcher::new(
+        "k",
+        vec![slot(*first), slot(*load(&b, &reload))],
+        Duration::from_secs(3600),
+        ClockMode::Replay,
+        Box::new(Collect::default()),
+    );
+    let policy = ReloadPolicy::default();
+    let mut parked = ParkedVersions::waiting_at_most(Duration::from_millis(50));
+    let applied = apply_with(&mut d, ready(&a, &reload), &policy, &mut parked).unwrap();
+    assert_eq!((applied, parked.len()), (Applied::Unchanged, 1));
+    assert_eq!(parked.expire(std::time::Instant::now()), 0, "dropped early");
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(parked.expire(std::time::Instant::now()), 1);
+    assert!(parked.is_empty());
+    // b.wasm's half of the swap now conflicts with a.wasm's running version, and waits.
+    let applied = apply_with(&mut d, ready(&b, &port), &policy, &mut parked).unwrap();
+    assert_eq!((applied, parked.len()), (Applied::Unchanged, 1));
+    let holders: Vec<String> = d
+        .chefs()
+        .iter()
+        .filter(|s| s.chef.name() == port_name)
+        .map(|s| s.chef.source().to_string())
+        .collect();
+    assert_eq!(holders, vec![a.display().to_string()]);
+}
+
 /// The default `--chef-threads` depends on the clock: live leaves the capture thread a core
 /// (one per core but one), a replay takes every core; both at most one per chef.
 #[test]

@@ -563,12 +563,39 @@ fn chef_source_is(lane: &ChefLane, path: &Path) -> bool {
 /// until that file changes too: files that swap contents (`a.wasm` <-> `b.wasm`, a branch
 /// checkout) each conflict with the other's old version, and without this never settled.
 /// Owned by the run's [`ReloadHook`]; a later event for the same file supersedes its entry.
-#[derive(Default)]
+/// Each waits at most [`PARKED_FOR`] (its instance and memory, charged to
+/// `--chefs-memory-mib`, are held meanwhile): a swap lands within one debounce, and a
+/// version that waits longer is refused like any duplicate name, until its file changes.
 pub struct ParkedVersions {
-    versions: Vec<(PathBuf, Box<LoadedChef>, Duration)>,
+    versions: Vec<Parked>,
+    limit: Duration,
+}
+
+/// How long a new version refused for a name another file holds waits for that file.
+pub const PARKED_FOR: Duration = Duration::from_secs(10);
+
+struct Parked {
+    path: PathBuf,
+    chef: Box<LoadedChef>,
+    load_time: Duration,
+    since: Instant,
+}
+
+impl Default for ParkedVersions {
+    fn default() -> Self {
+        ParkedVersions::waiting_at_most(PARKED_FOR)
+    }
 }
 
 impl ParkedVersions {
+    /// Versions waiting at most `limit` each (tests; the kitchen waits [`PARKED_FOR`]).
+    pub fn waiting_at_most(limit: Duration) -> Self {
+        ParkedVersions {
+            versions: Vec::new(),
+            limit,
+        }
+    }
+
     /// How many new versions wait.
     pub fn len(&self) -> usize {
         self.versions.len()
@@ -580,7 +607,25 @@ impl ParkedVersions {
     }
 
     fn forget(&mut self, path: &Path) {
-        self.versions.retain(|(p, _, _)| p != path);
+        self.versions.retain(|p| p.path != path);
+    }
+
+    /// Drop (and log) the versions that waited longer than the limit at `now`; their
+    /// instances are freed. Returns how many were dropped.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let before = self.versions.len();
+        let limit = self.limit;
+        self.versions.retain(|p| {
+            let keep = now.saturating_duration_since(p.since) < limit;
+            if !keep {
+                tracing::warn!(file = %escape_path(&p.path), chef = %Escaped::new(p.chef.name()),
+                    "chef not loaded: its name is still used by another chef file after {} s; \
+                     refused until this file changes",
+                    limit.as_secs());
+            }
+            keep
+        });
+        before - self.versions.len()
     }
 }
 
@@ -618,7 +663,12 @@ pub fn apply_with(
             chef,
             load_time,
         } => {
-            parked.versions.push((path, chef, load_time));
+            parked.versions.push(Parked {
+                path,
+                chef,
+                load_time,
+                since: Instant::now(),
+            });
             Applied::Unchanged
         }
     };
@@ -638,14 +688,14 @@ fn settle(
     policy: &ReloadPolicy,
     parked: &mut ParkedVersions,
 ) -> Result<Option<Applied>, SinkError> {
-    let is_parked = |src: &ChefSource| matches!(src, ChefSource::File(p) if parked.versions.iter().any(|(q, _, _)| q == p));
+    let is_parked = |src: &ChefSource| matches!(src, ChefSource::File(p) if parked.versions.iter().any(|q| &q.path == p));
     let mut after: Vec<(&str, &ChefSource)> = d
         .chefs()
         .iter()
         .map(|s| (s.chef.name(), s.chef.source()))
         .filter(|(_, src)| !is_parked(src))
         .collect();
-    for (_, chef, _) in &parked.versions {
+    for Parked { chef, .. } in &parked.versions {
         match name_verdict(after.iter().copied(), chef.name(), chef.source()) {
             NameVerdict::Duplicate(_) => return Ok(None),
             NameVerdict::New | NameVerdict::OverridesBuiltin(_) => {
@@ -653,7 +703,7 @@ fn settle(
             }
         }
     }
-    for (path, chef, _) in &parked.versions {
+    for Parked { path, chef, .. } in &parked.versions {
         if let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, path)) {
             let (old, _) = d.retire_chef(i)?;
             tracing::info!(file = %escape_path(path), old_chef = %Escaped::new(old.chef.name()),
@@ -662,7 +712,13 @@ fn settle(
         }
     }
     let mut last = None;
-    for (path, chef, load_time) in std::mem::take(&mut parked.versions) {
+    for Parked {
+        path,
+        chef,
+        load_time,
+        ..
+    } in std::mem::take(&mut parked.versions)
+    {
         let event = ReloadEvent::Ready {
             path,
             chef,
@@ -778,7 +834,10 @@ fn apply_event(
                     let other = holder.map(|src| src.to_string()).unwrap_or_default();
                     let mut error = format!("its chef name {name:?} is already used by {other}");
                     if by_file {
-                        error.push_str(" (this version starts if that file changes)");
+                        error.push_str(&format!(
+                            " (this version starts if that file changes within {} s)",
+                            PARKED_FOR.as_secs()
+                        ));
                     }
                     let failed = ReloadEvent::Failed {
                         path: path.clone(),
@@ -876,6 +935,9 @@ impl<'a> ReloadHook<'a> {
 
 impl crate::run::BetweenSteps for ReloadHook<'_> {
     fn waiting(&mut self) -> bool {
+        if !self.parked.is_empty() {
+            self.parked.expire(Instant::now());
+        }
         if self.held.is_none() {
             self.held = self.reloader.and_then(Reloader::try_recv);
         }
