@@ -672,6 +672,81 @@ fn two_chef_files_that_swap_contents_settle_once_both_changed() {
     assert_eq!(d.chefs().len(), 1);
 }
 
+/// A file whose chef was quarantined, rewritten again and again with versions that fail at
+/// once, bought one failing call per version. A new version now waits 10 s of kitchen time
+/// after the last failure (doubling per quarantine) before it is called at all.
+#[test]
+fn new_versions_of_a_quarantined_chef_wait_longer_each_time() {
+    use kitchen::chef_host::{ChefLimits, ChefSource};
+    use kitchen::chefs::reload::{apply, Applied, ReloadEvent, ReloadPolicy};
+    use kitchen::dispatch::{ClockMode, Dispatcher};
+
+    let host = host_with(ChefLimits {
+        quarantine_after: 2,
+        ..ChefLimits::default()
+    });
+    let path = PathBuf::from("/nonexistent/chefs/churned.wasm");
+    let bytes = std::fs::read(fixture("panic_chef")).unwrap();
+    let load = || Box::new(host.load(ChefSource::File(path.clone()), &bytes).unwrap());
+    let mut d = Dispatcher::new(
+        "k",
+        vec![slot(*load())],
+        Duration::from_secs(3600),
+        ClockMode::Replay,
+        Box::new(Collect::default()),
+    );
+    const T0: u64 = 1_700_000_000_000_000_000;
+    const S: u64 = 1_000_000_000;
+    let push = |d: &mut Dispatcher, seq: u32, at_s: u64| {
+        let frame = udp_frame(seq);
+        d.push(&capture::PacketRecord {
+            timestamp_ns: T0 + at_s * S,
+            link_type: 1,
+            interface_index: 0,
+            original_len: frame.len() as u32,
+            data: &frame,
+        })
+        .unwrap();
+        d.flush().unwrap();
+    };
+    let traps = |d: &Dispatcher| d.chefs()[0].chef.stats.traps;
+    // Two failures a minute apart: quarantined, the last failure at 60 s.
+    push(&mut d, 0, 0);
+    push(&mut d, 1, 60);
+    assert!(d.chefs()[0].chef.is_quarantined());
+    assert_eq!(traps(&d), 2);
+    let new_version = |d: &mut Dispatcher| {
+        let event = ReloadEvent::Ready {
+            path: path.clone(),
+            chef: load(),
+            load_time: Duration::ZERO,
+        };
+        let applied = apply(d, event, &ReloadPolicy::default()).unwrap();
+        assert_eq!(
+            applied,
+            Applied::Replaced("PanicChef".into(), "PanicChef".into())
+        );
+    };
+    // A new version 1 s later is not called for 10 s; then once, and it is quarantined.
+    new_version(&mut d);
+    push(&mut d, 2, 61);
+    push(&mut d, 3, 69);
+    assert_eq!(traps(&d), 2, "called during its wait");
+    push(&mut d, 4, 70);
+    assert_eq!(traps(&d), 3);
+    assert!(d.chefs()[0].chef.is_quarantined());
+    // Versions churned meanwhile: the next waits 20 s from that failure; the one replacing
+    // it before its start waits for the same moment.
+    new_version(&mut d);
+    push(&mut d, 5, 75);
+    new_version(&mut d);
+    push(&mut d, 6, 89);
+    assert_eq!(traps(&d), 3, "called during its wait");
+    push(&mut d, 7, 90);
+    assert_eq!(traps(&d), 4);
+    assert!(d.chefs()[0].chef.is_quarantined());
+}
+
 /// A version waiting for another file held its instance (memory charged to
 /// `--chefs-memory-mib`) for as long as that file never changed. Now it waits a bounded
 /// time, then is dropped like any refused duplicate: the swap no longer completes.

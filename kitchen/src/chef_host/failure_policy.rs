@@ -34,6 +34,16 @@ use super::limits::ChefLimits;
 /// Kitchen time that forgives one failure of the failure-debt rule (rule 3).
 pub const FAILURE_FORGIVENESS: Duration = Duration::from_secs(120);
 
+/// How long a new version of a quarantined chef waits (kitchen time from the last failure)
+/// before its first call, doubling with each quarantine of the chef and capped at
+/// [`QUARANTINED_VERSION_WAIT_MAX`]. A new version may be the fix, so it runs; but a file
+/// rewritten again and again (each version failing its first call) cost the chefs' thread
+/// one failing call per version, as often as the file changed.
+pub const QUARANTINED_VERSION_WAIT: Duration = Duration::from_secs(10);
+
+/// The longest wait of [`QUARANTINED_VERSION_WAIT`].
+pub const QUARANTINED_VERSION_WAIT_MAX: Duration = Duration::from_secs(300);
+
 /// Which handler a call was for (failures in a row are counted per driver).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallKind {
@@ -84,6 +94,11 @@ pub(crate) struct Health {
     quarantined: bool,
     /// The failure count that triggered the quarantine.
     quarantined_after: u32,
+    /// How many times the chef (across its versions) was quarantined.
+    quarantines: u32,
+    /// A new version of a quarantined chef: its loaded instance is not called; the first
+    /// call is a restart after `retry_at_ns` ([`QUARANTINED_VERSION_WAIT`]).
+    starts_later: bool,
     failed_at_ns: u64,
     retry_at_ns: u64,
     /// The next fresh instance's first call gets the first-call allowance.
@@ -95,16 +110,46 @@ impl Health {
     /// a row, recent failures, failure debt) goes on, so a chef file replaced again and
     /// again whose every version fails (a restore that runs out of time, a trap on its
     /// first call) is quarantined as one chef that keeps failing would be, instead of
-    /// starting from nothing each time. The new version itself starts running (not
-    /// quarantined: it may be the fix), with no backoff and its first-call allowance.
+    /// starting from nothing each time. The new version itself runs (not quarantined: it
+    /// may be the fix), with its first-call allowance: at once, or, when `old` was
+    /// quarantined, after [`QUARANTINED_VERSION_WAIT`] (doubling per quarantine), so
+    /// versions churned after a quarantine cost at most one failing call per wait.
     pub(crate) fn inherited_from(old: &Health) -> Health {
+        let (starts_later, retry_at_ns) = if old.quarantined {
+            let shift = old.quarantines.saturating_sub(1).min(16);
+            let wait = QUARANTINED_VERSION_WAIT
+                .saturating_mul(1 << shift)
+                .min(QUARANTINED_VERSION_WAIT_MAX);
+            let at = old.failed_at_ns.saturating_add(wait.as_nanos() as u64);
+            (true, at)
+        } else if old.starts_later {
+            // Replacing a version still waiting: the same moment (a newer file does not
+            // buy an earlier call).
+            (true, old.retry_at_ns)
+        } else {
+            (false, 0)
+        };
         Health {
             consecutive: old.consecutive,
             recent: old.recent.clone(),
             debt_ns: old.debt_ns,
+            quarantines: old.quarantines,
+            starts_later,
             failed_at_ns: old.failed_at_ns,
+            retry_at_ns,
             ..Health::default()
         }
+    }
+
+    /// For a new version of a quarantined chef not started yet: the kitchen time of its
+    /// first call (its instance from the load is dropped; that call restarts it).
+    pub(crate) fn starts_at_ns(&self) -> Option<u64> {
+        self.starts_later.then_some(self.retry_at_ns)
+    }
+
+    /// A fresh instance was made (its wait, if any, is over).
+    pub(crate) fn restarted(&mut self) {
+        self.starts_later = false;
     }
 }
 
@@ -116,6 +161,8 @@ impl Default for Health {
             debt_ns: 0,
             quarantined: false,
             quarantined_after: 0,
+            quarantines: 0,
+            starts_later: false,
             failed_at_ns: 0,
             retry_at_ns: 0,
             grace_next: true,
@@ -200,10 +247,12 @@ impl Health {
         };
         if let Some(why) = why {
             self.quarantined = true;
+            self.quarantines = self.quarantines.saturating_add(1);
             self.quarantined_after = in_a_row.max(in_window).max(debt);
             tracing::error!(chef = %name, reason = %err, driver,
                 failures = self.quarantined_after,
-                "chef failed: {why}; quarantined (not called again this run)");
+                "chef failed: {why}; quarantined (not called again this run unless its file \
+                 changes)");
         } else {
             let backoff = limits.backoff(in_a_row.max(in_window));
             self.retry_at_ns = now_ns.saturating_add(backoff.as_nanos() as u64);
@@ -266,14 +315,56 @@ mod tests {
             t += S;
         }
         assert_eq!(versions, limits.quarantine_after);
-        // A version after the quarantine may run (it may be the fix) ...
+        // A version after the quarantine may run (it may be the fix), after a wait ...
+        let failed_at = t - S;
         let fixed = Health::inherited_from(&h);
         assert!(!fixed.is_quarantined());
+        let wait = QUARANTINED_VERSION_WAIT.as_nanos() as u64;
+        assert_eq!(fixed.starts_at_ns(), Some(failed_at + wait));
+        assert!(matches!(fixed.may_restart(t), Err(CallError::BackingOff)));
+        fixed
+            .may_restart(failed_at + wait)
+            .expect("runs after the wait");
         // ... and one more failure of it is quarantined at once.
         let mut fixed = fixed;
         fixed.failed(&trap(), CallKind::Packets, t, &limits, "Churned");
         assert!(fixed.is_quarantined());
         assert_eq!(CallKind::Restore.driver(), "state.restore");
+    }
+
+    #[test]
+    fn versions_churned_after_a_quarantine_wait_longer_each_time() {
+        // Each version failing its first call at once: the waits double per quarantine and
+        // are capped, so an hour of churn costs a bounded number of failing calls.
+        let limits = ChefLimits::default();
+        let mut h = Health::default();
+        let mut t = 1_700_000_000 * S;
+        while !h.is_quarantined() {
+            h.failed(&trap(), CallKind::Packets, t, &limits, "Churned");
+            t += S;
+        }
+        let end = t + 3600 * S;
+        let mut calls = 0;
+        let mut waits = Vec::new();
+        while t < end {
+            // A new version every second.
+            let v = Health::inherited_from(&h);
+            let at = v
+                .starts_at_ns()
+                .expect("a quarantined chef's version waits");
+            waits.push((at - v.failed_at_ns) / S);
+            // Versions replaced before their start never run; the one that starts fails.
+            t = t.max(at);
+            let mut v = v;
+            v.may_restart(t).expect("starts after the wait");
+            v.failed(&trap(), CallKind::Packets, t, &limits, "Churned");
+            assert!(v.is_quarantined());
+            calls += 1;
+            h = v;
+            t += S;
+        }
+        assert_eq!(&waits[..6], &[10, 20, 40, 80, 160, 300]);
+        assert!(calls <= 20, "{calls} failing calls in an hour");
     }
 
     #[test]

@@ -980,9 +980,23 @@ impl LoadedChef {
     /// not the version: they never go back to zero) and its failure history
     /// ([`Health::inherited_from`]). Called before the state is carried, so a failing
     /// restore counts too.
+    ///
+    /// A new version of a quarantined chef drops the instance it was loaded with: its
+    /// first call restarts it after a wait ([`Health::inherited_from`]; see
+    /// [`LoadedChef::starts_at_ns`]).
     pub fn inherit_from(&mut self, old: &LoadedChef) {
         self.stats = old.stats.clone();
         self.health = Health::inherited_from(&old.health);
+        if self.health.starts_at_ns().is_some() {
+            self.live = None;
+            self.slots.clear();
+        }
+    }
+
+    /// For a new version of a quarantined chef: the kitchen time (ns) before which it is
+    /// not called.
+    pub fn starts_at_ns(&self) -> Option<u64> {
+        self.health.starts_at_ns()
     }
 
     /// Replace the running instance by a fresh one (after a refused or failed restore:
@@ -1231,6 +1245,7 @@ impl LoadedChef {
         match instantiate(&self.engine, &self.pre, &self.limits, &self.log, &self.env) {
             Ok((live, info)) if info.name == self.description.name => {
                 self.live = Some(live);
+                self.health.restarted();
                 self.stats.restarts += 1;
                 tracing::info!(chef = %self.description.name, "chef restarted (fresh state)");
                 Ok(())

@@ -871,6 +871,13 @@ fn apply_event(
                 // that now holds another chef starts that chef from nothing).
                 counters = Some(if old.chef.name() == name {
                     slot.chef.inherit_from(&old.chef);
+                    if let Some(at) = slot.chef.starts_at_ns() {
+                        let wait = Duration::from_nanos(at.saturating_sub(d.clock_ns()));
+                        tracing::warn!(file = %escape_path(&path), chef = %Escaped::new(&name),
+                            "the previous version was quarantined; the new one starts in {:.0} s \
+                             of kitchen time (the wait doubles with each quarantine)",
+                            wait.as_secs_f64().ceil());
+                    }
                     rt.for_next_version()
                 } else {
                     ChefCounters {
