@@ -1,7 +1,10 @@
 //! `nd-hub`: parse flags, bind both ports, run the hub until Ctrl-C or SIGTERM.
 //!
-//! Exit status: 0 after a clean shutdown; 1 when binding fails (the message names the
-//! address and port); 2 for usage errors (clap).
+//! Exit status: 0 after a clean shutdown; 2 for usage errors (flags clap takes but whose
+//! values are wrong, such as `-f 0`, as well as those clap refuses itself), like the other
+//! tools; 1 for everything the flags could
+//! not have said (a certificate or auth file that cannot be read or parsed, a port that
+//! cannot be bound: the message names the file or the address and port).
 
 mod cli;
 
@@ -22,11 +25,28 @@ fn main() -> std::process::ExitCode {
         .init();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Not `eprintln!`: it panics when stderr's reader is gone.
+        Err(error) if is_usage_error(&error) => {
+            hub_link::say!("hub error: {error:#}\n\nFor more information, try '--help'.");
+            std::process::ExitCode::from(2)
+        }
         Err(error) => {
-            // Not `eprintln!`: it panics when stderr's reader is gone.
             hub_link::say!("hub error: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether `error` is the command line's fault (exit 2, as for what clap refuses itself):
+/// a flag value that parses but is out of range or inconsistent. A file that cannot be
+/// read, or a port that cannot be bound, is not (1): scripts and service managers tell
+/// "fix the command" from "fix the machine" this way.
+fn is_usage_error(error: &anyhow::Error) -> bool {
+    match error.downcast_ref::<cli::CliError>() {
+        // `--nats-creds` and friends name a file that cannot be read: the machine's fault.
+        Some(cli::CliError::Fleet(hub::fleet::args::FleetArgsError::File { .. })) => false,
+        Some(_) => true,
+        None => false,
     }
 }
 
@@ -171,4 +191,34 @@ fn fit_connection_caps(config: &mut hub::Config) {
     config.max_kitchens = kitchens as usize;
     config.max_eaters = eaters as usize;
     config.max_pending = max_pending as usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_flag_values_are_usage_errors_and_unreadable_files_are_not() {
+        let config = |args: &[&str]| {
+            cli::Cli::try_parse_from(std::iter::once("nd-hub").chain(args.iter().copied()))
+                .map_err(anyhow::Error::from)
+                .and_then(|cli| Ok(cli.config()?))
+        };
+        for args in [
+            &["-f", "0"][..],
+            &["--threads", "0"],
+            &["--allow-origin", "evil.example"],
+            &["--metrics-address", "nowhere"],
+        ] {
+            let error = config(args).expect_err("refused");
+            assert!(is_usage_error(&error), "{args:?}: {error:#}");
+        }
+        let unreadable = hub::auth::Auth::load(std::path::Path::new("/nonexistent/auth.toml"))
+            .map_err(anyhow::Error::from)
+            .expect_err("no such file");
+        assert!(!is_usage_error(&unreadable), "{unreadable:#}");
+        let bind = anyhow::Error::from(std::io::Error::other("cannot bind"))
+            .context("Cannot instantiate dumpling hub");
+        assert!(!is_usage_error(&bind));
+    }
 }

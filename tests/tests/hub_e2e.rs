@@ -964,15 +964,42 @@ fn auth_and_token_files_that_are_no_regular_files_are_refused_at_once() {
     );
 }
 
+/// A flag value the hub cannot use is a usage error, exit 2 like clap's own refusals and
+/// the other tools' (it was 1, the status of a file or port problem); a file that cannot
+/// be read stays 1.
 #[test]
-fn a_zero_status_freq_is_a_usage_error() {
-    let out = e2e_tests::ChildGuard::spawn(
-        "nd-hub",
-        std::process::Command::new(e2e_tests::bin("nd-hub")).args(["-f", "0"]),
-    )
-    .wait_output(T);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("status-freq"));
+fn bad_flag_values_exit_2_and_unreadable_files_exit_1() {
+    let run = |args: &[&str]| {
+        e2e_tests::ChildGuard::spawn(
+            "nd-hub",
+            std::process::Command::new(e2e_tests::bin("nd-hub"))
+                .args(["-a", "127.0.0.1", "-i", "0", "-o", "0"])
+                .args(args),
+        )
+        .wait_output(T)
+    };
+    for (args, says) in [
+        (&["-f", "0"][..], "status-freq"),
+        (&["--hello-timeout=-1"], "hello-timeout"),
+        (&["--max-eaters", "0"], "max-eaters"),
+        (&["--metrics-address", "nowhere"], "metrics-address"),
+        (&["--status-freq", "x"], "status-freq"),
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let missing = "/nonexistent/nd-hub-test/hub.pem";
+    for args in [
+        &["--auth", "/nonexistent/nd-hub-test/auth.toml"][..],
+        &["--tls-cert", missing, "--tls-key", missing],
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("/nonexistent/nd-hub-test/"), "{args:?}: {err}");
+    }
 }
 
 #[tokio::test]
@@ -1108,7 +1135,7 @@ fn a_bad_allow_origin_is_a_usage_error() {
     )
     .wait_output(T);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("--allow-origin") && !err.contains('\u{1b}'),
         "{err:?}"
