@@ -129,6 +129,10 @@ pub enum AuthError {
     /// A principal is wrong (names it and the problem).
     #[error("bad auth file {path}: principal {name:?}: {why}", path = dumpling::text::escape_path(.0), name = .1, why = .2)]
     Principal(PathBuf, String, String),
+    /// The file parses but lists no principal (empty, or only comments): every upgrade
+    /// would be refused, so such a hub serves nobody.
+    #[error("the auth file {path} lists no principal (it is empty or holds only comments), so nobody could connect: add [[principal]] entries (`nd-hub token` makes a token and its token_sha256; see README \"Deployment\"), or leave out --auth to run without authentication", path = dumpling::text::escape_path(.0))]
+    NoPrincipals(PathBuf),
 }
 
 /// A principal's role.
@@ -463,9 +467,14 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Load the file.
+    /// Load the file. A file with no principal is an error ([`AuthError::NoPrincipals`]):
+    /// a hub that refuses every connection is a mistake, better said at start than found
+    /// by the first kitchen that is turned away.
     pub fn load(path: &Path) -> Result<Auth, AuthError> {
         let (table, modified) = read_table(path)?;
+        if table.is_empty() {
+            return Err(AuthError::NoPrincipals(path.to_owned()));
+        }
         Ok(Auth {
             path: path.to_owned(),
             table: RwLock::new(Arc::new(table)),
@@ -485,10 +494,21 @@ impl Auth {
         self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Re-read the file; on error keep the old table (and say so). Connections whose
-    /// principal disappeared or changed are then closed by their tasks.
+    /// Re-read the file; on error, or when it lists no principal, keep the old table (and
+    /// say so). Connections whose principal disappeared or changed are then closed by
+    /// their tasks.
     pub fn reload(&self, why: &str) {
         match read_table(&self.path) {
+            Ok((table, modified)) if table.is_empty() => {
+                // An empty file is most often one caught half-written (truncated, not yet
+                // filled); taking it would close every connection and refuse every new
+                // one. To shut everyone out on purpose, stop the hub.
+                *self.modified.lock().unwrap_or_else(|p| p.into_inner()) = modified;
+                warn!(file = %dumpling::text::escape_path(&self.path),
+                    "auth file not reloaded ({why}): it lists no principal (empty, or only \
+                     comments); keeping the previous principals. Add [[principal]] entries; \
+                     to refuse everyone, stop nd-hub");
+            }
             Ok((table, modified)) => {
                 let count = table.len();
                 *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
@@ -704,6 +724,37 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("64 hex"), "{error}");
+    }
+
+    #[test]
+    fn a_file_with_no_principal_is_refused_at_load_and_ignored_on_reload() {
+        let dir = std::env::temp_dir().join(format!("nd-hub-auth-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("auth.toml");
+        for text in ["", "# nobody yet\n\n# [[principal]]\n"] {
+            std::fs::write(&path, text).unwrap();
+            let error = Auth::load(&path).unwrap_err();
+            assert!(matches!(error, AuthError::NoPrincipals(_)), "{error}");
+            let said = error.to_string();
+            assert!(
+                said.contains(&path.display().to_string()) && said.contains("[[principal]]"),
+                "{said}"
+            );
+        }
+        let (token, hash) = new_token();
+        std::fs::write(
+            &path,
+            format!("[[principal]]\nname = \"e\"\nrole = \"eater\"\ntoken_sha256 = \"{hash}\"\n"),
+        )
+        .unwrap();
+        let auth = Auth::load(&path).unwrap();
+        std::fs::write(&path, "").unwrap();
+        auth.reload("test");
+        assert!(
+            auth.table().lookup(&token).is_some(),
+            "the old principals are kept"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

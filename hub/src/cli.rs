@@ -83,7 +83,9 @@ pub struct Cli {
     /// Principals and token hashes (TOML; see README "Deployment"). Every connection must
     /// then present a known token on the upgrade (else HTTP 401), kitchens may only use
     /// their kitchen names, and restricted eaters get only their chefs and kitchens.
-    /// Reloaded when the file changes or on SIGHUP; revoked tokens' connections close.
+    /// Reloaded when the file changes or on SIGHUP; revoked tokens' connections close. A
+    /// file with no principal is refused at start (exit 2) and not taken on a reload (the
+    /// previous principals stay, with a warning).
     #[arg(long, value_name = "FILE")]
     pub auth: Option<PathBuf>,
     /// A web origin (`scheme://host[:port]`) whose pages may open WebSockets to the hub,

@@ -1,8 +1,8 @@
 //! `nd-hub`: parse flags, bind both ports, run the hub until Ctrl-C or SIGTERM.
 //!
 //! Exit status: 0 after a clean shutdown; 2 for usage errors (flags clap takes but whose
-//! values are wrong, such as `-f 0`, as well as those clap refuses itself), like the other
-//! tools; 1 for everything the flags could
+//! values are wrong, such as `-f 0`, as well as those clap refuses itself, and an `--auth`
+//! file with no principal), like the other tools; 1 for everything the flags could
 //! not have said (a certificate or auth file that cannot be read or parsed, a port that
 //! cannot be bound: the message names the file or the address and port).
 
@@ -38,10 +38,14 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Whether `error` is the command line's fault (exit 2, as for what clap refuses itself):
-/// a flag value that parses but is out of range or inconsistent. A file that cannot be
-/// read, or a port that cannot be bound, is not (1): scripts and service managers tell
-/// "fix the command" from "fix the machine" this way.
+/// a flag value that parses but is out of range or inconsistent, or an `--auth` file that
+/// names nobody (the hub would refuse every connection). A file that cannot be read, or a
+/// port that cannot be bound, is not (1): scripts and service managers tell "fix the
+/// command" from "fix the machine" this way.
 fn is_usage_error(error: &anyhow::Error) -> bool {
+    if let Some(hub::auth::AuthError::NoPrincipals(_)) = error.downcast_ref() {
+        return true;
+    }
     match error.downcast_ref::<cli::CliError>() {
         // `--nats-creds` and friends name a file that cannot be read: the machine's fault.
         Some(cli::CliError::Fleet(hub::fleet::args::FleetArgsError::File { .. })) => false,

@@ -1002,6 +1002,66 @@ fn bad_flag_values_exit_2_and_unreadable_files_exit_1() {
     }
 }
 
+/// An `--auth` file with no principal (empty, or only comments) started a hub that
+/// refused every connection, without a word. At start it is now a usage error (exit 2)
+/// naming the file and what to do; emptied while the hub runs, it is not taken (every
+/// connection would be closed): the hub warns and keeps the principals it had.
+#[tokio::test]
+async fn an_auth_file_with_no_principal_is_refused_at_start_and_ignored_on_reload() {
+    let dir = std::env::temp_dir().join(format!("nd-hub-empty-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let auth = dir.join("auth.toml");
+    for text in ["", "# principals go here\n"] {
+        std::fs::write(&auth, text).unwrap();
+        let out = e2e_tests::ChildGuard::spawn(
+            "nd-hub",
+            std::process::Command::new(e2e_tests::bin("nd-hub"))
+                .args(["-a", "127.0.0.1", "-i", "0", "-o", "0", "--auth"])
+                .arg(&auth),
+        )
+        .wait_output(T);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {err}");
+        assert!(
+            err.contains(&auth.display().to_string())
+                && err.contains("lists no principal")
+                && err.contains("nd-hub token"),
+            "{err}"
+        );
+    }
+    let (token, hash) = nd_hub_token();
+    std::fs::write(
+        &auth,
+        format!("[[principal]]\nname = \"e\"\nrole = \"eater\"\ntoken_sha256 = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let hub = Hub::start(&["-f", "60", "--auth", auth.to_str().unwrap()]);
+    std::fs::write(&auth, "# emptied\n").unwrap();
+    // The file is polled every second (the hub's stderr is read when it ends).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/", hub.eaters)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the token still admits its eater");
+    ws.send(Message::text(r#"{"eater_name": "e"}"#))
+        .await
+        .unwrap();
+    assert!(next_data(&mut ws, T).await.is_some(), "no status");
+    let (_, log) = hub.stop();
+    assert!(
+        log.contains("auth file not reloaded") && log.contains("lists no principal"),
+        "{log}"
+    );
+    assert!(log.contains(&auth.display().to_string()), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn any_request_path_works() {
     let hub = Hub::start(&["-f", "60"]);
