@@ -71,7 +71,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 25)]
     pub status_list_max: usize,
     /// Serve wss:// on both ports with this certificate chain (PEM, leaf first). The file
-    /// is reloaded when it changes or on SIGHUP; open connections are kept.
+    /// is reloaded when it changes or on SIGHUP; open connections are kept. A certificate
+    /// expired, not yet valid or expiring within 7 days is warned about.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.

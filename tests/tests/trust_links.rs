@@ -62,6 +62,28 @@ fn issue(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) 
     paths
 }
 
+/// A self-signed certificate for `localhost` valid from `not_before` to `not_after`
+/// (`<name>.pem`, `<name>-key.pem`).
+fn issue_dated(
+    dir: &Path,
+    name: &str,
+    not_before: (i32, u8, u8),
+    not_after: (i32, u8, u8),
+) -> (PathBuf, PathBuf) {
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    let paths = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&paths.0, cert.pem()).unwrap();
+    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+    paths
+}
+
 /// One principal of an auth file: name, role, extra TOML lines.
 struct P {
     name: &'static str,
@@ -519,6 +541,38 @@ async fn certificate_hot_reload_keeps_old_connections() {
     }
     let (_, log) = hub.stop();
     assert!(log.contains("TLS certificate reloaded"), "{log}");
+}
+
+/// A certificate outside its validity window makes every checking client refuse every
+/// wss:// connection, and was loaded and hot-reloaded without a word: now the hub warns,
+/// naming the file and the date, at start and at each reload.
+#[tokio::test]
+async fn expired_and_not_yet_valid_certificates_are_warned_about() {
+    let dir = scratch("validity");
+    let (old_cert, old_key) = issue_dated(&dir, "old", (2019, 1, 1), (2020, 1, 2));
+    let (new_cert, new_key) = issue_dated(&dir, "future", (2099, 1, 1), (2100, 1, 1));
+    let (cert, key) = (dir.join("hub.pem"), dir.join("hub-key.pem"));
+    std::fs::copy(&old_cert, &cert).unwrap();
+    std::fs::copy(&old_key, &key).unwrap();
+    let hub = Hub::start(&["-f", "60", "--tls-cert", s(&cert), "--tls-key", s(&key)]);
+    let expired = format!(
+        "TLS certificate {} expired on 2020-01-02 00:00:00 UTC",
+        s(&cert)
+    );
+    let early = format!(
+        "TLS certificate {} is not valid before 2099-01-01 00:00:00 UTC",
+        s(&cert)
+    );
+    for (from, to) in [(&new_cert, &cert), (&new_key, &key)] {
+        let aside = dir.join("incoming.tmp");
+        std::fs::copy(from, &aside).unwrap();
+        std::fs::rename(&aside, to).unwrap();
+    }
+    // The files are polled every second (the hub's stderr is read when it ends).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, log) = hub.stop();
+    assert!(log.contains(&early), "{log}");
+    assert_eq!(log.matches(&expired).count(), 1, "said once: {log}");
 }
 
 #[tokio::test]
