@@ -13,7 +13,11 @@
 //! Plain connections are *peeked* ([`route`]); TLS ones are read and rewound
 //! ([`crate::route_tls`]). Everything is bounded: the head must fit in [`MAX_HEAD_BYTES`]
 //! and arrive, like the handshake and the hello after it, within `--hello-timeout` of the
-//! connection; one request per connection.
+//! connection; one request per connection. A head that does not fit, or has more header
+//! fields than tungstenite reads ([`MAX_HEADERS`]), is answered `431 Request Header Fields
+//! Too Large` naming the limit (it was a bare close, or a reset when the peer's bytes were
+//! left unread); every refusal reads on for a moment after its answer so the close does
+//! not reset the connection before the answer is read.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,15 +25,27 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
 use tokio_tungstenite::tungstenite::handshake::server::{create_response, Request};
 use tracing::debug;
 
 use crate::Side;
 
-/// Largest request head (request line plus headers) looked at.
-pub const MAX_HEAD_BYTES: usize = 8192;
+/// Largest request head (request line plus headers, with the blank line) taken; a longer
+/// one is answered 431. 16 KiB, Node's default: a browser's cookies for the hub's host
+/// (shared by every port of it) and a token in the query fit.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Most header fields in a request: tungstenite's own limit (`httparse` reads into an
+/// array of this many), past which its parser gives up.
+pub const MAX_HEADERS: usize = 124;
+
+/// After a refusal, how long and how much the hub reads on before it closes (a close with
+/// unread bytes is a TCP reset, which can destroy the answer before the peer reads it).
+const LINGER: Duration = Duration::from_secs(1);
+/// See [`LINGER`].
+const LINGER_BYTES: usize = 1 << 20;
 
 /// Longest HTTP method the peek waits for (`OPTIONS` is 7 bytes; this leaves room for
 /// extension methods and stops at anything that is not a method token at once).
@@ -83,8 +99,14 @@ pub fn classify(head: &[u8], side: Side) -> Route {
     }
     let request = match Request::try_parse(&head[..head_len]) {
         Ok(Some((_, request))) => request,
-        // Not even an HTTP request head (or more headers than tungstenite reads): the
-        // handshake reports it as it always has.
+        Err(WsError::Capacity(CapacityError::TooManyHeaders)) => {
+            return too_large(
+                side,
+                head_len,
+                format!("more than {MAX_HEADERS} header fields; send fewer headers"),
+            )
+        }
+        // Not even an HTTP request head: the handshake reports it as it always has.
         Ok(None)
         | Err(WsError::Protocol(ProtocolError::HttparseError(_)))
         | Err(WsError::HttpFormat(_))
@@ -126,12 +148,47 @@ fn page_route(head: &[u8], head_len: usize) -> Option<Route> {
     })
 }
 
-/// The refusal for what tungstenite's checks said, in the words a user can act on.
-fn refuse_for(error: &WsError, side: Side, head_len: usize) -> Route {
-    let port = match side {
+fn port_name(side: Side) -> &'static str {
+    match side {
         Side::Kitchen => "kitchen",
         Side::Eater => "eater",
-    };
+    }
+}
+
+/// `431 Request Header Fields Too Large` for a head over one of the limits (`what`);
+/// `head_len` bytes of it are consumed before the answer.
+fn too_large(side: Side, head_len: usize, what: String) -> Route {
+    Route::Refuse {
+        refusal: Refusal {
+            status: "431 Request Header Fields Too Large",
+            headers: "",
+            reason: format!(
+                "netdumplings hub, {} port: request head too large: {what} (limits: \
+                 {MAX_HEAD_BYTES} bytes for the request line and headers together, \
+                 {MAX_HEADERS} header fields)",
+                port_name(side)
+            ),
+        },
+        head_len,
+    }
+}
+
+/// The 431 for a request that may be HTTP but whose head did not end within
+/// [`MAX_HEAD_BYTES`] (`seen` bytes of it were read or peeked).
+pub(crate) fn head_over_limit(side: Side, seen: usize) -> Route {
+    too_large(
+        side,
+        seen,
+        format!(
+            "no end of the head within {MAX_HEAD_BYTES} bytes; send fewer or smaller headers \
+             (cookies, a long query)"
+        ),
+    )
+}
+
+/// The refusal for what tungstenite's checks said, in the words a user can act on.
+fn refuse_for(error: &WsError, side: Side, head_len: usize) -> Route {
+    let port = port_name(side);
     let websocket_only = match side {
         Side::Kitchen => "connect a kitchen with a WebSocket (ws:// or wss://)",
         Side::Eater => {
@@ -180,7 +237,7 @@ fn refuse_for(error: &WsError, side: Side, head_len: usize) -> Route {
 
 /// Whether `seen` can still be the start of an HTTP request line: a method token of
 /// capital letters, then a space.
-fn may_be_http(seen: &[u8]) -> bool {
+pub(crate) fn may_be_http(seen: &[u8]) -> bool {
     let method_len = seen.iter().take_while(|b| b.is_ascii_uppercase()).count();
     match seen.get(method_len) {
         None => method_len <= MAX_METHOD_BYTES,
@@ -210,7 +267,10 @@ pub async fn route(stream: &TcpStream, side: Side, deadline: Instant) -> Route {
         if seen.windows(4).any(|w| w == b"\r\n\r\n") {
             return classify(seen, side);
         }
-        if n == buf.len() || Instant::now() >= deadline {
+        if n == buf.len() {
+            return head_over_limit(side, n);
+        }
+        if Instant::now() >= deadline {
             return Route::WebSocket;
         }
         // A head split over several segments: peek returns at once while data waits, so
@@ -249,6 +309,22 @@ pub async fn serve_refusal(
         stream.read_exact(&mut head).await?;
         stream.write_all(reply.as_bytes()).await?;
         stream.shutdown().await
+    })
+    .await;
+    drop(head);
+    // The peer may still be sending (the rest of an oversized head, a body): read on for
+    // a moment, bounded, so the close is a FIN the peer reads after the answer, not a
+    // reset that may destroy it first.
+    let linger_until = (Instant::now() + LINGER).min(deadline);
+    let _ = tokio::time::timeout_at(linger_until, async {
+        let mut sink = [0u8; 4096];
+        let mut taken = 0;
+        while taken < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => taken += n,
+            }
+        }
     })
     .await;
     debug!(%addr, ?side, status = refusal.status, reason = %refusal.reason,
@@ -358,6 +434,44 @@ mod tests {
         assert_eq!(
             classify(b"GET / HTTP/1.1\r\nno colon\r\n\r\n", Side::Kitchen),
             Route::WebSocket
+        );
+    }
+
+    #[test]
+    fn too_many_header_fields_are_431_naming_the_limit() {
+        let mut many = String::from("GET / HTTP/1.1\r\nHost: h\r\n");
+        for i in 0..MAX_HEADERS {
+            many.push_str(&format!("X-{i}: v\r\n"));
+        }
+        many.push_str("\r\n");
+        for side in [Side::Kitchen, Side::Eater] {
+            let upgrade = UPGRADE.replacen("Host: h\r\n", &many[16..many.len() - 2], 1);
+            let refused = refusal(classify(upgrade.as_bytes(), side));
+            assert_eq!(refused.status, "431 Request Header Fields Too Large");
+            assert!(
+                refused
+                    .reason
+                    .contains(&format!("more than {MAX_HEADERS} header fields")),
+                "{}",
+                refused.reason
+            );
+        }
+        // Exactly at the limit is an ordinary upgrade.
+        let mut at = String::new();
+        for i in 0..MAX_HEADERS - 5 {
+            at.push_str(&format!("X-{i}: v\r\n"));
+        }
+        let upgrade = UPGRADE.replacen("Host: h\r\n", &format!("Host: h\r\n{at}"), 1);
+        assert_eq!(
+            classify(upgrade.as_bytes(), Side::Kitchen),
+            Route::WebSocket
+        );
+        let over = refusal(head_over_limit(Side::Eater, MAX_HEAD_BYTES));
+        assert_eq!(over.status, "431 Request Header Fields Too Large");
+        assert!(
+            over.reason.contains(&MAX_HEAD_BYTES.to_string()) && over.reason.contains("eater port"),
+            "{}",
+            over.reason
         );
     }
 

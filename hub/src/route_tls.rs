@@ -102,6 +102,10 @@ pub async fn route(
             break route::classify(&prefix, side);
         }
         if !route::wants_more(&prefix) {
+            // A head that may be HTTP but did not end within the limit gets its 431.
+            if prefix.len() >= route::MAX_HEAD_BYTES && route::may_be_http(&prefix) {
+                break route::head_over_limit(side, prefix.len());
+            }
             break Route::WebSocket;
         }
         let want = buf.len().min(route::MAX_HEAD_BYTES - prefix.len());

@@ -445,6 +445,64 @@ async fn requests_that_are_no_websocket_get_an_http_error_that_says_why() {
     assert_eq!(s["dumpling_kitchen_count"], 1, "{s}");
 }
 
+/// A request head over the hub's limits (16 KiB, or more than 124 header fields) got a
+/// bare close or a TCP reset; now it is answered 431 with a body naming the limit, on both
+/// ports, and the hub serves on.
+#[tokio::test]
+async fn oversized_request_heads_get_431_naming_the_limit() {
+    let hub = Hub::start(&["-f", "60"]);
+    let upgrade = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let long = format!("{upgrade}Cookie: c={}\r\n\r\n", "x".repeat(40 * 1024));
+    let many: String = (0..200).map(|i| format!("X-Many-{i}: v\r\n")).collect();
+    let many = format!("{upgrade}{many}\r\n");
+    let page = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nCookie: c={}\r\n\r\n",
+        "y".repeat(20_000)
+    );
+    for (addr, request, says) in [
+        (hub.kitchens, &long, "16384 bytes"),
+        (hub.eaters, &long, "16384 bytes"),
+        (hub.kitchens, &many, "more than 124 header fields"),
+        (hub.eaters, &many, "more than 124 header fields"),
+        (hub.eaters, &page, "16384 bytes"),
+    ] {
+        let answer = raw_http(addr, request).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{addr} {:.80?} -> {answer:?}",
+            request
+        );
+        assert!(answer.contains(says), "{answer}");
+    }
+    // Just under the limit is still an upgrade.
+    let fits = format!("{upgrade}Cookie: c={}\r\n\r\n", "x".repeat(15 * 1024));
+    let answer = raw_http_head(hub.eaters, &fits).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer:?}");
+    let (mut e, _) = eater(hub.eaters, "after").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "k"}"#).await;
+    k.send(Message::text(dumpling_text("k", 1, 10)))
+        .await
+        .unwrap();
+    assert!(next_dumpling(&mut e, T).await.is_some());
+}
+
+/// Send `request` and read what comes back until the end of the answer's head.
+async fn raw_http_head(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(T, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test]
 async fn oversized_frames_close_the_kitchen_with_1009_and_the_hub_stays_up() {
     let hub = Hub::start(&["-f", "60", "--max-message-bytes", "4096"]);

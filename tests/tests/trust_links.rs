@@ -1050,6 +1050,32 @@ async fn web_page_over_https_on_the_tls_eater_port() {
     assert_eq!(code, 0, "{refused}");
     assert!(refused.starts_with("HTTP/1.1 426"), "{refused}");
     assert!(refused.contains("kitchen port"), "{refused}");
+    // A request head over the limit gets its 431 over TLS too, on both ports.
+    let resolve = [
+        format!("localhost:{}:127.0.0.1", hub.eaters.port()),
+        format!("localhost:{}:127.0.0.1", hub.kitchens.port()),
+    ];
+    let cookie = format!("Cookie: c={}", "z".repeat(20_000));
+    for base in [format!("{base}/"), kitchen_port.clone()] {
+        let (code, big) = curl(&[
+            "--cacert",
+            s(&ca),
+            "--resolve",
+            &resolve[0],
+            "--resolve",
+            &resolve[1],
+            "-H",
+            &cookie,
+            &base,
+        ])
+        .unwrap();
+        assert_eq!(code, 0, "{big}");
+        assert!(
+            big.starts_with("HTTP/1.1 431 Request Header Fields Too Large"),
+            "{big:.300}"
+        );
+        assert!(big.contains("16384 bytes"), "{big:.600}");
+    }
     // Plain HTTP to the TLS port is no page (the handshake fails).
     let (code, _) = curl(&[&format!("http://localhost:{}/", hub.eaters.port())]).unwrap();
     assert_ne!(code, 0);
