@@ -95,6 +95,12 @@ pub struct Cli {
     /// page of any other origin gets HTTP 403.
     #[arg(long, value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
+    /// A host name (no scheme, no port) by which browser pages may reach the hub on a
+    /// loopback address, besides localhost, *.localhost and loopback IPs; repeat for more,
+    /// `*` for any. A browser request (one with an `Origin`) that reached loopback under any
+    /// other name gets HTTP 403: a page that points its own DNS name here (DNS rebinding).
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
     /// Federation over NATS JetStream (`--nats` and friends).
     #[command(flatten)]
     pub fleet: hub::fleet::FleetArgs,
@@ -127,6 +133,9 @@ pub enum CliError {
     /// An `--allow-origin` value is not an origin.
     #[error(transparent)]
     BadOrigin(#[from] hub::origin::BadOrigin),
+    /// An `--allow-host` value is not a host name.
+    #[error(transparent)]
+    BadHost(#[from] hub::origin::BadHost),
     /// `--metrics-address` is neither `HOST:PORT` nor a port.
     #[error(
         "--metrics-address {0:?} is not IP:PORT or a port number (e.g. 127.0.0.1:11349 or 11349)"
@@ -187,6 +196,7 @@ impl Cli {
             max_eaters: self.max_eaters,
             max_pending: self.max_pending,
             allowed_origins: hub::origin::AllowedOrigins::parse(&self.allow_origin)?,
+            allowed_hosts: hub::origin::AllowedHosts::parse(&self.allow_host)?,
             fleet: self.fleet.options()?,
             metrics_address: self
                 .metrics_address

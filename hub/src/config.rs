@@ -64,6 +64,9 @@ pub struct Config {
     /// Web origins besides the hub's own that may open a WebSocket (`--allow-origin`;
     /// requests without `Origin` are always allowed, see [`crate::origin`]).
     pub allowed_origins: crate::origin::AllowedOrigins,
+    /// Host names besides the loopback ones a browser request on a loopback address may
+    /// name (`--allow-host`; DNS rebinding, see [`crate::origin::check_host`]).
+    pub allowed_hosts: crate::origin::AllowedHosts,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             max_eaters: 4096,
             max_pending: 256,
             allowed_origins: crate::origin::AllowedOrigins::default(),
+            allowed_hosts: crate::origin::AllowedHosts::default(),
         }
     }
 }

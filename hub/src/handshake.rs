@@ -94,6 +94,12 @@ pub(crate) async fn accept_with_hello(
         addr,
         cert_names: &cert_names,
     };
+    // Where the peer connected to: on loopback a browser page must name a loopback host
+    // (DNS rebinding, origin::check_host). Unknown (it cannot be) counts as loopback, the
+    // stricter side.
+    let local = stream
+        .local_addr()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
     let mut binary = false;
     let mut slot = None;
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
@@ -107,6 +113,15 @@ pub(crate) async fn accept_with_hello(
                      --allow-origin allows one); further refusals for this address are only counted");
             }
             return Err(crate::origin::refusal(&origin));
+        }
+        if let Err(host) = crate::origin::check_host(request, local, &shared.config.allowed_hosts) {
+            if shared.origin_refusals.note(addr.ip()) {
+                warn!(%addr, ?side, host = %dumpling::text::Escaped::with_max(&host, 128),
+                    "refused a WebSocket from a web page sent to a host name that is not loopback \
+                     on a loopback address (DNS rebinding? HTTP 403; --allow-host allows a name); \
+                     further refusals for this address are only counted");
+            }
+            return Err(crate::origin::host_refusal(&host));
         }
         let mut response =
             crate::auth::check_upgrade(auth, request, response, side, peer, &mut principal)?;

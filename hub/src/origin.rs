@@ -13,9 +13,15 @@
 //! is listed with `--allow-origin` (`*`: any). Everything else gets HTTP 403 before any
 //! token is looked at or any hello read.
 //!
-//! What this does not cover: a page whose DNS name is made to point at the hub (DNS
-//! rebinding) sends an `Origin` matching its `Host`; `--auth` covers that (the page has no
-//! token).
+//! DNS rebinding: a page on an attacker's name that is then made to resolve to the hub's
+//! address sends an `Origin` matching its `Host` (`http://evil.example:11348` to
+//! `evil.example:11348`), so the origin rule alone lets it in. [`check_host`] closes that
+//! for the hub on loopback: a browser request (one with an `Origin`) that reached a
+//! loopback address must name a loopback host (`localhost`, `*.localhost`, `127.x.x.x`,
+//! `[::1]`) or one listed with `--allow-host`; anything else is HTTP 403. Requests without
+//! `Origin` (every non-browser client) are not affected, and a hub reached on another
+//! address (a LAN name) is left to the origin rule and `--auth`, since which names point
+//! at it there is the operator's DNS.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -206,6 +212,92 @@ pub fn refusal(origin: &str) -> ErrorResponse {
     crate::auth::refusal(StatusCode::FORBIDDEN, body.trim_end())
 }
 
+/// `--allow-host` is not a host name or address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--allow-host {0}: not a host name; give a name or address without scheme or port (e.g. hub.internal) or * for any")]
+pub struct BadHost(String);
+
+/// Host names besides the loopback ones that browser requests on a loopback address may
+/// carry (`--allow-host`; none by default).
+#[derive(Debug, Clone, Default)]
+pub struct AllowedHosts {
+    any: bool,
+    listed: Vec<String>,
+}
+
+impl AllowedHosts {
+    /// Parse the `--allow-host` values (`*` means any host: no rebinding check).
+    pub fn parse<S: AsRef<str>>(values: &[S]) -> Result<AllowedHosts, BadHost> {
+        let mut allowed = AllowedHosts::default();
+        for value in values {
+            let value = value.as_ref().trim();
+            if value == "*" {
+                allowed.any = true;
+                continue;
+            }
+            match parse_host_port(value) {
+                Some(HostPort { host, port: None }) => allowed.listed.push(host),
+                _ => return Err(BadHost(dumpling::text::escape(value, 128))),
+            }
+        }
+        Ok(allowed)
+    }
+}
+
+/// Whether `host` (lowercase, IPv6 in brackets) names this machine's loopback whatever
+/// DNS says: `localhost` and `*.localhost` (browsers resolve those themselves, RFC 6761)
+/// and loopback address literals.
+fn is_loopback_host(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    literal
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// The DNS-rebinding check (pure; unit-tested): a request with an `Origin` (a browser's)
+/// that came in on a loopback address (`local`) must carry a `Host` naming loopback or
+/// one `allowed` lists. `Err` holds the `Host` as the request gave it.
+pub fn check_host(request: &Request, local: IpAddr, allowed: &AllowedHosts) -> Result<(), String> {
+    if allowed.any
+        || request.headers().get("origin").is_none()
+        || !local.to_canonical().is_loopback()
+    {
+        return Ok(());
+    }
+    let mut hosts = request.headers().get_all("host").iter();
+    let Some(value) = hosts.next() else {
+        return Err("(none)".into());
+    };
+    let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    if hosts.next().is_some() {
+        return Err(text);
+    }
+    match parse_host_port(text.trim()) {
+        Some(at) if is_loopback_host(&at.host) || allowed.listed.contains(&at.host) => Ok(()),
+        _ => Err(text),
+    }
+}
+
+/// The HTTP 403 for a browser request whose `Host` is no loopback name; its body says
+/// what to do.
+pub fn host_refusal(host: &str) -> ErrorResponse {
+    let body = format!(
+        "netdumplings hub: WebSocket from a web page refused: it was sent to the host name {} \
+         on this machine's loopback address, which is not a loopback name (a page that made its \
+         own DNS name point here: DNS rebinding). If you reach the hub by this name on purpose, \
+         start nd-hub with --allow-host NAME; or open the page as http://localhost:PORT/.\n",
+        dumpling::text::escape(host, 128)
+    );
+    crate::auth::refusal(StatusCode::FORBIDDEN, body.trim_end())
+}
+
 /// How many distinct peer addresses are remembered as already logged before the memory
 /// starts over (bounds what a flood of sources costs).
 const LOGGED_PEERS_MAX: usize = 4096;
@@ -331,6 +423,60 @@ mod tests {
             let error = AllowedOrigins::parse(&[bad]).unwrap_err().to_string();
             assert!(error.contains("--allow-origin"), "{error}");
             assert!(!error.contains('\u{1b}'), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn browser_requests_on_loopback_must_name_a_loopback_host() {
+        let lo: IpAddr = [127, 0, 0, 1].into();
+        let none = AllowedHosts::default();
+        let page = |host: &str| request(host, Some(&format!("http://{host}")));
+        for host in [
+            "127.0.0.1:11348",
+            "127.0.1.1:11348",
+            "localhost:11348",
+            "LOCALHOST",
+            "localhost.",
+            "hub.localhost:11348",
+            "[::1]:11348",
+            "[::ffff:127.0.0.1]:11348",
+        ] {
+            assert_eq!(check_host(&page(host), lo, &none), Ok(()), "{host}");
+        }
+        for host in [
+            "evil.example:11348",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:11348",
+            "[::2]:11348",
+        ] {
+            assert_eq!(
+                check_host(&page(host), lo, &none),
+                Err(host.to_owned()),
+                "{host}"
+            );
+        }
+        // Not a browser (no Origin), or not reached on loopback: not this check's business.
+        assert_eq!(
+            check_host(&request("evil.example", None), lo, &none),
+            Ok(())
+        );
+        let lan: IpAddr = [192, 168, 1, 5].into();
+        assert_eq!(check_host(&page("evil.example"), lan, &none), Ok(()));
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(check_host(&page("evil.example"), mapped, &none).is_err());
+        // Listed names, and `*`.
+        let listed = AllowedHosts::parse(&["Hub.Internal"]).unwrap();
+        assert_eq!(check_host(&page("hub.internal:11348"), lo, &listed), Ok(()));
+        assert!(check_host(&page("evil.example"), lo, &listed).is_err());
+        let any = AllowedHosts::parse(&["*"]).unwrap();
+        assert_eq!(check_host(&page("evil.example"), lo, &any), Ok(()));
+        for bad in ["http://hub", "hub:80", "a/b", "\u{1b}[31m", ""] {
+            let error = AllowedHosts::parse(&[bad]).unwrap_err().to_string();
+            assert!(
+                error.contains("--allow-host") && !error.contains('\u{1b}'),
+                "{error}"
+            );
         }
     }
 

@@ -320,6 +320,15 @@ impl HubStream {
         }
     }
 
+    /// The address the peer connected to (this end of the TCP connection).
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            HubStream::Plain(tcp) => tcp.local_addr(),
+            HubStream::Tls(tls) => tls.get_ref().0.local_addr(),
+            HubStream::TlsRewound(rewound) => rewound.tls().get_ref().0.local_addr(),
+        }
+    }
+
     /// True for TLS connections.
     pub fn is_tls(&self) -> bool {
         matches!(self, HubStream::Tls(_) | HubStream::TlsRewound(_))

@@ -1242,6 +1242,76 @@ async fn web_pages_of_other_origins_are_refused_on_both_ports() {
     assert_eq!(logged, 1, "{log}");
 }
 
+/// An upgrade to `addr` as a browser page at `http://HOST` sends it (`Host: host`,
+/// `Origin: http://host`, or no Origin): the HTTP status and body of a refusal, or the
+/// socket when accepted.
+async fn upgrade_as_page(
+    addr: std::net::SocketAddr,
+    host: &str,
+    origin: bool,
+) -> Result<Ws, (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+    request.headers_mut().insert("host", host.parse().unwrap());
+    if origin {
+        request
+            .headers_mut()
+            .insert("origin", format!("http://{host}").parse().unwrap());
+    }
+    let connected = tokio::time::timeout(T, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("answered in time");
+    match connected {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err((
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Err(other) => Err((0, other.to_string())),
+    }
+}
+
+/// DNS rebinding: a page on an attacker's name that resolves to 127.0.0.1 sends an Origin
+/// matching its Host, which the origin rule lets through. A browser request on the
+/// loopback hub must name a loopback host (or one `--allow-host` lists); programs without
+/// Origin and the hub's own page under localhost or 127.0.0.1 are unaffected.
+#[tokio::test]
+async fn a_page_on_a_rebound_dns_name_is_refused_on_a_loopback_hub() {
+    let hub = Hub::start(&["-f", "60", "--allow-host", "hub.internal"]);
+    for addr in [hub.kitchens, hub.eaters] {
+        let host = format!("evil.example:{}", addr.port());
+        let (status, body) = upgrade_as_page(addr, &host, true)
+            .await
+            .expect_err("a rebound page was accepted");
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains(&host) && body.contains("--allow-host"),
+            "{body}"
+        );
+    }
+    let port = hub.eaters.port();
+    for (host, origin) in [
+        (format!("127.0.0.1:{port}"), true),
+        (format!("localhost:{port}"), true),
+        (format!("[::1]:{port}"), true),
+        (format!("hub.internal:{port}"), true),
+        (format!("evil.example:{port}"), false),
+    ] {
+        let mut ws = upgrade_as_page(hub.eaters, &host, origin)
+            .await
+            .unwrap_or_else(|e| panic!("{host} (Origin: {origin}) refused: {e:?}"));
+        ws.send(Message::text(r#"{"eater_name": "e"}"#))
+            .await
+            .unwrap();
+        assert!(next_data(&mut ws, T).await.is_some(), "{host}: no status");
+    }
+    // The page itself is still served, whatever name it was asked for under.
+    let page = raw_http(hub.eaters, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page:.200}");
+    let (_, log) = hub.stop();
+    assert!(log.contains("DNS rebinding?"), "{log}");
+}
+
 /// `--allow-origin` values that are no origin are refused at start, escaped.
 #[test]
 fn a_bad_allow_origin_is_a_usage_error() {
