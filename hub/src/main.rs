@@ -16,12 +16,15 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    // Colour only on a terminal; the writer keeps those colours and escapes every other
+    // control character a record holds (one record, one line, whatever a field held).
+    let colours = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(|| hub_link::stderr::QuietStderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(move || hub_link::stderr::QuietStderr { colours })
+        .with_ansi(colours)
         .init();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -22,20 +22,59 @@ macro_rules! say {
     };
 }
 
-/// A stderr writer for `tracing_subscriber::fmt().with_writer(|| QuietStderr)` that
-/// reports every write as done: a failed write would make `tracing` report it with
-/// `eprintln!`, which panics on a closed stderr.
+/// A stderr writer for `tracing_subscriber::fmt().with_writer(move || QuietStderr { colours })`
+/// that reports every write as done (a failed write would make `tracing` report it with
+/// `eprintln!`, which panics on a closed stderr) and writes each record escaped
+/// ([`record_line`]): one line, no control character, whatever a field held. Call sites
+/// escape what peers send, but not every field is theirs to escape: a library's own log
+/// record (tungstenite at trace level logs each message's text as received), an OS error,
+/// a path.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct QuietStderr;
+pub struct QuietStderr {
+    /// The subscriber colours its output (`with_ansi`): its SGR colour sequences are kept.
+    pub colours: bool,
+}
+
+/// One formatted log record as it is written: invalid UTF-8 shown as U+FFFD, and every
+/// control or formatting character escaped except the final newline, tabs and (with
+/// `colours`) SGR colour sequences ([`dumpling::text::sanitize_log_record`]).
+pub fn record_line(record: &[u8], colours: bool) -> String {
+    let text = String::from_utf8_lossy(record);
+    dumpling::text::sanitize_log_record(&text, colours).into_owned()
+}
 
 impl Write for QuietStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().lock().write_all(buf);
+        // `tracing`'s formatter writes each record whole, in one call.
+        let line = record_line(buf, self.colours);
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         let _ = std::io::stderr().flush();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_one_line_without_control_characters() {
+        let record = b"2026-01-01 INFO Received message junk\n2099 ERROR forged\x1b]0;t\x07\xff\n";
+        let line = record_line(record, false);
+        assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+        assert!(line.ends_with('\n'));
+        assert!(!line.contains(['\u{1b}', '\u{7}']), "{line:?}");
+        assert!(
+            line.contains(r"junk\n2099") && line.contains('\u{fffd}'),
+            "{line:?}"
+        );
+        // The logger's own colours stay when it colours; a plain log gets none.
+        let coloured = b"\x1b[32m INFO\x1b[0m hub started\n";
+        assert_eq!(record_line(coloured, true).as_bytes(), coloured);
+        assert!(!record_line(coloured, false).contains('\u{1b}'));
     }
 }

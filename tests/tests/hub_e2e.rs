@@ -190,6 +190,33 @@ async fn a_kitchen_cannot_forge_or_flood_the_hub_log() {
     assert!(longest < 4_000, "a {longest}-byte log line");
 }
 
+/// Every log record is one line with no control character whatever a field holds, even
+/// where no call site escapes it: with `RUST_LOG=tungstenite=trace` the WebSocket library
+/// logs each received message's text as it came (`Received message ...`), so a kitchen's
+/// frame with a newline and terminal escapes reached the log raw (a forged line, a
+/// retitled terminal). The hub's log writer now escapes each record.
+#[tokio::test]
+async fn log_records_stay_one_line_whatever_a_field_holds() {
+    let hub = Hub::start_logging(&["-f", "60"], "info,tungstenite=trace");
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "k"}"#).await;
+    let forged = "junk\n2099-01-01T00:00:00Z  INFO forged: \u{1b}]0;owned\u{7}\u{1b}[2J\r";
+    k.send(Message::text(forged)).await.unwrap();
+    // Something that reaches the hub after it, so the frame above was read.
+    let (mut e, _) = eater(hub.eaters, "e").await;
+    k.send(Message::text(dumpling_text("k", 1, 10)))
+        .await
+        .unwrap();
+    assert!(next_dumpling(&mut e, T).await.is_some());
+    let (_, log) = hub.stop();
+    assert!(log.contains("Received message junk"), "{log:.3000}");
+    assert!(!log.lines().any(|l| l.starts_with("2099")), "a forged line");
+    assert!(
+        !log.contains(['\u{1b}', '\u{7}', '\r']),
+        "raw control characters"
+    );
+    assert!(log.contains(r"junk\n2099"), "{log:.3000}");
+}
+
 /// An eater that connects and never reads does not make the hub keep every large dumpling
 /// published after it (the ring held 3.3 GB for one such eater until the 10 s write
 /// timeout): stuck while 64 MiB pass, it is disconnected.

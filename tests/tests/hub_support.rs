@@ -45,6 +45,11 @@ pub struct Hub {
 impl Hub {
     /// Start `nd-hub -a 127.0.0.1` on two free ports with extra flags.
     pub fn start(extra: &[&str]) -> Hub {
+        Hub::start_logging(extra, "info")
+    }
+
+    /// [`Hub::start`] with `RUST_LOG` set to `rust_log`.
+    pub fn start_logging(extra: &[&str], rust_log: &str) -> Hub {
         for _ in 0..5 {
             let (i, o) = (free_port(), free_port());
             if i == o {
@@ -60,7 +65,7 @@ impl Hub {
                 &o.to_string(),
             ])
             .args(extra)
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", rust_log);
             let mut guard = ChildGuard::spawn("nd-hub", &mut cmd);
             let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
             if let Some(stderr) = guard.child.stderr.take() {
