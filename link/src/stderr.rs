@@ -8,10 +8,21 @@
 
 use std::io::Write;
 
-/// Write `args` and a newline to stderr as one write, ignoring errors.
+/// Write `args` and a newline to stderr as one write, ignoring errors. Each line is
+/// written as [`record_line`] writes a log record (no colours): a message's own line
+/// breaks stay, but no control character a path or peer put in it reaches the terminal.
 pub fn say_fmt(args: std::fmt::Arguments<'_>) {
-    let line = format!("{args}\n");
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    let text = format!("{args}\n");
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(say_text(&text).as_bytes());
+}
+
+/// [`say_fmt`]'s text: each line sanitized, line breaks kept.
+fn say_text(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| dumpling::text::sanitize_log_record(line, false))
+        .collect()
 }
 
 /// `eprintln!` that never panics: a line nobody can read any more is dropped.
@@ -60,6 +71,14 @@ impl Write for QuietStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn said_messages_keep_their_lines_and_lose_control_characters() {
+        let said = say_text("hub error: --nats-creds /tmp/\u{1b}]0;pwned\u{7}x\n\nFor more\n");
+        assert_eq!(said.matches('\n').count(), 3, "{said:?}");
+        assert!(!said.contains(['\u{1b}', '\u{7}']), "{said:?}");
+        assert!(said.ends_with("\n\nFor more\n"), "{said:?}");
+    }
 
     #[test]
     fn a_record_is_one_line_without_control_characters() {

@@ -154,7 +154,7 @@ pub enum FleetArgsError {
         detail: &'static str,
     },
     /// A file flag names something that cannot be read as its file.
-    #[error("--{flag} {}: {source}", path.display())]
+    #[error("--{flag} {}: {source}", dumpling::text::escape_path(path))]
     File {
         /// The flag.
         flag: &'static str,
