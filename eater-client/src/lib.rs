@@ -61,9 +61,19 @@ pub enum Error {
     /// CA file...); the message says what to do.
     #[error(transparent)]
     Link(hub_link::LinkError),
-    /// The connection was lost (or could not be made) and no more retries are allowed.
+    /// A connection that was made was lost and no more retries are allowed.
     #[error("lost connection to the dumpling hub: {0}")]
     GaveUp(String),
+    /// No connection could be made and no more retries are allowed.
+    #[error("could not connect to the dumpling hub at {hub}: {reason}")]
+    CannotConnect {
+        /// The hub address tried last, as given (`HOST:PORT` or a URI).
+        hub: String,
+        /// Why (the OS's reason, e.g. "Connection refused (os error 111)").
+        reason: String,
+        /// Nothing answered at all (see [`Event::ConnectFailed`]).
+        unreachable: bool,
+    },
 }
 
 /// Which dumplings to pass on. Empty lists mean "all".
@@ -259,10 +269,27 @@ pub enum Event {
         /// Why.
         error: String,
     },
-    /// The connection was lost or could not be made; the eater retries after `retry_in`.
+    /// A connection that was made ([`Event::Connected`]) was lost; the eater retries
+    /// after `retry_in`.
     Disconnected {
         /// Why.
         reason: String,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// An attempt to connect failed (no hub there yet, or not any more); the eater retries
+    /// after `retry_in`. Apart from [`Event::Disconnected`] so that a user whose hub never
+    /// ran is not told a connection was lost.
+    ConnectFailed {
+        /// The hub address tried, as given (`HOST:PORT` or a URI).
+        hub: String,
+        /// Why (the OS's reason, e.g. "Connection refused (os error 111)").
+        reason: String,
+        /// Nothing answered at all (refused, no route, no such host), as opposed to a hub
+        /// that answered but could not take the eater (at its connection limit, say).
+        unreachable: bool,
+        /// A connection was made before (this is an attempt to reconnect).
+        reconnecting: bool,
         /// Delay before the next attempt.
         retry_in: Duration,
     },
@@ -291,6 +318,8 @@ pub struct Eater {
     config: EaterConfig,
     uri: String,
     uris: Vec<String>,
+    /// The hub addresses as given, beside `uris` (what messages name).
+    addrs: Vec<String>,
     current: usize,
     last_seq: Option<u64>,
     /// `last_seq` when this connection was made: what this connection must not repeat.
@@ -313,12 +342,16 @@ pub struct Eater {
 impl Eater {
     /// Check the configuration. Nothing connects until the first [`Eater::next_event`].
     pub fn new(config: EaterConfig) -> Result<Self, Error> {
-        let uris = config
+        let addrs: Vec<String> = config
             .hub
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
-            .map(hub_uri)
+            .map(str::to_owned)
+            .collect();
+        let uris = addrs
+            .iter()
+            .map(|h| hub_uri(h))
             .collect::<Result<Vec<_>, _>>()?;
         let uri = match uris.first() {
             Some(uri) => uri.clone(),
@@ -328,6 +361,7 @@ impl Eater {
             config,
             uri,
             uris,
+            addrs,
             current: 0,
             last_seq: None,
             seam: None,
@@ -410,7 +444,10 @@ impl Eater {
                         });
                     }
                     Err(ConnectError::Fatal(error)) => return Err(error),
-                    Err(ConnectError::Retry(reason)) => return self.lost(reason),
+                    Err(ConnectError::Retry {
+                        reason,
+                        unreachable,
+                    }) => return self.connect_failed(reason, unreachable),
                 }
             };
             // The hub pings every 20 s (the original's `websockets` library too): a hub
@@ -519,7 +556,41 @@ impl Eater {
         })
     }
 
+    /// A connection that was made is gone: retry (after a delay) or give up.
     fn lost(&mut self, reason: String) -> Result<Event, Error> {
+        match self.next_attempt() {
+            Some(retry_in) => Ok(Event::Disconnected { reason, retry_in }),
+            None => Err(Error::GaveUp(reason)),
+        }
+    }
+
+    /// An attempt to connect failed: retry (after a delay) or give up.
+    fn connect_failed(&mut self, reason: String, unreachable: bool) -> Result<Event, Error> {
+        // The address tried, before `next_attempt` moves on to the next hub of the list.
+        let hub = self
+            .addrs
+            .get(self.current)
+            .cloned()
+            .unwrap_or_else(|| self.config.hub.clone());
+        match self.next_attempt() {
+            Some(retry_in) => Ok(Event::ConnectFailed {
+                hub,
+                reason,
+                unreachable,
+                reconnecting: self.connected_once,
+                retry_in,
+            }),
+            None => Err(Error::CannotConnect {
+                hub,
+                reason,
+                unreachable,
+            }),
+        }
+    }
+
+    /// Count a failure, move to the next hub of the list, and give the delay before the
+    /// next attempt (`None`: the policy says give up).
+    fn next_attempt(&mut self) -> Option<Duration> {
         if self.uris.len() > 1 {
             self.current = (self.current + 1) % self.uris.len();
             self.uri = self.uris[self.current].clone();
@@ -527,15 +598,12 @@ impl Eater {
         let policy = &self.config.reconnect;
         self.failures += 1;
         if !policy.enabled || policy.max_attempts.is_some_and(|max| self.failures > max) {
-            return Err(Error::GaveUp(reason));
+            return None;
         }
         let shift = self.failures.saturating_sub(1).min(16);
         let delay = policy.initial.saturating_mul(1 << shift).min(policy.max);
         self.retry_delay = Some(delay);
-        Ok(Event::Disconnected {
-            reason,
-            retry_in: delay,
-        })
+        Some(delay)
     }
 
     /// `parse_dumpling_with(text, AnyJson)`'s answer, without parsing the payload when it
@@ -653,15 +721,21 @@ impl Eater {
             let hello = serde_json::to_string(&self.hello()).unwrap_or_default();
             ws.send(Message::text(hello))
                 .await
-                .map_err(|e| ConnectError::Retry(e.to_string()))?;
+                .map_err(|e| ConnectError::Retry {
+                    reason: format!("the hello could not be sent: {e}"),
+                    unreachable: false,
+                })?;
             Ok((ws, binary))
         };
         match tokio::time::timeout(self.config.connect_timeout, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(ConnectError::Retry(format!(
-                "no connection to {} within {:?}",
-                self.uri, self.config.connect_timeout
-            ))),
+            Err(_) => Err(ConnectError::Retry {
+                reason: format!(
+                    "no connection within {:.1} s",
+                    self.config.connect_timeout.as_secs_f64()
+                ),
+                unreachable: true,
+            }),
         }
     }
 }
@@ -785,7 +859,11 @@ struct SeqMeta {
 
 enum ConnectError {
     Fatal(Error),
-    Retry(String),
+    /// Worth another attempt; `reason` does not repeat the address (the event names it).
+    Retry {
+        reason: String,
+        unreachable: bool,
+    },
 }
 
 fn classify_connect_error(error: hub_link::LinkError) -> ConnectError {
@@ -798,7 +876,14 @@ fn classify_connect_error(error: hub_link::LinkError) -> ConnectError {
         LinkError::BadAddress(uri, detail) => {
             ConnectError::Fatal(Error::BadHubAddress(uri, detail))
         }
-        retry @ LinkError::Connect { .. } => ConnectError::Retry(retry.to_string()),
+        LinkError::Connect {
+            detail,
+            unreachable,
+            ..
+        } => ConnectError::Retry {
+            reason: detail,
+            unreachable,
+        },
         fatal => ConnectError::Fatal(Error::Link(fatal)),
     }
 }

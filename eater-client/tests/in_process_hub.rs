@@ -157,6 +157,69 @@ async fn stream_api_reports_disconnects_and_reconnects() {
         matches!(lost, Some(Ok(Event::Disconnected { .. }))),
         "{lost:?}"
     );
+    // The hub is gone: the attempts after the loss are failed reconnects, not more losses.
+    let retry = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            retry,
+            Some(Ok(Event::ConnectFailed {
+                reconnecting: true,
+                ..
+            }))
+        ),
+        "{retry:?}"
+    );
+}
+
+/// With no hub there at all, the eater says it could not connect, to the address as given
+/// and with the OS's reason; never that a connection was lost (none was ever made).
+#[tokio::test]
+async fn no_hub_is_a_failed_connect_not_a_lost_connection() {
+    // A port nothing listens on: bound, then closed.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = EaterConfig::new(addr.to_string(), "e");
+    config.reconnect.initial = Duration::from_millis(10);
+    config.reconnect.max_attempts = Some(1);
+    let mut eater = Eater::new(config).unwrap();
+    match next(&mut eater).await {
+        Event::ConnectFailed {
+            hub,
+            reason,
+            unreachable,
+            reconnecting,
+            ..
+        } => {
+            assert_eq!(
+                hub,
+                addr.to_string(),
+                "the address as given, not a ws:// URI"
+            );
+            assert!(reason.contains("refused"), "{reason}");
+            assert!(!reason.contains(&addr.to_string()), "said once: {reason}");
+            assert!(unreachable && !reconnecting);
+        }
+        other => panic!("{other:?}"),
+    }
+    let end = tokio::time::timeout(Duration::from_secs(5), eater.next_event())
+        .await
+        .unwrap();
+    match end {
+        Err(error @ eater_client::Error::CannotConnect { .. }) => {
+            let text = error.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "could not connect to the dumpling hub at {addr}: "
+                )),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A one-connection hub stand-in that answers the binary-frames header (or not), reads the

@@ -65,6 +65,67 @@ async fn cancelled() {
     }
 }
 
+/// What to do when nothing answered at the hub's address and no connection was ever made:
+/// the usual cause is a hub that is not running, or an address that is not its eater port.
+pub fn no_hub_hint() -> String {
+    format!(
+        "Is nd-hub running there? Start it (`nd-hub`; eaters connect to its port {}) or give \
+         its eater address with -h HOST:PORT.",
+        dumpling::DEFAULT_OUT_PORT
+    )
+}
+
+/// The stderr line for an event about the connection (`None`: the event says nothing
+/// there). `hinted` is whether [`no_hub_hint`] was given already: it is given once, at the
+/// first attempt that found nothing before any connection was made.
+pub fn connection_message(name: &str, event: &Event, hinted: &mut bool) -> Option<String> {
+    Some(match event {
+        Event::Connected {
+            uri,
+            reconnected: true,
+        } => format!("{name}: Reconnected to dumpling hub at {uri}"),
+        Event::Disconnected { reason, retry_in } => format!(
+            "{name}: Lost connection to dumpling hub: {reason}; retrying in {:.1} s",
+            retry_in.as_secs_f64()
+        ),
+        Event::ConnectFailed {
+            hub,
+            reason,
+            unreachable,
+            reconnecting,
+            retry_in,
+        } => {
+            let verb = if *reconnecting {
+                "reconnect"
+            } else {
+                "connect"
+            };
+            let hint = if *unreachable && !*reconnecting && !std::mem::replace(hinted, true) {
+                format!(". {}", no_hub_hint())
+            } else {
+                String::new()
+            };
+            format!(
+                "{name}: Could not {verb} to dumpling hub at {hub}: {reason}; retrying in \
+                 {:.1} s{hint}",
+                retry_in.as_secs_f64()
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// The stderr line for the error that ended an eater; a hub that could never be reached
+/// gets [`no_hub_hint`] (unless given already, or a connection was made before).
+pub fn fatal_message(name: &str, error: &eater_client::Error, hinted: bool) -> String {
+    match error {
+        eater_client::Error::CannotConnect {
+            unreachable: true, ..
+        } if !hinted => format!("{name}: {error}. {}", no_hub_hint()),
+        _ => format!("{name}: {error}"),
+    }
+}
+
 /// Run an eater until `on_event` says [`Flow::Full`], Ctrl-C, or a fatal error.
 /// Reconnects, lag notices and invalid dumplings are reported on stderr with the eater's
 /// name, as the original's eaters log (`<name>: ...`); `on_event` sees every event.
@@ -72,6 +133,9 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
     let name = eater.name().to_owned();
     let cancel = cancelled();
     tokio::pin!(cancel);
+    // Whether the "is nd-hub running" hint was given; also set by a connection made, after
+    // which a failure is no longer about a hub that never ran.
+    let mut hinted = false;
     let outcome = loop {
         let event = tokio::select! {
             _ = &mut cancel => {
@@ -85,19 +149,15 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
         let event = match event {
             Ok(event) => event,
             Err(error) => {
-                hub_link::say!("{name}: {error}");
+                hub_link::say!("{}", fatal_message(&name, &error, hinted));
                 break Outcome::Fatal(error);
             }
         };
+        if let Some(message) = connection_message(&name, &event, &mut hinted) {
+            hub_link::say!("{message}");
+        }
         match &event {
-            Event::Connected {
-                uri,
-                reconnected: true,
-            } => hub_link::say!("{name}: Reconnected to dumpling hub at {uri}"),
-            Event::Disconnected { reason, retry_in } => hub_link::say!(
-                "{name}: Lost connection to dumpling hub: {reason}; retrying in {:.1} s",
-                retry_in.as_secs_f64()
-            ),
+            Event::Connected { .. } => hinted = true,
             Event::Lagged { missed } => {
                 hub_link::say!(
                     "{name}: the hub dropped {missed} dumplings (this eater fell behind)"
@@ -257,4 +317,70 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn failed(reconnecting: bool, unreachable: bool) -> Event {
+        Event::ConnectFailed {
+            hub: "127.0.0.1:9".into(),
+            reason: "Connection refused (os error 111)".into(),
+            unreachable,
+            reconnecting,
+            retry_in: Duration::from_millis(500),
+        }
+    }
+
+    /// A hub that was never reached is "could not connect", with the hint once; "lost
+    /// connection" is only for a connection that was made.
+    #[test]
+    fn connection_messages_tell_a_failed_connect_from_a_lost_one() {
+        let mut hinted = false;
+        let first = connection_message("e", &failed(false, true), &mut hinted).unwrap();
+        assert_eq!(
+            first,
+            format!(
+                "e: Could not connect to dumpling hub at 127.0.0.1:9: Connection refused \
+                 (os error 111); retrying in 0.5 s. {}",
+                no_hub_hint()
+            )
+        );
+        assert!(first.contains("nd-hub") && first.contains("-h HOST:PORT"));
+        assert!(!first.to_lowercase().contains("lost"), "{first}");
+        let again = connection_message("e", &failed(false, true), &mut hinted).unwrap();
+        assert!(!again.contains("Is nd-hub running"), "hint once: {again}");
+        // A hub that answered (HTTP 503) or a reconnect after a loss: no "is it running".
+        let mut hinted = false;
+        let busy = connection_message("e", &failed(false, false), &mut hinted).unwrap();
+        assert!(!busy.contains("Is nd-hub running"), "{busy}");
+        let re = connection_message("e", &failed(true, true), &mut hinted).unwrap();
+        assert!(re.starts_with("e: Could not reconnect to dumpling hub at 127.0.0.1:9: "));
+        assert!(!re.contains("Is nd-hub running"), "{re}");
+        let lost = Event::Disconnected {
+            reason: "hub closed the connection: 1001".into(),
+            retry_in: Duration::from_secs(1),
+        };
+        assert_eq!(
+            connection_message("e", &lost, &mut hinted).unwrap(),
+            "e: Lost connection to dumpling hub: hub closed the connection: 1001; retrying in 1.0 s"
+        );
+        // Giving up on a hub never reached: the hint, unless it was given.
+        let error = eater_client::Error::CannotConnect {
+            hub: "127.0.0.1:9".into(),
+            reason: "Connection refused (os error 111)".into(),
+            unreachable: true,
+        };
+        assert_eq!(
+            fatal_message("e", &error, false),
+            format!(
+                "e: could not connect to the dumpling hub at 127.0.0.1:9: Connection refused \
+                 (os error 111). {}",
+                no_hub_hint()
+            )
+        );
+        assert!(!fatal_message("e", &error, true).contains("Is nd-hub running"));
+    }
 }

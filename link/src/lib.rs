@@ -99,6 +99,11 @@ pub enum LinkError {
         uri: String,
         /// What failed.
         detail: String,
+        /// Nothing answered at all: the connection itself failed (refused, no route, no
+        /// such host, cut before any answer). Users are then told where to look (is the
+        /// hub running, is the address right), which would mislead for a hub that did
+        /// answer (HTTP 503, a TLS port).
+        unreachable: bool,
     },
 }
 
@@ -453,6 +458,7 @@ pub fn classify(uri: &str, error: WsError) -> LinkError {
         WsError::Http(response) if response.status().as_u16() == 503 => LinkError::Connect {
             uri,
             detail: "the hub is at its connection limit (HTTP 503); retrying".into(),
+            unreachable: false,
         },
         WsError::Http(response) => LinkError::NotAHub {
             uri,
@@ -474,6 +480,7 @@ pub fn classify(uri: &str, error: WsError) -> LinkError {
             None => LinkError::Connect {
                 uri,
                 detail: e.to_string(),
+                unreachable: true,
             },
         },
         WsError::Tls(e) => LinkError::Tls {
@@ -488,11 +495,13 @@ pub fn classify(uri: &str, error: WsError) -> LinkError {
                      give --tls-ca"
                 ),
                 uri,
+                unreachable: false,
             }
         }
         other => LinkError::Connect {
             uri,
             detail: other.to_string(),
+            unreachable: false,
         },
     }
 }

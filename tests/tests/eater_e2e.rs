@@ -251,6 +251,9 @@ async fn eaters_reconnect_when_the_hub_comes_back() {
         stderr.contains("printereater: Reconnected to dumpling hub"),
         "{stderr}"
     );
+    // Attempts while the hub was down came after a connection: no "is nd-hub running".
+    assert!(!stderr.contains("Could not connect"), "{stderr}");
+    assert!(!stderr.contains("Is nd-hub running"), "{stderr}");
 }
 
 #[test]
@@ -522,4 +525,52 @@ fn eaters_refuse_a_hub_address_without_a_port_before_connecting() {
             assert!(stderr.contains("HOST:PORT"), "{tool} -h {hub}: {stderr}");
         }
     }
+}
+
+/// With no hub running, each eater says it could not connect to the address given, with the
+/// OS's reason and what to do (once), and never that a connection was lost: none was made.
+#[test]
+fn eaters_without_a_hub_say_they_cannot_connect() {
+    let hub = format!("127.0.0.1:{}", e2e_tests::free_port());
+    for tool in ["nd-print", "nd-hubstatus", "nd-hubdetails"] {
+        let eater = ChildGuard::spawn(tool, Command::new(bin(tool)).args(["-h", &hub]));
+        // Two attempts at least (0.5 s apart), then Ctrl-C's twin; nd-hubdetails may have
+        // given up by then on its own.
+        std::thread::sleep(Duration::from_millis(1200));
+        eater.terminate();
+        let out = eater.wait_output(T);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let failed = format!("Could not connect to dumpling hub at {hub}: Connection refused");
+        assert!(stderr.contains(&failed), "{tool}: {stderr}");
+        assert!(stderr.matches(&failed).count() >= 2, "{tool}: {stderr}");
+        assert_eq!(
+            stderr.matches("Is nd-hub running there?").count(),
+            1,
+            "{tool}: the hint once: {stderr}"
+        );
+        assert!(stderr.contains("-h HOST:PORT"), "{tool}: {stderr}");
+        assert!(
+            !stderr.to_lowercase().contains("lost connection"),
+            "{tool}: no connection was ever made: {stderr}"
+        );
+    }
+    // Giving up (nd-hubdetails --retries 0) says the same, hint included, and exits 1.
+    let out = ChildGuard::spawn(
+        "nd-hubdetails",
+        Command::new(bin("nd-hubdetails")).args(["-h", &hub, "--retries", "0"]),
+    )
+    .wait_output(T);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "detailseater: could not connect to the dumpling hub at {hub}: Connection refused"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Is nd-hub running there?"), "{stderr}");
+    assert!(
+        !stderr.to_lowercase().contains("lost connection"),
+        "{stderr}"
+    );
 }
