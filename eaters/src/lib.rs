@@ -153,6 +153,9 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
                 break Outcome::Fatal(error);
             }
         };
+        // The eater first: one that keeps a line open on stdout (`nd-hubstatus`) ends it
+        // before a message about the connection comes on stderr, on the same terminal.
+        let flow = on_event(&event);
         if let Some(message) = connection_message(&name, &event, &mut hinted) {
             hub_link::say!("{message}");
         }
@@ -168,7 +171,7 @@ pub async fn eat(eater: &mut Eater, mut on_event: impl FnMut(&Event) -> Flow) ->
             Event::Notice { text } => hub_link::say!("{name}: hub notice: {text}"),
             _ => {}
         }
-        if on_event(&event) == Flow::Full {
+        if flow == Flow::Full {
             let _ = std::io::stdout().flush();
             eater
                 .close(close_code::EATER_FULL, close_code::EATER_FULL_REASON)

@@ -574,3 +574,54 @@ fn eaters_without_a_hub_say_they_cannot_connect() {
         "{stderr}"
     );
 }
+
+/// `nd-hubstatus` keeps stdout for the status: connection trouble and retries are said on
+/// stderr only (they were printed on both), with no hub at all or after one went away.
+#[tokio::test]
+async fn nd_hubstatus_says_retries_on_stderr_only() {
+    let nobody = format!("127.0.0.1:{}", e2e_tests::free_port());
+    let status = ChildGuard::spawn(
+        "nd-hubstatus",
+        Command::new(bin("nd-hubstatus")).args(["-h", &nobody, "--no-color"]),
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    status.terminate();
+    let out = status.wait_output(T);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "no data, nothing on stdout"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Could not connect"));
+
+    let hub = Hub::start(&["-f", "0.3"]);
+    let status = ChildGuard::spawn(
+        "nd-hubstatus",
+        Command::new(bin("nd-hubstatus")).args(["-h", &hub.eater_hub(), "--no-color"]),
+    );
+    wait_for_eater(&hub, "statuseater").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (stopped, _) = hub.stop();
+    assert!(stopped.success());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    status.terminate();
+    let out = status.wait_output(T);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("  uptime: "), "{stdout:?}");
+    for word in ["Lost", "lost", "retrying", "connect to"] {
+        assert!(!stdout.contains(word), "{word:?} on stdout: {stdout:?}");
+    }
+    // The status line is ended, so stderr's message starts a line of its own.
+    assert!(stdout.ends_with(" \n"), "{stdout:?}");
+    assert!(
+        stderr.contains("statuseater: Lost connection to dumpling hub"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("statuseater: Could not reconnect to dumpling hub"),
+        "{stderr}"
+    );
+}

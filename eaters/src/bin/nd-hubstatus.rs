@@ -65,6 +65,9 @@ fn main() -> std::process::ExitCode {
     };
     let color = cli.color.enabled();
     let stdout = std::io::stdout();
+    // Whether stdout's last line is still open (the header's "Waiting for data... " or a
+    // status line, redrawn after a carriage return).
+    let mut line_open = false;
     eaters::run(config, |event| {
         let mut out = stdout.lock();
         match event {
@@ -73,9 +76,14 @@ fn main() -> std::process::ExitCode {
                 reconnected: false,
             } => {
                 let _ = write!(out, "nd-hub status from {uri}\nWaiting for data... ");
+                line_open = true;
             }
-            Event::Disconnected { reason, .. } => {
-                let _ = writeln!(out, "\nLost connection to nd-hub: {reason}");
+            // Said on stderr by `eaters::eat`, as every retry is: stdout is for the
+            // status. Only the open line is ended, so that message starts on a line of
+            // its own on a terminal.
+            Event::Disconnected { .. } | Event::ConnectFailed { .. } if line_open => {
+                line_open = false;
+                let _ = writeln!(out);
             }
             Event::Dumpling(received) => {
                 match serde_json::from_value::<dumpling::SystemStatus>(
@@ -84,6 +92,7 @@ fn main() -> std::process::ExitCode {
                     Ok(status) => {
                         let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
                         let _ = write!(out, "\r{}", status_line(&now, &status, color));
+                        line_open = true;
                     }
                     Err(error) => {
                         hub_link::say!("{}: bad status dumpling: {error}", cli.eater_name)
