@@ -94,8 +94,16 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = kitchen::input::filter_check::CHECK_TIMEOUT.as_secs())]
     pub filter_compile_timeout_secs: u64,
 
-    /// Run only the chef with this name; repeat for several (default: every chef found).
-    #[arg(short = 'c', long = "chef", value_name = "CHEF_NAME")]
+    /// Run only the chefs of these names: comma-separated (`-c A,B`) or `-c` repeated, as
+    /// `-h` (default: every chef found). Chef names never hold a comma: 1-64 of
+    /// `A-Z a-z 0-9 _ -`.
+    #[arg(
+        short = 'c',
+        long = "chef",
+        value_name = "CHEF_NAME[,CHEF_NAME...]",
+        value_delimiter = ',',
+        value_parser = chef_name_arg
+    )]
     pub chefs: Vec<String>,
 
     /// List every chef found (name, version, drivers, interest, source) and exit.
@@ -350,6 +358,17 @@ pub struct Config {
 }
 
 /// `--hub-keepalive-secs`: zero (off), or between 0.1 s and one day.
+/// One name of `-c`: the chef name rule (`validate_name`), spaces around it ignored
+/// (`-c "A, B"`). A name that breaks the rule could never select a chef, so it is a usage
+/// error, said at once, rather than a "not found" after every chef is loaded.
+fn chef_name_arg(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    kitchen::chef_host::instance::validate_name(name).map_err(|error| {
+        format!("{error} (-c takes chef names, comma-separated or with -c repeated)")
+    })?;
+    Ok(name.to_owned())
+}
+
 fn keepalive(secs: f64) -> anyhow::Result<Duration> {
     if secs == 0.0 {
         return Ok(Duration::ZERO);
@@ -587,6 +606,33 @@ mod tests {
         assert!(c.dumpling_ids, "several hubs turn dumpling ids on");
         let e = parse(&["--help"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    /// `-c` takes a list as `-h` does: `-c A,B`, `-c A -c B` and a mix select the same
+    /// chefs; an empty or malformed name is a usage error.
+    #[test]
+    fn dash_c_takes_a_comma_separated_list_or_repeats() {
+        let chefs = |args: &[&str]| parse(args).map(|c| c.chefs);
+        let both = vec!["ARPChef".to_owned(), "DNSLookupChef".to_owned()];
+        assert_eq!(chefs(&["-c", "ARPChef,DNSLookupChef"]).unwrap(), both);
+        assert_eq!(
+            chefs(&["-c", "ARPChef", "-c", "DNSLookupChef"]).unwrap(),
+            both
+        );
+        assert_eq!(chefs(&["--chef", "ARPChef, DNSLookupChef"]).unwrap(), both);
+        assert_eq!(
+            chefs(&["-c", "A,B", "-c", "C"]).unwrap(),
+            ["A", "B", "C"].map(String::from)
+        );
+        for bad in ["A,,B", "A,", "A B", "é"] {
+            let error = chefs(&["-c", bad]).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}"
+            );
+            assert!(error.to_string().contains("invalid chef name"), "{error}");
+        }
     }
 
     #[test]

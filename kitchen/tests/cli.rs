@@ -562,3 +562,34 @@ fn a_chef_name_not_found_gets_the_one_meant_or_the_list() {
         "{line}"
     );
 }
+
+/// `-c A,B` is a list, as `-h A,B` is (it was taken as one chef named "A,B", not found):
+/// the same chefs run as with `-c A -c B`.
+#[test]
+fn dash_c_takes_a_comma_separated_list() {
+    let capture = sample_capture();
+    let path = capture.to_str().unwrap();
+    let chefs_run = |chef_args: &[&str]| {
+        let mut args = vec!["-r", path, "--no-hub", "--stdout"];
+        args.extend_from_slice(chef_args);
+        let out = nd_sniff(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut chefs: Vec<String> = text(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|d| d["metadata"]["chef"].as_str().map(str::to_owned))
+            .collect();
+        chefs.sort();
+        chefs.dedup();
+        (chefs, text(&out.stderr))
+    };
+    let (listed, stderr) = chefs_run(&["-c", "PacketCountChef,DNSLookupChef"]);
+    assert_eq!(listed, ["DNSLookupChef", "PacketCountChef"], "{stderr}");
+    assert!(!stderr.contains("not found"), "{stderr}");
+    let (repeated, _) = chefs_run(&["-c", "PacketCountChef", "-c", "DNSLookupChef"]);
+    assert_eq!(listed, repeated);
+    // A name no chef can have is a usage error, before any chef is loaded.
+    let out = nd_sniff(&["-r", path, "--no-hub", "-c", "PacketCountChef,"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("invalid chef name"));
+}
