@@ -17,6 +17,39 @@ fn shown(text: &str) -> String {
     out
 }
 
+/// The running executable's path as one shell word, for a command a user may copy (the
+/// capabilities go on the file that ran, wherever it was installed; a fixed
+/// `target/release/nd-sniff` named a file that may not exist). Falls back to the name the
+/// program was started by.
+pub fn running_program() -> String {
+    let path = std::env::current_exe()
+        .ok()
+        .or_else(|| std::env::args_os().next().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("nd-sniff"));
+    shell_word(&path.to_string_lossy())
+}
+
+/// `text` as one POSIX shell word: as it is when it holds only characters no shell treats
+/// specially, else in single quotes (a quote written `'\''`). Control characters cannot be
+/// written inside single quotes; they are shown escaped (`\n`), so nothing reaches the
+/// terminal raw, at the cost of that command needing an edit.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_owned();
+    }
+    let mut out = String::from("'");
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("'\\''"),
+            c if c.is_control() => out.extend(c.escape_debug()),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// Everything that can go wrong while opening or reading a packet source.
 ///
 /// File errors name the file; live errors name the interface.
@@ -81,7 +114,7 @@ pub enum CaptureError {
     #[error(
         "no permission to capture on {} ({}): live capture needs root or the \
          CAP_NET_RAW and CAP_NET_ADMIN capabilities, e.g. \
-         `sudo setcap cap_net_raw,cap_net_admin=eip target/release/nd-sniff`",
+         `sudo setcap cap_net_raw,cap_net_admin=eip {program}` (or run it with sudo)",
         shown(.interface),
         shown(.message)
     )]
@@ -90,6 +123,8 @@ pub enum CaptureError {
         interface: String,
         /// libpcap's own message.
         message: String,
+        /// The program that needs the capabilities, as a shell word ([`running_program`]).
+        program: String,
     },
     /// Any other libpcap failure on a live interface (activation, reading, interface gone).
     #[error("live capture on {} failed: {}", shown(.interface), shown(.message))]
@@ -135,5 +170,35 @@ mod tests {
         }
         let long = CaptureError::Config("x".repeat(10_000)).to_string();
         assert!(long.len() < 400, "{}", long.len());
+    }
+
+    #[test]
+    fn the_permission_hint_names_the_program_as_one_shell_word() {
+        assert_eq!(
+            shell_word("/usr/local/bin/nd-sniff"),
+            "/usr/local/bin/nd-sniff"
+        );
+        assert_eq!(
+            shell_word("/opt/my tools/nd-sniff"),
+            "'/opt/my tools/nd-sniff'"
+        );
+        assert_eq!(shell_word("/tmp/it's/nd-sniff"), "'/tmp/it'\\''s/nd-sniff'");
+        assert_eq!(shell_word("/tmp/a$(x)"), "'/tmp/a$(x)'");
+        assert_eq!(shell_word("/tmp/a\nb\u{1b}"), "'/tmp/a\\nb\\u{1b}'");
+        assert_eq!(shell_word(""), "''");
+        // The test binary is what runs here.
+        let program = running_program();
+        assert!(program.contains("capture"), "{program}");
+        let text = CaptureError::PermissionDenied {
+            interface: "lo".into(),
+            message: "socket: Operation not permitted".into(),
+            program: "'/opt/my tools/nd-sniff'".into(),
+        }
+        .to_string();
+        assert!(
+            text.contains("`sudo setcap cap_net_raw,cap_net_admin=eip '/opt/my tools/nd-sniff'`"),
+            "{text}"
+        );
+        assert!(!text.contains("target/release"), "{text}");
     }
 }

@@ -510,6 +510,7 @@ impl LiveCapture {
                 CaptureError::PermissionDenied {
                     interface: name.to_owned(),
                     message,
+                    program: crate::error::running_program(),
                 }
             } else {
                 CaptureError::Live {

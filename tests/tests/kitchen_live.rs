@@ -164,3 +164,50 @@ fn a_filter_too_complex_for_libpcap_is_refused_in_bounded_time_on_a_live_interfa
     assert!(stderr.contains("too complex"), "{stderr}");
     assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
 }
+
+/// Without the right to capture, the hint names the binary that ran (here a link to
+/// `nd-sniff` in a folder whose name needs quoting), not `target/release/nd-sniff`, as one
+/// shell word, so the suggested `setcap` command is the one to run. As root the test drops
+/// every capability with `setpriv`; without root the right is missing anyway.
+#[test]
+fn no_permission_names_the_binary_that_ran() {
+    let dir = e2e_tests::workspace_root()
+        .join(format!("target/e2e-tmp/perm probe {}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let program = dir.join("nd-sniff");
+    let _ = std::fs::remove_file(&program);
+    if std::fs::hard_link(bin("nd-sniff"), &program).is_err() {
+        std::fs::copy(bin("nd-sniff"), &program).expect("copy nd-sniff");
+    }
+    let mut cmd = if is_root() {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--inh-caps=-all", "--bounding-set=-all"])
+            .arg(&program);
+        cmd
+    } else {
+        Command::new(&program)
+    };
+    cmd.args(["-i", "lo", "--stdout", "--no-hub", "-c", "PacketCountChef"])
+        .env("RUST_LOG", "info");
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("SKIP no_permission_names_the_binary_that_ran: setpriv: {e}");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    };
+    // The path the kernel reports for the running program (links in it resolved).
+    let real = std::fs::canonicalize(&program).unwrap_or(program.clone());
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    let word = format!("'{}'", real.display());
+    assert!(
+        stderr.contains(&format!(
+            "`sudo setcap cap_net_raw,cap_net_admin=eip {word}`"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("target/release/nd-sniff"), "{stderr}");
+}
