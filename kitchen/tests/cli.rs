@@ -593,3 +593,84 @@ fn dash_c_takes_a_comma_separated_list() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("invalid chef name"));
 }
+
+/// Every warning about the compiled-chef cache names the flag that sets its folder and the
+/// one that turns it off: a folder that cannot be made (not used), a damaged entry, a cache
+/// too small to hold a chef (nothing written; it was a debug line), and no folder at all.
+#[test]
+fn cache_warnings_name_the_flags() {
+    let root = workspace_root().join(format!(
+        "target/kitchen-test-tmp/cache-warnings-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let list = |cache: &[&str], env_clear: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nd-sniff"));
+        cmd.args(["-l", "-d", fixtures().to_str().unwrap()])
+            .args(cache)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        if env_clear {
+            cmd.env_remove("HOME").env_remove("XDG_CACHE_HOME");
+        }
+        let out = cmd.output().expect("run nd-sniff");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let warnings = |stderr: &str, what: &str| -> Vec<String> {
+        let lines: Vec<String> = stderr
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("cache"))
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            lines.iter().any(|l| l.contains(what)),
+            "no {what:?} warning: {stderr}"
+        );
+        for line in &lines {
+            assert!(
+                line.contains("--chef-cache-dir DIR sets the cache folder")
+                    && line.contains("--no-chef-cache turns the cache off"),
+                "{line}"
+            );
+        }
+        lines
+    };
+    // A folder that cannot be one (a file is there): not used.
+    let file = root.join("a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let stderr = list(&["--chef-cache-dir", file.to_str().unwrap()], false);
+    warnings(&stderr, "compiled-chef cache disabled");
+    // A damaged entry: compiled again.
+    let private = root.join("private");
+    let dir = private.to_str().unwrap();
+    list(&["--chef-cache-dir", dir], false);
+    for entry in std::fs::read_dir(&private).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        }
+    }
+    let stderr = list(&["--chef-cache-dir", dir], false);
+    warnings(&stderr, "damaged compiled-chef cache entry");
+    // A cache too small for any chef: said once, with the size flag too.
+    let small = root.join("small");
+    let stderr = list(
+        &[
+            "--chef-cache-dir",
+            small.to_str().unwrap(),
+            "--chef-cache-mib",
+            "0",
+        ],
+        false,
+    );
+    let lines = warnings(&stderr, "cannot write the compiled-chef cache");
+    assert_eq!(lines.len(), 1, "once: {stderr}");
+    assert!(lines[0].contains("--chef-cache-mib"), "{}", lines[0]);
+    // No folder to put it in (no $HOME, no $XDG_CACHE_HOME): said, not silent.
+    let stderr = list(&[], true);
+    warnings(&stderr, "no folder for it");
+    let _ = std::fs::remove_dir_all(&root);
+}

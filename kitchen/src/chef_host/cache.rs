@@ -58,6 +58,8 @@ pub struct ArtifactCache {
     compat: String,
     /// Total bytes of `.cwasm` files kept; older entries are evicted past it.
     max_bytes: u64,
+    /// A failed write was warned about (once: each chef would say the same).
+    write_warned: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What ends every cache entry: the SHA-256 of the bytes before it, then this tag.
@@ -67,6 +69,11 @@ const TRAILER_BYTES: usize = 32 + DIGEST_TAG.len();
 
 /// Default size of the compiled-chef cache, MiB (`--chef-cache-mib`).
 pub const DEFAULT_CACHE_MIB: u64 = 512;
+
+/// Ends every warning about the cache: a user who reads one learns which flag moves the
+/// cache and which turns it off, without looking them up (`nd-sniff`'s flags).
+pub const FLAGS_HINT: &str =
+    "--chef-cache-dir DIR sets the cache folder, --no-chef-cache turns the cache off";
 
 impl ArtifactCache {
     /// The default directory: `$XDG_CACHE_HOME/netdumplings`, else `~/.cache/netdumplings`.
@@ -96,6 +103,7 @@ impl ArtifactCache {
             dir,
             compat,
             max_bytes: DEFAULT_CACHE_MIB << 20,
+            write_warned: Default::default(),
         })
     }
 
@@ -166,11 +174,11 @@ impl ArtifactCache {
                 tracing::warn!(path = %escape_path(&path),
                     "refusing a compiled-chef cache entry another user could have written ({why}); \
                      compiling the chef again and replacing the entry (only the kitchen's user \
-                     may write the cache: `chown` it to that user, `chmod go-w` it)");
+                     may write the cache: `chown` it to that user, `chmod go-w` it); {FLAGS_HINT}");
                 let _ = std::fs::remove_file(&path);
             }
             Err(Entry::Damaged(why)) => {
-                tracing::warn!(path = %escape_path(&path), "discarding a damaged compiled-chef cache entry ({why}); compiling the chef again");
+                tracing::warn!(path = %escape_path(&path), "discarding a damaged compiled-chef cache entry ({why}); compiling the chef again; {FLAGS_HINT}");
                 let _ = std::fs::remove_file(&path);
             }
             Ok((compiled, file)) => {
@@ -198,7 +206,7 @@ impl ArtifactCache {
                     }
                     Err(e) => {
                         tracing::warn!(path = %escape_path(&path), error = %format!("{e:#}"),
-                            "discarding an unreadable compiled-chef cache entry");
+                            "discarding an unreadable compiled-chef cache entry; {FLAGS_HINT}");
                         let _ = std::fs::remove_file(&path);
                     }
                 }
@@ -211,7 +219,16 @@ impl ArtifactCache {
                 CacheOutcome::Stored
             }
             Err(e) => {
-                tracing::debug!(path = %escape_path(&path), error = %e, "cannot write the compiled-chef cache");
+                // Said once: a cache that cannot be written costs every start a compile of
+                // every chef, which a user should hear about (it was a debug line).
+                use std::sync::atomic::Ordering;
+                if self.write_warned.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(path = %escape_path(&path), error = %e, "cannot write the compiled-chef cache");
+                } else {
+                    tracing::warn!(dir = %escape_path(&self.dir), error = %e,
+                        "cannot write the compiled-chef cache (chefs not in it are compiled \
+                         again at every start; --chef-cache-mib sets its size); {FLAGS_HINT}");
+                }
                 CacheOutcome::Compiled
             }
         };

@@ -112,7 +112,19 @@ impl ChefHost {
             .map_err(|e| LoadError::Engine(format!("cannot start the epoch ticker: {e}")))?;
         let linker = build_linker(&engine).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let dir = match cache {
-            CacheSetting::Default => ArtifactCache::default_dir(),
+            CacheSetting::Default => {
+                let dir = ArtifactCache::default_dir();
+                if dir.is_none() {
+                    // The cache was off without a word when neither variable was set.
+                    tracing::warn!(
+                        "compiled-chef cache disabled: no folder for it (neither \
+                         $XDG_CACHE_HOME nor $HOME is set), so chefs are compiled at every \
+                         start; {}",
+                        cache::FLAGS_HINT
+                    );
+                }
+                dir
+            }
             CacheSetting::Dir(d) => Some(d),
             CacheSetting::Disabled => None,
         };
@@ -120,7 +132,8 @@ impl ChefHost {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(dir = %dumpling::text::escape_path(&d), error = %e,
-                    "compiled-chef cache disabled (chefs are compiled at every start)");
+                    "compiled-chef cache disabled (chefs are compiled at every start); {}",
+                    cache::FLAGS_HINT);
                 None
             }
         });
