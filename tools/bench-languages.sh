@@ -145,7 +145,8 @@ done
 python3 - "$WORK" "$ROUNDS" <<'EOF'
 import re, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
-pat = re.compile(r"chef (\S+): (\d+) packet calls \((\d+) packets\).*?([\d.]+) ms in chef")
+# nd-sniff's exit summary, one line per chef: "chef NAME: STATE; N packets offered, N seen, ...; X ms in chef"
+pat = re.compile(r"chef (\S+): \S+; \d+ packets offered, (\d+) seen, .*?; ([\d.]+) ms in chef")
 cpu_pat = re.compile(r"([\d.]+) ms CPU in chef")
 ansi = re.compile(r"\x1b\[[0-9;]*m")
 per = {}
@@ -153,8 +154,8 @@ for r in range(1, rounds + 1):
     for line in open("%s/round%d.log" % (work, r), encoding="utf-8", errors="replace"):
         line = ansi.sub("", line)
         m = pat.search(line)
-        if m and int(m.group(3)) > 0:
-            name, packets, ms = m.group(1), int(m.group(3)), float(m.group(4))
+        if m and int(m.group(2)) > 0:
+            name, packets, ms = m.group(1), int(m.group(2)), float(m.group(3))
             c = cpu_pat.search(line)
             per.setdefault(name, []).append((packets, ms, float(c.group(1)) if c else None))
 if not per:

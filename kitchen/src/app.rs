@@ -942,8 +942,9 @@ fn interest_text(i: &kitchen::chef_host::bindings::Interest) -> String {
     text
 }
 
-/// The exit summary: kitchen totals, then one line per chef. The per-chef figures beyond the
-/// host's counters come from the same `StatusReport` the `KitchenStatusChef` dumpling sends.
+/// The exit summary: kitchen totals, then one line per chef
+/// (`kitchen::outputs::status::chef_summary`), from the same counters the
+/// `KitchenStatusChef` dumpling sends.
 fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
     let report = d.status_report(StatusDetail::Full);
     let s = d.stats();
@@ -978,12 +979,13 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
     for lane in d.chefs() {
         let c = &lane.chef;
         let st = &c.stats;
-        let out = lane.counters();
-        let per_packet = if st.packets > 0 {
-            format!("{:.0} ns/packet", st.busy_ns as f64 / st.packets as f64)
-        } else {
-            "-".to_owned()
-        };
+        let load_failures = report.chefs.get(c.name()).map_or(0, |r| r.load_failures);
+        let line = kitchen::outputs::status::chef_summary(
+            c.name(),
+            &lane.status(true, load_failures),
+            st,
+            lane.counters(),
+        );
         // Bench runs (ND_BENCH_CHEF_CPU=1): the chef thread's CPU time too, which a loaded
         // machine's waits for a core do not inflate.
         let cpu = if kitchen::chef_host::cpu_time::enabled() {
@@ -995,49 +997,6 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         } else {
             String::new()
         };
-        tracing::info!(
-            "{k}: chef {}: {} packet calls ({} packets), {} interval calls, {} dumplings, \
-             {} invalid, {} oversize, {} over cap, {} over output budget, {} traps, {} timeouts, {} memory, {} restarts{}, \
-             {:.1} ms in chef ({per_packet}){cpu}",
-            c.name(),
-            st.packet_calls,
-            st.packets,
-            st.interval_calls,
-            out.dumplings,
-            st.undecodable + out.invalid,
-            out.oversize,
-            out.over_cap,
-            out.over_budget,
-            st.traps,
-            st.timeouts,
-            st.memory_limits,
-            st.restarts,
-            if c.is_quarantined() { ", QUARANTINED" } else { "" },
-            st.busy_ns as f64 / 1e6,
-        );
-        if let Some(r) = report.chefs.get(c.name()) {
-            tracing::info!(
-                "{k}: chef {} status: state {}, {} packets offered, {} seen, {} dropped \
-                 ({} shed), \
-                 {} calls, {} bytes, {} batches, {} ns mean per batch, {} ns p99 per batch, \
-                 {} reloads, {} load failures",
-                c.name(),
-                serde_json::to_value(r.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                r.packets_offered,
-                r.packets_seen,
-                r.packets_dropped,
-                r.packets_shed,
-                r.calls,
-                r.bytes,
-                r.batches,
-                r.mean_ns.unwrap_or(0),
-                r.p99_ns.unwrap_or(0),
-                r.reloads,
-                r.load_failures,
-            );
-        }
+        tracing::info!("{k}: {line}{cpu}");
     }
 }

@@ -674,3 +674,46 @@ fn cache_warnings_name_the_flags() {
     warnings(&stderr, "no folder for it");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The exit summary gives each chef one line, each fact once (it gave two, which repeated
+/// the packets seen, the calls and the state).
+#[test]
+fn the_exit_summary_gives_each_chef_one_line() {
+    let capture = sample_capture();
+    let out = nd_sniff(&["-r", capture.to_str().unwrap(), "--no-hub", "--stdout"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(" status: state "), "{stderr}");
+    for chef in [
+        "ARPChef",
+        "DNSLookupChef",
+        "PacketCountChef",
+        "TopTalkersChef",
+    ] {
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains(&format!("chef {chef}")) && l.contains(" seen"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{chef}: {lines:#?}");
+        let line = lines[0];
+        assert!(
+            line.contains(&format!(": chef {chef}: running; ")),
+            "{line}"
+        );
+        for fact in [
+            "packets offered",
+            " seen",
+            "packet calls",
+            "interval calls",
+            "dumplings",
+            "ms in chef",
+        ] {
+            assert_eq!(line.matches(fact).count(), 1, "{fact:?} once: {line}");
+        }
+        // A clean run: nothing refused, nothing failed, so neither is listed.
+        assert!(
+            !line.contains("refused") && !line.contains("failures"),
+            "{line}"
+        );
+    }
+}

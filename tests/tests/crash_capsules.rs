@@ -154,18 +154,25 @@ fn trap_timeout_and_interval_capsules_are_right_and_replay_the_failure() {
     assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
     let all = capsules(&crash);
     // One capsule per failure the exit summary counts
-    // (`chef NAME: ..., N traps, N timeouts, N memory, ...`).
+    // (`chef NAME: ...; failures: N traps, N timeouts, N memory, ...; ...`, counts of 0 left
+    // out).
     let failures = |chef: &str| -> usize {
         let line = stderr
             .lines()
-            .find(|l| l.contains(&format!("chef {chef}: ")) && l.contains(" traps, "))
+            .find(|l| l.contains(&format!("chef {chef}: ")) && l.contains(" packets offered, "))
             .unwrap_or_else(|| panic!("no summary line for {chef}:\n{stderr}"));
+        let pieces: Vec<&str> = line
+            .split([',', ';'])
+            .map(|p| p.trim().trim_start_matches("failures: "))
+            .collect();
         ["traps", "timeouts", "memory"]
             .iter()
             .map(|what| {
-                let before = &line[..line.find(&format!(" {what},")).unwrap()];
-                let n = before.rsplit(' ').next().unwrap();
-                n.parse::<usize>().unwrap()
+                let suffix = format!(" {what}");
+                pieces
+                    .iter()
+                    .find_map(|p| p.strip_suffix(suffix.as_str()))
+                    .map_or(0, |n| n.parse::<usize>().unwrap())
             })
             .sum()
     };

@@ -291,7 +291,10 @@ impl Run {
             .collect()
     }
 
-    /// The exit-summary counters of `chef`, if the summary lists it.
+    /// The exit-summary counters of `chef`, if the summary lists it. Its one line is
+    /// `chef NAME: STATE; N packets offered, N seen, ...; N packet calls, ...; N dumplings
+    /// (N bytes)[; refused: N invalid, ...][; failures: N traps, ...]; ...`: counts that are
+    /// 0 may be left out.
     fn summary(&self, chef: &str) -> Option<ChefSummary> {
         let marker = format!(": chef {chef}: ");
         let line = self.stderr.lines().find(|l| l.contains(&marker))?;
@@ -301,8 +304,12 @@ impl Run {
             counts: BTreeMap::new(),
             line: line.to_owned(),
         };
-        for piece in rest.split(", ") {
+        for piece in rest.split("; ").flat_map(|group| group.split(", ")) {
             let piece = piece.trim();
+            let piece = piece
+                .strip_prefix("refused: ")
+                .or_else(|| piece.strip_prefix("failures: "))
+                .unwrap_or(piece);
             if piece == "QUARANTINED" {
                 s.quarantined = true;
                 continue;
@@ -311,19 +318,12 @@ impl Run {
                 continue;
             };
             let Ok(n) = num.parse::<u64>() else { continue };
-            let (label, inner) = match label.split_once(" (") {
-                Some((l, inner)) => (l.trim(), Some(inner.trim_end_matches(')'))),
-                None => (label.trim(), None),
-            };
+            let label = label.split_once(" (").map_or(label, |(l, _)| l).trim();
             s.counts.insert(label.to_owned(), n);
-            // "N packet calls (M packets)"
-            if let Some(inner) = inner {
-                if let Some((m, "packets")) = inner.split_once(' ') {
-                    if let Ok(m) = m.parse::<u64>() {
-                        s.counts.insert("packets".to_owned(), m);
-                    }
-                }
-            }
+        }
+        // The packets handed to calls that worked.
+        if let Some(&seen) = s.counts.get("seen") {
+            s.counts.insert("packets".to_owned(), seen);
         }
         Some(s)
     }
@@ -352,11 +352,23 @@ struct ChefSummary {
 }
 
 impl ChefSummary {
+    /// A count of the line; one the summary leaves out when it is 0 reads as 0.
     fn get(&self, label: &str) -> u64 {
-        *self
-            .counts
-            .get(label)
-            .unwrap_or_else(|| panic!("no {label:?} in the summary line: {}", self.line))
+        const MAY_BE_LEFT_OUT: &[&str] = &[
+            "invalid",
+            "oversize",
+            "over cap",
+            "over output budget",
+            "traps",
+            "timeouts",
+            "memory",
+            "restarts",
+        ];
+        match self.counts.get(label) {
+            Some(&n) => n,
+            None if MAY_BE_LEFT_OUT.contains(&label) => 0,
+            None => panic!("no {label:?} in the summary line: {}", self.line),
+        }
     }
 
     fn failures(&self) -> u64 {

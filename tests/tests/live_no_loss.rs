@@ -106,8 +106,8 @@ fn every_received_packet_is_seen_or_counted_as_dropped() {
     let loopback = field(capture, "loopback_skipped");
     let status_line = stderr
         .lines()
-        .find(|l| l.contains("chef PacketCountChef status:"))
-        .unwrap_or_else(|| panic!("no PacketCountChef status line:\n{stderr}"));
+        .find(|l| l.contains(": chef PacketCountChef: "))
+        .unwrap_or_else(|| panic!("no PacketCountChef summary line:\n{stderr}"));
     let seen = before(status_line, " seen,");
     let dropped = before(status_line, " dropped (");
     let shed = before(status_line, " shed)");
@@ -118,8 +118,8 @@ fn every_received_packet_is_seen_or_counted_as_dropped() {
     // The slow chef too: whatever it shed or missed is counted.
     let slow_line = stderr
         .lines()
-        .find(|l| l.contains("chef SlowUnderDeadlineChef status:"))
-        .unwrap_or_else(|| panic!("no SlowUnderDeadlineChef status line:\n{stderr}"));
+        .find(|l| l.contains(": chef SlowUnderDeadlineChef: "))
+        .unwrap_or_else(|| panic!("no SlowUnderDeadlineChef summary line:\n{stderr}"));
     let (slow_seen, slow_dropped) = (before(slow_line, " seen,"), before(slow_line, " dropped ("));
     eprintln!(
         "SlowUnderDeadlineChef saw {slow_seen}, dropped {slow_dropped} ({} shed)",

@@ -192,8 +192,9 @@ fn a_chefs_verdicts_do_not_stop_another_chef() {
             .lines()
             .find(|l| l.contains("chef VerdictChef: "))
             .unwrap_or_else(|| panic!("no VerdictChef summary:\n{log}"));
+        // Refused dumplings and failures are listed only when there are some.
         assert!(
-            line.contains(" 0 invalid,") && line.contains(" 0 traps,"),
+            !line.contains("refused:") && !line.contains("failures:"),
             "{line}"
         );
         seen += calls.values().map(Vec::len).sum::<usize>();

@@ -357,6 +357,104 @@ impl StatusInputs {
     }
 }
 
+/// One chef's line of `nd-sniff`'s exit summary: every fact once (it printed two lines that
+/// repeated the packets seen, the calls and the state), the counts a healthy run leaves
+/// at 0 (refused dumplings, failures, reloads) only when there are some.
+///
+/// `status` is the chef's [`ChefStatus`] with [`StatusDetail::Full`] (`ChefLane::status`);
+/// `stats` and `counters` add what the status dumpling does not carry: calls by kind,
+/// refusals by reason, time in the chef.
+pub fn chef_summary(
+    name: &str,
+    status: &ChefStatus,
+    stats: &crate::chef_host::ChefStats,
+    counters: &crate::dispatch::ChefCounters,
+) -> String {
+    use std::fmt::Write;
+    // Only the named counts that are not 0, joined; `None` when all are 0.
+    let some = |counts: &[(u64, &str)]| -> Option<String> {
+        let shown: Vec<String> = counts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        (!shown.is_empty()).then(|| shown.join(", "))
+    };
+    let state = match status.state {
+        ChefRunState::Running => "running",
+        ChefRunState::Restarting => "restarting",
+        // Upper case: the one state a reader must not miss.
+        ChefRunState::Quarantined => "QUARANTINED",
+    };
+    let mut line = format!(
+        "chef {name}: {state}; {} packets offered, {} seen, {} dropped ({} shed)",
+        status.packets_offered, status.packets_seen, status.packets_dropped, status.packets_shed
+    );
+    if status.pokes_shed > 0 {
+        let _ = write!(line, ", {} pokes shed", status.pokes_shed);
+    }
+    let _ = write!(
+        line,
+        "; {} packet calls, {} interval calls",
+        stats.packet_calls, stats.interval_calls
+    );
+    if let Some(more) = some(&[
+        (stats.flow_event_calls, "flow-event calls"),
+        (stats.stream_calls, "stream calls"),
+    ]) {
+        let _ = write!(line, ", {more}");
+    }
+    let _ = write!(
+        line,
+        "; {} dumplings ({} bytes)",
+        status.dumplings, status.bytes
+    );
+    if let Some(refused) = some(&[
+        (stats.undecodable + counters.invalid, "invalid"),
+        (counters.oversize, "oversize"),
+        (counters.over_cap, "over cap"),
+        (status.over_budget, "over output budget"),
+    ]) {
+        let _ = write!(line, "; refused: {refused}");
+    }
+    if let Some(failures) = some(&[
+        (status.traps, "traps"),
+        (status.timeouts, "timeouts"),
+        (status.memory_failures, "memory"),
+        (status.restarts, "restarts"),
+    ]) {
+        let _ = write!(line, "; failures: {failures}");
+    }
+    if let Some(reloads) = some(&[
+        (status.reloads, "reloads"),
+        (status.state_restored, "states restored"),
+        (status.state_fresh, "fresh starts"),
+        (status.load_failures, "load failures"),
+    ]) {
+        let _ = write!(line, "; {reloads}");
+    }
+    let _ = write!(line, "; {:.1} ms in chef", stats.busy_ns as f64 / 1e6);
+    let mut timing = Vec::new();
+    if stats.packets > 0 {
+        timing.push(format!(
+            "{:.0} ns/packet",
+            stats.busy_ns as f64 / stats.packets as f64
+        ));
+    }
+    if status.batches > 0 {
+        timing.push(format!(
+            "{} batches: {} ns mean, {} ns p99",
+            status.batches,
+            status.mean_ns.unwrap_or(0),
+            status.p99_ns.unwrap_or(0)
+        ));
+    }
+    if !timing.is_empty() {
+        let _ = write!(line, " ({})", timing.join("; "));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,5 +502,97 @@ mod tests {
         assert_eq!(t.count_below_pow2(20), 4);
         assert_eq!(t.count_below_pow2(64), 5);
         assert_eq!(t.sum_ns(), 3 + 1023 + 1024 + 5000 + (1 << 20));
+    }
+
+    fn status(state: ChefRunState) -> ChefStatus {
+        ChefStatus {
+            source: "built-in:x.wasm".into(),
+            version: "0.1.0".into(),
+            sha256: String::new(),
+            key_id: None,
+            state,
+            packets_offered: 26,
+            packets_seen: 26,
+            packets_dropped: 0,
+            packets_shed: 0,
+            pokes_shed: 0,
+            calls: 10,
+            dumplings: 7,
+            bytes: 1121,
+            batches: 3,
+            mean_ns: Some(19542),
+            p99_ns: Some(57343),
+            traps: 0,
+            timeouts: 0,
+            memory_failures: 0,
+            over_budget: 0,
+            restarts: 0,
+            reloads: 0,
+            state_restored: 0,
+            state_fresh: 0,
+            load_failures: 0,
+        }
+    }
+
+    /// One line per chef, each fact once; what a healthy run leaves at 0 is left out.
+    #[test]
+    fn a_chef_summary_is_one_line_with_each_fact_once() {
+        let stats = crate::chef_host::ChefStats {
+            packet_calls: 3,
+            interval_calls: 7,
+            packets: 26,
+            busy_ns: 69_524,
+            ..Default::default()
+        };
+        let counters = crate::dispatch::ChefCounters::default();
+        let line = chef_summary(
+            "PacketCountChef",
+            &status(ChefRunState::Running),
+            &stats,
+            &counters,
+        );
+        assert_eq!(
+            line,
+            "chef PacketCountChef: running; 26 packets offered, 26 seen, 0 dropped (0 shed); \
+             3 packet calls, 7 interval calls; 7 dumplings (1121 bytes); 0.1 ms in chef \
+             (2674 ns/packet; 3 batches: 19542 ns mean, 57343 ns p99)"
+        );
+        // Refusals, failures, sheds and reloads, when there are some, each once.
+        let mut bad = status(ChefRunState::Quarantined);
+        (bad.packets_dropped, bad.packets_shed, bad.pokes_shed) = (20, 5, 2);
+        (bad.traps, bad.timeouts, bad.restarts, bad.over_budget) = (4, 1, 5, 6);
+        (bad.reloads, bad.load_failures) = (1, 2);
+        let counters = crate::dispatch::ChefCounters {
+            invalid: 2,
+            over_cap: 3,
+            ..Default::default()
+        };
+        let stats = crate::chef_host::ChefStats {
+            undecodable: 1,
+            stream_calls: 9,
+            ..stats
+        };
+        let line = chef_summary("Bad", &bad, &stats, &counters);
+        assert_eq!(
+            line,
+            "chef Bad: QUARANTINED; 26 packets offered, 26 seen, 20 dropped (5 shed), \
+             2 pokes shed; 3 packet calls, 7 interval calls, 9 stream calls; 7 dumplings \
+             (1121 bytes); refused: 3 invalid, 3 over cap, 6 over output budget; failures: \
+             4 traps, 1 timeouts, 5 restarts; 1 reloads, 2 load failures; 0.1 ms in chef \
+             (2674 ns/packet; 3 batches: 19542 ns mean, 57343 ns p99)"
+        );
+        for word in ["seen", "packet calls", "dumplings", "QUARANTINED", "traps"] {
+            assert_eq!(line.matches(word).count(), 1, "{word} once: {line}");
+        }
+        // A chef never called: no per-packet or per-batch figures to show.
+        let mut idle = status(ChefRunState::Running);
+        (idle.packets_offered, idle.packets_seen, idle.batches) = (0, 0, 0);
+        let line = chef_summary(
+            "Idle",
+            &idle,
+            &crate::chef_host::ChefStats::default(),
+            &crate::dispatch::ChefCounters::default(),
+        );
+        assert!(line.ends_with("; 0.0 ms in chef"), "{line}");
     }
 }
