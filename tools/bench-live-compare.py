@@ -83,7 +83,10 @@ def run_once(binary, args, extra):
         raise SystemExit(f"{binary}: no capture statistics line:\n{text[-2000:]}")
     received = int(re.search(r"received=(\d+)", stats[0]).group(1))
     dropped = int(re.search(r"\bdropped=(\d+)", stats[0]).group(1))
-    seen = sum(int(m) for m in re.findall(r"status: state \w+, \d+ packets offered, (\d+) seen", text))
+    # Per chef "seen": "chef X: running; N packets offered, N seen" (and the older binaries'
+    # "chef X status: state running, N packets offered, N seen").
+    seen = sum(int(m) for m in re.findall(
+        r"(?:status: state \w+, |: [A-Za-z]+; )\d+ packets offered, (\d+) seen", text))
     cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(received, 1)
     return cpu_us, received, seen, dropped, sent_rate
 
