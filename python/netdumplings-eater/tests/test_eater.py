@@ -166,17 +166,24 @@ def test_reconnects_when_the_hub_comes_back():
         h.stop()
 
 
-def test_gives_up_without_reconnect_when_nothing_listens():
+def test_gives_up_without_reconnect_when_nothing_listens(caplog):
     from conftest import free_port
-    eater = DumplingEater(name="lonely", hub="127.0.0.1:{}".format(free_port()),
+    port = free_port()
+    eater = DumplingEater(name="lonely", hub="127.0.0.1:{}".format(port),
                           reconnect=False)
 
     async def on_dumpling(d):
         pass
 
     eater.on_dumpling = on_dumpling
-    asyncio.run(asyncio.wait_for(eater._run(1), 5))
+    with caplog.at_level("WARNING"):
+        asyncio.run(asyncio.wait_for(eater._run(1), 5))
     assert eater.dumplings_eaten == 0
+    messages = [r.getMessage() for r in caplog.records]
+    # It never had a connection to lose: it says it could not connect, and where.
+    assert not [m for m in messages if "Lost connection" in m], messages
+    assert [m for m in messages
+            if "Could not connect to dumpling hub at" in m and str(port) in m], messages
 
 
 def test_count_closes_with_4102(hub):

@@ -271,8 +271,12 @@ class DumplingEater:
         failures = 0
         connected_once = False
         while True:
+            # Whether this attempt reached the hub: only then is a failure a lost
+            # connection (one that never connected "could not connect").
+            in_session = False
             try:
                 async with self.link.connect(self.hub_ws) as websocket:
+                    in_session = True
                     await websocket.send(json.dumps(self._hello()))
                     self._seam = self.last_seq
                     failures = 0
@@ -317,10 +321,15 @@ class DumplingEater:
                         "{}: There was a problem with the dumpling hub connection. "
                         "Is nd-hub available?".format(self.name))
             failures += 1
+            if in_session:
+                what = "Lost connection to dumpling hub"
+            elif connected_once:
+                what = "Could not reconnect to dumpling hub at {}".format(self.hub_ws)
+            else:
+                what = "Could not connect to dumpling hub at {}".format(self.hub_ws)
             if not self.reconnect or (self.max_retries is not None
                                       and failures > self.max_retries):
-                self.logger.warning("{}: Lost connection to dumpling hub: {}".format(
-                    self.name, reason))
+                self.logger.warning("{}: {}: {}".format(self.name, what, reason))
                 if connected_once:
                     self.logger.warning("{}: Done eating dumplings.".format(self.name))
                 return
@@ -328,8 +337,8 @@ class DumplingEater:
                 # Fail over to the next hub of the list (resume continues there).
                 self.hub_ws = self.hubs[(self.hubs.index(self.hub_ws) + 1) % len(self.hubs)]
             delay = min(self.backoff_max, self.backoff_initial * (2 ** (failures - 1)))
-            self.logger.warning("{}: Lost connection to dumpling hub: {}; retrying in "
-                                "{:.1f} s".format(self.name, reason, delay))
+            self.logger.warning("{}: {}: {}; retrying in {:.1f} s".format(
+                self.name, what, reason, delay))
             await asyncio.sleep(delay)
 
     @staticmethod
