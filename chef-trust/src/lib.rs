@@ -18,12 +18,38 @@
 //! * **Key id**: the first 8 bytes of SHA-256 over the raw 32-byte public key, as 16 hex
 //!   digits: short enough for a log line, stable, the same for everyone.
 //! * **Signature** `CHEF.wasm.sig` beside the component: one JSON object
-//!   `{"format": "netdumplings-chef-signature-v1", "key_id", "public_key" (hex),
-//!   "sha256" (hex, of the component), "signature" (hex, 64 bytes)}`. The signed message is
-//!   `"netdumplings-chef-signature-v1\n"` followed by the 32 raw bytes of the component's
-//!   SHA-256 (a domain prefix, so a chef signature can never be replayed as any other
-//!   ed25519-signed statement). Hex fields hold hex digits only, and signatures are checked
-//!   with ed25519-dalek's `verify_strict` (no small-order or non-canonical points).
+//!   `{"format": "netdumplings-chef-signature-v2", "key_id", "public_key" (hex),
+//!   "file_name", "signed_at", "sha256" (hex, of the component), "signature" (hex, 64
+//!   bytes)}`. `file_name` is the base name the chef is signed for (`dns.wasm`: UTF-8, 1 to
+//!   255 bytes, no `/`, no NUL, not `.` or `..`); `signed_at` is the signer's clock in Unix
+//!   seconds (`nd-chef sign --signed-at N` sets it, for tests and reproducible builds). The
+//!   signed message is, byte for byte:
+//!
+//!   ```text
+//!   "netdumplings-chef-signature-v2\n"     31 bytes, the domain prefix
+//!   len(file_name)                         4 bytes, unsigned big-endian
+//!   file_name                              len(file_name) bytes, UTF-8
+//!   signed_at                              8 bytes, unsigned big-endian
+//!   SHA-256 of the component               32 raw bytes
+//!   ```
+//!
+//!   The length prefix makes the split unambiguous (no name/time pair reads as another).
+//!   A kitchen accepts a v2 signature only for a file of that base name (a signed chef
+//!   copied to another name is refused), and refuses a version signed earlier than one it
+//!   already ran under the same key and file name (a rollback; `kitchen/src/chef_host/
+//!   rollback.rs`): to go back to an older build on purpose, sign it again (a new
+//!   `signed_at`).
+//! * **Signature, v1** (`"format": "netdumplings-chef-signature-v1"`, no `file_name` nor
+//!   `signed_at`): the signed message is `"netdumplings-chef-signature-v1\n"` followed by the
+//!   32 raw bytes of the component's SHA-256. Still verified, for existing deployments, but
+//!   it binds neither a file name nor a time: whoever can write the chef folder can put back
+//!   an older signed version or copy a signed chef under another name. A kitchen warns about
+//!   every v1-signed chef it loads, and refuses one for a file name whose v2-signed version
+//!   it already ran. `nd-chef sign` writes v2 only.
+//!
+//! In both formats the domain prefix keeps a chef signature from ever being replayed as any
+//! other ed25519-signed statement. Hex fields hold hex digits only, and signatures are
+//! checked with ed25519-dalek's `verify_strict` (no small-order or non-canonical points).
 //!
 //! Why a detached file and not a custom section: the component stays byte-for-byte what
 //! the build produced, so its SHA-256 (the chef's provenance) is the same signed or not,
@@ -43,8 +69,13 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The `format` of a signature file, and the domain prefix of the signed message.
-pub const SIGNATURE_FORMAT: &str = "netdumplings-chef-signature-v1";
+/// The `format` of the signature files `nd-chef sign` writes, and the domain prefix of
+/// their signed message.
+pub const SIGNATURE_FORMAT: &str = "netdumplings-chef-signature-v2";
+/// The older format (no file name, no signing time): still verified, never written.
+pub const SIGNATURE_FORMAT_V1: &str = "netdumplings-chef-signature-v1";
+/// Longest file name a signature can be made for (`NAME_MAX` on Linux).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
 /// Extension appended to the component's file name: `chef.wasm` → `chef.wasm.sig`.
 pub const SIGNATURE_SUFFIX: &str = ".sig";
 /// Extension of the public keys a kitchen trusts.
@@ -118,12 +149,71 @@ pub fn chef_of_signature(sig: &Path) -> Option<PathBuf> {
     chef.ends_with(".wasm").then(|| PathBuf::from(chef))
 }
 
-fn message(component_sha256: &[u8; 32]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SIGNATURE_FORMAT.len() + 33);
-    m.extend_from_slice(SIGNATURE_FORMAT.as_bytes());
+/// The v1 signed message: prefix, newline, the 32 hash bytes.
+fn message_v1(component_sha256: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIGNATURE_FORMAT_V1.len() + 33);
+    m.extend_from_slice(SIGNATURE_FORMAT_V1.as_bytes());
     m.push(b'\n');
     m.extend_from_slice(component_sha256);
     m
+}
+
+/// The v2 signed message (see the crate documentation): prefix, newline, the file name's
+/// length (u32, big-endian) and bytes, `signed_at` (u64, big-endian), the 32 hash bytes.
+/// `file_name` is at most [`MAX_FILE_NAME_BYTES`] long (checked before this is called), so
+/// the length always fits.
+pub fn message_v2(file_name: &str, signed_at: u64, component_sha256: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIGNATURE_FORMAT.len() + 1 + 4 + file_name.len() + 8 + 32);
+    m.extend_from_slice(SIGNATURE_FORMAT.as_bytes());
+    m.push(b'\n');
+    m.extend_from_slice(&(file_name.len() as u32).to_be_bytes());
+    m.extend_from_slice(file_name.as_bytes());
+    m.extend_from_slice(&signed_at.to_be_bytes());
+    m.extend_from_slice(component_sha256);
+    m
+}
+
+/// Why `name` cannot be the file name a chef is signed for, if it cannot: a base name
+/// (no `/`, not `.` or `..`), no NUL, 1 to [`MAX_FILE_NAME_BYTES`] bytes.
+pub fn file_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        Some("not a file name")
+    } else if name.len() > MAX_FILE_NAME_BYTES {
+        Some("longer than 255 bytes")
+    } else if name.contains('/') || name.contains('\0') {
+        Some("a file name has no '/' and no NUL")
+    } else {
+        None
+    }
+}
+
+/// The base name of `chef` as the text a signature names, or why it cannot be signed for.
+pub fn signed_file_name(chef: &Path) -> Result<String, SignError> {
+    let bad = |why: &'static str| SignError::FileName {
+        name: escape_path(chef),
+        why,
+    };
+    let name = chef.file_name().ok_or_else(|| bad("no file name"))?;
+    let name = name
+        .to_str()
+        .ok_or_else(|| bad("the file name is not UTF-8"))?;
+    match file_name_problem(name) {
+        Some(why) => Err(bad(why)),
+        None => Ok(name.to_owned()),
+    }
+}
+
+/// Why a chef cannot be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// Its file name cannot be put in a signature.
+    #[error("cannot sign for the file name {name}: {why}")]
+    FileName {
+        /// The path (escaped).
+        name: String,
+        /// What is wrong.
+        why: &'static str,
+    },
 }
 
 /// Problems with key files.
@@ -161,6 +251,8 @@ fn invalid(path: &Path, why: impl Into<String>) -> KeyError {
 }
 
 pub use bounded_read::read_bounded;
+/// The key types, for callers that make or check keys without depending on ed25519-dalek.
+pub use ed25519_dalek::{SigningKey as Ed25519SigningKey, VerifyingKey as Ed25519VerifyingKey};
 
 fn read_text(path: &Path, limit: u64) -> Result<String, KeyError> {
     let bytes = read_bounded(path, limit).map_err(|error| KeyError::Io {
@@ -362,29 +454,84 @@ pub fn write_file_atomically(out: &Path, bytes: &[u8], mode: u32) -> Result<(), 
 /// The content of a `CHEF.wasm.sig` file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignatureFile {
-    /// Always [`SIGNATURE_FORMAT`].
+    /// [`SIGNATURE_FORMAT`] (v2), or [`SIGNATURE_FORMAT_V1`].
     pub format: String,
     /// The signer's [`KeyId`].
     pub key_id: String,
     /// The signer's public key, 32 bytes as hex (lets a kitchen without trusted keys still
     /// report who signed; trust comes only from `--trusted-chef-keys`).
     pub public_key: String,
+    /// v2: the base name of the file the chef is signed for (`dns.wasm`). Absent in v1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// v2: when it was signed, Unix seconds of the signer's clock. Absent in v1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<u64>,
     /// SHA-256 of the component, hex.
     pub sha256: String,
     /// The ed25519 signature, 64 bytes as hex.
     pub signature: String,
 }
 
+/// What a v2 signature binds besides the component: the file name and the signing time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedFor {
+    /// The base name of the file it is signed for.
+    pub file_name: String,
+    /// When it was signed (Unix seconds, the signer's clock).
+    pub signed_at: u64,
+}
+
+/// A signature that holds: who signed, and (v2) for which file name and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The signer.
+    pub key_id: KeyId,
+    /// `None` for a v1 signature (which binds neither a name nor a time).
+    pub signed_for: Option<SignedFor>,
+}
+
 impl SignatureFile {
-    /// Sign a component's bytes.
-    pub fn sign(component: &[u8], key: &SigningKey) -> SignatureFile {
+    /// Sign a component's bytes (v2) for the file name `file_name` (a base name, see
+    /// [`file_name_problem`]) at `signed_at` (Unix seconds).
+    pub fn sign(
+        component: &[u8],
+        key: &SigningKey,
+        file_name: &str,
+        signed_at: u64,
+    ) -> Result<SignatureFile, SignError> {
+        if let Some(why) = file_name_problem(file_name) {
+            return Err(SignError::FileName {
+                name: escape_path(Path::new(file_name)),
+                why,
+            });
+        }
         let sha = sha256(component);
-        let signature = key.sign(&message(&sha));
+        let signature = key.sign(&message_v2(file_name, signed_at, &sha));
         let public = key.verifying_key();
-        SignatureFile {
+        Ok(SignatureFile {
             format: SIGNATURE_FORMAT.to_owned(),
             key_id: KeyId::of(&public).to_string(),
             public_key: hex(public.as_bytes()),
+            file_name: Some(file_name.to_owned()),
+            signed_at: Some(signed_at),
+            sha256: hex(&sha),
+            signature: hex(&signature.to_bytes()),
+        })
+    }
+
+    /// Sign in the old v1 format (no file name, no time). `nd-chef sign` never does; this is
+    /// for tests of the kitchen's handling of existing v1 signatures.
+    pub fn sign_v1(component: &[u8], key: &SigningKey) -> SignatureFile {
+        let sha = sha256(component);
+        let signature = key.sign(&message_v1(&sha));
+        let public = key.verifying_key();
+        SignatureFile {
+            format: SIGNATURE_FORMAT_V1.to_owned(),
+            key_id: KeyId::of(&public).to_string(),
+            public_key: hex(public.as_bytes()),
+            file_name: None,
+            signed_at: None,
             sha256: hex(&sha),
             signature: hex(&signature.to_bytes()),
         }
@@ -397,22 +544,44 @@ impl SignatureFile {
         s
     }
 
-    /// Parse a signature file's bytes.
+    /// Parse a signature file's bytes: v2 with its `file_name` and `signed_at`, or v1
+    /// without them (a v1 file carrying either is refused: they would not be signed).
     pub fn parse(bytes: &[u8]) -> Result<SignatureFile, Refusal> {
         let sig: SignatureFile = serde_json::from_slice(bytes)
             .map_err(|e| Refusal::Malformed(format!("not a signature file ({e})")))?;
-        if sig.format != SIGNATURE_FORMAT {
-            return Err(Refusal::Malformed(format!(
-                "unknown signature format {:?} (expected {SIGNATURE_FORMAT:?})",
-                sig.format.chars().take(64).collect::<String>()
-            )));
+        match sig.format.as_str() {
+            SIGNATURE_FORMAT => {
+                let (Some(name), Some(_)) = (&sig.file_name, sig.signed_at) else {
+                    return Err(Refusal::Malformed(
+                        "a v2 signature without its file_name or signed_at".into(),
+                    ));
+                };
+                if let Some(why) = file_name_problem(name) {
+                    return Err(Refusal::Malformed(format!("its file_name is {why}")));
+                }
+            }
+            SIGNATURE_FORMAT_V1 => {
+                if sig.file_name.is_some() || sig.signed_at.is_some() {
+                    return Err(Refusal::Malformed(
+                        "a v1 signature with a file_name or signed_at (v1 does not sign them)"
+                            .into(),
+                    ));
+                }
+            }
+            other => {
+                return Err(Refusal::Malformed(format!(
+                    "unknown signature format {:?} (expected {SIGNATURE_FORMAT:?})",
+                    other.chars().take(64).collect::<String>()
+                )))
+            }
         }
         Ok(sig)
     }
 
-    /// Check this signature against `component`, with the public key it names; returns that
-    /// key's id. Says nothing about trust (see [`TrustedKeys::check`]).
-    pub fn verify(&self, component: &[u8]) -> Result<KeyId, Refusal> {
+    /// Check this signature against `component`, the file `chef` (whose base name a v2
+    /// signature must name), with the public key it names; returns that key's id and what
+    /// it binds. Says nothing about trust (see [`TrustedKeys::check`]).
+    pub fn verify(&self, component: &[u8], chef: &Path) -> Result<Verified, Refusal> {
         let public = named_key(&self.public_key)?;
         let id = KeyId::of(&public);
         if self.key_id != id.to_string() {
@@ -420,11 +589,15 @@ impl SignatureFile {
                 "its key_id does not match its public key (which has key id {id})"
             )));
         }
-        self.verify_with(component, &public)?;
-        Ok(id)
+        self.verify_with(component, &public, chef)
     }
 
-    fn verify_with(&self, component: &[u8], key: &VerifyingKey) -> Result<(), Refusal> {
+    fn verify_with(
+        &self,
+        component: &[u8],
+        key: &VerifyingKey,
+        chef: &Path,
+    ) -> Result<Verified, Refusal> {
         let id = KeyId::of(key);
         let actual = sha256(component);
         let signed = unhex::<32>(&self.sha256)
@@ -439,10 +612,42 @@ impl SignatureFile {
         let signature = unhex::<64>(&self.signature)
             .map(|b| ed25519_dalek::Signature::from_bytes(&b))
             .ok_or_else(|| Refusal::Malformed("its signature is not 128 hex digits".into()))?;
+        let signed_for = match (&self.file_name, self.signed_at) {
+            (Some(name), Some(at)) if self.format == SIGNATURE_FORMAT => Some(SignedFor {
+                file_name: name.clone(),
+                signed_at: at,
+            }),
+            (None, None) if self.format == SIGNATURE_FORMAT_V1 => None,
+            // `parse` refuses these; a hand-built value may not have gone through it.
+            _ => {
+                return Err(Refusal::Malformed(
+                    "its format, file_name and signed_at do not go together".into(),
+                ))
+            }
+        };
+        let message = match &signed_for {
+            Some(s) => message_v2(&s.file_name, s.signed_at, &actual),
+            None => message_v1(&actual),
+        };
         // Strict: refuses small-order keys and `R`, and non-canonical encodings, which
         // plain `verify` accepts (a weak key would then verify forged signatures).
-        key.verify_strict(&message(&actual), &signature)
-            .map_err(|_| Refusal::BadSignature { key_id: id })
+        key.verify_strict(&message, &signature)
+            .map_err(|_| Refusal::BadSignature { key_id: id })?;
+        // After the signature holds: only a genuine signature's name is worth reporting.
+        if let Some(s) = &signed_for {
+            let actual_name = chef.file_name().unwrap_or_default();
+            if actual_name.as_encoded_bytes() != s.file_name.as_bytes() {
+                return Err(Refusal::WrongFile {
+                    key_id: id,
+                    signed_for: escape_path(Path::new(&s.file_name)),
+                    actual: escape_path(Path::new(actual_name)),
+                });
+            }
+        }
+        Ok(Verified {
+            key_id: id,
+            signed_for,
+        })
     }
 }
 
@@ -469,6 +674,16 @@ pub enum Refusal {
         /// The file's hash.
         actual: String,
     },
+    /// A valid v2 signature for a file of another name: the chef was copied or renamed.
+    #[error("signed for the file name {signed_for}, not {actual}: a signed chef copied or renamed to another name is refused; sign it for this name (`nd-chef sign`)")]
+    WrongFile {
+        /// The signer.
+        key_id: KeyId,
+        /// The name it is signed for (escaped).
+        signed_for: String,
+        /// The file's name (escaped).
+        actual: String,
+    },
     /// The signature does not verify.
     #[error("bad signature: it does not verify with the key it names")]
     BadSignature {
@@ -488,6 +703,7 @@ impl Refusal {
     pub fn key_id(&self) -> Option<KeyId> {
         match self {
             Refusal::WrongComponent { key_id, .. }
+            | Refusal::WrongFile { key_id, .. }
             | Refusal::BadSignature { key_id }
             | Refusal::UntrustedKey { key_id } => Some(*key_id),
             _ => None,
@@ -582,16 +798,18 @@ impl TrustedKeys {
         self.keys.iter().map(|(id, (_, p))| (*id, p.as_path()))
     }
 
-    /// Whether `component` carries a valid signature (`signature`: the bytes of its `.sig`,
-    /// `None` when absent) by one of these keys; `sig_path` is for the message.
+    /// Whether `component`, the file `chef`, carries a valid signature (`signature`: the
+    /// bytes of its `.sig`, `None` when absent) by one of these keys. A v2 signature must
+    /// name `chef`'s base name. Rollback is the caller's to judge (it needs memory of what
+    /// ran): see [`Verified::signed_for`].
     pub fn check(
         &self,
         component: &[u8],
         signature: Option<&[u8]>,
-        sig_path: &Path,
-    ) -> Result<KeyId, Refusal> {
+        chef: &Path,
+    ) -> Result<Verified, Refusal> {
         let Some(bytes) = signature else {
-            return Err(Refusal::Unsigned(sig_path.to_owned()));
+            return Err(Refusal::Unsigned(signature_path(chef)));
         };
         let sig = SignatureFile::parse(bytes)?;
         let public = named_key(&sig.public_key)?;
@@ -599,11 +817,10 @@ impl TrustedKeys {
         // Trust is decided by our copy of the key, never by what the file carries.
         let Some((trusted, _)) = self.keys.get(&id) else {
             // Still say whether the signature itself holds: a bad signature is worse news.
-            sig.verify(component)?;
+            sig.verify(component, chef)?;
             return Err(Refusal::UntrustedKey { key_id: id });
         };
-        sig.verify_with(component, trusted)?;
-        Ok(id)
+        sig.verify_with(component, trusted, chef)
     }
 }
 
@@ -631,10 +848,12 @@ mod tests {
     fn signed_unsigned_tampered_and_wrong_key() {
         let chef = b"\0asm\x0d\0\x01\0 pretend component".to_vec();
         let (a, b) = (key(1), key(2));
-        let sig = SignatureFile::sign(&chef, &a).to_text();
+        let sig = SignatureFile::sign(&chef, &a, "c.wasm", 1000)
+            .unwrap()
+            .to_text();
         let ka = trusted(&[&a]);
-        let p = Path::new("c.wasm.sig");
-        let id = ka.check(&chef, Some(sig.as_bytes()), p).unwrap();
+        let p = Path::new("c.wasm");
+        let id = ka.check(&chef, Some(sig.as_bytes()), p).unwrap().key_id;
         assert_eq!(id, KeyId::of(&a.verifying_key()));
         assert_eq!(id.to_string().len(), 16);
         assert!(matches!(
@@ -646,7 +865,9 @@ mod tests {
         let e = ka.check(&tampered, Some(sig.as_bytes()), p).unwrap_err();
         assert!(matches!(e, Refusal::WrongComponent { .. }), "{e}");
         assert_eq!(e.key_id(), Some(id));
-        let by_b = SignatureFile::sign(&chef, &b).to_text();
+        let by_b = SignatureFile::sign(&chef, &b, "c.wasm", 1000)
+            .unwrap()
+            .to_text();
         let e = ka.check(&chef, Some(by_b.as_bytes()), p).unwrap_err();
         assert_eq!(
             e,
@@ -655,7 +876,7 @@ mod tests {
             }
         );
         // A forged signature field: right hash, right key, wrong bytes.
-        let mut forged = SignatureFile::sign(&chef, &a);
+        let mut forged = SignatureFile::sign(&chef, &a, "c.wasm", 1000).unwrap();
         forged.signature = hex(&[7u8; 64]);
         let e = ka
             .check(&chef, Some(forged.to_text().as_bytes()), p)
@@ -664,6 +885,110 @@ mod tests {
         // Garbage.
         let e = ka.check(&chef, Some(b"\x1b[31mnope"), p).unwrap_err();
         assert!(matches!(e, Refusal::Malformed(_)), "{e}");
+    }
+
+    /// The v2 message, byte for byte as the crate documentation describes it.
+    #[test]
+    fn v2_message_bytes() {
+        let sha = [0xabu8; 32];
+        let m = message_v2("dns.wasm", 0x0102_0304_0506_0708, &sha);
+        let mut want = b"netdumplings-chef-signature-v2\n".to_vec();
+        want.extend_from_slice(&[0, 0, 0, 8]);
+        want.extend_from_slice(b"dns.wasm");
+        want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        want.extend_from_slice(&sha);
+        assert_eq!(m, want);
+        // The length prefix: a name ending in digits never reads as another name and time.
+        assert_ne!(message_v2("a", 0x31, &sha), message_v2("a1", 0, &sha));
+    }
+
+    /// A v2 signature binds the file name and the signing time: a copy under another name,
+    /// or a changed `signed_at`, is refused; v1 signatures still verify.
+    #[test]
+    fn v2_binds_the_file_name_and_signing_time_and_v1_still_verifies() {
+        let chef = b"\0asm\x0d\0\x01\0 chef".to_vec();
+        let a = key(1);
+        let ka = trusted(&[&a]);
+        let id = KeyId::of(&a.verifying_key());
+        let sig = SignatureFile::sign(&chef, &a, "dns.wasm", 1_700_000_000).unwrap();
+        let text = sig.to_text();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["format"], SIGNATURE_FORMAT);
+        assert_eq!(json["file_name"], "dns.wasm");
+        assert_eq!(json["signed_at"], 1_700_000_000u64);
+        let v = ka
+            .check(&chef, Some(text.as_bytes()), Path::new("dir/dns.wasm"))
+            .unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                key_id: id,
+                signed_for: Some(SignedFor {
+                    file_name: "dns.wasm".into(),
+                    signed_at: 1_700_000_000
+                })
+            }
+        );
+        // Copied to another name: refused, naming both.
+        let e = ka
+            .check(&chef, Some(text.as_bytes()), Path::new("dir/http.wasm"))
+            .unwrap_err();
+        assert!(matches!(e, Refusal::WrongFile { .. }), "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.contains("dns.wasm") && shown.contains("http.wasm"),
+            "{shown}"
+        );
+        assert_eq!(e.key_id(), Some(id));
+        // The file name edited in the signature file: the signature no longer holds.
+        let mut renamed = sig.clone();
+        renamed.file_name = Some("http.wasm".into());
+        let e = ka
+            .check(
+                &chef,
+                Some(renamed.to_text().as_bytes()),
+                Path::new("http.wasm"),
+            )
+            .unwrap_err();
+        assert!(matches!(e, Refusal::BadSignature { .. }), "{e}");
+        // A tampered signing time (made newer to pass a rollback check): bad signature.
+        let mut later = sig.clone();
+        later.signed_at = Some(1_800_000_000);
+        let e = ka
+            .check(
+                &chef,
+                Some(later.to_text().as_bytes()),
+                Path::new("dns.wasm"),
+            )
+            .unwrap_err();
+        assert!(matches!(e, Refusal::BadSignature { .. }), "{e}");
+        // v2 without its fields, or v1 with them: malformed.
+        let mut bare = sig.clone();
+        bare.signed_at = None;
+        let e = SignatureFile::parse(bare.to_text().as_bytes()).unwrap_err();
+        assert!(matches!(e, Refusal::Malformed(_)), "{e}");
+        let mut v1_plus = SignatureFile::sign_v1(&chef, &a);
+        v1_plus.file_name = Some("dns.wasm".into());
+        let e = SignatureFile::parse(v1_plus.to_text().as_bytes()).unwrap_err();
+        assert!(matches!(e, Refusal::Malformed(_)), "{e}");
+        // v1: still verifies, under any name, and says it binds nothing more.
+        let v1 = SignatureFile::sign_v1(&chef, &a).to_text();
+        assert!(v1.contains(SIGNATURE_FORMAT_V1) && !v1.contains("signed_at"));
+        for name in ["dns.wasm", "other.wasm"] {
+            let v = ka
+                .check(&chef, Some(v1.as_bytes()), Path::new(name))
+                .unwrap();
+            assert_eq!(v.signed_for, None);
+            assert_eq!(v.key_id, id);
+        }
+        // Names that cannot be signed for.
+        for bad in ["", ".", "..", "a/b.wasm", "a\0.wasm", &"x".repeat(256)] {
+            assert!(SignatureFile::sign(&chef, &a, bad, 1).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            signed_file_name(Path::new("/x/y/dns.wasm")).unwrap(),
+            "dns.wasm"
+        );
     }
 
     #[test]
@@ -751,13 +1076,16 @@ mod tests {
         let mut signature = [0u8; 64];
         signature[0] = 1; // R = identity, s = 0
         let forged = SignatureFile {
-            format: SIGNATURE_FORMAT.into(),
+            format: SIGNATURE_FORMAT_V1.into(),
             key_id: KeyId::of(&VerifyingKey::from_bytes(&identity).unwrap()).to_string(),
             public_key: hex(&identity),
+            file_name: None,
+            signed_at: None,
             sha256: hex(&sha256(&chef)),
             signature: hex(&signature),
         };
-        let e = forged.verify(&chef).unwrap_err();
+        let p = Path::new("c.wasm");
+        let e = forged.verify(&chef, p).unwrap_err();
         assert!(matches!(e, Refusal::Malformed(_)), "{e}");
         assert!(e.to_string().contains("weak"), "{e}");
         // Even with the weak key in a trust store (as before the fix), strict verification
@@ -766,11 +1094,10 @@ mod tests {
         let store = TrustedKeys {
             keys: [(KeyId::of(&v), (v, PathBuf::from("weak.pub")))].into(),
         };
-        let p = Path::new("c.wasm.sig");
         assert!(store
             .check(&chef, Some(forged.to_text().as_bytes()), p)
             .is_err());
-        assert!(forged.verify_with(&chef, &v).is_err(), "verify_strict");
+        assert!(forged.verify_with(&chef, &v, p).is_err(), "verify_strict");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -783,15 +1110,11 @@ mod tests {
         }
         let chef = b"\0asm\x0d\0\x01\0 chef".to_vec();
         let a = key(1);
-        let mut sig = SignatureFile::sign(&chef, &a);
+        let mut sig = SignatureFile::sign(&chef, &a, "c.wasm", 1000).unwrap();
         let i = sig.signature.find('0').expect("a 0 digit");
         sig.signature.replace_range(i..i + 1, "+");
         let e = trusted(&[&a])
-            .check(
-                &chef,
-                Some(sig.to_text().as_bytes()),
-                Path::new("c.wasm.sig"),
-            )
+            .check(&chef, Some(sig.to_text().as_bytes()), Path::new("c.wasm"))
             .unwrap_err();
         assert!(matches!(e, Refusal::Malformed(_)), "{e}");
     }

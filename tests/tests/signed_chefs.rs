@@ -81,6 +81,24 @@ fn sign(chef: &Path, key: &Path, output: Option<&Path>) {
     assert_eq!(code, 0, "{text}");
 }
 
+/// `nd-chef-trust sign CHEF --key KEY --signed-at AT [--output OUT]`.
+fn sign_at(chef: &Path, key: &Path, at: u64, output: Option<&Path>) {
+    let at = at.to_string();
+    let mut args = vec![
+        "sign",
+        chef.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--signed-at",
+        &at,
+    ];
+    if let Some(o) = output {
+        args.extend(["--output", o.to_str().unwrap()]);
+    }
+    let (code, text) = trust(&args);
+    assert_eq!(code, 0, "{text}");
+}
+
 fn flip_last_byte(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
     let last = bytes.len() - 1;
@@ -711,7 +729,142 @@ fn trusted_chef_keys_at_start_and_on_hot_reload() {
         .unwrap()
         .iter()
         .any(|n| n.as_str().is_some_and(|n| n.ends_with(".NoopChef"))));
+
+    // Rollback on hot reload: the first build with a signature older than the running
+    // version's is refused (the newer version keeps running)...
+    let old = root.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::copy(fixture("reload_chef"), old.join("good.wasm")).unwrap();
+    sign_at(&old.join("good.wasm"), &a_key, 1000, None);
+    let mark = stderr_len(&k);
+    land(&old.join("good.wasm.sig"), &chefs.join("good.wasm.sig"));
+    land(&old.join("good.wasm"), &good);
+    let l = wait_line(&k, mark, &["good.wasm", "signed at 1000", "a rollback"]);
+    assert!(l.contains("sign it again"), "{l}");
+    // ...and signing it again (now, later than the running version) is how to go back.
+    let mark = stderr_len(&k);
+    sign(&good, &a_key, None);
+    wait_line(&k, mark, &["chef reloaded", "ReloadChef"]);
     drop(feeder);
+}
+
+/// `nd-sniff -l --no-builtin-chefs -d CHEFS --trusted-chef-keys TRUSTED ARGS`: the listing
+/// block of `file` (or of the chef `file` names), and stderr.
+fn list_block(
+    chefs: &Path,
+    trusted: &Path,
+    args: &[&std::ffi::OsStr],
+    file: &str,
+) -> (String, String) {
+    let mut all = vec![os("-d"), os(chefs), os("--trusted-chef-keys"), os(trusted)];
+    all.extend_from_slice(args);
+    let (code, out, err) = sniff_list(&all);
+    assert_eq!(code, 0, "{out}{err}");
+    let block = out
+        .split("\n\n")
+        .find(|b| b.contains(file))
+        .unwrap_or_else(|| panic!("{file} not listed:\n{out}\n{err}"))
+        .to_owned();
+    (block, err)
+}
+
+/// Signature v2: an older signed build put back is refused (also after a restart: the
+/// memory is kept in the compiled-chef cache folder), re-signing it is how to go back, a
+/// signed chef copied under another name is refused, and v1 signatures load with a warning
+/// until a v2 version of that file ran.
+#[test]
+fn rollbacks_and_copies_under_another_name_are_refused() {
+    let root = scratch("rollback");
+    let (chefs, trusted, cache) = (root.join("chefs"), root.join("trusted"), root.join("cache"));
+    let (old, new) = (root.join("old"), root.join("new"));
+    for d in [&chefs, &trusted, &old, &new] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let a = keygen(&root.join("a"));
+    std::fs::copy(root.join("a.pub"), trusted.join("a.pub")).unwrap();
+    let a_key = root.join("a.key");
+    std::fs::copy(fixture("reload_chef"), old.join("good.wasm")).unwrap();
+    sign_at(&old.join("good.wasm"), &a_key, 1000, None);
+    std::fs::copy(fixture("reload_chef_v2"), new.join("good.wasm")).unwrap();
+    sign_at(&new.join("good.wasm"), &a_key, 2000, None);
+    let sig: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("good.wasm.sig")).unwrap()).unwrap();
+    assert_eq!(sig["format"], "netdumplings-chef-signature-v2");
+    assert_eq!(sig["file_name"], "good.wasm");
+    assert_eq!(sig["signed_at"], 2000);
+    let good = chefs.join("good.wasm");
+    let put = |from: &Path| {
+        land(&from.join("good.wasm.sig"), &chefs.join("good.wasm.sig"));
+        land(&from.join("good.wasm"), &good);
+    };
+    let with_cache = [os("--chef-cache-dir"), os(&cache)];
+
+    // The newer build runs (one kitchen run)...
+    put(&new);
+    let (b, _) = list_block(&chefs, &trusted, &with_cache, "ReloadChef");
+    assert!(b.contains(&format!("signed:   key {a} (trusted)")), "{b}");
+    assert!(cache.join("signed-chef-versions.json").is_file());
+    // ...so in the next run the older one is a rollback.
+    put(&old);
+    let (b, _) = list_block(&chefs, &trusted, &with_cache, "good.wasm");
+    assert!(
+        b.contains("untrusted chef refused")
+            && b.contains("signed at 1000")
+            && b.contains("signed at 2000")
+            && b.contains("a rollback"),
+        "{b}"
+    );
+    // Without the cache the memory is for one run only, and the warning says so.
+    let (b, err) = list_block(&chefs, &trusted, &[os("--no-chef-cache")], "ReloadChef");
+    assert!(b.contains("(trusted)"), "{b}");
+    assert!(err.contains("kept for this run only"), "{err}");
+    // Going back on purpose: sign the older build again.
+    sign_at(&good, &a_key, 3000, None);
+    let (b, _) = list_block(&chefs, &trusted, &with_cache, "ReloadChef");
+    assert!(
+        b.contains(&format!("sha256:   {}", sha256_hex(&old.join("good.wasm")))),
+        "{b}"
+    );
+    assert!(b.contains("(trusted)"), "{b}");
+
+    // A signed chef copied under another name.
+    let copy = chefs.join("copy.wasm");
+    std::fs::copy(&good, &copy).unwrap();
+    std::fs::copy(chefs.join("good.wasm.sig"), chefs.join("copy.wasm.sig")).unwrap();
+    let (b, _) = list_block(&chefs, &trusted, &with_cache, "copy.wasm");
+    assert!(
+        b.contains("untrusted chef refused")
+            && b.contains("signed for the file name good.wasm, not copy.wasm"),
+        "{b}"
+    );
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::remove_file(chefs.join("copy.wasm.sig")).unwrap();
+
+    // A v1 signature (older deployments): loads, with a warning naming the file...
+    let legacy = chefs.join("legacy.wasm");
+    std::fs::copy(fixture("echo_chef"), &legacy).unwrap();
+    let key = chef_trust::read_signing_key(&a_key).unwrap();
+    let v1 = chef_trust::SignatureFile::sign_v1(&std::fs::read(&legacy).unwrap(), &key).to_text();
+    std::fs::write(chefs.join("legacy.wasm.sig"), &v1).unwrap();
+    let (b, err) = list_block(&chefs, &trusted, &with_cache, "EchoChef");
+    assert!(b.contains("(trusted)"), "{b}");
+    assert!(
+        err.contains("legacy.wasm")
+            && err.contains("old v1 signature")
+            && err.contains("not protected against")
+            && err.contains("nd-chef sign"),
+        "{err}"
+    );
+    // ...until a v2-signed version of that file has run: then a v1 signature is a way back.
+    sign_at(&legacy, &a_key, 5000, None);
+    let (b, _) = list_block(&chefs, &trusted, &with_cache, "EchoChef");
+    assert!(b.contains("(trusted)"), "{b}");
+    std::fs::write(chefs.join("legacy.wasm.sig"), &v1).unwrap();
+    let (b, _) = list_block(&chefs, &trusted, &with_cache, "legacy.wasm");
+    assert!(
+        b.contains("untrusted chef refused") && b.contains("v1") && b.contains("a rollback"),
+        "{b}"
+    );
 }
 
 /// `nd-sniff -l --no-builtin-chefs ARGS`: (exit code, stdout, stderr).
@@ -832,7 +985,7 @@ fn signing_never_writes_through_a_planted_link() {
     sign(&chef, &root.join("a.key"), None);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     let sig = std::fs::read_to_string(chefs.join("new_chef.wasm.sig")).unwrap();
-    assert!(sig.contains("netdumplings-chef-signature-v1"), "{sig}");
+    assert!(sig.contains("netdumplings-chef-signature-v2"), "{sig}");
     // A link at the signature's own name is replaced, not written through.
     std::fs::remove_file(chefs.join("new_chef.wasm.sig")).unwrap();
     std::os::unix::fs::symlink(&victim, chefs.join("new_chef.wasm.sig")).unwrap();

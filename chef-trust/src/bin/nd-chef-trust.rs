@@ -37,7 +37,10 @@ enum Command {
         out: PathBuf,
     },
     /// Sign a chef component: writes CHEF.wasm.sig beside it (atomically: written aside,
-    /// then renamed), or to --output.
+    /// then renamed), or to --output. The signature (format v2) binds the component's
+    /// SHA-256, its file name (a kitchen refuses it under any other name) and the signing
+    /// time (a kitchen refuses a version signed earlier than one it already ran: to go back
+    /// to an older build on purpose, sign it again).
     Sign {
         /// The component (`.wasm`).
         chef: PathBuf,
@@ -47,6 +50,14 @@ enum Command {
         /// Where to write the signature (default: CHEF.wasm.sig).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// The signing time to record, Unix seconds (default: now). For tests and
+        /// reproducible builds; a kitchen refuses a version signed earlier than one it ran.
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        signed_at: Option<u64>,
+        /// The file name to sign the chef for (default: CHEF's own base name). The kitchen
+        /// runs it only under this name: use it when the file is deployed under another name.
+        #[arg(long, value_name = "NAME")]
+        file_name: Option<String>,
     },
     /// Check a chef's signature against the trusted keys in DIR (exit 0 trusted, 1 not), as
     /// `nd-sniff --trusted-chef-keys DIR` would.
@@ -89,14 +100,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 escape_path(&public)
             );
         }
-        Command::Sign { chef, key, output } => {
+        Command::Sign {
+            chef,
+            key,
+            output,
+            signed_at,
+            file_name,
+        } => {
+            let file_name = match file_name {
+                Some(n) => n,
+                None => chef_trust::signed_file_name(&chef)?,
+            };
+            let signed_at = match signed_at {
+                Some(t) => t,
+                None => std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .context("the clock is before 1970; give --signed-at")?
+                    .as_secs(),
+            };
             let key = read_signing_key(&key)?;
             let bytes = read_bounded(&chef, MAX_CHEF_BYTES)
                 .with_context(|| format!("cannot read {}", escape_path(&chef)))?;
             if !bytes.starts_with(b"\0asm") {
                 bail!("{} is not a WebAssembly file", escape_path(&chef));
             }
-            let sig = SignatureFile::sign(&bytes, &key);
+            let sig = SignatureFile::sign(&bytes, &key, &file_name, signed_at)?;
             let out = output.unwrap_or_else(|| signature_path(&chef));
             // Not `CHEF.wasm.sig.tmp` opened with O_TRUNC: whoever can write the chef
             // folder could plant that name as a link to any file, and the signer (root,
@@ -104,9 +132,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_file_atomically(&out, sig.to_text().as_bytes(), 0o644)
                 .with_context(|| format!("cannot write the signature {}", escape_path(&out)))?;
             println!(
-                "signed {} (sha256 {}) with key id {} -> {}",
+                "signed {} (sha256 {}) for the file name {} at {signed_at} with key id {} -> {}",
                 escape_path(&chef),
                 sig.sha256,
+                escape_path(std::path::Path::new(&file_name)),
                 sig.key_id,
                 escape_path(&out)
             );
@@ -115,11 +144,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let keys = TrustedKeys::load_dir(&trusted_keys)?;
             let bytes = read_bounded(&chef, MAX_CHEF_BYTES)
                 .with_context(|| format!("cannot read {}", escape_path(&chef)))?;
-            let sig_path = signature_path(&chef);
             let verdict =
-                read_signature(&chef).and_then(|sig| keys.check(&bytes, sig.as_deref(), &sig_path));
+                read_signature(&chef).and_then(|sig| keys.check(&bytes, sig.as_deref(), &chef));
             match verdict {
-                Ok(id) => println!("trusted: {} signed by key id {id}", escape_path(&chef)),
+                Ok(v) => match v.signed_for {
+                    Some(s) => println!(
+                        "trusted: {} signed by key id {} at {} (Unix seconds)",
+                        escape_path(&chef),
+                        v.key_id,
+                        s.signed_at
+                    ),
+                    None => println!(
+                        "trusted: {} signed by key id {} (an old v1 signature: no file name, \
+                         no signing time, so not protected against rollback or renaming; \
+                         sign it again with `nd-chef sign`)",
+                        escape_path(&chef),
+                        v.key_id
+                    ),
+                },
                 Err(e) => {
                     println!(
                         "refused: {}: {} (key id {})",

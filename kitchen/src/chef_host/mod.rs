@@ -52,6 +52,7 @@ pub mod output_budget;
 pub mod packed_json;
 pub mod packet_answer;
 pub mod poll;
+pub mod rollback;
 pub mod signature;
 pub mod state;
 pub mod wire;
@@ -172,7 +173,10 @@ impl ChefHost {
     }
 
     /// Require chef files to be signed by trusted keys (`--trusted-chef-keys`), from now on.
-    pub fn set_trust(&mut self, trust: ChefTrust) {
+    /// The rollback memory of signed chefs is kept in the compiled-chef cache folder (only
+    /// this user can write it), or for this run only when the cache is off (with a warning).
+    pub fn set_trust(&mut self, mut trust: ChefTrust) {
+        trust.remember_in(self.cache_dir());
         self.trust = trust;
     }
 
@@ -220,7 +224,7 @@ impl ChefHost {
     /// check imports/exports, pre-instantiate, instantiate, `describe`.
     pub fn load(&self, source: ChefSource, wasm: &[u8]) -> Result<LoadedChef, LoadError> {
         // Before anything parses the bytes: an untrusted file gets no further.
-        let provenance = self.trust.check(&source, wasm)?;
+        let (provenance, accepted) = self.trust.check(&source, wasm)?;
         admission::check_binary(wasm)?;
         inspect::check_sizes(wasm, &self.limits)?;
         // The built-in chefs are part of this binary (trusted, known to compile quickly):
@@ -259,6 +263,11 @@ impl ChefHost {
         };
         let mut chef = LoadedChef::start(&self.engine, pre, &self.limits, source, env)?;
         chef.set_provenance(provenance);
+        // Only now, with the version loaded: a version merely checked (or refused later in
+        // the load) must not raise the rollback mark and lock out the one running.
+        if let Some(a) = &accepted {
+            self.trust.accepted(a);
+        }
         Ok(chef)
     }
 }

@@ -16,6 +16,12 @@
 //! Built-in chefs are compiled into `nd-sniff` itself: they are as trusted as the binary and
 //! need no signature.
 //!
+//! Signature format v2 also binds the file name (a signed chef copied to another name is
+//! refused) and the signing time: a version signed earlier than one already run under the
+//! same key and file name is refused as a rollback ([`super::rollback`], which keeps those
+//! marks across restarts in the compiled-chef cache folder). A v1 signature still loads,
+//! with a warning (it is not protected against either).
+//!
 //! Hot reload: the chef and its signature are two files that land separately (a new
 //! `chef.wasm`, then its new `chef.wasm.sig`, or the other way round). The loader treats the
 //! pair as one version ([`version`]): a change to either re-checks the chef. In the window
@@ -23,10 +29,12 @@
 //! version keeps running) and it loads as soon as the matching file lands.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use chef_trust::{read_signature, signature_path, SignatureFile, TrustedKeys};
+use chef_trust::{read_signature, SignatureFile, TrustedKeys};
 use sha2::{Digest, Sha256};
 
+use super::rollback::{Accepted, RollbackMemory};
 use super::{ChefSource, LoadError};
 
 /// Where a running chef's code came from.
@@ -42,12 +50,51 @@ pub struct Provenance {
 #[derive(Debug, Clone, Default)]
 pub struct ChefTrust {
     keys: Option<TrustedKeys>,
+    /// The newest signed version accepted per (key, file name): shared by every clone (the
+    /// hot-reload workers), in memory until [`Self::remember_in`] gives it a file.
+    rollback: Arc<RollbackMemory>,
 }
 
 impl ChefTrust {
-    /// Only chef files signed by one of `keys` run.
+    /// Only chef files signed by one of `keys` run. The rollback memory is for this run
+    /// only until [`Self::remember_in`].
     pub fn enforcing(keys: TrustedKeys) -> Self {
-        ChefTrust { keys: Some(keys) }
+        ChefTrust {
+            keys: Some(keys),
+            rollback: Arc::new(RollbackMemory::in_memory()),
+        }
+    }
+
+    /// Keep the rollback memory in the folder `dir` (the compiled-chef cache folder, which
+    /// only this user can write), read now; `None`: in memory for this run only, said once
+    /// in a warning. Nothing to do when not enforcing.
+    pub fn remember_in(&mut self, dir: Option<&Path>) {
+        if !self.is_enforcing() {
+            return;
+        }
+        self.rollback = Arc::new(match dir {
+            Some(d) => RollbackMemory::in_dir(d),
+            None => {
+                tracing::warn!(
+                    "signed chefs: no compiled-chef cache folder (--no-chef-cache, or no \
+                     usable folder), so the rollback memory (the newest signing time run per \
+                     key and chef file) is kept for this run only: after a restart an older \
+                     signed version of a chef is not refused; --chef-cache-dir DIR keeps it"
+                );
+                RollbackMemory::in_memory()
+            }
+        });
+    }
+
+    /// The rollback memory (tests, diagnostics).
+    pub fn rollback(&self) -> &RollbackMemory {
+        &self.rollback
+    }
+
+    /// Record a version that loaded (after [`Self::check`] passed it): its signing time is
+    /// the new mark for its key and file name.
+    pub fn accepted(&self, accepted: &Accepted) {
+        self.rollback.accept(accepted);
     }
 
     /// Whether signatures are required.
@@ -60,16 +107,24 @@ impl ChefTrust {
         self.keys.as_ref()
     }
 
-    /// Check the chef from `source` whose bytes are `wasm`: its provenance, or why it may
-    /// not run.
-    pub fn check(&self, source: &ChefSource, wasm: &[u8]) -> Result<Provenance, LoadError> {
+    /// Check the chef from `source` whose bytes are `wasm`: its provenance and, for a v2
+    /// signature when enforcing, what to record with [`Self::accepted`] once it loaded; or
+    /// why it may not run (including a rollback).
+    pub fn check(
+        &self,
+        source: &ChefSource,
+        wasm: &[u8],
+    ) -> Result<(Provenance, Option<Accepted>), LoadError> {
         let sha256 = chef_trust::hex(&chef_trust::sha256(wasm));
         let ChefSource::File(path) = source else {
             // Built-ins: trusted as part of the binary.
-            return Ok(Provenance {
-                sha256,
-                key_id: None,
-            });
+            return Ok((
+                Provenance {
+                    sha256,
+                    key_id: None,
+                },
+                None,
+            ));
         };
         let untrusted = |e: chef_trust::Refusal| LoadError::Untrusted {
             key_id: e
@@ -78,18 +133,26 @@ impl ChefTrust {
             reason: e.to_string(),
         };
         let signature = read_signature(path);
+        let mut accepted = None;
         let key_id = match &self.keys {
             Some(keys) => {
                 let signature = signature.map_err(untrusted)?;
-                let id = keys
-                    .check(wasm, signature.as_deref(), &signature_path(path))
+                let v = keys
+                    .check(wasm, signature.as_deref(), path)
                     .map_err(untrusted)?;
-                Some(id.to_string())
+                accepted = self
+                    .rollback
+                    .judge(path, &sha256, v.key_id, v.signed_for.as_ref())
+                    .map_err(|reason| LoadError::Untrusted {
+                        reason,
+                        key_id: v.key_id.to_string(),
+                    })?;
+                Some(v.key_id.to_string())
             }
             None => match signature {
                 Ok(Some(bytes)) => {
-                    match SignatureFile::parse(&bytes).and_then(|s| s.verify(wasm)) {
-                        Ok(id) => Some(id.to_string()),
+                    match SignatureFile::parse(&bytes).and_then(|s| s.verify(wasm, path)) {
+                        Ok(v) => Some(v.key_id.to_string()),
                         Err(e) => {
                             tracing::debug!(file = %path.display(), reason = %e,
                                 "chef signature not valid (not enforced without --trusted-chef-keys)");
@@ -100,7 +163,7 @@ impl ChefTrust {
                 _ => None,
             },
         };
-        Ok(Provenance { sha256, key_id })
+        Ok((Provenance { sha256, key_id }, accepted))
     }
 }
 
