@@ -132,6 +132,26 @@ impl ChildGuard {
         signal(self.child.id(), "STOP");
     }
 
+    /// Interrupt (SIGINT) and wait for the end within `limit`, interrupting once more half
+    /// way: for the original Python tools, whose first Ctrl-C only cancels their asyncio
+    /// task, which can be swallowed while it waits inside the websockets library (seen
+    /// once, on a loaded machine: no word and no exit within 20 s). A second Ctrl-C is what
+    /// their users press; what is checked afterwards is their output.
+    pub fn interrupt_twice_and_wait(mut self, limit: Duration) -> Output {
+        self.interrupt();
+        let deadline = Instant::now() + limit / 2;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            self.interrupt();
+        }
+        self.wait_output(limit / 2)
+    }
+
     /// Wait for the process to end within `limit`; returns its output, or panics (after
     /// killing it) when it is still running.
     pub fn wait_output(mut self, limit: Duration) -> Output {

@@ -73,9 +73,8 @@ async fn original_nd_print_works_against_our_hub_and_matches_ours() {
     k.send(Message::text(PACKET)).await.unwrap();
     k.send(Message::text(INTERVAL)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    theirs.interrupt();
     ours.interrupt();
-    let theirs = theirs.wait_output(T);
+    let theirs = theirs.interrupt_twice_and_wait(T);
     let ours = ours.wait_output(T);
     let theirs_out = String::from_utf8_lossy(&theirs.stdout);
     let ours_out = String::from_utf8_lossy(&ours.stdout);
