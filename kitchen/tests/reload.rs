@@ -672,6 +672,44 @@ fn two_chef_files_that_swap_contents_settle_once_both_changed() {
     assert_eq!(d.chefs().len(), 1);
 }
 
+/// A chef file that never loaded, then removed: its failures were kept (and sent in every
+/// `KitchenStatusChef`, and printed at exit) for good; a probe's folder churn left 1 800
+/// entries for files long gone and a 248 KB status dumpling.
+#[test]
+fn a_removed_file_that_never_loaded_leaves_no_load_failure() {
+    use kitchen::chefs::reload::{apply, Applied, ReloadEvent, ReloadPolicy};
+    use kitchen::dispatch::{ClockMode, Dispatcher};
+    use kitchen::outputs::status::StatusDetail;
+
+    let mut d = Dispatcher::new(
+        "k",
+        vec![slot(load_fixture(&host(), "port_chef"))],
+        Duration::from_secs(3600),
+        ClockMode::Replay,
+        Box::new(Collect::default()),
+    );
+    let policy = ReloadPolicy::default();
+    for i in 0..50 {
+        let path = PathBuf::from(format!("/nonexistent/chefs/broken-{i}.wasm"));
+        let failed = ReloadEvent::Failed {
+            path: path.clone(),
+            error: "not a WebAssembly file".into(),
+        };
+        assert_eq!(apply(&mut d, failed, &policy).unwrap(), Applied::Unchanged);
+        let report = d.status_report(StatusDetail::Deterministic);
+        assert_eq!(report.load_failures.len(), 1, "{:?}", report.load_failures);
+        let removed = ReloadEvent::Removed { path };
+        assert_eq!(apply(&mut d, removed, &policy).unwrap(), Applied::Unchanged);
+        let report = d.status_report(StatusDetail::Deterministic);
+        assert!(
+            report.load_failures.is_empty(),
+            "{:?}",
+            report.load_failures
+        );
+    }
+    assert_eq!(d.chefs().len(), 1, "the running chef is untouched");
+}
+
 /// A file whose chef was quarantined, rewritten again and again with versions that fail at
 /// once, bought one failing call per version. A new version now waits 10 s of kitchen time
 /// after the last failure (doubling per quarantine) before it is called at all.

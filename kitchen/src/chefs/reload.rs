@@ -281,16 +281,35 @@ impl Workers {
 }
 
 /// The latest event number per file: a load finishing after a newer event for its file
-/// (a newer version, a removal) is dropped instead of sent.
+/// (a newer version, a removal) is dropped instead of sent. Numbers come from one counter
+/// for all files, so a removed file's entry can be forgotten ([`Generations::forget`]: the
+/// map holds the files that exist, not every name ever seen) without a later event of a
+/// file of the same name ever reusing a number an old load still holds.
 #[derive(Clone, Default)]
-struct Generations(Arc<Mutex<HashMap<PathBuf, u64>>>);
+struct Generations(Arc<Mutex<(u64, HashMap<PathBuf, u64>)>>);
 
 impl Generations {
     fn bump(&self, path: &Path) -> u64 {
         let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = g.entry(path.to_owned()).or_insert(0);
-        *n += 1;
-        *n
+        g.0 += 1;
+        let n = g.0;
+        g.1.insert(path.to_owned(), n);
+        n
+    }
+
+    /// Forget `path` (removed): any load still running for it is then stale.
+    fn forget(&self, path: &Path) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .remove(path);
+    }
+
+    /// Files with an entry (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).1.len()
     }
 
     /// Send `event` if `generation` is still the file's latest (under the lock, so sends
@@ -303,7 +322,7 @@ impl Generations {
         event: ReloadEvent,
     ) -> bool {
         let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if g.get(path) != Some(&generation) {
+        if g.1.get(path) != Some(&generation) {
             return true;
         }
         out.send(event).is_ok()
@@ -443,9 +462,11 @@ impl Loader {
             if self.versions.remove(&path).is_some() {
                 let generation = self.generations.bump(&path);
                 let event = ReloadEvent::Removed { path: path.clone() };
-                return self
+                let sent = self
                     .generations
                     .send_if_current(&path, generation, &self.out, event);
+                self.generations.forget(&path);
+                return sent;
             }
             return true;
         }
@@ -793,13 +814,15 @@ fn apply_event(
             Ok(Outcome::Done(Applied::Unchanged))
         }
         ReloadEvent::Removed { path } => {
+            // A file that never loaded has only its failures to forget (they were kept, and
+            // reported in every status, for files long gone).
+            d.status_inputs().clear_load_failures(&escape_path(&path));
             let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, &path)) else {
                 return Ok(Outcome::Done(Applied::Unchanged));
             };
             let (slot, _) = d.retire_chef(i)?;
             tracing::info!(file = %escape_path(&path), chef = slot.chef.name(),
                 "chef file removed; chef stopped (after its final interval dumpling)");
-            d.status_inputs().clear_load_failures(&escape_path(&path));
             Ok(Outcome::Done(Applied::Removed(slot.chef.name().to_owned())))
         }
         ReloadEvent::Ready {
@@ -973,4 +996,40 @@ pub fn apply_pending(
         apply_with(d, event, policy, parked)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_file_is_forgotten_and_its_old_loads_stay_stale() {
+        let g = Generations::default();
+        let (tx, rx) = mpsc::channel();
+        let path = PathBuf::from("/nonexistent/chefs/a.wasm");
+        let failed = || ReloadEvent::Failed {
+            path: path.clone(),
+            error: "old".into(),
+        };
+        // A load starts, the file is removed (the removal is sent), then forgotten.
+        let old_load = g.bump(&path);
+        let removal = g.bump(&path);
+        assert!(g.send_if_current(
+            &path,
+            removal,
+            &tx,
+            ReloadEvent::Removed { path: path.clone() }
+        ));
+        g.forget(&path);
+        assert_eq!(g.len(), 0, "a removed file keeps no entry");
+        // The file comes back: its new event's number is new, so the old load, finishing
+        // now, is still dropped.
+        let new_load = g.bump(&path);
+        assert_ne!(new_load, old_load);
+        assert!(g.send_if_current(&path, old_load, &tx, failed()));
+        assert!(g.send_if_current(&path, new_load, &tx, failed()));
+        let sent: Vec<ReloadEvent> = rx.try_iter().collect();
+        assert_eq!(sent.len(), 2, "the removal and the new load only");
+        assert!(matches!(sent[0], ReloadEvent::Removed { .. }));
+    }
 }
