@@ -23,10 +23,18 @@ const RATE_PER_SEC: f64 = 50.0;
 const BURST: f64 = 200.0;
 /// Longest message kept, in bytes (longer ones are cut at a character boundary).
 const MAX_MESSAGE: usize = 2048;
+/// Bytes of messages per second a chef may log, sustained: with long messages the message
+/// rate alone let one chef write ~100 KB/s (~9 GB a day) into the kitchen's log; short
+/// ones (under ~80 bytes) still get the whole message rate.
+const BYTES_PER_SEC: f64 = 4096.0;
+/// Bytes a chef may log at once.
+const BURST_BYTES: f64 = 32.0 * 1024.0;
 
 struct Inner {
     chef: Arc<str>,
     tokens: f64,
+    /// The byte bucket ([`BYTES_PER_SEC`], [`BURST_BYTES`]) beside the message bucket.
+    byte_tokens: f64,
     last: Instant,
     suppressed: u64,
     stdout_line: Vec<u8>,
@@ -46,6 +54,7 @@ impl ChefLog {
             inner: Arc::new(Mutex::new(Inner {
                 chef: Arc::from(chef),
                 tokens: BURST,
+                byte_tokens: BURST_BYTES,
                 last: Instant::now(),
                 suppressed: 0,
                 stdout_line: Vec::new(),
@@ -122,20 +131,25 @@ impl Inner {
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * RATE_PER_SEC).min(BURST);
-        if self.tokens < 1.0 {
+        self.byte_tokens = (self.byte_tokens + elapsed * BYTES_PER_SEC).min(BURST_BYTES);
+        // What the message costs is what reaches the log: cut, then escaped.
+        let cut = truncate(message, MAX_MESSAGE);
+        if self.tokens < 1.0 || self.byte_tokens < cut.len() as f64 {
             self.suppressed += 1;
             return;
         }
+        // Escaped and cut: a newline or a terminal escape in a chef's message must not
+        // forge a kitchen log line or reach the operator's terminal.
+        let message = dumpling::text::escape(cut, MAX_MESSAGE);
         self.tokens -= 1.0;
+        self.byte_tokens -= message.len() as f64;
         let chef = self.chef.clone();
         if self.suppressed > 0 {
             tracing::warn!(target: "chef", chef = %chef, suppressed = self.suppressed,
-                "chef log messages suppressed (rate limit)");
+                "chef log messages suppressed (rate limit: {RATE_PER_SEC} messages and \
+                 {BYTES_PER_SEC} bytes per second)");
             self.suppressed = 0;
         }
-        // Escaped and cut: a newline or a terminal escape in a chef's message must not
-        // forge a kitchen log line or reach the operator's terminal.
-        let message = dumpling::text::escape(truncate(message, MAX_MESSAGE), MAX_MESSAGE);
         match level {
             LogLevel::Trace => tracing::trace!(target: "chef", chef = %chef, stream, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "chef", chef = %chef, stream, "{message}"),
@@ -228,6 +242,29 @@ mod tests {
     fn truncates_at_char_boundary() {
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    #[test]
+    fn long_messages_are_limited_by_their_bytes() {
+        // 2 KB messages at the full message rate wrote ~100 KB/s into the kitchen's log.
+        let log = ChefLog::new("T");
+        let long = "y".repeat(MAX_MESSAGE);
+        let mut kept = 0;
+        for _ in 0..100 {
+            let before = log.inner.lock().unwrap().suppressed;
+            log.log(LogLevel::Trace, &long);
+            if log.inner.lock().unwrap().suppressed == before {
+                kept += 1;
+            }
+        }
+        let burst = (BURST_BYTES / MAX_MESSAGE as f64) as usize;
+        assert!((burst..=burst + 1).contains(&kept), "{kept} of 100 kept");
+        // Short messages still get the message rate.
+        let log = ChefLog::new("T");
+        for _ in 0..BURST as usize {
+            log.log(LogLevel::Trace, "short line of a chef's log");
+        }
+        assert_eq!(log.inner.lock().unwrap().suppressed, 0);
     }
 
     #[test]
