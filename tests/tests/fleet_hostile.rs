@@ -290,3 +290,44 @@ async fn a_start_past_the_end_is_not_taken_for_a_new_stream() {
     let (_, log) = hub.stop();
     assert!(!log.contains("deleted and created again"), "{log}");
 }
+
+/// A NATS server whose JetStream cannot make the stream (here: JetStream off; in the field,
+/// its disk full or no quorum): the hub, which opens no port until the stream answers,
+/// said nothing for the 30 s it retried. It now says at once what is wrong.
+#[test]
+fn a_jetstream_that_cannot_make_the_stream_is_said_at_once() {
+    let Some(server) = nats::nats_server() else {
+        return;
+    };
+    let port = nats::free_ports(1)[0];
+    let nats_server = e2e_tests::ChildGuard::spawn(
+        "nats-server",
+        std::process::Command::new(server).args(["-a", "127.0.0.1", "-p", &port.to_string()]),
+    );
+    assert!(
+        nats::wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "nats-server did not start"
+    );
+    let ports = nats::free_ports(2);
+    let hub = e2e_tests::ChildGuard::spawn(
+        "nd-hub",
+        std::process::Command::new(e2e_tests::bin("nd-hub"))
+            .args(["-a", "127.0.0.1", "-i", &ports[0].to_string()])
+            .args(["-o", &ports[1].to_string(), "-f", "60"])
+            .args(["--nats", &format!("nats://127.0.0.1:{port}")])
+            .env("RUST_LOG", "info"),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    hub.terminate();
+    let out = hub.wait_output(Duration::from_secs(40));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("fleet: the JetStream stream is not ready"),
+        "nothing said within 4 s:\n{log}"
+    );
+    drop(nats_server);
+}

@@ -438,6 +438,7 @@ pub async fn ensure_stream(
     let limit = Duration::from_secs(30);
     let deadline = tokio::time::Instant::now() + limit;
     let mut last_error;
+    let mut told = false;
     loop {
         match js.get_or_create_stream(stream_config(options)).await {
             Ok(mut stream) => match stream.info().await {
@@ -461,7 +462,17 @@ pub async fn ensure_stream(
                 detail: last_error,
             });
         }
-        debug!(error = %last_error, "fleet: stream not ready; retrying");
+        // Said once at WARN: the hub opens no port until the stream answers, and a
+        // JetStream that cannot store (its disk full, no quorum) left it silent for 30 s.
+        if !told {
+            told = true;
+            tracing::warn!(stream = %options.stream,
+                "fleet: the JetStream stream is not ready ({}); retrying for up to {} s before \
+                 giving up (the hub's ports open once it answers)",
+                dumpling::text::escape(&last_error, 512), limit.as_secs());
+        } else {
+            debug!(error = %last_error, "fleet: stream not ready; retrying");
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
