@@ -36,6 +36,9 @@ fn original_cmd(path: &PathBuf) -> Command {
     let mut cmd = Command::new(path);
     // A private cwd: `python -m`-style imports must not see stray files.
     cmd.current_dir(workspace_root().join("target"));
+    // Unbuffered: a tool ended by SIGTERM (`ChildGuard::interrupt_then_terminate`) has
+    // written everything it printed.
+    cmd.env("PYTHONUNBUFFERED", "1");
     cmd
 }
 
@@ -74,7 +77,7 @@ async fn original_nd_print_works_against_our_hub_and_matches_ours() {
     k.send(Message::text(INTERVAL)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ours.interrupt();
-    let theirs = theirs.interrupt_twice_and_wait(T);
+    let theirs = theirs.interrupt_then_terminate(T);
     let ours = ours.wait_output(T);
     let theirs_out = String::from_utf8_lossy(&theirs.stdout);
     let ours_out = String::from_utf8_lossy(&ours.stdout);
