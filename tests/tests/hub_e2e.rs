@@ -1183,6 +1183,24 @@ async fn a_silent_eater_that_never_answers_pings_is_dropped() {
     );
 }
 
+/// The upgrade `request`: the HTTP status and body of a refusal, or the socket when
+/// accepted.
+async fn upgrade(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<Ws, (u16, String)> {
+    let connected = tokio::time::timeout(T, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("answered in time");
+    match connected {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err((
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Err(other) => Err((0, other.to_string())),
+    }
+}
+
 /// An upgrade to `addr` carrying `Origin: origin` (as a browser page sends): the HTTP
 /// status and body of a refusal, or the socket when accepted.
 async fn upgrade_from_origin(
@@ -1196,17 +1214,7 @@ async fn upgrade_from_origin(
             .headers_mut()
             .insert("origin", origin.parse().unwrap());
     }
-    let connected = tokio::time::timeout(T, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("answered in time");
-    match connected {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err((
-            response.status().as_u16(),
-            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
-        )),
-        Err(other) => Err((0, other.to_string())),
-    }
+    upgrade(request).await
 }
 
 /// Cross-site WebSocket hijacking: a web page of another origin (any page the operator
@@ -1285,17 +1293,7 @@ async fn upgrade_as_page(
             .headers_mut()
             .insert("origin", format!("http://{host}").parse().unwrap());
     }
-    let connected = tokio::time::timeout(T, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("answered in time");
-    match connected {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err((
-            response.status().as_u16(),
-            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
-        )),
-        Err(other) => Err((0, other.to_string())),
-    }
+    upgrade(request).await
 }
 
 /// DNS rebinding: a page on an attacker's name that resolves to 127.0.0.1 sends an Origin
