@@ -529,7 +529,11 @@ impl Loader {
                 },
             };
             generations.send_if_current(&path, generation, &out, event);
+            drop(bytes);
             workers.release();
+            // This thread's arena holds what the load freed (the file, compile buffers):
+            // without a trim each reload's leftovers stayed resident (`crate::heap`).
+            crate::heap::release_free_memory();
         };
         let spawned = std::thread::Builder::new()
             .name("nd-chef-load".into())

@@ -81,21 +81,6 @@ pub struct HubOptions {
 /// A backlog at least this big, once sent, is followed by one `malloc_trim`.
 pub const TRIM_AFTER_BACKLOG_BYTES: usize = 8 << 20;
 
-/// Give free heap memory back to the OS; whether any was.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn release_free_memory() -> bool {
-    // SAFETY: malloc_trim takes no pointers and only works on glibc's own free lists under
-    // its arena locks; callable from any thread at any time.
-    unsafe { libc::malloc_trim(0) != 0 }
-}
-
-/// No-op without glibc.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() -> bool {
-    false
-}
-
 /// A hub silent for this many keep-alive periods is taken for gone.
 pub const DEAD_AFTER_KEEPALIVES: u32 = 3;
 
@@ -813,7 +798,7 @@ async fn session(
             big
         };
         if trim {
-            let released = release_free_memory();
+            let released = crate::heap::release_free_memory();
             tracing::debug!(released, "hub backlog sent: free memory given back");
         }
         // Idle: wait for dumplings, a frame from the hub, or the next keep-alive duty.
