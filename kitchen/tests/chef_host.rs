@@ -216,6 +216,66 @@ fn the_dispatcher_times_its_lanes_for_the_benchmark() {
     );
 }
 
+/// An Ethernet + IPv4 + TCP frame 10.0.0.1:`sport` -> 10.0.0.2:80.
+fn tcp_to_80(sport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0, 0x45, 0];
+    f.extend_from_slice(&(40 + payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&80u16.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn streams_ending_together_reach_a_chef_in_calls_of_bounded_size() {
+    // 2 000 connections whose data waits behind a one-byte hole until their flows end, all
+    // at once when the capture does (as a port scan's flows time out together): one
+    // delivery of 2 000 chunks. It came in one call, which ran past the chef's deadline
+    // on a busy machine, lost the chef's state and made the replay's output depend on it.
+    const CONNS: u16 = 2000;
+    let mut packets = Vec::new();
+    for c in 0..CONNS {
+        packets.push((u64::from(c), tcp_to_80(10_000 + c, 1000, 0x02, b"")));
+    }
+    for c in 0..CONNS {
+        let at = 10_000 + u64::from(c);
+        packets.push((
+            at,
+            tcp_to_80(10_000 + c, 1003, 0x18, b"ET / HTTP/1.0\r\n\r\n"),
+        ));
+    }
+    let path = write_pcap("chef_host", "streams-ending-together.pcap", &packets);
+    let host = host();
+    let chef = load_fixture(&host, "verdict_chef");
+    let (lines, d) = replay_tracking_flows(&path, vec![chef], POKE);
+    // `VerdictChef` reports each chunk as "<call> <flow id> <direction> ...".
+    let mut per_call = std::collections::BTreeMap::<u64, usize>::new();
+    let mut flows = std::collections::BTreeSet::new();
+    for line in &lines {
+        let v = json(line);
+        let text = v["payload"].as_str().expect("a report");
+        let mut words = text.split(' ');
+        let call: u64 = words.next().and_then(|w| w.parse().ok()).expect("call");
+        let flow: u64 = words.next().and_then(|w| w.parse().ok()).expect("flow");
+        *per_call.entry(call).or_default() += 1;
+        flows.insert(flow);
+    }
+    let stats = &d.chefs()[0].chef.stats;
+    assert_eq!(stats.traps + stats.timeouts, 0, "{stats:?}");
+    // Every connection's held bytes arrived, ...
+    assert_eq!(flows.len(), usize::from(CONNS), "{per_call:?}");
+    // ... in calls of at most the bound, as flow events are.
+    let largest = per_call.values().copied().max().unwrap_or(0);
+    assert!(
+        largest <= kitchen::dispatch::MAX_CHUNKS_PER_CALL,
+        "a call had {largest} chunks: {per_call:?}"
+    );
+    assert!(per_call.len() >= usize::from(CONNS).div_ceil(kitchen::dispatch::MAX_CHUNKS_PER_CALL));
+}
+
 #[test]
 fn a_trapping_chef_does_not_affect_another() {
     let host = host();

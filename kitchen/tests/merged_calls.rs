@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{host_with, load_fixture, slot, Collect};
+use common::{host_with, load_fixture, slot, write_pcap, Collect};
 use kitchen::chef_host::{ChefLimits, ChefSource, LoadedChef};
 use kitchen::chefs::builtin::BUILTIN_CHEFS;
 use kitchen::dispatch::{ClockMode, Dispatcher};
@@ -39,29 +39,6 @@ fn udp(n: u32, at_us: u64) -> (u64, Vec<u8>) {
     frame.extend_from_slice(&[10, 1, hi, lo, 10, 2, 0, 1]);
     frame.extend_from_slice(&[0x30, 0x39, 0, 9, 0, 12, 0, 0, b'p', b'i', b'n', b'g']);
     (at_us, frame)
-}
-
-/// A legacy pcap (µs, Ethernet) of `packets` under the test's temporary directory.
-fn write_pcap(name: &str, packets: &[(u64, Vec<u8>)]) -> PathBuf {
-    let dir = common::workspace_root().join("target/test-tmp/merged_calls");
-    std::fs::create_dir_all(&dir).expect("test dir");
-    let path = dir.join(name);
-    let mut b = Vec::new();
-    // Magic, version 2.4 (two u16s), zone, sigfigs, snaplen, Ethernet.
-    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    let t0 = 1_700_000_000u64 * 1_000_000;
-    for (at_us, frame) in packets {
-        let t = t0 + at_us;
-        b.extend_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        b.extend_from_slice(frame);
-    }
-    std::fs::write(&path, b).expect("write capture");
-    path
 }
 
 /// Replay `path` through `chefs` as `nd-sniff -r` does, with merged calls on or off:
@@ -133,7 +110,7 @@ fn sparse_capture(name: &str, n: u32, tpa: impl Fn(u32) -> [u8; 4]) -> PathBuf {
         packets.push(arp(i, tpa(i), at));
         packets.push(udp(i, at + 500_000));
     }
-    write_pcap(name, &packets)
+    write_pcap("merged_calls", name, &packets)
 }
 
 #[test]

@@ -48,6 +48,10 @@ pub const QUARANTINED_VERSION_WAIT_MAX: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallKind {
     Packets,
+    /// `on-flow-events` (counted with packet calls: it runs in their place in a batch).
+    FlowEvents,
+    /// `on-stream` (counted with packet calls, as flow events).
+    Stream,
     Interval,
     /// `state.snapshot` (hot reload, on the old version).
     Snapshot,
@@ -60,6 +64,8 @@ impl CallKind {
     fn driver(self) -> &'static str {
         match self {
             CallKind::Packets => "on-packets",
+            CallKind::FlowEvents => "on-flow-events",
+            CallKind::Stream => "on-stream",
             CallKind::Interval => "on-interval",
             CallKind::Snapshot => "state.snapshot",
             CallKind::Restore => "state.restore",
@@ -70,14 +76,17 @@ impl CallKind {
     /// (pokes and the state calls, which run at the same moments).
     fn row(self) -> usize {
         match self {
-            CallKind::Packets => 0,
+            CallKind::Packets | CallKind::FlowEvents | CallKind::Stream => 0,
             CallKind::Interval | CallKind::Snapshot | CallKind::Restore => 1,
         }
     }
 
     /// Whether its time is counted as interval time (`ChefStats::interval_ns`).
     pub(crate) fn is_interval_like(self) -> bool {
-        !matches!(self, CallKind::Packets)
+        !matches!(
+            self,
+            CallKind::Packets | CallKind::FlowEvents | CallKind::Stream
+        )
     }
 }
 
@@ -330,6 +339,8 @@ mod tests {
         fixed.failed(&trap(), CallKind::Packets, t, &limits, "Churned");
         assert!(fixed.is_quarantined());
         assert_eq!(CallKind::Restore.driver(), "state.restore");
+        assert_eq!(CallKind::Stream.driver(), "on-stream");
+        assert_eq!(CallKind::FlowEvents.driver(), "on-flow-events");
     }
 
     #[test]

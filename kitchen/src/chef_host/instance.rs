@@ -847,7 +847,7 @@ impl LoadedChef {
             return Ok(R::from_vec(Vec::new()));
         }
         let generic = self.generic_lowering;
-        let out = self.call(CallKind::Packets, now_ns, |live| {
+        let out = self.call(CallKind::FlowEvents, now_ns, |live| {
             match (live.chef.v0_2(), live.flow_funcs) {
                 (Some(c), _) if generic => c
                     .netdumplings_chef_handler()
@@ -907,7 +907,7 @@ impl LoadedChef {
             return Ok((R::from_vec(Vec::new()), Vec::new()));
         }
         let generic = self.generic_lowering;
-        let out = self.call(CallKind::Packets, now_ns, |live| {
+        let out = self.call(CallKind::Stream, now_ns, |live| {
             match (live.chef.v0_2(), live.flow_funcs, live.stream_verdicts) {
                 (Some(c), _, _) if generic => c
                     .netdumplings_chef_handler()

@@ -76,6 +76,7 @@ pub use crate::outputs::{DumplingSink, SinkError};
 pub use interest::InterestMatcher;
 use lane::LaneContext;
 pub use lane::{ChefCounters, ChefLane, ChefSlot};
+pub use streams::{MAX_CHUNKS_PER_CALL, MAX_STREAM_CALL_BYTES};
 use window::{LaneOp, StepWindow, WindowContext};
 use workers::LaneWorkers;
 

@@ -23,7 +23,7 @@ use flowtrack::table::{FlowEvent, Transport};
 
 use super::lane::LaneContext;
 use super::{Batch, ChefLane, Dispatcher, SinkError};
-use crate::chef_host::bindings::StreamChunk;
+use crate::chef_host::bindings::{Span, StreamChunk};
 use crate::chef_host::packet_answer::{AnswerKind, Part};
 use crate::outputs::status::traffic::StreamStatus;
 use crate::parse::stream_stage::{
@@ -310,8 +310,13 @@ impl ChefLane {
         }
     }
 
-    /// Call `on-stream` with `chunks` (spans into `arena`; batch `seq` of the stage), wrap
-    /// what it made (dumpling time = its chunk's) and take its verdicts.
+    /// Call `on-stream` with `chunks` (spans into `arena`; batch `seq` of the stage), in
+    /// calls of at most [`MAX_CHUNKS_PER_CALL`] chunks and about [`MAX_STREAM_CALL_BYTES`]
+    /// of their bytes ([`stream_calls`]), as flow events are: one batch can end a whole
+    /// table of streams at once (a port scan's flows timing out together handed one chef
+    /// 262 144 chunks in one call, which ran past its deadline, lost the chef's state and
+    /// made the replay's output depend on the machine's speed). Stops at a failed call:
+    /// the chef is restarting, and the rest of this delivery is its loss, as a batch's is.
     pub(super) fn call_stream(
         &mut self,
         chunks: &[StreamChunk],
@@ -319,6 +324,28 @@ impl ChefLane {
         seq: u64,
         ctx: &LaneContext<'_>,
     ) {
+        let calls = stream_calls(chunks);
+        if calls.len() == 1 {
+            self.call_stream_once(chunks, arena, seq, ctx);
+            return;
+        }
+        let mut rebased = Vec::new();
+        for range in calls {
+            let (part, bytes) = rebase_chunks(&chunks[range], arena, &mut rebased);
+            if !self.call_stream_once(part, bytes, seq, ctx) {
+                return;
+            }
+        }
+    }
+
+    /// One `on-stream` call (see [`Self::call_stream`]); whether it worked.
+    fn call_stream_once(
+        &mut self,
+        chunks: &[StreamChunk],
+        arena: &[u8],
+        seq: u64,
+        ctx: &LaneContext<'_>,
+    ) -> bool {
         let now_ns = ctx.now_ns;
         let part = Part {
             end: chunks.len(),
@@ -342,7 +369,7 @@ impl ChefLane {
         }
         self.set_state(&result);
         if result.is_err() {
-            return;
+            return false;
         }
         self.apply_verdicts(
             "stream dumplings from one call",
@@ -350,7 +377,82 @@ impl ChefLane {
             &times,
             |_, _| {},
         );
+        true
     }
+}
+
+/// Stream chunks per `on-stream` call at most (as many as a batch has packets, the bound
+/// flow events have too: [`super::flow_events::MAX_EVENTS_PER_CALL`]).
+pub const MAX_CHUNKS_PER_CALL: usize = crate::parse::batch::MAX_BATCH_PACKETS;
+
+/// Stream bytes per `on-stream` call, about: a call ends before the chunk that would take
+/// it past this, unless that chunk is its first (a batch of frames is at most 2 MiB).
+pub const MAX_STREAM_CALL_BYTES: usize = 2 << 20;
+
+/// How one delivery of `chunks` is cut into calls: ranges of at most
+/// [`MAX_CHUNKS_PER_CALL`] chunks whose bytes stay under [`MAX_STREAM_CALL_BYTES`] (a
+/// chunk larger than that goes alone). Never empty when `chunks` is not.
+fn stream_calls(chunks: &[StreamChunk]) -> Vec<std::ops::Range<usize>> {
+    let mut calls = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0usize;
+    for (i, c) in chunks.iter().enumerate() {
+        let len = c.data.len as usize;
+        let full =
+            i - start == MAX_CHUNKS_PER_CALL || bytes.saturating_add(len) > MAX_STREAM_CALL_BYTES;
+        if i > start && full {
+            calls.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(len);
+    }
+    if start < chunks.len() || chunks.is_empty() {
+        calls.push(start..chunks.len());
+    }
+    calls
+}
+
+/// `part`'s bytes as one slice of `arena` (from its lowest span to its highest end) and
+/// its chunks, copied into `scratch`, with their spans made relative to that slice: so a
+/// call of a few chunks copies their bytes into the chef, not the whole delivery's arena.
+/// Spans outside `arena` (never made by the stage) are handed over empty.
+fn rebase_chunks<'a>(
+    part: &[StreamChunk],
+    arena: &'a [u8],
+    scratch: &'a mut Vec<StreamChunk>,
+) -> (&'a [StreamChunk], &'a [u8]) {
+    let in_arena = |c: &StreamChunk| {
+        let start = c.data.offset as usize;
+        let end = start.checked_add(c.data.len as usize)?;
+        (end <= arena.len() && c.data.len > 0).then_some((start, end))
+    };
+    let lo = part
+        .iter()
+        .filter_map(in_arena)
+        .map(|(s, _)| s)
+        .min()
+        .unwrap_or(0);
+    let hi = part
+        .iter()
+        .filter_map(in_arena)
+        .map(|(_, e)| e)
+        .max()
+        .unwrap_or(lo);
+    scratch.clear();
+    scratch.extend(part.iter().map(|c| {
+        let mut c = *c;
+        c.data = match in_arena(&c) {
+            // `lo` is at most `start`, and the slice is at most 4 GiB as the arena is.
+            Some((start, _)) => Span {
+                offset: (start - lo) as u32,
+                len: c.data.len,
+            },
+            None => Span { offset: 0, len: 0 },
+        };
+        c
+    }));
+    (scratch.as_slice(), &arena[lo..hi])
 }
 
 /// The chunks a `stream-verdicts` answer names: those at `done` (indices into `chunks`),
@@ -409,6 +511,59 @@ mod tests {
             data: Span { offset: 0, len: 0 },
             last: false,
         }
+    }
+
+    fn sized(id: u64, offset: u32, len: u32) -> StreamChunk {
+        let mut c = chunk(id, Direction::FromOriginator);
+        c.data = Span { offset, len };
+        c
+    }
+
+    #[test]
+    fn a_delivery_is_cut_into_calls_bounded_in_chunks_and_bytes() {
+        assert_eq!(stream_calls(&[]), vec![0..0]);
+        // Chunks: a whole table of flows ending at once.
+        let many: Vec<StreamChunk> = (0..1000).map(|i| sized(i, 0, 0)).collect();
+        let calls = stream_calls(&many);
+        assert_eq!(calls.len(), 1000usize.div_ceil(MAX_CHUNKS_PER_CALL));
+        assert!(calls.iter().all(|r| r.len() <= MAX_CHUNKS_PER_CALL));
+        assert_eq!(calls.first().map(|r| r.start), Some(0));
+        assert_eq!(calls.last().map(|r| r.end), Some(1000));
+        assert!(calls.windows(2).all(|w| w[0].end == w[1].start));
+        // Bytes: four chunks of 1 MiB go two by two; one larger than the bound goes alone.
+        let mib = 1 << 20;
+        let big: Vec<StreamChunk> = (0..4).map(|i| sized(i, i as u32 * mib, mib)).collect();
+        assert_eq!(stream_calls(&big), [0..2, 2..4]);
+        let huge = [sized(0, 0, 1), sized(1, 1, 3 * mib), sized(2, 0, 1)];
+        assert_eq!(stream_calls(&huge), [0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn a_calls_chunks_point_into_its_own_slice_of_the_arena() {
+        let arena: Vec<u8> = (0..100u8).collect();
+        // In the middle of the arena, with an empty chunk and one pointing past its end.
+        let part = [
+            sized(1, 40, 5),
+            sized(2, 0, 0),
+            sized(3, 50, 10),
+            sized(4, 95, 10),
+        ];
+        let mut scratch = Vec::new();
+        let (chunks, bytes) = rebase_chunks(&part, &arena, &mut scratch);
+        assert_eq!(bytes, &arena[40..60]);
+        let data = |c: &StreamChunk| {
+            let s = c.data.offset as usize;
+            &bytes[s..s + c.data.len as usize]
+        };
+        assert_eq!(data(&chunks[0]), &arena[40..45]);
+        assert_eq!(data(&chunks[1]), b"");
+        assert_eq!(data(&chunks[2]), &arena[50..60]);
+        assert_eq!((chunks[3].data.offset, chunks[3].data.len), (0, 0));
+        let ids: Vec<u64> = chunks.iter().map(|c| c.flow.id).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        // Nothing but empty chunks: an empty slice.
+        let (_, none) = rebase_chunks(&[sized(5, 7, 0)], &arena, &mut scratch);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -90,6 +90,26 @@ pub fn replay(
     filter: Option<&str>,
     poke: Duration,
 ) -> (Vec<String>, Dispatcher) {
+    replay_with(path, chefs, filter, poke, false)
+}
+
+/// [`replay`] with flows tracked (default table) for the chefs that ask for flow events or
+/// stream bytes, as `nd-sniff -r` tracks them.
+pub fn replay_tracking_flows(
+    path: &Path,
+    chefs: Vec<LoadedChef>,
+    poke: Duration,
+) -> (Vec<String>, Dispatcher) {
+    replay_with(path, chefs, None, poke, true)
+}
+
+fn replay_with(
+    path: &Path,
+    chefs: Vec<LoadedChef>,
+    filter: Option<&str>,
+    poke: Duration,
+    flows: bool,
+) -> (Vec<String>, Dispatcher) {
     let out = Collect::default();
     let mut d = Dispatcher::new(
         "test_kitchen",
@@ -98,6 +118,10 @@ pub fn replay(
         ClockMode::Replay,
         Box::new(out.clone()),
     );
+    if flows {
+        d.set_flows(flowtrack::table::FlowConfig::default())
+            .expect("default flow table");
+    }
     let reader = FileReader::open(path).expect("open capture");
     let options = ReplayOptions {
         filter: filter.map(str::to_owned),
@@ -111,6 +135,30 @@ pub fn replay(
     d.finish().expect("finish");
     let lines = out.0.lock().unwrap().clone();
     (lines, d)
+}
+
+/// A legacy pcap (µs, Ethernet) of `packets` (µs after the capture's start, frame) in
+/// `target/test-tmp/<test>/<name>`.
+pub fn write_pcap(test: &str, name: &str, packets: &[(u64, Vec<u8>)]) -> PathBuf {
+    let dir = workspace_root().join("target/test-tmp").join(test);
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let path = dir.join(name);
+    let mut b = Vec::new();
+    // Magic, version 2.4 (two u16s), zone, sigfigs, snaplen, Ethernet.
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    let t0 = 1_700_000_000u64 * 1_000_000;
+    for (at_us, frame) in packets {
+        let t = t0 + at_us;
+        b.extend_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        b.extend_from_slice(frame);
+    }
+    std::fs::write(&path, b).expect("write capture");
+    path
 }
 
 /// Parse a dumpling line.
