@@ -1149,6 +1149,38 @@ fn an_interval_payload_sent_again_comes_back_as_the_lent_one_and_wraps_the_same(
     }
 }
 
+/// A `packed-json` answer far over the per-call cap (a million tiny pairs per batch) sends
+/// exactly what the cap allows and counts the rest, which the kitchen no longer copies
+/// into a dumpling each before dropping them (`packed_json::Split`; its unit tests check
+/// that nothing past the kept pairs is allocated).
+#[test]
+fn a_packed_json_answer_over_the_cap_is_kept_to_the_cap_and_the_rest_counted() {
+    let host = host();
+    let chef = load_fixture(&host, "pairs_chef");
+    let (lines, d) = replay(&sample_capture(), vec![chef], None, POKE);
+    let lane = &d.chefs()[0];
+    let stats = &lane.chef.stats;
+    let calls = stats.packet_calls as usize;
+    assert!(calls >= 1, "{stats:?}");
+    assert_eq!(
+        stats.traps + stats.timeouts + stats.undecodable,
+        0,
+        "{stats:?}"
+    );
+    let cap = kitchen::chef_host::ChefLimits::default().max_dumplings_per_call;
+    let kept = lines
+        .iter()
+        .filter(|l| json(l)["metadata"]["chef"] == "PairsChef")
+        .count();
+    assert_eq!(kept, calls * cap);
+    assert_eq!(
+        lane.counters().over_cap as usize,
+        calls * ((1 << 20) - cap),
+        "{:?}",
+        lane.counters()
+    );
+}
+
 /// The packed batch's DNS slots and time text are filled for a chef that exports
 /// `packed-json` (the interpreted SDKs read them) and left open for one that does not (a
 /// Rust SDK chef reads neither; `packed_batch::Slots`); a batch shared by both is written

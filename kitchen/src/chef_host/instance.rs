@@ -327,6 +327,8 @@ pub struct LoadedChef {
     /// How many calls the next call stands for (a replay window's merged packet call,
     /// [`LoadedChef::set_merged_calls`]); 0 or 1: one.
     merged_calls: u32,
+    /// Pairs the last `packed-json` answer held past those it kept, for its intake.
+    unkept_pairs: usize,
     /// Its envelope head (chef and kitchen names written once; see
     /// [`dumpling::EnvelopeHead`]), made at its first dumpling.
     envelope_head: Option<dumpling::EnvelopeHead>,
@@ -393,6 +395,7 @@ impl LoadedChef {
             slots: Slots::new(limits.max_output_bytes_per_call, limits.max_dumpling_bytes),
             use_interval_same: true,
             merged_calls: 1,
+            unkept_pairs: 0,
             last_call_ns: 0,
             envelope_head: None,
         })
@@ -724,6 +727,7 @@ impl LoadedChef {
                 // Decided by the lane after the call (`Intake::settle`), which has the items'
                 // times if they were not gathered before it.
                 intake.lifted = Some(out);
+                intake.unkept = std::mem::take(&mut self.unkept_pairs);
                 Ok(())
             }
             Err(e) => {
@@ -771,15 +775,22 @@ impl LoadedChef {
         if self.api() == ChefApi::V0_1 {
             return Ok(R::from_vec(Vec::new()));
         }
+        self.unkept_pairs = 0;
+        // What a call (or each call a merged one stands for) may send; more pairs are
+        // counted, not copied (`packed_json::Split`).
+        let keep = self
+            .limits
+            .max_dumplings_per_call
+            .saturating_mul(self.merged_calls.max(1) as usize);
         let (out, fault) = self.call(CallKind::Packets, now_ns, |live| {
             if let Some(f) = live.packed_json_bytes {
                 // As below, lifted as an owned `Vec<u8>` (one copy) before post-return.
                 let typed = f.typed::<(&[u8], &[u8]), (Vec<u8>,)>(&live.store)?;
                 let (bytes,) = typed.call(&mut live.store, (headers, arena))?;
-                let (out, fault) = packed_json::split_bytes(&bytes);
+                let split = packed_json::split_bytes(&bytes, keep);
                 return Ok((
-                    R::from_vec(out),
-                    fault.map(|f| (packed_json::BYTES_EXPORT, f)),
+                    (R::from_vec(split.dumplings), split.unkept),
+                    split.fault.map(|f| (packed_json::BYTES_EXPORT, f)),
                 ));
             }
             if let Some(f) = live.packed_json {
@@ -789,17 +800,22 @@ impl LoadedChef {
                 // frees the text, before a `WasmStr` could be read.
                 let typed = f.typed::<(&[u8], &[u8]), (String,)>(&live.store)?;
                 let (text,) = typed.call(&mut live.store, (headers, arena))?;
-                let (out, fault) = packed_json::split(&text);
-                return Ok((R::from_vec(out), fault.map(|f| (packed_json::EXPORT, f))));
+                let split = packed_json::split(&text, keep);
+                return Ok((
+                    (R::from_vec(split.dumplings), split.unkept),
+                    split.fault.map(|f| (packed_json::EXPORT, f)),
+                ));
             }
             match live.on_packed {
                 Some(f) => {
                     let (out,) = on_packed_typed::<R>(f).call(&mut live.store, (headers, arena))?;
-                    Ok((out, None))
+                    Ok(((out, 0), None))
                 }
-                None => Ok((R::from_vec(Vec::new()), None)),
+                None => Ok(((R::from_vec(Vec::new()), 0), None)),
             }
         })?;
+        let (out, unkept) = out;
+        self.unkept_pairs = unkept;
         if let Some((export, fault)) = fault {
             // The pairs before the fault are kept; the rest of the answer is one invalid
             // output (the chef's SDK wrote something that is not the agreed form).

@@ -20,35 +20,54 @@ pub const EXPORT: &str = "netdumplings:chef/packed-json@0.2.0";
 /// 0.13 µs per byte in its interpreter, a `list<u8>` from a `Uint8Array` as one copy.
 pub const BYTES_EXPORT: &str = "netdumplings:chef/packed-json-bytes@0.2.0";
 
+/// A split answer: the pairs kept as dumplings, how many more it held, and what was wrong
+/// with it, if anything.
+#[derive(Debug, Default, PartialEq)]
+pub struct Split {
+    /// The first pairs, in order, as dumplings (at most the `keep` given to [`split`]).
+    pub dumplings: Vec<PacketDumpling>,
+    /// Well-formed pairs after those: scanned and counted, never copied (a hostile chef
+    /// answered 3 M tiny pairs in 18 MB of text; each became a `String` and a record here,
+    /// ~100 bytes of kitchen memory per 6 bytes of answer, outside every chef budget,
+    /// before the per-call cap dropped all but 1 024 of them).
+    pub unkept: usize,
+    /// When the text is not a JSON array of `[packet-index, payload]` pairs: what is wrong
+    /// and where (the pairs before that point are kept or counted).
+    pub fault: Option<String>,
+}
+
 /// [`split`] for an answer given as bytes (`packed-json-bytes`): bytes that are not UTF-8
 /// end the answer there (the pairs before them are kept; the fault names the byte).
-pub fn split_bytes(bytes: &[u8]) -> (Vec<PacketDumpling>, Option<String>) {
+pub fn split_bytes(bytes: &[u8], keep: usize) -> Split {
     match super::chef_text::utf8_str(bytes) {
-        Ok(text) => split(text),
+        Ok(text) => split(text, keep),
         Err(e) => {
             let valid = e.valid_up_to();
             // The prefix is valid UTF-8 by construction; split it and keep what it holds.
-            let (out, _) = split(std::str::from_utf8(&bytes[..valid]).unwrap_or_default());
-            (
-                out,
-                Some(format!("the answer is not UTF-8 at byte {valid}")),
-            )
+            let prefix = split(
+                std::str::from_utf8(&bytes[..valid]).unwrap_or_default(),
+                keep,
+            );
+            Split {
+                fault: Some(format!("the answer is not UTF-8 at byte {valid}")),
+                ..prefix
+            }
         }
     }
 }
 
-/// The pairs of an answer, in order, as dumplings; and, when the text is not a JSON array
-/// of `[packet-index, payload]` pairs, what is wrong and where (the pairs before that
-/// point are kept).
-pub fn split(text: &str) -> (Vec<PacketDumpling>, Option<String>) {
-    let mut out = Vec::new();
-    let err = Scanner {
+/// The pairs of an answer, in order: the first `keep` as dumplings, the rest counted (see
+/// [`Split`]).
+pub fn split(text: &str, keep: usize) -> Split {
+    let mut out = Split::default();
+    let fault = Scanner {
         b: text.as_bytes(),
         pos: 0,
     }
-    .pairs(text, &mut out)
+    .pairs(text, keep, &mut out)
     .err();
-    (out, err)
+    out.fault = fault;
+    out
 }
 
 struct Scanner<'a> {
@@ -78,7 +97,7 @@ impl Scanner<'_> {
     }
 
     /// `[` pair (`,` pair)* `]`, then nothing but whitespace.
-    fn pairs(&mut self, text: &str, out: &mut Vec<PacketDumpling>) -> Result<(), String> {
+    fn pairs(&mut self, text: &str, keep: usize, out: &mut Split) -> Result<(), String> {
         self.expect(b'[', "'[' opening the answer")?;
         if self.peek() == Some(b']') {
             self.pos += 1;
@@ -94,10 +113,14 @@ impl Scanner<'_> {
                     .get(start..self.pos)
                     .ok_or_else(|| format!("payload at byte {start} splits a character"))?;
                 self.expect(b']', "']' closing the pair")?;
-                out.push(PacketDumpling {
-                    packet_index,
-                    payload: payload.to_owned(),
-                });
+                if out.dumplings.len() < keep {
+                    out.dumplings.push(PacketDumpling {
+                        packet_index,
+                        payload: payload.to_owned(),
+                    });
+                } else {
+                    out.unkept += 1;
+                }
                 match self.peek() {
                     Some(b',') => self.pos += 1,
                     Some(b']') => {
@@ -186,9 +209,12 @@ mod tests {
     use super::*;
 
     fn pairs(text: &str) -> Vec<(u32, String)> {
-        let (out, err) = split(text);
-        assert_eq!(err, None, "{text}");
-        out.into_iter()
+        let Split {
+            dumplings, fault, ..
+        } = split(text, usize::MAX);
+        assert_eq!(fault, None, "{text}");
+        dumplings
+            .into_iter()
             .map(|d| (d.packet_index, d.payload))
             .collect()
     }
@@ -224,20 +250,40 @@ mod tests {
     #[test]
     fn a_bytes_answer_splits_like_its_text_and_stops_at_bad_utf8() {
         let text = r#"[[0,{"lookup":{"hostname":"café.test","when":1.5}}],[4,"x"]]"#;
-        let (from_bytes, err) = split_bytes(text.as_bytes());
-        assert_eq!(err, None);
-        let (from_text, _) = split(text);
-        assert_eq!(from_bytes, from_text);
-        assert_eq!(from_bytes.len(), 2);
+        let from_bytes = split_bytes(text.as_bytes(), 10);
+        assert_eq!(from_bytes.fault, None);
+        assert_eq!(from_bytes, split(text, 10));
+        assert_eq!(from_bytes.dumplings.len(), 2);
 
         // A byte that is not UTF-8 inside the second pair: the first is kept.
         let mut bad = br#"[[0,"a"],[1,""#.to_vec();
         let at = bad.len();
         bad.extend_from_slice(b"\xff\"]]");
-        let (out, err) = split_bytes(&bad);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].payload, r#""a""#);
-        assert_eq!(err, Some(format!("the answer is not UTF-8 at byte {at}")));
+        let Split {
+            dumplings, fault, ..
+        } = split_bytes(&bad, 10);
+        assert_eq!(dumplings.len(), 1);
+        assert_eq!(dumplings[0].payload, r#""a""#);
+        assert_eq!(fault, Some(format!("the answer is not UTF-8 at byte {at}")));
+    }
+
+    #[test]
+    fn pairs_past_the_kept_ones_are_counted_not_copied() {
+        let pair = "[0,0],";
+        let text = format!("[{}[1,1]]", pair.repeat(100_000));
+        let out = split(&text, 1024);
+        assert_eq!(out.fault, None);
+        assert_eq!(out.dumplings.len(), 1024);
+        assert_eq!(out.unkept, 100_001 - 1024);
+        // The kept dumplings' strings are all the kitchen holds: a few bytes each here,
+        // not one allocation per pair of the answer.
+        assert!(
+            out.dumplings.capacity() < 4096,
+            "{}",
+            out.dumplings.capacity()
+        );
+        let bytes = split_bytes(text.as_bytes(), 0);
+        assert_eq!((bytes.dumplings.len(), bytes.unkept), (0, 100_001));
     }
 
     #[test]
@@ -266,16 +312,20 @@ mod tests {
             ("[[1,2],[3,4],]", 2),
             ("[[1,2][3,4]]", 1),
         ] {
-            let (out, err) = split(text);
-            assert!(err.is_some(), "{text:?} was accepted");
-            assert_eq!(out.len(), kept, "{text:?}");
+            let out = split(text, usize::MAX);
+            assert!(out.fault.is_some(), "{text:?} was accepted");
+            assert_eq!(out.dumplings.len(), kept, "{text:?}");
+            // Kept or counted, the same pairs before the fault.
+            let counted = split(text, 0);
+            assert_eq!(counted.unkept, kept, "{text:?}");
+            assert_eq!(counted.fault, out.fault, "{text:?}");
         }
     }
 
     #[test]
     fn a_scalar_ends_at_whitespace_and_the_payload_check_sees_the_rest() {
         // "1 2" is not one value: the split takes "1" and then finds no ']'.
-        assert!(split("[[0,1 2]]").1.is_some());
+        assert!(split("[[0,1 2]]", 1).fault.is_some());
         // Invalid JSON inside a container is passed on whole; wrap_payload refuses it.
         assert_eq!(pairs("[[0,{nope}]]"), [(0, "{nope}".to_owned())]);
     }

@@ -144,6 +144,9 @@ pub struct Intake {
     pub answered: [u8; 3],
     /// An answer wasmtime lifted, waiting for [`Intake::settle`].
     pub lifted: Option<Vec<PacketDumpling>>,
+    /// Dumplings a `packed-json` answer held past those it could keep
+    /// ([`super::packed_json::Split::unkept`]): counted over the cap when it is decided.
+    pub unkept: usize,
     /// The chef's output budget, lent for the call.
     pub budget: Option<OutputBudget>,
     /// The chef's envelope head, lent for the call.
@@ -192,7 +195,8 @@ impl Intake {
     /// Decide an answer already lifted into owned strings (wasmtime's lift, or a
     /// `packed-json` split): the same decisions as in place.
     pub fn take_owned(&mut self, out: &[PacketDumpling]) {
-        self.note_answer(!out.is_empty());
+        let unkept = std::mem::take(&mut self.unkept);
+        self.note_answer(!out.is_empty() || unkept > 0);
         let started = Instant::now();
         self.decide(
             out.len(),
@@ -202,6 +206,14 @@ impl Intake {
         // Owned strings cannot fail to be read.
         .unwrap_or(());
         self.wrap_ns = started.elapsed().as_nanos() as u64;
+        if unkept > 0 {
+            // The split kept as many as any call may send (an unmerged call: the cap, so
+            // the count made is exact; a merged one: the cap for each of its parts).
+            self.verdicts.push(Verdict::OverCap {
+                made: self.cap.saturating_add(unkept),
+                cap: self.cap,
+            });
+        }
     }
 
     /// Free scratch a large answer left (see [`KEEP_SCRATCH`]).
