@@ -20,7 +20,7 @@ pub fn workspace_root() -> PathBuf {
 /// with `noop_chef.wasm`, `noop_sdk_chef.wasm`, `slots_chef{,_plain}.wasm`, `echo_chef.wasm`, `clock_chef.wasm`, `port_chef.wasm`,
 /// `panic_chef.wasm`, `spin_chef.wasm`, `hog_chef.wasm`, `fs_chef.wasm`, `v2_chef.wasm`,
 /// `reload_chef{,_v2}.wasm`, `state_chef{,_v2}.wasm`, `sparse_chef.wasm`, `answer_chef.wasm`,
-/// `verdict_chef.wasm`, `same_chef.wasm`, `pairs_chef.wasm`.
+/// `verdict_chef.wasm`, `same_chef.wasm`, `pairs_chef.wasm`, `snapshot_trap_chef.wasm`.
 pub fn build_fixtures() -> Result<PathBuf, String> {
     let root = workspace_root();
     let target = root.join("target").join("kitchen-fixtures");

@@ -1181,6 +1181,42 @@ fn a_packed_json_answer_over_the_cap_is_kept_to_the_cap_and_the_rest_counted() {
     );
 }
 
+/// A chef whose `state.snapshot` traps on every hot reload: the failure happens on the
+/// version being retired, and was lost with it (no trap counted, no failure history, never
+/// quarantined, though each reload logged an error). Each one now counts for the chef, and
+/// failing at every reload quarantines it as any repeated failure does: its next version
+/// then waits before it starts.
+#[test]
+fn snapshot_failures_on_reload_count_for_the_chef() {
+    use kitchen::chef_host::state::{carry, Carried, StateError};
+    let host = host();
+    let mut running = load_fixture(&host, "snapshot_trap_chef");
+    let limits = ChefLimits::default();
+    let mut reloads = 0;
+    let quarantined = loop {
+        assert!(reloads < 20, "never quarantined: {:?}", running.stats);
+        let now_ns = 1_000_000_000 * (reloads + 1);
+        // The chef exists once called (the SDK makes it on its first call).
+        running.on_interval(now_ns, 1_000_000_000).expect("a poke");
+        let mut next = load_fixture(&host, "snapshot_trap_chef");
+        // As hot reload does: the new version takes over the chef's counters and history,
+        // then the state is carried.
+        next.inherit_from(&running);
+        let carried = carry(&mut running, &mut next, limits.max_state_bytes, now_ns);
+        assert!(
+            matches!(carried, Carried::Fresh(StateError::Snapshot(_))),
+            "{carried:?}"
+        );
+        reloads += 1;
+        assert_eq!(next.stats.traps, reloads, "{:?}", next.stats);
+        if next.starts_at_ns().is_some() {
+            break reloads;
+        }
+        running = next;
+    };
+    assert_eq!(quarantined, u64::from(limits.quarantine_after));
+}
+
 /// The packed batch's DNS slots and time text are filled for a chef that exports
 /// `packed-json` (the interpreted SDKs read them) and left open for one that does not (a
 /// Rust SDK chef reads neither; `packed_batch::Slots`); a batch shared by both is written

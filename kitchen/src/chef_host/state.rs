@@ -138,7 +138,14 @@ fn snapshot_and_restore(
                 max: max_bytes,
             })
         }
-        Err(e) => return Err(StateError::Snapshot(e)),
+        Err(e) => {
+            // The failure happened on the version being retired, after the new one took
+            // over its counters and failure history (`LoadedChef::inherit_from`): take them
+            // over again, so it counts for the chef (summary, `/metrics`, quarantine) and is
+            // not lost with the old version.
+            new.inherit_from(old);
+            return Err(StateError::Snapshot(e));
+        }
     };
     if state.is_empty() {
         return Ok(0);
