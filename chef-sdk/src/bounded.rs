@@ -301,6 +301,71 @@ impl<K: Hash + Eq, V> BoundedMap<K, V> {
         self.recency = EMPTY;
     }
 
+    /// The least recently touched entry: the one an insert of a new key into the full map
+    /// would evict. Does not touch it.
+    pub fn oldest(&self) -> Option<(&K, &V)> {
+        let at = self.recency.head;
+        (at != NIL).then(|| {
+            let n = self.node(at);
+            (&n.key, &n.value)
+        })
+    }
+
+    /// The entries a payload of at most `budget` bytes can show: the most recently touched
+    /// ones whose `cost`s (each entry's share of the payload, e.g. its JSON text and a
+    /// comma) add up to at most `budget`, listed in first-seen order like
+    /// [`BoundedMap::iter`], and how many were left out. When every entry fits (the usual
+    /// case) that is every entry, and it serialises as the map itself does. For an interval
+    /// payload that lists a table of capture-controlled strings: the kitchen refuses a
+    /// payload over its size limit, so a table too large for it would never be shown at
+    /// all (see [`crate::PAYLOAD_BUDGET`]).
+    pub fn newest_within(
+        &self,
+        budget: usize,
+        mut cost: impl FnMut(&K, &V) -> usize,
+    ) -> Within<'_, K, V> {
+        let mut total = 0usize;
+        let mut all = Vec::with_capacity(self.len());
+        for (k, v) in self.iter() {
+            total = total.saturating_add(cost(k, v));
+            all.push((k, v));
+        }
+        if total <= budget {
+            return Within {
+                entries: all,
+                left_out: 0,
+            };
+        }
+        // Over: the newest first, while they fit; then shown in first-seen order.
+        let mut keep = vec![false; self.nodes.len()];
+        let mut used = 0usize;
+        let mut kept = 0usize;
+        let mut at = self.recency.tail;
+        while at != NIL {
+            let n = self.node(at);
+            used = used.saturating_add(cost(&n.key, &n.value));
+            if used > budget {
+                break;
+            }
+            keep[at as usize] = true;
+            kept += 1;
+            at = n.older;
+        }
+        let mut entries = Vec::with_capacity(kept);
+        let mut at = self.order.head;
+        while at != NIL {
+            let n = self.node(at);
+            if keep[at as usize] {
+                entries.push((&n.key, &n.value));
+            }
+            at = n.next;
+        }
+        Within {
+            entries,
+            left_out: self.len() - kept,
+        }
+    }
+
     /// Entries in insertion (first-seen) order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         let mut at = self.order.head;
@@ -511,6 +576,22 @@ fn hash_of<Q: Hash + ?Sized>(key: &Q) -> u64 {
     Fixed::default().hash_one(key)
 }
 
+/// Some entries of a [`BoundedMap`], in first-seen order, and how many were left out
+/// ([`BoundedMap::newest_within`]). Serialises as a JSON object of the entries shown, like
+/// the map itself (the count is the caller's to report).
+pub struct Within<'a, K, V> {
+    /// The entries shown.
+    pub entries: Vec<(&'a K, &'a V)>,
+    /// How many entries were left out.
+    pub left_out: usize,
+}
+
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for Within<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.entries.iter().copied())
+    }
+}
+
 impl<K, V> serde::Serialize for BoundedMap<K, V>
 where
     K: serde::Serialize + Hash + Eq,
@@ -530,6 +611,26 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newest_within_shows_the_newest_that_fit_in_first_seen_order() {
+        let mut m = BoundedMap::new(10);
+        for k in 0..6u32 {
+            m.insert(k, k);
+        }
+        m.insert(1, 1); // touched: now the newest
+        assert_eq!(m.oldest(), Some((&0, &0)));
+        let all = m.newest_within(6, |_, _| 1);
+        assert_eq!(all.left_out, 0);
+        assert_eq!(
+            serde_json::to_string(&all).expect("json"),
+            serde_json::to_string(&m).expect("json")
+        );
+        let some = m.newest_within(3, |_, _| 1);
+        let keys: Vec<u32> = some.entries.iter().map(|(k, _)| **k).collect();
+        assert_eq!((keys, some.left_out), (vec![1, 4, 5], 3));
+        assert!(m.newest_within(0, |_, _| 1).entries.is_empty());
+    }
 
     #[test]
     fn keeps_first_seen_order_and_bound() {

@@ -55,6 +55,18 @@ pub mod tally;
 pub mod testing;
 mod time;
 
+/// Most bytes a chef should put in one payload that lists a table (an interval payload):
+/// under the kitchen's default dumpling limit of 1,044,480 bytes (the hub's 1 MiB frame
+/// less room for the envelope), with room for the payload's other fields. A payload over
+/// the limit is refused whole, at every poke, so a table that can outgrow it (capture-
+/// controlled strings, 6 JSON bytes per escaped control byte) must show only what fits
+/// ([`bounded::BoundedMap::newest_within`]) and count the rest.
+pub const PAYLOAD_BUDGET: usize = 900 * 1024;
+
+/// The kitchen's limit on one dumpling's payload (bytes; `DEFAULT_MAX_DUMPLING_BYTES` in
+/// `kitchen/src/chef_host/limits.rs`): the hub's 1 MiB message cap less 4 KiB of envelope.
+pub const KITCHEN_MAX_DUMPLING_BYTES: usize = (1 << 20) - 4096;
+
 pub use cached::{Cached, CachedPayload};
 pub use flow::{StreamChunk, Verdicts};
 pub use info::{ChefInfo, Interest};

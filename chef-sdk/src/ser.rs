@@ -56,6 +56,26 @@ impl serde::Serialize for SocketText {
     }
 }
 
+/// Length of `value`'s JSON text (0 if it does not serialise), without making the text:
+/// e.g. an entry's share of a payload, for [`crate::bounded::BoundedMap::newest_within`].
+pub fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    match serde_json::to_writer(&mut n, value) {
+        Ok(()) => n.0,
+        Err(_) => 0,
+    }
+}
+
 /// Writes `n` (< 100 000) in decimal at the start of `out`; returns the digits written.
 fn write_decimal(out: &mut [u8], mut n: u32) -> usize {
     let mut digits = [0u8; 5];

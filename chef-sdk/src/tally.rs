@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bounded::BoundedMap;
-use crate::{Cached, CachedPayload, Timestamp};
+use crate::{Cached, CachedPayload, Timestamp, PAYLOAD_BUDGET};
 
 /// One name's counts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -67,6 +67,9 @@ pub struct NameTally {
     names: BoundedMap<String, TallyEntry>,
     #[serde(skip)]
     payload: CachedPayload,
+    /// The chef's counters' text in the cached payload (`,"name":n` for each non-zero one).
+    #[serde(skip)]
+    counters: String,
 }
 
 impl NameTally {
@@ -76,6 +79,7 @@ impl NameTally {
         NameTally {
             names: BoundedMap::new(capacity).with_state_budget(state_budget),
             payload: CachedPayload::default(),
+            counters: String::new(),
         }
     }
 
@@ -119,16 +123,51 @@ impl NameTally {
     }
 
     /// The interval payload `{"<key>":{...}}`: the kept text while no name was counted
-    /// since it was made, else rebuilt from each entry's kept text (made again only for
-    /// the entries that changed). Exactly serde_json's text of `{key: table}`.
-    pub fn payload(&mut self, key: &str) -> Cached<'_> {
-        let NameTally { names, payload } = self;
-        payload.payload_text(|| payload_text(key, names))
+    /// since it was made (and `counters` are unchanged), else rebuilt from each entry's kept
+    /// text (made again only for the entries that changed). Exactly serde_json's text of
+    /// `{key: table}` while the table fits [`PAYLOAD_BUDGET`] (names of escaped control
+    /// bytes take 6 bytes a byte: 1000 names of 253 can take 1.5 MB, which the kitchen
+    /// would refuse at every poke); beyond it, only the most recently counted names that
+    /// fit are listed and `"<unreported_key>": n` follows the table with how many were
+    /// left out. Then `,"name":n` for each of the chef's `counters` that is not zero.
+    pub fn payload(
+        &mut self,
+        key: &str,
+        unreported_key: &str,
+        counters: &[(&str, u64)],
+    ) -> Cached<'_> {
+        let mut now = String::new();
+        for (name, n) in counters.iter().filter(|(_, n)| *n != 0) {
+            push_counter(&mut now, name, *n as usize);
+        }
+        if now != self.counters {
+            self.counters = now;
+            self.payload.invalidate();
+        }
+        let NameTally {
+            names,
+            payload,
+            counters,
+        } = self;
+        payload.payload_text(|| payload_text(key, unreported_key, counters, names))
     }
 }
 
+/// `,"name":n`.
+fn push_counter(out: &mut String, name: &str, n: usize) {
+    use std::fmt::Write;
+    out.push(',');
+    out.push_str(&serde_json::to_string(name).unwrap_or_else(|_| "\"\"".to_owned()));
+    let _ = write!(out, ":{n}");
+}
+
 /// `{"<key>":{...}}` from each entry's kept text (see [`NameTally::payload`]).
-fn payload_text(key: &str, names: &mut BoundedMap<String, TallyEntry>) -> Option<String> {
+fn payload_text(
+    key: &str,
+    unreported_key: &str,
+    counters: &str,
+    names: &mut BoundedMap<String, TallyEntry>,
+) -> Option<String> {
     let key = match serde_json::to_string(key) {
         Ok(key) => key,
         Err(e) => {
@@ -136,12 +175,8 @@ fn payload_text(key: &str, names: &mut BoundedMap<String, TallyEntry>) -> Option
             return None;
         }
     };
-    let mut out = String::with_capacity(64 * names.len() + key.len() + 8);
-    out.push('{');
-    out.push_str(&key);
-    out.push_str(":{");
-    let mut first = true;
     let mut failed = None;
+    let mut total = 0usize;
     names.for_each_mut(|name, entry| {
         if failed.is_some() {
             return;
@@ -163,17 +198,30 @@ fn payload_text(key: &str, names: &mut BoundedMap<String, TallyEntry>) -> Option
                 }
             }
         }
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&entry.text);
+        total = total.saturating_add(entry.text.len() + 1);
     });
     if let Some(e) = failed {
         crate::log::error(&format!("{key} does not serialise: {e}"));
         return None;
     }
-    out.push_str("}}");
+    let shown = names.newest_within(PAYLOAD_BUDGET, |_, entry| entry.text.len() + 1);
+    let len = total.min(PAYLOAD_BUDGET) + key.len() + counters.len() + 64;
+    let mut out = String::with_capacity(len);
+    out.push('{');
+    out.push_str(&key);
+    out.push_str(":{");
+    for (i, (_, entry)) in shown.entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&entry.text);
+    }
+    out.push('}');
+    if shown.left_out > 0 {
+        push_counter(&mut out, unreported_key, shown.left_out);
+    }
+    out.push_str(counters);
+    out.push('}');
     Some(out)
 }
 
@@ -193,7 +241,10 @@ mod tests {
     #[test]
     fn the_payload_is_what_serde_makes_of_the_table_after_every_count() {
         let mut t = NameTally::new(50, 1 << 20);
-        assert_eq!(text(t.payload("seen")), vec![r#"{"seen":{}}"#.to_owned()]);
+        assert_eq!(
+            text(t.payload("seen", "unseen", &[])),
+            vec![r#"{"seen":{}}"#.to_owned()]
+        );
         for i in 0..400u64 {
             let name = match i % 5 {
                 0 => format!("n{}.test", (i * 7919) % 83),
@@ -207,13 +258,17 @@ mod tests {
                 Timestamp::from_nanos(1_700_000_000_000_000_000 + i * 1_234_567),
             );
             if i % 3 != 0 {
-                assert_eq!(text(t.payload("seen")), vec![serde_text("seen", &t)], "{i}");
+                assert_eq!(
+                    text(t.payload("seen", "unseen", &[])),
+                    vec![serde_text("seen", &t)],
+                    "{i}"
+                );
             }
         }
         assert_eq!(t.names().len(), 50);
         // Unchanged: the same text again.
-        let a = text(t.payload("seen"));
-        assert_eq!(a, text(t.payload("seen")));
+        let a = text(t.payload("seen", "unseen", &[]));
+        assert_eq!(a, text(t.payload("seen", "unseen", &[])));
     }
 
     /// The snapshot is a `BoundedMap<String, Seen>`'s: each reads the other's.
@@ -231,6 +286,46 @@ mod tests {
         let mut back: NameTally =
             crate::state::from_state_json(saved.as_bytes()).expect("restores");
         back.restored(10, 1 << 20);
-        assert_eq!(text(back.payload("k")), text(t.payload("k")));
+        assert_eq!(
+            text(back.payload("k", "u", &[])),
+            text(t.payload("k", "u", &[]))
+        );
+    }
+
+    /// 1000 names of 253 escaped control bytes (~1.5 MB of JSON): the payload shows the
+    /// most recently counted that fit under the budget, counts the rest, and parses.
+    #[test]
+    fn a_table_too_large_for_one_payload_shows_the_newest_and_counts_the_rest() {
+        let mut t = NameTally::new(1000, 1 << 20);
+        for i in 0..1000u64 {
+            let name = format!("{i:04}{}", "\u{1}".repeat(249));
+            t.count(&name, Timestamp::from_nanos(1_700_000_000_000_000_000 + i));
+        }
+        let full = serde_text("seen", &t);
+        assert!(full.len() > 1_400_000, "{}", full.len());
+        let got = text(t.payload("seen", "unseen", &[("other", 0)])).remove(0);
+        assert!(got.len() <= PAYLOAD_BUDGET + 100, "{}", got.len());
+        assert!(got.len() < crate::KITCHEN_MAX_DUMPLING_BYTES);
+        let v: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+        let shown = v["seen"].as_object().expect("table").len();
+        assert_eq!(v["unseen"].as_u64(), Some(1000 - shown as u64));
+        assert!(shown > 500, "{shown}");
+        // The newest are shown, the oldest left out.
+        let newest = format!("0999{}", "\u{1}".repeat(249));
+        assert!(v["seen"].get(&newest).is_some());
+        assert!(v["seen"]
+            .get(format!("0000{}", "\u{1}".repeat(249)))
+            .is_none());
+        // A counter that becomes non-zero is shown (and the cached text is not reused).
+        let with = text(t.payload("seen", "unseen", &[("other", 3)])).remove(0);
+        assert!(with.ends_with(&format!(",\"unseen\":{},\"other\":3}}", 1000 - shown)));
+        // Once the table fits again, the payload is serde's text of it once more.
+        for i in 0..1000u64 {
+            t.count(&format!("n{i}.test"), Timestamp::from_nanos(5));
+        }
+        assert_eq!(
+            text(t.payload("seen", "unseen", &[])),
+            vec![serde_text("seen", &t)]
+        );
     }
 }

@@ -28,7 +28,20 @@
 //! (`expires` is `null` for an infinite or unknown lease time.)
 //!
 //! State bound: at most [`MAX_LEASES`] leases and [`MAX_HOSTNAMES`] remembered client
-//! host names (least recently seen evicted). DHCPv6 is not decoded.
+//! host names (least recently seen evicted), each host name at most 255 bytes. DHCPv6 is
+//! not decoded.
+//!
+//! Payload bound: the interval payload stays under [`chef_sdk::PAYLOAD_BUDGET`] (900 KiB;
+//! the kitchen refuses a dumpling over 1,044,480 bytes, at every poke). All 4096 leases
+//! fit with ordinary host names (~100 bytes a lease), but not with 255-byte names (~350
+//! bytes a lease: 1.4 MB) nor names of control bytes, which escape to 6 JSON bytes each
+//! (~1,620 bytes a lease: 700 leases make 1.1 MB). Then only the most recently granted
+//! leases that fit are listed (in first-seen order), and a field after the table says how
+//! many were left out (present only when non-zero):
+//!
+//! ```json
+//! {"leases": {...}, "leases_unreported": 3520}
+//! ```
 //!
 //! Hot reload: leases and remembered host names follow the chef to its new version
 //! (`export_stateful_chef!`), with their bounds, recency order and exact expiry times, so a
@@ -41,11 +54,12 @@
 
 use std::net::Ipv4Addr;
 
-use chef_sdk::bounded::BoundedMap;
+use chef_sdk::bounded::{BoundedMap, Within};
 use chef_sdk::parse::dhcp::{self, MessageType};
+use chef_sdk::ser::json_len;
 use chef_sdk::{
     CachedPayload, Chef, ChefInfo, Drivers, Dumplings, Interest, Mac, Packet, Tick, Timestamp,
-    TransportProtocol,
+    TransportProtocol, PAYLOAD_BUDGET,
 };
 use serde::{Deserialize, Serialize};
 
@@ -106,8 +120,29 @@ pub struct Lease {
 /// Interval payload.
 #[derive(Serialize)]
 pub struct Leases<'a> {
-    /// Client MAC → lease.
-    pub leases: &'a BoundedMap<Mac, Lease>,
+    /// Client MAC → lease: the most recently granted leases that fit the payload budget
+    /// (all of them, but for very long host names), in first-seen order.
+    pub leases: Within<'a, Mac, Lease>,
+    /// Current leases left out of `leases` (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub leases_unreported: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl<'a> Leases<'a> {
+    /// The payload showing `leases`, as many as fit [`chef_sdk::PAYLOAD_BUDGET`].
+    pub fn of(leases: &'a BoundedMap<Mac, Lease>) -> Self {
+        let leases = leases.newest_within(PAYLOAD_BUDGET, |mac, lease| {
+            json_len(mac) + json_len(lease) + 2
+        });
+        Leases {
+            leases_unreported: leases.left_out,
+            leases,
+        }
+    }
 }
 
 /// The chef: current leases and the host names clients asked with (its state across a
@@ -212,9 +247,7 @@ impl DhcpLeaseChef {
     /// Drops expired leases and returns the interval payload.
     pub fn current(&mut self, now: Timestamp) -> Leases<'_> {
         self.expire(now);
-        Leases {
-            leases: &self.leases,
-        }
+        Leases::of(&self.leases)
     }
 
     /// Drops the leases expired at `now`.
@@ -261,7 +294,7 @@ impl Chef for DhcpLeaseChef {
             leases_json,
             ..
         } = self;
-        leases_json.payload(|| Leases { leases })
+        leases_json.payload(|| Leases::of(leases))
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -419,6 +452,61 @@ mod tests {
         );
     }
 
+    /// ACKs for `n` clients whose host names are `len` bytes of `fill` (control bytes escape
+    /// to 6 JSON bytes each), then a poke: its payload.
+    fn acks_with_long_names(n: u64, fill: u8, len: u8) -> (DhcpLeaseChef, String) {
+        let s = 1_000_000_000u64;
+        let mut b = Batch::default();
+        for i in 0..n {
+            let mut opts = vec![51, 4, 0, 1, 0, 0, 12, len];
+            opts.extend(std::iter::repeat_n(fill, usize::from(len)));
+            let mut ack = dhcp(2, 5, [10, 0, (i >> 8) as u8, i as u8], [0; 4], &opts);
+            // chaddr 02:00:00:00:hi:lo
+            ack[32] = (i >> 8) as u8;
+            ack[33] = i as u8;
+            b.push_ethernet(
+                10 * s + i,
+                &frames::udp4([10, 0, 0, 1], [255; 4], 67, 68, &ack),
+            );
+        }
+        let mut chef = DhcpLeaseChef::default();
+        assert_eq!(b.feed(&mut chef).len(), n as usize);
+        let got = poke_raw(&mut chef, 20 * s).remove(0);
+        (chef, got)
+    }
+
+    #[test]
+    fn the_lease_table_always_fits_one_payload() {
+        // 4096 leases with 255-byte names of control bytes (6.6 MB as a whole table), then
+        // of letters (1.4 MB): the newest that fit are shown, the rest counted.
+        for (fill, min_shown) in [(1u8, 500), (b'x', 2400)] {
+            let (chef, got) = acks_with_long_names(MAX_LEASES as u64, fill, 255);
+            assert_eq!(chef.leases.len(), MAX_LEASES);
+            let whole = serde_json::to_string(&chef.leases).expect("serialises");
+            assert!(whole.len() > 1_300_000, "the whole table: {}", whole.len());
+            assert!(got.len() <= PAYLOAD_BUDGET + 64, "{}", got.len());
+            let v: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+            let shown = v["leases"].as_object().expect("table").len();
+            assert!(shown >= min_shown, "{shown}");
+            assert_eq!(
+                v["leases_unreported"].as_u64(),
+                Some((MAX_LEASES - shown) as u64)
+            );
+            // The newest lease is shown, the oldest not.
+            assert!(v["leases"].get("02:00:00:00:0f:ff").is_some(), "{fill}");
+            assert!(v["leases"].get("02:00:00:00:00:00").is_none(), "{fill}");
+        }
+        // The probe's case: 700 leases of control-byte names (1.1 MB whole).
+        let (_, got) = acks_with_long_names(700, 2, 255);
+        assert!(got.len() <= PAYLOAD_BUDGET + 64, "{}", got.len());
+        assert!(got.contains(r#""leases_unreported":"#));
+        // Ordinary names: every lease, no count.
+        let (_, got) = acks_with_long_names(MAX_LEASES as u64, b'o', 12);
+        let v: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+        assert_eq!(v["leases"].as_object().map(|m| m.len()), Some(MAX_LEASES));
+        assert!(v.get("leases_unreported").is_none());
+    }
+
     #[test]
     fn real_dhcp_capture() {
         let dir = std::env::var("ND_SHARED_PCAPS").unwrap_or_else(|_| {
@@ -486,10 +574,15 @@ mod tests {
                 cached += 1;
             }
             let got = poke_raw(&mut chef, t);
-            let want = serde_json::to_string(&Leases {
-                leases: &chef.leases,
-            })
-            .expect("serialises");
+            let want = serde_json::to_string(&Leases::of(&chef.leases)).expect("serialises");
+            assert_eq!(
+                want,
+                format!(
+                    "{{\"leases\":{}}}",
+                    serde_json::to_string(&chef.leases).expect("serialises")
+                ),
+                "a small table is shown whole"
+            );
             assert_eq!(got, [want]);
             shown += usize::from(!chef.leases.is_empty());
         }

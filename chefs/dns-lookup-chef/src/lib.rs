@@ -21,8 +21,18 @@
 //!
 //! State bound: at most [`MAX_HOSTNAMES`] names are remembered; a new name beyond that
 //! evicts the least recently looked-up one. The retransmission check remembers the last
-//! [`MAX_RECENT_QUERIES`] queries. That also bounds the interval payload (under
-//! about 1 MiB even with 255-byte names).
+//! [`MAX_RECENT_QUERIES`] queries.
+//!
+//! Payload bound: the interval payload stays under [`chef_sdk::PAYLOAD_BUDGET`] (900 KiB;
+//! the kitchen refuses a dumpling over 1,044,480 bytes, at every poke). Ordinary names
+//! always fit (1000 names of 253 letters: ~300 KB), but names of control bytes escape to 6
+//! JSON bytes each (1000 of them: ~1.56 MB). Then only the most recently looked-up names
+//! that fit are listed (still in first-seen order), and a field follows the table with
+//! how many were left out (present only when non-zero):
+//!
+//! ```json
+//! {"lookups_seen": {...}, "lookups_unreported": 412}
+//! ```
 //!
 //! Hot reload: both tables follow the chef to its new version (`export_stateful_chef!`),
 //! with their bounds and recency order, so a replaced chef keeps listing and counting the
@@ -145,7 +155,8 @@ impl DnsLookupChef {
         })
     }
 
-    /// The interval payload.
+    /// The interval payload while the table fits [`chef_sdk::PAYLOAD_BUDGET`] (always, but
+    /// for names of escaped control bytes).
     pub fn summary(&self) -> LookupsSeen<'_> {
         LookupsSeen {
             lookups_seen: self.seen.names(),
@@ -173,8 +184,9 @@ impl Chef for DnsLookupChef {
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
         // Rebuilt only when a lookup changed the table since the last poke, and then from
-        // each entry's kept text (the same text as serialising `summary()`).
-        self.seen.payload("lookups_seen")
+        // each entry's kept text (the same text as serialising `summary()`, while the
+        // table fits the payload budget).
+        self.seen.payload("lookups_seen", "lookups_unreported", &[])
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -422,6 +434,45 @@ mod tests {
             "the resend is the same lookup"
         );
         assert_eq!(new.seen.names().get("a").map(|s| s.seen.count), Some(1));
+    }
+
+    #[test]
+    fn worst_case_names_fit_one_payload() {
+        // 1000 queries for distinct 253-character names of control bytes (labels of 63,
+        // 63, 63 and 61 bytes: 255 on the wire), each escaping to 6 JSON bytes.
+        let mut b = Batch::default();
+        for i in 0..MAX_HOSTNAMES as u64 {
+            let mut query = vec![(i >> 8) as u8, i as u8, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            for (n, len) in [63u8, 63, 63, 61].into_iter().enumerate() {
+                query.push(len);
+                let mut label = vec![1u8; usize::from(len)];
+                if n == 0 {
+                    label[0] = 1 + (i % 31) as u8;
+                    label[1] = 1 + (i / 31 % 31) as u8;
+                    label[2] = 1 + (i / 961 % 31) as u8;
+                }
+                query.extend_from_slice(&label);
+            }
+            query.extend_from_slice(&[0, 0, 1, 0, 1]);
+            b.push_ethernet(
+                1_000_000_000 + i,
+                &frames::udp4([1; 4], [2; 4], 40000, 53, &query),
+            );
+        }
+        let mut chef = DnsLookupChef::default();
+        assert_eq!(b.feed(&mut chef).len(), MAX_HOSTNAMES);
+        assert_eq!(chef.seen.names().len(), MAX_HOSTNAMES);
+        let whole = serde_json::to_string(&chef.summary()).expect("serialises");
+        assert!(whole.len() > 1_500_000, "the whole table: {}", whole.len());
+        let got = poke_raw(&mut chef, 2_000_000_000).remove(0);
+        assert!(got.len() <= chef_sdk::PAYLOAD_BUDGET + 64, "{}", got.len());
+        let v: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+        let shown = v["lookups_seen"].as_object().expect("table").len();
+        assert!(shown > 550, "{shown}");
+        assert_eq!(
+            v["lookups_unreported"].as_u64(),
+            Some((MAX_HOSTNAMES - shown) as u64)
+        );
     }
 
     #[test]

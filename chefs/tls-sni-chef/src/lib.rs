@@ -28,8 +28,19 @@
 //! ```
 //!
 //! State bound: at most [`MAX_NAMES`] names (least recently seen evicted), and at most
-//! [`MAX_PENDING`] hellos being collected (each at most [`STREAM_BYTES`]). Server names
-//! are ASCII and at most 255 bytes here, so the interval payload stays well under 1 MiB.
+//! [`MAX_PENDING`] hellos being collected (each at most [`STREAM_BYTES`]).
+//!
+//! Payload bound: the interval payload stays under [`chef_sdk::PAYLOAD_BUDGET`] (900 KiB;
+//! the kitchen refuses a dumpling over 1,044,480 bytes, at every poke). Server names are
+//! printable ASCII, but a forged hello may carry one of ~16 KB (a whole TLS record) and
+//! `"` or `\` escape to 2 JSON bytes: 1000 such names would make ~32 MB. Names of real
+//! hosts (at most 253 bytes) always fit. Beyond the budget only the most recently seen
+//! names that fit are listed (in first-seen order), and a field after the table says how
+//! many were left out (present only when non-zero):
+//!
+//! ```json
+//! {"server_names_seen": {...}, "server_names_unreported": 990}
+//! ```
 //!
 //! Hot reload: the name counts and the hellos being collected follow the chef to its new
 //! version (`export_stateful_chef!`, with bounds and recency order), so a replaced chef
@@ -226,8 +237,10 @@ impl Chef for TlsServerNameChef {
 
     fn on_interval(&mut self, _tick: Tick) -> impl Dumplings {
         // Made again only when a hello changed the table since the last poke (exactly
-        // what serialising `ServerNamesSeen` gives).
-        self.seen.payload("server_names_seen")
+        // what serialising `ServerNamesSeen` gives, while the table fits the payload
+        // budget).
+        self.seen
+            .payload("server_names_seen", "server_names_unreported", &[])
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -342,6 +355,28 @@ mod tests {
             .expect("serialises");
             assert_eq!(poke_raw(&mut new, 10), [serialised]);
         }
+    }
+
+    #[test]
+    fn worst_case_names_fit_one_payload() {
+        // 1000 names as long as one TLS record allows, of quotes (2 JSON bytes each): ~32 MB
+        // as a whole table.
+        let mut chef = TlsServerNameChef::default();
+        for i in 0..MAX_NAMES {
+            let name = format!("{i:04}{}", "\"".repeat(16_300));
+            chef.seen.count(&name, Timestamp::from_nanos(i as u64));
+        }
+        let got = poke_raw(&mut chef, 10).remove(0);
+        assert!(got.len() <= chef_sdk::PAYLOAD_BUDGET + 64, "{}", got.len());
+        let v: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+        let shown = v["server_names_seen"].as_object().expect("table").len();
+        assert!(shown >= 25, "{shown}");
+        assert_eq!(
+            v["server_names_unreported"].as_u64(),
+            Some((MAX_NAMES - shown) as u64)
+        );
+        let newest = format!("0999{}", "\"".repeat(16_300));
+        assert!(v["server_names_seen"].get(&newest).is_some());
     }
 
     #[test]
