@@ -25,6 +25,15 @@
 //! stops being followed after missing bytes, a `chunked` request body or its first MiB);
 //! HTTPS, HTTP/2 and HTTP/3 are not plain text and are not seen.
 //!
+//! Losses, counted: past [`scan::MAX_CONNECTIONS`] followed connections the least recently
+//! active is dropped; when it held a half-received head, that request is lost. The next
+//! dumpling counts the requests so lost since the previous one, in a field beside
+//! `http_request` (present only when non-zero), and the chef logs the first loss once:
+//!
+//! ```json
+//! {"http_request": {...}, "pending_evicted": 1976}
+//! ```
+//!
 //! Proxies: requests sent through a SOCKS4/4a or SOCKS5 tunnel are read too, once the
 //! proxy granted the `CONNECT` ([`chef_sdk::parse::tunnel`]; a refused request is not a
 //! tunnel). Through an HTTP proxy no tunnel needs finding: a `CONNECT` is itself a request
@@ -57,11 +66,20 @@ use serde::{Deserialize, Serialize};
 /// Longest string field sent (longer ones are cut at a character boundary).
 pub const MAX_FIELD: usize = 512;
 
-/// Packet payload: `{"http_request": {...}}`.
+/// Packet payload: `{"http_request": {...}}`, then the chef's loss counts since its
+/// previous dumpling, each only when non-zero.
 #[derive(Debug, Serialize)]
 pub struct HttpDumpling {
     /// The request.
     pub http_request: Request,
+    /// Requests lost since the previous dumpling: their connection was dropped from the
+    /// followed ones (past [`scan::MAX_CONNECTIONS`]) with the head half received.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pending_evicted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One request (owned: a collected head does not outlive the call).
@@ -108,6 +126,13 @@ pub struct HttpRequestChef {
     /// SOCKS preludes being watched (absent from snapshots of the version before them).
     #[serde(default)]
     tunnels: TunnelFinder,
+    /// Requests lost to evicted connections, not yet put in a dumpling (absent from
+    /// snapshots of the version before it).
+    #[serde(default)]
+    pending_evicted: u64,
+    /// Whether a loss was logged (once per instance).
+    #[serde(skip)]
+    loss_logged: bool,
 }
 
 impl Default for HttpRequestChef {
@@ -115,6 +140,8 @@ impl Default for HttpRequestChef {
         HttpRequestChef {
             scanner: RequestScanner::default(),
             tunnels: TunnelFinder::new(Kinds::SOCKS),
+            pending_evicted: 0,
+            loss_logged: false,
         }
     }
 }
@@ -132,6 +159,7 @@ pub fn request_dumpling(head: &[u8], key: &FlowKey, time: Timestamp) -> Option<H
             server: Some(SocketAddr::new(ip(&key.responder), key.responder_port)),
             time,
         },
+        pending_evicted: 0,
     })
 }
 
@@ -164,7 +192,32 @@ impl HttpRequestChef {
                     out.extend(request_dumpling(head, key, time))
                 })
             });
+        let evicted = self.scanner.take_heads_evicted();
+        if evicted > 0 {
+            self.pending_evicted += evicted;
+            self.log_loss(&format!(
+                "more than {} connections with a request half-received at once: the least \
+                 recently active are dropped and their requests lost (counted in the next \
+                 dumpling's pending_evicted; logged once)",
+                scan::MAX_CONNECTIONS
+            ));
+        }
+        // The counts go with the next dumpling.
+        if let Some(first) = out.first_mut() {
+            first.pending_evicted = std::mem::take(&mut self.pending_evicted);
+        }
         out
+    }
+
+    /// Logs the first loss of this instance (the kitchen's log; not in native tests).
+    fn log_loss(&mut self, message: &str) {
+        if !self.loss_logged {
+            self.loss_logged = true;
+            #[cfg(target_family = "wasm")]
+            chef_sdk::log::warn(message);
+            #[cfg(not(target_family = "wasm"))]
+            let _ = message;
+        }
     }
 }
 
@@ -241,6 +294,65 @@ mod tests {
             .flat_map(|raw| chef.handle_chunk(&StreamChunk::new(raw, &arena)))
             .map(|d| serde_json::to_value(&d).unwrap_or_default())
             .collect()
+    }
+
+    /// One client chunk of flow `id` (each flow its own ports).
+    fn chunk(id: u64, offset: u64, data: wit::Span) -> wit::StreamChunk {
+        let mut key = key();
+        key.originator_port = id as u16;
+        wit::StreamChunk {
+            flow: wit::FlowRef {
+                id,
+                direction: Direction::FromOriginator,
+            },
+            key,
+            timestamp_ns: 5_000_000_000 + id,
+            offset,
+            gap_before: 0,
+            data,
+            last: false,
+        }
+    }
+
+    #[test]
+    fn requests_of_evicted_connections_are_counted() {
+        // 1100 connections send the first 12 bytes of a head, then the rest: 1024 are
+        // followed to the end, the 76 dropped are counted once, on the first dumpling after.
+        let head = b"GET /r HTTP/1.1\r\nHost: req.example\r\n\r\n";
+        let arena = head.to_vec();
+        let (first, rest) = (
+            wit::Span { offset: 0, len: 12 },
+            wit::Span {
+                offset: 12,
+                len: head.len() as u32 - 12,
+            },
+        );
+        let n = scan::MAX_CONNECTIONS as u64 + 76;
+        let mut chef = HttpRequestChef::default();
+        for id in 0..n {
+            assert!(chef
+                .handle_chunk(&StreamChunk::new(&chunk(id, 0, first), &arena))
+                .is_empty());
+        }
+        let out: Vec<serde_json::Value> = (0..n)
+            .flat_map(|id| chef.handle_chunk(&StreamChunk::new(&chunk(id, 12, rest), &arena)))
+            .map(|d| serde_json::to_value(&d).unwrap_or_default())
+            .collect();
+        assert_eq!(out.len(), scan::MAX_CONNECTIONS);
+        assert_eq!(out[0]["pending_evicted"], 76);
+        assert_eq!(out[0]["http_request"]["path"], "/r");
+        assert!(out[1..].iter().all(|d| d.get("pending_evicted").is_none()));
+        // Idle keep-alive connections (no head half received) are dropped uncounted.
+        let whole = wit::Span {
+            offset: 0,
+            len: head.len() as u32,
+        };
+        let mut chef = HttpRequestChef::default();
+        let out: Vec<HttpDumpling> = (0..n)
+            .flat_map(|id| chef.handle_chunk(&StreamChunk::new(&chunk(id, 0, whole), &arena)))
+            .collect();
+        assert_eq!(out.len(), n as usize);
+        assert!(out.iter().all(|d| d.pending_evicted == 0));
     }
 
     #[test]

@@ -55,6 +55,13 @@ impl HelloCollector {
         self.pending.get(&flow).is_some()
     }
 
+    /// Hellos dropped unfinished since the chef started (the least recently touched, to make
+    /// room for a new one past [`MAX_PENDING`], or left out of a hot-reload snapshot): their
+    /// server names are never seen.
+    pub fn evicted(&self) -> u64 {
+        self.pending.evicted()
+    }
+
     /// Re-applies this version's bounds to a restored collector.
     pub fn restored(&mut self) {
         self.pending.set_capacity(MAX_PENDING);

@@ -42,6 +42,16 @@
 //! {"server_names_seen": {...}, "server_names_unreported": 990}
 //! ```
 //!
+//! Hellos lost: a hello split over several segments is collected until whole; with more
+//! than [`MAX_PENDING`] collected at once (a flood of half-sent hellos), the least recently
+//! touched is dropped and its server name never seen. The interval payload then counts
+//! them, since the chef started, after the table (present only when non-zero; also counts
+//! hellos left out of a hot-reload snapshot), and the chef logs the first such loss once:
+//!
+//! ```json
+//! {"server_names_seen": {...}, "pending_evicted": 744}
+//! ```
+//!
 //! Hot reload: the name counts and the hellos being collected follow the chef to its new
 //! version (`export_stateful_chef!`, with bounds and recency order), so a replaced chef
 //! keeps its counts and still reads a hello whose first segment came before the reload.
@@ -150,6 +160,9 @@ pub struct TlsServerNameChef {
     /// Proxy preludes being watched (absent from snapshots of the version before them).
     #[serde(default)]
     tunnels: TunnelFinder,
+    /// Whether the first hello dropped unfinished was logged (once per instance).
+    #[serde(skip)]
+    loss_logged: bool,
 }
 
 impl Default for TlsServerNameChef {
@@ -158,6 +171,7 @@ impl Default for TlsServerNameChef {
             seen: NameTally::new(MAX_NAMES, NAMES_STATE_BUDGET),
             hellos: HelloCollector::default(),
             tunnels: TunnelFinder::new(Kinds::ALL),
+            loss_logged: false,
         }
     }
 }
@@ -232,6 +246,15 @@ impl Chef for TlsServerNameChef {
         if !self.wants_more(chunk.flow()) {
             chunk.done_with_direction();
         }
+        if !self.loss_logged && self.hellos.evicted() > 0 {
+            self.loss_logged = true;
+            #[cfg(target_family = "wasm")]
+            chef_sdk::log::warn(&format!(
+                "more than {MAX_PENDING} hellos half-received at once: the least recently \
+                 active are dropped and their server names lost (counted in the interval \
+                 payload's pending_evicted; logged once)"
+            ));
+        }
         out
     }
 
@@ -239,8 +262,11 @@ impl Chef for TlsServerNameChef {
         // Made again only when a hello changed the table since the last poke (exactly
         // what serialising `ServerNamesSeen` gives, while the table fits the payload
         // budget).
-        self.seen
-            .payload("server_names_seen", "server_names_unreported", &[])
+        self.seen.payload(
+            "server_names_seen",
+            "server_names_unreported",
+            &[("pending_evicted", self.hellos.evicted())],
+        )
     }
 
     fn restored(&mut self) -> Result<(), String> {
@@ -355,6 +381,33 @@ mod tests {
             .expect("serialises");
             assert_eq!(poke_raw(&mut new, 10), [serialised]);
         }
+    }
+
+    #[test]
+    fn hellos_dropped_unfinished_are_counted() {
+        // 300 connections send the first half of a hello, then all send the rest: the
+        // 44 least recently touched were dropped to keep 256, and the payload says so.
+        const O: Direction = Direction::FromOriginator;
+        let h = CHROMIUM_HELLO;
+        let half = h.len() / 2;
+        let mut chef = TlsServerNameChef::default();
+        let n = MAX_PENDING as u64 + 44;
+        let firsts: Vec<Chunk<'_>> = (0..n).map(|f| (f, O, 0, 0, &h[..half], false)).collect();
+        assert!(feed(&mut chef, &firsts).is_empty());
+        let rests: Vec<Chunk<'_>> = (0..n)
+            .map(|f| (f, O, half as u64, 0, &h[half..], false))
+            .collect();
+        assert_eq!(feed(&mut chef, &rests).len(), MAX_PENDING);
+        let got = poke_raw(&mut chef, 10).remove(0);
+        let v: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+        assert_eq!(v["pending_evicted"], 44);
+        assert_eq!(
+            v["server_names_seen"]["www.dumpling-split.test"]["count"],
+            MAX_PENDING
+        );
+        // Carried across a reload (a count since the chef started).
+        let mut r = chef_sdk::testing::reload(&chef).expect("restored");
+        assert!(poke_raw(&mut r, 11)[0].ends_with(r#","pending_evicted":44}"#));
     }
 
     #[test]
