@@ -60,6 +60,15 @@ impl<'a> StreamChunk<'a> {
         }
     }
 
+    /// This chunk's place in the kitchen's `on-stream` call (0 for the first chunk of a
+    /// call); `None` for a chunk made by hand ([`StreamChunk::new`]). For a chef that bounds
+    /// what one connection may report per call: the kitchen caps the dumplings of one call,
+    /// so a connection that makes thousands would crowd out every other connection's.
+    #[inline]
+    pub fn index_in_call(&self) -> Option<u32> {
+        self.verdicts.map(|(_, index)| index)
+    }
+
     /// This chef wants no more bytes of this chunk's direction (this flow id, this
     /// direction): the kitchen hands it no later chunk of it, not even the `last` marker,
     /// and stops reassembling it once no other chef wants it either (chef API 0.2,

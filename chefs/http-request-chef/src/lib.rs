@@ -26,12 +26,16 @@
 //! HTTPS, HTTP/2 and HTTP/3 are not plain text and are not seen.
 //!
 //! Losses, counted: past [`scan::MAX_CONNECTIONS`] followed connections the least recently
-//! active is dropped; when it held a half-received head, that request is lost. The next
-//! dumpling counts the requests so lost since the previous one, in a field beside
-//! `http_request` (present only when non-zero), and the chef logs the first loss once:
+//! active is dropped; when it held a half-received head, that request is lost. And one
+//! connection reports at most [`MAX_REQUESTS_PER_CALL`] requests per call of the kitchen
+//! (which takes at most 1024 dumplings from a call: one connection pipelining thousands
+//! would otherwise crowd out every other connection's requests of the call). A dumpling
+//! counts the requests so lost or left out since the previous dumpling (up to its own
+//! chunk's), in fields beside `http_request`, each present only when non-zero; the chef
+//! logs the first of each kind once:
 //!
 //! ```json
-//! {"http_request": {...}, "pending_evicted": 1976}
+//! {"http_request": {...}, "pending_evicted": 1976, "requests_unreported": 4936}
 //! ```
 //!
 //! Proxies: requests sent through a SOCKS4/4a or SOCKS5 tunnel are read too, once the
@@ -54,6 +58,7 @@ pub use scan::{RequestScanner, STREAM_BYTES};
 
 use std::net::SocketAddr;
 
+use chef_sdk::bounded::BoundedMap;
 use chef_sdk::flow::{Direction, FlowKey, FlowRef, IpAddress};
 use chef_sdk::parse::http;
 use chef_sdk::parse::tunnel::{Kinds, TunnelFinder};
@@ -66,6 +71,16 @@ use serde::{Deserialize, Serialize};
 /// Longest string field sent (longer ones are cut at a character boundary).
 pub const MAX_FIELD: usize = 512;
 
+/// Most requests one connection reports per `on-stream` call of the kitchen (the rest are
+/// counted in `requests_unreported`): the kitchen takes at most 1024 dumplings from one
+/// call, so one connection pipelining thousands would crowd out every other connection's
+/// requests of the call.
+pub const MAX_REQUESTS_PER_CALL: u32 = 64;
+
+/// Connections whose requests one call counts (a call's chunks rarely span more; past it
+/// the least recently counted starts again from zero).
+const CALL_CONNECTIONS: usize = 4096;
+
 /// Packet payload: `{"http_request": {...}}`, then the chef's loss counts since its
 /// previous dumpling, each only when non-zero.
 #[derive(Debug, Serialize)]
@@ -76,6 +91,10 @@ pub struct HttpDumpling {
     /// followed ones (past [`scan::MAX_CONNECTIONS`]) with the head half received.
     #[serde(skip_serializing_if = "is_zero")]
     pub pending_evicted: u64,
+    /// Requests found but not reported since the previous dumpling (up to this one's
+    /// chunk): past [`MAX_REQUESTS_PER_CALL`] of one connection in one call of the kitchen.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub requests_unreported: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -130,9 +149,36 @@ pub struct HttpRequestChef {
     /// snapshots of the version before it).
     #[serde(default)]
     pending_evicted: u64,
-    /// Whether a loss was logged (once per instance).
+    /// Requests over the per-call cap, not yet put in a dumpling (absent from snapshots of
+    /// the version before it).
+    #[serde(default)]
+    requests_unreported: u64,
+    /// Requests reported per connection in the current call.
+    #[serde(skip, default = "call_counts")]
+    call: BoundedMap<u64, u32>,
+    /// Whether an eviction loss was logged (once per instance).
     #[serde(skip)]
-    loss_logged: bool,
+    evict_logged: bool,
+    /// Whether the per-call cap was logged (once per instance).
+    #[serde(skip)]
+    cap_logged: bool,
+}
+
+fn call_counts() -> BoundedMap<u64, u32> {
+    BoundedMap::new(CALL_CONNECTIONS)
+}
+
+/// Logs `message` if `*logged` is not yet set, and sets it (the kitchen's log; not in
+/// native tests, where the import does not exist).
+fn log_once(logged: &mut bool, message: impl FnOnce() -> String) {
+    if !*logged {
+        *logged = true;
+        let message = message();
+        #[cfg(target_family = "wasm")]
+        chef_sdk::log::warn(&message);
+        #[cfg(not(target_family = "wasm"))]
+        let _ = message;
+    }
 }
 
 impl Default for HttpRequestChef {
@@ -141,7 +187,10 @@ impl Default for HttpRequestChef {
             scanner: RequestScanner::default(),
             tunnels: TunnelFinder::new(Kinds::SOCKS),
             pending_evicted: 0,
-            loss_logged: false,
+            requests_unreported: 0,
+            call: call_counts(),
+            evict_logged: false,
+            cap_logged: false,
         }
     }
 }
@@ -160,6 +209,7 @@ pub fn request_dumpling(head: &[u8], key: &FlowKey, time: Timestamp) -> Option<H
             time,
         },
         pending_evicted: 0,
+        requests_unreported: 0,
     })
 }
 
@@ -178,46 +228,64 @@ impl HttpRequestChef {
         }
     }
 
-    /// The dumplings for the requests a client stream chunk completes.
+    /// The dumplings for the requests a client stream chunk completes (at most
+    /// [`MAX_REQUESTS_PER_CALL`] per connection per call of the kitchen; a chunk made by
+    /// hand is a call of its own).
     pub fn handle_chunk(&mut self, chunk: &StreamChunk<'_>) -> Vec<HttpDumpling> {
         let mut out = Vec::new();
         let flow = chunk.flow();
         let (key, time) = (chunk.key(), chunk.timestamp());
-        let scanner = &mut self.scanner;
+        if chunk.index_in_call().is_none_or(|i| i == 0) && !self.call.is_empty() {
+            self.call.clear();
+        }
+        let (scanner, call) = (&mut self.scanner, &mut self.call);
+        let mut over = 0u64;
         // The client's bytes: the stream itself, or the part inside a SOCKS tunnel (its
         // offsets counted from the tunnel's start, where the first request is).
         self.tunnels
             .read_client_bytes(chunk, |(offset, gap_before, data, last)| {
                 scanner.push(flow.id, offset, gap_before, data, last, |head| {
-                    out.extend(request_dumpling(head, key, time))
+                    if let Some(d) = request_dumpling(head, key, time) {
+                        let n = call.get_or_insert_with(flow.id, || 0);
+                        if *n < MAX_REQUESTS_PER_CALL {
+                            *n += 1;
+                            out.push(d);
+                        } else {
+                            over += 1;
+                        }
+                    }
                 })
             });
+        if over > 0 {
+            self.requests_unreported += over;
+            log_once(&mut self.cap_logged, || {
+                format!(
+                    "a connection sent more than {MAX_REQUESTS_PER_CALL} requests within one \
+                     delivery: the rest are not reported, so that it does not crowd out \
+                     other connections (counted in a dumpling's requests_unreported; logged \
+                     once)"
+                )
+            });
+        }
         let evicted = self.scanner.take_heads_evicted();
         if evicted > 0 {
             self.pending_evicted += evicted;
-            self.log_loss(&format!(
-                "more than {} connections with a request half-received at once: the least \
-                 recently active are dropped and their requests lost (counted in the next \
-                 dumpling's pending_evicted; logged once)",
-                scan::MAX_CONNECTIONS
-            ));
+            log_once(&mut self.evict_logged, || {
+                format!(
+                    "more than {} connections with a request half-received at once: the \
+                     least recently active are dropped and their requests lost (counted in \
+                     a dumpling's pending_evicted; logged once)",
+                    scan::MAX_CONNECTIONS
+                )
+            });
         }
-        // The counts go with the next dumpling.
-        if let Some(first) = out.first_mut() {
-            first.pending_evicted = std::mem::take(&mut self.pending_evicted);
+        // The counts go with the chunk's last dumpling (the requests over the cap came
+        // after its reported ones), or the next chunk's.
+        if let Some(last) = out.last_mut() {
+            last.pending_evicted = std::mem::take(&mut self.pending_evicted);
+            last.requests_unreported = std::mem::take(&mut self.requests_unreported);
         }
         out
-    }
-
-    /// Logs the first loss of this instance (the kitchen's log; not in native tests).
-    fn log_loss(&mut self, message: &str) {
-        if !self.loss_logged {
-            self.loss_logged = true;
-            #[cfg(target_family = "wasm")]
-            chef_sdk::log::warn(message);
-            #[cfg(not(target_family = "wasm"))]
-            let _ = message;
-        }
     }
 }
 
@@ -353,6 +421,67 @@ mod tests {
             .collect();
         assert_eq!(out.len(), n as usize);
         assert!(out.iter().all(|d| d.pending_evicted == 0));
+    }
+
+    #[test]
+    fn one_pipelining_connection_does_not_crowd_out_the_others() {
+        // One call: flow 0 pipelines 5000 requests over 1400-byte chunks, then 20 other
+        // connections send one each. Flow 0 reports 64, the rest counted on the next
+        // dumpling; every other connection's request is reported.
+        let pipe: Vec<u8> = (0..5000)
+            .flat_map(|k| format!("GET /p{k} HTTP/1.1\r\nHost: pipe.example\r\n\r\n").into_bytes())
+            .collect();
+        let victim = b"GET /victim HTTP/1.1\r\nHost: victim.example\r\n\r\n";
+        let mut arena = pipe.clone();
+        arena.extend_from_slice(victim);
+        let mut chunks = Vec::new();
+        for at in (0..pipe.len()).step_by(1400) {
+            let len = 1400.min(pipe.len() - at) as u32;
+            let span = wit::Span {
+                offset: at as u32,
+                len,
+            };
+            chunks.push(chunk(1_000_000, at as u64, span));
+        }
+        let span = wit::Span {
+            offset: pipe.len() as u32,
+            len: victim.len() as u32,
+        };
+        chunks.extend((1..=20).map(|id| chunk(id, 0, span)));
+        let mut chef = HttpRequestChef::default();
+        let (made, _) = chef_sdk::__private::on_stream(&mut chef, &chunks, &arena);
+        let out: Vec<serde_json::Value> = made
+            .iter()
+            .map(|d| serde_json::from_str(&d.payload).unwrap_or_default())
+            .collect();
+        let victims = out
+            .iter()
+            .filter(|d| d["http_request"]["path"] == "/victim")
+            .count();
+        assert_eq!((out.len(), victims), (64 + 20, 20));
+        // Counted on the last dumpling of the chunk where the cap was reached (the requests
+        // after it in that chunk), then on the first victim's (the later chunks').
+        let counted: Vec<(usize, u64)> = out
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((i, d.get("requests_unreported")?.as_u64()?)))
+            .collect();
+        assert_eq!(counted.iter().map(|(_, n)| n).sum::<u64>(), 5000 - 64);
+        assert_eq!(
+            counted.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            [63, 64]
+        );
+        // The next call starts a new count: the pipelining connection reports again.
+        let more = b"GET /more HTTP/1.1\r\n\r\n";
+        arena.extend_from_slice(more);
+        let span = wit::Span {
+            offset: (pipe.len() + victim.len()) as u32,
+            len: more.len() as u32,
+        };
+        let next = [chunk(1_000_000, pipe.len() as u64, span)];
+        let (made, _) = chef_sdk::__private::on_stream(&mut chef, &next, &arena);
+        assert_eq!(made.len(), 1);
+        assert!(!made[0].payload.contains("requests_unreported"));
     }
 
     #[test]
