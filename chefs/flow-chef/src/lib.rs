@@ -48,6 +48,10 @@
 //! * `top_hosts` ranks source addresses by bytes sent.
 //! * `top_flows` and `top_hosts` hold at most [`TOP_N`] entries, largest `bytes` first.
 //!
+//! Payload bound: the interval payload holds no string from the traffic (addresses,
+//! numbers and fixed names) and at most [`TOP_N`] entries per list, so its worst case (IPv6
+//! ends, 20-digit counts) is under 16 KB, far under the kitchen's 1,044,480-byte limit.
+//!
 //! State bound: at most [`MAX_FLOWS`] flows and [`MAX_HOSTS`] hosts per interval. When a
 //! table is full, the least recently active entry is evicted (counted in `flows_evicted`);
 //! `packets` and `bytes` stay exact.
@@ -1187,6 +1191,44 @@ mod tests {
         let idle = poke(&mut chef, 3);
         assert_eq!(idle[0]["top_talkers"]["packets"], 0);
         assert_eq!(idle[0]["top_talkers"]["top_flows"], serde_json::json!([]));
+    }
+
+    /// The interval payload holds no string from the traffic and at most [`TOP_N`] entries
+    /// per list: its worst case (IPv6 ends, largest numbers) is a few KB, far under the
+    /// kitchen's 1,044,480-byte limit, however many flows and hosts there were.
+    #[test]
+    fn worst_case_interval_payload_is_small() {
+        let mut chef = TopTalkersChef::default();
+        let mut b = Batch::default();
+        for i in 0..(MAX_FLOWS as u32 + 100) {
+            b.push_ethernet(
+                1,
+                &frames::udp4(
+                    [255, 255, (i >> 8) as u8, i as u8],
+                    [255; 4],
+                    65535,
+                    65535,
+                    b"",
+                ),
+            );
+        }
+        b.feed(&mut chef);
+        for id in 0..5000u64 {
+            let mut e = summary(id, 65535, u64::MAX, FlowEndReason::EndOfCapture);
+            if let FlowEvent::Ended(s) = &mut e {
+                s.key.originator = IpAddress::V6((u64::MAX, id));
+                s.key.responder = IpAddress::V6((u64::MAX - 1, u64::MAX));
+                s.key.responder_port = 65535;
+                s.packets_from_originator = u64::MAX;
+                s.packets_from_responder = u64::MAX;
+                s.bytes_from_responder = u64::MAX;
+                s.first_ns = u64::MAX;
+                s.last_ns = u64::MAX;
+            }
+            let _ = payloads(chef.on_flow_event(&e));
+        }
+        let raw = chef_sdk::testing::poke_raw(&mut chef, u64::MAX);
+        assert!(raw[0].len() < 16 * 1024, "{}", raw[0].len());
     }
 
     #[test]
