@@ -12,10 +12,13 @@ use super::MAX_RECORD_SIZE;
 
 /// `File` wrapper that retries `Interrupted` and keeps the real I/O error, which
 /// `pcap-parser` would otherwise flatten to `PcapError::ReadError`. It first replays the
-/// magic number that `open` read, so the file is never seeked and a pipe works too.
+/// magic number that `open` read (after, for pcapng, a stand-in section header, see
+/// [`super::pcapng::STAND_IN_SHB`]), so the file is never seeked and a pipe works too.
 pub(super) struct Source {
     pub(super) input: Input,
-    pub(super) prefix: [u8; 4],
+    /// Bytes returned before the input's: `prefix[..prefix_len]`.
+    pub(super) prefix: [u8; PREFIX_MAX],
+    pub(super) prefix_len: usize,
     pub(super) prefix_left: usize,
     pub(super) error: Arc<Mutex<Option<io::Error>>>,
     pub(super) stalls: Arc<Stalls>,
@@ -38,6 +41,9 @@ pub(super) struct PipeInput {
     pub(super) at: usize,
     pub(super) done: bool,
 }
+
+/// Room for the longest prefix a [`Source`] replays (stand-in header plus magic).
+pub(super) const PREFIX_MAX: usize = 32;
 
 /// Bytes per helper-thread read of a pipe (a Linux pipe holds 64 KiB).
 pub(super) const PIPE_CHUNK: usize = 64 * 1024;
@@ -106,7 +112,7 @@ impl Read for Source {
         if self.prefix_left > 0 {
             // The readers parse the file header from their first read: return the magic
             // plus as much of the rest as one buffer holds (several reads for a pipe).
-            let from = self.prefix.len() - self.prefix_left;
+            let from = self.prefix_len - self.prefix_left;
             let n = self.prefix_left.min(buf.len());
             buf[..n].copy_from_slice(&self.prefix[from..from + n]);
             self.prefix_left -= n;

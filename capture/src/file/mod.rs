@@ -50,7 +50,7 @@ use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 use crate::{CaptureError, InterfaceInfo, PacketRecord};
 
 pub use input::STALL_WAIT;
-use input::{Input, PipeInput, Source, Stalls};
+use input::{Input, PipeInput, Source, Stalls, PREFIX_MAX};
 use legacy::{legacy_locate, LegacyState, Lengths, LEGACY_MAX_SNAPLEN};
 #[cfg(test)]
 use pcapng::TsParams;
@@ -287,10 +287,25 @@ impl FileReader {
         };
         let io_error = Arc::new(Mutex::new(None));
         let stalls = Arc::new(Stalls::default());
+        // pcapng: `PcapNGReader::new` parses a section header from its first read, within
+        // the initial buffer, so the file's own header would be read by other rules than
+        // every later block: a header over 1 MiB was "cut short". It is handed a stand-in
+        // header instead, dropped right after, and the file's header is read by
+        // `ng_locate` like any block (up to `MAX_RECORD_SIZE`).
+        let mut prefix = [0u8; PREFIX_MAX];
+        let stand_in: &[u8] = if format == FileFormat::PcapNg {
+            &pcapng::STAND_IN_SHB
+        } else {
+            &[]
+        };
+        prefix[..stand_in.len()].copy_from_slice(stand_in);
+        prefix[stand_in.len()..stand_in.len() + magic.len()].copy_from_slice(&magic);
+        let prefix_len = stand_in.len() + magic.len();
         let source = Source {
             input,
-            prefix: magic,
-            prefix_left: magic.len(),
+            prefix,
+            prefix_len,
+            prefix_left: prefix_len,
             error: Arc::clone(&io_error),
             stalls: Arc::clone(&stalls),
         };
@@ -303,8 +318,10 @@ impl FileReader {
             reader.is_pipe = is_pipe;
             return Ok(reader);
         }
-        let ng = PcapNGReader::new(buffer_size, source)
+        let mut ng = PcapNGReader::new(buffer_size, source)
             .map_err(|e| Self::header_error(path, &io_error, &e, "pcapng"))?;
+        // The stand-in is not part of the file: offsets start after it.
+        ng.consume_noshift(pcapng::STAND_IN_SHB.len());
         let mut reader = FileReader {
             path: path.to_path_buf(),
             format,

@@ -22,6 +22,14 @@ pub(super) const SPB_TYPE: u32 = 0x0000_0003;
 
 pub(super) const EPB_TYPE: u32 = 0x0000_0006;
 
+/// An empty little-endian section header (version 1.0, unknown section length) that
+/// `PcapNGReader::new` parses in place of the file's own, which `ng_locate` then reads like
+/// any block (see `FileReader::open_with_buffer`).
+pub(super) const STAND_IN_SHB: [u8; 28] = [
+    0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0,
+];
+
 pub(super) struct NgState {
     pub(super) reader: PcapNGReader<Source>,
     pub(super) big_endian: bool,
@@ -176,7 +184,13 @@ pub(super) fn ng_locate(
             return Ok(None);
         }
         let block_len = u32_at(ng.reader.data(), 4, big_endian) as usize;
-        if !(12..=MAX_RECORD_SIZE).contains(&block_len) {
+        if block_len > MAX_RECORD_SIZE {
+            return Err(ctx.damaged(format!(
+                "block of type {block_type:#x} is {block_len} bytes, over the reader's \
+                 {MAX_RECORD_SIZE}-byte block limit"
+            )));
+        }
+        if block_len < 12 {
             return Err(ctx.damaged(format!(
                 "block of type {block_type:#x} has an implausible length {block_len}"
             )));
