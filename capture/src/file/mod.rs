@@ -11,11 +11,13 @@
 //! is cut short or corrupt part-way yields every packet before the damage and then
 //! [`CaptureError::Damaged`] (after which the reader is finished and returns `Ok(None)`).
 //!
-//! pcapng details: section header and interface description blocks are parsed with
-//! `pcap-parser` (options included: `if_tsresol`, `if_tsoffset`, `if_name`). Packet blocks
-//! (enhanced, simple and the obsolete packet block) have fixed headers that are decoded here
-//! directly from the buffered block, which avoids the per-packet `Vec` of options that
-//! `pcap-parser`'s block parser allocates. Interfaces are numbered over the whole file (a
+//! pcapng details: every block is decoded here directly from the buffered block, never with
+//! `pcap-parser`'s block parsers, which collect a block's options into a `Vec` (a 64 MiB
+//! block of 4-byte options cost ~600 MB): the section header's fixed fields are checked, an
+//! interface description's options are walked in place for the three the reader uses
+//! (`if_tsresol`, `if_tsoffset`, `if_name`), and packet blocks (enhanced, simple and the
+//! obsolete packet block) have fixed headers. So a block costs its bytes in the buffer,
+//! whatever its option count. Interfaces are numbered over the whole file (a
 //! section's interface 0 follows the previous sections' last one) and
 //! [`crate::PacketRecord::interface_index`] is that number; [`FileReader::interfaces`] lists
 //! the first 65 536 of them (a section may describe as many, and a file
@@ -287,11 +289,12 @@ impl FileReader {
         };
         let io_error = Arc::new(Mutex::new(None));
         let stalls = Arc::new(Stalls::default());
-        // pcapng: `PcapNGReader::new` parses a section header from its first read, within
-        // the initial buffer, so the file's own header would be read by other rules than
-        // every later block: a header over 1 MiB was "cut short". It is handed a stand-in
-        // header instead, dropped right after, and the file's header is read by
-        // `ng_locate` like any block (up to `MAX_RECORD_SIZE`).
+        // pcapng: `PcapNGReader::new` parses a section header from its first read (options
+        // into a `Vec`, within the initial buffer), so the file's own header would be read
+        // by other rules than every later block: a header over 1 MiB was "cut short" and an
+        // option list cost ~40 bytes per option. It is handed a stand-in header instead,
+        // dropped right after, and the file's header is read by `ng_locate` like any block
+        // (up to `MAX_RECORD_SIZE`).
         let mut prefix = [0u8; PREFIX_MAX];
         let stand_in: &[u8] = if format == FileFormat::PcapNg {
             &pcapng::STAND_IN_SHB
@@ -611,14 +614,6 @@ fn parser_error_text<I>(e: &PcapError<I>) -> String {
         PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
             format!("malformed (parser check {kind:?} failed)")
         }
-    }
-}
-
-/// [`parser_error_text`] for a block parser's result.
-fn nom_error_text<I>(e: &pcap_parser::nom::Err<PcapError<I>>) -> String {
-    match e {
-        pcap_parser::nom::Err::Incomplete(_) => "cut short".into(),
-        pcap_parser::nom::Err::Error(e) | pcap_parser::nom::Err::Failure(e) => parser_error_text(e),
     }
 }
 

@@ -1,16 +1,13 @@
-//! pcapng: section and interface blocks parsed with `pcap-parser`, packet blocks decoded
-//! in place; timestamps per interface (`if_tsresol`, `if_tsoffset`).
-
-use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{
-    parse_block_be, parse_block_le, parse_sectionheaderblock, Block, OptionCode, PcapNGReader,
-};
+//! pcapng: every block decoded in place from the buffered block (the section header's fixed
+//! fields, an interface description's options walked without collecting them, packet
+//! blocks' fixed headers); timestamps per interface (`if_tsresol`, `if_tsoffset`).
 
 use super::{
-    describe_magic, linktype_to_dlt, nom_error_text, u16_at, u32_at, Ctx, Fill, Located, Source,
-    MAX_RECORD_SIZE,
+    describe_magic, linktype_to_dlt, u16_at, u32_at, Ctx, Fill, Located, Source, MAX_RECORD_SIZE,
 };
 use crate::{CaptureError, InterfaceInfo};
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::PcapNGReader;
 
 pub(super) const SHB_TYPE: u32 = 0x0A0D_0D0A;
 
@@ -22,13 +19,88 @@ pub(super) const SPB_TYPE: u32 = 0x0000_0003;
 
 pub(super) const EPB_TYPE: u32 = 0x0000_0006;
 
+/// Shortest section header block: type, length, byte-order magic, versions, section
+/// length, trailing length.
+const SHB_MIN_LEN: usize = 28;
+
+/// Shortest interface description block: type, length, link type, reserved, snaplen,
+/// trailing length.
+const IDB_MIN_LEN: usize = 20;
+
+/// Option codes of an interface description block that the reader uses.
+const OPT_IF_NAME: u16 = 2;
+const OPT_IF_TSRESOL: u16 = 9;
+const OPT_IF_TSOFFSET: u16 = 14;
+
 /// An empty little-endian section header (version 1.0, unknown section length) that
 /// `PcapNGReader::new` parses in place of the file's own, which `ng_locate` then reads like
 /// any block (see `FileReader::open_with_buffer`).
-pub(super) const STAND_IN_SHB: [u8; 28] = [
+pub(super) const STAND_IN_SHB: [u8; SHB_MIN_LEN] = [
     0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff,
     0xff, 0xff, 0xff, 0xff, 0xff, 28, 0, 0, 0,
 ];
+
+/// Calls `f(code, value)` for each option of a block's option list, in order, where
+/// `value` is the option's declared length of bytes (padding excluded). Nothing is
+/// collected, so a block's cost does not depend on how many options it holds. As
+/// `pcap-parser` read them: the walk goes on past `opt_endofopt` and stops quietly at an
+/// option that does not fit what is left.
+fn for_each_option<'a>(mut opts: &'a [u8], big_endian: bool, mut f: impl FnMut(u16, &'a [u8])) {
+    while opts.len() >= 4 {
+        let code = u16_at(opts, 0, big_endian);
+        let len = usize::from(u16_at(opts, 2, big_endian));
+        let padded = len.div_ceil(4) * 4;
+        let Some(value) = opts.get(4..4 + padded) else {
+            return;
+        };
+        f(code, &value[..len]);
+        opts = &opts[4 + padded..];
+    }
+}
+
+/// The options the reader uses from an interface description block.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct IdbOptions<'a> {
+    /// `if_tsresol` (the last one, as `pcap-parser` took it); 6 (microseconds) if absent.
+    pub(super) tsresol: u8,
+    /// `if_tsoffset` in seconds (the first one); 0 if absent.
+    pub(super) tsoffset: i64,
+    /// `if_name` (the first one), if present and UTF-8.
+    pub(super) name: Option<&'a str>,
+}
+
+/// Reads the options of an interface description block's option list.
+pub(super) fn idb_options(opts: &[u8], big_endian: bool) -> IdbOptions<'_> {
+    let mut out = IdbOptions {
+        tsresol: 6,
+        ..IdbOptions::default()
+    };
+    let (mut seen_offset, mut seen_name) = (false, false);
+    for_each_option(opts, big_endian, |code, value| match code {
+        OPT_IF_TSRESOL => {
+            if let Some(&r) = value.first() {
+                out.tsresol = r;
+            }
+        }
+        OPT_IF_TSOFFSET if !seen_offset => {
+            if let Some(v) = value.get(..8) {
+                seen_offset = true;
+                let b = [v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]];
+                out.tsoffset = if big_endian {
+                    i64::from_be_bytes(b)
+                } else {
+                    i64::from_le_bytes(b)
+                };
+            }
+        }
+        OPT_IF_NAME if !seen_name => {
+            seen_name = true;
+            out.name = std::str::from_utf8(value).ok();
+        }
+        _ => {}
+    });
+    out
+}
 
 pub(super) struct NgState {
     pub(super) reader: PcapNGReader<Source>,
@@ -215,10 +287,10 @@ pub(super) fn ng_locate(
         let body = &block[8..block_len - 4];
         match block_type {
             SHB_TYPE => {
-                if let Err(e) = parse_sectionheaderblock(block) {
+                if block_len < SHB_MIN_LEN {
                     return Err(ctx.damaged(format!(
-                        "invalid section header block: {}",
-                        nom_error_text(&e)
+                        "invalid section header block: {block_len} bytes, shorter than its \
+                         {SHB_MIN_LEN}-byte header"
                     )));
                 }
                 ng.big_endian = big_endian;
@@ -226,37 +298,28 @@ pub(super) fn ng_locate(
                 ng.section.clear();
             }
             IDB_TYPE => {
-                let parsed = if big_endian {
-                    parse_block_be(block)
-                } else {
-                    parse_block_le(block)
-                };
-                let idb = match parsed {
-                    Ok((_, Block::InterfaceDescription(idb))) => idb,
-                    Ok(_) => return Err(ctx.damaged("unexpected interface block".into())),
-                    Err(e) => {
-                        return Err(ctx.damaged(format!(
-                            "invalid interface description block: {}",
-                            nom_error_text(&e)
-                        )))
-                    }
-                };
-                // pcap-parser 0.17's `ts_resolution()` rejects every power-of-two
-                // resolution and its `if_tsoffset` ignores the section's byte order, so
-                // both are decoded here from the raw options.
+                if block_len < IDB_MIN_LEN {
+                    return Err(ctx.damaged(format!(
+                        "invalid interface description block: {block_len} bytes, shorter \
+                         than its {IDB_MIN_LEN}-byte header"
+                    )));
+                }
                 if ng.section.len() >= MAX_INTERFACES {
                     return Err(ctx.damaged(format!(
                         "more than {MAX_INTERFACES} interface descriptions in one section"
                     )));
                 }
-                let units_per_sec = match units_per_sec(idb.if_tsresol) {
+                let raw_linktype = u16_at(body, 0, big_endian);
+                let snaplen = u32_at(body, 4, big_endian);
+                let opts = idb_options(&body[8..], big_endian);
+                let units_per_sec = match units_per_sec(opts.tsresol) {
                     Some(r) => r,
                     None => {
                         if !ng.warned_tsresol {
                             ng.warned_tsresol = true;
                             tracing::warn!(
                                 path = %ctx.path.display(),
-                                if_tsresol = idb.if_tsresol,
+                                if_tsresol = opts.tsresol,
                                 "unusable if_tsresol; assuming microseconds (logged once \
                                  per file)"
                             );
@@ -264,24 +327,11 @@ pub(super) fn ng_locate(
                         1_000_000
                     }
                 };
-                let offset_secs = idb
-                    .options
-                    .iter()
-                    .find(|o| o.code == OptionCode::IfTsoffset)
-                    .and_then(|o| o.value.get(..8))
-                    .map(|v| {
-                        let b = [v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]];
-                        if big_endian {
-                            i64::from_be_bytes(b)
-                        } else {
-                            i64::from_le_bytes(b)
-                        }
-                    })
-                    .unwrap_or(0);
-                let link_type = linktype_to_dlt(u32::from(idb.linktype.0 as u16));
+                let offset_secs = opts.tsoffset;
+                let link_type = linktype_to_dlt(u32::from(raw_linktype));
                 ng.section.push(SectionInterface {
                     link_type,
-                    snaplen: idb.snaplen,
+                    snaplen,
                     ts: TsParams {
                         units_per_sec,
                         offset_secs,
@@ -291,14 +341,11 @@ pub(super) fn ng_locate(
                 // until it fills up).
                 let index = ng.section_base + (ng.section.len() as u64 - 1);
                 if ctx.interfaces.len() < MAX_INTERFACES && ctx.interfaces.len() as u64 == index {
-                    let name = match idb.if_name() {
-                        Some(Ok(name)) => truncate_name(name).to_owned(),
-                        _ => String::new(),
-                    };
+                    let name = opts.name.map(truncate_name).unwrap_or_default().to_owned();
                     ctx.interfaces.push(InterfaceInfo {
                         name,
                         link_type,
-                        snaplen: idb.snaplen,
+                        snaplen,
                     });
                 }
             }
