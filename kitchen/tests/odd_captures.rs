@@ -510,3 +510,81 @@ fn many_tiny_segments_behind_a_hole_keep_memory_within_the_stream_budget() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+/// Lines of `stderr` saying link type `lt` is not decoded.
+fn undecoded_lines(stderr: &str, lt: u32) -> Vec<&str> {
+    let needle = format!("link type {lt} ");
+    let alone = format!("link type {lt}(");
+    stderr
+        .lines()
+        .filter(|l| (l.contains(&needle) || l.contains(&alone)) && l.contains("not decoded"))
+        .collect()
+}
+
+#[test]
+fn each_link_type_the_parser_cannot_decode_is_logged_once() {
+    // Legacy pcaps of PPP, 802.11, radiotap and an unnamed link type: one line each, naming
+    // it, however many packets.
+    for (lt, name) in [
+        (9u32, Some("DLT_PPP")),
+        (105, Some("DLT_IEEE802_11")),
+        (127, Some("DLT_IEEE802_11_RADIO")),
+        (4000, None),
+    ] {
+        let mut v = legacy_pcap_header(65535);
+        v[20..24].copy_from_slice(&lt.to_le_bytes());
+        for i in 0..500u32 {
+            let f = frame(u64::from(i));
+            for x in [1_700_000_000 + i, 0, f.len() as u32, f.len() as u32] {
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+            v.extend_from_slice(&f);
+        }
+        let path = tmp(&format!("dlt-{lt}.pcap"));
+        std::fs::write(&path, v).expect("write capture");
+        let run = bounded(&path);
+        let lines = undecoded_lines(&run.stderr, lt);
+        assert_eq!(lines.len(), 1, "DLT {lt}:\n{}", run.stderr);
+        if let Some(name) = name {
+            assert!(lines[0].contains(name), "{}", lines[0]);
+        }
+    }
+
+    // pcapng: Ethernet, 802.11, radiotap and 802.11 again on four interfaces, packets
+    // interleaved: one line per undecoded link type, none for Ethernet.
+    let mut v = Vec::new();
+    let mut shb = Vec::new();
+    shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut v, 0x0a0d_0d0a, &shb);
+    let link_types = [1u16, 105, 127, 105];
+    for lt in link_types {
+        let mut idb = lt.to_le_bytes().to_vec();
+        idb.extend_from_slice(&[0, 0]);
+        idb.extend_from_slice(&65535u32.to_le_bytes());
+        block(&mut v, 1, &idb);
+    }
+    for i in 0..1000u64 {
+        let f = frame(i);
+        let mut epb = Vec::new();
+        let us = 1_700_000_000_000_000 + i * 1000;
+        for x in [
+            (i % 4) as u32,
+            (us >> 32) as u32,
+            us as u32,
+            f.len() as u32,
+            f.len() as u32,
+        ] {
+            epb.extend_from_slice(&x.to_le_bytes());
+        }
+        epb.extend_from_slice(&f);
+        block(&mut v, 6, &epb);
+    }
+    let path = tmp("dlt-mixed.pcapng");
+    std::fs::write(&path, v).expect("write capture");
+    let run = bounded(&path);
+    assert_eq!(undecoded_lines(&run.stderr, 105).len(), 1, "{}", run.stderr);
+    assert_eq!(undecoded_lines(&run.stderr, 127).len(), 1, "{}", run.stderr);
+    assert_eq!(undecoded_lines(&run.stderr, 1).len(), 0, "{}", run.stderr);
+}

@@ -19,7 +19,7 @@ use capture::PacketRecord;
 use crate::chef_host::WirePacket;
 use crate::parse::defrag::{DefragLimits, DefragStats, Defragmenter};
 use crate::parse::flow_stage::{FlowBatch, FlowStage};
-use crate::parse::packet::{parse_push_reassembling, PacketClass};
+use crate::parse::packet::{dlt, parse_push_reassembling, PacketClass};
 use crate::parse::poke_clock::{ClockAnomalies, DuePokes, PokeClock};
 
 /// Packets per chef call.
@@ -208,6 +208,63 @@ pub struct BatchBuilder {
     /// batch, so a poke's tiny batch does not size the next ones): a batch starts with that
     /// much room.
     size_hint: (usize, usize),
+    /// Link types the parser cannot decode that were already logged.
+    link_warnings: LinkTypeWarnings,
+}
+
+/// Link types whose packets the parser cannot decode, each logged once when its first
+/// packet comes (live and replay: every packet goes through [`BatchBuilder::push`]); the
+/// status report has no per-link-type counter to add them to. Without it, a capture of
+/// 802.11 or PPP frames gave the protocol chefs nothing and no line said why. At most
+/// [`LinkTypeWarnings::MAX`] are remembered (a pcapng file may name a new link type per
+/// interface); past them, one line says the rest are not logged.
+#[derive(Debug, Default)]
+pub struct LinkTypeWarnings {
+    logged: Vec<u32>,
+    full: bool,
+}
+
+impl LinkTypeWarnings {
+    /// Most link types logged.
+    pub const MAX: usize = 32;
+
+    /// Note a packet of `link_type`; logs once per link type the parser cannot decode.
+    #[inline]
+    pub fn note(&mut self, link_type: u32) {
+        if !dlt::decoded(link_type) {
+            self.note_undecoded(link_type);
+        }
+    }
+
+    #[cold]
+    fn note_undecoded(&mut self, link_type: u32) {
+        if self.full || self.logged.contains(&link_type) {
+            return;
+        }
+        if self.logged.len() >= Self::MAX {
+            self.full = true;
+            tracing::warn!(
+                "packets of more than {} link types the parser cannot decode; further ones are \
+                 not logged",
+                Self::MAX
+            );
+            return;
+        }
+        self.logged.push(link_type);
+        let name = dlt::name(link_type).map_or_else(String::new, |n| format!(" (DLT_{n})"));
+        tracing::warn!(
+            link_type,
+            "link type {link_type}{name} is not decoded: its packets reach the chefs as \
+             undecoded frames (link layer `unsupported`, class other), so only chefs taking \
+             every packet or this link type see them, no protocol chef (logged once per link \
+             type)"
+        );
+    }
+
+    /// The link types logged so far, in the order their first packets came.
+    pub fn logged(&self) -> &[u32] {
+        &self.logged
+    }
 }
 
 impl BatchBuilder {
@@ -228,6 +285,7 @@ impl BatchBuilder {
             defrag: Defragmenter::new(DefragLimits::default()),
             defrag_sent: DefragStats::default(),
             size_hint: (0, 0),
+            link_warnings: LinkTypeWarnings::default(),
         }
     }
 
@@ -285,6 +343,7 @@ impl BatchBuilder {
             let due = self.clock.packet(record.timestamp_ns);
             self.queue_pokes(due);
         }
+        self.link_warnings.note(record.link_type);
         if !self.batch.is_empty() && self.batch.arena.len() + record.data.len() > MAX_BATCH_BYTES {
             self.cut();
         }
@@ -380,6 +439,22 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undecoded_link_types_are_remembered_once_and_boundedly() {
+        let mut w = LinkTypeWarnings::default();
+        for _ in 0..3 {
+            for lt in [1, 105, 9, 105, 0, 113, 127] {
+                w.note(lt);
+            }
+        }
+        assert_eq!(w.logged(), [105, 9, 127]);
+        // A file naming a new link type per interface: the list stops at MAX.
+        for lt in 1000..100_000 {
+            w.note(lt);
+        }
+        assert_eq!(w.logged().len(), LinkTypeWarnings::MAX);
+    }
 
     fn record(ts: u64, data: &[u8]) -> PacketRecord<'_> {
         PacketRecord {

@@ -49,6 +49,68 @@ pub mod dlt {
     pub const IPV6: u32 = 229;
     /// Linux cooked capture v2.
     pub const LINUX_SLL2: u32 = 276;
+
+    /// Whether the parser decodes this link type. A packet of any other stops at the link
+    /// layer (`unsupported`, the whole frame its payload): chefs taking every packet get
+    /// it, undecoded, and no protocol chef sees it.
+    pub fn decoded(link_type: u32) -> bool {
+        matches!(
+            link_type,
+            NULL | ETHERNET
+                | RAW_BSD
+                | RAW_OPENBSD
+                | RAW
+                | LOOP
+                | LINUX_SLL
+                | IPV4
+                | IPV6
+                | LINUX_SLL2
+        )
+    }
+
+    /// libpcap's name of a link type (`DLT_` left out), for the common ones: for log lines.
+    pub fn name(link_type: u32) -> Option<&'static str> {
+        Some(match link_type {
+            NULL => "NULL",
+            ETHERNET => "EN10MB",
+            6 => "IEEE802",
+            7 => "ARCNET",
+            8 => "SLIP",
+            9 => "PPP",
+            10 => "FDDI",
+            11 => "ATM_RFC1483",
+            RAW_BSD | RAW_OPENBSD | RAW => "RAW",
+            15 => "SLIP_BSDOS",
+            16 => "PPP_BSDOS",
+            19 => "ATM_CLIP",
+            50 => "PPP_SERIAL",
+            51 => "PPP_ETHER",
+            104 => "C_HDLC",
+            105 => "IEEE802_11",
+            107 => "FRELAY",
+            LOOP => "LOOP",
+            109 => "ENC",
+            LINUX_SLL => "LINUX_SLL",
+            117 => "PFLOG",
+            119 => "PRISM_HEADER",
+            127 => "IEEE802_11_RADIO",
+            163 => "IEEE802_11_RADIO_AVS",
+            187 => "BLUETOOTH_HCI_H4",
+            189 => "USB_LINUX",
+            192 => "PPI",
+            195 => "IEEE802_15_4",
+            201 => "BLUETOOTH_HCI_H4_WITH_PHDR",
+            204 => "PPP_WITH_DIR",
+            220 => "USB_LINUX_MMAPPED",
+            IPV4 => "IPV4",
+            IPV6 => "IPV6",
+            239 => "NFLOG",
+            249 => "USBPCAP",
+            253 => "NETLINK",
+            LINUX_SLL2 => "LINUX_SLL2",
+            _ => return None,
+        })
+    }
 }
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -1268,6 +1330,21 @@ mod tests {
                 reason: StopReason::Unsupported
             })
         );
+    }
+
+    #[test]
+    fn decoded_link_types_are_the_ones_the_parser_decodes() {
+        // The log line about undecoded link types (`batch::LinkTypeWarnings`) relies on
+        // `dlt::decoded`: it must say exactly which frames stop as `unsupported` links.
+        for lt in 0..1000u32 {
+            let stopped = parse_frame(lt, &[0u8; 64]).stopped;
+            let unsupported = stopped
+                == Some(ParseStop {
+                    layer: Layer::Link,
+                    reason: StopReason::Unsupported,
+                });
+            assert_eq!(dlt::decoded(lt), !unsupported, "link type {lt}");
+        }
     }
 
     #[test]
