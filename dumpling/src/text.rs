@@ -23,7 +23,82 @@ fn needs_escape(c: char) -> bool {
             | '\u{2028}'..='\u{202E}' // line/paragraph separators, bidi embeddings/overrides
             | '\u{2060}'..='\u{2069}' // word joiner, invisible operators, bidi isolates
             | '\u{FEFF}' // BOM / zero-width no-break space
-            | '\u{FFF9}'..='\u{FFFB}') // interlinear annotation
+            | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
+            | '\u{E0000}'..='\u{E007F}') // tag characters (invisible)
+}
+
+/// Appends `c` as JSON `\uXXXX` escapes (UTF-16 units, lowercase hex, a surrogate pair
+/// above U+FFFF), as Python's `json.dumps` writes it: the one writer of such escapes for
+/// `nd-print` and [`escape_json_text`].
+pub fn push_json_u_escape(out: &mut String, c: char) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u16; 2];
+    for unit in c.encode_utf16(&mut buf) {
+        out.push_str("\\u");
+        for shift in [12, 8, 4, 0] {
+            out.push(char::from(HEX[usize::from((*unit >> shift) & 0xf)]));
+        }
+    }
+}
+
+/// Where the first character [`escape_json_text`] escapes starts in `b` (valid UTF-8),
+/// found with three SIMD byte searches instead of a walk over every character: the output
+/// of a replay is hundreds of MB, some of it dense with non-ASCII text (a capture's U+FFFD
+/// every few bytes), and `--stdout` is on the replay's hot path. Each escaped character's
+/// UTF-8 form holds one of these bytes, checked then against the whole form:
+/// * 0x7F (DEL); 0xC2 then 0x80..=0x9F (C1 controls); 0xE2 0x80 0x8B..=0x8F, 0xE2 0x80
+///   0xA8..=0xAE, 0xE2 0x81 0xA0..=0xA9 (U+200B..U+200F, U+2028..U+202E, U+2060..U+2069);
+/// * 0xB9..=0xBB, the last byte of U+FFF9..U+FFFB (0xEF 0xBF 0xB9..=0xBB) and the middle
+///   one of U+FEFF (0xEF 0xBB 0xBF): U+FFFD (0xEF 0xBF 0xBD) holds none of them;
+/// * 0xF3 then 0xA0 0x80..=0x81 (tags, U+E0000..U+E007F).
+///
+/// A unit test checks this against [`needs_escape`] for every character.
+fn first_escaped(b: &[u8]) -> Option<usize> {
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    let a = memchr::memchr3_iter(0x7F, 0xC2, 0xE2, b).find(|&i| match b[i] {
+        0x7F => true,
+        0xC2 => (0x80..=0x9F).contains(&at(i + 1)),
+        _ => matches!(
+            (at(i + 1), at(i + 2)),
+            (0x80, 0x8B..=0x8F | 0xA8..=0xAE) | (0x81, 0xA0..=0xA9)
+        ),
+    });
+    let limit = a.unwrap_or(b.len());
+    let fe = memchr::memchr3_iter(0xB9, 0xBA, 0xBB, &b[..limit]).find_map(|i| {
+        if i >= 2 && b[i - 2] == 0xEF && b[i - 1] == 0xBF {
+            Some(i - 2)
+        } else if b[i] == 0xBB && i >= 1 && b[i - 1] == 0xEF && at(i + 1) == 0xBF {
+            Some(i - 1)
+        } else {
+            None
+        }
+    });
+    let limit = fe.map_or(limit, |f| f.min(limit));
+    let tag = memchr::memchr_iter(0xF3, &b[..limit])
+        .find(|&i| at(i + 1) == 0xA0 && matches!(at(i + 2), 0x80 | 0x81));
+    [a, fe, tag].into_iter().flatten().min()
+}
+
+/// A JSON text (as serde_json writes it: controls below U+0020 already escaped) with every
+/// character outside printable ASCII that [`escape`] escapes (DEL, C1 controls such as
+/// U+009B, the 8-bit CSI many terminals act on, bidi overrides and isolates, zero-width
+/// characters, line and paragraph separators, BOM, tags) written as a JSON `\uXXXX`
+/// escape: the same JSON value, safe to write to a terminal. Such characters can only be
+/// inside strings of a JSON text, where the escape means the same character. `None` when
+/// there is nothing to escape (the usual case: a few SIMD byte searches, no allocation).
+pub fn escape_json_text(json: &str) -> Option<String> {
+    let first = first_escaped(json.as_bytes())?;
+    // Rare from here: a character walk, as `escape` does.
+    let mut out = String::with_capacity(json.len() + 16);
+    out.push_str(&json[..first]);
+    for c in json[first..].chars() {
+        if needs_escape(c) && (c == '\u{7f}' || !c.is_ascii()) {
+            push_json_u_escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 /// `s` with control and formatting characters escaped (`\n`, `\r`, `\t`, `\\`, `\x1b`,
@@ -182,6 +257,59 @@ fn sgr_len(s: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_byte_search_finds_exactly_the_escaped_characters() {
+        // `escape_json_text` finds candidates by a few bytes: for every character, alone
+        // and between others (U+FFFD, é, ASCII), it must find the character exactly when
+        // `needs_escape` names it (DEL and non-ASCII: ASCII controls are serde's to escape).
+        for c in (0x7Fu32..=0x10_FFFF).filter_map(char::from_u32) {
+            let must = needs_escape(c);
+            for (before, after) in [("", ""), ("a\u{fffd}", "\u{fffd}b"), ("é", "\u{bf}")] {
+                let text = format!("{before}{c}{after}");
+                assert_eq!(
+                    first_escaped(text.as_bytes()),
+                    must.then_some(before.len()),
+                    "U+{:04X} in {text:?}",
+                    c as u32
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn json_text_escapes_are_the_same_value_and_leave_nothing_to_a_terminal() {
+        // Every character of the class, and neighbours that are kept, inside a key and a
+        // value: the escaped text parses to the same value and holds none of them raw.
+        let mut chars: Vec<char> = (0x7Fu32..0x3000)
+            .chain(0xFE00..0x1_0000)
+            .chain(0xE0000..0xE0100)
+            .chain([0x1F600, 0x10FFFF])
+            .filter_map(char::from_u32)
+            .collect();
+        chars.extend("é漢😀".chars());
+        for c in chars {
+            let value = serde_json::json!({ format!("k{c}"): format!("a{c}b\\\"{c}") });
+            let text = serde_json::to_string(&value).expect("serialize");
+            let escaped = escape_json_text(&text);
+            let out = escaped.as_deref().unwrap_or(&text);
+            let back: serde_json::Value = serde_json::from_str(out).expect("still JSON");
+            assert_eq!(back, value, "U+{:04X}: {out}", c as u32);
+            let raw_left = out
+                .chars()
+                .any(|x| needs_escape(x) && !x.is_ascii() || x == '\u{7f}');
+            assert!(!raw_left, "U+{:04X} left raw: {out:?}", c as u32);
+            // Only what must change changes.
+            let must = needs_escape(c) && (c == '\u{7f}' || !c.is_ascii());
+            assert_eq!(escaped.is_some(), must, "U+{:04X}", c as u32);
+        }
+        assert_eq!(
+            escape_json_text("{\"a\":\"\u{9b}2J\u{202e}\u{e0041}x\u{7f}\"}").as_deref(),
+            Some("{\"a\":\"\\u009b2J\\u202e\\udb40\\udc41x\\u007f\"}")
+        );
+        assert_eq!(escape_json_text("{\"a\":\"plain ascii, é and 漢\"}"), None);
+    }
+
     #[test]
     fn escaped_displays_exactly_what_escape_gives() {
         for s in [

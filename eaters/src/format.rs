@@ -125,7 +125,6 @@ fn push_repeated(out: &mut String, c: char, times: usize) {
 /// `ensure_ascii`: printable ASCII as is (runs copied at once), `"` `\\` and the short
 /// escapes, everything else as `\uXXXX` (UTF-16 units, lowercase hex).
 fn python_string(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let mut rest = s;
     while !rest.is_empty() {
@@ -147,15 +146,7 @@ fn python_string(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            _ => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    out.push_str("\\u");
-                    for shift in [12, 8, 4, 0] {
-                        out.push(char::from(HEX[usize::from((*unit >> shift) & 0xf)]));
-                    }
-                }
-            }
+            _ => dumpling::text::push_json_u_escape(out, c),
         }
     }
     out.push('"');

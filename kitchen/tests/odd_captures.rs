@@ -588,3 +588,93 @@ fn each_link_type_the_parser_cannot_decode_is_logged_once() {
     assert_eq!(undecoded_lines(&run.stderr, 127).len(), 1, "{}", run.stderr);
     assert_eq!(undecoded_lines(&run.stderr, 1).len(), 0, "{}", run.stderr);
 }
+
+/// A DHCP ACK (server 10.0.0.1:67 to broadcast:68) leasing 10.0.0.`i` to a client named
+/// `hostname` (raw bytes, as a capture may hold them).
+fn dhcp_ack(i: u8, hostname: &[u8]) -> Vec<u8> {
+    let mut bootp = vec![2u8, 1, 6, 0];
+    bootp.extend_from_slice(&u32::from(i).to_be_bytes());
+    bootp.extend_from_slice(&[0; 4]); // secs, flags
+    bootp.extend_from_slice(&[0; 4]); // ciaddr
+    bootp.extend_from_slice(&[10, 0, 0, i]); // yiaddr
+    bootp.extend_from_slice(&[0; 8]); // siaddr, giaddr
+    bootp.extend_from_slice(&[0x02, 0, 0, 0, 0, i]);
+    bootp.extend_from_slice(&[0; 10 + 192]);
+    bootp.extend_from_slice(&[0x63, 0x82, 0x53, 0x63, 53, 1, 5, 12, hostname.len() as u8]);
+    bootp.extend_from_slice(hostname);
+    bootp.extend_from_slice(&[51, 4, 0, 0, 1, 0, 255]);
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    let total = (20 + 8 + bootp.len()) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 255, 255, 255, 255]);
+    f.extend_from_slice(&67u16.to_be_bytes());
+    f.extend_from_slice(&68u16.to_be_bytes());
+    f.extend_from_slice(&((8 + bootp.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&bootp);
+    f
+}
+
+#[test]
+fn stdout_writes_terminal_controls_from_the_capture_as_json_escapes() {
+    // Host names holding DEL, C1 controls (U+009B: 8-bit CSI), bidi overrides and
+    // isolates, LS/PS, zero-width characters, BOM, a tag; and kept ones (é, …, a fullwidth
+    // semicolon). stdout must hold none of the first kind raw, and parse to the same names.
+    let code_points = [
+        0x7f, 0x85, 0x9b, 0x200b, 0x200e, 0x2028, 0x2029, 0x202e, 0x2066, 0x2069, 0xfeff, 0xfff9,
+        0xe0041, 0xe9, 0x2026, 0xff1b,
+    ];
+    let mut v = legacy_pcap_header(65535);
+    let mut names = Vec::new();
+    for (i, &cp) in code_points.iter().enumerate() {
+        let c = char::from_u32(cp).expect("code point");
+        let name = format!("h{i}[{c}]");
+        let f = dhcp_ack(i as u8 + 1, name.as_bytes());
+        for x in [1_700_000_000 + i as u32, 0, f.len() as u32, f.len() as u32] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&f);
+        names.push(name);
+    }
+    let path = tmp("unicode-hostnames.pcap");
+    std::fs::write(&path, v).expect("write capture");
+    bounded(&path);
+    let out = std::fs::read_to_string(tmp("unicode-hostnames.pcap.out")).expect("stdout");
+    let unsafe_chars: Vec<char> = out
+        .chars()
+        .filter(|&c| {
+            c == '\u{7f}'
+                || ('\u{80}'..='\u{9f}').contains(&c)
+                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+                    | '\u{e0000}'..='\u{e007f}')
+        })
+        .collect();
+    assert!(unsafe_chars.is_empty(), "raw on stdout: {unsafe_chars:?}");
+    // The names are all there once the JSON is parsed (the same values).
+    let mut seen = 0;
+    for name in &names {
+        let found = out.lines().any(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            json_holds(&v, name)
+        });
+        assert!(found, "{name:?} not in the output:\n{out}");
+        seen += 1;
+    }
+    assert_eq!(seen, names.len());
+    for kept in ["é", "…", "；"] {
+        assert!(out.contains(kept), "{kept} escaped needlessly:\n{out}");
+    }
+}
+
+/// Whether some string in `v` equals `s`.
+fn json_holds(v: &serde_json::Value, s: &str) -> bool {
+    match v {
+        serde_json::Value::String(x) => x == s,
+        serde_json::Value::Array(a) => a.iter().any(|x| json_holds(x, s)),
+        serde_json::Value::Object(o) => o.iter().any(|(k, x)| k == s || json_holds(x, s)),
+        _ => false,
+    }
+}

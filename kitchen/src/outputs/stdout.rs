@@ -1,5 +1,5 @@
-//! Dumpling outputs other than the hub: stdout (one JSON line per dumpling, for `jq`) and
-//! a tee over several outputs.
+//! Dumpling outputs other than the hub: stdout (one JSON line per dumpling, for `jq`, with
+//! terminal-unsafe characters as JSON escapes) and a tee over several outputs.
 
 use std::io::{BufWriter, ErrorKind, Stdout, Write};
 
@@ -38,6 +38,13 @@ fn map_io(e: std::io::Error) -> SinkError {
 
 impl DumplingSink for StdoutSink {
     fn send(&mut self, _chef: &str, json: String) -> Result<(), SinkError> {
+        // serde_json writes DEL, C1 controls (U+009B is an 8-bit CSI), bidi overrides and
+        // zero-width characters raw; a chef's strings come from the capture, and stdout is
+        // often a terminal. They are written as `\uXXXX` (the same JSON value) wherever
+        // stdout goes, so the output does not depend on it; the usual dumpling has none and
+        // costs one scan.
+        let escaped = dumpling::text::escape_json_text(&json);
+        let json = escaped.as_deref().unwrap_or(&json);
         self.out.write_all(json.as_bytes()).map_err(map_io)?;
         self.out.write_all(b"\n").map_err(map_io)?;
         if self.line_buffered {
