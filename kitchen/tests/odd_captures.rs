@@ -189,9 +189,14 @@ fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
 }
 
 /// Replay `path` with the default chefs and a 1 s poke interval (so gaps count).
+fn replay(path: &Path) -> Run {
+    replay_with(path, &[])
+}
+
+/// [`replay`] with more `nd-sniff` arguments.
 // The child is reaped by `reap` (wait4, for its rusage), which clippy cannot see.
 #[allow(clippy::zombie_processes)]
-fn replay(path: &Path) -> Run {
+fn replay_with(path: &Path, extra: &[&str]) -> Run {
     let cache = workspace_root().join("target/kitchen-test-tmp/cli-cache");
     let out = tmp(&format!(
         "{}.out",
@@ -206,6 +211,7 @@ fn replay(path: &Path) -> Run {
         .arg("-r")
         .arg(path)
         .args(["--no-hub", "--stdout", "-n", "k", "-p", "1"])
+        .args(extra)
         .arg("--chef-cache-dir")
         .arg(&cache)
         .env("RUST_LOG", "info")
@@ -676,5 +682,81 @@ fn json_holds(v: &serde_json::Value, s: &str) -> bool {
         serde_json::Value::Array(a) => a.iter().any(|x| json_holds(x, s)),
         serde_json::Value::Object(o) => o.iter().any(|(k, x)| k == s || json_holds(x, s)),
         _ => false,
+    }
+}
+
+/// A SYN from 10.x.y.z:40000 to 192.0.2.1:443: flow `i` of many.
+fn syn(i: u32) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&[10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    f.extend_from_slice(&[192, 0, 2, 1]);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&443u16.to_be_bytes());
+    f.extend_from_slice(&1u32.to_be_bytes());
+    f.extend_from_slice(&0u32.to_be_bytes());
+    f.extend_from_slice(&[0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn help_states_what_a_tracked_flow_costs_with_and_without_stream_chefs() {
+    // `--help` said "about 146 bytes per flow" (the table alone); with a stream chef a
+    // flow costs ~1 KB. The figures it states now must hold (within 30 %) for
+    // 131072 open flows: flow events only, one stream chef, the default chefs, each
+    // against a run with no flows tracked.
+    let help = Command::new(env!("CARGO_BIN_EXE_nd-sniff"))
+        .arg("--help")
+        .output()
+        .expect("nd-sniff --help");
+    let help = String::from_utf8_lossy(&help.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    const FLOWS: u32 = 131_072;
+    let mut v = legacy_pcap_header(65535);
+    for i in 0..FLOWS {
+        let f = syn(i);
+        for x in [
+            1_700_000_000 + i / 10_000,
+            0,
+            f.len() as u32,
+            f.len() as u32,
+        ] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&f);
+    }
+    let path = tmp("syn-flows.pcap");
+    std::fs::write(&path, v).expect("write capture");
+    let deadline = ["--chef-deadline-ms", "5000"];
+    let peak = |chefs: &[&str]| {
+        let args: Vec<&str> = chefs.iter().chain(deadline.iter()).copied().collect();
+        replay_with(&path, &args).peak_kib * 1024
+    };
+    let base = peak(&["-c", "PacketCountChef"]);
+    for (stated, bytes, chefs) in [
+        (
+            "about 300 bytes when chefs take only flow events",
+            250u64,
+            &["-c", "TopTalkersChef"][..],
+        ),
+        (
+            "about 1 KB with one stream chef",
+            1024,
+            &["-c", "TLSServerNameChef"][..],
+        ),
+        ("about 1.6 KB with the default chefs", 1638, &[][..]),
+    ] {
+        assert!(
+            help.contains(stated),
+            "--help does not say {stated:?}:\n{help}"
+        );
+        let per_flow = peak(chefs).saturating_sub(base) / u64::from(FLOWS);
+        eprintln!("{chefs:?}: {per_flow} bytes per flow (stated {bytes})");
+        assert!(
+            per_flow * 10 <= bytes * 13 && per_flow * 10 >= bytes * 5,
+            "{chefs:?}: {per_flow} bytes per flow, --help says {stated:?}"
+        );
     }
 }
