@@ -65,6 +65,8 @@ __all__ = [
     "ipv4_str",
     "ipv6_str",
     "json_string",
+    "PAYLOAD_BUDGET",
+    "KITCHEN_MAX_DUMPLING_BYTES",
 ]
 
 __version__ = "0.2.0"
@@ -72,6 +74,15 @@ __version__ = "0.2.0"
 _NETWORK = ("arp", "ipv4", "ipv6", "other")
 _TRANSPORT = ("tcp", "udp", "icmpv4", "icmpv6")
 _LEVELS = ("trace", "debug", "info", "warn", "error")
+
+# Most bytes a chef should put in one payload that lists a table (an interval payload): the
+# Rust chef SDK's ``PAYLOAD_BUDGET`` (900 KiB), under the kitchen's limit on one dumpling
+# (``KITCHEN_MAX_DUMPLING_BYTES``, the hub's 1 MiB frame less 4 KiB of envelope). A payload
+# over the limit is refused whole, at every poke, so a table of capture-controlled strings
+# (6 JSON bytes per escaped control byte) must show only what fits
+# (:meth:`BoundedDict.newest_within`) and count the rest.
+PAYLOAD_BUDGET = 900 * 1024
+KITCHEN_MAX_DUMPLING_BYTES = (1 << 20) - 4096
 
 
 class Interest:
@@ -157,6 +168,29 @@ class BoundedDict(dict):
     def __delitem__(self, key):
         dict.__delitem__(self, key)
         del self._recency[key]
+
+    def newest_first(self):
+        """The keys from the most to the least recently touched."""
+        return reversed(self._recency)
+
+    def newest_within(self, budget: int, cost):
+        """The entries a payload of at most ``budget`` bytes can show, as ``(items,
+        left_out)``: the most recently touched entries whose ``cost(key, value)`` (each
+        entry's share of the payload) add up to at most ``budget``, as ``(key, value)``
+        pairs in first-seen order, and how many were left out. Every entry when they all
+        fit (the usual case). The Rust chef SDK's ``BoundedMap::newest_within``: the newest
+        are taken while they fit, the first that does not fit ends the list."""
+        items = list(dict.items(self))
+        costs = {k: cost(k, v) for k, v in items}
+        if sum(costs.values()) <= budget:
+            return items, 0
+        keep, used = set(), 0
+        for k in reversed(self._recency):
+            used += costs[k]
+            if used > budget:
+                break
+            keep.add(k)
+        return [kv for kv in items if kv[0] in keep], len(items) - len(keep)
 
     def state(self) -> dict:
         """This dict for a chef's ``snapshot()``: a JSON-able dict with its bound and recency

@@ -322,6 +322,84 @@ class SampleChefTests(unittest.TestCase):
         summary = json.loads(r.interval(10, 5_000_000_000)[0])
         self.assertEqual(summary, {"lookups_seen": {"a.test": {"count": 2, "latest": 3e-9}}})
 
+    def fill_dns_lookup_chef(self, names, t0=1_700_000_000_000_000_000):
+        """The sample DNSLookupChef after one query for each of `names`, 7 ms apart."""
+        chef = load_chef(os.path.join(REPO, "chefs", "python", "dns_lookup_chef", "chef.py"))
+        for i, name in enumerate(names):
+            ns = t0 + i * 7_000_000
+            dns = NS(is_response=False, qd=[NS(name=name)])
+            chef.packet_handler(NS(parse_dns=lambda dns=dns: dns, time_text=repr(ns / 1e9), timestamp_ns=ns))
+        return chef
+
+    def test_bounded_dict_newest_within(self):
+        d = nd.BoundedDict(10)
+        for k in range(6):
+            d[k] = k
+        d[1] = 1  # touched: now the newest
+        self.assertEqual(d.newest_within(6, lambda k, v: 1), (list(d.items()), 0))
+        self.assertEqual(d.newest_within(3, lambda k, v: 1), ([(1, 1), (4, 4), (5, 5)], 3))
+        # The first entry that does not fit ends the list (a smaller older one is not taken).
+        self.assertEqual(d.newest_within(3, lambda k, v: 2 if k == 5 else 1), ([(1, 1), (5, 5)], 4))
+        self.assertEqual(d.newest_within(0, lambda k, v: 1), ([], 6))
+
+    def test_dns_lookup_table_too_large_for_one_payload(self):
+        # 1000 names of 253 control bytes (6 JSON bytes each: ~1.56 MB in all), then the first
+        # ten looked up again: the payload lists the most recently looked-up names that fit
+        # the Rust chef's budget, by the Rust chef's text of each entry, in first-seen order.
+        names = ["%04d%s" % (i, "\x01" * 249) for i in range(1000)]
+        chef = self.fill_dns_lookup_chef(names + names[:10])
+        text = chef.interval_handler()
+        self.assertLessEqual(len(text), nd.PAYLOAD_BUDGET + 30_000)
+        out = json.loads(text)
+        shown = list(out["lookups_seen"])
+        # The Rust chef's cost of an entry: serde_json's text of it (compact, names as
+        # UTF-8) and a comma; its float for a time in ns is seconds + fraction / 1e9.
+        mod = NS(**type(chef).interval_handler.__globals__)  # the chef module's names
+        costs = {}
+        for i, name in enumerate(names + names[:10]):
+            ns = 1_700_000_000_000_000_000 + i * 7_000_000
+            t = float(ns // 10**9) + (ns % 10**9) / 1e9
+            count = 2 if name in names[:10] else 1
+            entry = json.dumps({name: {"count": count}}, ensure_ascii=False, separators=(",", ":"))
+            costs[name] = len(entry.encode()) - 3 + len(',"latest":') + mod.serde_f64_len(t) + len("},")
+        newest_first = names[:10][::-1] + names[10:][::-1]
+        used, want = 0, set()
+        for name in newest_first:
+            used += costs[name]
+            if used > nd.PAYLOAD_BUDGET:
+                break
+            want.add(name)
+        self.assertEqual(shown, [n for n in names if n in want])
+        self.assertEqual(out["lookups_unreported"], 1000 - len(shown))
+        self.assertGreater(len(shown), 550)
+        self.assertIn(names[0], shown)
+        self.assertIn(names[-1], shown)
+        self.assertNotIn(names[10], shown)
+        self.assertEqual(out["lookups_seen"][names[0]]["count"], 2)
+        self.assertEqual(list(out)[-1], "lookups_unreported")
+        # A table that fits is the whole table, and no count.
+        small = self.fill_dns_lookup_chef(names[:100])
+        self.assertNotIn("lookups_unreported", json.loads(small.interval_handler()))
+        self.assertEqual(len(json.loads(small.interval_handler())["lookups_seen"]), 100)
+
+    def test_dns_lookup_payload_within_the_kitchen_limit_where_this_text_is_longer(self):
+        # Non-ASCII names take 3x the bytes here (\u00e9 for a 2-byte é): 600 names of control
+        # bytes, then 400 of 126 é; the Rust chef's choice fits its budget, this chef's text
+        # of it would not fit the kitchen's limit: the oldest of it are left out too.
+        names = ["%04d%s" % (i, "\x01" * 249) for i in range(600)]
+        names += ["%04d%s" % (i, "\u00e9" * 124) for i in range(600, 1000)]
+        chef = self.fill_dns_lookup_chef(names)
+        table = chef.lookups_seen
+        mod = NS(**type(chef).interval_handler.__globals__)  # the chef module's names
+        rust_shown, rust_left = table.newest_within(nd.PAYLOAD_BUDGET, lambda _, e: mod.rust_entry_cost(e))
+        text = chef.interval_handler()
+        self.assertLessEqual(len(text.encode()), nd.KITCHEN_MAX_DUMPLING_BYTES)
+        out = json.loads(text)
+        shown = list(out["lookups_seen"])
+        self.assertLess(len(shown), len(rust_shown))
+        self.assertEqual(out["lookups_unreported"], 1000 - len(shown))
+        self.assertEqual(shown, names[1000 - len(shown):])
+
     def test_packet_count(self):
         chef = load_chef(os.path.join(REPO, "chefs", "python", "packet_count_chef", "chef.py"))
         arena = bytearray()
