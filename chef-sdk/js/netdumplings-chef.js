@@ -351,6 +351,15 @@ function icmpErrorQuote(q, v6, f) {
   else f('Raw');
 }
 
+/** Most bytes a chef should put in one payload that lists a table (an interval payload): the
+ * Rust chef SDK's `PAYLOAD_BUDGET` (900 KiB), under the kitchen's limit on one dumpling
+ * (`KITCHEN_MAX_DUMPLING_BYTES`, the hub's 1 MiB frame less 4 KiB of envelope). A payload
+ * over the limit is refused whole, at every poke, so a table of capture-controlled strings
+ * (6 JSON bytes per escaped control byte) must show only what fits
+ * (`BoundedMap.newestWithin`) and count the rest. */
+export const PAYLOAD_BUDGET = 900 * 1024;
+export const KITCHEN_MAX_DUMPLING_BYTES = 1024 * 1024 - 4096;
+
 /** A Map holding at most `capacity` keys (first-seen order; the least recently touched key is
  * evicted to make room). `touch(key, make)` and `set` count as touching, `get` does not. The
  * same policy as the Rust chef SDK's BoundedMap. JSON.stringify gives an object.
@@ -382,6 +391,33 @@ export class BoundedMap extends Map {
   delete(key) { this.recency.delete(key); return super.delete(key); }
   clear() { if (this.recency) this.recency.clear(); return super.clear(); }
   toJSON() { return Object.fromEntries(this); }
+  /** The entries a payload of at most `budget` bytes can show, as `{ entries, leftOut }`:
+   * the most recently touched entries whose `cost(key, value)` (each entry's share of the
+   * payload) add up to at most `budget`, as [key, value] pairs in first-seen order, and how
+   * many were left out. Every entry when they all fit (the usual case). The Rust chef SDK's
+   * `BoundedMap::newest_within`: the newest are taken while they fit, the first that does
+   * not fit ends the list. */
+  newestWithin(budget, cost) {
+    const costs = new Map();
+    let total = 0;
+    for (const [k, v] of super.entries()) {
+      const c = cost(k, v);
+      costs.set(k, c);
+      total += c;
+    }
+    if (total <= budget) return { entries: [...super.entries()], leftOut: 0 };
+    const keep = new Set();
+    let used = 0;
+    const newestFirst = [...this.recency].reverse();
+    for (const k of newestFirst) {
+      used += costs.get(k);
+      if (used > budget) break;
+      keep.add(k);
+    }
+    const entries = [];
+    for (const kv of super.entries()) if (keep.has(kv[0])) entries.push(kv);
+    return { entries, leftOut: this.size - keep.size };
+  }
   /** This map for a chef's `snapshot()`: a JSON-able object with its bound and recency
    * order (`capacity`, `evicted`, `entries` = [key, value] pairs in first-seen order,
    * `recency` = their indices from least to most recently touched; the Rust SDK's form). */

@@ -313,6 +313,19 @@ test('BoundedMap.touch keeps the bound and evicts the least recently touched key
   assert.deepEqual([[...back.keys()], back.evicted, [...back.recency]], [['u', 'c'], 2, ['u', 'c']]);
 });
 
+test('BoundedMap.newestWithin shows the newest that fit, in first-seen order (the Rust SDK rule)', () => {
+  const m = new sdk.BoundedMap(10);
+  for (let k = 0; k < 6; k++) m.set(k, k);
+  m.set(1, 1); // touched: now the newest
+  assert.deepEqual(m.newestWithin(6, () => 1), { entries: [...m.entries()], leftOut: 0 });
+  assert.deepEqual(m.newestWithin(3, () => 1), { entries: [[1, 1], [4, 4], [5, 5]], leftOut: 3 });
+  // The first entry that does not fit ends the list (a smaller older one is not taken).
+  assert.deepEqual(m.newestWithin(3, (k) => (k === 5 ? 2 : 1)), { entries: [[1, 1], [5, 5]], leftOut: 4 });
+  assert.deepEqual(m.newestWithin(0, () => 1), { entries: [], leftOut: 6 });
+  assert.equal(sdk.PAYLOAD_BUDGET, 921600);
+  assert.equal(sdk.KITCHEN_MAX_DUMPLING_BYTES, 1044480);
+});
+
 test('interval-json-bytes answers with the UTF-8 bytes of the interval payload texts', () => {
   // What handler.onInterval returns as strings, as Uint8Arrays of their UTF-8 (non-ASCII
   // included); none when the chef has no interval handler or it returns nothing.
