@@ -75,22 +75,44 @@ static bool valid_utf8(const unsigned char *s, size_t n) {
 
 bool nd_buf_json_string(nd_buf_t *b, const char *s, size_t n) {
     if (!valid_utf8((const unsigned char *)s, n)) return false;
+    /* The escapes serde_json (the Rust chefs), Python's json and JSON.stringify write:
+     * \" \\ \b \f \n \r \t, other controls as \u00XX (lowercase hex); runs of other bytes
+     * are copied whole. */
+    static const char hex[] = "0123456789abcdef";
     nd_buf_put(b, "\"", 1);
+    size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        nd_buf_put(b, s + run, i - run);
+        run = i + 1;
         switch (c) {
         case '"': nd_buf_put(b, "\\\"", 2); break;
         case '\\': nd_buf_put(b, "\\\\", 2); break;
+        case '\b': nd_buf_put(b, "\\b", 2); break;
+        case '\f': nd_buf_put(b, "\\f", 2); break;
         case '\n': nd_buf_put(b, "\\n", 2); break;
         case '\r': nd_buf_put(b, "\\r", 2); break;
         case '\t': nd_buf_put(b, "\\t", 2); break;
-        default:
-            if (c < 0x20) nd_buf_printf(b, "\\u%04x", c);
-            else nd_buf_put(b, (const char *)&s[i], 1);
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            nd_buf_put(b, u, 6);
+        }
         }
     }
+    nd_buf_put(b, s + run, n - run);
     nd_buf_put(b, "\"", 1);
     return true;
+}
+
+size_t nd_json_string_len(const char *s, size_t n) {
+    size_t len = n + 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') len += 1;
+        else if (c < 0x20) len += 5;
+    }
+    return len;
 }
 
 void nd_buf_json_double(nd_buf_t *b, double v) {

@@ -135,8 +135,19 @@ void nd_buf_printf(nd_buf_t *b, const char *fmt, ...) __attribute__((format(prin
 /* Append a JSON string literal (quotes and escapes added). Returns false, appending nothing,
  * when `s` is not valid UTF-8. */
 bool nd_buf_json_string(nd_buf_t *b, const char *s, size_t n);
+/* Length of the JSON string literal nd_buf_json_string writes for valid UTF-8 `s` (the same
+ * as serde_json's, the Rust chefs'). */
+size_t nd_json_string_len(const char *s, size_t n);
 /* Append a float (capture times) as a JSON number. */
 void nd_buf_json_double(nd_buf_t *b, double v);
+
+/* Most bytes a chef should put in one payload that lists a table (an interval payload): the
+ * Rust chef SDK's PAYLOAD_BUDGET (900 KiB), under the kitchen's limit on one dumpling
+ * (ND_KITCHEN_MAX_DUMPLING_BYTES, the hub's 1 MiB frame less 4 KiB of envelope). A payload
+ * over the limit is refused whole, at every poke, so a table of capture-controlled strings
+ * (6 JSON bytes per escaped control byte) must show only what fits and count the rest. */
+#define ND_PAYLOAD_BUDGET (900 * 1024)
+#define ND_KITCHEN_MAX_DUMPLING_BYTES (1024 * 1024 - 4096)
 
 /* The bytes of a span. */
 static inline const uint8_t *nd_bytes(const uint8_t *arena, nd_span_t s) { return arena + s.offset; }

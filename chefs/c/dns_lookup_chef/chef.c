@@ -5,10 +5,21 @@
  *   interval: {"lookups_seen": {hostname: {"count", "latest"}}}, on every poke, even empty,
  *             at most 1000 hostnames (the least recently seen is evicted)
  * Times are capture times (float seconds).
+ * Payload bound: the interval payload stays under the kitchen's limit on one dumpling
+ * (1,044,480 bytes; a payload over it is refused, at every poke). As in the Rust chef, names
+ * of control bytes escape to 6 JSON bytes each (1000 names of 253: ~1.56 MB); when the
+ * table's JSON, counted as the Rust chef writes it, is over ND_PAYLOAD_BUDGET (900 KiB), only
+ * the most recently looked-up names that fit are listed (still in first-seen order) and
+ * "lookups_unreported": n follows the table with how many were left out: the same names and
+ * count as the Rust chef (each entry's cost is the length of serde_json's text of it, with
+ * the Rust chef's float for its time). This chef's text is serde_json's but for its
+ * separators and times (%.17g of another float: at most 26 bytes longer an entry), so it
+ * stays under the limit.
  * Hot reload (chef API 0.2): the table follows the chef to its new version, in first-seen
  * order with its recency, as the Rust, Python and JS ports' tables do (the format is this
  * chef's own: STATE_TAG, the clock, then each entry; a state in any other format is refused
  * and the new version starts fresh). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +35,13 @@ typedef struct {
     uint64_t count;
     double latest;
     uint64_t touched;
+    uint64_t ns;        /* latest capture time in ns (NO_NS: restored, not known) */
+    size_t name_json;   /* length of the name's JSON text (serde_json's too) */
+    uint64_t costed_ns; /* the time `time_json` was reckoned for */
+    size_t time_json;   /* length of serde_json's text of the Rust chef's float for `ns` */
 } seen_t;
+
+#define NO_NS UINT64_MAX
 
 static seen_t *seen; /* in first-seen order */
 static size_t seen_len, seen_cap;
@@ -56,7 +73,7 @@ static seen_t *lookup(const char *name, size_t len) {
     if (!copy) return NULL;
     memcpy(copy, name, len);
     copy[len] = 0;
-    seen[seen_len] = (seen_t){copy, len, 0, 0.0, clock_};
+    seen[seen_len] = (seen_t){copy, len, 0, 0.0, clock_, NO_NS, nd_json_string_len(copy, len), NO_NS, 0};
     return &seen[seen_len++];
 }
 
@@ -72,24 +89,113 @@ static bool on_packet(const nd_packet_t *p, const uint8_t *arena, nd_buf_t *out)
     if (!s) return false;
     s->count++;
     s->latest = when;
+    s->ns = p->timestamp_ns;
     nd_buf_puts(out, ", \"when\": ");
     nd_buf_json_double(out, when);
     nd_buf_puts(out, "}}");
     return true;
 }
 
+/* Length of serde_json's text of a finite x >= 0 (zmij: the shortest digits that read back;
+ * plain from 1e-5 to below 1e16 with at least one digit after the point, else d.ddde+N). */
+static size_t serde_f64_len(double x) {
+    if (x == 0) return 3; /* 0.0 */
+    char buf[40];
+    for (int prec = 0; prec <= 16; prec++) { /* the shortest digits that read back */
+        snprintf(buf, sizeof buf, "%.*e", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    char *e = strchr(buf, 'e');
+    int dexp = atoi(e + 1);
+    int n = 0, last = 0; /* digits, and the count up to the last non-zero one */
+    for (char *c = buf; c < e; c++)
+        if (*c >= '0' && *c <= '9') {
+            n++;
+            if (*c != '0') last = n;
+        }
+    n = last;
+    size_t size;
+    if (dexp >= -5 && dexp <= 15) {
+        if (n - 1 <= dexp) size = (size_t)dexp + 3;      /* 1234e7 -> 12340000000.0 */
+        else if (dexp >= 0) size = (size_t)n + 1;        /* 12.34 */
+        else size = (size_t)(1 - dexp + n);              /* 0.001234 */
+    } else {
+        int a = dexp < 0 ? -dexp : dexp;
+        size = (size_t)n + (n > 1) + 2 + (a >= 100 ? 3 : a >= 10 ? 2 : 1); /* 1.234e+33 */
+    }
+    return size;
+}
+
+static size_t digits_u64(uint64_t v) {
+    size_t n = 1;
+    while (v >= 10) v /= 10, n++;
+    return n;
+}
+
+/* An entry's share of the Rust chef's payload: "name":{"count":N,"latest":T} and a comma.
+ * The time's length is kept until the time changes. */
+static size_t rust_cost(seen_t *s) {
+    if (s->costed_ns != s->ns || s->ns == NO_NS) {
+        /* Timestamp::as_secs_f64: whole seconds and the fraction converted apart, then added
+         * (not always ns / 1e9); a restored entry has only its float. */
+        double t = s->ns == NO_NS ? s->latest
+                                  : (double)(s->ns / 1000000000u) + (double)(s->ns % 1000000000u) / 1e9;
+        s->time_json = serde_f64_len(t);
+        s->costed_ns = s->ns;
+    }
+    return s->name_json + digits_u64(s->count) + s->time_json + 22;
+}
+
+static size_t by_newest[MAX_HOSTNAMES];
+
+static int newer_first(const void *a, const void *b) {
+    uint64_t x = seen[*(const size_t *)a].touched, y = seen[*(const size_t *)b].touched;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
 static bool on_interval(double interval_s, uint64_t now_ns, nd_buf_t *out) {
     (void)interval_s;
     (void)now_ns;
+    /* Which entries the payload shows: all while the Rust chef's text of the table fits the
+     * budget (surely when each entry is within 66 bytes more than its name's text), else
+     * the most recently touched that fit (the Rust SDK's BoundedMap::newest_within). */
+    static bool keep[MAX_HOSTNAMES];
+    size_t left_out = 0, bound = 0;
+    for (size_t i = 0; i < seen_len; i++) bound += seen[i].name_json + 66;
+    bool all = bound <= ND_PAYLOAD_BUDGET;
+    if (!all) {
+        size_t total = 0;
+        for (size_t i = 0; i < seen_len; i++) total += rust_cost(&seen[i]);
+        all = total <= ND_PAYLOAD_BUDGET;
+    }
+    if (!all) {
+        for (size_t i = 0; i < seen_len; i++) {
+            by_newest[i] = i;
+            keep[i] = false;
+        }
+        qsort(by_newest, seen_len, sizeof *by_newest, newer_first);
+        size_t used = 0, kept = 0;
+        for (; kept < seen_len; kept++) {
+            used += rust_cost(&seen[by_newest[kept]]);
+            if (used > ND_PAYLOAD_BUDGET) break;
+            keep[by_newest[kept]] = true;
+        }
+        left_out = seen_len - kept;
+    }
     nd_buf_puts(out, "{\"lookups_seen\": {");
+    bool first = true;
     for (size_t i = 0; i < seen_len; i++) {
-        if (i) nd_buf_puts(out, ", ");
+        if (!all && !keep[i]) continue;
+        if (!first) nd_buf_puts(out, ", ");
+        first = false;
         nd_buf_json_string(out, seen[i].name, seen[i].len);
         nd_buf_printf(out, ": {\"count\": %llu, \"latest\": ", (unsigned long long)seen[i].count);
         nd_buf_json_double(out, seen[i].latest);
         nd_buf_puts(out, "}");
     }
-    nd_buf_puts(out, "}}");
+    nd_buf_puts(out, "}");
+    if (left_out) nd_buf_printf(out, ", \"lookups_unreported\": %zu", left_out);
+    nd_buf_puts(out, "}");
     return true;
 }
 
@@ -132,7 +238,7 @@ static bool restore(const uint8_t *state, size_t len, nd_buf_t *why) {
             r.failed = true;
             break;
         }
-        *s = (seen_t){s->name, s->len, count, latest, touched};
+        *s = (seen_t){s->name, s->len, count, latest, touched, NO_NS, s->name_json, NO_NS, 0};
     }
     if (r.failed || r.len != 0) {
         for (size_t i = 0; i < seen_len; i++) free(seen[i].name);
