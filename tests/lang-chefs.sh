@@ -15,6 +15,11 @@
 #    the shared corpus (Ethernet, 802.1Q, 802.1ad, Linux SLL, IPv6, ICMPv6, ARP, DNS over
 #    UDP and TCP) when $ND_SHARED_PCAPS is there. 2c runs the C FlowProbeCChef (chef API 0.2:
 #    flow ids on packets, stream chunks, flow events) and checks the three views agree.
+#    2d: a capture of 1000 DNS queries for 253-character names of control bytes (a whole
+#    lookups_seen table of ~1.56 MB, over the kitchen's 1,044,480-byte limit on one dumpling),
+#    poked every second: the Python, JS and C DNSLookupChef send every poke's table, under the
+#    limit, with the Rust chef's names in its order and its "lookups_unreported"; and on the
+#    loopback capture their tables are the Rust chef's in order too.
 # 3. Sandbox parity: the hostile Python and JS chefs (infinite loop, memory growth, exception)
 #    run next to the Rust DNSLookupChef; each must be stopped and reported, the Rust chef's
 #    dumplings must be unchanged, and the kitchen must exit 0.
@@ -173,6 +178,124 @@ compare() { # compare LABEL DIR CHEF...   (against $RUST_OUT, default rust.jsonl
 compare python "$WORK/py" "${RUST_CHEFS[@]}"
 compare js "$WORK/js" DNSLookupChef PacketCountChef
 [ "$have_c" = 1 ] && compare c "$WORK/c" DNSLookupChef
+
+# --- 2d. a lookups table too large for one payload: the same names shown as the Rust chef ---
+# 1000 queries for distinct 253-character names of control bytes (6 JSON bytes each: the whole
+# table is ~1.56 MB, over the kitchen's 1,044,480-byte limit on one dumpling), a few ordinary
+# names with escapes and non-ASCII bytes, then early names looked up again (the newest by
+# recency are not the last first-seen). Every poke's lookups_seen must be sent (not refused,
+# under the limit) and hold the Rust chef's names, in its order, with its counts and its
+# "lookups_unreported"; the loopback capture's tables (step 2) must match in order too.
+python3 - "$WORK/dns-big.pcap" <<'PY'
+import struct, sys
+
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+def frame(dns, sport, src):
+    u = struct.pack('!HHHH', sport, 53, 8 + len(dns), 0) + dns
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(u), 1, 0, 64, 17, 0, bytes(src), bytes([10, 0, 0, 53]))
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    return bytes([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0]) + ip + u
+
+def query(qid, labels):
+    q = struct.pack('!HHHHHH', qid, 0x0100, 1, 0, 0, 0)
+    return q + b''.join(bytes([len(l)]) + l for l in labels) + b'\x00\x00\x01\x00\x01'
+
+def control_name(i):  # labels of 63, 63, 63, 61 bytes (255 on the wire), all < 0x20
+    first = bytes([1 + i % 31, 1 + i // 31 % 31, 1 + i // 961 % 31]) + b'\x01' * 60
+    return [first, b'\x01' * 63, b'\x01' * 63, b'\x01' * 61]
+
+recs, t = [], 1_700_000_000_000_000  # microseconds; 7 ms apart, so pokes fall inside
+def add(f):
+    global t
+    t += 7_000
+    recs.append(struct.pack('<IIII', t // 10**6, t % 10**6, len(f), len(f)) + f)
+for i in range(1000):
+    add(frame(query(i, control_name(i)), 40000 + i % 1000, [10, 1, i >> 8, i & 255]))
+    if i % 97 == 96:
+        add(frame(query(i, [b'h%d' % i, b'q"u\\o\n\x08\x0c\tte', b'caf\xc3\xa9\xff', b'test']), 41000, [10, 2, 0, 1]))
+for i in list(range(0, 40, 3)) + [500, 7]:
+    add(frame(query(30000 + i, control_name(i)), 42000, [10, 3, 0, 1]))
+with open(sys.argv[1], 'wb') as f:
+    f.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1) + b''.join(recs))
+PY
+# same_tables RUST.jsonl LANG.jsonl LANG.err [--over]: every interval DNSLookupChef dumpling of
+# the Rust run is in the other, in order, times aside; none refused, each under the limit;
+# --over: some poke left names out.
+same_tables() {
+    python3 - "$@" <<'PY'
+import json, sys
+LIMIT = 1044480
+def strip(v):  # key order kept; times dropped (the ports' floats are ns / 1e9)
+    if isinstance(v, list):
+        return [(k, strip(x)) for k, x in v if k not in ("latest", "when", "time")] if v and isinstance(v[0], tuple) else [strip(x) for x in v]
+    return v
+def tables(path):
+    out = []
+    for line in open(path, encoding="utf-8"):
+        d = dict(json.loads(line, object_pairs_hook=lambda pairs: pairs))
+        md = dict(d["metadata"])
+        if md["chef"] == "DNSLookupChef" and md["driver"] == "interval":
+            p = d["payload"] if isinstance(d["payload"], list) else []
+            out.append((len(line.encode()), strip(p)))
+    return out
+want, got = tables(sys.argv[1]), tables(sys.argv[2])
+refused = sum("refused a" in l for l in open(sys.argv[3], encoding="utf-8", errors="replace"))
+shown = [len(dict(p).get("lookups_seen", [])) for _, p in got]
+unreported = [dict(p).get("lookups_unreported", 0) for _, p in got]
+print("%d pokes (Rust: %d), %d refused, largest %d bytes, shown %s, unreported %s" % (
+    len(got), len(want), refused, max([n for n, _ in got] or [0]), shown, unreported))
+ok = want and refused == 0 and [p for _, p in want] == [p for _, p in got] and all(n < LIMIT for n, _ in got)
+if "--over" in sys.argv:
+    ok = ok and any(unreported)
+if not ok:
+    for i, ((_, w), (_, g)) in enumerate(zip(want, got)):
+        if w != g:
+            print("first difference at poke #%d: %s\n  vs %s" % (i, json.dumps(w)[:300], json.dumps(g)[:300]))
+            break
+sys.exit(0 if ok else 1)
+PY
+}
+PCAP_SAVED="$PCAP"
+PCAP="$WORK/dns-big.pcap"
+SNIFF_EXTRA=(-p 1)
+if sniff "$WORK/rust-dns-big.jsonl" "$WORK/rust-dns-big.err" -c DNSLookupChef &&
+    same_tables "$WORK/rust-dns-big.jsonl" "$WORK/rust-dns-big.jsonl" "$WORK/rust-dns-big.err" --over >"$WORK/rust-dns-big.cmp"; then
+    ok "Rust DNSLookupChef on names too long for one payload: $(cat "$WORK/rust-dns-big.cmp")"
+    for lang in py js c; do
+        [ "$lang" = c ] && [ "$have_c" != 1 ] && continue
+        if ! sniff "$WORK/$lang-dns-big.jsonl" "$WORK/$lang-dns-big.err" --no-builtin-chefs -d "$WORK/$lang"; then
+            bad "$lang DNSLookupChef on names too long for one payload: kitchen exited $?"
+            tail -20 "$WORK/$lang-dns-big.err"
+        elif same_tables "$WORK/rust-dns-big.jsonl" "$WORK/$lang-dns-big.jsonl" "$WORK/$lang-dns-big.err" --over \
+                >"$WORK/$lang-dns-big.cmp"; then
+            ok "$lang DNSLookupChef on names too long for one payload, as the Rust chef: $(head -1 "$WORK/$lang-dns-big.cmp")"
+        else
+            bad "$lang DNSLookupChef on names too long for one payload differs from the Rust chef"
+            sed 's/^/     /' "$WORK/$lang-dns-big.cmp"
+            grep -a "refused a" "$WORK/$lang-dns-big.err" | head -3
+        fi
+    done
+else
+    bad "Rust DNSLookupChef on names too long for one payload"
+    cat "$WORK/rust-dns-big.cmp"
+    tail -20 "$WORK/rust-dns-big.err"
+fi
+PCAP="$PCAP_SAVED"
+SNIFF_EXTRA=()
+for label in python js c; do
+    [ -f "$WORK/$label.jsonl" ] || continue
+    if same_tables "$WORK/rust.jsonl" "$WORK/$label.jsonl" "$WORK/$label.err" >"$WORK/$label-order.cmp"; then
+        ok "$label DNSLookupChef on the loopback capture: the Rust chef's tables, in order ($(head -1 "$WORK/$label-order.cmp"))"
+    else
+        bad "$label DNSLookupChef on the loopback capture: tables differ from the Rust chef's (order or refusals)"
+        sed 's/^/     /' "$WORK/$label-order.cmp"
+    fi
+done
 
 # --- 2c. chef API 0.2 in C: flow ids, stream chunks and flow events agree -----------------
 # FlowProbeCChef echoes each TCP packet's flow id, direction and payload length, each stream
