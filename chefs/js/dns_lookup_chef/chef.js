@@ -28,11 +28,18 @@ const MAX_HOSTNAMES = 1000;
 const STATE_VERSION = 1; // bump when the state's meaning changes: older states are then refused
 let lookupsSeen = new BoundedMap(MAX_HOSTNAMES); // hostname -> {count, latest}
 
-const newEntry = () => ({ count: 0, latest: 0 }); // count and latest are set right after
 // Kept on an entry under symbols (JSON.stringify, so the payload and the state, skips them):
-// the latest capture time in ns (a BigInt), and the length of serde_json's text of the name.
+// the latest capture time in ns (a BigInt), the length of serde_json's text of the name, and
+// the entry's cost in the Rust chef's payload with the count and time it was reckoned for.
 const NS = Symbol('ns');
 const NAME_LEN = Symbol('name length');
+const COST = Symbol('cost');
+const COSTED_COUNT = Symbol('costed for count');
+const COSTED_NS = Symbol('costed for time');
+// count, latest and the time are set right after (the time is there from the start, so the
+// entry's shape does not change on the hot path; the others are added by the first poke that
+// costs the entries, which only a table near the budget does).
+const newEntry = () => ({ count: 0, latest: 0, [NS]: 0n });
 
 /** Length of serde_json's text of the string `s` (quotes included; UTF-8 bytes): JSON.stringify
  * writes the same escapes (`\"` `\\` `\b` `\f` `\n` `\r` `\t`, other controls as `\u00XX`) for a
@@ -82,9 +89,6 @@ export function rustTime(ns) {
 
 /** An entry's share of the Rust chef's payload: `"name":{"count":N,"latest":T}` and a comma
  * (kept on the entry until its count or time changes). */
-const COST = Symbol('cost');
-const COSTED_COUNT = Symbol('costed for count');
-const COSTED_NS = Symbol('costed for time');
 function rustEntryCost(name, entry) {
   const ns = entry[NS];
   if (entry[COSTED_COUNT] === entry.count && entry[COSTED_NS] === ns && ns !== undefined) return entry[COST];
@@ -103,9 +107,6 @@ export function onPacket(packet) {
   const when = packet.time;
   // `newEntry` is made once, not a closure per packet (~0.2 µs each in componentize-js).
   const seen = lookupsSeen.touch(hostname, newEntry);
-  // A new name: the length of its JSON text, for the payload bound (names are read once,
-  // the table is sent every poke).
-  if (seen.count === 0) seen[NAME_LEN] = serdeStringLen(hostname);
   seen.count += 1;
   seen.latest = when;
   seen[NS] = packet.timestampNs;
