@@ -391,7 +391,7 @@ class SampleChefTests(unittest.TestCase):
         chef = self.fill_dns_lookup_chef(names)
         table = chef.lookups_seen
         mod = NS(**type(chef).interval_handler.__globals__)  # the chef module's names
-        rust_shown, rust_left = table.newest_within(nd.PAYLOAD_BUDGET, lambda _, e: mod.rust_entry_cost(e))
+        rust_shown, rust_left = table.newest_within(nd.PAYLOAD_BUDGET, mod.rust_entry_cost)
         text = chef.interval_handler()
         self.assertLessEqual(len(text.encode()), nd.KITCHEN_MAX_DUMPLING_BYTES)
         out = json.loads(text)

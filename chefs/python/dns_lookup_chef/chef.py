@@ -9,8 +9,8 @@ Times are capture times (float seconds).
 Both payloads are written as JSON text (``packet_json_text``, ``interval_json_text``): the
 same bytes the SDK's encoder writes for those dicts (tested), at a fraction of the cost
 inside wasm. The table keeps, per hostname, ``[count, latest time as text, hostname as
-JSON text, length of serde_json's text of it, latest time in ns]``, so a lookup of a known
-name formats nothing and a poke formats no float.
+JSON text, length of serde_json's text of it (taken when a poke needs it), latest time in
+ns]``, so a lookup of a known name formats nothing and a poke formats no float.
 Payload bound: the interval payload stays under the kitchen's limit on one dumpling
 (1,044,480 bytes; a payload over it is refused, at every poke). As in the Rust chef,
 names of control bytes escape to 6 JSON bytes each (1000 names of 253: ~1.56 MB); when
@@ -91,10 +91,13 @@ def rust_time(ns):
     return float(ns // 1_000_000_000) + (ns % 1_000_000_000) / 1e9
 
 
-def rust_entry_cost(entry):
+def rust_entry_cost(hostname, entry):
     """An entry's share of the Rust chef's payload: ``"name":{"count":N,"latest":T}`` and a
-    comma (``NameTally``'s cost in ``BoundedMap::newest_within``)."""
+    comma (``NameTally``'s cost in ``BoundedMap::newest_within``). The name's length is
+    kept in the entry from the first time (not taken per lookup: most pokes never need it)."""
     count, latest, _, name_len, ns = entry
+    if name_len is None:
+        name_len = entry[3] = serde_string_len(hostname)
     t = rust_time(ns) if ns is not None else float(latest)
     return name_len + len(str(count)) + serde_f64_len(t) + 22
 
@@ -111,7 +114,8 @@ class DNSLookupChef(DumplingChef):
     def __init__(self):
         super().__init__()
         # hostname -> [count, latest time text (repr of the float), hostname JSON text,
-        #              length of serde_json's text of hostname, latest time in ns]
+        #              length of serde_json's text of hostname (None: not taken yet),
+        #              latest time in ns]
         self.lookups_seen = BoundedDict(MAX_HOSTNAMES)
 
     def packet_handler(self, packet):
@@ -126,7 +130,7 @@ class DNSLookupChef(DumplingChef):
         table = self.lookups_seen
         seen = table.get(hostname)
         if seen is None:
-            entry = [0, when, json_string(hostname), serde_string_len(hostname), 0]
+            entry = [0, when, json_string(hostname), None, 0]
             seen = table.touch(hostname, lambda: entry)
         else:
             table.refresh(hostname)  # touch() for a name already there, without its frame
@@ -155,7 +159,7 @@ class DNSLookupChef(DumplingChef):
         (``newest_within``), less the oldest of them if this text would be over the
         kitchen's limit all the same."""
         table = self.lookups_seen
-        shown, left_out = table.newest_within(PAYLOAD_BUDGET, lambda _, entry: rust_entry_cost(entry))
+        shown, left_out = table.newest_within(PAYLOAD_BUDGET, rust_entry_cost)
         parts = {
             hostname: f'{name}: {{"count": {count}, "latest": {latest}}}'
             for hostname, (count, latest, name, _, _) in shown
@@ -201,6 +205,6 @@ class DNSLookupChef(DumplingChef):
             # The time in ns is not in the state: the Rust chef's cost of the entry is then
             # reckoned from the float (the same but for the last digits).
             dict.__setitem__(
-                seen, name, [v["count"], repr(float(latest)), json_string(name), serde_string_len(name), None]
+                seen, name, [v["count"], repr(float(latest)), json_string(name), None, None]
             )
         self.lookups_seen = seen
