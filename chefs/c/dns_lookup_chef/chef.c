@@ -35,15 +35,21 @@ typedef struct {
     uint64_t count;
     double latest;
     uint64_t touched;
-    uint64_t ns;        /* latest capture time in ns (NO_NS: restored, not known) */
-    size_t name_json;   /* length of the name's JSON text (serde_json's too) */
-    uint64_t costed_ns; /* the time `time_json` was reckoned for */
-    size_t time_json;   /* length of serde_json's text of the Rust chef's float for `ns` */
 } seen_t;
+
+/* What the payload bound needs of seen[i], in extra[i] (apart, so that the lookup's scan of
+ * `seen` reads no more memory than before). */
+typedef struct {
+    uint64_t ns;        /* latest capture time in ns (NO_NS: restored, not known) */
+    uint64_t costed_ns; /* the time `time_json` was reckoned for */
+    uint32_t name_json; /* length of the name's JSON text (serde_json's too; 0: not yet) */
+    uint32_t time_json; /* length of serde_json's text of the Rust chef's float for `ns` */
+} extra_t;
 
 #define NO_NS UINT64_MAX
 
 static seen_t *seen; /* in first-seen order */
+static extra_t extra[MAX_HOSTNAMES];
 static size_t seen_len, seen_cap;
 static uint64_t clock_;
 
@@ -60,6 +66,7 @@ static seen_t *lookup(const char *name, size_t len) {
             if (seen[i].touched < seen[victim].touched) victim = i;
         free(seen[victim].name);
         memmove(&seen[victim], &seen[victim + 1], (seen_len - victim - 1) * sizeof *seen);
+        memmove(&extra[victim], &extra[victim + 1], (seen_len - victim - 1) * sizeof *extra);
         seen_len--;
     }
     if (seen_len == seen_cap) {
@@ -73,7 +80,8 @@ static seen_t *lookup(const char *name, size_t len) {
     if (!copy) return NULL;
     memcpy(copy, name, len);
     copy[len] = 0;
-    seen[seen_len] = (seen_t){copy, len, 0, 0.0, clock_, NO_NS, nd_json_string_len(copy, len), NO_NS, 0};
+    seen[seen_len] = (seen_t){copy, len, 0, 0.0, clock_};
+    extra[seen_len] = (extra_t){NO_NS, NO_NS, 0, 0};
     return &seen[seen_len++];
 }
 
@@ -89,7 +97,7 @@ static bool on_packet(const nd_packet_t *p, const uint8_t *arena, nd_buf_t *out)
     if (!s) return false;
     s->count++;
     s->latest = when;
-    s->ns = p->timestamp_ns;
+    extra[s - seen].ns = p->timestamp_ns;
     nd_buf_puts(out, ", \"when\": ");
     nd_buf_json_double(out, when);
     nd_buf_puts(out, "}}");
@@ -134,16 +142,19 @@ static size_t digits_u64(uint64_t v) {
 
 /* An entry's share of the Rust chef's payload: "name":{"count":N,"latest":T} and a comma.
  * The time's length is kept until the time changes. */
-static size_t rust_cost(seen_t *s) {
-    if (s->costed_ns != s->ns || s->ns == NO_NS) {
+static size_t rust_cost(size_t i) {
+    seen_t *s = &seen[i];
+    extra_t *x = &extra[i];
+    if (!x->name_json) x->name_json = (uint32_t)nd_json_string_len(s->name, s->len);
+    if (x->costed_ns != x->ns || x->ns == NO_NS) {
         /* Timestamp::as_secs_f64: whole seconds and the fraction converted apart, then added
          * (not always ns / 1e9); a restored entry has only its float. */
-        double t = s->ns == NO_NS ? s->latest
-                                  : (double)(s->ns / 1000000000u) + (double)(s->ns % 1000000000u) / 1e9;
-        s->time_json = serde_f64_len(t);
-        s->costed_ns = s->ns;
+        double t = x->ns == NO_NS ? s->latest
+                                  : (double)(x->ns / 1000000000u) + (double)(x->ns % 1000000000u) / 1e9;
+        x->time_json = (uint32_t)serde_f64_len(t);
+        x->costed_ns = x->ns;
     }
-    return s->name_json + digits_u64(s->count) + s->time_json + 22;
+    return x->name_json + digits_u64(s->count) + x->time_json + 22;
 }
 
 static size_t by_newest[MAX_HOSTNAMES];
@@ -157,15 +168,15 @@ static bool on_interval(double interval_s, uint64_t now_ns, nd_buf_t *out) {
     (void)interval_s;
     (void)now_ns;
     /* Which entries the payload shows: all while the Rust chef's text of the table fits the
-     * budget (surely when each entry is within 66 bytes more than its name's text), else
+     * budget (surely when 6 bytes a name byte and 68 an entry fit it), else
      * the most recently touched that fit (the Rust SDK's BoundedMap::newest_within). */
     static bool keep[MAX_HOSTNAMES];
     size_t left_out = 0, bound = 0;
-    for (size_t i = 0; i < seen_len; i++) bound += seen[i].name_json + 66;
+    for (size_t i = 0; i < seen_len; i++) bound += 6 * seen[i].len + 68; /* a byte: at most 6 */
     bool all = bound <= ND_PAYLOAD_BUDGET;
     if (!all) {
         size_t total = 0;
-        for (size_t i = 0; i < seen_len; i++) total += rust_cost(&seen[i]);
+        for (size_t i = 0; i < seen_len; i++) total += rust_cost(i);
         all = total <= ND_PAYLOAD_BUDGET;
     }
     if (!all) {
@@ -176,7 +187,7 @@ static bool on_interval(double interval_s, uint64_t now_ns, nd_buf_t *out) {
         qsort(by_newest, seen_len, sizeof *by_newest, newer_first);
         size_t used = 0, kept = 0;
         for (; kept < seen_len; kept++) {
-            used += rust_cost(&seen[by_newest[kept]]);
+            used += rust_cost(by_newest[kept]);
             if (used > ND_PAYLOAD_BUDGET) break;
             keep[by_newest[kept]] = true;
         }
@@ -238,7 +249,7 @@ static bool restore(const uint8_t *state, size_t len, nd_buf_t *why) {
             r.failed = true;
             break;
         }
-        *s = (seen_t){s->name, s->len, count, latest, touched, NO_NS, s->name_json, NO_NS, 0};
+        *s = (seen_t){s->name, s->len, count, latest, touched};
     }
     if (r.failed || r.len != 0) {
         for (size_t i = 0; i < seen_len; i++) free(seen[i].name);
