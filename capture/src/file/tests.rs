@@ -57,6 +57,33 @@ fn pcap_record(v: &mut Vec<u8>, big_endian: bool, sec: u32, frac: u32, data: &[u
     v.extend_from_slice(data);
 }
 
+/// `bytes` written into a FIFO named after `name` in writes of `chunk` bytes, read back with
+/// [`read_all`]; `None` when this system cannot make a FIFO.
+fn read_through_fifo(
+    name: &str,
+    bytes: Vec<u8>,
+    chunk: usize,
+) -> Option<(Vec<OwnedPkt>, Option<CaptureError>)> {
+    let fifo = std::env::temp_dir().join(format!("capture-unit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !matches!(made, Ok(s) if s.success()) {
+        return None;
+    }
+    let path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = File::create(&path).expect("open fifo for writing");
+        for part in bytes.chunks(chunk) {
+            f.write_all(part).expect("write fifo");
+        }
+    });
+    let mut r = FileReader::open(&fifo).expect("open fifo");
+    let out = read_all(&mut r);
+    writer.join().expect("writer");
+    let _ = std::fs::remove_file(&fifo);
+    Some(out)
+}
+
 fn read_all(r: &mut FileReader) -> (Vec<OwnedPkt>, Option<CaptureError>) {
     let mut out = Vec::new();
     loop {
@@ -191,24 +218,10 @@ fn reads_from_a_pipe() {
     for i in 0..1000u32 {
         pcap_record(&mut v, false, i, 0, &[i as u8; 300], 300);
     }
-    let fifo = std::env::temp_dir().join(format!("capture-unit-{}-fifo", std::process::id()));
-    let _ = std::fs::remove_file(&fifo);
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-    if !matches!(made, Ok(s) if s.success()) {
+    // Small writes, so the reader sees short reads.
+    let Some((pkts, err)) = read_through_fifo("fifo", v, 1000) else {
         return; // no mkfifo: nothing to test here
-    }
-    let path = fifo.clone();
-    let writer = std::thread::spawn(move || {
-        let mut f = File::create(&path).expect("open fifo for writing");
-        // Small writes, so the reader sees short reads.
-        for chunk in v.chunks(1000) {
-            f.write_all(chunk).expect("write fifo");
-        }
-    });
-    let mut r = FileReader::open(&fifo).expect("open fifo");
-    let (pkts, err) = read_all(&mut r);
-    writer.join().expect("writer");
-    let _ = std::fs::remove_file(&fifo);
+    };
     assert!(err.is_none(), "{err:?}");
     assert_eq!(pkts.len(), 1000);
     assert!(pkts
@@ -764,23 +777,9 @@ fn a_big_first_section_header_reads_from_a_pipe() {
     shb_with_comments(&mut v, 1_100_000);
     idb(&mut v, false, 1, 65535, None, "", 0);
     epb(&mut v, false, 0, 1, b"piped", 5);
-    let fifo = std::env::temp_dir().join(format!("capture-unit-{}-shb-fifo", std::process::id()));
-    let _ = std::fs::remove_file(&fifo);
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-    if !matches!(made, Ok(s) if s.success()) {
+    let Some((pkts, err)) = read_through_fifo("shb-fifo", v, 7000) else {
         return; // no mkfifo: nothing to test here
-    }
-    let path = fifo.clone();
-    let writer = std::thread::spawn(move || {
-        let mut f = File::create(&path).expect("open fifo for writing");
-        for chunk in v.chunks(7000) {
-            f.write_all(chunk).expect("write fifo");
-        }
-    });
-    let mut r = FileReader::open(&fifo).expect("open fifo");
-    let (pkts, err) = read_all(&mut r);
-    writer.join().expect("writer");
-    let _ = std::fs::remove_file(&fifo);
+    };
     assert!(err.is_none(), "{err:?}");
     assert_eq!(pkts.len(), 1);
     assert_eq!(pkts[0].data, b"piped");
