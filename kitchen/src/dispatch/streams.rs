@@ -324,13 +324,13 @@ impl ChefLane {
         seq: u64,
         ctx: &LaneContext<'_>,
     ) {
-        let calls = stream_calls(chunks);
-        if calls.len() == 1 {
+        // The usual delivery (a batch's worth) is one call, with no list of calls made.
+        if chunks.len() <= MAX_CHUNKS_PER_CALL && arena.len() <= MAX_STREAM_CALL_BYTES {
             self.call_stream_once(chunks, arena, seq, ctx);
             return;
         }
         let mut rebased = Vec::new();
-        for range in calls {
+        for range in stream_calls(chunks) {
             let (part, bytes) = rebase_chunks(&chunks[range], arena, &mut rebased);
             if !self.call_stream_once(part, bytes, seq, ctx) {
                 return;
