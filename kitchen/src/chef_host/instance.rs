@@ -327,8 +327,6 @@ pub struct LoadedChef {
     /// How many calls the next call stands for (a replay window's merged packet call,
     /// [`LoadedChef::set_merged_calls`]); 0 or 1: one.
     merged_calls: u32,
-    /// Pairs the last `packed-json` answer held past those it kept, for its intake.
-    unkept_pairs: usize,
     /// Its envelope head (chef and kitchen names written once; see
     /// [`dumpling::EnvelopeHead`]), made at its first dumpling.
     envelope_head: Option<dumpling::EnvelopeHead>,
@@ -395,7 +393,6 @@ impl LoadedChef {
             slots: Slots::new(limits.max_output_bytes_per_call, limits.max_dumpling_bytes),
             use_interval_same: true,
             merged_calls: 1,
-            unkept_pairs: 0,
             last_call_ns: 0,
             envelope_head: None,
         })
@@ -727,7 +724,11 @@ impl LoadedChef {
                 // Decided by the lane after the call (`Intake::settle`), which has the items'
                 // times if they were not gathered before it.
                 intake.lifted = Some(out);
-                intake.unkept = std::mem::take(&mut self.unkept_pairs);
+                Ok(())
+            }
+            Ok(PacketAnswer::Split(out, unkept)) => {
+                intake.lifted = Some(out);
+                intake.unkept = unkept;
                 Ok(())
             }
             Err(e) => {
@@ -775,7 +776,6 @@ impl LoadedChef {
         if self.api() == ChefApi::V0_1 {
             return Ok(R::from_vec(Vec::new()));
         }
-        self.unkept_pairs = 0;
         // What a call (or each call a merged one stands for) may send; more pairs are
         // counted, not copied (`packed_json::Split`).
         let keep = self
@@ -789,7 +789,7 @@ impl LoadedChef {
                 let (bytes,) = typed.call(&mut live.store, (headers, arena))?;
                 let split = packed_json::split_bytes(&bytes, keep);
                 return Ok((
-                    (R::from_vec(split.dumplings), split.unkept),
+                    R::from_split(split.dumplings, split.unkept),
                     split.fault.map(|f| (packed_json::BYTES_EXPORT, f)),
                 ));
             }
@@ -802,20 +802,18 @@ impl LoadedChef {
                 let (text,) = typed.call(&mut live.store, (headers, arena))?;
                 let split = packed_json::split(&text, keep);
                 return Ok((
-                    (R::from_vec(split.dumplings), split.unkept),
+                    R::from_split(split.dumplings, split.unkept),
                     split.fault.map(|f| (packed_json::EXPORT, f)),
                 ));
             }
             match live.on_packed {
                 Some(f) => {
                     let (out,) = on_packed_typed::<R>(f).call(&mut live.store, (headers, arena))?;
-                    Ok(((out, 0), None))
+                    Ok((out, None))
                 }
-                None => Ok(((R::from_vec(Vec::new()), 0), None)),
+                None => Ok((R::from_vec(Vec::new()), None)),
             }
         })?;
-        let (out, unkept) = out;
-        self.unkept_pairs = unkept;
         if let Some((export, fault)) = fault {
             // The pairs before the fault are kept; the rest of the answer is one invalid
             // output (the chef's SDK wrote something that is not the agreed form).
@@ -1550,10 +1548,18 @@ pub trait Answer: ComponentType + Lift + Send + Sync + 'static {
     /// The answer from dumplings already lifted (the generic-lowering diagnostic, a
     /// `packed-json` split, a chef that is not called).
     fn from_vec(out: Vec<PacketDumpling>) -> Self;
+
+    /// A `packed-json` split: the dumplings kept and how many pairs it held past them.
+    fn from_split(out: Vec<PacketDumpling>, unkept: usize) -> Self;
 }
 
 impl Answer for Vec<PacketDumpling> {
     fn from_vec(out: Vec<PacketDumpling>) -> Self {
+        out
+    }
+
+    /// The public `on_*` methods return what was kept (no lane counts the rest).
+    fn from_split(out: Vec<PacketDumpling>, _unkept: usize) -> Self {
         out
     }
 }
@@ -1561,6 +1567,10 @@ impl Answer for Vec<PacketDumpling> {
 impl Answer for PacketAnswer {
     fn from_vec(out: Vec<PacketDumpling>) -> Self {
         PacketAnswer::Lifted(out)
+    }
+
+    fn from_split(out: Vec<PacketDumpling>, unkept: usize) -> Self {
+        PacketAnswer::Split(out, unkept)
     }
 }
 

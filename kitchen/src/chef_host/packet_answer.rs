@@ -407,6 +407,10 @@ pub enum PacketAnswer {
     /// Lifted by wasmtime (no intake lent, no item times, or not UTF-8-encoded strings);
     /// decide it with [`Intake::settle`] or [`Intake::take_owned`].
     Lifted(Vec<PacketDumpling>),
+    /// A `packed-json` answer split by the kitchen: the dumplings it kept and how many
+    /// more pairs it held ([`super::packed_json::Split`]); decided as [`Self::Lifted`], the
+    /// rest counted over the cap ([`Intake::unkept`]).
+    Split(Vec<PacketDumpling>, usize),
 }
 
 #[allow(unsafe_code)]
