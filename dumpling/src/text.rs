@@ -4,9 +4,11 @@
 //! or a list entry and a terminal escape never reaches a terminal.
 //!
 //! Escaped: every control character (C0, DEL, C1: `\n`, `\r`, `\t`, ESC, ...), the
-//! backslash itself (so the output is unambiguous), and the Unicode formatting characters
-//! that reorder or hide text (bidi overrides and isolates, zero-width joiners, BOM, line and
-//! paragraph separators). Everything else, including non-ASCII letters, is kept.
+//! backslash itself (so the output is unambiguous), and every character that reorders or
+//! hides text: Unicode's format characters (general category Cf: bidi marks, embeddings,
+//! overrides and isolates, U+061C, zero-width joiners, BOM, tags, ...), the other default
+//! ignorable ones (variation selectors, Hangul fillers, U+034F, ...) and the line and
+//! paragraph separators. Everything else, including non-ASCII letters, is kept.
 
 use std::fmt::{self, Write as _};
 
@@ -16,15 +18,29 @@ pub const DEFAULT_MAX_CHARS: usize = 256;
 
 /// Whether `c` is printed as an escape rather than as itself.
 fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || c == '\\'
-        || matches!(c,
-            '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM/RLM
-            | '\u{2028}'..='\u{202E}' // line/paragraph separators, bidi embeddings/overrides
-            | '\u{2060}'..='\u{2069}' // word joiner, invisible operators, bidi isolates
-            | '\u{FEFF}' // BOM / zero-width no-break space
-            | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
-            | '\u{E0000}'..='\u{E007F}') // tag characters (invisible)
+    c.is_control() || c == '\\' || is_invisible_format(c)
+}
+
+/// Whether `c` reorders or hides text: general category Cf (format), Default_Ignorable_Code_Point
+/// and the line/paragraph separators (Zl, Zp), as of Unicode 15.1. Listed as a class, not as
+/// the characters some attack used: a terminal or log viewer may act on any of them.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' // soft hyphen
+        | '\u{034F}' // combining grapheme joiner
+        | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}' // Arabic/Syriac format, ALM
+        | '\u{0890}'..='\u{0891}' | '\u{08E2}'
+        | '\u{115F}'..='\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers (invisible)
+        | '\u{17B4}'..='\u{17B5}' | '\u{180B}'..='\u{180F}' // Khmer vowels, Mongolian selectors
+        | '\u{200B}'..='\u{200F}' // zero-width space/joiners, LRM/RLM
+        | '\u{2028}'..='\u{202E}' // line/paragraph separators, bidi embeddings/overrides
+        | '\u{2060}'..='\u{206F}' // word joiner, invisible operators, bidi isolates
+        | '\u{FE00}'..='\u{FE0F}' // variation selectors
+        | '\u{FEFF}' // BOM / zero-width no-break space
+        | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}') // tags, variation selectors supplement
 }
 
 /// Appends `c` as JSON `\uXXXX` escapes (UTF-16 units, lowercase hex, a surrogate pair
@@ -42,41 +58,60 @@ pub fn push_json_u_escape(out: &mut String, c: char) {
 }
 
 /// Where the first character [`escape_json_text`] escapes starts in `b` (valid UTF-8),
-/// found with three SIMD byte searches instead of a walk over every character: the output
-/// of a replay is hundreds of MB, some of it dense with non-ASCII text (a capture's U+FFFD
-/// every few bytes), and `--stdout` is on the replay's hot path. Each escaped character's
-/// UTF-8 form holds one of these bytes, checked then against the whole form:
-/// * 0x7F (DEL); 0xC2 then 0x80..=0x9F (C1 controls); 0xE2 0x80 0x8B..=0x8F, 0xE2 0x80
-///   0xA8..=0xAE, 0xE2 0x81 0xA0..=0xA9 (U+200B..U+200F, U+2028..U+202E, U+2060..U+2069);
-/// * 0xB9..=0xBB, the last byte of U+FFF9..U+FFFB (0xEF 0xBF 0xB9..=0xBB) and the middle
-///   one of U+FEFF (0xEF 0xBB 0xBF): U+FFFD (0xEF 0xBF 0xBD) holds none of them;
-/// * 0xF3 then 0xA0 0x80..=0x81 (tags, U+E0000..U+E007F).
+/// found without decoding every character: the output of a replay is hundreds of MB, most
+/// of it (DNSLookupChef's tables) dense with U+FFFD from names that were not UTF-8, and
+/// `--stdout` is on the replay's hot path.
 ///
-/// A unit test checks this against [`needs_escape`] for every character.
+/// One pass over 64-byte blocks (a loop the compiler turns into SIMD compares) looks for a
+/// *candidate* byte: DEL, or a non-ASCII byte other than 0xEF, 0xBF and 0xBD, the three
+/// bytes of U+FFFD. Every character `needs_escape` names outside ASCII holds such a byte
+/// (a unit test checks every character), so only blocks holding one are looked at closer:
+/// there the character around each candidate is decoded and checked with `needs_escape`,
+/// the one definition of the class.
 fn first_escaped(b: &[u8]) -> Option<usize> {
-    let at = |i: usize| b.get(i).copied().unwrap_or(0);
-    let a = memchr::memchr3_iter(0x7F, 0xC2, 0xE2, b).find(|&i| match b[i] {
-        0x7F => true,
-        0xC2 => (0x80..=0x9F).contains(&at(i + 1)),
-        _ => matches!(
-            (at(i + 1), at(i + 2)),
-            (0x80, 0x8B..=0x8F | 0xA8..=0xAE) | (0x81, 0xA0..=0xA9)
-        ),
-    });
-    let limit = a.unwrap_or(b.len());
-    let fe = memchr::memchr3_iter(0xB9, 0xBA, 0xBB, &b[..limit]).find_map(|i| {
-        if i >= 2 && b[i - 2] == 0xEF && b[i - 1] == 0xBF {
-            Some(i - 2)
-        } else if b[i] == 0xBB && i >= 1 && b[i - 1] == 0xEF && at(i + 1) == 0xBF {
-            Some(i - 1)
-        } else {
-            None
+    const BLOCK: usize = 64;
+    let candidate = |x: u8| x >= 0x7F && x != 0xEF && x != 0xBF && x != 0xBD;
+    let mut start = 0;
+    for block in b.chunks(BLOCK) {
+        // No early exit inside the block: this form vectorises.
+        let any = block.iter().fold(false, |any, &x| any | candidate(x));
+        if any {
+            for (i, &x) in block.iter().enumerate() {
+                if candidate(x) {
+                    let at = start + i;
+                    let char_start = char_start(b, at);
+                    if let Some(c) = decode_at(b, char_start) {
+                        if needs_escape(c) {
+                            return Some(char_start);
+                        }
+                    }
+                }
+            }
         }
-    });
-    let limit = fe.map_or(limit, |f| f.min(limit));
-    let tag = memchr::memchr_iter(0xF3, &b[..limit])
-        .find(|&i| at(i + 1) == 0xA0 && matches!(at(i + 2), 0x80 | 0x81));
-    [a, fe, tag].into_iter().flatten().min()
+        start += block.len();
+    }
+    None
+}
+
+/// Where the UTF-8 character holding byte `at` starts (at most three continuation bytes back).
+fn char_start(b: &[u8], at: usize) -> usize {
+    let mut i = at;
+    while i > 0 && at - i < 3 && (b[i] & 0xC0) == 0x80 {
+        i -= 1;
+    }
+    i
+}
+
+/// The character starting at `i` of valid UTF-8 text.
+fn decode_at(b: &[u8], i: usize) -> Option<char> {
+    let end = (i + 4).min(b.len());
+    let tail = &b[i..end];
+    // The longest valid prefix of at most four bytes holds the whole character.
+    let valid = match std::str::from_utf8(tail) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&tail[..e.valid_up_to()]).ok()?,
+    };
+    valid.chars().next()
 }
 
 /// A JSON text (as serde_json writes it: controls below U+0020 already escaped) with every
@@ -356,6 +391,16 @@ mod tests {
         assert_eq!(escape("back\\slash", 100), "back\\\\slash");
         assert_eq!(escape("\u{202e}evil", 100), "\\u{202e}evil");
         assert_eq!(escape("\u{85}\u{7f}\0", 100), "\\x85\\x7f\\x00");
+        // Format characters beyond the well-known bidi overrides: the Arabic letter mark
+        // (a bidi control), a variation selector, a Hangul filler, a tag, a soft hyphen.
+        assert_eq!(
+            escape("a\u{61c}b\u{fe0f}c\u{3164}d\u{e0041}e\u{ad}", 100),
+            "a\\u{61c}b\\u{fe0f}c\\u{3164}d\\u{e0041}e\\xad"
+        );
+        assert_eq!(
+            escape_json_text("{\"k\":\"x\u{61c}y\"}").as_deref(),
+            Some("{\"k\":\"x\\u061cy\"}")
+        );
         assert_eq!(escape("ARPChef ünïcode ✓", 100), "ARPChef ünïcode ✓");
         for c in (0u32..0x110000).filter_map(char::from_u32) {
             let e = escape(&c.to_string(), 10);
