@@ -60,38 +60,9 @@ pub const HEAP_GROWTH_PAD: usize = 16 << 20;
 pub const HEAP_TRIM_THRESHOLD: usize = 64 << 20;
 
 /// Set glibc's heap growth and trim thresholds (module docs); once, at start. Returns
-/// whether glibc accepted both.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
+/// whether glibc accepted both (always `false` without glibc).
 pub fn keep_heap_growth_off_the_hot_path() -> bool {
-    let to_int = |v: usize| libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
-    // SAFETY: mallopt takes plain integers and only changes glibc's own tuning variables,
-    // under its arena lock; callable from any thread at any time.
-    unsafe {
-        libc::mallopt(libc::M_TOP_PAD, to_int(HEAP_GROWTH_PAD)) == 1
-            && libc::mallopt(libc::M_TRIM_THRESHOLD, to_int(HEAP_TRIM_THRESHOLD)) == 1
-    }
-}
-
-/// Set glibc's heap thresholds (no-op without glibc).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn keep_heap_growth_off_the_hot_path() -> bool {
-    false
-}
-
-/// Release free heap memory to the OS. Returns whether any memory was released.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-pub fn release_free_memory() -> bool {
-    // SAFETY: malloc_trim takes no pointers and only works on glibc's own free lists
-    // under glibc's arena locks; it is safe to call from any thread at any time.
-    unsafe { libc::malloc_trim(0) != 0 }
-}
-
-/// Release free heap memory to the OS (no-op without glibc).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release_free_memory() -> bool {
-    false
+    heap_trim::set_heap_thresholds(HEAP_GROWTH_PAD, HEAP_TRIM_THRESHOLD)
 }
 
 /// Trim the heap once after each burst of ended connections; runs until aborted.
@@ -103,7 +74,7 @@ pub async fn trim_loop(shared: Arc<Shared>) {
         tick.tick().await;
         if policy.observe(shared.connections_ended.load(Ordering::Relaxed)) {
             let started = std::time::Instant::now();
-            let released = release_free_memory();
+            let released = heap_trim::release_free_memory();
             debug!(released, took = ?started.elapsed(), "malloc_trim after connections ended");
         }
     }
@@ -146,10 +117,5 @@ mod tests {
             keep_heap_growth_off_the_hot_path(),
             cfg!(all(target_os = "linux", target_env = "gnu"))
         );
-    }
-
-    #[test]
-    fn release_does_not_crash() {
-        let _ = release_free_memory();
     }
 }

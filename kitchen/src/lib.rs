@@ -34,7 +34,6 @@ pub mod chef_host;
 pub mod chefs;
 pub mod child_worker;
 pub mod dispatch;
-pub mod heap;
 pub mod input;
 pub mod outputs;
 pub mod parse;

@@ -532,8 +532,10 @@ impl Loader {
             drop(bytes);
             workers.release();
             // This thread's arena holds what the load freed (the file, compile buffers):
-            // without a trim each reload's leftovers stayed resident (`crate::heap`).
-            crate::heap::release_free_memory();
+            // without a trim each reload's leftovers stayed resident (a soak measured the
+            // bytes in use flat at ~2.2 MB while the arenas held 15 -> 21 MB and RSS crept
+            // +3 MB per 10 minutes of reload churn).
+            heap_trim::release_free_memory();
         };
         let spawned = std::thread::Builder::new()
             .name("nd-chef-load".into())
