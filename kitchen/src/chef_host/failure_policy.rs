@@ -262,6 +262,14 @@ impl Health {
                 failures = self.quarantined_after,
                 "chef failed: {why}; quarantined (not called again this run unless its file \
                  changes)");
+        } else if kind == CallKind::Snapshot {
+            // Only a version being replaced is snapshotted (hot reload): it is not
+            // restarted, the new version takes over and starts fresh (`state::carry`).
+            // The failure still counts for the chef (quarantine, summary).
+            tracing::error!(chef = %name, reason = %err, driver,
+                in_a_row, in_window, debt,
+                "chef failed while its state was saved for a reload; the version being \
+                 replaced is dropped with its state, the new version starts fresh");
         } else {
             let backoff = limits.backoff(in_a_row.max(in_window));
             self.retry_at_ns = now_ns.saturating_add(backoff.as_nanos() as u64);
@@ -298,6 +306,24 @@ mod tests {
             t += every * S;
         }
         None
+    }
+
+    #[test]
+    fn a_failed_snapshot_counts_but_schedules_no_restart() {
+        // The snapshotted version is the one being replaced: nothing of it restarts, and
+        // the version after it may be called at once.
+        let limits = ChefLimits::default();
+        let mut h = Health::default();
+        let t = 1_700_000_000 * S;
+        h.failed(&trap(), CallKind::Snapshot, t, &limits, "Snap");
+        assert_eq!(h.retry_at_ns, 0);
+        assert_eq!(h.consecutive[CallKind::Snapshot.row()], 1);
+        let next = Health::inherited_from(&h);
+        assert_eq!(next.starts_at_ns(), None);
+        assert!(next.may_restart(t + 1).is_ok());
+        // A packet failure does schedule one.
+        h.failed(&trap(), CallKind::Packets, t, &limits, "Snap");
+        assert!(h.retry_at_ns > t);
     }
 
     #[test]
