@@ -972,6 +972,7 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         report.flows.as_ref(),
         report.streams.as_ref(),
         report.ip_reassembly.as_ref(),
+        report.undecoded_link_types.as_ref(),
     );
     for line in traffic {
         tracing::info!("{k}: summary: {line}");

@@ -593,6 +593,17 @@ fn each_link_type_the_parser_cannot_decode_is_logged_once() {
     assert_eq!(undecoded_lines(&run.stderr, 105).len(), 1, "{}", run.stderr);
     assert_eq!(undecoded_lines(&run.stderr, 127).len(), 1, "{}", run.stderr);
     assert_eq!(undecoded_lines(&run.stderr, 1).len(), 0, "{}", run.stderr);
+    // And counted per link type in the exit summary (as in the status and `/metrics`).
+    let summary = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("packets of link types the parser does not decode"))
+        .unwrap_or_else(|| panic!("no count in the summary:\n{}", run.stderr));
+    assert!(
+        summary.contains("750 packets of link types")
+            && summary.contains(": 105 (DLT_IEEE802_11) 500, 127 (DLT_IEEE802_11_RADIO) 250"),
+        "{summary}"
+    );
 }
 
 /// A DHCP ACK (server 10.0.0.1:67 to broadcast:68) leasing 10.0.0.`i` to a client named

@@ -57,7 +57,8 @@ use dumpling::Driver;
 use crate::outputs::crash_capsule::CrashCapsules;
 use crate::outputs::status::{StatusDetail, StatusInputs, StatusReport};
 pub use crate::parse::batch::{
-    Batch, BatchBuilder, ClockMode, Step, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, MAX_POKES_PER_GAP,
+    Batch, BatchBuilder, ClockMode, Step, UndecodedLinkTypes, MAX_BATCH_BYTES, MAX_BATCH_PACKETS,
+    MAX_POKES_PER_GAP,
 };
 use crate::parse::defrag::{DefragLimits, DefragStats};
 use crate::parse::packed_batch::PackedScratch;
@@ -97,6 +98,8 @@ pub struct KitchenStats {
     pub clock: ClockAnomalies,
     /// IP reassembly ([`crate::parse::defrag`]), as of the last batch run.
     pub ip_reassembly: DefragStats,
+    /// Packets of link types the parser cannot decode, as of the last batch run.
+    pub undecoded_link_types: UndecodedLinkTypes,
     /// Wall time, ns, the dispatcher spent running every lane (side by side on the chef
     /// threads when there are several). For benchmarks: in the rest of a replay's time the
     /// dispatcher works alone (stream stage, window building, sending) or waits for the
@@ -577,6 +580,9 @@ impl Dispatcher {
                 if let Some(s) = batch.defrag_stats() {
                     self.stats.ip_reassembly = *s;
                 }
+                if let Some(u) = batch.undecoded_link_types() {
+                    self.stats.undecoded_link_types.clone_from(u);
+                }
                 if self.windowed() {
                     return self.window_batch(batch).map(|()| None);
                 }
@@ -829,6 +835,9 @@ impl Dispatcher {
             streams: self.stream_status(),
             ip_reassembly: crate::outputs::status::traffic::ip_reassembly(
                 &self.stats.ip_reassembly,
+            ),
+            undecoded_link_types: crate::outputs::status::traffic::undecoded_link_types(
+                &self.stats.undecoded_link_types,
             ),
             load_failures: self.status.load_failures.clone(),
             chefs_omitted: 0,

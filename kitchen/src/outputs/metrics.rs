@@ -394,6 +394,7 @@ impl Collector for KitchenCollector {
             s.report.flows.as_ref(),
             s.report.streams.as_ref(),
             s.report.ip_reassembly.as_ref(),
+            s.report.undecoded_link_types.as_ref(),
         );
         for (name, help, is_gauge, value) in traffic {
             if is_gauge {

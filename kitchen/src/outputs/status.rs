@@ -266,6 +266,9 @@ pub struct StatusReport {
     /// IP reassembly's counters, once a fragment was seen ([`traffic`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_reassembly: Option<crate::parse::defrag::DefragStats>,
+    /// Packets of link types the parser cannot decode, once one came ([`traffic`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undecoded_link_types: Option<traffic::UndecodedLinkStatus>,
     /// Load failures per chef file (hot reload), by path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub load_failures: BTreeMap<String, LoadFailure>,

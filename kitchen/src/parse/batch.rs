@@ -70,6 +70,9 @@ pub struct Batch {
     /// The builder's IP reassembly counters when this batch was cut, when they changed
     /// since its last batch (boxed: rare, and a `Step` stays small).
     pub(crate) defrag: Option<Box<DefragStats>>,
+    /// The builder's counts of packets of undecoded link types when this batch was cut,
+    /// when a packet of one came since its last batch (boxed, as `defrag`).
+    pub(crate) undecoded: Option<Box<UndecodedLinkTypes>>,
 }
 
 impl Batch {
@@ -87,6 +90,12 @@ impl Batch {
     /// its previous batch (so the dispatcher sees them in step with the packets it ran).
     pub fn defrag_stats(&self) -> Option<&DefragStats> {
         self.defrag.as_deref()
+    }
+
+    /// The builder's counts of packets of undecoded link types when this batch was cut, if
+    /// they changed since its previous batch.
+    pub fn undecoded_link_types(&self) -> Option<&UndecodedLinkTypes> {
+        self.undecoded.as_deref()
     }
 
     /// The flow table's counters when this batch was cut (while flows are tracked).
@@ -121,6 +130,7 @@ impl Batch {
         self.arena.clear();
         self.flows.clear();
         self.defrag = None;
+        self.undecoded = None;
     }
 
     /// Empty it for reuse: its allocations are kept up to [`MAX_KEPT_ARENA_BYTES`] of
@@ -208,62 +218,87 @@ pub struct BatchBuilder {
     /// batch, so a poke's tiny batch does not size the next ones): a batch starts with that
     /// much room.
     size_hint: (usize, usize),
-    /// Link types the parser cannot decode that were already logged.
-    link_warnings: LinkTypeWarnings,
+    /// Packets of link types the parser cannot decode, per type.
+    undecoded: UndecodedLinkTypes,
+    /// Whether a packet of one came since the last batch was cut.
+    undecoded_changed: bool,
 }
 
-/// Link types whose packets the parser cannot decode, each logged once when its first
-/// packet comes (live and replay: every packet goes through [`BatchBuilder::push`]); the
-/// status report has no per-link-type counter to add them to. Without it, a capture of
-/// 802.11 or PPP frames gave the protocol chefs nothing and no line said why. At most
-/// [`LinkTypeWarnings::MAX`] are remembered (a pcapng file may name a new link type per
-/// interface); past them, one line says the rest are not logged.
-#[derive(Debug, Default)]
-pub struct LinkTypeWarnings {
-    logged: Vec<u32>,
-    full: bool,
+/// Packets of link types the parser cannot decode, counted per link type, each type logged
+/// once when its first packet comes (live and replay: every packet goes through
+/// [`BatchBuilder::push`]). Without it, a capture of 802.11 or PPP frames gave the protocol
+/// chefs nothing and no line said why. At most [`UndecodedLinkTypes::MAX`] types are told
+/// apart (a pcapng file may name a new link type per interface); packets of further ones
+/// are counted together in [`UndecodedLinkTypes::others`], and one line says so. The
+/// counts reach the status report (`undecoded_link_types`), `/metrics` and the exit
+/// summary, carried by the batches as the IP reassembly counters are.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UndecodedLinkTypes {
+    /// (link type, packets), in the order their first packets came.
+    counts: Vec<(u32, u64)>,
+    /// Packets of link types past the first [`UndecodedLinkTypes::MAX`].
+    others: u64,
 }
 
-impl LinkTypeWarnings {
-    /// Most link types logged.
+impl UndecodedLinkTypes {
+    /// Most link types counted apart (and logged).
     pub const MAX: usize = 32;
 
-    /// Note a packet of `link_type`; logs once per link type the parser cannot decode.
+    /// Note a packet of `link_type`; true when it is one the parser cannot decode.
     #[inline]
-    pub fn note(&mut self, link_type: u32) {
-        if !dlt::decoded(link_type) {
-            self.note_undecoded(link_type);
+    pub fn note(&mut self, link_type: u32) -> bool {
+        if dlt::decoded(link_type) {
+            return false;
         }
+        self.note_undecoded(link_type);
+        true
     }
 
     #[cold]
     fn note_undecoded(&mut self, link_type: u32) {
-        if self.full || self.logged.contains(&link_type) {
+        if let Some((_, n)) = self.counts.iter_mut().find(|(t, _)| *t == link_type) {
+            *n += 1;
             return;
         }
-        if self.logged.len() >= Self::MAX {
-            self.full = true;
-            tracing::warn!(
-                "packets of more than {} link types the parser cannot decode; further ones are \
-                 not logged",
-                Self::MAX
-            );
+        if self.counts.len() >= Self::MAX {
+            if self.others == 0 {
+                tracing::warn!(
+                    "packets of more than {} link types the parser cannot decode; further ones \
+                     are counted together and not logged",
+                    Self::MAX
+                );
+            }
+            self.others += 1;
             return;
         }
-        self.logged.push(link_type);
+        self.counts.push((link_type, 1));
         let name = dlt::name(link_type).map_or_else(String::new, |n| format!(" (DLT_{n})"));
         tracing::warn!(
             link_type,
             "link type {link_type}{name} is not decoded: its packets reach the chefs as \
              undecoded frames (link layer `unsupported`, class other), so only chefs taking \
              every packet or this link type see them, no protocol chef (logged once per link \
-             type)"
+             type; counted in the status and the exit summary)"
         );
     }
 
-    /// The link types logged so far, in the order their first packets came.
-    pub fn logged(&self) -> &[u32] {
-        &self.logged
+    /// (link type, packets) for each link type told apart, in the order their first
+    /// packets came.
+    pub fn counts(&self) -> &[(u32, u64)] {
+        &self.counts
+    }
+
+    /// Packets of the link types past the first [`UndecodedLinkTypes::MAX`].
+    pub fn others(&self) -> u64 {
+        self.others
+    }
+
+    /// Packets of undecoded link types, all together.
+    pub fn total(&self) -> u64 {
+        self.counts
+            .iter()
+            .map(|(_, n)| n)
+            .fold(self.others, |a, &n| a.saturating_add(n))
     }
 }
 
@@ -285,7 +320,8 @@ impl BatchBuilder {
             defrag: Defragmenter::new(DefragLimits::default()),
             defrag_sent: DefragStats::default(),
             size_hint: (0, 0),
-            link_warnings: LinkTypeWarnings::default(),
+            undecoded: UndecodedLinkTypes::default(),
+            undecoded_changed: false,
         }
     }
 
@@ -343,7 +379,9 @@ impl BatchBuilder {
             let due = self.clock.packet(record.timestamp_ns);
             self.queue_pokes(due);
         }
-        self.link_warnings.note(record.link_type);
+        if self.undecoded.note(record.link_type) {
+            self.undecoded_changed = true;
+        }
         if !self.batch.is_empty() && self.batch.arena.len() + record.data.len() > MAX_BATCH_BYTES {
             self.cut();
         }
@@ -388,6 +426,10 @@ impl BatchBuilder {
         if defrag != self.defrag_sent {
             self.defrag_sent = defrag;
             self.batch.defrag = Some(Box::new(defrag));
+        }
+        if self.undecoded_changed {
+            self.undecoded_changed = false;
+            self.batch.undecoded = Some(Box::new(self.undecoded.clone()));
         }
         let decay = |hint: usize, len: usize| len.max(hint - hint / 16);
         self.size_hint = (
@@ -441,19 +483,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn undecoded_link_types_are_remembered_once_and_boundedly() {
-        let mut w = LinkTypeWarnings::default();
+    fn undecoded_link_types_are_counted_apart_and_boundedly() {
+        let mut w = UndecodedLinkTypes::default();
         for _ in 0..3 {
             for lt in [1, 105, 9, 105, 0, 113, 127] {
                 w.note(lt);
             }
         }
-        assert_eq!(w.logged(), [105, 9, 127]);
-        // A file naming a new link type per interface: the list stops at MAX.
+        assert_eq!(w.counts(), [(105, 6), (9, 3), (127, 3)]);
+        assert_eq!((w.others(), w.total()), (0, 12));
+        // A file naming a new link type per interface: told apart up to MAX, then together.
         for lt in 1000..100_000 {
             w.note(lt);
         }
-        assert_eq!(w.logged().len(), LinkTypeWarnings::MAX);
+        assert_eq!(w.counts().len(), UndecodedLinkTypes::MAX);
+        let apart = (UndecodedLinkTypes::MAX - 3) as u64;
+        assert_eq!(w.others(), 99_000 - apart);
+        assert_eq!(w.total(), 12 + 99_000);
+    }
+
+    #[test]
+    fn batches_carry_the_undecoded_counts_when_they_changed() {
+        let mut b = BatchBuilder::new(ClockMode::Replay, Duration::from_secs(3600));
+        let frame = [0u8; 60];
+        let mut seen = Vec::new();
+        for i in 0..(2 * MAX_BATCH_PACKETS as u64) {
+            // The second batch has one packet of an undecoded type (9999), the first none.
+            let mut r = record(1_000 + i, &frame);
+            r.link_type = if i == MAX_BATCH_PACKETS as u64 + 7 {
+                9999
+            } else {
+                1
+            };
+            b.push(&r);
+        }
+        b.cut();
+        while let Some(step) = b.next_step() {
+            if let Step::Packets(batch) = step {
+                seen.push(batch.undecoded_link_types().map(|u| u.counts().to_vec()));
+            }
+        }
+        assert_eq!(seen, [None, Some(vec![(9999, 1)])]);
     }
 
     fn record(ts: u64, data: &[u8]) -> PacketRecord<'_> {

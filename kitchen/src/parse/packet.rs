@@ -1334,7 +1334,7 @@ mod tests {
 
     #[test]
     fn decoded_link_types_are_the_ones_the_parser_decodes() {
-        // The log line about undecoded link types (`batch::LinkTypeWarnings`) relies on
+        // The log line about undecoded link types (`batch::UndecodedLinkTypes`) relies on
         // `dlt::decoded`: it must say exactly which frames stop as `unsupported` links.
         for lt in 0..1000u32 {
             let stopped = parse_frame(lt, &[0u8; 64]).stopped;

@@ -10,18 +10,70 @@
 //! once a flow was tracked (some chef asked for flows or streams), `streams` while some
 //! chef asks for stream bytes (dropping the last such chef drops the stage and its counts),
 //! `ip_reassembly` once an IP fragment was seen (its counts are the batch builder's
-//! [`crate::parse::defrag::DefragStats`], carried on the batches like the flow counts).
+//! [`crate::parse::defrag::DefragStats`], carried on the batches like the flow counts);
+//! `undecoded_link_types` once a packet of a link type the parser cannot decode came (the
+//! batch builder's [`crate::parse::batch::UndecodedLinkTypes`], carried the same way).
 
 use serde::Serialize;
 
 use flowtrack::reassembly::ReassemblyStats;
 
+use crate::parse::batch::UndecodedLinkTypes;
 use crate::parse::defrag::DefragStats;
 use crate::parse::flow_stage::FlowCounters;
+use crate::parse::packet::dlt;
 
 /// The `ip_reassembly` section: IP reassembly's own counters, once a fragment was seen.
 pub fn ip_reassembly(s: &DefragStats) -> Option<DefragStats> {
     (s.fragments > 0).then_some(*s)
+}
+
+/// The `undecoded_link_types` section: packets whose link type the parser cannot decode
+/// (they reach only chefs taking every packet, as undecoded frames).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UndecodedLinkStatus {
+    /// Such packets, all together.
+    pub packets: u64,
+    /// Per link type told apart (the first [`UndecodedLinkTypes::MAX`]), in the order
+    /// their first packets came.
+    pub link_types: Vec<UndecodedLinkType>,
+    /// Packets of the link types past those.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub others: u64,
+}
+
+/// One link type of [`UndecodedLinkStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UndecodedLinkType {
+    /// The link type number (pcap `LINKTYPE_`/`DLT_` value).
+    pub link_type: u32,
+    /// Its libpcap name without `DLT_`, when known (`IEEE802_11`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'static str>,
+    /// Its packets.
+    pub packets: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The `undecoded_link_types` section, once such a packet came.
+pub fn undecoded_link_types(u: &UndecodedLinkTypes) -> Option<UndecodedLinkStatus> {
+    let packets = u.total();
+    (packets > 0).then(|| UndecodedLinkStatus {
+        packets,
+        link_types: u
+            .counts()
+            .iter()
+            .map(|&(link_type, packets)| UndecodedLinkType {
+                link_type,
+                name: dlt::name(link_type),
+                packets,
+            })
+            .collect(),
+        others: u.others(),
+    })
 }
 
 /// The flow table's counters.
@@ -119,8 +171,25 @@ pub fn summary_lines(
     flows: Option<&FlowStatus>,
     streams: Option<&StreamStatus>,
     ip: Option<&DefragStats>,
+    undecoded: Option<&UndecodedLinkStatus>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
+    if let Some(u) = undecoded {
+        let mut line = format!(
+            "{} packets of link types the parser does not decode (only chefs taking every \
+             packet saw them):",
+            u.packets
+        );
+        for t in &u.link_types {
+            let name = t.name.map_or_else(String::new, |n| format!(" (DLT_{n})"));
+            line.push_str(&format!(" {}{name} {},", t.link_type, t.packets));
+        }
+        if u.others > 0 {
+            line.push_str(&format!(" other types {},", u.others));
+        }
+        line.pop();
+        lines.push(line);
+    }
     if let Some(f) = ip {
         lines.push(format!(
             "IP fragments: {} seen, {} datagrams reassembled; dropped: {} timed out, {} over \
@@ -182,8 +251,18 @@ pub fn metrics(
     flows: Option<&FlowStatus>,
     streams: Option<&StreamStatus>,
     ip: Option<&DefragStats>,
+    undecoded: Option<&UndecodedLinkStatus>,
 ) -> Vec<TrafficMetric> {
     let mut out = Vec::new();
+    if let Some(u) = undecoded {
+        out.push((
+            "netdumplings_kitchen_undecoded_link_packets",
+            "Packets of link types the parser does not decode (only chefs taking every packet \
+             see them).",
+            false,
+            u.packets,
+        ));
+    }
     if let Some(f) = ip {
         out.extend([
             (
@@ -385,15 +464,18 @@ mod tests {
             ),
             (500, 200, 64)
         );
-        let lines = summary_lines(Some(&f), Some(&s), None);
+        let lines = summary_lines(Some(&f), Some(&s), None, None);
         assert!(lines[0].starts_with("flows: 3 started"), "{lines:?}");
         assert!(lines[1].contains("(700 bytes; 500 dropped for the per-flow budget, 200"));
         assert!(
             lines[1].ends_with(", 4 directions released by chefs"),
             "{lines:?}"
         );
-        assert_eq!(metrics(Some(&f), None, None).len(), 8);
-        assert!(summary_lines(None, None, None).is_empty() && metrics(None, None, None).is_empty());
+        assert_eq!(metrics(Some(&f), None, None, None).len(), 8);
+        assert!(
+            summary_lines(None, None, None, None).is_empty()
+                && metrics(None, None, None, None).is_empty()
+        );
         let d = DefragStats {
             fragments: 9,
             reassembled: 2,
@@ -406,12 +488,41 @@ mod tests {
             (ip.fragments, ip.reassembled, ip.timed_out, ip.incomplete),
             (9, 2, 1, 1)
         );
-        let lines = summary_lines(None, None, Some(&ip));
+        let lines = summary_lines(None, None, Some(&ip), None);
         assert!(
             lines[0].starts_with("IP fragments: 9 seen, 2 datagrams"),
             "{lines:?}"
         );
-        assert_eq!(metrics(None, None, Some(&ip)).len(), 7);
+        assert_eq!(metrics(None, None, Some(&ip), None).len(), 7);
         assert!(ip_reassembly(&DefragStats::default()).is_none());
+    }
+
+    #[test]
+    fn undecoded_link_types_read_in_the_status_the_summary_and_metrics() {
+        let mut u = UndecodedLinkTypes::default();
+        assert!(undecoded_link_types(&u).is_none(), "absent until one came");
+        for lt in [105, 105, 1, 9999, 105] {
+            u.note(lt);
+        }
+        let status = undecoded_link_types(&u).expect("two types came");
+        let json = serde_json::to_string(&status).expect("serialises");
+        assert_eq!(
+            json,
+            r#"{"packets":4,"link_types":[{"link_type":105,"name":"IEEE802_11","packets":3},{"link_type":9999,"packets":1}]}"#
+        );
+        let lines = summary_lines(None, None, None, Some(&status));
+        assert_eq!(
+            lines,
+            [
+                "4 packets of link types the parser does not decode (only chefs taking every \
+              packet saw them): 105 (DLT_IEEE802_11) 3, 9999 1"
+            ]
+        );
+        let m = metrics(None, None, None, Some(&status));
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].0, m[0].3),
+            ("netdumplings_kitchen_undecoded_link_packets", 4)
+        );
     }
 }
