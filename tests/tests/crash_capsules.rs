@@ -318,6 +318,21 @@ fn stream_and_flow_event_capsules_replay_the_same_input() {
     let out = run_with_capsules(&chefs, &crash, &["--chef-deadline-ms", DEADLINE_MS]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "nd-sniff failed:\n{stderr}");
+    // What each chef missed by failing is counted in its summary line (the failing call's
+    // chunks or events, and those given while it restarted).
+    for (chef, what) in [
+        ("StreamTrapChef", "stream bytes"),
+        ("FlowTrapChef", "flow events"),
+    ] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("chef {chef}: ")))
+            .unwrap_or_else(|| panic!("no summary line for {chef}:\n{stderr}"));
+        assert!(
+            line.contains("not seen: ") && line.contains(what),
+            "{chef}: {line}"
+        );
+    }
     let all = capsules(&crash);
     for (chef, call, marker) in [
         (

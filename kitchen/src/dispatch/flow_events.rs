@@ -168,7 +168,11 @@ impl ChefLane {
         ended: bool,
         ctx: &LaneContext<'_>,
     ) {
-        if !wants_events(&self.chef) || self.chef.is_quarantined() {
+        if !wants_events(&self.chef) {
+            return;
+        }
+        if self.chef.is_quarantined() {
+            self.flow_events_missed(events.len());
             return;
         }
         if ended && self.has_queued() {
@@ -186,6 +190,11 @@ impl ChefLane {
     ) {
         let now_ns = ctx.now_ns;
         let started = Self::call_clock(ctx);
+        // Live and behind, a chef over its share sheds flow events as it sheds batches.
+        if self.over_share(started, ctx) {
+            self.flow_events_missed(events.len());
+            return;
+        }
         let part = Part {
             end: events.len(),
             clock_ns: ctx.clock_ns(),
@@ -200,6 +209,7 @@ impl ChefLane {
         }
         self.record_call(&result, started, ctx);
         if result.is_err() {
+            self.flow_events_missed(events.len());
             return;
         }
         self.apply_verdicts(

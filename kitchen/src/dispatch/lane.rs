@@ -95,6 +95,13 @@ pub struct ChefCounters {
     pub shed: u64,
     /// Interval pokes skipped live for the same reason.
     pub pokes_shed: u64,
+    /// Flow events it asked for and did not see: calls shed (live, as batches are) or
+    /// failed, the chef quarantined.
+    pub flow_events_dropped: u64,
+    /// Stream bytes it asked for and did not see (directions it gave up left out): calls
+    /// shed (live) or failed, the chef quarantined. A chunk shed live shows on the
+    /// direction's next chunk the chef gets as `gap-before`.
+    pub stream_bytes_dropped: u64,
     /// Its call time against its share ([`crate::dispatch::duty`]).
     pub duty: crate::dispatch::duty::DutyBucket,
     /// Dumplings accepted (checked, wrapped and handed to the output).
@@ -230,6 +237,9 @@ pub struct ChefLane {
     pub(super) serial: u64,
     /// Stream directions this chef gave up (`stream-verdicts`; see `streams`).
     pub(super) given_up: super::streams::GivenUp,
+    /// Live: stream bytes shed per direction ([`crate::parse::stream_stage::dir_key`]), added
+    /// to `gap-before` of the next chunk of that direction the chef gets.
+    pub(super) shed_gaps: super::streams::ShedGaps,
     /// Stream verdicts made since the dispatcher last took them
     /// (`Dispatcher::collect_verdicts`).
     pub(super) pending_verdicts: Vec<crate::parse::stream_stage::Verdict>,
@@ -261,6 +271,7 @@ impl ChefLane {
             intake: Intake::default(),
             serial: 0,
             given_up: Default::default(),
+            shed_gaps: Default::default(),
             pending_verdicts: Vec::new(),
             stream_scratch: Vec::new(),
             honours_verdicts: false,
@@ -304,6 +315,8 @@ impl ChefLane {
             packets_dropped: rt.dropped,
             packets_shed: rt.shed,
             pokes_shed: rt.pokes_shed,
+            flow_events_dropped: rt.flow_events_dropped,
+            stream_bytes_dropped: rt.stream_bytes_dropped,
             calls: st.packet_calls + st.interval_calls,
             dumplings: rt.dumplings,
             bytes: rt.bytes,
@@ -465,6 +478,22 @@ impl ChefLane {
             ClockMode::Live => Instant::now(),
             ClockMode::Replay => ctx.started,
         }
+    }
+
+    /// Live and behind: whether this chef is over its share of the kitchen's time, so the
+    /// call starting at `started` is shed ([`crate::dispatch::duty`]).
+    pub(super) fn over_share(&mut self, started: Instant, ctx: &LaneContext<'_>) -> bool {
+        ctx.behind && self.counters.duty.over(started, ctx.share)
+    }
+
+    /// Count `n` flow events it asked for and did not see.
+    pub(super) fn flow_events_missed(&mut self, n: usize) {
+        self.counters.flow_events_dropped += n as u64;
+    }
+
+    /// Count `bytes` of stream it asked for and did not see.
+    pub(super) fn stream_bytes_missed(&mut self, bytes: u64) {
+        self.counters.stream_bytes_dropped += bytes;
     }
 
     /// Charge a finished call and its output to the duty (live).

@@ -320,19 +320,27 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Each chef's share of the kitchen's time for shedding ([`crate::dispatch::duty`]): an
-    /// equal part per chef that is called (not quarantined) of the dispatcher's thread, or
-    /// of its workers' threads (at most one thread per chef).
+    /// Each chef's share of the kitchen's time for shedding ([`crate::dispatch::duty`]): the
+    /// max-min fair share ([`duty::fair_share`]) of [`duty::SHARED_FRACTION`] of the
+    /// dispatcher's thread, or of its workers' threads, among the chefs that are called
+    /// (not quarantined), by their recent use; never less than an equal part each. Only
+    /// live: a replay never sheds.
     fn duty_share(&self) -> f64 {
-        let called = self
+        if self.mode != ClockMode::Live {
+            return 1.0;
+        }
+        let now = Instant::now();
+        let mut usage: Vec<f64> = self
             .lanes
             .iter()
             .filter(|s| !s.chef.is_quarantined())
-            .count();
+            .map(|s| s.counters().duty.usage(now))
+            .collect();
         // With workers, the kitchen has that many threads' time to share out (a chef
         // never gets more than one thread).
-        let threads = self.workers.as_ref().map_or(1, LaneWorkers::threads);
-        (threads as f64 / called.max(1) as f64).min(1.0)
+        let threads = self.workers.as_ref().map_or(1, LaneWorkers::threads) as f64;
+        let equal = (threads / usage.len().max(1) as f64).min(1.0);
+        duty::fair_share(threads * duty::SHARED_FRACTION, &mut usage).max(equal)
     }
 
     /// Live: whether the kitchen is behind (its capture queue holds more than

@@ -36,6 +36,30 @@ use crate::parse::stream_stage::{
 /// recent ones (on the high-cardinality corpus, half a million directions given up).
 pub(super) type GivenUp = IdSet;
 
+/// Live: stream bytes one lane shed per direction ([`dir_key`]), owed to the chef as
+/// `gap-before` on that direction's next chunk. At most [`MAX_SHED_GAPS`] directions are
+/// remembered (past them a shed chunk is only counted: the chef still sees the jump in
+/// `offset`).
+pub(super) type ShedGaps = std::collections::HashMap<u64, u64>;
+
+/// Most directions a lane remembers shed bytes for.
+pub const MAX_SHED_GAPS: usize = 65_536;
+
+/// What became of one `on-stream` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamCall {
+    Worked,
+    /// Not made: the chef was over its share while the kitchen was behind (live).
+    Shed,
+    /// Made and failed (or not made: the chef is restarting); the delivery stops.
+    Failed,
+}
+
+/// Bytes of `chunks`' data.
+fn chunk_bytes(chunks: &[StreamChunk]) -> u64 {
+    chunks.iter().map(|c| u64::from(c.data.len)).sum()
+}
+
 impl Dispatcher {
     /// Memory bounds for reassembly (`--stream-flow-buffer-kib`, `--stream-memory-mib`);
     /// `want` is ignored (the chefs decide it).
@@ -283,7 +307,12 @@ impl ChefLane {
         ended: &[u64],
         ctx: &LaneContext<'_>,
     ) {
-        if !chunks.is_empty() && !self.chef.is_quarantined() {
+        if !chunks.is_empty() && self.chef.is_quarantined() {
+            let missed = chunks
+                .iter()
+                .filter(|c| !self.given_up.contains(flow_ref_key(&c.flow)));
+            self.stream_bytes_missed(missed.map(|c| u64::from(c.data.len)).sum::<u64>());
+        } else if !chunks.is_empty() {
             if self.given_up.is_empty() {
                 self.call_stream(chunks, arena, seq, ctx);
             } else {
@@ -298,6 +327,14 @@ impl ChefLane {
                     self.call_stream(&wanted, arena, seq, ctx);
                 }
                 self.stream_scratch = wanted;
+            }
+        }
+        if !self.shed_gaps.is_empty() {
+            for &id in ended {
+                self.shed_gaps
+                    .remove(&dir_key(id, flowtrack::table::Direction::FromOriginator));
+                self.shed_gaps
+                    .remove(&dir_key(id, flowtrack::table::Direction::FromResponder));
             }
         }
         if !self.given_up.is_empty() {
@@ -330,22 +367,82 @@ impl ChefLane {
             return;
         }
         let mut rebased = Vec::new();
-        for range in stream_calls(chunks) {
-            let (part, bytes) = rebase_chunks(&chunks[range], arena, &mut rebased);
-            if !self.call_stream_once(part, bytes, seq, ctx) {
+        let calls = stream_calls(chunks);
+        for (i, range) in calls.iter().enumerate() {
+            let (part, bytes) = rebase_chunks(&chunks[range.clone()], arena, &mut rebased);
+            if self.call_stream_once(part, bytes, seq, ctx) == StreamCall::Failed {
+                // The rest of the delivery is the chef's loss too.
+                let rest = calls.get(i + 1).map_or(chunks.len(), |r| r.start);
+                self.stream_bytes_missed(chunk_bytes(&chunks[rest..]));
                 return;
             }
         }
     }
 
-    /// One `on-stream` call (see [`Self::call_stream`]); whether it worked.
+    /// Live: shed this call's chunks (counted), owing their bytes to each direction's next
+    /// chunk as `gap-before` (a shed last chunk owes nothing: no chunk follows).
+    fn shed_stream(&mut self, chunks: &[StreamChunk]) {
+        for c in chunks {
+            let bytes = u64::from(c.data.len);
+            self.stream_bytes_missed(bytes);
+            let key = flow_ref_key(&c.flow);
+            if c.last {
+                self.shed_gaps.remove(&key);
+            } else if let Some(owed) = self.shed_gaps.get_mut(&key) {
+                *owed += c.gap_before + bytes;
+            } else if self.shed_gaps.len() < MAX_SHED_GAPS {
+                self.shed_gaps.insert(key, c.gap_before + bytes);
+            }
+        }
+    }
+
+    /// `chunks` with the bytes shed before them added to their `gap-before` (the owed
+    /// entries paid), in `out`; `None` when nothing is owed to any of them.
+    fn with_shed_gaps<'c>(
+        &mut self,
+        chunks: &'c [StreamChunk],
+        out: &'c mut Vec<StreamChunk>,
+    ) -> Option<&'c [StreamChunk]> {
+        if !chunks
+            .iter()
+            .any(|c| self.shed_gaps.contains_key(&flow_ref_key(&c.flow)))
+        {
+            return None;
+        }
+        out.clear();
+        out.extend(chunks.iter().map(|c| {
+            let mut c = *c;
+            if let Some(owed) = self.shed_gaps.remove(&flow_ref_key(&c.flow)) {
+                c.gap_before += owed;
+            }
+            c
+        }));
+        Some(out)
+    }
+
+    /// One `on-stream` call (see [`Self::call_stream`]): its time charged to the chef's
+    /// duty, shed (live) while it is over its share and the kitchen is behind.
     fn call_stream_once(
         &mut self,
         chunks: &[StreamChunk],
         arena: &[u8],
         seq: u64,
         ctx: &LaneContext<'_>,
-    ) -> bool {
+    ) -> StreamCall {
+        let started = Self::call_clock(ctx);
+        if self.over_share(started, ctx) {
+            self.shed_stream(chunks);
+            return StreamCall::Shed;
+        }
+        let mut owed = Vec::new();
+        let chunks = if self.shed_gaps.is_empty() {
+            chunks
+        } else {
+            match self.with_shed_gaps(chunks, &mut owed) {
+                Some(c) => c,
+                None => chunks,
+            }
+        };
         let now_ns = ctx.now_ns;
         let part = Part {
             end: chunks.len(),
@@ -367,9 +464,10 @@ impl ChefLane {
         if result.is_ok() {
             self.time_call();
         }
-        self.set_state(&result);
+        self.record_call(&result, started, ctx);
         if result.is_err() {
-            return false;
+            self.stream_bytes_missed(chunk_bytes(chunks));
+            return StreamCall::Failed;
         }
         self.apply_verdicts(
             "stream dumplings from one call",
@@ -377,7 +475,8 @@ impl ChefLane {
             &times,
             |_, _| {},
         );
-        true
+        self.finish_call(started, ctx);
+        StreamCall::Worked
     }
 }
 

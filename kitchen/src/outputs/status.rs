@@ -202,6 +202,14 @@ pub struct ChefStatus {
     pub packets_shed: u64,
     /// Interval pokes skipped live while over its share of the kitchen's time.
     pub pokes_shed: u64,
+    /// Flow events it asked for and did not see (shed live, failed call, quarantined);
+    /// absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub flow_events_dropped: u64,
+    /// Stream bytes it asked for and did not see (shed live, failed call, quarantined);
+    /// absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stream_bytes_dropped: u64,
     /// Successful calls (packet + interval).
     pub calls: u64,
     /// Dumplings sent.
@@ -396,6 +404,12 @@ pub fn chef_summary(
     if status.pokes_shed > 0 {
         let _ = write!(line, ", {} pokes shed", status.pokes_shed);
     }
+    if let Some(missed) = some(&[
+        (status.flow_events_dropped, "flow events"),
+        (status.stream_bytes_dropped, "stream bytes"),
+    ]) {
+        let _ = write!(line, ", not seen: {missed}");
+    }
     let _ = write!(
         line,
         "; {} packet calls, {} interval calls",
@@ -519,6 +533,8 @@ mod tests {
             packets_dropped: 0,
             packets_shed: 0,
             pokes_shed: 0,
+            flow_events_dropped: 0,
+            stream_bytes_dropped: 0,
             calls: 10,
             dumplings: 7,
             bytes: 1121,

@@ -264,6 +264,9 @@ fn drain_at_shutdown(k: &str, capture: &LiveCapture, d: &mut Dispatcher) -> Resu
         let Some(p) = capture.take_queued() else {
             break;
         };
+        // As in the capture loop: a chef over its share sheds while the queue is long, so
+        // a slow chef does not spend the drain's time for the others.
+        d.set_behind(capture.queued_now() > crate::dispatch::duty::BEHIND_PACKETS);
         match d.push(&p.as_record()) {
             Ok(()) => drained += 1,
             Err(SinkError::Closed) => break,
