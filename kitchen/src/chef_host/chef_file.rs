@@ -5,7 +5,9 @@
 //! (`/proc/kmsg`), a symlink out of the folder, or a sparse multi-GB file. So:
 //! 1. a symlink whose target is outside the chef folder is refused (logged with both);
 //! 2. the file is opened `O_NONBLOCK | O_CLOEXEC | O_NOCTTY` (opening a FIFO or a device
-//!    returns at once, no controlling terminal is acquired);
+//!    returns at once, no controlling terminal is acquired), and where the *opened* file
+//!    lives is checked again (`/proc/self/fd`): an entry swapped for a symlink out of the
+//!    folder between step 1 and the open is refused too, not run;
 //! 3. `fstat` on the *opened handle* (no race with a rename) must say "regular file", and
 //!    `fstatfs` must not be procfs/sysfs (their files report size 0 and may block);
 //! 4. the size from that `fstat` is checked against the cap before any byte is read;
@@ -74,6 +76,8 @@ pub fn read_chef_file(
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
         .open(path)?;
+    let dir = dir.or_else(|| path.parent()).unwrap_or(Path::new("."));
+    check_opened_file_inside(dir, &file)?;
     let meta = file.metadata()?;
     let ft = meta.file_type();
     if !ft.is_file() {
@@ -134,6 +138,24 @@ fn check_symlink_stays_inside(dir: &Path, path: &Path) -> Result<(), ChefFileErr
     }
     Err(ChefFileError::OutsideDir {
         target: dumpling::text::escape_path(&target),
+        dir: dumpling::text::escape_path(&dir_abs),
+    })
+}
+
+/// Where the opened `file` lives must be inside `dir` (the check of step 1 again, on the
+/// handle: a symlink swapped in after it cannot lead out). Without `/proc` (no
+/// `/proc/self/fd` link to read) only step 1 holds.
+fn check_opened_file_inside(dir: &Path, file: &std::fs::File) -> Result<(), ChefFileError> {
+    use std::os::fd::AsRawFd;
+    let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+        return Ok(());
+    };
+    let dir_abs = std::fs::canonicalize(dir)?;
+    if opened.starts_with(&dir_abs) {
+        return Ok(());
+    }
+    Err(ChefFileError::OutsideDir {
+        target: dumpling::text::escape_path(&opened),
         dir: dumpling::text::escape_path(&dir_abs),
     })
 }
@@ -227,6 +249,52 @@ mod tests {
         let e = read_chef_file(None, Path::new("/proc/self/status"), 1 << 20).unwrap_err();
         assert!(matches!(e, ChefFileError::PseudoFile), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_entry_swapped_for_a_symlink_out_of_the_folder_is_never_read() {
+        // Another process flips the entry between a regular file and a symlink to a file
+        // outside the folder, as fast as it can: whatever moment the read lands on, the
+        // outside file's bytes never come back (the check before the open alone was raced:
+        // 12 of 31 loads ran the outside chef).
+        let d = tmpdir("swap");
+        let outside_dir = tmpdir("swap-outside");
+        let outside = outside_dir.join("evil.wasm");
+        std::fs::write(&outside, b"OUTSIDE").unwrap();
+        let entry = d.join("x.wasm");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flipper = {
+            let (d, entry, outside, stop) =
+                (d.clone(), entry.clone(), outside.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (file_tmp, link_tmp) = (d.join("f.tmp"), d.join("l.tmp"));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::write(&file_tmp, b"INSIDE").unwrap();
+                    std::fs::rename(&file_tmp, &entry).unwrap();
+                    let _ = std::fs::remove_file(&link_tmp);
+                    std::os::unix::fs::symlink(&outside, &link_tmp).unwrap();
+                    std::fs::rename(&link_tmp, &entry).unwrap();
+                }
+            })
+        };
+        let (mut inside, mut refused) = (0, 0);
+        for _ in 0..5000 {
+            match read_chef_file(Some(&d), &entry, 1 << 20) {
+                Ok(bytes) => {
+                    assert_eq!(bytes, b"INSIDE", "the outside file was read");
+                    inside += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flipper.join().unwrap();
+        assert!(
+            inside > 0 && refused > 0,
+            "{inside} read, {refused} refused"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+        std::fs::remove_dir_all(&outside_dir).unwrap();
     }
 
     #[test]
