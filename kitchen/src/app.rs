@@ -124,10 +124,10 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
     let load_failures = chefs::load_failures(&found);
     // Every file of --chef-dir handled at start (loaded or not): hot reload only acts when
     // one of them changes.
-    let known_files: Vec<std::path::PathBuf> = found
+    let known_files: Vec<_> = found
         .iter()
         .filter_map(|f| match &f.source {
-            kitchen::chef_host::ChefSource::File(p) => Some(p.clone()),
+            kitchen::chef_host::ChefSource::File(p) => Some((p.clone(), f.version)),
             kitchen::chef_host::ChefSource::Builtin(_) => None,
         })
         .collect();

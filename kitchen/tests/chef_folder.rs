@@ -577,3 +577,60 @@ fn a_dangling_symlink_dropped_in_is_reported() {
     let error = error.expect("a dangling symlink dropped in was not reported");
     assert!(!error.is_empty());
 }
+
+#[test]
+fn folder_changes_while_the_chefs_load_at_start_are_applied_once_watched() {
+    // The kitchen reads and loads its chefs first and watches the folder after (a compile
+    // may take a minute): a file replaced, added or removed in between was never applied
+    // (the watch started from the folder as it was then). Now the loader reconciles the
+    // folder against what was read at start.
+    let dir = fresh_dir("start-race");
+    let h = host(ChefLimits::default(), Compiler::InProcess);
+    std::fs::write(dir.join("a.wasm"), builtin("packet_count_chef.wasm")).unwrap();
+    std::fs::write(dir.join("d.wasm"), builtin("arp_chef.wasm")).unwrap();
+    std::fs::write(dir.join("same.wasm"), builtin("dns_lookup_chef.wasm")).unwrap();
+    std::fs::write(dir.join("fifo.txt"), b"not a chef").unwrap();
+    let found = kitchen::chefs::discover(&h, false, Some(&dir)).expect("discover");
+    assert_eq!(found.len(), 3);
+    let known: Vec<_> = found
+        .iter()
+        .filter_map(|f| match &f.source {
+            ChefSource::File(p) => Some((p.clone(), f.version)),
+            ChefSource::Builtin(_) => None,
+        })
+        .collect();
+    // While "the others still load": a replaced, a new and a removed file.
+    std::fs::write(dir.join("a.wasm"), builtin("http_request_chef.wasm")).unwrap();
+    std::fs::write(dir.join("c.wasm"), builtin("dhcp_lease_chef.wasm")).unwrap();
+    std::fs::remove_file(dir.join("d.wasm")).unwrap();
+    let r = Reloader::start(h, &dir, &known).expect("reloader");
+    let mut ready = Vec::new();
+    let mut removed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (ready.len() < 2 || removed.is_empty()) && Instant::now() < deadline {
+        match r.recv_timeout(Duration::from_millis(200)) {
+            Some(ReloadEvent::Ready { path, chef, .. }) => {
+                ready.push((path.file_name().unwrap().to_owned(), chef.name().to_owned()))
+            }
+            Some(ReloadEvent::Removed { path }) => {
+                removed.push(path.file_name().unwrap().to_owned())
+            }
+            Some(ReloadEvent::Failed { path, error }) => panic!("{}: {error}", path.display()),
+            None => {}
+        }
+    }
+    ready.sort();
+    assert_eq!(
+        ready,
+        [
+            ("a.wasm".into(), "HTTPRequestChef".to_owned()),
+            ("c.wasm".into(), "DHCPLeaseChef".to_owned())
+        ]
+    );
+    assert_eq!(removed, ["d.wasm"]);
+    // The unchanged file is not loaded again.
+    assert!(
+        r.recv_timeout(Duration::from_millis(1500)).is_none(),
+        "an unchanged file was reloaded"
+    );
+}

@@ -18,6 +18,11 @@ pub struct FoundChef {
     pub source: ChefSource,
     /// The loaded chef, or why it did not load.
     pub result: Result<LoadedChef, LoadError>,
+    /// For a file: what hot reload compares it with later ([`reload::FileVersion`]): the
+    /// bytes (and signature) read at start, or the refusal of the read. A file changed
+    /// after this read, while the other chefs still loaded, is reloaded once the watch
+    /// starts.
+    pub version: Option<reload::FileVersion>,
 }
 
 /// The chef directory could not be listed.
@@ -44,7 +49,11 @@ pub fn discover(
         for b in BUILTIN_CHEFS {
             let source = ChefSource::Builtin(b.file);
             let result = host.load(source.clone(), b.bytes);
-            found.push(FoundChef { source, result });
+            found.push(FoundChef {
+                source,
+                result,
+                version: None,
+            });
         }
     }
     if let Some(dir) = dir {
@@ -56,13 +65,15 @@ pub fn discover(
             source,
         })?;
         for path in files {
-            let result = host
-                .read_file(Some(dir), &path)
+            let read = host.read_file(Some(dir), &path);
+            let version = reload::FileVersion::of_read(&path, &read);
+            let result = read
                 .and_then(|bytes| host.load(ChefSource::File(path.clone()), &bytes))
                 .and_then(|chef| refuse_duplicate(&found, chef));
             found.push(FoundChef {
                 source: ChefSource::File(path),
                 result,
+                version,
             });
         }
     }

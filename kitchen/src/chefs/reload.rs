@@ -65,7 +65,7 @@ use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
 use crate::chef_host::chef_file::{read_chef_file, ChefFileError};
-use crate::chef_host::{signature, ChefHost, ChefSource, LoadedChef};
+use crate::chef_host::{signature, ChefHost, ChefSource, LoadError, LoadedChef};
 use crate::chefs::{name_verdict, qualified_name, NameVerdict};
 use crate::dispatch::{ChefCounters, ChefLane, ChefSlot, Dispatcher, InterestMatcher, SinkError};
 use dumpling::text::{escape_path, Escaped};
@@ -143,10 +143,16 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Watch `dir` and load what changes in it with `host`. `known` are the files already
-    /// running (loaded at start): their current content is hashed now, so an event that
-    /// does not change them does not reload them.
-    pub fn start(host: ChefHost, dir: &Path, known: &[PathBuf]) -> Result<Self, ReloadError> {
+    /// Watch `dir` and load what changes in it with `host`. `known` are the files handled at
+    /// start, each with the version read then ([`FileVersion::of_read`]). Once the watch is
+    /// on, the loader reconciles the whole folder against them: a file replaced, added or
+    /// removed while the kitchen was still loading its chefs (compiles may take a minute
+    /// each) is applied then, not missed until its next change.
+    pub fn start(
+        host: ChefHost,
+        dir: &Path,
+        known: &[(PathBuf, Option<FileVersion>)],
+    ) -> Result<Self, ReloadError> {
         let (raw_tx, raw_rx) = mpsc::channel::<DebounceEventResult>();
         let mut debouncer =
             new_debouncer(DEBOUNCE, None, raw_tx).map_err(|source| ReloadError::Watch {
@@ -159,13 +165,10 @@ impl Reloader {
                 dir: dir.to_owned(),
                 source,
             })?;
-        let mut versions = HashMap::new();
-        for path in known {
-            // Never blocks (a known file swapped for a FIFO since the start is refused).
-            if let Ok(bytes) = read_chef_file(Some(dir), path, host.limits().max_file_bytes) {
-                versions.insert(path.clone(), signature::version(path, &bytes));
-            }
-        }
+        let versions: HashMap<PathBuf, [u8; 32]> = known
+            .iter()
+            .filter_map(|(path, v)| v.map(|v| (path.clone(), v.0)))
+            .collect();
         let (tx, rx) = mpsc::channel();
         // notify reports paths under the absolute form of a relative directory; the kitchen
         // names chefs by `dir.join(file)` as given (that is what `chefs::discover` does), so
@@ -248,6 +251,37 @@ impl Drop for Reloader {
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
+}
+
+/// What the loader remembers of a chef file to tell whether an event changed it: the
+/// version of its bytes and signature ([`signature::version`]), or, for an entry whose read
+/// was refused (a FIFO, too big, a symlink out of the folder), the refusal's text hashed,
+/// so it is named once per reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVersion([u8; 32]);
+
+impl FileVersion {
+    /// The version of what reading `path` at start gave (`None`: nothing to remember,
+    /// the file was not there).
+    pub fn of_read(path: &Path, read: &Result<Vec<u8>, LoadError>) -> Option<FileVersion> {
+        match read {
+            Ok(bytes) => Some(FileVersion(signature::version(path, bytes))),
+            Err(LoadError::File(e)) => Some(Self::refused(&e.to_string())),
+            Err(LoadError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                None
+            }
+            // As `ChefFileError::Io` says it when the loader reads the file.
+            Err(LoadError::Io { source, .. }) => Some(Self::refused(
+                &ChefFileError::Io(std::io::Error::new(source.kind(), source.to_string()))
+                    .to_string(),
+            )),
+            Err(_) => None,
+        }
+    }
+
+    fn refused(error: &str) -> FileVersion {
+        FileVersion(sha256(error.as_bytes()))
+    }
 }
 
 /// Chef loads that may run at once (each may hold a compile child for up to the compile
@@ -352,6 +386,11 @@ struct Loader {
 
 impl Loader {
     fn run(mut self, input: Receiver<DebounceEventResult>) {
+        // What changed between the reads at start and the watch (see `Reloader::start`).
+        let everything = self.every_entry();
+        if !self.reconcile(everything) {
+            return;
+        }
         loop {
             let batch = match input.recv_timeout(FOLDER_CHECK) {
                 Ok(batch) => batch,
