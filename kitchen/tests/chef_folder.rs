@@ -634,3 +634,46 @@ fn folder_changes_while_the_chefs_load_at_start_are_applied_once_watched() {
         "an unchanged file was reloaded"
     );
 }
+
+#[test]
+fn a_removal_is_applied_at_once_while_every_load_worker_holds_a_compile_bomb() {
+    // The loader waited for a free load worker before going on, so with every worker
+    // compiling a bomb (up to the compile timeout each) a removed chef kept running and
+    // later files waited that long. Now loads queue and the loader goes on.
+    let dir = fresh_dir("bombs-then-remove");
+    let timeout = Duration::from_secs(10);
+    let h = host(ChefLimits::default(), child(timeout, 2048));
+    let r = Reloader::start(h, &dir, &[]).expect("reloader");
+    std::fs::write(dir.join("good.wasm"), builtin("arp_chef.wasm")).unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < until, "the good chef never loaded");
+        if let Some(ReloadEvent::Ready { path, .. }) = r.recv_timeout(Duration::from_millis(200)) {
+            assert!(path.ends_with("good.wasm"));
+            break;
+        }
+    }
+    let bomb = compile_bomb(builtin("packet_count_chef.wasm"), 40_000);
+    let workers = kitchen::chefs::reload::LOAD_WORKERS;
+    for i in 0..=workers {
+        std::fs::write(dir.join(format!("bomb{i}.wasm")), &bomb).unwrap();
+    }
+    // Let the loader hand the bombs to the workers (one waits in the queue).
+    std::thread::sleep(Duration::from_millis(1500));
+    let removed_at = Instant::now();
+    std::fs::remove_file(dir.join("good.wasm")).unwrap();
+    let mut removed_after = None;
+    while removed_after.is_none() && removed_at.elapsed() < timeout * 3 {
+        if let Some(ReloadEvent::Removed { path }) = r.recv_timeout(Duration::from_millis(100)) {
+            assert!(path.ends_with("good.wasm"), "{}", path.display());
+            removed_after = Some(removed_at.elapsed());
+        }
+    }
+    let removed_after = removed_after.expect("the removal was never applied");
+    eprintln!("removal applied {removed_after:.1?} after the file went, {workers} bombs compiling");
+    assert!(
+        removed_after < Duration::from_secs(4),
+        "the removal waited for a load worker: {removed_after:?}"
+    );
+    drop(r);
+}

@@ -57,7 +57,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -187,10 +187,19 @@ impl Reloader {
         let loader = std::thread::Builder::new()
             .name("nd-chef-loader".into())
             .spawn(move || {
+                let host = Arc::new(host);
+                let generations = Generations::default();
+                let load = Arc::new(LoadContext {
+                    host: Arc::clone(&host),
+                    dir: dir.clone(),
+                    out: tx.clone(),
+                    generations: generations.clone(),
+                });
                 Loader {
-                    host: Arc::new(host),
+                    host,
                     workers: Workers::new(),
-                    generations: Generations::default(),
+                    load,
+                    generations,
                     dir,
                     abs,
                     versions,
@@ -288,30 +297,119 @@ impl FileVersion {
 /// timeout): one compile bomb per worker can delay nothing but its own worker.
 pub const LOAD_WORKERS: usize = 3;
 
-/// A counting semaphore bounding the load workers.
+/// One chef load waiting for a worker: the file and the event number it answers. No bytes:
+/// the worker reads the file when it starts, so the queue costs a path per file however
+/// many wait (a flood of 64 MiB files queued would not).
+struct LoadJob {
+    path: PathBuf,
+    generation: u64,
+    queued: Instant,
+}
+
+/// What every load needs, shared by the workers.
+struct LoadContext {
+    host: Arc<ChefHost>,
+    dir: PathBuf,
+    out: Sender<ReloadEvent>,
+    generations: Generations,
+}
+
+/// The load workers: at most [`LOAD_WORKERS`] threads, each taking queued loads until none
+/// is left. The loader only queues (never waits for a free worker), so a removal or a
+/// small chef's event is handled at once even while compile bombs hold every worker;
+/// a file queued again before its load started keeps one place, with its newest event.
 #[derive(Clone)]
-struct Workers(Arc<(Mutex<usize>, Condvar)>);
+struct Workers(Arc<Mutex<WorkQueue>>);
+
+#[derive(Default)]
+struct WorkQueue {
+    busy: usize,
+    jobs: std::collections::VecDeque<LoadJob>,
+}
 
 impl Workers {
     fn new() -> Self {
-        Workers(Arc::new((Mutex::new(0), Condvar::new())))
+        Workers(Arc::new(Mutex::new(WorkQueue::default())))
     }
 
-    fn acquire(&self) {
-        let (lock, cv) = &*self.0;
-        let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while *busy >= LOAD_WORKERS {
-            busy = cv.wait(busy).unwrap_or_else(|e| e.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, WorkQueue> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `job`; start a worker if fewer than [`LOAD_WORKERS`] run.
+    fn submit(&self, job: LoadJob, ctx: &Arc<LoadContext>) {
+        let mut q = self.lock();
+        match q.jobs.iter_mut().find(|j| j.path == job.path) {
+            Some(waiting) => waiting.generation = job.generation,
+            None => q.jobs.push_back(job),
         }
-        *busy += 1;
+        if q.busy >= LOAD_WORKERS {
+            return;
+        }
+        q.busy += 1;
+        drop(q);
+        let (workers, ctx) = (self.clone(), Arc::clone(ctx));
+        let spawned = std::thread::Builder::new()
+            .name("nd-chef-load".into())
+            .spawn(move || workers.work(&ctx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a chef load worker");
+            self.lock().busy -= 1;
+        }
     }
 
-    fn release(&self) {
-        let (lock, cv) = &*self.0;
-        let mut busy = lock.lock().unwrap_or_else(|e| e.into_inner());
-        *busy = busy.saturating_sub(1);
-        cv.notify_one();
+    /// A worker: take queued loads until none is left.
+    fn work(&self, ctx: &LoadContext) {
+        loop {
+            let job = {
+                let mut q = self.lock();
+                match q.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        q.busy -= 1;
+                        return;
+                    }
+                }
+            };
+            run_load(ctx, job);
+            // This thread's arena holds what the load freed (the file, compile buffers):
+            // without a trim each reload's leftovers stayed resident (a soak measured the
+            // bytes in use flat at ~2.2 MB while the arenas held 15 -> 21 MB and RSS crept
+            // +3 MB per 10 minutes of reload churn).
+            heap_trim::release_free_memory();
+        }
     }
+}
+
+/// Read, compile and start one queued file, and send the outcome if no newer event for
+/// the file came since (generation check), so versions never go back. A file gone or
+/// refused by now is left to the event that says so.
+fn run_load(ctx: &LoadContext, job: LoadJob) {
+    let LoadJob {
+        path,
+        generation,
+        queued,
+    } = job;
+    if !ctx.generations.is_current(&path, generation) {
+        return;
+    }
+    let max = ctx.host.limits().max_file_bytes;
+    let Ok(bytes) = read_chef_file(Some(&ctx.dir), &path, max) else {
+        return;
+    };
+    let event = match ctx.host.load(ChefSource::File(path.clone()), &bytes) {
+        Ok(chef) => ReloadEvent::Ready {
+            path: path.clone(),
+            chef: Box::new(chef),
+            load_time: queued.elapsed(),
+        },
+        Err(e) => ReloadEvent::Failed {
+            path: path.clone(),
+            error: e.to_string(),
+        },
+    };
+    ctx.generations
+        .send_if_current(&path, generation, &ctx.out, event);
 }
 
 /// The latest event number per file: a load finishing after a newer event for its file
@@ -346,6 +444,13 @@ impl Generations {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).1.len()
     }
 
+    /// Whether `generation` is still the file's latest event (a queued load not yet
+    /// started is skipped when it is not).
+    fn is_current(&self, path: &Path, generation: u64) -> bool {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.1.get(path) == Some(&generation)
+    }
+
     /// Send `event` if `generation` is still the file's latest (under the lock, so sends
     /// for one file are in generation order); false only when the receiver is gone.
     fn send_if_current(
@@ -366,8 +471,10 @@ impl Generations {
 /// The loader thread's state.
 struct Loader {
     host: Arc<ChefHost>,
-    /// Load workers running now.
+    /// Load workers and their queue.
     workers: Workers,
+    /// What the workers need for a load.
+    load: Arc<LoadContext>,
     /// Latest event per file.
     generations: Generations,
     /// The chef directory as given.
@@ -545,44 +652,16 @@ impl Loader {
             return true;
         }
         self.versions.insert(path.clone(), sha);
-        // Compile and start on a worker thread (at most `LOAD_WORKERS` at once): a chef
-        // that takes long to compile (up to the compile timeout) holds one worker, not the
-        // loader, so other files keep reloading. A result is sent only if no newer event
-        // for the same file came since (generation check), so versions never go back.
+        // Compile and start on a worker thread (at most `LOAD_WORKERS` at once, the rest
+        // queued): a chef that takes long to compile (up to the compile timeout) holds one
+        // worker, not the loader, so removals and other files' events are handled at once.
         let generation = self.generations.bump(&path);
-        self.workers.acquire();
-        let host = Arc::clone(&self.host);
-        let out = self.out.clone();
-        let generations = self.generations.clone();
-        let workers = self.workers.clone();
-        let job = move || {
-            let event = match host.load(ChefSource::File(path.clone()), &bytes) {
-                Ok(chef) => ReloadEvent::Ready {
-                    path: path.clone(),
-                    chef: Box::new(chef),
-                    load_time: started.elapsed(),
-                },
-                Err(e) => ReloadEvent::Failed {
-                    path: path.clone(),
-                    error: e.to_string(),
-                },
-            };
-            generations.send_if_current(&path, generation, &out, event);
-            drop(bytes);
-            workers.release();
-            // This thread's arena holds what the load freed (the file, compile buffers):
-            // without a trim each reload's leftovers stayed resident (a soak measured the
-            // bytes in use flat at ~2.2 MB while the arenas held 15 -> 21 MB and RSS crept
-            // +3 MB per 10 minutes of reload churn).
-            heap_trim::release_free_memory();
+        let job = LoadJob {
+            path,
+            generation,
+            queued: started,
         };
-        let spawned = std::thread::Builder::new()
-            .name("nd-chef-load".into())
-            .spawn(job);
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a chef load worker");
-            self.workers.release();
-        }
+        self.workers.submit(job, &self.load);
         true
     }
 }
