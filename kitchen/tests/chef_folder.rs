@@ -677,3 +677,45 @@ fn a_removal_is_applied_at_once_while_every_load_worker_holds_a_compile_bomb() {
     );
     drop(r);
 }
+
+#[test]
+fn a_folder_replaced_while_the_old_one_stays_busy_is_noticed() {
+    // The folder was re-checked only after the loader had been idle for a second: with a
+    // process still writing in the renamed-away folder (its events keep coming), the new
+    // folder at the path went unwatched for as long as that process wrote.
+    let dir = fresh_dir("busy-old-folder");
+    let h = host(ChefLimits::default(), Compiler::InProcess);
+    let r = Reloader::start(h, &dir, &[]).expect("reloader");
+    let old = dir.with_file_name("busy-old-folder.old");
+    let _ = std::fs::remove_dir_all(&old);
+    std::fs::rename(&dir, &old).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (old, stop) = (old.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::write(old.join("notes.txt"), i.to_string());
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("o.wasm"), builtin("arp_chef.wasm")).unwrap();
+    let made = Instant::now();
+    let mut ready_after = None;
+    while ready_after.is_none() && made.elapsed() < Duration::from_secs(15) {
+        if let Some(ReloadEvent::Ready { path, .. }) = r.recv_timeout(Duration::from_millis(100)) {
+            assert!(path.ends_with("o.wasm"), "{}", path.display());
+            ready_after = Some(made.elapsed());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let ready_after = ready_after.expect("the new folder's chef never loaded");
+    assert!(ready_after < Duration::from_secs(5), "{ready_after:?}");
+    drop(r);
+    let _ = std::fs::remove_dir_all(&old);
+}

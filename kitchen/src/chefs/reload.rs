@@ -121,8 +121,9 @@ pub enum ReloadError {
 /// The folder's watcher: the loader re-arms it when the folder comes back.
 type SharedWatcher = Arc<Mutex<Option<Debouncer<RecommendedWatcher, RecommendedCache>>>>;
 
-/// How often an idle loader checks that the chef folder is still the one it watches (a
-/// watch dies with its folder: removed, renamed or replaced, it reports nothing more).
+/// How often the loader checks that the chef folder is still the one it watches (a
+/// watch dies with its folder: removed, renamed or replaced, it reports nothing more from
+/// the path), whether events come or not.
 const FOLDER_CHECK: Duration = Duration::from_secs(1);
 
 /// The identity (device, inode) of `dir` if it is a directory now.
@@ -498,15 +499,20 @@ impl Loader {
         if !self.reconcile(everything) {
             return;
         }
+        let mut folder_checked = Instant::now();
         loop {
+            // Every `FOLDER_CHECK`, whether events come or not: the folder renamed away
+            // keeps sending events (a process still writing in it) while a new folder
+            // stands at the path unwatched.
+            if folder_checked.elapsed() >= FOLDER_CHECK {
+                folder_checked = Instant::now();
+                if !self.check_folder() {
+                    return;
+                }
+            }
             let batch = match input.recv_timeout(FOLDER_CHECK) {
                 Ok(batch) => batch,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if !self.check_folder() {
-                        return;
-                    }
-                    continue;
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             };
             let mut paths: Vec<PathBuf> = Vec::new();
