@@ -232,9 +232,38 @@ impl fmt::Display for Escaped<'_> {
 }
 
 /// A file path (as the OS gave it: not necessarily UTF-8), escaped and cut at
-/// [`DEFAULT_MAX_CHARS`]: invalid UTF-8 shows as U+FFFD.
+/// [`DEFAULT_MAX_CHARS`] characters: each byte that is not UTF-8 shows as `\xNN` (not as
+/// U+FFFD, so two names differing only in such bytes never print alike).
 pub fn escape_path(path: &std::path::Path) -> String {
-    escape(&path.to_string_lossy(), DEFAULT_MAX_CHARS)
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return escape(text, DEFAULT_MAX_CHARS);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    let mut shown = 0;
+    let mut kept_bytes = 0;
+    for chunk in bytes.utf8_chunks() {
+        let units = chunk
+            .valid()
+            .chars()
+            .map(|c| (c.len_utf8(), Some(c)))
+            .chain(chunk.invalid().iter().map(|_| (1, None)));
+        for (len, c) in units {
+            if shown == DEFAULT_MAX_CHARS {
+                let _ = write!(out, "…[+{} bytes]", bytes.len() - kept_bytes);
+                return out;
+            }
+            match c {
+                Some(c) => push_escaped(&mut out, c, false),
+                None => {
+                    let _ = write!(out, "\\x{:02x}", bytes[kept_bytes]);
+                }
+            }
+            kept_bytes += len;
+            shown += 1;
+        }
+    }
+    out
 }
 
 /// One formatted log record made safe for a terminal, whatever its fields held: every
@@ -446,5 +475,22 @@ mod tests {
             clean("a\u{202e}b\u{85}c\td\\e", false),
             "a\\u{202e}b\\x85c\td\\e"
         );
+    }
+
+    #[test]
+    fn paths_show_bytes_that_are_not_utf8_as_hex() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = |b: &[u8]| std::path::Path::new(std::ffi::OsStr::from_bytes(b)).to_owned();
+        assert_eq!(escape_path(&p(b"dir/a\xffb.wasm")), "dir/a\\xffb.wasm");
+        assert_ne!(
+            escape_path(&p(b"a\xff.wasm")),
+            escape_path(&p(b"a\xfe.wasm"))
+        );
+        assert_eq!(escape_path(&p(b"\x1b[31m\xc3.wasm")), "\\x1b[31m\\xc3.wasm");
+        assert_eq!(escape_path(&p("ok é.wasm".as_bytes())), "ok é.wasm");
+        let long: Vec<u8> = std::iter::repeat_n(0xffu8, 300).collect();
+        let shown = escape_path(&p(&long));
+        assert!(shown.ends_with("…[+44 bytes]"), "{shown}");
+        assert_eq!(shown.matches("\\xff").count(), DEFAULT_MAX_CHARS);
     }
 }
