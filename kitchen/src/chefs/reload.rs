@@ -725,6 +725,12 @@ pub struct ParkedVersions {
 /// How long a new version refused for a name another file holds waits for that file.
 pub const PARKED_FOR: Duration = Duration::from_secs(10);
 
+/// Most versions waiting at once. Each holds its instance and memory against
+/// `--chefs-memory-mib`: 1000 copies of a running chef dropped in held 400 MB and the
+/// whole budget for 10 s, so a distinct chef dropped in then was refused. Past this, the
+/// longest waiting is refused like any duplicate (retried when its file changes).
+pub const MAX_PARKED: usize = 8;
+
 struct Parked {
     path: PathBuf,
     chef: Box<LoadedChef>,
@@ -814,6 +820,13 @@ pub fn apply_with(
             chef,
             load_time,
         } => {
+            if parked.versions.len() >= MAX_PARKED {
+                let oldest = parked.versions.remove(0);
+                tracing::warn!(file = %escape_path(&oldest.path),
+                    chef = %Escaped::new(oldest.chef.name()),
+                    "chef version no longer waits for its name: more than {MAX_PARKED} versions \
+                     wait for names other files hold (it is tried again when its file changes)");
+            }
             parked.versions.push(Parked {
                 path,
                 chef,
