@@ -1715,3 +1715,32 @@ fn a_second_file_with_a_running_chefs_name_is_refused_and_a_built_in_is_overridd
     assert_eq!(counts[0] + counts[1], written, "{counts:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A file refused because another file's chef held its chef's name ran only once its own
+/// file changed: after its wait for the holder ran out, removing the holder left the name
+/// unused until a restart. Now the refused file is loaded again when the name is free.
+#[test]
+fn a_file_refused_for_a_name_starts_when_the_holder_goes_away() {
+    let (root, dir, fifo) = chef_folder_and_fifo("name-freed");
+    // PacketCountChef keeps the kitchen running while no StateChef does.
+    let chefs = ["-c", "PacketCountChef", "-c", "StateChef"];
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &chefs);
+    land(&fixture("state_chef"), &dir, "a.wasm");
+    k.send_until(&["chef added from the chef directory", "StateChef", "a.wasm"]);
+    land(&fixture("state_chef_v2"), &dir, "b.wasm");
+    k.send_until(&["is already used by", "StateChef", "a.wasm"]);
+    // Past its wait for a.wasm to change (PARKED_FOR, 10 s): refused for good, as before.
+    k.send_until(&["refused until this file changes"]);
+    std::fs::remove_file(dir.join("a.wasm")).unwrap();
+    k.send_until(&["chef name this file was refused for is free", "b.wasm"]);
+    k.send_until(&["chef added from the chef directory", "StateChef", "b.wasm"]);
+    k.send(10);
+    let (stdout, stderr) = k.finish();
+    let finals = interval_payloads(&stdout, "StateChef");
+    assert_eq!(
+        finals.last().map(|f| f["version"].clone()),
+        Some("2".into()),
+        "b.wasm's version runs at the end: {finals:?}\n{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -137,6 +137,8 @@ fn folder_identity(dir: &Path) -> Option<(u64, u64)> {
 /// [`ChefHost`], so drop it only after the dispatcher's chefs are gone).
 pub struct Reloader {
     events: Receiver<ReloadEvent>,
+    /// Files to read and load again although unchanged ([`Reloader::retry`]).
+    retries: Sender<PathBuf>,
     /// Shared with the loader (which watches the folder again when it comes back); taken
     /// on `Drop`, which stops the watcher and so closes the loader's input.
     debouncer: SharedWatcher,
@@ -155,6 +157,7 @@ impl Reloader {
         known: &[(PathBuf, Option<FileVersion>)],
     ) -> Result<Self, ReloadError> {
         let (raw_tx, raw_rx) = mpsc::channel::<DebounceEventResult>();
+        let (retries, retry_rx) = mpsc::channel::<PathBuf>();
         let mut debouncer =
             new_debouncer(DEBOUNCE, None, raw_tx).map_err(|source| ReloadError::Watch {
                 dir: dir.to_owned(),
@@ -208,14 +211,21 @@ impl Reloader {
                     watcher: loader_watcher,
                     folder,
                 }
-                .run(raw_rx)
+                .run(raw_rx, retry_rx)
             })
             .map_err(ReloadError::Thread)?;
         Ok(Reloader {
             events: rx,
+            retries,
             debouncer: watcher,
             loader: Some(loader),
         })
+    }
+
+    /// Load `path` again although it did not change: it was refused because another file's
+    /// chef held its name, and that chef is gone now. Picked up within [`FOLDER_CHECK`].
+    pub fn retry(&self, path: PathBuf) {
+        let _ = self.retries.send(path);
     }
 
     /// A loaded (or failed, or removed) chef, if one is waiting. Never blocks.
@@ -493,7 +503,7 @@ struct Loader {
 }
 
 impl Loader {
-    fn run(mut self, input: Receiver<DebounceEventResult>) {
+    fn run(mut self, input: Receiver<DebounceEventResult>, retries: Receiver<PathBuf>) {
         // What changed between the reads at start and the watch (see `Reloader::start`).
         let everything = self.every_entry();
         if !self.reconcile(everything) {
@@ -507,6 +517,15 @@ impl Loader {
             if folder_checked.elapsed() >= FOLDER_CHECK {
                 folder_checked = Instant::now();
                 if !self.check_folder() {
+                    return;
+                }
+            }
+            let retried: Vec<PathBuf> = retries.try_iter().collect();
+            if !retried.is_empty() {
+                for p in &retried {
+                    self.versions.remove(p);
+                }
+                if !self.reconcile(retried) {
                     return;
                 }
             }
@@ -720,6 +739,9 @@ fn chef_source_is(lane: &ChefLane, path: &Path) -> bool {
 pub struct ParkedVersions {
     versions: Vec<Parked>,
     limit: Duration,
+    /// Files refused because another file's chef held their chef's name (parked or not
+    /// any more), by that name: tried again when the name is free ([`Reloader::retry`]).
+    refused_for_name: HashMap<PathBuf, String>,
 }
 
 /// How long a new version refused for a name another file holds waits for that file.
@@ -750,6 +772,7 @@ impl ParkedVersions {
         ParkedVersions {
             versions: Vec::new(),
             limit,
+            refused_for_name: HashMap::new(),
         }
     }
 
@@ -765,6 +788,22 @@ impl ParkedVersions {
 
     fn forget(&mut self, path: &Path) {
         self.versions.retain(|p| p.path != path);
+        self.refused_for_name.remove(path);
+    }
+
+    /// The files refused for the chef name `name`, which is free now (forgotten here: a
+    /// retry brings a new event for each).
+    fn refused_for(&mut self, name: &str) -> Vec<PathBuf> {
+        let paths: Vec<PathBuf> = self
+            .refused_for_name
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &paths {
+            self.refused_for_name.remove(p);
+        }
+        paths
     }
 
     /// Drop (and log) the versions that waited longer than the limit at `now`; their
@@ -820,6 +859,9 @@ pub fn apply_with(
             chef,
             load_time,
         } => {
+            parked
+                .refused_for_name
+                .insert(path.clone(), chef.name().to_owned());
             if parked.versions.len() >= MAX_PARKED {
                 let oldest = parked.versions.remove(0);
                 tracing::warn!(file = %escape_path(&oldest.path),
@@ -883,6 +925,7 @@ fn settle(
         ..
     } in std::mem::take(&mut parked.versions)
     {
+        parked.refused_for_name.remove(&path);
         let event = ReloadEvent::Ready {
             path,
             chef,
@@ -1119,7 +1162,8 @@ impl crate::run::BetweenSteps for ReloadHook<'_> {
 
     fn apply(&mut self, d: &mut Dispatcher) -> Result<(), SinkError> {
         if let Some(event) = self.held.take() {
-            apply_with(d, event, self.policy, &mut self.parked)?;
+            let applied = apply_with(d, event, self.policy, &mut self.parked)?;
+            retry_freed_names(self.reloader, &applied, &mut self.parked);
         }
         apply_pending(self.reloader, d, self.policy, &mut self.parked)
     }
@@ -1136,9 +1180,27 @@ pub fn apply_pending(
         return Ok(());
     };
     while let Some(event) = r.try_recv() {
-        apply_with(d, event, policy, parked)?;
+        let applied = apply_with(d, event, policy, parked)?;
+        retry_freed_names(reloader, &applied, parked);
     }
     Ok(())
+}
+
+/// When `applied` freed a chef name (its file removed, or now holding another chef), the
+/// files refused for that name are loaded again: one of them takes it (a restart would
+/// have run it; it waited for its file to change).
+fn retry_freed_names(reloader: Option<&Reloader>, applied: &Applied, parked: &mut ParkedVersions) {
+    let freed = match applied {
+        Applied::Removed(name) => name,
+        Applied::Replaced(old, new) if old != new => old,
+        _ => return,
+    };
+    let Some(r) = reloader else { return };
+    for path in parked.refused_for(freed) {
+        tracing::info!(file = %escape_path(&path), chef = %Escaped::new(freed),
+            "the chef name this file was refused for is free: loading it again");
+        r.retry(path);
+    }
 }
 
 #[cfg(test)]
