@@ -184,8 +184,10 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = kitchen::chef_host::state::DEFAULT_MAX_STATE_BYTES)]
     pub chef_state_max_bytes: usize,
 
-    /// Deadline per chef call, in milliseconds (CPU time and blocking WASI waits alike);
-    /// the first call into a fresh instance (not one restarted after a timeout) gets 10x.
+    /// Deadline per chef call, in milliseconds: the CPU time of the thread running the call
+    /// plus the time it waits blocked in WASI (a sleep), not time spent waiting for a core;
+    /// a call also ends after 4x this in wall time, whatever it used. The first call into a
+    /// fresh instance (not one restarted after a timeout) gets 10x.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEADLINE_MS)]
     pub chef_deadline_ms: u64,
 

@@ -18,7 +18,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Build the fixtures (incremental: ~1 s when nothing changed) and return the directory
 /// with `noop_chef.wasm`, `noop_sdk_chef.wasm`, `slots_chef{,_plain}.wasm`, `echo_chef.wasm`, `clock_chef.wasm`, `port_chef.wasm`,
-/// `panic_chef.wasm`, `spin_chef.wasm`, `hog_chef.wasm`, `fs_chef.wasm`, `v2_chef.wasm`,
+/// `panic_chef.wasm`, `spin_chef.wasm`, `work_chef.wasm`, `hog_chef.wasm`, `fs_chef.wasm`, `v2_chef.wasm`,
 /// `reload_chef{,_v2}.wasm`, `state_chef{,_v2}.wasm`, `sparse_chef.wasm`, `answer_chef.wasm`,
 /// `verdict_chef.wasm`, `same_chef.wasm`, `pairs_chef.wasm`, `snapshot_trap_chef.wasm`.
 pub fn build_fixtures() -> Result<PathBuf, String> {

@@ -38,6 +38,29 @@ fn spin_ms(ms: u64) -> u64 {
     start.elapsed().as_millis() as u64
 }
 
+/// Busy-waits until this call has *run* for `ms` milliseconds: the kitchen's deadline
+/// counts the CPU time of the calling thread, which a wall-clock spin does not use up on a
+/// loaded machine. A chef has no CPU clock, so running time is the sum of the gaps between
+/// consecutive monotonic-clock reads that are under 1 ms (a longer gap is the thread
+/// waiting for a core; a time slice is longer than that). Returns the wall time it took.
+#[allow(dead_code)]
+fn spin_cpu_ms(ms: u64) -> u64 {
+    let start = std::time::Instant::now();
+    let limit = std::time::Duration::from_millis(ms);
+    let gap = std::time::Duration::from_millis(1);
+    let mut ran = std::time::Duration::ZERO;
+    let mut last = start;
+    while ran < limit {
+        let now = std::time::Instant::now();
+        let step = now.saturating_duration_since(last);
+        if step < gap {
+            ran += step;
+        }
+        last = now;
+    }
+    start.elapsed().as_millis() as u64
+}
+
 /// The chef type every crate implements `Guest` for.
 struct HostileChef;
 

@@ -1,4 +1,5 @@
-//! Thread CPU time of chef calls, for benchmarks on a shared machine.
+//! Thread CPU time of chef calls: the clock of their deadlines (`call_budget.rs`), and a
+//! per-call total for benchmarks on a shared machine.
 //!
 //! Why: the kitchen times each chef call by the wall clock (`ChefStats::busy_ns`). On a
 //! loaded machine (load 10 on 2 cores) a call's wall time includes waiting for a core, which
@@ -6,7 +7,8 @@
 //! environment the kitchen also adds up the chef thread's CPU time per call
 //! (`ChefStats::busy_cpu_ns`, `CLOCK_THREAD_CPUTIME_ID`, exact to the nanosecond) and the
 //! exit summary prints it; `tools/bench-languages.sh` sets it. Off by default: reading the
-//! clock is a system call (not served by the vDSO), twice per call.
+//! clock is a system call (not served by the vDSO), twice per call (the deadlines read it
+//! far less often, see `call_budget.rs`).
 
 use std::sync::OnceLock;
 

@@ -1,12 +1,14 @@
-//! The one wasmtime `Engine` of the kitchen and the epoch ticker that enforces per-call
-//! deadlines.
+//! The one wasmtime `Engine` of the kitchen and the epoch ticker that drives per-call
+//! deadlines (charged in CPU time by the store's epoch callback, `call_budget.rs`).
 //!
 //! Settings and why (measurements in `shared/docs/wasm-host-notes.md`):
 //! * `concurrency_support(false)`: on by default since wasmtime 43, it makes every
 //!   synchronous host→component call 2.5-4x slower; chefs do not use component-model async.
-//! * `epoch_interruption(true)` with one ticker thread for the whole engine: a wall-clock
-//!   deadline per call with no per-instruction bookkeeping (fuel would be deterministic but
-//!   costs about as much and needs tuning per language).
+//! * `epoch_interruption(true)` with one ticker thread for the whole engine: a deadline per
+//!   call with no per-instruction bookkeeping (fuel would be deterministic but costs about
+//!   as much and needs tuning per language). The epoch follows the wall clock; a call's
+//!   epoch deadline is where it *could* have used its CPU budget, and the store's callback
+//!   then reads the thread's CPU clock (`call_budget.rs`).
 //! * `max_wasm_stack(1 MiB)`: deep enough for parsers written recursively, small enough that
 //!   runaway recursion traps quickly instead of eating the host thread's stack.
 

@@ -22,6 +22,7 @@ use super::api::{AnyChef, AnyPre, ChefApi};
 use super::bindings::{
     self, v0_1, BatchForm, FlowEvent, Interest, LogLevel, Packet, PacketDumpling, StreamChunk,
 };
+use super::call_budget::{self, CallBudget};
 use super::chef_log::ChefLog;
 use super::chef_text::ChefText;
 use super::clocks::{process_epoch, Environment, KitchenClock, ReplayMonotonic};
@@ -44,8 +45,9 @@ pub struct ChefState {
     table: ResourceTable,
     limiter: ChefLimiter,
     log: ChefLog,
-    /// When the call in progress must end (bounds blocking `wasi:io/poll` waits).
-    call_deadline: Option<Instant>,
+    /// The budget of the call in progress: read by the epoch-deadline callback, charged
+    /// and bounding blocking `wasi:io/poll` waits (`call_budget.rs`).
+    call: Option<CallBudget>,
 }
 
 impl ChefState {
@@ -79,7 +81,7 @@ impl ChefState {
             table: ResourceTable::new(),
             limiter: ChefLimiter::new(limits),
             log,
-            call_deadline: None,
+            call: None,
         }
     }
 
@@ -87,7 +89,7 @@ impl ChefState {
     pub(crate) fn deadline_poll(&mut self) -> DeadlinePoll<'_> {
         DeadlinePoll {
             table: &mut self.table,
-            deadline: self.call_deadline,
+            call: self.call.as_mut(),
         }
     }
 }
@@ -1214,13 +1216,15 @@ impl LoadedChef {
         // A merged call has the deadline of every call it replaces.
         let budget = budget.saturating_mul(merged);
         live.fresh = false;
+        // The first check comes when the budget has passed in wall time: the chef cannot
+        // have used more CPU time than that (`call_budget.rs`).
         live.store.set_epoch_deadline(deadline_ticks(budget));
         let cpu_started = super::cpu_time::enabled()
             .then(super::cpu_time::thread_cpu_ns)
             .flatten();
-        live.store.data_mut().call_deadline = Some(started + budget);
+        live.store.data_mut().call = Some(CallBudget::start(budget, started));
         let result = f(live);
-        live.store.data_mut().call_deadline = None;
+        live.store.data_mut().call = None;
         let took = started.elapsed().as_nanos() as u64;
         self.last_call_ns = took;
         self.stats.busy_ns += took;
@@ -1332,8 +1336,10 @@ fn instantiate(
 ) -> Result<(Live, bindings::ChefInfo), CallError> {
     let mut store = Store::new(engine, ChefState::new(limits, log.clone(), env));
     store.limiter(|s| &mut s.limiter);
+    // Every deadline of this store is charged in CPU time under a wall-clock ceiling.
+    store.epoch_deadline_callback(|s| Ok(call_budget::on_epoch_deadline(s.data().call.as_ref())));
     store.set_epoch_deadline(deadline_ticks(limits.init_deadline));
-    store.data_mut().call_deadline = Some(Instant::now() + limits.init_deadline);
+    store.data_mut().call = Some(CallBudget::start(limits.init_deadline, Instant::now()));
     let classify_init = |e: wasmtime::Error, store: &Store<ChefState>| {
         classify(
             &e,
@@ -1498,7 +1504,7 @@ fn instantiate(
         Ok(i) => i,
         Err(e) => return Err(classify_init(e, &store)),
     };
-    store.data_mut().call_deadline = None;
+    store.data_mut().call = None;
     Ok((
         Live {
             store,

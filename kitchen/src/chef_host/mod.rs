@@ -4,6 +4,8 @@
 //! * [`bindings`]: the `bindgen!`s of the chef worlds (0.2, and the frozen 0.1);
 //! * [`api`]: which contract a chef was built against, and the 0.1 adapter;
 //! * [`engine`]: the `Engine` configuration and the epoch ticker (deadlines);
+//! * [`call_budget`]: a call's deadline charged in its thread's CPU time (and blocking
+//!   waits), under a wall-clock ceiling;
 //! * [`limits`]: memory, time and output caps per chef, and the kitchen-wide memory budget;
 //! * [`output_budget`]: payload bytes per call and per second, per chef;
 //! * [`cache`]: compiled-chef cache on disk;
@@ -16,15 +18,15 @@
 //! * [`failure_policy`]: when a failed chef is restarted or quarantined;
 //! * [`clocks`]: the clocks and randomness a chef sees (live, or replay's capture time);
 //! * [`chef_log`]: the chef's `log` import and WASI stdout/stderr, into `tracing`;
-//! * [`poll`]: `wasi:io/poll` bounded by the call's deadline (a sleeping chef cannot hold
-//!   the kitchen: epochs do not interrupt host calls);
+//! * [`poll`]: `wasi:io/poll` bounded by the call's budget, its waits charged to it (a
+//!   sleeping chef cannot hold the kitchen: epochs do not interrupt host calls);
 //! * [`state`]: a chef's state carried across a hot reload (`snapshot`/`restore`);
 //! * [`wire`]: bulk lowering of `list<packet>` (wasmtime's generic one is per field);
 //! * [`packet_answer`]: a returned `list<packet-dumpling>` decided where it lies in the
 //!   chef's memory (caps and budgets before any copy; kept payloads copied once).
 //!
 //! Architecture invariant: a chef can never stall or crash the kitchen. Every call has an
-//! epoch deadline and a memory cap, a failed instance is dropped and re-instantiated, and a
+//! epoch deadline (CPU time, under a wall-clock ceiling) and a memory cap, a failed instance is dropped and re-instantiated, and a
 //! crash loop ends in quarantine. Errors are typed ([`LoadError`], [`CallError`]) so the
 //! kitchen chooses the policy.
 
@@ -33,6 +35,7 @@ pub mod api;
 pub mod bindings;
 mod bulk_lower;
 pub mod cache;
+pub mod call_budget;
 pub mod chef_file;
 pub mod chef_log;
 pub mod chef_text;
