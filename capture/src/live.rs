@@ -14,12 +14,22 @@
 //! wakes a thread blocked in `poll` through an eventfd) and joins the threads; the read
 //! timeout bounds the wait even where breakloop cannot wake the thread.
 //!
-//! Loopback duplicates: on `lo` libpcap itself discards the outgoing copy of each packet
-//! (it would see every packet twice otherwise). On the `any` device the frames are Linux
-//! cooked (DLT 113, or 276 when SLL2 is selected); as a second line of defence, a cooked
-//! frame whose hardware type is loopback (`ARPHRD_LOOPBACK`, 772) and whose packet type is
-//! "outgoing" (4) is dropped here and counted in
-//! [`CaptureStats::loopback_outgoing_skipped`], so each loopback packet is delivered once.
+//! Loopback duplicates: the kernel hands a packet socket two copies of each loopback
+//! packet, the outgoing one and the incoming one. On a loopback interface (`lo`) the
+//! capture asks the kernel not to queue the outgoing copies at all
+//! (`PACKET_IGNORE_OUTGOING`, Linux 4.20; libpcap 1.10's `pcap_setdirection` only filters
+//! them in user space): before, both copies filled the kernel buffer and both were counted
+//! in `ps_drop` when it overflowed, so [`CaptureStats::kernel_dropped`] was twice the real
+//! loss, and libpcap then discarded the outgoing copies it did read. Without that option
+//! (older kernels) libpcap still discards them, and the kernel counts stay doubled (logged).
+//! On the `any` device the outgoing copies of other interfaces are real packets, so they
+//! cannot be refused there: the kernel queues and counts both copies of each loopback
+//! packet, and `kernel_received`/`kernel_dropped` count each loopback packet twice (other
+//! interfaces' packets once). The frames are Linux cooked (DLT 113, or 276 when SLL2 is
+//! selected); as a second line of defence, a cooked frame whose hardware type is loopback
+//! (`ARPHRD_LOOPBACK`, 772) and whose packet type is "outgoing" (4) is dropped here and
+//! counted in [`CaptureStats::loopback_outgoing_skipped`], so each loopback packet is
+//! delivered once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
@@ -35,6 +45,8 @@ const DLT_LINUX_SLL: u32 = 113;
 const DLT_LINUX_SLL2: u32 = 276;
 const ARPHRD_LOOPBACK: u16 = 772;
 const PACKET_OUTGOING: u8 = 4;
+/// `linux/if_packet.h`: do not queue outgoing packets on this socket (Linux 4.20).
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 /// How often a capture thread refreshes the libpcap counters behind [`LiveCapture::stats`].
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
@@ -145,9 +157,12 @@ pub struct CaptureStats {
     /// Outgoing loopback copies skipped on the `any` device (see the module docs).
     pub loopback_outgoing_skipped: u64,
     /// libpcap `ps_recv`: packets the kernel passed to the capture socket (refreshed about
-    /// every 250 ms and when a thread ends).
+    /// every 250 ms and when a thread ends). On `any`, each loopback packet counts twice
+    /// (its outgoing and incoming copies, see the module docs); on `lo`, once.
     pub kernel_received: u64,
     /// libpcap `ps_drop`: packets the kernel dropped because the capture buffer was full.
+    /// On `any`, each lost loopback packet counts twice (both copies were dropped); on
+    /// `lo`, once.
     pub kernel_dropped: u64,
     /// libpcap `ps_ifdrop`: packets dropped by the interface or its driver.
     pub interface_dropped: u64,
@@ -281,6 +296,27 @@ fn is_permission_error(message: &str) -> bool {
     m.contains("permission") || m.contains("not permitted")
 }
 
+/// Ask the kernel not to queue outgoing packets on the capture socket of a loopback
+/// interface, where each is also seen incoming (see the module docs). False where the
+/// kernel does not know the option.
+fn ignore_outgoing(cap: &Capture<Active>) -> bool {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: `setsockopt` reads one `c_int` we own, of the size passed, on the capture's
+    // own socket, which lives as long as `cap`.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::setsockopt(
+            cap.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
 fn is_no_such_device(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("no such device") || m.contains("doesn't exist")
@@ -381,6 +417,18 @@ impl LiveCapture {
                         other => other.to_string(),
                     })
                 })?;
+            }
+            let loopback = devices
+                .iter()
+                .any(|d| &d.name == name && d.flags.is_loopback());
+            if loopback && !ignore_outgoing(&cap) {
+                tracing::warn!(
+                    interface = %name,
+                    error = %std::io::Error::last_os_error(),
+                    "the kernel cannot skip outgoing loopback copies (PACKET_IGNORE_OUTGOING, \
+                     Linux 4.20): its received and dropped counts on this interface count \
+                     each packet twice"
+                );
             }
             let link_type = cap.get_datalink().0 as u32;
             opened.push((name.clone(), link_type, cap));

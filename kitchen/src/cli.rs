@@ -78,7 +78,9 @@ pub struct Cli {
     pub flows: kitchen::parse::flow_stage::FlowArgs,
 
     /// Interface to capture on; repeat for several. `all` (the default) means every
-    /// interface.
+    /// interface. Loopback packets are seen once; the kernel's counts (`kernel_dropped`)
+    /// count each once on `lo`, but twice on `all`/`any`, where the kernel queues both the
+    /// outgoing and the incoming copy of each loopback packet.
     #[arg(short = 'i', long = "interface", value_name = "INTERFACE")]
     pub interfaces: Vec<String>,
 

@@ -313,7 +313,7 @@ impl Collector for KitchenCollector {
             e,
             k,
             "netdumplings_kitchen_kernel_dropped_packets",
-            "Packets the kernel dropped (live capture, pcap statistics).",
+            "Packets the kernel dropped (live capture, pcap statistics; on `any`, a lost loopback packet counts twice).",
             cap.kernel_dropped,
         )?;
         counter(

@@ -149,7 +149,8 @@ pub enum ChefRunState {
 pub struct CaptureCounters {
     /// Packets received (live) or read (replay).
     pub packets: u64,
-    /// Packets the kernel dropped (live only).
+    /// Packets the kernel dropped (live only; on `any`, a lost loopback packet counts twice,
+    /// as the kernel queued both its outgoing and incoming copy).
     pub kernel_dropped: u64,
     /// Packets dropped at the queue between the capture threads and the kitchen (live only).
     pub queue_dropped: u64,
