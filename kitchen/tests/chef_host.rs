@@ -369,7 +369,13 @@ fn an_endless_loop_hits_the_deadline() {
     let err = chef.on_packets(&[], &[], 0).unwrap_err();
     // The first call into a fresh instance has 10 x the deadline, and says so.
     assert!(
-        matches!(err, CallError::Timeout { deadline_ms: 200 }),
+        matches!(
+            err,
+            CallError::Timeout {
+                deadline_ms: 200,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -448,7 +454,13 @@ fn the_first_call_into_a_fresh_instance_gets_a_larger_budget() {
     let err = chef.on_packets(&[], &[], 1).unwrap_err();
     let first = started.elapsed();
     assert!(
-        matches!(err, CallError::Timeout { deadline_ms: 500 }),
+        matches!(
+            err,
+            CallError::Timeout {
+                deadline_ms: 500,
+                ..
+            }
+        ),
         "the error names the deadline the call had: {err:?}"
     );
     assert!(
@@ -458,7 +470,13 @@ fn the_first_call_into_a_fresh_instance_gets_a_larger_budget() {
     let started = std::time::Instant::now();
     let err = chef.on_packets(&[], &[], 2).unwrap_err();
     assert!(
-        matches!(err, CallError::Timeout { deadline_ms: 50 }),
+        matches!(
+            err,
+            CallError::Timeout {
+                deadline_ms: 50,
+                ..
+            }
+        ),
         "{err:?}"
     );
     let second = started.elapsed();

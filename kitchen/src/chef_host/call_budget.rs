@@ -92,6 +92,8 @@ pub(crate) struct CallBudget {
     waited: Duration,
     /// When the call ends whatever it used.
     ceiling: Instant,
+    /// The call was found out of time by the ceiling while it had CPU budget left.
+    ceiling_hit: bool,
 }
 
 impl CallBudget {
@@ -103,7 +105,13 @@ impl CallBudget {
             started,
             waited: Duration::ZERO,
             ceiling: started + budget.saturating_mul(WALL_CEILING_FACTOR),
+            ceiling_hit: false,
         }
+    }
+
+    /// Whether the wall-clock ceiling, not the budget, ended the call (for the message).
+    pub(crate) fn ceiling_hit(&self) -> bool {
+        self.ceiling_hit
     }
 
     /// What the call has been charged so far: its thread's CPU time since the start plus
@@ -117,14 +125,19 @@ impl CallBudget {
     }
 
     /// How much longer the call may run from `now` (on the current thread, the one
-    /// running the call), or `None` once it has used its budget or reached its ceiling.
-    /// The result is also the earliest wall time in which the budget could run out, as
-    /// CPU time never runs ahead of wall time.
-    pub(crate) fn remaining(&self, now: Instant) -> Option<Duration> {
+    /// running the call), or `None` once it has used its budget or reached its ceiling
+    /// (noting which, see [`CallBudget::ceiling_hit`]). The result is also the earliest
+    /// wall time in which the budget could run out, as CPU time never runs ahead of wall
+    /// time.
+    pub(crate) fn remaining(&mut self, now: Instant) -> Option<Duration> {
         let wall_left = self.ceiling.saturating_duration_since(now);
         let cpu_left = self.budget.saturating_sub(self.charged(now));
         let left = wall_left.min(cpu_left);
-        (!left.is_zero()).then_some(left)
+        if left.is_zero() {
+            self.ceiling_hit = !cpu_left.is_zero();
+            return None;
+        }
+        Some(left)
     }
 
     /// Charge a blocking wait of `waited` (see [`poll`](super::poll)).
@@ -145,7 +158,7 @@ fn ticks_for(left: Duration) -> u64 {
 /// The store's epoch-deadline callback: continue while the call in progress has budget
 /// left, trap otherwise (also when no call is in progress, which guest code never runs
 /// outside of).
-pub(crate) fn on_epoch_deadline(call: Option<&CallBudget>) -> UpdateDeadline {
+pub(crate) fn on_epoch_deadline(call: Option<&mut CallBudget>) -> UpdateDeadline {
     match call.and_then(|c| c.remaining(Instant::now())) {
         Some(left) => UpdateDeadline::Continue(ticks_for(left)),
         None => UpdateDeadline::Interrupt,
@@ -159,7 +172,7 @@ mod tests {
     #[test]
     fn waiting_without_cpu_is_not_charged_but_the_ceiling_holds() {
         let started = Instant::now();
-        let call = CallBudget::start(Duration::from_millis(50), started);
+        let mut call = CallBudget::start(Duration::from_millis(50), started);
         // 60 ms of wall time later with (almost) no CPU used: budget left, and what is left
         // is bounded by the ceiling.
         let later = started + Duration::from_millis(60);
@@ -167,6 +180,7 @@ mod tests {
         assert!(left > Duration::from_millis(40), "{left:?}");
         // Past the ceiling (4 x 50 ms), nothing is left whatever the CPU time.
         assert_eq!(call.remaining(started + Duration::from_millis(200)), None);
+        assert!(call.ceiling_hit());
     }
 
     #[test]
@@ -178,6 +192,7 @@ mod tests {
         assert!(left <= Duration::from_millis(20), "{left:?}");
         call.add_wait(Duration::from_millis(20));
         assert_eq!(call.remaining(started), None);
+        assert!(!call.ceiling_hit(), "the budget ended it, not the ceiling");
     }
 
     #[test]

@@ -130,19 +130,36 @@ fn forbidden_list(import: &str, why: &str, also: &[(String, &'static str)]) -> S
     out
 }
 
+/// The end of a [`CallError::Timeout`] message that says the wall-clock ceiling stopped it.
+fn ceiling_note(wall_ceiling: bool) -> String {
+    if wall_ceiling {
+        format!(
+            " (stopped by the wall clock at {}x it, before using it in CPU time)",
+            super::call_budget::WALL_CEILING_FACTOR
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// Why a call into a chef failed. Every variant except [`CallError::Quarantined`] and
 /// [`CallError::BackingOff`] poisoned the instance: it was dropped (its state is lost) and
 /// will be re-instantiated.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     /// The call ran past its deadline (an epoch deadline while guest code ran, or a
-    /// blocking `wasi:io/poll` wait that outlived it).
-    #[error("ran past its {deadline_ms} ms deadline")]
+    /// blocking `wasi:io/poll` wait that outlived it): it used that much CPU time and
+    /// blocking waits, or it reached its wall-clock ceiling first (`call_budget.rs`).
+    #[error("ran past its {deadline_ms} ms deadline{}", ceiling_note(*.wall_ceiling))]
     Timeout {
         /// The deadline this call had, in milliseconds: the configured one, or
         /// `ChefLimits::first_call_grace` times it for the first call into a fresh
         /// instance (so the log says how long the chef really ran).
         deadline_ms: u64,
+        /// Stopped by the wall-clock ceiling (`WALL_CEILING_FACTOR` x the deadline) before
+        /// it had used its deadline in CPU time: its thread got little CPU (a loaded host)
+        /// or was stuck outside guest code.
+        wall_ceiling: bool,
     },
     /// The chef tried to grow its memory past its limit (and then trapped).
     #[error("hit its memory limit of {limit_mib} MiB")]

@@ -333,7 +333,10 @@ mod tests {
         // be (they were each a fresh chef, never quarantined, 500 ms of the shared thread
         // per reload).
         let limits = ChefLimits::default();
-        let timeout = CallError::Timeout { deadline_ms: 500 };
+        let timeout = CallError::Timeout {
+            deadline_ms: 500,
+            wall_ceiling: false,
+        };
         let mut h = Health::default();
         let mut t = 1_700_000_000 * S;
         let mut versions = 0;

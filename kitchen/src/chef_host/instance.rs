@@ -1224,7 +1224,12 @@ impl LoadedChef {
             .flatten();
         live.store.data_mut().call = Some(CallBudget::start(budget, started));
         let result = f(live);
-        live.store.data_mut().call = None;
+        let wall_ceiling = live
+            .store
+            .data_mut()
+            .call
+            .take()
+            .is_some_and(|c| c.ceiling_hit());
         let took = started.elapsed().as_nanos() as u64;
         self.last_call_ns = took;
         self.stats.busy_ns += took;
@@ -1247,7 +1252,7 @@ impl LoadedChef {
                 let l = &live.store.data().limiter;
                 let hit = (l.hit_limit, l.hit_kitchen_budget);
                 // The deadline this call had (a first call gets `first_call_grace` x it).
-                let err = classify(&e, hit, &self.limits, budget);
+                let err = classify(&e, hit, &self.limits, budget, wall_ceiling);
                 Err(self.fail(err, kind, now_ns))
             }
         }
@@ -1337,7 +1342,9 @@ fn instantiate(
     let mut store = Store::new(engine, ChefState::new(limits, log.clone(), env));
     store.limiter(|s| &mut s.limiter);
     // Every deadline of this store is charged in CPU time under a wall-clock ceiling.
-    store.epoch_deadline_callback(|s| Ok(call_budget::on_epoch_deadline(s.data().call.as_ref())));
+    store.epoch_deadline_callback(|mut s| {
+        Ok(call_budget::on_epoch_deadline(s.data_mut().call.as_mut()))
+    });
     store.set_epoch_deadline(deadline_ticks(limits.init_deadline));
     store.data_mut().call = Some(CallBudget::start(limits.init_deadline, Instant::now()));
     let classify_init = |e: wasmtime::Error, store: &Store<ChefState>| {
@@ -1349,6 +1356,7 @@ fn instantiate(
             ),
             limits,
             limits.init_deadline,
+            store.data().call.is_some_and(|c| c.ceiling_hit()),
         )
     };
     let instance = match pre.instance_pre().instantiate(&mut store) {
@@ -1690,10 +1698,12 @@ fn classify(
     (hit_limit, hit_kitchen_budget): (bool, bool),
     limits: &ChefLimits,
     deadline: Duration,
+    wall_ceiling: bool,
 ) -> CallError {
     if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
         return CallError::Timeout {
             deadline_ms: deadline.as_millis() as u64,
+            wall_ceiling,
         };
     }
     if hit_limit && hit_kitchen_budget {

@@ -64,6 +64,10 @@ where
         }
     });
     call.add_wait(start.elapsed());
+    if result.is_err() {
+        // Notes whether the budget or the ceiling ran out (the message says which).
+        let _ = call.remaining(Instant::now());
+    }
     result
 }
 
