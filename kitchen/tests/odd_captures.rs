@@ -749,7 +749,9 @@ fn help_states_what_a_tracked_flow_costs_with_and_without_stream_chefs() {
     for (stated, bytes, chefs) in [
         (
             "about 300 bytes when chefs take only flow events",
-            250u64,
+            // What `--help` says, not less: measured 246-339 bytes on a loaded machine (a
+            // reference of 250 allowed at most 325 and failed now and then).
+            300u64,
             &["-c", "TopTalkersChef"][..],
         ),
         (
