@@ -352,6 +352,28 @@ impl LiveProcess {
         }
     }
 
+    /// Wait until a live `nd-sniff` says its capture started ("Sniffing started"), then
+    /// half a second more (libpcap may take a moment after activation before the ring
+    /// sees packets). Panics, with its stderr, if it ends first or takes over a minute.
+    pub fn wait_until_sniffing(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.stderr_text().contains("Sniffing started") {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                panic!(
+                    "nd-sniff ended ({s:?}) before sniffing:\n{}",
+                    self.stderr_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "capture did not start:\n{}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     /// How many stdout lines so far.
     pub fn stdout_count(&self) -> usize {
         self.stdout.lock().unwrap_or_else(|e| e.into_inner()).len()

@@ -45,30 +45,7 @@ fn live_capture_on_lo_counts_exactly_the_datagrams_sent() {
         "-c",
         "PacketCountChef",
     ]);
-    let ready = |s: &LiveProcess| {
-        s.stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("Sniffing started"))
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && !ready(&sniff) {
-        if let Ok(Some(s)) = sniff.child.try_wait() {
-            panic!(
-                "nd-sniff ended ({s:?}) before sniffing:\n{}",
-                sniff.stderr_text()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        ready(&sniff),
-        "capture did not start:\n{}",
-        sniff.stderr_text()
-    );
-    // libpcap may take a moment after activation before the ring sees packets.
-    std::thread::sleep(Duration::from_millis(500));
+    sniff.wait_until_sniffing();
     let sender = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
     for i in 0..N {
         sender

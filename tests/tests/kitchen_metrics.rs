@@ -294,17 +294,7 @@ fn kitchen_metrics_follow_a_live_capture_on_lo() {
             .args(["--metrics-address", &metrics_port.to_string()])
             .env("RUST_LOG", "info"),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !sniff.stderr_text().contains("Sniffing started") {
-        assert!(
-            Instant::now() < deadline && sniff.child.try_wait().ok().flatten().is_none(),
-            "capture did not start:\n{}",
-            sniff.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // libpcap may take a moment after activation before the ring sees packets.
-    std::thread::sleep(Duration::from_millis(500));
+    sniff.wait_until_sniffing();
     let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
     for i in 0..N {
         sender

@@ -12,7 +12,7 @@
 
 use std::net::UdpSocket;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e_tests::{bin, is_root, log_field as field, workspace_root, LiveProcess};
 
@@ -47,16 +47,7 @@ fn kernel_dropped_counts_each_lost_loopback_packet_once() {
             .arg(&dir)
             .env("RUST_LOG", "info"),
     );
-    let ready = |s: &LiveProcess| s.stderr_text().contains("Sniffing started");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && !ready(&sniff) {
-        if let Ok(Some(s)) = sniff.child.try_wait() {
-            panic!("nd-sniff ended ({s:?}) early:\n{}", sniff.stderr_text());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(ready(&sniff), "no capture:\n{}", sniff.stderr_text());
-    std::thread::sleep(Duration::from_millis(500));
+    sniff.wait_until_sniffing();
 
     sniff.signal("STOP");
     let sender = UdpSocket::bind("127.0.0.1:0").expect("bind sender");

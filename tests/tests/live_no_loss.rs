@@ -11,7 +11,7 @@
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e_tests::{
     bin, hostile_release_dir, is_root, log_field as field, workspace_root, LiveProcess,
@@ -72,16 +72,7 @@ fn every_received_packet_is_seen_or_counted_as_dropped() {
             .args(["-c", "PacketCountChef", "-c", "SlowUnderDeadlineChef"])
             .env("RUST_LOG", "info"),
     );
-    let ready = |s: &LiveProcess| s.stderr_text().contains("Sniffing started");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && !ready(&sniff) {
-        if let Ok(Some(s)) = sniff.child.try_wait() {
-            panic!("nd-sniff ended ({s:?}) early:\n{}", sniff.stderr_text());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(ready(&sniff), "no capture:\n{}", sniff.stderr_text());
-    std::thread::sleep(Duration::from_millis(500));
+    sniff.wait_until_sniffing();
     let sender = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
     // Drain the receiver meanwhile so its buffer never refuses datagrams (not that it
     // matters to the capture, which sees them on lo either way).
