@@ -1000,4 +1000,19 @@ fn summary(k: &str, d: &mut Dispatcher, elapsed: Duration) {
         };
         tracing::info!("{k}: {line}{cpu}");
     }
+    for (name, gone) in d.removed_chefs() {
+        let c = &gone.counters;
+        tracing::info!(
+            "{k}: chef {}: removed during the run ({}); {} packets offered, {} seen, {} dropped \
+             ({} shed); {} dumplings ({} bytes)",
+            dumpling::text::Escaped::new(name),
+            gone.source,
+            c.offered,
+            c.seen,
+            c.dropped,
+            c.shed,
+            c.dumplings,
+            c.bytes
+        );
+    }
 }

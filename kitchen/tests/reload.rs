@@ -1744,3 +1744,42 @@ fn a_file_refused_for_a_name_starts_when_the_holder_goes_away() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A chef whose file is removed and that comes back (another file, the same chef) goes on
+/// from its counts: the exit summary's totals cover both runs (they were the second run's
+/// alone, with nothing to say where the first one's packets went).
+#[test]
+fn a_chef_removed_and_added_again_keeps_its_counts() {
+    let (root, dir, fifo) = chef_folder_and_fifo("removed-readded");
+    let chefs = ["-c", "PacketCountChef", "-c", "StateChef"];
+    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&root.join("cache")), &chefs);
+    land(&fixture("state_chef"), &dir, "a.wasm");
+    k.send_until(&["chef added from the chef directory", "StateChef", "a.wasm"]);
+    k.send(10);
+    std::fs::remove_file(dir.join("a.wasm")).unwrap();
+    k.send_until(&["chef file removed", "StateChef"]);
+    k.send(5);
+    land(&fixture("state_chef"), &dir, "b.wasm");
+    k.send_until(&["chef added from the chef directory", "StateChef", "b.wasm"]);
+    k.send(10);
+    let (stdout, stderr) = k.finish();
+    // Each run's own count, from its final interval dumpling.
+    let runs: Vec<u64> = interval_payloads(&stdout, "StateChef")
+        .iter()
+        .filter_map(|p| p["packets"].as_u64())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}\n{stderr}");
+    assert!(runs[0] >= 10 && runs[1] >= 10, "{runs:?}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("chef StateChef: running;"))
+        .unwrap_or_else(|| panic!("no summary line:\n{stderr}"));
+    let offered: u64 = line
+        .split("running; ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(offered, runs[0] + runs[1], "{line}\n{runs:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}

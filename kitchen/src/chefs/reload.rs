@@ -1006,7 +1006,7 @@ fn apply_event(
             let Some(i) = d.chefs().iter().position(|s| chef_source_is(s, &path)) else {
                 return Ok(Outcome::Done(Applied::Unchanged));
             };
-            let (slot, _) = d.retire_chef(i)?;
+            let slot = d.remove_chef(i)?;
             tracing::info!(file = %escape_path(&path), chef = slot.chef.name(),
                 "chef file removed; chef stopped (after its final interval dumpling)");
             Ok(Outcome::Done(Applied::Removed(slot.chef.name().to_owned())))

@@ -111,6 +111,20 @@ pub struct KitchenStats {
     pub verdict_lanes_ns: u64,
 }
 
+/// Most removed chefs whose counts a dispatcher keeps ([`Dispatcher::remove_chef`]).
+pub const MAX_REMOVED_CHEFS: usize = 1024;
+
+/// What is kept of a chef whose file was removed while it ran.
+#[derive(Debug, Clone)]
+pub struct RemovedChef {
+    /// Where it came from (its file, escaped).
+    pub source: String,
+    /// The dispatcher's counters of it.
+    pub counters: ChefCounters,
+    /// The host's counters of it.
+    pub stats: crate::chef_host::ChefStats,
+}
+
 /// The dispatcher: owns the chefs and runs [`Step`]s on them; it also has a
 /// [`BatchBuilder`] for callers that feed packets on the same thread.
 pub struct Dispatcher {
@@ -139,6 +153,9 @@ pub struct Dispatcher {
     honour_verdicts: bool,
     /// The next lane's serial ([`ChefLane`]'s, for the stream stage's verdicts).
     next_lane_serial: u64,
+    /// Chefs whose file was removed while running, by name: their counts, for the exit
+    /// summary and for a chef of the same name added again, which goes on from them.
+    removed: std::collections::BTreeMap<String, RemovedChef>,
     /// IP reassembly bounds of every builder this dispatcher makes.
     defrag_limits: DefragLimits,
 
@@ -198,6 +215,7 @@ impl Dispatcher {
             stream_verdicts: false,
             honour_verdicts: true,
             next_lane_serial,
+            removed: Default::default(),
             defrag_limits: DefragLimits::default(),
 
             packed: PackedScratch::default(),
@@ -766,16 +784,49 @@ impl Dispatcher {
         counters: Option<ChefCounters>,
     ) -> Result<(), SinkError> {
         self.flush()?;
+        let mut slot = slot;
+        // A chef removed earlier and now back (under any file) goes on from its counts.
+        let counters = match (counters, self.removed.remove(slot.chef.name())) {
+            (Some(c), _) => c,
+            (None, Some(gone)) => {
+                slot.chef.stats = gone.stats;
+                gone.counters.for_next_version()
+            }
+            (None, None) => ChefCounters::default(),
+        };
         let at = self
             .lanes
             .partition_point(|s| s.chef.name() < slot.chef.name());
-        let mut lane = ChefLane::new(slot, counters.unwrap_or_default());
+        let mut lane = ChefLane::new(slot, counters);
         lane.serial = self.next_lane_serial;
         self.next_lane_serial += 1;
         self.lanes.insert(at, lane);
         self.update_stream_stage();
         self.update_flow_switch();
         Ok(())
+    }
+
+    /// [`Dispatcher::retire_chef`] for a chef that stops for good (its file removed): its
+    /// counts are kept by name ([`Dispatcher::removed_chefs`]), and a chef of that name
+    /// added later goes on from them, so the totals never lose what it saw. At most
+    /// [`MAX_REMOVED_CHEFS`] names are kept.
+    pub fn remove_chef(&mut self, i: usize) -> Result<ChefSlot, SinkError> {
+        let (slot, counters) = self.retire_chef(i)?;
+        let name = slot.chef.name().to_owned();
+        if self.removed.len() < MAX_REMOVED_CHEFS || self.removed.contains_key(&name) {
+            let removed = RemovedChef {
+                source: slot.chef.source().to_string(),
+                counters,
+                stats: slot.chef.stats.clone(),
+            };
+            self.removed.insert(name, removed);
+        }
+        Ok(slot)
+    }
+
+    /// Chefs removed while running and not added again, by name.
+    pub fn removed_chefs(&self) -> impl Iterator<Item = (&str, &RemovedChef)> {
+        self.removed.iter().map(|(n, r)| (n.as_str(), r))
     }
 
     /// Take chef `i` out between batches (hot reload): the pending batch is flushed (so it
