@@ -374,6 +374,21 @@ impl LiveProcess {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    /// Stop a live `nd-sniff` with SIGINT, wait (a minute at most) for it to exit 0, and
+    /// return its stderr and the "capture statistics" line of its exit summary.
+    pub fn interrupt_for_capture_statistics(&mut self) -> (String, String) {
+        self.signal("INT");
+        let status = self.wait(Duration::from_secs(60));
+        let stderr = self.stderr_text();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        let capture = stderr
+            .lines()
+            .find(|l| l.contains("capture statistics"))
+            .unwrap_or_else(|| panic!("no capture statistics:\n{stderr}"))
+            .to_owned();
+        (stderr, capture)
+    }
+
     /// How many stdout lines so far.
     pub fn stdout_count(&self) -> usize {
         self.stdout.lock().unwrap_or_else(|e| e.into_inner()).len()

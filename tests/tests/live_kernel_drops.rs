@@ -63,16 +63,9 @@ fn kernel_dropped_counts_each_lost_loopback_packet_once() {
     sniff.signal("CONT");
     // Let the kitchen read what the kernel kept (a few thousand packets), then stop it.
     std::thread::sleep(Duration::from_secs(3));
-    sniff.signal("INT");
-    let status = sniff.wait(Duration::from_secs(60));
-    let stderr = sniff.stderr_text();
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let capture = stderr
-        .lines()
-        .find(|l| l.contains("capture statistics"))
-        .unwrap_or_else(|| panic!("no capture statistics:\n{stderr}"));
-    let received = field(capture, "received");
-    let kernel_dropped = field(capture, "kernel_dropped");
+    let (_, capture) = sniff.interrupt_for_capture_statistics();
+    let received = field(&capture, "received");
+    let kernel_dropped = field(&capture, "kernel_dropped");
     eprintln!("sent {sent}: received {received}, kernel dropped {kernel_dropped}");
     assert_eq!(sent, SENT, "the sender itself failed some datagrams");
     assert!(

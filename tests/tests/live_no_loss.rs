@@ -11,7 +11,6 @@
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use e2e_tests::{
     bin, hostile_release_dir, is_root, log_field as field, workspace_root, LiveProcess,
@@ -83,18 +82,11 @@ fn every_received_packet_is_seen_or_counted_as_dropped() {
         while receiver.recv(&mut buf).is_ok() {}
     }
     // At once: the slow chef has a backlog queued.
-    sniff.signal("INT");
-    let status = sniff.wait(Duration::from_secs(60));
-    let stderr = sniff.stderr_text();
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let capture = stderr
-        .lines()
-        .find(|l| l.contains("capture statistics"))
-        .unwrap_or_else(|| panic!("no capture statistics:\n{stderr}"));
-    let received = field(capture, "received");
-    let queue_dropped = field(capture, "queue_dropped");
-    let shutdown_dropped = field(capture, "shutdown_dropped");
-    let loopback = field(capture, "loopback_skipped");
+    let (stderr, capture) = sniff.interrupt_for_capture_statistics();
+    let received = field(&capture, "received");
+    let queue_dropped = field(&capture, "queue_dropped");
+    let shutdown_dropped = field(&capture, "shutdown_dropped");
+    let loopback = field(&capture, "loopback_skipped");
     let status_line = stderr
         .lines()
         .find(|l| l.contains(": chef PacketCountChef: "))
