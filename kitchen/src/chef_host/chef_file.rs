@@ -131,15 +131,7 @@ pub fn file_kind(ft: &std::fs::FileType) -> &'static str {
 
 fn check_symlink_stays_inside(dir: &Path, path: &Path) -> Result<(), ChefFileError> {
     // canonicalize resolves every link (never opens the target, so it cannot block).
-    let target = std::fs::canonicalize(path)?;
-    let dir_abs = std::fs::canonicalize(dir)?;
-    if target.parent() == Some(dir_abs.as_path()) || target.starts_with(&dir_abs) {
-        return Ok(());
-    }
-    Err(ChefFileError::OutsideDir {
-        target: dumpling::text::escape_path(&target),
-        dir: dumpling::text::escape_path(&dir_abs),
-    })
+    ensure_inside(dir, std::fs::canonicalize(path)?)
 }
 
 /// Where the opened `file` lives must be inside `dir` (the check of step 1 again, on the
@@ -147,15 +139,21 @@ fn check_symlink_stays_inside(dir: &Path, path: &Path) -> Result<(), ChefFileErr
 /// `/proc/self/fd` link to read) only step 1 holds.
 fn check_opened_file_inside(dir: &Path, file: &std::fs::File) -> Result<(), ChefFileError> {
     use std::os::fd::AsRawFd;
-    let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
-        return Ok(());
-    };
+    match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+        Ok(opened) => ensure_inside(dir, opened),
+        Err(_) => Ok(()),
+    }
+}
+
+/// `target` (a resolved path) must be inside the chef folder `dir`, else
+/// [`ChefFileError::OutsideDir`] naming both.
+fn ensure_inside(dir: &Path, target: PathBuf) -> Result<(), ChefFileError> {
     let dir_abs = std::fs::canonicalize(dir)?;
-    if opened.starts_with(&dir_abs) {
+    if target.starts_with(&dir_abs) {
         return Ok(());
     }
     Err(ChefFileError::OutsideDir {
-        target: dumpling::text::escape_path(&opened),
+        target: dumpling::text::escape_path(&target),
         dir: dumpling::text::escape_path(&dir_abs),
     })
 }

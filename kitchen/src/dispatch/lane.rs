@@ -618,7 +618,7 @@ impl ChefLane {
             return false;
         }
         let now_ns = ctx.now_ns;
-        if ctx.behind && self.counters.duty.over(started, ctx.share) {
+        if self.over_share(started, ctx) {
             self.counters.dropped += n;
             self.counters.shed += n;
             self.return_intake();
@@ -754,7 +754,7 @@ impl ChefLane {
 
     /// Live and behind: whether this chef sheds the coming poke (counted).
     pub(super) fn sheds_poke(&mut self, ctx: &LaneContext<'_>) -> bool {
-        if ctx.behind && self.counters.duty.over(Instant::now(), ctx.share) {
+        if self.over_share(Instant::now(), ctx) {
             self.counters.pokes_shed += 1;
             return true;
         }
