@@ -719,3 +719,65 @@ fn a_folder_replaced_while_the_old_one_stays_busy_is_noticed() {
     drop(r);
     let _ = std::fs::remove_dir_all(&old);
 }
+
+#[test]
+fn a_symlinked_chef_follows_its_target_rewritten_swapped_or_removed() {
+    // `current.wasm -> releases/chef.wasm`: a release rewritten in place (or a directory
+    // swapped behind the link) makes no event on the folder's own entries, so the chef
+    // was never reloaded; a target removed was not named until the link's next event.
+    let dir = fresh_dir("symlink-target");
+    std::fs::create_dir_all(dir.join("releases/v1")).unwrap();
+    std::fs::create_dir_all(dir.join("releases/v2")).unwrap();
+    std::fs::write(
+        dir.join("releases/v1/chef.wasm"),
+        builtin("packet_count_chef.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("releases/v2/chef.wasm"), builtin("arp_chef.wasm")).unwrap();
+    std::os::unix::fs::symlink("v1", dir.join("releases/live")).unwrap();
+    std::os::unix::fs::symlink("releases/live/chef.wasm", dir.join("current.wasm")).unwrap();
+    let h = host(ChefLimits::default(), Compiler::InProcess);
+    let r = Reloader::start(h, &dir, &[]).expect("reloader");
+    let next = |what: &str| {
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            match r.recv_timeout(Duration::from_millis(200)) {
+                Some(ReloadEvent::Ready { path, chef, .. }) if path.ends_with("current.wasm") => {
+                    return Ok(chef.name().to_owned())
+                }
+                Some(ReloadEvent::Failed { path, error }) if path.ends_with("current.wasm") => {
+                    return Err(error)
+                }
+                _ => {}
+            }
+        }
+        panic!("no event for current.wasm: {what}")
+    };
+    assert_eq!(next("at start"), Ok("PacketCountChef".to_owned()));
+    // Rewritten in place behind the link.
+    std::fs::write(
+        dir.join("releases/v1/chef.wasm"),
+        builtin("dns_lookup_chef.wasm"),
+    )
+    .unwrap();
+    assert_eq!(next("target rewritten"), Ok("DNSLookupChef".to_owned()));
+    // The directory the link goes through swapped (`ln -sfn v2 live` is a rename).
+    std::os::unix::fs::symlink("v2", dir.join("releases/live.new")).unwrap();
+    std::fs::rename(dir.join("releases/live.new"), dir.join("releases/live")).unwrap();
+    assert_eq!(next("directory swapped"), Ok("ARPChef".to_owned()));
+    // The target removed: named as a dangling link.
+    std::fs::remove_file(dir.join("releases/v2/chef.wasm")).unwrap();
+    let error = next("target removed").expect_err("a dangling link loaded");
+    assert!(!error.is_empty());
+    // Nothing more while nothing changes.
+    std::thread::sleep(Duration::from_millis(2500));
+    while let Some(e) = r.try_recv() {
+        if let ReloadEvent::Ready { path, .. } | ReloadEvent::Failed { path, .. } = &e {
+            assert!(
+                !path.ends_with("current.wasm"),
+                "an unchanged link was handled again: {}",
+                path.display()
+            );
+        }
+    }
+}

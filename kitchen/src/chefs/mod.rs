@@ -5,6 +5,7 @@
 //! it never stops the kitchen (the original's rule for chef modules that fail to import).
 
 pub mod builtin;
+mod link_targets;
 pub mod reload;
 
 use std::path::{Path, PathBuf};

@@ -49,6 +49,11 @@
 //! refused (as at start, the running one stays). With `-c NAME`, chefs with other names are
 //! ignored. A deleted file's chef is not replaced by the built-in it once overrode.
 //!
+//! A chef file may be a symlink to a file inside the folder (`current.wasm ->
+//! releases/chef.wasm`): what it points at is checked once a second
+//! ([`super::link_targets`]), so a target rewritten in place or swapped behind the link is
+//! loaded, and a target removed is named as a dangling link, within about two seconds.
+//!
 //! Replay (`-r`): reload works the same (events are applied when the next packet is read,
 //! so with a file on disk it only matters for long replays; with a FIFO it is applied when
 //! the writer sends the next packet). Which packet a new chef starts at then depends on
@@ -66,6 +71,7 @@ use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, Recom
 
 use crate::chef_host::chef_file::{read_chef_file, ChefFileError};
 use crate::chef_host::{signature, ChefHost, ChefSource, LoadError, LoadedChef};
+use crate::chefs::link_targets::LinkTargets;
 use crate::chefs::{name_verdict, qualified_name, NameVerdict};
 use crate::dispatch::{ChefCounters, ChefLane, ChefSlot, Dispatcher, InterestMatcher, SinkError};
 use dumpling::text::{escape_path, Escaped};
@@ -210,6 +216,7 @@ impl Reloader {
                     out: tx,
                     watcher: loader_watcher,
                     folder,
+                    links: LinkTargets::default(),
                 }
                 .run(raw_rx, retry_rx)
             })
@@ -500,6 +507,9 @@ struct Loader {
     watcher: SharedWatcher,
     /// The watched folder's (device, inode); `None` while it is gone.
     folder: Option<(u64, u64)>,
+    /// Chef files that are symlinks, with what each resolved to when handled: a target
+    /// changed or removed behind the link makes no event on the folder.
+    links: LinkTargets,
 }
 
 impl Loader {
@@ -517,6 +527,10 @@ impl Loader {
             if folder_checked.elapsed() >= FOLDER_CHECK {
                 folder_checked = Instant::now();
                 if !self.check_folder() {
+                    return;
+                }
+                let relinked = self.links.changed();
+                if !relinked.is_empty() && !self.reconcile(relinked) {
                     return;
                 }
             }
@@ -629,7 +643,8 @@ impl Loader {
         let started = Instant::now();
         // `lstat` only: a dangling symlink or any other entry that is there is read (and
         // refused with its reason) below; only a name that is gone is a removal.
-        if std::fs::symlink_metadata(&path).is_err() {
+        let Ok(entry) = std::fs::symlink_metadata(&path) else {
+            self.links.forget(&path);
             if self.versions.remove(&path).is_some() {
                 let generation = self.generations.bump(&path);
                 let event = ReloadEvent::Removed { path: path.clone() };
@@ -640,7 +655,8 @@ impl Loader {
                 return sent;
             }
             return true;
-        }
+        };
+        self.links.note(&path, entry.file_type().is_symlink());
         let read = read_chef_file(Some(&self.dir), &path, self.host.limits().max_file_bytes);
         let bytes = match read {
             Ok(b) => b,
