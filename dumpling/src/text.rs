@@ -141,11 +141,12 @@ pub fn escape_json_text(json: &str) -> Option<String> {
 /// `…[+N bytes]` so a reader knows text is missing. The result has no control characters
 /// and at most about `6 * max_chars + 20` bytes.
 pub fn escape(s: &str, max_chars: usize) -> String {
-    escape_as(s, max_chars, false)
+    escape_as(s, max_chars, false, false)
 }
 
-/// [`escape`], with every non-ASCII character escaped too when `ascii` is set.
-fn escape_as(s: &str, max_chars: usize, ascii: bool) -> String {
+/// [`escape`], with every non-ASCII character escaped too when `ascii` is set, and
+/// backslashes kept as they are when `keep_backslash` is ([`Escaped::composed`]).
+fn escape_as(s: &str, max_chars: usize, ascii: bool, keep_backslash: bool) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars.saturating_mul(2)) + 2);
     let mut kept_bytes = 0;
     for (n, c) in s.chars().enumerate() {
@@ -154,7 +155,11 @@ fn escape_as(s: &str, max_chars: usize, ascii: bool) -> String {
             return out;
         }
         kept_bytes += c.len_utf8();
-        push_escaped(&mut out, c, ascii);
+        if keep_backslash && c == '\\' {
+            out.push(c);
+        } else {
+            push_escaped(&mut out, c, ascii);
+        }
     }
     out
 }
@@ -185,6 +190,8 @@ pub struct Escaped<'a> {
     max_chars: usize,
     /// Escape every non-ASCII character too ([`Escaped::ascii`]).
     ascii: bool,
+    /// Keep backslashes as they are ([`Escaped::composed`]).
+    keep_backslash: bool,
 }
 
 impl<'a> Escaped<'a> {
@@ -194,6 +201,7 @@ impl<'a> Escaped<'a> {
             text,
             max_chars: DEFAULT_MAX_CHARS,
             ascii: false,
+            keep_backslash: false,
         }
     }
 
@@ -206,6 +214,7 @@ impl<'a> Escaped<'a> {
             text,
             max_chars: DEFAULT_MAX_CHARS,
             ascii: true,
+            keep_backslash: false,
         }
     }
 
@@ -215,6 +224,21 @@ impl<'a> Escaped<'a> {
             text,
             max_chars,
             ascii: false,
+            keep_backslash: false,
+        }
+    }
+
+    /// `text` composed of parts some of which are escaped already (an error naming a path
+    /// it escaped, around words of the OS or of a chef that it did not), cut at
+    /// `max_chars`: every character [`escape`] escapes is escaped except the backslash,
+    /// which is kept, so `\x1b` from an escaped path does not print as `\\x1b`. Nothing
+    /// unsafe gets through; only a backslash the text held itself reads as it is.
+    pub fn composed(text: &'a str, max_chars: usize) -> Self {
+        Escaped {
+            text,
+            max_chars,
+            ascii: false,
+            keep_backslash: true,
         }
     }
 }
@@ -223,11 +247,19 @@ impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The usual case (a plain name within the cut) is written as it is, without building
         // a copy: `nd-print` writes two per dumpling.
-        let plain = |c: char| !needs_escape(c) && (c.is_ascii() || !self.ascii);
+        let plain = |c: char| {
+            (!needs_escape(c) || (self.keep_backslash && c == '\\'))
+                && (c.is_ascii() || !self.ascii)
+        };
         if self.text.len() <= self.max_chars && self.text.chars().all(plain) {
             return f.write_str(self.text);
         }
-        f.write_str(&escape_as(self.text, self.max_chars, self.ascii))
+        f.write_str(&escape_as(
+            self.text,
+            self.max_chars,
+            self.ascii,
+            self.keep_backslash,
+        ))
     }
 }
 
@@ -492,5 +524,27 @@ mod tests {
         let shown = escape_path(&p(&long));
         assert!(shown.ends_with("…[+44 bytes]"), "{shown}");
         assert_eq!(shown.matches("\\xff").count(), DEFAULT_MAX_CHARS);
+    }
+
+    #[test]
+    fn composed_text_keeps_escapes_it_holds_and_escapes_the_rest() {
+        // An error naming a path it escaped, around raw words: the path's escapes read
+        // once (they printed as `\\x1b`), the raw control characters are still escaped.
+        let path = escape_path(std::path::Path::new("chefs/a\u{1b}[31m.wasm"));
+        let error = format!("a symlink to {path}, which does not exist\n\u{202e}forged");
+        assert_eq!(
+            Escaped::composed(&error, 1024).to_string(),
+            "a symlink to chefs/a\\x1b[31m.wasm, which does not exist\\n\\u{202e}forged"
+        );
+        assert_eq!(
+            Escaped::with_max(&error, 1024).to_string(),
+            "a symlink to chefs/a\\\\x1b[31m.wasm, which does not exist\\n\\u{202e}forged"
+        );
+        // Plain text, and the cut.
+        assert_eq!(Escaped::composed("plain", 10).to_string(), "plain");
+        assert_eq!(
+            Escaped::composed("a\\b\u{7}cdef", 4).to_string(),
+            "a\\b\\x07…[+4 bytes]"
+        );
     }
 }

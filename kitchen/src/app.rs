@@ -341,7 +341,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
         tracing::warn!(
             "{k}: load failures: {file}: {} (last error: {})",
             f.count,
-            dumpling::text::Escaped::with_max(&f.error, 1024)
+            dumpling::text::Escaped::composed(&f.error, 1024)
         );
     }
     let chef_failures: u64 = dispatcher
@@ -844,7 +844,7 @@ fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
                 let _ = writeln!(
                     out,
                     "  error loading chef: {}",
-                    Escaped::with_max(&e.to_string(), 1024)
+                    Escaped::composed(&e.to_string(), 1024)
                 );
             }
         }

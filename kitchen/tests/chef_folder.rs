@@ -575,7 +575,27 @@ fn a_dangling_symlink_dropped_in_is_reported() {
         }
     }
     let error = error.expect("a dangling symlink dropped in was not reported");
-    assert!(!error.is_empty());
+    // Named as what it is, with where it points (it read "cannot read it: No such file").
+    assert!(
+        error.contains("a symlink to") && error.contains("nowhere.wasm, which does not exist"),
+        "{error}"
+    );
+    // A loop of links is named as one.
+    std::os::unix::fs::symlink("loop-b.wasm", dir.join("loop-a.wasm")).unwrap();
+    std::os::unix::fs::symlink("loop-a.wasm", dir.join("loop-b.wasm")).unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    let mut error = None;
+    while error.is_none() && Instant::now() < until {
+        if let Some(ReloadEvent::Failed { path, error: e }) =
+            r.recv_timeout(Duration::from_millis(200))
+        {
+            if path.ends_with("loop-a.wasm") {
+                error = Some(e);
+            }
+        }
+    }
+    let error = error.expect("a loop of symlinks was not reported");
+    assert!(error.contains("loop of symlinks"), "{error}");
 }
 
 #[test]

@@ -47,6 +47,15 @@ pub enum ChefFileError {
         /// The chef folder (escaped).
         dir: String,
     },
+    /// A symlink that leads nowhere (its target, or a link on the way, does not exist, or
+    /// the links loop).
+    #[error("a symlink to {target}, which {why}")]
+    Dangling {
+        /// Where it points (escaped).
+        target: String,
+        /// "does not exist" or "is a loop of symlinks".
+        why: &'static str,
+    },
     /// Larger than the cap (known before reading).
     #[error("{size} bytes, over the {max}-byte chef file limit (--max-chef-file-mib); not read")]
     TooBig {
@@ -131,7 +140,19 @@ pub fn file_kind(ft: &std::fs::FileType) -> &'static str {
 
 fn check_symlink_stays_inside(dir: &Path, path: &Path) -> Result<(), ChefFileError> {
     // canonicalize resolves every link (never opens the target, so it cannot block).
-    ensure_inside(dir, std::fs::canonicalize(path)?)
+    let target = std::fs::canonicalize(path).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => "does not exist",
+            Some(libc::ELOOP) => "is a loop of symlinks",
+            _ => return ChefFileError::Io(e),
+        };
+        let target = std::fs::read_link(path).unwrap_or_default();
+        ChefFileError::Dangling {
+            target: dumpling::text::escape_path(&target),
+            why,
+        }
+    })?;
+    ensure_inside(dir, target)
 }
 
 /// Where the opened `file` lives must be inside `dir` (the check of step 1 again, on the

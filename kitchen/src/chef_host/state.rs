@@ -103,7 +103,7 @@ pub fn carry(old: &mut LoadedChef, new: &mut LoadedChef, max_bytes: usize, now_n
             new.stats.state_fresh += 1;
             // The reason can carry the chef's own words (a refusal): escaped and bounded.
             tracing::warn!(chef = %chef, "chef state not carried; the new version starts fresh: {}",
-                Escaped::with_max(&e.to_string(), 512));
+                Escaped::composed(&e.to_string(), 512));
         }
     }
     carried

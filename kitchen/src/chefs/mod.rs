@@ -173,7 +173,7 @@ pub fn loaded(found: Vec<FoundChef>) -> Vec<LoadedChef> {
                 }
             }
             Err(e) => tracing::error!(source = %f.source,
-                error = %dumpling::text::Escaped::with_max(&e.to_string(), 1024), "chef not loaded"),
+                error = %dumpling::text::Escaped::composed(&e.to_string(), 1024), "chef not loaded"),
         }
     }
     out

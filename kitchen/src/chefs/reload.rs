@@ -1006,10 +1006,10 @@ fn apply_event(
                 Some(s) => {
                     tracing::error!(file = %escape_path(&path), chef = %Escaped::new(s.chef.name()),
                     "chef reload failed: {}; the previous version keeps running",
-                    Escaped::with_max(&error, 1024))
+                    Escaped::composed(&error, 1024))
                 }
                 None => tracing::error!(file = %escape_path(&path), "chef not loaded: {}",
-                    Escaped::with_max(&error, 1024)),
+                    Escaped::composed(&error, 1024)),
             }
             d.status_inputs()
                 .record_load_failure(&escape_path(&path), &error);
