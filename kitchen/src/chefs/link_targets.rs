@@ -121,16 +121,16 @@ mod tests {
         // Rewritten in place (another size): seen once, then reported at the next check.
         std::fs::write(&target, b"two, longer").unwrap();
         assert!(links.changed().is_empty(), "reported before it held still");
-        assert_eq!(links.changed(), [link.clone()]);
+        assert_eq!(links.changed(), std::slice::from_ref(&link));
         // Until the loader handles it again, it stays changed.
-        assert_eq!(links.changed(), [link.clone()]);
+        assert_eq!(links.changed(), std::slice::from_ref(&link));
         links.note(&link, true);
         assert!(links.changed().is_empty());
 
         // The target removed: the link dangles, and that is a change too.
         std::fs::remove_file(&target).unwrap();
         links.changed();
-        assert_eq!(links.changed(), [link.clone()]);
+        assert_eq!(links.changed(), std::slice::from_ref(&link));
         links.note(&link, true);
         assert!(links.changed().is_empty());
 
