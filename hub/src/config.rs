@@ -100,22 +100,43 @@ impl Default for Config {
     }
 }
 
+/// Most bytes the WebSocket writer of a kitchen connection holds unsent: the hub only
+/// writes control frames to kitchens (pongs, pings, a close), so a kitchen flooding pings
+/// without reading is cut off here instead of growing the hub.
+pub const KITCHEN_MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
 impl Config {
+    /// Most bytes the WebSocket writer of an eater connection holds unsent: one batch and
+    /// a few of the largest messages on top (what a legitimate write can leave queued
+    /// while the socket is full), well under the bytes an eater may lag behind
+    /// (`eater_queue_bytes`).
+    pub fn eater_max_write_buffer_bytes(&self) -> usize {
+        self.batch_max_bytes
+            .saturating_add(self.max_message_bytes.saturating_mul(4))
+            .saturating_add(64 * 1024)
+    }
+
     /// WebSocket settings for kitchen connections.
     pub fn kitchen_ws_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(self.kitchen_read_buffer_bytes.max(1024))
             .write_buffer_size(0)
+            .max_write_buffer_size(KITCHEN_MAX_WRITE_BUFFER_BYTES)
             .max_message_size(Some(self.max_message_bytes))
             .max_frame_size(Some(self.max_message_bytes))
     }
 
     /// WebSocket settings for eater connections. The write buffer target is the batch
     /// size, so one flush writes one batch in few syscalls.
+    ///
+    /// The write buffer is bounded ([`Config::eater_max_write_buffer_bytes`]): tungstenite
+    /// queues a pong for every ping it reads, and an eater that floods pings and never
+    /// reads grew the hub by ~1 GB in 4 s. Past the bound its connection ends.
     pub fn eater_ws_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_bytes.max(1024))
             .write_buffer_size(self.batch_max_bytes)
+            .max_write_buffer_size(self.eater_max_write_buffer_bytes())
             .max_message_size(Some(self.max_eater_message_bytes))
             .max_frame_size(Some(self.max_eater_message_bytes))
     }

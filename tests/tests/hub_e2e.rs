@@ -1436,3 +1436,77 @@ async fn a_plain_hub_survives_sighup() {
         "no word of the SIGHUP:\n{log}"
     );
 }
+
+/// An eater that floods pings and never reads: tungstenite queued a pong for each ping in
+/// an unbounded write buffer (the hub grew by ~1 GB in 4 s). Now the buffer is bounded
+/// (a pong that does not fit replaces the one waiting): the hub's memory stays flat and
+/// it keeps serving other eaters meanwhile.
+#[tokio::test]
+async fn an_eater_flooding_pings_without_reading_leaves_the_hub_small_and_serving() {
+    let hub = Hub::start(&["-f", "60"]);
+    let addr = hub.eaters;
+    let before = hub.rss_kib();
+    let flood = std::thread::spawn(move || -> (u64, bool) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+            if s.read(&mut b).unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "no upgrade");
+        // Masked frames (zero mask): the hello, then pings of 125 bytes, 100 per write.
+        let frame = |opcode: u8, payload: &[u8]| {
+            let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+            f.extend_from_slice(payload);
+            f
+        };
+        s.write_all(&frame(1, br#"{"eater_name": "pinger"}"#))
+            .unwrap();
+        let pings: Vec<u8> = (0..100).flat_map(|_| frame(9, &[b'p'; 125])).collect();
+        s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut sent = 0u64;
+        while Instant::now() < until {
+            match s.write_all(&pings) {
+                Ok(()) => sent += 100,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return (sent, true),
+            }
+        }
+        (sent, false)
+    });
+    let mut peak = before;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Meanwhile a kitchen's dumpling reaches a real eater.
+    let (mut e, _) = eater(hub.eaters, "e").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "k"}"#).await;
+    k.send(Message::text(dumpling_text("k", 1, 100)))
+        .await
+        .unwrap();
+    let got = next_dumpling(&mut e, T).await;
+    assert!(
+        got.is_some_and(|m| is_chef(&m, "BenchChef")),
+        "no dumpling reached an eater during the flood"
+    );
+    while !flood.is_finished() {
+        peak = peak.max(hub.rss_kib());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (sent, _) = flood.join().unwrap();
+    assert!(sent > 10_000, "the flood never got going ({sent} pings)");
+    assert!(
+        peak < before + 100 * 1024,
+        "hub grew from {before} KiB to {peak} KiB under a ping flood of {sent} pings"
+    );
+}
