@@ -374,20 +374,23 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             dropped = report.dropped,
             unsent = report.unsent,
             rejected = report.rejected,
+            unconfirmed = report.unconfirmed,
             connections = report.connections,
             refused_connections = report.refused,
             "{k}: hub delivery"
         );
         if report.lost() > 0 {
             tracing::error!(
-                "{k}: {} dumplings never reached the hub ({} dropped while it was unreachable, \
-                 {} still queued after the {:?} flush timeout, {} sent on connections the hub \
-                 refused)",
+                "{k}: {} dumplings never reached the hub, or may not have ({} dropped while it \
+                 was unreachable, {} still queued after the {:?} flush timeout, {} sent on \
+                 connections the hub refused, {} written but never confirmed read by the hub \
+                 before its connection ended)",
                 report.lost(),
                 report.dropped,
                 report.unsent,
                 config.flush_timeout,
-                report.rejected
+                report.rejected,
+                report.unconfirmed
             );
             outcome = Outcome::Failed;
         }

@@ -734,3 +734,61 @@ fn a_signal_before_the_input_starts_ends_the_run() {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+/// A hub that stops reading (its host froze, or a federated hub waits for NATS) with
+/// dumplings in its socket buffers: the kitchen counted them as sent, waited 2 s for the
+/// close reply whatever `--flush-timeout` said, and exited 0 (the probe lost half of them).
+/// Now the hub's pongs to the kitchen's counting pings confirm what it read, the close
+/// waits up to `--flush-timeout`, and what was never confirmed is counted as possibly
+/// lost: the kitchen says so and exits 1.
+#[test]
+fn a_hub_that_stops_reading_makes_the_kitchen_count_what_it_never_confirmed() {
+    let (hub_in, hub_out) = two_ports();
+    let hub = start_hub(hub_in, hub_out);
+    let path = fifo("frozen");
+    let (header, recs) = packets(100);
+    let mut kitchen = start_kitchen(&path, hub_in, &["--flush-timeout", "3"]);
+    let feeder = Feeder::start(&path, header);
+    feeder.send(&recs[..50]);
+    let before = wait_stable(
+        || kitchen.stdout_count(),
+        0,
+        Duration::from_millis(1500),
+        Duration::from_secs(30),
+    );
+    assert!(before > 0, "no dumplings before the freeze");
+    // Frozen: its sockets stay open, nothing is read or answered.
+    hub.signal("STOP");
+    feeder.send(&recs[50..]);
+    feeder.close();
+    let started = Instant::now();
+    let status = kitchen.wait(Duration::from_secs(30));
+    let waited = started.elapsed();
+    hub.signal("CONT");
+    let stderr = kitchen.stderr_text();
+    let made = summary_dumplings(&stderr);
+    let sent = delivery(&stderr, "sent");
+    let unconfirmed = delivery(&stderr, "unconfirmed");
+    assert!(
+        made > before as u64,
+        "nothing made after the freeze:\n{stderr}"
+    );
+    assert_eq!(sent, made, "{stderr}");
+    assert!(
+        unconfirmed > 0 && unconfirmed <= sent,
+        "unconfirmed={unconfirmed} of sent={sent}:\n{stderr}"
+    );
+    // At least what was made while the hub was frozen.
+    assert!(
+        unconfirmed >= made - before as u64,
+        "unconfirmed={unconfirmed}, made while frozen {}:\n{stderr}",
+        made - before as u64
+    );
+    assert!(stderr.contains("never confirmed"), "{stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    // It waited for the close reply for about --flush-timeout, not 2 s, nor forever.
+    assert!(
+        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(20),
+        "waited {waited:?}"
+    );
+}

@@ -28,6 +28,16 @@
 //!   kitchen would wait on it for as long as TCP retransmits (about 15 minutes). It pings
 //!   the hub every `keepalive`; a hub silent (no frame, no pong) for three of them, or one
 //!   that takes no data for that long, is given up and the kitchen fails over;
+//! * knows what the hub has taken: with the keep-alive on, after each write it pings the
+//!   hub (one ping outstanding at a time) with the count of dumplings written on the
+//!   connection as the payload; the hub's pong comes back only once it has read every
+//!   frame before the ping (frames are read in order), so the pong confirms that count.
+//!   The hub's reply to the final close confirms everything. Dumplings a connection ends
+//!   with unconfirmed (a hub that stopped reading, then was given up or killed; a close
+//!   never answered within `--flush-timeout`) may be lost in its socket buffers: with ids
+//!   they are re-sent from the tail after the reconnect, otherwise (or beyond the tail)
+//!   they are counted as [`HubReport::unconfirmed`] and said in the log, not reported
+//!   as sent-and-safe;
 //! * at the end, flushes with a bounded wait and closes with 1000 (normal closure), and
 //!   reports what was lost so `nd-sniff` can exit non-zero.
 
@@ -123,6 +133,9 @@ pub struct HubReport {
     pub refused: u64,
     /// Dumplings written on connections the hub then refused: not accepted (not in `sent`).
     pub rejected: u64,
+    /// Dumplings written (in `sent`) on connections that ended before the hub confirmed
+    /// them, and not re-sent: they may be lost (see the module docs).
+    pub unconfirmed: u64,
 }
 
 /// A random kitchen id for [`HubOptions::dumpling_ids`]: 16 hex digits, new per run, so
@@ -142,9 +155,9 @@ pub fn stamp_id(json: String, kitchen_id: &str, seq: u64) -> String {
 }
 
 impl HubReport {
-    /// Dumplings that never reached the hub.
+    /// Dumplings that never reached the hub, or may not have ([`HubReport::unconfirmed`]).
     pub fn lost(&self) -> u64 {
-        self.dropped + self.unsent + self.rejected
+        self.dropped + self.unsent + self.rejected + self.unconfirmed
     }
 }
 
@@ -177,6 +190,14 @@ struct State {
     tail: VecDeque<Utf8Bytes>,
     /// How the hub ended the current connection (set by [`closed_by_hub`]).
     hub_closed: HubClosed,
+    /// Dumplings written on the current connection.
+    conn_sent: u64,
+    /// Of those, how many the hub confirmed (a pong carrying the count, or its close reply).
+    conn_confirmed: u64,
+    /// Confirmations are tracked on the current connection (the keep-alive is on).
+    conn_tracked: bool,
+    /// `finish`'s deadline: the final close waits for the hub's reply until shortly before.
+    close_by: Option<Instant>,
 }
 
 /// How the hub ended a connection, as [`closed_by_hub`] read its close frame.
@@ -333,6 +354,7 @@ impl HubClient {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
         st.closing = true;
+        st.close_by = Some(deadline);
         drop(st);
         self.shared.wake.notify_one();
         let mut st = self.shared.lock();
@@ -460,6 +482,9 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                 let (hello, sent_before) = {
                     let mut st = shared.lock();
                     st.hub_closed = HubClosed::No;
+                    st.conn_sent = 0;
+                    st.conn_confirmed = 0;
+                    st.conn_tracked = !options.keepalive.is_zero();
                     (st.hello.clone(), st.report.sent)
                 };
                 let end = session(
@@ -481,6 +506,8 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                         st.report.rejected += rejected;
                         // Counted as rejected: not re-sent as a resend tail too.
                         st.tail.clear();
+                    } else {
+                        settle_unconfirmed(&mut st, &url);
                     }
                     st.hub_closed
                 };
@@ -583,6 +610,8 @@ struct Liveness {
     heard: Instant,
     /// When the next ping is due.
     next_ping: Instant,
+    /// A confirming ping is out (its pong not back yet): no other is sent meanwhile.
+    confirming: bool,
 }
 
 impl Liveness {
@@ -592,6 +621,7 @@ impl Liveness {
             every,
             heard: now,
             next_ping: now + every,
+            confirming: false,
         }
     }
 
@@ -706,10 +736,57 @@ fn take_incoming(
             None => return Err(tungstenite::Error::ConnectionClosed),
             Some(Err(e)) => return Err(e),
             Some(Ok(Message::Close(frame))) => return Err(closed_by_hub(shared, frame)),
-            Some(Ok(_)) => live.heard = Instant::now(),
+            Some(Ok(msg)) => {
+                live.heard = Instant::now();
+                note_pong(&msg, live, shared);
+            }
         }
     }
     Ok(())
+}
+
+/// A pong carrying a count of dumplings written (our confirming pings' payload): the hub
+/// has read them all. Other frames confirm nothing.
+fn note_pong(msg: &Message, live: &mut Liveness, shared: &Shared) {
+    let Message::Pong(payload) = msg else {
+        return;
+    };
+    let Ok(count) = <[u8; 8]>::try_from(payload.as_ref()) else {
+        return;
+    };
+    live.confirming = false;
+    let mut st = shared.lock();
+    let count = u64::from_be_bytes(count).min(st.conn_sent);
+    st.conn_confirmed = st.conn_confirmed.max(count);
+}
+
+/// A connection ended (not refused): what it wrote and the hub never confirmed may be lost
+/// in its socket buffers. With ids the whole resend tail goes first on the next connection
+/// (as before: a confirmation says the hub *read* a dumpling, and a federated hub killed
+/// before publishing it loses it too); what the tail does not cover, or everything without
+/// ids, is counted as [`HubReport::unconfirmed`] and said.
+fn settle_unconfirmed(st: &mut State, url: &str) {
+    let unconfirmed = st.conn_sent.saturating_sub(st.conn_confirmed);
+    st.conn_sent = 0;
+    st.conn_confirmed = 0;
+    if !std::mem::take(&mut st.conn_tracked) {
+        return; // no keep-alive, no confirmations: nothing known either way
+    }
+    // The tail is re-sent only on a reconnect: a session that ends the run (closing with
+    // nothing left to send) sends nothing more.
+    let resent = if st.closing && st.queue.is_empty() {
+        0
+    } else {
+        (st.tail.len() as u64).min(unconfirmed)
+    };
+    let lost = unconfirmed - resent;
+    if lost > 0 {
+        st.report.unconfirmed += lost;
+        tracing::warn!(hub = %url, unconfirmed = lost,
+            "the connection ended with {lost} dumplings written to the hub that it never \
+             confirmed having read (it stopped reading, or went away with them unread); \
+             they may be lost");
+    }
 }
 
 async fn session(
@@ -729,7 +806,11 @@ async fn session(
             live.check(now)?;
             if now >= live.next_ping {
                 live.next_ping = now + live.every;
-                within(&live, "a ping", ws.send(Message::Ping(Default::default()))).await?;
+                // It confirms what was written so far too.
+                let written = shared.lock().conn_sent;
+                live.confirming = true;
+                let ping = Message::Ping(written.to_be_bytes().to_vec().into());
+                within(&live, "a ping", ws.send(ping)).await?;
             }
         }
         let (batch, closing, abandon, trim) = {
@@ -758,12 +839,21 @@ async fn session(
                 requeue(shared, batch);
                 return Err(e);
             }
-            let mut st = shared.lock();
-            st.report.sent += n;
-            if resend_tail > 0 {
-                st.tail.extend(batch);
-                let excess = st.tail.len().saturating_sub(resend_tail);
-                st.tail.drain(..excess);
+            let written = {
+                let mut st = shared.lock();
+                st.report.sent += n;
+                st.conn_sent += n;
+                if resend_tail > 0 {
+                    st.tail.extend(batch);
+                    let excess = st.tail.len().saturating_sub(resend_tail);
+                    st.tail.drain(..excess);
+                }
+                st.conn_sent
+            };
+            if live.on() && !live.confirming {
+                live.confirming = true;
+                let ping = Message::Ping(written.to_be_bytes().to_vec().into());
+                within(&live, "a ping", ws.send(ping)).await?;
             }
             continue;
         }
@@ -775,21 +865,37 @@ async fn session(
                 reason: "".into(),
             };
             let _ = ws.close(Some(frame)).await;
-            // Wait briefly for the hub's close reply so the TCP connection ends cleanly; a
-            // refusal that crossed our close still counts as one.
-            let refusal = tokio::time::timeout(Duration::from_secs(2), async {
+            // Wait for the hub's close reply: it comes once the hub has read every frame
+            // before our close, so it confirms them all. Until shortly before `finish`'s
+            // deadline (`--flush-timeout`), so what is left unconfirmed is counted before
+            // `finish` reads the report. A refusal that crossed our close still counts as one.
+            let wait = shared
+                .lock()
+                .close_by
+                .map_or(Duration::from_secs(2), |d| {
+                    d.saturating_duration_since(Instant::now())
+                        .saturating_sub(Duration::from_millis(250))
+                })
+                .max(Duration::from_millis(100));
+            let reply = tokio::time::timeout(wait, async {
                 while let Some(Ok(msg)) = ws.next().await {
-                    if let Message::Close(Some(f)) = msg {
-                        if f.code != CloseCode::Normal && f.code != CloseCode::Away {
-                            return Some(f);
-                        }
+                    if let Message::Close(frame) = msg {
+                        return Some(frame);
                     }
+                    note_pong(&msg, &mut live, shared);
                 }
                 None
             })
             .await;
-            if let Ok(Some(f)) = refusal {
-                return Err(closed_by_hub(shared, Some(f)));
+            match reply {
+                Ok(Some(Some(f))) if f.code != CloseCode::Normal && f.code != CloseCode::Away => {
+                    return Err(closed_by_hub(shared, Some(f)));
+                }
+                Ok(Some(_)) => {
+                    let mut st = shared.lock();
+                    st.conn_confirmed = st.conn_sent;
+                }
+                Ok(None) | Err(_) => {}
             }
             return Ok(SessionEnd::Finished);
         }
@@ -813,8 +919,9 @@ async fn session(
                 Some(Err(e)) => return Err(e),
                 Some(Ok(Message::Close(frame))) => return Err(closed_by_hub(shared, frame)),
                 // Pings are answered by tungstenite; the pong goes out on the next flush.
-                Some(Ok(_)) => {
+                Some(Ok(msg)) => {
                     live.heard = Instant::now();
+                    note_pong(&msg, &mut live, shared);
                     within(&live, "a pong", ws.flush()).await?;
                 }
             },
