@@ -372,6 +372,15 @@ pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, Fleet
     if let Some((cert, key)) = &options.tls_client {
         connect = connect.add_client_certificate(cert.clone(), key.clone());
     }
+    // Consecutive error events since the connection was last up (see `log_nats_event`).
+    let trouble = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let servers: Arc<str> = options
+        .servers
+        .iter()
+        .map(|s| format!("{}:{}", s.host(), s.port()))
+        .collect::<Vec<_>>()
+        .join(",")
+        .into();
     connect = connect
         .require_tls(options.tls_required)
         .name(format!("nd-hub {}", options.hub_id))
@@ -381,8 +390,10 @@ pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, Fleet
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((100 * attempts as u64).min(2000))
         })
-        .event_callback(|event| async move {
-            info!(%event, "fleet: NATS connection event");
+        .event_callback(move |event| {
+            let trouble = Arc::clone(&trouble);
+            let servers = servers.clone();
+            async move { log_nats_event(&event, &trouble, &servers) }
         });
     connect
         .connect(options.servers.clone())
@@ -396,6 +407,56 @@ pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, Fleet
                 .join(","),
             source,
         })
+}
+
+/// `detail` with what to do when JetStream refused the stream for its size: the stream
+/// reserves `--nats-max-bytes` of file storage up front, and a server with less room
+/// answers "insufficient storage resources", which named neither the flag nor the size.
+fn storage_hint(detail: String, max_bytes: i64) -> String {
+    if detail.contains("insufficient storage") {
+        format!(
+            "{detail}; the stream asks for --nats-max-bytes {max_bytes} bytes of JetStream \
+             file storage: lower it, or give nats-server more (its max_file_store, or free \
+             disk under its -sd directory)"
+        )
+    } else {
+        detail
+    }
+}
+
+/// Log one NATS connection event. A server that stays away makes the client retry every
+/// 2 s, each attempt an error event: logged at INFO each, that was ~4 500 lines an hour of
+/// "client error: nats: IO error" naming no server. Now errors are warnings naming the
+/// servers, the 1st, 2nd, 4th, 8th, ... of a run of them; the connection back up says
+/// after how many.
+fn log_nats_event(
+    event: &async_nats::Event,
+    trouble: &std::sync::atomic::AtomicU64,
+    servers: &str,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    match event {
+        async_nats::Event::Connected => {
+            let failed = trouble.swap(0, Relaxed);
+            if failed > 0 {
+                tracing::warn!(
+                    servers,
+                    failed_attempts = failed,
+                    "fleet: NATS connection back up"
+                );
+            } else {
+                info!(servers, "fleet: NATS connected");
+            }
+        }
+        async_nats::Event::Disconnected | async_nats::Event::ClientError(_) => {
+            let n = trouble.fetch_add(1, Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(servers, %event, times = n,
+                    "fleet: NATS connection trouble; retrying (dumplings wait for it)");
+            }
+        }
+        _ => info!(%event, "fleet: NATS connection event"),
+    }
 }
 
 /// The stream configuration for the options.
@@ -459,7 +520,7 @@ pub async fn ensure_stream(
             return Err(FleetError::Stream {
                 stream: options.stream.clone(),
                 secs: limit.as_secs(),
-                detail: last_error,
+                detail: storage_hint(last_error, options.max_bytes),
             });
         }
         // Said once at WARN: the hub opens no port until the stream answers, and a
@@ -680,6 +741,15 @@ pub async fn consume(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_refused_for_its_size_names_the_flag_and_the_size() {
+        let refused = "insufficient storage resources available (10047)".to_owned();
+        let hint = storage_hint(refused.clone(), 1 << 30);
+        assert!(hint.starts_with(&refused), "{hint}");
+        assert!(hint.contains("--nats-max-bytes 1073741824"), "{hint}");
+        assert_eq!(storage_hint("timed out".into(), 1 << 30), "timed out");
+    }
 
     fn publisher() -> (Publisher, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(4);
