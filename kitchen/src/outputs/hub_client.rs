@@ -804,10 +804,17 @@ async fn session(
             take_incoming(&mut ws, &mut live, shared)?;
             let now = Instant::now();
             live.check(now)?;
-            if now >= live.next_ping {
-                live.next_ping = now + live.every;
-                // It confirms what was written so far too.
-                let written = shared.lock().conn_sent;
+            let (written, confirmed) = {
+                let st = shared.lock();
+                (st.conn_sent, st.conn_confirmed)
+            };
+            // The keep-alive's ping confirms what was written so far too; and a pong that
+            // confirmed less than was written by then is followed by another ping at once,
+            // so the last write is confirmed within a round trip, not at the next keep-alive.
+            if now >= live.next_ping || (!live.confirming && confirmed < written) {
+                if now >= live.next_ping {
+                    live.next_ping = now + live.every;
+                }
                 live.confirming = true;
                 let ping = Message::Ping(written.to_be_bytes().to_vec().into());
                 within(&live, "a ping", ws.send(ping)).await?;
@@ -860,42 +867,78 @@ async fn session(
         if closing {
             // A hub that refused the hello closed at once: its close may be waiting.
             take_incoming(&mut ws, &mut live, shared)?;
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
+            // Until shortly before `finish`'s deadline (`--flush-timeout`), so what is left
+            // unconfirmed is counted before `finish` reads the report.
+            let until = tokio::time::Instant::now()
+                + shared
+                    .lock()
+                    .close_by
+                    .map_or(Duration::from_secs(2), |d| {
+                        d.saturating_duration_since(Instant::now())
+                            .saturating_sub(Duration::from_millis(250))
+                    })
+                    .max(Duration::from_millis(100));
+            // First a last counting ping, and its pong: a hub (or a proxy) that drops the
+            // connection on our close without replying still confirms what it read.
+            let (written, confirmed) = {
+                let st = shared.lock();
+                (st.conn_sent, st.conn_confirmed)
             };
-            let _ = ws.close(Some(frame)).await;
-            // Wait for the hub's close reply: it comes once the hub has read every frame
-            // before our close, so it confirms them all. Until shortly before `finish`'s
-            // deadline (`--flush-timeout`), so what is left unconfirmed is counted before
-            // `finish` reads the report. A refusal that crossed our close still counts as one.
-            let wait = shared
-                .lock()
-                .close_by
-                .map_or(Duration::from_secs(2), |d| {
-                    d.saturating_duration_since(Instant::now())
-                        .saturating_sub(Duration::from_millis(250))
-                })
-                .max(Duration::from_millis(100));
-            let reply = tokio::time::timeout(wait, async {
-                while let Some(Ok(msg)) = ws.next().await {
-                    if let Message::Close(frame) = msg {
-                        return Some(frame);
+            let mut hub_close = None;
+            let mut we_closed = false;
+            if live.on() && confirmed < written {
+                let ping = Message::Ping(written.to_be_bytes().to_vec().into());
+                within(&live, "a ping", ws.send(ping)).await?;
+                hub_close = tokio::time::timeout_at(until, async {
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if let Message::Close(frame) = msg {
+                            return Some(frame);
+                        }
+                        note_pong(&msg, &mut live, shared);
+                        let st = shared.lock();
+                        if st.conn_confirmed >= st.conn_sent {
+                            return None;
+                        }
                     }
-                    note_pong(&msg, &mut live, shared);
-                }
-                None
-            })
-            .await;
-            match reply {
-                Ok(Some(Some(f))) if f.code != CloseCode::Normal && f.code != CloseCode::Away => {
+                    None
+                })
+                .await
+                .ok()
+                .flatten();
+            }
+            if hub_close.is_none() {
+                we_closed = true;
+                let frame = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                };
+                let _ = ws.close(Some(frame)).await;
+                // The hub's close reply comes once it has read every frame before our
+                // close, so it confirms them all.
+                hub_close = tokio::time::timeout_at(until, async {
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if let Message::Close(frame) = msg {
+                            return Some(frame);
+                        }
+                        note_pong(&msg, &mut live, shared);
+                    }
+                    None
+                })
+                .await
+                .ok()
+                .flatten();
+            }
+            // A refusal that crossed our close still counts as one. Only a reply to our
+            // close confirms everything (a close of the hub's own may cross our frames).
+            match hub_close {
+                Some(Some(f)) if f.code != CloseCode::Normal && f.code != CloseCode::Away => {
                     return Err(closed_by_hub(shared, Some(f)));
                 }
-                Ok(Some(_)) => {
+                Some(_) if we_closed => {
                     let mut st = shared.lock();
                     st.conn_confirmed = st.conn_sent;
                 }
-                Ok(None) | Err(_) => {}
+                _ => {}
             }
             return Ok(SessionEnd::Finished);
         }
