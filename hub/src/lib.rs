@@ -173,14 +173,16 @@ pub async fn run(
     for task in &tasks {
         task.abort();
     }
-    if let Some(fleet) = &fleet {
-        fleet.stop();
-    }
     if tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv())
         .await
         .is_err()
     {
         warn!("some connections did not close within {SHUTDOWN_GRACE:?}; dropping them");
+    }
+    // The kitchens are gone: what they handed the publisher is stored before it stops.
+    if let Some(fleet) = &fleet {
+        fleet.drain(fleet::DRAIN_GRACE).await;
+        fleet.stop();
     }
     info!("Dumpling hub signing off.  Thanks!");
     Ok(())

@@ -331,3 +331,88 @@ fn a_jetstream_that_cannot_make_the_stream_is_said_at_once() {
     );
     drop(nats_server);
 }
+
+/// SIGTERM to a federated hub while NATS does not answer: the publisher was aborted at
+/// once and the dumplings it had been handed were lost without a word (the summary said
+/// only what was stored). Now the stopping hub waits a bounded time for them and says how
+/// many were never stored; with NATS answering again in time, every one is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_hub_stores_what_it_accepted_or_says_how_many_it_could_not() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let node = cluster.nodes[0]
+        .child
+        .as_ref()
+        .map(|c| c.id())
+        .expect("node");
+    let signal = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(node.to_string())
+            .status();
+    };
+
+    // NATS frozen until after the hub stopped: what it accepted is counted as not stored.
+    let hub = fleet_hub(&cluster, "hubStopA").await;
+    send(&hub, (1..=5).map(|n| numbered(n, 10))).await;
+    signal("STOP");
+    send(&hub, (6..=40).map(|n| numbered(n, 10))).await;
+    let started = Instant::now();
+    let (status, log) = hub.stop();
+    let took = started.elapsed();
+    signal("CONT");
+    assert!(status.success(), "{log}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the hub took {took:?} to stop"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("were not stored in the stream"))
+        .unwrap_or_else(|| panic!("nothing said of the unstored dumplings:\n{log}"));
+    let unpublished = e2e_tests::log_field(line, "unpublished");
+    let dropped = e2e_tests::log_field(line, "dropped_at_stop");
+    assert!(
+        (35..=40).contains(&(unpublished + dropped)),
+        "35 sent while NATS was frozen (and maybe some before): {line}"
+    );
+
+    // NATS answering again while the hub stops: every dumpling handed over is stored.
+    let hub = fleet_hub(&cluster, "hubStopB").await;
+    signal("STOP");
+    send(&hub, (101..=140).map(|n| numbered(n, 10))).await;
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .arg(node.to_string())
+            .status();
+    });
+    let (status, log) = hub.stop();
+    let _ = resume.join();
+    assert!(status.success(), "{log}");
+    assert!(
+        !log.contains("were not stored in the stream"),
+        "lost although NATS came back within the grace:\n{log}"
+    );
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("fleet: stopped"))
+        .unwrap_or_else(|| panic!("no fleet summary:\n{log}"));
+    assert_eq!(e2e_tests::log_field(stopped, "unpublished"), 0, "{stopped}");
+    // The stream has all 40: a new hub's eater replays them.
+    let hub = fleet_hub(&cluster, "hubStopC").await;
+    let mut replay = support::connect(hub.eaters).await;
+    let hello = serde_json::json!({ "eater_name": "replay", "nd_since_seq": 1 }).to_string();
+    replay.send(Message::text(hello)).await.expect("hello");
+    let read = read_until(&mut replay, 140, Duration::from_secs(20)).await;
+    let ns: Vec<u64> = read
+        .iter()
+        .filter(|r| r.0 == "Real")
+        .filter_map(|r| r.1)
+        .filter(|n| *n > 100)
+        .collect();
+    assert_eq!(ns, (101..=140).collect::<Vec<_>>(), "{read:?}");
+    let _ = hub.stop();
+}

@@ -185,6 +185,23 @@ pub struct FleetStats {
     /// the stream's message size): dropped and counted, never retried, so one cannot stop
     /// everything behind it.
     pub refused: AtomicU64,
+    /// Dumplings queued for the publisher ([`Publisher::submit`]).
+    pub submitted: AtomicU64,
+    /// Of those, the ones the publisher is done with: stored (new or duplicate) or
+    /// refused for good. `submitted - settled` are still to be published.
+    pub settled: AtomicU64,
+    /// Dumplings a kitchen connection had read and was handing to the publisher when the
+    /// hub stopped (not queued).
+    pub dropped_at_stop: AtomicU64,
+}
+
+impl FleetStats {
+    /// Dumplings queued for JetStream and not stored (nor refused for good) yet.
+    pub fn unpublished(&self) -> u64 {
+        self.submitted
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.settled.load(Ordering::Relaxed))
+    }
 }
 
 /// What [`Publisher::submit`] did with a dumpling.
@@ -306,13 +323,19 @@ impl Publisher {
                 return Submitted::TooLarge { bytes, max };
             }
         }
-        tokio::select! {
+        let submitted = tokio::select! {
             sent = self.tx.send(out) => match sent {
                 Ok(()) => Submitted::Queued,
                 Err(_) => Submitted::Stopping,
             },
             _ = stopped(shutdown) => Submitted::Stopping,
-        }
+        };
+        let counter = match submitted {
+            Submitted::Queued => &self.stats.submitted,
+            _ => &self.stats.dropped_at_stop,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        submitted
     }
 }
 
@@ -324,14 +347,49 @@ pub struct Fleet {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// How long a stopping hub waits for its publisher to store what kitchens handed it (NATS
+/// answers in milliseconds when it is up; while it is down nothing would come of a longer
+/// wait, and the count of what was left is said).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
 impl Fleet {
-    /// Stop the background tasks (called on hub shutdown) and log the counters.
+    /// On hub shutdown, once the kitchens' connections are closed: wait up to `grace` for
+    /// the publisher to store every dumpling it was handed (it was aborted at once, and
+    /// 2 206 accepted dumplings were lost without a word while NATS was slow). Returns
+    /// how many are left.
+    pub async fn drain(&self, grace: Duration) -> u64 {
+        let stats = &self.publisher.stats;
+        let until = tokio::time::Instant::now() + grace;
+        while stats.unpublished() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stats.unpublished()
+    }
+
+    /// Stop the background tasks (called on hub shutdown, after [`Fleet::drain`]) and
+    /// log the counters, with what was accepted from kitchens and never stored.
     pub fn stop(&self) {
         for task in &self.tasks {
             task.abort();
         }
         let s = &self.publisher.stats;
+        let unpublished = s.unpublished();
+        let dropped_at_stop = s.dropped_at_stop.load(Ordering::Relaxed);
+        if unpublished + dropped_at_stop > 0 {
+            tracing::warn!(
+                unpublished,
+                dropped_at_stop,
+                "fleet: {} dumplings accepted from kitchens were not stored in the stream \
+                 before the hub stopped (NATS did not take them within {:?}); they are lost \
+                 unless their kitchens send them again (dumpling ids and --resend-tail, to \
+                 another hub)",
+                unpublished + dropped_at_stop,
+                DRAIN_GRACE
+            );
+        }
         info!(
+            unpublished,
+            dropped_at_stop,
             stored = s.acked.load(Ordering::Relaxed),
             duplicates = s.duplicates.load(Ordering::Relaxed),
             retried = s.retried.load(Ordering::Relaxed),

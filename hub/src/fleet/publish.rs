@@ -257,6 +257,7 @@ pub async fn publish_loop(
                 None => break,
                 Some(AckResult::Stored { duplicate, .. }) => {
                     failures = 0;
+                    stats.settled.fetch_add(1, Ordering::Relaxed);
                     if *duplicate {
                         stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -362,6 +363,7 @@ pub async fn publish_loop(
 
 /// Count a dumpling refused for good and say so: the first few, then every 1000th.
 fn refuse_log(stats: &FleetStats, error: &str) {
+    stats.settled.fetch_add(1, Ordering::Relaxed);
     let n = stats.refused.fetch_add(1, Ordering::Relaxed) + 1;
     if n <= 5 || n.is_multiple_of(1000) {
         warn!(
