@@ -184,6 +184,19 @@ pub async fn run(
         fleet.drain(fleet::DRAIN_GRACE).await;
         fleet.stop();
     }
+    // What the run did, as `nd-sniff` ends with its summary (the status dumplings went
+    // to eaters only; an operator stopping the hub saw no totals).
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        info!(
+            dumplings_in = shared.total_in.load(Relaxed),
+            dumplings_out = shared.total_out.load(Relaxed),
+            invalid = shared.total_invalid.load(Relaxed),
+            refused = shared.total_refused.load(Relaxed),
+            dropped_for_slow_eaters = shared.total_dropped.load(Relaxed),
+            "hub totals"
+        );
+    }
     info!("Dumpling hub signing off.  Thanks!");
     Ok(())
 }

@@ -562,19 +562,22 @@ fn a_dangling_symlink_dropped_in_is_reported() {
     let dir = fresh_dir("dangling-live");
     let h = host(ChefLimits::default(), Compiler::InProcess);
     let r = Reloader::start(h, &dir, &[]).expect("reloader");
-    std::os::unix::fs::symlink(dir.join("nowhere.wasm"), dir.join("dangling.wasm")).unwrap();
-    let until = Instant::now() + Duration::from_secs(15);
-    let mut error = None;
-    while error.is_none() && Instant::now() < until {
-        if let Some(ReloadEvent::Failed { path, error: e }) =
-            r.recv_timeout(Duration::from_millis(200))
-        {
-            if path.ends_with("dangling.wasm") {
-                error = Some(e);
+    // The refusal of `file`, within 15 s.
+    let refusal_of = |file: &str| {
+        let until = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < until {
+            if let Some(ReloadEvent::Failed { path, error }) =
+                r.recv_timeout(Duration::from_millis(200))
+            {
+                if path.ends_with(file) {
+                    return error;
+                }
             }
         }
-    }
-    let error = error.expect("a dangling symlink dropped in was not reported");
+        panic!("{file} was not reported");
+    };
+    std::os::unix::fs::symlink(dir.join("nowhere.wasm"), dir.join("dangling.wasm")).unwrap();
+    let error = refusal_of("dangling.wasm");
     // Named as what it is, with where it points (it read "cannot read it: No such file").
     assert!(
         error.contains("a symlink to") && error.contains("nowhere.wasm, which does not exist"),
@@ -583,18 +586,7 @@ fn a_dangling_symlink_dropped_in_is_reported() {
     // A loop of links is named as one.
     std::os::unix::fs::symlink("loop-b.wasm", dir.join("loop-a.wasm")).unwrap();
     std::os::unix::fs::symlink("loop-a.wasm", dir.join("loop-b.wasm")).unwrap();
-    let until = Instant::now() + Duration::from_secs(15);
-    let mut error = None;
-    while error.is_none() && Instant::now() < until {
-        if let Some(ReloadEvent::Failed { path, error: e }) =
-            r.recv_timeout(Duration::from_millis(200))
-        {
-            if path.ends_with("loop-a.wasm") {
-                error = Some(e);
-            }
-        }
-    }
-    let error = error.expect("a loop of symlinks was not reported");
+    let error = refusal_of("loop-a.wasm");
     assert!(error.contains("loop of symlinks"), "{error}");
 }
 

@@ -153,6 +153,13 @@ async fn garbage_frames_are_dropped_counted_and_the_kitchen_stays() {
         log.contains("Received invalid dumpling: Could not interpret dumpling JSON; kitchen: {\"kitchen_name\": \"probe_kitchen\"}"),
         "invalid dumplings are logged with the kitchen: {log}"
     );
+    // The hub ends with its totals (it printed none on SIGTERM).
+    let totals = log
+        .lines()
+        .find(|l| l.contains("hub totals"))
+        .unwrap_or_else(|| panic!("no totals at shutdown: {log}"));
+    assert_eq!(e2e_tests::log_field(totals, "dumplings_in"), 2, "{totals}");
+    assert_eq!(e2e_tests::log_field(totals, "invalid"), 8, "{totals}");
 }
 
 /// A kitchen's name and hello reach the hub's log escaped and cut (no forged line, no
