@@ -194,8 +194,6 @@ struct State {
     conn_sent: u64,
     /// Of those, how many the hub confirmed (a pong carrying the count, or its close reply).
     conn_confirmed: u64,
-    /// Confirmations are tracked on the current connection (the keep-alive is on).
-    conn_tracked: bool,
     /// `finish`'s deadline: the final close waits for the hub's reply until shortly before.
     close_by: Option<Instant>,
 }
@@ -484,7 +482,6 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     st.hub_closed = HubClosed::No;
                     st.conn_sent = 0;
                     st.conn_confirmed = 0;
-                    st.conn_tracked = !options.keepalive.is_zero();
                     (st.hello.clone(), st.report.sent)
                 };
                 let end = session(
@@ -507,7 +504,7 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                         // Counted as rejected: not re-sent as a resend tail too.
                         st.tail.clear();
                     } else {
-                        settle_unconfirmed(&mut st, &url);
+                        settle_unconfirmed(&mut st, &url, !options.keepalive.is_zero());
                     }
                     st.hub_closed
                 };
@@ -760,16 +757,57 @@ fn note_pong(msg: &Message, live: &mut Liveness, shared: &Shared) {
     st.conn_confirmed = st.conn_confirmed.max(count);
 }
 
+/// Ask the hub to confirm the `written` dumplings of this connection: a ping carrying the
+/// count, which its pong echoes once it has read every frame before it ([`note_pong`]).
+async fn send_count_ping(
+    ws: &mut Ws,
+    live: &mut Liveness,
+    written: u64,
+) -> Result<(), tungstenite::Error> {
+    live.confirming = true;
+    let ping = Message::Ping(written.to_be_bytes().to_vec().into());
+    within(live, "a ping", ws.send(ping)).await
+}
+
+/// At the end of a session: read what the hub sends until `until`, noting its pongs, and
+/// return its close frame if one comes (`Some(None)`: a close without a frame). With
+/// `until_confirmed`, stop as soon as everything written is confirmed.
+async fn read_until_close(
+    ws: &mut Ws,
+    live: &mut Liveness,
+    shared: &Shared,
+    until: tokio::time::Instant,
+    until_confirmed: bool,
+) -> Option<Option<CloseFrame>> {
+    tokio::time::timeout_at(until, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Close(frame) = msg {
+                return Some(frame);
+            }
+            note_pong(&msg, live, shared);
+            let st = shared.lock();
+            if until_confirmed && st.conn_confirmed >= st.conn_sent {
+                return None;
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// A connection ended (not refused): what it wrote and the hub never confirmed may be lost
 /// in its socket buffers. With ids the whole resend tail goes first on the next connection
 /// (as before: a confirmation says the hub *read* a dumpling, and a federated hub killed
 /// before publishing it loses it too); what the tail does not cover, or everything without
 /// ids, is counted as [`HubReport::unconfirmed`] and said.
-fn settle_unconfirmed(st: &mut State, url: &str) {
+/// `tracked`: the keep-alive is on, so confirmations were asked for.
+fn settle_unconfirmed(st: &mut State, url: &str, tracked: bool) {
     let unconfirmed = st.conn_sent.saturating_sub(st.conn_confirmed);
     st.conn_sent = 0;
     st.conn_confirmed = 0;
-    if !std::mem::take(&mut st.conn_tracked) {
+    if !tracked {
         return; // no keep-alive, no confirmations: nothing known either way
     }
     // The tail is re-sent only on a reconnect: a session that ends the run (closing with
@@ -815,9 +853,7 @@ async fn session(
                 if now >= live.next_ping {
                     live.next_ping = now + live.every;
                 }
-                live.confirming = true;
-                let ping = Message::Ping(written.to_be_bytes().to_vec().into());
-                within(&live, "a ping", ws.send(ping)).await?;
+                send_count_ping(&mut ws, &mut live, written).await?;
             }
         }
         let (batch, closing, abandon, trim) = {
@@ -846,22 +882,15 @@ async fn session(
                 requeue(shared, batch);
                 return Err(e);
             }
-            let written = {
-                let mut st = shared.lock();
-                st.report.sent += n;
-                st.conn_sent += n;
-                if resend_tail > 0 {
-                    st.tail.extend(batch);
-                    let excess = st.tail.len().saturating_sub(resend_tail);
-                    st.tail.drain(..excess);
-                }
-                st.conn_sent
-            };
-            if live.on() && !live.confirming {
-                live.confirming = true;
-                let ping = Message::Ping(written.to_be_bytes().to_vec().into());
-                within(&live, "a ping", ws.send(ping)).await?;
+            let mut st = shared.lock();
+            st.report.sent += n;
+            st.conn_sent += n;
+            if resend_tail > 0 {
+                st.tail.extend(batch);
+                let excess = st.tail.len().saturating_sub(resend_tail);
+                st.tail.drain(..excess);
             }
+            // The loop's top asks the hub to confirm them (a counting ping).
             continue;
         }
         if closing {
@@ -887,24 +916,8 @@ async fn session(
             let mut hub_close = None;
             let mut we_closed = false;
             if live.on() && confirmed < written {
-                let ping = Message::Ping(written.to_be_bytes().to_vec().into());
-                within(&live, "a ping", ws.send(ping)).await?;
-                hub_close = tokio::time::timeout_at(until, async {
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if let Message::Close(frame) = msg {
-                            return Some(frame);
-                        }
-                        note_pong(&msg, &mut live, shared);
-                        let st = shared.lock();
-                        if st.conn_confirmed >= st.conn_sent {
-                            return None;
-                        }
-                    }
-                    None
-                })
-                .await
-                .ok()
-                .flatten();
+                send_count_ping(&mut ws, &mut live, written).await?;
+                hub_close = read_until_close(&mut ws, &mut live, shared, until, true).await;
             }
             if hub_close.is_none() {
                 we_closed = true;
@@ -915,18 +928,7 @@ async fn session(
                 let _ = ws.close(Some(frame)).await;
                 // The hub's close reply comes once it has read every frame before our
                 // close, so it confirms them all.
-                hub_close = tokio::time::timeout_at(until, async {
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if let Message::Close(frame) = msg {
-                            return Some(frame);
-                        }
-                        note_pong(&msg, &mut live, shared);
-                    }
-                    None
-                })
-                .await
-                .ok()
-                .flatten();
+                hub_close = read_until_close(&mut ws, &mut live, shared, until, false).await;
             }
             // A refusal that crossed our close still counts as one. Only a reply to our
             // close confirms everything (a close of the hub's own may cross our frames).
