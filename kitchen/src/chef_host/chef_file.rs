@@ -296,6 +296,12 @@ mod tests {
                 }
             })
         };
+        // Not before the flipper made the entry (a loaded machine may start it late: every
+        // read then found nothing, and none was a read).
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::symlink_metadata(&entry).is_err() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let (mut inside, mut refused) = (0, 0);
         for _ in 0..5000 {
             match read_chef_file(Some(&d), &entry, 1 << 20) {
