@@ -462,8 +462,21 @@
     $("hub-summary").textContent = fleet.hub
       ? `hub: ${fmtNum(hub.dumpling_kitchen_count)} kitchens, ${fmtNum(hub.dumpling_eater_count)} eaters, ` +
         `${fmtNum(hub.total_dumplings_in)} dumplings in, ${fmtNum(hub.total_dumplings_out)} out, ` +
-        `up ${Math.round(hub.server_uptime || 0)} s`
+        `up ${Math.round(hub.server_uptime || 0)} s` + natsSummary(hub.fleet)
       : "waiting for the hub's status…";
+  }
+
+  // A federated hub (`nd-hub --nats`) delivers nothing while NATS is away: say so where
+  // the hub is summed up, with how long and what waits. Empty for a hub without a fleet.
+  function natsSummary(f) {
+    const nats = f && typeof f === "object" && f.nats && typeof f.nats === "object" ? f.nats : null;
+    if (!nats) return "";
+    if (nats.connected === false) {
+      const down = typeof nats.down_for === "number" ? ` for ${Math.round(nats.down_for)} s` : "";
+      const waiting = typeof nats.unpublished === "number" ? `, ${fmtNum(nats.unpublished)} dumplings waiting` : "";
+      return ` — NATS down${down}: nothing is delivered until it is back${waiting}`;
+    }
+    return `, fleet of ${fmtNum(f.hub_count)} hubs over NATS`;
   }
 
   const COLORS = ["#c2410c", "#2563eb", "#16a34a", "#9333ea", "#ca8a04", "#0891b2", "#db2777",

@@ -572,8 +572,17 @@ pub fn fleet_summary(fleet: &Value) -> Option<String> {
     if hubs.len() > FLEET_SUMMARY_HUBS {
         parts.push(format!("+{} more", hubs.len() - FLEET_SUMMARY_HUBS));
     }
+    // A federated hub delivers nothing while its NATS connection is down: said first.
+    let nats = &fleet["nats"];
+    let down = match (nats["connected"].as_bool(), nats["down_for"].as_f64()) {
+        (Some(false), Some(secs)) if secs.is_finite() => {
+            format!("NATS DOWN for {:.0} s, ", secs.max(0.0))
+        }
+        (Some(false), _) => "NATS DOWN, ".to_owned(),
+        _ => String::new(),
+    };
     Some(format!(
-        "{} hubs ({}), {kitchens} kitchens, {eaters} eaters",
+        "{down}{} hubs ({}), {kitchens} kitchens, {eaters} eaters",
         hubs.len(),
         parts.join(", ")
     ))

@@ -157,6 +157,11 @@ impl Collector for HubCollector {
             )?;
         }
 
+        if let Some(fleet) = s.fleet.get() {
+            let hubs = s.fleet_status.get().map_or(0, |b| b.hub_ids().len());
+            fleet_series(e, &fleet.stats, hubs)?;
+        }
+
         // Copy what the registry holds, then encode without holding its lock.
         let (kitchen_series, kitchen_count, eater_series, eater_count) = {
             let registry = s.registry();
@@ -227,6 +232,81 @@ impl Collector for HubCollector {
         )?;
         Ok(())
     }
+}
+
+/// The federation's series (`nd-hub --nats` only): whether NATS is up, what was stored,
+/// what waits for it, and the hubs heard from. An outage used to show nowhere here.
+fn fleet_series(
+    e: &mut DescriptorEncoder,
+    stats: &crate::fleet::FleetStats,
+    hubs: usize,
+) -> Result<(), std::fmt::Error> {
+    let link = &stats.nats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    gauge(
+        e,
+        "netdumplings_hub_fleet_nats_connected",
+        "1 while the hub's NATS connection is up, 0 while it is down (nothing is delivered then).",
+        i64::from(link.connected()),
+    )?;
+    gauge(
+        e,
+        "netdumplings_hub_fleet_nats_down_seconds",
+        "Seconds since the NATS connection went down (0 while it is up).",
+        link.down_for().map_or(0, |d| d.as_secs() as i64),
+    )?;
+    counter(
+        e,
+        "netdumplings_hub_fleet_nats_disconnects",
+        "Times the NATS connection was lost.",
+        link.disconnects(),
+    )?;
+    gauge(
+        e,
+        "netdumplings_hub_fleet_unpublished",
+        "Dumplings accepted from kitchens and not stored in the stream yet.",
+        stats.unpublished() as i64,
+    )?;
+    for (name, help, value) in [
+        (
+            "netdumplings_hub_fleet_stored",
+            "Dumplings stored in the JetStream stream (new).",
+            load(&stats.acked),
+        ),
+        (
+            "netdumplings_hub_fleet_duplicates",
+            "Publishes the stream took as duplicates (re-sent dumplings).",
+            load(&stats.duplicates),
+        ),
+        (
+            "netdumplings_hub_fleet_retried",
+            "Publishes retried after an error.",
+            load(&stats.retried),
+        ),
+        (
+            "netdumplings_hub_fleet_refused",
+            "Dumplings NATS or the stream refused for good (too large).",
+            load(&stats.refused),
+        ),
+        (
+            "netdumplings_hub_fleet_delivered",
+            "Dumplings read back from the stream and handed to this hub's eaters.",
+            load(&stats.delivered),
+        ),
+        (
+            "netdumplings_hub_fleet_unchecked",
+            "Messages on the stream's subjects no hub wrote (dropped).",
+            load(&stats.unchecked),
+        ),
+    ] {
+        counter(e, name, help, value)?;
+    }
+    gauge(
+        e,
+        "netdumplings_hub_fleet_hubs",
+        "Hubs of the fleet heard from recently (this one included).",
+        hubs as i64,
+    )
 }
 
 /// The registry a scrape encodes: only the hub's collector.

@@ -416,3 +416,113 @@ async fn a_stopping_hub_stores_what_it_accepted_or_says_how_many_it_could_not() 
     assert_eq!(ns, (101..=140).collect::<Vec<_>>(), "{read:?}");
     let _ = hub.stop();
 }
+
+/// The `fleet` section of the status a new eater is welcomed with.
+async fn welcome_fleet(hub: &Hub) -> Value {
+    let mut ws = connect(hub.eaters).await;
+    let hello = serde_json::json!({ "eater_name": "status" }).to_string();
+    ws.send(Message::text(hello)).await.expect("eater hello");
+    let message = support::next_data(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("welcome status");
+    let text = match message {
+        Message::Text(t) => t.to_string(),
+        other => panic!("welcome status is text: {other:?}"),
+    };
+    let status: Value = serde_json::from_str(&text).expect("status JSON");
+    status["payload"]["fleet"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_shows_in_metrics_and_in_the_status() {
+    let Some(mut cluster) = Cluster::start(1) else {
+        return;
+    };
+    let metrics_port = e2e_tests::free_port();
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], metrics_port).into();
+    let urls = cluster.urls();
+    let port_text = metrics_port.to_string();
+    let hub = Hub::start(&[
+        "-f",
+        "60",
+        "--nats",
+        &urls,
+        "--nats-hub-id",
+        "hubOut",
+        "--metrics-address",
+        &port_text,
+    ]);
+    assert!(
+        nats::handshake_within(hub.eaters, Duration::from_secs(30)).await,
+        "hub did not federate"
+    );
+    let scrape = || {
+        let response = e2e_tests::http_get(metrics, "/metrics");
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
+    };
+    let wait_for = |series: &str, value: f64| {
+        let mut body = String::new();
+        let seen = nats::wait_until(Duration::from_secs(30), || {
+            body = scrape();
+            e2e_tests::metric_sample(&body, series) == Some(value)
+        });
+        assert!(seen, "{series} never became {value}:\n{body}");
+        body
+    };
+
+    let body = wait_for("netdumplings_hub_fleet_nats_connected", 1.0);
+    assert_eq!(
+        e2e_tests::metric_sample(&body, "netdumplings_hub_fleet_nats_disconnects_total"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        e2e_tests::metric_sample(&body, "netdumplings_hub_fleet_hubs"),
+        Some(1.0),
+        "{body}"
+    );
+    e2e_tests::promtool_check(&body);
+    let fleet = welcome_fleet(&hub).await;
+    assert_eq!(fleet["nats"]["connected"], true, "{fleet}");
+    assert!(fleet["nats"]["down_for"].is_null(), "{fleet}");
+
+    // NATS killed: the hub says so in /metrics and in the status eaters get.
+    cluster.kill(0);
+    let body = wait_for("netdumplings_hub_fleet_nats_connected", 0.0);
+    assert_eq!(
+        e2e_tests::metric_sample(&body, "netdumplings_hub_fleet_nats_disconnects_total"),
+        Some(1.0),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fleet = welcome_fleet(&hub).await;
+    assert_eq!(fleet["nats"]["connected"], false, "{fleet}");
+    assert!(
+        fleet["nats"]["down_for"].as_f64().is_some_and(|s| s >= 1.0),
+        "{fleet}"
+    );
+    assert_eq!(fleet["nats"]["disconnects"], 1, "{fleet}");
+    let body = scrape();
+    assert!(
+        e2e_tests::metric_sample(&body, "netdumplings_hub_fleet_nats_down_seconds")
+            .is_some_and(|s| s >= 1.0),
+        "{body}"
+    );
+
+    // Back: connected again, the outage counted once.
+    cluster.restart(0);
+    let body = wait_for("netdumplings_hub_fleet_nats_connected", 1.0);
+    assert_eq!(
+        e2e_tests::metric_sample(&body, "netdumplings_hub_fleet_nats_down_seconds"),
+        Some(0.0),
+        "{body}"
+    );
+    let fleet = welcome_fleet(&hub).await;
+    assert_eq!(fleet["nats"]["connected"], true, "{fleet}");
+    let (status, log) = hub.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("NATS connection back up"), "{log}");
+}

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "nats_support.rs"]
+mod nats;
+
 use e2e_tests::{
     bin, free_port, is_root, on_path, spawn_hub, truth_rows, wait_for_port, workspace_root,
     ChildGuard, LiveProcess,
@@ -1219,4 +1222,60 @@ async fn web_view_over_https_on_a_tls_hub() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     screenshot(c, "over-https").await;
     let _ = browser.client.clone().close().await;
+}
+
+/// A federated hub's NATS outage shows on the Fleet view: the hub summary says NATS is
+/// down and for how long, and says the fleet again once NATS is back (real `nats-server`
+/// killed and restarted by PID).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_view_says_when_a_federated_hubs_nats_is_down() {
+    let Some((chromium, driver)) = browser_tools() else {
+        return;
+    };
+    let Some(mut cluster) = nats::Cluster::start(1) else {
+        return;
+    };
+    let (in_port, out_port) = (free_port(), free_port());
+    let urls = cluster.urls();
+    let _hub = spawn_hub(
+        in_port,
+        out_port,
+        &["-f", "0.5", "--nats", &urls, "--nats-hub-id", "webHub"],
+    );
+    assert!(
+        nats::handshake_within(([127, 0, 0, 1], out_port).into(), Duration::from_secs(30)).await,
+        "the hub did not federate"
+    );
+    let browser = start_browser(&driver, &chromium, 1280, 900).await;
+    let c = &browser.client;
+    open_page(c, out_port, "fleet").await;
+    let summary = "return document.getElementById('hub-summary').textContent";
+    let says = |part: &'static str| move |v: &Value| v.as_str().is_some_and(|t| t.contains(part));
+    wait_js(
+        c,
+        summary,
+        Duration::from_secs(20),
+        says("fleet of 1 hubs over NATS"),
+    )
+    .await;
+
+    cluster.kill(0);
+    wait_js(c, summary, Duration::from_secs(20), says("NATS down for")).await;
+    let text = js(c, summary).await;
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("nothing is delivered until it is back")),
+        "{text}"
+    );
+    screenshot(c, "fleet-nats-down").await;
+
+    cluster.restart(0);
+    wait_js(
+        c,
+        summary,
+        Duration::from_secs(30),
+        says("fleet of 1 hubs over NATS"),
+    )
+    .await;
+    assert!(console_errors(c).await.is_empty(), "console errors");
 }

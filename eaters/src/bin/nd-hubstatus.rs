@@ -141,5 +141,13 @@ mod tests {
             status_line("T", &status, false),
             "T  uptime: 00:01:30  dumplings in: 2  out: 11  kitchens: 1  eaters: 3  fleet: 2 hubs (a 2k/3e, b\\u001b[31mX 1k), 3 kitchens, 3 eaters "
         );
+        // This hub's NATS connection down: said first.
+        status.fleet = Some(serde_json::json!({"hub_id": "a", "hub_count": 1,
+            "nats": {"connected": false, "down_for": 12.4, "disconnects": 1},
+            "hubs": [{"hub_id": "a", "dumpling_kitchen_count": 2, "dumpling_eater_count": 3}]}));
+        assert_eq!(
+            status_line("T", &status, false),
+            "T  uptime: 00:01:30  dumplings in: 2  out: 11  kitchens: 1  eaters: 3  fleet: NATS DOWN for 12 s, 1 hubs (a 2k/3e), 2 kitchens, 3 eaters "
+        );
     }
 }

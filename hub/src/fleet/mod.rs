@@ -30,6 +30,7 @@
 pub mod args;
 pub mod interest;
 pub mod linger;
+pub mod nats_link;
 pub mod publish;
 pub mod reader;
 pub mod replay;
@@ -193,6 +194,8 @@ pub struct FleetStats {
     /// Dumplings a kitchen connection had read and was handing to the publisher when the
     /// hub stopped (not queued).
     pub dropped_at_stop: AtomicU64,
+    /// The NATS connection: up or down, since when, how often lost.
+    pub nats: nats_link::NatsLink,
 }
 
 impl FleetStats {
@@ -401,8 +404,12 @@ impl Fleet {
     }
 }
 
-/// Connect to NATS with the options' credentials and TLS settings.
-pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, FleetError> {
+/// Connect to NATS with the options' credentials and TLS settings; the connection's
+/// events go to `stats.nats`.
+pub async fn connect(
+    options: &FleetOptions,
+    stats: &Arc<FleetStats>,
+) -> Result<async_nats::Client, FleetError> {
     let mut connect = match &options.creds {
         // Read here, bounded and regular files only (the client library would read a
         // FIFO or /dev/zero forever).
@@ -430,8 +437,7 @@ pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, Fleet
     if let Some((cert, key)) = &options.tls_client {
         connect = connect.add_client_certificate(cert.clone(), key.clone());
     }
-    // Consecutive error events since the connection was last up (see `log_nats_event`).
-    let trouble = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let events = Arc::clone(stats);
     let servers: Arc<str> = options
         .servers
         .iter()
@@ -449,11 +455,11 @@ pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, Fleet
             Duration::from_millis((100 * attempts as u64).min(2000))
         })
         .event_callback(move |event| {
-            let trouble = Arc::clone(&trouble);
+            let events = Arc::clone(&events);
             let servers = servers.clone();
-            async move { log_nats_event(&event, &trouble, &servers) }
+            async move { events.nats.on_event(&event, &servers) }
         });
-    connect
+    let client = connect
         .connect(options.servers.clone())
         .await
         .map_err(|source| FleetError::Connect {
@@ -464,7 +470,9 @@ pub async fn connect(options: &FleetOptions) -> Result<async_nats::Client, Fleet
                 .collect::<Vec<_>>()
                 .join(","),
             source,
-        })
+        })?;
+    stats.nats.mark_connected();
+    Ok(client)
 }
 
 /// `detail` with what to do when JetStream refused the stream for its size: the stream
@@ -479,41 +487,6 @@ fn storage_hint(detail: String, max_bytes: i64) -> String {
         )
     } else {
         detail
-    }
-}
-
-/// Log one NATS connection event. A server that stays away makes the client retry every
-/// 2 s, each attempt an error event: logged at INFO each, that was ~4 500 lines an hour of
-/// "client error: nats: IO error" naming no server. Now errors are warnings naming the
-/// servers, the 1st, 2nd, 4th, 8th, ... of a run of them; the connection back up says
-/// after how many.
-fn log_nats_event(
-    event: &async_nats::Event,
-    trouble: &std::sync::atomic::AtomicU64,
-    servers: &str,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    match event {
-        async_nats::Event::Connected => {
-            let failed = trouble.swap(0, Relaxed);
-            if failed > 0 {
-                tracing::warn!(
-                    servers,
-                    failed_attempts = failed,
-                    "fleet: NATS connection back up"
-                );
-            } else {
-                info!(servers, "fleet: NATS connected");
-            }
-        }
-        async_nats::Event::Disconnected | async_nats::Event::ClientError(_) => {
-            let n = trouble.fetch_add(1, Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(servers, %event, times = n,
-                    "fleet: NATS connection trouble; retrying (dumplings wait for it)");
-            }
-        }
-        _ => info!(%event, "fleet: NATS connection event"),
     }
 }
 
@@ -641,7 +614,8 @@ async fn recreate_stream(js: &jetstream::Context, options: &FleetOptions) {
 /// Connect, make sure the stream exists, and start the publisher and the consumer.
 /// Call before accepting kitchens, so the consumer starts before their first dumpling.
 pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet, FleetError> {
-    let client = connect(options).await?;
+    let stats = Arc::new(FleetStats::default());
+    let client = connect(options, &stats).await?;
     // The connected server's version decides the interest filter's form (one subject on
     // 2.9, an exact list from 2.10); a fleet's servers are expected to share a version.
     let server_version = client.server_info().version;
@@ -660,7 +634,6 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         multi_filter,
         "fleet: federating over NATS JetStream"
     );
-    let stats = Arc::new(FleetStats::default());
     let (tx, rx) = mpsc::channel(options.publish_queue.max(1));
     let union = interest::Union::new(&options.subject_prefix, multi_filter);
     let service = Arc::new(replay::Service::new(
@@ -681,7 +654,7 @@ pub async fn start(options: &FleetOptions, shared: Arc<Shared>) -> Result<Fleet,
         service: Some(service),
         client: Some(client.clone()),
     };
-    let mut tasks = status::start(client.clone(), shared.clone(), options);
+    let mut tasks = status::start(client.clone(), shared.clone(), options, stats.clone());
     let recreate_js = js.clone();
     let recreate_options = options.clone();
     tasks.push(tokio::spawn(publish::publish_loop(

@@ -149,6 +149,8 @@ pub struct FleetBoard {
     hubs: Mutex<BTreeMap<String, Seen>>,
     /// Hubs dropped to make room for new ones (for the rate-limited log line).
     evicted: std::sync::atomic::AtomicU64,
+    /// This hub's federation counters and NATS connection (the section's `nats`).
+    stats: Arc<super::FleetStats>,
 }
 
 /// One hub in the `fleet` section of a `SystemStatusChef` dumpling.
@@ -172,22 +174,41 @@ struct HubView<'a> {
     kitchens: Vec<&'a KitchenReport>,
 }
 
+/// This hub's own NATS connection and publishing, in the `fleet` section: while NATS is
+/// away the hub delivers nothing (its eaters read what comes back from the stream), and
+/// this is where an eater or the web view sees why.
+#[derive(Debug, Serialize)]
+struct NatsView {
+    connected: bool,
+    /// Seconds since the connection went down (`null` while it is up).
+    down_for: Option<f64>,
+    /// Times the connection was lost since the hub started.
+    disconnects: u64,
+    /// Dumplings accepted from this hub's kitchens and not stored in the stream yet
+    /// (restricted eaters do not see it: it counts other principals' traffic).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unpublished: Option<u64>,
+}
+
 /// The `fleet` section of a `SystemStatusChef` payload.
 #[derive(Debug, Serialize)]
 struct FleetView<'a> {
     hub_id: &'a str,
+    nats: NatsView,
     hub_count: usize,
     hubs: Vec<HubView<'a>>,
 }
 
 impl FleetBoard {
-    /// An empty board for hub `hub_id`, keeping at most `max_kitchens` kitchens per hub.
-    pub fn new(hub_id: &str, max_kitchens: usize) -> Self {
+    /// An empty board for hub `hub_id`, keeping at most `max_kitchens` kitchens per hub;
+    /// `stats` are this hub's federation counters.
+    pub fn new(hub_id: &str, max_kitchens: usize, stats: Arc<super::FleetStats>) -> Self {
         FleetBoard {
             hub_id: hub_id.to_owned(),
             max_kitchens,
             hubs: Mutex::new(BTreeMap::new()),
             evicted: Default::default(),
+            stats,
         }
     }
 
@@ -300,8 +321,15 @@ impl FleetBoard {
                 kitchens,
             });
         }
+        let link = &self.stats.nats;
         let section = FleetView {
             hub_id: &self.hub_id,
+            nats: NatsView {
+                connected: link.connected(),
+                down_for: link.down_for().map(|d| round3(d.as_secs_f64())),
+                disconnects: link.disconnects(),
+                unpublished: view.is_none().then(|| self.stats.unpublished()),
+            },
             hub_count: list.len(),
             hubs: list,
         };
@@ -377,10 +405,12 @@ pub fn start(
     client: async_nats::Client,
     shared: Arc<Shared>,
     options: &super::FleetOptions,
+    stats: Arc<super::FleetStats>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let board = Arc::new(FleetBoard::new(
         &options.hub_id,
         shared.config.status_list_max,
+        stats,
     ));
     let _ = shared.fleet_status.set(board.clone());
     let subject = format!("{}.{}", options.status_prefix, options.hub_id);
@@ -465,7 +495,7 @@ mod tests {
 
     #[test]
     fn reports_are_bounded_and_checked_against_their_subject() {
-        let board = FleetBoard::new("a", 2);
+        let board = FleetBoard::new("a", 2, Default::default());
         let now = Instant::now();
         let long = "é".repeat(100);
         assert!(board.record(report(&long, &["k1", "k2", "k3"]), now));
@@ -492,7 +522,7 @@ mod tests {
 
     #[test]
     fn silent_hubs_age_out_and_the_board_is_capped() {
-        let board = FleetBoard::new("a", 4);
+        let board = FleetBoard::new("a", 4, Default::default());
         let old = Instant::now() - Duration::from_secs(10);
         assert!(board.record(report("gone", &[]), old));
         assert!(board.record(report("here", &[]), Instant::now()));
@@ -505,7 +535,7 @@ mod tests {
 
     #[test]
     fn forged_reports_cannot_keep_a_real_hub_out_or_stay_for_hours() {
-        let board = FleetBoard::new("a", 4);
+        let board = FleetBoard::new("a", 4, Default::default());
         let start = Instant::now();
         assert!(board.record(report("a", &[]), start));
         // A full board of forged hubs claiming an hour-long period.
@@ -540,7 +570,7 @@ mod tests {
 
     #[test]
     fn restricted_eaters_see_their_kitchens_and_no_counts() {
-        let board = FleetBoard::new("a", 4);
+        let board = FleetBoard::new("a", 4, Default::default());
         board.record(report("a", &["k1", "k2"]), Instant::now());
         let p = Principal {
             name: "viewer".into(),
@@ -558,7 +588,10 @@ mod tests {
         assert!(
             hub.get("dumpling_eater_count").is_none() && hub.get("total_dumplings_in").is_none()
         );
+        assert_eq!(s["nats"]["connected"], false);
+        assert!(s["nats"].get("unpublished").is_none(), "{s}");
         let full = board.section(None);
         assert_eq!(full["hubs"][0]["dumpling_eater_count"], 2);
+        assert_eq!(full["nats"]["unpublished"], 0);
     }
 }
