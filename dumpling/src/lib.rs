@@ -113,6 +113,16 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// Sent by the hub when a message is over its size cap (RFC 6455 "message too big").
     pub const TOO_BIG: u16 = 1009;
+    /// Sent by a federated hub to a kitchen whose dumplings it could not hand to NATS for
+    /// [`STALLED_SECS`] (RFC 6455 "try again later"): what the kitchen sent after its last
+    /// confirmation is not taken; it reconnects (or fails over) and sends it again.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// Reason text sent with [`TRY_AGAIN_LATER`].
+    pub const TRY_AGAIN_LATER_REASON: &str =
+        "hub cannot store dumplings now (NATS unavailable); try again later or another hub";
+    /// How long a federated hub waits to hand one kitchen dumpling to NATS before it closes
+    /// the kitchen with [`TRY_AGAIN_LATER`].
+    pub const STALLED_SECS: u64 = 10;
 }
 
 /// Which chef handler made a dumpling. On the wire: `"packet"` or `"interval"`.

@@ -194,6 +194,7 @@ pub async fn run(
             invalid = shared.total_invalid.load(Relaxed),
             refused = shared.total_refused.load(Relaxed),
             dropped_for_slow_eaters = shared.total_dropped.load(Relaxed),
+            kitchens_stalled = shared.kitchens_stalled.load(Relaxed),
             "hub totals"
         );
     }

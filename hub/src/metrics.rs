@@ -160,6 +160,12 @@ impl Collector for HubCollector {
         if let Some(fleet) = s.fleet.get() {
             let hubs = s.fleet_status.get().map_or(0, |b| b.hub_ids().len());
             fleet_series(e, &fleet.stats, hubs)?;
+            counter(
+                e,
+                "netdumplings_hub_fleet_kitchens_stalled",
+                "Kitchens closed (1013) because NATS did not take their dumplings for 10 s.",
+                s.kitchens_stalled.load(Ordering::Relaxed),
+            )?;
         }
 
         // Copy what the registry holds, then encode without holding its lock.

@@ -153,6 +153,9 @@ pub struct Shared {
     pub total_refused: AtomicU64,
     /// `HubNoticeChef` lag notices sent (for `/metrics`).
     pub lag_notices: AtomicU64,
+    /// Kitchens closed because their dumplings could not be handed to NATS for
+    /// [`dumpling::close_code::STALLED_SECS`] (`--nats` only).
+    pub kitchens_stalled: AtomicU64,
     /// Connections (either side, registered or not) whose task has ended; the trim loop
     /// watches it to give memory back after a burst.
     pub connections_ended: AtomicU64,
@@ -195,6 +198,7 @@ impl Shared {
             total_dropped: AtomicU64::new(0),
             total_refused: AtomicU64::new(0),
             lag_notices: AtomicU64::new(0),
+            kitchens_stalled: AtomicU64::new(0),
             connections_ended: AtomicU64::new(0),
             origin_refusals: crate::origin::OriginRefusals::default(),
             registry: Mutex::new(Registry::default()),

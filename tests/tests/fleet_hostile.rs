@@ -526,3 +526,116 @@ async fn a_nats_outage_shows_in_metrics_and_in_the_status() {
     assert!(status.success(), "{log}");
     assert!(log.contains("NATS connection back up"), "{log}");
 }
+
+/// While NATS is frozen the publisher's queue fills and a kitchen connection stops
+/// reading, so it cannot see its kitchen leave (the kitchen's FIN waits behind the bytes
+/// the hub does not read): one kitchen that gave up and came back held all 8
+/// `--max-kitchens` slots with its dead connections and was then refused. A kitchen whose
+/// dumpling waits 10 s is now closed with 1013 "try again later": one still there is told
+/// (and reconnects or fails over), one that left frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kitchens_a_hub_cannot_serve_for_nats_are_closed_and_free_their_slots() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let node = cluster.nodes[0]
+        .child
+        .as_ref()
+        .map(|c| c.id())
+        .expect("node");
+    let signal = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(node.to_string())
+            .status();
+    };
+    let metrics_port = e2e_tests::free_port();
+    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], metrics_port).into();
+    let (urls, port_text) = (cluster.urls(), metrics_port.to_string());
+    let hub = Hub::start(&[
+        "-f",
+        "60",
+        "--nats",
+        &urls,
+        "--nats-hub-id",
+        "hubSlots",
+        "--max-kitchens",
+        "2",
+        "--metrics-address",
+        &port_text,
+    ]);
+    assert!(
+        nats::handshake_within(hub.eaters, Duration::from_secs(30)).await,
+        "hub did not federate"
+    );
+    let sample = |series: &str| {
+        let response = e2e_tests::http_get(metrics, "/metrics");
+        e2e_tests::metric_sample(&response, series)
+    };
+    let kitchens = "netdumplings_hub_connections{role=\"kitchen\"}";
+    signal("STOP");
+
+    // Kitchen A floods the hub until it stops reading, and stays.
+    let mut a = support::kitchen(hub.kitchens, r#"{"kitchen_name": "stays"}"#).await;
+    let flood = async {
+        for n in 0..8000 {
+            if a.send(Message::text(numbered(n, 50))).await.is_err() {
+                return false;
+            }
+        }
+        true
+    };
+    let cut_off = matches!(
+        tokio::time::timeout(Duration::from_secs(4), flood).await,
+        Ok(false)
+    );
+    assert!(!cut_off, "kitchen A was cut off while flooding");
+    // Kitchen B sends one dumpling, which waits behind A's, and vanishes.
+    let mut b = support::kitchen(hub.kitchens, r#"{"kitchen_name": "leaves"}"#).await;
+    b.send(Message::text(numbered(100_000, 50)))
+        .await
+        .expect("kitchen B's dumpling");
+    assert!(
+        nats::wait_until(Duration::from_secs(5), || sample(kitchens) == Some(2.0)),
+        "both kitchens registered"
+    );
+    drop(b);
+
+    // A is told why, within the 10 s bound (and some slack for a loaded machine).
+    let close = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(message) = futures_util::StreamExt::next(&mut a).await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("kitchen A closed by the hub within 20 s")
+    .expect("a close frame");
+    assert_eq!(u16::from(close.code), 1013, "{close:?}");
+    assert!(close.reason.contains("NATS unavailable"), "{close:?}");
+    let mut now = None;
+    let freed = nats::wait_until(Duration::from_secs(20), || {
+        now = sample(kitchens);
+        now == Some(0.0)
+    });
+    assert!(freed, "connections still held: {now:?}");
+    assert_eq!(
+        sample("netdumplings_hub_fleet_kitchens_stalled_total"),
+        Some(2.0)
+    );
+    // The slots are free: a new kitchen is taken.
+    let _c = support::kitchen(hub.kitchens, r#"{"kitchen_name": "new"}"#).await;
+    assert!(
+        nats::wait_until(Duration::from_secs(5), || sample(kitchens) == Some(1.0)),
+        "a new kitchen registered"
+    );
+    signal("CONT");
+    let (status, log) = hub.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("could not hand a dumpling to NATS for 10s"),
+        "{log}"
+    );
+}
