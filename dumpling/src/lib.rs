@@ -565,6 +565,12 @@ pub mod eater_hello_keys {
     pub const SINCE: &str = "nd_since";
     /// `true`: live from now, with each dumpling's stream sequence in its metadata.
     pub const SEQ: &str = "nd_seq";
+    /// Which stream the sequence of [`SINCE_SEQ`] belongs to: the `nd_stream` of the hub's
+    /// last start notice. When the hub's stream is another one (deleted and created again:
+    /// its sequences started over) it starts at that stream's first sequence and says so.
+    pub const STREAM: &str = "nd_stream";
+    /// Longest [`STREAM`] value a hub reads (a longer one is ignored, with a notice).
+    pub const MAX_STREAM_BYTES: usize = 512;
 }
 
 /// The hello an eater sends first. Only `eater_name` is required; other keys are kept.

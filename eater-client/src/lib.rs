@@ -26,6 +26,10 @@
 //! after a lost connection, asks the next hub of its list (`hub` may be `A,B,C`) for
 //! `nd_since_seq = last + 1`; a dumpling at or below the last sequence seen before the
 //! reconnect is never passed on twice (within one connection the hub sends each once).
+//! It also keeps the `nd_stream` of the hub's start notice and sends it with
+//! `nd_since_seq`: when the hub's stream is another one (deleted and created again, its
+//! sequences started over) the hub starts at its first sequence, and the eater, told a
+//! new `nd_stream`, forgets the old stream's sequences instead of skipping the new ones.
 
 use std::time::Duration;
 
@@ -327,6 +331,8 @@ pub struct Eater {
     /// late (a stream replica that disagreed with the leader) comes with a lower sequence
     /// than its neighbours, so only the reconnect seam is filtered by sequence.
     seam: Option<u64>,
+    /// The stream `last_seq` belongs to (`nd_stream` of the hub's last start notice).
+    stream: Option<String>,
     ws: Option<Ws>,
     /// The hub agreed to send dumplings as binary frames holding their UTF-8 text on this
     /// connection ([`dumpling::BINARY_FRAMES_HEADER`]).
@@ -365,6 +371,7 @@ impl Eater {
             current: 0,
             last_seq: None,
             seam: None,
+            stream: None,
             ws: None,
             binary: false,
             repeats: dumpling::RepeatMemo::new(),
@@ -414,6 +421,9 @@ impl Eater {
             _ => None,
         };
         if let Some((k, v)) = start {
+            if let (key::SINCE_SEQ, Some(stream)) = (k, &self.stream) {
+                extra.insert(key::STREAM.into(), serde_json::json!(stream));
+            }
             extra.insert(k.into(), v);
         }
         EaterHello {
@@ -661,6 +671,18 @@ impl Eater {
         if dumpling.metadata.chef == dumpling::HUB_NOTICE_CHEF {
             let extra: Option<NoticeExtra> = serde_json::from_value(dumpling.payload.clone()).ok();
             if let Some(extra) = &extra {
+                if let Some(stream) = &extra.nd_stream {
+                    if self.stream.as_ref().is_some_and(|old| old != stream) {
+                        // Another stream: its sequences say nothing of the old one's, so
+                        // none of it is "already passed on".
+                        self.seam = None;
+                        self.last_seq = None;
+                    }
+                    // A name the hub would not read back is not kept (it is the hub's).
+                    if stream.len() <= dumpling::eater_hello_keys::MAX_STREAM_BYTES {
+                        self.stream = Some(stream.clone());
+                    }
+                }
                 // Where a live-with-sequences read starts: resume from there even if
                 // nothing arrives before the hub goes away.
                 if let (None, Some(next)) = (self.last_seq, extra.nd_next_seq) {
@@ -844,6 +866,8 @@ struct NoticeExtra {
     notice: Option<String>,
     #[serde(default)]
     nd_next_seq: Option<u64>,
+    #[serde(default)]
+    nd_stream: Option<String>,
 }
 
 #[derive(serde::Deserialize)]

@@ -383,7 +383,7 @@ pub async fn serve_eater(
     let notices = std::mem::take(&mut plan.notices)
         .into_iter()
         .map(|t| notice(&t));
-    for message in notices.chain(plan.starts_at.map(start_notice)) {
+    for message in notices.chain(plan.starts_at.take().map(start_notice)) {
         if reason.is_none()
             && !matches!(
                 timeout(config.write_timeout, ws.send(message)).await,

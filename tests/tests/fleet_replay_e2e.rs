@@ -319,6 +319,114 @@ async fn an_eater_whose_hub_is_killed_resumes_on_another_hub_with_nothing_lost_o
     drop(cluster);
 }
 
+/// An eater resuming after the stream was created again, here because nats-server came
+/// back without its store while the eater's hub died, gets the new stream from its first
+/// dumpling. It used to ask for its old position (`nd_since_seq` 31) in the new stream and
+/// skip everything below it (13 of 13 runs of the reproducer); now it sends the `nd_stream`
+/// of its hub's start notice, and a hub reading another stream starts at its first
+/// sequence and names the new stream, so the eater forgets the old sequences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eater_resuming_into_a_stream_created_again_misses_none_of_it() {
+    let Some(mut cluster) = Cluster::start(1) else {
+        return;
+    };
+    let mut hub_a = fleet_hub(&cluster, "hubA", &[]).await;
+    let hub_b = fleet_hub(&cluster, "hubB", &[]).await;
+    let mut config =
+        eater_client::EaterConfig::new(format!("{},{}", hub_a.eaters, hub_b.eaters), "resumer");
+    config.resume = true;
+    config.filter.chefs = vec!["BenchChef".into()];
+    config.reconnect.initial = Duration::from_millis(100);
+    config.reconnect.max = Duration::from_millis(400);
+    let mut eater = eater_client::Eater::new(config).expect("eater config");
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, Option<u64>)>::new()));
+    let seen = got.clone();
+    let task = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.lock().map(|g| g.len()).unwrap_or(0) < 40 && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(1), eater.next_event()).await {
+                Ok(Ok(eater_client::Event::Dumpling(d))) => {
+                    let n = d.dumpling.payload["n"].as_u64().unwrap_or(u64::MAX);
+                    if let Ok(mut g) = seen.lock() {
+                        g.push((n, d.seq));
+                    }
+                }
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(error)) => panic!("eater gave up: {error}"),
+            }
+        }
+    });
+    let count = || got.lock().map(|g| g.len()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    send_range(hub_a.kitchens, 0, 30, Duration::ZERO, bench).await;
+    assert!(
+        nats::wait_until(Duration::from_secs(20), || count() == 30),
+        "the first 30 arrived"
+    );
+    // Hub A dies and NATS comes back empty: hub B makes the stream again.
+    let _ = hub_a.guard.child.kill();
+    let _ = hub_a.guard.child.wait();
+    cluster.restart_empty(0);
+    send_range(hub_b.kitchens, 100, 110, Duration::from_millis(20), bench).await;
+    let arrived = nats::wait_until(Duration::from_secs(30), || count() == 40);
+    task.abort();
+    let got = got.lock().map(|g| g.clone()).unwrap_or_default();
+    let (_, log_b) = hub_b.stop();
+    assert!(
+        arrived,
+        "the new stream's 10 never all came: {got:?}\nhub B:\n{log_b}"
+    );
+    let want: Vec<(u64, Option<u64>)> = (0..30)
+        .map(|n| (n, Some(n + 1)))
+        .chain((100..110).map(|n| (n, Some(n - 99))))
+        .collect();
+    assert_eq!(got, want, "hub B:\n{log_b}");
+    drop(cluster);
+}
+
+/// The stream deleted and created again under an eater reading with sequences: it is
+/// told the new stream's name and first sequence before the new stream's dumplings, so
+/// its next resume asks in the new stream's sequences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eater_reading_when_the_stream_is_created_again_is_told_its_new_name() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let hub = fleet_hub(&cluster, "hubR", &[]).await;
+    let mut ws = raw_eater(hub.eaters, "seq", serde_json::json!({ "nd_seq": true })).await;
+    send_range(hub.kitchens, 0, 5, Duration::ZERO, bench).await;
+    let before = read_n(&mut ws, 5, Duration::from_secs(10)).await;
+    let named = |read: &Read| -> Vec<String> {
+        read.notices
+            .iter()
+            .filter_map(|n| n["nd_stream"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let old = named(&before);
+    assert_eq!(old.len(), 1, "{before:?}");
+    let client = async_nats::connect(cluster.nodes[0].client.to_string())
+        .await
+        .expect("a plain NATS client");
+    async_nats::jetstream::new(client)
+        .delete_stream("ND_DUMPLINGS")
+        .await
+        .expect("delete the stream");
+    send_range(hub.kitchens, 5, 10, Duration::from_millis(20), bench).await;
+    let after = read_n(&mut ws, 5, Duration::from_secs(20)).await;
+    let (_, log) = hub.stop();
+    let new = named(&after);
+    assert_eq!(
+        new.len(),
+        1,
+        "one notice naming the new stream: {after:?}\n{log}"
+    );
+    assert_ne!(new, old, "{after:?}");
+    let notice = after.notices.iter().find(|n| n["nd_stream"].is_string());
+    assert_eq!(notice.map(|n| n["nd_next_seq"].clone()), Some(1.into()));
+    assert_exact("after", &after.dumplings, 5, 10);
+    assert_eq!(after.dumplings[0].1, Some(1), "{after:?}");
+}
+
 fn ab(n: u64) -> &'static str {
     if n.is_multiple_of(2) {
         "ChefA"

@@ -209,6 +209,18 @@ impl Cluster {
         );
     }
 
+    /// kill -9 node `i` and start it again with an empty JetStream store (as a server
+    /// whose disk was lost, or a single server run without persistent storage).
+    pub fn restart_empty(&mut self, i: usize) {
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(self.dir.join(format!("js{i}")));
+        self.spawn(i);
+        assert!(
+            wait_for_port(self.nodes[i].client, Duration::from_secs(10)),
+            "nats-server n{i} did not come back"
+        );
+    }
+
     /// The nodes' logs, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();

@@ -443,6 +443,8 @@ pub async fn consume_live<F, Fut>(
             stream: &stream,
             filter: &filter,
             until: None,
+            on_recreated: None,
+            created: None,
         };
         match read_stream(
             &js,
@@ -476,6 +478,8 @@ pub async fn consume_live<F, Fut>(
             stream: &stream,
             filter: &filter,
             until: Some(last),
+            on_recreated: None,
+            created: None,
         };
         match read_stream(&js, spec, &mut start, None, &mut shutdown, &mut sink).await {
             ReadEnd::ReachedUntil => {}

@@ -764,6 +764,8 @@ pub async fn consume(
         stream: &stream_name,
         filter: &filter,
         until: None,
+        on_recreated: None,
+        created: None,
     };
     let mut sink = |message, _sequence| std::future::ready(sink(message));
     reader::read_stream(&js, spec, &mut start, None, &mut shutdown, &mut sink).await;

@@ -103,6 +103,13 @@ pub struct ReadSpec<'a> {
     pub filter: &'a str,
     /// Stop once every matching message with a sequence up to this one was delivered.
     pub until: Option<u64>,
+    /// Called when the stream turns out to have been deleted and created again, before
+    /// anything of the new one is delivered (an eater's consumer tells its eater).
+    pub on_recreated: Option<&'a (dyn Fn(&super::StreamState) + Send + Sync)>,
+    /// When the stream the start sequence belongs to was created, if the caller knows it
+    /// (an eater's `nd_stream`): a stream created at another time is another stream,
+    /// whose sequences say nothing of that one's, and is read from its first sequence.
+    pub created: Option<time::OffsetDateTime>,
 }
 
 /// The last delivered dumpling, as the leader should hold it.
@@ -251,7 +258,7 @@ where
     let mut dropped: u64 = 0;
     let mut first_consumer = true;
     // When the stream read was created (see `recreated`).
-    let mut stream_created: Option<time::OffsetDateTime> = None;
+    let mut stream_created: Option<time::OffsetDateTime> = spec.created;
     loop {
         if *shutdown.borrow() {
             return ReadEnd::Shutdown;
@@ -331,7 +338,34 @@ where
             }
         };
         first_consumer = false;
-        stream_created.get_or_insert(stream.cached_info().created);
+        let info = stream.cached_info();
+        let state = super::StreamState {
+            created: info.created,
+            first: info.state.first_sequence,
+            last: info.state.last_sequence,
+        };
+        if recreated(&state, stream_created) {
+            // Made on another stream than the one being read (deleted and created again
+            // since): nothing of it was delivered yet; read it from its first sequence.
+            warn!(
+                stream = spec.stream,
+                first = state.first,
+                last = state.last,
+                "fleet: the stream was deleted and created again; reading the new one from its first sequence"
+            );
+            if let Some(tell) = spec.on_recreated {
+                tell(&state);
+            }
+            *start = Start::Sequence(state.first.max(1));
+            agreed = state.first.max(1) - 1;
+            unchecked = None;
+            checking = None;
+            probe_at = None;
+            stream_created = Some(state.created);
+            first_consumer = true;
+            continue;
+        }
+        stream_created.get_or_insert(state.created);
         debug!(
             ?from,
             filter = spec.filter,
@@ -417,6 +451,9 @@ where
                                 last = state.last,
                                 "fleet: the stream was deleted and created again; reading the new one from its first sequence"
                             );
+                            if let Some(tell) = spec.on_recreated {
+                                tell(&state);
+                            }
                             *start = Start::Sequence(state.first.max(1));
                             agreed = state.first.max(1) - 1;
                             unchecked = None;

@@ -100,6 +100,90 @@ pub fn parse_since(text: &str) -> Result<From, String> {
         })
 }
 
+/// The `nd_stream` of a hello (which stream its `nd_since_seq` came from): `Ok(None)` when
+/// absent, `Err` naming the problem when it is not a string or too long.
+pub fn stream_from_hello(hello: &RawValue) -> Result<Option<String>, String> {
+    use dumpling::eater_hello_keys as key;
+    let value: Value = serde_json::from_str(hello.get()).map_err(|e| e.to_string())?;
+    match value.get(key::STREAM) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= key::MAX_STREAM_BYTES => Ok(Some(s.clone())),
+        Some(_) => Err(format!(
+            "nd_stream must be the text of a hub's start notice (at most {} bytes)",
+            key::MAX_STREAM_BYTES
+        )),
+    }
+}
+
+/// The name a hub gives one stream, for `nd_stream`: its name and creation time. A stream
+/// deleted and created again gets another one (and its sequences start over).
+pub fn stream_token(stream: &str, created: time::OffsetDateTime) -> String {
+    format!("{stream}@{}", created.unix_timestamp_nanos())
+}
+
+/// The creation time a [`stream_token`] of `stream` names (`None` for another stream's
+/// token or one that is not a hub's).
+fn created_of_token(stream: &str, token: &str) -> Option<time::OffsetDateTime> {
+    let nanos = token.strip_prefix(stream)?.strip_prefix('@')?;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()
+}
+
+/// Where a replay starts, and what its eater is told about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartNotice {
+    /// The stream sequence its consumer reads from (not known for a start time).
+    pub sequence: Option<u64>,
+    /// The stream's [`stream_token`], when the stream answered.
+    pub stream: Option<String>,
+    /// What is worth saying about the start (a gap, a re-created stream).
+    pub note: Option<String>,
+}
+
+/// Decide the start for an eater that asked for sequence `n` of the stream `asked` (its
+/// `nd_stream`, if it sent one), given the stream's `state` and `token` now.
+fn sequence_start(
+    n: u64,
+    asked: Option<&str>,
+    state: Option<super::StreamState>,
+    token: Option<&str>,
+) -> (u64, Option<String>) {
+    let Some(state) = state else {
+        return (n, None);
+    };
+    let first = state.first.max(1);
+    match asked {
+        Some(asked) if token.is_some_and(|t| t != asked) => (
+            first,
+            Some(format!(
+                "the stream is not the one sequence {n} came from (it was deleted and created \
+                 again, its sequences started over; or this hub reads another stream): \
+                 replaying it from its first sequence {first}; what the old stream held after \
+                 your last dumpling is not here"
+            )),
+        ),
+        _ if n < first => (
+            first,
+            Some(format!(
+                "sequences {n} to {} are no longer in the stream (removed by its age or size \
+                 limits, --nats-max-age / --nats-max-bytes): replaying from {first}; up to {} \
+                 dumplings missed",
+                first - 1,
+                first - n
+            )),
+        ),
+        None if n > state.last.saturating_add(1) => (
+            n,
+            Some(format!(
+                "sequence {n} is past the stream's end ({}): waiting for it. If the stream was \
+                 created again since your last dumpling, resume with the nd_stream of the \
+                 hub's start notice (the eater libraries do), or without nd_since_seq",
+                state.last
+            )),
+        ),
+        _ => (n, None),
+    }
+}
+
 /// The replay side of a federated hub: stream access, the interest union and the bounds.
 #[derive(Debug)]
 pub struct Service {
@@ -134,10 +218,12 @@ impl Service {
         }
     }
 
-    /// Start an eater's own consumer. `Err` is the notice text when it cannot.
+    /// Start an eater's own consumer; `asked_stream` is its `nd_stream`. `Err` is the
+    /// notice text when it cannot.
     pub async fn start(
         &self,
         from: &From,
+        asked_stream: Option<&str>,
         interest: Option<&Interest>,
         principal: Option<Arc<Principal>>,
         shutdown: watch::Receiver<bool>,
@@ -148,12 +234,20 @@ impl Service {
                 self.max_eaters
             )
         })?;
+        // One request: which stream this is (for `nd_stream`) and where it begins and ends.
+        let state = super::stream_state(&self.js, &self.stream).await;
+        let token = state.map(|s| stream_token(&self.stream, s.created));
+        let mut note = None;
         let start = match from {
-            From::Sequence(n) => Start::Sequence(*n),
+            From::Sequence(n) => {
+                let (sequence, said) = sequence_start(*n, asked_stream, state, token.as_deref());
+                note = said;
+                Start::Sequence(sequence)
+            }
             From::Ago(ago) => Start::Time(time::OffsetDateTime::now_utc() - *ago),
             From::At(at) => Start::Time(*at),
-            From::Live => match super::stream_last_sequence(&self.js, &self.stream).await {
-                Some(last) => Start::Sequence(last + 1),
+            From::Live => match state {
+                Some(state) => Start::Sequence(state.last + 1),
                 None => return Err("replay refused: the JetStream stream is not reachable; serving live dumplings without sequence numbers".into()),
             },
         };
@@ -178,9 +272,19 @@ impl Service {
                 _ => false,
             }
         };
-        let first = match start {
-            Start::Sequence(n) => Some(n),
-            Start::Time(_) => None,
+        // The stream did not answer now: the reader checks the eater's stream against the
+        // one it finds once it can (a resume during an outage that re-created it).
+        let resume_created = match (state, asked_stream, from) {
+            (None, Some(asked), From::Sequence(_)) => created_of_token(&self.stream, asked),
+            _ => None,
+        };
+        let first = StartNotice {
+            sequence: match start {
+                Start::Sequence(n) => Some(n),
+                Start::Time(_) => None,
+            },
+            stream: token,
+            note,
         };
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = tokio::spawn(run(
@@ -190,6 +294,7 @@ impl Service {
                 filter,
                 start,
                 rate: self.rate,
+                created: resume_created,
             },
             shutdown,
             tx,
@@ -206,8 +311,8 @@ pub struct Replay {
     /// Dumplings (with `metadata.nd_seq`), in stream order.
     pub rx: mpsc::Receiver<Message>,
     task: tokio::task::JoinHandle<()>,
-    /// The first sequence it reads from, when known (not for a start time).
-    pub first: Option<u64>,
+    /// Where it starts, for the eater's start notice.
+    pub first: StartNotice,
 }
 
 impl Drop for Replay {
@@ -222,6 +327,9 @@ struct Target {
     filter: String,
     start: Start,
     rate: u32,
+    /// When the stream its start sequence belongs to was created, if known only from the
+    /// eater's `nd_stream` ([`ReadSpec::created`]).
+    created: Option<time::OffsetDateTime>,
 }
 
 async fn run(
@@ -237,14 +345,38 @@ async fn run(
         filter,
         mut start,
         rate,
+        created,
     } = target;
     info!(%filter, ?start, rate, "fleet: eater replay consumer started");
     let mut pacer = Pacer::new(rate);
+    // The stream deleted and created again while this eater reads it: the eater learns
+    // the new stream's name (`nd_stream`) before its first dumpling, so it resumes in the
+    // new stream's sequences, not the old one's.
+    let told = std::sync::Mutex::new(None::<Message>);
+    let on_recreated = |state: &super::StreamState| {
+        let first = state.first.max(1);
+        let notice = start_notice(StartNotice {
+            sequence: Some(first),
+            stream: Some(stream_token(&stream, state.created)),
+            note: Some(
+                "the stream was deleted and created again (its sequences started over); \
+                 what the old stream held after your last dumpling is not here"
+                    .into(),
+            ),
+        });
+        *told.lock().unwrap_or_else(|p| p.into_inner()) = Some(notice);
+    };
     let mut sink = |message: Message, sequence: u64| {
         let tx = tx.clone();
+        let notice = told.lock().unwrap_or_else(|p| p.into_inner()).take();
         let wanted = admit(&message);
         let wait = if wanted { pacer.take() } else { Duration::ZERO };
         async move {
+            if let Some(notice) = notice {
+                if tx.send(notice).await.is_err() {
+                    return false;
+                }
+            }
             if !wanted {
                 return true;
             }
@@ -258,6 +390,8 @@ async fn run(
         stream: &stream,
         filter: &filter,
         until: None,
+        on_recreated: Some(&on_recreated),
+        created,
     };
     let end = read_stream(&js, spec, &mut start, None, &mut shutdown, &mut sink).await;
     info!(?end, ?start, "fleet: eater replay consumer ended");
@@ -356,9 +490,9 @@ pub struct Plan {
     pub notices: Vec<String>,
     /// The eater's `--auth` principal, if any.
     pub principal: Option<Arc<Principal>>,
-    /// The stream sequence its own consumer starts at, when known: sent in a notice
-    /// (`nd_next_seq`) so an eater can resume from there even before its first dumpling.
-    pub starts_at: Option<u64>,
+    /// Where its own consumer starts: sent in a notice (`nd_next_seq`, `nd_stream`) so an
+    /// eater can resume from there even before its first dumpling.
+    pub starts_at: Option<StartNotice>,
 }
 
 impl Plan {
@@ -439,6 +573,13 @@ pub async fn plan(shared: &Shared, hello: &RawValue, principal: Option<Arc<Princ
             None
         }
     };
+    let asked_stream = match stream_from_hello(hello) {
+        Ok(stream) => stream,
+        Err(error) => {
+            plan.notices.push(format!("nd_stream ignored: {error}"));
+            None
+        }
+    };
     let service = shared.fleet.get().and_then(|f| f.service.clone());
     match (request, &service) {
         (None, _) => {}
@@ -449,6 +590,7 @@ pub async fn plan(shared: &Shared, hello: &RawValue, principal: Option<Arc<Princ
             match service
                 .start(
                     &from,
+                    asked_stream.as_deref(),
                     plan.interest.as_ref(),
                     principal,
                     shared.shutdown.clone(),
@@ -456,9 +598,10 @@ pub async fn plan(shared: &Shared, hello: &RawValue, principal: Option<Arc<Princ
                 .await
             {
                 Ok(replay) => {
-                    if let Some(first) = replay.first {
-                        plan.starts_at = Some(first);
+                    if let Some(note) = &replay.first.note {
+                        info!(%note, "fleet: eater replay start");
                     }
+                    plan.starts_at = Some(replay.first.clone());
                     plan.replay = Some(replay);
                 }
                 Err(notice) => {
@@ -480,13 +623,25 @@ pub fn notice(text: &str) -> Message {
     notice_payload(serde_json::json!({ "lagged": 0, "notice": text }))
 }
 
-/// The notice telling a replaying eater the sequence its consumer starts at.
-pub fn start_notice(sequence: u64) -> Message {
-    notice_payload(serde_json::json!({
-        "lagged": 0,
-        "notice": format!("replaying from stream sequence {sequence}"),
-        "nd_next_seq": sequence,
-    }))
+/// The notice telling a replaying eater where its consumer starts (`nd_next_seq`, when
+/// known) and which stream it reads (`nd_stream`, for its next resume), with anything worth
+/// saying about the start (a gap, a stream created again).
+pub fn start_notice(start: StartNotice) -> Message {
+    let mut text = match start.sequence {
+        Some(sequence) => format!("replaying from stream sequence {sequence}"),
+        None => "replaying from the requested time".to_owned(),
+    };
+    if let Some(note) = &start.note {
+        text = format!("{text}: {note}");
+    }
+    let mut payload = serde_json::json!({ "lagged": 0, "notice": text });
+    if let Some(sequence) = start.sequence {
+        payload["nd_next_seq"] = sequence.into();
+    }
+    if let Some(stream) = start.stream {
+        payload["nd_stream"] = stream.into();
+    }
+    notice_payload(payload)
 }
 
 fn notice_payload(payload: Value) -> Message {
@@ -513,6 +668,57 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn a_resume_in_another_stream_or_a_trimmed_one_starts_where_the_stream_begins() {
+        let created = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let state = |first, last| {
+            Some(crate::fleet::StreamState {
+                created,
+                first,
+                last,
+            })
+        };
+        let token = stream_token("ND", created);
+        assert_eq!(token, "ND@1800000000000000000");
+        assert_eq!(created_of_token("ND", &token), Some(created));
+        assert_eq!(created_of_token("OTHER", &token), None);
+        assert_eq!(created_of_token("ND", "ND@x"), None);
+        assert_eq!(
+            created_of_token("ND", "ND@99999999999999999999999999999999"),
+            None
+        );
+        let now = Some(token.as_str());
+        // Same stream, inside it: as asked, nothing to say.
+        assert_eq!(sequence_start(50, now, state(1, 100), now), (50, None));
+        assert_eq!(sequence_start(101, None, state(1, 100), now), (101, None));
+        // Another stream (created again): from its first sequence, said.
+        let (at, note) = sequence_start(5000, Some("ND@1"), state(1, 100), now);
+        assert_eq!(at, 1);
+        assert!(note.unwrap().contains("deleted and created again"));
+        // Trimmed: from the first sequence still stored, the gap said.
+        let (at, note) = sequence_start(5, now, state(770, 900), now);
+        assert_eq!(at, 770);
+        let note = note.unwrap();
+        assert!(
+            note.contains("sequences 5 to 769") && note.contains("up to 765"),
+            "{note}"
+        );
+        // Past the end without nd_stream: waits, and says how to resume properly.
+        let (at, note) = sequence_start(1000, None, state(1, 50), now);
+        assert_eq!(at, 1000);
+        assert!(note.unwrap().contains("past the stream's end (50)"));
+        // The stream did not answer: as asked.
+        assert_eq!(sequence_start(7, Some("x"), None, None), (7, None));
+        // nd_stream: a string of bounded length.
+        assert_eq!(
+            stream_from_hello(&raw(r#"{"eater_name":"e","nd_stream":"ND@5"}"#)),
+            Ok(Some("ND@5".to_owned()))
+        );
+        let long = format!(r#"{{"eater_name":"e","nd_stream":"{}"}}"#, "x".repeat(600));
+        assert!(stream_from_hello(&raw(&long)).is_err());
+        assert!(stream_from_hello(&raw(r#"{"eater_name":"e","nd_stream":5}"#)).is_err());
     }
 
     #[test]

@@ -260,8 +260,10 @@ def test_replay_from_a_sequence_and_interest_against_a_federated_hub(tmp_path):
             assert [d.payload["seq"] for d in got] == list(range(10, 40, 2))
             assert [d.seq for d in got] == list(range(11, 41, 2))
             assert eater.last_seq == 39
-            # A resumed hello continues after the last sequence seen.
+            # A resumed hello continues after the last sequence seen, in the stream the
+            # hub's start notice named.
             assert eater._hello()["nd_since_seq"] == 40
+            assert eater._hello()["nd_stream"].startswith("ND_DUMPLINGS@"), eater._hello()
         finally:
             hub.stop()
     finally:

@@ -120,6 +120,8 @@ def test_forged_notices_are_invalid_and_the_lag_total_stays_a_count(caplog):
         {"lagged": 1, "notice": {"x": ESC}},
         {"lagged": 1, "nd_next_seq": "1"},
         {"lagged": 1, "nd_next_seq": -1},
+        {"lagged": 0, "nd_stream": 5},
+        {"lagged": 0, "nd_stream": "x" * 513},
         [],
         "\u001b[2J",
     ]
@@ -214,3 +216,35 @@ def test_a_hub_at_its_connection_limit_is_retried_not_given_up(caplog):
     assert len(refused) == 2
     assert [d.payload for d in got] == [{"seq": 1}], got
     assert any("HTTP 503" in r.getMessage() for r in caplog.records)
+
+
+def test_a_new_stream_named_in_a_notice_resets_the_resume_point(caplog):
+    # The eater was at sequence 1006 of stream A; the hub says it now reads stream B from
+    # sequence 1 (deleted and created again): B's dumplings 1..3 must pass, not be taken
+    # for ones already passed on, and a resume asks for B's next sequence, naming B.
+    eater = DumplingEater(name="resumer", hub="127.0.0.1:1", resume=True)
+    eater.last_seq, eater._seam, eater.stream = 1006, 1006, "ND@1"
+    got = []
+
+    async def on_dumpling(d):
+        got.append(d)
+
+    eater.on_dumpling = on_dumpling
+    frames = [notice({"lagged": 0, "notice": "stream created again", "nd_next_seq": 1,
+                      "nd_stream": "ND@2"})] + [dumpling_text(i, nd_seq=i) for i in (1, 2, 3)]
+
+    async def main():
+        server, address = await fake_hub(frames)
+        try:
+            async with websockets.connect("ws://" + address) as ws:
+                await ws.send(json.dumps(eater._hello()))
+                await asyncio.wait_for(eater._grab_dumplings(ws, 3), TIMEOUT)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    caplog.set_level("WARNING")
+    asyncio.run(main())
+    assert [d.seq for d in got] == [1, 2, 3]
+    assert eater.stream == "ND@2" and eater.last_seq == 3
+    assert eater._hello()["nd_since_seq"] == 4 and eater._hello()["nd_stream"] == "ND@2"

@@ -48,6 +48,8 @@ CLOSE_BAD_HELLO = 1008
 U64_MAX = (1 << 64) - 1
 # Characters of a hub's text written to a log (the Rust eaters' DEFAULT_MAX_CHARS).
 PEER_TEXT_MAX = 256
+# Longest nd_stream a hub reads back (dumpling::eater_hello_keys::MAX_STREAM_BYTES).
+MAX_STREAM_BYTES = 512
 
 # A value a hub sent, for a log line: its repr (strings quoted and escaped), short and
 # shallow (reprlib cuts long strings, long lists and deep nesting; a plain repr of a big or
@@ -204,6 +206,10 @@ class DumplingEater:
         # sequence (within a connection the hub sends each dumpling once, and one it
         # recovers late comes with a lower sequence than its neighbours).
         self._seam = None
+        # The stream last_seq belongs to (nd_stream of the hub's last start notice): sent
+        # with nd_since_seq, so a hub whose stream was created again (its sequences started
+        # over) starts at its first sequence instead of past everything new.
+        self.stream = None
         self.chef_filter = chef_filter
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
@@ -232,6 +238,8 @@ class DumplingEater:
             hello["nd_kitchens"] = list(self.kitchen_filter)
         if self.last_seq is not None and self.resume:
             hello["nd_since_seq"] = self.last_seq + 1
+            if self.stream is not None:
+                hello["nd_stream"] = self.stream
         elif self.since_seq is not None:
             hello["nd_since_seq"] = self.since_seq
         elif self.since is not None:
@@ -343,10 +351,11 @@ class DumplingEater:
 
     @staticmethod
     def _read_notice(payload):
-        """A ``HubNoticeChef`` payload as ``(text, missed, next_seq)``, read as the Rust
-        eaters read it: ``lagged`` a u64 (required unless the notice has a ``notice``
-        text, which our hub sends with ``lagged: 0``), ``notice`` a string and
-        ``nd_next_seq`` a u64 when present. Anything else raises :class:`InvalidDumpling`
+        """A ``HubNoticeChef`` payload as ``(text, missed, next_seq, stream)``, read as
+        the Rust eaters read it: ``lagged`` a u64 (required unless the notice has a
+        ``notice`` text, which our hub sends with ``lagged: 0``), ``notice`` a string,
+        ``nd_next_seq`` a u64 and ``nd_stream`` a string of at most
+        ``MAX_STREAM_BYTES`` bytes when present. Anything else raises :class:`InvalidDumpling`
         (a forged ``{"lagged": "x"}`` ended ``run()`` with a TypeError; -5 or 1e308 made
         the running total wrong, or a float, for good)."""
         if not isinstance(payload, dict):
@@ -360,13 +369,18 @@ class DumplingEater:
         if nxt is not None and not is_u64(nxt):
             raise InvalidDumpling("hub notice nd_next_seq is not a sequence: {}".format(
                 peer_value(nxt)))
+        stream = payload.get("nd_stream")
+        if stream is not None and not (isinstance(stream, str)
+                                       and len(stream.encode("utf-8")) <= MAX_STREAM_BYTES):
+            raise InvalidDumpling("hub notice nd_stream is not a stream name: {}".format(
+                peer_value(stream)))
         missed = payload.get("lagged")
         if missed is None and text is None:
             raise InvalidDumpling("hub notice has neither a lagged count nor a text")
         if missed is not None and not is_u64(missed):
             raise InvalidDumpling("hub notice lagged is not a count: {}".format(
                 peer_value(missed)))
-        return text, missed or 0, nxt
+        return text, missed or 0, nxt, stream
 
     async def _grab_dumplings(self, websocket, dumpling_count):
         """Read dumplings; True when the count was reached (connection closed 4102)."""
@@ -375,7 +389,7 @@ class DumplingEater:
             try:
                 dumpling = Dumpling.from_json(message)
                 if dumpling.chef_name == HUB_NOTICE_CHEF:
-                    text, missed, nxt = self._read_notice(dumpling.payload)
+                    text, missed, nxt, stream = self._read_notice(dumpling.payload)
             except InvalidDumpling as e:
                 self.invalid_dumplings += 1
                 self.logger.error("{}: Invalid dumpling: {}".format(self.name, e))
@@ -383,6 +397,12 @@ class DumplingEater:
             if dumpling.chef_name == HUB_NOTICE_CHEF:
                 if text is not None:
                     self.logger.warning("{}: hub notice: {}".format(self.name, peer_text(text)))
+                if stream is not None:
+                    if self.stream is not None and stream != self.stream:
+                        # Another stream: its sequences say nothing of the old one's.
+                        self._seam = None
+                        self.last_seq = None
+                    self.stream = stream
                 if self.last_seq is None and nxt is not None and nxt >= 1:
                     self.last_seq = nxt - 1
                 self.lagged += missed
