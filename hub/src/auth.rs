@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -442,15 +442,8 @@ pub fn offers_subprotocol(request: &Request) -> bool {
         .any(|p| p.trim() == SUBPROTOCOL)
 }
 
-/// Logs at most [`LOG_BURST`] refusals per [`LOG_WINDOW`], then one summary line, so a
-/// scanner cannot flood the log.
-#[derive(Debug)]
-struct LogLimit {
-    window_start: Instant,
-    logged: u32,
-    suppressed: u64,
-}
-
+/// Refusals logged per [`LOG_WINDOW`] (then counted, and said in one line), so a scanner
+/// cannot flood the log.
 const LOG_BURST: u32 = 10;
 const LOG_WINDOW: Duration = Duration::from_secs(10);
 
@@ -463,7 +456,7 @@ pub struct Auth {
     generation: watch::Sender<u64>,
     /// Upgrades refused (no token, unknown token, wrong role).
     pub refused_connections: AtomicU64,
-    log_limit: Mutex<LogLimit>,
+    log_limit: crate::log_limit::LogLimit,
 }
 
 impl Auth {
@@ -481,11 +474,7 @@ impl Auth {
             modified: Mutex::new(modified),
             generation: watch::Sender::new(0),
             refused_connections: AtomicU64::new(0),
-            log_limit: Mutex::new(LogLimit {
-                window_start: Instant::now(),
-                logged: 0,
-                suppressed: 0,
-            }),
+            log_limit: crate::log_limit::LogLimit::new(LOG_BURST, LOG_WINDOW),
         })
     }
 
@@ -585,25 +574,9 @@ impl Auth {
     }
 
     fn log_refusal(&self, addr: SocketAddr, side: Side, reason: &str) {
-        let mut limit = self.log_limit.lock().unwrap_or_else(|p| p.into_inner());
-        if limit.window_start.elapsed() >= LOG_WINDOW {
-            if limit.suppressed > 0 {
-                warn!(
-                    suppressed = limit.suppressed,
-                    "{} more refused connections not logged in the last {LOG_WINDOW:?}",
-                    limit.suppressed
-                );
-            }
-            limit.window_start = Instant::now();
-            limit.logged = 0;
-            limit.suppressed = 0;
-        }
-        if limit.logged < LOG_BURST {
-            limit.logged += 1;
+        self.log_limit.log("refused connections", || {
             warn!(%addr, ?side, reason, "refused connection: {reason} (HTTP 401/403 on the upgrade)");
-        } else {
-            limit.suppressed += 1;
-        }
+        });
     }
 
     /// A session for a connection authorised as `principal`.

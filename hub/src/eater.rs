@@ -350,7 +350,9 @@ pub async fn serve_eater(
     let mut rx = shared.ring.subscribe();
     let registration = shared.register(Side::Eater, hello, addr, principal.clone());
     let peer = registration.peer.clone();
-    info!(eater = %shown, %addr, binary_frames = binary, "Received dumpling eater connection from {shown} at {addr}");
+    shared.eater_lines.log("eater connection lines", || {
+        info!(eater = %shown, %addr, binary_frames = binary, "Received dumpling eater connection from {shown} at {addr}");
+    });
 
     let config = &shared.config;
     let mut shutdown = shared.shutdown.clone();
@@ -523,7 +525,9 @@ pub async fn serve_eater(
     let dropped = peer.bad.load(Ordering::Relaxed);
     drop(registration);
     let reason = reason.unwrap_or_default();
-    info!(eater = %shown, delivered, dropped, "Dumpling eater {shown} connection closed: {reason}");
+    shared.eater_lines.log("eater connection lines", || {
+        info!(eater = %shown, delivered, dropped, "Dumpling eater {shown} connection closed: {reason}");
+    });
 }
 
 #[cfg(test)]

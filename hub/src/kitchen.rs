@@ -118,7 +118,9 @@ pub async fn serve_kitchen(
     let tag_origin = shared.config.auth.is_some();
     let registration = shared.register(Side::Kitchen, hello, addr, principal.clone());
     let peer = registration.peer.clone();
-    info!(kitchen = %shown, %addr, binary_frames = binary, "Received dumpling kitchen connection from {shown} at {addr}");
+    shared.kitchen_lines.log("kitchen connection lines", || {
+        info!(kitchen = %shown, %addr, binary_frames = binary, "Received dumpling kitchen connection from {shown} at {addr}");
+    });
 
     let mut shutdown = shared.shutdown.clone();
     let mut ping = tokio::time::interval(shared.config.ping_interval);
@@ -250,7 +252,9 @@ pub async fn serve_kitchen(
         }
     };
     drop(registration);
-    info!(kitchen = %shown, "Dumpling kitchen {shown} connection closed: {reason}");
+    shared.kitchen_lines.log("kitchen connection lines", || {
+        info!(kitchen = %shown, "Dumpling kitchen {shown} connection closed: {reason}");
+    });
 }
 
 /// How long one dumpling may wait for the fleet publisher's queue (NATS away or too slow)

@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod handshake;
 pub mod hello;
 pub mod kitchen;
+pub mod log_limit;
 pub mod metrics;
 pub mod origin;
 pub mod route;

@@ -129,6 +129,12 @@ pub struct Registry {
     pub eaters: BTreeMap<u64, Arc<Peer>>,
 }
 
+/// Connection lines (comings and goings) logged per side per [`CONNECTION_LINES_WINDOW`]:
+/// 100 connections' worth, far above a deployment's kitchens and eaters reconnecting.
+pub const CONNECTION_LINES: u32 = 200;
+/// The window of [`CONNECTION_LINES`].
+pub const CONNECTION_LINES_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything the connection tasks share.
 #[derive(Debug)]
 pub struct Shared {
@@ -153,6 +159,11 @@ pub struct Shared {
     pub total_refused: AtomicU64,
     /// `HubNoticeChef` lag notices sent (for `/metrics`).
     pub lag_notices: AtomicU64,
+    /// Budget of the kitchen connections' "connection from" / "connection closed" lines
+    /// (peers choose how often they connect: [`crate::log_limit`]).
+    pub kitchen_lines: crate::log_limit::LogLimit,
+    /// The same for eater connections.
+    pub eater_lines: crate::log_limit::LogLimit,
     /// Kitchens closed because their dumplings could not be handed to NATS for
     /// [`dumpling::close_code::STALLED_SECS`] (`--nats` only).
     pub kitchens_stalled: AtomicU64,
@@ -199,6 +210,11 @@ impl Shared {
             total_refused: AtomicU64::new(0),
             lag_notices: AtomicU64::new(0),
             kitchens_stalled: AtomicU64::new(0),
+            kitchen_lines: crate::log_limit::LogLimit::new(
+                CONNECTION_LINES,
+                CONNECTION_LINES_WINDOW,
+            ),
+            eater_lines: crate::log_limit::LogLimit::new(CONNECTION_LINES, CONNECTION_LINES_WINDOW),
             connections_ended: AtomicU64::new(0),
             origin_refusals: crate::origin::OriginRefusals::default(),
             registry: Mutex::new(Registry::default()),

@@ -1517,3 +1517,27 @@ async fn an_eater_flooding_pings_without_reading_leaves_the_hub_small_and_servin
         "hub grew from {before} KiB to {peak} KiB under a ping flood of {sent} pings"
     );
 }
+
+/// A peer connecting and leaving in a loop made the hub log two INFO lines per connection
+/// without bound (the original's access-log lines, which peers control the rate of): at
+/// most 200 such lines per side per 10 s are logged now, the rest counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_churn_cannot_flood_the_hub_log() {
+    let hub = Hub::start(&[]);
+    for i in 0..150 {
+        let (mut ws, _) = eater(hub.eaters, &format!("churn{i}")).await;
+        let _ = ws.close(None).await;
+    }
+    // The last ones were closed and logged (or counted) by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, log) = hub.stop();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("eater connection from churn") || l.contains("connection closed"))
+        .count();
+    assert!(
+        (150..=200).contains(&lines),
+        "150 connections made 300 lines; {lines} logged:\n{}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+}
