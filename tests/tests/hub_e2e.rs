@@ -855,7 +855,12 @@ async fn a_stuck_eater_is_disconnected_and_its_registration_removed() {
     drop(stuck);
     drop(k);
     let (_, log) = hub.stop();
-    assert!(log.contains("no write progress"), "{log}");
+    // Either bound may come first: the write timeout (1 s without progress), or 64 MiB
+    // published past its position (a fast kitchen gets there within the second).
+    assert!(
+        log.contains("no write progress") || log.contains("eater stuck in a write"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -443,24 +443,10 @@ where
                         // sequences started over, and this consumer, waiting past the
                         // old ones, would deliver nothing until the new stream passed
                         // them.
+                        // The next consumer, made on the new stream, finds it so and
+                        // starts it from its first sequence (where consumers are made).
                         let state = super::stream_state(js, spec.stream).await;
-                        if let Some(state) = state.filter(|s| recreated(s, stream_created)) {
-                            warn!(
-                                stream = spec.stream,
-                                first = state.first,
-                                last = state.last,
-                                "fleet: the stream was deleted and created again; reading the new one from its first sequence"
-                            );
-                            if let Some(tell) = spec.on_recreated {
-                                tell(&state);
-                            }
-                            *start = Start::Sequence(state.first.max(1));
-                            agreed = state.first.max(1) - 1;
-                            unchecked = None;
-                            checking = None;
-                            probe_at = None;
-                            stream_created = Some(state.created);
-                            first_consumer = true;
+                        if state.is_some_and(|s| recreated(&s, stream_created)) {
                             break;
                         }
                         // Fine if nothing matching is new, but an ordered consumer whose
