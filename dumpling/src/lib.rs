@@ -563,6 +563,8 @@ pub mod eater_hello_keys {
     pub const SINCE_SEQ: &str = "nd_since_seq";
     /// Start at this time: a duration back from now (`"10m"`) or an RFC 3339 time.
     pub const SINCE: &str = "nd_since";
+    /// Longest [`SINCE`] duration a hub takes, in seconds (about 317 years).
+    pub const MAX_SINCE_SECS: f64 = 1e10;
     /// `true`: live from now, with each dumpling's stream sequence in its metadata.
     pub const SEQ: &str = "nd_seq";
     /// Which stream the sequence of [`SINCE_SEQ`] belongs to: the `nd_stream` of the hub's

@@ -289,28 +289,31 @@ pub fn run(
     runtime.block_on(eat(&mut eater, on_event)).exit_code()
 }
 
-/// Check a `--since` value: a duration (`NUMBER[s|m|h|d]`) or an RFC 3339 time
-/// (`YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM)`); the hub parses it again.
+/// Check a `--since` value as the hub will read it: a duration (`NUMBER[s|m|h|d]`, seconds
+/// without a unit, > 0 and under [`dumpling::eater_hello_keys::MAX_SINCE_SECS`]) or an
+/// RFC 3339 time (`YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM)`, a real date). A looser check let
+/// month 13 or `1e30d` through to the hub, which then served live with a notice.
 pub fn parse_since(text: &str) -> Result<String, String> {
     let t = text.trim();
-    let number = t.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(t);
-    let duration_ok = number
-        .parse::<f64>()
-        .is_ok_and(|n| n.is_finite() && n > 0.0);
-    let b = t.as_bytes();
-    let time_ok = b.len() >= 20
-        && b.len() <= 40
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && matches!(b[10], b'T' | b't')
-        && b[13] == b':'
-        && b[16] == b':'
-        && (t.ends_with(['Z', 'z']) || matches!(b[b.len() - 6], b'+' | b'-'));
+    let time_ok =
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok();
+    let (number, scale) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1.0),
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        Some((i, 'd')) => (&t[..i], 86400.0),
+        _ => (t, 1.0),
+    };
+    let duration_ok = number.parse::<f64>().is_ok_and(|n| {
+        let secs = n * scale;
+        secs.is_finite() && secs > 0.0 && secs < dumpling::eater_hello_keys::MAX_SINCE_SECS
+    });
     if duration_ok || time_ok {
         Ok(t.to_owned())
     } else {
         Err(format!(
-            "{t:?}: expected a duration (10m, 90s, 2h, 1.5d) or an RFC 3339 time (2026-12-05T03:00:00Z)"
+            "{:?}: expected a duration (10m, 90s, 2h, 1.5d; under 317 years) or an RFC 3339 time (2026-12-05T03:00:00Z)",
+            t.escape_debug().to_string()
         ))
     }
 }
@@ -326,6 +329,35 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn since_values_are_checked_as_the_hub_reads_them() {
+        for good in [
+            "10m",
+            "90",
+            "1.5d",
+            " 2h ",
+            "2026-12-05T03:00:00Z",
+            "2026-12-05T03:00:00.5+01:00",
+        ] {
+            assert!(parse_since(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "2026-13-45T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "1e30d",
+            "0s",
+            "-5m",
+            "NaN",
+            "inf",
+            "soon",
+            "",
+            "10x",
+        ] {
+            let e = parse_since(bad).unwrap_err();
+            assert!(e.contains("expected a duration"), "{bad}: {e}");
+        }
+    }
 
     fn failed(reconnecting: bool, unreachable: bool) -> Event {
         Event::ConnectFailed {

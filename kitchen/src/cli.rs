@@ -203,7 +203,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub chef_threads: Option<u16>,
 
-    /// At the end, wait at most this many seconds for queued dumplings to reach the hub.
+    /// At the end, wait at most this many seconds (0 to 86400) for queued dumplings to reach
+    /// the hub.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub flush_timeout: f64,
 
@@ -373,6 +374,10 @@ fn chef_name_arg(text: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
+/// Longest `--flush-timeout`: a day (a larger number of seconds made the kitchen panic
+/// converting it to a duration).
+const MAX_FLUSH_TIMEOUT_SECS: f64 = 86_400.0;
+
 fn keepalive(secs: f64) -> anyhow::Result<Duration> {
     if secs == 0.0 {
         return Ok(Duration::ZERO);
@@ -397,8 +402,13 @@ impl Config {
         if poke_interval < Duration::from_millis(1) {
             bail!("--poke-interval must be at least 0.001 seconds");
         }
-        if !(cli.flush_timeout.is_finite() && cli.flush_timeout >= 0.0) {
-            bail!("--flush-timeout must be a number of seconds >= 0");
+        if !(cli.flush_timeout.is_finite()
+            && (0.0..=MAX_FLUSH_TIMEOUT_SECS).contains(&cli.flush_timeout))
+        {
+            bail!(
+                "--flush-timeout must be a number of seconds from 0 to {MAX_FLUSH_TIMEOUT_SECS} (got {})",
+                cli.flush_timeout
+            );
         }
         if cli.chef_memory_mib == 0 || cli.chef_memory_mib > 4096 {
             bail!("--chef-memory-mib must be between 1 and 4096");
@@ -537,6 +547,7 @@ impl Config {
                 Duration::from_secs(cli.chef_compile_timeout_secs),
                 cli.chef_compile_memory_mib << 20,
             ),
+            // In range: checked above.
             flush_timeout: Duration::from_secs_f64(cli.flush_timeout),
             interface_text,
             watch_chef_dir: !cli.no_chef_watch,
@@ -580,6 +591,30 @@ mod tests {
         assert_eq!(c.poke_interval, Duration::from_secs(5));
         assert_eq!(c.source, Source::Live(vec!["all".into()]));
         assert_eq!(c.interface_text, "all");
+    }
+
+    /// Any number of seconds is an answer, never a panic (1e30 panicked converting it).
+    #[test]
+    fn flush_timeouts_out_of_range_are_usage_errors() {
+        let arg = |v: &str| format!("--flush-timeout={v}");
+        let config = |v: &str| Config::from_cli(parse(&[&arg(v)]).unwrap());
+        for bad in [
+            "1e30",
+            "1e20",
+            "18446744073709551616",
+            "inf",
+            "NaN",
+            "-1",
+            "86401",
+        ] {
+            let e = config(bad).unwrap_err().to_string();
+            assert!(e.contains("--flush-timeout"), "{bad}: {e}");
+        }
+        assert_eq!(
+            config("86400").unwrap().flush_timeout,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(config("0").unwrap().flush_timeout, Duration::ZERO);
     }
 
     #[test]

@@ -370,8 +370,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?}: expected NUMBER[s|m|h|d], e.g. 10m"))?;
     let secs = value * scale;
-    if !(secs.is_finite() && secs > 0.0 && secs < 1e10) {
-        return Err(format!("{text:?}: must be > 0"));
+    if !(secs.is_finite() && secs > 0.0 && secs < dumpling::eater_hello_keys::MAX_SINCE_SECS) {
+        return Err(format!("{text:?}: must be > 0 and under 1e10 seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
