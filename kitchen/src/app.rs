@@ -307,7 +307,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
                 let _ = m
                     .into_inner()
                     .unwrap_or_else(|e| e.into_inner())
-                    .finish(Duration::ZERO);
+                    .finish(Duration::ZERO, &|| false);
             }
         }
         return result.map(|_| Outcome::Failed);
@@ -361,11 +361,24 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
                     // The wait can be long when the hub is down: say what it is waiting for.
                     tracing::info!(
                         "{k}: handing {queued} dumplings to the hub (up to {:?}, \
-                         --flush-timeout; a second Ctrl-C quits now)",
+                         --flush-timeout; Ctrl-C or SIGTERM stops waiting)",
                         config.flush_timeout
                     );
                 }
-                client.finish(config.flush_timeout)
+                // A signal during the wait ends it (one sent before it, which ended the
+                // run, does not: the wait is the clean stop it asked for; a second one
+                // exits at once).
+                let signalled_before = stop.load(Ordering::SeqCst);
+                let interrupted = || !signalled_before && stop.load(Ordering::SeqCst);
+                let report = client.finish(config.flush_timeout, &interrupted);
+                if interrupted() {
+                    tracing::warn!(
+                        "{k}: caught a signal while handing dumplings to the hub; stopped waiting \
+                         ({} still queued are counted as unsent)",
+                        report.unsent
+                    );
+                }
+                report
             }
             Err(_) => HubReport::default(),
         };
@@ -379,6 +392,15 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             refused_connections = report.refused,
             "{k}: hub delivery"
         );
+        if config.hub_keepalive.is_zero() && report.sent > 0 {
+            // Without the keep-alive no confirmation is asked for: a hub that took the
+            // bytes and never read them looks the same as one that did.
+            tracing::warn!(
+                "{k}: --hub-keepalive-secs 0: the hub was not asked to confirm what it read, \
+                 so `sent` counts dumplings written to its connection, some of which may \
+                 never have been read"
+            );
+        }
         if report.lost() > 0 {
             tracing::error!(
                 "{k}: {} dumplings never reached the hub, or may not have ({} dropped while it \

@@ -235,6 +235,9 @@ pub struct HubClient {
     thread: Option<JoinHandle<()>>,
 }
 
+/// How often [`HubClient::finish`] asks whether it was interrupted.
+const FINISH_CHECK: Duration = Duration::from_millis(100);
+
 impl HubClient {
     /// Start the client thread; it connects in the background.
     pub fn start(options: HubOptions) -> std::io::Result<Self> {
@@ -348,7 +351,9 @@ impl HubClient {
     }
 
     /// Flush (waiting at most `timeout`), close the connection with 1000, stop the thread.
-    pub fn finish(mut self, timeout: Duration) -> HubReport {
+    /// `interrupted` is asked every [`FINISH_CHECK`]: once it says yes (a signal came
+    /// during the wait), the wait ends there, as it does at the timeout.
+    pub fn finish(mut self, timeout: Duration, interrupted: &dyn Fn() -> bool) -> HubReport {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
         st.closing = true;
@@ -358,13 +363,13 @@ impl HubClient {
         let mut st = self.shared.lock();
         while !st.done {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || interrupted() {
                 break;
             }
             st = self
                 .shared
                 .done
-                .wait_timeout(st, deadline - now)
+                .wait_timeout(st, (deadline - now).min(FINISH_CHECK))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
@@ -374,6 +379,12 @@ impl HubClient {
         }
         let mut report = st.report;
         report.unsent = st.queue.len() as u64;
+        if !done && st.connected && !self.options.keepalive.is_zero() {
+            // The connection still open when the wait ended: what it wrote and the hub
+            // has not confirmed may sit unread in its buffers (a hub that stopped reading
+            // looked delivered: 14 080 of them in one run).
+            report.unconfirmed += st.conn_sent.saturating_sub(st.conn_confirmed);
+        }
         drop(st);
         self.shared.wake.notify_one();
         if done {
@@ -1095,7 +1106,7 @@ mod tests {
         );
         // Small traffic afterwards does not arm it again.
         client.send("C", "{}".to_owned()).unwrap();
-        let report = client.finish(Duration::from_secs(10));
+        let report = client.finish(Duration::from_secs(10), &|| false);
         assert_eq!(report.sent, n as u64 + 1);
         let (texts, _) = server.join().unwrap();
         assert_eq!(texts.len(), n + 2);
@@ -1111,7 +1122,7 @@ mod tests {
         o.held = true;
         let client = HubClient::start(o.clone()).unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        let report = client.finish(Duration::from_secs(5));
+        let report = client.finish(Duration::from_secs(5), &|| false);
         assert_eq!(report.connections, 0, "{report:?}");
         assert!(
             matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
@@ -1123,7 +1134,7 @@ mod tests {
         let mut client = HubClient::start(o).unwrap();
         client.send("C", "{\"n\":0}".to_owned()).unwrap();
         client.release();
-        let report = client.finish(Duration::from_secs(10));
+        let report = client.finish(Duration::from_secs(10), &|| false);
         let (texts, code) = server.join().unwrap();
         assert_eq!((report.connections, report.sent), (1, 1), "{report:?}");
         assert_eq!(texts, [r#"{"kitchen_name":"t"}"#, r#"{"n":0}"#]);
@@ -1139,7 +1150,7 @@ mod tests {
         for i in 0..100 {
             client.send("C", format!("{{\"n\":{i}}}")).unwrap();
         }
-        let report = client.finish(Duration::from_secs(10));
+        let report = client.finish(Duration::from_secs(10), &|| false);
         let (texts, code) = server.join().unwrap();
         assert_eq!(report.lost(), 0, "{report:?}");
         assert_eq!(report.sent, 100);
@@ -1165,11 +1176,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(150));
         let Ok(listener) = std::net::TcpListener::bind(addr) else {
             // Someone else took the port meanwhile; nothing meaningful to check.
-            let _ = client.finish(Duration::from_millis(10));
+            let _ = client.finish(Duration::from_millis(10), &|| false);
             return;
         };
         let server = spawn_server(listener);
-        let report = client.finish(Duration::from_secs(10));
+        let report = client.finish(Duration::from_secs(10), &|| false);
         let (texts, _) = server.join().unwrap();
         assert_eq!(report.lost(), 0, "{report:?}");
         assert_eq!(texts.len(), 11);
@@ -1222,7 +1233,7 @@ mod tests {
             client.send("C", format!("{i}")).unwrap();
         }
         std::thread::sleep(Duration::from_millis(2500));
-        let report = client.finish(Duration::from_millis(300));
+        let report = client.finish(Duration::from_millis(300), &|| false);
         let connections = server.join().unwrap();
         assert_eq!(report.sent, 0, "{report:?}");
         assert!(report.refused >= 1, "{report:?}");
@@ -1268,7 +1279,7 @@ mod tests {
             let d = format!(r#"{{"metadata":{{"chef":"C","n":{i}}},"payload":{i}}}"#);
             client.send("C", d).unwrap();
         }
-        let report = client.finish(Duration::from_secs(10));
+        let report = client.finish(Duration::from_secs(10), &|| false);
         let (texts, code) = server.join().unwrap();
         assert_eq!(report.lost(), 0, "{report:?}");
         assert_eq!(texts.len(), 21);
@@ -1327,7 +1338,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         let failed_over_after = started.elapsed();
-        let report = client.finish(Duration::from_secs(10));
+        let report = client.finish(Duration::from_secs(10), &|| false);
         let _ = release.send(());
         assert_eq!(silent.join().unwrap(), r#"{"kitchen_name":"t"}"#);
         let (texts, code) = server.join().unwrap();
@@ -1347,6 +1358,47 @@ mod tests {
         assert_eq!(code, Some(1000));
     }
 
+    /// The connection still open when the final wait ends (a hub that took the upgrade,
+    /// then never read): what it wrote counts as unconfirmed, not delivered (14 080 of a
+    /// run's dumplings were reported as delivered). A signal ends the wait early.
+    #[test]
+    fn a_hub_still_not_reading_at_the_end_leaves_its_dumplings_unconfirmed() {
+        let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = frozen.local_addr().unwrap();
+        let (release, released) = std::sync::mpsc::channel();
+        let silent = spawn_frozen_server(frozen, released);
+        let mut o = options(addr);
+        o.keepalive = Duration::from_secs(30);
+        let mut client = HubClient::start(o).unwrap();
+        for i in 0..20 {
+            client
+                .send(
+                    "C",
+                    format!(r#"{{"metadata":{{"chef":"C"}},"payload":{i}}}"#),
+                )
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.report().sent < 20 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let interrupted_at = Instant::now() + Duration::from_millis(300);
+        let started = Instant::now();
+        let report = client.finish(Duration::from_secs(30), &|| {
+            Instant::now() >= interrupted_at
+        });
+        let waited = started.elapsed();
+        let _ = release.send(());
+        let _ = silent.join();
+        assert_eq!(report.sent, 20, "{report:?}");
+        assert_eq!(report.unconfirmed, 20, "{report:?}");
+        assert_eq!(report.lost(), 20, "{report:?}");
+        assert!(
+            waited < Duration::from_secs(5),
+            "the signal ended the wait: {waited:?}"
+        );
+    }
+
     #[test]
     fn a_quiet_healthy_hub_is_kept() {
         // Pings are answered while idle: a hub that only answers pongs is not given up.
@@ -1360,7 +1412,7 @@ mod tests {
         // Twenty keep-alive periods of silence from the kitchen's side.
         std::thread::sleep(Duration::from_millis(1000));
         client.send("C", "2".to_owned()).unwrap();
-        let report = client.finish(Duration::from_secs(10));
+        let report = client.finish(Duration::from_secs(10), &|| false);
         let (texts, _) = server.join().unwrap();
         assert_eq!(report.connections, 1, "{report:?}");
         assert_eq!(texts, [r#"{"kitchen_name":"t"}"#, "1", "2"]);
@@ -1376,7 +1428,7 @@ mod tests {
         let huge = format!("\"{}\"", "x".repeat(dumpling::MAX_MESSAGE_BYTES));
         client.send("C", huge).unwrap();
         client.send("C", "2".into()).unwrap();
-        let report = client.finish(Duration::from_secs(10));
+        let report = client.finish(Duration::from_secs(10), &|| false);
         let (texts, code) = server.join().unwrap();
         assert_eq!(report.sent, 2, "{report:?}");
         assert_eq!(report.dropped, 1, "{report:?}");
@@ -1395,7 +1447,7 @@ mod tests {
         for i in 0..8 {
             client.send("C", format!("{i}")).unwrap();
         }
-        let report = client.finish(Duration::from_millis(200));
+        let report = client.finish(Duration::from_millis(200), &|| false);
         assert_eq!(report.dropped, 3);
         assert_eq!(report.unsent, 5);
         assert_eq!(report.lost(), 8);
