@@ -286,7 +286,62 @@ pub fn run(
             return std::process::ExitCode::FAILURE;
         }
     };
+    exit_if_stuck_after_a_signal(&name);
     runtime.block_on(eat(&mut eater, on_event)).exit_code()
+}
+
+/// How long after Ctrl-C or SIGTERM an eater may take to close its connection and end
+/// before it is ended anyway.
+pub const STUCK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Watch for Ctrl-C and SIGTERM on a thread of its own and end the process
+/// [`STUCK_GRACE`] after one (status 130) if it is still running then. Why: the eaters
+/// print from their one runtime thread, so while stdout blocks (`nd-print | less` left
+/// unscrolled, a pipe nobody reads) the runtime never sees a signal, and only SIGKILL
+/// ended it. Normally [`eat`] closes with 4101 and returns well within the grace.
+fn exit_if_stuck_after_a_signal(name: &str) {
+    let name = name.to_owned();
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let watcher = move || {
+        let signalled = rt.block_on(async {
+            #[cfg(unix)]
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let term = std::future::pending::<()>();
+            let signalled = tokio::select! {
+                r = tokio::signal::ctrl_c() => r.is_ok(),
+                _ = term => true,
+            };
+            if signalled {
+                tokio::time::sleep(STUCK_GRACE).await;
+            }
+            signalled
+        });
+        if signalled {
+            hub_link::say!(
+                "{name}: still running {} s after the signal (its output is not being read); \
+                 exiting now",
+                STUCK_GRACE.as_secs()
+            );
+            std::process::exit(130);
+        }
+    };
+    // Without the thread the eater still stops on a signal whenever its output flows.
+    let _ = std::thread::Builder::new()
+        .name("nd-eater-signals".into())
+        .spawn(watcher);
 }
 
 /// Check a `--since` value as the hub will read it: a duration (`NUMBER[s|m|h|d]`, seconds

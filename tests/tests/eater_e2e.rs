@@ -625,3 +625,52 @@ async fn nd_hubstatus_says_retries_on_stderr_only() {
         "{stderr}"
     );
 }
+
+/// `nd-print | less` left unscrolled: stdout blocks, and the eater, printing from its only
+/// runtime thread, never saw Ctrl-C or SIGTERM (only SIGKILL ended it). It now ends within
+/// a few seconds of the signal, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eater_whose_output_nobody_reads_still_ends_on_sigterm() {
+    let hub = Hub::start(&["-f", "60"]);
+    // stdout is a pipe nobody reads (64 KiB, then every write blocks).
+    let mut child = Command::new(bin("nd-print"))
+        .args(["-h", &hub.eater_hub(), "--json", "-n", "blocked"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nd-print");
+    let _unread = child.stdout.take();
+    let pid = child.id();
+    wait_for_eater(&hub, "blocked").await;
+    let mut k = kitchen(hub.kitchens, r#"{"kitchen_name": "k1"}"#).await;
+    for i in 0..400 {
+        k.send(Message::text(dumpling_text("k1", i, 1000)))
+            .await
+            .unwrap();
+    }
+    // Let it fill the pipe and block in a write.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    let status = status.unwrap_or_else(|| panic!("still running 10 s after SIGTERM:\n{err}"));
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("its output is not being read"), "{err}");
+}
