@@ -123,6 +123,10 @@ impl Filter {
     }
 }
 
+/// A lost connection that brought messages and lasted this long starts the reconnect
+/// backoff over; a shorter one counts as a failed attempt.
+pub const HEALTHY_CONNECTION: Duration = Duration::from_secs(5);
+
 /// Reconnect policy: exponential backoff from `initial` up to `max`.
 #[derive(Debug, Clone)]
 pub struct Reconnect {
@@ -339,6 +343,12 @@ pub struct Eater {
     binary: bool,
     connected_once: bool,
     failures: u32,
+    /// When the current connection was made, and whether it brought any message: only a
+    /// connection that did and lasted [`HEALTHY_CONNECTION`] starts the backoff over (a
+    /// hub that accepted and dropped every connection was retried every 0.5 s forever, and
+    /// `nd-hubdetails --retries` never gave up on it).
+    connected_at: Option<std::time::Instant>,
+    heard: bool,
     retry_delay: Option<Duration>,
     /// Recent table payloads, one per chef, so a repeated one is not parsed again
     /// ([`dumpling::repeat`]; used when the payload is not built as a `Value`).
@@ -377,6 +387,8 @@ impl Eater {
             repeats: dumpling::RepeatMemo::new(),
             connected_once: false,
             failures: 0,
+            connected_at: None,
+            heard: false,
             retry_delay: None,
         })
     }
@@ -445,7 +457,8 @@ impl Eater {
                         self.binary = binary;
                         // The hello just sent asked for what follows `last_seq`.
                         self.seam = self.last_seq;
-                        self.failures = 0;
+                        self.connected_at = Some(std::time::Instant::now());
+                        self.heard = false;
                         let reconnected = self.connected_once;
                         self.connected_once = true;
                         return Ok(Event::Connected {
@@ -477,6 +490,9 @@ impl Eater {
                     idle.as_secs_f64()
                 ));
             };
+            if matches!(message, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                self.heard = true;
+            }
             let parsed = match message {
                 Some(Ok(Message::Text(text))) => self.parse(text.as_str(), false),
                 // Text in a binary frame, as asked for: its UTF-8 checked once here
@@ -568,6 +584,14 @@ impl Eater {
 
     /// A connection that was made is gone: retry (after a delay) or give up.
     fn lost(&mut self, reason: String) -> Result<Event, Error> {
+        let healthy = self.heard
+            && self
+                .connected_at
+                .is_some_and(|at| at.elapsed() >= HEALTHY_CONNECTION);
+        if healthy {
+            self.failures = 0;
+        }
+        self.connected_at = None;
         match self.next_attempt() {
             Some(retry_in) => Ok(Event::Disconnected { reason, retry_in }),
             None => Err(Error::GaveUp(reason)),
@@ -965,6 +989,33 @@ mod tests {
             [500, 1000, 2000].map(Duration::from_millis).to_vec()
         );
         assert!(matches!(eater.lost("x".into()), Err(Error::GaveUp(_))));
+    }
+
+    /// Only a connection that brought messages and lasted starts the backoff over: a hub
+    /// that accepts and drops every connection is not retried every 0.5 s forever.
+    #[test]
+    fn only_a_healthy_connection_starts_the_backoff_over() {
+        let mut config = EaterConfig::new("127.0.0.1:1", "t");
+        config.reconnect.max_attempts = Some(3);
+        let mut eater = Eater::new(config).unwrap();
+        let mut lose = |heard: bool, lasted: Duration| {
+            eater.connected_at = std::time::Instant::now().checked_sub(lasted);
+            eater.heard = heard;
+            eater.lost("x".into())
+        };
+        let delay = |e: Result<Event, Error>| match e {
+            Ok(Event::Disconnected { retry_in, .. }) => retry_in.as_millis(),
+            other => panic!("{other:?}"),
+        };
+        // Dropped at once, silent, or heard but brief: each counts.
+        assert_eq!(delay(lose(false, Duration::ZERO)), 500);
+        assert_eq!(delay(lose(false, Duration::from_secs(60))), 1000);
+        assert_eq!(delay(lose(true, Duration::from_secs(1))), 2000);
+        // A long connection that brought messages: from the start again.
+        assert_eq!(delay(lose(true, Duration::from_secs(6))), 500);
+        assert_eq!(delay(lose(false, Duration::ZERO)), 1000);
+        assert_eq!(delay(lose(false, Duration::ZERO)), 2000);
+        assert!(matches!(lose(false, Duration::ZERO), Err(Error::GaveUp(_))));
     }
 
     #[test]

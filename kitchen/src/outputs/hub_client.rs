@@ -235,6 +235,10 @@ pub struct HubClient {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A session that lasted this long starts the reconnect backoff over; a shorter one
+/// counts as a failed attempt.
+const HEALTHY_SESSION: Duration = Duration::from_secs(5);
+
 /// How often [`HubClient::finish`] asks whether it was interrupted.
 const FINISH_CHECK: Duration = Duration::from_millis(100);
 
@@ -495,6 +499,7 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     st.conn_confirmed = 0;
                     (st.hello.clone(), st.report.sent)
                 };
+                let session_started = Instant::now();
                 let end = session(
                     ws,
                     &shared,
@@ -537,10 +542,14 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                 current = (current + 1) % hubs.len();
                 // A refused hello gets the same answer again: it waits out the backoff
                 // below, growing per refusal (a kitchen on the eater port reconnected 4
-                // times a second). A session that was accepted starts the backoff over and
-                // fails over at once: the next hub is probably up.
+                // times a second). A session that was accepted fails over at once (the
+                // next hub is probably up) and, if it lasted, starts the backoff over: one
+                // the hub dropped at once (a frame refused, a close) counts as a failed
+                // attempt, or such a hub was reconnected to 5 times a second forever.
                 if !refused {
-                    rounds = 0;
+                    if session_started.elapsed() >= HEALTHY_SESSION {
+                        rounds = 0;
+                    }
                     if hubs.len() > 1 {
                         continue;
                     }
@@ -1397,6 +1406,33 @@ mod tests {
             waited < Duration::from_secs(5),
             "the signal ended the wait: {waited:?}"
         );
+    }
+
+    /// A hub that takes the upgrade and drops each connection at once: the reconnects
+    /// back off (they came every reconnect_min, 5 a second with the defaults, forever).
+    #[test]
+    fn a_hub_that_drops_every_connection_at_once_gets_a_growing_backoff() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = serve(listener, |listener| async move {
+            let mut n = 0u32;
+            let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+            while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(until, listener.accept()).await {
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                    n += 1;
+                    let _ = ws.close(None).await;
+                }
+            }
+            n
+        });
+        let mut client = HubClient::start(options(addr)).unwrap();
+        client
+            .send("C", r#"{"metadata":{"chef":"C"},"payload":1}"#.into())
+            .unwrap();
+        let n = accepted.join().unwrap();
+        let _ = client.finish(Duration::ZERO, &|| false);
+        // 20 ms doubling to the 100 ms cap: about 17 in 1.5 s; every 20 ms it was ~60.
+        assert!((2..=25).contains(&n), "{n} connections in 1.5 s");
     }
 
     #[test]
