@@ -121,8 +121,8 @@ pub enum Command {
 /// Why the flags do not make a valid configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// A duration flag was zero, negative or not finite.
-    #[error("--{0} must be a number of seconds > 0 (got {1})")]
+    /// A duration flag was zero, negative, not finite or too large.
+    #[error("--{0} must be a number of seconds > 0 and under 1e9 (got {1})")]
     BadSeconds(&'static str, f64),
     /// A size flag was zero.
     #[error("--{0} must be > 0")]

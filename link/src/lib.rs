@@ -533,7 +533,18 @@ pub fn hub_uri(hub: &str) -> Result<String, LinkError> {
     match target.port_u16() {
         Some(0) => Err(bad("port 0")),
         Some(_) => Ok(uri),
-        None => Err(bad("no port")),
+        // A port that is there but no 16-bit number (65536, -1) is not missing.
+        None => {
+            let authority = target.authority().map_or("", |a| a.as_str());
+            let after_host = authority.rsplit(']').next().unwrap_or("");
+            match after_host.rsplit_once(':').map(|(_, port)| port) {
+                Some(port) if !port.is_empty() => Err(bad(&format!(
+                    "port {} is not a port number (1-65535)",
+                    dumpling::text::escape(port, 32)
+                ))),
+                _ => Err(bad("no port")),
+            }
+        }
     }
 }
 
@@ -590,6 +601,14 @@ mod tests {
         ] {
             let e = hub_uri(bad).expect_err(bad).to_string();
             assert!(e.contains("HOST:PORT"), "{bad}: {e}");
+        }
+        // A port out of range is named as such, not as missing.
+        for (bad, said) in [("127.0.0.1:65536", "65536"), ("127.0.0.1:240613", "240613")] {
+            let e = hub_uri(bad).expect_err(bad).to_string();
+            assert!(
+                e.contains(&format!("port {said} is not a port number")),
+                "{bad}: {e}"
+            );
         }
     }
 
