@@ -42,6 +42,7 @@ impl Outcome {
     }
 }
 
+/// Resolves at Ctrl-C or SIGTERM (never, for a signal that cannot be watched).
 async fn cancelled() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -301,42 +302,20 @@ pub const STUCK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 /// ended it. Normally [`eat`] closes with 4101 and returns well within the grace.
 fn exit_if_stuck_after_a_signal(name: &str) {
     let name = name.to_owned();
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
+    let Ok(rt) = runtime() else {
         return;
     };
     let watcher = move || {
-        let signalled = rt.block_on(async {
-            #[cfg(unix)]
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let term = std::future::pending::<()>();
-            let signalled = tokio::select! {
-                r = tokio::signal::ctrl_c() => r.is_ok(),
-                _ = term => true,
-            };
-            if signalled {
-                tokio::time::sleep(STUCK_GRACE).await;
-            }
-            signalled
+        rt.block_on(async {
+            cancelled().await;
+            tokio::time::sleep(STUCK_GRACE).await;
         });
-        if signalled {
-            hub_link::say!(
-                "{name}: still running {} s after the signal (its output is not being read); \
-                 exiting now",
-                STUCK_GRACE.as_secs()
-            );
-            std::process::exit(130);
-        }
+        hub_link::say!(
+            "{name}: still running {} s after the signal (its output is not being read); \
+             exiting now",
+            STUCK_GRACE.as_secs()
+        );
+        std::process::exit(130);
     };
     // Without the thread the eater still stops on a signal whenever its output flows.
     let _ = std::thread::Builder::new()

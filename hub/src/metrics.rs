@@ -249,31 +249,37 @@ fn fleet_series(
 ) -> Result<(), std::fmt::Error> {
     let link = &stats.nats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    gauge(
-        e,
-        "netdumplings_hub_fleet_nats_connected",
-        "1 while the hub's NATS connection is up, 0 while it is down (nothing is delivered then).",
-        i64::from(link.connected()),
-    )?;
-    gauge(
-        e,
-        "netdumplings_hub_fleet_nats_down_seconds",
-        "Seconds since the NATS connection went down (0 while it is up).",
-        link.down_for().map_or(0, |d| d.as_secs() as i64),
-    )?;
-    counter(
-        e,
-        "netdumplings_hub_fleet_nats_disconnects",
-        "Times the NATS connection was lost.",
-        link.disconnects(),
-    )?;
-    gauge(
-        e,
-        "netdumplings_hub_fleet_unpublished",
-        "Dumplings accepted from kitchens and not stored in the stream yet.",
-        stats.unpublished() as i64,
-    )?;
-    for (name, help, value) in [
+    let gauges: [(&str, &str, i64); 4] = [
+        (
+            "netdumplings_hub_fleet_nats_connected",
+            "1 while the hub's NATS connection is up, 0 while it is down (nothing is delivered then).",
+            i64::from(link.connected()),
+        ),
+        (
+            "netdumplings_hub_fleet_nats_down_seconds",
+            "Seconds since the NATS connection went down (0 while it is up).",
+            link.down_for().map_or(0, |d| d.as_secs() as i64),
+        ),
+        (
+            "netdumplings_hub_fleet_unpublished",
+            "Dumplings accepted from kitchens and not stored in the stream yet.",
+            stats.unpublished() as i64,
+        ),
+        (
+            "netdumplings_hub_fleet_hubs",
+            "Hubs of the fleet heard from recently (this one included).",
+            hubs as i64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        gauge(e, name, help, value)?;
+    }
+    let counters: [(&str, &str, u64); 7] = [
+        (
+            "netdumplings_hub_fleet_nats_disconnects",
+            "Times the NATS connection was lost.",
+            link.disconnects(),
+        ),
         (
             "netdumplings_hub_fleet_stored",
             "Dumplings stored in the JetStream stream (new).",
@@ -304,15 +310,11 @@ fn fleet_series(
             "Messages on the stream's subjects no hub wrote (dropped).",
             load(&stats.unchecked),
         ),
-    ] {
+    ];
+    for (name, help, value) in counters {
         counter(e, name, help, value)?;
     }
-    gauge(
-        e,
-        "netdumplings_hub_fleet_hubs",
-        "Hubs of the fleet heard from recently (this one included).",
-        hubs as i64,
-    )
+    Ok(())
 }
 
 /// The registry a scrape encodes: only the hub's collector.

@@ -108,6 +108,49 @@ async fn send(hub: &Hub, frames: impl IntoIterator<Item = String>) {
     let _ = k.close(None).await;
 }
 
+/// Send a signal (`STOP`, `CONT`, ...) to the cluster's first node, by PID.
+fn signaller(cluster: &Cluster) -> impl Fn(&str) + Send + 'static {
+    let node = cluster.nodes[0]
+        .child
+        .as_ref()
+        .map(|c| c.id())
+        .expect("node");
+    move |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(node.to_string())
+            .status();
+    }
+}
+
+/// [`fleet_hub`] with `extra` flags and `/metrics` on a free port (its address returned).
+async fn fleet_hub_with_metrics(
+    cluster: &Cluster,
+    id: &str,
+    extra: &[&str],
+) -> (Hub, std::net::SocketAddr) {
+    let port = e2e_tests::free_port();
+    let (urls, port_text) = (cluster.urls(), port.to_string());
+    let mut args = vec!["-f", "60", "--nats", &urls, "--nats-hub-id", id];
+    args.extend_from_slice(&["--metrics-address", &port_text]);
+    args.extend_from_slice(extra);
+    let hub = Hub::start(&args);
+    assert!(
+        nats::handshake_within(hub.eaters, Duration::from_secs(30)).await,
+        "hub {id} did not federate"
+    );
+    (hub, ([127, 0, 0, 1], port).into())
+}
+
+/// The body of a `/metrics` scrape.
+fn scrape(metrics: std::net::SocketAddr) -> String {
+    let response = e2e_tests::http_get(metrics, "/metrics");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dumpling_nats_cannot_carry_is_refused_and_the_rest_flows() {
     let Some(cluster) = Cluster::start(1) else {
@@ -341,17 +384,7 @@ async fn a_stopping_hub_stores_what_it_accepted_or_says_how_many_it_could_not() 
     let Some(cluster) = Cluster::start(1) else {
         return;
     };
-    let node = cluster.nodes[0]
-        .child
-        .as_ref()
-        .map(|c| c.id())
-        .expect("node");
-    let signal = |sig: &str| {
-        let _ = std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(node.to_string())
-            .status();
-    };
+    let signal = signaller(&cluster);
 
     // NATS frozen until after the hub stopped: what it accepted is counted as not stored.
     let hub = fleet_hub(&cluster, "hubStopA").await;
@@ -382,12 +415,10 @@ async fn a_stopping_hub_stores_what_it_accepted_or_says_how_many_it_could_not() 
     let hub = fleet_hub(&cluster, "hubStopB").await;
     signal("STOP");
     send(&hub, (101..=140).map(|n| numbered(n, 10))).await;
+    let resume_later = signaller(&cluster);
     let resume = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
-        let _ = std::process::Command::new("kill")
-            .arg("-CONT")
-            .arg(node.to_string())
-            .status();
+        resume_later("CONT");
     });
     let (status, log) = hub.stop();
     let _ = resume.join();
@@ -438,35 +469,11 @@ async fn a_nats_outage_shows_in_metrics_and_in_the_status() {
     let Some(mut cluster) = Cluster::start(1) else {
         return;
     };
-    let metrics_port = e2e_tests::free_port();
-    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], metrics_port).into();
-    let urls = cluster.urls();
-    let port_text = metrics_port.to_string();
-    let hub = Hub::start(&[
-        "-f",
-        "60",
-        "--nats",
-        &urls,
-        "--nats-hub-id",
-        "hubOut",
-        "--metrics-address",
-        &port_text,
-    ]);
-    assert!(
-        nats::handshake_within(hub.eaters, Duration::from_secs(30)).await,
-        "hub did not federate"
-    );
-    let scrape = || {
-        let response = e2e_tests::http_get(metrics, "/metrics");
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default()
-    };
+    let (hub, metrics) = fleet_hub_with_metrics(&cluster, "hubOut", &[]).await;
     let wait_for = |series: &str, value: f64| {
         let mut body = String::new();
         let seen = nats::wait_until(Duration::from_secs(30), || {
-            body = scrape();
+            body = scrape(metrics);
             e2e_tests::metric_sample(&body, series) == Some(value)
         });
         assert!(seen, "{series} never became {value}:\n{body}");
@@ -505,7 +512,7 @@ async fn a_nats_outage_shows_in_metrics_and_in_the_status() {
         "{fleet}"
     );
     assert_eq!(fleet["nats"]["disconnects"], 1, "{fleet}");
-    let body = scrape();
+    let body = scrape(metrics);
     assert!(
         e2e_tests::metric_sample(&body, "netdumplings_hub_fleet_nats_down_seconds")
             .is_some_and(|s| s >= 1.0),
@@ -538,40 +545,10 @@ async fn kitchens_a_hub_cannot_serve_for_nats_are_closed_and_free_their_slots() 
     let Some(cluster) = Cluster::start(1) else {
         return;
     };
-    let node = cluster.nodes[0]
-        .child
-        .as_ref()
-        .map(|c| c.id())
-        .expect("node");
-    let signal = |sig: &str| {
-        let _ = std::process::Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(node.to_string())
-            .status();
-    };
-    let metrics_port = e2e_tests::free_port();
-    let metrics: std::net::SocketAddr = ([127, 0, 0, 1], metrics_port).into();
-    let (urls, port_text) = (cluster.urls(), metrics_port.to_string());
-    let hub = Hub::start(&[
-        "-f",
-        "60",
-        "--nats",
-        &urls,
-        "--nats-hub-id",
-        "hubSlots",
-        "--max-kitchens",
-        "2",
-        "--metrics-address",
-        &port_text,
-    ]);
-    assert!(
-        nats::handshake_within(hub.eaters, Duration::from_secs(30)).await,
-        "hub did not federate"
-    );
-    let sample = |series: &str| {
-        let response = e2e_tests::http_get(metrics, "/metrics");
-        e2e_tests::metric_sample(&response, series)
-    };
+    let signal = signaller(&cluster);
+    let (hub, metrics) =
+        fleet_hub_with_metrics(&cluster, "hubSlots", &["--max-kitchens", "2"]).await;
+    let sample = |series: &str| e2e_tests::metric_sample(&scrape(metrics), series);
     let kitchens = "netdumplings_hub_connections{role=\"kitchen\"}";
     signal("STOP");
 
