@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, error, info, warn};
 
-use crate::fleet::Submitted;
+use crate::fleet::{Submitted, SUBMIT_STALL_LIMIT};
 use crate::handshake::{accept_with_hello, close, Accepted};
 use crate::state::{Origin, Shared};
 use crate::tls::HubStream;
@@ -164,28 +164,7 @@ pub async fn serve_kitchen(
                             match shared.fleet.get() {
                                 // Federated: stored in JetStream once; every hub (this one
                                 // too) delivers it from the stream, tagging it there.
-                                Some(fleet) => match tokio::select! {
-                                    submitted = fleet.submit(message, &name, &mut shutdown) => submitted,
-                                    // While NATS keeps the publisher's queue full this
-                                    // connection reads nothing, so it would not see its
-                                    // kitchen leave: a kitchen that gave up and came back
-                                    // filled every --max-kitchens slot with its own dead
-                                    // connections and was then refused.
-                                    // A time bound rather than a look at the socket: a
-                                    // kitchen that left has its FIN queued behind the
-                                    // bytes this hub does not read, so the hub's end
-                                    // stays ESTABLISHED. Closing also tells a kitchen
-                                    // that is still there to reconnect or fail over
-                                    // (`-h A,B`) instead of waiting for its keep-alive.
-                                    () = tokio::time::sleep(SUBMIT_STALL_LIMIT) => {
-                                        let stalled = shared.kitchens_stalled.fetch_add(1, Ordering::Relaxed) + 1;
-                                        if stalled <= 5 || stalled.is_power_of_two() {
-                                            warn!(kitchen = %shown, %addr, stalled, "could not hand a dumpling to NATS for {}s; closing the kitchen with {} (it sends what was not confirmed again when it reconnects)", SUBMIT_STALL_LIMIT.as_secs(), close_code::TRY_AGAIN_LATER);
-                                        }
-                                        close(&mut ws, close_code::TRY_AGAIN_LATER, close_code::TRY_AGAIN_LATER_REASON).await;
-                                        break format!("dumplings not taken by NATS for {}s", SUBMIT_STALL_LIMIT.as_secs());
-                                    }
-                                } {
+                                Some(fleet) => match fleet.submit(message, &name, &mut shutdown).await {
                                     Submitted::Queued => {
                                         peer.good.fetch_add(1, Ordering::Relaxed);
                                         shared.total_in.fetch_add(1, Ordering::Relaxed);
@@ -195,6 +174,14 @@ pub async fn serve_kitchen(
                                         refuse(&shared, &peer, &shown, addr, &why);
                                     }
                                     Submitted::Stopping => break "hub shutting down".into(),
+                                    Submitted::Stalled => {
+                                        let stalled = shared.kitchens_stalled.fetch_add(1, Ordering::Relaxed) + 1;
+                                        if stalled <= 5 || stalled.is_power_of_two() {
+                                            warn!(kitchen = %shown, %addr, stalled, "could not hand a dumpling to NATS for {}s; closing the kitchen with {} (it sends what was not confirmed again when it reconnects)", SUBMIT_STALL_LIMIT.as_secs(), close_code::TRY_AGAIN_LATER);
+                                        }
+                                        close(&mut ws, close_code::TRY_AGAIN_LATER, close_code::TRY_AGAIN_LATER_REASON).await;
+                                        break format!("dumplings not taken by NATS for {}s", SUBMIT_STALL_LIMIT.as_secs());
+                                    }
                                 },
                                 None => {
                                     peer.good.fetch_add(1, Ordering::Relaxed);
@@ -256,11 +243,6 @@ pub async fn serve_kitchen(
         info!(kitchen = %shown, "Dumpling kitchen {shown} connection closed: {reason}");
     });
 }
-
-/// How long one dumpling may wait for the fleet publisher's queue (NATS away or too slow)
-/// before the kitchen is closed (see the `submit` arm of [`serve_kitchen`]).
-const SUBMIT_STALL_LIMIT: std::time::Duration =
-    std::time::Duration::from_secs(close_code::STALLED_SECS);
 
 /// Count a refused dumpling and log it: the first few per connection, then every
 /// 1000th, so a kitchen cannot flood the log.

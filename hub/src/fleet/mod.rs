@@ -221,7 +221,15 @@ pub enum Submitted {
     },
     /// The hub is shutting down.
     Stopping,
+    /// Not queued: the queue stayed full for [`SUBMIT_STALL_LIMIT`] (NATS away or too
+    /// slow). The kitchen is then closed with 1013: while it waits this connection reads
+    /// nothing, so it would not see its kitchen leave (its FIN waits behind the unread
+    /// bytes), and dead connections held every `--max-kitchens` slot.
+    Stalled,
 }
+
+/// How long one dumpling may wait for room in the publisher's queue ([`Submitted::Stalled`]).
+pub const SUBMIT_STALL_LIMIT: Duration = Duration::from_secs(dumpling::close_code::STALLED_SECS);
 
 /// The kitchen-facing handle: hands dumplings to the publisher task.
 #[derive(Debug, Clone)]
@@ -326,12 +334,19 @@ impl Publisher {
                 return Submitted::TooLarge { bytes, max };
             }
         }
-        let submitted = tokio::select! {
-            sent = self.tx.send(out) => match sent {
-                Ok(()) => Submitted::Queued,
-                Err(_) => Submitted::Stopping,
+        // Room in the queue (NATS keeping up): no timer is armed for the dumpling.
+        let submitted = match self.tx.try_send(out) {
+            Ok(()) => Submitted::Queued,
+            Err(mpsc::error::TrySendError::Closed(_)) => Submitted::Stopping,
+            Err(mpsc::error::TrySendError::Full(out)) => tokio::select! {
+                sent = self.tx.send(out) => match sent {
+                    Ok(()) => Submitted::Queued,
+                    Err(_) => Submitted::Stopping,
+                },
+                _ = stopped(shutdown) => Submitted::Stopping,
+                // Not queued, and never confirmed to its kitchen: it sends it again.
+                () = tokio::time::sleep(SUBMIT_STALL_LIMIT) => return Submitted::Stalled,
             },
-            _ = stopped(shutdown) => Submitted::Stopping,
         };
         let counter = match submitted {
             Submitted::Queued => &self.stats.submitted,
