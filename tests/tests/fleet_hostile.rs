@@ -480,15 +480,12 @@ async fn a_nats_outage_shows_in_metrics_and_in_the_status() {
         body
     };
 
-    let body = wait_for("netdumplings_hub_fleet_nats_connected", 1.0);
+    wait_for("netdumplings_hub_fleet_nats_connected", 1.0);
+    // The hub lists itself at its first status tick, which may come after the handshake.
+    let body = wait_for("netdumplings_hub_fleet_hubs", 1.0);
     assert_eq!(
         e2e_tests::metric_sample(&body, "netdumplings_hub_fleet_nats_disconnects_total"),
         Some(0.0),
-        "{body}"
-    );
-    assert_eq!(
-        e2e_tests::metric_sample(&body, "netdumplings_hub_fleet_hubs"),
-        Some(1.0),
         "{body}"
     );
     e2e_tests::promtool_check(&body);
