@@ -1422,67 +1422,98 @@ fn sample_chef_state_survives_a_reload(
     built_in: bool,
     cumulative_interval: bool,
 ) {
-    let label = format!("state-sample-{stem}");
-    let (root, dir, fifo) = chef_folder_and_fifo(&label);
-    let v1 = workspace_root().join(format!("target/chefs/wasm32-wasip2/release/{stem}.wasm"));
-    let v2 = root.join(format!("{stem}_v2.wasm"));
-    rebuilt(&v1, &v2);
-    let cache = root.join("cache");
     let frames = frames_of(&shared_pcap(capture));
     assert!(frames.len() >= 20, "{capture}: {} frames", frames.len());
-
-    // A chef that is not built in joins a kitchen that runs a built-in one too.
-    let chefs: Vec<&str> = if built_in {
-        vec!["-c", chef]
-    } else {
-        vec!["-c", "PacketCountChef", "-c", chef]
-    };
-    let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&cache), &chefs);
-    land(&v1, &dir, &format!("{stem}.wasm"));
-    let joined = if built_in {
-        "overrides the built-in"
-    } else {
-        "chef added from the chef directory"
-    };
-    k.send_until(&[joined, chef]);
     let half = frames.len() / 2;
-    let mut records = Vec::new();
-    for f in &frames[..half] {
-        records.push(k.send_frame(f));
-    }
-    land(&v2, &dir, &format!("{stem}.wasm"));
-    k.send_until(&["chef state carried across the reload", chef]);
-    for f in &frames[half..] {
-        records.push(k.send_frame(f));
-    }
-    let (stdout, stderr) = k.finish();
-    assert!(!stderr.contains("state not carried"), "{label}: {stderr}");
-    // The plain run gets the capture's records as they were sent (same times, same order).
-    let plain = uninterrupted(&root, &v1, stem, &records, Some(&cache), &chefs);
+    let run = ReloadRun {
+        chef,
+        stem,
+        label: format!("state-sample-{stem}"),
+        built_in,
+    };
+    run.survives(&frames, half, cumulative_interval);
+}
 
-    let (got, want) = (
-        packet_payloads(&stdout, chef),
-        packet_payloads(&plain, chef),
-    );
-    assert!(
-        !want.is_empty(),
-        "{label}: {capture} makes no {chef} dumpling"
-    );
-    assert_eq!(
-        got, want,
-        "{label}: what the chef says changed across the reload"
-    );
-    if cumulative_interval {
-        let got = interval_payloads(&stdout, chef);
-        let want = interval_payloads(&plain, chef);
-        assert_eq!(
-            got.last(),
-            want.last(),
-            "{label}: the final interval dumpling differs"
+/// One sample chef, version 1 replaced by a rebuilt copy in the middle of some frames.
+struct ReloadRun<'a> {
+    /// The chef's name.
+    chef: &'a str,
+    /// The file stem of its build (`target/chefs/.../STEM.wasm`).
+    stem: &'a str,
+    /// Names the test's scratch folder.
+    label: String,
+    /// Whether the chef is built in (the file overrides it) or joins from the folder.
+    built_in: bool,
+}
+
+impl ReloadRun<'_> {
+    /// Sends `frames[..half]`, reloads, sends the rest: see
+    /// [`sample_chef_state_survives_a_reload`].
+    fn survives(&self, frames: &[Vec<u8>], half: usize, cumulative_interval: bool) {
+        let ReloadRun {
+            chef,
+            stem,
+            ref label,
+            built_in,
+        } = *self;
+        let (root, dir, fifo) = chef_folder_and_fifo(label);
+        let v1 = workspace_root().join(format!("target/chefs/wasm32-wasip2/release/{stem}.wasm"));
+        let v2 = root.join(format!("{stem}_v2.wasm"));
+        rebuilt(&v1, &v2);
+        let cache = root.join("cache");
+
+        // A chef that is not built in joins a kitchen that runs a built-in one too.
+        let chefs: Vec<&str> = if built_in {
+            vec!["-c", chef]
+        } else {
+            vec!["-c", "PacketCountChef", "-c", chef]
+        };
+        let mut k = Kitchen::start_with(&root, &dir, &fifo, Some(&cache), &chefs);
+        land(&v1, &dir, &format!("{stem}.wasm"));
+        let joined = if built_in {
+            "overrides the built-in"
+        } else {
+            "chef added from the chef directory"
+        };
+        k.send_until(&[joined, chef]);
+        let mut records = Vec::new();
+        for f in &frames[..half] {
+            records.push(k.send_frame(f));
+        }
+        land(&v2, &dir, &format!("{stem}.wasm"));
+        k.send_until(&["chef state carried across the reload", chef]);
+        for f in &frames[half..] {
+            records.push(k.send_frame(f));
+        }
+        let (stdout, stderr) = k.finish();
+        assert!(!stderr.contains("state not carried"), "{label}: {stderr}");
+        // The plain run gets the capture's records as they were sent (same times, same order).
+        let plain = uninterrupted(&root, &v1, stem, &records, Some(&cache), &chefs);
+
+        let (got, want) = (
+            packet_payloads(&stdout, chef),
+            packet_payloads(&plain, chef),
         );
-        assert!(want.last().is_some(), "{label}: no interval dumpling");
+        assert!(
+            !want.is_empty(),
+            "{label}: the frames make no {chef} dumpling"
+        );
+        assert_eq!(
+            got, want,
+            "{label}: what the chef says changed across the reload; the kitchen's log:\n{stderr}"
+        );
+        if cumulative_interval {
+            let got = interval_payloads(&stdout, chef);
+            let want = interval_payloads(&plain, chef);
+            assert_eq!(
+                got.last(),
+                want.last(),
+                "{label}: the final interval dumpling differs"
+            );
+            assert!(want.last().is_some(), "{label}: no interval dumpling");
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A real capture from the shared corpus.
@@ -1529,6 +1560,80 @@ fn stream_chefs_keep_their_state_across_a_reload_mid_connection() {
         true,
         false,
     );
+}
+
+/// Ethernet + IPv4 + TCP from 192.0.2.7:`sport` to 198.51.100.9:80 (`to_server`) or
+/// back, with `flags` and `payload` (checksums left zero, as offloading NICs capture them).
+fn tcp_frame(
+    to_server: bool,
+    sport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (client, server) = ([192, 0, 2, 7], [198, 51, 100, 9]);
+    let (src, dst, sp, dp) = if to_server {
+        (client, server, sport, 80u16)
+    } else {
+        (server, client, 80u16, sport)
+    };
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x0a, 0x02, 0, 0, 0, 0, 0x0b, 0x08, 0x00];
+    let total = u16::try_from(20 + 20 + payload.len()).expect("small frame");
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sp.to_be_bytes());
+    f.extend_from_slice(&dp.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&ack.to_be_bytes());
+    f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A request head cut in two by the reload: the first part reaches version 1 (which keeps
+/// it in its state), the rest version 2, which must get it as the next bytes of the same
+/// stream. The reload of the kitchen's only stream chef once dropped the reassembler and
+/// the flow table in between (version 2 then met the rest as a new stream at offset 0, or
+/// with client and server swapped, and the request was lost).
+#[test]
+fn a_request_head_cut_by_a_reload_is_reported_whole() {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const PSH_ACK: u8 = 0x18;
+    const FIN_ACK: u8 = 0x11;
+    let first = b"GET /cut/by/a/reload HTTP/1.1\r\nHost: exam";
+    let rest = b"ple.test\r\nUser-Agent: reload-test/1\r\n\r\n";
+    let (c0, s0) = (1_000u32, 5_000u32);
+    let c1 = c0 + 1;
+    let c2 = c1 + first.len() as u32;
+    let c3 = c2 + rest.len() as u32;
+    let mut frames = Vec::new();
+    for sport in [41_001u16, 41_002] {
+        frames.push(tcp_frame(true, sport, c0, 0, SYN, b""));
+        frames.push(tcp_frame(false, sport, s0, c1, SYN | ACK, b""));
+        frames.push(tcp_frame(true, sport, c1, s0 + 1, ACK, b""));
+        frames.push(tcp_frame(true, sport, c1, s0 + 1, PSH_ACK, first));
+    }
+    let half = frames.len();
+    for sport in [41_001u16, 41_002] {
+        // The server speaks first after the reload: a flow table started afresh would take
+        // it for the client.
+        frames.push(tcp_frame(false, sport, s0 + 1, c2, ACK, b""));
+        frames.push(tcp_frame(true, sport, c2, s0 + 1, PSH_ACK, rest));
+        frames.push(tcp_frame(false, sport, s0 + 1, c3, FIN_ACK, b""));
+        frames.push(tcp_frame(true, sport, c3, s0 + 2, FIN_ACK, b""));
+    }
+    let run = ReloadRun {
+        chef: "HTTPRequestChef",
+        stem: "http_request_chef",
+        label: "state-cut-head".to_owned(),
+        built_in: true,
+    };
+    run.survives(&frames, half, false);
 }
 
 #[test]

@@ -145,6 +145,9 @@ pub struct Dispatcher {
     behind: bool,
     /// TCP reassembly, while some chef asks for stream bytes ([`crate::parse::stream_stage`]).
     streams: Option<crate::parse::stream_stage::StreamStage>,
+    /// A chef was retired and the stream stage and flow switch not yet updated for it
+    /// ([`Dispatcher::retire_chef`]): done by the next add or step.
+    chef_set_stale: bool,
     /// Memory bounds for reassembly (`--stream-*` flags).
     stream_limits: flowtrack::reassembly::ReassemblyLimits,
     /// Some lane's chef exports `stream-verdicts` and they are honoured (`streams`).
@@ -211,6 +214,7 @@ impl Dispatcher {
             other_clocks: ClockAnomalies::default(),
             behind: false,
             streams: None,
+            chef_set_stale: false,
             stream_limits: Default::default(),
             stream_verdicts: false,
             honour_verdicts: true,
@@ -601,6 +605,9 @@ impl Dispatcher {
     /// must come in the order the builder made them). A packet batch is handed back,
     /// emptied, for [`BatchBuilder::recycle`].
     pub fn run(&mut self, step: Step) -> Result<Option<Batch>, SinkError> {
+        if self.chef_set_stale {
+            self.chef_set_changed();
+        }
         match step {
             Step::Packets(mut batch) => {
                 if let Some(s) = batch.defrag_stats() {
@@ -801,9 +808,15 @@ impl Dispatcher {
         lane.serial = self.next_lane_serial;
         self.next_lane_serial += 1;
         self.lanes.insert(at, lane);
+        self.chef_set_changed();
+        Ok(())
+    }
+
+    /// The chefs changed: the stream stage and the flow switch follow what they ask for.
+    fn chef_set_changed(&mut self) {
+        self.chef_set_stale = false;
         self.update_stream_stage();
         self.update_flow_switch();
-        Ok(())
     }
 
     /// [`Dispatcher::retire_chef`] for a chef that stops for good (its file removed): its
@@ -812,6 +825,7 @@ impl Dispatcher {
     /// [`MAX_REMOVED_CHEFS`] names are kept.
     pub fn remove_chef(&mut self, i: usize) -> Result<ChefSlot, SinkError> {
         let (slot, counters) = self.retire_chef(i)?;
+        self.chef_set_changed();
         let name = slot.chef.name().to_owned();
         if self.removed.len() < MAX_REMOVED_CHEFS || self.removed.contains_key(&name) {
             let removed = RemovedChef {
@@ -833,6 +847,13 @@ impl Dispatcher {
     /// sees every packet pushed so far), then it gets a final `on-interval` poke (if it is
     /// an interval chef and not quarantined) whose dumplings are sent before it is removed.
     /// Returns the chef and its counters.
+    ///
+    /// The stream stage and the flow switch are updated by the next
+    /// [`Dispatcher::add_reloaded_chef`] or step, not here: a chef replaced by its new
+    /// version (retire, then add) must not turn them off in between, as that drops every
+    /// tracked flow and reassembled stream (the reading thread may parse a packet in that
+    /// moment), so the new version would meet its connections picked up mid-stream, or with
+    /// client and server swapped.
     pub fn retire_chef(&mut self, i: usize) -> Result<(ChefSlot, ChefCounters), SinkError> {
         self.flush()?;
         if self.lanes[i].is_poked() {
@@ -844,8 +865,7 @@ impl Dispatcher {
             })?;
         }
         let out = self.lanes.remove(i).into_parts();
-        self.update_stream_stage();
-        self.update_flow_switch();
+        self.chef_set_stale = true;
         Ok(out)
     }
 
