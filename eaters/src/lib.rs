@@ -249,7 +249,16 @@ impl HubArgs {
         name: &str,
     ) -> Result<eater_client::EaterConfig, std::process::ExitCode> {
         // A bad address is a usage error, said before any connection attempt (the eaters
-        // took `-h localhost` as port 80 and `-h 48012` as a host).
+        // took `-h localhost` as port 80 and `-h 48012` as a host). Empty entries are
+        // skipped, as the kitchen skips them, but one address is needed (`-h ,,` was a
+        // connection error, exit 1).
+        if self.hub.split(',').all(|h| h.trim().is_empty()) {
+            hub_link::say!(
+                "{name}: -h needs at least one HOST:PORT (got {:?})",
+                self.hub
+            );
+            return Err(std::process::ExitCode::from(2));
+        }
         for hub in self.hub.split(',').map(str::trim).filter(|h| !h.is_empty()) {
             if let Err(error) = hub_link::hub_uri(hub) {
                 hub_link::say!("{name}: {error}");
@@ -321,6 +330,15 @@ fn exit_if_stuck_after_a_signal(name: &str) {
     let _ = std::thread::Builder::new()
         .name("nd-eater-signals".into())
         .spawn(watcher);
+}
+
+/// Check an `--eater-name`: not empty or blank (the hub lists eaters by name, and every
+/// line the eater logs starts with it: `-n ""` made lines that began with `: `).
+pub fn parse_eater_name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("the eater name must not be empty".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// Check a `--since` value as the hub will read it: a duration (`NUMBER[s|m|h|d]`, seconds

@@ -353,6 +353,8 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
 
     let mut outcome = Outcome::Clean;
     if let Some(hub) = hub {
+        // Whether a signal, not the flush timeout, ended the wait for the hub.
+        let mut wait_cut_by_signal = false;
         let report = match Arc::try_unwrap(hub) {
             Ok(m) => {
                 let client = m.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -372,6 +374,7 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
                 let interrupted = || !signalled_before && stop.load(Ordering::SeqCst);
                 let report = client.finish(config.flush_timeout, &interrupted);
                 if interrupted() {
+                    wait_cut_by_signal = true;
                     tracing::warn!(
                         "{k}: caught a signal while handing dumplings to the hub; stopped waiting \
                          ({} still queued are counted as unsent)",
@@ -402,15 +405,19 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
             );
         }
         if report.lost() > 0 {
+            let wait_end = if wait_cut_by_signal {
+                "when a signal ended the wait".to_owned()
+            } else {
+                format!("after the {:?} flush timeout", config.flush_timeout)
+            };
             tracing::error!(
                 "{k}: {} dumplings never reached the hub, or may not have ({} dropped while it \
-                 was unreachable, {} still queued after the {:?} flush timeout, {} sent on \
-                 connections the hub refused, {} written but never confirmed read by the hub \
-                 before its connection ended)",
+                 was unreachable, {} still queued {wait_end}, {} sent on connections the hub \
+                 refused, {} written but never confirmed read by the hub before its \
+                 connection ended)",
                 report.lost(),
                 report.dropped,
                 report.unsent,
-                config.flush_timeout,
                 report.rejected,
                 report.unconfirmed
             );

@@ -233,6 +233,95 @@ fn lost_dumplings_make_the_exit_status_non_zero() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("never reached the hub"), "{stderr}");
+    assert!(
+        stderr.contains("still queued after the 500ms flush timeout"),
+        "{stderr}"
+    );
+}
+
+/// A signal that ends the wait for an unreachable hub is what the loss line names (it said
+/// "still queued after the 60s flush timeout" when Ctrl-C had ended the wait at once).
+#[test]
+fn a_signal_that_ends_the_wait_for_the_hub_is_named_in_the_loss_line() {
+    use std::io::BufRead;
+    use std::time::Instant;
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let capture = sample_capture();
+    let dir = fixtures().to_str().unwrap().to_owned();
+    let mut child = nd_sniff_command(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "-h",
+        &addr,
+        "--no-builtin-chefs",
+        "-d",
+        &dir,
+        "-c",
+        "PortChef",
+        "--flush-timeout",
+        "60",
+    ])
+    .env("RUST_LOG", "info")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("run nd-sniff");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.contains("dumplings to the hub (up to") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => {
+                log.push_str(&l);
+                log.push('\n');
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no wait for the hub within 30 s:\n{log}");
+            }
+        }
+    }
+    let signalled = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if signalled.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("nd-sniff still waiting 20 s after SIGTERM:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(2)) {
+        log.push_str(&l);
+        log.push('\n');
+    }
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("never reached the hub"), "{log}");
+    assert!(
+        log.contains("still queued when a signal ended the wait"),
+        "{log}"
+    );
+    assert!(!log.contains("flush timeout,"), "{log}");
 }
 
 /// A kitchen name or interface with a newline (what a user typed, or a script built) is

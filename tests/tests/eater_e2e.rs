@@ -515,7 +515,7 @@ async fn nd_print_stops_when_its_stdout_reader_is_gone() {
 fn eaters_refuse_a_hub_address_without_a_port_before_connecting() {
     // `-h localhost` went to port 80, `-h 48012` to a host named 48012.
     for tool in ["nd-print", "nd-hubstatus", "nd-hubdetails"] {
-        for hub in ["localhost", "48012", "127.0.0.1:0"] {
+        for hub in ["localhost", "48012", "127.0.0.1:0", ",,", " "] {
             let out = Command::new(bin(tool))
                 .args(["-h", hub])
                 .output()
@@ -523,6 +523,26 @@ fn eaters_refuse_a_hub_address_without_a_port_before_connecting() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{tool} -h {hub}: {stderr}");
             assert!(stderr.contains("HOST:PORT"), "{tool} -h {hub}: {stderr}");
+        }
+    }
+}
+
+/// An empty or blank eater name is a usage error (`-n ""` was sent to the hub, and every
+/// line the eater logged began with `: `).
+#[test]
+fn eaters_refuse_an_empty_name() {
+    for tool in ["nd-print", "nd-hubstatus", "nd-hubdetails"] {
+        for name in ["", "  "] {
+            let out = Command::new(bin(tool))
+                .args(["-n", name, "-h", "127.0.0.1:1"])
+                .output()
+                .expect("run eater");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{tool} -n {name:?}: {stderr}");
+            assert!(
+                stderr.contains("must not be empty"),
+                "{tool} -n {name:?}: {stderr}"
+            );
         }
     }
 }

@@ -25,6 +25,7 @@ struct Cli {
         short = 'n',
         long,
         value_name = "EATER_NAME",
+        value_parser = eaters::parse_eater_name,
         default_value = "statuseater"
     )]
     eater_name: String,

@@ -63,6 +63,7 @@ with --since/--since-seq"
         short = 'n',
         long,
         value_name = "EATER_NAME",
+        value_parser = eaters::parse_eater_name,
         default_value = "printereater"
     )]
     eater_name: String,
