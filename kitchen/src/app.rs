@@ -827,12 +827,39 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
                         );
                         std::process::exit(130);
                     }
+                    tokio::spawn(exit_if_stdout_stays_blocked());
                 }
             });
         })
         .context("cannot start the signal thread")?;
     Ok(stop)
 }
+
+/// After a signal: a stdout write blocked for [`STDOUT_STUCK_GRACE`] (`nd-sniff --stdout |
+/// less` left unscrolled, a pipe nobody reads) means the run can never reach its clean
+/// stop, since the thread that would see the stop flag is the one blocked: say so and exit
+/// 130, as a second signal would (it took one).
+async fn exit_if_stdout_stays_blocked() {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if kitchen::outputs::stdout::blocked_for().is_some_and(|b| b >= STDOUT_STUCK_GRACE) {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "nd-sniff: a write to stdout has been blocked for {} s or more (nobody \
+                     reads it), so the stop the signal asked for cannot finish; exiting now \
+                     (dumplings not yet written are lost; no summary)\n",
+                    STDOUT_STUCK_GRACE.as_secs()
+                )
+                .as_bytes(),
+            );
+            std::process::exit(130);
+        }
+    }
+}
+
+/// How long a stdout write may stay blocked after a signal before the kitchen exits anyway.
+const STDOUT_STUCK_GRACE: Duration = Duration::from_secs(3);
 
 fn print_chef_list(found: &[chefs::FoundChef], enforcing: bool) {
     use std::fmt::Write as _;

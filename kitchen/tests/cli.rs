@@ -324,6 +324,74 @@ fn a_signal_that_ends_the_wait_for_the_hub_is_named_in_the_loss_line() {
     assert!(!log.contains("flush timeout,"), "{log}");
 }
 
+/// `nd-sniff -r FILE --stdout | less` left unscrolled: the thread writing stdout is blocked,
+/// so a SIGTERM's clean stop can never finish; the kitchen says why and exits 130 a few
+/// seconds after the signal (it needed a second signal).
+#[test]
+fn a_signal_ends_a_kitchen_whose_stdout_nobody_reads() {
+    use std::time::Instant;
+    // 30 000 UDP packets over 3 000 s of capture time: a poke a second, megabytes of
+    // interval dumplings, far more than a pipe holds.
+    let frame = |i: u32| {
+        let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.extend_from_slice(&[0x45, 0, 0, 32, 0, 1, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[10, 0, (i >> 8) as u8, i as u8, 10, 1, 0, 1]);
+        f.extend_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 12, 0, 0]);
+        f.extend_from_slice(&i.to_be_bytes());
+        f
+    };
+    let packets: Vec<(u64, Vec<u8>)> = (0..30_000u32)
+        .map(|i| (u64::from(i) * 100_000, frame(i)))
+        .collect();
+    let capture = write_pcap("cli", "stdout-unread.pcap", &packets);
+    let mut child = nd_sniff_command(&[
+        "-r",
+        capture.to_str().unwrap(),
+        "--no-hub",
+        "--stdout",
+        "-p",
+        "1",
+        "--kitchen-status",
+        "on",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("run nd-sniff");
+    // Held, never read: the kitchen fills the pipe and blocks.
+    let _unread = child.stdout.take();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the kitchen ended before it filled the pipe"
+    );
+    let signalled = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if signalled.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("nd-sniff still running 20 s after SIGTERM with its stdout unread");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("a write to stdout has been blocked"),
+        "{stderr}"
+    );
+}
+
 /// A kitchen name or interface with a newline (what a user typed, or a script built) is
 /// shown escaped: it forged whole log lines (`-n $'k\n... ERROR forged'`).
 #[test]

@@ -2,12 +2,61 @@
 //! terminal-unsafe characters as JSON escapes) and a tee over several outputs.
 
 use std::io::{BufWriter, ErrorKind, Stdout, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::dispatch::{DumplingSink, SinkError};
 
+/// When the write to stdout now in progress began, in ns after [`epoch`] plus one (0: no
+/// write in progress). Read by the signal thread ([`blocked_for`]): a kitchen whose stdout
+/// nobody reads blocks in `write` and never sees the stop flag.
+static WRITE_STARTED: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// How long the write to stdout now in progress has been blocked (`None`: no write in
+/// progress). Writes go out 64 KiB at a time (replays) or per line (live), so a write that
+/// lasts seconds means stdout's reader has stopped reading.
+pub fn blocked_for() -> Option<Duration> {
+    match WRITE_STARTED.load(Ordering::Relaxed) {
+        0 => None,
+        started => {
+            let now = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX);
+            Some(Duration::from_nanos(now.saturating_sub(started - 1)))
+        }
+    }
+}
+
+/// Stdout, with each write and flush stamped in [`WRITE_STARTED`] while it runs.
+struct WatchedStdout(Stdout);
+
+impl WatchedStdout {
+    fn watched<T>(&mut self, io: impl FnOnce(&mut Stdout) -> T) -> T {
+        let started = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        WRITE_STARTED.store(started + 1, Ordering::Relaxed);
+        let result = io(&mut self.0);
+        WRITE_STARTED.store(0, Ordering::Relaxed);
+        result
+    }
+}
+
+impl Write for WatchedStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.watched(|out| out.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.watched(|out| out.flush())
+    }
+}
+
 /// Every dumpling as one line on stdout.
 pub struct StdoutSink {
-    out: BufWriter<Stdout>,
+    out: BufWriter<WatchedStdout>,
     /// Flush after every line (live capture: an eater piping into `jq` sees dumplings as
     /// they are made). Replays use block buffering.
     line_buffered: bool,
@@ -17,7 +66,7 @@ impl StdoutSink {
     /// A stdout sink.
     pub fn new(line_buffered: bool) -> Self {
         StdoutSink {
-            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            out: BufWriter::with_capacity(64 * 1024, WatchedStdout(std::io::stdout())),
             line_buffered,
         }
     }
