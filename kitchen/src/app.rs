@@ -4,7 +4,7 @@
 //! 1 for every failure (no valid chefs, unreadable or damaged file, lost dumplings, capture
 //! errors); 2 for usage errors (clap). The original exited 0 on most runtime failures.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -367,11 +367,13 @@ pub fn run(config: Config) -> anyhow::Result<Outcome> {
                         config.flush_timeout
                     );
                 }
-                // A signal during the wait ends it (one sent before it, which ended the
-                // run, does not: the wait is the clean stop it asked for; a second one
-                // exits at once).
-                let signalled_before = stop.load(Ordering::SeqCst);
-                let interrupted = || !signalled_before && stop.load(Ordering::SeqCst);
+                // A signal during the wait ends it, whether or not one ended the run
+                // before (the wait is the clean stop that one asked for; a second asks
+                // for less, not for nothing: the summary below still says what was lost).
+                // One more after that exits at once.
+                let signals_before = SIGNALS_CAUGHT.load(Ordering::SeqCst);
+                IN_FINAL_WAIT.store(true, Ordering::SeqCst);
+                let interrupted = || SIGNALS_CAUGHT.load(Ordering::SeqCst) > signals_before;
                 let report = client.finish(config.flush_timeout, &interrupted);
                 if interrupted() {
                     wait_cut_by_signal = true;
@@ -783,8 +785,17 @@ async fn next_signal(signal: Option<&mut tokio::signal::unix::Signal>) {
     }
 }
 
+/// SIGINT, SIGTERM and SIGHUP caught so far (process-wide, as the handlers are).
+static SIGNALS_CAUGHT: AtomicU32 = AtomicU32::new(0);
+
+/// Set when the run's final wait for the hub starts: a second signal then ends that wait
+/// (it is interruptible, and the summary after it says what was lost) instead of exiting
+/// without a word about the dumplings still queued.
+static IN_FINAL_WAIT: AtomicBool = AtomicBool::new(false);
+
 /// SIGINT/SIGTERM/SIGHUP set the returned flag (the loops stop, the final poke and flush
-/// run); a second signal exits at once with 130. SIGHUP too: a closed terminal or ssh
+/// run); a second signal exits at once with 130, but for the final wait for the hub, which
+/// it ends (a third exits). SIGHUP too: a closed terminal or ssh
 /// session killed a live kitchen at once (exit 129), losing its summary and last dumplings.
 fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -819,7 +830,12 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
                     }
                     // Pending chef compiles end now (a slow start is not waited out).
                     kitchen::chef_host::compile_worker::stop_all();
+                    let caught = SIGNALS_CAUGHT.fetch_add(1, Ordering::SeqCst) + 1;
                     if flag.swap(true, Ordering::SeqCst) {
+                        if caught == 2 && IN_FINAL_WAIT.load(Ordering::SeqCst) {
+                            // The wait for the hub sees it and ends, with the summary.
+                            continue;
+                        }
                         // Not `eprintln!`: it panics when stderr's reader is gone.
                         let _ = std::io::Write::write_all(
                             &mut std::io::stderr(),

@@ -22,7 +22,8 @@ use kitchen::chef_host::CacheSetting;
     version,
     disable_help_flag = true,
     after_help = "Exit status: 0 when the run ended normally (end of the capture file, Ctrl-C or \
-                  SIGTERM; a second signal exits at once with 130); 1 when something failed (a \
+                  SIGTERM; a second signal exits at once with 130, but during the final wait \
+                  for the hub, which it ends, saying what was lost); 1 when something failed (a \
                   capture file that cannot be read or is damaged part-way: the packets before \
                   the damage were processed; a capture that cannot start; dumplings that could \
                   not be delivered); 2 for a usage error."
@@ -204,7 +205,8 @@ pub struct Cli {
     pub chef_threads: Option<u16>,
 
     /// At the end, wait at most this many seconds (0 to 86400) for queued dumplings to reach
-    /// the hub.
+    /// the hub. A signal (Ctrl-C) during the wait ends it; what was not delivered is then
+    /// counted as lost (exit 1).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub flush_timeout: f64,
 

@@ -735,6 +735,58 @@ fn a_signal_before_the_input_starts_ends_the_run() {
     }
 }
 
+/// Ctrl-C ended the run and the kitchen waits (`--flush-timeout`) for a hub that is down: a
+/// second Ctrl-C ends that wait with the summary and the loss line (it exited at once with
+/// 130, saying nothing of the dumplings still queued); a third would exit at once.
+#[test]
+fn a_second_signal_ends_the_wait_for_the_hub_with_the_summary() {
+    let hub_port = free_port(); // nothing listens: the hub is down
+    let path = fifo("second-signal");
+    let (header, recs) = packets(40);
+    let mut kitchen = start_kitchen(&path, hub_port, &["--flush-timeout", "600"]);
+    let feeder = Feeder::start(&path, header);
+    feeder.send(&recs);
+    assert!(
+        wait_until(|| kitchen.stdout_count() > 0, Duration::from_secs(30)),
+        "no dumplings:\n{}",
+        kitchen.stderr_text()
+    );
+    kitchen.signal("TERM");
+    assert!(
+        wait_until(
+            || kitchen
+                .stderr_text()
+                .contains("dumplings to the hub (up to"),
+            Duration::from_secs(30)
+        ),
+        "no wait for the hub after the first signal:\n{}",
+        kitchen.stderr_text()
+    );
+    let second = Instant::now();
+    kitchen.signal("TERM");
+    let status = kitchen.wait(Duration::from_secs(30));
+    let ended_after = second.elapsed();
+    feeder.close();
+    let stderr = kitchen.stderr_text();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        ended_after < Duration::from_secs(20),
+        "{ended_after:?}\n{stderr}"
+    );
+    assert!(!stderr.contains("second signal; exiting now"), "{stderr}");
+    let produced = kitchen.stdout_count() as u64;
+    let lost = delivery(&stderr, "unsent") + delivery(&stderr, "dropped");
+    assert!(
+        lost > 0 && lost <= produced,
+        "{lost} of {produced}:\n{stderr}"
+    );
+    assert_eq!(delivery(&stderr, "sent"), 0, "{stderr}");
+    assert!(
+        stderr.contains("still queued when a signal ended the wait"),
+        "{stderr}"
+    );
+}
+
 /// A hub that stops reading (its host froze, or a federated hub waits for NATS) with
 /// dumplings in its socket buffers: the kitchen counted them as sent, waited 2 s for the
 /// close reply whatever `--flush-timeout` said, and exited 0 (the probe lost half of them).
