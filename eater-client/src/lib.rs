@@ -520,7 +520,8 @@ impl Eater {
                     if code == close_code::BAD_HELLO {
                         return Err(Error::Refused(format!("{code} {reason}")));
                     }
-                    return self.lost(format!("hub closed the connection: {code} {reason}"));
+                    let note = hub_link::close_note(code, &reason);
+                    return self.lost(format!("hub closed the connection: {code} {reason}{note}"));
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(error)) => {

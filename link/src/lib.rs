@@ -411,6 +411,18 @@ impl Link {
     }
 }
 
+/// A note for a log line about a close frame the hub sent. tungstenite answers a close code
+/// WebSocket does not allow (999, 1005, 1006, 1015, ...) with 1002 "Protocol violation" and
+/// hands that reply on in place of the peer's frame, so the peer's own code is lost: a bare
+/// "1002 Protocol violation" read as the hub's words. Empty for any other frame.
+pub fn close_note(code: u16, reason: &str) -> &'static str {
+    if code == 1002 && reason == "Protocol violation" {
+        " (the hub sent 1002, or a close code WebSocket does not allow, which reads as 1002)"
+    } else {
+        ""
+    }
+}
+
 /// Whether the hub's upgrade response agreed to binary frames
 /// ([`dumpling::BINARY_FRAMES_HEADER`] with [`dumpling::BINARY_FRAMES_VALUE`]).
 pub fn binary_granted(response: &Response) -> bool {
@@ -498,6 +510,17 @@ pub fn classify(uri: &str, error: WsError) -> LinkError {
                 unreachable: false,
             }
         }
+        // A TLS hub (`nd-hub --tls-cert`) drops a plain request without a word: the
+        // connection ends before any answer ("Handshake not finished" was all users saw).
+        WsError::Protocol(ProtocolError::HandshakeIncomplete) if uri.starts_with("ws://") => {
+            LinkError::Connect {
+                detail: "the connection was closed before any answer to the WebSocket \
+                         upgrade; if the hub uses TLS, write wss:// and give --tls-ca"
+                    .into(),
+                uri,
+                unreachable: false,
+            }
+        }
         other => LinkError::Connect {
             uri,
             detail: other.to_string(),
@@ -575,6 +598,78 @@ mod tests {
             .to_string();
         let _ = server.join();
         assert!(error.contains("wss://"), "{error}");
+    }
+
+    #[test]
+    fn a_plain_client_whose_connection_is_dropped_unanswered_is_told_of_wss() {
+        // What a TLS hub does with a plain upgrade request: reads it and closes.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut tcp, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf);
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = rt
+            .block_on(Link::plain().connect(&format!("ws://{addr}"), None))
+            .map(|_| ())
+            .expect_err("no hub there");
+        let _ = server.join();
+        assert!(
+            matches!(
+                error,
+                LinkError::Connect {
+                    unreachable: false,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("wss://"), "{error}");
+    }
+
+    #[test]
+    fn a_close_code_websocket_does_not_allow_gets_a_note() {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        use tokio_tungstenite::tungstenite::{self, Message};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut ws = tungstenite::accept(tcp).unwrap();
+            let _ = ws.close(Some(CloseFrame {
+                code: CloseCode::from(999),
+                reason: "bye".into(),
+            }));
+            while ws.read().is_ok() {}
+        });
+        let tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let (mut ws, _) = tungstenite::client(format!("ws://{addr}/"), tcp).unwrap();
+        let frame = loop {
+            match ws.read() {
+                Ok(Message::Close(frame)) => break frame.expect("a close frame"),
+                Ok(_) => continue,
+                Err(e) => panic!("no close frame: {e}"),
+            }
+        };
+        drop(ws);
+        let _ = server.join();
+        let (code, reason) = (u16::from(frame.code), frame.reason.to_string());
+        // What tungstenite hands on for the hub's 999: its own reply.
+        assert_eq!((code, reason.as_str()), (1002, "Protocol violation"));
+        assert!(close_note(code, &reason).contains("does not allow"));
+        assert_eq!(close_note(1000, "bye"), "");
+        assert_eq!(close_note(1002, "bad frame"), "");
     }
 
     #[test]

@@ -333,11 +333,13 @@ async fn wrong_ca_is_refused_with_a_clear_error() {
         .expect_err("wrong CA");
     assert!(matches!(error, LinkError::BadCertificate { .. }), "{error}");
     assert!(error.is_fatal());
-    // A plain ws:// client gets no WebSocket out of a TLS port.
-    assert!(Link::plain()
+    // A plain ws:// client gets no WebSocket out of a TLS port, and is told of wss://.
+    let error = Link::plain()
         .connect(&format!("ws://127.0.0.1:{}", hub.eaters.port()), None)
         .await
-        .is_err());
+        .map(|_| ())
+        .expect_err("a plain client at a TLS port");
+    assert!(error.to_string().contains("wss://"), "{error}");
 }
 
 #[tokio::test]

@@ -565,7 +565,14 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
             }
             Ok(Err(e)) => {
                 failures += 1;
-                log_connect_failure(&url, failures, &e.to_string());
+                let unreachable = matches!(
+                    e,
+                    hub_link::LinkError::Connect {
+                        unreachable: true,
+                        ..
+                    }
+                );
+                log_connect_failure(&url, failures, &e.to_string(), unreachable);
                 current = (current + 1) % hubs.len();
                 untried = untried.saturating_sub(1);
                 if untried > 0 {
@@ -574,7 +581,7 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
             }
             Err(_) => {
                 failures += 1;
-                log_connect_failure(&url, failures, "connection attempt timed out");
+                log_connect_failure(&url, failures, "connection attempt timed out", true);
                 current = (current + 1) % hubs.len();
                 untried = untried.saturating_sub(1);
                 if untried > 0 {
@@ -597,10 +604,21 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
     }
 }
 
-fn log_connect_failure(url: &str, failures: u32, error: &str) {
+/// A failed attempt, logged at the first and at powers of two. `unreachable`: nothing
+/// answered (refused, no route, no answer in time), so where to look is said; when
+/// something did answer (HTTP 503, a TLS port, a peer that is no hub) that hint misled, and
+/// the error says what it answered.
+fn log_connect_failure(url: &str, failures: u32, error: &str, unreachable: bool) {
     if failures == 1 || failures.is_power_of_two() {
-        tracing::warn!(hub = %url, attempts = failures, error,
-            "cannot connect to the hub (is nd-hub running?); retrying");
+        if unreachable {
+            tracing::warn!(hub = %url, attempts = failures, error,
+                "cannot connect to the hub (is nd-hub running there, and is the address \
+                 right?); retrying");
+        } else {
+            tracing::warn!(hub = %url, attempts = failures, error,
+                "cannot connect to the hub: something answered there, but the WebSocket \
+                 upgrade failed (see error); retrying");
+        }
     } else {
         tracing::debug!(hub = %url, attempts = failures, error, "cannot connect to the hub");
     }
@@ -736,7 +754,8 @@ fn closed_by_hub(shared: &Shared, frame: Option<CloseFrame>) -> tungstenite::Err
     } else if matches!(code, Some(4000..=4999)) {
         tracing::error!(code, reason = %reason, "the hub closed the connection; reconnecting");
     } else {
-        tracing::warn!(code, reason = %reason, "the hub closed the connection");
+        let note = code.map_or("", |c| hub_link::close_note(c, &reason));
+        tracing::warn!(code, reason = %reason, "the hub closed the connection{note}");
     }
     tungstenite::Error::ConnectionClosed
 }
