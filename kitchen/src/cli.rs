@@ -26,7 +26,8 @@ use kitchen::chef_host::CacheSetting;
                   for the hub, which it ends, saying what was lost); 1 when something failed (a \
                   capture file that cannot be read or is damaged part-way: the packets before \
                   the damage were processed; a capture that cannot start; dumplings that could \
-                  not be delivered); 2 for a usage error."
+                  not be delivered; a token, CA, certificate or key file that cannot be \
+                  used); 2 for a usage error."
 )]
 pub struct Cli {
     /// Kitchen name, sent in the hello and in every dumpling's `metadata.kitchen`.

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 &mut std::io::stderr(),
                 dumpling::text::sanitize_log_record(&line, false).as_bytes(),
             );
-            return ExitCode::from(2);
+            return ExitCode::from(config_error_status(&e));
         }
     };
     match app::run(config) {
@@ -51,6 +51,20 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// The exit status for settings that cannot be used: a token, CA, certificate or key file
+/// that cannot be used is a failure (1), as in the eaters and as for a capture file that
+/// cannot be read (it was 2 here and 1 there); the rest are usage errors (2).
+fn config_error_status(error: &anyhow::Error) -> u8 {
+    if error
+        .chain()
+        .any(|cause| cause.downcast_ref::<hub_link::LinkError>().is_some())
+    {
+        1
+    } else {
+        2
     }
 }
 

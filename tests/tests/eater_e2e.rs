@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{bin, ChildGuard};
+use e2e_tests::{bin, test_data, workspace_root, ChildGuard};
 use futures_util::SinkExt;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
@@ -525,6 +525,53 @@ fn eaters_refuse_a_hub_address_without_a_port_before_connecting() {
             assert!(stderr.contains("HOST:PORT"), "{tool} -h {hub}: {stderr}");
         }
     }
+}
+
+/// A token or CA file that cannot be used fails with 1 in every tool, naming the file (the
+/// kitchen said 2, the eaters 1); a bad address stays a usage error (2) in all of them.
+#[test]
+fn an_unusable_token_or_ca_file_fails_alike_in_the_kitchen_and_the_eaters() {
+    let missing = workspace_root().join("target/eater-e2e/no-such-file");
+    let missing = missing.to_str().expect("UTF-8 path");
+    let hub = "127.0.0.1:1";
+    let capture = test_data("original/loopback_dns_arp_http.pcap");
+    let kitchen_at = |hub: &str, extra: &[&str]| {
+        let mut cmd = Command::new(bin("nd-sniff"));
+        cmd.arg("-r").arg(&capture).args(["-h", hub]).args(extra);
+        cmd
+    };
+    let kitchen = |extra: &[&str]| kitchen_at(hub, extra);
+    let eater = |tool: &str, extra: &[&str]| {
+        let mut cmd = Command::new(bin(tool));
+        cmd.args(["-h", hub]).args(extra);
+        cmd
+    };
+    for flag in ["--token-file", "--tls-ca"] {
+        let mut runs = vec![("nd-sniff".to_owned(), kitchen(&[flag, missing]))];
+        for tool in ["nd-print", "nd-hubstatus", "nd-hubdetails"] {
+            runs.push((tool.to_owned(), eater(tool, &[flag, missing])));
+        }
+        for (tool, mut cmd) in runs {
+            let out = cmd
+                .env_remove("ND_HUB_TOKEN")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("run");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{tool} {flag}: {stderr}");
+            assert!(stderr.contains("no-such-file"), "{tool} {flag}: {stderr}");
+        }
+    }
+    let out = kitchen_at("localhost", &[])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// An empty or blank eater name is a usage error (`-n ""` was sent to the hub, and every
