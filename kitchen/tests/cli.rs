@@ -209,15 +209,15 @@ fn replay_delivers_hello_and_dumplings_to_the_hub() {
     }
 }
 
-#[test]
-fn lost_dumplings_make_the_exit_status_non_zero() {
-    // Nothing listens on this port: every dumpling is lost after the flush timeout.
+/// `nd-sniff -r` of the sample capture with `PortChef` alone, into a hub address nothing
+/// listens on, waiting up to `flush_timeout` seconds for it at the end.
+fn port_chef_into_no_hub(flush_timeout: &str) -> Command {
     let probe = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = probe.local_addr().unwrap().to_string();
     drop(probe);
     let capture = sample_capture();
     let dir = fixtures().to_str().unwrap().to_owned();
-    let out = nd_sniff(&[
+    nd_sniff_command(&[
         "-r",
         capture.to_str().unwrap(),
         "-h",
@@ -228,8 +228,14 @@ fn lost_dumplings_make_the_exit_status_non_zero() {
         "-c",
         "PortChef",
         "--flush-timeout",
-        "0.5",
-    ]);
+        flush_timeout,
+    ])
+}
+
+#[test]
+fn lost_dumplings_make_the_exit_status_non_zero() {
+    // Nothing listens on the hub's port: every dumpling is lost after the flush timeout.
+    let out = port_chef_into_no_hub("0.5").output().expect("run nd-sniff");
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("never reached the hub"), "{stderr}");
@@ -239,35 +245,39 @@ fn lost_dumplings_make_the_exit_status_non_zero() {
     );
 }
 
+/// SIGTERM to `child`, then its exit status within 20 s (`None`: still running then; it is
+/// killed).
+fn sigterm_and_wait(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let signalled = std::time::Instant::now();
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return Some(s);
+        }
+        if signalled.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A signal that ends the wait for an unreachable hub is what the loss line names (it said
 /// "still queued after the 60s flush timeout" when Ctrl-C had ended the wait at once).
 #[test]
 fn a_signal_that_ends_the_wait_for_the_hub_is_named_in_the_loss_line() {
     use std::io::BufRead;
     use std::time::Instant;
-    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = probe.local_addr().unwrap().to_string();
-    drop(probe);
-    let capture = sample_capture();
-    let dir = fixtures().to_str().unwrap().to_owned();
-    let mut child = nd_sniff_command(&[
-        "-r",
-        capture.to_str().unwrap(),
-        "-h",
-        &addr,
-        "--no-builtin-chefs",
-        "-d",
-        &dir,
-        "-c",
-        "PortChef",
-        "--flush-timeout",
-        "60",
-    ])
-    .env("RUST_LOG", "info")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("run nd-sniff");
+    let mut child = port_chef_into_no_hub("60")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nd-sniff");
     let stderr = child.stderr.take().expect("stderr");
     let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -295,21 +305,8 @@ fn a_signal_that_ends_the_wait_for_the_hub_is_named_in_the_loss_line() {
             }
         }
     }
-    let signalled = Instant::now();
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if signalled.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("nd-sniff still waiting 20 s after SIGTERM:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = sigterm_and_wait(&mut child) else {
+        panic!("nd-sniff still waiting 20 s after SIGTERM:\n{log}");
     };
     while let Ok(l) = lines.recv_timeout(Duration::from_secs(2)) {
         log.push_str(&l);
@@ -329,7 +326,6 @@ fn a_signal_that_ends_the_wait_for_the_hub_is_named_in_the_loss_line() {
 /// seconds after the signal (it needed a second signal).
 #[test]
 fn a_signal_ends_a_kitchen_whose_stdout_nobody_reads() {
-    use std::time::Instant;
     // 30 000 UDP packets over 3 000 s of capture time: a poke a second, megabytes of
     // interval dumplings, far more than a pipe holds.
     let frame = |i: u32| {
@@ -365,21 +361,8 @@ fn a_signal_ends_a_kitchen_whose_stdout_nobody_reads() {
         child.try_wait().expect("wait").is_none(),
         "the kitchen ended before it filled the pipe"
     );
-    let signalled = Instant::now();
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if signalled.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("nd-sniff still running 20 s after SIGTERM with its stdout unread");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = sigterm_and_wait(&mut child) else {
+        panic!("nd-sniff still running 20 s after SIGTERM with its stdout unread");
     };
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {

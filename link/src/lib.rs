@@ -575,9 +575,9 @@ pub fn hub_uri(hub: &str) -> Result<String, LinkError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_plain_client_at_a_tls_port_is_told_to_use_wss() {
-        // A TLS server answers an HTTP upgrade with a TLS alert record: no HTTP at all.
+    /// The error of a plain `ws://` upgrade to a peer on 127.0.0.1 that reads the request,
+    /// writes `answer` and closes.
+    fn plain_upgrade_answered_with(answer: &'static [u8]) -> LinkError {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -585,31 +585,7 @@ mod tests {
             let (mut tcp, _) = listener.accept().unwrap();
             let mut buf = [0u8; 1024];
             let _ = tcp.read(&mut buf);
-            let _ = tcp.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
-        });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let error = rt
-            .block_on(Link::plain().connect(&format!("ws://{addr}"), None))
-            .map(|_| ())
-            .expect_err("no hub there")
-            .to_string();
-        let _ = server.join();
-        assert!(error.contains("wss://"), "{error}");
-    }
-
-    #[test]
-    fn a_plain_client_whose_connection_is_dropped_unanswered_is_told_of_wss() {
-        // What a TLS hub does with a plain upgrade request: reads it and closes.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            use std::io::Read;
-            let (mut tcp, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = tcp.read(&mut buf);
+            let _ = tcp.write_all(answer);
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -620,6 +596,20 @@ mod tests {
             .map(|_| ())
             .expect_err("no hub there");
         let _ = server.join();
+        error
+    }
+
+    #[test]
+    fn a_plain_client_at_a_tls_port_is_told_to_use_wss() {
+        // A TLS server answers an HTTP upgrade with a TLS alert record: no HTTP at all.
+        let error = plain_upgrade_answered_with(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
+        assert!(error.to_string().contains("wss://"), "{error}");
+    }
+
+    #[test]
+    fn a_plain_client_whose_connection_is_dropped_unanswered_is_told_of_wss() {
+        // What a TLS hub does with a plain upgrade request: reads it and closes.
+        let error = plain_upgrade_answered_with(&[]);
         assert!(
             matches!(
                 error,
