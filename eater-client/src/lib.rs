@@ -757,31 +757,34 @@ impl Eater {
             .read_buffer_size(64 * 1024)
             .write_buffer_size(0)
             .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES);
-        let attempt = async {
-            let (mut ws, response) = self
-                .config
-                .link
-                .connect_frames(self.uri.as_str(), Some(ws_config), true)
-                .await
-                .map_err(classify_connect_error)?;
-            let binary = hub_link::binary_granted(&response);
-            let hello = serde_json::to_string(&self.hello()).unwrap_or_default();
-            ws.send(Message::text(hello))
-                .await
-                .map_err(|e| ConnectError::Retry {
-                    reason: format!("the hello could not be sent: {e}"),
-                    unreachable: false,
-                })?;
-            Ok((ws, binary))
-        };
-        match tokio::time::timeout(self.config.connect_timeout, attempt).await {
-            Ok(result) => result,
+        // The link says which step ran out of time (no TCP connection: unreachable; no
+        // answer to the upgrade: something else listens there).
+        let (mut ws, response) = self
+            .config
+            .link
+            .connect_frames_within(
+                self.uri.as_str(),
+                Some(ws_config),
+                true,
+                self.config.connect_timeout,
+            )
+            .await
+            .map_err(classify_connect_error)?;
+        let binary = hub_link::binary_granted(&response);
+        let hello = serde_json::to_string(&self.hello()).unwrap_or_default();
+        match tokio::time::timeout(self.config.connect_timeout, ws.send(Message::text(hello))).await
+        {
+            Ok(Ok(())) => Ok((ws, binary)),
+            Ok(Err(e)) => Err(ConnectError::Retry {
+                reason: format!("the hello could not be sent: {e}"),
+                unreachable: false,
+            }),
             Err(_) => Err(ConnectError::Retry {
                 reason: format!(
-                    "no connection within {:.1} s",
+                    "the hub took no hello within {:.1} s",
                     self.config.connect_timeout.as_secs_f64()
                 ),
-                unreachable: true,
+                unreachable: false,
             }),
         }
     }
@@ -990,6 +993,42 @@ mod tests {
             [500, 1000, 2000].map(Duration::from_millis).to_vec()
         );
         assert!(matches!(eater.lost("x".into()), Err(Error::GaveUp(_))));
+    }
+
+    /// A peer that accepts the connection and never answers the upgrade is not hinted as
+    /// "is nd-hub running?" (the attempt's timeout said "no connection" and
+    /// `unreachable`); a port nothing listens on still is.
+    #[test]
+    fn a_silent_peer_is_told_from_no_hub() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let attempt = |hub: String| {
+            let mut config = EaterConfig::new(&hub, "t");
+            config.connect_timeout = Duration::from_millis(300);
+            let eater = Eater::new(config).unwrap();
+            match rt.block_on(eater.connect()) {
+                Err(ConnectError::Retry {
+                    reason,
+                    unreachable,
+                }) => (reason, unreachable),
+                Err(ConnectError::Fatal(e)) => panic!("{hub}: fatal {e}"),
+                Ok(_) => panic!("{hub}: connected"),
+            }
+        };
+        let (reason, unreachable) = attempt(silent.local_addr().unwrap().to_string());
+        assert!(!unreachable, "{reason}");
+        assert!(
+            reason.contains("no answer to the WebSocket upgrade") && reason.contains("wss://"),
+            "{reason}"
+        );
+        let (reason, unreachable) = attempt(closed_addr.to_string());
+        assert!(unreachable, "{reason}");
     }
 
     /// Only a connection that brought messages and lasted starts the backoff over: a hub

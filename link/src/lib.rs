@@ -26,7 +26,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::handshake::client::Response;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -372,6 +372,100 @@ impl Link {
         ws_config: Option<WebSocketConfig>,
         ask_binary: bool,
     ) -> Result<(Ws, Response), LinkError> {
+        self.connect_steps(uri, ws_config, ask_binary, None).await
+    }
+
+    /// [`Link::connect_frames`] within `limit` in all, saying which step did not end in
+    /// time: no TCP connection (nothing answered: `unreachable`, so "is nd-hub running?"
+    /// fits), or a connection whose upgrade was never answered (a peer that is no hub and
+    /// waits, a `wss://` hub written as `ws://`), where that hint misled.
+    pub async fn connect_frames_within(
+        &self,
+        uri: &str,
+        ws_config: Option<WebSocketConfig>,
+        ask_binary: bool,
+        limit: std::time::Duration,
+    ) -> Result<(Ws, Response), LinkError> {
+        self.connect_steps(uri, ws_config, ask_binary, Some(limit))
+            .await
+    }
+
+    /// TCP, then TLS and the upgrade, each step within what is left of `limit` (none: no
+    /// limit, the caller bounds it).
+    async fn connect_steps(
+        &self,
+        uri: &str,
+        ws_config: Option<WebSocketConfig>,
+        ask_binary: bool,
+        limit: Option<std::time::Duration>,
+    ) -> Result<(Ws, Response), LinkError> {
+        let (request, connector) = self.upgrade_request(uri, ask_binary)?;
+        let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+        let within = |what: &str| {
+            format!(
+                "{what} within {:.1} s",
+                limit.unwrap_or_default().as_secs_f64()
+            )
+        };
+        // As tokio-tungstenite does it: the host without IPv6 brackets, the scheme's port.
+        let host = request
+            .uri()
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+            .ok_or_else(|| LinkError::BadAddress(uri.to_owned(), "no host".into()))?;
+        let port = request
+            .uri()
+            .port_u16()
+            .unwrap_or(if uri.starts_with("wss://") { 443 } else { 80 });
+        let tcp = TcpStream::connect((host.as_str(), port));
+        let tcp = match deadline {
+            Some(at) => tokio::time::timeout_at(at, tcp)
+                .await
+                .map_err(|_| LinkError::Connect {
+                    uri: uri.to_owned(),
+                    detail: within("no TCP connection"),
+                    unreachable: true,
+                })?,
+            None => tcp.await,
+        }
+        .map_err(|e| classify(uri, WsError::Io(e)))?;
+        // Dumplings are small frames sent as they are made.
+        let _ = tcp.set_nodelay(true);
+        let upgrade = tokio_tungstenite::client_async_tls_with_config(
+            request,
+            tcp,
+            ws_config,
+            Some(connector),
+        );
+        match deadline {
+            Some(at) => tokio::time::timeout_at(at, upgrade).await.map_err(|_| {
+                let tls = if uri.starts_with("ws://") {
+                    ", or a hub that uses TLS (write wss://)"
+                } else {
+                    ""
+                };
+                LinkError::Connect {
+                    uri: uri.to_owned(),
+                    detail: format!(
+                        "{}: something accepts connections there but does not answer as a \
+                         hub (another service{tls}?)",
+                        within("connected, but no answer to the WebSocket upgrade")
+                    ),
+                    unreachable: false,
+                }
+            })?,
+            None => upgrade.await,
+        }
+        .map_err(|error| classify(uri, error))
+    }
+
+    /// The upgrade request for `uri` (token, binary frames asked for) and how to wrap the
+    /// connection (TLS for `wss://`).
+    fn upgrade_request(
+        &self,
+        uri: &str,
+        ask_binary: bool,
+    ) -> Result<(Request, Connector), LinkError> {
         let mut request = uri
             .into_client_request()
             .map_err(|e| LinkError::BadAddress(uri.to_owned(), e.to_string()))?;
@@ -388,7 +482,7 @@ impl Link {
         }
         let connector = if uri.starts_with("wss://") {
             match (&self.tls, &self.tls_error) {
-                (Some(config), _) => Some(Connector::Rustls(config.clone())),
+                (Some(config), _) => Connector::Rustls(config.clone()),
                 (None, Some(error)) => {
                     return Err(LinkError::Tls {
                         uri: uri.to_owned(),
@@ -403,11 +497,9 @@ impl Link {
                 }
             }
         } else {
-            Some(Connector::Plain)
+            Connector::Plain
         };
-        tokio_tungstenite::connect_async_tls_with_config(request, ws_config, true, connector)
-            .await
-            .map_err(|error| classify(uri, error))
+        Ok((request, connector))
     }
 }
 
@@ -621,6 +713,64 @@ mod tests {
             "{error:?}"
         );
         assert!(error.to_string().contains("wss://"), "{error}");
+    }
+
+    #[test]
+    fn a_connect_within_a_limit_says_which_step_ran_out_of_time() {
+        // Accepts, reads the request, never answers (another service on the port).
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for uri in [
+            format!("ws://{addr}"),
+            format!("ws://[::ffff:127.0.0.1]:{}", addr.port()),
+        ] {
+            let error = rt
+                .block_on(Link::plain().connect_frames_within(
+                    &uri,
+                    None,
+                    false,
+                    std::time::Duration::from_millis(300),
+                ))
+                .map(|_| ())
+                .expect_err("no answer");
+            match &error {
+                LinkError::Connect {
+                    detail,
+                    unreachable: false,
+                    ..
+                } => assert!(
+                    detail.contains("no answer to the WebSocket upgrade within 0.3 s")
+                        && detail.contains("wss://"),
+                    "{uri}: {detail}"
+                ),
+                other => panic!("{uri}: {other:?}"),
+            }
+        }
+        // Nothing listens: unreachable, at once.
+        drop(silent);
+        let error = rt
+            .block_on(Link::plain().connect_frames_within(
+                &format!("ws://{addr}"),
+                None,
+                false,
+                std::time::Duration::from_secs(5),
+            ))
+            .map(|_| ())
+            .expect_err("refused");
+        assert!(
+            matches!(
+                error,
+                LinkError::Connect {
+                    unreachable: true,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]

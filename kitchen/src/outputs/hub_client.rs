@@ -239,6 +239,9 @@ pub struct HubClient {
 /// counts as a failed attempt.
 const HEALTHY_SESSION: Duration = Duration::from_secs(5);
 
+/// How long one connection attempt (TCP, TLS, the upgrade) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often [`HubClient::finish`] asks whether it was interrupted.
 const FINISH_CHECK: Duration = Duration::from_millis(100);
 
@@ -462,13 +465,12 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                 return;
             }
         }
-        match tokio::time::timeout(
-            Duration::from_secs(5),
-            options.link.connect_frames(url.as_str(), None, true),
-        )
-        .await
+        match options
+            .link
+            .connect_frames_within(url.as_str(), None, true, CONNECT_TIMEOUT)
+            .await
         {
-            Ok(Ok((ws, response))) => {
+            Ok((ws, response)) => {
                 // Our hub agrees to binary frames (each holds the dumpling's UTF-8 text, so
                 // it checks that once, fast); any other hub gets text frames as ever.
                 let binary = hub_link::binary_granted(&response);
@@ -555,7 +557,7 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     }
                 }
             }
-            Ok(Err(e)) if e.is_fatal() => {
+            Err(e) if e.is_fatal() => {
                 // A bad certificate or token: say so plainly (retries continue, since the
                 // hub's auth file or certificate may be fixed while the kitchen runs).
                 failures += 1;
@@ -563,8 +565,9 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     tracing::error!(attempts = failures, "{e}");
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 failures += 1;
+                // Nothing answered (refused, no route, no TCP connection in time).
                 let unreachable = matches!(
                     e,
                     hub_link::LinkError::Connect {
@@ -573,15 +576,6 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
                     }
                 );
                 log_connect_failure(&url, failures, &e.to_string(), unreachable);
-                current = (current + 1) % hubs.len();
-                untried = untried.saturating_sub(1);
-                if untried > 0 {
-                    continue;
-                }
-            }
-            Err(_) => {
-                failures += 1;
-                log_connect_failure(&url, failures, "connection attempt timed out", true);
                 current = (current + 1) % hubs.len();
                 untried = untried.saturating_sub(1);
                 if untried > 0 {
