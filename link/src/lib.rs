@@ -440,15 +440,14 @@ impl Link {
         match deadline {
             Some(at) => tokio::time::timeout_at(at, upgrade).await.map_err(|_| {
                 let tls = if uri.starts_with("ws://") {
-                    ", or a hub that uses TLS (write wss://)"
+                    ", or one that uses TLS (then write wss://)"
                 } else {
                     ""
                 };
                 LinkError::Connect {
                     uri: uri.to_owned(),
                     detail: format!(
-                        "{}: something accepts connections there but does not answer as a \
-                         hub (another service{tls}?)",
+                        "{}: what listens there is no hub{tls}",
                         within("connected, but no answer to the WebSocket upgrade")
                     ),
                     unreachable: false,
@@ -456,7 +455,21 @@ impl Link {
             })?,
             None => upgrade.await,
         }
-        .map_err(|error| classify(uri, error))
+        .map_err(|error| match classify(uri, error) {
+            // Something took the connection: "is nd-hub running?" would mislead.
+            LinkError::Connect {
+                uri,
+                detail,
+                unreachable: true,
+            } => LinkError::Connect {
+                uri,
+                detail: format!(
+                    "connected, then lost the connection before the upgrade was answered: {detail}"
+                ),
+                unreachable: false,
+            },
+            other => other,
+        })
     }
 
     /// The upgrade request for `uri` (token, binary frames asked for) and how to wrap the
@@ -750,6 +763,36 @@ mod tests {
                 other => panic!("{uri}: {other:?}"),
             }
         }
+        // Takes the connection and resets it: no hint that the hub is not running.
+        let resetting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let resetting_addr = resetting.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = resetting.accept().unwrap();
+            // Closed with the request unread: the kernel resets the connection.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(tcp);
+        });
+        let error = rt
+            .block_on(Link::plain().connect_frames_within(
+                &format!("ws://{resetting_addr}"),
+                None,
+                false,
+                std::time::Duration::from_secs(5),
+            ))
+            .map(|_| ())
+            .expect_err("reset");
+        let _ = server.join();
+        assert!(
+            matches!(
+                &error,
+                LinkError::Connect {
+                    unreachable: false,
+                    detail,
+                    ..
+                } if detail.starts_with("connected, then lost the connection")
+            ),
+            "{error:?}"
+        );
         // Nothing listens: unreachable, at once.
         drop(silent);
         let error = rt

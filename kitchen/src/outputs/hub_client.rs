@@ -610,8 +610,7 @@ fn log_connect_failure(url: &str, failures: u32, error: &str, unreachable: bool)
                  right?); retrying");
         } else {
             tracing::warn!(hub = %url, attempts = failures, error,
-                "cannot connect to the hub: something answered there, but the WebSocket \
-                 upgrade failed (see error); retrying");
+                "cannot connect to the hub; retrying");
         }
     } else {
         tracing::debug!(hub = %url, attempts = failures, error, "cannot connect to the hub");
