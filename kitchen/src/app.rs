@@ -830,8 +830,9 @@ fn install_signal_handlers() -> anyhow::Result<Arc<AtomicBool>> {
                     }
                     // Pending chef compiles end now (a slow start is not waited out).
                     kitchen::chef_host::compile_worker::stop_all();
+                    flag.store(true, Ordering::SeqCst);
                     let caught = SIGNALS_CAUGHT.fetch_add(1, Ordering::SeqCst) + 1;
-                    if flag.swap(true, Ordering::SeqCst) {
+                    if caught > 1 {
                         if caught == 2 && IN_FINAL_WAIT.load(Ordering::SeqCst) {
                             // The wait for the hub sees it and ends, with the summary.
                             continue;

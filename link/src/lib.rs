@@ -112,6 +112,18 @@ impl LinkError {
     pub fn is_fatal(&self) -> bool {
         !matches!(self, LinkError::Connect { .. })
     }
+
+    /// Whether nothing answered at all (see [`LinkError::Connect`]): the one failure where
+    /// "is nd-hub running?" is the right hint.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            LinkError::Connect {
+                unreachable: true,
+                ..
+            }
+        )
+    }
 }
 
 /// A bearer token. Its `Debug` form is redacted so it never reaches a log.
@@ -417,17 +429,14 @@ impl Link {
             .uri()
             .port_u16()
             .unwrap_or(if uri.starts_with("wss://") { 443 } else { 80 });
-        let tcp = TcpStream::connect((host.as_str(), port));
-        let tcp = match deadline {
-            Some(at) => tokio::time::timeout_at(at, tcp)
-                .await
-                .map_err(|_| LinkError::Connect {
-                    uri: uri.to_owned(),
-                    detail: within("no TCP connection"),
-                    unreachable: true,
-                })?,
-            None => tcp.await,
-        }
+        let tcp = by_deadline(deadline, TcpStream::connect((host.as_str(), port)), || {
+            LinkError::Connect {
+                uri: uri.to_owned(),
+                detail: within("no TCP connection"),
+                unreachable: true,
+            }
+        })
+        .await?
         .map_err(|e| classify(uri, WsError::Io(e)))?;
         // Dumplings are small frames sent as they are made.
         let _ = tcp.set_nodelay(true);
@@ -437,24 +446,22 @@ impl Link {
             ws_config,
             Some(connector),
         );
-        match deadline {
-            Some(at) => tokio::time::timeout_at(at, upgrade).await.map_err(|_| {
-                let tls = if uri.starts_with("ws://") {
-                    ", or one that uses TLS (then write wss://)"
-                } else {
-                    ""
-                };
-                LinkError::Connect {
-                    uri: uri.to_owned(),
-                    detail: format!(
-                        "{}: what listens there is no hub{tls}",
-                        within("connected, but no answer to the WebSocket upgrade")
-                    ),
-                    unreachable: false,
-                }
-            })?,
-            None => upgrade.await,
-        }
+        by_deadline(deadline, upgrade, || {
+            let tls = if uri.starts_with("ws://") {
+                ", or one that uses TLS (then write wss://)"
+            } else {
+                ""
+            };
+            LinkError::Connect {
+                uri: uri.to_owned(),
+                detail: format!(
+                    "{}: what listens there is no hub{tls}",
+                    within("connected, but no answer to the WebSocket upgrade")
+                ),
+                unreachable: false,
+            }
+        })
+        .await?
         .map_err(|error| match classify(uri, error) {
             // Something took the connection: "is nd-hub running?" would mislead.
             LinkError::Connect {
@@ -513,6 +520,19 @@ impl Link {
             Connector::Plain
         };
         Ok((request, connector))
+    }
+}
+
+/// `step`, by `deadline` (none: unbounded, the caller bounds it); `late` is the error when
+/// the deadline comes first.
+async fn by_deadline<T>(
+    deadline: Option<tokio::time::Instant>,
+    step: impl std::future::Future<Output = T>,
+    late: impl FnOnce() -> LinkError,
+) -> Result<T, LinkError> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, step).await.map_err(|_| late()),
+        None => Ok(step.await),
     }
 }
 
@@ -737,19 +757,21 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        let fail_within = |uri: &str, ms: u64| {
+            rt.block_on(Link::plain().connect_frames_within(
+                uri,
+                None,
+                false,
+                std::time::Duration::from_millis(ms),
+            ))
+            .map(|_| ())
+            .expect_err("no hub there")
+        };
         for uri in [
             format!("ws://{addr}"),
             format!("ws://[::ffff:127.0.0.1]:{}", addr.port()),
         ] {
-            let error = rt
-                .block_on(Link::plain().connect_frames_within(
-                    &uri,
-                    None,
-                    false,
-                    std::time::Duration::from_millis(300),
-                ))
-                .map(|_| ())
-                .expect_err("no answer");
+            let error = fail_within(&uri, 300);
             match &error {
                 LinkError::Connect {
                     detail,
@@ -772,15 +794,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(300));
             drop(tcp);
         });
-        let error = rt
-            .block_on(Link::plain().connect_frames_within(
-                &format!("ws://{resetting_addr}"),
-                None,
-                false,
-                std::time::Duration::from_secs(5),
-            ))
-            .map(|_| ())
-            .expect_err("reset");
+        let error = fail_within(&format!("ws://{resetting_addr}"), 5000);
         let _ = server.join();
         assert!(
             matches!(
@@ -795,25 +809,8 @@ mod tests {
         );
         // Nothing listens: unreachable, at once.
         drop(silent);
-        let error = rt
-            .block_on(Link::plain().connect_frames_within(
-                &format!("ws://{addr}"),
-                None,
-                false,
-                std::time::Duration::from_secs(5),
-            ))
-            .map(|_| ())
-            .expect_err("refused");
-        assert!(
-            matches!(
-                error,
-                LinkError::Connect {
-                    unreachable: true,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
+        let error = fail_within(&format!("ws://{addr}"), 5000);
+        assert!(error.is_unreachable(), "{error:?}");
     }
 
     #[test]

@@ -567,15 +567,7 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
             }
             Err(e) => {
                 failures += 1;
-                // Nothing answered (refused, no route, no TCP connection in time).
-                let unreachable = matches!(
-                    e,
-                    hub_link::LinkError::Connect {
-                        unreachable: true,
-                        ..
-                    }
-                );
-                log_connect_failure(&url, failures, &e.to_string(), unreachable);
+                log_connect_failure(&url, failures, &e);
                 current = (current + 1) % hubs.len();
                 untried = untried.saturating_sub(1);
                 if untried > 0 {
@@ -598,22 +590,22 @@ async fn run(shared: Arc<Shared>, options: HubOptions) {
     }
 }
 
-/// A failed attempt, logged at the first and at powers of two. `unreachable`: nothing
-/// answered (refused, no route, no answer in time), so where to look is said; when
-/// something did answer (HTTP 503, a TLS port, a peer that is no hub) that hint misled, and
-/// the error says what it answered.
-fn log_connect_failure(url: &str, failures: u32, error: &str, unreachable: bool) {
+/// A failed attempt, logged at the first and at powers of two. Where nothing answered
+/// (refused, no route, no TCP connection in time) where to look is said; when something did
+/// answer (HTTP 503, a TLS port, a peer that is no hub) that hint misled, and the error
+/// says what it answered.
+fn log_connect_failure(url: &str, failures: u32, error: &hub_link::LinkError) {
     if failures == 1 || failures.is_power_of_two() {
-        if unreachable {
-            tracing::warn!(hub = %url, attempts = failures, error,
+        if error.is_unreachable() {
+            tracing::warn!(hub = %url, attempts = failures, error = %error,
                 "cannot connect to the hub (is nd-hub running there, and is the address \
                  right?); retrying");
         } else {
-            tracing::warn!(hub = %url, attempts = failures, error,
+            tracing::warn!(hub = %url, attempts = failures, error = %error,
                 "cannot connect to the hub; retrying");
         }
     } else {
-        tracing::debug!(hub = %url, attempts = failures, error, "cannot connect to the hub");
+        tracing::debug!(hub = %url, attempts = failures, error = %error, "cannot connect to the hub");
     }
 }
 
