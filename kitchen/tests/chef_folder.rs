@@ -185,7 +185,6 @@ fn a_compile_bomb_dropped_in_does_not_delay_another_chefs_reload() {
     while (good_after.is_none() || bomb_error.is_none()) && Instant::now() < until {
         match r.recv_timeout(Duration::from_millis(200)) {
             Some(ReloadEvent::Ready { path, .. }) if path.ends_with("good.wasm") => {
-                assert!(bomb_error.is_none(), "the good chef waited for the bomb");
                 good_after = Some(dropped.elapsed());
             }
             Some(ReloadEvent::Failed { path, error }) if path.ends_with("bomb.wasm") => {
@@ -203,6 +202,14 @@ fn a_compile_bomb_dropped_in_does_not_delay_another_chefs_reload() {
     eprintln!("good chef ready {good_after:.1?} after it was dropped in; bomb refused after {bomb_after:.1?}: {error}");
     assert!(good_after < timeout, "the good chef took {good_after:?}");
     assert!(error.contains("compile refused"), "{error}");
+    // A bomb refused at its time limit must not have held the good chef back. (One refused
+    // early at its memory limit may end first under load: the order then says nothing.)
+    if error.contains("longer than") {
+        assert!(
+            good_after < bomb_after,
+            "the good chef waited for the bomb: {good_after:?} vs {bomb_after:?}"
+        );
+    }
     // Dropping the reloader does not wait for anything.
     let t = Instant::now();
     drop(r);
